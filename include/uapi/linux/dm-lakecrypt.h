@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * dm-lakecrypt: the vocabulary of the device-mapper target "lakecrypt",
+ * shared by the kernel module, the agent, the tools and the documentation
+ * (Documentation/admin-guide/dm-lakecrypt.rst).
+ *
+ * Table line:
+ *   <start> <len> lakecrypt <cipher> <key> <segment_sectors> <device> \
+ *       <offset> <volume_id> [<#opt_params> <opt_params>...]
+ *
+ *   <cipher>           dm-crypt cipher spec with a plain64 IV:
+ *                      aes-xts-plain64, xchacha12,aes-adiantum-plain64,
+ *                      capi:xts(aes)-plain64, ...
+ *   <key>              :<key_size>:logon:<key_prefix>
+ *                      the DEK of segment N is the logon key whose
+ *                      description is <key_prefix><N> (N in decimal)
+ *   <segment_sectors>  segment size in 512-byte sectors, a power of two,
+ *                      at least LAKECRYPT_MIN_SEGMENT_SECTORS
+ *   <device>           backing device (path or major:minor)
+ *   <offset>           start of the data area on <device>, in sectors
+ *   <volume_id>        1..LAKECRYPT_MAX_VOLUME_ID characters [A-Za-z0-9._-]
+ *
+ * Optional parameters:
+ *   allow_discards     pass discards to the backing device
+ *   sector_size:<n>    encryption unit, 512..4096, a power of two
+ *   ephemeral          the volume is a cache: revoke also discards it
+ *
+ * Messages (dmsetup message <dev> 0 ...):
+ *   key load <range>   load the DEKs of <range> from the keyring (all or
+ *                      nothing); <range> is "all", "<n>" or "<first>-<last>"
+ *   key wipe <range>   forget and zero the DEKs of <range>
+ *   revoke [discard]   wipe every key, fail all I/O from now on and, if
+ *                      the volume is ephemeral or "discard" is given,
+ *                      discard the data area; permanent for this table
+ *
+ * Status INFO (dmsetup status):
+ *   <state> <segments> <keys_loaded> <reads> <writes> <io_errors> <discard>
+ *   <state>   is LAKECRYPT_STATE_ACTIVE or LAKECRYPT_STATE_REVOKED
+ *   <discard> is one of LAKECRYPT_DISCARD_* (what revoke did)
+ *
+ * On revoke the mapped disk gets a KOBJ_CHANGE uevent with
+ * LAKECRYPT_UEVENT_EVENT=LAKECRYPT_UEVENT_REVOKED,
+ * LAKECRYPT_UEVENT_VOLUME=<volume_id> and LAKECRYPT_UEVENT_DISCARD=<discard>.
+ */
+#ifndef _UAPI_LINUX_DM_LAKECRYPT_H
+#define _UAPI_LINUX_DM_LAKECRYPT_H
+
+#define LAKECRYPT_TARGET_NAME		"lakecrypt"
+#define LAKECRYPT_VERSION_MAJOR		1
+#define LAKECRYPT_VERSION_MINOR		0
+#define LAKECRYPT_VERSION_PATCH		0
+
+/* Table line */
+#define LAKECRYPT_CIPHER_IV		"plain64"
+#define LAKECRYPT_KEY_TYPE		"logon"
+#define LAKECRYPT_MIN_SEGMENT_SECTORS	8		/* 4 KiB */
+#define LAKECRYPT_MAX_SEGMENTS		(1U << 20)
+#define LAKECRYPT_MAX_KEY_SIZE		128		/* bytes */
+#define LAKECRYPT_MAX_KEY_PREFIX	128		/* characters */
+#define LAKECRYPT_MAX_VOLUME_ID		64		/* characters */
+#define LAKECRYPT_MIN_SECTOR_SIZE	512
+#define LAKECRYPT_MAX_SECTOR_SIZE	4096
+
+/* Optional parameters */
+#define LAKECRYPT_OPT_ALLOW_DISCARDS	"allow_discards"
+#define LAKECRYPT_OPT_SECTOR_SIZE	"sector_size"	/* sector_size:<n> */
+#define LAKECRYPT_OPT_EPHEMERAL		"ephemeral"
+
+/* Messages */
+#define LAKECRYPT_MSG_KEY		"key"
+#define LAKECRYPT_MSG_KEY_LOAD		"load"
+#define LAKECRYPT_MSG_KEY_WIPE		"wipe"
+#define LAKECRYPT_MSG_RANGE_ALL		"all"
+#define LAKECRYPT_MSG_REVOKE		"revoke"
+#define LAKECRYPT_MSG_REVOKE_DISCARD	"discard"
+
+/* Status */
+#define LAKECRYPT_STATE_ACTIVE		"active"
+#define LAKECRYPT_STATE_REVOKED		"revoked"
+#define LAKECRYPT_DISCARD_NONE		"-"		/* not revoked, or not asked */
+#define LAKECRYPT_DISCARD_DONE		"discarded"
+#define LAKECRYPT_DISCARD_UNSUPPORTED	"unsupported"	/* device has no discard */
+#define LAKECRYPT_DISCARD_FAILED	"failed"
+
+/* Uevent */
+#define LAKECRYPT_UEVENT_EVENT		"LAKECRYPT_EVENT"
+#define LAKECRYPT_UEVENT_VOLUME		"LAKECRYPT_VOLUME"
+#define LAKECRYPT_UEVENT_DISCARD	"LAKECRYPT_DISCARD"
+#define LAKECRYPT_UEVENT_REVOKED	"revoked"
+
+#endif /* _UAPI_LINUX_DM_LAKECRYPT_H */

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-lakecrypt I/O path.
+ *
+ * dm core splits every bio at segment boundaries (max_io_len is the
+ * segment size), so a bio here belongs to exactly one segment and is
+ * encrypted with that segment's DEK, one crypto sector at a time, with a
+ * plain64 IV counting 512-byte sectors from the start of the data area:
+ * byte for byte what dm-crypt writes with the same cipher and key.
+ *
+ * Writes are encrypted into bounce pages and the clone is submitted;
+ * reads are submitted as a clone and decrypted in place on completion.
+ * Crypto runs in the submitting or completing task when that task may
+ * sleep, and on a workqueue otherwise.
+ */
+#include <linux/blkdev.h>
+#include <linux/scatterlist.h>
+
+#include "dm-lakecrypt.h"
+
+static inline struct skcipher_request *lc_io_req(struct lc_io *io)
+{
+	return (void *)PTR_ALIGN((u8 *)(io + 1), CRYPTO_MINALIGN);
+}
+
+static void lc_io_put(struct lc_target *lc)
+{
+	if (atomic_dec_and_test(&lc->inflight) && unlikely(test_bit(LC_REVOKED, &lc->flags)))
+		wake_up(&lc->inflight_wait);
+}
+
+/* Wait until every bio this target accepted has completed. */
+void lc_io_drain(struct lc_target *lc)
+{
+	wait_event(lc->inflight_wait, !atomic_read(&lc->inflight));
+}
+
+static void lc_io_end(struct lc_io *io, blk_status_t status)
+{
+	struct lc_target *lc = io->lc;
+	struct bio *base = io->base_bio;
+
+	if (unlikely(status)) {
+		atomic64_inc(&lc->errors);
+		base->bi_status = status;
+	}
+	lc_io_put(lc);
+	bio_endio(base);
+}
+
+/*
+ * Run @in through the cipher into @out, one crypto sector at a time.
+ * @in and @out may be the same bio and iterator (in-place decryption).
+ */
+static int lc_crypt(struct lc_io *io, struct lc_tfm *t, bool encrypt,
+		    struct bio *in, struct bvec_iter iter_in,
+		    struct bio *out, struct bvec_iter iter_out)
+{
+	struct lc_target *lc = io->lc;
+	struct skcipher_request *req = lc_io_req(io);
+	unsigned int ss = lc->sector_size;
+	sector_t sector = io->sector;
+	struct scatterlist sg_in, sg_out;
+	DECLARE_CRYPTO_WAIT(wait);
+	int r = 0;
+
+	skcipher_request_set_tfm(req, t->tfm);
+	skcipher_request_set_callback(req, CRYPTO_TFM_REQ_MAY_SLEEP | CRYPTO_TFM_REQ_MAY_BACKLOG,
+				      crypto_req_done, &wait);
+	sg_init_table(&sg_in, 1);
+	sg_init_table(&sg_out, 1);
+
+	while (iter_in.bi_size) {
+		struct bio_vec bv_in = bio_iter_iovec(in, iter_in);
+		struct bio_vec bv_out = bio_iter_iovec(out, iter_out);
+
+		/* A crypto sector must not straddle a page (dm-crypt has the same rule). */
+		if (unlikely(bv_in.bv_len & (ss - 1) || bv_out.bv_len & (ss - 1)))
+			return -EIO;
+
+		sg_set_page(&sg_in, bv_in.bv_page, ss, bv_in.bv_offset);
+		sg_set_page(&sg_out, bv_out.bv_page, ss, bv_out.bv_offset);
+
+		memset(io->iv, 0, lc->iv_size);
+		put_unaligned_le64(sector, io->iv);
+		skcipher_request_set_crypt(req, &sg_in, &sg_out, ss, io->iv);
+		r = crypto_wait_req(encrypt ? crypto_skcipher_encrypt(req) :
+					      crypto_skcipher_decrypt(req), &wait);
+		if (r)
+			return r;
+
+		bio_advance_iter(in, &iter_in, ss);
+		bio_advance_iter(out, &iter_out, ss);
+		sector += ss >> SECTOR_SHIFT;
+		cond_resched();
+	}
+	return 0;
+}
+
+/* Context where crypto may run inline: a task that may sleep. */
+static inline bool lc_can_crypt_inline(void)
+{
+	return in_task() && preemptible();
+}
+
+/* ---- reads ---- */
+
+static void lc_read_decrypt(struct lc_io *io)
+{
+	struct lc_target *lc = io->lc;
+	struct bio *base = io->base_bio;
+	struct lc_tfm *t;
+	int r;
+
+	t = lc_tfm_get(lc, io->seg);
+	if (IS_ERR(t)) {
+		r = PTR_ERR(t);
+	} else {
+		r = lc_crypt(io, t, false, base, base->bi_iter, base, base->bi_iter);
+		lc_tfm_put(lc, t);
+	}
+	if (unlikely(r)) {
+		/* Never hand ciphertext or half-decrypted data to the reader. */
+		zero_fill_bio(base);
+		if (r == -ENOKEY)
+			DMERR_LIMIT("%s: read of segment %u failed: its key was wiped",
+				    lc->volume_id, io->seg);
+		else
+			DMERR_LIMIT("%s: decryption of segment %u failed (%d)",
+				    lc->volume_id, io->seg, r);
+		lc_io_end(io, BLK_STS_IOERR);
+		return;
+	}
+	lc_io_end(io, BLK_STS_OK);
+}
+
+static void lc_read_work(struct work_struct *work)
+{
+	lc_read_decrypt(container_of(work, struct lc_io, work));
+}
+
+static void lc_read_endio(struct bio *clone)
+{
+	struct lc_io *io = clone->bi_private;
+	blk_status_t status = clone->bi_status;
+
+	bio_put(clone);
+	if (unlikely(status)) {
+		zero_fill_bio(io->base_bio);
+		lc_io_end(io, status);
+		return;
+	}
+	if (lc_can_crypt_inline()) {
+		lc_read_decrypt(io);
+		return;
+	}
+	INIT_WORK(&io->work, lc_read_work);
+	queue_work(io->lc->wq, &io->work);
+}
+
+static void lc_read(struct lc_io *io)
+{
+	struct lc_target *lc = io->lc;
+	struct bio *clone;
+
+	clone = bio_alloc_clone(lc->dev->bdev, io->base_bio, GFP_NOIO, &lc->bs);
+	clone->bi_iter.bi_sector = lc->start + io->sector;
+	clone->bi_private = io;
+	clone->bi_end_io = lc_read_endio;
+	submit_bio_noacct(clone);
+}
+
+/* ---- writes ---- */
+
+static void lc_free_pages(struct lc_target *lc, struct bio *clone)
+{
+	struct bio_vec *bv;
+	struct bvec_iter_all iter_all;
+
+	bio_for_each_segment_all(bv, clone, iter_all)
+		mempool_free(bv->bv_page, &lc->page_pool);
+}
+
+static void lc_write_endio(struct bio *clone)
+{
+	struct lc_io *io = clone->bi_private;
+	blk_status_t status = clone->bi_status;
+
+	lc_free_pages(io->lc, clone);
+	bio_put(clone);
+	lc_io_end(io, status);
+}
+
+/*
+ * Bounce pages for a write.  Try without blocking first; if the pool is
+ * short, retry with blocking allocations while holding a mutex, so that
+ * two large writes never each hold half of the pool's reserve.
+ */
+static struct bio *lc_alloc_write_clone(struct lc_target *lc, struct bio *base)
+{
+	unsigned int size = base->bi_iter.bi_size;
+	unsigned int nr_pages = DIV_ROUND_UP(size, PAGE_SIZE);
+	gfp_t gfp = GFP_NOWAIT | __GFP_NOWARN;
+	bool locked = false;
+	struct bio *clone;
+	unsigned int i;
+
+again:
+	clone = bio_alloc_bioset(lc->dev->bdev, nr_pages, base->bi_opf, GFP_NOIO, &lc->bs);
+	for (i = 0; i < nr_pages; i++) {
+		unsigned int len = min_t(unsigned int, size - i * PAGE_SIZE, PAGE_SIZE);
+		struct page *page = mempool_alloc(&lc->page_pool, gfp);
+
+		if (!page) {
+			lc_free_pages(lc, clone);
+			bio_put(clone);
+			gfp = GFP_NOIO;
+			mutex_lock(&lc->page_alloc_lock);
+			locked = true;
+			goto again;
+		}
+		__bio_add_page(clone, page, len, 0);
+	}
+	if (locked)
+		mutex_unlock(&lc->page_alloc_lock);
+	return clone;
+}
+
+static void lc_write(struct lc_io *io)
+{
+	struct lc_target *lc = io->lc;
+	struct bio *base = io->base_bio;
+	struct bio *clone;
+	struct lc_tfm *t;
+	int r;
+
+	clone = lc_alloc_write_clone(lc, base);
+	clone->bi_iter.bi_sector = lc->start + io->sector;
+	clone->bi_ioprio = base->bi_ioprio;
+	clone->bi_private = io;
+	clone->bi_end_io = lc_write_endio;
+
+	t = lc_tfm_get(lc, io->seg);
+	if (IS_ERR(t)) {
+		r = PTR_ERR(t);
+	} else {
+		r = lc_crypt(io, t, true, base, base->bi_iter, clone, clone->bi_iter);
+		lc_tfm_put(lc, t);
+	}
+	if (unlikely(r)) {
+		if (r == -ENOKEY)
+			DMERR_LIMIT("%s: write to segment %u failed: its key was wiped",
+				    lc->volume_id, io->seg);
+		else
+			DMERR_LIMIT("%s: encryption of segment %u failed (%d)",
+				    lc->volume_id, io->seg, r);
+		lc_free_pages(lc, clone);
+		bio_put(clone);
+		lc_io_end(io, BLK_STS_IOERR);
+		return;
+	}
+	submit_bio_noacct(clone);
+}
+
+static void lc_write_work(struct work_struct *work)
+{
+	lc_write(container_of(work, struct lc_io, work));
+}
+
+/* ---- map ---- */
+
+int lc_map(struct dm_target *ti, struct bio *bio)
+{
+	struct lc_target *lc = ti->private;
+	struct lc_io *io;
+	sector_t sector;
+
+	atomic_inc(&lc->inflight);
+	smp_mb__after_atomic();		/* pairs with revoke: set LC_REVOKED, then drain */
+	if (unlikely(test_bit(LC_REVOKED, &lc->flags))) {
+		DMERR_LIMIT("%s: I/O refused: the volume is revoked", lc->volume_id);
+		goto kill;
+	}
+
+	/* Flushes and discards carry no data to encrypt. */
+	if (unlikely(bio->bi_opf & REQ_PREFLUSH || bio_op(bio) == REQ_OP_DISCARD)) {
+		lc_io_put(lc);
+		bio_set_dev(bio, lc->dev->bdev);
+		if (bio_sectors(bio))
+			bio->bi_iter.bi_sector = lc->start +
+						 dm_target_offset(ti, bio->bi_iter.bi_sector);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (unlikely(bio_op(bio) != REQ_OP_READ && bio_op(bio) != REQ_OP_WRITE))
+		goto kill;
+
+	if (unlikely(bio->bi_iter.bi_size > (BIO_MAX_VECS << PAGE_SHIFT)) &&
+	    bio_data_dir(bio) == WRITE)
+		dm_accept_partial_bio(bio, (BIO_MAX_VECS << PAGE_SHIFT) >> SECTOR_SHIFT);
+
+	sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	if (unlikely(sector & ((lc->sector_size >> SECTOR_SHIFT) - 1) ||
+		     bio->bi_iter.bi_size & (lc->sector_size - 1)))
+		goto kill;
+
+	io = dm_per_bio_data(bio, lc->per_bio_size);
+	io->lc = lc;
+	io->base_bio = bio;
+	io->sector = sector;
+	io->seg = lc_segment(lc, sector);
+
+	if (unlikely(!lc_key_loaded(lc, io->seg))) {
+		DMERR_LIMIT("%s: I/O to segment %u refused: no key loaded",
+			    lc->volume_id, io->seg);
+		goto kill;
+	}
+
+	if (bio_data_dir(bio) == READ) {
+		atomic64_inc(&lc->reads);
+		lc_read(io);
+	} else {
+		atomic64_inc(&lc->writes);
+		if (lc_can_crypt_inline()) {
+			lc_write(io);
+		} else {
+			INIT_WORK(&io->work, lc_write_work);
+			queue_work(lc->wq, &io->work);
+		}
+	}
+	return DM_MAPIO_SUBMITTED;
+
+kill:
+	atomic64_inc(&lc->errors);
+	lc_io_put(lc);
+	return DM_MAPIO_KILL;
+}
+
+int lc_io_init(struct lc_target *lc)
+{
+	struct dm_target *ti = lc->ti;
+	unsigned int reqsize;
+	int r;
+
+	reqsize = sizeof(struct skcipher_request) + crypto_skcipher_reqsize(lc->pool[0].tfm);
+	lc->per_bio_size = ALIGN(ALIGN(sizeof(struct lc_io), CRYPTO_MINALIGN) + reqsize,
+				 ARCH_KMALLOC_MINALIGN);
+	ti->per_io_data_size = lc->per_bio_size;
+
+	r = bioset_init(&lc->bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		ti->error = "Cannot allocate bio set";
+		return r;
+	}
+	r = mempool_init_page_pool(&lc->page_pool, BIO_MAX_VECS, 0);
+	if (r) {
+		ti->error = "Cannot allocate page pool";
+		return r;
+	}
+	mutex_init(&lc->page_alloc_lock);
+	atomic_set(&lc->inflight, 0);
+	init_waitqueue_head(&lc->inflight_wait);
+
+	lc->wq = alloc_workqueue("kcryptd-lc/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
+				 num_online_cpus(), lc->volume_id);
+	if (!lc->wq) {
+		ti->error = "Cannot allocate workqueue";
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void lc_io_destroy(struct lc_target *lc)
+{
+	if (lc->wq)
+		destroy_workqueue(lc->wq);
+	mempool_exit(&lc->page_pool);
+	bioset_exit(&lc->bs);
+}

@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-lakecrypt: per-segment encryption with keys from the kernel keyring,
+ * and a revoke kill switch.  Documentation/admin-guide/dm-lakecrypt.rst
+ * describes the table line, messages and status; the words used here are
+ * defined once in include/uapi/linux/dm-lakecrypt.h.
+ *
+ * This file: table line, messages, status, revoke, module glue.
+ */
+#include <linux/ctype.h>
+#include <linux/kobject.h>
+#include <linux/module.h>
+#include <linux/random.h>
+#include <linux/slab.h>
+
+#include "dm-lakecrypt.h"
+
+static bool lc_valid_volume_id(const char *id)
+{
+	size_t len = strlen(id), i;
+
+	if (!len || len > LAKECRYPT_MAX_VOLUME_ID)
+		return false;
+	for (i = 0; i < len; i++)
+		if (!isalnum(id[i]) && id[i] != '.' && id[i] != '_' && id[i] != '-')
+			return false;
+	return true;
+}
+
+/*
+ * <cipher>: "<cipher>-<chainmode>-plain64" (dm-crypt syntax) or
+ * "capi:<crypto API name>-plain64".  Sets lc->alg_name.
+ */
+static int lc_parse_cipher(struct lc_target *lc, const char *spec, char **error)
+{
+	const char *iv;
+	char *copy, *tmp, *cipher, *chain;
+
+	lc->cipher_string = kstrdup(spec, GFP_KERNEL);
+	if (!lc->cipher_string)
+		goto nomem;
+
+	if (!strncmp(spec, "capi:", 5)) {
+		const char *alg = spec + 5, *dash = strrchr(alg, '-');
+
+		if (!dash || dash == alg) {
+			*error = "Invalid cipher: expected capi:<algorithm>-plain64";
+			return -EINVAL;
+		}
+		lc->alg_name = kstrndup(alg, dash - alg, GFP_KERNEL);
+		if (!lc->alg_name)
+			goto nomem;
+		iv = dash + 1;
+	} else {
+		copy = kstrdup(spec, GFP_KERNEL);
+		if (!copy)
+			goto nomem;
+		tmp = copy;
+		cipher = strsep(&tmp, "-");
+		chain = strsep(&tmp, "-");
+		if (!chain || !tmp || !*cipher || !*chain) {
+			kfree(copy);
+			*error = "Invalid cipher: expected <cipher>-<chainmode>-plain64";
+			return -EINVAL;
+		}
+		if (strchr(cipher, ':')) {
+			kfree(copy);
+			*error = "Invalid cipher: <cipher>:<keycount> is not supported";
+			return -EINVAL;
+		}
+		lc->alg_name = kasprintf(GFP_KERNEL, "%s(%s)", chain, cipher);
+		iv = spec + (tmp - copy);
+		kfree(copy);
+		if (!lc->alg_name)
+			goto nomem;
+	}
+
+	if (strcmp(iv, LAKECRYPT_CIPHER_IV)) {
+		*error = strchr(iv, ':') ?
+			"Invalid cipher: IV options are not supported, use plain64" :
+			"Invalid cipher: the IV mode must be plain64";
+		return -EINVAL;
+	}
+	return 0;
+nomem:
+	*error = "Cannot allocate cipher name";
+	return -ENOMEM;
+}
+
+/* <key>: ":<key_size>:logon:<key_prefix>" (dm-crypt's keyring syntax). */
+static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
+{
+	char *copy, *tmp, *size, *type, *prefix;
+	int r = -EINVAL;
+
+	if (spec[0] != ':') {
+		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
+		return -EINVAL;
+	}
+	copy = kstrdup(spec + 1, GFP_KERNEL);
+	if (!copy) {
+		*error = "Cannot allocate key description";
+		return -ENOMEM;
+	}
+	tmp = copy;
+	size = strsep(&tmp, ":");
+	type = strsep(&tmp, ":");
+	prefix = tmp;
+
+	if (!type || !prefix) {
+		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
+	} else if (kstrtouint(size, 10, &lc->key_size) || !lc->key_size ||
+		   lc->key_size > LAKECRYPT_MAX_KEY_SIZE) {
+		*error = "Invalid key size: expected 1 to 128 bytes";
+	} else if (strcmp(type, LAKECRYPT_KEY_TYPE)) {
+		*error = "Invalid key type: segment keys must be logon keys";
+	} else if (!*prefix) {
+		*error = "Invalid key prefix: empty";
+	} else if (strlen(prefix) > LAKECRYPT_MAX_KEY_PREFIX) {
+		*error = "Invalid key prefix: longer than 128 characters";
+	} else if (!strchr(prefix, ':') || prefix[0] == ':') {
+		*error = "Invalid key prefix: logon key descriptions need a <service>: prefix";
+	} else {
+		lc->key_prefix = kstrdup(prefix, GFP_KERNEL);
+		if (lc->key_prefix) {
+			r = 0;
+		} else {
+			*error = "Cannot allocate key prefix";
+			r = -ENOMEM;
+		}
+	}
+	kfree(copy);
+	return r;
+}
+
+static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char **error)
+{
+	static const struct dm_arg _args[] = {
+		{0, 3, "Invalid number of feature arguments"},
+	};
+	unsigned int argc;
+	bool have_ss = false;
+	int r;
+
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &argc, error);
+	if (r)
+		return r;
+
+	while (argc--) {
+		const char *arg = dm_shift_arg(as);
+		unsigned int ss;
+		char dummy;
+
+		if (!strcasecmp(arg, LAKECRYPT_OPT_ALLOW_DISCARDS)) {
+			if (test_and_set_bit(LC_ALLOW_DISCARDS, &lc->flags)) {
+				*error = "Duplicate feature: allow_discards";
+				return -EINVAL;
+			}
+		} else if (!strcasecmp(arg, LAKECRYPT_OPT_EPHEMERAL)) {
+			if (test_and_set_bit(LC_EPHEMERAL, &lc->flags)) {
+				*error = "Duplicate feature: ephemeral";
+				return -EINVAL;
+			}
+		} else if (!strncasecmp(arg, LAKECRYPT_OPT_SECTOR_SIZE ":",
+					sizeof(LAKECRYPT_OPT_SECTOR_SIZE))) {
+			if (have_ss) {
+				*error = "Duplicate feature: sector_size";
+				return -EINVAL;
+			}
+			arg += sizeof(LAKECRYPT_OPT_SECTOR_SIZE);
+			if (sscanf(arg, "%u%c", &ss, &dummy) != 1 ||
+			    ss < LAKECRYPT_MIN_SECTOR_SIZE || ss > LAKECRYPT_MAX_SECTOR_SIZE ||
+			    !is_power_of_2(ss)) {
+				*error = "Invalid sector_size: expected 512, 1024, 2048 or 4096";
+				return -EINVAL;
+			}
+			lc->sector_size = ss;
+			have_ss = true;
+		} else {
+			*error = "Unknown feature (allow_discards, sector_size:<n>, ephemeral)";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Check that the cipher exists, takes a plain64 IV and the key size. */
+static int lc_check_cipher(struct lc_target *lc, char **error)
+{
+	struct crypto_skcipher *tfm = lc->pool[0].tfm;
+	u8 key[LAKECRYPT_MAX_KEY_SIZE];
+	int r;
+
+	lc->iv_size = crypto_skcipher_ivsize(tfm);
+	if (lc->iv_size < sizeof(u64)) {
+		*error = "Invalid cipher: plain64 needs a mode with an IV of 8 bytes or more";
+		return -EINVAL;
+	}
+	if (lc->iv_size > LC_MAX_IV_SIZE) {
+		*error = "Invalid cipher: IV larger than 32 bytes";
+		return -EINVAL;
+	}
+	if (lc->sector_size % crypto_skcipher_blocksize(tfm)) {
+		*error = "Invalid sector_size: not a multiple of the cipher block size";
+		return -EINVAL;
+	}
+	get_random_bytes(key, lc->key_size);
+	r = crypto_skcipher_setkey(tfm, key, lc->key_size);
+	memzero_explicit(key, sizeof(key));
+	if (r) {
+		*error = "Invalid key size for this cipher";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void lc_dtr(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	if (!lc)
+		return;
+	lc_io_destroy(lc);
+	lc_pool_destroy(lc);
+	lc_keys_destroy(lc);
+	if (lc->dev)
+		dm_put_device(ti, lc->dev);
+	kfree(lc->cipher_string);
+	kfree(lc->alg_name);
+	kfree(lc->key_prefix);
+	kfree(lc);
+}
+
+/*
+ * Construct a lakecrypt mapping:
+ *   <cipher> <key> <segment_sectors> <device> <offset> <volume_id>
+ *   [<#opt_params> <opt_params>...]
+ * e.g.
+ *   aes-xts-plain64 :64:logon:lakecrypt:vol1: 2048 /dev/sdb 8192 vol1 1 allow_discards
+ * No key is loaded here: "key load" messages do that.
+ */
+static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	unsigned long long seg_sectors, offset;
+	const char *cipher, *key, *seg, *path, *off, *volume_id;
+	struct lc_target *lc;
+	u64 nr_segments;
+	char dummy;
+	int r;
+
+	if (argc < 6) {
+		ti->error = "Not enough arguments (see dm-lakecrypt.rst for the table line)";
+		return -EINVAL;
+	}
+	cipher = dm_shift_arg(&as);
+	key = dm_shift_arg(&as);
+	seg = dm_shift_arg(&as);
+	path = dm_shift_arg(&as);
+	off = dm_shift_arg(&as);
+	volume_id = dm_shift_arg(&as);
+
+	lc = kzalloc(sizeof(*lc), GFP_KERNEL);
+	if (!lc) {
+		ti->error = "Cannot allocate lakecrypt context";
+		return -ENOMEM;
+	}
+	ti->private = lc;
+	lc->ti = ti;
+	lc->sector_size = LAKECRYPT_MIN_SECTOR_SIZE;
+	xa_init(&lc->keys);
+	mutex_init(&lc->msg_lock);
+
+	r = lc_parse_cipher(lc, cipher, &ti->error);
+	if (r)
+		goto bad;
+	r = lc_parse_key(lc, key, &ti->error);
+	if (r)
+		goto bad;
+
+	r = -EINVAL;
+	if (sscanf(seg, "%llu%c", &seg_sectors, &dummy) != 1 ||
+	    seg_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS || seg_sectors > (1ULL << 31) ||
+	    !is_power_of_2(seg_sectors)) {
+		ti->error = "Invalid segment size: expected a power of two from 8 to 2^31 sectors";
+		goto bad;
+	}
+	lc->seg_shift = __ffs64(seg_sectors);
+
+	if (sscanf(off, "%llu%c", &offset, &dummy) != 1 || offset != (sector_t)offset) {
+		ti->error = "Invalid data offset";
+		goto bad;
+	}
+	lc->start = offset;
+
+	if (!lc_valid_volume_id(volume_id)) {
+		ti->error = "Invalid volume id: expected 1 to 64 characters from A-Z a-z 0-9 . _ -";
+		goto bad;
+	}
+	strscpy(lc->volume_id, volume_id, sizeof(lc->volume_id));
+
+	r = lc_parse_features(lc, &as, &ti->error);
+	if (r)
+		goto bad;
+	r = -EINVAL;
+	if (as.argc) {
+		ti->error = "Too many arguments after the feature arguments";
+		goto bad;
+	}
+
+	if (ti->len & ((lc->sector_size >> SECTOR_SHIFT) - 1)) {
+		ti->error = "Device length is not a multiple of sector_size";
+		goto bad;
+	}
+	if (lc->start & ((lc->sector_size >> SECTOR_SHIFT) - 1)) {
+		ti->error = "Data offset is not a multiple of sector_size";
+		goto bad;
+	}
+	nr_segments = DIV_ROUND_UP_ULL(ti->len, seg_sectors);
+	if (nr_segments > LAKECRYPT_MAX_SEGMENTS) {
+		ti->error = "Too many segments: at most 1048576 per device, use larger segments";
+		goto bad;
+	}
+	lc->nr_segments = nr_segments;
+
+	r = dm_get_device(ti, path, dm_table_get_mode(ti->table), &lc->dev);
+	if (r) {
+		ti->error = "Device lookup failed";
+		goto bad;
+	}
+
+	r = lc_pool_init(lc);
+	if (r) {
+		ti->error = r == -ENOENT ?
+			"Cipher not available in this kernel (check the name or load its module)" :
+			"Cannot allocate crypto transforms";
+		goto bad;
+	}
+	r = lc_check_cipher(lc, &ti->error);
+	if (r)
+		goto bad;
+
+	r = lc_io_init(lc);
+	if (r)
+		goto bad;
+
+	r = dm_set_target_max_io_len(ti, seg_sectors);
+	if (r)
+		goto bad;
+
+	ti->num_flush_bios = 1;
+	ti->num_discard_bios = test_bit(LC_ALLOW_DISCARDS, &lc->flags) ? 1 : 0;
+	return 0;
+bad:
+	lc_dtr(ti);
+	ti->private = NULL;
+	return r;
+}
+
+/* "all", "<n>" or "<first>-<last>" */
+static int lc_parse_range(struct lc_target *lc, const char *arg, u32 *first, u32 *last)
+{
+	const char *dash;
+	char buf[24];
+
+	if (!strcasecmp(arg, LAKECRYPT_MSG_RANGE_ALL)) {
+		*first = 0;
+		*last = lc->nr_segments - 1;
+		return 0;
+	}
+	dash = strchr(arg, '-');
+	if (dash) {
+		if (dash - arg >= sizeof(buf))
+			goto bad;
+		memcpy(buf, arg, dash - arg);
+		buf[dash - arg] = '\0';
+		if (kstrtou32(buf, 10, first) || kstrtou32(dash + 1, 10, last))
+			goto bad;
+	} else {
+		if (kstrtou32(arg, 10, first))
+			goto bad;
+		*last = *first;
+	}
+	if (*first > *last) {
+		DMERR_LIMIT("%s: message: range %u-%u is reversed", lc->volume_id, *first, *last);
+		return -EINVAL;
+	}
+	if (*last >= lc->nr_segments) {
+		DMERR_LIMIT("%s: message: segment %u is beyond the last segment %u",
+			    lc->volume_id, *last, lc->nr_segments - 1);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	DMERR_LIMIT("%s: message: invalid range \"%s\": expected all, <n> or <first>-<last>",
+		    lc->volume_id, arg);
+	return -EINVAL;
+}
+
+static const char *lc_discard_name(enum lc_discard_state s)
+{
+	switch (s) {
+	case LC_DISCARD_DONE:
+		return LAKECRYPT_DISCARD_DONE;
+	case LC_DISCARD_UNSUPPORTED:
+		return LAKECRYPT_DISCARD_UNSUPPORTED;
+	case LC_DISCARD_FAILED:
+		return LAKECRYPT_DISCARD_FAILED;
+	default:
+		return LAKECRYPT_DISCARD_NONE;
+	}
+}
+
+static void lc_revoke_uevent(struct lc_target *lc)
+{
+	struct mapped_device *md = dm_table_get_md(lc->ti->table);
+	char *envp[4] = { NULL };
+
+	envp[0] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_EVENT, LAKECRYPT_UEVENT_REVOKED);
+	envp[1] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_VOLUME, lc->volume_id);
+	envp[2] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_DISCARD,
+			    lc_discard_name(lc->discard_state));
+	if (envp[0] && envp[1] && envp[2])
+		kobject_uevent_env(&disk_to_dev(dm_disk(md))->kobj, KOBJ_CHANGE, envp);
+	else
+		DMERR("%s: revoked, but no memory to send the uevent", lc->volume_id);
+	kfree(envp[0]);
+	kfree(envp[1]);
+	kfree(envp[2]);
+}
+
+/*
+ * The kill switch.  New bios fail from the moment the flag is set; keys
+ * are wiped before waiting for anything, then in-flight bios drain, then
+ * the data area is discarded if asked to or if the volume is ephemeral.
+ */
+static void lc_revoke(struct lc_target *lc, bool discard)
+{
+	struct block_device *bdev = lc->dev->bdev;
+	int r;
+
+	set_bit(LC_REVOKED, &lc->flags);
+	smp_mb__after_atomic();		/* pairs with lc_map() */
+	lc_keys_wipe(lc, 0, lc->nr_segments - 1);
+	lc_io_drain(lc);
+
+	if (discard || test_bit(LC_EPHEMERAL, &lc->flags)) {
+		if (!bdev_max_discard_sectors(bdev)) {
+			lc->discard_state = LC_DISCARD_UNSUPPORTED;
+		} else {
+			r = blkdev_issue_discard(bdev, lc->start, lc->ti->len, GFP_KERNEL);
+			lc->discard_state = r ? LC_DISCARD_FAILED : LC_DISCARD_DONE;
+			if (r)
+				DMERR("%s: revoke: discard of the data area failed (%d)",
+				      lc->volume_id, r);
+		}
+	}
+	DMWARN("%s: revoked: keys wiped, I/O refused, discard: %s", lc->volume_id,
+	       lc_discard_name(lc->discard_state));
+	lc_revoke_uevent(lc);
+	dm_table_event(lc->ti->table);
+}
+
+static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
+		      char *result, unsigned int maxlen)
+{
+	struct lc_target *lc = ti->private;
+	u32 first, last;
+	int r = -EINVAL;
+
+	mutex_lock(&lc->msg_lock);
+	if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_KEY)) {
+		bool load;
+
+		if (argc != 3) {
+			DMERR_LIMIT("%s: message: expected \"key load|wipe <all|n|first-last>\"",
+				    lc->volume_id);
+			goto out;
+		}
+		if (!strcasecmp(argv[1], LAKECRYPT_MSG_KEY_LOAD)) {
+			load = true;
+		} else if (!strcasecmp(argv[1], LAKECRYPT_MSG_KEY_WIPE)) {
+			load = false;
+		} else {
+			DMERR_LIMIT("%s: message: unknown key action \"%s\": expected load or wipe",
+				    lc->volume_id, argv[1]);
+			goto out;
+		}
+		r = lc_parse_range(lc, argv[2], &first, &last);
+		if (r)
+			goto out;
+		if (test_bit(LC_REVOKED, &lc->flags)) {
+			DMERR_LIMIT("%s: message refused: the volume is revoked (load a new table)",
+				    lc->volume_id);
+			r = -EPERM;
+			goto out;
+		}
+		if (load) {
+			r = lc_keys_load(lc, first, last);
+		} else {
+			lc_keys_wipe(lc, first, last);
+			r = 0;
+		}
+	} else if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_REVOKE)) {
+		if (argc > 2 || (argc == 2 && strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD))) {
+			DMERR_LIMIT("%s: message: expected \"revoke\" or \"revoke discard\"",
+				    lc->volume_id);
+			goto out;
+		}
+		lc_revoke(lc, argc == 2);
+		r = 0;
+	} else {
+		DMERR_LIMIT("%s: unknown message \"%s\": expected key load, key wipe or revoke",
+			    lc->volume_id, argc ? argv[0] : "");
+	}
+out:
+	mutex_unlock(&lc->msg_lock);
+	return r;
+}
+
+static void lc_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
+		      char *result, unsigned int maxlen)
+{
+	struct lc_target *lc = ti->private;
+	bool revoked = test_bit(LC_REVOKED, &lc->flags);
+	bool discards = test_bit(LC_ALLOW_DISCARDS, &lc->flags);
+	bool ephemeral = test_bit(LC_EPHEMERAL, &lc->flags);
+	unsigned int sz = 0, nopt;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		DMEMIT("%s %u %u %llu %llu %llu %s",
+		       revoked ? LAKECRYPT_STATE_REVOKED : LAKECRYPT_STATE_ACTIVE,
+		       lc->nr_segments, atomic_read(&lc->keys_loaded),
+		       (unsigned long long)atomic64_read(&lc->reads),
+		       (unsigned long long)atomic64_read(&lc->writes),
+		       (unsigned long long)atomic64_read(&lc->errors),
+		       lc_discard_name(lc->discard_state));
+		break;
+
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s :%u:%s:%s %llu %s %llu %s", lc->cipher_string, lc->key_size,
+		       LAKECRYPT_KEY_TYPE, lc->key_prefix, 1ULL << lc->seg_shift,
+		       lc->dev->name, (unsigned long long)lc->start, lc->volume_id);
+		nopt = discards + ephemeral + (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE);
+		if (nopt)
+			DMEMIT(" %u", nopt);
+		if (discards)
+			DMEMIT(" " LAKECRYPT_OPT_ALLOW_DISCARDS);
+		if (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE)
+			DMEMIT(" " LAKECRYPT_OPT_SECTOR_SIZE ":%u", lc->sector_size);
+		if (ephemeral)
+			DMEMIT(" " LAKECRYPT_OPT_EPHEMERAL);
+		break;
+
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",allow_discards=%c", discards ? 'y' : 'n');
+		DMEMIT(",ephemeral=%c", ephemeral ? 'y' : 'n');
+		DMEMIT(",sector_size=%u", lc->sector_size);
+		DMEMIT(",cipher_string=%s", lc->cipher_string);
+		DMEMIT(",key_size=%u", lc->key_size);
+		DMEMIT(",key_prefix=%s", lc->key_prefix);
+		DMEMIT(",segment_sectors=%llu", 1ULL << lc->seg_shift);
+		DMEMIT(",segments=%u", lc->nr_segments);
+		DMEMIT(",volume_id=%s", lc->volume_id);
+		DMEMIT(",state=%s", revoked ? LAKECRYPT_STATE_REVOKED : LAKECRYPT_STATE_ACTIVE);
+		DMEMIT(";");
+		break;
+	}
+}
+
+static int lc_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn fn, void *data)
+{
+	struct lc_target *lc = ti->private;
+
+	return fn(ti, lc->dev, lc->start, ti->len, data);
+}
+
+static void lc_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct lc_target *lc = ti->private;
+
+	/* Bounce pages are single pages (as in dm-crypt). */
+	limits->max_segment_size = PAGE_SIZE;
+	limits->logical_block_size = max_t(unsigned int, limits->logical_block_size,
+					   lc->sector_size);
+	limits->physical_block_size = max_t(unsigned int, limits->physical_block_size,
+					    lc->sector_size);
+	limits->io_min = max_t(unsigned int, limits->io_min, lc->sector_size);
+	limits->dma_alignment = limits->logical_block_size - 1;
+}
+
+static struct target_type lakecrypt_target = {
+	.name		 = LAKECRYPT_TARGET_NAME,
+	.version	 = {LAKECRYPT_VERSION_MAJOR, LAKECRYPT_VERSION_MINOR,
+			    LAKECRYPT_VERSION_PATCH},
+	.module		 = THIS_MODULE,
+	.ctr		 = lc_ctr,
+	.dtr		 = lc_dtr,
+	.map		 = lc_map,
+	.status		 = lc_status,
+	.message	 = lc_message,
+	.iterate_devices = lc_iterate_devices,
+	.io_hints	 = lc_io_hints,
+};
+
+static int __init dm_lakecrypt_init(void)
+{
+	int r = dm_register_target(&lakecrypt_target);
+
+	if (r < 0)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_lakecrypt_exit(void)
+{
+	dm_unregister_target(&lakecrypt_target);
+	rcu_barrier();		/* wait for keys freed by call_rcu() */
+}
+
+module_init(dm_lakecrypt_init);
+module_exit(dm_lakecrypt_exit);
+
+MODULE_DESCRIPTION(DM_NAME " target for per-segment encryption with keyring keys and revocation");
+MODULE_LICENSE("GPL");

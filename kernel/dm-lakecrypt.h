@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dm-lakecrypt internals shared by the table/message code, the key store
+ * and the I/O path.  The user-visible vocabulary lives in
+ * include/uapi/linux/dm-lakecrypt.h.
+ */
+#ifndef DM_LAKECRYPT_H
+#define DM_LAKECRYPT_H
+
+#include <linux/device-mapper.h>
+#include <linux/bio.h>
+#include <linux/mempool.h>
+#include <linux/xarray.h>
+#include <linux/workqueue.h>
+#include <crypto/skcipher.h>
+#include <linux/dm-lakecrypt.h>
+
+#include "dm-lakecrypt-compat.h"
+
+#define DM_MSG_PREFIX "lakecrypt"
+
+#define LC_MAX_IV_SIZE		32	/* adiantum has the largest IV */
+#define LC_MAX_POOL		64	/* crypto transforms per device, at most */
+
+/* lc_target.flags */
+enum {
+	LC_ALLOW_DISCARDS,
+	LC_EPHEMERAL,
+	LC_REVOKED,
+};
+
+enum lc_discard_state {
+	LC_DISCARD_NONE,
+	LC_DISCARD_DONE,
+	LC_DISCARD_UNSUPPORTED,
+	LC_DISCARD_FAILED,
+};
+
+/*
+ * One loaded DEK.  Readers find it under RCU; it is zeroed before it is
+ * freed.  @id is unique for the module's lifetime, so a transform that
+ * already holds this key can skip setkey.
+ */
+struct lc_key {
+	struct rcu_head rcu;
+	u64 id;
+	u8 bytes[];
+};
+
+/* A crypto transform of the shared pool, and the key it holds. */
+struct lc_tfm {
+	struct list_head list;
+	struct crypto_skcipher *tfm;
+	u64 key_id;		/* 0: holds no DEK */
+};
+
+struct lc_target {
+	struct dm_target *ti;
+	struct dm_dev *dev;
+	sector_t start;			/* data area on dev */
+
+	char *cipher_string;		/* as given in the table */
+	char *alg_name;			/* crypto API name */
+	char *key_prefix;
+	char volume_id[LAKECRYPT_MAX_VOLUME_ID + 1];
+	unsigned int key_size;
+	unsigned int iv_size;
+	unsigned int sector_size;	/* bytes */
+	unsigned int seg_shift;		/* log2(segment sectors) */
+	u32 nr_segments;
+	unsigned long flags;
+
+	/* Keys: xarray of struct lc_key, indexed by segment. */
+	struct xarray keys;
+	atomic_t keys_loaded;
+	struct mutex msg_lock;		/* serialises key and revoke messages */
+
+	/* Transform pool: bounded, shared by all segments. */
+	spinlock_t pool_lock;
+	struct list_head pool_free;
+	wait_queue_head_t pool_wait;
+	unsigned int pool_size;
+	struct lc_tfm *pool;
+
+	/* I/O */
+	unsigned int per_bio_size;
+	struct bio_set bs;
+	mempool_t page_pool;
+	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
+	struct workqueue_struct *wq;
+	atomic_t inflight;
+	wait_queue_head_t inflight_wait;
+
+	atomic64_t reads;
+	atomic64_t writes;
+	atomic64_t errors;
+	enum lc_discard_state discard_state;
+};
+
+/* Per-bio data, followed by the skcipher request and its context. */
+struct lc_io {
+	struct lc_target *lc;
+	struct bio *base_bio;
+	struct work_struct work;
+	sector_t sector;		/* relative to the data area */
+	u32 seg;
+	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
+};
+
+static inline u32 lc_segment(struct lc_target *lc, sector_t sector)
+{
+	return sector >> lc->seg_shift;
+}
+
+/* dm-lakecrypt-keys.c */
+int lc_pool_init(struct lc_target *lc);
+void lc_pool_destroy(struct lc_target *lc);
+struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg);
+void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t);
+bool lc_key_loaded(struct lc_target *lc, u32 seg);
+int lc_keys_load(struct lc_target *lc, u32 first, u32 last);
+void lc_keys_wipe(struct lc_target *lc, u32 first, u32 last);
+void lc_keys_destroy(struct lc_target *lc);
+
+/* dm-lakecrypt-io.c */
+int lc_io_init(struct lc_target *lc);
+void lc_io_destroy(struct lc_target *lc);
+int lc_map(struct dm_target *ti, struct bio *bio);
+void lc_io_drain(struct lc_target *lc);
+
+#endif /* DM_LAKECRYPT_H */
