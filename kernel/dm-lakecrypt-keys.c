@@ -201,9 +201,8 @@ static int lc_key_fetch(struct lc_target *lc, u32 seg, struct lc_key **out)
 	if (!desc)
 		return -ENOMEM;
 
-	rcu_read_lock();
-	key = request_key_rcu(&key_type_logon, desc, NULL);
-	rcu_read_unlock();
+	/* No callout info: search the caller's keyrings, never upcall. */
+	key = request_key(&key_type_logon, desc, NULL);
 	if (IS_ERR(key)) {
 		r = PTR_ERR(key);
 		if (r == -ENOKEY)
