@@ -12,9 +12,10 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
 	rm -f /var/lib/apt/lakecrypt-updated
 fi
 
+# apt lists: refresh when older than a day or when backports are missing.
 stamp=/var/lib/apt/lakecrypt-updated
-if [ ! -e "$stamp" ] || [ -n "$(find /var/lib/apt/lists -maxdepth 0 -newer "$stamp" 2>/dev/null)" ] ||
-   ! apt-cache policy linux-headers-amd64 | grep -q bpo; then
+if [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ] ||
+   ! apt-cache madison linux-headers-amd64 | grep -q bpo; then
 	apt-get update -q
 	touch "$stamp"
 fi
@@ -22,7 +23,9 @@ fi
 pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       libelf-dev sparse dkms
       qemu-system-x86 busybox-static dmsetup keyutils cryptsetup-bin fio
-      linux-headers-amd64 linux-source-6.1)
+      linux-source-6.1
+      pkg-config libssl-dev libcurl4-openssl-dev libdevmapper-dev libkeyutils-dev
+      libjson-c-dev libcmocka-dev clang libclang-rt-14-dev e2fsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -31,11 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The 6.12 line: headers from bookworm-backports, beside the 6.1 ones.
-bpo_abi=$(apt-cache depends -t bookworm-backports linux-headers-amd64 2>/dev/null |
-	  sed -n 's/.*Depends: linux-headers-//p' | head -n1)
-[ -n "$bpo_abi" ] || { echo "setup-deps: cannot resolve the bookworm-backports kernel ABI" >&2; exit 1; }
-if ! dpkg-query -W -f='${Status}' "linux-headers-$bpo_abi" 2>/dev/null | grep -q 'ok installed'; then
-	apt-get install -y -q --no-install-recommends -t bookworm-backports "linux-headers-$bpo_abi"
-fi
+# The kernels the tests boot (6.1 from bookworm, 6.12 from backports):
+# headers installed, images unpacked under build/ (never installed).
+top=$(cd "$(dirname "$0")/.." && pwd)
+for line in 6.1 6.12; do
+	"$top/tools/qemu/kernels.sh" fetch "$line" >/dev/null
+done
 echo "setup-deps: ok"
