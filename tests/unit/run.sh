@@ -1,0 +1,49 @@
+#!/bin/bash
+# Userspace unit tests (cmocka), run twice: a normal build and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build.  Then every libFuzzer
+# target runs briefly over its corpus.  TAP out; ends with
+# "N passed, N failed, N skipped".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+pass=0 fail=0 n=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+tap() {	# tap <rc> <description>
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"
+	else fail=$((fail + 1)); echo "not ok $n - $2"; sed 's/^/# /' "$log" | tail -n 60; fi
+}
+
+for san in 0 1; do
+	variant=plain; [ $san -eq 1 ] && variant=asan+ubsan
+	make -s -C agent SAN=$san all unit >"$log" 2>&1
+	tap $? "build ($variant) with -Wall -Wextra -Werror"
+	out=build/agent; [ $san -eq 1 ] && out=build/agent-san
+	for t in "$out"/unit/test-*; do
+		[ -x "$t" ] || continue
+		# cmocka prints its own result lines; one TAP line per program here.
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			"$t" >"$log" 2>&1
+		rc=$?
+		tap $rc "$(basename "$t") ($variant): $(grep -cE '^\[       OK \]' "$log") cases passed, $(grep -cE '^\[  FAILED  \]' "$log") failed"
+	done
+done
+
+if ls tests/fuzz/fuzz-*.c >/dev/null 2>&1; then
+	make -s -C agent fuzz >"$log" 2>&1
+	tap $? "build libFuzzer targets (clang, ASan+UBSan)"
+	for f in build/fuzz/fuzz-*; do
+		[ -x "$f" ] || continue
+		name=$(basename "$f")
+		corpus=tests/fuzz/corpus/${name#fuzz-}
+		work=$(mktemp -d)
+		[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+		"$f" -print_final_stats=1 -max_total_time="${LAKECRYPT_FUZZ_SECONDS:-30}" -timeout=10 "$work" >"$log" 2>&1
+		tap $? "$name: ${LAKECRYPT_FUZZ_SECONDS:-30} s of fuzzing, $(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}') runs, no crash"
+		rm -rf "$work"
+	done
+fi
+echo "$pass passed, $fail failed, 0 skipped"
+[ $fail -eq 0 ]
