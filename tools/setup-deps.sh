@@ -23,6 +23,7 @@ fi
 pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       libelf-dev sparse dkms
       qemu-system-x86 busybox-static dmsetup keyutils cryptsetup-bin fio
+      mount
       linux-source-6.1
       pkg-config libssl-dev libcurl4-openssl-dev libdevmapper-dev libkeyutils-dev
       libjson-c-dev libcmocka-dev clang libclang-rt-14-dev e2fsprogs)

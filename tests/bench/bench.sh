@@ -1,0 +1,164 @@
+#!/bin/sh
+# lakecrypt benchmark, run in the QEMU guest by tools/bench.sh
+# (entry bench/bench.sh).  Prints figures and ratios, asserts nothing.
+#
+# Arguments (key=value words, all optional):
+#   runtime=10     seconds per fio run (time_based, after ramp=1 s)
+#   ioengine=libaio iodepth=8 jobs=1   fio queueing
+#   size=256       brd RAM disk size in MiB
+#   parts=io,mem   io: throughput table, mem: memory per loaded key
+#   memsegs=65536  segments (and keys) of the memory test, 8 sectors each
+#                  unless size says otherwise
+#
+# Devices, all on the same brd RAM disk (written once first, so reads hit
+# allocated pages), one 64-byte XTS key each:
+#   raw        /dev/ram0
+#   dmc        dm-crypt aes-xts-plain64, default flags
+#   dmc-tuned  dm-crypt with no_read_workqueue no_write_workqueue
+#   lc-1       lakecrypt, 1 segment
+#   lc-1024    lakecrypt, 1024 segments
+# Workloads: seq read/write bs=1M, random read/write bs=4k, O_DIRECT.
+set -eu
+runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem memsegs=65536
+for a in "$@"; do
+	case $a in
+	runtime=*|ioengine=*|iodepth=*|jobs=*|size=*|parts=*|memsegs=*) eval "${a%%=*}=\${a#*=}" ;;
+	*) echo "LC: bench: unknown argument $a"; exit 2 ;;
+	esac
+done
+say() { echo "LC: $*"; }
+res=/tmp/bench.results
+: >"$res"
+
+say "bench: kernel $(uname -r), $(nproc) vCPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB," \
+    "fio $ioengine iodepth=$iodepth jobs=$jobs ${runtime}s/run, brd ${size} MiB"
+modprobe brd rd_nr=1 rd_size=$((size * 1024))
+modprobe dm-crypt
+lc=
+if [ -f /lakecrypt/dm-lakecrypt.ko ] && modprobe dm-lakecrypt; then lc=1; fi
+[ -n "$lc" ] || say "bench: no dm-lakecrypt module: lakecrypt rows are n/a"
+echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
+echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
+sectors=$(blockdev --getsz /dev/ram0)
+dd if=/dev/zero of=/dev/ram0 bs=1M oflag=direct 2>/dev/null || true
+hexkey() { head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# lakecrypt device NAME with N segments over the whole RAM disk, keyed from
+# logon keys lakecrypt:NAME:<i>, which are unlinked once loaded.
+mk_lc() {
+	name=$1 n=$2
+	head -c $((n * 64)) /dev/urandom >/tmp/keys.bin
+	lct-addkeys "lakecrypt:$name:" 0 "$n" 64 /tmp/keys.bin
+	echo "0 $sectors lakecrypt aes-xts-plain64 :64:logon:lakecrypt:$name: $((sectors / n)) /dev/ram0 0 $name" |
+		dmsetup create "$name"
+	dmsetup message "$name" 0 key load all
+	keyctl clear @u
+	say "bench: $name: $(dmsetup status "$name" | cut -d' ' -f4-)"
+}
+
+devs="raw dmc dmc-tuned"
+if printf %s "$parts" | grep -q io; then
+	echo "0 $sectors crypt aes-xts-plain64 $(hexkey) 0 /dev/ram0 0" | dmsetup create dmc
+	echo "0 $sectors crypt aes-xts-plain64 $(hexkey) 0 /dev/ram0 0 2 no_read_workqueue no_write_workqueue" |
+		dmsetup create dmc-tuned
+	if [ -n "$lc" ]; then
+		mk_lc lc-1 1
+		mk_lc lc-1024 1024
+		devs="$devs lc-1 lc-1024"
+	fi
+	for w in seqread:read:1M seqwrite:write:1M randread:randread:4k randwrite:randwrite:4k; do
+		wl=${w%%:*} rw=${w#*:} bs=${rw#*:} rw=${rw%:*}
+		for d in $devs; do
+			dev=/dev/mapper/$d
+			[ "$d" = raw ] && dev=/dev/ram0
+			out=$(fio --name="$d-$wl" --filename="$dev" --direct=1 --ioengine="$ioengine" \
+				--iodepth="$iodepth" --numjobs="$jobs" --group_reporting --rw="$rw" --bs="$bs" \
+				--ramp_time=1 --runtime="$runtime" --time_based --norandommap --randrepeat=0 \
+				--output-format=terse --terse-version=3 2>&1 | grep '^3;') || {
+				say "bench: fio failed on $d $wl"; continue; }
+			# terse v3: read KiB/s = 7, read IOPS = 8, write KiB/s = 48, write IOPS = 49
+			echo "$out" | awk -F';' -v d="$d" -v w="$wl" \
+				'{ bw = $7 + $48; io = $8 + $49; printf "%s %s %.1f %.0f\n", w, d, bw / 1024, io }' >>"$res"
+			say "bench: $(tail -n1 "$res" | awk '{printf "%-10s %-10s %8s MiB/s %8s IOPS", $1, $2, $3, $4}')"
+		done
+	done
+	for d in $devs; do [ "$d" = raw ] || dmsetup remove "$d"; done
+
+	awk -v devs="raw dmc dmc-tuned lc-1 lc-1024" '
+	{ bw[$1, $2] = $3; io[$1, $2] = $4 }
+	function cell(v) { return v == "" ? "n/a" : v }
+	function ratio(a, b, goal,   r) {
+		if (a == "" || b == "" || b == 0) return sprintf("%-12s", "n/a")
+		r = a / b
+		return sprintf("%5.2f %-6s", r, r >= goal ? "ok" : "MISS")
+	}
+	END {
+		n = split(devs, D, " "); split("seqread seqwrite randread randwrite", W, " ")
+		for (t = 1; t <= 2; t++) {
+			printf "LC: %-10s", t == 1 ? "MiB/s" : "IOPS"
+			for (i = 1; i <= n; i++) printf " %10s", D[i]
+			printf "\n"
+			for (j = 1; j <= 4; j++) {
+				printf "LC: %-10s", W[j]
+				for (i = 1; i <= n; i++) printf " %10s", cell(t == 1 ? bw[W[j], D[i]] : io[W[j], D[i]])
+				printf "\n"
+			}
+		}
+		printf "LC: %-22s", "ratio (MiB/s)"
+		for (j = 1; j <= 4; j++) printf " %-12s", W[j]
+		printf " goal\n"
+		split("lc-1/dmc:1.05 lc-1/dmc-tuned:1.00 lc-1024/dmc:1.05 lc-1024/dmc-tuned:1.00 lc-1024/lc-1:0.95", R, " ")
+		for (k = 1; k <= 5; k++) {
+			split(R[k], P, ":"); split(P[1], AB, "/")
+			printf "LC: %-22s", P[1]
+			for (j = 1; j <= 4; j++) printf " %s", ratio(bw[W[j], AB[1]], bw[W[j], AB[2]], P[2])
+			printf " >= %s\n", P[2]
+		}
+	}' "$res"
+fi
+
+# Memory per loaded key: meminfo (and slabinfo) around "key load all" on a
+# device with memsegs segments and as many logon keys.
+meminfo() { awk '/^(Slab|SUnreclaim|MemAvailable|MemFree|VmallocUsed|Percpu):/ {printf "%s=%s ", substr($1, 1, length($1) - 1), $2}' /proc/meminfo; }
+slabs() { [ -r /proc/slabinfo ] && awk 'NR > 2 {print $1, $3 * $4}' /proc/slabinfo | sort; }
+settle() { sync; echo 3 >/proc/sys/vm/drop_caches; sleep 2; }
+if [ -n "$lc" ] && printf %s "$parts" | grep -q mem; then
+	seg=$((sectors / memsegs))
+	t0=$(date +%s)
+	head -c $((memsegs * 64)) /dev/urandom >/tmp/keys.bin
+	lct-addkeys lakecrypt:mem: 0 "$memsegs" 64 /tmp/keys.bin
+	t1=$(date +%s)
+	echo "0 $sectors lakecrypt aes-xts-plain64 :64:logon:lakecrypt:mem: $seg /dev/ram0 0 mem" | dmsetup create mem
+	t2=$(date +%s)
+	settle
+	before=$(meminfo); slabs >/tmp/slab.before || true
+	dmsetup message mem 0 key load all
+	t3=$(date +%s)
+	settle
+	after=$(meminfo); slabs >/tmp/slab.after || true
+	say "mem: $memsegs segments of $seg sectors: add keys $((t1 - t0)) s, create $((t2 - t1)) s, key load all $((t3 - t2)) s"
+	say "mem: $(dmsetup status mem | cut -d' ' -f4-)"
+	say "mem: figures below: + = used by key load all"; say "mem: before: $before"
+	say "mem: after:  $after"
+	for f in Slab SUnreclaim VmallocUsed Percpu MemAvailable MemFree; do
+		b=$(echo "$before" | tr ' ' '\n' | sed -n "s/^$f=//p")
+		a=$(echo "$after" | tr ' ' '\n' | sed -n "s/^$f=//p")
+		if [ -z "$a" ] || [ -z "$b" ]; then continue; fi
+		case $f in Mem*) d=$((b - a)) ;; *) d=$((a - b)) ;; esac
+		say "$(awk -v f="$f" -v d="$d" -v n="$memsegs" \
+			'BEGIN {printf "mem: %-12s %+8d KiB = %7.1f bytes per loaded key", f, d, d * 1024 / n}')"
+	done
+	if [ -s /tmp/slab.after ]; then
+		say "mem: slab caches that grew most (bytes per key):"
+		awk 'NR == FNR {b[$1] = $2; next} $2 > b[$1] {print $2 - b[$1], $1}' \
+			/tmp/slab.before /tmp/slab.after | sort -rn | head -n 6 | while read -r d c; do
+			say "$(awk -v c="$c" -v d="$d" -v n="$memsegs" 'BEGIN {printf "mem:   %-24s %7.1f", c, d / n}')"
+		done
+	fi
+	dmsetup message mem 0 key wipe all
+	settle
+	say "mem: after key wipe all: $(meminfo)"
+	keyctl clear @u
+	dmsetup remove mem
+fi
+say "bench: done"

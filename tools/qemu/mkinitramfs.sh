@@ -1,0 +1,193 @@
+#!/bin/bash
+# Build the initramfs of the QEMU test machine for kernel release KVER
+# (extracted by kernels.sh fetch into build/kernels/KVER).
+#
+#   mkinitramfs.sh [--module FILE.ko] KVER
+#
+# Prints the path of the initrd.  It is two concatenated gzip cpio archives
+# (the kernel unpacks both, the second overwriting the first):
+#   base.cpio.gz     tools, their libraries, kernel modules; cached in
+#                    build/initramfs/KVER/ and rebuilt only when this script,
+#                    the kernel or a host binary in it changes
+#   payload.cpio.gz  /init, /lakecrypt (module, tests, bench, demo, helpers)
+#                    and the modules.dep that includes the module; rebuilt
+#                    on every call (a second or two)
+# Guest layout:
+#   /lakecrypt/dm-lakecrypt.ko   the module (also lib/modules/KVER/extra/,
+#                                so `modprobe dm-lakecrypt` works)
+#   /lakecrypt/tests/            tests/kernel/ of the repo
+#   /lakecrypt/bench/            tests/bench/
+#   /lakecrypt/demo/             tools/demo/
+#   /lakecrypt/bin/              tests/kernel/helpers/*.c, built static
+#                                (-I include/uapi), first on PATH
+# /init is described in run.sh.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+die() { echo "mkinitramfs: $*" >&2; exit 1; }
+
+module=
+if [ "${1:-}" = --module ]; then module=$2; shift 2; fi
+kver=${1:?usage: mkinitramfs.sh [--module FILE.ko] KVER}
+kdir=$top/build/kernels/$kver
+[ -f "$kdir/.complete" ] || die "no kernel in $kdir (run tools/qemu/kernels.sh fetch)"
+out=$top/build/initramfs/$kver
+mkdir -p "$out"
+
+# Modules wanted in the guest; their dependencies come along.
+MODULES="dm-mod dm-crypt dm-flakey dm-delay xts ecb cbc aesni-intel cryptd crypto_simd
+	adiantum xchacha12 chacha_generic chacha-x86_64 nhpoly1305 nhpoly1305-sse2
+	nhpoly1305-avx2 poly1305-x86_64 aes_generic brd loop null_blk ext4 jbd2
+	mbcache crc16 crc32c_generic crc32c-intel virtio_pci virtio_net af_alg
+	algif_skcipher"
+BINARIES="/usr/sbin/dmsetup /usr/bin/keyctl /usr/sbin/cryptsetup /usr/bin/fio
+	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkdiscard /usr/sbin/losetup
+	/usr/bin/kmod /bin/bash"
+
+# Copy module NAME (a name or alias) and its dependencies from the kernel
+# tree into ROOT, decompressed.
+add_module() {
+	local root=$1 name=$2 line path dst deps
+	deps=$(modprobe -d "$kdir" -S "$kver" --show-depends "$name" 2>/dev/null) ||
+		die "module $name not found in $kver"
+	while read -r line; do
+		case $line in
+		insmod\ *) path=${line#insmod }; path=${path%% *} ;;
+		*) continue ;;  # builtin
+		esac
+		dst=$root/${path#"$kdir"/}
+		dst=${dst%.xz}; dst=${dst%.zst}; dst=${dst%.gz}
+		[ -e "$dst" ] && continue
+		mkdir -p "$(dirname "$dst")"
+		case $path in
+		*.ko.xz)  xz -dc "$path" >"$dst" ;;
+		*.ko.zst) zstd -qdc "$path" >"$dst" ;;
+		*.ko.gz)  gzip -dc "$path" >"$dst" ;;
+		*)        cp "$path" "$dst" ;;
+		esac
+	done <<<"$deps"
+}
+
+add_binary() {
+	local root=$1 bin=$2 lib
+	mkdir -p "$root$(dirname "$bin")"
+	cp -L "$bin" "$root$bin"
+	ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' |
+	while read -r lib; do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+
+mkcpio() {  # DIR OUT
+	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) |
+		gzip -6 >"$2.tmp"
+	mv "$2.tmp" "$2"
+}
+
+# ---- base, cached ----------------------------------------------------------
+# shellcheck disable=SC2086  # word lists
+key=$( { sha256sum "$0"; stat -L -c '%n %Y' "$kdir/.complete" /bin/busybox $BINARIES; } |
+      sha256sum | cut -c1-16)
+if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.gz" ]; then
+	echo "mkinitramfs: building base for $kver" >&2
+	root=$out/base
+	rm -rf "$root"
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,run,root,mnt,lakecrypt/bin}
+	cp /bin/busybox "$root/bin/busybox"
+	for a in $(/bin/busybox --list-full); do
+		[ -e "$root/$a" ] || ln -s /bin/busybox "$root/$a"
+	done
+	for b in $BINARIES; do
+		rm -f "$root$b"
+		add_binary "$root" "$b"
+	done
+	for a in modprobe insmod rmmod lsmod modinfo depmod; do
+		ln -sf /usr/bin/kmod "$root/sbin/$a"
+	done
+	ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
+	ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
+	cp /etc/mke2fs.conf "$root/etc/"
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+	echo 'root:x:0:' >"$root/etc/group"
+	mkdir -p "$root/lib/modules/$kver"
+	for f in modules.builtin modules.builtin.modinfo modules.order; do
+		[ -f "$kdir/lib/modules/$kver/$f" ] && cp "$kdir/lib/modules/$kver/$f" "$root/lib/modules/$kver/"
+	done
+	for m in $MODULES; do add_module "$root" "$m"; done
+	depmod -b "$root" "$kver"
+	mkcpio "$root" "$out/base.cpio.gz"
+	echo "$key" >"$out/base.key"
+fi
+
+# ---- payload, every time ---------------------------------------------------
+root=$out/payload
+rm -rf "$root"
+mkdir -p "$root/lakecrypt/bin"
+[ -d "$top/tests/kernel" ] && cp -a "$top/tests/kernel" "$root/lakecrypt/tests"
+[ -d "$top/tests/bench" ] && cp -a "$top/tests/bench" "$root/lakecrypt/bench"
+[ -d "$top/tools/demo" ] && cp -a "$top/tools/demo" "$root/lakecrypt/demo"
+for c in "$top"/tests/kernel/helpers/*.c; do
+	[ -e "$c" ] || continue
+	gcc -static -O2 -Wall -Wextra -Werror -I"$top/include/uapi" \
+		-o "$root/lakecrypt/bin/$(basename "$c" .c)" "$c" || die "cannot build $c"
+done
+if [ -n "$module" ]; then
+	[ -f "$module" ] || die "no module $module"
+	cp "$module" "$root/lakecrypt/dm-lakecrypt.ko"
+	# modules.dep of base + the module and whatever it needs beyond base.
+	tree=$out/modtree
+	rm -rf "$tree"
+	mkdir -p "$tree/lib/modules/$kver/extra"
+	cp -a "$out/base/lib/modules/$kver/." "$tree/lib/modules/$kver/"
+	cp "$module" "$tree/lib/modules/$kver/extra/dm-lakecrypt.ko"
+	for d in $(modinfo -F depends "$module" | tr , ' '); do add_module "$tree" "$d"; done
+	depmod -b "$tree" "$kver"
+	mkdir -p "$root/lib/modules"
+	# Only what base lacks: new modules and the regenerated indexes.
+	(cd "$tree" && find . -type f) | while read -r f; do
+		cmp -s "$tree/$f" "$out/base/$f" && continue
+		mkdir -p "$root/$(dirname "$f")"
+		cp "$tree/$f" "$root/$f"
+	done
+	rm -rf "$tree"
+fi
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# lakecrypt test machine init: see tools/qemu/run.sh for the conventions.
+export PATH=/lakecrypt/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DM_DISABLE_UDEV=1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /dev/mapper
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+hostname lakecrypt
+modprobe dm-mod
+entry=
+args=
+for w in $(cat /proc/cmdline); do
+	case $w in
+	lakecrypt.entry=*) entry=${w#*=} ;;
+	lakecrypt.args=*) args=$(echo "${w#*=}" | base64 -d) ;;
+	esac
+done
+cd /lakecrypt
+if [ -z "$entry" ] || [ ! -f "$entry" ]; then
+	echo "LC: init: no entry script '$entry' in /lakecrypt"
+	rc=127
+else
+	eval "set -- $args"
+	/bin/sh "$entry" "$@"
+	rc=$?
+fi
+echo "LC-EXIT: $rc"
+sync
+poweroff -f
+EOF
+chmod 755 "$root/init"
+mkcpio "$root" "$out/payload.cpio.gz"
+cat "$out/base.cpio.gz" "$out/payload.cpio.gz" >"$out/initrd.img.tmp"
+mv "$out/initrd.img.tmp" "$out/initrd.img"
+echo "$out/initrd.img"
