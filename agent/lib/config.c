@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The agent's INI configuration file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/dm-lakecrypt.h>
+
+#include "config.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+enum kind {
+	K_PATH,		/* absolute path */
+	K_NAME,		/* group name */
+	K_WORD,		/* cipher spec: no blanks */
+	K_BOOL,
+	K_UINT,
+	K_MODE,
+	K_LOG,
+	K_LEVEL,
+	K_SEGSIZE,
+};
+
+struct key {
+	const char *section, *name;
+	enum kind kind;
+	size_t off, size;
+	uint64_t min, max;
+};
+
+#define F(m) offsetof(struct lc_config, m), sizeof(((struct lc_config *)0)->m)
+
+static const struct key keys[] = {
+	{ "agent", "socket", K_PATH, F(socket_path), 0, 0 },
+	{ "agent", "socket_mode", K_MODE, F(socket_mode), 0, 0777 },
+	{ "agent", "state_dir", K_PATH, F(state_dir), 0, 0 },
+	{ "agent", "audit_log", K_PATH, F(audit_log), 0, 0 },
+	{ "agent", "audit_fsync", K_BOOL, F(audit_fsync), 0, 0 },
+	{ "agent", "admin_group", K_NAME, F(admin_group), 0, 0 },
+	{ "agent", "operator_group", K_NAME, F(operator_group), 0, 0 },
+	{ "agent", "log", K_LOG, F(log_syslog), 0, 0 },
+	{ "agent", "log_level", K_LEVEL, F(log_level), 0, 0 },
+	{ "kms", "retry_attempts", K_UINT, F(retry_attempts), 1, 100 },
+	{ "kms", "retry_base_delay_ms", K_UINT, F(retry_base_delay_ms), 1, 600000 },
+	{ "kms", "retry_max_delay_ms", K_UINT, F(retry_max_delay_ms), 1, 600000 },
+	{ "kms", "deadline_ms", K_UINT, F(deadline_ms), 1, 3600000 },
+	{ "revocation", "watch_interval_s", K_UINT, F(watch_interval_s), 1, 86400 },
+	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
+	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
+	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+void lc_config_defaults(struct lc_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/lakecrypt/agent.sock");
+	cfg->socket_mode = 0660;
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/lakecrypt");
+	snprintf(cfg->audit_log, sizeof(cfg->audit_log), "/var/log/lakecrypt/audit.log");
+	cfg->audit_fsync = true;
+	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "lakecrypt-admin");
+	snprintf(cfg->operator_group, sizeof(cfg->operator_group), "lakecrypt");
+	cfg->log_syslog = false;
+	cfg->log_level = LC_LOG_INFO;
+	cfg->retry_attempts = 5;
+	cfg->retry_base_delay_ms = 100;
+	cfg->retry_max_delay_ms = 5000;
+	cfg->deadline_ms = 30000;
+	cfg->watch_interval_s = 60;
+	snprintf(cfg->cipher, sizeof(cfg->cipher), "aes-xts-plain64");
+	cfg->key_size = 64;
+	cfg->segment_sectors = 2048;	/* 1 MiB */
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Trim [*b, *e) in place. */
+static void trim(const char **b, const char **e)
+{
+	while (*b < *e && is_blank(**b))
+		(*b)++;
+	while (*e > *b && is_blank((*e)[-1]))
+		(*e)--;
+}
+
+static int parse_uint(const char *v, uint64_t *out)
+{
+	uint64_t x = 0;
+
+	if (!*v)
+		return -EINVAL;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9')
+			return -EINVAL;
+		if (x > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		x = x * 10 + (uint64_t)(*v - '0');
+	}
+	*out = x;
+	return 0;
+}
+
+#define bad(...) lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, __VA_ARGS__)
+
+static int set_value(struct lc_config *cfg, const struct key *k, const char *v, const char *file,
+		     unsigned int line, struct lc_error *err)
+{
+	char *dst = (char *)cfg + k->off;
+	size_t vlen = strlen(v);
+	uint64_t n;
+
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < ' ' && *p != '\t')
+			return bad("%s:%u: %s has a control character in its value", file, line,
+				   k->name);
+
+	switch (k->kind) {
+	case K_PATH:
+		if (v[0] != '/')
+			return bad("%s:%u: %s = \"%s\" is not an absolute path", file, line, k->name, v);
+		if (vlen >= k->size)
+			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
+				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_NAME:
+		for (const char *p = v; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+				return bad("%s:%u: %s = \"%s\" is not a group name: expected letters, digits, '-', '_' or '.'",
+					   file, line, k->name, v);
+		if (vlen >= k->size)
+			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
+				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_WORD:
+		if (strpbrk(v, " \t"))
+			return bad("%s:%u: %s = \"%s\" must be a single word", file, line, k->name, v);
+		if (vlen >= k->size)
+			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
+				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_BOOL:
+		if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+			*(bool *)dst = true;
+		else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") ||
+			 !strcmp(v, "0"))
+			*(bool *)dst = false;
+		else
+			return bad("%s:%u: %s = \"%s\" is not a boolean: expected yes or no", file,
+				   line, k->name, v);
+		return 0;
+	case K_UINT:
+		if (parse_uint(v, &n) < 0 || n < k->min || n > k->max)
+			return bad("%s:%u: %s = \"%s\" is not usable: expected a whole number from %" PRIu64 " to %" PRIu64,
+				   file, line, k->name, v, k->min, k->max);
+		*(unsigned int *)dst = (unsigned int)n;
+		return 0;
+	case K_MODE: {
+		unsigned long m = 0;
+		const char *p = v;
+
+		if (vlen > 4)
+			goto bad_mode;
+		for (; *p; p++) {
+			if (*p < '0' || *p > '7')
+				goto bad_mode;
+			m = m * 8 + (unsigned long)(*p - '0');
+		}
+		if (m > k->max)
+			goto bad_mode;
+		*(mode_t *)dst = (mode_t)m;
+		return 0;
+bad_mode:
+		return bad("%s:%u: %s = \"%s\" is not an octal permission mode such as 0660", file,
+			   line, k->name, v);
+	}
+	case K_LOG:
+		if (!strcmp(v, "syslog"))
+			*(bool *)dst = true;
+		else if (!strcmp(v, "stderr"))
+			*(bool *)dst = false;
+		else
+			return bad("%s:%u: log = \"%s\": expected stderr or syslog", file, line, v);
+		return 0;
+	case K_LEVEL:
+		if (!strcmp(v, "error"))
+			*(enum lc_log_level *)dst = LC_LOG_ERR;
+		else if (!strcmp(v, "warning"))
+			*(enum lc_log_level *)dst = LC_LOG_WARNING;
+		else if (!strcmp(v, "info"))
+			*(enum lc_log_level *)dst = LC_LOG_INFO;
+		else if (!strcmp(v, "debug"))
+			*(enum lc_log_level *)dst = LC_LOG_DEBUG;
+		else
+			return bad("%s:%u: log_level = \"%s\": expected error, warning, info or debug",
+				   file, line, v);
+		return 0;
+	case K_SEGSIZE: {
+		char num[32];
+		uint64_t mult = 1;
+		size_t nl = vlen;
+
+		if (nl && strchr("KkMmGg", v[nl - 1])) {
+			char s = v[nl - 1];
+
+			mult = (s == 'K' || s == 'k') ? 1ULL << 10 : (s == 'M' || s == 'm') ? 1ULL << 20 : 1ULL << 30;
+			nl--;
+		}
+		if (!nl || nl >= sizeof(num))
+			goto bad_seg;
+		memcpy(num, v, nl);
+		num[nl] = '\0';
+		if (parse_uint(num, &n) < 0 || n > (1ULL << 40) / mult)
+			goto bad_seg;
+		n *= mult;
+		if (n < LAKECRYPT_MIN_SEGMENT_SECTORS * 512ULL || n > (512ULL << 31) || (n & (n - 1)))
+			goto bad_seg;
+		*(uint64_t *)dst = n / 512;
+		return 0;
+bad_seg:
+		return bad("%s:%u: segment_size = \"%s\": expected a power of two from 4K to 1024G in bytes, e.g. 1M",
+			   file, line, v);
+	}
+	}
+	return bad("%s:%u: internal error", file, line);
+}
+
+int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const char *name,
+		    struct lc_error *err)
+{
+	unsigned int seen_line[NKEYS] = { 0 };
+	const char *p = text, *end = text + len;
+	char section[32] = "";
+	bool have_section = false;
+	unsigned int line = 0;
+	int r;
+
+	if (!name)
+		name = "config";
+	if (memchr(text, '\0', len))
+		return bad("%s: contains a NUL byte: not a text file", name);
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *b = p, *e = nl ? nl : end, *eq;
+		char keyname[64], value[LC_CONFIG_PATH_MAX + 1];
+		const struct key *k = NULL;
+		size_t kl, vl;
+		size_t i;
+
+		p = nl ? nl + 1 : end;
+		line++;
+		trim(&b, &e);
+		if (b == e || *b == '#' || *b == ';')
+			continue;
+		if (*b == '[') {
+			if (e[-1] != ']' || e - b < 3)
+				return bad("%s:%u: malformed section header: expected [name]", name, line);
+			b++;
+			e--;
+			trim(&b, &e);
+			if (e - b < 1 || (size_t)(e - b) >= sizeof(section))
+				goto unknown_section;
+			memcpy(section, b, (size_t)(e - b));
+			section[e - b] = '\0';
+			for (i = 0; i < NKEYS; i++)
+				if (!strcmp(keys[i].section, section))
+					break;
+			if (i == NKEYS)
+				goto unknown_section;
+			have_section = true;
+			continue;
+unknown_section:
+			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation] or [volume]",
+				   name, line, (int)(e - b > 32 ? 32 : e - b), b);
+		}
+		eq = memchr(b, '=', (size_t)(e - b));
+		if (!eq)
+			return bad("%s:%u: expected \"key = value\", a [section] or a # comment", name,
+				   line);
+		{
+			const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
+
+			trim(&kb, &ke);
+			trim(&vb, &ve);
+			kl = (size_t)(ke - kb);
+			vl = (size_t)(ve - vb);
+			if (!kl)
+				return bad("%s:%u: a key name is missing before '='", name, line);
+			if (kl >= sizeof(keyname))
+				return bad("%s:%u: unknown key \"%.32s...\"", name, line, kb);
+			memcpy(keyname, kb, kl);
+			keyname[kl] = '\0';
+			if (!have_section)
+				return bad("%s:%u: key \"%s\" before any [section]", name, line, keyname);
+			if (!vl)
+				return bad("%s:%u: %s has an empty value", name, line, keyname);
+			if (vl >= sizeof(value))
+				return bad("%s:%u: the value of %s is too long", name, line, keyname);
+			memcpy(value, vb, vl);
+			value[vl] = '\0';
+		}
+		for (i = 0; i < NKEYS; i++)
+			if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, keyname)) {
+				k = &keys[i];
+				break;
+			}
+		if (!k) {
+			char known[512];
+			size_t o = 0;
+
+			known[0] = '\0';
+			for (size_t j = 0; j < NKEYS; j++)
+				if (!strcmp(keys[j].section, section))
+					o += (size_t)snprintf(known + o, sizeof(known) - o, "%s%s",
+							      o ? ", " : "", keys[j].name);
+			return bad("%s:%u: unknown key \"%s\" in [%s]: expected one of %s", name, line,
+				   keyname, section, known);
+		}
+		if (seen_line[i])
+			return bad("%s:%u: %s is set twice in [%s] (first on line %u)", name, line,
+				   keyname, section, seen_line[i]);
+		seen_line[i] = line;
+		r = set_value(cfg, k, value, name, line, err);
+		if (r < 0)
+			return r;
+	}
+
+	if (cfg->retry_max_delay_ms < cfg->retry_base_delay_ms) {
+		unsigned int l = 0;
+
+		for (size_t i = 0; i < NKEYS; i++)
+			if (!strcmp(keys[i].name, "retry_max_delay_ms") ||
+			    !strcmp(keys[i].name, "retry_base_delay_ms"))
+				l = seen_line[i] > l ? seen_line[i] : l;
+		return bad("%s:%u: retry_max_delay_ms (%u) is less than retry_base_delay_ms (%u)", name,
+			   l, cfg->retry_max_delay_ms, cfg->retry_base_delay_ms);
+	}
+	return 0;
+}
+
+int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t len = 0;
+
+	lc_config_defaults(cfg);
+	if (!path)
+		path = LC_CONFIG_DEFAULT_PATH;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "cannot open config file %s: %s", path,
+			      strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "cannot stat %s: %s", path,
+			      strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX)
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "config file %s must be a regular file of at most %d bytes", path,
+			      CONFIG_FILE_MAX);
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	while (len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return lc_err(err, -errno, LC_ERRC_MISCONFIG, "reading %s failed: %s", path,
+				      strerror(errno));
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	return lc_config_parse(cfg, buf, len, path, err);
+}

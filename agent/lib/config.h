@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The agent's configuration file (default LC_CONFIG_DEFAULT_PATH).
+ *
+ * Format: INI.  "[section]" lines, "key = value" lines, blank lines and
+ * comment lines whose first non-blank character is '#' or ';'.  There are
+ * no quotes, no inline comments and no continuation lines: a value is
+ * everything after the '=' with surrounding blanks removed, and must not
+ * be empty.  Every key belongs to a section; unknown sections, unknown
+ * keys, duplicated keys and malformed lines are errors naming the file and
+ * line.  Anything not set keeps its default.
+ *
+ *   [agent]
+ *   socket = /run/lakecrypt/agent.sock      # control socket (< 108 bytes)
+ *   socket_mode = 0660                      # octal permissions of the socket
+ *   state_dir = /var/lib/lakecrypt          # local KMS keys, key configs
+ *   audit_log = /var/log/lakecrypt/audit.log
+ *   audit_fsync = yes                       # fsync every audit record
+ *   admin_group = lakecrypt-admin
+ *   operator_group = lakecrypt
+ *   log = stderr                            # stderr | syslog
+ *   log_level = info                        # error | warning | info | debug
+ *
+ *   [kms]
+ *   retry_attempts = 5                      # 1..100, attempts per KMS call
+ *   retry_base_delay_ms = 100               # first backoff, doubled each retry
+ *   retry_max_delay_ms = 5000               # >= retry_base_delay_ms
+ *   deadline_ms = 30000                     # whole call, retries included
+ *
+ *   [revocation]
+ *   watch_interval_s = 60                   # CMK state check, 1..86400
+ *
+ *   [volume]                                # defaults for format
+ *   cipher = aes-xts-plain64
+ *   key_size = 64                           # bytes, 1..128
+ *   segment_size = 1M                       # bytes, K/M/G suffix (binary),
+ *                                           # power of two >= 4K
+ *
+ * (The trailing "# ..." above are explanations, not allowed in the file.)
+ * Booleans are yes/no, true/false, on/off or 1/0.
+ */
+#ifndef LC_CONFIG_H
+#define LC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lc-error.h"
+
+#define LC_CONFIG_DEFAULT_PATH	"/etc/lakecrypt/agent.conf"
+#define LC_CONFIG_PATH_MAX	4096
+#define LC_CONFIG_NAME_MAX	64
+
+struct lc_config {
+	/* [agent] */
+	char socket_path[108];
+	mode_t socket_mode;
+	char state_dir[LC_CONFIG_PATH_MAX];
+	char audit_log[LC_CONFIG_PATH_MAX];
+	bool audit_fsync;
+	char admin_group[LC_CONFIG_NAME_MAX];
+	char operator_group[LC_CONFIG_NAME_MAX];
+	bool log_syslog;
+	enum lc_log_level log_level;
+	/* [kms] */
+	unsigned int retry_attempts;
+	unsigned int retry_base_delay_ms;
+	unsigned int retry_max_delay_ms;
+	unsigned int deadline_ms;
+	/* [revocation] */
+	unsigned int watch_interval_s;
+	/* [volume] */
+	char cipher[128];
+	unsigned int key_size;
+	uint64_t segment_sectors;
+};
+
+/* Fill @cfg with the defaults shown above. */
+void lc_config_defaults(struct lc_config *cfg);
+
+/* Parse @len bytes of @text over @cfg (which holds defaults or earlier
+ * values); @name is the file name for messages.  On error @cfg may be
+ * partly updated. */
+int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const char *name,
+		    struct lc_error *err);
+
+/* Defaults, then @path (NULL: LC_CONFIG_DEFAULT_PATH).  A missing file is
+ * -ENOENT with a message; the caller decides whether defaults will do. */
+int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err);
+
+#endif /* LC_CONFIG_H */

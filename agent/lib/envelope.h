@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Envelope crypto below the CMK: the volume's KEK and its per-segment DEKs.
+ *
+ *   KEK   32 random bytes (RAND_priv_bytes), one per volume; stored only
+ *         as the provider's ciphertext blob, wrapped by the CMK with the
+ *         context lc_kek_context() builds from the volume uuid.
+ *   DEK   key_size random bytes per segment, wrapped by the KEK with
+ *         AES-256-GCM, a random 12-byte nonce and
+ *           AAD = "lakecrypt-dek-v1" || uuid[16] || be32 segment || be32 generation
+ *         so a wrapped DEK moved to another segment, volume or generation
+ *         fails authentication.
+ *
+ * All plaintext keys are struct lc_secret (locked memory).  Functions
+ * return 0 or a negative errno and fill @err.
+ */
+#ifndef LC_ENVELOPE_H
+#define LC_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lc-error.h"
+#include "lc-types.h"
+#include "secmem.h"
+
+#define LC_DEK_AAD_LABEL	"lakecrypt-dek-v1"
+#define LC_DEK_AAD_LEN		(16 + LC_UUID_LEN + 4 + 4)
+#define LC_DEK_MIN_LEN		16
+
+#define LC_KEK_CONTEXT_PREFIX	"lakecrypt:volume:"
+/* "lakecrypt:volume:" + 36-character uuid + NUL */
+#define LC_KEK_CONTEXT_MAX	(sizeof(LC_KEK_CONTEXT_PREFIX) + 36)
+#define LC_UUID_STR_LEN		37	/* 36 characters + NUL */
+
+/* Canonical lower-case text form of a uuid: 8-4-4-4-12 hex digits. */
+void lc_uuid_format(const uint8_t uuid[LC_UUID_LEN], char out[LC_UUID_STR_LEN]);
+
+/*
+ * The encryption context (AWS) / AAD (GCP, local KMS) under which the CMK
+ * wraps a volume's KEK: "lakecrypt:volume:<uuid>".
+ */
+void lc_kek_context(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX]);
+
+/* A fresh random KEK (LC_KEK_LEN bytes) in @kek, allocated here. */
+int lc_kek_generate(struct lc_secret *kek, struct lc_error *err);
+
+/* @count fresh random DEKs of @key_size bytes each, back to back in @deks. */
+int lc_deks_generate(struct lc_secret *deks, uint32_t count, size_t key_size,
+		     struct lc_error *err);
+
+/* Wrap one DEK of @key_size bytes for (uuid, segment, generation). */
+int lc_dek_wrap(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		uint32_t segment, uint32_t generation, const uint8_t *dek,
+		size_t key_size, struct lc_wrapped_dek *out, struct lc_error *err);
+
+/*
+ * Unwrap one DEK into @dek (key_size bytes, caller's secret memory).
+ * -EBADMSG / LC_ERRC_INVALID if it does not authenticate for
+ * (uuid, segment, in->generation).
+ */
+int lc_dek_unwrap(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		  uint32_t segment, const struct lc_wrapped_dek *in, size_t key_size,
+		  uint8_t *dek, struct lc_error *err);
+
+/*
+ * Whole volume.  lc_deks_wrap_all wraps DEK i of @deks (count * key_size
+ * bytes) for segment i into recs[i], with the generation the caller has
+ * already put in recs[i].generation (the rest of the record is filled).
+ * lc_deks_unwrap_all allocates @deks (count * key_size bytes, locked) and
+ * unwraps recs[i] for segment i into it; on any failure nothing is
+ * returned (the partial result is wiped) and @err names the segment.
+ * One EVP_CIPHER_CTX and one key schedule serve the whole volume.
+ */
+int lc_deks_wrap_all(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		     const struct lc_secret *deks, uint32_t count, size_t key_size,
+		     struct lc_wrapped_dek *recs, struct lc_error *err);
+int lc_deks_unwrap_all(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		       const struct lc_wrapped_dek *recs, uint32_t count, size_t key_size,
+		       struct lc_secret *deks, struct lc_error *err);
+
+#endif /* LC_ENVELOPE_H */

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Agent configuration file. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static int parse(struct lc_config *c, const char *text, struct lc_error *e)
+{
+	lc_config_defaults(c);
+	return lc_config_parse(c, text, strlen(text), "agent.conf", e);
+}
+
+static void test_defaults(void **state)
+{
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "", &e), 0);
+	assert_string_equal(c.socket_path, "/run/lakecrypt/agent.sock");
+	assert_int_equal(c.socket_mode, 0660);
+	assert_string_equal(c.state_dir, "/var/lib/lakecrypt");
+	assert_string_equal(c.audit_log, "/var/log/lakecrypt/audit.log");
+	assert_true(c.audit_fsync);
+	assert_string_equal(c.admin_group, "lakecrypt-admin");
+	assert_string_equal(c.operator_group, "lakecrypt");
+	assert_false(c.log_syslog);
+	assert_int_equal(c.log_level, LC_LOG_INFO);
+	assert_int_equal(c.retry_attempts, 5);
+	assert_int_equal(c.retry_base_delay_ms, 100);
+	assert_int_equal(c.retry_max_delay_ms, 5000);
+	assert_int_equal(c.deadline_ms, 30000);
+	assert_int_equal(c.watch_interval_s, 60);
+	assert_string_equal(c.cipher, "aes-xts-plain64");
+	assert_int_equal(c.key_size, 64);
+	assert_int_equal(c.segment_sectors, 2048);
+}
+
+static void test_full(void **state)
+{
+	static const char text[] =
+		"# lakecrypt agent\n"
+		"; another comment style\n"
+		"\n"
+		"[agent]\n"
+		"socket = /run/lc/a.sock\n"
+		"socket_mode=0600\n"
+		"  state_dir\t=\t/srv/lakecrypt state  \n"
+		"audit_log = /var/log/lc.log\r\n"
+		"audit_fsync = no\n"
+		"admin_group = sec-admins\n"
+		"operator_group = dbops\n"
+		"log = syslog\n"
+		"log_level = debug\n"
+		"[ kms ]\n"
+		"retry_attempts = 3\n"
+		"retry_base_delay_ms = 50\n"
+		"retry_max_delay_ms = 50\n"
+		"deadline_ms = 10000\n"
+		"[revocation]\n"
+		"watch_interval_s = 5\n"
+		"[volume]\n"
+		"cipher = xchacha12,aes-adiantum-plain64\n"
+		"key_size = 32\n"
+		"segment_size = 64k";
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	if (parse(&c, text, &e))
+		fail_msg("%s", e.msg);
+	assert_string_equal(c.socket_path, "/run/lc/a.sock");
+	assert_int_equal(c.socket_mode, 0600);
+	assert_string_equal(c.state_dir, "/srv/lakecrypt state");
+	assert_string_equal(c.audit_log, "/var/log/lc.log");
+	assert_false(c.audit_fsync);
+	assert_string_equal(c.admin_group, "sec-admins");
+	assert_string_equal(c.operator_group, "dbops");
+	assert_true(c.log_syslog);
+	assert_int_equal(c.log_level, LC_LOG_DEBUG);
+	assert_int_equal(c.retry_attempts, 3);
+	assert_int_equal(c.retry_base_delay_ms, 50);
+	assert_int_equal(c.retry_max_delay_ms, 50);
+	assert_int_equal(c.deadline_ms, 10000);
+	assert_int_equal(c.watch_interval_s, 5);
+	assert_string_equal(c.cipher, "xchacha12,aes-adiantum-plain64");
+	assert_int_equal(c.key_size, 32);
+	assert_int_equal(c.segment_sectors, 128);
+}
+
+static void test_sizes(void **state)
+{
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "[volume]\nsegment_size = 4096\n", &e), 0);
+	assert_int_equal(c.segment_sectors, 8);
+	assert_int_equal(parse(&c, "[volume]\nsegment_size = 1G\n", &e), 0);
+	assert_int_equal(c.segment_sectors, 2097152);
+	assert_int_equal(parse(&c, "[volume]\nsegment_size = 1024G\n", &e), 0);
+	assert_int_equal(c.segment_sectors, 1ULL << 31);
+}
+
+struct bad {
+	const char *text, *needle;
+};
+
+static void test_bad(void **state)
+{
+	static const struct bad bad[] = {
+		{ "socket = /x\n", "agent.conf:1: key \"socket\" before any [section]" },
+		{ "[agent]\nsockt = /x\n", "agent.conf:2: unknown key \"sockt\" in [agent]: expected one of socket, socket_mode" },
+		{ "[agent]\n\n# c\nsocket = /a\nsocket = /b\n", "agent.conf:5: socket is set twice in [agent] (first on line 4)" },
+		{ "[agnt]\n", "agent.conf:1: unknown section [agnt]" },
+		{ "[agent\n", "agent.conf:1: malformed section header" },
+		{ "[]\n", "agent.conf:1: malformed section header" },
+		{ "[agent]\nsocket\n", "agent.conf:2: expected \"key = value\"" },
+		{ "[agent]\n= /x\n", "agent.conf:2: a key name is missing" },
+		{ "[agent]\nsocket =\n", "agent.conf:2: socket has an empty value" },
+		{ "[agent]\nsocket = relative.sock\n", "agent.conf:2: socket = \"relative.sock\" is not an absolute path" },
+		{ "[agent]\nsocket = /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "agent.conf:2: socket is too long" },
+		{ "[agent]\nsocket_mode = 0999\n", "agent.conf:2: socket_mode = \"0999\" is not an octal" },
+		{ "[agent]\nsocket_mode = 10000\n", "is not an octal" },
+		{ "[agent]\naudit_fsync = maybe\n", "agent.conf:2: audit_fsync = \"maybe\" is not a boolean" },
+		{ "[agent]\nadmin_group = lake crypt\n", "agent.conf:2: admin_group = \"lake crypt\" is not a group name" },
+		{ "[agent]\nlog = journal\n", "agent.conf:2: log = \"journal\": expected stderr or syslog" },
+		{ "[agent]\nlog_level = verbose\n", "agent.conf:2: log_level = \"verbose\"" },
+		{ "[kms]\nretry_attempts = 0\n", "agent.conf:2: retry_attempts = \"0\" is not usable: expected a whole number from 1 to 100" },
+		{ "[kms]\nretry_attempts = 101\n", "from 1 to 100" },
+		{ "[kms]\nretry_attempts = -1\n", "retry_attempts = \"-1\"" },
+		{ "[kms]\nretry_attempts = 3 # three\n", "retry_attempts = \"3 # three\"" },
+		{ "[kms]\ndeadline_ms = 99999999999999999999999\n", "deadline_ms" },
+		{ "[kms]\nretry_base_delay_ms = 500\n\nretry_max_delay_ms = 100\n", "agent.conf:4: retry_max_delay_ms (100) is less than retry_base_delay_ms (500)" },
+		{ "[kms]\nretry_base_delay_ms = 6000\n", "agent.conf:2: retry_max_delay_ms (5000) is less than" },
+		{ "[revocation]\nwatch_interval_s = 0\n", "watch_interval_s" },
+		{ "[volume]\ncipher = aes xts\n", "cipher = \"aes xts\" must be a single word" },
+		{ "[volume]\nkey_size = 129\n", "key_size = \"129\"" },
+		{ "[volume]\nsegment_size = 3000\n", "agent.conf:2: segment_size = \"3000\": expected a power of two" },
+		{ "[volume]\nsegment_size = 2K\n", "segment_size" },
+		{ "[volume]\nsegment_size = 2048G\n", "segment_size" },
+		{ "[volume]\nsegment_size = M\n", "segment_size" },
+		{ "[volume]\nsegment_size = 1T\n", "segment_size" },
+		{ "[kms]\nsocket = /x\n", "unknown key \"socket\" in [kms]: expected one of retry_attempts" },
+		{ "[agent]\nstate_dir = /a\x01" "b\n", "control character" },
+	};
+	struct lc_config c;
+	struct lc_error e;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		if (parse(&c, bad[i].text, &e) != -EINVAL)
+			fail_msg("accepted: %s", bad[i].text);
+		assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+		if (!strstr(e.msg, bad[i].needle))
+			fail_msg("config %zu: \"%s\" lacks \"%s\"", i, e.msg, bad[i].needle);
+	}
+	memset(&e, 0, sizeof(e));
+	lc_config_defaults(&c);
+	assert_int_equal(lc_config_parse(&c, "[agent]\0x", 9, "f", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "NUL"));
+}
+
+static void test_load_file(void **state)
+{
+	char path[] = "/tmp/lc-config-XXXXXX";
+	const char *text = "[revocation]\nwatch_interval_s = 7\n";
+	struct lc_config c;
+	struct lc_error e = { 0 };
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(lc_config_load(&c, path, &e), 0);
+	assert_int_equal(c.watch_interval_s, 7);
+	assert_int_equal(c.retry_attempts, 5);
+	unlink(path);
+	assert_int_equal(lc_config_load(&c, path, &e), -ENOENT);
+	assert_non_null(strstr(e.msg, path));
+	assert_int_equal(c.watch_interval_s, 60);	/* defaults on a missing file */
+	assert_int_equal(lc_config_load(&c, "/tmp", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "regular file"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_load_file),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
