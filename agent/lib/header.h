@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The lakecrypt volume header: codec, validation and crash-safe I/O of the
+ * two header copies.  The byte layout is defined in
+ * include/lakecrypt/ondisk.h and described in
+ * Documentation/on-disk-format.md.
+ *
+ * Typical use:
+ *   format:  h = lc_header_new(count, key_size); fill h; lc_header_layout()
+ *            gives h->data_offset; lc_header_write(fd, h, &err)
+ *   open:    lc_header_read(fd, &h, &info, &err); if info.state[other] is
+ *            not LC_COPY_VALID, lc_header_write(fd, h, &err) repairs it
+ *   update:  change h; lc_header_write(fd, h, &err) (seqno is bumped)
+ *
+ * All functions return 0 or a negative errno and, on failure, fill @err
+ * (class LC_ERRC_INVALID for a bad or missing header, LC_ERRC_MISCONFIG
+ * when a path cannot be opened, LC_ERRC_INTERNAL for memory and write
+ * errors).  Nothing here ever prints key material: the
+ * header holds only wrapped keys, and dumps show only their lengths and
+ * fingerprints.
+ */
+#ifndef LC_HEADER_H
+#define LC_HEADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <lakecrypt/ondisk.h>
+
+#include "lc-error.h"
+#include "lc-types.h"
+
+/* A decoded header.  It owns its memory: release with lc_header_free(). */
+struct lc_header {
+	uint64_t seqno;			/* bumped by every lc_header_write() */
+	uint32_t flags;			/* LC_HDR_F_* */
+	uint8_t uuid[LC_UUID_LEN];
+	uint64_t created;		/* Unix seconds */
+	char workspace[LC_HDR_NAME_SIZE];
+	char project[LC_HDR_NAME_SIZE];
+	char keyconfig[LC_HDR_NAME_SIZE];
+	char provider[LC_HDR_PROVIDER_SIZE];	/* provider kind: "local", "aws-kms" */
+	char provider_ref[LC_HDR_PROVIDER_REF_SIZE];
+	char cmk_id[LC_HDR_CMK_ID_SIZE];	/* as the provider reports it */
+	char cmk_version[LC_HDR_CMK_VERSION_SIZE];	/* may be "" */
+	char cipher[LC_HDR_CIPHER_SIZE];	/* dm-crypt spec, "-plain64" IV */
+	struct lc_buf wrapped_kek;	/* KMS ciphertext blob, 1..LC_HDR_KEK_MAX */
+	struct lc_buf wrap_context;	/* AAD / encryption context, 1..LC_HDR_WRAP_CTX_MAX */
+	uint32_t key_size;		/* DEK bytes */
+	uint32_t sector_size;		/* encryption unit, 512..4096 */
+	uint64_t segment_sectors;	/* power of two >= 8 */
+	uint64_t data_offset;		/* sectors; 0 allowed for a detached header */
+	uint32_t segment_count;
+	struct lc_wrapped_dek *deks;	/* segment_count records */
+};
+
+/* Where each copy lives and what state it is in, from lc_header_read(). */
+enum lc_copy_state {
+	LC_COPY_VALID = 0,	/* valid, same seqno as the copy used */
+	LC_COPY_STALE,		/* valid but older: an update was interrupted */
+	LC_COPY_DAMAGED,	/* unreadable or invalid: see why[] */
+};
+
+struct lc_header_info {
+	int used;			/* copy used: 0 = A, 1 = B */
+	enum lc_copy_state state[2];	/* state of copy A and copy B */
+	uint64_t seqno[2];		/* seqno of each valid copy */
+	uint64_t offset[2];		/* byte offset of each copy (B: expected) */
+	char why[2][LC_ERROR_MSG_MAX];	/* for a damaged copy: what is wrong */
+};
+
+/* Storage under the header: a device, a file or, in tests, memory.
+ * pread/pwrite return bytes transferred or -errno (short is allowed). */
+struct lc_header_io {
+	void *ctx;
+	ssize_t (*pread)(void *ctx, void *buf, size_t len, uint64_t off);
+	ssize_t (*pwrite)(void *ctx, const void *buf, size_t len, uint64_t off);
+	int (*sync)(void *ctx);		/* make every write so far durable */
+};
+
+/* A new header with room for @segment_count zeroed DEK records, defaults
+ * filled in (cipher "aes-xts-plain64", sector size 512); NULL if the counts
+ * are out of range or memory is short. */
+struct lc_header *lc_header_new(uint32_t segment_count, uint32_t key_size);
+void lc_header_free(struct lc_header *h);
+
+/* Bytes per DEK record; 0 if @key_size is out of range. */
+uint32_t lc_header_dek_stride(uint32_t key_size);
+
+/* Layout for a volume of @segment_count segments with @key_size-byte DEKs:
+ * bytes of one copy as written (@hdr_bytes, may be NULL), bytes reserved
+ * per copy (@area_bytes: copy B starts there) and the default data offset
+ * in sectors for an attached header (after both copies, 1 MiB aligned). */
+int lc_header_layout(uint32_t segment_count, uint32_t key_size, uint64_t *hdr_bytes,
+		     uint64_t *area_bytes, uint64_t *data_offset_sectors, struct lc_error *err);
+
+/* Check every field of @h against the format's rules (the same rules the
+ * decoder applies). */
+int lc_header_check(const struct lc_header *h, struct lc_error *err);
+
+/* Encode @h as copy @copy (0 = A, 1 = B) into a new buffer of *@len bytes
+ * (the hdr_size of the layout), checksum included.  Free with free(). */
+int lc_header_encode(const struct lc_header *h, int copy, uint8_t **buf, size_t *len,
+		     struct lc_error *err);
+
+/* Decode and validate one copy at the start of @buf.  @out may be NULL to
+ * validate only.  If @copy is not NULL it receives the copy index. */
+int lc_header_decode(const void *buf, size_t len, struct lc_header **out, int *copy,
+		     struct lc_error *err);
+
+/* SHA-256 of a copy of @hdr_size bytes with its checksum field as zeros. */
+int lc_header_checksum(const void *buf, size_t hdr_size, uint8_t out[LC_HDR_CHECKSUM_LEN]);
+
+/* Read both copies and return the valid one with the higher seqno.  @info
+ * (may be NULL) says which copy was used and what state the other is in.
+ * Fails with -ENOENT/-EINVAL ("no valid lakecrypt header: copy A: ...;
+ * copy B: ...") if neither copy is valid. */
+int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
+		      struct lc_header_info *info, struct lc_error *err);
+int lc_header_read(int fd, struct lc_header **out, struct lc_header_info *info,
+		   struct lc_error *err);
+int lc_header_read_path(const char *path, struct lc_header **out,
+			struct lc_header_info *info, struct lc_error *err);
+
+/* Write @h crash-safely: its seqno becomes one more than the highest found
+ * on the storage (or than h->seqno), the copy that is not current is
+ * written and synced first, then the other.  An interruption at any point
+ * leaves a valid copy holding either the old or the new header.  Where no
+ * valid header of the same layout exists (format), stale header copies at
+ * the other possible copy-B offsets are erased first. */
+int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struct lc_error *err);
+int lc_header_write(int fd, struct lc_header *h, struct lc_error *err);
+/* Opens @path read-write; with @create, creates a regular file (0600) if
+ * missing, for a detached header. */
+int lc_header_write_path(const char *path, bool create, struct lc_header *h,
+			 struct lc_error *err);
+
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+void lc_header_uuid_str(const struct lc_header *h, char out[37]);
+
+/* Dump for lakecryptctl dump: never key material, only lengths and
+ * fingerprints (first 8 bytes of SHA-256) of wrapped keys.  @info may be
+ * NULL.  The JSON string is malloc'ed. */
+int lc_header_to_json(const struct lc_header *h, const struct lc_header_info *info,
+		      char **json, struct lc_error *err);
+int lc_header_dump_text(const struct lc_header *h, const struct lc_header_info *info, FILE *f);
+
+#endif /* LC_HEADER_H */

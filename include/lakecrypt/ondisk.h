@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * lakecrypt on-disk volume header, version 1: the single source of truth
+ * for magic, offsets, field sizes and limits.  The codec (agent/lib/header.c)
+ * and Documentation/on-disk-format.md follow this file; change all three
+ * together, and bump LC_HDR_VERSION for any change a version 1 reader would
+ * misread.
+ *
+ * All integers are little-endian and unsigned.  Offsets are in bytes from
+ * the start of one header copy unless stated otherwise.
+ *
+ * Device (or detached header file) layout:
+ *
+ *   0                      copy A: hdr_size bytes, then zero padding
+ *   area_size              copy B: the same header, copy index 1
+ *   2 * area_size          (unused up to the data area)
+ *   data_offset * 512      data area: segment_count segments of
+ *                          segment_sectors sectors (attached header only)
+ *
+ *   hdr_size  = LC_HDR_FIXED_SIZE + segment_count * dek_stride
+ *   area_size = max(LC_HDR_AREA_MIN, next power of two >= hdr_size)
+ *   data_offset (default) = round_up(2 * area_size, LC_HDR_DATA_ALIGN) / 512
+ *
+ * area_size is a power of two so that copy B can be found when copy A is
+ * destroyed: it sits at one of the LC_HDR_AREA_CANDIDATES offsets
+ * LC_HDR_AREA_MIN << i.
+ *
+ * Copy (one header), fixed part of LC_HDR_FIXED_SIZE bytes:
+ */
+#ifndef _LAKECRYPT_ONDISK_H
+#define _LAKECRYPT_ONDISK_H
+
+#define LC_HDR_MAGIC			"LAKECR\xba\xbe"
+#define LC_HDR_MAGIC_LEN		8
+#define LC_HDR_VERSION			1
+
+/*                 field                offset    size */
+#define LC_HDR_OFF_MAGIC		0x0000	/*    8  LC_HDR_MAGIC */
+#define LC_HDR_OFF_VERSION		0x0008	/*    2  u16 LC_HDR_VERSION */
+#define LC_HDR_OFF_COPY			0x000a	/*    2  u16 0 = copy A, 1 = copy B */
+#define LC_HDR_OFF_FLAGS		0x000c	/*    4  u32 LC_HDR_F_* */
+#define LC_HDR_OFF_SEQNO		0x0010	/*    8  u64 sequence number */
+#define LC_HDR_OFF_HDR_SIZE		0x0018	/*    8  u64 bytes covered by the checksum */
+#define LC_HDR_OFF_AREA_SIZE		0x0020	/*    8  u64 bytes reserved per copy */
+#define LC_HDR_OFF_CREATED		0x0028	/*    8  u64 creation time, Unix seconds */
+#define LC_HDR_OFF_CHECKSUM		0x0030	/*   32  SHA-256 */
+#define LC_HDR_OFF_UUID			0x0050	/*   16  volume uuid (RFC 4122 bytes) */
+#define LC_HDR_OFF_KEY_SIZE		0x0060	/*    4  u32 DEK size in bytes */
+#define LC_HDR_OFF_SEGMENT_COUNT	0x0064	/*    4  u32 */
+#define LC_HDR_OFF_SEGMENT_SECTORS	0x0068	/*    8  u64 512-byte sectors per segment */
+#define LC_HDR_OFF_DATA_OFFSET		0x0070	/*    8  u64 data area start, sectors */
+#define LC_HDR_OFF_DEK_STRIDE		0x0078	/*    4  u32 bytes per DEK record */
+#define LC_HDR_OFF_DEK_TABLE		0x007c	/*    4  u32 offset of DEK record 0 */
+#define LC_HDR_OFF_KEK_LEN		0x0080	/*    4  u32 wrapped KEK length */
+#define LC_HDR_OFF_WRAP_CTX_LEN		0x0084	/*    4  u32 wrap context length */
+#define LC_HDR_OFF_SECTOR_SIZE		0x0088	/*    4  u32 encryption sector size */
+#define LC_HDR_OFF_RESERVED1		0x008c	/*  116  zero */
+#define LC_HDR_OFF_WORKSPACE		0x0100	/*   64  string */
+#define LC_HDR_OFF_PROJECT		0x0140	/*   64  string */
+#define LC_HDR_OFF_KEYCONFIG		0x0180	/*   64  string */
+#define LC_HDR_OFF_PROVIDER		0x01c0	/*   32  string, provider kind */
+#define LC_HDR_OFF_CIPHER		0x01e0	/*  128  string, dm-crypt spec */
+#define LC_HDR_OFF_CMK_VERSION		0x0260	/*  256  string, may be empty */
+#define LC_HDR_OFF_RESERVED2		0x0360	/*  160  zero */
+#define LC_HDR_OFF_PROVIDER_REF		0x0400	/* 2048  string, provider key ref */
+#define LC_HDR_OFF_CMK_ID		0x0c00	/* 2048  string, CMK id as reported */
+#define LC_HDR_OFF_WRAP_CTX		0x1400	/* 1024  bytes, then zero */
+#define LC_HDR_OFF_KEK			0x1800	/* 8192  bytes, then zero */
+#define LC_HDR_OFF_RESERVED3		0x3800	/* 2048  zero */
+#define LC_HDR_FIXED_SIZE		0x4000	/* DEK table starts here */
+
+/* Field sizes (strings: NUL-terminated, zero-padded to the field size). */
+#define LC_HDR_CHECKSUM_LEN		32
+#define LC_HDR_NAME_SIZE		64	/* workspace, project, keyconfig */
+#define LC_HDR_PROVIDER_SIZE		32
+#define LC_HDR_CIPHER_SIZE		128
+#define LC_HDR_CMK_VERSION_SIZE		256
+#define LC_HDR_PROVIDER_REF_SIZE	2048
+#define LC_HDR_CMK_ID_SIZE		2048
+#define LC_HDR_WRAP_CTX_MAX		1024
+#define LC_HDR_KEK_MAX			8192
+#define LC_HDR_RESERVED1_SIZE		116
+#define LC_HDR_RESERVED2_SIZE		160
+#define LC_HDR_RESERVED3_SIZE		2048
+
+/* Flags */
+#define LC_HDR_F_DETACHED		0x00000001u	/* header kept apart from the data */
+#define LC_HDR_F_ALL			LC_HDR_F_DETACHED
+
+/*
+ * DEK record, dek_stride bytes, record i for segment i:
+ *   +0   4         u32 key generation
+ *   +4   12        AES-GCM nonce
+ *   +16  16        AES-GCM tag
+ *   +32  key_size  wrapped DEK (ciphertext)
+ *   then zero up to dek_stride
+ * dek_stride = round_up(LC_DEK_REC_HDR + key_size, LC_DEK_REC_ALIGN)
+ */
+#define LC_DEK_REC_OFF_GENERATION	0
+#define LC_DEK_REC_OFF_NONCE		4
+#define LC_DEK_REC_OFF_TAG		16
+#define LC_DEK_REC_OFF_CT		32
+#define LC_DEK_REC_HDR			32
+#define LC_DEK_REC_ALIGN		16
+
+/* Limits */
+#define LC_HDR_KEY_SIZE_MIN		16
+#define LC_HDR_KEY_SIZE_MAX		128	/* LAKECRYPT_MAX_KEY_SIZE */
+#define LC_HDR_SEGMENTS_MIN		1
+#define LC_HDR_SEGMENTS_MAX		(1u << 20)	/* LAKECRYPT_MAX_SEGMENTS */
+#define LC_HDR_SEGMENT_SECTORS_MIN	8	/* LAKECRYPT_MIN_SEGMENT_SECTORS */
+#define LC_HDR_SEGMENT_SECTORS_MAX	(1ull << 32)	/* 2 TiB */
+#define LC_HDR_SECTOR_SIZE_MIN		512
+#define LC_HDR_SECTOR_SIZE_MAX		4096
+#define LC_HDR_MAX_SECTORS		(1ull << 55)	/* data end, in sectors */
+#define LC_HDR_AREA_MIN			(1ull << 15)	/* 32 KiB */
+#define LC_HDR_AREA_MAX			(1ull << 28)	/* 256 MiB */
+#define LC_HDR_AREA_CANDIDATES		14	/* 2^15 .. 2^28 */
+#define LC_HDR_DATA_ALIGN		(1ull << 20)	/* 1 MiB */
+#define LC_HDR_CIPHER_SUFFIX		"-plain64"
+
+#endif /* _LAKECRYPT_ONDISK_H */
