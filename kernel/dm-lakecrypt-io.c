@@ -10,18 +10,17 @@
  *
  * Writes are encrypted into bounce pages and the clone is submitted;
  * reads are submitted as a clone and decrypted in place on completion.
- * Crypto runs in the submitting or completing task when that task may
- * sleep, and on a workqueue otherwise.
+ * A small bio is handled by the task that submits (write) or completes
+ * (read) it, when that task may sleep: no queueing, no context switch.  A
+ * large bio is cut into up to LC_MAX_CHUNKS slices that other CPUs work on
+ * in parallel while the current task does the first; the last slice to
+ * finish completes the bio.  Contexts that may not sleep hand everything to
+ * the workqueue.
  */
 #include <linux/blkdev.h>
 #include <linux/scatterlist.h>
 
 #include "dm-lakecrypt.h"
-
-static inline struct skcipher_request *lc_io_req(struct lc_io *io)
-{
-	return (void *)PTR_ALIGN((u8 *)(io + 1), CRYPTO_MINALIGN);
-}
 
 static void lc_io_put(struct lc_target *lc)
 {
@@ -48,23 +47,30 @@ static void lc_io_end(struct lc_io *io, blk_status_t status)
 	bio_endio(base);
 }
 
-/*
- * Run @in through the cipher into @out, one crypto sector at a time.
- * @in and @out may be the same bio and iterator (in-place decryption).
- */
-static int lc_crypt(struct lc_io *io, struct lc_tfm *t, bool encrypt,
-		    struct bio *in, struct bvec_iter iter_in,
-		    struct bio *out, struct bvec_iter iter_out)
+/* Context where crypto may run inline: a task that may sleep. */
+static inline bool lc_can_crypt_inline(void)
 {
+	return in_task() && preemptible();
+}
+
+/*
+ * Run the slice @c through the cipher, one crypto sector at a time.  Reads
+ * decrypt in place (iter_in and iter_out walk the same bio).
+ */
+static int lc_crypt(struct lc_chunk *c, struct lc_tfm *t, bool encrypt)
+{
+	struct lc_io *io = c->io;
 	struct lc_target *lc = io->lc;
-	struct skcipher_request *req = lc_io_req(io);
+	struct bio *in = io->base_bio;
+	struct bio *out = encrypt ? io->clone : io->base_bio;
+	struct bvec_iter iter_in = c->iter_in, iter_out = c->iter_out;
+	struct skcipher_request *req = t->req;
 	unsigned int ss = lc->sector_size;
-	sector_t sector = io->sector;
+	sector_t sector = c->sector;
 	struct scatterlist sg_in, sg_out;
 	DECLARE_CRYPTO_WAIT(wait);
-	int r = 0;
+	int r;
 
-	skcipher_request_set_tfm(req, t->tfm);
 	skcipher_request_set_callback(req, CRYPTO_TFM_REQ_MAY_SLEEP | CRYPTO_TFM_REQ_MAY_BACKLOG,
 				      crypto_req_done, &wait);
 	sg_init_table(&sg_in, 1);
@@ -81,9 +87,9 @@ static int lc_crypt(struct lc_io *io, struct lc_tfm *t, bool encrypt,
 		sg_set_page(&sg_in, bv_in.bv_page, ss, bv_in.bv_offset);
 		sg_set_page(&sg_out, bv_out.bv_page, ss, bv_out.bv_offset);
 
-		memset(io->iv, 0, lc->iv_size);
-		put_unaligned_le64(sector, io->iv);
-		skcipher_request_set_crypt(req, &sg_in, &sg_out, ss, io->iv);
+		memset(t->iv, 0, lc->iv_size);
+		put_unaligned_le64(sector, t->iv);
+		skcipher_request_set_crypt(req, &sg_in, &sg_out, ss, t->iv);
 		r = crypto_wait_req(encrypt ? crypto_skcipher_encrypt(req) :
 					      crypto_skcipher_decrypt(req), &wait);
 		if (r)
@@ -97,18 +103,14 @@ static int lc_crypt(struct lc_io *io, struct lc_tfm *t, bool encrypt,
 	return 0;
 }
 
-/* Context where crypto may run inline: a task that may sleep. */
-static inline bool lc_can_crypt_inline(void)
-{
-	return in_task() && preemptible();
-}
+static void lc_write_done(struct lc_io *io);
+static void lc_read_done(struct lc_io *io);
 
-/* ---- reads ---- */
-
-static void lc_read_decrypt(struct lc_io *io)
+static void lc_chunk_run(struct lc_chunk *c)
 {
+	struct lc_io *io = c->io;
 	struct lc_target *lc = io->lc;
-	struct bio *base = io->base_bio;
+	bool write = io->clone;
 	struct lc_tfm *t;
 	int r;
 
@@ -116,27 +118,94 @@ static void lc_read_decrypt(struct lc_io *io)
 	if (IS_ERR(t)) {
 		r = PTR_ERR(t);
 	} else {
-		r = lc_crypt(io, t, false, base, base->bi_iter, base, base->bi_iter);
+		r = lc_crypt(c, t, write);
 		lc_tfm_put(lc, t);
 	}
-	if (unlikely(r)) {
+	if (unlikely(r))
+		cmpxchg(&io->error, 0, r);
+
+	if (io->nr_chunks > 1 && !atomic_dec_and_test(&io->pending))
+		return;
+	if (write)
+		lc_write_done(io);
+	else
+		lc_read_done(io);
+}
+
+static void lc_chunk_work(struct work_struct *work)
+{
+	lc_chunk_run(container_of(work, struct lc_chunk, work));
+}
+
+/*
+ * Cut the bio into slices of whole crypto sectors, at least LC_MIN_CHUNK
+ * bytes each, one per online CPU at most, and run them.  @inline: the
+ * current task may do the first slice itself.
+ */
+static void lc_crypt_bio(struct lc_io *io, bool inline_ok)
+{
+	struct lc_target *lc = io->lc;
+	struct bio *base = io->base_bio;
+	unsigned int size = base->bi_iter.bi_size, off, len, i, n;
+
+	n = min3(size / LC_MIN_CHUNK, num_online_cpus(), (unsigned int)LC_MAX_CHUNKS);
+	n = max(n, 1U);
+	len = round_up(DIV_ROUND_UP(size, n), lc->sector_size);
+	n = DIV_ROUND_UP(size, len);
+	io->nr_chunks = n;
+	atomic_set(&io->pending, n);
+
+	for (i = 0, off = 0; i < n; i++, off += len) {
+		struct lc_chunk *c = &io->chunks[i];
+		unsigned int clen = min(len, size - off);
+
+		c->io = io;
+		c->sector = io->sector + (off >> SECTOR_SHIFT);
+		c->iter_in = base->bi_iter;
+		bio_advance_iter(base, &c->iter_in, off);
+		c->iter_in.bi_size = clen;
+		if (io->clone) {
+			c->iter_out = io->clone->bi_iter;
+			bio_advance_iter(io->clone, &c->iter_out, off);
+			c->iter_out.bi_size = clen;
+		} else {
+			c->iter_out = c->iter_in;
+		}
+	}
+
+	/* Queue the others first so they run while this task does slice 0. */
+	for (i = inline_ok ? 1 : 0; i < n; i++) {
+		INIT_WORK(&io->chunks[i].work, lc_chunk_work);
+		queue_work(lc->wq, &io->chunks[i].work);
+	}
+	if (inline_ok)
+		lc_chunk_run(&io->chunks[0]);
+}
+
+static void lc_report_crypt_error(struct lc_io *io, bool write)
+{
+	struct lc_target *lc = io->lc;
+
+	if (io->error == -ENOKEY)
+		DMERR_LIMIT("%s: %s segment %u failed: its key was wiped", lc->volume_id,
+			    write ? "write to" : "read of", io->seg);
+	else
+		DMERR_LIMIT("%s: %s of segment %u failed (%d)", lc->volume_id,
+			    write ? "encryption" : "decryption", io->seg, io->error);
+}
+
+/* ---- reads ---- */
+
+static void lc_read_done(struct lc_io *io)
+{
+	if (unlikely(io->error)) {
 		/* Never hand ciphertext or half-decrypted data to the reader. */
-		zero_fill_bio(base);
-		if (r == -ENOKEY)
-			DMERR_LIMIT("%s: read of segment %u failed: its key was wiped",
-				    lc->volume_id, io->seg);
-		else
-			DMERR_LIMIT("%s: decryption of segment %u failed (%d)",
-				    lc->volume_id, io->seg, r);
+		zero_fill_bio(io->base_bio);
+		lc_report_crypt_error(io, false);
 		lc_io_end(io, BLK_STS_IOERR);
 		return;
 	}
 	lc_io_end(io, BLK_STS_OK);
-}
-
-static void lc_read_work(struct work_struct *work)
-{
-	lc_read_decrypt(container_of(work, struct lc_io, work));
 }
 
 static void lc_read_endio(struct bio *clone)
@@ -150,12 +219,7 @@ static void lc_read_endio(struct bio *clone)
 		lc_io_end(io, status);
 		return;
 	}
-	if (lc_can_crypt_inline()) {
-		lc_read_decrypt(io);
-		return;
-	}
-	INIT_WORK(&io->work, lc_read_work);
-	queue_work(io->lc->wq, &io->work);
+	lc_crypt_bio(io, lc_can_crypt_inline());
 }
 
 static void lc_read(struct lc_io *io)
@@ -189,6 +253,20 @@ static void lc_write_endio(struct bio *clone)
 	lc_free_pages(io->lc, clone);
 	bio_put(clone);
 	lc_io_end(io, status);
+}
+
+static void lc_write_done(struct lc_io *io)
+{
+	struct bio *clone = io->clone;
+
+	if (unlikely(io->error)) {
+		lc_report_crypt_error(io, true);
+		lc_free_pages(io->lc, clone);
+		bio_put(clone);
+		lc_io_end(io, BLK_STS_IOERR);
+		return;
+	}
+	submit_bio_noacct(clone);
 }
 
 /*
@@ -226,45 +304,24 @@ again:
 	return clone;
 }
 
-static void lc_write(struct lc_io *io)
+static void lc_write(struct lc_io *io, bool inline_ok)
 {
 	struct lc_target *lc = io->lc;
 	struct bio *base = io->base_bio;
 	struct bio *clone;
-	struct lc_tfm *t;
-	int r;
 
 	clone = lc_alloc_write_clone(lc, base);
 	clone->bi_iter.bi_sector = lc->start + io->sector;
 	clone->bi_ioprio = base->bi_ioprio;
 	clone->bi_private = io;
 	clone->bi_end_io = lc_write_endio;
-
-	t = lc_tfm_get(lc, io->seg);
-	if (IS_ERR(t)) {
-		r = PTR_ERR(t);
-	} else {
-		r = lc_crypt(io, t, true, base, base->bi_iter, clone, clone->bi_iter);
-		lc_tfm_put(lc, t);
-	}
-	if (unlikely(r)) {
-		if (r == -ENOKEY)
-			DMERR_LIMIT("%s: write to segment %u failed: its key was wiped",
-				    lc->volume_id, io->seg);
-		else
-			DMERR_LIMIT("%s: encryption of segment %u failed (%d)",
-				    lc->volume_id, io->seg, r);
-		lc_free_pages(lc, clone);
-		bio_put(clone);
-		lc_io_end(io, BLK_STS_IOERR);
-		return;
-	}
-	submit_bio_noacct(clone);
+	io->clone = clone;
+	lc_crypt_bio(io, inline_ok);
 }
 
 static void lc_write_work(struct work_struct *work)
 {
-	lc_write(container_of(work, struct lc_io, work));
+	lc_write(container_of(work, struct lc_io, work), true);
 }
 
 /* ---- map ---- */
@@ -303,11 +360,13 @@ int lc_map(struct dm_target *ti, struct bio *bio)
 		     bio->bi_iter.bi_size & (lc->sector_size - 1)))
 		goto kill;
 
-	io = dm_per_bio_data(bio, lc->per_bio_size);
+	io = dm_per_bio_data(bio, sizeof(struct lc_io));
 	io->lc = lc;
 	io->base_bio = bio;
+	io->clone = NULL;
 	io->sector = sector;
 	io->seg = lc_segment(lc, sector);
+	io->error = 0;
 
 	if (unlikely(!lc_key_loaded(lc, io->seg))) {
 		DMERR_LIMIT("%s: I/O to segment %u refused: no key loaded",
@@ -321,7 +380,7 @@ int lc_map(struct dm_target *ti, struct bio *bio)
 	} else {
 		atomic64_inc(&lc->writes);
 		if (lc_can_crypt_inline()) {
-			lc_write(io);
+			lc_write(io, true);
 		} else {
 			INIT_WORK(&io->work, lc_write_work);
 			queue_work(lc->wq, &io->work);
@@ -338,13 +397,9 @@ kill:
 int lc_io_init(struct lc_target *lc)
 {
 	struct dm_target *ti = lc->ti;
-	unsigned int reqsize;
 	int r;
 
-	reqsize = sizeof(struct skcipher_request) + crypto_skcipher_reqsize(lc->pool[0].tfm);
-	lc->per_bio_size = ALIGN(ALIGN(sizeof(struct lc_io), CRYPTO_MINALIGN) + reqsize,
-				 ARCH_KMALLOC_MINALIGN);
-	ti->per_io_data_size = lc->per_bio_size;
+	ti->per_io_data_size = sizeof(struct lc_io);
 
 	r = bioset_init(&lc->bs, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
 	if (r) {
@@ -361,7 +416,7 @@ int lc_io_init(struct lc_target *lc)
 	init_waitqueue_head(&lc->inflight_wait);
 
 	lc->wq = alloc_workqueue("kcryptd-lc/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
-				 num_online_cpus(), lc->volume_id);
+				 num_online_cpus() * LC_MAX_CHUNKS, lc->volume_id);
 	if (!lc->wq) {
 		ti->error = "Cannot allocate workqueue";
 		return -ENOMEM;

@@ -64,6 +64,9 @@ int lc_pool_init(struct lc_target *lc)
 			t->tfm = NULL;
 			return r;
 		}
+		t->req = skcipher_request_alloc(t->tfm, GFP_KERNEL);
+		if (!t->req)
+			return -ENOMEM;
 		list_add_tail(&t->list, &lc->pool_free);
 	}
 	return 0;
@@ -75,9 +78,11 @@ void lc_pool_destroy(struct lc_target *lc)
 
 	if (!lc->pool)
 		return;
-	for (i = 0; i < lc->pool_size; i++)
+	for (i = 0; i < lc->pool_size; i++) {
+		skcipher_request_free(lc->pool[i].req);		/* kfree_sensitive */
 		if (lc->pool[i].tfm)
-			crypto_free_skcipher(lc->pool[i].tfm);	/* frees with kfree_sensitive */
+			crypto_free_skcipher(lc->pool[i].tfm);	/* kfree_sensitive */
+	}
 	kfree(lc->pool);
 	lc->pool = NULL;
 }

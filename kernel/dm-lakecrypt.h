@@ -21,6 +21,8 @@
 
 #define LC_MAX_IV_SIZE		32	/* adiantum has the largest IV */
 #define LC_MAX_POOL		64	/* crypto transforms per device, at most */
+#define LC_MAX_CHUNKS		4	/* a large bio is encrypted by up to 4 CPUs */
+#define LC_MIN_CHUNK		(64 << 10)	/* bytes */
 
 /* lc_target.flags */
 enum {
@@ -47,11 +49,13 @@ struct lc_key {
 	u8 bytes[];
 };
 
-/* A crypto transform of the shared pool, and the key it holds. */
+/* A crypto transform of the shared pool, its request, and the key it holds. */
 struct lc_tfm {
 	struct list_head list;
 	struct crypto_skcipher *tfm;
+	struct skcipher_request *req;
 	u64 key_id;		/* 0: holds no DEK */
+	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
 };
 
 struct lc_target {
@@ -83,7 +87,6 @@ struct lc_target {
 	struct lc_tfm *pool;
 
 	/* I/O */
-	unsigned int per_bio_size;
 	struct bio_set bs;
 	mempool_t page_pool;
 	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
@@ -97,14 +100,29 @@ struct lc_target {
 	enum lc_discard_state discard_state;
 };
 
-/* Per-bio data, followed by the skcipher request and its context. */
+struct lc_io;
+
+/* A slice of a bio that one CPU encrypts or decrypts. */
+struct lc_chunk {
+	struct lc_io *io;
+	struct work_struct work;
+	struct bvec_iter iter_in;
+	struct bvec_iter iter_out;
+	sector_t sector;		/* first sector of the slice, data-area relative */
+};
+
+/* Per-bio data. */
 struct lc_io {
 	struct lc_target *lc;
 	struct bio *base_bio;
-	struct work_struct work;
+	struct bio *clone;		/* writes: the ciphertext bio */
 	sector_t sector;		/* relative to the data area */
 	u32 seg;
-	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
+	unsigned int nr_chunks;
+	atomic_t pending;		/* chunks not finished yet */
+	int error;			/* first error of any chunk */
+	struct work_struct work;	/* writes queued from atomic context */
+	struct lc_chunk chunks[LC_MAX_CHUNKS];
 };
 
 static inline u32 lc_segment(struct lc_target *lc, sector_t sector)

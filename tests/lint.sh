@@ -30,7 +30,7 @@ if [ ! -x "$cp_dir/scripts/checkpatch.pl" ]; then
 		'*/scripts/const_structs.checkpatch' >"$out" 2>&1
 fi
 perl "$cp_dir/scripts/checkpatch.pl" --strict --no-tree --terse --show-types -f \
-	kernel/*.c kernel/*.h include/uapi/linux/*.h include/lakecrypt/*.h >"$out" 2>&1
+	kernel/*.c kernel/*.h include/uapi/linux/*.h >"$out" 2>&1
 grep -qE '(ERROR|WARNING|CHECK):' "$out"; [ $? -eq 1 ]
 result $? "checkpatch.pl --strict: kernel/ and include/ are clean"
 
