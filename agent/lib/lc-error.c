@@ -43,6 +43,8 @@ const char *lc_err_class_name(enum lc_err_class cls)
 		return "invalid";
 	case LC_ERRC_INTERNAL:
 		return "internal";
+	case LC_ERRC_REFUSED:
+		return "refused";
 	}
 	return "unknown";
 }

@@ -22,6 +22,7 @@ enum lc_err_class {
 	LC_ERRC_MISCONFIG,	/* fix the configuration: bad key ref, bad endpoint */
 	LC_ERRC_INVALID,	/* bad input: header, argument, request */
 	LC_ERRC_INTERNAL,	/* out of memory, bug */
+	LC_ERRC_REFUSED,	/* the peer's role does not allow the operation (-EACCES) */
 };
 
 #define LC_ERROR_MSG_MAX 512

@@ -509,7 +509,7 @@ struct json_object *lc_proto_reply_error(int64_t id, const struct lc_error *e)
 
 int lc_proto_class_from_name(const char *name, enum lc_err_class *cls)
 {
-	for (int c = LC_ERRC_NONE; c <= LC_ERRC_INTERNAL; c++)
+	for (int c = LC_ERRC_NONE; c <= LC_ERRC_REFUSED; c++)
 		if (!strcmp(name, lc_err_class_name((enum lc_err_class)c))) {
 			*cls = (enum lc_err_class)c;
 			return 0;

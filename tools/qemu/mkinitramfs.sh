@@ -18,8 +18,11 @@
 #   /lakecrypt/tests/            tests/kernel/ of the repo
 #   /lakecrypt/bench/            tests/bench/
 #   /lakecrypt/demo/             tools/demo/
-#   /lakecrypt/bin/              tests/kernel/helpers/*.c, built static
-#                                (-I include/uapi), first on PATH
+#   /lakecrypt/e2e/              tests/e2e/
+#   /lakecrypt/bin/              tests/*/helpers/*.c, built static
+#                                (-I include/uapi), first on PATH, and
+#                                lakecrypt-agent and lakecryptctl from
+#                                build/agent (with their libraries)
 # /init is described in run.sh.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -67,13 +70,15 @@ add_module() {
 	done <<<"$deps"
 }
 
+# Copy BIN to DEST in ROOT (default: the same path) with the libraries it
+# needs that neither ROOT nor SKIP (a tree that already has them) holds.
 add_binary() {
-	local root=$1 bin=$2 lib
-	mkdir -p "$root$(dirname "$bin")"
-	cp -L "$bin" "$root$bin"
+	local root=$1 bin=$2 dest=${3:-$2} skip=${4:-/nonexistent} lib
+	mkdir -p "$root$(dirname "$dest")"
+	cp -L "$bin" "$root$dest"
 	ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' |
 	while read -r lib; do
-		[ -e "$root$lib" ] && continue
+		[ -e "$root$lib" ] || [ -e "$skip$lib" ] && continue
 		mkdir -p "$root$(dirname "$lib")"
 		cp -L "$lib" "$root$lib"
 	done
@@ -108,8 +113,11 @@ if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.
 	ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 	ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 	cp /etc/mke2fs.conf "$root/etc/"
-	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
-	echo 'root:x:0:' >"$root/etc/group"
+	# Users and groups of the agent's roles, for the end-to-end tests.
+	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'admin:x:1001:1001::/tmp:/bin/sh' \
+		'operator:x:1002:1002::/tmp:/bin/sh' 'nobody:x:65534:65534::/tmp:/bin/sh' >"$root/etc/passwd"
+	printf '%s\n' 'root:x:0:' 'admin:x:1001:' 'operator:x:1002:' 'nogroup:x:65534:' \
+		'lakecrypt-admin:x:990:admin' 'lakecrypt:x:991:operator' >"$root/etc/group"
 	mkdir -p "$root/lib/modules/$kver"
 	for f in modules.builtin modules.builtin.modinfo modules.order; do
 		[ -f "$kdir/lib/modules/$kver/$f" ] && cp "$kdir/lib/modules/$kver/$f" "$root/lib/modules/$kver/"
@@ -127,7 +135,11 @@ mkdir -p "$root/lakecrypt/bin"
 [ -d "$top/tests/kernel" ] && cp -a "$top/tests/kernel" "$root/lakecrypt/tests"
 [ -d "$top/tests/bench" ] && cp -a "$top/tests/bench" "$root/lakecrypt/bench"
 [ -d "$top/tools/demo" ] && cp -a "$top/tools/demo" "$root/lakecrypt/demo"
-for c in "$top"/tests/kernel/helpers/*.c; do
+[ -d "$top/tests/e2e" ] && cp -a "$top/tests/e2e" "$root/lakecrypt/e2e"
+for b in lakecrypt-agent lakecryptctl; do
+	[ -x "$top/build/agent/$b" ] && add_binary "$root" "$top/build/agent/$b" "/lakecrypt/bin/$b" "$out/base"
+done
+for c in "$top"/tests/*/helpers/*.c; do
 	[ -e "$c" ] || continue
 	gcc -static -O2 -Wall -Wextra -Werror -I"$top/include/uapi" \
 		-o "$root/lakecrypt/bin/$(basename "$c" .c)" "$c" || die "cannot build $c"

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""A fake lakecrypt-agent for the lakecryptctl tests: speaks the control
+protocol of Documentation/agent-protocol.md on a Unix socket, answers from
+canned data, and logs every request (one JSON line each) to a file.
+
+Special arguments trigger failures:
+  key_id / name "denied-*"    -> error class denied (-EACCES)
+  key_id / name "transient-*" -> error class transient (-ETIMEDOUT)
+  key_id / name "refused-*"   -> error class refused (-EACCES)
+  key_id / name "invalid-*"   -> error class invalid (-EINVAL)
+  name "hangup"               -> close the connection without answering
+  name "slow"                 -> answer after 3 seconds
+  name "garbage"              -> answer with a line that is not JSON
+  name "wrongid"              -> answer with another id
+
+usage: fake-agent.py SOCKET LOGFILE
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+KEY = {"key_id": "k-1", "description": "db root", "state": "enabled",
+       "primary_version": 1, "versions": 1, "created": 1700000000,
+       "deletion_date": None}
+VOL = {"name": "db1", "kind": "project", "uuid": "0b6c1d2e-0000-4000-8000-000000000001",
+       "device": "/dev/sdb", "dm_device": "/dev/mapper/db1", "workspace": "ws1",
+       "project": "db1", "keyconfig": "kc1", "provider": "local", "cmk_id": "k-1",
+       "cmk_version": "1", "segments": 4096, "segment_size": 1048576,
+       "state": "active", "keys_loaded": 4096, "reads": 0, "writes": 0,
+       "io_errors": 0, "discard": "-"}
+ERRORS = {"denied": (-13, "the KMS denied the use of key %s: it is disabled"),
+          "transient": (-110, "the KMS did not answer for %s: retry later"),
+          "refused": (-13, "operation refused for %s: admin role required"),
+          "invalid": (-22, "%s is not valid")}
+
+
+def result(op, args):
+    if op == "ping":
+        return {"version": "1.0.0", "role": "admin"}
+    if op in ("kms.create",):
+        return dict(KEY, description=args.get("description", ""))
+    if op == "kms.list":
+        return {"keys": [KEY, dict(KEY, key_id="k-22", state="disabled", description="")]}
+    if op.startswith("kms."):
+        k = dict(KEY, key_id=args["key_id"])
+        if op == "kms.disable":
+            k["state"] = "disabled"
+        if op == "kms.schedule-deletion":
+            k["state"] = "pending_deletion"
+            k["deletion_date"] = 1700000000 + args["days"] * 86400
+        if op == "kms.rotate":
+            k["primary_version"] = k["versions"] = 2
+        if op == "kms.destroy":
+            k["state"] = "destroyed" if args["now"] else "pending_deletion"
+        return k
+    if op == "keyconfig.create":
+        return {"name": args["name"], "provider": args["provider"], "key_ref": args["key_ref"]}
+    if op == "keyconfig.list":
+        return {"keyconfigs": [{"name": "kc1", "provider": "local", "key_ref": "k-1"}]}
+    if op == "workspace.bind":
+        return {"workspace": args["workspace"], "keyconfig": args["keyconfig"]}
+    if op == "workspace.list":
+        return {"workspaces": [{"workspace": "ws1", "keyconfig": "kc1"}]}
+    if op in ("volume.format", "volume.open", "volume.rewrap"):
+        return dict(VOL, **{k: v for k, v in args.items() if k in VOL})
+    if op == "cache.open":
+        return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})
+    if op == "status":
+        return {"volumes": [VOL], "kms_calls": {"unwrap": 1}}
+    if op == "revoke":
+        return {"revoked": ["db1", "cache1"]}
+    if op == "audit.tail":
+        return {"records": [{"time": "2024-05-01T12:00:00.000Z", "peer_uid": 0, "op": "open",
+                             "outcome": "success", "workspace": "ws1"}][:args.get("lines", 50)]}
+    return {}
+
+
+def answer(conn, line, log):
+    req = json.loads(line)
+    log.write(json.dumps(req, sort_keys=True) + "\n")
+    log.flush()
+    assert set(req) <= {"op", "id", "args"}, req
+    rid, op, args = req["id"], req["op"], req.get("args", {})
+    special = str(args.get("key_id", args.get("name", args.get("cmk", ""))))
+    if special == "hangup":
+        return False
+    if special == "slow":
+        time.sleep(3)
+    if special == "garbage":
+        conn.sendall(b"this is not json\n")
+        return True
+    if special == "wrongid":
+        rid += 1
+    for cls, (code, fmt) in ERRORS.items():
+        if special.startswith(cls + "-"):
+            rep = {"id": rid, "ok": False,
+                   "error": {"code": code, "class": cls, "message": fmt % special}}
+            break
+    else:
+        rep = {"id": rid, "ok": True, "result": result(op, args)}
+    conn.sendall(json.dumps(rep).encode() + b"\n")
+    return True
+
+
+def main():
+    path, logpath = sys.argv[1], sys.argv[2]
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(8)
+    with open(logpath, "a") as log:
+        while True:
+            conn, _ = srv.accept()
+            buf = b""
+            try:
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                    keep = True
+                    while b"\n" in buf and keep:
+                        line, buf = buf.split(b"\n", 1)
+                        keep = answer(conn, line.decode(), log)
+                    if not keep:
+                        break
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            conn.close()
+
+
+if __name__ == "__main__":
+    main()

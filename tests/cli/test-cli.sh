@@ -1,0 +1,142 @@
+#!/bin/bash
+# lakecryptctl end to end against a fake agent (tests/cli/fake-agent.py) on
+# a temporary socket: output, the JSON sent, and exit codes.  No root, no
+# kernel.  TAP out; ends with "N passed, N failed, N skipped".
+#   LAKECRYPTCTL=path  binary to test (default: build/agent/lakecryptctl,
+#                      built with make -C agent if missing)
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+pass=0 fail=0 skip=0 n=0
+work=$(mktemp -d)
+agent_pid=
+cleanup() {
+	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok()   { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $1"; }
+nok()  { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
+skip() { n=$((n + 1)); skip=$((skip + 1)); echo "ok $n - $1 # SKIP $2"; }
+
+ctl=${LAKECRYPTCTL:-build/agent/lakecryptctl}
+if [ ! -x "$ctl" ]; then
+	make -s -C agent >"$work/build.log" 2>&1 || { nok "build lakecryptctl" "$(tail -n 20 "$work/build.log")"; }
+fi
+if [ ! -x "$ctl" ] || ! command -v python3 >/dev/null; then
+	echo "1..0 # SKIP no lakecryptctl binary or no python3"
+	echo "0 passed, $fail failed, 1 skipped"
+	exit $((fail > 0))
+fi
+
+sock="$work/agent.sock" log="$work/requests.log"
+python3 tests/cli/fake-agent.py "$sock" "$log" 2>"$work/agent.err" &
+agent_pid=$!
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+[ -S "$sock" ] || { nok "fake agent listens" "$(cat "$work/agent.err")"; echo "$pass passed, $fail failed, $skip skipped"; exit 1; }
+
+# run <want-rc> <description> <args...>: stdout in $out, stderr in $err
+run() {
+	local want=$1 desc=$2; shift 2
+	"$ctl" --socket "$sock" "$@" >"$work/out" 2>"$work/err"
+	rc=$?
+	out=$(cat "$work/out"); err=$(cat "$work/err")
+	if [ "$rc" -eq "$want" ]; then ok "$desc (exit $rc)"
+	else nok "$desc: exit $rc, expected $want" "cmd: $*" "stdout: $out" "stderr: $err"; fi
+}
+# has <description> <text> <needle>
+has() {
+	if grep -qF -- "$3" <<<"$2"; then ok "$1"; else nok "$1" "missing: $3" "in: $2"; fi
+}
+# sent <description> <exact JSON of the last request, keys sorted>
+sent() {
+	local last; last=$(tail -n 1 "$log" | python3 -c 'import json,sys; r=json.load(sys.stdin); r.pop("id"); print(json.dumps(r, sort_keys=True))')
+	if [ "$last" = "$2" ]; then ok "$1"; else nok "$1" "sent:     $last" "expected: $2"; fi
+}
+
+# --- success, human and JSON ---
+run 0 "kms create" kms create --description "db root"
+has "kms create: key: value output" "$out" "Key ID:          k-1"
+sent "kms create sends its args" '{"args": {"description": "db root"}, "op": "kms.create"}'
+run 0 "kms list" kms list
+has "kms list: table header" "$out" "KEY ID  STATE     VERSION  CREATED                  DESCRIPTION"
+has "kms list: second row" "$out" "k-22    disabled  1        2023-11-14 22:13:20 UTC  -"
+run 0 "kms list --json" --json kms list
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert [k["key_id"] for k in d["keys"]]==["k-1","k-22"]' "$work/out"; then
+	ok "kms list --json is the agent's result"; else nok "kms list --json is the agent's result" "$out"; fi
+run 0 "kms schedule-deletion" kms schedule-deletion k-9 --days 7
+sent "schedule-deletion sends days as a number" '{"args": {"days": 7, "key_id": "k-9"}, "op": "kms.schedule-deletion"}'
+has "schedule-deletion shows the state" "$out" "State:           pending_deletion"
+run 0 "kms destroy --now" kms destroy k-9 --now
+sent "destroy sends now" '{"args": {"key_id": "k-9", "now": true}, "op": "kms.destroy"}'
+run 0 "keyconfig create" keyconfig create kc1 --provider local --key k-1
+sent "keyconfig create args" '{"args": {"key_ref": "k-1", "name": "kc1", "provider": "local"}, "op": "keyconfig.create"}'
+run 0 "workspace bind" workspace bind ws1 --keyconfig kc1
+has "workspace bind output" "$out" "Key configuration: kc1"
+run 0 "workspace unbind prints nothing" workspace unbind ws1
+if [ -z "$out" ]; then ok "result-less op is quiet"; else nok "result-less op is quiet" "$out"; fi
+run 0 "format --force" format /dev/sdb --workspace ws1 --project db1 --segment-size 1M --sector-size 4096 --force
+sent "format args (size in bytes, force)" '{"args": {"device": "/dev/sdb", "force": true, "project": "db1", "sector_size": 4096, "segment_size": 1048576, "workspace": "ws1"}, "op": "volume.format"}'
+nreq=$(wc -l <"$log")
+run 2 "format without --force and no terminal" format /dev/sdb --workspace ws1 --project db1 </dev/null
+has "format refusal says what to do" "$err" "pass --force"
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "format without confirmation sends nothing"; else nok "format without confirmation sends nothing"; fi
+run 0 "open" open /dev/sdb db1 --workspace ws1
+has "open shows the mapped device" "$out" "Mapped device:     /dev/mapper/db1"
+run 0 "cache" cache /dev/nvme0n1 c1 --workspace ws1 --segment-size 64M
+sent "cache args" '{"args": {"device": "/dev/nvme0n1", "name": "c1", "segment_size": 67108864, "workspace": "ws1"}, "op": "cache.open"}'
+run 0 "status" status
+has "status table" "$out" "NAME  KIND     STATE   SEGMENTS  KEYS"
+has "status kms calls" "$out" "KMS calls: unwrap=1"
+run 0 "status NAME" status db1
+has "status NAME in detail" "$out" "Segment size:      1 MiB"
+run 0 "rewrap" rewrap db1
+run 0 "close" close db1
+run 0 "revoke" revoke --cmk k-1
+has "revoke lists the volumes" "$out" "Revoked cache1"
+run 0 "audit" audit --lines 5
+has "audit table" "$out" "2024-05-01T12:00:00.000Z  0    open  success  workspace=ws1"
+run 0 "--version" --version
+has "--version output" "$out" "lakecryptctl 1.0.0"
+run 0 "format --help" format --help
+has "format --help lists exit codes" "$out" "6  KMS unavailable"
+
+# --- agent errors map to exit codes ---
+run 5 "denied by the KMS -> 5" kms describe denied-k
+has "denied message" "$err" "lakecryptctl: kms describe: the KMS denied the use of key denied-k"
+run 6 "KMS transient -> 6" open /dev/sdb transient-x --workspace ws1
+has "transient hint" "$err" "retry later"
+run 4 "refused (role) -> 4" kms disable refused-k
+has "refused hint" "$err" "your role does not allow"
+run 1 "invalid -> 1" close invalid-x
+run 5 "--json error object on stdout" --json kms describe denied-k
+has "--json error has the class" "$out" '"class": "denied"'
+run 1 "malformed reply -> 1" close garbage
+run 1 "reply with a wrong id -> 1" close wrongid
+has "wrong id message" "$err" "wrong \"id\""
+run 3 "agent hangs up -> 3" close hangup
+has "hangup message" "$err" "closed the connection without answering"
+run 3 "agent too slow for --timeout -> 3" --timeout 1 close slow
+
+# --- usage errors ---
+run 2 "unknown command" frobnicate
+has "unknown command hint" "$err" "Try 'lakecryptctl --help'."
+run 2 "bad --days" kms schedule-deletion k-1 --days 90
+has "bad --days message" "$err" "--days must be a whole number from 7 to 30, got \"90\""
+has "bad --days hint" "$err" "Try 'lakecryptctl kms schedule-deletion --help'."
+run 2 "bad size" format /dev/sdb --workspace w --project p --segment-size 1.5M --force
+
+# --- agent unreachable ---
+"$ctl" --socket "$work/none.sock" status >/dev/null 2>"$work/err"; rc=$?
+if [ $rc -eq 3 ]; then ok "no agent -> 3"; else nok "no agent -> 3" "exit $rc" "$(cat "$work/err")"; fi
+has "no agent message" "$(cat "$work/err")" "is lakecrypt-agent running?"
+
+# --- local commands need no agent ---
+"$ctl" --socket "$work/none.sock" dump "$work/nothing" >"$work/out" 2>"$work/err"; rc=$?
+if [ $rc -eq 1 ]; then ok "dump of a missing file -> 1"; else nok "dump of a missing file -> 1" "exit $rc"; fi
+if [ -s "$work/err" ]; then ok "dump error is explained"; else nok "dump error is explained"; fi
+
+echo "1..$n"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

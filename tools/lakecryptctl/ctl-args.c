@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lakecryptctl command line: a table of commands, one generic parser.
+ * Every value is checked here, so a wrong argument never reaches the
+ * agent and the message says what is wrong and what is expected.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "proto.h"
+
+enum opt_type {
+	O_FLAG,		/* bool, no value */
+	O_STR,		/* non-empty string */
+	O_NAME,		/* device-mapper name: 1..127 chars, no '/' */
+	O_UINT,		/* whole number in [min, max] */
+	O_SIZE,		/* byte size with K/M/G/T suffix, checked by check() */
+	O_SECTOR,	/* 512, 1024, 2048 or 4096 */
+};
+
+struct opt_spec {
+	const char *name;	/* "--days" */
+	enum opt_type type;
+	bool required;
+	const char *key;	/* member of "args"; NULL: kept locally */
+	uint64_t min, max;
+	const char *metavar;
+	const char *help;
+};
+
+struct pos_spec {
+	const char *metavar;
+	const char *key;	/* member of "args"; NULL: kept locally */
+	enum opt_type type;
+	bool optional;
+};
+
+#define MAX_POS  2
+#define MAX_OPTS 9
+
+struct cmd_spec {
+	const char *group;	/* "kms" or NULL for top-level */
+	const char *name;
+	const char *op;		/* NULL: local command */
+	enum lc_ctl_action action;
+	enum lc_ctl_render render;
+	struct pos_spec pos[MAX_POS];
+	struct opt_spec opts[MAX_OPTS];
+	const char *summary;
+	const char *details;
+};
+
+#define KEY_POS { { "KEY", "key_id", O_STR, false } }
+
+static const struct cmd_spec cmds[] = {
+	{ "kms", "create", "kms.create", LC_CTL_AGENT, LC_R_KEY, { { 0 } },
+	  { { "--description", O_STR, false, "description", 0, 0, "TEXT", "what the key is for" } },
+	  "create a customer-managed key (CMK) in the embedded local KMS", NULL },
+	{ "kms", "list", "kms.list", LC_CTL_AGENT, LC_R_KEYS, { { 0 } }, { { 0 } },
+	  "list the keys of the local KMS", NULL },
+	{ "kms", "describe", "kms.describe", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "show one key", NULL },
+	{ "kms", "rotate", "kms.rotate", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "add a new primary version; old versions still decrypt",
+	  "Volumes keep working; 'lakecryptctl rewrap NAME' moves a volume's KEK to the\n"
+	  "new version.\n" },
+	{ "kms", "disable", "kms.disable", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "disable a key: every use is denied (authoritative, triggers revocation)", NULL },
+	{ "kms", "enable", "kms.enable", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "enable a disabled key again", NULL },
+	{ "kms", "schedule-deletion", "kms.schedule-deletion", LC_CTL_AGENT, LC_R_KEY, KEY_POS,
+	  { { "--days", O_UINT, true, "days", 7, 30, "N", "waiting period, 7 to 30 days" } },
+	  "schedule the destruction of a key after a waiting period", NULL },
+	{ "kms", "cancel-deletion", "kms.cancel-deletion", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "cancel a scheduled deletion (the key stays disabled)", NULL },
+	{ "kms", "destroy", "kms.destroy", LC_CTL_AGENT, LC_R_KEY, KEY_POS,
+	  { { "--now", O_FLAG, false, "now", 0, 0, NULL,
+	      "destroy at once instead of when the scheduled deletion is due" } },
+	  "destroy a key: data under it can never be decrypted again", NULL },
+
+	{ "keyconfig", "create", "keyconfig.create", LC_CTL_AGENT, LC_R_KEYCONFIG,
+	  { { "NAME", "name", O_STR, false } },
+	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider (default: local)" },
+	    { "--key", O_STR, true, "key_ref", 0, 0, "KEY_REF", "the CMK, as the provider names it" } },
+	  "register a key configuration (a CMK reference in one provider)", NULL },
+	{ "keyconfig", "list", "keyconfig.list", LC_CTL_AGENT, LC_R_KEYCONFIGS, { { 0 } }, { { 0 } },
+	  "list key configurations", NULL },
+	{ "keyconfig", "delete", "keyconfig.delete", LC_CTL_AGENT, LC_R_NONE,
+	  { { "NAME", "name", O_STR, false } }, { { 0 } },
+	  "delete a key configuration (refused while a workspace is bound to it)", NULL },
+
+	{ "workspace", "bind", "workspace.bind", LC_CTL_AGENT, LC_R_BINDING,
+	  { { "WORKSPACE", "workspace", O_STR, false } },
+	  { { "--keyconfig", O_STR, true, "keyconfig", 0, 0, "NAME", "key configuration to use" } },
+	  "bind a workspace to a key configuration", NULL },
+	{ "workspace", "unbind", "workspace.unbind", LC_CTL_AGENT, LC_R_NONE,
+	  { { "WORKSPACE", "workspace", O_STR, false } }, { { 0 } },
+	  "remove the binding of a workspace", NULL },
+	{ "workspace", "list", "workspace.list", LC_CTL_AGENT, LC_R_BINDINGS, { { 0 } }, { { 0 } },
+	  "list workspace bindings", NULL },
+
+	{ NULL, "format", "volume.format", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace (its key configuration is used)" },
+	    { "--project", O_STR, true, "project", 0, 0, "P", "project (volume) name" },
+	    { "--header", O_STR, false, "header", 0, 0, "FILE", "detached header file" },
+	    { "--cipher", O_STR, false, "cipher", 0, 0, "SPEC", "dm-crypt cipher spec (default aes-xts-plain64)" },
+	    { "--key-size", O_UINT, false, "key_size", 1, 128, "BYTES", "DEK size in bytes, 1 to 128 (default 64)" },
+	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
+	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" },
+	    { "--sector-size", O_SECTOR, false, "sector_size", 0, 0, "N", "encryption unit: 512, 1024, 2048, 4096" },
+	    { "--force", O_FLAG, false, "force", 0, 0, NULL,
+	      "do not ask, and overwrite an existing lakecrypt volume" } },
+	  "format DEVICE as a project volume (destroys its data)",
+	  "Without --force, asks for confirmation on the terminal, and fails when\n"
+	  "standard input is not a terminal; the agent also refuses to overwrite an\n"
+	  "existing lakecrypt volume unless --force is given.\n" },
+	{ NULL, "open", "volume.open", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
+	    { "--header", O_STR, false, "header", 0, 0, "FILE", "detached header file" } },
+	  "open a project volume as /dev/mapper/NAME (one KMS call)", NULL },
+	{ NULL, "cache", "cache.open", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },
+	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
+	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" } },
+	  "open DEVICE as an ephemeral cache volume /dev/mapper/NAME",
+	  "The key exists only in memory: nothing is written to DEVICE's header, and\n"
+	  "closing or revoking the cache shreds it.\n" },
+	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
+	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
+	  "close an open volume or cache", NULL },
+	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
+	  "re-wrap the KEK of open volume NAME under the CMK's current version", NULL },
+	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
+	  { { "NAME", "name", O_NAME, true } }, { { 0 } },
+	  "show open volumes (all, or NAME in detail) and KMS call counters", NULL },
+	{ NULL, "revoke", "revoke", LC_CTL_AGENT, LC_R_REVOKED, { { 0 } },
+	  { { "--keyconfig", O_STR, false, "keyconfig", 0, 0, "NAME", "revoke every volume under this key configuration" },
+	    { "--cmk", O_STR, false, "cmk", 0, 0, "KEY", "revoke every volume under this CMK" } },
+	  "kill switch: revoke every open volume under a key configuration or CMK",
+	  "Exactly one of --keyconfig and --cmk.  I/O fails at once, keys are wiped\n"
+	  "from the kernel and the agent, cache volumes are shredded.\n" },
+	{ NULL, "audit", "audit.tail", LC_CTL_AGENT, LC_R_AUDIT, { { 0 } },
+	  { { "--lines", O_UINT, false, "lines", 1, 10000, "N", "number of records, 1 to 10000 (default 50)" } },
+	  "show the last records of the audit log", NULL },
+	{ NULL, "dump", NULL, LC_CTL_DUMP, LC_R_NONE,
+	  { { "DEVICE_OR_HEADER", NULL, O_STR, false } }, { { 0 } },
+	  "print a volume header (local, no agent; never key material)",
+	  "Wrapped keys are shown only as lengths and fingerprints.  Both header\n"
+	  "copies are checked and their state reported.\n" },
+	{ NULL, "table", NULL, LC_CTL_TABLE, LC_R_NONE,
+	  { { "DEVICE_OR_HEADER", NULL, O_STR, false } },
+	  { { "--name", O_NAME, false, NULL, 0, 0, "NAME", "print a full 'dmsetup create NAME' command" },
+	    { "--device", O_STR, false, NULL, 0, 0, "DEV", "backing device, for a detached header" } },
+	  "print the dmsetup table line of a volume (local, no agent; never keys)",
+	  "The key is named by its keyring description prefix \"lakecrypt:<uuid>:\";\n"
+	  "the DEKs themselves must be loaded into the keyring and then into the\n"
+	  "target (dmsetup message NAME 0 key load all) by other means.\n" },
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static const char *const groups[] = { "kms", "keyconfig", "workspace" };
+
+static const char global_usage[] =
+	"Usage: " LC_CTL_PROG " [--socket PATH] [--json] [--timeout SEC] COMMAND [ARGS...]\n"
+	"       " LC_CTL_PROG " COMMAND --help\n";
+
+static const char exit_codes[] =
+	"Exit codes:\n"
+	"  0  success\n"
+	"  1  the operation failed (invalid input, misconfiguration, internal error)\n"
+	"  2  usage error: wrong command line\n"
+	"  3  the agent cannot be reached or did not answer\n"
+	"  4  refused: your role (or socket permission) does not allow this\n"
+	"  5  denied by the KMS: authoritative (key disabled, destroyed, no access)\n"
+	"  6  KMS unavailable: transient, retry later\n";
+
+static const char global_opts[] =
+	"Global options:\n"
+	"  --socket PATH   agent control socket (default " LC_PROTO_DEFAULT_SOCKET ")\n"
+	"  --json          print the agent's JSON result instead of text\n"
+	"  --timeout SEC   seconds to wait for the agent, 0 = forever (default 30)\n"
+	"  -h, --help      show help (also after any command)\n"
+	"  -V, --version   show the version\n";
+
+static void set_err(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+int lc_ctl_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int lc_ctl_parse_size(const char *s, uint64_t *out)
+{
+	char num[32];
+	const char *p = s;
+	size_t n = 0;
+	unsigned int shift = 0;
+	uint64_t v;
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	n = (size_t)(p - s);
+	if (!n || n >= sizeof(num))
+		return n ? -ERANGE : -EINVAL;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
+	case 't': case 'T': shift = 40; p++; break;
+	default:
+		return -EINVAL;
+	}
+	if (shift && (!strcmp(p, "iB") || !strcmp(p, "B")))
+		p += strlen(p);
+	if (*p)
+		return -EINVAL;
+	r = lc_ctl_parse_uint(num, 0, UINT64_MAX, &v);
+	if (r < 0)
+		return r;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = v << shift;
+	return 0;
+}
+
+void lc_ctl_try_hint(const char *topic, char *buf, size_t len)
+{
+	snprintf(buf, len, "Try '" LC_CTL_PROG "%s%s --help'.", topic && *topic ? " " : "",
+		 topic ? topic : "");
+}
+
+static void spec_topic(const struct cmd_spec *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", c->group ? c->group : "", c->group ? " " : "", c->name);
+}
+
+static const struct cmd_spec *find_cmd(const char *group, const char *name)
+{
+	for (size_t i = 0; i < NCMDS; i++)
+		if (((!group && !cmds[i].group) || (group && cmds[i].group && !strcmp(group, cmds[i].group))) &&
+		    !strcmp(name, cmds[i].name))
+			return &cmds[i];
+	return NULL;
+}
+
+static bool is_group(const char *s)
+{
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (!strcmp(s, groups[i]))
+			return true;
+	return false;
+}
+
+static void usage_line(FILE *f, const struct cmd_spec *c)
+{
+	char t[48];
+
+	spec_topic(c, t, sizeof(t));
+	fprintf(f, "%s %s", LC_CTL_PROG, t);
+	for (int i = 0; i < MAX_POS && c->pos[i].metavar; i++)
+		fprintf(f, c->pos[i].optional ? " [%s]" : " %s", c->pos[i].metavar);
+	if (!strcmp(c->name, "revoke") && !c->group) {
+		fprintf(f, " (--keyconfig NAME | --cmk KEY)");
+		return;
+	}
+	for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
+		const struct opt_spec *o = &c->opts[i];
+
+		fprintf(f, " %s%s%s%s%s", o->required ? "" : "[", o->name, o->metavar ? " " : "",
+			o->metavar ? o->metavar : "", o->required ? "" : "]");
+	}
+}
+
+static void cmd_help(FILE *f, const struct cmd_spec *c)
+{
+	fprintf(f, "Usage: ");
+	usage_line(f, c);
+	fprintf(f, "\n\n%c%s.\n", c->summary[0] - 'a' + 'A', c->summary + 1);
+	if (c->details)
+		fprintf(f, "\n%s", c->details);
+	if (c->opts[0].name) {
+		fprintf(f, "\nOptions:\n");
+		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
+			const struct opt_spec *o = &c->opts[i];
+			char lhs[64];
+
+			snprintf(lhs, sizeof(lhs), "%s%s%s", o->name, o->metavar ? " " : "",
+				 o->metavar ? o->metavar : "");
+			fprintf(f, "  %-22s %s%s\n", lhs, o->help, o->required ? " (required)" : "");
+		}
+	}
+	fprintf(f, "\n%s\n%s", global_opts, exit_codes);
+}
+
+int lc_ctl_help(FILE *f, const char *topic)
+{
+	char group[24] = "", t[48];
+	const char *sp;
+
+	if (!topic || !*topic) {
+		fprintf(f, "%s\nAdministration of lakecrypt volumes through lakecrypt-agent.\n\nCommands:\n",
+			global_usage);
+		for (size_t i = 0; i < NCMDS; i++) {
+			spec_topic(&cmds[i], t, sizeof(t));
+			fprintf(f, "  %-24s %s\n", t, cmds[i].summary);
+		}
+		fprintf(f, "\n%s\n%s", global_opts, exit_codes);
+		return 0;
+	}
+	sp = strchr(topic, ' ');
+	if (!sp) {
+		const struct cmd_spec *c = find_cmd(NULL, topic);
+
+		if (c) {
+			cmd_help(f, c);
+			return 0;
+		}
+		if (!is_group(topic))
+			return -ENOENT;
+		fprintf(f, "Usage: %s %s SUBCOMMAND [ARGS...]\n\nSubcommands:\n", LC_CTL_PROG, topic);
+		for (size_t i = 0; i < NCMDS; i++)
+			if (cmds[i].group && !strcmp(cmds[i].group, topic))
+				fprintf(f, "  %-20s %s\n", cmds[i].name, cmds[i].summary);
+		fprintf(f, "\nRun '%s %s SUBCOMMAND --help' for its arguments.\n", LC_CTL_PROG, topic);
+		return 0;
+	}
+	if ((size_t)(sp - topic) >= sizeof(group))
+		return -ENOENT;
+	memcpy(group, topic, (size_t)(sp - topic));
+	group[sp - topic] = '\0';
+	{
+		const struct cmd_spec *c = find_cmd(group, sp + 1);
+
+		if (!c)
+			return -ENOENT;
+		cmd_help(f, c);
+	}
+	return 0;
+}
+
+void lc_ctl_cmd_free(struct lc_ctl_cmd *cmd)
+{
+	if (!cmd)
+		return;
+	json_object_put(cmd->args);
+	cmd->args = NULL;
+}
+
+static bool valid_dm_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 127 && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
+}
+
+/* Check one value and add it to args (if @key).  0 or -EINVAL with @err. */
+static int take_value(const char *what, enum opt_type type, uint64_t min, uint64_t max,
+		      const char *key, const char *val, struct json_object *args, char *err,
+		      size_t errlen)
+{
+	struct json_object *j = NULL;
+	uint64_t v;
+	int r;
+
+	switch (type) {
+	case O_FLAG:
+		j = json_object_new_boolean(1);
+		break;
+	case O_STR:
+		if (!*val) {
+			set_err(err, errlen, "%s must not be empty", what);
+			return -EINVAL;
+		}
+		j = json_object_new_string(val);
+		break;
+	case O_NAME:
+		if (!valid_dm_name(val)) {
+			set_err(err, errlen, "%s \"%.64s\" is not a usable device name: expected 1 to 127 characters without '/'",
+				what, val);
+			return -EINVAL;
+		}
+		j = json_object_new_string(val);
+		break;
+	case O_UINT:
+		r = lc_ctl_parse_uint(val, min, max, &v);
+		if (r < 0) {
+			set_err(err, errlen, "%s must be a whole number from %" PRIu64 " to %" PRIu64 ", got \"%.64s\"",
+				what, min, max, val);
+			return -EINVAL;
+		}
+		j = json_object_new_int64((int64_t)v);
+		break;
+	case O_SIZE:
+		r = lc_ctl_parse_size(val, &v);
+		if (r < 0) {
+			set_err(err, errlen, "%s must be a size in bytes with an optional K, M, G or T suffix (e.g. 1M), got \"%.64s\"",
+				what, val);
+			return -EINVAL;
+		}
+		if (v < 4096 || v > (1ULL << 40) || (v & (v - 1))) {
+			set_err(err, errlen, "%s must be a power of two from 4K to 1T, got \"%.64s\" (%" PRIu64 " bytes)",
+				what, val, v);
+			return -EINVAL;
+		}
+		j = json_object_new_int64((int64_t)v);
+		break;
+	case O_SECTOR:
+		r = lc_ctl_parse_uint(val, 512, 4096, &v);
+		if (r < 0 || (v != 512 && v != 1024 && v != 2048 && v != 4096)) {
+			set_err(err, errlen, "%s must be 512, 1024, 2048 or 4096, got \"%.64s\"", what, val);
+			return -EINVAL;
+		}
+		j = json_object_new_int64((int64_t)v);
+		break;
+	}
+	if (!j) {
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!key) {
+		json_object_put(j);
+		return 0;
+	}
+	json_object_object_add(args, key, j);
+	return 0;
+}
+
+static int parse_timeout(const char *val, struct lc_ctl_cmd *cmd, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (lc_ctl_parse_uint(val, 0, LC_CTL_TIMEOUT_MAX_S, &v) < 0) {
+		set_err(err, errlen, "--timeout must be a whole number of seconds from 0 (forever) to %d, got \"%.64s\"",
+			LC_CTL_TIMEOUT_MAX_S, val);
+		return -EINVAL;
+	}
+	cmd->timeout_ms = v ? (int)(v * 1000) : -1;
+	return 0;
+}
+
+/* Global options may appear anywhere.  Returns 1 if @a was one (and
+ * consumed *i further), 0 if not, < 0 on error. */
+static int global_opt(int argc, char *const argv[], int *i, struct lc_ctl_cmd *cmd, bool *help,
+		      bool *version, char *err, size_t errlen)
+{
+	const char *a = argv[*i], *val = NULL;
+	const char *eq = strchr(a, '=');
+	size_t n = eq ? (size_t)(eq - a) : strlen(a);
+
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		*help = true;
+		return 1;
+	}
+	if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+		*version = true;
+		return 1;
+	}
+	if (!strcmp(a, "--json")) {
+		cmd->json = true;
+		return 1;
+	}
+	if ((n == 8 && !strncmp(a, "--socket", n)) || (n == 9 && !strncmp(a, "--timeout", n))) {
+		if (eq) {
+			val = eq + 1;
+		} else if (*i + 1 < argc) {
+			val = argv[++*i];
+		} else {
+			set_err(err, errlen, "%.*s needs a value: %s", (int)n, a,
+				n == 8 ? "the path of the agent's socket" : "a number of seconds");
+			return -EINVAL;
+		}
+		if (n == 9)
+			return parse_timeout(val, cmd, err, errlen) < 0 ? -EINVAL : 1;
+		if (!*val) {
+			set_err(err, errlen, "--socket must not be empty: expected the path of the agent's socket");
+			return -EINVAL;
+		}
+		cmd->socket = val;
+		return 1;
+	}
+	return 0;
+}
+
+static const struct opt_spec *find_opt(const struct cmd_spec *c, const char *a, size_t n)
+{
+	for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++)
+		if (strlen(c->opts[i].name) == n && !strncmp(c->opts[i].name, a, n))
+			return &c->opts[i];
+	return NULL;
+}
+
+static void list_cmds(char *buf, size_t len, const char *group)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	if (!group)
+		for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]) && off < len; i++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", groups[i]);
+	for (size_t i = 0; i < NCMDS && off < len; i++)
+		if ((!group && !cmds[i].group) || (group && cmds[i].group && !strcmp(group, cmds[i].group)))
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "", cmds[i].name);
+}
+
+int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err, size_t errlen)
+{
+	const struct cmd_spec *c = NULL;
+	const char *pos[MAX_POS + 1];
+	const char *group = NULL;
+	bool help = false, version = false, no_more_opts = false, seen[MAX_OPTS] = { false };
+	int npos = 0, r;
+	char list[512];
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->socket = LC_PROTO_DEFAULT_SOCKET;
+	cmd->timeout_ms = LC_CTL_TIMEOUT_S * 1000;
+	cmd->args = json_object_new_object();
+	if (!cmd->args) {
+		set_err(err, errlen, "out of memory");
+		return LC_CTL_EXIT_FAILED;
+	}
+	if (err && errlen)
+		err[0] = '\0';
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!no_more_opts && a[0] == '-' && a[1]) {
+			const struct opt_spec *o;
+			const char *eq, *val;
+			size_t n;
+
+			if (!strcmp(a, "--")) {
+				no_more_opts = true;
+				continue;
+			}
+			r = global_opt(argc, argv, &i, cmd, &help, &version, err, errlen);
+			if (r < 0)
+				return LC_CTL_EXIT_USAGE;
+			if (r > 0)
+				continue;
+			if (!c) {
+				set_err(err, errlen, "unknown option \"%.64s\": before the command only --socket, --json, --timeout, --help and --version are known; command options go after the command",
+					a);
+				return LC_CTL_EXIT_USAGE;
+			}
+			eq = strchr(a, '=');
+			n = eq ? (size_t)(eq - a) : strlen(a);
+			o = find_opt(c, a, n);
+			if (!o) {
+				set_err(err, errlen, "%s: unknown option \"%.*s\"", cmd->topic, (int)(n > 64 ? 64 : n), a);
+				return LC_CTL_EXIT_USAGE;
+			}
+			if (seen[o - c->opts]) {
+				set_err(err, errlen, "%s: %s given twice: expected it at most once", cmd->topic, o->name);
+				return LC_CTL_EXIT_USAGE;
+			}
+			seen[o - c->opts] = true;
+			if (o->type == O_FLAG) {
+				if (eq) {
+					set_err(err, errlen, "%s: %s takes no value", cmd->topic, o->name);
+					return LC_CTL_EXIT_USAGE;
+				}
+				val = "";
+			} else if (eq) {
+				val = eq + 1;
+			} else if (i + 1 < argc) {
+				val = argv[++i];
+			} else {
+				set_err(err, errlen, "%s: %s needs a value: %s %s (%s)", cmd->topic, o->name,
+					o->name, o->metavar, o->help);
+				return LC_CTL_EXIT_USAGE;
+			}
+			{
+				char what[96];
+
+				snprintf(what, sizeof(what), "%s: %s", cmd->topic, o->name);
+				if (take_value(what, o->type, o->min, o->max, o->key, val, cmd->args, err, errlen) < 0)
+					return LC_CTL_EXIT_USAGE;
+			}
+			if (!strcmp(o->name, "--force"))
+				cmd->confirm = false;
+			else if (!strcmp(o->name, "--name"))
+				cmd->name = val;
+			else if (!strcmp(o->name, "--device"))
+				cmd->device = val;
+			continue;
+		}
+		if (!c) {
+			if (!group && is_group(a)) {
+				group = a;
+				snprintf(cmd->topic, sizeof(cmd->topic), "%s", a);
+				continue;
+			}
+			c = find_cmd(group, a);
+			if (!c) {
+				if (help && !group)
+					break;	/* "lakecryptctl --help foo": global help */
+				list_cmds(list, sizeof(list), group);
+				set_err(err, errlen, "unknown %scommand \"%.64s\": expected one of %s",
+					group ? "sub" : "", a, list);
+				return LC_CTL_EXIT_USAGE;
+			}
+			spec_topic(c, cmd->topic, sizeof(cmd->topic));
+			cmd->confirm = c->action == LC_CTL_AGENT && !strcmp(c->name, "format") && !c->group;
+			/* --force may already have been seen?  No: command options
+			 * before the command are refused above. */
+			continue;
+		}
+		if (npos >= MAX_POS || !c->pos[npos].metavar) {
+			set_err(err, errlen, "%s: unexpected argument \"%.64s\"", cmd->topic, a);
+			if (!help)
+				return LC_CTL_EXIT_USAGE;
+			if (err && errlen)
+				err[0] = '\0';
+			continue;
+		}
+		pos[npos++] = a;
+	}
+
+	if (version && !help) {
+		cmd->action = LC_CTL_VERSION;
+		return LC_CTL_EXIT_OK;
+	}
+	if (help) {
+		cmd->action = LC_CTL_HELP;
+		return LC_CTL_EXIT_OK;
+	}
+	if (!c) {
+		if (group) {
+			list_cmds(list, sizeof(list), group);
+			set_err(err, errlen, "%s needs a subcommand: one of %s", group, list);
+		} else {
+			set_err(err, errlen, "no command given");
+		}
+		return LC_CTL_EXIT_USAGE;
+	}
+
+	/* positional arguments */
+	for (int k = 0; k < MAX_POS && c->pos[k].metavar; k++) {
+		const struct pos_spec *p = &c->pos[k];
+		char what[96];
+
+		if (k >= npos) {
+			if (p->optional)
+				break;
+			set_err(err, errlen, "%s: missing %s: expected '", cmd->topic, p->metavar);
+			{
+				char *u = NULL;
+				size_t ulen = 0;
+				FILE *m = open_memstream(&u, &ulen);
+
+				if (m) {
+					usage_line(m, c);
+					fclose(m);
+					if (u)
+						snprintf(err + strlen(err), errlen - strlen(err), "%s'", u);
+					free(u);
+				}
+			}
+			return LC_CTL_EXIT_USAGE;
+		}
+		snprintf(what, sizeof(what), "%s: %s", cmd->topic, p->metavar);
+		if (take_value(what, p->type, 0, 0, p->key, pos[k], cmd->args, err, errlen) < 0)
+			return LC_CTL_EXIT_USAGE;
+	}
+
+	/* required options */
+	for (int k = 0; k < MAX_OPTS && c->opts[k].name; k++) {
+		const struct opt_spec *o = &c->opts[k];
+
+		if (o->required && !seen[k]) {
+			set_err(err, errlen, "%s: %s %s is required (%s)", cmd->topic, o->name, o->metavar,
+				o->help);
+			return LC_CTL_EXIT_USAGE;
+		}
+	}
+
+	cmd->action = c->action;
+	cmd->op = c->op;
+	cmd->render = c->render;
+
+	/* per-command rules */
+	if (c->action == LC_CTL_DUMP || c->action == LC_CTL_TABLE) {
+		cmd->path = pos[0];
+		if (!*cmd->path) {
+			set_err(err, errlen, "%s: DEVICE_OR_HEADER must not be empty", cmd->topic);
+			return LC_CTL_EXIT_USAGE;
+		}
+		if (cmd->device && !*cmd->device) {
+			set_err(err, errlen, "%s: --device must not be empty", cmd->topic);
+			return LC_CTL_EXIT_USAGE;
+		}
+	} else if (!strcmp(cmd->topic, "kms destroy")) {
+		if (!json_object_object_get_ex(cmd->args, "now", NULL))
+			json_object_object_add(cmd->args, "now", json_object_new_boolean(0));
+	} else if (!strcmp(cmd->topic, "keyconfig create")) {
+		struct json_object *pv;
+		const char *prov = "local";
+
+		if (json_object_object_get_ex(cmd->args, "provider", &pv))
+			prov = json_object_get_string(pv);
+		if (strcmp(prov, "local")) {
+			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS)",
+				prov);
+			return LC_CTL_EXIT_USAGE;
+		}
+		json_object_object_add(cmd->args, "provider", json_object_new_string("local"));
+	} else if (!strcmp(cmd->topic, "revoke")) {
+		bool kc = json_object_object_get_ex(cmd->args, "keyconfig", NULL);
+		bool cmk = json_object_object_get_ex(cmd->args, "cmk", NULL);
+
+		if (kc == cmk) {
+			set_err(err, errlen, "revoke: %s: expected exactly one of --keyconfig NAME or --cmk KEY",
+				kc ? "both --keyconfig and --cmk given" : "nothing to revoke");
+			return LC_CTL_EXIT_USAGE;
+		}
+	} else if (!strcmp(cmd->topic, "status")) {
+		if (npos > 0)
+			cmd->render = LC_R_STATUS_DETAIL;
+	} else if (!strcmp(cmd->topic, "format")) {
+		cmd->path = pos[0];
+	}
+	return LC_CTL_EXIT_OK;
+}

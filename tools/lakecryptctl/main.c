@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lakecryptctl: the admin CLI of lakecrypt.  Parses the command line,
+ * sends one request to lakecrypt-agent (Documentation/agent-protocol.md)
+ * or runs a local command (dump, table), prints the result and exits with
+ * a documented code (Documentation/lakecryptctl.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "proto.h"
+
+static void fail(const char *topic, const char *msg)
+{
+	fprintf(stderr, "%s: %s%s%s\n", LC_CTL_PROG, topic && *topic ? topic : "",
+		topic && *topic ? ": " : "", msg);
+}
+
+/* format without --force: ask on the terminal, as cryptsetup does. */
+static int confirm(const struct lc_ctl_cmd *cmd)
+{
+	char answer[16];
+
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "%s: format: refusing to overwrite %s without confirmation: standard input is not a terminal; pass --force to format anyway\n",
+			LC_CTL_PROG, cmd->path);
+		return LC_CTL_EXIT_USAGE;
+	}
+	fprintf(stderr, "WARNING: this overwrites the data on %s irrevocably.\n"
+		"Are you sure? (Type 'yes' in capital letters): ", cmd->path);
+	fflush(stderr);
+	if (!fgets(answer, sizeof(answer), stdin) || strcmp(answer, "YES\n")) {
+		fprintf(stderr, "Operation aborted: nothing was written.\n");
+		return LC_CTL_EXIT_FAILED;
+	}
+	return LC_CTL_EXIT_OK;
+}
+
+static const char *class_hint(const char *cls)
+{
+	if (!strcmp(cls, "refused"))
+		return " (refused: your role does not allow this operation)";
+	if (!strcmp(cls, "denied"))
+		return " (denied by the KMS)";
+	if (!strcmp(cls, "transient"))
+		return " (KMS unavailable: retry later)";
+	return "";
+}
+
+static int run_agent(struct lc_ctl_cmd *cmd)
+{
+	struct lc_proto_conn conn;
+	struct lc_error e = { 0 };
+	struct lc_ctl_error re;
+	struct json_object *req, *reply = NULL, *result = NULL;
+	const int64_t id = 1;
+	int r, rc;
+
+	r = lc_proto_connect(cmd->socket, cmd->timeout_ms, &conn, &e);
+	if (r < 0) {
+		fail(NULL, e.msg);
+		return lc_ctl_exit_for_connect(r);
+	}
+	req = lc_proto_request_new(cmd->op, cmd->args, id);
+	cmd->args = NULL;	/* owned by req now */
+	if (!req) {
+		lc_proto_conn_close(&conn);
+		fail(NULL, "out of memory");
+		return LC_CTL_EXIT_FAILED;
+	}
+	r = lc_proto_send(&conn, req, &e);
+	json_object_put(req);
+	if (r == 0)
+		r = lc_proto_recv(&conn, &reply, &e);
+	lc_proto_conn_close(&conn);
+	if (r == -ENODATA || r == -ECONNRESET) {
+		fail(cmd->topic, "the agent closed the connection without answering: see its log");
+		return LC_CTL_EXIT_UNREACHABLE;
+	}
+	if (r == -EBADMSG || r == -EMSGSIZE) {
+		char msg[LC_ERROR_MSG_MAX + 64];
+
+		snprintf(msg, sizeof(msg), "the agent sent a malformed reply: %s", e.msg);
+		fail(cmd->topic, msg);
+		return LC_CTL_EXIT_FAILED;
+	}
+	if (r < 0) {
+		char msg[LC_ERROR_MSG_MAX + 64];
+
+		snprintf(msg, sizeof(msg), "no answer from the agent: %s", e.msg);
+		fail(cmd->topic, r == -ETIMEDOUT ?
+		     "no answer from the agent in time (see --timeout)" : msg);
+		return LC_CTL_EXIT_UNREACHABLE;
+	}
+
+	r = lc_ctl_reply_check(reply, id, &result, &re);
+	if (r < 0) {
+		fail(cmd->topic, re.msg);
+		rc = LC_CTL_EXIT_FAILED;
+	} else if (r == 1) {
+		char msg[sizeof(re.msg) + 64];
+		struct json_object *err;
+
+		snprintf(msg, sizeof(msg), "%s%s", re.msg, class_hint(re.cls));
+		fail(cmd->topic, msg);
+		if (cmd->json && json_object_object_get_ex(reply, "error", &err))
+			lc_ctl_render_json(stdout, err);
+		rc = lc_ctl_exit_for_class(re.cls);
+	} else {
+		r = cmd->json ? lc_ctl_render_json(stdout, result) :
+				lc_ctl_render_human(stdout, cmd->render, result);
+		rc = r < 0 ? LC_CTL_EXIT_FAILED : LC_CTL_EXIT_OK;
+	}
+	json_object_put(reply);
+	return rc;
+}
+
+int main(int argc, char *argv[])
+{
+	struct lc_ctl_cmd cmd;
+	struct lc_error e = { 0 };
+	char err[1024], hint[96];
+	int rc;
+
+	rc = lc_ctl_parse(argc, argv, &cmd, err, sizeof(err));
+	if (rc != LC_CTL_EXIT_OK) {
+		lc_ctl_try_hint(cmd.topic, hint, sizeof(hint));
+		fprintf(stderr, "%s: %s\n%s\n", LC_CTL_PROG, err, hint);
+		lc_ctl_cmd_free(&cmd);
+		return rc;
+	}
+	switch (cmd.action) {
+	case LC_CTL_HELP:
+		rc = lc_ctl_help(stdout, cmd.topic) < 0 ? LC_CTL_EXIT_USAGE : LC_CTL_EXIT_OK;
+		break;
+	case LC_CTL_VERSION:
+		printf("%s %s\n", LC_CTL_PROG, LC_CTL_VERSION_STR);
+		break;
+	case LC_CTL_DUMP:
+	case LC_CTL_TABLE:
+		if (lc_ctl_local(&cmd, stdout, &e) < 0) {
+			fail(cmd.topic, e.msg);
+			rc = LC_CTL_EXIT_FAILED;
+		}
+		break;
+	case LC_CTL_AGENT:
+		if (cmd.confirm)
+			rc = confirm(&cmd);
+		if (rc == LC_CTL_EXIT_OK)
+			rc = run_agent(&cmd);
+		break;
+	}
+	lc_ctl_cmd_free(&cmd);
+	if (fflush(stdout) != 0 && rc == LC_CTL_EXIT_OK) {
+		fail(NULL, "cannot write the output");
+		rc = LC_CTL_EXIT_FAILED;
+	}
+	return rc;
+}
