@@ -139,6 +139,8 @@ static const struct cmd_spec cmds[] = {
 	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "re-wrap the KEK of open volume NAME under the CMK's current version", NULL },
+	{ NULL, "ping", "ping", LC_CTL_AGENT, LC_R_PING, { { 0 } }, { { 0 } },
+	  "check that the agent answers, and show your role", NULL },
 	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
 	  { { "NAME", "name", O_NAME, true } }, { { 0 } },
 	  "show open volumes (all, or NAME in detail) and KMS call counters", NULL },

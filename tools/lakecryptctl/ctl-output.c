@@ -197,6 +197,7 @@ static const char *const volume_order[] = {
 	"segments", "segment_size", "keys_loaded", "reads", "writes", "io_errors", "discard", NULL
 };
 static const char *const keyconfig_order[] = { "name", "provider", "key_ref", NULL };
+static const char *const ping_order[] = { "version", "role", "uid", NULL };
 static const char *const binding_order[] = { "workspace", "keyconfig", NULL };
 
 static bool in_list(const char *const *order, const char *key)
@@ -467,6 +468,9 @@ int lc_ctl_render_human(FILE *f, enum lc_ctl_render r, struct json_object *resul
 		break;
 	case LC_R_KEY:
 		render_object(f, result, key_order);
+		break;
+	case LC_R_PING:
+		render_object(f, result, ping_order);
 		break;
 	case LC_R_KEYS:
 		list(f, result, "keys", key_cols, NCOLS(key_cols), "No keys.");

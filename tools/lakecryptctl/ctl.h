@@ -63,6 +63,7 @@ enum lc_ctl_render {
 	LC_R_STATUS_DETAIL,	/* the same, one key: value block per volume */
 	LC_R_REVOKED,		/* {"revoked": [names...]} */
 	LC_R_AUDIT,		/* {"records": [...]} */
+	LC_R_PING,		/* {"version", "role", "uid"} */
 };
 
 struct lc_ctl_cmd {

@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lakecrypt-agent: command line, start-up, the poll() loop, shutdown.
+ *
+ * Single-threaded: the loop waits on the control socket, its clients, a
+ * signalfd and the watcher's timerfd, and serves each request to the end
+ * (KMS calls included, bounded by the retry policy's deadline).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fileio.h"
+#include "keyring.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: lakecrypt-agent [OPTIONS]\n"
+		"\n"
+		"The lakecrypt key agent: unwraps volume keys through the KMS, loads them\n"
+		"into dm-lakecrypt, watches the CMKs for revocation and answers the control\n"
+		"socket (Documentation/agent-protocol.md).\n"
+		"\n"
+		"Options (they override the configuration file):\n"
+		"  -c, --config FILE     configuration file (default %s;\n"
+		"                        a missing default file means built-in defaults)\n"
+		"  -f, --foreground      stay in the foreground (systemd Type=simple);\n"
+		"                        logs go to stderr or syslog as configured\n"
+		"  -s, --state-dir DIR   state directory: local KMS keys (DIR/kms),\n"
+		"                        key configurations (DIR/registry.json)\n"
+		"  -S, --socket PATH     control socket (its directory also holds\n"
+		"                        volumes.json, the list of open volumes)\n"
+		"  -a, --audit-log FILE  audit log (JSON lines)\n"
+		"  -h, --help            this text\n"
+		"  -V, --version         print the version\n"
+		"\n"
+		"Without --foreground the agent detaches once it is listening (the\n"
+		"command returns when the socket is ready, or fails with the reason),\n"
+		"logs to syslog and writes its pid to agent.pid beside the socket.\n"
+		"In the foreground no pid file is written.\n"
+		"\n"
+		"SIGTERM/SIGINT: clean shutdown (KEKs wiped, dm devices left as they are;\n"
+		"a restarted agent finds them again).  SIGHUP: reopen the audit log.\n"
+		"Exit status: 0 clean shutdown, 1 start-up failure, 2 bad usage.\n",
+		LC_CONFIG_DEFAULT_PATH);
+}
+
+struct options {
+	const char *config, *state_dir, *socket, *audit_log;
+	bool foreground;
+};
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "audit-log", required_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	while ((c = getopt_long(argc, argv, "c:fs:S:a:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->config = optarg; break;
+		case 'f': o->foreground = true; break;
+		case 's': o->state_dir = optarg; break;
+		case 'S': o->socket = optarg; break;
+		case 'a': o->audit_log = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		case 'V': printf("lakecrypt-agent %s\n", LC_AGENT_VERSION); exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "lakecrypt-agent: unexpected argument \"%s\": the agent takes options only\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_path(char *dst, size_t size, const char *src, const char *what)
+{
+	if (strlen(src) >= size) {
+		fprintf(stderr, "lakecrypt-agent: %s \"%s\" is too long (at most %zu characters)\n",
+			what, src, size - 1);
+		return -ENAMETOOLONG;
+	}
+	memcpy(dst, src, strlen(src) + 1);
+	return 0;
+}
+
+static int load_config(struct agent *a, const struct options *o)
+{
+	struct lc_error e;
+	int r;
+
+	r = lc_config_load(&a->cfg, o->config, &e);
+	if (r == -ENOENT && !o->config) {
+		lc_config_defaults(&a->cfg);
+	} else if (r < 0) {
+		fprintf(stderr, "lakecrypt-agent: %s\n", e.msg);
+		return r;
+	}
+	if ((o->state_dir && set_path(a->cfg.state_dir, sizeof(a->cfg.state_dir), o->state_dir,
+				      "state directory") < 0) ||
+	    (o->socket && set_path(a->cfg.socket_path, sizeof(a->cfg.socket_path), o->socket,
+				   "socket path") < 0) ||
+	    (o->audit_log && set_path(a->cfg.audit_log, sizeof(a->cfg.audit_log), o->audit_log,
+				      "audit log path") < 0))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void dir_of(const char *path, char *out, size_t size)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	snprintf(out, size, "%s", dirname(tmp));
+}
+
+/* Members of the operator group reach the socket through its group. */
+static void socket_group(struct agent *a)
+{
+	gid_t gid;
+
+	if (a->groups->group_gid(a->groups->ctx, a->cfg.operator_group, &gid) < 0) {
+		lc_warn("group %s does not exist: only root can reach %s", a->cfg.operator_group,
+			a->cfg.socket_path);
+		return;
+	}
+	if (chown(a->cfg.socket_path, (uid_t)-1, gid) < 0)
+		lc_warn("cannot give %s to group %s: %s", a->cfg.socket_path, a->cfg.operator_group,
+			strerror(errno));
+}
+
+static int setup(struct agent *a, struct lc_error *err)
+{
+	char kms_dir[PATH_MAX], dir[PATH_MAX];
+	struct itimerspec its = { 0 };
+	sigset_t mask;
+	struct lc_volume **vols = NULL;
+	size_t n = 0;
+	int r;
+
+	r = lc_mkdir_p(a->cfg.state_dir, 0700, err);
+	if (r < 0)
+		return r;
+	if (snprintf(kms_dir, sizeof(kms_dir), "%s/%s", a->cfg.state_dir, LC_AGENT_KMS_DIR) >=
+	    (int)sizeof(kms_dir))
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "state directory path too long");
+	r = lc_kms_local_open(&a->kms, kms_dir, err);
+	if (r < 0)
+		return r;
+	r = lc_kms_local_purge(a->kms, NULL, err);
+	if (r < 0)
+		return r;
+	r = lc_registry_open(&a->reg, a->cfg.state_dir, err);
+	if (r < 0)
+		return r;
+	dir_of(a->cfg.audit_log, dir, sizeof(dir));
+	r = lc_mkdir_p(dir, 0750, err);
+	if (r < 0)
+		return r;
+	r = lc_audit_open(&a->audit, a->cfg.audit_log, a->cfg.audit_fsync, err);
+	if (r < 0)
+		return r;
+	r = agent_providers_init(a, err);
+	if (r < 0)
+		return r;
+
+	a->env.be = &lc_volume_backend_kernel;
+	a->env.provider = agent_provider;
+	a->env.provider_ctx = a;
+	a->env.audit = &a->audit;
+	a->env.peer_uid = -1;
+
+	if (lc_keyring_available(err) < 0)
+		lc_warn("%s: volumes cannot be opened until this is fixed", err->msg);
+
+	dir_of(a->cfg.socket_path, dir, sizeof(dir));
+	r = lc_mkdir_p(dir, 0755, err);
+	if (r < 0)
+		return r;
+	if (snprintf(a->runtime_path, sizeof(a->runtime_path), "%s/%s", dir,
+		     LC_AGENT_RUNTIME_FILE) >= (int)sizeof(a->runtime_path))
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "socket path too long");
+	lc_file_clean_temps(a->runtime_path);
+	if (lc_volumes_rediscover(&a->env, a->runtime_path, &vols, &n, err) < 0) {
+		lc_warn("open volumes of an earlier run cannot be looked for: %s", err->msg);
+	} else {
+		a->vols = vols;
+		a->nvols = n;
+	}
+	agent_volumes_save(a);
+
+	a->listen_fd = lc_proto_listen(a->cfg.socket_path, a->cfg.socket_mode, err);
+	if (a->listen_fd < 0)
+		return a->listen_fd;
+	(void)fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
+	socket_group(a);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (a->signal_fd < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "signalfd: %s", strerror(errno));
+	a->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (a->timer_fd < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "timerfd: %s", strerror(errno));
+	its.it_value.tv_sec = a->cfg.watch_interval_s;
+	its.it_interval.tv_sec = a->cfg.watch_interval_s;
+	if (timerfd_settime(a->timer_fd, 0, &its, NULL) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "timerfd: %s", strerror(errno));
+	return 0;
+}
+
+static void on_signal(struct agent *a)
+{
+	struct signalfd_siginfo si;
+	struct lc_error e;
+
+	while (read(a->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			if (lc_audit_reopen(&a->audit, &e) < 0)
+				lc_error_log("%s", e.msg);
+			else
+				lc_info("audit log reopened");
+			continue;
+		}
+		lc_info("signal %u: shutting down", si.ssi_signo);
+		a->stop = true;
+	}
+}
+
+static void drop_client(struct agent *a, struct client *c)
+{
+	for (size_t i = 0; i < a->nclients; i++)
+		if (a->clients[i] == c) {
+			a->clients[i] = a->clients[--a->nclients];
+			break;
+		}
+	agent_client_free(c);
+}
+
+static void loop(struct agent *a)
+{
+	while (!a->stop) {
+		struct pollfd pfd[3 + LC_AGENT_MAX_CLIENTS];
+		struct client *cl[LC_AGENT_MAX_CLIENTS];
+		size_t n = 0, nc = a->nclients;
+
+		pfd[n++] = (struct pollfd){ .fd = a->signal_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = a->timer_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = a->listen_fd, .events = POLLIN };
+		for (size_t i = 0; i < nc; i++) {
+			cl[i] = a->clients[i];
+			pfd[n++] = (struct pollfd){ .fd = cl[i]->conn.fd, .events = POLLIN };
+		}
+		if (poll(pfd, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			lc_error_log("poll: %s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents)
+			on_signal(a);
+		if (pfd[1].revents) {
+			uint64_t ticks;
+
+			if (read(a->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+				agent_watch_tick(a);
+		}
+		for (size_t i = 0; i < nc; i++)
+			if (pfd[3 + i].revents && !agent_client_serve(a, cl[i]))
+				drop_client(a, cl[i]);
+		if (pfd[2].revents)
+			agent_client_accept(a);
+	}
+}
+
+static void teardown(struct agent *a)
+{
+	while (a->nclients)
+		drop_client(a, a->clients[0]);
+	if (a->listen_fd >= 0) {
+		close(a->listen_fd);
+		(void)unlink(a->cfg.socket_path);
+	}
+	if (a->runtime_path[0] && a->kms)
+		agent_volumes_save(a);
+	/* Devices stay mapped; the agent forgets (and wipes) the KEKs. */
+	for (size_t i = 0; i < a->nvols; i++)
+		lc_volume_free(a->vols[i]);
+	free(a->vols);
+	a->vols = NULL;
+	a->nvols = 0;
+	agent_providers_close(a);
+	if (a->kms)
+		lc_kms_local_close(a->kms);
+	lc_registry_close(&a->reg);
+	lc_audit_close(&a->audit);
+	if (a->signal_fd >= 0)
+		close(a->signal_fd);
+	if (a->timer_fd >= 0)
+		close(a->timer_fd);
+}
+
+/* Detach; the parent exits once the child says it is ready (or why not). */
+static int daemonize(int *ready_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		char buf[LC_ERROR_MSG_MAX + 1];
+		ssize_t n;
+
+		close(p[1]);
+		n = read(p[0], buf, sizeof(buf) - 1);
+		if (n == 1 && buf[0] == '\0')
+			_exit(0);
+		if (n > 0) {
+			buf[n] = '\0';
+			fprintf(stderr, "lakecrypt-agent: %s\n", buf);
+		} else {
+			fprintf(stderr, "lakecrypt-agent: the agent exited during start-up (see syslog)\n");
+		}
+		_exit(1);
+	}
+	close(p[0]);
+	setsid();
+	*ready_fd = p[1];
+	return 0;
+}
+
+static void write_pid_file(struct agent *a, char *path, size_t size)
+{
+	char dir[PATH_MAX], buf[32];
+	int n;
+
+	dir_of(a->cfg.socket_path, dir, sizeof(dir));
+	if (snprintf(path, size, "%.*s/%s", (int)(size - sizeof(LC_AGENT_PID_FILE) - 2), dir,
+		     LC_AGENT_PID_FILE) >= (int)size) {
+		path[0] = '\0';
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (lc_file_write_atomic(path, buf, (size_t)n, 0644, NULL) < 0) {
+		lc_warn("cannot write pid file %s", path);
+		path[0] = '\0';
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a;
+	struct options o;
+	struct lc_error e = { 0 };
+	char pid_path[PATH_MAX] = "";
+	int ready_fd = -1, r;
+
+	memset(&a, 0, sizeof(a));
+	a.listen_fd = a.signal_fd = a.timer_fd = -1;
+	a.groups = &lc_group_db_system;
+	if (parse_args(argc, argv, &o) < 0)
+		return 2;
+	a.foreground = o.foreground;
+	if (load_config(&a, &o) < 0)
+		return 1;
+	lc_log_open("lakecrypt-agent", a.cfg.log_syslog || !a.foreground, a.cfg.log_level);
+
+	if (!a.foreground && daemonize(&ready_fd) < 0) {
+		fprintf(stderr, "lakecrypt-agent: cannot detach: %s\n", strerror(errno));
+		return 1;
+	}
+	r = lc_process_harden(&e);
+	if (!r)
+		r = setup(&a, &e);
+	if (r < 0) {
+		lc_error_log("start-up failed: %s", e.msg);
+		if (a.foreground)
+			fprintf(stderr, "lakecrypt-agent: %s\n", e.msg);
+		if (ready_fd >= 0 && write(ready_fd, e.msg, strlen(e.msg)) < 0)
+			r = -EIO;
+		teardown(&a);
+		return 1;
+	}
+	if (ready_fd >= 0) {
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		write_pid_file(&a, pid_path, sizeof(pid_path));
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+			close(devnull);
+		}
+		if (write(ready_fd, "", 1) < 0)
+			lc_warn("the starting process has gone");
+		close(ready_fd);
+		if (chdir("/") < 0)
+			lc_warn("chdir /: %s", strerror(errno));
+	}
+	lc_info("lakecrypt-agent %s listening on %s (state %s, audit %s, %zu open volume(s) known, watcher every %u s)",
+		LC_AGENT_VERSION, a.cfg.socket_path, a.cfg.state_dir, a.cfg.audit_log, a.nvols,
+		a.cfg.watch_interval_s);
+	loop(&a);
+	teardown(&a);
+	if (pid_path[0])
+		(void)unlink(pid_path);
+	lc_info("stopped");
+	return 0;
+}

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Admin operations: the local KMS (kms.*), key configurations and
+ * workspace bindings.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+
+#define JADD(o, k, v) json_object_object_add(o, k, v)
+
+static json_object *key_info_json(const struct lc_kms_key_info *k)
+{
+	json_object *o = json_object_new_object();
+
+	JADD(o, "key_id", json_object_new_string(k->key_id));
+	JADD(o, "description", json_object_new_string(k->description));
+	JADD(o, "state", json_object_new_string(lc_key_state_name(k->state)));
+	JADD(o, "primary_version", json_object_new_int64(k->primary_version));
+	JADD(o, "versions", json_object_new_int64(k->versions));
+	JADD(o, "created", json_object_new_int64(k->created));
+	JADD(o, "deletion_date", k->deletion_date ? json_object_new_int64(k->deletion_date) : NULL);
+	return o;
+}
+
+int op_kms(struct agent *a, struct client *c, json_object *args, json_object **result,
+	   struct lc_error *err, const char *op)
+{
+	struct lc_kms_key_info info;
+	const char *key_id = NULL, *desc = NULL;
+	uint64_t days = 0;
+	bool now = false;
+	int r;
+
+	if (!strcmp(op, "kms.list")) {
+		_cleanup_free_ struct lc_kms_key_info *keys = NULL;
+		json_object *arr;
+		size_t n = 0;
+
+		r = lc_kms_local_list(a->kms, &keys, &n, err);
+		if (r < 0)
+			return r;
+		arr = json_object_new_array();
+		for (size_t i = 0; i < n; i++)
+			json_object_array_add(arr, key_info_json(&keys[i]));
+		*result = json_object_new_object();
+		JADD(*result, "keys", arr);
+		return 0;
+	}
+	if (!strcmp(op, "kms.create")) {
+		r = arg_str(args, "description", false, &desc, err);
+		if (r < 0)
+			return r;
+		r = lc_kms_local_create(a->kms, desc ? desc : "", &info, err);
+		agent_audit_simple(a, op, r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, c->peer.uid, NULL,
+				   NULL, LC_KMS_LOCAL_NAME, r ? NULL : info.key_id, err);
+		if (r < 0)
+			return r;
+		lc_info("uid %u created local CMK %s", (unsigned int)c->peer.uid, info.key_id);
+		*result = key_info_json(&info);
+		return 0;
+	}
+	r = arg_str(args, "key_id", true, &key_id, err);
+	if (r < 0)
+		return r;
+	if (!strcmp(op, "kms.describe")) {
+		r = lc_kms_local_describe(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.rotate")) {
+		r = lc_kms_local_rotate(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.disable")) {
+		r = lc_kms_local_disable(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.enable")) {
+		r = lc_kms_local_enable(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.cancel-deletion")) {
+		r = lc_kms_local_cancel_deletion(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.schedule-deletion")) {
+		r = arg_u64(args, "days", true, &days, err);
+		if (!r && (days < LC_KMS_LOCAL_MIN_DELETION_DAYS || days > LC_KMS_LOCAL_MAX_DELETION_DAYS))
+			r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				   "argument \"days\" is %" PRIu64 ": expected %d to %d", days,
+				   LC_KMS_LOCAL_MIN_DELETION_DAYS, LC_KMS_LOCAL_MAX_DELETION_DAYS);
+		if (!r)
+			r = lc_kms_local_schedule_deletion(a->kms, key_id, (unsigned int)days, &info,
+							   err);
+	} else if (!strcmp(op, "kms.destroy")) {
+		r = arg_bool(args, "now", &now, err);
+		if (!r)
+			r = lc_kms_local_destroy(a->kms, key_id, now ? LC_KMS_LOCAL_DESTROY_NOW : 0,
+						 &info, err);
+	} else {
+		return lc_err(err, -EOPNOTSUPP, LC_ERRC_INTERNAL, "no handler for %s", op);
+	}
+	if (strcmp(op, "kms.describe"))
+		agent_audit_simple(a, op, r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, c->peer.uid, NULL,
+				   NULL, LC_KMS_LOCAL_NAME, key_id, err);
+	if (r < 0)
+		return r;
+	if (strcmp(op, "kms.describe"))
+		lc_info("uid %u: %s %s: now %s, primary version %" PRIu32,
+			(unsigned int)c->peer.uid, op, key_id, lc_key_state_name(info.state),
+			info.primary_version);
+	*result = key_info_json(&info);
+	return 0;
+}
+
+/* ---- key configurations ---- */
+
+static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *kc)
+{
+	json_object *o = json_object_new_object(), *ws = json_object_new_array();
+
+	JADD(o, "name", json_object_new_string(kc->name));
+	JADD(o, "provider", json_object_new_string(kc->provider));
+	JADD(o, "key_ref", json_object_new_string(kc->key_ref));
+	JADD(o, "cmk_id", json_object_new_string(kc->cmk_id));
+	JADD(o, "created", json_object_new_int64(kc->created));
+	for (size_t i = 0; i < a->reg.nbind; i++)
+		if (!strcmp(a->reg.bind[i].keyconfig, kc->name))
+			json_object_array_add(ws, json_object_new_string(a->reg.bind[i].workspace));
+	JADD(o, "workspaces", ws);
+	return o;
+}
+
+int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
+			json_object **result, struct lc_error *err)
+{
+	struct lc_keyconfig kc;
+	struct lc_provider_reply rep;
+	struct lc_audit_event ev;
+	struct lc_provider *p;
+	const char *name, *provider, *key_ref;
+	int r;
+
+	if ((r = arg_str(args, "name", true, &name, err)) < 0 ||
+	    (r = arg_str(args, "provider", true, &provider, err)) < 0 ||
+	    (r = arg_str(args, "key_ref", true, &key_ref, err)) < 0 ||
+	    (r = lc_name_check("key configuration name", name, err)) < 0)
+		return r;
+	if (lc_registry_keyconfig(&a->reg, name))
+		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+			      "key configuration \"%s\" already exists; delete it first or choose another name",
+			      name);
+	p = agent_provider(a, provider);
+	if (!p)
+		return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
+			      "unknown provider \"%s\": this agent offers \"%s\"", provider,
+			      LC_KMS_LOCAL_NAME);
+	if (strlen(key_ref) >= sizeof(kc.key_ref))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"key_ref\" is longer than %zu characters", sizeof(kc.key_ref) - 1);
+
+	/* The CMK must exist and be usable now: one key_state call, audited. */
+	r = lc_provider_key_state(p, key_ref, &rep, err);
+	if (!r && rep.state != LC_KEY_ENABLED)
+		r = lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+			   "CMK %s is %s: a key configuration needs an enabled key", key_ref,
+			   lc_key_state_name(rep.state));
+	lc_audit_event_init(&ev, "cmk.key_state", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
+	ev.peer_uid = c->peer.uid;
+	ev.keyconfig = name;
+	ev.provider = provider;
+	ev.cmk_id = rep.key_id[0] ? rep.key_id : key_ref;
+	ev.cmk_version = rep.key_version[0] ? rep.key_version : NULL;
+	ev.request_id = rep.request_id[0] ? rep.request_id : NULL;
+	ev.latency_ms = (int64_t)(rep.latency_us / 1000);
+	ev.error_class = r ? err->cls : LC_ERRC_NONE;
+	(void)lc_audit_write(&a->audit, &ev, NULL);
+	if (r < 0)
+		return r;
+
+	memset(&kc, 0, sizeof(kc));
+	snprintf(kc.name, sizeof(kc.name), "%s", name);
+	snprintf(kc.provider, sizeof(kc.provider), "%s", provider);
+	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
+	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
+	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
+	agent_audit_simple(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
+	if (r < 0)
+		return r;
+	*result = keyconfig_json(a, lc_registry_keyconfig(&a->reg, name));
+	return 0;
+}
+
+int op_keyconfig_list(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err)
+{
+	json_object *arr = json_object_new_array();
+
+	(void)c;
+	(void)args;
+	(void)err;
+	for (size_t i = 0; i < a->reg.nkc; i++)
+		json_object_array_add(arr, keyconfig_json(a, &a->reg.kc[i]));
+	*result = json_object_new_object();
+	JADD(*result, "keyconfigs", arr);
+	return 0;
+}
+
+int op_keyconfig_delete(struct agent *a, struct client *c, json_object *args,
+			json_object **result, struct lc_error *err)
+{
+	const struct lc_keyconfig *kc;
+	char provider[LC_HDR_PROVIDER_SIZE] = "", cmk[LC_HDR_CMK_ID_SIZE] = "";
+	const char *name;
+	int r;
+
+	(void)result;
+	r = arg_str(args, "name", true, &name, err);
+	if (r < 0)
+		return r;
+	kc = lc_registry_keyconfig(&a->reg, name);
+	if (kc) {
+		snprintf(provider, sizeof(provider), "%s", kc->provider);
+		snprintf(cmk, sizeof(cmk), "%s", kc->cmk_id);
+	}
+	r = lc_registry_keyconfig_delete(&a->reg, name, err);
+	agent_audit_simple(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, NULL, name, provider[0] ? provider : NULL,
+			   cmk[0] ? cmk : NULL, err);
+	return r;
+}
+
+/* ---- workspaces ---- */
+
+static json_object *binding_json(struct agent *a, const char *workspace)
+{
+	const struct lc_binding *b = lc_registry_binding(&a->reg, workspace);
+	const struct lc_keyconfig *kc = b ? lc_registry_keyconfig(&a->reg, b->keyconfig) : NULL;
+	json_object *o = json_object_new_object();
+
+	JADD(o, "workspace", json_object_new_string(workspace));
+	JADD(o, "keyconfig", json_object_new_string(b ? b->keyconfig : ""));
+	if (kc) {
+		JADD(o, "provider", json_object_new_string(kc->provider));
+		JADD(o, "key_ref", json_object_new_string(kc->key_ref));
+		JADD(o, "cmk_id", json_object_new_string(kc->cmk_id));
+	}
+	if (b)
+		JADD(o, "created", json_object_new_int64(b->created));
+	return o;
+}
+
+int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err)
+{
+	const struct lc_keyconfig *kc;
+	const char *ws, *kcname;
+	int r;
+
+	if ((r = arg_str(args, "workspace", true, &ws, err)) < 0 ||
+	    (r = arg_str(args, "keyconfig", true, &kcname, err)) < 0)
+		return r;
+	r = lc_registry_bind(&a->reg, ws, kcname, err);
+	kc = lc_registry_keyconfig(&a->reg, kcname);
+	agent_audit_simple(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, ws, kcname, kc ? kc->provider : NULL,
+			   kc ? kc->cmk_id : NULL, err);
+	if (r < 0)
+		return r;
+	lc_info("uid %u bound workspace %s to key configuration %s", (unsigned int)c->peer.uid,
+		ws, kcname);
+	*result = binding_json(a, ws);
+	return 0;
+}
+
+int op_workspace_unbind(struct agent *a, struct client *c, json_object *args,
+			json_object **result, struct lc_error *err)
+{
+	const struct lc_binding *b;
+	char kcname[LC_HDR_NAME_SIZE] = "";
+	const char *ws;
+	int r;
+
+	(void)result;
+	r = arg_str(args, "workspace", true, &ws, err);
+	if (r < 0)
+		return r;
+	b = lc_registry_binding(&a->reg, ws);
+	if (b)
+		snprintf(kcname, sizeof(kcname), "%s", b->keyconfig);
+	r = lc_registry_unbind(&a->reg, ws, err);
+	agent_audit_simple(a, "workspace.unbind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, ws, kcname[0] ? kcname : NULL, NULL, NULL, err);
+	return r;
+}
+
+int op_workspace_list(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err)
+{
+	json_object *arr = json_object_new_array();
+
+	(void)c;
+	(void)args;
+	(void)err;
+	for (size_t i = 0; i < a->reg.nbind; i++)
+		json_object_array_add(arr, binding_json(a, a->reg.bind[i].workspace));
+	*result = json_object_new_object();
+	JADD(*result, "workspaces", arr);
+	return 0;
+}

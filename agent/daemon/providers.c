@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The KMS provider table.  A provider kind is one entry here: a cloud or
+ * HSM provider plugs in by adding its init function; everything else
+ * (retries, counters, audit) is shared.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "agent.h"
+
+struct provider_kind {
+	const char *kind;
+	int (*init)(struct agent *a, struct lc_provider *p, struct lc_error *err);
+};
+
+static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	(void)err;
+	lc_kms_local_provider_init(p, a->kms);
+	return 0;
+}
+
+static const struct provider_kind kinds[] = {
+	{ LC_KMS_LOCAL_NAME, local_init },
+};
+
+int agent_providers_init(struct agent *a, struct lc_error *err)
+{
+	struct lc_retry_policy pol = LC_RETRY_POLICY_DEFAULT;
+	int r;
+
+	pol.max_attempts = a->cfg.retry_attempts;
+	pol.base_delay_ms = a->cfg.retry_base_delay_ms;
+	pol.max_delay_ms = a->cfg.retry_max_delay_ms;
+	pol.deadline_ms = a->cfg.deadline_ms;
+	if (pol.attempt_timeout_ms > pol.deadline_ms)
+		pol.attempt_timeout_ms = pol.deadline_ms;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct provider_slot *s = &a->providers[a->nproviders];
+
+		memset(s, 0, sizeof(*s));
+		s->kind = kinds[i].kind;
+		r = kinds[i].init(a, &s->p, err);
+		if (r < 0)
+			return r;
+		r = lc_provider_set_policy(&s->p, &pol, err);
+		if (r < 0) {
+			lc_provider_close(&s->p);
+			return r;
+		}
+		s->ready = true;
+		a->nproviders++;
+	}
+	return 0;
+}
+
+void agent_providers_close(struct agent *a)
+{
+	for (size_t i = 0; i < a->nproviders; i++)
+		if (a->providers[i].ready)
+			lc_provider_close(&a->providers[i].p);
+	a->nproviders = 0;
+}
+
+struct lc_provider *agent_provider(void *agent, const char *kind)
+{
+	struct agent *a = agent;
+
+	for (size_t i = 0; kind && i < a->nproviders; i++)
+		if (a->providers[i].ready && !strcmp(a->providers[i].kind, kind))
+			return &a->providers[i].p;
+	return NULL;
+}
+
+json_object *agent_kms_calls_json(struct agent *a)
+{
+	json_object *o = json_object_new_object();
+
+	for (size_t i = 0; i < a->nproviders; i++) {
+		struct lc_provider_counters c;
+		json_object *p = json_object_new_object();
+
+		lc_provider_counters(&a->providers[i].p, &c);
+		json_object_object_add(p, "wrap", json_object_new_uint64(c.wrap));
+		json_object_object_add(p, "unwrap", json_object_new_uint64(c.unwrap));
+		json_object_object_add(p, "key_state", json_object_new_uint64(c.key_state));
+		json_object_object_add(p, "retries", json_object_new_uint64(c.retries));
+		json_object_object_add(p, "failures", json_object_new_uint64(c.failures));
+		json_object_object_add(o, a->providers[i].kind, p);
+	}
+	return o;
+}

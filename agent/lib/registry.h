@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Key configurations and workspace bindings (the delegation model of the
+ * product brief): a security admin registers a key configuration (a CMK
+ * reference in one provider) and binds workspaces to it; volumes formatted
+ * in a workspace are encrypted under the CMK of its key configuration.
+ *
+ * Persisted as one JSON file, <state_dir>/registry.json (0600), rewritten
+ * atomically (lc_file_write_atomic) on every change:
+ *   {"version": 1,
+ *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created"}],
+ *    "workspaces": [{"workspace", "keyconfig", "created"}]}
+ * A change that cannot be written is undone in memory too, so memory and
+ * disk never disagree.
+ *
+ * Rules: names are 1 to 63 characters from A-Z a-z 0-9 . _ -, the first a
+ * letter or digit (the header's name rule); a key configuration name is
+ * unique; a binding needs an existing key configuration; a key
+ * configuration cannot be deleted while a workspace is bound to it.
+ */
+#ifndef LC_REGISTRY_H
+#define LC_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lakecrypt/ondisk.h>
+
+#include "lc-error.h"
+
+#define LC_REGISTRY_FILE	"registry.json"
+#define LC_REGISTRY_VERSION	1
+
+struct lc_keyconfig {
+	char name[LC_HDR_NAME_SIZE];
+	char provider[LC_HDR_PROVIDER_SIZE];	/* provider kind: "local", ... */
+	char key_ref[LC_HDR_PROVIDER_REF_SIZE];	/* the provider's CMK reference */
+	char cmk_id[LC_HDR_CMK_ID_SIZE];	/* CMK id as the provider reported it */
+	int64_t created;			/* epoch seconds */
+};
+
+struct lc_binding {
+	char workspace[LC_HDR_NAME_SIZE];
+	char keyconfig[LC_HDR_NAME_SIZE];
+	int64_t created;
+};
+
+struct lc_registry {
+	char *path;
+	struct lc_keyconfig *kc;
+	size_t nkc;
+	struct lc_binding *bind;
+	size_t nbind;
+};
+
+/* 0 if @s is a valid name (see above); else -EINVAL with a message that
+ * calls it @what ("workspace", "key configuration name", ...). */
+int lc_name_check(const char *what, const char *s, struct lc_error *err);
+
+/* Load <state_dir>/registry.json (an empty registry if it does not exist). */
+int lc_registry_open(struct lc_registry *reg, const char *state_dir, struct lc_error *err);
+void lc_registry_close(struct lc_registry *reg);
+
+const struct lc_keyconfig *lc_registry_keyconfig(const struct lc_registry *reg, const char *name);
+const struct lc_binding *lc_registry_binding(const struct lc_registry *reg, const char *workspace);
+
+/* The key configuration a workspace is bound to; -ENOENT (INVALID) with
+ * "workspace X is not bound to a key configuration; ..." if none. */
+int lc_registry_resolve(const struct lc_registry *reg, const char *workspace,
+			const struct lc_keyconfig **kc, struct lc_error *err);
+
+/* Number of workspaces bound to key configuration @name. */
+size_t lc_registry_bound_count(const struct lc_registry *reg, const char *name);
+
+/* Add @kc (name, provider, key_ref, cmk_id; created is set here).
+ * -EEXIST if the name is taken. */
+int lc_registry_keyconfig_add(struct lc_registry *reg, const struct lc_keyconfig *kc,
+			      struct lc_error *err);
+/* -ENOENT if unknown; -EBUSY (INVALID) while a workspace is bound to it. */
+int lc_registry_keyconfig_delete(struct lc_registry *reg, const char *name, struct lc_error *err);
+
+/* Bind @workspace to @keyconfig (replacing an earlier binding of that
+ * workspace: volumes already formatted keep the CMK in their header).
+ * -ENOENT (INVALID) if the key configuration does not exist. */
+int lc_registry_bind(struct lc_registry *reg, const char *workspace, const char *keyconfig,
+		     struct lc_error *err);
+/* -ENOENT if the workspace is not bound. */
+int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc_error *err);
+
+#endif /* LC_REGISTRY_H */

@@ -1,0 +1,1303 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Volumes: format, open, cache open, close, re-wrap, revoke.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+#include <openssl/rand.h>
+
+#include "fileio.h"
+#include "header.h"
+#include "volume.h"
+
+#define KEY_LOAD_MSG	LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_LOAD " "
+#define DEFAULT_KEY_SIZE	64u
+#define DEFAULT_SEGMENT_SIZE	(1u << 20)
+
+/* ---- small helpers ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src ? src : "");
+}
+
+static bool is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+void lc_volume_free(struct lc_volume *v)
+{
+	if (!v)
+		return;
+	lc_secret_free(&v->kek);
+	lc_wipe(v, sizeof(*v));
+	free(v);
+}
+
+static void header_freep(struct lc_header **h)
+{
+	lc_header_free(*h);
+}
+#define _cleanup_header_ _cleanup_(header_freep)
+
+/* Who and what an audit record is about. */
+struct ids {
+	const char *workspace, *project, *keyconfig, *provider, *cmk_id, *cmk_version;
+};
+
+static void ids_of_volume(struct ids *ids, const struct lc_volume *v)
+{
+	ids->workspace = v->workspace;
+	ids->project = v->project;
+	ids->keyconfig = v->keyconfig;
+	ids->provider = v->provider;
+	ids->cmk_id = v->cmk_id[0] ? v->cmk_id : v->provider_ref;
+	ids->cmk_version = v->cmk_version[0] ? v->cmk_version : NULL;
+}
+
+static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		  const struct ids *ids, const struct lc_provider_reply *rep,
+		  const struct lc_error *e, int64_t latency_ms)
+{
+	struct lc_audit_event ev;
+	struct lc_error ae;
+
+	if (!env->audit)
+		return;
+	lc_audit_event_init(&ev, op, o);
+	ev.peer_uid = env->peer_uid;
+	if (ids) {
+		ev.workspace = ids->workspace && *ids->workspace ? ids->workspace : NULL;
+		ev.project = ids->project && *ids->project ? ids->project : NULL;
+		ev.keyconfig = ids->keyconfig && *ids->keyconfig ? ids->keyconfig : NULL;
+		ev.provider = ids->provider && *ids->provider ? ids->provider : NULL;
+		ev.cmk_id = ids->cmk_id && *ids->cmk_id ? ids->cmk_id : NULL;
+		ev.cmk_version = ids->cmk_version && *ids->cmk_version ? ids->cmk_version : NULL;
+	}
+	if (rep) {
+		if (rep->request_id[0])
+			ev.request_id = rep->request_id;
+		if (rep->key_version[0])
+			ev.cmk_version = rep->key_version;	/* the version actually used */
+		if (rep->key_id[0] && !ev.cmk_id)
+			ev.cmk_id = rep->key_id;
+		if (latency_ms < 0)
+			latency_ms = (int64_t)(rep->latency_us / 1000);
+	}
+	ev.latency_ms = latency_ms;
+	/* A failure always has a class; a success only when the caller
+	 * says why (a revocation caused by an authoritative denial). */
+	if (e && e->cls != LC_ERRC_NONE)
+		ev.error_class = e->cls;
+	else if (o != LC_AUDIT_SUCCESS)
+		ev.error_class = LC_ERRC_INTERNAL;
+	if (lc_audit_write(env->audit, &ev, &ae) < 0)
+		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
+}
+
+static struct lc_provider *provider_of(const struct lc_volume_env *env, const char *kind,
+				       struct lc_error *err)
+{
+	struct lc_provider *p = env->provider ? env->provider(env->provider_ctx, kind) : NULL;
+
+	if (!p)
+		lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
+		       "KMS provider \"%s\" is not available in this agent (known: local)", kind);
+	return p;
+}
+
+int lc_device_size(int fd, const char *path, uint64_t *bytes, bool *is_blk, struct lc_error *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot stat %s: %s", path,
+			      strerror(errno));
+	if (is_blk)
+		*is_blk = S_ISBLK(st.st_mode);
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, bytes) < 0)
+			return lc_err(err, -errno, LC_ERRC_INTERNAL,
+				      "cannot read the size of %s: %s", path, strerror(errno));
+		return 0;
+	}
+	if (S_ISREG(st.st_mode)) {
+		*bytes = (uint64_t)st.st_size;
+		return 0;
+	}
+	return lc_err(err, -ENOTBLK, LC_ERRC_INVALID,
+		      "%s is neither a block device nor a regular file", path);
+}
+
+/*
+ * Open @path (O_EXCL for a block device, so a mounted or mapped device is
+ * refused), with its size.  @write: read-write; if that is refused with
+ * EROFS, *@rw says it fell back to read-only.
+ */
+static int dev_open(const char *path, bool write, bool *rw, uint64_t *bytes, bool *is_blk,
+		    struct lc_error *err)
+{
+	struct stat st;
+	int flags = O_CLOEXEC, fd, r;
+
+	if (!path || !*path)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "no device given: expected a path");
+	if (stat(path, &st) < 0)
+		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot use device %s: %s", path,
+			      strerror(errno));
+	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
+		return lc_err(err, -ENOTBLK, LC_ERRC_INVALID,
+			      "%s is neither a block device nor a regular file", path);
+	if (S_ISBLK(st.st_mode))
+		flags |= O_EXCL;
+	fd = open(path, flags | (write ? O_RDWR : O_RDONLY));
+	if (fd < 0 && write && (errno == EROFS || errno == EACCES)) {
+		fd = open(path, flags | O_RDONLY);
+		write = false;
+	}
+	if (fd < 0) {
+		r = -errno;
+		if (r == -EBUSY)
+			return lc_err(err, r, LC_ERRC_INVALID,
+				      "device %s is in use (mounted, mapped or held by another program): release it first",
+				      path);
+		return lc_err(err, r, LC_ERRC_INVALID, "cannot open %s: %s", path, strerror(-r));
+	}
+	if (rw)
+		*rw = write;
+	r = lc_device_size(fd, path, bytes, is_blk, err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* device-mapper maps block devices only. */
+static int not_blk(const char *path, struct lc_error *err)
+{
+	return lc_err(err, -ENOTBLK, LC_ERRC_INVALID,
+		      "%s is a regular file; device-mapper needs a block device: attach it with losetup and use the loop device",
+		      path);
+}
+
+static void random_uuid(uint8_t uuid[LC_UUID_LEN])
+{
+	do {
+		if (RAND_bytes(uuid, LC_UUID_LEN) != 1)
+			memset(uuid, 0, LC_UUID_LEN);
+	} while (!uuid[0] && !uuid[1] && !uuid[2] && !uuid[3]);
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+}
+
+/* Check cipher, key size, segment and sector size as the target will. */
+static int check_geometry(const char *cipher, uint32_t key_size, uint64_t segment_size,
+			  uint32_t sector_size, struct lc_error *err)
+{
+	_cleanup_free_ char *line = NULL;
+	struct lc_dm_table t = {
+		.cipher = cipher, .key_size = key_size, .key_prefix = LC_KEY_PREFIX "check:",
+		.device = "0:0", .volume_id = "check", .sector_size = sector_size,
+	};
+
+	if (key_size < LC_HDR_KEY_SIZE_MIN || key_size > LC_HDR_KEY_SIZE_MAX)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "key size %" PRIu32 " bytes is out of range: expected %d to %d",
+			      key_size, LC_HDR_KEY_SIZE_MIN, LC_HDR_KEY_SIZE_MAX);
+	if (segment_size % 512 || !is_pow2(segment_size / 512) ||
+	    segment_size / 512 < LAKECRYPT_MIN_SEGMENT_SECTORS || segment_size / 512 > (1ull << 31))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "segment size %" PRIu64 " bytes is not usable: expected a power of two from 4096 bytes to 1 TiB",
+			      segment_size);
+	if (!is_pow2(sector_size) || sector_size < LC_HDR_SECTOR_SIZE_MIN ||
+	    sector_size > LC_HDR_SECTOR_SIZE_MAX)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "sector size %" PRIu32 " is not usable: expected 512, 1024, 2048 or 4096",
+			      sector_size);
+	t.segment_sectors = segment_size / 512;
+	t.length = t.segment_sectors;
+	if (strlen(cipher) >= LC_HDR_CIPHER_SIZE)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "cipher \"%.40s...\" is too long", cipher);
+	return lc_dm_table_line(&t, &line, err);
+}
+
+/* ---- format ---- */
+
+/* Largest segment count whose header still leaves room for that many
+ * segments (the last one may be partial) on @dev_sectors. */
+static int attached_geometry(uint64_t dev_sectors, uint64_t seg, uint32_t key_size,
+			     uint32_t *count, uint64_t *data_offset, struct lc_error *err)
+{
+	uint64_t c = dev_sectors / seg + !!(dev_sectors % seg), off = 0, need;
+
+	for (;;) {
+		int r;
+
+		if (c > LC_HDR_SEGMENTS_MAX)
+			c = LC_HDR_SEGMENTS_MAX;
+		if (c < 1)
+			c = 1;
+		r = lc_header_layout((uint32_t)c, key_size, NULL, NULL, &off, err);
+		if (r < 0)
+			return r;
+		if (off >= dev_sectors)
+			return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+				      "the device is too small: %" PRIu64 " bytes, the header alone needs %" PRIu64 " bytes",
+				      dev_sectors * 512, off * 512);
+		need = (dev_sectors - off) / seg + !!((dev_sectors - off) % seg);
+		if (need >= c)
+			break;
+		c = need;
+	}
+	*count = (uint32_t)c;
+	*data_offset = off;
+	return 0;
+}
+
+int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
+		     const struct lc_format_args *a, struct lc_header **out,
+		     struct lc_error *err)
+{
+	_cleanup_header_ struct lc_header *h = NULL;
+	_cleanup_secret_ struct lc_secret kek = { 0 }, deks = { 0 };
+	_cleanup_close_ int fd = -1;
+	struct lc_provider_reply rep;
+	struct lc_provider *p;
+	struct lc_buf blob = { 0 };
+	struct ids ids = { a->workspace, a->project, kc->name, kc->provider, kc->cmk_id, NULL };
+	const char *cipher = a->cipher && *a->cipher ? a->cipher : LC_DM_DEFAULT_CIPHER;
+	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
+	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
+	uint32_t ss = a->sector_size ? a->sector_size : 512;
+	uint64_t bytes, dev_sectors, seg, data_offset = 0, count64;
+	uint32_t count = 0;
+	uint8_t uuid[LC_UUID_LEN];
+	char ctx[LC_KEK_CONTEXT_MAX], uuid_str[LC_UUID_STR_LEN];
+	bool detached = a->header && *a->header;
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	if (out)
+		*out = NULL;
+	r = lc_name_check("workspace", a->workspace, err);
+	if (!r)
+		r = lc_name_check("project", a->project, err);
+	if (!r)
+		r = check_geometry(cipher, key_size, seg_bytes, ss, err);
+	if (r < 0)
+		return r;
+	seg = seg_bytes / 512;
+	p = provider_of(env, kc->provider, err);
+	if (!p)
+		return -ENOPROTOOPT;
+
+	fd = dev_open(a->device, !detached, NULL, &bytes, NULL, err);
+	if (fd < 0)
+		return fd;
+	dev_sectors = bytes / 512;
+
+	/* Never overwrite a volume by accident. */
+	if (!a->force) {
+		struct lc_header *old = NULL;
+		int rr = -ENOENT;
+
+		if (!detached)
+			rr = lc_header_read(fd, &old, NULL, NULL);
+		else if (access(a->header, F_OK) == 0)
+			rr = lc_header_read_path(a->header, &old, NULL, NULL);
+		if (rr == 0) {
+			char u[LC_UUID_STR_LEN];
+
+			lc_header_uuid_str(old, u);
+			r = lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				   "%s already holds lakecrypt volume %s (workspace %s, project %s): pass force to overwrite it, which destroys that volume",
+				   detached ? a->header : a->device, u, old->workspace, old->project);
+			lc_header_free(old);
+			return r;
+		}
+	}
+
+	if (detached) {
+		count64 = dev_sectors / seg + !!(dev_sectors % seg);
+		if (!dev_sectors)
+			return lc_err(err, -ENOSPC, LC_ERRC_INVALID, "device %s is empty", a->device);
+		if (count64 > LC_HDR_SEGMENTS_MAX)
+			return lc_err(err, -EFBIG, LC_ERRC_INVALID,
+				      "%s would need %" PRIu64 " segments of %" PRIu64 " bytes; at most %u are possible: use a larger segment_size",
+				      a->device, count64, seg_bytes, LC_HDR_SEGMENTS_MAX);
+		count = (uint32_t)count64;
+	} else {
+		if (dev_sectors / seg > LC_HDR_SEGMENTS_MAX)
+			return lc_err(err, -EFBIG, LC_ERRC_INVALID,
+				      "%s would need more than %u segments of %" PRIu64 " bytes: use a larger segment_size",
+				      a->device, LC_HDR_SEGMENTS_MAX, seg_bytes);
+		r = attached_geometry(dev_sectors, seg, key_size, &count, &data_offset, err);
+		if (r < 0)
+			return r;
+	}
+	if ((dev_sectors - data_offset) < ss / 512)
+		return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			      "device %s is too small for one %u-byte sector of data", a->device, ss);
+
+	h = lc_header_new(count, key_size);
+	if (!h)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory for a header of %" PRIu32 " segments",
+			      count);
+	random_uuid(uuid);
+	lc_uuid_format(uuid, uuid_str);
+	lc_kek_context(uuid, ctx);
+	memcpy(h->uuid, uuid, LC_UUID_LEN);
+	h->created = (uint64_t)time(NULL);
+	h->flags = detached ? LC_HDR_F_DETACHED : 0;
+	copy_str(h->workspace, sizeof(h->workspace), a->workspace);
+	copy_str(h->project, sizeof(h->project), a->project);
+	copy_str(h->keyconfig, sizeof(h->keyconfig), kc->name);
+	copy_str(h->provider, sizeof(h->provider), kc->provider);
+	copy_str(h->provider_ref, sizeof(h->provider_ref), kc->key_ref);
+	copy_str(h->cmk_id, sizeof(h->cmk_id), kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
+	copy_str(h->cipher, sizeof(h->cipher), cipher);
+	h->key_size = key_size;
+	h->sector_size = ss;
+	h->segment_sectors = seg;
+	h->data_offset = data_offset;
+	h->wrap_context.len = strlen(ctx);
+	h->wrap_context.p = (uint8_t *)strdup(ctx);
+	h->wrapped_kek.len = 1;		/* placeholder until the KMS answers */
+	h->wrapped_kek.p = calloc(1, 1);
+	if (!h->wrap_context.p || !h->wrapped_kek.p)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	for (uint32_t i = 0; i < count; i++)
+		h->deks[i].generation = 1;
+	/* Everything but the keys is checked before the KMS is asked. */
+	r = lc_header_check(h, err);
+	if (r < 0)
+		return r;
+
+	r = lc_kek_generate(&kek, err);
+	if (r < 0)
+		return r;
+	r = lc_provider_wrap(p, kc->key_ref, &kek, ctx, &blob, &rep, err);
+	audit(env, "cmk.wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	if (r < 0)
+		goto fail;
+	if (blob.len > LC_HDR_KEK_MAX) {
+		free(blob.p);
+		r = lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
+			   "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
+			   blob.len, LC_HDR_KEK_MAX);
+		goto fail;
+	}
+	free(h->wrapped_kek.p);
+	h->wrapped_kek = blob;
+	if (rep.key_id[0])
+		copy_str(h->cmk_id, sizeof(h->cmk_id), rep.key_id);
+	copy_str(h->cmk_version, sizeof(h->cmk_version), rep.key_version);
+	ids.cmk_id = h->cmk_id;
+	ids.cmk_version = h->cmk_version;
+
+	r = lc_deks_generate(&deks, count, key_size, err);
+	if (!r)
+		r = lc_deks_wrap_all(&kek, uuid, &deks, count, key_size, h->deks, err);
+	lc_secret_free(&deks);
+	if (r < 0)
+		goto fail;
+	if (detached)
+		r = lc_header_write_path(a->header, true, h, err);
+	else
+		r = lc_header_write(fd, h, err);
+	if (r < 0)
+		goto fail;
+	lc_info("formatted %s as volume %s: workspace %s, project %s, %" PRIu32 " segments of %" PRIu64 " bytes, CMK %s version %s%s%s",
+		a->device, uuid_str, h->workspace, h->project, count, seg_bytes, h->cmk_id,
+		h->cmk_version[0] ? h->cmk_version : "-", detached ? ", header in " : "",
+		detached ? a->header : "");
+	audit(env, "format", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
+	if (out) {
+		*out = h;
+		h = NULL;
+	}
+	return 0;
+fail:
+	audit(env, "format", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	return r;
+}
+
+/* ---- open ---- */
+
+/* Add, load and drop the keys of segments [0, count), a batch at a time. */
+static int load_keys(const struct lc_volume_env *env, const char *name, const char *uuid,
+		     const char *prefix, const struct lc_secret *deks, uint32_t count,
+		     uint32_t key_size, struct lc_error *err)
+{
+	const struct lc_volume_backend *be = env->be;
+	uint32_t batch = env->key_batch ? env->key_batch : LC_VOLUME_KEY_BATCH;
+	struct lc_keyring kr;
+	int r;
+
+	memset(&kr, 0, sizeof(kr));
+	r = be->kr_open(env->be_ctx, &kr, uuid, prefix, err);
+	if (r < 0)
+		return r;
+	for (uint32_t first = 0; first < count; first += batch) {
+		uint32_t n = count - first < batch ? count - first : batch;
+		char msg[64];
+
+		r = be->kr_add(env->be_ctx, &kr, first, n, deks->p + (size_t)first * key_size,
+			       key_size, err);
+		if (r < 0)
+			break;
+		if (n == count)
+			snprintf(msg, sizeof(msg), KEY_LOAD_MSG LAKECRYPT_MSG_RANGE_ALL);
+		else
+			snprintf(msg, sizeof(msg), KEY_LOAD_MSG "%" PRIu32 "-%" PRIu32, first,
+				 first + n - 1);
+		r = be->dm_message(env->be_ctx, name, msg, err);
+		if (r < 0)
+			break;
+		r = be->kr_drop(env->be_ctx, &kr, err);
+		if (r < 0)
+			break;
+	}
+	be->kr_close(env->be_ctx, &kr);
+	return r;
+}
+
+/*
+ * Create the device, load its keys, and on any failure take it all back:
+ * device removed, keys purged.  The caller wipes @deks.
+ */
+static int activate(const struct lc_volume_env *env, struct lc_volume *v,
+		    const struct lc_secret *deks, bool ephemeral, struct lc_error *err)
+{
+	const struct lc_volume_backend *be = env->be;
+	_cleanup_free_ char *line = NULL;
+	char prefix[LAKECRYPT_MAX_KEY_PREFIX + 1];
+	struct lc_dm_table t = { 0 };
+	struct lc_error e2;
+	int r;
+
+	snprintf(prefix, sizeof(prefix), LC_KEY_PREFIX "%s:", v->uuid);
+	t.length = v->length;
+	t.cipher = v->cipher;
+	t.key_size = v->key_size;
+	t.key_prefix = prefix;
+	t.segment_sectors = v->segment_sectors;
+	t.device = v->device;
+	t.offset = v->data_offset;
+	t.volume_id = v->uuid;
+	t.sector_size = v->sector_size;
+	t.ephemeral = ephemeral;
+	r = lc_dm_table_line(&t, &line, err);
+	if (r < 0)
+		return r;
+	r = be->dm_create(env->be_ctx, v->name, v->uuid, line, err);
+	if (r < 0) {
+		if (r == -EEXIST)
+			lc_err(err, r, LC_ERRC_INVALID,
+			       "a device-mapper device named \"%s\" already exists: choose another name or close it",
+			       v->name);
+		return r;
+	}
+	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, err);
+	if (r < 0) {
+		if (be->dm_remove(env->be_ctx, v->name, &e2) < 0 && e2.code != -ENXIO)
+			lc_error_log("removing %s after a failed open failed too: %s", v->name, e2.msg);
+		(void)be->kr_purge(env->be_ctx, NULL, NULL, NULL);
+	}
+	return r;
+}
+
+/* Mapping length for a data area of @avail sectors. */
+static uint64_t map_length(uint64_t segments, uint64_t seg, uint64_t avail, uint32_t ss)
+{
+	uint64_t len = segments * seg;
+
+	if (len > avail)
+		len = avail;
+	return len - len % (ss / 512);
+}
+
+int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
+		   struct lc_volume **out, struct lc_error *err)
+{
+	_cleanup_header_ struct lc_header *h = NULL;
+	_cleanup_volume_ struct lc_volume *v = NULL;
+	_cleanup_secret_ struct lc_secret deks = { 0 };
+	_cleanup_close_ int hfd = -1;
+	struct lc_provider_reply rep;
+	struct lc_header_info info;
+	struct lc_provider *p;
+	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
+	const char *hpath;
+	char ctx[LC_KEK_CONTEXT_MAX];
+	uint64_t bytes, avail, hdr_bytes;
+	bool detached = a->header && *a->header, rw = false, hdr_blk = false, data_blk = false;
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	*out = NULL;
+	r = lc_name_check("volume name", a->name, err);
+	if (!r)
+		r = lc_name_check("workspace", a->workspace, err);
+	if (r < 0)
+		return r;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+
+	hpath = detached ? a->header : a->device;
+	hfd = dev_open(hpath, true, &rw, &hdr_bytes, &hdr_blk, err);
+	if (hfd < 0) {
+		r = hfd;
+		goto fail;
+	}
+	r = lc_header_read(hfd, &h, &info, err);
+	if (r < 0) {
+		char msg[LC_ERROR_MSG_MAX];
+
+		memcpy(msg, err->msg, sizeof(msg));
+		lc_err(err, r, LC_ERRC_INVALID, "%s: %s%s", hpath, msg,
+		       r == -ENOENT && !detached ?
+		       " (if the volume has a detached header, pass it as header)" : "");
+		goto fail;
+	}
+	lc_header_uuid_str(h, v->uuid);
+	ids.project = h->project;
+	ids.keyconfig = h->keyconfig;
+	ids.provider = h->provider;
+	ids.cmk_id = h->cmk_id;
+	ids.cmk_version = h->cmk_version;
+	if (detached != !!(h->flags & LC_HDR_F_DETACHED)) {
+		r = detached ? lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "%s holds an attached header (on its data device): open that device without a header argument",
+				      hpath)
+			     : lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "%s holds a detached header: pass it as header and the data device as device",
+				      hpath);
+		goto fail;
+	}
+	if (strcmp(h->workspace, a->workspace)) {
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
+			   "volume %s (project %s) belongs to workspace \"%s\", not to workspace \"%s\": open it in its own workspace",
+			   v->uuid, h->project, h->workspace, a->workspace);
+		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);
+		return r;
+	}
+	/* Repair the other copy now that we know the volume is meant for us. */
+	if (info.state[!info.used] != LC_COPY_VALID) {
+		const char *what = info.state[!info.used] == LC_COPY_STALE ? "stale" : "damaged";
+		struct lc_error we;
+
+		if (!rw) {
+			lc_warn("%s: header copy %c is %s (%s) but the device is read-only: not repaired",
+				hpath, info.used ? 'A' : 'B', what, info.why[!info.used]);
+		} else if (lc_header_write(hfd, h, &we) < 0) {
+			lc_warn("%s: header copy %c is %s and could not be repaired: %s", hpath,
+				info.used ? 'A' : 'B', what, we.msg);
+		} else {
+			lc_warn("%s: header copy %c was %s%s%s; rewritten from copy %c", hpath,
+				info.used ? 'A' : 'B', what,
+				info.state[!info.used] == LC_COPY_DAMAGED ? ": " : "",
+				info.state[!info.used] == LC_COPY_DAMAGED ? info.why[!info.used] : "",
+				info.used ? 'B' : 'A');
+		}
+	}
+	/* The data device: its size bounds the mapping. */
+	if (detached) {
+		_cleanup_close_ int dfd = dev_open(a->device, false, NULL, &bytes, &data_blk, err);
+
+		if (dfd < 0) {
+			r = dfd;
+			goto fail;
+		}
+	} else {
+		bytes = hdr_bytes;
+		data_blk = hdr_blk;
+	}
+	if (!data_blk && !env->be->regular_files) {
+		r = not_blk(a->device, err);
+		goto fail;
+	}
+	/* dm claims the device exclusively: let go of it first. */
+	close(hfd);
+	hfd = -1;
+
+	copy_str(v->name, sizeof(v->name), a->name);
+	v->kind = LC_VOLUME_PROJECT;
+	copy_str(v->device, sizeof(v->device), a->device);
+	copy_str(v->header, sizeof(v->header), detached ? a->header : "");
+	copy_str(v->workspace, sizeof(v->workspace), h->workspace);
+	copy_str(v->project, sizeof(v->project), h->project);
+	copy_str(v->keyconfig, sizeof(v->keyconfig), h->keyconfig);
+	copy_str(v->provider, sizeof(v->provider), h->provider);
+	copy_str(v->provider_ref, sizeof(v->provider_ref), h->provider_ref);
+	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
+	copy_str(v->cmk_version, sizeof(v->cmk_version), h->cmk_version);
+	copy_str(v->cipher, sizeof(v->cipher), h->cipher);
+	v->key_size = h->key_size;
+	v->sector_size = h->sector_size;
+	v->segment_sectors = h->segment_sectors;
+	v->data_offset = h->data_offset;
+	avail = bytes / 512 > h->data_offset ? bytes / 512 - h->data_offset : 0;
+	v->length = map_length(h->segment_count, h->segment_sectors, avail, h->sector_size);
+	if (!v->length) {
+		r = lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			   "device %s (%" PRIu64 " bytes) ends before the data area of volume %s (sector %" PRIu64 ")",
+			   a->device, bytes, v->uuid, h->data_offset);
+		goto fail;
+	}
+	v->segments = (uint32_t)(v->length / v->segment_sectors + !!(v->length % v->segment_sectors));
+	if (v->segments < h->segment_count)
+		lc_warn("%s is smaller than volume %s: mapping %" PRIu32 " of its %" PRIu32 " segments",
+			a->device, v->uuid, v->segments, h->segment_count);
+
+	p = provider_of(env, h->provider, err);
+	if (!p) {
+		r = -ENOPROTOOPT;
+		goto fail;
+	}
+	/* The one KMS call of an open. */
+	lc_kek_context(h->uuid, ctx);
+	r = lc_provider_unwrap(p, h->provider_ref, &h->wrapped_kek, ctx, &v->kek, &rep, err);
+	audit(env, "cmk.unwrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	if (r < 0)
+		goto fail;
+	if (v->kek.len != LC_KEK_LEN) {
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			   "the KMS unwrapped a key of %zu bytes for volume %s; a KEK has %d",
+			   v->kek.len, v->uuid, LC_KEK_LEN);
+		goto fail;
+	}
+	v->have_kek = true;
+	if (rep.key_version[0])
+		copy_str(v->cmk_version, sizeof(v->cmk_version), rep.key_version);
+	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, v->segments, h->key_size, &deks, err);
+	if (r < 0)
+		goto fail;
+	r = activate(env, v, &deks, false, err);
+	lc_secret_free(&deks);
+	if (r < 0)
+		goto fail;
+	v->opened = (int64_t)time(NULL);
+	lc_info("opened volume %s (workspace %s, project %s) as /dev/mapper/%s: %" PRIu32 " segments, one KMS call (%s)",
+		v->uuid, v->workspace, v->project, v->name, v->segments,
+		rep.request_id[0] ? rep.request_id : "no request id");
+	audit(env, "open", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
+	*out = v;
+	v = NULL;
+	return 0;
+fail:
+	audit(env, "open", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	return r;
+}
+
+/* ---- cache ---- */
+
+int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
+			 const struct lc_cache_args *a, struct lc_volume **out,
+			 struct lc_error *err)
+{
+	_cleanup_volume_ struct lc_volume *v = NULL;
+	_cleanup_secret_ struct lc_secret deks = { 0 };
+	struct lc_provider_reply rep;
+	struct lc_provider *p;
+	struct ids ids = { a->workspace, a->name, kc->name, kc->provider, kc->cmk_id, NULL };
+	const char *cipher = a->cipher && *a->cipher ? a->cipher : LC_DM_DEFAULT_CIPHER;
+	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
+	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
+	uint64_t bytes, count;
+	uint8_t uuid[LC_UUID_LEN];
+	bool blk = false;
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	*out = NULL;
+	r = lc_name_check("volume name", a->name, err);
+	if (!r)
+		r = lc_name_check("workspace", a->workspace, err);
+	if (!r)
+		r = check_geometry(cipher, key_size, seg_bytes, 512, err);
+	if (r < 0)
+		return r;
+	{
+		_cleanup_close_ int fd = dev_open(a->device, false, NULL, &bytes, &blk, err);
+
+		if (fd < 0)
+			return fd;
+		if (!blk && !env->be->regular_files)
+			return not_blk(a->device, err);
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	v->kind = LC_VOLUME_CACHE;
+	copy_str(v->name, sizeof(v->name), a->name);
+	copy_str(v->device, sizeof(v->device), a->device);
+	copy_str(v->workspace, sizeof(v->workspace), a->workspace);
+	copy_str(v->project, sizeof(v->project), a->name);
+	copy_str(v->keyconfig, sizeof(v->keyconfig), kc->name);
+	copy_str(v->provider, sizeof(v->provider), kc->provider);
+	copy_str(v->provider_ref, sizeof(v->provider_ref), kc->key_ref);
+	copy_str(v->cmk_id, sizeof(v->cmk_id), kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
+	copy_str(v->cipher, sizeof(v->cipher), cipher);
+	v->key_size = key_size;
+	v->sector_size = 512;
+	v->segment_sectors = seg_bytes / 512;
+	v->length = bytes / 512;
+	count = v->length / v->segment_sectors + !!(v->length % v->segment_sectors);
+	if (!v->length) {
+		r = lc_err(err, -ENOSPC, LC_ERRC_INVALID, "device %s is empty", a->device);
+		goto fail;
+	}
+	if (count > LAKECRYPT_MAX_SEGMENTS) {
+		r = lc_err(err, -EFBIG, LC_ERRC_INVALID,
+			   "%s would need %" PRIu64 " segments of %" PRIu64 " bytes; at most %u are possible: use a larger segment_size",
+			   a->device, count, seg_bytes, LAKECRYPT_MAX_SEGMENTS);
+		goto fail;
+	}
+	v->segments = (uint32_t)count;
+	random_uuid(uuid);
+	lc_uuid_format(uuid, v->uuid);
+
+	/* The cache lives under the workspace's CMK: it must be usable now. */
+	p = provider_of(env, kc->provider, err);
+	if (!p) {
+		r = -ENOPROTOOPT;
+		goto fail;
+	}
+	r = lc_provider_key_state(p, kc->key_ref, &rep, err);
+	if (!r && rep.state != LC_KEY_ENABLED)
+		r = lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+			   "CMK %s of key configuration %s is %s: a cache volume needs an enabled CMK",
+			   kc->key_ref, kc->name, lc_key_state_name(rep.state));
+	audit(env, "cmk.key_state", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	if (r < 0)
+		goto fail;
+	if (rep.key_version[0])
+		copy_str(v->cmk_version, sizeof(v->cmk_version), rep.key_version);
+	r = lc_deks_generate(&deks, v->segments, key_size, err);
+	if (r < 0)
+		goto fail;
+	r = activate(env, v, &deks, true, err);
+	lc_secret_free(&deks);
+	if (r < 0)
+		goto fail;
+	v->opened = (int64_t)time(NULL);
+	lc_info("opened cache volume %s on %s (workspace %s, CMK %s): %" PRIu32 " segments, keys exist only in the kernel",
+		v->name, v->device, v->workspace, v->cmk_id, v->segments);
+	audit(env, "cache.open", LC_AUDIT_SUCCESS, &ids, NULL, NULL, now_ms() - t0);
+	*out = v;
+	v = NULL;
+	return 0;
+fail:
+	audit(env, "cache.open", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	return r;
+}
+
+/* ---- close, revoke, re-wrap, status ---- */
+
+static int send_revoke(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
+{
+	return env->be->dm_message(env->be_ctx, v->name, LAKECRYPT_MSG_REVOKE, err);
+}
+
+int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
+{
+	struct ids ids;
+	struct lc_error e2;
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	ids_of_volume(&ids, v);
+	if (v->kind == LC_VOLUME_CACHE && !v->revoked) {
+		/* The target discards an ephemeral volume on revoke: the data
+		 * is gone before the device is. */
+		r = send_revoke(env, v, &e2);
+		if (r < 0 && r != -ENXIO && r != -ENODEV && r != -EPERM)
+			lc_warn("cache volume %s: revoke before close failed: %s", v->name, e2.msg);
+	}
+	r = env->be->dm_remove(env->be_ctx, v->name, err);
+	if (r == -ENXIO || r == -ENODEV) {
+		lc_warn("volume %s: device /dev/mapper/%s was already gone", v->uuid, v->name);
+		r = 0;
+	}
+	if (r < 0) {
+		if (r == -EBUSY)
+			lc_err(err, r, LC_ERRC_INVALID,
+			       "/dev/mapper/%s is busy (mounted or open): unmount it and try again",
+			       v->name);
+		audit(env, "close", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+		return r;
+	}
+	lc_secret_free(&v->kek);
+	v->have_kek = false;
+	lc_info("closed volume %s (/dev/mapper/%s)", v->uuid, v->name);
+	audit(env, "close", LC_AUDIT_SUCCESS, &ids, NULL, NULL, now_ms() - t0);
+	return 0;
+}
+
+int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const char *cause,
+		     bool denied, struct lc_error *err)
+{
+	struct lc_error e = { 0 }, e2 = { 0 };
+	unsigned int removed = 0, left = 0;
+	struct ids ids;
+	int64_t t0 = now_ms();
+	int r, first = 0;
+
+	ids_of_volume(&ids, v);
+	r = send_revoke(env, v, &e);
+	if (r < 0 && r != -ENXIO && r != -ENODEV) {
+		lc_error_log("volume %s: revoke message to /dev/mapper/%s failed: %s", v->uuid,
+			     v->name, e.msg);
+		first = r;
+		if (err)
+			*err = e;
+	}
+	r = env->be->kr_purge(env->be_ctx, &removed, &left, &e2);
+	if (r < 0) {
+		lc_error_log("volume %s: keyring purge: %s", v->uuid, e2.msg);
+		if (!first) {
+			first = r;
+			if (err)
+				*err = e2;
+		}
+	}
+	lc_secret_free(&v->kek);
+	v->have_kek = false;
+	v->revoked = true;
+	copy_str(v->revoke_cause, sizeof(v->revoke_cause), cause);
+	lc_warn("REVOKED volume %s (/dev/mapper/%s, workspace %s, CMK %s): %s; %u key(s) purged",
+		v->uuid, v->name, v->workspace, v->cmk_id, cause ? cause : "revoked", removed);
+	if (denied) {
+		struct lc_error d = { .code = -EKEYREVOKED, .cls = LC_ERRC_DENIED };
+
+		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL, &d,
+		      now_ms() - t0);
+	} else {
+		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL,
+		      first ? (e.code ? &e : &e2) : NULL, now_ms() - t0);
+	}
+	return first;
+}
+
+int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
+{
+	_cleanup_header_ struct lc_header *h = NULL;
+	_cleanup_close_ int fd = -1;
+	struct lc_provider_reply rep;
+	struct lc_provider *p;
+	struct lc_buf blob = { 0 };
+	struct ids ids;
+	const char *hpath = v->header[0] ? v->header : v->device;
+	char ctx[LC_KEK_CONTEXT_MAX], u[LC_UUID_STR_LEN];
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	ids_of_volume(&ids, v);
+	if (v->kind != LC_VOLUME_PROJECT)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "%s is a cache volume: it has no wrapped key to re-wrap", v->name);
+	if (v->revoked)
+		return lc_err(err, -EKEYREVOKED, LC_ERRC_INVALID,
+			      "volume %s is revoked: close it, and open it again once the CMK allows", v->name);
+	if (!v->have_kek)
+		return lc_err(err, -ENOKEY, LC_ERRC_INVALID,
+			      "the agent does not hold the KEK of %s (it was restarted since the open): close and open the volume, then re-wrap",
+			      v->name);
+	p = provider_of(env, v->provider, err);
+	if (!p)
+		return -ENOPROTOOPT;
+	/* Not O_EXCL: the device is mapped; the header area is outside the
+	 * data area, so writing it does not race with the mapping. */
+	fd = open(hpath, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", hpath,
+			      strerror(errno));
+	r = lc_header_read(fd, &h, NULL, err);
+	if (r < 0)
+		goto fail;
+	lc_header_uuid_str(h, u);
+	if (strcmp(u, v->uuid)) {
+		r = lc_err(err, -ESTALE, LC_ERRC_INVALID,
+			   "%s now holds volume %s, not the open volume %s: not re-wrapping", hpath,
+			   u, v->uuid);
+		goto fail;
+	}
+	lc_kek_context(h->uuid, ctx);
+	r = lc_provider_wrap(p, v->provider_ref, &v->kek, ctx, &blob, &rep, err);
+	audit(env, "cmk.wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	if (r < 0)
+		goto fail;
+	if (blob.len > LC_HDR_KEK_MAX) {
+		free(blob.p);
+		r = lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
+			   "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
+			   blob.len, LC_HDR_KEK_MAX);
+		goto fail;
+	}
+	free(h->wrapped_kek.p);
+	h->wrapped_kek = blob;
+	if (rep.key_id[0])
+		copy_str(h->cmk_id, sizeof(h->cmk_id), rep.key_id);
+	copy_str(h->cmk_version, sizeof(h->cmk_version), rep.key_version);
+	r = lc_header_write(fd, h, err);
+	if (r < 0)
+		goto fail;
+	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
+	copy_str(v->cmk_version, sizeof(v->cmk_version), h->cmk_version);
+	ids_of_volume(&ids, v);
+	lc_info("re-wrapped the KEK of volume %s under CMK %s version %s", v->uuid, v->cmk_id,
+		v->cmk_version[0] ? v->cmk_version : "-");
+	audit(env, "rotate", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
+	return 0;
+fail:
+	audit(env, "rotate", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	return r;
+}
+
+int lc_volume_status(const struct lc_volume_env *env, const struct lc_volume *v,
+		     struct lc_dm_status *st, struct lc_error *err)
+{
+	return env->be->dm_status(env->be_ctx, v->name, st, err);
+}
+
+/* ---- JSON ---- */
+
+#define JADD(o, k, v) json_object_object_add(o, k, v)
+
+static json_object *to_json(const struct lc_volume *v, const struct lc_dm_status *st,
+			    bool internal)
+{
+	json_object *o = json_object_new_object();
+	char dm[sizeof(v->name) + 16];
+	bool revoked = v->revoked || (st && st->state == LC_DM_STATE_REVOKED);
+
+	if (!o)
+		return NULL;
+	snprintf(dm, sizeof(dm), "/dev/mapper/%s", v->name);
+	JADD(o, "name", json_object_new_string(v->name));
+	JADD(o, "kind", json_object_new_string(v->kind == LC_VOLUME_CACHE ? "cache" : "project"));
+	JADD(o, "uuid", json_object_new_string(v->uuid));
+	JADD(o, "device", json_object_new_string(v->device));
+	if (v->header[0] || internal)
+		JADD(o, "header", json_object_new_string(v->header));
+	JADD(o, "dm_device", json_object_new_string(dm));
+	JADD(o, "workspace", json_object_new_string(v->workspace));
+	JADD(o, "project", json_object_new_string(v->project));
+	JADD(o, "keyconfig", json_object_new_string(v->keyconfig));
+	JADD(o, "provider", json_object_new_string(v->provider));
+	JADD(o, "cmk_id", json_object_new_string(v->cmk_id));
+	JADD(o, "cmk_version", json_object_new_string(v->cmk_version));
+	JADD(o, "segments", json_object_new_int64(v->segments));
+	JADD(o, "segment_size", json_object_new_uint64(v->segment_sectors * 512));
+	JADD(o, "state", json_object_new_string(revoked ? "revoked" : "active"));
+	if (v->revoked)
+		JADD(o, "revoke_cause", json_object_new_string(v->revoke_cause));
+	JADD(o, "kek_held", json_object_new_boolean(v->have_kek));
+	JADD(o, "cipher", json_object_new_string(v->cipher));
+	JADD(o, "key_size", json_object_new_int64(v->key_size));
+	JADD(o, "sector_size", json_object_new_int64(v->sector_size));
+	JADD(o, "opened", json_object_new_int64(v->opened));
+	if (internal) {
+		JADD(o, "provider_ref", json_object_new_string(v->provider_ref));
+		JADD(o, "data_offset", json_object_new_uint64(v->data_offset));
+		JADD(o, "length", json_object_new_uint64(v->length));
+		JADD(o, "revoked", json_object_new_boolean(v->revoked));
+		return o;
+	}
+	JADD(o, "keys_loaded", json_object_new_int64(st ? st->keys_loaded : 0));
+	JADD(o, "reads", json_object_new_uint64(st ? st->reads : 0));
+	JADD(o, "writes", json_object_new_uint64(st ? st->writes : 0));
+	JADD(o, "io_errors", json_object_new_uint64(st ? st->io_errors : 0));
+	JADD(o, "discard", json_object_new_string(lc_dm_discard_name(st ? st->discard :
+								     LC_DM_DISCARD_NONE)));
+	return o;
+}
+
+json_object *lc_volume_to_json(const struct lc_volume *v, const struct lc_dm_status *st)
+{
+	return to_json(v, st, false);
+}
+
+int lc_volumes_save(const char *path, struct lc_volume *const *vols, size_t n,
+		    struct lc_error *err)
+{
+	json_object *o = json_object_new_object(), *a = json_object_new_array();
+	const char *s;
+	size_t len;
+	int r;
+
+	if (!o || !a) {
+		json_object_put(o);
+		json_object_put(a);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
+	JADD(o, "version", json_object_new_int(1));
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(a, to_json(vols[i], NULL, true));
+	JADD(o, "volumes", a);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY |
+					      JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	r = s ? lc_file_write_atomic(path, s, len, 0600, err)
+	      : lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	json_object_put(o);
+	return r;
+}
+
+static bool jstr(json_object *o, const char *k, char *out, size_t size)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string) ||
+	    (size_t)json_object_get_string_len(v) >= size)
+		return false;
+	snprintf(out, size, "%s", json_object_get_string(v));
+	return true;
+}
+
+static bool jnum(json_object *o, const char *k, uint64_t *out)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) < 0)
+		return false;
+	*out = (uint64_t)json_object_get_int64(v);
+	return true;
+}
+
+static int from_json(json_object *o, struct lc_volume *v)
+{
+	char kind[16];
+	uint64_t seg = 0, segs = 0, ks = 0, ss = 0, opened = 0;
+	json_object *b;
+
+	if (!jstr(o, "name", v->name, sizeof(v->name)) || !jstr(o, "kind", kind, sizeof(kind)) ||
+	    !jstr(o, "uuid", v->uuid, sizeof(v->uuid)) ||
+	    !jstr(o, "device", v->device, sizeof(v->device)) ||
+	    !jstr(o, "header", v->header, sizeof(v->header)) ||
+	    !jstr(o, "workspace", v->workspace, sizeof(v->workspace)) ||
+	    !jstr(o, "project", v->project, sizeof(v->project)) ||
+	    !jstr(o, "keyconfig", v->keyconfig, sizeof(v->keyconfig)) ||
+	    !jstr(o, "provider", v->provider, sizeof(v->provider)) ||
+	    !jstr(o, "provider_ref", v->provider_ref, sizeof(v->provider_ref)) ||
+	    !jstr(o, "cmk_id", v->cmk_id, sizeof(v->cmk_id)) ||
+	    !jstr(o, "cmk_version", v->cmk_version, sizeof(v->cmk_version)) ||
+	    !jstr(o, "cipher", v->cipher, sizeof(v->cipher)) ||
+	    !jnum(o, "segments", &segs) || !jnum(o, "segment_size", &seg) ||
+	    !jnum(o, "key_size", &ks) || !jnum(o, "sector_size", &ss) ||
+	    !jnum(o, "data_offset", &v->data_offset) || !jnum(o, "length", &v->length) ||
+	    !jnum(o, "opened", &opened) || !json_object_object_get_ex(o, "revoked", &b) ||
+	    lc_name_check("volume name", v->name, NULL) || segs > LAKECRYPT_MAX_SEGMENTS ||
+	    ks > LC_HDR_KEY_SIZE_MAX || ss > LC_HDR_SECTOR_SIZE_MAX)
+		return -EINVAL;
+	if (!strcmp(kind, "cache"))
+		v->kind = LC_VOLUME_CACHE;
+	else if (!strcmp(kind, "project"))
+		v->kind = LC_VOLUME_PROJECT;
+	else
+		return -EINVAL;
+	v->segments = (uint32_t)segs;
+	v->segment_sectors = seg / 512;
+	v->key_size = (uint32_t)ks;
+	v->sector_size = (uint32_t)ss;
+	v->opened = (int64_t)opened;
+	v->revoked = json_object_get_boolean(b);
+	if (v->revoked)
+		jstr(o, "revoke_cause", v->revoke_cause, sizeof(v->revoke_cause));
+	return 0;
+}
+
+int lc_volumes_rediscover(const struct lc_volume_env *env, const char *path,
+			  struct lc_volume ***vols_out, size_t *n_out, struct lc_error *err)
+{
+	_cleanup_free_ char *text = NULL;
+	_cleanup_free_ struct lc_dm_device *devs = NULL;
+	struct lc_volume **vols = NULL;
+	json_object *o = NULL, *a;
+	size_t ndev = 0, n = 0, len;
+	int r;
+
+	*vols_out = NULL;
+	*n_out = 0;
+	r = env->be->dm_list(env->be_ctx, &devs, &ndev, err);
+	if (r < 0)
+		return r;
+	r = lc_file_read(path, &text, &len, err);
+	if (r == -ENOENT) {
+		lc_err_clear(err);
+		text = NULL;
+	} else if (r < 0) {
+		return r;
+	}
+	if (text) {
+		o = json_tokener_parse(text);
+		if (!o || !json_object_object_get_ex(o, "volumes", &a) ||
+		    !json_object_is_type(a, json_type_array)) {
+			lc_warn("%s is not a valid list of open volumes: ignored", path);
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	if (o) {
+		size_t cnt = json_object_array_length(a);
+
+		vols = calloc(cnt ? cnt : 1, sizeof(*vols));
+		if (!vols) {
+			json_object_put(o);
+			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		}
+		for (size_t i = 0; i < cnt; i++) {
+			struct lc_volume *v = calloc(1, sizeof(*v));
+			char want[LC_DM_UUID_MAX + 1];
+			bool found = false;
+
+			if (!v)
+				break;
+			if (from_json(json_object_array_get_idx(a, i), v) < 0) {
+				lc_warn("%s: entry %zu is malformed: ignored", path, i);
+				lc_volume_free(v);
+				continue;
+			}
+			snprintf(want, sizeof(want), LC_DM_UUID_PREFIX "%s", v->uuid);
+			for (size_t d = 0; d < ndev; d++)
+				if (!strcmp(devs[d].name, v->name) && !strcmp(devs[d].uuid, want)) {
+					found = true;
+					devs[d].uuid[0] = '\0';	/* accounted for */
+				}
+			if (!found) {
+				lc_info("volume %s (/dev/mapper/%s) is no longer mapped: forgotten",
+					v->uuid, v->name);
+				lc_volume_free(v);
+				continue;
+			}
+			lc_info("rediscovered open volume %s (/dev/mapper/%s, workspace %s, CMK %s)%s: it can be revoked and closed; re-wrap needs a new open",
+				v->uuid, v->name, v->workspace, v->cmk_id,
+				v->revoked ? ", revoked" : "");
+			vols[n++] = v;
+		}
+		json_object_put(o);
+	}
+	for (size_t d = 0; d < ndev; d++)
+		if (devs[d].uuid[0])
+			lc_warn("device-mapper device %s (%s) is a lakecrypt mapping this agent does not know: revoke or remove it by hand if it is not wanted",
+				devs[d].name, devs[d].uuid);
+	*vols_out = vols;
+	*n_out = n;
+	return 0;
+}
+
+/* ---- the kernel backend ---- */
+
+static int k_kr_open(void *ctx, struct lc_keyring *kr, const char *name, const char *prefix,
+		     struct lc_error *err)
+{
+	(void)ctx;
+	return lc_keyring_open(kr, name, prefix, err);
+}
+
+static int k_kr_add(void *ctx, struct lc_keyring *kr, uint32_t first, uint32_t count,
+		    const uint8_t *payloads, size_t key_size, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_keyring_add(kr, first, count, payloads, key_size, 0, err);
+}
+
+static int k_kr_drop(void *ctx, struct lc_keyring *kr, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_keyring_drop(kr, err);
+}
+
+static void k_kr_close(void *ctx, struct lc_keyring *kr)
+{
+	(void)ctx;
+	lc_keyring_close(kr);
+}
+
+static int k_kr_purge(void *ctx, unsigned int *removed, unsigned int *left, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_keyring_purge(removed, left, err);
+}
+
+static int k_dm_create(void *ctx, const char *name, const char *uuid, const char *line,
+		       struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_create(name, uuid, line, err);
+}
+
+static int k_dm_message(void *ctx, const char *name, const char *msg, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_message(name, msg, err);
+}
+
+static int k_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_status(name, st, err);
+}
+
+static int k_dm_remove(void *ctx, const char *name, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_remove(name, err);
+}
+
+static int k_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_list(devs, n, err);
+}
+
+const struct lc_volume_backend lc_volume_backend_kernel = {
+	.name		= "kernel",
+	.kr_open	= k_kr_open,
+	.kr_add		= k_kr_add,
+	.kr_drop	= k_kr_drop,
+	.kr_close	= k_kr_close,
+	.kr_purge	= k_kr_purge,
+	.dm_create	= k_dm_create,
+	.dm_message	= k_dm_message,
+	.dm_status	= k_dm_status,
+	.dm_remove	= k_dm_remove,
+	.dm_list	= k_dm_list,
+};

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Volumes: format, open, close, re-wrap and revoke, the work behind the
+ * agent's volume.* and cache.* operations.
+ *
+ *   format   one KMS call (wrap the new KEK under the workspace's CMK with
+ *            context lc_kek_context(uuid)); one DEK per segment wrapped by
+ *            the KEK (generation 1); both header copies written.
+ *   open     header read (the other copy repaired if stale or damaged);
+ *            one KMS call (unwrap the KEK); every DEK unwrapped locally;
+ *            DEKs added as logon keys "lakecrypt:<uuid>:<n>", the dm device
+ *            created and "key load" sent from this process, in batches of
+ *            LC_VOLUME_KEY_BATCH keys (the kernel's key quota); the keys
+ *            dropped and the DEKs wiped.  Only the KEK stays, in locked
+ *            memory, for re-wrapping.  Any failure unwinds everything.
+ *   cache    ephemeral: random DEKs made at open and never written, table
+ *            option "ephemeral" (the target discards the data on revoke);
+ *            the volume belongs to its workspace's CMK for revocation.
+ *   revoke   "revoke" to the target, every lakecrypt key purged from the
+ *            keyrings, the KEK wiped; the volume stays listed as revoked.
+ *
+ * The kernel is reached only through struct lc_volume_backend, so unit
+ * tests run all of this without device-mapper or a keyring: they count
+ * KMS calls, see the table line and every message.
+ *
+ * CMK uses ("cmk.wrap", "cmk.unwrap", "cmk.key_state") and the operations
+ * ("format", "open", "close", "rotate", "revoke") are audited through
+ * env->audit, never with key material.
+ */
+#ifndef LC_VOLUME_H
+#define LC_VOLUME_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <lakecrypt/ondisk.h>
+
+#include "audit.h"
+#include "dm.h"
+#include "envelope.h"
+#include "header.h"
+#include "keyring.h"
+#include "lc-error.h"
+#include "provider.h"
+#include "registry.h"
+#include "secmem.h"
+
+/* Keys added, loaded and dropped at a time: root's default key quota
+ * (kernel.keys.root_maxkeys 1,000,000, root_maxbytes 25 MB) holds one
+ * batch of 64-byte keys comfortably, not 2^20 of them. */
+#define LC_VOLUME_KEY_BATCH	65536u
+
+/* The kernel side: device-mapper and the keyring. */
+struct lc_volume_backend {
+	const char *name;
+	bool regular_files;	/* a table may name a regular file (tests only) */
+	int (*kr_open)(void *ctx, struct lc_keyring *kr, const char *name, const char *prefix,
+		       struct lc_error *err);
+	int (*kr_add)(void *ctx, struct lc_keyring *kr, uint32_t first, uint32_t count,
+		      const uint8_t *payloads, size_t key_size, struct lc_error *err);
+	int (*kr_drop)(void *ctx, struct lc_keyring *kr, struct lc_error *err);
+	void (*kr_close)(void *ctx, struct lc_keyring *kr);
+	int (*kr_purge)(void *ctx, unsigned int *removed, unsigned int *left, struct lc_error *err);
+	int (*dm_create)(void *ctx, const char *name, const char *uuid, const char *line,
+			 struct lc_error *err);
+	int (*dm_message)(void *ctx, const char *name, const char *msg, struct lc_error *err);
+	int (*dm_status)(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err);
+	int (*dm_remove)(void *ctx, const char *name, struct lc_error *err);
+	int (*dm_list)(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err);
+};
+
+/* libdevmapper and libkeyutils (dm.h, keyring.h). */
+extern const struct lc_volume_backend lc_volume_backend_kernel;
+
+struct lc_volume_env {
+	const struct lc_volume_backend *be;
+	void *be_ctx;
+	/* The provider of kind @kind ("local", ...), NULL if there is none. */
+	struct lc_provider *(*provider)(void *ctx, const char *kind);
+	void *provider_ctx;
+	struct lc_audit *audit;		/* NULL: no audit records */
+	int64_t peer_uid;		/* for audit records; < 0: the agent itself */
+	uint32_t key_batch;		/* 0: LC_VOLUME_KEY_BATCH */
+};
+
+enum lc_volume_kind { LC_VOLUME_PROJECT = 0, LC_VOLUME_CACHE };
+
+/* An open volume.  Never holds a DEK; the KEK only while it is usable. */
+struct lc_volume {
+	char name[LC_HDR_NAME_SIZE];		/* dm name: /dev/mapper/<name> */
+	enum lc_volume_kind kind;
+	char uuid[LC_UUID_STR_LEN];
+	char device[PATH_MAX];
+	char header[PATH_MAX];			/* detached header path, "" if attached */
+	char workspace[LC_HDR_NAME_SIZE];
+	char project[LC_HDR_NAME_SIZE];		/* cache: the volume name */
+	char keyconfig[LC_HDR_NAME_SIZE];
+	char provider[LC_HDR_PROVIDER_SIZE];
+	char provider_ref[LC_HDR_PROVIDER_REF_SIZE];
+	char cmk_id[LC_HDR_CMK_ID_SIZE];
+	char cmk_version[LC_HDR_CMK_VERSION_SIZE];
+	char cipher[LC_HDR_CIPHER_SIZE];
+	uint32_t key_size;
+	uint32_t sector_size;
+	uint32_t segments;			/* segments of the mapping */
+	uint64_t segment_sectors;
+	uint64_t data_offset;			/* sectors */
+	uint64_t length;			/* sectors mapped */
+	int64_t opened;				/* epoch seconds */
+	bool revoked;
+	char revoke_cause[256];
+	bool have_kek;				/* false after revoke, for caches, after restart */
+	struct lc_secret kek;
+};
+
+void lc_volume_free(struct lc_volume *v);
+static inline void lc_volume_freep(struct lc_volume **v)
+{
+	lc_volume_free(*v);
+}
+#define _cleanup_volume_ _cleanup_(lc_volume_freep)
+
+struct lc_format_args {
+	const char *device;		/* block device or regular file */
+	const char *header;		/* detached header file, NULL: attached */
+	const char *workspace;
+	const char *project;
+	const char *cipher;		/* NULL: LC_DM_DEFAULT_CIPHER */
+	uint32_t key_size;		/* bytes; 0: 64 */
+	uint64_t segment_size;		/* bytes; 0: 1 MiB */
+	uint32_t sector_size;		/* 0: 512 */
+	bool force;			/* overwrite an existing lakecrypt header */
+};
+
+/*
+ * Format @a->device in workspace @a->workspace under key configuration
+ * @kc (the caller resolved the binding).  Segments: the data area divided
+ * by the segment size, rounded up (the last one may be shorter).  @out
+ * (may be NULL) receives the header written.
+ */
+int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
+		     const struct lc_format_args *a, struct lc_header **out,
+		     struct lc_error *err);
+
+struct lc_open_args {
+	const char *device;
+	const char *header;		/* detached header file, NULL: attached */
+	const char *workspace;		/* must be the header's */
+	const char *name;		/* dm device name */
+};
+
+int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
+		   struct lc_volume **out, struct lc_error *err);
+
+struct lc_cache_args {
+	const char *device;
+	const char *workspace;
+	const char *name;
+	const char *cipher;		/* NULL: LC_DM_DEFAULT_CIPHER */
+	uint32_t key_size;		/* 0: 64 */
+	uint64_t segment_size;		/* bytes; 0: 1 MiB */
+};
+
+/* One key_state call (audited) first: the CMK must be enabled. */
+int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
+			 const struct lc_cache_args *a, struct lc_volume **out,
+			 struct lc_error *err);
+
+/* Remove the device (a cache is revoked first so the target discards
+ * it) and wipe the KEK.  On failure the volume stays as it was. */
+int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);
+
+/* Re-wrap the KEK under the CMK's current primary version (one wrap call)
+ * and rewrite the header atomically. */
+int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);
+
+/*
+ * The kill switch for one volume: "revoke" to the target, purge of every
+ * lakecrypt key from the keyrings, KEK wiped, volume marked revoked with
+ * @cause.  @denied: the cause is an authoritative KMS answer (audited with
+ * class denied) rather than an admin's revoke.  Completes as far as it
+ * can; returns the first error.
+ */
+int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const char *cause,
+		     bool denied, struct lc_error *err);
+
+/* Live status of the mapping. */
+int lc_volume_status(const struct lc_volume_env *env, const struct lc_volume *v,
+		     struct lc_dm_status *st, struct lc_error *err);
+
+/* The protocol's "open volume" object; @st may be NULL (counters 0). */
+json_object *lc_volume_to_json(const struct lc_volume *v, const struct lc_dm_status *st);
+
+/*
+ * The runtime list of open volumes (no key material: the KEK is never
+ * saved), so a restarted agent finds its devices again and can revoke
+ * them.  Save writes atomically, 0600.  Rediscover loads @path and keeps
+ * the volumes whose dm device still exists with the right uuid; they come
+ * back without KEK (have_kek false).  A missing file is an empty list.
+ */
+int lc_volumes_save(const char *path, struct lc_volume *const *vols, size_t n,
+		    struct lc_error *err);
+int lc_volumes_rediscover(const struct lc_volume_env *env, const char *path,
+			  struct lc_volume ***vols, size_t *n, struct lc_error *err);
+
+/* Size in bytes of a block device or regular file open at @fd. */
+int lc_device_size(int fd, const char *path, uint64_t *bytes, bool *is_blk,
+		   struct lc_error *err);
+
+#endif /* LC_VOLUME_H */

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Host side of the end-to-end tests: build the agent and the CLI, boot the
+# QEMU machine on each kernel line and run tests/e2e/run-all.sh in it.
+# Ends with "N passed, N failed, N skipped" over both lines.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+make -s -C agent >/dev/null || { echo "not ok 1 - build agent"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+tp=0 tf=0 ts=0
+for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
+	log=$(mktemp)
+	tools/qemu/run.sh --line "$line" --entry e2e/run-all.sh --mem 1536 --timeout 1500 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n1)
+	rm -f "$log"
+	if [ -z "$sum" ]; then
+		echo "not ok - $line: no result (run.sh exit $rc)"
+		tf=$((tf + 1))
+		continue
+	fi
+	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
+	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - $line: run.sh exit $rc (kernel problem or timeout)"
+		tf=$((tf + 1))
+	fi
+done
+echo "$tp passed, $tf failed, $ts skipped"
+[ "$tf" -eq 0 ]

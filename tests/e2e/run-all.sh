@@ -1,0 +1,199 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# End-to-end tests of lakecrypt-agent and lakecryptctl with the real
+# dm-lakecrypt module, in the QEMU guest (tests/e2e/check.sh boots it).
+# TAP through lib.sh of the kernel selftests; ends with
+# "LC: N passed, N failed, N skipped".
+cd "$(dirname "$0")" || exit 1
+LC_CASE=e2e
+. /lakecrypt/tests/lib.sh
+mkdir -p "$LC_TMP"
+: >"$LC_TALLY"
+export PATH=/lakecrypt/bin:$PATH
+
+STATE=/tmp/lc-state
+SOCK=/run/lakecrypt/agent.sock
+AUDIT=/tmp/lc-audit.log
+CONF=/tmp/lc-agent.conf
+OPER="lct-runas 1002 1002,991"		# operator: group lakecrypt
+ADMIN="lct-runas 1001 1001,990"		# admin by group lakecrypt-admin
+NOBODY="lct-runas 65534 65534"
+
+ctl() { lakecryptctl --timeout 120 "$@"; }
+# jget KEY: first value of "KEY": in JSON on stdin (string or number)
+jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -n1; }
+# expect_exit CODE DESC CMD...: CMD must exit with CODE
+expect_exit() {
+	_want=$1 _d=$2
+	shift 2
+	"$@" >"$LC_TMP/x.out" 2>&1
+	_st=$?
+	if [ "$_st" -eq "$_want" ]; then
+		lc_ok "$_d (exit $_st: $(head -n1 "$LC_TMP/x.out"))"
+	else
+		lc_notok "$_d (expected exit $_want, got $_st)"
+		lc_diag_file "$LC_TMP/x.out"
+	fi
+}
+lakecrypt_keys() { grep -c ' logon .*lakecrypt:' /proc/keys; }
+unwraps() { ctl --json status | jget unwrap; }
+
+# ---------------------------------------------------------------- setup
+insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
+modprobe brd rd_nr=4 rd_size=65536 || lc_bail "brd"
+modprobe loop
+echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
+echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
+mkdir -p "$STATE" /run/lakecrypt
+cat >"$CONF" <<CONF
+[agent]
+socket = $SOCK
+socket_mode = 0666
+state_dir = $STATE
+audit_log = $AUDIT
+log = stderr
+
+[revocation]
+watch_interval_s = 2
+CONF
+lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
+AGENT_PID=$!
+i=0
+while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lc_run "agent starts and answers ping" ctl ping
+
+# ---------------------------------------------------------------- admin setup
+CMK=$(ctl --json kms create --description "e2e CMK" | jget key_id)
+[ -n "$CMK" ] && lc_ok "admin creates a CMK in the local KMS ($CMK)" || lc_notok "kms create"
+CMK2=$(ctl --json kms create --description "other CMK" | jget key_id)
+lc_run "keyconfig kc1 registered at account level" ctl keyconfig create kc1 --provider local --key "$CMK"
+lc_run "keyconfig kc2 registered" ctl keyconfig create kc2 --provider local --key "$CMK2"
+lc_run "workspace ws1 bound to kc1" ctl workspace bind ws1 --keyconfig kc1
+lc_run "workspace ws2 bound to kc2" ctl workspace bind ws2 --keyconfig kc2
+lc_run "admin by group lakecrypt-admin lists keys" $ADMIN lakecryptctl kms list
+
+# ---------------------------------------------------------------- refusals
+expect_exit 4 "nobody is refused (ping)" $NOBODY lakecryptctl ping
+expect_exit 4 "nobody is refused (status)" $NOBODY lakecryptctl status
+expect_exit 4 "operator may not create KMS keys" $OPER lakecryptctl kms create
+expect_exit 4 "operator may not register key configurations" $OPER lakecryptctl keyconfig create x --key "$CMK"
+expect_exit 4 "operator may not bind workspaces" $OPER lakecryptctl workspace bind ws9 --keyconfig kc1
+expect_exit 4 "operator may not revoke" $OPER lakecryptctl revoke --keyconfig kc1
+grep -q '"outcome":"refused"' "$AUDIT" && lc_ok "refusals are audited" || lc_notok "refusals are audited"
+
+# ---------------------------------------------------------------- format + open
+# 64 MiB RAM disk, 16 KiB segments: 4,096 segments minus the header area.
+expect_exit 0 "operator formats /dev/ram0 as project p1 in ws1 (16 KiB segments)" \
+	$OPER lakecryptctl --timeout 120 format /dev/ram0 --workspace ws1 --project p1 --segment-size 16K --force
+ctl dump /dev/ram0 >"$LC_TMP/dump.txt" 2>&1
+lc_diag "$(grep -iE 'segment|workspace|cmk|copy' "$LC_TMP/dump.txt" | head -n 8)"
+SEGS=$(ctl --json dump /dev/ram0 | jget segment_count)
+[ "${SEGS:-0}" -ge 4000 ] && lc_ok "header holds $SEGS segments" || lc_notok "segment count '$SEGS'"
+u0=$(unwraps)
+expect_exit 0 "operator opens it as p1" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
+u1=$(unwraps)
+lc_eq "exactly one KMS unwrap for the open of $SEGS segments" 1 "$((u1 - u0))"
+st=$(dmsetup status p1)
+lc_diag "dmsetup status p1: $st"
+set -- $st
+lc_eq "kernel has every segment key loaded" "$SEGS" "$6"
+lc_eq "no lakecrypt key left in the keyring after open" 0 "$(lakecrypt_keys)"
+dmsetup table p1 | grep -q ':64:logon:lakecrypt:' && lc_ok "table names keys, holds none" || lc_notok "table"
+
+head -c 8388608 /dev/urandom >"$LC_TMP/data"
+dd if="$LC_TMP/data" of=/dev/mapper/p1 bs=1M oflag=direct 2>/dev/null
+sum1=$(sha256sum <"$LC_TMP/data" | cut -d' ' -f1)
+expect_exit 0 "close p1" $OPER lakecryptctl close p1
+[ -e /dev/mapper/p1 ] && lc_notok "device gone after close" || lc_ok "device gone after close"
+expect_exit 0 "open p1 again" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
+sum2=$(dd if=/dev/mapper/p1 bs=1M count=8 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+lc_eq "data survives close/open" "$sum1" "$sum2"
+expect_exit 0 "close p1" $OPER lakecryptctl close p1
+expect_exit 1 "wrong workspace is refused" $OPER lakecryptctl open /dev/ram0 p1x --workspace ws2
+grep -q "ws1" "$LC_TMP/x.out" && grep -q "ws2" "$LC_TMP/x.out" && lc_ok "the refusal names both workspaces" ||
+	lc_notok "the refusal names both workspaces"
+[ -e /dev/mapper/p1x ] && lc_notok "no device for the refused open" || lc_ok "no device for the refused open"
+expect_exit 0 "open p1 in ws1" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
+
+# ---------------------------------------------------------------- header copies
+expect_exit 0 "format /dev/ram1 (project p2)" \
+	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project p2 --segment-size 64K --force
+dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 conv=notrunc 2>/dev/null
+expect_exit 0 "copy A corrupted: opens from copy B" $OPER lakecryptctl open /dev/ram1 p2 --workspace ws1
+ctl dump /dev/ram1 2>&1 | grep -qi 'copy' && lc_ok "dump reads the repaired header" || lc_notok "dump after repair"
+expect_exit 0 "close p2" ctl close p2
+B=$(ctl --json dump /dev/ram1 | jget copy_b_offset)
+[ -n "$B" ] || B=$(ctl --json dump /dev/ram1 | sed -n 's/.*"offset".*\[ *[0-9]*, *\([0-9]*\).*/\1/p')
+dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 conv=notrunc 2>/dev/null
+[ -n "$B" ] && dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 seek=$((B / 4096)) conv=notrunc 2>/dev/null
+expect_exit 1 "both copies corrupted: clear error" $OPER lakecryptctl open /dev/ram1 p2 --workspace ws1
+grep -qi "header" "$LC_TMP/x.out" && lc_ok "the error names the header" || lc_notok "error text"
+[ -e /dev/mapper/p2 ] && lc_notok "no device with both copies bad" || lc_ok "no device with both copies bad"
+
+# ---------------------------------------------------------------- detached header
+expect_exit 0 "format /dev/ram2 with a detached header" \
+	$OPER lakecryptctl format /dev/ram2 --workspace ws1 --project p3 --header /tmp/p3.hdr --segment-size 1M --force
+expect_exit 0 "open with the detached header" $OPER lakecryptctl open /dev/ram2 p3 --workspace ws1 --header /tmp/p3.hdr
+dd if=/dev/urandom of=/dev/mapper/p3 bs=1M count=1 oflag=direct 2>/dev/null && lc_ok "write p3" || lc_notok "write p3"
+
+# ---------------------------------------------------------------- disabled CMK
+expect_exit 0 "format /dev/ram3 under ws2 (kc2)" \
+	$OPER lakecryptctl format /dev/ram3 --workspace ws2 --project p4 --segment-size 1M --force
+lc_run "admin disables CMK2" ctl kms disable "$CMK2"
+expect_exit 5 "a disabled CMK refuses open (denied)" $OPER lakecryptctl open /dev/ram3 p4 --workspace ws2
+lc_run "admin enables CMK2 again" ctl kms enable "$CMK2"
+expect_exit 0 "open p4 under kc2" $OPER lakecryptctl open /dev/ram3 p4 --workspace ws2
+
+# ---------------------------------------------------------------- cache + revoke
+truncate -s 32M /tmp/cache.img
+CLOOP=$(losetup -f)
+losetup "$CLOOP" /tmp/cache.img || lc_bail "losetup $CLOOP"
+expect_exit 0 "operator opens an ephemeral cache volume in ws1" $OPER lakecryptctl cache "$CLOOP" c1 --workspace ws1
+dd if=/dev/urandom of=/dev/mapper/c1 bs=1M count=4 oflag=direct 2>/dev/null
+[ "$(od -An -v -tx1 /tmp/cache.img | tr -d ' \n' | tr -d 0 | head -c 1)" ] && lc_ok "cache holds ciphertext" || lc_notok "cache write"
+lc_kmark
+t0=$(date +%s)
+lc_run "admin revokes kc1" ctl revoke --keyconfig kc1
+t1=$(date +%s)
+lc_diag "revoke took $((t1 - t0)) s"
+for v in p1 p3 c1; do
+	if dd if=/dev/mapper/$v of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then
+		lc_notok "$v: I/O fails after revoke"
+	else
+		lc_ok "$v: I/O fails after revoke"
+	fi
+	set -- $(dmsetup status $v)
+	lc_eq "$v: state revoked, no key loaded" "revoked 0" "$4 $6"
+done
+dd if=/dev/mapper/p4 of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null && lc_ok "p4 under the other CMK still works" || lc_notok "p4 under kc2 still works"
+sleep 1
+lc_eq "no lakecrypt key of kc1 left in /proc/keys" 0 "$(lakecrypt_keys)"
+nz=$(od -An -v -tx1 /tmp/cache.img | tr -d ' \n0' | wc -c)
+lc_eq "cache volume's backing file reads zeros (discarded)" 0 "$nz"
+grep -q '"op":"revoke"' "$AUDIT" && lc_ok "revoke is in the audit log" || lc_notok "revoke audited"
+
+# ---------------------------------------------------------------- watcher
+lc_run "admin disables CMK2: the watcher pulls the kill switch" ctl kms disable "$CMK2"
+i=0
+while [ $i -lt 30 ]; do
+	set -- $(dmsetup status p4)
+	[ "$4" = revoked ] && break
+	sleep 1
+	i=$((i + 1))
+done
+lc_eq "p4 revoked by the watcher within 30 s" revoked "$4"
+
+# ---------------------------------------------------------------- audit
+lc_diag "audit log: $(wc -l <"$AUDIT") records"
+lc_diag_file "$AUDIT" 40
+for op in format open close cache.open cmk.wrap cmk.unwrap cmk.key_state revoke; do
+	grep -q "\"op\":\"$op\"" "$AUDIT" && lc_ok "audit has $op" || lc_notok "audit has $op"
+done
+grep -q '"cmk_id"' "$AUDIT" && lc_ok "audit records name the CMK" || lc_notok "CMK in audit"
+
+kill "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+lc_diag_file /tmp/agent.log 30
+p=$(grep -c '^pass' "$LC_TALLY"); f=$(grep -c '^fail' "$LC_TALLY"); s=$(grep -c '^skip' "$LC_TALLY")
+lc_say "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ]

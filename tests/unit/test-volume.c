@@ -1,0 +1,878 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Volumes without a kernel: format, open, cache, close, re-wrap, revoke
+ * and rediscovery against the real local KMS and header code, with a fake
+ * device-mapper/keyring backend that records the table line, every
+ * message and the keys in the keyring when "key load" arrives.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fileio.h"
+#include "header.h"
+#include "kms-local.h"
+#include "volume.h"
+
+#define MAX_MSGS 64
+#define MAX_DEVS 8
+
+struct fake_dev {
+	char name[128], uuid[160];
+	char *line;
+	bool revoked;
+	uint32_t keys_loaded;
+};
+
+/* The fake kernel. */
+struct fake {
+	struct fake_dev devs[MAX_DEVS];
+	size_t ndevs;
+	unsigned int creates, removes, purges, kr_opens, kr_closes;
+	char *msgs[MAX_MSGS];
+	size_t nmsgs;
+	uint32_t ring_keys;		/* keys in the keyring now */
+	uint32_t ring_max;		/* most at once */
+	uint32_t ring_first;		/* first segment of the last add */
+	char ring_prefix[LAKECRYPT_MAX_KEY_PREFIX + 1];
+	unsigned int fail_message_at;	/* n-th message fails (0: never) */
+	int fail_create;		/* dm_create returns this if < 0 */
+	char last_line[1024];
+};
+
+struct env {
+	char dir[64], kms_dir[96], dev[96], hdr[96], audit_path[96];
+	struct lc_kms_local *kms;
+	struct lc_provider prov;
+	struct lc_audit audit;
+	struct fake fk;
+	struct lc_volume_env venv;
+	char key_id[LC_KMS_LOCAL_ID_LEN + 1];
+	struct lc_keyconfig kc;
+};
+
+/* ---- fake backend ---- */
+
+static struct fake_dev *find_dev(struct fake *f, const char *name)
+{
+	for (size_t i = 0; i < f->ndevs; i++)
+		if (!strcmp(f->devs[i].name, name))
+			return &f->devs[i];
+	return NULL;
+}
+
+static int f_kr_open(void *ctx, struct lc_keyring *kr, const char *name, const char *prefix,
+		     struct lc_error *err)
+{
+	struct fake *f = ctx;
+
+	(void)err;
+	(void)name;
+	memset(kr, 0, sizeof(*kr));
+	kr->ring = 1;
+	snprintf(kr->prefix, sizeof(kr->prefix), "%s", prefix);
+	snprintf(f->ring_prefix, sizeof(f->ring_prefix), "%s", prefix);
+	f->kr_opens++;
+	return 0;
+}
+
+static int f_kr_add(void *ctx, struct lc_keyring *kr, uint32_t first, uint32_t count,
+		    const uint8_t *payloads, size_t key_size, struct lc_error *err)
+{
+	struct fake *f = ctx;
+
+	(void)kr;
+	(void)err;
+	assert_non_null(payloads);
+	assert_true(key_size >= 16);
+	f->ring_keys += count;
+	f->ring_first = first;
+	if (f->ring_keys > f->ring_max)
+		f->ring_max = f->ring_keys;
+	return 0;
+}
+
+static int f_kr_drop(void *ctx, struct lc_keyring *kr, struct lc_error *err)
+{
+	struct fake *f = ctx;
+
+	(void)kr;
+	(void)err;
+	f->ring_keys = 0;
+	return 0;
+}
+
+static void f_kr_close(void *ctx, struct lc_keyring *kr)
+{
+	struct fake *f = ctx;
+
+	f->ring_keys = 0;
+	f->kr_closes++;
+	kr->ring = 0;
+}
+
+static int f_kr_purge(void *ctx, unsigned int *removed, unsigned int *left, struct lc_error *err)
+{
+	struct fake *f = ctx;
+
+	(void)err;
+	f->purges++;
+	if (removed)
+		*removed = f->ring_keys;
+	if (left)
+		*left = 0;
+	f->ring_keys = 0;
+	return 0;
+}
+
+static int f_dm_create(void *ctx, const char *name, const char *uuid, const char *line,
+		       struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d;
+
+	f->creates++;
+	if (f->fail_create)
+		return lc_err(err, f->fail_create, LC_ERRC_INTERNAL, "injected create failure");
+	if (find_dev(f, name))
+		return lc_err(err, -EEXIST, LC_ERRC_INVALID, "exists");
+	assert_true(f->ndevs < MAX_DEVS);
+	d = &f->devs[f->ndevs++];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->uuid, sizeof(d->uuid), LC_DM_UUID_PREFIX "%s", uuid);
+	d->line = strdup(line);
+	snprintf(f->last_line, sizeof(f->last_line), "%s", line);
+	return 0;
+}
+
+static uint32_t line_segments(const char *line)
+{
+	uint64_t len = 0, seg = 0;
+	char cipher[128], key[256];
+
+	assert_int_equal(sscanf(line, "0 %" SCNu64 " lakecrypt %127s %255s %" SCNu64, &len, cipher,
+				key, &seg), 4);
+	return (uint32_t)(len / seg + !!(len % seg));
+}
+
+static int f_dm_message(void *ctx, const char *name, const char *msg, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+	uint32_t a, b;
+
+	if (f->nmsgs < MAX_MSGS)
+		f->msgs[f->nmsgs++] = strdup(msg);
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	if (f->fail_message_at && f->nmsgs == f->fail_message_at)
+		return lc_err(err, -ENOKEY, LC_ERRC_INTERNAL, "injected message failure");
+	if (!strcmp(msg, "revoke")) {
+		d->revoked = true;
+		d->keys_loaded = 0;
+		return 0;
+	}
+	if (d->revoked)
+		return lc_err(err, -EPERM, LC_ERRC_INVALID, "revoked");
+	/* "key load": the keyring must hold exactly the range, right now. */
+	if (!strcmp(msg, "key load all")) {
+		assert_int_equal(f->ring_keys, line_segments(d->line));
+		d->keys_loaded = f->ring_keys;
+	} else if (sscanf(msg, "key load %u-%u", &a, &b) == 2) {
+		assert_int_equal(f->ring_first, a);
+		assert_int_equal(f->ring_keys, b - a + 1);
+		d->keys_loaded += f->ring_keys;
+	} else {
+		fail_msg("unexpected message \"%s\"", msg);
+	}
+	/* The keys carry the volume's prefix. */
+	assert_non_null(strstr(d->line, f->ring_prefix));
+	return 0;
+}
+
+static int f_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	memset(st, 0, sizeof(*st));
+	st->state = d->revoked ? LC_DM_STATE_REVOKED : LC_DM_STATE_ACTIVE;
+	st->segments = line_segments(d->line);
+	st->keys_loaded = d->keys_loaded;
+	return 0;
+}
+
+static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+
+	f->removes++;
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	free(d->line);
+	*d = f->devs[--f->ndevs];
+	return 0;
+}
+
+static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
+{
+	struct fake *f = ctx;
+
+	(void)err;
+	*devs = calloc(f->ndevs + 1, sizeof(**devs));
+	for (size_t i = 0; i < f->ndevs; i++) {
+		snprintf((*devs)[i].name, sizeof((*devs)[i].name), "%s", f->devs[i].name);
+		snprintf((*devs)[i].uuid, sizeof((*devs)[i].uuid), "%s", f->devs[i].uuid);
+	}
+	*n = f->ndevs;
+	return 0;
+}
+
+static const struct lc_volume_backend fake_backend = {
+	.name = "fake", .regular_files = true,
+	.kr_open = f_kr_open, .kr_add = f_kr_add, .kr_drop = f_kr_drop, .kr_close = f_kr_close,
+	.kr_purge = f_kr_purge, .dm_create = f_dm_create, .dm_message = f_dm_message,
+	.dm_status = f_dm_status, .dm_remove = f_dm_remove, .dm_list = f_dm_list,
+};
+
+/* ---- fixture ---- */
+
+static struct lc_provider *get_provider(void *ctx, const char *kind)
+{
+	struct env *e = ctx;
+
+	return !strcmp(kind, "local") ? &e->prov : NULL;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void make_file(const char *path, uint64_t bytes)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)bytes), 0);
+	close(fd);
+}
+
+static int setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct lc_kms_key_info info;
+	struct lc_error err = { 0 };
+
+	strcpy(e->dir, "/tmp/lc-volume-test.XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->kms_dir, sizeof(e->kms_dir), "%s/kms", e->dir);
+	snprintf(e->dev, sizeof(e->dev), "%s/disk.img", e->dir);
+	snprintf(e->hdr, sizeof(e->hdr), "%s/disk.hdr", e->dir);
+	snprintf(e->audit_path, sizeof(e->audit_path), "%s/audit.log", e->dir);
+	assert_int_equal(lc_kms_local_open(&e->kms, e->kms_dir, &err), 0);
+	assert_int_equal(lc_kms_local_create(e->kms, "test", &info, &err), 0);
+	strcpy(e->key_id, info.key_id);
+	lc_kms_local_provider_init(&e->prov, e->kms);
+	assert_int_equal(lc_audit_open(&e->audit, e->audit_path, false, &err), 0);
+	e->venv.be = &fake_backend;
+	e->venv.be_ctx = &e->fk;
+	e->venv.provider = get_provider;
+	e->venv.provider_ctx = e;
+	e->venv.audit = &e->audit;
+	e->venv.peer_uid = 1000;
+	snprintf(e->kc.name, sizeof(e->kc.name), "kc1");
+	snprintf(e->kc.provider, sizeof(e->kc.provider), "local");
+	snprintf(e->kc.key_ref, sizeof(e->kc.key_ref), "%s", e->key_id);
+	snprintf(e->kc.cmk_id, sizeof(e->kc.cmk_id), "%s", e->key_id);
+	/* 1 MiB header area + 4,096 segments of 4 KiB */
+	make_file(e->dev, (1u << 20) + 4096u * 4096u);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct env *e = *state;
+
+	for (size_t i = 0; i < e->fk.nmsgs; i++)
+		free(e->fk.msgs[i]);
+	for (size_t i = 0; i < e->fk.ndevs; i++)
+		free(e->fk.devs[i].line);
+	lc_provider_close(&e->prov);
+	lc_kms_local_close(e->kms);
+	lc_audit_close(&e->audit);
+	nftw(e->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(e);
+	return 0;
+}
+
+static void clear_msgs(struct env *e)
+{
+	for (size_t i = 0; i < e->fk.nmsgs; i++)
+		free(e->fk.msgs[i]);
+	e->fk.nmsgs = 0;
+}
+
+static struct lc_provider_counters counters(struct env *e)
+{
+	struct lc_provider_counters c;
+
+	lc_provider_counters(&e->prov, &c);
+	return c;
+}
+
+static void format_dev(struct env *e, uint64_t seg, const char *header, struct lc_header **out)
+{
+	struct lc_format_args fa = { .device = e->dev, .header = header, .workspace = "ws1",
+				     .project = "db1", .segment_size = seg };
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, out, &err), 0);
+}
+
+static int open_vol(struct env *e, const char *ws, const char *header, struct lc_volume **v,
+		    struct lc_error *err)
+{
+	struct lc_open_args oa = { .device = e->dev, .header = header, .workspace = ws,
+				   .name = "vol1" };
+
+	return lc_volume_open(&e->venv, &oa, v, err);
+}
+
+static char *slurp(const char *path)
+{
+	char *text = NULL;
+
+	assert_int_equal(lc_file_read(path, &text, NULL, NULL), 0);
+	return text;
+}
+
+/* ---- tests ---- */
+
+static void test_format_roundtrip(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL, *back = NULL;
+	struct lc_header_info info;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db1",
+				     .segment_size = 4096 };
+	struct lc_error err = { 0 };
+	char ctx[LC_KEK_CONTEXT_MAX];
+
+	format_dev(e, 4096, NULL, &h);
+	assert_int_equal(counters(e).wrap, 1);	/* one KMS call */
+	assert_int_equal(counters(e).unwrap, 0);
+	assert_int_equal(h->segment_count, 4096);
+	assert_int_equal(h->data_offset, 2048);
+	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
+	assert_int_equal(info.state[0], LC_COPY_VALID);
+	assert_int_equal(info.state[1], LC_COPY_VALID);
+	assert_memory_equal(back->uuid, h->uuid, LC_UUID_LEN);
+	assert_string_equal(back->workspace, "ws1");
+	assert_string_equal(back->project, "db1");
+	assert_string_equal(back->keyconfig, "kc1");
+	assert_string_equal(back->provider, "local");
+	assert_string_equal(back->provider_ref, e->key_id);
+	assert_string_equal(back->cmk_id, e->key_id);
+	assert_string_equal(back->cmk_version, "1");
+	assert_string_equal(back->cipher, "aes-xts-plain64");
+	assert_int_equal(back->key_size, 64);
+	assert_int_equal(back->segment_sectors, 8);
+	lc_kek_context(back->uuid, ctx);
+	assert_int_equal(back->wrap_context.len, strlen(ctx));
+	assert_memory_equal(back->wrap_context.p, ctx, strlen(ctx));
+	for (uint32_t i = 0; i < back->segment_count; i++)
+		assert_int_equal(back->deks[i].generation, 1);
+	lc_header_free(back);
+
+	/* An existing volume is never overwritten by accident. */
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "pass force"));
+	assert_int_equal(counters(e).wrap, 1);
+	fa.force = true;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, &back, &err), 0);
+	assert_memory_not_equal(back->uuid, h->uuid, LC_UUID_LEN);
+	lc_header_free(back);
+	lc_header_free(h);
+
+	/* Arguments are checked before the KMS is asked. */
+	fa.segment_size = 3000;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "segment size"));
+	fa.segment_size = 4096;
+	fa.project = "bad project";
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EINVAL);
+	fa.project = "db1";
+	fa.cipher = "aes-cbc-essiv:sha256";
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EINVAL);
+	assert_int_equal(counters(e).wrap, 2);
+}
+
+static void test_open_one_unwrap(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_dm_status st;
+	struct lc_error err = { 0 };
+	char uuid[LC_UUID_STR_LEN], want[512], *audit;
+
+	format_dev(e, 4096, NULL, &h);
+	lc_header_uuid_str(h, uuid);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	/* Exactly one KMS call for 4,096 segments. */
+	assert_int_equal(counters(e).unwrap, 1);
+	assert_int_equal(counters(e).wrap, 0);
+	assert_int_equal(counters(e).key_state, 0);
+	snprintf(want, sizeof(want),
+		 "0 32768 lakecrypt aes-xts-plain64 :64:logon:lakecrypt:%s: 8 %s 2048 %s", uuid,
+		 e->dev, uuid);
+	assert_string_equal(e->fk.last_line, want);
+	assert_int_equal(e->fk.nmsgs, 1);
+	assert_string_equal(e->fk.msgs[0], "key load all");
+	assert_int_equal(e->fk.ring_max, 4096);
+	assert_int_equal(e->fk.ring_keys, 0);	/* dropped after the load */
+	assert_int_equal(e->fk.kr_closes, 1);
+	assert_true(v->have_kek);
+	assert_int_equal(v->kek.len, LC_KEK_LEN);
+	assert_int_equal(v->segments, 4096);
+	assert_string_equal(v->uuid, uuid);
+	assert_int_equal(lc_volume_status(&e->venv, v, &st, &err), 0);
+	assert_int_equal(st.keys_loaded, 4096);
+
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "\"op\":\"cmk.unwrap\""));
+	assert_non_null(strstr(audit, "\"op\":\"open\""));
+	assert_non_null(strstr(audit, "\"request_id\":\"local-"));
+	assert_non_null(strstr(audit, "\"peer_uid\":1000"));
+	free(audit);
+
+	/* A second open of the same name is refused by dm; nothing leaks. */
+	{
+		struct lc_volume *v2 = NULL;
+
+		assert_int_equal(open_vol(e, "ws1", NULL, &v2, &err), -EEXIST);
+		assert_null(v2);
+	}
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	assert_false(v->have_kek);
+	assert_int_equal(e->fk.ndevs, 0);
+	lc_volume_free(v);
+	lc_header_free(h);
+}
+
+static void test_wrong_workspace(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	char *audit;
+
+	format_dev(e, 4096, NULL, NULL);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws2", NULL, &v, &err), -EPERM);
+	assert_null(v);
+	assert_non_null(strstr(err.msg, "workspace \"ws1\", not to workspace \"ws2\""));
+	assert_int_equal(counters(e).unwrap, 0);
+	assert_int_equal(e->fk.creates, 0);
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "\"outcome\":\"refused\""));
+	free(audit);
+}
+
+static void test_disabled_cmk_denied(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_kms_local_disable(e->kms, e->key_id, NULL, &err), 0);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EKEYREVOKED);
+	assert_int_equal(err.cls, LC_ERRC_DENIED);
+	assert_null(v);
+	assert_int_equal(counters(e).unwrap, 1);	/* denied is never retried */
+	assert_int_equal(e->fk.creates, 0);
+	assert_int_equal(e->fk.ring_max, 0);
+	/* Enabled again, it opens. */
+	assert_int_equal(lc_kms_local_enable(e->kms, e->key_id, NULL, &err), 0);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	lc_volume_free(v);
+}
+
+static void corrupt(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= 0xff;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+static void test_copy_a_corrupted(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL, *back = NULL;
+	struct lc_header_info info;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	uint64_t area;
+
+	format_dev(e, 4096, NULL, &h);
+	assert_int_equal(lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, &err), 0);
+	corrupt(e->dev, 0x140);		/* project name in copy A */
+	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
+	assert_int_equal(info.state[0], LC_COPY_DAMAGED);
+	lc_header_free(back);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_string_equal(v->project, "db1");
+	/* ... and copy A was repaired from B. */
+	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
+	assert_int_equal(info.state[0], LC_COPY_VALID);
+	assert_int_equal(info.state[1], LC_COPY_VALID);
+	lc_header_free(back);
+	lc_volume_free(v);
+	lc_header_free(h);
+}
+
+static void test_both_copies_corrupted(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	uint64_t area;
+
+	format_dev(e, 4096, NULL, &h);
+	assert_int_equal(lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, &err), 0);
+	corrupt(e->dev, 0x140);
+	corrupt(e->dev, area + 0x140);
+	lc_provider_counters_reset(&e->prov);
+	assert_true(open_vol(e, "ws1", NULL, &v, &err) < 0);
+	assert_null(v);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
+	assert_non_null(strstr(err.msg, "no valid lakecrypt header"));
+	assert_non_null(strstr(err.msg, e->dev));
+	assert_int_equal(counters(e).unwrap, 0);
+	assert_int_equal(e->fk.creates, 0);
+	assert_int_equal(e->fk.ring_max, 0);
+	lc_header_free(h);
+}
+
+static void test_swapped_deks(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_wrapped_dek t;
+	struct lc_error err = { 0 };
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	t = h->deks[3];
+	h->deks[3] = h->deks[4];
+	h->deks[4] = t;
+	assert_int_equal(lc_header_write_path(e->dev, false, h, &err), 0);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "3"));
+	assert_int_equal(e->fk.creates, 0);
+	lc_header_free(h);
+}
+
+static void test_batches(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	format_dev(e, 4096, NULL, NULL);
+	e->venv.key_batch = 1000;
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(counters(e).unwrap, 1);
+	assert_int_equal(e->fk.nmsgs, 5);
+	assert_string_equal(e->fk.msgs[0], "key load 0-999");
+	assert_string_equal(e->fk.msgs[3], "key load 3000-3999");
+	assert_string_equal(e->fk.msgs[4], "key load 4000-4095");
+	assert_int_equal(e->fk.ring_max, 1000);
+	assert_int_equal(e->fk.devs[0].keys_loaded, 4096);
+	lc_volume_free(v);
+}
+
+static void test_failure_unwinds(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	format_dev(e, 4096, NULL, NULL);
+	e->venv.key_batch = 1000;
+	e->fk.fail_message_at = 2;
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ENOKEY);
+	assert_null(v);
+	assert_int_equal(e->fk.creates, 1);
+	assert_int_equal(e->fk.removes, 1);
+	assert_int_equal(e->fk.ndevs, 0);
+	assert_int_equal(e->fk.purges, 1);
+	assert_int_equal(e->fk.kr_closes, 1);
+	assert_int_equal(e->fk.ring_keys, 0);
+	/* A failed create leaves nothing either. */
+	e->fk.fail_message_at = 0;
+	e->fk.fail_create = -ENOMEM;
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ENOMEM);
+	assert_int_equal(e->fk.ndevs, 0);
+	assert_int_equal(e->fk.ring_max, 1000);
+}
+
+static void test_detached(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	char uuid[LC_UUID_STR_LEN], want[512];
+
+	make_file(e->dev, 4096u * 4096u);
+	format_dev(e, 4096, e->hdr, &h);
+	assert_int_equal(h->data_offset, 0);
+	assert_int_equal(h->segment_count, 4096);
+	assert_true(h->flags & LC_HDR_F_DETACHED);
+	lc_header_uuid_str(h, uuid);
+	/* The data device holds no header. */
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ENOENT);
+	assert_int_equal(open_vol(e, "ws1", e->hdr, &v, &err), 0);
+	snprintf(want, sizeof(want), "0 32768 lakecrypt aes-xts-plain64 :64:logon:lakecrypt:%s: 8 %s 0 %s",
+		 uuid, e->dev, uuid);
+	assert_string_equal(e->fk.last_line, want);
+	assert_string_equal(v->header, e->hdr);
+	lc_volume_free(v);
+	lc_header_free(h);
+}
+
+static void test_cache(void **state)
+{
+	struct env *e = *state;
+	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "cache1",
+				    .segment_size = 65536 };
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &v, &err), 0);
+	assert_int_equal(counters(e).key_state, 1);
+	assert_int_equal(counters(e).unwrap + counters(e).wrap, 0);
+	assert_non_null(strstr(e->fk.last_line, " 1 ephemeral"));
+	assert_non_null(strstr(e->fk.last_line, " 128 "));	/* 64 KiB segments */
+	assert_int_equal(v->segments, (1u << 20) / 65536 + 256);
+	assert_int_equal(v->kind, LC_VOLUME_CACHE);
+	assert_false(v->have_kek);
+	assert_string_equal(v->cmk_id, e->key_id);
+	assert_string_equal(e->fk.msgs[0], "key load all");
+	/* Nothing was written to the device. */
+	{
+		struct lc_header *h = NULL;
+
+		assert_true(lc_header_read_path(e->dev, &h, NULL, NULL) < 0);
+	}
+	/* Close: revoke (the target discards), then remove. */
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	assert_string_equal(e->fk.msgs[1], "revoke");
+	assert_int_equal(e->fk.ndevs, 0);
+	lc_volume_free(v);
+
+	/* A disabled CMK refuses a cache at once. */
+	assert_int_equal(lc_kms_local_disable(e->kms, e->key_id, NULL, &err), 0);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &v, &err), -EKEYREVOKED);
+	assert_int_equal(err.cls, LC_ERRC_DENIED);
+	assert_int_equal(e->fk.ndevs, 0);
+	assert_null(v);
+}
+
+static void test_revoke(void **state)
+{
+	struct env *e = *state;
+	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "cache1" };
+	struct lc_volume *v = NULL, *c = NULL;
+	struct lc_dm_status st;
+	struct lc_error err = { 0 };
+	char *audit;
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &c, &err), 0);
+	clear_msgs(e);
+	assert_int_equal(lc_volume_revoke(&e->venv, v, "test", false, &err), 0);
+	assert_int_equal(lc_volume_revoke(&e->venv, c, "CMK disabled", true, &err), 0);
+	assert_string_equal(e->fk.msgs[0], "revoke");
+	assert_string_equal(e->fk.msgs[1], "revoke");
+	assert_int_equal(e->fk.purges, 2);
+	assert_true(v->revoked);
+	assert_false(v->have_kek);
+	assert_null(v->kek.p);
+	assert_string_equal(v->revoke_cause, "test");
+	assert_int_equal(lc_volume_status(&e->venv, v, &st, &err), 0);
+	assert_int_equal(st.state, LC_DM_STATE_REVOKED);
+	/* A revoked volume cannot be re-wrapped; close still works. */
+	assert_int_equal(lc_volume_rewrap(&e->venv, v, &err), -EKEYREVOKED);
+	assert_int_equal(lc_volume_close(&e->venv, c, &err), 0);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "\"op\":\"revoke\""));
+	assert_non_null(strstr(audit, "\"error_class\":\"denied\""));
+	free(audit);
+	lc_volume_free(v);
+	lc_volume_free(c);
+}
+
+static void test_rewrap(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	char *audit;
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(lc_kms_local_rotate(e->kms, e->key_id, NULL, &err), 0);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(lc_volume_rewrap(&e->venv, v, &err), 0);
+	assert_int_equal(counters(e).wrap, 1);
+	assert_int_equal(counters(e).unwrap, 0);
+	assert_string_equal(v->cmk_version, "2");
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	assert_string_equal(h->cmk_version, "2");
+	lc_header_free(h);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	/* The re-wrapped KEK opens the volume. */
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_string_equal(v->cmk_version, "2");
+	lc_volume_free(v);
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "\"op\":\"rotate\""));
+	free(audit);
+}
+
+static void test_rediscover(void **state)
+{
+	struct env *e = *state;
+	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "cache1" };
+	struct lc_volume *vols[2] = { NULL, NULL }, **back = NULL;
+	struct lc_error err = { 0 };
+	char path[128], *text;
+	size_t n = 0;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/volumes.json", e->dir);
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(open_vol(e, "ws1", NULL, &vols[0], &err), 0);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &vols[1], &err), 0);
+	assert_int_equal(lc_volumes_save(path, vols, 2, &err), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	text = slurp(path);
+	assert_null(strstr(text, "kek\""));	/* never key material */
+	free(text);
+	/* The cache device went away while the agent was down. */
+	assert_int_equal(f_dm_remove(&e->fk, "cache1", &err), 0);
+	assert_int_equal(lc_volumes_rediscover(&e->venv, path, &back, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(back[0]->name, "vol1");
+	assert_string_equal(back[0]->uuid, vols[0]->uuid);
+	assert_string_equal(back[0]->cmk_id, e->key_id);
+	assert_string_equal(back[0]->workspace, "ws1");
+	assert_int_equal(back[0]->segments, 4096);
+	assert_false(back[0]->have_kek);
+	/* It can still be revoked, not re-wrapped. */
+	assert_int_equal(lc_volume_rewrap(&e->venv, back[0], &err), -ENOKEY);
+	assert_int_equal(lc_volume_revoke(&e->venv, back[0], "after restart", false, &err), 0);
+	lc_volume_free(back[0]);
+	free(back);
+	lc_volume_free(vols[0]);
+	lc_volume_free(vols[1]);
+	/* No file: nothing to find. */
+	unlink(path);
+	assert_int_equal(lc_volumes_rediscover(&e->venv, path, &back, &n, &err), 0);
+	assert_int_equal(n, 0);
+	free(back);
+}
+
+/* The 65,536-segment open: one unwrap, and the agent's CPU time. */
+static void test_open_65536(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	struct rusage r0, r1;
+	double cpu;
+
+	make_file(e->dev, (16u << 20) + 65536ull * 4096u);
+	format_dev(e, 4096, NULL, NULL);
+	lc_provider_counters_reset(&e->prov);
+	getrusage(RUSAGE_SELF, &r0);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	getrusage(RUSAGE_SELF, &r1);
+	cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec -
+		       r0.ru_stime.tv_sec) +
+	      (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec -
+		       r0.ru_stime.tv_usec) / 1e6;
+	assert_int_equal(counters(e).unwrap, 1);
+	assert_int_equal(v->segments, 65536);
+	assert_string_equal(e->fk.msgs[0], "key load all");
+	print_message("# open of 65,536 segments without kernel: %.3f s CPU, %" PRIu64 " KMS call(s)\n",
+		      cpu, counters(e).unwrap);
+	lc_volume_free(v);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_format_roundtrip),
+		T(test_open_one_unwrap),
+		T(test_wrong_workspace),
+		T(test_disabled_cmk_denied),
+		T(test_copy_a_corrupted),
+		T(test_both_copies_corrupted),
+		T(test_swapped_deks),
+		T(test_batches),
+		T(test_failure_unwinds),
+		T(test_detached),
+		T(test_cache),
+		T(test_revoke),
+		T(test_rewrap),
+		T(test_rediscover),
+		T(test_open_65536),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
