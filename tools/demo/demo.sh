@@ -1,8 +1,8 @@
 #!/bin/sh
-# The lakecrypt walk-through, run inside the QEMU machine by tools/demo.sh.
-# Every line meant for the reader starts with "LC: " (the harness shows
-# those and hides the kernel's boot noise).
+# The lakecrypt walk-through, run inside the QEMU machine by tools/demo.sh
+# (make demo).  Every line meant for the reader starts with "LC: ".
 set -eu
+export PATH=/lakecrypt/bin:$PATH DM_DISABLE_UDEV=1
 
 say() { echo "LC: $*"; }
 step() { echo "LC:"; echo "LC: == $* =="; }
@@ -14,84 +14,112 @@ run() {
 	sed 's/^/LC:   /' /tmp/demo.out
 	[ $rc -eq 0 ] || { echo "LC: demo failed: exit $rc"; exit 1; }
 }
+# The same, for a command that must fail.
+run_fails() {
+	echo "LC: \$ $*"
+	rc=0
+	"$@" >/tmp/demo.out 2>&1 || rc=$?
+	sed 's/^/LC:   /' /tmp/demo.out
+	[ $rc -ne 0 ] || { echo "LC: demo failed: that should have failed"; exit 1; }
+	echo "LC:   (exit $rc)"
+}
+admin() { lakecryptctl "$@"; }				# root: the security admin
+operator() { lct-runas 1002 1002,991 lakecryptctl "$@"; }	# group lakecrypt
 
-SEGS=16
-SEG_SECTORS=8192			# 4 MiB segments
-SECTORS=$((SEGS * SEG_SECTORS))		# 64 MiB volume
-VOL=demo1
-PREFIX="lakecrypt:$VOL:"
-
-step "1. A RAM disk stands in for the customer's block device"
-modprobe brd rd_nr=1 rd_size=$((SECTORS / 2))
+step "0. The machine: a Debian kernel in QEMU, two RAM disks, the agent"
 insmod /lakecrypt/dm-lakecrypt.ko
-run blockdev --getsize64 /dev/ram0
-say "dm-lakecrypt is loaded: $(dmsetup targets | grep lakecrypt)"
+modprobe brd rd_nr=1 rd_size=65536
+modprobe loop
+truncate -s 32M /tmp/cache.img
+CACHE=$(losetup -f)
+losetup "$CACHE" /tmp/cache.img
+mkdir -p /var/lib/lakecrypt /var/log/lakecrypt /etc/lakecrypt
+cat >/etc/lakecrypt/agent.conf <<CONF
+[agent]
+socket_mode = 0666
+log = stderr
 
-step "2. One data-encryption key per segment goes into the kernel keyring"
-say "The agent will unwrap these from the KMS; here we make $SEGS random 64-byte keys."
-say "They are 'logon' keys: the kernel can use them, userspace cannot read them back."
+[revocation]
+watch_interval_s = 2
+CONF
+lakecrypt-agent --foreground >/tmp/agent.log 2>&1 &
+while [ ! -S /run/lakecrypt/agent.sock ]; do sleep 0.1; done
+say "/dev/ram0 (64 MiB) will be a project volume, $CACHE (32 MiB) a compute cache."
+run admin ping
+
+step "1. Security admin: a customer-managed key (CMK) in the KMS"
+say "The embedded local KMS stands in for AWS KMS, Azure Key Vault, GCP KMS, KMIP or an HSM."
+CMK=$(admin --json kms create --description "Finance CMK" | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
+run admin kms describe "$CMK"
+
+step "2. Security admin: register it at account level and bind a workspace"
+run admin keyconfig create finance-kc --provider local --key "$CMK"
+run admin workspace bind finance --keyconfig finance-kc
+run admin workspace list
+say "Operators cannot change that delegation:"
+run_fails operator workspace bind finance --keyconfig other
+
+step "3. Operator: format a project volume in workspace 'finance'"
+say "One KMS call wraps the volume's KEK; 4,032 per-segment DEKs are wrapped by the KEK."
+run operator format /dev/ram0 --workspace finance --project ledger --segment-size 16K --force
+say "The header names the workspace, key configuration and CMK; it holds only wrapped keys:"
+run sh -c "lakecryptctl dump /dev/ram0 | head -n 24"
+
+step "4. Operator: open it (one KMS call, however many segments) and use it"
+run operator open /dev/ram0 ledger --workspace finance
+run sh -c "lakecryptctl status | tail -n 4"
+run sh -c "dmsetup table ledger"
+say "The table names keys by description; the kernel holds the DEKs, the agent only the KEK."
+run sh -c "grep -c 'lakecrypt:' /proc/keys || true"
+run mkfs.ext4 -q /dev/mapper/ledger
+mkdir -p /mnt/ledger
+run mount -t ext4 /dev/mapper/ledger /mnt/ledger
+echo "Q3 revenue: 12,345,678 -- confidential" >/mnt/ledger/q3.txt
+run cat /mnt/ledger/q3.txt
+run umount /mnt/ledger
+if grep -q "confidential" /dev/ram0; then say "UNEXPECTED: plaintext on the raw device"; exit 1; fi
+say "On the raw device there is only ciphertext (grep finds no 'confidential')."
+
+step "5. Operator: close and reopen; then an ephemeral cache next to it"
+run operator close ledger
+run operator open /dev/ram0 ledger --workspace finance
+run mount -t ext4 /dev/mapper/ledger /mnt/ledger
+run cat /mnt/ledger/q3.txt
+run operator cache "$CACHE" ledger-cache --workspace finance
+run dd if=/dev/urandom of=/dev/mapper/ledger-cache bs=1M count=8 oflag=direct
+run sh -c "lakecryptctl status | tail -n 5"
+
+step "6. The customer revokes the CMK in their KMS: the kill switch"
+say "The admin disables the CMK. The agent's watcher gets an authoritative denial and revokes"
+say "every volume under it: keys wiped in the kernel and the agent, I/O fails, caches shredded."
+run admin kms disable "$CMK"
 i=0
-while [ $i -lt $SEGS ]; do
-	head -c 64 /dev/urandom | keyctl padd logon "$PREFIX$i" @u >/dev/null
-	i=$((i + 1))
-done
-run sh -c "grep -c ' logon .*$PREFIX' /proc/keys"
-say "Reading one back is refused by the kernel:"
-run sh -c "keyctl print \$(keyctl search @u logon ${PREFIX}0) 2>&1 || true"
+until dmsetup status ledger | grep -q revoked; do sleep 1; i=$((i + 1)); [ $i -lt 30 ] || exit 1; done
+say "revoked after ${i} s"
+run sh -c "lakecryptctl status | tail -n 5"
+run_fails dd if=/dev/mapper/ledger of=/dev/null bs=4096 count=1 iflag=direct
+say "Pages the filesystem already cached in memory are gone once the machine drops its caches"
+say "(a real kill switch also tears the compute down); every read from the device fails:"
+run sh -c "echo 3 >/proc/sys/vm/drop_caches"
+run_fails cat /mnt/ledger/q3.txt
+umount /mnt/ledger 2>/dev/null || umount -l /mnt/ledger 2>/dev/null || true
+run sh -c "grep -c 'lakecrypt:' /proc/keys || true"
+say "The cache's disk was discarded: it reads zeros."
+run sh -c "od -An -tx1 -v /tmp/cache.img | sort -u"
+say "And the data at rest cannot be opened while the CMK is disabled:"
+run operator close ledger
+run_fails operator open /dev/ram0 ledger --workspace finance
 
-step "3. One table line creates the device; one message loads every key"
-TABLE="0 $SECTORS lakecrypt aes-xts-plain64 :64:logon:$PREFIX $SEG_SECTORS /dev/ram0 0 $VOL"
-say "table: $TABLE"
-run dmsetup create $VOL --table "$TABLE"
-run dmsetup message $VOL 0 key load all
-say "The target copied the keys; they can leave the keyring now."
-i=0
-while [ $i -lt $SEGS ]; do
-	keyctl unlink "$(keyctl search @u logon "$PREFIX$i")" @u >/dev/null
-	i=$((i + 1))
-done
-run dmsetup status $VOL
-say "(state, segments, keys loaded, reads, writes, I/O errors, discard)"
-run dmsetup table $VOL
-say "The table names the keys; it never contains one."
+step "7. The audit trail tells the story (one JSON line per CMK use and event)"
+run sh -c "lakecryptctl audit --lines 14"
 
-step "4. Use it like any block device: a filesystem"
-run mkfs.ext4 -q /dev/mapper/$VOL
-mkdir -p /mnt/demo
-run mount -t ext4 /dev/mapper/$VOL /mnt/demo
-for n in 1 2 3; do
-	echo "quarterly numbers, confidential, copy $n of 3" > /mnt/demo/report-$n.txt
-done
-run ls -l /mnt/demo
-run cat /mnt/demo/report-1.txt
-run umount /mnt/demo
-
-step "5. The raw device holds only ciphertext"
-if grep -q "confidential" /dev/ram0; then
-	say "UNEXPECTED: plaintext found on the raw device"
-	exit 1
-fi
-say "grep finds no 'confidential' on /dev/ram0. The ext4 superblock (byte 1024) as stored:"
-run sh -c "dd if=/dev/ram0 bs=16 skip=64 count=4 2>/dev/null | hexdump -C"
-say "and the same bytes read through the mapping (the ext4 magic 53 ef is at 0x38):"
-run sh -c "dd if=/dev/mapper/$VOL bs=16 skip=64 count=4 2>/dev/null | hexdump -C"
-
-step "6. Revoke: the kill switch"
-run mount -t ext4 /dev/mapper/$VOL /mnt/demo
-run cat /mnt/demo/report-2.txt
-run umount /mnt/demo
-run dmsetup message $VOL 0 revoke
-run dmsetup status $VOL
-if dd if=/dev/mapper/$VOL of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then
-	say "UNEXPECTED: a read succeeded after revoke"
-	exit 1
-fi
-say "Reading the device now fails:"
-run sh -c "dd if=/dev/mapper/$VOL of=/dev/null bs=4096 count=1 iflag=direct; true"
-say "Loading keys again is refused: a revoked table stays revoked."
-run sh -c "dmsetup message $VOL 0 key load all; true"
-run sh -c "dmesg | grep 'lakecrypt' | tail -n 3"
-run dmsetup remove $VOL
+step "8. The customer restores the CMK: the data opens again"
+run admin kms enable "$CMK"
+run operator open /dev/ram0 ledger --workspace finance
+run mount -t ext4 /dev/mapper/ledger /mnt/ledger
+run cat /mnt/ledger/q3.txt
+run umount /mnt/ledger
+run operator close ledger
 say
-say "Done: keys per segment from the keyring, ciphertext at rest, and a revoke"
-say "that wipes every key and fails all I/O at once."
+say "Done: the root key stayed in the KMS, one KMS call opened the volume, and revoking"
+say "the CMK killed every volume under it, wiped every key and shredded the cache."

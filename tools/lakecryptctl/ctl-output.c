@@ -97,7 +97,7 @@ void lc_ctl_sanitize(const char *s, char *out, size_t len)
 
 static bool is_time_key(const char *key)
 {
-	return !strcmp(key, "created") || !strcmp(key, "deletion_date");
+	return !strcmp(key, "created") || !strcmp(key, "deletion_date") || !strcmp(key, "opened");
 }
 
 static bool is_size_key(const char *key)
@@ -169,7 +169,7 @@ static const struct {
 	{ "key_id", "Key ID" }, { "uuid", "UUID" }, { "dm_device", "Mapped device" },
 	{ "keyconfig", "Key configuration" }, { "key_ref", "Key reference" },
 	{ "cmk_id", "CMK id" }, { "cmk_version", "CMK version" }, { "io_errors", "I/O errors" },
-	{ "kms_calls", "KMS calls" }, { "cmk", "CMK" },
+	{ "kms_calls", "KMS calls" }, { "cmk", "CMK" }, { "kek_held", "KEK held" },
 };
 
 static void label_of(const char *key, char *buf, size_t len)
