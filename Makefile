@@ -3,17 +3,23 @@
 #   make             build dm-lakecrypt.ko for every kernel line we test
 #                    (or only KVER=<release>)
 #   make setup       install what building and testing need (root, apt)
-#   make check       every test: lint, kernel selftests in QEMU (6.1, 6.12)
-#   make check-kernel / check-lint   one suite
+#   make check       every test: lint, unit (plain and ASan/UBSan) and fuzz,
+#                    CLI, kernel selftests and end-to-end tests in QEMU
+#                    on both kernel lines
+#   make check-lint / check-unit / check-kernel / check-e2e   one suite
 #   make bench       benchmarks in the QEMU machine (figures, not tests)
 #   make demo        the narrated walk-through in the QEMU machine
-#   make install     build and install the module for the running kernel
+#   make demo-kernel the same at the dmsetup level, without the agent
+#   make install     install the module (running kernel), the agent and the CLI
 #   make dkms-install  register the module with DKMS for the running kernel
 
 LINES := 6.1 6.12
 KVER ?=
 
-all: module
+all: module agent
+
+agent:
+	$(MAKE) -C agent
 
 module:
 ifneq ($(KVER),)
@@ -36,21 +42,32 @@ check-kernel:
 check-lint:
 	tests/lint.sh
 
+check-unit:
+	tests/unit/run.sh
+
+check-e2e:
+	tests/e2e/check.sh
+
 bench:
 	tools/bench.sh
 
 demo:
 	tools/demo.sh
 
+demo-kernel:
+	LAKECRYPT_DEMO=kernel tools/demo.sh
+
 install:
 	$(MAKE) -C kernel modules_install KVER=$(or $(KVER),$(shell uname -r))
 	depmod -a $(or $(KVER),$(shell uname -r))
+	$(MAKE) -C agent install
 
 dkms-install:
 	tools/dkms-install.sh $(KVER)
 
 clean:
 	rm -rf build
+	$(MAKE) -C agent clean
 	$(MAKE) -C kernel clean KVER=$(or $(KVER),$(shell uname -r)) 2>/dev/null || true
 
-.PHONY: all module setup check check-kernel check-lint bench demo install dkms-install clean
+.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-e2e bench demo install dkms-install clean
