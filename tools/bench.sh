@@ -1,7 +1,9 @@
 #!/bin/bash
 # lakecrypt benchmark: boots the QEMU test machine once and runs
 # tests/bench/bench.sh in it (fio on brd: raw, dm-crypt default and tuned,
-# lakecrypt with 1 and 1024 segments; memory per loaded key).
+# lakecrypt with 1 and 1024 segments; memory per loaded key; time from
+# revoke to every volume failing I/O).  Before that, natively: the agent's
+# CPU time and KMS calls to open a 65,536-segment volume.
 #
 #   tools/bench.sh [--line 6.1|6.12] [--mem MiB] [--module FILE.ko]
 #                  [-- bench.sh arguments, e.g. runtime=5 parts=io]
@@ -22,6 +24,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 kver=$("$top/tools/qemu/kernels.sh" kver "$line")
+make -s -C "$top/agent" all bench
+echo "bench: agent, natively: open of a 65,536-segment volume (keyring real, device-mapper stubbed)"
+"$top/build/agent/bench/bench-open" 65536 5 2>/dev/null
 mkdir -p "$top/build/bench"
 report=$top/build/bench/$line-$kver-$(date +%Y%m%d-%H%M%S).txt
 start=$(date +%s)

@@ -6,7 +6,8 @@
 #   runtime=10     seconds per fio run (time_based, after ramp=1 s)
 #   ioengine=libaio iodepth=8 jobs=1   fio queueing
 #   size=256       brd RAM disk size in MiB
-#   parts=io,mem   io: throughput table, mem: memory per loaded key
+#   parts=io,mem,revoke   io: throughput table, mem: memory per loaded key,
+#                  revoke: time from "lakecryptctl revoke" to every volume failing I/O
 #   memsegs=65536  segments (and keys) of the memory test, 8 sectors each
 #                  unless size says otherwise
 #
@@ -19,7 +20,7 @@
 #   lc-1024    lakecrypt, 1024 segments
 # Workloads: seq read/write bs=1M, random read/write bs=4k, O_DIRECT.
 set -eu
-runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem memsegs=65536
+runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem,revoke memsegs=65536
 for a in "$@"; do
 	case $a in
 	runtime=*|ioengine=*|iodepth=*|jobs=*|size=*|parts=*|memsegs=*) eval "${a%%=*}=\${a#*=}" ;;
@@ -160,5 +161,50 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q mem; then
 	say "mem: after key wipe all: $(meminfo)"
 	keyctl clear @u
 	dmsetup remove mem
+fi
+# Revoke: the agent with 4 open volumes (loop devices on tmpfs), a reader
+# hammering each; time from the revoke command to each reader's first
+# failure.  /proc/uptime has a 10 ms resolution.
+uptime_ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
+if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/lakecrypt-agent ]; then
+	modprobe loop
+	mkdir -p /tmp/rv /run/lakecrypt
+	printf '[agent]\nsocket_mode = 0600\nstate_dir = /tmp/rv/state\naudit_log = /tmp/rv/audit.log\nlog = stderr\n' >/tmp/rv/agent.conf
+	lakecrypt-agent --config /tmp/rv/agent.conf --foreground >/tmp/rv/agent.log 2>&1 &
+	apid=$!
+	while [ ! -S /run/lakecrypt/agent.sock ]; do sleep 0.1; done
+	cmk=$(lakecryptctl --json kms create | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
+	lakecryptctl keyconfig create rv --key "$cmk" >/dev/null
+	lakecryptctl workspace bind rv --keyconfig rv >/dev/null
+	for i in 1 2 3 4; do
+		dd if=/dev/zero of=/tmp/rv/v$i.img bs=1M count=0 seek=32 2>/dev/null
+		l=$(losetup -f)
+		losetup "$l" /tmp/rv/v$i.img
+		lakecryptctl format "$l" --workspace rv --project v$i --segment-size 64K --force >/dev/null
+		lakecryptctl open "$l" v$i --workspace rv >/dev/null
+	done
+	for i in 1 2 3 4; do
+		( while dd if=/dev/mapper/v$i of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; do :; done
+		  uptime_ms >/tmp/rv/fail$i ) &
+	done
+	sleep 2
+	t0=$(uptime_ms)
+	lakecryptctl revoke --keyconfig rv >/dev/null
+	t1=$(uptime_ms)
+	wait_all=0
+	for i in 1 2 3 4; do
+		n=0
+		while [ ! -s /tmp/rv/fail$i ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+	done
+	last=0
+	for i in 1 2 3 4; do
+		f=$(cat /tmp/rv/fail$i 2>/dev/null || echo -1)
+		[ "$f" -gt "$last" ] && last=$f
+		[ "$f" -lt 0 ] && wait_all=1
+	done
+	say "revoke: 4 open volumes with a reader each: the revoke command took $((t1 - t0)) ms;" \
+	    "the last reader failed $((last - t0)) ms after it started$([ $wait_all -eq 1 ] && echo ' (a reader never failed!)')"
+	kill "$apid" 2>/dev/null
+	wait "$apid" 2>/dev/null
 fi
 say "bench: done"
