@@ -120,6 +120,9 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 		*error = "Invalid key prefix: longer than 128 characters";
 	} else if (!strchr(prefix, ':') || prefix[0] == ':') {
 		*error = "Invalid key prefix: logon key descriptions need a <service>: prefix";
+	} else if (prefix[strlen(prefix) - 1] != ':') {
+		/* else "p:1" + "10" and "p:11" + "0" would name the same key */
+		*error = "Invalid key prefix: must end with ':'";
 	} else {
 		lc->key_prefix = kstrdup(prefix, GFP_KERNEL);
 		if (lc->key_prefix) {
@@ -474,8 +477,8 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 	if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_KEY)) {
 		bool load;
 
-		if (argc != 3) {
-			DMERR_LIMIT("%s: message: expected \"key load|wipe <all|n|first-last>\"",
+		if (argc < 2) {
+			DMERR_LIMIT("%s: message \"key\": missing action, expected load or wipe",
 				    lc->volume_id);
 			goto out;
 		}
@@ -486,6 +489,12 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		} else {
 			DMERR_LIMIT("%s: message: unknown key action \"%s\": expected load or wipe",
 				    lc->volume_id, argv[1]);
+			goto out;
+		}
+		if (argc != 3) {
+			DMERR_LIMIT("%s: message \"key %s\": %s", lc->volume_id, argv[1],
+				    argc < 3 ? "missing range (all, <n> or <first>-<last>)" :
+					       "too many arguments, expected one range");
 			goto out;
 		}
 		r = lc_parse_range(lc, argv[2], &first, &last);
@@ -504,12 +513,14 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 			r = 0;
 		}
 	} else if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_REVOKE)) {
-		if (argc > 2 || (argc == 2 && strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD))) {
-			DMERR_LIMIT("%s: message: expected \"revoke\" or \"revoke discard\"",
-				    lc->volume_id);
+		bool discard = argc == 2 && !strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD);
+
+		if (argc > 2 || (argc == 2 && !discard)) {
+			DMERR_LIMIT("%s: message \"revoke\": unexpected \"%s\", expected discard",
+				    lc->volume_id, argv[discard ? 2 : 1]);
 			goto out;
 		}
-		lc_revoke(lc, argc == 2);
+		lc_revoke(lc, discard);
 		r = 0;
 	} else {
 		DMERR_LIMIT("%s: unknown message \"%s\": expected key load, key wipe or revoke",

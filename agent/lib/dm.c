@@ -83,6 +83,10 @@ static int check_table(const struct lc_dm_table *t, struct lc_error *err)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "key prefix \"%s\" needs a \"<service>:\" part (a colon after at least one character), e.g. lakecrypt:vol1:",
 			      t->key_prefix);
+	if (t->key_prefix[strlen(t->key_prefix) - 1] != ':')
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "key prefix \"%s\" must end with ':' (else segment 10 of one prefix and 0 of a longer one share a key name)",
+			      t->key_prefix);
 	if (!is_pow2(t->segment_sectors) || t->segment_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS ||
 	    t->segment_sectors > (1ULL << 31))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,

@@ -13,7 +13,8 @@
  *                      capi:xts(aes)-plain64, ...
  *   <key>              :<key_size>:logon:<key_prefix>
  *                      the DEK of segment N is the logon key whose
- *                      description is <key_prefix><N> (N in decimal)
+ *                      description is <key_prefix><N> (N in decimal);
+ *                      <key_prefix> has a "<service>:" part and ends in ':'
  *   <segment_sectors>  segment size in 512-byte sectors, a power of two,
  *                      at least LAKECRYPT_MIN_SEGMENT_SECTORS
  *   <device>           backing device (path or major:minor)
