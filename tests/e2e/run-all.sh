@@ -40,7 +40,8 @@ unwraps() { ctl --json status | jget unwrap; }
 
 # ---------------------------------------------------------------- setup
 insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
-modprobe brd rd_nr=4 rd_size=65536 || lc_bail "brd"
+# 65 MiB RAM disks: 1 MiB of header copies + 4,096 segments of 16 KiB.
+modprobe brd rd_nr=4 rd_size=66560 || lc_bail "brd"
 modprobe loop
 echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
 echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
@@ -82,13 +83,13 @@ expect_exit 4 "operator may not revoke" $OPER lakecryptctl revoke --keyconfig kc
 grep -q '"outcome":"refused"' "$AUDIT" && lc_ok "refusals are audited" || lc_notok "refusals are audited"
 
 # ---------------------------------------------------------------- format + open
-# 64 MiB RAM disk, 16 KiB segments: 4,096 segments minus the header area.
+# 16 KiB segments: exactly 4,096 after the header area.
 expect_exit 0 "operator formats /dev/ram0 as project p1 in ws1 (16 KiB segments)" \
 	$OPER lakecryptctl --timeout 120 format /dev/ram0 --workspace ws1 --project p1 --segment-size 16K --force
 ctl dump /dev/ram0 >"$LC_TMP/dump.txt" 2>&1
 lc_diag "$(grep -iE 'segment|workspace|cmk|copy' "$LC_TMP/dump.txt" | head -n 8)"
 SEGS=$(ctl --json dump /dev/ram0 | jget segment_count)
-[ "${SEGS:-0}" -ge 4000 ] && lc_ok "header holds $SEGS segments" || lc_notok "segment count '$SEGS'"
+lc_eq "header holds 4,096 segments" 4096 "$SEGS"
 u0=$(unwraps)
 expect_exit 0 "operator opens it as p1" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
 u1=$(unwraps)
@@ -114,6 +115,16 @@ grep -q "ws1" "$LC_TMP/x.out" && grep -q "ws2" "$LC_TMP/x.out" && lc_ok "the ref
 	lc_notok "the refusal names both workspaces"
 [ -e /dev/mapper/p1x ] && lc_notok "no device for the refused open" || lc_ok "no device for the refused open"
 expect_exit 0 "open p1 in ws1" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
+
+# ---------------------------------------------------------------- CMK rotation
+lc_run "admin rotates the CMK (version 2)" ctl kms rotate "$CMK"
+expect_exit 0 "admin re-wraps p1's KEK under the new version (no re-encryption)" ctl rewrap p1
+lc_eq "header now names CMK version 2" 2 "$(ctl --json dump /dev/ram0 | jget cmk_version)"
+sum3=$(dd if=/dev/mapper/p1 bs=1M count=8 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+lc_eq "data unchanged after rotation" "$sum1" "$sum3"
+expect_exit 0 "close p1" $OPER lakecryptctl close p1
+expect_exit 0 "open p1 under CMK version 2" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1 --workspace ws1
+grep -q '"op":"rotate"' "$AUDIT" && lc_ok "rotation is audited" || lc_notok "rotation is audited"
 
 # ---------------------------------------------------------------- header copies
 expect_exit 0 "format /dev/ram1 (project p2)" \
