@@ -10,14 +10,25 @@
  *
  * Writes are encrypted into bounce pages and the clone is submitted;
  * reads are submitted as a clone and decrypted in place on completion.
- * A small bio is handled by the task that submits (write) or completes
- * (read) it, when that task may sleep: no queueing, no context switch.  A
- * large bio is cut into up to LC_MAX_CHUNKS slices that other CPUs work on
- * in parallel while the current task does the first; the last slice to
- * finish completes the bio.  Contexts that may not sleep hand everything to
- * the workqueue.
+ * Two modes, chosen per bio:
+ *  - inline, for a lone stream of I/O (queue depth 1): the task that
+ *    submits (write) or completes (read) the bio does the crypto, when it
+ *    may sleep: no queueing, no context switch.  A bio of more than
+ *    LC_MIN_CHUNK bytes is cut into up to LC_MAX_CHUNKS slices that other
+ *    CPUs work on while the task does the first.
+ *  - queued, when several bios are in flight (or the task holds a block
+ *    plug, i.e. is submitting a batch): every slice goes to a CPU chosen
+ *    round-robin, so the submitter goes on submitting and all CPUs encrypt.
+ * The device stays queued for LC_QUEUED_HOLD after it last saw two bios in
+ * flight; in inline mode one bio in LC_PROBE_EVERY is queued anyway, so
+ * that a deeper queue shows up (inline, a synchronous device never has two
+ * bios in flight).  The last slice to finish completes the bio.  Work goes
+ * to a per-CPU workqueue on an explicitly chosen CPU: left to the
+ * scheduler, a worker woken by a busy task tends to queue behind it on the
+ * same CPU.  Contexts that may not sleep hand everything to the workqueue.
  */
 #include <linux/blkdev.h>
+#include <linux/sched.h>
 #include <linux/scatterlist.h>
 
 #include "dm-lakecrypt.h"
@@ -137,6 +148,32 @@ static void lc_chunk_work(struct work_struct *work)
 	lc_chunk_run(container_of(work, struct lc_chunk, work));
 }
 
+#define LC_QUEUED_HOLD	(HZ / 10)
+#define LC_PROBE_EVERY	16		/* a power of two */
+
+/* Should this bio's crypto be queued rather than done by this task? */
+static bool lc_queue_crypto(struct lc_target *lc)
+{
+	if (current->plug || atomic_read(&lc->inflight) > 1) {
+		WRITE_ONCE(lc->queued_until, jiffies + LC_QUEUED_HOLD);
+		return true;
+	}
+	if (time_before(jiffies, READ_ONCE(lc->queued_until)))
+		return true;
+	return !(atomic_inc_return(&lc->probe) & (LC_PROBE_EVERY - 1));
+}
+
+/* The @k-th online CPU after @cpu, wrapping around. */
+static int lc_cpu_after(int cpu, unsigned int k)
+{
+	while (k--) {
+		cpu = cpumask_next(cpu, cpu_online_mask);
+		if (cpu >= nr_cpu_ids)
+			cpu = cpumask_first(cpu_online_mask);
+	}
+	return cpu;
+}
+
 /*
  * Cut the bio into slices of whole crypto sectors, at least LC_MIN_CHUNK
  * bytes each, one per online CPU at most, and run them.  @inline: the
@@ -147,9 +184,20 @@ static void lc_crypt_bio(struct lc_io *io, bool inline_ok)
 	struct lc_target *lc = io->lc;
 	struct bio *base = io->base_bio;
 	unsigned int size = base->bi_iter.bi_size, off, len, i, n;
+	int cpu = raw_smp_processor_id();
+	bool queued = false;
 
-	n = min3(size / LC_MIN_CHUNK, num_online_cpus(), (unsigned int)LC_MAX_CHUNKS);
-	n = max(n, 1U);
+	/*
+	 * Queued mode: other bios in flight keep the CPUs busy, so one work
+	 * item per bio; the scheduler spreads them over idle CPUs.
+	 */
+	if (inline_ok && num_online_cpus() > 1 && lc_queue_crypto(lc)) {
+		queued = true;
+		inline_ok = false;
+	}
+
+	n = queued ? 1 : min3(DIV_ROUND_UP(size, LC_MIN_CHUNK), num_online_cpus(),
+			      (unsigned int)LC_MAX_CHUNKS);
 	len = round_up(DIV_ROUND_UP(size, n), lc->sector_size);
 	n = DIV_ROUND_UP(size, len);
 	io->nr_chunks = n;
@@ -176,7 +224,10 @@ static void lc_crypt_bio(struct lc_io *io, bool inline_ok)
 	/* Queue the others first so they run while this task does slice 0. */
 	for (i = inline_ok ? 1 : 0; i < n; i++) {
 		INIT_WORK(&io->chunks[i].work, lc_chunk_work);
-		queue_work(lc->wq, &io->chunks[i].work);
+		if (queued)
+			queue_work(lc->uwq, &io->chunks[i].work);
+		else
+			queue_work_on(lc_cpu_after(cpu, i), lc->wq, &io->chunks[i].work);
 	}
 	if (inline_ok)
 		lc_chunk_run(&io->chunks[0]);
@@ -415,9 +466,11 @@ int lc_io_init(struct lc_target *lc)
 	atomic_set(&lc->inflight, 0);
 	init_waitqueue_head(&lc->inflight_wait);
 
-	lc->wq = alloc_workqueue("kcryptd-lc/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
-				 num_online_cpus() * LC_MAX_CHUNKS, lc->volume_id);
-	if (!lc->wq) {
+	lc->wq = alloc_workqueue("kcryptd-lc/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM, 0,
+				 lc->volume_id);
+	lc->uwq = alloc_workqueue("kcryptd-lcu/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
+				  num_online_cpus(), lc->volume_id);
+	if (!lc->wq || !lc->uwq) {
 		ti->error = "Cannot allocate workqueue";
 		return -ENOMEM;
 	}
@@ -428,6 +481,8 @@ void lc_io_destroy(struct lc_target *lc)
 {
 	if (lc->wq)
 		destroy_workqueue(lc->wq);
+	if (lc->uwq)
+		destroy_workqueue(lc->uwq);
 	mempool_exit(&lc->page_pool);
 	bioset_exit(&lc->bs);
 }

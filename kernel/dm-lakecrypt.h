@@ -90,9 +90,12 @@ struct lc_target {
 	struct bio_set bs;
 	mempool_t page_pool;
 	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
-	struct workqueue_struct *wq;
+	struct workqueue_struct *wq;	/* per-CPU: slices placed on chosen CPUs */
+	struct workqueue_struct *uwq;	/* unbound: queued mode */
 	atomic_t inflight;
 	wait_queue_head_t inflight_wait;
+	atomic_t probe;			/* counts bios in inline mode */
+	unsigned long queued_until;	/* jiffies: queued mode until then */
 
 	atomic64_t reads;
 	atomic64_t writes;
