@@ -1090,6 +1090,13 @@ int lc_header_write_path(const char *path, bool create, struct lc_header *h,
 
 /* ---- dump: never key material ---- */
 
+/* "sha256:" and the first 8 bytes of a digest in hex. */
+static void digest_str(const uint8_t md[32], char out[24])
+{
+	snprintf(out, 24, "sha256:%02x%02x%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2],
+		 md[3], md[4], md[5], md[6], md[7]);
+}
+
 static void fingerprint(const void *p, size_t len, char out[24])
 {
 	uint8_t md[32];
@@ -1099,8 +1106,7 @@ static void fingerprint(const void *p, size_t len, char out[24])
 		snprintf(out, 24, "sha256:?");
 		return;
 	}
-	snprintf(out, 24, "sha256:%02x%02x%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2],
-		 md[3], md[4], md[5], md[6], md[7]);
+	digest_str(md, out);
 }
 
 /* Fingerprint of the DEK table (wrapped keys, generations) as encoded. */
@@ -1133,8 +1139,7 @@ static void table_fingerprint(const struct lc_header *h, char out[24],
 		snprintf(out, 24, "sha256:?");
 		return;
 	}
-	snprintf(out, 24, "sha256:%02x%02x%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2],
-		 md[3], md[4], md[5], md[6], md[7]);
+	digest_str(md, out);
 }
 
 static bool printable(const struct lc_buf *b)

@@ -114,6 +114,35 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
 }
 
+/*
+ * Wrap @kek by the CMK @key_ref (one KMS call, audited) into @h: wrapped
+ * key, and the CMK id and version the provider reports.
+ */
+static int wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
+		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
+		    const struct ids *ids, struct lc_provider_reply *rep, struct lc_error *err)
+{
+	struct lc_buf blob = { 0 };
+	int r;
+
+	r = lc_provider_wrap(p, key_ref, kek, ctx, &blob, rep, err);
+	audit(env, "cmk.wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, ids, rep, err, -1);
+	if (r < 0)
+		return r;
+	if (blob.len > LC_HDR_KEK_MAX) {
+		free(blob.p);
+		return lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
+			      "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
+			      blob.len, LC_HDR_KEK_MAX);
+	}
+	free(h->wrapped_kek.p);
+	h->wrapped_kek = blob;
+	if (rep->key_id[0])
+		copy_str(h->cmk_id, sizeof(h->cmk_id), rep->key_id);
+	copy_str(h->cmk_version, sizeof(h->cmk_version), rep->key_version);
+	return 0;
+}
+
 static struct lc_provider *provider_of(const struct lc_volume_env *env, const char *kind,
 				       struct lc_error *err)
 {
@@ -283,7 +312,6 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	_cleanup_close_ int fd = -1;
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
-	struct lc_buf blob = { 0 };
 	struct ids ids = { a->workspace, a->project, kc->name, kc->provider, kc->cmk_id, NULL };
 	const char *cipher = a->cipher && *a->cipher ? a->cipher : LC_DM_DEFAULT_CIPHER;
 	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
@@ -399,22 +427,9 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	r = lc_kek_generate(&kek, err);
 	if (r < 0)
 		return r;
-	r = lc_provider_wrap(p, kc->key_ref, &kek, ctx, &blob, &rep, err);
-	audit(env, "cmk.wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	r = wrap_kek(env, p, kc->key_ref, &kek, ctx, h, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
-	if (blob.len > LC_HDR_KEK_MAX) {
-		free(blob.p);
-		r = lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
-			   "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
-			   blob.len, LC_HDR_KEK_MAX);
-		goto fail;
-	}
-	free(h->wrapped_kek.p);
-	h->wrapped_kek = blob;
-	if (rep.key_id[0])
-		copy_str(h->cmk_id, sizeof(h->cmk_id), rep.key_id);
-	copy_str(h->cmk_version, sizeof(h->cmk_version), rep.key_version);
 	ids.cmk_id = h->cmk_id;
 	ids.cmk_version = h->cmk_version;
 
@@ -919,7 +934,6 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 	_cleanup_close_ int fd = -1;
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
-	struct lc_buf blob = { 0 };
 	struct ids ids;
 	const char *hpath = v->header[0] ? v->header : v->device;
 	char ctx[LC_KEK_CONTEXT_MAX], u[LC_UUID_STR_LEN];
@@ -960,22 +974,9 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 		goto fail;
 	}
 	lc_kek_context(h->uuid, ctx);
-	r = lc_provider_wrap(p, v->provider_ref, &v->kek, ctx, &blob, &rep, err);
-	audit(env, "cmk.wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
-	if (blob.len > LC_HDR_KEK_MAX) {
-		free(blob.p);
-		r = lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
-			   "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
-			   blob.len, LC_HDR_KEK_MAX);
-		goto fail;
-	}
-	free(h->wrapped_kek.p);
-	h->wrapped_kek = blob;
-	if (rep.key_id[0])
-		copy_str(h->cmk_id, sizeof(h->cmk_id), rep.key_id);
-	copy_str(h->cmk_version, sizeof(h->cmk_version), rep.key_version);
 	r = lc_header_write(fd, h, err);
 	if (r < 0)
 		goto fail;

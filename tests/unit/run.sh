@@ -35,7 +35,10 @@ for san in 0 1; do
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 			"$t" >"$log" 2>&1
 		rc=$?
-		tap $rc "$(basename "$t") ($variant): $(grep -cE '^\[       OK \]' "$log") cases passed, $(grep -cE '^\[  FAILED  \]' "$log") failed"
+		# A skipped case is a case CI did not run: it fails the program.
+		skipped=$(grep -cE '^\[  SKIPPED \]' "$log")
+		[ "$skipped" -gt 0 ] && rc=1
+		tap $rc "$(basename "$t") ($variant): $(grep -cE '^\[       OK \]' "$log") cases passed, $(grep -cE '^\[  FAILED  \]' "$log") failed, $skipped skipped"
 	done
 done
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * keyring.c against the real kernel keyring (no root needed for small
- * counts; the 65,536-key case needs root's key quota and is skipped with a
- * reason otherwise).  If this kernel or sandbox refuses keyring syscalls,
- * every case is skipped and says why.
+ * counts; the 65,536-key case needs root's key quota).  If the quota or
+ * the sandbox refuses, the case is skipped and says why, and
+ * tests/unit/run.sh counts a skipped case as a failure: CI runs them all.
  */
 #include <errno.h>
 #include <setjmp.h>
