@@ -34,6 +34,7 @@
 #define LC_AGENT_RUNTIME_FILE	"volumes.json"
 #define LC_AGENT_PID_FILE	"agent.pid"
 #define LC_AGENT_KMS_DIR	"kms"
+#define LC_AGENT_HEADER_DIR	"headers"	/* operators' detached headers */
 
 struct client {
 	struct lc_proto_conn conn;
@@ -62,6 +63,8 @@ struct agent {
 
 	struct lc_kms_local *kms;
 	struct lc_registry reg;
+	struct lc_seqstore seqs;	/* rollback memory of header seqnos */
+	char header_dir[PATH_MAX];
 	struct lc_audit audit;
 	struct provider_slot providers[LC_AGENT_MAX_PROVIDERS];
 	size_t nproviders;
@@ -104,6 +107,16 @@ int arg_str(json_object *args, const char *name, bool required, const char **out
 int arg_u64(json_object *args, const char *name, bool required, uint64_t *out,
 	    struct lc_error *err);
 int arg_bool(json_object *args, const char *name, bool *out, struct lc_error *err);
+
+/*
+ * May @c act in @workspace?  Admins may; an operator may if it is a member
+ * of one of the workspace's operator groups.  0, or -EACCES (REFUSED,
+ * audited) naming the workspace and its groups.  agent_ws_visible() is the
+ * same question without error or audit (for filtering status and audit).
+ */
+int agent_ws_access(struct agent *a, struct client *c, const char *workspace, const char *op,
+		    struct lc_error *err);
+bool agent_ws_visible(struct agent *a, struct client *c, const char *workspace);
 
 /* ops-admin.c */
 int op_kms(struct agent *a, struct client *c, json_object *args, json_object **result,

@@ -180,6 +180,16 @@ static int setup(struct agent *a, struct lc_error *err)
 	r = lc_registry_open(&a->reg, a->cfg.state_dir, err);
 	if (r < 0)
 		return r;
+	r = lc_seqstore_open(&a->seqs, a->cfg.state_dir, err);
+	if (r < 0)
+		return r;
+	/* Operators' detached headers live here, owned by the agent. */
+	if (snprintf(a->header_dir, sizeof(a->header_dir), "%s/%s", a->cfg.state_dir,
+		     LC_AGENT_HEADER_DIR) >= (int)sizeof(a->header_dir))
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "state directory path too long");
+	r = lc_mkdir_p(a->header_dir, 0700, err);
+	if (r < 0)
+		return r;
 	dir_of(a->cfg.audit_log, dir, sizeof(dir));
 	r = lc_mkdir_p(dir, 0750, err);
 	if (r < 0)
@@ -196,6 +206,7 @@ static int setup(struct agent *a, struct lc_error *err)
 	a->env.provider_ctx = a;
 	a->env.audit = &a->audit;
 	a->env.peer_uid = -1;
+	a->env.seqs = &a->seqs;
 
 	if (lc_keyring_available(err) < 0)
 		lc_warn("%s: volumes cannot be opened until this is fixed", err->msg);
@@ -325,6 +336,7 @@ static void teardown(struct agent *a)
 	if (a->kms)
 		lc_kms_local_close(a->kms);
 	lc_registry_close(&a->reg);
+	lc_seqstore_close(&a->seqs);
 	lc_audit_close(&a->audit);
 	if (a->signal_fd >= 0)
 		close(a->signal_fd);

@@ -240,22 +240,80 @@ static json_object *binding_json(struct agent *a, const char *workspace)
 		JADD(o, "key_ref", json_object_new_string(kc->key_ref));
 		JADD(o, "cmk_id", json_object_new_string(kc->cmk_id));
 	}
-	if (b)
+	if (b) {
+		json_object *g = json_object_new_array(), *d = json_object_new_array();
+
 		JADD(o, "created", json_object_new_int64(b->created));
+		for (size_t i = 0; i < b->access.ngroups; i++)
+			json_object_array_add(g, json_object_new_string(b->access.groups[i]));
+		for (size_t i = 0; i < b->access.ndevices; i++)
+			json_object_array_add(d, json_object_new_string(b->access.devices[i]));
+		JADD(o, "operators", g);
+		JADD(o, "devices", d);
+	}
 	return o;
+}
+
+/* Optional array of strings @name into @out (@max entries of @size bytes). */
+static int arg_list(json_object *args, const char *name, char *out, size_t size, size_t max,
+		    size_t *n, bool *given, struct lc_error *err)
+{
+	json_object *v;
+
+	*n = 0;
+	*given = false;
+	if (!json_object_object_get_ex(args, name, &v) || !v)
+		return 0;
+	if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > max)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"%s\" must be an array of at most %zu strings", name, max);
+	for (size_t i = 0; i < json_object_array_length(v); i++) {
+		json_object *s = json_object_array_get_idx(v, i);
+		size_t len;
+
+		if (!json_object_is_type(s, json_type_string))
+			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "argument \"%s\" must be an array of strings", name);
+		len = (size_t)json_object_get_string_len(s);
+		if (!len || len >= size || strlen(json_object_get_string(s)) != len)
+			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "argument \"%s\": entry %zu is empty, has a NUL or is longer than %zu characters",
+				      name, i, size - 1);
+		memcpy(out + i * size, json_object_get_string(s), len + 1);
+		(*n)++;
+	}
+	*given = true;
+	return 0;
 }
 
 int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 		      json_object **result, struct lc_error *err)
 {
 	const struct lc_keyconfig *kc;
+	const struct lc_binding *old;
+	struct lc_ws_access acc = { 0 };
+	bool gg = false, dg = false;
 	const char *ws, *kcname;
 	int r;
 
 	if ((r = arg_str(args, "workspace", true, &ws, err)) < 0 ||
-	    (r = arg_str(args, "keyconfig", true, &kcname, err)) < 0)
+	    (r = arg_str(args, "keyconfig", true, &kcname, err)) < 0 ||
+	    (r = arg_list(args, "operators", &acc.groups[0][0], LC_WS_GROUP_SIZE, LC_WS_MAX_GROUPS,
+			  &acc.ngroups, &gg, err)) < 0 ||
+	    (r = arg_list(args, "devices", &acc.devices[0][0], LC_WS_DEVICE_SIZE,
+			  LC_WS_MAX_DEVICES, &acc.ndevices, &dg, err)) < 0)
 		return r;
-	r = lc_registry_bind(&a->reg, ws, kcname, err);
+	/* What is not given stays as it was. */
+	old = lc_registry_binding(&a->reg, ws);
+	if (old && !gg) {
+		memcpy(acc.groups, old->access.groups, sizeof(acc.groups));
+		acc.ngroups = old->access.ngroups;
+	}
+	if (old && !dg) {
+		memcpy(acc.devices, old->access.devices, sizeof(acc.devices));
+		acc.ndevices = old->access.ndevices;
+	}
+	r = lc_registry_bind(&a->reg, ws, kcname, &acc, err);
 	kc = lc_registry_keyconfig(&a->reg, kcname);
 	agent_audit_simple(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, ws, kcname, kc ? kc->provider : NULL,

@@ -45,6 +45,54 @@ static int arg_path(json_object *args, const char *name, bool required, const ch
 		      name, *out);
 }
 
+/*
+ * The detached header argument: a bare name (what operators give) is a
+ * file in the agent's own header directory; an absolute path anywhere
+ * else is an admin's choice only.
+ */
+static int arg_header(struct agent *a, struct client *c, json_object *args, char *buf,
+		      size_t size, const char **out, struct lc_error *err)
+{
+	const char *h;
+	int r = arg_str(args, "header", false, &h, err);
+
+	*out = NULL;
+	if (r < 0 || !h)
+		return r;
+	if (strchr(h, '/')) {
+		if (h[0] != '/')
+			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "argument \"header\" is \"%s\": expected a name (kept in the agent's header directory) or, for admins, an absolute path",
+				      h);
+		if (c->role != LC_ROLE_ADMIN)
+			return lc_err(err, -EACCES, LC_ERRC_REFUSED,
+				      "only an admin may put a detached header at a path (%s); operators give a name, and the header is kept in %s",
+				      h, a->header_dir);
+		*out = h;
+		return 0;
+	}
+	r = lc_name_check("detached header name", h, err);
+	if (r < 0)
+		return r;
+	if (snprintf(buf, size, "%s/%s", a->header_dir, h) >= (int)size)
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
+	*out = buf;
+	return 0;
+}
+
+/* The device allow-list that applies to @c in @workspace (NULL: admin). */
+static const struct lc_ws_access *device_policy(struct agent *a, struct client *c,
+						const char *workspace)
+{
+	static const struct lc_ws_access none;
+	const struct lc_binding *b;
+
+	if (c->role == LC_ROLE_ADMIN)
+		return NULL;
+	b = lc_registry_binding(&a->reg, workspace);
+	return b ? &b->access : &none;
+}
+
 static int no_volume(const char *name, struct lc_error *err)
 {
 	return lc_err(err, -ENOENT, LC_ERRC_INVALID,
@@ -71,16 +119,16 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	struct lc_format_args fa = { 0 };
 	const struct lc_keyconfig *kc;
 	struct lc_header *h = NULL;
+	char hbuf[PATH_MAX];
 	uint64_t key_size = a->cfg.key_size, seg = a->cfg.segment_sectors * 512, ss = 512;
 	char uuid[LC_UUID_STR_LEN];
 	json_object *o;
 	int r;
 
-	(void)c;
 	if ((r = arg_path(args, "device", true, &fa.device, err)) < 0 ||
 	    (r = arg_str(args, "workspace", true, &fa.workspace, err)) < 0 ||
 	    (r = arg_str(args, "project", true, &fa.project, err)) < 0 ||
-	    (r = arg_path(args, "header", false, &fa.header, err)) < 0 ||
+	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &fa.header, err)) < 0 ||
 	    (r = arg_str(args, "cipher", false, &fa.cipher, err)) < 0 ||
 	    (r = arg_u64(args, "key_size", false, &key_size, err)) < 0 ||
 	    (r = arg_u64(args, "segment_size", false, &seg, err)) < 0 ||
@@ -97,9 +145,16 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	r = lc_name_check("workspace", fa.workspace, err);
 	if (r < 0)
 		return r;
+	r = agent_ws_access(a, c, fa.workspace, "volume.format", err);
+	if (r < 0)
+		return r;
+	if (fa.force && c->role != LC_ROLE_ADMIN)
+		return lc_err(err, -EACCES, LC_ERRC_REFUSED,
+			      "overwriting what is on a device (force) is an admin's decision");
 	r = lc_registry_resolve(&a->reg, fa.workspace, &kc, err);
 	if (r < 0)
 		return r;
+	fa.allow = device_policy(a, c, fa.workspace);
 	r = lc_volume_format(&a->env, kc, &fa, &h, err);
 	if (r < 0)
 		return r;
@@ -141,15 +196,19 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 {
 	struct lc_open_args oa = { 0 };
 	struct lc_volume *v = NULL;
+	char hbuf[PATH_MAX];
 	int r;
 
-	(void)c;
 	if ((r = arg_path(args, "device", true, &oa.device, err)) < 0 ||
 	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
 	    (r = arg_str(args, "name", true, &oa.name, err)) < 0 ||
-	    (r = arg_path(args, "header", false, &oa.header, err)) < 0 ||
-	    (r = name_free(a, oa.name, err)) < 0)
+	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
+	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
+	    (r = agent_ws_access(a, c, oa.workspace, "volume.open", err)) < 0 ||
+	    (r = name_free(a, oa.name, err)) < 0 ||
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &oa.kc, err)) < 0)
 		return r;
+	oa.allow = device_policy(a, c, oa.workspace);
 	r = lc_volume_open(&a->env, &oa, &v, err);
 	if (r < 0)
 		return r;
@@ -174,15 +233,16 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	uint64_t seg = a->cfg.segment_sectors * 512;
 	int r;
 
-	(void)c;
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
 	    (r = arg_str(args, "workspace", true, &ca.workspace, err)) < 0 ||
 	    (r = arg_str(args, "name", true, &ca.name, err)) < 0 ||
 	    (r = arg_u64(args, "segment_size", false, &seg, err)) < 0 ||
-	    (r = name_free(a, ca.name, err)) < 0 ||
 	    (r = lc_name_check("workspace", ca.workspace, err)) < 0 ||
+	    (r = agent_ws_access(a, c, ca.workspace, "cache.open", err)) < 0 ||
+	    (r = name_free(a, ca.name, err)) < 0 ||
 	    (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		return r;
+	ca.allow = device_policy(a, c, ca.workspace);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;
 	ca.key_size = a->cfg.key_size;
@@ -208,13 +268,12 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	const char *name;
 	int r;
 
-	(void)c;
 	(void)result;
 	r = arg_str(args, "name", true, &name, err);
 	if (r < 0)
 		return r;
 	v = agent_volume(a, name);
-	if (!v)
+	if (!v || !agent_ws_visible(a, c, v->workspace))
 		return no_volume(name, err);
 	r = lc_volume_close(&a->env, v, err);
 	if (r < 0)
@@ -252,15 +311,17 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	json_object *arr;
 	int r;
 
-	(void)c;
 	r = arg_str(args, "name", false, &name, err);
 	if (r < 0)
 		return r;
-	if (name && !agent_volume(a, name))
+	/* Operators see only the volumes of their workspaces. */
+	if (name && (!agent_volume(a, name) ||
+		     !agent_ws_visible(a, c, agent_volume(a, name)->workspace)))
 		return no_volume(name, err);
 	arr = json_object_new_array();
 	for (size_t i = 0; i < a->nvols; i++)
-		if (!name || !strcmp(a->vols[i]->name, name))
+		if ((!name || !strcmp(a->vols[i]->name, name)) &&
+		    agent_ws_visible(a, c, a->vols[i]->workspace))
 			json_object_array_add(arr, volume_json(a, a->vols[i]));
 	*result = json_object_new_object();
 	JADD(*result, "volumes", arr);
@@ -283,24 +344,29 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 	if (!kcname == !cmk)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "revoke needs exactly one of the arguments \"keyconfig\" (a key configuration name) or \"cmk\" (a CMK id)");
+	names = json_object_new_array();
 	if (kcname) {
-		bool used = false;
-
+		/* The key configuration names a CMK; volumes are matched by that
+		 * CMK's identity (provider and key id or reference). */
 		kc = lc_registry_keyconfig(&a->reg, kcname);
-		for (size_t i = 0; i < a->nvols; i++)
-			used |= !strcmp(a->vols[i]->keyconfig, kcname);
-		if (!kc && !used)
+		if (!kc) {
+			json_object_put(names);
 			return lc_err(err, -ENOENT, LC_ERRC_INVALID,
-				      "there is no key configuration \"%s\" and no open volume uses one of that name",
+				      "there is no key configuration \"%s\": revoke by CMK with cmk (status shows each volume's cmk_id)",
 				      kcname);
-		snprintf(cause, sizeof(cause), "revoked by uid %u (key configuration %s)",
-			 (unsigned int)c->peer.uid, kcname);
+		}
+		snprintf(cause, sizeof(cause), "revoked by uid %u (key configuration %s, CMK %.300s)",
+			 (unsigned int)c->peer.uid, kcname, kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
+		r = agent_revoke_matching(a, NULL, kc->provider, kc->key_ref, cause, false, names,
+					  err);
+		if (!r && kc->cmk_id[0] && strcmp(kc->cmk_id, kc->key_ref))
+			r = agent_revoke_matching(a, NULL, kc->provider, kc->cmk_id, cause, false,
+						  names, err);
 	} else {
 		snprintf(cause, sizeof(cause), "revoked by uid %u (CMK %.400s)",
 			 (unsigned int)c->peer.uid, cmk);
+		r = agent_revoke_matching(a, NULL, NULL, cmk, cause, false, names, err);
 	}
-	names = json_object_new_array();
-	r = agent_revoke_matching(a, kcname, NULL, cmk, cause, false, names, err);
 	if (r < 0) {
 		json_object_put(names);
 		return r;
@@ -388,7 +454,6 @@ int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 	json_object *arr;
 	int r;
 
-	(void)c;
 	r = arg_u64(args, "lines", false, &n, err);
 	if (r < 0)
 		return r;
@@ -404,6 +469,21 @@ int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 	if (r < 0) {
 		json_object_put(arr);
 		return r;
+	}
+	/* Operators read only their workspaces' records. */
+	if (c->role != LC_ROLE_ADMIN) {
+		json_object *mine = json_object_new_array();
+
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			json_object *rec = json_object_array_get_idx(arr, i), *ws;
+
+			if (json_object_object_get_ex(rec, "workspace", &ws) &&
+			    json_object_is_type(ws, json_type_string) &&
+			    agent_ws_visible(a, c, json_object_get_string(ws)))
+				json_object_array_add(mine, json_object_get(rec));
+		}
+		json_object_put(arr);
+		arr = mine;
 	}
 	*result = json_object_new_object();
 	JADD(*result, "records", arr);

@@ -37,8 +37,8 @@ static const struct op ops[] = {
 	  op_keyconfig_create, false },
 	{ "keyconfig.list",	LC_ROLE_ADMIN, NOARGS, op_keyconfig_list, true },
 	{ "keyconfig.delete",	LC_ROLE_ADMIN, ARGS("name"), op_keyconfig_delete, false },
-	{ "workspace.bind",	LC_ROLE_ADMIN, ARGS("workspace", "keyconfig"), op_workspace_bind,
-	  false },
+	{ "workspace.bind",	LC_ROLE_ADMIN, ARGS("workspace", "keyconfig", "operators", "devices"),
+	  op_workspace_bind, false },
 	{ "workspace.unbind",	LC_ROLE_ADMIN, ARGS("workspace"), op_workspace_unbind, false },
 	{ "workspace.list",	LC_ROLE_ADMIN, NOARGS, op_workspace_list, true },
 	{ "volume.format",	LC_ROLE_OPERATOR,
@@ -160,6 +160,57 @@ static int check_args(const struct op *op, json_object *args, struct lc_error *e
 			      key, off ? list : "no arguments");
 	}
 	return 0;
+}
+
+/* ---- workspaces: who may act where ---- */
+
+static bool in_ws_groups(struct agent *a, struct client *c, const struct lc_binding *b)
+{
+	_cleanup_free_ gid_t *gids = NULL;
+	size_t n = 0;
+
+	if (!b || a->groups->user_groups(a->groups->ctx, c->peer.uid, c->peer.gid, &gids, &n) < 0)
+		return false;
+	for (size_t i = 0; i < b->access.ngroups; i++) {
+		gid_t g;
+
+		if (a->groups->group_gid(a->groups->ctx, b->access.groups[i], &g) < 0)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (gids[j] == g)
+				return true;
+	}
+	return false;
+}
+
+bool agent_ws_visible(struct agent *a, struct client *c, const char *workspace)
+{
+	if (c->role == LC_ROLE_ADMIN)
+		return true;
+	return workspace && in_ws_groups(a, c, lc_registry_binding(&a->reg, workspace));
+}
+
+int agent_ws_access(struct agent *a, struct client *c, const char *workspace, const char *op,
+		    struct lc_error *err)
+{
+	const struct lc_binding *b;
+	char list[LC_WS_MAX_GROUPS * LC_WS_GROUP_SIZE + 8] = "";
+	size_t off = 0;
+
+	if (agent_ws_visible(a, c, workspace))
+		return 0;
+	b = lc_registry_binding(&a->reg, workspace);
+	for (size_t i = 0; b && i < b->access.ngroups; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "",
+					b->access.groups[i]);
+	lc_err(err, -EACCES, LC_ERRC_REFUSED,
+	       "uid %u is not an operator of workspace %s (%s%s): an admin grants it with `lakecryptctl workspace bind %s --keyconfig K --operators GROUP`",
+	       (unsigned int)c->peer.uid, workspace, off ? "operator groups: " : "",
+	       off ? list : b ? "it has no operator groups" : "it is not bound", workspace);
+	lc_warn("refused \"%s\" in workspace %s to uid %u", op, workspace,
+		(unsigned int)c->peer.uid);
+	agent_audit_simple(a, op, LC_AUDIT_REFUSED, c->peer.uid, workspace, NULL, NULL, NULL, err);
+	return -EACCES;
 }
 
 /* ---- audit of the agent's own operations ---- */

@@ -58,8 +58,8 @@ void agent_volume_remove(struct agent *a, struct lc_volume *v)
 static bool under(const struct lc_volume *v, const char *keyconfig, const char *provider,
 		  const char *key_ref)
 {
-	if (keyconfig && !strcmp(v->keyconfig, keyconfig))
-		return true;
+	/* By the CMK's identity only, never by a name a header carried. */
+	(void)keyconfig;
 	if (!key_ref || (provider && strcmp(v->provider, provider)))
 		return false;
 	return !strcmp(v->cmk_id, key_ref) || !strcmp(v->provider_ref, key_ref);

@@ -5,7 +5,9 @@
  * one EVP_CIPHER_CTX and only change the nonce per record: opening a
  * 65,536-segment volume is 65,536 small GCM operations, no key schedules.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,12 +30,45 @@ void lc_uuid_format(const uint8_t uuid[LC_UUID_LEN], char out[LC_UUID_STR_LEN])
 	out[o] = '\0';
 }
 
-void lc_kek_context(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX])
+void lc_kek_context_v1(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX])
 {
 	char u[LC_UUID_STR_LEN];
 
 	lc_uuid_format(uuid, u);
-	snprintf(out, LC_KEK_CONTEXT_MAX, "%s%s", LC_KEK_CONTEXT_PREFIX, u);
+	snprintf(out, LC_KEK_CONTEXT_MAX, "%s%s", LC_KEK_CONTEXT_V1_PREFIX, u);
+}
+
+/* The header's name rule: 1..63 of A-Z a-z 0-9 . _ -, first alphanumeric. */
+static bool context_name(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n < 1 || n > 63 || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+int lc_kek_context(const struct lc_kek_identity *id, char out[LC_KEK_CONTEXT_MAX])
+{
+	char u[LC_UUID_STR_LEN];
+	int n;
+
+	out[0] = '\0';
+	if (!id->uuid || !context_name(id->workspace) || !context_name(id->project) ||
+	    !context_name(id->keyconfig))
+		return -EINVAL;
+	lc_uuid_format(id->uuid, u);
+	n = snprintf(out, LC_KEK_CONTEXT_MAX,
+		     "%s;volume=%s;workspace=%s;project=%s;keyconfig=%s", LC_KEK_CONTEXT_PREFIX,
+		     u, id->workspace, id->project, id->keyconfig);
+	if (n < 0 || n >= (int)LC_KEK_CONTEXT_MAX) {
+		out[0] = '\0';
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)

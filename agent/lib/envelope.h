@@ -4,7 +4,8 @@
  *
  *   KEK   32 random bytes (RAND_priv_bytes), one per volume; stored only
  *         as the provider's ciphertext blob, wrapped by the CMK with the
- *         context lc_kek_context() builds from the volume uuid.
+ *         context lc_kek_context() builds from the volume's identity
+ *         (uuid, workspace, project, key configuration).
  *   DEK   key_size random bytes per segment, wrapped by the KEK with
  *         AES-256-GCM, a random 12-byte nonce and
  *           AAD = "lakecrypt-dek-v1" || uuid[16] || be32 segment || be32 generation
@@ -28,19 +29,39 @@
 #define LC_DEK_AAD_LEN		(16 + LC_UUID_LEN + 4 + 4)
 #define LC_DEK_MIN_LEN		16
 
-#define LC_KEK_CONTEXT_PREFIX	"lakecrypt:volume:"
-/* "lakecrypt:volume:" + 36-character uuid + NUL */
-#define LC_KEK_CONTEXT_MAX	(sizeof(LC_KEK_CONTEXT_PREFIX) + 36)
+/* Version 1 headers: "lakecrypt:volume:<uuid>" (read for migration only). */
+#define LC_KEK_CONTEXT_V1_PREFIX "lakecrypt:volume:"
+/* Version 2: "lakecrypt:v2;volume=<uuid>;workspace=<w>;project=<p>;keyconfig=<k>" */
+#define LC_KEK_CONTEXT_PREFIX	"lakecrypt:v2"
+/* prefix + 4 ";key=" labels (at most 11 bytes each) + uuid + 3 names of
+ * at most 63 characters + NUL */
+#define LC_KEK_CONTEXT_MAX	(sizeof(LC_KEK_CONTEXT_PREFIX) + 4 * 11 + 36 + 3 * 63 + 1)
 #define LC_UUID_STR_LEN		37	/* 36 characters + NUL */
+
+/* Who a KEK belongs to: what its encryption context binds. */
+struct lc_kek_identity {
+	const uint8_t *uuid;		/* LC_UUID_LEN bytes */
+	const char *workspace;		/* names: 1..63 of A-Z a-z 0-9 . _ - */
+	const char *project;
+	const char *keyconfig;
+};
 
 /* Canonical lower-case text form of a uuid: 8-4-4-4-12 hex digits. */
 void lc_uuid_format(const uint8_t uuid[LC_UUID_LEN], char out[LC_UUID_STR_LEN]);
 
 /*
- * The encryption context (AWS) / AAD (GCP, local KMS) under which the CMK
- * wraps a volume's KEK: "lakecrypt:volume:<uuid>".
+ * The encryption context (AWS) / AAD (GCP, Azure binding, KMIP, PKCS#11,
+ * local KMS) under which the CMK wraps a volume's KEK:
+ *   "lakecrypt:v2;volume=<uuid>;workspace=<w>;project=<p>;keyconfig=<k>"
+ * The names' alphabet has no ';' or '=', so the string is unambiguous and
+ * splits into key=value pairs for providers whose context is a map (AWS:
+ * {"lakecrypt:volume": uuid, "lakecrypt:workspace": w, ...}).  The KMS
+ * enforces it on unwrap and shows it in the customer's audit trail.
+ * -EINVAL if a name is not a valid name (the context is then not built).
  */
-void lc_kek_context(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX]);
+int lc_kek_context(const struct lc_kek_identity *id, char out[LC_KEK_CONTEXT_MAX]);
+/* The version 1 context, "lakecrypt:volume:<uuid>" (migration only). */
+void lc_kek_context_v1(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX]);
 
 /* A fresh random KEK (LC_KEK_LEN bytes) in @kek, allocated here. */
 int lc_kek_generate(struct lc_secret *kek, struct lc_error *err);

@@ -12,7 +12,10 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 #include "header.h"
 #include "envelope.h"
@@ -37,7 +40,8 @@ TILES(LC_HDR_OFF_DEK_STRIDE, 4, LC_HDR_OFF_DEK_TABLE);
 TILES(LC_HDR_OFF_DEK_TABLE, 4, LC_HDR_OFF_KEK_LEN);
 TILES(LC_HDR_OFF_KEK_LEN, 4, LC_HDR_OFF_WRAP_CTX_LEN);
 TILES(LC_HDR_OFF_WRAP_CTX_LEN, 4, LC_HDR_OFF_SECTOR_SIZE);
-TILES(LC_HDR_OFF_SECTOR_SIZE, 4, LC_HDR_OFF_RESERVED1);
+TILES(LC_HDR_OFF_SECTOR_SIZE, 4, LC_HDR_OFF_MAC);
+TILES(LC_HDR_OFF_MAC, LC_HDR_MAC_LEN, LC_HDR_OFF_RESERVED1);
 TILES(LC_HDR_OFF_RESERVED1, LC_HDR_RESERVED1_SIZE, LC_HDR_OFF_WORKSPACE);
 TILES(LC_HDR_OFF_WORKSPACE, LC_HDR_NAME_SIZE, LC_HDR_OFF_PROJECT);
 TILES(LC_HDR_OFF_PROJECT, LC_HDR_NAME_SIZE, LC_HDR_OFF_KEYCONFIG);
@@ -161,6 +165,7 @@ struct lc_header *lc_header_new(uint32_t segment_count, uint32_t key_size)
 		free(h);
 		return NULL;
 	}
+	h->version = LC_HDR_VERSION;
 	h->segment_count = segment_count;
 	h->key_size = key_size;
 	h->sector_size = LC_HDR_SECTOR_SIZE_MIN;
@@ -253,6 +258,9 @@ static int check_fields(const struct lc_header *h, bool need_deks, struct lc_err
 	r = lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, err);
 	if (r)
 		return r;
+	if (h->version && h->version != LC_HDR_VERSION && h->version != LC_HDR_VERSION_V1)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "header version %u: expected %d or %d",
+			      h->version, LC_HDR_VERSION_V1, LC_HDR_VERSION);
 	if (h->flags & ~LC_HDR_F_ALL)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "unknown flags 0x%08" PRIx32 " (this build knows 0x%08x)",
@@ -354,7 +362,7 @@ static void encode_into(const struct lc_header *h, int copy, uint64_t seqno, uin
 	uint8_t *rec = buf + LC_HDR_FIXED_SIZE;
 
 	memcpy(buf + LC_HDR_OFF_MAGIC, LC_HDR_MAGIC, LC_HDR_MAGIC_LEN);
-	put16(buf + LC_HDR_OFF_VERSION, LC_HDR_VERSION);
+	put16(buf + LC_HDR_OFF_VERSION, h->version ? h->version : LC_HDR_VERSION);
 	put16(buf + LC_HDR_OFF_COPY, (uint16_t)copy);
 	put32(buf + LC_HDR_OFF_FLAGS, h->flags);
 	put64(buf + LC_HDR_OFF_SEQNO, seqno);
@@ -381,6 +389,8 @@ static void encode_into(const struct lc_header *h, int copy, uint64_t seqno, uin
 	put_str(buf, LC_HDR_OFF_CMK_ID, h->cmk_id, LC_HDR_CMK_ID_SIZE);
 	memcpy(buf + LC_HDR_OFF_WRAP_CTX, h->wrap_context.p, h->wrap_context.len);
 	memcpy(buf + LC_HDR_OFF_KEK, h->wrapped_kek.p, h->wrapped_kek.len);
+	if (h->version != LC_HDR_VERSION_V1)
+		memcpy(buf + LC_HDR_OFF_MAC, h->mac, LC_HDR_MAC_LEN);
 	for (uint32_t i = 0; i < h->segment_count; i++, rec += stride) {
 		const struct lc_wrapped_dek *d = &h->deks[i];
 
@@ -396,6 +406,77 @@ static int seal(uint8_t *buf, size_t hdr, int copy)
 {
 	put16(buf + LC_HDR_OFF_COPY, (uint16_t)copy);
 	return lc_header_checksum(buf, hdr, buf + LC_HDR_OFF_CHECKSUM);
+}
+
+/*
+ * HMAC-SHA256 with @key (LC_HDR_MAC_LEN bytes) over the copy in @buf
+ * (@hdr bytes) with its copy index, checksum and MAC fields as zeros.
+ */
+static int header_mac(const uint8_t *buf, size_t hdr, const uint8_t *key,
+		      uint8_t out[LC_HDR_MAC_LEN])
+{
+	static const uint8_t zero[LC_HDR_CHECKSUM_LEN + LC_HDR_MAC_LEN];
+	const struct { size_t off, len; bool zero; } parts[] = {
+		{ 0, LC_HDR_OFF_COPY, false },
+		{ LC_HDR_OFF_COPY, 2, true },
+		{ LC_HDR_OFF_FLAGS, LC_HDR_OFF_CHECKSUM - LC_HDR_OFF_FLAGS, false },
+		{ LC_HDR_OFF_CHECKSUM, LC_HDR_CHECKSUM_LEN, true },
+		{ LC_HDR_OFF_UUID, LC_HDR_OFF_MAC - LC_HDR_OFF_UUID, false },
+		{ LC_HDR_OFF_MAC, LC_HDR_MAC_LEN, true },
+		{ LC_HDR_OFF_RESERVED1, hdr - LC_HDR_OFF_RESERVED1, false },
+	};
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	size_t outl = 0;
+	int ok;
+
+	ok = ctx && EVP_MAC_init(ctx, key, LC_HDR_MAC_LEN, params);
+	for (size_t i = 0; ok && i < sizeof(parts) / sizeof(parts[0]); i++)
+		ok = EVP_MAC_update(ctx, parts[i].zero ? zero : buf + parts[i].off, parts[i].len);
+	ok = ok && EVP_MAC_final(ctx, out, &outl, LC_HDR_MAC_LEN) && outl == LC_HDR_MAC_LEN;
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(mac);
+	return ok ? 0 : -EIO;
+}
+
+int lc_header_mac_key(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		      struct lc_secret *key, struct lc_error *err)
+{
+	EVP_KDF *kdf;
+	EVP_KDF_CTX *ctx = NULL;
+	OSSL_PARAM params[5];
+	int ok = 0, r;
+
+	if (!kek || !kek->p || kek->len != LC_KEK_LEN)
+		return lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "KEK missing or not %d bytes",
+			      LC_KEK_LEN);
+	r = lc_secret_alloc(key, LC_HDR_MAC_LEN);
+	if (r)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot allocate key memory");
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, kek->p, kek->len);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)uuid,
+						      LC_UUID_LEN);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+						      (char *)LC_HDR_MAC_INFO,
+						      sizeof(LC_HDR_MAC_INFO) - 1);
+	params[4] = OSSL_PARAM_construct_end();
+	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	if (kdf)
+		ctx = EVP_KDF_CTX_new(kdf);
+	if (ctx)
+		ok = EVP_KDF_derive(ctx, key->p, LC_HDR_MAC_LEN, params) == 1;
+	EVP_KDF_CTX_free(ctx);
+	EVP_KDF_free(kdf);
+	if (!ok) {
+		lc_secret_free(key);
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "HKDF-SHA256 failed");
+	}
+	return 0;
 }
 
 static int encode_seq(const struct lc_header *h, int copy, uint64_t seqno, uint8_t **out,
@@ -414,6 +495,11 @@ static int encode_seq(const struct lc_header *h, int copy, uint64_t seqno, uint8
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL,
 			      "out of memory for a %" PRIu64 "-byte header", hdr);
 	encode_into(h, copy, seqno, buf, hdr, area);
+	if (h->mac_key && h->version != LC_HDR_VERSION_V1 &&
+	    header_mac(buf, hdr, h->mac_key, buf + LC_HDR_OFF_MAC)) {
+		free(buf);
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "HMAC-SHA256 failed");
+	}
 	r = seal(buf, hdr, copy);
 	if (r) {
 		free(buf);
@@ -430,6 +516,31 @@ int lc_header_encode(const struct lc_header *h, int copy, uint8_t **buf, size_t 
 	if (copy != 0 && copy != 1)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "copy index %d: expected 0 or 1", copy);
 	return encode_seq(h, copy, h ? h->seqno : 0, buf, len, err);
+}
+
+int lc_header_verify(const struct lc_header *h, const uint8_t *key, struct lc_error *err)
+{
+	uint8_t want[LC_HDR_MAC_LEN];
+	uint8_t *buf = NULL;
+	size_t len;
+	int r;
+
+	if (h->version == LC_HDR_VERSION_V1)
+		return lc_err(err, -EPROTO, LC_ERRC_INVALID,
+			      "version 1 header: it has no MAC, so its identity and layout cannot be authenticated");
+	r = encode_seq(h, 0, h->seqno, &buf, &len, err);
+	if (r)
+		return r;
+	r = header_mac(buf, len, key, want);
+	free(buf);
+	if (r)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "HMAC-SHA256 failed");
+	r = CRYPTO_memcmp(want, h->mac, LC_HDR_MAC_LEN);
+	OPENSSL_cleanse(want, sizeof(want));
+	if (r)
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			      "header authentication failed: a field that decides how data is read (identity, cipher, sizes, offsets, wrapped keys) is not what the holder of the volume's KEK wrote");
+	return 0;
 }
 
 /* Copy a string field, which must be NUL-terminated and zero-padded. */
@@ -488,10 +599,10 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 			      "truncated: %zu bytes, the fixed part alone is %d", len,
 			      LC_HDR_FIXED_SIZE);
 	version = get16(buf + LC_HDR_OFF_VERSION);
-	if (version != LC_HDR_VERSION)
+	if (version != LC_HDR_VERSION && version != LC_HDR_VERSION_V1)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "unsupported header version %u (this build reads version %d)",
-			      version, LC_HDR_VERSION);
+			      "unsupported header version %u (this build reads versions %d and %d)",
+			      version, LC_HDR_VERSION_V1, LC_HDR_VERSION);
 	copy = get16(buf + LC_HDR_OFF_COPY);
 	if (copy > 1)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -514,6 +625,8 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	h->version = version;
+	memcpy(h->mac, buf + LC_HDR_OFF_MAC, LC_HDR_MAC_LEN);
 	h->flags = get32(buf + LC_HDR_OFF_FLAGS);
 	h->seqno = get64(buf + LC_HDR_OFF_SEQNO);
 	h->created = get64(buf + LC_HDR_OFF_CREATED);
@@ -547,6 +660,7 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 		goto fail;
 	}
 	if (!all_zero(buf + LC_HDR_OFF_RESERVED1, LC_HDR_RESERVED1_SIZE) ||
+	    (version == LC_HDR_VERSION_V1 && !all_zero(h->mac, LC_HDR_MAC_LEN)) ||
 	    !all_zero(buf + LC_HDR_OFF_RESERVED2, LC_HDR_RESERVED2_SIZE) ||
 	    !all_zero(buf + LC_HDR_OFF_RESERVED3, LC_HDR_RESERVED3_SIZE)) {
 		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -779,31 +893,65 @@ out:
 	free(fixed);
 }
 
-/* Copy A is unusable: look for copy B at every offset the format allows. */
+/*
+ * Copy A is unusable: look for copy B at every offset the format allows.
+ * Bounded, whatever the device holds: the fixed part (16 KiB) is read at
+ * each of the LC_HDR_AREA_CANDIDATES offsets, and only the
+ * PROBE_FULL_READS plausible candidates with the highest seqnos (copy
+ * index 1, area_size equal to the offset, sizes consistent with the
+ * layout) are read and checksummed in full, one at a time.
+ */
+#define PROBE_FULL_READS 2
 static void probe_b(const struct lc_header_io *io, uint64_t skip, struct probe *b)
 {
 	struct probe best = { 0 }, cur;
-	bool have_damaged = false;
+	struct { uint64_t off, seqno; } cand[LC_HDR_AREA_CANDIDATES];
+	uint8_t fixed[LC_HDR_OFF_SECTOR_SIZE];
+	size_t ncand = 0, got;
+	uint64_t damaged_at = 0;
 
 	snprintf(best.why, sizeof(best.why),
 		 "not found at any possible offset (%llu..%llu, powers of two)", LC_HDR_AREA_MIN,
 		 LC_HDR_AREA_MAX);
 	for (uint64_t c = LC_HDR_AREA_MIN; c <= LC_HDR_AREA_MAX; c <<= 1) {
+		uint64_t want_hdr, want_area;
+
 		if (c == skip)
 			continue;
-		read_copy(io, c, 1, &cur);
-		if (cur.valid && (!best.valid || cur.h->seqno > best.h->seqno)) {
-			probe_release(&best);
-			best = cur;
+		if (read_full(io, fixed, sizeof(fixed), c, &got) < 0 || got < sizeof(fixed) ||
+		    memcmp(fixed, LC_HDR_MAGIC, LC_HDR_MAGIC_LEN) ||
+		    get64(fixed + LC_HDR_OFF_AREA_SIZE) != c)
 			continue;
-		}
-		/* A damaged copy B whose own area field says it is here. */
-		if (!best.valid && !have_damaged && cur.magic && cur.area_hint == c) {
-			best = cur;
-			have_damaged = true;
+		if (!damaged_at)
+			damaged_at = c;	/* a copy B that says it is here, maybe damaged */
+		if (get16(fixed + LC_HDR_OFF_COPY) != 1 ||
+		    lc_header_layout(get32(fixed + LC_HDR_OFF_SEGMENT_COUNT),
+				     get32(fixed + LC_HDR_OFF_KEY_SIZE), &want_hdr, &want_area,
+				     NULL, NULL) ||
+		    want_area != c || want_hdr != get64(fixed + LC_HDR_OFF_HDR_SIZE))
 			continue;
+		cand[ncand].off = c;
+		cand[ncand++].seqno = get64(fixed + LC_HDR_OFF_SEQNO);
+	}
+	for (int n = 0; n < PROBE_FULL_READS && ncand; n++) {
+		size_t top = 0;
+
+		for (size_t i = 1; i < ncand; i++)
+			if (cand[i].seqno > cand[top].seqno)
+				top = i;
+		read_copy(io, cand[top].off, 1, &cur);
+		cand[top] = cand[--ncand];
+		if (cur.valid) {
+			*b = cur;
+			return;
 		}
 		probe_release(&cur);
+	}
+	if (damaged_at) {
+		best.magic = true;
+		best.off = damaged_at;
+		snprintf(best.why, sizeof(best.why),
+			 "the copy at offset %" PRIu64 " is damaged or inconsistent", damaged_at);
 	}
 	*b = best;
 }
@@ -825,18 +973,14 @@ static bool same_contents(const struct probe *x, const struct probe *y)
 		       x->raw_len - LC_HDR_OFF_UUID);
 }
 
-int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
-		      struct lc_header_info *info, struct lc_error *err)
+/* Both copies into @pr (the caller releases them); the index of the one to
+ * use, or -errno when neither is valid. */
+static int read_both(const struct lc_header_io *io, struct probe pr[2],
+		     struct lc_header_info *info, struct lc_error *err)
 {
-	struct lc_header_info tmp;
-	struct probe pr[2];
 	uint64_t hint = 0;
 	int used, other;
 
-	if (out)
-		*out = NULL;
-	if (!info)
-		info = &tmp;
 	memset(info, 0, sizeof(*info));
 
 	read_copy(io, 0, 0, &pr[0]);
@@ -876,8 +1020,6 @@ int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
 
 		lc_err(err, code, LC_ERRC_INVALID,
 		       "no valid lakecrypt header: copy A: %s; copy B: %s", pr[0].why, pr[1].why);
-		probe_release(&pr[0]);
-		probe_release(&pr[1]);
 		return code;
 	}
 
@@ -903,13 +1045,44 @@ int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
 		used = pr[0].valid ? 0 : 1;
 	}
 	info->used = used;
-	if (out) {
+	return used;
+}
+
+int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
+		      struct lc_header_info *info, struct lc_error *err)
+{
+	struct lc_header_info tmp;
+	struct probe pr[2];
+	int used;
+
+	if (out)
+		*out = NULL;
+	used = read_both(io, pr, info ? info : &tmp, err);
+	if (used >= 0 && out) {
 		*out = pr[used].h;
 		pr[used].h = NULL;
 	}
 	probe_release(&pr[0]);
 	probe_release(&pr[1]);
-	return 0;
+	return used < 0 ? used : 0;
+}
+
+int lc_header_read_copies_io(const struct lc_header_io *io, struct lc_header *copies[2],
+			     struct lc_header_info *info, struct lc_error *err)
+{
+	struct probe pr[2];
+	int used;
+
+	copies[0] = copies[1] = NULL;
+	used = read_both(io, pr, info, err);
+	for (int i = 0; used >= 0 && i < 2; i++)
+		if (info->state[i] != LC_COPY_DAMAGED) {
+			copies[i] = pr[i].h;
+			pr[i].h = NULL;
+		}
+	probe_release(&pr[0]);
+	probe_release(&pr[1]);
+	return used < 0 ? used : 0;
 }
 
 /* A format or a change of layout: erase header copies at the offsets a
@@ -1075,6 +1248,37 @@ int lc_header_read_path(const char *path, struct lc_header **out,
 		lc_err(err, r, err->cls, "%s: %s", path, msg);
 	}
 	return r;
+}
+
+int lc_header_read_copies(int fd, struct lc_header *copies[2], struct lc_header_info *info,
+			  struct lc_error *err)
+{
+	struct lc_header_io io = { &fd, fd_pread, fd_pwrite, fd_sync };
+
+	return lc_header_read_copies_io(&io, copies, info, err);
+}
+
+int lc_header_extent(int fd, uint64_t *end)
+{
+	uint8_t fixed[LC_HDR_OFF_CREATED];
+	uint64_t e = 0, area;
+	ssize_t n;
+
+	n = pread(fd, fixed, sizeof(fixed), 0);
+	if (n == (ssize_t)sizeof(fixed) && !memcmp(fixed, LC_HDR_MAGIC, LC_HDR_MAGIC_LEN)) {
+		area = get64(fixed + LC_HDR_OFF_AREA_SIZE);
+		e = 2 * (is_candidate(area) ? area : LC_HDR_AREA_MIN);
+	}
+	for (uint64_t c = LC_HDR_AREA_MIN; c <= LC_HDR_AREA_MAX; c <<= 1) {
+		n = pread(fd, fixed, sizeof(fixed), (off_t)c);
+		if (n < 0)
+			return -errno;
+		if (n == (ssize_t)sizeof(fixed) && !memcmp(fixed, LC_HDR_MAGIC, LC_HDR_MAGIC_LEN) &&
+		    2 * c > e)
+			e = 2 * c;
+	}
+	*end = e;
+	return 0;
 }
 
 int lc_header_write_path(const char *path, bool create, struct lc_header *h,

@@ -31,9 +31,11 @@
 
 #include "lc-error.h"
 #include "lc-types.h"
+#include "secmem.h"
 
 /* A decoded header.  It owns its memory: release with lc_header_free(). */
 struct lc_header {
+	uint16_t version;		/* LC_HDR_VERSION (2) or LC_HDR_VERSION_V1 as read */
 	uint64_t seqno;			/* bumped by every lc_header_write() */
 	uint32_t flags;			/* LC_HDR_F_* */
 	uint8_t uuid[LC_UUID_LEN];
@@ -54,6 +56,11 @@ struct lc_header {
 	uint64_t data_offset;		/* sectors; 0 allowed for a detached header */
 	uint32_t segment_count;
 	struct lc_wrapped_dek *deks;	/* segment_count records */
+	uint8_t mac[LC_HDR_MAC_LEN];	/* as read (version 2); see lc_header_verify() */
+	/* Not stored: when set (LC_HDR_MAC_LEN bytes, the caller's secret
+	 * memory, from lc_header_mac_key()), every encode and write computes
+	 * the MAC with it; when NULL, @mac is written as it is. */
+	const uint8_t *mac_key;
 };
 
 /* Where each copy lives and what state it is in, from lc_header_read(). */
@@ -136,6 +143,43 @@ int lc_header_write(int fd, struct lc_header *h, struct lc_error *err);
  * missing, for a detached header. */
 int lc_header_write_path(const char *path, bool create, struct lc_header *h,
 			 struct lc_error *err);
+
+/*
+ * Read both copies: @copies[i] is the decoded copy A (0) / B (1), NULL
+ * where that copy is not valid (see info->why).  The caller frees both.
+ * The copy lc_header_read() would use is copies[info->used].  Callers that
+ * can authenticate (lc_header_verify) try the other valid copy when the
+ * used one does not verify: a forged copy with a higher seqno must not win.
+ */
+int lc_header_read_copies(int fd, struct lc_header *copies[2], struct lc_header_info *info,
+			  struct lc_error *err);
+int lc_header_read_copies_io(const struct lc_header_io *io, struct lc_header *copies[2],
+			     struct lc_header_info *info, struct lc_error *err);
+
+/*
+ * How far lakecrypt metadata reaches on the storage at @fd: 2 * the largest
+ * area of any header copy (valid or not) whose magic is at byte 0 or at a
+ * possible copy-B offset; 0 if there is none.  Reformatting zeroes up to
+ * there so no wrapped key of the old volume survives.
+ */
+int lc_header_extent(int fd, uint64_t *end);
+
+/*
+ * The header MAC key of a volume: HKDF-SHA256 (RFC 5869) with the volume's
+ * KEK (LC_KEK_LEN bytes) as input keying material, salt = @uuid and info
+ * LC_HDR_MAC_INFO, LC_HDR_MAC_LEN bytes into @key (allocated here, locked).
+ */
+int lc_header_mac_key(const struct lc_secret *kek, const uint8_t uuid[LC_UUID_LEN],
+		      struct lc_secret *key, struct lc_error *err);
+
+/*
+ * Check @h's MAC (as read) with @key (LC_HDR_MAC_LEN bytes): 0, or
+ * -EBADMSG / LC_ERRC_INVALID "header authentication failed ..." when any
+ * authenticated byte differs from what the KEK's holder wrote, or
+ * -EPROTO when @h is a version 1 header (it has no MAC).  Constant time
+ * in the MAC comparison.
+ */
+int lc_header_verify(const struct lc_header *h, const uint8_t *key, struct lc_error *err);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 void lc_header_uuid_str(const struct lc_header *h, char out[37]);

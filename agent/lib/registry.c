@@ -104,6 +104,97 @@ int lc_registry_resolve(const struct lc_registry *reg, const char *workspace,
 	return 0;
 }
 
+/* ---- workspace access ---- */
+
+int lc_ws_group_check(const char *g, struct lc_error *err)
+{
+	size_t n = g ? strlen(g) : 0;
+
+	if (n < 1 || n >= LC_WS_GROUP_SIZE || g[0] == '-')
+		goto bad;
+	for (size_t i = 0; i < n; i++)
+		if (!name_char(g[i]))
+			goto bad;
+	return 0;
+bad:
+	return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+		      "operator group \"%.40s\" is not a valid group name: 1 to %d characters from A-Z a-z 0-9 . _ -",
+		      g ? g : "", LC_WS_GROUP_SIZE - 1);
+}
+
+int lc_ws_device_check(const char *p, struct lc_error *err)
+{
+	size_t n = p ? strlen(p) : 0;
+
+	if (n < 2 || n >= LC_WS_DEVICE_SIZE || p[0] != '/' || !printable(p) ||
+	    strstr(p, "/../") || (n >= 3 && !strcmp(p + n - 3, "/..")))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "device pattern \"%.60s\" is not usable: expected an absolute glob pattern of at most %d printable characters without \"..\", e.g. /dev/disk/by-id/nvme-*",
+			      p ? p : "", LC_WS_DEVICE_SIZE - 1);
+	return 0;
+}
+
+static json_object *access_groups_json(const struct lc_ws_access *a)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < a->ngroups; i++)
+		json_object_array_add(arr, json_object_new_string(a->groups[i]));
+	return arr;
+}
+
+static json_object *access_devices_json(const struct lc_ws_access *a)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < a->ndevices; i++)
+		json_object_array_add(arr, json_object_new_string(a->devices[i]));
+	return arr;
+}
+
+static int access_check(const struct lc_ws_access *a, struct lc_error *err)
+{
+	int r;
+
+	if (a->ngroups > LC_WS_MAX_GROUPS || a->ndevices > LC_WS_MAX_DEVICES)
+		return lc_err(err, -E2BIG, LC_ERRC_INVALID,
+			      "a workspace has at most %d operator groups and %d device patterns",
+			      LC_WS_MAX_GROUPS, LC_WS_MAX_DEVICES);
+	for (size_t i = 0; i < a->ngroups; i++)
+		if ((r = lc_ws_group_check(a->groups[i], err)) < 0)
+			return r;
+	for (size_t i = 0; i < a->ndevices; i++)
+		if ((r = lc_ws_device_check(a->devices[i], err)) < 0)
+			return r;
+	return 0;
+}
+
+/* Optional string array @key of @o into @out (@max entries of @size). */
+static bool get_list(json_object *o, const char *key, char *out, size_t size, size_t max,
+		     size_t *n)
+{
+	json_object *a;
+
+	*n = 0;
+	if (!json_object_object_get_ex(o, key, &a))
+		return true;
+	if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) > max)
+		return false;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		json_object *v = json_object_array_get_idx(a, i);
+		size_t len;
+
+		if (!json_object_is_type(v, json_type_string))
+			return false;
+		len = (size_t)json_object_get_string_len(v);
+		if (len >= size || strlen(json_object_get_string(v)) != len)
+			return false;
+		memcpy(out + i * size, json_object_get_string(v), len + 1);
+		(*n)++;
+	}
+	return true;
+}
+
 /* ---- persistence ---- */
 
 static int save(struct lc_registry *reg, struct lc_error *err)
@@ -135,6 +226,8 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		json_object_object_add(b, "workspace", json_object_new_string(reg->bind[i].workspace));
 		json_object_object_add(b, "keyconfig", json_object_new_string(reg->bind[i].keyconfig));
 		json_object_object_add(b, "created", json_object_new_int64(reg->bind[i].created));
+		json_object_object_add(b, "operators", access_groups_json(&reg->bind[i].access));
+		json_object_object_add(b, "devices", access_devices_json(&reg->bind[i].access));
 		json_object_array_add(a, b);
 	}
 	json_object_object_add(o, "workspaces", a);
@@ -249,6 +342,11 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		if (!get_string(k, "workspace", b->workspace, sizeof(b->workspace)) ||
 		    !get_string(k, "keyconfig", b->keyconfig, sizeof(b->keyconfig)) ||
 		    !get_int64(k, "created", &b->created) ||
+		    !get_list(k, "operators", &b->access.groups[0][0], LC_WS_GROUP_SIZE,
+			      LC_WS_MAX_GROUPS, &b->access.ngroups) ||
+		    !get_list(k, "devices", &b->access.devices[0][0], LC_WS_DEVICE_SIZE,
+			      LC_WS_MAX_DEVICES, &b->access.ndevices) ||
+		    access_check(&b->access, NULL) ||
 		    lc_name_check("workspace", b->workspace, NULL)) {
 			r = bad_file(reg, err, "a workspace binding is malformed");
 			goto out;
@@ -357,12 +455,14 @@ int lc_registry_keyconfig_delete(struct lc_registry *reg, const char *name, stru
 }
 
 int lc_registry_bind(struct lc_registry *reg, const char *workspace, const char *keyconfig,
-		     struct lc_error *err)
+		     const struct lc_ws_access *acc, struct lc_error *err)
 {
 	struct lc_binding *b;
 	int r;
 
 	r = lc_name_check("workspace", workspace, err);
+	if (!r && acc)
+		r = access_check(acc, err);
 	if (r < 0)
 		return r;
 	if (!lc_registry_keyconfig(reg, keyconfig))
@@ -380,6 +480,8 @@ int lc_registry_bind(struct lc_registry *reg, const char *workspace, const char 
 		snprintf(b->workspace, sizeof(b->workspace), "%s", workspace);
 	}
 	snprintf(b->keyconfig, sizeof(b->keyconfig), "%s", keyconfig);
+	if (acc)
+		b->access = *acc;
 	b->created = (int64_t)time(NULL);
 	return commit(reg, err);
 }

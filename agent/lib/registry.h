@@ -9,7 +9,8 @@
  * atomically (lc_file_write_atomic) on every change:
  *   {"version": 1,
  *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created"}],
- *    "workspaces": [{"workspace", "keyconfig", "created"}]}
+ *    "workspaces": [{"workspace", "keyconfig", "created",
+ *                    "operators": [group, ...], "devices": [pattern, ...]}]}
  * A change that cannot be written is undone in memory too, so memory and
  * disk never disagree.
  *
@@ -40,10 +41,33 @@ struct lc_keyconfig {
 	int64_t created;			/* epoch seconds */
 };
 
+#define LC_WS_MAX_GROUPS	16
+#define LC_WS_GROUP_SIZE	33	/* group names: 1..32 characters */
+#define LC_WS_MAX_DEVICES	32
+#define LC_WS_DEVICE_SIZE	256	/* absolute glob(7) patterns, 1..255 */
+
+/*
+ * Who may operate a workspace and on which block devices.  Operators are
+ * members of one of @groups (admins always may); operators format, open
+ * and cache only block devices that one of @devices matches: each pattern
+ * is an absolute glob(7) pattern, e.g. "/dev/disk/by-id/nvme-Amazon*" or
+ * "/dev/vd[b-z]", expanded when checked; a device is allowed when its
+ * device number is that of a match (symlinks followed), so the check holds
+ * for the descriptor actually opened, whatever path named it.  Empty
+ * lists allow nothing.
+ */
+struct lc_ws_access {
+	char groups[LC_WS_MAX_GROUPS][LC_WS_GROUP_SIZE];
+	size_t ngroups;
+	char devices[LC_WS_MAX_DEVICES][LC_WS_DEVICE_SIZE];
+	size_t ndevices;
+};
+
 struct lc_binding {
 	char workspace[LC_HDR_NAME_SIZE];
 	char keyconfig[LC_HDR_NAME_SIZE];
 	int64_t created;
+	struct lc_ws_access access;
 };
 
 struct lc_registry {
@@ -81,10 +105,17 @@ int lc_registry_keyconfig_add(struct lc_registry *reg, const struct lc_keyconfig
 int lc_registry_keyconfig_delete(struct lc_registry *reg, const char *name, struct lc_error *err);
 
 /* Bind @workspace to @keyconfig (replacing an earlier binding of that
- * workspace: volumes already formatted keep the CMK in their header).
- * -ENOENT (INVALID) if the key configuration does not exist. */
+ * workspace; its volumes then open only once re-keyed to the new one).
+ * @acc: the workspace's operators and devices; NULL keeps those of an
+ * earlier binding (none for a new one).  -ENOENT (INVALID) if the key
+ * configuration does not exist, -EINVAL for a bad group or pattern. */
 int lc_registry_bind(struct lc_registry *reg, const char *workspace, const char *keyconfig,
-		     struct lc_error *err);
+		     const struct lc_ws_access *acc, struct lc_error *err);
+
+/* Check a group name (1..32 of A-Z a-z 0-9 . _ -, first not '-') and a
+ * device pattern (absolute, printable, no "/../", 1..255 characters). */
+int lc_ws_group_check(const char *g, struct lc_error *err);
+int lc_ws_device_check(const char *pattern, struct lc_error *err);
 /* -ENOENT if the workspace is not bound. */
 int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc_error *err);
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <blkid/blkid.h>
 #include <linux/fs.h>
 #include <openssl/rand.h>
+#include <sys/sysmacros.h>
 
 #include "fileio.h"
 #include "header.h"
@@ -177,30 +180,82 @@ int lc_device_size(int fd, const char *path, uint64_t *bytes, bool *is_blk, stru
 		      "%s is neither a block device nor a regular file", path);
 }
 
+int lc_cipher_allowed(const char *cipher, uint32_t key_size, struct lc_error *err)
+{
+	static const struct { const char *spec; uint32_t sizes[2]; } ok[] = {
+		{ "aes-xts-plain64", { 32, 64 } },
+		{ "capi:xts(aes)-plain64", { 32, 64 } },
+		{ "xchacha12,aes-adiantum-plain64", { 32, 32 } },
+		{ "xchacha20,aes-adiantum-plain64", { 32, 32 } },
+		{ "capi:adiantum(xchacha12,aes)-plain64", { 32, 32 } },
+		{ "capi:adiantum(xchacha20,aes)-plain64", { 32, 32 } },
+	};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (strcmp(cipher, ok[i].spec))
+			continue;
+		if (key_size == ok[i].sizes[0] || key_size == ok[i].sizes[1])
+			return 0;
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "cipher %s takes a %" PRIu32 "- or %" PRIu32 "-byte key, not %" PRIu32,
+			      cipher, ok[i].sizes[0], ok[i].sizes[1], key_size);
+	}
+	return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+		      "cipher \"%.60s\" is not allowed: lakecrypt uses aes-xts-plain64 or xchacha12,aes-adiantum-plain64 (or xchacha20), never a stream mode whose keystream repeats when a sector is rewritten",
+		      cipher);
+}
+
+int lc_device_allowed(const struct lc_ws_access *acc, const char *workspace, dev_t rdev,
+		      const char *path, struct lc_error *err)
+{
+	for (size_t i = 0; acc && i < acc->ndevices; i++) {
+		glob_t g;
+		bool hit = false;
+
+		if (glob(acc->devices[i], GLOB_NOSORT, NULL, &g) != 0)
+			continue;
+		for (size_t j = 0; j < g.gl_pathc && !hit; j++) {
+			struct stat st;
+
+			hit = stat(g.gl_pathv[j], &st) == 0 && S_ISBLK(st.st_mode) &&
+			      st.st_rdev == rdev;
+		}
+		globfree(&g);
+		if (hit)
+			return 0;
+	}
+	return lc_err(err, -EPERM, LC_ERRC_INVALID,
+		      "device %s (%u:%u) is not one workspace %s may use: an admin lists its devices with `lakecryptctl workspace bind %s --keyconfig K --devices PATTERN`",
+		      path, major(rdev), minor(rdev), workspace, workspace);
+}
+
 /*
- * Open @path (O_EXCL for a block device, so a mounted or mapped device is
- * refused), with its size.  @write: read-write; if that is refused with
- * EROFS, *@rw says it fell back to read-only.
+ * Open @path once and check what was opened on that descriptor: the path
+ * is resolved (symlinks, as /dev/disk/by-id has them), the result opened
+ * O_NOFOLLOW and O_EXCL (a mounted, mapped or otherwise claimed block
+ * device is refused) and O_NONBLOCK (a FIFO does not hang us), then
+ * fstat()ed: a block device, or a regular file where @regular_ok; a block
+ * device must be in @allow (NULL: any).  @write: read-write; if that is
+ * refused with EROFS, *@rw says it fell back to read-only.  @st receives
+ * the fstat of the descriptor, @real (PATH_MAX) the resolved path.
  */
-static int dev_open(const char *path, bool write, bool *rw, uint64_t *bytes, bool *is_blk,
+static int dev_open(const char *path, bool write, bool regular_ok, const struct lc_ws_access *allow,
+		    const char *workspace, bool *rw, uint64_t *bytes, struct stat *st, char *real,
 		    struct lc_error *err)
 {
-	struct stat st;
-	int flags = O_CLOEXEC, fd, r;
+	int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_EXCL, fd, r;
 
 	if (!path || !*path)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "no device given: expected a path");
-	if (stat(path, &st) < 0)
+	if (path[0] != '/')
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "device \"%s\" is not an absolute path",
+			      path);
+	if (!realpath(path, real))
 		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot use device %s: %s", path,
 			      strerror(errno));
-	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
-		return lc_err(err, -ENOTBLK, LC_ERRC_INVALID,
-			      "%s is neither a block device nor a regular file", path);
-	if (S_ISBLK(st.st_mode))
-		flags |= O_EXCL;
-	fd = open(path, flags | (write ? O_RDWR : O_RDONLY));
+	fd = open(real, flags | (write ? O_RDWR : O_RDONLY));
 	if (fd < 0 && write && (errno == EROFS || errno == EACCES)) {
-		fd = open(path, flags | O_RDONLY);
+		fd = open(real, flags | O_RDONLY);
 		write = false;
 	}
 	if (fd < 0) {
@@ -209,16 +264,91 @@ static int dev_open(const char *path, bool write, bool *rw, uint64_t *bytes, boo
 			return lc_err(err, r, LC_ERRC_INVALID,
 				      "device %s is in use (mounted, mapped or held by another program): release it first",
 				      path);
+		if (r == -ELOOP)
+			return lc_err(err, r, LC_ERRC_INVALID,
+				      "%s changed into a symbolic link while it was opened: refused", path);
 		return lc_err(err, r, LC_ERRC_INVALID, "cannot open %s: %s", path, strerror(-r));
 	}
+	if (fstat(fd, st) < 0 || fcntl(fd, F_SETFL, 0) < 0) {
+		r = lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot stat %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISBLK(st->st_mode) && !(regular_ok && S_ISREG(st->st_mode))) {
+		r = lc_err(err, -ENOTBLK, LC_ERRC_INVALID, "%s is not a block device%s", path,
+			   regular_ok ? " or a regular file" : "");
+		goto fail;
+	}
+	if (allow && !S_ISBLK(st->st_mode)) {
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
+			   "%s is not a block device: operators use only the block devices an admin allowed",
+			   path);
+		goto fail;
+	}
+	if (allow && (r = lc_device_allowed(allow, workspace, st->st_rdev, path, err)) < 0)
+		goto fail;
 	if (rw)
 		*rw = write;
-	r = lc_device_size(fd, path, bytes, is_blk, err);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
+	r = lc_device_size(fd, path, bytes, NULL, err);
+	if (r < 0)
+		goto fail;
 	return fd;
+fail:
+	close(fd);
+	return r;
+}
+
+/*
+ * Any signature libblkid recognises on @fd (file system, RAID member,
+ * partition table, LUKS, swap, ...): its name into @type, 1; none: 0.
+ * As cryptsetup's luksFormat does before it overwrites a device.
+ */
+static int blkid_signature(int fd, char *type, size_t size)
+{
+	blkid_probe pr = blkid_new_probe();
+	const char *v = NULL;
+	int rc, found = 0;
+
+	if (!pr)
+		return -ENOMEM;
+	if (blkid_probe_set_device(pr, fd, 0, 0) != 0) {
+		blkid_free_probe(pr);
+		return 0;	/* nothing to probe (e.g. empty) */
+	}
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+	rc = blkid_do_safeprobe(pr);
+	if (rc == 0) {
+		if (blkid_probe_lookup_value(pr, "TYPE", &v, NULL) &&
+		    blkid_probe_lookup_value(pr, "PTTYPE", &v, NULL))
+			v = "unknown";
+		snprintf(type, size, "%s", v);
+		found = 1;
+	} else if (rc == -2) {
+		snprintf(type, size, "several signatures");
+		found = 1;
+	}
+	blkid_free_probe(pr);
+	return found;
+}
+
+/* Zero bytes [0, @end) of @fd and make it durable. */
+static int zero_range(int fd, uint64_t end)
+{
+	static const uint8_t zero[65536];
+
+	for (uint64_t off = 0; off < end;) {
+		size_t n = end - off < sizeof(zero) ? (size_t)(end - off) : sizeof(zero);
+		ssize_t w = pwrite(fd, zero, n, (off_t)off);
+
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		off += (uint64_t)w;
+	}
+	return fsync(fd) < 0 ? -errno : 0;
 }
 
 /* device-mapper maps block devices only. */
@@ -229,14 +359,20 @@ static int not_blk(const char *path, struct lc_error *err)
 		      path);
 }
 
-static void random_uuid(uint8_t uuid[LC_UUID_LEN])
+/* A random (version 4) uuid; the generator gets a few tries, then the
+ * call fails rather than spin. */
+static int random_uuid(uint8_t uuid[LC_UUID_LEN], struct lc_error *err)
 {
-	do {
+	for (int tries = 0; tries < 4; tries++) {
 		if (RAND_bytes(uuid, LC_UUID_LEN) != 1)
-			memset(uuid, 0, LC_UUID_LEN);
-	} while (!uuid[0] && !uuid[1] && !uuid[2] && !uuid[3]);
-	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
-	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+			continue;
+		uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
+		uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+		return 0;
+	}
+	memset(uuid, 0, LC_UUID_LEN);
+	return lc_err(err, -EIO, LC_ERRC_INTERNAL,
+		      "the random generator failed 4 times to make a volume uuid");
 }
 
 /* Check cipher, key size, segment and sector size as the target will. */
@@ -248,6 +384,7 @@ static int check_geometry(const char *cipher, uint32_t key_size, uint64_t segmen
 		.cipher = cipher, .key_size = key_size, .key_prefix = LC_KEY_PREFIX "check:",
 		.device = "0:0", .volume_id = "check", .sector_size = sector_size,
 	};
+	int r;
 
 	if (key_size < LC_HDR_KEY_SIZE_MIN || key_size > LC_HDR_KEY_SIZE_MAX)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -267,6 +404,9 @@ static int check_geometry(const char *cipher, uint32_t key_size, uint64_t segmen
 	t.length = t.segment_sectors;
 	if (strlen(cipher) >= LC_HDR_CIPHER_SIZE)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "cipher \"%.40s...\" is too long", cipher);
+	r = lc_cipher_allowed(cipher, key_size, err);
+	if (r < 0)
+		return r;
 	return lc_dm_table_line(&t, &line, err);
 }
 
@@ -303,13 +443,132 @@ static int attached_geometry(uint64_t dev_sectors, uint64_t seg, uint32_t key_si
 	return 0;
 }
 
+/* An existing lakecrypt header (valid or damaged) on @fd: its uuid and
+ * labels into @what; 1 if there is one, 0 if none. */
+static int lakecrypt_there(int fd, char *what, size_t size)
+{
+	struct lc_header *old = NULL;
+	uint64_t ext = 0;
+	int r = lc_header_read(fd, &old, NULL, NULL);
+
+	if (r == 0) {
+		char u[LC_UUID_STR_LEN];
+
+		lc_header_uuid_str(old, u);
+		snprintf(what, size, "lakecrypt volume %s (workspace %s, project %s)", u,
+			 old->workspace, old->project);
+		lc_header_free(old);
+		return 1;
+	}
+	if (lc_header_extent(fd, &ext) == 0 && ext) {
+		snprintf(what, size, "a damaged lakecrypt header");
+		return 1;
+	}
+	return 0;
+}
+
+/* What is on @fd that a format would destroy: a lakecrypt header or any
+ * signature libblkid knows.  -EEXIST naming it unless @force. */
+static int refuse_overwrite(int fd, const char *path, bool force, struct lc_error *err)
+{
+	char what[256], type[64];
+	int r;
+
+	if (force)
+		return 0;
+	if (lakecrypt_there(fd, what, sizeof(what)))
+		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+			      "%s holds %s: formatting destroys it; an admin can overwrite it with --force",
+			      path, what);
+	r = blkid_signature(fd, type, sizeof(type));
+	if (r > 0)
+		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+			      "%s holds a %s signature (libblkid): formatting destroys it; an admin can overwrite it with --force",
+			      path, type);
+	return 0;
+}
+
+/* Zero the old lakecrypt metadata on @fd (both copies, DEK tables and
+ * all) and, for a new attached header, its whole area up to @new_end. */
+static int erase_old(int fd, const char *path, uint64_t new_end, struct lc_error *err)
+{
+	uint64_t end = 0, bytes = 0;
+	int r = lc_header_extent(fd, &end);
+
+	if (r == 0 && end < new_end)
+		end = new_end;
+	if (r == 0 && lc_device_size(fd, path, &bytes, NULL, NULL) == 0 && end > bytes)
+		end = bytes;
+	if (r == 0)
+		r = zero_range(fd, end);
+	if (r < 0)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot erase the old metadata of %s: %s",
+			      path, strerror(-r));
+	return 0;
+}
+
+/* Open (create) a detached header file: never through a symlink; an
+ * existing file only when @force. */
+static int header_file_open(const char *path, bool force, struct lc_error *err)
+{
+	struct stat st;
+	int fd;
+
+	if (!path || path[0] != '/')
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "detached header \"%s\" is not an absolute path", path ? path : "");
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		  (force ? 0 : O_EXCL), 0600);
+	if (fd < 0) {
+		int r = -errno;
+
+		if (r == -EEXIST)
+			return lc_err(err, r, LC_ERRC_INVALID,
+				      "detached header %s already exists: choose a new name, or an admin overwrites it with --force",
+				      path);
+		return lc_err(err, r, LC_ERRC_INVALID, "cannot create detached header %s: %s", path,
+			      strerror(-r));
+	}
+	if (fstat(fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) ||
+	    fcntl(fd, F_SETFL, 0) < 0) {
+		close(fd);
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "detached header %s is not a regular file or block device", path);
+	}
+	return fd;
+}
+
+/* Seal @h with the MAC key of @kek and write it to @fd; remember its seqno. */
+static int write_sealed(const struct lc_volume_env *env, int fd, struct lc_header *h,
+			const struct lc_secret *kek, struct lc_error *err)
+{
+	_cleanup_secret_ struct lc_secret mk = { 0 };
+	char u[LC_UUID_STR_LEN];
+	int r;
+
+	r = lc_header_mac_key(kek, h->uuid, &mk, err);
+	if (r < 0)
+		return r;
+	h->version = LC_HDR_VERSION;
+	h->mac_key = mk.p;
+	r = lc_header_write(fd, h, err);
+	h->mac_key = NULL;
+	if (r < 0)
+		return r;
+	lc_header_uuid_str(h, u);
+	if (env->seqs && (r = lc_seqstore_record(env->seqs, u, h->seqno, err)) < 0)
+		lc_warn("volume %s: header written, but its seqno was not remembered: %s", u,
+			err->msg);
+	return 0;
+}
+
 int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
 		     const struct lc_format_args *a, struct lc_header **out,
 		     struct lc_error *err)
 {
 	_cleanup_header_ struct lc_header *h = NULL;
 	_cleanup_secret_ struct lc_secret kek = { 0 }, deks = { 0 };
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = -1, hfd = -1;
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
 	struct ids ids = { a->workspace, a->project, kc->name, kc->provider, kc->cmk_id, NULL };
@@ -317,11 +576,13 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
 	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
 	uint32_t ss = a->sector_size ? a->sector_size : 512;
-	uint64_t bytes, dev_sectors, seg, data_offset = 0, count64;
+	uint64_t bytes, dev_sectors, seg, data_offset = 0, count64, area = 0;
 	uint32_t count = 0;
 	uint8_t uuid[LC_UUID_LEN];
-	char ctx[LC_KEK_CONTEXT_MAX], uuid_str[LC_UUID_STR_LEN];
+	char ctx[LC_KEK_CONTEXT_MAX], uuid_str[LC_UUID_STR_LEN], real[PATH_MAX];
+	struct lc_kek_identity kid;
 	bool detached = a->header && *a->header;
+	struct stat st;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
 	int r;
@@ -342,30 +603,23 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	if (!p)
 		return -ENOPROTOOPT;
 
-	fd = dev_open(a->device, !detached, NULL, &bytes, NULL, err);
+	/* The data device is written in both cases: a detached format erases
+	 * an attached header that may be there. */
+	fd = dev_open(a->device, true, env->be->regular_files, a->allow, a->workspace, NULL,
+		      &bytes, &st, real, err);
 	if (fd < 0)
 		return fd;
 	dev_sectors = bytes / 512;
-
-	/* Never overwrite a volume by accident. */
-	if (!a->force) {
-		struct lc_header *old = NULL;
-		int rr = -ENOENT;
-
-		if (!detached)
-			rr = lc_header_read(fd, &old, NULL, NULL);
-		else if (access(a->header, F_OK) == 0)
-			rr = lc_header_read_path(a->header, &old, NULL, NULL);
-		if (rr == 0) {
-			char u[LC_UUID_STR_LEN];
-
-			lc_header_uuid_str(old, u);
-			r = lc_err(err, -EEXIST, LC_ERRC_INVALID,
-				   "%s already holds lakecrypt volume %s (workspace %s, project %s): pass force to overwrite it, which destroys that volume",
-				   detached ? a->header : a->device, u, old->workspace, old->project);
-			lc_header_free(old);
+	r = refuse_overwrite(fd, a->device, a->force, err);
+	if (r < 0)
+		return r;
+	if (detached) {
+		hfd = header_file_open(a->header, a->force, err);
+		if (hfd < 0)
+			return hfd;
+		r = refuse_overwrite(hfd, a->header, a->force, err);
+		if (r < 0)
 			return r;
-		}
 	}
 
 	if (detached) {
@@ -394,9 +648,15 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	if (!h)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory for a header of %" PRIu32 " segments",
 			      count);
-	random_uuid(uuid);
+	r = random_uuid(uuid, err);
+	if (r < 0)
+		return r;
 	lc_uuid_format(uuid, uuid_str);
-	lc_kek_context(uuid, ctx);
+	kid = (struct lc_kek_identity){ uuid, a->workspace, a->project, kc->name };
+	if (lc_kek_context(&kid, ctx) < 0)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "key configuration name \"%s\" cannot be bound into a KEK context",
+			      kc->name);
 	memcpy(h->uuid, uuid, LC_UUID_LEN);
 	h->created = (uint64_t)time(NULL);
 	h->flags = detached ? LC_HDR_F_DETACHED : 0;
@@ -439,10 +699,19 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	lc_secret_free(&deks);
 	if (r < 0)
 		goto fail;
-	if (detached)
-		r = lc_header_write_path(a->header, true, h, err);
-	else
-		r = lc_header_write(fd, h, err);
+	/* Nothing of an earlier volume may survive: both old copies with
+	 * their wrapped keys, on the data device and in the header file. */
+	lc_header_layout(count, key_size, NULL, &area, NULL, NULL);
+	r = erase_old(fd, a->device, detached ? 0 : 2 * area, err);
+	if (!r && detached) {
+		if (ftruncate(hfd, 0) < 0 && errno != EINVAL)	/* EINVAL: a block device */
+			r = lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot truncate %s: %s",
+				   a->header, strerror(errno));
+		else
+			r = erase_old(hfd, a->header, 0, err);
+	}
+	if (!r)
+		r = write_sealed(env, detached ? hfd : fd, h, &kek, err);
 	if (r < 0)
 		goto fail;
 	lc_info("formatted %s as volume %s: workspace %s, project %s, %" PRIu32 " segments of %" PRIu64 " bytes, CMK %s version %s%s%s",
@@ -520,7 +789,7 @@ static int activate(const struct lc_volume_env *env, struct lc_volume *v,
 	t.key_size = v->key_size;
 	t.key_prefix = prefix;
 	t.segment_sectors = v->segment_sectors;
-	t.device = v->device;
+	t.device = v->devno[0] ? v->devno : v->device;
 	t.offset = v->data_offset;
 	t.volume_id = v->uuid;
 	t.sector_size = v->sector_size;
@@ -555,24 +824,104 @@ static uint64_t map_length(uint64_t segments, uint64_t seg, uint64_t avail, uint
 	return len - len % (ss / 512);
 }
 
+/* Does the header's identity match the workspace's current binding? */
+static int check_binding(const struct lc_header *h, const char *uuid, const char *workspace,
+			 const struct lc_keyconfig *kc, struct lc_error *err)
+{
+	if (strcmp(h->workspace, workspace))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "volume %s (project %s) belongs to workspace \"%s\", not to workspace \"%s\": open it in its own workspace",
+			      uuid, h->project, h->workspace, workspace);
+	if (!kc)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "workspace %s is not bound to a key configuration", workspace);
+	if (strcmp(h->keyconfig, kc->name) || strcmp(h->provider, kc->provider) ||
+	    strcmp(h->provider_ref, kc->key_ref))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "volume %s was wrapped under key configuration %s (%s %.200s), but workspace %s is bound to key configuration %s (%s %.200s): re-key the volume to the new binding, or bind the workspace back",
+			      uuid, h->keyconfig, h->provider, h->provider_ref, workspace, kc->name,
+			      kc->provider, kc->key_ref);
+	return 0;
+}
+
+/*
+ * Unwrap the KEK of the first copy in @cand (the used copy, then the
+ * other) whose MAC verifies; *@win says which.  A copy whose blob was
+ * already unwrapped costs no second KMS call; one whose blob is foreign
+ * (INVALID) or whose MAC fails is passed over; an authoritative denial
+ * stops at once.
+ */
+static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *p,
+			   const struct lc_keyconfig *kc, struct lc_header *cand[2],
+			   const char *ctx, struct lc_secret *kek, int *win, struct ids *ids,
+			   struct lc_provider_reply *rep, struct lc_error *err)
+{
+	const struct lc_buf *done = NULL;
+	struct lc_error first = { 0 };
+	int r = -EBADMSG;
+
+	for (int i = 0; i < 2; i++) {
+		_cleanup_secret_ struct lc_secret mk = { 0 };
+		struct lc_header *h = cand[i];
+		struct lc_error e = { 0 };
+
+		if (!h)
+			continue;
+		if (!done || done->len != h->wrapped_kek.len ||
+		    memcmp(done->p, h->wrapped_kek.p, done->len)) {
+			lc_secret_free(kek);
+			r = lc_provider_unwrap(p, kc->key_ref, &h->wrapped_kek, ctx, kek, rep, &e);
+			audit(env, "cmk.unwrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, ids, rep,
+			      &e, -1);
+			if (r == 0 && kek->len != LC_KEK_LEN)
+				r = lc_err(&e, -EBADMSG, LC_ERRC_INVALID,
+					   "the KMS unwrapped a key of %zu bytes; a KEK has %d",
+					   kek->len, LC_KEK_LEN);
+			if (r < 0) {
+				done = NULL;
+				if (!first.code)
+					first = e;
+				if (e.cls != LC_ERRC_INVALID)
+					break;	/* denied, transient, misconfigured: final */
+				continue;
+			}
+			done = &h->wrapped_kek;
+		}
+		r = lc_header_mac_key(kek, h->uuid, &mk, &e);
+		if (!r)
+			r = lc_header_verify(h, mk.p, &e);
+		if (!r) {
+			*win = i;
+			return 0;
+		}
+		if (!first.code)
+			first = e;
+	}
+	lc_secret_free(kek);
+	*err = first.code ? first : *err;
+	return first.code ? first.code : r;
+}
+
 int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
 		   struct lc_volume **out, struct lc_error *err)
 {
-	_cleanup_header_ struct lc_header *h = NULL;
+	struct lc_header *copies[2] = { NULL, NULL }, *cand[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_volume_ struct lc_volume *v = NULL;
 	_cleanup_secret_ struct lc_secret deks = { 0 };
-	_cleanup_close_ int hfd = -1;
+	_cleanup_close_ int hfd = -1, dfd = -1;
 	struct lc_provider_reply rep;
 	struct lc_header_info info;
 	struct lc_provider *p;
 	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
 	const char *hpath;
-	char ctx[LC_KEK_CONTEXT_MAX];
+	char ctx[LC_KEK_CONTEXT_MAX], real[PATH_MAX], hreal[PATH_MAX];
+	struct lc_kek_identity kid;
 	uint64_t bytes, avail, hdr_bytes;
-	bool detached = a->header && *a->header, rw = false, hdr_blk = false, data_blk = false;
+	bool detached = a->header && *a->header, rw = false;
+	struct stat dst, hst;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
-	int r;
+	int r, win = 0;
 
 	if (!err)
 		err = &dummy;
@@ -586,13 +935,27 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	if (!v)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 
-	hpath = detached ? a->header : a->device;
-	hfd = dev_open(hpath, true, &rw, &hdr_bytes, &hdr_blk, err);
-	if (hfd < 0) {
-		r = hfd;
+	/* The data device: opened once, checked on the descriptor. */
+	dfd = dev_open(a->device, !detached, env->be->regular_files, a->allow, a->workspace,
+		       &rw, &bytes, &dst, real, err);
+	if (dfd < 0) {
+		r = dfd;
 		goto fail;
 	}
-	r = lc_header_read(hfd, &h, &info, err);
+	hpath = a->device;
+	hfd = dfd;
+	dfd = -1;
+	if (detached) {
+		dfd = hfd;
+		hpath = a->header;
+		hfd = dev_open(a->header, true, true, NULL, a->workspace, &rw, &hdr_bytes, &hst,
+			       hreal, err);
+		if (hfd < 0) {
+			r = hfd;
+			goto fail;
+		}
+	}
+	r = lc_header_read_copies(hfd, copies, &info, err);
 	if (r < 0) {
 		char msg[LC_ERROR_MSG_MAX];
 
@@ -602,6 +965,9 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		       " (if the volume has a detached header, pass it as header)" : "");
 		goto fail;
 	}
+	h = copies[info.used];
+	cand[0] = h;
+	cand[1] = copies[!info.used];
 	lc_header_uuid_str(h, v->uuid);
 	ids.project = h->project;
 	ids.keyconfig = h->keyconfig;
@@ -617,62 +983,96 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 				      hpath);
 		goto fail;
 	}
-	if (strcmp(h->workspace, a->workspace)) {
-		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
-			   "volume %s (project %s) belongs to workspace \"%s\", not to workspace \"%s\": open it in its own workspace",
-			   v->uuid, h->project, h->workspace, a->workspace);
-		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);
-		return r;
+	if (h->version == LC_HDR_VERSION_V1) {
+		r = lc_err(err, -EPROTO, LC_ERRC_INVALID,
+			   "volume %s has a version 1 header, which does not authenticate its identity or layout; lakecrypt %s opens only version %d: an admin migrates it with `lakecryptctl migrate %s --workspace %s` (one KMS unwrap and one wrap, no data re-encrypted)",
+			   v->uuid, "2", LC_HDR_VERSION, a->device, h->workspace);
+		goto fail;
 	}
-	/* Repair the other copy now that we know the volume is meant for us. */
-	if (info.state[!info.used] != LC_COPY_VALID) {
-		const char *what = info.state[!info.used] == LC_COPY_STALE ? "stale" : "damaged";
-		struct lc_error we;
-
-		if (!rw) {
-			lc_warn("%s: header copy %c is %s (%s) but the device is read-only: not repaired",
-				hpath, info.used ? 'A' : 'B', what, info.why[!info.used]);
-		} else if (lc_header_write(hfd, h, &we) < 0) {
-			lc_warn("%s: header copy %c is %s and could not be repaired: %s", hpath,
-				info.used ? 'A' : 'B', what, we.msg);
-		} else {
-			lc_warn("%s: header copy %c was %s%s%s; rewritten from copy %c", hpath,
-				info.used ? 'A' : 'B', what,
-				info.state[!info.used] == LC_COPY_DAMAGED ? ": " : "",
-				info.state[!info.used] == LC_COPY_DAMAGED ? info.why[!info.used] : "",
-				info.used ? 'B' : 'A');
-		}
+	/* Identity against the binding, cipher against the allow-list, and
+	 * the context the KMS will enforce: all before the KMS is asked. */
+	r = check_binding(h, v->uuid, a->workspace, a->kc, err);
+	if (r < 0) {
+		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);
+		goto out;
+	}
+	r = lc_cipher_allowed(h->cipher, h->key_size, err);
+	if (r < 0)
+		goto fail;
+	kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
+	if (lc_kek_context(&kid, ctx) < 0 || h->wrap_context.len != strlen(ctx) ||
+	    memcmp(h->wrap_context.p, ctx, h->wrap_context.len)) {
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			   "%s: the header's wrap context does not match its identity (volume %s, workspace %s, project %s, key configuration %s): the header was edited",
+			   hpath, v->uuid, h->workspace, h->project, h->keyconfig);
+		goto fail;
 	}
 	/* The data device: its size bounds the mapping. */
-	if (detached) {
-		_cleanup_close_ int dfd = dev_open(a->device, false, NULL, &bytes, &data_blk, err);
-
-		if (dfd < 0) {
-			r = dfd;
-			goto fail;
-		}
-	} else {
-		bytes = hdr_bytes;
-		data_blk = hdr_blk;
-	}
-	if (!data_blk && !env->be->regular_files) {
+	if (!detached)
+		bytes = hdr_bytes = bytes;
+	if (!S_ISBLK(dst.st_mode) && !env->be->regular_files) {
 		r = not_blk(a->device, err);
 		goto fail;
 	}
-	/* dm claims the device exclusively: let go of it first. */
+
+	p = provider_of(env, a->kc->provider, err);
+	if (!p) {
+		r = -ENOPROTOOPT;
+		goto fail;
+	}
+	/* The one KMS call of an open (two only if a copy is forged or stale
+	 * with another blob), then the MAC: nothing unauthenticated is used. */
+	r = unwrap_verified(env, p, a->kc, cand, ctx, &v->kek, &win, &ids, &rep, err);
+	if (r < 0)
+		goto fail;
+	h = cand[win];
+	v->have_kek = true;
+	if (env->seqs && (r = lc_seqstore_check(env->seqs, v->uuid, h->seqno, err)) < 0) {
+		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);
+		goto out;
+	}
+	/* Repair the other copy now that the winner is authenticated. */
+	if (win != 0 || info.state[!info.used] != LC_COPY_VALID) {
+		struct lc_error we;
+
+		if (!rw) {
+			lc_warn("%s: a header copy is stale, damaged or forged but the device is read-only: not repaired",
+				hpath);
+		} else if (write_sealed(env, hfd, h, &v->kek, &we) < 0) {
+			lc_warn("%s: a header copy is stale, damaged or forged and could not be repaired: %s",
+				hpath, we.msg);
+		} else {
+			lc_warn("%s: header copy %c was %s; rewritten from the authenticated copy",
+				hpath, (win ? info.used : !info.used) ? 'B' : 'A',
+				win ? "forged or not authentic" :
+				info.state[!info.used] == LC_COPY_STALE ? "stale" : "damaged");
+		}
+	} else if (env->seqs) {
+		struct lc_error se;
+
+		if (lc_seqstore_record(env->seqs, v->uuid, h->seqno, &se) < 0)
+			lc_warn("volume %s: seqno not remembered: %s", v->uuid, se.msg);
+	}
+	/* dm claims the device exclusively: let go of it first.  The table
+	 * names the device number of the descriptor we checked. */
 	close(hfd);
 	hfd = -1;
 
 	copy_str(v->name, sizeof(v->name), a->name);
 	v->kind = LC_VOLUME_PROJECT;
-	copy_str(v->device, sizeof(v->device), a->device);
-	copy_str(v->header, sizeof(v->header), detached ? a->header : "");
+	copy_str(v->device, sizeof(v->device), real);
+	if (S_ISBLK(dst.st_mode))
+		snprintf(v->devno, sizeof(v->devno), "%u:%u", major(dst.st_rdev),
+			 minor(dst.st_rdev));
+	copy_str(v->header, sizeof(v->header), detached ? hreal : "");
 	copy_str(v->workspace, sizeof(v->workspace), h->workspace);
 	copy_str(v->project, sizeof(v->project), h->project);
-	copy_str(v->keyconfig, sizeof(v->keyconfig), h->keyconfig);
-	copy_str(v->provider, sizeof(v->provider), h->provider);
-	copy_str(v->provider_ref, sizeof(v->provider_ref), h->provider_ref);
-	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
+	copy_str(v->keyconfig, sizeof(v->keyconfig), a->kc->name);
+	copy_str(v->provider, sizeof(v->provider), a->kc->provider);
+	copy_str(v->provider_ref, sizeof(v->provider_ref), a->kc->key_ref);
+	/* The CMK's identity as the KMS reports it, for revocation. */
+	copy_str(v->cmk_id, sizeof(v->cmk_id), rep.key_id[0] ? rep.key_id :
+		 a->kc->cmk_id[0] ? a->kc->cmk_id : a->kc->key_ref);
 	copy_str(v->cmk_version, sizeof(v->cmk_version), h->cmk_version);
 	copy_str(v->cipher, sizeof(v->cipher), h->cipher);
 	v->key_size = h->key_size;
@@ -691,30 +1091,15 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	if (v->segments < h->segment_count)
 		lc_warn("%s is smaller than volume %s: mapping %" PRIu32 " of its %" PRIu32 " segments",
 			a->device, v->uuid, v->segments, h->segment_count);
-
-	p = provider_of(env, h->provider, err);
-	if (!p) {
-		r = -ENOPROTOOPT;
-		goto fail;
-	}
-	/* The one KMS call of an open. */
-	lc_kek_context(h->uuid, ctx);
-	r = lc_provider_unwrap(p, h->provider_ref, &h->wrapped_kek, ctx, &v->kek, &rep, err);
-	audit(env, "cmk.unwrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
-	if (r < 0)
-		goto fail;
-	if (v->kek.len != LC_KEK_LEN) {
-		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
-			   "the KMS unwrapped a key of %zu bytes for volume %s; a KEK has %d",
-			   v->kek.len, v->uuid, LC_KEK_LEN);
-		goto fail;
-	}
-	v->have_kek = true;
 	if (rep.key_version[0])
 		copy_str(v->cmk_version, sizeof(v->cmk_version), rep.key_version);
 	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, v->segments, h->key_size, &deks, err);
 	if (r < 0)
 		goto fail;
+	if (dfd >= 0) {
+		close(dfd);
+		dfd = -1;
+	}
 	r = activate(env, v, &deks, false, err);
 	lc_secret_free(&deks);
 	if (r < 0)
@@ -726,9 +1111,13 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	audit(env, "open", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
 	*out = v;
 	v = NULL;
-	return 0;
+	r = 0;
+	goto out;
 fail:
 	audit(env, "open", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+out:
+	lc_header_free(copies[0]);
+	lc_header_free(copies[1]);
 	return r;
 }
 
@@ -748,7 +1137,8 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
 	uint64_t bytes, count;
 	uint8_t uuid[LC_UUID_LEN];
-	bool blk = false;
+	char real[PATH_MAX];
+	struct stat st;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
 	int r;
@@ -764,19 +1154,20 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	if (r < 0)
 		return r;
 	{
-		_cleanup_close_ int fd = dev_open(a->device, false, NULL, &bytes, &blk, err);
+		_cleanup_close_ int fd = dev_open(a->device, false, env->be->regular_files, a->allow,
+						  a->workspace, NULL, &bytes, &st, real, err);
 
 		if (fd < 0)
 			return fd;
-		if (!blk && !env->be->regular_files)
-			return not_blk(a->device, err);
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	v->kind = LC_VOLUME_CACHE;
 	copy_str(v->name, sizeof(v->name), a->name);
-	copy_str(v->device, sizeof(v->device), a->device);
+	copy_str(v->device, sizeof(v->device), real);
+	if (S_ISBLK(st.st_mode))
+		snprintf(v->devno, sizeof(v->devno), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
 	copy_str(v->workspace, sizeof(v->workspace), a->workspace);
 	copy_str(v->project, sizeof(v->project), a->name);
 	copy_str(v->keyconfig, sizeof(v->keyconfig), kc->name);
@@ -800,7 +1191,9 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 		goto fail;
 	}
 	v->segments = (uint32_t)count;
-	random_uuid(uuid);
+	r = random_uuid(uuid, err);
+	if (r < 0)
+		goto fail;
 	lc_uuid_format(uuid, v->uuid);
 
 	/* The cache lives under the workspace's CMK: it must be usable now. */
@@ -845,10 +1238,31 @@ static int send_revoke(const struct lc_volume_env *env, struct lc_volume *v, str
 	return env->be->dm_message(env->be_ctx, v->name, LAKECRYPT_MSG_REVOKE, err);
 }
 
+/* Discard the mapped range of a closed cache's backing device, if it is
+ * still the block device the cache mapped (its key is gone either way). */
+static void cache_discard(const struct lc_volume *v)
+{
+	uint64_t range[2] = { 0, v->length * 512 };
+	int fd = open(v->device, O_WRONLY | O_EXCL | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	char d[24] = "";
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISBLK(st.st_mode))
+		snprintf(d, sizeof(d), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
+	if (!d[0] || strcmp(d, v->devno)) {
+		lc_warn("cache volume %s: %s not discarded (busy, or no longer the device the cache mapped); its key is gone with the mapping",
+			v->name, v->device);
+	} else if (ioctl(fd, BLKDISCARD, range) < 0) {
+		lc_warn("cache volume %s: discard of %s failed (%s); its key is gone with the mapping",
+			v->name, v->device, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
 int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
 {
 	struct ids ids;
-	struct lc_error e2;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
 	int r;
@@ -856,13 +1270,7 @@ int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct
 	if (!err)
 		err = &dummy;
 	ids_of_volume(&ids, v);
-	if (v->kind == LC_VOLUME_CACHE && !v->revoked) {
-		/* The target discards an ephemeral volume on revoke: the data
-		 * is gone before the device is. */
-		r = send_revoke(env, v, &e2);
-		if (r < 0 && r != -ENXIO && r != -ENODEV && r != -EPERM)
-			lc_warn("cache volume %s: revoke before close failed: %s", v->name, e2.msg);
-	}
+	/* Remove first: a busy device fails here and nothing is destroyed. */
 	r = env->be->dm_remove(env->be_ctx, v->name, err);
 	if (r == -ENXIO || r == -ENODEV) {
 		lc_warn("volume %s: device /dev/mapper/%s was already gone", v->uuid, v->name);
@@ -871,13 +1279,16 @@ int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct
 	if (r < 0) {
 		if (r == -EBUSY)
 			lc_err(err, r, LC_ERRC_INVALID,
-			       "/dev/mapper/%s is busy (mounted or open): unmount it and try again",
+			       "/dev/mapper/%s is busy (mounted or open): unmount it and try again; nothing was changed",
 			       v->name);
 		audit(env, "close", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
 		return r;
 	}
 	lc_secret_free(&v->kek);
 	v->have_kek = false;
+	/* The table's destructor wiped the cache's keys; shred what is left. */
+	if (v->kind == LC_VOLUME_CACHE && !env->be->regular_files)
+		cache_discard(v);
 	lc_info("closed volume %s (/dev/mapper/%s)", v->uuid, v->name);
 	audit(env, "close", LC_AUDIT_SUCCESS, &ids, NULL, NULL, now_ms() - t0);
 	return 0;
@@ -930,7 +1341,9 @@ int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const
 
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
 {
-	_cleanup_header_ struct lc_header *h = NULL;
+	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
+	struct lc_header_info info;
+	struct lc_kek_identity kid;
 	_cleanup_close_ int fd = -1;
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
@@ -959,13 +1372,28 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 		return -ENOPROTOOPT;
 	/* Not O_EXCL: the device is mapped; the header area is outside the
 	 * data area, so writing it does not race with the mapping. */
-	fd = open(hpath, O_RDWR | O_CLOEXEC);
+	fd = open(hpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", hpath,
 			      strerror(errno));
-	r = lc_header_read(fd, &h, NULL, err);
+	r = lc_header_read_copies(fd, copies, &info, err);
 	if (r < 0)
 		goto fail;
+	/* Only a copy the open volume's KEK authenticates is re-wrapped. */
+	for (int i = 0; i < 2 && !h; i++) {
+		struct lc_header *c = copies[i ? !info.used : info.used];
+		_cleanup_secret_ struct lc_secret mk = { 0 };
+
+		if (c && lc_header_mac_key(&v->kek, c->uuid, &mk, NULL) == 0 &&
+		    lc_header_verify(c, mk.p, NULL) == 0)
+			h = c;
+	}
+	if (!h) {
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			   "%s: no header copy is authenticated by the KEK of open volume %s: not re-wrapping",
+			   hpath, v->uuid);
+		goto fail;
+	}
 	lc_header_uuid_str(h, u);
 	if (strcmp(u, v->uuid)) {
 		r = lc_err(err, -ESTALE, LC_ERRC_INVALID,
@@ -973,11 +1401,15 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 			   u, v->uuid);
 		goto fail;
 	}
-	lc_kek_context(h->uuid, ctx);
+	kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
+	if (lc_kek_context(&kid, ctx) < 0) {
+		r = lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "bad identity in an authenticated header");
+		goto fail;
+	}
 	r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
-	r = lc_header_write(fd, h, err);
+	r = write_sealed(env, fd, h, &v->kek, err);
 	if (r < 0)
 		goto fail;
 	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
@@ -986,9 +1418,13 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 	lc_info("re-wrapped the KEK of volume %s under CMK %s version %s", v->uuid, v->cmk_id,
 		v->cmk_version[0] ? v->cmk_version : "-");
 	audit(env, "rotate", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
-	return 0;
+	r = 0;
+	goto out;
 fail:
 	audit(env, "rotate", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+out:
+	lc_header_free(copies[0]);
+	lc_header_free(copies[1]);
 	return r;
 }
 

@@ -4,10 +4,15 @@
  * agent's volume.* and cache.* operations.
  *
  *   format   one KMS call (wrap the new KEK under the workspace's CMK with
- *            context lc_kek_context(uuid)); one DEK per segment wrapped by
- *            the KEK (generation 1); both header copies written.
- *   open     header read (the other copy repaired if stale or damaged);
- *            one KMS call (unwrap the KEK); every DEK unwrapped locally;
+ *            context lc_kek_context(identity)); one DEK per segment wrapped
+ *            by the KEK (generation 1); the header sealed with its MAC
+ *            (key derived from the KEK) and both copies written.
+ *   open     header read; identity checked against the workspace's
+ *            current binding; one KMS call (unwrap the KEK); the header's
+ *            MAC verified (a forged copy loses to the genuine one) and its
+ *            seqno checked against the rollback memory before any key
+ *            reaches the kernel; the other copy repaired only then;
+ *            every DEK unwrapped locally;
  *            DEKs added as logon keys "lakecrypt:<uuid>:<n>", the dm device
  *            created and "key load" sent from this process, in batches of
  *            LC_VOLUME_KEY_BATCH keys (the kernel's key quota); the keys
@@ -33,6 +38,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 #include <lakecrypt/ondisk.h>
@@ -46,6 +52,7 @@
 #include "provider.h"
 #include "registry.h"
 #include "secmem.h"
+#include "seqstore.h"
 
 /* Keys added, loaded and dropped at a time: root's default key quota
  * (kernel.keys.root_maxkeys 1,000,000, root_maxbytes 25 MB) holds one
@@ -83,7 +90,26 @@ struct lc_volume_env {
 	struct lc_audit *audit;		/* NULL: no audit records */
 	int64_t peer_uid;		/* for audit records; < 0: the agent itself */
 	uint32_t key_batch;		/* 0: LC_VOLUME_KEY_BATCH */
+	struct lc_seqstore *seqs;	/* rollback memory; NULL: none (tests) */
 };
+
+/*
+ * Ciphers lakecrypt formats and opens: wide-block or tweakable modes whose
+ * per-sector IV (plain64) never repeats a keystream when a sector is
+ * rewritten.  aes-xts-plain64 (32- or 64-byte keys) and
+ * xchacha12,aes-adiantum-plain64 / xchacha20,aes-adiantum-plain64 (32),
+ * and their capi: spellings.  Stream modes (ctr, ofb, cfb, rfc3686) and
+ * everything else are refused with -EINVAL naming the allowed set.
+ */
+int lc_cipher_allowed(const char *cipher, uint32_t key_size, struct lc_error *err);
+
+/*
+ * 0 if block device @rdev is one that a pattern of @acc names (glob(7),
+ * symlinks followed); -EPERM (DENIED-free class INVALID) naming the device
+ * and the workspace otherwise.
+ */
+int lc_device_allowed(const struct lc_ws_access *acc, const char *workspace, dev_t rdev,
+		      const char *path, struct lc_error *err);
 
 enum lc_volume_kind { LC_VOLUME_PROJECT = 0, LC_VOLUME_CACHE };
 
@@ -92,7 +118,8 @@ struct lc_volume {
 	char name[LC_HDR_NAME_SIZE];		/* dm name: /dev/mapper/<name> */
 	enum lc_volume_kind kind;
 	char uuid[LC_UUID_STR_LEN];
-	char device[PATH_MAX];
+	char device[PATH_MAX];			/* the device as resolved at open */
+	char devno[24];				/* "major:minor", what the table names */
 	char header[PATH_MAX];			/* detached header path, "" if attached */
 	char workspace[LC_HDR_NAME_SIZE];
 	char project[LC_HDR_NAME_SIZE];		/* cache: the volume name */
@@ -131,7 +158,11 @@ struct lc_format_args {
 	uint32_t key_size;		/* bytes; 0: 64 */
 	uint64_t segment_size;		/* bytes; 0: 1 MiB */
 	uint32_t sector_size;		/* 0: 512 */
-	bool force;			/* overwrite an existing lakecrypt header */
+	/* Overwrite what is there: a lakecrypt volume, any other signature
+	 * libblkid finds (file system, partition table, LUKS, ...), or an
+	 * existing detached header file.  An admin's decision. */
+	bool force;
+	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
 };
 
 /*
@@ -149,6 +180,8 @@ struct lc_open_args {
 	const char *header;		/* detached header file, NULL: attached */
 	const char *workspace;		/* must be the header's */
 	const char *name;		/* dm device name */
+	const struct lc_keyconfig *kc;	/* the workspace's current binding */
+	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
 };
 
 int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
@@ -161,6 +194,7 @@ struct lc_cache_args {
 	const char *cipher;		/* NULL: LC_DM_DEFAULT_CIPHER */
 	uint32_t key_size;		/* 0: 64 */
 	uint64_t segment_size;		/* bytes; 0: 1 MiB */
+	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
 };
 
 /* One key_state call (audited) first: the CMK must be enabled. */
@@ -168,8 +202,9 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 			 const struct lc_cache_args *a, struct lc_volume **out,
 			 struct lc_error *err);
 
-/* Remove the device (a cache is revoked first so the target discards
- * it) and wipe the KEK.  On failure the volume stays as it was. */
+/* Remove the device first: if that fails (busy) nothing is destroyed and
+ * the volume stays as it was.  Then wipe the KEK and, for a cache, discard
+ * its backing device (its key died with the table). */
 int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);
 
 /* Re-wrap the KEK under the CMK's current primary version (one wrap call)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 /*
- * lakecrypt on-disk volume header, version 1: the single source of truth
+ * lakecrypt on-disk volume header, version 2: the single source of truth
  * for magic, offsets, field sizes and limits.  The codec (agent/lib/header.c)
  * and Documentation/on-disk-format.md follow this file; change all three
  * together, and bump LC_HDR_VERSION for any change a version 1 reader would
@@ -32,7 +32,8 @@
 
 #define LC_HDR_MAGIC			"LAKECR\xba\xbe"
 #define LC_HDR_MAGIC_LEN		8
-#define LC_HDR_VERSION			1
+#define LC_HDR_VERSION			2	/* written; version 1 is read to refuse or migrate it */
+#define LC_HDR_VERSION_V1		1
 
 /*                 field                offset    size */
 #define LC_HDR_OFF_MAGIC		0x0000	/*    8  LC_HDR_MAGIC */
@@ -54,7 +55,8 @@
 #define LC_HDR_OFF_KEK_LEN		0x0080	/*    4  u32 wrapped KEK length */
 #define LC_HDR_OFF_WRAP_CTX_LEN		0x0084	/*    4  u32 wrap context length */
 #define LC_HDR_OFF_SECTOR_SIZE		0x0088	/*    4  u32 encryption sector size */
-#define LC_HDR_OFF_RESERVED1		0x008c	/*  116  zero */
+#define LC_HDR_OFF_MAC			0x008c	/*   32  HMAC-SHA256, key from the KEK (v2) */
+#define LC_HDR_OFF_RESERVED1		0x00ac	/*   84  zero */
 #define LC_HDR_OFF_WORKSPACE		0x0100	/*   64  string */
 #define LC_HDR_OFF_PROJECT		0x0140	/*   64  string */
 #define LC_HDR_OFF_KEYCONFIG		0x0180	/*   64  string */
@@ -79,9 +81,20 @@
 #define LC_HDR_CMK_ID_SIZE		2048
 #define LC_HDR_WRAP_CTX_MAX		1024
 #define LC_HDR_KEK_MAX			8192
-#define LC_HDR_RESERVED1_SIZE		116
+#define LC_HDR_MAC_LEN			32
+#define LC_HDR_RESERVED1_SIZE		84
 #define LC_HDR_RESERVED2_SIZE		160
 #define LC_HDR_RESERVED3_SIZE		2048
+
+/*
+ * Header MAC (version 2): HMAC-SHA256 over bytes [0, hdr_size) of a copy
+ * with the copy index, checksum and MAC fields taken as zeros, so both
+ * copies carry the same MAC and every other byte (identity, cipher, key
+ * and sector size, geometry, seqno, wrapped KEK, wrap context, every DEK
+ * record) is authenticated.  Key: HKDF-SHA256 (RFC 5869) of the KEK with
+ * salt = uuid (16 bytes) and info = LC_HDR_MAC_INFO, 32 bytes.
+ */
+#define LC_HDR_MAC_INFO			"lakecrypt header mac v2"
 
 /* Flags */
 #define LC_HDR_F_DETACHED		0x00000001u	/* header kept apart from the data */

@@ -175,12 +175,12 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 	while [ ! -S /run/lakecrypt/agent.sock ]; do sleep 0.1; done
 	cmk=$(lakecryptctl --json kms create | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
 	lakecryptctl keyconfig create rv --key "$cmk" >/dev/null
-	lakecryptctl workspace bind rv --keyconfig rv >/dev/null
+	lakecryptctl workspace bind rv --keyconfig rv --devices "/dev/loop*" >/dev/null
 	for i in 1 2 3 4; do
 		dd if=/dev/zero of=/tmp/rv/v$i.img bs=1M count=0 seek=32 2>/dev/null
 		l=$(losetup -f)
 		losetup "$l" /tmp/rv/v$i.img
-		lakecryptctl format "$l" --workspace rv --project v$i --segment-size 64K --force >/dev/null
+		lakecryptctl format "$l" --workspace rv --project v$i --segment-size 64K --batch >/dev/null
 		lakecryptctl open "$l" v$i --workspace rv >/dev/null
 	done
 	for i in 1 2 3 4; do

@@ -76,11 +76,13 @@ run 0 "workspace bind" workspace bind ws1 --keyconfig kc1
 has "workspace bind output" "$out" "Key configuration: kc1"
 run 0 "workspace unbind prints nothing" workspace unbind ws1
 if [ -z "$out" ]; then ok "result-less op is quiet"; else nok "result-less op is quiet" "$out"; fi
-run 0 "format --force" format /dev/sdb --workspace ws1 --project db1 --segment-size 1M --sector-size 4096 --force
+run 0 "format --batch --force" format /dev/sdb --workspace ws1 --project db1 --segment-size 1M --sector-size 4096 --batch --force
 sent "format args (size in bytes, force)" '{"args": {"device": "/dev/sdb", "force": true, "project": "db1", "sector_size": 4096, "segment_size": 1048576, "workspace": "ws1"}, "op": "volume.format"}'
+run 0 "format --batch" format /dev/sdb --workspace ws1 --project db1 --batch
+sent "--batch is not sent, and does not mean force" '{"args": {"device": "/dev/sdb", "project": "db1", "workspace": "ws1"}, "op": "volume.format"}'
 nreq=$(wc -l <"$log")
-run 2 "format without --force and no terminal" format /dev/sdb --workspace ws1 --project db1 </dev/null
-has "format refusal says what to do" "$err" "pass --force"
+run 2 "format with --force but no --batch and no terminal" format /dev/sdb --workspace ws1 --project db1 --force </dev/null
+has "format refusal says what to do" "$err" "pass --batch"
 if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "format without confirmation sends nothing"; else nok "format without confirmation sends nothing"; fi
 run 0 "open" open /dev/sdb db1 --workspace ws1
 has "open shows the mapped device" "$out" "Mapped device:     /dev/mapper/db1"
@@ -125,7 +127,7 @@ has "unknown command hint" "$err" "Try 'lakecryptctl --help'."
 run 2 "bad --days" kms schedule-deletion k-1 --days 90
 has "bad --days message" "$err" "--days must be a whole number from 7 to 30, got \"90\""
 has "bad --days hint" "$err" "Try 'lakecryptctl kms schedule-deletion --help'."
-run 2 "bad size" format /dev/sdb --workspace w --project p --segment-size 1.5M --force
+run 2 "bad size" format /dev/sdb --workspace w --project p --segment-size 1.5M --batch
 
 # --- agent unreachable ---
 "$ctl" --socket "$work/none.sock" status >/dev/null 2>"$work/err"; rc=$?

@@ -69,8 +69,14 @@ CMK=$(ctl --json kms create --description "e2e CMK" | jget key_id)
 CMK2=$(ctl --json kms create --description "other CMK" | jget key_id)
 lc_run "keyconfig kc1 registered at account level" ctl keyconfig create kc1 --provider local --key "$CMK"
 lc_run "keyconfig kc2 registered" ctl keyconfig create kc2 --provider local --key "$CMK2"
-lc_run "workspace ws1 bound to kc1" ctl workspace bind ws1 --keyconfig kc1
-lc_run "workspace ws2 bound to kc2" ctl workspace bind ws2 --keyconfig kc2
+lc_run "workspace ws1 bound to kc1, operated by group lakecrypt on RAM and loop disks" \
+	ctl workspace bind ws1 --keyconfig kc1 --operators lakecrypt --devices '/dev/ram[0-2],/dev/loop*'
+lc_run "workspace ws2 bound to kc2, only /dev/ram3" \
+	ctl workspace bind ws2 --keyconfig kc2 --operators lakecrypt --devices /dev/ram3
+lc_run "workspace ws3 bound to kc1, operated by another group" \
+	ctl workspace bind ws3 --keyconfig kc1 --operators lakecrypt-ws3 --devices '/dev/loop*'
+ctl --json workspace list | grep -q '"lakecrypt-ws3"' && lc_ok "workspace list shows operator groups" ||
+	lc_notok "workspace list shows operator groups"
 lc_run "admin by group lakecrypt-admin lists keys" $ADMIN lakecryptctl kms list
 
 # ---------------------------------------------------------------- refusals
@@ -85,7 +91,7 @@ grep -q '"outcome":"refused"' "$AUDIT" && lc_ok "refusals are audited" || lc_not
 # ---------------------------------------------------------------- format + open
 # 16 KiB segments: exactly 4,096 after the header area.
 expect_exit 0 "operator formats /dev/ram0 as project p1 in ws1 (16 KiB segments)" \
-	$OPER lakecryptctl --timeout 120 format /dev/ram0 --workspace ws1 --project p1 --segment-size 16K --force
+	$OPER lakecryptctl --timeout 120 format /dev/ram0 --workspace ws1 --project p1 --segment-size 16K --batch
 ctl dump /dev/ram0 >"$LC_TMP/dump.txt" 2>&1
 lc_diag "$(grep -iE 'segment|workspace|cmk|copy' "$LC_TMP/dump.txt" | head -n 8)"
 SEGS=$(ctl --json dump /dev/ram0 | jget segment_count)
@@ -128,7 +134,7 @@ grep -q '"op":"rotate"' "$AUDIT" && lc_ok "rotation is audited" || lc_notok "rot
 
 # ---------------------------------------------------------------- header copies
 expect_exit 0 "format /dev/ram1 (project p2)" \
-	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project p2 --segment-size 64K --force
+	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project p2 --segment-size 64K --batch
 dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 conv=notrunc 2>/dev/null
 expect_exit 0 "copy A corrupted: opens from copy B" $OPER lakecryptctl open /dev/ram1 p2 --workspace ws1
 ctl dump /dev/ram1 2>&1 | grep -qi 'copy' && lc_ok "dump reads the repaired header" || lc_notok "dump after repair"
@@ -143,17 +149,76 @@ grep -qi "header" "$LC_TMP/x.out" && lc_ok "the error names the header" || lc_no
 
 # ---------------------------------------------------------------- detached header
 expect_exit 0 "format /dev/ram2 with a detached header" \
-	$OPER lakecryptctl format /dev/ram2 --workspace ws1 --project p3 --header /tmp/p3.hdr --segment-size 1M --force
-expect_exit 0 "open with the detached header" $OPER lakecryptctl open /dev/ram2 p3 --workspace ws1 --header /tmp/p3.hdr
+	$OPER lakecryptctl format /dev/ram2 --workspace ws1 --project p3 --header p3 --segment-size 1M --batch
+[ -f "$STATE/headers/p3" ] && lc_ok "an operator's detached header is kept in the agent's header directory" ||
+	lc_notok "detached header in $STATE/headers"
+expect_exit 0 "open with the detached header" $OPER lakecryptctl open /dev/ram2 p3 --workspace ws1 --header p3
 dd if=/dev/urandom of=/dev/mapper/p3 bs=1M count=1 oflag=direct 2>/dev/null && lc_ok "write p3" || lc_notok "write p3"
 
 # ---------------------------------------------------------------- disabled CMK
 expect_exit 0 "format /dev/ram3 under ws2 (kc2)" \
-	$OPER lakecryptctl format /dev/ram3 --workspace ws2 --project p4 --segment-size 1M --force
+	$OPER lakecryptctl format /dev/ram3 --workspace ws2 --project p4 --segment-size 1M --batch
 lc_run "admin disables CMK2" ctl kms disable "$CMK2"
 expect_exit 5 "a disabled CMK refuses open (denied)" $OPER lakecryptctl open /dev/ram3 p4 --workspace ws2
 lc_run "admin enables CMK2 again" ctl kms enable "$CMK2"
 expect_exit 0 "open p4 under kc2" $OPER lakecryptctl open /dev/ram3 p4 --workspace ws2
+
+# ---------------------------------------------------------------- trust boundaries
+# A real non-root user in group lakecrypt, as issue 6 found it: it must not
+# be able to write root's files through the agent.
+echo "root's secret" >/root/canary
+chmod 600 /root/canary
+canary=$(sha256sum </root/canary)
+expect_exit 4 "operator cannot put a detached header at a path (/root/canary)" \
+	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project x --header /root/canary --batch
+expect_exit 4 "operator cannot --force an overwrite" \
+	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project x --header /root/canary --batch --force
+ln -sf /root/canary /tmp/evil
+expect_exit 1 "operator cannot format a file through a symlink (/tmp/evil -> /root/canary)" \
+	$OPER lakecryptctl format /tmp/evil --workspace ws1 --project x --batch
+expect_exit 1 "operator cannot format /dev/ram3: not in ws1's devices" \
+	$OPER lakecryptctl format /dev/ram3 --workspace ws1 --project x --batch
+grep -q "not one workspace ws1 may use" "$LC_TMP/x.out" && lc_ok "the refusal says the device is not allowed" ||
+	lc_notok "device refusal text"
+lc_eq "/root/canary is untouched" "$canary" "$(sha256sum </root/canary)"
+truncate -s 16M /tmp/ws3.img
+W3LOOP=$(losetup -f)
+losetup "$W3LOOP" /tmp/ws3.img || lc_bail "losetup $W3LOOP"
+expect_exit 0 "admin formats a volume in ws3" ctl format "$W3LOOP" --workspace ws3 --project q1 --segment-size 1M --batch
+expect_exit 4 "an operator of ws1 cannot open a ws3 volume" $OPER lakecryptctl open "$W3LOOP" q1 --workspace ws3
+expect_exit 0 "admin opens q1 in ws3" ctl open "$W3LOOP" q1 --workspace ws3
+$OPER lakecryptctl --json status >"$LC_TMP/st.json" 2>&1
+grep -q '"q1"' "$LC_TMP/st.json" && lc_notok "operator status hides ws3's volume" || lc_ok "operator status hides ws3's volume"
+grep -q '"p1"' "$LC_TMP/st.json" && lc_ok "operator status shows its own ws1 volume" || lc_notok "operator status shows p1"
+expect_exit 1 "an operator of ws1 cannot close a ws3 volume" $OPER lakecryptctl close q1
+[ -e /dev/mapper/q1 ] && lc_ok "q1 still open" || lc_notok "q1 still open"
+$OPER lakecryptctl --json audit --lines 500 >"$LC_TMP/au.json" 2>&1
+grep -q '"workspace": *"ws3"' "$LC_TMP/au.json" && lc_notok "operator audit hides ws3's records" ||
+	lc_ok "operator audit hides ws3's records"
+expect_exit 0 "admin closes q1" ctl close q1
+expect_exit 1 "formatting over a lakecrypt volume needs an admin's --force" \
+	$OPER lakecryptctl format "$W3LOOP" --workspace ws1 --project again --segment-size 1M --batch
+grep -q "force" "$LC_TMP/x.out" && lc_ok "the refusal names --force" || lc_notok "overwrite refusal text"
+mkfs.ext4 -q -F /dev/ram1 >/dev/null 2>&1 || mke2fs -q -F /dev/ram1 >/dev/null 2>&1
+expect_exit 1 "formatting over a file system (libblkid) needs an admin's --force" \
+	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project again --segment-size 64K --batch
+grep -q "ext" "$LC_TMP/x.out" && lc_ok "the refusal names the signature" || lc_notok "signature refusal text"
+
+# ---------------------------------------------------------------- close order
+truncate -s 16M /tmp/c2.img
+C2LOOP=$(losetup -f)
+losetup "$C2LOOP" /tmp/c2.img || lc_bail "losetup $C2LOOP"
+expect_exit 0 "operator opens cache c2" $OPER lakecryptctl cache "$C2LOOP" c2 --workspace ws1
+echo "cache data" | dd of=/dev/mapper/c2 bs=4096 conv=sync oflag=direct 2>/dev/null
+sleep 30 </dev/mapper/c2 &
+HOLD=$!
+sleep 0.3
+expect_exit 1 "closing a busy cache fails" $OPER lakecryptctl close c2
+grep -q "nothing was changed" "$LC_TMP/x.out" && lc_ok "and says nothing was changed" || lc_notok "busy close text"
+dd if=/dev/mapper/c2 bs=4096 count=1 iflag=direct 2>/dev/null | grep -q "cache data" &&
+	lc_ok "the busy cache still holds its data (not revoked)" || lc_notok "busy cache destroyed"
+kill $HOLD; wait $HOLD 2>/dev/null
+expect_exit 0 "close c2 once released" $OPER lakecryptctl close c2
 
 # ---------------------------------------------------------------- cache + revoke
 truncate -s 32M /tmp/cache.img

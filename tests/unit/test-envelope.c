@@ -28,9 +28,43 @@ static void test_context_strings(void **state)
 	(void)state;
 	lc_uuid_format(uuid_a, u);
 	assert_string_equal(u, "12345678-9abc-def0-0123-456789abcdef");
-	lc_kek_context(uuid_a, c);
+	lc_kek_context_v1(uuid_a, c);
 	assert_string_equal(c, "lakecrypt:volume:12345678-9abc-def0-0123-456789abcdef");
-	assert_int_equal(strlen(c) + 1, LC_KEK_CONTEXT_MAX);
+}
+
+/* The v2 context binds the whole identity, and every part of it. */
+static void test_context_v2(void **state)
+{
+	char c[LC_KEK_CONTEXT_MAX], d[LC_KEK_CONTEXT_MAX], n63[64];
+	struct lc_kek_identity id = { uuid_a, "finance", "ledger", "kc-1" };
+
+	(void)state;
+	assert_int_equal(lc_kek_context(&id, c), 0);
+	assert_string_equal(c, "lakecrypt:v2;volume=12345678-9abc-def0-0123-456789abcdef;"
+			       "workspace=finance;project=ledger;keyconfig=kc-1");
+	id.workspace = "finance2";
+	assert_int_equal(lc_kek_context(&id, d), 0);
+	assert_string_not_equal(c, d);
+	id.workspace = "finance";
+	id.uuid = uuid_b;
+	assert_int_equal(lc_kek_context(&id, d), 0);
+	assert_string_not_equal(c, d);
+	/* Names that could forge another pair are refused. */
+	id.project = "x;workspace=evil";
+	assert_int_equal(lc_kek_context(&id, d), -EINVAL);
+	assert_string_equal(d, "");
+	id.project = "a=b";
+	assert_int_equal(lc_kek_context(&id, d), -EINVAL);
+	id.project = "";
+	assert_int_equal(lc_kek_context(&id, d), -EINVAL);
+	id.project = NULL;
+	assert_int_equal(lc_kek_context(&id, d), -EINVAL);
+	/* The longest identity fits. */
+	memset(n63, 'a', 63);
+	n63[63] = '\0';
+	id.workspace = id.project = id.keyconfig = n63;
+	assert_int_equal(lc_kek_context(&id, d), 0);
+	assert_true(strlen(d) < LC_KEK_CONTEXT_MAX);
 }
 
 static void test_kek_generate(void **state)
@@ -234,6 +268,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_context_strings),
+		cmocka_unit_test(test_context_v2),
 		cmocka_unit_test(test_kek_generate),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_binding),

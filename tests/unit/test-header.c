@@ -576,7 +576,7 @@ static void test_hostile_fields(void **state)
 	uint8_t a64[LC_HDR_NAME_SIZE];
 
 	(void)state;
-	hostile(4, 64, LC_HDR_OFF_VERSION, 2, 2, "unsupported header version 2");
+	hostile(4, 64, LC_HDR_OFF_VERSION, 3, 2, "unsupported header version 3");
 	hostile(4, 64, LC_HDR_OFF_COPY, 2, 2, "bad copy index 2");
 	hostile(4, 64, LC_HDR_OFF_HDR_SIZE, UINT64_MAX, 8, "out of range");
 	hostile(4, 64, LC_HDR_OFF_HDR_SIZE, 1u << 30, 8, "out of range");

@@ -389,13 +389,29 @@ static void test_volumes(void **state)
 	good("format /dev/sdb --workspace ws1 --project db1 --segment-size 1T --force", "volume.format",
 	     "{\"device\":\"/dev/sdb\",\"workspace\":\"ws1\",\"project\":\"db1\",\"segment_size\":1099511627776,\"force\":true}");
 
-	/* --force decides the confirmation; path is the device */
+	/* --batch decides the confirmation, --force only the overwrite; path is the device */
 	assert_int_equal(parse_line("format /dev/sdb --workspace w --project p", &cmd, err, sizeof(err)), 0);
 	assert_true(cmd.confirm);
 	assert_string_equal(cmd.path, "/dev/sdb");
 	lc_ctl_cmd_free(&cmd);
 	assert_int_equal(parse_line("format /dev/sdb --force --workspace w --project p", &cmd, err, sizeof(err)), 0);
+	assert_true(cmd.confirm);
+	lc_ctl_cmd_free(&cmd);
+	assert_int_equal(parse_line("format /dev/sdb --batch --workspace w --project p", &cmd, err, sizeof(err)), 0);
 	assert_false(cmd.confirm);
+	assert_false(json_object_object_get_ex(cmd.args, "batch", NULL));
+	assert_false(json_object_object_get_ex(cmd.args, "force", NULL));
+	lc_ctl_cmd_free(&cmd);
+	/* The DEK size range is the agent's: 16 to 128, a usage error outside. */
+	assert_int_equal(parse_line("format /dev/sdb --workspace w --project p --key-size 8", &cmd, err,
+				    sizeof(err)), LC_CTL_EXIT_USAGE);
+	lc_ctl_cmd_free(&cmd);
+	/* Operator groups and device patterns are lists. */
+	good("workspace bind ws1 --keyconfig kc --operators ops,dba --devices /dev/vd[b-z],/dev/loop*",
+	     "workspace.bind",
+	     "{\"workspace\":\"ws1\",\"keyconfig\":\"kc\",\"operators\":[\"ops\",\"dba\"],\"devices\":[\"/dev/vd[b-z]\",\"/dev/loop*\"]}");
+	assert_int_equal(parse_line("workspace bind ws1 --keyconfig kc --operators ops,,x", &cmd, err,
+				    sizeof(err)), LC_CTL_EXIT_USAGE);
 	lc_ctl_cmd_free(&cmd);
 	assert_int_equal(parse_line("kms list", &cmd, err, sizeof(err)), 0);
 	assert_false(cmd.confirm);
@@ -411,9 +427,9 @@ static void test_volumes(void **state)
 	bad("format /dev/sdb --workspace w --project p --segment-size 1.5M",
 	    "--segment-size must be a size in bytes with an optional K, M, G or T suffix", "format");
 	bad("format /dev/sdb --workspace w --project p --segment-size lots", "got \"lots\"", "format");
-	bad("format /dev/sdb --workspace w --project p --key-size 0", "--key-size must be a whole number from 1 to 128",
+	bad("format /dev/sdb --workspace w --project p --key-size 0", "--key-size must be a whole number from 16 to 128",
 	    "format");
-	bad("format /dev/sdb --workspace w --project p --key-size 129", "from 1 to 128", "format");
+	bad("format /dev/sdb --workspace w --project p --key-size 129", "from 16 to 128", "format");
 	bad("format /dev/sdb --workspace w --project p --key-size 64B", "got \"64B\"", "format");
 	bad("format /dev/sdb --workspace w --project p --sector-size 1000",
 	    "--sector-size must be 512, 1024, 2048 or 4096, got \"1000\"", "format");

@@ -130,11 +130,11 @@ static void test_create_bind_delete(void **state)
 	assert_int_equal(lc_registry_keyconfig_add(&e->reg, &kc, &err), -EEXIST);
 	assert_non_null(strstr(err.msg, "already exists"));
 	/* A binding needs an existing key configuration. */
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "nope", &err), -ENOENT);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "nope", NULL, &err), -ENOENT);
 	assert_int_equal(err.cls, LC_ERRC_INVALID);
-	assert_int_equal(lc_registry_bind(&e->reg, "bad name", "kc1", &err), -EINVAL);
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", &err), 0);
-	assert_int_equal(lc_registry_bind(&e->reg, "ws2", "kc1", &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "bad name", "kc1", NULL, &err), -EINVAL);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", NULL, &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws2", "kc1", NULL, &err), 0);
 	assert_int_equal(lc_registry_resolve(&e->reg, "ws1", &got, &err), 0);
 	assert_string_equal(got->key_ref, "lk-1");
 	assert_int_equal(lc_registry_bound_count(&e->reg, "kc1"), 2);
@@ -159,8 +159,8 @@ static void test_rebind(void **state)
 
 	add(e, "kc1", "lk-1");
 	add(e, "kc2", "lk-2");
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", &err), 0);
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc2", &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", NULL, &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc2", NULL, &err), 0);
 	assert_int_equal(e->reg.nbind, 1);
 	assert_int_equal(lc_registry_resolve(&e->reg, "ws1", &got, &err), 0);
 	assert_string_equal(got->name, "kc2");
@@ -177,7 +177,7 @@ static void test_persistence(void **state)
 
 	add(e, "kc1", "lk-1");
 	add(e, "kc2", "arn:aws:kms:eu-west-1:111122223333:key/abc");
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc2", &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc2", NULL, &err), 0);
 	assert_int_equal(stat(e->path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
 	reopen(e);
@@ -238,7 +238,7 @@ static void test_atomic_write(void **state)
 	unsigned int step;
 
 	add(e, "kc1", "lk-1");
-	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", NULL, &err), 0);
 	for (step = 1; step <= 5; step++) {
 		struct lc_keyconfig kc = kc_of("kc2", "lk-2");
 		DIR *d;

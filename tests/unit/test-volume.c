@@ -357,7 +357,7 @@ static int open_vol(struct env *e, const char *ws, const char *header, struct lc
 		    struct lc_error *err)
 {
 	struct lc_open_args oa = { .device = e->dev, .header = header, .workspace = ws,
-				   .name = "vol1" };
+				   .name = "vol1", .kc = &e->kc };
 
 	return lc_volume_open(&e->venv, &oa, v, err);
 }
@@ -401,7 +401,11 @@ static void test_format_roundtrip(void **state)
 	assert_string_equal(back->cipher, "aes-xts-plain64");
 	assert_int_equal(back->key_size, 64);
 	assert_int_equal(back->segment_sectors, 8);
-	lc_kek_context(back->uuid, ctx);
+	{
+		struct lc_kek_identity id = { back->uuid, "ws1", "db1", "kc1" };
+
+		assert_int_equal(lc_kek_context(&id, ctx), 0);
+	}
 	assert_int_equal(back->wrap_context.len, strlen(ctx));
 	assert_memory_equal(back->wrap_context.p, ctx, strlen(ctx));
 	for (uint32_t i = 0; i < back->segment_count; i++)
@@ -410,7 +414,7 @@ static void test_format_roundtrip(void **state)
 
 	/* An existing volume is never overwritten by accident. */
 	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EEXIST);
-	assert_non_null(strstr(err.msg, "pass force"));
+	assert_non_null(strstr(err.msg, "--force"));
 	assert_int_equal(counters(e).wrap, 1);
 	fa.force = true;
 	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, &back, &err), 0);
@@ -601,8 +605,9 @@ static void test_swapped_deks(void **state)
 	h->deks[3] = h->deks[4];
 	h->deks[4] = t;
 	assert_int_equal(lc_header_write_path(e->dev, false, h, &err), 0);
+	/* The header MAC covers the DEK table: caught before any DEK is used. */
 	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EBADMSG);
-	assert_non_null(strstr(err.msg, "3"));
+	assert_non_null(strstr(err.msg, "header authentication failed"));
 	assert_int_equal(e->fk.creates, 0);
 	lc_header_free(h);
 }
@@ -702,9 +707,10 @@ static void test_cache(void **state)
 
 		assert_true(lc_header_read_path(e->dev, &h, NULL, NULL) < 0);
 	}
-	/* Close: revoke (the target discards), then remove. */
+	/* Close: the device is removed first, nothing is sent before it
+	 * (a busy cache must survive a refused close). */
 	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
-	assert_string_equal(e->fk.msgs[1], "revoke");
+	assert_int_equal(e->fk.nmsgs, 1);
 	assert_int_equal(e->fk.ndevs, 0);
 	lc_volume_free(v);
 

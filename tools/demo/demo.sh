@@ -54,14 +54,14 @@ run admin kms describe "$CMK"
 
 step "2. Security admin: register it at account level and bind a workspace"
 run admin keyconfig create finance-kc --provider local --key "$CMK"
-run admin workspace bind finance --keyconfig finance-kc
+run admin workspace bind finance --keyconfig finance-kc --operators lakecrypt --devices "/dev/ram0,/dev/loop*"
 run admin workspace list
 say "Operators cannot change that delegation:"
 run_fails operator workspace bind finance --keyconfig other
 
 step "3. Operator: format a project volume in workspace 'finance'"
 say "One KMS call wraps the volume's KEK; 4,032 per-segment DEKs are wrapped by the KEK."
-run operator format /dev/ram0 --workspace finance --project ledger --segment-size 16K --force
+run operator format /dev/ram0 --workspace finance --project ledger --segment-size 16K --batch
 say "The header names the workspace, key configuration and CMK; it holds only wrapped keys:"
 run sh -c "lakecryptctl dump /dev/ram0 | head -n 24"
 

@@ -21,6 +21,7 @@ enum opt_type {
 	O_UINT,		/* whole number in [min, max] */
 	O_SIZE,		/* byte size with K/M/G/T suffix, checked by check() */
 	O_SECTOR,	/* 512, 1024, 2048 or 4096 */
+	O_LIST,		/* comma-separated non-empty strings -> JSON array */
 };
 
 struct opt_spec {
@@ -41,7 +42,7 @@ struct pos_spec {
 };
 
 #define MAX_POS  2
-#define MAX_OPTS 9
+#define MAX_OPTS 10
 
 struct cmd_spec {
 	const char *group;	/* "kms" or NULL for top-level */
@@ -96,8 +97,16 @@ static const struct cmd_spec cmds[] = {
 
 	{ "workspace", "bind", "workspace.bind", LC_CTL_AGENT, LC_R_BINDING,
 	  { { "WORKSPACE", "workspace", O_STR, false } },
-	  { { "--keyconfig", O_STR, true, "keyconfig", 0, 0, "NAME", "key configuration to use" } },
-	  "bind a workspace to a key configuration", NULL },
+	  { { "--keyconfig", O_STR, true, "keyconfig", 0, 0, "NAME", "key configuration to use" },
+	    { "--operators", O_LIST, false, "operators", 0, 0, "GROUP,...",
+	      "groups whose members operate the workspace (default: unchanged, none for a new binding)" },
+	    { "--devices", O_LIST, false, "devices", 0, 0, "PATTERN,...",
+	      "absolute glob patterns of the block devices operators may use, e.g. /dev/disk/by-id/nvme-*" } },
+	  "bind a workspace to a key configuration",
+	  "Operators act only in the workspaces whose operator groups they belong to,\n"
+	  "and format, open and cache only the block devices a pattern of the\n"
+	  "workspace names (matched by device number, so any path to an allowed\n"
+	  "device works and no other device does).  Admins are not restricted.\n" },
 	{ "workspace", "unbind", "workspace.unbind", LC_CTL_AGENT, LC_R_NONE,
 	  { { "WORKSPACE", "workspace", O_STR, false } }, { { 0 } },
 	  "remove the binding of a workspace", NULL },
@@ -108,18 +117,22 @@ static const struct cmd_spec cmds[] = {
 	  { { "DEVICE", "device", O_STR, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace (its key configuration is used)" },
 	    { "--project", O_STR, true, "project", 0, 0, "P", "project (volume) name" },
-	    { "--header", O_STR, false, "header", 0, 0, "FILE", "detached header file" },
-	    { "--cipher", O_STR, false, "cipher", 0, 0, "SPEC", "dm-crypt cipher spec (default aes-xts-plain64)" },
-	    { "--key-size", O_UINT, false, "key_size", 1, 128, "BYTES", "DEK size in bytes, 1 to 128 (default 64)" },
+	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE",
+	      "detached header: a name in the agent's header directory (admins: an absolute path)" },
+	    { "--cipher", O_STR, false, "cipher", 0, 0, "SPEC",
+	      "aes-xts-plain64 (default) or xchacha12,aes-adiantum-plain64" },
+	    { "--key-size", O_UINT, false, "key_size", 16, 128, "BYTES", "DEK size in bytes: 32 or 64 for aes-xts (default 64)" },
 	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
 	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" },
 	    { "--sector-size", O_SECTOR, false, "sector_size", 0, 0, "N", "encryption unit: 512, 1024, 2048, 4096" },
+	    { "--batch", O_FLAG, false, NULL, 0, 0, NULL, "do not ask for confirmation" },
 	    { "--force", O_FLAG, false, "force", 0, 0, NULL,
-	      "do not ask, and overwrite an existing lakecrypt volume" } },
+	      "admins: overwrite a lakecrypt volume or any other signature on DEVICE" } },
 	  "format DEVICE as a project volume (destroys its data)",
-	  "Without --force, asks for confirmation on the terminal, and fails when\n"
-	  "standard input is not a terminal; the agent also refuses to overwrite an\n"
-	  "existing lakecrypt volume unless --force is given.\n" },
+	  "Without --batch, asks for confirmation on the terminal, and fails when\n"
+	  "standard input is not a terminal.  The agent refuses a device that holds\n"
+	  "a lakecrypt volume or any signature libblkid knows (file system, LUKS,\n"
+	  "partition table, ...) unless an admin gives --force.\n" },
 	{ NULL, "open", "volume.open", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
@@ -447,6 +460,26 @@ static int take_value(const char *what, enum opt_type type, uint64_t min, uint64
 		}
 		j = json_object_new_int64((int64_t)v);
 		break;
+	case O_LIST: {
+		const char *p = val;
+
+		j = json_object_new_array();
+		while (j) {
+			size_t n = strcspn(p, ",");
+
+			if (!n) {
+				json_object_put(j);
+				set_err(err, errlen, "%s: \"%.64s\" has an empty entry: expected a comma-separated list",
+					what, val);
+				return -EINVAL;
+			}
+			json_object_array_add(j, json_object_new_string_len(p, (int)n));
+			if (!p[n])
+				break;
+			p += n + 1;
+		}
+		break;
+	}
 	case O_SECTOR:
 		r = lc_ctl_parse_uint(val, 512, 4096, &v);
 		if (r < 0 || (v != 512 && v != 1024 && v != 2048 && v != 4096)) {
@@ -621,7 +654,7 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 				if (take_value(what, o->type, o->min, o->max, o->key, val, cmd->args, err, errlen) < 0)
 					return LC_CTL_EXIT_USAGE;
 			}
-			if (!strcmp(o->name, "--force"))
+			if (!strcmp(o->name, "--batch"))
 				cmd->confirm = false;
 			else if (!strcmp(o->name, "--name"))
 				cmd->name = val;

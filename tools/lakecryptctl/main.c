@@ -26,7 +26,7 @@ static int confirm(const struct lc_ctl_cmd *cmd)
 	char answer[16];
 
 	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "%s: format: refusing to overwrite %s without confirmation: standard input is not a terminal; pass --force to format anyway\n",
+		fprintf(stderr, "%s: format: refusing to overwrite %s without confirmation: standard input is not a terminal; pass --batch to format without asking\n",
 			LC_CTL_PROG, cmd->path);
 		return LC_CTL_EXIT_USAGE;
 	}
