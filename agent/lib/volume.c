@@ -902,10 +902,46 @@ static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *
 	return first.code ? first.code : r;
 }
 
+/* The checks of one header copy that need no key: layout kind, version,
+ * identity against the binding, cipher, and the wrap context. */
+static int precheck(const struct lc_header *h, const char *hpath, bool detached,
+		    const struct lc_open_args *a, struct lc_error *err)
+{
+	char u[LC_UUID_STR_LEN], ctx[LC_KEK_CONTEXT_MAX];
+	struct lc_kek_identity kid = { h->uuid, h->workspace, h->project, h->keyconfig };
+	int r;
+
+	lc_header_uuid_str(h, u);
+	if (detached != !!(h->flags & LC_HDR_F_DETACHED))
+		return detached ? lc_err(err, -EINVAL, LC_ERRC_INVALID,
+					 "%s holds an attached header (on its data device): open that device without a header argument",
+					 hpath)
+				: lc_err(err, -EINVAL, LC_ERRC_INVALID,
+					 "%s holds a detached header: pass it as header and the data device as device",
+					 hpath);
+	if (h->version == LC_HDR_VERSION_V1)
+		return lc_err(err, -EPROTO, LC_ERRC_INVALID,
+			      "volume %s has a version 1 header, which does not authenticate its identity or layout; this agent opens only version %d: copy the data out with the previous lakecrypt release and reformat (no in-place migration exists yet; see Documentation/on-disk-format.md, section 10)",
+			      u, LC_HDR_VERSION);
+	r = check_binding(h, u, a->workspace, a->kc, err);
+	if (r < 0)
+		return r;
+	r = lc_cipher_allowed(h->cipher, h->key_size, err);
+	if (r < 0)
+		return r;
+	if (lc_kek_context(&kid, ctx) < 0 || h->wrap_context.len != strlen(ctx) ||
+	    memcmp(h->wrap_context.p, ctx, h->wrap_context.len))
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			      "%s: the header's wrap context does not match its identity (volume %s, workspace %s, project %s, key configuration %s): the header was edited",
+			      hpath, u, h->workspace, h->project, h->keyconfig);
+	return 0;
+}
+
 int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
 		   struct lc_volume **out, struct lc_error *err)
 {
 	struct lc_header *copies[2] = { NULL, NULL }, *cand[2] = { NULL, NULL }, *h = NULL;
+	struct lc_error pre = { 0 };
 	_cleanup_volume_ struct lc_volume *v = NULL;
 	_cleanup_secret_ struct lc_secret deks = { 0 };
 	_cleanup_close_ int hfd = -1, dfd = -1;
@@ -965,47 +1001,34 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		       " (if the volume has a detached header, pass it as header)" : "");
 		goto fail;
 	}
+	/* Each valid copy, the newer first, must pass the checks that need no
+	 * key; a copy that fails them (forged, or a stale label) is passed
+	 * over, and the error of the newer one is what the caller sees. */
+	for (int i = 0, n = 0; i < 2; i++) {
+		struct lc_header *c = copies[i ? !info.used : info.used];
+		struct lc_error ce = { 0 };
+
+		if (!c)
+			continue;
+		r = precheck(c, hpath, detached, a, &ce);
+		if (r == 0)
+			cand[n++] = c;
+		else if (!pre.code)
+			pre = ce;
+	}
 	h = copies[info.used];
-	cand[0] = h;
-	cand[1] = copies[!info.used];
 	lc_header_uuid_str(h, v->uuid);
 	ids.project = h->project;
 	ids.keyconfig = h->keyconfig;
 	ids.provider = h->provider;
 	ids.cmk_id = h->cmk_id;
 	ids.cmk_version = h->cmk_version;
-	if (detached != !!(h->flags & LC_HDR_F_DETACHED)) {
-		r = detached ? lc_err(err, -EINVAL, LC_ERRC_INVALID,
-				      "%s holds an attached header (on its data device): open that device without a header argument",
-				      hpath)
-			     : lc_err(err, -EINVAL, LC_ERRC_INVALID,
-				      "%s holds a detached header: pass it as header and the data device as device",
-				      hpath);
-		goto fail;
-	}
-	if (h->version == LC_HDR_VERSION_V1) {
-		r = lc_err(err, -EPROTO, LC_ERRC_INVALID,
-			   "volume %s has a version 1 header, which does not authenticate its identity or layout; lakecrypt %s opens only version %d: an admin migrates it with `lakecryptctl migrate %s --workspace %s` (one KMS unwrap and one wrap, no data re-encrypted)",
-			   v->uuid, "2", LC_HDR_VERSION, a->device, h->workspace);
-		goto fail;
-	}
-	/* Identity against the binding, cipher against the allow-list, and
-	 * the context the KMS will enforce: all before the KMS is asked. */
-	r = check_binding(h, v->uuid, a->workspace, a->kc, err);
-	if (r < 0) {
-		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);
+	if (!cand[0]) {
+		*err = pre;
+		r = pre.code;
+		audit(env, "open", r == -EPERM ? LC_AUDIT_REFUSED : LC_AUDIT_FAILURE, &ids, NULL,
+		      err, now_ms() - t0);
 		goto out;
-	}
-	r = lc_cipher_allowed(h->cipher, h->key_size, err);
-	if (r < 0)
-		goto fail;
-	kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
-	if (lc_kek_context(&kid, ctx) < 0 || h->wrap_context.len != strlen(ctx) ||
-	    memcmp(h->wrap_context.p, ctx, h->wrap_context.len)) {
-		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
-			   "%s: the header's wrap context does not match its identity (volume %s, workspace %s, project %s, key configuration %s): the header was edited",
-			   hpath, v->uuid, h->workspace, h->project, h->keyconfig);
-		goto fail;
 	}
 	/* The data device: its size bounds the mapping. */
 	if (!detached)
@@ -1015,6 +1038,12 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		goto fail;
 	}
 
+	kid = (struct lc_kek_identity){ cand[0]->uuid, cand[0]->workspace, cand[0]->project,
+					cand[0]->keyconfig };
+	(void)lc_kek_context(&kid, ctx);
+	if (cand[1] && (strcmp(cand[1]->project, cand[0]->project) ||
+			memcmp(cand[1]->uuid, cand[0]->uuid, LC_UUID_LEN)))
+		cand[1] = NULL;	/* another identity: not the same KEK context */
 	p = provider_of(env, a->kc->provider, err);
 	if (!p) {
 		r = -ENOPROTOOPT;

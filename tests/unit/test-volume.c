@@ -859,6 +859,311 @@ static void test_open_65536(void **state)
 	lc_volume_free(v);
 }
 
+/* ---- trust boundaries (issue 6) ---- */
+
+/* Rewrite the header as an attacker with write access to the disk would:
+ * fields changed, checksum right, but no KEK to compute the MAC with. */
+static void tamper(struct env *e, void (*edit)(struct lc_header *h))
+{
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	edit(h);
+	assert_int_equal(lc_header_write_path(e->dev, false, h, &err), 0);
+	lc_header_free(h);
+}
+
+static void edit_sector_size(struct lc_header *h)
+{
+	h->sector_size = 4096;
+}
+
+static void edit_cipher_ctr(struct lc_header *h)
+{
+	snprintf(h->cipher, sizeof(h->cipher), "aes-ctr-plain64");
+}
+
+static void edit_v1(struct lc_header *h)
+{
+	h->version = LC_HDR_VERSION_V1;
+	memset(h->mac, 0, sizeof(h->mac));
+}
+
+static void format_force(struct env *e)
+{
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db1",
+				     .segment_size = 4096, .force = true };
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), 0);
+}
+
+static void test_header_authenticated(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	format_dev(e, 4096, NULL, NULL);
+	/* A field that decides how data is read, changed with a valid checksum. */
+	tamper(e, edit_sector_size);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EBADMSG);
+	assert_non_null(strstr(err.msg, "header authentication failed"));
+	assert_int_equal(counters(e).unwrap, 1);
+	assert_int_equal(e->fk.creates, 0);
+	assert_int_equal(e->fk.ring_max, 0);	/* no key went anywhere */
+
+	/* A stream mode is refused before the KMS is asked. */
+	format_force(e);
+	tamper(e, edit_cipher_ctr);
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not allowed"));
+	assert_int_equal(counters(e).unwrap, 0);
+
+	/* A version 1 header is refused with what to do. */
+	format_force(e);
+	tamper(e, edit_v1);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "version 1"));
+	assert_non_null(strstr(err.msg, "reformat"));
+	assert_int_equal(e->fk.creates, 0);
+	assert_null(v);
+}
+
+static void test_cipher_allow_list(void **state)
+{
+	struct env *e = *state;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db1",
+				     .segment_size = 4096 };
+	struct lc_error err = { 0 };
+	static const char *const bad[] = { "aes-ctr-plain64", "aes-ofb-plain64", "aes-cfb-plain64",
+					   "capi:ctr(aes)-plain64", "aes-cbc-plain64",
+					   "aes-ecb-plain64" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fa.cipher = bad[i];
+		assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "not allowed"));
+	}
+	assert_int_equal(lc_cipher_allowed("aes-xts-plain64", 64, &err), 0);
+	assert_int_equal(lc_cipher_allowed("aes-xts-plain64", 32, &err), 0);
+	assert_int_equal(lc_cipher_allowed("aes-xts-plain64", 48, &err), -EINVAL);
+	assert_int_equal(lc_cipher_allowed("xchacha12,aes-adiantum-plain64", 32, &err), 0);
+	assert_int_equal(lc_cipher_allowed("xchacha12,aes-adiantum-plain64", 64, &err), -EINVAL);
+	assert_int_equal(counters(e).wrap, 0);
+}
+
+/* Relabel: a volume of workspace B's CMK edited to claim workspace A. */
+static char relabel_ws[64], relabel_kc[64], relabel_ref[128];
+static void edit_relabel(struct lc_header *h)
+{
+	snprintf(h->workspace, sizeof(h->workspace), "%s", relabel_ws);
+	snprintf(h->keyconfig, sizeof(h->keyconfig), "%s", relabel_kc);
+	snprintf(h->provider_ref, sizeof(h->provider_ref), "%s", relabel_ref);
+}
+
+static void test_identity_bound(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info info;
+	struct lc_keyconfig kcb = e->kc;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "wsB", .project = "db1",
+				     .segment_size = 4096 };
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_kms_local_create(e->kms, "B", &info, &err), 0);
+	snprintf(kcb.name, sizeof(kcb.name), "kcB");
+	snprintf(kcb.key_ref, sizeof(kcb.key_ref), "%s", info.key_id);
+	snprintf(kcb.cmk_id, sizeof(kcb.cmk_id), "%s", info.key_id);
+	assert_int_equal(lc_volume_format(&e->venv, &kcb, &fa, NULL, &err), 0);
+
+	/* Opened in its own workspace, but under a binding to another key
+	 * configuration: refused, naming both, before the KMS. */
+	lc_provider_counters_reset(&e->prov);
+	{
+		struct lc_open_args oa = { .device = e->dev, .workspace = "wsB", .name = "vol1",
+					   .kc = &e->kc };
+
+		assert_int_equal(lc_volume_open(&e->venv, &oa, &v, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "kcB"));
+		assert_non_null(strstr(err.msg, "kc1"));
+	}
+	assert_int_equal(counters(e).unwrap, 0);
+
+	/* Relabelled to workspace ws1 / kc1 with kc1's key reference. */
+	snprintf(relabel_ws, sizeof(relabel_ws), "ws1");
+	snprintf(relabel_kc, sizeof(relabel_kc), "kc1");
+	snprintf(relabel_ref, sizeof(relabel_ref), "%s", e->key_id);
+	tamper(e, edit_relabel);
+	assert_true(open_vol(e, "ws1", NULL, &v, &err) < 0);
+	assert_null(v);
+	assert_int_equal(e->fk.creates, 0);
+	assert_int_equal(counters(e).unwrap, 0);	/* the context check caught it */
+}
+
+static void test_forged_copy_loses(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL, *back = NULL;
+	struct lc_header_info info;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	uint64_t area;
+	uint8_t *buf;
+	size_t len;
+	int fd;
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
+	/* Copy B with a much higher seqno and another project, checksum right. */
+	h->seqno += 100;
+	snprintf(h->project, sizeof(h->project), "forged");
+	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
+	fd = open(e->dev, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
+	close(fd);
+	free(buf);
+	lc_header_free(h);
+	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
+	assert_string_equal(back->project, "forged");	/* a plain read would take it */
+	lc_header_free(back);
+
+	if (open_vol(e, "ws1", NULL, &v, &err)) fail_msg("open: %s", err.msg);
+	assert_string_equal(v->project, "db1");		/* the genuine copy won */
+	lc_volume_free(v);
+	/* ...and the forged copy was overwritten from it. */
+	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
+	assert_string_equal(back->project, "db1");
+	assert_int_equal(info.state[0], LC_COPY_VALID);
+	assert_int_equal(info.state[1], LC_COPY_VALID);
+	lc_header_free(back);
+}
+
+static void test_rollback_refused(void **state)
+{
+	struct env *e = *state;
+	struct lc_seqstore seqs;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	uint8_t *old = malloc(1u << 20);
+	int fd;
+
+	assert_non_null(old);
+	assert_int_equal(lc_seqstore_open(&seqs, e->dir, &err), 0);
+	e->venv.seqs = &seqs;
+	format_dev(e, 4096, NULL, NULL);
+	/* A backup of the whole metadata area. */
+	fd = open(e->dev, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, old, 1u << 20, 0), 1 << 20);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(lc_volume_rewrap(&e->venv, v, &err), 0);	/* seqno moves on */
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	v = NULL;
+	/* The older, genuine header is put back. */
+	assert_int_equal(pwrite(fd, old, 1u << 20, 0), 1 << 20);
+	close(fd);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ESTALE);
+	assert_non_null(strstr(err.msg, "older than seqno"));
+	assert_null(v);
+	/* Remembered across a restart of the agent. */
+	lc_seqstore_close(&seqs);
+	assert_int_equal(lc_seqstore_open(&seqs, e->dir, &err), 0);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ESTALE);
+	e->venv.seqs = NULL;
+	lc_seqstore_close(&seqs);
+	free(old);
+}
+
+static bool all_zero_range(const char *path, uint64_t from, uint64_t to)
+{
+	uint8_t b[4096];
+	int fd = open(path, O_RDONLY);
+	bool z = fd >= 0;
+
+	for (uint64_t off = from; z && off < to; off += sizeof(b)) {
+		assert_int_equal(pread(fd, b, sizeof(b), (off_t)off), (ssize_t)sizeof(b));
+		for (size_t i = 0; i < sizeof(b) && z; i++)
+			z = !b[i];
+	}
+	if (fd >= 0)
+		close(fd);
+	return z;
+}
+
+static void test_reformat_erases(void **state)
+{
+	struct env *e = *state;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db2",
+				     .segment_size = 1u << 20, .force = true };
+	struct lc_error err = { 0 };
+	char cmd[256];
+
+	/* 4,096 segments: copies of 512 KiB areas; then 16 segments: 32 KiB. */
+	format_dev(e, 4096, NULL, NULL);
+	assert_false(all_zero_range(e->dev, 512 * 1024, 1024 * 1024));
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), 0);
+	/* Nothing of the old volume's copies or DEK tables is left. */
+	assert_true(all_zero_range(e->dev, 64 * 1024 + 16384, 1024 * 1024));
+
+	/* A file system (libblkid) is not overwritten without force. */
+	snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext4 %s 4096 >/dev/null 2>&1", e->dev);
+	assert_int_equal(system(cmd), 0);
+	fa.force = false;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "ext4"));
+	assert_non_null(strstr(err.msg, "--force"));
+}
+
+static void test_detached_never_clobbers(void **state)
+{
+	struct env *e = *state;
+	struct lc_format_args fa = { .device = e->dev, .header = e->hdr, .workspace = "ws1",
+				     .project = "db1", .segment_size = 4096 };
+	struct lc_error err = { 0 };
+	char link[128];
+	int fd;
+
+	/* An existing file is not taken over (O_EXCL) without force... */
+	fd = open(e->hdr, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, "precious", 8), 8);
+	close(fd);
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EEXIST);
+	/* ...nor reached through a symlink, even with force. */
+	snprintf(link, sizeof(link), "%s/link.hdr", e->dir);
+	assert_int_equal(symlink(e->hdr, link), 0);
+	fa.header = link;
+	fa.force = true;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -ELOOP);
+	assert_int_equal(counters(e).wrap, 0);
+	{
+		char b[9] = "";
+
+		fd = open(e->hdr, O_RDONLY);
+		assert_int_equal(read(fd, b, 8), 8);
+		close(fd);
+		assert_string_equal(b, "precious");
+	}
+	/* Devices: an operator's allow-list takes block devices only. */
+	{
+		struct lc_ws_access none = { 0 };
+
+		fa.header = NULL;
+		fa.force = false;
+		fa.allow = &none;
+		assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EPERM);
+		assert_int_equal(counters(e).wrap, 0);
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -878,6 +1183,13 @@ int main(void)
 		T(test_rewrap),
 		T(test_rediscover),
 		T(test_open_65536),
+		T(test_header_authenticated),
+		T(test_cipher_allow_list),
+		T(test_identity_bound),
+		T(test_forged_copy_loses),
+		T(test_rollback_refused),
+		T(test_reformat_erases),
+		T(test_detached_never_clobbers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
