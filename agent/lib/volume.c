@@ -244,6 +244,7 @@ static int dev_open(const char *path, bool write, bool regular_ok, const struct 
 		    struct lc_error *err)
 {
 	int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_EXCL, fd, r;
+	struct stat pre;
 
 	if (!path || !*path)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "no device given: expected a path");
@@ -253,6 +254,17 @@ static int dev_open(const char *path, bool write, bool regular_ok, const struct 
 	if (!realpath(path, real))
 		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot use device %s: %s", path,
 			      strerror(errno));
+	/* A device the caller may not use is not even opened (an exclusive
+	 * open would claim it); what is opened is checked again below. */
+	if (allow && stat(real, &pre) == 0) {
+		if (!S_ISBLK(pre.st_mode))
+			return lc_err(err, -EPERM, LC_ERRC_INVALID,
+				      "%s is not a block device: operators use only the block devices an admin allowed",
+				      path);
+		r = lc_device_allowed(allow, workspace, pre.st_rdev, path, err);
+		if (r < 0)
+			return r;
+	}
 	fd = open(real, flags | (write ? O_RDWR : O_RDONLY));
 	if (fd < 0 && write && (errno == EROFS || errno == EACCES)) {
 		fd = open(real, flags | O_RDONLY);

@@ -116,7 +116,7 @@ expect_exit 0 "open p1 again" $OPER lakecryptctl --timeout 120 open /dev/ram0 p1
 sum2=$(dd if=/dev/mapper/p1 bs=1M count=8 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 lc_eq "data survives close/open" "$sum1" "$sum2"
 expect_exit 0 "close p1" $OPER lakecryptctl close p1
-expect_exit 1 "wrong workspace is refused" $OPER lakecryptctl open /dev/ram0 p1x --workspace ws2
+expect_exit 1 "wrong workspace is refused (even for an admin)" ctl open /dev/ram0 p1x --workspace ws2
 grep -q "ws1" "$LC_TMP/x.out" && grep -q "ws2" "$LC_TMP/x.out" && lc_ok "the refusal names both workspaces" ||
 	lc_notok "the refusal names both workspaces"
 [ -e /dev/mapper/p1x ] && lc_notok "no device for the refused open" || lc_ok "no device for the refused open"
@@ -176,9 +176,9 @@ expect_exit 4 "operator cannot --force an overwrite" \
 ln -sf /root/canary /tmp/evil
 expect_exit 1 "operator cannot format a file through a symlink (/tmp/evil -> /root/canary)" \
 	$OPER lakecryptctl format /tmp/evil --workspace ws1 --project x --batch
-expect_exit 1 "operator cannot format /dev/ram3: not in ws1's devices" \
-	$OPER lakecryptctl format /dev/ram3 --workspace ws1 --project x --batch
-grep -q "not one workspace ws1 may use" "$LC_TMP/x.out" && lc_ok "the refusal says the device is not allowed" ||
+expect_exit 1 "operator cannot format /dev/ram1: not in ws2's devices" \
+	$OPER lakecryptctl format /dev/ram1 --workspace ws2 --project x --batch
+grep -q "not one workspace ws2 may use" "$LC_TMP/x.out" && lc_ok "the refusal says the device is not allowed" ||
 	lc_notok "device refusal text"
 lc_eq "/root/canary is untouched" "$canary" "$(sha256sum </root/canary)"
 truncate -s 16M /tmp/ws3.img
@@ -229,7 +229,11 @@ dd if=/dev/urandom of=/dev/mapper/c1 bs=1M count=4 oflag=direct 2>/dev/null
 [ "$(od -An -v -tx1 /tmp/cache.img | tr -d ' \n' | tr -d 0 | head -c 1)" ] && lc_ok "cache holds ciphertext" || lc_notok "cache write"
 lc_kmark
 t0=$(date +%s)
-lc_run "admin revokes kc1" ctl revoke --keyconfig kc1
+# Revocation follows the CMK, not a name: kc1b is a new key configuration
+# for kc1's CMK that no header has ever named.
+lc_run "admin registers kc1b for kc1's CMK" ctl keyconfig create kc1b --provider local --key "$CMK"
+lc_run "admin revokes kc1b (the CMK of kc1)" ctl --json revoke --keyconfig kc1b
+lc_diag "$(cat "$LC_TMP/run.out" 2>/dev/null)"
 t1=$(date +%s)
 lc_diag "revoke took $((t1 - t0)) s"
 for v in p1 p3 c1; do
