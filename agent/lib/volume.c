@@ -1493,6 +1493,8 @@ static json_object *to_json(const struct lc_volume *v, const struct lc_dm_status
 	JADD(o, "kind", json_object_new_string(v->kind == LC_VOLUME_CACHE ? "cache" : "project"));
 	JADD(o, "uuid", json_object_new_string(v->uuid));
 	JADD(o, "device", json_object_new_string(v->device));
+	if (v->devno[0])
+		JADD(o, "devno", json_object_new_string(v->devno));
 	if (v->header[0] || internal)
 		JADD(o, "header", json_object_new_string(v->header));
 	JADD(o, "dm_device", json_object_new_string(dm));
@@ -1589,6 +1591,8 @@ static int from_json(json_object *o, struct lc_volume *v)
 	if (!jstr(o, "name", v->name, sizeof(v->name)) || !jstr(o, "kind", kind, sizeof(kind)) ||
 	    !jstr(o, "uuid", v->uuid, sizeof(v->uuid)) ||
 	    !jstr(o, "device", v->device, sizeof(v->device)) ||
+	    (json_object_object_get_ex(o, "devno", NULL) &&
+	     !jstr(o, "devno", v->devno, sizeof(v->devno))) ||
 	    !jstr(o, "header", v->header, sizeof(v->header)) ||
 	    !jstr(o, "workspace", v->workspace, sizeof(v->workspace)) ||
 	    !jstr(o, "project", v->project, sizeof(v->project)) ||
