@@ -1401,7 +1401,8 @@ int lc_header_to_json(const struct lc_header *h, const struct lc_header_info *in
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	lc_header_uuid_str(h, uuid);
 	time_str(h->created, when);
-	JADD(o, "version", json_object_new_int(LC_HDR_VERSION));
+	JADD(o, "version", json_object_new_int(h->version ? h->version : LC_HDR_VERSION));
+	JADD(o, "authenticated", json_object_new_boolean(h->version != LC_HDR_VERSION_V1));
 	JADD(o, "uuid", json_object_new_string(uuid));
 	JADD(o, "seqno", json_object_new_uint64(h->seqno));
 	JADD(o, "created", json_object_new_string(when));
@@ -1488,7 +1489,8 @@ int lc_header_dump_text(const struct lc_header *h, const struct lc_header_info *
 	lc_header_layout(h->segment_count, h->key_size, &hdr, &area, &dflt, NULL);
 	lc_header_uuid_str(h, uuid);
 	time_str(h->created, when);
-	fprintf(f, "lakecrypt header version %d\n", LC_HDR_VERSION);
+	fprintf(f, "lakecrypt header version %d%s\n", h->version ? h->version : LC_HDR_VERSION,
+		h->version == LC_HDR_VERSION_V1 ? " (not authenticated: refused by open)" : "");
 	fprintf(f, "UUID:              %s\n", uuid);
 	fprintf(f, "Seqno:             %" PRIu64 "\n", h->seqno);
 	fprintf(f, "Created:           %s\n", when);

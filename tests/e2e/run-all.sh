@@ -15,7 +15,8 @@ STATE=/tmp/lc-state
 SOCK=/run/lakecrypt/agent.sock
 AUDIT=/tmp/lc-audit.log
 CONF=/tmp/lc-agent.conf
-OPER="lct-runas 1002 1002,991"		# operator: group lakecrypt
+OPER="lct-runas 1002 1002,991,992"	# operator: groups lakecrypt, lakecrypt-ws1
+OPER3="lct-runas 1003 1003,991,993"	# operator3: groups lakecrypt, lakecrypt-ws3
 ADMIN="lct-runas 1001 1001,990"		# admin by group lakecrypt-admin
 NOBODY="lct-runas 65534 65534"
 
@@ -69,10 +70,10 @@ CMK=$(ctl --json kms create --description "e2e CMK" | jget key_id)
 CMK2=$(ctl --json kms create --description "other CMK" | jget key_id)
 lc_run "keyconfig kc1 registered at account level" ctl keyconfig create kc1 --provider local --key "$CMK"
 lc_run "keyconfig kc2 registered" ctl keyconfig create kc2 --provider local --key "$CMK2"
-lc_run "workspace ws1 bound to kc1, operated by group lakecrypt on RAM and loop disks" \
-	ctl workspace bind ws1 --keyconfig kc1 --operators lakecrypt --devices '/dev/ram[0-2],/dev/loop*'
+lc_run "workspace ws1 bound to kc1, operated by group lakecrypt-ws1 on RAM and loop disks" \
+	ctl workspace bind ws1 --keyconfig kc1 --operators lakecrypt-ws1 --devices '/dev/ram[0-2],/dev/loop*'
 lc_run "workspace ws2 bound to kc2, only /dev/ram3" \
-	ctl workspace bind ws2 --keyconfig kc2 --operators lakecrypt --devices /dev/ram3
+	ctl workspace bind ws2 --keyconfig kc2 --operators lakecrypt-ws1 --devices /dev/ram3
 lc_run "workspace ws3 bound to kc1, operated by another group" \
 	ctl workspace bind ws3 --keyconfig kc1 --operators lakecrypt-ws3 --devices '/dev/loop*'
 ctl --json workspace list | grep -q '"lakecrypt-ws3"' && lc_ok "workspace list shows operator groups" ||
@@ -181,23 +182,75 @@ expect_exit 1 "operator cannot format /dev/ram1: not in ws2's devices" \
 grep -q "not one workspace ws2 may use" "$LC_TMP/x.out" && lc_ok "the refusal says the device is not allowed" ||
 	lc_notok "device refusal text"
 lc_eq "/root/canary is untouched" "$canary" "$(sha256sum </root/canary)"
-truncate -s 16M /tmp/ws3.img
-W3LOOP=$(losetup -f)
-losetup "$W3LOOP" /tmp/ws3.img || lc_bail "losetup $W3LOOP"
-expect_exit 0 "admin formats a volume in ws3" ctl format "$W3LOOP" --workspace ws3 --project q1 --segment-size 1M --batch
-expect_exit 4 "an operator of ws1 cannot open a ws3 volume" $OPER lakecryptctl open "$W3LOOP" q1 --workspace ws3
-expect_exit 0 "admin opens q1 in ws3" ctl open "$W3LOOP" q1 --workspace ws3
-$OPER lakecryptctl --json status >"$LC_TMP/st.json" 2>&1
-grep -q '"q1"' "$LC_TMP/st.json" && lc_notok "operator status hides ws3's volume" || lc_ok "operator status hides ws3's volume"
-grep -q '"p1"' "$LC_TMP/st.json" && lc_ok "operator status shows its own ws1 volume" || lc_notok "operator status shows p1"
-expect_exit 1 "an operator of ws1 cannot close a ws3 volume" $OPER lakecryptctl close q1
-[ -e /dev/mapper/q1 ] && lc_ok "q1 still open" || lc_notok "q1 still open"
-$OPER lakecryptctl --json audit --lines 500 >"$LC_TMP/au.json" 2>&1
-grep -q '"workspace": *"ws3"' "$LC_TMP/au.json" && lc_notok "operator audit hides ws3's records" ||
-	lc_ok "operator audit hides ws3's records"
-expect_exit 0 "admin closes q1" ctl close q1
+# Every workspace operation x role x workspace: operator acts in ws1,
+# operator3 in ws3, admin everywhere, nobody nowhere.
+mkvol() {	# mkvol IMG WS PROJECT: a loop device formatted by the admin
+	truncate -s 16M "$1"
+	_l=$(losetup -f)
+	losetup "$_l" "$1" || lc_bail "losetup $_l"
+	ctl format "$_l" --workspace "$2" --project "$3" --segment-size 1M --batch >/dev/null ||
+		lc_notok "admin formats $3 in $2"
+	echo "$_l"
+}
+M1=$(mkvol /tmp/m1.img ws1 m1)
+M3=$(mkvol /tmp/m3.img ws3 m3)
+for who in operator operator3 admin nobody; do
+	case $who in
+	operator) RUN=$OPER mine=ws1 ;;
+	operator3) RUN=$OPER3 mine=ws3 ;;
+	admin) RUN=$ADMIN mine=all ;;
+	nobody) RUN=$NOBODY mine=none ;;
+	esac
+	for ws in ws1 ws3; do
+		if [ "$mine" = all ] || [ "$mine" = "$ws" ]; then ok=0; else ok=4; fi
+		[ $ws = ws1 ] && dev=$M1 || dev=$M3
+		expect_exit $ok "$who: open in $ws" $RUN lakecryptctl open "$dev" mx --workspace $ws
+		if [ $ok -eq 0 ]; then
+			expect_exit 0 "$who: close in $ws" $RUN lakecryptctl close mx
+		else
+			[ -e /dev/mapper/mx ] && lc_notok "$who: no device for the refused open" ||
+				lc_ok "$who: no device for the refused open in $ws"
+			expect_exit $ok "$who: format in $ws refused" \
+				$RUN lakecryptctl format "$dev" --workspace $ws --project z --batch
+			expect_exit $ok "$who: cache in $ws refused" $RUN lakecryptctl cache "$dev" cx --workspace $ws
+		fi
+	done
+done
+# status, close and audit of volumes open in both workspaces
+ctl open "$M1" mx1 --workspace ws1 >/dev/null && ctl open "$M3" mx3 --workspace ws3 >/dev/null ||
+	lc_notok "admin opens mx1 and mx3"
+for who in operator operator3 admin; do
+	case $who in
+	operator) RUN=$OPER see="mx1" hide="mx3" ;;
+	operator3) RUN=$OPER3 see="mx3" hide="mx1" ;;
+	admin) RUN=$ADMIN see="mx1 mx3" hide="" ;;
+	esac
+	$RUN lakecryptctl --json status >"$LC_TMP/st.json" 2>&1
+	for v in $see; do
+		grep -q "\"$v\"" "$LC_TMP/st.json" && lc_ok "$who: status shows $v" || lc_notok "$who: status shows $v"
+	done
+	for v in $hide; do
+		grep -q "\"$v\"" "$LC_TMP/st.json" && lc_notok "$who: status hides $v" || lc_ok "$who: status hides $v"
+		expect_exit 1 "$who: cannot close $v" $RUN lakecryptctl close $v
+		[ -e /dev/mapper/$v ] && lc_ok "$who: $v still open" || lc_notok "$who: $v still open"
+	done
+	$RUN lakecryptctl --json audit --lines 2000 >"$LC_TMP/au.json" 2>&1
+	for ws in $([ $who = operator ] && echo ws3; [ $who = operator3 ] && echo ws1); do
+		grep -q "\"workspace\": *\"$ws\"" "$LC_TMP/au.json" && lc_notok "$who: audit hides $ws" ||
+			lc_ok "$who: audit hides $ws"
+	done
+	[ $who = admin ] && { grep -q '"workspace": *"ws3"' "$LC_TMP/au.json" && lc_ok "admin: audit shows ws3" ||
+		lc_notok "admin: audit shows ws3"; }
+	if [ $who != admin ]; then
+		for op in "kms list" "keyconfig list" "workspace list" "rewrap mx1" "revoke --keyconfig kc1"; do
+			expect_exit 4 "$who: $op is an admin's" $RUN lakecryptctl $op
+		done
+	fi
+done
+expect_exit 4 "nobody: status" $NOBODY lakecryptctl status
+ctl close mx1 >/dev/null && ctl close mx3 >/dev/null || lc_notok "admin closes mx1 and mx3"
 expect_exit 1 "formatting over a lakecrypt volume needs an admin's --force" \
-	$OPER lakecryptctl format "$W3LOOP" --workspace ws1 --project again --segment-size 1M --batch
+	$OPER lakecryptctl format "$M1" --workspace ws1 --project again --segment-size 1M --batch
 grep -q "force" "$LC_TMP/x.out" && lc_ok "the refusal names --force" || lc_notok "overwrite refusal text"
 mkfs.ext4 -q -F /dev/ram1 >/dev/null 2>&1 || mke2fs -q -F /dev/ram1 >/dev/null 2>&1
 expect_exit 1 "formatting over a file system (libblkid) needs an admin's --force" \

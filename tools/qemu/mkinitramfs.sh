@@ -114,10 +114,14 @@ if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.
 	ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 	cp /etc/mke2fs.conf "$root/etc/"
 	# Users and groups of the agent's roles, for the end-to-end tests.
+	# operator works in workspaces granted to lakecrypt-ws1, operator3 in
+	# those granted to lakecrypt-ws3.
 	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'admin:x:1001:1001::/tmp:/bin/sh' \
-		'operator:x:1002:1002::/tmp:/bin/sh' 'nobody:x:65534:65534::/tmp:/bin/sh' >"$root/etc/passwd"
-	printf '%s\n' 'root:x:0:' 'admin:x:1001:' 'operator:x:1002:' 'nogroup:x:65534:' \
-		'lakecrypt-admin:x:990:admin' 'lakecrypt:x:991:operator' >"$root/etc/group"
+		'operator:x:1002:1002::/tmp:/bin/sh' 'operator3:x:1003:1003::/tmp:/bin/sh' \
+		'nobody:x:65534:65534::/tmp:/bin/sh' >"$root/etc/passwd"
+	printf '%s\n' 'root:x:0:' 'admin:x:1001:' 'operator:x:1002:' 'operator3:x:1003:' \
+		'nogroup:x:65534:' 'lakecrypt-admin:x:990:admin' 'lakecrypt:x:991:operator,operator3' \
+		'lakecrypt-ws1:x:992:operator' 'lakecrypt-ws3:x:993:operator3' >"$root/etc/group"
 	mkdir -p "$root/lib/modules/$kver"
 	for f in modules.builtin modules.builtin.modinfo modules.order; do
 		[ -f "$kdir/lib/modules/$kver/$f" ] && cp "$kdir/lib/modules/$kver/$f" "$root/lib/modules/$kver/"
