@@ -145,6 +145,8 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 		    json_object **result, struct lc_error *err);
 int op_cache_open(struct agent *a, struct client *c, json_object *args,
 		  json_object **result, struct lc_error *err);
+int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err);
 int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 		     json_object **result, struct lc_error *err);
 int op_status(struct agent *a, struct client *c, json_object *args, json_object **result,

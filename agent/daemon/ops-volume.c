@@ -282,6 +282,34 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	return 0;
 }
 
+int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err)
+{
+	struct lc_open_args oa = { 0 };
+	struct lc_header *h = NULL;
+	char hbuf[PATH_MAX], uuid[LC_UUID_STR_LEN];
+	int r;
+
+	if ((r = arg_path(args, "device", true, &oa.device, err)) < 0 ||
+	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
+	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
+	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &oa.kc, err)) < 0)
+		return r;
+	r = lc_volume_migrate(&a->env, &oa, &h, err);
+	if (r < 0)
+		return r;
+	lc_header_uuid_str(h, uuid);
+	*result = json_object_new_object();
+	JADD(*result, "uuid", json_object_new_string(uuid));
+	JADD(*result, "version", json_object_new_int(h->version));
+	JADD(*result, "workspace", json_object_new_string(h->workspace));
+	JADD(*result, "project", json_object_new_string(h->project));
+	JADD(*result, "keyconfig", json_object_new_string(h->keyconfig));
+	lc_header_free(h);
+	return 0;
+}
+
 int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 		     json_object **result, struct lc_error *err)
 {

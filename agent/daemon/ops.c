@@ -50,6 +50,8 @@ static const struct op ops[] = {
 	{ "cache.open",		LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "segment_size"),
 	  op_cache_open, false },
 	{ "volume.rewrap",	LC_ROLE_ADMIN, ARGS("name"), op_volume_rewrap, false },
+	{ "volume.migrate",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header"),
+	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
 	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines"), op_audit_tail, true },

@@ -933,8 +933,8 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 					 hpath);
 	if (h->version == LC_HDR_VERSION_V1)
 		return lc_err(err, -EPROTO, LC_ERRC_INVALID,
-			      "volume %s has a version 1 header, which does not authenticate its identity or layout; this agent opens only version %d: copy the data out with the previous lakecrypt release and reformat (no in-place migration exists yet; see Documentation/on-disk-format.md, section 10)",
-			      u, LC_HDR_VERSION);
+			      "volume %s has a version 1 header, which does not authenticate its identity or layout; this agent opens only version %d: an admin checks it with `lakecryptctl dump %s` and migrates it with `lakecryptctl migrate %s --workspace %s` (one unwrap, one wrap, no data re-encrypted)",
+			      u, LC_HDR_VERSION, hpath, a->device, h->workspace);
 	r = check_binding(h, u, a->workspace, a->kc, err);
 	if (r < 0)
 		return r;
@@ -1159,6 +1159,98 @@ fail:
 out:
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
+	return r;
+}
+
+/* ---- migrate ---- */
+
+int lc_volume_migrate(const struct lc_volume_env *env, const struct lc_open_args *a,
+		      struct lc_header **out, struct lc_error *err)
+{
+	_cleanup_header_ struct lc_header *h = NULL;
+	_cleanup_secret_ struct lc_secret kek = { 0 }, deks = { 0 };
+	_cleanup_close_ int fd = -1;
+	struct lc_provider_reply rep;
+	struct lc_provider *p;
+	struct lc_kek_identity kid;
+	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
+	char ctx1[LC_KEK_CONTEXT_MAX], ctx[LC_KEK_CONTEXT_MAX], u[LC_UUID_STR_LEN];
+	char real[PATH_MAX];
+	const char *hpath = a->header && *a->header ? a->header : a->device;
+	uint64_t bytes;
+	struct stat st;
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	if (out)
+		*out = NULL;
+	fd = dev_open(hpath, true, true, NULL, a->workspace, NULL, &bytes, &st, real, err);
+	if (fd < 0)
+		return fd;
+	r = lc_header_read(fd, &h, NULL, err);
+	if (r < 0)
+		return r;
+	lc_header_uuid_str(h, u);
+	ids.project = h->project;
+	ids.keyconfig = h->keyconfig;
+	ids.provider = h->provider;
+	ids.cmk_id = h->cmk_id;
+	if (h->version != LC_HDR_VERSION_V1)
+		return lc_err(err, -EALREADY, LC_ERRC_INVALID,
+			      "volume %s already has a version %u header", u, h->version);
+	r = check_binding(h, u, a->workspace, a->kc, err);
+	if (!r)
+		r = lc_cipher_allowed(h->cipher, h->key_size, err);
+	if (r < 0)
+		goto fail;
+	kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
+	lc_kek_context_v1(h->uuid, ctx1);
+	if (lc_kek_context(&kid, ctx) < 0) {
+		r = lc_err(err, -EINVAL, LC_ERRC_INVALID, "volume %s: its labels are not valid names", u);
+		goto fail;
+	}
+	p = provider_of(env, a->kc->provider, err);
+	if (!p) {
+		r = -ENOPROTOOPT;
+		goto fail;
+	}
+	r = lc_provider_unwrap(p, a->kc->key_ref, &h->wrapped_kek, ctx1, &kek, &rep, err);
+	audit(env, "cmk.unwrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, &rep, err, -1);
+	if (!r && kek.len != LC_KEK_LEN)
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID, "the KMS unwrapped a key of %zu bytes",
+			   kek.len);
+	if (r < 0)
+		goto fail;
+	/* Every DEK record must be the KEK's own before the header is sealed. */
+	r = lc_deks_unwrap_all(&kek, h->uuid, h->deks, h->segment_count, h->key_size, &deks, err);
+	lc_secret_free(&deks);
+	if (r < 0)
+		goto fail;
+	r = wrap_kek(env, p, a->kc->key_ref, &kek, ctx, h, &ids, &rep, err);
+	if (r < 0)
+		goto fail;
+	free(h->wrap_context.p);
+	h->wrap_context.p = (uint8_t *)strdup(ctx);
+	h->wrap_context.len = strlen(ctx);
+	if (!h->wrap_context.p) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto fail;
+	}
+	r = write_sealed(env, fd, h, &kek, err);
+	if (r < 0)
+		goto fail;
+	lc_info("migrated the header of volume %s (%s) to version %d", u, hpath, LC_HDR_VERSION);
+	audit(env, "migrate", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
+	if (out) {
+		*out = h;
+		h = NULL;
+	}
+	return 0;
+fail:
+	audit(env, "migrate", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
 	return r;
 }
 

@@ -207,6 +207,20 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
  * its backing device (its key died with the table). */
 int lc_volume_close(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);
 
+/*
+ * Migrate a version 1 header to version 2 (an admin's operation; the
+ * volume must be closed): the header's identity must match @a->kc, the
+ * KEK is unwrapped under the version 1 context (one KMS call), every DEK
+ * record must authenticate under it, the KEK is wrapped again under the
+ * identity context (one KMS call) and the header is sealed with its MAC
+ * and written crash-safely.  Fields version 1 did not authenticate
+ * (cipher, sizes, offsets, labels) are taken as the admin finds them:
+ * check them with `lakecryptctl dump` first.  -EALREADY for a version 2
+ * header.  @out (may be NULL) receives the new header.
+ */
+int lc_volume_migrate(const struct lc_volume_env *env, const struct lc_open_args *a,
+		      struct lc_header **out, struct lc_error *err);
+
 /* Re-wrap the KEK under the CMK's current primary version (one wrap call)
  * and rewrite the header atomically. */
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);

@@ -928,7 +928,7 @@ static void test_header_authenticated(void **state)
 	tamper(e, edit_v1);
 	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EPROTO);
 	assert_non_null(strstr(err.msg, "version 1"));
-	assert_non_null(strstr(err.msg, "reformat"));
+	assert_non_null(strstr(err.msg, "lakecryptctl migrate"));
 	assert_int_equal(e->fk.creates, 0);
 	assert_null(v);
 }
@@ -1164,6 +1164,66 @@ static void test_detached_never_clobbers(void **state)
 	}
 }
 
+/* Write a version 1 header (lakecrypt 1.0) for the volume on e->dev. */
+static void make_v1(struct env *e, bool bad_dek)
+{
+	_cleanup_secret_ struct lc_secret kek = { 0 }, deks = { 0 };
+	struct lc_provider_reply rep;
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	char ctx1[LC_KEK_CONTEXT_MAX];
+
+	format_force(e);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	assert_int_equal(lc_kek_generate(&kek, &err), 0);
+	lc_kek_context_v1(h->uuid, ctx1);
+	free(h->wrapped_kek.p);
+	assert_int_equal(lc_provider_wrap(&e->prov, e->key_id, &kek, ctx1, &h->wrapped_kek, &rep,
+					  &err), 0);
+	free(h->wrap_context.p);
+	h->wrap_context.p = (uint8_t *)strdup(ctx1);
+	h->wrap_context.len = strlen(ctx1);
+	assert_int_equal(lc_deks_generate(&deks, h->segment_count, h->key_size, &err), 0);
+	assert_int_equal(lc_deks_wrap_all(&kek, h->uuid, &deks, h->segment_count, h->key_size,
+					  h->deks, &err), 0);
+	if (bad_dek)
+		h->deks[7].tag[0] ^= 1;
+	h->version = LC_HDR_VERSION_V1;
+	memset(h->mac, 0, sizeof(h->mac));
+	assert_int_equal(lc_header_write_path(e->dev, false, h, &err), 0);
+	lc_header_free(h);
+}
+
+static void test_migrate_v1(void **state)
+{
+	struct env *e = *state;
+	struct lc_open_args oa = { .device = e->dev, .workspace = "ws1", .name = "vol1",
+				   .kc = &e->kc };
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	make_v1(e, false);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "lakecryptctl migrate"));
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(lc_volume_migrate(&e->venv, &oa, &h, &err), 0);
+	assert_int_equal(h->version, LC_HDR_VERSION);
+	assert_int_equal(counters(e).unwrap, 1);	/* old context */
+	assert_int_equal(counters(e).wrap, 1);		/* identity context */
+	lc_header_free(h);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	lc_volume_free(v);
+	assert_int_equal(lc_volume_migrate(&e->venv, &oa, NULL, &err), -EALREADY);
+
+	/* A DEK record that does not authenticate stops the migration. */
+	make_v1(e, true);
+	assert_int_equal(lc_volume_migrate(&e->venv, &oa, NULL, &err), -EBADMSG);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	assert_int_equal(h->version, LC_HDR_VERSION_V1);	/* nothing written */
+	lc_header_free(h);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1190,6 +1250,7 @@ int main(void)
 		T(test_rollback_refused),
 		T(test_reformat_erases),
 		T(test_detached_never_clobbers),
+		T(test_migrate_v1),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,6 +149,14 @@ static const struct cmd_spec cmds[] = {
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "close an open volume or cache", NULL },
+	{ NULL, "migrate", "volume.migrate", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
+	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE", "detached header" } },
+	  "admins: migrate a closed volume's version 1 header to version 2",
+	  "One unwrap under the old context, every DEK record checked, one wrap under\n"
+	  "the identity context, and the header sealed with its MAC.  Version 1 did\n"
+	  "not authenticate cipher, sizes or labels: check them with dump first.\n" },
 	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "re-wrap the KEK of open volume NAME under the CMK's current version", NULL },
