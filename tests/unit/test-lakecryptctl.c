@@ -406,6 +406,8 @@ static void test_volumes(void **state)
 	assert_int_equal(parse_line("format /dev/sdb --workspace w --project p --key-size 8", &cmd, err,
 				    sizeof(err)), LC_CTL_EXIT_USAGE);
 	lc_ctl_cmd_free(&cmd);
+	good("migrate /dev/sdb --workspace ws1", "volume.migrate",
+	     "{\"device\":\"/dev/sdb\",\"workspace\":\"ws1\"}");
 	/* Operator groups and device patterns are lists. */
 	good("workspace bind ws1 --keyconfig kc --operators ops,dba --devices /dev/vd[b-z],/dev/loop*",
 	     "workspace.bind",
