@@ -280,8 +280,8 @@ int agent_volumes_save(struct agent *a, struct lc_error *err);
  * confirmed volumes go to @done, the others to @pending (either may be
  * NULL); those go on being retried (LC_AGENT_REVOKE_RETRIES, then each
  * watcher tick) and status shows where they are.  0 if every one was
- * confirmed, else -EINPROGRESS (TRANSIENT) or the first failure.  May drop
- * and retake the lock.
+ * confirmed, else -EINPROGRESS (INTERNAL: not the KMS's doing) naming the
+ * first.  May drop and retake the lock.
  */
 int agent_revoke_matching(struct agent *a, const char *keyconfig, const char *provider,
 			  const char *key_ref, const char *cause, bool denied, int64_t uid,

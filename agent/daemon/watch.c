@@ -315,7 +315,7 @@ int agent_revoke_matching(struct agent *a, const char *keyconfig, const char *pr
 		bool ok = !s || s->rs == SLOT_REVOKED || s->rs == SLOT_GONE;
 
 		if (!ok && !npending++ && !r)
-			r = lc_err(err, -EINPROGRESS, LC_ERRC_TRANSIENT,
+			r = lc_err(err, -EINPROGRESS, LC_ERRC_INTERNAL,
 				   "%s: %s", names[i], s->error[0] ? s->error : "no answer from the kernel yet");
 		if (ok && done)
 			json_object_array_add(done, json_object_new_string(names[i]));
