@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <linux/fs.h>
-#include <openssl/rand.h>
 
 #include "fileio.h"
 #include "header.h"
@@ -229,14 +228,17 @@ static int not_blk(const char *path, struct lc_error *err)
 		      path);
 }
 
-static void random_uuid(uint8_t uuid[LC_UUID_LEN])
+/* A version 4 uuid; a generator that keeps failing fails the call
+ * (lc_rand_bytes retries a bounded number of times), never loops. */
+static int random_uuid(uint8_t uuid[LC_UUID_LEN], struct lc_error *err)
 {
-	do {
-		if (RAND_bytes(uuid, LC_UUID_LEN) != 1)
-			memset(uuid, 0, LC_UUID_LEN);
-	} while (!uuid[0] && !uuid[1] && !uuid[2] && !uuid[3]);
+	int r = lc_rand_bytes(uuid, LC_UUID_LEN, false, "a volume uuid", err);
+
+	if (r < 0)
+		return r;
 	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
 	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	return 0;
 }
 
 /* Check cipher, key size, segment and sector size as the target will. */
@@ -394,7 +396,9 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	if (!h)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory for a header of %" PRIu32 " segments",
 			      count);
-	random_uuid(uuid);
+	r = random_uuid(uuid, err);
+	if (r < 0)
+		return r;
 	lc_uuid_format(uuid, uuid_str);
 	lc_kek_context(uuid, ctx);
 	memcpy(h->uuid, uuid, LC_UUID_LEN);
@@ -800,7 +804,9 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 		goto fail;
 	}
 	v->segments = (uint32_t)count;
-	random_uuid(uuid);
+	r = random_uuid(uuid, err);
+	if (r < 0)
+		goto fail;
 	lc_uuid_format(uuid, v->uuid);
 
 	/* The cache lives under the workspace's CMK: it must be usable now. */
