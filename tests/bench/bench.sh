@@ -175,7 +175,9 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 	printf '[agent]\nsocket_mode = 0666\nstate_dir = /tmp/rv/state\naudit_log = /tmp/rv/audit.log\nlog = stderr\n[revocation]\nwatch_interval_s = 1\n[test]\nkms_stall_file = /tmp/rv/stall\n' >/tmp/rv/agent.conf
 	lakecrypt-agent --config /tmp/rv/agent.conf --foreground >/tmp/rv/agent.log 2>&1 &
 	apid=$!
-	while [ ! -S /run/lakecrypt/agent.sock ]; do sleep 0.1; done
+	n=0
+	while [ ! -S /run/lakecrypt/agent.sock ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+	say "revoke: agent up ($(lakecryptctl ping 2>&1 | head -n1))"
 	cmk=$(lakecryptctl --json kms create | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
 	lakecryptctl keyconfig create rv --key "$cmk" >/dev/null
 	lakecryptctl workspace bind rv --keyconfig rv >/dev/null
@@ -187,9 +189,12 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 		[ $i -lt 5 ] && lakecryptctl open "$l" v$i --workspace rv >/dev/null
 		last_loop=$l
 	done
+	say "revoke: $(dmsetup ls | grep -c '^v') volumes open; starting the load"
 	lct-runas 1002 1002,991 lct-clients /run/lakecrypt/agent.sock 64 >/tmp/rv/clients.out 2>&1 &
 	cpid=$!
-	while ! grep -q ready /tmp/rv/clients.out 2>/dev/null; do sleep 0.1; done
+	n=0
+	while ! grep -q ready /tmp/rv/clients.out 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+	grep -q ready /tmp/rv/clients.out || say "revoke: the load did not start: $(head -c 300 /tmp/rv/clients.out)"
 	touch /tmp/rv/stall
 	lakecryptctl open "$last_loop" v5 --workspace rv >/tmp/rv/v5.out 2>&1 &
 	opid=$!
@@ -215,9 +220,11 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 	say "revoke: 4 open volumes with a reader each, under load ($(head -n1 /tmp/rv/clients.out) idle operator connections kept, a non-reading client, a stalled KMS with an open waiting in it): the revoke command took $((t1 - t0)) ms;" \
 	    "the last reader failed $((last - t0)) ms after it started$([ $wait_all -eq 1 ] && echo ' (a reader never failed!)')"
 	rm -f /tmp/rv/stall
-	wait "$opid"
-	say "revoke: the open that waited in the KMS ended with exit $? ($(head -n1 /tmp/rv/v5.out)); v5: $(dmsetup status v5 2>/dev/null | cut -d' ' -f4)"
-	kill "$cpid" 2>/dev/null
+	orc=0
+	wait "$opid" || orc=$?
+	sleep 1
+	say "revoke: the open that waited in the KMS ended with exit $orc ($(head -n1 /tmp/rv/v5.out)); v5: $(dmsetup status v5 2>/dev/null | cut -d' ' -f4)"
+	kill "$cpid" 2>/dev/null || true
 	kill "$apid" 2>/dev/null
 	wait "$apid" 2>/dev/null
 fi
