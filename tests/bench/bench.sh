@@ -217,7 +217,7 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 		[ "$f" -gt "$last" ] && last=$f
 		[ "$f" -lt 0 ] && wait_all=1
 	done
-	say "revoke: 4 open volumes with a reader each, under load ($(head -n1 /tmp/rv/clients.out) idle operator connections kept, a non-reading client, a stalled KMS with an open waiting in it): the revoke command took $((t1 - t0)) ms;" \
+	say "revoke: 4 open volumes with a reader each, under load (idle connections of an operator: $(head -n1 /tmp/rv/clients.out), a non-reading client, a stalled KMS with an open waiting in it): the revoke command took $((t1 - t0)) ms;" \
 	    "the last reader failed $((last - t0)) ms after it started$([ $wait_all -eq 1 ] && echo ' (a reader never failed!)')"
 	rm -f /tmp/rv/stall
 	orc=0
