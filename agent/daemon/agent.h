@@ -2,18 +2,44 @@
 /*
  * lakecrypt-agent: the daemon's state, shared by its files.
  *
- *   main.c       command line, start-up, the poll() loop, shutdown
- *   clients.c    connections: framing, peers and roles
+ *   main.c       command line, detaching, pid file
+ *   loop.c       start-up, the poll() loop, worker threads, shutdown
+ *   clients.c    connections: limits, framing, output buffers, timeouts
  *   ops.c        the operation table, argument checking, dispatch
  *   ops-admin.c  kms.*, keyconfig.*, workspace.*
  *   ops-volume.c volume.*, cache.open, status, revoke, audit.tail
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
+ *
+ * Threads and locking.  The loop thread owns the sockets and the clients
+ * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
+ * requests are read without waiting.  Each request runs on a thread of its
+ * own (one at a time per connection), the watcher on one, each volume's
+ * revocation on one: nothing queues behind a KMS call, a retry's sleep, a
+ * stalled disk or a client that does not read.
+ *
+ * One mutex, a->lock, guards the volume slots, the registry, the
+ * revocation log and the counters below.  A request's handler runs with it
+ * held (ops with .unlocked run without) and drops it exactly around the
+ * calls that may block -- KMS calls, device-mapper calls -- with
+ * agent_unlock()/agent_relock(), having copied what those calls need
+ * (slot_snapshot(), a key configuration by value): when the lock comes
+ * back, slots and registry entries may have changed or gone and are looked
+ * up again.  Writes of the agent's own small files (registry.json,
+ * volumes.json on /run) happen under the lock.  Lock order: a->lock, then
+ * the audit log's and the local KMS's own locks.
+ *
+ * Revocation cannot be starved: revoke takes the lock only to mark slots
+ * and bump a->revoke_epoch, then the kernel work runs on per-volume
+ * threads.  An open or cache.open that unwrapped while a revoke for its
+ * CMK ran finds a newer epoch in the revocation log when it relocks and
+ * revokes its volume at once instead of serving it.
  */
 #ifndef LC_AGENT_H
 #define LC_AGENT_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -29,17 +55,66 @@
 #include "volume.h"
 
 #define LC_AGENT_VERSION	"1.0.0"
-#define LC_AGENT_MAX_CLIENTS	64
-#define LC_AGENT_SEND_TIMEOUT_MS 5000
+#define LC_AGENT_CONN_MAX	1032	/* max_clients at most + root's reserve */
+#define LC_AGENT_ROOT_RESERVE	8	/* connections only uid 0 may use */
+#define LC_AGENT_REVOKE_LOG	64	/* revocations remembered for late opens */
+#define LC_AGENT_REVOKE_RETRIES	5	/* per revocation job, then the watcher */
 #define LC_AGENT_RUNTIME_FILE	"volumes.json"
 #define LC_AGENT_PID_FILE	"agent.pid"
 #define LC_AGENT_KMS_DIR	"kms"
 #define LC_AGENT_HEADER_DIR	"headers"	/* operators' detached headers */
 
+struct agent;
+
 struct client {
+	struct agent *a;
 	struct lc_proto_conn conn;
 	struct lc_peer peer;
-	enum lc_role role;
+	enum lc_role role;		/* resolved again for every request */
+	struct lc_volume_env env;	/* a->env with this peer's uid, per request */
+	/* Loop thread only. */
+	bool busy;			/* a request is on a worker thread */
+	bool dead;			/* peer gone: freed once not busy */
+	bool close_after;		/* close once the reply is out */
+	char *out;			/* reply bytes not yet sent */
+	size_t out_len, out_off;
+	int64_t last_ms;		/* last request, reply byte or accept */
+	int64_t stalled_ms;		/* output waiting since (0: none) */
+	/* Handed between the loop and the worker (a->done_lock). */
+	json_object *request, *reply;
+	struct client *done_next;
+};
+
+/* Revocation of one volume, as the kernel reports it. */
+enum slot_revoke {
+	SLOT_LIVE = 0,		/* never asked */
+	SLOT_REVOKING,		/* a job is on it */
+	SLOT_REVOKE_FAILED,	/* the kernel does not say revoked; retried */
+	SLOT_REVOKED,		/* the kernel's status says revoked */
+	SLOT_GONE,		/* the device no longer exists */
+};
+
+/* An open volume and what the agent does with it (a->lock). */
+struct vol_slot {
+	struct lc_volume *v;		/* v->revoked only once the kernel says so */
+	unsigned int busy;		/* close or rewrap working on a copy */
+	enum slot_revoke rs;
+	bool job;			/* a revocation thread owns the kernel part */
+	bool removed;			/* closed while the job ran: it frees the slot */
+	bool again;			/* asked again while the job ran */
+	unsigned int attempts;		/* revoke messages sent */
+	bool denied;
+	int64_t revoker;		/* uid, -1: the agent (watcher) */
+	char cause[256];
+	char error[LC_ERROR_MSG_MAX];	/* last failure, "" if none */
+};
+
+/* One revocation, for opens that were unwrapping while it ran. */
+struct revoke_rec {
+	uint64_t epoch;
+	char cmk_id[LC_HDR_CMK_ID_SIZE];
+	char provider[LC_HDR_PROVIDER_SIZE];
+	char key_ref[LC_HDR_PROVIDER_REF_SIZE];
 };
 
 /* One KMS provider per kind ("local", later "aws-kms", ...). */
@@ -59,7 +134,18 @@ struct agent {
 	int listen_fd;
 	int signal_fd;
 	int timer_fd;
+	int wake_fd;			/* eventfd: a worker finished */
 	bool stop;
+	bool sync_ready;		/* lock, cond and done_lock initialised */
+
+	pthread_mutex_t lock;		/* see above */
+	pthread_cond_t changed;		/* a revocation job or worker finished */
+	unsigned int threads;		/* request, watcher, revocation threads alive */
+	bool watching;			/* the watcher thread runs */
+	uint64_t revoke_epoch;
+	struct revoke_rec revlog[LC_AGENT_REVOKE_LOG];
+	pthread_mutex_t done_lock;	/* the done list only */
+	struct client *done;
 
 	struct lc_kms_local *kms;
 	struct lc_registry reg;
@@ -71,13 +157,32 @@ struct agent {
 	struct lc_volume_env env;
 	const struct lc_group_db *groups;
 
-	struct lc_volume **vols;
+	struct vol_slot **vols;
 	size_t nvols;
 	char runtime_path[PATH_MAX];
 
-	struct client *clients[LC_AGENT_MAX_CLIENTS];
+	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
+	uint64_t oversized_replies;	/* replaced by an error (EMSGSIZE) */
 };
+
+/* loop.c */
+int agent_setup(struct agent *a, struct lc_error *err);
+void agent_run(struct agent *a);
+void agent_teardown(struct agent *a);
+/* Start a detached thread counted in a->threads; -errno if it cannot. */
+int agent_spawn(struct agent *a, void *(*fn)(void *), void *arg);
+/* The thread ends (a->lock held). */
+void agent_thread_done(struct agent *a);
+static inline void agent_unlock(struct agent *a)
+{
+	pthread_mutex_unlock(&a->lock);
+}
+static inline void agent_relock(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+}
+int64_t agent_now_ms(void);
 
 /* providers.c */
 int agent_providers_init(struct agent *a, struct lc_error *err);
@@ -85,19 +190,30 @@ void agent_providers_close(struct agent *a);
 struct lc_provider *agent_provider(void *agent, const char *kind);
 json_object *agent_kms_calls_json(struct agent *a);
 
-/* clients.c */
+/* clients.c (loop thread) */
 void agent_client_accept(struct agent *a);
-/* Serve what @c has sent; false if the connection must be closed. */
+/* Read what @c has sent and start its next request; false: close it. */
 bool agent_client_serve(struct agent *a, struct client *c);
+/* Send what @c's buffer holds, without waiting; false: close it. */
+bool agent_client_flush(struct agent *a, struct client *c);
+/* A whole request is buffered and may start now. */
+bool agent_client_ready(const struct client *c);
+/* Take the replies of finished workers (after wake_fd). */
+void agent_clients_collect(struct agent *a);
+/* Close idle and stalled connections; the ms until the next deadline. */
+int agent_clients_expire(struct agent *a);
+/* Close @c and forget it (freed now, or when its worker is done). */
+void agent_client_drop(struct agent *a, struct client *c);
 void agent_client_free(struct client *c);
 
-/* ops.c */
+/* ops.c: runs on the request's thread, takes a->lock itself. */
 json_object *agent_handle(struct agent *a, struct client *c, json_object *msg);
 void agent_audit_simple(struct agent *a, const char *op, enum lc_audit_outcome o,
 			int64_t peer_uid, const char *workspace, const char *keyconfig,
 			const char *provider, const char *cmk_id, const struct lc_error *e);
 
-/* Operation handlers: 0 and *result (NULL: empty object), or -errno and @err. */
+/* Operation handlers: 0 and *result (NULL: empty object), or -errno and
+ * @err.  Called with a->lock held unless the op is .unlocked. */
 typedef int (*agent_op_fn)(struct agent *a, struct client *c, json_object *args,
 			   json_object **result, struct lc_error *err);
 
@@ -156,16 +272,38 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 		  json_object **result, struct lc_error *err);
 
-/* watch.c and the volume list */
-struct lc_volume *agent_volume(struct agent *a, const char *name);
-int agent_volume_add(struct agent *a, struct lc_volume *v, struct lc_error *err);
-void agent_volume_remove(struct agent *a, struct lc_volume *v);
-void agent_volumes_save(struct agent *a);
-/* Revoke every open, not yet revoked volume whose CMK is (provider,
- * key_ref) or whose key configuration is @keyconfig; names go to @names. */
-int agent_revoke_matching(struct agent *a, const char *keyconfig, const char *provider,
-			  const char *key_ref, const char *cause, bool denied,
-			  json_object *names, struct lc_error *err);
+/* watch.c and the volume list; all with a->lock held. */
+struct vol_slot *agent_volume(struct agent *a, const char *name);
+/* A private copy of @s's volume for a library call without the lock; the
+ * KEK too if @kek (wiped with lc_volume_free).  NULL: out of memory. */
+struct lc_volume *slot_snapshot(const struct vol_slot *s, bool kek);
+uint64_t agent_revoke_epoch(struct agent *a);
+/* Add @v (owned from here on) opened since revocation epoch @epoch:
+ * 0 and listed; -EKEYREVOKED (DENIED) if a revocation of its CMK came
+ * meanwhile: it is revoked now and listed as such; -EIO if volumes.json
+ * cannot be written: @v is closed and freed (a restarted agent could
+ * neither watch nor revoke it).  May drop and retake the lock. */
+int agent_volume_add(struct agent *a, struct lc_volume *v, uint64_t epoch,
+		     const struct lc_volume_env *env, struct lc_error *err);
+void agent_volume_remove(struct agent *a, struct vol_slot *s);
+int agent_volumes_save(struct agent *a, struct lc_error *err);
+/*
+ * The kill switch: revoke every open volume under the CMK that @provider
+ * (NULL: any) calls @key_ref or @cmk_id (either may be NULL) whose kernel
+ * state is not revoked yet, each on its own thread (a stalled disk holds back only its
+ * own volume).  Waits up to @wait_ms for the kernel to confirm; names of
+ * confirmed volumes go to @done, the others to @pending (either may be
+ * NULL); those go on being retried (LC_AGENT_REVOKE_RETRIES, then each
+ * watcher tick) and status shows where they are.  0 if every one was
+ * confirmed, else -EINPROGRESS (INTERNAL: not the KMS's doing) naming the
+ * first.  May drop and retake the lock.
+ */
+int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provider,
+			  const char *key_ref, const char *cause, bool denied, int64_t uid,
+			  unsigned int wait_ms, json_object *done, json_object *pending,
+			  struct lc_error *err);
+/* Timer tick (loop thread): start the watcher thread unless it runs. */
 void agent_watch_tick(struct agent *a);
+const char *agent_slot_state(const struct vol_slot *s);
 
 #endif /* LC_AGENT_H */

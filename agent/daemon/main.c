@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * lakecrypt-agent: command line, start-up, the poll() loop, shutdown.
- *
- * Single-threaded: the loop waits on the control socket, its clients, a
- * signalfd and the watcher's timerfd, and serves each request to the end
- * (KMS calls included, bounded by the retry policy's deadline).
+ * lakecrypt-agent: command line, detaching, pid file.  Start-up, the
+ * loop and shutdown are loop.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,217 +130,6 @@ static int load_config(struct agent *a, const struct options *o)
 	return 0;
 }
 
-static void dir_of(const char *path, char *out, size_t size)
-{
-	char tmp[PATH_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	snprintf(out, size, "%s", dirname(tmp));
-}
-
-/* Members of the operator group reach the socket through its group. */
-static void socket_group(struct agent *a)
-{
-	gid_t gid;
-
-	if (a->groups->group_gid(a->groups->ctx, a->cfg.operator_group, &gid) < 0) {
-		lc_warn("group %s does not exist: only root can reach %s", a->cfg.operator_group,
-			a->cfg.socket_path);
-		return;
-	}
-	if (chown(a->cfg.socket_path, (uid_t)-1, gid) < 0)
-		lc_warn("cannot give %s to group %s: %s", a->cfg.socket_path, a->cfg.operator_group,
-			strerror(errno));
-}
-
-static int setup(struct agent *a, struct lc_error *err)
-{
-	char kms_dir[PATH_MAX], dir[PATH_MAX];
-	struct itimerspec its = { 0 };
-	sigset_t mask;
-	struct lc_volume **vols = NULL;
-	size_t n = 0;
-	int r;
-
-	r = lc_mkdir_p(a->cfg.state_dir, 0700, err);
-	if (r < 0)
-		return r;
-	if (snprintf(kms_dir, sizeof(kms_dir), "%s/%s", a->cfg.state_dir, LC_AGENT_KMS_DIR) >=
-	    (int)sizeof(kms_dir))
-		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "state directory path too long");
-	r = lc_kms_local_open(&a->kms, kms_dir, err);
-	if (r < 0)
-		return r;
-	r = lc_kms_local_purge(a->kms, NULL, err);
-	if (r < 0)
-		return r;
-	r = lc_registry_open(&a->reg, a->cfg.state_dir, err);
-	if (r < 0)
-		return r;
-	r = lc_seqstore_open(&a->seqs, a->cfg.state_dir, err);
-	if (r < 0)
-		return r;
-	/* Operators' detached headers live here, owned by the agent. */
-	if (snprintf(a->header_dir, sizeof(a->header_dir), "%s/%s", a->cfg.state_dir,
-		     LC_AGENT_HEADER_DIR) >= (int)sizeof(a->header_dir))
-		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "state directory path too long");
-	r = lc_mkdir_p(a->header_dir, 0700, err);
-	if (r < 0)
-		return r;
-	dir_of(a->cfg.audit_log, dir, sizeof(dir));
-	r = lc_mkdir_p(dir, 0750, err);
-	if (r < 0)
-		return r;
-	r = lc_audit_open(&a->audit, a->cfg.audit_log, a->cfg.audit_fsync, err);
-	if (r < 0)
-		return r;
-	r = agent_providers_init(a, err);
-	if (r < 0)
-		return r;
-
-	a->env.be = &lc_volume_backend_kernel;
-	a->env.provider = agent_provider;
-	a->env.provider_ctx = a;
-	a->env.audit = &a->audit;
-	a->env.peer_uid = -1;
-	a->env.seqs = &a->seqs;
-
-	if (lc_keyring_available(err) < 0)
-		lc_warn("%s: volumes cannot be opened until this is fixed", err->msg);
-
-	dir_of(a->cfg.socket_path, dir, sizeof(dir));
-	r = lc_mkdir_p(dir, 0755, err);
-	if (r < 0)
-		return r;
-	if (snprintf(a->runtime_path, sizeof(a->runtime_path), "%s/%s", dir,
-		     LC_AGENT_RUNTIME_FILE) >= (int)sizeof(a->runtime_path))
-		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "socket path too long");
-	lc_file_clean_temps(a->runtime_path);
-	if (lc_volumes_rediscover(&a->env, a->runtime_path, &vols, &n, err) < 0) {
-		lc_warn("open volumes of an earlier run cannot be looked for: %s", err->msg);
-	} else {
-		a->vols = vols;
-		a->nvols = n;
-	}
-	agent_volumes_save(a);
-
-	a->listen_fd = lc_proto_listen(a->cfg.socket_path, a->cfg.socket_mode, err);
-	if (a->listen_fd < 0)
-		return a->listen_fd;
-	(void)fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
-	socket_group(a);
-
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	a->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (a->signal_fd < 0)
-		return lc_err(err, -errno, LC_ERRC_INTERNAL, "signalfd: %s", strerror(errno));
-	a->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (a->timer_fd < 0)
-		return lc_err(err, -errno, LC_ERRC_INTERNAL, "timerfd: %s", strerror(errno));
-	its.it_value.tv_sec = a->cfg.watch_interval_s;
-	its.it_interval.tv_sec = a->cfg.watch_interval_s;
-	if (timerfd_settime(a->timer_fd, 0, &its, NULL) < 0)
-		return lc_err(err, -errno, LC_ERRC_INTERNAL, "timerfd: %s", strerror(errno));
-	return 0;
-}
-
-static void on_signal(struct agent *a)
-{
-	struct signalfd_siginfo si;
-	struct lc_error e;
-
-	while (read(a->signal_fd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGHUP) {
-			if (lc_audit_reopen(&a->audit, &e) < 0)
-				lc_error_log("%s", e.msg);
-			else
-				lc_info("audit log reopened");
-			continue;
-		}
-		lc_info("signal %u: shutting down", si.ssi_signo);
-		a->stop = true;
-	}
-}
-
-static void drop_client(struct agent *a, struct client *c)
-{
-	for (size_t i = 0; i < a->nclients; i++)
-		if (a->clients[i] == c) {
-			a->clients[i] = a->clients[--a->nclients];
-			break;
-		}
-	agent_client_free(c);
-}
-
-static void loop(struct agent *a)
-{
-	while (!a->stop) {
-		struct pollfd pfd[3 + LC_AGENT_MAX_CLIENTS];
-		struct client *cl[LC_AGENT_MAX_CLIENTS];
-		size_t n = 0, nc = a->nclients;
-
-		pfd[n++] = (struct pollfd){ .fd = a->signal_fd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = a->timer_fd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = a->listen_fd, .events = POLLIN };
-		for (size_t i = 0; i < nc; i++) {
-			cl[i] = a->clients[i];
-			pfd[n++] = (struct pollfd){ .fd = cl[i]->conn.fd, .events = POLLIN };
-		}
-		if (poll(pfd, n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			lc_error_log("poll: %s", strerror(errno));
-			break;
-		}
-		if (pfd[0].revents)
-			on_signal(a);
-		if (pfd[1].revents) {
-			uint64_t ticks;
-
-			if (read(a->timer_fd, &ticks, sizeof(ticks)) == sizeof(ticks))
-				agent_watch_tick(a);
-		}
-		for (size_t i = 0; i < nc; i++)
-			if (pfd[3 + i].revents && !agent_client_serve(a, cl[i]))
-				drop_client(a, cl[i]);
-		if (pfd[2].revents)
-			agent_client_accept(a);
-	}
-}
-
-static void teardown(struct agent *a)
-{
-	while (a->nclients)
-		drop_client(a, a->clients[0]);
-	if (a->listen_fd >= 0) {
-		close(a->listen_fd);
-		(void)unlink(a->cfg.socket_path);
-	}
-	if (a->runtime_path[0] && a->kms)
-		agent_volumes_save(a);
-	/* Devices stay mapped; the agent forgets (and wipes) the KEKs. */
-	for (size_t i = 0; i < a->nvols; i++)
-		lc_volume_free(a->vols[i]);
-	free(a->vols);
-	a->vols = NULL;
-	a->nvols = 0;
-	agent_providers_close(a);
-	if (a->kms)
-		lc_kms_local_close(a->kms);
-	lc_registry_close(&a->reg);
-	lc_seqstore_close(&a->seqs);
-	lc_audit_close(&a->audit);
-	if (a->signal_fd >= 0)
-		close(a->signal_fd);
-	if (a->timer_fd >= 0)
-		close(a->timer_fd);
-}
-
 /* Detach; the parent exits once the child says it is ready (or why not). */
 static int daemonize(int *ready_fd)
 {
@@ -377,6 +163,14 @@ static int daemonize(int *ready_fd)
 	return 0;
 }
 
+static void dir_of(const char *path, char *out, size_t size)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	snprintf(out, size, "%s", dirname(tmp));
+}
+
 static void write_pid_file(struct agent *a, char *path, size_t size)
 {
 	char dir[PATH_MAX], buf[32];
@@ -404,7 +198,7 @@ int main(int argc, char **argv)
 	int ready_fd = -1, r;
 
 	memset(&a, 0, sizeof(a));
-	a.listen_fd = a.signal_fd = a.timer_fd = -1;
+	a.listen_fd = a.signal_fd = a.timer_fd = a.wake_fd = -1;
 	a.groups = &lc_group_db_system;
 	if (parse_args(argc, argv, &o) < 0)
 		return 2;
@@ -419,14 +213,14 @@ int main(int argc, char **argv)
 	}
 	r = lc_process_harden(&e);
 	if (!r)
-		r = setup(&a, &e);
+		r = agent_setup(&a, &e);
 	if (r < 0) {
 		lc_error_log("start-up failed: %s", e.msg);
 		if (a.foreground)
 			fprintf(stderr, "lakecrypt-agent: %s\n", e.msg);
 		if (ready_fd >= 0 && write(ready_fd, e.msg, strlen(e.msg)) < 0)
 			r = -EIO;
-		teardown(&a);
+		agent_teardown(&a);
 		return 1;
 	}
 	if (ready_fd >= 0) {
@@ -448,8 +242,8 @@ int main(int argc, char **argv)
 	lc_info("lakecrypt-agent %s listening on %s (state %s, audit %s, %zu open volume(s) known, watcher every %u s)",
 		LC_AGENT_VERSION, a.cfg.socket_path, a.cfg.state_dir, a.cfg.audit_log, a.nvols,
 		a.cfg.watch_interval_s);
-	loop(&a);
-	teardown(&a);
+	agent_run(&a);
+	agent_teardown(&a);
 	if (pid_path[0])
 		(void)unlink(pid_path);
 	lc_info("stopped");

@@ -153,8 +153,11 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"key_ref\" is longer than %zu characters", sizeof(kc.key_ref) - 1);
 
-	/* The CMK must exist and be usable now: one key_state call, audited. */
+	/* The CMK must exist and be usable now: one key_state call, audited,
+	 * without the lock (the provider table does not change). */
+	agent_unlock(a);
 	r = lc_provider_key_state(p, key_ref, &rep, err);
+	agent_relock(a);
 	if (!r && rep.state != LC_KEY_ENABLED)
 		r = lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
 			   "CMK %s is %s: a key configuration needs an enabled key", key_ref,

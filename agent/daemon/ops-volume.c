@@ -18,6 +18,8 @@
 #define JADD(o, k, v) json_object_object_add(o, k, v)
 #define AUDIT_TAIL_DEFAULT	50
 #define AUDIT_TAIL_MAX		10000
+/* Text of one audit.tail page: its JSON stays well inside LC_PROTO_MAX_MSG. */
+#define AUDIT_PAGE_BYTES	(256 * 1024)
 
 int op_ping(struct agent *a, struct client *c, json_object *args, json_object **result,
 	    struct lc_error *err)
@@ -80,17 +82,21 @@ static int arg_header(struct agent *a, struct client *c, json_object *args, char
 	return 0;
 }
 
-/* The device allow-list that applies to @c in @workspace (NULL: admin). */
+/* The device allow-list that applies to @c in @workspace, copied into
+ * @copy (the lock is dropped while it is used); NULL for an admin. */
 static const struct lc_ws_access *device_policy(struct agent *a, struct client *c,
-						const char *workspace)
+						const char *workspace, struct lc_ws_access *copy)
 {
-	static const struct lc_ws_access none;
 	const struct lc_binding *b;
 
 	if (c->role == LC_ROLE_ADMIN)
 		return NULL;
 	b = lc_registry_binding(&a->reg, workspace);
-	return b ? &b->access : &none;
+	if (b)
+		*copy = b->access;
+	else
+		memset(copy, 0, sizeof(*copy));
+	return copy;
 }
 
 static int no_volume(const char *name, struct lc_error *err)
@@ -99,18 +105,68 @@ static int no_volume(const char *name, struct lc_error *err)
 		      "no open volume is called \"%s\" (status lists the open volumes)", name);
 }
 
-static json_object *volume_json(struct agent *a, const struct lc_volume *v)
+/* A slot as status shows it, taken under the lock. */
+struct slot_view {
+	struct lc_volume *v;		/* copy, no KEK */
+	enum slot_revoke rs;
+	const char *rs_name;
+	unsigned int attempts;
+	char error[LC_ERROR_MSG_MAX];
+};
+
+static int view_take(const struct vol_slot *s, struct slot_view *w)
+{
+	w->v = slot_snapshot(s, false);
+	w->rs = s->rs;
+	w->rs_name = agent_slot_state(s);
+	w->attempts = s->attempts;
+	snprintf(w->error, sizeof(w->error), "%s", s->error);
+	return w->v ? 0 : -ENOMEM;
+}
+
+/*
+ * The "open volume" object.  "state" is the kernel's (status of the
+ * mapping), "unknown" if it cannot be read, never the agent's belief;
+ * "revocation" says what the agent did about it.  Blocking dm call: call
+ * without the lock.
+ */
+static json_object *view_json(const struct lc_volume_env *env, struct slot_view *w)
 {
 	struct lc_dm_status st;
 	struct lc_error e;
+	json_object *o, *rv;
+	bool have = lc_volume_status(env, w->v, &st, &e) == 0;
+
+	o = lc_volume_to_json(w->v, have ? &st : NULL);
+	if (!o)
+		return NULL;
+	if (!have)
+		JADD(o, "dm_error", json_object_new_string(e.msg));
+	JADD(o, "state", json_object_new_string(!have ? "unknown" :
+						 st.state == LC_DM_STATE_REVOKED ? "revoked" :
+						 "active"));
+	rv = json_object_new_object();
+	JADD(rv, "state", json_object_new_string(w->rs_name));
+	JADD(rv, "attempts", json_object_new_int64(w->attempts));
+	if (w->error[0])
+		JADD(rv, "error", json_object_new_string(w->error));
+	JADD(o, "revocation", rv);
+	return o;
+}
+
+/* The object of one slot: copied under the lock, status read without. */
+static json_object *volume_json(struct agent *a, struct client *c, const struct vol_slot *s)
+{
+	struct slot_view w;
 	json_object *o;
 
-	if (lc_volume_status(&a->env, v, &st, &e) < 0) {
-		o = lc_volume_to_json(v, NULL);
-		JADD(o, "dm_error", json_object_new_string(e.msg));
-		return o;
-	}
-	return lc_volume_to_json(v, &st);
+	if (view_take(s, &w) < 0)
+		return NULL;
+	agent_unlock(a);
+	o = view_json(&c->env, &w);
+	agent_relock(a);
+	lc_volume_free(w.v);
+	return o;
 }
 
 int op_volume_format(struct agent *a, struct client *c, json_object *args,
@@ -118,10 +174,11 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 {
 	struct lc_format_args fa = { 0 };
 	const struct lc_keyconfig *kc;
+	struct lc_keyconfig kcopy;
+	struct lc_ws_access acopy;
 	struct lc_header *h = NULL;
-	char hbuf[PATH_MAX];
 	uint64_t key_size = a->cfg.key_size, seg = a->cfg.segment_sectors * 512, ss = 512;
-	char uuid[LC_UUID_STR_LEN];
+	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	json_object *o;
 	int r;
 
@@ -154,8 +211,11 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	r = lc_registry_resolve(&a->reg, fa.workspace, &kc, err);
 	if (r < 0)
 		return r;
-	fa.allow = device_policy(a, c, fa.workspace);
-	r = lc_volume_format(&a->env, kc, &fa, &h, err);
+	kcopy = *kc;
+	fa.allow = device_policy(a, c, fa.workspace, &acopy);
+	agent_unlock(a);
+	r = lc_volume_format(&c->env, &kcopy, &fa, &h, err);
+	agent_relock(a);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);
@@ -182,6 +242,16 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	return 0;
 }
 
+/* Close and re-wrap work on a copy; one of them at a time per volume. */
+static int slot_busy(const struct vol_slot *s, struct lc_error *err)
+{
+	if (!s->busy)
+		return 0;
+	return lc_err(err, -EBUSY, LC_ERRC_TRANSIENT,
+		      "another close or re-wrap of volume %s is in progress: try again when it is done",
+		      s->v->name);
+}
+
 static int name_free(struct agent *a, const char *name, struct lc_error *err)
 {
 	if (name && agent_volume(a, name))
@@ -195,8 +265,12 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		   json_object **result, struct lc_error *err)
 {
 	struct lc_open_args oa = { 0 };
+	const struct lc_keyconfig *kc;
+	struct lc_keyconfig kcopy;
+	struct lc_ws_access acopy;
 	struct lc_volume *v = NULL;
 	char hbuf[PATH_MAX];
+	uint64_t epoch;
 	int r;
 
 	if ((r = arg_path(args, "device", true, &oa.device, err)) < 0 ||
@@ -206,21 +280,23 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
 	    (r = agent_ws_access(a, c, oa.workspace, "volume.open", err)) < 0 ||
 	    (r = name_free(a, oa.name, err)) < 0 ||
-	    (r = lc_registry_resolve(&a->reg, oa.workspace, &oa.kc, err)) < 0)
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
 		return r;
-	oa.allow = device_policy(a, c, oa.workspace);
-	r = lc_volume_open(&a->env, &oa, &v, err);
+	/* The lock is dropped for the KMS: work on copies of the binding. */
+	kcopy = *kc;
+	oa.kc = &kcopy;
+	oa.allow = device_policy(a, c, oa.workspace, &acopy);
+	/* A revocation that comes while the KMS unwraps must still win. */
+	epoch = agent_revoke_epoch(a);
+	agent_unlock(a);
+	r = lc_volume_open(&c->env, &oa, &v, err);
+	agent_relock(a);
 	if (r < 0)
 		return r;
-	r = agent_volume_add(a, v, err);
-	if (r < 0) {
-		struct lc_error e2;
-
-		(void)lc_volume_close(&a->env, v, &e2);
-		lc_volume_free(v);
+	r = agent_volume_add(a, v, epoch, &c->env, err);
+	if (r < 0)
 		return r;
-	}
-	*result = volume_json(a, v);
+	*result = volume_json(a, c, agent_volume(a, oa.name));
 	return 0;
 }
 
@@ -229,8 +305,10 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 {
 	struct lc_cache_args ca = { 0 };
 	const struct lc_keyconfig *kc;
+	struct lc_keyconfig kcopy;
+	struct lc_ws_access acopy;
 	struct lc_volume *v = NULL;
-	uint64_t seg = a->cfg.segment_sectors * 512;
+	uint64_t seg = a->cfg.segment_sectors * 512, epoch;
 	int r;
 
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
@@ -242,28 +320,28 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	    (r = name_free(a, ca.name, err)) < 0 ||
 	    (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		return r;
-	ca.allow = device_policy(a, c, ca.workspace);
+	ca.allow = device_policy(a, c, ca.workspace, &acopy);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;
 	ca.key_size = a->cfg.key_size;
-	r = lc_volume_cache_open(&a->env, kc, &ca, &v, err);
+	kcopy = *kc;
+	epoch = agent_revoke_epoch(a);
+	agent_unlock(a);
+	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
+	agent_relock(a);
 	if (r < 0)
 		return r;
-	r = agent_volume_add(a, v, err);
-	if (r < 0) {
-		struct lc_error e2;
-
-		(void)lc_volume_close(&a->env, v, &e2);
-		lc_volume_free(v);
+	r = agent_volume_add(a, v, epoch, &c->env, err);
+	if (r < 0)
 		return r;
-	}
-	*result = volume_json(a, v);
+	*result = volume_json(a, c, agent_volume(a, ca.name));
 	return 0;
 }
 
 int op_volume_close(struct agent *a, struct client *c, json_object *args,
 		    json_object **result, struct lc_error *err)
 {
+	struct vol_slot *s;
 	struct lc_volume *v;
 	const char *name;
 	int r;
@@ -272,13 +350,25 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	r = arg_str(args, "name", true, &name, err);
 	if (r < 0)
 		return r;
-	v = agent_volume(a, name);
-	if (!v || !agent_ws_visible(a, c, v->workspace))
+	s = agent_volume(a, name);
+	if (!s || !agent_ws_visible(a, c, s->v->workspace))
 		return no_volume(name, err);
-	r = lc_volume_close(&a->env, v, err);
+	r = slot_busy(s, err);
 	if (r < 0)
 		return r;
-	agent_volume_remove(a, v);
+	v = slot_snapshot(s, false);
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	/* Busy: no other close or re-wrap frees @s meanwhile. */
+	s->busy++;
+	agent_unlock(a);
+	r = lc_volume_close(&c->env, v, err);
+	agent_relock(a);
+	s->busy--;
+	lc_volume_free(v);
+	if (r < 0)
+		return r;
+	agent_volume_remove(a, s);
 	return 0;
 }
 
@@ -286,6 +376,8 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 		      json_object **result, struct lc_error *err)
 {
 	struct lc_open_args oa = { 0 };
+	const struct lc_keyconfig *kc;
+	struct lc_keyconfig kcopy;
 	struct lc_header *h = NULL;
 	char hbuf[PATH_MAX], uuid[LC_UUID_STR_LEN];
 	int r;
@@ -294,9 +386,13 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
 	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
 	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
-	    (r = lc_registry_resolve(&a->reg, oa.workspace, &oa.kc, err)) < 0)
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
 		return r;
-	r = lc_volume_migrate(&a->env, &oa, &h, err);
+	kcopy = *kc;
+	oa.kc = &kcopy;
+	agent_unlock(a);
+	r = lc_volume_migrate(&c->env, &oa, &h, err);
+	agent_relock(a);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);
@@ -313,30 +409,54 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 		     json_object **result, struct lc_error *err)
 {
+	struct vol_slot *s;
 	struct lc_volume *v;
 	const char *name;
 	int r;
 
-	(void)c;
 	r = arg_str(args, "name", true, &name, err);
 	if (r < 0)
 		return r;
-	v = agent_volume(a, name);
-	if (!v)
+	s = agent_volume(a, name);
+	if (!s)
 		return no_volume(name, err);
-	r = lc_volume_rewrap(&a->env, v, err);
+	r = slot_busy(s, err);
 	if (r < 0)
 		return r;
-	agent_volumes_save(a);
-	*result = volume_json(a, v);
+	if (s->rs != SLOT_LIVE)
+		return lc_err(err, -EKEYREVOKED, LC_ERRC_INVALID,
+			      "volume %s is revoked (revocation %s): close it, and open it again once the CMK allows",
+			      name, agent_slot_state(s));
+	/* The copy has its own KEK: a revoke meanwhile wipes only the slot's. */
+	v = slot_snapshot(s, true);
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	s->busy++;
+	agent_unlock(a);
+	r = lc_volume_rewrap(&c->env, v, err);
+	agent_relock(a);
+	s->busy--;
+	if (!r) {
+		snprintf(s->v->cmk_id, sizeof(s->v->cmk_id), "%s", v->cmk_id);
+		snprintf(s->v->cmk_version, sizeof(s->v->cmk_version), "%s", v->cmk_version);
+		(void)agent_volumes_save(a, NULL);
+	}
+	lc_volume_free(v);
+	if (r < 0)
+		return r;
+	*result = volume_json(a, c, s);
 	return 0;
 }
 
 int op_status(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err)
 {
+	struct slot_view *w;
 	const char *name;
-	json_object *arr;
+	json_object *arr, *ag;
+	unsigned int quarantined = 0;
+	size_t n = 0;
+	struct lc_error qe;
 	int r;
 
 	r = arg_str(args, "name", false, &name, err);
@@ -344,16 +464,35 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 		return r;
 	/* Operators see only the volumes of their workspaces. */
 	if (name && (!agent_volume(a, name) ||
-		     !agent_ws_visible(a, c, agent_volume(a, name)->workspace)))
+		     !agent_ws_visible(a, c, agent_volume(a, name)->v->workspace)))
 		return no_volume(name, err);
-	arr = json_object_new_array();
+	w = calloc(a->nvols + 1, sizeof(*w));
+	if (!w)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	for (size_t i = 0; i < a->nvols; i++)
-		if ((!name || !strcmp(a->vols[i]->name, name)) &&
-		    agent_ws_visible(a, c, a->vols[i]->workspace))
-			json_object_array_add(arr, volume_json(a, a->vols[i]));
+		if ((!name || !strcmp(a->vols[i]->v->name, name)) &&
+		    agent_ws_visible(a, c, a->vols[i]->v->workspace) && !view_take(a->vols[i], &w[n]))
+			n++;
+	ag = json_object_new_object();
+	JADD(ag, "connections", json_object_new_uint64(a->nclients));
+	JADD(ag, "threads", json_object_new_uint64(a->threads));
+	JADD(ag, "oversized_replies", json_object_new_uint64(a->oversized_replies));
+	/* The kernel's view of each, asked without the lock. */
+	agent_unlock(a);
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		json_object_array_add(arr, view_json(&c->env, &w[i]));
+		lc_volume_free(w[i].v);
+	}
+	free(w);
+	if (lc_kms_local_quarantined(a->kms, &quarantined, &qe) < 0)
+		lc_warn("%s", qe.msg);
+	agent_relock(a);
 	*result = json_object_new_object();
 	JADD(*result, "volumes", arr);
 	JADD(*result, "kms_calls", agent_kms_calls_json(a));
+	JADD(ag, "kms_quarantined", json_object_new_uint64(quarantined));
+	JADD(*result, "agent", ag);
 	return 0;
 }
 
@@ -362,8 +501,9 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 {
 	const struct lc_keyconfig *kc;
 	const char *kcname, *cmk;
-	json_object *names;
-	char cause[512];
+	json_object *names, *pending;
+	char cause[512], prov[LC_HDR_PROVIDER_SIZE] = "", ref[LC_HDR_PROVIDER_REF_SIZE] = "";
+	char cmk_id[LC_HDR_CMK_ID_SIZE] = "";
 	int r;
 
 	if ((r = arg_str(args, "keyconfig", false, &kcname, err)) < 0 ||
@@ -372,104 +512,108 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 	if (!kcname == !cmk)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "revoke needs exactly one of the arguments \"keyconfig\" (a key configuration name) or \"cmk\" (a CMK id)");
-	names = json_object_new_array();
 	if (kcname) {
 		/* The key configuration names a CMK; volumes are matched by that
-		 * CMK's identity (provider and key id or reference). */
+		 * CMK's identity (its reference or the id the KMS reports),
+		 * never by a key configuration name a header carried. */
 		kc = lc_registry_keyconfig(&a->reg, kcname);
-		if (!kc) {
-			json_object_put(names);
+		if (!kc)
 			return lc_err(err, -ENOENT, LC_ERRC_INVALID,
 				      "there is no key configuration \"%s\": revoke by CMK with cmk (status shows each volume's cmk_id)",
 				      kcname);
-		}
 		snprintf(cause, sizeof(cause), "revoked by uid %u (key configuration %s, CMK %.300s)",
 			 (unsigned int)c->peer.uid, kcname, kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
-		r = agent_revoke_matching(a, NULL, kc->provider, kc->key_ref, cause, false, names,
-					  err);
-		if (!r && kc->cmk_id[0] && strcmp(kc->cmk_id, kc->key_ref))
-			r = agent_revoke_matching(a, NULL, kc->provider, kc->cmk_id, cause, false,
-						  names, err);
+		snprintf(prov, sizeof(prov), "%s", kc->provider);
+		snprintf(ref, sizeof(ref), "%s", kc->key_ref);
+		snprintf(cmk_id, sizeof(cmk_id), "%s", kc->cmk_id);
 	} else {
 		snprintf(cause, sizeof(cause), "revoked by uid %u (CMK %.400s)",
 			 (unsigned int)c->peer.uid, cmk);
-		r = agent_revoke_matching(a, NULL, NULL, cmk, cause, false, names, err);
+		snprintf(ref, sizeof(ref), "%s", cmk);
 	}
+	names = json_object_new_array();
+	pending = json_object_new_array();
+	/* The registry may change while the lock is dropped: copies above. */
+	r = agent_revoke_matching(a, cmk_id, prov, ref, cause, false, c->peer.uid,
+				  a->cfg.revoke_wait_ms, names, pending, err);
 	if (r < 0) {
+		struct lc_error first = *err;
+
+		lc_err(err, r, first.cls,
+		       "%zu volume(s) revoked (%s), %zu not confirmed by the kernel within %u ms (%s); the agent keeps trying, status shows each (first: %s)",
+		       json_object_array_length(names), json_object_to_json_string(names),
+		       json_object_array_length(pending), a->cfg.revoke_wait_ms,
+		       json_object_to_json_string(pending), first.msg);
 		json_object_put(names);
+		json_object_put(pending);
 		return r;
 	}
+	json_object_put(pending);
 	*result = json_object_new_object();
 	JADD(*result, "revoked", names);
 	return 0;
 }
 
-/* The last @n lines of @fd, oldest first, as JSON objects. */
-static int tail_lines(int fd, size_t n, json_object *arr, struct lc_error *err)
+/*
+ * One page of the audit log: the records that end at or before byte @end
+ * (the log's size if larger), at most @n of them and at most
+ * AUDIT_PAGE_BYTES of text, oldest first, into @arr.  *@first is where the
+ * oldest one returned starts: the "before" of the next page back (0: the
+ * beginning was reached).  A line that does not parse is skipped.
+ */
+static int tail_page(int fd, uint64_t end, size_t n, json_object *arr, uint64_t *first,
+		     struct lc_error *err)
 {
 	_cleanup_free_ char *buf = NULL;
 	struct stat st;
-	size_t cap = 0, len = 0, lines = 0;
-	off_t pos;
-	char *p, *end;
+	uint64_t start;
+	size_t len, lines = 0;
+	char *p, *q, *e;
+	ssize_t got;
 
 	if (fstat(fd, &st) < 0)
 		return lc_err(err, -errno, LC_ERRC_INTERNAL, "stat of the audit log: %s", strerror(errno));
-	pos = st.st_size;
-	/* Read backwards in chunks until n + 1 newlines are in hand. */
-	while (pos > 0 && lines <= n) {
-		size_t chunk = pos > 65536 ? 65536 : (size_t)pos;
-		char *nb;
-		ssize_t got;
-
-		if (len + chunk > 64u << 20)
-			break;
-		nb = malloc(len + chunk + 1);
-		if (!nb)
-			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-		pos -= (off_t)chunk;
-		got = pread(fd, nb, chunk, pos);
-		if (got != (ssize_t)chunk) {
-			free(nb);
-			return lc_err(err, -EIO, LC_ERRC_INTERNAL, "reading the audit log failed");
-		}
-		if (len)
-			memcpy(nb + chunk, buf, len);
-		free(buf);
-		buf = nb;
-		len += chunk;
-		cap = len;
-		lines = 0;
-		for (size_t i = 0; i < len; i++)
-			lines += buf[i] == '\n';
-	}
-	(void)cap;
+	if (end > (uint64_t)st.st_size)
+		end = (uint64_t)st.st_size;
+	start = end > AUDIT_PAGE_BYTES ? end - AUDIT_PAGE_BYTES : 0;
+	len = (size_t)(end - start);
+	*first = 0;
+	buf = malloc(len + 1);
 	if (!buf)
-		return 0;
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	got = len ? pread(fd, buf, len, (off_t)start) : 0;
+	if (got != (ssize_t)len)
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "reading the audit log failed");
 	buf[len] = '\0';
-	/* Skip a partial first line unless it starts the file. */
+	/* Whole lines only: [p, q) starts after the first newline of the
+	 * window (unless it is the file's start) and ends at the last one. */
 	p = buf;
-	if (pos > 0) {
-		p = strchr(buf, '\n');
+	if (start > 0) {
+		p = memchr(buf, '\n', len);
 		p = p ? p + 1 : buf + len;
 	}
-	/* Count complete lines and drop the oldest beyond n. */
-	lines = 0;
-	for (char *q = p; (q = strchr(q, '\n')); q++)
+	q = memrchr(p, '\n', (size_t)(buf + len - p));
+	q = q ? q + 1 : p;
+	/* Back from the end to the n-th line. */
+	e = q;
+	while (e > p && lines < n) {
+		char *nl = e - 1 > p ? memrchr(p, '\n', (size_t)(e - 1 - p)) : NULL;
+
+		e = nl ? nl + 1 : p;
 		lines++;
-	while (lines > n) {
-		p = strchr(p, '\n') + 1;
-		lines--;
 	}
-	for (; *p && (end = strchr(p, '\n')); p = end + 1) {
+	*first = start + (uint64_t)(e - buf);
+	for (char *l = e; l < q;) {
+		char *nl = memchr(l, '\n', (size_t)(q - l));
 		json_object *o;
 
-		*end = '\0';
-		o = json_tokener_parse(p);
+		*nl = '\0';
+		o = json_tokener_parse(l);
 		if (o && json_object_is_type(o, json_type_object))
 			json_object_array_add(arr, o);
 		else
 			json_object_put(o);
+		l = nl + 1;
 	}
 	return 0;
 }
@@ -478,22 +622,25 @@ int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 		  json_object **result, struct lc_error *err)
 {
 	_cleanup_close_ int fd = -1;
-	uint64_t n = AUDIT_TAIL_DEFAULT;
+	uint64_t n = AUDIT_TAIL_DEFAULT, before = UINT64_MAX, first = 0;
 	json_object *arr;
 	int r;
 
 	r = arg_u64(args, "lines", false, &n, err);
+	if (!r)
+		r = arg_u64(args, "before", false, &before, err);
 	if (r < 0)
 		return r;
 	if (n < 1 || n > AUDIT_TAIL_MAX)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "argument \"lines\" is %" PRIu64 ": expected 1 to %d", n, AUDIT_TAIL_MAX);
+			      "argument \"lines\" is %" PRIu64 ": expected 1 to %d (page further with \"before\")",
+			      n, AUDIT_TAIL_MAX);
 	fd = open(a->cfg.audit_log, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "cannot read the audit log %s: %s",
 			      a->cfg.audit_log, strerror(errno));
 	arr = json_object_new_array();
-	r = tail_lines(fd, (size_t)n, arr, err);
+	r = tail_page(fd, before, (size_t)n, arr, &first, err);
 	if (r < 0) {
 		json_object_put(arr);
 		return r;
@@ -515,5 +662,6 @@ int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 	}
 	*result = json_object_new_object();
 	JADD(*result, "records", arr);
+	JADD(*result, "next_before", first ? json_object_new_uint64(first) : NULL);
 	return 0;
 }

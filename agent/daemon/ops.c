@@ -54,8 +54,15 @@ static const struct op ops[] = {
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
-	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines"), op_audit_tail, true },
+	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines", "before"), op_audit_tail, true },
 };
+
+/* Ops that touch no slot and no registry entry run without a->lock: the
+ * local KMS and the audit log have locks of their own. */
+static bool unlocked_op(const struct op *op)
+{
+	return !op->fn || op->fn == op_ping || op->fn == op_audit_tail;
+}
 
 static const struct op *find_op(const char *name)
 {
@@ -268,10 +275,18 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 	const struct op *op;
 	int r;
 
+	struct lc_role_policy pol = { a->cfg.admin_group, a->cfg.operator_group };
+
 	r = lc_proto_request_parse(msg, &req, &e);
 	if (r < 0)
 		return lc_proto_reply_error(req.id, &e);
 	op = find_op(req.op);
+	/* Every request: a peer removed from a group loses its role at once.
+	 * A database error leaves the role NONE: refused, never guessed. */
+	if (lc_role_resolve(&c->peer, &pol, a->groups, &c->role, &e) < 0) {
+		lc_warn("control socket: peer uid %u: %s", (unsigned int)c->peer.uid, e.msg);
+		c->role = LC_ROLE_NONE;
+	}
 	if (c->role == LC_ROLE_NONE || (op && c->role < op->role))
 		return refuse(a, c, req.op, op, req.id);
 	if (!op) {
@@ -284,12 +299,16 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 	if (r < 0)
 		return lc_proto_reply_error(req.id, &e);
 
-	a->env.peer_uid = c->peer.uid;
+	c->env = a->env;
+	c->env.peer_uid = c->peer.uid;
+	if (!unlocked_op(op))
+		agent_relock(a);
 	if (op->fn)
 		r = op->fn(a, c, req.args, &result, &e);
 	else
 		r = op_kms(a, c, req.args, &result, &e, op->name);
-	a->env.peer_uid = -1;
+	if (!unlocked_op(op))
+		agent_unlock(a);
 	if (r < 0) {
 		json_object_put(result);
 		if (!e.code)

@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -14,10 +16,59 @@ struct provider_kind {
 	int (*init)(struct agent *a, struct lc_provider *p, struct lc_error *err);
 };
 
+/*
+ * Tests only ([test] kms_stall_file): a KMS that never answers.  While the
+ * file exists every call waits, as a provider stuck on a dead connection
+ * would; removing it lets the calls through to the local KMS.
+ */
+static const char *stall_file;
+
+static void stall(void)
+{
+	while (stall_file && access(stall_file, F_OK) == 0)
+		nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+}
+
+static int stall_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+		      const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+		      struct lc_provider_reply *reply, struct lc_error *err)
+{
+	stall();
+	return lc_kms_local_ops.wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
+}
+
+static int stall_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob,
+			const char *context, uint64_t timeout_ms, struct lc_secret *pt,
+			struct lc_provider_reply *reply, struct lc_error *err)
+{
+	stall();
+	return lc_kms_local_ops.unwrap(priv, key_ref, blob, context, timeout_ms, pt, reply, err);
+}
+
+static int stall_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
+			   struct lc_provider_reply *reply, struct lc_error *err)
+{
+	stall();
+	return lc_kms_local_ops.key_state(priv, key_ref, timeout_ms, reply, err);
+}
+
+static const struct lc_provider_ops stall_ops = {
+	.name		= LC_KMS_LOCAL_NAME,
+	.wrap		= stall_wrap,
+	.unwrap		= stall_unwrap,
+	.key_state	= stall_key_state,
+};
+
 static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
 {
 	(void)err;
 	lc_kms_local_provider_init(p, a->kms);
+	if (a->cfg.test_kms_stall_file[0]) {
+		stall_file = a->cfg.test_kms_stall_file;
+		lc_provider_init(p, &stall_ops, a->kms);
+		lc_warn("[test] kms_stall_file = %s: local KMS calls wait while it exists (for tests only)",
+			stall_file);
+	}
 	return 0;
 }
 

@@ -5,97 +5,410 @@
  * for; an authoritative answer (disabled, pending deletion, destroyed,
  * access denied) revokes every volume under it; an unreachable KMS
  * (transient) never does.
+ *
+ * A volume counts as revoked when the kernel's status says so, not when
+ * the agent sent the message: each revocation runs on a thread of its own
+ * (a stalled backing device holds back only its volume), sends "revoke",
+ * reads the status back, and retries; the watcher's tick restarts the ones
+ * that still failed.  Everything here runs with a->lock held, except where
+ * agent_unlock() says otherwise.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent.h"
 
-struct lc_volume *agent_volume(struct agent *a, const char *name)
+struct vol_slot *agent_volume(struct agent *a, const char *name)
 {
 	for (size_t i = 0; name && i < a->nvols; i++)
-		if (!strcmp(a->vols[i]->name, name))
+		if (!strcmp(a->vols[i]->v->name, name))
 			return a->vols[i];
 	return NULL;
 }
 
-void agent_volumes_save(struct agent *a)
+struct lc_volume *slot_snapshot(const struct vol_slot *s, bool kek)
 {
-	struct lc_error e;
+	struct lc_volume *c = malloc(sizeof(*c));
 
-	if (lc_volumes_save(a->runtime_path, a->vols, a->nvols, &e) < 0)
+	if (!c)
+		return NULL;
+	*c = *s->v;
+	memset(&c->kek, 0, sizeof(c->kek));
+	c->have_kek = false;
+	if (kek && s->v->have_kek) {
+		if (lc_secret_alloc(&c->kek, s->v->kek.len) < 0) {
+			free(c);
+			return NULL;
+		}
+		memcpy(c->kek.p, s->v->kek.p, s->v->kek.len);
+		c->have_kek = true;
+	}
+	return c;
+}
+
+uint64_t agent_revoke_epoch(struct agent *a)
+{
+	return a->revoke_epoch;
+}
+
+const char *agent_slot_state(const struct vol_slot *s)
+{
+	switch (s->rs) {
+	case SLOT_REVOKING:
+		return "revoking";
+	case SLOT_REVOKE_FAILED:
+		return "failed";
+	case SLOT_REVOKED:
+		return "revoked";
+	case SLOT_GONE:
+		return "gone";
+	case SLOT_LIVE:
+		break;
+	}
+	return "none";
+}
+
+int agent_volumes_save(struct agent *a, struct lc_error *err)
+{
+	_cleanup_free_ struct lc_volume **vs = calloc(a->nvols + 1, sizeof(*vs));
+	struct lc_error e;
+	int r;
+
+	if (!vs)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	for (size_t i = 0; i < a->nvols; i++)
+		vs[i] = a->vols[i]->v;
+	r = lc_volumes_save(a->runtime_path, vs, a->nvols, &e);
+	if (r < 0) {
 		lc_error_log("the list of open volumes could not be saved (a restarted agent will not find them): %s",
 			     e.msg);
+		if (err)
+			*err = e;
+	}
+	return r;
 }
 
-int agent_volume_add(struct agent *a, struct lc_volume *v, struct lc_error *err)
+static void slot_free(struct vol_slot *s)
 {
-	struct lc_volume **t = realloc(a->vols, (a->nvols + 1) * sizeof(*t));
-
-	if (!t)
-		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-	a->vols = t;
-	a->vols[a->nvols++] = v;
-	agent_volumes_save(a);
-	return 0;
+	lc_volume_free(s->v);
+	free(s);
 }
 
-void agent_volume_remove(struct agent *a, struct lc_volume *v)
+/* Unlist @s; freed now, or by its revocation job when that ends. */
+static void unlist(struct agent *a, struct vol_slot *s)
 {
 	for (size_t i = 0; i < a->nvols; i++) {
-		if (a->vols[i] != v)
+		if (a->vols[i] != s)
 			continue;
 		memmove(&a->vols[i], &a->vols[i + 1], (a->nvols - i - 1) * sizeof(*a->vols));
 		a->nvols--;
-		lc_volume_free(v);
 		break;
 	}
-	agent_volumes_save(a);
+	lc_secret_free(&s->v->kek);
+	s->v->have_kek = false;
+	if (s->job)
+		s->removed = true;
+	else
+		slot_free(s);
 }
 
-static bool under(const struct lc_volume *v, const char *keyconfig, const char *provider,
+void agent_volume_remove(struct agent *a, struct vol_slot *s)
+{
+	unlist(a, s);
+	(void)agent_volumes_save(a, NULL);
+}
+
+/* Is @v under the CMK that @provider calls @key_ref or @cmk_id (either may
+ * be NULL or "")?  By the CMK's identity only, never by a name a header
+ * carried: the volume's CMK id as the KMS reported it, or its reference. */
+static bool under(const struct lc_volume *v, const char *cmk_id, const char *provider,
 		  const char *key_ref)
 {
-	/* By the CMK's identity only, never by a name a header carried. */
-	(void)keyconfig;
-	if (!key_ref || (provider && strcmp(v->provider, provider)))
+	const char *ids[2] = { key_ref, cmk_id };
+
+	if (provider && provider[0] && strcmp(v->provider, provider))
 		return false;
-	return !strcmp(v->cmk_id, key_ref) || !strcmp(v->provider_ref, key_ref);
+	for (int i = 0; i < 2; i++)
+		if (ids[i] && ids[i][0] &&
+		    (!strcmp(v->cmk_id, ids[i]) || !strcmp(v->provider_ref, ids[i])))
+			return true;
+	return false;
 }
 
-int agent_revoke_matching(struct agent *a, const char *keyconfig, const char *provider,
-			  const char *key_ref, const char *cause, bool denied,
-			  json_object *names, struct lc_error *err)
+/* ---- revocation jobs ---- */
+
+struct revoke_job {
+	struct agent *a;
+	struct vol_slot *s;
+	struct lc_volume_env env;
+};
+
+/* Send "revoke" to a copy of the volume, then read the kernel's status
+ * back: only that decides.  Retries with a doubling pause. */
+static void *revoke_thread(void *arg)
 {
-	struct lc_error first = { 0 };
-	size_t n = 0, failed = 0;
+	struct revoke_job *j = arg;
+	struct agent *a = j->a;
+	struct vol_slot *s = j->s;
+	unsigned int delay_ms = 100;
 
-	for (size_t i = 0; i < a->nvols; i++) {
-		struct lc_volume *v = a->vols[i];
-		struct lc_error e;
+	agent_relock(a);
+	for (unsigned int n = 1; !s->removed; n++) {
+		struct lc_volume *copy = slot_snapshot(s, false);
+		struct lc_dm_status st;
+		struct lc_error e = { 0 }, se = { 0 };
+		char cause[sizeof(s->cause)];
+		bool denied = s->denied;
+		int r, sr;
 
-		if (v->revoked || !under(v, keyconfig, provider, key_ref))
-			continue;
-		/* Every volume is revoked even if one of them fails. */
-		if (lc_volume_revoke(&a->env, v, cause, denied, &e) < 0) {
-			if (!failed++)
-				first = e;
+		snprintf(cause, sizeof(cause), "%s", s->cause);
+		s->again = false;
+		s->attempts++;
+		agent_unlock(a);
+		if (!copy) {
+			r = lc_err(&e, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+			sr = -ENOMEM;
+		} else {
+			r = lc_volume_revoke(&j->env, copy, cause, denied, &e);
+			sr = lc_volume_status(&j->env, copy, &st, &se);
 		}
-		n++;
-		if (names)
-			json_object_array_add(names, json_object_new_string(v->name));
+		agent_relock(a);
+		lc_volume_free(copy);
+		if (s->removed)
+			break;
+		if (!sr && st.state == LC_DM_STATE_REVOKED) {
+			s->rs = SLOT_REVOKED;
+			s->error[0] = '\0';
+			s->v->revoked = true;
+			snprintf(s->v->revoke_cause, sizeof(s->v->revoke_cause), "%s", cause);
+			(void)agent_volumes_save(a, NULL);
+			break;
+		}
+		if (sr == -ENXIO || sr == -ENODEV) {
+			/* No device, no I/O; but nothing the kernel confirmed. */
+			s->rs = SLOT_GONE;
+			snprintf(s->error, sizeof(s->error),
+				 "/dev/mapper/%s no longer exists: removed outside the agent", s->v->name);
+			lc_warn("volume %s: %s", s->v->name, s->error);
+			break;
+		}
+		s->rs = SLOT_REVOKE_FAILED;
+		if (r < 0)
+			snprintf(s->error, sizeof(s->error), "%s", e.msg);
+		else if (sr < 0)
+			snprintf(s->error, sizeof(s->error), "status after revoke: %.400s", se.msg);
+		else
+			snprintf(s->error, sizeof(s->error),
+				 "the kernel accepted revoke but its status says %s",
+				 lc_dm_state_name(st.state));
+		lc_error_log("volume %s: revoke not confirmed (attempt %u): %s", s->v->name,
+			     s->attempts, s->error);
+		if (n >= LC_AGENT_REVOKE_RETRIES && !s->again)
+			break;
+		agent_unlock(a);
+		nanosleep(&(struct timespec){ .tv_sec = delay_ms / 1000,
+					      .tv_nsec = (long)(delay_ms % 1000) * 1000000 }, NULL);
+		agent_relock(a);
+		if (delay_ms < 2000)
+			delay_ms *= 2;
 	}
-	if (n)
-		agent_volumes_save(a);
-	if (failed)
-		return lc_err(err, first.code, LC_ERRC_INTERNAL,
-			      "%zu volume(s) revoked (KEKs wiped), but %zu of them reported: %s", n,
-			      failed, first.msg);
+	s->job = false;
+	if (s->removed)
+		slot_free(s);
+	free(j);
+	agent_thread_done(a);
+	agent_unlock(a);
+	return NULL;
+}
+
+/* Mark @s for revocation and make sure a job runs on it. */
+static void start_revoke(struct agent *a, struct vol_slot *s, const char *cause, bool denied,
+			 int64_t uid)
+{
+	struct revoke_job *j;
+	int r;
+
+	/* The KEK goes at once; copies held by a re-wrap die with it. */
+	lc_secret_free(&s->v->kek);
+	s->v->have_kek = false;
+	snprintf(s->cause, sizeof(s->cause), "%s", cause ? cause : "revoked");
+	s->denied = denied;
+	s->revoker = uid;
+	if (s->job) {
+		s->again = true;
+		return;
+	}
+	s->rs = SLOT_REVOKING;
+	j = calloc(1, sizeof(*j));
+	r = j ? 0 : -ENOMEM;
+	if (j) {
+		j->a = a;
+		j->s = s;
+		j->env = a->env;
+		j->env.peer_uid = uid;
+		s->job = true;
+		r = agent_spawn(a, revoke_thread, j);
+		if (r < 0) {
+			s->job = false;
+			free(j);
+		}
+	}
+	if (r < 0) {
+		s->rs = SLOT_REVOKE_FAILED;
+		snprintf(s->error, sizeof(s->error), "cannot start a revocation thread: %s",
+			 strerror(-r));
+		lc_error_log("volume %s: %s (retried at the next watcher tick)", s->v->name, s->error);
+	}
+}
+
+static bool settled(const struct vol_slot *s)
+{
+	return !s || s->rs == SLOT_REVOKED || s->rs == SLOT_GONE ||
+	       (s->rs == SLOT_REVOKE_FAILED && !s->job);
+}
+
+int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provider,
+			  const char *key_ref, const char *cause, bool denied, int64_t uid,
+			  unsigned int wait_ms, json_object *done, json_object *pending,
+			  struct lc_error *err)
+{
+	struct revoke_rec *rec;
+	char (*names)[LC_HDR_NAME_SIZE];
+	size_t n = 0, npending = 0;
+	struct timespec dl;
+	int r = 0;
+
+	rec = &a->revlog[++a->revoke_epoch % LC_AGENT_REVOKE_LOG];
+	memset(rec, 0, sizeof(*rec));
+	rec->epoch = a->revoke_epoch;
+	snprintf(rec->cmk_id, sizeof(rec->cmk_id), "%s", cmk_id ? cmk_id : "");
+	snprintf(rec->provider, sizeof(rec->provider), "%s", provider ? provider : "");
+	snprintf(rec->key_ref, sizeof(rec->key_ref), "%s", key_ref ? key_ref : "");
+
+	names = calloc(a->nvols + 1, sizeof(*names));
+	if (!names)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	for (size_t i = 0; i < a->nvols; i++) {
+		struct vol_slot *s = a->vols[i];
+
+		if (s->rs == SLOT_REVOKED || s->rs == SLOT_GONE ||
+		    !under(s->v, cmk_id, provider, key_ref))
+			continue;
+		start_revoke(a, s, cause, denied, uid);
+		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
+	}
+
+	/* Wait for the kernel's word, never past the deadline. */
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += wait_ms / 1000;
+	dl.tv_nsec += (long)(wait_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		bool all = true;
+
+		for (size_t i = 0; i < n && all; i++)
+			all = settled(agent_volume(a, names[i]));
+		if (all || !wait_ms || pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
+			break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct vol_slot *s = agent_volume(a, names[i]);
+		bool ok = !s || s->rs == SLOT_REVOKED || s->rs == SLOT_GONE;
+
+		if (!ok && !npending++ && !r)
+			r = lc_err(err, -EINPROGRESS, LC_ERRC_INTERNAL,
+				   "%s: %s", names[i], s->error[0] ? s->error : "no answer from the kernel yet");
+		if (ok && done)
+			json_object_array_add(done, json_object_new_string(names[i]));
+		if (!ok && pending)
+			json_object_array_add(pending, json_object_new_string(names[i]));
+	}
+	free(names);
+	if (npending) {
+		lc_warn("revocation (%s): %zu of %zu volume(s) not confirmed by the kernel yet; retried",
+			cause, npending, n);
+		return r;
+	}
 	lc_info("revocation (%s): %zu volume(s) revoked", cause, n);
 	return 0;
 }
+
+/* Was a revocation of @v's CMK recorded after @epoch?  If the log has
+ * wrapped since, say yes: a spurious refusal beats a live volume. */
+static bool revoked_since(struct agent *a, const struct lc_volume *v, uint64_t epoch)
+{
+	if (a->revoke_epoch - epoch >= LC_AGENT_REVOKE_LOG)
+		return true;
+	for (uint64_t e = epoch + 1; e <= a->revoke_epoch; e++) {
+		const struct revoke_rec *rec = &a->revlog[e % LC_AGENT_REVOKE_LOG];
+
+		if (under(v, rec->cmk_id, rec->provider, rec->key_ref))
+			return true;
+	}
+	return false;
+}
+
+int agent_volume_add(struct agent *a, struct lc_volume *v, uint64_t epoch,
+		     const struct lc_volume_env *env, struct lc_error *err)
+{
+	struct vol_slot *s = calloc(1, sizeof(*s)), **t;
+	struct lc_error e, e2;
+	int r;
+
+	t = s ? realloc(a->vols, (a->nvols + 1) * sizeof(*t)) : NULL;
+	if (!t) {
+		free(s);
+		agent_unlock(a);
+		(void)lc_volume_close(env, v, &e2);
+		agent_relock(a);
+		lc_volume_free(v);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
+	a->vols = t;
+	s->v = v;
+	s->revoker = -1;
+	a->vols[a->nvols++] = s;
+	if (revoked_since(a, v, epoch)) {
+		char cause[256];
+
+		snprintf(cause, sizeof(cause), "its CMK %.200s was revoked while it opened",
+			 v->cmk_id[0] ? v->cmk_id : v->provider_ref);
+		start_revoke(a, s, cause, false, env->peer_uid);
+		(void)agent_volumes_save(a, NULL);
+		return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+			      "volume %s: %s; /dev/mapper/%s is revoked (status shows it)", v->name,
+			      cause, v->name);
+	}
+	r = agent_volumes_save(a, &e);
+	if (r >= 0)
+		return 0;
+	/* Unlisted while it closes: a restarted agent could not find it. */
+	for (size_t i = 0; i < a->nvols; i++)
+		if (a->vols[i] == s)
+			a->vols[i] = a->vols[--a->nvols];
+	agent_unlock(a);
+	r = lc_volume_close(env, v, &e2);
+	agent_relock(a);
+	if (r < 0) {
+		/* Still mapped: keep it listed, so revoke and the watcher see it. */
+		a->vols[a->nvols++] = s;
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL,
+			      "the list of open volumes could not be saved (%s) and closing /dev/mapper/%s again failed (%s): it stays open in this agent only",
+			      e.msg, v->name, e2.msg);
+	}
+	slot_free(s);
+	return lc_err(err, -EIO, LC_ERRC_INTERNAL,
+		      "the open was undone: the list of open volumes could not be saved (%s), and a restarted agent could neither watch nor revoke the volume",
+		      e.msg);
+}
+
+/* ---- the watcher ---- */
 
 static void audit_state(struct agent *a, const struct lc_volume *v,
 			const struct lc_provider_reply *rep, int r, const struct lc_error *e)
@@ -116,15 +429,14 @@ static void audit_state(struct agent *a, const struct lc_volume *v,
 	(void)lc_audit_write(&a->audit, &ev, NULL);
 }
 
-/* Ask for the state of the CMK of @v; revoke everything under it if the
- * answer is authoritative. */
+/* Ask for the state of the CMK of @v (a copy) without the lock; revoke
+ * everything under it if the answer is authoritative. */
 static void check_cmk(struct agent *a, const struct lc_volume *v)
 {
 	struct lc_provider *p = agent_provider(a, v->provider);
 	struct lc_provider_reply rep;
 	struct lc_error e = { 0 }, e2;
-	char cause[LC_ERROR_MSG_MAX + 64], provider[LC_HDR_PROVIDER_SIZE];
-	char ref[LC_HDR_PROVIDER_REF_SIZE];
+	char cause[LC_ERROR_MSG_MAX + 64];
 	int r;
 
 	if (!p) {
@@ -150,32 +462,71 @@ static void check_cmk(struct agent *a, const struct lc_volume *v)
 		snprintf(cause, sizeof(cause), "CMK %.200s is %s", v->provider_ref,
 			 lc_key_state_name(rep.state));
 	lc_warn("watcher: %s: revoking every volume under it", cause);
-	/* @v is revoked too: keep the key apart from it. */
-	snprintf(provider, sizeof(provider), "%s", v->provider);
-	snprintf(ref, sizeof(ref), "%s", v->provider_ref);
-	(void)agent_revoke_matching(a, NULL, provider, ref, cause, true, NULL, &e2);
+	agent_relock(a);
+	(void)agent_revoke_matching(a, v->cmk_id, v->provider, v->provider_ref, cause, true, -1, 0,
+				    NULL, NULL, &e2);
+	agent_unlock(a);
 }
 
-void agent_watch_tick(struct agent *a)
+static void *watch_thread(void *arg)
 {
+	struct agent *a = arg;
+	struct lc_volume **cmks;
 	struct lc_error e;
 	unsigned int n = 0;
+	size_t nc = 0;
 
 	if (lc_kms_local_purge(a->kms, &n, &e) < 0)
 		lc_warn("local KMS purge: %s", e.msg);
 	else if (n)
 		lc_info("local KMS: erased the material of %u key(s) past their deletion date", n);
 
-	for (size_t i = 0; i < a->nvols; i++) {
-		const struct lc_volume *v = a->vols[i];
+	/* One copy per CMK in use, asked without the lock. */
+	agent_relock(a);
+	cmks = calloc(a->nvols + 1, sizeof(*cmks));
+	for (size_t i = 0; cmks && i < a->nvols; i++) {
+		const struct vol_slot *s = a->vols[i];
 		bool seen = false;
 
-		if (v->revoked)
+		if (s->rs != SLOT_LIVE)
 			continue;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = !a->vols[j]->revoked && !strcmp(a->vols[j]->provider, v->provider) &&
-			       !strcmp(a->vols[j]->provider_ref, v->provider_ref);
-		if (!seen)
-			check_cmk(a, v);
+		for (size_t j = 0; j < nc && !seen; j++)
+			seen = !strcmp(cmks[j]->provider, s->v->provider) &&
+			       !strcmp(cmks[j]->provider_ref, s->v->provider_ref);
+		if (!seen && (cmks[nc] = slot_snapshot(s, false)))
+			nc++;
 	}
+	agent_unlock(a);
+	for (size_t i = 0; i < nc; i++) {
+		check_cmk(a, cmks[i]);
+		lc_volume_free(cmks[i]);
+	}
+	free(cmks);
+	agent_relock(a);
+	a->watching = false;
+	agent_thread_done(a);
+	agent_unlock(a);
+	return NULL;
+}
+
+void agent_watch_tick(struct agent *a)
+{
+	agent_relock(a);
+	/* Revocations the kernel has not confirmed: again, whatever the KMS does. */
+	for (size_t i = 0; i < a->nvols; i++) {
+		struct vol_slot *s = a->vols[i];
+
+		if (s->rs == SLOT_REVOKE_FAILED && !s->job)
+			start_revoke(a, s, s->cause, s->denied, s->revoker);
+	}
+	if (!a->watching) {
+		a->watching = true;
+		if (agent_spawn(a, watch_thread, a) < 0) {
+			a->watching = false;
+			lc_error_log("watcher: cannot start its thread; CMKs are not checked this time");
+		}
+	} else {
+		lc_warn("watcher: the previous check is still waiting for the KMS; skipping this tick");
+	}
+	agent_unlock(a);
 }

@@ -49,11 +49,17 @@ static const struct key keys[] = {
 	{ "agent", "operator_group", K_NAME, F(operator_group), 0, 0 },
 	{ "agent", "log", K_LOG, F(log_syslog), 0, 0 },
 	{ "agent", "log_level", K_LEVEL, F(log_level), 0, 0 },
+	{ "agent", "max_clients", K_UINT, F(max_clients), 1, 1024 },
+	{ "agent", "max_clients_per_uid", K_UINT, F(max_clients_per_uid), 1, 1024 },
+	{ "agent", "idle_timeout_s", K_UINT, F(idle_timeout_s), 1, 86400 },
+	{ "agent", "send_timeout_s", K_UINT, F(send_timeout_s), 1, 3600 },
 	{ "kms", "retry_attempts", K_UINT, F(retry_attempts), 1, 100 },
 	{ "kms", "retry_base_delay_ms", K_UINT, F(retry_base_delay_ms), 1, 600000 },
 	{ "kms", "retry_max_delay_ms", K_UINT, F(retry_max_delay_ms), 1, 600000 },
 	{ "kms", "deadline_ms", K_UINT, F(deadline_ms), 1, 3600000 },
 	{ "revocation", "watch_interval_s", K_UINT, F(watch_interval_s), 1, 86400 },
+	{ "revocation", "revoke_wait_ms", K_UINT, F(revoke_wait_ms), 1, 600000 },
+	{ "test", "kms_stall_file", K_PATH, F(test_kms_stall_file), 0, 0 },
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
@@ -73,11 +79,16 @@ void lc_config_defaults(struct lc_config *cfg)
 	snprintf(cfg->operator_group, sizeof(cfg->operator_group), "lakecrypt");
 	cfg->log_syslog = false;
 	cfg->log_level = LC_LOG_INFO;
+	cfg->max_clients = 64;
+	cfg->max_clients_per_uid = 16;
+	cfg->idle_timeout_s = 60;
+	cfg->send_timeout_s = 10;
 	cfg->retry_attempts = 5;
 	cfg->retry_base_delay_ms = 100;
 	cfg->retry_max_delay_ms = 5000;
 	cfg->deadline_ms = 30000;
 	cfg->watch_interval_s = 60;
+	cfg->revoke_wait_ms = 5000;
 	snprintf(cfg->cipher, sizeof(cfg->cipher), "aes-xts-plain64");
 	cfg->key_size = 64;
 	cfg->segment_sectors = 2048;	/* 1 MiB */

@@ -20,6 +20,12 @@
  *   operator_group = lakecrypt
  *   log = stderr                            # stderr | syslog
  *   log_level = info                        # error | warning | info | debug
+ *   max_clients = 64                        # connections at once, 1..1024
+ *                                           # (uid 0 has 8 more in reserve)
+ *   max_clients_per_uid = 16                # per peer uid other than 0
+ *   idle_timeout_s = 60                     # close a connection idle this long
+ *   send_timeout_s = 10                     # close one whose peer reads no
+ *                                           # reply for this long
  *
  *   [kms]
  *   retry_attempts = 5                      # 1..100, attempts per KMS call
@@ -29,6 +35,13 @@
  *
  *   [revocation]
  *   watch_interval_s = 60                   # CMK state check, 1..86400
+ *   revoke_wait_ms = 5000                   # revoke answers after this at
+ *                                           # most; stalled ones go on
+ *
+ *   [test]                                  # tests only, never in production
+ *   kms_stall_file = /path                  # while this file exists, every
+ *                                           # KMS call waits (a KMS that
+ *                                           # never answers)
  *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
@@ -64,6 +77,10 @@ struct lc_config {
 	char operator_group[LC_CONFIG_NAME_MAX];
 	bool log_syslog;
 	enum lc_log_level log_level;
+	unsigned int max_clients;
+	unsigned int max_clients_per_uid;
+	unsigned int idle_timeout_s;
+	unsigned int send_timeout_s;
 	/* [kms] */
 	unsigned int retry_attempts;
 	unsigned int retry_base_delay_ms;
@@ -71,6 +88,9 @@ struct lc_config {
 	unsigned int deadline_ms;
 	/* [revocation] */
 	unsigned int watch_interval_s;
+	unsigned int revoke_wait_ms;
+	/* [test] */
+	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

@@ -30,6 +30,8 @@
 #define KMS_HDR_LEN		(4 + 1 + LC_KMS_LOCAL_ID_LEN + 4)
 #define KMS_META_MAX		(64 * 1024)
 #define KMS_FORMAT		1
+#define KMS_QUARANTINE		"quarantine"
+#define KMS_ELAPSED_FILE	".elapsed"
 
 struct lc_kms_local {
 	char *dir;
@@ -38,6 +40,11 @@ struct lc_kms_local {
 	pthread_rwlock_t rw;		/* threads of this process */
 	int64_t (*now)(void *arg);
 	void *now_arg;
+	int64_t (*uptime)(void *arg);	/* CLOCK_BOOTTIME seconds unless a test sets it */
+	void *uptime_arg;
+	int64_t elapsed_base;		/* store's accumulated uptime at open (s) */
+	int64_t uptime_at_open;
+	unsigned int quarantined;	/* files moved aside since open */
 	unsigned int fail_at;		/* test fault injection */
 	unsigned int steps;
 };
@@ -53,6 +60,40 @@ void lc_kms_local_set_clock(struct lc_kms_local *k, int64_t (*now)(void *arg), v
 {
 	k->now = now;
 	k->now_arg = arg;
+}
+
+static int64_t kms_uptime(const struct lc_kms_local *k)
+{
+	struct timespec ts;
+
+	if (k->uptime)
+		return k->uptime(k->uptime_arg);
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+/* Seconds this store has been open, summed over every run: no clock
+ * setting moves it (CLOCK_BOOTTIME), and it only ever grows. */
+static int64_t kms_elapsed(const struct lc_kms_local *k)
+{
+	int64_t d = kms_uptime(k) - k->uptime_at_open;
+
+	return k->elapsed_base + (d > 0 ? d : 0);
+}
+
+void lc_kms_local_set_uptime(struct lc_kms_local *k, int64_t (*uptime)(void *arg), void *arg)
+{
+	int64_t e = kms_elapsed(k);
+
+	k->uptime = uptime;
+	k->uptime_arg = arg;
+	k->elapsed_base = e;
+	k->uptime_at_open = kms_uptime(k);
+}
+
+int64_t lc_kms_local_elapsed(const struct lc_kms_local *k)
+{
+	return kms_elapsed(k);
 }
 
 void lc_kms_local_fail_io_at(struct lc_kms_local *k, unsigned int n)
@@ -360,6 +401,11 @@ static int load_meta(const struct lc_kms_local *k, const char *id, struct lc_kms
 	m->created = jint(o, "created", &ok);
 	m->updated = jint(o, "updated", &ok);
 	m->deletion_date = jint(o, "deletion_date", &ok);
+	{
+		bool have = true;	/* absent in stores of before the elapsed clock */
+
+		m->deletion_elapsed = jint(o, "deletion_elapsed", &have);
+	}
 	m->primary_version = (uint32_t)jint(o, "primary_version", &ok);
 	m->versions = (uint32_t)jint(o, "versions", &ok);
 	if (!ok || strcmp(m->key_id, id) || m->state == LC_KEY_UNKNOWN || m->versions < 1 ||
@@ -377,11 +423,18 @@ out:
 	return r;
 }
 
-/* A pending key past its date is destroyed, whether or not purged yet. */
+/*
+ * A pending key is destroyed, whether or not purged yet, once both its
+ * wall-clock date and its elapsed-time date have passed: a clock set
+ * forward alone destroys nothing.  A key without an elapsed date (scheduled
+ * before there was one) gets one at the next purge and stays pending until
+ * then.
+ */
 static enum lc_key_state effective_state(const struct lc_kms_local *k,
 					 const struct lc_kms_key_info *m)
 {
-	if (m->state == LC_KEY_PENDING_DELETION && kms_now(k) >= m->deletion_date)
+	if (m->state == LC_KEY_PENDING_DELETION && kms_now(k) >= m->deletion_date &&
+	    m->deletion_elapsed > 0 && kms_elapsed(k) >= m->deletion_elapsed)
 		return LC_KEY_DESTROYED;
 	return m->state;
 }
@@ -403,6 +456,7 @@ static int save_meta(struct lc_kms_local *k, const struct lc_kms_key_info *m,
 	json_object_object_add(o, "created", json_object_new_int64(m->created));
 	json_object_object_add(o, "updated", json_object_new_int64(m->updated));
 	json_object_object_add(o, "deletion_date", json_object_new_int64(m->deletion_date));
+	json_object_object_add(o, "deletion_elapsed", json_object_new_int64(m->deletion_elapsed));
 	json_object_object_add(o, "primary_version", json_object_new_int64(m->primary_version));
 	json_object_object_add(o, "versions", json_object_new_int64(m->versions));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -422,11 +476,13 @@ static int new_material(struct lc_kms_local *k, const char *id, uint32_t version
 {
 	_cleanup_secret_ struct lc_secret key = { 0 };
 	char name[64];
+	int r;
 
 	if (lc_secret_alloc(&key, KMS_KEY_LEN))
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot allocate key memory");
-	if (RAND_priv_bytes(key.p, KMS_KEY_LEN) != 1)
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed");
+	r = lc_rand_bytes(key.p, KMS_KEY_LEN, true, "CMK material", err);
+	if (r)
+		return r;
 	material_name(name, sizeof(name), id, version);
 	return write_atomic(k, name, key.p, KMS_KEY_LEN, err);
 }
@@ -488,10 +544,77 @@ static bool parse_material_name(const char *name, char id[LC_KMS_LOCAL_ID_LEN + 
 }
 
 /*
- * Under the exclusive lock: erase temp files of interrupted writes,
- * material no metadata names (interrupted create/rotate) or that belongs
- * to a destroyed key (interrupted destroy), and if @purge, keys past their
- * deletion date.
+ * Move @name into quarantine/ (0700, made on first use) under a name that
+ * cannot collide.  Nothing is erased: an operator looks at it and decides.
+ */
+static int quarantine(struct lc_kms_local *k, const char *name, const char *why,
+		      struct lc_error *err)
+{
+	char dst[512];
+
+	if (mkdirat(k->dirfd, KMS_QUARANTINE, 0700) && errno != EEXIST)
+		return fs_err(k, err, errno, "create", KMS_QUARANTINE);
+	snprintf(dst, sizeof(dst), KMS_QUARANTINE "/%.200s.%" PRId64 ".%u", name, kms_now(k),
+		 k->quarantined);
+	if (io_fault(k) || renameat2(k->dirfd, name, k->dirfd, dst, RENAME_NOREPLACE))
+		return fs_err(k, err, errno, "quarantine", name);
+	if (fsync(k->dirfd))
+		lc_warn("local KMS: fsync of %s failed after quarantining %s: %s", k->dir, name,
+			strerror(errno));
+	k->quarantined++;
+	lc_warn("local KMS: moved %s/%s to %s/%s (%s); nothing was erased: inspect it, then delete it or move it back",
+		k->dir, name, k->dir, dst, why);
+	return 0;
+}
+
+/* The store's accumulated uptime, kept across runs in KMS_ELAPSED_FILE.
+ * Unreadable counts as 0: destruction only comes later. */
+static void load_elapsed(struct lc_kms_local *k)
+{
+	char buf[32] = "";
+	ssize_t n;
+	long long v;
+	char *end;
+	int fd = openat(k->dirfd, KMS_ELAPSED_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	k->elapsed_base = 0;
+	k->uptime_at_open = kms_uptime(k);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			lc_warn("local KMS: cannot read %s/%s: %s; elapsed time starts at 0",
+				k->dir, KMS_ELAPSED_FILE, strerror(errno));
+		return;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	errno = 0;
+	v = strtoll(buf, &end, 10);
+	if (n <= 0 || errno || end == buf || (*end && *end != '\n') || v < 0) {
+		lc_warn("local KMS: %s/%s is not a number of seconds; elapsed time starts at 0",
+			k->dir, KMS_ELAPSED_FILE);
+		return;
+	}
+	k->elapsed_base = v;
+}
+
+static int save_elapsed(struct lc_kms_local *k, struct lc_error *err)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%" PRId64 "\n", kms_elapsed(k));
+
+	return write_atomic(k, KMS_ELAPSED_FILE, buf, (size_t)n, err);
+}
+
+/*
+ * Under the exclusive lock.  Temp files of interrupted writes, material no
+ * metadata names (interrupted create/rotate, or metadata lost) and
+ * material of versions the metadata does not have go to quarantine/, never
+ * erased.  Material of a destroyed key is quarantined at open (@purge
+ * false: nothing is erased at start-up) and erased by a purge (it finishes
+ * an interrupted destroy).  A purge also destroys the keys whose deletion
+ * dates have both passed (effective_state) and gives an elapsed date to
+ * pending keys that lack one.
  */
 static int cleanup_locked(struct lc_kms_local *k, bool purge, unsigned int *purged,
 			  struct lc_error *err)
@@ -516,17 +639,30 @@ static int cleanup_locked(struct lc_kms_local *k, bool purge, unsigned int *purg
 		size_t nl = strlen(de->d_name);
 
 		if (!strncmp(de->d_name, ".tmp.", 5)) {
-			r = shred_file(k, de->d_name, err);
+			r = quarantine(k, de->d_name, "left by an interrupted write", err);
 		} else if (parse_material_name(de->d_name, id, &v)) {
 			int lr = load_meta(k, id, &m, NULL);
 
-			if (lr == -ENOENT || (!lr && (m.state == LC_KEY_DESTROYED || v > m.versions)))
+			if (lr == -ENOENT)
+				r = quarantine(k, de->d_name, "no key metadata names it", err);
+			else if (!lr && v > m.versions)
+				r = quarantine(k, de->d_name, "a version the key's metadata does not have",
+					       err);
+			else if (!lr && m.state == LC_KEY_DESTROYED && !purge)
+				r = quarantine(k, de->d_name, "material of a destroyed key", err);
+			else if (!lr && m.state == LC_KEY_DESTROYED)
 				r = shred_file(k, de->d_name, err);
 		} else if (purge && nl == LC_KMS_LOCAL_ID_LEN + 5 && !strcmp(de->d_name + LC_KMS_LOCAL_ID_LEN, ".json")) {
 			memcpy(id, de->d_name, LC_KMS_LOCAL_ID_LEN);
 			id[LC_KMS_LOCAL_ID_LEN] = '\0';
-			if (!load_meta(k, id, &m, NULL) && m.state == LC_KEY_PENDING_DELETION &&
-			    effective_state(k, &m) == LC_KEY_DESTROYED) {
+			if (load_meta(k, id, &m, NULL) || m.state != LC_KEY_PENDING_DELETION)
+				continue;
+			if (!m.deletion_elapsed) {
+				int64_t left = m.deletion_date - kms_now(k);
+
+				m.deletion_elapsed = kms_elapsed(k) + (left > 0 ? left : 0) + 1;
+				r = save_meta(k, &m, err);
+			} else if (effective_state(k, &m) == LC_KEY_DESTROYED) {
 				r = destroy_locked(k, &m, err);
 				if (!r && purged)
 					(*purged)++;
@@ -583,6 +719,7 @@ int lc_kms_local_open(struct lc_kms_local **kms, const char *state_dir, struct l
 		goto fail;
 	}
 	lock_excl(k);
+	load_elapsed(k);
 	r = cleanup_locked(k, false, NULL, err);
 	unlock(k);
 	if (r)
@@ -596,8 +733,16 @@ fail:
 
 void lc_kms_local_close(struct lc_kms_local *k)
 {
+	struct lc_error e;
+
 	if (!k)
 		return;
+	if (k->lockfd >= 0) {
+		lock_excl(k);
+		if (save_elapsed(k, &e))
+			lc_warn("%s", e.msg);
+		unlock(k);
+	}
 	if (k->lockfd >= 0)
 		close(k->lockfd);
 	if (k->dirfd >= 0)
@@ -607,12 +752,40 @@ void lc_kms_local_close(struct lc_kms_local *k)
 	free(k);
 }
 
+int lc_kms_local_quarantined(struct lc_kms_local *k, unsigned int *n, struct lc_error *err)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	*n = 0;
+	lock_shared(k);
+	fd = openat(k->dirfd, KMS_QUARANTINE, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		unlock(k);
+		return errno == ENOENT ? 0 : fs_err(k, err, errno, "list", KMS_QUARANTINE);
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		unlock(k);
+		return fs_err(k, err, errno, "list", KMS_QUARANTINE);
+	}
+	while ((de = readdir(d)))
+		*n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	unlock(k);
+	return 0;
+}
+
 int lc_kms_local_purge(struct lc_kms_local *k, unsigned int *n, struct lc_error *err)
 {
 	int r;
 
 	lock_excl(k);
 	r = cleanup_locked(k, true, n, err);
+	if (!r)
+		r = save_elapsed(k, err);
 	unlock(k);
 	return r;
 }
@@ -638,8 +811,9 @@ int lc_kms_local_create(struct lc_kms_local *k, const char *description,
 		if (*c < 0x20 || *c == 0x7f)
 			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 				      "key description contains a control character");
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed");
+	r = lc_rand_bytes(rnd, sizeof(rnd), false, "a key id", err);
+	if (r)
+		return r;
 	strcpy(m.key_id, LC_KMS_LOCAL_ID_PREFIX);
 	for (size_t i = 0; i < sizeof(rnd); i++) {
 		m.key_id[3 + 2 * i] = hex[rnd[i] >> 4];
@@ -848,6 +1022,7 @@ static int admin(struct lc_kms_local *k, enum admin_op op, const char *key_id, u
 		}
 		m.state = LC_KEY_PENDING_DELETION;
 		m.deletion_date = now + (int64_t)days * 86400;
+		m.deletion_elapsed = kms_elapsed(k) + (int64_t)days * 86400;
 		break;
 	case OP_CANCEL:
 		if (st != LC_KEY_PENDING_DELETION) {
@@ -857,6 +1032,7 @@ static int admin(struct lc_kms_local *k, enum admin_op op, const char *key_id, u
 		}
 		m.state = LC_KEY_DISABLED;
 		m.deletion_date = 0;
+		m.deletion_elapsed = 0;
 		break;
 	case OP_DESTROY:
 		if (m.state == LC_KEY_DESTROYED) {
@@ -1000,8 +1176,10 @@ int lc_kms_local_encrypt(struct lc_kms_local *k, const char *key_id,
 	}
 	blob_header(out, m.key_id, m.primary_version);
 	p = out + KMS_HDR_LEN;
-	if (RAND_bytes(p, KMS_NONCE_LEN) != 1 ||
-	    EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key.p, p) != 1 ||
+	r = lc_rand_bytes(p, KMS_NONCE_LEN, false, "a GCM nonce", err);
+	if (r)
+		goto out;
+	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key.p, p) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &n, out, KMS_HDR_LEN) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &n, (const uint8_t *)context, (int)strlen(context)) != 1 ||
 	    EVP_EncryptUpdate(ctx, p + KMS_NONCE_LEN, &n, plaintext, (int)len) != 1 ||

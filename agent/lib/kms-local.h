@@ -10,6 +10,9 @@
  *   .lock                 flock: shared for readers, exclusive for writers
  *   lk-<32 hex>.json      metadata of one key (no secrets), 0600
  *   lk-<32 hex>.v<N>.key  32 bytes of AES-256 material of version N, 0600
+ *   .elapsed              seconds the store has been open, over every run
+ *                         (CLOCK_BOOTTIME, saved at each purge and at close)
+ *   quarantine/           files the store cannot account for, moved aside
  * Every file is written atomically (temp file, fsync, rename, fsync of the
  * directory); material is written before the metadata that names it and
  * erased (overwritten, fsynced, unlinked) after the metadata that stops
@@ -24,9 +27,14 @@
  *   cancel_deletion   pending_deletion          -> disabled
  *   destroy           pending_deletion, once the date has passed (or with
  *                     LC_KMS_LOCAL_DESTROY_NOW) -> destroyed: material erased
- * A pending key past its date counts as destroyed at once (every use is
- * denied) and its material is erased by lc_kms_local_purge(), which the
- * agent runs at start and periodically.
+ * A pending key counts as destroyed (every use is denied) once its date
+ * has passed on the wall clock AND the store's elapsed time has passed the
+ * elapsed date set with it (days * 86400 s later): setting the clock
+ * forward destroys nothing.  Its material is erased by
+ * lc_kms_local_purge(), which the agent runs periodically, never at
+ * start.  Nothing is erased when the store opens: temp files, material no
+ * metadata names and leftovers of destroyed keys are moved to quarantine/
+ * and logged (lc_kms_local_quarantined() counts them).
  *
  * Ciphertext blob (self-describing):
  *   "LCK1" | u8 id_len | key id | be32 version | nonce[12] | ct | tag[16]
@@ -72,13 +80,15 @@ struct lc_kms_key_info {
 	int64_t created;		/* epoch seconds */
 	int64_t updated;		/* last state change or rotation */
 	int64_t deletion_date;		/* pending: when; destroyed: when it was; else 0 */
+	int64_t deletion_elapsed;	/* pending: store elapsed time (s) it needs too */
 };
 
 /*
  * Open (creating it 0700 if missing; the parent must exist) the state
  * directory.  Refuses a directory or key file readable by group or others,
- * or not owned by this user (MISCONFIG).  Cleans up after interrupted
- * writes (temp files, orphaned material, material of destroyed keys).
+ * or not owned by this user (MISCONFIG).  Moves what interrupted writes
+ * left (temp files, orphaned material, material of destroyed keys) to
+ * quarantine/, erasing nothing.
  */
 int lc_kms_local_open(struct lc_kms_local **kms, const char *state_dir, struct lc_error *err);
 void lc_kms_local_close(struct lc_kms_local *kms);
@@ -104,8 +114,14 @@ int lc_kms_local_cancel_deletion(struct lc_kms_local *kms, const char *key_id,
 				 struct lc_kms_key_info *info, struct lc_error *err);
 int lc_kms_local_destroy(struct lc_kms_local *kms, const char *key_id, unsigned int flags,
 			 struct lc_kms_key_info *info, struct lc_error *err);
-/* Erase every key whose deletion date has passed; *@n (may be NULL) = how many. */
+/* Erase every key whose deletion dates have passed (and leftovers of
+ * destroyed keys); *@n (may be NULL) = how many keys.  Saves the elapsed
+ * time. */
 int lc_kms_local_purge(struct lc_kms_local *kms, unsigned int *n, struct lc_error *err);
+/* Files in quarantine/ now (0 if there is none). */
+int lc_kms_local_quarantined(struct lc_kms_local *kms, unsigned int *n, struct lc_error *err);
+/* The store's elapsed time in seconds (see above). */
+int64_t lc_kms_local_elapsed(const struct lc_kms_local *kms);
 
 /*
  * Encrypt under the primary version; @blob is malloc'd (free() it).
@@ -130,6 +146,9 @@ extern const struct lc_provider_ops lc_kms_local_ops;
 
 /* For tests: wall clock in epoch seconds (NULL: time()). */
 void lc_kms_local_set_clock(struct lc_kms_local *kms, int64_t (*now)(void *arg), void *arg);
+/* For tests: the boot-time clock in seconds (NULL: CLOCK_BOOTTIME); the
+ * elapsed time so far is kept. */
+void lc_kms_local_set_uptime(struct lc_kms_local *kms, int64_t (*uptime)(void *arg), void *arg);
 /* For tests: make the @n-th file-system step from now fail with EIO (0: never). */
 void lc_kms_local_fail_io_at(struct lc_kms_local *kms, unsigned int n);
 /* For tests: file-system steps taken since the last lc_kms_local_fail_io_at(). */

@@ -5,11 +5,15 @@
  * dump exclusion and wiping cover exactly the secret and nothing else.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
 
 #include "secmem.h"
 
@@ -24,6 +28,43 @@ void lc_wipe(void *p, size_t len)
 {
 	if (p && len)
 		explicit_bzero(p, len);
+}
+
+static atomic_uint rand_faults;
+
+void lc_rand_fail_next(unsigned int n)
+{
+	atomic_store(&rand_faults, n);
+}
+
+/* One generator call over all of @buf; RAND_*bytes take an int length. */
+static bool rand_once(uint8_t *buf, size_t len, bool priv)
+{
+	unsigned int f = atomic_load(&rand_faults);
+
+	while (f && !atomic_compare_exchange_weak(&rand_faults, &f, f - 1))
+		;
+	if (f)
+		return false;
+	for (size_t off = 0; off < len;) {
+		int n = len - off > INT_MAX ? INT_MAX : (int)(len - off);
+
+		if ((priv ? RAND_priv_bytes(buf + off, n) : RAND_bytes(buf + off, n)) != 1)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+int lc_rand_bytes(void *buf, size_t len, bool priv, const char *what, struct lc_error *err)
+{
+	for (unsigned int i = 0; i < LC_RAND_ATTEMPTS; i++)
+		if (rand_once(buf, len, priv))
+			return 0;
+	lc_wipe(buf, len);
+	return lc_err(err, -EIO, LC_ERRC_INTERNAL,
+		      "the random generator failed %d times in a row while making %s",
+		      LC_RAND_ATTEMPTS, what);
 }
 
 /* mlock, raising the soft RLIMIT_MEMLOCK to the hard one if needed. */

@@ -44,6 +44,18 @@ void lc_secret_free(struct lc_secret *s);
 void lc_wipe(void *p, size_t len);
 
 /*
+ * Fill @len bytes at @buf from OpenSSL's generator (@priv: RAND_priv_bytes,
+ * for key material; else RAND_bytes).  A failure is retried, at most
+ * LC_RAND_ATTEMPTS calls in all with no sleep (a DRBG that cannot reseed
+ * does not heal by waiting); then @buf is zeroed and -EIO (INTERNAL)
+ * returned with @what ("a volume uuid", ...) in the message.
+ */
+#define LC_RAND_ATTEMPTS	3
+int lc_rand_bytes(void *buf, size_t len, bool priv, const char *what, struct lc_error *err);
+/* For tests: the next @n generator calls made by lc_rand_bytes fail. */
+void lc_rand_fail_next(unsigned int n);
+
+/*
  * For the agent at start: no core files (RLIMIT_CORE 0) and not dumpable
  * (PR_SET_DUMPABLE 0: no core, no ptrace attach by the same uid,
  * /proc/<pid>/mem unreadable by others).  0 or negative errno.

@@ -371,20 +371,17 @@ static int not_blk(const char *path, struct lc_error *err)
 		      path);
 }
 
-/* A random (version 4) uuid; the generator gets a few tries, then the
- * call fails rather than spin. */
+/* A version 4 uuid; a generator that keeps failing fails the call
+ * (lc_rand_bytes retries a bounded number of times), never loops. */
 static int random_uuid(uint8_t uuid[LC_UUID_LEN], struct lc_error *err)
 {
-	for (int tries = 0; tries < 4; tries++) {
-		if (RAND_bytes(uuid, LC_UUID_LEN) != 1)
-			continue;
-		uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
-		uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
-		return 0;
-	}
-	memset(uuid, 0, LC_UUID_LEN);
-	return lc_err(err, -EIO, LC_ERRC_INTERNAL,
-		      "the random generator failed 4 times to make a volume uuid");
+	int r = lc_rand_bytes(uuid, LC_UUID_LEN, false, "a volume uuid", err);
+
+	if (r < 0)
+		return r;
+	uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);	/* version 4 */
+	uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	return 0;
 }
 
 /* Check cipher, key size, segment and sector size as the target will. */

@@ -164,25 +164,40 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q mem; then
 fi
 # Revoke: the agent with 4 open volumes (loop devices on tmpfs), a reader
 # hammering each; time from the revoke command to each reader's first
-# failure.  /proc/uptime has a 10 ms resolution.
+# failure.  Under load (issue 6): 64 idle connections of an operator, a
+# client that never reads, and a KMS that never answers ([test]
+# kms_stall_file) with an open and the watcher waiting in it.
+# /proc/uptime has a 10 ms resolution.
 uptime_ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
 if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/lakecrypt-agent ]; then
 	modprobe loop
 	mkdir -p /tmp/rv /run/lakecrypt
-	printf '[agent]\nsocket_mode = 0600\nstate_dir = /tmp/rv/state\naudit_log = /tmp/rv/audit.log\nlog = stderr\n' >/tmp/rv/agent.conf
+	printf '[agent]\nsocket_mode = 0666\nstate_dir = /tmp/rv/state\naudit_log = /tmp/rv/audit.log\nlog = stderr\n[revocation]\nwatch_interval_s = 1\n[test]\nkms_stall_file = /tmp/rv/stall\n' >/tmp/rv/agent.conf
 	lakecrypt-agent --config /tmp/rv/agent.conf --foreground >/tmp/rv/agent.log 2>&1 &
 	apid=$!
-	while [ ! -S /run/lakecrypt/agent.sock ]; do sleep 0.1; done
+	n=0
+	while [ ! -S /run/lakecrypt/agent.sock ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+	say "revoke: agent up ($(lakecryptctl ping 2>&1 | head -n1))"
 	cmk=$(lakecryptctl --json kms create | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
 	lakecryptctl keyconfig create rv --key "$cmk" >/dev/null
 	lakecryptctl workspace bind rv --keyconfig rv --devices "/dev/loop*" >/dev/null
-	for i in 1 2 3 4; do
+	for i in 1 2 3 4 5; do
 		dd if=/dev/zero of=/tmp/rv/v$i.img bs=1M count=0 seek=32 2>/dev/null
 		l=$(losetup -f)
 		losetup "$l" /tmp/rv/v$i.img
 		lakecryptctl format "$l" --workspace rv --project v$i --segment-size 64K --batch >/dev/null
-		lakecryptctl open "$l" v$i --workspace rv >/dev/null
+		[ $i -lt 5 ] && lakecryptctl open "$l" v$i --workspace rv >/dev/null
+		last_loop=$l
 	done
+	say "revoke: $(dmsetup ls | grep -c '^v') volumes open; starting the load"
+	lct-runas 1002 1002,991 lct-clients /run/lakecrypt/agent.sock 64 >/tmp/rv/clients.out 2>&1 &
+	cpid=$!
+	n=0
+	while ! grep -q ready /tmp/rv/clients.out 2>/dev/null && [ $n -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+	grep -q ready /tmp/rv/clients.out || say "revoke: the load did not start: $(head -c 300 /tmp/rv/clients.out)"
+	touch /tmp/rv/stall
+	lakecryptctl open "$last_loop" v5 --workspace rv >/tmp/rv/v5.out 2>&1 &
+	opid=$!
 	for i in 1 2 3 4; do
 		( while dd if=/dev/mapper/v$i of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; do :; done
 		  uptime_ms >/tmp/rv/fail$i ) &
@@ -202,8 +217,14 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 		[ "$f" -gt "$last" ] && last=$f
 		[ "$f" -lt 0 ] && wait_all=1
 	done
-	say "revoke: 4 open volumes with a reader each: the revoke command took $((t1 - t0)) ms;" \
+	say "revoke: 4 open volumes with a reader each, under load (idle connections of an operator: $(head -n1 /tmp/rv/clients.out), a non-reading client, a stalled KMS with an open waiting in it): the revoke command took $((t1 - t0)) ms;" \
 	    "the last reader failed $((last - t0)) ms after it started$([ $wait_all -eq 1 ] && echo ' (a reader never failed!)')"
+	rm -f /tmp/rv/stall
+	orc=0
+	wait "$opid" || orc=$?
+	sleep 1
+	say "revoke: the open that waited in the KMS ended with exit $orc ($(head -n1 /tmp/rv/v5.out)); v5: $(dmsetup status v5 2>/dev/null | cut -d' ' -f4)"
+	kill "$cpid" 2>/dev/null || true
 	kill "$apid" 2>/dev/null
 	wait "$apid" 2>/dev/null
 fi

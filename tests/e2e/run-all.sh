@@ -57,6 +57,9 @@ log = stderr
 
 [revocation]
 watch_interval_s = 2
+
+[test]
+kms_stall_file = /tmp/lc-stall
 CONF
 lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
 AGENT_PID=$!
@@ -316,6 +319,71 @@ while [ $i -lt 30 ]; do
 done
 lc_eq "p4 revoked by the watcher within 30 s" revoked "$4"
 
+# ---------------------------------------------------------------- kill path
+# Issue 6: 64 idle clients of one operator, a client that never reads its
+# replies and a KMS that never answers (an open and the watcher wait in
+# it) must not delay revoke: every volume under the key configuration
+# fails I/O within 1 s, and the open that was unwrapping ends revoked.
+uptime_ms() { awk '{printf "%d", $1 * 1000}' /proc/uptime; }
+CMK3=$(ctl --json kms create --description "kill path" | jget key_id)
+ctl keyconfig create kc3 --provider local --key "$CMK3" >/dev/null
+ctl workspace bind ws4 --keyconfig kc3 >/dev/null
+KP=""
+for i in 1 2 3; do
+	truncate -s 8M /tmp/kp$i.img
+	l=$(losetup -f)
+	losetup "$l" /tmp/kp$i.img || lc_bail "losetup $l"
+	KP="$KP $l"
+	ctl format "$l" --workspace ws4 --project k$i --segment-size 64K --batch >/dev/null ||
+		lc_notok "format k$i"
+done
+set -- $KP
+KP1=$1 KP2=$2 KP3=$3
+lc_run "open k1 under kc3" ctl open "$KP1" k1 --workspace ws4
+lc_run "open k2 under kc3" ctl open "$KP2" k2 --workspace ws4
+$OPER lct-clients "$SOCK" 64 >"$LC_TMP/clients.out" 2>&1 &
+CPID=$!
+i=0
+while ! grep -q ready "$LC_TMP/clients.out" && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+lc_diag "$(head -n1 "$LC_TMP/clients.out")"
+lc_eq "the operator's 64 idle connections: 15 kept (16 per uid, one is the non-reader)" \
+	"kept 15 of 64" "$(head -n1 "$LC_TMP/clients.out")"
+touch /tmp/lc-stall
+ctl open "$KP3" k3 --workspace ws4 >"$LC_TMP/k3.out" 2>&1 &
+OPID=$!
+sleep 3		# the open waits in the KMS; a watcher tick too
+lc_run "ping answers while the KMS stalls" ctl --timeout 2 ping
+t0=$(uptime_ms)
+expect_exit 0 "revoke --keyconfig kc3 with the KMS stalled" ctl revoke --keyconfig kc3
+t1=$(uptime_ms)
+for v in k1 k2; do
+	if dd if=/dev/mapper/$v of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; then
+		lc_notok "$v: I/O fails after revoke"
+	else
+		lc_ok "$v: I/O fails after revoke"
+	fi
+done
+t2=$(uptime_ms)
+lc_diag "kill path: revoke took $((t1 - t0)) ms; I/O on every volume failed $((t2 - t0)) ms after it started"
+[ $((t2 - t0)) -lt 1000 ] && lc_ok "every volume under kc3 fails I/O within 1 s ($((t2 - t0)) ms)" ||
+	lc_notok "every volume under kc3 fails I/O within 1 s ($((t2 - t0)) ms)"
+rm -f /tmp/lc-stall
+wait "$OPID"
+lc_eq "the open that was unwrapping ends denied (exit 5)" 5 "$?"
+lc_diag "$(head -n1 "$LC_TMP/k3.out")"
+i=0
+while [ $i -lt 20 ]; do
+	set -- $(dmsetup status k3 2>/dev/null)
+	[ "$4" = revoked ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+lc_eq "k3 exists only revoked" revoked "$4"
+kill "$CPID" 2>/dev/null
+wait "$CPID" 2>/dev/null
+ctl --json status k1 | grep -q '"state": "revoked"' && lc_ok "status: k1 revoked (kernel's state)" ||
+	lc_notok "status: k1 revoked (kernel's state)"
+
 # ---------------------------------------------------------------- audit
 lc_diag "audit log: $(wc -l <"$AUDIT") records"
 lc_diag_file "$AUDIT" 40
@@ -323,6 +391,14 @@ for op in format open close cache.open cmk.wrap cmk.unwrap cmk.key_state revoke;
 	grep -q "\"op\":\"$op\"" "$AUDIT" && lc_ok "audit has $op" || lc_notok "audit has $op"
 done
 grep -q '"cmk_id"' "$AUDIT" && lc_ok "audit records name the CMK" || lc_notok "CMK in audit"
+# More records than one reply may hold (1 MiB, ~4,000 lines): paged.
+i=0
+while [ $i -lt 6000 ]; do
+	printf '{"time":"2026-11-29T00:00:00Z","op":"filler","outcome":"success","n":%d,"pad":"%0200d"}\n' $i 0
+	i=$((i + 1))
+done >>"$AUDIT"
+n=$(ctl --json audit --lines 6000 | grep -c '"op":')
+lc_eq "audit --lines 6000 returns 6,000 records (paged)" 6000 "$n"
 
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null

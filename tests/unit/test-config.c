@@ -196,6 +196,37 @@ static void test_load_file(void **state)
 	assert_non_null(strstr(e.msg, "regular file"));
 }
 
+/* The loop's limits, the revoke wait and the test stall. */
+static void test_limits(void **state)
+{
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	lc_config_defaults(&c);
+	assert_int_equal(c.max_clients, 64);
+	assert_int_equal(c.max_clients_per_uid, 16);
+	assert_int_equal(c.idle_timeout_s, 60);
+	assert_int_equal(c.send_timeout_s, 10);
+	assert_int_equal(c.revoke_wait_ms, 5000);
+	assert_string_equal(c.test_kms_stall_file, "");
+	assert_int_equal(parse(&c, "[agent]\nmax_clients = 10\nmax_clients_per_uid = 2\n"
+				   "idle_timeout_s = 5\nsend_timeout_s = 3\n"
+				   "[revocation]\nrevoke_wait_ms = 250\n"
+				   "[test]\nkms_stall_file = /tmp/stall\n", &e), 0);
+	assert_int_equal(c.max_clients, 10);
+	assert_int_equal(c.max_clients_per_uid, 2);
+	assert_int_equal(c.idle_timeout_s, 5);
+	assert_int_equal(c.send_timeout_s, 3);
+	assert_int_equal(c.revoke_wait_ms, 250);
+	assert_string_equal(c.test_kms_stall_file, "/tmp/stall");
+	lc_config_defaults(&c);
+	assert_int_equal(parse(&c, "[agent]\nmax_clients = 0\n", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "max_clients"));
+	assert_int_equal(parse(&c, "[agent]\nidle_timeout_s = 90000\n", &e), -EINVAL);
+	assert_int_equal(parse(&c, "[test]\nkms_stall_file = relative\n", &e), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -204,6 +235,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

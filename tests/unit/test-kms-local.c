@@ -24,7 +24,13 @@ struct env {
 	char dir[96];
 	struct lc_kms_local *kms;
 	int64_t now;
+	int64_t up;		/* boot-time clock, s */
 };
+
+static int64_t fake_uptime(void *arg)
+{
+	return ((struct env *)arg)->up;
+}
 
 static int64_t fake_time(void *arg)
 {
@@ -47,6 +53,7 @@ static void reopen(struct env *e)
 	e->kms = NULL;
 	assert_int_equal(lc_kms_local_open(&e->kms, e->dir, &err), 0);
 	lc_kms_local_set_clock(e->kms, fake_time, e);
+	lc_kms_local_set_uptime(e->kms, fake_uptime, e);
 }
 
 static int setup(void **state)
@@ -405,11 +412,13 @@ static void test_deletion_date(void **state)
 	blob = enc(e, k.key_id, "ctx", NULL);
 	assert_int_equal(lc_kms_local_schedule_deletion(e->kms, k.key_id, 7, NULL, &err), 0);
 	e->now += 7 * 86400 - 1;
+	e->up += 7 * 86400 - 1;
 	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(lc_kms_local_describe(e->kms, k.key_id, &k, &err), 0);
 	assert_int_equal(k.state, LC_KEY_PENDING_DELETION);
 	e->now += 1;
+	e->up += 1;
 	assert_int_equal(lc_kms_local_describe(e->kms, k.key_id, &k, &err), 0);
 	assert_int_equal(k.state, LC_KEY_DESTROYED);
 	expect_denied(e, k.key_id, &blob, "destroyed");
@@ -577,7 +586,7 @@ static void test_atomicity(void **state)
 					assert_int_equal(lc_kms_local_schedule_deletion(e->kms, k.key_id, 7, &k, &err), 0);
 				before = k;
 				if (op == DESTROY)	/* the date has passed */
-					e->now += 8 * 86400;
+					e->now += 8 * 86400, e->up += 8 * 86400;
 				lc_kms_local_fail_io_at(e->kms, cut);
 				r = apply(e, op, k.key_id, &after, &err);
 			}
@@ -700,6 +709,123 @@ static void test_as_provider(void **state)
 	free(blob.p);
 }
 
+/* A wall clock set forward destroys nothing: the store's elapsed time
+ * must pass too, and it survives a restart (a new boot restarts the
+ * boot-time clock). */
+static void test_clock_jump(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info k;
+	struct lc_error err = { 0 };
+	unsigned int n = 99;
+
+	create(e, &k);
+	assert_int_equal(lc_kms_local_schedule_deletion(e->kms, k.key_id, 7, NULL, &err), 0);
+	e->now += 365 * 86400;		/* the clock jumps a year */
+	e->up += 3 * 86400;
+	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(lc_kms_local_describe(e->kms, k.key_id, &k, &err), 0);
+	assert_int_equal(k.state, LC_KEY_PENDING_DELETION);
+	assert_int_equal(count_files(e, ".key"), 1);
+	/* Restart on a new boot: 3 days are kept, the boot clock starts over. */
+	lc_kms_local_close(e->kms);
+	e->up = 0;
+	assert_int_equal(lc_kms_local_open(&e->kms, e->dir, &err), 0);
+	lc_kms_local_set_clock(e->kms, fake_time, e);
+	lc_kms_local_set_uptime(e->kms, fake_uptime, e);
+	assert_true(lc_kms_local_elapsed(e->kms) >= 3 * 86400);
+	e->up += 4 * 86400 - 10;
+	assert_int_equal(lc_kms_local_describe(e->kms, k.key_id, &k, &err), 0);
+	assert_int_equal(k.state, LC_KEY_PENDING_DELETION);
+	assert_int_equal(lc_kms_local_cancel_deletion(e->kms, k.key_id, NULL, &err), 0);
+	assert_int_equal(lc_kms_local_schedule_deletion(e->kms, k.key_id, 7, NULL, &err), 0);
+	e->up += 7 * 86400;
+	e->now += 7 * 86400;
+	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_files(e, ".key"), 0);
+}
+
+static void put_file(struct env *e, const char *name, const char *text)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", e->dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Opening the store erases nothing: material without metadata, a version
+ * the metadata lacks and temp files are moved to quarantine/, intact. */
+static void test_open_quarantines(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info k;
+	struct lc_error err = { 0 };
+	char name[96], path[512], buf[64] = "";
+	unsigned int q = 99;
+	ssize_t n;
+	int fd;
+
+	create(e, &k);
+	put_file(e, "lk-0123456789abcdef0123456789abcdef.v1.key", "orphan material 32 bytes long!!!");
+	snprintf(name, sizeof(name), "%s.v2.key", k.key_id);
+	put_file(e, name, "a version the metadata lacks....");
+	put_file(e, ".tmp.x.json.0000", "interrupted");
+	assert_int_equal(lc_kms_local_quarantined(e->kms, &q, &err), 0);
+	assert_int_equal(q, 0);
+	reopen(e);
+	assert_int_equal(lc_kms_local_quarantined(e->kms, &q, &err), 0);
+	assert_int_equal(q, 3);
+	assert_int_equal(count_files(e, ".key"), 1);	/* the real key's */
+	assert_int_equal(count_files(e, ".tmp."), 0);
+	/* Intact in quarantine/. */
+	snprintf(path, sizeof(path), "%s/quarantine", e->dir);
+	{
+		DIR *d = opendir(path);
+		struct dirent *de;
+		bool found = false;
+
+		assert_non_null(d);
+		while ((de = readdir(d)))
+			if (!strncmp(de->d_name, "lk-0123456789abcdef0123456789abcdef.v1.key", 42)) {
+				snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s",
+					 de->d_name);
+				found = true;
+			}
+		closedir(d);
+		assert_true(found);
+	}
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_int_equal(n, 32);
+	assert_string_equal(buf, "orphan material 32 bytes long!!!");
+	/* The key itself still works. */
+	free(enc(e, k.key_id, "ctx", NULL).p);
+}
+
+/* A failing generator fails the call after LC_RAND_ATTEMPTS tries. */
+static void test_rand_failure(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info k;
+	struct lc_error err = { 0 };
+
+	lc_rand_fail_next(LC_RAND_ATTEMPTS);
+	assert_int_equal(lc_kms_local_create(e->kms, "x", &k, &err), -EIO);
+	assert_int_equal(err.cls, LC_ERRC_INTERNAL);
+	assert_non_null(strstr(err.msg, "random generator"));
+	lc_rand_fail_next(LC_RAND_ATTEMPTS - 1);	/* heals within the retries */
+	assert_int_equal(lc_kms_local_create(e->kms, "x", &k, &err), 0);
+	lc_rand_fail_next(0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -718,6 +844,9 @@ int main(void)
 		T(test_atomicity),
 		T(test_concurrent_reader),
 		T(test_as_provider),
+		T(test_clock_jump),
+		T(test_open_quarantines),
+		T(test_rand_failure),
 	};
 
 	lc_log_open("test-kms-local", 0, LC_LOG_ERR);	/* injected-fault warnings */

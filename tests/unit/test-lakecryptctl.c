@@ -483,9 +483,10 @@ static void test_volumes(void **state)
 
 	good("audit", "audit.tail", "{}");
 	good("audit --lines 10", "audit.tail", "{\"lines\":10}");
-	bad("audit --lines 0", "--lines must be a whole number from 1 to 10000", "audit");
+	bad("audit --lines 0", "--lines must be a whole number from 1 to 10000000", "audit");
 	bad("audit --lines -5", "got \"-5\"", "audit");
-	bad("audit --lines 10001", "from 1 to 10000", "audit");
+	good("audit --lines 20000", "audit.tail", "{\"lines\":20000}");	/* paged */
+	bad("audit --lines 10000001", "from 1 to 10000000", "audit");
 }
 
 static void test_local_parse(void **state)

@@ -186,6 +186,26 @@ static void test_process_harden(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* The generator is retried a bounded number of times, then the call
+ * fails with nothing half-random left in the buffer. */
+static void test_rand_bounded(void **state)
+{
+	uint8_t buf[32], zero[32] = { 0 };
+	struct lc_error err = { 0 };
+
+	(void)state;
+	memset(buf, 0xaa, sizeof(buf));
+	lc_rand_fail_next(LC_RAND_ATTEMPTS);
+	assert_int_equal(lc_rand_bytes(buf, sizeof(buf), true, "a test key", &err), -EIO);
+	assert_int_equal(err.cls, LC_ERRC_INTERNAL);
+	assert_non_null(strstr(err.msg, "a test key"));
+	assert_memory_equal(buf, zero, sizeof(buf));
+	lc_rand_fail_next(LC_RAND_ATTEMPTS - 1);
+	assert_int_equal(lc_rand_bytes(buf, sizeof(buf), false, "a nonce", &err), 0);
+	assert_memory_not_equal(buf, zero, sizeof(buf));
+	assert_int_equal(lc_rand_bytes(buf, sizeof(buf), true, "a key", NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_wipe),
 		cmocka_unit_test(test_wipe_on_fork),
 		cmocka_unit_test(test_process_harden),
+		cmocka_unit_test(test_rand_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1224,6 +1224,23 @@ static void test_migrate_v1(void **state)
 	lc_header_free(h);
 }
 
+/* A generator that keeps failing fails format (no uuid) after bounded
+ * retries, before any KMS call; it used to loop for ever. */
+static void test_uuid_rand_failure(void **state)
+{
+	struct env *e = *state;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db1",
+				     .segment_size = 4096 };
+	struct lc_error err = { 0 };
+
+	lc_rand_fail_next(LC_RAND_ATTEMPTS);
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EIO);
+	lc_rand_fail_next(0);
+	assert_non_null(strstr(err.msg, "volume uuid"));
+	assert_int_equal(counters(e).wrap, 0);
+	format_dev(e, 4096, NULL, NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1251,6 +1268,7 @@ int main(void)
 		T(test_reformat_erases),
 		T(test_detached_never_clobbers),
 		T(test_migrate_v1),
+		T(test_uuid_rand_failure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,8 +172,11 @@ static const struct cmd_spec cmds[] = {
 	  "Exactly one of --keyconfig and --cmk.  I/O fails at once, keys are wiped\n"
 	  "from the kernel and the agent, cache volumes are shredded.\n" },
 	{ NULL, "audit", "audit.tail", LC_CTL_AGENT, LC_R_AUDIT, { { 0 } },
-	  { { "--lines", O_UINT, false, "lines", 1, 10000, "N", "number of records, 1 to 10000 (default 50)" } },
-	  "show the last records of the audit log", NULL },
+	  { { "--lines", O_UINT, false, "lines", 1, 10000000, "N", "number of records, 1 to 10000000 (default 50)" } },
+	  "show the last records of the audit log",
+	  "The agent answers in pages (at most 10000 records, 256 KiB each); the\n"
+	  "command asks page after page on one connection and prints them oldest\n"
+	  "first.\n" },
 	{ NULL, "dump", NULL, LC_CTL_DUMP, LC_R_NONE,
 	  { { "DEVICE_OR_HEADER", NULL, O_STR, false } }, { { 0 } },
 	  "print a volume header (local, no agent; never key material)",

@@ -51,6 +51,106 @@ static const char *class_hint(const char *cls)
 	return "";
 }
 
+#define AUDIT_PAGE_LINES	10000	/* the agent's most per call */
+
+/*
+ * audit --lines N: the agent answers at most AUDIT_PAGE_LINES records (and
+ * 256 KiB of them) per call, newest page first, each with "next_before"
+ * to page further back.  Ask on one connection until N records or the
+ * log's start; *@result is {"records": [...]} oldest first.  0, or the
+ * agent's or the connection's error in @e.
+ */
+static int audit_pages(struct lc_proto_conn *conn, struct json_object *args,
+		       struct json_object **result, struct lc_error *e)
+{
+	struct json_object *lines = NULL, **pages = NULL, *all;
+	uint64_t want = 50, got = 0, before = 0;
+	size_t n = 0;
+	int r = 0;
+
+	if (json_object_object_get_ex(args, "lines", &lines))
+		want = (uint64_t)json_object_get_int64(lines);
+	while (got < want) {
+		uint64_t ask = want - got < AUDIT_PAGE_LINES ? want - got : AUDIT_PAGE_LINES;
+		struct json_object *a = json_object_new_object(), *page = NULL, *recs, *next, **np;
+
+		json_object_object_add(a, "lines", json_object_new_uint64(ask));
+		if (n)
+			json_object_object_add(a, "before", json_object_new_uint64(before));
+		r = lc_proto_call(conn, "audit.tail", a, &page, e);
+		if (r < 0)
+			break;
+		np = realloc(pages, (n + 1) * sizeof(*pages));
+		if (!np || !json_object_object_get_ex(page, "records", &recs) ||
+		    !json_object_is_type(recs, json_type_array)) {
+			json_object_put(page);
+			r = lc_err(e, np ? -EBADMSG : -ENOMEM, LC_ERRC_INTERNAL,
+				   np ? "the agent sent audit.tail without \"records\"" : "out of memory");
+			pages = np ? np : pages;
+			break;
+		}
+		pages = np;
+		pages[n++] = page;
+		got += json_object_array_length(recs);
+		if (!json_object_object_get_ex(page, "next_before", &next) || !next ||
+		    !json_object_array_length(recs))
+			break;
+		before = (uint64_t)json_object_get_int64(next);
+	}
+	all = json_object_new_array();
+	/* Pages came newest first; records inside a page oldest first. */
+	for (size_t i = n; r == 0 && i-- > 0;) {
+		struct json_object *recs;
+		size_t len, skip = 0;
+
+		json_object_object_get_ex(pages[i], "records", &recs);
+		len = json_object_array_length(recs);
+		if (i == n - 1 && got > want)
+			skip = (size_t)(got - want);
+		for (size_t j = skip; j < len; j++)
+			json_object_array_add(all, json_object_get(json_object_array_get_idx(recs, j)));
+	}
+	for (size_t i = 0; i < n; i++)
+		json_object_put(pages[i]);
+	free(pages);
+	if (r < 0) {
+		json_object_put(all);
+		return r;
+	}
+	*result = json_object_new_object();
+	json_object_object_add(*result, "records", all);
+	return 0;
+}
+
+static int run_audit(struct lc_ctl_cmd *cmd)
+{
+	struct lc_proto_conn conn;
+	struct lc_error e = { 0 };
+	struct json_object *result = NULL;
+	int r, rc;
+
+	r = lc_proto_connect(cmd->socket, cmd->timeout_ms, &conn, &e);
+	if (r < 0) {
+		fail(NULL, e.msg);
+		return lc_ctl_exit_for_connect(r);
+	}
+	r = audit_pages(&conn, cmd->args, &result, &e);
+	lc_proto_conn_close(&conn);
+	if (r < 0) {
+		char msg[sizeof(e.msg) + 64];
+
+		snprintf(msg, sizeof(msg), "%s%s", e.msg, class_hint(lc_err_class_name(e.cls)));
+		fail(cmd->topic, msg);
+		return r == -ETIMEDOUT || r == -ECONNRESET ? LC_CTL_EXIT_UNREACHABLE :
+		       lc_ctl_exit_for_class(lc_err_class_name(e.cls));
+	}
+	r = cmd->json ? lc_ctl_render_json(stdout, result) :
+			lc_ctl_render_human(stdout, cmd->render, result);
+	rc = r < 0 ? LC_CTL_EXIT_FAILED : LC_CTL_EXIT_OK;
+	json_object_put(result);
+	return rc;
+}
+
 static int run_agent(struct lc_ctl_cmd *cmd)
 {
 	struct lc_proto_conn conn;
@@ -151,7 +251,7 @@ int main(int argc, char *argv[])
 		if (cmd.confirm)
 			rc = confirm(&cmd);
 		if (rc == LC_CTL_EXIT_OK)
-			rc = run_agent(&cmd);
+			rc = cmd.op && !strcmp(cmd.op, "audit.tail") ? run_audit(&cmd) : run_agent(&cmd);
 		break;
 	}
 	lc_ctl_cmd_free(&cmd);

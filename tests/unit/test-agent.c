@@ -1,0 +1,833 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The agent's loop, threads and kill switch, in process: the daemon's own
+ * sources (but main.c) on a socket in a temp directory, the real local KMS
+ * (with the test stall of providers.c), and a thread-safe fake kernel that
+ * can refuse or stall a revoke.  Clients of other uids are forked children
+ * (the test runs as root, as the agent does).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../agent/daemon/clients.c"
+#include "../../agent/daemon/loop.c"
+#include "../../agent/daemon/ops-admin.c"
+#include "../../agent/daemon/ops-volume.c"
+#include "../../agent/daemon/ops.c"
+#include "../../agent/daemon/providers.c"
+#include "../../agent/daemon/watch.c"
+
+#define OPER_UID	1234
+#define OPER_GID	991	/* group "lakecrypt" */
+#define MAX_DEVS	16
+
+/* ---- a thread-safe fake kernel ---- */
+
+struct fdev {
+	char name[128];
+	char *line;
+	bool revoked;
+};
+
+static struct fake {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct fdev devs[MAX_DEVS];
+	size_t ndevs;
+	bool ignore_revoke;		/* "revoke" accepted, nothing happens */
+	char stuck[128];		/* this device's revoke waits for release */
+	bool release;
+	unsigned int revokes, removes;
+} fk = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static struct fdev *fdev(const char *name)
+{
+	for (size_t i = 0; i < fk.ndevs; i++)
+		if (!strcmp(fk.devs[i].name, name))
+			return &fk.devs[i];
+	return NULL;
+}
+
+static int f_kr_open(void *ctx, struct lc_keyring *kr, const char *name, const char *prefix,
+		     struct lc_error *err)
+{
+	(void)ctx, (void)name, (void)err;
+	memset(kr, 0, sizeof(*kr));
+	kr->ring = 1;
+	snprintf(kr->prefix, sizeof(kr->prefix), "%s", prefix);
+	return 0;
+}
+
+static int f_kr_add(void *ctx, struct lc_keyring *kr, uint32_t first, uint32_t count,
+		    const uint8_t *payloads, size_t key_size, struct lc_error *err)
+{
+	(void)ctx, (void)kr, (void)first, (void)count, (void)payloads, (void)key_size, (void)err;
+	return 0;
+}
+
+static int f_kr_drop(void *ctx, struct lc_keyring *kr, struct lc_error *err)
+{
+	(void)ctx, (void)kr, (void)err;
+	return 0;
+}
+
+static void f_kr_close(void *ctx, struct lc_keyring *kr)
+{
+	(void)ctx;
+	kr->ring = 0;
+}
+
+static int f_kr_purge(void *ctx, unsigned int *removed, unsigned int *left, struct lc_error *err)
+{
+	(void)ctx, (void)err;
+	if (removed)
+		*removed = 0;
+	if (left)
+		*left = 0;
+	return 0;
+}
+
+static int f_dm_create(void *ctx, const char *name, const char *uuid, const char *line,
+		       struct lc_error *err)
+{
+	int r = 0;
+
+	(void)ctx, (void)uuid;
+	pthread_mutex_lock(&fk.mu);
+	if (fdev(name) || fk.ndevs == MAX_DEVS) {
+		r = lc_err(err, -EEXIST, LC_ERRC_INVALID, "exists");
+	} else {
+		struct fdev *d = &fk.devs[fk.ndevs++];
+
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%s", name);
+		d->line = strdup(line);
+	}
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+static int f_dm_message(void *ctx, const char *name, const char *msg, struct lc_error *err)
+{
+	struct fdev *d;
+	int r = 0;
+
+	(void)ctx;
+	pthread_mutex_lock(&fk.mu);
+	if (!strcmp(msg, "revoke")) {
+		fk.revokes++;
+		while (!strcmp(name, fk.stuck) && !fk.release)
+			pthread_cond_wait(&fk.cv, &fk.mu);	/* a stalled backing device */
+	}
+	d = fdev(name);
+	if (!d)
+		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	else if (!strcmp(msg, "revoke") && !fk.ignore_revoke)
+		d->revoked = true;
+	else if (strcmp(msg, "revoke") && d->revoked)
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID, "revoked");
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+static int f_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
+{
+	struct fdev *d;
+	int r = 0;
+
+	(void)ctx;
+	pthread_mutex_lock(&fk.mu);
+	d = fdev(name);
+	memset(st, 0, sizeof(*st));
+	if (!d)
+		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	else
+		st->state = d->revoked ? LC_DM_STATE_REVOKED : LC_DM_STATE_ACTIVE;
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
+{
+	struct fdev *d;
+	int r = 0;
+
+	(void)ctx;
+	pthread_mutex_lock(&fk.mu);
+	fk.removes++;
+	d = fdev(name);
+	if (!d) {
+		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	} else {
+		free(d->line);
+		*d = fk.devs[--fk.ndevs];
+	}
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
+{
+	(void)ctx, (void)err;
+	*devs = NULL;
+	*n = 0;
+	return 0;
+}
+
+static const struct lc_volume_backend fake_backend = {
+	.name = "fake", .regular_files = true,
+	.kr_open = f_kr_open, .kr_add = f_kr_add, .kr_drop = f_kr_drop, .kr_close = f_kr_close,
+	.kr_purge = f_kr_purge, .dm_create = f_dm_create, .dm_message = f_dm_message,
+	.dm_status = f_dm_status, .dm_remove = f_dm_remove, .dm_list = f_dm_list,
+};
+
+static bool dev_revoked(const char *name)
+{
+	struct fdev *d;
+	bool r;
+
+	pthread_mutex_lock(&fk.mu);
+	d = fdev(name);
+	r = d && d->revoked;
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+static bool dev_exists(const char *name)
+{
+	bool r;
+
+	pthread_mutex_lock(&fk.mu);
+	r = fdev(name) != NULL;
+	pthread_mutex_unlock(&fk.mu);
+	return r;
+}
+
+/* ---- groups: OPER_UID is an operator while oper_member is set ---- */
+
+static volatile bool oper_member = true;
+
+static int g_user_groups(void *ctx, uid_t uid, gid_t gid, gid_t **groups, size_t *n)
+{
+	(void)ctx;
+	*groups = malloc(2 * sizeof(**groups));
+	if (!*groups)
+		return -ENOMEM;
+	(*groups)[0] = gid;
+	*n = 1;
+	if (uid == OPER_UID && oper_member)
+		(*groups)[(*n)++] = OPER_GID;
+	return 0;
+}
+
+static int g_group_gid(void *ctx, const char *name, gid_t *gid)
+{
+	(void)ctx;
+	if (strcmp(name, "lakecrypt"))
+		return -ENOENT;
+	*gid = OPER_GID;
+	return 0;
+}
+
+static const struct lc_group_db fake_groups = { g_user_groups, g_group_gid, NULL };
+
+/* ---- fixture ---- */
+
+struct tenv {
+	char dir[64];
+	char stall[128];
+	struct agent a;
+	pthread_t loop;
+	char cmk[LC_KMS_LOCAL_ID_LEN + 1];
+};
+
+static void *loop_thread(void *arg)
+{
+	agent_run(arg);
+	return NULL;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static int64_t now_ms(void)
+{
+	return agent_now_ms();
+}
+
+static void conn(struct tenv *t, struct lc_proto_conn *c)
+{
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_proto_connect(t->a.cfg.socket_path, 10000, c, &err), 0);
+}
+
+/* One call on a new connection; the result (or NULL) into *@res. */
+static int call(struct tenv *t, const char *op, json_object *args, json_object **res,
+		struct lc_error *err)
+{
+	struct lc_proto_conn c;
+	json_object *r = NULL;
+	int rc;
+
+	conn(t, &c);
+	rc = lc_proto_call(&c, op, args, &r, err);
+	lc_proto_conn_close(&c);
+	if (res)
+		*res = r;
+	else
+		json_object_put(r);
+	return rc;
+}
+
+static json_object *jargs(const char *json)
+{
+	json_object *o = json_tokener_parse(json);
+
+	assert_non_null(o);
+	return o;
+}
+
+static void make_disk(struct tenv *t, const char *name)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (2 << 20) + 64 * 4096), 0);
+	close(fd);
+}
+
+/* Format disk @disk in ws1 and open it as @name. */
+static void open_volume(struct tenv *t, const char *disk, const char *name)
+{
+	struct lc_error err = { 0 };
+	char a[512];
+
+	make_disk(t, disk);
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"project\": \"%s\", \"segment_size\": \"4K\", \"force\": true}",
+		 t->dir, disk, name);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"name\": \"%s\"}",
+		 t->dir, disk, name);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open %s: %s", name, err.msg);
+}
+
+static void stall_kms(struct tenv *t, bool on)
+{
+	if (on)
+		close(open(t->stall, O_WRONLY | O_CREAT, 0600));
+	else
+		unlink(t->stall);
+}
+
+static int setup(void **state)
+{
+	struct tenv *t = calloc(1, sizeof(*t));
+	struct lc_error err = { 0 };
+	struct lc_kms_key_info k;
+	char a[256];
+
+	strcpy(t->dir, "/tmp/lc-agent-test.XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	assert_int_equal(chmod(t->dir, 0755), 0);	/* other uids reach the socket */
+	lc_config_defaults(&t->a.cfg);
+	snprintf(t->a.cfg.socket_path, sizeof(t->a.cfg.socket_path), "%s/run/agent.sock", t->dir);
+	t->a.cfg.socket_mode = 0666;
+	snprintf(t->a.cfg.state_dir, sizeof(t->a.cfg.state_dir), "%s/state", t->dir);
+	snprintf(t->a.cfg.audit_log, sizeof(t->a.cfg.audit_log), "%s/audit.log", t->dir);
+	t->a.cfg.audit_fsync = false;
+	t->a.cfg.watch_interval_s = 3600;	/* ticks by hand */
+	t->a.cfg.revoke_wait_ms = 500;
+	t->a.cfg.retry_attempts = 1;
+	snprintf(t->stall, sizeof(t->stall), "%s/stall", t->dir);
+	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	oper_member = true;
+	pthread_mutex_lock(&fk.mu);
+	fk.ignore_revoke = false;
+	fk.stuck[0] = '\0';
+	fk.release = false;
+	pthread_mutex_unlock(&fk.mu);
+	if (agent_setup(&t->a, &err))
+		fail_msg("setup: %s", err.msg);
+	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
+	assert_int_equal(lc_kms_local_create(t->a.kms, "test", &k, &err), 0);
+	snprintf(t->cmk, sizeof(t->cmk), "%s", k.key_id);
+	snprintf(a, sizeof(a), "{\"name\": \"kc1\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
+		 t->cmk);
+	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"ws1\", \"keyconfig\": \"kc1\"}"),
+			      NULL, &err), 0);
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct tenv *t = *state;
+	uint64_t one = 1;
+
+	stall_kms(t, false);
+	pthread_mutex_lock(&fk.mu);
+	fk.release = true;
+	pthread_cond_broadcast(&fk.cv);
+	pthread_mutex_unlock(&fk.mu);
+	t->a.stop = true;
+	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
+	pthread_join(t->loop, NULL);
+	agent_teardown(&t->a);
+	pthread_mutex_lock(&fk.mu);
+	for (size_t i = 0; i < fk.ndevs; i++)
+		free(fk.devs[i].line);
+	fk.ndevs = 0;
+	pthread_mutex_unlock(&fk.mu);
+	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(t);
+	return 0;
+}
+
+/* Volume @name's "state" and "revocation"."state" from status. */
+static void status_of(struct tenv *t, const char *name, char *state, char *rstate, size_t size)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *vols, *v, *x, *rv;
+	char a[128];
+
+	snprintf(a, sizeof(a), "{\"name\": \"%s\"}", name);
+	assert_int_equal(call(t, "status", jargs(a), &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "volumes", &vols));
+	v = json_object_array_get_idx(vols, 0);
+	assert_non_null(v);
+	assert_true(json_object_object_get_ex(v, "state", &x));
+	snprintf(state, size, "%s", json_object_get_string(x));
+	assert_true(json_object_object_get_ex(v, "revocation", &rv));
+	assert_true(json_object_object_get_ex(rv, "state", &x));
+	snprintf(rstate, size, "%s", json_object_get_string(x));
+	json_object_put(res);
+}
+
+/* ---- children of another uid ---- */
+
+/* Run @fn as OPER_UID in a child; its return value is the exit status. */
+static int as_operator(int (*fn)(struct tenv *t, int fd), struct tenv *t, int fd)
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (setgroups(0, NULL) || setresgid(OPER_UID, OPER_UID, OPER_UID) ||
+		    setresuid(OPER_UID, OPER_UID, OPER_UID))
+			_exit(100);
+		_exit(fn(t, fd));
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* ---- tests ---- */
+
+/*
+ * The issue's measurement: 64 idle connections of one operator, a client
+ * that never reads, a KMS that never answers (an open and the watcher
+ * stuck in it): revoke still makes every volume under the CMK revoked in
+ * the kernel within 1 s.
+ */
+static int idle_64(struct tenv *t, int fd)
+{
+	struct lc_proto_conn c[64];
+	int ok = 0;
+	char b = 0;
+
+	for (int i = 0; i < 64; i++) {
+		struct lc_error err;
+
+		if (lc_proto_connect(t->a.cfg.socket_path, 2000, &c[i], &err))
+			return 101;
+	}
+	/* Which ones the agent kept: a ping gets an answer on those only. */
+	for (int i = 0; i < 64; i++) {
+		json_object *r = NULL;
+		struct lc_error err;
+
+		if (!lc_proto_call(&c[i], "ping", NULL, &r, &err))
+			ok++;
+		json_object_put(r);
+	}
+	if (write(fd, &ok, sizeof(ok)) != sizeof(ok))
+		return 102;
+	/* Stay connected and idle until the parent is done. */
+	if (read(fd, &b, 1) < 0)
+		return 103;
+	return 0;
+}
+
+static void *open_stalled(void *arg)
+{
+	struct tenv *t = arg;
+	struct lc_error err = { 0 };
+	char a[256];
+	intptr_t r;
+
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d9\", \"workspace\": \"ws1\", \"name\": \"v9\"}",
+		 t->dir);
+	r = call(t, "volume.open", jargs(a), NULL, &err);
+	return (void *)r;
+}
+
+static void test_kill_path(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn slow;
+	struct lc_error err = { 0 };
+	json_object *res;
+	pthread_t opener;
+	int sv[2], kept = 0;
+	int64_t t0, t1;
+	pid_t pid;
+	char a[512], st[32], rs[32];
+	void *ret;
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	/* A volume formatted now, opened while the KMS stalls. */
+	make_disk(t, "d9");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/d9\", \"workspace\": \"ws1\", \"project\": \"p9\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+
+	/* 64 idle connections of one operator: 16 are kept (per-uid limit). */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(sv[0]);
+		if (setgroups(0, NULL) || setresgid(OPER_UID, OPER_UID, OPER_UID) ||
+		    setresuid(OPER_UID, OPER_UID, OPER_UID))
+			_exit(100);
+		_exit(idle_64(t, sv[1]));
+	}
+	close(sv[1]);
+	assert_int_equal(read(sv[0], &kept, sizeof(kept)), sizeof(kept));
+	assert_int_equal(kept, 16);
+
+	/* A client that sends and never reads. */
+	conn(t, &slow);
+	for (int i = 0; i < 400; i++) {
+		json_object *req = lc_proto_request_new("audit.tail", jargs("{\"lines\": 10000}"), i);
+
+		slow.timeout_ms = 0;
+		if (lc_proto_send(&slow, req, &err) < 0) {
+			json_object_put(req);
+			break;	/* its socket is full: the agent stopped reading it */
+		}
+		json_object_put(req);
+	}
+
+	/* The KMS stops answering: an open and the watcher wait in it. */
+	stall_kms(t, true);
+	assert_int_equal(pthread_create(&opener, NULL, open_stalled, t), 0);
+	agent_watch_tick(&t->a);
+	usleep(200000);
+
+	t0 = now_ms();
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), &res, &err), 0);
+	t1 = now_ms();
+	print_message("revoke with 64 idle clients, a non-reader and a stalled KMS: %" PRId64 " ms\n",
+		      t1 - t0);
+	assert_true(t1 - t0 < 1000);
+	assert_true(dev_revoked("v1"));
+	assert_true(dev_revoked("v2"));
+	assert_string_equal(json_object_to_json_string_ext(res, JSON_C_TO_STRING_PLAIN),
+			    "{\"revoked\":[\"v1\",\"v2\"]}");
+	json_object_put(res);
+	status_of(t, "v1", st, rs, sizeof(st));
+	assert_string_equal(st, "revoked");
+	assert_string_equal(rs, "revoked");
+
+	/* The stalled open finishes after the revoke: no live volume. */
+	stall_kms(t, false);
+	pthread_join(opener, &ret);
+	assert_int_equal((intptr_t)ret, -EKEYREVOKED);
+	for (int i = 0; i < 50 && !dev_revoked("v9"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v9"));
+	status_of(t, "v9", st, rs, sizeof(st));
+	assert_string_equal(st, "revoked");
+
+	close(sv[0]);	/* the idle child ends */
+	waitpid(pid, NULL, 0);
+	lc_proto_conn_close(&slow);
+}
+
+/* The kernel accepts "revoke" but its status does not say revoked: the
+ * agent does not claim it, reports the failure, and retries. */
+static void test_revoke_unconfirmed(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char st[32], rs[32];
+
+	open_volume(t, "d1", "v1");
+	pthread_mutex_lock(&fk.mu);
+	fk.ignore_revoke = true;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err),
+			 -EINPROGRESS);
+	assert_non_null(strstr(err.msg, "v1"));
+	status_of(t, "v1", st, rs, sizeof(st));
+	assert_string_equal(st, "active");
+	assert_true(!strcmp(rs, "failed") || !strcmp(rs, "revoking"));
+	/* Once the kernel complies, a retry gets the confirmation. */
+	pthread_mutex_lock(&fk.mu);
+	fk.ignore_revoke = false;
+	pthread_mutex_unlock(&fk.mu);
+	for (int i = 0; i < 100 && !dev_revoked("v1"); i++) {
+		if (i % 10 == 9)
+			agent_watch_tick(&t->a);
+		usleep(50000);
+	}
+	assert_true(dev_revoked("v1"));
+	for (int i = 0; i < 50; i++) {
+		status_of(t, "v1", st, rs, sizeof(st));
+		if (!strcmp(rs, "revoked"))
+			break;
+		usleep(20000);
+	}
+	assert_string_equal(st, "revoked");
+	assert_string_equal(rs, "revoked");
+}
+
+/* One volume's revoke stalls in the kernel: the others are revoked anyway,
+ * and the reply comes after revoke_wait_ms naming the stalled one. */
+static void test_revoke_parallel(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	int64_t t0;
+	char st[32], rs[32];
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	open_volume(t, "d3", "v3");
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.stuck, sizeof(fk.stuck), "v2");
+	pthread_mutex_unlock(&fk.mu);
+	t0 = now_ms();
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err),
+			 -EINPROGRESS);
+	assert_true(now_ms() - t0 < 2000);
+	assert_non_null(strstr(err.msg, "v2"));
+	assert_true(dev_revoked("v1"));
+	assert_true(dev_revoked("v3"));
+	assert_false(dev_revoked("v2"));
+	status_of(t, "v2", st, rs, sizeof(st));
+	assert_string_equal(st, "active");
+	assert_string_equal(rs, "revoking");
+	pthread_mutex_lock(&fk.mu);
+	fk.release = true;
+	pthread_cond_broadcast(&fk.cv);
+	pthread_mutex_unlock(&fk.mu);
+	for (int i = 0; i < 50; i++) {
+		status_of(t, "v2", st, rs, sizeof(st));
+		if (!strcmp(rs, "revoked"))
+			break;
+		usleep(20000);
+	}
+	assert_string_equal(st, "revoked");
+	assert_string_equal(rs, "revoked");
+}
+
+/* volumes.json cannot be written: the open is undone, nothing stays. */
+static void test_open_unsaved(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512], x[PATH_MAX + 8];
+	int fd;
+
+	make_disk(t, "d1");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"project\": \"p\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	/* A directory where the file goes: the rename over it fails. */
+	assert_int_equal(unlink(t->a.runtime_path), 0);
+	assert_int_equal(mkdir(t->a.runtime_path, 0700), 0);
+	snprintf(x, sizeof(x), "%s/x", t->a.runtime_path);
+	fd = open(x, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.open", jargs(a), NULL, &err), -EIO);
+	assert_non_null(strstr(err.msg, "undone"));
+	assert_false(dev_exists("v1"));
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
+	unlink(x);
+	rmdir(t->a.runtime_path);
+}
+
+/* A large audit log comes back in pages under the protocol limit. */
+static void test_audit_pages(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	FILE *f = fopen(t->a.cfg.audit_log, "a");
+	json_object *res, *recs, *next;
+	uint64_t before = UINT64_MAX, total = 0, seen = 0, pages = 0;
+	char a[128];
+
+	assert_non_null(f);
+	for (int i = 0; i < 20000; i++)
+		fprintf(f, "{\"time\":\"2026-11-29T00:00:00Z\",\"op\":\"test\",\"outcome\":\"success\",\"seq\":%d,\"pad\":\"%0200d\"}\n",
+			i, 0);
+	fclose(f);
+	for (;;) {
+		if (before == UINT64_MAX)
+			snprintf(a, sizeof(a), "{\"lines\": 10000}");
+		else
+			snprintf(a, sizeof(a), "{\"lines\": 10000, \"before\": %" PRIu64 "}", before);
+		assert_int_equal(call(t, "audit.tail", jargs(a), &res, &err), 0);
+		assert_true(json_object_object_get_ex(res, "records", &recs));
+		assert_true(json_object_array_length(recs) > 0);
+		total += json_object_array_length(recs);
+		/* Oldest first inside a page: the last test record is seq 19999. */
+		if (!pages) {
+			json_object *last = json_object_array_get_idx(recs, json_object_array_length(recs) - 1), *seq;
+
+			assert_true(json_object_object_get_ex(last, "seq", &seq));
+			assert_int_equal(json_object_get_int(seq), 19999);
+		}
+		for (size_t i = 0; i < json_object_array_length(recs); i++) {
+			json_object *seq;
+
+			seen += json_object_object_get_ex(json_object_array_get_idx(recs, i), "seq", &seq);
+		}
+		pages++;
+		if (!json_object_object_get_ex(res, "next_before", &next) || !next) {
+			json_object_put(res);
+			break;
+		}
+		before = (uint64_t)json_object_get_int64(next);
+		json_object_put(res);
+	}
+	assert_int_equal(seen, 20000);
+	assert_true(pages >= 10);	/* 256 KiB of text per page at most */
+	assert_true(total >= seen);
+}
+
+/* Roles are resolved for every request: leaving the group takes effect on
+ * a connection that is already open. */
+static int role_child(struct tenv *t, int fd)
+{
+	struct lc_proto_conn c;
+	struct lc_error err;
+	json_object *r = NULL;
+	char b;
+
+	if (lc_proto_connect(t->a.cfg.socket_path, 5000, &c, &err))
+		return 101;
+	if (lc_proto_call(&c, "ping", NULL, &r, &err))
+		return 102;
+	json_object_put(r);
+	if (write(fd, "x", 1) != 1 || read(fd, &b, 1) != 1)
+		return 103;
+	if (lc_proto_call(&c, "ping", NULL, &r, &err) != -EACCES)
+		return 104;
+	return 0;
+}
+
+static struct tenv *role_t;
+
+static void *flip_member(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char b;
+
+	if (read(fd, &b, 1) == 1) {
+		oper_member = false;
+		(void)!write(fd, "y", 1);
+	}
+	return NULL;
+}
+
+static void test_role_per_request(void **state)
+{
+	struct tenv *t = *state;
+	pthread_t th;
+	int sv[2];
+
+	role_t = t;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(pthread_create(&th, NULL, flip_member, (void *)(intptr_t)sv[0]), 0);
+	assert_int_equal(as_operator(role_child, t, sv[1]), 0);
+	pthread_join(th, NULL);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A connection idle past idle_timeout_s is closed; a half request too. */
+static void test_idle_timeout(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c;
+	struct lc_error err;
+	json_object *msg = NULL;
+
+	t->a.cfg.idle_timeout_s = 1;
+	conn(t, &c);
+	assert_int_equal(write(c.fd, "{\"op\": \"pi", 10), 10);
+	c.timeout_ms = 3000;
+	assert_int_equal(lc_proto_recv(&c, &msg, &err), -ENODATA);
+	lc_proto_conn_close(&c);
+	t->a.cfg.idle_timeout_s = 60;
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_kill_path),
+		T(test_revoke_unconfirmed),
+		T(test_revoke_parallel),
+		T(test_open_unsaved),
+		T(test_audit_pages),
+		T(test_role_per_request),
+		T(test_idle_timeout),
+	};
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test-agent: run as root (the agent does; clients change uid)\n");
+		return 1;
+	}
+	lc_log_open("test-agent", 0, LC_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
