@@ -14,9 +14,10 @@
  * Threads and locking.  The loop thread owns the sockets and the clients
  * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
  * requests are read without waiting.  Each request runs on a thread of its
- * own (one at a time per connection), the watcher on one, each volume's
- * revocation on one: nothing queues behind a KMS call, a retry's sleep, a
- * stalled disk or a client that does not read.
+ * own (one at a time per connection), the watcher's purge on one, each
+ * CMK's state check on one, each volume's revocation on one: nothing
+ * queues behind a KMS call, a retry's sleep, a stalled disk or a client
+ * that does not read.
  *
  * One mutex, a->lock, guards the volume slots, the registry, the
  * revocation log and the counters below.  A request's handler runs with it
@@ -59,6 +60,7 @@
 #define LC_AGENT_ROOT_RESERVE	8	/* connections only uid 0 may use */
 #define LC_AGENT_REVOKE_LOG	64	/* revocations remembered for late opens */
 #define LC_AGENT_REVOKE_RETRIES	5	/* per revocation job, then the watcher */
+#define LC_AGENT_MAX_CHECKS	64	/* CMK state checks in flight at once */
 #define LC_AGENT_RUNTIME_FILE	"volumes.json"
 #define LC_AGENT_PID_FILE	"agent.pid"
 #define LC_AGENT_KMS_DIR	"kms"
@@ -142,6 +144,7 @@ struct agent {
 	pthread_cond_t changed;		/* a revocation job or worker finished */
 	unsigned int threads;		/* request, watcher, revocation threads alive */
 	bool watching;			/* the watcher thread runs */
+	struct lc_volume *checking[LC_AGENT_MAX_CHECKS]; /* CMKs being asked, one thread each */
 	uint64_t revoke_epoch;
 	struct revoke_rec revlog[LC_AGENT_REVOKE_LOG];
 	pthread_mutex_t done_lock;	/* the done list only */

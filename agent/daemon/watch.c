@@ -10,7 +10,8 @@
  * the agent sent the message: each revocation runs on a thread of its own
  * (a stalled backing device holds back only its volume), sends "revoke",
  * reads the status back, and retries; the watcher's tick restarts the ones
- * that still failed.  Everything here runs with a->lock held, except where
+ * that still failed.  Each CMK is asked on a thread of its own, and not
+ * again while that one still waits for the KMS.  Everything here runs with a->lock held, except where
  * agent_unlock() says otherwise.
  */
 #include <errno.h>
@@ -468,41 +469,92 @@ static void check_cmk(struct agent *a, const struct lc_volume *v)
 	agent_unlock(a);
 }
 
+static bool same_cmk(const struct lc_volume *x, const struct lc_volume *y)
+{
+	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref);
+}
+
+struct check_job {
+	struct agent *a;
+	size_t i;		/* a->checking[i] is this job's copy */
+};
+
+/* One CMK's check: a KMS that stalls on one CMK delays no other. */
+static void *cmk_thread(void *arg)
+{
+	struct check_job *j = arg;
+	struct agent *a = j->a;
+	struct lc_volume *v = a->checking[j->i];	/* set before the spawn */
+
+	check_cmk(a, v);
+	agent_relock(a);
+	a->checking[j->i] = NULL;
+	agent_thread_done(a);
+	agent_unlock(a);
+	lc_volume_free(v);
+	free(j);
+	return NULL;
+}
+
+/* Start a check of @v's CMK (a copy, taken) unless one is running. */
+static void start_check(struct agent *a, struct lc_volume *v)
+{
+	struct check_job *j;
+	size_t free_i = LC_AGENT_MAX_CHECKS;
+
+	for (size_t i = 0; i < LC_AGENT_MAX_CHECKS; i++) {
+		if (a->checking[i] && same_cmk(a->checking[i], v)) {
+			lc_warn("watcher: the last check of CMK %s still waits for the KMS; not asking again",
+				v->provider_ref);
+			lc_volume_free(v);
+			return;
+		}
+		if (!a->checking[i] && free_i == LC_AGENT_MAX_CHECKS)
+			free_i = i;
+	}
+	j = free_i < LC_AGENT_MAX_CHECKS ? calloc(1, sizeof(*j)) : NULL;
+	if (!j) {
+		lc_warn("watcher: %d CMK checks already wait for the KMS; CMK %s is not checked this time",
+			LC_AGENT_MAX_CHECKS, v->provider_ref);
+		lc_volume_free(v);
+		return;
+	}
+	j->a = a;
+	j->i = free_i;
+	a->checking[free_i] = v;
+	if (agent_spawn(a, cmk_thread, j) < 0) {
+		lc_error_log("watcher: cannot start a thread to check CMK %s", v->provider_ref);
+		a->checking[free_i] = NULL;
+		lc_volume_free(v);
+		free(j);
+	}
+}
+
+/* The local KMS's purge (file I/O), then one thread per CMK in use. */
 static void *watch_thread(void *arg)
 {
 	struct agent *a = arg;
-	struct lc_volume **cmks;
 	struct lc_error e;
 	unsigned int n = 0;
-	size_t nc = 0;
 
 	if (lc_kms_local_purge(a->kms, &n, &e) < 0)
 		lc_warn("local KMS purge: %s", e.msg);
 	else if (n)
 		lc_info("local KMS: erased the material of %u key(s) past their deletion date", n);
 
-	/* One copy per CMK in use, asked without the lock. */
 	agent_relock(a);
-	cmks = calloc(a->nvols + 1, sizeof(*cmks));
-	for (size_t i = 0; cmks && i < a->nvols; i++) {
+	for (size_t i = 0; i < a->nvols; i++) {
 		const struct vol_slot *s = a->vols[i];
 		bool seen = false;
+		struct lc_volume *v;
 
 		if (s->rs != SLOT_LIVE)
 			continue;
-		for (size_t j = 0; j < nc && !seen; j++)
-			seen = !strcmp(cmks[j]->provider, s->v->provider) &&
-			       !strcmp(cmks[j]->provider_ref, s->v->provider_ref);
-		if (!seen && (cmks[nc] = slot_snapshot(s, false)))
-			nc++;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = a->vols[k]->rs == SLOT_LIVE && same_cmk(a->vols[k]->v, s->v);
+		if (!seen && (v = slot_snapshot(s, false)))
+			start_check(a, v);
 	}
-	agent_unlock(a);
-	for (size_t i = 0; i < nc; i++) {
-		check_cmk(a, cmks[i]);
-		lc_volume_free(cmks[i]);
-	}
-	free(cmks);
-	agent_relock(a);
 	a->watching = false;
 	agent_thread_done(a);
 	agent_unlock(a);
@@ -525,8 +577,6 @@ void agent_watch_tick(struct agent *a)
 			a->watching = false;
 			lc_error_log("watcher: cannot start its thread; CMKs are not checked this time");
 		}
-	} else {
-		lc_warn("watcher: the previous check is still waiting for the KMS; skipping this tick");
 	}
 	agent_unlock(a);
 }

@@ -811,6 +811,33 @@ static void test_idle_timeout(void **state)
 	t->a.cfg.idle_timeout_s = 60;
 }
 
+/* The watcher finds the CMK disabled and revokes its volumes; the check
+ * runs on a thread of its own. */
+static void test_watcher(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char st[32], rs[32];
+
+	open_volume(t, "d1", "v1");
+	agent_watch_tick(&t->a);
+	usleep(200000);
+	assert_false(dev_revoked("v1"));	/* enabled: nothing happens */
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 100 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	for (int i = 0; i < 50; i++) {
+		status_of(t, "v1", st, rs, sizeof(st));
+		if (!strcmp(rs, "revoked"))
+			break;
+		usleep(20000);
+	}
+	assert_string_equal(st, "revoked");
+	assert_string_equal(rs, "revoked");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -822,6 +849,7 @@ int main(void)
 		T(test_audit_pages),
 		T(test_role_per_request),
 		T(test_idle_timeout),
+		T(test_watcher),
 	};
 
 	if (geteuid() != 0) {
