@@ -1138,7 +1138,11 @@ int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struc
 	if (lc_header_read_io(io, &old, &info, &e) == 0) {
 		uint64_t old_area;
 
-		for (int i = 0; i < 2; i++)
+		/* A sealed write comes from the holder of the KEK, whose @h is
+		 * the authenticated header: its seqno is the truth, and a copy
+		 * that only passes the checksum (forged, say with seqno 2^64-1)
+		 * must not decide the next one. */
+		for (int i = 0; i < 2 && !h->mac_key; i++)
 			if (info.state[i] != LC_COPY_DAMAGED && info.seqno[i] > seq)
 				seq = info.seqno[i];
 		lc_header_layout(old->segment_count, old->key_size, NULL, &old_area, NULL, NULL);

@@ -132,8 +132,10 @@ int lc_header_read_path(const char *path, struct lc_header **out,
 			struct lc_header_info *info, struct lc_error *err);
 
 /* Write @h crash-safely: its seqno becomes one more than the highest found
- * on the storage (or than h->seqno), the copy that is not current is
- * written and synced first, then the other.  An interruption at any point
+ * on the storage (or than h->seqno; for a sealed write, with @h->mac_key
+ * set, one more than h->seqno alone: the copies on the storage are not
+ * authenticated), the copy that is not current is written and synced
+ * first, then the other.  An interruption at any point
  * leaves a valid copy holding either the old or the new header.  Where no
  * valid header of the same layout exists (format), stale header copies at
  * the other possible copy-B offsets are erased first. */

@@ -72,7 +72,7 @@ static int load(struct lc_seqstore *s, struct lc_error *err)
 	}
 	json_object_object_foreach(vols, k, val) {
 		if (!uuid_ok(k) || !json_object_is_type(val, json_type_int) ||
-		    json_object_get_int64(val) < 0) {
+		    (json_object_get_int64(val) < 0 && json_object_get_uint64(val) <= INT64_MAX)) {
 			json_object_put(o);
 			free(s->e);
 			s->e = NULL;
@@ -80,7 +80,7 @@ static int load(struct lc_seqstore *s, struct lc_error *err)
 			return bad(s, "an entry is not \"<uuid>\": <seqno>", err);
 		}
 		snprintf(s->e[s->n].uuid, sizeof(s->e[s->n].uuid), "%s", k);
-		s->e[s->n++].seqno = (uint64_t)json_object_get_int64(val);
+		s->e[s->n++].seqno = json_object_get_uint64(val);
 	}
 	json_object_put(o);
 	return 0;
@@ -144,8 +144,7 @@ static int save(struct lc_seqstore *s, struct lc_error *err)
 
 	json_object_object_add(o, "version", json_object_new_int(1));
 	for (size_t i = 0; i < s->n; i++)
-		json_object_object_add(vols, s->e[i].uuid,
-				       json_object_new_int64((int64_t)s->e[i].seqno));
+		json_object_object_add(vols, s->e[i].uuid, json_object_new_uint64(s->e[i].seqno));
 	json_object_object_add(o, "volumes", vols);
 	text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
 	r = text ? lc_file_write_atomic(s->path, text, len, 0600, err)
@@ -162,7 +161,7 @@ int lc_seqstore_record(struct lc_seqstore *s, const char *uuid, uint64_t seqno,
 	bool added = false;
 	int r;
 
-	if (!uuid_ok(uuid) || seqno > INT64_MAX)
+	if (!uuid_ok(uuid))
 		return lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "bad uuid or seqno for the rollback record");
 	pthread_mutex_lock(&s->lock);
 	e = find(s, uuid);

@@ -230,44 +230,61 @@ int lc_device_allowed(const struct lc_ws_access *acc, const char *workspace, dev
 }
 
 /*
- * Open @path once and check what was opened on that descriptor: the path
- * is resolved (symlinks, as /dev/disk/by-id has them), the result opened
- * O_NOFOLLOW and O_EXCL (a mounted, mapped or otherwise claimed block
- * device is refused) and O_NONBLOCK (a FIFO does not hang us), then
- * fstat()ed: a block device, or a regular file where @regular_ok; a block
- * device must be in @allow (NULL: any).  @write: read-write; if that is
- * refused with EROFS, *@rw says it fell back to read-only.  @st receives
- * the fstat of the descriptor, @real (PATH_MAX) the resolved path.
+ * Open @path and check what was opened, without a window between the
+ * check and the open: the path is resolved once into an O_PATH descriptor
+ * (which opens nothing: no tty becomes ours, no FIFO blocks, no driver's
+ * open runs), that descriptor is fstat()ed and judged — a block device, or
+ * a regular file where @regular_ok; a block device in @allow (NULL: any)
+ * — and only then is the same inode opened through /proc/self/fd with
+ * O_EXCL (a mounted, mapped or claimed block device is refused),
+ * O_NOCTTY and O_NONBLOCK, and checked again to be that inode.  @write:
+ * read-write; if that is refused with EROFS, *@rw says it fell back to
+ * read-only.  @st receives the fstat of the descriptor, @real (PATH_MAX)
+ * the resolved path.  With @allow (an operator), a path that cannot be
+ * used gets one message whatever the reason, so that the root agent does
+ * not tell whether files exist where the caller cannot look.
  */
 static int dev_open(const char *path, bool write, bool regular_ok, const struct lc_ws_access *allow,
 		    const char *workspace, bool *rw, uint64_t *bytes, struct stat *st, char *real,
 		    struct lc_error *err)
 {
-	int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_EXCL, fd, r;
+	int flags = O_CLOEXEC | O_NONBLOCK | O_EXCL | O_NOCTTY, fd = -1, r;
+	_cleanup_close_ int pfd = -1;
+	char proc[64];
 	struct stat pre;
+	ssize_t n;
 
 	if (!path || !*path)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "no device given: expected a path");
 	if (path[0] != '/')
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "device \"%s\" is not an absolute path",
 			      path);
-	if (!realpath(path, real))
-		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot use device %s: %s", path,
-			      strerror(errno));
-	/* A device the caller may not use is not even opened (an exclusive
-	 * open would claim it); what is opened is checked again below. */
-	if (allow && stat(real, &pre) == 0) {
-		if (!S_ISBLK(pre.st_mode))
+	pfd = open(path, O_PATH | O_CLOEXEC);
+	if (pfd < 0 || fstat(pfd, &pre) < 0) {
+		r = -errno;
+		if (allow)
 			return lc_err(err, -EPERM, LC_ERRC_INVALID,
-				      "%s is not a block device: operators use only the block devices an admin allowed",
-				      path);
-		r = lc_device_allowed(allow, workspace, pre.st_rdev, path, err);
-		if (r < 0)
-			return r;
+				      "%s is not a block device workspace %s may use", path, workspace);
+		return lc_err(err, r, LC_ERRC_INVALID, "cannot use device %s: %s", path, strerror(-r));
 	}
-	fd = open(real, flags | (write ? O_RDWR : O_RDONLY));
+	if (!S_ISBLK(pre.st_mode) && !(regular_ok && !allow && S_ISREG(pre.st_mode)))
+		return allow ? lc_err(err, -EPERM, LC_ERRC_INVALID,
+				      "%s is not a block device workspace %s may use", path, workspace)
+			     : lc_err(err, -ENOTBLK, LC_ERRC_INVALID, "%s is not a block device%s",
+				      path, regular_ok ? " or a regular file" : "");
+	/* A device the caller may not use is not even opened (an exclusive
+	 * open would claim it). */
+	if (allow && (r = lc_device_allowed(allow, workspace, pre.st_rdev, path, err)) < 0)
+		return r;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	n = readlink(proc, real, PATH_MAX - 1);
+	if (n < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot resolve %s (is /proc mounted?): %s",
+			      path, strerror(errno));
+	real[n] = '\0';
+	fd = open(proc, flags | (write ? O_RDWR : O_RDONLY));
 	if (fd < 0 && write && (errno == EROFS || errno == EACCES)) {
-		fd = open(real, flags | O_RDONLY);
+		fd = open(proc, flags | O_RDONLY);
 		write = false;
 	}
 	if (fd < 0) {
@@ -276,28 +293,18 @@ static int dev_open(const char *path, bool write, bool regular_ok, const struct 
 			return lc_err(err, r, LC_ERRC_INVALID,
 				      "device %s is in use (mounted, mapped or held by another program): release it first",
 				      path);
-		if (r == -ELOOP)
-			return lc_err(err, r, LC_ERRC_INVALID,
-				      "%s changed into a symbolic link while it was opened: refused", path);
 		return lc_err(err, r, LC_ERRC_INVALID, "cannot open %s: %s", path, strerror(-r));
 	}
 	if (fstat(fd, st) < 0 || fcntl(fd, F_SETFL, 0) < 0) {
 		r = lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot stat %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (!S_ISBLK(st->st_mode) && !(regular_ok && S_ISREG(st->st_mode))) {
-		r = lc_err(err, -ENOTBLK, LC_ERRC_INVALID, "%s is not a block device%s", path,
-			   regular_ok ? " or a regular file" : "");
-		goto fail;
-	}
-	if (allow && !S_ISBLK(st->st_mode)) {
-		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
-			   "%s is not a block device: operators use only the block devices an admin allowed",
+	if (st->st_dev != pre.st_dev || st->st_ino != pre.st_ino || st->st_rdev != pre.st_rdev ||
+	    (st->st_mode & S_IFMT) != (pre.st_mode & S_IFMT)) {
+		r = lc_err(err, -ESTALE, LC_ERRC_INVALID, "%s changed while it was opened: refused",
 			   path);
 		goto fail;
 	}
-	if (allow && (r = lc_device_allowed(allow, workspace, st->st_rdev, path, err)) < 0)
-		goto fail;
 	if (rw)
 		*rw = write;
 	r = lc_device_size(fd, path, bytes, NULL, err);
@@ -526,7 +533,7 @@ static int header_file_open(const char *path, bool force, struct lc_error *err)
 	if (!path || path[0] != '/')
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "detached header \"%s\" is not an absolute path", path ? path : "");
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
 		  (force ? 0 : O_EXCL), 0600);
 	if (fd < 0) {
 		int r = -errno;
@@ -547,12 +554,11 @@ static int header_file_open(const char *path, bool force, struct lc_error *err)
 	return fd;
 }
 
-/* Seal @h with the MAC key of @kek and write it to @fd; remember its seqno. */
-static int write_sealed(const struct lc_volume_env *env, int fd, struct lc_header *h,
-			const struct lc_secret *kek, struct lc_error *err)
+/* Seal @h with the MAC key of @kek and write it to @fd. */
+static int seal_write(int fd, struct lc_header *h, const struct lc_secret *kek,
+		      struct lc_error *err)
 {
 	_cleanup_secret_ struct lc_secret mk = { 0 };
-	char u[LC_UUID_STR_LEN];
 	int r;
 
 	r = lc_header_mac_key(kek, h->uuid, &mk, err);
@@ -562,12 +568,30 @@ static int write_sealed(const struct lc_volume_env *env, int fd, struct lc_heade
 	h->mac_key = mk.p;
 	r = lc_header_write(fd, h, err);
 	h->mac_key = NULL;
+	return r;
+}
+
+/* seal_write(), then remember the new seqno (or fail, saying so). */
+static int write_sealed(const struct lc_volume_env *env, int fd, struct lc_header *h,
+			const struct lc_secret *kek, struct lc_error *err)
+{
+	char u[LC_UUID_STR_LEN];
+	int r;
+
+	r = seal_write(fd, h, kek, err);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, u);
-	if (env->seqs && (r = lc_seqstore_record(env->seqs, u, h->seqno, err)) < 0)
-		lc_warn("volume %s: header written, but its seqno was not remembered: %s", u,
-			err->msg);
+	if (env->seqs && (r = lc_seqstore_record(env->seqs, u, h->seqno, err)) < 0) {
+		char m[LC_ERROR_MSG_MAX];
+
+		/* Not remembering it would let this very header be rolled back
+		 * later: the call fails, and says the header itself is fine. */
+		snprintf(m, sizeof(m), "%s", err->msg);
+		return lc_err(err, r, LC_ERRC_INTERNAL,
+			      "volume %s: the header was written (seqno %" PRIu64 "), but the rollback memory could not be saved: %s; free space in the state directory and retry",
+			      u, h->seqno, m);
+	}
 	return 0;
 }
 
@@ -1076,7 +1100,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		if (!rw) {
 			lc_warn("%s: a header copy is stale, damaged or forged but the device is read-only: not repaired",
 				hpath);
-		} else if (write_sealed(env, hfd, h, &v->kek, &we) < 0) {
+		} else if (seal_write(hfd, h, &v->kek, &we) < 0) {
 			lc_warn("%s: a header copy is stale, damaged or forged and could not be repaired: %s",
 				hpath, we.msg);
 		} else {
@@ -1085,11 +1109,18 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 				win ? "forged or not authentic" :
 				info.state[!info.used] == LC_COPY_STALE ? "stale" : "damaged");
 		}
-	} else if (env->seqs) {
-		struct lc_error se;
+	}
+	/* What was opened is remembered, or the open fails: an agent that
+	 * cannot keep its rollback memory would accept this header's
+	 * predecessors later. */
+	if (env->seqs && (r = lc_seqstore_record(env->seqs, v->uuid, h->seqno, err)) < 0) {
+		char m[LC_ERROR_MSG_MAX];
 
-		if (lc_seqstore_record(env->seqs, v->uuid, h->seqno, &se) < 0)
-			lc_warn("volume %s: seqno not remembered: %s", v->uuid, se.msg);
+		snprintf(m, sizeof(m), "%s", err->msg);
+		lc_err(err, r, LC_ERRC_INTERNAL,
+		       "volume %s not opened: its header seqno %" PRIu64 " cannot be remembered (%s); free space in the state directory and retry",
+		       v->uuid, h->seqno, m);
+		goto fail;
 	}
 	/* dm claims the device exclusively: let go of it first.  The table
 	 * names the device number of the descriptor we checked. */
@@ -1373,7 +1404,7 @@ static int send_revoke(const struct lc_volume_env *env, struct lc_volume *v, str
 static void cache_discard(const struct lc_volume *v)
 {
 	uint64_t range[2] = { 0, v->length * 512 };
-	int fd = open(v->device, O_WRONLY | O_EXCL | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(v->device, O_WRONLY | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
 	char d[24] = "";
 
@@ -1502,7 +1533,7 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 		return -ENOPROTOOPT;
 	/* Not O_EXCL: the device is mapped; the header area is outside the
 	 * data area, so writing it does not race with the mapping. */
-	fd = open(hpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(hpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", hpath,
 			      strerror(errno));

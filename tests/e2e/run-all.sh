@@ -61,7 +61,9 @@ watch_interval_s = 2
 [test]
 kms_stall_file = /tmp/lc-stall
 CONF
-lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
+# A session leader without a terminal, as under systemd: a device path that
+# turned into a tty would become its controlling terminal.
+setsid lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
 AGENT_PID=$!
 i=0
 while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
@@ -260,6 +262,16 @@ expect_exit 1 "formatting over a file system (libblkid) needs an admin's --force
 	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project again --segment-size 64K --batch
 grep -q "ext" "$LC_TMP/x.out" && lc_ok "the refusal names the signature" || lc_notok "signature refusal text"
 
+# The race the review of issue 6 won: a path component flipped between
+# the agent's check and its open, towards the operator's pty.  The agent
+# must never open it, stay alive and keep answering.
+$OPER lct-ttyrace "$SOCK" ws1 /dev/ram0 600 >"$LC_TMP/race.out" 2>&1
+lc_diag "$(tail -n 2 "$LC_TMP/race.out")"
+grep -q RACE-LOST "$LC_TMP/race.out" && lc_ok "the operator's pty never became the agent's terminal (600 tries)" ||
+	lc_notok "the operator's pty never became the agent's terminal"
+kill -0 "$AGENT_PID" 2>/dev/null && lc_ok "the agent is alive after the race" || lc_notok "the agent is alive after the race"
+lc_run "the agent answers after the race" ctl --timeout 5 ping
+
 # ---------------------------------------------------------------- close order
 truncate -s 16M /tmp/c2.img
 C2LOOP=$(losetup -f)
@@ -283,7 +295,6 @@ losetup "$CLOOP" /tmp/cache.img || lc_bail "losetup $CLOOP"
 expect_exit 0 "operator opens an ephemeral cache volume in ws1" $OPER lakecryptctl cache "$CLOOP" c1 --workspace ws1
 dd if=/dev/urandom of=/dev/mapper/c1 bs=1M count=4 oflag=direct 2>/dev/null
 [ "$(od -An -v -tx1 /tmp/cache.img | tr -d ' \n' | tr -d 0 | head -c 1)" ] && lc_ok "cache holds ciphertext" || lc_notok "cache write"
-lc_kmark
 t0=$(date +%s)
 # Revocation follows the CMK, not a name: kc1b is a new key configuration
 # for kc1's CMK that no header has ever named.
