@@ -9,6 +9,7 @@
  *   ops-volume.c volume.*, cache.open, status, revoke, audit.tail
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
+ *   ops-notify.c volume.revoked: a revoke the kernel reported (udev)
  */
 #ifndef LC_AGENT_H
 #define LC_AGENT_H
@@ -138,6 +139,9 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
+/* ops-notify.c */
+int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json_object **result,
+		      struct lc_error *err);
 int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 		  json_object **result, struct lc_error *err);
 

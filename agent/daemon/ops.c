@@ -52,6 +52,7 @@ static const struct op ops[] = {
 	{ "volume.rewrap",	LC_ROLE_ADMIN, ARGS("name"), op_volume_rewrap, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
+	{ "volume.revoked",	LC_ROLE_ADMIN, ARGS("name", "volume"), op_volume_revoked, false },
 	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines"), op_audit_tail, true },
 };
 
