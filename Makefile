@@ -87,8 +87,12 @@ MODULE       ?= kbuild
 DIST         ?= $(CURDIR)/build/dist
 BIN          ?= $(CURDIR)/build/agent
 INSTALL_KVER  = $(or $(KVER),$(shell uname -r))
-export PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MANDIR DOCDIR SYSCONFDIR \
-       DIST BIN MODULE DESTDIR
+# Passed to tools/install.sh explicitly (not exported: `make check` must not
+# hand install paths to the tests).
+INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SBINDIR='$(SBINDIR)' LIBEXECDIR='$(LIBEXECDIR)' \
+	UDEVRULESDIR='$(UDEVRULESDIR)' UNITDIR='$(UNITDIR)' GENERATORDIR='$(GENERATORDIR)' \
+	MANDIR='$(MANDIR)' DOCDIR='$(DOCDIR)' SYSCONFDIR='$(SYSCONFDIR)' DIST='$(DIST)' BIN='$(BIN)' \
+	MODULE='$(MODULE)' KVER='$(INSTALL_KVER)'
 
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
 	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' \
@@ -109,16 +113,16 @@ dist-files:
 		tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >$(DIST)/man/$$m; done
 
 install: agent dist-files $(if $(filter kbuild,$(MODULE)),install-module-build)
-	KVER=$(INSTALL_KVER) KO=$(CURDIR)/build/kmod/$(INSTALL_KVER)/kernel/dm-lakecrypt.ko tools/install.sh install
+	$(INSTALL_ENV) KO=$(CURDIR)/build/kmod/$(INSTALL_KVER)/kernel/dm-lakecrypt.ko tools/install.sh install
 
 install-module-build:
 	tools/build-module.sh $(INSTALL_KVER)
 
 uninstall:
-	KVER=$(INSTALL_KVER) tools/install.sh uninstall
+	$(INSTALL_ENV) tools/install.sh uninstall
 
 install-list:
-	@KVER=$(INSTALL_KVER) tools/install.sh list
+	@$(INSTALL_ENV) tools/install.sh list
 
 dkms-install:
 	tools/dkms-install.sh $(KVER)
