@@ -6,7 +6,8 @@
 #   make check       every test: lint, unit (plain and ASan/UBSan) and fuzz,
 #                    CLI, kernel selftests and end-to-end tests in QEMU
 #                    on both kernel lines
-#   make check-lint / check-unit / check-kernel / check-e2e / check-udev / check-system   one suite
+#   make check-lint / check-unit / check-kernel / check-e2e / check-udev / check-system / check-deb   one suite
+#   make deb         Debian packages (dpkg-buildpackage, dh-dkms) and lintian
 #   make bench       benchmarks in the QEMU machine (figures, not tests)
 #   make demo        the narrated walk-through in the QEMU machine
 #   make demo-kernel the same at the dmsetup level, without the agent
@@ -56,6 +57,13 @@ check-udev:
 
 check-system:
 	tests/system/check.sh
+
+check-deb:
+	tests/deb/check.sh
+
+# Debian packages lakecrypt and lakecrypt-dkms in build/deb (and lintian).
+deb:
+	tools/mkdeb.sh
 
 bench:
 	tools/bench.sh
@@ -132,4 +140,4 @@ clean:
 	$(MAKE) -C agent clean
 	$(MAKE) -C kernel clean KVER=$(or $(KVER),$(shell uname -r)) 2>/dev/null || true
 
-.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-e2e check-udev check-system bench demo install install-module-build uninstall install-list dist-files dkms-install clean
+.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-e2e check-udev check-system check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean

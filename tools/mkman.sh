@@ -18,6 +18,7 @@ case $sec in 5) manual="File Formats" ;; *) manual="System Administration" ;; es
 	printf '%% %s %s "%s" "lakecrypt %s" "%s"\n\n' "${name^^}" "$sec" "$date" "$ver" "$manual"
 	# Drop the "# name(S)" title; "## X" become sections, "### X" subsections;
 	# relative links to other documents become their names.
-	sed -e '1{/^# /d}' -e 's/^## \(.*\)$/# \U\1/' -e 's/^### /## /' \
+	# whatis(1) wants "name - description" in NAME.
+	sed -e '1{/^# /d}' -e '/^## Name$/,/^## /s/ — / - /' -e 's/^## \(.*\)$/# \U\1/' -e 's/^### /## /' \
 	    -e 's/\[\([^]]*\)\]([^)]*\.\(md\|rst\))/`\1`/g' "$src"
 } | go-md2man
