@@ -46,8 +46,11 @@ for f in ./usr/sbin/lakecrypt-agent ./usr/sbin/lakecryptctl ./usr/lib/lakecrypt/
 done >"$log.2" 2>&1
 [ ! -s "$log.2" ]; rc=$?; mv "$log.2" "$log"
 tap $rc "lakecrypt: agent, CLI, probe, rules, units, generator, man pages"
-dpkg-deb -c "$dkmsdeb" | awk '{print $6}' | grep -qx "./usr/src/lakecrypt-$ver/dkms.conf" &&
-	dpkg-deb -I "$dkmsdeb" | grep -q 'Depends:.*dkms'
+# (lists go to files first: grep -q closing a pipe early fails it under pipefail)
+dpkg-deb -c "$dkmsdeb" | awk '{print $6}' >"$log.c"
+dpkg-deb -I "$dkmsdeb" >"$log.i"
+grep -qx "./usr/src/lakecrypt-$ver/dkms.conf" "$log.c" && grep -q 'Depends:.*dkms' "$log.i"
+rc=$?; cat "$log.c" "$log.i" >"$log"; rm -f "$log.c" "$log.i"; [ $rc -eq 0 ]
 tap $? "lakecrypt-dkms: /usr/src/lakecrypt-$ver with dkms.conf, depends on dkms"
 
 rm -rf "$root"
