@@ -315,11 +315,15 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_str(args, "workspace", true, &ca.workspace, err)) < 0 ||
 	    (r = arg_str(args, "name", true, &ca.name, err)) < 0 ||
 	    (r = arg_u64(args, "segment_size", false, &seg, err)) < 0 ||
+	    (r = arg_bool(args, "force", &ca.force, err)) < 0 ||
 	    (r = lc_name_check("workspace", ca.workspace, err)) < 0 ||
 	    (r = agent_ws_access(a, c, ca.workspace, "cache.open", err)) < 0 ||
 	    (r = name_free(a, ca.name, err)) < 0 ||
 	    (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		return r;
+	if (ca.force && c->role != LC_ROLE_ADMIN)
+		return lc_err(err, -EACCES, LC_ERRC_REFUSED,
+			      "a cache over what is on a device (force) is an admin's decision");
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;

@@ -195,6 +195,10 @@ struct lc_cache_args {
 	uint32_t key_size;		/* 0: 64 */
 	uint64_t segment_size;		/* bytes; 0: 1 MiB */
 	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
+	/* A cache shreds its whole device when it closes: a device holding a
+	 * lakecrypt header or any libblkid signature is refused unless set
+	 * (an admin's decision), as for format. */
+	bool force;
 };
 
 /* One key_state call (audited) first: the CMK must be enabled. */

@@ -253,6 +253,12 @@ for who in operator operator3 admin; do
 	fi
 done
 expect_exit 4 "nobody: status" $NOBODY lakecryptctl status
+# A cache shreds its device on close: ws3's volume on a device ws1 may
+# also use is not an operator's to take (issue 6 review).
+expect_exit 1 "an operator of ws1 cannot open ws3's volume as its cache" \
+	$OPER lakecryptctl cache "$M3" c8 --workspace ws1
+grep -q "lakecrypt volume" "$LC_TMP/x.out" && lc_ok "the refusal names the volume on it" ||
+	lc_notok "cache refusal text"
 ctl close mx1 >/dev/null && ctl close mx3 >/dev/null || lc_notok "admin closes mx1 and mx3"
 expect_exit 1 "formatting over a lakecrypt volume needs an admin's --force" \
 	$OPER lakecryptctl format "$M1" --workspace ws1 --project again --segment-size 1M --batch

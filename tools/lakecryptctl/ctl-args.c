@@ -142,10 +142,13 @@ static const struct cmd_spec cmds[] = {
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },
 	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
-	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" } },
+	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" },
+	    { "--force", O_FLAG, false, "force", 0, 0, NULL,
+	      "admins: use DEVICE although it holds a lakecrypt volume or another signature" } },
 	  "open DEVICE as an ephemeral cache volume /dev/mapper/NAME",
 	  "The key exists only in memory: nothing is written to DEVICE's header, and\n"
-	  "closing or revoking the cache shreds it.\n" },
+	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
+	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "close an open volume or cache", NULL },
