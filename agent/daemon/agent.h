@@ -228,6 +228,16 @@ int arg_u64(json_object *args, const char *name, bool required, uint64_t *out,
 int arg_bool(json_object *args, const char *name, bool *out, struct lc_error *err);
 
 /*
+ * agent_audit_simple() from code that holds a->lock: the lock is dropped
+ * around the write (a stalled audit disk must not stop the loop, revoke
+ * or the watcher), the strings copied first.  The caller must not keep
+ * pointers into agent state across it.
+ */
+void agent_audit_locked(struct agent *a, const char *op, enum lc_audit_outcome o,
+			int64_t peer_uid, const char *workspace, const char *keyconfig,
+			const char *provider, const char *cmk_id, const struct lc_error *e);
+
+/*
  * May @c act in @workspace?  Admins may; an operator may if it is a member
  * of one of the workspace's operator groups.  0, or -EACCES (REFUSED,
  * audited) naming the workspace and its groups.  agent_ws_visible() is the

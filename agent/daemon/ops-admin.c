@@ -181,7 +181,7 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
 	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
-	agent_audit_simple(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
 	if (r < 0)
 		return r;
@@ -222,7 +222,7 @@ int op_keyconfig_delete(struct agent *a, struct client *c, json_object *args,
 		snprintf(cmk, sizeof(cmk), "%s", kc->cmk_id);
 	}
 	r = lc_registry_keyconfig_delete(&a->reg, name, err);
-	agent_audit_simple(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider[0] ? provider : NULL,
 			   cmk[0] ? cmk : NULL, err);
 	return r;
@@ -318,7 +318,7 @@ int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 	}
 	r = lc_registry_bind(&a->reg, ws, kcname, &acc, err);
 	kc = lc_registry_keyconfig(&a->reg, kcname);
-	agent_audit_simple(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, ws, kcname, kc ? kc->provider : NULL,
 			   kc ? kc->cmk_id : NULL, err);
 	if (r < 0)
@@ -345,7 +345,7 @@ int op_workspace_unbind(struct agent *a, struct client *c, json_object *args,
 	if (b)
 		snprintf(kcname, sizeof(kcname), "%s", b->keyconfig);
 	r = lc_registry_unbind(&a->reg, ws, err);
-	agent_audit_simple(a, "workspace.unbind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "workspace.unbind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, ws, kcname[0] ? kcname : NULL, NULL, NULL, err);
 	return r;
 }

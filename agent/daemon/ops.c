@@ -218,7 +218,7 @@ int agent_ws_access(struct agent *a, struct client *c, const char *workspace, co
 	       off ? list : b ? "it has no operator groups" : "it is not bound", workspace);
 	lc_warn("refused \"%s\" in workspace %s to uid %u", op, workspace,
 		(unsigned int)c->peer.uid);
-	agent_audit_simple(a, op, LC_AUDIT_REFUSED, c->peer.uid, workspace, NULL, NULL, NULL, err);
+	agent_audit_locked(a, op, LC_AUDIT_REFUSED, c->peer.uid, workspace, NULL, NULL, NULL, err);
 	return -EACCES;
 }
 
@@ -243,6 +243,24 @@ void agent_audit_simple(struct agent *a, const char *op, enum lc_audit_outcome o
 		ev.error_class = LC_ERRC_INTERNAL;
 	if (lc_audit_write(&a->audit, &ev, &ae) < 0)
 		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
+}
+
+void agent_audit_locked(struct agent *a, const char *op, enum lc_audit_outcome o,
+			int64_t peer_uid, const char *workspace, const char *keyconfig,
+			const char *provider, const char *cmk_id, const struct lc_error *e)
+{
+	char ws[LC_HDR_NAME_SIZE] = "", kc[LC_HDR_NAME_SIZE] = "";
+	char prov[LC_HDR_PROVIDER_SIZE] = "", cmk[LC_HDR_CMK_ID_SIZE] = "";
+
+	/* Copies: what the pointers name may change once the lock is gone. */
+	snprintf(ws, sizeof(ws), "%s", workspace ? workspace : "");
+	snprintf(kc, sizeof(kc), "%s", keyconfig ? keyconfig : "");
+	snprintf(prov, sizeof(prov), "%s", provider ? provider : "");
+	snprintf(cmk, sizeof(cmk), "%s", cmk_id ? cmk_id : "");
+	agent_unlock(a);
+	agent_audit_simple(a, op, o, peer_uid, ws[0] ? ws : NULL, kc[0] ? kc : NULL,
+			   prov[0] ? prov : NULL, cmk[0] ? cmk : NULL, e);
+	agent_relock(a);
 }
 
 /* ---- dispatch ---- */

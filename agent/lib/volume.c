@@ -1465,11 +1465,9 @@ int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const
 {
 	struct lc_error e = { 0 }, e2 = { 0 };
 	unsigned int removed = 0, left = 0;
-	struct ids ids;
 	int64_t t0 = now_ms();
 	int r, first = 0;
 
-	ids_of_volume(&ids, v);
 	r = send_revoke(env, v, &e);
 	if (r < 0 && r != -ENXIO && r != -ENODEV) {
 		lc_error_log("volume %s: revoke message to /dev/mapper/%s failed: %s", v->uuid,
@@ -1493,16 +1491,19 @@ int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const
 	copy_str(v->revoke_cause, sizeof(v->revoke_cause), cause);
 	lc_warn("REVOKED volume %s (/dev/mapper/%s, workspace %s, CMK %s): %s; %u key(s) purged",
 		v->uuid, v->name, v->workspace, v->cmk_id, cause ? cause : "revoked", removed);
-	if (denied) {
-		struct lc_error d = { .code = -EKEYREVOKED, .cls = LC_ERRC_DENIED };
-
-		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL, &d,
-		      now_ms() - t0);
-	} else {
-		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL,
-		      first ? (e.code ? &e : &e2) : NULL, now_ms() - t0);
-	}
+	lc_volume_audit_revoke(env, v, denied, first ? (e.code ? &e : &e2) : NULL, now_ms() - t0);
 	return first;
+}
+
+void lc_volume_audit_revoke(const struct lc_volume_env *env, const struct lc_volume *v,
+			    bool denied, const struct lc_error *failed, int64_t latency_ms)
+{
+	struct lc_error d = { .code = -EKEYREVOKED, .cls = LC_ERRC_DENIED };
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit(env, "revoke", failed ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL,
+	      denied ? &d : failed, latency_ms);
 }
 
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
