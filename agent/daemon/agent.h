@@ -57,7 +57,7 @@
 
 #define LC_AGENT_VERSION	"1.0.0"
 #define LC_AGENT_CONN_MAX	1032	/* max_clients at most + root's reserve */
-#define LC_AGENT_ROOT_RESERVE	8	/* connections only uid 0 may use */
+#define LC_AGENT_ROOT_RESERVE	8	/* connections only root and admins may use */
 #define LC_AGENT_REVOKE_LOG	64	/* revocations remembered for late opens */
 #define LC_AGENT_REVOKE_RETRIES	5	/* per revocation job, then the watcher */
 #define LC_AGENT_MAX_CHECKS	64	/* CMK state checks in flight at once */

@@ -111,11 +111,10 @@ int lc_kek_generate(struct lc_secret *kek, struct lc_error *err)
 
 	if (r)
 		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot allocate key memory for the KEK");
-	if (RAND_priv_bytes(kek->p, LC_KEK_LEN) != 1) {
+	r = lc_rand_bytes(kek->p, LC_KEK_LEN, true, "a KEK", err);
+	if (r < 0)
 		lc_secret_free(kek);
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed to make a KEK");
-	}
-	return 0;
+	return r;
 }
 
 int lc_deks_generate(struct lc_secret *deks, uint32_t count, size_t key_size,
@@ -136,10 +135,10 @@ int lc_deks_generate(struct lc_secret *deks, uint32_t count, size_t key_size,
 	for (size_t off = 0; off < deks->len; off += 1 << 20) {
 		size_t n = deks->len - off < (1 << 20) ? deks->len - off : (1 << 20);
 
-		if (RAND_priv_bytes(deks->p + off, (int)n) != 1) {
+		r = lc_rand_bytes(deks->p + off, n, true, "DEKs", err);
+		if (r < 0) {
 			lc_secret_free(deks);
-			return lc_err(err, -EIO, LC_ERRC_INTERNAL,
-				      "the random generator failed to make DEKs");
+			return r;
 		}
 	}
 	return 0;
@@ -173,8 +172,8 @@ static int wrap_one(EVP_CIPHER_CTX *ctx, const uint8_t uuid[LC_UUID_LEN], uint32
 
 	dek_aad(aad, uuid, segment, out->generation);
 	memset(out->ct, 0, sizeof(out->ct));
-	if (RAND_bytes(out->nonce, LC_DEK_NONCE_LEN) != 1)
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed to make a nonce");
+	if (lc_rand_bytes(out->nonce, LC_DEK_NONCE_LEN, false, "a nonce", err) < 0)
+		return -EIO;
 	if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, out->nonce) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &n, aad, sizeof(aad)) != 1 ||
 	    EVP_EncryptUpdate(ctx, out->ct, &n, dek, (int)key_size) != 1 ||
