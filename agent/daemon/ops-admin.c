@@ -4,10 +4,12 @@
  * workspace bindings.
  */
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent.h"
 
@@ -257,6 +259,61 @@ static json_object *binding_json(struct agent *a, const char *workspace)
 	return o;
 }
 
+/* Block devices (device numbers) that the patterns of @acc name now. */
+static size_t pattern_devs(const struct lc_ws_access *acc, dev_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < acc->ndevices; i++) {
+		glob_t g;
+
+		if (glob(acc->devices[i], GLOB_NOSORT, NULL, &g) != 0)
+			continue;
+		for (size_t j = 0; j < g.gl_pathc && n < max; j++) {
+			struct stat st;
+
+			if (stat(g.gl_pathv[j], &st) == 0 && S_ISBLK(st.st_mode))
+				out[n++] = st.st_rdev;
+		}
+		globfree(&g);
+	}
+	return n;
+}
+
+/*
+ * Workspaces whose operators may use a device that @ws's operators may
+ * use too: a detached-header volume's data device carries no signature,
+ * so one workspace's operators could format over the other's data.  Said
+ * in the reply and the log; an admin may mean it.
+ */
+static json_object *overlaps(struct agent *a, const char *ws)
+{
+	const struct lc_binding *b = lc_registry_binding(&a->reg, ws);
+	json_object *arr = json_object_new_array();
+	dev_t mine[256], theirs[256];
+	size_t nm, nt;
+
+	if (!b)
+		return arr;
+	nm = pattern_devs(&b->access, mine, 256);
+	for (size_t i = 0; i < a->reg.nbind && nm; i++) {
+		const struct lc_binding *o = &a->reg.bind[i];
+		bool hit = false;
+
+		if (!strcmp(o->workspace, ws))
+			continue;
+		nt = pattern_devs(&o->access, theirs, 256);
+		for (size_t x = 0; x < nm && !hit; x++)
+			for (size_t y = 0; y < nt && !hit; y++)
+				hit = mine[x] == theirs[y];
+		if (hit) {
+			lc_warn("workspaces %s and %s may use the same block devices", ws, o->workspace);
+			json_object_array_add(arr, json_object_new_string(o->workspace));
+		}
+	}
+	return arr;
+}
+
 /* Optional array of strings @name into @out (@max entries of @size bytes). */
 static int arg_list(json_object *args, const char *name, char *out, size_t size, size_t max,
 		    size_t *n, bool *given, struct lc_error *err)
@@ -326,6 +383,7 @@ int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 	lc_info("uid %u bound workspace %s to key configuration %s", (unsigned int)c->peer.uid,
 		ws, kcname);
 	*result = binding_json(a, ws);
+	json_object_object_add(*result, "shares_devices_with", overlaps(a, ws));
 	return 0;
 }
 

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -79,6 +81,44 @@ static int arg_header(struct agent *a, struct client *c, json_object *args, char
 	if (snprintf(buf, size, "%s/%s", a->header_dir, h) >= (int)size)
 		return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
 	*out = buf;
+	return 0;
+}
+
+/*
+ * Room for one more detached header in the agent's header directory: the
+ * state directory also holds the registry, the rollback memory and the
+ * local KMS, which an operator must not be able to starve.  At most
+ * HEADER_DIR_MAX files, and the file system keeps HEADER_DIR_RESERVE bytes
+ * (64 MiB) and a tenth of its size free.
+ */
+#define HEADER_DIR_MAX		1024
+#define HEADER_DIR_RESERVE	(64ull << 20)
+static int header_room(struct agent *a, struct lc_error *err)
+{
+	struct statvfs sv;
+	uint64_t free_b, total_b;
+	size_t n = 0;
+	DIR *d;
+
+	if (statvfs(a->header_dir, &sv) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot check %s: %s", a->header_dir,
+			      strerror(errno));
+	free_b = (uint64_t)sv.f_bavail * sv.f_frsize;
+	total_b = (uint64_t)sv.f_blocks * sv.f_frsize;
+	/* ramfs (f_blocks 0) keeps no account: only the count applies. */
+	if (total_b && (free_b < HEADER_DIR_RESERVE || free_b < total_b / 10))
+		return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			      "the agent's header directory %s has %" PRIu64 " MiB free, less than it keeps for itself: an admin removes old headers or puts the header at a path",
+			      a->header_dir, free_b >> 20);
+	d = opendir(a->header_dir);
+	for (struct dirent *de; d && (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	if (n >= HEADER_DIR_MAX)
+		return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			      "the agent's header directory %s holds %zu headers, its limit: an admin removes old ones",
+			      a->header_dir, n);
 	return 0;
 }
 
@@ -210,6 +250,8 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 			      "overwriting what is on a device (force) is an admin's decision");
 	r = lc_registry_resolve(&a->reg, fa.workspace, &kc, err);
 	if (r < 0)
+		return r;
+	if (fa.header == hbuf && (r = header_room(a, err)) < 0)
 		return r;
 	kcopy = *kc;
 	fa.allow = device_policy(a, c, fa.workspace, &acopy);

@@ -80,7 +80,9 @@ lc_run "workspace ws1 bound to kc1, operated by group lakecrypt-ws1 on RAM and l
 lc_run "workspace ws2 bound to kc2, only /dev/ram3" \
 	ctl workspace bind ws2 --keyconfig kc2 --operators lakecrypt-ws1 --devices /dev/ram3
 lc_run "workspace ws3 bound to kc1, operated by another group" \
-	ctl workspace bind ws3 --keyconfig kc1 --operators lakecrypt-ws3 --devices '/dev/loop*'
+	ctl --json workspace bind ws3 --keyconfig kc1 --operators lakecrypt-ws3 --devices '/dev/loop*'
+grep -A3 shares_devices_with "$LC_TMP/run.out" | grep -q '"ws1"' &&
+	lc_ok "the bind reply says ws3 shares devices with ws1" || lc_notok "shares_devices_with names ws1"
 ctl --json workspace list | grep -q '"lakecrypt-ws3"' && lc_ok "workspace list shows operator groups" ||
 	lc_notok "workspace list shows operator groups"
 lc_run "admin by group lakecrypt-admin lists keys" $ADMIN lakecryptctl kms list
