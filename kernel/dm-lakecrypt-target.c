@@ -15,6 +15,26 @@
 
 #include "dm-lakecrypt.h"
 
+/*
+ * A plain decimal number no larger than @max.  kstrtoull() alone would
+ * also take a leading '+' and a trailing newline; sscanf() wraps.
+ */
+static int lc_parse_number(const char *s, u64 max, u64 *v)
+{
+	const char *p;
+	int r;
+
+	if (!*s)
+		return -EINVAL;
+	for (p = s; *p; p++)
+		if (!isdigit(*p))
+			return -EINVAL;
+	r = kstrtoull(s, 10, v);
+	if (r)
+		return r;
+	return *v > max ? -ERANGE : 0;
+}
+
 static bool lc_valid_volume_id(const char *id)
 {
 	size_t len = strlen(id), i;
@@ -92,6 +112,7 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 {
 	char *copy, *tmp, *size, *type, *prefix;
 	int r = -EINVAL;
+	u64 key_size;
 
 	if (spec[0] != ':') {
 		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
@@ -109,9 +130,8 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 
 	if (!type || !prefix) {
 		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
-	} else if (kstrtouint(size, 10, &lc->key_size) || !lc->key_size ||
-		   lc->key_size > LAKECRYPT_MAX_KEY_SIZE) {
-		*error = "Invalid key size: expected 1 to 128 bytes";
+	} else if (lc_parse_number(size, LAKECRYPT_MAX_KEY_SIZE, &key_size) || !key_size) {
+		*error = "Invalid key size: expected a decimal number from 1 to 128 (bytes)";
 	} else if (strcmp(type, LAKECRYPT_KEY_TYPE)) {
 		*error = "Invalid key type: segment keys must be logon keys";
 	} else if (!*prefix) {
@@ -124,6 +144,7 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 		/* else "p:1" + "10" and "p:11" + "0" would name the same key */
 		*error = "Invalid key prefix: must end with ':'";
 	} else {
+		lc->key_size = key_size;
 		lc->key_prefix = kstrdup(prefix, GFP_KERNEL);
 		if (lc->key_prefix) {
 			r = 0;
@@ -138,23 +159,22 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 
 static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char **error)
 {
-	static const struct dm_arg _args[] = {
-		{0, 3, "Invalid number of feature arguments"},
-	};
-	unsigned int argc;
 	bool have_ss = false;
-	int r;
+	u64 argc, ss;
 
 	if (!as->argc)
 		return 0;
-	r = dm_read_arg_group(_args, as, &argc, error);
-	if (r)
-		return r;
+	if (lc_parse_number(dm_shift_arg(as), 3, &argc)) {
+		*error = "Invalid <#opt_params>: expected a decimal number from 0 to 3";
+		return -EINVAL;
+	}
+	if (argc > as->argc) {
+		*error = "Invalid <#opt_params>: more than the optional parameters that follow";
+		return -EINVAL;
+	}
 
 	while (argc--) {
 		const char *arg = dm_shift_arg(as);
-		unsigned int ss;
-		char dummy;
 
 		if (!strcasecmp(arg, LAKECRYPT_OPT_ALLOW_DISCARDS)) {
 			if (test_and_set_bit(LC_ALLOW_DISCARDS, &lc->flags)) {
@@ -173,9 +193,8 @@ static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char *
 				return -EINVAL;
 			}
 			arg += sizeof(LAKECRYPT_OPT_SECTOR_SIZE);
-			if (sscanf(arg, "%u%c", &ss, &dummy) != 1 ||
-			    ss < LAKECRYPT_MIN_SECTOR_SIZE || ss > LAKECRYPT_MAX_SECTOR_SIZE ||
-			    !is_power_of_2(ss)) {
+			if (lc_parse_number(arg, LAKECRYPT_MAX_SECTOR_SIZE, &ss) ||
+			    ss < LAKECRYPT_MIN_SECTOR_SIZE || !is_power_of_2(ss)) {
 				*error = "Invalid sector_size: expected 512, 1024, 2048 or 4096";
 				return -EINVAL;
 			}
@@ -203,6 +222,11 @@ static int lc_check_cipher(struct lc_target *lc, char **error)
 	}
 	if (lc->iv_size > LC_MAX_IV_SIZE) {
 		*error = "Invalid cipher: IV larger than 32 bytes";
+		return -EINVAL;
+	}
+	if (crypto_skcipher_blocksize(tfm) == 1) {
+		/* ctr, ofb, cfb, chacha20: rewriting a sector reuses its keystream */
+		*error = "Invalid cipher: stream modes (ctr, ofb, cfb, chacha20) are refused";
 		return -EINVAL;
 	}
 	if (lc->sector_size % crypto_skcipher_blocksize(tfm)) {
@@ -247,11 +271,9 @@ static void lc_dtr(struct dm_target *ti)
 static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
-	unsigned long long seg_sectors, offset;
 	const char *cipher, *key, *seg, *path, *off, *volume_id;
+	u64 seg_sectors, offset, nr_segments;
 	struct lc_target *lc;
-	u64 nr_segments;
-	char dummy;
 	int r;
 
 	if (argc < 6) {
@@ -284,16 +306,15 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 
 	r = -EINVAL;
-	if (sscanf(seg, "%llu%c", &seg_sectors, &dummy) != 1 ||
-	    seg_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS || seg_sectors > (1ULL << 31) ||
-	    !is_power_of_2(seg_sectors)) {
-		ti->error = "Invalid segment size: expected a power of two from 8 to 2^31 sectors";
+	if (lc_parse_number(seg, 1ULL << 31, &seg_sectors) ||
+	    seg_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS || !is_power_of_2(seg_sectors)) {
+		ti->error = "Invalid <segment_sectors>: expected a decimal power of two, 8 to 2^31";
 		goto bad;
 	}
 	lc->seg_shift = __ffs64(seg_sectors);
 
-	if (sscanf(off, "%llu%c", &offset, &dummy) != 1 || offset != (sector_t)offset) {
-		ti->error = "Invalid data offset";
+	if (lc_parse_number(off, (sector_t)-1 - ti->len, &offset)) {
+		ti->error = "Invalid <offset>: expected decimal sectors, offset + length < 2^64";
 		goto bad;
 	}
 	lc->start = offset;
@@ -365,6 +386,7 @@ bad:
 /* "all", "<n>" or "<first>-<last>" */
 static int lc_parse_range(struct lc_target *lc, const char *arg, u32 *first, u32 *last)
 {
+	u64 a, b = 0;
 	const char *dash;
 	char buf[24];
 
@@ -379,13 +401,15 @@ static int lc_parse_range(struct lc_target *lc, const char *arg, u32 *first, u32
 			goto bad;
 		memcpy(buf, arg, dash - arg);
 		buf[dash - arg] = '\0';
-		if (kstrtou32(buf, 10, first) || kstrtou32(dash + 1, 10, last))
+		if (lc_parse_number(buf, U32_MAX, &a) || lc_parse_number(dash + 1, U32_MAX, &b))
 			goto bad;
 	} else {
-		if (kstrtou32(arg, 10, first))
+		if (lc_parse_number(arg, U32_MAX, &a))
 			goto bad;
-		*last = *first;
+		b = a;
 	}
+	*first = a;
+	*last = b;
 	if (*first > *last) {
 		DMERR_LIMIT("%s: message: range %u-%u is reversed", lc->volume_id, *first, *last);
 		return -EINVAL;
@@ -513,9 +537,10 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 			r = 0;
 		}
 	} else if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_REVOKE)) {
-		bool discard = argc == 2 && !strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD);
+		bool discard = argc >= 2 && !strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD);
 
 		if (argc > 2 || (argc == 2 && !discard)) {
+			/* name the first word that does not belong */
 			DMERR_LIMIT("%s: message \"revoke\": unexpected \"%s\", expected discard",
 				    lc->volume_id, argv[discard ? 2 : 1]);
 			goto out;

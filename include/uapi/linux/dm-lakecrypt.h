@@ -10,7 +10,8 @@
  *
  *   <cipher>           dm-crypt cipher spec with a plain64 IV:
  *                      aes-xts-plain64, xchacha12,aes-adiantum-plain64,
- *                      capi:xts(aes)-plain64, ...
+ *                      capi:xts(aes)-plain64, ...; stream modes (ctr, ofb,
+ *                      cfb, chacha20: block size 1) are refused
  *   <key>              :<key_size>:logon:<key_prefix>
  *                      the DEK of segment N is the logon key whose
  *                      description is <key_prefix><N> (N in decimal);
@@ -20,6 +21,9 @@
  *   <device>           backing device (path or major:minor)
  *   <offset>           start of the data area on <device>, in sectors
  *   <volume_id>        1..LAKECRYPT_MAX_VOLUME_ID characters [A-Za-z0-9._-]
+ *
+ * Every number (here and in messages) is plain decimal: no sign, no '+',
+ * no hex, no trailing characters, no overflow.
  *
  * Optional parameters:
  *   allow_discards     pass discards to the backing device
