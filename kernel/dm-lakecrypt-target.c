@@ -608,6 +608,20 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 	}
 }
 
+static void lc_postsuspend(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	set_bit(LC_SUSPENDED, &lc->flags);
+}
+
+static void lc_resume(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	clear_bit(LC_SUSPENDED, &lc->flags);
+}
+
 static int lc_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn fn, void *data)
 {
 	struct lc_target *lc = ti->private;
@@ -637,6 +651,8 @@ static struct target_type lakecrypt_target = {
 	.ctr		 = lc_ctr,
 	.dtr		 = lc_dtr,
 	.map		 = lc_map,
+	.postsuspend	 = lc_postsuspend,
+	.resume		 = lc_resume,
 	.status		 = lc_status,
 	.message	 = lc_message,
 	.iterate_devices = lc_iterate_devices,

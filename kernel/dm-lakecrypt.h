@@ -29,6 +29,7 @@ enum {
 	LC_ALLOW_DISCARDS,
 	LC_EPHEMERAL,
 	LC_REVOKED,
+	LC_SUSPENDED,		/* between postsuspend and resume */
 };
 
 enum lc_discard_state {
@@ -49,12 +50,17 @@ struct lc_key {
 	u8 bytes[];
 };
 
-/* A crypto transform of the shared pool, its request, and the key it holds. */
+/*
+ * A crypto transform of the shared pool, its request, and the key it holds:
+ * key_id 0 holds no DEK, LC_TFM_DIRTY may hold any (a setkey failed).
+ */
+#define LC_TFM_DIRTY	U64_MAX
+
 struct lc_tfm {
 	struct list_head list;
 	struct crypto_skcipher *tfm;
 	struct skcipher_request *req;
-	u64 key_id;		/* 0: holds no DEK */
+	u64 key_id;
 	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
 };
 

@@ -32,7 +32,10 @@
  *
  * Messages (dmsetup message <dev> 0 ...):
  *   key load <range>   load the DEKs of <range> from the keyring (all or
- *                      nothing); <range> is "all", "<n>" or "<first>-<last>"
+ *                      nothing); <range> is "all", "<n>" or "<first>-<last>";
+ *                      a loaded key with the same bytes is kept, different
+ *                      bytes are refused with EBUSY unless the device is
+ *                      suspended (wipe first)
  *   key wipe <range>   forget and zero the DEKs of <range>
  *   revoke [discard]   wipe every key, fail all I/O from now on and, if
  *                      the volume is ephemeral or "discard" is given,
