@@ -35,6 +35,8 @@ static int lc_parse_number(const char *s, u64 max, u64 *v)
 	return *v > max ? -ERANGE : 0;
 }
 
+static void lc_revoke_work(struct work_struct *work);
+
 static bool lc_valid_volume_id(const char *id)
 {
 	size_t len = strlen(id), i;
@@ -249,6 +251,7 @@ static void lc_dtr(struct dm_target *ti)
 
 	if (!lc)
 		return;
+	flush_work(&lc->revoke_work);	/* waits for the backing device */
 	lc_io_destroy(lc);
 	lc_pool_destroy(lc);
 	lc_keys_destroy(lc);
@@ -297,6 +300,7 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	lc->sector_size = LAKECRYPT_MIN_SECTOR_SIZE;
 	xa_init(&lc->keys);
 	mutex_init(&lc->msg_lock);
+	INIT_WORK(&lc->revoke_work, lc_revoke_work);
 
 	r = lc_parse_cipher(lc, cipher, &ti->error);
 	if (r)
@@ -429,6 +433,8 @@ bad:
 static const char *lc_discard_name(enum lc_discard_state s)
 {
 	switch (s) {
+	case LC_DISCARD_PENDING:
+		return LAKECRYPT_DISCARD_PENDING;
 	case LC_DISCARD_DONE:
 		return LAKECRYPT_DISCARD_DONE;
 	case LC_DISCARD_UNSUPPORTED:
@@ -440,15 +446,14 @@ static const char *lc_discard_name(enum lc_discard_state s)
 	}
 }
 
-static void lc_revoke_uevent(struct lc_target *lc)
+static void lc_revoke_uevent(struct lc_target *lc, enum lc_discard_state ds)
 {
 	struct mapped_device *md = dm_table_get_md(lc->ti->table);
 	char *envp[4] = { NULL };
 
 	envp[0] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_EVENT, LAKECRYPT_UEVENT_REVOKED);
 	envp[1] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_VOLUME, lc->volume_id);
-	envp[2] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_DISCARD,
-			    lc_discard_name(lc->discard_state));
+	envp[2] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_DISCARD, lc_discard_name(ds));
 	if (envp[0] && envp[1] && envp[2])
 		kobject_uevent_env(&disk_to_dev(dm_disk(md))->kobj, KOBJ_CHANGE, envp);
 	else
@@ -459,35 +464,51 @@ static void lc_revoke_uevent(struct lc_target *lc)
 }
 
 /*
- * The kill switch.  New bios fail from the moment the flag is set; keys
- * are wiped before waiting for anything, then in-flight bios drain, then
- * the data area is discarded if asked to or if the volume is ephemeral.
+ * The part of revoke that may wait for the backing device: bios in flight
+ * complete (or fail), then the data area is discarded if asked to; the
+ * outcome goes out in the uevent and a table event.
  */
-static void lc_revoke(struct lc_target *lc, bool discard)
+static void lc_revoke_work(struct work_struct *work)
 {
+	struct lc_target *lc = container_of(work, struct lc_target, revoke_work);
 	struct block_device *bdev = lc->dev->bdev;
+	enum lc_discard_state ds = READ_ONCE(lc->discard_state);
 	int r;
 
-	set_bit(LC_REVOKED, &lc->flags);
-	smp_mb__after_atomic();		/* pairs with lc_map() */
-	lc_keys_wipe(lc, 0, lc->nr_segments - 1);
-	lc_io_drain(lc);
-
-	if (discard || test_bit(LC_EPHEMERAL, &lc->flags)) {
+	if (ds == LC_DISCARD_PENDING) {
+		lc_io_drain(lc);
 		if (!bdev_max_discard_sectors(bdev)) {
-			lc->discard_state = LC_DISCARD_UNSUPPORTED;
+			ds = LC_DISCARD_UNSUPPORTED;
 		} else {
 			r = blkdev_issue_discard(bdev, lc->start, lc->ti->len, GFP_KERNEL);
-			lc->discard_state = r ? LC_DISCARD_FAILED : LC_DISCARD_DONE;
+			ds = r ? LC_DISCARD_FAILED : LC_DISCARD_DONE;
 			if (r)
 				DMERR("%s: revoke: discard of the data area failed (%d)",
 				      lc->volume_id, r);
 		}
+		WRITE_ONCE(lc->discard_state, ds);
 	}
 	DMWARN("%s: revoked: keys wiped, I/O refused, discard: %s", lc->volume_id,
-	       lc_discard_name(lc->discard_state));
-	lc_revoke_uevent(lc);
+	       lc_discard_name(ds));
+	lc_revoke_uevent(lc, ds);
 	dm_table_event(lc->ti->table);
+}
+
+/*
+ * The kill switch.  New bios fail from the moment the flag is set and the
+ * keys are wiped (neither waits for the backing device); waiting for bios
+ * in flight and the discard happen in revoke_work, so the message returns
+ * at once even when the backing device is stalled.
+ */
+static void lc_revoke(struct lc_target *lc, bool discard)
+{
+	set_bit(LC_REVOKED, &lc->flags);
+	smp_mb__after_atomic();		/* pairs with lc_map() */
+	lc_keys_wipe(lc, 0, lc->nr_segments - 1);
+	if ((discard || test_bit(LC_EPHEMERAL, &lc->flags)) &&
+	    READ_ONCE(lc->discard_state) == LC_DISCARD_NONE)
+		WRITE_ONCE(lc->discard_state, LC_DISCARD_PENDING);
+	queue_work(system_long_wq, &lc->revoke_work);
 }
 
 static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
@@ -573,7 +594,7 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 		       (unsigned long long)atomic64_read(&lc->reads),
 		       (unsigned long long)atomic64_read(&lc->writes),
 		       (unsigned long long)atomic64_read(&lc->errors),
-		       lc_discard_name(lc->discard_state));
+		       lc_discard_name(READ_ONCE(lc->discard_state)));
 		break;
 
 	case STATUSTYPE_TABLE:

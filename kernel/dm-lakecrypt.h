@@ -34,6 +34,7 @@ enum {
 
 enum lc_discard_state {
 	LC_DISCARD_NONE,
+	LC_DISCARD_PENDING,
 	LC_DISCARD_DONE,
 	LC_DISCARD_UNSUPPORTED,
 	LC_DISCARD_FAILED,
@@ -98,6 +99,7 @@ struct lc_target {
 	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
 	struct workqueue_struct *wq;	/* per-CPU: slices placed on chosen CPUs */
 	struct workqueue_struct *uwq;	/* unbound: queued mode */
+	struct work_struct revoke_work;	/* waits for bios in flight, discards */
 	atomic_t inflight;
 	wait_queue_head_t inflight_wait;
 	atomic_t probe;			/* counts bios in inline mode */

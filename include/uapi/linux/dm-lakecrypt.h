@@ -39,14 +39,18 @@
  *   key wipe <range>   forget and zero the DEKs of <range>
  *   revoke [discard]   wipe every key, fail all I/O from now on and, if
  *                      the volume is ephemeral or "discard" is given,
- *                      discard the data area; permanent for this table
+ *                      discard the data area; permanent for this table.
+ *                      Returns without waiting for the backing device:
+ *                      bios in flight are waited for and the discard is
+ *                      done by a work item (<discard> is "pending" until
+ *                      then)
  *
  * Status INFO (dmsetup status):
  *   <state> <segments> <keys_loaded> <reads> <writes> <io_errors> <discard>
  *   <state>   is LAKECRYPT_STATE_ACTIVE or LAKECRYPT_STATE_REVOKED
  *   <discard> is one of LAKECRYPT_DISCARD_* (what revoke did)
  *
- * On revoke the mapped disk gets a KOBJ_CHANGE uevent with
+ * When revoke's outcome is known the mapped disk gets a KOBJ_CHANGE uevent with
  * LAKECRYPT_UEVENT_EVENT=LAKECRYPT_UEVENT_REVOKED,
  * LAKECRYPT_UEVENT_VOLUME=<volume_id> and LAKECRYPT_UEVENT_DISCARD=<discard>.
  */
@@ -86,6 +90,7 @@
 #define LAKECRYPT_STATE_ACTIVE		"active"
 #define LAKECRYPT_STATE_REVOKED		"revoked"
 #define LAKECRYPT_DISCARD_NONE		"-"		/* not revoked, or not asked */
+#define LAKECRYPT_DISCARD_PENDING	"pending"	/* waiting for bios in flight */
 #define LAKECRYPT_DISCARD_DONE		"discarded"
 #define LAKECRYPT_DISCARD_UNSUPPORTED	"unsupported"	/* device has no discard */
 #define LAKECRYPT_DISCARD_FAILED	"failed"
