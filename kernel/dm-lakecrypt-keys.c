@@ -11,6 +11,7 @@
  */
 #include <linux/key.h>
 #include <linux/random.h>
+#include <linux/sched/mm.h>
 #include <crypto/algapi.h>
 #include <linux/slab.h>
 #include <keys/user-type.h>
@@ -385,6 +386,41 @@ free_staged:
 		if (staged[i])
 			lc_key_free(staged[i]);
 	kvfree(staged);
+	return r;
+}
+
+/*
+ * Reload: copy the keys of the table @from (the live one, suspended) into
+ * the new table @to for the segments both have.  Both msg_locks are held.
+ * Runs while the device is suspended: no allocation may wait for its I/O.
+ */
+int lc_keys_copy(struct lc_target *to, struct lc_target *from)
+{
+	unsigned int noio = memalloc_noio_save();
+	struct lc_key *k, *c;
+	unsigned long idx;
+	u32 added = 0;
+	int r = 0;
+
+	xa_for_each_range(&from->keys, idx, k, 0, to->nr_segments - 1) {
+		if (xa_load(&to->keys, idx))
+			continue;
+		c = kmalloc(struct_size(c, bytes, to->key_size), GFP_KERNEL);
+		if (!c) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(c->bytes, k->bytes, to->key_size);
+		c->id = atomic64_inc_return(&lc_key_ids);
+		r = xa_err(xa_store(&to->keys, idx, c, GFP_KERNEL));
+		if (r) {
+			lc_key_free(c);
+			break;
+		}
+		added++;
+	}
+	atomic_add(added, &to->keys_loaded);
+	memalloc_noio_restore(noio);
 	return r;
 }
 

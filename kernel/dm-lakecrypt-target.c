@@ -35,6 +35,10 @@ static int lc_parse_number(const char *s, u64 max, u64 *v)
 	return *v > max ? -ERANGE : 0;
 }
 
+/* Every lakecrypt target, so that a new table can find the live one. */
+static LIST_HEAD(lc_targets);
+static DEFINE_MUTEX(lc_targets_lock);
+
 static void lc_revoke_work(struct work_struct *work);
 
 static bool lc_valid_volume_id(const char *id)
@@ -251,6 +255,10 @@ static void lc_dtr(struct dm_target *ti)
 
 	if (!lc)
 		return;
+	mutex_lock(&lc_targets_lock);
+	if (lc->md)
+		list_del(&lc->node);
+	mutex_unlock(&lc_targets_lock);
 	flush_work(&lc->revoke_work);	/* waits for the backing device */
 	lc_io_destroy(lc);
 	lc_pool_destroy(lc);
@@ -261,6 +269,145 @@ static void lc_dtr(struct dm_target *ti)
 	kfree(lc->alg_name);
 	kfree(lc->key_prefix);
 	kfree(lc);
+}
+
+static const char lc_load_then_resume[] = "load them with key load, then resume";
+
+/* Why @b cannot take over the keys of @a, or NULL if it can. */
+static const char *lc_mismatch(struct lc_target *a, struct lc_target *b)
+{
+	static const char * const why[] = {
+		"Table differs from the live table of this volume in key prefix: wipe its keys first",
+		"Table differs from the live table of this volume in cipher: wipe its keys first",
+		"Table differs from the live table of this volume in key size: wipe its keys first",
+		"Table differs from the live table of this volume in segment size: wipe its keys first",
+		"Table differs from the live table of this volume in sector_size: wipe its keys first",
+	};
+
+	if (strcmp(a->key_prefix, b->key_prefix))
+		return why[0];
+	if (strcmp(a->alg_name, b->alg_name))
+		return why[1];
+	if (a->key_size != b->key_size)
+		return why[2];
+	if (a->seg_shift != b->seg_shift)
+		return why[3];
+	if (a->sector_size != b->sector_size)
+		return why[4];
+	return NULL;
+}
+
+/*
+ * The live table's target of the same volume on the same mapped device,
+ * if any: one that was resumed, or whose resume was refused for want of
+ * keys (the device is then suspended with it).  Called with
+ * lc_targets_lock held.
+ */
+static struct lc_target *lc_find_live(struct lc_target *lc, struct mapped_device *md)
+{
+	struct lc_target *o;
+
+	list_for_each_entry(o, &lc_targets, node)
+		if (o != lc && o->md == md && o->ti->table != lc->ti->table &&
+		    (test_bit(LC_LIVE, &o->flags) || test_bit(LC_NEED_KEYS, &o->flags)) &&
+		    !strcmp(o->volume_id, lc->volume_id))
+			return o;
+	return NULL;
+}
+
+/*
+ * At table load: refuse a table of the same volume that could not take
+ * over the live table's keys, while the live table still serves.
+ */
+static int lc_check_live_table(struct lc_target *lc)
+{
+	const char *why = NULL;
+	struct lc_target *o;
+
+	mutex_lock(&lc_targets_lock);
+	o = lc_find_live(lc, dm_table_get_md(lc->ti->table));
+	if (o && atomic_read(&o->keys_loaded))
+		why = lc_mismatch(o, lc);
+	mutex_unlock(&lc_targets_lock);
+	if (why) {
+		DMERR("%s: reload refused: the live table holds keys of this volume",
+		      lc->volume_id);
+		lc->ti->error = (char *)why;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * A table being resumed for the first time takes over the keys of the live
+ * table of the same volume (suspended by now, destroyed after this resume),
+ * so that I/O never meets a table without keys.  If that is impossible the
+ * resume is refused; dm core then keeps the device suspended with this
+ * table, and "key load" followed by resume brings it back.
+ */
+static int lc_preresume(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+	const char *why;
+	struct lc_target *o;
+	int r = 0;
+
+	if (test_bit(LC_LIVE, &lc->flags))
+		return 0;
+	/*
+	 * The table found is the one this resume swapped out: only this
+	 * resume destroys it, after preresume, so it stays valid unlocked.
+	 */
+	mutex_lock(&lc_targets_lock);
+	o = lc_find_live(lc, lc->md);
+	mutex_unlock(&lc_targets_lock);
+	if (o) {
+		/* Its revoke (and discard) must be over before this table writes. */
+		flush_work(&o->revoke_work);
+		mutex_lock(&o->msg_lock);
+		mutex_lock(&lc->msg_lock);
+		if (test_bit(LC_NEED_KEYS, &o->flags))
+			set_bit(LC_NEED_KEYS, &lc->flags);	/* still waiting for keys */
+		why = atomic_read(&o->keys_loaded) ? lc_mismatch(o, lc) : NULL;
+		if (why) {
+			DMERR("%s: resume refused: keys cannot be carried over: %s",
+			      lc->volume_id, why);
+			r = -EINVAL;
+		} else {
+			r = lc_keys_copy(lc, o);
+			if (r)
+				DMERR("%s: resume refused: cannot copy the keys (%d): %s",
+				      lc->volume_id, r, lc_load_then_resume);
+		}
+		if (r)
+			set_bit(LC_NEED_KEYS, &lc->flags);
+		mutex_unlock(&lc->msg_lock);
+		mutex_unlock(&o->msg_lock);
+	}
+	if (!r && test_bit(LC_NEED_KEYS, &lc->flags)) {
+		if (!atomic_read(&lc->keys_loaded)) {
+			DMERR("%s: resume refused: keys not carried over from the old table: %s",
+			      lc->volume_id, lc_load_then_resume);
+			return -ENOKEY;
+		}
+		clear_bit(LC_NEED_KEYS, &lc->flags);
+	}
+	return r;
+}
+
+static void lc_postsuspend(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	set_bit(LC_SUSPENDED, &lc->flags);
+}
+
+static void lc_resume(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	set_bit(LC_LIVE, &lc->flags);
+	clear_bit(LC_SUSPENDED, &lc->flags);
 }
 
 /*
@@ -374,12 +521,21 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 
+	r = lc_check_live_table(lc);
+	if (r)
+		goto bad;
+
 	r = dm_set_target_max_io_len(ti, seg_sectors);
 	if (r)
 		goto bad;
 
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = test_bit(LC_ALLOW_DISCARDS, &lc->flags) ? 1 : 0;
+
+	mutex_lock(&lc_targets_lock);
+	lc->md = dm_table_get_md(ti->table);
+	list_add(&lc->node, &lc_targets);
+	mutex_unlock(&lc_targets_lock);
 	return 0;
 bad:
 	lc_dtr(ti);
@@ -629,20 +785,6 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 	}
 }
 
-static void lc_postsuspend(struct dm_target *ti)
-{
-	struct lc_target *lc = ti->private;
-
-	set_bit(LC_SUSPENDED, &lc->flags);
-}
-
-static void lc_resume(struct dm_target *ti)
-{
-	struct lc_target *lc = ti->private;
-
-	clear_bit(LC_SUSPENDED, &lc->flags);
-}
-
 static int lc_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn fn, void *data)
 {
 	struct lc_target *lc = ti->private;
@@ -673,6 +815,7 @@ static struct target_type lakecrypt_target = {
 	.dtr		 = lc_dtr,
 	.map		 = lc_map,
 	.postsuspend	 = lc_postsuspend,
+	.preresume	 = lc_preresume,
 	.resume		 = lc_resume,
 	.status		 = lc_status,
 	.message	 = lc_message,

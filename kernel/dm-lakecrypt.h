@@ -29,7 +29,9 @@ enum {
 	LC_ALLOW_DISCARDS,
 	LC_EPHEMERAL,
 	LC_REVOKED,
+	LC_LIVE,		/* has been resumed: its keys are the volume's */
 	LC_SUSPENDED,		/* between postsuspend and resume */
+	LC_NEED_KEYS,		/* keys could not be carried over: resume refused */
 };
 
 enum lc_discard_state {
@@ -67,6 +69,8 @@ struct lc_tfm {
 
 struct lc_target {
 	struct dm_target *ti;
+	struct mapped_device *md;	/* compared, never dereferenced */
+	struct list_head node;		/* lc_targets: find the live table on reload */
 	struct dm_dev *dev;
 	sector_t start;			/* data area on dev */
 
@@ -149,6 +153,7 @@ void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t);
 bool lc_key_loaded(struct lc_target *lc, u32 seg);
 int lc_keys_load(struct lc_target *lc, u32 first, u32 last);
 void lc_keys_wipe(struct lc_target *lc, u32 first, u32 last);
+int lc_keys_copy(struct lc_target *to, struct lc_target *from);
 void lc_keys_destroy(struct lc_target *lc);
 
 /* dm-lakecrypt-io.c */

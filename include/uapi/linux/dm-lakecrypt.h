@@ -30,6 +30,12 @@
  *   sector_size:<n>    encryption unit, 512..4096, a power of two
  *   ephemeral          the volume is a cache: revoke also discards it
  *
+ * Reload: a new table of the same volume (same volume_id, key prefix,
+ * cipher, key size, segment size and sector size) takes over the keys of
+ * the live table when it is resumed (segments beyond the old length start
+ * without a key).  A table of the same volume_id that differs is refused
+ * at load while the live table holds keys.
+ *
  * Messages (dmsetup message <dev> 0 ...):
  *   key load <range>   load the DEKs of <range> from the keyring (all or
  *                      nothing); <range> is "all", "<n>" or "<first>-<last>";
