@@ -165,13 +165,25 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 
 static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char **error)
 {
+	static const struct {
+		const char *name;
+		int bit;
+	} flags[] = {
+		{ LAKECRYPT_OPT_ALLOW_DISCARDS, LC_ALLOW_DISCARDS },
+		{ LAKECRYPT_OPT_EPHEMERAL, LC_EPHEMERAL },
+		{ LAKECRYPT_OPT_NO_READ_WORKQUEUE, LC_NO_READ_WQ },
+		{ LAKECRYPT_OPT_NO_WRITE_WORKQUEUE, LC_NO_WRITE_WQ },
+		{ LAKECRYPT_OPT_NO_INLINE_CRYPT, LC_NO_INLINE },
+		{ LAKECRYPT_OPT_SAME_CPU_CRYPT, LC_SAME_CPU },
+	};
 	bool have_ss = false;
 	u64 argc, ss;
+	unsigned int i;
 
 	if (!as->argc)
 		return 0;
-	if (lc_parse_number(dm_shift_arg(as), 3, &argc)) {
-		*error = "Invalid <#opt_params>: expected a decimal number from 0 to 3";
+	if (lc_parse_number(dm_shift_arg(as), LAKECRYPT_MAX_OPT_PARAMS, &argc)) {
+		*error = "Invalid <#opt_params>: expected a decimal number from 0 to 7";
 		return -EINVAL;
 	}
 	if (argc > as->argc) {
@@ -182,20 +194,18 @@ static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char *
 	while (argc--) {
 		const char *arg = dm_shift_arg(as);
 
-		if (!strcasecmp(arg, LAKECRYPT_OPT_ALLOW_DISCARDS)) {
-			if (test_and_set_bit(LC_ALLOW_DISCARDS, &lc->flags)) {
-				*error = "Duplicate feature: allow_discards";
-				return -EINVAL;
-			}
-		} else if (!strcasecmp(arg, LAKECRYPT_OPT_EPHEMERAL)) {
-			if (test_and_set_bit(LC_EPHEMERAL, &lc->flags)) {
-				*error = "Duplicate feature: ephemeral";
+		for (i = 0; i < ARRAY_SIZE(flags); i++)
+			if (!strcasecmp(arg, flags[i].name))
+				break;
+		if (i < ARRAY_SIZE(flags)) {
+			if (test_and_set_bit(flags[i].bit, &lc->flags)) {
+				*error = "Duplicate optional parameter (each may be given once)";
 				return -EINVAL;
 			}
 		} else if (!strncasecmp(arg, LAKECRYPT_OPT_SECTOR_SIZE ":",
 					sizeof(LAKECRYPT_OPT_SECTOR_SIZE))) {
 			if (have_ss) {
-				*error = "Duplicate feature: sector_size";
+				*error = "Duplicate optional parameter: sector_size";
 				return -EINVAL;
 			}
 			arg += sizeof(LAKECRYPT_OPT_SECTOR_SIZE);
@@ -207,9 +217,14 @@ static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char *
 			lc->sector_size = ss;
 			have_ss = true;
 		} else {
-			*error = "Unknown feature (allow_discards, sector_size:<n>, ephemeral)";
+			*error = "Unknown optional parameter (see dm-lakecrypt.rst)";
 			return -EINVAL;
 		}
+	}
+	if (test_bit(LC_NO_INLINE, &lc->flags) &&
+	    (test_bit(LC_NO_READ_WQ, &lc->flags) || test_bit(LC_NO_WRITE_WQ, &lc->flags))) {
+		*error = "Conflicting optional parameters: no_inline_crypt and no_*_workqueue";
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -531,6 +546,8 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = test_bit(LC_ALLOW_DISCARDS, &lc->flags) ? 1 : 0;
+	ti->limit_swap_bios = true;		/* as dm-crypt: bounce pages for swap */
+	ti->accounts_remapped_io = true;	/* clones go out by dm_submit_bio_remap() */
 
 	mutex_lock(&lc_targets_lock);
 	lc->md = dm_table_get_md(ti->table);
@@ -740,6 +757,10 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 	bool revoked = test_bit(LC_REVOKED, &lc->flags);
 	bool discards = test_bit(LC_ALLOW_DISCARDS, &lc->flags);
 	bool ephemeral = test_bit(LC_EPHEMERAL, &lc->flags);
+	bool no_read_wq = test_bit(LC_NO_READ_WQ, &lc->flags);
+	bool no_write_wq = test_bit(LC_NO_WRITE_WQ, &lc->flags);
+	bool no_inline = test_bit(LC_NO_INLINE, &lc->flags);
+	bool same_cpu = test_bit(LC_SAME_CPU, &lc->flags);
 	unsigned int sz = 0, nopt;
 
 	switch (type) {
@@ -757,7 +778,8 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 		DMEMIT("%s :%u:%s:%s %llu %s %llu %s", lc->cipher_string, lc->key_size,
 		       LAKECRYPT_KEY_TYPE, lc->key_prefix, 1ULL << lc->seg_shift,
 		       lc->dev->name, (unsigned long long)lc->start, lc->volume_id);
-		nopt = discards + ephemeral + (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE);
+		nopt = discards + ephemeral + (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE) +
+		       no_read_wq + no_write_wq + no_inline + same_cpu;
 		if (nopt)
 			DMEMIT(" %u", nopt);
 		if (discards)
@@ -766,12 +788,24 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 			DMEMIT(" " LAKECRYPT_OPT_SECTOR_SIZE ":%u", lc->sector_size);
 		if (ephemeral)
 			DMEMIT(" " LAKECRYPT_OPT_EPHEMERAL);
+		if (no_read_wq)
+			DMEMIT(" " LAKECRYPT_OPT_NO_READ_WORKQUEUE);
+		if (no_write_wq)
+			DMEMIT(" " LAKECRYPT_OPT_NO_WRITE_WORKQUEUE);
+		if (no_inline)
+			DMEMIT(" " LAKECRYPT_OPT_NO_INLINE_CRYPT);
+		if (same_cpu)
+			DMEMIT(" " LAKECRYPT_OPT_SAME_CPU_CRYPT);
 		break;
 
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",allow_discards=%c", discards ? 'y' : 'n');
 		DMEMIT(",ephemeral=%c", ephemeral ? 'y' : 'n');
+		DMEMIT(",no_read_workqueue=%c", no_read_wq ? 'y' : 'n');
+		DMEMIT(",no_write_workqueue=%c", no_write_wq ? 'y' : 'n');
+		DMEMIT(",no_inline_crypt=%c", no_inline ? 'y' : 'n');
+		DMEMIT(",same_cpu_crypt=%c", same_cpu ? 'y' : 'n');
 		DMEMIT(",sector_size=%u", lc->sector_size);
 		DMEMIT(",cipher_string=%s", lc->cipher_string);
 		DMEMIT(",key_size=%u", lc->key_size);

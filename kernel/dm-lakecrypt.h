@@ -28,6 +28,10 @@
 enum {
 	LC_ALLOW_DISCARDS,
 	LC_EPHEMERAL,
+	LC_NO_READ_WQ,		/* no_read_workqueue */
+	LC_NO_WRITE_WQ,		/* no_write_workqueue */
+	LC_NO_INLINE,		/* no_inline_crypt */
+	LC_SAME_CPU,		/* same_cpu_crypt */
 	LC_REVOKED,
 	LC_LIVE,		/* has been resumed: its keys are the volume's */
 	LC_SUSPENDED,		/* between postsuspend and resume */
@@ -129,6 +133,7 @@ struct lc_chunk {
 /* Per-bio data. */
 struct lc_io {
 	struct lc_target *lc;
+	struct task_struct *submitter;	/* the task that mapped the bio */
 	struct bio *base_bio;
 	struct bio *clone;		/* writes: the ciphertext bio */
 	sector_t sector;		/* relative to the data area */
@@ -136,7 +141,6 @@ struct lc_io {
 	unsigned int nr_chunks;
 	atomic_t pending;		/* chunks not finished yet */
 	int error;			/* first error of any chunk */
-	struct work_struct work;	/* writes queued from atomic context */
 	struct lc_chunk chunks[LC_MAX_CHUNKS];
 };
 

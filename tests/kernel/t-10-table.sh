@@ -44,6 +44,11 @@ done
 good "all three options" "0 128 lakecrypt $C $K 8 $z 8 t10 3 allow_discards sector_size:4096 ephemeral"
 good "options in another order" "0 128 lakecrypt $C $K 8 $z 8 t10 3 ephemeral sector_size:4096 allow_discards"
 good "#opt_params 0" "0 128 lakecrypt $C $K 8 $z 0 t10 0"
+for o in no_read_workqueue no_write_workqueue no_inline_crypt same_cpu_crypt; do
+	good "$o" "0 128 lakecrypt $C $K 8 $z 0 t10 1 $o"
+done
+good "no_read_workqueue no_write_workqueue same_cpu_crypt" "0 128 lakecrypt $C $K 8 $z 0 t10 3 no_read_workqueue no_write_workqueue same_cpu_crypt"
+good "six options" "0 128 lakecrypt $C $K 8 $z 8 t10 6 allow_discards sector_size:4096 ephemeral no_read_workqueue no_write_workqueue same_cpu_crypt"
 good "leading zeros are still decimal (key size 064, segment 0008)" "0 128 lakecrypt $C :064:logon:lakecrypt:t10: 0008 $z 0 t10"
 if lc_adiantum; then
 	good "xchacha12,aes-adiantum-plain64 32-byte keys" "0 128 lakecrypt xchacha12,aes-adiantum-plain64 :32:logon:lakecrypt:t10: 8 $z 0 t10"
@@ -146,6 +151,11 @@ bad "#opt_params +1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 +1 allow_dis
 bad "#opt_params 0x1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 0x1 allow_discards"
 bad "#opt_params 4294967297 (2^32 + 1)" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 4294967297 allow_discards"
 bad "#opt_params -1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 -1 allow_discards"
+
+# --- new options: duplicates and conflicts
+bad "duplicate no_read_workqueue" "duplicate" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_read_workqueue no_read_workqueue"
+bad "no_inline_crypt with no_read_workqueue" "conflict" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_inline_crypt no_read_workqueue"
+bad "no_write_workqueue with no_inline_crypt" "conflict" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_write_workqueue no_inline_crypt"
 
 # --- stream modes reuse the keystream when a sector is rewritten: refused
 lc_modprobe chacha_generic ctr

@@ -25,10 +25,18 @@
  * Every number (here and in messages) is plain decimal: no sign, no '+',
  * no hex, no trailing characters, no overflow.
  *
- * Optional parameters:
+ * Optional parameters (at most LAKECRYPT_MAX_OPT_PARAMS):
  *   allow_discards     pass discards to the backing device
  *   sector_size:<n>    encryption unit, 512..4096, a power of two
  *   ephemeral          the volume is a cache: revoke also discards it
+ *   no_read_workqueue  decrypt a read in the task that completes it when
+ *                      that task submitted it, else in one work item;
+ *                      never sliced over CPUs
+ *   no_write_workqueue encrypt a write in the task that submits it, whole
+ *   no_inline_crypt    always hand crypto to the workqueue (dm-crypt's
+ *                      default); conflicts with the two above
+ *   same_cpu_crypt     never slice a bio over CPUs; queued work runs on
+ *                      the CPU that queued it
  *
  * Reload: a new table of the same volume (same volume_id, key prefix,
  * cipher, key size, segment size and sector size) takes over the keys of
@@ -65,7 +73,7 @@
 
 #define LAKECRYPT_TARGET_NAME		"lakecrypt"
 #define LAKECRYPT_VERSION_MAJOR		1
-#define LAKECRYPT_VERSION_MINOR		0
+#define LAKECRYPT_VERSION_MINOR		1
 #define LAKECRYPT_VERSION_PATCH		0
 
 /* Table line */
@@ -83,6 +91,11 @@
 #define LAKECRYPT_OPT_ALLOW_DISCARDS	"allow_discards"
 #define LAKECRYPT_OPT_SECTOR_SIZE	"sector_size"	/* sector_size:<n> */
 #define LAKECRYPT_OPT_EPHEMERAL		"ephemeral"
+#define LAKECRYPT_OPT_NO_READ_WORKQUEUE	"no_read_workqueue"
+#define LAKECRYPT_OPT_NO_WRITE_WORKQUEUE "no_write_workqueue"
+#define LAKECRYPT_OPT_NO_INLINE_CRYPT	"no_inline_crypt"
+#define LAKECRYPT_OPT_SAME_CPU_CRYPT	"same_cpu_crypt"
+#define LAKECRYPT_MAX_OPT_PARAMS	7
 
 /* Messages */
 #define LAKECRYPT_MSG_KEY		"key"
