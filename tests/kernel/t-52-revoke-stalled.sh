@@ -41,7 +41,12 @@ i=0
 while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 
 # In the background: the old module blocked here until the backing device
-# moved again (uninterruptibly, so "timeout" could not end it).
+# moved again (uninterruptibly, so "timeout" could not end it).  Under TCG
+# on a busy host starting dmsetup alone can take hundreds of ms, so the
+# 100 ms are checked on the time the kernel reports for the message's work
+# (ktime in the guest), and the command's wall time only against a
+# dmsetup that fails at once.
+lc_kmark
 t0=$(lc_now_ms)
 dmsetup message $D 0 revoke discard >"$LC_WORK/msg.out" 2>&1 &
 msg=$!
@@ -51,10 +56,16 @@ if lc_wait_gone $msg 5; then
 	st=$?
 	ms=$((t1 - t0))
 	lc_result $st "revoke discard with the backing device stalled succeeds (exit $st)"
-	if [ $ms -le 100 ] || [ $((ms - base_ms)) -le 100 ]; then
-		lc_ok "  it returns within 100 ms ($ms ms; a dmsetup that fails at once takes $base_ms ms)"
+	us=$(lc_klog | sed -n 's/.*t52: revoke: I\/O refused and keys wiped in \([0-9]*\) us.*/\1/p' | head -n1)
+	if [ -n "$us" ] && [ "$us" -le 100000 ]; then
+		lc_ok "  the kernel's part takes at most 100 ms ($us us)"
 	else
-		lc_notok "  it returns within 100 ms ($ms ms; a dmsetup that fails at once takes $base_ms ms)"
+		lc_notok "  the kernel's part takes at most 100 ms (${us:-no} us)"
+	fi
+	if [ $((ms - base_ms)) -le 1000 ]; then
+		lc_ok "  the command returns with no wait for the device ($ms ms; a dmsetup that fails at once: $base_ms ms)"
+	else
+		lc_notok "  the command returns with no wait for the device ($ms ms; a dmsetup that fails at once: $base_ms ms)"
 	fi
 	returned=1
 else
