@@ -384,6 +384,21 @@ int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 		ws, kcname);
 	*result = binding_json(a, ws);
 	json_object_object_add(*result, "shares_devices_with", overlaps(a, ws));
+	{
+		/* A group that does not exist has no members: say so. */
+		json_object *unknown = json_object_new_array();
+
+		for (size_t i = 0; i < acc.ngroups; i++) {
+			gid_t g;
+
+			if (a->groups->group_gid(a->groups->ctx, acc.groups[i], &g) < 0) {
+				lc_warn("workspace %s: operator group %s does not exist", ws,
+					acc.groups[i]);
+				json_object_array_add(unknown, json_object_new_string(acc.groups[i]));
+			}
+		}
+		json_object_object_add(*result, "unknown_groups", unknown);
+	}
 	return 0;
 }
 

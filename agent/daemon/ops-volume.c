@@ -157,6 +157,8 @@ struct slot_view {
 static int view_take(const struct vol_slot *s, struct slot_view *w)
 {
 	w->v = slot_snapshot(s, false);
+	if (w->v)
+		w->v->have_kek = s->v->have_kek;	/* shown, not copied */
 	w->rs = s->rs;
 	w->rs_name = agent_slot_state(s);
 	w->attempts = s->attempts;
@@ -573,6 +575,17 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 		snprintf(ref, sizeof(ref), "%s", kc->key_ref);
 		snprintf(cmk_id, sizeof(cmk_id), "%s", kc->cmk_id);
 	} else {
+		size_t known = 0;
+
+		/* A CMK no open volume (revoked or not) names is more likely a
+		 * typo than a kill that did nothing: say so. */
+		for (size_t i = 0; i < a->nvols; i++)
+			known += !strcmp(a->vols[i]->v->cmk_id, cmk) ||
+				 !strcmp(a->vols[i]->v->provider_ref, cmk);
+		if (!known)
+			return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+				      "no open volume is under CMK \"%.300s\" (lakecryptctl status shows each volume's CMK id): nothing revoked",
+				      cmk);
 		snprintf(cause, sizeof(cause), "revoked by uid %u (CMK %.400s)",
 			 (unsigned int)c->peer.uid, cmk);
 		snprintf(ref, sizeof(ref), "%s", cmk);

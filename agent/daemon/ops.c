@@ -218,8 +218,7 @@ int agent_ws_access(struct agent *a, struct client *c, const char *workspace, co
 	       off ? list : b ? "it has no operator groups" : "it is not bound", workspace);
 	lc_warn("refused \"%s\" in workspace %s to uid %u", op, workspace,
 		(unsigned int)c->peer.uid);
-	agent_audit_locked(a, op, LC_AUDIT_REFUSED, c->peer.uid, workspace, NULL, NULL, NULL, err);
-	return -EACCES;
+	return -EACCES;	/* audited by agent_handle(), as every refusal */
 }
 
 /* ---- audit of the agent's own operations ---- */
@@ -327,6 +326,16 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 		r = op_kms(a, c, req.args, &result, &e, op->name);
 	if (!unlocked_op(op))
 		agent_unlock(a);
+	if (r < 0 && e.cls == LC_ERRC_REFUSED) {
+		/* Every refusal is audited, whatever refused it (workspace,
+		 * device, force, header path), with the workspace named. */
+		json_object *ws = NULL;
+
+		(void)json_object_object_get_ex(req.args, "workspace", &ws);
+		agent_audit_simple(a, op->name, LC_AUDIT_REFUSED, c->peer.uid,
+				   ws && json_object_is_type(ws, json_type_string) ?
+				   json_object_get_string(ws) : NULL, NULL, NULL, NULL, &e);
+	}
 	if (r < 0) {
 		json_object_put(result);
 		if (!e.code)

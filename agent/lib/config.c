@@ -309,6 +309,12 @@ unknown_section:
 			const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
 
 			trim(&kb, &ke);
+			/* "value   # comment": a '#' after a blank ends the value. */
+			for (const char *q = vb; q < ve; q++)
+				if (*q == '#' && q > vb && (q[-1] == ' ' || q[-1] == '\t')) {
+					ve = q;
+					break;
+				}
 			trim(&vb, &ve);
 			kl = (size_t)(ke - kb);
 			vl = (size_t)(ve - vb);

@@ -3,10 +3,11 @@
  * The agent's configuration file (default LC_CONFIG_DEFAULT_PATH).
  *
  * Format: INI.  "[section]" lines, "key = value" lines, blank lines and
- * comment lines whose first non-blank character is '#' or ';'.  There are
- * no quotes, no inline comments and no continuation lines: a value is
- * everything after the '=' with surrounding blanks removed, and must not
- * be empty.  Every key belongs to a section; unknown sections, unknown
+ * comment lines whose first non-blank character is '#' or ';'.  A '#'
+ * after a blank starts a comment at the end of a line.  There are no
+ * quotes and no continuation lines: a value is everything after the '='
+ * up to such a comment, with surrounding blanks removed, and must not be
+ * empty.  Every key belongs to a section; unknown sections, unknown
  * keys, duplicated keys and malformed lines are errors naming the file and
  * line.  Anything not set keeps its default.
  *

@@ -224,8 +224,8 @@ int lc_device_allowed(const struct lc_ws_access *acc, const char *workspace, dev
 		if (hit)
 			return 0;
 	}
-	return lc_err(err, -EPERM, LC_ERRC_INVALID,
-		      "device %s (%u:%u) is not one workspace %s may use: an admin lists its devices with `lakecryptctl workspace bind %s --keyconfig K --devices PATTERN`",
+	return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		      "device %s (%u:%u) is not one workspace %s may use: an admin adds a pattern for it to the workspace's list (`lakecryptctl workspace list --json` shows it; `workspace bind %s --keyconfig K --devices` takes the whole new list)",
 		      path, major(rdev), minor(rdev), workspace, workspace);
 }
 
@@ -263,12 +263,12 @@ static int dev_open(const char *path, bool write, bool regular_ok, const struct 
 	if (pfd < 0 || fstat(pfd, &pre) < 0) {
 		r = -errno;
 		if (allow)
-			return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			return lc_err(err, -EPERM, LC_ERRC_REFUSED,
 				      "%s is not a block device workspace %s may use", path, workspace);
 		return lc_err(err, r, LC_ERRC_INVALID, "cannot use device %s: %s", path, strerror(-r));
 	}
 	if (!S_ISBLK(pre.st_mode) && !(regular_ok && !allow && S_ISREG(pre.st_mode)))
-		return allow ? lc_err(err, -EPERM, LC_ERRC_INVALID,
+		return allow ? lc_err(err, -EPERM, LC_ERRC_REFUSED,
 				      "%s is not a block device workspace %s may use", path, workspace)
 			     : lc_err(err, -ENOTBLK, LC_ERRC_INVALID, "%s is not a block device%s",
 				      path, regular_ok ? " or a regular file" : "");

@@ -664,11 +664,13 @@ static void test_render_config(void **state)
 		      "Workspace:         ws1\n"
 		      "Key configuration: kc1\n");
 	expect_render(LC_R_BINDINGS,
-		      "{\"workspaces\":[{\"workspace\":\"ws1\",\"keyconfig\":\"kc1\"},"
-		      "{\"workspace\":\"analytics\",\"keyconfig\":\"kc2\"}]}",
-		      "WORKSPACE  KEYCONFIG\n"
-		      "ws1        kc1\n"
-		      "analytics  kc2\n");
+		      "{\"workspaces\":[{\"workspace\":\"ws1\",\"keyconfig\":\"kc1\","
+		      "\"operators\":[\"dba\",\"ops\"],\"devices\":[\"/dev/vd[b-c]\"]},"
+		      "{\"workspace\":\"analytics\",\"keyconfig\":\"kc2\",\"operators\":[],"
+		      "\"devices\":[]}]}",
+		      "WORKSPACE  KEYCONFIG  OPERATORS  DEVICES\n"
+		      "ws1        kc1        dba, ops   /dev/vd[b-c]\n"
+		      "analytics  kc2        -          -\n");
 	expect_render(LC_R_BINDINGS, "{\"workspaces\":[]}", "No workspace bindings.\n");
 	expect_render(LC_R_NONE, NULL, "");
 	expect_render(LC_R_NONE, "{}", "");
