@@ -185,9 +185,9 @@ expect_exit 4 "operator cannot put a detached header at a path (/root/canary)" \
 expect_exit 4 "operator cannot --force an overwrite" \
 	$OPER lakecryptctl format /dev/ram1 --workspace ws1 --project x --header /root/canary --batch --force
 ln -sf /root/canary /tmp/evil
-expect_exit 1 "operator cannot format a file through a symlink (/tmp/evil -> /root/canary)" \
+expect_exit 4 "operator cannot format a file through a symlink (/tmp/evil -> /root/canary)" \
 	$OPER lakecryptctl format /tmp/evil --workspace ws1 --project x --batch
-expect_exit 1 "operator cannot format /dev/ram1: not in ws2's devices" \
+expect_exit 4 "operator cannot format /dev/ram1: not in ws2's devices" \
 	$OPER lakecryptctl format /dev/ram1 --workspace ws2 --project x --batch
 grep -q "not one workspace ws2 may use" "$LC_TMP/x.out" && lc_ok "the refusal says the device is not allowed" ||
 	lc_notok "device refusal text"
