@@ -1008,6 +1008,25 @@ static void test_identity_bound(void **state)
 	assert_int_equal(counters(e).unwrap, 0);	/* the context check caught it */
 }
 
+/* Write @h as copy B of e->dev with a valid checksum and no MAC key: what
+ * an attacker with the disk but without the KEK can do. */
+static void write_forged_b(struct env *e, const struct lc_header *h)
+{
+	struct lc_error err = { 0 };
+	uint64_t area;
+	uint8_t *buf;
+	size_t len;
+	int fd;
+
+	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
+	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
+	fd = open(e->dev, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
 static void test_forged_copy_loses(void **state)
 {
 	struct env *e = *state;
@@ -1015,23 +1034,13 @@ static void test_forged_copy_loses(void **state)
 	struct lc_header_info info;
 	struct lc_volume *v = NULL;
 	struct lc_error err = { 0 };
-	uint64_t area;
-	uint8_t *buf;
-	size_t len;
-	int fd;
 
 	format_dev(e, 4096, NULL, NULL);
 	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
-	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
 	/* Copy B with a much higher seqno and another project, checksum right. */
 	h->seqno += 100;
 	snprintf(h->project, sizeof(h->project), "forged");
-	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
-	fd = open(e->dev, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
-	close(fd);
-	free(buf);
+	write_forged_b(e, h);
 	lc_header_free(h);
 	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
 	assert_string_equal(back->project, "forged");	/* a plain read would take it */
@@ -1277,14 +1286,9 @@ static void test_forged_label_copy(void **state)
 	struct lc_error err = { 0 };
 	struct lc_kek_identity id;
 	char ctx[LC_KEK_CONTEXT_MAX];
-	uint64_t area;
-	uint8_t *buf;
-	size_t len;
-	int fd;
 
 	format_dev(e, 4096, NULL, NULL);
 	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
-	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
 	h->seqno += 100;
 	snprintf(h->project, sizeof(h->project), "evil");
 	id = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
@@ -1292,11 +1296,7 @@ static void test_forged_label_copy(void **state)
 	free(h->wrap_context.p);
 	h->wrap_context.p = (uint8_t *)strdup(ctx);
 	h->wrap_context.len = strlen(ctx);
-	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
-	fd = open(e->dev, O_RDWR);
-	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
-	close(fd);
-	free(buf);
+	write_forged_b(e, h);
 	lc_header_free(h);
 	lc_provider_counters_reset(&e->prov);
 	if (open_vol(e, "ws1", NULL, &v, &err))
@@ -1320,9 +1320,8 @@ static void test_forged_seqno(void **state)
 	for (size_t k = 0; k < 2; k++) {
 		struct lc_header *h = NULL, *back = NULL;
 		struct lc_volume *v = NULL;
-		uint8_t *old = malloc(1u << 20), *buf;
-		uint64_t area, genuine;
-		size_t len;
+		uint8_t *old = malloc(1u << 20);
+		uint64_t genuine;
 		int fd;
 
 		format_force(e);
@@ -1330,11 +1329,8 @@ static void test_forged_seqno(void **state)
 		assert_int_equal(pread(fd, old, 1u << 20, 0), 1 << 20);
 		assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
 		genuine = h->seqno;
-		lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
 		h->seqno = forged[k];
-		assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
-		assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
-		free(buf);
+		write_forged_b(e, h);
 		lc_header_free(h);
 		assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
 		assert_int_equal(lc_volume_rewrap(&e->venv, v, &err), 0);
