@@ -1,0 +1,272 @@
+#!/bin/bash
+# Cloud KMS providers against real emulators and fault servers, all on
+# loopback, all behind TLS with a test CA made here:
+#   - AWS KMS: local-kms (Go, built by `make setup`) behind stunnel4;
+#     keys administered with botocore; the provider is driven through the
+#     provider layer (retries, deadline) by tests/kms/kms-aws-client.c,
+#     built with ASan and UBSan.
+#   - Faults: tests/kms/fake-aws.py, which also re-signs every request
+#     with botocore and requires the same Authorization byte for byte.
+# TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
+# a missing tool is a failure (run `make setup`).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
+py=$tools/venv/bin/python3
+lkms=$tools/bin/local-kms
+work=$(mktemp -d /tmp/lakecrypt-kms.XXXXXX)
+pids=()
+pass=0 fail=0 n=0
+
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $1"; }
+notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/# /' | tail -n 20; }
+finish() { echo "$pass passed, $fail failed, 0 skipped"; [ $fail -eq 0 ]; exit $?; }
+
+# ---- tools and build ---------------------------------------------------
+for t in "$py" "$lkms" /usr/bin/stunnel4 /usr/bin/openssl; do
+	if [ ! -x "$t" ]; then notok "tool $t present (run make setup)"; finish; fi
+done
+if ! "$py" -c 'import botocore' 2>/dev/null; then notok "botocore importable (run make setup)"; finish; fi
+if out=$(make -s -C agent SAN=1 kmstest 2>&1); then ok "build KMS test drivers (ASan+UBSan)"
+else notok "build KMS test drivers (ASan+UBSan)" "$out"; finish; fi
+client=$top/build/agent-san/kmstest/kms-aws-client
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {	# wait_port PORT: up to 20 s
+	for _ in $(seq 200); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- test PKI ------------------------------------------------------------
+pki() {
+	cd "$work" || return 1
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=lakecrypt-test-ca \
+		-keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign,cRLSign &&
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
+		-keyout other-ca.key -out other-ca.pem -addext basicConstraints=critical,CA:TRUE &&
+	for c in server:IP:127.0.0.1,DNS:localhost wrongname:DNS:wrong.example; do
+		name=${c%%:*} san=${c#*:}
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr" &&
+		printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san" >"$name.ext" &&
+		openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile "$name.ext" -out "$name.pem" || return 1
+	done
+}
+if out=$(pki 2>&1); then ok "test CA, server certificate (127.0.0.1) and wrong-name certificate"
+else notok "test PKI" "$out"; finish; fi
+cd "$top"
+
+# ---- servers -------------------------------------------------------------
+p_fake=$(free_port) p_wrong=$(free_port) p_imds=$(free_port) p_hang=$(free_port)
+p_lkms=$(free_port) p_tls=$(free_port)
+"$py" tests/kms/fake-aws.py --kms-tls "$p_fake:$work/server.pem:$work/server.key" \
+	--kms-tls "$p_wrong:$work/wrongname.pem:$work/wrongname.key" \
+	--imds "$p_imds" --imds-hang "$p_hang" 2>"$work/fake.log" &
+pids+=($!)
+
+start_lkms() {	# start_lkms SEED DATADIR
+	PORT=$p_lkms KMS_DATA_PATH=$2 KMS_SEED_PATH=$1 KMS_REGION=eu-west-2 \
+		KMS_ACCOUNT_ID=111122223333 "$lkms" >>"$work/local-kms.log" 2>&1 &
+	lkms_pid=$!
+	pids+=($lkms_pid)
+	wait_port "$p_lkms"
+}
+stop_lkms() { kill "$lkms_pid" 2>/dev/null; wait "$lkms_pid" 2>/dev/null; }
+
+cat >"$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+[kms]
+accept = 127.0.0.1:$p_tls
+connect = 127.0.0.1:$p_lkms
+cert = $work/server.pem
+key = $work/server.key
+EOF
+/usr/bin/stunnel4 "$work/stunnel.conf" >"$work/stunnel.log" 2>&1 &
+pids+=($!)
+
+echo "Keys: {}" >"$work/empty.yaml"
+if start_lkms "$work/empty.yaml" "$work/lkms-data" && wait_port "$p_tls" && wait_port "$p_fake" &&
+   wait_port "$p_imds"; then
+	ok "local-kms on 127.0.0.1:$p_lkms behind stunnel4 TLS :$p_tls; fake AWS :$p_fake"
+else
+	notok "servers up" "$(cat "$work"/*.log)"; finish
+fi
+
+# ---- helpers ---------------------------------------------------------------
+export AWS_ACCESS_KEY_ID=AKIDFAKE AWS_SECRET_ACCESS_KEY=fakeSecretKey/0123456789abcdefghijklmnopqrstu
+unset AWS_SESSION_TOKEN AWS_PROFILE
+ctx=lakecrypt:v2\;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\;workspace=finance\;project=ledger\;keyconfig=finance-kc
+ctx2=lakecrypt:v2\;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\;workspace=finance\;project=other\;keyconfig=finance-kc
+lk=(--endpoint "https://127.0.0.1:$p_tls" --ca "$work/ca.pem" --creds env)
+fk=(--endpoint "https://127.0.0.1:$p_fake" --region eu-west-2 --ca "$work/ca.pem" --creds env)
+arn() { echo "arn:aws:kms:eu-west-2:111122223333:key/$1"; }
+
+last=""
+run() { last=$("$client" "$@" 2>&1); echo "$last" >>"$work/client.log"; }
+field() { echo "$last" | sed -n "s/^$1=//p" | head -n1; }
+# expect DESC ok|CLASS MAX_MS ARGS...: the result line's class and time.
+expect() {
+	local desc=$1 want=$2 max=$3 ms cls
+	shift 3
+	run "$@"
+	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
+	if [ "$want" = ok ]; then
+		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+	else
+		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
+		case $want in	# lc_err_class_name()
+		MISCONFIG) want=misconfigured ;;
+		*) want=${want,,} ;;
+		esac
+	fi
+	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
+	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+		ok "$desc: $want in $ms ms (bound $max)"
+	else
+		notok "$desc: expected $want within $max ms" "$last"
+	fi
+}
+admin() { "$py" tests/kms/kms-admin.py "https://127.0.0.1:$p_tls" "$work/ca.pem" "$@" 2>&1; }
+
+# ---- local-kms: the key's life -------------------------------------------------
+key=$(admin create)
+if [[ "$key" == arn:aws:kms:eu-west-2:111122223333:key/* ]]; then ok "botocore creates a key in local-kms through stunnel: $key"
+else notok "create key" "$key"; finish; fi
+
+expect "local-kms: describe" ok 5000 "${lk[@]}" state "$key"
+[ "$(field state)" = enabled ] && ok "local-kms: DescribeKey says enabled" || notok "state enabled" "$last"
+expect "local-kms: wrap under the split EncryptionContext" ok 5000 "${lk[@]}" wrap "$key" "$ctx"
+blob=$(field blob) pt=$(field pt)
+expect "local-kms: unwrap with the same context" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+[ "$(field pt)" = "$pt" ] && [ -n "$pt" ] && ok "local-kms: unwrapped KEK equals the wrapped one" || notok "round trip" "$last"
+expect "local-kms: unwrap with another project in the context" INVALID 5000 "${lk[@]}" unwrap "$key" "$ctx2" "$blob"
+echo "$last" | grep -q 'context did not match' && ok "local-kms: INVALID says the context did not match" || notok "context message" "$last"
+expect "local-kms: wrap with a v1 context is refused before any call" INVALID 2000 "${lk[@]}" wrap "$key" "lakecrypt:volume:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+[ "$(admin disable "$key")" = Disabled ] && ok "botocore disables the key" || notok "disable"
+expect "local-kms: unwrap of a disabled key" DENIED 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+echo "$last" | grep -q 'DisabledException' && ok "local-kms: DENIED names DisabledException" || notok "disabled message" "$last"
+expect "local-kms: wrap under a disabled key" DENIED 5000 "${lk[@]}" wrap "$key" "$ctx"
+expect "local-kms: describe a disabled key" ok 5000 "${lk[@]}" state "$key"
+[ "$(field state)" = disabled ] && ok "local-kms: DescribeKey says disabled" || notok "state disabled" "$last"
+[ "$(admin enable "$key")" = Enabled ] && ok "botocore enables the key" || notok "enable"
+expect "local-kms: unwrap after enable" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+[ "$(admin schedule "$key")" = PendingDeletion ] && ok "botocore schedules deletion" || notok "schedule"
+expect "local-kms: unwrap of a key pending deletion" DENIED 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+echo "$last" | grep -q 'KMSInvalidStateException' && ok "local-kms: DENIED names KMSInvalidStateException" || notok "state message" "$last"
+expect "local-kms: describe a key pending deletion" ok 5000 "${lk[@]}" state "$key"
+[ "$(field state)" = pending_deletion ] && [ "$(field deletion_date)" -gt 0 ] &&
+	ok "local-kms: DescribeKey says pending_deletion with a date" || notok "state pending" "$last"
+st=$(admin cancel "$key")
+# AWS leaves a cancelled key Disabled; local-kms re-enables it.
+case $st in Disabled|Enabled) ok "botocore cancels deletion: $st" ;; *) notok "cancel: $st" ;; esac
+admin enable "$key" >/dev/null
+expect "local-kms: unwrap after cancel and enable" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+expect "local-kms: unknown key in the endpoint's region" DENIED 5000 "${lk[@]}" state "$(arn 00000000-0000-0000-0000-000000000000)"
+expect "local-kms: ARN of another region than the endpoint (region set)" MISCONFIG 5000 \
+	--region eu-west-2 "${lk[@]}" state "arn:aws:kms:us-east-1:111122223333:key/${key##*/}"
+
+# Rotation: a new backing key (as AWS rotation adds one) keeps old blobs
+# decryptable, and new blobs use it.  local-kms rotates only on a yearly
+# date, so the store is re-seeded with the same key and one more backing key.
+kid=6f1c2a3b-0000-4000-8000-00000000a0a0
+k1=$(openssl rand -hex 32) k2=$(openssl rand -hex 32)
+seed() {	# seed FILE BACKINGKEY...
+	{ echo "Keys:"; echo "  Symmetric:"; echo "    Aes:"; echo "      - Metadata:"
+	  echo "          KeyId: $kid"; echo "        BackingKeys:"
+	  for b in "${@:2}"; do echo "          - $b"; done; } >"$1"
+}
+seed "$work/seed1.yaml" "$k1"
+seed "$work/seed2.yaml" "$k1" "$k2"
+stop_lkms; start_lkms "$work/seed1.yaml" "$work/rot1"
+expect "rotation: wrap under backing key 1" ok 5000 "${lk[@]}" wrap "$(arn $kid)" "$ctx"
+b1=$(field blob) pt1=$(field pt)
+stop_lkms; start_lkms "$work/seed2.yaml" "$work/rot2"
+expect "rotation: old blob unwraps after rotation" ok 5000 "${lk[@]}" unwrap "$(arn $kid)" "$ctx" "$b1"
+[ "$(field pt)" = "$pt1" ] && ok "rotation: same KEK from the old blob" || notok "rotation old blob" "$last"
+expect "rotation: wrap after rotation" ok 5000 "${lk[@]}" wrap "$(arn $kid)" "$ctx"
+b2=$(field blob)
+stop_lkms; start_lkms "$work/seed1.yaml" "$work/rot3"
+expect "rotation: the new blob needs the new backing key (proof it rotated)" INVALID 5000 "${lk[@]}" unwrap "$(arn $kid)" "$ctx" "$b2"
+stop_lkms
+
+# ---- fake endpoint: botocore signatures, faults -------------------------------
+expect "fake: wrap (request re-signed by botocore)" ok 5000 "${fk[@]}" wrap "$(arn ok-1)" "$ctx"
+fb=$(field blob) fpt=$(field pt)
+expect "fake: unwrap" ok 5000 "${fk[@]}" unwrap "$(arn ok-1)" "$ctx" "$fb"
+[ "$(field pt)" = "$fpt" ] && ok "fake: round trip" || notok "fake round trip" "$last"
+expect "fake: describe" ok 5000 "${fk[@]}" state "$(arn ok-1)"
+echo "$last" | grep -q '^result ok.*reqid=fake-' && ok "fake: the provider's request id is reported" || notok "reqid" "$last"
+AWS_SESSION_TOKEN=bogus expect "fake: a session token is signed (botocore disagrees on a wrong token)" MISCONFIG 5000 "${fk[@]}" state "$(arn ok-2)"
+
+expect "fault: ThrottlingException (HTTP 400) retried, then transient" TRANSIENT 10000 --attempts 3 "${fk[@]}" wrap "$(arn throttle)" "$ctx"
+echo "$last" | grep -q 'attempts=3 ' && ok "fault: throttling made 3 attempts" || notok "throttle attempts" "$last"
+expect "fault: a burst of three 503 then success" ok 10000 --attempts 5 "${fk[@]}" wrap "$(arn burst-a)" "$ctx"
+echo "$last" | grep -q 'attempts=4 ' && ok "fault: 503 burst took 4 attempts" || notok "burst attempts" "$last"
+expect "fault: 500 KMSInternalException" TRANSIENT 10000 --attempts 2 "${fk[@]}" state "$(arn e5xx)"
+expect "fault: malformed JSON" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn malformed)" "$ctx"
+expect "fault: truncated body" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn truncated)" "$ctx"
+expect "fault: 2 MiB body (limit 64 KiB)" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn oversized)" "$ctx"
+echo "$last" | grep -q 'too large' && ok "fault: oversized body named" || notok "oversized message" "$last"
+expect "fault: KMS accepts and never answers (2 x 1 s attempts)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 "${fk[@]}" state "$(arn hang)"
+expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
+expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
+expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
+	--endpoint "https://127.0.0.1:$p_fake" --region eu-west-2 --ca "$work/other-ca.pem" --creds env state "$(arn ok-3)"
+echo "$last" | grep -q 'TLS' && ok "fault: wrong CA named as a TLS failure" || notok "wrong CA message" "$last"
+expect "fault: TLS certificate for another name" TRANSIENT 5000 --attempts 1 \
+	--endpoint "https://127.0.0.1:$p_wrong" --region eu-west-2 --ca "$work/ca.pem" --creds env state "$(arn ok-4)"
+expect "fault: nothing listening" TRANSIENT 5000 --attempts 2 \
+	--endpoint "https://127.0.0.1:1" --region eu-west-2 --ca "$work/ca.pem" --creds env state "$(arn ok-5)"
+
+# ---- credentials ---------------------------------------------------------------
+( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  expect "IMDSv2 credentials (token first, session token signed)" ok 8000 --imds "http://127.0.0.1:$p_imds" \
+	--creds imds "${fk[@]:0:6}" state "$(arn ok-6)"
+  echo "RESULT $pass $fail $n" ) >"$work/sub.out"
+cat "$work/sub.out" | grep -v '^RESULT'
+read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
+grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "IMDS credentials signed the KMS request (botocore agrees)" || notok "IMDS signature" "$(tail "$work/fake.log")"
+
+( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+  expect "IMDS accepts and never answers: bounded by the metadata timeout" TRANSIENT 6000 --attempts 2 \
+	--imds "http://127.0.0.1:$p_hang" --imds-timeout 1000 --creds imds "${fk[@]:0:6}" state "$(arn ok-7)"
+  printf '[default]\naws_access_key_id = AKIDNONE\n\n[profile lc]\naws_access_key_id = AKIDFAKE\naws_secret_access_key = %s\n' \
+	"fakeSecretKey/0123456789abcdefghijklmnopqrstu" >"$work/config"
+  printf '[default]\naws_access_key_id=AKIDFAKE\naws_secret_access_key=fakeSecretKey/0123456789abcdefghijklmnopqrstu\n' >"$work/credentials"
+  AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials \
+	expect "shared credentials file, default profile" ok 5000 --creds profile "${fk[@]:0:6}" state "$(arn ok-8)"
+  AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials \
+	expect "config file, [profile lc]" ok 5000 --creds profile --profile lc "${fk[@]:0:6}" state "$(arn ok-9)"
+  AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials \
+	expect "unknown profile" MISCONFIG 5000 --creds profile --profile nope "${fk[@]:0:6}" state "$(arn ok-10)"
+  AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials AWS_PROFILE=lc \
+	expect "auto: AWS_PROFILE when the environment has no keys" ok 5000 "${fk[@]:0:6}" state "$(arn ok-11)"
+  echo "RESULT $pass $fail $n" ) >"$work/sub.out"
+cat "$work/sub.out" | grep -v '^RESULT'
+read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
+
+# Every request the fake endpoint saw was signed as botocore signs it,
+# except the one with the deliberately wrong session token.
+m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/fake.log")
+[ "$m" -ge 15 ] && [ "$x" -eq 1 ] && ok "botocore computes the same Authorization for $m requests (1 deliberate mismatch)" ||
+	notok "botocore signature comparison: $m match, $x mismatch" "$(grep -A2 MISMATCH "$work/fake.log")"
+# No secret in any output.
+if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-' "$work/client.log"; then
+	notok "no secret in the client's output"
+else ok "no secret key, session token or metadata token in the client's output"; fi
+finish
