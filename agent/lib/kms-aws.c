@@ -569,6 +569,10 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		"ExpiredTokenException", "RequestExpired", NULL };
 	static const char *const denied[] = { "DisabledException", "KMSInvalidStateException",
 		"AccessDeniedException", "IncorrectKeyException", NULL };
+	static const char *const denied_why[] = { "the key is disabled",
+		"the key is not usable in its state (pending deletion, pending import or unavailable)",
+		"no permission: the agent's AWS identity is not allowed this operation on the key (IAM or key policy)",
+		"the wrapped key was made under another key" };
 	char type[96] = "", msg[200] = "";
 	const char *t = lc_json_str(o, "__type"), *m = lc_json_str(o, "message");
 	const char *what = op_name(op);
@@ -594,9 +598,9 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		}
 	for (int i = 0; denied[i]; i++)
 		if (!strcmp(type, denied[i]))
-			return lc_err(err, strcmp(type, "AccessDeniedException") ? -EKEYREVOKED : -EACCES,
-				      LC_ERRC_DENIED, "AWS KMS %s: %s: the CMK refuses the operation%s%s",
-				      what, type, msg[0] ? ": " : "", msg);
+			return lc_err(err, i == 2 ? -EACCES : -EKEYREVOKED, LC_ERRC_DENIED,
+				      "AWS KMS %s: %s: %s%s%s", what, type, denied_why[i],
+				      msg[0] ? ": " : "", msg);
 	if (!strcmp(type, "NotFoundException")) {
 		if (key_region && *key_region && endpoint_region && *endpoint_region &&
 		    strcmp(key_region, endpoint_region))
@@ -1102,8 +1106,14 @@ int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 		a->src = (enum cred_src)i;
 	}
 	if (cfg->region && *cfg->region) {
-		if (strlen(cfg->region) >= sizeof(a->region)) {
-			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, "AWS KMS: region name too long");
+		bool ok = strlen(cfg->region) < sizeof(a->region);
+
+		for (const char *c = cfg->region; ok && *c; c++)
+			ok = islower((unsigned char)*c) || isdigit((unsigned char)*c) || *c == '-';
+		if (!ok) {
+			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				   "AWS KMS: region \"%.64s\" is not a region name such as eu-west-1",
+				   cfg->region);
 			goto fail;
 		}
 		snprintf(a->region, sizeof(a->region), "%s", cfg->region);

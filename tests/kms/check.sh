@@ -180,6 +180,58 @@ expect "local-kms: unknown key in the endpoint's region" DENIED 5000 "${lk[@]}" 
 expect "local-kms: ARN of another region than the endpoint (region set)" MISCONFIG 5000 \
 	--region eu-west-2 "${lk[@]}" state "arn:aws:kms:us-east-1:111122223333:key/${key##*/}"
 
+# ---- the agent: provider kind "aws-kms" from agent.conf, keyconfig create ----------
+agent_dir=$work/agent
+mkdir -p "$agent_dir/state" && chmod 700 "$agent_dir/state"
+cat >"$agent_dir/agent.conf" <<EOF
+[agent]
+socket = $agent_dir/agent.sock
+state_dir = $agent_dir/state
+audit_log = $agent_dir/audit.log
+audit_fsync = no
+admin_group = root
+
+[kms]
+retry_attempts = 2
+retry_base_delay_ms = 50
+deadline_ms = 5000
+
+[aws-kms]
+endpoint = https://127.0.0.1:$p_tls
+region = eu-west-2
+ca_bundle = $work/ca.pem
+credentials = env
+EOF
+agent=$top/build/agent-san/lakecrypt-agent ctl=$top/build/agent-san/lakecryptctl
+"$agent" -c "$agent_dir/agent.conf" -f >"$agent_dir/agent.log" 2>&1 &
+agent_pid=$!
+pids+=($agent_pid)
+for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
+lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
+if out=$(lct keyconfig create finance-kc --provider aws-kms --key "$key") &&
+   echo "$out" | grep -q aws-kms; then
+	ok "lakecryptctl keyconfig create --provider aws-kms: DescribeKey says the key is usable"
+else notok "keyconfig create aws-kms" "$out"; fi
+out=$(lct workspace bind finance --keyconfig finance-kc) && ok "workspace bound to the AWS key configuration" || notok "workspace bind" "$out"
+admin disable "$key" >/dev/null
+out=$(lct keyconfig create kc-disabled --provider aws-kms --key "$key")
+echo "$out" | grep -q "is disabled" && ok "keyconfig create on a disabled key says it is disabled" || notok "disabled key message" "$out"
+admin enable "$key" >/dev/null
+out=$(lct keyconfig create kc-unknown --provider aws-kms --key "$(arn 00000000-0000-4000-8000-000000000000)")
+echo "$out" | grep -q "does not exist in region eu-west-2" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
+out=$(lct keyconfig create kc-region --provider aws-kms --key "arn:aws:kms:us-east-1:111122223333:key/${key##*/}")
+echo "$out" | grep -q "region us-east-1 but the endpoint serves eu-west-2" && ok "keyconfig create with an ARN of another region says so" || notok "wrong region message" "$out"
+out=$(lct keyconfig create kc-bad --provider aws-kms --key "arn:aws:s3:::bucket")
+echo "$out" | grep -q "is not a KMS key ARN" && ok "keyconfig create with a non-KMS ARN says so" || notok "bad ARN message" "$out"
+out=$(lct keyconfig create kc-gcp --provider gcp-kms --key x)
+echo "$out" | grep -q 'expected "local"' && ok "an unknown provider is refused by lakecryptctl" || notok "unknown provider" "$out"
+out=$(lct keyconfig list)
+echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(disabled|unknown|region|bad)' &&
+	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
+grep -q '"provider":"aws-kms"' "$agent_dir/audit.log" && ok "audit log records the aws-kms key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
+grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
+
 # Rotation: a new backing key (as AWS rotation adds one) keeps old blobs
 # decryptable, and new blobs use it.  local-kms rotates only on a yearly
 # date, so the store is re-seeded with the same key and one more backing key.
