@@ -370,6 +370,10 @@ json_object *lc_json_parse(const char *text, size_t len)
 	if (!tok)
 		return NULL;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	/* Grow the tokener's string buffer once, up front: a buffer that grew
+	 * while assembling a key-bearing string would free an unwiped copy. */
+	if (tok->pb && printbuf_memset(tok->pb, 0, 0, LC_HTTP_JSON_STRBUF) >= 0)
+		printbuf_reset(tok->pb);
 	o = json_tokener_parse_ex(tok, text, (int)len);
 	e = json_tokener_get_error(tok);
 	if (o && (e != json_tokener_success || json_tokener_get_parse_end(tok) != len ||

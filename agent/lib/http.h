@@ -40,6 +40,7 @@
 #define LC_HTTP_DEFAULT_CONNECT_MS	3000
 #define LC_HTTP_HEADER_VALUE_MAX	256
 #define LC_HTTP_MAX_JSON_DEPTH		16
+#define LC_HTTP_JSON_STRBUF		8192	/* bytes: longest string kept in one buffer */
 
 struct lc_http_opts {
 	const char *ca_file;		/* PEM bundle; NULL: the system CAs */
@@ -90,7 +91,9 @@ enum lc_err_class lc_http_status_class(long status);
 /*
  * Parse @len bytes of JSON (an object at the top, depth at most
  * LC_HTTP_MAX_JSON_DEPTH, no trailing garbage).  The tokener's own copy
- * of the text is wiped before it is freed (answers may carry keys).
+ * of the text is wiped before it is freed (answers may carry keys); its
+ * buffer is sized up front so strings below LC_HTTP_JSON_STRBUF bytes never
+ * leave a freed copy behind.
  * NULL if not valid.
  */
 json_object *lc_json_parse(const char *text, size_t len);

@@ -547,7 +547,9 @@ static enum lc_key_state aws_key_state(const char *s)
 		return LC_KEY_UNKNOWN;
 	if (!strcmp(s, "Enabled"))
 		return LC_KEY_ENABLED;
-	if (!strcmp(s, "Disabled") || !strcmp(s, "PendingImport"))
+	/* Unusable by the key owner's action: no key material (PendingImport),
+	 * custom key store disconnected (Unavailable). */
+	if (!strcmp(s, "Disabled") || !strcmp(s, "PendingImport") || !strcmp(s, "Unavailable"))
 		return LC_KEY_DISABLED;
 	if (!strcmp(s, "PendingDeletion") || !strcmp(s, "PendingReplicaDeletion"))
 		return LC_KEY_PENDING_DELETION;
@@ -693,6 +695,16 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 		}
 		copy_printable(res->aws_state, sizeof(res->aws_state), s);
 		res->state = aws_key_state(s);
+		/* Only a state we understand may lead to a revocation. */
+		if (res->state == LC_KEY_UNKNOWN) {
+			bool passing = !strcmp(s, "Creating") || !strcmp(s, "Updating");
+
+			r = lc_err(err, passing ? -EAGAIN : -EPROTO,
+				   passing ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
+				   "AWS KMS DescribeKey: key state \"%s\" is %s: not a revocation",
+				   res->aws_state, passing ? "passing" : "not one lakecrypt knows");
+			break;
+		}
 		copy_printable(res->key_id, sizeof(res->key_id),
 			       lc_json_str(md, "Arn") ? lc_json_str(md, "Arn") : lc_json_str(md, "KeyId"));
 		if (json_object_object_get_ex(md, "DeletionDate", &md) &&
@@ -727,7 +739,7 @@ static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *er
 	va_end(ap);
 }
 
-enum cred_src { CRED_AUTO, CRED_ENV, CRED_PROFILE, CRED_IMDS };
+enum cred_src { CRED_AUTO, CRED_ENV, CRED_PROFILE, CRED_IMDS, CRED_CONTAINER };
 
 struct creds {
 	char access_key_id[128];
@@ -1022,6 +1034,117 @@ out:
 	return r;
 }
 
+/* Plain HTTP is allowed for the container endpoint on these hosts only
+ * (as in the AWS SDKs): loopback and the ECS/EKS link-local agents. */
+static bool container_host_ok(const char *url)
+{
+	static const char *const hosts[] = { "127.", "localhost", "[::1]", "169.254.170.2",
+		"169.254.170.23", "[fd00:ec2::23]", NULL };
+	char host[256];
+
+	if (!strncmp(url, "https://", 8))
+		return true;
+	if (strncmp(url, "http://", 7))
+		return false;
+	lc_url_host(url, host, sizeof(host));
+	for (int i = 0; hosts[i]; i++) {
+		size_t l = strlen(hosts[i]);
+
+		if (!strncmp(host, hosts[i], l) &&
+		    (hosts[i][l - 1] == '.' || host[l] == 0 || host[l] == ':'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Container credentials (ECS task role, EKS Pod Identity): GET
+ * $AWS_CONTAINER_CREDENTIALS_FULL_URI, or http://169.254.170.2 +
+ * $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, with the Authorization header
+ * from $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN.  -ENOENT if
+ * neither variable is set.
+ */
+static int creds_from_container(struct lc_kms_aws *a, struct creds *c, bool required,
+				struct lc_error *err)
+{
+	const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *tokfile = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *tok = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	struct lc_http_response resp = { 0 };
+	struct lc_secret tf = { 0 }, hdr = { 0 };
+	const char *hdrs[2] = { NULL, NULL };
+	const char *id, *sk, *st, *exp;
+	json_object *o = NULL;
+	char url[1024];
+	int r;
+
+	if (full && *full)
+		snprintf(url, sizeof(url), "%s", full);
+	else if (rel && *rel)
+		snprintf(url, sizeof(url), "http://169.254.170.2%s", rel);
+	else
+		return required ? lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+					 "AWS credentials: neither AWS_CONTAINER_CREDENTIALS_FULL_URI nor AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is set")
+				: -ENOENT;
+	if (!container_host_ok(url))
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "AWS credentials: the container credentials URI must be https:// or name a loopback or ECS/EKS agent address");
+	if (tokfile && *tokfile) {
+		r = read_secret_file(tokfile, &tf);
+		if (r)
+			return lc_err(err, r, LC_ERRC_MISCONFIG,
+				      "AWS credentials: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s: %s",
+				      tokfile, strerror(-r));
+		while (tf.len && (tf.p[tf.len - 1] == '\n' || tf.p[tf.len - 1] == '\r'))
+			tf.p[--tf.len] = 0;
+		tok = (const char *)tf.p;
+	}
+	if (tok && *tok) {
+		size_t l = strlen(tok);
+
+		if (memchr(tok, '\n', l) || memchr(tok, '\r', l) || lc_secret_alloc(&hdr, l + 32)) {
+			lc_secret_free(&tf);
+			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				      "AWS credentials: the container authorization token is not one line");
+		}
+		snprintf((char *)hdr.p, l + 32, "Authorization: %s", tok);
+		hdrs[0] = (const char *)hdr.p;
+	}
+	r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, a->imds_timeout_ms, &resp, err);
+	lc_secret_free(&tf);
+	lc_secret_free(&hdr);
+	if (r)
+		return r;
+	o = resp.status == 200 ? lc_json_parse((char *)resp.body.p, resp.len) : NULL;
+	id = lc_json_str(o, "AccessKeyId");
+	sk = lc_json_str(o, "SecretAccessKey");
+	st = lc_json_str(o, "Token");
+	exp = lc_json_str(o, "Expiration");
+	if (!o || !id || !*id || !sk || !*sk || strlen(id) >= sizeof(c->access_key_id)) {
+		r = lc_err(err, -EPROTO, resp.status >= 500 || resp.status == 200 ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
+			   "AWS credentials: container credentials endpoint answered HTTP %ld without usable credentials",
+			   resp.status);
+		goto out;
+	}
+	snprintf(c->access_key_id, sizeof(c->access_key_id), "%s", id);
+	if (secret_str(&c->secret, sk, strlen(sk)) || (st && *st && secret_str(&c->token, st, strlen(st)))) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto out;
+	}
+	c->expiration = exp ? parse_iso8601(exp) : 0;
+	if (c->expiration < 0)
+		c->expiration = 0;
+	c->source = "container credentials";
+	r = 0;
+out:
+	lc_json_put_wiped(o);
+	lc_http_response_free(&resp);
+	if (r)
+		creds_clear(c);
+	return r;
+}
+
 static int64_t wall_now(const struct lc_kms_aws *a)
 {
 	return a->fixed_time ? (int64_t)a->fixed_time : (int64_t)time(NULL);
@@ -1046,6 +1169,9 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 	case CRED_IMDS:
 		r = creds_from_imds(a, &c, err);
 		break;
+	case CRED_CONTAINER:
+		r = creds_from_container(a, &c, true, err);
+		break;
 	default:
 		if (getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_SECRET_ACCESS_KEY")) {
 			r = creds_from_env(&c, err);
@@ -1054,9 +1180,12 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 		r = creds_from_profile(a, &c, false, err);
 		if (r != -ENOENT)
 			break;
+		r = creds_from_container(a, &c, false, err);
+		if (r != -ENOENT)
+			break;
 		r = creds_from_imds(a, &c, err);
 		if (r && err)
-			err_append(err, "%s", " (no credentials in the environment or shared files either)");
+			err_append(err, "%s", " (no credentials in the environment, shared files or container endpoint either)");
 		break;
 	}
 	if (r) {
@@ -1072,7 +1201,7 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 
 /* ---- the provider ------------------------------------------------------- */
 
-static const char *const cred_names[] = { "auto", "env", "profile", "imds" };
+static const char *const cred_names[] = { "auto", "env", "profile", "imds", "container" };
 
 int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 		   struct lc_error *err)
@@ -1099,7 +1228,7 @@ int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 				break;
 		if (i == sizeof(cred_names) / sizeof(cred_names[0])) {
 			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-				   "AWS KMS: unknown credentials source \"%.64s\": expected auto, env, profile or imds",
+				   "AWS KMS: unknown credentials source \"%.64s\": expected auto, env, profile, container or imds",
 				   cfg->credentials);
 			goto fail;
 		}
@@ -1464,8 +1593,6 @@ static int aws_key_state_op(void *priv, const char *key_ref, uint64_t timeout_ms
 		reply->state = res.state;
 		reply->deletion_date = res.deletion_date;
 	}
-	if (res.state == LC_KEY_UNKNOWN)
-		lc_warn("AWS KMS: key %s is in state %s, counted as unknown", res.key_id, res.aws_state);
 	lc_aws_result_free(&res);
 	return 0;
 }

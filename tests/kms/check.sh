@@ -308,6 +308,19 @@ grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "
 	expect "unknown profile" MISCONFIG 5000 --creds profile --profile nope "${fk[@]:0:6}" state "$(arn ok-10)"
   AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials AWS_PROFILE=lc \
 	expect "auto: AWS_PROFILE when the environment has no keys" ok 5000 "${fk[@]:0:6}" state "$(arn ok-11)"
+  AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:$p_imds/container-creds AWS_CONTAINER_AUTHORIZATION_TOKEN=container-auth-token-42 \
+	expect "container credentials (full URI, authorization token)" ok 5000 --creds container "${fk[@]:0:6}" state "$(arn ok-12)"
+  echo container-auth-token-42 >"$work/ctoken"
+  AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:$p_imds/container-creds AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=$work/ctoken \
+	AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
+	expect "auto: container credentials (token file) when no keys or files" ok 5000 "${fk[@]:0:6}" state "$(arn ok-13)"
+  AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:$p_imds/container-creds AWS_CONTAINER_AUTHORIZATION_TOKEN=wrong \
+	expect "container credentials refused (HTTP 401)" MISCONFIG 5000 --creds container "${fk[@]:0:6}" state "$(arn ok-14)"
+  AWS_CONTAINER_CREDENTIALS_FULL_URI=http://192.0.2.1/creds \
+	expect "container credentials over plain HTTP to a foreign host refused" MISCONFIG 2000 --creds container "${fk[@]:0:6}" state "$(arn ok-15)"
+  AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
+	expect "auto: nothing anywhere, metadata service hangs: bounded" TRANSIENT 6000 --attempts 2 \
+	--imds "http://127.0.0.1:$p_hang" --imds-timeout 1000 "${fk[@]:0:6}" state "$(arn ok-16)"
   echo "RESULT $pass $fail $n" ) >"$work/sub.out"
 cat "$work/sub.out" | grep -v '^RESULT'
 read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
@@ -318,7 +331,7 @@ m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/
 [ "$m" -ge 15 ] && [ "$x" -eq 1 ] && ok "botocore computes the same Authorization for $m requests (1 deliberate mismatch)" ||
 	notok "botocore signature comparison: $m match, $x mismatch" "$(grep -A2 MISMATCH "$work/fake.log")"
 # No secret in any output.
-if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-' "$work/client.log"; then
+if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token' "$work/client.log"; then
 	notok "no secret in the client's output"
-else ok "no secret key, session token or metadata token in the client's output"; fi
+else ok "no secret key, session token, metadata or container token in the client's output"; fi
 finish

@@ -20,7 +20,9 @@ The key id picks the behaviour: arn:aws:kms:eu-west-2:111122223333:key/<mode>[-t
   invalid    400 InvalidCiphertextException
   notfound   400 NotFoundException
 Instance metadata (--imds PORT): IMDSv2 token, role "lakecrypt-test",
-credentials AKIDIMDS with a session token.  --imds-hang PORT accepts
+credentials AKIDIMDS with a session token; GET /container-creds serves
+the same as a container credentials endpoint (Authorization
+container-auth-token-42).  --imds-hang PORT accepts
 connections and never answers.
 """
 import argparse
@@ -46,6 +48,7 @@ CREDS = {
                  'IQoJb3JpZ2luX2VjEFAKE+session/token=='),
 }
 IMDS_TOKEN = 'imds-token-0123456789'
+CONTAINER_TOKEN = 'container-auth-token-42'
 counts = {}
 lock = threading.Lock()
 stats = {'match': 0, 'mismatch': 0}
@@ -186,17 +189,24 @@ class IMDS(BaseHTTPRequestHandler):
             return self.answer(200, IMDS_TOKEN)
         return self.answer(400, 'bad token request')
 
+    def creds_json(self):
+        exp = (datetime.datetime.utcnow() + datetime.timedelta(hours=6)).strftime('%Y-%m-%dT%H:%M:%SZ')
+        secret, token = CREDS['AKIDIMDS']
+        return json.dumps({'Code': 'Success', 'Type': 'AWS-HMAC', 'AccessKeyId': 'AKIDIMDS',
+                           'SecretAccessKey': secret, 'Token': token, 'Expiration': exp})
+
     def do_GET(self):
+        if self.path == '/container-creds':
+            if self.headers.get('Authorization') != CONTAINER_TOKEN:
+                return self.answer(401, 'bad authorization')
+            log('container credentials issued')
+            return self.answer(200, self.creds_json())
         if self.headers.get('X-aws-ec2-metadata-token') != IMDS_TOKEN:
             return self.answer(401, 'no token')
         if self.path == '/latest/meta-data/iam/security-credentials/':
             return self.answer(200, 'lakecrypt-test')
         if self.path == '/latest/meta-data/iam/security-credentials/lakecrypt-test':
-            exp = (datetime.datetime.utcnow() + datetime.timedelta(hours=6)).strftime('%Y-%m-%dT%H:%M:%SZ')
-            secret, token = CREDS['AKIDIMDS']
-            return self.answer(200, json.dumps({
-                'Code': 'Success', 'Type': 'AWS-HMAC', 'AccessKeyId': 'AKIDIMDS',
-                'SecretAccessKey': secret, 'Token': token, 'Expiration': exp}))
+            return self.answer(200, self.creds_json())
         return self.answer(404, 'not found')
 
 

@@ -384,6 +384,33 @@ static void test_answers(void **state)
 	assert_int_equal(res.state, LC_KEY_PENDING_DELETION);
 	assert_int_equal(res.deletion_date, 1700000000);
 	lc_aws_result_free(&res);
+	{
+		static const struct { const char *st; int ok; enum lc_key_state state; enum lc_err_class cls; } sts[] = {
+			{ "Enabled", 1, LC_KEY_ENABLED, LC_ERRC_NONE },
+			{ "Disabled", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
+			{ "PendingImport", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
+			{ "Unavailable", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
+			{ "PendingReplicaDeletion", 1, LC_KEY_PENDING_DELETION, LC_ERRC_NONE },
+			{ "Creating", 0, LC_KEY_UNKNOWN, LC_ERRC_TRANSIENT },
+			{ "Updating", 0, LC_KEY_UNKNOWN, LC_ERRC_TRANSIENT },
+			{ "Frozen", 0, LC_KEY_UNKNOWN, LC_ERRC_MISCONFIG },
+		};
+		char b[200];
+
+		for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) {
+			snprintf(b, sizeof(b), "{\"KeyMetadata\":{\"KeyId\":\"k\",\"KeyState\":\"%s\"}}", sts[i].st);
+			memset(&err, 0, sizeof(err));
+			if (sts[i].ok) {
+				assert_int_equal(lc_aws_parse_response(LC_AWS_DESCRIBE_KEY, 200, b, strlen(b), "", "", &res, &err), 0);
+				assert_int_equal(res.state, sts[i].state);
+			} else {
+				assert_true(lc_aws_parse_response(LC_AWS_DESCRIBE_KEY, 200, b, strlen(b), "", "", &res, &err) < 0);
+				assert_int_equal(err.cls, sts[i].cls);
+				assert_non_null(strstr(err.msg, "not a revocation"));
+			}
+			lc_aws_result_free(&res);
+		}
+	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_true(lc_aws_parse_response(LC_AWS_ENCRYPT, 200, bad[i], strlen(bad[i]), "", "", &res, &err) < 0);
 		assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
