@@ -49,7 +49,8 @@
  *   region = eu-west-1                      # for key ids that are not ARNs,
  *                                           # and the region the endpoint serves
  *   ca_bundle = /etc/ssl/certs/ca-certificates.crt  # PEM; default: system CAs
- *   credentials = auto                      # auto | env | profile | container | imds
+ *   credentials = auto                      # auto | env | profile | web-identity |
+ *                                           # container | imds
  *   profile = default                       # shared files' profile (profile, auto)
  *   imds_endpoint = http://169.254.169.254  # instance metadata service
  *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect

@@ -739,7 +739,7 @@ static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *er
 	va_end(ap);
 }
 
-enum cred_src { CRED_AUTO, CRED_ENV, CRED_PROFILE, CRED_IMDS, CRED_CONTAINER };
+enum cred_src { CRED_AUTO, CRED_ENV, CRED_PROFILE, CRED_IMDS, CRED_CONTAINER, CRED_WEB_IDENTITY };
 
 struct creds {
 	char access_key_id[128];
@@ -1034,6 +1034,131 @@ out:
 	return r;
 }
 
+/* The text of the first <tag>...</tag> in @xml (no nesting, no entities
+ * expected: STS credentials are base64-ish), or NULL. */
+static const char *xml_text(const char *xml, const char *tag, size_t *len)
+{
+	char open[64], close[64];
+	const char *b, *e;
+
+	snprintf(open, sizeof(open), "<%s>", tag);
+	snprintf(close, sizeof(close), "</%s>", tag);
+	b = strstr(xml, open);
+	if (!b)
+		return NULL;
+	b += strlen(open);
+	e = strstr(b, close);
+	if (!e || memchr(b, '<', (size_t)(e - b)))
+		return NULL;
+	*len = (size_t)(e - b);
+	return b;
+}
+
+/*
+ * Web identity (EKS IRSA and the like): AssumeRoleWithWebIdentity at STS
+ * (query protocol, unsigned POST, XML answer; AWS STS API Reference) with
+ * the token in $AWS_WEB_IDENTITY_TOKEN_FILE for $AWS_ROLE_ARN, session
+ * name $AWS_ROLE_SESSION_NAME or "lakecrypt-agent".  STS endpoint:
+ * $AWS_ENDPOINT_URL_STS, else https://sts.<region>.amazonaws.com with the
+ * configured region or $AWS_REGION, else https://sts.amazonaws.com.
+ * -ENOENT if the variables are not set.  A refused token is MISCONFIG
+ * (never a revocation), throttling and 5xx TRANSIENT.
+ */
+static int creds_from_web_identity(struct lc_kms_aws *a, struct creds *c, bool required,
+				   struct lc_error *err)
+{
+	const char *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
+	const char *sess = getenv("AWS_ROLE_SESSION_NAME"), *ep = getenv("AWS_ENDPOINT_URL_STS");
+	const char *region = a->region[0] ? a->region : getenv("AWS_REGION");
+	static const char *const hdrs[] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL };
+	struct lc_http_response resp = { 0 };
+	struct lc_secret tok = { 0 };
+	struct sb body = { 0 };
+	const char *id, *sk, *st, *exp, *code;
+	size_t idl = 0, skl = 0, stl = 0, expl = 0, codel = 0;
+	char url[600], when[40];
+	int r;
+
+	if (!file || !*file || !role || !*role)
+		return required ? lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+					 "AWS credentials: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are not both set")
+				: -ENOENT;
+	if (ep && *ep)
+		snprintf(url, sizeof(url), "%s", ep);
+	else if (region && *region)
+		snprintf(url, sizeof(url), "https://sts.%s.amazonaws.com/", region);
+	else
+		snprintf(url, sizeof(url), "https://sts.amazonaws.com/");
+	r = read_secret_file(file, &tok);
+	if (r)
+		return lc_err(err, r, LC_ERRC_MISCONFIG,
+			      "AWS credentials: cannot read the web identity token %s: %s", file, strerror(-r));
+	while (tok.len && (tok.p[tok.len - 1] == '\n' || tok.p[tok.len - 1] == '\r'))
+		tok.p[--tok.len] = 0;
+	sb_puts(&body, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=");
+	sb_uri_encode(&body, role, strlen(role), false);
+	sb_puts(&body, "&RoleSessionName=");
+	sb_uri_encode(&body, sess && *sess ? sess : "lakecrypt-agent",
+		      strlen(sess && *sess ? sess : "lakecrypt-agent"), false);
+	sb_puts(&body, "&WebIdentityToken=");
+	sb_uri_encode(&body, (const char *)tok.p, tok.len, false);
+	lc_secret_free(&tok);
+	if (body.oom) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto out;
+	}
+	/* STS is reached through the KMS client: https only, same CA bundle. */
+	r = lc_http_request(a->http, "POST", url, hdrs, body.p, body.len, "x-amzn-RequestId",
+			    a->imds_timeout_ms * 2, &resp, err);
+	if (r)
+		goto out;
+	code = xml_text((const char *)resp.body.p, "Code", &codel);
+	if (resp.status != 200) {
+		char cbuf[64];
+		bool again;
+
+		snprintf(cbuf, sizeof(cbuf), "%.*s", code ? (int)(codel < 60 ? codel : 60) : 0, code ? code : "");
+		for (char *q = cbuf; *q; q++)
+			if (*q < 0x20 || *q > 0x7e)
+				*q = '?';
+		again = resp.status >= 500 || resp.status == 429 ||
+			!strcmp(cbuf, "IDPCommunicationError") || !strcmp(cbuf, "Throttling");
+		r = lc_err(err, -EACCES, again ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
+			   "AWS credentials: STS AssumeRoleWithWebIdentity for %.200s answered HTTP %ld%s%s",
+			   role, resp.status, cbuf[0] ? " " : "", cbuf);
+		goto out;
+	}
+	id = xml_text((const char *)resp.body.p, "AccessKeyId", &idl);
+	sk = xml_text((const char *)resp.body.p, "SecretAccessKey", &skl);
+	st = xml_text((const char *)resp.body.p, "SessionToken", &stl);
+	exp = xml_text((const char *)resp.body.p, "Expiration", &expl);
+	if (!id || !idl || idl >= sizeof(c->access_key_id) || !sk || !skl || !st || !stl) {
+		r = lc_err(err, -EPROTO, LC_ERRC_TRANSIENT,
+			   "AWS credentials: STS AssumeRoleWithWebIdentity answer has no credentials");
+		goto out;
+	}
+	memcpy(c->access_key_id, id, idl);
+	c->access_key_id[idl] = 0;
+	if (secret_str(&c->secret, sk, skl) || secret_str(&c->token, st, stl)) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto out;
+	}
+	snprintf(when, sizeof(when), "%.*s", exp ? (int)(expl < 39 ? expl : 39) : 0, exp ? exp : "");
+	c->expiration = when[0] ? parse_iso8601(when) : 0;
+	if (c->expiration < 0)
+		c->expiration = 0;
+	c->source = "web identity";
+	r = 0;
+out:
+	if (body.p)
+		lc_wipe(body.p, body.len);
+	free(body.p);
+	lc_http_response_free(&resp);
+	if (r)
+		creds_clear(c);
+	return r;
+}
+
 /* Plain HTTP is allowed for the container endpoint on these hosts only
  * (as in the AWS SDKs): loopback and the ECS/EKS link-local agents. */
 static bool container_host_ok(const char *url)
@@ -1172,6 +1297,9 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 	case CRED_CONTAINER:
 		r = creds_from_container(a, &c, true, err);
 		break;
+	case CRED_WEB_IDENTITY:
+		r = creds_from_web_identity(a, &c, true, err);
+		break;
 	default:
 		if (getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_SECRET_ACCESS_KEY")) {
 			r = creds_from_env(&c, err);
@@ -1180,12 +1308,15 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 		r = creds_from_profile(a, &c, false, err);
 		if (r != -ENOENT)
 			break;
+		r = creds_from_web_identity(a, &c, false, err);
+		if (r != -ENOENT)
+			break;
 		r = creds_from_container(a, &c, false, err);
 		if (r != -ENOENT)
 			break;
 		r = creds_from_imds(a, &c, err);
 		if (r && err)
-			err_append(err, "%s", " (no credentials in the environment, shared files or container endpoint either)");
+			err_append(err, "%s", " (no credentials in the environment, shared files, web identity or container endpoint either)");
 		break;
 	}
 	if (r) {
@@ -1201,7 +1332,7 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 
 /* ---- the provider ------------------------------------------------------- */
 
-static const char *const cred_names[] = { "auto", "env", "profile", "imds", "container" };
+static const char *const cred_names[] = { "auto", "env", "profile", "imds", "container", "web-identity" };
 
 int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 		   struct lc_error *err)
@@ -1228,7 +1359,7 @@ int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 				break;
 		if (i == sizeof(cred_names) / sizeof(cred_names[0])) {
 			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-				   "AWS KMS: unknown credentials source \"%.64s\": expected auto, env, profile, container or imds",
+				   "AWS KMS: unknown credentials source \"%.64s\": expected auto, env, profile, web-identity, container or imds",
 				   cfg->credentials);
 			goto fail;
 		}

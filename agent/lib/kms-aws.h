@@ -26,12 +26,16 @@
  *      section [<profile>], then AWS_CONFIG_FILE (~/.aws/config) section
  *      [profile <profile>] ([default] for default); profile from the
  *      configuration, else AWS_PROFILE, else "default";
- *   3. container credentials (ECS task role, EKS Pod Identity): GET
+ *   3. web identity: AssumeRoleWithWebIdentity at STS with the token of
+ *      $AWS_WEB_IDENTITY_TOKEN_FILE for $AWS_ROLE_ARN (session name
+ *      $AWS_ROLE_SESSION_NAME); STS at $AWS_ENDPOINT_URL_STS or
+ *      https://sts.<region>.amazonaws.com, over the KMS client's TLS;
+ *   4. container credentials (ECS task role, EKS Pod Identity): GET
  *      $AWS_CONTAINER_CREDENTIALS_FULL_URI (https, or http to loopback or
  *      the ECS/EKS agent addresses) or http://169.254.170.2 +
  *      $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, Authorization from
- *      $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN; bounded as 4.;
- *   4. EC2 instance metadata, IMDSv2: PUT /latest/api/token, then GET
+ *      $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN; bounded as 5.;
+ *   5. EC2 instance metadata, IMDSv2: PUT /latest/api/token, then GET
  *      /latest/meta-data/iam/security-credentials/[<role>] with the token;
  *      every request with connect and total timeouts, so an endpoint that
  *      accepts and never answers costs at most imds_timeout_ms per request.
@@ -165,7 +169,8 @@ struct lc_kms_aws_config {
 	const char *endpoint;		/* https://host[:port] override, NULL: from region */
 	const char *region;		/* for key ids without ARN / the endpoint's region */
 	const char *ca_file;		/* PEM CA bundle, NULL: system CAs */
-	const char *credentials;	/* "auto" (NULL), "env", "profile", "container", "imds" */
+	const char *credentials;	/* "auto" (NULL), "env", "profile", "web-identity",
+					 * "container", "imds" */
 	const char *profile;		/* NULL: $AWS_PROFILE or "default" */
 	const char *imds_endpoint;	/* NULL: $AWS_EC2_METADATA_SERVICE_ENDPOINT or
 					 * http://169.254.169.254 */

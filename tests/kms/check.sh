@@ -318,6 +318,24 @@ grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "
 	expect "container credentials refused (HTTP 401)" MISCONFIG 5000 --creds container "${fk[@]:0:6}" state "$(arn ok-14)"
   AWS_CONTAINER_CREDENTIALS_FULL_URI=http://192.0.2.1/creds \
 	expect "container credentials over plain HTTP to a foreign host refused" MISCONFIG 2000 --creds container "${fk[@]:0:6}" state "$(arn ok-15)"
+  # Web identity: botocore's own STS client proves the fake STS speaks the protocol.
+  sts=$("$py" -c '
+import sys, botocore.session
+c = botocore.session.get_session().create_client("sts", region_name="eu-west-2",
+    endpoint_url=sys.argv[1], verify=sys.argv[2])
+r = c.assume_role_with_web_identity(RoleArn="arn:aws:iam::111122223333:role/lakecrypt",
+    RoleSessionName="botocore", WebIdentityToken="web-identity-jwt-42")
+print(r["Credentials"]["AccessKeyId"], r["Credentials"]["Expiration"].year > 2000)' \
+	"https://127.0.0.1:$p_fake/" "$work/ca.pem" 2>&1)
+  [ "$sts" = "AKIDIMDS True" ] && ok "botocore's STS client reads the fake STS answer" || notok "fake STS with botocore" "$sts"
+  echo web-identity-jwt-42 >"$work/wi-token"
+  AWS_WEB_IDENTITY_TOKEN_FILE=$work/wi-token AWS_ROLE_ARN=arn:aws:iam::111122223333:role/lakecrypt \
+	AWS_ENDPOINT_URL_STS=https://127.0.0.1:$p_fake/ \
+	expect "web identity (AssumeRoleWithWebIdentity at STS, then signed KMS call)" ok 5000 --creds web-identity "${fk[@]:0:6}" state "$(arn ok-17)"
+  echo wrong-token >"$work/wi-bad"
+  AWS_WEB_IDENTITY_TOKEN_FILE=$work/wi-bad AWS_ROLE_ARN=arn:aws:iam::111122223333:role/lakecrypt \
+	AWS_ENDPOINT_URL_STS=https://127.0.0.1:$p_fake/ AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
+	expect "auto: web identity refused by STS (InvalidIdentityToken): misconfigured, never a kill" MISCONFIG 5000 "${fk[@]:0:6}" state "$(arn ok-18)"
   AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
 	expect "auto: nothing anywhere, metadata service hangs: bounded" TRANSIENT 6000 --attempts 2 \
 	--imds "http://127.0.0.1:$p_hang" --imds-timeout 1000 "${fk[@]:0:6}" state "$(arn ok-16)"
@@ -331,7 +349,7 @@ m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/
 [ "$m" -ge 15 ] && [ "$x" -eq 1 ] && ok "botocore computes the same Authorization for $m requests (1 deliberate mismatch)" ||
 	notok "botocore signature comparison: $m match, $x mismatch" "$(grep -A2 MISMATCH "$work/fake.log")"
 # No secret in any output.
-if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token' "$work/client.log"; then
+if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token|web-identity-jwt' "$work/client.log"; then
 	notok "no secret in the client's output"
 else ok "no secret key, session token, metadata or container token in the client's output"; fi
 finish

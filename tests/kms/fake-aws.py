@@ -19,6 +19,8 @@ The key id picks the behaviour: arn:aws:kms:eu-west-2:111122223333:key/<mode>[-t
   disabled   400 DisabledException
   invalid    400 InvalidCiphertextException
   notfound   400 NotFoundException
+A form-encoded POST is STS AssumeRoleWithWebIdentity (token
+web-identity-jwt-42), answered with the AKIDIMDS credentials in XML.
 Instance metadata (--imds PORT): IMDSv2 token, role "lakecrypt-test",
 credentials AKIDIMDS with a session token; GET /container-creds serves
 the same as a container credentials endpoint (Authorization
@@ -35,6 +37,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import botocore.auth
@@ -49,6 +52,7 @@ CREDS = {
 }
 IMDS_TOKEN = 'imds-token-0123456789'
 CONTAINER_TOKEN = 'container-auth-token-42'
+WEB_IDENTITY_TOKEN = 'web-identity-jwt-42'
 counts = {}
 lock = threading.Lock()
 stats = {'match': 0, 'mismatch': 0}
@@ -105,9 +109,42 @@ class KMS(BaseHTTPRequestHandler):
     def error(self, typ, msg, status=400):
         self.answer(status, {'__type': typ, 'message': msg})
 
+    def sts(self, body):
+        """STS AssumeRoleWithWebIdentity (query protocol, XML answer)."""
+        form = urllib.parse.parse_qs(body.decode())
+        if form.get('Action') != ['AssumeRoleWithWebIdentity'] or \
+                form.get('WebIdentityToken') != [WEB_IDENTITY_TOKEN] or not form.get('RoleArn'):
+            data = ('<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                    '<Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>bad token</Message>'
+                    '</Error><RequestId>fake-sts</RequestId></ErrorResponse>').encode()
+            status = 400
+        else:
+            log('STS web identity credentials issued for %s' % form['RoleArn'][0])
+            secret, token = CREDS['AKIDIMDS']
+            exp = (datetime.datetime.utcnow() + datetime.timedelta(hours=1)).strftime('%Y-%m-%dT%H:%M:%SZ')
+            data = ('<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                    '<AssumeRoleWithWebIdentityResult>'
+                    '<SubjectFromWebIdentityToken>system:serviceaccount:lakecrypt:agent</SubjectFromWebIdentityToken>'
+                    '<AssumedRoleUser><Arn>%s/%s</Arn><AssumedRoleId>AROAFAKE:%s</AssumedRoleId></AssumedRoleUser>'
+                    '<Credentials><AccessKeyId>AKIDIMDS</AccessKeyId><SecretAccessKey>%s</SecretAccessKey>'
+                    '<SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials>'
+                    '<Audience>sts.amazonaws.com</Audience><Provider>fake</Provider>'
+                    '</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>fake-sts</RequestId>'
+                    '</ResponseMetadata></AssumeRoleWithWebIdentityResponse>' % (
+                        form['RoleArn'][0], form['RoleSessionName'][0], form['RoleSessionName'][0],
+                        secret, token, exp)).encode()
+            status = 200
+        self.send_response(status)
+        self.send_header('Content-Type', 'text/xml')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_POST(self):
         n = int(self.headers.get('Content-Length', '0'))
         body = self.rfile.read(n)
+        if self.headers.get('Content-Type', '').startswith('application/x-www-form-urlencoded'):
+            return self.sts(body)
         want, akid = botocore_authorization(self, body)
         got = self.headers.get('Authorization')
         if want != got:
