@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cloud KMS providers against real emulators and fault servers, all on
 # loopback, all behind TLS with a test CA made here:
-#   - AWS KMS: local-kms (Go, built by `make setup`) behind stunnel4;
+#   - AWS KMS: local-kms (Go, built by `make setup`) behind stunnel4, and
+#     moto in server mode (DescribeKey states) behind the same stunnel4;
 #     keys administered with botocore; the provider is driven through the
 #     provider layer (retries, deadline) by tests/kms/kms-aws-client.c,
 #     built with ASan and UBSan.
@@ -86,6 +87,9 @@ start_lkms() {	# start_lkms SEED DATADIR
 }
 stop_lkms() { kill "$lkms_pid" 2>/dev/null; wait "$lkms_pid" 2>/dev/null; }
 
+p_moto=$(free_port) p_motls=$(free_port)
+"$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$p_moto" >"$work/moto.log" 2>&1 &
+pids+=($!)
 cat >"$work/stunnel.conf" <<EOF
 foreground = yes
 pid =
@@ -94,14 +98,19 @@ accept = 127.0.0.1:$p_tls
 connect = 127.0.0.1:$p_lkms
 cert = $work/server.pem
 key = $work/server.key
+[moto]
+accept = 127.0.0.1:$p_motls
+connect = 127.0.0.1:$p_moto
+cert = $work/server.pem
+key = $work/server.key
 EOF
 /usr/bin/stunnel4 "$work/stunnel.conf" >"$work/stunnel.log" 2>&1 &
 pids+=($!)
 
 echo "Keys: {}" >"$work/empty.yaml"
 if start_lkms "$work/empty.yaml" "$work/lkms-data" && wait_port "$p_tls" && wait_port "$p_fake" &&
-   wait_port "$p_imds"; then
-	ok "local-kms on 127.0.0.1:$p_lkms behind stunnel4 TLS :$p_tls; fake AWS :$p_fake"
+   wait_port "$p_imds" && wait_port "$p_moto" && wait_port "$p_motls"; then
+	ok "local-kms on 127.0.0.1:$p_lkms and moto :$p_moto behind stunnel4 TLS :$p_tls, :$p_motls; fake AWS :$p_fake"
 else
 	notok "servers up" "$(cat "$work"/*.log)"; finish
 fi
@@ -255,6 +264,28 @@ b2=$(field blob)
 stop_lkms; start_lkms "$work/seed1.yaml" "$work/rot3"
 expect "rotation: the new blob needs the new backing key (proof it rotated)" INVALID 5000 "${lk[@]}" unwrap "$(arn $kid)" "$ctx" "$b2"
 stop_lkms
+
+# ---- moto (server mode): the same requests, DescribeKey states ----------------
+mo=(--endpoint "https://127.0.0.1:$p_motls" --ca "$work/ca.pem" --creds env)
+madmin() { "$py" tests/kms/kms-admin.py "https://127.0.0.1:$p_motls" "$work/ca.pem" "$@" 2>&1; }
+mkey=$(madmin create)
+[[ "$mkey" == arn:aws:kms:eu-west-2:* ]] && ok "botocore creates a key in moto: $mkey" || notok "moto create key" "$mkey"
+expect "moto: describe" ok 5000 "${mo[@]}" state "$mkey"
+[ "$(field state)" = enabled ] && ok "moto: enabled" || notok "moto enabled" "$last"
+expect "moto: wrap with the split EncryptionContext" ok 5000 "${mo[@]}" wrap "$mkey" "$ctx"
+mb=$(field blob) mpt=$(field pt)
+expect "moto: unwrap" ok 5000 "${mo[@]}" unwrap "$mkey" "$ctx" "$mb"
+[ "$(field pt)" = "$mpt" ] && ok "moto: round trip" || notok "moto round trip" "$last"
+mstate() {	# mstate ADMIN-OP WANT
+	madmin "$1" "$mkey" >/dev/null
+	expect "moto: describe after $1" ok 5000 "${mo[@]}" state "$mkey"
+	[ "$(field state)" = "$2" ] && ok "moto: $1 -> DescribeKey reads $2" || notok "moto $1 -> $2" "$last"
+}
+mstate disable disabled
+mstate enable enabled
+mstate schedule pending_deletion
+[ "$(field deletion_date)" -gt 0 ] && ok "moto: pending deletion carries its date" || notok "moto deletion date" "$last"
+mstate cancel disabled
 
 # ---- fake endpoint: botocore signatures, faults -------------------------------
 expect "fake: wrap (request re-signed by botocore)" ok 5000 "${fk[@]}" wrap "$(arn ok-1)" "$ctx"

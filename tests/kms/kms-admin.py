@@ -10,6 +10,8 @@ import botocore.session
 
 endpoint, ca, cmd = sys.argv[1:4]
 key = sys.argv[4] if len(sys.argv) > 4 else None
+if key and key.startswith('arn:'):
+    key = key.rsplit('/', 1)[-1]	# moto wants the bare id for state changes
 kms = botocore.session.get_session().create_client(
     'kms', region_name='eu-west-2', endpoint_url=endpoint, verify=ca,
     aws_access_key_id='AKIDFAKE', aws_secret_access_key='fakeSecretKey')
