@@ -163,6 +163,13 @@ json_object *agent_kms_calls_json(struct agent *a)
 		json_object_object_add(p, "key_state", json_object_new_uint64(c.key_state));
 		json_object_object_add(p, "retries", json_object_new_uint64(c.retries));
 		json_object_object_add(p, "failures", json_object_new_uint64(c.failures));
+		json_object_object_add(p, "denied", json_object_new_uint64(c.denied));
+		json_object_object_add(p, "transient", json_object_new_uint64(c.transient));
+		json_object_object_add(p, "misconfigured", json_object_new_uint64(c.misconfig));
+		json_object_object_add(p, "invalid", json_object_new_uint64(c.invalid));
+		json_object_object_add(p, "latency_ms_avg",
+				       json_object_new_uint64(c.calls ? c.latency_us_sum / c.calls / 1000 : 0));
+		json_object_object_add(p, "latency_ms_max", json_object_new_uint64(c.latency_us_max / 1000));
 		json_object_object_add(o, a->providers[i].kind, p);
 	}
 	return o;

@@ -237,6 +237,9 @@ echo "$out" | grep -q 'expected "local"' && ok "an unknown provider is refused b
 out=$(lct keyconfig list)
 echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(disabled|unknown|region|bad)' &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
+out=$(lct status)
+echo "$out" | grep -E 'KMS calls \(aws-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' >/dev/null &&
+	ok "status shows aws-kms calls, failures by class and latency" || notok "status counters" "$out"
 grep -q '"provider":"aws-kms"' "$agent_dir/audit.log" && ok "audit log records the aws-kms key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
