@@ -303,6 +303,9 @@ expect "fault: ThrottlingException (HTTP 400) retried, then transient" TRANSIENT
 echo "$last" | grep -q 'attempts=3 ' && ok "fault: throttling made 3 attempts" || notok "throttle attempts" "$last"
 expect "fault: a burst of three 503 then success" ok 10000 --attempts 5 "${fk[@]}" wrap "$(arn burst-a)" "$ctx"
 echo "$last" | grep -q 'attempts=4 ' && ok "fault: 503 burst took 4 attempts" || notok "burst attempts" "$last"
+ports=$(grep "^CONN $(arn burst-a) " "$work/fake.log" | sed 's/.*port=//' | sort -u | wc -l)
+[ "$ports" -eq 1 ] && ok "the 4 attempts reused one connection (libcurl keep-alive)" ||
+	notok "connection reuse: $ports client ports" "$(grep "^CONN" "$work/fake.log" | tail -5)"
 expect "fault: 500 KMSInternalException" TRANSIENT 10000 --attempts 2 "${fk[@]}" state "$(arn e5xx)"
 expect "fault: malformed JSON" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn malformed)" "$ctx"
 expect "fault: truncated body" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn truncated)" "$ctx"

@@ -162,6 +162,7 @@ class KMS(BaseHTTPRequestHandler):
         with lock:
             counts[key] = counts.get(key, 0) + 1
             nth = counts[key]
+        log('CONN %s port=%d' % (key, self.client_address[1]))
         if mode == 'throttle':
             return self.error('ThrottlingException', 'Rate exceeded')
         if mode == 'burst' and nth <= 3:
