@@ -21,9 +21,13 @@
 
 #include "http.h"
 
+/* Idle easy handles kept for reuse (each keeps its connections alive). */
+#define HTTP_POOL	4
+
 struct lc_http {
-	CURL *curl;
-	pthread_mutex_t lock;
+	CURL *idle[HTTP_POOL];		/* LIFO: the last used is reused first */
+	unsigned int nidle;
+	pthread_mutex_t lock;		/* idle[] only: requests run unlocked */
 	char *ca_file;
 	uint64_t connect_ms;
 	size_t max_response;
@@ -55,12 +59,13 @@ int lc_http_new(struct lc_http **hp, const struct lc_http_opts *opts, struct lc_
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-	h->curl = curl_easy_init();
-	if (!h->curl || (opts->ca_file && *opts->ca_file && !(h->ca_file = strdup(opts->ca_file)))) {
+	pthread_mutex_init(&h->lock, NULL);
+	h->idle[0] = curl_easy_init();
+	h->nidle = h->idle[0] ? 1 : 0;
+	if (!h->nidle || (opts->ca_file && *opts->ca_file && !(h->ca_file = strdup(opts->ca_file)))) {
 		lc_http_free(h);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	}
-	pthread_mutex_init(&h->lock, NULL);
 	h->connect_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : LC_HTTP_DEFAULT_CONNECT_MS;
 	h->max_response = opts->max_response ? opts->max_response : LC_HTTP_DEFAULT_MAX_RESPONSE;
 	h->allow_http = opts->allow_http;
@@ -73,10 +78,9 @@ void lc_http_free(struct lc_http *h)
 {
 	if (!h)
 		return;
-	if (h->curl) {
-		curl_easy_cleanup(h->curl);
-		pthread_mutex_destroy(&h->lock);
-	}
+	for (unsigned int i = 0; i < h->nidle; i++)
+		curl_easy_cleanup(h->idle[i]);
+	pthread_mutex_destroy(&h->lock);
 	free(h->ca_file);
 	free(h);
 }
@@ -261,6 +265,18 @@ static int curl_error(struct lc_http *h, CURLcode rc, const char *method, const 
 		      detail && *detail ? ": " : "", detail ? detail : "");
 }
 
+static void put_handle(struct lc_http *h, CURL *c)
+{
+	pthread_mutex_lock(&h->lock);
+	if (h->nidle < HTTP_POOL) {
+		h->idle[h->nidle++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
 int lc_http_request(struct lc_http *h, const char *method, const char *url,
 		    const char *const *headers, const void *body, size_t body_len,
 		    const char *request_id_header, uint64_t timeout_ms,
@@ -271,15 +287,26 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	struct curl_slist *hl = NULL, *t;
 	struct sink s = { .resp = resp, .max = h->max_response, .reqid_header = request_id_header };
 	CURLcode rc;
-	CURL *c = h->curl;
+	CURL *c = NULL;
 	int r = 0;
 
 	memset(resp, 0, sizeof(*resp));
+	/* A handle of our own for this request: a call stalled on one
+	 * endpoint never holds up another. */
+	pthread_mutex_lock(&h->lock);
+	if (h->nidle)
+		c = h->idle[--h->nidle];
+	pthread_mutex_unlock(&h->lock);
+	if (!c)
+		c = curl_easy_init();
+	if (!c)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	lc_url_host(url, host, sizeof(host));
 	for (size_t i = 0; headers && headers[i]; i++) {
 		t = curl_slist_append(hl, headers[i]);
 		if (!t) {
 			curl_slist_free_all(hl);
+			put_handle(h, c);
 			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		}
 		hl = t;
@@ -289,7 +316,6 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	if (t)
 		hl = t;
 
-	pthread_mutex_lock(&h->lock);
 	curl_easy_reset(c);	/* keeps the connection cache and TLS sessions */
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, h->allow_http ? "https,http" : "https");
@@ -327,7 +353,7 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
-	pthread_mutex_unlock(&h->lock);
+	put_handle(h, c);
 	for (t = hl; t; t = t->next)	/* they may hold a session token */
 		lc_wipe(t->data, strlen(t->data));
 	curl_slist_free_all(hl);

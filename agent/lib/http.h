@@ -3,9 +3,10 @@
  * The one HTTP/JSON core of the cloud KMS providers (AWS KMS now; Azure
  * Key Vault and Google Cloud KMS later): libcurl over OpenSSL, json-c.
  *
- *   - One client per provider instance keeps one libcurl easy handle, so
- *     connections (TLS sessions, HTTP/2 streams) are reused across calls;
- *     calls on one client are serialized by a mutex.
+ *   - One client per provider instance keeps a few idle libcurl easy
+ *     handles, so connections (TLS sessions, HTTP/2 streams) are reused
+ *     across calls; concurrent calls each take a handle of their own, so a
+ *     call stalled on one endpoint or key never holds up another.
  *   - HTTPS only, peer and host name verification always on, against the
  *     system CAs or a configured CA bundle (PEM).  Plain HTTP only for a
  *     client made with allow_http (link-local metadata services).

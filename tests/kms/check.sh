@@ -312,6 +312,11 @@ expect "fault: truncated body" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(a
 expect "fault: 2 MiB body (limit 64 KiB)" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn oversized)" "$ctx"
 echo "$last" | grep -q 'too large' && ok "fault: oversized body named" || notok "oversized message" "$last"
 expect "fault: KMS accepts and never answers (2 x 1 s attempts)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 "${fk[@]}" state "$(arn hang)"
+run --attempts 1 --attempt-timeout 3000 "${fk[@]}" race "$(arn hang-race)" "$(arn ok-race)"
+fms=$(field fast_ms)
+[ -n "$fms" ] && [ "$fms" -lt 1500 ] && echo "$last" | grep -q '^result ok' &&
+	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms)" ||
+	notok "concurrent calls" "$last"
 expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
 expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
 expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
