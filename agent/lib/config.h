@@ -44,6 +44,19 @@
  *                                           # KMS call waits (a KMS that
  *                                           # never answers)
  *
+ *   [aws-kms]                               # provider "aws-kms" (kms-aws.h)
+ *   endpoint = https://kms.eu-west-1.amazonaws.com  # override; default:
+ *                                           # https://kms.<ARN's region>.amazonaws.com
+ *   region = eu-west-1                      # for key ids that are not ARNs,
+ *                                           # and the region the endpoint serves
+ *   ca_bundle = /etc/ssl/certs/ca-certificates.crt  # PEM; default: system CAs
+ *   credentials = auto                      # auto | env | profile | web-identity |
+ *                                           # container | imds
+ *   profile = default                       # shared files' profile (profile, auto)
+ *   imds_endpoint = http://169.254.169.254  # instance metadata service
+ *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
+ *   imds_timeout_ms = 2000                  # 1..600000, per metadata request
+ *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
  *   key_size = 64                           # bytes, 1..128
@@ -66,6 +79,7 @@
 #define LC_CONFIG_DEFAULT_PATH	"/etc/lakecrypt/agent.conf"
 #define LC_CONFIG_PATH_MAX	4096
 #define LC_CONFIG_NAME_MAX	64
+#define LC_CONFIG_URL_MAX	512
 
 struct lc_config {
 	/* [agent] */
@@ -92,6 +106,15 @@ struct lc_config {
 	unsigned int revoke_wait_ms;
 	/* [test] */
 	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
+	/* [aws-kms]: "" / 0 = not set (the provider's default) */
+	char aws_endpoint[LC_CONFIG_URL_MAX];
+	char aws_region[32];
+	char aws_ca_bundle[LC_CONFIG_PATH_MAX];
+	char aws_credentials[16];
+	char aws_profile[LC_CONFIG_NAME_MAX];
+	char aws_imds_endpoint[LC_CONFIG_URL_MAX];
+	unsigned int aws_connect_timeout_ms;
+	unsigned int aws_imds_timeout_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

@@ -71,6 +71,70 @@ int lc_kek_context(const struct lc_kek_identity *id, char out[LC_KEK_CONTEXT_MAX
 	return 0;
 }
 
+static bool context_uuid(const char *s)
+{
+	if (strlen(s) != LC_UUID_STR_LEN - 1)
+		return false;
+	for (int i = 0; s[i]; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int lc_kek_context_split(const char *context, char buf[LC_KEK_CONTEXT_MAX],
+			 struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS])
+{
+	static const char *const labels[LC_KEK_CONTEXT_PAIRS] = {
+		"volume", "workspace", "project", "keyconfig" };
+	static const char *const keys[LC_KEK_CONTEXT_PAIRS] = {
+		LC_KEK_CONTEXT_KEY_PREFIX "volume", LC_KEK_CONTEXT_KEY_PREFIX "workspace",
+		LC_KEK_CONTEXT_KEY_PREFIX "project", LC_KEK_CONTEXT_KEY_PREFIX "keyconfig" };
+	size_t plen = strlen(LC_KEK_CONTEXT_PREFIX);
+	char *p;
+
+	buf[0] = '\0';
+	memset(pairs, 0, sizeof(*pairs) * LC_KEK_CONTEXT_PAIRS);
+	if (!context || strlen(context) >= LC_KEK_CONTEXT_MAX ||
+	    strncmp(context, LC_KEK_CONTEXT_PREFIX, plen) || context[plen] != ';')
+		return -EINVAL;
+	strcpy(buf, context);
+	p = buf + plen;
+	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS; i++) {
+		size_t l = strlen(labels[i]);
+		char *end;
+
+		if (*p != ';' || strncmp(p + 1, labels[i], l) || p[1 + l] != '=')
+			goto bad;
+		p += 2 + l;
+		end = strchr(p, ';');
+		if (end)
+			*end = '\0';
+		if (i == LC_KEK_CONTEXT_PAIRS - 1 ? end != NULL : end == NULL)
+			goto bad;
+		if (i == 0 ? !context_uuid(p) : !context_name(p))
+			goto bad;
+		pairs[i].key = keys[i];
+		pairs[i].value = p;
+		if (end) {
+			*end = ';';	/* restored below, once all are checked */
+			p = end;
+		}
+	}
+	/* Cut the values apart now that the shape is known to be right. */
+	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS - 1; i++)
+		*strchr(pairs[i].value, ';') = '\0';
+	return 0;
+bad:
+	buf[0] = '\0';
+	memset(pairs, 0, sizeof(*pairs) * LC_KEK_CONTEXT_PAIRS);
+	return -EINVAL;
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = v >> 24;
