@@ -6,7 +6,7 @@
 #   make check       every test: lint, unit (plain and ASan/UBSan) and fuzz,
 #                    CLI, kernel selftests and end-to-end tests in QEMU
 #                    on both kernel lines
-#   make check-lint / check-unit / check-kernel / check-e2e / check-udev / check-system / check-deb   one suite
+#   make check-lint / check-unit / check-kms / check-kernel / check-e2e / check-udev / check-system / check-deb   one suite
 #   make deb         Debian packages (dpkg-buildpackage, dh-dkms) and lintian
 #   make bench       benchmarks in the QEMU machine (figures, not tests)
 #   make demo        the narrated walk-through in the QEMU machine
@@ -48,6 +48,9 @@ check-lint:
 
 check-unit:
 	tests/unit/run.sh
+
+check-kms:
+	tests/kms/check.sh
 
 check-e2e:
 	tests/e2e/check.sh
@@ -140,4 +143,4 @@ clean:
 	$(MAKE) -C agent clean
 	$(MAKE) -C kernel clean KVER=$(or $(KVER),$(shell uname -r)) 2>/dev/null || true
 
-.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-e2e check-udev check-system check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean
+.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-kms check-e2e check-udev check-system check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean

@@ -10,22 +10,39 @@
  *
  * Writes are encrypted into bounce pages and the clone is submitted;
  * reads are submitted as a clone and decrypted in place on completion.
- * Two modes, chosen per bio:
- *  - inline, for a lone stream of I/O (queue depth 1): the task that
- *    submits (write) or completes (read) the bio does the crypto, when it
- *    may sleep: no queueing, no context switch.  A bio of more than
- *    LC_MIN_CHUNK bytes is cut into up to LC_MAX_CHUNKS slices that other
- *    CPUs work on while the task does the first.
+ * Clones go out through dm_submit_bio_remap(), as dm-crypt's do.
+ *
+ * Where crypto runs is decided from what is known, not guessed:
+ *  - a write is mapped by the task that submitted it (dm core calls ->map
+ *    in process context; this target does not take REQ_NOWAIT bios, so
+ *    never under rcu_read_lock), which may sleep;
+ *  - a read completes in whatever context the backing device chooses:
+ *    hard or soft interrupt, another driver's completion worker (loop,
+ *    dm-delay, md), or, for a synchronous device such as brd, the task
+ *    that submitted it.  Only that last case may decrypt inline; every
+ *    other completion hands the read to the workqueue;
+ *  - work items run in a workqueue, which may sleep.
+ * So every crypto request may sleep (CRYPTO_TFM_REQ_MAY_SLEEP).
+ *
+ * Where crypto may run inline, the default is adaptive:
+ *  - inline, for a lone stream of I/O (queue depth 1): no queueing, no
+ *    context switch.  A bio of more than LC_MIN_CHUNK bytes is cut into up
+ *    to LC_MAX_CHUNKS slices that other CPUs work on while the task does
+ *    the first;
  *  - queued, when several bios are in flight (or the task holds a block
- *    plug, i.e. is submitting a batch): every slice goes to a CPU chosen
- *    round-robin, so the submitter goes on submitting and all CPUs encrypt.
+ *    plug, i.e. is submitting a batch): one work item per bio on an
+ *    unbound workqueue, so the submitter goes on submitting and all CPUs
+ *    encrypt.
  * The device stays queued for LC_QUEUED_HOLD after it last saw two bios in
  * flight; in inline mode one bio in LC_PROBE_EVERY is queued anyway, so
  * that a deeper queue shows up (inline, a synchronous device never has two
- * bios in flight).  The last slice to finish completes the bio.  Work goes
- * to a per-CPU workqueue on an explicitly chosen CPU: left to the
- * scheduler, a worker woken by a busy task tends to queue behind it on the
- * same CPU.  Contexts that may not sleep hand everything to the workqueue.
+ * bios in flight).  Slices go to a per-CPU workqueue on explicitly chosen
+ * CPUs: left to the scheduler, a worker woken by a busy task tends to
+ * queue behind it on the same CPU.
+ *
+ * Optional table parameters pin this: no_read_workqueue/no_write_workqueue
+ * (whole bio by the task, where allowed), no_inline_crypt (always queued),
+ * same_cpu_crypt (never sliced; queued work stays on the queueing CPU).
  */
 #include <linux/blkdev.h>
 #include <linux/sched.h>
@@ -58,10 +75,13 @@ static void lc_io_end(struct lc_io *io, blk_status_t status)
 	bio_endio(base);
 }
 
-/* Context where crypto may run inline: a task that may sleep. */
-static inline bool lc_can_crypt_inline(void)
+/*
+ * A read completes here in the task that submitted it (a synchronous
+ * device): that task may sleep, as it did when it called submit_bio().
+ */
+static inline bool lc_read_done_by_submitter(struct lc_io *io)
 {
-	return in_task() && preemptible();
+	return current == io->submitter && !in_interrupt() && !irqs_disabled();
 }
 
 /*
@@ -174,30 +194,39 @@ static int lc_cpu_after(int cpu, unsigned int k)
 	return cpu;
 }
 
-/*
- * Cut the bio into slices of whole crypto sectors, at least LC_MIN_CHUNK
- * bytes each, one per online CPU at most, and run them.  @inline: the
- * current task may do the first slice itself.
+/**
+ * lc_crypt_bio() - encrypt (write) or decrypt (read) a bio.
+ * @io: the bio's per-bio data; a write has its clone with bounce pages.
+ * @inline_ok: the current task may do crypto itself (see the file header).
+ *
+ * Chooses inline, sliced or queued work per the optional parameters and
+ * the adaptive rule; the last slice to finish completes the bio.
  */
 static void lc_crypt_bio(struct lc_io *io, bool inline_ok)
 {
 	struct lc_target *lc = io->lc;
 	struct bio *base = io->base_bio;
 	unsigned int size = base->bi_iter.bi_size, off, len, i, n;
+	bool pinned = test_bit(io->clone ? LC_NO_WRITE_WQ : LC_NO_READ_WQ, &lc->flags);
+	bool same_cpu = test_bit(LC_SAME_CPU, &lc->flags);
 	int cpu = raw_smp_processor_id();
-	bool queued = false;
+	bool queued;
 
-	/*
-	 * Queued mode: other bios in flight keep the CPUs busy, so one work
-	 * item per bio; the scheduler spreads them over idle CPUs.
-	 */
-	if (inline_ok && num_online_cpus() > 1 && lc_queue_crypto(lc)) {
+	if (!inline_ok)
 		queued = true;
-		inline_ok = false;
-	}
+	else if (pinned)
+		queued = false;
+	else if (test_bit(LC_NO_INLINE, &lc->flags))
+		queued = true;
+	else
+		queued = num_online_cpus() > 1 && lc_queue_crypto(lc);
 
-	n = queued ? 1 : min3(DIV_ROUND_UP(size, LC_MIN_CHUNK), num_online_cpus(),
-			      (unsigned int)LC_MAX_CHUNKS);
+	/* Queued: other bios keep the CPUs busy, so one work item per bio. */
+	if (queued || pinned || same_cpu)
+		n = 1;
+	else
+		n = min3(DIV_ROUND_UP(size, LC_MIN_CHUNK), num_online_cpus(),
+			 (unsigned int)LC_MAX_CHUNKS);
 	len = round_up(DIV_ROUND_UP(size, n), lc->sector_size);
 	n = DIV_ROUND_UP(size, len);
 	io->nr_chunks = n;
@@ -222,14 +251,16 @@ static void lc_crypt_bio(struct lc_io *io, bool inline_ok)
 	}
 
 	/* Queue the others first so they run while this task does slice 0. */
-	for (i = inline_ok ? 1 : 0; i < n; i++) {
+	for (i = queued ? 0 : 1; i < n; i++) {
 		INIT_WORK(&io->chunks[i].work, lc_chunk_work);
-		if (queued)
+		if (queued && same_cpu)
+			queue_work_on(cpu, lc->wq, &io->chunks[i].work);
+		else if (queued)
 			queue_work(lc->uwq, &io->chunks[i].work);
 		else
 			queue_work_on(lc_cpu_after(cpu, i), lc->wq, &io->chunks[i].work);
 	}
-	if (inline_ok)
+	if (!queued)
 		lc_chunk_run(&io->chunks[0]);
 }
 
@@ -270,7 +301,7 @@ static void lc_read_endio(struct bio *clone)
 		lc_io_end(io, status);
 		return;
 	}
-	lc_crypt_bio(io, lc_can_crypt_inline());
+	lc_crypt_bio(io, lc_read_done_by_submitter(io));
 }
 
 static void lc_read(struct lc_io *io)
@@ -282,7 +313,7 @@ static void lc_read(struct lc_io *io)
 	clone->bi_iter.bi_sector = lc->start + io->sector;
 	clone->bi_private = io;
 	clone->bi_end_io = lc_read_endio;
-	submit_bio_noacct(clone);
+	dm_submit_bio_remap(io->base_bio, clone);
 }
 
 /* ---- writes ---- */
@@ -317,7 +348,7 @@ static void lc_write_done(struct lc_io *io)
 		lc_io_end(io, BLK_STS_IOERR);
 		return;
 	}
-	submit_bio_noacct(clone);
+	dm_submit_bio_remap(io->base_bio, clone);
 }
 
 /*
@@ -355,7 +386,8 @@ again:
 	return clone;
 }
 
-static void lc_write(struct lc_io *io, bool inline_ok)
+/* Called by ->map, in the task that submitted the bio: may sleep. */
+static void lc_write(struct lc_io *io)
 {
 	struct lc_target *lc = io->lc;
 	struct bio *base = io->base_bio;
@@ -367,12 +399,7 @@ static void lc_write(struct lc_io *io, bool inline_ok)
 	clone->bi_private = io;
 	clone->bi_end_io = lc_write_endio;
 	io->clone = clone;
-	lc_crypt_bio(io, inline_ok);
-}
-
-static void lc_write_work(struct work_struct *work)
-{
-	lc_write(container_of(work, struct lc_io, work), true);
+	lc_crypt_bio(io, true);
 }
 
 /* ---- map ---- */
@@ -390,8 +417,12 @@ int lc_map(struct dm_target *ti, struct bio *bio)
 		goto kill;
 	}
 
-	/* Flushes and discards carry no data to encrypt. */
-	if (unlikely(bio->bi_opf & REQ_PREFLUSH || bio_op(bio) == REQ_OP_DISCARD)) {
+	/*
+	 * Flushes, discards and empty bios (e.g. a FUA write without data)
+	 * carry no data to encrypt.
+	 */
+	if (unlikely(bio->bi_opf & REQ_PREFLUSH || bio_op(bio) == REQ_OP_DISCARD ||
+		     !bio_sectors(bio))) {
 		lc_io_put(lc);
 		bio_set_dev(bio, lc->dev->bdev);
 		if (bio_sectors(bio))
@@ -413,6 +444,7 @@ int lc_map(struct dm_target *ti, struct bio *bio)
 
 	io = dm_per_bio_data(bio, sizeof(struct lc_io));
 	io->lc = lc;
+	io->submitter = current;
 	io->base_bio = bio;
 	io->clone = NULL;
 	io->sector = sector;
@@ -430,12 +462,7 @@ int lc_map(struct dm_target *ti, struct bio *bio)
 		lc_read(io);
 	} else {
 		atomic64_inc(&lc->writes);
-		if (lc_can_crypt_inline()) {
-			lc_write(io, true);
-		} else {
-			INIT_WORK(&io->work, lc_write_work);
-			queue_work(lc->wq, &io->work);
-		}
+		lc_write(io);
 	}
 	return DM_MAPIO_SUBMITTED;
 
@@ -466,10 +493,11 @@ int lc_io_init(struct lc_target *lc)
 	atomic_set(&lc->inflight, 0);
 	init_waitqueue_head(&lc->inflight_wait);
 
-	lc->wq = alloc_workqueue("kcryptd-lc/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM, 0,
-				 lc->volume_id);
-	lc->uwq = alloc_workqueue("kcryptd-lcu/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
-				  num_online_cpus(), lc->volume_id);
+	/* Named after the mapped device ("dm-3"): volume ids would be truncated. */
+	lc->wq = alloc_workqueue("lakecrypt/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM, 0,
+				 dm_table_device_name(ti->table));
+	lc->uwq = alloc_workqueue("lakecrypt-q/%s", WQ_CPU_INTENSIVE | WQ_MEM_RECLAIM | WQ_UNBOUND,
+				  num_online_cpus(), dm_table_device_name(ti->table));
 	if (!lc->wq || !lc->uwq) {
 		ti->error = "Cannot allocate workqueue";
 		return -ENOMEM;

@@ -11,12 +11,17 @@
  */
 #include <linux/key.h>
 #include <linux/random.h>
+#include <linux/sched/mm.h>
+#include <crypto/algapi.h>
 #include <linux/slab.h>
 #include <keys/user-type.h>
 
 #include "dm-lakecrypt.h"
 
 static atomic64_t lc_key_ids = ATOMIC64_INIT(0);
+
+static const char lc_replace_hint[] =
+	"wipe it first (key wipe) or suspend the device to replace it";
 
 static void lc_key_free(struct lc_key *k)
 {
@@ -28,18 +33,53 @@ static void lc_key_free_rcu(struct rcu_head *rcu)
 	lc_key_free(container_of(rcu, struct lc_key, rcu));
 }
 
-/* Key a transform with throwaway bytes so it no longer holds a DEK. */
+static struct crypto_skcipher *lc_alloc_tfm(struct lc_target *lc)
+{
+	/* As dm-crypt: no implementation that allocates memory per request. */
+	return crypto_alloc_skcipher(lc->alg_name, 0, CRYPTO_ALG_ALLOCATES_MEMORY);
+}
+
+/*
+ * Key a transform with throwaway bytes so it no longer holds a DEK.  If
+ * that fails (adiantum's setkey allocates), replace the transform:
+ * freeing it zeroes its key schedule.  If even that fails, the transform
+ * stays LC_TFM_DIRTY and the next scrub tries again.
+ */
 static void lc_tfm_scrub(struct lc_target *lc, struct lc_tfm *t)
 {
+	struct skcipher_request *req;
+	struct crypto_skcipher *tfm;
 	u8 junk[LAKECRYPT_MAX_KEY_SIZE];
+	int r;
 
 	if (!t->key_id)
 		return;
 	get_random_bytes(junk, lc->key_size);
-	/* Can only fail for a bad key size, which the constructor ruled out. */
-	crypto_skcipher_setkey(t->tfm, junk, lc->key_size);
+	r = crypto_skcipher_setkey(t->tfm, junk, lc->key_size);
 	memzero_explicit(junk, sizeof(junk));
+	if (!r) {
+		t->key_id = 0;
+		return;
+	}
+
+	tfm = lc_alloc_tfm(lc);
+	if (IS_ERR(tfm))
+		goto fail;
+	req = skcipher_request_alloc(tfm, GFP_KERNEL);
+	if (!req) {
+		crypto_free_skcipher(tfm);
+		goto fail;
+	}
+	skcipher_request_free(t->req);
+	crypto_free_skcipher(t->tfm);
+	t->tfm = tfm;
+	t->req = req;
 	t->key_id = 0;
+	return;
+fail:
+	t->key_id = LC_TFM_DIRTY;
+	DMERR_LIMIT("%s: cannot scrub a crypto transform (%d), retried at the next wipe",
+		    lc->volume_id, r);
 }
 
 int lc_pool_init(struct lc_target *lc)
@@ -57,7 +97,7 @@ int lc_pool_init(struct lc_target *lc)
 	for (i = 0; i < lc->pool_size; i++) {
 		struct lc_tfm *t = &lc->pool[i];
 
-		t->tfm = crypto_alloc_skcipher(lc->alg_name, 0, 0);
+		t->tfm = lc_alloc_tfm(lc);
 		if (IS_ERR(t->tfm)) {
 			int r = PTR_ERR(t->tfm);
 
@@ -156,7 +196,8 @@ struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg)
 	r = crypto_skcipher_setkey(t->tfm, buf, lc->key_size);
 	memzero_explicit(buf, sizeof(buf));
 	if (r) {
-		t->key_id = 0;
+		/* The previous schedule may still be in there: the scrub must see it. */
+		t->key_id = LC_TFM_DIRTY;
 		lc_tfm_put(lc, t);
 		return ERR_PTR(r);
 	}
@@ -262,63 +303,124 @@ out:
 /*
  * Load the DEKs of segments @first..@last, all or nothing: every key is
  * fetched and checked before any is installed, so a failure leaves the
- * device exactly as it was.
+ * device exactly as it was.  A segment whose loaded key has the same bytes
+ * keeps it; different bytes over a loaded key would turn the segment's
+ * data into garbage without an error, so they are refused unless the
+ * device is suspended.  Called with msg_lock held: nothing else changes
+ * the xarray meanwhile.
  */
 int lc_keys_load(struct lc_target *lc, u32 first, u32 last)
 {
-	u32 n = last - first + 1, i, added = 0;
-	struct lc_key **staged;
+	bool replace = test_bit(LC_SUSPENDED, &lc->flags);
+	u32 n = last - first + 1, i, added = 0, replaced = 0;
+	struct lc_key **staged, **prev;
 	int r = 0;
 
-	staged = kvcalloc(n, sizeof(*staged), GFP_KERNEL);
+	staged = kvcalloc(2 * (size_t)n, sizeof(*staged), GFP_KERNEL);
 	if (!staged)
 		return -ENOMEM;
+	prev = staged + n;
 
 	for (i = 0; i < n; i++) {
 		r = lc_key_fetch(lc, first + i, &staged[i]);
 		if (r)
 			goto free_staged;
+		prev[i] = xa_load(&lc->keys, first + i);
+		if (prev[i] && !crypto_memneq(prev[i]->bytes, staged[i]->bytes, lc->key_size)) {
+			lc_key_free(staged[i]);		/* the same key: keep the loaded one */
+			staged[i] = NULL;
+		} else if (prev[i] && !replace) {
+			DMERR_LIMIT("%s: key load: segment %u has another key: %s",
+				    lc->volume_id, first + i, lc_replace_hint);
+			r = -EBUSY;
+			goto free_staged;
+		}
 		cond_resched();
 	}
 
-	/* Swap in; staged[] now collects the keys being replaced. */
 	for (i = 0; i < n; i++) {
-		void *old = xa_store(&lc->keys, first + i, staged[i], GFP_KERNEL);
+		void *old;
 
+		if (!staged[i])
+			continue;
+		old = xa_store(&lc->keys, first + i, staged[i], GFP_KERNEL);
 		if (xa_is_err(old)) {
 			r = xa_err(old);
 			DMERR_LIMIT("%s: key load: out of memory at segment %u, nothing loaded",
 				    lc->volume_id, first + i);
-			/* Put back what was there; those slots exist, so this cannot fail. */
-			while (i--) {
-				struct lc_key *mine = xa_store(&lc->keys, first + i, staged[i],
-							       GFP_KERNEL);
-				lc_key_free(mine);
-				staged[i] = NULL;
-			}
-			goto free_staged;
+			goto rollback;
 		}
-		if (!old)
+	}
+	for (i = 0; i < n; i++) {
+		if (!staged[i])
+			continue;
+		if (prev[i]) {
+			call_rcu(&prev[i]->rcu, lc_key_free_rcu);
+			replaced++;
+		} else {
 			added++;
-		staged[i] = old;
+		}
 	}
 	atomic_add(added, &lc->keys_loaded);
-
-	/* Replaced keys: free after readers are done, and unkey the pool. */
-	if (added != n) {
-		for (i = 0; i < n; i++)
-			if (staged[i])
-				call_rcu(&staged[i]->rcu, lc_key_free_rcu);
-		lc_pool_scrub(lc);
-	}
+	if (replaced)
+		lc_pool_scrub(lc);	/* unkey transforms that hold a replaced key */
 	kvfree(staged);
 	return 0;
 
+rollback:
+	/*
+	 * Put back what was there (those slots exist, so this cannot fail).
+	 * Readers may already have found the new keys and keyed a transform
+	 * with them: free after a grace period and scrub the pool.
+	 */
+	while (i--) {
+		if (!staged[i])
+			continue;
+		xa_store(&lc->keys, first + i, prev[i], GFP_KERNEL);
+		call_rcu(&staged[i]->rcu, lc_key_free_rcu);
+		staged[i] = NULL;
+	}
+	lc_pool_scrub(lc);
 free_staged:
 	for (i = 0; i < n; i++)
 		if (staged[i])
 			lc_key_free(staged[i]);
 	kvfree(staged);
+	return r;
+}
+
+/*
+ * Reload: copy the keys of the table @from (the live one, suspended) into
+ * the new table @to for the segments both have.  Both msg_locks are held.
+ * Runs while the device is suspended: no allocation may wait for its I/O.
+ */
+int lc_keys_copy(struct lc_target *to, struct lc_target *from)
+{
+	unsigned int noio = memalloc_noio_save();
+	struct lc_key *k, *c;
+	unsigned long idx;
+	u32 added = 0;
+	int r = 0;
+
+	xa_for_each_range(&from->keys, idx, k, 0, to->nr_segments - 1) {
+		if (xa_load(&to->keys, idx))
+			continue;
+		c = kmalloc(struct_size(c, bytes, to->key_size), GFP_KERNEL);
+		if (!c) {
+			r = -ENOMEM;
+			break;
+		}
+		memcpy(c->bytes, k->bytes, to->key_size);
+		c->id = atomic64_inc_return(&lc_key_ids);
+		r = xa_err(xa_store(&to->keys, idx, c, GFP_KERNEL));
+		if (r) {
+			lc_key_free(c);
+			break;
+		}
+		added++;
+	}
+	atomic_add(added, &to->keys_loaded);
+	memalloc_noio_restore(noio);
 	return r;
 }
 

@@ -15,6 +15,32 @@
 
 #include "dm-lakecrypt.h"
 
+/*
+ * A plain decimal number no larger than @max.  kstrtoull() alone would
+ * also take a leading '+' and a trailing newline; sscanf() wraps.
+ */
+static int lc_parse_number(const char *s, u64 max, u64 *v)
+{
+	const char *p;
+	int r;
+
+	if (!*s)
+		return -EINVAL;
+	for (p = s; *p; p++)
+		if (!isdigit(*p))
+			return -EINVAL;
+	r = kstrtoull(s, 10, v);
+	if (r)
+		return r;
+	return *v > max ? -ERANGE : 0;
+}
+
+/* Every lakecrypt target, so that a new table can find the live one. */
+static LIST_HEAD(lc_targets);
+static DEFINE_MUTEX(lc_targets_lock);
+
+static void lc_revoke_work(struct work_struct *work);
+
 static bool lc_valid_volume_id(const char *id)
 {
 	size_t len = strlen(id), i;
@@ -92,6 +118,7 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 {
 	char *copy, *tmp, *size, *type, *prefix;
 	int r = -EINVAL;
+	u64 key_size;
 
 	if (spec[0] != ':') {
 		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
@@ -109,9 +136,8 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 
 	if (!type || !prefix) {
 		*error = "Invalid key: expected :<key_size>:logon:<key_prefix>";
-	} else if (kstrtouint(size, 10, &lc->key_size) || !lc->key_size ||
-		   lc->key_size > LAKECRYPT_MAX_KEY_SIZE) {
-		*error = "Invalid key size: expected 1 to 128 bytes";
+	} else if (lc_parse_number(size, LAKECRYPT_MAX_KEY_SIZE, &key_size) || !key_size) {
+		*error = "Invalid key size: expected a decimal number from 1 to 128 (bytes)";
 	} else if (strcmp(type, LAKECRYPT_KEY_TYPE)) {
 		*error = "Invalid key type: segment keys must be logon keys";
 	} else if (!*prefix) {
@@ -124,6 +150,7 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 		/* else "p:1" + "10" and "p:11" + "0" would name the same key */
 		*error = "Invalid key prefix: must end with ':'";
 	} else {
+		lc->key_size = key_size;
 		lc->key_prefix = kstrdup(prefix, GFP_KERNEL);
 		if (lc->key_prefix) {
 			r = 0;
@@ -138,53 +165,66 @@ static int lc_parse_key(struct lc_target *lc, const char *spec, char **error)
 
 static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char **error)
 {
-	static const struct dm_arg _args[] = {
-		{0, 3, "Invalid number of feature arguments"},
+	static const struct {
+		const char *name;
+		int bit;
+	} flags[] = {
+		{ LAKECRYPT_OPT_ALLOW_DISCARDS, LC_ALLOW_DISCARDS },
+		{ LAKECRYPT_OPT_EPHEMERAL, LC_EPHEMERAL },
+		{ LAKECRYPT_OPT_NO_READ_WORKQUEUE, LC_NO_READ_WQ },
+		{ LAKECRYPT_OPT_NO_WRITE_WORKQUEUE, LC_NO_WRITE_WQ },
+		{ LAKECRYPT_OPT_NO_INLINE_CRYPT, LC_NO_INLINE },
+		{ LAKECRYPT_OPT_SAME_CPU_CRYPT, LC_SAME_CPU },
 	};
-	unsigned int argc;
 	bool have_ss = false;
-	int r;
+	u64 argc, ss;
+	unsigned int i;
 
 	if (!as->argc)
 		return 0;
-	r = dm_read_arg_group(_args, as, &argc, error);
-	if (r)
-		return r;
+	if (lc_parse_number(dm_shift_arg(as), LAKECRYPT_MAX_OPT_PARAMS, &argc)) {
+		*error = "Invalid <#opt_params>: expected a decimal number from 0 to 7";
+		return -EINVAL;
+	}
+	if (argc > as->argc) {
+		*error = "Invalid <#opt_params>: more than the optional parameters that follow";
+		return -EINVAL;
+	}
 
 	while (argc--) {
 		const char *arg = dm_shift_arg(as);
-		unsigned int ss;
-		char dummy;
 
-		if (!strcasecmp(arg, LAKECRYPT_OPT_ALLOW_DISCARDS)) {
-			if (test_and_set_bit(LC_ALLOW_DISCARDS, &lc->flags)) {
-				*error = "Duplicate feature: allow_discards";
-				return -EINVAL;
-			}
-		} else if (!strcasecmp(arg, LAKECRYPT_OPT_EPHEMERAL)) {
-			if (test_and_set_bit(LC_EPHEMERAL, &lc->flags)) {
-				*error = "Duplicate feature: ephemeral";
+		for (i = 0; i < ARRAY_SIZE(flags); i++)
+			if (!strcasecmp(arg, flags[i].name))
+				break;
+		if (i < ARRAY_SIZE(flags)) {
+			if (test_and_set_bit(flags[i].bit, &lc->flags)) {
+				*error = "Duplicate optional parameter (each may be given once)";
 				return -EINVAL;
 			}
 		} else if (!strncasecmp(arg, LAKECRYPT_OPT_SECTOR_SIZE ":",
 					sizeof(LAKECRYPT_OPT_SECTOR_SIZE))) {
 			if (have_ss) {
-				*error = "Duplicate feature: sector_size";
+				*error = "Duplicate optional parameter: sector_size";
 				return -EINVAL;
 			}
 			arg += sizeof(LAKECRYPT_OPT_SECTOR_SIZE);
-			if (sscanf(arg, "%u%c", &ss, &dummy) != 1 ||
-			    ss < LAKECRYPT_MIN_SECTOR_SIZE || ss > LAKECRYPT_MAX_SECTOR_SIZE ||
-			    !is_power_of_2(ss)) {
+			if (lc_parse_number(arg, LAKECRYPT_MAX_SECTOR_SIZE, &ss) ||
+			    ss < LAKECRYPT_MIN_SECTOR_SIZE || !is_power_of_2(ss)) {
 				*error = "Invalid sector_size: expected 512, 1024, 2048 or 4096";
 				return -EINVAL;
 			}
 			lc->sector_size = ss;
 			have_ss = true;
 		} else {
-			*error = "Unknown feature (allow_discards, sector_size:<n>, ephemeral)";
+			*error = "Unknown optional parameter (see dm-lakecrypt.rst)";
 			return -EINVAL;
 		}
+	}
+	if (test_bit(LC_NO_INLINE, &lc->flags) &&
+	    (test_bit(LC_NO_READ_WQ, &lc->flags) || test_bit(LC_NO_WRITE_WQ, &lc->flags))) {
+		*error = "Conflicting optional parameters: no_inline_crypt and no_*_workqueue";
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -203,6 +243,11 @@ static int lc_check_cipher(struct lc_target *lc, char **error)
 	}
 	if (lc->iv_size > LC_MAX_IV_SIZE) {
 		*error = "Invalid cipher: IV larger than 32 bytes";
+		return -EINVAL;
+	}
+	if (crypto_skcipher_blocksize(tfm) == 1) {
+		/* ctr, ofb, cfb, chacha20: rewriting a sector reuses its keystream */
+		*error = "Invalid cipher: stream modes (ctr, ofb, cfb, chacha20) are refused";
 		return -EINVAL;
 	}
 	if (lc->sector_size % crypto_skcipher_blocksize(tfm)) {
@@ -225,6 +270,11 @@ static void lc_dtr(struct dm_target *ti)
 
 	if (!lc)
 		return;
+	mutex_lock(&lc_targets_lock);
+	if (lc->md)
+		list_del(&lc->node);
+	mutex_unlock(&lc_targets_lock);
+	flush_work(&lc->revoke_work);	/* waits for the backing device */
 	lc_io_destroy(lc);
 	lc_pool_destroy(lc);
 	lc_keys_destroy(lc);
@@ -234,6 +284,145 @@ static void lc_dtr(struct dm_target *ti)
 	kfree(lc->alg_name);
 	kfree(lc->key_prefix);
 	kfree(lc);
+}
+
+static const char lc_load_then_resume[] = "load them with key load, then resume";
+
+/* Why @b cannot take over the keys of @a, or NULL if it can. */
+static const char *lc_mismatch(struct lc_target *a, struct lc_target *b)
+{
+	static const char * const why[] = {
+		"Table differs from the live table of this volume in key prefix: wipe its keys first",
+		"Table differs from the live table of this volume in cipher: wipe its keys first",
+		"Table differs from the live table of this volume in key size: wipe its keys first",
+		"Table differs from the live table of this volume in segment size: wipe its keys first",
+		"Table differs from the live table of this volume in sector_size: wipe its keys first",
+	};
+
+	if (strcmp(a->key_prefix, b->key_prefix))
+		return why[0];
+	if (strcmp(a->alg_name, b->alg_name))
+		return why[1];
+	if (a->key_size != b->key_size)
+		return why[2];
+	if (a->seg_shift != b->seg_shift)
+		return why[3];
+	if (a->sector_size != b->sector_size)
+		return why[4];
+	return NULL;
+}
+
+/*
+ * The live table's target of the same volume on the same mapped device,
+ * if any: one that was resumed, or whose resume was refused for want of
+ * keys (the device is then suspended with it).  Called with
+ * lc_targets_lock held.
+ */
+static struct lc_target *lc_find_live(struct lc_target *lc, struct mapped_device *md)
+{
+	struct lc_target *o;
+
+	list_for_each_entry(o, &lc_targets, node)
+		if (o != lc && o->md == md && o->ti->table != lc->ti->table &&
+		    (test_bit(LC_LIVE, &o->flags) || test_bit(LC_NEED_KEYS, &o->flags)) &&
+		    !strcmp(o->volume_id, lc->volume_id))
+			return o;
+	return NULL;
+}
+
+/*
+ * At table load: refuse a table of the same volume that could not take
+ * over the live table's keys, while the live table still serves.
+ */
+static int lc_check_live_table(struct lc_target *lc)
+{
+	const char *why = NULL;
+	struct lc_target *o;
+
+	mutex_lock(&lc_targets_lock);
+	o = lc_find_live(lc, dm_table_get_md(lc->ti->table));
+	if (o && atomic_read(&o->keys_loaded))
+		why = lc_mismatch(o, lc);
+	mutex_unlock(&lc_targets_lock);
+	if (why) {
+		DMERR("%s: reload refused: the live table holds keys of this volume",
+		      lc->volume_id);
+		lc->ti->error = (char *)why;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * A table being resumed for the first time takes over the keys of the live
+ * table of the same volume (suspended by now, destroyed after this resume),
+ * so that I/O never meets a table without keys.  If that is impossible the
+ * resume is refused; dm core then keeps the device suspended with this
+ * table, and "key load" followed by resume brings it back.
+ */
+static int lc_preresume(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+	const char *why;
+	struct lc_target *o;
+	int r = 0;
+
+	if (test_bit(LC_LIVE, &lc->flags))
+		return 0;
+	/*
+	 * The table found is the one this resume swapped out: only this
+	 * resume destroys it, after preresume, so it stays valid unlocked.
+	 */
+	mutex_lock(&lc_targets_lock);
+	o = lc_find_live(lc, lc->md);
+	mutex_unlock(&lc_targets_lock);
+	if (o) {
+		/* Its revoke (and discard) must be over before this table writes. */
+		flush_work(&o->revoke_work);
+		mutex_lock(&o->msg_lock);
+		mutex_lock(&lc->msg_lock);
+		if (test_bit(LC_NEED_KEYS, &o->flags))
+			set_bit(LC_NEED_KEYS, &lc->flags);	/* still waiting for keys */
+		why = atomic_read(&o->keys_loaded) ? lc_mismatch(o, lc) : NULL;
+		if (why) {
+			DMERR("%s: resume refused: keys cannot be carried over: %s",
+			      lc->volume_id, why);
+			r = -EINVAL;
+		} else {
+			r = lc_keys_copy(lc, o);
+			if (r)
+				DMERR("%s: resume refused: cannot copy the keys (%d): %s",
+				      lc->volume_id, r, lc_load_then_resume);
+		}
+		if (r)
+			set_bit(LC_NEED_KEYS, &lc->flags);
+		mutex_unlock(&lc->msg_lock);
+		mutex_unlock(&o->msg_lock);
+	}
+	if (!r && test_bit(LC_NEED_KEYS, &lc->flags)) {
+		if (!atomic_read(&lc->keys_loaded)) {
+			DMERR("%s: resume refused: keys not carried over from the old table: %s",
+			      lc->volume_id, lc_load_then_resume);
+			return -ENOKEY;
+		}
+		clear_bit(LC_NEED_KEYS, &lc->flags);
+	}
+	return r;
+}
+
+static void lc_postsuspend(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	set_bit(LC_SUSPENDED, &lc->flags);
+}
+
+static void lc_resume(struct dm_target *ti)
+{
+	struct lc_target *lc = ti->private;
+
+	set_bit(LC_LIVE, &lc->flags);
+	clear_bit(LC_SUSPENDED, &lc->flags);
 }
 
 /*
@@ -247,11 +436,9 @@ static void lc_dtr(struct dm_target *ti)
 static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
-	unsigned long long seg_sectors, offset;
 	const char *cipher, *key, *seg, *path, *off, *volume_id;
+	u64 seg_sectors, offset, nr_segments;
 	struct lc_target *lc;
-	u64 nr_segments;
-	char dummy;
 	int r;
 
 	if (argc < 6) {
@@ -275,6 +462,7 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	lc->sector_size = LAKECRYPT_MIN_SECTOR_SIZE;
 	xa_init(&lc->keys);
 	mutex_init(&lc->msg_lock);
+	INIT_WORK(&lc->revoke_work, lc_revoke_work);
 
 	r = lc_parse_cipher(lc, cipher, &ti->error);
 	if (r)
@@ -284,16 +472,15 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad;
 
 	r = -EINVAL;
-	if (sscanf(seg, "%llu%c", &seg_sectors, &dummy) != 1 ||
-	    seg_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS || seg_sectors > (1ULL << 31) ||
-	    !is_power_of_2(seg_sectors)) {
-		ti->error = "Invalid segment size: expected a power of two from 8 to 2^31 sectors";
+	if (lc_parse_number(seg, 1ULL << 31, &seg_sectors) ||
+	    seg_sectors < LAKECRYPT_MIN_SEGMENT_SECTORS || !is_power_of_2(seg_sectors)) {
+		ti->error = "Invalid <segment_sectors>: expected a decimal power of two, 8 to 2^31";
 		goto bad;
 	}
 	lc->seg_shift = __ffs64(seg_sectors);
 
-	if (sscanf(off, "%llu%c", &offset, &dummy) != 1 || offset != (sector_t)offset) {
-		ti->error = "Invalid data offset";
+	if (lc_parse_number(off, (sector_t)-1 - ti->len, &offset)) {
+		ti->error = "Invalid <offset>: expected decimal sectors, offset + length < 2^64";
 		goto bad;
 	}
 	lc->start = offset;
@@ -349,12 +536,23 @@ static int lc_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (r)
 		goto bad;
 
+	r = lc_check_live_table(lc);
+	if (r)
+		goto bad;
+
 	r = dm_set_target_max_io_len(ti, seg_sectors);
 	if (r)
 		goto bad;
 
 	ti->num_flush_bios = 1;
 	ti->num_discard_bios = test_bit(LC_ALLOW_DISCARDS, &lc->flags) ? 1 : 0;
+	ti->limit_swap_bios = true;		/* as dm-crypt: bounce pages for swap */
+	ti->accounts_remapped_io = true;	/* clones go out by dm_submit_bio_remap() */
+
+	mutex_lock(&lc_targets_lock);
+	lc->md = dm_table_get_md(ti->table);
+	list_add(&lc->node, &lc_targets);
+	mutex_unlock(&lc_targets_lock);
 	return 0;
 bad:
 	lc_dtr(ti);
@@ -365,6 +563,7 @@ bad:
 /* "all", "<n>" or "<first>-<last>" */
 static int lc_parse_range(struct lc_target *lc, const char *arg, u32 *first, u32 *last)
 {
+	u64 a, b = 0;
 	const char *dash;
 	char buf[24];
 
@@ -379,13 +578,15 @@ static int lc_parse_range(struct lc_target *lc, const char *arg, u32 *first, u32
 			goto bad;
 		memcpy(buf, arg, dash - arg);
 		buf[dash - arg] = '\0';
-		if (kstrtou32(buf, 10, first) || kstrtou32(dash + 1, 10, last))
+		if (lc_parse_number(buf, U32_MAX, &a) || lc_parse_number(dash + 1, U32_MAX, &b))
 			goto bad;
 	} else {
-		if (kstrtou32(arg, 10, first))
+		if (lc_parse_number(arg, U32_MAX, &a))
 			goto bad;
-		*last = *first;
+		b = a;
 	}
+	*first = a;
+	*last = b;
 	if (*first > *last) {
 		DMERR_LIMIT("%s: message: range %u-%u is reversed", lc->volume_id, *first, *last);
 		return -EINVAL;
@@ -405,6 +606,8 @@ bad:
 static const char *lc_discard_name(enum lc_discard_state s)
 {
 	switch (s) {
+	case LC_DISCARD_PENDING:
+		return LAKECRYPT_DISCARD_PENDING;
 	case LC_DISCARD_DONE:
 		return LAKECRYPT_DISCARD_DONE;
 	case LC_DISCARD_UNSUPPORTED:
@@ -416,15 +619,14 @@ static const char *lc_discard_name(enum lc_discard_state s)
 	}
 }
 
-static void lc_revoke_uevent(struct lc_target *lc)
+static void lc_revoke_uevent(struct lc_target *lc, enum lc_discard_state ds)
 {
 	struct mapped_device *md = dm_table_get_md(lc->ti->table);
 	char *envp[4] = { NULL };
 
 	envp[0] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_EVENT, LAKECRYPT_UEVENT_REVOKED);
 	envp[1] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_VOLUME, lc->volume_id);
-	envp[2] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_DISCARD,
-			    lc_discard_name(lc->discard_state));
+	envp[2] = kasprintf(GFP_KERNEL, "%s=%s", LAKECRYPT_UEVENT_DISCARD, lc_discard_name(ds));
 	if (envp[0] && envp[1] && envp[2])
 		kobject_uevent_env(&disk_to_dev(dm_disk(md))->kobj, KOBJ_CHANGE, envp);
 	else
@@ -435,35 +637,56 @@ static void lc_revoke_uevent(struct lc_target *lc)
 }
 
 /*
- * The kill switch.  New bios fail from the moment the flag is set; keys
- * are wiped before waiting for anything, then in-flight bios drain, then
- * the data area is discarded if asked to or if the volume is ephemeral.
+ * The part of revoke that may wait for the backing device: bios in flight
+ * complete (or fail), then the data area is discarded if asked to; the
+ * outcome goes out in the uevent and a table event.
  */
-static void lc_revoke(struct lc_target *lc, bool discard)
+static void lc_revoke_work(struct work_struct *work)
 {
+	struct lc_target *lc = container_of(work, struct lc_target, revoke_work);
 	struct block_device *bdev = lc->dev->bdev;
+	enum lc_discard_state ds = READ_ONCE(lc->discard_state);
 	int r;
 
-	set_bit(LC_REVOKED, &lc->flags);
-	smp_mb__after_atomic();		/* pairs with lc_map() */
-	lc_keys_wipe(lc, 0, lc->nr_segments - 1);
-	lc_io_drain(lc);
-
-	if (discard || test_bit(LC_EPHEMERAL, &lc->flags)) {
+	if (ds == LC_DISCARD_PENDING) {
+		lc_io_drain(lc);
 		if (!bdev_max_discard_sectors(bdev)) {
-			lc->discard_state = LC_DISCARD_UNSUPPORTED;
+			ds = LC_DISCARD_UNSUPPORTED;
 		} else {
 			r = blkdev_issue_discard(bdev, lc->start, lc->ti->len, GFP_KERNEL);
-			lc->discard_state = r ? LC_DISCARD_FAILED : LC_DISCARD_DONE;
+			ds = r ? LC_DISCARD_FAILED : LC_DISCARD_DONE;
 			if (r)
 				DMERR("%s: revoke: discard of the data area failed (%d)",
 				      lc->volume_id, r);
 		}
+		WRITE_ONCE(lc->discard_state, ds);
 	}
 	DMWARN("%s: revoked: keys wiped, I/O refused, discard: %s", lc->volume_id,
-	       lc_discard_name(lc->discard_state));
-	lc_revoke_uevent(lc);
+	       lc_discard_name(ds));
+	lc_revoke_uevent(lc, ds);
 	dm_table_event(lc->ti->table);
+}
+
+/*
+ * The kill switch.  New bios fail from the moment the flag is set and the
+ * keys are wiped (neither waits for the backing device); waiting for bios
+ * in flight and the discard happen in revoke_work, so the message returns
+ * at once even when the backing device is stalled.
+ */
+static void lc_revoke(struct lc_target *lc, bool discard)
+{
+	ktime_t start = ktime_get();
+
+	set_bit(LC_REVOKED, &lc->flags);
+	smp_mb__after_atomic();		/* pairs with lc_map() */
+	lc_keys_wipe(lc, 0, lc->nr_segments - 1);
+	if ((discard || test_bit(LC_EPHEMERAL, &lc->flags)) &&
+	    READ_ONCE(lc->discard_state) == LC_DISCARD_NONE)
+		WRITE_ONCE(lc->discard_state, LC_DISCARD_PENDING);
+	queue_work(system_long_wq, &lc->revoke_work);
+	/* The kill switch's own latency, for whoever audits it. */
+	DMWARN("%s: revoke: I/O refused and keys wiped in %lld us", lc->volume_id,
+	       ktime_us_delta(ktime_get(), start));
 }
 
 static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
@@ -513,9 +736,10 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 			r = 0;
 		}
 	} else if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_REVOKE)) {
-		bool discard = argc == 2 && !strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD);
+		bool discard = argc >= 2 && !strcasecmp(argv[1], LAKECRYPT_MSG_REVOKE_DISCARD);
 
 		if (argc > 2 || (argc == 2 && !discard)) {
+			/* name the first word that does not belong */
 			DMERR_LIMIT("%s: message \"revoke\": unexpected \"%s\", expected discard",
 				    lc->volume_id, argv[discard ? 2 : 1]);
 			goto out;
@@ -538,6 +762,10 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 	bool revoked = test_bit(LC_REVOKED, &lc->flags);
 	bool discards = test_bit(LC_ALLOW_DISCARDS, &lc->flags);
 	bool ephemeral = test_bit(LC_EPHEMERAL, &lc->flags);
+	bool no_read_wq = test_bit(LC_NO_READ_WQ, &lc->flags);
+	bool no_write_wq = test_bit(LC_NO_WRITE_WQ, &lc->flags);
+	bool no_inline = test_bit(LC_NO_INLINE, &lc->flags);
+	bool same_cpu = test_bit(LC_SAME_CPU, &lc->flags);
 	unsigned int sz = 0, nopt;
 
 	switch (type) {
@@ -548,14 +776,15 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 		       (unsigned long long)atomic64_read(&lc->reads),
 		       (unsigned long long)atomic64_read(&lc->writes),
 		       (unsigned long long)atomic64_read(&lc->errors),
-		       lc_discard_name(lc->discard_state));
+		       lc_discard_name(READ_ONCE(lc->discard_state)));
 		break;
 
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s :%u:%s:%s %llu %s %llu %s", lc->cipher_string, lc->key_size,
 		       LAKECRYPT_KEY_TYPE, lc->key_prefix, 1ULL << lc->seg_shift,
 		       lc->dev->name, (unsigned long long)lc->start, lc->volume_id);
-		nopt = discards + ephemeral + (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE);
+		nopt = discards + ephemeral + (lc->sector_size != LAKECRYPT_MIN_SECTOR_SIZE) +
+		       no_read_wq + no_write_wq + no_inline + same_cpu;
 		if (nopt)
 			DMEMIT(" %u", nopt);
 		if (discards)
@@ -564,12 +793,24 @@ static void lc_status(struct dm_target *ti, status_type_t type, unsigned int sta
 			DMEMIT(" " LAKECRYPT_OPT_SECTOR_SIZE ":%u", lc->sector_size);
 		if (ephemeral)
 			DMEMIT(" " LAKECRYPT_OPT_EPHEMERAL);
+		if (no_read_wq)
+			DMEMIT(" " LAKECRYPT_OPT_NO_READ_WORKQUEUE);
+		if (no_write_wq)
+			DMEMIT(" " LAKECRYPT_OPT_NO_WRITE_WORKQUEUE);
+		if (no_inline)
+			DMEMIT(" " LAKECRYPT_OPT_NO_INLINE_CRYPT);
+		if (same_cpu)
+			DMEMIT(" " LAKECRYPT_OPT_SAME_CPU_CRYPT);
 		break;
 
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
 		DMEMIT(",allow_discards=%c", discards ? 'y' : 'n');
 		DMEMIT(",ephemeral=%c", ephemeral ? 'y' : 'n');
+		DMEMIT(",no_read_workqueue=%c", no_read_wq ? 'y' : 'n');
+		DMEMIT(",no_write_workqueue=%c", no_write_wq ? 'y' : 'n');
+		DMEMIT(",no_inline_crypt=%c", no_inline ? 'y' : 'n');
+		DMEMIT(",same_cpu_crypt=%c", same_cpu ? 'y' : 'n');
 		DMEMIT(",sector_size=%u", lc->sector_size);
 		DMEMIT(",cipher_string=%s", lc->cipher_string);
 		DMEMIT(",key_size=%u", lc->key_size);
@@ -612,6 +853,9 @@ static struct target_type lakecrypt_target = {
 	.ctr		 = lc_ctr,
 	.dtr		 = lc_dtr,
 	.map		 = lc_map,
+	.postsuspend	 = lc_postsuspend,
+	.preresume	 = lc_preresume,
+	.resume		 = lc_resume,
 	.status		 = lc_status,
 	.message	 = lc_message,
 	.iterate_devices = lc_iterate_devices,

@@ -28,11 +28,19 @@
 enum {
 	LC_ALLOW_DISCARDS,
 	LC_EPHEMERAL,
+	LC_NO_READ_WQ,		/* no_read_workqueue */
+	LC_NO_WRITE_WQ,		/* no_write_workqueue */
+	LC_NO_INLINE,		/* no_inline_crypt */
+	LC_SAME_CPU,		/* same_cpu_crypt */
 	LC_REVOKED,
+	LC_LIVE,		/* has been resumed: its keys are the volume's */
+	LC_SUSPENDED,		/* between postsuspend and resume */
+	LC_NEED_KEYS,		/* keys could not be carried over: resume refused */
 };
 
 enum lc_discard_state {
 	LC_DISCARD_NONE,
+	LC_DISCARD_PENDING,
 	LC_DISCARD_DONE,
 	LC_DISCARD_UNSUPPORTED,
 	LC_DISCARD_FAILED,
@@ -49,17 +57,24 @@ struct lc_key {
 	u8 bytes[];
 };
 
-/* A crypto transform of the shared pool, its request, and the key it holds. */
+/*
+ * A crypto transform of the shared pool, its request, and the key it holds:
+ * key_id 0 holds no DEK, LC_TFM_DIRTY may hold any (a setkey failed).
+ */
+#define LC_TFM_DIRTY	U64_MAX
+
 struct lc_tfm {
 	struct list_head list;
 	struct crypto_skcipher *tfm;
 	struct skcipher_request *req;
-	u64 key_id;		/* 0: holds no DEK */
+	u64 key_id;
 	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
 };
 
 struct lc_target {
 	struct dm_target *ti;
+	struct mapped_device *md;	/* compared, never dereferenced */
+	struct list_head node;		/* lc_targets: find the live table on reload */
 	struct dm_dev *dev;
 	sector_t start;			/* data area on dev */
 
@@ -92,6 +107,7 @@ struct lc_target {
 	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
 	struct workqueue_struct *wq;	/* per-CPU: slices placed on chosen CPUs */
 	struct workqueue_struct *uwq;	/* unbound: queued mode */
+	struct work_struct revoke_work;	/* waits for bios in flight, discards */
 	atomic_t inflight;
 	wait_queue_head_t inflight_wait;
 	atomic_t probe;			/* counts bios in inline mode */
@@ -117,6 +133,7 @@ struct lc_chunk {
 /* Per-bio data. */
 struct lc_io {
 	struct lc_target *lc;
+	struct task_struct *submitter;	/* the task that mapped the bio */
 	struct bio *base_bio;
 	struct bio *clone;		/* writes: the ciphertext bio */
 	sector_t sector;		/* relative to the data area */
@@ -124,7 +141,6 @@ struct lc_io {
 	unsigned int nr_chunks;
 	atomic_t pending;		/* chunks not finished yet */
 	int error;			/* first error of any chunk */
-	struct work_struct work;	/* writes queued from atomic context */
 	struct lc_chunk chunks[LC_MAX_CHUNKS];
 };
 
@@ -141,6 +157,7 @@ void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t);
 bool lc_key_loaded(struct lc_target *lc, u32 seg);
 int lc_keys_load(struct lc_target *lc, u32 first, u32 last);
 void lc_keys_wipe(struct lc_target *lc, u32 first, u32 last);
+int lc_keys_copy(struct lc_target *to, struct lc_target *from);
 void lc_keys_destroy(struct lc_target *lc);
 
 /* dm-lakecrypt-io.c */

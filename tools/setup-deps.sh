@@ -43,4 +43,6 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 for line in 6.1 6.12; do
 	"$top/tools/qemu/kernels.sh" fetch "$line" >/dev/null
 done
+# Emulators and reference clients of the cloud KMS tests (tests/kms).
+"$top/tools/setup-kms-tools.sh"
 echo "setup-deps: ok"

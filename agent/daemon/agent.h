@@ -59,7 +59,7 @@
 
 #define LC_AGENT_VERSION	"1.0.0"
 #define LC_AGENT_CONN_MAX	1032	/* max_clients at most + root's reserve */
-#define LC_AGENT_ROOT_RESERVE	8	/* connections only uid 0 may use */
+#define LC_AGENT_ROOT_RESERVE	8	/* connections only root and admins may use */
 #define LC_AGENT_REVOKE_LOG	64	/* revocations remembered for late opens */
 #define LC_AGENT_REVOKE_RETRIES	5	/* per revocation job, then the watcher */
 #define LC_AGENT_MAX_CHECKS	64	/* CMK state checks in flight at once */
@@ -228,6 +228,16 @@ int arg_str(json_object *args, const char *name, bool required, const char **out
 int arg_u64(json_object *args, const char *name, bool required, uint64_t *out,
 	    struct lc_error *err);
 int arg_bool(json_object *args, const char *name, bool *out, struct lc_error *err);
+
+/*
+ * agent_audit_simple() from code that holds a->lock: the lock is dropped
+ * around the write (a stalled audit disk must not stop the loop, revoke
+ * or the watcher), the strings copied first.  The caller must not keep
+ * pointers into agent state across it.
+ */
+void agent_audit_locked(struct agent *a, const char *op, enum lc_audit_outcome o,
+			int64_t peer_uid, const char *workspace, const char *keyconfig,
+			const char *provider, const char *cmk_id, const struct lc_error *e);
 
 /*
  * May @c act in @workspace?  Admins may; an operator may if it is a member

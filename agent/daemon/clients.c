@@ -69,9 +69,20 @@ static void accept_one(struct agent *a, struct client *c)
 	}
 	for (size_t i = 0; i < a->nclients; i++)
 		same += a->clients[i]->peer.uid == c->peer.uid;
-	/* Root keeps a few connections no one else can take. */
-	if (c->peer.uid == 0)
+	/* Root and admins keep a few connections no one else can take: four
+	 * local uids filling max_clients must not lock an admin out of the
+	 * kill switch.  The role is looked up only when the rest is full. */
+	if (c->peer.uid == 0) {
 		cap += LC_AGENT_ROOT_RESERVE;
+	} else if (a->nclients >= cap) {
+		struct lc_role_policy pol = { a->cfg.admin_group, a->cfg.operator_group };
+		enum lc_role role = LC_ROLE_NONE;
+		struct lc_error re;
+
+		if (lc_role_resolve(&c->peer, &pol, a->groups, &role, &re) == 0 &&
+		    role == LC_ROLE_ADMIN)
+			cap += LC_AGENT_ROOT_RESERVE;
+	}
 	if (a->nclients >= cap || a->nclients >= LC_AGENT_CONN_MAX) {
 		lc_err(&e, -EUSERS, LC_ERRC_TRANSIENT,
 		       "the agent has %zu connections open, its limit (max_clients): try again later",

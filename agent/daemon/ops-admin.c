@@ -4,12 +4,15 @@
  * workspace bindings.
  */
 #include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "agent.h"
+#include "kms-aws.h"
 
 #define JADD(o, k, v) json_object_object_add(o, k, v)
 
@@ -147,8 +150,8 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	p = agent_provider(a, provider);
 	if (!p)
 		return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
-			      "unknown provider \"%s\": this agent offers \"%s\"", provider,
-			      LC_KMS_LOCAL_NAME);
+			      "unknown provider \"%s\": this agent offers \"%s\" and \"%s\"", provider,
+			      LC_KMS_LOCAL_NAME, LC_KMS_AWS_NAME);
 	if (strlen(key_ref) >= sizeof(kc.key_ref))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"key_ref\" is longer than %zu characters", sizeof(kc.key_ref) - 1);
@@ -181,7 +184,7 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
 	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
-	agent_audit_simple(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
 	if (r < 0)
 		return r;
@@ -222,7 +225,7 @@ int op_keyconfig_delete(struct agent *a, struct client *c, json_object *args,
 		snprintf(cmk, sizeof(cmk), "%s", kc->cmk_id);
 	}
 	r = lc_registry_keyconfig_delete(&a->reg, name, err);
-	agent_audit_simple(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider[0] ? provider : NULL,
 			   cmk[0] ? cmk : NULL, err);
 	return r;
@@ -255,6 +258,61 @@ static json_object *binding_json(struct agent *a, const char *workspace)
 		JADD(o, "devices", d);
 	}
 	return o;
+}
+
+/* Block devices (device numbers) that the patterns of @acc name now. */
+static size_t pattern_devs(const struct lc_ws_access *acc, dev_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < acc->ndevices; i++) {
+		glob_t g;
+
+		if (glob(acc->devices[i], GLOB_NOSORT, NULL, &g) != 0)
+			continue;
+		for (size_t j = 0; j < g.gl_pathc && n < max; j++) {
+			struct stat st;
+
+			if (stat(g.gl_pathv[j], &st) == 0 && S_ISBLK(st.st_mode))
+				out[n++] = st.st_rdev;
+		}
+		globfree(&g);
+	}
+	return n;
+}
+
+/*
+ * Workspaces whose operators may use a device that @ws's operators may
+ * use too: a detached-header volume's data device carries no signature,
+ * so one workspace's operators could format over the other's data.  Said
+ * in the reply and the log; an admin may mean it.
+ */
+static json_object *overlaps(struct agent *a, const char *ws)
+{
+	const struct lc_binding *b = lc_registry_binding(&a->reg, ws);
+	json_object *arr = json_object_new_array();
+	dev_t mine[256], theirs[256];
+	size_t nm, nt;
+
+	if (!b)
+		return arr;
+	nm = pattern_devs(&b->access, mine, 256);
+	for (size_t i = 0; i < a->reg.nbind && nm; i++) {
+		const struct lc_binding *o = &a->reg.bind[i];
+		bool hit = false;
+
+		if (!strcmp(o->workspace, ws))
+			continue;
+		nt = pattern_devs(&o->access, theirs, 256);
+		for (size_t x = 0; x < nm && !hit; x++)
+			for (size_t y = 0; y < nt && !hit; y++)
+				hit = mine[x] == theirs[y];
+		if (hit) {
+			lc_warn("workspaces %s and %s may use the same block devices", ws, o->workspace);
+			json_object_array_add(arr, json_object_new_string(o->workspace));
+		}
+	}
+	return arr;
 }
 
 /* Optional array of strings @name into @out (@max entries of @size bytes). */
@@ -318,7 +376,7 @@ int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 	}
 	r = lc_registry_bind(&a->reg, ws, kcname, &acc, err);
 	kc = lc_registry_keyconfig(&a->reg, kcname);
-	agent_audit_simple(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "workspace.bind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, ws, kcname, kc ? kc->provider : NULL,
 			   kc ? kc->cmk_id : NULL, err);
 	if (r < 0)
@@ -326,6 +384,22 @@ int op_workspace_bind(struct agent *a, struct client *c, json_object *args,
 	lc_info("uid %u bound workspace %s to key configuration %s", (unsigned int)c->peer.uid,
 		ws, kcname);
 	*result = binding_json(a, ws);
+	json_object_object_add(*result, "shares_devices_with", overlaps(a, ws));
+	{
+		/* A group that does not exist has no members: say so. */
+		json_object *unknown = json_object_new_array();
+
+		for (size_t i = 0; i < acc.ngroups; i++) {
+			gid_t g;
+
+			if (a->groups->group_gid(a->groups->ctx, acc.groups[i], &g) < 0) {
+				lc_warn("workspace %s: operator group %s does not exist", ws,
+					acc.groups[i]);
+				json_object_array_add(unknown, json_object_new_string(acc.groups[i]));
+			}
+		}
+		json_object_object_add(*result, "unknown_groups", unknown);
+	}
 	return 0;
 }
 
@@ -345,7 +419,7 @@ int op_workspace_unbind(struct agent *a, struct client *c, json_object *args,
 	if (b)
 		snprintf(kcname, sizeof(kcname), "%s", b->keyconfig);
 	r = lc_registry_unbind(&a->reg, ws, err);
-	agent_audit_simple(a, "workspace.unbind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+	agent_audit_locked(a, "workspace.unbind", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, ws, kcname[0] ? kcname : NULL, NULL, NULL, err);
 	return r;
 }

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -82,6 +84,44 @@ static int arg_header(struct agent *a, struct client *c, json_object *args, char
 	return 0;
 }
 
+/*
+ * Room for one more detached header in the agent's header directory: the
+ * state directory also holds the registry, the rollback memory and the
+ * local KMS, which an operator must not be able to starve.  At most
+ * HEADER_DIR_MAX files, and the file system keeps HEADER_DIR_RESERVE bytes
+ * (64 MiB) and a tenth of its size free.
+ */
+#define HEADER_DIR_MAX		1024
+#define HEADER_DIR_RESERVE	(64ull << 20)
+static int header_room(struct agent *a, struct lc_error *err)
+{
+	struct statvfs sv;
+	uint64_t free_b, total_b;
+	size_t n = 0;
+	DIR *d;
+
+	if (statvfs(a->header_dir, &sv) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot check %s: %s", a->header_dir,
+			      strerror(errno));
+	free_b = (uint64_t)sv.f_bavail * sv.f_frsize;
+	total_b = (uint64_t)sv.f_blocks * sv.f_frsize;
+	/* ramfs (f_blocks 0) keeps no account: only the count applies. */
+	if (total_b && (free_b < HEADER_DIR_RESERVE || free_b < total_b / 10))
+		return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			      "the agent's header directory %s has %" PRIu64 " MiB free, less than it keeps for itself: an admin removes old headers or puts the header at a path",
+			      a->header_dir, free_b >> 20);
+	d = opendir(a->header_dir);
+	for (struct dirent *de; d && (de = readdir(d));)
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	if (n >= HEADER_DIR_MAX)
+		return lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			      "the agent's header directory %s holds %zu headers, its limit: an admin removes old ones",
+			      a->header_dir, n);
+	return 0;
+}
+
 /* The device allow-list that applies to @c in @workspace, copied into
  * @copy (the lock is dropped while it is used); NULL for an admin. */
 static const struct lc_ws_access *device_policy(struct agent *a, struct client *c,
@@ -117,6 +157,8 @@ struct slot_view {
 static int view_take(const struct vol_slot *s, struct slot_view *w)
 {
 	w->v = slot_snapshot(s, false);
+	if (w->v)
+		w->v->have_kek = s->v->have_kek;	/* shown, not copied */
 	w->rs = s->rs;
 	w->rs_name = agent_slot_state(s);
 	w->attempts = s->attempts;
@@ -210,6 +252,8 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 			      "overwriting what is on a device (force) is an admin's decision");
 	r = lc_registry_resolve(&a->reg, fa.workspace, &kc, err);
 	if (r < 0)
+		return r;
+	if (fa.header == hbuf && (r = header_room(a, err)) < 0)
 		return r;
 	kcopy = *kc;
 	fa.allow = device_policy(a, c, fa.workspace, &acopy);
@@ -315,11 +359,15 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_str(args, "workspace", true, &ca.workspace, err)) < 0 ||
 	    (r = arg_str(args, "name", true, &ca.name, err)) < 0 ||
 	    (r = arg_u64(args, "segment_size", false, &seg, err)) < 0 ||
+	    (r = arg_bool(args, "force", &ca.force, err)) < 0 ||
 	    (r = lc_name_check("workspace", ca.workspace, err)) < 0 ||
 	    (r = agent_ws_access(a, c, ca.workspace, "cache.open", err)) < 0 ||
 	    (r = name_free(a, ca.name, err)) < 0 ||
 	    (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		return r;
+	if (ca.force && c->role != LC_ROLE_ADMIN)
+		return lc_err(err, -EACCES, LC_ERRC_REFUSED,
+			      "a cache over what is on a device (force) is an admin's decision");
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;
@@ -527,6 +575,17 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 		snprintf(ref, sizeof(ref), "%s", kc->key_ref);
 		snprintf(cmk_id, sizeof(cmk_id), "%s", kc->cmk_id);
 	} else {
+		size_t known = 0;
+
+		/* A CMK no open volume (revoked or not) names is more likely a
+		 * typo than a kill that did nothing: say so. */
+		for (size_t i = 0; i < a->nvols; i++)
+			known += !strcmp(a->vols[i]->v->cmk_id, cmk) ||
+				 !strcmp(a->vols[i]->v->provider_ref, cmk);
+		if (!known)
+			return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+				      "no open volume is under CMK \"%.300s\" (lakecryptctl status shows each volume's CMK id): nothing revoked",
+				      cmk);
 		snprintf(cause, sizeof(cause), "revoked by uid %u (CMK %.400s)",
 			 (unsigned int)c->peer.uid, cmk);
 		snprintf(ref, sizeof(ref), "%s", cmk);

@@ -47,7 +47,7 @@ static const struct op ops[] = {
 	{ "volume.open",	LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "header"),
 	  op_volume_open, false },
 	{ "volume.close",	LC_ROLE_OPERATOR, ARGS("name"), op_volume_close, false },
-	{ "cache.open",		LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "segment_size"),
+	{ "cache.open",		LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "segment_size", "force"),
 	  op_cache_open, false },
 	{ "volume.rewrap",	LC_ROLE_ADMIN, ARGS("name"), op_volume_rewrap, false },
 	{ "volume.migrate",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header"),
@@ -219,8 +219,7 @@ int agent_ws_access(struct agent *a, struct client *c, const char *workspace, co
 	       off ? list : b ? "it has no operator groups" : "it is not bound", workspace);
 	lc_warn("refused \"%s\" in workspace %s to uid %u", op, workspace,
 		(unsigned int)c->peer.uid);
-	agent_audit_simple(a, op, LC_AUDIT_REFUSED, c->peer.uid, workspace, NULL, NULL, NULL, err);
-	return -EACCES;
+	return -EACCES;	/* audited by agent_handle(), as every refusal */
 }
 
 /* ---- audit of the agent's own operations ---- */
@@ -244,6 +243,24 @@ void agent_audit_simple(struct agent *a, const char *op, enum lc_audit_outcome o
 		ev.error_class = LC_ERRC_INTERNAL;
 	if (lc_audit_write(&a->audit, &ev, &ae) < 0)
 		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
+}
+
+void agent_audit_locked(struct agent *a, const char *op, enum lc_audit_outcome o,
+			int64_t peer_uid, const char *workspace, const char *keyconfig,
+			const char *provider, const char *cmk_id, const struct lc_error *e)
+{
+	char ws[LC_HDR_NAME_SIZE] = "", kc[LC_HDR_NAME_SIZE] = "";
+	char prov[LC_HDR_PROVIDER_SIZE] = "", cmk[LC_HDR_CMK_ID_SIZE] = "";
+
+	/* Copies: what the pointers name may change once the lock is gone. */
+	snprintf(ws, sizeof(ws), "%s", workspace ? workspace : "");
+	snprintf(kc, sizeof(kc), "%s", keyconfig ? keyconfig : "");
+	snprintf(prov, sizeof(prov), "%s", provider ? provider : "");
+	snprintf(cmk, sizeof(cmk), "%s", cmk_id ? cmk_id : "");
+	agent_unlock(a);
+	agent_audit_simple(a, op, o, peer_uid, ws[0] ? ws : NULL, kc[0] ? kc : NULL,
+			   prov[0] ? prov : NULL, cmk[0] ? cmk : NULL, e);
+	agent_relock(a);
 }
 
 /* ---- dispatch ---- */
@@ -310,6 +327,16 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 		r = op_kms(a, c, req.args, &result, &e, op->name);
 	if (!unlocked_op(op))
 		agent_unlock(a);
+	if (r < 0 && e.cls == LC_ERRC_REFUSED) {
+		/* Every refusal is audited, whatever refused it (workspace,
+		 * device, force, header path), with the workspace named. */
+		json_object *ws = NULL;
+
+		(void)json_object_object_get_ex(req.args, "workspace", &ws);
+		agent_audit_simple(a, op->name, LC_AUDIT_REFUSED, c->peer.uid,
+				   ws && json_object_is_type(ws, json_type_string) ?
+				   json_object_get_string(ws) : NULL, NULL, NULL, NULL, &e);
+	}
 	if (r < 0) {
 		json_object_put(result);
 		if (!e.code)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "kms-aws.h"
 
 struct provider_kind {
 	const char *kind;
@@ -72,8 +73,32 @@ static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *e
 	return 0;
 }
 
+/* AWS KMS from [aws-kms]; credentials are looked up at the first call. */
+static int aws_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	const struct lc_config *c = &a->cfg;
+	struct lc_kms_aws_config ac = {
+		.endpoint = c->aws_endpoint[0] ? c->aws_endpoint : NULL,
+		.region = c->aws_region[0] ? c->aws_region : NULL,
+		.ca_file = c->aws_ca_bundle[0] ? c->aws_ca_bundle : NULL,
+		.credentials = c->aws_credentials[0] ? c->aws_credentials : NULL,
+		.profile = c->aws_profile[0] ? c->aws_profile : NULL,
+		.imds_endpoint = c->aws_imds_endpoint[0] ? c->aws_imds_endpoint : NULL,
+		.connect_timeout_ms = c->aws_connect_timeout_ms,
+		.imds_timeout_ms = c->aws_imds_timeout_ms,
+	};
+	struct lc_kms_aws *aws;
+	int r = lc_kms_aws_new(&aws, &ac, err);
+
+	if (r < 0)
+		return r;
+	lc_kms_aws_provider_init(p, aws);
+	return 0;
+}
+
 static const struct provider_kind kinds[] = {
 	{ LC_KMS_LOCAL_NAME, local_init },
+	{ LC_KMS_AWS_NAME, aws_init },
 };
 
 int agent_providers_init(struct agent *a, struct lc_error *err)
@@ -138,6 +163,13 @@ json_object *agent_kms_calls_json(struct agent *a)
 		json_object_object_add(p, "key_state", json_object_new_uint64(c.key_state));
 		json_object_object_add(p, "retries", json_object_new_uint64(c.retries));
 		json_object_object_add(p, "failures", json_object_new_uint64(c.failures));
+		json_object_object_add(p, "denied", json_object_new_uint64(c.denied));
+		json_object_object_add(p, "transient", json_object_new_uint64(c.transient));
+		json_object_object_add(p, "misconfigured", json_object_new_uint64(c.misconfig));
+		json_object_object_add(p, "invalid", json_object_new_uint64(c.invalid));
+		json_object_object_add(p, "latency_ms_avg",
+				       json_object_new_uint64(c.calls ? c.latency_us_sum / c.calls / 1000 : 0));
+		json_object_object_add(p, "latency_ms_max", json_object_new_uint64(c.latency_us_max / 1000));
 		json_object_object_add(o, a->providers[i].kind, p);
 	}
 	return o;

@@ -159,43 +159,54 @@ static void *revoke_thread(void *arg)
 	agent_relock(a);
 	for (unsigned int n = 1; !s->removed; n++) {
 		struct lc_volume *copy = slot_snapshot(s, false);
+		struct lc_volume_env quiet = j->env;
 		struct lc_dm_status st;
 		struct lc_error e = { 0 }, se = { 0 };
 		char cause[sizeof(s->cause)];
-		bool denied = s->denied;
+		bool denied = s->denied, done = false;
+		int64_t t0 = agent_now_ms();
 		int r, sr;
 
 		snprintf(cause, sizeof(cause), "%s", s->cause);
 		s->again = false;
 		s->attempts++;
 		agent_unlock(a);
+		/* The audit record is written after the slot says what the
+		 * kernel did: a stalled audit disk must not hold that back. */
+		quiet.audit = NULL;
 		if (!copy) {
 			r = lc_err(&e, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 			sr = -ENOMEM;
 		} else {
-			r = lc_volume_revoke(&j->env, copy, cause, denied, &e);
+			r = lc_volume_revoke(&quiet, copy, cause, denied, &e);
 			sr = lc_volume_status(&j->env, copy, &st, &se);
 		}
 		agent_relock(a);
-		lc_volume_free(copy);
-		if (s->removed)
-			break;
-		if (!sr && st.state == LC_DM_STATE_REVOKED) {
+		if (!s->removed && !sr && st.state == LC_DM_STATE_REVOKED) {
 			s->rs = SLOT_REVOKED;
 			s->error[0] = '\0';
 			s->v->revoked = true;
 			snprintf(s->v->revoke_cause, sizeof(s->v->revoke_cause), "%s", cause);
 			(void)agent_volumes_save(a, NULL);
-			break;
-		}
-		if (sr == -ENXIO || sr == -ENODEV) {
+			done = true;
+		} else if (!s->removed && (sr == -ENXIO || sr == -ENODEV)) {
 			/* No device, no I/O; but nothing the kernel confirmed. */
 			s->rs = SLOT_GONE;
 			snprintf(s->error, sizeof(s->error),
 				 "/dev/mapper/%s no longer exists: removed outside the agent", s->v->name);
 			lc_warn("volume %s: %s", s->v->name, s->error);
-			break;
+			done = true;
 		}
+		if (copy) {
+			pthread_cond_broadcast(&a->changed);
+			agent_unlock(a);
+			lc_volume_audit_revoke(&j->env, copy, denied, r < 0 ? &e : NULL,
+					       agent_now_ms() - t0);
+			agent_relock(a);
+			lc_volume_free(copy);
+		}
+		if (s->removed || done)
+			break;
 		s->rs = SLOT_REVOKE_FAILED;
 		if (r < 0)
 			snprintf(s->error, sizeof(s->error), "%s", e.msg);

@@ -28,6 +28,7 @@ enum kind {
 	K_LOG,
 	K_LEVEL,
 	K_SEGSIZE,
+	K_URL,		/* http:// or https://, no blanks */
 };
 
 struct key {
@@ -63,6 +64,14 @@ static const struct key keys[] = {
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
+	{ "aws-kms", "endpoint", K_URL, F(aws_endpoint), 0, 0 },
+	{ "aws-kms", "region", K_WORD, F(aws_region), 0, 0 },
+	{ "aws-kms", "ca_bundle", K_PATH, F(aws_ca_bundle), 0, 0 },
+	{ "aws-kms", "credentials", K_WORD, F(aws_credentials), 0, 0 },
+	{ "aws-kms", "profile", K_WORD, F(aws_profile), 0, 0 },
+	{ "aws-kms", "imds_endpoint", K_URL, F(aws_imds_endpoint), 0, 0 },
+	{ "aws-kms", "connect_timeout_ms", K_UINT, F(aws_connect_timeout_ms), 1, 600000 },
+	{ "aws-kms", "imds_timeout_ms", K_UINT, F(aws_imds_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -162,6 +171,15 @@ static int set_value(struct lc_config *cfg, const struct key *k, const char *v, 
 	case K_WORD:
 		if (strpbrk(v, " \t"))
 			return bad("%s:%u: %s = \"%s\" must be a single word", file, line, k->name, v);
+		if (vlen >= k->size)
+			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
+				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_URL:
+		if ((strncmp(v, "https://", 8) && strncmp(v, "http://", 7)) || strpbrk(v, " \t"))
+			return bad("%s:%u: %s = \"%s\" is not a URL: expected https://host[:port]",
+				   file, line, k->name, v);
 		if (vlen >= k->size)
 			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
 				   k->name, k->size - 1);
@@ -298,7 +316,7 @@ int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const c
 			have_section = true;
 			continue;
 unknown_section:
-			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation] or [volume]",
+			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume] or [aws-kms]",
 				   name, line, (int)(e - b > 32 ? 32 : e - b), b);
 		}
 		eq = memchr(b, '=', (size_t)(e - b));
@@ -309,6 +327,12 @@ unknown_section:
 			const char *kb = b, *ke = eq, *vb = eq + 1, *ve = e;
 
 			trim(&kb, &ke);
+			/* "value   # comment": a '#' after a blank ends the value. */
+			for (const char *q = vb; q < ve; q++)
+				if (*q == '#' && q > vb && (q[-1] == ' ' || q[-1] == '\t')) {
+					ve = q;
+					break;
+				}
 			trim(&vb, &ve);
 			kl = (size_t)(ke - kb);
 			vl = (size_t)(ve - vb);

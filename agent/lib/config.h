@@ -3,10 +3,11 @@
  * The agent's configuration file (default LC_CONFIG_DEFAULT_PATH).
  *
  * Format: INI.  "[section]" lines, "key = value" lines, blank lines and
- * comment lines whose first non-blank character is '#' or ';'.  There are
- * no quotes, no inline comments and no continuation lines: a value is
- * everything after the '=' with surrounding blanks removed, and must not
- * be empty.  Every key belongs to a section; unknown sections, unknown
+ * comment lines whose first non-blank character is '#' or ';'.  A '#'
+ * after a blank starts a comment at the end of a line.  There are no
+ * quotes and no continuation lines: a value is everything after the '='
+ * up to such a comment, with surrounding blanks removed, and must not be
+ * empty.  Every key belongs to a section; unknown sections, unknown
  * keys, duplicated keys and malformed lines are errors naming the file and
  * line.  Anything not set keeps its default.
  *
@@ -43,6 +44,19 @@
  *                                           # KMS call waits (a KMS that
  *                                           # never answers)
  *
+ *   [aws-kms]                               # provider "aws-kms" (kms-aws.h)
+ *   endpoint = https://kms.eu-west-1.amazonaws.com  # override; default:
+ *                                           # https://kms.<ARN's region>.amazonaws.com
+ *   region = eu-west-1                      # for key ids that are not ARNs,
+ *                                           # and the region the endpoint serves
+ *   ca_bundle = /etc/ssl/certs/ca-certificates.crt  # PEM; default: system CAs
+ *   credentials = auto                      # auto | env | profile | web-identity |
+ *                                           # container | imds
+ *   profile = default                       # shared files' profile (profile, auto)
+ *   imds_endpoint = http://169.254.169.254  # instance metadata service
+ *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
+ *   imds_timeout_ms = 2000                  # 1..600000, per metadata request
+ *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
  *   key_size = 64                           # bytes, 1..128
@@ -65,6 +79,7 @@
 #define LC_CONFIG_DEFAULT_PATH	"/etc/lakecrypt/agent.conf"
 #define LC_CONFIG_PATH_MAX	4096
 #define LC_CONFIG_NAME_MAX	64
+#define LC_CONFIG_URL_MAX	512
 
 struct lc_config {
 	/* [agent] */
@@ -91,6 +106,15 @@ struct lc_config {
 	unsigned int revoke_wait_ms;
 	/* [test] */
 	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
+	/* [aws-kms]: "" / 0 = not set (the provider's default) */
+	char aws_endpoint[LC_CONFIG_URL_MAX];
+	char aws_region[32];
+	char aws_ca_bundle[LC_CONFIG_PATH_MAX];
+	char aws_credentials[16];
+	char aws_profile[LC_CONFIG_NAME_MAX];
+	char aws_imds_endpoint[LC_CONFIG_URL_MAX];
+	unsigned int aws_connect_timeout_ms;
+	unsigned int aws_imds_timeout_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

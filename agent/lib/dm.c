@@ -248,9 +248,11 @@ int lc_dm_status_parse(const char *params, struct lc_dm_status *st, struct lc_er
 		st->discard = LC_DM_DISCARD_UNSUPPORTED;
 	else if (tok_is(tok[6], len[6], LAKECRYPT_DISCARD_FAILED))
 		st->discard = LC_DM_DISCARD_FAILED;
+	else if (tok_is(tok[6], len[6], LAKECRYPT_DISCARD_PENDING))
+		st->discard = LC_DM_DISCARD_PENDING;
 	else
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "lakecrypt status: discard \"%.*s\" is not one of - discarded unsupported failed",
+			      "lakecrypt status: discard \"%.*s\" is not one of - pending discarded unsupported failed",
 			      (int)(len[6] > 32 ? 32 : len[6]), tok[6]);
 	st->segments = (uint32_t)v[1];
 	st->keys_loaded = (uint32_t)v[2];
@@ -274,6 +276,8 @@ const char *lc_dm_discard_name(enum lc_dm_discard d)
 		return LAKECRYPT_DISCARD_UNSUPPORTED;
 	case LC_DM_DISCARD_FAILED:
 		return LAKECRYPT_DISCARD_FAILED;
+	case LC_DM_DISCARD_PENDING:
+		return LAKECRYPT_DISCARD_PENDING;
 	case LC_DM_DISCARD_NONE:
 		break;
 	}

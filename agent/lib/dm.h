@@ -61,6 +61,7 @@ enum lc_dm_discard {
 	LC_DM_DISCARD_DONE,		/* "discarded" */
 	LC_DM_DISCARD_UNSUPPORTED,	/* "unsupported" */
 	LC_DM_DISCARD_FAILED,		/* "failed" */
+	LC_DM_DISCARD_PENDING,		/* "pending": revoked, waiting for bios in flight */
 };
 
 /* INFO status of the target: see the "Status" section of the admin guide. */

@@ -71,6 +71,70 @@ int lc_kek_context(const struct lc_kek_identity *id, char out[LC_KEK_CONTEXT_MAX
 	return 0;
 }
 
+static bool context_uuid(const char *s)
+{
+	if (strlen(s) != LC_UUID_STR_LEN - 1)
+		return false;
+	for (int i = 0; s[i]; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int lc_kek_context_split(const char *context, char buf[LC_KEK_CONTEXT_MAX],
+			 struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS])
+{
+	static const char *const labels[LC_KEK_CONTEXT_PAIRS] = {
+		"volume", "workspace", "project", "keyconfig" };
+	static const char *const keys[LC_KEK_CONTEXT_PAIRS] = {
+		LC_KEK_CONTEXT_KEY_PREFIX "volume", LC_KEK_CONTEXT_KEY_PREFIX "workspace",
+		LC_KEK_CONTEXT_KEY_PREFIX "project", LC_KEK_CONTEXT_KEY_PREFIX "keyconfig" };
+	size_t plen = strlen(LC_KEK_CONTEXT_PREFIX);
+	char *p;
+
+	buf[0] = '\0';
+	memset(pairs, 0, sizeof(*pairs) * LC_KEK_CONTEXT_PAIRS);
+	if (!context || strlen(context) >= LC_KEK_CONTEXT_MAX ||
+	    strncmp(context, LC_KEK_CONTEXT_PREFIX, plen) || context[plen] != ';')
+		return -EINVAL;
+	strcpy(buf, context);
+	p = buf + plen;
+	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS; i++) {
+		size_t l = strlen(labels[i]);
+		char *end;
+
+		if (*p != ';' || strncmp(p + 1, labels[i], l) || p[1 + l] != '=')
+			goto bad;
+		p += 2 + l;
+		end = strchr(p, ';');
+		if (end)
+			*end = '\0';
+		if (i == LC_KEK_CONTEXT_PAIRS - 1 ? end != NULL : end == NULL)
+			goto bad;
+		if (i == 0 ? !context_uuid(p) : !context_name(p))
+			goto bad;
+		pairs[i].key = keys[i];
+		pairs[i].value = p;
+		if (end) {
+			*end = ';';	/* restored below, once all are checked */
+			p = end;
+		}
+	}
+	/* Cut the values apart now that the shape is known to be right. */
+	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS - 1; i++)
+		*strchr(pairs[i].value, ';') = '\0';
+	return 0;
+bad:
+	buf[0] = '\0';
+	memset(pairs, 0, sizeof(*pairs) * LC_KEK_CONTEXT_PAIRS);
+	return -EINVAL;
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = v >> 24;
@@ -111,11 +175,10 @@ int lc_kek_generate(struct lc_secret *kek, struct lc_error *err)
 
 	if (r)
 		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot allocate key memory for the KEK");
-	if (RAND_priv_bytes(kek->p, LC_KEK_LEN) != 1) {
+	r = lc_rand_bytes(kek->p, LC_KEK_LEN, true, "a KEK", err);
+	if (r < 0)
 		lc_secret_free(kek);
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed to make a KEK");
-	}
-	return 0;
+	return r;
 }
 
 int lc_deks_generate(struct lc_secret *deks, uint32_t count, size_t key_size,
@@ -136,10 +199,10 @@ int lc_deks_generate(struct lc_secret *deks, uint32_t count, size_t key_size,
 	for (size_t off = 0; off < deks->len; off += 1 << 20) {
 		size_t n = deks->len - off < (1 << 20) ? deks->len - off : (1 << 20);
 
-		if (RAND_priv_bytes(deks->p + off, (int)n) != 1) {
+		r = lc_rand_bytes(deks->p + off, n, true, "DEKs", err);
+		if (r < 0) {
 			lc_secret_free(deks);
-			return lc_err(err, -EIO, LC_ERRC_INTERNAL,
-				      "the random generator failed to make DEKs");
+			return r;
 		}
 	}
 	return 0;
@@ -173,8 +236,8 @@ static int wrap_one(EVP_CIPHER_CTX *ctx, const uint8_t uuid[LC_UUID_LEN], uint32
 
 	dek_aad(aad, uuid, segment, out->generation);
 	memset(out->ct, 0, sizeof(out->ct));
-	if (RAND_bytes(out->nonce, LC_DEK_NONCE_LEN) != 1)
-		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "the random generator failed to make a nonce");
+	if (lc_rand_bytes(out->nonce, LC_DEK_NONCE_LEN, false, "a nonce", err) < 0)
+		return -EIO;
 	if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, out->nonce) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &n, aad, sizeof(aad)) != 1 ||
 	    EVP_EncryptUpdate(ctx, out->ct, &n, dek, (int)key_size) != 1 ||

@@ -60,6 +60,23 @@ void lc_uuid_format(const uint8_t uuid[LC_UUID_LEN], char out[LC_UUID_STR_LEN]);
  * -EINVAL if a name is not a valid name (the context is then not built).
  */
 int lc_kek_context(const struct lc_kek_identity *id, char out[LC_KEK_CONTEXT_MAX]);
+/*
+ * The context as key/value pairs, for providers whose context is a map
+ * (AWS KMS EncryptionContext): "lakecrypt:volume" -> uuid,
+ * "lakecrypt:workspace" -> w, "lakecrypt:project" -> p,
+ * "lakecrypt:keyconfig" -> k, in that order.  Only a well-formed version 2
+ * context splits (the four labels once each, in order, valid uuid and
+ * names); anything else is -EINVAL.  Values point into @buf, a copy of
+ * the context (LC_KEK_CONTEXT_MAX bytes) the pairs live in.
+ */
+#define LC_KEK_CONTEXT_PAIRS	4
+#define LC_KEK_CONTEXT_KEY_PREFIX "lakecrypt:"
+struct lc_kek_context_pair {
+	const char *key;	/* static: "lakecrypt:volume", ... */
+	const char *value;	/* in @buf */
+};
+int lc_kek_context_split(const char *context, char buf[LC_KEK_CONTEXT_MAX],
+			 struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS]);
 /* The version 1 context, "lakecrypt:volume:<uuid>" (migration only). */
 void lc_kek_context_v1(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX]);
 

@@ -32,6 +32,7 @@
 #define KMS_FORMAT		1
 #define KMS_QUARANTINE		"quarantine"
 #define KMS_ELAPSED_FILE	".elapsed"
+#define LEGACY_MIN_WAIT_S	(7 * 86400)	/* the shortest deletion window */
 
 struct lc_kms_local {
 	char *dir;
@@ -658,9 +659,16 @@ static int cleanup_locked(struct lc_kms_local *k, bool purge, unsigned int *purg
 			if (load_meta(k, id, &m, NULL) || m.state != LC_KEY_PENDING_DELETION)
 				continue;
 			if (!m.deletion_elapsed) {
+				/* Scheduled by a version without the elapsed clock:
+				 * the wall clock alone cannot be trusted (it may have
+				 * been set forward before this start), so such a key
+				 * waits at least the shortest deletion window (7
+				 * days) of elapsed time from now. */
 				int64_t left = m.deletion_date - kms_now(k);
 
-				m.deletion_elapsed = kms_elapsed(k) + (left > 0 ? left : 0) + 1;
+				if (left < LEGACY_MIN_WAIT_S)
+					left = LEGACY_MIN_WAIT_S;
+				m.deletion_elapsed = kms_elapsed(k) + left;
 				r = save_meta(k, &m, err);
 			} else if (effective_state(k, &m) == LC_KEY_DESTROYED) {
 				r = destroy_locked(k, &m, err);

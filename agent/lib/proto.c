@@ -394,7 +394,7 @@ int lc_proto_connect(const char *path, int timeout_ms, struct lc_proto_conn *c,
 				      path, strerror(-r));
 		if (r == -EACCES)
 			return lc_err(err, r, LC_ERRC_MISCONFIG,
-				      "no permission to connect to %s: join the lakecrypt group or run as root",
+				      "no permission to connect to %s: join the group that owns it (the agent's operator_group, lakecrypt by default; admins by group need it too) or run as root",
 				      path);
 		return lc_err(err, r, LC_ERRC_TRANSIENT, "connecting to %s failed: %s", path,
 			      strerror(-r));

@@ -103,6 +103,13 @@ void lc_provider_counters(const struct lc_provider *p, struct lc_provider_counte
 	c->key_state = atomic_load_explicit(&p->n_key_state, memory_order_relaxed);
 	c->retries = atomic_load_explicit(&p->n_retries, memory_order_relaxed);
 	c->failures = atomic_load_explicit(&p->n_failures, memory_order_relaxed);
+	c->calls = atomic_load_explicit(&p->n_calls, memory_order_relaxed);
+	c->latency_us_sum = atomic_load_explicit(&p->lat_sum_us, memory_order_relaxed);
+	c->latency_us_max = atomic_load_explicit(&p->lat_max_us, memory_order_relaxed);
+	c->denied = atomic_load_explicit(&p->n_denied, memory_order_relaxed);
+	c->transient = atomic_load_explicit(&p->n_transient, memory_order_relaxed);
+	c->misconfig = atomic_load_explicit(&p->n_misconfig, memory_order_relaxed);
+	c->invalid = atomic_load_explicit(&p->n_invalid, memory_order_relaxed);
 }
 
 void lc_provider_counters_reset(struct lc_provider *p)
@@ -112,6 +119,44 @@ void lc_provider_counters_reset(struct lc_provider *p)
 	atomic_store(&p->n_key_state, 0);
 	atomic_store(&p->n_retries, 0);
 	atomic_store(&p->n_failures, 0);
+	atomic_store(&p->n_calls, 0);
+	atomic_store(&p->lat_sum_us, 0);
+	atomic_store(&p->lat_max_us, 0);
+	atomic_store(&p->n_denied, 0);
+	atomic_store(&p->n_transient, 0);
+	atomic_store(&p->n_misconfig, 0);
+	atomic_store(&p->n_invalid, 0);
+}
+
+/* Latency and outcome of one whole call, for status. */
+static void count_call(struct lc_provider *p, uint64_t latency_us, int r, enum lc_err_class cls)
+{
+	uint64_t max = atomic_load_explicit(&p->lat_max_us, memory_order_relaxed);
+
+	atomic_fetch_add_explicit(&p->n_calls, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->lat_sum_us, latency_us, memory_order_relaxed);
+	while (latency_us > max &&
+	       !atomic_compare_exchange_weak_explicit(&p->lat_max_us, &max, latency_us,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+	if (!r)
+		return;
+	switch (cls) {
+	case LC_ERRC_DENIED:
+		atomic_fetch_add_explicit(&p->n_denied, 1, memory_order_relaxed);
+		break;
+	case LC_ERRC_TRANSIENT:
+		atomic_fetch_add_explicit(&p->n_transient, 1, memory_order_relaxed);
+		break;
+	case LC_ERRC_MISCONFIG:
+		atomic_fetch_add_explicit(&p->n_misconfig, 1, memory_order_relaxed);
+		break;
+	case LC_ERRC_INVALID:
+		atomic_fetch_add_explicit(&p->n_invalid, 1, memory_order_relaxed);
+		break;
+	default:
+		break;
+	}
 }
 
 uint64_t lc_retry_delay_ms(const struct lc_retry_policy *pol, unsigned int attempt)
@@ -248,6 +293,7 @@ static int run(struct lc_provider *p, struct call *c, struct lc_provider_reply *
 	}
 	reply->attempts = n;
 	reply->latency_us = (clk->now_ns(clk->arg) - start) / 1000u;
+	count_call(p, reply->latency_us, r, e.cls);
 	if (r == 0) {
 		lc_err_clear(err);
 		return 0;

@@ -98,6 +98,13 @@ struct lc_provider_counters {
 	uint64_t key_state;
 	uint64_t retries;	/* attempts after a transient failure */
 	uint64_t failures;	/* calls that returned an error */
+	uint64_t calls;		/* lc_provider_*() calls that reached the provider */
+	uint64_t latency_us_sum;	/* whole calls, retries and sleeps included */
+	uint64_t latency_us_max;
+	uint64_t denied;	/* failed calls by class of the last attempt */
+	uint64_t transient;
+	uint64_t misconfig;
+	uint64_t invalid;
 };
 
 struct lc_provider {
@@ -106,6 +113,8 @@ struct lc_provider {
 	struct lc_retry_policy policy;
 	const struct lc_clock *clock;
 	_Atomic uint64_t n_wrap, n_unwrap, n_key_state, n_retries, n_failures;
+	_Atomic uint64_t n_calls, lat_sum_us, lat_max_us, n_denied, n_transient, n_misconfig,
+		n_invalid;
 };
 
 /* Set up @p around @ops/@priv with the default policy and the real clock. */

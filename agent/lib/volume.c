@@ -224,8 +224,8 @@ int lc_device_allowed(const struct lc_ws_access *acc, const char *workspace, dev
 		if (hit)
 			return 0;
 	}
-	return lc_err(err, -EPERM, LC_ERRC_INVALID,
-		      "device %s (%u:%u) is not one workspace %s may use: an admin lists its devices with `lakecryptctl workspace bind %s --keyconfig K --devices PATTERN`",
+	return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		      "device %s (%u:%u) is not one workspace %s may use: an admin adds a pattern for it to the workspace's list (`lakecryptctl workspace list --json` shows it; `workspace bind %s --keyconfig K --devices` takes the whole new list)",
 		      path, major(rdev), minor(rdev), workspace, workspace);
 }
 
@@ -263,12 +263,12 @@ static int dev_open(const char *path, bool write, bool regular_ok, const struct 
 	if (pfd < 0 || fstat(pfd, &pre) < 0) {
 		r = -errno;
 		if (allow)
-			return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			return lc_err(err, -EPERM, LC_ERRC_REFUSED,
 				      "%s is not a block device workspace %s may use", path, workspace);
 		return lc_err(err, r, LC_ERRC_INVALID, "cannot use device %s: %s", path, strerror(-r));
 	}
 	if (!S_ISBLK(pre.st_mode) && !(regular_ok && !allow && S_ISREG(pre.st_mode)))
-		return allow ? lc_err(err, -EPERM, LC_ERRC_INVALID,
+		return allow ? lc_err(err, -EPERM, LC_ERRC_REFUSED,
 				      "%s is not a block device workspace %s may use", path, workspace)
 			     : lc_err(err, -ENOTBLK, LC_ERRC_INVALID, "%s is not a block device%s",
 				      path, regular_ok ? " or a regular file" : "");
@@ -886,21 +886,29 @@ static int check_binding(const struct lc_header *h, const char *uuid, const char
  */
 static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *p,
 			   const struct lc_keyconfig *kc, struct lc_header *cand[2],
-			   const char *ctx, struct lc_secret *kek, int *win, struct ids *ids,
+			   struct lc_secret *kek, int *win, struct ids *ids,
 			   struct lc_provider_reply *rep, struct lc_error *err)
 {
 	const struct lc_buf *done = NULL;
 	struct lc_error first = { 0 };
+	char done_ctx[LC_KEK_CONTEXT_MAX] = "";
 	int r = -EBADMSG;
 
 	for (int i = 0; i < 2; i++) {
 		_cleanup_secret_ struct lc_secret mk = { 0 };
 		struct lc_header *h = cand[i];
 		struct lc_error e = { 0 };
+		struct lc_kek_identity kid;
+		char ctx[LC_KEK_CONTEXT_MAX];
 
 		if (!h)
 			continue;
-		if (!done || done->len != h->wrapped_kek.len ||
+		/* Each copy under the context of its own identity (a forged
+		 * copy with another project must not hide the genuine one). */
+		kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
+		if (lc_kek_context(&kid, ctx) < 0)
+			continue;	/* precheck() made this impossible */
+		if (!done || done->len != h->wrapped_kek.len || strcmp(done_ctx, ctx) ||
 		    memcmp(done->p, h->wrapped_kek.p, done->len)) {
 			lc_secret_free(kek);
 			r = lc_provider_unwrap(p, kc->key_ref, &h->wrapped_kek, ctx, kek, rep, &e);
@@ -919,6 +927,7 @@ static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *
 				continue;
 			}
 			done = &h->wrapped_kek;
+			snprintf(done_ctx, sizeof(done_ctx), "%s", ctx);
 		}
 		r = lc_header_mac_key(kek, h->uuid, &mk, &e);
 		if (!r)
@@ -983,8 +992,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	struct lc_provider *p;
 	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
 	const char *hpath;
-	char ctx[LC_KEK_CONTEXT_MAX], real[PATH_MAX], hreal[PATH_MAX];
-	struct lc_kek_identity kid;
+	char real[PATH_MAX], hreal[PATH_MAX];
 	uint64_t bytes, avail, hdr_bytes;
 	bool detached = a->header && *a->header, rw = false;
 	struct stat dst, hst;
@@ -1071,12 +1079,6 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		goto fail;
 	}
 
-	kid = (struct lc_kek_identity){ cand[0]->uuid, cand[0]->workspace, cand[0]->project,
-					cand[0]->keyconfig };
-	(void)lc_kek_context(&kid, ctx);
-	if (cand[1] && (strcmp(cand[1]->project, cand[0]->project) ||
-			memcmp(cand[1]->uuid, cand[0]->uuid, LC_UUID_LEN)))
-		cand[1] = NULL;	/* another identity: not the same KEK context */
 	p = provider_of(env, a->kc->provider, err);
 	if (!p) {
 		r = -ENOPROTOOPT;
@@ -1084,7 +1086,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	}
 	/* The one KMS call of an open (two only if a copy is forged or stale
 	 * with another blob), then the MAC: nothing unauthenticated is used. */
-	r = unwrap_verified(env, p, a->kc, cand, ctx, &v->kek, &win, &ids, &rep, err);
+	r = unwrap_verified(env, p, a->kc, cand, &v->kek, &win, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
 	h = cand[win];
@@ -1320,6 +1322,9 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 
 		if (fd < 0)
 			return fd;
+		r = refuse_overwrite(fd, a->device, a->force, err);
+		if (r < 0)
+			return r;
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -1460,11 +1465,9 @@ int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const
 {
 	struct lc_error e = { 0 }, e2 = { 0 };
 	unsigned int removed = 0, left = 0;
-	struct ids ids;
 	int64_t t0 = now_ms();
 	int r, first = 0;
 
-	ids_of_volume(&ids, v);
 	r = send_revoke(env, v, &e);
 	if (r < 0 && r != -ENXIO && r != -ENODEV) {
 		lc_error_log("volume %s: revoke message to /dev/mapper/%s failed: %s", v->uuid,
@@ -1488,16 +1491,19 @@ int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const
 	copy_str(v->revoke_cause, sizeof(v->revoke_cause), cause);
 	lc_warn("REVOKED volume %s (/dev/mapper/%s, workspace %s, CMK %s): %s; %u key(s) purged",
 		v->uuid, v->name, v->workspace, v->cmk_id, cause ? cause : "revoked", removed);
-	if (denied) {
-		struct lc_error d = { .code = -EKEYREVOKED, .cls = LC_ERRC_DENIED };
-
-		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL, &d,
-		      now_ms() - t0);
-	} else {
-		audit(env, "revoke", first ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL,
-		      first ? (e.code ? &e : &e2) : NULL, now_ms() - t0);
-	}
+	lc_volume_audit_revoke(env, v, denied, first ? (e.code ? &e : &e2) : NULL, now_ms() - t0);
 	return first;
+}
+
+void lc_volume_audit_revoke(const struct lc_volume_env *env, const struct lc_volume *v,
+			    bool denied, const struct lc_error *failed, int64_t latency_ms)
+{
+	struct lc_error d = { .code = -EKEYREVOKED, .cls = LC_ERRC_DENIED };
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit(env, "revoke", failed ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, &ids, NULL,
+	      denied ? &d : failed, latency_ms);
 }
 
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)

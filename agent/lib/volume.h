@@ -195,6 +195,10 @@ struct lc_cache_args {
 	uint32_t key_size;		/* 0: 64 */
 	uint64_t segment_size;		/* bytes; 0: 1 MiB */
 	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
+	/* A cache shreds its whole device when it closes: a device holding a
+	 * lakecrypt header or any libblkid signature is refused unless set
+	 * (an admin's decision), as for format. */
+	bool force;
 };
 
 /* One key_state call (audited) first: the CMK must be enabled. */
@@ -234,6 +238,14 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
  */
 int lc_volume_revoke(const struct lc_volume_env *env, struct lc_volume *v, const char *cause,
 		     bool denied, struct lc_error *err);
+
+/* The "revoke" audit record of @v (lc_volume_revoke() writes it; callers
+ * that revoke with env->audit NULL, so that a slow audit disk cannot
+ * delay what they do next, write it with this afterwards).  @failed: the
+ * first error, NULL on success; @denied: caused by an authoritative KMS
+ * answer. */
+void lc_volume_audit_revoke(const struct lc_volume_env *env, const struct lc_volume *v,
+			    bool denied, const struct lc_error *failed, int64_t latency_ms);
 
 /* Live status of the mapping. */
 int lc_volume_status(const struct lc_volume_env *env, const struct lc_volume *v,

@@ -44,6 +44,12 @@ done
 good "all three options" "0 128 lakecrypt $C $K 8 $z 8 t10 3 allow_discards sector_size:4096 ephemeral"
 good "options in another order" "0 128 lakecrypt $C $K 8 $z 8 t10 3 ephemeral sector_size:4096 allow_discards"
 good "#opt_params 0" "0 128 lakecrypt $C $K 8 $z 0 t10 0"
+for o in no_read_workqueue no_write_workqueue no_inline_crypt same_cpu_crypt; do
+	good "$o" "0 128 lakecrypt $C $K 8 $z 0 t10 1 $o"
+done
+good "no_read_workqueue no_write_workqueue same_cpu_crypt" "0 128 lakecrypt $C $K 8 $z 0 t10 3 no_read_workqueue no_write_workqueue same_cpu_crypt"
+good "six options" "0 128 lakecrypt $C $K 8 $z 8 t10 6 allow_discards sector_size:4096 ephemeral no_read_workqueue no_write_workqueue same_cpu_crypt"
+good "leading zeros are still decimal (key size 064, segment 0008)" "0 128 lakecrypt $C :064:logon:lakecrypt:t10: 0008 $z 0 t10"
 if lc_adiantum; then
 	good "xchacha12,aes-adiantum-plain64 32-byte keys" "0 128 lakecrypt xchacha12,aes-adiantum-plain64 :32:logon:lakecrypt:t10: 8 $z 0 t10"
 else
@@ -111,7 +117,7 @@ bad "volume id with a UTF-8 letter" "volume" "0 128 lakecrypt $C $K 8 $z 0 vol$(
 bad "volume id of 65 characters" "volume" "0 128 lakecrypt $C $K 8 $z 0 $(printf 'v%.0s' $(seq 1 65))"
 
 # --- optional parameters
-bad "unknown option" "unknown|unrecognised|unrecognized|invalid|option|feature" "0 128 lakecrypt $C $K 8 $z 0 t10 1 no_read_workqueue"
+bad "unknown option" "unknown|unrecognised|unrecognized|invalid|option|feature" "0 128 lakecrypt $C $K 8 $z 0 t10 1 no_such_option"
 bad "duplicate allow_discards" "duplicate|twice|more than once|repeat" "0 128 lakecrypt $C $K 8 $z 0 t10 2 allow_discards allow_discards"
 bad "duplicate ephemeral" "duplicate|twice|more than once|repeat" "0 128 lakecrypt $C $K 8 $z 0 t10 2 ephemeral ephemeral"
 bad "duplicate sector_size" "duplicate|twice|more than once|repeat" "0 128 lakecrypt $C $K 8 $z 0 t10 2 sector_size:512 sector_size:4096"
@@ -125,6 +131,45 @@ bad "#opt_params 2 with one option" "opt|param|argument|feature" "0 128 lakecryp
 bad "#opt_params 1 with two options" "opt|param|argument|feature" "0 128 lakecrypt $C $K 8 $z 0 t10 1 allow_discards ephemeral"
 bad "#opt_params not a number" "opt|param|argument|feature" "0 128 lakecrypt $C $K 8 $z 0 t10 x allow_discards"
 bad "#opt_params 4 (more than there are options)" "opt|param|argument|feature" "0 128 lakecrypt $C $K 8 $z 0 t10 4 allow_discards ephemeral sector_size:512 allow_discards"
+
+# --- numbers: plain decimal only (no sign, '+', hex, junk, overflow)
+bad "key size :+64:" "key size" "0 128 lakecrypt $C :+64:logon:lakecrypt:t10: 8 $z 0 t10"
+bad "key size :0x40:" "key size" "0 128 lakecrypt $C :0x40:logon:lakecrypt:t10: 8 $z 0 t10"
+bad "key size :64x:" "key size" "0 128 lakecrypt $C :64x:logon:lakecrypt:t10: 8 $z 0 t10"
+bad "key size :18446744073709551680: (2^64 + 64)" "key size" "0 128 lakecrypt $C :18446744073709551680:logon:lakecrypt:t10: 8 $z 0 t10"
+bad "segment_sectors +8" "segment_sectors" "0 128 lakecrypt $C $K +8 $z 0 t10"
+bad "segment_sectors 0x8" "segment_sectors" "0 128 lakecrypt $C $K 0x8 $z 0 t10"
+bad "segment_sectors 2^64 + 8 (wraps to 8)" "segment_sectors" "0 128 lakecrypt $C $K 18446744073709551624 $z 0 t10"
+bad "offset 2^64 (wraps to 0)" "offset" "0 128 lakecrypt $C $K 8 $z 18446744073709551616 t10"
+bad "offset 2^64 - 1 (offset + length overflows)" "offset" "0 128 lakecrypt $C $K 8 $z 18446744073709551615 t10"
+bad "offset +0" "offset" "0 128 lakecrypt $C $K 8 $z +0 t10"
+bad "offset 8x" "offset" "0 128 lakecrypt $C $K 8 $z 8x t10"
+bad "sector_size:+4096" "sector_size" "0 128 lakecrypt $C $K 8 $z 0 t10 1 sector_size:+4096"
+bad "sector_size:0x1000" "sector_size" "0 128 lakecrypt $C $K 8 $z 0 t10 1 sector_size:0x1000"
+bad "sector_size:4294971392 (2^32 + 4096)" "sector_size" "0 128 lakecrypt $C $K 8 $z 0 t10 1 sector_size:4294971392"
+bad "#opt_params +1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 +1 allow_discards"
+bad "#opt_params 0x1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 0x1 allow_discards"
+bad "#opt_params 4294967297 (2^32 + 1)" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 4294967297 allow_discards"
+bad "#opt_params -1" "opt_params" "0 128 lakecrypt $C $K 8 $z 0 t10 -1 allow_discards"
+
+# --- new options: duplicates and conflicts
+bad "duplicate no_read_workqueue" "duplicate" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_read_workqueue no_read_workqueue"
+bad "no_inline_crypt with no_read_workqueue" "conflict" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_inline_crypt no_read_workqueue"
+bad "no_write_workqueue with no_inline_crypt" "conflict" "0 128 lakecrypt $C $K 8 $z 0 t10 2 no_write_workqueue no_inline_crypt"
+
+# --- stream modes reuse the keystream when a sector is rewritten: refused
+lc_modprobe chacha_generic ctr
+bad "capi:chacha20-plain64 (a stream cipher)" "stream" "0 128 lakecrypt capi:chacha20-plain64 :32:logon:lakecrypt:t10: 8 $z 0 t10"
+for m in ctr ofb cfb; do
+	lc_modprobe $m
+	# dm-crypt accepts these: it tells whether this kernel has the mode.
+	if dmsetup create lct-probe --table "0 8 crypt aes-$m-plain64 $(printf '%064d' 0) 0 $z 0" >/dev/null 2>&1; then
+		dmsetup remove lct-probe
+		bad "aes-$m-plain64 (a stream mode)" "stream" "0 128 lakecrypt aes-$m-plain64 :32:logon:lakecrypt:t10: 8 $z 0 t10"
+	else
+		lc_skip "this kernel has no $m mode" "aes-$m-plain64 refused"
+	fi
+done
 
 # Header is silent on a length that is not a whole number of segments:
 # report what the module does without judging it.

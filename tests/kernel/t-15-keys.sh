@@ -102,19 +102,33 @@ lc_run "key load all while 10 are loaded (reload)" lc_msg $D key load all
 lc_eq "  16 keys loaded" 16 "$(lc_status $D keys)"
 lc_run "  data intact after wipe and reload" lct-blk cmp /dev/mapper/$D 0 "$LC_WORK/data" 0 524288
 
-# Replacing a key: update lakecrypt:t15:5 in the keyring and load it again;
-# segment 5 must now decrypt differently (the new key is really used), and
-# the old key brings the data back.
+# Exact key semantics.  Loading the same bytes again is a no-op; loading
+# different bytes over a loaded key is refused (EBUSY, "wipe first or
+# suspend") and changes nothing, since it would turn the segment's data
+# into garbage without an error; wipe + load, or a load while suspended,
+# really replaces the key.
+lc_run "key load 4-6 again with the same bytes: accepted" lc_msg $D key load 4-6
+lc_eq "  16 keys loaded" 16 "$(lc_status $D keys)"
+lc_run "  data intact" lct-blk cmp /dev/mapper/$D 0 "$LC_WORK/data" 0 524288
 dd if=/dev/urandom of="$LC_WORK/new5" bs=64 count=1 2>/dev/null
 keyctl padd logon lakecrypt:t15:5 $LC_KEYRING <"$LC_WORK/new5" >/dev/null || lc_bail "update key 5"
-lc_run "key load 5 with a new key in the keyring" lc_msg $D key load 5
+lc_msg_fail $D "key load 5 with different bytes over the loaded key" "segment 5.*wipe.*suspend" key load 5
+dmsetup message $D 0 key load 4-6 >"$LC_WORK/busy.out" 2>&1
+grep -qi busy "$LC_WORK/busy.out" && lc_ok "  the error is EBUSY ($(head -n1 "$LC_WORK/busy.out"))" ||
+	lc_notok "  the error is EBUSY ($(head -n1 "$LC_WORK/busy.out"))"
+lc_eq "  16 keys loaded" 16 "$(lc_status $D keys)"
+lc_dropcaches
+lc_run "  segments 4-6 still decrypt with the old keys (all or nothing)" \
+	lct-blk cmp /dev/mapper/$D $((4 * 32768)) "$LC_WORK/data" $((4 * 32768)) $((3 * 32768))
+lc_run "key wipe 5, then key load 5 with the new key" sh -c "dmsetup message $D 0 key wipe 5 && dmsetup message $D 0 key load 5"
 lc_eq "  16 keys loaded" 16 "$(lc_status $D keys)"
 lc_dropcaches
 lc_fails "  segment 5 no longer decrypts to the old plaintext" \
 	lct-blk cmp /dev/mapper/$D $((5 * 32768)) "$LC_WORK/data" $((5 * 32768)) 32768
 lc_run "  segment 4 unchanged" lct-blk cmp /dev/mapper/$D $((4 * 32768)) "$LC_WORK/data" $((4 * 32768)) 32768
 lct-addkeys "lakecrypt:t15:" 5 1 64 "$LC_WORK/keys.t15" 2>/dev/null || lc_bail "restore key 5"
-lc_run "key load 5 with the old key" lc_msg $D key load 5
+lc_run "suspend, key load 5 with the old key (replace while suspended), resume" \
+	sh -c "dmsetup suspend $D && dmsetup message $D 0 key load 5 && dmsetup resume $D"
 lc_run "  segment 5 decrypts again" lct-blk cmp /dev/mapper/$D $((5 * 32768)) "$LC_WORK/data" $((5 * 32768)) 32768
 
 # The key needs to be in the keyring only while it is loaded.

@@ -32,8 +32,13 @@ bad "'key load 1--2'" "$R" key load 1--2
 bad "'key load 0x3'" "$R" key load 0x3
 bad "'key load all extra'" "argument|extra|too many|$U" key load all extra
 bad "'key wipe 1 2'" "argument|extra|too many|$U" key wipe 1 2
+bad "'key load +1' (a sign)" "$R" key load +1
+bad "'key load +1-2'" "$R" key load +1-2
+bad "'key load 1-+2'" "$R" key load 1-+2
+bad "'key wipe 4294967297-4294967298' (wraps to 1-2)" "$R" key wipe 4294967297-4294967298
 bad "'revoke foo'" "revoke|discard|argument|unknown|foo" revoke foo
-bad "'revoke discard now'" "revoke|argument|extra|too many" revoke discard now
+# The error names the word that does not belong, not "discard".
+bad "'revoke discard now'" "unexpected .now." revoke discard now
 
 lc_eq "state still active after the bad messages" active "$(lc_status $D state)"
 lc_eq "still 4 keys loaded after the bad messages" 4 "$(lc_status $D keys)"

@@ -101,7 +101,7 @@ else
 	else
 		txt=$(echo "$hexbuf" | lct-blk unhex | tr '\0' ' ')
 		lc_diag "IMA dm_table_load: $(echo "$txt" | grep -o 'target_index=.*' | head -c 400)"
-		for want in target_name=lakecrypt target_version=1.0.0 cipher_string=aes-xts-plain64 volume_id=t75 ephemeral=y; do
+		for want in target_name=lakecrypt target_version=1.1.0 cipher_string=aes-xts-plain64 volume_id=t75 ephemeral=y; do
 			case $txt in *"$want"*) lc_ok "IMA measurement has $want" ;; *) lc_notok "IMA measurement has $want" ;; esac
 		done
 		h=$(lc_keyhex t75 0 64 | cut -c1-16)

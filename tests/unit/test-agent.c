@@ -840,6 +840,38 @@ static void test_watcher(void **state)
 	assert_string_equal(rs, "revoked");
 }
 
+/* An operator cannot fill the state directory with detached headers
+ * (issue 6 review): the header directory has a count limit. */
+static void test_header_room(void **state)
+{
+	static struct agent ha;
+	struct lc_error err = { 0 };
+	struct statvfs sv;
+	char dir[] = "/tmp/lc-hdrdir.XXXXXX", path[PATH_MAX];
+	bool roomy;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(ha.header_dir, sizeof(ha.header_dir), "%s", dir);
+	assert_int_equal(statvfs(dir, &sv), 0);
+	roomy = !sv.f_blocks || ((uint64_t)sv.f_bavail * sv.f_frsize >= HEADER_DIR_RESERVE &&
+				 (uint64_t)sv.f_bavail * 10 >= (uint64_t)sv.f_blocks);
+	if (roomy)
+		assert_int_equal(header_room(&ha, &err), 0);
+	for (int i = 0; i < HEADER_DIR_MAX; i++) {
+		snprintf(path, sizeof(path), "%s/h%d", dir, i);
+		close(open(path, O_CREAT | O_WRONLY, 0600));
+	}
+	assert_int_equal(header_room(&ha, &err), -ENOSPC);
+	if (roomy)
+		assert_non_null(strstr(err.msg, "its limit"));
+	for (int i = 0; i < HEADER_DIR_MAX; i++) {
+		snprintf(path, sizeof(path), "%s/h%d", dir, i);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -852,6 +884,7 @@ int main(void)
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
+		cmocka_unit_test(test_header_room),
 	};
 
 	if (geteuid() != 0) {

@@ -139,7 +139,7 @@ static void test_bad(void **state)
 		{ "[kms]\nretry_attempts = 0\n", "agent.conf:2: retry_attempts = \"0\" is not usable: expected a whole number from 1 to 100" },
 		{ "[kms]\nretry_attempts = 101\n", "from 1 to 100" },
 		{ "[kms]\nretry_attempts = -1\n", "retry_attempts = \"-1\"" },
-		{ "[kms]\nretry_attempts = 3 # three\n", "retry_attempts = \"3 # three\"" },
+		{ "[kms]\nretry_attempts = 3#three\n", "retry_attempts = \"3#three\"" },
 		{ "[kms]\ndeadline_ms = 99999999999999999999999\n", "deadline_ms" },
 		{ "[kms]\nretry_base_delay_ms = 500\n\nretry_max_delay_ms = 100\n", "agent.conf:4: retry_max_delay_ms (100) is less than retry_base_delay_ms (500)" },
 		{ "[kms]\nretry_base_delay_ms = 6000\n", "agent.conf:2: retry_max_delay_ms (5000) is less than" },
@@ -153,6 +153,10 @@ static void test_bad(void **state)
 		{ "[volume]\nsegment_size = 1T\n", "segment_size" },
 		{ "[kms]\nsocket = /x\n", "unknown key \"socket\" in [kms]: expected one of retry_attempts" },
 		{ "[agent]\nstate_dir = /a\x01" "b\n", "control character" },
+		{ "[aws-kms]\nendpoint = kms.eu-west-1.amazonaws.com\n", "agent.conf:2: endpoint = \"kms.eu-west-1.amazonaws.com\" is not a URL" },
+		{ "[aws-kms]\nca_bundle = ca.pem\n", "ca_bundle = \"ca.pem\" is not an absolute path" },
+		{ "[aws-kms]\nimds_timeout_ms = 0\n", "imds_timeout_ms = \"0\" is not usable" },
+		{ "[aws-kms]\nsecret_access_key = x\n", "unknown key \"secret_access_key\" in [aws-kms]: expected one of endpoint" },
 	};
 	struct lc_config c;
 	struct lc_error e;
@@ -170,6 +174,37 @@ static void test_bad(void **state)
 	lc_config_defaults(&c);
 	assert_int_equal(lc_config_parse(&c, "[agent]\0x", 9, "f", &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "NUL"));
+}
+
+static void test_aws_kms(void **state)
+{
+	static const char text[] =
+		"[aws-kms]\n"
+		"endpoint = https://kms-fips.eu-west-1.amazonaws.com\n"
+		"region = eu-west-1\n"
+		"ca_bundle = /etc/lakecrypt/ca.pem\n"
+		"credentials = profile\n"
+		"profile = lakecrypt\n"
+		"imds_endpoint = http://[fd00:ec2::254]\n"
+		"connect_timeout_ms = 2500\n"
+		"imds_timeout_ms = 1000\n";
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "", &e), 0);
+	assert_string_equal(c.aws_endpoint, "");
+	assert_string_equal(c.aws_credentials, "");
+	assert_int_equal(c.aws_imds_timeout_ms, 0);
+	assert_int_equal(parse(&c, text, &e), 0);
+	assert_string_equal(c.aws_endpoint, "https://kms-fips.eu-west-1.amazonaws.com");
+	assert_string_equal(c.aws_region, "eu-west-1");
+	assert_string_equal(c.aws_ca_bundle, "/etc/lakecrypt/ca.pem");
+	assert_string_equal(c.aws_credentials, "profile");
+	assert_string_equal(c.aws_profile, "lakecrypt");
+	assert_string_equal(c.aws_imds_endpoint, "http://[fd00:ec2::254]");
+	assert_int_equal(c.aws_connect_timeout_ms, 2500);
+	assert_int_equal(c.aws_imds_timeout_ms, 1000);
 }
 
 static void test_load_file(void **state)
@@ -197,6 +232,23 @@ static void test_load_file(void **state)
 }
 
 /* The loop's limits, the revoke wait and the test stall. */
+/* The comments of the documented example stay comments (issue 6 review:
+ * "socket = /tmp/x.sock # comment" made a socket of that whole name). */
+static void test_inline_comments(void **state)
+{
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "[agent]\nsocket = /tmp/x.sock   # control socket\n"
+				   "state_dir = /srv/a#b\nmax_clients = 64\t# connections\n", &e), 0);
+	assert_string_equal(c.socket_path, "/tmp/x.sock");
+	assert_string_equal(c.state_dir, "/srv/a#b");	/* no blank before it: kept */
+	assert_int_equal(c.max_clients, 64);
+	assert_int_equal(parse(&c, "[agent]\nsocket = # nothing\n", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "empty value"));
+}
+
 static void test_limits(void **state)
 {
 	struct lc_config c;
@@ -234,8 +286,10 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_aws_kms),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_inline_comments),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -169,6 +169,10 @@ static void test_status_good(void **state)
 	assert_int_equal(lc_dm_status_parse("  revoked  1048576 0 0 0 0 failed ", &st, &e), 0);
 	assert_int_equal(st.discard, LC_DM_DISCARD_FAILED);
 	assert_int_equal(st.segments, 1048576);
+	/* Target 1.1: revoke returns at once, the discard follows. */
+	assert_int_equal(lc_dm_status_parse("revoked 4 0 0 0 0 pending", &st, &e), 0);
+	assert_int_equal(st.discard, LC_DM_DISCARD_PENDING);
+	assert_string_equal(lc_dm_discard_name(st.discard), "pending");
 }
 
 static void test_status_bad(void **state)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "kms-local.h"
 
@@ -747,6 +748,40 @@ static void test_clock_jump(void **state)
 	assert_int_equal(count_files(e, ".key"), 0);
 }
 
+/* A key scheduled by a version without the elapsed clock, then the wall
+ * clock set forward: nothing is destroyed before 7 days of elapsed time
+ * (issue 6 review). */
+static void test_legacy_deletion_waits(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info k;
+	struct lc_error err = { 0 };
+	char path[512];
+	unsigned int n = 99;
+	json_object *o;
+
+	create(e, &k);
+	assert_int_equal(lc_kms_local_schedule_deletion(e->kms, k.key_id, 7, NULL, &err), 0);
+	snprintf(path, sizeof(path), "%s/%s.json", e->dir, k.key_id);
+	o = json_object_from_file(path);
+	assert_non_null(o);
+	json_object_object_del(o, "deletion_elapsed");
+	assert_int_equal(json_object_to_file(path, o), 0);
+	json_object_put(o);
+	e->now += 30 * 86400;		/* set forward past the deletion date */
+	reopen(e);
+	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(count_files(e, ".key"), 1);
+	e->up += 7 * 86400 - 60;
+	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
+	assert_int_equal(n, 0);
+	e->up += 120;
+	assert_int_equal(lc_kms_local_purge(e->kms, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(count_files(e, ".key"), 0);
+}
+
 static void put_file(struct env *e, const char *name, const char *text)
 {
 	char path[512];
@@ -845,6 +880,7 @@ int main(void)
 		T(test_concurrent_reader),
 		T(test_as_provider),
 		T(test_clock_jump),
+		T(test_legacy_deletion_waits),
 		T(test_open_quarantines),
 		T(test_rand_failure),
 	};

@@ -352,6 +352,9 @@ static void test_keyconfig_workspace(void **state)
 	bad("keyconfig create --key k-1", "missing NAME", "keyconfig create");
 	bad("keyconfig create kc1 --key k-1 --provider aws", "unknown provider \"aws\": expected \"local\"",
 	    "keyconfig create");
+	good("keyconfig create finance-kc --provider aws-kms --key arn:aws:kms:eu-west-1:111122223333:key/k1",
+	     "keyconfig.create",
+	     "{\"name\":\"finance-kc\",\"provider\":\"aws-kms\",\"key_ref\":\"arn:aws:kms:eu-west-1:111122223333:key/k1\"}");
 	bad("keyconfig create kc1 --key ''", "--key must not be empty", "keyconfig create");
 	good("keyconfig list", "keyconfig.list", "{}");
 	bad("keyconfig list kc1", "unexpected argument", "keyconfig list");
@@ -664,11 +667,13 @@ static void test_render_config(void **state)
 		      "Workspace:         ws1\n"
 		      "Key configuration: kc1\n");
 	expect_render(LC_R_BINDINGS,
-		      "{\"workspaces\":[{\"workspace\":\"ws1\",\"keyconfig\":\"kc1\"},"
-		      "{\"workspace\":\"analytics\",\"keyconfig\":\"kc2\"}]}",
-		      "WORKSPACE  KEYCONFIG\n"
-		      "ws1        kc1\n"
-		      "analytics  kc2\n");
+		      "{\"workspaces\":[{\"workspace\":\"ws1\",\"keyconfig\":\"kc1\","
+		      "\"operators\":[\"dba\",\"ops\"],\"devices\":[\"/dev/vd[b-c]\"]},"
+		      "{\"workspace\":\"analytics\",\"keyconfig\":\"kc2\",\"operators\":[],"
+		      "\"devices\":[]}]}",
+		      "WORKSPACE  KEYCONFIG  OPERATORS  DEVICES\n"
+		      "ws1        kc1        dba, ops   /dev/vd[b-c]\n"
+		      "analytics  kc2        -          -\n");
 	expect_render(LC_R_BINDINGS, "{\"workspaces\":[]}", "No workspace bindings.\n");
 	expect_render(LC_R_NONE, NULL, "");
 	expect_render(LC_R_NONE, "{}", "");

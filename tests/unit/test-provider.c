@@ -423,9 +423,38 @@ static void test_wrap_key_state_counters(void **state)
 	assert_int_equal(c.wrap, 1);
 	assert_int_equal(c.key_state, 1);
 	assert_int_equal(c.unwrap, 0);
+	assert_int_equal(c.calls, 2);		/* the refused empty reference is no call */
+	assert_int_equal(c.denied + c.transient + c.misconfig + c.invalid, 0);
 	lc_provider_counters_reset(&e->p);
 	lc_provider_counters(&e->p, &c);
-	assert_int_equal(c.wrap + c.key_state, 0);
+	assert_int_equal(c.wrap + c.key_state + c.calls + c.latency_us_sum, 0);
+}
+
+/* status: latency of whole calls (retries and sleeps included) and
+ * failures by class. */
+static void test_latency_and_classes(void **state)
+{
+	struct env *e = *state;
+	struct lc_provider_counters c;
+	struct lc_error err = { 0 };
+
+	e->f.attempt_cost_ms = 30;
+	e->f.script[0] = LC_ERRC_TRANSIENT;	/* call 1: 30 + backoff + 30 ms */
+	e->f.script[1] = LC_ERRC_NONE;
+	e->f.script[2] = LC_ERRC_DENIED;	/* call 2: 30 ms */
+	e->f.script[3] = LC_ERRC_INVALID;	/* call 3: 30 ms */
+	e->f.n_script = 4;
+	assert_int_equal(lc_provider_key_state(&e->p, "fake-key", NULL, &err), 0);
+	assert_true(lc_provider_key_state(&e->p, "fake-key", NULL, &err) < 0);
+	assert_true(lc_provider_key_state(&e->p, "fake-key", NULL, &err) < 0);
+	lc_provider_counters(&e->p, &c);
+	assert_int_equal(c.calls, 3);
+	assert_int_equal(c.denied, 1);
+	assert_int_equal(c.invalid, 1);
+	assert_int_equal(c.transient, 0);	/* retried to success: not a failure */
+	assert_int_equal(c.failures, 2);
+	assert_int_equal(c.latency_us_max, (60 + e->f.sleeps[0]) * 1000);
+	assert_int_equal(c.latency_us_sum, (60 + e->f.sleeps[0] + 30 + 30) * 1000);
 }
 
 static void test_close_destroys(void **state)
@@ -455,6 +484,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_policy_validation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_classless_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_attempt_output_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_latency_and_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap_key_state_counters, setup, teardown),
 		cmocka_unit_test(test_close_destroys),
 	};

@@ -725,12 +725,13 @@ static void test_cache(void **state)
 static void test_revoke(void **state)
 {
 	struct env *e = *state;
-	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "cache1" };
+	struct lc_cache_args ca = { .device = e->hdr, .workspace = "ws1", .name = "cache1" };
 	struct lc_volume *v = NULL, *c = NULL;
 	struct lc_dm_status st;
 	struct lc_error err = { 0 };
 	char *audit;
 
+	make_file(e->hdr, 4u << 20);	/* the cache's own blank device */
 	format_dev(e, 4096, NULL, NULL);
 	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
 	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &c, &err), 0);
@@ -791,7 +792,7 @@ static void test_rewrap(void **state)
 static void test_rediscover(void **state)
 {
 	struct env *e = *state;
-	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "cache1" };
+	struct lc_cache_args ca = { .device = e->hdr, .workspace = "ws1", .name = "cache1" };
 	struct lc_volume *vols[2] = { NULL, NULL }, **back = NULL;
 	struct lc_error err = { 0 };
 	char path[128], *text;
@@ -799,6 +800,7 @@ static void test_rediscover(void **state)
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/volumes.json", e->dir);
+	make_file(e->hdr, 4u << 20);	/* the cache's own blank device */
 	format_dev(e, 4096, NULL, NULL);
 	assert_int_equal(open_vol(e, "ws1", NULL, &vols[0], &err), 0);
 	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &vols[1], &err), 0);
@@ -1006,6 +1008,25 @@ static void test_identity_bound(void **state)
 	assert_int_equal(counters(e).unwrap, 0);	/* the context check caught it */
 }
 
+/* Write @h as copy B of e->dev with a valid checksum and no MAC key: what
+ * an attacker with the disk but without the KEK can do. */
+static void write_forged_b(struct env *e, const struct lc_header *h)
+{
+	struct lc_error err = { 0 };
+	uint64_t area;
+	uint8_t *buf;
+	size_t len;
+	int fd;
+
+	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
+	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
+	fd = open(e->dev, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
 static void test_forged_copy_loses(void **state)
 {
 	struct env *e = *state;
@@ -1013,23 +1034,13 @@ static void test_forged_copy_loses(void **state)
 	struct lc_header_info info;
 	struct lc_volume *v = NULL;
 	struct lc_error err = { 0 };
-	uint64_t area;
-	uint8_t *buf;
-	size_t len;
-	int fd;
 
 	format_dev(e, 4096, NULL, NULL);
 	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
-	lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, NULL);
 	/* Copy B with a much higher seqno and another project, checksum right. */
 	h->seqno += 100;
 	snprintf(h->project, sizeof(h->project), "forged");
-	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
-	fd = open(e->dev, O_RDWR);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, buf, len, (off_t)area), (ssize_t)len);
-	close(fd);
-	free(buf);
+	write_forged_b(e, h);
 	lc_header_free(h);
 	assert_int_equal(lc_header_read_path(e->dev, &back, &info, &err), 0);
 	assert_string_equal(back->project, "forged");	/* a plain read would take it */
@@ -1241,6 +1252,134 @@ static void test_uuid_rand_failure(void **state)
 	format_dev(e, 4096, NULL, NULL);
 }
 
+/* A cache shreds its device on close: what is on it must not be taken. */
+static void test_cache_refuses_signatures(void **state)
+{
+	struct env *e = *state;
+	struct lc_cache_args ca = { .device = e->dev, .workspace = "ws1", .name = "c9",
+				    .segment_size = 1u << 20 };
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	char cmd[256];
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &v, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "lakecrypt volume"));
+	snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext4 %s 4096 >/dev/null 2>&1", e->dev);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &v, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "ext4"));
+	assert_int_equal(e->fk.creates, 0);
+	ca.force = true;
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &v, &err), 0);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+}
+
+/* A forged copy B with another project (and its own, consistent wrap
+ * context) and a higher seqno: the genuine copy A still opens. */
+static void test_forged_label_copy(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	struct lc_kek_identity id;
+	char ctx[LC_KEK_CONTEXT_MAX];
+
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	h->seqno += 100;
+	snprintf(h->project, sizeof(h->project), "evil");
+	id = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
+	assert_int_equal(lc_kek_context(&id, ctx), 0);
+	free(h->wrap_context.p);
+	h->wrap_context.p = (uint8_t *)strdup(ctx);
+	h->wrap_context.len = strlen(ctx);
+	write_forged_b(e, h);
+	lc_header_free(h);
+	lc_provider_counters_reset(&e->prov);
+	if (open_vol(e, "ws1", NULL, &v, &err))
+		fail_msg("open: %s", err.msg);
+	assert_string_equal(v->project, "db1");
+	assert_int_equal(counters(e).unwrap, 2);	/* the forged context fails at the KMS */
+	lc_volume_free(v);
+}
+
+/* A forged copy with a huge seqno neither exhausts the counter nor lifts
+ * the seqno past what the rollback memory holds (issue 6 review). */
+static void test_forged_seqno(void **state)
+{
+	static const uint64_t forged[] = { UINT64_MAX, 1ull << 63 };
+	struct env *e = *state;
+	struct lc_seqstore seqs;
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_seqstore_open(&seqs, e->dir, &err), 0);
+	e->venv.seqs = &seqs;
+	for (size_t k = 0; k < 2; k++) {
+		struct lc_header *h = NULL, *back = NULL;
+		struct lc_volume *v = NULL;
+		uint8_t *old = malloc(1u << 20);
+		uint64_t genuine;
+		int fd;
+
+		format_force(e);
+		fd = open(e->dev, O_RDWR);
+		assert_int_equal(pread(fd, old, 1u << 20, 0), 1 << 20);
+		assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+		genuine = h->seqno;
+		h->seqno = forged[k];
+		write_forged_b(e, h);
+		lc_header_free(h);
+		assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+		assert_int_equal(lc_volume_rewrap(&e->venv, v, &err), 0);
+		assert_int_equal(lc_header_read_path(e->dev, &back, NULL, &err), 0);
+		assert_int_equal(back->seqno, genuine + 2);	/* repair, then rewrap */
+		lc_header_free(back);
+		assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+		lc_volume_free(v);
+		v = NULL;
+		/* The header from before is still refused. */
+		assert_int_equal(pwrite(fd, old, 1u << 20, 0), 1 << 20);
+		close(fd);
+		assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ESTALE);
+		free(old);
+	}
+	e->venv.seqs = NULL;
+	lc_seqstore_close(&seqs);
+}
+
+/* Rollback memory that cannot be saved (full state directory) fails the
+ * open and the re-wrap, never just a warning (issue 6 review). */
+static void test_seqstore_write_fails(void **state)
+{
+	struct env *e = *state;
+	struct lc_seqstore seqs;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_seqstore_open(&seqs, e->dir, &err), 0);
+	e->venv.seqs = &seqs;
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	lc_file_fail_io_at(2);		/* the write of seqnos.json */
+	assert_true(lc_volume_rewrap(&e->venv, v, &err) < 0);
+	lc_file_fail_io_at(0);
+	assert_non_null(strstr(err.msg, "rollback memory could not be saved"));
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	v = NULL;
+	lc_file_fail_io_at(2);
+	assert_true(open_vol(e, "ws1", NULL, &v, &err) < 0);
+	lc_file_fail_io_at(0);
+	assert_non_null(strstr(err.msg, "cannot be remembered"));
+	assert_null(v);
+	assert_int_equal(e->fk.ndevs, 0);
+	e->venv.seqs = NULL;
+	lc_seqstore_close(&seqs);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1269,6 +1408,10 @@ int main(void)
 		T(test_detached_never_clobbers),
 		T(test_migrate_v1),
 		T(test_uuid_rand_failure),
+		T(test_cache_refuses_signatures),
+		T(test_forged_label_copy),
+		T(test_forged_seqno),
+		T(test_seqstore_write_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,8 +104,8 @@ run sh -c "echo 3 >/proc/sys/vm/drop_caches"
 run_fails cat /mnt/ledger/q3.txt
 umount /mnt/ledger 2>/dev/null || umount -l /mnt/ledger 2>/dev/null || true
 run sh -c "grep -c 'lakecrypt:' /proc/keys || true"
-say "The cache's disk was discarded: it reads zeros."
-run sh -c "od -An -tx1 -v /tmp/cache.img | sort -u"
+say "The cache's disk was discarded: it reads zeros (bytes other than zero, counted):"
+run sh -c "tr -d '\\000' </tmp/cache.img | wc -c"
 say "And the data at rest cannot be opened while the CMK is disabled:"
 run operator close ledger
 run_fails operator open /dev/ram0 ledger --workspace finance

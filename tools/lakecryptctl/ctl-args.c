@@ -86,7 +86,7 @@ static const struct cmd_spec cmds[] = {
 
 	{ "keyconfig", "create", "keyconfig.create", LC_CTL_AGENT, LC_R_KEYCONFIG,
 	  { { "NAME", "name", O_STR, false } },
-	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider (default: local)" },
+	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider: local (default) or aws-kms" },
 	    { "--key", O_STR, true, "key_ref", 0, 0, "KEY_REF", "the CMK, as the provider names it" } },
 	  "register a key configuration (a CMK reference in one provider)", NULL },
 	{ "keyconfig", "list", "keyconfig.list", LC_CTL_AGENT, LC_R_KEYCONFIGS, { { 0 } }, { { 0 } },
@@ -142,10 +142,13 @@ static const struct cmd_spec cmds[] = {
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },
 	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
-	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" } },
+	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" },
+	    { "--force", O_FLAG, false, "force", 0, 0, NULL,
+	      "admins: use DEVICE although it holds a lakecrypt volume or another signature" } },
 	  "open DEVICE as an ephemeral cache volume /dev/mapper/NAME",
 	  "The key exists only in memory: nothing is written to DEVICE's header, and\n"
-	  "closing or revoking the cache shreds it.\n" },
+	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
+	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "close an open volume or cache", NULL },
@@ -794,12 +797,12 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 
 		if (json_object_object_get_ex(cmd->args, "provider", &pv))
 			prov = json_object_get_string(pv);
-		if (strcmp(prov, "local")) {
-			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS)",
+		if (strcmp(prov, "local") && strcmp(prov, "aws-kms")) {
+			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS) or \"aws-kms\" (AWS KMS, --key a key ARN)",
 				prov);
 			return LC_CTL_EXIT_USAGE;
 		}
-		json_object_object_add(cmd->args, "provider", json_object_new_string("local"));
+		json_object_object_add(cmd->args, "provider", json_object_new_string(prov));
 	} else if (!strcmp(cmd->topic, "revoke")) {
 		bool kc = json_object_object_get_ex(cmd->args, "keyconfig", NULL);
 		bool cmk = json_object_object_get_ex(cmd->args, "cmk", NULL);

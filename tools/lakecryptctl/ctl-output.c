@@ -155,6 +155,23 @@ static void value_str(const char *key, struct json_object *v, char *buf, size_t 
 	case json_type_string:
 		lc_ctl_sanitize(*json_object_get_string(v) ? json_object_get_string(v) : "-", buf, len);
 		break;
+	case json_type_array: {
+		/* A list of names or patterns: "a, b"; "-" when empty. */
+		size_t off = 0, n = json_object_array_length(v);
+		char one[512];
+
+		snprintf(buf, len, "-");
+		for (size_t i = 0; i < n && off < len; i++) {
+			json_object *e = json_object_array_get_idx(v, i);
+
+			if (!json_object_is_type(e, json_type_string))
+				goto raw;
+			lc_ctl_sanitize(json_object_get_string(e), one, sizeof(one));
+			off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", one);
+		}
+		break;
+	}
+	raw:
 	default:
 		lc_ctl_sanitize(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
 							       JSON_C_TO_STRING_NOSLASHESCAPE),
@@ -319,7 +336,8 @@ static const struct column keyconfig_cols[] = {
 	{ "NAME", "name" }, { "PROVIDER", "provider" }, { "KEY", "key_ref" },
 };
 static const struct column binding_cols[] = {
-	{ "WORKSPACE", "workspace" }, { "KEYCONFIG", "keyconfig" },
+	{ "WORKSPACE", "workspace" }, { "KEYCONFIG", "keyconfig" }, { "OPERATORS", "operators" },
+	{ "DEVICES", "devices" },
 };
 static const struct column volume_cols[] = {
 	{ "NAME", "name" }, { "KIND", "kind" }, { "STATE", "state" }, { "SEGMENTS", "segments" },

@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The HTTP/JSON core of the cloud providers (see http.h).  libcurl does
+ * the transport; this file fixes its options (HTTPS only, verification on,
+ * timeouts, size bound, no redirects, no proxy surprises from the
+ * environment beyond curl's own), collects the body into locked memory and
+ * turns curl's errors into lakecrypt's error classes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <json-c/printbuf.h>
+#include <openssl/evp.h>
+
+#include "http.h"
+
+/* Idle easy handles kept for reuse (each keeps its connections alive). */
+#define HTTP_POOL	4
+
+struct lc_http {
+	CURL *idle[HTTP_POOL];		/* LIFO: the last used is reused first */
+	unsigned int nidle;
+	pthread_mutex_t lock;		/* idle[] only: requests run unlocked */
+	char *ca_file;
+	uint64_t connect_ms;
+	size_t max_response;
+	bool allow_http;
+	char what[64];
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int lc_http_new(struct lc_http **hp, const struct lc_http_opts *opts, struct lc_error *err)
+{
+	struct lc_http *h;
+
+	*hp = NULL;
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "libcurl initialisation failed: %s",
+			      curl_easy_strerror(curl_init_rc));
+	if (opts->ca_file && *opts->ca_file && access(opts->ca_file, R_OK))
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "%s: CA bundle %s is not readable: %s",
+			      opts->what ? opts->what : "HTTP", opts->ca_file, strerror(errno));
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	pthread_mutex_init(&h->lock, NULL);
+	h->idle[0] = curl_easy_init();
+	h->nidle = h->idle[0] ? 1 : 0;
+	if (!h->nidle || (opts->ca_file && *opts->ca_file && !(h->ca_file = strdup(opts->ca_file)))) {
+		lc_http_free(h);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
+	h->connect_ms = opts->connect_timeout_ms ? opts->connect_timeout_ms : LC_HTTP_DEFAULT_CONNECT_MS;
+	h->max_response = opts->max_response ? opts->max_response : LC_HTTP_DEFAULT_MAX_RESPONSE;
+	h->allow_http = opts->allow_http;
+	snprintf(h->what, sizeof(h->what), "%s", opts->what ? opts->what : "HTTP");
+	*hp = h;
+	return 0;
+}
+
+void lc_http_free(struct lc_http *h)
+{
+	if (!h)
+		return;
+	for (unsigned int i = 0; i < h->nidle; i++)
+		curl_easy_cleanup(h->idle[i]);
+	pthread_mutex_destroy(&h->lock);
+	free(h->ca_file);
+	free(h);
+}
+
+void lc_http_response_free(struct lc_http_response *resp)
+{
+	if (!resp)
+		return;
+	lc_secret_free(&resp->body);
+	memset(resp, 0, sizeof(*resp));
+}
+
+struct sink {
+	struct lc_http_response *resp;
+	size_t max;
+	bool too_big;
+	bool nomem;
+	const char *reqid_header;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct sink *s = arg;
+	struct lc_http_response *r = s->resp;
+	size_t n = size * nmemb;
+
+	if (n > s->max - r->len) {
+		s->too_big = true;
+		return 0;	/* CURLE_WRITE_ERROR */
+	}
+	if (!r->body.p) {
+		/* One locked buffer of the bound: no realloc leaving copies. */
+		if (lc_secret_alloc(&r->body, s->max + 1)) {
+			s->nomem = true;
+			return 0;
+		}
+	}
+	memcpy(r->body.p + r->len, data, n);
+	r->len += n;
+	return n;
+}
+
+static void header_value(const char *line, size_t n, char *out, size_t size)
+{
+	const char *v = memchr(line, ':', n);
+	size_t len;
+
+	if (!v)
+		return;
+	v++;
+	n -= (size_t)(v - line);
+	while (n && (*v == ' ' || *v == '\t')) {
+		v++;
+		n--;
+	}
+	while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
+		n--;
+	len = n < size - 1 ? n : size - 1;
+	for (size_t i = 0; i < len; i++)	/* printable ASCII only: it is logged */
+		out[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
+	out[len] = 0;
+}
+
+static bool header_is(const char *line, size_t n, const char *name)
+{
+	size_t l = strlen(name);
+
+	return n > l && line[l] == ':' && !strncasecmp(line, name, l);
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = size * nmemb;
+
+	/* A new status line (after 100-continue or a redirect) resets. */
+	if (n > 5 && !strncmp(line, "HTTP/", 5)) {
+		s->resp->request_id[0] = 0;
+		s->resp->retry_after[0] = 0;
+		s->resp->content_type[0] = 0;
+	} else if (s->reqid_header && header_is(line, n, s->reqid_header)) {
+		header_value(line, n, s->resp->request_id, sizeof(s->resp->request_id));
+	} else if (header_is(line, n, "retry-after")) {
+		header_value(line, n, s->resp->retry_after, sizeof(s->resp->retry_after));
+	} else if (header_is(line, n, "content-type")) {
+		header_value(line, n, s->resp->content_type, sizeof(s->resp->content_type));
+	}
+	return n;
+}
+
+void lc_url_host(const char *url, char *out, size_t size)
+{
+	const char *p = strstr(url ? url : "", "://");
+	size_t n;
+
+	snprintf(out, size, "?");
+	if (!p)
+		return;
+	p += 3;
+	n = strcspn(p, "/?#");
+	if (memchr(p, '@', n))	/* never print userinfo */
+		return;
+	snprintf(out, size, "%.*s", (int)(n < 200 ? n : 200), p);
+}
+
+static int curl_error(struct lc_http *h, CURLcode rc, const char *method, const char *host,
+		      const char *detail, const struct sink *s, uint64_t timeout_ms,
+		      struct lc_error *err)
+{
+	enum lc_err_class cls = LC_ERRC_TRANSIENT;
+	int code = -EIO;
+	const char *what;
+
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		code = -ETIMEDOUT;
+		what = "timed out";
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		code = -EHOSTUNREACH;
+		what = "cannot resolve the host name";
+		break;
+	case CURLE_COULDNT_CONNECT:
+		code = -ECONNREFUSED;
+		what = "cannot connect";
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+		code = -EPROTO;
+		what = h->ca_file ? "TLS: the server certificate does not verify against the configured CA bundle, or does not name the host"
+				  : "TLS: the server certificate does not verify against the system CAs, or does not name the host";
+		break;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		code = -EPROTO;
+		what = "TLS handshake failed";
+		break;
+	case CURLE_WRITE_ERROR:
+		if (s->nomem) {
+			cls = LC_ERRC_INTERNAL;
+			code = -ENOMEM;
+			what = "out of memory for the response";
+		} else {
+			code = -EMSGSIZE;
+			what = "response body too large";
+		}
+		break;
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		what = "connection broken (response truncated or missing)";
+		break;
+	case CURLE_URL_MALFORMAT:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		cls = LC_ERRC_MISCONFIG;
+		code = -EINVAL;
+		what = h->allow_http ? "malformed or unsupported URL" : "malformed URL or not https://";
+		break;
+	case CURLE_OUT_OF_MEMORY:
+		cls = LC_ERRC_INTERNAL;
+		code = -ENOMEM;
+		what = "out of memory";
+		break;
+	default:
+		what = "transfer failed";
+		break;
+	}
+	if (rc == CURLE_WRITE_ERROR && !s->nomem)
+		return lc_err(err, code, cls, "%s: %s %s: %s (more than %zu bytes)", h->what,
+			      method, host, what, h->max_response);
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return lc_err(err, code, cls, "%s: %s %s: %s (limit %" PRIu64 " ms, connect %" PRIu64 " ms)",
+			      h->what, method, host, what, timeout_ms, h->connect_ms);
+	/* curl's detail names hosts and certificate subjects, never headers. */
+	return lc_err(err, code, cls, "%s: %s %s: %s%s%s", h->what, method, host, what,
+		      detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+static void put_handle(struct lc_http *h, CURL *c)
+{
+	pthread_mutex_lock(&h->lock);
+	if (h->nidle < HTTP_POOL) {
+		h->idle[h->nidle++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
+int lc_http_request(struct lc_http *h, const char *method, const char *url,
+		    const char *const *headers, const void *body, size_t body_len,
+		    const char *request_id_header, uint64_t timeout_ms,
+		    struct lc_http_response *resp, struct lc_error *err)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char host[256];
+	struct curl_slist *hl = NULL, *t;
+	struct sink s = { .resp = resp, .max = h->max_response, .reqid_header = request_id_header };
+	CURLcode rc;
+	CURL *c = NULL;
+	int r = 0;
+
+	memset(resp, 0, sizeof(*resp));
+	/* A handle of our own for this request: a call stalled on one
+	 * endpoint never holds up another. */
+	pthread_mutex_lock(&h->lock);
+	if (h->nidle)
+		c = h->idle[--h->nidle];
+	pthread_mutex_unlock(&h->lock);
+	if (!c)
+		c = curl_easy_init();
+	if (!c)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	lc_url_host(url, host, sizeof(host));
+	for (size_t i = 0; headers && headers[i]; i++) {
+		t = curl_slist_append(hl, headers[i]);
+		if (!t) {
+			curl_slist_free_all(hl);
+			put_handle(h, c);
+			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		}
+		hl = t;
+	}
+	/* libcurl would add "Expect: 100-continue" to large POSTs. */
+	t = curl_slist_append(hl, "Expect:");
+	if (t)
+		hl = t;
+
+	curl_easy_reset(c);	/* keeps the connection cache and TLS sessions */
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, h->allow_http ? "https,http" : "https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (h->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)h->connect_ms);
+	if (timeout_ms)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "lakecrypt-agent");
+	if (!strcmp(method, "GET")) {
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+		if (!strcmp(method, "POST") || body) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+		}
+	}
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+	/* Drop curl's pointers to our stack and the header list. */
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+	put_handle(h, c);
+	for (t = hl; t; t = t->next)	/* they may hold a session token */
+		lc_wipe(t->data, strlen(t->data));
+	curl_slist_free_all(hl);
+
+	if (rc != CURLE_OK) {
+		r = curl_error(h, rc, method, host, errbuf, &s, timeout_ms, err);
+		lc_http_response_free(resp);
+		return r;
+	}
+	if (!resp->body.p && lc_secret_alloc(&resp->body, 1)) {
+		lc_http_response_free(resp);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
+	resp->body.p[resp->len] = 0;
+	return 0;
+}
+
+enum lc_err_class lc_http_status_class(long status)
+{
+	if (status >= 200 && status < 300)
+		return LC_ERRC_NONE;
+	if (status == 429 || status == 408 || status >= 500)
+		return LC_ERRC_TRANSIENT;
+	if (status == 401 || status == 403)
+		return LC_ERRC_DENIED;
+	if (status == 404)
+		return LC_ERRC_MISCONFIG;
+	return LC_ERRC_INVALID;
+}
+
+json_object *lc_json_parse(const char *text, size_t len)
+{
+	struct json_tokener *tok;
+	json_object *o;
+	enum json_tokener_error e;
+
+	if (len > INT32_MAX)
+		return NULL;
+	tok = json_tokener_new_ex(LC_HTTP_MAX_JSON_DEPTH);
+	if (!tok)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	/* Grow the tokener's string buffer once, up front: a buffer that grew
+	 * while assembling a key-bearing string would free an unwiped copy. */
+	if (tok->pb && printbuf_memset(tok->pb, 0, 0, LC_HTTP_JSON_STRBUF) >= 0)
+		printbuf_reset(tok->pb);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	e = json_tokener_get_error(tok);
+	if (o && (e != json_tokener_success || json_tokener_get_parse_end(tok) != len ||
+		  !json_object_is_type(o, json_type_object))) {
+		lc_json_put_wiped(o);
+		o = NULL;
+	}
+	/* The tokener assembles strings in its own buffer. */
+	if (tok->pb && tok->pb->buf)
+		lc_wipe(tok->pb->buf, (size_t)tok->pb->size);
+	json_tokener_free(tok);
+	return o;
+}
+
+static void wipe_strings(json_object *o)
+{
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		lc_wipe((char *)json_object_get_string(o), (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(o, k, v) {
+			(void)k;
+			wipe_strings(v);
+		}
+		break;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			wipe_strings(json_object_array_get_idx(o, i));
+		break;
+	default:
+		break;
+	}
+}
+
+void lc_json_put_wiped(json_object *o)
+{
+	if (!o)
+		return;
+	wipe_strings(o);
+	json_object_put(o);
+}
+
+const char *lc_json_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+size_t lc_base64_encode(const uint8_t *in, size_t len, char *out)
+{
+	return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+static int b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int lc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
+{
+	size_t o = 0;
+
+	if (len % 4)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		int pad = 0;
+
+		for (int j = 0; j < 4; j++) {
+			if (in[i + j] == '=' && i + 4 == len && j >= 2) {
+				v[j] = 0;
+				pad++;
+				continue;
+			}
+			if (pad)	/* data after padding */
+				return -EINVAL;
+			v[j] = b64val(in[i + j]);
+			if (v[j] < 0)
+				return -EINVAL;
+		}
+		out[o++] = (uint8_t)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			out[o++] = (uint8_t)(v[1] << 4 | v[2] >> 2);
+		if (pad < 1)
+			out[o++] = (uint8_t)(v[2] << 6 | v[3]);
+	}
+	*out_len = o;
+	return 0;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one HTTP/JSON core of the cloud KMS providers (AWS KMS now; Azure
+ * Key Vault and Google Cloud KMS later): libcurl over OpenSSL, json-c.
+ *
+ *   - One client per provider instance keeps a few idle libcurl easy
+ *     handles, so connections (TLS sessions, HTTP/2 streams) are reused
+ *     across calls; concurrent calls each take a handle of their own, so a
+ *     call stalled on one endpoint or key never holds up another.
+ *   - HTTPS only, peer and host name verification always on, against the
+ *     system CAs or a configured CA bundle (PEM).  Plain HTTP only for a
+ *     client made with allow_http (link-local metadata services).
+ *   - Every request has a connect timeout and a total timeout (ms).
+ *   - A response body is at most max_response bytes and lands in locked
+ *     memory (struct lc_secret: a Decrypt answer holds key material);
+ *     a longer one is cut off and reported.
+ *   - No header, body, token or signature is ever logged or copied into an
+ *     error message: messages name the method, the host and what failed.
+ *
+ * Error classes (lc-error.h), per the provider contract (provider.h):
+ *   connection refused/reset, DNS, timeouts, TLS handshake or certificate
+ *   verification failure, truncated or oversized body, HTTP 429 and 5xx
+ *   -> TRANSIENT (never authoritative: an outage is not a revocation);
+ *   a malformed URL or CA bundle path -> MISCONFIG; out of memory ->
+ *   INTERNAL.  4xx answers are classified by the provider, which reads
+ *   the error body (lc_http_status_class gives the generic default).
+ */
+#ifndef LC_HTTP_H
+#define LC_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "lc-error.h"
+#include "secmem.h"
+
+#define LC_HTTP_DEFAULT_MAX_RESPONSE	(256 * 1024)	/* bytes */
+#define LC_HTTP_DEFAULT_CONNECT_MS	3000
+#define LC_HTTP_HEADER_VALUE_MAX	256
+#define LC_HTTP_MAX_JSON_DEPTH		16
+#define LC_HTTP_JSON_STRBUF		8192	/* bytes: longest string kept in one buffer */
+
+struct lc_http_opts {
+	const char *ca_file;		/* PEM bundle; NULL: the system CAs */
+	uint64_t connect_timeout_ms;	/* 0: LC_HTTP_DEFAULT_CONNECT_MS */
+	size_t max_response;		/* bytes; 0: LC_HTTP_DEFAULT_MAX_RESPONSE */
+	bool allow_http;		/* plain http:// too (metadata services) */
+	const char *what;		/* "AWS KMS", for messages */
+};
+
+struct lc_http;
+
+/* A response: status, body (locked, NUL-terminated, len bytes) and the
+ * values of the headers asked for (truncated to fit, "" if absent). */
+struct lc_http_response {
+	long status;
+	struct lc_secret body;		/* body.p[len] == 0; len bytes used */
+	size_t len;
+	char request_id[LC_HTTP_HEADER_VALUE_MAX];
+	char retry_after[32];
+	char content_type[LC_HTTP_HEADER_VALUE_MAX];
+};
+
+/* 0, -EINVAL (MISCONFIG: unreadable CA bundle), -ENOMEM (INTERNAL). */
+int lc_http_new(struct lc_http **h, const struct lc_http_opts *opts, struct lc_error *err);
+void lc_http_free(struct lc_http *h);
+
+/*
+ * One request.  @headers: NULL-terminated "Name: value" strings (may hold
+ * credentials: never logged).  @body/@body_len: request body (may be
+ * NULL/0).  @request_id_header: the response header whose value goes to
+ * resp->request_id (e.g. "x-amzn-RequestId"), NULL for none.  @timeout_ms
+ * bounds the whole exchange, connect included (0: the connect timeout
+ * only bounds connecting; callers always give one).  Returns 0 when an
+ * HTTP answer came (any status: check resp->status), else a negative errno
+ * with the class above; resp is then empty.  lc_http_response_free()
+ * in both cases.
+ */
+int lc_http_request(struct lc_http *h, const char *method, const char *url,
+		    const char *const *headers, const void *body, size_t body_len,
+		    const char *request_id_header, uint64_t timeout_ms,
+		    struct lc_http_response *resp, struct lc_error *err);
+void lc_http_response_free(struct lc_http_response *resp);
+
+/* Generic class of an HTTP status: 2xx NONE, 429/5xx/408 TRANSIENT,
+ * 401/403 DENIED, 404 MISCONFIG, other 4xx INVALID. */
+enum lc_err_class lc_http_status_class(long status);
+
+/*
+ * Parse @len bytes of JSON (an object at the top, depth at most
+ * LC_HTTP_MAX_JSON_DEPTH, no trailing garbage).  The tokener's own copy
+ * of the text is wiped before it is freed (answers may carry keys); its
+ * buffer is sized up front so strings below LC_HTTP_JSON_STRBUF bytes never
+ * leave a freed copy behind.
+ * NULL if not valid.
+ */
+json_object *lc_json_parse(const char *text, size_t len);
+/* Wipe every string of @o (recursively) in place, then put it. */
+void lc_json_put_wiped(json_object *o);
+/* The string member @key of object @o, or NULL if absent or not a string. */
+const char *lc_json_str(json_object *o, const char *key);
+
+/* Standard base64 (RFC 4648 section 4).  Encode: @out must hold
+ * 4 * ceil(len / 3) + 1 bytes; returns the length written (NUL added). */
+size_t lc_base64_encode(const uint8_t *in, size_t len, char *out);
+/* Decode @len characters of padded base64 into @out (room for
+ * 3 * len / 4 bytes); -EINVAL on bad input, else the length. */
+int lc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len);
+
+/* "host" of an https://host[:port]/... URL, for messages; "?" if none. */
+void lc_url_host(const char *url, char *out, size_t size);
+
+#endif /* LC_HTTP_H */

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * AWS KMS provider (provider kind "aws-kms"), on the HTTP core (http.h).
+ *
+ * Protocol: AWS KMS JSON 1.1 (POST / with Content-Type
+ * application/x-amz-json-1.1 and X-Amz-Target TrentService.<Operation>),
+ * as in the AWS KMS API Reference and botocore's kms/2014-11-01 service
+ * model.  Operations used: Encrypt (wrap), Decrypt with KeyId (unwrap),
+ * DescribeKey (key_state).  Every Encrypt and Decrypt carries the KEK
+ * context as EncryptionContext, split into {"lakecrypt:volume": uuid,
+ * "lakecrypt:workspace": w, "lakecrypt:project": p, "lakecrypt:keyconfig":
+ * k} (lc_kek_context_split), so CloudTrail shows them and KMS enforces them.
+ * Requests are signed with AWS Signature Version 4 in the Authorization
+ * header (AWS General Reference, "Signature Version 4 signing process").
+ *
+ * Key reference: a key ARN arn:<partition>:kms:<region>:<account>:key/<id>
+ * (or alias/<name>), whose region picks the endpoint
+ * https://kms.<region>.amazonaws.com (amazonaws.com.cn in aws-cn); a bare
+ * key id or alias needs a configured region.  An endpoint override (FIPS,
+ * VPC endpoint, tests) replaces the URL, not the signing region.
+ *
+ * Credentials, as the AWS SDKs look for them ("auto"), first found wins:
+ *   1. environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ *      AWS_SESSION_TOKEN (optional);
+ *   2. shared files: AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials)
+ *      section [<profile>], then AWS_CONFIG_FILE (~/.aws/config) section
+ *      [profile <profile>] ([default] for default); profile from the
+ *      configuration, else AWS_PROFILE, else "default";
+ *   3. web identity: AssumeRoleWithWebIdentity at STS with the token of
+ *      $AWS_WEB_IDENTITY_TOKEN_FILE for $AWS_ROLE_ARN (session name
+ *      $AWS_ROLE_SESSION_NAME); STS at $AWS_ENDPOINT_URL_STS or
+ *      https://sts.<region>.amazonaws.com, over the KMS client's TLS;
+ *   4. container credentials (ECS task role, EKS Pod Identity): GET
+ *      $AWS_CONTAINER_CREDENTIALS_FULL_URI (https, or http to loopback or
+ *      the ECS/EKS agent addresses) or http://169.254.170.2 +
+ *      $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, Authorization from
+ *      $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN; bounded as 5.;
+ *   5. EC2 instance metadata, IMDSv2: PUT /latest/api/token, then GET
+ *      /latest/meta-data/iam/security-credentials/[<role>] with the token;
+ *      every request with connect and total timeouts, so an endpoint that
+ *      accepts and never answers costs at most imds_timeout_ms per request.
+ * Temporary credentials are cached and fetched again 5 minutes before
+ * they expire, or after ExpiredTokenException.
+ * Secrets (secret key, session token, request bodies with key material,
+ * Decrypt answers) live in locked memory and are wiped; none is logged.
+ *
+ * Errors (AWS "__type" of a 4xx answer; status alone for 5xx):
+ *   DisabledException, KMSInvalidStateException, AccessDeniedException,
+ *   IncorrectKeyException, NotFoundException for a key of the endpoint's
+ *   region                                     -> DENIED
+ *   NotFoundException for an ARN of another region than the endpoint's
+ *                                              -> MISCONFIG
+ *   InvalidCiphertextException                 -> INVALID ("the encryption
+ *                                                 context did not match ...")
+ *   ThrottlingException (HTTP 400), LimitExceededException,
+ *   KMSInternalException, DependencyTimeoutException,
+ *   KeyUnavailableException, ExpiredTokenException, 5xx, connection, TLS,
+ *   a malformed, truncated or oversized answer -> TRANSIENT
+ *   anything else (credentials rejected, validation, unknown type)
+ *                                              -> MISCONFIG: never a kill.
+ * DescribeKey KeyState: Enabled -> enabled; Disabled, PendingImport,
+ * Unavailable -> disabled; PendingDeletion, PendingReplicaDeletion ->
+ * pending_deletion; Creating, Updating -> TRANSIENT; any other -> MISCONFIG
+ * (a state lakecrypt does not know never revokes).
+ */
+#ifndef LC_KMS_AWS_H
+#define LC_KMS_AWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lc-error.h"
+#include "lc-types.h"
+#include "provider.h"
+#include "secmem.h"
+
+#define LC_KMS_AWS_NAME			"aws-kms"
+#define LC_KMS_AWS_MAX_RESPONSE		(64 * 1024)	/* bytes of a KMS answer */
+#define LC_KMS_AWS_MAX_PLAINTEXT	4096		/* KMS Encrypt limit */
+#define LC_KMS_AWS_MAX_BLOB		6144		/* CiphertextBlob limit */
+#define LC_KMS_AWS_IMDS_TIMEOUT_MS	2000
+#define LC_KMS_AWS_REFRESH_S		300		/* renew credentials this early */
+#define LC_AWS_REGION_MAX		32
+
+/* ---- SigV4 ------------------------------------------------------------ */
+
+struct lc_sigv4_header {
+	const char *name;
+	const char *value;
+};
+
+struct lc_sigv4_request {
+	const char *method;			/* "POST" */
+	const char *path;			/* as on the wire, before '?' */
+	const char *query;			/* after '?', NULL if none */
+	const struct lc_sigv4_header *headers;	/* Host included; not X-Amz-Date */
+	size_t nheaders;
+	const void *body;
+	size_t body_len;
+	bool normalize_path;			/* remove dot segments, merge '/' */
+	bool sign_body;				/* add x-amz-content-sha256 */
+	bool omit_session_token;		/* token sent but not signed */
+};
+
+struct lc_sigv4_creds {
+	const char *access_key_id;
+	const char *secret_key;			/* in locked memory */
+	const char *session_token;		/* NULL if none */
+};
+
+struct lc_sigv4_result {
+	char amz_date[17];			/* YYYYMMDDTHHMMSSZ */
+	char payload_hash[65];			/* hex SHA-256 of the body */
+	char signature[65];			/* hex */
+	char *canonical_request;		/* malloc'd */
+	char *string_to_sign;			/* malloc'd */
+	char *authorization;			/* malloc'd: the header's value */
+};
+
+/*
+ * Sign @req at time @when for @region/@service: the canonical request,
+ * string to sign, signature and Authorization value of SigV4 (header
+ * form).  0, -ENOMEM, -EINVAL (bad escape in the query).  The derived
+ * signing keys are wiped.  Free with lc_sigv4_result_free().
+ */
+int lc_sigv4_sign(const struct lc_sigv4_request *req, const struct lc_sigv4_creds *creds,
+		  const char *region, const char *service, time_t when,
+		  struct lc_sigv4_result *res);
+void lc_sigv4_result_free(struct lc_sigv4_result *res);
+
+/* ---- key references ----------------------------------------------------- */
+
+/* Region of a KMS ARN (arn:<partition>:kms:<region>:<account>:key/...|alias/...);
+ * -EINVAL if @ref is not a KMS ARN.  @partition (may be NULL) gets "aws", ... */
+int lc_aws_arn_region(const char *ref, char region[LC_AWS_REGION_MAX],
+		      char partition[LC_AWS_REGION_MAX]);
+
+/* ---- responses (exposed for the fuzzer and unit tests) ------------------ */
+
+enum lc_aws_op { LC_AWS_ENCRYPT, LC_AWS_DECRYPT, LC_AWS_DESCRIBE_KEY };
+
+struct lc_aws_result {
+	struct lc_buf blob;			/* Encrypt: CiphertextBlob (malloc'd) */
+	struct lc_secret plaintext;		/* Decrypt: Plaintext (locked) */
+	char key_id[LC_PROVIDER_KEYID_MAX];	/* KeyId / KeyMetadata.Arn */
+	enum lc_key_state state;		/* DescribeKey */
+	int64_t deletion_date;			/* DescribeKey, epoch s */
+	char aws_state[32];			/* KeyState as AWS says it */
+	bool expired_token;			/* ExpiredTokenException */
+};
+
+/*
+ * Read one answer of @op: HTTP @status and @len bytes of @body.
+ * @key_region: region of the requested key ("" if unknown),
+ * @endpoint_region: region the endpoint serves (for NotFoundException).
+ * 0 and @res filled, or a negative errno and the class above.
+ * lc_aws_result_free() in both cases.
+ */
+int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size_t len,
+			  const char *key_region, const char *endpoint_region,
+			  struct lc_aws_result *res, struct lc_error *err);
+void lc_aws_result_free(struct lc_aws_result *res);
+
+/* ---- the provider ------------------------------------------------------ */
+
+struct lc_kms_aws_config {
+	const char *endpoint;		/* https://host[:port] override, NULL: from region */
+	const char *region;		/* for key ids without ARN / the endpoint's region */
+	const char *ca_file;		/* PEM CA bundle, NULL: system CAs */
+	const char *credentials;	/* "auto" (NULL), "env", "profile", "web-identity",
+					 * "container", "imds" */
+	const char *profile;		/* NULL: $AWS_PROFILE or "default" */
+	const char *imds_endpoint;	/* NULL: $AWS_EC2_METADATA_SERVICE_ENDPOINT or
+					 * http://169.254.169.254 */
+	uint64_t connect_timeout_ms;	/* 0: LC_HTTP_DEFAULT_CONNECT_MS */
+	uint64_t imds_timeout_ms;	/* per metadata request, 0: default */
+};
+
+struct lc_kms_aws;
+
+/* 0, -EINVAL (MISCONFIG: unknown credentials source, bad endpoint or CA
+ * bundle), -ENOMEM.  Credentials are looked up at the first call. */
+int lc_kms_aws_new(struct lc_kms_aws **aws, const struct lc_kms_aws_config *cfg,
+		   struct lc_error *err);
+void lc_kms_aws_free(struct lc_kms_aws *aws);
+
+/* @p owns @aws: lc_provider_close() frees it. */
+void lc_kms_aws_provider_init(struct lc_provider *p, struct lc_kms_aws *aws);
+extern const struct lc_provider_ops lc_kms_aws_ops;
+
+/* For tests: fixed clock for signing (0: real time). */
+void lc_kms_aws_set_time(struct lc_kms_aws *aws, time_t when);
+
+#endif /* LC_KMS_AWS_H */

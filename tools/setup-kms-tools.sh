@@ -1,0 +1,39 @@
+#!/bin/bash
+# Test tools for the cloud KMS providers, installed by `make setup`
+# (tools/setup-deps.sh) and idempotent: a second run only checks.
+#   $LAKECRYPT_TOOLS/venv       Python venv with botocore (SigV4 reference) and
+#                               moto (server mode: DescribeKey states)
+#   $LAKECRYPT_TOOLS/bin/local-kms   AWS KMS emulator (Go module proxy)
+# Go is installed from Debian if no go is on PATH or in /usr/local/go.
+set -euo pipefail
+tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
+LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
+BOTOCORE_VERSION=${BOTOCORE_VERSION:-}
+MOTO_VERSION=${MOTO_VERSION:-}
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p "$tools/bin"
+
+need=()
+for p in stunnel4 python3-venv openssl; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${need[@]}"
+
+if [ ! -x "$tools/venv/bin/python3" ] || ! "$tools/venv/bin/python3" -c 'import botocore, moto' 2>/dev/null ||
+   [ ! -x "$tools/venv/bin/moto_server" ]; then
+	[ -x "$tools/venv/bin/python3" ] || /usr/bin/python3 -m venv "$tools/venv"
+	"$tools/venv/bin/pip" install -q "botocore${BOTOCORE_VERSION:+==$BOTOCORE_VERSION}" \
+		"moto[server]${MOTO_VERSION:+==$MOTO_VERSION}"
+fi
+
+if [ ! -x "$tools/bin/local-kms" ] || [ "$(cat "$tools/bin/local-kms.version" 2>/dev/null)" != "$LOCAL_KMS_VERSION" ]; then
+	PATH=$PATH:/usr/local/go/bin
+	if ! command -v go >/dev/null; then
+		apt-get install -y -q --no-install-recommends golang-go
+	fi
+	gopath=$tools/go
+	GOPATH=$gopath GOFLAGS=-modcacherw GOBIN=$tools/bin \
+		go install "github.com/nsmithuk/local-kms@$LOCAL_KMS_VERSION"
+	echo "$LOCAL_KMS_VERSION" >"$tools/bin/local-kms.version"
+fi
+echo "setup-kms-tools: ok ($tools)"
