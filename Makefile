@@ -6,11 +6,15 @@
 #   make check       every test: lint, unit (plain and ASan/UBSan) and fuzz,
 #                    CLI, kernel selftests and end-to-end tests in QEMU
 #                    on both kernel lines
-#   make check-lint / check-unit / check-kms / check-kernel / check-e2e   one suite
+#   make check-lint / check-unit / check-kms / check-kernel / check-e2e / check-udev / check-system / check-deb   one suite
+#   make deb         Debian packages (dpkg-buildpackage, dh-dkms) and lintian
 #   make bench       benchmarks in the QEMU machine (figures, not tests)
 #   make demo        the narrated walk-through in the QEMU machine
 #   make demo-kernel the same at the dmsetup level, without the agent
-#   make install     install the module (running kernel), the agent and the CLI
+#   make install     install the module (running kernel), the agent, the CLI,
+#                    udev rules and probe, systemd units and generator, man
+#                    pages (DESTDIR, PREFIX, MODULE=kbuild|dkms|none honoured)
+#   make uninstall   remove exactly what make install put there
 #   make dkms-install  register the module with DKMS for the running kernel
 
 LINES := 6.1 6.12
@@ -51,6 +55,19 @@ check-kms:
 check-e2e:
 	tests/e2e/check.sh
 
+check-udev:
+	tests/udev/check.sh
+
+check-system:
+	tests/system/check.sh
+
+check-deb:
+	tests/deb/check.sh
+
+# Debian packages lakecrypt and lakecrypt-dkms in build/deb (and lintian).
+deb:
+	tools/mkdeb.sh
+
 bench:
 	tools/bench.sh
 
@@ -60,10 +77,63 @@ demo:
 demo-kernel:
 	LAKECRYPT_DEMO=kernel tools/demo.sh
 
-install:
-	$(MAKE) -C kernel modules_install KVER=$(or $(KVER),$(shell uname -r))
-	depmod -a $(or $(KVER),$(shell uname -r))
-	$(MAKE) -C agent install
+# ---- installation ---------------------------------------------------------
+# make install [DESTDIR=...] [PREFIX=/usr/local] [MODULE=kbuild|dkms|none]
+# One file list (tools/install.sh) drives install, uninstall and
+# install-list.  Paths follow PREFIX; udev, systemd and man search
+# /usr/local too.  MODULE=kbuild (default) installs dm-lakecrypt.ko built
+# for KVER (default: the running kernel) under /lib/modules/KVER/updates;
+# dkms installs the DKMS source tree (/usr/src/lakecrypt-<version>) and,
+# without DESTDIR, registers it; none skips the module.
+PREFIX       ?= /usr/local
+SBINDIR      ?= $(PREFIX)/sbin
+LIBEXECDIR   ?= $(PREFIX)/lib/lakecrypt
+UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+GENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
+MANDIR       ?= $(PREFIX)/share/man
+DOCDIR       ?= $(PREFIX)/share/doc/lakecrypt
+SYSCONFDIR   ?= /etc
+MODULE       ?= kbuild
+DIST         ?= $(CURDIR)/build/dist
+BIN          ?= $(CURDIR)/build/agent
+INSTALL_KVER  = $(or $(KVER),$(shell uname -r))
+# Passed to tools/install.sh explicitly (not exported: `make check` must not
+# hand install paths to the tests).
+INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SBINDIR='$(SBINDIR)' LIBEXECDIR='$(LIBEXECDIR)' \
+	UDEVRULESDIR='$(UDEVRULESDIR)' UNITDIR='$(UNITDIR)' GENERATORDIR='$(GENERATORDIR)' \
+	MANDIR='$(MANDIR)' DOCDIR='$(DOCDIR)' SYSCONFDIR='$(SYSCONFDIR)' DIST='$(DIST)' BIN='$(BIN)' \
+	MODULE='$(MODULE)' KVER='$(INSTALL_KVER)'
+
+SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
+	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' \
+	    -e 's|@PROBE@|$(LIBEXECDIR)/lakecrypt-probe|g' -e 's|@LAKECRYPTCTL@|$(SBINDIR)/lakecryptctl|g'
+MAN_PAGES = lakecrypt-agent.8 lakecryptctl.8 lakecrypttab.5
+LC_VERSION = $(shell awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $$3 } END { print v }' include/uapi/linux/dm-lakecrypt.h)
+
+# Files with the install paths written in, and the man pages (go-md2man).
+dist-files:
+	@mkdir -p $(DIST)/man
+	$(SUBST) agent/lakecrypt-agent.service.in >$(DIST)/lakecrypt-agent.service
+	cp tools/systemd/lakecrypt.target $(DIST)/lakecrypt.target
+	$(SUBST) tools/systemd/lakecrypt-generator.in >$(DIST)/lakecrypt-generator
+	chmod 755 $(DIST)/lakecrypt-generator
+	$(SUBST) udev/61-lakecrypt.rules.in >$(DIST)/61-lakecrypt.rules
+	sed 's/@VERSION@/$(LC_VERSION)/' kernel/dkms.conf >$(DIST)/dkms.conf
+	set -e; for m in $(MAN_PAGES); do \
+		tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >$(DIST)/man/$$m; done
+
+install: agent dist-files $(if $(filter kbuild,$(MODULE)),install-module-build)
+	$(INSTALL_ENV) KO=$(CURDIR)/build/kmod/$(INSTALL_KVER)/kernel/dm-lakecrypt.ko tools/install.sh install
+
+install-module-build:
+	tools/build-module.sh $(INSTALL_KVER)
+
+uninstall:
+	$(INSTALL_ENV) tools/install.sh uninstall
+
+install-list:
+	@$(INSTALL_ENV) tools/install.sh list
 
 dkms-install:
 	tools/dkms-install.sh $(KVER)
@@ -73,4 +143,4 @@ clean:
 	$(MAKE) -C agent clean
 	$(MAKE) -C kernel clean KVER=$(or $(KVER),$(shell uname -r)) 2>/dev/null || true
 
-.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-kms check-e2e bench demo install dkms-install clean
+.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-kms check-e2e check-udev check-system check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean

@@ -26,7 +26,9 @@ pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       mount
       linux-source-6.1
       pkg-config libssl-dev libcurl4-openssl-dev libdevmapper-dev libkeyutils-dev
-      libjson-c-dev libcmocka-dev libblkid-dev clang libclang-rt-14-dev e2fsprogs python3)
+      libjson-c-dev libcmocka-dev libblkid-dev clang libclang-rt-14-dev e2fsprogs python3
+      udev systemd go-md2man man-db groff-base
+      debhelper dh-dkms lintian debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -10,6 +10,8 @@
  *   ops-volume.c volume.*, cache.open, status, revoke, audit.tail
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
+ *   ops-notify.c volume.revoked: a revoke the kernel reported (udev)
+ *   notify.c     readiness and status for systemd (Type=notify)
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
  * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
@@ -282,6 +284,13 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
+/* notify.c: sd_notify(3) protocol; 1 sent, 0 not under systemd, -errno. */
+int agent_notify(const char *state);
+void agent_notify_ready(struct agent *a);
+
+/* ops-notify.c */
+int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json_object **result,
+		      struct lc_error *err);
 int op_audit_tail(struct agent *a, struct client *c, json_object *args,
 		  json_object **result, struct lc_error *err);
 

@@ -34,7 +34,8 @@ static void usage(FILE *f)
 		"Options (they override the configuration file):\n"
 		"  -c, --config FILE     configuration file (default %s;\n"
 		"                        a missing default file means built-in defaults)\n"
-		"  -f, --foreground      stay in the foreground (systemd Type=simple);\n"
+		"  -f, --foreground      stay in the foreground (systemd: Type=notify, READY=1\n"
+		"                        is sent once the socket listens);\n"
 		"                        logs go to stderr or syslog as configured\n"
 		"  -s, --state-dir DIR   state directory: local KMS keys (DIR/kms),\n"
 		"                        key configurations (DIR/registry.json)\n"
@@ -242,7 +243,9 @@ int main(int argc, char **argv)
 	lc_info("lakecrypt-agent %s listening on %s (state %s, audit %s, %zu open volume(s) known, watcher every %u s)",
 		LC_AGENT_VERSION, a.cfg.socket_path, a.cfg.state_dir, a.cfg.audit_log, a.nvols,
 		a.cfg.watch_interval_s);
+	agent_notify_ready(&a);
 	agent_run(&a);
+	(void)agent_notify("STOPPING=1");
 	agent_teardown(&a);
 	if (pid_path[0])
 		(void)unlink(pid_path);

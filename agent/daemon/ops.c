@@ -54,6 +54,7 @@ static const struct op ops[] = {
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
+	{ "volume.revoked",	LC_ROLE_ADMIN, ARGS("name", "volume"), op_volume_revoked, false },
 	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines", "before"), op_audit_tail, true },
 };
 

@@ -27,7 +27,9 @@
 
 #include "../../agent/daemon/clients.c"
 #include "../../agent/daemon/loop.c"
+#include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/ops-admin.c"
+#include "../../agent/daemon/ops-notify.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/providers.c"

@@ -174,6 +174,13 @@ static const struct cmd_spec cmds[] = {
 	  "kill switch: revoke every open volume under a key configuration or CMK",
 	  "Exactly one of --keyconfig and --cmk.  I/O fails at once, keys are wiped\n"
 	  "from the kernel and the agent, cache volumes are shredded.\n" },
+	{ NULL, "notify-revoked", "volume.revoked", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "NAME", "name", O_NAME, false } },
+	  { { "--volume", O_STR, false, "volume", 0, 0, "UUID", "volume uuid the kernel event names" } },
+	  "tell the agent the kernel revoked /dev/mapper/NAME (run by udev)",
+	  "udev runs this on the target's change uevent LAKECRYPT_EVENT=revoked.  The\n"
+	  "agent checks the target's status itself, then purges the keys, wipes the\n"
+	  "KEK, audits the revocation and shows it in status.\n" },
 	{ NULL, "audit", "audit.tail", LC_CTL_AGENT, LC_R_AUDIT, { { 0 } },
 	  { { "--lines", O_UINT, false, "lines", 1, 10000000, "N", "number of records, 1 to 10000000 (default 50)" } },
 	  "show the last records of the audit log",

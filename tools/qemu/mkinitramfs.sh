@@ -19,9 +19,10 @@
 #   /lakecrypt/bench/            tests/bench/
 #   /lakecrypt/demo/             tools/demo/
 #   /lakecrypt/e2e/              tests/e2e/
+#   /lakecrypt/udev/             tests/udev/ and the rules templates udev/*.in
 #   /lakecrypt/bin/              tests/*/helpers/*.c, built static
 #                                (-I include/uapi), first on PATH, and
-#                                lakecrypt-agent and lakecryptctl from
+#                                lakecrypt-agent, lakecryptctl, lakecrypt-probe from
 #                                build/agent (with their libraries)
 # /init is described in run.sh.
 set -euo pipefail
@@ -40,11 +41,20 @@ mkdir -p "$out"
 MODULES="dm-mod dm-crypt dm-flakey dm-delay xts ecb cbc aesni-intel cryptd crypto_simd
 	adiantum xchacha12 chacha_generic chacha-x86_64 nhpoly1305 nhpoly1305-sse2
 	nhpoly1305-avx2 poly1305-x86_64 aes_generic brd loop null_blk ext4 jbd2
-	mbcache crc16 crc32c_generic crc32c-intel virtio_pci virtio_net af_alg
-	algif_skcipher"
+	mbcache crc16 crc32c_generic crc32c-intel virtio_pci virtio_net virtio_blk
+	af_alg algif_skcipher"
 BINARIES="/usr/sbin/dmsetup /usr/bin/keyctl /usr/sbin/cryptsetup /usr/bin/fio
 	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkdiscard /usr/sbin/losetup
-	/usr/bin/kmod /bin/bash"
+	/usr/bin/kmod /bin/bash /bin/udevadm"
+# Debian's udev rules for block and device-mapper devices (systemd-udevd is
+# /bin/udevadm under another name; the udev tests start it, nothing else does).
+UDEV_RULES="50-udev-default 55-dm 60-block 60-persistent-storage
+	60-persistent-storage-dm 95-dm-notify 99-systemd"
+# systemd as PID 1, for entries marked "# lakecrypt-init: systemd" (the
+# units, the generator and the hardened agent tested for real); Debian's
+# unit files come along, the programs of most of them do not.
+SYSTEMD_BINARIES="/lib/systemd/systemd /lib/systemd/systemd-journald /lib/systemd/systemd-shutdown
+	/lib/systemd/systemd-cgroups-agent /bin/systemctl /bin/journalctl /usr/bin/systemd-escape"
 
 # Copy module NAME (a name or alias) and its dependencies from the kernel
 # tree into ROOT, decompressed.
@@ -92,7 +102,8 @@ mkcpio() {  # DIR OUT
 
 # ---- base, cached ----------------------------------------------------------
 # shellcheck disable=SC2086  # word lists
-key=$( { sha256sum "$0"; stat -L -c '%n %Y' "$kdir/.complete" /bin/busybox $BINARIES; } |
+key=$( { sha256sum "$0"; stat -L -c '%n %Y' "$kdir/.complete" /bin/busybox $BINARIES $SYSTEMD_BINARIES \
+	$(for r in $UDEV_RULES; do echo "/lib/udev/rules.d/$r.rules"; done); } |
       sha256sum | cut -c1-16)
 if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.gz" ]; then
 	echo "mkinitramfs: building base for $kver" >&2
@@ -110,6 +121,19 @@ if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.
 	for a in modprobe insmod rmmod lsmod modinfo depmod; do
 		ln -sf /usr/bin/kmod "$root/sbin/$a"
 	done
+	mkdir -p "$root/lib/systemd" "$root/lib/udev/rules.d" "$root/etc/udev/rules.d"
+	ln -sf /bin/udevadm "$root/lib/systemd/systemd-udevd"
+	ln -sf /usr/sbin/dmsetup "$root/sbin/dmsetup"	# the dm rules call /sbin/dmsetup
+	for r in $UDEV_RULES; do cp "/lib/udev/rules.d/$r.rules" "$root/lib/udev/rules.d/"; done
+	for b in $SYSTEMD_BINARIES; do rm -f "$root$b"; add_binary "$root" "$b"; done
+	cp -a /lib/systemd/system "$root/lib/systemd/"
+	# Debian's systemd runs generators from /lib/systemd/system-generators
+	# only, which is /usr/lib/... on a merged-/usr system: the same here.
+	mkdir -p "$root/usr/lib/systemd/system-generators"
+	ln -s /usr/lib/systemd/system-generators "$root/lib/systemd/system-generators"
+	cp /etc/os-release "$root/etc/os-release" 2>/dev/null || cp /usr/lib/os-release "$root/etc/os-release"
+	: >"$root/etc/machine-id"
+	mkdir -p "$root/var/tmp" "$root/var/lib" "$root/var/log" "$root/etc/systemd/system"
 	ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 	ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 	cp /etc/mke2fs.conf "$root/etc/"
@@ -119,7 +143,7 @@ if [ "$(cat "$out/base.key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/base.cpio.
 	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'admin:x:1001:1001::/tmp:/bin/sh' \
 		'operator:x:1002:1002::/tmp:/bin/sh' 'operator3:x:1003:1003::/tmp:/bin/sh' \
 		'nobody:x:65534:65534::/tmp:/bin/sh' >"$root/etc/passwd"
-	printf '%s\n' 'root:x:0:' 'admin:x:1001:' 'operator:x:1002:' 'operator3:x:1003:' \
+	printf '%s\n' 'root:x:0:' 'disk:x:6:' 'admin:x:1001:' 'operator:x:1002:' 'operator3:x:1003:' \
 		'nogroup:x:65534:' 'lakecrypt-admin:x:990:admin' 'lakecrypt:x:991:operator,operator3' \
 		'lakecrypt-ws1:x:992:operator' 'lakecrypt-ws3:x:993:operator3' >"$root/etc/group"
 	mkdir -p "$root/lib/modules/$kver"
@@ -140,7 +164,16 @@ mkdir -p "$root/lakecrypt/bin"
 [ -d "$top/tests/bench" ] && cp -a "$top/tests/bench" "$root/lakecrypt/bench"
 [ -d "$top/tools/demo" ] && cp -a "$top/tools/demo" "$root/lakecrypt/demo"
 [ -d "$top/tests/e2e" ] && cp -a "$top/tests/e2e" "$root/lakecrypt/e2e"
-for b in lakecrypt-agent lakecryptctl; do
+if [ -d "$top/tests/udev" ]; then
+	cp -a "$top/tests/udev" "$root/lakecrypt/udev"
+	cp "$top"/udev/*.rules.in "$root/lakecrypt/udev/"
+	# The installed layout (make install PREFIX=/usr), for the systemd tests.
+	if [ -x "$top/build/agent/lakecrypt-probe" ]; then
+		make -s -C "$top" install DESTDIR="$root" PREFIX=/usr MODULE=none \
+			DIST="$out/dist" >/dev/null || die "make install into the payload failed"
+	fi
+fi
+for b in lakecrypt-agent lakecryptctl lakecrypt-probe; do
 	[ -x "$top/build/agent/$b" ] && add_binary "$root" "$top/build/agent/$b" "/lakecrypt/bin/$b" "$out/base"
 done
 for c in "$top"/tests/*/helpers/*.c; do
@@ -190,6 +223,22 @@ for w in $(cat /proc/cmdline); do
 	esac
 done
 cd /lakecrypt
+# An entry marked "# lakecrypt-init: systemd" runs as a unit under systemd
+# as PID 1 (default target lakecrypt-test.target); it prints LC-EXIT and
+# powers off itself.
+if [ -n "$entry" ] && grep -q '^# lakecrypt-init: systemd' "$entry" 2>/dev/null; then
+	printf '#!/bin/sh\ncd /lakecrypt\nset -- %s\n/bin/sh %s "$@"\nrc=$?\necho "LC-EXIT: $rc"\nsync\npoweroff -f\n' \
+		"$args" "$entry" >/run/lakecrypt-entry.sh
+	printf '%s\n' '[Unit]' 'Description=lakecrypt test entry' 'Requires=basic.target' \
+		'After=basic.target' '[Service]' 'Type=oneshot' 'StandardOutput=tty' \
+		'StandardError=tty' 'TTYPath=/dev/console' 'Environment=PATH=/lakecrypt/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+		'ExecStart=/bin/sh /run/lakecrypt-entry.sh' >/etc/systemd/system/lakecrypt-test.service
+	printf '%s\n' '[Unit]' 'Description=lakecrypt test' 'Requires=basic.target' \
+		'Wants=lakecrypt-test.service' 'After=basic.target' >/etc/systemd/system/lakecrypt-test.target
+	ln -sf /etc/systemd/system/lakecrypt-test.target /etc/systemd/system/default.target
+	umount /tmp
+	exec /lib/systemd/systemd
+fi
 if [ -z "$entry" ] || [ ! -f "$entry" ]; then
 	echo "LC: init: no entry script '$entry' in /lakecrypt"
 	rc=127

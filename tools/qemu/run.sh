@@ -13,7 +13,7 @@
 # Conventions
 #   --entry    path of a shell script relative to /lakecrypt in the guest:
 #              tests/X = repo tests/kernel/X, bench/X = tests/bench/X,
-#              demo/X = tools/demo/X, e2e/X = tests/e2e/X.  /init runs it as
+#              demo/X = tools/demo/X, e2e/X = tests/e2e/X, udev/X = tests/udev/X.  /init runs it as
 #              `cd /lakecrypt && /bin/sh ENTRY ARGS...` (busybox ash; bash is
 #              at /bin/bash too).
 #   --args     one string of shell words, split in the guest with

@@ -1,0 +1,77 @@
+#!/bin/bash
+# make deb, checked: the packages build with dpkg-buildpackage (debhelper,
+# dh-dkms), lintian has nothing to say (tags left on purpose are listed
+# with their reason in tools/debian/lintian-explained), and both packages
+# install on a fresh Debian 12 (a debootstrap --variant=minbase chroot from
+# the Debian mirror, $LAKECRYPT_DEB_MIRROR), the module builds through
+# DKMS when kernel headers arrive, and a purge removes everything.
+# Needs root and the mirror; about 5 minutes.  TAP; ends with
+# "N passed, N failed, N skipped".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+mirror=${LAKECRYPT_DEB_MIRROR:-http://deb.debian.org/debian}
+pass=0 fail=0 n=0
+log=$(mktemp)
+root=$top/build/deb-chroot
+cleanup() {
+	mountpoint -q "$root/proc" && umount "$root/proc"
+	rm -rf "$root" "$log"
+}
+trap cleanup EXIT
+tap() {	# tap RC DESC
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"
+	else fail=$((fail + 1)); echo "not ok $n - $2"; sed 's/^/# /' "$log" | tail -n 40; fi
+	: >"$log"
+}
+in_root() { chroot "$root" env DEBIAN_FRONTEND=noninteractive LC_ALL=C sh -c "$1"; }
+finish() { echo "$pass passed, $fail failed, 0 skipped"; [ "$fail" -eq 0 ]; exit; }
+
+ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } END { print v }' include/uapi/linux/dm-lakecrypt.h)
+tools/mkdeb.sh >"$log" 2>&1
+tap $? "make deb: dpkg-buildpackage builds lakecrypt and lakecrypt-dkms $ver" || finish
+deb=build/deb/lakecrypt_${ver}_amd64.deb
+dkmsdeb=build/deb/lakecrypt-dkms_${ver}_all.deb
+grep -E '^[EWI]: ' build/deb/lintian.log >"$log"
+[ ! -s "$log" ]
+tap $? "lintian: no error, warning or info tag"
+dpkg-deb -c "$deb" | awk '{print $6}' >"$log"
+for f in ./usr/sbin/lakecrypt-agent ./usr/sbin/lakecryptctl ./usr/lib/lakecrypt/lakecrypt-probe \
+	./lib/udev/rules.d/61-lakecrypt.rules ./lib/systemd/system/lakecrypt-agent.service \
+	./lib/systemd/system/lakecrypt.target ./lib/systemd/system-generators/lakecrypt-generator \
+	./usr/share/man/man8/lakecryptctl.8.gz ./usr/share/man/man8/lakecrypt-agent.8.gz \
+	./usr/share/man/man5/lakecrypttab.5.gz; do
+	grep -qxF "$f" "$log" || { echo "missing $f"; false; } || break
+done >"$log.2" 2>&1
+[ ! -s "$log.2" ]; rc=$?; mv "$log.2" "$log"
+tap $rc "lakecrypt: agent, CLI, probe, rules, units, generator, man pages"
+# (lists go to files first: grep -q closing a pipe early fails it under pipefail)
+dpkg-deb -c "$dkmsdeb" | awk '{print $6}' >"$log.c"
+dpkg-deb -I "$dkmsdeb" >"$log.i"
+grep -qx "./usr/src/lakecrypt-$ver/dkms.conf" "$log.c" && grep -q 'Depends:.*dkms' "$log.i"
+rc=$?; cat "$log.c" "$log.i" >"$log"; rm -f "$log.c" "$log.i"; [ $rc -eq 0 ]
+tap $? "lakecrypt-dkms: /usr/src/lakecrypt-$ver with dkms.conf, depends on dkms"
+
+rm -rf "$root"
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1
+tap $? "debootstrap a fresh Debian 12 (minbase) from $mirror" || finish
+mount -t proc proc "$root/proc"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"	# start no service in the chroot
+chmod 755 "$root/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$root/etc/" 2>/dev/null
+cp "$deb" "$dkmsdeb" "$root/tmp/"
+in_root "apt-get update -q && apt-get install -y --no-install-recommends /tmp/$(basename "$deb") /tmp/$(basename "$dkmsdeb")" >"$log" 2>&1
+tap $? "apt-get install both packages (dependencies from the mirror)"
+in_root "lakecryptctl --version && /usr/lib/lakecrypt/lakecrypt-probe /dev/null; [ \$? -eq 2 ] &&
+	lakecrypt-agent --version && test -L /etc/systemd/system/multi-user.target.wants/lakecrypt-agent.service &&
+	test -f /usr/share/man/man5/lakecrypttab.5.gz" >"$log" 2>&1
+tap $? "installed: CLI, agent and probe run, agent enabled, lakecrypttab(5) installed"
+in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&
+	ls /lib/modules/*/updates/dkms/dm-lakecrypt.ko" >"$log" 2>&1
+tap $? "kernel headers installed: DKMS builds and installs dm-lakecrypt.ko"
+in_root "apt-get purge -y lakecrypt lakecrypt-dkms && ! ls /usr/sbin/lakecrypt* /lib/udev/rules.d/61-lakecrypt.rules \
+	/lib/systemd/system/lakecrypt* /usr/src/lakecrypt-* /lib/modules/*/updates/dkms/dm-lakecrypt.ko 2>/dev/null" \
+	>"$log" 2>&1
+tap $? "apt-get purge removes the files and the DKMS module"
+finish

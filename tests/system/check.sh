@@ -1,0 +1,277 @@
+#!/bin/bash
+# Host-side tests of the system integration (issue 11), nothing installed
+# on this machine and no unit started:
+#   - make install / make uninstall into a DESTDIR: the file list, the
+#     paths written into the rules, units and generator, man pages render;
+#   - systemd-analyze verify of the installed units and of generated ones;
+#     systemd-analyze security of lakecrypt-agent.service: the exposure
+#     score is printed and must stay below 3.0;
+#   - the agent's sd_notify readiness (READY=1, STATUS=, STOPPING=1);
+#   - lakecrypt-generator on good and bad lakecrypttab lines.
+# TAP; ends with "N passed, N failed, N skipped".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top" || exit 1
+pass=0 fail=0 n=0
+work=$(mktemp -d)
+agent_pid=
+trap '[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; rm -rf "$work"' EXIT
+log=$work/log
+: >"$log"
+
+tap() {	# tap RC DESC
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then pass=$((pass + 1)); echo "ok $n - $2"
+	else fail=$((fail + 1)); echo "not ok $n - $2"; sed 's/^/# /' "$log" | tail -n 40; fi
+	: >"$log"
+}
+run() {	# run DESC CMD...
+	local d=$1; shift
+	"$@" >"$log" 2>&1
+	tap $? "$d"
+}
+has() {	# has FILE REGEX: FILE has a line matching REGEX (ERE)
+	grep -qE -- "$2" "$1" || { echo "no line matching /$2/ in $1:"; cat "$1"; } >>"$log"
+	grep -qE -- "$2" "$1"
+}
+
+# ------------------------------------------------------------ build
+run "build agent, CLI and probe" make -s -C agent
+dist=$work/dist
+
+# ------------------------------------------------------------ install into a DESTDIR
+D=$work/root
+run "make install DESTDIR PREFIX=/usr MODULE=dkms" \
+	make -s install DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist"
+ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } END { print v }' include/uapi/linux/dm-lakecrypt.h)
+{
+	printf '%s\n' /usr/sbin/lakecrypt-agent /usr/sbin/lakecryptctl /usr/lib/lakecrypt/lakecrypt-probe \
+		/usr/lib/udev/rules.d/61-lakecrypt.rules /usr/lib/systemd/system/lakecrypt-agent.service \
+		/usr/lib/systemd/system/lakecrypt.target /usr/lib/systemd/system-generators/lakecrypt-generator \
+		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
+		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
+		/usr/src/lakecrypt-$ver/dkms.conf
+	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md dm-lakecrypt.rst; do
+		echo "/usr/share/doc/lakecrypt/$f"
+	done
+	(find kernel include -type f \( -name '*.c' -o -name '*.h' -o -name Kbuild -o -name Makefile \)) |
+		sed "s|^|/usr/src/lakecrypt-$ver/|"
+} | LC_ALL=C sort >"$work/want"
+(cd "$D" && find . -type f | sed 's|^\.||' | LC_ALL=C sort) >"$work/got"
+diff -u "$work/want" "$work/got" >"$log" 2>&1
+tap $? "installed file list is exactly the expected $(wc -l <"$work/want") files"
+make -s install-list DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist" >"$work/listed" 2>"$log"
+diff -u "$work/want" "$work/listed" >>"$log" 2>&1
+tap $? "make install-list names the same files"
+find "$D/usr/sbin" "$D/usr/lib/lakecrypt" "$D/usr/lib/systemd/system-generators" -type f ! -perm 0755 >"$log"
+[ ! -s "$log" ]; tap $? "programs are 0755"
+find "$D/usr/share" "$D/usr/lib/udev" "$D/usr/lib/systemd/system" -type f ! -perm 0644 >"$log"
+[ ! -s "$log" ]; tap $? "data files are 0644"
+has "$D/usr/lib/udev/rules.d/61-lakecrypt.rules" 'IMPORT\{program\}="/usr/lib/lakecrypt/lakecrypt-probe \$devnode"' &&
+	has "$D/usr/lib/udev/rules.d/61-lakecrypt.rules" 'RUN\+="/usr/sbin/lakecryptctl --timeout 20 notify-revoked' &&
+	! grep -q @ "$D/usr/lib/udev/rules.d/61-lakecrypt.rules"
+tap $? "rules name the installed probe and CLI, no @placeholder@ left"
+has "$D/usr/lib/systemd/system/lakecrypt-agent.service" '^ExecStart=/usr/sbin/lakecrypt-agent --foreground$'
+tap $? "unit runs /usr/sbin/lakecrypt-agent"
+has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" '^ctl=/usr/sbin/lakecryptctl$' &&
+	has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" 'LAKECRYPTTAB:-/etc/lakecrypt/lakecrypttab'
+tap $? "generator reads /etc/lakecrypt/lakecrypttab and runs /usr/sbin/lakecryptctl"
+for m in man8/lakecrypt-agent.8 man8/lakecryptctl.8 man5/lakecrypttab.5; do
+	out=$(MANWIDTH=80 man --warnings -l "$D/usr/share/man/$m" 2>"$log")
+	[ ! -s "$log" ] && echo "$out" | grep -q '^NAME' && echo "$out" | grep -q '^SYNOPSIS'
+	tap $? "man $m renders without warnings ($(echo "$out" | wc -l) lines, NAME and SYNOPSIS)"
+done
+run "make uninstall" make -s uninstall DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist"
+(cd "$D" && find . -type f) >"$log"
+[ ! -s "$log" ]; tap $? "uninstall removed every installed file"
+find "$D" -depth -type d -empty -delete 2>/dev/null
+[ ! -e "$D/usr" ]; tap $? "and left no directory of its own (only empty shared ones, removed here)"
+
+D2=$work/root2
+run "make install PREFIX=/usr/local MODULE=none (defaults)" \
+	make -s install DESTDIR="$D2" MODULE=none DIST="$work/dist2"
+[ -x "$D2/usr/local/sbin/lakecryptctl" ] && [ -f "$D2/usr/local/lib/udev/rules.d/61-lakecrypt.rules" ] &&
+	[ -f "$D2/usr/local/lib/systemd/system/lakecrypt-agent.service" ] &&
+	[ -x "$D2/usr/local/lib/systemd/system-generators/lakecrypt-generator" ] &&
+	[ -f "$D2/usr/local/share/man/man8/lakecryptctl.8" ] && [ ! -e "$D2/usr/src" ] &&
+	has "$D2/usr/local/lib/udev/rules.d/61-lakecrypt.rules" '/usr/local/lib/lakecrypt/lakecrypt-probe'
+tap $? "PREFIX=/usr/local: paths udev and systemd search (/usr/local/lib/...), no module"
+
+kver=$(tools/qemu/kernels.sh kver 6.1 2>/dev/null)
+if [ -n "$kver" ] && [ -f "/usr/src/linux-headers-$kver/Makefile" ]; then
+	D3=$work/root3
+	run "make install MODULE=kbuild KVER=$kver" \
+		make -s install DESTDIR="$D3" PREFIX=/usr MODULE=kbuild KVER="$kver" DIST="$work/dist3"
+	[ -f "$D3/lib/modules/$kver/updates/dm-lakecrypt.ko" ]
+	tap $? "module installed as /lib/modules/$kver/updates/dm-lakecrypt.ko"
+	run "make uninstall MODULE=kbuild" make -s uninstall DESTDIR="$D3" PREFIX=/usr MODULE=kbuild KVER="$kver" DIST="$work/dist3"
+	(cd "$D3" && find . -type f) >"$log"; [ ! -s "$log" ]; tap $? "uninstall removed the module too"
+else
+	echo "no headers for the 6.1 line ($kver): run make setup" >"$log"
+	tap 1 "make install MODULE=kbuild (needs the 6.1 headers)"
+fi
+
+# ------------------------------------------------------------ units
+R=$work/root4
+make -s install DESTDIR="$R" PREFIX=/usr MODULE=none DIST="$work/dist4" >"$log" 2>&1
+tap $? "install a root for the unit checks"
+unit=$R/usr/lib/systemd/system/lakecrypt-agent.service
+# verify checks that ExecStart= programs exist and Documentation=man: pages
+# are found: the same files generated with SBINDIR = the build, the man
+# pages of the installed root.
+B=$work/distb
+make -s dist-files DIST="$B" PREFIX=/usr SBINDIR="$top/build/agent" >"$log" 2>&1
+tap $? "dist-files with SBINDIR=build/agent (for systemd-analyze verify)"
+mkdir -p "$work/units"
+cp "$B/lakecrypt-agent.service" "$B/lakecrypt.target" "$work/units/"
+export MANPATH=$R/usr/share/man
+run "systemd-analyze verify lakecrypt-agent.service (programs, man pages, dependencies)" \
+	systemd-analyze verify "$work/units/lakecrypt-agent.service"
+run "systemd-analyze verify lakecrypt.target" systemd-analyze verify "$work/units/lakecrypt.target"
+systemd-analyze security --offline=yes "$work/units/lakecrypt-agent.service" >"$work/security" 2>"$log"
+score=$(sed -n 's/.*Overall exposure level for lakecrypt-agent.service: \([0-9.]*\).*/\1/p' "$work/security")
+echo "# systemd-analyze security lakecrypt-agent.service: exposure $score"
+grep -E '^✗' "$work/security" | sed 's/^/#   /'
+[ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s < 3.0) }'
+tap $? "exposure score of lakecrypt-agent.service below 3.0 (${score:-none})"
+for k in Type=notify NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes LimitCORE=0 \
+	MemoryDenyWriteExecute=yes 'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' \
+	'SystemCallFilter=@system-service' 'CapabilityBoundingSet=CAP_SYS_ADMIN CAP_IPC_LOCK CAP_CHOWN' \
+	RuntimeDirectory=lakecrypt RuntimeDirectoryPreserve=yes StateDirectory=lakecrypt LogsDirectory=lakecrypt; do
+	grep -qxF -- "$k" "$unit" || echo "missing: $k" >>"$log"
+done
+[ ! -s "$log" ]; tap $? "unit sets Type=notify and the hardening the issue lists"
+
+# ------------------------------------------------------------ sd_notify
+cat >"$work/notify.py" <<'PY'
+import os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+s.settimeout(20)
+with open(sys.argv[2], "w") as out:
+    try:
+        while True:
+            out.write(s.recv(4096).decode() + "\n--\n")
+            out.flush()
+    except socket.timeout:
+        pass
+PY
+mkdir -p "$work/agent"
+cat >"$work/agent/agent.conf" <<CONF
+[agent]
+socket = $work/agent/agent.sock
+state_dir = $work/agent/state
+audit_log = $work/agent/audit.log
+log = stderr
+CONF
+python3 "$work/notify.py" "$work/notify.sock" "$work/notify.out" &
+npid=$!
+i=0; while [ ! -S "$work/notify.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+NOTIFY_SOCKET=$work/notify.sock DM_DISABLE_UDEV=1 build/agent/lakecrypt-agent \
+	--config "$work/agent/agent.conf" --foreground >"$work/agent/log" 2>&1 &
+agent_pid=$!
+i=0
+while ! grep -q READY=1 "$work/notify.out" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -S "$work/agent/agent.sock" ] && has "$work/notify.out" '^READY=1$' &&
+	has "$work/notify.out" "^STATUS=listening on $work/agent/agent.sock" && has "$work/notify.out" "^MAINPID=$agent_pid\$"
+tap $? "agent sends READY=1, STATUS= and MAINPID= once the socket listens"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+i=0
+while ! grep -q STOPPING=1 "$work/notify.out" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+has "$work/notify.out" '^STOPPING=1$'
+tap $? "agent sends STOPPING=1 on SIGTERM"
+kill "$npid" 2>/dev/null; wait "$npid" 2>/dev/null
+env -u NOTIFY_SOCKET DM_DISABLE_UDEV=1 build/agent/lakecrypt-agent --config "$work/agent/agent.conf" \
+	--foreground >"$work/agent/log2" 2>&1 &
+agent_pid=$!
+i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >"$log" 2>&1 && ! grep -qi notify "$work/agent/log2"
+tap $? "without NOTIFY_SOCKET the agent starts as before (no warning)"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+
+# ------------------------------------------------------------ generator
+gen=$R/usr/lib/systemd/system-generators/lakecrypt-generator
+G=$work/gen
+tab=$work/lakecrypttab
+U1=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f
+cat >"$tab" <<TAB
+# name  device  workspace  options
+ledger   UUID=${U1^^}   finance   _netdev,timeout=120
+   wal   /dev/disk/by-lakecrypt/finance/wal   finance
+bad-1    /dev/sdb   fin\$ance   -
+scratch  /dev/disk/by-id/nvme-Example_SSD_1234   finance   cache,segment-size=1M,nofail
+bad-2    sdb   finance
+ledger   /dev/sdc   finance
+bad-3    /dev/sdd   finance   nofail,bogus
+bad-4    /dev/sd%i   finance
+bad-5    /dev/sde   finance   timeout=forever
+bad-6    /dev/sdf
+-bad7    /dev/sdg   finance
+archive  /dev/disk/by-id/wwn-0x5000c500a1b2c3d4   finance   noauto,header=/etc/lakecrypt/archive.hdr,timeout=0
+bad-8    UUID=nope   finance
+bad-9    /dev/sdh   finance   cache,header=/x
+TAB
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$tab "$gen" "$G" "$G" "$G" >"$work/gen.out" 2>"$work/gen.err"
+tap $? "generator exits 0 with bad lines present"
+cat "$work/gen.err" | sed 's/^/# generator: /'
+ok=0
+for want in \
+	"$tab:4: workspace \"fin\\\$ance\" is not valid" \
+	"$tab:6: device \"sdb\" is neither UUID=<uuid> nor a path under /dev" \
+	"$tab:7: volume name \"ledger\" is already used by an earlier line" \
+	"$tab:8: unknown option \"bogus\"" \
+	"$tab:9: device \"/dev/sd%i\" has characters" \
+	"$tab:10: option \"timeout=forever\": timeout= takes whole seconds" \
+	"$tab:11: expected NAME DEVICE WORKSPACE \[OPTIONS\], found 2 field" \
+	"$tab:12: volume name \"-bad7\" is not valid" \
+	"$tab:14: device \"UUID=nope\": UUID= needs a uuid" \
+	"$tab:15: option header= is for project volumes"; do
+	grep -q -- "lakecrypt-generator: $want" "$work/gen.err" || { echo "missing message: $want" >>"$log"; ok=1; }
+done
+[ "$(grep -c 'line skipped' "$work/gen.err")" -eq 10 ] || { echo "expected 10 skipped lines" >>"$log"; ok=1; }
+tap $ok "each bad line reported once as FILE:LINE: what is wrong; line skipped"
+(cd "$G" && find . | LC_ALL=C sort) >"$work/gen.files"
+for f in './lakecrypt@ledger.service' './lakecrypt@wal.service' './lakecrypt@scratch.service' \
+	'./lakecrypt@archive.service' './lakecrypt.target.requires/lakecrypt@ledger.service' \
+	'./lakecrypt.target.requires/lakecrypt@wal.service' './lakecrypt.target.wants/lakecrypt@scratch.service' \
+	'./multi-user.target.wants/lakecrypt.target'; do
+	grep -qxF "$f" "$work/gen.files" || echo "missing $f" >>"$log"
+done
+[ "$(grep -c '^\./lakecrypt@.*\.service$' "$work/gen.files")" -eq 4 ] || echo "not exactly 4 units" >>"$log"
+! grep -q 'archive' <(grep 'target\.' "$work/gen.files") || echo "noauto volume pulled in" >>"$log"
+[ ! -s "$log" ]; tap $? "the 4 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
+cat "$work/gen.files" >>"$log"; : >"$log"
+u=$G/lakecrypt@ledger.service
+has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
+	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger$' &&
+	has "$u" '^BindsTo=dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f\.device$' &&
+	has "$u" '^After=network-online.target$' && has "$u" '^TimeoutStartSec=120$' &&
+	has "$u" '^Before=lakecrypt.target$' && has "$u" "^SourcePath=$tab\$" &&
+	has "$u" '^Wants=lakecrypt-agent.service$' && ! grep -q '^Requires=lakecrypt-agent' "$u" &&
+	has "$G/dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=120$'
+tap $? "ledger: open by uuid (lower-cased), _netdev, timeout=120 on the open and the device wait"
+u=$G/lakecrypt@scratch.service
+has "$u" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 cache /dev/disk/by-id/nvme-Example_SSD_1234 scratch --workspace finance --segment-size 1M$' &&
+	! grep -q '^Before=lakecrypt.target' "$u" && ! grep -q network-online "$u" && ! grep -q TimeoutStartSec "$u"
+tap $? "scratch: a cache, nofail (not ordered before lakecrypt.target), default timeout"
+has "$G/lakecrypt@archive.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-id/wwn-0x5000c500a1b2c3d4 archive --workspace finance --header /etc/lakecrypt/archive.hdr$' &&
+	has "$G/lakecrypt@archive.service" '^TimeoutStartSec=infinity$'
+tap $? "archive: detached header, timeout=0 means no limit"
+G2=$work/gen2
+mkdir -p "$G2"
+LAKECRYPTTAB=$tab "$B/lakecrypt-generator" "$G2" "$G2" "$G2" 2>/dev/null
+for v in ledger wal scratch archive; do
+	SYSTEMD_UNIT_PATH="$G2:$work/units:" systemd-analyze verify "$G2/lakecrypt@$v.service" >"$log" 2>&1
+	tap $? "systemd-analyze verify lakecrypt@$v.service (generated)"
+done
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/none "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ] && [ ! -s "$log" ]
+tap $? "no lakecrypttab: nothing generated, nothing said"
+printf '# only comments\n\n' >"$tab"
+LAKECRYPTTAB=$tab "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ]
+tap $? "only comments: nothing generated (lakecrypt.target not pulled in)"
+
+echo "$pass passed, $fail failed, 0 skipped"
+[ "$fail" -eq 0 ]

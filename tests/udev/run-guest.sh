@@ -1,0 +1,172 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# udev tests in the QEMU guest (tests/udev/check.sh boots it): Debian's
+# systemd-udevd with Debian's block and dm rules plus udev/61-lakecrypt.rules,
+# on RAM disks (brd), a loop device and a virtio disk (/dev/vda), and on the
+# dm devices the agent creates.  `udevadm info` and `udevadm test` show the
+# properties and names; a revoke sent by hand reaches the agent through the
+# rule.  TAP through tests/kernel/lib.sh; ends with
+# "LC: N passed, N failed, N skipped".
+cd "$(dirname "$0")" || exit 1
+LC_CASE=udev
+. /lakecrypt/tests/lib.sh
+unset DM_DISABLE_UDEV		# udev makes the nodes and links here
+mkdir -p "$LC_TMP"
+: >"$LC_TALLY"
+export PATH=/lakecrypt/bin:$PATH
+SOCK=/run/lakecrypt/agent.sock
+ctl() { lakecryptctl --timeout 120 "$@"; }
+jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -n1; }
+prop() { udevadm info --query=property --name="$1" | sed -n "s/^$2=//p"; }
+settle() { udevadm settle --timeout=60; }
+change() { udevadm trigger --action=change --settle "$1" 2>/dev/null || { udevadm trigger --action=change "$1"; settle; }; }
+link_to() { readlink -f "$1" 2>/dev/null; }
+
+# ---------------------------------------------------------------- setup
+insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
+modprobe brd rd_nr=3 rd_size=40960 || lc_bail "brd"
+modprobe loop
+modprobe virtio_pci
+modprobe virtio_blk
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+sed 's|@PROBE@|/lakecrypt/bin/lakecrypt-probe|; s|@LAKECRYPTCTL@|/lakecrypt/bin/lakecryptctl|' \
+	/lakecrypt/udev/61-lakecrypt.rules.in >/etc/udev/rules.d/61-lakecrypt.rules
+mkdir -p /run/udev /run/lakecrypt /tmp/lc-state
+/lib/systemd/systemd-udevd --daemon --resolve-names=never 2>/tmp/udevd.log
+i=0
+while [ ! -S /run/udev/control ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lc_run "systemd-udevd runs (Debian's, $(udevadm --version))" test -S /run/udev/control
+cat >/tmp/agent.conf <<CONF
+[agent]
+socket = $SOCK
+state_dir = /tmp/lc-state
+audit_log = /tmp/lc-audit.log
+log = stderr
+
+[revocation]
+watch_interval_s = 3600
+CONF
+lakecrypt-agent --config /tmp/agent.conf --foreground >/tmp/agent.log 2>&1 &
+i=0
+while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+lc_run "agent answers" ctl ping
+CMK=$(ctl --json kms create --description "udev CMK" | jget key_id)
+ctl keyconfig create kc1 --key "$CMK" >/dev/null && ctl workspace bind fin --keyconfig kc1 >/dev/null ||
+	lc_bail "admin setup"
+
+# ---------------------------------------------------------------- backing devices
+dd if=/dev/zero of=/tmp/loop.img bs=1M count=40 2>/dev/null
+LOOP=$(losetup -f) && losetup "$LOOP" /tmp/loop.img || lc_bail "losetup"
+ctl format /dev/ram0 --workspace fin --project ledger --segment-size 1M --force --batch >/dev/null &&
+ctl format /dev/ram1 --workspace fin --project broken-a --segment-size 1M --force --batch >/dev/null &&
+ctl format "$LOOP" --workspace fin --project on-loop --segment-size 1M --force --batch >/dev/null &&
+ctl format /dev/vda --workspace fin --project on-virtio --segment-size 1M --force --batch >/dev/null ||
+	lc_bail "format"
+dd if=/dev/zero of=/tmp/ext4.img bs=1M count=16 2>/dev/null
+mkfs.ext4 -q -F /tmp/ext4.img >/dev/null 2>&1
+LOOP2=$(losetup -f) && losetup "$LOOP2" /tmp/ext4.img || lc_bail "losetup ext4"
+# The writer closing the device makes the change event (inotify watch);
+# trigger anyway so the test does not depend on timing.
+for d in /dev/ram0 /dev/ram1 /dev/ram2 "$LOOP" "$LOOP2" /dev/vda; do change "$d"; done
+settle
+
+U0=$(lakecrypt-probe /dev/ram0 | sed -n 's/^ID_FS_UUID=//p')
+lc_eq "ram0: ID_FS_TYPE" lakecrypt "$(prop /dev/ram0 ID_FS_TYPE)"
+lc_eq "ram0: ID_FS_USAGE" crypto "$(prop /dev/ram0 ID_FS_USAGE)"
+lc_eq "ram0: ID_FS_UUID" "$U0" "$(prop /dev/ram0 ID_FS_UUID)"
+lc_eq "ram0: ID_FS_VERSION" "$(lakecrypt-probe /dev/ram0 | sed -n 's/^ID_FS_VERSION=//p')" "$(prop /dev/ram0 ID_FS_VERSION)"
+lc_eq "ram0: LAKECRYPT_WORKSPACE" fin "$(prop /dev/ram0 LAKECRYPT_WORKSPACE)"
+lc_eq "ram0: LAKECRYPT_PROJECT" ledger "$(prop /dev/ram0 LAKECRYPT_PROJECT)"
+lc_eq "ram0: /dev/disk/by-lakecrypt/fin/ledger" /dev/ram0 "$(link_to /dev/disk/by-lakecrypt/fin/ledger)"
+lc_eq "ram0: /dev/disk/by-uuid/$U0" /dev/ram0 "$(link_to "/dev/disk/by-uuid/$U0")"
+lc_eq "loop: by-lakecrypt/fin/on-loop" "$LOOP" "$(link_to /dev/disk/by-lakecrypt/fin/on-loop)"
+lc_eq "virtio: by-lakecrypt/fin/on-virtio" /dev/vda "$(link_to /dev/disk/by-lakecrypt/fin/on-virtio)"
+lc_eq "virtio: LAKECRYPT_HEADER_COPY" A "$(prop /dev/vda LAKECRYPT_HEADER_COPY)"
+lc_eq "ext4 loop disk: ID_FS_TYPE from blkid, not lakecrypt" ext4 "$(prop "$LOOP2" ID_FS_TYPE)"
+lc_eq "ext4 loop disk: no LAKECRYPT_ property" "" "$(udevadm info --query=property --name="$LOOP2" | grep '^LAKECRYPT_')"
+lc_eq "zeroed disk (ram2): no ID_FS_TYPE" "" "$(prop /dev/ram2 ID_FS_TYPE)"
+lc_eq "zeroed disk (ram2): no LAKECRYPT_ property" "" "$(udevadm info --query=property --name=/dev/ram2 | grep '^LAKECRYPT_')"
+lc_eq "nothing else in /dev/disk/by-lakecrypt/fin" "broken-a ledger on-loop on-virtio" "$(ls /dev/disk/by-lakecrypt/fin | tr '\n' ' ' | sed 's/ $//')"
+
+# copy A damaged: copy B still probes
+dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 conv=notrunc 2>/dev/null
+change /dev/ram1
+lc_eq "ram1, copy A zeroed: ID_FS_TYPE" lakecrypt "$(prop /dev/ram1 ID_FS_TYPE)"
+lc_eq "ram1, copy A zeroed: LAKECRYPT_HEADER_COPY" B "$(prop /dev/ram1 LAKECRYPT_HEADER_COPY)"
+lc_eq "ram1, copy A zeroed: LAKECRYPT_COPY_A" damaged "$(prop /dev/ram1 LAKECRYPT_COPY_A)"
+lc_eq "ram1, copy A zeroed: by-lakecrypt/fin/broken-a" /dev/ram1 "$(link_to /dev/disk/by-lakecrypt/fin/broken-a)"
+
+# both copies gone: the properties and the link go with them
+dd if=/dev/zero of=/dev/ram1 bs=1M count=2 conv=notrunc 2>/dev/null
+change /dev/ram1
+lc_eq "ram1 wiped: no ID_FS_TYPE" "" "$(prop /dev/ram1 ID_FS_TYPE)"
+lc_eq "ram1 wiped: by-lakecrypt link removed" "" "$(ls /dev/disk/by-lakecrypt/fin/broken-a 2>/dev/null)"
+
+# udevadm test shows the rule at work (the program and the link)
+udevadm test --action=add /sys/class/block/ram0 >/tmp/udevtest.out 2>&1
+grep -q "lakecrypt-probe" /tmp/udevtest.out && grep -q "^ID_FS_TYPE=lakecrypt" /tmp/udevtest.out &&
+	grep -q "by-lakecrypt/fin/ledger" /tmp/udevtest.out
+lc_result $? "udevadm test /sys/class/block/ram0: probe run, ID_FS_TYPE=lakecrypt, by-lakecrypt link" ||
+	lc_diag_file /tmp/udevtest.out
+udevadm test --action=add "/sys/class/block/${LOOP2#/dev/}" >/tmp/udevtest2.out 2>&1
+grep -q "^ID_FS_TYPE=ext4" /tmp/udevtest2.out && ! grep -q "lakecrypt-probe" /tmp/udevtest2.out
+lc_result $? "udevadm test $LOOP2 (ext4): blkid answers, the probe is not even run" ||
+	lc_diag_file /tmp/udevtest2.out
+
+# ---------------------------------------------------------------- mapped devices
+ctl open /dev/disk/by-lakecrypt/fin/ledger ledger --workspace fin >/dev/null
+lc_result $? "open through /dev/disk/by-lakecrypt/fin/ledger"
+settle
+DM=$(link_to /dev/mapper/ledger)
+case $DM in /dev/dm-*) lc_ok "/dev/mapper/ledger made by udev -> $DM" ;; *) lc_notok "/dev/mapper/ledger: '$DM'" ;; esac
+lc_eq "dm: DM_UUID" "LAKECRYPT-$U0" "$(prop /dev/mapper/ledger DM_UUID)"
+lc_eq "dm: by-id/dm-uuid-LAKECRYPT-$U0" "$DM" "$(link_to "/dev/disk/by-id/dm-uuid-LAKECRYPT-$U0")"
+lc_eq "dm: by-id/dm-name-ledger" "$DM" "$(link_to /dev/disk/by-id/dm-name-ledger)"
+lc_eq "dm: LAKECRYPT_MAPPED" 1 "$(prop /dev/mapper/ledger LAKECRYPT_MAPPED)"
+mkfs.ext4 -q -F /dev/mapper/ledger >/dev/null 2>&1
+change /dev/mapper/ledger
+FSU=$(prop /dev/mapper/ledger ID_FS_UUID)
+lc_eq "dm: blkid sees the filesystem inside" ext4 "$(prop /dev/mapper/ledger ID_FS_TYPE)"
+lc_eq "dm: by-uuid of the filesystem inside" "$DM" "$(link_to "/dev/disk/by-uuid/$FSU")"
+lc_eq "backing device still lakecrypt" lakecrypt "$(prop /dev/ram0 ID_FS_TYPE)"
+
+# notify-revoked for a device that is not revoked is refused
+lakecryptctl notify-revoked ledger >/tmp/nr.out 2>&1
+lc_eq "notify-revoked on an active device is refused (exit)" 1 "$?"
+lc_eq "status still active" active "$(ctl --json status ledger | jget state)"
+
+# revoke by hand, past the agent: the uevent reaches the agent via udev
+udevadm monitor --kernel --udev --property --subsystem-match=block >/tmp/monitor.out 2>&1 &
+MON=$!
+sleep 0.5
+dmsetup message ledger 0 revoke
+settle
+i=0
+while [ "$(ctl --json status ledger | jget state)" != revoked ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+kill $MON 2>/dev/null
+grep -q "LAKECRYPT_EVENT=revoked" /tmp/monitor.out
+lc_result $? "udevadm monitor: change uevent with LAKECRYPT_EVENT=revoked" || lc_diag_file /tmp/monitor.out
+ctl --json status ledger >/tmp/st.json
+lc_eq "agent status: revoked" revoked "$(jget state </tmp/st.json)"
+grep -q "revoked in the kernel, not through the agent" /tmp/st.json
+lc_result $? "agent status: revoke_cause says it came from the kernel" || lc_diag_file /tmp/st.json
+grep '"op": *"revoke"' /tmp/lc-audit.log | grep -q '"outcome": *"success"'
+lc_result $? "audit log: a revoke record" || lc_diag_file /tmp/lc-audit.log
+lc_eq "no lakecrypt key left in the kernel keyrings" 0 "$(grep -c ' logon .*lakecrypt:' /proc/keys)"
+grep -q "volume.revoked" /tmp/agent.log
+lc_result $? "agent log: volume.revoked served" || lc_diag_file /tmp/agent.log
+lakecryptctl notify-revoked ledger >/dev/null 2>&1
+lc_eq "a repeated notification is harmless (exit)" 0 "$?"
+
+ctl close ledger >/dev/null 2>&1
+settle
+lc_eq "closed: /dev/mapper/ledger gone" "" "$(ls /dev/mapper/ledger 2>/dev/null)"
+losetup -d "$LOOP"
+losetup -d "$LOOP2"
+udevadm control --exit
+kill %1 2>/dev/null
+
+p=$(grep -c pass "$LC_TALLY"); f=$(grep -c fail "$LC_TALLY"); s=$(grep -c skip "$LC_TALLY")
+lc_say "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ]

@@ -1,0 +1,144 @@
+#!/bin/sh
+# lakecrypt-init: systemd
+# SPDX-License-Identifier: GPL-2.0
+# The installed units for real, with systemd as PID 1 in the QEMU guest
+# (the marker above makes /init exec systemd and run this as a unit):
+# the hardened lakecrypt-agent.service starts (Type=notify, STATUS=), its
+# sandbox is in force and device-mapper and the keyring still work;
+# lakecrypttab through lakecrypt-generator opens volumes at
+# `systemctl start lakecrypt.target` (nofail, timeout=, a bad line named in
+# the journal); an agent restart keeps the volumes and adopts them; a
+# revoke by hand reaches the agent through systemd-udevd.
+# TAP through tests/kernel/lib.sh; ends with "LC: N passed, N failed, N skipped".
+cd "$(dirname "$0")" || exit 1
+LC_CASE=systemd
+. /lakecrypt/tests/lib.sh
+unset DM_DISABLE_UDEV
+mkdir -p "$LC_TMP"
+: >"$LC_TALLY"
+ctl() { lakecryptctl --timeout 120 "$@"; }
+jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -n1; }
+state() { systemctl is-active "$1" 2>/dev/null; }
+diag_unit() { systemctl status --no-pager -l "$1" >"$LC_TMP/st.txt" 2>&1; journalctl -b --no-pager -u "$1" >>"$LC_TMP/st.txt" 2>&1; lc_diag_file "$LC_TMP/st.txt"; }
+
+lc_eq "systemd is PID 1" systemd "$(cat /proc/1/comm)"
+insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
+modprobe brd rd_nr=3 rd_size=40960 || lc_bail "brd"
+lc_eq "systemd-udevd.service runs" active "$(state systemd-udevd.service)"
+
+# ---------------------------------------------------------------- the agent
+timeout 120 systemctl start lakecrypt-agent.service
+lc_result $? "systemctl start lakecrypt-agent (returns once READY=1 arrives)" || diag_unit lakecrypt-agent
+lc_eq "lakecrypt-agent.service active" active "$(state lakecrypt-agent.service)"
+st=$(systemctl show -p StatusText --value lakecrypt-agent.service)
+case $st in "listening on /run/lakecrypt/agent.sock"*) lc_ok "StatusText: $st" ;; *) lc_notok "StatusText: '$st'" ;; esac
+pid=$(systemctl show -p MainPID --value lakecrypt-agent.service)
+lc_eq "agent: NoNewPrivs" 1 "$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/$pid/status)"
+lc_eq "agent: seccomp filter" 2 "$(sed -n 's/^Seccomp:[[:space:]]*//p' /proc/$pid/status)"
+# CAP_CHOWN (0), CAP_IPC_LOCK (14), CAP_SYS_ADMIN (21)
+lc_eq "agent: bounding set is CAP_CHOWN CAP_IPC_LOCK CAP_SYS_ADMIN" 0000000000204001 \
+	"$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/$pid/status)"
+lc_eq "agent: core dumps off" 0 "$(awk '/Max core file size/ {print $5}' /proc/$pid/limits)"
+grep -qE '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ro[, ]' /proc/$pid/mountinfo
+lc_result $? "agent: / is read-only in its namespace (ProtectSystem=strict)"
+lc_run "agent answers ping" ctl ping
+
+CMK=$(ctl --json kms create --description "systemd CMK" | jget key_id)
+ctl keyconfig create kc1 --key "$CMK" >/dev/null && ctl workspace bind fin --keyconfig kc1 >/dev/null
+lc_result $? "admin setup through the hardened agent (state in /var/lib/lakecrypt)" ||
+	{ diag_unit lakecrypt-agent; lc_bail "admin setup"; }
+lc_run "local KMS state is in /var/lib/lakecrypt (StateDirectory)" test -d /var/lib/lakecrypt/kms
+ctl format /dev/ram0 --workspace fin --project ledger --segment-size 1M --force --batch >/dev/null &&
+ctl format /dev/ram1 --workspace fin --project wal --segment-size 1M --force --batch >/dev/null
+lc_result $? "format two volumes (device-mapper and block devices reachable in the sandbox)" ||
+	diag_unit lakecrypt-agent
+# RAM disks have no inotify watch (60-persistent-storage skips them): say
+# they changed, as closing a written disk does for real disks.
+udevadm trigger --action=change /dev/ram0 /dev/ram1
+udevadm settle --timeout=60
+U0=$(lakecrypt-probe /dev/ram0 | sed -n 's/^ID_FS_UUID=//p')
+
+# ---------------------------------------------------------------- lakecrypttab
+mkdir -p /etc/lakecrypt
+cat >/etc/lakecrypt/lakecrypttab <<TAB
+# name    device                              workspace  options
+ledger    UUID=$U0                            fin        timeout=60
+wal       /dev/disk/by-lakecrypt/fin/wal      fin        nofail
+scratch   /dev/ram2                           fin        cache,nofail
+missing   UUID=00000000-0000-4000-8000-000000000000  fin  nofail,timeout=45
+broken    /dev/ram0                           fin        bogus
+TAB
+systemctl daemon-reload
+lc_eq "generator: lakecrypt@ledger.service loaded" loaded "$(systemctl show -p LoadState --value lakecrypt@ledger.service)"
+journalctl -b --no-pager >"$LC_TMP/journal.txt" 2>&1
+dmesg >>"$LC_TMP/journal.txt" 2>&1
+grep -q "/etc/lakecrypt/lakecrypttab:6: unknown option \"bogus\"" "$LC_TMP/journal.txt"
+lc_result $? "generator: the bad line is in the journal as /etc/lakecrypt/lakecrypttab:6" ||
+	{ grep -i lakecrypt "$LC_TMP/journal.txt" | tail -n 20 >"$LC_TMP/j2.txt"; lc_diag_file "$LC_TMP/j2.txt"; }
+lc_eq "generator: no unit for the bad line" not-found "$(systemctl show -p LoadState --value lakecrypt@broken.service)"
+t0=$(date +%s)
+up0=$(cut -d' ' -f1 /proc/uptime)
+timeout 300 systemctl start lakecrypt.target
+rc=$?
+t1=$(date +%s)
+lc_eq "systemctl start lakecrypt.target (exit)" 0 "$rc"
+lc_eq "lakecrypt.target active" active "$(state lakecrypt.target)"
+for v in ledger wal scratch; do
+	# nofail volumes are not waited for by the target: wait here.
+	i=0
+	while { [ -n "$(systemctl show -p Job --value lakecrypt@$v.service)" ] ||
+		[ "$(state lakecrypt@$v.service)" = activating ]; } && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+	lc_eq "lakecrypt@$v.service active" active "$(state lakecrypt@$v.service)" || diag_unit "lakecrypt@$v.service"
+	lc_run "/dev/mapper/$v exists" test -b "/dev/mapper/$v"
+done
+i=0
+# A start job waiting for its device shows as "inactive": wait for the job.
+while { [ -n "$(systemctl show -p Job --value lakecrypt@missing.service)" ] ||
+	[ "$(state lakecrypt@missing.service)" = activating ]; } && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+t2=$(date +%s)
+systemctl status --no-pager lakecrypt@missing.service >"$LC_TMP/missing.txt" 2>&1
+grep -q "Dependency failed\|failed with result 'dependency'\|Timed out" "$LC_TMP/missing.txt" &&
+	[ "$(state lakecrypt@missing.service)" != active ]
+lc_result $? "missing device, nofail,timeout=45: the unit gives up after $((t2 - t0)) s (device timeout)" ||
+	lc_diag_file "$LC_TMP/missing.txt"
+[ $((t2 - t0)) -ge 43 ] && [ $((t2 - t0)) -lt 120 ]
+lc_result $? "missing device: the wait was bounded by timeout=45 ($((t2 - t0)) s)"
+enter=$(systemctl show -p ActiveEnterTimestampMonotonic --value lakecrypt.target)
+took=$(awk -v e="$enter" -v u="$up0" 'BEGIN { printf "%d", e / 1000000 - u }')
+[ "$took" -lt 43 ]
+lc_result $? "nofail: lakecrypt.target was reached after $took s, before the missing device's 45 s ran out"
+lc_eq "agent status: 3 open volumes" 3 "$(ctl --json status | grep -c '"name"')"
+
+dd if=/dev/urandom of=/tmp/pattern bs=64K count=4 2>/dev/null
+dd if=/tmp/pattern of=/dev/mapper/ledger bs=64K count=4 conv=fsync 2>/dev/null
+
+# ---------------------------------------------------------------- restart
+timeout 120 systemctl restart lakecrypt-agent.service
+lc_result $? "systemctl restart lakecrypt-agent" || diag_unit lakecrypt-agent
+lc_eq "lakecrypt@ledger.service untouched by the restart" active "$(state lakecrypt@ledger.service)"
+lc_run "/dev/mapper/ledger still there" test -b /dev/mapper/ledger
+dd if=/dev/mapper/ledger of=/tmp/back bs=64K count=4 iflag=direct 2>/dev/null
+lc_run "data still readable through /dev/mapper/ledger" cmp /tmp/pattern /tmp/back
+ctl --json status >"$LC_TMP/st.json"
+grep -q '"name": "ledger"' "$LC_TMP/st.json" && grep -q '"name": "wal"' "$LC_TMP/st.json"
+lc_result $? "the restarted agent adopted the open volumes (volumes.json kept in /run/lakecrypt)" ||
+	lc_diag_file "$LC_TMP/st.json"
+
+# ---------------------------------------------------------------- revoke by hand
+dmsetup message ledger 0 revoke
+udevadm settle --timeout=60
+i=0
+while [ "$(ctl --json status ledger | jget state)" != revoked ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+lc_eq "revoke by hand reaches the agent through systemd-udevd" revoked "$(ctl --json status ledger | jget state)"
+
+# ---------------------------------------------------------------- stop
+timeout 120 systemctl stop lakecrypt@wal.service
+lc_eq "systemctl stop lakecrypt@wal: closed" "" "$(ls /dev/mapper/wal 2>/dev/null)"
+timeout 120 systemctl stop lakecrypt@ledger.service lakecrypt@scratch.service
+lc_eq "revoked ledger and the cache close on stop" "" "$(ls /dev/mapper/ledger /dev/mapper/scratch 2>/dev/null)"
+timeout 120 systemctl stop lakecrypt-agent.service
+lc_eq "agent stops cleanly" inactive "$(state lakecrypt-agent.service)"
+
+p=$(grep -c pass "$LC_TALLY"); f=$(grep -c fail "$LC_TALLY"); s=$(grep -c skip "$LC_TALLY")
+lc_say "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ]
