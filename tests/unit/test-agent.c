@@ -504,6 +504,22 @@ static void *open_stalled(void *arg)
 	return (void *)r;
 }
 
+/* Status of @name says revoked, both the kernel's state and the agent's
+ * revocation state, within a second. */
+static void assert_status_revoked(struct tenv *t, const char *name)
+{
+	char st[32] = "", rs[32] = "";
+
+	for (int i = 0; i < 50; i++) {
+		status_of(t, name, st, rs, sizeof(st));
+		if (!strcmp(rs, "revoked"))
+			break;
+		usleep(20000);
+	}
+	assert_string_equal(st, "revoked");
+	assert_string_equal(rs, "revoked");
+}
+
 static void test_kill_path(void **state)
 {
 	struct tenv *t = *state;
@@ -618,14 +634,7 @@ static void test_revoke_unconfirmed(void **state)
 		usleep(50000);
 	}
 	assert_true(dev_revoked("v1"));
-	for (int i = 0; i < 50; i++) {
-		status_of(t, "v1", st, rs, sizeof(st));
-		if (!strcmp(rs, "revoked"))
-			break;
-		usleep(20000);
-	}
-	assert_string_equal(st, "revoked");
-	assert_string_equal(rs, "revoked");
+	assert_status_revoked(t, "v1");
 }
 
 /* One volume's revoke stalls in the kernel: the others are revoked anyway,
@@ -819,7 +828,6 @@ static void test_watcher(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	char st[32], rs[32];
 
 	open_volume(t, "d1", "v1");
 	agent_watch_tick(&t->a);
@@ -830,14 +838,7 @@ static void test_watcher(void **state)
 	for (int i = 0; i < 100 && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
-	for (int i = 0; i < 50; i++) {
-		status_of(t, "v1", st, rs, sizeof(st));
-		if (!strcmp(rs, "revoked"))
-			break;
-		usleep(20000);
-	}
-	assert_string_equal(st, "revoked");
-	assert_string_equal(rs, "revoked");
+	assert_status_revoked(t, "v1");
 }
 
 /* An operator cannot fill the state directory with detached headers
