@@ -61,6 +61,9 @@ check-udev:
 check-system:
 	tests/system/check.sh
 
+check-sim:
+	tests/sim/check.sh
+
 check-deb:
 	tests/deb/check.sh
 
@@ -143,4 +146,4 @@ clean:
 	$(MAKE) -C agent clean
 	$(MAKE) -C kernel clean KVER=$(or $(KVER),$(shell uname -r)) 2>/dev/null || true
 
-.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-kms check-e2e check-udev check-system check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean
+.PHONY: all agent demo-kernel module setup check check-kernel check-lint check-unit check-kms check-e2e check-udev check-system check-sim check-deb deb bench demo install install-module-build uninstall install-list dist-files dkms-install clean

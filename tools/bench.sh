@@ -35,6 +35,8 @@ fi
 make -s -C "$top/agent" all bench
 echo "bench: agent, natively: open of a 65,536-segment volume (keyring real, device-mapper stubbed)"
 "$top/build/agent/bench/bench-open" 65536 5 2>/dev/null
+echo "bench: fleet revocation model (tests/sim/fleet-sim.py, Documentation/fleet-revocation.md)"
+python3 "$top/tests/sim/fleet-sim.py"
 mkdir -p "$top/build/bench"
 report=$top/build/bench/$line-$kver-$(date +%Y%m%d-%H%M%S).txt
 start=$(date +%s)

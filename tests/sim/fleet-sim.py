@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Fleet revocation simulation: how fast a fleet of lakecrypt agents learns
+that a CMK was revoked, and what that costs in KMS requests.
+
+Documentation/fleet-revocation.md is the design this models.  Each node
+runs an agent that
+
+  * polls the KMS with its canary unwrap every `interval` seconds or a
+    little more, each interval drawn uniformly from
+    [interval, interval * (1 + jitter)], so that a node never exceeds one
+    request per interval (the agent's [revocation] settings);
+  * kills only after `confirm` denials in a row, the confirmation probes
+    `confirm_gap` seconds apart (a success in between resets the count);
+  * optionally (strategy "events") learns of the revocation early from the
+    provider's key-state event stream (EventBridge, Event Grid, Pub/Sub)
+    relayed through the fleet registry: a few sentinel nodes confirm with
+    their own probes, the registry then publishes "confirmed" and every
+    node kills.  Polling stays on as the backstop (lost events); a node
+    whose registry watch is broken knows it and polls every
+    `fast_interval` seconds until the watch is back.
+
+The KMS side: the revocation happens at t = 0; because IAM / RBAC changes
+propagate with a delay, a request at time t is denied with probability
+min(1, t / propagation) (a ramp), and before t = 0 every request succeeds
+except for stray denials (`flake` per request), which must never kill.
+
+Strategies:
+  poll         polling only
+  events       event stream + sentinel confirmation + registry fan-out,
+               polling as backstop
+  events-all   event stream, every node confirms by itself (no sentinels):
+               shows the request burst a fleet-wide probe would cause
+
+Prints, per fleet size, detection latency percentiles (t = 0 to the node's
+kill), steady-state KMS requests per node per minute, the peak request
+rate during the revocation, and false kills over the simulated quiet time.
+
+    tests/sim/fleet-sim.py [--nodes 100,1000,10000] [--seed N] [--check]
+
+--check runs small fleets and verifies the model's own invariants (used by
+tests/system/check.sh); it asserts nothing about any real system.
+"""
+import argparse
+import heapq
+import random
+import statistics
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Params:
+    interval: float = 60.0          # s, polling interval (upper bound)
+    jitter: float = 0.2             # fraction: interval in [i, i(1+j)]
+    fast_interval: float = 10.0     # s, polling while the registry is unreachable
+    confirm: int = 2                # denials in a row that kill
+    confirm_gap: float = 2.0        # s between confirmation probes
+    propagation: float = 10.0       # s, ramp of the KMS denial after t = 0
+    flake: float = 1e-4             # stray denial probability per request
+    event_median: float = 4.0       # s, event stream delivery (lognormal)
+    event_sigma: float = 0.6
+    event_loss: float = 0.01        # per receiver: the event never reaches it
+    registry_loss: float = 0.001    # per node: registry watch broken
+    fanout_median: float = 0.3      # s, registry -> node delivery
+    sentinels: int = 3              # nodes that confirm for the fleet
+    quorum: int = 2                 # sentinel confirmations to publish
+    quiet: float = 3600.0           # s of quiet time simulated before t = 0
+    horizon: float = 600.0          # s simulated after t = 0
+
+
+@dataclass(order=True)
+class Ev:
+    t: float
+    seq: int
+    kind: str = field(compare=False)
+    node: int = field(compare=False)
+
+
+def denied(p, rng, t):
+    """One KMS request at time t (s, revocation at 0): True if denied."""
+    if t < 0:
+        return rng.random() < p.flake
+    ramp = 1.0 if p.propagation <= 0 else min(1.0, t / p.propagation)
+    return rng.random() < ramp or rng.random() < p.flake
+
+
+def simulate(n, strategy, p, seed):
+    """Run one fleet.  Returns a dict of figures (latencies in s)."""
+    rng = random.Random(seed)
+    q, seq = [], 0
+
+    def push(t, kind, node):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(q, Ev(t, seq, kind, node))
+
+    t0 = -p.quiet
+    streak = [0] * n            # denials in a row
+    killed = [None] * n         # kill time
+    false_kills = 0
+    requests = []               # times of all KMS requests
+    confirmed_by = set()
+    published = None
+    disconnected = [strategy == "events" and rng.random() < p.registry_loss
+                    for _ in range(n)]
+
+    def next_poll(i):
+        if disconnected[i]:
+            return p.fast_interval
+        return rng.uniform(p.interval, p.interval * (1 + p.jitter))
+
+    for i in range(n):
+        push(t0 + rng.uniform(0, next_poll(i)), "poll", i)
+    if strategy in ("events", "events-all"):
+        for i in range(n):
+            if rng.random() < p.event_loss:
+                continue
+            e = rng.lognormvariate(0, p.event_sigma) * p.event_median
+            if strategy == "events" and i < p.sentinels:
+                push(e + rng.expovariate(1 / p.fanout_median), "event", i)
+            elif strategy == "events-all":
+                push(e + rng.expovariate(1 / p.fanout_median), "event", i)
+    end = p.horizon
+    while q:
+        ev = heapq.heappop(q)
+        if ev.t > end:
+            break
+        i = ev.node
+        if killed[i] is not None:
+            continue
+        if ev.kind == "publish":
+            killed[i] = ev.t
+            continue
+        # poll, confirm and event all make one canary unwrap
+        requests.append(ev.t)
+        if denied(p, rng, ev.t):
+            streak[i] += 1
+            if streak[i] >= p.confirm:
+                if ev.t < 0:
+                    false_kills += 1
+                    streak[i] = 0   # counted; the node is replaced
+                    push(ev.t + next_poll(i), "poll", i)
+                    continue
+                killed[i] = ev.t
+                if strategy == "events" and i < p.sentinels:
+                    confirmed_by.add(i)
+                    if published is None and len(confirmed_by) >= p.quorum:
+                        published = ev.t
+                        for j in range(n):
+                            if j not in confirmed_by and not disconnected[j]:
+                                push(ev.t + rng.expovariate(1 / p.fanout_median),
+                                     "publish", j)
+                continue
+            push(ev.t + p.confirm_gap, "confirm", i)
+        else:
+            streak[i] = 0
+            if ev.kind == "poll":
+                push(ev.t + next_poll(i), "poll", i)
+            elif ev.kind in ("confirm", "event"):
+                # back to the normal cadence; an event keeps probing a
+                # little while the denial propagates
+                if ev.kind == "event" and ev.t < p.propagation * 3:
+                    push(ev.t + p.confirm_gap, "event", i)
+                else:
+                    push(ev.t + next_poll(i), "poll", i)
+
+    lat = sorted(k for k in killed if k is not None)
+    quiet_req = sum(1 for t in requests if t < 0)
+    after = [t for t in requests if t >= 0]
+    peak = 0
+    if after:
+        buckets = {}
+        for t in after:
+            buckets[int(t)] = buckets.get(int(t), 0) + 1
+        peak = max(buckets.values())
+
+    def pct(x):
+        if not lat:
+            return float("inf")
+        return lat[min(len(lat) - 1, int(round(x / 100 * (len(lat) - 1))))]
+
+    return {
+        "nodes": n, "strategy": strategy, "killed": len(lat),
+        "p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100),
+        "mean": statistics.fmean(lat) if lat else float("inf"),
+        "req_per_node_min": quiet_req / n / (p.quiet / 60.0),
+        "fleet_rps": quiet_req / p.quiet,
+        "peak_rps": peak,
+        "revocation_requests": len(after),
+        "false_kills": false_kills,
+        "disconnected": sum(disconnected),
+    }
+
+
+# Default request quotas as published by the providers (November 2026;
+# check your own account's values: all are adjustable).  Requests per
+# second for the operation lakecrypt's canary probe uses.
+QUOTAS = [
+    ("AWS KMS Decrypt (symmetric, shared, smallest region)", 5500.0),
+    ("Azure Key Vault unwrapKey (RSA-2048 software key, per vault)", 400.0),
+    ("Azure Key Vault unwrapKey (RSA-2048 HSM key, per vault)", 200.0),
+    ("Google Cloud KMS decrypt (60,000 per minute, calling project)", 1000.0),
+    ("Google Cloud KMS get (300 per minute: never poll with get)", 5.0),
+]
+
+
+def report(sizes, p, seed):
+    print(f"fleet-sim: interval {p.interval:g} s (jitter {p.jitter:.0%}), "
+          f"confirm {p.confirm} denials {p.confirm_gap:g} s apart, "
+          f"IAM propagation ramp {p.propagation:g} s, stray denials {p.flake:g}/request, "
+          f"events median {p.event_median:g} s (loss {p.event_loss:.0%}), "
+          f"{p.sentinels} sentinels (quorum {p.quorum}), registry watch broken on "
+          f"{p.registry_loss:.1%} of nodes (they poll every {p.fast_interval:g} s), seed {seed}")
+    print(f"{'strategy':<11} {'nodes':>6} {'killed':>7} {'p50 s':>7} {'p90 s':>7} "
+          f"{'p99 s':>7} {'max s':>7} {'req/node/min':>13} {'fleet req/s':>12} "
+          f"{'peak req/s':>11} {'false kills':>12}")
+    worst = {}
+    for strategy in ("poll", "events", "events-all"):
+        for n in sizes:
+            r = simulate(n, strategy, p, seed)
+            print(f"{strategy:<11} {n:>6} {r['killed']:>7} {r['p50']:>7.1f} {r['p90']:>7.1f} "
+                  f"{r['p99']:>7.1f} {r['max']:>7.1f} {r['req_per_node_min']:>13.2f} "
+                  f"{r['fleet_rps']:>12.1f} {r['peak_rps']:>11} {r['false_kills']:>12}")
+            worst[(strategy, n)] = r
+    print("request rates against the providers' default quotas (steady state, polling):")
+    for name, rps in QUOTAS:
+        for n in sizes:
+            r = worst[("events", n)]
+            print(f"  {name}: {n} nodes use {r['fleet_rps']:.1f} req/s = "
+                  f"{100 * r['fleet_rps'] / rps:.1f}% (revocation peak {r['peak_rps']} req/s"
+                  f" = {100 * r['peak_rps'] / rps:.1f}%)")
+    return worst
+
+
+def check(seed):
+    """Invariants of the model (small fleets, fast).  TAP lines."""
+    p = Params(quiet=1800.0, horizon=400.0)
+    results = {}
+    n_ok = n_fail = 0
+
+    def tap(cond, desc):
+        nonlocal n_ok, n_fail
+        if cond:
+            n_ok += 1
+            print(f"ok - {desc}")
+        else:
+            n_fail += 1
+            print(f"not ok - {desc}")
+
+    for strategy in ("poll", "events", "events-all"):
+        results[strategy] = simulate(300, strategy, p, seed)
+    poll, ev = results["poll"], results["events"]
+    tap(all(r["killed"] == 300 for r in results.values()),
+        "every node is killed in every strategy: "
+        + ", ".join(f"{k} {r['killed']}" for k, r in results.items()))
+    tap(poll["req_per_node_min"] <= 60.0 / p.interval,
+        f"polling costs at most one request per node per interval: {poll['req_per_node_min']:.2f}/min")
+    bound = p.interval * (1 + p.jitter) + p.propagation + p.confirm * p.confirm_gap * 4
+    tap(poll["max"] <= bound * 1.5,
+        f"polling alone detects within about one interval after propagation: max {poll['max']:.1f} s")
+    tap(ev["p99"] < poll["p50"],
+        f"events beat polling: p99 {ev['p99']:.1f} s < polling p50 {poll['p50']:.1f} s")
+    tap(ev["revocation_requests"] < results["events-all"]["revocation_requests"],
+        "sentinels cost fewer KMS requests than every node probing: "
+        f"{ev['revocation_requests']} < {results['events-all']['revocation_requests']}")
+    noflake = simulate(300, "poll", Params(quiet=1800.0, horizon=400.0, flake=0.0), seed)
+    tap(noflake["false_kills"] == 0, "no stray denials, no false kill")
+    stray = simulate(300, "poll", Params(quiet=1800.0, horizon=400.0, flake=0.05, confirm=1), seed)
+    stray2 = simulate(300, "poll", Params(quiet=1800.0, horizon=400.0, flake=0.05, confirm=3), seed)
+    tap(stray["false_kills"] > stray2["false_kills"],
+        f"confirmation cuts false kills from stray denials: confirm=1 {stray['false_kills']}, "
+        f"confirm=3 {stray2['false_kills']}")
+    lossy = simulate(300, "events", Params(quiet=1800.0, horizon=400.0, registry_loss=0.2), seed)
+    tap(lossy["disconnected"] > 0 and lossy["max"] <= 30.0,
+        f"nodes that lost the registry ({lossy['disconnected']}) still detect within 30 s "
+        f"by fast polling: max {lossy['max']:.1f} s")
+    again = simulate(300, "events", p, seed)
+    tap(again == ev, "same seed, same figures")
+    print(f"fleet-sim: {n_ok} passed, {n_fail} failed, 0 skipped")
+    return 0 if n_fail == 0 else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", default="100,1000,10000",
+                    help="comma-separated fleet sizes (default 100,1000,10000)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--interval", type=float, default=Params.interval)
+    ap.add_argument("--confirm", type=int, default=Params.confirm)
+    ap.add_argument("--propagation", type=float, default=Params.propagation)
+    ap.add_argument("--check", action="store_true", help="verify the model's invariants")
+    a = ap.parse_args()
+    if a.check:
+        return check(a.seed)
+    try:
+        sizes = [int(x) for x in a.nodes.split(",")]
+    except ValueError:
+        ap.error(f"--nodes {a.nodes!r}: expected comma-separated integers")
+    if any(s < 1 or s > 100000 for s in sizes):
+        ap.error("--nodes: each size must be 1..100000")
+    if a.interval <= 0 or a.confirm < 1 or a.propagation < 0:
+        ap.error("--interval > 0, --confirm >= 1, --propagation >= 0")
+    p = Params(interval=a.interval, confirm=a.confirm, propagation=a.propagation)
+    report(sizes, p, a.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
