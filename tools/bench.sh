@@ -3,7 +3,9 @@
 # tests/bench/bench.sh in it (fio on brd: raw, dm-crypt default and tuned,
 # lakecrypt with 1 and 1024 segments; memory per loaded key; time from
 # revoke to every volume failing I/O).  Before that, natively: the agent's
-# CPU time and KMS calls to open a 65,536-segment volume.
+# CPU time and KMS calls to open a 65,536-segment volume, with the local KMS
+# and through the AWS provider (local-kms on loopback), and the fleet
+# revocation model (tests/sim/fleet-sim.py).
 #
 #   tools/bench.sh [--line 6.1|6.12] [--mem MiB] [--module FILE.ko]
 #                  [-- bench.sh arguments, e.g. runtime=5 parts=io]
@@ -35,6 +37,17 @@ fi
 make -s -C "$top/agent" all bench
 echo "bench: agent, natively: open of a 65,536-segment volume (keyring real, device-mapper stubbed)"
 "$top/build/agent/bench/bench-open" 65536 5 2>/dev/null
+echo "bench: the same through the AWS KMS provider (SigV4 over HTTPS to local-kms behind stunnel)"
+aws_work=$(mktemp -d)
+(
+	. "$top/tests/kms/lib-local-kms.sh"
+	trap 'lkms_stop; rm -rf "$aws_work"' EXIT
+	lkms_start "$aws_work" IP:127.0.0.1 || { cat "$aws_work/lkms.err"; exit 1; }
+	key=$(lkms_create "$aws_work") || { echo "bench: cannot create a key in local-kms"; exit 1; }
+	AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=benchSecretKey/0123456789 \
+		"$top/build/agent/bench/bench-open" --aws "$key" "https://127.0.0.1:$LKMS_TLS_PORT" \
+		"$aws_work/ca.pem" 65536 5 2>/dev/null
+)
 echo "bench: fleet revocation model (tests/sim/fleet-sim.py, Documentation/fleet-revocation.md)"
 python3 "$top/tests/sim/fleet-sim.py"
 mkdir -p "$top/build/bench"

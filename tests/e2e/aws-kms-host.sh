@@ -13,8 +13,6 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
 line=${1:?usage: aws-kms-host.sh LINE}
-tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
-py=$tools/venv/bin/python3
 work=$(mktemp -d /tmp/lakecrypt-e2e-aws.XXXXXX)
 pids=()
 cleanup() {
@@ -25,45 +23,12 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "not ok 1 - $line: aws-kms e2e: $*"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
-for t in "$py" "$tools/bin/local-kms" /usr/bin/stunnel4 /bin/busybox; do
-	[ -x "$t" ] || fail "missing $t (run make setup)"
-done
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-	for _ in $(seq 200); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-( cd "$work" &&
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=lc-ca -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE &&
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kms \
-	-keyout server.key -out server.csr &&
-  printf 'subjectAltName=IP:10.0.2.100,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext &&
-  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-	-extfile server.ext -out server.pem ) >"$work/pki.log" 2>&1 || fail "test PKI: $(tail -3 "$work/pki.log")"
-
-p_lkms=$(free_port) p_tls=$(free_port)
-PORT=$p_lkms KMS_DATA_PATH=$work/lkms KMS_REGION=eu-west-2 KMS_ACCOUNT_ID=111122223333 \
-	"$tools/bin/local-kms" >"$work/local-kms.log" 2>&1 &
-pids+=($!)
-cat >"$work/stunnel.conf" <<EOF
-foreground = yes
-pid =
-[kms]
-accept = 127.0.0.1:$p_tls
-connect = 127.0.0.1:$p_lkms
-cert = $work/server.pem
-key = $work/server.key
-EOF
-/usr/bin/stunnel4 "$work/stunnel.conf" >"$work/stunnel.log" 2>&1 &
-pids+=($!)
-wait_port "$p_lkms" && wait_port "$p_tls" || fail "local-kms or stunnel did not start"
-key=$("$py" tests/kms/kms-admin.py "https://127.0.0.1:$p_tls" "$work/ca.pem" create 2>&1) ||
-	fail "create key: $key"
+[ -x /bin/busybox ] || fail "missing /bin/busybox (run make setup)"
+. tests/kms/lib-local-kms.sh
+lkms_start "$work" IP:10.0.2.100,IP:127.0.0.1 || fail "$(cat "$work/lkms.err")"
+pids+=("${LKMS_PIDS[@]}")
+p_lkms=$LKMS_PORT p_tls=$LKMS_TLS_PORT
+key=$(lkms_create "$work" 2>&1) || fail "create key: $key"
 
 # guestfwd runs its cmd through a shell, one per connection; run.sh splits
 # --qemu on blanks, so each forward is a script without blanks.
