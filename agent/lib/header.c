@@ -1124,7 +1124,7 @@ int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struc
 	uint64_t hdr, area, seq, off[2];
 	uint8_t *buf = NULL;
 	size_t len;
-	int first = 0, r;
+	int first = 0, relayout = 0, r;
 	bool same_layout = false;
 
 	r = lc_header_check(h, err);
@@ -1137,6 +1137,7 @@ int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struc
 	seq = h->seqno;
 	if (lc_header_read_io(io, &old, &info, &e) == 0) {
 		uint64_t old_area;
+		bool same_uuid = !memcmp(old->uuid, h->uuid, LC_UUID_LEN);
 
 		/* A sealed write comes from the holder of the KEK, whose @h is
 		 * the authenticated header: its seqno is the truth, and a copy
@@ -1149,12 +1150,35 @@ int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struc
 		same_layout = old_area == area;
 		/* Write first the copy that is not the current one. */
 		first = info.used == 0 ? 1 : 0;
+		/*
+		 * The same volume in a larger or smaller area (a resize): write
+		 * first the new copy that does not overlap the current copy A,
+		 * so that a valid copy exists at every moment, and erase the
+		 * old copy B only after both new copies are in place.  Growing:
+		 * new B (at area >= 2 * old area, past both old copies), then
+		 * A (over old B).  Shrinking: new A (hdr_size <= area < old
+		 * area: old B stays intact), then new B (in old A's tail).
+		 */
+		if (!same_layout && same_uuid)
+			relayout = area > old_area ? 1 : 2;
 		lc_header_free(old);
+		/* Each order overwrites one old copy while the other must still
+		 * hold the current header: both must be valid and current, or
+		 * a cut could leave none, or only a stale one. */
+		if (relayout &&
+		    (info.state[0] != LC_COPY_VALID || info.state[1] != LC_COPY_VALID))
+			return lc_err(err, -EAGAIN, LC_ERRC_INVALID,
+				      "header copy %s is %s: write the current header once (a repair) before its area changes size",
+				      info.state[0] != LC_COPY_VALID ? "A" : "B",
+				      info.state[0] != LC_COPY_VALID ? (info.state[0] == LC_COPY_STALE ? "stale" : "damaged")
+				      : (info.state[1] == LC_COPY_STALE ? "stale" : "damaged"));
 	}
 	if (seq == UINT64_MAX)
 		return lc_err(err, -EOVERFLOW, LC_ERRC_INVALID, "header sequence number exhausted");
 	seq++;
-	if (!same_layout) {
+	if (relayout) {
+		first = relayout == 1 ? 1 : 0;
+	} else if (!same_layout) {
 		first = 0;
 		r = erase_stale(io, area);
 		if (r)
@@ -1184,6 +1208,15 @@ int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struc
 		}
 	}
 	h->seqno = seq;
+	if (relayout) {
+		/* Both new copies are valid: a stale copy B at another offset
+		 * is only clutter now, but a reader must never probe it. */
+		int e2 = erase_stale(io, area);
+
+		if (e2)
+			lc_error_log("the header was written, but the old copy B could not be erased (harmless: its seqno is lower): %s",
+				     strerror(-e2));
+	}
 out:
 	free(buf);
 	return r;

@@ -137,8 +137,15 @@ int lc_header_read_path(const char *path, struct lc_header **out,
  * authenticated), the copy that is not current is written and synced
  * first, then the other.  An interruption at any point
  * leaves a valid copy holding either the old or the new header.  Where no
- * valid header of the same layout exists (format), stale header copies at
- * the other possible copy-B offsets are erased first. */
+ * valid header of the same volume exists (format), stale header copies at
+ * the other possible copy-B offsets are erased first.
+ * A header of the same volume whose segment count moves it to another area
+ * size (a resize) is written in the order that keeps a valid copy at every
+ * moment, and the old copy B is erased after both new copies are in
+ * place: growing writes the new copy B (beyond both old copies) first,
+ * shrinking writes copy A first.  Both need the two old copies valid and
+ * current, else the write fails with -EAGAIN and writes nothing (write the
+ * current header once, which repairs the other copy, then retry). */
 int lc_header_write_io(const struct lc_header_io *io, struct lc_header *h, struct lc_error *err);
 int lc_header_write(int fd, struct lc_header *h, struct lc_error *err);
 /* Opens @path read-write; with @create, creates a regular file (0600) if

@@ -643,7 +643,6 @@ static void test_revoke_parallel(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	int64_t t0;
 	char st[32], rs[32];
 
 	open_volume(t, "d1", "v1");
@@ -652,10 +651,10 @@ static void test_revoke_parallel(void **state)
 	pthread_mutex_lock(&fk.mu);
 	snprintf(fk.stuck, sizeof(fk.stuck), "v2");
 	pthread_mutex_unlock(&fk.mu);
-	t0 = now_ms();
+	/* v2's revoke never returns while it is stuck: that this call
+	 * returns at all shows the revoke did not wait for it. */
 	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err),
 			 -EINPROGRESS);
-	assert_true(now_ms() - t0 < 2000);
 	assert_non_null(strstr(err.msg, "v2"));
 	assert_true(dev_revoked("v1"));
 	assert_true(dev_revoked("v3"));
