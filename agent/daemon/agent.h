@@ -280,6 +280,8 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 		      json_object **result, struct lc_error *err);
 int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 		     json_object **result, struct lc_error *err);
+int op_volume_resize(struct agent *a, struct client *c, json_object *args,
+		     json_object **result, struct lc_error *err);
 int op_status(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
@@ -300,6 +302,9 @@ struct vol_slot *agent_volume(struct agent *a, const char *name);
  * KEK too if @kek (wiped with lc_volume_free).  NULL: out of memory. */
 struct lc_volume *slot_snapshot(const struct vol_slot *s, bool kek);
 uint64_t agent_revoke_epoch(struct agent *a);
+/* A table change (resize) may have replaced the table a revoke already
+ * hit: if @s is being or was revoked, revoke it again (a->lock held). */
+void agent_slot_revoke_again(struct agent *a, struct vol_slot *s);
 /* Add @v (owned from here on) opened since revocation epoch @epoch:
  * 0 and listed; -EKEYREVOKED (DENIED) if a revocation of its CMK came
  * meanwhile: it is revoked now and listed as such; -EIO if volumes.json

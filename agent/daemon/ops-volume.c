@@ -496,6 +496,50 @@ int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 	return 0;
 }
 
+int op_volume_resize(struct agent *a, struct client *c, json_object *args,
+		     json_object **result, struct lc_error *err)
+{
+	struct vol_slot *s;
+	struct lc_volume *v;
+	const char *name;
+	uint64_t size = 0;
+	int r;
+
+	if ((r = arg_str(args, "name", true, &name, err)) < 0 ||
+	    (r = arg_u64(args, "size", false, &size, err)) < 0)
+		return r;
+	s = agent_volume(a, name);
+	if (!s || !agent_ws_visible(a, c, s->v->workspace))
+		return no_volume(name, err);
+	r = slot_busy(s, err);
+	if (r < 0)
+		return r;
+	if (s->rs != SLOT_LIVE)
+		return lc_err(err, -EKEYREVOKED, LC_ERRC_INVALID,
+			      "volume %s is revoked (revocation %s): it cannot be resized", name,
+			      agent_slot_state(s));
+	v = slot_snapshot(s, true);
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	s->busy++;
+	agent_unlock(a);
+	r = lc_volume_resize(&c->env, v, size, err);
+	agent_relock(a);
+	s->busy--;
+	/* The table may have changed even if the call failed late. */
+	s->v->length = v->length;
+	s->v->segments = v->segments;
+	(void)agent_volumes_save(a, NULL);
+	lc_volume_free(v);
+	/* A revoke meanwhile may have hit the table this resize replaced:
+	 * the kill switch goes to the new one too. */
+	agent_slot_revoke_again(a, s);
+	if (r < 0)
+		return r;
+	*result = volume_json(a, c, s);
+	return 0;
+}
+
 int op_status(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err)
 {

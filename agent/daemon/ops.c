@@ -50,6 +50,7 @@ static const struct op ops[] = {
 	{ "cache.open",		LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "segment_size", "force"),
 	  op_cache_open, false },
 	{ "volume.rewrap",	LC_ROLE_ADMIN, ARGS("name"), op_volume_rewrap, false },
+	{ "volume.resize",	LC_ROLE_OPERATOR, ARGS("name", "size"), op_volume_resize, false },
 	{ "volume.migrate",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header"),
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },

@@ -205,8 +205,10 @@ static void *revoke_thread(void *arg)
 			agent_relock(a);
 			lc_volume_free(copy);
 		}
-		if (s->removed || done)
+		if (s->removed || (done && !s->again))
 			break;
+		if (done)
+			continue;	/* asked again meanwhile (a new table): once more */
 		s->rs = SLOT_REVOKE_FAILED;
 		if (r < 0)
 			snprintf(s->error, sizeof(s->error), "%s", e.msg);
@@ -274,6 +276,12 @@ static void start_revoke(struct agent *a, struct vol_slot *s, const char *cause,
 			 strerror(-r));
 		lc_error_log("volume %s: %s (retried at the next watcher tick)", s->v->name, s->error);
 	}
+}
+
+void agent_slot_revoke_again(struct agent *a, struct vol_slot *s)
+{
+	if (s->rs != SLOT_LIVE && s->rs != SLOT_GONE)
+		start_revoke(a, s, s->cause, s->denied, s->revoker);
 }
 
 static bool settled(const struct vol_slot *s)

@@ -466,6 +466,93 @@ int lc_dm_create(const char *name, const char *volume_uuid, const char *line,
 	return 0;
 }
 
+/* DM_DEVICE_CLEAR: drop an inactive table left by a failed reload. */
+static void clear_inactive(const char *name)
+{
+	_cleanup_task_ struct dm_task *dmt = task_new(DM_DEVICE_CLEAR);
+
+	if (dmt && dm_task_set_name(dmt, name))
+		(void)dm_task_run(dmt);
+}
+
+int lc_dm_reload(const char *name, const char *line, struct lc_error *err)
+{
+	_cleanup_task_ struct dm_task *dmt = NULL, *res = NULL;
+	char target[64];
+	const char *params = NULL;
+	uint64_t start = 0, len = 0;
+	uint32_t cookie = 0;
+	int r;
+
+	r = check_name(name, err);
+	if (r < 0)
+		return r;
+	r = split_line(line, &start, &len, target, sizeof(target), &params, err);
+	if (r < 0)
+		return r;
+	if (strcmp(target, LAKECRYPT_TARGET_NAME))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "table line is for target \"%s\", expected \"%s\"", target,
+			      LAKECRYPT_TARGET_NAME);
+	dmt = task_new(DM_DEVICE_RELOAD);
+	if (!dmt)
+		return no_task(err);
+	if (!dm_task_set_name(dmt, name) || !dm_task_add_target(dmt, start, len, target, params))
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL,
+			      "cannot prepare the device-mapper reload of %s: %s", name, last_error());
+	if (!dm_task_run(dmt)) {
+		r = task_errno(dmt);
+		if (r == -ENXIO || r == -ENODEV)
+			return lc_err(err, -ENXIO, LC_ERRC_INVALID, "device %s does not exist", name);
+		return lc_err(err, r, LC_ERRC_INVALID,
+			      "the kernel refused the new table of %s: %s (%s); the old table goes on serving, see the kernel log",
+			      name, strerror(-r), last_error());
+	}
+	res = task_new(DM_DEVICE_RESUME);
+	if (!res || !dm_task_set_name(res, name) || !task_set_cookie(res, &cookie)) {
+		clear_inactive(name);
+		return res ? lc_err(err, -ENOMEM, LC_ERRC_INTERNAL,
+				    "cannot prepare the resume of %s: %s", name, last_error())
+			   : no_task(err);
+	}
+	if (!dm_task_run(res)) {
+		r = task_errno(res);
+		(void)dm_udev_wait(cookie);
+		/* The swap happened; the target refused to resume (no keys
+		 * carried over): the device is suspended with the new table. */
+		return lc_err(err, -EAGAIN, LC_ERRC_INVALID,
+			      "the kernel swapped in the new table of %s but refused to resume it: %s (%s); it is suspended until its keys are loaded and it is resumed, see the kernel log",
+			      name, strerror(-r), last_error());
+	}
+	(void)dm_udev_wait(cookie);
+	return 0;
+}
+
+int lc_dm_resume(const char *name, struct lc_error *err)
+{
+	_cleanup_task_ struct dm_task *dmt = NULL;
+	uint32_t cookie = 0;
+	int r;
+
+	r = check_name(name, err);
+	if (r < 0)
+		return r;
+	dmt = task_new(DM_DEVICE_RESUME);
+	if (!dmt)
+		return no_task(err);
+	if (!dm_task_set_name(dmt, name) || !task_set_cookie(dmt, &cookie))
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare the resume of %s: %s",
+			      name, last_error());
+	if (!dm_task_run(dmt)) {
+		r = task_errno(dmt);
+		(void)dm_udev_wait(cookie);
+		return lc_err(err, r, LC_ERRC_INVALID, "resuming %s failed: %s (%s); see the kernel log",
+			      name, strerror(-r), last_error());
+	}
+	(void)dm_udev_wait(cookie);
+	return 0;
+}
+
 int lc_dm_message(const char *name, const char *msg, struct lc_error *err)
 {
 	_cleanup_task_ struct dm_task *dmt = NULL;

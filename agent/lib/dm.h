@@ -89,6 +89,22 @@ const char *lc_dm_discard_name(enum lc_dm_discard d);
 int lc_dm_create(const char *name, const char *volume_uuid, const char *line,
 		 struct lc_error *err);
 
+/*
+ * Replace the table of live device @name with the one-target table @line
+ * (DM_DEVICE_RELOAD, then DM_DEVICE_RESUME: the kernel suspends, swaps and
+ * resumes, flushing I/O in flight).  The target carries the keys of a
+ * table of the same volume over (Documentation/admin-guide/dm-lakecrypt.rst,
+ * "Reload and resize"); segments beyond the old length start without a
+ * key.  If the kernel refuses the table, the old one goes on serving
+ * (-EINVAL and others).  If it swaps the table in but refuses to resume it
+ * (the keys could not be carried over), -EAGAIN: the device is suspended
+ * with the new table until its keys are loaded and lc_dm_resume() runs.
+ * -ENXIO if @name does not exist.
+ */
+int lc_dm_reload(const char *name, const char *line, struct lc_error *err);
+/* DM_DEVICE_RESUME of @name. */
+int lc_dm_resume(const char *name, struct lc_error *err);
+
 /* Send target message @msg to sector 0 of @name. */
 int lc_dm_message(const char *name, const char *msg, struct lc_error *err);
 

@@ -183,6 +183,42 @@ void lc_header_free(struct lc_header *h)
 	free(h);
 }
 
+static int buf_dup(struct lc_buf *dst, const struct lc_buf *src)
+{
+	dst->len = src->len;
+	dst->p = src->len ? malloc(src->len) : NULL;
+	if (src->len && !dst->p)
+		return -ENOMEM;
+	if (src->len)
+		memcpy(dst->p, src->p, src->len);
+	return 0;
+}
+
+struct lc_header *lc_header_resized(const struct lc_header *h, uint32_t segment_count)
+{
+	struct lc_header *n = lc_header_new(segment_count, h->key_size);
+	struct lc_wrapped_dek *deks;
+
+	if (!n)
+		return NULL;
+	deks = n->deks;
+	*n = *h;
+	n->deks = deks;
+	n->segment_count = segment_count;
+	n->mac_key = NULL;
+	n->wrapped_kek.p = NULL;
+	n->wrap_context.p = NULL;
+	memcpy(n->deks, h->deks,
+	       (size_t)(segment_count < h->segment_count ? segment_count : h->segment_count) *
+	       sizeof(*n->deks));
+	if (buf_dup(&n->wrapped_kek, &h->wrapped_kek) ||
+	    buf_dup(&n->wrap_context, &h->wrap_context)) {
+		lc_header_free(n);
+		return NULL;
+	}
+	return n;
+}
+
 void lc_header_uuid_str(const struct lc_header *h, char out[37])
 {
 	lc_uuid_format(h->uuid, out);

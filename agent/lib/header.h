@@ -93,6 +93,12 @@ struct lc_header_io {
 struct lc_header *lc_header_new(uint32_t segment_count, uint32_t key_size);
 void lc_header_free(struct lc_header *h);
 
+/* A copy of @h with @segment_count DEK records: the first
+ * min(@segment_count, h->segment_count) copied, any others zeroed; not
+ * sealed (mac_key NULL).  NULL if the count is out of range or memory is
+ * short.  For a resize: the caller wraps the new records' DEKs. */
+struct lc_header *lc_header_resized(const struct lc_header *h, uint32_t segment_count);
+
 /* Bytes per DEK record; 0 if @key_size is out of range. */
 uint32_t lc_header_dek_stride(uint32_t key_size);
 

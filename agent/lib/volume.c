@@ -764,10 +764,11 @@ fail:
 
 /* ---- open ---- */
 
-/* Add, load and drop the keys of segments [0, count), a batch at a time. */
-static int load_keys(const struct lc_volume_env *env, const char *name, const char *uuid,
-		     const char *prefix, const struct lc_secret *deks, uint32_t count,
-		     uint32_t key_size, struct lc_error *err)
+/* Add, load and drop the keys of segments [base, base + count), a batch at
+ * a time; @deks holds their @count keys. */
+static int load_keys_from(const struct lc_volume_env *env, const char *name, const char *uuid,
+			  const char *prefix, const struct lc_secret *deks, uint32_t base,
+			  uint32_t count, uint32_t key_size, struct lc_error *err)
 {
 	const struct lc_volume_backend *be = env->be;
 	uint32_t batch = env->key_batch ? env->key_batch : LC_VOLUME_KEY_BATCH;
@@ -782,15 +783,15 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
 		uint32_t n = count - first < batch ? count - first : batch;
 		char msg[64];
 
-		r = be->kr_add(env->be_ctx, &kr, first, n, deks->p + (size_t)first * key_size,
-			       key_size, err);
+		r = be->kr_add(env->be_ctx, &kr, base + first, n,
+			       deks->p + (size_t)first * key_size, key_size, err);
 		if (r < 0)
 			break;
-		if (n == count)
+		if (n == count && !base)
 			snprintf(msg, sizeof(msg), KEY_LOAD_MSG LAKECRYPT_MSG_RANGE_ALL);
 		else
-			snprintf(msg, sizeof(msg), KEY_LOAD_MSG "%" PRIu32 "-%" PRIu32, first,
-				 first + n - 1);
+			snprintf(msg, sizeof(msg), KEY_LOAD_MSG "%" PRIu32 "-%" PRIu32,
+				 base + first, base + first + n - 1);
 		r = be->dm_message(env->be_ctx, name, msg, err);
 		if (r < 0)
 			break;
@@ -800,6 +801,13 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
 	}
 	be->kr_close(env->be_ctx, &kr);
 	return r;
+}
+
+static int load_keys(const struct lc_volume_env *env, const char *name, const char *uuid,
+		     const char *prefix, const struct lc_secret *deks, uint32_t count,
+		     uint32_t key_size, struct lc_error *err)
+{
+	return load_keys_from(env, name, uuid, prefix, deks, 0, count, key_size, err);
 }
 
 /*
@@ -1506,6 +1514,41 @@ void lc_volume_audit_revoke(const struct lc_volume_env *env, const struct lc_vol
 	      denied ? &d : failed, latency_ms);
 }
 
+/*
+ * The header copy of open volume @v that its KEK authenticates, read from
+ * @fd (@hpath for messages): *@h points into @copies (free both).  -EBADMSG
+ * if no copy authenticates, -ESTALE if it is another volume now.
+ */
+static int authenticated_copy(int fd, const char *hpath, const struct lc_volume *v,
+			      struct lc_header *copies[2], struct lc_header_info *info,
+			      struct lc_header **h, struct lc_error *err)
+{
+	char u[LC_UUID_STR_LEN];
+	int r;
+
+	*h = NULL;
+	r = lc_header_read_copies(fd, copies, info, err);
+	if (r < 0)
+		return r;
+	for (int i = 0; i < 2 && !*h; i++) {
+		struct lc_header *c = copies[i ? !info->used : info->used];
+		_cleanup_secret_ struct lc_secret mk = { 0 };
+
+		if (c && lc_header_mac_key(&v->kek, c->uuid, &mk, NULL) == 0 &&
+		    lc_header_verify(c, mk.p, NULL) == 0)
+			*h = c;
+	}
+	if (!*h)
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			      "%s: no header copy is authenticated by the KEK of open volume %s",
+			      hpath, v->uuid);
+	lc_header_uuid_str(*h, u);
+	if (strcmp(u, v->uuid))
+		return lc_err(err, -ESTALE, LC_ERRC_INVALID,
+			      "%s now holds volume %s, not the open volume %s", hpath, u, v->uuid);
+	return 0;
+}
+
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err)
 {
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
@@ -1516,7 +1559,7 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 	struct lc_provider *p;
 	struct ids ids;
 	const char *hpath = v->header[0] ? v->header : v->device;
-	char ctx[LC_KEK_CONTEXT_MAX], u[LC_UUID_STR_LEN];
+	char ctx[LC_KEK_CONTEXT_MAX];
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
 	int r;
@@ -1543,31 +1586,10 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", hpath,
 			      strerror(errno));
-	r = lc_header_read_copies(fd, copies, &info, err);
+	/* Only a copy the open volume's KEK authenticates is re-wrapped. */
+	r = authenticated_copy(fd, hpath, v, copies, &info, &h, err);
 	if (r < 0)
 		goto fail;
-	/* Only a copy the open volume's KEK authenticates is re-wrapped. */
-	for (int i = 0; i < 2 && !h; i++) {
-		struct lc_header *c = copies[i ? !info.used : info.used];
-		_cleanup_secret_ struct lc_secret mk = { 0 };
-
-		if (c && lc_header_mac_key(&v->kek, c->uuid, &mk, NULL) == 0 &&
-		    lc_header_verify(c, mk.p, NULL) == 0)
-			h = c;
-	}
-	if (!h) {
-		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
-			   "%s: no header copy is authenticated by the KEK of open volume %s: not re-wrapping",
-			   hpath, v->uuid);
-		goto fail;
-	}
-	lc_header_uuid_str(h, u);
-	if (strcmp(u, v->uuid)) {
-		r = lc_err(err, -ESTALE, LC_ERRC_INVALID,
-			   "%s now holds volume %s, not the open volume %s: not re-wrapping", hpath,
-			   u, v->uuid);
-		goto fail;
-	}
 	kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
 	if (lc_kek_context(&kid, ctx) < 0) {
 		r = lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "bad identity in an authenticated header");
@@ -1589,6 +1611,273 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 	goto out;
 fail:
 	audit(env, "rotate", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+out:
+	lc_header_free(copies[0]);
+	lc_header_free(copies[1]);
+	return r;
+}
+
+/* ---- resize ---- */
+
+/* Segments a header area may hold before the data at @data_offset
+ * (sectors) of an attached header: both copies must fit in front of it. */
+static uint32_t attached_capacity(uint64_t data_offset, uint32_t key_size)
+{
+	uint32_t stride = lc_header_dek_stride(key_size);
+	uint64_t area = LC_HDR_AREA_MAX, n;
+
+	while (area > LC_HDR_AREA_MIN && 2 * area > data_offset * 512)
+		area >>= 1;
+	if (2 * area > data_offset * 512 || !stride)
+		return 0;
+	n = (area - LC_HDR_FIXED_SIZE) / stride;
+	return n > LC_HDR_SEGMENTS_MAX ? LC_HDR_SEGMENTS_MAX : (uint32_t)n;
+}
+
+/*
+ * The new table: same volume, new length; reload and resume.  If the
+ * kernel swapped it in but could not carry the keys over (-EAGAIN), load
+ * every key of @h again (the KEK is here; no KMS call) and resume.
+ */
+static int reload_table(const struct lc_volume_env *env, struct lc_volume *v,
+			const struct lc_header *h, uint64_t length, uint32_t count,
+			struct lc_error *err)
+{
+	const struct lc_volume_backend *be = env->be;
+	_cleanup_secret_ struct lc_secret deks = { 0 };
+	_cleanup_free_ char *line = NULL;
+	char prefix[LAKECRYPT_MAX_KEY_PREFIX + 1];
+	struct lc_dm_table t = { 0 };
+	int r;
+
+	snprintf(prefix, sizeof(prefix), LC_KEY_PREFIX "%s:", v->uuid);
+	t.length = length;
+	t.cipher = v->cipher;
+	t.key_size = v->key_size;
+	t.key_prefix = prefix;
+	t.segment_sectors = v->segment_sectors;
+	t.device = v->devno[0] ? v->devno : v->device;
+	t.offset = v->data_offset;
+	t.volume_id = v->uuid;
+	t.sector_size = v->sector_size;
+	r = lc_dm_table_line(&t, &line, err);
+	if (r < 0)
+		return r;
+	r = be->dm_reload(env->be_ctx, v->name, line, err);
+	if (r != -EAGAIN)
+		return r;
+	lc_error_log("%s: %s; loading its keys again", v->name, err->msg);
+	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, count, v->key_size, &deks, err);
+	if (!r)
+		r = load_keys(env, v->name, v->uuid, prefix, &deks, count, v->key_size, err);
+	if (!r)
+		r = be->dm_resume(env->be_ctx, v->name, err);
+	return r;
+}
+
+/* Write @nh sealed; if the copies on disk are not both current (a change
+ * of area needs them so), write the authenticated @h once first. */
+static int write_header(const struct lc_volume_env *env, int fd, struct lc_header *h,
+			struct lc_header *nh, const struct lc_secret *kek, struct lc_error *err)
+{
+	int r;
+
+	nh->seqno = h->seqno;
+	r = write_sealed(env, fd, nh, kek, err);
+	if (r != -EAGAIN)
+		return r;
+	r = write_sealed(env, fd, h, kek, err);
+	if (r < 0)
+		return r;
+	nh->seqno = h->seqno;
+	return write_sealed(env, fd, nh, kek, err);
+}
+
+/* Unwrap the DEKs of segments [first, first + n) of @h into @deks (locked,
+ * n * key_size bytes). */
+static int unwrap_range(const struct lc_secret *kek, const struct lc_header *h, uint32_t first,
+			uint32_t n, struct lc_secret *deks, struct lc_error *err)
+{
+	int r = lc_secret_alloc(deks, (size_t)n * h->key_size);
+
+	if (r < 0)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "out of locked memory for %" PRIu32 " keys", n);
+	for (uint32_t i = 0; i < n; i++) {
+		r = lc_dek_unwrap(kek, h->uuid, first + i, &h->deks[first + i], h->key_size,
+				  deks->p + (size_t)i * h->key_size, err);
+		if (r < 0) {
+			lc_secret_free(deks);
+			return r;
+		}
+	}
+	return 0;
+}
+
+int lc_volume_resize(const struct lc_volume_env *env, struct lc_volume *v, uint64_t size,
+		     struct lc_error *err)
+{
+	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
+	_cleanup_header_ struct lc_header *nh = NULL;
+	const struct lc_header *src;
+	_cleanup_secret_ struct lc_secret deks = { 0 };
+	_cleanup_close_ int fd = -1, dfd = -1;
+	const struct lc_volume_backend *be = env->be;
+	const char *hpath = v->header[0] ? v->header : v->device;
+	char prefix[LAKECRYPT_MAX_KEY_PREFIX + 1], devno[24];
+	uint64_t bytes, avail, want, length, count64, old_length = v->length;
+	uint32_t count, cap, old_count, table_segs = v->segments;
+	struct lc_header_info info;
+	struct ids ids;
+	struct stat st;
+	bool detached = v->header[0];
+	int64_t t0 = now_ms();
+	struct lc_error dummy;
+	int r;
+
+	if (!err)
+		err = &dummy;
+	ids_of_volume(&ids, v);
+	if (v->kind != LC_VOLUME_PROJECT)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "%s is a cache volume: close it and open it again on the resized device",
+			      v->name);
+	if (v->revoked)
+		return lc_err(err, -EKEYREVOKED, LC_ERRC_INVALID,
+			      "volume %s is revoked: it cannot be resized", v->name);
+	if (!v->have_kek)
+		return lc_err(err, -ENOKEY, LC_ERRC_INVALID,
+			      "the agent does not hold the KEK of %s (it was restarted since the open): close and open the volume, then resize",
+			      v->name);
+	if (!be->dm_reload || !be->dm_resume)
+		return lc_err(err, -EOPNOTSUPP, LC_ERRC_INTERNAL,
+			      "backend %s cannot reload a table", be->name);
+	if (size % 512)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "size %" PRIu64 " is not a whole number of 512-byte sectors", size);
+
+	/* The backing device as mapped: same device number as at open. */
+	dfd = open(v->device, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (dfd < 0)
+		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", v->device,
+			      strerror(errno));
+	if (fstat(dfd, &st) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot stat %s: %s", v->device,
+			      strerror(errno));
+	if (S_ISBLK(st.st_mode))
+		snprintf(devno, sizeof(devno), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
+	if ((S_ISBLK(st.st_mode) && v->devno[0] && strcmp(devno, v->devno)) ||
+	    (!S_ISBLK(st.st_mode) && !(S_ISREG(st.st_mode) && be->regular_files)))
+		return lc_err(err, -ESTALE, LC_ERRC_INVALID,
+			      "%s is no longer the device volume %s was opened on (%s): not resizing",
+			      v->device, v->name, v->devno[0] ? v->devno : "-");
+	r = lc_device_size(dfd, v->device, &bytes, NULL, err);
+	if (r < 0)
+		return r;
+
+	fd = open(hpath, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return lc_err(err, -errno, LC_ERRC_INVALID, "cannot open %s: %s", hpath,
+			      strerror(errno));
+	r = authenticated_copy(fd, hpath, v, copies, &info, &h, err);
+	if (r < 0)
+		goto fail;
+	old_count = h->segment_count;
+
+	avail = bytes / 512;
+	if (avail <= h->data_offset) {
+		r = lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			   "%s has %" PRIu64 " bytes, not more than the header in front of the data",
+			   v->device, bytes);
+		goto fail;
+	}
+	avail -= h->data_offset;
+	want = size ? size / 512 : avail;
+	if (want > avail) {
+		r = lc_err(err, -ENOSPC, LC_ERRC_INVALID,
+			   "%s has room for %" PRIu64 " bytes of data, less than the %" PRIu64 " asked: grow the device first",
+			   v->device, avail * 512, size);
+		goto fail;
+	}
+	want -= want % (h->sector_size / 512);
+	if (!want) {
+		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			   "size %" PRIu64 " is smaller than one %" PRIu32 "-byte sector", size,
+			   h->sector_size);
+		goto fail;
+	}
+	count64 = want / h->segment_sectors + !!(want % h->segment_sectors);
+	cap = detached ? LC_HDR_SEGMENTS_MAX : attached_capacity(h->data_offset, h->key_size);
+	if (count64 > cap) {
+		r = lc_err(err, -EFBIG, LC_ERRC_INVALID,
+			   "%s would need %" PRIu64 " segments, but %s holds at most %" PRIu32 " (%" PRIu64 " bytes of data): %s",
+			   v->name, count64, detached ? "a header" : "the header area in front of the data",
+			   cap, (uint64_t)cap * h->segment_sectors * 512,
+			   detached ? "use a larger segment size" :
+			   "format with a detached header or a larger segment size to grow further");
+		goto fail;
+	}
+	count = (uint32_t)count64;
+	length = map_length(count, h->segment_sectors, want, h->sector_size);
+	if (length == v->length && count == old_count) {
+		r = 0;
+		goto out;	/* nothing to do */
+	}
+
+	nh = lc_header_resized(h, count);
+	if (!nh) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory for %" PRIu32 " segments",
+			   count);
+		goto fail;
+	}
+	snprintf(prefix, sizeof(prefix), LC_KEY_PREFIX "%s:", v->uuid);
+	/*
+	 * Growing: the header first (the new keys must be on disk before any
+	 * data is written with them), then the table, then the new keys.
+	 * Shrinking: the table first (no I/O reaches the dropped segments),
+	 * then the header drops their wrapped keys.  A cut between the two
+	 * leaves a volume that opens at its old or its new size, and running
+	 * the resize again finishes it.
+	 */
+	if (count > old_count) {
+		_cleanup_secret_ struct lc_secret fresh = { 0 };
+
+		r = lc_deks_generate(&fresh, count - old_count, v->key_size, err);
+		for (uint32_t i = 0; !r && i < count - old_count; i++)
+			r = lc_dek_wrap(&v->kek, nh->uuid, old_count + i, 1,
+					fresh.p + (size_t)i * v->key_size, v->key_size,
+					&nh->deks[old_count + i], err);
+		if (!r)
+			r = write_header(env, fd, h, nh, &v->kek, err);
+		if (r < 0)
+			goto fail;
+	}
+	src = count > old_count ? nh : h;	/* holds the records of every mapped segment */
+	if (length != v->length) {
+		r = reload_table(env, v, src, length, count, err);
+		if (r < 0)
+			goto fail;
+		v->length = length;
+		v->segments = count;
+	}
+	if (count > table_segs) {
+		r = unwrap_range(&v->kek, src, table_segs, count - table_segs, &deks, err);
+		if (!r)
+			r = load_keys_from(env, v->name, v->uuid, prefix, &deks, table_segs,
+					   count - table_segs, v->key_size, err);
+		if (r < 0)
+			goto fail;
+	}
+	if (count < old_count)
+		r = write_header(env, fd, h, nh, &v->kek, err);
+	if (r < 0)
+		goto fail;
+	lc_info("resized volume %s (%s) from %" PRIu64 " to %" PRIu64 " bytes, %" PRIu32 " to %" PRIu32 " segments",
+		v->name, v->uuid, old_length * 512, length * 512, table_segs, count);
+	audit(env, "resize", LC_AUDIT_SUCCESS, &ids, NULL, NULL, now_ms() - t0);
+	r = 0;
+	goto out;
+fail:
+	audit(env, "resize", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
 out:
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
@@ -1878,6 +2167,18 @@ static int k_dm_message(void *ctx, const char *name, const char *msg, struct lc_
 	return lc_dm_message(name, msg, err);
 }
 
+static int k_dm_reload(void *ctx, const char *name, const char *line, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_reload(name, line, err);
+}
+
+static int k_dm_resume(void *ctx, const char *name, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_resume(name, err);
+}
+
 static int k_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
 {
 	(void)ctx;
@@ -1905,6 +2206,8 @@ const struct lc_volume_backend lc_volume_backend_kernel = {
 	.kr_purge	= k_kr_purge,
 	.dm_create	= k_dm_create,
 	.dm_message	= k_dm_message,
+	.dm_reload	= k_dm_reload,
+	.dm_resume	= k_dm_resume,
 	.dm_status	= k_dm_status,
 	.dm_remove	= k_dm_remove,
 	.dm_list	= k_dm_list,

@@ -73,6 +73,11 @@ struct lc_volume_backend {
 	int (*dm_create)(void *ctx, const char *name, const char *uuid, const char *line,
 			 struct lc_error *err);
 	int (*dm_message)(void *ctx, const char *name, const char *msg, struct lc_error *err);
+	/* Replace the live table and resume, as lc_dm_reload() (-EAGAIN:
+	 * swapped in but suspended until keys and dm_resume); NULL: a backend
+	 * that cannot resize. */
+	int (*dm_reload)(void *ctx, const char *name, const char *line, struct lc_error *err);
+	int (*dm_resume)(void *ctx, const char *name, struct lc_error *err);
 	int (*dm_status)(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err);
 	int (*dm_remove)(void *ctx, const char *name, struct lc_error *err);
 	int (*dm_list)(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err);
@@ -228,6 +233,25 @@ int lc_volume_migrate(const struct lc_volume_env *env, const struct lc_open_args
 /* Re-wrap the KEK under the CMK's current primary version (one wrap call)
  * and rewrite the header atomically. */
 int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struct lc_error *err);
+
+/*
+ * Resize open project volume @v online to @size bytes of data (a multiple
+ * of 512; 0: all that its device now offers), without a KMS call.
+ * Growing: new segments get fresh DEKs wrapped under the KEK in memory,
+ * the header is written (crash-safely, moving to a larger area if needed),
+ * the table is reloaded with the new length (the target carries the
+ * loaded keys over) and the new keys are loaded.  Shrinking: the table is
+ * reloaded first, then the header drops the removed segments' wrapped
+ * DEKs (their data is unrecoverable afterwards).  A power cut at any point
+ * leaves a volume that opens at the old or the new size.  Errors: -ENOSPC
+ * (the device is smaller than @size), -EFBIG (an attached header's area in
+ * front of the data holds no more segments: the message gives the limit),
+ * -ESTALE (the path is no longer the opened device), -EKEYREVOKED,
+ * -ENOKEY (no KEK since an agent restart).  On success @v's length and
+ * segment count are updated; resizing to the current size does nothing.
+ */
+int lc_volume_resize(const struct lc_volume_env *env, struct lc_volume *v, uint64_t size,
+		     struct lc_error *err);
 
 /*
  * The kill switch for one volume: "revoke" to the target, purge of every

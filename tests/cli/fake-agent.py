@@ -64,7 +64,7 @@ def result(op, args):
         return {"workspace": args["workspace"], "keyconfig": args["keyconfig"]}
     if op == "workspace.list":
         return {"workspaces": [{"workspace": "ws1", "keyconfig": "kc1"}]}
-    if op in ("volume.format", "volume.open", "volume.rewrap"):
+    if op in ("volume.format", "volume.open", "volume.rewrap", "volume.resize"):
         return dict(VOL, **{k: v for k, v in args.items() if k in VOL})
     if op == "cache.open":
         return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})

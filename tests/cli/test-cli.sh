@@ -94,6 +94,14 @@ has "status kms calls" "$out" "KMS calls: unwrap=1"
 run 0 "status NAME" status db1
 has "status NAME in detail" "$out" "Segment size:      1 MiB"
 run 0 "rewrap" rewrap db1
+run 0 "resize to a size" resize db1 --size 3G
+sent "resize args: bytes" '{"args": {"name": "db1", "size": 3221225472}, "op": "volume.resize"}'
+run 0 "resize to the whole device" resize db1
+sent "resize without --size sends no size" '{"args": {"name": "db1"}, "op": "volume.resize"}'
+run 2 "resize: a size that is not whole sectors" resize db1 --size 1000
+has "resize: the message says what is expected" "$err" "a multiple of 512"
+run 2 "resize: size 0" resize db1 --size 0
+run 2 "resize: junk" resize db1 --size 12Q
 run 0 "close" close db1
 run 0 "revoke" revoke --cmk k-1
 has "revoke lists the volumes" "$out" "Revoked cache1"

@@ -36,6 +36,7 @@ struct fake_dev {
 	char name[128], uuid[160];
 	char *line;
 	bool revoked;
+	bool suspended;			/* a reload whose resume was refused */
 	uint32_t keys_loaded;
 };
 
@@ -52,6 +53,9 @@ struct fake {
 	char ring_prefix[LAKECRYPT_MAX_KEY_PREFIX + 1];
 	unsigned int fail_message_at;	/* n-th message fails (0: never) */
 	int fail_create;		/* dm_create returns this if < 0 */
+	int fail_reload;		/* dm_reload returns this once if < 0 */
+	bool refuse_resume;		/* next reload: swapped in, resume refused */
+	unsigned int reloads, resumes;
 	char last_line[1024];
 };
 
@@ -197,12 +201,60 @@ static int f_dm_message(void *ctx, const char *name, const char *msg, struct lc_
 	} else if (sscanf(msg, "key load %u-%u", &a, &b) == 2) {
 		assert_int_equal(f->ring_first, a);
 		assert_int_equal(f->ring_keys, b - a + 1);
+		assert_true(b < line_segments(d->line));
 		d->keys_loaded += f->ring_keys;
+		/* the same bytes again are a no-op in the target */
+		if (d->keys_loaded > line_segments(d->line))
+			d->keys_loaded = line_segments(d->line);
 	} else {
 		fail_msg("unexpected message \"%s\"", msg);
 	}
 	/* The keys carry the volume's prefix. */
 	assert_non_null(strstr(d->line, f->ring_prefix));
+	return 0;
+}
+
+/* The target's reload: same volume, keys carried over (dropped beyond a
+ * shrunk length), new segments without a key. */
+static int f_dm_reload(void *ctx, const char *name, const char *line, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+	uint32_t segs = line_segments(line);
+
+	f->reloads++;
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	if (f->fail_reload) {
+		int r = f->fail_reload;
+
+		f->fail_reload = 0;
+		return lc_err(err, r, LC_ERRC_INVALID, "injected reload failure");
+	}
+	free(d->line);
+	d->line = strdup(line);
+	snprintf(f->last_line, sizeof(f->last_line), "%s", line);
+	if (f->refuse_resume) {
+		f->refuse_resume = false;
+		d->suspended = true;
+		d->keys_loaded = 0;
+		return lc_err(err, -EAGAIN, LC_ERRC_INVALID, "injected: resume refused");
+	}
+	if (d->keys_loaded > segs)
+		d->keys_loaded = segs;
+	return 0;
+}
+
+static int f_dm_resume(void *ctx, const char *name, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+
+	f->resumes++;
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	assert_int_equal(d->keys_loaded, line_segments(d->line));
+	d->suspended = false;
 	return 0;
 }
 
@@ -251,6 +303,7 @@ static const struct lc_volume_backend fake_backend = {
 	.name = "fake", .regular_files = true,
 	.kr_open = f_kr_open, .kr_add = f_kr_add, .kr_drop = f_kr_drop, .kr_close = f_kr_close,
 	.kr_purge = f_kr_purge, .dm_create = f_dm_create, .dm_message = f_dm_message,
+	.dm_reload = f_dm_reload, .dm_resume = f_dm_resume,
 	.dm_status = f_dm_status, .dm_remove = f_dm_remove, .dm_list = f_dm_list,
 };
 
@@ -787,6 +840,212 @@ static void test_rewrap(void **state)
 	audit = slurp(e->audit_path);
 	assert_non_null(strstr(audit, "\"op\":\"rotate\""));
 	free(audit);
+}
+
+/* ---- resize ---- */
+
+#define SEG64K	(64u * 1024u)
+
+static uint64_t header_area(const char *path)
+{
+	struct lc_header_info info;
+	struct lc_header *h = NULL;
+
+	assert_int_equal(lc_header_read_path(path, &h, &info, NULL), 0);
+	assert_int_equal(info.state[0], LC_COPY_VALID);
+	assert_int_equal(info.state[1], LC_COPY_VALID);
+	lc_header_free(h);
+	return info.offset[1];
+}
+
+static uint32_t header_segments(const char *path)
+{
+	struct lc_header *h = NULL;
+	uint32_t n;
+
+	assert_int_equal(lc_header_read_path(path, &h, NULL, NULL), 0);
+	n = h->segment_count;
+	lc_header_free(h);
+	return n;
+}
+
+/* The data device grows by @segs segments of 64 KiB. */
+static void grow_file(struct env *e, uint32_t segs)
+{
+	struct stat st;
+
+	assert_int_equal(stat(e->dev, &st), 0);
+	assert_int_equal(truncate(e->dev, st.st_size + (off_t)segs * SEG64K), 0);
+}
+
+static void test_resize_grow_and_shrink(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *before = NULL, *after = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	struct fake_dev *d;
+	char *audit;
+
+	/* 16 MiB of data in 64 KiB segments: 256, header area 64 KiB */
+	format_dev(e, SEG64K, NULL, &before);
+	assert_int_equal(before->segment_count, 256);
+	assert_int_equal(header_area(e->dev), 65536);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	lc_provider_counters_reset(&e->prov);
+	clear_msgs(e);
+
+	/* grow to 600 segments: the header moves to a 128 KiB area */
+	grow_file(e, 344);
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), 0);
+	assert_int_equal(v->segments, 600);
+	assert_int_equal(v->length, 600ull * SEG64K / 512);
+	assert_int_equal(header_segments(e->dev), 600);
+	assert_int_equal(header_area(e->dev), 131072);
+	d = find_dev(&e->fk, "vol1");
+	assert_int_equal(line_segments(d->line), 600);
+	assert_int_equal(d->keys_loaded, 600);
+	assert_int_equal(e->fk.nmsgs, 1);
+	assert_string_equal(e->fk.msgs[0], "key load 256-599");
+	assert_int_equal(counters(e).calls, 0);		/* no KMS call */
+	/* the old segments keep their wrapped keys, the new ones are fresh */
+	assert_int_equal(lc_header_read_path(e->dev, &after, NULL, &err), 0);
+	assert_memory_equal(after->deks, before->deks, 256 * sizeof(*before->deks));
+	for (uint32_t i = 256; i < 600; i++)
+		assert_int_equal(after->deks[i].generation, 1);
+	assert_memory_not_equal(after->deks[256].ct, after->deks[257].ct, 64);
+	lc_header_free(after);
+
+	/* the same size again: nothing to do */
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), 0);
+	assert_int_equal(e->fk.reloads, 1);
+
+	/* shrink to 99.5 segments (a short last one): 100, area 32 KiB */
+	clear_msgs(e);
+	assert_int_equal(lc_volume_resize(&e->venv, v, 100ull * SEG64K - 32768, &err), 0);
+	assert_int_equal(v->segments, 100);
+	assert_int_equal(v->length, (100ull * SEG64K - 32768) / 512);
+	assert_int_equal(header_segments(e->dev), 100);
+	assert_int_equal(header_area(e->dev), 32768);
+	assert_int_equal(d->keys_loaded, 100);
+	assert_int_equal(e->fk.nmsgs, 0);		/* no key loaded */
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+
+	/* it opens at its new size, every DEK authenticated */
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(v->segments, 100);
+	d = find_dev(&e->fk, "vol1");
+	assert_int_equal(d->keys_loaded, 100);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	lc_header_free(before);
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "\"op\":\"resize\""));
+	free(audit);
+}
+
+static void test_resize_detached(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+
+	format_dev(e, SEG64K, e->hdr, NULL);
+	assert_int_equal(open_vol(e, "ws1", e->hdr, &v, &err), 0);
+	assert_int_equal(v->segments, 272);	/* 17 MiB, no header on the device */
+	grow_file(e, 2000);
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), 0);
+	assert_int_equal(v->segments, 2272);
+	assert_int_equal(header_segments(e->hdr), 2272);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	assert_int_equal(open_vol(e, "ws1", e->hdr, &v, &err), 0);
+	assert_int_equal(v->segments, 2272);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+}
+
+static void test_resize_refusals(void **state)
+{
+	struct env *e = *state;
+	struct lc_cache_args ca = { .device = e->hdr, .workspace = "ws1", .name = "cache1" };
+	struct lc_volume *v = NULL, *c = NULL;
+	struct lc_error err = { 0 };
+	uint64_t len;
+
+	format_dev(e, 4096, NULL, NULL);	/* 4,096 segments, area 512 KiB */
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	len = v->length;
+	assert_int_equal(lc_volume_resize(&e->venv, v, 4096ull * 4096 + 512, &err), -ENOSPC);
+	assert_non_null(strstr(err.msg, "grow the device first"));
+	assert_int_equal(lc_volume_resize(&e->venv, v, 1000, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "512-byte sectors"));
+	/* 1 MiB in front of the data holds two 512 KiB areas: 5,290 segments */
+	grow_file(e, 20000);
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "at most 5290"));
+	assert_int_equal(lc_volume_resize(&e->venv, v, 5290ull * 4096, &err), 0);
+	assert_int_equal(v->segments, 5290);
+	assert_int_equal(v->length, len + 1194 * 8);
+	assert_int_equal(e->fk.reloads, 1);
+	/* nothing but a project volume with its KEK */
+	v->have_kek = false;
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), -ENOKEY);
+	v->have_kek = true;
+	v->revoked = true;
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), -EKEYREVOKED);
+	v->revoked = false;
+	make_file(e->hdr, 4u << 20);
+	assert_int_equal(lc_volume_cache_open(&e->venv, &e->kc, &ca, &c, &err), 0);
+	assert_int_equal(lc_volume_resize(&e->venv, c, 0, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "cache"));
+	assert_int_equal(e->fk.reloads, 1);
+	assert_int_equal(lc_volume_close(&e->venv, c, &err), 0);
+	lc_volume_free(c);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+}
+
+/* Failures in the middle: running the resize again finishes it. */
+static void test_resize_interrupted(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	struct fake_dev *d;
+
+	format_dev(e, SEG64K, NULL, NULL);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	d = find_dev(&e->fk, "vol1");
+	grow_file(e, 100);
+	/* the header is written, the kernel refuses the table */
+	e->fk.fail_reload = -EINVAL;
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), -EINVAL);
+	assert_int_equal(header_segments(e->dev), 356);
+	assert_int_equal(v->segments, 256);
+	assert_int_equal(line_segments(d->line), 256);
+	/* again: the new segments' keys come from the header written before */
+	clear_msgs(e);
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), 0);
+	assert_int_equal(v->segments, 356);
+	assert_int_equal(d->keys_loaded, 356);
+	assert_string_equal(e->fk.msgs[0], "key load 256-355");
+	/* the kernel swaps the table in but cannot carry the keys over:
+	 * every key is loaded again, then it resumes */
+	grow_file(e, 10);
+	e->fk.refuse_resume = true;
+	assert_int_equal(lc_volume_resize(&e->venv, v, 0, &err), 0);
+	assert_false(d->suspended);
+	assert_int_equal(e->fk.resumes, 1);
+	assert_int_equal(d->keys_loaded, 366);
+	assert_int_equal(v->segments, 366);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), 0);
+	assert_int_equal(v->segments, 366);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
 }
 
 static void test_rediscover(void **state)
@@ -1397,6 +1656,10 @@ int main(void)
 		T(test_cache),
 		T(test_revoke),
 		T(test_rewrap),
+		T(test_resize_grow_and_shrink),
+		T(test_resize_detached),
+		T(test_resize_refusals),
+		T(test_resize_interrupted),
 		T(test_rediscover),
 		T(test_open_65536),
 		T(test_header_authenticated),

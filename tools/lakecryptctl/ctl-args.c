@@ -20,6 +20,7 @@ enum opt_type {
 	O_NAME,		/* device-mapper name: 1..127 chars, no '/' */
 	O_UINT,		/* whole number in [min, max] */
 	O_SIZE,		/* byte size with K/M/G/T suffix, checked by check() */
+	O_BYTES,	/* byte size with K/M/G/T suffix, a multiple of 512 */
 	O_SECTOR,	/* 512, 1024, 2048 or 4096 */
 	O_LIST,		/* comma-separated non-empty strings -> JSON array */
 };
@@ -163,6 +164,17 @@ static const struct cmd_spec cmds[] = {
 	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "re-wrap the KEK of open volume NAME under the CMK's current version", NULL },
+	{ NULL, "resize", "volume.resize", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "NAME", "name", O_NAME, false } },
+	  { { "--size", O_BYTES, false, "size", 0, 0, "SIZE",
+	      "new size of /dev/mapper/NAME in bytes (K/M/G/T suffix); default: all the device offers" } },
+	  "grow or shrink open volume NAME online (no KMS call)",
+	  "Grow the backing device first (lvextend, a cloud volume resize, losetup -c),\n"
+	  "then resize the volume, then the file system.  Shrinking is the reverse:\n"
+	  "shrink the file system first; the segments beyond the new size lose their\n"
+	  "keys and their data is unrecoverable.  New segments get fresh DEKs; the\n"
+	  "header is updated crash-safely and the table reloaded without a pause in\n"
+	  "I/O beyond the reload itself.\n" },
 	{ NULL, "ping", "ping", LC_CTL_AGENT, LC_R_PING, { { 0 } }, { { 0 } },
 	  "check that the agent answers, and show your role", NULL },
 	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
@@ -477,6 +489,15 @@ static int take_value(const char *what, enum opt_type type, uint64_t min, uint64
 		if (v < 4096 || v > (1ULL << 40) || (v & (v - 1))) {
 			set_err(err, errlen, "%s must be a power of two from 4K to 1T, got \"%.64s\" (%" PRIu64 " bytes)",
 				what, val, v);
+			return -EINVAL;
+		}
+		j = json_object_new_int64((int64_t)v);
+		break;
+	case O_BYTES:
+		r = lc_ctl_parse_size(val, &v);
+		if (r < 0 || !v || v % 512 || v > (uint64_t)INT64_MAX) {
+			set_err(err, errlen, "%s must be a size in bytes, a multiple of 512, with an optional K, M, G or T suffix (e.g. 64G), got \"%.64s\"",
+				what, val);
 			return -EINVAL;
 		}
 		j = json_object_new_int64((int64_t)v);
