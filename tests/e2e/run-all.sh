@@ -299,6 +299,74 @@ dd if=/dev/mapper/c2 bs=4096 count=1 iflag=direct 2>/dev/null | grep -q "cache d
 kill $HOLD; wait $HOLD 2>/dev/null
 expect_exit 0 "close c2 once released" $OPER lakecryptctl close c2
 
+# ---------------------------------------------------------------- online resize
+# A volume on a dm-linear that grows and shrinks under fio (crc32c verify,
+# O_DIRECT) over its first 16 MiB: the operator resizes it online, across
+# a change of the header's area (368 -> 752 -> 320 segments of 64 KiB).
+truncate -s 64M /tmp/rs.img
+RSLOOP=$(losetup -f)
+losetup "$RSLOOP" /tmp/rs.img || lc_bail "losetup $RSLOOP"
+dmsetup create rsbase --table "0 $((24 * 2048)) linear $RSLOOP 0" || lc_bail "dm-linear rsbase"
+lc_run "admin formats the 24 MiB dm-linear in ws1 (64 KiB segments)" \
+	ctl format /dev/mapper/rsbase --workspace ws1 --project rs --segment-size 64K --batch
+lc_run "and opens it as rs1" ctl open /dev/mapper/rsbase rs1 --workspace ws1
+rs_field() { _f=$1; set -- $(dmsetup status rs1); eval echo "\${$_f}"; }	# 5 segments, 6 keys, 9 errors
+lc_eq "rs1 maps 368 segments" 368 "$(rs_field 5)"
+fio --name=rs --filename=/dev/mapper/rs1 --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+	--size=16M --verify=crc32c --verify_backlog=64 --loops=100000 --runtime=300 \
+	--output="$LC_TMP/rs-fio.out" >/dev/null 2>&1 &
+RSFIO=$!
+sleep 3
+lc_run "the backing dm-linear grows to 48 MiB under fio" \
+	sh -c "dmsetup reload rsbase --table '0 $((48 * 2048)) linear $RSLOOP 0' && dmsetup resume rsbase"
+u0=$(unwraps)
+expect_exit 0 "operator resizes rs1 to the whole device, under fio" $OPER lakecryptctl resize rs1
+lc_eq "  no KMS call for a resize" "$u0" "$(unwraps)"
+lc_eq "  752 segments mapped" 752 "$(rs_field 5)"
+lc_eq "  752 keys loaded" 752 "$(rs_field 6)"
+lc_eq "  the header holds 752 segments" 752 "$(ctl --json dump /dev/mapper/rsbase | jget segment_count)"
+lc_eq "  no lakecrypt key left in the keyring" 0 "$(lakecrypt_keys)"
+head -c 1048576 /dev/urandom >"$LC_TMP/rs-mark"
+dd if="$LC_TMP/rs-mark" of=/dev/mapper/rs1 bs=1M seek=40 oflag=direct 2>/dev/null
+mark=$(sha256sum <"$LC_TMP/rs-mark" | cut -d' ' -f1)
+lc_eq "  data written in a new segment reads back" "$mark" \
+	"$(dd if=/dev/mapper/rs1 bs=1M skip=40 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+sleep 2
+expect_exit 0 "operator shrinks rs1 to 20 MiB, under fio" $OPER lakecryptctl resize rs1 --size 20M
+lc_eq "  320 segments mapped" 320 "$(rs_field 5)"
+lc_eq "  the header holds 320 segments" 320 "$(ctl --json dump /dev/mapper/rsbase | jget segment_count)"
+expect_exit 1 "a size beyond the device is refused" $OPER lakecryptctl resize rs1 --size 1G
+grep -q "grow the device first" "$LC_TMP/x.out" && lc_ok "  and says to grow the device first" ||
+	lc_notok "  resize refusal text"
+expect_exit 1 "operator3 cannot resize ws1's volume (not even told it exists)" $OPER3 lakecryptctl resize rs1
+# fio ran through both resizes (it is still running), and stops on
+# SIGINT with exit code 128 when nothing else went wrong.
+kill -0 $RSFIO 2>/dev/null && lc_ok "fio was running all through the grow and the shrink" ||
+	lc_notok "fio ended before the shrink"
+kill -INT $RSFIO
+if lc_wait_gone $RSFIO 60; then wait $RSFIO; st=$?; else kill -9 $RSFIO; st=124; fi
+lc_eq "fio with crc32c verify through grow and shrink stopped by SIGINT: exit" 128 "$st"
+grep -q 'err= *0' "$LC_TMP/rs-fio.out" && ! grep -qi 'verify.*fail\|bad magic\|crc32c' "$LC_TMP/rs-fio.out" &&
+	lc_ok "  fio saw no error and every verify passed" || lc_notok "  fio saw an error"
+[ "$st" -eq 128 ] || lc_diag_file "$LC_TMP/rs-fio.out"
+lc_eq "  the target counted no I/O error" 0 "$(rs_field 9)"
+# Grown again: the dropped segments come back with fresh keys, so what was
+# written there before the shrink is gone (crypto-shred).
+expect_exit 0 "grow rs1 again to the whole device" $OPER lakecryptctl resize rs1
+[ "$(dd if=/dev/mapper/rs1 bs=1M skip=40 count=1 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)" != "$mark" ] &&
+	lc_ok "  a segment dropped by the shrink does not decrypt to its old data" ||
+	lc_notok "  the old data came back after shrink and grow"
+sum_rs=$(dd if=/dev/mapper/rs1 bs=1M count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+expect_exit 0 "close rs1" ctl close rs1
+expect_exit 0 "open rs1 again: the resized header opens" ctl open /dev/mapper/rsbase rs1 --workspace ws1
+lc_eq "  752 segments after reopen" 752 "$(rs_field 5)"
+lc_eq "  the first 16 MiB are what fio left" "$sum_rs" \
+	"$(dd if=/dev/mapper/rs1 bs=1M count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+grep -q '"op":"resize"' "$AUDIT" && lc_ok "resizes are audited" || lc_notok "resize audit record"
+expect_exit 0 "close rs1" ctl close rs1
+dmsetup remove rsbase
+losetup -d "$RSLOOP"
+
 # ---------------------------------------------------------------- cache + revoke
 truncate -s 32M /tmp/cache.img
 CLOOP=$(losetup -f)
