@@ -14,9 +14,9 @@
 #include "audit.h"
 
 const char *const lc_audit_fields[] = {
-	"time", "peer_uid", "op", "workspace", "project", "keyconfig", "provider",
-	"cmk_id", "cmk_version", "outcome", "error_class", "latency_ms", "request_id",
-	NULL,
+	"time", "peer_uid", "op", "workspace", "project", "volume", "device", "keyconfig",
+	"provider", "cmk_id", "cmk_version", "outcome", "error_class", "latency_ms",
+	"request_id", NULL,
 };
 
 void lc_audit_event_init(struct lc_audit_event *ev, const char *op, enum lc_audit_outcome outcome)
@@ -139,6 +139,8 @@ int lc_audit_format(const struct lc_audit_event *ev, const struct timespec *ts, 
 	r |= add_str(o, "op", ev->op);
 	r |= add_str(o, "workspace", ev->workspace);
 	r |= add_str(o, "project", ev->project);
+	r |= add_str(o, "volume", ev->volume);
+	r |= add_str(o, "device", ev->device);
 	r |= add_str(o, "keyconfig", ev->keyconfig);
 	r |= add_str(o, "provider", ev->provider);
 	r |= add_str(o, "cmk_id", ev->cmk_id);

@@ -4,9 +4,11 @@
  * every open, close, revoke, rotation and refusal.
  *
  *   {"time":"2024-05-01T12:00:00.123Z","peer_uid":1000,"op":"open",
- *    "workspace":"ws1","project":"db1","keyconfig":"kc1","provider":"local",
- *    "cmk_id":"k-1","cmk_version":"2","outcome":"failure",
- *    "error_class":"transient","latency_ms":12,"request_id":"r-9"}
+ *    "workspace":"ws1","project":"db1",
+ *    "volume":"0b6c1f4e-8f51-4c0e-9c55-0d1e2f3a4b5c","device":"/dev/sdb",
+ *    "keyconfig":"kc1","provider":"local","cmk_id":"k-1","cmk_version":"2",
+ *    "outcome":"failure","error_class":"transient","latency_ms":12,
+ *    "request_id":"r-9"}
  *
  * "time", "op" and "outcome" are always there; the others only when they
  * apply (a NULL string, peer_uid < 0, latency_ms < 0, error class NONE
@@ -51,6 +53,8 @@ struct lc_audit_event {
 	enum lc_err_class error_class;	/* LC_ERRC_NONE: omitted */
 	int64_t latency_ms;		/* < 0: omitted */
 	const char *request_id;		/* the provider's, if it gave one */
+	const char *volume;		/* volume uuid, when one is known */
+	const char *device;		/* the block device (or header file) acted on */
 };
 
 /* Initialise @ev with every optional field "not applicable". */

@@ -65,6 +65,7 @@ static void header_freep(struct lc_header **h)
 /* Who and what an audit record is about. */
 struct ids {
 	const char *workspace, *project, *keyconfig, *provider, *cmk_id, *cmk_version;
+	const char *volume, *device;	/* uuid and device, once known */
 };
 
 static void ids_of_volume(struct ids *ids, const struct lc_volume *v)
@@ -75,6 +76,8 @@ static void ids_of_volume(struct ids *ids, const struct lc_volume *v)
 	ids->provider = v->provider;
 	ids->cmk_id = v->cmk_id[0] ? v->cmk_id : v->provider_ref;
 	ids->cmk_version = v->cmk_version[0] ? v->cmk_version : NULL;
+	ids->volume = v->uuid[0] ? v->uuid : NULL;
+	ids->device = v->device[0] ? v->device : NULL;
 }
 
 static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
@@ -95,6 +98,8 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 		ev.provider = ids->provider && *ids->provider ? ids->provider : NULL;
 		ev.cmk_id = ids->cmk_id && *ids->cmk_id ? ids->cmk_id : NULL;
 		ev.cmk_version = ids->cmk_version && *ids->cmk_version ? ids->cmk_version : NULL;
+		ev.volume = ids->volume && *ids->volume ? ids->volume : NULL;
+		ev.device = ids->device && *ids->device ? ids->device : NULL;
 	}
 	if (rep) {
 		if (rep->request_id[0])
@@ -604,7 +609,8 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	_cleanup_close_ int fd = -1, hfd = -1;
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
-	struct ids ids = { a->workspace, a->project, kc->name, kc->provider, kc->cmk_id, NULL };
+	struct ids ids = { a->workspace, a->project, kc->name, kc->provider, kc->cmk_id, NULL,
+			   NULL, a->device };
 	const char *cipher = a->cipher && *a->cipher ? a->cipher : LC_DM_DEFAULT_CIPHER;
 	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
 	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
@@ -685,6 +691,7 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	if (r < 0)
 		return r;
 	lc_uuid_format(uuid, uuid_str);
+	ids.volume = uuid_str;
 	kid = (struct lc_kek_identity){ uuid, a->workspace, a->project, kc->name };
 	if (lc_kek_context(&kid, ctx) < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -998,7 +1005,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	struct lc_provider_reply rep;
 	struct lc_header_info info;
 	struct lc_provider *p;
-	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
+	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL, NULL, a->device };
 	const char *hpath;
 	char real[PATH_MAX], hreal[PATH_MAX];
 	uint64_t bytes, avail, hdr_bytes;
@@ -1067,6 +1074,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	}
 	h = copies[info.used];
 	lc_header_uuid_str(h, v->uuid);
+	ids.volume = v->uuid;
 	ids.project = h->project;
 	ids.keyconfig = h->keyconfig;
 	ids.provider = h->provider;
@@ -1211,7 +1219,7 @@ int lc_volume_migrate(const struct lc_volume_env *env, const struct lc_open_args
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
 	struct lc_kek_identity kid;
-	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL };
+	struct ids ids = { a->workspace, NULL, NULL, NULL, NULL, NULL, NULL, a->device };
 	char ctx1[LC_KEK_CONTEXT_MAX], ctx[LC_KEK_CONTEXT_MAX], u[LC_UUID_STR_LEN];
 	char real[PATH_MAX];
 	const char *hpath = a->header && *a->header ? a->header : a->device;
@@ -1232,6 +1240,7 @@ int lc_volume_migrate(const struct lc_volume_env *env, const struct lc_open_args
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, u);
+	ids.volume = u;
 	ids.project = h->project;
 	ids.keyconfig = h->keyconfig;
 	ids.provider = h->provider;
@@ -1302,7 +1311,8 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	_cleanup_secret_ struct lc_secret deks = { 0 };
 	struct lc_provider_reply rep;
 	struct lc_provider *p;
-	struct ids ids = { a->workspace, a->name, kc->name, kc->provider, kc->cmk_id, NULL };
+	struct ids ids = { a->workspace, a->name, kc->name, kc->provider, kc->cmk_id, NULL,
+			   NULL, a->device };
 	const char *cipher = a->cipher && *a->cipher ? a->cipher : LC_DM_DEFAULT_CIPHER;
 	uint32_t key_size = a->key_size ? a->key_size : DEFAULT_KEY_SIZE;
 	uint64_t seg_bytes = a->segment_size ? a->segment_size : DEFAULT_SEGMENT_SIZE;
@@ -1369,6 +1379,7 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	if (r < 0)
 		goto fail;
 	lc_uuid_format(uuid, v->uuid);
+	ids.volume = v->uuid;
 
 	/* The cache lives under the workspace's CMK: it must be usable now. */
 	p = provider_of(env, kc->provider, err);

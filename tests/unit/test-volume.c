@@ -885,7 +885,7 @@ static void test_resize_grow_and_shrink(void **state)
 	struct lc_volume *v = NULL;
 	struct lc_error err = { 0 };
 	struct fake_dev *d;
-	char *audit;
+	char *audit, want[512];
 
 	/* 16 MiB of data in 64 KiB segments: 256, header area 64 KiB */
 	format_dev(e, SEG64K, NULL, &before);
@@ -937,11 +937,14 @@ static void test_resize_grow_and_shrink(void **state)
 	assert_int_equal(v->segments, 100);
 	d = find_dev(&e->fk, "vol1");
 	assert_int_equal(d->keys_loaded, 100);
+	snprintf(want, sizeof(want), "\"op\":\"resize\",\"workspace\":\"ws1\",\"project\":\"db1\",\"volume\":\"%s\",\"device\":\"%s\"",
+		 v->uuid, e->dev);
 	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
 	lc_volume_free(v);
 	lc_header_free(before);
+	/* the audit record names the volume and its device */
 	audit = slurp(e->audit_path);
-	assert_non_null(strstr(audit, "\"op\":\"resize\""));
+	assert_non_null(strstr(audit, want));
 	free(audit);
 }
 
