@@ -82,10 +82,11 @@ int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json
 		agent_relock(a);
 		lc_warn("REVOKED volume %s (/dev/mapper/%s, workspace %s, CMK %s): %s; %u key(s) purged",
 			copy->uuid, copy->name, copy->workspace, copy->cmk_id, NOTIFY_CAUSE, removed);
-		agent_audit_simple(a, "revoke", e.code ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
-				   c->peer.uid, copy->workspace, copy->keyconfig, copy->provider,
-				   copy->cmk_id[0] ? copy->cmk_id : copy->provider_ref,
-				   e.code ? &e : NULL);
+		/* The record names the project, volume and device too; the
+		 * lock is not held across the write (a stalled audit disk). */
+		agent_unlock(a);
+		lc_volume_audit_revoke(&c->env, copy, false, e.code ? &e : NULL, -1);
+		agent_relock(a);
 	}
 	s = agent_volume(a, name);
 	*result = lc_volume_to_json(s ? s->v : copy, &st);

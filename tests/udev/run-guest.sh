@@ -151,8 +151,9 @@ ctl --json status ledger >/tmp/st.json
 lc_eq "agent status: revoked" revoked "$(jget state </tmp/st.json)"
 grep -q "revoked in the kernel, not through the agent" /tmp/st.json
 lc_result $? "agent status: revoke_cause says it came from the kernel" || lc_diag_file /tmp/st.json
-grep '"op": *"revoke"' /tmp/lc-audit.log | grep -q '"outcome": *"success"'
-lc_result $? "audit log: a revoke record" || lc_diag_file /tmp/lc-audit.log
+grep '"op": *"revoke"' /tmp/lc-audit.log | grep '"outcome": *"success"' |
+	grep '"project": *"' | grep -q "\"volume\": *\"$(jget uuid </tmp/st.json)\""
+lc_result $? "audit log: a revoke record naming the project and the volume" || lc_diag_file /tmp/lc-audit.log
 lc_eq "no lakecrypt key left in the kernel keyrings" 0 "$(grep -c ' logon .*lakecrypt:' /proc/keys)"
 grep -q "volume.revoked" /tmp/agent.log
 lc_result $? "agent log: volume.revoked served" || lc_diag_file /tmp/agent.log
