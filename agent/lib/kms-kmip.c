@@ -829,7 +829,9 @@ static int conn_read(struct conn *c, uint8_t *p, size_t n, struct lc_error *err)
 
 /*
  * One request, one reply, on @c.  The reply lands in @resp (locked: a
- * Decrypt reply holds the key), *@rlen its length.
+ * Decrypt reply holds the key), *@rlen its length: at most
+ * LC_KMIP_MAX_RESPONSE bytes in all, as the request's Maximum Response
+ * Size says.
  */
 static int exchange(struct conn *c, const uint8_t *req, size_t reqlen, struct lc_secret *resp,
 		    size_t *rlen, struct lc_error *err)
@@ -851,10 +853,10 @@ static int exchange(struct conn *c, const uint8_t *req, size_t reqlen, struct lc
 		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
 			      "KMIP server %s:%s: the reply does not start with a Response Message (0x%08x): not a KMIP server?",
 			      c->k->host, c->k->port, tt);
-	if (len % 8 || len > resp->len - LC_TTLV_HDR)
+	if (len % 8 || len > LC_KMIP_MAX_RESPONSE - LC_TTLV_HDR)
 		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
 			      "KMIP server %s:%s: a reply of %u bytes is too large or misaligned (at most %zu)",
-			      c->k->host, c->k->port, len, resp->len - LC_TTLV_HDR);
+			      c->k->host, c->k->port, len, (size_t)LC_KMIP_MAX_RESPONSE - LC_TTLV_HDR);
 	r = conn_read(c, resp->p + LC_TTLV_HDR, len, err);
 	if (r < 0)
 		return r;
@@ -927,7 +929,7 @@ static void fill_reply(struct lc_provider_reply *reply, const struct lc_kmip_res
 /*
  * One operation on an open connection: build with @build, send, read,
  * parse.  @reqbuf is locked memory of LC_KMIP_MAX_REQUEST bytes; @resp of
- * LC_KMIP_MAX_RESPONSE + header.
+ * LC_KMIP_MAX_RESPONSE.
  */
 typedef void (*build_fn)(struct lc_ttlv_enc *e, const void *arg);
 
@@ -991,7 +993,7 @@ static int session_open(struct lc_kms_kmip *k, uint64_t timeout_ms, struct sessi
 	memset(s, 0, sizeof(*s));
 	s->c.fd = -1;
 	if (lc_secret_alloc(&s->req, LC_KMIP_MAX_REQUEST) < 0 ||
-	    lc_secret_alloc(&s->resp, LC_KMIP_MAX_RESPONSE + LC_TTLV_HDR) < 0) {
+	    lc_secret_alloc(&s->resp, LC_KMIP_MAX_RESPONSE) < 0) {
 		session_close(s);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	}
