@@ -820,11 +820,28 @@ static int conn_read(struct conn *c, uint8_t *p, size_t n, struct lc_error *err)
 			r = wait_fd(c, se == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, c->deadline,
 				    "to the request", err);
 		else
-			r = tls_fail(c, ret, "while reading the reply (truncated)", err);
+			r = tls_fail(c, ret, "while reading the reply", err);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/*
+ * In TLS 1.3 a server checks the client certificate after the client's
+ * side of the handshake is done: its refusal can arrive as a reset that
+ * discards the alert.  Say so, and stay transient (retried; the next
+ * attempt usually reads the alert and is misconfigured).
+ */
+static int tls13_hint(struct conn *c, int r, struct lc_error *err)
+{
+	if (r == -ECONNRESET && SSL_version(c->ssl) == TLS1_3_VERSION) {
+		size_t l = strlen(err->msg);
+
+		snprintf(err->msg + l, sizeof(err->msg) - l,
+			 " before any reply (with TLS 1.3 also how a server that does not trust client_cert may end the session)");
+	}
+	return r;
 }
 
 /*
@@ -840,11 +857,29 @@ static int exchange(struct conn *c, const uint8_t *req, size_t reqlen, struct lc
 	int r;
 
 	r = conn_write(c, req, reqlen, err);
+	if (r == -ECONNRESET) {
+		/* The server may have said why before it closed: an alert
+		 * already received is still readable. */
+		uint8_t b;
+		size_t got;
+		int ret = SSL_read_ex(c->ssl, &b, 1, &got);
+
+		if (ret != 1 && SSL_get_error(c->ssl, ret) == SSL_ERROR_SSL) {
+			struct lc_error e2;
+
+			if (tls_fail(c, ret, "after the handshake", &e2) < 0 &&
+			    e2.cls == LC_ERRC_MISCONFIG) {
+				*err = e2;
+				return e2.code;
+			}
+		}
+		ERR_clear_error();
+	}
 	if (r < 0)
-		return r;
+		return tls13_hint(c, r, err);
 	r = conn_read(c, resp->p, LC_TTLV_HDR, err);
 	if (r < 0)
-		return r;
+		return tls13_hint(c, r, err);
 	tt = (uint32_t)resp->p[0] << 24 | (uint32_t)resp->p[1] << 16 | (uint32_t)resp->p[2] << 8 |
 	     resp->p[3];
 	len = (uint32_t)resp->p[4] << 24 | (uint32_t)resp->p[5] << 16 | (uint32_t)resp->p[6] << 8 |

@@ -18,6 +18,8 @@ PyKMIP's real server never shows.  One listener per --listen MODE:PORT.
   pending      Result Status Operation Pending
   no-tag       an Encrypt (AES-GCM) reply without the authentication tag
   ok           a well-formed GetAttributes reply: State Active
+  drip         the well-formed reply, one byte every 0.3 s
+  mixed        never answers for key "hang", the well-formed reply for others
 
 --selfcheck decodes the well-formed replies with PyKMIP's own message
 classes (the vendor SDK) and exits 0 if it reads them.
@@ -155,7 +157,7 @@ def bad_reply(mode, op, batch, uid):
     if mode == "no-tag":
         return reply(op, batch, [text(0x420094, uid), bstr(0x4200C2, b"c" * 32),
                                  bstr(0x42003D, b"n" * 12)])
-    if mode == "ok":
+    if mode in ("ok", "mixed"):
         return state_reply(op, batch, uid)
     raise ValueError(mode)
 
@@ -185,6 +187,14 @@ def serve(mode, conn, log):
             op, batch, uid = request_fields(req)
             log.write("REQ %s op=%s\n" % (mode, op))
             log.flush()
+        if mode == "mixed" and uid == "hang":
+            time.sleep(3600)
+            return
+        if mode == "drip":
+            for b in state_reply(op, batch, uid or "1"):
+                conn.sendall(bytes([b]))
+                time.sleep(0.3)
+            return
         conn.sendall(bad_reply(mode, op, batch, uid or "1"))
         time.sleep(0.2)
     except (OSError, ssl.SSLError) as e:

@@ -102,7 +102,7 @@ p_kmip=$(free_port)
 if start_pykmip "$p_kmip"; then ok "PyKMIP $("$py" -c 'import kmip; print(kmip.__version__)') server on 127.0.0.1:$p_kmip, TLS 1.2, client certificates required"
 else notok "PyKMIP server up" "$(tail -20 "$work/pykmip.out" "$work/pykmip.log" 2>&1)"; finish; fi
 
-faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok"
+faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed"
 declare -A fport
 listen=()
 for m in $faults; do fport[$m]=$(free_port); listen+=(--listen "$m:${fport[$m]}"); done
@@ -255,6 +255,18 @@ expect "Operation Pending" TRANSIENT 5000 --attempts 2 $(fk pending) state 1
 expect "AES-GCM Encrypt reply without its tag" MISCONFIG 5000 --attempts 2 $(fk no-tag) wrap 1 "$ctx"
 expect "the fake's well-formed reply is read" ok 5000 $(fk ok) state 1
 [ "$(field state)" = enabled ] && ok "fake: Active -> enabled" || notok "fake ok" "$last"
+expect "a reply that drips one byte every 0.3 s (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk drip) state 1
+echo "$last" | grep -q 'time limit' && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
+run --attempts 1 --attempt-timeout 3000 $(fk mixed) race hang 1
+fms=$(field fast_ms)
+[ -n "$fms" ] && [ "$fms" -lt 1500 ] && echo "$last" | grep -q '^result ok' && echo "$last" | grep -q '^slow_result=-110' &&
+	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms; the stalled one timed out)" ||
+	notok "concurrent calls" "$last"
+# Python's TLS 1.3 server checks the client certificate after the client's
+# handshake: the refusal comes as an alert, or a reset, after it.
+expect "TLS 1.3: a client certificate from a CA the fake does not trust" MISCONFIG 5000 --attempts 3 \
+	--server "127.0.0.1:${fport[ok]}" --ca "$work/ca.pem" --cert "$work/untrusted.pem" --key "$work/untrusted.key" state 1
+echo "$last" | grep -q 'unknown CA' && ok "TLS 1.3: the alert is read even when the server closed first" || notok "tls13 alert" "$last"
 
 # ---- the agent: provider kind "kmip" from agent.conf, keyconfig create, status, audit ----
 agent_dir=$work/agent

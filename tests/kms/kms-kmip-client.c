@@ -8,6 +8,8 @@
  *   kms-kmip-client [options] state  UID               -> state=<state>
  *   kms-kmip-client [options] twice  UID               -> key_state twice on one
  *                              provider (the version is discovered once)
+ *   kms-kmip-client [options] race   SLOW FAST         -> fast_ms=<n>: FAST's
+ *                              key_state while SLOW's hangs in another thread
  * options: --server HOST:PORT --ca FILE --cert FILE --key FILE
  *          --max-version 1.N --connect-timeout MS --attempts N
  *          --deadline MS --attempt-timeout MS --base-delay MS
@@ -15,6 +17,7 @@
  *   result ok|error class=<CLASS> code=<n> attempts=<n> ms=<n> reqid=<id> key_id=<uid> msg=<msg>
  * and exits 0 (ok) or 2 (error).  The plaintext is printed: test keys only.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +29,21 @@
 #include "http.h"
 #include "kms-kmip.h"
 #include "provider.h"
+
+struct slow {
+	struct lc_provider *p;
+	const char *key;
+	int r;
+};
+
+static void *slow_call(void *arg)
+{
+	struct slow *s = arg;
+	struct lc_error e;
+
+	s->r = lc_provider_key_state(s->p, s->key, NULL, &e);
+	return NULL;
+}
 
 static void hex(const uint8_t *p, size_t n)
 {
@@ -121,6 +139,20 @@ int main(int argc, char **argv)
 		}
 		free(blob.p);
 		lc_secret_free(&pt);
+	} else if (!r && !strcmp(argv[i], "race") && i + 2 < argc) {
+		/* key_state of SLOW in a thread; 300 ms later FAST on the same
+		 * provider must not wait for it. */
+		struct slow sl = { &p, argv[i + 1], 0 };
+		pthread_t t;
+
+		pthread_create(&t, NULL, slow_call, &sl);
+		nanosleep(&(struct timespec){ .tv_nsec = 300000000 }, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		r = lc_provider_key_state(&p, argv[i + 2], &rep, &err);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		printf("fast_ms=%ld\n", (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+		pthread_join(t, NULL);
+		printf("slow_result=%d\n", sl.r);
 	} else if (!r && (!strcmp(argv[i], "state") || !strcmp(argv[i], "twice")) && i + 1 < argc) {
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r && !strcmp(argv[i], "twice"))
