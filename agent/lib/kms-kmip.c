@@ -487,7 +487,7 @@ static int load_key(SSL_CTX *ctx, const char *path, struct lc_error *err)
 	BIO *bio;
 	int r;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "[kmip] client_key %s: %s", path,
 			      strerror(errno));

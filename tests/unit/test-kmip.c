@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "kms-kmip.h"
 
 static struct lc_ttlv_tree tree;
@@ -397,6 +398,46 @@ static void test_config(void **state)
 	assert_non_null(strstr(err.msg, "ca_bundle"));
 }
 
+/* [kmip] in agent.conf (config.c). */
+static void test_agent_conf(void **state)
+{
+	static const char good[] =
+		"[kmip]\n"
+		"server = kmip.example.com:5696\n"
+		"ca_bundle = /etc/lakecrypt/kmip-ca.pem\n"
+		"client_cert = /etc/lakecrypt/kmip-client.pem\n"
+		"client_key = /etc/lakecrypt/kmip-client.key\n"
+		"max_version = 1.2\n"
+		"connect_timeout_ms = 2500\n";
+	static const struct { const char *text, *msg; } bad[] = {
+		{ "[kmip]\nclient_key = kmip.key\n", "client_key = \"kmip.key\" is not an absolute path" },
+		{ "[kmip]\nserver = a b\n", "must be a single word" },
+		{ "[kmip]\nconnect_timeout_ms = 0\n", "connect_timeout_ms = \"0\" is not usable" },
+		{ "[kmip]\npassword = x\n", "unknown key \"password\" in [kmip]: expected one of server" },
+	};
+	struct lc_config c;
+	struct lc_error err;
+
+	(void)state;
+	lc_config_defaults(&c);
+	assert_string_equal(c.kmip_server, "");
+	assert_int_equal(lc_config_parse(&c, good, sizeof(good) - 1, "agent.conf", &err), 0);
+	assert_string_equal(c.kmip_server, "kmip.example.com:5696");
+	assert_string_equal(c.kmip_ca_bundle, "/etc/lakecrypt/kmip-ca.pem");
+	assert_string_equal(c.kmip_client_cert, "/etc/lakecrypt/kmip-client.pem");
+	assert_string_equal(c.kmip_client_key, "/etc/lakecrypt/kmip-client.key");
+	assert_string_equal(c.kmip_max_version, "1.2");
+	assert_int_equal(c.kmip_connect_timeout_ms, 2500);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		lc_config_defaults(&c);
+		assert_int_equal(lc_config_parse(&c, bad[i].text, strlen(bad[i].text), "agent.conf", &err),
+				 -EINVAL);
+		assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+		if (!strstr(err.msg, bad[i].msg))
+			fail_msg("%s: got \"%s\"", bad[i].text, err.msg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -407,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_blob),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_agent_conf),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
