@@ -19,6 +19,8 @@ PyKMIP's real server never shows.  One listener per --listen MODE:PORT.
   no-tag       an Encrypt (AES-GCM) reply without the authentication tag
   ok           a well-formed GetAttributes reply: State Active
   drip         the well-formed reply, one byte every 0.3 s
+  dates        State Active, Deactivation Date a minute ago, Destroy Date
+               tomorrow
   mixed        never answers for key "hang", the well-formed reply for others
 
 --selfcheck decodes the well-formed replies with PyKMIP's own message
@@ -157,6 +159,13 @@ def bad_reply(mode, op, batch, uid):
     if mode == "no-tag":
         return reply(op, batch, [text(0x420094, uid), bstr(0x4200C2, b"c" * 32),
                                  bstr(0x42003D, b"n" * 12)])
+    if mode == "dates":
+        now = int(time.time())
+        return reply(op, batch, [
+            text(0x420094, uid),
+            st(0x420008, text(0x42000A, "State"), enum(0x42000B, 2)),
+            st(0x420008, text(0x42000A, "Deactivation Date"), dt(0x42000B, now - 60)),
+            st(0x420008, text(0x42000A, "Destroy Date"), dt(0x42000B, now + 86400))])
     if mode in ("ok", "mixed"):
         return state_reply(op, batch, uid)
     raise ValueError(mode)

@@ -102,7 +102,7 @@ p_kmip=$(free_port)
 if start_pykmip "$p_kmip"; then ok "PyKMIP $("$py" -c 'import kmip; print(kmip.__version__)') server on 127.0.0.1:$p_kmip, TLS 1.2, client certificates required"
 else notok "PyKMIP server up" "$(tail -20 "$work/pykmip.out" "$work/pykmip.log" 2>&1)"; finish; fi
 
-faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed"
+faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed dates"
 declare -A fport
 listen=()
 for m in $faults; do fport[$m]=$(free_port); listen+=(--listen "$m:${fport[$m]}"); done
@@ -255,6 +255,9 @@ expect "Operation Pending" TRANSIENT 5000 --attempts 2 $(fk pending) state 1
 expect "AES-GCM Encrypt reply without its tag" MISCONFIG 5000 --attempts 2 $(fk no-tag) wrap 1 "$ctx"
 expect "the fake's well-formed reply is read" ok 5000 $(fk ok) state 1
 [ "$(field state)" = enabled ] && ok "fake: Active -> enabled" || notok "fake ok" "$last"
+expect "Active, but its Deactivation Date has passed" ok 5000 $(fk dates) state 1
+[ "$(field state)" = disabled ] && [ "$(field deletion_date)" -gt "$(date +%s)" ] &&
+	ok "a passed Deactivation Date -> disabled; the Destroy Date is the deletion date" || notok "dates" "$last"
 expect "a reply that drips one byte every 0.3 s (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk drip) state 1
 echo "$last" | grep -q 'time limit' && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
 run --attempts 1 --attempt-timeout 3000 $(fk mixed) race hang 1
