@@ -4,6 +4,7 @@
 #   $LAKECRYPT_TOOLS/venv       Python venv with botocore (SigV4 reference) and
 #                               moto (server mode: DescribeKey states)
 #   $LAKECRYPT_TOOLS/bin/local-kms   AWS KMS emulator (Go module proxy)
+#   python3-pykmip              KMIP server and client (Debian package)
 # Go is installed from Debian if no go is on PATH or in /usr/local/go.
 set -euo pipefail
 tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
@@ -18,6 +19,9 @@ for p in stunnel4 python3-venv openssl; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${need[@]}"
+# KMIP: PyKMIP's server and client for Debian's /usr/bin/python3 (tests/kms/kmip.sh).
+dpkg-query -W -f='${Status}' python3-pykmip 2>/dev/null | grep -q 'ok installed' ||
+	apt-get install -y -q --no-install-recommends python3-pykmip
 
 if [ ! -x "$tools/venv/bin/python3" ] || ! "$tools/venv/bin/python3" -c 'import botocore, moto' 2>/dev/null ||
    [ ! -x "$tools/venv/bin/moto_server" ]; then

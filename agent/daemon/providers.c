@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "kms-aws.h"
+#include "kms-kmip.h"
 
 struct provider_kind {
 	const char *kind;
@@ -96,9 +97,80 @@ static int aws_init(struct agent *a, struct lc_provider *p, struct lc_error *err
 	return 0;
 }
 
+/* KMIP without [kmip] server: every call says what to configure. */
+static int kmip_unset(struct lc_error *err)
+{
+	return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
+		      "provider \"kmip\" is not configured: set server, ca_bundle, client_cert and client_key in [kmip] of agent.conf");
+}
+
+static int kmip_unset_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+			   const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+			   struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)priv, (void)key_ref, (void)pt, (void)context, (void)timeout_ms, (void)blob, (void)reply;
+	return kmip_unset(err);
+}
+
+static int kmip_unset_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob,
+			     const char *context, uint64_t timeout_ms, struct lc_secret *pt,
+			     struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)priv, (void)key_ref, (void)pt, (void)context, (void)timeout_ms, (void)blob, (void)reply;
+	return kmip_unset(err);
+}
+
+static int kmip_unset_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
+				struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)priv, (void)key_ref, (void)timeout_ms, (void)reply;
+	return kmip_unset(err);
+}
+
+static const struct lc_provider_ops kmip_unset_ops = {
+	.name		= LC_KMS_KMIP_NAME,
+	.wrap		= kmip_unset_wrap,
+	.unwrap		= kmip_unset_unwrap,
+	.key_state	= kmip_unset_key_state,
+};
+
+/* KMIP from [kmip]: the TLS context (client key checked) is loaded here,
+ * so a bad certificate or key stops the agent at start. */
+static int kmip_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	const struct lc_config *c = &a->cfg;
+	const char *mv = c->kmip_max_version;
+	struct lc_kms_kmip_config kc = {
+		.server = c->kmip_server,
+		.ca_file = c->kmip_ca_bundle[0] ? c->kmip_ca_bundle : NULL,
+		.cert_file = c->kmip_client_cert[0] ? c->kmip_client_cert : NULL,
+		.key_file = c->kmip_client_key[0] ? c->kmip_client_key : NULL,
+		.connect_timeout_ms = c->kmip_connect_timeout_ms,
+	};
+	struct lc_kms_kmip *k;
+	int r;
+
+	if (!c->kmip_server[0]) {
+		lc_provider_init(p, &kmip_unset_ops, NULL);
+		return 0;
+	}
+	if (mv[0]) {
+		if (strcmp(mv, "1.2") && strcmp(mv, "1.3") && strcmp(mv, "1.4"))
+			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				      "[kmip] max_version = %s: expected 1.2, 1.3 or 1.4", mv);
+		kc.max_minor = (unsigned int)(mv[2] - '0');
+	}
+	r = lc_kms_kmip_new(&k, &kc, err);
+	if (r < 0)
+		return r;
+	lc_kms_kmip_provider_init(p, k);
+	return 0;
+}
+
 static const struct provider_kind kinds[] = {
 	{ LC_KMS_LOCAL_NAME, local_init },
 	{ LC_KMS_AWS_NAME, aws_init },
+	{ LC_KMS_KMIP_NAME, kmip_init },
 };
 
 int agent_providers_init(struct agent *a, struct lc_error *err)

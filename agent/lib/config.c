@@ -72,6 +72,12 @@ static const struct key keys[] = {
 	{ "aws-kms", "imds_endpoint", K_URL, F(aws_imds_endpoint), 0, 0 },
 	{ "aws-kms", "connect_timeout_ms", K_UINT, F(aws_connect_timeout_ms), 1, 600000 },
 	{ "aws-kms", "imds_timeout_ms", K_UINT, F(aws_imds_timeout_ms), 1, 600000 },
+	{ "kmip", "server", K_WORD, F(kmip_server), 0, 0 },
+	{ "kmip", "ca_bundle", K_PATH, F(kmip_ca_bundle), 0, 0 },
+	{ "kmip", "client_cert", K_PATH, F(kmip_client_cert), 0, 0 },
+	{ "kmip", "client_key", K_PATH, F(kmip_client_key), 0, 0 },
+	{ "kmip", "max_version", K_WORD, F(kmip_max_version), 0, 0 },
+	{ "kmip", "connect_timeout_ms", K_UINT, F(kmip_connect_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -57,6 +57,14 @@
  *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
  *   imds_timeout_ms = 2000                  # 1..600000, per metadata request
  *
+ *   [kmip]                                  # provider "kmip" (kms-kmip.h)
+ *   server = kmip.example.com:5696          # host[:port] or [IPv6]:port
+ *   ca_bundle = /etc/lakecrypt/kmip-ca.pem  # PEM CA that signed the server
+ *   client_cert = /etc/lakecrypt/kmip-client.pem  # PEM, extendedKeyUsage clientAuth
+ *   client_key = /etc/lakecrypt/kmip-client.key   # PEM, mode 0600 or less
+ *   max_version = 1.4                       # 1.2 | 1.3 | 1.4: highest to use
+ *   connect_timeout_ms = 5000               # 1..600000, TCP + TLS connect
+ *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
  *   key_size = 64                           # bytes, 1..128
@@ -115,6 +123,13 @@ struct lc_config {
 	char aws_imds_endpoint[LC_CONFIG_URL_MAX];
 	unsigned int aws_connect_timeout_ms;
 	unsigned int aws_imds_timeout_ms;
+	/* [kmip]: "" / 0 = not set; without server the provider is unconfigured */
+	char kmip_server[LC_CONFIG_URL_MAX];
+	char kmip_ca_bundle[LC_CONFIG_PATH_MAX];
+	char kmip_client_cert[LC_CONFIG_PATH_MAX];
+	char kmip_client_key[LC_CONFIG_PATH_MAX];
+	char kmip_max_version[8];
+	unsigned int kmip_connect_timeout_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

@@ -6,6 +6,7 @@
 #     keys administered with botocore; the provider is driven through the
 #     provider layer (retries, deadline) by tests/kms/kms-aws-client.c,
 #     built with ASan and UBSan.
+#   - KMIP: tests/kms/kmip.sh (PyKMIP's server, fake-kmip.py), counted here.
 #   - Faults: tests/kms/fake-aws.py, which also re-signs every request
 #     with botocore and requires the same Authorization byte for byte.
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
@@ -394,4 +395,11 @@ m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/
 if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token|web-identity-jwt' "$work/client.log"; then
 	notok "no secret in the client's output"
 else ok "no secret key, session token, metadata or container token in the client's output"; fi
+
+# ---- KMIP (tests/kms/kmip.sh): its cases are counted here -----------------------
+LC_TAP_START=$n bash tests/kms/kmip.sh >"$work/kmip.out" 2>&1
+grep -vE '^[0-9]+ passed, [0-9]+ failed' "$work/kmip.out"
+if read -r kp _ kf _ < <(grep -E '^[0-9]+ passed, [0-9]+ failed' "$work/kmip.out" | tail -n 1); then
+	pass=$((pass + kp)) fail=$((fail + kf)) n=$((n + kp + kf))
+else notok "tests/kms/kmip.sh ended without its summary" "$(tail -n 20 "$work/kmip.out")"; fi
 finish

@@ -1,0 +1,348 @@
+#!/bin/bash
+# The KMIP provider against PyKMIP 0.10's server (Debian's python3-pykmip)
+# on loopback, with a test CA, server and client certificates made here,
+# and against tests/kms/fake-kmip.py for the faults a real server never
+# shows (silence, truncated, malformed and foreign replies).  Keys are
+# administered with PyKMIP's own client (tests/kms/kmip-admin.py); the
+# provider is driven through the provider layer by
+# tests/kms/kms-kmip-client.c and by the agent and lakecryptctl, all built
+# with ASan and UBSan.
+# TAP out, numbered from $LC_TAP_START (tests/kms/check.sh runs this and
+# counts its cases); ends with "N passed, N failed, 0 skipped".  Nothing
+# is skipped: a missing tool is a failure (run `make setup`).
+set -uo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+py=/usr/bin/python3	# Debian's interpreter: the one with python3-pykmip
+work=$(mktemp -d /tmp/lakecrypt-kmip.XXXXXX)
+pids=()
+pass=0 fail=0 n=${LC_TAP_START:-0}
+
+cleanup() {
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - kmip: $1"; }
+notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - kmip: $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/# /' | tail -n 20; }
+finish() { echo "$pass passed, $fail failed, 0 skipped"; [ $fail -eq 0 ]; exit $?; }
+
+# ---- tools and build ---------------------------------------------------
+for t in "$py" /usr/bin/pykmip-server /usr/bin/openssl; do
+	if [ ! -x "$t" ]; then notok "tool $t present (run make setup)"; finish; fi
+done
+if ! "$py" -c 'import kmip.pie.client, kmip.services.server' 2>/dev/null; then
+	notok "PyKMIP importable by $py (run make setup: python3-pykmip)"; finish
+fi
+if out=$(make -s -C agent SAN=1 kmstest 2>&1); then ok "build the KMIP test driver, agent and CLI (ASan+UBSan)"
+else notok "build KMS test drivers (ASan+UBSan)" "$out"; finish; fi
+client=$top/build/agent-san/kmstest/kms-kmip-client
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {	# wait_port PORT: up to 30 s
+	for _ in $(seq 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- test PKI ------------------------------------------------------------
+pki() {
+	cd "$work" || return 1
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=lakecrypt-kmip-test-ca \
+		-keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign,cRLSign &&
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca \
+		-keyout other-ca.key -out other-ca.pem -addext basicConstraints=critical,CA:TRUE \
+		-addext keyUsage=critical,keyCertSign,cRLSign &&
+	# name:CA:extensions
+	for c in "server:ca:subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth" "client:ca:extendedKeyUsage=clientAuth" \
+		 "untrusted:other-ca:extendedKeyUsage=clientAuth" "noclientauth:ca:extendedKeyUsage=serverAuth"; do
+		name=${c%%:*} rest=${c#*:}
+		signer=${rest%%:*} ext=${rest#*:}
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=lakecrypt-agent" -keyout "$name.key" \
+			-out "$name.csr" &&
+		printf '%s\n' "$ext" >"$name.ext" &&
+		openssl x509 -req -in "$name.csr" -CA "$signer.pem" -CAkey "$signer.key" \
+			-CAcreateserial -days 2 -extfile "$name.ext" -out "$name.pem" || return 1
+		chmod 600 "$name.key"
+	done
+}
+if out=$(pki 2>&1); then ok "test CA, server certificate (127.0.0.1), client certificates (trusted, untrusted CA, no clientAuth)"
+else notok "test PKI" "$out"; finish; fi
+cd "$top"
+
+# ---- PyKMIP's server -------------------------------------------------------------
+start_pykmip() {	# start_pykmip PORT: same database every time
+	mkdir -p "$work/policies"
+	cat >"$work/pykmip-$1.conf" <<EOF
+[server]
+hostname=127.0.0.1
+port=$1
+certificate_path=$work/server.pem
+key_path=$work/server.key
+ca_path=$work/ca.pem
+auth_suite=TLS1.2
+policy_path=$work/policies
+enable_tls_client_auth=True
+database_path=$work/pykmip.db
+EOF
+	"$py" /usr/bin/pykmip-server -f "$work/pykmip-$1.conf" -l "$work/pykmip.log" \
+		>>"$work/pykmip.out" 2>&1 &
+	pykmip_pid=$!
+	pids+=($pykmip_pid)
+	wait_port "$1"
+}
+p_kmip=$(free_port)
+if start_pykmip "$p_kmip"; then ok "PyKMIP $("$py" -c 'import kmip; print(kmip.__version__)') server on 127.0.0.1:$p_kmip, TLS 1.2, client certificates required"
+else notok "PyKMIP server up" "$(tail -20 "$work/pykmip.out" "$work/pykmip.log" 2>&1)"; finish; fi
+
+faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed dates"
+declare -A fport
+listen=()
+for m in $faults; do fport[$m]=$(free_port); listen+=(--listen "$m:${fport[$m]}"); done
+"$py" tests/kms/fake-kmip.py --cert "$work/server.pem" --key "$work/server.key" --ca "$work/ca.pem" \
+	"${listen[@]}" 2>"$work/fake.log" &
+pids+=($!)
+wait_port "${fport[ok]}" && ok "fake KMIP server: $(echo $faults | wc -w) fault listeners" || notok "fake KMIP server up" "$(cat "$work/fake.log")"
+out=$("$py" tests/kms/fake-kmip.py --selfcheck 2>&1) && ok "PyKMIP's message classes read the fake's well-formed replies" || notok "fake selfcheck" "$out"
+
+# ---- helpers ---------------------------------------------------------------
+ctx=lakecrypt:v2\;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\;workspace=finance\;project=ledger\;keyconfig=finance-kc
+ctx2=lakecrypt:v2\;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\;workspace=finance\;project=other\;keyconfig=finance-kc
+tls=(--ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/client.key")
+srv=(--server "127.0.0.1:$p_kmip" "${tls[@]}")
+last=""
+run() { last=$("$client" "$@" 2>&1); echo "$last" >>"$work/client.log"; }
+field() { echo "$last" | sed -n "s/^$1=//p" | head -n1; }
+# expect DESC ok|CLASS MAX_MS ARGS...: the result line's class, a bound on its time.
+expect() {
+	local desc=$1 want=$2 max=$3 ms cls
+	shift 3
+	run "$@"
+	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
+	if [ "$want" = ok ]; then
+		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+	else
+		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
+		case $want in	# lc_err_class_name()
+		MISCONFIG) want=misconfigured ;;
+		*) want=${want,,} ;;
+		esac
+	fi
+	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
+	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+		ok "$desc: $want in $ms ms (bound $max)"
+	else
+		notok "$desc: expected $want within $max ms" "$last"
+	fi
+}
+admin() { "$py" tests/kms/kmip-admin.py 127.0.0.1 "$p_kmip" "$work/ca.pem" "$work/client.pem" "$work/client.key" "$@" 2>&1 | tail -n 1; }
+# relabel B64 CONTEXT: the blob with the context digest of CONTEXT (bytes 8..39)
+relabel() { "$py" -c 'import sys,base64,hashlib
+b=bytearray(base64.b64decode(sys.argv[1])); b[8:40]=hashlib.sha256(sys.argv[2].encode()).digest()
+print(base64.b64encode(b).decode())' "$1" "$2"; }
+# flip B64 OFFSET-FROM-END: one ciphertext byte changed
+flip() { "$py" -c 'import sys,base64
+b=bytearray(base64.b64decode(sys.argv[1])); b[-int(sys.argv[2])]^=1; print(base64.b64encode(b).decode())' "$1" "$2"; }
+
+# ---- PyKMIP: the key's life, KMIP 1.4 (AES-GCM, context as AAD) -----------------
+uid=$(admin create)
+if [[ "$uid" =~ ^[0-9]+$ ]]; then ok "PyKMIP's client creates and activates an AES-256 key: Unique Identifier $uid"
+else notok "create key" "$uid"; finish; fi
+
+expect "state of an Active key" ok 10000 "${srv[@]}" state "$uid"
+[ "$(field state)" = enabled ] && ok "GetAttributes State Active -> enabled" || notok "state enabled" "$last"
+echo "$last" | grep -qE "^result ok .*reqid=batch-[0-9a-f]{16}@[0-9]+ key_id=$uid\$" &&
+	ok "the reply names the server's Unique Identifier and the batch item id it echoed" || notok "audit ids" "$last"
+expect "wrap (Encrypt)" ok 10000 "${srv[@]}" wrap "$uid" "$ctx"
+blob=$(field blob) pt=$(field pt)
+[ "$(field mode)" = 1 ] && ok "PyKMIP offers KMIP 1.4: the blob is AES-GCM with the context as additional data" || notok "GCM mode" "$last"
+expect "unwrap (Decrypt) with the same context" ok 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
+[ -n "$pt" ] && [ "$(field pt)" = "$pt" ] && ok "the unwrapped KEK equals the wrapped one" || notok "round trip" "$last"
+expect "unwrap with another project in the context" INVALID 10000 "${srv[@]}" unwrap "$uid" "$ctx2" "$blob"
+echo "$last" | grep -q 'context did not match' && ok "INVALID says the context did not match" || notok "context message" "$last"
+expect "a blob relabelled for another context goes to the server, which checks the AAD and refuses" TRANSIENT 10000 \
+	--attempts 1 "${srv[@]}" unwrap "$uid" "$ctx2" "$(relabel "$blob" "$ctx2")"
+echo "$last" | grep -q 'General Failure' && ! echo "$last" | grep -q '^pt=' &&
+	ok "PyKMIP's GCM tag check failed (it says General Failure, a transient class): no plaintext" || notok "AAD enforced" "$last"
+expect "one ciphertext byte flipped: the server refuses" TRANSIENT 10000 --attempts 1 "${srv[@]}" unwrap "$uid" "$ctx" "$(flip "$blob" 1)"
+! echo "$last" | grep -q '^pt=' && ok "no plaintext from a tampered GCM blob" || notok "tampered GCM" "$last"
+expect "a truncated blob is refused before any call" INVALID 2000 "${srv[@]}" unwrap "$uid" "$ctx" "${blob:0:40}"
+expect "a second provider call reuses the negotiated version" ok 10000 "${srv[@]}" twice "$uid"
+[ "$(grep -c 'Processing operation: DiscoverVersions' "$work/pykmip.log")" -ge 1 ] && ok "Discover Versions was asked" || notok "discover" "$(tail -5 "$work/pykmip.log")"
+if grep -q 'Processing operation: Get$' "$work/pykmip.log"; then notok "the provider never uses Get" "$(grep 'Operation: Get$' "$work/pykmip.log")"
+else ok "the provider never used Get (only Encrypt, Decrypt, GetAttributes, DiscoverVersions)"; fi
+
+# ---- KMIP 1.2: AES-CBC with the context bound inside ------------------------------
+expect "max_version 1.2: wrap" ok 10000 --max-version 1.2 "${srv[@]}" wrap "$uid" "$ctx"
+b12=$(field blob) pt12=$(field pt)
+[ "$(field mode)" = 2 ] && ok "KMIP 1.2: the blob is AES-CBC with the context bound inside" || notok "CBC mode" "$last"
+expect "max_version 1.2: unwrap" ok 10000 --max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
+[ "$(field pt)" = "$pt12" ] && ok "KMIP 1.2 round trip" || notok "1.2 round trip" "$last"
+expect "max_version 1.2: wrong context" INVALID 10000 --max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx2" "$b12"
+expect "max_version 1.2: relabelled blob decrypts at the server but the binding inside does not check" INVALID 10000 \
+	--max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx2" "$(relabel "$b12" "$ctx2")"
+echo "$last" | grep -q 'does not check after Decrypt' && ok "the bound context is checked after Decrypt" || notok "binding message" "$last"
+expect "a 1.2 blob unwraps at 1.4 too (the blob names its mode)" ok 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
+expect "a GCM blob with max_version 1.2 is a configuration error" MISCONFIG 10000 --max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
+
+# ---- key states: Pre-Active, Revoke, Destroy, unknown -----------------------------
+pre=$(admin create-inactive)
+expect "state of a Pre-Active key" ok 10000 "${srv[@]}" state "$pre"
+[ "$(field state)" = disabled ] && ok "Pre-Active -> disabled" || notok "pre-active" "$last"
+expect "wrap under a Pre-Active key (Permission Denied)" DENIED 10000 "${srv[@]}" wrap "$pre" "$ctx"
+
+[ "$(admin revoke "$uid")" = revoked ] && ok "PyKMIP's client revokes the key" || notok "revoke"
+[ "$(admin state "$uid")" = DEACTIVATED ] && ok "PyKMIP says the key is Deactivated" || notok "deactivated"
+expect "state after Revoke" ok 10000 "${srv[@]}" state "$uid"
+[ "$(field state)" = disabled ] && ok "Deactivated -> disabled (the watcher revokes)" || notok "state after revoke" "$last"
+expect "unwrap after Revoke" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
+echo "$last" | grep -q 'Permission Denied' && ok "DENIED names Permission Denied" || notok "revoked message" "$last"
+expect "unwrap of the 1.2 blob after Revoke" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
+expect "wrap after Revoke" DENIED 10000 "${srv[@]}" wrap "$uid" "$ctx"
+
+[ "$(admin destroy "$uid")" = destroyed ] && ok "PyKMIP's client destroys the key" || notok "destroy"
+expect "state after Destroy (Item Not Found)" DENIED 10000 "${srv[@]}" state "$uid"
+echo "$last" | grep -q 'Item Not Found' && ok "DENIED says the key is gone" || notok "destroyed message" "$last"
+expect "unwrap after Destroy" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
+expect "a key that never existed" DENIED 10000 "${srv[@]}" state 999999
+expect "a key reference with a blank is refused before any call" MISCONFIG 2000 "${srv[@]}" state "1 2"
+
+# ---- TLS and configuration -----------------------------------------------------------
+uid2=$(admin create)
+expect "a client certificate from a CA the server does not trust" MISCONFIG 10000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/untrusted.pem" --key "$work/untrusted.key" state "$uid2"
+echo "$last" | grep -q 'refused the TLS session' && ok "the TLS alert is named, with what to check" || notok "untrusted message" "$last"
+echo "$last" | grep -q 'attempts=1 ' && ok "a refused certificate is not retried" || notok "untrusted attempts" "$last"
+expect "a client certificate without clientAuth (Authentication Not Successful)" MISCONFIG 10000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/noclientauth.pem" --key "$work/noclientauth.key" state "$uid2"
+expect "a server certificate from another CA" MISCONFIG 10000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/other-ca.pem" --cert "$work/client.pem" --key "$work/client.key" state "$uid2"
+echo "$last" | grep -q 'does not verify' && ok "the server certificate failure is named" || notok "server cert message" "$last"
+cp "$work/client.key" "$work/loose.key"
+chmod 640 "$work/loose.key"
+expect "a client key readable by its group" MISCONFIG 2000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/loose.key" state "$uid2"
+echo "$last" | grep -q 'mode 0640.*chmod 600' && ok "the key file's mode is named, like ssh does" || notok "key mode message" "$last"
+chmod 604 "$work/loose.key"
+expect "a client key readable by others" MISCONFIG 2000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/loose.key" state "$uid2"
+expect "a client key that is not the certificate's" MISCONFIG 2000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/untrusted.key" state "$uid2"
+
+# ---- faults (tests/kms/fake-kmip.py) ----------------------------------------------------
+fk() { echo --server "127.0.0.1:${fport[$1]}" "${tls[@]}"; }
+# shellcheck disable=SC2046
+expect "server accepts TCP and never answers (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk hang-tcp) state 1
+expect "server reads the request and never answers (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk hang-tls) state 1
+expect "server closes without a reply" TRANSIENT 5000 --attempts 2 $(fk close) state 1
+expect "truncated reply" TRANSIENT 5000 --attempts 2 $(fk truncated) state 1
+expect "random bytes for a reply" TRANSIENT 5000 --attempts 2 $(fk garbage) state 1
+expect "a padding byte not zero" TRANSIENT 5000 --attempts 2 $(fk bad-padding) state 1
+echo "$last" | grep -q 'padding' && ok "the bad padding is named" || notok "padding message" "$last"
+expect "structures nested 40 deep" TRANSIENT 5000 --attempts 2 $(fk deep) state 1
+expect "a reply announcing 16 MiB (limit 64 KiB)" TRANSIENT 5000 --attempts 2 $(fk huge) state 1
+expect "a reply to another batch item" TRANSIENT 5000 --attempts 2 $(fk wrong-batch) state 1
+expect "a reply about another key" TRANSIENT 5000 --attempts 2 $(fk wrong-uid) state 1
+expect "an HTTP server where KMIP was expected" TRANSIENT 5000 --attempts 2 $(fk http) state 1
+expect "Operation Pending" TRANSIENT 5000 --attempts 2 $(fk pending) state 1
+expect "AES-GCM Encrypt reply without its tag" MISCONFIG 5000 --attempts 2 $(fk no-tag) wrap 1 "$ctx"
+expect "the fake's well-formed reply is read" ok 5000 $(fk ok) state 1
+[ "$(field state)" = enabled ] && ok "fake: Active -> enabled" || notok "fake ok" "$last"
+expect "Active, but its Deactivation Date has passed" ok 5000 $(fk dates) state 1
+[ "$(field state)" = disabled ] && [ "$(field deletion_date)" -gt "$(date +%s)" ] &&
+	ok "a passed Deactivation Date -> disabled; the Destroy Date is the deletion date" || notok "dates" "$last"
+expect "a reply that drips one byte every 0.3 s (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk drip) state 1
+echo "$last" | grep -q 'time limit' && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
+run --attempts 1 --attempt-timeout 3000 $(fk mixed) race hang 1
+fms=$(field fast_ms)
+[ -n "$fms" ] && [ "$fms" -lt 1500 ] && echo "$last" | grep -q '^result ok' && echo "$last" | grep -q '^slow_result=-110' &&
+	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms; the stalled one timed out)" ||
+	notok "concurrent calls" "$last"
+# Python's TLS 1.3 server checks the client certificate after the client's
+# handshake: the refusal comes as an alert, or a reset, after it.
+expect "TLS 1.3: a client certificate from a CA the fake does not trust" MISCONFIG 5000 --attempts 3 \
+	--server "127.0.0.1:${fport[ok]}" --ca "$work/ca.pem" --cert "$work/untrusted.pem" --key "$work/untrusted.key" state 1
+echo "$last" | grep -q 'unknown CA' && ok "TLS 1.3: the alert is read even when the server closed first" || notok "tls13 alert" "$last"
+
+# ---- the agent: provider kind "kmip" from agent.conf, keyconfig create, status, audit ----
+agent_dir=$work/agent
+mkdir -p "$agent_dir/state" && chmod 700 "$agent_dir/state"
+conf() {	# conf FILE [KEYFILE]
+	cat >"$1" <<EOF
+[agent]
+socket = $agent_dir/agent.sock
+state_dir = $agent_dir/state
+audit_log = $agent_dir/audit.log
+audit_fsync = no
+admin_group = root
+
+[kms]
+retry_attempts = 2
+retry_base_delay_ms = 50
+deadline_ms = 10000
+
+[kmip]
+server = 127.0.0.1:$p_kmip
+ca_bundle = $work/ca.pem
+client_cert = $work/client.pem
+client_key = ${2:-$work/client.key}
+connect_timeout_ms = 3000
+EOF
+}
+agent=$top/build/agent-san/lakecrypt-agent ctl=$top/build/agent-san/lakecryptctl
+conf "$agent_dir/loose.conf" "$work/loose.key"
+out=$(timeout 20 "$agent" -c "$agent_dir/loose.conf" -f 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q 'chmod 600' && ok "the agent refuses to start with a client key readable by others (exit $rc)" ||
+	notok "agent with loose key" "$out"
+conf "$agent_dir/agent.conf"
+"$agent" -c "$agent_dir/agent.conf" -f >"$agent_dir/agent.log" 2>&1 &
+agent_pid=$!
+pids+=($agent_pid)
+for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
+lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
+if out=$(lct keyconfig create finance-kc --provider kmip --key "$uid2") && echo "$out" | grep -q kmip; then
+	ok "lakecryptctl keyconfig create --provider kmip --key $uid2: GetAttributes says the key is usable"
+else notok "keyconfig create kmip" "$out"; fi
+pre2=$(admin create-inactive)
+out=$(lct keyconfig create kc-pre --provider kmip --key "$pre2")
+echo "$out" | grep -q "is disabled" && ok "keyconfig create on a Pre-Active key says it is disabled" || notok "pre-active key message" "$out"
+out=$(lct keyconfig create kc-gone --provider kmip --key 999999)
+echo "$out" | grep -q "Item Not Found" && ok "keyconfig create on an unknown key says the server has no such key" || notok "unknown key message" "$out"
+out=$(lct keyconfig list)
+echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(pre|gone)' &&
+	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
+out=$(lct status)
+echo "$out" | grep -E 'KMS calls \(kmip\):.*key_state=[1-9].*denied=[1-9].*latency_ms_max=' >/dev/null &&
+	ok "status shows kmip calls, failures by class and latency" || notok "status counters" "$out"
+grep '"provider":"kmip"' "$agent_dir/audit.log" | grep -q "\"request_id\":\"batch-" &&
+	ok "the audit log records the kmip key_state calls with the server-echoed batch id" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
+grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
+
+# An agent without [kmip] says what to configure.
+sed '/^\[kmip\]/,$d' "$agent_dir/agent.conf" >"$agent_dir/nokmip.conf"
+"$agent" -c "$agent_dir/nokmip.conf" -f >"$agent_dir/agent2.log" 2>&1 &
+agent_pid=$!
+pids+=($agent_pid)
+for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
+out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
+echo "$out" | grep -q 'not configured: set server' && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
+
+# ---- server down ----------------------------------------------------------------
+kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+expect "server down (connection refused), 2 attempts" TRANSIENT 5000 --attempts 2 "${srv[@]}" state "$uid2"
+echo "$last" | grep -q 'attempts=2 ' && ok "connection refused is retried" || notok "server down attempts" "$last"
+
+if grep -qE 'Sanitizer|runtime error' "$work/client.log"; then notok "no sanitizer report in any client run" "$(grep -E 'Sanitizer|runtime error' "$work/client.log" | head)"
+else ok "no sanitizer report in any client run"; fi
+if grep -q 'PRIVATE KEY' "$work/client.log" "$agent_dir"/*.log "$agent_dir/audit.log"; then notok "no private key in any output"
+else ok "no private key material in the client's or the agent's output"; fi
+finish
