@@ -771,7 +771,7 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		lc_revoke(lc, discard);
 		r = 0;
 	} else {
-		DMERR_LIMIT("%s: unknown message \"%s\": expected key load, key wipe, revoke or stats",
+		DMERR_LIMIT("%s: unknown message \"%s\": expected key load|wipe, revoke, stats",
 			    lc->volume_id, argc ? argv[0] : "");
 	}
 out:

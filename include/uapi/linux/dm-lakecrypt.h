@@ -53,7 +53,7 @@
  *   key wipe <range>   forget and zero the DEKs of <range>
  *   stats              reply (printed by dmsetup) with the transform cache
  *                      and bounce page figures, LAKECRYPT_STAT_* below;
- *                      changes nothing, also after revoke
+ *                      changes nothing, works after a revoke too
  *   revoke [discard]   wipe every key, fail all I/O from now on and, if
  *                      the volume is ephemeral or "discard" is given,
  *                      discard the data area; permanent for this table.
