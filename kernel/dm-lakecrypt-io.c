@@ -45,6 +45,7 @@
  * same_cpu_crypt (never sliced; queued work stays on the queueing CPU).
  */
 #include <linux/blkdev.h>
+#include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/scatterlist.h>
 
@@ -322,9 +323,15 @@ static void lc_free_pages(struct lc_target *lc, struct bio *clone)
 {
 	struct bio_vec *bv;
 	struct bvec_iter_all iter_all;
+	int n = 0;
 
-	bio_for_each_segment_all(bv, clone, iter_all)
+	bio_for_each_segment_all(bv, clone, iter_all) {
 		mempool_free(bv->bv_page, &lc->page_pool);
+		n++;
+	}
+	atomic_sub(n, &lc->bounce_pages);
+	if (wq_has_sleeper(&lc->bounce_wait))
+		wake_up(&lc->bounce_wait);
 }
 
 static void lc_write_endio(struct bio *clone)
@@ -351,10 +358,25 @@ static void lc_write_done(struct lc_io *io)
 	dm_submit_bio_remap(io->base_bio, clone);
 }
 
+/* Count @nr more bounce pages if that stays within bounce_max. */
+static bool lc_bounce_reserve(struct lc_target *lc, unsigned int nr)
+{
+	int old = atomic_read(&lc->bounce_pages);
+
+	do {
+		if (old + nr > lc->bounce_max)
+			return false;
+	} while (!atomic_try_cmpxchg(&lc->bounce_pages, &old, old + nr));
+	return true;
+}
+
 /*
- * Bounce pages for a write.  Try without blocking first; if the pool is
- * short, retry with blocking allocations while holding a mutex, so that
- * two large writes never each hold half of the pool's reserve.
+ * Bounce pages for a write, at most bounce_max per device in flight.  Try
+ * without blocking first; if the device is at its bound or memory is
+ * short, wait for pages to come back and retry with blocking allocations
+ * while holding a mutex, so that two large writes never each hold half of
+ * the pool's reserve.  Pages come back when writes complete, which never
+ * waits for this mutex.
  */
 static struct bio *lc_alloc_write_clone(struct lc_target *lc, struct bio *base)
 {
@@ -365,6 +387,8 @@ static struct bio *lc_alloc_write_clone(struct lc_target *lc, struct bio *base)
 	struct bio *clone;
 	unsigned int i;
 
+	if (!lc_bounce_reserve(lc, nr_pages))
+		goto slow;
 again:
 	clone = bio_alloc_bioset(lc->dev->bdev, nr_pages, base->bi_opf, GFP_NOIO, &lc->bs);
 	for (i = 0; i < nr_pages; i++) {
@@ -372,18 +396,23 @@ again:
 		struct page *page = mempool_alloc(&lc->page_pool, gfp);
 
 		if (!page) {
-			lc_free_pages(lc, clone);
+			lc_free_pages(lc, clone);	/* and their count */
+			atomic_sub(nr_pages - i, &lc->bounce_pages);
 			bio_put(clone);
-			gfp = GFP_NOIO;
-			mutex_lock(&lc->page_alloc_lock);
-			locked = true;
-			goto again;
+			goto slow;
 		}
 		__bio_add_page(clone, page, len, 0);
 	}
 	if (locked)
 		mutex_unlock(&lc->page_alloc_lock);
 	return clone;
+
+slow:
+	gfp = GFP_NOIO;
+	mutex_lock(&lc->page_alloc_lock);
+	locked = true;
+	wait_event(lc->bounce_wait, lc_bounce_reserve(lc, nr_pages));
+	goto again;
 }
 
 /* Called by ->map, in the task that submitted the bio: may sleep. */
@@ -490,6 +519,13 @@ int lc_io_init(struct lc_target *lc)
 		return r;
 	}
 	mutex_init(&lc->page_alloc_lock);
+	atomic_set(&lc->bounce_pages, 0);
+	init_waitqueue_head(&lc->bounce_wait);
+	/*
+	 * Bounce pages in flight: 2% of RAM, as dm-crypt allows all its
+	 * devices together, but at least two of the largest writes.
+	 */
+	lc->bounce_max = max_t(unsigned long, 2 * BIO_MAX_VECS, totalram_pages() / 50);
 	atomic_set(&lc->inflight, 0);
 	init_waitqueue_head(&lc->inflight_wait);
 

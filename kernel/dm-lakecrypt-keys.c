@@ -5,10 +5,11 @@
  * segments.
  *
  * A loaded key costs one small allocation (struct lc_key) and its xarray
- * slot; no keyring reference is kept.  A transform is keyed on demand
- * for the segment a bio belongs to and remembers which key it holds, so
- * I/O that stays in one segment pays setkey once.
+ * slot; no keyring reference is kept.  A bounded cache of keyed
+ * transforms, looked up by segment, lets hot segments skip setkey: only a
+ * miss keys a transform.
  */
+#include <linux/hash.h>
 #include <linux/key.h>
 #include <linux/random.h>
 #include <linux/sched/mm.h>
@@ -33,10 +34,46 @@ static void lc_key_free_rcu(struct rcu_head *rcu)
 	lc_key_free(container_of(rcu, struct lc_key, rcu));
 }
 
+unsigned int lc_key_cache = LC_CACHE_DEFAULT;
+
 static struct crypto_skcipher *lc_alloc_tfm(struct lc_target *lc)
 {
 	/* As dm-crypt: no implementation that allocates memory per request. */
 	return crypto_alloc_skcipher(lc->alg_name, 0, CRYPTO_ALG_ALLOCATES_MEMORY);
+}
+
+static void lc_tfm_free(struct lc_tfm *t)
+{
+	skcipher_request_free(t->req);		/* kfree_sensitive */
+	if (!IS_ERR_OR_NULL(t->tfm))
+		crypto_free_skcipher(t->tfm);	/* kfree_sensitive: the key schedule too */
+	kfree(t);
+}
+
+/* A new transform, unkeyed and busy (its caller holds it). */
+static struct lc_tfm *lc_tfm_alloc(struct lc_target *lc, bool reserve)
+{
+	struct lc_tfm *t = kzalloc(sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return ERR_PTR(-ENOMEM);
+	INIT_LIST_HEAD(&t->lru);
+	INIT_HLIST_NODE(&t->hnode);
+	t->busy = true;
+	t->reserve = reserve;
+	t->tfm = lc_alloc_tfm(lc);
+	if (IS_ERR(t->tfm)) {
+		int r = PTR_ERR(t->tfm);
+
+		kfree(t);
+		return ERR_PTR(r);
+	}
+	t->req = skcipher_request_alloc(t->tfm, GFP_KERNEL);
+	if (!t->req) {
+		lc_tfm_free(t);
+		return ERR_PTR(-ENOMEM);
+	}
+	return t;
 }
 
 /*
@@ -82,91 +119,171 @@ fail:
 		    lc->volume_id, r);
 }
 
+static struct hlist_head *lc_cache_bucket(struct lc_target *lc, u32 seg)
+{
+	return &lc->cache_hash[hash_32(seg, lc->cache_hash_bits)];
+}
+
+/*
+ * The transform cache.  A bio slice takes an idle transform that holds its
+ * segment's key (a hit) or, failing that, a new one while fewer than
+ * cache_max exist, else the least recently used idle one, and keys it (a
+ * miss; an eviction if it held another key).  Reserve transforms
+ * (cache_min, allocated with the table) guarantee progress without
+ * allocating; the others are allocated in the I/O path's process context
+ * under memalloc_noio, and a failed allocation just means an eviction.
+ */
 int lc_pool_init(struct lc_target *lc)
 {
-	unsigned int i;
+	unsigned int i, buckets;
 
-	lc->pool_size = clamp(2 * num_possible_cpus(), 4U, (unsigned int)LC_MAX_POOL);
-	lc->pool = kcalloc(lc->pool_size, sizeof(*lc->pool), GFP_KERNEL);
-	if (!lc->pool)
+	spin_lock_init(&lc->cache_lock);
+	INIT_LIST_HEAD(&lc->cache_all);
+	INIT_LIST_HEAD(&lc->cache_lru);
+	init_waitqueue_head(&lc->cache_wait);
+	lc->cache_min = clamp(2 * num_possible_cpus(), 4U, (unsigned int)LC_MAX_POOL);
+	lc->cache_max = clamp(READ_ONCE(lc_key_cache), lc->cache_min, (unsigned int)LC_CACHE_LIMIT);
+	buckets = roundup_pow_of_two(lc->cache_max);
+	lc->cache_hash_bits = ilog2(buckets);
+	lc->cache_hash = kvcalloc(buckets, sizeof(*lc->cache_hash), GFP_KERNEL);
+	if (!lc->cache_hash)
 		return -ENOMEM;
-	spin_lock_init(&lc->pool_lock);
-	INIT_LIST_HEAD(&lc->pool_free);
-	init_waitqueue_head(&lc->pool_wait);
 
-	for (i = 0; i < lc->pool_size; i++) {
-		struct lc_tfm *t = &lc->pool[i];
+	for (i = 0; i < lc->cache_min; i++) {
+		struct lc_tfm *t = lc_tfm_alloc(lc, true);
 
-		t->tfm = lc_alloc_tfm(lc);
-		if (IS_ERR(t->tfm)) {
-			int r = PTR_ERR(t->tfm);
-
-			t->tfm = NULL;
-			return r;
-		}
-		t->req = skcipher_request_alloc(t->tfm, GFP_KERNEL);
-		if (!t->req)
-			return -ENOMEM;
-		list_add_tail(&t->list, &lc->pool_free);
+		if (IS_ERR(t))
+			return PTR_ERR(t);
+		t->busy = false;
+		list_add_tail(&t->all, &lc->cache_all);
+		list_add_tail(&t->lru, &lc->cache_lru);
+		lc->cache_nr++;
 	}
 	return 0;
 }
 
+/* Destructor: no I/O is possible any more. */
 void lc_pool_destroy(struct lc_target *lc)
 {
-	unsigned int i;
+	struct lc_tfm *t, *n;
 
-	if (!lc->pool)
+	if (!lc->cache_hash)
 		return;
-	for (i = 0; i < lc->pool_size; i++) {
-		skcipher_request_free(lc->pool[i].req);		/* kfree_sensitive */
-		if (lc->pool[i].tfm)
-			crypto_free_skcipher(lc->pool[i].tfm);	/* kfree_sensitive */
-	}
-	kfree(lc->pool);
-	lc->pool = NULL;
+	list_for_each_entry_safe(t, n, &lc->cache_all, all)
+		lc_tfm_free(t);
+	INIT_LIST_HEAD(&lc->cache_all);
+	kvfree(lc->cache_hash);
+	lc->cache_hash = NULL;
 }
 
-/* Take a free transform, preferring one that already holds key @id. */
-static struct lc_tfm *lc_pool_take(struct lc_target *lc, u64 id)
+void lc_pool_stats(struct lc_target *lc, unsigned int *nr, u64 *hits, u64 *misses,
+		   u64 *evictions)
 {
-	struct lc_tfm *t;
+	spin_lock(&lc->cache_lock);
+	*nr = lc->cache_nr;
+	*hits = lc->cache_hits;
+	*misses = lc->cache_misses;
+	*evictions = lc->cache_evictions;
+	spin_unlock(&lc->cache_lock);
+}
 
-	for (;;) {
-		spin_lock(&lc->pool_lock);
-		if (!list_empty(&lc->pool_free))
-			break;
-		spin_unlock(&lc->pool_lock);
-		wait_event(lc->pool_wait, !list_empty_careful(&lc->pool_free));
-	}
-	list_for_each_entry(t, &lc->pool_free, list)
-		if (t->key_id == id)
-			goto found;
-	t = list_first_entry(&lc->pool_free, struct lc_tfm, list);
-found:
-	list_del(&t->list);
-	spin_unlock(&lc->pool_lock);
-	return t;
+/* Take @t off the idle lists.  cache_lock held. */
+static void lc_cache_take_locked(struct lc_target *lc, struct lc_tfm *t)
+{
+	list_del_init(&t->lru);
+	if (!hlist_unhashed(&t->hnode))
+		hlist_del_init(&t->hnode);
+	t->busy = true;
 }
 
 void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t)
 {
-	spin_lock(&lc->pool_lock);
-	list_add_tail(&t->list, &lc->pool_free);
-	spin_unlock(&lc->pool_lock);
-	if (wq_has_sleeper(&lc->pool_wait))
-		wake_up(&lc->pool_wait);
+	spin_lock(&lc->cache_lock);
+	t->busy = false;
+	if (t->key_id && t->key_id != LC_TFM_DIRTY) {
+		list_add_tail(&t->lru, &lc->cache_lru);
+		hlist_add_head(&t->hnode, lc_cache_bucket(lc, t->seg));
+	} else {
+		list_add(&t->lru, &lc->cache_lru);	/* the first to be reused */
+	}
+	spin_unlock(&lc->cache_lock);
+	if (wq_has_sleeper(&lc->cache_wait))
+		wake_up(&lc->cache_wait);
+}
+
+/*
+ * An idle transform holding key @id of segment @seg, or one to key: *hit
+ * says which.  Waits while every transform is busy.
+ */
+static struct lc_tfm *lc_cache_take(struct lc_target *lc, u32 seg, u64 id, bool *hit)
+{
+	unsigned int noio;
+	struct lc_tfm *t;
+
+	for (;;) {
+		spin_lock(&lc->cache_lock);
+		hlist_for_each_entry(t, lc_cache_bucket(lc, seg), hnode)
+			if (t->key_id == id)
+				goto hit;
+		if (lc->cache_nr < lc->cache_max)
+			goto grow;
+		if (!list_empty(&lc->cache_lru))
+			goto evict;
+		spin_unlock(&lc->cache_lock);
+		wait_event(lc->cache_wait, !list_empty_careful(&lc->cache_lru));
+	}
+hit:
+	lc_cache_take_locked(lc, t);
+	lc->cache_hits++;
+	spin_unlock(&lc->cache_lock);
+	*hit = true;
+	return t;
+
+grow:
+	lc->cache_nr++;		/* claimed: no other task grows past cache_max */
+	lc->cache_misses++;
+	spin_unlock(&lc->cache_lock);
+	/* Never recurse into I/O (this device may be where reclaim writes). */
+	noio = memalloc_noio_save();
+	t = lc_tfm_alloc(lc, false);
+	memalloc_noio_restore(noio);
+	spin_lock(&lc->cache_lock);
+	if (!IS_ERR(t)) {
+		list_add_tail(&t->all, &lc->cache_all);
+		spin_unlock(&lc->cache_lock);
+		*hit = false;
+		return t;
+	}
+	lc->cache_nr--;
+	lc->cache_max = max(lc->cache_nr, lc->cache_min);	/* do not try again at once */
+	DMERR_LIMIT("%s: cannot grow the transform cache beyond %u (%ld): reusing transforms",
+		    lc->volume_id, lc->cache_nr, PTR_ERR(t));
+	spin_unlock(&lc->cache_lock);
+	return lc_cache_take(lc, seg, id, hit);
+
+evict:
+	t = list_first_entry(&lc->cache_lru, struct lc_tfm, lru);
+	if (t->key_id && t->key_id != LC_TFM_DIRTY)
+		lc->cache_evictions++;
+	lc_cache_take_locked(lc, t);
+	lc->cache_misses++;
+	spin_unlock(&lc->cache_lock);
+	*hit = false;
+	return t;
 }
 
 /*
  * Return a transform keyed with the DEK of segment @seg, or
- * ERR_PTR(-ENOKEY) if that segment has no key.  May sleep.
+ * ERR_PTR(-ENOKEY) if that segment has no key.  Process context: may
+ * sleep (setkey runs under memalloc_noio: adiantum's allocates).
  */
 struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg)
 {
 	u8 buf[LAKECRYPT_MAX_KEY_SIZE];
+	unsigned int noio;
 	struct lc_key *k;
 	struct lc_tfm *t;
+	bool hit;
 	u64 id;
 	int r;
 
@@ -177,8 +294,8 @@ struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg)
 	if (!id)
 		return ERR_PTR(-ENOKEY);
 
-	t = lc_pool_take(lc, id);
-	if (t->key_id == id)
+	t = lc_cache_take(lc, seg, id, &hit);
+	if (hit)
 		return t;
 
 	rcu_read_lock();
@@ -193,7 +310,9 @@ struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg)
 		return ERR_PTR(-ENOKEY);
 	}
 
+	noio = memalloc_noio_save();
 	r = crypto_skcipher_setkey(t->tfm, buf, lc->key_size);
+	memalloc_noio_restore(noio);
 	memzero_explicit(buf, sizeof(buf));
 	if (r) {
 		/* The previous schedule may still be in there: the scrub must see it. */
@@ -202,23 +321,87 @@ struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg)
 		return ERR_PTR(r);
 	}
 	t->key_id = id;
+	t->seg = seg;
+
+	/*
+	 * A wipe erases the key, then scrubs every transform it finds holding
+	 * a wiped key, waiting for busy ones.  If this transform was idle and
+	 * clean when the scrub passed it, the erase came before this check
+	 * (cache_lock orders the two): see it and unkey.
+	 */
+	rcu_read_lock();
+	k = xa_load(&lc->keys, seg);
+	r = k && k->id == id ? 0 : -ENOKEY;
+	rcu_read_unlock();
+	if (r) {
+		noio = memalloc_noio_save();
+		lc_tfm_scrub(lc, t);
+		memalloc_noio_restore(noio);
+		lc_tfm_put(lc, t);
+		return ERR_PTR(r);
+	}
 	return t;
 }
 
-/* Make sure no transform still holds a key that was wiped or replaced. */
+/* Does @t hold a key that is no longer loaded for its segment?  RCU or cache_lock. */
+static bool lc_tfm_stale(struct lc_target *lc, struct lc_tfm *t)
+{
+	struct lc_key *k;
+	bool stale;
+
+	if (!t->key_id)
+		return false;
+	if (t->key_id == LC_TFM_DIRTY)
+		return true;
+	rcu_read_lock();
+	k = xa_load(&lc->keys, t->seg);
+	stale = !k || k->id != t->key_id;
+	rcu_read_unlock();
+	return stale;
+}
+
+/*
+ * Make sure no transform still holds a key that was wiped or replaced:
+ * called after the keys left the xarray, with msg_lock held (so only this
+ * function frees transforms).  A stale transform in use is waited for (it
+ * is finishing one bio slice's crypto, not waiting for a device); an
+ * extra one is freed (which zeroes it), a reserve one re-keyed with junk.
+ */
 static void lc_pool_scrub(struct lc_target *lc)
 {
-	struct lc_tfm **held;
-	unsigned int i;
+	struct lc_tfm *t, *next;
 
-	held = kcalloc(lc->pool_size, sizeof(*held), GFP_KERNEL | __GFP_NOFAIL);
-	for (i = 0; i < lc->pool_size; i++) {
-		held[i] = lc_pool_take(lc, 0);
-		lc_tfm_scrub(lc, held[i]);
+	spin_lock(&lc->cache_lock);
+	t = list_first_entry(&lc->cache_all, struct lc_tfm, all);
+	while (&t->all != &lc->cache_all) {
+		if (!lc_tfm_stale(lc, t)) {
+			t = list_next_entry(t, all);
+			continue;
+		}
+		if (t->busy) {
+			spin_unlock(&lc->cache_lock);
+			wait_event(lc->cache_wait, !READ_ONCE(t->busy));
+			spin_lock(&lc->cache_lock);
+			continue;	/* look at it again */
+		}
+		lc_cache_take_locked(lc, t);
+		next = list_next_entry(t, all);
+		if (!t->reserve) {
+			list_del(&t->all);
+			lc->cache_nr--;
+			spin_unlock(&lc->cache_lock);
+			lc_tfm_free(t);
+			spin_lock(&lc->cache_lock);
+		} else {
+			spin_unlock(&lc->cache_lock);
+			lc_tfm_scrub(lc, t);
+			lc_tfm_put(lc, t);
+			spin_lock(&lc->cache_lock);
+		}
+		t = next;
+		cond_resched_lock(&lc->cache_lock);
 	}
-	for (i = 0; i < lc->pool_size; i++)
-		lc_tfm_put(lc, held[i]);
-	kfree(held);
+	spin_unlock(&lc->cache_lock);
 }
 
 bool lc_key_loaded(struct lc_target *lc, u32 seg)

@@ -232,7 +232,7 @@ static int lc_parse_features(struct lc_target *lc, struct dm_arg_set *as, char *
 /* Check that the cipher exists, takes a plain64 IV and the key size. */
 static int lc_check_cipher(struct lc_target *lc, char **error)
 {
-	struct crypto_skcipher *tfm = lc->pool[0].tfm;
+	struct crypto_skcipher *tfm = list_first_entry(&lc->cache_all, struct lc_tfm, all)->tfm;
 	u8 key[LAKECRYPT_MAX_KEY_SIZE];
 	int r;
 
@@ -689,12 +689,36 @@ static void lc_revoke(struct lc_target *lc, bool discard)
 	       ktime_us_delta(ktime_get(), start));
 }
 
+/* "stats": figures for benchmarks and operators; returns 1 (reply in @result). */
+static int lc_message_stats(struct lc_target *lc, unsigned int argc, char *result,
+			    unsigned int maxlen)
+{
+	u64 hits, misses, evictions;
+	unsigned int sz = 0, nr;
+
+	if (argc != 1) {
+		DMERR_LIMIT("%s: message \"stats\" takes no argument", lc->volume_id);
+		return -EINVAL;
+	}
+	lc_pool_stats(lc, &nr, &hits, &misses, &evictions);
+	DMEMIT(LAKECRYPT_STAT_TFM_CACHED "=%u " LAKECRYPT_STAT_TFM_MAX "=%u "
+	       LAKECRYPT_STAT_TFM_HITS "=%llu " LAKECRYPT_STAT_TFM_MISSES "=%llu "
+	       LAKECRYPT_STAT_TFM_EVICTIONS "=%llu "
+	       LAKECRYPT_STAT_BOUNCE_PAGES "=%d " LAKECRYPT_STAT_BOUNCE_MAX "=%u",
+	       nr, READ_ONCE(lc->cache_max), hits, misses, evictions,
+	       atomic_read(&lc->bounce_pages), lc->bounce_max);
+	return 1;
+}
+
 static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		      char *result, unsigned int maxlen)
 {
 	struct lc_target *lc = ti->private;
 	u32 first, last;
 	int r = -EINVAL;
+
+	if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_STATS))
+		return lc_message_stats(lc, argc, result, maxlen);
 
 	mutex_lock(&lc->msg_lock);
 	if (argc >= 1 && !strcasecmp(argv[0], LAKECRYPT_MSG_KEY)) {
@@ -747,7 +771,7 @@ static int lc_message(struct dm_target *ti, unsigned int argc, char **argv,
 		lc_revoke(lc, discard);
 		r = 0;
 	} else {
-		DMERR_LIMIT("%s: unknown message \"%s\": expected key load, key wipe or revoke",
+		DMERR_LIMIT("%s: unknown message \"%s\": expected key load|wipe, revoke, stats",
 			    lc->volume_id, argc ? argv[0] : "");
 	}
 out:
@@ -861,6 +885,34 @@ static struct target_type lakecrypt_target = {
 	.iterate_devices = lc_iterate_devices,
 	.io_hints	 = lc_io_hints,
 };
+
+/* key_cache: plain decimal, 0..LC_CACHE_LIMIT (one trailing newline, as echo writes). */
+static int lc_set_key_cache(const char *val, const struct kernel_param *kp)
+{
+	char buf[16];
+	size_t len = strlen(val);
+	u64 v;
+
+	if (len && val[len - 1] == '\n')
+		len--;
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, val, len);
+	buf[len] = '\0';
+	if (lc_parse_number(buf, LC_CACHE_LIMIT, &v))
+		return -EINVAL;
+	WRITE_ONCE(lc_key_cache, v);
+	return 0;
+}
+
+static const struct kernel_param_ops lc_key_cache_ops = {
+	.set = lc_set_key_cache,
+	.get = param_get_uint,
+};
+
+module_param_cb(key_cache, &lc_key_cache_ops, &lc_key_cache, 0644);
+MODULE_PARM_DESC(key_cache,
+		 "Keyed crypto transforms cached per device, for tables loaded from now on (default 1024, at most 65536)");
 
 static int __init dm_lakecrypt_init(void)
 {

@@ -20,7 +20,9 @@
 #define DM_MSG_PREFIX "lakecrypt"
 
 #define LC_MAX_IV_SIZE		32	/* adiantum has the largest IV */
-#define LC_MAX_POOL		64	/* crypto transforms per device, at most */
+#define LC_MAX_POOL		64	/* reserved crypto transforms per device, at most */
+#define LC_CACHE_DEFAULT	1024	/* keyed transforms cached per device (key_cache) */
+#define LC_CACHE_LIMIT		65536	/* key_cache, at most */
 #define LC_MAX_CHUNKS		4	/* a large bio is encrypted by up to 4 CPUs */
 #define LC_MIN_CHUNK		(64 << 10)	/* bytes */
 
@@ -58,16 +60,27 @@ struct lc_key {
 };
 
 /*
- * A crypto transform of the shared pool, its request, and the key it holds:
- * key_id 0 holds no DEK, LC_TFM_DIRTY may hold any (a setkey failed).
+ * A crypto transform of the device's cache, its request, and the key it
+ * holds: key_id 0 holds no DEK, LC_TFM_DIRTY may hold any (a setkey
+ * failed).  A transform is used by one bio slice at a time (@busy); while
+ * idle it is on the LRU list and, if keyed, in the hash of its segment.
+ * Reserve transforms are allocated with the table and never freed before
+ * it, so I/O never depends on an allocation to make progress; the others
+ * are allocated on a miss, up to key_cache, and freed when their key is
+ * wiped.
  */
 #define LC_TFM_DIRTY	U64_MAX
 
 struct lc_tfm {
-	struct list_head list;
+	struct list_head all;		/* lc->cache_all: every transform */
+	struct list_head lru;		/* lc->cache_lru while idle */
+	struct hlist_node hnode;	/* lc->cache_hash while idle and keyed */
 	struct crypto_skcipher *tfm;
 	struct skcipher_request *req;
 	u64 key_id;
+	u32 seg;			/* segment of key_id */
+	bool busy;
+	bool reserve;
 	u8 iv[LC_MAX_IV_SIZE] __aligned(__alignof__(u64));
 };
 
@@ -94,17 +107,30 @@ struct lc_target {
 	atomic_t keys_loaded;
 	struct mutex msg_lock;		/* serialises key and revoke messages */
 
-	/* Transform pool: bounded, shared by all segments. */
-	spinlock_t pool_lock;
-	struct list_head pool_free;
-	wait_queue_head_t pool_wait;
-	unsigned int pool_size;
-	struct lc_tfm *pool;
+	/*
+	 * Transform cache: keyed transforms by segment, bounded by cache_max,
+	 * at least cache_min of them reserved (dm-lakecrypt-keys.c).
+	 */
+	spinlock_t cache_lock;
+	struct list_head cache_all;
+	struct list_head cache_lru;	/* idle: unkeyed first, then least recently used */
+	struct hlist_head *cache_hash;
+	unsigned int cache_hash_bits;
+	wait_queue_head_t cache_wait;
+	unsigned int cache_min;
+	unsigned int cache_max;
+	unsigned int cache_nr;		/* allocated (or being allocated) */
+	u64 cache_hits;
+	u64 cache_misses;
+	u64 cache_evictions;		/* misses that re-keyed a keyed transform */
 
 	/* I/O */
 	struct bio_set bs;
 	mempool_t page_pool;
 	struct mutex page_alloc_lock;	/* one blocking bounce allocation at a time */
+	atomic_t bounce_pages;		/* bounce pages held by writes */
+	unsigned int bounce_max;	/* ... at most */
+	wait_queue_head_t bounce_wait;
 	struct workqueue_struct *wq;	/* per-CPU: slices placed on chosen CPUs */
 	struct workqueue_struct *uwq;	/* unbound: queued mode */
 	struct work_struct revoke_work;	/* waits for bios in flight, discards */
@@ -150,8 +176,11 @@ static inline u32 lc_segment(struct lc_target *lc, sector_t sector)
 }
 
 /* dm-lakecrypt-keys.c */
+extern unsigned int lc_key_cache;
 int lc_pool_init(struct lc_target *lc);
 void lc_pool_destroy(struct lc_target *lc);
+void lc_pool_stats(struct lc_target *lc, unsigned int *nr, u64 *hits, u64 *misses,
+		   u64 *evictions);
 struct lc_tfm *lc_tfm_get(struct lc_target *lc, u32 seg);
 void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t);
 bool lc_key_loaded(struct lc_target *lc, u32 seg);

@@ -19,6 +19,9 @@
 #   lc-1       lakecrypt, 1 segment
 #   lc-1024    lakecrypt, 1024 segments
 # Workloads: seq read/write bs=1M, random read/write bs=4k, O_DIRECT.
+# For lakecrypt each run also prints its transform cache figures (hits,
+# misses, evictions, hit ratio: the "stats" message), and at the end the
+# memory the cache held, measured by giving it back (key wipe all).
 set -eu
 runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem,revoke memsegs=65536
 for a in "$@"; do
@@ -57,6 +60,40 @@ mk_lc() {
 	say "bench: $name: $(dmsetup status "$name" | cut -d' ' -f4-)"
 }
 
+# lc_stats DEV: the "stats" reply (empty from a module without it).
+lc_stats() { dmsetup message "$1" 0 stats 2>/dev/null || true; }
+# stat NAME STATS: the value of NAME= in a "stats" reply (0 if absent).
+stat() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | grep . || echo 0; }
+# cache_delta BEFORE AFTER: the transform cache over one fio run.
+cache_delta() {
+	h=$(($(stat tfm_hits "$2") - $(stat tfm_hits "$1")))
+	m=$(($(stat tfm_misses "$2") - $(stat tfm_misses "$1")))
+	e=$(($(stat tfm_evictions "$2") - $(stat tfm_evictions "$1")))
+	awk -v h="$h" -v m="$m" -v e="$e" -v st="$2" 'BEGIN {
+		printf "hits %d misses %d evictions %d, hit ratio %.4f; now %s", h, m, e,
+			h + m ? h / (h + m) : 0, st }'
+}
+kib() { awk -v f="$1:" '$1 == f {print $2}' /proc/meminfo; }
+# lc_cache_mem NAME: what the device's transform cache holds, measured by
+# giving it back: "key wipe all" frees the cached transforms beyond the
+# reserve (and the keys, 1024 x ~105 bytes); remove frees the rest.
+lc_cache_mem() {
+	st=$(lc_stats "$1")
+	sync; echo 3 >/proc/sys/vm/drop_caches; sleep 1
+	s0=$(kib Slab) a0=$(kib MemAvailable)
+	dmsetup message "$1" 0 key wipe all
+	sync; echo 3 >/proc/sys/vm/drop_caches; sleep 1
+	s1=$(kib Slab) a1=$(kib MemAvailable) st1=$(lc_stats "$1")
+	dmsetup remove "$1"
+	sync; echo 3 >/proc/sys/vm/drop_caches; sleep 1
+	s2=$(kib Slab) a2=$(kib MemAvailable)
+	n=$(($(stat tfm_cached "$st") - $(stat tfm_cached "$st1")))
+	say "cache: $1: $st"
+	say "cache: $1: key wipe all freed $n cached transforms: Slab -$((s0 - s1)) KiB, MemAvailable +$((a1 - a0)) KiB" \
+	    "($(awk -v d=$((s0 - s1)) -v n="$n" 'BEGIN {printf "%.0f", n ? d * 1024 / n : 0}') bytes of Slab per transform, keys included);" \
+	    "the device's remaining memory (reserve transforms, bounce page pool, bio set, workqueues): Slab -$((s1 - s2)) KiB, MemAvailable +$((a2 - a1)) KiB"
+}
+
 devs="raw dmc dmc-tuned"
 if printf %s "$parts" | grep -q io; then
 	echo "0 $sectors crypt aes-xts-plain64 $(hexkey) 0 /dev/ram0 0" | dmsetup create dmc
@@ -72,6 +109,7 @@ if printf %s "$parts" | grep -q io; then
 		for d in $devs; do
 			dev=/dev/mapper/$d
 			[ "$d" = raw ] && dev=/dev/ram0
+			case $d in lc-*) st0=$(lc_stats "$d") ;; esac
 			out=$(fio --name="$d-$wl" --filename="$dev" --direct=1 --ioengine="$ioengine" \
 				--iodepth="$iodepth" --numjobs="$jobs" --group_reporting --rw="$rw" --bs="$bs" \
 				--ramp_time=1 --runtime="$runtime" --time_based --norandommap --randrepeat=0 \
@@ -81,9 +119,16 @@ if printf %s "$parts" | grep -q io; then
 			echo "$out" | awk -F';' -v d="$d" -v w="$wl" \
 				'{ bw = $7 + $48; io = $8 + $49; printf "%s %s %.1f %.0f\n", w, d, bw / 1024, io }' >>"$res"
 			say "bench: $(tail -n1 "$res" | awk '{printf "%-10s %-10s %8s MiB/s %8s IOPS", $1, $2, $3, $4}')"
+			case $d in lc-*) say "cache: $d $wl: $(cache_delta "$st0" "$(lc_stats "$d")")" ;; esac
 		done
 	done
-	for d in $devs; do [ "$d" = raw ] || dmsetup remove "$d"; done
+	for d in $devs; do
+		case $d in
+		raw) ;;
+		lc-*) lc_cache_mem "$d" ;;
+		*) dmsetup remove "$d" ;;
+		esac
+	done
 
 	awk -v devs="raw dmc dmc-tuned lc-1 lc-1024" '
 	{ bw[$1, $2] = $3; io[$1, $2] = $4 }

@@ -5,9 +5,11 @@
 #
 #   tests/kernel/check.sh [--lines "6.1 6.12"] [PATTERN...]
 #
-# PATTERNs select case files (e.g. t-30); default: all.  For each line it
-# runs tools/qemu/run.sh --entry tests/run-all.sh, shows the guest output,
-# and takes the counts from the guest's closing line.  A harness failure
+# PATTERNs select case files (e.g. t-30, m-10); default: all.  For each
+# line it runs tools/qemu/run.sh --entry tests/run-all.sh with the t-*
+# cases (LC_CHECK_MEM MiB), then a second boot with the m-* cases (memory
+# pressure: 384 MiB and a virtio disk on a sparse mktemp host file), shows
+# the guest output, and takes the counts from the guests' closing lines.  A harness failure
 # (kernel WARN/BUG/oops/lockdep/hung task, timeout, guest death, build
 # error) counts as one more failure.  Ends with one line
 # "N passed, N failed, N skipped" summed over both lines; exit 1 if any
@@ -18,16 +20,33 @@ lines="6.1 6.12"
 if [ "${1:-}" = --lines ]; then lines=$2; shift 2; fi
 mem=${LC_CHECK_MEM:-1024}
 tmo=${LC_CHECK_TIMEOUT:-1500}
+mtmo=${LC_CHECK_MEM_TIMEOUT:-2700}	# the memory boot
+
+# PATTERNs for the main boot (t-*) and for the memory boot (m-*).
+tpat=() mpat=()
+for p in "$@"; do
+	case $p in m-*) mpat+=("$p") ;; *) tpat+=("$p") ;; esac
+done
+main=1 membt=1
+if [ $# -gt 0 ]; then
+	[ ${#tpat[@]} -gt 0 ] || main=
+	[ ${#mpat[@]} -gt 0 ] || membt=
+else
+	mpat=(m-)
+fi
 
 P=0 F=0 S=0
 summary=()
-for line in $lines; do
-	log=$top/build/logs/check-kernel-$line.log
+# boot LINE KIND MEM QEMU-ARGS PATTERN...: one guest running run-all.sh.
+boot() {
+	local line=$1 kind=$2 bmem=$3 qemu=$4 log out start rc secs counts p f s note
+	shift 4
+	log=$top/build/logs/check-kernel-$line$kind.log
 	out=$(mktemp)
 	start=$(date +%s)
-	echo "=== kernel line $line"
-	"$top/tools/qemu/run.sh" --line "$line" --entry tests/run-all.sh --mem "$mem" \
-		--timeout "$tmo" --log "$log" ${1:+--args "$*"} | tee "$out"
+	echo "=== kernel line $line${kind:+ ($kind boot: $bmem MiB${qemu:+, virtio disk})}"
+	"$top/tools/qemu/run.sh" --line "$line" --entry tests/run-all.sh --mem "$bmem" \
+		--timeout "$([ -n "$kind" ] && echo "$mtmo" || echo "$tmo")" --log "$log" ${1:+--args "$*"} ${qemu:+--qemu "$qemu"} | tee "$out"
 	rc=${PIPESTATUS[0]}
 	secs=$(($(date +%s) - start))
 	counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -n1)
@@ -50,8 +69,20 @@ for line in $lines; do
 	fi
 	[ -n "$counts" ] || note="${note:+$note, }no result line from the guest"
 	P=$((P + p)) F=$((F + f)) S=$((S + s))
-	summary+=("$line: $p passed, $f failed, $s skipped in ${secs}s${note:+ ($note)}")
+	summary+=("$line${kind:+ $kind}: $p passed, $f failed, $s skipped in ${secs}s${note:+ ($note)}")
 	rm -f "$out"
+}
+
+for line in $lines; do
+	[ -z "$main" ] || boot "$line" "" "$mem" "" "${tpat[@]}"
+	if [ -n "$membt" ]; then
+		# Swap under memory pressure: 384 MiB of RAM, and a virtio disk
+		# backed by a sparse host file (2 GiB: lakecrypt, then dm-crypt).
+		disk=$(mktemp "${TMPDIR:-/tmp}/lct-swapdisk.XXXXXX")
+		truncate -s 2G "$disk"
+		boot "$line" memory 384 "-drive file=$disk,format=raw,if=virtio,cache=writeback" "${mpat[@]}"
+		rm -f "$disk"
+	fi
 done
 echo "=== summary"
 printf '%s\n' "${summary[@]}"

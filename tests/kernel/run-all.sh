@@ -4,6 +4,11 @@
 #
 #   run-all.sh [PATTERN...]     (default: every t-*.sh, in order)
 #
+# PATTERNs select among t-*.sh and m-*.sh; m-*.sh (memory pressure) run
+# only when selected, in the boot check.sh gives them (384 MiB, a virtio
+# disk).  A case file may set its own timeout with a line
+# "# lc-timeout: SECONDS".
+#
 # Each case file runs in its own shell under a timeout, then everything it
 # may have left (dm devices, loops, brd, keys) is removed.  Ends with one
 # line "LC: N passed, N failed, N skipped"; exit 0 only if none failed.
@@ -22,7 +27,8 @@ echo on >/proc/sys/kernel/printk_devkmsg 2>/dev/null
 if [ $# -gt 0 ]; then
 	cases=
 	for p in "$@"; do
-		for f in t-*.sh; do
+		for f in t-*.sh m-*.sh; do
+			[ -f "$f" ] || continue
 			case $f in *"$p"*) cases="$cases $f" ;; esac
 		done
 	done
@@ -38,7 +44,8 @@ for t in $cases; do
 	fails0=$(grep -c '^fail' "$LC_TALLY")
 	all0=$(wc -l <"$LC_TALLY")
 	t0=$(date +%s)
-	LC_CASE=$name timeout "$LC_CASE_TIMEOUT" sh "./$t"
+	tmo=$(sed -n 's/^# lc-timeout: *\([0-9][0-9]*\)$/\1/p' "$t")
+	LC_CASE=$name timeout "${tmo:-$LC_CASE_TIMEOUT}" sh "./$t"
 	rc=$?
 	t1=$(date +%s)
 	fails1=$(grep -c '^fail' "$LC_TALLY")
@@ -46,7 +53,7 @@ for t in $cases; do
 	if [ "$rc" -ne 0 ] && [ "$fails1" -eq "$fails0" ]; then
 		LC_CASE=$name
 		if [ "$rc" -eq 143 ] || [ "$rc" -eq 137 ]; then
-			lc_notok "finished within ${LC_CASE_TIMEOUT}s (killed by timeout)"
+			lc_notok "finished within ${tmo:-$LC_CASE_TIMEOUT}s (killed by timeout)"
 		else
 			lc_notok "case file exited with status $rc"
 		fi

@@ -51,6 +51,9 @@
  *                      bytes are refused with EBUSY unless the device is
  *                      suspended (wipe first)
  *   key wipe <range>   forget and zero the DEKs of <range>
+ *   stats              reply (printed by dmsetup) with the transform cache
+ *                      and bounce page figures, LAKECRYPT_STAT_* below;
+ *                      changes nothing, works after a revoke too
  *   revoke [discard]   wipe every key, fail all I/O from now on and, if
  *                      the volume is ephemeral or "discard" is given,
  *                      discard the data area; permanent for this table.
@@ -104,6 +107,16 @@
 #define LAKECRYPT_MSG_RANGE_ALL		"all"
 #define LAKECRYPT_MSG_REVOKE		"revoke"
 #define LAKECRYPT_MSG_REVOKE_DISCARD	"discard"
+#define LAKECRYPT_MSG_STATS		"stats"
+
+/* Reply to "stats": <name>=<decimal> words, separated by one space */
+#define LAKECRYPT_STAT_TFM_CACHED	"tfm_cached"	/* keyed transforms held */
+#define LAKECRYPT_STAT_TFM_MAX		"tfm_max"	/* ... at most (key_cache) */
+#define LAKECRYPT_STAT_TFM_HITS		"tfm_hits"	/* slices that found theirs keyed */
+#define LAKECRYPT_STAT_TFM_MISSES	"tfm_misses"	/* slices that keyed one (setkey) */
+#define LAKECRYPT_STAT_TFM_EVICTIONS	"tfm_evictions"	/* misses that dropped another key */
+#define LAKECRYPT_STAT_BOUNCE_PAGES	"bounce_pages"	/* write bounce pages in use */
+#define LAKECRYPT_STAT_BOUNCE_MAX	"bounce_max"	/* ... at most */
 
 /* Status */
 #define LAKECRYPT_STATE_ACTIVE		"active"
