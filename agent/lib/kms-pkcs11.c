@@ -849,11 +849,6 @@ static void run_job(struct worker *w, struct job *j)
 	CK_RV rv;
 	int r;
 
-	if (!k->module) {
-		j->r = lc_err(&j->err, -EINVAL, LC_ERRC_MISCONFIG,
-			      "no PKCS#11 module is configured: set module, token_label and pin_file in [pkcs11]");
-		return;
-	}
 	r = try_job(w, j, false, &rv);
 	if (r < 0 && rv_reopen(rv)) {
 		char first[LC_ERROR_MSG_MAX];
@@ -1005,6 +1000,11 @@ static int call(struct lc_kms_pkcs11 *k, enum job_op op, const char *key_ref,
 	struct job *j = calloc(1, sizeof(*j));
 	int r;
 
+	if (!k->module) {
+		free(j);
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "no PKCS#11 module is configured: set module, token_label and pin_file in [pkcs11]");
+	}
 	if (!j)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	j->op = op;
@@ -1142,8 +1142,9 @@ int lc_kms_pkcs11_new(struct lc_kms_pkcs11 **kp, const struct lc_kms_pkcs11_conf
 		if (r < 0)
 			goto fail;
 	}
-	k->nworkers = cfg->sessions ? cfg->sessions : LC_KMS_PKCS11_SESSIONS_DEFAULT;
-	k->w = calloc(k->nworkers, sizeof(*k->w));
+	/* Without a module, no sessions: every call is refused in call(). */
+	k->nworkers = !k->module ? 0 : cfg->sessions ? cfg->sessions : LC_KMS_PKCS11_SESSIONS_DEFAULT;
+	k->w = calloc(k->nworkers + 1, sizeof(*k->w));
 	if (!k->w) {
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		goto fail;
