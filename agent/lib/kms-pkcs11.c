@@ -231,7 +231,7 @@ int lc_p11_blob_parse(const uint8_t *blob, size_t len, const uint8_t **iv,
 	return 0;
 }
 
-int lc_p11_uri_escape(const uint8_t *in, size_t len, char *out, size_t size)
+int lc_p11_uri_escape(const uint8_t *in, size_t len, bool all, char *out, size_t size)
 {
 	static const char hexd[] = "0123456789abcdef";
 	size_t o = 0;
@@ -240,8 +240,8 @@ int lc_p11_uri_escape(const uint8_t *in, size_t len, char *out, size_t size)
 		uint8_t c = in[i];
 		/* RFC 7512 pk11-res-avail: unreserved and ":" "[" "]" "@" "!" "$"
 		 * "'" "(" ")" "*" "+" "," "=" "&" ("&" only in values). */
-		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || strchr("-._~:[]@!$'()*+,=&", c);
+		bool plain = !all && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				      (c >= '0' && c <= '9') || strchr("-._~:[]@!$'()*+,=&", c));
 
 		if (c && plain) {
 			if (o + 1 >= size)
@@ -626,10 +626,12 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 	for (int i = 0; i < 2; i++)
 		if (names[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
 			names[i].ulValueLen = 0;
-	if (lc_p11_uri_escape(id, names[0].ulValueLen, eid, sizeof(eid)) < 0 ||
-	    lc_p11_uri_escape(label, names[1].ulValueLen, elabel, sizeof(elabel)) < 0 ||
-	    lc_p11_uri_escape((const uint8_t *)k->tok_label, strlen(k->tok_label), etok, sizeof(etok)) < 0 ||
-	    lc_p11_uri_escape((const uint8_t *)k->tok_serial, strlen(k->tok_serial), eser, sizeof(eser)) < 0)
+	if (lc_p11_uri_escape(id, names[0].ulValueLen, true, eid, sizeof(eid)) < 0 ||
+	    lc_p11_uri_escape(label, names[1].ulValueLen, false, elabel, sizeof(elabel)) < 0 ||
+	    lc_p11_uri_escape((const uint8_t *)k->tok_label, strlen(k->tok_label), false, etok,
+			      sizeof(etok)) < 0 ||
+	    lc_p11_uri_escape((const uint8_t *)k->tok_serial, strlen(k->tok_serial), false, eser,
+			      sizeof(eser)) < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "PKCS#11 URI does not fit");
 	if (snprintf(ki->uri, sizeof(ki->uri), "pkcs11:token=%s;serial=%s;object=%s;id=%s;type=secret-key",
 		     etok, eser, elabel, eid) >= (int)sizeof(ki->uri)) {

@@ -119,9 +119,11 @@ int lc_p11_parse_ref(const char *ref, struct lc_p11_ref *out, struct lc_error *e
 int lc_p11_blob_parse(const uint8_t *blob, size_t len, const uint8_t **iv,
 		      const uint8_t **ct, size_t *ct_len, struct lc_error *err);
 
-/* Percent-encode @len bytes of @in into @out (@size bytes) as RFC 7512
- * section 2.3 does for a pk11-pchar value.  0, or -ENOSPC. */
-int lc_p11_uri_escape(const uint8_t *in, size_t len, char *out, size_t size);
+/* Percent-encode @len bytes of @in into @out (@size bytes, NUL included)
+ * as RFC 7512 section 2.3 does for a pk11-pchar value; @all: every byte
+ * (the form RFC 7512 recommends for "id", so an id has one spelling).
+ * 0, or -ENOSPC. */
+int lc_p11_uri_escape(const uint8_t *in, size_t len, bool all, char *out, size_t size);
 
 /*
  * Read the PIN file @path into @pin (locked memory, exactly the PIN's

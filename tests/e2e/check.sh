@@ -1,7 +1,8 @@
 #!/bin/bash
 # Host side of the end-to-end tests: build the agent and the CLI, boot the
 # QEMU machine on each kernel line and run tests/e2e/run-all.sh in it, then
-# tests/e2e/aws-kms.sh (tests/e2e/aws-kms-host.sh: AWS KMS on the host).
+# tests/e2e/aws-kms.sh (tests/e2e/aws-kms-host.sh: AWS KMS on the host),
+# then tests/e2e/pkcs11.sh (SoftHSM2 in the guest).
 # Ends with "N passed, N failed, N skipped" over both lines.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +36,23 @@ for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
 	fi
 	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
 	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+	# PKCS#11 end to end: SoftHSM2 in the guest (tests/e2e/pkcs11.sh).
+	log=$(mktemp)
+	tools/qemu/run.sh --line "$line" --entry e2e/pkcs11.sh --mem 1024 --timeout 900 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n1)
+	rm -f "$log"
+	if [ -z "$sum" ]; then
+		echo "not ok - $line: pkcs11: no result (run.sh exit $rc)"
+		tf=$((tf + 1))
+		continue
+	fi
+	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
+	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - $line: pkcs11: run.sh exit $rc"
+		tf=$((tf + 1))
+	fi
 done
 echo "$tp passed, $tf failed, $ts skipped"
 [ "$tf" -eq 0 ]

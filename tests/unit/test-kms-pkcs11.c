@@ -106,15 +106,17 @@ static void test_uri_escape(void **state)
 	static const uint8_t id[] = { 0x00, 0x01, 0xab, 'A' };
 
 	(void)state;
-	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"lc test;a/b%", 12, out, sizeof(out)), 0);
+	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"lc test;a/b%", 12, false, out, sizeof(out)), 0);
 	assert_string_equal(out, "lc%20test%3ba%2fb%25");
-	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), out, sizeof(out)), 0);
+	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), false, out, sizeof(out)), 0);
 	assert_string_equal(out, "%00%01%abA");
-	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"", 0, out, sizeof(out)), 0);
+	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), true, out, sizeof(out)), 0);
+	assert_string_equal(out, "%00%01%ab%41");
+	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"", 0, false, out, sizeof(out)), 0);
 	assert_string_equal(out, "");
-	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), out, 10), -ENOSPC);
-	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), out, 11), 0);
-	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"abc", 3, out, 3), -ENOSPC);
+	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), false, out, 10), -ENOSPC);
+	assert_int_equal(lc_p11_uri_escape(id, sizeof(id), false, out, 11), 0);
+	assert_int_equal(lc_p11_uri_escape((const uint8_t *)"abc", 3, false, out, 3), -ENOSPC);
 }
 
 static char tmpdir[] = "/tmp/lc-test-p11.XXXXXX";
