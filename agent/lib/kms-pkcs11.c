@@ -55,6 +55,7 @@ struct worker {
 	CK_SESSION_HANDLE sess;
 	bool have_sess;
 	uint64_t gen;			/* k->gen when the session was opened */
+	char tok_label[33], tok_serial[17];	/* the token of the session */
 };
 
 struct lc_kms_pkcs11 {
@@ -548,6 +549,8 @@ static int ensure_session(struct worker *w, bool full, struct lc_error *err)
 	w->sess = s;
 	w->have_sess = true;
 	w->gen = k->gen;
+	memcpy(w->tok_label, k->tok_label, sizeof(w->tok_label));
+	memcpy(w->tok_serial, k->tok_serial, sizeof(w->tok_serial));
 out:
 	pthread_mutex_unlock(&k->mod_lock);
 	return r;
@@ -569,8 +572,7 @@ struct keyinfo {
 static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyinfo *ki,
 		    CK_RV *rvp, struct lc_error *err)
 {
-	struct lc_kms_pkcs11 *k = w->k;
-	CK_FUNCTION_LIST_PTR f = k->f;
+	CK_FUNCTION_LIST_PTR f = w->k->f;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_ATTRIBUTE tmpl[2] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
@@ -614,7 +616,7 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 	if (n > 1)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "several secret keys on PKCS#11 token \"%s\" match %s%s: give the key by id:<hex>",
-			      k->tok_label, ref->by_id ? "that id" : "label ",
+			      w->tok_label, ref->by_id ? "that id" : "label ",
 			      ref->by_id ? "" : ref->label);
 	ki->h = hs[0];
 	rv = f->C_GetAttributeValue(w->sess, ki->h, at, 5);
@@ -628,9 +630,9 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 			names[i].ulValueLen = 0;
 	if (lc_p11_uri_escape(id, names[0].ulValueLen, true, eid, sizeof(eid)) < 0 ||
 	    lc_p11_uri_escape(label, names[1].ulValueLen, false, elabel, sizeof(elabel)) < 0 ||
-	    lc_p11_uri_escape((const uint8_t *)k->tok_label, strlen(k->tok_label), false, etok,
+	    lc_p11_uri_escape((const uint8_t *)w->tok_label, strlen(w->tok_label), false, etok,
 			      sizeof(etok)) < 0 ||
-	    lc_p11_uri_escape((const uint8_t *)k->tok_serial, strlen(k->tok_serial), false, eser,
+	    lc_p11_uri_escape((const uint8_t *)w->tok_serial, strlen(w->tok_serial), false, eser,
 			      sizeof(eser)) < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "PKCS#11 URI does not fit");
 	if (snprintf(ki->uri, sizeof(ki->uri), "pkcs11:token=%s;serial=%s;object=%s;id=%s;type=secret-key",
@@ -827,7 +829,7 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 		}
 		return lc_err(&j->err, -EKEYREVOKED, LC_ERRC_DENIED,
 			      "PKCS#11 token \"%s\" (serial %s) has no secret key with %s: it was deleted",
-			      w->k->tok_label, w->k->tok_serial, desc);
+			      w->tok_label, w->tok_serial, desc);
 	}
 	if (r < 0)
 		return r;
