@@ -83,6 +83,7 @@ struct lc_kms_pkcs11 {
 	CK_SLOT_ID slot;
 	uint64_t gen;			/* bumped when the slot is looked up again */
 	char tok_label[33], tok_serial[17];
+	char first_serial[17];		/* the token's serial when first found */
 	bool pin_refused;		/* never C_Login again */
 	char pin_msg[LC_ERROR_MSG_MAX];
 };
@@ -448,6 +449,18 @@ static int find_slot(struct lc_kms_pkcs11 *k, struct lc_error *err)
 	if (!(found.flags & CKF_TOKEN_INITIALIZED))
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, "PKCS#11 token with %s is not initialised",
 			      token_desc(k, desc, sizeof(desc)));
+	/* Another token under the same label is not the one whose keys we
+	 * used: "no such key" there must not read as the key's destruction. */
+	{
+		char serial[17];
+
+		padded(serial, found.serialNumber, sizeof(found.serialNumber));
+		if (k->first_serial[0] && strcmp(serial, k->first_serial))
+			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				      "the PKCS#11 token with %s now has serial %s, not %s as when the agent first used it: another token took its place (set token_serial in [pkcs11] and restart the agent to use the new one)",
+				      token_desc(k, desc, sizeof(desc)), serial, k->first_serial);
+		memcpy(k->first_serial, serial, sizeof(serial));
+	}
 	k->slot = slot;
 	k->have_slot = true;
 	k->gen++;

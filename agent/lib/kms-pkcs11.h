@@ -63,7 +63,8 @@
  *   called again by this provider (restart the agent after fixing the PIN:
  *   a locked-out PIN is worse than a failed open)
  *   module not loadable / no C_GetFunctionList, several objects or tokens
- *   matching, key not AES, extractable or not sensitive, mechanism or IV
+ *   matching, a token under the configured label whose serial is not the
+ *   one the provider first found there (another token took its place), key not AES, extractable or not sensitive, mechanism or IV
  *   refused by the token, any other CKR_*   -> MISCONFIG (never a kill)
  *   tag mismatch (CKR_ENCRYPTED_DATA_INVALID, and SoftHSM's
  *   CKR_GENERAL_ERROR at C_Decrypt), malformed or foreign blob -> INVALID

@@ -11,6 +11,10 @@
  *        exists); 300 ms later key_state on the same provider; then the
  *        unwrap's outcome; then FILE is removed and the unwrap repeated
  *        -> state_result=<class> hung_result=<class> after_result=<class>
+ *   kms-pkcs11-client [options] then KEY RULE
+ *        key_state, then RULE appended to $P11SHIM_CTL, then key_state
+ *        again on the same provider -> first_result=<class> and the
+ *        second call's result line
  *   kms-pkcs11-client [options] setattr KEY encrypt|decrypt 0|1
  *        (administration, straight through the module: C_SetAttributeValue)
  * options: --module PATH --token-label L --token-serial S --pin-file F
@@ -225,6 +229,22 @@ int main(int argc, char **argv)
 			r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 			if (!r)
 				printf("state=%s\nkey_id=%s\n", lc_key_state_name(rep.state), rep.key_id);
+		} else if (!strcmp(argv[i], "then") && i + 2 < argc) {
+			const char *ctl = getenv("P11SHIM_CTL");
+			FILE *f = ctl ? fopen(ctl, "a") : NULL;
+			struct lc_error e1 = { 0 };
+			int r1 = lc_provider_key_state(&p, argv[i + 1], &rep, &e1);
+
+			printf("first_result=%s\n", cls(r1, &e1));
+			if (!f) {
+				fprintf(stderr, "P11SHIM_CTL not writable\n");
+				return 64;
+			}
+			fprintf(f, "%s\n", argv[i + 2]);
+			fclose(f);
+			r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
+			if (!r)
+				printf("state=%s\n", lc_key_state_name(rep.state));
 		} else if (!strcmp(argv[i], "hang") && i + 4 < argc) {
 			struct lc_buf blob = { malloc(strlen(argv[i + 3]) + 3), 0 };
 			struct hung h = { &p, argv[i + 1], argv[i + 2], &blob, { 0 }, 0 };

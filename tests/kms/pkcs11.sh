@@ -195,6 +195,19 @@ reset_shim
 inject C_Login 0xa4 1	# CKR_PIN_LOCKED
 expect "PIN locked" MISCONFIG --repeat 2 "${S[@]}" state lc-cmk
 [ "$(calls C_Login)" -eq 1 ] && ok "PIN locked: one C_Login, never again" || notok "C_Login count $(calls C_Login)"
+reset_shim
+inject C_GetTokenInfo.flags 0x20000 100	# CKF_USER_PIN_FINAL_TRY
+expect "the token says one more wrong PIN locks it" MISCONFIG --repeat 2 "${S[@]}" state lc-cmk
+says "MISCONFIG says the agent will not try" 'one failure away from locked; the agent will not try to log in'
+[ "$(calls C_Login)" -eq 0 ] && ok "PIN final try: no C_Login at all" || notok "C_Login count $(calls C_Login)"
+reset_shim
+inject C_GetTokenInfo.flags 0x40000 100	# CKF_USER_PIN_LOCKED
+expect "the token says the PIN is locked" MISCONFIG "${S[@]}" state lc-cmk
+[ "$(calls C_Login)" -eq 0 ] && ok "PIN locked flag: no C_Login at all" || notok "C_Login count $(calls C_Login)"
+reset_shim
+inject C_Login 0x30 1	# CKR_DEVICE_ERROR: not a PIN verdict
+expect "C_Login fails with CKR_DEVICE_ERROR once: retried, not latched" ok --attempts 2 "${S[@]}" state lc-cmk
+[ "$(calls C_Login)" -eq 2 ] && ok "a device error at login is transient: the second attempt logs in" || notok "C_Login count $(calls C_Login)"
 
 # ---- sessions: reuse, reopen once, timeouts -------------------------------------------
 reset_shim
@@ -251,6 +264,12 @@ expect "C_Decrypt hangs: 1 session" ok --sessions 1 --attempts 1 --attempt-timeo
 [ "$(field state_result)" = transient ] && echo "$last" | grep -q 'no PKCS#11 session was free within 1500 ms' &&
 	ok "with the only session stuck, another call waits at most its timeout: transient" || notok "no free session" "$last"
 [ "$(field after_result)" = ok ] && ok "the stuck session serves again afterwards" || notok "after (1 session)" "$last"
+reset_shim
+expect "another token takes the label's place (device removed, new serial)" MISCONFIG --attempts 1 "${S[@]}" \
+	then lc-cmk "C_FindObjectsInit 0x32 1
+C_GetTokenInfo.serial 0x1234 1000"
+[ "$(field first_result)" = ok ] && echo "$last" | grep -q "now has serial 0000000000001234, not $serial" &&
+	ok "a replaced token is refused by serial, never read as the key's destruction" || notok "replaced token" "$last"
 reset_shim
 
 # ---- two tokens with the same label ------------------------------------------------

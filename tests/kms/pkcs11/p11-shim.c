@@ -11,7 +11,14 @@
  *                       in the file; 0 lines are dropped)
  *                     <function> hang <file>
  *                       the call waits while <file> exists, then goes on
- * Wrapped: C_Initialize, C_GetSlotList, C_OpenSession, C_GetSessionInfo,
+ *                     C_GetTokenInfo.flags <hex> <count>
+ *                       the next <count> C_GetTokenInfo answers have these
+ *                       CKF_* flags added (a token that says its PIN is
+ *                       locked or one failure from it)
+ *                     C_GetTokenInfo.serial <hex> <count>
+ *                       the next <count> answers carry this serial number
+ *                       (%016lx): another token under the same label
+ * Wrapped: C_Initialize, C_GetSlotList, C_GetTokenInfo, C_OpenSession, C_GetSessionInfo,
  * C_Login, C_FindObjectsInit, C_EncryptInit, C_Encrypt, C_DecryptInit,
  * C_Decrypt; everything else is the real module's.
  */
@@ -104,6 +111,25 @@ static CK_RV s_GetSlotList(CK_BBOOL p, CK_SLOT_ID_PTR l, CK_ULONG_PTR n)
 	return real->C_GetSlotList(p, l, n);
 }
 
+static CK_RV s_GetTokenInfo(CK_SLOT_ID s, CK_TOKEN_INFO_PTR ti)
+{
+	CK_RV rv, add;
+
+	RULE(C_GetTokenInfo);
+	rv = real->C_GetTokenInfo(s, ti);
+	add = rule("C_GetTokenInfo.flags");
+	if (rv == CKR_OK)
+		ti->flags |= add;
+	add = rule("C_GetTokenInfo.serial");
+	if (rv == CKR_OK && add) {
+		char ser[17];
+
+		snprintf(ser, sizeof(ser), "%016lx", (unsigned long)add);
+		memcpy(ti->serialNumber, ser, 16);
+	}
+	return rv;
+}
+
 static CK_RV s_OpenSession(CK_SLOT_ID s, CK_FLAGS fl, void *app, CK_NOTIFY nt, CK_SESSION_HANDLE_PTR h)
 {
 	RULE(C_OpenSession);
@@ -174,6 +200,7 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim_list = real_list;
 		shim_list.C_Initialize = s_Initialize;
 		shim_list.C_GetSlotList = s_GetSlotList;
+		shim_list.C_GetTokenInfo = s_GetTokenInfo;
 		shim_list.C_OpenSession = s_OpenSession;
 		shim_list.C_GetSessionInfo = s_GetSessionInfo;
 		shim_list.C_Login = s_Login;
