@@ -860,6 +860,26 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 
 /* A job: once, and once more on a fresh session (and token lookup) if the
  * token went away or the session was lost. */
+/* Errors that leave the session itself unusable for the next operation
+ * (an operation the module still considers active): it is closed. */
+static bool rv_stale(CK_RV rv)
+{
+	return rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_BUFFER_TOO_SMALL ||
+	       rv == CKR_OPERATION_ACTIVE;
+}
+
+/* After a failure with @rv: close the session if it is still open but
+ * unusable, forget it if the module already closed it. */
+static void after_failure(struct worker *w, CK_RV rv)
+{
+	if (!w->have_sess)
+		return;
+	if (rv_stale(rv))
+		(void)w->k->f->C_CloseSession(w->sess);
+	if (rv_stale(rv) || rv_reopen(rv))
+		drop_session(w);
+}
+
 static void run_job(struct worker *w, struct job *j)
 {
 	struct lc_kms_pkcs11 *k = w->k;
@@ -867,8 +887,8 @@ static void run_job(struct worker *w, struct job *j)
 	int r;
 
 	r = try_job(w, j, false, &rv);
-	if (r < 0 && rv_reopen(rv)) {
-		char first[LC_ERROR_MSG_MAX];
+	if (r < 0 && (rv_reopen(rv) || rv_stale(rv))) {
+		char first[LC_ERROR_MSG_MAX], second[LC_ERROR_MSG_MAX];
 
 		snprintf(first, sizeof(first), "%s", j->err.msg);
 		if (rv == CKR_CRYPTOKI_NOT_INITIALIZED) {
@@ -876,19 +896,20 @@ static void run_job(struct worker *w, struct job *j)
 			k->initialized = false;
 			pthread_mutex_unlock(&k->mod_lock);
 		}
-		if (rv == CKR_USER_NOT_LOGGED_IN) {	/* still open, but logged out */
-			(void)k->f->C_CloseSession(w->sess);
-		}
-		drop_session(w);
+		after_failure(w, rv);
 		lc_warn("PKCS#11: %s; opening the session again", first);
-		r = try_job(w, j, true, &rv);
-		if (r < 0 && j->err.cls == LC_ERRC_TRANSIENT)
-			lc_err(&j->err, j->err.code, LC_ERRC_TRANSIENT,
-			       "%s (after the session was opened again once: %s)", j->err.msg, first);
-		if (r < 0 && rv == CKR_USER_NOT_LOGGED_IN)
-			(void)k->f->C_CloseSession(w->sess);
-		if (r < 0 && rv_reopen(rv))
-			drop_session(w);
+		/* The token is looked up again only if it may have moved. */
+		r = try_job(w, j, rv_reopen(rv) && rv != CKR_USER_NOT_LOGGED_IN, &rv);
+		if (r < 0) {
+			after_failure(w, rv);
+			if (j->err.cls == LC_ERRC_TRANSIENT) {
+				snprintf(second, sizeof(second), "%s", j->err.msg);
+				lc_err(&j->err, j->err.code, LC_ERRC_TRANSIENT,
+				       "%s (after the session was opened again once: %s)", second, first);
+			}
+		}
+	} else if (r < 0) {
+		after_failure(w, rv);
 	}
 	j->r = r;
 }

@@ -55,6 +55,8 @@
  *   CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_CRYPTOKI_NOT_INITIALIZED
  *                        -> the session (and slot) is opened again once and
  *                           the operation repeated; a second failure -> TRANSIENT
+ *   CKR_OPERATION_ACTIVE, CKR_BUFFER_TOO_SMALL (an operation the module
+ *   still holds open) -> the session is closed, a new one opened once
  *   no token with the label/serial, CKR_DEVICE_ERROR, CKR_DEVICE_MEMORY,
  *   CKR_FUNCTION_FAILED, CKR_KEY_HANDLE_INVALID, timeout -> TRANSIENT
  *   CKR_PIN_INCORRECT, CKR_PIN_INVALID, CKR_PIN_LEN_RANGE, CKR_PIN_EXPIRED,

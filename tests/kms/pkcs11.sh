@@ -243,6 +243,15 @@ expect "logged out behind our back: log in again" ok --attempts 1 "${S[@]}" stat
 [ "$(field state)" = enabled ] && [ "$(calls C_Login)" -eq 2 ] && ok "a second login after CKR_USER_NOT_LOGGED_IN, state enabled" ||
 	notok "relogin: $(calls C_Login) logins" "$last"
 reset_shim
+inject C_Decrypt 0x150 1	# CKR_BUFFER_TOO_SMALL: SoftHSM's decryption stays active
+expect "a session left with an active operation" ok --sessions 1 --attempts 1 --repeat 2 "${S[@]}" unwrap lc-cmk "$ctx" "$blob"
+[ "$(calls C_OpenSession)" -eq 2 ] && [ "$(calls C_Login)" -eq 1 ] &&
+	ok "the stale session is closed and a fresh one serves (2 sessions opened, still 1 login)" ||
+	notok "stale session: open $(calls C_OpenSession) login $(calls C_Login)"
+reset_shim
+inject C_DecryptInit 0x90 1	# CKR_OPERATION_ACTIVE
+expect "CKR_OPERATION_ACTIVE: a fresh session" ok --sessions 1 --attempts 1 "${S[@]}" unwrap lc-cmk "$ctx" "$blob"
+reset_shim
 inject C_DecryptInit 0x30 1	# CKR_DEVICE_ERROR
 expect "CKR_DEVICE_ERROR is retried" ok --attempts 2 "${S[@]}" unwrap lc-cmk "$ctx" "$blob"
 reset_shim
