@@ -28,7 +28,8 @@ pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       pkg-config libssl-dev libcurl4-openssl-dev libdevmapper-dev libkeyutils-dev
       libjson-c-dev libcmocka-dev libblkid-dev clang libclang-rt-14-dev e2fsprogs python3
       udev systemd go-md2man man-db groff-base
-      debhelper dh-dkms lintian debootstrap)
+      debhelper dh-dkms lintian debootstrap
+      libp11-kit-dev)	# the Cryptoki header of the PKCS#11 provider
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -6,6 +6,8 @@
 #   $LAKECRYPT_TOOLS/bin/local-kms   AWS KMS emulator (Go module proxy)
 #   python3-pykmip              KMIP server and client (Debian package)
 # Go is installed from Debian if no go is on PATH or in /usr/local/go.
+#   softhsm2, opensc (pkcs11-tool), xxd   the PKCS#11 provider's tests
+#                               (tests/kms/pkcs11.sh), from Debian
 set -euo pipefail
 tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
 LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
@@ -15,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$tools/bin"
 
 need=()
-for p in stunnel4 python3-venv openssl; do
+for p in stunnel4 python3-venv openssl softhsm2 opensc xxd libp11-kit-dev; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${need[@]}"

@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "kms-aws.h"
 #include "kms-kmip.h"
+#include "kms-pkcs11.h"
 
 struct provider_kind {
 	const char *kind;
@@ -167,10 +168,32 @@ static int kmip_init(struct agent *a, struct lc_provider *p, struct lc_error *er
 	return 0;
 }
 
+/* PKCS#11 from [pkcs11]: the PIN file is read now; the module is loaded
+ * and logged into at the first call.  Without a module every call says so. */
+static int pkcs11_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	const struct lc_config *c = &a->cfg;
+	struct lc_kms_pkcs11_config pc = {
+		.module = c->pkcs11_module,
+		.token_label = c->pkcs11_token_label,
+		.token_serial = c->pkcs11_token_serial,
+		.pin_file = c->pkcs11_pin_file,
+		.sessions = c->pkcs11_sessions,
+	};
+	struct lc_kms_pkcs11 *k;
+	int r = lc_kms_pkcs11_new(&k, &pc, err);
+
+	if (r < 0)
+		return r;
+	lc_kms_pkcs11_provider_init(p, k);
+	return 0;
+}
+
 static const struct provider_kind kinds[] = {
 	{ LC_KMS_LOCAL_NAME, local_init },
 	{ LC_KMS_AWS_NAME, aws_init },
 	{ LC_KMS_KMIP_NAME, kmip_init },
+	{ LC_KMS_PKCS11_NAME, pkcs11_init },
 };
 
 int agent_providers_init(struct agent *a, struct lc_error *err)

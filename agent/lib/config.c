@@ -29,6 +29,7 @@ enum kind {
 	K_LEVEL,
 	K_SEGSIZE,
 	K_URL,		/* http:// or https://, no blanks */
+	K_TEXT,		/* any printable text, blanks inside allowed */
 };
 
 struct key {
@@ -78,6 +79,11 @@ static const struct key keys[] = {
 	{ "kmip", "client_key", K_PATH, F(kmip_client_key), 0, 0 },
 	{ "kmip", "max_version", K_WORD, F(kmip_max_version), 0, 0 },
 	{ "kmip", "connect_timeout_ms", K_UINT, F(kmip_connect_timeout_ms), 1, 600000 },
+	{ "pkcs11", "module", K_PATH, F(pkcs11_module), 0, 0 },
+	{ "pkcs11", "token_label", K_TEXT, F(pkcs11_token_label), 0, 0 },
+	{ "pkcs11", "token_serial", K_WORD, F(pkcs11_token_serial), 0, 0 },
+	{ "pkcs11", "pin_file", K_PATH, F(pkcs11_pin_file), 0, 0 },
+	{ "pkcs11", "sessions", K_UINT, F(pkcs11_sessions), 1, 64 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -177,6 +183,12 @@ static int set_value(struct lc_config *cfg, const struct key *k, const char *v, 
 	case K_WORD:
 		if (strpbrk(v, " \t"))
 			return bad("%s:%u: %s = \"%s\" must be a single word", file, line, k->name, v);
+		if (vlen >= k->size)
+			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
+				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_TEXT:
 		if (vlen >= k->size)
 			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
 				   k->name, k->size - 1);
@@ -321,9 +333,18 @@ int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const c
 				goto unknown_section;
 			have_section = true;
 			continue;
-unknown_section:
-			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume] or [aws-kms]",
-				   name, line, (int)(e - b > 32 ? 32 : e - b), b);
+unknown_section: {
+			char known[256];
+			size_t o = 0;
+
+			known[0] = '\0';
+			for (size_t j = 0; j < NKEYS; j++)
+				if (!j || strcmp(keys[j].section, keys[j - 1].section))
+					o += (size_t)snprintf(known + o, sizeof(known) - o, "%s[%s]",
+							      o ? ", " : "", keys[j].section);
+			return bad("%s:%u: unknown section [%.*s]: expected one of %s",
+				   name, line, (int)(e - b > 32 ? 32 : e - b), b, known);
+		}
 		}
 		eq = memchr(b, '=', (size_t)(e - b));
 		if (!eq)

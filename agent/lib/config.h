@@ -64,6 +64,14 @@
  *   client_key = /etc/lakecrypt/kmip-client.key   # PEM, mode 0600 or less
  *   max_version = 1.4                       # 1.2 | 1.3 | 1.4: highest to use
  *   connect_timeout_ms = 5000               # 1..600000, TCP + TLS connect
+ *   [pkcs11]                                # provider "pkcs11" (kms-pkcs11.h)
+ *   module = /usr/lib/softhsm/libsofthsm2.so  # the PKCS#11 module; unset:
+ *                                           # every pkcs11 call is refused
+ *   token_label = lakecrypt                 # token by label (<= 32 bytes) ...
+ *   token_serial = 5f1c1a3b2e4d6a7c         # ... and/or serial (<= 16 bytes)
+ *   pin_file = /etc/lakecrypt/pkcs11.pin    # user PIN, read at start; owned
+ *                                           # by the agent's user or root, 0600
+ *   sessions = 4                            # 1..64, concurrent sessions
  *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
@@ -130,6 +138,12 @@ struct lc_config {
 	char kmip_client_key[LC_CONFIG_PATH_MAX];
 	char kmip_max_version[8];
 	unsigned int kmip_connect_timeout_ms;
+	/* [pkcs11]: "" / 0 = not set */
+	char pkcs11_module[LC_CONFIG_PATH_MAX];
+	char pkcs11_token_label[33];
+	char pkcs11_token_serial[17];
+	char pkcs11_pin_file[LC_CONFIG_PATH_MAX];
+	unsigned int pkcs11_sessions;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

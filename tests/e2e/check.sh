@@ -1,50 +1,59 @@
 #!/bin/bash
-# Host side of the end-to-end tests: build the agent and the CLI, boot the
-# QEMU machine on each kernel line and run tests/e2e/run-all.sh in it, then
-# tests/e2e/aws-kms.sh (tests/e2e/aws-kms-host.sh: AWS KMS on the host)
-# and tests/e2e/kmip.sh (tests/e2e/kmip-host.sh: PyKMIP on the host).
-# Ends with "N passed, N failed, N skipped" over both lines.
+# Host side of the end-to-end tests, for each kernel line: build the agent
+# and the CLI, boot the QEMU machine and run tests/e2e/run-all.sh in it;
+# then the providers' end-to-end runs, each in a boot of its own (their
+# networks differ): AWS KMS (aws-kms-host.sh: local-kms on the host), KMIP
+# (kmip-host.sh: PyKMIP on the host), Google Cloud KMS (gcp-kms-host.sh:
+# the fake Cloud KMS on the host), PKCS#11 (pkcs11.sh: SoftHSM2 in the
+# guest).  Ends with "N passed, N failed, N skipped" over all of them.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
 make -s -C agent >/dev/null || { echo "not ok 1 - build agent"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 tp=0 tf=0 ts=0
-for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
+
+# tally LINE NAME LOG RC: add the summary line in LOG to the totals; a run
+# without one, or that exited non-zero with no failed case, is a failure.
+tally() {
+	local sum p f s
+	sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$3" | tail -n1)
+	if [ -z "$sum" ]; then
+		echo "not ok - $1: $2: no result (exit $4)"
+		tf=$((tf + 1))
+		return
+	fi
+	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
+	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+	if [ "$4" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - $1: $2: exit $4 (kernel problem or timeout)"
+		tf=$((tf + 1))
+	fi
+}
+
+# guest LINE ENTRY MEM: a boot running ENTRY; host LINE SCRIPT: a host script
+guest() {
+	local log rc
 	log=$(mktemp)
-	tools/qemu/run.sh --line "$line" --entry e2e/run-all.sh --mem 1536 --timeout 1500 | tee "$log"
+	tools/qemu/run.sh --line "$1" --entry "$2" --mem "$3" --timeout 1500 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	sum=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log" | tail -n1)
+	tally "$1" "$2" "$log" "$rc"
 	rm -f "$log"
-	if [ -z "$sum" ]; then
-		echo "not ok - $line: no result (run.sh exit $rc)"
-		tf=$((tf + 1))
-		continue
-	fi
-	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
-	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-		echo "not ok - $line: run.sh exit $rc (kernel problem or timeout)"
-		tf=$((tf + 1))
-	fi
-	# AWS KMS end to end: local-kms on the host, reached over TLS through
-	# QEMU's restricted user network.
-	sum=$(tests/e2e/aws-kms-host.sh "$line" | tee /dev/stderr | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
-	if [ -z "$sum" ]; then
-		echo "not ok - $line: aws-kms: no result"
-		tf=$((tf + 1))
-		continue
-	fi
-	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
-	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
-	# KMIP end to end: PyKMIP on the host, mutual TLS through QEMU's network.
-	sum=$(tests/e2e/kmip-host.sh "$line" | tee /dev/stderr | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
-	if [ -z "$sum" ]; then
-		echo "not ok - $line: kmip: no result"
-		tf=$((tf + 1))
-		continue
-	fi
-	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
-	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+}
+host() {
+	local log rc
+	log=$(mktemp)
+	"tests/e2e/$2" "$1" | tee "$log"
+	rc=${PIPESTATUS[0]}
+	tally "$1" "$2" "$log" "$rc"
+	rm -f "$log"
+}
+
+for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
+	guest "$line" e2e/run-all.sh 1536
+	host "$line" aws-kms-host.sh
+	host "$line" kmip-host.sh
+	host "$line" gcp-kms-host.sh
+	guest "$line" e2e/pkcs11.sh 1024
 done
 echo "$tp passed, $tf failed, $ts skipped"
 [ "$tf" -eq 0 ]

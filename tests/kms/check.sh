@@ -32,6 +32,24 @@ ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/# /' | tail -n 20; }
 finish() { echo "$pass passed, $fail failed, 0 skipped"; [ $fail -eq 0 ]; exit $?; }
 
+# subsuite NAME SCRIPT: run another KMS suite; each of its cases counts here.
+subsuite() {
+	local line failed=0
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) ok "$1: ${line#ok * - }" ;;
+		"not ok "*) notok "$1: ${line#not ok * - }"; failed=1 ;;
+		"__exit 0") ;;
+		"__exit "*) [ $failed -eq 1 ] || notok "$1: $2 exited ${line#__exit } without a failed case" ;;
+		*" passed, "*" failed, "*" skipped") ;;
+		*) echo "$line" ;;
+		esac
+	done < <("$2" 2>&1; echo "__exit $?")
+}
+
+# ---- PKCS#11: SoftHSM2, tests/kms/pkcs11.sh (first: it needs none of the AWS tools)
+subsuite pkcs11 tests/kms/pkcs11.sh
+
 # ---- tools and build ---------------------------------------------------
 for t in "$py" "$lkms" /usr/bin/stunnel4 /usr/bin/openssl; do
 	if [ ! -x "$t" ]; then notok "tool $t present (run make setup)"; finish; fi

@@ -45,7 +45,8 @@ MODULES="dm-mod dm-crypt dm-flakey dm-delay xts ecb cbc aesni-intel cryptd crypt
 	af_alg algif_skcipher"
 BINARIES="/usr/sbin/dmsetup /usr/bin/keyctl /usr/sbin/cryptsetup /usr/bin/fio
 	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkdiscard /usr/sbin/losetup
-	/usr/bin/kmod /bin/bash /bin/udevadm"
+	/usr/bin/kmod /bin/bash /bin/udevadm
+	/usr/bin/softhsm2-util /usr/bin/pkcs11-tool /usr/lib/softhsm/libsofthsm2.so"
 # Debian's udev rules for block and device-mapper devices (systemd-udevd is
 # /bin/udevadm under another name; the udev tests start it, nothing else does).
 UDEV_RULES="50-udev-default 55-dm 60-block 60-persistent-storage
