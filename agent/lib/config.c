@@ -72,6 +72,13 @@ static const struct key keys[] = {
 	{ "aws-kms", "imds_endpoint", K_URL, F(aws_imds_endpoint), 0, 0 },
 	{ "aws-kms", "connect_timeout_ms", K_UINT, F(aws_connect_timeout_ms), 1, 600000 },
 	{ "aws-kms", "imds_timeout_ms", K_UINT, F(aws_imds_timeout_ms), 1, 600000 },
+	{ "gcp-kms", "endpoint", K_URL, F(gcp_endpoint), 0, 0 },
+	{ "gcp-kms", "ca_bundle", K_PATH, F(gcp_ca_bundle), 0, 0 },
+	{ "gcp-kms", "credentials", K_WORD, F(gcp_credentials), 0, 0 },
+	{ "gcp-kms", "key_file", K_PATH, F(gcp_key_file), 0, 0 },
+	{ "gcp-kms", "metadata_endpoint", K_URL, F(gcp_metadata_endpoint), 0, 0 },
+	{ "gcp-kms", "connect_timeout_ms", K_UINT, F(gcp_connect_timeout_ms), 1, 600000 },
+	{ "gcp-kms", "metadata_timeout_ms", K_UINT, F(gcp_metadata_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -316,7 +323,7 @@ int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const c
 			have_section = true;
 			continue;
 unknown_section:
-			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume] or [aws-kms]",
+			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume], [aws-kms] or [gcp-kms]",
 				   name, line, (int)(e - b > 32 ? 32 : e - b), b);
 		}
 		eq = memchr(b, '=', (size_t)(e - b));

@@ -232,7 +232,7 @@ out=$(lct keyconfig create kc-region --provider aws-kms --key "arn:aws:kms:us-ea
 echo "$out" | grep -q "region us-east-1 but the endpoint serves eu-west-2" && ok "keyconfig create with an ARN of another region says so" || notok "wrong region message" "$out"
 out=$(lct keyconfig create kc-bad --provider aws-kms --key "arn:aws:s3:::bucket")
 echo "$out" | grep -q "is not a KMS key ARN" && ok "keyconfig create with a non-KMS ARN says so" || notok "bad ARN message" "$out"
-out=$(lct keyconfig create kc-gcp --provider gcp-kms --key x)
+out=$(lct keyconfig create kc-nope --provider nope-kms --key x)
 echo "$out" | grep -q 'expected "local"' && ok "an unknown provider is refused by lakecryptctl" || notok "unknown provider" "$out"
 out=$(lct keyconfig list)
 echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(disabled|unknown|region|bad)' &&
