@@ -8,6 +8,8 @@
 #     built with ASan and UBSan.
 #   - Faults: tests/kms/fake-aws.py, which also re-signs every request
 #     with botocore and requires the same Authorization byte for byte.
+#   - Google Cloud KMS: tests/kms/gcp.sh (its own test server, proven with
+#     the official SDK); its cases are counted in this suite's total.
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -394,4 +396,14 @@ m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/
 if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token|web-identity-jwt' "$work/client.log"; then
 	notok "no secret in the client's output"
 else ok "no secret key, session token, metadata or container token in the client's output"; fi
+
+# ---- Google Cloud KMS (tests/kms/gcp.sh): its cases count here ----------------
+gout=$(tests/kms/gcp.sh 2>&1)
+echo "$gout" | grep -vE '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$'
+gsum=$(echo "$gout" | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
+if [ -z "$gsum" ]; then notok "tests/kms/gcp.sh gave no result"
+else
+	read -r gp gf gs < <(echo "$gsum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
+	pass=$((pass + gp)); fail=$((fail + gf + gs)); n=$((n + gp + gf + gs))
+fi
 finish

@@ -36,7 +36,8 @@ exist implicitly; <mode> picks the behaviour:
   e500        500 INTERNAL    deadline   504 DEADLINE_EXCEEDED
   malformed   200, not JSON   truncated  200, Content-Length 400, 30 bytes
   oversized   200, 2 MiB      hang       never answers
-  badcrc      wrong ciphertextCrc32c / plaintextCrc32c in the reply
+  badcrc      wrong ciphertextCrc32c in the encrypt reply
+  badptcrc    wrong plaintextCrc32c in the decrypt reply
   noverify    verifiedPlaintextCrc32c false
   expire      the token of the first request is expired (401), then normal
   apidisabled 403 PERMISSION_DENIED, ErrorInfo SERVICE_DISABLED
@@ -47,7 +48,7 @@ Administration for tests: POST /admin/<op> with a JSON body:
   IAM_PERMISSION_DENIED); service {"project", "enabled"}: the API
   disabled for a project; expire-tokens {}; state {"version", "state"}:
   force any state (DESTROYED, PENDING_GENERATION...); token-mode {"mode":
-  ok|e500|hang|short}; GET /admin/stats: counters as JSON.
+  ok|e500|hang|short|bogus}; GET /admin/stats: counters as JSON.
 """
 import argparse
 import base64
@@ -270,7 +271,7 @@ def decrypt(kname, req, mode):
     except InvalidTag:
         raise bad
     c = crc(pt)
-    if mode == 'badcrc':
+    if mode == 'badptcrc':
         c ^= 1
     stats['decrypt'] += 1
     return {'plaintext': base64.b64encode(pt).decode(), 'plaintextCrc32c': str(c),
@@ -317,7 +318,8 @@ def issue_token(kind):
     life = 3600
     if token_mode['mode'] == 'short':
         life = 2
-    tokens[t] = time.time() + life
+    if token_mode['mode'] != 'bogus':	# 'bogus': tokens the API never accepts
+        tokens[t] = time.time() + life
     stats['tokens_' + kind] += 1
     return {'access_token': t, 'expires_in': life, 'token_type': 'Bearer'}
 
