@@ -269,6 +269,11 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 			      "Cloud KMS %s: HTTP 401 %s: the access token was not accepted (credentials rejected)%s%s",
 			      what, st[0] ? st : "UNAUTHENTICATED", MSGTAIL);
 	}
+	/* An outage is never a revocation nor a configuration error, whatever
+	 * the body of a 5xx says. */
+	if (status == 429 || status == 408 || status >= 500)
+		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "Cloud KMS %s: HTTP %ld%s%s%s%s", what,
+			      status, st[0] ? " " : "", st, MSGTAIL);
 	if (d.reason[0] && reason_is(d.reason, misconfig_reasons)) {
 		const char *why = !strcmp(d.reason, "SERVICE_DISABLED") ?
 			"the Cloud KMS API is not enabled in the project (enable cloudkms.googleapis.com)" :
@@ -286,7 +291,7 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 	if (d.reason[0] && reason_is(d.reason, transient_reasons))
 		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "Cloud KMS %s: %s %s (HTTP %ld)%s%s", what,
 			      st[0] ? st : "error", d.reason, status, MSGTAIL);
-	if (status == 429 || status == 408 || status >= 500 || reason_is(st, transient_status))
+	if (reason_is(st, transient_status))
 		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "Cloud KMS %s: HTTP %ld%s%s%s%s", what,
 			      status, st[0] ? " " : "", st, MSGTAIL);
 	if (!e)
@@ -698,7 +703,7 @@ static int read_key_file(const char *path, struct lc_secret *out, struct lc_erro
 {
 	struct stat st;
 	size_t n = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);	/* symlinks followed: Kubernetes secret volumes */
 
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_MISCONFIG,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Host side of the end-to-end tests: build the agent and the CLI, boot the
 # QEMU machine on each kernel line and run tests/e2e/run-all.sh in it, then
-# tests/e2e/aws-kms.sh (tests/e2e/aws-kms-host.sh: AWS KMS on the host).
+# tests/e2e/aws-kms.sh (tests/e2e/aws-kms-host.sh: AWS KMS on the host) and
+# tests/e2e/gcp-kms.sh (tests/e2e/gcp-kms-host.sh: fake Cloud KMS on the host).
 # Ends with "N passed, N failed, N skipped" over both lines.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +31,16 @@ for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
 	sum=$(tests/e2e/aws-kms-host.sh "$line" | tee /dev/stderr | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
 	if [ -z "$sum" ]; then
 		echo "not ok - $line: aws-kms: no result"
+		tf=$((tf + 1))
+		continue
+	fi
+	read -r p f s < <(echo "$sum" | sed -E 's/([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/')
+	tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
+	# Google Cloud KMS end to end: the project's fake Cloud KMS and metadata
+	# server on the host, reached over QEMU's restricted user network.
+	sum=$(tests/e2e/gcp-kms-host.sh "$line" | tee /dev/stderr | grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' | tail -n1)
+	if [ -z "$sum" ]; then
+		echo "not ok - $line: gcp-kms: no result"
 		tf=$((tf + 1))
 		continue
 	fi

@@ -26,7 +26,8 @@ assertion is verified with the public key registered for its "iss"
 (--sa EMAIL=PUBLIC.pem), "aud" must be https://oauth2.googleapis.com/token
 (as Google documents and google-auth sends, whatever token_uri is), "exp"
 in the future.  --metadata PORT serves the GCE metadata token endpoint (plain
-HTTP, Metadata-Flavor: Google required); --hang PORT accepts connections
+HTTP, Metadata-Flavor: Google required); --plain PORT the same API over
+plain HTTP (for the e2e test's key owner, never for lakecrypt); --hang PORT accepts connections
 and never answers (token or metadata endpoint that stalls).
 
 Fault keys: projects/p/locations/global/keyRings/faults/cryptoKeys/<mode>[-tag]
@@ -611,6 +612,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--tls', action='append', default=[], help='PORT:CERT:KEY')
     ap.add_argument('--metadata', type=int)
+    ap.add_argument('--plain', type=int, help='PORT: the same API over plain HTTP (the key owner\'s console in the e2e test)')
     ap.add_argument('--hang', type=int)
     ap.add_argument('--sa', action='append', default=[], help='EMAIL=PUBLIC_KEY.pem')
     a = ap.parse_args()
@@ -626,6 +628,10 @@ def main():
         srv = TLSServer(('127.0.0.1', int(port)), h)
         srv.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         srv.ctx.load_cert_chain(cert, key)
+        servers.append(srv)
+    if a.plain:
+        srv = ThreadingHTTPServer(('127.0.0.1', a.plain), Handler)
+        srv.daemon_threads = True
         servers.append(srv)
     if a.metadata:
         srv = ThreadingHTTPServer(('127.0.0.1', a.metadata), Metadata)
