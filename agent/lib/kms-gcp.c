@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -257,6 +258,11 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		copy_printable(st, sizeof(st), lc_json_str(e, "status"));
 		m = lc_json_str(e, "message");
 		copy_printable(msg, sizeof(msg), m);
+		/* The message goes to logs: never one that echoes a credential
+		 * (an access token, a JWT, a key) back. */
+		if (strstr(msg, "Bearer") || strstr(msg, "ya29.") || strstr(msg, "eyJ") ||
+		    strstr(msg, "PRIVATE KEY"))
+			snprintf(msg, sizeof(msg), "(message withheld: it seems to carry a credential)");
 		read_details(e, &d);
 	} else {
 		e = NULL;
@@ -1044,13 +1050,38 @@ void lc_kms_gcp_free(struct lc_kms_gcp *a)
  * hold key material: the caller's locked buffer).  On 0, @res holds the
  * parsed reply.
  */
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* What is left of the attempt's @timeout_ms started at @start (0: no
+ * bound); 0 and a TRANSIENT error when nothing is. */
+static int time_left(uint64_t start, uint64_t timeout_ms, uint64_t *left, struct lc_error *err)
+{
+	uint64_t used = mono_ms() - start;
+
+	*left = 0;
+	if (!timeout_ms)
+		return 0;
+	if (used >= timeout_ms)
+		return lc_err(err, -ETIMEDOUT, LC_ERRC_TRANSIENT,
+			      "Cloud KMS: the attempt's %" PRIu64 " ms were used up (token and request)",
+			      timeout_ms);
+	*left = timeout_ms - used;
+	return 0;
+}
+
 static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref,
 		    const char *body, size_t body_len, uint64_t timeout_ms,
 		    struct lc_gcp_result *res, struct lc_provider_reply *reply,
 		    struct lc_error *err)
 {
 	char url[1100];
-	uint64_t gen = 0;
+	uint64_t gen = 0, start = mono_ms(), left;
 	int r = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -1065,13 +1096,21 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 		struct lc_http_response resp = { 0 };
 		const char *hdrs[3] = { NULL, NULL, NULL };
 
-		r = token_get(a, timeout_ms, gen, attempt > 0, &auth, &gen, err);
-		if (r)
+		/* Token, request, and the one retry after a 401 share the
+		 * attempt's time. */
+		r = time_left(start, timeout_ms, &left, err);
+		if (!r)
+			r = token_get(a, left, gen, attempt > 0, &auth, &gen, err);
+		if (!r)
+			r = time_left(start, timeout_ms, &left, err);
+		if (r) {
+			lc_secret_free(&auth);
 			return r;
+		}
 		hdrs[0] = (const char *)auth.p;
 		hdrs[1] = body ? "Content-Type: application/json" : NULL;
 		r = lc_http_request(a->http, body ? "POST" : "GET", url, hdrs, body, body_len,
-				    NULL, timeout_ms, &resp, err);
+				    NULL, left, &resp, err);
 		lc_secret_free(&auth);
 		if (r)
 			return r;

@@ -44,6 +44,7 @@ exist implicitly; <mode> picks the behaviour:
   apidisabled 403 PERMISSION_DENIED, ErrorInfo SERVICE_DISABLED
   userproject 403 PERMISSION_DENIED, ErrorInfo USER_PROJECT_DENIED
   invalidarg  400 INVALID_ARGUMENT   html  502 text/html
+  echo        400 INVALID_ARGUMENT whose message repeats the Authorization header
 Administration for tests: POST /admin/<op> with a JSON body:
   deny {"key", "deny"}: IAM deny on a key (403 PERMISSION_DENIED,
   IAM_PERMISSION_DENIED); service {"project", "enabled"}: the API
@@ -416,6 +417,8 @@ class Handler(BaseHTTPRequestHandler):
         if mode == 'userproject':
             raise ApiError(403, 'PERMISSION_DENIED', 'Caller does not have required permission to use project p.',
                            reason='USER_PROJECT_DENIED', metadata={'consumer': 'projects/p'})
+        if mode == 'echo':	# a hostile server echoing the credential back
+            raise ApiError(400, 'INVALID_ARGUMENT', 'bad request with %s' % self.headers.get('Authorization', ''))
         if mode == 'invalidarg':
             raise ApiError(400, 'INVALID_ARGUMENT', 'Invalid argument.')
         if mode == 'expire':

@@ -256,6 +256,8 @@ has "MISCONFIG says the API is not enabled" 'Cloud KMS API is not enabled'
 admin service '{"project":"lc-test","enabled":true}'
 expect "USER_PROJECT_DENIED: misconfigured" MISCONFIG 5000 "${sa[@]}" state "$(fk userproject)"
 expect "INVALID_ARGUMENT on encrypt: misconfigured" MISCONFIG 5000 "${sa[@]}" wrap "$(fk invalidarg)" "$ctx"
+expect "a server whose error message echoes the bearer token" MISCONFIG 5000 "${sa[@]}" state "$(fk echo)"
+has "the echoed token is withheld from the error" 'message withheld'
 
 # ---- tokens -----------------------------------------------------------------------
 j0=$(stat tokens_jwt)

@@ -312,6 +312,12 @@ static void test_error_classes(void **state)
 		lc_gcp_result_free(&res);
 		free(b);
 	}
+	/* a message that echoes a credential is not repeated */
+	assert_true(parse(LC_GCP_GET_KEY, 400, "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"message\":\"got Bearer ya29.secret\"}}",
+			  "", &res, &e) < 0);
+	assert_null(strstr(e.msg, "ya29"));
+	assert_non_null(strstr(e.msg, "withheld"));
+	lc_gcp_result_free(&res);
 	/* no google.rpc.Status at all */
 	assert_true(parse(LC_GCP_GET_KEY, 502, "<html>bad gateway</html>", "", &res, &e) < 0);
 	assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
