@@ -3,6 +3,8 @@
 # (tools/setup-deps.sh) and idempotent: a second run only checks.
 #   $LAKECRYPT_TOOLS/venv       Python venv with botocore (SigV4 reference) and
 #                               moto (server mode: DescribeKey states)
+#                               google-cloud-kms, google-auth, google-crc32c,
+#                               cryptography (Google Cloud KMS: tests/kms/gcp.sh)
 #   $LAKECRYPT_TOOLS/bin/local-kms   AWS KMS emulator (Go module proxy)
 #   python3-pykmip              KMIP server and client (Debian package)
 # Go is installed from Debian if no go is on PATH or in /usr/local/go.
@@ -41,5 +43,13 @@ if [ ! -x "$tools/bin/local-kms" ] || [ "$(cat "$tools/bin/local-kms.version" 2>
 	GOPATH=$gopath GOFLAGS=-modcacherw GOBIN=$tools/bin \
 		go install "github.com/nsmithuk/local-kms@$LOCAL_KMS_VERSION"
 	echo "$LOCAL_KMS_VERSION" >"$tools/bin/local-kms.version"
+fi
+# Google Cloud KMS (tests/kms/gcp.sh): the official SDK that proves the
+# project's own test server, google-auth (service-account JWT grant),
+# google-crc32c (Google's CRC32C, the fake's independent reference) and
+# cryptography (the fake's AES-GCM and RS256 verification).
+if ! "$tools/venv/bin/python3" -c 'import google.cloud.kms, google.auth.transport.requests, google_crc32c, cryptography, grpc' 2>/dev/null; then
+	"$tools/venv/bin/pip" install -q "google-cloud-kms${GOOGLE_CLOUD_KMS_VERSION:+==$GOOGLE_CLOUD_KMS_VERSION}" \
+		"google-auth[requests]" google-crc32c cryptography
 fi
 echo "setup-kms-tools: ok ($tools)"

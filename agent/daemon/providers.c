@@ -13,6 +13,7 @@
 #include "kms-aws.h"
 #include "kms-kmip.h"
 #include "kms-pkcs11.h"
+#include "kms-gcp.h"
 
 struct provider_kind {
 	const char *kind;
@@ -189,11 +190,34 @@ static int pkcs11_init(struct agent *a, struct lc_provider *p, struct lc_error *
 	return 0;
 }
 
+/* Google Cloud KMS from [gcp-kms]; tokens are fetched at the first call. */
+static int gcp_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	const struct lc_config *c = &a->cfg;
+	struct lc_kms_gcp_config gc = {
+		.endpoint = c->gcp_endpoint[0] ? c->gcp_endpoint : NULL,
+		.ca_file = c->gcp_ca_bundle[0] ? c->gcp_ca_bundle : NULL,
+		.credentials = c->gcp_credentials[0] ? c->gcp_credentials : NULL,
+		.key_file = c->gcp_key_file[0] ? c->gcp_key_file : NULL,
+		.metadata_endpoint = c->gcp_metadata_endpoint[0] ? c->gcp_metadata_endpoint : NULL,
+		.connect_timeout_ms = c->gcp_connect_timeout_ms,
+		.metadata_timeout_ms = c->gcp_metadata_timeout_ms,
+	};
+	struct lc_kms_gcp *gcp;
+	int r = lc_kms_gcp_new(&gcp, &gc, err);
+
+	if (r < 0)
+		return r;
+	lc_kms_gcp_provider_init(p, gcp);
+	return 0;
+}
+
 static const struct provider_kind kinds[] = {
 	{ LC_KMS_LOCAL_NAME, local_init },
 	{ LC_KMS_AWS_NAME, aws_init },
 	{ LC_KMS_KMIP_NAME, kmip_init },
 	{ LC_KMS_PKCS11_NAME, pkcs11_init },
+	{ LC_KMS_GCP_NAME, gcp_init },
 };
 
 int agent_providers_init(struct agent *a, struct lc_error *err)

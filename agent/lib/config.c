@@ -84,6 +84,13 @@ static const struct key keys[] = {
 	{ "pkcs11", "token_serial", K_WORD, F(pkcs11_token_serial), 0, 0 },
 	{ "pkcs11", "pin_file", K_PATH, F(pkcs11_pin_file), 0, 0 },
 	{ "pkcs11", "sessions", K_UINT, F(pkcs11_sessions), 1, 64 },
+	{ "gcp-kms", "endpoint", K_URL, F(gcp_endpoint), 0, 0 },
+	{ "gcp-kms", "ca_bundle", K_PATH, F(gcp_ca_bundle), 0, 0 },
+	{ "gcp-kms", "credentials", K_WORD, F(gcp_credentials), 0, 0 },
+	{ "gcp-kms", "key_file", K_PATH, F(gcp_key_file), 0, 0 },
+	{ "gcp-kms", "metadata_endpoint", K_URL, F(gcp_metadata_endpoint), 0, 0 },
+	{ "gcp-kms", "connect_timeout_ms", K_UINT, F(gcp_connect_timeout_ms), 1, 600000 },
+	{ "gcp-kms", "metadata_timeout_ms", K_UINT, F(gcp_metadata_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -72,6 +72,15 @@
  *   pin_file = /etc/lakecrypt/pkcs11.pin    # user PIN, read at start; owned
  *                                           # by the agent's user or root, 0600
  *   sessions = 4                            # 1..64, concurrent sessions
+ *   [gcp-kms]                               # provider "gcp-kms" (kms-gcp.h)
+ *   endpoint = https://cloudkms.googleapis.com  # override (regional, private, tests)
+ *   ca_bundle = /etc/ssl/certs/ca-certificates.crt  # PEM; default: system CAs
+ *   credentials = auto                      # auto | metadata | service-account
+ *   key_file = /etc/lakecrypt/gcp-sa.json   # service-account key (mode 0600);
+ *                                           # default $GOOGLE_APPLICATION_CREDENTIALS
+ *   metadata_endpoint = http://metadata.google.internal  # token source
+ *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
+ *   metadata_timeout_ms = 2000              # 1..600000, per metadata request
  *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
@@ -144,6 +153,14 @@ struct lc_config {
 	char pkcs11_token_serial[17];
 	char pkcs11_pin_file[LC_CONFIG_PATH_MAX];
 	unsigned int pkcs11_sessions;
+	/* [gcp-kms]: "" / 0 = not set (the provider's default) */
+	char gcp_endpoint[LC_CONFIG_URL_MAX];
+	char gcp_ca_bundle[LC_CONFIG_PATH_MAX];
+	char gcp_credentials[16];
+	char gcp_key_file[LC_CONFIG_PATH_MAX];
+	char gcp_metadata_endpoint[LC_CONFIG_URL_MAX];
+	unsigned int gcp_connect_timeout_ms;
+	unsigned int gcp_metadata_timeout_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

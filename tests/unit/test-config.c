@@ -207,6 +207,40 @@ static void test_aws_kms(void **state)
 	assert_int_equal(c.aws_imds_timeout_ms, 1000);
 }
 
+static void test_gcp_kms(void **state)
+{
+	static const char text[] =
+		"[gcp-kms]\n"
+		"endpoint = https://cloudkms.europe-west1.rep.googleapis.com\n"
+		"ca_bundle = /etc/lakecrypt/ca.pem\n"
+		"credentials = service-account\n"
+		"key_file = /etc/lakecrypt/gcp-sa.json\n"
+		"metadata_endpoint = http://169.254.169.254\n"
+		"connect_timeout_ms = 2500\n"
+		"metadata_timeout_ms = 1000\n";
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "", &e), 0);
+	assert_string_equal(c.gcp_endpoint, "");
+	assert_string_equal(c.gcp_key_file, "");
+	assert_int_equal(c.gcp_metadata_timeout_ms, 0);
+	assert_int_equal(parse(&c, text, &e), 0);
+	assert_string_equal(c.gcp_endpoint, "https://cloudkms.europe-west1.rep.googleapis.com");
+	assert_string_equal(c.gcp_ca_bundle, "/etc/lakecrypt/ca.pem");
+	assert_string_equal(c.gcp_credentials, "service-account");
+	assert_string_equal(c.gcp_key_file, "/etc/lakecrypt/gcp-sa.json");
+	assert_string_equal(c.gcp_metadata_endpoint, "http://169.254.169.254");
+	assert_int_equal(c.gcp_connect_timeout_ms, 2500);
+	assert_int_equal(c.gcp_metadata_timeout_ms, 1000);
+	assert_int_equal(parse(&c, "[gcp-kms]\nkey_file = sa.json\n", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "not an absolute path"));
+	assert_int_equal(parse(&c, "[gcp-kms]\nprivate_key = x\n", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "unknown key \"private_key\" in [gcp-kms]"));
+	assert_int_equal(parse(&c, "[gcp-kms]\nmetadata_timeout_ms = 0\n", &e), -EINVAL);
+}
+
 static void test_load_file(void **state)
 {
 	char path[] = "/tmp/lc-config-XXXXXX";
@@ -287,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_aws_kms),
+		cmocka_unit_test(test_gcp_kms),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_inline_comments),

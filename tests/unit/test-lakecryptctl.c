@@ -352,6 +352,9 @@ static void test_keyconfig_workspace(void **state)
 	bad("keyconfig create --key k-1", "missing NAME", "keyconfig create");
 	bad("keyconfig create kc1 --key k-1 --provider aws", "unknown provider \"aws\": expected \"local\"",
 	    "keyconfig create");
+	good("keyconfig create gcp-kc --provider gcp-kms --key projects/p/locations/global/keyRings/r/cryptoKeys/k",
+	     "keyconfig.create",
+	     "{\"name\":\"gcp-kc\",\"provider\":\"gcp-kms\",\"key_ref\":\"projects/p/locations/global/keyRings/r/cryptoKeys/k\"}");
 	good("keyconfig create finance-kc --provider aws-kms --key arn:aws:kms:eu-west-1:111122223333:key/k1",
 	     "keyconfig.create",
 	     "{\"name\":\"finance-kc\",\"provider\":\"aws-kms\",\"key_ref\":\"arn:aws:kms:eu-west-1:111122223333:key/k1\"}");
