@@ -72,6 +72,17 @@ static const struct key keys[] = {
 	{ "aws-kms", "imds_endpoint", K_URL, F(aws_imds_endpoint), 0, 0 },
 	{ "aws-kms", "connect_timeout_ms", K_UINT, F(aws_connect_timeout_ms), 1, 600000 },
 	{ "aws-kms", "imds_timeout_ms", K_UINT, F(aws_imds_timeout_ms), 1, 600000 },
+	{ "azure-kv", "credentials", K_WORD, F(azure_credentials), 0, 0 },
+	{ "azure-kv", "tenant_id", K_WORD, F(azure_tenant_id), 0, 0 },
+	{ "azure-kv", "client_id", K_WORD, F(azure_client_id), 0, 0 },
+	{ "azure-kv", "client_secret_file", K_PATH, F(azure_client_secret_file), 0, 0 },
+	{ "azure-kv", "client_certificate_file", K_PATH, F(azure_client_certificate_file), 0, 0 },
+	{ "azure-kv", "authority", K_URL, F(azure_authority), 0, 0 },
+	{ "azure-kv", "imds_endpoint", K_URL, F(azure_imds_endpoint), 0, 0 },
+	{ "azure-kv", "resource", K_URL, F(azure_resource), 0, 0 },
+	{ "azure-kv", "ca_bundle", K_PATH, F(azure_ca_bundle), 0, 0 },
+	{ "azure-kv", "connect_timeout_ms", K_UINT, F(azure_connect_timeout_ms), 1, 600000 },
+	{ "azure-kv", "imds_timeout_ms", K_UINT, F(azure_imds_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -316,7 +327,7 @@ int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const c
 			have_section = true;
 			continue;
 unknown_section:
-			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume] or [aws-kms]",
+			return bad("%s:%u: unknown section [%.*s]: expected [agent], [kms], [revocation], [volume], [aws-kms] or [azure-kv]",
 				   name, line, (int)(e - b > 32 ? 32 : e - b), b);
 		}
 		eq = memchr(b, '=', (size_t)(e - b));

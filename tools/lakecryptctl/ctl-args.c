@@ -86,7 +86,7 @@ static const struct cmd_spec cmds[] = {
 
 	{ "keyconfig", "create", "keyconfig.create", LC_CTL_AGENT, LC_R_KEYCONFIG,
 	  { { "NAME", "name", O_STR, false } },
-	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider: local (default) or aws-kms" },
+	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider: local (default), aws-kms or azure-kv" },
 	    { "--key", O_STR, true, "key_ref", 0, 0, "KEY_REF", "the CMK, as the provider names it" } },
 	  "register a key configuration (a CMK reference in one provider)", NULL },
 	{ "keyconfig", "list", "keyconfig.list", LC_CTL_AGENT, LC_R_KEYCONFIGS, { { 0 } }, { { 0 } },
@@ -797,8 +797,8 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 
 		if (json_object_object_get_ex(cmd->args, "provider", &pv))
 			prov = json_object_get_string(pv);
-		if (strcmp(prov, "local") && strcmp(prov, "aws-kms")) {
-			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS) or \"aws-kms\" (AWS KMS, --key a key ARN)",
+		if (strcmp(prov, "local") && strcmp(prov, "aws-kms") && strcmp(prov, "azure-kv")) {
+			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS), \"aws-kms\" (AWS KMS, --key a key ARN) or \"azure-kv\" (Azure Key Vault / Managed HSM, --key a key URL)",
 				prov);
 			return LC_CTL_EXIT_USAGE;
 		}
