@@ -8,6 +8,8 @@
 #     built with ASan and UBSan.
 #   - Faults: tests/kms/fake-aws.py, which also re-signs every request
 #     with botocore and requires the same Authorization byte for byte.
+#   - Azure Key Vault / Managed HSM: tests/kms/azure.sh (fake vault, token
+#     endpoint and IMDS checked against the official Azure SDK).
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -394,4 +396,11 @@ m=$(grep -c 'SIGV4 MATCH' "$work/fake.log") x=$(grep -c 'SIGV4 MISMATCH' "$work/
 if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth-token|web-identity-jwt' "$work/client.log"; then
 	notok "no secret in the client's output"
 else ok "no secret key, session token, metadata or container token in the client's output"; fi
+
+# ---- Azure Key Vault / Managed HSM (tests/kms/azure.sh: its own servers and PKI) ----
+AZ_TAP_BASE=$n bash tests/kms/azure.sh >"$work/azure.out" 2>&1
+grep -v '^RESULT' "$work/azure.out"
+if read -r _ ap af an < <(grep '^RESULT' "$work/azure.out"); then
+	pass=$((pass + ap)) fail=$((fail + af)) n=$an
+else notok "tests/kms/azure.sh ran to its end" "$(tail -n 20 "$work/azure.out")"; fi
 finish
