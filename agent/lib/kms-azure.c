@@ -568,14 +568,15 @@ int lc_azure_parse_response(enum lc_azure_op op, long status, const char *body, 
 		break;
 	case LC_AZURE_UNWRAP:
 		copy_printable(res->kid, sizeof(res->kid), lc_json_str(o, "kid"));
-		if (lc_secret_alloc(&res->secret, LC_AZURE_BIND_HDR + LC_AZURE_MAX_PLAINTEXT + 2)) {
+		/* Up to what an RSA-8192 key can wrap: a longer plaintext than
+		 * lakecrypt's bound format is a foreign blob (INVALID, later). */
+		if (lc_secret_alloc(&res->secret, LC_AZURE_WRAPPED_MAX + 2)) {
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 			break;
 		}
 		s = lc_json_str(o, "value");
-		if (!s || b64url_decode(s, strlen(s), LC_AZURE_BIND_HDR + LC_AZURE_MAX_PLAINTEXT,
-					res->secret.p, &n) || !n) {
-			r = bad_answer(op, "no base64url value of at most 168 bytes", err);
+		if (!s || b64url_decode(s, strlen(s), LC_AZURE_WRAPPED_MAX, res->secret.p, &n) || !n) {
+			r = bad_answer(op, "no base64url value of at most 1024 bytes", err);
 			break;
 		}
 		res->secret.len = n;
@@ -1413,7 +1414,8 @@ static int azure_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 	if (r)
 		goto out;
 	SHA256((const unsigned char *)context, strlen(context), want);
-	if (res.secret.len < LC_AZURE_BIND_HDR + 8 || memcmp(res.secret.p, BIND_MAGIC, 8)) {
+	if (res.secret.len < LC_AZURE_BIND_HDR + 8 ||
+	    res.secret.len > LC_AZURE_BIND_HDR + LC_AZURE_MAX_PLAINTEXT || memcmp(res.secret.p, BIND_MAGIC, 8)) {
 		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			   "Azure Key Vault: the unwrapped key is not in lakecrypt's bound format (LCAZctx1): not wrapped by lakecrypt");
 		goto out;

@@ -155,7 +155,8 @@ struct lc_azure_result {
 	int64_t deletion_date;			/* deleted key: scheduledPurgeDate, epoch s */
 	char state_why[96];			/* why not enabled, for messages */
 	struct lc_buf value;			/* wrap: wrapped bytes (malloc'd) */
-	struct lc_secret secret;		/* unwrap: bytes; token: access token + NUL */
+	struct lc_secret secret;		/* unwrap: bytes (<= LC_AZURE_WRAPPED_MAX);
+						 * token: the Authorization header + NUL */
 	int64_t expires_at;			/* token: epoch s */
 	uint64_t retry_after_ms;		/* 429/503 Retry-After, capped */
 	bool can_wrap, can_unwrap;		/* GET: key_ops allow (or none listed) */

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (sel == LC_AZURE_WRAP && (!res.value.p || !res.value.len || res.value.len > LC_AZURE_WRAPPED_MAX))
 			abort();
 		if (sel == LC_AZURE_UNWRAP && (!res.secret.p || !res.secret.len ||
-					       res.secret.len > LC_AZURE_BIND_HDR + LC_AZURE_MAX_PLAINTEXT))
+					       res.secret.len > LC_AZURE_WRAPPED_MAX))
 			abort();
 		if (sel == LC_AZURE_TOKEN && (!res.secret.p || res.expires_at <= 1800000000 ||
 					      strlen((const char *)res.secret.p) != res.secret.len ||

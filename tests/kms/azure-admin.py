@@ -14,6 +14,7 @@ administer test keys and to prove that the fake speaks the real protocol:
                                 (RSA-OAEP-256) -> "roundtrip ok <kid>"
     unwrap-kid KID B64URL       CryptographyClient(KID).unwrap_key
                                 (RSA-OAEP-256) -> base64url of the result
+    wrap-kid KID B64URL         CryptographyClient(KID).wrap_key -> base64url
     error get|unwrap NAME       the error the SDK raises -> "<Class> <status> <code> <inner>"
     token secret|cert|imds|deny  a credential's get_token -> "token <scope>"
 Environment: AZ_CA (test CA, also REQUESTS_CA_BUNDLE), AZ_AUTHORITY
@@ -94,6 +95,11 @@ def main():
         enc = base64.urlsafe_b64decode(args[1] + '=' * (-len(args[1]) % 4))
         u = cc.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, enc)
         print(base64.urlsafe_b64encode(u.key).rstrip(b'=').decode())
+    elif cmd == 'wrap-kid':
+        cc = CryptographyClient(args[0], credential(), verify_challenge_resource=False)
+        data = base64.urlsafe_b64decode(args[1] + '=' * (-len(args[1]) % 4))
+        w = cc.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, data)
+        print(base64.urlsafe_b64encode(w.encrypted_key).rstrip(b'=').decode())
     elif cmd == 'error':
         op, name = args[0], args[1]
         who = args[2] if len(args) > 2 else 'secret'

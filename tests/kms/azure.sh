@@ -196,6 +196,17 @@ for other in "$vault/keys/hk1/${hsmkid##*/}" "https://evil.vault.azure.net/keys/
 	expect "a blob naming $other is refused before any call" INVALID 2000 "${sec[@]}" unwrap "$key" "$ctx" "$(forge "$blob" "$other")"
 done
 has "the refusal names a key that is not a version of the configured key" 'not a version of the configured key'
+# Bytes wrapped by the right key, but not by lakecrypt (no bound context).
+for plain in "$(printf 'x%.0s' $(seq 64))" "$(printf 'LCAZctx1%.0s' $(seq 23))"; do
+	fw=$(sdk wrap-kid "$kid" "$("$py" -c 'import base64,sys; print(base64.urlsafe_b64encode(sys.argv[1].encode()).rstrip(b"=").decode())' "$plain")")
+	fb=$("$py" -c '
+import base64, sys
+b = base64.b64decode(sys.argv[1]); k = b[6] << 8 | b[7]
+w = base64.urlsafe_b64decode(sys.argv[2] + "=" * (-len(sys.argv[2]) % 4))
+print(base64.b64encode(b[:10 + k - 2] + len(w).to_bytes(2, "big") + w).decode())' "$blob" "$fw")
+	expect "a blob wrapped by the right key but not by lakecrypt (${#plain} bytes)" INVALID 5000 "${sec[@]}" unwrap "$key" "$ctx" "$fb"
+	has "the refusal says it is not lakecrypt's bound format" "not in lakecrypt's bound format"
+done
 expect "a blob of another provider (no LCAZ magic)" INVALID 2000 "${sec[@]}" unwrap "$key" "$ctx" "QUJDREVGR0hJSktMTU5PUA=="
 trunc=$("$py" -c 'import base64,sys; b=base64.b64decode(sys.argv[1]); print(base64.b64encode(b[:-1]).decode())' "$blob")
 expect "a truncated blob" INVALID 2000 "${sec[@]}" unwrap "$key" "$ctx" "$trunc"
@@ -261,6 +272,9 @@ expect "a wrong client secret" MISCONFIG 5000 "${sec[@]:0:8}" --secret-file "$wo
 has "wrong secret: AADSTS7000215 named" 'AADSTS7000215'
 expect "a secret file readable by others is refused" MISCONFIG 2000 "${sec[@]:0:8}" --secret-file "$work/opensecret" --authority "$vault" state "$key"
 has "the refusal says chmod 600" 'chmod 600'
+expect "resource override (e.g. a sovereign cloud)" ok 5000 --resource https://vault.example.test "${sec[@]}" state "$key"
+grep -q '^TOKEN secret 11111111-1111-4111-8111-111111111111 https://vault.example.test$' "$work/fake.log" &&
+	ok "the token was requested for the configured resource (scope RESOURCE/.default)" || notok "resource override" "$(grep ^TOKEN "$work/fake.log" | tail -3)"
 before=$(tokens secret)
 run "${sec[@]}" twice "$key"
 [ $(( $(tokens secret) - before )) -eq 1 ] && echo "$last" | grep -q '^result ok' && ok "a token is cached across calls (one fetch for two calls)" || notok "token cache" "$last"
