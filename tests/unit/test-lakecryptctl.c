@@ -355,6 +355,9 @@ static void test_keyconfig_workspace(void **state)
 	good("keyconfig create finance-kc --provider aws-kms --key arn:aws:kms:eu-west-1:111122223333:key/k1",
 	     "keyconfig.create",
 	     "{\"name\":\"finance-kc\",\"provider\":\"aws-kms\",\"key_ref\":\"arn:aws:kms:eu-west-1:111122223333:key/k1\"}");
+	good("keyconfig create az-kc --provider azure-kv --key https://v1.vault.azure.net/keys/cmk",
+	     "keyconfig.create",
+	     "{\"name\":\"az-kc\",\"provider\":\"azure-kv\",\"key_ref\":\"https:\\/\\/v1.vault.azure.net\\/keys\\/cmk\"}");
 	bad("keyconfig create kc1 --key ''", "--key must not be empty", "keyconfig create");
 	good("keyconfig list", "keyconfig.list", "{}");
 	bad("keyconfig list kc1", "unexpected argument", "keyconfig list");
