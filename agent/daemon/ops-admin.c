@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "kms-aws.h"
+#include "kms-azure.h"
 
 #define JADD(o, k, v) json_object_object_add(o, k, v)
 
@@ -150,8 +151,8 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	p = agent_provider(a, provider);
 	if (!p)
 		return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
-			      "unknown provider \"%s\": this agent offers \"%s\" and \"%s\"", provider,
-			      LC_KMS_LOCAL_NAME, LC_KMS_AWS_NAME);
+			      "unknown provider \"%s\": this agent offers \"%s\", \"%s\" and \"%s\"", provider,
+			      LC_KMS_LOCAL_NAME, LC_KMS_AWS_NAME, LC_KMS_AZURE_NAME);
 	if (strlen(key_ref) >= sizeof(kc.key_ref))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"key_ref\" is longer than %zu characters", sizeof(kc.key_ref) - 1);

@@ -79,6 +79,7 @@ pki() {
 		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=lakecrypt-$c" \
 			-keyout "$c.key" -out "$c.crt" && cat "$c.key" "$c.crt" >"$c.pem" && chmod 600 "$c.pem" || return 1
 	done
+	cp client.crt crtonly.pem && chmod 600 crtonly.pem
 	printf 'fake-client-secret~0123456789\n' >secret && chmod 600 secret
 	printf 'wrong-secret\n' >badsecret && chmod 600 badsecret
 	printf 'denied-client-secret~0123456789\n' >denysecret && chmod 600 denysecret
@@ -260,6 +261,18 @@ before=$(tokens imds)
 expect "managed identity (IMDS) token" ok 5000 --ca "$work/ca.pem" --imds "http://127.0.0.1:$p_imds" state "$key"
 [ $(( $(tokens imds) - before )) -eq 1 ] && ok "IMDS was asked once, with Metadata: true" || notok "IMDS count"
 grep -q '^IMDS /metadata/identity/oauth2/token' "$work/fake.log" && ok "IMDS path /metadata/identity/oauth2/token" || notok "IMDS path"
+expect "user-assigned managed identity (client_id in the IMDS request)" ok 5000 --ca "$work/ca.pem" --imds "http://127.0.0.1:$p_imds" \
+	--client-id 33333333-3333-4333-8333-333333333333 state "$key"
+grep -q '^TOKEN imds 33333333-3333-4333-8333-333333333333 https://vault.azure.net$' "$work/fake.log" &&
+	ok "IMDS was asked for the user-assigned identity and resource https://vault.azure.net" || notok "IMDS client_id" "$(grep '^TOKEN imds' "$work/fake.log")"
+expect "a certificate file without its private key" MISCONFIG 2000 --ca "$work/ca.pem" --creds client-certificate \
+	--tenant "$tenant" --client-id 22222222-2222-4222-8222-222222222222 --cert-file "$work/crtonly.pem" --authority "$vault" state "$key"
+has "the refusal says what the file must hold" 'must hold a PEM certificate and its unencrypted private key'
+expect "an unknown credentials kind" MISCONFIG 2000 "${sec[@]}" --creds password state "$key"
+has "the refusal lists the kinds" "expected managed-identity, client-secret or client-certificate"
+expect "client-secret without tenant_id" MISCONFIG 2000 --ca "$work/ca.pem" --creds client-secret --client-id "$cid" \
+	--secret-file "$work/secret" state "$key"
+has "the refusal names tenant_id and client_id" 'need tenant_id .* and client_id'
 before=$(tokens 'certificate 22222222') jwts=$(grep -c '^JWT OK 22222222.* alg=RS256 x5t=' "$work/fake.log")
 expect "client certificate (RS256 assertion with x5t)" ok 5000 --ca "$work/ca.pem" --creds client-certificate \
 	--tenant "$tenant" --client-id 22222222-2222-4222-8222-222222222222 --cert-file "$work/client.pem" --authority "$vault" state "$key"
