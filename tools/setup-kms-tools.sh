@@ -1,10 +1,11 @@
 #!/bin/bash
 # Test tools for the cloud KMS providers, installed by `make setup`
 # (tools/setup-deps.sh) and idempotent: a second run only checks.
-#   $LAKECRYPT_TOOLS/venv       Python venv with botocore (SigV4 reference) and
-#                               moto (server mode: DescribeKey states)
+#   $LAKECRYPT_TOOLS/venv       Python venv with botocore (SigV4 reference),
+#                               moto (server mode: DescribeKey states),
 #                               google-cloud-kms, google-auth, google-crc32c,
 #                               cryptography (Google Cloud KMS: tests/kms/gcp.sh)
+#                               and azure-keyvault-keys + azure-identity (Azure SDK)
 #   $LAKECRYPT_TOOLS/bin/local-kms   AWS KMS emulator (Go module proxy)
 #   python3-pykmip              KMIP server and client (Debian package)
 # Go is installed from Debian if no go is on PATH or in /usr/local/go.
@@ -32,6 +33,15 @@ if [ ! -x "$tools/venv/bin/python3" ] || ! "$tools/venv/bin/python3" -c 'import 
 	[ -x "$tools/venv/bin/python3" ] || /usr/bin/python3 -m venv "$tools/venv"
 	"$tools/venv/bin/pip" install -q "botocore${BOTOCORE_VERSION:+==$BOTOCORE_VERSION}" \
 		"moto[server]${MOTO_VERSION:+==$MOTO_VERSION}"
+fi
+
+# Azure: the official SDK (azure-keyvault-keys, azure-identity) checks the
+# project's fake Key Vault (tests/kms/fake-azure-kv.py), which needs
+# cryptography (RSA-OAEP-256, A256KW) and PyJWT (client assertions).
+# lowkey-vault, a real emulator, is not served by the Maven repository
+# reached here.
+if ! "$tools/venv/bin/python3" -c 'import azure.keyvault.keys, azure.identity, cryptography, jwt' 2>/dev/null; then
+	"$tools/venv/bin/pip" install -q azure-keyvault-keys azure-identity cryptography PyJWT
 fi
 
 if [ ! -x "$tools/bin/local-kms" ] || [ "$(cat "$tools/bin/local-kms.version" 2>/dev/null)" != "$LOCAL_KMS_VERSION" ]; then

@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "kms-aws.h"
+#include "kms-azure.h"
 #include "kms-gcp.h"
 #include "kms-kmip.h"
 #include "kms-pkcs11.h"
@@ -153,9 +154,9 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	p = agent_provider(a, provider);
 	if (!p)
 		return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
-			      "unknown provider \"%s\": this agent offers \"%s\", \"%s\", \"%s\", \"%s\" and \"%s\"",
-			      provider, LC_KMS_LOCAL_NAME, LC_KMS_AWS_NAME, LC_KMS_KMIP_NAME,
-			      LC_KMS_PKCS11_NAME, LC_KMS_GCP_NAME);
+			      "unknown provider \"%s\": this agent offers \"%s\", \"%s\", \"%s\", \"%s\", \"%s\" and \"%s\"",
+			      provider, LC_KMS_LOCAL_NAME, LC_KMS_AWS_NAME, LC_KMS_AZURE_NAME,
+			      LC_KMS_GCP_NAME, LC_KMS_KMIP_NAME, LC_KMS_PKCS11_NAME);
 	if (strlen(key_ref) >= sizeof(kc.key_ref))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"key_ref\" is longer than %zu characters", sizeof(kc.key_ref) - 1);

@@ -11,9 +11,10 @@
 
 #include "agent.h"
 #include "kms-aws.h"
+#include "kms-azure.h"
+#include "kms-gcp.h"
 #include "kms-kmip.h"
 #include "kms-pkcs11.h"
-#include "kms-gcp.h"
 
 struct provider_kind {
 	const char *kind;
@@ -212,9 +213,38 @@ static int gcp_init(struct agent *a, struct lc_provider *p, struct lc_error *err
 	return 0;
 }
 
+/* Azure Key Vault / Managed HSM from [azure-kv]; tokens at the first call. */
+static int azure_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+{
+	const struct lc_config *c = &a->cfg;
+#define AZ(f) (c->azure_##f[0] ? c->azure_##f : NULL)
+	struct lc_kms_azure_config ac = {
+		.credentials = AZ(credentials),
+		.tenant_id = AZ(tenant_id),
+		.client_id = AZ(client_id),
+		.client_secret_file = AZ(client_secret_file),
+		.client_certificate_file = AZ(client_certificate_file),
+		.authority = AZ(authority),
+		.imds_endpoint = AZ(imds_endpoint),
+		.resource = AZ(resource),
+		.ca_file = AZ(ca_bundle),
+		.connect_timeout_ms = c->azure_connect_timeout_ms,
+		.imds_timeout_ms = c->azure_imds_timeout_ms,
+	};
+#undef AZ
+	struct lc_kms_azure *az;
+	int r = lc_kms_azure_new(&az, &ac, err);
+
+	if (r < 0)
+		return r;
+	lc_kms_azure_provider_init(p, az);
+	return 0;
+}
+
 static const struct provider_kind kinds[] = {
 	{ LC_KMS_LOCAL_NAME, local_init },
 	{ LC_KMS_AWS_NAME, aws_init },
+	{ LC_KMS_AZURE_NAME, azure_init },
 	{ LC_KMS_KMIP_NAME, kmip_init },
 	{ LC_KMS_PKCS11_NAME, pkcs11_init },
 	{ LC_KMS_GCP_NAME, gcp_init },

@@ -91,6 +91,17 @@ static const struct key keys[] = {
 	{ "gcp-kms", "metadata_endpoint", K_URL, F(gcp_metadata_endpoint), 0, 0 },
 	{ "gcp-kms", "connect_timeout_ms", K_UINT, F(gcp_connect_timeout_ms), 1, 600000 },
 	{ "gcp-kms", "metadata_timeout_ms", K_UINT, F(gcp_metadata_timeout_ms), 1, 600000 },
+	{ "azure-kv", "credentials", K_WORD, F(azure_credentials), 0, 0 },
+	{ "azure-kv", "tenant_id", K_WORD, F(azure_tenant_id), 0, 0 },
+	{ "azure-kv", "client_id", K_WORD, F(azure_client_id), 0, 0 },
+	{ "azure-kv", "client_secret_file", K_PATH, F(azure_client_secret_file), 0, 0 },
+	{ "azure-kv", "client_certificate_file", K_PATH, F(azure_client_certificate_file), 0, 0 },
+	{ "azure-kv", "authority", K_URL, F(azure_authority), 0, 0 },
+	{ "azure-kv", "imds_endpoint", K_URL, F(azure_imds_endpoint), 0, 0 },
+	{ "azure-kv", "resource", K_URL, F(azure_resource), 0, 0 },
+	{ "azure-kv", "ca_bundle", K_PATH, F(azure_ca_bundle), 0, 0 },
+	{ "azure-kv", "connect_timeout_ms", K_UINT, F(azure_connect_timeout_ms), 1, 600000 },
+	{ "azure-kv", "imds_timeout_ms", K_UINT, F(azure_imds_timeout_ms), 1, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -81,6 +81,20 @@
  *   metadata_endpoint = http://metadata.google.internal  # token source
  *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
  *   metadata_timeout_ms = 2000              # 1..600000, per metadata request
+ *   [azure-kv]                              # provider "azure-kv" (kms-azure.h)
+ *   credentials = managed-identity          # managed-identity | client-secret |
+ *                                           # client-certificate
+ *   tenant_id = <directory id>              # client-*: the Entra ID tenant
+ *   client_id = <application id>            # client-*; managed identity: a
+ *                                           # user-assigned identity (optional)
+ *   client_secret_file = /etc/lakecrypt/azure-secret   # mode 0600
+ *   client_certificate_file = /etc/lakecrypt/azure.pem # key + cert, mode 0600
+ *   authority = https://login.microsoftonline.com      # token endpoint host
+ *   imds_endpoint = http://169.254.169.254  # managed identity endpoint
+ *   resource = https://vault.azure.net      # default: by the key's host
+ *   ca_bundle = /etc/ssl/certs/ca-certificates.crt  # PEM; default: system CAs
+ *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
+ *   imds_timeout_ms = 2000                  # 1..600000, per IMDS request
  *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
@@ -161,6 +175,18 @@ struct lc_config {
 	char gcp_metadata_endpoint[LC_CONFIG_URL_MAX];
 	unsigned int gcp_connect_timeout_ms;
 	unsigned int gcp_metadata_timeout_ms;
+	/* [azure-kv]: "" / 0 = not set (the provider's default) */
+	char azure_credentials[24];
+	char azure_tenant_id[LC_CONFIG_NAME_MAX];
+	char azure_client_id[LC_CONFIG_NAME_MAX];
+	char azure_client_secret_file[LC_CONFIG_PATH_MAX];
+	char azure_client_certificate_file[LC_CONFIG_PATH_MAX];
+	char azure_authority[LC_CONFIG_URL_MAX];
+	char azure_imds_endpoint[LC_CONFIG_URL_MAX];
+	char azure_resource[LC_CONFIG_URL_MAX];
+	char azure_ca_bundle[LC_CONFIG_PATH_MAX];
+	unsigned int azure_connect_timeout_ms;
+	unsigned int azure_imds_timeout_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

@@ -283,6 +283,9 @@ static int run(struct lc_provider *p, struct call *c, struct lc_provider_reply *
 			break;
 		}
 		delay = jittered(pol, lc_retry_delay_ms(pol, n + 1));
+		if (reply->retry_after_ms > delay)	/* the KMS's own hint, capped */
+			delay = reply->retry_after_ms < pol->max_delay_ms ? reply->retry_after_ms
+									  : pol->max_delay_ms;
 		if (pol->deadline_ms && elapsed_ms + delay >= pol->deadline_ms) {
 			why = "deadline reached";
 			break;

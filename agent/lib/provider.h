@@ -42,7 +42,7 @@ const char *lc_key_state_name(enum lc_key_state st);	/* "enabled", ... */
 
 #define LC_PROVIDER_REQID_MAX	128
 #define LC_PROVIDER_KEYID_MAX	512
-#define LC_PROVIDER_VERSION_MAX	128
+#define LC_PROVIDER_VERSION_MAX	256	/* = LC_HDR_CMK_VERSION_SIZE: a full versioned key URL fits */
 
 /* What the provider said, for the audit log.  Filled on success and, as
  * far as known, on failure. */
@@ -54,6 +54,9 @@ struct lc_provider_reply {
 	int64_t deletion_date;			/* key_state: epoch s, 0 if none */
 	uint64_t latency_us;			/* whole call, retries included */
 	unsigned int attempts;			/* provider calls made */
+	uint64_t retry_after_ms;		/* failed attempt: the provider asks to wait at
+						 * least this long (Retry-After); provider.c
+						 * honours it up to the policy's max_delay_ms */
 };
 
 struct lc_provider_ops {

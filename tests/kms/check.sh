@@ -6,11 +6,14 @@
 #     keys administered with botocore; the provider is driven through the
 #     provider layer (retries, deadline) by tests/kms/kms-aws-client.c,
 #     built with ASan and UBSan.
-#   - PKCS#11, KMIP, Google Cloud KMS: tests/kms/pkcs11.sh (SoftHSM2),
-#     kmip.sh (PyKMIP's server), gcp.sh (its own server, proven with the
-#     official SDK), each case counted in this suite's total.
+#   - PKCS#11, KMIP, Google Cloud KMS, Azure Key Vault:
+#     tests/kms/pkcs11.sh (SoftHSM2), kmip.sh (PyKMIP's server), gcp.sh and
+#     azure.sh (their own servers, proven with the official SDKs), each
+#     case counted in this suite's total.
 #   - Faults: tests/kms/fake-aws.py, which also re-signs every request
 #     with botocore and requires the same Authorization byte for byte.
+#   - Azure Key Vault / Managed HSM: tests/kms/azure.sh (fake vault, token
+#     endpoint and IMDS checked against the official Azure SDK).
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -418,8 +421,9 @@ if grep -qE 'fakeSecretKey|imdsSecretKey|IQoJb3JpZ2lu|imds-token-|container-auth
 	notok "no secret in the client's output"
 else ok "no secret key, session token, metadata or container token in the client's output"; fi
 
-# ---- KMIP (PyKMIP's server) and Google Cloud KMS (its own test server,
-# proven with the official SDK): their cases count here.
+# ---- KMIP (PyKMIP's server), Google Cloud KMS and Azure Key Vault (their
+# own test servers, proven with the official SDKs): their cases count here.
 subsuite kmip tests/kms/kmip.sh
 subsuite gcp-kms tests/kms/gcp.sh
+subsuite azure-kv tests/kms/azure.sh
 finish

@@ -361,6 +361,9 @@ static void test_keyconfig_workspace(void **state)
 	good("keyconfig create hsm-kc --provider pkcs11 --key id:01a2",
 	     "keyconfig.create",
 	     "{\"name\":\"hsm-kc\",\"provider\":\"pkcs11\",\"key_ref\":\"id:01a2\"}");
+	good("keyconfig create az-kc --provider azure-kv --key https://v1.vault.azure.net/keys/cmk",
+	     "keyconfig.create",
+	     "{\"name\":\"az-kc\",\"provider\":\"azure-kv\",\"key_ref\":\"https:\\/\\/v1.vault.azure.net\\/keys\\/cmk\"}");
 	bad("keyconfig create kc1 --key ''", "--key must not be empty", "keyconfig create");
 	good("keyconfig list", "keyconfig.list", "{}");
 	bad("keyconfig list kc1", "unexpected argument", "keyconfig list");

@@ -24,6 +24,7 @@ struct fake {
 	unsigned int calls;
 	uint64_t attempt_cost_ms;	/* fake time each attempt takes */
 	uint64_t timeouts[64];		/* timeout_ms seen per attempt */
+	uint64_t retry_after[64];	/* hint each attempt gives (ms) */
 	int leak_on_failure;		/* allocate output, then fail */
 	int no_class;			/* fail without setting a class */
 	/* clock */
@@ -56,6 +57,7 @@ static int step(struct fake *f, struct lc_provider_reply *reply, uint64_t timeou
 	snprintf(reply->request_id, sizeof(reply->request_id), "req-%u", i + 1);
 	snprintf(reply->key_id, sizeof(reply->key_id), "fake-key");
 	snprintf(reply->key_version, sizeof(reply->key_version), "v%u", i + 1);
+	reply->retry_after_ms = f->retry_after[i];
 	if (c == LC_ERRC_NONE)
 		return 0;
 	if (f->no_class)
@@ -232,6 +234,26 @@ static void test_transient_then_success(void **state)
 	assert_int_equal(c.unwrap, 3);	/* every attempt is a KMS call */
 	assert_int_equal(c.retries, 2);
 	assert_int_equal(c.failures, 0);
+}
+
+/* A KMS's Retry-After hint lengthens the delay, never beyond max_delay_ms;
+ * a hint shorter than the backoff does not shorten it. */
+static void test_retry_after_hint(void **state)
+{
+	struct env *e = *state;
+	struct lc_provider_reply reply;
+	struct lc_error err = { 0 };
+
+	script(&e->f, 4, LC_ERRC_TRANSIENT, LC_ERRC_TRANSIENT, LC_ERRC_TRANSIENT, LC_ERRC_NONE);
+	e->f.retry_after[0] = 700;	/* > backoff 100 */
+	e->f.retry_after[1] = 60000;	/* capped at max_delay_ms 1000 */
+	e->f.retry_after[2] = 10;	/* < backoff 400: backoff stands */
+	assert_int_equal(do_unwrap(e, &reply, &err), 0);
+	assert_int_equal(reply.attempts, 4);
+	assert_int_equal(e->f.n_sleeps, 3);
+	assert_int_equal(e->f.sleeps[0], 700);
+	assert_int_equal(e->f.sleeps[1], 1000);
+	assert_int_equal(e->f.sleeps[2], 400);
 }
 
 static void test_denied_not_retried(void **state)
@@ -485,6 +507,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_classless_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_attempt_output_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_latency_and_classes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_after_hint, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap_key_state_counters, setup, teardown),
 		cmocka_unit_test(test_close_destroys),
 	};

@@ -87,7 +87,7 @@ static const struct cmd_spec cmds[] = {
 
 	{ "keyconfig", "create", "keyconfig.create", LC_CTL_AGENT, LC_R_KEYCONFIG,
 	  { { "NAME", "name", O_STR, false } },
-	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider: local (default), aws-kms, gcp-kms, kmip or pkcs11" },
+	  { { "--provider", O_STR, false, "provider", 0, 0, "PROVIDER", "KMS provider: local (default), aws-kms, azure-kv, gcp-kms, kmip or pkcs11" },
 	    { "--key", O_STR, true, "key_ref", 0, 0, "KEY_REF", "the CMK, as the provider names it" } },
 	  "register a key configuration (a CMK reference in one provider)", NULL },
 	{ "keyconfig", "list", "keyconfig.list", LC_CTL_AGENT, LC_R_KEYCONFIGS, { { 0 } }, { { 0 } },
@@ -818,9 +818,9 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 
 		if (json_object_object_get_ex(cmd->args, "provider", &pv))
 			prov = json_object_get_string(pv);
-		if (strcmp(prov, "local") && strcmp(prov, "aws-kms") && strcmp(prov, "gcp-kms") &&
-		    strcmp(prov, "kmip") && strcmp(prov, "pkcs11")) {
-			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS), \"aws-kms\" (AWS KMS, --key a key ARN), \"gcp-kms\" (Google Cloud KMS, --key projects/P/locations/L/keyRings/R/cryptoKeys/K), \"kmip\" (a KMIP server, --key the key's Unique Identifier) or \"pkcs11\" (an HSM token, --key a key label or id:<hex>)",
+		if (strcmp(prov, "local") && strcmp(prov, "aws-kms") && strcmp(prov, "azure-kv") &&
+		    strcmp(prov, "gcp-kms") && strcmp(prov, "kmip") && strcmp(prov, "pkcs11")) {
+			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS), \"aws-kms\" (AWS KMS, --key a key ARN), \"azure-kv\" (Azure Key Vault / Managed HSM, --key a key URL), \"gcp-kms\" (Google Cloud KMS, --key projects/P/locations/L/keyRings/R/cryptoKeys/K), \"kmip\" (a KMIP server, --key the key's Unique Identifier) or \"pkcs11\" (an HSM token, --key a key label or id:<hex>)",
 				prov);
 			return LC_CTL_EXIT_USAGE;
 		}
