@@ -140,3 +140,90 @@ out:
 	free(h);
 	return r;
 }
+
+/* Same CMK: provider and reference. */
+static bool same_ref(const struct lc_volume *x, const struct lc_volume *y)
+{
+	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref);
+}
+
+/*
+ * check {cmk?}: probe now every CMK an open volume depends on, or the one
+ * named (a volume's CMK reference or id, or a key configuration's key
+ * reference), as the watcher does; each probe is an observation towards
+ * confirmation, so a check may revoke.  Reply: {"checks": [report...],
+ * "kms_calls": N}.
+ */
+int op_check(struct agent *a, struct client *c, json_object *args, json_object **result,
+	     struct lc_error *err)
+{
+	struct lc_volume **todo;
+	size_t n = 0;
+	const char *cmk;
+	json_object *arr;
+	int64_t calls = 0;
+	int r;
+
+	(void)c;
+	if ((r = arg_str(args, "cmk", false, &cmk, err)) < 0)
+		return r;
+	todo = calloc(a->nvols + 1, sizeof(*todo));
+	if (!todo)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	for (size_t i = 0; i < a->nvols; i++) {
+		const struct lc_volume *v = a->vols[i]->v;
+		bool seen = false;
+
+		if (cmk && strcmp(v->provider_ref, cmk) && strcmp(v->cmk_id, cmk))
+			continue;
+		for (size_t k = 0; k < n && !seen; k++)
+			seen = same_ref(todo[k], v);
+		if (!seen && (todo[n] = slot_snapshot(a->vols[i], false)))
+			n++;
+	}
+	if (!n && cmk) {
+		/* No open volume uses it: a key configuration may name it. */
+		for (size_t i = 0; i < a->reg.nkc && !n; i++) {
+			const struct lc_keyconfig *kc = &a->reg.kc[i];
+
+			if (strcmp(kc->key_ref, cmk) && strcmp(kc->cmk_id, cmk))
+				continue;
+			todo[0] = calloc(1, sizeof(*todo[0]));
+			if (!todo[0])
+				break;
+			snprintf(todo[0]->name, sizeof(todo[0]->name), "keyconfig-%.50s", kc->name);
+			snprintf(todo[0]->keyconfig, sizeof(todo[0]->keyconfig), "%s", kc->name);
+			snprintf(todo[0]->provider, sizeof(todo[0]->provider), "%s", kc->provider);
+			snprintf(todo[0]->provider_ref, sizeof(todo[0]->provider_ref), "%s", kc->key_ref);
+			snprintf(todo[0]->cmk_id, sizeof(todo[0]->cmk_id), "%s", kc->cmk_id);
+			n = 1;
+		}
+	}
+	if (!n && cmk) {
+		free(todo);
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "no open volume and no key configuration uses CMK \"%s\"", cmk);
+	}
+	arr = json_object_new_array();
+	agent_unlock(a);
+	for (size_t i = 0; i < n; i++) {
+		json_object *rep = json_object_new_object(), *x;
+
+		if (agent_probe_cmk(a, todo[i], rep) < 0) {
+			json_object_object_add(rep, "cmk", json_object_new_string(todo[i]->provider_ref));
+			json_object_object_add(rep, "outcome", json_object_new_string("unknown"));
+			json_object_object_add(rep, "detail",
+					       json_object_new_string("this agent lacks the CMK's provider"));
+		}
+		if (json_object_object_get_ex(rep, "kms_calls", &x))
+			calls += json_object_get_int64(x);
+		json_object_array_add(arr, rep);
+		lc_volume_free(todo[i]);
+	}
+	agent_relock(a);
+	free(todo);
+	*result = json_object_new_object();
+	json_object_object_add(*result, "checks", arr);
+	json_object_object_add(*result, "kms_calls", json_object_new_int64(calls));
+	return 0;
+}

@@ -30,6 +30,8 @@ static const struct op ops[] = {
 	{ "kms.rotate",		LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
 	{ "kms.disable",	LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
 	{ "kms.enable",		LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
+	{ "kms.deny",		LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
+	{ "kms.allow",		LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
 	{ "kms.cancel-deletion", LC_ROLE_ADMIN, ARGS("key_id"), NULL, false },
 	{ "kms.schedule-deletion", LC_ROLE_ADMIN, ARGS("key_id", "days"), NULL, false },
 	{ "kms.destroy",	LC_ROLE_ADMIN, ARGS("key_id", "now"), NULL, false },
@@ -57,6 +59,7 @@ static const struct op ops[] = {
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
+	{ "check",		LC_ROLE_ADMIN, ARGS("cmk"), op_check, false },
 	{ "volume.revoked",	LC_ROLE_ADMIN, ARGS("name", "volume"), op_volume_revoked, false },
 	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines", "before"), op_audit_tail, true },
 };

@@ -195,6 +195,19 @@ static bool get_list(json_object *o, const char *key, char *out, size_t size, si
 	return true;
 }
 
+static int canary_check(const char *b64, const char *hex, struct lc_error *err)
+{
+	size_t n = strlen(b64);
+
+	if (!n || n >= LC_CANARY_B64_SIZE || n % 4 || strspn(b64,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n ||
+	    strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "a canary is base64 of at most %d bytes and the 64 hex digits of its SHA-256",
+			      LC_CANARY_BLOB_MAX);
+	return 0;
+}
+
 /* ---- persistence ---- */
 
 static int save(struct lc_registry *reg, struct lc_error *err)
@@ -216,6 +229,11 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		json_object_object_add(k, "key_ref", json_object_new_string(reg->kc[i].key_ref));
 		json_object_object_add(k, "cmk_id", json_object_new_string(reg->kc[i].cmk_id));
 		json_object_object_add(k, "created", json_object_new_int64(reg->kc[i].created));
+		if (reg->kc[i].canary[0]) {
+			json_object_object_add(k, "canary", json_object_new_string(reg->kc[i].canary));
+			json_object_object_add(k, "canary_sha256",
+					       json_object_new_string(reg->kc[i].canary_sha256));
+		}
 		json_object_array_add(a, k);
 	}
 	json_object_object_add(o, "keyconfigs", a);
@@ -319,6 +337,13 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		    lc_name_check("key configuration name", kc->name, NULL) || !kc->provider[0] ||
 		    !kc->key_ref[0]) {
 			r = bad_file(reg, err, "a key configuration entry is malformed");
+			goto out;
+		}
+		if (json_object_object_get_ex(k, "canary", NULL) &&
+		    (!get_string(k, "canary", kc->canary, sizeof(kc->canary)) ||
+		     !get_string(k, "canary_sha256", kc->canary_sha256, sizeof(kc->canary_sha256)) ||
+		     canary_check(kc->canary, kc->canary_sha256, NULL) < 0)) {
+			r = bad_file(reg, err, "a key configuration's canary is malformed");
 			goto out;
 		}
 		for (size_t j = 0; j < i; j++)
@@ -523,5 +548,21 @@ int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
 		b->hook = *hook;
 	else
 		memset(&b->hook, 0, sizeof(b->hook));
+	return commit(reg, err);
+}
+
+int lc_registry_set_canary(struct lc_registry *reg, const char *name, const char *b64,
+			   const char *sha256_hex, struct lc_error *err)
+{
+	struct lc_keyconfig *kc = (struct lc_keyconfig *)lc_registry_keyconfig(reg, name);
+	int r;
+
+	if (!kc)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID, "there is no key configuration \"%s\"",
+			      name ? name : "");
+	if ((r = canary_check(b64, sha256_hex, err)) < 0)
+		return r;
+	snprintf(kc->canary, sizeof(kc->canary), "%s", b64);
+	snprintf(kc->canary_sha256, sizeof(kc->canary_sha256), "%s", sha256_hex);
 	return commit(reg, err);
 }

@@ -33,6 +33,7 @@
 #include "../../agent/daemon/ops-notify.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
+#include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
 #include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/watch.c"
@@ -369,6 +370,8 @@ static int setup(void **state)
 	t->a.cfg.retry_attempts = 1;
 	snprintf(t->stall, sizeof(t->stall), "%s/stall", t->dir);
 	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
+	snprintf(t->a.cfg.test_kms_fault_file, sizeof(t->a.cfg.test_kms_fault_file), "%s/fault",
+		 t->dir);
 	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
 	t->a.groups = &fake_groups;
 	t->a.env.be = &fake_backend;
@@ -826,6 +829,21 @@ static void test_idle_timeout(void **state)
 
 /* The watcher finds the CMK disabled and revokes its volumes; the check
  * runs on a thread of its own. */
+/* Integer member @key of the first CMK that status lists (-1: none yet). */
+static int64_t cmk_field(struct tenv *t, const char *key)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	int64_t v = -1;
+
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	if (json_object_object_get_ex(res, "cmks", &arr) && json_object_array_length(arr) &&
+	    json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x))
+		v = json_object_get_int64(x);
+	json_object_put(res);
+	return v;
+}
+
 static void test_watcher(void **state)
 {
 	struct tenv *t = *state;
@@ -836,8 +854,15 @@ static void test_watcher(void **state)
 	usleep(200000);
 	assert_false(dev_revoked("v1"));	/* enabled: nothing happens */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	/* confirm_denials = 2 (the default): one denial is not enough... */
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 100 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < 250 && cmk_field(t, "denials") < 1; i++)
+		usleep(20000);
+	assert_int_equal(cmk_field(t, "denials"), 1);
+	assert_false(dev_revoked("v1"));
+	/* ...the second confirms it. */
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_status_revoked(t, "v1");
@@ -1041,6 +1066,142 @@ static void test_hook_after_revoke(void **state)
 	}
 }
 
+/* ---- key lifecycle: probes and confirmation ---- */
+
+/* One "check" of the CMK: its report's @key (a string) into @out. */
+static void check_once(struct tenv *t, const char *key, char *out, size_t size, int64_t *calls)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+
+	if (call(t, "check", NULL, &res, &err))
+		fail_msg("check: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "checks", &arr));
+	assert_int_equal(json_object_array_length(arr), 1);
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x));
+	snprintf(out, size, "%s", json_object_get_string(x));
+	if (calls) {
+		assert_true(json_object_object_get_ex(res, "kms_calls", &x));
+		*calls = json_object_get_int64(x);
+	}
+	json_object_put(res);
+}
+
+static void set_fault(struct tenv *t, const char *word)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/fault", t->dir);
+	if (!word) {
+		unlink(path);
+		return;
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", word);
+	fclose(f);
+}
+
+/*
+ * Access denied by key policy while the key stays enabled: key_state
+ * says enabled, the canary's unwrap is denied; two such denials kill.
+ * The canary is made at keyconfig.create and kept in the registry.
+ */
+static void test_canary_catches_policy(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char out[256];
+	int64_t calls = 0;
+
+	assert_true(lc_registry_keyconfig(&t->a.reg, "kc1")->canary[0] != '\0');
+	open_volume(t, "d1", "v1");
+	check_once(t, "outcome", out, sizeof(out), &calls);
+	assert_string_equal(out, "ok");
+	assert_int_equal(calls, 2);	/* one key state, one canary unwrap */
+	assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+	check_once(t, "state", out, sizeof(out), NULL);
+	assert_string_equal(out, "enabled");	/* the state call alone misses it */
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	/* (the second check: the first counted one denial) */
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	assert_status_revoked(t, "v1");
+}
+
+/* An unreachable or flaky KMS never kills; neither does a stray denial
+ * followed by a success; opens' unwraps count as observations. */
+static void test_no_false_kill(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char out[256];
+
+	open_volume(t, "d1", "v1");
+	set_fault(t, "transient");
+	for (int i = 0; i < 20; i++) {
+		check_once(t, "outcome", out, sizeof(out), NULL);
+		assert_string_equal(out, "unknown");
+	}
+	set_fault(t, "flaky");
+	for (int i = 0; i < 20; i++) {
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "keep");
+	}
+	set_fault(t, NULL);
+	assert_false(dev_revoked("v1"));
+	/* deny, success, deny, success...: never two denials in a row */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "pending");
+		assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, false, NULL, &err), 0);
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "keep");
+	}
+	/* a denial, then an outage, then a denial: confirmed (no success between) */
+	assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	set_fault(t, "transient");
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	assert_false(dev_revoked("v1"));
+	set_fault(t, NULL);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+}
+
+/* fail_closed_after_s: off by default; when set, an outage that long kills. */
+static void test_fail_closed(void **state)
+{
+	struct tenv *t = *state;
+	char out[256], cmd[2 * LC_CONFIG_PATH_MAX + 200];
+
+	open_volume(t, "d1", "v1");
+	t->a.cfg.fail_closed_after_s = 1;
+	set_fault(t, "transient");
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "keep");
+	usleep(1100000);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "fail-closed");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	set_fault(t, NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '\"op\":\"cmk.revocation\".*\"detail\":\"fail-closed: ' %s && grep -q '\"op\":\"revocation.policy\".*fail-closed off' %s",
+		 t->a.cfg.audit_log, t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1054,6 +1215,9 @@ int main(void)
 		T(test_idle_timeout),
 		T(test_watcher),
 		T(test_hook_after_revoke),
+		T(test_canary_catches_policy),
+		T(test_no_false_kill),
+		T(test_fail_closed),
 		cmocka_unit_test(test_header_room),
 	};
 
