@@ -87,6 +87,16 @@ run 2 "workspace hook without a step" workspace hook ws1 --timeout-ms 500
 has "a hook needs a step" "$err" "expected --signal SIG"
 run 2 "workspace hook --timeout-ms out of range" workspace hook ws1 --signal KILL --timeout-ms 5
 if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "refused hooks send nothing"; else nok "refused hooks send nothing"; fi
+run 0 "check" check
+sent "check without --cmk sends no argument" '{"args": {}, "op": "check"}'
+has "check shows the canary's answer" "$out" "denied"
+has "check shows the KMS calls" "$out" "KMS calls: 2"
+run 0 "check --cmk" check --cmk k-7
+sent "check --cmk args" '{"args": {"cmk": "k-7"}, "op": "check"}'
+run 0 "kms deny" kms deny k-1
+sent "kms deny args" '{"args": {"key_id": "k-1"}, "op": "kms.deny"}'
+run 0 "kms allow" kms allow k-1
+sent "kms allow args" '{"args": {"key_id": "k-1"}, "op": "kms.allow"}'
 run 0 "workspace unbind prints nothing" workspace unbind ws1
 if [ -z "$out" ]; then ok "result-less op is quiet"; else nok "result-less op is quiet" "$out"; fi
 run 0 "format --batch --force" format /dev/sdb --workspace ws1 --project db1 --segment-size 1M --sector-size 4096 --batch --force

@@ -74,6 +74,13 @@ static const struct cmd_spec cmds[] = {
 	  "disable a key: every use is denied (authoritative, triggers revocation)", NULL },
 	{ "kms", "enable", "kms.enable", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
 	  "enable a disabled key again", NULL },
+	{ "kms", "deny", "kms.deny", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "key policy: deny every use of a key while it stays enabled (as removing a grant)",
+	  "What a key policy or grant change does in AWS KMS: encrypt and decrypt are\n"
+	  "denied (AccessDenied, authoritative) while DescribeKey still says Enabled.\n"
+	  "The agent's canary probe finds it; 'kms allow KEY' undoes it.\n" },
+	{ "kms", "allow", "kms.allow", LC_CTL_AGENT, LC_R_KEY, KEY_POS, { { 0 } },
+	  "key policy: allow the use of a key again", NULL },
 	{ "kms", "schedule-deletion", "kms.schedule-deletion", LC_CTL_AGENT, LC_R_KEY, KEY_POS,
 	  { { "--days", O_UINT, true, "days", 7, 30, "N", "waiting period, 7 to 30 days" } },
 	  "schedule the destruction of a key after a waiting period", NULL },
@@ -191,6 +198,14 @@ static const struct cmd_spec cmds[] = {
 	  "kill switch: revoke every open volume under a key configuration or CMK",
 	  "Exactly one of --keyconfig and --cmk.  I/O fails at once, keys are wiped\n"
 	  "from the kernel and the agent, cache volumes are shredded.\n" },
+	{ NULL, "check", "check", LC_CTL_AGENT, LC_R_CHECK, { { 0 } },
+	  { { "--cmk", O_STR, false, "cmk", 0, 0, "KEY", "probe only this CMK (reference or id)" } },
+	  "probe now every CMK an open volume depends on, as the watcher does",
+	  "Each probe asks the key's state and, if enabled, unwraps the key\n"
+	  "configuration's canary (a real Decrypt: a key policy or grant that denies\n"
+	  "it is found though the state says enabled).  A probe counts towards the\n"
+	  "[revocation] confirmation: enough denials revoke, as the watcher would.\n"
+	  "Prints each CMK's answer and the KMS calls it cost.\n" },
 	{ NULL, "notify-revoked", "volume.revoked", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } },
 	  { { "--volume", O_STR, false, "volume", 0, 0, "UUID", "volume uuid the kernel event names" } },
