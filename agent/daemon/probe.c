@@ -41,7 +41,8 @@ struct cmk_watch {
 	struct lc_revconf rc;
 	uint64_t probes;		/* watcher and check probes */
 	uint64_t state_calls;		/* KMS calls made for them (attempts) */
-	uint64_t canary_calls;
+	uint64_t canary_calls;		/* canary unwraps (attempts) */
+	uint64_t canary_wraps;		/* canaries made lazily (attempts) */
 	uint64_t opens_ok, opens_denied; /* observations from opens */
 	enum lc_probe_outcome last;
 	enum lc_revconf_verdict verdict;
@@ -330,7 +331,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	struct lc_error e = { 0 };
 	char detail[LC_ERROR_MSG_MAX + 64] = "", kcname[LC_HDR_NAME_SIZE] = "";
 	char b64[LC_CANARY_B64_SIZE] = "", hex[65] = "";
-	unsigned int scalls = 0, ccalls = 0;
+	unsigned int scalls = 0, ccalls = 0, wcalls = 0;
 	enum lc_probe_outcome o;
 	enum lc_revconf_verdict verdict;
 	const char *canary = "not used";
@@ -381,7 +382,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 			/* A key configuration of before canaries: make its own. */
 			struct lc_error ce;
 
-			if (agent_canary_make(p, v->provider_ref, kcname, b64, hex, &ccalls, &ce) < 0) {
+			if (agent_canary_make(p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
 				lc_warn("CMK %s: cannot make a canary for key configuration %s (%s); probing by key state only this time",
 					v->provider_ref, kcname, ce.msg);
 				b64[0] = '\0';
@@ -413,6 +414,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		w->probes++;
 		w->state_calls += scalls;
 		w->canary_calls += ccalls;
+		w->canary_wraps += wcalls;
 	}
 	if (report) {
 		json_object_object_add(report, "cmk", json_object_new_string(v->provider_ref));
@@ -426,11 +428,11 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 				       json_object_new_string(lc_revconf_verdict_name(verdict)));
 		json_object_object_add(report, "denials",
 				       json_object_new_int64(w ? w->rc.ndenials : 0));
-		json_object_object_add(report, "kms_calls", json_object_new_int64(scalls + ccalls));
+		json_object_object_add(report, "kms_calls", json_object_new_int64(scalls + ccalls + wcalls));
 	}
 	agent_unlock(a);
 	lc_debug("watcher: CMK %s: %s (%s), %u KMS call(s)", v->provider_ref,
-		 lc_probe_outcome_name(o), detail, scalls + ccalls);
+		 lc_probe_outcome_name(o), detail, scalls + ccalls + wcalls);
 	return 0;
 }
 
@@ -457,6 +459,7 @@ json_object *agent_watches_json(struct agent *a)
 		json_object_object_add(o, "probes", json_object_new_uint64(w->probes));
 		json_object_object_add(o, "state_calls", json_object_new_uint64(w->state_calls));
 		json_object_object_add(o, "canary_calls", json_object_new_uint64(w->canary_calls));
+		json_object_object_add(o, "canary_wraps", json_object_new_uint64(w->canary_wraps));
 		json_object_object_add(o, "opens_ok", json_object_new_uint64(w->opens_ok));
 		json_object_object_add(o, "opens_denied", json_object_new_uint64(w->opens_denied));
 		json_object_array_add(arr, o);

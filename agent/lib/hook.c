@@ -562,11 +562,18 @@ int lc_hook_run(const struct lc_ws_hook *h, const struct lc_hook_env *env,
 			DETAIL("%ssignal %s: scan failed: %.200s", off ? "; " : "",
 			       lc_hook_signal_name(h->signal), e.msg);
 		} else {
-			for (size_t i = 0; i < n; i++)
-				if (kill(hs[i].pid, h->signal) == 0)
+			unsigned int refused = 0;
+
+			for (size_t i = 0; i < n; i++) {
+				if (kill(hs[i].pid, h->signal) == 0) {
 					res->signalled++;
-				else
-					hs[i].pid = 0;	/* gone, or not ours to signal */
+					continue;
+				}
+				/* Gone since the scan is fine; EPERM is not. */
+				if (errno != ESRCH)
+					refused++;
+				hs[i].pid = 0;
+			}
 			dl = mono_ms() + h->timeout_ms;
 			for (;;) {
 				res->survivors = 0;
@@ -579,10 +586,11 @@ int lc_hook_run(const struct lc_ws_hook *h, const struct lc_hook_env *env,
 					break;
 				nap_ms(10);
 			}
-			res->ok &= !res->survivors && !res->unreadable && res->signalled == n;
-			DETAIL("%ssignal %s: %zu holder(s), %u signalled, %u still running after %" PRIu32 " ms%s",
+			res->ok &= !res->survivors && !res->unreadable && !refused;
+			DETAIL("%ssignal %s: %zu holder(s), %u signalled, %u still running after %" PRIu32 " ms%s%s",
 			       off ? "; " : "", lc_hook_signal_name(h->signal), n, res->signalled,
 			       res->survivors, h->timeout_ms,
+			       refused ? ", some could not be signalled (CAP_KILL?)" : "",
 			       res->unreadable ? ", some processes could not be read (CAP_SYS_PTRACE?)" : "");
 			free(hs);
 		}

@@ -332,6 +332,18 @@ static void test_run_signal(void **state)
 	assert_int_equal(res.survivors, 1);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+
+	/* A holder that is gone by the time the signal goes: not a failure. */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	proc_of(root, sizeof(root), pid);
+	h.timeout_ms = 1000;
+	assert_int_equal(lc_hook_run(&h, &env, "ws1", "v1", "test", devs, 1, &res), 0);
+	assert_int_equal(res.signalled, 0);
+	assert_int_equal(res.survivors, 0);
 }
 
 static void test_run_command(void **state)
