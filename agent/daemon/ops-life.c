@@ -74,7 +74,7 @@ int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
 		}
 	}
 	if (cmd) {
-		if ((r = lc_hook_command_check(cmd, err)) < 0)
+		if ((r = lc_hook_command_safe(cmd, err)) < 0)
 			goto out;
 		snprintf(h->command, sizeof(h->command), "%s", cmd);
 	}

@@ -201,6 +201,8 @@ static const char *step_status(int st, char *buf, size_t size)
 		return "timeout";
 	if (st == -3)
 		return "not started";
+	if (st == -4)
+		return "refused (unsafe program)";
 	snprintf(buf, size, st >= 128 ? "signal %d" : "exit %d", st >= 128 ? st - 128 : st);
 	return buf;
 }

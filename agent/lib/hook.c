@@ -93,6 +93,41 @@ bad:
 		      p ? p : "", LC_HOOK_COMMAND_SIZE - 1);
 }
 
+int lc_hook_command_safe(const char *path, struct lc_error *err)
+{
+	struct stat st, dst;
+	char dir[LC_HOOK_COMMAND_SIZE];
+	char *slash;
+	uid_t me = geteuid();
+	int r;
+
+	if ((r = lc_hook_command_check(path, err)) < 0)
+		return r;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (lstat(path, &st) < 0 || stat(dir, &dst) < 0)
+		return lc_err(err, -errno, LC_ERRC_INVALID, "hook command %s: %s", path,
+			      strerror(errno));
+	if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "hook command %s is not an executable regular file (symbolic links are refused)",
+			      path);
+	if ((st.st_uid != 0 && st.st_uid != me) || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "hook command %s must be owned by root and writable by nobody else: it runs as root",
+			      path);
+	if ((dst.st_uid != 0 && dst.st_uid != me) ||
+	    ((dst.st_mode & (S_IWGRP | S_IWOTH)) && !(dst.st_mode & S_ISVTX)))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "hook command %s: its directory %s lets others replace it: it runs as root",
+			      path, dir);
+	return 0;
+}
+
 int lc_hook_check(const struct lc_ws_hook *h, struct lc_error *err)
 {
 	int r;
@@ -480,6 +515,8 @@ static const char *status_word(int st, char *buf, size_t size)
 		return "timed out (killed)";
 	if (st == -3)
 		return "could not start";
+	if (st == -4)
+		return "refused: the program is not owned by root or others may write it";
 	if (st >= 128)
 		snprintf(buf, size, "killed by signal %d", st - 128);
 	else
@@ -606,7 +643,13 @@ int lc_hook_run(const struct lc_ws_hook *h, const struct lc_hook_env *env,
 			envp[2] = NULL;
 		envp[3] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 		envp[4] = NULL;
-		if (envp[0] && envp[1] && envp[2])
+		struct lc_error se;
+
+		int sr = lc_hook_command_safe(h->command, &se);
+
+		if (sr < 0)
+			res->command_status = sr == -ENOENT ? -3 : -4;
+		else if (envp[0] && envp[1] && envp[2])
 			res->command_status = spawn_wait(argv, envp, h->timeout_ms);
 		else
 			res->command_status = -3;

@@ -63,6 +63,15 @@ const char *lc_hook_signal_name(int sig);
 int lc_hook_unit_check(const char *u, struct lc_error *err);
 /* An absolute path of printable characters without blanks or "/../". */
 int lc_hook_command_check(const char *path, struct lc_error *err);
+/*
+ * May @path run as root?  A regular file owned by root (or by this
+ * process's user), writable by nobody else, in a directory owned likewise
+ * that others cannot write into (or that is sticky).  Checked when the
+ * hook is set and again before each run: an operator must not be able to
+ * swap in a program the agent then runs as root.  0, or -EPERM/-errno
+ * (INVALID) saying why.
+ */
+int lc_hook_command_safe(const char *path, struct lc_error *err);
 /* Every field of @h (a set hook needs 100..600000 ms of timeout). */
 int lc_hook_check(const struct lc_ws_hook *h, struct lc_error *err);
 
@@ -119,7 +128,8 @@ struct lc_hook_env {
 struct lc_hook_result {
 	bool ok;			/* every step that was set succeeded */
 	int units_status;		/* systemctl's exit status; -1 not run, -2 timed out,
-					 * -3 could not start */
+					 * -3 could not start, -4 refused
+					 * (lc_hook_command_safe()) */
 	unsigned int signalled;		/* processes the signal was sent to */
 	unsigned int survivors;		/* of those, still alive at the timeout */
 	unsigned int unreadable;	/* processes the scan could not read */

@@ -398,6 +398,45 @@ static void test_run_command(void **state)
 	assert_int_equal(res.command_status, -3);
 }
 
+/* A hook command runs as root: only a program nobody else can swap. */
+static void test_command_safe(void **state)
+{
+	struct lc_ws_hook h = { .timeout_ms = 5000 };
+	struct lc_hook_result res;
+	struct lc_error e;
+	char prog[200], link[200], sub[200], prog2[260];
+
+	(void)state;
+	snprintf(prog, sizeof(prog), "%s/prog", dir);
+	put(prog, "#!/bin/sh\nexit 0\n", 0700);
+	assert_int_equal(lc_hook_command_safe(prog, &e), 0);
+	assert_int_equal(chmod(prog, 0720), 0);	/* group-writable */
+	assert_int_equal(lc_hook_command_safe(prog, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "writable by nobody else"));
+	snprintf(h.command, sizeof(h.command), "%s", prog);
+	assert_int_equal(lc_hook_run(&h, NULL, "ws", "v", "r", NULL, 0, &res), -EIO);
+	assert_int_equal(res.command_status, -4);	/* checked again at run time */
+	assert_int_equal(chmod(prog, 0700), 0);
+	assert_int_equal(lc_hook_run(&h, NULL, "ws", "v", "r", NULL, 0, &res), 0);
+	assert_int_equal(chmod(prog, 0600), 0);	/* not executable */
+	assert_int_equal(lc_hook_command_safe(prog, &e), -EPERM);
+	assert_int_equal(chmod(prog, 0700), 0);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	assert_int_equal(symlink(prog, link), 0);
+	assert_int_equal(lc_hook_command_safe(link, &e), -EPERM);	/* symlink */
+	snprintf(sub, sizeof(sub), "%s/open", dir);
+	assert_int_equal(mkdir(sub, 0777), 0);
+	assert_int_equal(chmod(sub, 0777), 0);	/* others may write, not sticky */
+	snprintf(prog2, sizeof(prog2), "%s/prog", sub);
+	put(prog2, "#!/bin/sh\nexit 0\n", 0700);
+	assert_int_equal(lc_hook_command_safe(prog2, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "lets others replace it"));
+	assert_int_equal(chmod(sub, 01777), 0);	/* sticky, as /tmp */
+	assert_int_equal(lc_hook_command_safe(prog2, &e), 0);
+	snprintf(prog2, sizeof(prog2), "%s/none", dir);
+	assert_int_equal(lc_hook_command_safe(prog2, &e), -ENOENT);
+}
+
 static void test_run_units(void **state)
 {
 	struct lc_ws_hook h = { .timeout_ms = 10000, .nunits = 2 };
@@ -435,6 +474,7 @@ int main(void)
 		T(test_scan_real),
 		T(test_run_signal),
 		T(test_run_command),
+		T(test_command_safe),
 		T(test_run_units),
 	};
 
