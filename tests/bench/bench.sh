@@ -256,8 +256,9 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q detect && [ -x /lakecrypt/bin/la
 	round=0
 	for set in 1:1 1:2 2:2 2:3; do
 		iv=${set%:*} cf=${set#*:} round=$((round + 1))
-		d=/tmp/dt$round sock=/run/lakecrypt/dt$round.sock
-		mkdir -p $d
+		# a socket directory of its own: volumes.json lives beside it
+		d=/tmp/dt$round sock=/run/lakecrypt-dt$round/agent.sock
+		mkdir -p $d /run/lakecrypt-dt$round
 		printf '[agent]\nsocket = %s\nsocket_mode = 0600\nstate_dir = %s/state\naudit_log = %s/audit.log\nlog = stderr\n[revocation]\nwatch_interval_s = %s\njitter_pct = 0\nconfirm_denials = %s\nconfirm_window_s = 600\n' \
 			"$sock" $d $d "$iv" "$cf" >$d/agent.conf
 		lakecrypt-agent --config $d/agent.conf --foreground >$d/agent.log 2>&1 &

@@ -17,7 +17,7 @@
 # followed by successes kill nothing.
 
 LSTATE=/tmp/lc-life-state
-LSOCK=/run/lakecrypt/life.sock
+LSOCK=/run/lakecrypt-life/agent.sock	# its own volumes.json beside it
 LAUDIT=/tmp/lc-life-audit.log
 LCONF=/tmp/lc-life.conf
 LFAULT=/tmp/lc-life-fault
@@ -59,14 +59,14 @@ all_active() {
 	done
 }
 
-mkdir -p "$LSTATE" /mnt/lp1
+mkdir -p "$LSTATE" /mnt/lp1 /run/lakecrypt-life
 rm -f "$LFAULT" /tmp/life-hook.out
 # confirm_denials = 3 over 4 s intervals: a stray denial undone within a
 # few seconds can never be confirmed (it would take two more probes).
 cat >"$LCONF" <<CONF
 [agent]
 socket = $LSOCK
-socket_mode = 0600
+socket_mode = 0666
 state_dir = $LSTATE
 audit_log = $LAUDIT
 log = stderr
