@@ -2,10 +2,13 @@
 # lakecrypt benchmark: boots the QEMU test machine once and runs
 # tests/bench/bench.sh in it (fio on brd: raw, dm-crypt default and tuned,
 # lakecrypt with 1 and 1024 segments; memory per loaded key; time from
-# revoke to every volume failing I/O).  Before that, natively: the agent's
-# CPU time and KMS calls to open a 65,536-segment volume, with the local KMS
-# and through the AWS provider (local-kms on loopback), and the fleet
-# revocation model (tests/sim/fleet-sim.py).
+# revoke to every volume failing I/O; revocation detection: from the KMS's
+# first denial to confirmation and every volume failing I/O, per
+# watch_interval_s / confirm_denials setting, and KMS calls per interval).
+# Before that, natively: the agent's CPU time and KMS calls to open a
+# 65,536-segment volume, with the local KMS and through the AWS provider
+# (local-kms on loopback), and the fleet revocation model
+# (tests/sim/fleet-sim.py).
 #
 #   tools/bench.sh [--line 6.1|6.12] [--mem MiB] [--module FILE.ko]
 #                  [-- bench.sh arguments, e.g. runtime=5 parts=io]

@@ -11,6 +11,9 @@
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
  *   ops-notify.c volume.revoked: a revoke the kernel reported (udev)
+ *   terminate.c  the workspaces' termination hooks after a revocation
+ *   probe.c      the probe of a CMK (key state + canary) and confirmation
+ *   ops-life.c   workspace.hook, check
  *   notify.c     readiness and status for systemd (Type=notify)
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
@@ -111,6 +114,7 @@ struct vol_slot {
 	int64_t revoker;		/* uid, -1: the agent (watcher) */
 	char cause[256];
 	char error[LC_ERROR_MSG_MAX];	/* last failure, "" if none */
+	bool hooked;			/* its workspace's hook has run for it */
 };
 
 /* One revocation, for opens that were unwrapping while it ran. */
@@ -165,6 +169,11 @@ struct agent {
 	struct vol_slot **vols;
 	size_t nvols;
 	char runtime_path[PATH_MAX];
+
+	struct cmk_watch **watches;	/* probe.c: per-CMK confirmation state */
+	size_t nwatches;
+	struct ws_term **terms;		/* terminate.c: hook runs per workspace */
+	size_t nterms;
 
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
@@ -332,5 +341,47 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 /* Timer tick (loop thread): start the watcher thread unless it runs. */
 void agent_watch_tick(struct agent *a);
 const char *agent_slot_state(const struct vol_slot *s);
+
+/* terminate.c; all with a->lock held. */
+/*
+ * The volumes of @workspace that are revoked (or whose revocation the
+ * kernel did not confirm) and that no hook run covered yet: run the
+ * workspace's hook for them on a thread of the workspace (one run at a
+ * time per workspace; a request during a run makes another run after it).
+ * Nothing happens for a workspace without a hook.
+ */
+void agent_terminate(struct agent *a, const char *workspace);
+/* The last hook run of each workspace @c may see, for status. */
+json_object *agent_terminate_json(struct agent *a, struct client *c);
+void agent_terminate_free(struct agent *a);
+/* probe.c; a->lock held unless said otherwise. */
+/*
+ * Probe @v's CMK (a copy; called WITHOUT a->lock): key state, then the
+ * canary unwrap when enabled (made first if its key configuration has
+ * none); the outcome is an observation for the CMK's confirmation, which
+ * may revoke.  @report (may be NULL) gets {cmk, provider, state, canary,
+ * outcome, detail, verdict, denials, kms_calls}.  0, or -ENOPROTOOPT if
+ * the agent lacks @v's provider.
+ */
+int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *report);
+/* An open's or cache's KMS call about a CMK: @r and @e as it returned
+ * (DENIED counts as a denial, TRANSIENT/MISCONFIG as no answer, success
+ * as OK, other classes are not the KMS's word and are ignored). */
+void agent_observe(struct agent *a, const char *provider, const char *key_ref, const char *cmk_id,
+		   int r, const struct lc_error *e, const char *what);
+/* Wrap a new canary for key configuration @kcname (without a->lock). */
+int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kcname,
+		      char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
+		      struct lc_error *err);
+json_object *agent_watches_json(struct agent *a);
+void agent_watches_free(struct agent *a);
+/* One audit record of the [revocation] settings, fail-closed included. */
+void agent_revocation_policy_audit(struct agent *a);
+/* check: probe every CMK in use, or the one given. */
+int op_check(struct agent *a, struct client *c, json_object *args, json_object **result,
+	     struct lc_error *err);
+/* workspace.hook */
+int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err);
 
 #endif /* LC_AGENT_H */

@@ -179,6 +179,7 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	r = agent_providers_init(a, err);
 	if (r < 0)
 		return r;
+	agent_revocation_policy_audit(a);
 
 	if (!a->env.be) {
 		a->env.be = &lc_volume_backend_kernel;
@@ -363,6 +364,8 @@ void agent_teardown(struct agent *a)
 	free(a->vols);
 	a->vols = NULL;
 	a->nvols = 0;
+	agent_terminate_free(a);
+	agent_watches_free(a);
 	agent_providers_close(a);
 	if (a->kms)
 		lc_kms_local_close(a->kms);

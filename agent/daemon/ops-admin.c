@@ -31,6 +31,7 @@ static json_object *key_info_json(const struct lc_kms_key_info *k)
 	JADD(o, "versions", json_object_new_int64(k->versions));
 	JADD(o, "created", json_object_new_int64(k->created));
 	JADD(o, "deletion_date", k->deletion_date ? json_object_new_int64(k->deletion_date) : NULL);
+	JADD(o, "policy", json_object_new_string(k->policy_deny ? "deny" : "allow"));
 	return o;
 }
 
@@ -82,6 +83,8 @@ int op_kms(struct agent *a, struct client *c, json_object *args, json_object **r
 		r = lc_kms_local_disable(a->kms, key_id, &info, err);
 	} else if (!strcmp(op, "kms.enable")) {
 		r = lc_kms_local_enable(a->kms, key_id, &info, err);
+	} else if (!strcmp(op, "kms.deny") || !strcmp(op, "kms.allow")) {
+		r = lc_kms_local_set_policy(a->kms, key_id, !strcmp(op, "kms.deny"), &info, err);
 	} else if (!strcmp(op, "kms.cancel-deletion")) {
 		r = lc_kms_local_cancel_deletion(a->kms, key_id, &info, err);
 	} else if (!strcmp(op, "kms.schedule-deletion")) {
@@ -125,6 +128,7 @@ static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *k
 	JADD(o, "key_ref", json_object_new_string(kc->key_ref));
 	JADD(o, "cmk_id", json_object_new_string(kc->cmk_id));
 	JADD(o, "created", json_object_new_int64(kc->created));
+	JADD(o, "canary", json_object_new_boolean(kc->canary[0] != '\0'));
 	for (size_t i = 0; i < a->reg.nbind; i++)
 		if (!strcmp(a->reg.bind[i].keyconfig, kc->name))
 			json_object_array_add(ws, json_object_new_string(a->reg.bind[i].workspace));
@@ -188,6 +192,21 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 	snprintf(kc.provider, sizeof(kc.provider), "%s", provider);
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
+	/* The revocation probe's canary (probe.c); made later if not now. */
+	if (a->cfg.canary) {
+		struct lc_error ce;
+
+		agent_unlock(a);
+		if (agent_canary_make(p, key_ref, name, kc.canary, kc.canary_sha256, NULL, &ce) < 0) {
+			lc_warn("key configuration %s: no canary yet (%s); the watcher makes it later",
+				name, ce.msg);
+			kc.canary[0] = kc.canary_sha256[0] = '\0';
+		}
+		agent_relock(a);
+		if (lc_registry_keyconfig(&a->reg, name))
+			return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				      "key configuration \"%s\" was created meanwhile", name);
+	}
 	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
 	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
@@ -261,6 +280,7 @@ static json_object *binding_json(struct agent *a, const char *workspace)
 			json_object_array_add(d, json_object_new_string(b->access.devices[i]));
 		JADD(o, "operators", g);
 		JADD(o, "devices", d);
+		JADD(o, "hook", lc_hook_to_json(&b->hook));
 	}
 	return o;
 }

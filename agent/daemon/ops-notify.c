@@ -87,6 +87,10 @@ int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json
 		agent_unlock(a);
 		lc_volume_audit_revoke(&c->env, copy, false, e.code ? &e : NULL, -1);
 		agent_relock(a);
+		/* The same compute termination as a revocation the agent made. */
+		s = agent_volume(a, name);
+		if (s)
+			agent_terminate(a, s->v->workspace);
 	}
 	s = agent_volume(a, name);
 	*result = lc_volume_to_json(s ? s->v : copy, &st);

@@ -335,6 +335,8 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
+	/* Every unwrap is an observation of the CMK (probe.c). */
+	agent_observe(a, kcopy.provider, kcopy.key_ref, kcopy.cmk_id, r, err, "open's unwrap");
 	if (r < 0)
 		return r;
 	r = agent_volume_add(a, v, epoch, &c->env, err);
@@ -377,6 +379,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
+	agent_observe(a, kcopy.provider, kcopy.key_ref, kcopy.cmk_id, r, err, "cache's wrap");
 	if (r < 0)
 		return r;
 	r = agent_volume_add(a, v, epoch, &c->env, err);
@@ -583,6 +586,9 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	*result = json_object_new_object();
 	JADD(*result, "volumes", arr);
 	JADD(*result, "kms_calls", agent_kms_calls_json(a));
+	JADD(*result, "hooks", agent_terminate_json(a, c));
+	if (c->role == LC_ROLE_ADMIN)
+		JADD(*result, "cmks", agent_watches_json(a));
 	JADD(ag, "kms_quarantined", json_object_new_uint64(quarantined));
 	JADD(*result, "agent", ag);
 	return 0;

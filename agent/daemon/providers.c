@@ -5,6 +5,7 @@
  * (retries, counters, audit) is shared.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,11 +35,43 @@ static void stall(void)
 		nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
 }
 
+/*
+ * Tests only ([test] kms_fault_file): a KMS that is unreachable or flaky.
+ * While the file exists, its first word decides: "transient" fails every
+ * call as a dropped connection would (TRANSIENT, retried by provider.c),
+ * "flaky" every other call; anything else lets calls through.
+ */
+static const char *fault_file;
+static _Atomic unsigned long fault_calls;
+
+static int fault(struct lc_error *err)
+{
+	char w[16] = "";
+	int fd;
+	ssize_t n;
+
+	if (!fault_file)
+		return 0;
+	fd = open(fault_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	n = read(fd, w, sizeof(w) - 1);
+	close(fd);
+	w[n > 0 ? n : 0] = '\0';
+	w[strcspn(w, " \t\r\n")] = '\0';
+	if (!strcmp(w, "transient") || (!strcmp(w, "flaky") && (fault_calls++ & 1)))
+		return lc_err(err, -ECONNREFUSED, LC_ERRC_TRANSIENT,
+			      "[test] kms_fault_file says %s: connection refused", w);
+	return 0;
+}
+
 static int stall_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
 		      const char *context, uint64_t timeout_ms, struct lc_buf *blob,
 		      struct lc_provider_reply *reply, struct lc_error *err)
 {
 	stall();
+	if (fault(err))
+		return err->code;
 	return lc_kms_local_ops.wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
 }
 
@@ -47,6 +80,8 @@ static int stall_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 			struct lc_provider_reply *reply, struct lc_error *err)
 {
 	stall();
+	if (fault(err))
+		return err->code;
 	return lc_kms_local_ops.unwrap(priv, key_ref, blob, context, timeout_ms, pt, reply, err);
 }
 
@@ -54,6 +89,8 @@ static int stall_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 			   struct lc_provider_reply *reply, struct lc_error *err)
 {
 	stall();
+	if (fault(err))
+		return err->code;
 	return lc_kms_local_ops.key_state(priv, key_ref, timeout_ms, reply, err);
 }
 
@@ -73,6 +110,12 @@ static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *e
 		lc_provider_init(p, &stall_ops, a->kms);
 		lc_warn("[test] kms_stall_file = %s: local KMS calls wait while it exists (for tests only)",
 			stall_file);
+	}
+	if (a->cfg.test_kms_fault_file[0]) {
+		fault_file = a->cfg.test_kms_fault_file;
+		lc_provider_init(p, &stall_ops, a->kms);
+		lc_warn("[test] kms_fault_file = %s: local KMS calls fail while it says so (for tests only)",
+			fault_file);
 	}
 	return 0;
 }

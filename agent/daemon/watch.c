@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The list of open volumes, the kill switch over it, and the revocation
- * watcher: every watch_interval_s the state of each CMK in use is asked
- * for; an authoritative answer (disabled, pending deletion, destroyed,
- * access denied) revokes every volume under it; an unreachable KMS
- * (transient) never does.
+ * watcher: every watch_interval_s (+- jitter_pct) each CMK in use is
+ * probed (probe.c: key state, then a real unwrap of its canary); a
+ * confirmed authoritative denial (disabled, pending deletion, destroyed,
+ * access denied, confirm_denials times within confirm_window_s) revokes
+ * every volume under it; an unreachable KMS (transient) never does, unless
+ * the operator set fail_closed_after_s.
  *
  * A volume counts as revoked when the kernel's status says so, not when
  * the agent sent the message: each revocation runs on a thread of its own
@@ -18,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include "agent.h"
@@ -230,6 +234,9 @@ static void *revoke_thread(void *arg)
 			delay_ms *= 2;
 	}
 	s->job = false;
+	/* Revoked, or given up on: stop what uses it (terminate.c). */
+	if (!s->removed && (s->rs == SLOT_REVOKED || s->rs == SLOT_REVOKE_FAILED))
+		agent_terminate(a, s->v->workspace);
 	if (s->removed)
 		slot_free(s);
 	free(j);
@@ -430,62 +437,11 @@ int agent_volume_add(struct agent *a, struct lc_volume *v, uint64_t epoch,
 
 /* ---- the watcher ---- */
 
-static void audit_state(struct agent *a, const struct lc_volume *v,
-			const struct lc_provider_reply *rep, int r, const struct lc_error *e)
-{
-	struct lc_audit_event ev;
-
-	lc_audit_event_init(&ev, "cmk.key_state", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
-	ev.keyconfig = v->keyconfig[0] ? v->keyconfig : NULL;
-	ev.provider = v->provider;
-	ev.cmk_id = v->cmk_id[0] ? v->cmk_id : v->provider_ref;
-	ev.cmk_version = rep->key_version[0] ? rep->key_version : NULL;
-	ev.request_id = rep->request_id[0] ? rep->request_id : NULL;
-	ev.latency_ms = (int64_t)(rep->latency_us / 1000);
-	if (r)
-		ev.error_class = e->cls;
-	else if (rep->state != LC_KEY_ENABLED)
-		ev.error_class = LC_ERRC_DENIED;
-	(void)lc_audit_write(&a->audit, &ev, NULL);
-}
-
-/* Ask for the state of the CMK of @v (a copy) without the lock; revoke
- * everything under it if the answer is authoritative. */
+/* Probe the CMK of @v (a copy) without the lock (probe.c): only a
+ * confirmed denial, or an outage past fail_closed_after_s, revokes. */
 static void check_cmk(struct agent *a, const struct lc_volume *v)
 {
-	struct lc_provider *p = agent_provider(a, v->provider);
-	struct lc_provider_reply rep;
-	struct lc_error e = { 0 }, e2;
-	char cause[LC_ERROR_MSG_MAX + 64];
-	int r;
-
-	if (!p) {
-		lc_warn("volume %s uses provider %s, which this agent does not have: its CMK cannot be watched",
-			v->name, v->provider);
-		return;
-	}
-	r = lc_provider_key_state(p, v->provider_ref, &rep, &e);
-	if (!r && rep.state == LC_KEY_ENABLED) {
-		lc_debug("watcher: CMK %s is enabled", v->provider_ref);
-		return;
-	}
-	audit_state(a, v, &rep, r, &e);
-	if (r < 0 && e.cls != LC_ERRC_DENIED) {
-		/* Unreachable is not revoked: keep serving from what is unwrapped. */
-		lc_warn("watcher: state of CMK %s unknown (%s: %s); volumes keep running, not a revocation",
-			v->provider_ref, lc_err_class_name(e.cls), e.msg);
-		return;
-	}
-	if (r < 0)
-		snprintf(cause, sizeof(cause), "KMS denied CMK %.200s: %.300s", v->provider_ref, e.msg);
-	else
-		snprintf(cause, sizeof(cause), "CMK %.200s is %s", v->provider_ref,
-			 lc_key_state_name(rep.state));
-	lc_warn("watcher: %s: revoking every volume under it", cause);
-	agent_relock(a);
-	(void)agent_revoke_matching(a, v->cmk_id, v->provider, v->provider_ref, cause, true, -1, 0,
-				    NULL, NULL, &e2);
-	agent_unlock(a);
+	(void)agent_probe_cmk(a, v, NULL);
 }
 
 static bool same_cmk(const struct lc_volume *x, const struct lc_volume *y)
@@ -580,8 +536,32 @@ static void *watch_thread(void *arg)
 	return NULL;
 }
 
+/* The next tick after the interval with jitter_pct of jitter either way,
+ * so that many agents do not ask one KMS in step. */
+static void rearm(struct agent *a)
+{
+	uint64_t ms = (uint64_t)a->cfg.watch_interval_s * 1000, span;
+	uint32_t rnd = 0;
+	struct itimerspec its = { 0 };
+
+	if (a->timer_fd < 0 || !a->cfg.jitter_pct)
+		return;
+	span = ms * a->cfg.jitter_pct / 100;
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (uint32_t)agent_now_ms();
+	if (span)
+		ms = ms - span + (uint64_t)rnd % (2 * span + 1);
+	if (ms < 100)
+		ms = 100;
+	its.it_value.tv_sec = (time_t)(ms / 1000);
+	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
+	its.it_interval.tv_sec = a->cfg.watch_interval_s;	/* if a tick is missed */
+	(void)timerfd_settime(a->timer_fd, 0, &its, NULL);
+}
+
 void agent_watch_tick(struct agent *a)
 {
+	rearm(a);
 	agent_relock(a);
 	/* Revocations the kernel has not confirmed: again, whatever the KMS does. */
 	for (size_t i = 0; i < a->nvols; i++) {

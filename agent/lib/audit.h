@@ -55,6 +55,11 @@ struct lc_audit_event {
 	const char *request_id;		/* the provider's, if it gave one */
 	const char *volume;		/* volume uuid, when one is known */
 	const char *device;		/* the block device (or header file) acted on */
+	/* What an agent action did, in the agent's own words: built only
+	 * from counts, names, signal names and exit statuses (a termination
+	 * hook's steps, a revocation's confirmation); never from request
+	 * data, provider replies or key buffers. */
+	const char *detail;
 };
 
 /* Initialise @ev with every optional field "not applicable". */

@@ -61,7 +61,13 @@ static const struct key keys[] = {
 	{ "kms", "deadline_ms", K_UINT, F(deadline_ms), 1, 3600000 },
 	{ "revocation", "watch_interval_s", K_UINT, F(watch_interval_s), 1, 86400 },
 	{ "revocation", "revoke_wait_ms", K_UINT, F(revoke_wait_ms), 1, 600000 },
+	{ "revocation", "jitter_pct", K_UINT, F(jitter_pct), 0, 50 },
+	{ "revocation", "confirm_denials", K_UINT, F(confirm_denials), 1, 16 },
+	{ "revocation", "confirm_window_s", K_UINT, F(confirm_window_s), 1, 604800 },
+	{ "revocation", "fail_closed_after_s", K_UINT, F(fail_closed_after_s), 0, 31536000 },
+	{ "revocation", "canary", K_BOOL, F(canary), 0, 0 },
 	{ "test", "kms_stall_file", K_PATH, F(test_kms_stall_file), 0, 0 },
+	{ "test", "kms_fault_file", K_PATH, F(test_kms_fault_file), 0, 0 },
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
@@ -128,6 +134,11 @@ void lc_config_defaults(struct lc_config *cfg)
 	cfg->deadline_ms = 30000;
 	cfg->watch_interval_s = 60;
 	cfg->revoke_wait_ms = 5000;
+	cfg->jitter_pct = 10;
+	cfg->confirm_denials = 2;
+	cfg->confirm_window_s = 300;
+	cfg->fail_closed_after_s = 0;
+	cfg->canary = true;
 	snprintf(cfg->cipher, sizeof(cfg->cipher), "aes-xts-plain64");
 	cfg->key_size = 64;
 	cfg->segment_sectors = 2048;	/* 1 MiB */

@@ -38,11 +38,25 @@
  *   watch_interval_s = 60                   # CMK state check, 1..86400
  *   revoke_wait_ms = 5000                   # revoke answers after this at
  *                                           # most; stalled ones go on
+ *   jitter_pct = 10                         # 0..50: each interval drawn in
+ *                                           # [i*(1-j), i*(1+j)]
+ *   confirm_denials = 2                     # 1..16 denials confirm a revocation
+ *   confirm_window_s = 300                  # ... within this many seconds,
+ *                                           # no success between them
+ *   fail_closed_after_s = 0                 # 0: never; else an outage (no
+ *                                           # authoritative answer) this long
+ *                                           # revokes (strict regimes only)
+ *   canary = yes                            # probe with a real unwrap of the
+ *                                           # key configuration's canary
  *
  *   [test]                                  # tests only, never in production
  *   kms_stall_file = /path                  # while this file exists, every
  *                                           # KMS call waits (a KMS that
  *                                           # never answers)
+ *   kms_fault_file = /path                  # while this file exists, its first
+ *                                           # word makes KMS calls fail:
+ *                                           # "transient" every call,
+ *                                           # "flaky" every other call
  *
  *   [aws-kms]                               # provider "aws-kms" (kms-aws.h)
  *   endpoint = https://kms.eu-west-1.amazonaws.com  # override; default:
@@ -143,8 +157,14 @@ struct lc_config {
 	/* [revocation] */
 	unsigned int watch_interval_s;
 	unsigned int revoke_wait_ms;
+	unsigned int jitter_pct;
+	unsigned int confirm_denials;
+	unsigned int confirm_window_s;
+	unsigned int fail_closed_after_s;
+	bool canary;
 	/* [test] */
 	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
+	char test_kms_fault_file[LC_CONFIG_PATH_MAX];
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];

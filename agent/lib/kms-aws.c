@@ -547,9 +547,10 @@ static enum lc_key_state aws_key_state(const char *s)
 		return LC_KEY_UNKNOWN;
 	if (!strcmp(s, "Enabled"))
 		return LC_KEY_ENABLED;
-	/* Unusable by the key owner's action: no key material (PendingImport),
-	 * custom key store disconnected (Unavailable). */
-	if (!strcmp(s, "Disabled") || !strcmp(s, "PendingImport") || !strcmp(s, "Unavailable"))
+	/* PendingImport (no key material) and Unavailable (custom key store
+	 * disconnected) are not revocations: they come back without the key
+	 * owner deciding anything about lakecrypt (LC_KEY_UNKNOWN below). */
+	if (!strcmp(s, "Disabled"))
 		return LC_KEY_DISABLED;
 	if (!strcmp(s, "PendingDeletion") || !strcmp(s, "PendingReplicaDeletion"))
 		return LC_KEY_PENDING_DELETION;
@@ -697,7 +698,8 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 		res->state = aws_key_state(s);
 		/* Only a state we understand may lead to a revocation. */
 		if (res->state == LC_KEY_UNKNOWN) {
-			bool passing = !strcmp(s, "Creating") || !strcmp(s, "Updating");
+			bool passing = !strcmp(s, "Creating") || !strcmp(s, "Updating") ||
+				       !strcmp(s, "Unavailable");
 
 			r = lc_err(err, passing ? -EAGAIN : -EPROTO,
 				   passing ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,

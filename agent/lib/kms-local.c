@@ -407,6 +407,12 @@ static int load_meta(const struct lc_kms_local *k, const char *id, struct lc_kms
 
 		m->deletion_elapsed = jint(o, "deletion_elapsed", &have);
 	}
+	{
+		struct json_object *pd;	/* absent in stores of before key policies */
+
+		m->policy_deny = json_object_object_get_ex(o, "policy_deny", &pd) &&
+				 json_object_get_boolean(pd);
+	}
 	m->primary_version = (uint32_t)jint(o, "primary_version", &ok);
 	m->versions = (uint32_t)jint(o, "versions", &ok);
 	if (!ok || strcmp(m->key_id, id) || m->state == LC_KEY_UNKNOWN || m->versions < 1 ||
@@ -458,6 +464,8 @@ static int save_meta(struct lc_kms_local *k, const struct lc_kms_key_info *m,
 	json_object_object_add(o, "updated", json_object_new_int64(m->updated));
 	json_object_object_add(o, "deletion_date", json_object_new_int64(m->deletion_date));
 	json_object_object_add(o, "deletion_elapsed", json_object_new_int64(m->deletion_elapsed));
+	if (m->policy_deny)
+		json_object_object_add(o, "policy_deny", json_object_new_boolean(1));
 	json_object_object_add(o, "primary_version", json_object_new_int64(m->primary_version));
 	json_object_object_add(o, "versions", json_object_new_int64(m->versions));
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -939,7 +947,8 @@ static int refuse(struct lc_error *err, const char *op, const struct lc_kms_key_
 		      state_str(st), need);
 }
 
-enum admin_op { OP_DISABLE, OP_ENABLE, OP_ROTATE, OP_SCHEDULE, OP_CANCEL, OP_DESTROY };
+enum admin_op { OP_DISABLE, OP_ENABLE, OP_ROTATE, OP_SCHEDULE, OP_CANCEL, OP_DESTROY, OP_DENY,
+		OP_ALLOW };
 
 static int destroy_locked(struct lc_kms_local *k, struct lc_kms_key_info *m,
 			  struct lc_error *err)
@@ -1042,6 +1051,11 @@ static int admin(struct lc_kms_local *k, enum admin_op op, const char *key_id, u
 		m.deletion_date = 0;
 		m.deletion_elapsed = 0;
 		break;
+	case OP_DENY:
+	case OP_ALLOW:
+		/* A key policy change: the state does not move. */
+		m.policy_deny = op == OP_DENY;
+		break;
 	case OP_DESTROY:
 		if (m.state == LC_KEY_DESTROYED) {
 			r = refuse(err, "destroy", &m, st, "it is already destroyed");
@@ -1079,6 +1093,12 @@ int lc_kms_local_rotate(struct lc_kms_local *k, const char *key_id,
 			struct lc_kms_key_info *info, struct lc_error *err)
 {
 	return admin(k, OP_ROTATE, key_id, 0, 0, info, err);
+}
+
+int lc_kms_local_set_policy(struct lc_kms_local *k, const char *key_id, bool deny,
+			    struct lc_kms_key_info *info, struct lc_error *err)
+{
+	return admin(k, deny ? OP_DENY : OP_ALLOW, key_id, 0, 0, info, err);
 }
 
 int lc_kms_local_disable(struct lc_kms_local *k, const char *key_id,
@@ -1119,6 +1139,10 @@ static int deny_unless_enabled(const struct lc_kms_local *k, const struct lc_kms
 {
 	switch (effective_state(k, m)) {
 	case LC_KEY_ENABLED:
+		if (m->policy_deny)
+			return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+				      "AccessDeniedException: the key policy of %s denies this use (the key stays enabled)",
+				      m->key_id);
 		return 0;
 	case LC_KEY_DISABLED:
 		return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,

@@ -48,6 +48,7 @@
 #ifndef LC_KMS_LOCAL_H
 #define LC_KMS_LOCAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -81,6 +82,7 @@ struct lc_kms_key_info {
 	int64_t updated;		/* last state change or rotation */
 	int64_t deletion_date;		/* pending: when; destroyed: when it was; else 0 */
 	int64_t deletion_elapsed;	/* pending: store elapsed time (s) it needs too */
+	bool policy_deny;		/* the key policy denies every use (state unchanged) */
 };
 
 /*
@@ -107,6 +109,15 @@ int lc_kms_local_disable(struct lc_kms_local *kms, const char *key_id,
 			 struct lc_kms_key_info *info, struct lc_error *err);
 int lc_kms_local_enable(struct lc_kms_local *kms, const char *key_id,
 			struct lc_kms_key_info *info, struct lc_error *err);
+/*
+ * A key policy change, as an AWS key policy or grant removal: with @deny
+ * every encrypt and decrypt is refused with AccessDenied (DENIED,
+ * -EKEYREVOKED)
+ * while the key's state stays what it is, so key_state still answers
+ * "enabled".  !@deny restores the use.
+ */
+int lc_kms_local_set_policy(struct lc_kms_local *kms, const char *key_id, bool deny,
+			    struct lc_kms_key_info *info, struct lc_error *err);
 int lc_kms_local_schedule_deletion(struct lc_kms_local *kms, const char *key_id,
 				   unsigned int days, struct lc_kms_key_info *info,
 				   struct lc_error *err);

@@ -195,6 +195,19 @@ static bool get_list(json_object *o, const char *key, char *out, size_t size, si
 	return true;
 }
 
+static int canary_check(const char *b64, const char *hex, struct lc_error *err)
+{
+	size_t n = strlen(b64);
+
+	if (!n || n >= LC_CANARY_B64_SIZE || n % 4 || strspn(b64,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n ||
+	    strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "a canary is base64 of at most %d bytes and the 64 hex digits of its SHA-256",
+			      LC_CANARY_BLOB_MAX);
+	return 0;
+}
+
 /* ---- persistence ---- */
 
 static int save(struct lc_registry *reg, struct lc_error *err)
@@ -216,6 +229,11 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		json_object_object_add(k, "key_ref", json_object_new_string(reg->kc[i].key_ref));
 		json_object_object_add(k, "cmk_id", json_object_new_string(reg->kc[i].cmk_id));
 		json_object_object_add(k, "created", json_object_new_int64(reg->kc[i].created));
+		if (reg->kc[i].canary[0]) {
+			json_object_object_add(k, "canary", json_object_new_string(reg->kc[i].canary));
+			json_object_object_add(k, "canary_sha256",
+					       json_object_new_string(reg->kc[i].canary_sha256));
+		}
 		json_object_array_add(a, k);
 	}
 	json_object_object_add(o, "keyconfigs", a);
@@ -228,6 +246,8 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		json_object_object_add(b, "created", json_object_new_int64(reg->bind[i].created));
 		json_object_object_add(b, "operators", access_groups_json(&reg->bind[i].access));
 		json_object_object_add(b, "devices", access_devices_json(&reg->bind[i].access));
+		if (lc_hook_is_set(&reg->bind[i].hook))
+			json_object_object_add(b, "hook", lc_hook_to_json(&reg->bind[i].hook));
 		json_object_array_add(a, b);
 	}
 	json_object_object_add(o, "workspaces", a);
@@ -319,6 +339,13 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 			r = bad_file(reg, err, "a key configuration entry is malformed");
 			goto out;
 		}
+		if (json_object_object_get_ex(k, "canary", NULL) &&
+		    (!get_string(k, "canary", kc->canary, sizeof(kc->canary)) ||
+		     !get_string(k, "canary_sha256", kc->canary_sha256, sizeof(kc->canary_sha256)) ||
+		     canary_check(kc->canary, kc->canary_sha256, NULL) < 0)) {
+			r = bad_file(reg, err, "a key configuration's canary is malformed");
+			goto out;
+		}
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(reg->kc[j].name, kc->name)) {
 				r = bad_file(reg, err, "a key configuration name appears twice");
@@ -349,6 +376,11 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		    access_check(&b->access, NULL) ||
 		    lc_name_check("workspace", b->workspace, NULL)) {
 			r = bad_file(reg, err, "a workspace binding is malformed");
+			goto out;
+		}
+		if (json_object_object_get_ex(k, "hook", &v) &&
+		    lc_hook_from_json(v, &b->hook, NULL) < 0) {
+			r = bad_file(reg, err, "a workspace's hook is malformed");
 			goto out;
 		}
 		if (!lc_registry_keyconfig(reg, b->keyconfig)) {
@@ -497,5 +529,40 @@ int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc
 	i = (size_t)(b - reg->bind);
 	memmove(&reg->bind[i], &reg->bind[i + 1], (reg->nbind - i - 1) * sizeof(*reg->bind));
 	reg->nbind--;
+	return commit(reg, err);
+}
+
+int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
+			 const struct lc_ws_hook *hook, struct lc_error *err)
+{
+	struct lc_binding *b = (struct lc_binding *)lc_registry_binding(reg, workspace);
+	int r;
+
+	if (!b)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "workspace \"%s\" is not bound: bind it first (workspace.bind)",
+			      workspace ? workspace : "");
+	if (hook && (r = lc_hook_check(hook, err)) < 0)
+		return r;
+	if (hook)
+		b->hook = *hook;
+	else
+		memset(&b->hook, 0, sizeof(b->hook));
+	return commit(reg, err);
+}
+
+int lc_registry_set_canary(struct lc_registry *reg, const char *name, const char *b64,
+			   const char *sha256_hex, struct lc_error *err)
+{
+	struct lc_keyconfig *kc = (struct lc_keyconfig *)lc_registry_keyconfig(reg, name);
+	int r;
+
+	if (!kc)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID, "there is no key configuration \"%s\"",
+			      name ? name : "");
+	if ((r = canary_check(b64, sha256_hex, err)) < 0)
+		return r;
+	snprintf(kc->canary, sizeof(kc->canary), "%s", b64);
+	snprintf(kc->canary_sha256, sizeof(kc->canary_sha256), "%s", sha256_hex);
 	return commit(reg, err);
 }

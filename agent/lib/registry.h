@@ -8,9 +8,11 @@
  * Persisted as one JSON file, <state_dir>/registry.json (0600), rewritten
  * atomically (lc_file_write_atomic) on every change:
  *   {"version": 1,
- *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created"}],
+ *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created",
+ *                    "canary", "canary_sha256" (both optional)}],
  *    "workspaces": [{"workspace", "keyconfig", "created",
- *                    "operators": [group, ...], "devices": [pattern, ...]}]}
+ *                    "operators": [group, ...], "devices": [pattern, ...],
+ *                    "hook": {...} (optional, lc_hook_to_json())}]}
  * A change that cannot be written is undone in memory too, so memory and
  * disk never disagree.
  *
@@ -28,10 +30,16 @@
 
 #include <lakecrypt/ondisk.h>
 
+#include "hook.h"
 #include "lc-error.h"
 
 #define LC_REGISTRY_FILE	"registry.json"
 #define LC_REGISTRY_VERSION	1
+
+#define LC_CANARY_BLOB_MAX	2048	/* wrapped canary, bytes */
+#define LC_CANARY_B64_SIZE	(4 * ((LC_CANARY_BLOB_MAX + 2) / 3) + 1)
+#define LC_CANARY_LEN		32	/* plaintext bytes */
+#define LC_CANARY_CONTEXT_PREFIX "lakecrypt:v2;canary;keyconfig="
 
 struct lc_keyconfig {
 	char name[LC_HDR_NAME_SIZE];
@@ -39,6 +47,12 @@ struct lc_keyconfig {
 	char key_ref[LC_HDR_PROVIDER_REF_SIZE];	/* the provider's CMK reference */
 	char cmk_id[LC_HDR_CMK_ID_SIZE];	/* CMK id as the provider reported it */
 	int64_t created;			/* epoch seconds */
+	/* The revocation probe's canary (lakecrypt-agent.md): 32 random bytes
+	 * wrapped under the CMK with context LC_CANARY_CONTEXT_PREFIX<name>,
+	 * base64 (RFC 4648), and the hex SHA-256 of the plaintext, which is
+	 * never stored.  "" while there is none yet. */
+	char canary[LC_CANARY_B64_SIZE];
+	char canary_sha256[65];
 };
 
 #define LC_WS_MAX_GROUPS	16
@@ -68,6 +82,7 @@ struct lc_binding {
 	char keyconfig[LC_HDR_NAME_SIZE];
 	int64_t created;
 	struct lc_ws_access access;
+	struct lc_ws_hook hook;		/* compute termination after a revocation */
 };
 
 struct lc_registry {
@@ -118,5 +133,16 @@ int lc_ws_group_check(const char *g, struct lc_error *err);
 int lc_ws_device_check(const char *pattern, struct lc_error *err);
 /* -ENOENT if the workspace is not bound. */
 int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc_error *err);
+
+/* Store the canary of key configuration @name: @b64 (base64 of at most
+ * LC_CANARY_BLOB_MAX bytes), @sha256_hex (64 lower-case hex digits).
+ * -ENOENT if there is no such key configuration, -EINVAL for bad values. */
+int lc_registry_set_canary(struct lc_registry *reg, const char *name, const char *b64,
+			   const char *sha256_hex, struct lc_error *err);
+
+/* Set (@hook checked with lc_hook_check()) or, with NULL, clear the
+ * termination hook of bound @workspace.  -ENOENT if it is not bound. */
+int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
+			 const struct lc_ws_hook *hook, struct lc_error *err);
 
 #endif /* LC_REGISTRY_H */

@@ -6,8 +6,11 @@
 #   runtime=10     seconds per fio run (time_based, after ramp=1 s)
 #   ioengine=libaio iodepth=8 jobs=1   fio queueing
 #   size=256       brd RAM disk size in MiB
-#   parts=io,mem,revoke   io: throughput table, mem: memory per loaded key,
-#                  revoke: time from "lakecryptctl revoke" to every volume failing I/O
+#   parts=io,mem,revoke,detect   io: throughput table, mem: memory per loaded key,
+#                  revoke: time from "lakecryptctl revoke" to every volume failing I/O,
+#                  detect: time from the KMS's first denial (key policy) to
+#                  detection, confirmation and every volume failing I/O, for
+#                  several watch_interval_s / confirm_denials settings
 #   memsegs=65536  segments (and keys) of the memory test, 8 sectors each
 #                  unless size says otherwise
 #
@@ -23,7 +26,7 @@
 # misses, evictions, hit ratio: the "stats" message), and at the end the
 # memory the cache held, measured by giving it back (key wipe all).
 set -eu
-runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem,revoke memsegs=65536
+runtime=10 ioengine=libaio iodepth=8 jobs=1 size=256 parts=io,mem,revoke,detect memsegs=65536
 for a in "$@"; do
 	case $a in
 	runtime=*|ioengine=*|iodepth=*|jobs=*|size=*|parts=*|memsegs=*) eval "${a%%=*}=\${a#*=}" ;;
@@ -281,5 +284,84 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q revoke && [ -x /lakecrypt/bin/la
 	kill "$cpid" 2>/dev/null || true
 	kill "$apid" 2>/dev/null
 	wait "$apid" 2>/dev/null
+fi
+# Detection: an agent per setting ([revocation] watch_interval_s I,
+# jitter 0, confirm_denials C), 3 volumes with a reader each; at t0 the
+# KMS starts denying (kms deny: the key stays enabled, only the canary
+# sees it).  Figures: first denial observed (status), confirmation
+# (verdict revoke), every reader failing; and the KMS calls per interval.
+dt_field() {	# dt_field SOCK CMK FIELD
+	lakecryptctl --socket "$1" --json status 2>/dev/null | awk -v id="$2" -v k="$3" '
+		index($0, "\"cmk\": \"" id "\"") { f = 1 }
+		f && index($0, "\"" k "\":") { sub(/^[^:]*: */, ""); gsub(/[",]/, ""); print; exit }'
+}
+if [ -n "$lc" ] && printf %s "$parts" | grep -q detect && [ -x /lakecrypt/bin/lakecrypt-agent ]; then
+	modprobe loop
+	mkdir -p /run/lakecrypt
+	round=0
+	for set in 1:1 1:2 2:2 2:3; do
+		iv=${set%:*} cf=${set#*:} round=$((round + 1))
+		# a socket directory of its own: volumes.json lives beside it
+		d=/tmp/dt$round sock=/run/lakecrypt-dt$round/agent.sock
+		mkdir -p $d /run/lakecrypt-dt$round
+		printf '[agent]\nsocket = %s\nsocket_mode = 0600\nstate_dir = %s/state\naudit_log = %s/audit.log\nlog = stderr\n[revocation]\nwatch_interval_s = %s\njitter_pct = 0\nconfirm_denials = %s\nconfirm_window_s = 600\n' \
+			"$sock" $d $d "$iv" "$cf" >$d/agent.conf
+		lakecrypt-agent --config $d/agent.conf --foreground >$d/agent.log 2>&1 &
+		apid=$!
+		n=0
+		while [ ! -S $sock ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+		L="lakecryptctl --socket $sock"
+		cmk=$($L --json kms create | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
+		$L keyconfig create dk --key "$cmk" >/dev/null
+		$L workspace bind dw --keyconfig dk >/dev/null
+		vols=
+		for i in 1 2 3; do
+			dd if=/dev/zero of=$d/v$i.img bs=1M count=0 seek=16 2>/dev/null
+			l=$(losetup -f)
+			losetup "$l" $d/v$i.img
+			$L format "$l" --workspace dw --project d$round$i --segment-size 64K --batch >/dev/null
+			$L open "$l" d$round$i --workspace dw >/dev/null
+			vols="$vols d$round$i"
+		done
+		n=0	# a few quiet intervals: the KMS calls they cost
+		c0=$(dt_field $sock "$cmk" state_calls); k0=$(dt_field $sock "$cmk" canary_calls)
+		p0=$(dt_field $sock "$cmk" probes)
+		sleep $((iv * 4))
+		c1=$(dt_field $sock "$cmk" state_calls); k1=$(dt_field $sock "$cmk" canary_calls)
+		p1=$(dt_field $sock "$cmk" probes)
+		rm -f $d/fail*
+		for v in $vols; do
+			( while dd if=/dev/mapper/$v of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null; do :; done
+			  uptime_ms >$d/fail.$v ) &
+		done
+		sleep 1
+		t0=$(uptime_ms)
+		$L kms deny "$cmk" >/dev/null
+		first=-1 conf=-1 n=0
+		while [ $n -lt 1200 ]; do
+			now=$(uptime_ms)
+			[ $first -lt 0 ] && [ "$(dt_field $sock "$cmk" denials)" -ge 1 ] 2>/dev/null && first=$((now - t0))
+			[ "$(dt_field $sock "$cmk" verdict)" = revoke ] && { conf=$((now - t0)); [ $first -lt 0 ] && first=$conf; break; }
+			n=$((n + 1))
+		done
+		last=0
+		for v in $vols; do
+			n=0
+			while [ ! -s $d/fail.$v ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+			f=$(cat $d/fail.$v 2>/dev/null || echo -1)
+			if [ "$f" -lt 0 ]; then last=-1; break; fi
+			[ $((f - t0)) -gt "$last" ] && last=$((f - t0))
+		done
+		say "detect: watch_interval_s=$iv confirm_denials=$cf: first denial seen +$first ms," \
+		    "confirmed +$conf ms, every volume failing I/O +$last ms" \
+		    "(kill after confirmation: $([ $conf -ge 0 ] && [ $last -ge 0 ] && echo $((last - conf)) || echo n/a) ms, goal <= 1000;" \
+		    "expected detection <= $((iv * cf)) s + one probe)"
+		[ "$p1" -gt "$p0" ] 2>/dev/null &&
+			say "detect: KMS calls per interval for 1 CMK with 3 volumes: $(( (c1 - c0 + k1 - k0) / (p1 - p0) ))" \
+			    "($((c1 - c0)) state + $((k1 - k0)) canary calls over $((p1 - p0)) probes)"
+		kill "$apid" 2>/dev/null
+		wait "$apid" 2>/dev/null
+		for v in $vols; do dmsetup remove $v 2>/dev/null; done
+	done
 fi
 say "bench: done"

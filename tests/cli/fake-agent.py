@@ -62,6 +62,14 @@ def result(op, args):
         return {"keyconfigs": [{"name": "kc1", "provider": "local", "key_ref": "k-1"}]}
     if op == "workspace.bind":
         return {"workspace": args["workspace"], "keyconfig": args["keyconfig"]}
+    if op == "check":
+        return {"checks": [{"cmk": args.get("cmk", "k-1"), "provider": "local", "state": "enabled",
+                            "canary": "denied", "outcome": "denied", "verdict": "pending",
+                            "denials": 1, "kms_calls": 2, "detail": "canary unwrap: denied"}],
+                "kms_calls": 2}
+    if op == "workspace.hook":
+        hook = None if args.get("clear") else {k: v for k, v in args.items() if k != "workspace"}
+        return {"workspace": args["workspace"], "hook": hook}
     if op == "workspace.list":
         return {"workspaces": [{"workspace": "ws1", "keyconfig": "kc1"}]}
     if op in ("volume.format", "volume.open", "volume.rewrap", "volume.resize"):

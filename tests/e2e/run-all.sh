@@ -37,7 +37,11 @@ expect_exit() {
 	fi
 }
 lakecrypt_keys() { grep -c ' logon .*lakecrypt:' /proc/keys; }
-unwraps() { ctl --json status | jget unwrap; }
+# KMS unwraps but the watcher's canary probes (status "cmks", canary_calls)
+unwraps() {
+	ctl --json status | awk '/"unwrap":/ && u == "" { u = $2 + 0 } /"canary_calls":/ { c += $2 + 0 }
+		END { print u - c }'
+}
 
 # ---------------------------------------------------------------- setup
 insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
@@ -495,6 +499,9 @@ lc_eq "audit --lines 6000 returns 6,000 records (paged)" 6000 "$n"
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null
 lc_diag_file /tmp/agent.log 30
+# Key lifecycle (revocation detected right, killed completely): an agent
+# of its own, same boot.
+. ./lifecycle.sh
 p=$(grep -c '^pass' "$LC_TALLY"); f=$(grep -c '^fail' "$LC_TALLY"); s=$(grep -c '^skip' "$LC_TALLY")
 lc_say "$p passed, $f failed, $s skipped"
 [ "$f" -eq 0 ]

@@ -29,10 +29,13 @@
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/ops-admin.c"
+#include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
+#include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
+#include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/watch.c"
 
 #define OPER_UID	1234
@@ -367,6 +370,8 @@ static int setup(void **state)
 	t->a.cfg.retry_attempts = 1;
 	snprintf(t->stall, sizeof(t->stall), "%s/stall", t->dir);
 	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
+	snprintf(t->a.cfg.test_kms_fault_file, sizeof(t->a.cfg.test_kms_fault_file), "%s/fault",
+		 t->dir);
 	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
 	t->a.groups = &fake_groups;
 	t->a.env.be = &fake_backend;
@@ -823,6 +828,21 @@ static void test_idle_timeout(void **state)
 
 /* The watcher finds the CMK disabled and revokes its volumes; the check
  * runs on a thread of its own. */
+/* Integer member @key of the first CMK that status lists (-1: none yet). */
+static int64_t cmk_field(struct tenv *t, const char *key)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	int64_t v = -1;
+
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	if (json_object_object_get_ex(res, "cmks", &arr) && json_object_array_length(arr) &&
+	    json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x))
+		v = json_object_get_int64(x);
+	json_object_put(res);
+	return v;
+}
+
 static void test_watcher(void **state)
 {
 	struct tenv *t = *state;
@@ -833,8 +853,15 @@ static void test_watcher(void **state)
 	usleep(200000);
 	assert_false(dev_revoked("v1"));	/* enabled: nothing happens */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	/* confirm_denials = 2 (the default): one denial is not enough... */
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 100 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < 250 && cmk_field(t, "denials") < 1; i++)
+		usleep(20000);
+	assert_int_equal(cmk_field(t, "denials"), 1);
+	assert_false(dev_revoked("v1"));
+	/* ...the second confirms it. */
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_status_revoked(t, "v1");
@@ -872,6 +899,308 @@ static void test_header_room(void **state)
 	rmdir(dir);
 }
 
+/* ---- key lifecycle: termination hooks ---- */
+
+/* Hook runs of workspace @ws that status reports so far. */
+static uint64_t hook_runs(struct tenv *t, const char *ws, bool *running)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	uint64_t n = 0;
+
+	*running = false;
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "hooks", &arr));
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *h = json_object_array_get_idx(arr, i);
+
+		assert_true(json_object_object_get_ex(h, "workspace", &x));
+		if (strcmp(json_object_get_string(x), ws))
+			continue;
+		assert_true(json_object_object_get_ex(h, "runs", &x));
+		n = (uint64_t)json_object_get_int64(x);
+		assert_true(json_object_object_get_ex(h, "running", &x));
+		*running = json_object_get_boolean(x);
+		if (!*running && n) {
+			assert_true(json_object_object_get_ex(h, "last", &x));
+			assert_true(json_object_object_get_ex(x, "outcome", &x));
+			assert_string_equal(json_object_get_string(x), "success");
+		}
+	}
+	json_object_put(res);
+	return n;
+}
+
+/* Wait (bounded, generously) until @ws's hook has run and is idle. */
+static uint64_t wait_hook(struct tenv *t, const char *ws, uint64_t more_than)
+{
+	bool running = true;
+	uint64_t n = 0;
+
+	for (int i = 0; i < 500 && (running || n <= more_than); i++) {
+		n = hook_runs(t, ws, &running);
+		if (running || n <= more_than)
+			usleep(20000);
+	}
+	assert_false(running);
+	return n;
+}
+
+static int set_hook_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+
+	(void)fd;
+	return call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\", \"signal\": \"KILL\"}"),
+		    NULL, &err) == -EACCES ? 0 : 1;
+}
+
+/*
+ * The agent's revoke and a revoke reported by udev both run the
+ * workspace's hook once per volume, with the documented environment; the
+ * run is audited.  Only admins set hooks, and bad ones are refused.
+ */
+static void test_hook_after_revoke(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[1024], script[256], out[256], buf[4096];
+	json_object *res, *h, *x;
+	uint64_t runs;
+	FILE *f;
+	size_t len;
+
+	snprintf(script, sizeof(script), "%s/hook.sh", t->dir);
+	snprintf(out, sizeof(out), "%s/hook.out", t->dir);
+	f = fopen(script, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"ws=$LAKECRYPT_WORKSPACE vols=$LAKECRYPT_VOLUMES why=$LAKECRYPT_REASON\" >> %s\n",
+		out);
+	fclose(f);
+	assert_int_equal(chmod(script, 0700), 0);
+
+	/* Refusals: operators, clear with more, nothing, bad values, unbound. */
+	assert_int_equal(as_operator(set_hook_as_operator, t, -1), 0);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"clear\": true, \"signal\": \"KILL\"}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"signal\": \"STOP\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"command\": \"rm -rf /\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"signal\": \"KILL\", \"timeout_ms\": 1}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"nows\", \"signal\": \"KILL\"}"), NULL, &err),
+			 -ENOENT);
+
+	snprintf(a, sizeof(a), "{\"workspace\": \"ws1\", \"command\": \"%s\", \"timeout_ms\": 20000}",
+		 script);
+	assert_int_equal(call(t, "workspace.hook", jargs(a), &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "hook", &h));
+	assert_true(json_object_object_get_ex(h, "command", &x));
+	assert_string_equal(json_object_get_string(x), script);
+	json_object_put(res);
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	runs = wait_hook(t, "ws1", 0);
+	/* Both volumes covered, each once (one run, or two if v2 came late). */
+	for (int i = 0; i < 500; i++) {
+		bool running;
+
+		f = fopen(out, "r");
+		len = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[len] = '\0';
+		if (strstr(buf, "v1") && strstr(buf, "v2") && !(hook_runs(t, "ws1", &running), running))
+			break;
+		usleep(20000);
+	}
+	assert_non_null(strstr(buf, "ws=ws1 vols="));
+	assert_non_null(strstr(buf, "why="));
+	assert_non_null(strstr(buf, "v1"));
+	assert_non_null(strstr(buf, "v2"));
+	assert_null(strstr(strstr(buf, "v1") + 2, "v1"));
+	assert_null(strstr(strstr(buf, "v2") + 2, "v2"));
+
+	/* A revoke made in the kernel, reported by udev: the same hook. */
+	assert_int_equal(call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\", \"clear\": true}"),
+			      NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"workspace\": \"ws1\", \"command\": \"%s\"}", script);
+	assert_int_equal(call(t, "workspace.hook", jargs(a), NULL, &err), 0);
+	runs = hook_runs(t, "ws1", &(bool){ false });
+	assert_int_equal(lc_kms_local_enable(t->a.kms, t->cmk, NULL, &err), 0);
+	open_volume(t, "d3", "v3");
+	pthread_mutex_lock(&fk.mu);
+	fdev("v3")->revoked = true;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(call(t, "volume.revoked", jargs("{\"name\": \"v3\"}"), NULL, &err), 0);
+	wait_hook(t, "ws1", runs);
+	f = fopen(out, "r");
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	assert_non_null(strstr(buf, "ws=ws1 vols=v3 why=revoked in the kernel"));
+
+	/* Each run is audited. */
+	{
+		char cmd[LC_CONFIG_PATH_MAX + 200];
+
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"workspace.terminate\".*\"outcome\":\"success\".*\"detail\":\"command: exit 0\"' %s",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"workspace.hook\",.*\"detail\":\"hook cleared\"' %s",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* ---- key lifecycle: probes and confirmation ---- */
+
+/* One "check" of the CMK: its report's @key (a string) into @out. */
+static void check_once(struct tenv *t, const char *key, char *out, size_t size, int64_t *calls)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+
+	if (call(t, "check", NULL, &res, &err))
+		fail_msg("check: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "checks", &arr));
+	assert_int_equal(json_object_array_length(arr), 1);
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x));
+	snprintf(out, size, "%s", json_object_get_string(x));
+	if (calls) {
+		assert_true(json_object_object_get_ex(res, "kms_calls", &x));
+		*calls = json_object_get_int64(x);
+	}
+	json_object_put(res);
+}
+
+static void set_fault(struct tenv *t, const char *word)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/fault", t->dir);
+	if (!word) {
+		unlink(path);
+		return;
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", word);
+	fclose(f);
+}
+
+/*
+ * Access denied by key policy while the key stays enabled: key_state
+ * says enabled, the canary's unwrap is denied; two such denials kill.
+ * The canary is made at keyconfig.create and kept in the registry.
+ */
+static void test_canary_catches_policy(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char out[256];
+	int64_t calls = 0;
+
+	assert_true(lc_registry_keyconfig(&t->a.reg, "kc1")->canary[0] != '\0');
+	open_volume(t, "d1", "v1");
+	check_once(t, "outcome", out, sizeof(out), &calls);
+	assert_string_equal(out, "ok");
+	assert_int_equal(calls, 2);	/* one key state, one canary unwrap */
+	assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+	check_once(t, "state", out, sizeof(out), NULL);
+	assert_string_equal(out, "enabled");	/* the state call alone misses it */
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	/* (the second check: the first counted one denial) */
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	assert_status_revoked(t, "v1");
+}
+
+/* An unreachable or flaky KMS never kills; neither does a stray denial
+ * followed by a success; opens' unwraps count as observations. */
+static void test_no_false_kill(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char out[256];
+
+	open_volume(t, "d1", "v1");
+	set_fault(t, "transient");
+	for (int i = 0; i < 20; i++) {
+		check_once(t, "outcome", out, sizeof(out), NULL);
+		assert_string_equal(out, "unknown");
+	}
+	set_fault(t, "flaky");
+	for (int i = 0; i < 20; i++) {
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "keep");
+	}
+	set_fault(t, NULL);
+	assert_false(dev_revoked("v1"));
+	/* deny, success, deny, success...: never two denials in a row */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "pending");
+		assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, false, NULL, &err), 0);
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "keep");
+	}
+	/* a denial, then an outage, then a denial: confirmed (no success between) */
+	assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	set_fault(t, "transient");
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	assert_false(dev_revoked("v1"));
+	set_fault(t, NULL);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+}
+
+/* fail_closed_after_s: off by default; when set, an outage that long kills. */
+static void test_fail_closed(void **state)
+{
+	struct tenv *t = *state;
+	char out[256], cmd[2 * LC_CONFIG_PATH_MAX + 200];
+
+	open_volume(t, "d1", "v1");
+	t->a.cfg.fail_closed_after_s = 1;
+	set_fault(t, "transient");
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "keep");
+	usleep(1100000);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "fail-closed");
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	set_fault(t, NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '\"op\":\"cmk.revocation\".*\"detail\":\"fail-closed: ' %s && grep -q '\"op\":\"revocation.policy\".*fail-closed off' %s",
+		 t->a.cfg.audit_log, t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -884,6 +1213,10 @@ int main(void)
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
+		T(test_hook_after_revoke),
+		T(test_canary_catches_policy),
+		T(test_no_false_kill),
+		T(test_fail_closed),
 		cmocka_unit_test(test_header_room),
 	};
 

@@ -388,8 +388,9 @@ static void test_answers(void **state)
 		static const struct { const char *st; int ok; enum lc_key_state state; enum lc_err_class cls; } sts[] = {
 			{ "Enabled", 1, LC_KEY_ENABLED, LC_ERRC_NONE },
 			{ "Disabled", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
-			{ "PendingImport", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
-			{ "Unavailable", 1, LC_KEY_DISABLED, LC_ERRC_NONE },
+			/* Not revocations (key-lifecycle issue): no kill. */
+			{ "PendingImport", 0, LC_KEY_UNKNOWN, LC_ERRC_MISCONFIG },
+			{ "Unavailable", 0, LC_KEY_UNKNOWN, LC_ERRC_TRANSIENT },
 			{ "PendingReplicaDeletion", 1, LC_KEY_PENDING_DELETION, LC_ERRC_NONE },
 			{ "Creating", 0, LC_KEY_UNKNOWN, LC_ERRC_TRANSIENT },
 			{ "Updating", 0, LC_KEY_UNKNOWN, LC_ERRC_TRANSIENT },

@@ -398,6 +398,35 @@ static void test_denials(void **state)
 	free(blob.p);
 }
 
+/* A key policy that denies use: encrypt and decrypt denied, the state
+ * still enabled (what a removed AWS grant looks like), kept across a
+ * reopen, undone by allowing. */
+static void test_policy_deny(void **state)
+{
+	struct env *e = *state;
+	struct lc_kms_key_info k;
+	struct lc_error err = { 0 };
+	struct lc_buf blob;
+
+	create(e, &k);
+	assert_false(k.policy_deny);
+	blob = enc(e, k.key_id, "ctx", NULL);
+	assert_int_equal(lc_kms_local_set_policy(e->kms, k.key_id, true, &k, &err), 0);
+	assert_true(k.policy_deny);
+	assert_int_equal(k.state, LC_KEY_ENABLED);
+	expect_denied(e, k.key_id, &blob, "AccessDenied");
+	reopen(e);
+	assert_int_equal(lc_kms_local_describe(e->kms, k.key_id, &k, &err), 0);
+	assert_int_equal(k.state, LC_KEY_ENABLED);
+	assert_true(k.policy_deny);
+	expect_denied(e, k.key_id, &blob, "AccessDenied");
+	assert_int_equal(lc_kms_local_set_policy(e->kms, k.key_id, false, &k, &err), 0);
+	assert_int_equal(dec(e, k.key_id, &blob, "ctx", NULL, &err), 0);
+	assert_int_equal(lc_kms_local_set_policy(e->kms, "lk-00000000000000000000000000000000", true,
+						 NULL, &err), -ENOENT);
+	free(blob.p);
+}
+
 /* The waiting period runs out: the key counts as destroyed at once and
  * purge erases it. */
 static void test_deletion_date(void **state)
@@ -871,6 +900,7 @@ int main(void)
 		T(test_unknown_key),
 		T(test_state_machine),
 		T(test_denials),
+		T(test_policy_deny),
 		T(test_deletion_date),
 		T(test_rotation),
 		T(test_reload),

@@ -349,6 +349,12 @@ static const struct column audit_cols[] = {
 	{ "DETAILS", NULL },
 };
 
+static const struct column check_cols[] = {
+	{ "CMK", "cmk" }, { "STATE", "state" }, { "CANARY", "canary" }, { "OUTCOME", "outcome" },
+	{ "VERDICT", "verdict" }, { "DENIALS", "denials" }, { "KMS CALLS", "kms_calls" },
+	{ "DETAIL", "detail" },
+};
+
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Render result member @member (an array) as a table, or say @empty. */
@@ -520,6 +526,14 @@ int lc_ctl_render_human(FILE *f, enum lc_ctl_render r, struct json_object *resul
 	case LC_R_AUDIT:
 		list(f, result, "records", audit_cols, NCOLS(audit_cols), "No audit records.");
 		break;
+	case LC_R_CHECK: {
+		struct json_object *n;
+
+		list(f, result, "checks", check_cols, NCOLS(check_cols), "No CMK in use.");
+		if (json_object_object_get_ex(result, "kms_calls", &n))
+			fprintf(f, "KMS calls: %" PRId64 "\n", json_object_get_int64(n));
+		break;
+	}
 	}
 	return ferror(f) ? -EIO : 0;
 }

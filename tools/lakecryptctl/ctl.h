@@ -64,6 +64,7 @@ enum lc_ctl_render {
 	LC_R_REVOKED,		/* {"revoked": [names...]} */
 	LC_R_AUDIT,		/* {"records": [...]} */
 	LC_R_PING,		/* {"version", "role", "uid"} */
+	LC_R_CHECK,		/* {"checks": [...], "kms_calls": N} */
 };
 
 struct lc_ctl_cmd {

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Revocation confirmation: when do KMS answers about one CMK amount to a
+ * revocation?  A pure state machine over observations and a clock, so the
+ * rules are tested with a fake clock (struct lc_clock).
+ *
+ * Observations (one per probe of the CMK: a watcher check, `lakecryptctl
+ * check`, or an unwrap made for an open):
+ *   OK       authoritative success: the key is enabled and the canary
+ *            unwrapped (or an open's unwrap succeeded)
+ *   DENIED   authoritative denial: the provider's error class DENIED
+ *            (access denied by policy or grant, key disabled, pending
+ *            deletion, destroyed), or a key state of disabled, pending
+ *            deletion or destroyed
+ *   UNKNOWN  no authoritative answer: unreachable, timeout, throttling,
+ *            5xx, a state the provider reports as unknown (AWS
+ *            "Unavailable", "PendingImport", "Updating"), a misconfigured
+ *            or corrupt probe
+ *
+ * Rules (the [revocation] settings of lakecrypt-agent.md):
+ *   - A denial is confirmed when confirm_denials denials have been seen
+ *     within confirm_window_ms of each other (the first and the last of
+ *     them at most that far apart) with no OK between them.  Verdict
+ *     REVOKE.  With confirm_denials = 1 the first denial kills.
+ *   - OK forgets every denial counted so far.  UNKNOWN neither counts nor
+ *     forgets: a KMS that flaps between a denial and a timeout is still
+ *     denying.
+ *   - Denials older than confirm_window_ms before the newest one are
+ *     dropped (a stray 403 last week does not add to one today).
+ *   - UNKNOWN never kills, unless fail_closed_after_ms > 0 (off by
+ *     default): then when no authoritative answer (OK or DENIED) has come
+ *     for fail_closed_after_ms since the first UNKNOWN after the last
+ *     authoritative answer, the verdict is FAIL_CLOSED.
+ *   - After REVOKE or FAIL_CLOSED the tracker is spent: later
+ *     observations change nothing until lc_revconf_reset().
+ */
+#ifndef LC_REVCONF_H
+#define LC_REVCONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lc-error.h"
+#include "provider.h"
+
+#define LC_REVCONF_MAX_DENIALS	16
+
+struct lc_revconf_policy {
+	unsigned int confirm_denials;	/* 1..LC_REVCONF_MAX_DENIALS */
+	uint64_t confirm_window_ms;	/* >= 1 */
+	uint64_t fail_closed_after_ms;	/* 0: never */
+};
+
+enum lc_probe_outcome {
+	LC_PROBE_OK,
+	LC_PROBE_DENIED,
+	LC_PROBE_UNKNOWN,
+};
+
+enum lc_revconf_verdict {
+	LC_VERDICT_KEEP,	/* nothing to do */
+	LC_VERDICT_PENDING,	/* a denial counted, not confirmed yet */
+	LC_VERDICT_REVOKE,	/* confirmed denial: pull the kill switch */
+	LC_VERDICT_FAIL_CLOSED,	/* the operator's outage limit passed */
+};
+
+struct lc_revconf {
+	uint64_t denials_ns[LC_REVCONF_MAX_DENIALS];	/* oldest first */
+	unsigned int ndenials;
+	uint64_t outage_since_ns;	/* 0: none */
+	uint64_t last_ok_ns;		/* 0: never */
+	uint64_t last_denied_ns;	/* 0: never */
+	uint64_t observations;
+	bool spent;
+	enum lc_revconf_verdict spent_by;
+};
+
+const char *lc_probe_outcome_name(enum lc_probe_outcome o);	/* "ok", "denied", "unknown" */
+const char *lc_revconf_verdict_name(enum lc_revconf_verdict v);
+
+/* 0, or -EINVAL (MISCONFIG) for a policy out of range. */
+int lc_revconf_policy_check(const struct lc_revconf_policy *p, struct lc_error *err);
+
+void lc_revconf_reset(struct lc_revconf *t);
+
+/* Record observation @o, made now by @clock (NULL: CLOCK_MONOTONIC). */
+enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc_revconf_policy *p,
+					   enum lc_probe_outcome o, const struct lc_clock *clock);
+
+#endif /* LC_REVCONF_H */
