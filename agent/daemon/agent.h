@@ -11,6 +11,8 @@
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
  *   ops-notify.c volume.revoked: a revoke the kernel reported (udev)
+ *   ops-rotate.c volume.rewrap all, volume.rotate-kek, volume.shred,
+ *                workspace.rekey: the key lifecycle
  *   notify.c     readiness and status for systemd (Type=notify)
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
@@ -284,6 +286,15 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
+/* ops-rotate.c: key lifecycle (admins) */
+int op_volume_rewrap_all(struct agent *a, struct client *c, json_object *args,
+			 json_object **result, struct lc_error *err);
+int op_volume_rotate_kek(struct agent *a, struct client *c, json_object *args,
+			 json_object **result, struct lc_error *err);
+int op_volume_shred(struct agent *a, struct client *c, json_object *args,
+		    json_object **result, struct lc_error *err);
+int op_workspace_rekey(struct agent *a, struct client *c, json_object *args,
+		       json_object **result, struct lc_error *err);
 /* notify.c: sd_notify(3) protocol; 1 sent, 0 not under systemd, -errno. */
 int agent_notify(const char *state);
 void agent_notify_ready(struct agent *a);

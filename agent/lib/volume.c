@@ -21,7 +21,9 @@
 
 #include "fileio.h"
 #include "header.h"
+#include "rotate.h"
 #include "volume.h"
+#include "volume-internal.h"
 
 #define KEY_LOAD_MSG	LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_LOAD " "
 #define DEFAULT_KEY_SIZE	64u
@@ -764,10 +766,12 @@ fail:
 
 /* ---- open ---- */
 
-/* Add, load and drop the keys of segments [0, count), a batch at a time. */
+/* Add, load and drop the keys of segments [0, count), a batch at a time;
+ * with @live, only the segments it marks (runs of them: a shredded
+ * segment gets no key, so the target fails its I/O). */
 static int load_keys(const struct lc_volume_env *env, const char *name, const char *uuid,
 		     const char *prefix, const struct lc_secret *deks, uint32_t count,
-		     uint32_t key_size, struct lc_error *err)
+		     uint32_t key_size, const bool *live, struct lc_error *err)
 {
 	const struct lc_volume_backend *be = env->be;
 	uint32_t batch = env->key_batch ? env->key_batch : LC_VOLUME_KEY_BATCH;
@@ -778,9 +782,21 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
 	r = be->kr_open(env->be_ctx, &kr, uuid, prefix, err);
 	if (r < 0)
 		return r;
-	for (uint32_t first = 0; first < count; first += batch) {
+	for (uint32_t first = 0; first < count;) {
 		uint32_t n = count - first < batch ? count - first : batch;
 		char msg[64];
+
+		if (live) {
+			if (!live[first]) {
+				first++;
+				continue;
+			}
+			for (uint32_t k = 1; k < n; k++)
+				if (!live[first + k]) {
+					n = k;
+					break;
+				}
+		}
 
 		r = be->kr_add(env->be_ctx, &kr, first, n, deks->p + (size_t)first * key_size,
 			       key_size, err);
@@ -797,6 +813,7 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
 		r = be->kr_drop(env->be_ctx, &kr, err);
 		if (r < 0)
 			break;
+		first += n;
 	}
 	be->kr_close(env->be_ctx, &kr);
 	return r;
@@ -807,7 +824,8 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
  * device removed, keys purged.  The caller wipes @deks.
  */
 static int activate(const struct lc_volume_env *env, struct lc_volume *v,
-		    const struct lc_secret *deks, bool ephemeral, struct lc_error *err)
+		    const struct lc_secret *deks, const bool *live, bool ephemeral,
+		    struct lc_error *err)
 {
 	const struct lc_volume_backend *be = env->be;
 	_cleanup_free_ char *line = NULL;
@@ -838,7 +856,7 @@ static int activate(const struct lc_volume_env *env, struct lc_volume *v,
 			       v->name);
 		return r;
 	}
-	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, err);
+	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, live, err);
 	if (r < 0) {
 		if (be->dm_remove(env->be_ctx, v->name, &e2) < 0 && e2.code != -ENXIO)
 			lc_error_log("removing %s after a failed open failed too: %s", v->name, e2.msg);
@@ -998,6 +1016,8 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	struct stat dst, hst;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
+	bool *live = NULL;
+	uint32_t nshred;
 	int r, win = 0;
 
 	if (!err)
@@ -1164,14 +1184,38 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 			a->device, v->uuid, v->segments, h->segment_count);
 	if (rep.key_version[0])
 		copy_str(v->cmk_version, sizeof(v->cmk_version), rep.key_version);
-	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, v->segments, h->key_size, &deks, err);
-	if (r < 0)
+	nshred = lc_header_shredded(h, v->segments);
+	if (!nshred) {
+		r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, v->segments, h->key_size, &deks,
+				       err);
+	} else {
+		/* Crypto-shredded segments (rotate.h) get no key: the
+		 * target fails their I/O instead of reading garbage. */
+		live = calloc(v->segments, sizeof(*live));
+		r = live ? lc_secret_alloc(&deks, (size_t)v->segments * h->key_size) : -ENOMEM;
+		if (r < 0)
+			lc_err(err, r, LC_ERRC_INTERNAL, "out of memory for %" PRIu32 " DEKs",
+			       v->segments);
+		for (uint32_t i = 0; i < v->segments && !r; i++) {
+			live[i] = !lc_dek_is_shredded(&h->deks[i], h->key_size);
+			if (live[i])
+				r = lc_dek_unwrap(&v->kek, h->uuid, i, &h->deks[i], h->key_size,
+						  deks.p + (size_t)i * h->key_size, err);
+		}
+		if (!r)
+			lc_info("volume %s: %" PRIu32 " of %" PRIu32 " segments are shredded: no key loaded for them",
+				v->uuid, nshred, v->segments);
+	}
+	if (r < 0) {
+		free(live);
 		goto fail;
+	}
 	if (dfd >= 0) {
 		close(dfd);
 		dfd = -1;
 	}
-	r = activate(env, v, &deks, false, err);
+	r = activate(env, v, &deks, live, false, err);
+	free(live);
 	lc_secret_free(&deks);
 	if (r < 0)
 		goto fail;
@@ -1381,7 +1425,7 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	r = lc_deks_generate(&deks, v->segments, key_size, err);
 	if (r < 0)
 		goto fail;
-	r = activate(env, v, &deks, true, err);
+	r = activate(env, v, &deks, NULL, true, err);
 	lc_secret_free(&deks);
 	if (r < 0)
 		goto fail;
@@ -1909,3 +1953,36 @@ const struct lc_volume_backend lc_volume_backend_kernel = {
 	.dm_remove	= k_dm_remove,
 	.dm_list	= k_dm_list,
 };
+
+/* ---- for rotate.c (volume-internal.h) ---- */
+
+void lc_vol_audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		  const struct lc_volume *v, const struct lc_provider_reply *rep,
+		  const struct lc_error *e, int64_t latency_ms)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit(env, op, o, &ids, rep, e, latency_ms);
+}
+
+int lc_vol_wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
+		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
+		    const struct lc_volume *v, struct lc_provider_reply *rep, struct lc_error *err)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	return wrap_kek(env, p, key_ref, kek, ctx, h, &ids, rep, err);
+}
+
+struct lc_provider *lc_vol_provider(const struct lc_volume_env *env, const char *kind,
+				    struct lc_error *err)
+{
+	return provider_of(env, kind, err);
+}
+
+int64_t lc_vol_now_ms(void)
+{
+	return now_ms();
+}

@@ -30,6 +30,7 @@
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/ops-admin.c"
 #include "../../agent/daemon/ops-notify.c"
+#include "../../agent/daemon/ops-rotate.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/providers.c"
