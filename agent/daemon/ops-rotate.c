@@ -374,3 +374,64 @@ int op_workspace_rekey(struct agent *a, struct client *c, json_object *args,
 	*result = res;
 	return 0;
 }
+
+/* A closed volume, after its workspace was re-keyed (or to move it alone):
+ * from the key configuration @from to the workspace's binding. */
+int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
+		    json_object **result, struct lc_error *err)
+{
+	struct lc_open_args oa = { 0 };
+	const struct lc_keyconfig *kc, *fkc;
+	struct lc_keyconfig to, from;
+	struct lc_header *h = NULL;
+	const char *fromname, *hdr;
+	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
+	int r;
+
+	(void)c;
+	if ((r = arg_str(args, "device", true, &oa.device, err)) < 0 ||
+	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
+	    (r = arg_str(args, "header", false, &hdr, err)) < 0 ||
+	    (r = arg_str(args, "from", true, &fromname, err)) < 0 ||
+	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
+		return r;
+	if (oa.device[0] != '/')
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"device\" is \"%s\": expected an absolute path", oa.device);
+	if (hdr && !strchr(hdr, '/')) {
+		/* a bare name: the agent's header directory, as for open */
+		if ((r = lc_name_check("detached header name", hdr, err)) < 0)
+			return r;
+		if (snprintf(hbuf, sizeof(hbuf), "%s/%s", a->header_dir, hdr) >= (int)sizeof(hbuf))
+			return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
+		hdr = hbuf;
+	} else if (hdr && hdr[0] != '/') {
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"header\" is \"%s\": expected a name or an absolute path", hdr);
+	}
+	oa.header = hdr;
+	fkc = lc_registry_keyconfig(&a->reg, fromname);
+	if (!fkc)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "there is no key configuration \"%s\" (keyconfig list shows them)", fromname);
+	to = *kc;
+	from = *fkc;
+	oa.kc = &to;
+	agent_unlock(a);
+	r = lc_volume_rekey_closed(&c->env, &oa, &from, &h, err);
+	agent_relock(a);
+	if (r < 0)
+		return r;
+	lc_header_uuid_str(h, uuid);
+	*result = json_object_new_object();
+	JADD(*result, "uuid", json_object_new_string(uuid));
+	JADD(*result, "workspace", json_object_new_string(h->workspace));
+	JADD(*result, "project", json_object_new_string(h->project));
+	JADD(*result, "keyconfig", json_object_new_string(h->keyconfig));
+	JADD(*result, "provider", json_object_new_string(h->provider));
+	JADD(*result, "cmk_id", json_object_new_string(h->cmk_id));
+	JADD(*result, "cmk_version", json_object_new_string(h->cmk_version));
+	lc_header_free(h);
+	return 0;
+}

@@ -53,6 +53,8 @@ static const struct op ops[] = {
 	{ "volume.rotate-kek",	LC_ROLE_ADMIN, ARGS("name"), op_volume_rotate_kek, false },
 	{ "volume.shred",	LC_ROLE_ADMIN, ARGS("name", "segments"), op_volume_shred, false },
 	{ "workspace.rekey",	LC_ROLE_ADMIN, ARGS("workspace", "keyconfig"), op_workspace_rekey, false },
+	{ "volume.rekey",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header", "from"),
+	  op_volume_rekey, false },
 	{ "volume.migrate",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header"),
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },

@@ -496,3 +496,170 @@ int lc_volume_shred(const struct lc_volume_env *env, struct lc_volume *v, uint32
 		v->uuid, first, last, res->length, res->offset, res->discard);
 	return 0;
 }
+
+/* ---- re-key of a closed volume ---- */
+
+static bool under_kc(const struct lc_header *h, const struct lc_keyconfig *kc)
+{
+	return !strcmp(h->keyconfig, kc->name) && !strcmp(h->provider, kc->provider) &&
+	       !strcmp(h->provider_ref, kc->key_ref);
+}
+
+int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open_args *a,
+			   const struct lc_keyconfig *from, struct lc_header **out,
+			   struct lc_error *err)
+{
+	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
+	_cleanup_secret_ struct lc_secret kek = { 0 }, mk = { 0 };
+	_cleanup_close_ int fd = -1;
+	struct lc_header_io io = { &fd, fd_pread, fd_pwrite, fd_sync };
+	const char *hpath = a->header && *a->header ? a->header : a->device;
+	const struct lc_keyconfig *to = a->kc;
+	struct lc_volume *v = NULL;	/* who the audit records are about */
+	struct lc_provider_reply rep;
+	struct lc_header_info info;
+	struct lc_provider *pf, *pt;
+	struct lc_error dummy, first = { 0 };
+	char ctx[LC_KEK_CONTEXT_MAX];
+	int64_t t0 = lc_vol_now_ms();
+	int r;
+
+	if (!err)
+		err = &dummy;
+	if (out)
+		*out = NULL;
+	if (!to || !from || !strcmp(to->name, from->name))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "re-key needs two different key configurations (from %s to %s)",
+			      from ? from->name : "?", to ? to->name : "?");
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	copy_str(v->workspace, sizeof(v->workspace), a->workspace);
+	copy_str(v->keyconfig, sizeof(v->keyconfig), from->name);
+	copy_str(v->provider, sizeof(v->provider), from->provider);
+	copy_str(v->provider_ref, sizeof(v->provider_ref), from->key_ref);
+	copy_str(v->cmk_id, sizeof(v->cmk_id), from->cmk_id[0] ? from->cmk_id : from->key_ref);
+	pf = lc_vol_provider(env, from->provider, err);
+	pt = pf ? lc_vol_provider(env, to->provider, err) : NULL;
+	if (!pt) {
+		r = -ENOPROTOOPT;
+		goto fail;
+	}
+	fd = lc_vol_dev_open_admin(hpath, a->workspace, err);
+	if (fd < 0) {
+		r = fd;
+		goto fail;
+	}
+	r = lc_header_read_copies_io(&io, copies, &info, err);
+	if (r < 0)
+		goto fail;
+	/* The newer copy first; each must be this workspace's, under @from,
+	 * with the context of its identity, and authenticate under its KEK. */
+	for (int i = 0; i < 2 && !h; i++) {
+		struct lc_header *c = copies[i ? !info.used : info.used];
+		struct lc_kek_identity kid;
+		struct lc_error e = { 0 };
+		char u[LC_UUID_STR_LEN];
+
+		if (!c)
+			continue;
+		lc_header_uuid_str(c, u);
+		copy_str(v->project, sizeof(v->project), c->project);
+		if (c->version != LC_HDR_VERSION)
+			lc_err(&e, -EPROTO, LC_ERRC_INVALID,
+			       "volume %s has a version %u header: migrate it first", u, c->version);
+		else if (strcmp(c->workspace, a->workspace))
+			lc_err(&e, -EPERM, LC_ERRC_INVALID,
+			       "volume %s belongs to workspace %s, not %s", u, c->workspace, a->workspace);
+		else if (under_kc(c, to))
+			lc_err(&e, -EALREADY, LC_ERRC_INVALID,
+			       "volume %s is already under key configuration %s", u, to->name);
+		else if (!under_kc(c, from))
+			lc_err(&e, -EPERM, LC_ERRC_INVALID,
+			       "volume %s is under key configuration %s (%s %.200s), not %s: nothing changed",
+			       u, c->keyconfig, c->provider, c->provider_ref, from->name);
+		if (e.code) {
+			if (!first.code)
+				first = e;
+			if (e.code == -EALREADY)
+				break;	/* never re-key from an older copy */
+			continue;
+		}
+		kid = (struct lc_kek_identity){ c->uuid, c->workspace, c->project, c->keyconfig };
+		if (lc_kek_context(&kid, ctx) < 0 || c->wrap_context.len != strlen(ctx) ||
+		    memcmp(c->wrap_context.p, ctx, c->wrap_context.len)) {
+			if (!first.code)
+				lc_err(&first, -EBADMSG, LC_ERRC_INVALID,
+				       "%s: the header's wrap context does not match its identity", hpath);
+			continue;
+		}
+		lc_secret_free(&kek);
+		memset(&rep, 0, sizeof(rep));
+		r = lc_provider_unwrap(pf, from->key_ref, &c->wrapped_kek, ctx, &kek, &rep, &e);
+		lc_vol_audit(env, "cmk.unwrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, v, &rep,
+			     r ? &e : NULL, -1);
+		if (!r && kek.len != LC_KEK_LEN)
+			r = lc_err(&e, -EBADMSG, LC_ERRC_INVALID, "the KMS unwrapped a key of %zu bytes",
+				   kek.len);
+		if (!r) {
+			lc_secret_free(&mk);
+			r = lc_header_mac_key(&kek, c->uuid, &mk, &e);
+			if (!r)
+				r = lc_header_verify(c, mk.p, &e);
+		}
+		if (!r) {
+			h = c;
+			break;
+		}
+		if (!first.code)
+			first = e;
+		if (e.cls != LC_ERRC_INVALID)
+			break;	/* denied, transient, misconfigured: final */
+	}
+	if (!h) {
+		*err = first;
+		r = first.code ? first.code : -EBADMSG;
+		goto fail;
+	}
+	lc_header_uuid_str(h, v->uuid);
+	if (env->seqs && (r = lc_seqstore_check(env->seqs, v->uuid, h->seqno, err)) < 0)
+		goto fail;
+	copy_str(h->keyconfig, sizeof(h->keyconfig), to->name);
+	copy_str(h->provider, sizeof(h->provider), to->provider);
+	copy_str(h->provider_ref, sizeof(h->provider_ref), to->key_ref);
+	copy_str(h->cmk_id, sizeof(h->cmk_id), to->cmk_id[0] ? to->cmk_id : to->key_ref);
+	r = set_context(h, ctx, err);
+	if (!r)
+		r = lc_vol_wrap_kek(env, pt, to->key_ref, &kek, ctx, h, v, &rep, err);
+	if (r < 0)
+		goto fail;
+	h->version = LC_HDR_VERSION;
+	h->mac_key = mk.p;	/* the same KEK: the same MAC key */
+	r = lc_header_write_io(&io, h, err);
+	h->mac_key = NULL;
+	if (r < 0)
+		goto fail;
+	if (env->seqs && (r = lc_seqstore_record(env->seqs, v->uuid, h->seqno, err)) < 0)
+		goto fail;
+	copy_str(v->keyconfig, sizeof(v->keyconfig), h->keyconfig);
+	copy_str(v->provider, sizeof(v->provider), h->provider);
+	copy_str(v->provider_ref, sizeof(v->provider_ref), h->provider_ref);
+	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
+	copy_str(v->cmk_version, sizeof(v->cmk_version), h->cmk_version);
+	lc_info("re-keyed closed volume %s (%s) from key configuration %s to %s", v->uuid, hpath,
+		from->name, to->name);
+	lc_vol_audit(env, "rekey", LC_AUDIT_SUCCESS, v, &rep, NULL, lc_vol_now_ms() - t0);
+	if (out) {
+		*out = h;
+		copies[h == copies[0] ? 0 : 1] = NULL;
+	}
+	goto out;
+fail:
+	lc_vol_audit(env, "rekey", LC_AUDIT_FAILURE, v, NULL, err, lc_vol_now_ms() - t0);
+out:
+	lc_header_free(copies[0]);
+	lc_header_free(copies[1]);
+	lc_volume_free(v);
+	return r;
+}

@@ -61,6 +61,21 @@ int lc_volume_rekey(const struct lc_volume_env *env, struct lc_volume *v,
 		    const struct lc_keyconfig *to, const struct lc_header_io *io,
 		    struct lc_error *err);
 
+/*
+ * Re-key a *closed* volume (an admin's operation, after a workspace
+ * re-key): the header at @a->header (detached) or @a->device must belong
+ * to workspace @a->workspace and be wrapped under key configuration
+ * @from; its KEK is unwrapped under @from's CMK (one KMS call), the MAC
+ * verified and the seqno checked against the rollback memory, then the
+ * KEK is wrapped under @a->kc (the workspace's binding, one KMS call) and
+ * the header written as lc_volume_rekey() does.  -EALREADY if the header
+ * is already under @a->kc; -EPERM naming both when it is under neither.
+ * @out (may be NULL) receives the new header.
+ */
+int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open_args *a,
+			   const struct lc_keyconfig *from, struct lc_header **out,
+			   struct lc_error *err);
+
 /* What a shred did to the data range (besides the header). */
 struct lc_shred_result {
 	uint32_t first, last;		/* segments shredded */

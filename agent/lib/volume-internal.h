@@ -27,4 +27,8 @@ struct lc_provider *lc_vol_provider(const struct lc_volume_env *env, const char 
 
 int64_t lc_vol_now_ms(void);
 
+/* volume.c's checked open of a device or header file (see dev_open()
+ * there): read-write, regular files allowed, no allow-list (admins). */
+int lc_vol_dev_open_admin(const char *path, const char *workspace, struct lc_error *err);
+
 #endif /* LC_VOLUME_INTERNAL_H */

@@ -1986,3 +1986,12 @@ int64_t lc_vol_now_ms(void)
 {
 	return now_ms();
 }
+
+int lc_vol_dev_open_admin(const char *path, const char *workspace, struct lc_error *err)
+{
+	char real[PATH_MAX];
+	uint64_t bytes;
+	struct stat st;
+
+	return dev_open(path, true, true, NULL, workspace, NULL, &bytes, &st, real, err);
+}

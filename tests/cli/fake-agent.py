@@ -76,6 +76,9 @@ def result(op, args):
         return {"name": args["name"], "first": 2, "last": 4, "keys_wiped": True,
                 "kek_rotated": True, "zeroed": True, "offset": 1048576 + 2 * 65536,
                 "length": 3 * 65536, "discard": "discard"}
+    if op == "volume.rekey":
+        return {"uuid": VOL["uuid"], "workspace": args["workspace"], "project": "db1",
+                "keyconfig": "kc2", "provider": "local", "cmk_id": "k-2", "cmk_version": "1"}
     if op in ("volume.format", "volume.open", "volume.rewrap", "volume.rotate-kek"):
         return dict(VOL, **{k: v for k, v in args.items() if k in VOL})
     if op == "cache.open":

@@ -136,6 +136,9 @@ sent "workspace rekey args" '{"args": {"keyconfig": "kc2", "workspace": "ws1"}, 
 has "workspace rekey: per volume" "$out" "db1   rekeyed"
 run 1 "workspace rekey with a failed volume -> 1" workspace rekey partial-ws --keyconfig kc2
 run 2 "workspace rekey without --keyconfig" workspace rekey ws1
+run 0 "rekey of a closed volume" rekey /dev/sdc --workspace ws1 --from kc1 --header h1
+sent "rekey args" '{"args": {"device": "/dev/sdc", "from": "kc1", "header": "h1", "workspace": "ws1"}, "op": "volume.rekey"}'
+run 2 "rekey without --from" rekey /dev/sdc --workspace ws1
 
 # --- agent errors map to exit codes ---
 run 5 "denied by the KMS -> 5" kms describe denied-k

@@ -13,7 +13,7 @@ lc_run "rot: key configurations kr1 and kr2 for two CMKs" \
 	sh -c "lakecryptctl keyconfig create kr1 --key $R1 && lakecryptctl keyconfig create kr2 --key $R2"
 lc_run "rot: workspace wsr bound to kr1" ctl workspace bind wsr --keyconfig kr1 --devices '/dev/loop*'
 RL=""
-for i in 1 2; do
+for i in 1 2 3; do
 	truncate -s 24M /tmp/r$i.img
 	l=$(losetup -f)
 	losetup "$l" /tmp/r$i.img || lc_bail "losetup $l"
@@ -22,7 +22,7 @@ for i in 1 2; do
 		lc_notok "rot: format r$i"
 done
 set -- $RL
-RL1=$1 RL2=$2
+RL1=$1 RL2=$2 RL3=$3	# r3 stays closed
 lc_run "rot: open r1" ctl open "$RL1" r1 --workspace wsr
 lc_run "rot: open r2" ctl open "$RL2" r2 --workspace wsr
 head -c 8388608 /dev/urandom >"$LC_TMP/rdata"
@@ -61,7 +61,7 @@ wait $FIO
 lc_eq "rot: fio's writes during the re-key verify (exit status)" 0 "$?"
 grep -q "err= 0" "$LC_TMP/fio1.out" && lc_ok "rot: fio reports no error" || { lc_notok "rot: fio reports no error"; lc_diag_file "$LC_TMP/fio1.out"; }
 for v in r1 r2; do lc_eq "rot: $v's first 8 MiB unchanged after the re-key" "$rsum" "$(vsum $v)"; done
-lc_eq "rot: r1's header is under kr2" kr2 "$(ctl --json dump "$RL1" | jget keyconfig)"
+lc_eq "rot: r1's header is under kr2" kr2 "$(ctl --json dump "$RL1" | jget key_configuration)"
 ctl --json status r1 | grep -q "\"cmk_id\": \"$R2\"" && lc_ok "rot: status (what the watcher reads) names CMK R2" ||
 	lc_notok "rot: status names CMK R2"
 ctl --json workspace list | grep -A2 '"wsr"' | grep -q kr2 && lc_ok "rot: the binding moved to kr2" ||
@@ -70,6 +70,15 @@ expect_exit 0 "rot: rekey again: already there" ctl workspace rekey wsr --keycon
 grep -q "0 done, 2 already, 0 failed" "$LC_TMP/x.out" && lc_ok "rot: a second rekey changes nothing" ||
 	lc_notok "rot: a second rekey changes nothing"
 expect_exit 4 "rot: an operator may not re-key a workspace" $OPER lakecryptctl workspace rekey ws1 --keyconfig kr2
+
+# ---- a closed volume of the workspace: re-keyed on its own
+expect_exit 1 "rot: closed r3 (still under kr1) does not open under the new binding" \
+	ctl open "$RL3" r3 --workspace wsr
+grep -q "re-key" "$LC_TMP/x.out" && lc_ok "rot: the refusal says to re-key it" || lc_notok "rot: the refusal says to re-key it"
+expect_exit 0 "rot: rekey the closed r3 from kr1" ctl rekey "$RL3" --workspace wsr --from kr1
+lc_eq "rot: r3's header is under kr2" kr2 "$(ctl --json dump "$RL3" | jget key_configuration)"
+expect_exit 1 "rot: a second rekey of r3 says it is already there" ctl rekey "$RL3" --workspace wsr --from kr1
+grep -q "already" "$LC_TMP/x.out" && lc_ok "rot: ... already under kr2" || lc_notok "rot: ... already under kr2"
 
 # ---- the old CMK disabled: nothing dies
 lc_run "rot: admin disables the old CMK R1" ctl kms disable "$R1"
@@ -82,6 +91,8 @@ done
 expect_exit 0 "rot: close r1" ctl close r1
 expect_exit 0 "rot: r1 opens under kr2 with R1 disabled" ctl open "$RL1" r1 --workspace wsr
 lc_eq "rot: r1's data after reopen" "$rsum" "$(vsum r1)"
+expect_exit 0 "rot: r3 opens under kr2 with R1 disabled" ctl open "$RL3" r3 --workspace wsr
+expect_exit 0 "rot: close r3" ctl close r3
 
 # ---- KEK rotation online
 kfp0=$(ctl --json dump "$RL1" | jget fingerprint)

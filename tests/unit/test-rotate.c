@@ -880,6 +880,59 @@ static void test_wrong_kek_changes_nothing(void **state)
 	free(after);
 }
 
+/* A closed volume re-keyed on its own, after its workspace moved. */
+static void test_rekey_closed(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = format_open(e);
+	struct lc_open_args oa = { .device = e->dev, .workspace = "ws1", .kc = &e->kc2 };
+	struct lc_provider_counters cnt;
+	struct lc_header *h = NULL;
+	struct lc_seqstore seqs;
+	struct lc_error err = { 0 };
+	uint8_t *backup = malloc(AREA);
+
+	close_vol(e, v);
+	read_at(e->dev, backup, AREA, 0);
+	assert_int_equal(lc_seqstore_open(&seqs, e->dir, &err), 0);
+	e->venv.seqs = &seqs;
+	/* not under the key configuration named */
+	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc2, NULL, &err), -EINVAL);
+	{
+		struct lc_keyconfig other = e->kc2;
+
+		snprintf(other.name, sizeof(other.name), "kc3");
+		assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &other, NULL, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "not kc3"));
+	}
+	oa.workspace = "ws2";
+	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, NULL, &err), -EPERM);
+	oa.workspace = "ws1";
+	lc_provider_counters_reset(&e->prov);
+	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, &h, &err), 0);
+	lc_provider_counters(&e->prov, &cnt);
+	assert_int_equal(cnt.unwrap, 1);
+	assert_int_equal(cnt.wrap, 1);
+	assert_string_equal(h->keyconfig, "kc2");
+	lc_header_free(h);
+	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, NULL, &err), -EALREADY);
+	/* opens under kc2 only, with kc1's CMK disabled, with the same DEKs */
+	assert_int_equal(lc_kms_local_disable(e->kms, e->kc.key_ref, NULL, &err), 0);
+	assert_int_equal(open_vol(e, &e->kc, &v, &err), -EPERM);
+	assert_int_equal(open_vol(e, &e->kc2, &v, &err), 0);
+	assert_memory_equal(e->fk.loaded, e->deks, sizeof(e->deks));
+	close_vol(e, v);
+	/* the header from before is refused: rollback memory */
+	assert_int_equal(lc_kms_local_enable(e->kms, e->kc.key_ref, NULL, &err), 0);
+	write_at(e->dev, backup, AREA, 0);
+	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, NULL, &err), -ESTALE);
+	e->venv.seqs = NULL;
+	lc_seqstore_close(&seqs);
+	assert_true(audit_has(e, "rekey", "success"));
+	assert_true(audit_has(e, "rekey", "failure"));
+	free(backup);
+}
+
 static void test_power_cut_rotate(void **state)
 {
 	power_cuts(*state, X_ROTATE);
@@ -905,6 +958,7 @@ int main(void)
 		T(test_shred_refusals),
 		cmocka_unit_test(test_range_parse),
 		T(test_wrong_kek_changes_nothing),
+		T(test_rekey_closed),
 		T(test_power_cut_rotate),
 		T(test_power_cut_rekey),
 		T(test_power_cut_shred),

@@ -181,6 +181,15 @@ static const struct cmd_spec cmds[] = {
 	  "of is tried, one failure does not stop the others, and each is reported;\n"
 	  "the exit code is 1 if any failed.  Closed volumes keep their KEK wrapped\n"
 	  "under the old CMK version, which still decrypts: re-wrap them once open.\n" },
+	{ NULL, "rekey", "volume.rekey", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
+	    { "--from", O_STR, true, "from", 0, 0, "KEYCONFIG", "the key configuration the volume is under now" },
+	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE", "detached header" } },
+	  "admins: re-key a closed volume from KEYCONFIG to its workspace's binding",
+	  "For the closed volumes of a workspace after 'workspace rekey': one unwrap\n"
+	  "under the old CMK, one wrap under the new one, one atomic header update;\n"
+	  "no data is re-encrypted.\n" },
 	{ NULL, "rotate-kek", "volume.rotate-kek", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "admins: give open volume NAME a fresh KEK (online, no data re-encrypted)",
