@@ -12,6 +12,7 @@
  * meanwhile (then the KEK stays wiped), and volumes.json is saved.
  */
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,6 +416,25 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	if (!fkc)
 		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
 			      "there is no key configuration \"%s\" (keyconfig list shows them)", fromname);
+	/* An open volume is re-keyed with workspace.rekey, which keeps what
+	 * the watcher follows current; its (detached) header is not touched
+	 * behind the agent's back. */
+	{
+		char rd[PATH_MAX], rh[PATH_MAX];
+		bool have_d = realpath(oa.device, rd) != NULL;
+		bool have_h = hdr && realpath(hdr, rh) != NULL;
+
+		for (size_t i = 0; i < a->nvols; i++) {
+			const struct lc_volume *ov = a->vols[i]->v;
+
+			if ((have_d && !strcmp(ov->device, rd)) ||
+			    (have_h && ov->header[0] && !strcmp(ov->header, rh)))
+				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "%s is open as /dev/mapper/%s: re-key open volumes with `lakecryptctl workspace rekey %s --keyconfig %s`",
+					      have_h && ov->header[0] && !strcmp(ov->header, rh) ? hdr : oa.device,
+					      ov->name, oa.workspace, kc->name);
+		}
+	}
 	to = *kc;
 	from = *fkc;
 	oa.kc = &to;

@@ -308,7 +308,26 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 	r = set_context(h, ctx, err);
 	if (r < 0)
 		goto fail;
-	r = lc_vol_wrap_kek(env, p, key_ref, &nk, ctx, h, v, &rep, err);
+	if (u->kind == UPD_REKEY) {
+		/* The wrap is audited as the new CMK's (the volume is the same). */
+		struct lc_volume *tv = malloc(sizeof(*tv));
+
+		if (!tv) {
+			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+			goto fail;
+		}
+		memcpy(tv, v, sizeof(*tv));
+		memset(&tv->kek, 0, sizeof(tv->kek));
+		copy_str(tv->keyconfig, sizeof(tv->keyconfig), h->keyconfig);
+		copy_str(tv->provider, sizeof(tv->provider), h->provider);
+		copy_str(tv->provider_ref, sizeof(tv->provider_ref), h->provider_ref);
+		copy_str(tv->cmk_id, sizeof(tv->cmk_id), h->cmk_id);
+		tv->cmk_version[0] = '\0';
+		r = lc_vol_wrap_kek(env, p, key_ref, &nk, ctx, h, tv, &rep, err);
+		free(tv);
+	} else {
+		r = lc_vol_wrap_kek(env, p, key_ref, &nk, ctx, h, v, &rep, err);
+	}
 	if (r < 0)
 		goto fail;
 	/* Sealed with the MAC key of the KEK it carries: one write of both

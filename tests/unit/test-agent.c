@@ -908,6 +908,12 @@ static void test_rekey_watcher(void **state)
 
 	open_volume(t, "d1", "v1");
 	open_volume(t, "d2", "v2");
+	/* d4 stays closed */
+	make_disk(t, "d4");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/d4\", \"workspace\": \"ws1\", \"project\": \"p4\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
 	assert_int_equal(lc_kms_local_create(t->a.kms, "new", &k2, &err), 0);
 	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
 		 k2.key_id);
@@ -921,6 +927,23 @@ static void test_rekey_watcher(void **state)
 	assert_string_equal(ref, k2.key_id);
 	slot_cmk(t, "v2", ref, sizeof(ref));
 	assert_string_equal(ref, k2.key_id);
+	/* an open volume is not re-keyed as a closed one */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"from\": \"kc1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "workspace rekey"));
+	/* the closed one is, from kc1 to the binding */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d4\", \"workspace\": \"ws1\", \"from\": \"kc1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), &res, &err), 0);
+	{
+		json_object *k;
+
+		assert_true(json_object_object_get_ex(res, "keyconfig", &k));
+		assert_string_equal(json_object_get_string(k), "kc2");
+	}
+	json_object_put(res);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EALREADY);
 	/* the binding moved: a new open is under kc2 */
 	open_volume(t, "d3", "v3");
 	slot_cmk(t, "v3", ref, sizeof(ref));

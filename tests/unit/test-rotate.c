@@ -355,6 +355,20 @@ static bool audit_has(struct env *e, const char *op, const char *outcome)
 	return hit;
 }
 
+/* A record of @op whose text holds @needle. */
+static bool audit_line(struct env *e, const char *op, const char *needle)
+{
+	char *text = NULL, o[64];
+	bool hit = false;
+
+	snprintf(o, sizeof(o), "\"op\":\"%s\"", op);
+	assert_int_equal(lc_file_read(e->audit_path, &text, NULL, NULL), 0);
+	for (char *l = strtok(text, "\n"); l && !hit; l = strtok(NULL, "\n"))
+		hit = strstr(l, o) && strstr(l, needle);
+	free(text);
+	return hit;
+}
+
 /* ---- an in-memory disk that can lose power (as in test-header.c) ---- */
 
 #define SECTOR 512
@@ -719,6 +733,8 @@ static void test_rekey(void **state)
 	assert_memory_equal(e->fk.loaded, e->deks, sizeof(e->deks));
 	close_vol(e, v);
 	assert_true(audit_has(e, "rekey", "success"));
+	/* the wrap is recorded as the new CMK's */
+	assert_true(audit_line(e, "cmk.wrap", e->kc2.key_ref));
 }
 
 static void test_shred(void **state)
