@@ -370,6 +370,34 @@ int op_workspace_rekey(struct agent *a, struct client *c, json_object *args,
 	lc_info("uid %u: workspace %s re-keyed to key configuration %s (%s %s)",
 		(unsigned int)c->peer.uid, ws, to.name, to.provider, to.key_ref);
 	res = rot_run_all(a, c, &o, rot_match_workspace, ws, "rekeyed");
+	/* Cache volumes have no wrapped key: they belong to the workspace's
+	 * CMK for revocation, so they follow it at once. */
+	{
+		json_object *arr, *n;
+		int64_t done = 0;
+
+		json_object_object_get_ex(res, "results", &arr);
+		json_object_object_get_ex(res, "done", &n);
+		for (size_t i = 0; i < a->nvols; i++) {
+			struct vol_slot *s = a->vols[i];
+			struct lc_volume *v = s->v;
+
+			if (v->kind != LC_VOLUME_CACHE || strcmp(v->workspace, ws) || s->rs != SLOT_LIVE)
+				continue;
+			snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", to.name);
+			snprintf(v->provider, sizeof(v->provider), "%s", to.provider);
+			snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", to.key_ref);
+			snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", to.cmk_id[0] ? to.cmk_id : to.key_ref);
+			snprintf(v->cmk_version, sizeof(v->cmk_version), "%s", rep.key_version);
+			json_object_array_add(arr, rot_outcome_json(s, v->name, "rekeyed", NULL));
+			done++;
+		}
+		if (done) {
+			json_object_object_add(res, "done",
+					       json_object_new_int64(json_object_get_int64(n) + done));
+			(void)agent_volumes_save(a, NULL);
+		}
+	}
 	JADD(res, "workspace", json_object_new_string(ws));
 	JADD(res, "keyconfig", json_object_new_string(to.name));
 	*result = res;

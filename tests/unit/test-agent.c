@@ -918,9 +918,14 @@ static void test_rekey_watcher(void **state)
 	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
 		 k2.key_id);
 	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	make_disk(t, "dc");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dc\", \"workspace\": \"ws1\", \"name\": \"c1\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache: %s", err.msg);
 	assert_int_equal(call(t, "workspace.rekey",
 			      jargs("{\"workspace\": \"ws1\", \"keyconfig\": \"kc2\"}"), &res, &err), 0);
-	assert_int_equal(jint(res, "done"), 2);
+	assert_int_equal(jint(res, "done"), 3);
 	assert_int_equal(jint(res, "failed"), 0);
 	json_object_put(res);
 	slot_cmk(t, "v1", ref, sizeof(ref));
@@ -948,12 +953,15 @@ static void test_rekey_watcher(void **state)
 	open_volume(t, "d3", "v3");
 	slot_cmk(t, "v3", ref, sizeof(ref));
 	assert_string_equal(ref, k2.key_id);
+	slot_cmk(t, "c1", ref, sizeof(ref));
+	assert_string_equal(ref, k2.key_id);	/* the cache follows the workspace */
 	/* the old CMK goes: nothing dies */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
 	agent_watch_tick(&t->a);
 	usleep(300000);
 	assert_false(dev_revoked("v1"));
 	assert_false(dev_revoked("v2"));
+	assert_false(dev_revoked("c1"));
 	/* v1 re-opens under kc2 with the old CMK disabled */
 	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
 	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
