@@ -584,12 +584,13 @@ static void power_cuts(struct env *e, enum xform x)
 		for (long syncs = -1; syncs <= (b == 0 ? 3 : -1); syncs++) {
 			struct memdisk d;
 			struct lc_header_io io = { &d, md_pread, md_pwrite, md_sync };
-			struct lc_volume *c = copy_vol(v);
+			struct lc_volume *c;
 			long budget = b == 0 ? -1 : b - 1;
 			int r;
 
 			if (b == 0 && syncs < 0)
 				continue;
+			c = copy_vol(v);
 			md_init(&d, AREA);
 			memcpy(d.img, base, AREA);
 			memcpy(d.durable, base, AREA);
