@@ -14,6 +14,8 @@
  *   terminate.c  the workspaces' termination hooks after a revocation
  *   probe.c      the probe of a CMK (key state + canary) and confirmation
  *   ops-life.c   workspace.hook, check
+ *   ops-rotate.c volume.rewrap all, volume.rotate-kek, volume.shred,
+ *                workspace.rekey: the key lifecycle
  *   notify.c     readiness and status for systemd (Type=notify)
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
@@ -295,6 +297,17 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
+/* ops-rotate.c: key lifecycle (admins) */
+int op_volume_rewrap_all(struct agent *a, struct client *c, json_object *args,
+			 json_object **result, struct lc_error *err);
+int op_volume_rotate_kek(struct agent *a, struct client *c, json_object *args,
+			 json_object **result, struct lc_error *err);
+int op_volume_shred(struct agent *a, struct client *c, json_object *args,
+		    json_object **result, struct lc_error *err);
+int op_workspace_rekey(struct agent *a, struct client *c, json_object *args,
+		       json_object **result, struct lc_error *err);
+int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
+		    json_object **result, struct lc_error *err);
 /* notify.c: sd_notify(3) protocol; 1 sent, 0 not under systemd, -errno. */
 int agent_notify(const char *state);
 void agent_notify_ready(struct agent *a);

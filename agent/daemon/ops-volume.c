@@ -462,12 +462,19 @@ int op_volume_rewrap(struct agent *a, struct client *c, json_object *args,
 {
 	struct vol_slot *s;
 	struct lc_volume *v;
-	const char *name;
+	const char *name, *kc;
+	bool all = false;
 	int r;
 
-	r = arg_str(args, "name", true, &name, err);
-	if (r < 0)
+	if ((r = arg_bool(args, "all", &all, err)) < 0 ||
+	    (r = arg_str(args, "name", false, &name, err)) < 0 ||
+	    (r = arg_str(args, "keyconfig", false, &kc, err)) < 0)
 		return r;
+	if (all == !!name || (kc && !all))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "volume.rewrap takes either \"name\" or \"all\": true (optionally with \"keyconfig\")");
+	if (all)
+		return op_volume_rewrap_all(a, c, args, result, err);
 	s = agent_volume(a, name);
 	if (!s)
 		return no_volume(name, err);

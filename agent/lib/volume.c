@@ -21,7 +21,9 @@
 
 #include "fileio.h"
 #include "header.h"
+#include "rotate.h"
 #include "volume.h"
+#include "volume-internal.h"
 
 #define KEY_LOAD_MSG	LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_LOAD " "
 #define DEFAULT_KEY_SIZE	64u
@@ -769,13 +771,62 @@ fail:
 	return r;
 }
 
+/*
+ * Unwrap the DEKs of segments [first, first + n) of @h into @deks (locked,
+ * n * key_size bytes).  Crypto-shredded records (rotate.h) get no key:
+ * *@live (malloc'd, indexed from @first; free it) marks the others, or is
+ * NULL when none of them is shredded; *@nshred (may be NULL) counts them.
+ */
+static int unwrap_range(const struct lc_secret *kek, const struct lc_header *h, uint32_t first,
+			uint32_t n, struct lc_secret *deks, bool **live, uint32_t *nshred,
+			struct lc_error *err)
+{
+	uint32_t shred = 0;
+	int r;
+
+	*live = NULL;
+	for (uint32_t i = 0; i < n; i++)
+		shred += lc_dek_is_shredded(&h->deks[first + i], h->key_size);
+	if (nshred)
+		*nshred = shred;
+	if (!shred && !first)
+		return lc_deks_unwrap_all(kek, h->uuid, h->deks, n, h->key_size, deks, err);
+	if (shred) {
+		*live = calloc(n ? n : 1, sizeof(**live));
+		if (!*live)
+			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory for %" PRIu32 " DEKs", n);
+	}
+	r = lc_secret_alloc(deks, (size_t)n * h->key_size);
+	if (r < 0) {
+		free(*live);
+		*live = NULL;
+		return lc_err(err, r, LC_ERRC_INTERNAL, "out of locked memory for %" PRIu32 " DEKs", n);
+	}
+	for (uint32_t i = 0; i < n && !r; i++) {
+		if (shred && lc_dek_is_shredded(&h->deks[first + i], h->key_size))
+			continue;
+		if (shred)
+			(*live)[i] = true;
+		r = lc_dek_unwrap(kek, h->uuid, first + i, &h->deks[first + i], h->key_size,
+				  deks->p + (size_t)i * h->key_size, err);
+	}
+	if (r < 0) {
+		lc_secret_free(deks);
+		free(*live);
+		*live = NULL;
+	}
+	return r;
+}
+
 /* ---- open ---- */
 
 /* Add, load and drop the keys of segments [base, base + count), a batch at
- * a time; @deks holds their @count keys. */
+ * a time; @deks holds their @count keys.  With @live (indexed from @base),
+ * only the segments it marks (runs of them: a shredded segment gets no
+ * key, so the target fails its I/O). */
 static int load_keys_from(const struct lc_volume_env *env, const char *name, const char *uuid,
 			  const char *prefix, const struct lc_secret *deks, uint32_t base,
-			  uint32_t count, uint32_t key_size, struct lc_error *err)
+			  uint32_t count, uint32_t key_size, const bool *live, struct lc_error *err)
 {
 	const struct lc_volume_backend *be = env->be;
 	uint32_t batch = env->key_batch ? env->key_batch : LC_VOLUME_KEY_BATCH;
@@ -786,9 +837,21 @@ static int load_keys_from(const struct lc_volume_env *env, const char *name, con
 	r = be->kr_open(env->be_ctx, &kr, uuid, prefix, err);
 	if (r < 0)
 		return r;
-	for (uint32_t first = 0; first < count; first += batch) {
+	for (uint32_t first = 0; first < count;) {
 		uint32_t n = count - first < batch ? count - first : batch;
 		char msg[64];
+
+		if (live) {
+			if (!live[first]) {
+				first++;
+				continue;
+			}
+			for (uint32_t k = 1; k < n; k++)
+				if (!live[first + k]) {
+					n = k;
+					break;
+				}
+		}
 
 		r = be->kr_add(env->be_ctx, &kr, base + first, n,
 			       deks->p + (size_t)first * key_size, key_size, err);
@@ -805,6 +868,7 @@ static int load_keys_from(const struct lc_volume_env *env, const char *name, con
 		r = be->kr_drop(env->be_ctx, &kr, err);
 		if (r < 0)
 			break;
+		first += n;
 	}
 	be->kr_close(env->be_ctx, &kr);
 	return r;
@@ -812,9 +876,9 @@ static int load_keys_from(const struct lc_volume_env *env, const char *name, con
 
 static int load_keys(const struct lc_volume_env *env, const char *name, const char *uuid,
 		     const char *prefix, const struct lc_secret *deks, uint32_t count,
-		     uint32_t key_size, struct lc_error *err)
+		     uint32_t key_size, const bool *live, struct lc_error *err)
 {
-	return load_keys_from(env, name, uuid, prefix, deks, 0, count, key_size, err);
+	return load_keys_from(env, name, uuid, prefix, deks, 0, count, key_size, live, err);
 }
 
 /*
@@ -822,7 +886,8 @@ static int load_keys(const struct lc_volume_env *env, const char *name, const ch
  * device removed, keys purged.  The caller wipes @deks.
  */
 static int activate(const struct lc_volume_env *env, struct lc_volume *v,
-		    const struct lc_secret *deks, bool ephemeral, struct lc_error *err)
+		    const struct lc_secret *deks, const bool *live, bool ephemeral,
+		    struct lc_error *err)
 {
 	const struct lc_volume_backend *be = env->be;
 	_cleanup_free_ char *line = NULL;
@@ -853,7 +918,7 @@ static int activate(const struct lc_volume_env *env, struct lc_volume *v,
 			       v->name);
 		return r;
 	}
-	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, err);
+	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, live, err);
 	if (r < 0) {
 		if (be->dm_remove(env->be_ctx, v->name, &e2) < 0 && e2.code != -ENXIO)
 			lc_error_log("removing %s after a failed open failed too: %s", v->name, e2.msg);
@@ -1013,6 +1078,8 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	struct stat dst, hst;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
+	bool *live = NULL;
+	uint32_t nshred;
 	int r, win = 0;
 
 	if (!err)
@@ -1180,14 +1247,20 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 			a->device, v->uuid, v->segments, h->segment_count);
 	if (rep.key_version[0])
 		copy_str(v->cmk_version, sizeof(v->cmk_version), rep.key_version);
-	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, v->segments, h->key_size, &deks, err);
-	if (r < 0)
+	r = unwrap_range(&v->kek, h, 0, v->segments, &deks, &live, &nshred, err);
+	if (!r && nshred)
+		lc_info("volume %s: %" PRIu32 " of %" PRIu32 " segments are shredded: no key loaded for them",
+			v->uuid, nshred, v->segments);
+	if (r < 0) {
+		free(live);
 		goto fail;
+	}
 	if (dfd >= 0) {
 		close(dfd);
 		dfd = -1;
 	}
-	r = activate(env, v, &deks, false, err);
+	r = activate(env, v, &deks, live, false, err);
+	free(live);
 	lc_secret_free(&deks);
 	if (r < 0)
 		goto fail;
@@ -1400,7 +1473,7 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 	r = lc_deks_generate(&deks, v->segments, key_size, err);
 	if (r < 0)
 		goto fail;
-	r = activate(env, v, &deks, true, err);
+	r = activate(env, v, &deks, NULL, true, err);
 	lc_secret_free(&deks);
 	if (r < 0)
 		goto fail;
@@ -1659,6 +1732,7 @@ static int reload_table(const struct lc_volume_env *env, struct lc_volume *v,
 	_cleanup_free_ char *line = NULL;
 	char prefix[LAKECRYPT_MAX_KEY_PREFIX + 1];
 	struct lc_dm_table t = { 0 };
+	bool *live = NULL;
 	int r;
 
 	snprintf(prefix, sizeof(prefix), LC_KEY_PREFIX "%s:", v->uuid);
@@ -1678,9 +1752,10 @@ static int reload_table(const struct lc_volume_env *env, struct lc_volume *v,
 	if (r != -EAGAIN)
 		return r;
 	lc_error_log("%s: %s; loading its keys again", v->name, err->msg);
-	r = lc_deks_unwrap_all(&v->kek, h->uuid, h->deks, count, v->key_size, &deks, err);
+	r = unwrap_range(&v->kek, h, 0, count, &deks, &live, NULL, err);
 	if (!r)
-		r = load_keys(env, v->name, v->uuid, prefix, &deks, count, v->key_size, err);
+		r = load_keys(env, v->name, v->uuid, prefix, &deks, count, v->key_size, live, err);
+	free(live);
 	if (!r)
 		r = be->dm_resume(env->be_ctx, v->name, err);
 	return r;
@@ -1702,26 +1777,6 @@ static int write_header(const struct lc_volume_env *env, int fd, struct lc_heade
 		return r;
 	nh->seqno = h->seqno;
 	return write_sealed(env, fd, nh, kek, err);
-}
-
-/* Unwrap the DEKs of segments [first, first + n) of @h into @deks (locked,
- * n * key_size bytes). */
-static int unwrap_range(const struct lc_secret *kek, const struct lc_header *h, uint32_t first,
-			uint32_t n, struct lc_secret *deks, struct lc_error *err)
-{
-	int r = lc_secret_alloc(deks, (size_t)n * h->key_size);
-
-	if (r < 0)
-		return lc_err(err, r, LC_ERRC_INTERNAL, "out of locked memory for %" PRIu32 " keys", n);
-	for (uint32_t i = 0; i < n; i++) {
-		r = lc_dek_unwrap(kek, h->uuid, first + i, &h->deks[first + i], h->key_size,
-				  deks->p + (size_t)i * h->key_size, err);
-		if (r < 0) {
-			lc_secret_free(deks);
-			return r;
-		}
-	}
-	return 0;
 }
 
 int lc_volume_resize(const struct lc_volume_env *env, struct lc_volume *v, uint64_t size,
@@ -1871,10 +1926,14 @@ int lc_volume_resize(const struct lc_volume_env *env, struct lc_volume *v, uint6
 		v->segments = count;
 	}
 	if (count > table_segs) {
-		r = unwrap_range(&v->kek, src, table_segs, count - table_segs, &deks, err);
+		bool *live = NULL;
+
+		r = unwrap_range(&v->kek, src, table_segs, count - table_segs, &deks, &live, NULL,
+				 err);
 		if (!r)
 			r = load_keys_from(env, v->name, v->uuid, prefix, &deks, table_segs,
-					   count - table_segs, v->key_size, err);
+					   count - table_segs, v->key_size, live, err);
+		free(live);
 		if (r < 0)
 			goto fail;
 	}
@@ -2223,3 +2282,45 @@ const struct lc_volume_backend lc_volume_backend_kernel = {
 	.dm_remove	= k_dm_remove,
 	.dm_list	= k_dm_list,
 };
+
+/* ---- for rotate.c (volume-internal.h) ---- */
+
+void lc_vol_audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		  const struct lc_volume *v, const struct lc_provider_reply *rep,
+		  const struct lc_error *e, int64_t latency_ms)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit(env, op, o, &ids, rep, e, latency_ms);
+}
+
+int lc_vol_wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
+		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
+		    const struct lc_volume *v, struct lc_provider_reply *rep, struct lc_error *err)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	return wrap_kek(env, p, key_ref, kek, ctx, h, &ids, rep, err);
+}
+
+struct lc_provider *lc_vol_provider(const struct lc_volume_env *env, const char *kind,
+				    struct lc_error *err)
+{
+	return provider_of(env, kind, err);
+}
+
+int64_t lc_vol_now_ms(void)
+{
+	return now_ms();
+}
+
+int lc_vol_dev_open_admin(const char *path, const char *workspace, struct lc_error *err)
+{
+	char real[PATH_MAX];
+	uint64_t bytes;
+	struct stat st;
+
+	return dev_open(path, true, true, NULL, workspace, NULL, &bytes, &st, real, err);
+}

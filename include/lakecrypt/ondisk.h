@@ -115,6 +115,10 @@
 #define LC_DEK_REC_OFF_CT		32
 #define LC_DEK_REC_HDR			32
 #define LC_DEK_REC_ALIGN		16
+/* A record with generation 0 and nonce, tag and ciphertext all zero is a
+ * crypto-shredded segment: it has no DEK, and no key is loaded for it.
+ * Live DEKs have generations from 1 (format) up. */
+#define LC_DEK_GEN_SHREDDED		0
 
 /* Limits */
 #define LC_HDR_KEY_SIZE_MIN		16

@@ -72,7 +72,23 @@ def result(op, args):
         return {"workspace": args["workspace"], "hook": hook}
     if op == "workspace.list":
         return {"workspaces": [{"workspace": "ws1", "keyconfig": "kc1"}]}
-    if op in ("volume.format", "volume.open", "volume.rewrap", "volume.resize"):
+    # key lifecycle: per-volume results; name/workspace "partial-*" has one failure
+    if (op == "volume.rewrap" and args.get("all")) or op == "workspace.rekey":
+        word = "rekeyed" if op == "workspace.rekey" else "rewrapped"
+        bad = str(args.get("workspace", args.get("keyconfig", ""))).startswith("partial")
+        res = [dict(name="db1", outcome=word, keyconfig="kc2", cmk_version="2"),
+               dict(name="db2", outcome="failed" if bad else word, keyconfig="kc1",
+                    cmk_version="1", **({"error": "no header copy is authenticated"} if bad else {}))]
+        return {"results": res, "done": 1 if bad else 2, "already": 0, "failed": 1 if bad else 0}
+    if op == "volume.shred":
+        return {"name": args["name"], "first": 2, "last": 4, "keys_wiped": True,
+                "kek_rotated": True, "zeroed": True, "offset": 1048576 + 2 * 65536,
+                "length": 3 * 65536, "discard": "discard"}
+    if op == "volume.rekey":
+        return {"uuid": VOL["uuid"], "workspace": args["workspace"], "project": "db1",
+                "keyconfig": "kc2", "provider": "local", "cmk_id": "k-2", "cmk_version": "1"}
+    if op in ("volume.format", "volume.open", "volume.rewrap", "volume.rotate-kek",
+              "volume.resize"):
         return dict(VOL, **{k: v for k, v in args.items() if k in VOL})
     if op == "cache.open":
         return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})

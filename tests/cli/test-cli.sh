@@ -135,6 +135,42 @@ has "--version output" "$out" "lakecryptctl 1.0.0"
 run 0 "format --help" format --help
 has "format --help lists exit codes" "$out" "6  KMS unavailable"
 
+# --- key lifecycle: rewrap --all, rotate-kek, shred, workspace rekey ---
+run 0 "rewrap --all --keyconfig" rewrap --all --keyconfig kc1
+sent "rewrap --all sends all and the filter" '{"args": {"all": true, "keyconfig": "kc1"}, "op": "volume.rewrap"}'
+has "rewrap --all: one line per volume" "$out" "db2   rewrapped"
+has "rewrap --all: totals" "$out" "2 done, 0 already, 0 failed"
+run 1 "rewrap --all with a failed volume -> 1" rewrap --all --keyconfig partial-kc
+has "the failed volume and why" "$out" "no header copy is authenticated"
+has "the failure is said on stderr" "$err" "some volumes failed"
+nreq=$(wc -l <"$log")
+run 2 "rewrap with neither NAME nor --all" rewrap
+run 2 "rewrap with NAME and --all" rewrap db1 --all
+run 2 "rewrap NAME --keyconfig (needs --all)" rewrap db1 --keyconfig kc1
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "rewrap usage errors send nothing"; else nok "rewrap usage errors send nothing"; fi
+run 0 "rotate-kek" rotate-kek db1
+sent "rotate-kek args" '{"args": {"name": "db1"}, "op": "volume.rotate-kek"}'
+has "rotate-kek shows the volume" "$out" "Mapped device:     /dev/mapper/db1"
+run 0 "shred --batch" shred db1 --segment 2-4 --batch
+sent "shred sends the range as given" '{"args": {"name": "db1", "segments": "2-4"}, "op": "volume.shred"}'
+has "shred reports the zeroed range" "$out" "Zeroed:"
+nreq=$(wc -l <"$log")
+run 2 "shred without confirmation (no terminal)" shred db1 --segment 2 </dev/null
+has "shred refusal says what to do" "$err" "pass --batch"
+for bad in 4-2 x 1- -1 2-3-4 99999999999; do
+	run 2 "shred --segment $bad is refused" shred db1 --segment "$bad" --batch
+done
+run 2 "shred without --segment" shred db1 --batch
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "shred usage errors send nothing"; else nok "shred usage errors send nothing"; fi
+run 0 "workspace rekey" workspace rekey ws1 --keyconfig kc2
+sent "workspace rekey args" '{"args": {"keyconfig": "kc2", "workspace": "ws1"}, "op": "workspace.rekey"}'
+has "workspace rekey: per volume" "$out" "db1   rekeyed"
+run 1 "workspace rekey with a failed volume -> 1" workspace rekey partial-ws --keyconfig kc2
+run 2 "workspace rekey without --keyconfig" workspace rekey ws1
+run 0 "rekey of a closed volume" rekey /dev/sdc --workspace ws1 --from kc1 --header h1
+sent "rekey args" '{"args": {"device": "/dev/sdc", "from": "kc1", "header": "h1", "workspace": "ws1"}, "op": "volume.rekey"}'
+run 2 "rekey without --from" rekey /dev/sdc --workspace ws1
+
 # --- agent errors map to exit codes ---
 run 5 "denied by the KMS -> 5" kms describe denied-k
 has "denied message" "$err" "lakecryptctl: kms describe: the KMS denied the use of key denied-k"

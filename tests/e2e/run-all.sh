@@ -413,6 +413,10 @@ while [ $i -lt 30 ]; do
 done
 lc_eq "p4 revoked by the watcher within 30 s" revoked "$4"
 
+# ---------------------------------------------------------------- key lifecycle
+# rewrap --all, workspace rekey, rotate-kek, shred (tests/e2e/rotate.sh)
+. ./rotate.sh
+
 # ---------------------------------------------------------------- kill path
 # Issue 6: 64 idle clients of one operator, a client that never reads its
 # replies and a KMS that never answers (an open and the watcher wait in

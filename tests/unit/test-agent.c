@@ -31,6 +31,7 @@
 #include "../../agent/daemon/ops-admin.c"
 #include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
+#include "../../agent/daemon/ops-rotate.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/probe.c"
@@ -1201,6 +1202,200 @@ static void test_fail_closed(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- key lifecycle (ops-rotate.c) ---- */
+
+static int64_t jint(json_object *o, const char *k)
+{
+	json_object *v;
+
+	assert_true(json_object_object_get_ex(o, k, &v));
+	return json_object_get_int64(v);
+}
+
+/* What the watcher matches volume @name by (the slot's copy). */
+static void slot_cmk(struct tenv *t, const char *name, char *ref, size_t size)
+{
+	struct vol_slot *s;
+
+	agent_relock(&t->a);
+	s = agent_volume(&t->a, name);
+	assert_non_null(s);
+	snprintf(ref, size, "%s", s->v->provider_ref);
+	agent_unlock(&t->a);
+}
+
+/* After a workspace re-key the watcher follows the new CMK only: the old
+ * one disabled kills nothing, the new one disabled kills both. */
+static void test_rekey_watcher(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_kms_key_info k2;
+	json_object *res;
+	char a[256], ref[LC_HDR_PROVIDER_REF_SIZE];
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	/* d4 stays closed */
+	make_disk(t, "d4");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/d4\", \"workspace\": \"ws1\", \"project\": \"p4\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	assert_int_equal(lc_kms_local_create(t->a.kms, "new", &k2, &err), 0);
+	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
+		 k2.key_id);
+	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	make_disk(t, "dc");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dc\", \"workspace\": \"ws1\", \"name\": \"c1\", \"segment_size\": \"4K\"}",
+		 t->dir);
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache: %s", err.msg);
+	assert_int_equal(call(t, "workspace.rekey",
+			      jargs("{\"workspace\": \"ws1\", \"keyconfig\": \"kc2\"}"), &res, &err), 0);
+	assert_int_equal(jint(res, "done"), 3);
+	assert_int_equal(jint(res, "failed"), 0);
+	json_object_put(res);
+	slot_cmk(t, "v1", ref, sizeof(ref));
+	assert_string_equal(ref, k2.key_id);
+	slot_cmk(t, "v2", ref, sizeof(ref));
+	assert_string_equal(ref, k2.key_id);
+	/* an open volume is not re-keyed as a closed one */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"from\": \"kc1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "workspace rekey"));
+	/* the closed one is, from kc1 to the binding */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d4\", \"workspace\": \"ws1\", \"from\": \"kc1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), &res, &err), 0);
+	{
+		json_object *k;
+
+		assert_true(json_object_object_get_ex(res, "keyconfig", &k));
+		assert_string_equal(json_object_get_string(k), "kc2");
+	}
+	json_object_put(res);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EALREADY);
+	/* the binding moved: a new open is under kc2 */
+	open_volume(t, "d3", "v3");
+	slot_cmk(t, "v3", ref, sizeof(ref));
+	assert_string_equal(ref, k2.key_id);
+	slot_cmk(t, "c1", ref, sizeof(ref));
+	assert_string_equal(ref, k2.key_id);	/* the cache follows the workspace */
+	/* the old CMK goes: nothing dies */
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	for (int i = 0; i < 5; i++) {	/* more ticks than confirmation needs */
+		agent_watch_tick(&t->a);
+		usleep(200000);
+	}
+	assert_false(dev_revoked("v1"));
+	assert_false(dev_revoked("v2"));
+	assert_false(dev_revoked("c1"));
+	/* v1 re-opens under kc2 with the old CMK disabled */
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
+		 t->dir);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("reopen v1: %s", err.msg);
+	/* the new CMK goes: the watcher revokes them, once its denials are
+	 * confirmed (confirm_denials = 2 by default: two ticks at least) */
+	assert_int_equal(lc_kms_local_disable(t->a.kms, k2.key_id, NULL, &err), 0);
+	for (int i = 0; i < 500 && !(dev_revoked("v1") && dev_revoked("v2")); i++) {
+		if (i % 10 == 0)
+			agent_watch_tick(&t->a);
+		usleep(20000);
+	}
+	assert_true(dev_revoked("v1"));
+	assert_true(dev_revoked("v2"));
+	/* a workspace that is not bound */
+	assert_int_equal(call(t, "workspace.rekey",
+			      jargs("{\"workspace\": \"ws9\", \"keyconfig\": \"kc2\"}"), NULL, &err),
+			 -ENOENT);
+}
+
+/* rewrap all: one volume that fails does not stop the others. */
+static void test_rewrap_all_isolation(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res, *arr;
+	char path[128];
+	int ok = 0, failed = 0;
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	open_volume(t, "d3", "v3");
+	/* v2's header is destroyed under it */
+	snprintf(path, sizeof(path), "%s/d2", t->dir);
+	assert_int_equal(truncate(path, 4096), 0);
+	assert_int_equal(lc_kms_local_rotate(t->a.kms, t->cmk, NULL, &err), 0);
+	assert_int_equal(call(t, "volume.rewrap", jargs("{\"all\": true}"), &res, &err), 0);
+	assert_int_equal(jint(res, "done"), 2);
+	assert_int_equal(jint(res, "failed"), 1);
+	assert_true(json_object_object_get_ex(res, "results", &arr));
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *o = json_object_array_get_idx(arr, i), *n, *w;
+
+		assert_true(json_object_object_get_ex(o, "name", &n));
+		assert_true(json_object_object_get_ex(o, "outcome", &w));
+		if (!strcmp(json_object_get_string(n), "v2")) {
+			assert_string_equal(json_object_get_string(w), "failed");
+			assert_true(json_object_object_get_ex(o, "error", &w));
+			failed++;
+		} else {
+			assert_string_equal(json_object_get_string(w), "rewrapped");
+			assert_true(json_object_object_get_ex(o, "cmk_version", &w));
+			assert_string_equal(json_object_get_string(w), "2");
+			ok++;
+		}
+	}
+	assert_int_equal(ok, 2);
+	assert_int_equal(failed, 1);
+	json_object_put(res);
+	/* the filter and the argument rules */
+	assert_int_equal(call(t, "volume.rewrap", jargs("{\"all\": true, \"keyconfig\": \"nope\"}"),
+			      NULL, &err), -ENOENT);
+	assert_int_equal(call(t, "volume.rewrap", jargs("{\"all\": true, \"name\": \"v1\"}"), NULL,
+			      &err), -EINVAL);
+	assert_int_equal(call(t, "volume.rewrap", jargs("{\"keyconfig\": \"kc1\", \"name\": \"v1\"}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "volume.rewrap", jargs("{}"), NULL, &err), -EINVAL);
+}
+
+static void test_shred_op(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res, *v;
+
+	open_volume(t, "d1", "v1");
+	assert_int_equal(call(t, "volume.shred", jargs("{\"name\": \"v1\", \"segments\": \"1-2\"}"),
+			      &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "zeroed", &v));
+	assert_true(json_object_get_boolean(v));
+	assert_int_equal(jint(res, "length"), 2 * 4096);
+	json_object_put(res);
+	assert_int_equal(call(t, "volume.shred", jargs("{\"name\": \"v1\", \"segments\": \"3-1\"}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "volume.shred", jargs("{\"name\": \"v1\", \"segments\": \"0-99999\"}"),
+			      NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "out of range"));
+	assert_int_equal(call(t, "volume.shred", jargs("{\"name\": \"v9\", \"segments\": \"1\"}"),
+			      NULL, &err), -ENOENT);
+	/* rotate-kek after the shred: the volume reopens */
+	assert_int_equal(call(t, "volume.rotate-kek", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	{
+		char a[256];
+
+		snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
+			 t->dir);
+		if (call(t, "volume.open", jargs(a), NULL, &err))
+			fail_msg("reopen v1: %s", err.msg);
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1217,6 +1412,9 @@ int main(void)
 		T(test_canary_catches_policy),
 		T(test_no_false_kill),
 		T(test_fail_closed),
+		T(test_rekey_watcher),
+		T(test_rewrap_all_isolation),
+		T(test_shred_op),
 		cmocka_unit_test(test_header_room),
 	};
 

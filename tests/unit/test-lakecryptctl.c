@@ -475,7 +475,24 @@ static void test_volumes(void **state)
 	bad("close", "missing NAME", "close");
 	bad("close a b", "unexpected argument \"b\"", "close");
 	good("rewrap db1", "volume.rewrap", "{\"name\":\"db1\"}");
-	bad("rewrap", "missing NAME", "rewrap");
+	bad("rewrap", "expected NAME, or --all", "rewrap");
+	/* key lifecycle (ops-rotate.c) */
+	good("rewrap --all", "volume.rewrap", "{\"all\":true}");
+	good("rewrap --all --keyconfig kc1", "volume.rewrap", "{\"all\":true,\"keyconfig\":\"kc1\"}");
+	bad("rewrap db1 --all", "both NAME and --all", "rewrap");
+	bad("rewrap db1 --keyconfig kc1", "--keyconfig needs --all", "rewrap");
+	good("rotate-kek db1", "volume.rotate-kek", "{\"name\":\"db1\"}");
+	bad("rotate-kek", "missing NAME", "rotate-kek");
+	good("shred db1 --segment 2-4 --batch", "volume.shred", "{\"name\":\"db1\",\"segments\":\"2-4\"}");
+	bad("shred db1 --segment 4-2 --batch", "reversed", "shred");
+	bad("shred db1 --segment 1,2 --batch", "not N or A-B", "shred");
+	bad("shred db1 --batch", "--segment N|A-B is required", "shred");
+	good("workspace rekey ws1 --keyconfig kc2", "workspace.rekey",
+	     "{\"workspace\":\"ws1\",\"keyconfig\":\"kc2\"}");
+	bad("workspace rekey ws1", "--keyconfig NAME is required", "workspace rekey");
+	good("rekey /dev/sdc --workspace ws1 --from kc1", "volume.rekey",
+	     "{\"device\":\"/dev/sdc\",\"workspace\":\"ws1\",\"from\":\"kc1\"}");
+	bad("rekey /dev/sdc --workspace ws1", "--from KEYCONFIG is required", "rekey");
 
 	good("status", "status", "{}");
 	good("status db1", "status", "{\"name\":\"db1\"}");

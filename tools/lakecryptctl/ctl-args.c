@@ -13,6 +13,7 @@
 
 #include "ctl.h"
 #include "proto.h"
+#include "rotate.h"
 
 enum opt_type {
 	O_FLAG,		/* bool, no value */
@@ -137,6 +138,15 @@ static const struct cmd_spec cmds[] = {
 	  "with LAKECRYPT_WORKSPACE, LAKECRYPT_VOLUMES and LAKECRYPT_REASON in its\n"
 	  "environment.  The hook runs as root: admins only.  Setting replaces the\n"
 	  "whole hook.  'status' shows the last run; the audit log has each one.\n" },
+	{ "workspace", "rekey", "workspace.rekey", LC_CTL_AGENT, LC_R_RESULTS,
+	  { { "WORKSPACE", "workspace", O_STR, false } },
+	  { { "--keyconfig", O_STR, true, "keyconfig", 0, 0, "NAME", "the new key configuration" } },
+	  "admins: move a workspace and its open volumes to another key configuration",
+	  "The binding moves to NAME, then the KEK of every open volume of the\n"
+	  "workspace is wrapped under NAME's CMK (which may be in another provider),\n"
+	  "each in one atomic header update, online; no data is re-encrypted.\n"
+	  "Each volume is reported; the exit code is 1 if any failed (run it again).\n"
+	  "The old CMK can then be disabled.  Closed volumes: see lakecryptctl(8).\n" },
 
 	{ NULL, "format", "volume.format", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false } },
@@ -185,9 +195,32 @@ static const struct cmd_spec cmds[] = {
 	  "One unwrap under the old context, every DEK record checked, one wrap under\n"
 	  "the identity context, and the header sealed with its MAC.  Version 1 did\n"
 	  "not authenticate cipher, sizes or labels: check them with dump first.\n" },
-	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_VOLUME,
+	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_RESULTS,
+	  { { "NAME", "name", O_NAME, true } },
+	  { { "--all", O_FLAG, false, "all", 0, 0, NULL, "every open project volume (instead of NAME)" },
+	    { "--keyconfig", O_STR, false, "keyconfig", 0, 0, "NAME",
+	      "with --all: only the volumes under this key configuration" } },
+	  "re-wrap the KEK of open volume NAME (or --all) under the CMK's current version",
+	  "One wrap call per volume, one atomic header update; no data and no DEK\n"
+	  "changes.  With --all, every open project volume the agent holds the KEK\n"
+	  "of is tried, one failure does not stop the others, and each is reported;\n"
+	  "the exit code is 1 if any failed.  Closed volumes keep their KEK wrapped\n"
+	  "under the old CMK version, which still decrypts: re-wrap them once open.\n" },
+	{ NULL, "rekey", "volume.rekey", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
+	    { "--from", O_STR, true, "from", 0, 0, "KEYCONFIG", "the key configuration the volume is under now" },
+	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE", "detached header" } },
+	  "admins: re-key a closed volume from KEYCONFIG to its workspace's binding",
+	  "For the closed volumes of a workspace after 'workspace rekey': one unwrap\n"
+	  "under the old CMK, one wrap under the new one, one atomic header update;\n"
+	  "no data is re-encrypted.\n" },
+	{ NULL, "rotate-kek", "volume.rotate-kek", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
-	  "re-wrap the KEK of open volume NAME under the CMK's current version", NULL },
+	  "admins: give open volume NAME a fresh KEK (online, no data re-encrypted)",
+	  "Every DEK is re-wrapped under a new random KEK, the new KEK is wrapped by\n"
+	  "the CMK (one wrap call), and the header (MAC keyed from the new KEK) is\n"
+	  "written in one crash-safe update.  The old KEK is wiped from memory.\n" },
 	{ NULL, "resize", "volume.resize", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } },
 	  { { "--size", O_BYTES, false, "size", 0, 0, "SIZE",
@@ -199,6 +232,15 @@ static const struct cmd_spec cmds[] = {
 	  "keys and their data is unrecoverable.  New segments get fresh DEKs; the\n"
 	  "header is updated crash-safely and the table reloaded without a pause in\n"
 	  "I/O beyond the reload itself.\n" },
+	{ NULL, "shred", "volume.shred", LC_CTL_AGENT, LC_R_SHRED,
+	  { { "NAME", "name", O_NAME, false } },
+	  { { "--segment", O_STR, true, "segments", 0, 0, "N|A-B", "segment or inclusive range of segments, from 0" },
+	    { "--batch", O_FLAG, false, NULL, 0, 0, NULL, "do not ask for confirmation" } },
+	  "admins: crypto-shred segments of open volume NAME (their data is lost)",
+	  "The target forgets the segments' keys (their I/O fails from then on), their\n"
+	  "wrapped DEKs are destroyed in both header copies together with a KEK\n"
+	  "rotation, and their data range is zeroed and discarded.  Every other\n"
+	  "segment stays readable.  Without --batch, asks for confirmation.\n" },
 	{ NULL, "ping", "ping", LC_CTL_AGENT, LC_R_PING, { { 0 } }, { { 0 } },
 	  "check that the agent answers, and show your role", NULL },
 	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
@@ -752,7 +794,8 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 				return LC_CTL_EXIT_USAGE;
 			}
 			spec_topic(c, cmd->topic, sizeof(cmd->topic));
-			cmd->confirm = c->action == LC_CTL_AGENT && !strcmp(c->name, "format") && !c->group;
+			cmd->confirm = c->action == LC_CTL_AGENT && !c->group &&
+				       (!strcmp(c->name, "format") || !strcmp(c->name, "shred"));
 			/* --force may already have been seen?  No: command options
 			 * before the command are refused above. */
 			continue;
@@ -883,6 +926,29 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 		if (npos > 0)
 			cmd->render = LC_R_STATUS_DETAIL;
 	} else if (!strcmp(cmd->topic, "format")) {
+		cmd->path = pos[0];
+	} else if (!strcmp(cmd->topic, "rewrap")) {
+		bool all = json_object_object_get_ex(cmd->args, "all", NULL);
+		bool kc = json_object_object_get_ex(cmd->args, "keyconfig", NULL);
+
+		if (all == (npos > 0) || (kc && !all)) {
+			set_err(err, errlen, "rewrap: %s: expected NAME, or --all [--keyconfig NAME]",
+				all ? "both NAME and --all given" :
+				kc ? "--keyconfig needs --all" : "nothing to re-wrap");
+			return LC_CTL_EXIT_USAGE;
+		}
+		if (!all)
+			cmd->render = LC_R_VOLUME;
+	} else if (!strcmp(cmd->topic, "shred")) {
+		struct json_object *sv;
+		uint32_t first, last;
+		struct lc_error e;
+
+		json_object_object_get_ex(cmd->args, "segments", &sv);
+		if (lc_segment_range_parse(json_object_get_string(sv), &first, &last, &e) < 0) {
+			set_err(err, errlen, "shred: --segment: %s", e.msg);
+			return LC_CTL_EXIT_USAGE;
+		}
 		cmd->path = pos[0];
 	}
 	return LC_CTL_EXIT_OK;

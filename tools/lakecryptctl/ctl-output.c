@@ -460,6 +460,31 @@ static int status(FILE *f, struct json_object *result, bool detail)
 	return 0;
 }
 
+/* Per-volume outcomes of rewrap --all and workspace rekey. */
+static const struct column result_cols[] = {
+	{ "NAME", "name" }, { "OUTCOME", "outcome" }, { "KEYCONFIG", "keyconfig" },
+	{ "CMK VERSION", "cmk_version" }, { "ERROR", "error" },
+};
+static const char *const shred_order[] = {
+	"name", "first", "last", "keys_wiped", "kek_rotated", "zeroed", "offset", "length",
+	"discard", NULL,
+};
+
+static void results(FILE *f, struct json_object *result)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(result, "results", &v)) {
+		render_object(f, result, volume_order);	/* one volume */
+		return;
+	}
+	list(f, result, "results", result_cols, NCOLS(result_cols), "No open volume matched.");
+	fprintf(f, "%" PRId64 " done, %" PRId64 " already, %" PRId64 " failed\n",
+		json_object_object_get_ex(result, "done", &v) ? json_object_get_int64(v) : 0,
+		json_object_object_get_ex(result, "already", &v) ? json_object_get_int64(v) : 0,
+		json_object_object_get_ex(result, "failed", &v) ? json_object_get_int64(v) : 0);
+}
+
 static int revoked(FILE *f, struct json_object *result)
 {
 	struct json_object *names;
@@ -534,6 +559,12 @@ int lc_ctl_render_human(FILE *f, enum lc_ctl_render r, struct json_object *resul
 			fprintf(f, "KMS calls: %" PRId64 "\n", json_object_get_int64(n));
 		break;
 	}
+	case LC_R_RESULTS:
+		results(f, result);
+		break;
+	case LC_R_SHRED:
+		render_object(f, result, shred_order);
+		break;
 	}
 	return ferror(f) ? -EIO : 0;
 }

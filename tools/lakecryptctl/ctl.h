@@ -65,6 +65,8 @@ enum lc_ctl_render {
 	LC_R_AUDIT,		/* {"records": [...]} */
 	LC_R_PING,		/* {"version", "role", "uid"} */
 	LC_R_CHECK,		/* {"checks": [...], "kms_calls": N} */
+	LC_R_RESULTS,		/* {"results": [per volume], "done", "failed", ...} */
+	LC_R_SHRED,		/* {"name", "first", "last", "zeroed", "discard", ...} */
 };
 
 struct lc_ctl_cmd {

@@ -25,13 +25,18 @@ static int confirm(const struct lc_ctl_cmd *cmd)
 {
 	char answer[16];
 
+	bool shred = !strcmp(cmd->topic, "shred");
+
 	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "%s: format: refusing to overwrite %s without confirmation: standard input is not a terminal; pass --batch to format without asking\n",
-			LC_CTL_PROG, cmd->path);
+		fprintf(stderr, "%s: %s: refusing to %s %s without confirmation: standard input is not a terminal; pass --batch to %s without asking\n",
+			LC_CTL_PROG, cmd->topic, shred ? "shred segments of" : "overwrite", cmd->path,
+			cmd->topic);
 		return LC_CTL_EXIT_USAGE;
 	}
-	fprintf(stderr, "WARNING: this overwrites the data on %s irrevocably.\n"
-		"Are you sure? (Type 'yes' in capital letters): ", cmd->path);
+	fprintf(stderr, "WARNING: this %s %s irrevocably.\n"
+		"Are you sure? (Type 'yes' in capital letters): ",
+		shred ? "destroys the data of the named segments of volume" : "overwrites the data on",
+		cmd->path);
 	fflush(stderr);
 	if (!fgets(answer, sizeof(answer), stdin) || strcmp(answer, "YES\n")) {
 		fprintf(stderr, "Operation aborted: nothing was written.\n");
@@ -212,9 +217,17 @@ static int run_agent(struct lc_ctl_cmd *cmd)
 			lc_ctl_render_json(stdout, err);
 		rc = lc_ctl_exit_for_class(re.cls);
 	} else {
+		struct json_object *nf;
+
 		r = cmd->json ? lc_ctl_render_json(stdout, result) :
 				lc_ctl_render_human(stdout, cmd->render, result);
 		rc = r < 0 ? LC_CTL_EXIT_FAILED : LC_CTL_EXIT_OK;
+		/* rewrap --all, workspace rekey: any volume that failed */
+		if (cmd->render == LC_R_RESULTS && json_object_object_get_ex(result, "failed", &nf) &&
+		    json_object_get_int64(nf) > 0) {
+			fail(cmd->topic, "some volumes failed (see the list)");
+			rc = LC_CTL_EXIT_FAILED;
+		}
 	}
 	json_object_put(reply);
 	return rc;
