@@ -427,6 +427,9 @@ lc_eq "audit --lines 6000 returns 6,000 records (paged)" 6000 "$n"
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null
 lc_diag_file /tmp/agent.log 30
+# PostgreSQL on lakecrypt volumes (issue 12): same boot, same tally; its
+# own agent and disks (tests/e2e/check.sh attaches them).
+/bin/bash /lakecrypt/e2e/pg.sh
 p=$(grep -c '^pass' "$LC_TALLY"); f=$(grep -c '^fail' "$LC_TALLY"); s=$(grep -c '^skip' "$LC_TALLY")
 lc_say "$p passed, $f failed, $s skipped"
 [ "$f" -eq 0 ]
