@@ -11,6 +11,7 @@
  *   providers.c  the KMS provider table, keyed by provider kind
  *   watch.c      the revocation watcher and the kill switch over volumes
  *   ops-notify.c volume.revoked: a revoke the kernel reported (udev)
+ *   terminate.c  the workspaces' termination hooks after a revocation
  *   notify.c     readiness and status for systemd (Type=notify)
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
@@ -111,6 +112,7 @@ struct vol_slot {
 	int64_t revoker;		/* uid, -1: the agent (watcher) */
 	char cause[256];
 	char error[LC_ERROR_MSG_MAX];	/* last failure, "" if none */
+	bool hooked;			/* its workspace's hook has run for it */
 };
 
 /* One revocation, for opens that were unwrapping while it ran. */
@@ -165,6 +167,9 @@ struct agent {
 	struct vol_slot **vols;
 	size_t nvols;
 	char runtime_path[PATH_MAX];
+
+	struct ws_term **terms;		/* terminate.c: hook runs per workspace */
+	size_t nterms;
 
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
@@ -327,5 +332,21 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 /* Timer tick (loop thread): start the watcher thread unless it runs. */
 void agent_watch_tick(struct agent *a);
 const char *agent_slot_state(const struct vol_slot *s);
+
+/* terminate.c; all with a->lock held. */
+/*
+ * The volumes of @workspace that are revoked (or whose revocation the
+ * kernel did not confirm) and that no hook run covered yet: run the
+ * workspace's hook for them on a thread of the workspace (one run at a
+ * time per workspace; a request during a run makes another run after it).
+ * Nothing happens for a workspace without a hook.
+ */
+void agent_terminate(struct agent *a, const char *workspace);
+/* The last hook run of each workspace @c may see, for status. */
+json_object *agent_terminate_json(struct agent *a, struct client *c);
+void agent_terminate_free(struct agent *a);
+/* workspace.hook */
+int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err);
 
 #endif /* LC_AGENT_H */

@@ -363,6 +363,7 @@ void agent_teardown(struct agent *a)
 	free(a->vols);
 	a->vols = NULL;
 	a->nvols = 0;
+	agent_terminate_free(a);
 	agent_providers_close(a);
 	if (a->kms)
 		lc_kms_local_close(a->kms);

@@ -256,6 +256,7 @@ static json_object *binding_json(struct agent *a, const char *workspace)
 			json_object_array_add(d, json_object_new_string(b->access.devices[i]));
 		JADD(o, "operators", g);
 		JADD(o, "devices", d);
+		JADD(o, "hook", lc_hook_to_json(&b->hook));
 	}
 	return o;
 }

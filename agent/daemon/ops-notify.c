@@ -86,6 +86,10 @@ int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json
 				   c->peer.uid, copy->workspace, copy->keyconfig, copy->provider,
 				   copy->cmk_id[0] ? copy->cmk_id : copy->provider_ref,
 				   e.code ? &e : NULL);
+		/* The same compute termination as a revocation the agent made. */
+		s = agent_volume(a, name);
+		if (s)
+			agent_terminate(a, s->v->workspace);
 	}
 	s = agent_volume(a, name);
 	*result = lc_volume_to_json(s ? s->v : copy, &st);

@@ -539,6 +539,7 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	*result = json_object_new_object();
 	JADD(*result, "volumes", arr);
 	JADD(*result, "kms_calls", agent_kms_calls_json(a));
+	JADD(*result, "hooks", agent_terminate_json(a, c));
 	JADD(ag, "kms_quarantined", json_object_new_uint64(quarantined));
 	JADD(*result, "agent", ag);
 	return 0;

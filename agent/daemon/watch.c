@@ -228,6 +228,9 @@ static void *revoke_thread(void *arg)
 			delay_ms *= 2;
 	}
 	s->job = false;
+	/* Revoked, or given up on: stop what uses it (terminate.c). */
+	if (!s->removed && (s->rs == SLOT_REVOKED || s->rs == SLOT_REVOKE_FAILED))
+		agent_terminate(a, s->v->workspace);
 	if (s->removed)
 		slot_free(s);
 	free(j);

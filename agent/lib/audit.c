@@ -16,6 +16,7 @@
 const char *const lc_audit_fields[] = {
 	"time", "peer_uid", "op", "workspace", "project", "keyconfig", "provider",
 	"cmk_id", "cmk_version", "outcome", "error_class", "latency_ms", "request_id",
+	"detail",
 	NULL,
 };
 
@@ -150,6 +151,7 @@ int lc_audit_format(const struct lc_audit_event *ev, const struct timespec *ts, 
 	if (ev->latency_ms >= 0)
 		json_object_object_add(o, "latency_ms", json_object_new_int64(ev->latency_ms));
 	r |= add_str(o, "request_id", ev->request_id);
+	r |= add_str(o, "detail", ev->detail);
 	if (r) {
 		json_object_put(o);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");

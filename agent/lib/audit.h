@@ -51,6 +51,11 @@ struct lc_audit_event {
 	enum lc_err_class error_class;	/* LC_ERRC_NONE: omitted */
 	int64_t latency_ms;		/* < 0: omitted */
 	const char *request_id;		/* the provider's, if it gave one */
+	/* What an agent action did, in the agent's own words: built only
+	 * from counts, names, signal names and exit statuses (a termination
+	 * hook's steps, a revocation's confirmation); never from request
+	 * data, provider replies or key buffers. */
+	const char *detail;
 };
 
 /* Initialise @ev with every optional field "not applicable". */

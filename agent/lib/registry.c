@@ -228,6 +228,8 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		json_object_object_add(b, "created", json_object_new_int64(reg->bind[i].created));
 		json_object_object_add(b, "operators", access_groups_json(&reg->bind[i].access));
 		json_object_object_add(b, "devices", access_devices_json(&reg->bind[i].access));
+		if (lc_hook_is_set(&reg->bind[i].hook))
+			json_object_object_add(b, "hook", lc_hook_to_json(&reg->bind[i].hook));
 		json_object_array_add(a, b);
 	}
 	json_object_object_add(o, "workspaces", a);
@@ -349,6 +351,11 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		    access_check(&b->access, NULL) ||
 		    lc_name_check("workspace", b->workspace, NULL)) {
 			r = bad_file(reg, err, "a workspace binding is malformed");
+			goto out;
+		}
+		if (json_object_object_get_ex(k, "hook", &v) &&
+		    lc_hook_from_json(v, &b->hook, NULL) < 0) {
+			r = bad_file(reg, err, "a workspace's hook is malformed");
 			goto out;
 		}
 		if (!lc_registry_keyconfig(reg, b->keyconfig)) {
@@ -497,5 +504,24 @@ int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc
 	i = (size_t)(b - reg->bind);
 	memmove(&reg->bind[i], &reg->bind[i + 1], (reg->nbind - i - 1) * sizeof(*reg->bind));
 	reg->nbind--;
+	return commit(reg, err);
+}
+
+int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
+			 const struct lc_ws_hook *hook, struct lc_error *err)
+{
+	struct lc_binding *b = (struct lc_binding *)lc_registry_binding(reg, workspace);
+	int r;
+
+	if (!b)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "workspace \"%s\" is not bound: bind it first (workspace.bind)",
+			      workspace ? workspace : "");
+	if (hook && (r = lc_hook_check(hook, err)) < 0)
+		return r;
+	if (hook)
+		b->hook = *hook;
+	else
+		memset(&b->hook, 0, sizeof(b->hook));
 	return commit(reg, err);
 }

@@ -10,7 +10,8 @@
  *   {"version": 1,
  *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created"}],
  *    "workspaces": [{"workspace", "keyconfig", "created",
- *                    "operators": [group, ...], "devices": [pattern, ...]}]}
+ *                    "operators": [group, ...], "devices": [pattern, ...],
+ *                    "hook": {...} (optional, lc_hook_to_json())}]}
  * A change that cannot be written is undone in memory too, so memory and
  * disk never disagree.
  *
@@ -28,6 +29,7 @@
 
 #include <lakecrypt/ondisk.h>
 
+#include "hook.h"
 #include "lc-error.h"
 
 #define LC_REGISTRY_FILE	"registry.json"
@@ -68,6 +70,7 @@ struct lc_binding {
 	char keyconfig[LC_HDR_NAME_SIZE];
 	int64_t created;
 	struct lc_ws_access access;
+	struct lc_ws_hook hook;		/* compute termination after a revocation */
 };
 
 struct lc_registry {
@@ -118,5 +121,10 @@ int lc_ws_group_check(const char *g, struct lc_error *err);
 int lc_ws_device_check(const char *pattern, struct lc_error *err);
 /* -ENOENT if the workspace is not bound. */
 int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc_error *err);
+
+/* Set (@hook checked with lc_hook_check()) or, with NULL, clear the
+ * termination hook of bound @workspace.  -ENOENT if it is not bound. */
+int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
+			 const struct lc_ws_hook *hook, struct lc_error *err);
 
 #endif /* LC_REGISTRY_H */

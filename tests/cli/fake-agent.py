@@ -62,6 +62,9 @@ def result(op, args):
         return {"keyconfigs": [{"name": "kc1", "provider": "local", "key_ref": "k-1"}]}
     if op == "workspace.bind":
         return {"workspace": args["workspace"], "keyconfig": args["keyconfig"]}
+    if op == "workspace.hook":
+        hook = None if args.get("clear") else {k: v for k, v in args.items() if k != "workspace"}
+        return {"workspace": args["workspace"], "hook": hook}
     if op == "workspace.list":
         return {"workspaces": [{"workspace": "ws1", "keyconfig": "kc1"}]}
     if op in ("volume.format", "volume.open", "volume.rewrap"):

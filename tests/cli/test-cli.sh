@@ -74,6 +74,19 @@ run 0 "keyconfig create" keyconfig create kc1 --provider local --key k-1
 sent "keyconfig create args" '{"args": {"key_ref": "k-1", "name": "kc1", "provider": "local"}, "op": "keyconfig.create"}'
 run 0 "workspace bind" workspace bind ws1 --keyconfig kc1
 has "workspace bind output" "$out" "Key configuration: kc1"
+run 0 "workspace hook --signal" workspace hook ws1 --signal QUIT
+sent "workspace hook sends the signal name" '{"args": {"signal": "QUIT", "workspace": "ws1"}, "op": "workspace.hook"}'
+run 0 "workspace hook, every step" workspace hook ws1 --signal KILL --stop-units pg.service,w@1.service --command /usr/local/sbin/stop-node --timeout-ms 2500
+sent "workspace hook args" '{"args": {"command": "/usr/local/sbin/stop-node", "signal": "KILL", "stop_units": ["pg.service", "w@1.service"], "timeout_ms": 2500, "workspace": "ws1"}, "op": "workspace.hook"}'
+run 0 "workspace hook --clear" workspace hook ws1 --clear
+sent "workspace hook --clear args" '{"args": {"clear": true, "workspace": "ws1"}, "op": "workspace.hook"}'
+nreq=$(wc -l <"$log")
+run 2 "workspace hook --clear with --signal" workspace hook ws1 --clear --signal KILL
+has "clear alone is explained" "$err" "--clear removes the hook: give it alone"
+run 2 "workspace hook without a step" workspace hook ws1 --timeout-ms 500
+has "a hook needs a step" "$err" "expected --signal SIG"
+run 2 "workspace hook --timeout-ms out of range" workspace hook ws1 --signal KILL --timeout-ms 5
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "refused hooks send nothing"; else nok "refused hooks send nothing"; fi
 run 0 "workspace unbind prints nothing" workspace unbind ws1
 if [ -z "$out" ]; then ok "result-less op is quiet"; else nok "result-less op is quiet" "$out"; fi
 run 0 "format --batch --force" format /dev/sdb --workspace ws1 --project db1 --segment-size 1M --sector-size 4096 --batch --force

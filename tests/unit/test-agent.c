@@ -29,10 +29,12 @@
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/ops-admin.c"
+#include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/providers.c"
+#include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/watch.c"
 
 #define OPER_UID	1234
@@ -873,6 +875,172 @@ static void test_header_room(void **state)
 	rmdir(dir);
 }
 
+/* ---- key lifecycle: termination hooks ---- */
+
+/* Hook runs of workspace @ws that status reports so far. */
+static uint64_t hook_runs(struct tenv *t, const char *ws, bool *running)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	uint64_t n = 0;
+
+	*running = false;
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "hooks", &arr));
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *h = json_object_array_get_idx(arr, i);
+
+		assert_true(json_object_object_get_ex(h, "workspace", &x));
+		if (strcmp(json_object_get_string(x), ws))
+			continue;
+		assert_true(json_object_object_get_ex(h, "runs", &x));
+		n = (uint64_t)json_object_get_int64(x);
+		assert_true(json_object_object_get_ex(h, "running", &x));
+		*running = json_object_get_boolean(x);
+		if (!*running && n) {
+			assert_true(json_object_object_get_ex(h, "last", &x));
+			assert_true(json_object_object_get_ex(x, "outcome", &x));
+			assert_string_equal(json_object_get_string(x), "success");
+		}
+	}
+	json_object_put(res);
+	return n;
+}
+
+/* Wait (bounded, generously) until @ws's hook has run and is idle. */
+static uint64_t wait_hook(struct tenv *t, const char *ws, uint64_t more_than)
+{
+	bool running = true;
+	uint64_t n = 0;
+
+	for (int i = 0; i < 500 && (running || n <= more_than); i++) {
+		n = hook_runs(t, ws, &running);
+		if (running || n <= more_than)
+			usleep(20000);
+	}
+	assert_false(running);
+	return n;
+}
+
+static int set_hook_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+
+	(void)fd;
+	return call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\", \"signal\": \"KILL\"}"),
+		    NULL, &err) == -EACCES ? 0 : 1;
+}
+
+/*
+ * The agent's revoke and a revoke reported by udev both run the
+ * workspace's hook once per volume, with the documented environment; the
+ * run is audited.  Only admins set hooks, and bad ones are refused.
+ */
+static void test_hook_after_revoke(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[1024], script[256], out[256], buf[4096];
+	json_object *res, *h, *x;
+	uint64_t runs;
+	FILE *f;
+	size_t len;
+
+	snprintf(script, sizeof(script), "%s/hook.sh", t->dir);
+	snprintf(out, sizeof(out), "%s/hook.out", t->dir);
+	f = fopen(script, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"ws=$LAKECRYPT_WORKSPACE vols=$LAKECRYPT_VOLUMES why=$LAKECRYPT_REASON\" >> %s\n",
+		out);
+	fclose(f);
+	assert_int_equal(chmod(script, 0700), 0);
+
+	/* Refusals: operators, clear with more, nothing, bad values, unbound. */
+	assert_int_equal(as_operator(set_hook_as_operator, t, -1), 0);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"clear\": true, \"signal\": \"KILL\"}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"signal\": \"STOP\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"command\": \"rm -rf /\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"ws1\", \"signal\": \"KILL\", \"timeout_ms\": 1}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "workspace.hook",
+			      jargs("{\"workspace\": \"nows\", \"signal\": \"KILL\"}"), NULL, &err),
+			 -ENOENT);
+
+	snprintf(a, sizeof(a), "{\"workspace\": \"ws1\", \"command\": \"%s\", \"timeout_ms\": 20000}",
+		 script);
+	assert_int_equal(call(t, "workspace.hook", jargs(a), &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "hook", &h));
+	assert_true(json_object_object_get_ex(h, "command", &x));
+	assert_string_equal(json_object_get_string(x), script);
+	json_object_put(res);
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	runs = wait_hook(t, "ws1", 0);
+	/* Both volumes covered, each once (one run, or two if v2 came late). */
+	for (int i = 0; i < 500; i++) {
+		bool running;
+
+		f = fopen(out, "r");
+		len = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[len] = '\0';
+		if (strstr(buf, "v1") && strstr(buf, "v2") && !(hook_runs(t, "ws1", &running), running))
+			break;
+		usleep(20000);
+	}
+	assert_non_null(strstr(buf, "ws=ws1 vols="));
+	assert_non_null(strstr(buf, "why="));
+	assert_non_null(strstr(buf, "v1"));
+	assert_non_null(strstr(buf, "v2"));
+	assert_null(strstr(strstr(buf, "v1") + 2, "v1"));
+	assert_null(strstr(strstr(buf, "v2") + 2, "v2"));
+
+	/* A revoke made in the kernel, reported by udev: the same hook. */
+	assert_int_equal(call(t, "workspace.hook", jargs("{\"workspace\": \"ws1\", \"clear\": true}"),
+			      NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"workspace\": \"ws1\", \"command\": \"%s\"}", script);
+	assert_int_equal(call(t, "workspace.hook", jargs(a), NULL, &err), 0);
+	runs = hook_runs(t, "ws1", &(bool){ false });
+	assert_int_equal(lc_kms_local_enable(t->a.kms, t->cmk, NULL, &err), 0);
+	open_volume(t, "d3", "v3");
+	pthread_mutex_lock(&fk.mu);
+	fdev("v3")->revoked = true;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(call(t, "volume.revoked", jargs("{\"name\": \"v3\"}"), NULL, &err), 0);
+	wait_hook(t, "ws1", runs);
+	f = fopen(out, "r");
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	assert_non_null(strstr(buf, "ws=ws1 vols=v3 why=revoked in the kernel"));
+
+	/* Each run is audited. */
+	{
+		char cmd[LC_CONFIG_PATH_MAX + 200];
+
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"workspace.terminate\".*\"outcome\":\"success\".*\"detail\":\"command: exit 0\"' %s",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"workspace.hook\",.*\"detail\":\"hook cleared\"' %s",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -885,6 +1053,7 @@ int main(void)
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
+		T(test_hook_after_revoke),
 		cmocka_unit_test(test_header_room),
 	};
 

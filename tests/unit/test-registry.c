@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -285,6 +286,41 @@ static void test_atomic_write(void **state)
 	}
 }
 
+/* A workspace's termination hook: kept across a re-bind and a reopen,
+ * cleared, refused for an unbound workspace, a bad one refused on load. */
+static void test_hook(void **state)
+{
+	struct env *e = *state;
+	struct lc_error err = { 0 };
+	struct lc_ws_hook h = { .signal = SIGQUIT, .timeout_ms = 3000 };
+	const struct lc_binding *b;
+
+	add(e, "kc1", "k1");
+	assert_int_equal(lc_registry_set_hook(&e->reg, "ws1", &h, &err), -ENOENT);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", NULL, &err), 0);
+	snprintf(h.units[h.nunits++], LC_HOOK_UNIT_SIZE, "pg.service");
+	assert_int_equal(lc_registry_set_hook(&e->reg, "ws1", &h, &err), 0);
+	assert_int_equal(lc_registry_bind(&e->reg, "ws1", "kc1", NULL, &err), 0);
+	reopen(e);
+	b = lc_registry_binding(&e->reg, "ws1");
+	assert_non_null(b);
+	assert_memory_equal(&b->hook, &h, sizeof(h));
+	h.timeout_ms = 1;	/* out of range: refused, nothing changed */
+	assert_int_equal(lc_registry_set_hook(&e->reg, "ws1", &h, &err), -EINVAL);
+	assert_int_equal(lc_registry_binding(&e->reg, "ws1")->hook.timeout_ms, 3000);
+	assert_int_equal(lc_registry_set_hook(&e->reg, "ws1", NULL, &err), 0);
+	reopen(e);
+	assert_false(lc_hook_is_set(&lc_registry_binding(&e->reg, "ws1")->hook));
+
+	lc_registry_close(&e->reg);
+	write_file(e->path,
+		   "{\"version\":1,\"keyconfigs\":[{\"name\":\"kc1\",\"provider\":\"local\",\"key_ref\":\"k\",\"cmk_id\":\"k\",\"created\":1}],"
+		   "\"workspaces\":[{\"workspace\":\"ws1\",\"keyconfig\":\"kc1\",\"created\":1,"
+		   "\"hook\":{\"command\":\"sh -c reboot\",\"timeout_ms\":1000}}]}");
+	assert_int_equal(lc_registry_open(&e->reg, e->dir, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "hook"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -296,6 +332,7 @@ int main(void)
 		T(test_persistence),
 		T(test_bad_files),
 		T(test_atomic_write),
+		T(test_hook),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

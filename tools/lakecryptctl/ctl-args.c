@@ -112,6 +112,23 @@ static const struct cmd_spec cmds[] = {
 	  "remove the binding of a workspace", NULL },
 	{ "workspace", "list", "workspace.list", LC_CTL_AGENT, LC_R_BINDINGS, { { 0 } }, { { 0 } },
 	  "list workspace bindings", NULL },
+	{ "workspace", "hook", "workspace.hook", LC_CTL_AGENT, LC_R_BINDING,
+	  { { "WORKSPACE", "workspace", O_STR, false } },
+	  { { "--signal", O_STR, false, "signal", 0, 0, "SIG",
+	      "signal the processes holding a revoked device or a file system on it: HUP, INT, QUIT, KILL, TERM, USR1, USR2" },
+	    { "--stop-units", O_LIST, false, "stop_units", 0, 0, "UNIT,...", "systemd units to stop (systemctl stop)" },
+	    { "--command", O_STR, false, "command", 0, 0, "PATH",
+	      "program to run (absolute path, no arguments, no shell)" },
+	    { "--timeout-ms", O_UINT, false, "timeout_ms", 100, 600000, "N",
+	      "bound of each step, 100 to 600000 ms (default 10000)" },
+	    { "--clear", O_FLAG, false, "clear", 0, 0, NULL, "remove the workspace's hook" } },
+	  "set the compute termination hook run after a revocation in WORKSPACE",
+	  "After the kernel confirms the volumes of WORKSPACE revoked (by the watcher,\n"
+	  "'lakecryptctl revoke', or a revoke made in the kernel and reported by udev),\n"
+	  "the agent stops the units, then signals the holders, then runs the command,\n"
+	  "with LAKECRYPT_WORKSPACE, LAKECRYPT_VOLUMES and LAKECRYPT_REASON in its\n"
+	  "environment.  The hook runs as root: admins only.  Setting replaces the\n"
+	  "whole hook.  'status' shows the last run; the audit log has each one.\n" },
 
 	{ NULL, "format", "volume.format", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false } },
@@ -810,6 +827,19 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 		if (kc == cmk) {
 			set_err(err, errlen, "revoke: %s: expected exactly one of --keyconfig NAME or --cmk KEY",
 				kc ? "both --keyconfig and --cmk given" : "nothing to revoke");
+			return LC_CTL_EXIT_USAGE;
+		}
+	} else if (!strcmp(cmd->topic, "workspace hook")) {
+		bool clear = json_object_object_get_ex(cmd->args, "clear", NULL);
+		bool any = json_object_object_get_ex(cmd->args, "signal", NULL) ||
+			   json_object_object_get_ex(cmd->args, "stop_units", NULL) ||
+			   json_object_object_get_ex(cmd->args, "command", NULL);
+
+		if (clear == (any || json_object_object_get_ex(cmd->args, "timeout_ms", NULL)) ||
+		    (!clear && !any)) {
+			set_err(err, errlen, "workspace hook: %s",
+				clear ? "--clear removes the hook: give it alone"
+				      : "expected --signal SIG, --stop-units U1,U2 or --command PATH (or --clear)");
 			return LC_CTL_EXIT_USAGE;
 		}
 	} else if (!strcmp(cmd->topic, "status")) {
