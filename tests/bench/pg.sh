@@ -17,7 +17,8 @@
 #   lc-1024   lakecrypt, 1,024 segments of 1 MiB
 # Kill switch (kill=1): data directory on lakecrypt (pgbench disk), pg_wal
 # on a second volume (disk "pgbwal"), a cache volume for temp files; under
-# pgbench load the CMK is disabled (watch interval 1 s): printed are the
+# pgbench load the CMK is disabled (watch interval 1 s; the workspace's
+# termination hook sends SIGQUIT to the holders): printed are the
 # time from `kms disable` to the postmaster gone, and from the agent's
 # decision (the watcher's denied cmk.key_state audit record) to every
 # volume failing I/O (lct-failwatch).
@@ -57,6 +58,8 @@ CMK=$(ctl --json kms create --description bench | jget key_id)
 ctl keyconfig create bench --key "$CMK" >/dev/null &&
 	ctl workspace bind bench --keyconfig bench --devices "/dev/vd*,/dev/loop*" >/dev/null ||
 	{ say "bench-pg: agent setup failed"; exit 1; }
+# The termination hook of the kill-switch part: SIGQUIT to the holders.
+ctl workspace hook bench --signal QUIT --timeout-ms 20000 >/dev/null || say "bench-pg: setting the hook failed"
 
 # setup NAME: the device of configuration NAME (made now); teardown NAME
 setup() {
@@ -181,7 +184,7 @@ if [ "$kill" = 1 ]; then
 	if pg_alive; then
 		say "kill: kms disable -> PostgreSQL stopped: not within 60 s (still running)"
 	else
-		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (by I/O errors; the termination hook is pending)"
+		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (termination hook: $(grep '"op":"workspace.terminate"' /tmp/audit.log | head -n1 | sed -n 's/.*"detail":"\([^"]*\)".*/\1/p'))"
 	fi
 	say "kill: the server's last words: $(grep -E 'PANIC' /tmp/kill.log | head -n1 | cut -c1-160)"
 fi

@@ -95,6 +95,9 @@ else
 	enable_cmk() { run admin kms enable "$CMK"; }
 fi
 run admin workspace bind finance --keyconfig finance-kc --operators lakecrypt --devices "$DATA_DEV,$WAL_DEV,/dev/loop*"
+say "The termination hook: after a revocation, SIGQUIT to every process holding finance's volumes"
+say "(or a file system on them) -- PostgreSQL's immediate shutdown."
+run admin workspace hook finance --signal QUIT --timeout-ms 20000
 
 step "2. Operator: a project volume for the data directory, one for pg_wal, an ephemeral cache"
 run operator format "$DATA_DEV" --workspace finance --project pgdata --segment-size 1M --batch
@@ -156,11 +159,8 @@ while ! all_revoked pgdata pgwal pgcache && [ $i -lt 600 ]; do sleep 0.1; i=$((i
 t1=$(uptime_ms)
 all_revoked pgdata pgwal pgcache || fail "not revoked: $(dmsetup status)"
 say "all three volumes revoked $((t1 - t0)) ms after the disable"
-say "The termination hook (a per-workspace signal to the processes using the volumes) is"
-say "PENDING, not in this build: PostgreSQL goes down on its own, by the I/O errors (a failed"
-say "WAL flush is a PANIC; restart_after_crash = off)."
-i=0
-while pg_alive && [ $i -lt $(((WATCH_S + 60) * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+say "Then the agent runs finance's termination hook: SIGQUIT to the processes holding the volumes."
+while pg_alive && [ $(($(uptime_ms) - t0)) -lt $(((WATCH_S + 20 + 30) * 1000)) ]; do sleep 0.1; done
 t2=$(uptime_ms)
 if pg_alive; then say "PostgreSQL is still running after $((t2 - t0)) ms"; down=0; else
 	say "PostgreSQL stopped $((t2 - t0)) ms after the disable"; down=1; fi
@@ -170,8 +170,9 @@ for p in $WPID $BPID; do
 	kill $p 2>/dev/null
 done
 wait $WPID $BPID 2>/dev/null
-say "The database going down (its log):"
-grep -E 'PANIC|FATAL|terminat|shut down|could not' /tmp/pg.log | head -n 8 | sed 's/^/LC:   /'
+say "The hook's run (lakecryptctl status) and the database going down (its log):"
+admin --json status | grep -E '"(workspace|outcome|detail|duration_ms)"' | tail -n 4 | sed 's/^ */LC:   /'
+grep -E 'PANIC|FATAL|immediate shutdown|terminat|shut down|could not' /tmp/pg.log | head -n 8 | sed 's/^/LC:   /'
 ACK=$(acked /tmp/writer.out)
 P=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' /tmp/pgb.out)
 say "The writer saw $ACK commits acknowledged; pgbench reported ${P:-0} transactions:"
@@ -193,8 +194,11 @@ run_fails operator open "$DATA_DEV" pgdata2 --workspace finance
 	promise "revoking the CMK kills every volume under it" BROKEN
 [ "$nz" = 0 ] && promise "the cache is unrecoverable after the kill" held ||
 	promise "the cache is unrecoverable after the kill" BROKEN
-[ $down = 1 ] && promise "PostgreSQL stops (by the I/O errors; the hook is pending)" "held in $((t2 - t0)) ms" ||
-	promise "PostgreSQL stops" BROKEN
+hooked=0
+grep '"op":"workspace.terminate"' /var/log/lakecrypt/audit.log 2>/dev/null | grep -q '[1-9][0-9]* signalled' && hooked=1
+[ $down = 1 ] && [ $hooked = 1 ] &&
+	promise "the termination hook stops PostgreSQL" "held, $((t2 - t0)) ms after the disable" ||
+	promise "the termination hook stops PostgreSQL" "BROKEN (down=$down, hook ran=$hooked)"
 
 step "5. The customer enables the CMK again: reopen, crash recovery, count the commits"
 for m in /pgdata /pgwal /pgcache; do umount "$m" 2>/dev/null || umount -l "$m"; done
@@ -226,7 +230,7 @@ for d in "$DATA_DEV" "$WAL_DEV" /tmp/pgcache.img; do scan "$d" "$MARK" && plain=
 	promise "no plaintext on any raw disk" BROKEN
 
 step "6. The audit trail (one JSON line per CMK use and event)"
-run sh -c "lakecryptctl audit --lines 40 | grep -E 'cmk.key_state|revoke|\"open\"|cache.open|format|close' | tail -n 16"
+run sh -c "lakecryptctl audit --lines 60 | grep -E 'key_state|revoke|terminate|open|format|close' | tail -n 18"
 run pg_stop /pgdata/data
 for m in /pgdata /pgwal /pgcache; do umount "$m"; done
 for v in pgdata pgwal pgcache; do operator close $v; done
@@ -234,7 +238,6 @@ for v in pgdata pgwal pgcache; do operator close $v; done
 say
 say "Promises:"
 for p in "${PROMISES[@]}"; do say "  $p"; done
-say "Termination hook: pending (not in this build)."
 broken=0
 for p in "${PROMISES[@]}"; do case $p in *BROKEN*) broken=$((broken + 1)) ;; esac; done
 if [ $broken = 0 ]; then say "RESULT: every promise held (${#PROMISES[@]} of ${#PROMISES[@]})"; else

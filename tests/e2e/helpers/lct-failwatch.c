@@ -8,11 +8,15 @@
  * the audit log's "time"), or "DEV never" at the timeout.  make bench uses
  * it for the time from the agent's revocation decision to every volume
  * failing I/O (a dd loop costs ~100 ms a try under TCG).
+ * A device is closed once it failed, and SIGQUIT is ignored: a termination
+ * hook signalling the holders of a revoked device (QUIT) must not end the
+ * watch of the others.
  * Exit: 0 every DEV failed, 1 some never did, 2 usage or open error.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +47,7 @@ int main(int argc, char **argv)
 	}
 	if (posix_memalign(&buf, 4096, 4096))
 		return 2;
+	signal(SIGQUIT, SIG_IGN);
 	for (int i = 0; i < ndev; i++) {
 		fd[i] = open(argv[i + 2], O_RDONLY | O_DIRECT | O_CLOEXEC);
 		if (fd[i] < 0) {
@@ -59,6 +64,7 @@ int main(int argc, char **argv)
 			if (pread(fd[i], buf, 4096, 0) != 4096) {
 				printf("%s %lld\n", argv[i + 2], ms(CLOCK_REALTIME));
 				fflush(stdout);
+				close(fd[i]);
 				done[i] = 1;
 				left--;
 			}
