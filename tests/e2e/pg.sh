@@ -191,7 +191,7 @@ grep -q 'signal QUIT: [1-9][0-9]* holder(s), [1-9][0-9]* signalled' "$LC_TMP/ter
 	lc_ok "pg: audit: the termination hook signalled PostgreSQL's processes" ||
 	{ lc_notok "pg: audit: the termination hook signalled the holders"; lc_diag_file "$AUDIT" 60; }
 lc_diag_file "$LC_TMP/term.txt" 3
-ctl --json status | grep -q '"signalled": [1-9]' && lc_ok "pg: status shows the hook's last run" ||
+ctl --json status | grep -A3 '"workspace": "finance"' | grep -q '"runs": [1-9]' && lc_ok "pg: status shows the hook's runs" ||
 	lc_notok "pg: status shows the hook's last run"
 
 # ---------------------------------------------------------------- 5. recovery
@@ -239,7 +239,24 @@ no_plaintext "pg: after recovery"
 lc_run "pg: clean shutdown" pg_stop /pgdata/data
 pg pg_checksums --check -D /pgdata/data >"$LC_TMP/cks.out" 2>&1 && lc_ok "pg: pg_checksums --check is clean" ||
 	{ lc_notok "pg: pg_checksums"; lc_diag_file "$LC_TMP/cks.out"; }
-for m in /pgdata /pgwal /pgcache; do umount "$m"; done
+
+# ---------------------------------------------------------------- 6. the hook alone
+# Under load the failed WAL flush usually PANICs the server before the
+# hook's signal arrives.  An idle server does no I/O that could fail: here
+# only the hook can stop it (its log then says "immediate shutdown").
+: >"$PGLOG.3"
+chown $PG_UID "$PGLOG.3"
+lc_run "pg: PostgreSQL starts again, idle" pg_start /pgdata/data "$PGLOG.3"
+t0=$(uptime_ms)
+lc_run "pg: admin revokes finance-kc by hand" ctl revoke --keyconfig finance-kc
+while pg_alive && [ $(($(uptime_ms) - t0)) -lt $(((HOOK_MS / 1000 + PG_WINDOW_S) * 1000)) ]; do sleep 0.1; done
+pg_alive && lc_notok "pg: the hook stopped the idle server" ||
+	lc_ok "pg: the hook stopped the idle server ($(($(uptime_ms) - t0)) ms after the revoke command)"
+grep -q 'received immediate shutdown request' "$PGLOG.3" &&
+	lc_ok "pg: by its SIGQUIT (the log: received immediate shutdown request)" ||
+	{ lc_notok "pg: the idle server's log shows the hook's SIGQUIT"; lc_diag_file "$PGLOG.3"; }
+lc_diag "$(grep -c PANIC "$PGLOG.3") PANIC line(s) in the idle server's log"
+for m in /pgdata /pgwal /pgcache; do umount "$m" 2>/dev/null || umount -l "$m"; done
 for v in pgdata pgwal pgcache; do ctl close $v >/dev/null || lc_notok "pg: close $v"; done
 losetup -d "$CLOOP"
 kill "$AGENT_PID"
