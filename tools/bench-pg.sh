@@ -33,7 +33,7 @@ report=$top/build/bench/pg-$line-$kver-$(date +%Y%m%d-%H%M%S).txt
 start=$(date +%s)
 set +e
 "$top/tools/qemu/run.sh" --line "$line" --entry bench/pg.sh --args "$*" --mem "$mem" \
-	--timeout 3600 --qemu "$qemu" "${extra[@]}" | tee "$report"
+	--timeout 3600 --log "$top/build/logs/$line-bench-pg.log" --qemu "$qemu" "${extra[@]}" | tee "$report"
 rc=${PIPESTATUS[0]}
 set -e
 echo "bench-pg: $(( $(date +%s) - start )) s in all, report $report" >&2

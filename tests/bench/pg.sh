@@ -90,7 +90,8 @@ one() {
 	local cfg=$1 dev out tps lat
 	dev=$(setup "$cfg") || { say "bench-pg: $cfg: setup failed"; return 1; }
 	dev=$(echo "$dev" | tail -n1)
-	pg_fs "$dev" /bench data || { say "bench-pg: $cfg: mkfs failed"; teardown "$cfg"; return 1; }
+	pg_fs "$dev" /bench data && mkdir /bench/wal && chown $PG_UID:$PG_UID /bench/wal ||
+		{ say "bench-pg: $cfg: mkfs failed"; teardown "$cfg"; return 1; }
 	if pg_initdb /bench/data /bench/wal >/tmp/initdb.out 2>&1 && pg_start /bench/data /tmp/bench.log &&
 	   pg pgbench -i -q -s "$scale" >/tmp/pgbi.out 2>&1; then
 		psql_q "CHECKPOINT" >/dev/null
@@ -184,7 +185,7 @@ if [ "$kill" = 1 ]; then
 	if pg_alive; then
 		say "kill: kms disable -> PostgreSQL stopped: not within 60 s (still running)"
 	else
-		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (termination hook: $(grep '"op":"workspace.terminate"' /tmp/audit.log | head -n1 | sed -n 's/.*"detail":"\([^"]*\)".*/\1/p'))"
+		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (termination hook runs: $(grep '"op":"workspace.terminate"' /tmp/audit.log | sed -n 's/.*"detail":"\([^"]*\)".*/\1/p' | sed 's/ still running after [0-9]* ms//' | tr '\n' ';'))"
 	fi
 	say "kill: the server's last words: $(grep -E 'PANIC' /tmp/kill.log | head -n1 | cut -c1-160)"
 fi
