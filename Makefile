@@ -8,8 +8,10 @@
 #                    on both kernel lines
 #   make check-lint / check-unit / check-kms / check-kernel / check-e2e / check-udev / check-system / check-deb   one suite
 #   make deb         Debian packages (dpkg-buildpackage, dh-dkms) and lintian
-#   make bench       benchmarks in the QEMU machine (figures, not tests)
-#   make demo        the narrated walk-through in the QEMU machine
+#   make bench       benchmarks in the QEMU machine (figures, not tests): fio,
+#                    then pgbench on raw, dm-crypt and lakecrypt
+#   make demo        the narrated walk-through in the QEMU machine: PostgreSQL
+#                    on lakecrypt volumes (KMS=aws: the CMK in AWS KMS, emulated)
 #   make demo-kernel the same at the dmsetup level, without the agent
 #   make install     install the module (running kernel), the agent, the CLI,
 #                    udev rules and probe, systemd units and generator, man
@@ -75,7 +77,7 @@ bench:
 	tools/bench.sh
 
 demo:
-	tools/demo.sh
+	tools/demo.sh $(if $(KMS),--kms $(KMS))
 
 demo-kernel:
 	LAKECRYPT_DEMO=kernel tools/demo.sh

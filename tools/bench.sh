@@ -8,7 +8,8 @@
 # Before that, natively: the agent's CPU time and KMS calls to open a
 # 65,536-segment volume, with the local KMS and through the AWS provider
 # (local-kms on loopback), and the fleet revocation model
-# (tests/sim/fleet-sim.py).
+# (tests/sim/fleet-sim.py).  Then tools/bench-pg.sh (its own boot): pgbench on
+# raw, dm-crypt and lakecrypt.
 #
 #   tools/bench.sh [--line 6.1|6.12] [--mem MiB] [--module FILE.ko]
 #                  [-- bench.sh arguments, e.g. runtime=5 parts=io]
@@ -62,4 +63,9 @@ set +e
 rc=${PIPESTATUS[0]}
 set -e
 echo "bench: $(( $(date +%s) - start )) s in all, report $report" >&2
+# PostgreSQL on raw, dm-crypt and lakecrypt, and the kill switch under
+# load: a boot of its own (tools/bench-pg.sh).
+prc=0
+"$top/tools/bench-pg.sh" --line "$line" --mem "$mem" "${extra[@]}" || prc=$?
+[ "$rc" -ne 0 ] || rc=$prc
 exit "$rc"

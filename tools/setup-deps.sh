@@ -29,11 +29,18 @@ pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       libjson-c-dev libcmocka-dev libblkid-dev clang libclang-rt-14-dev e2fsprogs python3
       udev systemd go-md2man man-db groff-base
       debhelper dh-dkms lintian debootstrap
-      libp11-kit-dev)	# the Cryptoki header of the PKCS#11 provider
+      libp11-kit-dev	# the Cryptoki header of the PKCS#11 provider
+      postgresql-15 postgresql-client-15)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
+# PostgreSQL is only carried into the QEMU guest (tools/qemu/mkpgdisk.sh):
+# no cluster of its own on the host, unless the host already asked for one.
+if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+	mkdir -p /etc/postgresql-common
+	echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf
+fi
 if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Host side of the end-to-end tests, for each kernel line: build the agent
-# and the CLI, boot the QEMU machine and run tests/e2e/run-all.sh in it;
-# then the providers' end-to-end runs, each in a boot of its own (their
+# and the CLI, boot the QEMU machine and run tests/e2e/run-all.sh in it
+# (it ends with the key lifecycle and tests/e2e/pg.sh, PostgreSQL on
+# lakecrypt volumes, on the disks tools/qemu/pg-drives.sh attaches); then
+# the providers' end-to-end runs, each in a boot of its own (their
 # networks differ): AWS KMS (aws-kms-host.sh: local-kms on the host), KMIP
 # (kmip-host.sh: PyKMIP on the host), Google Cloud KMS (gcp-kms-host.sh:
 # the fake Cloud KMS on the host), PKCS#11 (pkcs11.sh: SoftHSM2 in the
@@ -30,11 +32,13 @@ tally() {
 	fi
 }
 
-# guest LINE ENTRY MEM: a boot running ENTRY; host LINE SCRIPT: a host script
+# guest LINE ENTRY MEM [QEMU_ARGS]: a boot running ENTRY; host LINE SCRIPT:
+# a host script
 guest() {
 	local log rc
 	log=$(mktemp)
-	tools/qemu/run.sh --line "$1" --entry "$2" --mem "$3" --timeout 1500 | tee "$log"
+	tools/qemu/run.sh --line "$1" --entry "$2" --mem "$3" --timeout 1800 ${4:+--qemu "$4"} |
+		tee "$log"
 	rc=${PIPESTATUS[0]}
 	tally "$1" "$2" "$log" "$rc"
 	rm -f "$log"
@@ -49,7 +53,15 @@ host() {
 }
 
 for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
-	guest "$line" e2e/run-all.sh 1536
+	# PostgreSQL's disks for tests/e2e/pg.sh (run by run-all.sh).
+	pgdir=$(mktemp -d /tmp/lakecrypt-e2e-pg.XXXXXX)
+	if ! drives=$(tools/qemu/pg-drives.sh "$pgdir" pgdata:256 pgwal:192) || [ -z "$drives" ]; then
+		echo "not ok - $line: PostgreSQL disks (tools/qemu/pg-drives.sh)"
+		tf=$((tf + 1))
+		drives=
+	fi
+	guest "$line" e2e/run-all.sh 1536 "$drives"
+	rm -rf "$pgdir"
 	host "$line" aws-kms-host.sh
 	host "$line" kmip-host.sh
 	host "$line" gcp-kms-host.sh

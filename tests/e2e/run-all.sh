@@ -506,6 +506,9 @@ lc_diag_file /tmp/agent.log 30
 # Key lifecycle (revocation detected right, killed completely): an agent
 # of its own, same boot.
 . ./lifecycle.sh
+# PostgreSQL on lakecrypt volumes (issue 12): same boot, same tally; its
+# own agent and disks (tests/e2e/check.sh attaches them).
+/bin/bash /lakecrypt/e2e/pg.sh
 p=$(grep -c '^pass' "$LC_TALLY"); f=$(grep -c '^fail' "$LC_TALLY"); s=$(grep -c '^skip' "$LC_TALLY")
 lc_say "$p passed, $f failed, $s skipped"
 [ "$f" -eq 0 ]
