@@ -29,9 +29,20 @@ lc_diag "guest: MemTotal $mem_mib MiB, /dev/vda $((disk_sect / 2048)) MiB, $DATA
 mkdir -p "$LC_WORK/big"
 mount -t tmpfs -o size=$((DATA_MIB + 200))M lct-big "$LC_WORK/big" || lc_bail "tmpfs"
 
+# progress TAG DEV: every 60 s, how far the round is (forward progress
+# shows in the log while it runs); killed at the end of the round.
+progress() {
+	while sleep 60; do
+		f=$(($(wc -c <"$LC_WORK/big/data" 2>/dev/null || echo 0) / 1048576))
+		lc_diag "$1: progress: data file $f MiB, swap used $((($(lc_meminfo SwapTotal) - $(lc_meminfo SwapFree)) / 1024)) MiB, MemFree $(($(lc_meminfo MemFree) / 1024)) MiB, $(grep -E '^(pswpin|pswpout) ' /proc/vmstat | tr '\n' ' ')$(dmsetup status "$2" 2>/dev/null | cut -d' ' -f4-)"
+	done
+}
+
 # swap_round TAG DEV: swap on DEV, push DATA_MIB through tmpfs, check.
 swap_round() {
 	tag=$1 dev=$2
+	progress "$tag" "${dev#/dev/mapper/}" &
+	prog=$!
 	lc_run "$tag: mkswap" mkswap "$dev" || return
 	lc_run "$tag: swapon" swapon "$dev" || return
 	swap_total=$(lc_meminfo SwapTotal)
@@ -59,6 +70,7 @@ swap_round() {
 	lc_diag "$tag: $(grep -E '^(pswpin|pswpout) ' /proc/vmstat | tr '\n' ' ')"
 	rm -f "$LC_WORK/big/data"
 	lc_run "$tag: swapoff" swapoff "$dev"
+	kill $prog 2>/dev/null
 }
 
 lc_kmark
