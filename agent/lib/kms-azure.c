@@ -1039,7 +1039,7 @@ static const char *resource_of(const struct lc_kms_azure *a, const struct lc_azu
 
 /* Fetch a token for @resource into a->tok[slot].  Called with a->lock held. */
 static int token_fetch(struct lc_kms_azure *a, int slot, const char *resource, uint64_t t0,
-		       uint64_t timeout_ms, struct lc_error *err)
+		       uint64_t timeout_ms, uint64_t *retry_after, struct lc_error *err)
 {
 	struct lc_http_response resp = { 0 };
 	struct lc_azure_result res;
@@ -1112,8 +1112,10 @@ static int token_fetch(struct lc_kms_azure *a, int slot, const char *resource, u
 	}
 	r = lc_azure_parse_response(LC_AZURE_TOKEN, resp.status, (const char *)resp.body.p, resp.len,
 				    resp.retry_after, (int64_t)time(NULL), imds, &res, err);
-	if (r)
+	if (r) {
+		*retry_after = res.retry_after_ms;	/* a throttled token endpoint's hint */
 		goto out;
+	}
 	lc_secret_free(&a->tok[slot].auth);
 	a->tok[slot].auth = res.secret;
 	memset(&res.secret, 0, sizeof(res.secret));
@@ -1137,7 +1139,7 @@ out:
 /* A copy of the Authorization header for @slot (fetched if missing or due). */
 static int token_header(struct lc_kms_azure *a, const struct lc_azure_keyref *k, uint64_t t0,
 			uint64_t timeout_ms, struct lc_secret *hdr, unsigned int *gen, int *slotp,
-			struct lc_error *err)
+			uint64_t *retry_after, struct lc_error *err)
 {
 	int slot, r = 0;
 	const char *res = resource_of(a, k, &slot);
@@ -1145,7 +1147,7 @@ static int token_header(struct lc_kms_azure *a, const struct lc_azure_keyref *k,
 	*slotp = slot;
 	pthread_mutex_lock(&a->lock);
 	if (!a->tok[slot].auth.len || (int64_t)time(NULL) >= a->tok[slot].refresh_at)
-		r = token_fetch(a, slot, res, t0, timeout_ms, err);
+		r = token_fetch(a, slot, res, t0, timeout_ms, retry_after, err);
 	if (!r) {
 		if (lc_secret_alloc(hdr, a->tok[slot].auth.len + 1))
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
@@ -1182,10 +1184,12 @@ static int vault_call(struct lc_kms_azure *a, const struct lc_azure_keyref *k, e
 		struct lc_http_response resp = { 0 };
 		struct lc_secret auth = { 0 };
 		unsigned int gen = 0;
-		uint64_t left;
+		uint64_t left, hint = 0;
 		int slot, r;
 
-		r = token_header(a, k, t0, timeout_ms, &auth, &gen, &slot, err);
+		r = token_header(a, k, t0, timeout_ms, &auth, &gen, &slot, &hint, err);
+		if (r && reply)
+			reply->retry_after_ms = hint;
 		if (!r)
 			r = left_ms(t0, timeout_ms, &left, "the vault was asked", err);
 		if (!r) {

@@ -312,6 +312,10 @@ ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
 [ "${ms:-0}" -ge 2000 ] && ok "Retry-After honoured: 2 waits of >= 1 s (base delay 50 ms) took $ms ms" || notok "Retry-After not honoured: $ms ms" "$last"
 expect "Retry-After capped by the policy's max delay (200 ms)" TRANSIENT 10000 --attempts 3 --max-delay 200 "${f[@]:0:2}" "${sec[@]}" state "$vault/keys/throttle-2"
 sdk create burst-1 >/dev/null
+expect "token endpoint 429 with Retry-After: 1" TRANSIENT 10000 --attempts 2 --base-delay 50 --max-delay 3000 "${sec[@]}" \
+	--client-id 44444444-4444-4444-8444-444444444444 state "$key"
+ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
+[ "${ms:-0}" -ge 1000 ] && echo "$last" | grep -q 'attempts=2 ' && ok "the token endpoint's Retry-After was honoured ($ms ms for 2 attempts)" || notok "token Retry-After" "$last"
 expect "a burst of three 503, then success" ok 10000 --attempts 5 "${f[@]}" state "$vault/keys/burst-1"
 has "503 burst took 4 attempts" 'attempts=4 '
 expect "500" TRANSIENT 10000 --attempts 2 "${f[@]}" state "$vault/keys/e5xx-1"

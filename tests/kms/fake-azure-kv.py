@@ -36,6 +36,7 @@ Fault keys (by the name's first word, answered before any lookup):
   nocode-*    403 without error code     policy-*  403 ForbiddenByPolicy
   html404-*   404 text/html              badparam-* 400 BadParameter
   hugekid-*   wrapkey answers a kid of another vault
+The token endpoint answers 429 with Retry-After: 1 to client id 4444...
 POST /_test/expire-next (no token): the next vault request's token is
 treated as expired (401 with a challenge), as a token revoked or expired
 mid-operation.
@@ -66,6 +67,7 @@ SECRETS = {'11111111-1111-4111-8111-111111111111': 'fake-client-secret~012345678
            '00000000-0000-0000-0000-0000000000d0': 'denied-client-secret~0123456789'}
 CERT_CLIENT = '22222222-2222-4222-8222-222222222222'
 DENY_CLIENT = '00000000-0000-0000-0000-0000000000d0'
+THROTTLED_CLIENT = '44444444-4444-4444-8444-444444444444'   # token endpoint answers 429
 MI_CLIENT = 'managed-identity-system'
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
@@ -164,6 +166,10 @@ class Vault(BaseHTTPRequestHandler):
         scope = f.get('scope', '')
         if f.get('grant_type') != 'client_credentials' or not scope.endswith('/.default'):
             return self.send(400, {'error': 'unsupported_grant_type', 'error_codes': [70003]})
+        if cid == THROTTLED_CLIENT:
+            log('TOKEN THROTTLED %s' % cid)
+            return self.send(429, {'error': 'temporarily_unavailable', 'error_codes': [50196]},
+                             headers=[('Retry-After', '1')])
         if 'client_secret' in f:
             if SECRETS.get(cid) != f['client_secret']:
                 log('TOKEN BAD-SECRET %s' % cid)
