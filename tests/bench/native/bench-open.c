@@ -121,6 +121,7 @@ int main(int argc, char **argv)
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", info.key_id);
 	fa.device = dev;
 	oa.device = dev;
+	oa.kc = &kc;	/* the binding the open checks the header against */
 	if (lc_volume_format(&env, &kc, &fa, NULL, &err))
 		goto fail;
 
