@@ -295,7 +295,12 @@ expect_exit 0 "operator opens cache c2" $OPER lakecryptctl cache "$C2LOOP" c2 --
 echo "cache data" | dd of=/dev/mapper/c2 bs=4096 conv=sync oflag=direct 2>/dev/null
 sleep 30 </dev/mapper/c2 &
 HOLD=$!
-sleep 0.3
+# until the holder has the device open (a fixed pause lost under load)
+i=0
+while ! readlink /proc/$HOLD/fd/0 2>/dev/null | grep -q -e c2 -e 'dm-' && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
 expect_exit 1 "closing a busy cache fails" $OPER lakecryptctl close c2
 grep -q "nothing was changed" "$LC_TMP/x.out" && lc_ok "and says nothing was changed" || lc_notok "busy close text"
 dd if=/dev/mapper/c2 bs=4096 count=1 iflag=direct 2>/dev/null | grep -q "cache data" &&

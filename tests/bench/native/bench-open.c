@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", aws_key ? aws_key : info.key_id);
 	fa.device = dev;
 	oa.device = dev;
-	oa.kc = &kc;
+	oa.kc = &kc;	/* the binding the open checks the header against */
 	if (lc_volume_format(&env, &kc, &fa, NULL, &err))
 		goto fail;
 
