@@ -277,6 +277,15 @@ static void put_handle(struct lc_http *h, CURL *c)
 		curl_easy_cleanup(c);
 }
 
+/* Header lines may hold a bearer token, a session token or a signature:
+ * wiped before libcurl frees its copies. */
+static void free_headers(struct curl_slist *hl)
+{
+	for (struct curl_slist *t = hl; t; t = t->next)
+		lc_wipe(t->data, strlen(t->data));
+	curl_slist_free_all(hl);
+}
+
 int lc_http_request(struct lc_http *h, const char *method, const char *url,
 		    const char *const *headers, const void *body, size_t body_len,
 		    const char *request_id_header, uint64_t timeout_ms,
@@ -305,7 +314,7 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	for (size_t i = 0; headers && headers[i]; i++) {
 		t = curl_slist_append(hl, headers[i]);
 		if (!t) {
-			curl_slist_free_all(hl);
+			free_headers(hl);
 			put_handle(h, c);
 			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		}
@@ -354,9 +363,7 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
 	put_handle(h, c);
-	for (t = hl; t; t = t->next)	/* they may hold a session token */
-		lc_wipe(t->data, strlen(t->data));
-	curl_slist_free_all(hl);
+	free_headers(hl);
 
 	if (rc != CURLE_OK) {
 		r = curl_error(h, rc, method, host, errbuf, &s, timeout_ms, err);
