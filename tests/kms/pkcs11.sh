@@ -245,8 +245,10 @@ expect "logged out behind our back: log in again" ok --attempts 1 "${S[@]}" stat
 reset_shim
 inject C_Decrypt 0x150 1	# CKR_BUFFER_TOO_SMALL: SoftHSM's decryption stays active
 expect "a session left with an active operation" ok --sessions 1 --attempts 1 --repeat 2 "${S[@]}" unwrap lc-cmk "$ctx" "$blob"
-[ "$(calls C_OpenSession)" -eq 2 ] && [ "$(calls C_Login)" -eq 1 ] &&
-	ok "the stale session is closed and a fresh one serves (2 sessions opened, still 1 login)" ||
+# Closing the application's only session on the token logs it out
+# (PKCS#11 v2.40 section 5.6): the fresh session logs in again.
+[ "$(calls C_OpenSession)" -eq 2 ] && [ "$(calls C_Login)" -eq 2 ] && [ "$(calls C_Decrypt)" -eq 3 ] &&
+	ok "the stale session is closed and a fresh one, logged in again, serves (2 sessions, 2 logins, 3 C_Decrypt)" ||
 	notok "stale session: open $(calls C_OpenSession) login $(calls C_Login)"
 reset_shim
 inject C_DecryptInit 0x90 1	# CKR_OPERATION_ACTIVE
