@@ -578,6 +578,13 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	ag = json_object_new_object();
 	JADD(ag, "connections", json_object_new_uint64(a->nclients));
 	JADD(ag, "threads", json_object_new_uint64(a->threads));
+	{
+		uint64_t probing = 0;	/* watcher probes waiting for the KMS now */
+
+		for (size_t i = 0; i < LC_AGENT_MAX_CHECKS; i++)
+			probing += a->checking[i] != NULL;
+		JADD(ag, "probes_running", json_object_new_uint64(probing));
+	}
 	JADD(ag, "oversized_replies", json_object_new_uint64(a->oversized_replies));
 	/* The kernel's view of each, asked without the lock. */
 	agent_unlock(a);

@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -518,7 +519,10 @@ static void *watch_thread(void *arg)
 		lc_info("local KMS: erased the material of %u key(s) past their deletion date", n);
 
 	agent_relock(a);
-	for (size_t i = 0; i < a->nvols; i++) {
+	/* Tests only ([test] watch_pause_file): no probe while it exists, so
+	 * a test decides which probes a CMK gets. */
+	for (size_t i = 0; i < a->nvols && (!a->cfg.test_watch_pause_file[0] ||
+					    access(a->cfg.test_watch_pause_file, F_OK) < 0); i++) {
 		const struct vol_slot *s = a->vols[i];
 		bool seen = false;
 		struct lc_volume *v;

@@ -53,6 +53,8 @@
  *   kms_stall_file = /path                  # while this file exists, every
  *                                           # KMS call waits (a KMS that
  *                                           # never answers)
+ *   watch_pause_file = /path                # while this file exists, the
+ *                                           # watcher probes no CMK
  *   kms_fault_file = /path                  # while this file exists, its first
  *                                           # word makes KMS calls fail:
  *                                           # "transient" every call,
@@ -165,6 +167,7 @@ struct lc_config {
 	/* [test] */
 	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
 	char test_kms_fault_file[LC_CONFIG_PATH_MAX];
+	char test_watch_pause_file[LC_CONFIG_PATH_MAX];
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];

@@ -352,12 +352,23 @@ if [ -n "$lc" ] && printf %s "$parts" | grep -q detect && [ -x /lakecrypt/bin/la
 			if [ "$f" -lt 0 ]; then last=-1; break; fi
 			[ $((f - t0)) -gt "$last" ] && last=$((f - t0))
 		done
+		# The agent's own clock (audit "time", ms): KMS starts denying
+		# (kms.deny), first denied canary, confirmation (cmk.revocation),
+		# each volume's revoke confirmed by the kernel (revoke).
+		awk '
+			function ms(l,   t) { match(l, /"time":"[^"]*"/); t = substr(l, RSTART + 19, 12)
+				split(t, p, ":"); return ((p[1] * 60 + p[2]) * 60 + p[3]) * 1000 }
+			/"op":"kms.deny"/ { d = ms($0) }
+			d && !c1 && /"op":"cmk.canary".*"outcome":"failure"/ { c1 = ms($0) }
+			/"op":"cmk.revocation"/ { r = ms($0) }
+			r && /"op":"revoke"/ { k = ms($0) > k ? ms($0) : k; n++ }
+			END { if (d && r && k) printf "LC: detect: (agent clock) first denial observed +%d ms, confirmed +%d ms, %d volumes revoked by +%d ms: kill after confirmation %d ms (goal <= 1000)\n", c1 - d, r - d, n, k - d, k - r }' $d/audit.log
 		say "detect: watch_interval_s=$iv confirm_denials=$cf: first denial seen +$first ms," \
 		    "confirmed +$conf ms, every volume failing I/O +$last ms" \
 		    "(kill after confirmation: $([ $conf -ge 0 ] && [ $last -ge 0 ] && echo $((last - conf)) || echo n/a) ms, goal <= 1000;" \
 		    "expected detection <= $((iv * cf)) s + one probe)"
 		[ "$p1" -gt "$p0" ] 2>/dev/null &&
-			say "detect: KMS calls per interval for 1 CMK with 3 volumes: $(( (c1 - c0 + k1 - k0) / (p1 - p0) ))" \
+			say "detect: KMS calls per interval for 1 CMK with 3 volumes: $(awk -v n=$((c1 - c0 + k1 - k0)) -v p=$((p1 - p0)) 'BEGIN { printf "%.1f", n / p }')" \
 			    "($((c1 - c0)) state + $((k1 - k0)) canary calls over $((p1 - p0)) probes)"
 		kill "$apid" 2>/dev/null
 		wait "$apid" 2>/dev/null

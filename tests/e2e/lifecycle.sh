@@ -83,6 +83,7 @@ confirm_window_s = 120
 
 [test]
 kms_fault_file = $LFAULT
+watch_pause_file = /tmp/lc-life-pause
 CONF
 setsid lakecrypt-agent --config "$LCONF" --foreground >/tmp/life-agent.log 2>&1 &
 LPID=$!
@@ -178,9 +179,12 @@ rm -f "$LFAULT"
 all_active && lc_ok "lifecycle: a flaky KMS (every other call fails) revokes nothing" ||
 	lc_notok "lifecycle: flaky KMS revokes nothing ($(all_active))"
 
-# ---- a stray denial followed by successes, twice: no kill.  The denial
-# is seen by a check (deterministic); a watcher probe may add one more,
-# never the two more that would confirm it.
+# ---- a stray denial followed by successes, twice: no kill.  The watcher
+# is paused ([test] watch_pause_file) so that exactly the checks here
+# probe: however slow the machine, the denial is one, then a success.
+touch /tmp/lc-life-pause
+no_probe() { lctl --json status | grep -q '"probes_running": 0'; }
+wait_for 600 no_probe	# a probe that started before the pause ends
 for round in 1 2; do
 	lctl kms deny "$L1" >/dev/null
 	lctl --json check --cmk "$L1" >"$LC_TMP/stray.json"
@@ -192,6 +196,7 @@ for round in 1 2; do
 		lc_ok "lifecycle: the next probe succeeds" || lc_notok "lifecycle: the next probe succeeds"
 	lc_eq "lifecycle: a success after stray denial $round resets the count" 0 "$(cmkf "$L1" denials)"
 done
+rm -f /tmp/lc-life-pause
 all_active && lc_ok "lifecycle: stray denials followed by successes revoke nothing" ||
 	lc_notok "lifecycle: stray denials revoke nothing ($(all_active))"
 
