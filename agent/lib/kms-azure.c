@@ -501,7 +501,7 @@ static int parse_key(json_object *o, int64_t now, struct lc_azure_result *res)
 	if (!json_object_get_boolean(en)) {
 		res->state = LC_KEY_DISABLED;
 		snprintf(res->state_why, sizeof(res->state_why), "disabled (attributes.enabled is false)");
-	} else if (int_member(attr, "exp", &t) && t + LC_AZURE_SKEW_S < now) {
+	} else if (int_member(attr, "exp", &t) && t < now - LC_AZURE_SKEW_S) {
 		res->state = LC_KEY_DISABLED;
 		snprintf(res->state_why, sizeof(res->state_why), "expired (attributes.exp %" PRId64 " is past)", t);
 	} else if (int_member(attr, "nbf", &t) && t > now + LC_AZURE_SKEW_S) {

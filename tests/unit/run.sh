@@ -51,8 +51,16 @@ if ls tests/fuzz/fuzz-*.c >/dev/null 2>&1; then
 		corpus=tests/fuzz/corpus/${name#fuzz-}
 		work=$(mktemp -d)
 		[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
-		"$f" -print_final_stats=1 -max_total_time="${LAKECRYPT_FUZZ_SECONDS:-30}" -timeout=10 "$work" >"$log" 2>&1
-		tap $? "$name: ${LAKECRYPT_FUZZ_SECONDS:-30} s of fuzzing, $(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}') runs, no crash"
+		mkdir -p build/fuzz/crashes
+		"$f" -print_final_stats=1 -max_total_time="${LAKECRYPT_FUZZ_SECONDS:-30}" -timeout=10 \
+			-artifact_prefix=build/fuzz/crashes/"$name"- "$work" >"$log" 2>&1
+		rc=$?
+		runs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}')
+		if [ $rc -eq 0 ]; then
+			tap 0 "$name: ${LAKECRYPT_FUZZ_SECONDS:-30} s of fuzzing, $runs runs, no crash"
+		else
+			tap $rc "$name: crashed or failed after $runs runs (input kept in build/fuzz/crashes/)"
+		fi
 		rm -rf "$work"
 	done
 fi

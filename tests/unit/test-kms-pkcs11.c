@@ -222,7 +222,7 @@ static void test_config(void **state)
 		{ "[pkcs11]\nsessions = 0\n", "sessions = \"0\" is not usable: expected a whole number from 1 to 64" },
 		{ "[pkcs11]\nsessions = 65\n", "from 1 to 64" },
 		{ "[pkcs11]\npin = 1234\n", "unknown key \"pin\" in [pkcs11]: expected one of module, token_label, token_serial, pin_file, sessions" },
-		{ "[pkcs12]\n", "unknown section [pkcs12]: expected one of [agent], [kms], [revocation], [test], [volume], [aws-kms], [pkcs11]" },
+		{ "[pkcs12]\n", "unknown section [pkcs12]: expected one of [agent], [kms], [revocation], [test], [volume], [aws-kms], [kmip], [pkcs11]," },
 	};
 	struct lc_config c;
 	struct lc_error e = { 0 };
