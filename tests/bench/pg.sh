@@ -185,7 +185,7 @@ if [ "$kill" = 1 ]; then
 	if pg_alive; then
 		say "kill: kms disable -> PostgreSQL stopped: not within 60 s (still running)"
 	else
-		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (termination hook runs: $(grep '"op":"workspace.terminate"' /tmp/audit.log | sed -n 's/.*"detail":"\([^"]*\)".*/\1/p' | sed 's/ still running after [0-9]* ms//' | tr '\n' ';'))"
+		say "kill: kms disable -> PostgreSQL stopped: $((t_down - t0)) ms (termination hook runs: $(grep '"op":"workspace.terminate"' /tmp/audit.log | sed -n 's/.*"detail":"\([^"]*\)".*/\1/p' | sed 's/, [0-9]* still running after [0-9]* ms//' | tr '\n' ';'))"
 	fi
 	say "kill: the server's last words: $(grep -E 'PANIC' /tmp/kill.log | head -n1 | cut -c1-160)"
 fi
