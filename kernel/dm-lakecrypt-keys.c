@@ -126,13 +126,47 @@ static struct hlist_head *lc_cache_bucket(struct lc_target *lc, u32 seg)
 
 /*
  * The transform cache.  A bio slice takes an idle transform that holds its
- * segment's key (a hit) or, failing that, a new one while fewer than
- * cache_max exist, else the least recently used idle one, and keys it (a
- * miss; an eviction if it held another key).  Reserve transforms
- * (cache_min, allocated with the table) guarantee progress without
- * allocating; the others are allocated in the I/O path's process context
- * under memalloc_noio, and a failed allocation just means an eviction.
+ * segment's key (a hit) or, failing that, the least recently used idle one
+ * (unkeyed ones first) and keys it (a miss; an eviction if it held another
+ * key).  Reserve transforms (cache_min, allocated with the table)
+ * guarantee progress; the others, up to cache_max, are allocated by a work
+ * item that a miss queues, never in the I/O path: an allocation there
+ * (even GFP_NOIO) can wait forever for memory that only this device's
+ * writes (swap) would free.
  */
+#define LC_GROW_BATCH	32
+
+static void lc_cache_grow(struct work_struct *work)
+{
+	struct lc_target *lc = container_of(work, struct lc_target, cache_grow);
+	unsigned int i;
+
+	for (i = 0; i < LC_GROW_BATCH; i++) {
+		struct lc_tfm *t;
+
+		spin_lock(&lc->cache_lock);
+		if (lc->cache_nr >= lc->cache_max) {
+			spin_unlock(&lc->cache_lock);
+			return;
+		}
+		spin_unlock(&lc->cache_lock);
+		t = lc_tfm_alloc(lc, false);
+		if (IS_ERR(t)) {
+			DMERR_LIMIT("%s: cannot grow the transform cache beyond %u (%ld)",
+				    lc->volume_id, lc->cache_nr, PTR_ERR(t));
+			return;
+		}
+		spin_lock(&lc->cache_lock);
+		t->busy = false;
+		list_add_tail(&t->all, &lc->cache_all);
+		list_add(&t->lru, &lc->cache_lru);	/* unkeyed: the next miss takes it */
+		lc->cache_nr++;
+		spin_unlock(&lc->cache_lock);
+		if (wq_has_sleeper(&lc->cache_wait))
+			wake_up(&lc->cache_wait);
+	}
+}
+
 int lc_pool_init(struct lc_target *lc)
 {
 	unsigned int i, buckets;
@@ -141,6 +175,7 @@ int lc_pool_init(struct lc_target *lc)
 	INIT_LIST_HEAD(&lc->cache_all);
 	INIT_LIST_HEAD(&lc->cache_lru);
 	init_waitqueue_head(&lc->cache_wait);
+	INIT_WORK(&lc->cache_grow, lc_cache_grow);
 	lc->cache_min = clamp(2 * num_possible_cpus(), 4U, (unsigned int)LC_MAX_POOL);
 	lc->cache_max = clamp(READ_ONCE(lc_key_cache), lc->cache_min, (unsigned int)LC_CACHE_LIMIT);
 	buckets = roundup_pow_of_two(lc->cache_max);
@@ -169,6 +204,7 @@ void lc_pool_destroy(struct lc_target *lc)
 
 	if (!lc->cache_hash)
 		return;
+	cancel_work_sync(&lc->cache_grow);
 	list_for_each_entry_safe(t, n, &lc->cache_all, all)
 		lc_tfm_free(t);
 	INIT_LIST_HEAD(&lc->cache_all);
@@ -217,7 +253,6 @@ void lc_tfm_put(struct lc_target *lc, struct lc_tfm *t)
  */
 static struct lc_tfm *lc_cache_take(struct lc_target *lc, u32 seg, u64 id, bool *hit)
 {
-	unsigned int noio;
 	struct lc_tfm *t;
 
 	for (;;) {
@@ -226,7 +261,7 @@ static struct lc_tfm *lc_cache_take(struct lc_target *lc, u32 seg, u64 id, bool 
 			if (t->key_id == id)
 				goto hit;
 		if (lc->cache_nr < lc->cache_max)
-			goto grow;
+			queue_work(system_unbound_wq, &lc->cache_grow);	/* no-op if queued */
 		if (!list_empty(&lc->cache_lru))
 			goto evict;
 		spin_unlock(&lc->cache_lock);
@@ -238,28 +273,6 @@ hit:
 	spin_unlock(&lc->cache_lock);
 	*hit = true;
 	return t;
-
-grow:
-	lc->cache_nr++;		/* claimed: no other task grows past cache_max */
-	lc->cache_misses++;
-	spin_unlock(&lc->cache_lock);
-	/* Never recurse into I/O (this device may be where reclaim writes). */
-	noio = memalloc_noio_save();
-	t = lc_tfm_alloc(lc, false);
-	memalloc_noio_restore(noio);
-	spin_lock(&lc->cache_lock);
-	if (!IS_ERR(t)) {
-		list_add_tail(&t->all, &lc->cache_all);
-		spin_unlock(&lc->cache_lock);
-		*hit = false;
-		return t;
-	}
-	lc->cache_nr--;
-	lc->cache_max = max(lc->cache_nr, lc->cache_min);	/* do not try again at once */
-	DMERR_LIMIT("%s: cannot grow the transform cache beyond %u (%ld): reusing transforms",
-		    lc->volume_id, lc->cache_nr, PTR_ERR(t));
-	spin_unlock(&lc->cache_lock);
-	return lc_cache_take(lc, seg, id, hit);
 
 evict:
 	t = list_first_entry(&lc->cache_lru, struct lc_tfm, lru);
@@ -374,11 +387,12 @@ static void lc_pool_scrub(struct lc_target *lc)
 	spin_lock(&lc->cache_lock);
 	t = list_first_entry(&lc->cache_all, struct lc_tfm, all);
 	while (&t->all != &lc->cache_all) {
-		if (!lc_tfm_stale(lc, t)) {
+		/* idle unkeyed extras go too: a wipe gives the memory back */
+		if (!lc_tfm_stale(lc, t) && (t->key_id || t->reserve || t->busy)) {
 			t = list_next_entry(t, all);
 			continue;
 		}
-		if (t->busy) {
+		if (t->busy) {	/* stale, in use: wait for it */
 			spin_unlock(&lc->cache_lock);
 			wait_event(lc->cache_wait, !READ_ONCE(t->busy));
 			spin_lock(&lc->cache_lock);

@@ -66,8 +66,8 @@ struct lc_key {
  * idle it is on the LRU list and, if keyed, in the hash of its segment.
  * Reserve transforms are allocated with the table and never freed before
  * it, so I/O never depends on an allocation to make progress; the others
- * are allocated on a miss, up to key_cache, and freed when their key is
- * wiped.
+ * are allocated by a work item a miss queues, up to key_cache, and freed
+ * by a wipe.
  */
 #define LC_TFM_DIRTY	U64_MAX
 
@@ -119,7 +119,8 @@ struct lc_target {
 	wait_queue_head_t cache_wait;
 	unsigned int cache_min;
 	unsigned int cache_max;
-	unsigned int cache_nr;		/* allocated (or being allocated) */
+	unsigned int cache_nr;		/* allocated */
+	struct work_struct cache_grow;	/* allocates transforms: never in the I/O path */
 	u64 cache_hits;
 	u64 cache_misses;
 	u64 cache_evictions;		/* misses that re-keyed a keyed transform */
