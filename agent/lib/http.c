@@ -312,6 +312,17 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	lc_url_host(url, host, sizeof(host));
 	for (size_t i = 0; headers && headers[i]; i++) {
+		/* A header line is one line: a token or key id with a control
+		 * character (CR, LF: header injection) came from a broken or
+		 * hostile metadata or token endpoint, and is not sent. */
+		for (const char *q = headers[i]; *q; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+				free_headers(hl);
+				put_handle(h, c);
+				return lc_err(err, -EPROTO, LC_ERRC_TRANSIENT,
+					      "%s %s: a request header holds a control character (a malformed token or credential from a metadata or token endpoint?): not sent",
+					      method, host);
+			}
 		t = curl_slist_append(hl, headers[i]);
 		if (!t) {
 			free_headers(hl);
@@ -328,6 +339,11 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	curl_easy_reset(c);	/* keeps the connection cache and TLS sessions */
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, h->allow_http ? "https,http" : "https");
+	/* Metadata and credential endpoints (the only plain-http ones) are
+	 * never reached through a proxy, as the cloud SDKs do: a proxy
+	 * would see the tokens and could answer with credentials of its own. */
+	if (h->allow_http)
+		curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -478,6 +494,37 @@ static int b64val(char c)
 	if (c == '/')
 		return 63;
 	return -1;
+}
+
+void lc_http_msg_scrub(char *msg, size_t size)
+{
+	/* Shapes of what the agent sends and a server might echo back: bearer
+	 * tokens and JWTs (Azure, Google), Google access tokens, AWS SigV4
+	 * parts and session tokens (STS tokens begin with these bytes), PEM. */
+	static const char *const shapes[] = { "Bearer", "bearer", "eyJ", "ya29.", "PRIVATE KEY",
+		"Signature=", "Credential=", "X-Amz-Security-Token", "x-amz-security-token",
+		"IQoJb3JpZ2lu", "FwoGZXIvYXdz", "AQoDYXdz", "Authorization", "authorization",
+		"client_secret", "client_assertion", NULL };
+
+	for (int i = 0; shapes[i]; i++)
+		if (strstr(msg, shapes[i])) {
+			snprintf(msg, size, "(message withheld: it seems to carry a credential)");
+			return;
+		}
+}
+
+size_t lc_base64_decoded_len(const char *in, size_t len)
+{
+	size_t n;
+
+	if (!len || len % 4)
+		return 0;
+	n = len / 4 * 3;
+	if (in[len - 1] == '=')
+		n--;
+	if (in[len - 2] == '=')
+		n--;
+	return n;
 }
 
 int lc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)

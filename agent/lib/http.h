@@ -109,6 +109,16 @@ size_t lc_base64_encode(const uint8_t *in, size_t len, char *out);
 /* Decode @len characters of padded base64 into @out (room for
  * 3 * len / 4 bytes); -EINVAL on bad input, else the length. */
 int lc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len);
+/* A server's error text goes into logs and error messages: replace @msg
+ * (NUL-terminated, @size bytes) by a notice if it seems to echo a
+ * credential back (a bearer token, a JWT, an AWS signature or session
+ * token, a private key). */
+void lc_http_msg_scrub(char *msg, size_t size);
+
+/* Bytes that @len characters of padded base64 decode to (the size @out
+ * must have); 0 if @len is 0 or not a multiple of 4.  Callers with a
+ * fixed buffer check this first: lc_base64_decode() does not know it. */
+size_t lc_base64_decoded_len(const char *in, size_t len);
 
 /* "host" of an https://host[:port]/... URL, for messages; "?" if none. */
 void lc_url_host(const char *url, char *out, size_t size);

@@ -570,12 +570,18 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		"KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
 		"ServiceUnavailableException", "InternalFailure", "RequestTimeoutException",
 		"ExpiredTokenException", "RequestExpired", NULL };
-	static const char *const denied[] = { "DisabledException", "KMSInvalidStateException",
-		"AccessDeniedException", "IncorrectKeyException", NULL };
+	/*
+	 * Not denials, although they name the key: IncorrectKeyException
+	 * (the blob was made under another key: a foreign or forged blob in
+	 * a header, INVALID below; as a denial it would let one tampered
+	 * header revoke every volume under the CMK) and
+	 * KMSInvalidStateException (for a key in a custom key store it is
+	 * "a general failure with many possible causes", an outage; a key
+	 * pending deletion is found by DescribeKey's state instead).
+	 */
+	static const char *const denied[] = { "DisabledException", "AccessDeniedException", NULL };
 	static const char *const denied_why[] = { "the key is disabled",
-		"the key is not usable in its state (pending deletion, pending import or unavailable)",
-		"no permission: the agent's AWS identity is not allowed this operation on the key (IAM or key policy)",
-		"the wrapped key was made under another key" };
+		"no permission: the agent's AWS identity is not allowed this operation on the key (IAM or key policy)" };
 	char type[96] = "", msg[200] = "";
 	const char *t = lc_json_str(o, "__type"), *m = lc_json_str(o, "message");
 	const char *what = op_name(op);
@@ -589,6 +595,7 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		type[strcspn(type, ":")] = 0;	/* "Type:http://..." form */
 	}
 	copy_printable(msg, sizeof(msg), m ? m : "");
+	lc_http_msg_scrub(msg, sizeof(msg));
 	if (status >= 500)
 		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "AWS KMS %s: HTTP %ld%s%s%s%s", what,
 			      status, type[0] ? " " : "", type, msg[0] ? ": " : "", msg);
@@ -615,6 +622,14 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 			      what, endpoint_region && *endpoint_region ? endpoint_region : "?",
 			      msg[0] ? ": " : "", msg);
 	}
+	if (!strcmp(type, "KMSInvalidStateException"))
+		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT,
+			      "AWS KMS %s: KMSInvalidStateException: the key cannot be used in its current state (its key store may be disconnected; DescribeKey tells the state)%s%s",
+			      what, msg[0] ? ": " : "", msg);
+	if (!strcmp(type, "IncorrectKeyException"))
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
+			      "AWS KMS %s: IncorrectKeyException: the wrapped key was made under another KMS key (a foreign or tampered header)%s%s",
+			      what, msg[0] ? ": " : "", msg);
 	if (!strcmp(type, "InvalidCiphertextException"))
 		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			      "AWS KMS %s: InvalidCiphertextException: the encryption context did not match, or the blob was not made by this key%s%s",
@@ -628,7 +643,9 @@ static int b64_field(json_object *o, const char *name, size_t max, uint8_t *out,
 	const char *s = lc_json_str(o, name);
 	size_t l = s ? strlen(s) : 0;
 
-	if (!s || !l || l > 4 * ((max + 2) / 3))
+	/* @out holds @max bytes: what does not fit is refused before
+	 * anything is written. */
+	if (!s || !l || l % 4 || lc_base64_decoded_len(s, l) > max)
 		return -EINVAL;
 	return lc_base64_decode(s, l, out, out_len);
 }
@@ -1459,6 +1476,13 @@ static int resolve(struct lc_kms_aws *a, const char *key_ref, struct target *t,
 		if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\')
 			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 				      "AWS KMS: key reference has a character outside printable ASCII or a quote");
+	/* An alias can be repointed to another key or deleted: the watcher
+	 * would follow the alias, not the CMK, and read a deleted alias as a
+	 * revocation.  Only the key itself is a CMK reference. */
+	if (!strncmp(key_ref, "alias/", 6) || (arn && strstr(key_ref, ":alias/")))
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "AWS KMS: \"%.200s\" is an alias, which can be repointed or deleted: give the key ARN (arn:aws:kms:<region>:<account>:key/<id>)",
+			      key_ref);
 	if (arn && lc_aws_arn_region(key_ref, t->key_region, part))
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "AWS KMS: \"%.200s\" is not a KMS key ARN (expected arn:aws:kms:<region>:<account>:key/<id>)",

@@ -14,9 +14,10 @@
  * header (AWS General Reference, "Signature Version 4 signing process").
  *
  * Key reference: a key ARN arn:<partition>:kms:<region>:<account>:key/<id>
- * (or alias/<name>), whose region picks the endpoint
+ * (aliases are refused: one can be repointed to another key or deleted,
+ * and the watcher must follow the CMK itself), whose region picks the endpoint
  * https://kms.<region>.amazonaws.com (amazonaws.com.cn in aws-cn); a bare
- * key id or alias needs a configured region.  An endpoint override (FIPS,
+ * key id needs a configured region.  An endpoint override (FIPS,
  * VPC endpoint, tests) replaces the URL, not the signing region.
  *
  * Credentials, as the AWS SDKs look for them ("auto"), first found wins:
@@ -45,13 +46,16 @@
  * Decrypt answers) live in locked memory and are wiped; none is logged.
  *
  * Errors (AWS "__type" of a 4xx answer; status alone for 5xx):
- *   DisabledException, KMSInvalidStateException, AccessDeniedException,
- *   IncorrectKeyException, NotFoundException for a key of the endpoint's
- *   region                                     -> DENIED
+ *   DisabledException, AccessDeniedException, NotFoundException for a
+ *   key of the endpoint's region               -> DENIED
  *   NotFoundException for an ARN of another region than the endpoint's
  *                                              -> MISCONFIG
  *   InvalidCiphertextException                 -> INVALID ("the encryption
  *                                                 context did not match ...")
+ *   IncorrectKeyException (a blob made under another key: a foreign or
+ *   tampered header must not revoke the CMK's volumes) -> INVALID
+ *   KMSInvalidStateException (also a disconnected custom key store: the
+ *   key state from DescribeKey decides)        -> TRANSIENT
  *   ThrottlingException (HTTP 400), LimitExceededException,
  *   KMSInternalException, DependencyTimeoutException,
  *   KeyUnavailableException, ExpiredTokenException, 5xx, connection, TLS,

@@ -107,6 +107,12 @@ static int b64url_decode(const char *in, size_t len, size_t max, uint8_t *out, s
 	}
 	while (n % 4)
 		t[n++] = '=';
+	/* @out holds @max bytes: refuse before writing what would not fit */
+	if (lc_base64_decoded_len(t, n) > max) {
+		lc_wipe(t, n);
+		free(t);
+		return -EINVAL;
+	}
 	r = lc_base64_decode(t, n, out, out_len);
 	lc_wipe(t, n);
 	free(t);
@@ -356,6 +362,7 @@ static int error_answer(enum lc_azure_op op, long status, json_object *o, const 
 		if (json_object_is_type(e, json_type_object)) {
 			copy_printable(code, sizeof(code), lc_json_str(e, "code"));
 			copy_printable(msg, sizeof(msg), lc_json_str(e, "message"));
+			lc_http_msg_scrub(msg, sizeof(msg));
 			if (json_object_object_get_ex(e, "innererror", &ie) &&
 			    json_object_is_type(ie, json_type_object))
 				copy_printable(inner, sizeof(inner), lc_json_str(ie, "code"));

@@ -260,9 +260,7 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		copy_printable(msg, sizeof(msg), m);
 		/* The message goes to logs: never one that echoes a credential
 		 * (an access token, a JWT, a key) back. */
-		if (strstr(msg, "Bearer") || strstr(msg, "ya29.") || strstr(msg, "eyJ") ||
-		    strstr(msg, "PRIVATE KEY"))
-			snprintf(msg, sizeof(msg), "(message withheld: it seems to carry a credential)");
+		lc_http_msg_scrub(msg, sizeof(msg));
 		read_details(e, &d);
 	} else {
 		e = NULL;
@@ -389,7 +387,9 @@ static int b64_field(json_object *o, const char *name, size_t max, uint8_t *out,
 	const char *s = lc_json_str(o, name);
 	size_t l = s ? strlen(s) : 0;
 
-	if (!s || !l || l > 4 * ((max + 2) / 3))
+	/* @out holds @max bytes: what does not fit is refused before
+	 * anything is written. */
+	if (!s || !l || l % 4 || lc_base64_decoded_len(s, l) > max)
 		return -EINVAL;
 	return lc_base64_decode(s, l, out, out_len);
 }

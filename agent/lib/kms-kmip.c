@@ -1298,7 +1298,9 @@ static int kmip_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	r = call(&s.c, s.minor, LC_KMIP_OP_GET_ATTRIBUTES, build_get_attrs, key_ref, &s.req, &s.resp,
 		 &res, reply, err);
 	if (r < 0) {
-		if (res.reason == R_ITEM_NOT_FOUND) {
+		/* Only a failed operation's reason counts: a reason attached to
+		 * another status is junk, never a denial. */
+		if (res.status == STATUS_FAILED && res.reason == R_ITEM_NOT_FOUND) {
 			if (reply)
 				reply->state = LC_KEY_DESTROYED;
 			lc_err(err, -ENOKEY, LC_ERRC_DENIED,

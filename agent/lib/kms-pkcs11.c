@@ -638,8 +638,11 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 	rv = f->C_GetAttributeValue(w->sess, ki->h, names, 2);
 	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_BUFFER_TOO_SMALL)
 		goto fail_rv;
+	/* A module that says more than the buffer holds (it should not, but
+	 * CKR_BUFFER_TOO_SMALL leaves the length to it) gives no value. */
 	for (int i = 0; i < 2; i++)
-		if (names[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
+		if (names[i].ulValueLen == CK_UNAVAILABLE_INFORMATION ||
+		    names[i].ulValueLen > (i ? sizeof(label) : sizeof(id)))
 			names[i].ulValueLen = 0;
 	if (lc_p11_uri_escape(id, names[0].ulValueLen, true, eid, sizeof(eid)) < 0 ||
 	    lc_p11_uri_escape(label, names[1].ulValueLen, false, elabel, sizeof(elabel)) < 0 ||

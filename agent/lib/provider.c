@@ -256,8 +256,16 @@ static int run(struct lc_provider *p, struct call *c, struct lc_provider_reply *
 		uint64_t delay;
 
 		if (pol->deadline_ms) {
-			uint64_t left = pol->deadline_ms - elapsed_ms;
+			uint64_t left;
 
+			/* A sleep that overshot must not leave an attempt with
+			 * no bound (0) or a wrapped, huge one. */
+			if (n > 1 && elapsed_ms >= pol->deadline_ms) {
+				why = "deadline reached";
+				n--;	/* attempts made */
+				break;
+			}
+			left = elapsed_ms < pol->deadline_ms ? pol->deadline_ms - elapsed_ms : 1;
 			if (!timeout || left < timeout)
 				timeout = left;
 		}

@@ -92,6 +92,7 @@ int lc_secret_alloc(struct lc_secret *s, size_t len)
 
 	s->p = NULL;
 	s->len = 0;
+	s->maplen = 0;
 	s->locked = false;
 	if (len == 0 || len > LC_SECRET_MAX_LEN)
 		return -EINVAL;
@@ -114,6 +115,7 @@ int lc_secret_alloc(struct lc_secret *s, size_t len)
 	}
 	s->p = p;
 	s->len = len;
+	s->maplen = maplen;
 	return 0;
 }
 
@@ -123,13 +125,14 @@ void lc_secret_free(struct lc_secret *s)
 
 	if (!s || !s->p)
 		return;
-	maplen = page_round(s->len);
+	maplen = s->maplen ? s->maplen : page_round(s->len);
 	explicit_bzero(s->p, maplen);
 	if (s->locked)
 		munlock(s->p, maplen);
 	munmap(s->p, maplen);
 	s->p = NULL;
 	s->len = 0;
+	s->maplen = 0;
 	s->locked = false;
 }
 

@@ -16,8 +16,9 @@
 
 struct lc_secret {
 	uint8_t *p;
-	size_t len;
+	size_t len;	/* bytes in use; a holder may lower it */
 	bool locked;	/* mlock() succeeded (see lc_secret_alloc) */
+	size_t maplen;	/* bytes mapped by lc_secret_alloc: what is wiped and freed */
 };
 
 /* Largest single secret: every DEK of the biggest volume, plus room. */

@@ -201,8 +201,10 @@ expect "local-kms: describe a disabled key" ok 5000 "${lk[@]}" state "$key"
 [ "$(admin enable "$key")" = Enabled ] && ok "botocore enables the key" || notok "enable"
 expect "local-kms: unwrap after enable" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
 [ "$(admin schedule "$key")" = PendingDeletion ] && ok "botocore schedules deletion" || notok "schedule"
-expect "local-kms: unwrap of a key pending deletion" DENIED 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
-echo "$last" | grep -q 'KMSInvalidStateException' && ok "local-kms: DENIED names KMSInvalidStateException" || notok "state message" "$last"
+# KMSInvalidStateException is also AWS's answer for a custom key store that
+# is down: never a kill by itself; DescribeKey's state below is the denial.
+expect "local-kms: unwrap of a key pending deletion (not a kill by itself)" TRANSIENT 10000 --attempts 2 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
+echo "$last" | grep -q 'KMSInvalidStateException' && ok "local-kms: the error names KMSInvalidStateException" || notok "state message" "$last"
 expect "local-kms: describe a key pending deletion" ok 5000 "${lk[@]}" state "$key"
 [ "$(field state)" = pending_deletion ] && [ "$(field deletion_date)" -gt 0 ] &&
 	ok "local-kms: DescribeKey says pending_deletion with a date" || notok "state pending" "$last"

@@ -94,9 +94,34 @@ static void test_transport_errors(void **state)
 	assert_null(h);
 }
 
+/* A server's error text that echoes a credential is withheld; any other
+ * text is kept. */
+static void test_msg_scrub(void **state)
+{
+	static const char *const bad[] = {
+		"echo Bearer eyJ0eXAiOiJKV1QifQ.x",
+		"echo tok=IQoJb3JpZ2luX2VjEJr//////////wEaCX",
+		"auth=AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-2/kms/aws4_request, Signature=af7dc732",
+		"token ya29.a0AfH6SMB",
+		"-----BEGIN PRIVATE KEY-----",
+	};
+	char msg[160];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(msg, sizeof(msg), "%s", bad[i]);
+		lc_http_msg_scrub(msg, sizeof(msg));
+		assert_string_equal(msg, "(message withheld: it seems to carry a credential)");
+	}
+	snprintf(msg, sizeof(msg), "Key not found: cmk-1");
+	lc_http_msg_scrub(msg, sizeof(msg));
+	assert_string_equal(msg, "Key not found: cmk-1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_msg_scrub),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_url_host),

@@ -318,9 +318,9 @@ static void test_error_classes(void **state)
 		{ 503, NULL, "", LC_ERRC_TRANSIENT, "HTTP 503" },
 		{ 400, "ExpiredTokenException", "", LC_ERRC_TRANSIENT, NULL },
 		{ 400, "DisabledException", "", LC_ERRC_DENIED, "DisabledException" },
-		{ 400, "KMSInvalidStateException", "", LC_ERRC_DENIED, "KMSInvalidStateException" },
+		{ 400, "KMSInvalidStateException", "", LC_ERRC_TRANSIENT, "KMSInvalidStateException" },
 		{ 400, "AccessDeniedException", "", LC_ERRC_DENIED, NULL },
-		{ 400, "IncorrectKeyException", "", LC_ERRC_DENIED, NULL },
+		{ 400, "IncorrectKeyException", "", LC_ERRC_INVALID, "another KMS key" },
 		{ 400, "NotFoundException", "eu-west-2", LC_ERRC_DENIED, "does not exist" },
 		{ 400, "NotFoundException", "", LC_ERRC_DENIED, "does not exist" },
 		{ 400, "NotFoundException", "us-east-1", LC_ERRC_MISCONFIG, "region us-east-1" },
@@ -380,6 +380,23 @@ static void test_answers(void **state)
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(res.plaintext.p[i], i);
 	lc_aws_result_free(&res);
+	/* A Plaintext that decodes past the 4096 bytes KMS can return (the
+	 * red team's 5,464 characters = 4,098 bytes): refused before any byte
+	 * is written (ASan would see the write). */
+	{
+		size_t nb = 5464, bl = nb + 64;
+		char *big = malloc(bl);
+
+		assert_non_null(big);
+		memcpy(big, "{\"Plaintext\":\"", 14);
+		memset(big + 14, 'A', nb);
+		memcpy(big + 14 + nb, "\"}", 3);
+		assert_true(lc_aws_parse_response(LC_AWS_DECRYPT, 200, big, strlen(big), "", "", &res, &err) < 0);
+		assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+		assert_null(res.plaintext.p);
+		lc_aws_result_free(&res);
+		free(big);
+	}
 	assert_int_equal(lc_aws_parse_response(LC_AWS_DESCRIBE_KEY, 200, desc, strlen(desc), "", "", &res, &err), 0);
 	assert_int_equal(res.state, LC_KEY_PENDING_DELETION);
 	assert_int_equal(res.deletion_date, 1700000000);

@@ -187,6 +187,22 @@ static void test_encrypt_decrypt_replies(void **state)
 		assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
 		lc_gcp_result_free(&res);
 	}
+	/* A plaintext that decodes past the 65,536 bytes allowed: refused
+	 * before any byte is written (ASan would see the write). */
+	{
+		size_t nb = 87384, bl = nb + 64;	/* 65,538 bytes */
+		char *big = malloc(bl);
+
+		assert_non_null(big);
+		memcpy(big, "{\"plaintext\":\"", 14);
+		memset(big + 14, 'A', nb);
+		memcpy(big + 14 + nb, "\"}", 3);
+		assert_true(parse(LC_GCP_DECRYPT, 200, big, "", &res, &e) < 0);
+		assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
+		assert_null(res.plaintext.p);
+		lc_gcp_result_free(&res);
+		free(big);
+	}
 }
 
 static void test_states(void **state)

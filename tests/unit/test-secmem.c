@@ -81,6 +81,25 @@ static void test_alloc_free(void **state)
 	lc_secret_free(NULL);
 }
 
+/* A holder that lowers len (a plaintext shorter than its buffer) must not
+ * make free unmap less than was mapped: the whole mapping goes. */
+static void test_len_lowered(void **state)
+{
+	struct lc_secret s = { 0 };
+	uint8_t *second;
+
+	(void)state;
+	assert_int_equal(lc_secret_alloc(&s, 65536), 0);
+	assert_true(mapped(s.p));
+	second = s.p + 4096;
+	s.len = 32;
+	lc_secret_free(&s);
+	/* Unmapping only page_round(32) would leave the rest as a mapping
+	 * of its own, starting at the second page. */
+	assert_false(mapped(second));
+	assert_int_equal(s.maplen, 0);
+}
+
 static void test_bad_sizes(void **state)
 {
 	struct lc_secret s;
@@ -210,6 +229,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_alloc_free),
+		cmocka_unit_test(test_len_lowered),
 		cmocka_unit_test(test_bad_sizes),
 		cmocka_unit_test(test_largest_volume),
 		cmocka_unit_test(test_cleanup_attribute),
