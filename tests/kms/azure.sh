@@ -119,20 +119,20 @@ expect() {
 	run "$@"
 	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
 	if [ "$want" = ok ]; then
-		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+		cls=$(grep -q '^result ok' <<<"$last" && echo ok)
 	else
 		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
 		case $want in MISCONFIG) want=misconfigured ;; *) want=${want,,} ;; esac
 	fi
 	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
-	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+	   ! grep -qE 'Sanitizer|runtime error' <<<"$last"; then
 		ok "$desc: $want in $ms ms (bound $max)"
 	else
 		notok "$desc: expected $want within $max ms" "$last"
 	fi
 }
 has() {	# has DESC REGEX: the last client output matches
-	if echo "$last" | grep -qE "$2"; then ok "$1"; else notok "$1" "$last"; fi
+	if grep -qE "$2" <<<"$last"; then ok "$1"; else notok "$1" "$last"; fi
 }
 tokens() { grep -c "^TOKEN $1" "$work/fake.log"; }
 
@@ -290,7 +290,7 @@ grep -q '^TOKEN secret 11111111-1111-4111-8111-111111111111 https://vault.exampl
 	ok "the token was requested for the configured resource (scope RESOURCE/.default)" || notok "resource override" "$(grep ^TOKEN "$work/fake.log" | tail -3)"
 before=$(tokens secret)
 run "${sec[@]}" twice "$key"
-[ $(( $(tokens secret) - before )) -eq 1 ] && echo "$last" | grep -q '^result ok' && ok "a token is cached across calls (one fetch for two calls)" || notok "token cache" "$last"
+[ $(( $(tokens secret) - before )) -eq 1 ] && grep -q '^result ok' <<<"$last" && ok "a token is cached across calls (one fetch for two calls)" || notok "token cache" "$last"
 before=$(tokens secret)
 "$py" -c 'import ssl, sys, urllib.request
 urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), context=ssl.create_default_context(cafile=sys.argv[2]))' \
@@ -315,7 +315,7 @@ sdk create burst-1 >/dev/null
 expect "token endpoint 429 with Retry-After: 1" TRANSIENT 10000 --attempts 2 --base-delay 50 --max-delay 3000 "${sec[@]}" \
 	--client-id 44444444-4444-4444-8444-444444444444 state "$key"
 ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
-[ "${ms:-0}" -ge 1000 ] && echo "$last" | grep -q 'attempts=2 ' && ok "the token endpoint's Retry-After was honoured ($ms ms for 2 attempts)" || notok "token Retry-After" "$last"
+[ "${ms:-0}" -ge 1000 ] && grep -q 'attempts=2 ' <<<"$last" && ok "the token endpoint's Retry-After was honoured ($ms ms for 2 attempts)" || notok "token Retry-After" "$last"
 expect "a burst of three 503, then success" ok 10000 --attempts 5 "${f[@]}" state "$vault/keys/burst-1"
 has "503 burst took 4 attempts" 'attempts=4 '
 expect "500" TRANSIENT 10000 --attempts 2 "${f[@]}" state "$vault/keys/e5xx-1"
@@ -380,24 +380,24 @@ agent_pid=$!
 pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
-if out=$(lct keyconfig create azure-kc --provider azure-kv --key "$key") && echo "$out" | grep -q azure-kv; then
+if out=$(lct keyconfig create azure-kc --provider azure-kv --key "$key") && grep -q azure-kv <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider azure-kv: the key is usable"
 else notok "keyconfig create azure-kv" "$out"; fi
 sdk disable lk1 >/dev/null
 out=$(lct keyconfig create kc-disabled --provider azure-kv --key "$key")
-echo "$out" | grep -q "is disabled" && ok "keyconfig create on a disabled key says it is disabled" || notok "disabled key message" "$out"
+grep -q "is disabled" <<<"$out" && ok "keyconfig create on a disabled key says it is disabled" || notok "disabled key message" "$out"
 sdk enable lk1 >/dev/null
 out=$(lct keyconfig create kc-unknown --provider azure-kv --key "$vault/keys/nosuchkey")
-echo "$out" | grep -q "KeyNotFound: the key does not exist" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
+grep -q "KeyNotFound: the key does not exist" <<<"$out" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
 out=$(lct keyconfig create kc-secret --provider azure-kv --key "$vault/secrets/lk1")
-echo "$out" | grep -q "not a key" && ok "keyconfig create with a secret URL says it is not a key" || notok "secret URL message" "$out"
+grep -q "not a key" <<<"$out" && ok "keyconfig create with a secret URL says it is not a key" || notok "secret URL message" "$out"
 out=$(lct keyconfig create kc-rbac --provider azure-kv --key "$vault/keys/policy-1")
-echo "$out" | grep -q "access policy does not allow" && ok "keyconfig create without permission names the access policy" || notok "policy message" "$out"
+grep -q "access policy does not allow" <<<"$out" && ok "keyconfig create without permission names the access policy" || notok "policy message" "$out"
 out=$(lct keyconfig list)
-echo "$out" | grep -q azure-kc && ! echo "$out" | grep -qE 'kc-(disabled|unknown|secret|rbac)' &&
+grep -q azure-kc <<<"$out" && ! grep -qE 'kc-(disabled|unknown|secret|rbac)' <<<"$out" &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-echo "$out" | grep -E 'KMS calls \(azure-kv\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9]' >/dev/null &&
+grep -E 'KMS calls \(azure-kv\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9]' <<<"$out" >/dev/null &&
 	ok "status shows azure-kv calls and failures by class" || notok "status counters" "$out"
 grep -q '"provider":"azure-kv"' "$agent_dir/audit.log" && ok "audit log records the azure-kv key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null

@@ -160,7 +160,7 @@ expect() {
 	run "$@"
 	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
 	if [ "$want" = ok ]; then
-		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+		cls=$(grep -q '^result ok' <<<"$last" && echo ok)
 	else
 		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
 		case $want in	# lc_err_class_name()
@@ -169,7 +169,7 @@ expect() {
 		esac
 	fi
 	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
-	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+	   ! grep -qE 'Sanitizer|runtime error' <<<"$last"; then
 		ok "$desc: $want in $ms ms (bound $max)"
 	else
 		notok "$desc: expected $want within $max ms" "$last"
@@ -189,12 +189,12 @@ blob=$(field blob) pt=$(field pt)
 expect "local-kms: unwrap with the same context" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
 [ "$(field pt)" = "$pt" ] && [ -n "$pt" ] && ok "local-kms: unwrapped KEK equals the wrapped one" || notok "round trip" "$last"
 expect "local-kms: unwrap with another project in the context" INVALID 5000 "${lk[@]}" unwrap "$key" "$ctx2" "$blob"
-echo "$last" | grep -q 'context did not match' && ok "local-kms: INVALID says the context did not match" || notok "context message" "$last"
+grep -q 'context did not match' <<<"$last" && ok "local-kms: INVALID says the context did not match" || notok "context message" "$last"
 expect "local-kms: wrap with a v1 context is refused before any call" INVALID 2000 "${lk[@]}" wrap "$key" "lakecrypt:volume:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 [ "$(admin disable "$key")" = Disabled ] && ok "botocore disables the key" || notok "disable"
 expect "local-kms: unwrap of a disabled key" DENIED 5000 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
-echo "$last" | grep -q 'DisabledException' && ok "local-kms: DENIED names DisabledException" || notok "disabled message" "$last"
+grep -q 'DisabledException' <<<"$last" && ok "local-kms: DENIED names DisabledException" || notok "disabled message" "$last"
 expect "local-kms: wrap under a disabled key" DENIED 5000 "${lk[@]}" wrap "$key" "$ctx"
 expect "local-kms: describe a disabled key" ok 5000 "${lk[@]}" state "$key"
 [ "$(field state)" = disabled ] && ok "local-kms: DescribeKey says disabled" || notok "state disabled" "$last"
@@ -204,7 +204,7 @@ expect "local-kms: unwrap after enable" ok 5000 "${lk[@]}" unwrap "$key" "$ctx" 
 # KMSInvalidStateException is also AWS's answer for a custom key store that
 # is down: never a kill by itself; DescribeKey's state below is the denial.
 expect "local-kms: unwrap of a key pending deletion (not a kill by itself)" TRANSIENT 10000 --attempts 2 "${lk[@]}" unwrap "$key" "$ctx" "$blob"
-echo "$last" | grep -q 'KMSInvalidStateException' && ok "local-kms: the error names KMSInvalidStateException" || notok "state message" "$last"
+grep -q 'KMSInvalidStateException' <<<"$last" && ok "local-kms: the error names KMSInvalidStateException" || notok "state message" "$last"
 expect "local-kms: describe a key pending deletion" ok 5000 "${lk[@]}" state "$key"
 [ "$(field state)" = pending_deletion ] && [ "$(field deletion_date)" -gt 0 ] &&
 	ok "local-kms: DescribeKey says pending_deletion with a date" || notok "state pending" "$last"
@@ -246,27 +246,33 @@ pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
 if out=$(lct keyconfig create finance-kc --provider aws-kms --key "$key") &&
-   echo "$out" | grep -q aws-kms; then
+   grep -q aws-kms <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider aws-kms: DescribeKey says the key is usable"
 else notok "keyconfig create aws-kms" "$out"; fi
 out=$(lct workspace bind finance --keyconfig finance-kc) && ok "workspace bound to the AWS key configuration" || notok "workspace bind" "$out"
 admin disable "$key" >/dev/null
 out=$(lct keyconfig create kc-disabled --provider aws-kms --key "$key")
-echo "$out" | grep -q "is disabled" && ok "keyconfig create on a disabled key says it is disabled" || notok "disabled key message" "$out"
+grep -q "is disabled" <<<"$out" && ok "keyconfig create on a disabled key says it is disabled" || notok "disabled key message" "$out"
 admin enable "$key" >/dev/null
 out=$(lct keyconfig create kc-unknown --provider aws-kms --key "$(arn 00000000-0000-4000-8000-000000000000)")
-echo "$out" | grep -q "does not exist in region eu-west-2" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
+grep -q "does not exist in region eu-west-2" <<<"$out" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
 out=$(lct keyconfig create kc-region --provider aws-kms --key "arn:aws:kms:us-east-1:111122223333:key/${key##*/}")
-echo "$out" | grep -q "region us-east-1 but the endpoint serves eu-west-2" && ok "keyconfig create with an ARN of another region says so" || notok "wrong region message" "$out"
+grep -q "region us-east-1 but the endpoint serves eu-west-2" <<<"$out" && ok "keyconfig create with an ARN of another region says so" || notok "wrong region message" "$out"
 out=$(lct keyconfig create kc-bad --provider aws-kms --key "arn:aws:s3:::bucket")
-echo "$out" | grep -q "is not a KMS key ARN" && ok "keyconfig create with a non-KMS ARN says so" || notok "bad ARN message" "$out"
+grep -q "is not a KMS key ARN" <<<"$out" && ok "keyconfig create with a non-KMS ARN says so" || notok "bad ARN message" "$out"
+for ref in alias/lakecrypt "arn:aws:kms:eu-west-2:111122223333:alias/lakecrypt"; do
+	out=$(lct keyconfig create kc-alias --provider aws-kms --key "$ref")
+	grep -q "is an alias, which can be repointed or deleted: give the key ARN" <<<"$out" &&
+		ok "keyconfig create with an alias ($ref) is refused: the watcher must follow the key" ||
+		notok "alias refusal" "$out"
+done
 out=$(lct keyconfig create kc-nope --provider nope-kms --key x)
-echo "$out" | grep -q 'expected "local"' && ok "an unknown provider is refused by lakecryptctl" || notok "unknown provider" "$out"
+grep -q 'expected "local"' <<<"$out" && ok "an unknown provider is refused by lakecryptctl" || notok "unknown provider" "$out"
 out=$(lct keyconfig list)
-echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(disabled|unknown|region|bad)' &&
+grep -q finance-kc <<<"$out" && ! grep -qE 'kc-(disabled|unknown|region|bad)' <<<"$out" &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-echo "$out" | grep -E 'KMS calls \(aws-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' >/dev/null &&
+grep -E 'KMS calls \(aws-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows aws-kms calls, failures by class and latency" || notok "status counters" "$out"
 grep -q '"provider":"aws-kms"' "$agent_dir/audit.log" && ok "audit log records the aws-kms key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
@@ -324,13 +330,13 @@ fb=$(field blob) fpt=$(field pt)
 expect "fake: unwrap" ok 5000 "${fk[@]}" unwrap "$(arn ok-1)" "$ctx" "$fb"
 [ "$(field pt)" = "$fpt" ] && ok "fake: round trip" || notok "fake round trip" "$last"
 expect "fake: describe" ok 5000 "${fk[@]}" state "$(arn ok-1)"
-echo "$last" | grep -q '^result ok.*reqid=fake-' && ok "fake: the provider's request id is reported" || notok "reqid" "$last"
+grep -q '^result ok.*reqid=fake-' <<<"$last" && ok "fake: the provider's request id is reported" || notok "reqid" "$last"
 AWS_SESSION_TOKEN=bogus expect "fake: a session token is signed (botocore disagrees on a wrong token)" MISCONFIG 5000 "${fk[@]}" state "$(arn ok-2)"
 
 expect "fault: ThrottlingException (HTTP 400) retried, then transient" TRANSIENT 10000 --attempts 3 "${fk[@]}" wrap "$(arn throttle)" "$ctx"
-echo "$last" | grep -q 'attempts=3 ' && ok "fault: throttling made 3 attempts" || notok "throttle attempts" "$last"
+grep -q 'attempts=3 ' <<<"$last" && ok "fault: throttling made 3 attempts" || notok "throttle attempts" "$last"
 expect "fault: a burst of three 503 then success" ok 10000 --attempts 5 "${fk[@]}" wrap "$(arn burst-a)" "$ctx"
-echo "$last" | grep -q 'attempts=4 ' && ok "fault: 503 burst took 4 attempts" || notok "burst attempts" "$last"
+grep -q 'attempts=4 ' <<<"$last" && ok "fault: 503 burst took 4 attempts" || notok "burst attempts" "$last"
 ports=$(grep "^CONN $(arn burst-a) " "$work/fake.log" | sed 's/.*port=//' | sort -u | wc -l)
 [ "$ports" -eq 1 ] && ok "the 4 attempts reused one connection (libcurl keep-alive)" ||
 	notok "connection reuse: $ports client ports" "$(grep "^CONN" "$work/fake.log" | tail -5)"
@@ -338,18 +344,18 @@ expect "fault: 500 KMSInternalException" TRANSIENT 10000 --attempts 2 "${fk[@]}"
 expect "fault: malformed JSON" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn malformed)" "$ctx"
 expect "fault: truncated body" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn truncated)" "$ctx"
 expect "fault: 2 MiB body (limit 64 KiB)" TRANSIENT 10000 --attempts 2 "${fk[@]}" wrap "$(arn oversized)" "$ctx"
-echo "$last" | grep -q 'too large' && ok "fault: oversized body named" || notok "oversized message" "$last"
+grep -q 'too large' <<<"$last" && ok "fault: oversized body named" || notok "oversized message" "$last"
 expect "fault: KMS accepts and never answers (2 x 1 s attempts)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 "${fk[@]}" state "$(arn hang)"
 run --attempts 1 --attempt-timeout 3000 "${fk[@]}" race "$(arn hang-race)" "$(arn ok-race)"
 fms=$(field fast_ms)
-[ -n "$fms" ] && [ "$fms" -lt 1500 ] && echo "$last" | grep -q '^result ok' &&
+[ -n "$fms" ] && [ "$fms" -lt 1500 ] && grep -q '^result ok' <<<"$last" &&
 	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms)" ||
 	notok "concurrent calls" "$last"
 expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
 expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
 expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
 	--endpoint "https://127.0.0.1:$p_fake" --region eu-west-2 --ca "$work/other-ca.pem" --creds env state "$(arn ok-3)"
-echo "$last" | grep -q 'TLS' && ok "fault: wrong CA named as a TLS failure" || notok "wrong CA message" "$last"
+grep -q 'TLS' <<<"$last" && ok "fault: wrong CA named as a TLS failure" || notok "wrong CA message" "$last"
 expect "fault: TLS certificate for another name" TRANSIENT 5000 --attempts 1 \
 	--endpoint "https://127.0.0.1:$p_wrong" --region eu-west-2 --ca "$work/ca.pem" --creds env state "$(arn ok-4)"
 expect "fault: nothing listening" TRANSIENT 5000 --attempts 2 \

@@ -129,7 +129,7 @@ expect() {
 	run "$@"
 	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
 	if [ "$want" = ok ]; then
-		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+		cls=$(grep -q '^result ok' <<<"$last" && echo ok)
 	else
 		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
 		case $want in	# lc_err_class_name()
@@ -138,14 +138,14 @@ expect() {
 		esac
 	fi
 	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
-	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+	   ! grep -qE 'Sanitizer|runtime error' <<<"$last"; then
 		ok "$desc: $want in $ms ms (bound $max)"
 	else
 		notok "$desc: expected $want within $max ms" "$last"
 	fi
 }
 has() {	# has DESC REGEX: the last output matches
-	if echo "$last" | grep -qE "$2"; then ok "$1"; else notok "$1" "$last"; fi
+	if grep -qE "$2" <<<"$last"; then ok "$1"; else notok "$1" "$last"; fi
 }
 
 # ---- 1. the official SDK against the fake: the protocol ---------------------------
@@ -360,32 +360,32 @@ agent_pid=$!
 pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
-if out=$(lct keyconfig create gcp-kc --provider gcp-kms --key "$key2") && echo "$out" | grep -q gcp-kms; then
+if out=$(lct keyconfig create gcp-kc --provider gcp-kms --key "$key2") && grep -q gcp-kms <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider gcp-kms: the key is usable"
 else notok "keyconfig create gcp-kms" "$out"; fi
 out=$(lct keyconfig create kc-unknown --provider gcp-kms --key "${key2%/*}/nokey")
-echo "$out" | grep -q "the key does not exist" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
+grep -q "the key does not exist" <<<"$out" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
 out=$(lct keyconfig create kc-ring --provider gcp-kms --key "projects/lc-test/locations/us-east1/keyRings/ring-b/cryptoKeys/key-b")
-echo "$out" | grep -q "project, location or key ring" && ok "keyconfig create with a wrong location says the project, location or key ring does not exist" || notok "wrong location message" "$out"
+grep -q "project, location or key ring" <<<"$out" && ok "keyconfig create with a wrong location says the project, location or key ring does not exist" || notok "wrong location message" "$out"
 admin deny "{\"key\":\"$key2\",\"deny\":true}"
 out=$(lct keyconfig create kc-denied --provider gcp-kms --key "$key2")
-echo "$out" | grep -q "no permission" && ok "keyconfig create without permission says so" || notok "no permission message" "$out"
+grep -q "no permission" <<<"$out" && ok "keyconfig create without permission says so" || notok "no permission message" "$out"
 admin deny "{\"key\":\"$key2\",\"deny\":false}"
 sdk disable "$key2/cryptoKeyVersions/1" >/dev/null
 out=$(lct keyconfig create kc-disabled --provider gcp-kms --key "$key2")
-echo "$out" | grep -q "is disabled" && ok "keyconfig create on a disabled version says it is disabled" || notok "disabled message" "$out"
+grep -q "is disabled" <<<"$out" && ok "keyconfig create on a disabled version says it is disabled" || notok "disabled message" "$out"
 sdk enable "$key2/cryptoKeyVersions/1" >/dev/null
 admin service '{"project":"lc-test","enabled":false}'
 out=$(lct keyconfig create kc-api --provider gcp-kms --key "$key2")
-echo "$out" | grep -q "Cloud KMS API is not enabled" && ok "keyconfig create with the API disabled says so" || notok "API disabled message" "$out"
+grep -q "Cloud KMS API is not enabled" <<<"$out" && ok "keyconfig create with the API disabled says so" || notok "API disabled message" "$out"
 admin service '{"project":"lc-test","enabled":true}'
 out=$(lct keyconfig create kc-bad --provider gcp-kms --key "projects/lc-test/keyRings/r")
-echo "$out" | grep -q "is not a key name" && ok "keyconfig create with a malformed key name says so" || notok "bad name message" "$out"
+grep -q "is not a key name" <<<"$out" && ok "keyconfig create with a malformed key name says so" || notok "bad name message" "$out"
 out=$(lct keyconfig list)
-echo "$out" | grep -q gcp-kc && ! echo "$out" | grep -qE 'kc-(unknown|ring|denied|disabled|api|bad)' &&
+grep -q gcp-kc <<<"$out" && ! grep -qE 'kc-(unknown|ring|denied|disabled|api|bad)' <<<"$out" &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-echo "$out" | grep -E 'KMS calls \(gcp-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' >/dev/null &&
+grep -E 'KMS calls \(gcp-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows gcp-kms calls, failures by class and latency" || notok "status counters" "$out"
 grep -q '"provider":"gcp-kms"' "$agent_dir/audit.log" && ok "audit log records the gcp-kms key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null

@@ -127,7 +127,7 @@ expect() {
 	run "$@"
 	ms=$(echo "$last" | sed -n 's/^result .* ms=\([0-9]*\).*/\1/p')
 	if [ "$want" = ok ]; then
-		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+		cls=$(grep -q '^result ok' <<<"$last" && echo ok)
 	else
 		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
 		case $want in	# lc_err_class_name()
@@ -136,7 +136,7 @@ expect() {
 		esac
 	fi
 	if [ "$cls" = "$want" ] && [ -n "$ms" ] && [ "$ms" -le "$max" ] &&
-	   ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+	   ! grep -qE 'Sanitizer|runtime error' <<<"$last"; then
 		ok "$desc: $want in $ms ms (bound $max)"
 	else
 		notok "$desc: expected $want within $max ms" "$last"
@@ -158,7 +158,7 @@ else notok "create key" "$uid"; finish; fi
 
 expect "state of an Active key" ok 10000 "${srv[@]}" state "$uid"
 [ "$(field state)" = enabled ] && ok "GetAttributes State Active -> enabled" || notok "state enabled" "$last"
-echo "$last" | grep -qE "^result ok .*reqid=batch-[0-9a-f]{16}@[0-9]+ key_id=$uid\$" &&
+grep -qE "^result ok .*reqid=batch-[0-9a-f]{16}@[0-9]+ key_id=$uid\$" <<<"$last" &&
 	ok "the reply names the server's Unique Identifier and the batch item id it echoed" || notok "audit ids" "$last"
 expect "wrap (Encrypt)" ok 10000 "${srv[@]}" wrap "$uid" "$ctx"
 blob=$(field blob) pt=$(field pt)
@@ -166,13 +166,13 @@ blob=$(field blob) pt=$(field pt)
 expect "unwrap (Decrypt) with the same context" ok 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
 [ -n "$pt" ] && [ "$(field pt)" = "$pt" ] && ok "the unwrapped KEK equals the wrapped one" || notok "round trip" "$last"
 expect "unwrap with another project in the context" INVALID 10000 "${srv[@]}" unwrap "$uid" "$ctx2" "$blob"
-echo "$last" | grep -q 'context did not match' && ok "INVALID says the context did not match" || notok "context message" "$last"
+grep -q 'context did not match' <<<"$last" && ok "INVALID says the context did not match" || notok "context message" "$last"
 expect "a blob relabelled for another context goes to the server, which checks the AAD and refuses" TRANSIENT 10000 \
 	--attempts 1 "${srv[@]}" unwrap "$uid" "$ctx2" "$(relabel "$blob" "$ctx2")"
-echo "$last" | grep -q 'General Failure' && ! echo "$last" | grep -q '^pt=' &&
+grep -q 'General Failure' <<<"$last" && ! grep -q '^pt=' <<<"$last" &&
 	ok "PyKMIP's GCM tag check failed (it says General Failure, a transient class): no plaintext" || notok "AAD enforced" "$last"
 expect "one ciphertext byte flipped: the server refuses" TRANSIENT 10000 --attempts 1 "${srv[@]}" unwrap "$uid" "$ctx" "$(flip "$blob" 1)"
-! echo "$last" | grep -q '^pt=' && ok "no plaintext from a tampered GCM blob" || notok "tampered GCM" "$last"
+! grep -q '^pt=' <<<"$last" && ok "no plaintext from a tampered GCM blob" || notok "tampered GCM" "$last"
 expect "a truncated blob is refused before any call" INVALID 2000 "${srv[@]}" unwrap "$uid" "$ctx" "${blob:0:40}"
 expect "a second provider call reuses the negotiated version" ok 10000 "${srv[@]}" twice "$uid"
 [ "$(grep -c 'Processing operation: DiscoverVersions' "$work/pykmip.log")" -ge 1 ] && ok "Discover Versions was asked" || notok "discover" "$(tail -5 "$work/pykmip.log")"
@@ -188,7 +188,7 @@ expect "max_version 1.2: unwrap" ok 10000 --max-version 1.2 "${srv[@]}" unwrap "
 expect "max_version 1.2: wrong context" INVALID 10000 --max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx2" "$b12"
 expect "max_version 1.2: relabelled blob decrypts at the server but the binding inside does not check" INVALID 10000 \
 	--max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx2" "$(relabel "$b12" "$ctx2")"
-echo "$last" | grep -q 'does not check after Decrypt' && ok "the bound context is checked after Decrypt" || notok "binding message" "$last"
+grep -q 'does not check after Decrypt' <<<"$last" && ok "the bound context is checked after Decrypt" || notok "binding message" "$last"
 expect "a 1.2 blob unwraps at 1.4 too (the blob names its mode)" ok 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
 expect "a GCM blob with max_version 1.2 is a configuration error" MISCONFIG 10000 --max-version 1.2 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
 
@@ -203,13 +203,13 @@ expect "wrap under a Pre-Active key (Permission Denied)" DENIED 10000 "${srv[@]}
 expect "state after Revoke" ok 10000 "${srv[@]}" state "$uid"
 [ "$(field state)" = disabled ] && ok "Deactivated -> disabled (the watcher revokes)" || notok "state after revoke" "$last"
 expect "unwrap after Revoke" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
-echo "$last" | grep -q 'Permission Denied' && ok "DENIED names Permission Denied" || notok "revoked message" "$last"
+grep -q 'Permission Denied' <<<"$last" && ok "DENIED names Permission Denied" || notok "revoked message" "$last"
 expect "unwrap of the 1.2 blob after Revoke" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
 expect "wrap after Revoke" DENIED 10000 "${srv[@]}" wrap "$uid" "$ctx"
 
 [ "$(admin destroy "$uid")" = destroyed ] && ok "PyKMIP's client destroys the key" || notok "destroy"
 expect "state after Destroy (Item Not Found)" DENIED 10000 "${srv[@]}" state "$uid"
-echo "$last" | grep -q 'Item Not Found' && ok "DENIED says the key is gone" || notok "destroyed message" "$last"
+grep -q 'Item Not Found' <<<"$last" && ok "DENIED says the key is gone" || notok "destroyed message" "$last"
 expect "unwrap after Destroy" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
 expect "a key that never existed" DENIED 10000 "${srv[@]}" state 999999
 expect "a key reference with a blank is refused before any call" MISCONFIG 2000 "${srv[@]}" state "1 2"
@@ -218,18 +218,18 @@ expect "a key reference with a blank is refused before any call" MISCONFIG 2000 
 uid2=$(admin create)
 expect "a client certificate from a CA the server does not trust" MISCONFIG 10000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/untrusted.pem" --key "$work/untrusted.key" state "$uid2"
-echo "$last" | grep -q 'refused the TLS session' && ok "the TLS alert is named, with what to check" || notok "untrusted message" "$last"
-echo "$last" | grep -q 'attempts=1 ' && ok "a refused certificate is not retried" || notok "untrusted attempts" "$last"
+grep -q 'refused the TLS session' <<<"$last" && ok "the TLS alert is named, with what to check" || notok "untrusted message" "$last"
+grep -q 'attempts=1 ' <<<"$last" && ok "a refused certificate is not retried" || notok "untrusted attempts" "$last"
 expect "a client certificate without clientAuth (Authentication Not Successful)" MISCONFIG 10000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/noclientauth.pem" --key "$work/noclientauth.key" state "$uid2"
 expect "a server certificate from another CA" MISCONFIG 10000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/other-ca.pem" --cert "$work/client.pem" --key "$work/client.key" state "$uid2"
-echo "$last" | grep -q 'does not verify' && ok "the server certificate failure is named" || notok "server cert message" "$last"
+grep -q 'does not verify' <<<"$last" && ok "the server certificate failure is named" || notok "server cert message" "$last"
 cp "$work/client.key" "$work/loose.key"
 chmod 640 "$work/loose.key"
 expect "a client key readable by its group" MISCONFIG 2000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/loose.key" state "$uid2"
-echo "$last" | grep -q 'mode 0640.*chmod 600' && ok "the key file's mode is named, like ssh does" || notok "key mode message" "$last"
+grep -q 'mode 0640.*chmod 600' <<<"$last" && ok "the key file's mode is named, like ssh does" || notok "key mode message" "$last"
 chmod 604 "$work/loose.key"
 expect "a client key readable by others" MISCONFIG 2000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/loose.key" state "$uid2"
@@ -245,7 +245,7 @@ expect "server closes without a reply" TRANSIENT 5000 --attempts 2 $(fk close) s
 expect "truncated reply" TRANSIENT 5000 --attempts 2 $(fk truncated) state 1
 expect "random bytes for a reply" TRANSIENT 5000 --attempts 2 $(fk garbage) state 1
 expect "a padding byte not zero" TRANSIENT 5000 --attempts 2 $(fk bad-padding) state 1
-echo "$last" | grep -q 'padding' && ok "the bad padding is named" || notok "padding message" "$last"
+grep -q 'padding' <<<"$last" && ok "the bad padding is named" || notok "padding message" "$last"
 expect "structures nested 40 deep" TRANSIENT 5000 --attempts 2 $(fk deep) state 1
 expect "a reply announcing 16 MiB (limit 64 KiB)" TRANSIENT 5000 --attempts 2 $(fk huge) state 1
 expect "a reply to another batch item" TRANSIENT 5000 --attempts 2 $(fk wrong-batch) state 1
@@ -259,17 +259,17 @@ expect "Active, but its Deactivation Date has passed" ok 5000 $(fk dates) state 
 [ "$(field state)" = disabled ] && [ "$(field deletion_date)" -gt "$(date +%s)" ] &&
 	ok "a passed Deactivation Date -> disabled; the Destroy Date is the deletion date" || notok "dates" "$last"
 expect "a reply that drips one byte every 0.3 s (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk drip) state 1
-echo "$last" | grep -q 'time limit' && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
+grep -q 'time limit' <<<"$last" && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
 run --attempts 1 --attempt-timeout 3000 $(fk mixed) race hang 1
 fms=$(field fast_ms)
-[ -n "$fms" ] && [ "$fms" -lt 1500 ] && echo "$last" | grep -q '^result ok' && echo "$last" | grep -q '^slow_result=-110' &&
+[ -n "$fms" ] && [ "$fms" -lt 1500 ] && grep -q '^result ok' <<<"$last" && grep -q '^slow_result=-110' <<<"$last" &&
 	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms; the stalled one timed out)" ||
 	notok "concurrent calls" "$last"
 # Python's TLS 1.3 server checks the client certificate after the client's
 # handshake: the refusal comes as an alert, or a reset, after it.
 expect "TLS 1.3: a client certificate from a CA the fake does not trust" MISCONFIG 5000 --attempts 3 \
 	--server "127.0.0.1:${fport[ok]}" --ca "$work/ca.pem" --cert "$work/untrusted.pem" --key "$work/untrusted.key" state 1
-echo "$last" | grep -q 'unknown CA' && ok "TLS 1.3: the alert is read even when the server closed first" || notok "tls13 alert" "$last"
+grep -q 'unknown CA' <<<"$last" && ok "TLS 1.3: the alert is read even when the server closed first" || notok "tls13 alert" "$last"
 
 # ---- the agent: provider kind "kmip" from agent.conf, keyconfig create, status, audit ----
 agent_dir=$work/agent
@@ -299,7 +299,7 @@ EOF
 agent=$top/build/agent-san/lakecrypt-agent ctl=$top/build/agent-san/lakecryptctl
 conf "$agent_dir/loose.conf" "$work/loose.key"
 out=$(timeout 20 "$agent" -c "$agent_dir/loose.conf" -f 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q 'chmod 600' && ok "the agent refuses to start with a client key readable by others (exit $rc)" ||
+[ $rc -ne 0 ] && grep -q 'chmod 600' <<<"$out" && ok "the agent refuses to start with a client key readable by others (exit $rc)" ||
 	notok "agent with loose key" "$out"
 conf "$agent_dir/agent.conf"
 "$agent" -c "$agent_dir/agent.conf" -f >"$agent_dir/agent.log" 2>&1 &
@@ -307,19 +307,19 @@ agent_pid=$!
 pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
-if out=$(lct keyconfig create finance-kc --provider kmip --key "$uid2") && echo "$out" | grep -q kmip; then
+if out=$(lct keyconfig create finance-kc --provider kmip --key "$uid2") && grep -q kmip <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider kmip --key $uid2: GetAttributes says the key is usable"
 else notok "keyconfig create kmip" "$out"; fi
 pre2=$(admin create-inactive)
 out=$(lct keyconfig create kc-pre --provider kmip --key "$pre2")
-echo "$out" | grep -q "is disabled" && ok "keyconfig create on a Pre-Active key says it is disabled" || notok "pre-active key message" "$out"
+grep -q "is disabled" <<<"$out" && ok "keyconfig create on a Pre-Active key says it is disabled" || notok "pre-active key message" "$out"
 out=$(lct keyconfig create kc-gone --provider kmip --key 999999)
-echo "$out" | grep -q "Item Not Found" && ok "keyconfig create on an unknown key says the server has no such key" || notok "unknown key message" "$out"
+grep -q "Item Not Found" <<<"$out" && ok "keyconfig create on an unknown key says the server has no such key" || notok "unknown key message" "$out"
 out=$(lct keyconfig list)
-echo "$out" | grep -q finance-kc && ! echo "$out" | grep -qE 'kc-(pre|gone)' &&
+grep -q finance-kc <<<"$out" && ! grep -qE 'kc-(pre|gone)' <<<"$out" &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-echo "$out" | grep -E 'KMS calls \(kmip\):.*key_state=[1-9].*denied=[1-9].*latency_ms_max=' >/dev/null &&
+grep -E 'KMS calls \(kmip\):.*key_state=[1-9].*denied=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows kmip calls, failures by class and latency" || notok "status counters" "$out"
 grep '"provider":"kmip"' "$agent_dir/audit.log" | grep -q "\"request_id\":\"batch-" &&
 	ok "the audit log records the kmip key_state calls with the server-echoed batch id" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
@@ -333,13 +333,13 @@ agent_pid=$!
 pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
-echo "$out" | grep -q 'not configured: set server' && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
+grep -q 'not configured: set server' <<<"$out" && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 
 # ---- server down ----------------------------------------------------------------
 kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
 expect "server down (connection refused), 2 attempts" TRANSIENT 5000 --attempts 2 "${srv[@]}" state "$uid2"
-echo "$last" | grep -q 'attempts=2 ' && ok "connection refused is retried" || notok "server down attempts" "$last"
+grep -q 'attempts=2 ' <<<"$last" && ok "connection refused is retried" || notok "server down attempts" "$last"
 
 if grep -qE 'Sanitizer|runtime error' "$work/client.log"; then notok "no sanitizer report in any client run" "$(grep -E 'Sanitizer|runtime error' "$work/client.log" | head)"
 else ok "no sanitizer report in any client run"; fi

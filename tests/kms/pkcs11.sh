@@ -67,7 +67,7 @@ if out=$(softhsm2-util --init-token --free --label lc-test --so-pin "$SOPIN" --p
    out2=$(mk lc-cmk 01) && mk lc-del 02 >/dev/null && mk lc-nodec 03 >/dev/null && mk lc-noenc 04 >/dev/null &&
    mk lc-ext 05 --extractable >/dev/null &&
    tool --keygen --key-type GENERIC:32 --label lc-generic --id 06 --sensitive --private >/dev/null &&
-   echo "$out2" | grep -q 'never extractable'; then
+   grep -q 'never extractable' <<<"$out2"; then
 	ok "SoftHSM token lc-test in a private token directory; AES keys made with pkcs11-tool (sensitive, never extractable)"
 else notok "token and keys" "$out $(cat "$work"/*.log 2>/dev/null)"; finish; fi
 serial=$(softhsm2-util --show-slots 2>/dev/null | awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "lc-test" { print s; exit }')
@@ -91,7 +91,7 @@ expect() {
 	shift 2
 	run "$@"
 	if [ "$want" = ok ]; then
-		cls=$(echo "$last" | grep -q '^result ok' && echo ok)
+		cls=$(grep -q '^result ok' <<<"$last" && echo ok)
 	else
 		cls=$(echo "$last" | sed -n 's/^result error class=\([a-z_]*\).*/\1/p')
 		case $want in	# lc_err_class_name()
@@ -99,14 +99,14 @@ expect() {
 		*) want=${want,,} ;;
 		esac
 	fi
-	if [ "$cls" = "$want" ] && ! echo "$last" | grep -qE 'Sanitizer|runtime error'; then
+	if [ "$cls" = "$want" ] && ! grep -qE 'Sanitizer|runtime error' <<<"$last"; then
 		ok "$desc: $want"
 	else
 		notok "$desc: expected $want" "$last"
 	fi
 }
 says() {	# says DESC REGEX: the last output matches
-	if echo "$last" | grep -qE -- "$2"; then ok "$1"; else notok "$1" "$last"; fi
+	if grep -qE -- "$2" <<<"$last"; then ok "$1"; else notok "$1" "$last"; fi
 }
 
 # ---- the key's life on SoftHSM -----------------------------------------------
@@ -267,19 +267,19 @@ inject C_Decrypt hang "$work/hang"
 touch "$work/hang"
 expect "C_Decrypt hangs: 2 sessions" ok --sessions 2 --attempts 1 --attempt-timeout 1500 "${S[@]}" hang lc-cmk "$ctx" "$blob" "$work/hang"
 [ "$(field state_result)" = ok ] && ok "a key_state call runs on the other session while one C_Decrypt hangs" || notok "parallel session" "$last"
-[ "$(field hung_result)" = transient ] && echo "$last" | grep -q 'did not answer within 1500 ms' &&
+[ "$(field hung_result)" = transient ] && grep -q 'did not answer within 1500 ms' <<<"$last" &&
 	ok "the hung unwrap gives up at its attempt timeout: transient" || notok "hung unwrap" "$last"
 [ "$(field after_result)" = ok ] && ok "once the module answers, unwraps work again" || notok "after" "$last"
 touch "$work/hang"
 expect "C_Decrypt hangs: 1 session" ok --sessions 1 --attempts 1 --attempt-timeout 1500 "${S[@]}" hang lc-cmk "$ctx" "$blob" "$work/hang"
-[ "$(field state_result)" = transient ] && echo "$last" | grep -q 'no PKCS#11 session was free within 1500 ms' &&
+[ "$(field state_result)" = transient ] && grep -q 'no PKCS#11 session was free within 1500 ms' <<<"$last" &&
 	ok "with the only session stuck, another call waits at most its timeout: transient" || notok "no free session" "$last"
 [ "$(field after_result)" = ok ] && ok "the stuck session serves again afterwards" || notok "after (1 session)" "$last"
 reset_shim
 expect "another token takes the label's place (device removed, new serial)" MISCONFIG --attempts 1 "${S[@]}" \
 	then lc-cmk "C_FindObjectsInit 0x32 1
 C_GetTokenInfo.serial 0x1234 1000"
-[ "$(field first_result)" = ok ] && echo "$last" | grep -q "now has serial 0000000000001234, not $serial" &&
+[ "$(field first_result)" = ok ] && grep -q "now has serial 0000000000001234, not $serial" <<<"$last" &&
 	ok "a replaced token is refused by serial, never read as the key's destruction" || notok "replaced token" "$last"
 reset_shim
 
@@ -320,26 +320,26 @@ agent_pid=$!
 pids+=($agent_pid)
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
-if out=$(lct keyconfig create hsm-kc --provider pkcs11 --key lc-cmk) && echo "$out" | grep -q pkcs11; then
+if out=$(lct keyconfig create hsm-kc --provider pkcs11 --key lc-cmk) && grep -q pkcs11 <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider pkcs11 --key lc-cmk"
 else notok "keyconfig create pkcs11" "$out $(tail -5 "$agent_dir/agent.log")"; fi
 out=$(lct --json keyconfig list)
-echo "$out" | grep -q "pkcs11:token=lc-test;serial=$serial;object=lc-cmk;id=%01" &&
+grep -q "pkcs11:token=lc-test;serial=$serial;object=lc-cmk;id=%01" <<<"$out" &&
 	ok "the key configuration's cmk_id is the key's PKCS#11 URI" || notok "cmk_id" "$out"
 out=$(lct keyconfig create hsm-id --provider pkcs11 --key id:01) && ok "keyconfig create by id:01" || notok "by id" "$out"
 out=$(lct keyconfig create hsm-ext --provider pkcs11 --key lc-ext)
-echo "$out" | grep -q 'must never leave the token' && ok "keyconfig create refuses an extractable key, saying why" || notok "extractable refused" "$out"
+grep -q 'must never leave the token' <<<"$out" && ok "keyconfig create refuses an extractable key, saying why" || notok "extractable refused" "$out"
 out=$(lct keyconfig create hsm-del --provider pkcs11 --key lc-del)
-echo "$out" | grep -q 'is destroyed' && ok "keyconfig create on a deleted key says it is destroyed" || notok "deleted key" "$out"
+grep -q 'is destroyed' <<<"$out" && ok "keyconfig create on a deleted key says it is destroyed" || notok "deleted key" "$out"
 out=$(lct keyconfig create hsm-nodec --provider pkcs11 --key lc-noenc)
-echo "$out" | grep -q 'is disabled' && ok "keyconfig create on a key without CKA_ENCRYPT says it is disabled" || notok "disabled key" "$out"
+grep -q 'is disabled' <<<"$out" && ok "keyconfig create on a key without CKA_ENCRYPT says it is disabled" || notok "disabled key" "$out"
 out=$(lct keyconfig create hsm-badid --provider pkcs11 --key id:0g)
-echo "$out" | grep -q 'not hexadecimal' && ok "keyconfig create with a bad id says so" || notok "bad id" "$out"
+grep -q 'not hexadecimal' <<<"$out" && ok "keyconfig create with a bad id says so" || notok "bad id" "$out"
 out=$(lct keyconfig list)
-echo "$out" | grep -q hsm-kc && ! echo "$out" | grep -qE 'hsm-(ext|del|nodec|badid)' &&
+grep -q hsm-kc <<<"$out" && ! grep -qE 'hsm-(ext|del|nodec|badid)' <<<"$out" &&
 	ok "only the usable key configurations were registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-echo "$out" | grep -E 'KMS calls \(pkcs11\):.*key_state=[1-9].*misconfigured=[1-9].*latency_ms_max=' >/dev/null &&
+grep -E 'KMS calls \(pkcs11\):.*key_state=[1-9].*misconfigured=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows pkcs11 calls, failures by class and latency" || notok "status counters" "$out"
 grep '"provider":"pkcs11"' "$agent_dir/audit.log" | grep -q "pkcs11:token=lc-test;serial=$serial" &&
 	ok "audit log records the pkcs11 key_state calls with the token and key" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"

@@ -78,7 +78,7 @@ has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" '^ctl=/usr/sbin/l
 tap $? "generator reads /etc/lakecrypt/lakecrypttab and runs /usr/sbin/lakecryptctl"
 for m in man8/lakecrypt-agent.8 man8/lakecryptctl.8 man5/lakecrypttab.5; do
 	out=$(MANWIDTH=80 man --warnings -l "$D/usr/share/man/$m" 2>"$log")
-	[ ! -s "$log" ] && echo "$out" | grep -q '^NAME' && echo "$out" | grep -q '^SYNOPSIS'
+	[ ! -s "$log" ] && grep -q '^NAME' <<<"$out" && grep -q '^SYNOPSIS' <<<"$out"
 	tap $? "man $m renders without warnings ($(echo "$out" | wc -l) lines, NAME and SYNOPSIS)"
 done
 run "make uninstall" make -s uninstall DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist"
