@@ -599,6 +599,15 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 	if (status >= 500)
 		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "AWS KMS %s: HTTP %ld%s%s%s%s", what,
 			      status, type[0] ? " " : "", type, msg[0] ? ": " : "", msg);
+	if (status == 429 || status == 408)
+		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "AWS KMS %s: HTTP %ld%s%s%s%s", what,
+			      status, type[0] ? " " : "", type, msg[0] ? ": " : "", msg);
+	/* KMS answers errors with 4xx: an error body under any other status
+	 * (a redirect, a proxy's page) is not KMS speaking, and never a kill. */
+	if (status < 400)
+		return lc_err(err, -EPROTO, LC_ERRC_MISCONFIG,
+			      "AWS KMS %s: HTTP %ld with an error body (%s): not an answer of KMS (a proxy or a wrong endpoint?)",
+			      what, status, type[0] ? type : "no type");
 	for (int i = 0; transient[i]; i++)
 		if (!strcmp(type, transient[i])) {
 			if (!strcmp(type, "ExpiredTokenException") || !strcmp(type, "RequestExpired"))
@@ -608,7 +617,7 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		}
 	for (int i = 0; denied[i]; i++)
 		if (!strcmp(type, denied[i]))
-			return lc_err(err, i == 2 ? -EACCES : -EKEYREVOKED, LC_ERRC_DENIED,
+			return lc_err(err, i == 1 ? -EACCES : -EKEYREVOKED, LC_ERRC_DENIED,
 				      "AWS KMS %s: %s: %s%s%s", what, type, denied_why[i],
 				      msg[0] ? ": " : "", msg);
 	if (!strcmp(type, "NotFoundException")) {

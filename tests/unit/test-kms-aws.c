@@ -330,6 +330,11 @@ static void test_error_classes(void **state)
 		{ 400, "ValidationException", "", LC_ERRC_MISCONFIG, NULL },
 		{ 403, NULL, "", LC_ERRC_MISCONFIG, "unrecognised" },	/* a proxy: never a kill */
 		{ 400, "com.amazonaws.kms#DisabledException", "", LC_ERRC_DENIED, "DisabledException" },
+		/* throttling without a type, and denials that KMS did not send */
+		{ 429, NULL, "", LC_ERRC_TRANSIENT, "HTTP 429" },
+		{ 408, NULL, "", LC_ERRC_TRANSIENT, "HTTP 408" },
+		{ 302, "DisabledException", "", LC_ERRC_MISCONFIG, "not an answer of KMS" },
+		{ 302, "AccessDeniedException", "", LC_ERRC_MISCONFIG, "not an answer of KMS" },
 	};
 	char body[256];
 
