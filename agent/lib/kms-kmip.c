@@ -498,6 +498,11 @@ static int load_key(SSL_CTX *ctx, const char *path, struct lc_error *err)
 		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
 			      "[kmip] client_key %s has mode %04o: a private key must not be accessible by group or others (chmod 600)",
 			      path, (unsigned int)(st.st_mode & 07777));
+	/* As for every other secret file: another user could replace it. */
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
+			      "[kmip] client_key %s is owned by uid %u, not by the agent's user or root",
+			      path, (unsigned int)st.st_uid);
 	if (st.st_size <= 0 || st.st_size > 64 * 1024)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "[kmip] client_key %s: %lld bytes is not a PEM private key", path,

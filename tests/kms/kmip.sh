@@ -233,6 +233,11 @@ grep -q 'mode 0640.*chmod 600' <<<"$last" && ok "the key file's mode is named, l
 chmod 604 "$work/loose.key"
 expect "a client key readable by others" MISCONFIG 2000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/loose.key" state "$uid2"
+cp "$work/client.key" "$work/owned.key"
+chown nobody "$work/owned.key"
+expect "a client key owned by another user" MISCONFIG 2000 \
+	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/owned.key" state "$uid2"
+grep -q 'owned by uid .*not by the agent' <<<"$last" && ok "the key file's owner is named" || notok "key owner message" "$last"
 expect "a client key that is not the certificate's" MISCONFIG 2000 \
 	--server "127.0.0.1:$p_kmip" --ca "$work/ca.pem" --cert "$work/client.pem" --key "$work/untrusted.key" state "$uid2"
 
