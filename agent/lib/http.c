@@ -496,6 +496,43 @@ static int b64val(char c)
 	return -1;
 }
 
+void lc_sb_putn(struct lc_sb *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = 0;
+}
+
+void lc_sb_puts(struct lc_sb *b, const char *s)
+{
+	lc_sb_putn(b, s, strlen(s));
+}
+
+void lc_copy_printable(char *out, size_t size, const char *in)
+{
+	size_t i = 0;
+
+	for (; in && in[i] && i + 1 < size; i++)
+		out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
+	out[i] = 0;
+}
+
 void lc_http_msg_scrub(char *msg, size_t size)
 {
 	/* Shapes of what the agent sends and a server might echo back: bearer

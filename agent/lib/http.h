@@ -109,6 +109,22 @@ size_t lc_base64_encode(const uint8_t *in, size_t len, char *out);
 /* Decode @len characters of padded base64 into @out (room for
  * 3 * len / 4 bytes); -EINVAL on bad input, else the length. */
 int lc_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len);
+/* A growing NUL-terminated string for request bodies and canonical
+ * requests; an allocation failure sets @oom and later puts do nothing.
+ * Free @p with free() (or wipe it first if it held a secret). */
+struct lc_sb {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void lc_sb_putn(struct lc_sb *b, const char *s, size_t n);
+void lc_sb_puts(struct lc_sb *b, const char *s);
+
+/* Copy @in (NULL: "") into @out (@size bytes, NUL-terminated, cut to fit),
+ * every byte outside printable ASCII replaced by '?': for a server's text
+ * in a message. */
+void lc_copy_printable(char *out, size_t size, const char *in);
+
 /* A server's error text goes into logs and error messages: replace @msg
  * (NUL-terminated, @size bytes) by a notice if it seems to echo a
  * credential back (a bearer token, a JWT, an AWS signature or session

@@ -29,43 +29,9 @@
 
 /* ---- string builder ----------------------------------------------------- */
 
-struct sb {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_putn(struct sb *b, const char *s, size_t n)
+static void sb_putc(struct lc_sb *b, char c)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_puts(struct sb *b, const char *s)
-{
-	sb_putn(b, s, strlen(s));
-}
-
-static void sb_putc(struct sb *b, char c)
-{
-	sb_putn(b, &c, 1);
+	lc_sb_putn(b, &c, 1);
 }
 
 static bool unreserved(unsigned char c)
@@ -74,7 +40,7 @@ static bool unreserved(unsigned char c)
 }
 
 /* AWS URI encoding: unreserved kept, everything else %XX (upper case). */
-static void sb_uri_encode(struct sb *b, const char *s, size_t n, bool keep_slash)
+static void sb_uri_encode(struct lc_sb *b, const char *s, size_t n, bool keep_slash)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -86,7 +52,7 @@ static void sb_uri_encode(struct sb *b, const char *s, size_t n, bool keep_slash
 		} else {
 			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
 
-			sb_putn(b, e, 3);
+			lc_sb_putn(b, e, 3);
 		}
 	}
 }
@@ -199,7 +165,7 @@ static int qparam_cmp(const void *a, const void *b)
 	return c ? c : strcmp(x->v, y->v);
 }
 
-static int canonical_query(struct sb *b, const char *q)
+static int canonical_query(struct lc_sb *b, const char *q)
 {
 	struct qparam *ps = NULL;
 	size_t n = 0, cap = 0;
@@ -210,7 +176,7 @@ static int canonical_query(struct sb *b, const char *q)
 		const char *eq = memchr(q, '=', l);
 		size_t kl = eq ? (size_t)(eq - q) : l;
 		char *k = uri_decode(q, kl), *v = eq ? uri_decode(eq + 1, l - kl - 1) : strdup("");
-		struct sb ek = { 0 }, ev = { 0 };
+		struct lc_sb ek = { 0 }, ev = { 0 };
 
 		if (l && (!k || !v)) {
 			free(k);
@@ -232,8 +198,8 @@ static int canonical_query(struct sb *b, const char *q)
 			}
 			sb_uri_encode(&ek, k, strlen(k), false);
 			sb_uri_encode(&ev, v, strlen(v), false);
-			sb_puts(&ek, "");
-			sb_puts(&ev, "");
+			lc_sb_puts(&ek, "");
+			lc_sb_puts(&ev, "");
 			free(k);
 			free(v);
 			if (ek.oom || ev.oom) {
@@ -259,9 +225,9 @@ static int canonical_query(struct sb *b, const char *q)
 		for (size_t i = 0; i < n; i++) {
 			if (i)
 				sb_putc(b, '&');
-			sb_puts(b, ps[i].k);
+			lc_sb_puts(b, ps[i].k);
 			sb_putc(b, '=');
-			sb_puts(b, ps[i].v);
+			lc_sb_puts(b, ps[i].v);
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -289,7 +255,7 @@ static int chdr_cmp(const void *a, const void *b)
 }
 
 /* Value with leading/trailing blanks removed and inner runs made one space. */
-static void sb_trimmed(struct sb *b, const char *v)
+static void sb_trimmed(struct lc_sb *b, const char *v)
 {
 	bool space = false, any = false;
 
@@ -310,7 +276,7 @@ int lc_sigv4_sign(const struct lc_sigv4_request *req, const struct lc_sigv4_cred
 		  const char *region, const char *service, time_t when,
 		  struct lc_sigv4_result *res)
 {
-	struct sb cr = { 0 }, sts = { 0 }, auth = { 0 }, signed_names = { 0 };
+	struct lc_sb cr = { 0 }, sts = { 0 }, auth = { 0 }, signed_names = { 0 };
 	struct chdr *hs = NULL;
 	size_t nh = 0;
 	char date[9], scope[160], hash[65];
@@ -363,7 +329,7 @@ int lc_sigv4_sign(const struct lc_sigv4_request *req, const struct lc_sigv4_cred
 	qsort(hs, nh, sizeof(*hs), chdr_cmp);
 
 	/* Canonical request. */
-	sb_puts(&cr, req->method);
+	lc_sb_puts(&cr, req->method);
 	sb_putc(&cr, '\n');
 	if (req->normalize_path) {
 		path = normalize_path(req->path && *req->path ? req->path : "/");
@@ -387,31 +353,31 @@ int lc_sigv4_sign(const struct lc_sigv4_request *req, const struct lc_sigv4_cred
 			cr.len--;	/* drop the '\n' */
 			sb_putc(&cr, ',');
 		} else {
-			sb_puts(&cr, hs[i].name);
+			lc_sb_puts(&cr, hs[i].name);
 			sb_putc(&cr, ':');
 			if (signed_names.len)
 				sb_putc(&signed_names, ';');
-			sb_puts(&signed_names, hs[i].name);
+			lc_sb_puts(&signed_names, hs[i].name);
 		}
 		sb_trimmed(&cr, hs[i].value);
 		sb_putc(&cr, '\n');
 	}
 	sb_putc(&cr, '\n');
-	sb_puts(&cr, signed_names.p ? signed_names.p : "");
+	lc_sb_puts(&cr, signed_names.p ? signed_names.p : "");
 	sb_putc(&cr, '\n');
-	sb_puts(&cr, res->payload_hash);
+	lc_sb_puts(&cr, res->payload_hash);
 	if (cr.oom || signed_names.oom)
 		goto out;
 
 	/* String to sign. */
 	snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date, region, service);
 	sha256_hex(cr.p, cr.len, hash);
-	sb_puts(&sts, "AWS4-HMAC-SHA256\n");
-	sb_puts(&sts, res->amz_date);
+	lc_sb_puts(&sts, "AWS4-HMAC-SHA256\n");
+	lc_sb_puts(&sts, res->amz_date);
 	sb_putc(&sts, '\n');
-	sb_puts(&sts, scope);
+	lc_sb_puts(&sts, scope);
 	sb_putc(&sts, '\n');
-	sb_puts(&sts, hash);
+	lc_sb_puts(&sts, hash);
 	if (sts.oom)
 		goto out;
 
@@ -430,14 +396,14 @@ int lc_sigv4_sign(const struct lc_sigv4_request *req, const struct lc_sigv4_cred
 		goto out;
 	hex_encode(sig, sizeof(sig), res->signature);
 
-	sb_puts(&auth, "AWS4-HMAC-SHA256 Credential=");
-	sb_puts(&auth, creds->access_key_id);
+	lc_sb_puts(&auth, "AWS4-HMAC-SHA256 Credential=");
+	lc_sb_puts(&auth, creds->access_key_id);
 	sb_putc(&auth, '/');
-	sb_puts(&auth, scope);
-	sb_puts(&auth, ", SignedHeaders=");
-	sb_puts(&auth, signed_names.p);
-	sb_puts(&auth, ", Signature=");
-	sb_puts(&auth, res->signature);
+	lc_sb_puts(&auth, scope);
+	lc_sb_puts(&auth, ", SignedHeaders=");
+	lc_sb_puts(&auth, signed_names.p);
+	lc_sb_puts(&auth, ", Signature=");
+	lc_sb_puts(&auth, res->signature);
 	if (auth.oom)
 		goto out;
 	res->canonical_request = cr.p;
@@ -532,15 +498,6 @@ void lc_aws_result_free(struct lc_aws_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-static void copy_printable(char *out, size_t size, const char *in)
-{
-	size_t i = 0;
-
-	for (; in && in[i] && i + 1 < size; i++)
-		out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
-	out[i] = 0;
-}
-
 static enum lc_key_state aws_key_state(const char *s)
 {
 	if (!s)
@@ -591,10 +548,10 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 	if (t) {
 		const char *h = strrchr(t, '#');
 
-		copy_printable(type, sizeof(type), h ? h + 1 : t);
+		lc_copy_printable(type, sizeof(type), h ? h + 1 : t);
 		type[strcspn(type, ":")] = 0;	/* "Type:http://..." form */
 	}
-	copy_printable(msg, sizeof(msg), m ? m : "");
+	lc_copy_printable(msg, sizeof(msg), m ? m : "");
 	lc_http_msg_scrub(msg, sizeof(msg));
 	if (status >= 500)
 		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT, "AWS KMS %s: HTTP %ld%s%s%s%s", what,
@@ -695,7 +652,7 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 			break;
 		}
 		res->blob.len = n;
-		copy_printable(res->key_id, sizeof(res->key_id), lc_json_str(o, "KeyId"));
+		lc_copy_printable(res->key_id, sizeof(res->key_id), lc_json_str(o, "KeyId"));
 		break;
 	case LC_AWS_DECRYPT:
 		if (lc_secret_alloc(&res->plaintext, LC_KMS_AWS_MAX_PLAINTEXT)) {
@@ -707,7 +664,7 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 			break;
 		}
 		res->plaintext.len = n;
-		copy_printable(res->key_id, sizeof(res->key_id), lc_json_str(o, "KeyId"));
+		lc_copy_printable(res->key_id, sizeof(res->key_id), lc_json_str(o, "KeyId"));
 		break;
 	case LC_AWS_DESCRIBE_KEY:
 		if (!json_object_object_get_ex(o, "KeyMetadata", &md) ||
@@ -720,7 +677,7 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 			r = bad_answer(op, "no KeyState", err);
 			break;
 		}
-		copy_printable(res->aws_state, sizeof(res->aws_state), s);
+		lc_copy_printable(res->aws_state, sizeof(res->aws_state), s);
 		res->state = aws_key_state(s);
 		/* Only a state we understand may lead to a revocation. */
 		if (res->state == LC_KEY_UNKNOWN) {
@@ -733,7 +690,7 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 				   res->aws_state, passing ? "passing" : "not one lakecrypt knows");
 			break;
 		}
-		copy_printable(res->key_id, sizeof(res->key_id),
+		lc_copy_printable(res->key_id, sizeof(res->key_id),
 			       lc_json_str(md, "Arn") ? lc_json_str(md, "Arn") : lc_json_str(md, "KeyId"));
 		if (json_object_object_get_ex(md, "DeletionDate", &md) &&
 		    (json_object_is_type(md, json_type_double) || json_object_is_type(md, json_type_int))) {
@@ -1101,7 +1058,7 @@ static int creds_from_web_identity(struct lc_kms_aws *a, struct creds *c, bool r
 	static const char *const hdrs[] = { "Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL };
 	struct lc_http_response resp = { 0 };
 	struct lc_secret tok = { 0 };
-	struct sb body = { 0 };
+	struct lc_sb body = { 0 };
 	const char *id, *sk, *st, *exp, *code;
 	size_t idl = 0, skl = 0, stl = 0, expl = 0, codel = 0;
 	char url[600], when[40];
@@ -1123,12 +1080,12 @@ static int creds_from_web_identity(struct lc_kms_aws *a, struct creds *c, bool r
 			      "AWS credentials: cannot read the web identity token %s: %s", file, strerror(-r));
 	while (tok.len && (tok.p[tok.len - 1] == '\n' || tok.p[tok.len - 1] == '\r'))
 		tok.p[--tok.len] = 0;
-	sb_puts(&body, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=");
+	lc_sb_puts(&body, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=");
 	sb_uri_encode(&body, role, strlen(role), false);
-	sb_puts(&body, "&RoleSessionName=");
+	lc_sb_puts(&body, "&RoleSessionName=");
 	sb_uri_encode(&body, sess && *sess ? sess : "lakecrypt-agent",
 		      strlen(sess && *sess ? sess : "lakecrypt-agent"), false);
-	sb_puts(&body, "&WebIdentityToken=");
+	lc_sb_puts(&body, "&WebIdentityToken=");
 	sb_uri_encode(&body, (const char *)tok.p, tok.len, false);
 	lc_secret_free(&tok);
 	if (body.oom) {
@@ -1611,7 +1568,7 @@ out:
 }
 
 /* "EncryptionContext":{"lakecrypt:volume":"...",...} from the KEK context. */
-static int put_context(struct sb *b, const char *context, struct lc_error *err)
+static int put_context(struct lc_sb *b, const char *context, struct lc_error *err)
 {
 	char buf[LC_KEK_CONTEXT_MAX];
 	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
@@ -1619,13 +1576,13 @@ static int put_context(struct sb *b, const char *context, struct lc_error *err)
 	if (!context || lc_kek_context_split(context, buf, pairs))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "AWS KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig)");
-	sb_puts(b, ",\"EncryptionContext\":{");
+	lc_sb_puts(b, ",\"EncryptionContext\":{");
 	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS; i++) {
 		/* keys and values are of [A-Za-z0-9:._-]: nothing to escape */
-		sb_puts(b, i ? ",\"" : "\"");
-		sb_puts(b, pairs[i].key);
-		sb_puts(b, "\":\"");
-		sb_puts(b, pairs[i].value);
+		lc_sb_puts(b, i ? ",\"" : "\"");
+		lc_sb_puts(b, pairs[i].key);
+		lc_sb_puts(b, "\":\"");
+		lc_sb_puts(b, pairs[i].value);
 		sb_putc(b, '"');
 	}
 	sb_putc(b, '}');
@@ -1653,7 +1610,7 @@ static int aws_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
 		    struct lc_provider_reply *reply, struct lc_error *err)
 {
 	struct lc_kms_aws *a = priv;
-	struct sb head = { 0 }, tail = { 0 };
+	struct lc_sb head = { 0 }, tail = { 0 };
 	struct lc_secret body = { 0 };
 	struct lc_aws_result res;
 	size_t n;
@@ -1661,11 +1618,11 @@ static int aws_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
 
 	if (pt->len > LC_KMS_AWS_MAX_PLAINTEXT)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "AWS KMS: plaintext above 4096 bytes");
-	sb_puts(&head, "{\"KeyId\":\"");
-	sb_puts(&head, key_ref);
-	sb_puts(&head, "\",\"Plaintext\":\"");
+	lc_sb_puts(&head, "{\"KeyId\":\"");
+	lc_sb_puts(&head, key_ref);
+	lc_sb_puts(&head, "\",\"Plaintext\":\"");
 	r = put_context(&tail, context, err);
-	sb_puts(&tail, "}");
+	lc_sb_puts(&tail, "}");
 	if (!r && (head.oom || tail.oom))
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	if (!r) {
@@ -1700,7 +1657,7 @@ static int aws_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob
 		      struct lc_provider_reply *reply, struct lc_error *err)
 {
 	struct lc_kms_aws *a = priv;
-	struct sb b = { 0 };
+	struct lc_sb b = { 0 };
 	struct lc_aws_result res;
 	char *b64;
 	int r;
@@ -1713,10 +1670,10 @@ static int aws_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob
 	if (!b64)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	lc_base64_encode(blob->p, blob->len, b64);
-	sb_puts(&b, "{\"CiphertextBlob\":\"");
-	sb_puts(&b, b64);
-	sb_puts(&b, "\",\"KeyId\":\"");
-	sb_puts(&b, key_ref);
+	lc_sb_puts(&b, "{\"CiphertextBlob\":\"");
+	lc_sb_puts(&b, b64);
+	lc_sb_puts(&b, "\",\"KeyId\":\"");
+	lc_sb_puts(&b, key_ref);
 	sb_putc(&b, '"');
 	free(b64);
 	r = put_context(&b, context, err);
@@ -1739,13 +1696,13 @@ static int aws_key_state_op(void *priv, const char *key_ref, uint64_t timeout_ms
 			    struct lc_provider_reply *reply, struct lc_error *err)
 {
 	struct lc_kms_aws *a = priv;
-	struct sb b = { 0 };
+	struct lc_sb b = { 0 };
 	struct lc_aws_result res;
 	int r;
 
-	sb_puts(&b, "{\"KeyId\":\"");
-	sb_puts(&b, key_ref);
-	sb_puts(&b, "\"}");
+	lc_sb_puts(&b, "{\"KeyId\":\"");
+	lc_sb_puts(&b, key_ref);
+	lc_sb_puts(&b, "\"}");
 	if (b.oom) {
 		free(b.p);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");

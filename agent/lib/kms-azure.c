@@ -40,15 +40,6 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void copy_printable(char *out, size_t size, const char *in)
-{
-	size_t i = 0;
-
-	for (; in && in[i] && i + 1 < size; i++)
-		out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
-	out[i] = 0;
-}
-
 static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *err, const char *fmt, ...)
 {
 	size_t l;
@@ -360,18 +351,18 @@ static int error_answer(enum lc_azure_op op, long status, json_object *o, const 
 
 	if (o && json_object_object_get_ex(o, "error", &e)) {
 		if (json_object_is_type(e, json_type_object)) {
-			copy_printable(code, sizeof(code), lc_json_str(e, "code"));
-			copy_printable(msg, sizeof(msg), lc_json_str(e, "message"));
+			lc_copy_printable(code, sizeof(code), lc_json_str(e, "code"));
+			lc_copy_printable(msg, sizeof(msg), lc_json_str(e, "message"));
 			lc_http_msg_scrub(msg, sizeof(msg));
 			if (json_object_object_get_ex(e, "innererror", &ie) &&
 			    json_object_is_type(ie, json_type_object))
-				copy_printable(inner, sizeof(inner), lc_json_str(ie, "code"));
+				lc_copy_printable(inner, sizeof(inner), lc_json_str(ie, "code"));
 		} else if (json_object_is_type(e, json_type_string)) {
 			/* Microsoft identity platform: {"error":"invalid_client",
 			 * "error_description":..., "error_codes":[7000215]} */
 			json_object *ec, *c0;
 
-			copy_printable(code, sizeof(code), json_object_get_string(e));
+			lc_copy_printable(code, sizeof(code), json_object_get_string(e));
 			if (json_object_object_get_ex(o, "error_codes", &ec) &&
 			    json_object_is_type(ec, json_type_array) && json_object_array_length(ec) &&
 			    (c0 = json_object_array_get_idx(ec, 0)) && json_object_is_type(c0, json_type_int))
@@ -479,8 +470,8 @@ static int parse_key(json_object *o, int64_t now, struct lc_azure_result *res)
 	kty = lc_json_str(key, "kty");
 	if (!kid || !kty || strlen(kid) > LC_AZURE_KID_MAX)
 		return -EINVAL;
-	copy_printable(res->kid, sizeof(res->kid), kid);
-	copy_printable(res->kty, sizeof(res->kty), kty);
+	lc_copy_printable(res->kid, sizeof(res->kid), kid);
+	lc_copy_printable(res->kty, sizeof(res->kty), kty);
 	if (!strcmp(kty, "RSA") || !strcmp(kty, "RSA-HSM"))
 		res->alg = LC_AZURE_RSA_OAEP_256;
 	else if (!strcmp(kty, "oct") || !strcmp(kty, "oct-HSM"))
@@ -560,7 +551,7 @@ int lc_azure_parse_response(enum lc_azure_op op, long status, const char *body, 
 			r = bad_answer(op, "no kid of at most 255 characters", err);
 			break;
 		}
-		copy_printable(res->kid, sizeof(res->kid), s);
+		lc_copy_printable(res->kid, sizeof(res->kid), s);
 		res->value.p = malloc(LC_AZURE_WRAPPED_MAX + 2);
 		if (!res->value.p) {
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
@@ -574,7 +565,7 @@ int lc_azure_parse_response(enum lc_azure_op op, long status, const char *body, 
 		res->value.len = n;
 		break;
 	case LC_AZURE_UNWRAP:
-		copy_printable(res->kid, sizeof(res->kid), lc_json_str(o, "kid"));
+		lc_copy_printable(res->kid, sizeof(res->kid), lc_json_str(o, "kid"));
 		/* Up to what an RSA-8192 key can wrap: a longer plaintext than
 		 * lakecrypt's bound format is a foreign blob (INVALID, later). */
 		if (lc_secret_alloc(&res->secret, LC_AZURE_WRAPPED_MAX + 2)) {

@@ -58,40 +58,6 @@ uint32_t lc_crc32c(uint32_t crc, const void *data, size_t len)
 
 /* ---- string builder ------------------------------------------------------ */
 
-struct sb {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_putn(struct sb *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-}
-
-static void sb_puts(struct sb *b, const char *s)
-{
-	sb_putn(b, s, strlen(s));
-}
-
 /* Add to @err's message, keeping code and class. */
 static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *err, const char *fmt, ...)
 {
@@ -106,15 +72,6 @@ static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *er
 	va_start(ap, fmt);
 	vsnprintf(err->msg + l, sizeof(err->msg) - l, fmt, ap);
 	va_end(ap);
-}
-
-static void copy_printable(char *out, size_t size, const char *in)
-{
-	size_t i = 0;
-
-	for (; in && in[i] && i + 1 < size; i++)
-		out[i] = (in[i] >= 0x20 && in[i] < 0x7f) ? in[i] : '?';
-	out[i] = 0;
 }
 
 /* ---- key references ------------------------------------------------------ */
@@ -210,17 +167,17 @@ static void read_details(json_object *e, struct rpc_details *d)
 		if (!t)
 			continue;
 		if (ends_with(t, "/google.rpc.ErrorInfo") && !d->reason[0]) {
-			copy_printable(d->reason, sizeof(d->reason), lc_json_str(x, "reason"));
+			lc_copy_printable(d->reason, sizeof(d->reason), lc_json_str(x, "reason"));
 			if (json_object_object_get_ex(x, "metadata", &md) &&
 			    json_object_is_type(md, json_type_object)) {
-				copy_printable(d->service, sizeof(d->service), lc_json_str(md, "service"));
-				copy_printable(d->consumer, sizeof(d->consumer), lc_json_str(md, "consumer"));
+				lc_copy_printable(d->service, sizeof(d->service), lc_json_str(md, "service"));
+				lc_copy_printable(d->consumer, sizeof(d->consumer), lc_json_str(md, "consumer"));
 			}
 		} else if (ends_with(t, "/google.rpc.ResourceInfo") && !d->have_resource) {
 			const char *n = lc_json_str(x, "resourceName");
 
 			if (n) {
-				copy_printable(d->resource, sizeof(d->resource), n);
+				lc_copy_printable(d->resource, sizeof(d->resource), n);
 				d->have_resource = true;
 			}
 		}
@@ -255,9 +212,9 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 	const char *m;
 
 	if (o && json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object)) {
-		copy_printable(st, sizeof(st), lc_json_str(e, "status"));
+		lc_copy_printable(st, sizeof(st), lc_json_str(e, "status"));
 		m = lc_json_str(e, "message");
-		copy_printable(msg, sizeof(msg), m);
+		lc_copy_printable(msg, sizeof(msg), m);
 		/* The message goes to logs: never one that echoes a credential
 		 * (an access token, a JWT, a key) back. */
 		lc_http_msg_scrub(msg, sizeof(msg));
@@ -410,11 +367,11 @@ static void set_version(char out[LC_PROVIDER_VERSION_MAX], const char *name)
 	const char *v;
 
 	if (strlen(name) < LC_PROVIDER_VERSION_MAX) {
-		copy_printable(out, LC_PROVIDER_VERSION_MAX, name);
+		lc_copy_printable(out, LC_PROVIDER_VERSION_MAX, name);
 		return;
 	}
 	v = strstr(name, "cryptoKeyVersions/");
-	copy_printable(out, LC_PROVIDER_VERSION_MAX, v ? v : "");
+	lc_copy_printable(out, LC_PROVIDER_VERSION_MAX, v ? v : "");
 }
 
 /* @name is a version of @key_ref: "<key_ref>/cryptoKeyVersions/<digits>". */
@@ -530,7 +487,7 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 		if (s && strcmp(s, "ENCRYPT_DECRYPT")) {
 			char p[40];
 
-			copy_printable(p, sizeof(p), s);
+			lc_copy_printable(p, sizeof(p), s);
 			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 				   "Cloud KMS get: the key's purpose is %s: lakecrypt needs a symmetric ENCRYPT_DECRYPT key",
 				   p);
@@ -547,7 +504,7 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 			r = bad_reply(op, "primary version without a state", err);
 			break;
 		}
-		copy_printable(res->version_state, sizeof(res->version_state), s);
+		lc_copy_printable(res->version_state, sizeof(res->version_state), s);
 		if (lc_json_str(pv, "name"))
 			set_version(res->key_version, lc_json_str(pv, "name"));
 		res->state = version_state(s);
@@ -614,7 +571,7 @@ int lc_gcp_jwt_sign(const char *pem_key, size_t pem_len, const char *kid, const 
 	EVP_PKEY *pk = NULL;
 	EVP_MD_CTX *md = NULL;
 	BIO *bio = NULL;
-	struct sb input = { 0 };
+	struct lc_sb input = { 0 };
 	int r;
 
 	memset(jwt, 0, sizeof(*jwt));
@@ -639,9 +596,9 @@ int lc_gcp_jwt_sign(const char *pem_key, size_t pem_len, const char *kid, const 
 	}
 	b64url((const uint8_t *)hdr, hl, hb);
 	b64url((const uint8_t *)claims, cl, cb);
-	sb_puts(&input, hb);
-	sb_puts(&input, ".");
-	sb_puts(&input, cb);
+	lc_sb_puts(&input, hb);
+	lc_sb_puts(&input, ".");
+	lc_sb_puts(&input, cb);
 	if (input.oom) {
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		goto out;
@@ -884,7 +841,7 @@ static int token_from_key_file(struct lc_kms_gcp *a, uint64_t timeout_ms, struct
 		json_object *eo = lc_json_parse((const char *)resp.body.p, resp.len);
 		char code[64];
 
-		copy_printable(code, sizeof(code), lc_json_str(eo, "error"));
+		lc_copy_printable(code, sizeof(code), lc_json_str(eo, "error"));
 		lc_json_put_wiped(eo);
 		r = lc_err(err, -EACCES, token_status_class(resp.status),
 			   "GCP token endpoint refused the service-account assertion of %.100s: HTTP %ld%s%s%s",
@@ -1142,7 +1099,7 @@ static int check_context(const char *context, struct lc_error *err)
 }
 
 /* ,"additionalAuthenticatedData":"<b64>","additionalAuthenticatedDataCrc32c":"<n>"} */
-static void put_aad(struct sb *b, const char *context)
+static void put_aad(struct lc_sb *b, const char *context)
 {
 	size_t l = strlen(context);
 	char *b64 = malloc(4 * ((l + 2) / 3) + 1), crc[16];
@@ -1153,11 +1110,11 @@ static void put_aad(struct sb *b, const char *context)
 	}
 	lc_base64_encode((const uint8_t *)context, l, b64);
 	snprintf(crc, sizeof(crc), "%" PRIu32, lc_crc32c(0, context, l));
-	sb_puts(b, "\",\"additionalAuthenticatedData\":\"");
-	sb_puts(b, b64);
-	sb_puts(b, "\",\"additionalAuthenticatedDataCrc32c\":\"");
-	sb_puts(b, crc);
-	sb_puts(b, "\"}");
+	lc_sb_puts(b, "\",\"additionalAuthenticatedData\":\"");
+	lc_sb_puts(b, b64);
+	lc_sb_puts(b, "\",\"additionalAuthenticatedDataCrc32c\":\"");
+	lc_sb_puts(b, crc);
+	lc_sb_puts(b, "\"}");
 	free(b64);
 }
 
@@ -1176,7 +1133,7 @@ static int gcp_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
 		    struct lc_provider_reply *reply, struct lc_error *err)
 {
 	struct lc_kms_gcp *a = priv;
-	struct sb tail = { 0 };
+	struct lc_sb tail = { 0 };
 	struct lc_secret body = { 0 };
 	struct lc_gcp_result res;
 	char head[64];
@@ -1227,7 +1184,7 @@ static int gcp_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob
 		      struct lc_provider_reply *reply, struct lc_error *err)
 {
 	struct lc_kms_gcp *a = priv;
-	struct sb b = { 0 };
+	struct lc_sb b = { 0 };
 	struct lc_gcp_result res;
 	char *b64, crc[16];
 	int r;
@@ -1244,10 +1201,10 @@ static int gcp_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	lc_base64_encode(blob->p, blob->len, b64);
 	snprintf(crc, sizeof(crc), "%" PRIu32, lc_crc32c(0, blob->p, blob->len));
-	sb_puts(&b, "{\"ciphertext\":\"");
-	sb_puts(&b, b64);
-	sb_puts(&b, "\",\"ciphertextCrc32c\":\"");
-	sb_puts(&b, crc);
+	lc_sb_puts(&b, "{\"ciphertext\":\"");
+	lc_sb_puts(&b, b64);
+	lc_sb_puts(&b, "\",\"ciphertextCrc32c\":\"");
+	lc_sb_puts(&b, crc);
 	free(b64);
 	put_aad(&b, context);
 	if (b.oom)
