@@ -7,7 +7,9 @@
 #     systemd-analyze security of lakecrypt-agent.service: the exposure
 #     score is printed and must stay below 3.0;
 #   - the agent's sd_notify readiness (READY=1, STATUS=, STOPPING=1);
-#   - lakecrypt-generator on good and bad lakecrypttab lines.
+#   - lakecrypt-generator on good and bad lakecrypttab lines;
+#   - the QEMU harness (tools/qemu/run.sh) against a fake QEMU: when a
+#     boot is repeated and when it never is.
 # TAP; ends with "N passed, N failed, N skipped".
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -272,6 +274,49 @@ tap $? "no lakecrypttab: nothing generated, nothing said"
 printf '# only comments\n\n' >"$tab"
 LAKECRYPTTAB=$tab "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ]
 tap $? "only comments: nothing generated (lakecrypt.target not pulled in)"
+
+# ------------------------------------------------------------ the QEMU harness
+# tools/qemu/run.sh boots once more only when the guest kernel died in its
+# own boot, before dm-lakecrypt was loaded and before the entry printed a
+# line (QEMU TCG's stale int3 of live code patching); never after.  A fake
+# qemu-system-x86_64 plays boot N from $fq/bootN (or $fq/boot).
+fq=$work/fakeqemu
+mkdir -p "$fq"
+cat >"$fq/qemu-system-x86_64" <<'FAKE'
+#!/bin/bash
+n=$(( $(cat "$FAKE_QEMU_DIR/count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$FAKE_QEMU_DIR/count"
+cat "$FAKE_QEMU_DIR/boot$n" 2>/dev/null || cat "$FAKE_QEMU_DIR/boot"
+FAKE
+chmod +x "$fq/qemu-system-x86_64"
+oops='[    7.581293] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI
+[    7.582270] RIP: 0010:sched_clock_tick+0x5/0xb0
+[    7.591570] Kernel panic - not syncing: Fatal exception in interrupt'
+# harness CASE BOOT1 [BOOT]: run run.sh against the fake; sets hrc, boots
+harness() {
+	rm -f "$fq/count" "$fq/boot1" "$fq/boot" "$fq/log" "$fq/log.boot1"
+	printf '%s\n' "$2" >"$fq/boot1"
+	printf '%s\n' "${3:-LC: ok 1 - fake
+LC-EXIT: 0}" >"$fq/boot"
+	FAKE_QEMU_DIR=$fq PATH=$fq:$PATH tools/qemu/run.sh --line 6.12 --no-module --entry e2e/providers.sh \
+		--log "$fq/log" >"$log" 2>&1
+	hrc=$? boots=$(cat "$fq/count" 2>/dev/null || echo 0)
+}
+harness died-in-boot "$oops"
+[ "$hrc" -eq 0 ] && [ "$boots" -eq 2 ] && [ -s "$fq/log.boot1" ] &&
+	grep -q 'died in its own boot.*Oops: int3.*booting again, once' "$log"
+tap $? "run.sh: a guest that died in its own boot is booted once more, saying so (exit $hrc, $boots boots)"
+harness died-twice "$oops" "$oops"
+[ "$hrc" -ne 0 ] && [ "$boots" -eq 2 ]
+tap $? "run.sh: it dies again: no third boot, the run fails (exit $hrc, $boots boots)"
+harness died-in-entry "LC: ok 1 - fake
+$oops"
+[ "$hrc" -eq 3 ] && [ "$boots" -eq 1 ] && grep -q 'LC-KERNEL-PROBLEM: .*Oops: int3' "$log"
+tap $? "run.sh: an oops after the entry printed is a kernel problem, never booted again (exit $hrc, $boots boots)"
+harness died-after-insmod "[    8.397169] dm_lakecrypt: loading out-of-tree module taints kernel.
+$oops"
+[ "$hrc" -eq 3 ] && [ "$boots" -eq 1 ]
+tap $? "run.sh: an oops after dm-lakecrypt was loaded is a kernel problem, never booted again (exit $hrc, $boots boots)"
 
 echo "$pass passed, $fail failed, 0 skipped"
 [ "$fail" -eq 0 ]
