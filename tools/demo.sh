@@ -8,7 +8,7 @@
 # --kms local (default): the agent's embedded local KMS holds the CMK.
 # --kms aws: AWS KMS, emulated by local-kms on the host behind stunnel4
 #   with a test CA, reached from the guest through QEMU's restricted user
-#   network (as tests/e2e/aws-kms-host.sh does; make setup builds both).
+#   network (as tests/e2e/providers-host.sh does; make setup builds both).
 # LAKECRYPT_DEMO=demo: the earlier walk-through (one volume, ext4, no
 # database); LAKECRYPT_DEMO=kernel (make demo-kernel): the dmsetup level.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# End to end with AWS KMS, in the QEMU guest (tests/e2e/aws-kms-host.sh
+# End to end with AWS KMS, in the QEMU guest (tests/e2e/providers-host.sh
 # boots it): the agent reaches local-kms on the host through stunnel4 (TLS,
 # test CA) over QEMU's restricted user network (guestfwd 10.0.2.100:8443);
 # 10.0.2.101:8080 is local-kms itself, plain, standing in for the key
@@ -28,13 +28,8 @@ owner() {
 		"$1" "${#_b}" "$_b" | timeout 20 nc 10.0.2.101 8080 | head -n1
 }
 
-insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
-modprobe brd rd_nr=1 rd_size=66560 || lc_bail "brd"
-echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
-echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
-modprobe virtio_pci
-modprobe virtio_net
-ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || lc_bail "network"
+. ./machine.sh
+lc_machine_net
 echo "$2" | base64 -d >/tmp/ca.pem || lc_bail "CA"
 mkdir -p "$STATE" /run/lakecrypt
 cat >"$CONF" <<CONF

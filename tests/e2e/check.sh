@@ -1,13 +1,12 @@
 #!/bin/bash
 # Host side of the end-to-end tests, for each kernel line: build the agent
-# and the CLI, boot the QEMU machine and run tests/e2e/run-all.sh in it
-# (it ends with the key lifecycle and tests/e2e/pg.sh, PostgreSQL on
-# lakecrypt volumes, on the disks tools/qemu/pg-drives.sh attaches); then
-# the providers' end-to-end runs, each in a boot of its own (their
-# networks differ): AWS KMS (aws-kms-host.sh: local-kms on the host), KMIP
-# (kmip-host.sh: PyKMIP on the host), Google Cloud KMS (gcp-kms-host.sh:
-# the fake Cloud KMS on the host), PKCS#11 (pkcs11.sh: SoftHSM2 in the
-# guest).  Ends with "N passed, N failed, N skipped" over all of them.
+# and the CLI, and boot the QEMU machine twice: tests/e2e/run-all.sh (the
+# local KMS; it ends with the key lifecycle and tests/e2e/pg.sh, PostgreSQL
+# on lakecrypt volumes, on the disks tools/qemu/pg-drives.sh attaches),
+# then the KMS providers in one boot (providers-host.sh: local-kms, PyKMIP
+# and the fake Cloud KMS on the host, reached through guestfwd; SoftHSM2
+# in the guest).  Ends with "N passed, N failed, N skipped" over all of
+# them.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
@@ -62,10 +61,7 @@ for line in ${LAKECRYPT_LINES:-6.1 6.12}; do
 	fi
 	guest "$line" e2e/run-all.sh 1536 "$drives"
 	rm -rf "$pgdir"
-	host "$line" aws-kms-host.sh
-	host "$line" kmip-host.sh
-	host "$line" gcp-kms-host.sh
-	guest "$line" e2e/pkcs11.sh 1024
+	host "$line" providers-host.sh
 done
 echo "$tp passed, $tf failed, $ts skipped"
 [ "$tf" -eq 0 ]

@@ -1,11 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# End to end with Google Cloud KMS, in the QEMU guest (tests/e2e/gcp-kms-host.sh
+# End to end with Google Cloud KMS, in the QEMU guest (tests/e2e/providers-host.sh
 # boots it): the agent reaches the project's fake Cloud KMS
 # (tests/kms/fake-gcp-kms.py) on the host over TLS (test CA) through QEMU's
-# restricted user network (guestfwd 10.0.2.100:8443), and takes its access
-# token from the fake GCE metadata server (10.0.2.102:80), as on a GCE VM.
-# 10.0.2.101:8080 is the same Cloud KMS API over plain HTTP, standing in for
+# restricted user network (guestfwd 10.0.2.120:8443), and takes its access
+# token from the fake GCE metadata server (10.0.2.122:80), as on a GCE VM.
+# 10.0.2.121:8080 is the same Cloud KMS API over plain HTTP, standing in for
 # the key owner's console.  Format, open (one decrypt), I/O, then the owner
 # disables the key version and the watcher revokes the volume.
 # Args: KEY_NAME CA_PEM_BASE64
@@ -26,19 +26,14 @@ gcp_calls() { ctl --json status | sed -n '/"gcp-kms"/,/}/p' | jget "$1"; }
 # version's state (REST v1, updateMask=state) with a token of the metadata server.
 owner() {
 	_t=$(printf 'GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\r\nHost: metadata\r\nMetadata-Flavor: Google\r\nConnection: close\r\n\r\n' |
-		timeout 20 nc 10.0.2.102 80 | sed -n 's/.*"access_token": *"\([^"]*\)".*/\1/p')
+		timeout 20 nc 10.0.2.122 80 | sed -n 's/.*"access_token": *"\([^"]*\)".*/\1/p')
 	_b="{\"state\":\"$1\"}"
 	printf 'PATCH /v1/%s/cryptoKeyVersions/1?updateMask=state HTTP/1.1\r\nHost: cloudkms\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-		"$KEY" "$_t" "${#_b}" "$_b" | timeout 20 nc 10.0.2.101 8080 | head -n1
+		"$KEY" "$_t" "${#_b}" "$_b" | timeout 20 nc 10.0.2.121 8080 | head -n1
 }
 
-insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
-modprobe brd rd_nr=1 rd_size=66560 || lc_bail "brd"
-echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
-echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
-modprobe virtio_pci
-modprobe virtio_net
-ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || lc_bail "network"
+. ./machine.sh
+lc_machine_net
 echo "$2" | base64 -d >/tmp/ca.pem || lc_bail "CA"
 mkdir -p "$STATE" /run/lakecrypt
 cat >"$CONF" <<CONF
@@ -52,10 +47,10 @@ log = stderr
 watch_interval_s = 2
 
 [gcp-kms]
-endpoint = https://10.0.2.100:8443
+endpoint = https://10.0.2.120:8443
 ca_bundle = /tmp/ca.pem
 credentials = metadata
-metadata_endpoint = http://10.0.2.102:80
+metadata_endpoint = http://10.0.2.122:80
 CONF
 lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
 AGENT_PID=$!

@@ -1,9 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# End to end with a KMIP server, in the QEMU guest (tests/e2e/kmip-host.sh
+# End to end with a KMIP server, in the QEMU guest (tests/e2e/providers-host.sh
 # boots it): the agent reaches PyKMIP on the host over mutual TLS through
-# QEMU's restricted user network (guestfwd 10.0.2.100:5696).  The TLS files
-# come from 10.0.2.102:8080; a connection to 10.0.2.101:8080 is the key
+# QEMU's restricted user network (guestfwd 10.0.2.110:5696).  The TLS files
+# come from 10.0.2.112:8080; a connection to 10.0.2.111:8080 is the key
 # owner revoking the key in the KMIP server.  Format, open (one Decrypt),
 # I/O, then Revoke and the watcher revokes the volume.
 # Args: KEY_UNIQUE_IDENTIFIER
@@ -21,15 +21,10 @@ jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | hea
 # kmip_calls FIELD: the kmip counter FIELD of status
 kmip_calls() { ctl --json status | sed -n '/"kmip"/,/}/p' | jget "$1"; }
 
-insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
-modprobe brd rd_nr=1 rd_size=66560 || lc_bail "brd"
-echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
-echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
-modprobe virtio_pci
-modprobe virtio_net
-ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || lc_bail "network"
+. ./machine.sh
+lc_machine_net
 mkdir -p /tmp/kmip "$STATE" /run/lakecrypt
-timeout 30 nc 10.0.2.102 8080 </dev/null | base64 -d | tar -x -C /tmp/kmip || lc_bail "TLS files from the host"
+timeout 30 nc 10.0.2.112 8080 </dev/null | base64 -d | tar -x -C /tmp/kmip || lc_bail "TLS files from the host"
 chmod 600 /tmp/kmip/client.key
 lc_run "CA, client certificate and key fetched from the host" test -s /tmp/kmip/client.key
 cat >"$CONF" <<CONF
@@ -43,7 +38,7 @@ log = stderr
 watch_interval_s = 2
 
 [kmip]
-server = 10.0.2.100:5696
+server = 10.0.2.110:5696
 ca_bundle = /tmp/kmip/ca.pem
 client_cert = /tmp/kmip/client.pem
 client_key = /tmp/kmip/client.key
@@ -77,7 +72,7 @@ grep '"op":"cmk.unwrap"' "$AUDIT" | grep '"provider":"kmip"' | grep -q '"request
 	lc_ok "audit records the KMIP unwrap with the server-echoed batch id" ||
 	lc_notok "audit records the KMIP unwrap"
 
-r=$(timeout 60 nc 10.0.2.101 8080 </dev/null | head -n1)
+r=$(timeout 60 nc 10.0.2.111 8080 </dev/null | head -n1)
 lc_eq "the key owner revokes the key in the KMIP server" revoked "$r"
 i=0
 while [ $i -lt 30 ]; do

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# End to end with a PKCS#11 HSM, in the QEMU guest (tests/e2e/check.sh
-# boots it): SoftHSM2 with a token made here by softhsm2-util and an AES
+# End to end with a PKCS#11 HSM, in the QEMU guest (tests/e2e/providers.sh
+# runs it): SoftHSM2 with a token made here by softhsm2-util and an AES
 # key made by pkcs11-tool, the agent with [pkcs11]; keyconfig create,
 # format (C_Encrypt), open (one C_Decrypt for the whole volume), I/O,
 # close and open again; then the token's owner deletes the key and the
@@ -20,10 +20,8 @@ jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | hea
 # p11_calls FIELD: the pkcs11 counter FIELD of status
 p11_calls() { ctl --json status | sed -n '/"pkcs11"/,/}/p' | jget "$1"; }
 
-insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
-modprobe brd rd_nr=1 rd_size=66560 || lc_bail "brd"
-echo 1000000 >/proc/sys/kernel/keys/root_maxkeys
-echo 100000000 >/proc/sys/kernel/keys/root_maxbytes
+. ./machine.sh
+lc_machine
 mkdir -p "$STATE" /run/lakecrypt /tmp/tokens
 printf 'directories.tokendir = /tmp/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' >/tmp/softhsm2.conf
 export SOFTHSM2_CONF=/tmp/softhsm2.conf

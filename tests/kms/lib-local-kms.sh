@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the scripts that need AWS KMS on loopback (tests/e2e/aws-kms-host.sh,
+# Shared by the scripts that need AWS KMS on loopback (tests/e2e/providers-host.sh,
 # tools/bench.sh): local-kms (Go, installed by make setup) behind stunnel4
 # with a test CA made on the spot.  Source it, then:
 #   lkms_start WORKDIR SANS     make WORKDIR/ca.pem, a server certificate for
