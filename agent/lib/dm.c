@@ -339,16 +339,20 @@ static void task_destroyp(struct dm_task **dmt)
 
 #define _cleanup_task_ _cleanup_(task_destroyp)
 
-/* A udev cookie for ioctls that make uevents.  Without udev sync the cookie
- * is 0 and dm_udev_wait() just performs libdevmapper's own node updates. */
-static int task_set_cookie(struct dm_task *dmt, uint32_t *cookie)
+/* A udev cookie for ioctls that make uevents, with the udev flags @flags
+ * (DM_UDEV_*_FLAG, libdevmapper.h).  Without udev sync the cookie is 0 and
+ * dm_udev_wait() just performs libdevmapper's own node updates. */
+static int task_set_cookie_flags(struct dm_task *dmt, uint32_t *cookie, uint16_t flags)
 {
-	uint16_t flags = 0;
-
 	*cookie = 0;
 	if (dm_udev_get_sync_support())
 		flags |= DM_UDEV_DISABLE_LIBRARY_FALLBACK;
 	return dm_task_set_cookie(dmt, cookie, flags);
+}
+
+static int task_set_cookie(struct dm_task *dmt, uint32_t *cookie)
+{
+	return task_set_cookie_flags(dmt, cookie, 0);
 }
 
 static int task_errno(struct dm_task *dmt)
@@ -445,9 +449,13 @@ int lc_dm_create(const char *name, const char *volume_uuid, const char *line,
 	dmt = task_new(DM_DEVICE_CREATE);
 	if (!dmt)
 		return no_task(err);
+	/* No key is loaded yet: udev must not probe the device (blkid's reads
+	 * would fail and find nothing) nor tell systemd it is ready; the
+	 * caller announces it with lc_dm_announce() once its keys are in. */
 	if (!dm_task_set_name(dmt, name) || !dm_task_set_uuid(dmt, uuid) ||
 	    !dm_task_add_target(dmt, start, len, target, params) ||
-	    !task_set_cookie(dmt, &cookie))
+	    !task_set_cookie_flags(dmt, &cookie, DM_UDEV_DISABLE_DISK_RULES_FLAG |
+				   DM_UDEV_DISABLE_OTHER_RULES_FLAG))
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL,
 			      "cannot prepare the device-mapper create of %s: %s", name, last_error());
 	/* Read-write is the default; no dm_task_set_ro(). */
@@ -551,6 +559,29 @@ int lc_dm_resume(const char *name, struct lc_error *err)
 	}
 	(void)dm_udev_wait(cookie);
 	return 0;
+}
+
+int lc_dm_announce(const char *name, struct lc_error *err)
+{
+	_cleanup_task_ struct dm_task *sus = NULL;
+	int r;
+
+	r = check_name(name, err);
+	if (r < 0)
+		return r;
+	sus = task_new(DM_DEVICE_SUSPEND);
+	if (!sus)
+		return no_task(err);
+	if (!dm_task_set_name(sus, name))
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare the suspend of %s",
+			      name);
+	if (!dm_task_run(sus)) {
+		r = task_errno(sus);
+		return lc_err(err, r, LC_ERRC_INVALID,
+			      "suspending %s to announce it to udev failed: %s (%s); see the kernel log",
+			      name, strerror(-r), last_error());
+	}
+	return lc_dm_resume(name, err);
 }
 
 int lc_dm_message(const char *name, const char *msg, struct lc_error *err)

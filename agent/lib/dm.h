@@ -84,7 +84,8 @@ const char *lc_dm_discard_name(enum lc_dm_discard d);
 /*
  * Create and activate device @name (read-write) with the one-target table
  * @line ("<start> <len> lakecrypt <params>", as lc_dm_table_line() builds),
- * DM uuid LC_DM_UUID_PREFIX @volume_uuid.  -EEXIST if the name is taken.
+ * DM uuid LC_DM_UUID_PREFIX @volume_uuid, with udev's disk and other rules
+ * disabled until lc_dm_announce().  -EEXIST if the name is taken.
  */
 int lc_dm_create(const char *name, const char *volume_uuid, const char *line,
 		 struct lc_error *err);
@@ -104,6 +105,19 @@ int lc_dm_create(const char *name, const char *volume_uuid, const char *line,
 int lc_dm_reload(const char *name, const char *line, struct lc_error *err);
 /* DM_DEVICE_RESUME of @name. */
 int lc_dm_resume(const char *name, struct lc_error *err);
+
+/*
+ * Announce live device @name to udev once its keys are loaded:
+ * lc_dm_create() made it with udev's disk and other rules disabled (no
+ * blkid on a device without keys, no SYSTEMD_READY); a suspend and a
+ * resume with a fresh cookie make the "change" uevent in which dm's rules
+ * run in full (blkid, /dev/disk/by-uuid of the filesystem inside,
+ * SYSTEMD_READY=1), as a cryptsetup open's resume does.  A synthetic
+ * change event would not do: dm's rules restore the disabling flags from
+ * the udev database for those.  Errors: those of the suspend (the device
+ * goes on serving, unannounced) and of lc_dm_resume() (left suspended).
+ */
+int lc_dm_announce(const char *name, struct lc_error *err);
 
 /* Send target message @msg to sector 0 of @name. */
 int lc_dm_message(const char *name, const char *msg, struct lc_error *err);

@@ -919,6 +919,9 @@ static int activate(const struct lc_volume_env *env, struct lc_volume *v,
 		return r;
 	}
 	r = load_keys(env, v->name, v->uuid, prefix, deks, v->segments, v->key_size, live, err);
+	/* Only now may udev read it (blkid, by-uuid, SYSTEMD_READY). */
+	if (r >= 0 && be->dm_announce)
+		r = be->dm_announce(env->be_ctx, v->name, err);
 	if (r < 0) {
 		if (be->dm_remove(env->be_ctx, v->name, &e2) < 0 && e2.code != -ENXIO)
 			lc_error_log("removing %s after a failed open failed too: %s", v->name, e2.msg);
@@ -2249,6 +2252,12 @@ static int k_dm_resume(void *ctx, const char *name, struct lc_error *err)
 	return lc_dm_resume(name, err);
 }
 
+static int k_dm_announce(void *ctx, const char *name, struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_announce(name, err);
+}
+
 static int k_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
 {
 	(void)ctx;
@@ -2278,6 +2287,7 @@ const struct lc_volume_backend lc_volume_backend_kernel = {
 	.dm_message	= k_dm_message,
 	.dm_reload	= k_dm_reload,
 	.dm_resume	= k_dm_resume,
+	.dm_announce	= k_dm_announce,
 	.dm_status	= k_dm_status,
 	.dm_remove	= k_dm_remove,
 	.dm_list	= k_dm_list,

@@ -78,6 +78,9 @@ struct lc_volume_backend {
 	 * that cannot resize. */
 	int (*dm_reload)(void *ctx, const char *name, const char *line, struct lc_error *err);
 	int (*dm_resume)(void *ctx, const char *name, struct lc_error *err);
+	/* Tell udev a new device has its keys, as lc_dm_announce(); NULL: a
+	 * backend without udev. */
+	int (*dm_announce)(void *ctx, const char *name, struct lc_error *err);
 	int (*dm_status)(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err);
 	int (*dm_remove)(void *ctx, const char *name, struct lc_error *err);
 	int (*dm_list)(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err);

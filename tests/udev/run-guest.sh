@@ -130,6 +130,22 @@ FSU=$(prop /dev/mapper/ledger ID_FS_UUID)
 lc_eq "dm: blkid sees the filesystem inside" ext4 "$(prop /dev/mapper/ledger ID_FS_TYPE)"
 lc_eq "dm: by-uuid of the filesystem inside" "$DM" "$(link_to "/dev/disk/by-uuid/$FSU")"
 lc_eq "backing device still lakecrypt" lakecrypt "$(prop /dev/ram0 ID_FS_TYPE)"
+# Opened again with the filesystem already inside (as at every boot): udev
+# probes it only once its keys are in, with no change event by hand.
+ctl close ledger >/dev/null 2>&1
+settle
+[ ! -e "/dev/disk/by-uuid/$FSU" ]
+lc_result $? "dm: closed: the filesystem's by-uuid link gone"
+ctl open /dev/disk/by-lakecrypt/fin/ledger ledger --workspace fin >/dev/null
+lc_result $? "open again, the filesystem already inside"
+settle
+DM=$(link_to /dev/mapper/ledger)
+lc_eq "dm: reopened: blkid sees the filesystem inside, with no change event by hand" ext4 \
+	"$(prop /dev/mapper/ledger ID_FS_TYPE)"
+lc_eq "dm: reopened: by-uuid of the filesystem inside" "$DM" "$(link_to "/dev/disk/by-uuid/$FSU")"
+lc_eq "dm: reopened: SYSTEMD_READY not 0" "" "$(prop /dev/mapper/ledger SYSTEMD_READY | grep -x 0)"
+lc_eq "dm: reopened: no I/O error (udev did not read before the keys were in)" 0 \
+	"$(ctl --json status ledger | jget io_errors)"
 
 # notify-revoked for a device that is not revoked is refused
 lakecryptctl notify-revoked ledger >/tmp/nr.out 2>&1

@@ -56,6 +56,9 @@ struct fake {
 	int fail_reload;		/* dm_reload returns this once if < 0 */
 	bool refuse_resume;		/* next reload: swapped in, resume refused */
 	unsigned int reloads, resumes;
+	unsigned int announces;		/* dm_announce calls */
+	uint32_t announced_keys;	/* keys the device had when announced */
+	int fail_announce;		/* dm_announce returns this if < 0 */
 	char last_line[1024];
 };
 
@@ -258,6 +261,20 @@ static int f_dm_resume(void *ctx, const char *name, struct lc_error *err)
 	return 0;
 }
 
+static int f_dm_announce(void *ctx, const char *name, struct lc_error *err)
+{
+	struct fake *f = ctx;
+	struct fake_dev *d = find_dev(f, name);
+
+	f->announces++;
+	if (!d)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	f->announced_keys = d->keys_loaded;
+	if (f->fail_announce)
+		return lc_err(err, f->fail_announce, LC_ERRC_INVALID, "injected announce failure");
+	return 0;
+}
+
 static int f_dm_status(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err)
 {
 	struct fake *f = ctx;
@@ -303,7 +320,7 @@ static const struct lc_volume_backend fake_backend = {
 	.name = "fake", .regular_files = true,
 	.kr_open = f_kr_open, .kr_add = f_kr_add, .kr_drop = f_kr_drop, .kr_close = f_kr_close,
 	.kr_purge = f_kr_purge, .dm_create = f_dm_create, .dm_message = f_dm_message,
-	.dm_reload = f_dm_reload, .dm_resume = f_dm_resume,
+	.dm_reload = f_dm_reload, .dm_resume = f_dm_resume, .dm_announce = f_dm_announce,
 	.dm_status = f_dm_status, .dm_remove = f_dm_remove, .dm_list = f_dm_list,
 };
 
@@ -520,6 +537,9 @@ static void test_open_one_unwrap(void **state)
 	assert_string_equal(v->uuid, uuid);
 	assert_int_equal(lc_volume_status(&e->venv, v, &st, &err), 0);
 	assert_int_equal(st.keys_loaded, 4096);
+	/* udev is told of the device once, with every key in (blkid). */
+	assert_int_equal(e->fk.announces, 1);
+	assert_int_equal(e->fk.announced_keys, 4096);
 
 	audit = slurp(e->audit_path);
 	assert_non_null(strstr(audit, "\"op\":\"cmk.unwrap\""));
@@ -708,6 +728,15 @@ static void test_failure_unwinds(void **state)
 	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -ENOMEM);
 	assert_int_equal(e->fk.ndevs, 0);
 	assert_int_equal(e->fk.ring_max, 1000);
+	/* A device udev cannot be told of (suspend or resume failed) is
+	 * taken back as well: the open fails, nothing is left. */
+	e->fk.fail_create = 0;
+	e->fk.fail_announce = -EIO;
+	assert_int_equal(open_vol(e, "ws1", NULL, &v, &err), -EIO);
+	assert_null(v);
+	assert_int_equal(e->fk.ndevs, 0);
+	assert_int_equal(e->fk.ring_keys, 0);
+	assert_int_equal(e->fk.purges, 2);
 }
 
 static void test_detached(void **state)
