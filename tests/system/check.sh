@@ -213,7 +213,9 @@ bad-6    /dev/sdf
 archive  /dev/disk/by-id/wwn-0x5000c500a1b2c3d4   finance   noauto,header=/etc/lakecrypt/archive.hdr,timeout=0
 bad-8    UUID=nope   finance
 bad-9    /dev/sdh   finance   cache,header=/x
+pg-wal   /dev/disk/by-lakecrypt/finance/pg-wal   finance   header=pg-wal-hdr
 TAB
+printf 'crlf     /dev/disk/by-lakecrypt/finance/crlf   finance   nofail\r\n' >>"$tab"
 rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$tab "$gen" "$G" "$G" "$G" >"$work/gen.out" 2>"$work/gen.err"
 tap $? "generator exits 0 with bad lines present"
@@ -236,14 +238,23 @@ done
 tap $ok "each bad line reported once as FILE:LINE: what is wrong; line skipped"
 (cd "$G" && find . | LC_ALL=C sort) >"$work/gen.files"
 for f in './lakecrypt@ledger.service' './lakecrypt@wal.service' './lakecrypt@scratch.service' \
-	'./lakecrypt@archive.service' './lakecrypt.target.requires/lakecrypt@ledger.service' \
+	'./lakecrypt@archive.service' './lakecrypt@pg-wal.service' './lakecrypt@crlf.service' \
+	'./lakecrypt.target.requires/lakecrypt@ledger.service' \
 	'./lakecrypt.target.requires/lakecrypt@wal.service' './lakecrypt.target.wants/lakecrypt@scratch.service' \
+	'./lakecrypt.target.requires/lakecrypt@pg-wal.service' './lakecrypt.target.wants/lakecrypt@crlf.service' \
 	'./multi-user.target.wants/lakecrypt.target'; do
 	grep -qxF "$f" "$work/gen.files" || echo "missing $f" >>"$log"
 done
-[ "$(grep -c '^\./lakecrypt@.*\.service$' "$work/gen.files")" -eq 4 ] || echo "not exactly 4 units" >>"$log"
+[ "$(grep -c '^\./lakecrypt@.*\.service$' "$work/gen.files")" -eq 6 ] || echo "not exactly 6 units" >>"$log"
 ! grep -q 'archive' <(grep 'target\.' "$work/gen.files") || echo "noauto volume pulled in" >>"$log"
-[ ! -s "$log" ]; tap $? "the 4 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
+[ ! -s "$log" ]; tap $? "the 6 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
+has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
+	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal$' &&
+	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
+	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target remote-fs-pre\.target umount\.target$'
+tap $? "pg-wal: a name with '-' is the unit lakecrypt@pg-wal.service as typed; a header by name; ordered before blockdev@ (mounts of /dev/mapper/pg-wal come after)"
+has "$G/lakecrypt@crlf.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/crlf crlf --workspace finance$'
+tap $? "a line saved with CRLF: the carriage return is not part of the options (nofail read)"
 cat "$work/gen.files" >>"$log"; : >"$log"
 u=$G/lakecrypt@ledger.service
 has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
@@ -256,15 +267,17 @@ has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid
 tap $? "ledger: open by uuid (lower-cased), _netdev, timeout=120 on the open and the device wait"
 u=$G/lakecrypt@scratch.service
 has "$u" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 cache /dev/disk/by-id/nvme-Example_SSD_1234 scratch --workspace finance --segment-size 1M$' &&
-	! grep -q '^Before=lakecrypt.target' "$u" && ! grep -q network-online "$u" && ! grep -q TimeoutStartSec "$u"
-tap $? "scratch: a cache, nofail (not ordered before lakecrypt.target), default timeout"
+	! grep -q '^Before=lakecrypt.target' "$u" && ! grep -q network-online "$u" && has "$u" '^TimeoutStartSec=90$' &&
+	[ ! -e "$G/dev-disk-by\\x2did-nvme\\x2dExample_SSD_1234.device.d" ]
+tap $? "scratch: a cache, nofail (not ordered before lakecrypt.target), no timeout=: 90 s (a oneshot has none of its own)"
 has "$G/lakecrypt@archive.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-id/wwn-0x5000c500a1b2c3d4 archive --workspace finance --header /etc/lakecrypt/archive.hdr$' &&
-	has "$G/lakecrypt@archive.service" '^TimeoutStartSec=infinity$'
-tap $? "archive: detached header, timeout=0 means no limit"
+	has "$G/lakecrypt@archive.service" '^TimeoutStartSec=infinity$' &&
+	has "$G/dev-disk-by\\x2did-wwn\\x2d0x5000c500a1b2c3d4.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=infinity$'
+tap $? "archive: detached header, timeout=0 means no limit (the open and the device wait)"
 G2=$work/gen2
 mkdir -p "$G2"
 LAKECRYPTTAB=$tab "$B/lakecrypt-generator" "$G2" "$G2" "$G2" 2>/dev/null
-for v in ledger wal scratch archive; do
+for v in ledger wal scratch archive pg-wal crlf; do
 	SYSTEMD_UNIT_PATH="$G2:$work/units:" systemd-analyze verify "$G2/lakecrypt@$v.service" >"$log" 2>&1
 	tap $? "systemd-analyze verify lakecrypt@$v.service (generated)"
 done
@@ -274,6 +287,18 @@ tap $? "no lakecrypttab: nothing generated, nothing said"
 printf '# only comments\n\n' >"$tab"
 LAKECRYPTTAB=$tab "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ]
 tap $? "only comments: nothing generated (lakecrypt.target not pulled in)"
+mkdir -p "$work/tabdir"
+LAKECRYPTTAB=$work/tabdir "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+	grep -q "lakecrypt-generator: $work/tabdir: not a regular file; no volume opened at boot" "$log"
+tap $? "lakecrypttab is a directory: said, nothing generated"
+ln -sf "$work/nowhere" "$work/tablink"
+LAKECRYPTTAB=$work/tablink "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+	grep -q "lakecrypt-generator: $work/tablink: a symbolic link to nothing" "$log"
+tap $? "lakecrypttab is a dangling symbolic link: said, nothing generated"
+cp "$tab" "$work/tab000"; chmod 000 "$work/tab000"; chmod o+x "$work"
+setpriv --reuid=65534 --regid=65534 --clear-groups env LAKECRYPTTAB="$work/tab000" "$gen" "$work/nobody-gen" 2>"$log"
+[ $? -eq 0 ] && grep -q "lakecrypt-generator: $work/tab000: cannot be read; no volume opened at boot" "$log"
+tap $? "lakecrypttab unreadable: said (not 'say: not found'), nothing generated"
 
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its
