@@ -614,12 +614,36 @@ static int get_blob(struct lc_buf *dst, const uint8_t *buf, size_t off, uint32_t
 	return 0;
 }
 
+/*
+ * The header and area sizes that @segs segments of @key_size-byte keys
+ * give (lc_header_layout()), and nothing else: checked on the fixed part
+ * before anything past it is read, so that a hostile size field never
+ * makes a reader (the udev probe on any disk) read or hold more than a
+ * genuine header of the geometry it claims.
+ */
+static int check_sizes(uint64_t hdr, uint64_t area, uint32_t segs, uint32_t key_size,
+		       struct lc_error *err)
+{
+	uint64_t want_hdr = 0, want_area = 0;
+	int r;
+
+	r = lc_header_layout(segs, key_size, &want_hdr, &want_area, NULL, err);
+	if (r)
+		return r;
+	if (hdr != want_hdr || area != want_area)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "header size %" PRIu64 " / area size %" PRIu64 " inconsistent with %"
+			      PRIu32 " segments of %" PRIu32 "-byte keys: expected %" PRIu64
+			      " / %" PRIu64, hdr, area, segs, key_size, want_hdr, want_area);
+	return 0;
+}
+
 int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *copy_out,
 		     struct lc_error *err)
 {
 	const uint8_t *buf = data;
 	uint8_t sum[LC_HDR_CHECKSUM_LEN];
-	uint64_t hdr, area, want_hdr, want_area;
+	uint64_t hdr, area;
 	uint32_t stride, table;
 	struct lc_header *h;
 	uint16_t version, copy;
@@ -676,7 +700,7 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 	stride = get32(buf + LC_HDR_OFF_DEK_STRIDE);
 	table = get32(buf + LC_HDR_OFF_DEK_TABLE);
 
-	r = lc_header_layout(h->segment_count, h->key_size, &want_hdr, &want_area, NULL, err);
+	r = lc_header_layout(h->segment_count, h->key_size, NULL, NULL, NULL, err);
 	if (r)
 		goto fail;
 	if (stride != lc_header_dek_stride(h->key_size) || table != LC_HDR_FIXED_SIZE) {
@@ -687,14 +711,9 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 			   lc_header_dek_stride(h->key_size), h->key_size);
 		goto fail;
 	}
-	if (hdr != want_hdr || area != want_area) {
-		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			   "header size %" PRIu64 " / area size %" PRIu64 " inconsistent with %"
-			   PRIu32 " segments of %" PRIu32 "-byte keys: expected %" PRIu64
-			   " / %" PRIu64, hdr, area, h->segment_count, h->key_size, want_hdr,
-			   want_area);
+	r = check_sizes(hdr, area, h->segment_count, h->key_size, err);
+	if (r)
 		goto fail;
-	}
 	if (!all_zero(buf + LC_HDR_OFF_RESERVED1, LC_HDR_RESERVED1_SIZE) ||
 	    (version == LC_HDR_VERSION_V1 && !all_zero(h->mac, LC_HDR_MAC_LEN)) ||
 	    !all_zero(buf + LC_HDR_OFF_RESERVED2, LC_HDR_RESERVED2_SIZE) ||
@@ -870,6 +889,11 @@ static void read_copy(const struct lc_header_io *io, uint64_t off, int copy, str
 	hdr = get64(fixed + LC_HDR_OFF_HDR_SIZE);
 	if (hdr < LC_HDR_FIXED_SIZE || hdr > LC_HDR_AREA_MAX) {
 		r = lc_header_decode(fixed, LC_HDR_FIXED_SIZE, NULL, NULL, &e);
+		snprintf(p->why, sizeof(p->why), "%s", e.msg);
+		goto out;
+	}
+	if (check_sizes(hdr, area, get32(fixed + LC_HDR_OFF_SEGMENT_COUNT),
+			get32(fixed + LC_HDR_OFF_KEY_SIZE), &e)) {
 		snprintf(p->why, sizeof(p->why), "%s", e.msg);
 		goto out;
 	}

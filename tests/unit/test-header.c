@@ -655,6 +655,61 @@ static void test_huge_counts(void **state)
 	free(buf);
 }
 
+/* A sparse device of @size bytes holding @fixed at offset 0 and zeros
+ * elsewhere; counts the bytes read. */
+struct sparse {
+	const uint8_t *fixed;
+	size_t fixed_len;
+	uint64_t size;
+	uint64_t bytes_read;
+};
+
+static ssize_t sparse_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct sparse *sp = ctx;
+
+	if (off >= sp->size)
+		return 0;
+	if (len > sp->size - off)
+		len = sp->size - off;
+	memset(buf, 0, len);
+	if (off < sp->fixed_len)
+		memcpy(buf, sp->fixed + off, len < sp->fixed_len - off ? len : sp->fixed_len - off);
+	sp->bytes_read += len;
+	return (ssize_t)len;
+}
+
+/*
+ * From the hostile review of the udev probe: a fixed part whose header and
+ * area sizes say 256 MiB (the most the format allows) while its segment
+ * count and key size give 16 KiB + 4 records.  Before, every reader (the
+ * probe on any disk udev sees) read and held 256 MiB for copy A, then as
+ * much for a copy B candidate.  The sizes are now checked against the
+ * layout on the fixed part, before anything past it is read.
+ */
+static void test_hostile_size_read_bounded(void **state)
+{
+	struct sparse sp = { 0 };
+	struct lc_header_io io = { &sp, sparse_pread, NULL, NULL };
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	size_t len;
+	uint8_t *buf = encoded(4, 64, &len);
+
+	(void)state;
+	put_le(buf + LC_HDR_OFF_HDR_SIZE, 1ull << 28, 8);
+	put_le(buf + LC_HDR_OFF_AREA_SIZE, 1ull << 28, 8);
+	sp.fixed = buf;
+	sp.fixed_len = LC_HDR_FIXED_SIZE;
+	sp.size = 600ull << 20;
+	assert_int_equal(lc_header_read_io(&io, &h, NULL, &err), -EINVAL);
+	assert_null(h);
+	print_message("# hostile 256 MiB size fields: %" PRIu64 " bytes read (%s)\n", sp.bytes_read,
+		      err.msg);
+	assert_true(sp.bytes_read <= 1u << 20);
+	free(buf);
+}
+
 /* ---------- reading two copies ---------- */
 
 struct two {
@@ -1464,6 +1519,7 @@ int main(void)
 		cmocka_unit_test(test_detached_file),
 		cmocka_unit_test(test_dump),
 		cmocka_unit_test(test_fuzz_corpus),
+		cmocka_unit_test(test_hostile_size_read_bounded),
 		cmocka_unit_test(test_speed_65536),
 	};
 
