@@ -103,6 +103,26 @@ change /dev/ram1
 lc_eq "ram1 wiped: no ID_FS_TYPE" "" "$(prop /dev/ram1 ID_FS_TYPE)"
 lc_eq "ram1 wiped: by-lakecrypt link removed" "" "$(ls /dev/disk/by-lakecrypt/fin/broken-a 2>/dev/null)"
 
+# A volume on a partition: udev gives partitions their disk's
+# ID_PART_TABLE_TYPE (60-persistent-storage.rules, IMPORT{parent}); only a
+# whole disk with a partition table is skipped.  A DOS table with one
+# partition (sectors 2048 to 43007), written by hand (no sfdisk here).
+dd if=/dev/zero of=/tmp/part.img bs=1M count=48 2>/dev/null
+printf '\000\000\002\000\203\000\000\000\000\010\000\000\000\240\000\000' |
+	dd of=/tmp/part.img bs=1 seek=446 conv=notrunc 2>/dev/null
+printf '\125\252' | dd of=/tmp/part.img bs=1 seek=510 conv=notrunc 2>/dev/null
+LOOP3=$(losetup -f) && losetup -P "$LOOP3" /tmp/part.img || lc_bail "losetup -P"
+settle
+i=0
+while [ ! -b "${LOOP3}p1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+ctl format "${LOOP3}p1" --workspace fin --project on-part --segment-size 1M --force --batch >/dev/null
+lc_result $? "format the partition ${LOOP3}p1"
+change "${LOOP3}p1"
+lc_eq "partitioned disk: ID_PART_TABLE_TYPE" dos "$(prop "$LOOP3" ID_PART_TABLE_TYPE)"
+lc_eq "partitioned disk: not probed as lakecrypt" "" "$(prop "$LOOP3" LAKECRYPT_WORKSPACE)"
+lc_eq "partition: ID_FS_TYPE" lakecrypt "$(prop "${LOOP3}p1" ID_FS_TYPE)"
+lc_eq "partition: by-lakecrypt/fin/on-part" "${LOOP3}p1" "$(link_to /dev/disk/by-lakecrypt/fin/on-part)"
+
 # udevadm test shows the rule at work (the program and the link)
 udevadm test --action=add /sys/class/block/ram0 >/tmp/udevtest.out 2>&1
 grep -q "lakecrypt-probe" /tmp/udevtest.out && grep -q "^ID_FS_TYPE=lakecrypt" /tmp/udevtest.out &&
@@ -181,6 +201,7 @@ settle
 lc_eq "closed: /dev/mapper/ledger gone" "" "$(ls /dev/mapper/ledger 2>/dev/null)"
 losetup -d "$LOOP"
 losetup -d "$LOOP2"
+losetup -d "$LOOP3"
 udevadm control --exit
 kill %1 2>/dev/null
 
