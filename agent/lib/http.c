@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -161,14 +162,27 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 		s->resp->request_id[0] = 0;
 		s->resp->retry_after[0] = 0;
 		s->resp->content_type[0] = 0;
+		s->resp->date[0] = 0;
 	} else if (s->reqid_header && header_is(line, n, s->reqid_header)) {
 		header_value(line, n, s->resp->request_id, sizeof(s->resp->request_id));
 	} else if (header_is(line, n, "retry-after")) {
 		header_value(line, n, s->resp->retry_after, sizeof(s->resp->retry_after));
 	} else if (header_is(line, n, "content-type")) {
 		header_value(line, n, s->resp->content_type, sizeof(s->resp->content_type));
+	} else if (header_is(line, n, "date")) {
+		header_value(line, n, s->resp->date, sizeof(s->resp->date));
 	}
 	return n;
+}
+
+int64_t lc_http_server_time(const struct lc_http_response *resp)
+{
+	time_t t;
+
+	if (!resp->date[0])
+		return 0;
+	t = curl_getdate(resp->date, NULL);
+	return t > 0 ? (int64_t)t : 0;
 }
 
 void lc_url_host(const char *url, char *out, size_t size)

@@ -62,6 +62,7 @@ struct lc_http_response {
 	char request_id[LC_HTTP_HEADER_VALUE_MAX];
 	char retry_after[32];
 	char content_type[LC_HTTP_HEADER_VALUE_MAX];
+	char date[40];			/* Date (RFC 9110 section 6.6.1): the server's clock */
 };
 
 /* 0, -EINVAL (MISCONFIG: unreadable CA bundle), -ENOMEM (INTERNAL). */
@@ -84,6 +85,11 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 		    const char *request_id_header, uint64_t timeout_ms,
 		    struct lc_http_response *resp, struct lc_error *err);
 void lc_http_response_free(struct lc_http_response *resp);
+
+/* The server's clock from @resp's Date header (an IMF-fixdate, RFC 9110
+ * section 5.6.7, read by libcurl's curl_getdate): epoch s, or 0 if the
+ * header is absent or not a date. */
+int64_t lc_http_server_time(const struct lc_http_response *resp);
 
 /* Generic class of an HTTP status: 2xx NONE, 429/5xx/408 TRANSIENT,
  * 401/403 DENIED, 404 MISCONFIG, other 4xx INVALID. */

@@ -499,14 +499,32 @@ static int parse_key(json_object *o, int64_t now, struct lc_azure_result *res)
 	if (!json_object_get_boolean(en)) {
 		res->state = LC_KEY_DISABLED;
 		snprintf(res->state_why, sizeof(res->state_why), "disabled (attributes.enabled is false)");
-	} else if (int_member(attr, "exp", &t) && t < now - LC_AZURE_SKEW_S) {
-		res->state = LC_KEY_DISABLED;
-		snprintf(res->state_why, sizeof(res->state_why), "expired (attributes.exp %" PRId64 " is past)", t);
-	} else if (int_member(attr, "nbf", &t) && t > now + LC_AZURE_SKEW_S) {
-		res->state = LC_KEY_DISABLED;
-		snprintf(res->state_why, sizeof(res->state_why), "not yet valid (attributes.nbf %" PRId64 ")", t);
 	}
+	/* Recorded, not judged here: see "Clocks" in kms-azure.h. */
+	if (int_member(attr, "exp", &t) && t > 0)
+		res->exp = t;
+	if (int_member(attr, "nbf", &t) && t > 0)
+		res->nbf = t;
+	(void)now;
 	return 0;
+}
+
+bool lc_azure_window_closed(const struct lc_azure_result *res, int64_t server_now, char *why,
+			    size_t size)
+{
+	if (server_now <= 0)
+		return false;
+	if (res->exp && res->exp + LC_AZURE_WINDOW_SLACK_S <= server_now) {
+		snprintf(why, size, "expired (attributes.exp %" PRId64 " is %" PRId64 " s before the vault's clock)",
+			 res->exp, server_now - res->exp);
+		return true;
+	}
+	if (res->nbf && res->nbf > server_now + LC_AZURE_WINDOW_SLACK_S) {
+		snprintf(why, size, "not yet valid (attributes.nbf %" PRId64 " is %" PRId64 " s after the vault's clock)",
+			 res->nbf, res->nbf - server_now);
+		return true;
+	}
+	return false;
 }
 
 /* An access token goes into a header: only the characters of RFC 6750's
@@ -1204,6 +1222,7 @@ static int vault_call(struct lc_kms_azure *a, const struct lc_azure_keyref *k, e
 			snprintf(reply->request_id, sizeof(reply->request_id), "%.127s", resp.request_id);
 		r = lc_azure_parse_response(op, resp.status, (const char *)resp.body.p, resp.len,
 					    resp.retry_after, (int64_t)time(NULL), false, res, err);
+		res->server_now = lc_http_server_time(&resp);
 		if (r && res->unauthorized) {
 			token_drop(a, slot, gen);
 			if (tryn == 0) {
@@ -1324,6 +1343,18 @@ static int azure_wrap(void *priv, const char *key_ref, const struct lc_secret *p
 	r = key_usable(&k, &res, err);
 	if (r)
 		goto out;
+	{
+		char why[128];
+
+		/* Key Vault refuses wrapKey outside nbf..exp by its own clock;
+		 * not a revocation (unwrap still works): MISCONFIG. */
+		if (lc_azure_window_closed(&res, res.server_now, why, sizeof(why))) {
+			r = lc_err(err, -EKEYEXPIRED, LC_ERRC_MISCONFIG,
+				   "Azure Key Vault: key %s/keys/%s is %s (Date: %" PRId64 "): Key Vault refuses wrapKey outside the key's nbf..exp window but still unwraps: extend exp (az keyvault key set-attributes --expires) or rotate to a valid key",
+				   k.base, k.name, why, res.server_now);
+			goto out;
+		}
+	}
 	alg = res.alg;
 	lc_azure_result_free(&res);
 	snprintf(url, sizeof(url), "%s/keys/%s/%s/wrapkey?api-version=" LC_AZURE_API_VERSION, k.base,
@@ -1491,6 +1522,14 @@ static int azure_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	}
 	if (res.state != LC_KEY_ENABLED)
 		lc_info("Azure Key Vault: key %s/keys/%s is %s", k.base, k.name, res.state_why);
+	else {
+		char why[128];
+
+		/* Still enabled: Key Vault unwraps outside nbf..exp. */
+		if (lc_azure_window_closed(&res, res.server_now, why, sizeof(why)))
+			lc_warn("Azure Key Vault: key %s/keys/%s is %s: volumes still open (Key Vault unwraps), but new wraps are refused",
+				k.base, k.name, why);
+	}
 out:
 	lc_azure_result_free(&res);
 	lc_azure_result_free(&del);

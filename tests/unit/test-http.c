@@ -96,6 +96,24 @@ static void test_transport_errors(void **state)
 
 /* A server's error text that echoes a credential is withheld; any other
  * text is kept. */
+/* The server's clock from its Date header (IMF-fixdate, and the obsolete
+ * forms RFC 9110 section 5.6.7 says to accept); 0 when absent or junk. */
+static void test_server_time(void **state)
+{
+	struct lc_http_response r = { 0 };
+
+	(void)state;
+	assert_int_equal(lc_http_server_time(&r), 0);
+	snprintf(r.date, sizeof(r.date), "Sun, 06 Nov 1994 08:49:37 GMT");
+	assert_int_equal(lc_http_server_time(&r), 784111777);
+	snprintf(r.date, sizeof(r.date), "Sunday, 06-Nov-94 08:49:37 GMT");
+	assert_int_equal(lc_http_server_time(&r), 784111777);
+	snprintf(r.date, sizeof(r.date), "Fri, 15 Jan 2027 08:00:00 GMT");
+	assert_int_equal(lc_http_server_time(&r), 1800000000);
+	snprintf(r.date, sizeof(r.date), "yesterday-ish");
+	assert_int_equal(lc_http_server_time(&r), 0);
+}
+
 static void test_msg_scrub(void **state)
 {
 	static const char *const bad[] = {
@@ -122,6 +140,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_scrub),
+		cmocka_unit_test(test_server_time),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_url_host),
