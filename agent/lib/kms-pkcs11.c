@@ -645,12 +645,13 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 	CK_OBJECT_HANDLE hs[2];
 	CK_ULONG n = 0;
 	CK_KEY_TYPE kt = 0;
-	CK_BBOOL sens = CK_FALSE, extr = CK_TRUE;
+	CK_BBOOL sens = CK_FALSE, extr = CK_TRUE, token = CK_FALSE;
 	CK_SESSION_INFO si;
 	uint8_t id[LC_KMS_PKCS11_ID_MAX], label[LC_KMS_PKCS11_LABEL_MAX];
 	char eid[3 * LC_KMS_PKCS11_ID_MAX + 1], elabel[3 * LC_KMS_PKCS11_LABEL_MAX + 1];
 	char etok[3 * 32 + 1], eser[3 * 16 + 1];
-	CK_ATTRIBUTE at[5] = {
+	CK_ATTRIBUTE at[6] = {
+		{ CKA_TOKEN, &token, sizeof(token) },
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
 		{ CKA_SENSITIVE, &sens, sizeof(sens) },
 		{ CKA_EXTRACTABLE, &extr, sizeof(extr) },
@@ -685,7 +686,7 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 			      check_cmd(w, hint + 300, 300));
 	}
 	ki->h = hs[0];
-	rv = f->C_GetAttributeValue(w->sess, ki->h, at, 5);
+	rv = f->C_GetAttributeValue(w->sess, ki->h, at, 6);
 	if (rv != CKR_OK)
 		goto fail_rv;
 	rv = f->C_GetAttributeValue(w->sess, ki->h, names, 2);
@@ -715,6 +716,12 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "PKCS#11 key %s is not an AES key (CKA_KEY_TYPE 0x%lx)", ki->uri,
 			      (unsigned long)kt);
+	/* A session object vanishes with its session: that would read as
+	 * the CMK's destruction and revoke every volume under it. */
+	if (!token)
+		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
+			      "PKCS#11 key %s is refused as a CMK: it is a session object (CKA_TOKEN is false) and vanishes with its session: create it as a token object (pkcs11-tool --keygen does)",
+			      ki->uri);
 	if (!sens || extr)
 		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
 			      "PKCS#11 key %s is refused as a CMK: it must never leave the token (CKA_SENSITIVE is %s, CKA_EXTRACTABLE is %s; expected true and false)",

@@ -144,9 +144,19 @@ says "the refusal says CKA_EXTRACTABLE is true" 'CKA_EXTRACTABLE is true'
 expect "an extractable key is refused (wrap)" MISCONFIG "${P[@]}" wrap lc-ext "$ctx"
 expect "a GENERIC secret key is refused" MISCONFIG "${P[@]}" state lc-generic
 says "the refusal says it is not AES" 'not an AES key'
+reset_shim
+inject C_GetAttributeValue.session 1 1
+expect "a key that is a session object (CKA_TOKEN false, from the shim) is refused" MISCONFIG "${S[@]}" state lc-cmk
+says "the refusal says it is a session object" 'session object \(CKA_TOKEN is false\)'
+reset_shim
 
 out=$(tool --delete-object --type secrkey --label lc-del)
 expect "unwrap after pkcs11-tool deleted the key" DENIED "${P[@]}" unwrap lc-del "$ctx" "$dblob"
+cmd=$(sed -n 's/.*; check \(pkcs11-tool [^(]*\)$/\1/p' <<<"$(grep '^result' <<<"$last" | sed 's/ (attempts.*//')")
+read -ra argv <<<"$cmd"
+out=$("${argv[@]}" --pin "$PIN" 2>&1)
+grep -q 'label: *lc-cmk' <<<"$out" && ! grep -q 'label: *lc-del' <<<"$out" && ! grep -qi 'error' <<<"$out" &&
+	ok "the command the message gives runs and lists the token's secret keys (lc-cmk, not the deleted lc-del)" || notok "the message's command: $cmd" "$out"
 says "DENIED says which key, which token and slot, and what to check" \
 	"no secret key with label \"lc-del\" on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\): it was deleted, or the key configuration names another key; check pkcs11-tool --module $softhsm --slot $slot --login --list-objects --type secrkey"
 expect "state of the deleted key" ok "${P[@]}" state lc-del
