@@ -125,6 +125,21 @@ struct lc_sb {
 };
 void lc_sb_putn(struct lc_sb *b, const char *s, size_t n);
 void lc_sb_puts(struct lc_sb *b, const char *s);
+/* Append @n bytes of @s percent-encoded (RFC 3986 section 2.1; the
+ * unreserved characters of 2.3 kept), as a query or
+ * application/x-www-form-urlencoded value.  Request text only: a secret
+ * goes through lc_form_encode() into locked memory. */
+void lc_sb_put_form(struct lc_sb *b, const char *s, size_t n);
+/* Append base64url without padding (RFC 4648 section 5) of @n bytes. */
+void lc_sb_put_b64url(struct lc_sb *b, const void *p, size_t n);
+
+/* The same encodings into a caller's buffer (e.g. locked memory for a
+ * secret), NUL-terminated; they return the length written.
+ * lc_form_encode: @out holds 3 * @n + 1 bytes.
+ * lc_base64url_encode: @out holds 4 * ceil(@len / 3) + 1 bytes (as for
+ * lc_base64_encode, OpenSSL's encoder; the padding is then dropped). */
+size_t lc_form_encode(const char *s, size_t n, char *out);
+size_t lc_base64url_encode(const uint8_t *in, size_t len, char *out);
 
 /* Copy @in (NULL: "") into @out (@size bytes, NUL-terminated, cut to fit),
  * every byte outside printable ASCII replaced by '?': for a server's text

@@ -46,8 +46,9 @@
  * key version keep working.  The reply's key_version is that versioned kid
  * (so the header's cmk_version records it), key_id the key without version.
  *
- * Tokens (Microsoft identity platform), cached per resource until 5 minutes
- * before they expire (LC_AZURE_REFRESH_S), fetched again once after a 401:
+ * Tokens (Microsoft identity platform), cached per resource in the shared
+ * token cache (oauth-token.h: monotonic clock) until 5 minutes before they
+ * expire (LC_AZURE_REFRESH_S), fetched again once after a 401:
  *   managed-identity   IMDS: GET {imds}/metadata/identity/oauth2/token?
  *                      api-version=2018-02-01&resource=R[&client_id=ID] with
  *                      "Metadata: true" (plain http to the link-local or a
