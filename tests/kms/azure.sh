@@ -269,6 +269,28 @@ expect "clock: not yet valid by the vault: wrap refused" MISCONFIG 5000 "${sec[@
 has "clock: the message says not yet valid" "not yet valid \(attributes.nbf"
 vclock 0
 expect "clock: the vault's clock right again: wrap" ok 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+# A hostile or broken clock never kills: without a Date header (or with
+# one that is not a date) nothing is judged and the vault decides; a vault
+# whose Date says 2099 refuses nothing the agent would not, and the key
+# stays enabled.
+out=$(sdk window clk1 - $((now - 3600)))
+vclock 0\&date=none
+expect "clock: no Date header, key expired: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: no Date header: still enabled" || notok "no Date: state" "$last"
+expect "clock: no Date header: the wrap is sent and the vault's 403 is misconfigured (never denied)" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: that refusal is the vault's (wrapkey was sent)" "wrapkey: HTTP 403 Forbidden"
+vclock 0\&date=garbage
+expect "clock: a Date header that is not a date: the vault decides" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: ... wrapkey was sent" "wrapkey: HTTP 403 Forbidden"
+expect "clock: ... and the key stays enabled" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: garbage Date: still enabled" || notok "garbage Date: state" "$last"
+out=$(sdk window clk1 - $((now + 30 * 86400)))
+vclock $((2300000000 - now))
+expect "clock: a vault whose Date says 2042: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: a vault clock years ahead never disables the key" || notok "2042: state" "$last"
+expect "clock: ... its wrap is refused early (misconfigured, not denied)" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+expect "clock: ... and unwraps" ok 5000 "${sec[@]}" unwrap "$vault/keys/clk1" "$ctx" "$wblob"
+vclock 0
 
 # A new key version: old blobs still unwrap (their kid names their version),
 # new blobs use the new version.

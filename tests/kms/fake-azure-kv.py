@@ -40,8 +40,10 @@ The token endpoint answers 429 with Retry-After: 1 to client id 4444...
 POST /_test/expire-next (no token): the next vault request's token is
 treated as expired (401 with a challenge), as a token revoked or expired
 mid-operation.
-POST /_test/clock?offset=SECONDS (no token): the vault's clock runs
-SECONDS ahead of the host's (negative: behind).  That clock gives the Date
+POST /_test/clock?offset=SECONDS[&date=none|garbage] (no token): the
+vault's clock runs SECONDS ahead of the host's (negative: behind);
+date=none leaves the Date header out, date=garbage sends one that is not
+a date (a broken proxy).  That clock gives the Date
 header and judges exp / nbf as Key Vault documents it ("Date-time
 controlled operations"): wrapkey outside nbf..exp is 403 Forbidden,
 unwrapkey still works.  Tokens keep the host's clock (another service).
@@ -86,6 +88,7 @@ certs = {}      # x5t -> public key of a registered client certificate
 token_life = [3599]
 expire_next = [False]
 clock_offset = [0]  # the vault's clock minus the host's, seconds
+date_mode = ['ok']  # the Date header: ok, none, garbage
 
 
 def log(msg):
@@ -121,6 +124,13 @@ class Vault(BaseHTTPRequestHandler):
 
     def date_time_string(self, timestamp=None):   # the Date header: the vault's clock
         return email.utils.formatdate(time.time() + clock_offset[0], usegmt=True)
+
+    def send_response(self, code, message=None):   # BaseHTTPRequestHandler's, Date as set
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header('Server', self.version_string())
+        if date_mode[0] != 'none':
+            self.send_header('Date', 'Thursday-ish' if date_mode[0] == 'garbage' else self.date_time_string())
 
     def send(self, status, obj=None, raw=None, headers=(), ctype='application/json; charset=utf-8'):
         body = raw if raw is not None else (json.dumps(obj).encode() if obj is not None else b'')
@@ -307,8 +317,10 @@ class Vault(BaseHTTPRequestHandler):
         if path.startswith('/%s/' % TENANT):
             return self.token_endpoint(path, data)
         if path == '/_test/clock':            # the vault's clock runs OFFSET s off the host's
+            q = urllib.parse.parse_qs(u.query)
             with lock:
-                clock_offset[0] = int(urllib.parse.parse_qs(u.query)['offset'][0])
+                clock_offset[0] = int(q['offset'][0])
+                date_mode[0] = q.get('date', ['ok'])[0]
             return self.send(204)
         if path == '/_test/expire-next':     # the next vault request's token has expired
             with lock:
