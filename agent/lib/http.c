@@ -6,12 +6,14 @@
  * environment beyond curl's own), collects the body into locked memory and
  * turns curl's errors into lakecrypt's error classes.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -161,14 +163,27 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 		s->resp->request_id[0] = 0;
 		s->resp->retry_after[0] = 0;
 		s->resp->content_type[0] = 0;
+		s->resp->date[0] = 0;
 	} else if (s->reqid_header && header_is(line, n, s->reqid_header)) {
 		header_value(line, n, s->resp->request_id, sizeof(s->resp->request_id));
 	} else if (header_is(line, n, "retry-after")) {
 		header_value(line, n, s->resp->retry_after, sizeof(s->resp->retry_after));
 	} else if (header_is(line, n, "content-type")) {
 		header_value(line, n, s->resp->content_type, sizeof(s->resp->content_type));
+	} else if (header_is(line, n, "date")) {
+		header_value(line, n, s->resp->date, sizeof(s->resp->date));
 	}
 	return n;
+}
+
+int64_t lc_http_server_time(const struct lc_http_response *resp)
+{
+	time_t t;
+
+	if (!resp->date[0])
+		return 0;
+	t = curl_getdate(resp->date, NULL);
+	return t > 0 ? (int64_t)t : 0;
 }
 
 void lc_url_host(const char *url, char *out, size_t size)
@@ -522,6 +537,61 @@ void lc_sb_putn(struct lc_sb *b, const char *s, size_t n)
 void lc_sb_puts(struct lc_sb *b, const char *s)
 {
 	lc_sb_putn(b, s, strlen(s));
+}
+
+size_t lc_form_encode(const char *s, size_t n, char *out)
+{
+	static const char hx[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hx[c >> 4];
+			out[o++] = hx[c & 15];
+		}
+	}
+	out[o] = 0;
+	return o;
+}
+
+size_t lc_base64url_encode(const uint8_t *in, size_t len, char *out)
+{
+	size_t n = lc_base64_encode(in, len, out);
+
+	while (n && out[n - 1] == '=')
+		out[--n] = 0;
+	for (size_t i = 0; i < n; i++)
+		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+	return n;
+}
+
+/* Chunks through a stack buffer: the builder's own growth does the rest. */
+void lc_sb_put_form(struct lc_sb *b, const char *s, size_t n)
+{
+	char t[3 * 64 + 1];
+
+	for (size_t i = 0; i < n; i += 64) {
+		size_t c = n - i < 64 ? n - i : 64;
+
+		lc_sb_putn(b, t, lc_form_encode(s + i, c, t));
+	}
+}
+
+void lc_sb_put_b64url(struct lc_sb *b, const void *p, size_t n)
+{
+	const uint8_t *in = p;
+	char t[4 * 48 / 3 + 1];
+
+	for (size_t i = 0; i < n; i += 48) {	/* whole 3-byte groups but the last */
+		size_t c = n - i < 48 ? n - i : 48;
+
+		lc_sb_putn(b, t, lc_base64url_encode(in + i, c, t));
+	}
 }
 
 void lc_copy_printable(char *out, size_t size, const char *in)

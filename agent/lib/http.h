@@ -62,6 +62,7 @@ struct lc_http_response {
 	char request_id[LC_HTTP_HEADER_VALUE_MAX];
 	char retry_after[32];
 	char content_type[LC_HTTP_HEADER_VALUE_MAX];
+	char date[40];			/* Date (RFC 9110 section 6.6.1): the server's clock */
 };
 
 /* 0, -EINVAL (MISCONFIG: unreadable CA bundle), -ENOMEM (INTERNAL). */
@@ -84,6 +85,11 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 		    const char *request_id_header, uint64_t timeout_ms,
 		    struct lc_http_response *resp, struct lc_error *err);
 void lc_http_response_free(struct lc_http_response *resp);
+
+/* The server's clock from @resp's Date header (an IMF-fixdate, RFC 9110
+ * section 5.6.7, read by libcurl's curl_getdate): epoch s, or 0 if the
+ * header is absent or not a date. */
+int64_t lc_http_server_time(const struct lc_http_response *resp);
 
 /* Generic class of an HTTP status: 2xx NONE, 429/5xx/408 TRANSIENT,
  * 401/403 DENIED, 404 MISCONFIG, other 4xx INVALID. */
@@ -119,6 +125,21 @@ struct lc_sb {
 };
 void lc_sb_putn(struct lc_sb *b, const char *s, size_t n);
 void lc_sb_puts(struct lc_sb *b, const char *s);
+/* Append @n bytes of @s percent-encoded (RFC 3986 section 2.1; the
+ * unreserved characters of 2.3 kept), as a query or
+ * application/x-www-form-urlencoded value.  Request text only: a secret
+ * goes through lc_form_encode() into locked memory. */
+void lc_sb_put_form(struct lc_sb *b, const char *s, size_t n);
+/* Append base64url without padding (RFC 4648 section 5) of @n bytes. */
+void lc_sb_put_b64url(struct lc_sb *b, const void *p, size_t n);
+
+/* The same encodings into a caller's buffer (e.g. locked memory for a
+ * secret), NUL-terminated; they return the length written.
+ * lc_form_encode: @out holds 3 * @n + 1 bytes.
+ * lc_base64url_encode: @out holds 4 * ceil(@len / 3) + 1 bytes (as for
+ * lc_base64_encode, OpenSSL's encoder; the padding is then dropped). */
+size_t lc_form_encode(const char *s, size_t n, char *out);
+size_t lc_base64url_encode(const uint8_t *in, size_t len, char *out);
 
 /* Copy @in (NULL: "") into @out (@size bytes, NUL-terminated, cut to fit),
  * every byte outside printable ASCII replaced by '?': for a server's text

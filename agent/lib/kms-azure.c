@@ -28,6 +28,7 @@
 
 #include "http.h"
 #include "kms-azure.h"
+#include "oauth-token.h"
 
 #define BIND_MAGIC	"LCAZctx1"
 #define BLOB_MAGIC	"LCAZ"
@@ -58,18 +59,6 @@ static void __attribute__((format(printf, 2, 3))) err_append(struct lc_error *er
 static const char *alg_name(enum lc_azure_alg alg)
 {
 	return alg == LC_AZURE_RSA_OAEP_256 ? "RSA-OAEP-256" : alg == LC_AZURE_A256KW ? "A256KW" : "?";
-}
-
-/* base64url without padding (RFC 4648 section 5, as JWK and Key Vault use). */
-static size_t b64url_encode(const uint8_t *in, size_t len, char *out)
-{
-	size_t n = lc_base64_encode(in, len, out);
-
-	while (n && out[n - 1] == '=')
-		out[--n] = 0;
-	for (size_t i = 0; i < n; i++)
-		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-	return n;
 }
 
 /* Decode base64url (padding optional; the standard alphabet accepted too)
@@ -499,14 +488,32 @@ static int parse_key(json_object *o, int64_t now, struct lc_azure_result *res)
 	if (!json_object_get_boolean(en)) {
 		res->state = LC_KEY_DISABLED;
 		snprintf(res->state_why, sizeof(res->state_why), "disabled (attributes.enabled is false)");
-	} else if (int_member(attr, "exp", &t) && t < now - LC_AZURE_SKEW_S) {
-		res->state = LC_KEY_DISABLED;
-		snprintf(res->state_why, sizeof(res->state_why), "expired (attributes.exp %" PRId64 " is past)", t);
-	} else if (int_member(attr, "nbf", &t) && t > now + LC_AZURE_SKEW_S) {
-		res->state = LC_KEY_DISABLED;
-		snprintf(res->state_why, sizeof(res->state_why), "not yet valid (attributes.nbf %" PRId64 ")", t);
 	}
+	/* Recorded, not judged here: see "Clocks" in kms-azure.h. */
+	if (int_member(attr, "exp", &t) && t > 0)
+		res->exp = t;
+	if (int_member(attr, "nbf", &t) && t > 0)
+		res->nbf = t;
+	(void)now;
 	return 0;
+}
+
+bool lc_azure_window_closed(const struct lc_azure_result *res, int64_t server_now, char *why,
+			    size_t size)
+{
+	if (server_now <= 0)
+		return false;
+	if (res->exp && res->exp + LC_AZURE_WINDOW_SLACK_S <= server_now) {
+		snprintf(why, size, "expired (attributes.exp %" PRId64 " is %" PRId64 " s before the vault's clock)",
+			 res->exp, server_now - res->exp);
+		return true;
+	}
+	if (res->nbf && res->nbf > server_now + LC_AZURE_WINDOW_SLACK_S) {
+		snprintf(why, size, "not yet valid (attributes.nbf %" PRId64 " is %" PRId64 " s after the vault's clock)",
+			 res->nbf, res->nbf - server_now);
+		return true;
+	}
+	return false;
 }
 
 /* An access token goes into a header: only the characters of RFC 6750's
@@ -622,12 +629,6 @@ int lc_azure_parse_response(enum lc_azure_op op, long status, const char *body, 
 enum cred_kind { CRED_MANAGED_IDENTITY, CRED_CLIENT_SECRET, CRED_CLIENT_CERTIFICATE };
 static const char *const cred_names[] = { "managed-identity", "client-secret", "client-certificate" };
 
-struct token {
-	struct lc_secret auth;		/* "Authorization: Bearer ..." + NUL */
-	int64_t refresh_at;		/* epoch s */
-	unsigned int gen;		/* bumped at each fetch */
-};
-
 struct lc_kms_azure {
 	struct lc_http *http;		/* vault and token endpoint (https only) */
 	struct lc_http *imds;		/* managed identity (http allowed) */
@@ -641,8 +642,7 @@ struct lc_kms_azure {
 	struct lc_secret secret;	/* client secret, NUL-terminated */
 	EVP_PKEY *pkey;			/* client certificate's key */
 	char x5t[32];
-	pthread_mutex_t lock;		/* tok[] */
-	struct token tok[2];		/* 0: vault (or configured) resource, 1: Managed HSM */
+	struct lc_token_cache tok[2];	/* 0: vault (or configured) resource, 1: Managed HSM */
 };
 
 /* Read a secret file into locked memory after checking that only its
@@ -732,7 +732,7 @@ static int load_certificate(struct lc_kms_azure *a, const char *path, struct lc_
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		goto out;
 	}
-	b64url_encode(der_hash, sizeof(der_hash), a->x5t);
+	lc_base64url_encode(der_hash, sizeof(der_hash), a->x5t);	/* 28 + 1 of 32 bytes */
 	r = 0;
 out:
 	OPENSSL_free(der);
@@ -789,7 +789,8 @@ int lc_kms_azure_new(struct lc_kms_azure **out, const struct lc_kms_azure_config
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-	pthread_mutex_init(&a->lock, NULL);
+	for (int i = 0; i < 2; i++)
+		lc_token_cache_init(&a->tok[i], LC_AZURE_REFRESH_S);
 	a->kind = CRED_MANAGED_IDENTITY;
 	if (cfg->credentials && *cfg->credentials) {
 		size_t i;
@@ -890,7 +891,7 @@ void lc_kms_azure_free(struct lc_kms_azure *a)
 	if (!a)
 		return;
 	for (int i = 0; i < 2; i++)
-		lc_secret_free(&a->tok[i].auth);
+		lc_token_cache_destroy(&a->tok[i]);
 	lc_secret_free(&a->secret);
 	EVP_PKEY_free(a->pkey);
 	lc_http_free(a->http);
@@ -898,86 +899,58 @@ void lc_kms_azure_free(struct lc_kms_azure *a)
 	free(a->authority);
 	free(a->imds_endpoint);
 	free(a->resource);
-	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
 /* ---- tokens -------------------------------------------------------------- */
 
-/* Growable buffer in locked memory (token requests carry secrets). */
-struct sbuf {
-	struct lc_secret s;
-	size_t len;
-	bool oom;
-};
+/*
+ * Request text is built with lc_sb (http.h); whatever carries a secret (a
+ * client secret, a signed assertion, a key to wrap) is written straight
+ * into locked memory of its computed size instead.
+ */
 
-static void sb_put(struct sbuf *b, const char *p, size_t n)
+/* @pre (request text) then @n bytes of @secret form-encoded, into locked
+ * @out (@len bytes used, NUL-terminated).  0 or -ENOMEM. */
+static int locked_form(const struct lc_sb *pre, const char *secret, size_t n, struct lc_secret *out,
+		       size_t *len)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->s.len) {
-		struct lc_secret t = { 0 };
-		size_t cap = b->s.len ? b->s.len * 2 : 1024;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (lc_secret_alloc(&t, cap)) {
-			b->oom = true;
-			return;
-		}
-		if (b->len)
-			memcpy(t.p, b->s.p, b->len);
-		lc_secret_free(&b->s);
-		b->s = t;
-	}
-	memcpy(b->s.p + b->len, p, n);
-	b->len += n;
-	b->s.p[b->len] = 0;
+	if (pre->oom || lc_secret_alloc(out, pre->len + 3 * n + 1))
+		return -ENOMEM;
+	memcpy(out->p, pre->p, pre->len);
+	*len = pre->len + lc_form_encode(secret, n, (char *)out->p + pre->len);
+	return 0;
 }
 
-static void sb_str(struct sbuf *b, const char *s)
+/* {"alg":"ALG","value":"<base64url of @n bytes at @p>"} into locked @out
+ * (@len bytes used): the wrapkey / unwrapkey request body. */
+static int crypt_body(enum lc_azure_alg alg, const uint8_t *p, size_t n, struct lc_secret *out,
+		      size_t *len, struct lc_error *err)
 {
-	sb_put(b, s, strlen(s));
+	char pre[48];
+	int pl = snprintf(pre, sizeof(pre), "{\"alg\":\"%s\",\"value\":\"", alg_name(alg));
+	size_t o;
+
+	if (lc_secret_alloc(out, (size_t)pl + 4 * ((n + 2) / 3) + 3))
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	memcpy(out->p, pre, (size_t)pl);
+	o = (size_t)pl + lc_base64url_encode(p, n, (char *)out->p + pl);
+	memcpy(out->p + o, "\"}", 3);
+	*len = o + 2;
+	return 0;
 }
 
-/* application/x-www-form-urlencoded value (RFC 3986 unreserved kept). */
-static void sb_form(struct sbuf *b, const char *s, size_t n)
-{
-	static const char hx[] = "0123456789ABCDEF";
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char e[3] = { '%', hx[c >> 4], hx[c & 15] };
-
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			sb_put(b, (const char *)&c, 1);
-		else
-			sb_put(b, e, 3);
-	}
-}
-
-static void sb_b64url(struct sbuf *b, const void *p, size_t n)
-{
-	char *t = malloc(4 * ((n + 2) / 3) + 1);
-
-	if (!t) {
-		b->oom = true;
-		return;
-	}
-	sb_put(b, t, b64url_encode(p, n, t));
-	lc_wipe(t, strlen(t));
-	free(t);
-}
-
-/* RFC 7523 client assertion: header.payload.signature, RS256. */
-static int make_assertion(struct lc_kms_azure *a, const char *aud, struct sbuf *out,
-			  struct lc_error *err)
+/* RFC 7523 client assertion: header.payload.signature, RS256, into locked
+ * @out (@out_len bytes; the header and claims are not secret, the whole
+ * signed assertion is a credential for its 10 minutes). */
+static int make_assertion(struct lc_kms_azure *a, const char *aud, struct lc_secret *out,
+			  size_t *out_len, struct lc_error *err)
 {
 	char hdr[128], payload[800], jti[37];
 	uint8_t rnd[16];
-	struct sbuf sig_in = { 0 };
+	struct lc_sb sig_in = { 0 };
 	unsigned char *sig = NULL;
-	size_t sl = 0;
+	size_t sl = 0, o;
 	EVP_MD_CTX *md = NULL;
 	int64_t now = (int64_t)time(NULL);
 	int r;
@@ -996,30 +969,36 @@ static int make_assertion(struct lc_kms_azure *a, const char *aud, struct sbuf *
 		 "{\"aud\":\"%s\",\"iss\":\"%s\",\"sub\":\"%s\",\"jti\":\"%s\",\"nbf\":%" PRId64
 		 ",\"iat\":%" PRId64 ",\"exp\":%" PRId64 "}",
 		 aud, a->client_id, a->client_id, jti, now, now, now + 600);
-	sb_b64url(&sig_in, hdr, strlen(hdr));
-	sb_str(&sig_in, ".");
-	sb_b64url(&sig_in, payload, strlen(payload));
+	lc_sb_put_b64url(&sig_in, hdr, strlen(hdr));
+	lc_sb_puts(&sig_in, ".");
+	lc_sb_put_b64url(&sig_in, payload, strlen(payload));
 	if (sig_in.oom) {
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		goto out;
 	}
 	md = EVP_MD_CTX_new();
 	if (!md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->pkey) != 1 ||
-	    EVP_DigestSign(md, NULL, &sl, sig_in.s.p, sig_in.len) != 1 || !(sig = malloc(sl)) ||
-	    EVP_DigestSign(md, sig, &sl, sig_in.s.p, sig_in.len) != 1) {
+	    EVP_DigestSign(md, NULL, &sl, (const unsigned char *)sig_in.p, sig_in.len) != 1 ||
+	    !(sig = malloc(sl)) ||
+	    EVP_DigestSign(md, sig, &sl, (const unsigned char *)sig_in.p, sig_in.len) != 1) {
 		r = lc_err(err, -EIO, LC_ERRC_INTERNAL, "Azure Key Vault: cannot sign the client assertion (OpenSSL)");
 		goto out;
 	}
-	sb_put(out, (const char *)sig_in.s.p, sig_in.len);
-	sb_str(out, ".");
-	sb_b64url(out, sig, sl);
-	r = out->oom ? lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory") : 0;
+	if (lc_secret_alloc(out, sig_in.len + 1 + 4 * ((sl + 2) / 3) + 1)) {
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto out;
+	}
+	memcpy(out->p, sig_in.p, sig_in.len);
+	out->p[sig_in.len] = '.';
+	o = sig_in.len + 1;
+	*out_len = o + lc_base64url_encode(sig, sl, (char *)out->p + o);
+	r = 0;
 out:
 	if (sig)
 		lc_wipe(sig, sl);
 	free(sig);
 	EVP_MD_CTX_free(md);
-	lc_secret_free(&sig_in.s);
+	free(sig_in.p);
 	return r;
 }
 
@@ -1035,13 +1014,26 @@ static const char *resource_of(const struct lc_kms_azure *a, const struct lc_azu
 	return RES_VAULT;
 }
 
-/* Fetch a token for @resource into a->tok[slot].  Called with a->lock held. */
-static int token_fetch(struct lc_kms_azure *a, int slot, const char *resource, uint64_t t0,
-		       uint64_t timeout_ms, uint64_t *retry_after, struct lc_error *err)
+struct fetch_arg {
+	struct lc_kms_azure *a;
+	const char *resource;
+	uint64_t t0, timeout_ms;
+};
+
+/* Fetch a token for @f->resource (lc_token_fetch_fn, oauth-token.h):
+ * called with that resource's cache locked. */
+static int token_fetch(void *arg, struct lc_secret *auth, int64_t *lifetime_s,
+		       uint64_t *retry_after, struct lc_error *err)
 {
+	const struct fetch_arg *f = arg;
+	struct lc_kms_azure *a = f->a;
+	const char *resource = f->resource;
+	uint64_t t0 = f->t0, timeout_ms = f->timeout_ms;
 	struct lc_http_response resp = { 0 };
 	struct lc_azure_result res;
-	struct sbuf body = { 0 }, url = { 0 };
+	struct lc_sb url = { 0 }, pre = { 0 };
+	struct lc_secret body = { 0 };
+	size_t blen = 0;
 	uint64_t left;
 	bool imds = a->kind == CRED_MANAGED_IDENTITY;
 	int r;
@@ -1054,55 +1046,55 @@ static int token_fetch(struct lc_kms_azure *a, int slot, const char *resource, u
 
 		if (!left || left > a->imds_timeout_ms)
 			left = a->imds_timeout_ms;
-		sb_str(&url, a->imds_endpoint);
-		sb_str(&url, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=");
-		sb_form(&url, resource, strlen(resource));
+		lc_sb_puts(&url, a->imds_endpoint);
+		lc_sb_puts(&url, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=");
+		lc_sb_put_form(&url, resource, strlen(resource));
 		if (a->client_id[0]) {
-			sb_str(&url, "&client_id=");
-			sb_str(&url, a->client_id);
+			lc_sb_puts(&url, "&client_id=");
+			lc_sb_puts(&url, a->client_id);
 		}
 		if (url.oom) {
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 			goto out;
 		}
-		r = lc_http_request(a->imds, "GET", (const char *)url.s.p, hdrs, NULL, 0, NULL, left,
-				    &resp, err);
+		r = lc_http_request(a->imds, "GET", url.p, hdrs, NULL, 0, NULL, left, &resp, err);
 	} else {
 		const char *hdrs[] = { "Content-Type: application/x-www-form-urlencoded",
 				       "Accept: application/json", NULL };
 
-		sb_str(&url, a->authority);
-		sb_str(&url, "/");
-		sb_str(&url, a->tenant);
-		sb_str(&url, "/oauth2/v2.0/token");
-		sb_str(&body, "grant_type=client_credentials&client_id=");
-		sb_str(&body, a->client_id);
-		sb_str(&body, "&scope=");
-		sb_form(&body, resource, strlen(resource));
-		sb_form(&body, "/.default", 9);
-		if (a->kind == CRED_CLIENT_SECRET) {
-			sb_str(&body, "&client_secret=");
-			sb_form(&body, (const char *)a->secret.p, a->secret.len);
-		} else {
-			struct sbuf as = { 0 };
-
-			if (url.oom) {
-				r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-				goto out;
-			}
-			r = make_assertion(a, (const char *)url.s.p, &as, err);
-			if (r)
-				goto out;
-			sb_str(&body, "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=");
-			sb_put(&body, (const char *)as.s.p, as.len);
-			lc_secret_free(&as.s);
-		}
-		if (url.oom || body.oom) {
+		lc_sb_puts(&url, a->authority);
+		lc_sb_puts(&url, "/");
+		lc_sb_puts(&url, a->tenant);
+		lc_sb_puts(&url, "/oauth2/v2.0/token");
+		lc_sb_puts(&pre, "grant_type=client_credentials&client_id=");
+		lc_sb_puts(&pre, a->client_id);
+		lc_sb_puts(&pre, "&scope=");
+		lc_sb_put_form(&pre, resource, strlen(resource));
+		lc_sb_put_form(&pre, "/.default", 9);
+		if (url.oom || pre.oom) {
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 			goto out;
 		}
-		r = lc_http_request(a->http, "POST", (const char *)url.s.p, hdrs, body.s.p, body.len,
-				    "x-ms-request-id", left, &resp, err);
+		if (a->kind == CRED_CLIENT_SECRET) {
+			lc_sb_puts(&pre, "&client_secret=");
+			r = locked_form(&pre, (const char *)a->secret.p, a->secret.len, &body, &blen);
+		} else {
+			struct lc_secret as = { 0 };
+			size_t alen = 0;
+
+			r = make_assertion(a, url.p, &as, &alen, err);
+			if (r)
+				goto out;
+			lc_sb_puts(&pre, "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=");
+			r = locked_form(&pre, (const char *)as.p, alen, &body, &blen);
+			lc_secret_free(&as);
+		}
+		if (r) {
+			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+			goto out;
+		}
+		r = lc_http_request(a->http, "POST", url.p, hdrs, body.p, blen, "x-ms-request-id", left,
+				    &resp, err);
 	}
 	if (r) {
 		err_append(err, " (fetching an access token%s)", imds ? " from the managed identity endpoint" : "");
@@ -1114,59 +1106,34 @@ static int token_fetch(struct lc_kms_azure *a, int slot, const char *resource, u
 		*retry_after = res.retry_after_ms;	/* a throttled token endpoint's hint */
 		goto out;
 	}
-	lc_secret_free(&a->tok[slot].auth);
-	a->tok[slot].auth = res.secret;
+	*auth = res.secret;
 	memset(&res.secret, 0, sizeof(res.secret));
-	{
-		int64_t now = (int64_t)time(NULL), life = res.expires_at - now;
-
-		/* Renew 5 minutes early, or at half-life for short tokens. */
-		a->tok[slot].refresh_at = res.expires_at - (life > 2 * LC_AZURE_REFRESH_S ? LC_AZURE_REFRESH_S : life / 2);
-	}
-	a->tok[slot].gen++;
+	*lifetime_s = res.expires_at - (int64_t)time(NULL);
+	if (*lifetime_s <= 0)	/* an already expired token: try once, renew next time */
+		*lifetime_s = 1;
 	lc_azure_result_free(&res);
 	lc_debug("Azure Key Vault: access token for %s from %s", resource,
 		 imds ? "the managed identity" : cred_names[a->kind]);
 out:
-	lc_secret_free(&body.s);
-	lc_secret_free(&url.s);
+	lc_secret_free(&body);
+	free(url.p);
+	free(pre.p);
 	lc_http_response_free(&resp);
 	return r;
 }
 
-/* A copy of the Authorization header for @slot (fetched if missing or due). */
+/* A copy of the Authorization header for the key's resource (fetched if
+ * missing or due); *@slotp, *@gen: for lc_token_drop after a 401. */
 static int token_header(struct lc_kms_azure *a, const struct lc_azure_keyref *k, uint64_t t0,
 			uint64_t timeout_ms, struct lc_secret *hdr, unsigned int *gen, int *slotp,
 			uint64_t *retry_after, struct lc_error *err)
 {
-	int slot, r = 0;
-	const char *res = resource_of(a, k, &slot);
+	int slot;
+	struct fetch_arg f = { .a = a, .t0 = t0, .timeout_ms = timeout_ms };
 
+	f.resource = resource_of(a, k, &slot);
 	*slotp = slot;
-	pthread_mutex_lock(&a->lock);
-	if (!a->tok[slot].auth.len || (int64_t)time(NULL) >= a->tok[slot].refresh_at)
-		r = token_fetch(a, slot, res, t0, timeout_ms, retry_after, err);
-	if (!r) {
-		if (lc_secret_alloc(hdr, a->tok[slot].auth.len + 1))
-			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-		else {
-			memcpy(hdr->p, a->tok[slot].auth.p, a->tok[slot].auth.len + 1);
-			*gen = a->tok[slot].gen;
-		}
-	}
-	pthread_mutex_unlock(&a->lock);
-	return r;
-}
-
-/* After a 401: forget the token, unless another call already renewed it. */
-static void token_drop(struct lc_kms_azure *a, int slot, unsigned int gen)
-{
-	pthread_mutex_lock(&a->lock);
-	if (a->tok[slot].gen == gen) {
-		lc_secret_free(&a->tok[slot].auth);
-		a->tok[slot].refresh_at = 0;
-	}
-	pthread_mutex_unlock(&a->lock);
+	return lc_token_get(&a->tok[slot], token_fetch, &f, hdr, gen, retry_after, err);
 }
 
 /* ---- vault requests ------------------------------------------------------- */
@@ -1204,8 +1171,9 @@ static int vault_call(struct lc_kms_azure *a, const struct lc_azure_keyref *k, e
 			snprintf(reply->request_id, sizeof(reply->request_id), "%.127s", resp.request_id);
 		r = lc_azure_parse_response(op, resp.status, (const char *)resp.body.p, resp.len,
 					    resp.retry_after, (int64_t)time(NULL), false, res, err);
+		res->server_now = lc_http_server_time(&resp);
 		if (r && res->unauthorized) {
-			token_drop(a, slot, gen);
+			lc_token_drop(&a->tok[slot], gen);
 			if (tryn == 0) {
 				lc_http_response_free(&resp);
 				lc_azure_result_free(res);
@@ -1290,7 +1258,8 @@ static int azure_wrap(void *priv, const char *key_ref, const struct lc_secret *p
 	struct lc_azure_keyref k;
 	struct lc_azure_result res = { 0 };
 	struct lc_secret bound = { 0 };
-	struct sbuf body = { 0 };
+	struct lc_secret body = { 0 };
+	size_t blen = 0;
 	char version[65], url[600];
 	uint64_t t0 = mono_ms();
 	enum lc_azure_alg alg;
@@ -1324,20 +1293,26 @@ static int azure_wrap(void *priv, const char *key_ref, const struct lc_secret *p
 	r = key_usable(&k, &res, err);
 	if (r)
 		goto out;
+	{
+		char why[128];
+
+		/* Key Vault refuses wrapKey outside nbf..exp by its own clock;
+		 * not a revocation (unwrap still works): MISCONFIG. */
+		if (lc_azure_window_closed(&res, res.server_now, why, sizeof(why))) {
+			r = lc_err(err, -EKEYEXPIRED, LC_ERRC_MISCONFIG,
+				   "Azure Key Vault: key %s/keys/%s is %s (Date: %" PRId64 "): Key Vault refuses wrapKey outside the key's nbf..exp window but still unwraps: extend exp (az keyvault key set-attributes --expires) or rotate to a valid key",
+				   k.base, k.name, why, res.server_now);
+			goto out;
+		}
+	}
 	alg = res.alg;
 	lc_azure_result_free(&res);
 	snprintf(url, sizeof(url), "%s/keys/%s/%s/wrapkey?api-version=" LC_AZURE_API_VERSION, k.base,
 		 k.name, version);
-	sb_str(&body, "{\"alg\":\"");
-	sb_str(&body, alg_name(alg));
-	sb_str(&body, "\",\"value\":\"");
-	sb_b64url(&body, bound.p, bound.len);
-	sb_str(&body, "\"}");
-	if (body.oom) {
-		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	r = crypt_body(alg, bound.p, bound.len, &body, &blen, err);	/* the KEK: locked */
+	if (r)
 		goto out;
-	}
-	r = vault_call(a, &k, LC_AZURE_WRAP, "POST", url, (const char *)body.s.p, body.len, t0,
+	r = vault_call(a, &k, LC_AZURE_WRAP, "POST", url, (const char *)body.p, blen, t0,
 		       timeout_ms, &res, reply, err);
 	if (r)
 		goto out;
@@ -1368,7 +1343,7 @@ static int azure_wrap(void *priv, const char *key_ref, const struct lc_secret *p
 out:
 	lc_azure_result_free(&res);
 	lc_secret_free(&bound);
-	lc_secret_free(&body.s);
+	lc_secret_free(&body);
 	return r;
 }
 
@@ -1379,7 +1354,8 @@ static int azure_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 	struct lc_kms_azure *a = priv;
 	struct lc_azure_keyref k;
 	struct lc_azure_result res = { 0 };
-	struct sbuf body = { 0 };
+	struct lc_secret body = { 0 };
+	size_t blen = 0;
 	char kid[LC_AZURE_KID_MAX + 1], version[65], url[600];
 	unsigned char want[SHA256_DIGEST_LENGTH];
 	const uint8_t *wrapped;
@@ -1402,16 +1378,10 @@ static int azure_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 			      kid, k.base, k.name);
 	snprintf(url, sizeof(url), "%s/keys/%s/%s/unwrapkey?api-version=" LC_AZURE_API_VERSION, k.base,
 		 k.name, version);
-	sb_str(&body, "{\"alg\":\"");
-	sb_str(&body, alg_name(alg));
-	sb_str(&body, "\",\"value\":\"");
-	sb_b64url(&body, wrapped, wlen);
-	sb_str(&body, "\"}");
-	if (body.oom) {
-		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	r = crypt_body(alg, wrapped, wlen, &body, &blen, err);
+	if (r)
 		goto out;
-	}
-	r = vault_call(a, &k, LC_AZURE_UNWRAP, "POST", url, (const char *)body.s.p, body.len, t0,
+	r = vault_call(a, &k, LC_AZURE_UNWRAP, "POST", url, (const char *)body.p, blen, t0,
 		       timeout_ms, &res, reply, err);
 	if (r)
 		goto out;
@@ -1436,7 +1406,7 @@ static int azure_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 out:
 	lc_wipe(want, sizeof(want));
 	lc_azure_result_free(&res);
-	lc_secret_free(&body.s);
+	lc_secret_free(&body);
 	return r;
 }
 
@@ -1491,6 +1461,14 @@ static int azure_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	}
 	if (res.state != LC_KEY_ENABLED)
 		lc_info("Azure Key Vault: key %s/keys/%s is %s", k.base, k.name, res.state_why);
+	else {
+		char why[128];
+
+		/* Still enabled: Key Vault unwraps outside nbf..exp. */
+		if (lc_azure_window_closed(&res, res.server_now, why, sizeof(why)))
+			lc_warn("Azure Key Vault: key %s/keys/%s is %s: volumes still open (Key Vault unwraps), but new wraps are refused",
+				k.base, k.name, why);
+	}
 out:
 	lc_azure_result_free(&res);
 	lc_azure_result_free(&del);

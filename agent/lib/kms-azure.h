@@ -46,8 +46,9 @@
  * key version keep working.  The reply's key_version is that versioned kid
  * (so the header's cmk_version records it), key_id the key without version.
  *
- * Tokens (Microsoft identity platform), cached per resource until 5 minutes
- * before they expire (LC_AZURE_REFRESH_S), fetched again once after a 401:
+ * Tokens (Microsoft identity platform), cached per resource in the shared
+ * token cache (oauth-token.h: monotonic clock) until 5 minutes before they
+ * expire (LC_AZURE_REFRESH_S), fetched again once after a 401:
  *   managed-identity   IMDS: GET {imds}/metadata/identity/oauth2/token?
  *                      api-version=2018-02-01&resource=R[&client_id=ID] with
  *                      "Metadata: true" (plain http to the link-local or a
@@ -71,9 +72,12 @@
  * message):
  *   403 KeyDisabled, ForbiddenByPolicy, ForbiddenByRbac, AccessDenied;
  *   404 KeyNotFound                               -> DENIED (authoritative)
- *   a GET showing enabled false, or exp / nbf outside now (5 minutes of
- *   clock skew allowed)                           -> wrap DENIED, key_state
+ *   a GET showing enabled false                  -> wrap DENIED, key_state
  *                                                    disabled
+ *   a GET showing exp past / nbf ahead by the vault's own clock (below)
+ *                                                 -> wrap MISCONFIG (Key Vault
+ *                                                    refuses wrapKey), key_state
+ *                                                    still enabled
  *   404 KeyNotFound and the key in /deletedkeys   -> key_state pending_deletion
  *   429 (Retry-After passed to provider.c as a delay hint, capped at
  *   LC_AZURE_RETRY_AFTER_MAX_MS), 408, 5xx, connection, TLS, malformed,
@@ -84,6 +88,21 @@
  *                                                 -> MISCONFIG: never a kill
  *   context mismatch, blob not of the format above, kid of another key
  *                                                 -> INVALID
+ */
+/*
+ * Clocks.  Key Vault keeps attributes.exp and nbf (epoch s), and by its
+ * documentation (learn.microsoft.com/azure/key-vault/keys/about-keys-details,
+ * "Date-time controlled operations") a key outside its nbf..exp window is
+ * refused for encrypt, wrapKey and sign (403) but still serves decrypt,
+ * unwrapKey and verify.  So an expired key still opens every volume: the
+ * window never makes key_state "disabled" (which arms the kill switch) —
+ * only attributes.enabled false, a 403 KeyDisabled, or KeyNotFound do,
+ * answers of the vault that do not depend on any clock.  The window is
+ * judged only to refuse a wrap early with a clear message, and then against
+ * the vault's own clock (the HTTP Date header of the Get Key answer, RFC
+ * 9110 section 6.6.1) with LC_AZURE_WINDOW_SLACK_S of slack, never against
+ * the host's clock, which may be hours off (lost NTP, a resumed VM).
+ * Without a Date header the wrap is sent and the vault decides.
  */
 #ifndef LC_KMS_AZURE_H
 #define LC_KMS_AZURE_H
@@ -107,7 +126,7 @@
 #define LC_AZURE_BLOB_MAX		(10 + LC_AZURE_KID_MAX + LC_AZURE_WRAPPED_MAX)
 #define LC_AZURE_TOKEN_MAX		16384		/* bytes of an access token */
 #define LC_AZURE_REFRESH_S		300
-#define LC_AZURE_SKEW_S			300		/* clock skew allowed on exp/nbf */
+#define LC_AZURE_WINDOW_SLACK_S		60		/* s: exp/nbf against the vault's Date */
 #define LC_AZURE_RETRY_AFTER_MAX_MS	60000
 #define LC_AZURE_IMDS_TIMEOUT_MS	2000
 
@@ -162,6 +181,9 @@ struct lc_azure_result {
 	bool can_wrap, can_unwrap;		/* GET: key_ops allow (or none listed) */
 	bool unauthorized;			/* HTTP 401 */
 	bool not_found;				/* 404 KeyNotFound */
+	int64_t exp, nbf;			/* GET: attributes.exp / nbf, epoch s (0: none) */
+	int64_t server_now;			/* the answer's Date header, epoch s (0: none);
+						 * set by the provider, not by the parser */
 };
 
 /*
@@ -175,6 +197,16 @@ int lc_azure_parse_response(enum lc_azure_op op, long status, const char *body, 
 			    const char *retry_after, int64_t now, bool imds,
 			    struct lc_azure_result *res, struct lc_error *err);
 void lc_azure_result_free(struct lc_azure_result *res);
+
+/*
+ * Is a key's validity window (@res->nbf, @res->exp, epoch s) closed at
+ * @server_now, the vault's own clock (the Date header of the same answer)?
+ * false when @server_now is 0 (no Date: nothing is judged) or the window
+ * is open within LC_AZURE_WINDOW_SLACK_S seconds; true with a reason in
+ * @why (@size bytes).  The host's clock is never used: see "Clocks" above.
+ */
+bool lc_azure_window_closed(const struct lc_azure_result *res, int64_t server_now, char *why,
+			    size_t size);
 
 /* ---- the provider ------------------------------------------------------ */
 

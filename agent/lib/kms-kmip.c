@@ -1276,6 +1276,12 @@ out:
 
 /* ---- key state --------------------------------------------------------------- */
 
+bool lc_kmip_deactivated_by_server(const struct lc_kmip_result *res)
+{
+	return res->deactivation_date > 0 && res->time_stamp > 0 &&
+	       res->deactivation_date <= res->time_stamp;
+}
+
 static void build_get_attrs(struct lc_ttlv_enc *e, const void *arg)
 {
 	lc_ttlv_text(e, T_UNIQUE_IDENTIFIER, arg);
@@ -1324,8 +1330,10 @@ static int kmip_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	}
 	switch (res.state) {
 	case ST_ACTIVE:
+		/* The Deactivation Date against the server's own clock (the
+		 * reply's Time Stamp), never the host's: see kms-kmip.h. */
 		reply->state = LC_KEY_ENABLED;
-		if (res.deactivation_date > 0 && res.deactivation_date <= (int64_t)time(NULL))
+		if (lc_kmip_deactivated_by_server(&res))
 			reply->state = LC_KEY_DISABLED;
 		break;
 	case ST_PRE_ACTIVE:

@@ -38,7 +38,8 @@
  *     it for Encrypt; CBC is offered by every server with Encrypt.)
  *   key_state = GetAttributes (4.12) of State, Deactivation Date and
  *     Destroy Date: Active -> enabled (disabled if the Deactivation Date
- *     has passed); Pre-Active, Deactivated, Compromised -> disabled;
+ *     has passed by the server's clock, below); Pre-Active, Deactivated,
+ *     Compromised -> disabled;
  *     Destroyed, Destroyed Compromised -> destroyed; Destroy Date ->
  *     deletion_date.
  *
@@ -146,6 +147,18 @@ struct lc_kmip_result {
  */
 int lc_kmip_parse_response(uint32_t op, const uint8_t *batch_id, const uint8_t *buf,
 			   size_t len, struct lc_kmip_result *res, struct lc_error *err);
+
+/*
+ * Clocks.  KMIP 1.4 section 3.22 moves an Active object to Deactivated when
+ * its Deactivation Date is reached: by the server's clock.  The date is
+ * compared with the Time Stamp of the same reply's Response Header (6.5,
+ * the server's clock; a reply without one is refused), never with the
+ * host's clock, which may be hours off (lost NTP, a resumed VM) and would
+ * disable a healthy key and arm the kill switch.  No tolerance is needed:
+ * both values come from the server.  true: @res is Active but deactivated
+ * by its server's own clock.
+ */
+bool lc_kmip_deactivated_by_server(const struct lc_kmip_result *res);
 
 /* Blob codec (format above).  lc_kmip_blob_parse checks every length;
  * -EINVAL (INVALID) for anything that is not a whole blob of ours. */

@@ -56,6 +56,7 @@ struct worker {
 	bool have_sess;
 	uint64_t gen;			/* k->gen when the session was opened */
 	char tok_label[33], tok_serial[17];	/* the token of the session */
+	CK_SLOT_ID slot;			/* ... and its slot */
 };
 
 struct lc_kms_pkcs11 {
@@ -411,9 +412,10 @@ static int find_slot(struct lc_kms_pkcs11 *k, struct lc_error *err)
 	CK_ULONG n = 0, matches = 0;
 	CK_TOKEN_INFO ti, found = { 0 };
 	CK_SLOT_ID slot = 0;
-	char desc[160];
+	char desc[160], present[400];
 	CK_RV rv;
 
+	present[0] = '\0';
 	rv = k->f->C_GetSlotList(CK_TRUE, NULL, &n);
 	if (rv == CKR_OK && n > MAX_SLOTS)
 		return lc_err(err, -E2BIG, LC_ERRC_MISCONFIG,
@@ -427,10 +429,22 @@ static int find_slot(struct lc_kms_pkcs11 *k, struct lc_error *err)
 	}
 	if (rv != CKR_OK)
 		return rv_err(err, rv, "C_GetSlotList");
+	present[0] = '\0';
 	for (CK_ULONG i = 0; i < n; i++) {
 		rv = k->f->C_GetTokenInfo(slots[i], &ti);
 		if (rv != CKR_OK)	/* removed meanwhile, or not ours */
 			continue;
+		{	/* for the message: the tokens that are there */
+			char l[33], e[3 * 32 + 1];
+			size_t pl = strlen(present);
+
+			padded(l, ti.label, sizeof(ti.label));
+			if (lc_p11_uri_escape((const uint8_t *)l, strlen(l), false, e, sizeof(e)) < 0)
+				snprintf(e, sizeof(e), "?");
+			if (pl + 1 < sizeof(present))
+				snprintf(present + pl, sizeof(present) - pl, "%s\"%s\" (slot %lu)",
+					 pl ? ", " : "", e, (unsigned long)slots[i]);
+		}
 		if (!field_match(k->token_label, ti.label, sizeof(ti.label)) ||
 		    !field_match(k->token_serial, ti.serialNumber, sizeof(ti.serialNumber)))
 			continue;
@@ -440,12 +454,13 @@ static int find_slot(struct lc_kms_pkcs11 *k, struct lc_error *err)
 	}
 	if (!matches)
 		return lc_err(err, -ENODEV, LC_ERRC_TRANSIENT,
-			      "no PKCS#11 token with %s is present (%lu tokens present): a token that is away is an outage, not a revocation",
-			      token_desc(k, desc, sizeof(desc)), (unsigned long)n);
+			      "no PKCS#11 token with %s is present (%lu tokens present%s%s): a token that is away is an outage, not a revocation; check token_label / token_serial in [pkcs11] against pkcs11-tool --module %s --list-token-slots",
+			      token_desc(k, desc, sizeof(desc)), (unsigned long)n, n ? ": " : "", present,
+			      k->module);
 	if (matches > 1)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-			      "%lu PKCS#11 tokens have %s: set token_serial in [pkcs11] to pick one",
-			      (unsigned long)matches, token_desc(k, desc, sizeof(desc)));
+			      "%lu PKCS#11 tokens have %s (present: %s): set token_serial in [pkcs11] to pick one (pkcs11-tool --module %s --list-token-slots shows the serials)",
+			      (unsigned long)matches, token_desc(k, desc, sizeof(desc)), present, k->module);
 	if (!(found.flags & CKF_TOKEN_INITIALIZED))
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, "PKCS#11 token with %s is not initialised",
 			      token_desc(k, desc, sizeof(desc)));
@@ -564,6 +579,7 @@ static int ensure_session(struct worker *w, bool full, struct lc_error *err)
 	w->gen = k->gen;
 	memcpy(w->tok_label, k->tok_label, sizeof(w->tok_label));
 	memcpy(w->tok_serial, k->tok_serial, sizeof(w->tok_serial));
+	w->slot = k->slot;
 out:
 	pthread_mutex_unlock(&k->mod_lock);
 	return r;
@@ -576,6 +592,40 @@ struct keyinfo {
 	CK_BBOOL encrypt, decrypt;
 	char uri[LC_PROVIDER_KEYID_MAX];
 };
+
+/* "label \"X\"" or "id 0a1b" of @ref, for messages. */
+static const char *key_desc(const struct lc_p11_ref *ref, char *buf, size_t n)
+{
+	if (ref->by_id) {
+		size_t o = (size_t)snprintf(buf, n, "id ");
+
+		for (size_t i = 0; i < ref->id_len && o + 3 <= n; i++, o += 2)
+			snprintf(buf + o, n - o, "%02x", ref->id[i]);
+	} else {
+		char e[3 * LC_KMS_PKCS11_LABEL_MAX + 1];
+
+		if (lc_p11_uri_escape((const uint8_t *)ref->label, strlen(ref->label), false, e, sizeof(e)) < 0)
+			snprintf(e, sizeof(e), "?");
+		snprintf(buf, n, "label \"%s\"", e);
+	}
+	return buf;
+}
+
+/* "token \"Y\" (serial S, slot N)" of @w's session, for messages. */
+static const char *where(const struct worker *w, char *buf, size_t n)
+{
+	snprintf(buf, n, "PKCS#11 token \"%s\" (serial %s, slot %lu)", w->tok_label, w->tok_serial,
+		 (unsigned long)w->slot);
+	return buf;
+}
+
+/* What the operator runs to see the token's secret keys (the PIN is asked). */
+static const char *check_cmd(const struct worker *w, char *buf, size_t n)
+{
+	snprintf(buf, n, "pkcs11-tool --module %s --slot %lu --login --list-objects --type secrkey",
+		 w->k->module, (unsigned long)w->slot);
+	return buf;
+}
 
 /*
  * Find the key of @ref in @w's session.  0 with @ki filled; 1 if no such
@@ -595,12 +645,13 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 	CK_OBJECT_HANDLE hs[2];
 	CK_ULONG n = 0;
 	CK_KEY_TYPE kt = 0;
-	CK_BBOOL sens = CK_FALSE, extr = CK_TRUE;
+	CK_BBOOL sens = CK_FALSE, extr = CK_TRUE, token = CK_FALSE;
 	CK_SESSION_INFO si;
 	uint8_t id[LC_KMS_PKCS11_ID_MAX], label[LC_KMS_PKCS11_LABEL_MAX];
 	char eid[3 * LC_KMS_PKCS11_ID_MAX + 1], elabel[3 * LC_KMS_PKCS11_LABEL_MAX + 1];
 	char etok[3 * 32 + 1], eser[3 * 16 + 1];
-	CK_ATTRIBUTE at[5] = {
+	CK_ATTRIBUTE at[6] = {
+		{ CKA_TOKEN, &token, sizeof(token) },
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
 		{ CKA_SENSITIVE, &sens, sizeof(sens) },
 		{ CKA_EXTRACTABLE, &extr, sizeof(extr) },
@@ -626,13 +677,16 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 		goto fail_rv;
 	if (n == 0)
 		return 1;
-	if (n > 1)
+	if (n > 1) {
+		char desc[3 * LC_KMS_PKCS11_LABEL_MAX + 64], hint[600];
+
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-			      "several secret keys on PKCS#11 token \"%s\" match %s%s: give the key by id:<hex>",
-			      w->tok_label, ref->by_id ? "that id" : "label ",
-			      ref->by_id ? "" : ref->label);
+			      "several secret keys with %s on %s: the key must be unique: give it by id:<hex> in the key configuration, or delete or relabel the others; check %s",
+			      key_desc(ref, desc, sizeof(desc)), where(w, hint, 300),
+			      check_cmd(w, hint + 300, 300));
+	}
 	ki->h = hs[0];
-	rv = f->C_GetAttributeValue(w->sess, ki->h, at, 5);
+	rv = f->C_GetAttributeValue(w->sess, ki->h, at, 6);
 	if (rv != CKR_OK)
 		goto fail_rv;
 	rv = f->C_GetAttributeValue(w->sess, ki->h, names, 2);
@@ -662,6 +716,12 @@ static int find_key(struct worker *w, const struct lc_p11_ref *ref, struct keyin
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "PKCS#11 key %s is not an AES key (CKA_KEY_TYPE 0x%lx)", ki->uri,
 			      (unsigned long)kt);
+	/* A session object vanishes with its session: that would read as
+	 * the CMK's destruction and revoke every volume under it. */
+	if (!token)
+		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
+			      "PKCS#11 key %s is refused as a CMK: it is a session object (CKA_TOKEN is false) and vanishes with its session: create it as a token object (pkcs11-tool --keygen does)",
+			      ki->uri);
 	if (!sens || extr)
 		return lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
 			      "PKCS#11 key %s is refused as a CMK: it must never leave the token (CKA_SENSITIVE is %s, CKA_EXTRACTABLE is %s; expected true and false)",
@@ -828,24 +888,21 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 	if (ki.uri[0])
 		snprintf(j->rep.key_id, sizeof(j->rep.key_id), "%s", ki.uri);
 	if (r == 1) {
-		char desc[LC_KMS_PKCS11_LABEL_MAX + 64];
+		char desc[3 * LC_KMS_PKCS11_LABEL_MAX + 64], loc[300], cmd[300];
 
-		if (j->ref.by_id) {
-			char hex[2 * LC_KMS_PKCS11_ID_MAX + 1];
-
-			for (size_t i = 0; i < j->ref.id_len; i++)
-				snprintf(hex + 2 * i, 3, "%02x", j->ref.id[i]);
-			snprintf(desc, sizeof(desc), "id %s", hex);
-		} else {
-			snprintf(desc, sizeof(desc), "label \"%s\"", j->ref.label);
-		}
+		key_desc(&j->ref, desc, sizeof(desc));
+		where(w, loc, sizeof(loc));
+		check_cmd(w, cmd, sizeof(cmd));
 		if (j->op == JOB_STATE) {
+			/* Authoritative (logged in): the watcher acts on it. */
+			lc_warn("no secret key with %s on %s: destroyed, or the key configuration names another key; check %s",
+				desc, loc, cmd);
 			j->rep.state = LC_KEY_DESTROYED;
 			return 0;
 		}
 		return lc_err(&j->err, -EKEYREVOKED, LC_ERRC_DENIED,
-			      "PKCS#11 token \"%s\" (serial %s) has no secret key with %s: it was deleted",
-			      w->tok_label, w->tok_serial, desc);
+			      "no secret key with %s on %s: it was deleted, or the key configuration names another key; check %s",
+			      desc, loc, cmd);
 	}
 	if (r < 0)
 		return r;

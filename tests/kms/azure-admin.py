@@ -7,6 +7,8 @@ administer test keys and to prove that the fake speaks the real protocol:
   azure-admin.py VAULT_URL CMD [ARGS]
     create NAME [rsa|oct-hsm]   KeyClient.create_rsa_key / create_oct_key -> kid
     disable|enable NAME         KeyClient.update_key_properties -> enabled flag
+    window NAME NBF|- EXP|-     KeyClient.update_key_properties(not_before, expires_on),
+                                epoch s or - for none -> "window <nbf> <exp>"
     delete NAME                 KeyClient.begin_delete_key -> "deleted <date>"
     recover NAME                KeyClient.begin_recover_deleted_key -> kid
     state NAME                  KeyClient.get_key -> "enabled" / "disabled"
@@ -15,13 +17,14 @@ administer test keys and to prove that the fake speaks the real protocol:
     unwrap-kid KID B64URL       CryptographyClient(KID).unwrap_key
                                 (RSA-OAEP-256) -> base64url of the result
     wrap-kid KID B64URL         CryptographyClient(KID).wrap_key -> base64url
-    error get|unwrap NAME       the error the SDK raises -> "<Class> <status> <code> <inner>"
+    error get|unwrap|wrap NAME      the error the SDK raises -> "<Class> <status> <code> <inner>"
     token secret|cert|imds|deny  a credential's get_token -> "token <scope>"
 Environment: AZ_CA (test CA, also REQUESTS_CA_BUNDLE), AZ_AUTHORITY
 (https://127.0.0.1:PORT), AZ_CERT (client certificate PEM), AZ_IMDS
 (http://127.0.0.1:PORT).
 """
 import base64
+import datetime
 import os
 import sys
 
@@ -76,6 +79,12 @@ def main():
     elif cmd in ('disable', 'enable'):
         k = kc.update_key_properties(args[0], enabled=cmd == 'enable')
         print('enabled' if k.properties.enabled else 'disabled')
+    elif cmd == 'window':
+        def when(x):
+            return None if x == '-' else datetime.datetime.fromtimestamp(int(x), tz=datetime.timezone.utc)
+        k = kc.update_key_properties(args[0], not_before=when(args[1]), expires_on=when(args[2]))
+        ts = [int(t.timestamp()) if t else '-' for t in (k.properties.not_before, k.properties.expires_on)]
+        print('window', *ts)
     elif cmd == 'delete':
         d = kc.begin_delete_key(args[0]).result()
         print('deleted', d.deleted_date.year > 2000, d.scheduled_purge_date is not None)
@@ -106,6 +115,13 @@ def main():
         try:
             if op == 'get':
                 KeyClient(vault, credential(who), verify_challenge_resource=False).get_key(name)
+            elif op == 'wrap':
+                # The SDK's generated REST client: CryptographyClient would
+                # wrap locally with the public key (and judge exp by the
+                # host's clock), this asks the vault.
+                k = kc.get_key(name)
+                kc._client.wrap_key(name, k.properties.version,  # pylint: disable=protected-access
+                                    {'alg': 'RSA-OAEP-256', 'value': 'A' * 43})
             else:
                 cc = CryptographyClient(kc.get_key(name).id, credential(who),
                                         verify_challenge_resource=False)

@@ -222,6 +222,76 @@ expect "wrap under a disabled key (the GET says enabled false)" DENIED 5000 "${s
 sdk enable lk1 >/dev/null
 expect "unwrap after enable" ok 5000 "${sec[@]}" unwrap "$key" "$ctx" "$blob"
 
+# ---- clocks: exp / nbf are the vault's business, judged by the vault's clock --------
+# The host's clock is never used (kms-azure.h "Clocks"): a host hours off
+# (lost NTP, resumed VM) must not read a healthy key as disabled, which
+# would arm the kill switch.  Key Vault refuses wrapKey outside nbf..exp
+# and still unwraps, so the window never disables a key.
+vclock() {	# vclock OFFSET: the fake vault's clock runs OFFSET s off the host's
+	"$py" -c 'import ssl, sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), context=ssl.create_default_context(cafile=sys.argv[2]))' \
+		"$vault/_test/clock?offset=$1" "$work/ca.pem"
+}
+wkid=$(sdk create clk1)
+[[ "$wkid" == "$vault/keys/clk1/"* ]] || notok "SDK create clk1" "$wkid"
+expect "clock: wrap under clk1 before any window" ok 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+wblob=$(field blob) wpt=$(field pt)
+now=$(date +%s)
+# exp 3 h before the host's clock, the vault's clock 6 h behind the host's:
+# by the vault, the key has 3 h left.
+out=$(sdk window clk1 - $((now - 3 * 3600)))
+[ "$out" = "window - $((now - 3 * 3600))" ] && ok "SDK: update_key_properties(expires_on) sets exp" || notok "SDK window" "$out"
+vclock -21600
+expect "clock: exp in the host's past, the vault's future: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: host 6 h ahead of the vault: the key stays enabled (no kill)" || notok "skewed host: state" "$last"
+expect "clock: exp in the host's past, the vault's future: wrap" ok 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+expect "clock: ... and unwrap" ok 5000 "${sec[@]}" unwrap "$vault/keys/clk1" "$ctx" "$wblob"
+[ "$(field pt)" = "$wpt" ] && ok "clock: same KEK" || notok "clock pt" "$last"
+# The reverse: exp 3 h after the host's clock, the vault's clock 6 h ahead:
+# expired by the vault.  Still enabled (Key Vault unwraps), wrap refused
+# as MISCONFIG (never a kill), and the vault agrees: its wrapkey is 403.
+out=$(sdk window clk1 - $((now + 3 * 3600)))
+vclock 21600
+expect "clock: exp in the host's future, the vault's past: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && grep -q "expired (attributes.exp" <<<"$last" &&
+	ok "clock: expired by the vault: still enabled, warned" || notok "expired by vault: state" "$last"
+expect "clock: expired by the vault: wrap refused before wrapkey" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: the message says expired by the vault's clock and what to do" "expired \(attributes.exp [0-9]+ is [0-9]+ s before the vault's clock\).*extend exp"
+expect "clock: expired by the vault: unwrap still works (as Key Vault does)" ok 5000 "${sec[@]}" unwrap "$vault/keys/clk1" "$ctx" "$wblob"
+out=$(sdk error wrap clk1)
+[ "$out" = "HttpResponseError 403 Forbidden -" ] && ok "SDK: the fake vault refuses wrap_key of a key expired by its clock (403 Forbidden)" || notok "SDK expired wrap" "$out"
+# nbf 3 h before the host's clock, the vault 6 h behind: not yet valid by the vault.
+out=$(sdk window clk1 $((now - 3 * 3600)) $((now + 30 * 86400)))
+vclock -21600
+expect "clock: nbf ahead of the vault's clock: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: not yet valid by the vault: still enabled" || notok "nbf state" "$last"
+expect "clock: not yet valid by the vault: wrap refused" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: the message says not yet valid" "not yet valid \(attributes.nbf"
+vclock 0
+expect "clock: the vault's clock right again: wrap" ok 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+# A hostile or broken clock never kills: without a Date header (or with
+# one that is not a date) nothing is judged and the vault decides; a vault
+# whose Date says 2099 refuses nothing the agent would not, and the key
+# stays enabled.
+out=$(sdk window clk1 - $((now - 3600)))
+vclock 0\&date=none
+expect "clock: no Date header, key expired: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: no Date header: still enabled" || notok "no Date: state" "$last"
+expect "clock: no Date header: the wrap is sent and the vault's 403 is misconfigured (never denied)" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: that refusal is the vault's (wrapkey was sent)" "wrapkey: HTTP 403 Forbidden"
+vclock 0\&date=garbage
+expect "clock: a Date header that is not a date: the vault decides" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+has "clock: ... wrapkey was sent" "wrapkey: HTTP 403 Forbidden"
+expect "clock: ... and the key stays enabled" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: garbage Date: still enabled" || notok "garbage Date: state" "$last"
+out=$(sdk window clk1 - $((now + 30 * 86400)))
+vclock $((2300000000 - now))
+expect "clock: a vault whose Date says 2042: state" ok 5000 "${sec[@]}" state "$vault/keys/clk1"
+[ "$(field state)" = enabled ] && ok "clock: a vault clock years ahead never disables the key" || notok "2042: state" "$last"
+expect "clock: ... its wrap is refused early (misconfigured, not denied)" MISCONFIG 5000 "${sec[@]}" wrap "$vault/keys/clk1" "$ctx"
+expect "clock: ... and unwraps" ok 5000 "${sec[@]}" unwrap "$vault/keys/clk1" "$ctx" "$wblob"
+vclock 0
+
 # A new key version: old blobs still unwrap (their kid names their version),
 # new blobs use the new version.
 kid2=$(sdk create lk1)

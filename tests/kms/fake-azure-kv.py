@@ -40,10 +40,18 @@ The token endpoint answers 429 with Retry-After: 1 to client id 4444...
 POST /_test/expire-next (no token): the next vault request's token is
 treated as expired (401 with a challenge), as a token revoked or expired
 mid-operation.
+POST /_test/clock?offset=SECONDS[&date=none|garbage] (no token): the
+vault's clock runs SECONDS ahead of the host's (negative: behind);
+date=none leaves the Date header out, date=garbage sends one that is not
+a date (a broken proxy).  That clock gives the Date
+header and judges exp / nbf as Key Vault documents it ("Date-time
+controlled operations"): wrapkey outside nbf..exp is 403 Forbidden,
+unwrapkey still works.  Tokens keep the host's clock (another service).
 Log lines (stderr): TOKEN <kind> <client>, REQ <method> <path>, JWT OK/BAD.
 """
 import argparse
 import base64
+import email.utils
 import json
 import os
 import secrets
@@ -79,6 +87,8 @@ counts = {}
 certs = {}      # x5t -> public key of a registered client certificate
 token_life = [3599]
 expire_next = [False]
+clock_offset = [0]  # the vault's clock minus the host's, seconds
+date_mode = ['ok']  # the Date header: ok, none, garbage
 
 
 def log(msg):
@@ -111,6 +121,16 @@ class Vault(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def date_time_string(self, timestamp=None):   # the Date header: the vault's clock
+        return email.utils.formatdate(time.time() + clock_offset[0], usegmt=True)
+
+    def send_response(self, code, message=None):   # BaseHTTPRequestHandler's, Date as set
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header('Server', self.version_string())
+        if date_mode[0] != 'none':
+            self.send_header('Date', 'Thursday-ish' if date_mode[0] == 'garbage' else self.date_time_string())
 
     def send(self, status, obj=None, raw=None, headers=(), ctype='application/json; charset=utf-8'):
         body = raw if raw is not None else (json.dumps(obj).encode() if obj is not None else b'')
@@ -296,6 +316,12 @@ class Vault(BaseHTTPRequestHandler):
         log('REQ %s %s' % (method, path))
         if path.startswith('/%s/' % TENANT):
             return self.token_endpoint(path, data)
+        if path == '/_test/clock':            # the vault's clock runs OFFSET s off the host's
+            q = urllib.parse.parse_qs(u.query)
+            with lock:
+                clock_offset[0] = int(q['offset'][0])
+                date_mode[0] = q.get('date', ['ok'])[0]
+            return self.send(204)
         if path == '/_test/expire-next':     # the next vault request's token has expired
             with lock:
                 expire_next[0] = True
@@ -387,6 +413,11 @@ class Vault(BaseHTTPRequestHandler):
             return self.error(403, 'Forbidden', 'Operation %s is not allowed on a disabled key.' % op,
                               'KeyDisabled')
         want = 'wrapKey' if op == 'wrapkey' else 'unwrapKey'
+        vnow = time.time() + clock_offset[0]
+        if op == 'wrapkey' and v.get('exp') is not None and vnow >= v['exp']:
+            return self.error(403, 'Forbidden', 'Operation wrapKey is not allowed on an expired key.')
+        if op == 'wrapkey' and v.get('nbf') is not None and vnow < v['nbf']:
+            return self.error(403, 'Forbidden', 'Operation wrapKey is not allowed on a key that is not yet valid.')
         if want not in v['ops']:
             return self.error(403, 'Forbidden', 'Operation %s is not permitted on this key.' % want,
                               'KeyOperationForbidden')

@@ -21,6 +21,11 @@ PyKMIP's real server never shows.  One listener per --listen MODE:PORT.
   drip         the well-formed reply, one byte every 0.3 s
   dates        State Active, Deactivation Date a minute ago, Destroy Date
                tomorrow
+  skew-behind  the server's clock (reply Time Stamp) 6 h behind the host's,
+               State Active, Deactivation Date 3 h before the host's clock:
+               in the server's future
+  skew-ahead   the server's clock 6 h ahead, State Active, Deactivation Date
+               3 h after the host's clock: in the server's past
   mixed        never answers for key "hang", the well-formed reply for others
 
 --selfcheck decodes the well-formed replies with PyKMIP's own message
@@ -91,7 +96,7 @@ def request_fields(req):
     return op, batch, uid
 
 
-def reply(op, batch, payload=None, status=0, version=4):
+def reply(op, batch, payload=None, status=0, version=4, clock=0):
     bi = [enum(0x42005C, op)]
     if batch is not None:
         bi.append(bstr(0x420093, batch))
@@ -99,7 +104,7 @@ def reply(op, batch, payload=None, status=0, version=4):
     if payload is not None:
         bi.append(st(0x42007C, *payload))
     hdr = st(0x42007A, st(0x420069, i32(0x42006A, 1), i32(0x42006B, version)),
-             dt(0x420092, int(time.time())), i32(0x42000D, 1))
+             dt(0x420092, int(time.time()) + clock), i32(0x42000D, 1))
     return st(0x42007B, hdr, st(0x42000F, *bi))
 
 
@@ -166,6 +171,13 @@ def bad_reply(mode, op, batch, uid):
             st(0x420008, text(0x42000A, "State"), enum(0x42000B, 2)),
             st(0x420008, text(0x42000A, "Deactivation Date"), dt(0x42000B, now - 60)),
             st(0x420008, text(0x42000A, "Destroy Date"), dt(0x42000B, now + 86400))])
+    if mode in ("skew-behind", "skew-ahead"):
+        now, sign = int(time.time()), (-1 if mode == "skew-behind" else 1)
+        return reply(op, batch, [
+            text(0x420094, uid),
+            st(0x420008, text(0x42000A, "State"), enum(0x42000B, 2)),
+            st(0x420008, text(0x42000A, "Deactivation Date"), dt(0x42000B, now + sign * 3 * 3600))],
+            clock=sign * 6 * 3600)
     if mode in ("ok", "mixed"):
         return state_reply(op, batch, uid)
     raise ValueError(mode)

@@ -102,7 +102,7 @@ p_kmip=$(free_port)
 if start_pykmip "$p_kmip"; then ok "PyKMIP $("$py" -c 'import kmip; print(kmip.__version__)') server on 127.0.0.1:$p_kmip, TLS 1.2, client certificates required"
 else notok "PyKMIP server up" "$(tail -20 "$work/pykmip.out" "$work/pykmip.log" 2>&1)"; finish; fi
 
-faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed dates"
+faults="hang-tcp hang-tls close truncated garbage bad-padding deep huge wrong-batch wrong-uid http pending no-tag ok drip mixed dates skew-behind skew-ahead"
 declare -A fport
 listen=()
 for m in $faults; do fport[$m]=$(free_port); listen+=(--listen "$m:${fport[$m]}"); done
@@ -263,6 +263,12 @@ expect "the fake's well-formed reply is read" ok 5000 $(fk ok) state 1
 expect "Active, but its Deactivation Date has passed" ok 5000 $(fk dates) state 1
 [ "$(field state)" = disabled ] && [ "$(field deletion_date)" -gt "$(date +%s)" ] &&
 	ok "a passed Deactivation Date -> disabled; the Destroy Date is the deletion date" || notok "dates" "$last"
+# Clocks: the Deactivation Date is judged by the reply's Time Stamp (the
+# server's clock), never the host's, which may be hours off.
+expect "Deactivation Date in the host's past, the server's future (server 6 h behind)" ok 5000 $(fk skew-behind) state 1
+[ "$(field state)" = enabled ] && ok "a host clock hours ahead does not disable an Active key (no kill)" || notok "skew-behind" "$last"
+expect "Deactivation Date in the host's future, the server's past (server 6 h ahead)" ok 5000 $(fk skew-ahead) state 1
+[ "$(field state)" = disabled ] && ok "passed by the server's own clock: disabled (KMIP: Active -> Deactivated at that date)" || notok "skew-ahead" "$last"
 expect "a reply that drips one byte every 0.3 s (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk drip) state 1
 grep -q 'time limit' <<<"$last" && ok "the drip is cut by the attempt's timeout" || notok "drip message" "$last"
 run --attempts 1 --attempt-timeout 3000 $(fk mixed) race hang 1

@@ -65,12 +65,13 @@ mk() {	# mk LABEL ID EXTRA-ARGS...: an AES-256 key, as the documentation says
 }
 if out=$(softhsm2-util --init-token --free --label lc-test --so-pin "$SOPIN" --pin "$PIN" 2>&1) &&
    out2=$(mk lc-cmk 01) && mk lc-del 02 >/dev/null && mk lc-nodec 03 >/dev/null && mk lc-noenc 04 >/dev/null &&
-   mk lc-ext 05 --extractable >/dev/null &&
+   mk lc-ext 05 --extractable >/dev/null && mk lc-dup 0a >/dev/null && mk lc-dup 0b >/dev/null &&
    tool --keygen --key-type GENERIC:32 --label lc-generic --id 06 --sensitive --private >/dev/null &&
    grep -q 'never extractable' <<<"$out2"; then
 	ok "SoftHSM token lc-test in a private token directory; AES keys made with pkcs11-tool (sensitive, never extractable)"
 else notok "token and keys" "$out $(cat "$work"/*.log 2>/dev/null)"; finish; fi
 serial=$(softhsm2-util --show-slots 2>/dev/null | awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "lc-test" { print s; exit }')
+slot=$(softhsm2-util --show-slots 2>/dev/null | awk '/^Slot [0-9]+$/ { s = $2 } /Label:/ && $2 == "lc-test" { print s; exit }')
 
 # ---- helpers -----------------------------------------------------------------
 ctx=lakecrypt:v2\;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\;workspace=finance\;project=ledger\;keyconfig=hsm-kc
@@ -143,13 +144,29 @@ says "the refusal says CKA_EXTRACTABLE is true" 'CKA_EXTRACTABLE is true'
 expect "an extractable key is refused (wrap)" MISCONFIG "${P[@]}" wrap lc-ext "$ctx"
 expect "a GENERIC secret key is refused" MISCONFIG "${P[@]}" state lc-generic
 says "the refusal says it is not AES" 'not an AES key'
+reset_shim
+inject C_GetAttributeValue.session 1 1
+expect "a key that is a session object (CKA_TOKEN false, from the shim) is refused" MISCONFIG "${S[@]}" state lc-cmk
+says "the refusal says it is a session object" 'session object \(CKA_TOKEN is false\)'
+reset_shim
 
 out=$(tool --delete-object --type secrkey --label lc-del)
 expect "unwrap after pkcs11-tool deleted the key" DENIED "${P[@]}" unwrap lc-del "$ctx" "$dblob"
-says "DENIED says the key was deleted" 'has no secret key with label "lc-del"'
+cmd=$(sed -n 's/.*; check \(pkcs11-tool [^(]*\)$/\1/p' <<<"$(grep '^result' <<<"$last" | sed 's/ (attempts.*//')")
+read -ra argv <<<"$cmd"
+out=$("${argv[@]}" --pin "$PIN" 2>&1)
+grep -q 'label: *lc-cmk' <<<"$out" && ! grep -q 'label: *lc-del' <<<"$out" && ! grep -qi 'error' <<<"$out" &&
+	ok "the command the message gives runs and lists the token's secret keys (lc-cmk, not the deleted lc-del)" || notok "the message's command: $cmd" "$out"
+says "DENIED says which key, which token and slot, and what to check" \
+	"no secret key with label \"lc-del\" on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\): it was deleted, or the key configuration names another key; check pkcs11-tool --module $softhsm --slot $slot --login --list-objects --type secrkey"
 expect "state of the deleted key" ok "${P[@]}" state lc-del
 [ "$(field state)" = destroyed ] && ok "key_state of a deleted key: destroyed" || notok "destroyed" "$last"
 expect "unknown id" DENIED "${P[@]}" unwrap id:7777 "$ctx" "$dblob"
+says "the message names the id, the token and its slot" "no secret key with id 7777 on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\)"
+expect "two keys labelled lc-dup" MISCONFIG "${P[@]}" state lc-dup
+says "the message says several, which label, which token and slot, and what to do" \
+	"several secret keys with label \"lc-dup\" on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\): the key must be unique: give it by id:<hex>.*--slot $slot --login --list-objects"
+expect "one of them by id" ok "${P[@]}" state id:0b
 
 run "${P[@]}" wrap lc-nodec "$ctx"
 nblob=$(field blob)
@@ -174,6 +191,8 @@ expect "a library that is not a PKCS#11 module ($libz)" MISCONFIG --module "$lib
 says "MISCONFIG says so" 'is not a PKCS#11 module'
 expect "no such token label: an absent token is transient, never a denial" TRANSIENT --attempts 2 --module "$softhsm" --token-label lc-absent --pin-file "$work/pin" state lc-cmk
 says "transient says no token is present, retried" 'no PKCS#11 token with label "lc-absent".*after 2 attempts'
+says "the message lists the tokens present with their slots and what to check" \
+	"no PKCS#11 token with label \"lc-absent\" is present \\([0-9]+ tokens present: .*\"lc-test\" \\(slot $slot\\).*check token_label / token_serial in \\[pkcs11\\] against pkcs11-tool --module $softhsm --list-token-slots"
 expect "token by serial only" ok --module "$softhsm" --token-serial "$serial" --pin-file "$work/pin" state lc-cmk
 expect "right label, wrong serial" TRANSIENT --attempts 1 --module "$softhsm" --token-label lc-test --token-serial 0000000000000000 --pin-file "$work/pin" state lc-cmk
 chmod 644 "$work/pin"

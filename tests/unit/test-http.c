@@ -96,6 +96,68 @@ static void test_transport_errors(void **state)
 
 /* A server's error text that echoes a credential is withheld; any other
  * text is kept. */
+/* The server's clock from its Date header (IMF-fixdate, and the obsolete
+ * forms RFC 9110 section 5.6.7 says to accept); 0 when absent or junk. */
+static void test_server_time(void **state)
+{
+	struct lc_http_response r = { 0 };
+
+	(void)state;
+	assert_int_equal(lc_http_server_time(&r), 0);
+	snprintf(r.date, sizeof(r.date), "Sun, 06 Nov 1994 08:49:37 GMT");
+	assert_int_equal(lc_http_server_time(&r), 784111777);
+	snprintf(r.date, sizeof(r.date), "Sunday, 06-Nov-94 08:49:37 GMT");
+	assert_int_equal(lc_http_server_time(&r), 784111777);
+	snprintf(r.date, sizeof(r.date), "Fri, 15 Jan 2027 08:00:00 GMT");
+	assert_int_equal(lc_http_server_time(&r), 1800000000);
+	snprintf(r.date, sizeof(r.date), "yesterday-ish");
+	assert_int_equal(lc_http_server_time(&r), 0);
+}
+
+/* Percent-encoding and base64url, into lc_sb and into a caller's buffer;
+ * RFC 4648 section 10 vectors; inputs longer than the chunks lc_sb uses. */
+static void test_encoders(void **state)
+{
+	static const char *const b64[][2] = { { "", "" }, { "f", "Zg" }, { "fo", "Zm8" },
+		{ "foo", "Zm9v" }, { "foob", "Zm9vYg" }, { "fooba", "Zm9vYmE" }, { "foobar", "Zm9vYmFy" } };
+	struct lc_sb b = { 0 };
+	char out[512], big[300];
+	uint8_t bin[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(b64) / sizeof(b64[0]); i++) {
+		assert_int_equal(lc_base64url_encode((const uint8_t *)b64[i][0], strlen(b64[i][0]), out),
+				 strlen(b64[i][1]));
+		assert_string_equal(out, b64[i][1]);
+	}
+	assert_int_equal(lc_base64url_encode((const uint8_t *)"\xfb\xff", 2, out), 3);
+	assert_string_equal(out, "-_8");	/* base64: "+/8=" */
+	for (size_t i = 0; i < sizeof(bin); i++)
+		bin[i] = (uint8_t)(i * 37 + 11);
+	lc_sb_put_b64url(&b, bin, sizeof(bin));	/* 200 bytes: across the 48-byte chunks */
+	lc_base64url_encode(bin, sizeof(bin), out);
+	assert_false(b.oom);
+	assert_string_equal(b.p, out);
+	assert_int_equal(b.len, 267);
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+
+	assert_int_equal(lc_form_encode("a b/c~-._*+\xc3\xa9&=%", 16, out), 34);
+	assert_string_equal(out, "a%20b%2Fc~-._%2A%2B%C3%A9%26%3D%25");
+	memset(big, '/', sizeof(big));
+	lc_sb_puts(&b, "x=");
+	lc_sb_put_form(&b, big, sizeof(big));	/* across the 64-byte chunks */
+	assert_false(b.oom);
+	assert_int_equal(b.len, 2 + 3 * sizeof(big));
+	assert_memory_equal(b.p + 2 + 3 * 299, "%2F", 4);	/* and NUL-terminated */
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	lc_sb_put_form(&b, "", 0);
+	lc_sb_put_b64url(&b, "", 0);
+	assert_int_equal(b.len, 0);
+	free(b.p);
+}
+
 static void test_msg_scrub(void **state)
 {
 	static const char *const bad[] = {
@@ -122,6 +184,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_msg_scrub),
+		cmocka_unit_test(test_server_time),
+		cmocka_unit_test(test_encoders),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_url_host),

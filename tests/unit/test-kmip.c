@@ -301,6 +301,15 @@ static void test_replies(void **state)
 	assert_string_equal(res.uid, "42");
 	assert_int_equal(res.time_stamp, 1700000000);
 	assert_int_equal(res.version_minor, 4);
+	/* Deactivation Date judged by the reply's Time Stamp, not the host's clock. */
+	assert_false(lc_kmip_deactivated_by_server(&res));	/* 1.8e9 > 1.7e9 */
+	res.time_stamp = 1800000000;
+	assert_true(lc_kmip_deactivated_by_server(&res));	/* reached, by the server */
+	res.time_stamp = 1799999999;
+	assert_false(lc_kmip_deactivated_by_server(&res));
+	res.deactivation_date = 0;
+	res.time_stamp = 1900000000;
+	assert_false(lc_kmip_deactivated_by_server(&res));	/* no date: never */
 
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
 		r = (struct reply_spec){ .op = classes[i].op, .batch_count = 1, .items = 1,

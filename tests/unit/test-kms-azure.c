@@ -179,6 +179,34 @@ static void test_retry_after(void **state)
 	assert_int_equal(res.retry_after_ms, 0);
 }
 
+/* The validity window is judged against the vault's clock only. */
+static void test_window(void **state)
+{
+	struct lc_azure_result res;
+	struct lc_error err;
+	char why[128];
+
+	(void)state;
+	assert_int_equal(parse(LC_AZURE_GET_KEY, 200,
+			       "{\"key\":{\"kid\":\"k\",\"kty\":\"RSA\"},\"attributes\":{\"enabled\":true,\"exp\":1800000000,\"nbf\":1700000000}}",
+			       NULL, false, &res, &err), 0);
+	assert_int_equal(res.exp, 1800000000);
+	assert_int_equal(res.nbf, 1700000000);
+	/* No Date header: nothing judged, even for a long-past exp. */
+	assert_false(lc_azure_window_closed(&res, 0, why, sizeof(why)));
+	/* Inside, and at the edges within the slack. */
+	assert_false(lc_azure_window_closed(&res, 1750000000, why, sizeof(why)));
+	assert_false(lc_azure_window_closed(&res, 1800000000 + LC_AZURE_WINDOW_SLACK_S - 1, why, sizeof(why)));
+	assert_false(lc_azure_window_closed(&res, 1700000000 - LC_AZURE_WINDOW_SLACK_S, why, sizeof(why)));
+	/* Outside by the vault's clock. */
+	assert_true(lc_azure_window_closed(&res, 1800000000 + LC_AZURE_WINDOW_SLACK_S, why, sizeof(why)));
+	assert_non_null(strstr(why, "expired"));
+	assert_true(lc_azure_window_closed(&res, 1700000000 - LC_AZURE_WINDOW_SLACK_S - 1, why, sizeof(why)));
+	assert_non_null(strstr(why, "not yet valid"));
+	assert_int_equal(res.state, LC_KEY_ENABLED);
+	lc_azure_result_free(&res);
+}
+
 static void test_key_states(void **state)
 {
 	struct lc_azure_result res;
@@ -190,10 +218,11 @@ static void test_key_states(void **state)
 		{ "\"enabled\":true", "EC", "", LC_KEY_ENABLED, LC_AZURE_ALG_NONE, true },
 		{ "\"enabled\":true", "RSA", ",\"key_ops\":[\"sign\"]", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, false },
 		{ "\"enabled\":false", "RSA", "", LC_KEY_DISABLED, LC_AZURE_RSA_OAEP_256, true },
-		{ "\"enabled\":true,\"exp\":1799999000", "RSA", "", LC_KEY_DISABLED, LC_AZURE_RSA_OAEP_256, true },
-		{ "\"enabled\":true,\"exp\":1799999800", "RSA", "", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, true },	/* skew */
-		{ "\"enabled\":true,\"nbf\":1800001000", "RSA", "", LC_KEY_DISABLED, LC_AZURE_RSA_OAEP_256, true },
-		{ "\"enabled\":true,\"nbf\":1800000100", "RSA", "", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, true },
+		/* exp / nbf never disable (Key Vault unwraps outside them), whatever the clock */
+		{ "\"enabled\":true,\"exp\":1799999000", "RSA", "", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, true },
+		{ "\"enabled\":true,\"exp\":1000", "RSA", "", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, true },
+		{ "\"enabled\":true,\"nbf\":1800001000", "RSA", "", LC_KEY_ENABLED, LC_AZURE_RSA_OAEP_256, true },
+		{ "\"enabled\":false,\"exp\":1000", "RSA", "", LC_KEY_DISABLED, LC_AZURE_RSA_OAEP_256, true },
 	};
 
 	(void)state;
@@ -242,6 +271,7 @@ int main(void)
 		cmocka_unit_test(test_error_classes),
 		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_key_states),
+		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_token),
 	};
 

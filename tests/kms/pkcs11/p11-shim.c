@@ -18,12 +18,16 @@
  *                     C_GetTokenInfo.serial <hex> <count>
  *                       the next <count> answers carry this serial number
  *                       (%016lx): another token under the same label
+ *                     C_GetAttributeValue.session 1 <count>
+ *                       the next <count> answers that carry CKA_TOKEN say
+ *                       false: the key reads as a session object
  * Wrapped: C_Initialize, C_GetSlotList, C_GetTokenInfo, C_OpenSession, C_GetSessionInfo,
- * C_Login, C_FindObjectsInit, C_EncryptInit, C_Encrypt, C_DecryptInit,
+ * C_Login, C_FindObjectsInit, C_GetAttributeValue, C_EncryptInit, C_Encrypt, C_DecryptInit,
  * C_Decrypt; everything else is the real module's.
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +158,22 @@ static CK_RV s_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG
 	return real->C_FindObjectsInit(h, t, n);
 }
 
+static CK_RV s_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	CK_RV rv;
+	bool has_token = false;
+
+	RULE(C_GetAttributeValue);
+	rv = real->C_GetAttributeValue(h, o, t, n);
+	for (CK_ULONG i = 0; i < n; i++)
+		has_token |= t[i].type == CKA_TOKEN;
+	if (rv == CKR_OK && has_token && rule("C_GetAttributeValue.session"))
+		for (CK_ULONG i = 0; i < n; i++)
+			if (t[i].type == CKA_TOKEN && t[i].pValue && t[i].ulValueLen == sizeof(CK_BBOOL))
+				*(CK_BBOOL *)t[i].pValue = CK_FALSE;
+	return rv;
+}
+
 static CK_RV s_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	RULE(C_EncryptInit);
@@ -205,6 +225,7 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim_list.C_GetSessionInfo = s_GetSessionInfo;
 		shim_list.C_Login = s_Login;
 		shim_list.C_FindObjectsInit = s_FindObjectsInit;
+		shim_list.C_GetAttributeValue = s_GetAttributeValue;
 		shim_list.C_EncryptInit = s_EncryptInit;
 		shim_list.C_Encrypt = s_Encrypt;
 		shim_list.C_DecryptInit = s_DecryptInit;
