@@ -29,7 +29,7 @@ table() {
 	echo "0644 $MANDIR/man8/lakecryptctl.8 $DIST/man/lakecryptctl.8"
 	echo "0644 $MANDIR/man5/lakecrypttab.5 $DIST/man/lakecrypttab.5"
 	for d in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
-		 admin-guide/dm-lakecrypt.rst; do
+		 kms-providers.md fleet-revocation.md admin-guide/dm-lakecrypt.rst; do
 		echo "0644 $DOCDIR/$(basename "$d") $top/Documentation/$d"
 	done
 	echo "0644 $DOCDIR/examples/agent.conf $top/tools/systemd/agent.conf.example"

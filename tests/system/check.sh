@@ -51,7 +51,8 @@ ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } E
 		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
 		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
 		/usr/src/lakecrypt-$ver/dkms.conf
-	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md dm-lakecrypt.rst; do
+	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
+		 kms-providers.md fleet-revocation.md dm-lakecrypt.rst; do
 		echo "/usr/share/doc/lakecrypt/$f"
 	done
 	(find kernel include -type f \( -name '*.c' -o -name '*.h' -o -name Kbuild -o -name Makefile \)) |
