@@ -143,6 +143,53 @@ for k in Type=notify NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes Pr
 done
 [ ! -s "$log" ]; tap $? "unit sets Type=notify and the hardening the issue lists"
 
+# ------------------------------------------------------------ example agent.conf
+# The shipped example must parse with the agent's own parser
+# (lakecrypt-agent --check-config), as it is and with each commented
+# "#[section]" block (up to its blank line) uncommented in turn, and name
+# every key the parser knows (agent/lib/config.c, [test] aside).
+agentbin=build/agent/lakecrypt-agent
+ex=tools/systemd/agent.conf.example
+"$agentbin" --check-config --config "$ex" >"$log" 2>&1 && has "$log" "configuration valid"
+tap $? "example agent.conf is valid as shipped (lakecrypt-agent --check-config)"
+blocks=$(grep -n '^#\[' "$ex" | cut -d: -f1)
+[ "$(wc -w <<<"$blocks")" -ge 7 ]
+tap $? "example has commented provider sections ($(wc -w <<<"$blocks") #[section] blocks)"
+for start in $blocks; do
+	sec=$(sed -n "${start}s/^#\[\(.*\)\]$/\1/p" "$ex")
+	awk -v s="$start" 'NR >= s && !done && /^$/ { done = 1 }
+		NR >= s && !done && /^#(\[|[a-z_]+ *=)/ { sub(/^#/, ""); n++ }
+		{ print } END { if (n < 2) exit 1 }' "$ex" >"$work/ex-$start.conf"
+	rc=$?
+	[ $rc -eq 0 ] || echo "block at line $start uncommented fewer than 2 lines" >>"$log"
+	"$agentbin" --check-config --config "$work/ex-$start.conf" >>"$log" 2>&1 && [ $rc -eq 0 ]
+	tap $? "example with [$sec] (line $start) uncommented is valid"
+done
+grep -oE '^[[:space:]]*\{ "[a-z0-9-]+", "[a-z_]+"' agent/lib/config.c |
+	sed -E 's/.*"([a-z0-9-]+)", "([a-z_]+)"/\1 \2/' | grep -v '^test ' | LC_ALL=C sort -u >"$work/keys.parser"
+awk 'match($0, /^#?\[[a-z0-9-]+\]$/) { sec = $0; gsub(/[#\[\]]/, "", sec); next }
+	match($0, /^#?[a-z_]+ *=/) { k = $0; sub(/^#/, "", k); sub(/ *=.*/, "", k); print sec, k }' "$ex" |
+	LC_ALL=C sort -u >"$work/keys.example"
+[ "$(wc -l <"$work/keys.parser")" -gt 50 ] && diff -u "$work/keys.parser" "$work/keys.example" >"$log" 2>&1
+tap $? "example names exactly the $(wc -l <"$work/keys.parser") keys config.c knows (every section but [test])"
+# What the example says about comments is what the parser does.
+printf '[agent]\nlog = syslog\t# a comment\nsocket = /tmp/a#b.sock   # another\n' >"$work/c1.conf"
+"$agentbin" --check-config --config "$work/c1.conf" >"$log" 2>&1
+tap $? "a '#' after a blank ends the value; one after a non-blank is part of it"
+printf '[agent]\nsocket_mode = 0660 ; not a comment\n' >"$work/c2.conf"
+! "$agentbin" --check-config --config "$work/c2.conf" >"$log" 2>&1 &&
+	has "$log" "c2.conf:2: socket_mode = \"0660 ; not a comment\" is not an octal"
+tap $? "a ';' after a value is part of the value (FILE:LINE error, exit 1)"
+printf '; a comment\n  # another\n[agent]   # no\n' >"$work/c3.conf"
+! "$agentbin" --check-config --config "$work/c3.conf" >"$log" 2>&1 && has "$log" "c3.conf:3: malformed section header"
+tap $? "';' and '#' start comment lines; a [section] line takes no comment"
+printf '[aws-kms]\nregion = eu-west-1\nendpiont = https://x\n' >"$work/c4.conf"
+! "$agentbin" --check-config --config "$work/c4.conf" >"$log" 2>&1 &&
+	has "$log" "c4.conf:3: unknown key \"endpiont\" in \[aws-kms\]"
+tap $? "--check-config: an unknown key fails with FILE:LINE"
+! "$agentbin" --check-config --config "$work/none.conf" >"$log" 2>&1 && has "$log" "cannot open config file"
+tap $? "--check-config: a missing --config file fails"
+
 # ------------------------------------------------------------ sd_notify
 cat >"$work/notify.py" <<'PY'
 import os, socket, sys
