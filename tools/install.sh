@@ -34,6 +34,7 @@ table() {
 	done
 	echo "0644 $DOCDIR/examples/agent.conf $top/tools/systemd/agent.conf.example"
 	echo "0644 $DOCDIR/examples/lakecrypttab $top/tools/systemd/lakecrypttab.example"
+	echo "0644 $DOCDIR/examples/hook-signal.conf $top/tools/systemd/hook-signal.conf"
 	case $MODULE in
 	kbuild)
 		echo "0644 /lib/modules/$KVER/updates/dm-lakecrypt.ko $KO" ;;

@@ -50,6 +50,7 @@ ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } E
 		/usr/lib/systemd/system/lakecrypt.target /usr/lib/systemd/system-generators/lakecrypt-generator \
 		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
 		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
+		/usr/share/doc/lakecrypt/examples/hook-signal.conf \
 		/usr/src/lakecrypt-$ver/dkms.conf
 	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
 		 kms-providers.md fleet-revocation.md dm-lakecrypt.rst; do
@@ -237,6 +238,64 @@ i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=
 build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >"$log" 2>&1 && ! grep -qi notify "$work/agent/log2"
 tap $? "without NOTIFY_SOCKET the agent starts as before (no warning)"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+
+# ------------------------------------------------------------ hook --signal and its drop-in
+# The agent with exactly the unit's capability bounding set (setpriv), as
+# systemd runs it: workspace hook --signal is refused, naming the drop-in;
+# with the drop-in's capabilities added, it is accepted.  Both sets come
+# from the shipped files.
+dropin=tools/systemd/hook-signal.conf
+capset() { sed -n 's/^CapabilityBoundingSet=//p' "$@" | tr ' ' '\n' | sed -n 's/^CAP_/+/p' |
+	tr 'A-Z' 'a-z' | paste -sd, -; }
+unitcaps=$(capset "$unit")
+dropcaps=$(capset "$dropin")
+[ "$unitcaps" = "+sys_admin,+ipc_lock,+chown" ] && [ "$dropcaps" = "+kill,+sys_ptrace,+dac_read_search" ]
+tap $? "the unit grants $unitcaps; the drop-in adds $dropcaps"
+hookagent() {	# hookagent CAPS: start the agent bounded to CAPS
+	rm -rf "$work/hk"; mkdir -p "$work/hk"
+	cat >"$work/hk/agent.conf" <<CONF
+[agent]
+socket = $work/hk/agent.sock
+state_dir = $work/hk/state
+audit_log = $work/hk/audit.log
+log = stderr
+CONF
+	DM_DISABLE_UDEV=1 setpriv --bounding-set "-all,$1" --inh-caps=-all build/agent/lakecrypt-agent \
+		--config "$work/hk/agent.conf" --foreground >"$work/hk/log" 2>&1 &
+	agent_pid=$!
+	i=0; while [ ! -S "$work/hk/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	hctl() { build/agent/lakecryptctl --socket "$work/hk/agent.sock" "$@"; }
+	k=$(hctl --json kms create | sed -n 's/.*"key_id": "\([^"]*\)".*/\1/p') &&
+		hctl keyconfig create kc --key "$k" >/dev/null && hctl workspace bind ws1 --keyconfig kc >/dev/null
+}
+stopagent() { kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=; }
+hookagent "$unitcaps" >"$log" 2>&1
+tap $? "agent bounded to the unit's capabilities: workspace bound" || cat "$work/hk/log" >>"$log"
+hctl workspace hook ws1 --signal TERM >"$work/hk/out" 2>"$work/hk/err"; rc=$?
+cat "$work/hk/out" "$work/hk/err" >"$log"
+[ $rc -eq 1 ] && has "$work/hk/err" "the agent lacks CAP_KILL,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH" &&
+	has "$work/hk/err" "/etc/systemd/system/lakecrypt-agent.service.d/hook-signal.conf" &&
+	! hctl --json workspace list | grep -q '"signal"'
+tap $? "--signal without the drop-in: refused (exit 1), the message names the capabilities and the drop-in"
+hctl workspace hook ws1 --stop-units app.service >"$log" 2>&1
+tap $? "--stop-units needs no extra capability: accepted"
+stopagent
+hookagent "$unitcaps,$dropcaps" >"$log" 2>&1
+tap $? "agent bounded to the unit's and the drop-in's capabilities" || cat "$work/hk/log" >>"$log"
+hctl workspace hook ws1 --signal TERM >"$log" 2>&1 && hctl --json workspace list | grep -q '"signal": "TERM"'
+tap $? "--signal with the drop-in: accepted"
+stopagent
+# The drop-in as systemd reads it: verified, and the exposure it costs.
+mkdir -p "$work/units/lakecrypt-agent.service.d"
+cp "$dropin" "$work/units/lakecrypt-agent.service.d/"
+run "systemd-analyze verify lakecrypt-agent.service with the hook-signal drop-in" \
+	systemd-analyze verify "$work/units/lakecrypt-agent.service"
+systemd-analyze security --offline=yes "$work/units/lakecrypt-agent.service" >"$work/security2" 2>"$log"
+score2=$(sed -n 's/.*Overall exposure level for lakecrypt-agent.service: \([0-9.]*\).*/\1/p' "$work/security2")
+echo "# systemd-analyze security with hook-signal.conf: exposure $score2 (without: $score)"
+grep -q '^✗ CapabilityBoundingSet=~CAP_KILL ' "$work/security2" && ! grep -q '^✗ CapabilityBoundingSet=~CAP_KILL ' "$work/security"
+tap $? "systemd reads the drop-in beside the unit: CAP_KILL granted with it only (exposure ${score2:-none})"
+rm -rf "$work/units/lakecrypt-agent.service.d"
 
 # ------------------------------------------------------------ generator
 gen=$R/usr/lib/systemd/system-generators/lakecrypt-generator
