@@ -190,6 +190,10 @@ printf '[aws-kms]\nregion = eu-west-1\nendpiont = https://x\n' >"$work/c4.conf"
 tap $? "--check-config: an unknown key fails with FILE:LINE"
 ! "$agentbin" --check-config --config "$work/none.conf" >"$log" 2>&1 && has "$log" "cannot open config file"
 tap $? "--check-config: a missing --config file fails"
+mkfifo "$work/fifo.conf"
+# (timeout only guards against a hang: the open of a FIFO used to block)
+! timeout 20 "$agentbin" --check-config --config "$work/fifo.conf" >"$log" 2>&1 && has "$log" "must be a regular file"
+tap $? "--check-config: a FIFO as the config is refused at once, not waited on"
 
 # ------------------------------------------------------------ sd_notify
 cat >"$work/notify.py" <<'PY'
