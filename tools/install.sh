@@ -29,11 +29,12 @@ table() {
 	echo "0644 $MANDIR/man8/lakecryptctl.8 $DIST/man/lakecryptctl.8"
 	echo "0644 $MANDIR/man5/lakecrypttab.5 $DIST/man/lakecrypttab.5"
 	for d in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
-		 admin-guide/dm-lakecrypt.rst; do
+		 kms-providers.md fleet-revocation.md admin-guide/dm-lakecrypt.rst; do
 		echo "0644 $DOCDIR/$(basename "$d") $top/Documentation/$d"
 	done
 	echo "0644 $DOCDIR/examples/agent.conf $top/tools/systemd/agent.conf.example"
 	echo "0644 $DOCDIR/examples/lakecrypttab $top/tools/systemd/lakecrypttab.example"
+	echo "0644 $DOCDIR/examples/hook-signal.conf $top/tools/systemd/hook-signal.conf"
 	case $MODULE in
 	kbuild)
 		echo "0644 /lib/modules/$KVER/updates/dm-lakecrypt.ko $KO" ;;

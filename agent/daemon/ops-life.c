@@ -85,6 +85,18 @@ int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
 		goto out;
 	}
 	h->timeout_ms = (uint32_t)timeout;
+	if (h->signal) {
+		/* Said now, not found out after a revocation: without these the
+		 * signal step finds and signals nobody but root's own. */
+		char missing[96];
+
+		if (lc_hook_caps_missing(missing, sizeof(missing)) != 0) {
+			r = lc_err(err, -EPERM, LC_ERRC_MISCONFIG,
+				   "signal: the agent lacks %s, without which it cannot find or signal other users' processes; under systemd enable the drop-in hook-signal.conf of the examples (share/doc/lakecrypt/examples) as /etc/systemd/system/lakecrypt-agent.service.d/hook-signal.conf, then systemctl daemon-reload and restart lakecrypt-agent (lakecrypt-agent(8), The kill)",
+				   missing[0] ? missing : "its capability set (unreadable)");
+			goto out;
+		}
+	}
 	r = lc_registry_set_hook(&a->reg, ws, clear ? NULL : h, err);
 	if (clear)
 		snprintf(detail, sizeof(detail), "hook cleared");
@@ -114,22 +126,6 @@ int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
 			(unsigned int)c->peer.uid, wsc, detail);
 		*result = json_object_new_object();
 		json_object_object_add(*result, "workspace", json_object_new_string(wsc));
-		if (!clear && h->signal) {
-			/* Said now, not found out after a revocation. */
-			char missing[96];
-			json_object *w = json_object_new_array();
-
-			if (lc_hook_caps_missing(missing, sizeof(missing)) != 0) {
-				char msg[256];
-
-				snprintf(msg, sizeof(msg),
-					 "the agent lacks %s: it cannot find or signal other users' processes (see lakecrypt-agent(8), termination hooks)",
-					 missing[0] ? missing : "its capability set (unreadable)");
-				lc_warn("workspace %s: %s", wsc, msg);
-				json_object_array_add(w, json_object_new_string(msg));
-			}
-			json_object_object_add(*result, "warnings", w);
-		}
 		{
 			const struct lc_binding *b = lc_registry_binding(&a->reg, wsc);
 

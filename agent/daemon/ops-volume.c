@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -550,6 +551,35 @@ int op_volume_resize(struct agent *a, struct client *c, json_object *args,
 	return 0;
 }
 
+/*
+ * "fail_closed_at" on each CMK of status's "cmks" (agent_watches_json())
+ * whose fail-closed deadline is armed: [revocation] fail_closed_after_s is
+ * set and no authoritative answer came since the outage began (last
+ * outcome "unknown", or an outage_s counted).  Unix seconds, UTC: the
+ * outage start (now - outage_s, whole seconds) + fail_closed_after_s; in
+ * the past once the verdict is fail-closed.  Absent otherwise.
+ */
+static void cmks_fail_closed_at(const struct agent *a, json_object *cmks)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (!a->cfg.fail_closed_after_s || !json_object_is_type(cmks, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(cmks); i++) {
+		json_object *o = json_object_array_get_idx(cmks, i), *x;
+		int64_t outage = 0;
+		bool unknown = false;
+
+		if (json_object_object_get_ex(o, "outage_s", &x))
+			outage = json_object_get_int64(x);
+		if (json_object_object_get_ex(o, "last", &x))
+			unknown = !strcmp(json_object_get_string(x), "unknown");
+		if (outage > 0 || unknown)
+			JADD(o, "fail_closed_at", json_object_new_int64(now - (outage > 0 ? outage : 0) +
+									(int64_t)a->cfg.fail_closed_after_s));
+	}
+}
+
 int op_status(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err)
 {
@@ -601,8 +631,12 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	JADD(*result, "volumes", arr);
 	JADD(*result, "kms_calls", agent_kms_calls_json(a));
 	JADD(*result, "hooks", agent_terminate_json(a, c));
-	if (c->role == LC_ROLE_ADMIN)
-		JADD(*result, "cmks", agent_watches_json(a));
+	if (c->role == LC_ROLE_ADMIN) {
+		json_object *cmks = agent_watches_json(a);
+
+		cmks_fail_closed_at(a, cmks);
+		JADD(*result, "cmks", cmks);
+	}
 	JADD(ag, "kms_quarantined", json_object_new_uint64(quarantined));
 	JADD(*result, "agent", ag);
 	return 0;

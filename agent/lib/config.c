@@ -457,7 +457,9 @@ int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err
 	lc_config_defaults(cfg);
 	if (!path)
 		path = LC_CONFIG_DEFAULT_PATH;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named as the config must not block the open (it
+	 * is refused below as not a regular file); no effect on files. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "cannot open config file %s: %s", path,
 			      strerror(errno));

@@ -118,7 +118,11 @@
  *   segment_size = 1M                       # bytes, K/M/G suffix (binary),
  *                                           # power of two >= 4K
  *
- * (The trailing "# ..." above are explanations, not allowed in the file.)
+ * (The trailing "# ..." above are explanations.  In the file such a comment
+ * is allowed after a value, not after a [section] line; the <...> are
+ * placeholders, not values.  A ';' after a value is part of the value.)
+ * The shipped example, tools/systemd/agent.conf.example, names every key
+ * but [test]'s; tests/system/check.sh checks it against this parser.
  * Booleans are yes/no, true/false, on/off or 1/0.
  */
 #ifndef LC_CONFIG_H

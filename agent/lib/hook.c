@@ -627,8 +627,8 @@ int lc_hook_run(const struct lc_ws_hook *h, const struct lc_hook_env *env,
 			DETAIL("%ssignal %s: %zu holder(s), %u signalled, %u still running after %" PRIu32 " ms%s%s",
 			       off ? "; " : "", lc_hook_signal_name(h->signal), n, res->signalled,
 			       res->survivors, h->timeout_ms,
-			       refused ? ", some could not be signalled (CAP_KILL?)" : "",
-			       res->unreadable ? ", some processes could not be read (CAP_SYS_PTRACE?)" : "");
+			       refused ? ", some could not be signalled (CAP_KILL? drop-in hook-signal.conf)" : "",
+			       res->unreadable ? ", some processes could not be read (CAP_SYS_PTRACE? drop-in hook-signal.conf)" : "");
 			free(hs);
 		}
 	}

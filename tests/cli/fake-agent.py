@@ -93,7 +93,14 @@ def result(op, args):
     if op == "cache.open":
         return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})
     if op == "status":
-        return {"volumes": [VOL], "kms_calls": {"unwrap": 1}}
+        cmks = [{"cmk": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                 "provider": "aws-kms", "last": "unknown", "last_detail": "connect timed out",
+                 "last_at": 1714564800, "verdict": "keep", "denials": 0, "outage_s": 120,
+                 "probes": 7, "fail_closed_at": 1714568280},
+                {"cmk": "lk-0123456789abcdef0123456789abcdef", "provider": "local",
+                 "last": "denied", "last_detail": "key is disabled", "last_at": 1714564860,
+                 "verdict": "pending", "denials": 1, "outage_s": 0, "probes": 3}]
+        return {"volumes": [VOL], "kms_calls": {"unwrap": 1}, "cmks": cmks}
     if op == "revoke":
         return {"revoked": ["db1", "cache1"]}
     if op == "audit.tail":

@@ -46,6 +46,16 @@ for f in ./usr/sbin/lakecrypt-agent ./usr/sbin/lakecryptctl ./usr/lib/lakecrypt/
 done >"$log.2" 2>&1
 [ ! -s "$log.2" ]; rc=$?; mv "$log.2" "$log"
 tap $rc "lakecrypt: agent, CLI, probe, rules, units, generator, man pages"
+# The documents and examples make install puts in share/doc/lakecrypt
+# (dh_compress gzips documents over 4 KiB, not examples).
+dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
+for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
+	kms-providers.md fleet-revocation.md dm-lakecrypt.rst \
+	examples/agent.conf examples/lakecrypttab examples/hook-signal.conf; do
+	grep -qxE "\./usr/share/doc/lakecrypt/${f//./\\.}(\.gz)?" "$log.l" || echo "missing /usr/share/doc/lakecrypt/$f"
+done >"$log" 2>&1
+rm -f "$log.l"
+[ ! -s "$log" ]; tap $? "lakecrypt: documentation (kms-providers.md, fleet-revocation.md, ...) and examples (agent.conf, hook-signal.conf, ...)"
 # (lists go to files first: grep -q closing a pipe early fails it under pipefail)
 dpkg-deb -c "$dkmsdeb" | awk '{print $6}' >"$log.c"
 dpkg-deb -I "$dkmsdeb" >"$log.i"
@@ -67,6 +77,8 @@ in_root "lakecryptctl --version && /usr/lib/lakecrypt/lakecrypt-probe /dev/null;
 	lakecrypt-agent --version && test -L /etc/systemd/system/multi-user.target.wants/lakecrypt-agent.service &&
 	test -f /usr/share/man/man5/lakecrypttab.5.gz" >"$log" 2>&1
 tap $? "installed: CLI, agent and probe run, agent enabled, lakecrypttab(5) installed"
+in_root "lakecrypt-agent --check-config --config /usr/share/doc/lakecrypt/examples/agent.conf" >"$log" 2>&1
+tap $? "installed: the example agent.conf passes lakecrypt-agent --check-config"
 in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&
 	ls /lib/modules/*/updates/dkms/dm-lakecrypt.ko" >"$log" 2>&1
 tap $? "kernel headers installed: DKMS builds and installs dm-lakecrypt.ko"

@@ -52,8 +52,10 @@ ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } E
 		/usr/lib/systemd/system/lakecrypt.target /usr/lib/systemd/system-generators/lakecrypt-generator \
 		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
 		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
+		/usr/share/doc/lakecrypt/examples/hook-signal.conf \
 		/usr/src/lakecrypt-$ver/dkms.conf
-	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md dm-lakecrypt.rst; do
+	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
+		 kms-providers.md fleet-revocation.md dm-lakecrypt.rst; do
 		echo "/usr/share/doc/lakecrypt/$f"
 	done
 	(find kernel include -type f \( -name '*.c' -o -name '*.h' -o -name Kbuild -o -name Makefile \)) |
@@ -144,6 +146,57 @@ for k in Type=notify NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes Pr
 done
 [ ! -s "$log" ]; tap $? "unit sets Type=notify and the hardening the issue lists"
 
+# ------------------------------------------------------------ example agent.conf
+# The shipped example must parse with the agent's own parser
+# (lakecrypt-agent --check-config), as it is and with each commented
+# "#[section]" block (up to its blank line) uncommented in turn, and name
+# every key the parser knows (agent/lib/config.c, [test] aside).
+agentbin=build/agent/lakecrypt-agent
+ex=tools/systemd/agent.conf.example
+"$agentbin" --check-config --config "$ex" >"$log" 2>&1 && has "$log" "configuration valid"
+tap $? "example agent.conf is valid as shipped (lakecrypt-agent --check-config)"
+blocks=$(grep -n '^#\[' "$ex" | cut -d: -f1)
+[ "$(wc -w <<<"$blocks")" -ge 7 ]
+tap $? "example has commented provider sections ($(wc -w <<<"$blocks") #[section] blocks)"
+for start in $blocks; do
+	sec=$(sed -n "${start}s/^#\[\(.*\)\]$/\1/p" "$ex")
+	awk -v s="$start" 'NR >= s && !done && /^$/ { done = 1 }
+		NR >= s && !done && /^#(\[|[a-z_]+ *=)/ { sub(/^#/, ""); n++ }
+		{ print } END { if (n < 2) exit 1 }' "$ex" >"$work/ex-$start.conf"
+	rc=$?
+	[ $rc -eq 0 ] || echo "block at line $start uncommented fewer than 2 lines" >>"$log"
+	"$agentbin" --check-config --config "$work/ex-$start.conf" >>"$log" 2>&1 && [ $rc -eq 0 ]
+	tap $? "example with [$sec] (line $start) uncommented is valid"
+done
+grep -oE '^[[:space:]]*\{ "[a-z0-9-]+", "[a-z_]+"' agent/lib/config.c |
+	sed -E 's/.*"([a-z0-9-]+)", "([a-z_]+)"/\1 \2/' | grep -v '^test ' | LC_ALL=C sort -u >"$work/keys.parser"
+awk 'match($0, /^#?\[[a-z0-9-]+\]$/) { sec = $0; gsub(/[#\[\]]/, "", sec); next }
+	match($0, /^#?[a-z_]+ *=/) { k = $0; sub(/^#/, "", k); sub(/ *=.*/, "", k); print sec, k }' "$ex" |
+	LC_ALL=C sort -u >"$work/keys.example"
+[ "$(wc -l <"$work/keys.parser")" -gt 50 ] && diff -u "$work/keys.parser" "$work/keys.example" >"$log" 2>&1
+tap $? "example names exactly the $(wc -l <"$work/keys.parser") keys config.c knows (every section but [test])"
+# What the example says about comments is what the parser does.
+printf '[agent]\nlog = syslog\t# a comment\nsocket = /tmp/a#b.sock   # another\n' >"$work/c1.conf"
+"$agentbin" --check-config --config "$work/c1.conf" >"$log" 2>&1
+tap $? "a '#' after a blank ends the value; one after a non-blank is part of it"
+printf '[agent]\nsocket_mode = 0660 ; not a comment\n' >"$work/c2.conf"
+! "$agentbin" --check-config --config "$work/c2.conf" >"$log" 2>&1 &&
+	has "$log" "c2.conf:2: socket_mode = \"0660 ; not a comment\" is not an octal"
+tap $? "a ';' after a value is part of the value (FILE:LINE error, exit 1)"
+printf '; a comment\n  # another\n[agent]   # no\n' >"$work/c3.conf"
+! "$agentbin" --check-config --config "$work/c3.conf" >"$log" 2>&1 && has "$log" "c3.conf:3: malformed section header"
+tap $? "';' and '#' start comment lines; a [section] line takes no comment"
+printf '[aws-kms]\nregion = eu-west-1\nendpiont = https://x\n' >"$work/c4.conf"
+! "$agentbin" --check-config --config "$work/c4.conf" >"$log" 2>&1 &&
+	has "$log" "c4.conf:3: unknown key \"endpiont\" in \[aws-kms\]"
+tap $? "--check-config: an unknown key fails with FILE:LINE"
+! "$agentbin" --check-config --config "$work/none.conf" >"$log" 2>&1 && has "$log" "cannot open config file"
+tap $? "--check-config: a missing --config file fails"
+mkfifo "$work/fifo.conf"
+# (timeout only guards against a hang: the open of a FIFO used to block)
+! timeout 20 "$agentbin" --check-config --config "$work/fifo.conf" >"$log" 2>&1 && has "$log" "must be a regular file"
+tap $? "--check-config: a FIFO as the config is refused at once, not waited on"
+
 # ------------------------------------------------------------ sd_notify
 cat >"$work/notify.py" <<'PY'
 import os, socket, sys
@@ -191,6 +244,64 @@ i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=
 build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >"$log" 2>&1 && ! grep -qi notify "$work/agent/log2"
 tap $? "without NOTIFY_SOCKET the agent starts as before (no warning)"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+
+# ------------------------------------------------------------ hook --signal and its drop-in
+# The agent with exactly the unit's capability bounding set (setpriv), as
+# systemd runs it: workspace hook --signal is refused, naming the drop-in;
+# with the drop-in's capabilities added, it is accepted.  Both sets come
+# from the shipped files.
+dropin=tools/systemd/hook-signal.conf
+capset() { sed -n 's/^CapabilityBoundingSet=//p' "$@" | tr ' ' '\n' | sed -n 's/^CAP_/+/p' |
+	tr 'A-Z' 'a-z' | paste -sd, -; }
+unitcaps=$(capset "$unit")
+dropcaps=$(capset "$dropin")
+[ "$unitcaps" = "+sys_admin,+ipc_lock,+chown" ] && [ "$dropcaps" = "+kill,+sys_ptrace,+dac_read_search" ]
+tap $? "the unit grants $unitcaps; the drop-in adds $dropcaps"
+hookagent() {	# hookagent CAPS: start the agent bounded to CAPS
+	rm -rf "$work/hk"; mkdir -p "$work/hk"
+	cat >"$work/hk/agent.conf" <<CONF
+[agent]
+socket = $work/hk/agent.sock
+state_dir = $work/hk/state
+audit_log = $work/hk/audit.log
+log = stderr
+CONF
+	DM_DISABLE_UDEV=1 setpriv --bounding-set "-all,$1" --inh-caps=-all build/agent/lakecrypt-agent \
+		--config "$work/hk/agent.conf" --foreground >"$work/hk/log" 2>&1 &
+	agent_pid=$!
+	i=0; while [ ! -S "$work/hk/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	hctl() { build/agent/lakecryptctl --socket "$work/hk/agent.sock" "$@"; }
+	k=$(hctl --json kms create | sed -n 's/.*"key_id": "\([^"]*\)".*/\1/p') &&
+		hctl keyconfig create kc --key "$k" >/dev/null && hctl workspace bind ws1 --keyconfig kc >/dev/null
+}
+stopagent() { kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=; }
+hookagent "$unitcaps" >"$log" 2>&1
+tap $? "agent bounded to the unit's capabilities: workspace bound" || cat "$work/hk/log" >>"$log"
+hctl workspace hook ws1 --signal TERM >"$work/hk/out" 2>"$work/hk/err"; rc=$?
+cat "$work/hk/out" "$work/hk/err" >"$log"
+[ $rc -eq 1 ] && has "$work/hk/err" "the agent lacks CAP_KILL,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH" &&
+	has "$work/hk/err" "/etc/systemd/system/lakecrypt-agent.service.d/hook-signal.conf" &&
+	! hctl --json workspace list | grep -q '"signal"'
+tap $? "--signal without the drop-in: refused (exit 1), the message names the capabilities and the drop-in"
+hctl workspace hook ws1 --stop-units app.service >"$log" 2>&1
+tap $? "--stop-units needs no extra capability: accepted"
+stopagent
+hookagent "$unitcaps,$dropcaps" >"$log" 2>&1
+tap $? "agent bounded to the unit's and the drop-in's capabilities" || cat "$work/hk/log" >>"$log"
+hctl workspace hook ws1 --signal TERM >"$log" 2>&1 && hctl --json workspace list | grep -q '"signal": "TERM"'
+tap $? "--signal with the drop-in: accepted"
+stopagent
+# The drop-in as systemd reads it: verified, and the exposure it costs.
+mkdir -p "$work/units/lakecrypt-agent.service.d"
+cp "$dropin" "$work/units/lakecrypt-agent.service.d/"
+run "systemd-analyze verify lakecrypt-agent.service with the hook-signal drop-in" \
+	systemd-analyze verify "$work/units/lakecrypt-agent.service"
+systemd-analyze security --offline=yes "$work/units/lakecrypt-agent.service" >"$work/security2" 2>"$log"
+score2=$(sed -n 's/.*Overall exposure level for lakecrypt-agent.service: \([0-9.]*\).*/\1/p' "$work/security2")
+echo "# systemd-analyze security with hook-signal.conf: exposure $score2 (without: $score)"
+grep -q '^✗ CapabilityBoundingSet=~CAP_KILL ' "$work/security2" && ! grep -q '^✗ CapabilityBoundingSet=~CAP_KILL ' "$work/security"
+tap $? "systemd reads the drop-in beside the unit: CAP_KILL granted with it only (exposure ${score2:-none})"
+rm -rf "$work/units/lakecrypt-agent.service.d"
 
 # ------------------------------------------------------------ generator
 gen=$R/usr/lib/systemd/system-generators/lakecrypt-generator

@@ -8,7 +8,9 @@
 # lakecrypttab through lakecrypt-generator opens volumes at
 # `systemctl start lakecrypt.target` (nofail, timeout=, a bad line named in
 # the journal); an agent restart keeps the volumes and adopts them; a
-# revoke by hand reaches the agent through systemd-udevd.
+# revoke by hand reaches the agent through systemd-udevd; the hardened
+# agent refuses a --signal hook until the hook-signal.conf drop-in is
+# enabled, then signals another user's process holding the revoked volume.
 # TAP through tests/kernel/lib.sh; ends with "LC: N passed, N failed, N skipped".
 cd "$(dirname "$0")" || exit 1
 LC_CASE=systemd
@@ -124,12 +126,54 @@ grep -q '"name": "ledger"' "$LC_TMP/st.json" && grep -q '"name": "wal"' "$LC_TMP
 lc_result $? "the restarted agent adopted the open volumes (volumes.json kept in /run/lakecrypt)" ||
 	lc_diag_file "$LC_TMP/st.json"
 
+# ---------------------------------------------------------------- hook --signal: the drop-in
+# The hardened unit lacks what --signal needs: refused, the drop-in named.
+# Enabled from the installed examples, the agent gets exactly those
+# capabilities and its hook signals another user's process holding ledger.
+ctl workspace hook fin --signal TERM >"$LC_TMP/hook.txt" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q 'hook-signal.conf' "$LC_TMP/hook.txt"
+lc_result $? "hardened unit: workspace hook --signal refused (exit $rc), the drop-in named" || lc_diag_file "$LC_TMP/hook.txt"
+# (busybox has no install(1): mkdir and cp, as the documented install -D does)
+mkdir -p /etc/systemd/system/lakecrypt-agent.service.d &&
+	cp /usr/share/doc/lakecrypt/examples/hook-signal.conf /etc/systemd/system/lakecrypt-agent.service.d/ &&
+	systemctl daemon-reload &&
+	timeout 120 systemctl restart lakecrypt-agent.service
+lc_result $? "enable the installed hook-signal.conf drop-in and restart the agent" || diag_unit lakecrypt-agent
+pid=$(systemctl show -p MainPID --value lakecrypt-agent.service)
+# + CAP_DAC_READ_SEARCH (2), CAP_KILL (5), CAP_SYS_PTRACE (19)
+lc_eq "agent with the drop-in: bounding set adds CAP_DAC_READ_SEARCH CAP_KILL CAP_SYS_PTRACE" 0000000000284025 \
+	"$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/$pid/status)"
+lc_run "with the drop-in: workspace hook fin --signal TERM accepted" ctl workspace hook fin --signal TERM --timeout-ms 5000
+# nobody holds /dev/mapper/ledger open (its stdin), as a database would.
+su -s /bin/sh nobody -c 'exec sleep 600' </dev/mapper/ledger &
+holder=$!
+sleep 0.5
+lc_eq "a process of uid 65534 holds ledger" 65534 "$(awk '/^Uid:/ {print $2}' /proc/$holder/status 2>/dev/null)"
+
 # ---------------------------------------------------------------- revoke by hand
 dmsetup message ledger 0 revoke
 udevadm settle --timeout=60
 i=0
 while [ "$(ctl --json status ledger | jget state)" != revoked ] && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
 lc_eq "revoke by hand reaches the agent through systemd-udevd" revoked "$(ctl --json status ledger | jget state)"
+i=0
+while [ -e /proc/$holder ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$holder/stat 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.2; i=$((i + 1))
+done
+if [ -e /proc/$holder ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$holder/stat 2>/dev/null; then
+	kill -9 $holder 2>/dev/null
+	ctl --json status >"$LC_TMP/st2.json" 2>&1
+	lc_notok "the hook signalled nobody's holder of ledger (still running after 20 s)"
+	lc_diag_file "$LC_TMP/st2.json"
+	wait $holder 2>/dev/null
+else
+	wait $holder
+	lc_eq "the hook signalled nobody's holder of ledger: it died of SIGTERM" 143 "$?"
+fi
+ctl --json status >"$LC_TMP/st3.json" 2>&1
+grep -q '"signalled": 1' "$LC_TMP/st3.json"
+lc_result $? "status hooks: the last run signalled 1 process" || lc_diag_file "$LC_TMP/st3.json"
 
 # ---------------------------------------------------------------- stop
 timeout 120 systemctl stop lakecrypt@wal.service

@@ -1202,6 +1202,74 @@ static void test_fail_closed(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Member @key of the first CMK in status's "cmks" into @out ("" when
+ * absent); its integer value, or -1. */
+static int64_t cmk_member(struct tenv *t, const char *key, char *out, size_t size)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	int64_t v = -1;
+
+	out[0] = '\0';
+	if (call(t, "status", NULL, &res, &err))
+		fail_msg("status: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "cmks", &arr));
+	assert_int_equal(json_object_array_length(arr), 1);
+	if (json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x)) {
+		snprintf(out, size, "%s", json_object_get_string(x));
+		v = json_object_get_int64(x);
+	}
+	json_object_put(res);
+	return v;
+}
+
+/* status's per-CMK view: the last probe, its time and outcome, and the
+ * fail-closed deadline only while one is armed (fail_closed_after_s set
+ * and an outage running). */
+static void test_status_cmks(void **state)
+{
+	struct tenv *t = *state;
+	char out[256];
+	int64_t before, after, at;
+
+	open_volume(t, "d1", "v1");
+	before = (int64_t)time(NULL);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	cmk_member(t, "last", out, sizeof(out));
+	assert_string_equal(out, "ok");
+	at = cmk_member(t, "last_at", out, sizeof(out));
+	assert_true(at >= before && at <= (int64_t)time(NULL));
+	assert_int_equal(cmk_member(t, "fail_closed_at", out, sizeof(out)), -1);
+	/* an outage, fail-closed off (the default): no deadline */
+	set_fault(t, "transient");
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "unknown");
+	cmk_member(t, "last", out, sizeof(out));
+	assert_string_equal(out, "unknown");
+	assert_int_equal(cmk_member(t, "fail_closed_at", out, sizeof(out)), -1);
+	assert_string_equal(out, "");
+	/* fail-closed on: the deadline is the outage's start + the limit */
+	t->a.cfg.fail_closed_after_s = 3600;
+	set_fault(t, NULL);
+	check_once(t, "outcome", out, sizeof(out), NULL);	/* the outage ends */
+	assert_int_equal(cmk_member(t, "fail_closed_at", out, sizeof(out)), -1);
+	set_fault(t, "transient");
+	before = (int64_t)time(NULL);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "keep");
+	at = cmk_member(t, "fail_closed_at", out, sizeof(out));
+	after = (int64_t)time(NULL);
+	assert_true(at >= before + 3600 - 1 && at <= after + 3600 + 1);
+	/* an authoritative answer disarms it */
+	set_fault(t, NULL);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	assert_int_equal(cmk_member(t, "fail_closed_at", out, sizeof(out)), -1);
+	assert_false(dev_revoked("v1"));
+}
+
 /* ---- key lifecycle (ops-rotate.c) ---- */
 
 static int64_t jint(json_object *o, const char *k)
@@ -1412,6 +1480,7 @@ int main(void)
 		T(test_canary_catches_policy),
 		T(test_no_false_kill),
 		T(test_fail_closed),
+		T(test_status_cmks),
 		T(test_rekey_watcher),
 		T(test_rewrap_all_isolation),
 		T(test_shred_op),

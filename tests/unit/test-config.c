@@ -313,6 +313,25 @@ static void test_limits(void **state)
 	assert_int_equal(parse(&c, "[test]\nkms_stall_file = relative\n", &e), -EINVAL);
 }
 
+/* The shipped example (tools/systemd/agent.conf.example) says its
+ * uncommented values are the defaults: loaded, it equals them exactly.
+ * (tests/system/check.sh parses it with each provider section too.) */
+static void test_example_is_defaults(void **state)
+{
+	static struct lc_config c, d;
+	struct lc_error e = { 0 };
+	char path[4096];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s", __FILE__);
+	*strrchr(path, '/') = '\0';
+	strncat(path, "/../../tools/systemd/agent.conf.example", sizeof(path) - strlen(path) - 1);
+	if (lc_config_load(&c, path, &e) < 0)
+		fail_msg("%s", e.msg);
+	lc_config_defaults(&d);
+	assert_memory_equal(&c, &d, sizeof(c));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_inline_comments),
+		cmocka_unit_test(test_example_is_defaults),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -245,7 +245,7 @@ static const struct cmd_spec cmds[] = {
 	  "check that the agent answers, and show your role", NULL },
 	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
 	  { { "NAME", "name", O_NAME, true } }, { { 0 } },
-	  "show open volumes (all, or NAME in detail) and KMS call counters", NULL },
+	  "show open volumes (all, or NAME in detail), CMK states and KMS call counters", NULL },
 	{ NULL, "revoke", "revoke", LC_CTL_AGENT, LC_R_REVOKED, { { 0 } },
 	  { { "--keyconfig", O_STR, false, "keyconfig", 0, 0, "NAME", "revoke every volume under this key configuration" },
 	    { "--cmk", O_STR, false, "cmk", 0, 0, "KEY", "revoke every volume under this CMK" } },

@@ -97,7 +97,8 @@ void lc_ctl_sanitize(const char *s, char *out, size_t len)
 
 static bool is_time_key(const char *key)
 {
-	return !strcmp(key, "created") || !strcmp(key, "deletion_date") || !strcmp(key, "opened");
+	return !strcmp(key, "created") || !strcmp(key, "deletion_date") || !strcmp(key, "opened") ||
+	       !strcmp(key, "last_at") || !strcmp(key, "fail_closed_at");
 }
 
 static bool is_size_key(const char *key)
@@ -145,7 +146,9 @@ static void value_str(const char *key, struct json_object *v, char *buf, size_t 
 		snprintf(buf, len, "%s", json_object_get_boolean(v) ? "yes" : "no");
 		break;
 	case json_type_int:
-		if (key && is_time_key(key))
+		if (key && !strcmp(key, "last_at") && json_object_get_int64(v) <= 0)
+			snprintf(buf, len, "never");
+		else if (key && is_time_key(key))
 			fmt_time(json_object_get_int64(v), buf, len);
 		else if (key && is_size_key(key))
 			fmt_size(json_object_get_int64(v), buf, len);
@@ -355,6 +358,13 @@ static const struct column check_cols[] = {
 	{ "DETAIL", "detail" },
 };
 
+/* status's "cmks" (admins only): the watcher's view of each CMK in use. */
+static const struct column cmk_cols[] = {
+	{ "PROVIDER", "provider" }, { "CMK", "cmk" }, { "STATE", "verdict" },
+	{ "LAST PROBE", "last_at" }, { "OUTCOME", "last" }, { "DENIALS", "denials" },
+	{ "FAIL-CLOSED AT", "fail_closed_at" }, { "DETAIL", "last_detail" },
+};
+
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Render result member @member (an array) as a table, or say @empty. */
@@ -436,7 +446,7 @@ static void kms_calls(FILE *f, struct json_object *result)
 
 static int status(FILE *f, struct json_object *result, bool detail)
 {
-	struct json_object *vols;
+	struct json_object *vols, *cmks;
 
 	if (!json_object_object_get_ex(result, "volumes", &vols) ||
 	    !json_object_is_type(vols, json_type_array)) {
@@ -456,6 +466,12 @@ static int status(FILE *f, struct json_object *result, bool detail)
 			if (json_object_is_type(v, json_type_object))
 				render_object(f, v, volume_order);
 		}
+	/* The CMKs (admins see them): one row each, as the watcher has it. */
+	if (json_object_object_get_ex(result, "cmks", &cmks) &&
+	    json_object_is_type(cmks, json_type_array) && json_object_array_length(cmks)) {
+		fprintf(f, "\n");
+		render_table(f, cmks, cmk_cols, NCOLS(cmk_cols));
+	}
 	kms_calls(f, result);
 	return 0;
 }
