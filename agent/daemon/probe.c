@@ -436,6 +436,19 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	return 0;
 }
 
+
+/* Whole seconds since @rc's outage began, 0 if none.  Its start is in
+ * nanoseconds and now in milliseconds: within the millisecond it began,
+ * now can read earlier than the start, which must give 0, not 2^64 ns. */
+static int64_t outage_s(const struct lc_revconf *rc)
+{
+	uint64_t now_ns = (uint64_t)agent_now_ms() * 1000000ULL;
+
+	if (!rc->outage_since_ns || now_ns <= rc->outage_since_ns)
+		return 0;
+	return (int64_t)((now_ns - rc->outage_since_ns) / 1000000000ULL);
+}
+
 json_object *agent_watches_json(struct agent *a)
 {
 	json_object *arr = json_object_new_array();
@@ -452,10 +465,7 @@ json_object *agent_watches_json(struct agent *a)
 		json_object_object_add(o, "verdict",
 				       json_object_new_string(lc_revconf_verdict_name(w->verdict)));
 		json_object_object_add(o, "denials", json_object_new_int64(w->rc.ndenials));
-		json_object_object_add(o, "outage_s",
-				       json_object_new_int64(w->rc.outage_since_ns ?
-					       (int64_t)((agent_now_ms() * 1000000ULL -
-							  w->rc.outage_since_ns) / 1000000000ULL) : 0));
+		json_object_object_add(o, "outage_s", json_object_new_int64(outage_s(&w->rc)));
 		json_object_object_add(o, "probes", json_object_new_uint64(w->probes));
 		json_object_object_add(o, "state_calls", json_object_new_uint64(w->state_calls));
 		json_object_object_add(o, "canary_calls", json_object_new_uint64(w->canary_calls));
