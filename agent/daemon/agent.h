@@ -313,6 +313,14 @@ int agent_notify(const char *state);
 void agent_notify_ready(struct agent *a);
 
 /* ops-notify.c */
+/*
+ * Ask the target of every volume whose slot is not revoked for its state,
+ * and finish the kill switch (as volume.revoked does) for each the kernel
+ * says is revoked: a revoke sent by hand while the agent was down, or
+ * whose udev event was lost.  a->lock held; dropped around each status
+ * call, the keyring purge and the audit write.
+ */
+void agent_check_kernel_revoked(struct agent *a);
 int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json_object **result,
 		      struct lc_error *err);
 int op_audit_tail(struct agent *a, struct client *c, json_object *args,

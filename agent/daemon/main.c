@@ -276,6 +276,11 @@ int main(int argc, char **argv)
 	lc_info("lakecrypt-agent %s listening on %s (state %s, audit %s, %zu open volume(s) known, watcher every %u s)",
 		LC_AGENT_VERSION, a.cfg.socket_path, a.cfg.state_dir, a.cfg.audit_log, a.nvols,
 		a.cfg.watch_interval_s);
+	/* Volumes adopted from an earlier run that were revoked while no
+	 * agent listened (udev does not retry the event). */
+	agent_relock(&a);
+	agent_check_kernel_revoked(&a);
+	agent_unlock(&a);
 	agent_notify_ready(&a);
 	agent_run(&a);
 	(void)agent_notify("STOPPING=1");

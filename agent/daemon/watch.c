@@ -519,6 +519,8 @@ static void *watch_thread(void *arg)
 		lc_info("local KMS: erased the material of %u key(s) past their deletion date", n);
 
 	agent_relock(a);
+	/* The kernel's word first: a revoke whose udev event was lost. */
+	agent_check_kernel_revoked(a);
 	/* Tests only ([test] watch_pause_file): no probe while it exists, so
 	 * a test decides which probes a CMK gets. */
 	for (size_t i = 0; i < a->nvols && (!a->cfg.test_watch_pause_file[0] ||

@@ -1051,6 +1051,36 @@ static void test_hook_after_revoke(void **state)
 	buf[len] = '\0';
 	assert_non_null(strstr(buf, "ws=ws1 vols=v3 why=revoked in the kernel"));
 
+	/* A revoke made in the kernel whose udev event never reached the
+	 * agent (it was down; udev does not retry): the agent's own check of
+	 * the targets (at its start and every watcher tick) finishes it. */
+	runs = hook_runs(t, "ws1", &(bool){ false });
+	open_volume(t, "d4", "v4");
+	pthread_mutex_lock(&fk.mu);
+	fdev("v4")->revoked = true;
+	pthread_mutex_unlock(&fk.mu);
+	pthread_mutex_lock(&t->a.lock);
+	agent_check_kernel_revoked(&t->a);
+	assert_int_equal(agent_volume(&t->a, "v4")->rs, SLOT_REVOKED);
+	assert_non_null(strstr(agent_volume(&t->a, "v4")->cause, "found by the agent's check"));
+	assert_int_equal(agent_volume(&t->a, "v1") ? agent_volume(&t->a, "v1")->rs : SLOT_REVOKED,
+			 SLOT_REVOKED);
+	pthread_mutex_unlock(&t->a.lock);
+	wait_hook(t, "ws1", runs);
+	f = fopen(out, "r");
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	assert_non_null(strstr(buf, "ws=ws1 vols=v4 why=revoked in the kernel"));
+	{
+		char cmd[LC_CONFIG_PATH_MAX + 200];
+
+		snprintf(cmd, sizeof(cmd),
+			 "grep '\"op\":\"revoke\"' %s | grep -q 'd4'",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
+
 	/* Each run is audited. */
 	{
 		char cmd[LC_CONFIG_PATH_MAX + 200];
