@@ -43,6 +43,19 @@ lc_eq "agent: bounding set is CAP_CHOWN CAP_IPC_LOCK CAP_SYS_ADMIN" 000000000020
 lc_eq "agent: core dumps off" 0 "$(awk '/Max core file size/ {print $5}' /proc/$pid/limits)"
 grep -qE '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ro[, ]' /proc/$pid/mountinfo
 lc_result $? "agent: / is read-only in its namespace (ProtectSystem=strict)"
+# /run too: a rule in /run/udev/rules.d or a unit in /run/systemd/system
+# would run as unconfined root (from the hostile review).
+for d in /run/udev/rules.d /run/systemd/system /run; do
+	mkdir -p "$d"
+	if nsenter -t "$pid" -m sh -c "echo x >$d/lc-sandbox-probe" 2>/dev/null; then
+		rm -f "$d/lc-sandbox-probe"
+		lc_notok "agent: $d is writable in its namespace"
+	else
+		lc_ok "agent: $d is read-only in its namespace"
+	fi
+done
+nsenter -t "$pid" -m sh -c "echo x >/run/lakecrypt/lc-sandbox-probe && rm /run/lakecrypt/lc-sandbox-probe" 2>/dev/null
+lc_result $? "agent: /run/lakecrypt (its socket and volume list) stays writable"
 lc_run "agent answers ping" ctl ping
 
 CMK=$(ctl --json kms create --description "systemd CMK" | jget key_id)

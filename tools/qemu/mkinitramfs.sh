@@ -44,7 +44,7 @@ MODULES="dm-mod dm-crypt dm-flakey dm-delay xts ecb cbc aesni-intel cryptd crypt
 	mbcache crc16 crc32c_generic crc32c-intel virtio_pci virtio_net virtio_blk
 	af_alg algif_skcipher"
 BINARIES="/usr/sbin/dmsetup /usr/bin/keyctl /usr/sbin/cryptsetup /usr/bin/fio
-	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkdiscard /usr/sbin/losetup
+	/usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/blkdiscard /usr/sbin/losetup /usr/bin/nsenter
 	/usr/bin/kmod /bin/bash /bin/udevadm
 	/usr/bin/softhsm2-util /usr/bin/pkcs11-tool /usr/lib/softhsm/libsofthsm2.so"
 # Debian's udev rules for block and device-mapper devices (systemd-udevd is
