@@ -395,16 +395,22 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 {
 	struct vol_slot *s;
 	struct lc_volume *v;
-	const char *name;
+	const char *name, *ws;
 	int r;
 
 	(void)result;
-	r = arg_str(args, "name", true, &name, err);
-	if (r < 0)
+	if ((r = arg_str(args, "name", true, &name, err)) < 0 ||
+	    (r = arg_str(args, "workspace", false, &ws, err)) < 0)
 		return r;
 	s = agent_volume(a, name);
 	if (!s || !agent_ws_visible(a, c, s->v->workspace))
 		return no_volume(name, err);
+	/* A lakecrypttab unit closes its own volume, never another that
+	 * took the name meanwhile. */
+	if (ws && strcmp(ws, s->v->workspace))
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
+			      "/dev/mapper/%s is a volume of workspace \"%s\", not of workspace \"%s\": not closed",
+			      name, s->v->workspace, ws);
 	r = slot_busy(s, err);
 	if (r < 0)
 		return r;

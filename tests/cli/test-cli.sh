@@ -131,6 +131,9 @@ has "resize: the message says what is expected" "$err" "a multiple of 512"
 run 2 "resize: size 0" resize db1 --size 0
 run 2 "resize: junk" resize db1 --size 12Q
 run 0 "close" close db1
+sent "close args" '{"args": {"name": "db1"}, "op": "volume.close"}'
+run 0 "close --workspace (lakecrypttab units)" close db1 --workspace ws1
+sent "close --workspace args" '{"args": {"name": "db1", "workspace": "ws1"}, "op": "volume.close"}'
 run 0 "revoke" revoke --cmk k-1
 has "revoke lists the volumes" "$out" "Revoked cache1"
 run 0 "audit" audit --lines 5

@@ -360,7 +360,7 @@ done
 ! grep -q 'archive' <(grep 'target\.' "$work/gen.files") || echo "noauto volume pulled in" >>"$log"
 [ ! -s "$log" ]; tap $? "the 6 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
 has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
-	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal$' &&
+	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal --workspace finance$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target remote-fs-pre\.target umount\.target$'
 tap $? "pg-wal: a name with '-' is the unit lakecrypt@pg-wal.service as typed; a header by name; ordered before blockdev@ (mounts of /dev/mapper/pg-wal come after)"
@@ -369,7 +369,7 @@ tap $? "a line saved with CRLF: the carriage return is not part of the options (
 cat "$work/gen.files" >>"$log"; : >"$log"
 u=$G/lakecrypt@ledger.service
 has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
-	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger$' &&
+	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger --workspace finance$' &&
 	has "$u" '^BindsTo=dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f\.device$' &&
 	has "$u" '^After=network-online.target$' && has "$u" '^TimeoutStartSec=120$' &&
 	has "$u" '^Before=lakecrypt.target$' && has "$u" "^SourcePath=$tab\$" &&

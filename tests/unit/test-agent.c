@@ -1390,8 +1390,15 @@ static void test_rekey_watcher(void **state)
 	assert_false(dev_revoked("v1"));
 	assert_false(dev_revoked("v2"));
 	assert_false(dev_revoked("c1"));
-	/* v1 re-opens under kc2 with the old CMK disabled */
-	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	/* v1 re-opens under kc2 with the old CMK disabled; a close that
+	 * names another workspace (a lakecrypttab unit whose name another
+	 * workspace's volume took) is refused and closes nothing. */
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\", \"workspace\": \"ws2\"}"),
+			      NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "is a volume of workspace \"ws1\", not of workspace \"ws2\""));
+	assert_non_null(fdev("v1"));
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\", \"workspace\": \"ws1\"}"),
+			      NULL, &err), 0);
 	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
 		 t->dir);
 	if (call(t, "volume.open", jargs(a), NULL, &err))

@@ -185,7 +185,9 @@ static const struct cmd_spec cmds[] = {
 	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
 	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
-	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
+	  { { "NAME", "name", O_NAME, false } },
+	  { { "--workspace", O_STR, false, "workspace", 0, 0, "W",
+	      "close NAME only if it is a volume of workspace W (lakecrypttab units give it)" } },
 	  "close an open volume or cache", NULL },
 	{ NULL, "migrate", "volume.migrate", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false } },
