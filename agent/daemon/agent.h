@@ -62,7 +62,7 @@
 #include "registry.h"
 #include "volume.h"
 
-#define LC_AGENT_VERSION	"1.0.0"
+#define LC_AGENT_VERSION	LC_VERSION_STRING	/* lc-types.h */
 #define LC_AGENT_CONN_MAX	1032	/* max_clients at most + root's reserve */
 #define LC_AGENT_ROOT_RESERVE	8	/* connections only root and admins may use */
 #define LC_AGENT_REVOKE_LOG	64	/* revocations remembered for late opens */

@@ -9,6 +9,13 @@
 #include <stdint.h>
 #include <linux/dm-lakecrypt.h>
 
+/* "MAJOR.MINOR.PATCH" of <linux/dm-lakecrypt.h>: the agent, the CLI, the
+ * module and the packages carry one release number. */
+#define LC_STR_(x)		#x
+#define LC_STR(x)		LC_STR_(x)
+#define LC_VERSION_STRING	LC_STR(LAKECRYPT_VERSION_MAJOR) "." LC_STR(LAKECRYPT_VERSION_MINOR) \
+				"." LC_STR(LAKECRYPT_VERSION_PATCH)
+
 #define LC_UUID_LEN		16
 #define LC_KEK_LEN		32	/* AES-256-GCM key wrapping the DEKs */
 #define LC_DEK_NONCE_LEN	12

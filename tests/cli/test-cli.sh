@@ -139,7 +139,7 @@ has "revoke lists the volumes" "$out" "Revoked cache1"
 run 0 "audit" audit --lines 5
 has "audit table" "$out" "2024-05-01T12:00:00.000Z  0    open  success  workspace=ws1"
 run 0 "--version" --version
-has "--version output" "$out" "lakecryptctl 1.0.0"
+has "--version output (the release in <linux/dm-lakecrypt.h>, as the packages)" "$out" "lakecryptctl $(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } END { print v }' "$top/include/uapi/linux/dm-lakecrypt.h")"
 run 0 "format --help" format --help
 has "format --help lists exit codes" "$out" "6  KMS unavailable"
 

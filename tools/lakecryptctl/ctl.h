@@ -25,7 +25,7 @@
 
 #include "header.h"
 
-#define LC_CTL_VERSION_STR	"1.0.0"
+#define LC_CTL_VERSION_STR	LC_VERSION_STRING	/* lc-types.h */
 #define LC_CTL_PROG		"lakecryptctl"
 #define LC_CTL_TIMEOUT_S	30
 #define LC_CTL_TIMEOUT_MAX_S	86400
