@@ -799,6 +799,55 @@ static void test_torn_sector_refused(void **state_)
 	assert_int_equal(state(e, 0, 0, NULL), 2);
 }
 
+/* A detached header: the journal in the header file, the data on the device. */
+static void test_detached_header(void **state_)
+{
+	struct env *e = *state_;
+	char hdr[160];
+	struct lc_format_args fa = { .device = e->dev, .header = hdr, .workspace = "ws1",
+				     .project = "db1", .segment_size = SEG_BYTES,
+				     .key_size = KEY_SIZE, .force = true };
+	struct lc_open_args oa = args(e);
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	struct lc_volume *v = NULL;
+	struct lc_header *h = NULL;
+	uint8_t deks[SEGS * KEY_SIZE], *ct = malloc(SEG_BYTES), *pt = malloc(SEG_BYTES);
+	uint64_t off;
+
+	assert_true(ct && pt);
+	snprintf(hdr, sizeof(hdr), "%s/detached.hdr", e->dir);
+	assert_int_equal(truncate(e->dev, SEGS * SEG_BYTES), 0);	/* data from 0 */
+	if (lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err) < 0)
+		fail_msg("format: %s", err.msg);
+	assert_int_equal(lc_header_read_path(hdr, &h, NULL, NULL), 0);
+	off = h->data_offset * 512 + SEG_BYTES;	/* segment 1 */
+	lc_header_free(h);
+	oa.header = hdr;
+	assert_int_equal(lc_volume_open(&e->venv, &oa, &v, &err), 0);
+	memcpy(deks, e->fk.loaded, sizeof(deks));
+	close_vol(e, v);
+	rng_state = 99;
+	for (size_t i = 0; i < SEG_BYTES; i++)
+		ct[i] = rnd8();
+	write_at(e->dev, ct, SEG_BYTES, off);
+	memcpy(pt, ct, SEG_BYTES);
+	xts(deks + KEY_SIZE, KEY_SIZE, false, 512, 1, pt, SEG_BYTES);
+	/* without the header, the device holds no header at all */
+	assert_true(rekey(e, 1, 1, false, &res, &err) < 0);
+	if (lc_segment_rekey(&e->venv, &oa, 1, 1, false, NULL, &res, &err) < 0)
+		fail_msg("rekey: %s", err.msg);
+	assert_int_equal(lc_volume_open(&e->venv, &oa, &v, &err), 0);
+	assert_memory_not_equal(e->fk.loaded + KEY_SIZE, deks + KEY_SIZE, KEY_SIZE);
+	assert_memory_equal(e->fk.loaded, deks, KEY_SIZE);
+	read_at(e->dev, ct, SEG_BYTES, off);
+	xts(e->fk.loaded + KEY_SIZE, KEY_SIZE, false, 512, 1, ct, SEG_BYTES);
+	assert_memory_equal(ct, pt, SEG_BYTES);
+	close_vol(e, v);
+	free(ct);
+	free(pt);
+}
+
 /*
  * Power cuts: every write unit (md_unit bytes) of every header and data
  * write, and every fsync, of a re-key of segment 2; after each cut the
@@ -903,6 +952,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_then_resumed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_sector_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detached_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_every_write, setup, teardown),
 	};
 
