@@ -72,6 +72,10 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	}
 	bound = *kc;
 	oa.kc = &bound;
+	if (a->cfg.test_segrekey_pause_file[0])
+		lc_warn("[test] segrekey_pause_file = %s: the re-key waits while it exists (for tests only)",
+			a->cfg.test_segrekey_pause_file);
+	lc_segrekey_pause_file(a->cfg.test_segrekey_pause_file);
 	agent_unlock(a);
 	r = lc_segment_rekey(&c->env, &oa, first, last, resume, NULL, &res, err);
 	agent_relock(a);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,18 @@
 #include "volume-internal.h"
 
 static uint64_t stop_after;	/* test hook, see lc_segrekey_stop_after() */
+static char pause_path[PATH_MAX];	/* test hook, see lc_segrekey_pause_file() */
+
+void lc_segrekey_pause_file(const char *path)
+{
+	snprintf(pause_path, sizeof(pause_path), "%s", path ? path : "");
+}
+
+static void pause_if_asked(void)
+{
+	while (pause_path[0] && access(pause_path, F_OK) == 0)
+		usleep(100 * 1000);
+}
 
 void lc_segrekey_stop_after(uint64_t n)
 {
@@ -298,6 +311,8 @@ static int run_segment(struct job *j, struct lc_error *err)
 		r = write_header(j, err);	/* the zone's digests, before its data */
 		if (r < 0)
 			goto out;
+		if (k0)
+			pause_if_asked();
 		for (uint32_t i = 0; i < n; i++) {
 			r = data_write(j, zone.p + i * ss, ss, sector_off(j, jn->segment, k0 + i),
 				       err);

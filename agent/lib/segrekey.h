@@ -88,4 +88,10 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
  * test of an interrupted re-key (agent config [test] segrekey_stop_after). */
 void lc_segrekey_stop_after(uint64_t n);
 
+/* Test hook ([test] segrekey_pause_file of the agent): while @path exists,
+ * a re-key waits before writing the data of each zone after the first
+ * (its journal already on disk), so an end-to-end test can kill the agent
+ * in the middle of a segment.  NULL or "" disables. */
+void lc_segrekey_pause_file(const char *path);
+
 #endif /* LC_SEGREKEY_H */
