@@ -768,6 +768,14 @@ static void test_interrupted_then_resumed(void **state_)
 		assert_int_equal(h->journal.zone, 64);
 		lc_header_free(h);
 	}
+	/* nor is it moved to another key configuration meanwhile */
+	{
+		struct lc_open_args oa = args(e);
+
+		oa.kc = &e->kc2;
+		assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, NULL, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "segment 1 in progress"));
+	}
 	if (rekey(e, 1, 2, true, &res, &err) < 0)
 		fail_msg("resume: %s", err.msg);
 	assert_true(res.resumed);
