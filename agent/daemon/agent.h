@@ -308,6 +308,9 @@ int op_workspace_rekey(struct agent *a, struct client *c, json_object *args,
 		       json_object **result, struct lc_error *err);
 int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 		    json_object **result, struct lc_error *err);
+/* ops-segrekey.c: DEK re-key of segments of a closed volume (admins) */
+int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args,
+			    json_object **result, struct lc_error *err);
 /* notify.c: sd_notify(3) protocol; 1 sent, 0 not under systemd, -errno. */
 int agent_notify(const char *state);
 void agent_notify_ready(struct agent *a);

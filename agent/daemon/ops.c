@@ -61,6 +61,8 @@ static const struct op ops[] = {
 	{ "workspace.rekey",	LC_ROLE_ADMIN, ARGS("workspace", "keyconfig"), op_workspace_rekey, false },
 	{ "volume.rekey",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header", "from"),
 	  op_volume_rekey, false },
+	{ "volume.rekey-segment", LC_ROLE_ADMIN,
+	  ARGS("device", "workspace", "header", "segments", "resume"), op_volume_rekey_segment, false },
 	{ "volume.migrate",	LC_ROLE_ADMIN, ARGS("device", "workspace", "header"),
 	  op_volume_migrate, false },
 	{ "status",		LC_ROLE_OPERATOR, ARGS("name"), op_status, true },

@@ -69,6 +69,7 @@ static const struct key keys[] = {
 	{ "test", "kms_stall_file", K_PATH, F(test_kms_stall_file), 0, 0 },
 	{ "test", "kms_fault_file", K_PATH, F(test_kms_fault_file), 0, 0 },
 	{ "test", "watch_pause_file", K_PATH, F(test_watch_pause_file), 0, 0 },
+	{ "test", "segrekey_pause_file", K_PATH, F(test_segrekey_pause_file), 0, 0 },
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },

@@ -55,6 +55,9 @@
  *                                           # never answers)
  *   watch_pause_file = /path                # while this file exists, the
  *                                           # watcher probes no CMK
+ *   segrekey_pause_file = /path             # while this file exists, a
+ *                                           # segment re-key holds before
+ *                                           # each zone's data (segrekey.h)
  *   kms_fault_file = /path                  # while this file exists, its first
  *                                           # word makes KMS calls fail:
  *                                           # "transient" every call,
@@ -172,6 +175,7 @@ struct lc_config {
 	char test_kms_stall_file[LC_CONFIG_PATH_MAX];
 	char test_kms_fault_file[LC_CONFIG_PATH_MAX];
 	char test_watch_pause_file[LC_CONFIG_PATH_MAX];
+	char test_segrekey_pause_file[LC_CONFIG_PATH_MAX];	/* segrekey.h */
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];

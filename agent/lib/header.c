@@ -284,6 +284,40 @@ static int check_str(const char *s, size_t size, enum str_kind kind, const char 
 	return 0;
 }
 
+/* The re-key journal against the rest of @h (ondisk.h, version 3). */
+static int check_journal(const struct lc_header *h, struct lc_error *err)
+{
+	const struct lc_rekey_journal *j = &h->journal;
+	uint64_t sectors = h->segment_sectors / (h->sector_size / 512);
+
+	if (j->segment >= h->segment_count)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "re-key journal: segment %" PRIu32 " beyond the %" PRIu32 " segments",
+			      j->segment, h->segment_count);
+	if (j->old_gen == LC_DEK_GEN_SHREDDED || j->new_gen != j->old_gen + 1 ||
+	    j->dek.generation != j->new_gen)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "re-key journal: generations %" PRIu32 " -> %" PRIu32
+			      " (record %" PRIu32 "): expected old >= 1 and new = old + 1",
+			      j->old_gen, j->new_gen, j->dek.generation);
+	if (h->deks && h->deks[j->segment].generation != j->old_gen)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "re-key journal: old generation %" PRIu32 " but segment %" PRIu32
+			      " holds generation %" PRIu32, j->old_gen, j->segment,
+			      h->deks[j->segment].generation);
+	if (j->zone > LC_RKJ_ZONE_MAX || j->done > sectors || j->zone > sectors - j->done)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "re-key journal: zone of %" PRIu32 " sectors after %" PRIu64
+			      " does not fit the segment's %" PRIu64 " (at most %d per zone)",
+			      j->zone, j->done, sectors, LC_RKJ_ZONE_MAX);
+	for (uint32_t i = j->zone; i < LC_RKJ_ZONE_MAX; i++)
+		if (!all_zero(j->old_digest[i], LC_RKJ_DIGEST_LEN) ||
+		    !all_zero(j->new_digest[i], LC_RKJ_DIGEST_LEN))
+			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				      "re-key journal: digests beyond the zone are not zero");
+	return 0;
+}
+
 static int check_fields(const struct lc_header *h, bool need_deks, struct lc_error *err)
 {
 	uint64_t area, span;
@@ -294,9 +328,14 @@ static int check_fields(const struct lc_header *h, bool need_deks, struct lc_err
 	r = lc_header_layout(h->segment_count, h->key_size, NULL, &area, NULL, err);
 	if (r)
 		return r;
-	if (h->version && h->version != LC_HDR_VERSION && h->version != LC_HDR_VERSION_V1)
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "header version %u: expected %d or %d",
-			      h->version, LC_HDR_VERSION_V1, LC_HDR_VERSION);
+	if (h->version && h->version != LC_HDR_VERSION && h->version != LC_HDR_VERSION_V1 &&
+	    h->version != LC_HDR_VERSION_V3)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "header version %u: expected %d, %d or %d",
+			      h->version, LC_HDR_VERSION_V1, LC_HDR_VERSION, LC_HDR_VERSION_V3);
+	if ((h->version == LC_HDR_VERSION_V3) != h->journal.active)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      h->journal.active ? "a re-key journal needs header version %d" :
+			      "header version %d without a re-key journal", LC_HDR_VERSION_V3);
 	if (h->flags & ~LC_HDR_F_ALL)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "unknown flags 0x%08" PRIx32 " (this build knows 0x%08x)",
@@ -351,7 +390,7 @@ static int check_fields(const struct lc_header *h, bool need_deks, struct lc_err
 			      LC_HDR_WRAP_CTX_MAX);
 	if (need_deks && !h->deks)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "no DEK table");
-	return 0;
+	return h->journal.active ? check_journal(h, err) : 0;
 }
 
 int lc_header_check(const struct lc_header *h, struct lc_error *err)
@@ -427,6 +466,27 @@ static void encode_into(const struct lc_header *h, int copy, uint64_t seqno, uin
 	memcpy(buf + LC_HDR_OFF_KEK, h->wrapped_kek.p, h->wrapped_kek.len);
 	if (h->version != LC_HDR_VERSION_V1)
 		memcpy(buf + LC_HDR_OFF_MAC, h->mac, LC_HDR_MAC_LEN);
+	if (h->journal.active) {
+		const struct lc_rekey_journal *j = &h->journal;
+		uint8_t *p = buf + LC_HDR_OFF_JOURNAL;
+
+		memcpy(p, LC_RKJ_MAGIC, LC_RKJ_MAGIC_LEN);
+		put32(p + LC_RKJ_OFF_SEGMENT, j->segment);
+		put32(p + LC_RKJ_OFF_OLD_GEN, j->old_gen);
+		put32(p + LC_RKJ_OFF_NEW_GEN, j->new_gen);
+		put32(p + LC_RKJ_OFF_ZONE, j->zone);
+		put64(p + LC_RKJ_OFF_DONE, j->done);
+		put32(p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_GENERATION, j->dek.generation);
+		memcpy(p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_NONCE, j->dek.nonce, LC_DEK_NONCE_LEN);
+		memcpy(p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_TAG, j->dek.tag, LC_DEK_TAG_LEN);
+		memcpy(p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_CT, j->dek.ct, h->key_size);
+		for (uint32_t i = 0; i < j->zone && i < LC_RKJ_ZONE_MAX; i++) {
+			memcpy(p + LC_RKJ_OFF_DIGESTS + 2 * i * LC_RKJ_DIGEST_LEN, j->old_digest[i],
+			       LC_RKJ_DIGEST_LEN);
+			memcpy(p + LC_RKJ_OFF_DIGESTS + (2 * i + 1) * LC_RKJ_DIGEST_LEN,
+			       j->new_digest[i], LC_RKJ_DIGEST_LEN);
+		}
+	}
 	for (uint32_t i = 0; i < h->segment_count; i++, rec += stride) {
 		const struct lc_wrapped_dek *d = &h->deks[i];
 
@@ -659,10 +719,11 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 			      "truncated: %zu bytes, the fixed part alone is %d", len,
 			      LC_HDR_FIXED_SIZE);
 	version = get16(buf + LC_HDR_OFF_VERSION);
-	if (version != LC_HDR_VERSION && version != LC_HDR_VERSION_V1)
+	if (version != LC_HDR_VERSION && version != LC_HDR_VERSION_V1 &&
+	    version != LC_HDR_VERSION_V3)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "unsupported header version %u (this build reads versions %d and %d)",
-			      version, LC_HDR_VERSION_V1, LC_HDR_VERSION);
+			      "unsupported header version %u (this build reads versions %d, %d and %d)",
+			      version, LC_HDR_VERSION_V1, LC_HDR_VERSION, LC_HDR_VERSION_V3);
 	copy = get16(buf + LC_HDR_OFF_COPY);
 	if (copy > 1)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -717,10 +778,51 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 	if (!all_zero(buf + LC_HDR_OFF_RESERVED1, LC_HDR_RESERVED1_SIZE) ||
 	    (version == LC_HDR_VERSION_V1 && !all_zero(h->mac, LC_HDR_MAC_LEN)) ||
 	    !all_zero(buf + LC_HDR_OFF_RESERVED2, LC_HDR_RESERVED2_SIZE) ||
-	    !all_zero(buf + LC_HDR_OFF_RESERVED3, LC_HDR_RESERVED3_SIZE)) {
+	    (version != LC_HDR_VERSION_V3 &&
+	     !all_zero(buf + LC_HDR_OFF_RESERVED3, LC_HDR_RESERVED3_SIZE))) {
 		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			   "reserved bytes are not zero (written by a newer version?)");
 		goto fail;
+	}
+	if (version == LC_HDR_VERSION_V3) {
+		const uint8_t *p = buf + LC_HDR_OFF_JOURNAL;
+		struct lc_rekey_journal *j = &h->journal;
+		uint32_t used = lc_header_dek_stride(h->key_size);
+
+		if (memcmp(p, LC_RKJ_MAGIC, LC_RKJ_MAGIC_LEN) ||
+		    !all_zero(p + LC_RKJ_OFF_DEK + LC_DEK_REC_HDR + h->key_size,
+			      LC_RKJ_DEK_SIZE - LC_DEK_REC_HDR - h->key_size) ||
+		    !all_zero(p + LC_RKJ_END, LC_HDR_JOURNAL_SIZE - LC_RKJ_END) ||
+		    used > LC_RKJ_DEK_SIZE) {
+			r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				   "version 3 header with a malformed re-key journal");
+			goto fail;
+		}
+		j->active = true;
+		j->segment = get32(p + LC_RKJ_OFF_SEGMENT);
+		j->old_gen = get32(p + LC_RKJ_OFF_OLD_GEN);
+		j->new_gen = get32(p + LC_RKJ_OFF_NEW_GEN);
+		j->zone = get32(p + LC_RKJ_OFF_ZONE);
+		j->done = get64(p + LC_RKJ_OFF_DONE);
+		j->dek.generation = get32(p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_GENERATION);
+		memcpy(j->dek.nonce, p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_NONCE, LC_DEK_NONCE_LEN);
+		memcpy(j->dek.tag, p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_TAG, LC_DEK_TAG_LEN);
+		memcpy(j->dek.ct, p + LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_CT, h->key_size);
+		for (uint32_t i = 0; i < LC_RKJ_ZONE_MAX; i++) {
+			memcpy(j->old_digest[i], p + LC_RKJ_OFF_DIGESTS + 2 * i * LC_RKJ_DIGEST_LEN,
+			       LC_RKJ_DIGEST_LEN);
+			memcpy(j->new_digest[i],
+			       p + LC_RKJ_OFF_DIGESTS + (2 * i + 1) * LC_RKJ_DIGEST_LEN,
+			       LC_RKJ_DIGEST_LEN);
+		}
+		/* the table's record of the segment must hold the old generation */
+		if (j->segment < h->segment_count &&
+		    get32(buf + LC_HDR_FIXED_SIZE + (size_t)j->segment * stride) != j->old_gen) {
+			r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+				   "re-key journal: old generation %" PRIu32
+				   " but segment %" PRIu32 " holds another", j->old_gen, j->segment);
+			goto fail;
+		}
 	}
 	if ((r = get_str(h->workspace, buf, LC_HDR_OFF_WORKSPACE, LC_HDR_NAME_SIZE, "workspace",
 			 err)) ||
@@ -1548,6 +1650,15 @@ int lc_header_to_json(const struct lc_header *h, const struct lc_header_info *in
 	JADD(sub, "generation_max", json_object_new_int64(gmax));
 	JADD(sub, "fingerprint", json_object_new_string(fp));
 	JADD(o, "wrapped_deks", sub);
+	if (h->journal.active) {
+		sub = json_object_new_object();
+		JADD(sub, "segment", json_object_new_int64(h->journal.segment));
+		JADD(sub, "old_generation", json_object_new_int64(h->journal.old_gen));
+		JADD(sub, "new_generation", json_object_new_int64(h->journal.new_gen));
+		JADD(sub, "sectors_done", json_object_new_uint64(h->journal.done));
+		JADD(sub, "zone_sectors", json_object_new_int64(h->journal.zone));
+		JADD(o, "segment_rekey", sub);
+	}
 
 	if (info) {
 		json_object *arr = json_object_new_array();
@@ -1622,6 +1733,11 @@ int lc_header_dump_text(const struct lc_header *h, const struct lc_header_info *
 	fprintf(f, "Wrapped DEKs:      %" PRIu32 " of %" PRIu32 " bytes, generations %" PRIu32
 		"..%" PRIu32 ", %s\n", h->segment_count, lc_header_dek_stride(h->key_size), gmin,
 		gmax, fp);
+	if (h->journal.active)
+		fprintf(f, "Re-key running:    segment %" PRIu32 ", generation %" PRIu32 " -> %" PRIu32
+			", %" PRIu64 " sectors done, %" PRIu32 " in flight (open refuses it: run lakecryptctl rekey-segment --resume)\n",
+			h->journal.segment, h->journal.old_gen, h->journal.new_gen, h->journal.done,
+			h->journal.zone);
 	if (info)
 		for (int i = 0; i < 2; i++)
 			fprintf(f, "Copy %s:            offset %" PRIu64 ", %s%s%s%s\n",

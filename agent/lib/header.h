@@ -33,9 +33,22 @@
 #include "lc-types.h"
 #include "secmem.h"
 
+/* The re-key journal of a version 3 header (ondisk.h, on-disk-format.md
+ * 3.4): present (@active) exactly when the version is LC_HDR_VERSION_V3. */
+struct lc_rekey_journal {
+	bool active;
+	uint32_t segment;		/* < segment_count */
+	uint32_t old_gen, new_gen;	/* new_gen = old_gen + 1 */
+	uint32_t zone;			/* encryption sectors in flight, <= LC_RKJ_ZONE_MAX */
+	uint64_t done;			/* encryption sectors done before the zone */
+	struct lc_wrapped_dek dek;	/* the new DEK, wrapped for new_gen */
+	uint8_t old_digest[LC_RKJ_ZONE_MAX][LC_RKJ_DIGEST_LEN];
+	uint8_t new_digest[LC_RKJ_ZONE_MAX][LC_RKJ_DIGEST_LEN];
+};
+
 /* A decoded header.  It owns its memory: release with lc_header_free(). */
 struct lc_header {
-	uint16_t version;		/* LC_HDR_VERSION (2) or LC_HDR_VERSION_V1 as read */
+	uint16_t version;		/* LC_HDR_VERSION (2), _V3 (re-key running) or _V1 as read */
 	uint64_t seqno;			/* bumped by every lc_header_write() */
 	uint32_t flags;			/* LC_HDR_F_* */
 	uint8_t uuid[LC_UUID_LEN];
@@ -57,6 +70,7 @@ struct lc_header {
 	uint32_t segment_count;
 	struct lc_wrapped_dek *deks;	/* segment_count records */
 	uint8_t mac[LC_HDR_MAC_LEN];	/* as read (version 2); see lc_header_verify() */
+	struct lc_rekey_journal journal;	/* version 3 only */
 	/* Not stored: when set (LC_HDR_MAC_LEN bytes, the caller's secret
 	 * memory, from lc_header_mac_key()), every encode and write computes
 	 * the MAC with it; when NULL, @mac is written as it is. */

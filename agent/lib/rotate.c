@@ -585,7 +585,11 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 			continue;
 		lc_header_uuid_str(c, u);
 		copy_str(v->project, sizeof(v->project), c->project);
-		if (c->version != LC_HDR_VERSION)
+		if (c->version == LC_HDR_VERSION_V3)	/* segrekey.c */
+			lc_err(&e, -EBUSY, LC_ERRC_INVALID,
+			       "volume %s: re-key of segment %" PRIu32 " in progress: finish it with `lakecryptctl rekey-segment --resume` first",
+			       u, c->journal.segment);
+		else if (c->version != LC_HDR_VERSION)
 			lc_err(&e, -EPROTO, LC_ERRC_INVALID,
 			       "volume %s has a version %u header: migrate it first", u, c->version);
 		else if (strcmp(c->workspace, a->workspace))

@@ -1048,6 +1048,12 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 		return lc_err(err, -EPROTO, LC_ERRC_INVALID,
 			      "volume %s has a version 1 header, which does not authenticate its identity or layout; this agent opens only version %d: an admin checks it with `lakecryptctl dump %s` and migrates it with `lakecryptctl migrate %s --workspace %s` (one unwrap, one wrap, no data re-encrypted)",
 			      u, LC_HDR_VERSION, hpath, a->device, h->workspace);
+	if (h->version == LC_HDR_VERSION_V3)	/* segrekey.c: the admin resumes it */
+		return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			      "volume %s: re-key of segment %" PRIu32 " in progress (%" PRIu64
+			      " sectors done): run `lakecryptctl rekey-segment %s --segment %" PRIu32
+			      " --resume` before opening it", u, h->journal.segment, h->journal.done,
+			      a->device, h->journal.segment);
 	r = check_binding(h, u, a->workspace, a->kc, err);
 	if (r < 0)
 		return r;

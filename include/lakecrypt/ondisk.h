@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 /*
- * lakecrypt on-disk volume header, version 2: the single source of truth
+ * lakecrypt on-disk volume header, version 2 (3 while a segment is
+ * re-keyed, see below): the single source of truth
  * for magic, offsets, field sizes and limits.  The codec (agent/lib/header.c)
  * and Documentation/on-disk-format.md follow this file; change all three
  * together, and bump LC_HDR_VERSION for any change a version 1 reader would
@@ -34,6 +35,7 @@
 #define LC_HDR_MAGIC_LEN		8
 #define LC_HDR_VERSION			2	/* written; version 1 is read to refuse or migrate it */
 #define LC_HDR_VERSION_V1		1
+#define LC_HDR_VERSION_V3		3	/* version 2 + a re-key journal (below) */
 
 /*                 field                offset    size */
 #define LC_HDR_OFF_MAGIC		0x0000	/*    8  LC_HDR_MAGIC */
@@ -68,7 +70,7 @@
 #define LC_HDR_OFF_CMK_ID		0x0c00	/* 2048  string, CMK id as reported */
 #define LC_HDR_OFF_WRAP_CTX		0x1400	/* 1024  bytes, then zero */
 #define LC_HDR_OFF_KEK			0x1800	/* 8192  bytes, then zero */
-#define LC_HDR_OFF_RESERVED3		0x3800	/* 2048  zero */
+#define LC_HDR_OFF_RESERVED3		0x3800	/* 2048  zero (v2); v3: re-key journal */
 #define LC_HDR_FIXED_SIZE		0x4000	/* DEK table starts here */
 
 /* Field sizes (strings: NUL-terminated, zero-padded to the field size). */
@@ -95,6 +97,47 @@
  * salt = uuid (16 bytes) and info = LC_HDR_MAC_INFO, 32 bytes.
  */
 #define LC_HDR_MAC_INFO			"lakecrypt header mac v2"
+
+/*
+ * Version 3: a version 2 header whose reserved bytes at LC_HDR_OFF_JOURNAL
+ * hold the journal of a DEK re-key of one segment in progress
+ * (agent/lib/segrekey.c).  Everything else is version 2, byte for byte;
+ * version 3 exists only while a re-key runs: the re-key's last write puts
+ * the new DEK record in the table and goes back to version 2 with these
+ * bytes zero.  A version 2 reader refuses version 3 (unknown version, and
+ * non-zero reserved bytes) instead of using the old DEK on data that is
+ * half re-encrypted.  Covered by the checksum and the MAC like every
+ * other byte of [0, hdr_size).  Journal, offsets from LC_HDR_OFF_JOURNAL:
+ *   +0    8   LC_RKJ_MAGIC
+ *   +8    4   u32 segment being re-keyed (< segment_count)
+ *   +12   4   u32 old generation (= the table record's; >= 1)
+ *   +16   4   u32 new generation (= old + 1)
+ *   +20   4   u32 zone: encryption sectors being rewritten (0..LC_RKJ_ZONE_MAX)
+ *   +24   8   u64 done: encryption sectors of the segment (from its start)
+ *               re-encrypted and synced before the zone; the zone follows
+ *   +32   160 the new DEK record (DEK record layout, dek_stride bytes used,
+ *               generation = new generation, wrapped under the KEK for
+ *               (uuid, segment, new generation)), then zero
+ *   +192  1024 LC_RKJ_ZONE_MAX digest pairs, for zone sector i at +192+16i:
+ *               8 bytes SHA-256(old ciphertext)[0..8), 8 bytes
+ *               SHA-256(new ciphertext)[0..8); zero beyond the zone
+ *   +1216 832 zero
+ */
+#define LC_HDR_OFF_JOURNAL		LC_HDR_OFF_RESERVED3
+#define LC_HDR_JOURNAL_SIZE		LC_HDR_RESERVED3_SIZE
+#define LC_RKJ_MAGIC			"LCRKJNL1"
+#define LC_RKJ_MAGIC_LEN		8
+#define LC_RKJ_OFF_SEGMENT		8
+#define LC_RKJ_OFF_OLD_GEN		12
+#define LC_RKJ_OFF_NEW_GEN		16
+#define LC_RKJ_OFF_ZONE			20
+#define LC_RKJ_OFF_DONE			24
+#define LC_RKJ_OFF_DEK			32
+#define LC_RKJ_DEK_SIZE			160	/* largest dek_stride */
+#define LC_RKJ_OFF_DIGESTS		192
+#define LC_RKJ_DIGEST_LEN		8	/* per ciphertext, truncated SHA-256 */
+#define LC_RKJ_ZONE_MAX			64	/* encryption sectors per zone */
+#define LC_RKJ_END			(LC_RKJ_OFF_DIGESTS + LC_RKJ_ZONE_MAX * 2 * LC_RKJ_DIGEST_LEN)
 
 /* Flags */
 #define LC_HDR_F_DETACHED		0x00000001u	/* header kept apart from the data */

@@ -87,6 +87,9 @@ def result(op, args):
     if op == "volume.rekey":
         return {"uuid": VOL["uuid"], "workspace": args["workspace"], "project": "db1",
                 "keyconfig": "kc2", "provider": "local", "cmk_id": "k-2", "cmk_version": "1"}
+    if op == "volume.rekey-segment":
+        return {"device": args["device"], "first": 2, "last": 3, "rekeyed": 2,
+                "resumed": args["resume"], "generation": 2, "sectors": 256, "seqno": 9}
     if op in ("volume.format", "volume.open", "volume.rewrap", "volume.rotate-kek",
               "volume.resize"):
         return dict(VOL, **{k: v for k, v in args.items() if k in VOL})

@@ -178,6 +178,34 @@ run 2 "workspace rekey without --keyconfig" workspace rekey ws1
 run 0 "rekey of a closed volume" rekey /dev/sdc --workspace ws1 --from kc1 --header h1
 sent "rekey args" '{"args": {"device": "/dev/sdc", "from": "kc1", "header": "h1", "workspace": "ws1"}, "op": "volume.rekey"}'
 run 2 "rekey without --from" rekey /dev/sdc --workspace ws1
+run 0 "rekey-segment" rekey-segment /dev/sdc --workspace ws1 --segment 2-3
+sent "rekey-segment args" '{"args": {"device": "/dev/sdc", "resume": false, "segments": "2-3", "workspace": "ws1"}, "op": "volume.rekey-segment"}'
+has "rekey-segment reports the generation" "$out" "Generation:"
+run 0 "rekey-segment --resume with a detached header" rekey-segment /dev/sdc --workspace ws1 --segment 2 --resume --header h1
+sent "rekey-segment --resume args" '{"args": {"device": "/dev/sdc", "header": "h1", "resume": true, "segments": "2", "workspace": "ws1"}, "op": "volume.rekey-segment"}'
+run 0 "rekey-segment --json" --json rekey-segment /dev/sdc --workspace ws1 --segment 2
+has "rekey-segment JSON" "$out" '"rekeyed": 2'
+nreq=$(wc -l <"$log")
+for bad in 4-2 x 1- -1 2-3-4 99999999999 ""; do
+	run 2 "rekey-segment --segment '$bad' is refused" rekey-segment /dev/sdc --workspace ws1 --segment "$bad"
+	has "rekey-segment --segment '$bad': says what is wrong" "$err" "rekey-segment: --segment"
+done
+run 2 "rekey-segment without --segment" rekey-segment /dev/sdc --workspace ws1
+has "rekey-segment without --segment: says so" "$err" "--segment N|A-B is required"
+run 2 "rekey-segment without --workspace" rekey-segment /dev/sdc --segment 1
+has "rekey-segment without --workspace: says so" "$err" "--workspace W is required"
+run 2 "rekey-segment without DEVICE" rekey-segment --workspace ws1 --segment 1
+has "rekey-segment without DEVICE: says so" "$err" "missing DEVICE"
+run 2 "rekey-segment with a relative DEVICE" rekey-segment sdc --workspace ws1 --segment 1
+has "rekey-segment relative DEVICE: says so" "$err" "must be an absolute path"
+run 2 "rekey-segment --resume=yes" rekey-segment /dev/sdc --workspace ws1 --segment 1 --resume=yes
+has "rekey-segment --resume takes no value" "$err" "--resume takes no value"
+run 2 "rekey-segment with two DEVICEs" rekey-segment /dev/sdc /dev/sdd --workspace ws1 --segment 1
+has "rekey-segment extra argument named" "$err" "unexpected argument \"/dev/sdd\""
+run 2 "rekey-segment --segment twice" rekey-segment /dev/sdc --workspace ws1 --segment 1 --segment 2
+run 2 "rekey-segment unknown option" rekey-segment /dev/sdc --workspace ws1 --segment 1 --force
+has "rekey-segment unknown option named" "$err" "unknown option \"--force\""
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "rekey-segment usage errors send nothing"; else nok "rekey-segment usage errors send nothing"; fi
 
 # --- agent errors map to exit codes ---
 run 5 "denied by the KMS -> 5" kms describe denied-k

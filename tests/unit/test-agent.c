@@ -32,6 +32,7 @@
 #include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
 #include "../../agent/daemon/ops-rotate.c"
+#include "../../agent/daemon/ops-segrekey.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/probe.c"
@@ -1501,6 +1502,61 @@ static void test_shred_op(void **state)
 	}
 }
 
+/* volume.rekey-segment: closed volumes only, the range checked, audited;
+ * the volume reopens with the new DEKs (segrekey.c and test-segrekey.c
+ * check the data). */
+static void test_rekey_segment_op(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res, *v;
+	char a[512], *log = NULL;
+
+	open_volume(t, "d1", "v1");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"segments\": \"1-2\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "close it first"));
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	if (call(t, "volume.rekey-segment", jargs(a), &res, &err))
+		fail_msg("rekey-segment: %s", err.msg);
+	assert_int_equal(jint(res, "rekeyed"), 2);
+	assert_int_equal(jint(res, "generation"), 2);
+	assert_int_equal(jint(res, "sectors"), 2 * 4096 / 512);
+	assert_true(json_object_object_get_ex(res, "resumed", &v));
+	assert_false(json_object_get_boolean(v));
+	json_object_put(res);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"segments\": \"1\", \"resume\": true}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EALREADY);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"segments\": \"2-1\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EINVAL);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"segments\": \"0-99999\"}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "has segments 0-"));
+	assert_int_equal(call(t, "volume.rekey-segment",
+			      jargs("{\"device\": \"d1\", \"workspace\": \"ws1\", \"segments\": \"1\"}"),
+			      NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "absolute path"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"nows\", \"segments\": \"1\"}",
+		 t->dir);
+	assert_true(call(t, "volume.rekey-segment", jargs(a), NULL, &err) < 0);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"segments\": 1}",
+		 t->dir);
+	assert_true(call(t, "volume.rekey-segment", jargs(a), NULL, &err) < 0);
+	/* audited */
+	assert_int_equal(lc_file_read(t->a.cfg.audit_log, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "\"op\":\"rekey-segment\""));
+	free(log);
+	/* it opens again, with generation 2 for segments 1 and 2 */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"name\": \"v1\"}",
+		 t->dir);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("reopen v1: %s", err.msg);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1521,6 +1577,7 @@ int main(void)
 		T(test_rekey_watcher),
 		T(test_rewrap_all_isolation),
 		T(test_shred_op),
+		T(test_rekey_segment_op),
 		cmocka_unit_test(test_header_room),
 	};
 

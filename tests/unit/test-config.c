@@ -311,6 +311,10 @@ static void test_limits(void **state)
 	assert_non_null(strstr(e.msg, "max_clients"));
 	assert_int_equal(parse(&c, "[agent]\nidle_timeout_s = 90000\n", &e), -EINVAL);
 	assert_int_equal(parse(&c, "[test]\nkms_stall_file = relative\n", &e), -EINVAL);
+	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = /tmp/p\n", &e), 0);
+	assert_string_equal(c.test_segrekey_pause_file, "/tmp/p");
+	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = p\n", &e), -EINVAL);
+	assert_int_equal(parse(&c, "[agent]\nsegrekey_pause_file = /tmp/p\n", &e), -EINVAL);
 }
 
 /* The shipped example (tools/systemd/agent.conf.example) says its

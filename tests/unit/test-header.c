@@ -516,7 +516,10 @@ static void test_bit_flips(void **state)
 		if (i < LC_HDR_MAGIC_LEN)
 			expect_decode_error(buf, len, "bad magic");
 		else if (i >= LC_HDR_OFF_VERSION && i < LC_HDR_OFF_VERSION + 2)
-			expect_decode_error(buf, len, "unsupported header version");
+			/* 2 ^ 1 = 3 is a known version: then the checksum fails */
+			expect_decode_error(buf, len, buf[LC_HDR_OFF_VERSION] == LC_HDR_VERSION_V3 &&
+					    !buf[LC_HDR_OFF_VERSION + 1] ? "bad checksum" :
+					    "unsupported header version");
 		else if (i >= LC_HDR_OFF_COPY && i < LC_HDR_OFF_COPY + 2 &&
 			 (buf[LC_HDR_OFF_COPY] > 1 || buf[LC_HDR_OFF_COPY + 1]))
 			expect_decode_error(buf, len, "bad copy index");
@@ -565,7 +568,8 @@ static void test_hostile_fields(void **state)
 	uint8_t a64[LC_HDR_NAME_SIZE];
 
 	(void)state;
-	hostile(4, 64, LC_HDR_OFF_VERSION, 3, 2, "unsupported header version 3");
+	hostile(4, 64, LC_HDR_OFF_VERSION, 3, 2, "malformed re-key journal");	/* v3 without one */
+	hostile(4, 64, LC_HDR_OFF_VERSION, 4, 2, "unsupported header version 4");
 	hostile(4, 64, LC_HDR_OFF_COPY, 2, 2, "bad copy index 2");
 	hostile(4, 64, LC_HDR_OFF_HDR_SIZE, UINT64_MAX, 8, "out of range");
 	hostile(4, 64, LC_HDR_OFF_HDR_SIZE, 1u << 30, 8, "out of range");
@@ -1495,6 +1499,208 @@ static void test_speed_65536(void **state)
 	lc_header_free(h);
 }
 
+/* ---- version 3: the segment re-key journal ---- */
+
+/* A valid version 3 header: segment 2 of 4 being re-keyed from its
+ * generation, 512-byte sectors, 2048-sector segments, zone 5 after 64. */
+static struct lc_header *make_v3(void)
+{
+	struct lc_header *h = make_header(4, 64, 11);
+	struct lc_rekey_journal *j = &h->journal;
+
+	h->version = LC_HDR_VERSION_V3;
+	j->active = true;
+	j->segment = 2;
+	j->old_gen = h->deks[2].generation;
+	j->new_gen = j->old_gen + 1;
+	j->zone = 5;
+	j->done = 64;
+	j->dek.generation = j->new_gen;
+	fill(j->dek.nonce, LC_DEK_NONCE_LEN);
+	fill(j->dek.tag, LC_DEK_TAG_LEN);
+	fill(j->dek.ct, 64);
+	for (uint32_t i = 0; i < j->zone; i++) {
+		fill(j->old_digest[i], LC_RKJ_DIGEST_LEN);
+		fill(j->new_digest[i], LC_RKJ_DIGEST_LEN);
+	}
+	return h;
+}
+
+static uint8_t *encoded_v3(size_t *len)
+{
+	struct lc_header *h = make_v3();
+	uint8_t *buf;
+
+	assert_int_equal(lc_header_encode(h, 0, &buf, len, NULL), 0);
+	lc_header_free(h);
+	return buf;
+}
+
+static void test_v3_roundtrip(void **state)
+{
+	struct lc_header *h = make_v3(), *d = NULL;
+	struct lc_error err = { 0 };
+	uint8_t *buf, *again;
+	size_t len, len2;
+
+	(void)state;
+	assert_int_equal(lc_header_encode(h, 1, &buf, &len, &err), 0);
+	assert_int_equal(buf[LC_HDR_OFF_VERSION], LC_HDR_VERSION_V3);
+	assert_memory_equal(buf + LC_HDR_OFF_JOURNAL, LC_RKJ_MAGIC, LC_RKJ_MAGIC_LEN);
+	assert_int_equal(lc_header_decode(buf, len, &d, NULL, &err), 0);
+	assert_int_equal(d->version, LC_HDR_VERSION_V3);
+	assert_true(d->journal.active);
+	assert_int_equal(d->journal.segment, 2);
+	assert_int_equal(d->journal.new_gen, h->journal.old_gen + 1);
+	assert_int_equal(d->journal.zone, 5);
+	assert_int_equal(d->journal.done, 64);
+	assert_memory_equal(&d->journal.dek, &h->journal.dek, sizeof(d->journal.dek));
+	assert_memory_equal(d->journal.old_digest, h->journal.old_digest,
+			    sizeof(d->journal.old_digest));
+	assert_memory_equal(d->journal.new_digest, h->journal.new_digest,
+			    sizeof(d->journal.new_digest));
+	/* one encoding */
+	assert_int_equal(lc_header_encode(d, 1, &again, &len2, &err), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	free(again);
+	/* back to version 2: the journal bytes are zero again */
+	d->version = LC_HDR_VERSION;
+	memset(&d->journal, 0, sizeof(d->journal));
+	assert_int_equal(lc_header_encode(d, 1, &again, &len2, &err), 0);
+	for (size_t i = 0; i < LC_HDR_JOURNAL_SIZE; i++)
+		assert_int_equal(again[LC_HDR_OFF_JOURNAL + i], 0);
+	free(again);
+	/* version and journal go together, in the encoder too */
+	d->version = LC_HDR_VERSION_V3;
+	assert_int_equal(lc_header_encode(d, 0, &again, &len2, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "without a re-key journal"));
+	d->version = LC_HDR_VERSION;
+	d->journal = h->journal;
+	assert_int_equal(lc_header_encode(d, 0, &again, &len2, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "needs header version 3"));
+	free(buf);
+	lc_header_free(d);
+	lc_header_free(h);
+}
+
+/* What a version 2 reader sees: the version it does not know, and, even
+ * with the version edited back to 2, reserved bytes that are not zero. */
+static void test_v2_reader_refuses_v3(void **state)
+{
+	size_t len;
+	uint8_t *buf = encoded_v3(&len);
+
+	(void)state;
+	put_le(buf + LC_HDR_OFF_VERSION, LC_HDR_VERSION, 2);
+	assert_int_equal(lc_header_checksum(buf, len, buf + LC_HDR_OFF_CHECKSUM), 0);
+	expect_decode_error(buf, len, "reserved bytes are not zero");
+	/* and this build refuses versions beyond 3 */
+	put_le(buf + LC_HDR_OFF_VERSION, 4, 2);
+	assert_int_equal(lc_header_checksum(buf, len, buf + LC_HDR_OFF_CHECKSUM), 0);
+	expect_decode_error(buf, len, "unsupported header version 4");
+	free(buf);
+}
+
+static void hostile_v3(size_t joff, uint64_t v, int n, const char *needle)
+{
+	size_t len;
+	uint8_t *buf = encoded_v3(&len);
+
+	put_le(buf + LC_HDR_OFF_JOURNAL + joff, v, n);
+	assert_int_equal(lc_header_checksum(buf, len, buf + LC_HDR_OFF_CHECKSUM), 0);
+	expect_decode_error(buf, len, needle);
+	free(buf);
+}
+
+static void test_v3_hostile_journal(void **state)
+{
+	struct lc_header *h = make_v3();
+	uint32_t g = h->journal.old_gen;
+	uint64_t sectors = h->segment_sectors;	/* 512-byte sectors */
+
+	(void)state;
+	hostile_v3(0, 0x4c4c4c4c, 4, "malformed re-key journal");		/* magic */
+	hostile_v3(LC_RKJ_OFF_SEGMENT, 4, 4, "segment 4 beyond");
+	hostile_v3(LC_RKJ_OFF_SEGMENT, UINT32_MAX, 4, "beyond");
+	hostile_v3(LC_RKJ_OFF_SEGMENT, 1, 4, "old generation");	/* seg 1 has another gen */
+	hostile_v3(LC_RKJ_OFF_OLD_GEN, g + 1, 4, "old generation");
+	hostile_v3(LC_RKJ_OFF_NEW_GEN, g + 2, 4, "expected old >= 1 and new = old + 1");
+	hostile_v3(LC_RKJ_OFF_NEW_GEN, g, 4, "new = old + 1");
+	hostile_v3(LC_RKJ_OFF_DEK + LC_DEK_REC_OFF_GENERATION, g, 4, "new = old + 1");
+	hostile_v3(LC_RKJ_OFF_ZONE, LC_RKJ_ZONE_MAX + 1, 4, "at most 64 per zone");
+	hostile_v3(LC_RKJ_OFF_ZONE, 4, 4, "digests beyond the zone");	/* digest 4 is set */
+	hostile_v3(LC_RKJ_OFF_DONE, sectors, 8, "does not fit");
+	hostile_v3(LC_RKJ_OFF_DONE, sectors - 4, 8, "does not fit");
+	hostile_v3(LC_RKJ_OFF_DONE, UINT64_MAX, 8, "does not fit");
+	hostile_v3(LC_RKJ_OFF_DEK + LC_DEK_REC_HDR + 64, 1, 1, "malformed");	/* record pad */
+	hostile_v3(LC_RKJ_OFF_DIGESTS + 5 * 2 * LC_RKJ_DIGEST_LEN, 1, 1, "beyond the zone");
+	hostile_v3(LC_RKJ_END, 1, 1, "malformed");
+	hostile_v3(LC_HDR_JOURNAL_SIZE - 1, 1, 1, "malformed");
+	lc_header_free(h);
+	/* a journal for a shredded segment (generation 0) */
+	h = make_v3();
+	memset(&h->deks[2], 0, sizeof(h->deks[2]));
+	h->journal.old_gen = 0;
+	h->journal.new_gen = h->journal.dek.generation = 1;
+	{
+		uint8_t *buf;
+		size_t len;
+		struct lc_error err = { 0 };
+
+		assert_int_equal(lc_header_encode(h, 0, &buf, &len, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "expected old >= 1"));
+	}
+	lc_header_free(h);
+}
+
+/* The MAC covers the journal: an edit of its progress with the checksum
+ * fixed up decodes, and fails authentication. */
+static void test_v3_mac_covers_journal(void **state)
+{
+	struct lc_header *h = make_v3(), *d = NULL;
+	struct lc_error err = { 0 };
+	uint8_t key[LC_HDR_MAC_LEN];
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	fill(key, sizeof(key));
+	h->mac_key = key;
+	assert_int_equal(lc_header_encode(h, 0, &buf, &len, &err), 0);
+	assert_int_equal(lc_header_decode(buf, len, &d, NULL, &err), 0);
+	assert_int_equal(lc_header_verify(d, key, &err), 0);
+	lc_header_free(d);
+	put_le(buf + LC_HDR_OFF_JOURNAL + LC_RKJ_OFF_DONE, 0, 8);	/* "nothing done" */
+	assert_int_equal(lc_header_checksum(buf, len, buf + LC_HDR_OFF_CHECKSUM), 0);
+	assert_int_equal(lc_header_decode(buf, len, &d, NULL, &err), 0);
+	assert_int_equal(lc_header_verify(d, key, &err), -EBADMSG);
+	lc_header_free(d);
+	put_le(buf + LC_HDR_OFF_JOURNAL + LC_RKJ_OFF_DONE, 64, 8);
+	buf[LC_HDR_OFF_JOURNAL + LC_RKJ_OFF_DIGESTS] ^= 1;		/* one digest */
+	assert_int_equal(lc_header_checksum(buf, len, buf + LC_HDR_OFF_CHECKSUM), 0);
+	assert_int_equal(lc_header_decode(buf, len, &d, NULL, &err), 0);
+	assert_int_equal(lc_header_verify(d, key, &err), -EBADMSG);
+	lc_header_free(d);
+	free(buf);
+	h->mac_key = NULL;
+	lc_header_free(h);
+}
+
+static void test_v3_dump(void **state)
+{
+	struct lc_header *h = make_v3();
+	char *json = NULL;
+
+	(void)state;
+	assert_int_equal(lc_header_to_json(h, NULL, &json, NULL), 0);
+	assert_non_null(strstr(json, "\"segment_rekey\""));
+	assert_non_null(strstr(json, "\"new_generation\""));
+	assert_non_null(strstr(json, "\"version\": 3"));
+	free(json);
+	lc_header_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1521,6 +1727,11 @@ int main(void)
 		cmocka_unit_test(test_fuzz_corpus),
 		cmocka_unit_test(test_hostile_size_read_bounded),
 		cmocka_unit_test(test_speed_65536),
+		cmocka_unit_test(test_v3_roundtrip),
+		cmocka_unit_test(test_v2_reader_refuses_v3),
+		cmocka_unit_test(test_v3_hostile_journal),
+		cmocka_unit_test(test_v3_mac_covers_journal),
+		cmocka_unit_test(test_v3_dump),
 	};
 
 	return cmocka_run_group_tests_name("header", tests, NULL, NULL);

@@ -217,6 +217,19 @@ static const struct cmd_spec cmds[] = {
 	  "For the closed volumes of a workspace after 'workspace rekey': one unwrap\n"
 	  "under the old CMK, one wrap under the new one, one atomic header update;\n"
 	  "no data is re-encrypted.\n" },
+	{ NULL, "rekey-segment", "volume.rekey-segment", LC_CTL_AGENT, LC_R_VOLUME,
+	  { { "DEVICE", "device", O_STR, false } },
+	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
+	    { "--segment", O_STR, true, "segments", 0, 0, "N|A-B", "segment or inclusive range of segments, from 0" },
+	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE", "detached header" },
+	    { "--resume", O_FLAG, false, "resume", 0, 0, NULL,
+	      "finish a re-key that was interrupted (then go on to the end of the range)" } },
+	  "admins: new DEKs for segments of a closed volume, their data re-encrypted",
+	  "Offline (the volume closed): each segment gets a new DEK with generation + 1\n"
+	  "and its data is re-encrypted (AES-XTS volumes only), journaled in the header\n"
+	  "so that a crash or power cut at any point can be resumed: the volume then\n"
+	  "refuses to open until 'rekey-segment DEVICE --segment N --resume' finishes.\n"
+	  "One unwrap of the KEK; it may take a while for large segments.\n" },
 	{ NULL, "rotate-kek", "volume.rotate-kek", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "admins: give open volume NAME a fresh KEK (online, no data re-encrypted)",
@@ -952,6 +965,27 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 			return LC_CTL_EXIT_USAGE;
 		}
 		cmd->path = pos[0];
+	} else if (!strcmp(cmd->topic, "rekey-segment")) {
+		struct json_object *sv;
+		uint32_t first, last;
+		struct lc_error e;
+
+		json_object_object_get_ex(cmd->args, "segments", &sv);
+		if (lc_segment_range_parse(json_object_get_string(sv), &first, &last, &e) < 0) {
+			set_err(err, errlen, "rekey-segment: --segment: %s", e.msg);
+			return LC_CTL_EXIT_USAGE;
+		}
+		if (pos[0][0] != '/') {
+			set_err(err, errlen, "rekey-segment: DEVICE \"%.64s\" must be an absolute path (the agent opens it)",
+				pos[0]);
+			return LC_CTL_EXIT_USAGE;
+		}
+		if (!json_object_object_get_ex(cmd->args, "resume", NULL))
+			json_object_object_add(cmd->args, "resume", json_object_new_boolean(0));
+		cmd->path = pos[0];
+		/* it rewrites the segments' data: a day unless --timeout says */
+		if (cmd->timeout_ms == LC_CTL_TIMEOUT_S * 1000)
+			cmd->timeout_ms = LC_CTL_TIMEOUT_MAX_S * 1000;
 	}
 	return LC_CTL_EXIT_OK;
 }

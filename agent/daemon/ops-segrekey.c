@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * volume.rekey-segment (admins): a new DEK for segments of a closed volume,
+ * their data re-encrypted, journaled and resumable (agent/lib/segrekey.h;
+ * Documentation/agent-protocol.md, key-hierarchy.md "DEK re-key of a
+ * segment").  Runs without a->lock (it may take minutes: it rewrites the
+ * segments' data); the exclusive open of the device keeps the volume from
+ * being opened meanwhile.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "rotate.h"
+#include "segrekey.h"
+
+#define JADD(o, k, v) json_object_object_add(o, k, v)
+
+int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args,
+			    json_object **result, struct lc_error *err)
+{
+	struct lc_open_args oa = { 0 };
+	struct lc_segrekey_result res;
+	const struct lc_keyconfig *kc;
+	struct lc_keyconfig bound;
+	const char *hdr, *range;
+	char hbuf[PATH_MAX], rd[PATH_MAX], rh[PATH_MAX];
+	uint32_t first, last;
+	bool resume = false, have_d, have_h;
+	int r;
+
+	if ((r = arg_str(args, "device", true, &oa.device, err)) < 0 ||
+	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
+	    (r = arg_str(args, "header", false, &hdr, err)) < 0 ||
+	    (r = arg_str(args, "segments", true, &range, err)) < 0 ||
+	    (r = arg_bool(args, "resume", &resume, err)) < 0 ||
+	    (r = lc_segment_range_parse(range, &first, &last, err)) < 0 ||
+	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
+	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
+		return r;
+	if (oa.device[0] != '/')
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"device\" is \"%s\": expected an absolute path", oa.device);
+	if (hdr && !strchr(hdr, '/')) {
+		/* a bare name: the agent's header directory, as for open */
+		if ((r = lc_name_check("detached header name", hdr, err)) < 0)
+			return r;
+		if (snprintf(hbuf, sizeof(hbuf), "%s/%s", a->header_dir, hdr) >= (int)sizeof(hbuf))
+			return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
+		hdr = hbuf;
+	} else if (hdr && hdr[0] != '/') {
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "argument \"header\" is \"%s\": expected a name or an absolute path", hdr);
+	}
+	oa.header = hdr;
+	/* Offline only: a volume this agent has open is refused by name (the
+	 * exclusive open below refuses any mapped device too). */
+	have_d = realpath(oa.device, rd) != NULL;
+	have_h = hdr && realpath(hdr, rh) != NULL;
+	for (size_t i = 0; i < a->nvols; i++) {
+		const struct lc_volume *ov = a->vols[i]->v;
+
+		if ((have_d && !strcmp(ov->device, rd)) ||
+		    (have_h && ov->header[0] && !strcmp(ov->header, rh)))
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "%s is open as /dev/mapper/%s: close it first (a segment is re-keyed offline)",
+				      oa.device, ov->name);
+	}
+	bound = *kc;
+	oa.kc = &bound;
+	if (a->cfg.test_segrekey_pause_file[0])
+		lc_warn("[test] segrekey_pause_file = %s: the re-key waits while it exists (for tests only)",
+			a->cfg.test_segrekey_pause_file);
+	lc_segrekey_pause_file(a->cfg.test_segrekey_pause_file);
+	agent_unlock(a);
+	r = lc_segment_rekey(&c->env, &oa, first, last, resume, NULL, &res, err);
+	agent_relock(a);
+	if (r < 0)
+		return r;
+	*result = json_object_new_object();
+	JADD(*result, "device", json_object_new_string(oa.device));
+	JADD(*result, "first", json_object_new_int64(res.first));
+	JADD(*result, "last", json_object_new_int64(res.last));
+	JADD(*result, "rekeyed", json_object_new_int64(res.rekeyed));
+	JADD(*result, "resumed", json_object_new_boolean(res.resumed));
+	if (res.resumed)
+		JADD(*result, "resumed_segment", json_object_new_int64(res.resumed_segment));
+	JADD(*result, "generation", json_object_new_int64(res.generation));
+	JADD(*result, "sectors", json_object_new_uint64(res.sectors));
+	JADD(*result, "seqno", json_object_new_uint64(res.seqno));
+	return 0;
+}

@@ -1,0 +1,176 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# DEK re-key of segments against the real kernel target, in the QEMU guest
+# (self-contained: its own module, loop devices, agent and socket, so it
+# runs alone with `tools/qemu/run.sh --line 6.12 --entry e2e/segrekey.sh`
+# or from another entry script).  For 512- and 4096-byte sector volumes:
+# format, open, write, close, `rekey-segment`, open again and read the
+# same data back through dm-lakecrypt (the kernel decrypts with the new
+# DEK), the ciphertext of the segment changed on the device and the
+# generation advanced in `lakecryptctl --json dump`.  Then a re-key of a
+# range interrupted by killing the agent (SIGKILL) in the middle of a
+# segment ([test] segrekey_pause_file holds it there): the header is
+# version 3, the volume refuses to open and says how to resume, a plain
+# re-run is refused, `--resume` finishes it, and the data reads back.
+cd "$(dirname "$0")" || exit 1
+LC_CASE=e2e-segrekey
+. /lakecrypt/tests/lib.sh
+mkdir -p "$LC_TMP"
+: >"$LC_TALLY"
+export PATH=/lakecrypt/bin:$PATH
+STATE=/tmp/lc-sr-state SOCK=/run/lakecrypt/agent-sr.sock AUDIT=/tmp/lc-sr-audit.log
+CONF=/tmp/lc-sr-agent.conf PAUSE=/tmp/lc-sr-pause AGENT_PID=
+
+ctl() { lakecryptctl --socket "$SOCK" --timeout 300 "$@"; }
+jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -n1; }
+# expect <want-exit> <description> <command...>: output in $LC_TMP/x.out
+expect() {
+	_xw=$1 _xd=$2
+	shift 2
+	"$@" >"$LC_TMP/x.out" 2>&1
+	_xg=$?
+	if [ "$_xg" -eq "$_xw" ]; then
+		lc_ok "$_xd (exit $_xg)"
+	else
+		lc_notok "$_xd: exit $_xg, expected $_xw"
+		lc_diag_file "$LC_TMP/x.out"
+	fi
+}
+start_agent() {
+	lakecrypt-agent --config "$CONF" --foreground >>/tmp/agent-sr.log 2>&1 &
+	AGENT_PID=$!
+	i=0
+	while ! ctl ping >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+}
+# sum <dev> <bytes>: sha256 of its first bytes
+sum() { dd if="$1" bs=1M count=$(($2 / 1048576)) iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1; }
+# raw <dev> <data-offset-sectors> <segment> <segment-bytes>: sha256 of the segment's ciphertext
+raw() {
+	dd if="$1" bs=$4 skip=$(($2 * 512 / $4 + $3)) count=1 iflag=direct 2>/dev/null |
+		sha256sum | cut -d' ' -f1
+}
+
+. ./machine.sh
+lc_machine
+modprobe loop 2>/dev/null
+mkdir -p "$STATE" /run/lakecrypt
+rm -f "$PAUSE"
+cat >"$CONF" <<CONF
+[agent]
+socket = $SOCK
+state_dir = $STATE
+audit_log = $AUDIT
+log = stderr
+
+[test]
+segrekey_pause_file = $PAUSE
+CONF
+start_agent
+lc_run "segrekey: agent starts and answers ping" ctl ping
+K=$(ctl --json kms create --description "segment re-key" | jget key_id)
+lc_run "segrekey: key configuration ksr" ctl keyconfig create ksr --key "$K"
+lc_run "segrekey: workspace wss bound to ksr" ctl workspace bind wss --keyconfig ksr --devices '/dev/loop*'
+head -c 8388608 /dev/urandom >"$LC_TMP/srdata"
+srwant=$(sha256sum <"$LC_TMP/srdata" | cut -d' ' -f1)
+
+n=0
+for ss in 512 4096; do
+	n=$((n + 1))
+	rm -f /tmp/sr$n.img
+	dd if=/dev/zero of=/tmp/sr$n.img bs=1M count=0 seek=16 2>/dev/null || lc_bail "sr$n.img"
+	L=$(losetup -f)
+	losetup "$L" /tmp/sr$n.img || lc_bail "losetup $L"
+	eval "L$n=$L"
+	lc_run "segrekey($ss): format $L with 1 MiB segments, $ss-byte sectors" \
+		ctl format "$L" --workspace wss --project sr$n --segment-size 1M --sector-size "$ss" --batch
+	lc_run "segrekey($ss): open" ctl open "$L" sr$n --workspace wss
+	dd if="$LC_TMP/srdata" of=/dev/mapper/sr$n bs=1M oflag=direct 2>/dev/null ||
+		lc_notok "segrekey($ss): write 8 MiB"
+	lc_run "segrekey($ss): close" ctl close sr$n
+	ctl --json dump "$L" >"$LC_TMP/d0.json"
+	off=$(jget data_offset <"$LC_TMP/d0.json")
+	lc_eq "segrekey($ss): generations start at 1" 1 "$(jget generation_max <"$LC_TMP/d0.json")"
+	c0=$(raw "$L" "$off" 2 1048576)
+	c1=$(raw "$L" "$off" 1 1048576)
+	expect 0 "segrekey($ss): rekey-segment $L --segment 2" \
+		ctl rekey-segment "$L" --workspace wss --segment 2
+	lc_diag_file "$LC_TMP/x.out"
+	ctl --json dump "$L" >"$LC_TMP/d1.json"
+	lc_eq "segrekey($ss): dump: generation advanced to 2" 2 "$(jget generation_max <"$LC_TMP/d1.json")"
+	lc_eq "segrekey($ss): dump: other segments still at generation 1" 1 \
+		"$(jget generation_min <"$LC_TMP/d1.json")"
+	lc_eq "segrekey($ss): dump: header back to version 2" 2 "$(jget version <"$LC_TMP/d1.json")"
+	[ "$(raw "$L" "$off" 2 1048576)" != "$c0" ] &&
+		lc_ok "segrekey($ss): segment 2's ciphertext on the device changed" ||
+		lc_notok "segrekey($ss): segment 2's ciphertext on the device changed"
+	lc_eq "segrekey($ss): segment 1's ciphertext did not change" "$c1" "$(raw "$L" "$off" 1 1048576)"
+	lc_run "segrekey($ss): open again" ctl open "$L" sr$n --workspace wss
+	lc_eq "segrekey($ss): the kernel reads the same 8 MiB with the new DEK" "$srwant" \
+		"$(sum /dev/mapper/sr$n 8388608)"
+	expect 1 "segrekey($ss): rekey-segment of an open volume is refused" \
+		ctl rekey-segment "$L" --workspace wss --segment 3
+	grep -q "close it first\|in use" "$LC_TMP/x.out" && lc_ok "segrekey($ss): ... saying to close it" ||
+		{ lc_notok "segrekey($ss): ... saying to close it"; lc_diag_file "$LC_TMP/x.out"; }
+	lc_run "segrekey($ss): close" ctl close sr$n
+done
+grep '"op":"rekey-segment"' "$AUDIT" | grep -q '"outcome":"success"' &&
+	lc_ok "segrekey: audited as rekey-segment" || lc_notok "segrekey: audited as rekey-segment"
+
+# ---- interrupted: the agent killed in the middle of segment 3, then resumed
+L=$L1
+touch "$PAUSE"
+ctl rekey-segment "$L" --workspace wss --segment 3-4 >"$LC_TMP/bg.out" 2>&1 &
+i=0 done=0
+while [ $i -lt 300 ]; do
+	ctl --json dump "$L" >"$LC_TMP/d2.json" 2>/dev/null
+	done=$(jget sectors_done <"$LC_TMP/d2.json")
+	[ -n "$done" ] && [ "$done" -gt 0 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+if [ -n "$done" ] && [ "$done" -gt 0 ]; then
+	lc_ok "segrekey: re-key of segment 3 held in its second zone ($done sectors done)"
+else
+	lc_notok "segrekey: re-key of segment 3 held in its second zone"
+	lc_diag_file "$LC_TMP/d2.json"
+fi
+kill -9 "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+wait 2>/dev/null
+rm -f "$PAUSE"
+ctl --json dump "$L" >"$LC_TMP/d3.json"
+lc_eq "segrekey: after the kill the header is version 3" 3 "$(jget version <"$LC_TMP/d3.json")"
+lc_eq "segrekey: ... with the journal of segment 3" 3 \
+	"$(sed -n '/"segment_rekey"/,/}/p' "$LC_TMP/d3.json" | jget segment)"
+start_agent
+lc_run "segrekey: agent restarted" ctl ping
+expect 1 "segrekey: open of a volume with a re-key in progress is refused" \
+	ctl open "$L" sr1 --workspace wss
+grep -q "re-key of segment 3 in progress" "$LC_TMP/x.out" && grep -q -- "--resume" "$LC_TMP/x.out" &&
+	lc_ok "segrekey: ... saying how to resume" ||
+	{ lc_notok "segrekey: ... saying how to resume"; lc_diag_file "$LC_TMP/x.out"; }
+expect 1 "segrekey: a re-run without --resume is refused" \
+	ctl rekey-segment "$L" --workspace wss --segment 3-4
+expect 0 "segrekey: rekey-segment --resume finishes segment 3, then segment 4" \
+	ctl --json rekey-segment "$L" --workspace wss --segment 3-4 --resume
+lc_diag_file "$LC_TMP/x.out"
+lc_eq "segrekey: ... reported as resumed" true "$(jget resumed <"$LC_TMP/x.out")"
+lc_eq "segrekey: ... two segments re-keyed" 2 "$(jget rekeyed <"$LC_TMP/x.out")"
+ctl --json dump "$L" >"$LC_TMP/d4.json"
+lc_eq "segrekey: header back to version 2" 2 "$(jget version <"$LC_TMP/d4.json")"
+expect 1 "segrekey: --resume with nothing in progress is refused" \
+	ctl rekey-segment "$L" --workspace wss --segment 3 --resume
+lc_run "segrekey: open after the resumed re-key" ctl open "$L" sr1 --workspace wss
+lc_eq "segrekey: the kernel reads the same 8 MiB after kill and resume" "$srwant" \
+	"$(sum /dev/mapper/sr1 8388608)"
+lc_run "segrekey: close" ctl close sr1
+
+kill "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+losetup -d "$L1"
+losetup -d "$L2"
+rm -f /tmp/sr1.img /tmp/sr2.img
+lc_diag_file /tmp/agent-sr.log 30
+p=$(grep -c '^pass' "$LC_TALLY"); f=$(grep -c '^fail' "$LC_TALLY"); s=$(grep -c '^skip' "$LC_TALLY")
+lc_say "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ]
