@@ -511,6 +511,13 @@ lc_diag_file /tmp/agent.log 30
 # Key lifecycle (revocation detected right, killed completely): an agent
 # of its own, same boot.
 . ./lifecycle.sh
+# DEK re-key of a segment, through the kernel (issue 10): same boot; its
+# own agent, loop disks and tally, added to this one.
+LC_TALLY=$LC_TMP/tally-segrekey sh ./segrekey.sh
+rc=$?
+cat "$LC_TMP/tally-segrekey" >>"$LC_TALLY"
+[ "$rc" -eq 0 ] || grep -q '^fail' "$LC_TMP/tally-segrekey" ||
+	lc_notok "segrekey.sh exited $rc with no failed case"
 # PostgreSQL on lakecrypt volumes (issue 12): same boot, same tally; its
 # own agent and disks (tests/e2e/check.sh attaches them).
 /bin/bash /lakecrypt/e2e/pg.sh
