@@ -136,8 +136,9 @@ static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *k
 	return o;
 }
 
-int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
-			json_object **result, struct lc_error *err)
+static int keyconfig_create(struct agent *a, struct client *c, json_object *args,
+			    char cmk_id[LC_HDR_CMK_ID_SIZE], json_object **result,
+			    struct lc_error *err)
 {
 	struct lc_keyconfig kc;
 	struct lc_provider_reply rep;
@@ -197,7 +198,8 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 		struct lc_error ce;
 
 		agent_unlock(a);
-		if (agent_canary_make(p, key_ref, name, kc.canary, kc.canary_sha256, NULL, &ce) < 0) {
+		if (agent_canary_make(a, c->peer.uid, p, key_ref, name, kc.canary, kc.canary_sha256,
+				      NULL, &ce) < 0) {
 			lc_warn("key configuration %s: no canary yet (%s); the watcher makes it later",
 				name, ce.msg);
 			kc.canary[0] = kc.canary_sha256[0] = '\0';
@@ -208,12 +210,33 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 				      "key configuration \"%s\" was created meanwhile", name);
 	}
 	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
-	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
-			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
 	if (r < 0)
 		return r;
+	snprintf(cmk_id, LC_HDR_CMK_ID_SIZE, "%s", kc.cmk_id);
 	*result = keyconfig_json(a, lc_registry_keyconfig(&a->reg, name));
 	return 0;
+}
+
+/* keyconfig.create is audited whatever its end: a refusal (name taken,
+ * unknown provider, key not usable, registry not saved) leaves a failure
+ * record with the names the request gave, as far as they are strings. */
+int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
+			json_object **result, struct lc_error *err)
+{
+	char cmk_id[LC_HDR_CMK_ID_SIZE] = "";
+	const char *name = NULL, *provider = NULL, *key_ref = NULL;
+	json_object *x;
+	int r = keyconfig_create(a, c, args, cmk_id, result, err);
+
+	if (json_object_object_get_ex(args, "name", &x) && json_object_is_type(x, json_type_string))
+		name = json_object_get_string(x);
+	if (json_object_object_get_ex(args, "provider", &x) && json_object_is_type(x, json_type_string))
+		provider = json_object_get_string(x);
+	if (json_object_object_get_ex(args, "key_ref", &x) && json_object_is_type(x, json_type_string))
+		key_ref = json_object_get_string(x);
+	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, NULL, name, provider, cmk_id[0] ? cmk_id : key_ref, err);
+	return r;
 }
 
 int op_keyconfig_list(struct agent *a, struct client *c, json_object *args,

@@ -178,7 +178,7 @@ void agent_observe(struct agent *a, const char *provider, const char *key_ref, c
 
 static void context_of(char *out, size_t size, const char *kc)
 {
-	snprintf(out, size, "%s%s", LC_CANARY_CONTEXT_PREFIX, kc);
+	snprintf(out, size, "%s%s", LC_KEK_CANARY_PREFIX, kc);
 }
 
 static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
@@ -192,12 +192,11 @@ static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
 	lc_wipe(md, sizeof(md));
 }
 
-int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kcname,
-		      char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
-		      struct lc_error *err)
+static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *kcname,
+		       char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
+		       struct lc_provider_reply *rep, struct lc_error *err)
 {
 	_cleanup_secret_ struct lc_secret pt = { 0 };
-	struct lc_provider_reply rep = { 0 };
 	struct lc_buf blob = { 0 };
 	char ctx[LC_HDR_NAME_SIZE + 64];
 	int r;
@@ -207,9 +206,9 @@ int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kc
 		return lc_err(err, r, LC_ERRC_INTERNAL, "out of memory");
 	if ((r = lc_rand_bytes(pt.p, pt.len, true, "canary", err)) < 0)
 		return r;
-	r = lc_provider_wrap(p, key_ref, &pt, ctx, &blob, &rep, err);
+	r = lc_provider_wrap(p, key_ref, &pt, ctx, &blob, rep, err);
 	if (calls)
-		*calls += rep.attempts;
+		*calls += rep->attempts;
 	if (r < 0)
 		return r;
 	if (!blob.len || blob.len > LC_CANARY_BLOB_MAX) {
@@ -222,6 +221,28 @@ int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kc
 	free(blob.p);
 	sha256_hex(pt.p, pt.len, hex);
 	return 0;
+}
+
+int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
+		      const char *key_ref, const char *kcname, char b64[LC_CANARY_B64_SIZE],
+		      char hex[65], unsigned int *calls, struct lc_error *err)
+{
+	struct lc_provider_reply rep = { 0 };
+	struct lc_audit_event ev;
+	int r = canary_wrap(p, key_ref, kcname, b64, hex, calls, &rep, err);
+
+	/* Every canary wrap is a KMS call under the CMK: audited as such. */
+	lc_audit_event_init(&ev, "cmk.canary_wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
+	ev.peer_uid = peer_uid;
+	ev.keyconfig = kcname;
+	ev.provider = p->ops->name;
+	ev.cmk_id = rep.key_id[0] ? rep.key_id : key_ref;
+	ev.cmk_version = rep.key_version[0] ? rep.key_version : NULL;
+	ev.request_id = rep.request_id[0] ? rep.request_id : NULL;
+	ev.latency_ms = (int64_t)(rep.latency_us / 1000);
+	ev.error_class = r ? err->cls : LC_ERRC_NONE;
+	(void)lc_audit_write(&a->audit, &ev, NULL);
+	return r;
 }
 
 /* A key configuration for this CMK, preferring one that has a canary. */
@@ -382,7 +403,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 			/* A key configuration of before canaries: make its own. */
 			struct lc_error ce;
 
-			if (agent_canary_make(p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
+			if (agent_canary_make(a, -1, p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
 				lc_warn("CMK %s: cannot make a canary for key configuration %s (%s); probing by key state only this time",
 					v->provider_ref, kcname, ce.msg);
 				b64[0] = '\0';

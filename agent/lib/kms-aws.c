@@ -1567,17 +1567,20 @@ out:
 	return r;
 }
 
-/* "EncryptionContext":{"lakecrypt:volume":"...",...} from the KEK context. */
+/* "EncryptionContext":{"lakecrypt:volume":"...",...} from the KEK context,
+ * or {"lakecrypt:purpose":"canary","lakecrypt:keyconfig":"..."} from the
+ * revocation probe's canary context (lc_context_pairs, envelope.h). */
 static int put_context(struct lc_sb *b, const char *context, struct lc_error *err)
 {
 	char buf[LC_KEK_CONTEXT_MAX];
 	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
+	int n = context ? lc_context_pairs(context, buf, pairs) : -EINVAL;
 
-	if (!context || lc_kek_context_split(context, buf, pairs))
+	if (n < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "AWS KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig)");
+			      "AWS KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig) nor a canary context");
 	lc_sb_puts(b, ",\"EncryptionContext\":{");
-	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS; i++) {
+	for (int i = 0; i < n; i++) {
 		/* keys and values are of [A-Za-z0-9:._-]: nothing to escape */
 		lc_sb_puts(b, i ? ",\"" : "\"");
 		lc_sb_puts(b, pairs[i].key);

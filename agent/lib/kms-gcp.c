@@ -1087,14 +1087,17 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 	return r;
 }
 
+/* The AAD is the context string itself: a volume's KEK context or the
+ * revocation probe's canary context "lakecrypt:v2;canary;keyconfig=<k>"
+ * (lc_context_pairs, envelope.h); nothing else is sent. */
 static int check_context(const char *context, struct lc_error *err)
 {
 	char buf[LC_KEK_CONTEXT_MAX];
 	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
 
-	if (!context || lc_kek_context_split(context, buf, pairs))
+	if (!context || lc_context_pairs(context, buf, pairs) < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "Cloud KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig)");
+			      "Cloud KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig) nor a canary context");
 	return 0;
 }
 

@@ -1066,6 +1066,37 @@ static void test_hook_after_revoke(void **state)
 	}
 }
 
+/*
+ * The canary wrap at keyconfig.create is audited, and so is a
+ * keyconfig.create that fails (name taken, unknown provider, unknown key).
+ */
+static void test_keyconfig_audit(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char cmd[LC_CONFIG_PATH_MAX + 300];
+
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '\"op\":\"cmk.canary_wrap\".*\"keyconfig\":\"kc1\".*\"provider\":\"local\".*\"outcome\":\"success\"' %s",
+		 t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc1\", \"provider\": \"local\", \"key_ref\": \"x\"}"),
+				  NULL, &err), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc2\", \"provider\": \"nope\", \"key_ref\": \"x\"}"),
+				  NULL, &err), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc3\", \"provider\": \"local\", \"key_ref\": \"no-such-key\"}"),
+				  NULL, &err), 0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"keyconfig.create\".*\"keyconfig\":\"kc%d\".*\"outcome\":\"failure\"' %s",
+			 i, t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 /* ---- key lifecycle: probes and confirmation ---- */
 
 /* One "check" of the CMK: its report's @key (a string) into @out. */
@@ -1405,6 +1436,7 @@ int main(void)
 		T(test_revoke_parallel),
 		T(test_open_unsaved),
 		T(test_audit_pages),
+		T(test_keyconfig_audit),
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
