@@ -151,6 +151,11 @@ struct rpc_details {
 	char consumer[96];
 	char resource[LC_PROVIDER_KEYID_MAX];
 	bool have_resource;
+	/* google.rpc.PreconditionFailure: Cloud EKM's (ekm_errors reference:
+	 * violation[0] the EKM key's state, violation[1].type the "error
+	 * domain" of the call to the external key manager). */
+	bool have_precondition;
+	char domain[64];		/* the last violation's type */
 };
 
 static void read_details(json_object *e, struct rpc_details *d)
@@ -173,6 +178,15 @@ static void read_details(json_object *e, struct rpc_details *d)
 				lc_copy_printable(d->service, sizeof(d->service), lc_json_str(md, "service"));
 				lc_copy_printable(d->consumer, sizeof(d->consumer), lc_json_str(md, "consumer"));
 			}
+		} else if (ends_with(t, "/google.rpc.PreconditionFailure") && !d->have_precondition) {
+			json_object *v;
+
+			d->have_precondition = true;
+			if (json_object_object_get_ex(x, "violations", &v) &&
+			    json_object_is_type(v, json_type_array))
+				for (size_t j = 0; j < json_object_array_length(v) && j < 8; j++)
+					lc_copy_printable(d->domain, sizeof(d->domain),
+							  lc_json_str(json_object_array_get_idx(v, j), "type"));
 		} else if (ends_with(t, "/google.rpc.ResourceInfo") && !d->have_resource) {
 			const char *n = lc_json_str(x, "resourceName");
 
@@ -182,6 +196,27 @@ static void read_details(json_object *e, struct rpc_details *d)
 			}
 		}
 	}
+}
+
+/* A FAILED_PRECONDITION message of Cloud KMS about a version's state:
+ * "... is not enabled, current state is: DISABLED." (or DESTROYED,
+ * DESTROY_SCHEDULED).  google.rpc.Status carries no structured detail for
+ * it, so the state named at the end is read, and only these three count. */
+static bool precondition_state(const char *msg)
+{
+	static const char *const states[] = { "DISABLED", "DESTROYED", "DESTROY_SCHEDULED", NULL };
+	const char *p = strstr(msg, "current state is: ");
+	size_t n;
+
+	if (!p)
+		return false;
+	p += 18;
+	for (int i = 0; states[i]; i++) {
+		n = strlen(states[i]);
+		if (!strncmp(p, states[i], n) && (p[n] == '\0' || p[n] == '.'))
+			return true;
+	}
+	return false;
 }
 
 static bool reason_is(const char *r, const char *const *list)
@@ -209,11 +244,14 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 	json_object *e = NULL;
 	struct rpc_details d;
 	char st[40] = "", msg[160] = "", loc[64] = "";
+	bool version_unusable = false;
 	const char *m;
 
 	if (o && json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object)) {
 		lc_copy_printable(st, sizeof(st), lc_json_str(e, "status"));
 		m = lc_json_str(e, "message");
+		/* read whole: a long key name would push the state out of msg */
+		version_unusable = m && precondition_state(m);
 		lc_copy_printable(msg, sizeof(msg), m);
 		/* The message goes to logs: never one that echoes a credential
 		 * (an access token, a JWT, a key) back. */
@@ -259,10 +297,27 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		return lc_err(err, -EPROTO, LC_ERRC_MISCONFIG,
 			      "Cloud KMS %s: HTTP %ld without a google.rpc.Status body (not a Cloud KMS endpoint?)",
 			      what, status);
-	if (!strcmp(st, "FAILED_PRECONDITION"))
-		return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
-			      "Cloud KMS %s: FAILED_PRECONDITION: the key version is not usable (disabled, destroyed or scheduled for destruction)%s%s",
+	if (!strcmp(st, "FAILED_PRECONDITION")) {
+		/* Cloud EKM (external key manager unreachable, external key
+		 * unavailable, its permission refused) answers
+		 * FAILED_PRECONDITION with a google.rpc.PreconditionFailure:
+		 * an outage of a system outside Cloud KMS, never a kill (when
+		 * the external key itself is refused, Cloud EKM disables the
+		 * version, which the key state then says authoritatively). */
+		if (d.have_precondition)
+			return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT,
+				      "Cloud KMS %s: FAILED_PRECONDITION from Cloud EKM%s%s: the external key manager did not serve the request (an outage, not a revocation)%s%s",
+				      what, d.domain[0] ? " " : "", d.domain, MSGTAIL);
+		/* Without it, Cloud KMS's own refusal of a version that is not
+		 * ENABLED: "<version> is not enabled, current state is: S." */
+		if (version_unusable)
+			return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+				      "Cloud KMS %s: FAILED_PRECONDITION: the key version is not usable (disabled, destroyed or scheduled for destruction)%s%s",
+				      what, MSGTAIL);
+		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT,
+			      "Cloud KMS %s: FAILED_PRECONDITION that names no disabled or destroyed version: not a revocation%s%s",
 			      what, MSGTAIL);
+	}
 	if (!strcmp(st, "PERMISSION_DENIED"))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED,
 			      "Cloud KMS %s: PERMISSION_DENIED%s%s: no permission: the agent's service account is not allowed this operation on the key (IAM)%s%s",

@@ -55,8 +55,18 @@
  *   reason SERVICE_DISABLED, USER_PROJECT_DENIED, BILLING_DISABLED,
  *   CONSUMER_INVALID, ACCESS_TOKEN_SCOPE_INSUFFICIENT, API_KEY_* -> MISCONFIG
  *   reason RATE_LIMIT_EXCEEDED, RESOURCE_QUOTA_EXCEEDED -> TRANSIENT
- *   FAILED_PRECONDITION (version disabled, destroyed, scheduled for
- *   destruction), PERMISSION_DENIED                     -> DENIED
+ *   FAILED_PRECONDITION of Cloud KMS itself: no google.rpc.PreconditionFailure
+ *   detail and the message ends "current state is: DISABLED|DESTROYED|
+ *   DESTROY_SCHEDULED." (the version is not usable; Status has no
+ *   structured field for it), PERMISSION_DENIED          -> DENIED
+ *   FAILED_PRECONDITION with a google.rpc.PreconditionFailure: Cloud EKM
+ *   (Cloud KMS "Cloud EKM errors" reference: violation[0] the EKM key's
+ *   state, violation[1].type the error domain: external key manager
+ *   unreachable, timed out, refused, the external key unavailable): a
+ *   system outside Cloud KMS failed, an outage   -> TRANSIENT.  Cloud EKM
+ *   disables the version itself when the external key is refused for
+ *   good, and the key state then says so authoritatively.
+ *   FAILED_PRECONDITION naming no such state     -> TRANSIENT (never a kill)
  *   NOT_FOUND naming the requested CryptoKey (google.rpc.ResourceInfo),
  *   through an endpoint that serves the key's location  -> DENIED
  *   NOT_FOUND otherwise (wrong project, location, key ring, or a regional

@@ -368,6 +368,7 @@ expect "fault: nothing listening" TRANSIENT 5000 --attempts 2 \
   echo "RESULT $pass $fail $n" ) >"$work/sub.out"
 cat "$work/sub.out" | grep -v '^RESULT'
 read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
+. tests/kms/aws-canary.sh	# the revocation probe's canary under the documented key policy
 grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "IMDS credentials signed the KMS request (botocore agrees)" || notok "IMDS signature" "$(tail "$work/fake.log")"
 
 ( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
