@@ -326,6 +326,80 @@ static enum lc_probe_outcome canary_probe(struct agent *a, struct lc_provider *p
 	return o;
 }
 
+/*
+ * The key versions open volumes under this CMK were wrapped by, other
+ * than the primary the key state just read: a provider whose versions
+ * are resources below the key (Cloud KMS: "<key>/cryptoKeyVersions/N",
+ * the encrypt reply's "name" the header records as cmk_version) decrypts
+ * without being told the version, so disabling an old version breaks the
+ * volumes it wrapped while the primary stays enabled, and the canary
+ * (wrapped by the primary of its day) does not see it.  Each such version
+ * is asked for its own state: DISABLED, DESTROY_SCHEDULED or DESTROYED is
+ * a denial.  A failed version query is never one (a missing
+ * cloudkms.cryptoKeyVersions.get would otherwise kill: the key's own GET
+ * and the canary already answer for the IAM binding); it makes the probe
+ * UNKNOWN.  At most LC_PROBE_VERSIONS versions per probe, the @v's first.
+ */
+#define LC_PROBE_VERSIONS 8
+
+static void audit_state(struct agent *a, const struct lc_volume *v,
+			const struct lc_provider_reply *rep, int r, const struct lc_error *e);
+
+static size_t versions_in_use(struct agent *a, const struct lc_volume *v, const char *primary,
+			      char out[LC_PROBE_VERSIONS][LC_HDR_CMK_VERSION_SIZE])
+{
+	size_t n = 0, kl = strlen(v->provider_ref);
+
+	agent_relock(a);
+	for (size_t i = 0; i <= a->nvols && n < LC_PROBE_VERSIONS; i++) {
+		const struct lc_volume *x = i ? a->vols[i - 1]->v : v;
+		bool dup = false;
+
+		if (!x || strcmp(x->provider, v->provider) || strcmp(x->provider_ref, v->provider_ref) ||
+		    strncmp(x->cmk_version, v->provider_ref, kl) || x->cmk_version[kl] != '/' ||
+		    !strcmp(x->cmk_version, primary))
+			continue;
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = !strcmp(out[k], x->cmk_version);
+		if (!dup)
+			snprintf(out[n++], LC_HDR_CMK_VERSION_SIZE, "%s", x->cmk_version);
+	}
+	agent_unlock(a);
+	return n;
+}
+
+static enum lc_probe_outcome probe_versions(struct agent *a, struct lc_provider *p,
+					    const struct lc_volume *v, const char *primary,
+					    unsigned int *calls, char *detail, size_t dsize)
+{
+	char vers[LC_PROBE_VERSIONS][LC_HDR_CMK_VERSION_SIZE];
+	enum lc_probe_outcome o = LC_PROBE_OK;
+	size_t n = versions_in_use(a, v, primary, vers);
+
+	for (size_t i = 0; i < n; i++) {
+		struct lc_provider_reply rep = { 0 };
+		struct lc_error e = { 0 };
+		int r = lc_provider_key_state(p, vers[i], &rep, &e);
+
+		*calls += rep.attempts;
+		if (r || rep.state != LC_KEY_ENABLED)
+			audit_state(a, v, &rep, r, &e);	/* cmk_version: the version's */
+		if (!r && (rep.state == LC_KEY_DISABLED || rep.state == LC_KEY_PENDING_DELETION ||
+			   rep.state == LC_KEY_DESTROYED)) {
+			snprintf(detail, dsize, "key version %.250s, which wrapped an open volume's KEK, is %s",
+				 vers[i], lc_key_state_name(rep.state));
+			return LC_PROBE_DENIED;
+		}
+		if (r || rep.state != LC_KEY_ENABLED) {
+			snprintf(detail, dsize, "state of key version %.250s unknown (%.200s): not a revocation",
+				 vers[i], r ? e.msg : lc_key_state_name(rep.state));
+			lc_warn("watcher: %s", detail);
+			o = LC_PROBE_UNKNOWN;
+		}
+	}
+	return o;
+}
+
 static void audit_state(struct agent *a, const struct lc_volume *v,
 			const struct lc_provider_reply *rep, int r, const struct lc_error *e)
 {
@@ -386,6 +460,10 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		o = LC_PROBE_OK;
 		snprintf(detail, sizeof(detail), "enabled");
 	}
+
+	/* Enabled: the versions open volumes use must be enabled too. */
+	if (o == LC_PROBE_OK)
+		o = probe_versions(a, p, v, rep.key_version, &scalls, detail, sizeof(detail));
 
 	/* Enabled: the authoritative probe, a real unwrap of the canary. */
 	if (o == LC_PROBE_OK && a->cfg.canary) {

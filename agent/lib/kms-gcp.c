@@ -134,7 +134,8 @@ void lc_gcp_result_free(struct lc_gcp_result *res)
 
 static const char *op_name(enum lc_gcp_op op)
 {
-	return op == LC_GCP_ENCRYPT ? "encrypt" : op == LC_GCP_DECRYPT ? "decrypt" : "get";
+	return op == LC_GCP_ENCRYPT ? "encrypt" : op == LC_GCP_DECRYPT ? "decrypt" :
+	       op == LC_GCP_GET_VERSION ? "get version" : "get";
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -446,6 +447,20 @@ static bool version_of(const char *name, const char *key_ref)
 	return true;
 }
 
+int lc_gcp_version_ref_check(const char *ref)
+{
+	char key[LC_PROVIDER_KEYID_MAX];
+	const char *v = ref ? strstr(ref, "/cryptoKeyVersions/") : NULL;
+
+	if (!v || (size_t)(v - ref) >= sizeof(key))
+		return -EINVAL;
+	memcpy(key, ref, (size_t)(v - ref));
+	key[v - ref] = '\0';
+	if (lc_gcp_key_ref_check(key, NULL) || !version_of(ref, key))
+		return -EINVAL;
+	return 0;
+}
+
 static enum lc_key_state version_state(const char *s)
 {
 	if (!strcmp(s, "ENABLED"))
@@ -532,6 +547,15 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 			break;
 		}
 		break;
+	case LC_GCP_GET_VERSION:
+		s = lc_json_str(o, "name");
+		if (!s || strcmp(s, key_ref)) {
+			r = bad_reply(op, "\"name\" is not the requested key version", err);
+			break;
+		}
+		set_version(res->key_version, s);
+		pv = o;
+		goto state;
 	case LC_GCP_GET_KEY:
 		s = lc_json_str(o, "name");
 		if (s && strcmp(s, key_ref)) {
@@ -554,21 +578,23 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 				   "Cloud KMS get: the key has no primary version: not a revocation, but nothing can be encrypted (set a primary version)");
 			break;
 		}
+		if (lc_json_str(pv, "name"))
+			set_version(res->key_version, lc_json_str(pv, "name"));
+state:
 		s = lc_json_str(pv, "state");
 		if (!s) {
-			r = bad_reply(op, "primary version without a state", err);
+			r = bad_reply(op, "version without a state", err);
 			break;
 		}
 		lc_copy_printable(res->version_state, sizeof(res->version_state), s);
-		if (lc_json_str(pv, "name"))
-			set_version(res->key_version, lc_json_str(pv, "name"));
 		res->state = version_state(s);
 		if (res->state == LC_KEY_UNKNOWN) {
 			bool passing = !strcmp(s, "PENDING_GENERATION") || !strcmp(s, "PENDING_IMPORT");
 
 			r = lc_err(err, passing ? -EAGAIN : -EPROTO,
 				   passing ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
-				   "Cloud KMS get: primary version state \"%s\" is %s: not a revocation",
+				   "Cloud KMS %s: %s version state \"%s\" is %s: not a revocation",
+				   op_name(op), op == LC_GCP_GET_KEY ? "primary" : "the",
 				   res->version_state, passing ? "passing" : "not one lakecrypt knows");
 			break;
 		}
@@ -587,7 +613,7 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 		/* What is known stays for the audit log (never a key). */
 		memcpy(res->key_version, ver, sizeof(ver));
 		memcpy(res->version_state, vs, sizeof(vs));
-		res->state = op == LC_GCP_GET_KEY ? (st == LC_KEY_UNKNOWN ? LC_KEY_UNKNOWN : st) : LC_KEY_UNKNOWN;
+		res->state = op == LC_GCP_GET_KEY || op == LC_GCP_GET_VERSION ? st : LC_KEY_UNKNOWN;
 		return r;
 	}
 	return 0;
@@ -1097,9 +1123,10 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 	int r = 0;
 
 	memset(res, 0, sizeof(*res));
-	if (lc_gcp_key_ref_check(key_ref, NULL))
+	if (op == LC_GCP_GET_VERSION ? lc_gcp_version_ref_check(key_ref) != 0 :
+	    lc_gcp_key_ref_check(key_ref, NULL) != 0)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-			      "Cloud KMS: \"%.200s\" is not a key name (expected projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>)",
+			      "Cloud KMS: \"%.200s\" is not a key name (expected projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>, or a version of it: .../cryptoKeyVersions/<n>)",
 			      key_ref);
 	snprintf(url, sizeof(url), "%s/v1/%s%s", a->endpoint, key_ref,
 		 op == LC_GCP_ENCRYPT ? ":encrypt" : op == LC_GCP_DECRYPT ? ":decrypt" : "");
@@ -1289,7 +1316,9 @@ static int gcp_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	struct lc_gcp_result res;
 	int r;
 
-	r = kms_call(a, LC_GCP_GET_KEY, key_ref, NULL, 0, timeout_ms, &res, reply, err);
+	/* A version name: that version's own state (kms-gcp.h). */
+	r = kms_call(a, strstr(key_ref, "/cryptoKeyVersions/") ? LC_GCP_GET_VERSION : LC_GCP_GET_KEY,
+		     key_ref, NULL, 0, timeout_ms, &res, reply, err);
 	fill_reply(reply, &res, key_ref);
 	if (reply) {
 		reply->state = r ? LC_KEY_UNKNOWN : res.state;

@@ -322,6 +322,49 @@ static void test_failed_precondition(void **state)
 	}
 }
 
+/* The key state of one version (a volume's cmk_version): its own state,
+ * its name checked, the version-name rule. */
+static void test_version_state(void **state)
+{
+	struct lc_gcp_result res;
+	struct lc_error e = { 0 };
+	const char *v3 = KEY "/cryptoKeyVersions/3";
+
+	(void)state;
+	assert_int_equal(lc_gcp_version_ref_check(v3), 0);
+	assert_int_equal(lc_gcp_version_ref_check(KEY), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check(KEY "/cryptoKeyVersions/"), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check(KEY "/cryptoKeyVersions/3x"), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check("projects/p/cryptoKeyVersions/3"), -EINVAL);
+	{
+		const char *b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"DISABLED\"}";
+
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_DISABLED);
+		assert_string_equal(res.key_version, v3);
+		lc_gcp_result_free(&res);
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"ENABLED\"}";
+
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_ENABLED);
+		lc_gcp_result_free(&res);
+		/* another version's answer is not this one's state */
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/4\",\"state\":\"ENABLED\"}";
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), -EPROTO);
+		assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
+		lc_gcp_result_free(&res);
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"DESTROY_SCHEDULED\",\"destroyTime\":\"2030-01-01T00:00:00Z\"}";
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_PENDING_DELETION);
+		assert_true(res.deletion_date > 0);
+		lc_gcp_result_free(&res);
+	}
+}
+
 static void test_error_classes(void **state)
 {
 	static const struct {
@@ -522,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_error_classes),
 		cmocka_unit_test(test_failed_precondition),
+		cmocka_unit_test(test_version_state),
 		cmocka_unit_test(test_jwt),
 		cmocka_unit_test(test_new),
 	};
