@@ -434,7 +434,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode == 'userproject':
             raise ApiError(403, 'PERMISSION_DENIED', 'Caller does not have required permission to use project p.',
                            reason='USER_PROJECT_DENIED', metadata={'consumer': 'projects/p'})
-        if mode == 'ekm' and (self.path.endswith(':encrypt') or self.path.endswith(':decrypt')):
+        if mode == 'ekm' and urllib.parse.urlsplit(self.path).path.endswith((':encrypt', ':decrypt')):
             # Cloud EKM: the external key manager did not answer (Cloud
             # KMS "Cloud EKM errors": FAILED_PRECONDITION, PreconditionFailure
             # violation[0] the key's state, violation[1].type the domain);
