@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "kms-gcp.h"
 
 #define KEY "projects/p/locations/global/keyRings/r/cryptoKeys/k"
@@ -37,6 +38,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				   op == LC_GCP_GET_VERSION ? KEY "/cryptoKeyVersions/3" : KEY,
 				   data[0] & 0x80 ? "us-east1" : "", &res, &err)) {
 		if (status != 200)
+			abort();
+		/* a duplicate or escaped member name is never accepted */
+		if (lc_json_check_names((const char *)data + 2, size - 2))
 			abort();
 		if (op == LC_GCP_ENCRYPT && (!res.blob.p || !res.blob.len || res.blob.len > LC_KMS_GCP_MAX_BLOB ||
 					     strncmp(res.key_version, KEY "/cryptoKeyVersions/", 19 + strlen(KEY))))

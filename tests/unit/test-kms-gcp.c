@@ -115,6 +115,14 @@ static void test_encrypt_decrypt_replies(void **state)
 	char *b;
 
 	(void)state;
+	/* "plaintext" twice (json-c would free the first unwiped): refused
+	 * before parsing, a malformed reply (transient). */
+	assert_int_equal(parse(LC_GCP_DECRYPT, 200,
+			       "{\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"plaintextCrc32c\":\"1\","
+			       "\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}", "", &res, &e), -EPROTO);
+	assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
+	assert_null(res.plaintext.p);
+	lc_gcp_result_free(&res);
 	b = encrypt_reply(KEY "/cryptoKeyVersions/3", ct, sizeof(ct), 0, ok);
 	assert_int_equal(parse(LC_GCP_ENCRYPT, 200, b, "", &res, &e), 0);
 	assert_int_equal(res.blob.len, sizeof(ct));
