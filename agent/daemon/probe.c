@@ -337,8 +337,10 @@ static enum lc_probe_outcome canary_probe(struct agent *a, struct lc_provider *p
  * is asked for its own state: DISABLED, DESTROY_SCHEDULED or DESTROYED is
  * a denial.  A failed version query is never one (a missing
  * cloudkms.cryptoKeyVersions.get would otherwise kill: the key's own GET
- * and the canary already answer for the IAM binding); it makes the probe
- * UNKNOWN.  At most LC_PROBE_VERSIONS versions per probe, the @v's first.
+ * and the canary already answer for the IAM binding), nor an outage
+ * (fail_closed_after_s would count it): a warning, the outcome stays what
+ * the key state says.  Only providers whose ops say version_state; at
+ * most LC_PROBE_VERSIONS versions per probe, @v's first.
  */
 #define LC_PROBE_VERSIONS 8
 
@@ -373,8 +375,12 @@ static enum lc_probe_outcome probe_versions(struct agent *a, struct lc_provider 
 					    unsigned int *calls, char *detail, size_t dsize)
 {
 	char vers[LC_PROBE_VERSIONS][LC_HDR_CMK_VERSION_SIZE];
-	enum lc_probe_outcome o = LC_PROBE_OK;
-	size_t n = versions_in_use(a, v, primary, vers);
+	size_t n;
+
+	(void)detail;
+	if (!p->ops->version_state)
+		return LC_PROBE_OK;
+	n = versions_in_use(a, v, primary, vers);
 
 	for (size_t i = 0; i < n; i++) {
 		struct lc_provider_reply rep = { 0 };
@@ -390,14 +396,11 @@ static enum lc_probe_outcome probe_versions(struct agent *a, struct lc_provider 
 				 vers[i], lc_key_state_name(rep.state));
 			return LC_PROBE_DENIED;
 		}
-		if (r || rep.state != LC_KEY_ENABLED) {
-			snprintf(detail, dsize, "state of key version %.250s unknown (%.200s): not a revocation",
-				 vers[i], r ? e.msg : lc_key_state_name(rep.state));
-			lc_warn("watcher: %s", detail);
-			o = LC_PROBE_UNKNOWN;
-		}
+		if (r || rep.state != LC_KEY_ENABLED)
+			lc_warn("watcher: state of key version %.250s, which wrapped an open volume's KEK, unknown (%.200s): not a revocation; grant cloudkms.cryptoKeyVersions.get if it says permission",
+				vers[i], r ? e.msg : lc_key_state_name(rep.state));
 	}
-	return o;
+	return LC_PROBE_OK;
 }
 
 static void audit_state(struct agent *a, const struct lc_volume *v,

@@ -1339,6 +1339,7 @@ const struct lc_provider_ops lc_kms_gcp_ops = {
 	.unwrap = gcp_unwrap,
 	.key_state = gcp_key_state,
 	.destroy = gcp_destroy,
+	.version_state = true,
 };
 
 void lc_kms_gcp_provider_init(struct lc_provider *p, struct lc_kms_gcp *gcp)
