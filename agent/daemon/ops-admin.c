@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "agent.h"
+#include "http.h"
 #include "kms-aws.h"
 #include "kms-azure.h"
 #include "kms-gcp.h"
@@ -219,23 +220,28 @@ static int keyconfig_create(struct agent *a, struct client *c, json_object *args
 
 /* keyconfig.create is audited whatever its end: a refusal (name taken,
  * unknown provider, key not usable, registry not saved) leaves a failure
- * record with the names the request gave, as far as they are strings. */
+ * record with what the request gave, as far as it is sound: a valid name,
+ * a provider this agent has, a printable key reference. */
 int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 			json_object **result, struct lc_error *err)
 {
-	char cmk_id[LC_HDR_CMK_ID_SIZE] = "";
-	const char *name = NULL, *provider = NULL, *key_ref = NULL;
+	char cmk_id[LC_HDR_CMK_ID_SIZE] = "", ref[LC_HDR_CMK_ID_SIZE] = "";
+	const char *name = NULL, *provider = NULL;
 	json_object *x;
 	int r = keyconfig_create(a, c, args, cmk_id, result, err);
 
-	if (json_object_object_get_ex(args, "name", &x) && json_object_is_type(x, json_type_string))
+	if (json_object_object_get_ex(args, "name", &x) && json_object_is_type(x, json_type_string) &&
+	    !lc_name_check("name", json_object_get_string(x), NULL))
 		name = json_object_get_string(x);
-	if (json_object_object_get_ex(args, "provider", &x) && json_object_is_type(x, json_type_string))
+	if (json_object_object_get_ex(args, "provider", &x) && json_object_is_type(x, json_type_string) &&
+	    agent_provider(a, json_object_get_string(x)))
 		provider = json_object_get_string(x);
-	if (json_object_object_get_ex(args, "key_ref", &x) && json_object_is_type(x, json_type_string))
-		key_ref = json_object_get_string(x);
+	if (!cmk_id[0] && json_object_object_get_ex(args, "key_ref", &x) &&
+	    json_object_is_type(x, json_type_string))
+		lc_copy_printable(ref, sizeof(ref), json_object_get_string(x));
 	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
-			   c->peer.uid, NULL, name, provider, cmk_id[0] ? cmk_id : key_ref, err);
+			   c->peer.uid, NULL, name, provider, cmk_id[0] ? cmk_id : ref[0] ? ref : NULL,
+			   err);
 	return r;
 }
 
