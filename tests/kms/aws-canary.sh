@@ -35,8 +35,10 @@ PY
 }
 setpolicy() {	# setpolicy [variant]: the fake endpoint's key policy for $ckey
 	docpolicy "${1:-}" >"$cpol/p.json" &&
-	curl -sf --cacert "$work/ca.pem" -X POST --data-binary @"$cpol/p.json" \
-		"https://127.0.0.1:$p_fake/admin/policy" >/dev/null
+	"$py" -c 'import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+urllib.request.urlopen(urllib.request.Request(sys.argv[2], data=open(sys.argv[3], "rb").read(), method="POST"), context=ctx).read()' \
+		"$work/ca.pem" "https://127.0.0.1:$p_fake/admin/policy" "$cpol/p.json"
 }
 cat >"$cpol/agent.conf" <<EOC
 [agent]
