@@ -393,10 +393,12 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
  * as OK, other classes are not the KMS's word and are ignored). */
 void agent_observe(struct agent *a, const char *provider, const char *key_ref, const char *cmk_id,
 		   int r, const struct lc_error *e, const char *what);
-/* Wrap a new canary for key configuration @kcname (without a->lock). */
-int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kcname,
-		      char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
-		      struct lc_error *err);
+/* Wrap a new canary for key configuration @kcname (without a->lock) under
+ * context LC_KEK_CANARY_PREFIX<kcname> (envelope.h); one "cmk.canary_wrap"
+ * audit record (@peer_uid < 0: the agent's own action) whatever the end. */
+int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
+		      const char *key_ref, const char *kcname, char b64[LC_CANARY_B64_SIZE],
+		      char hex[65], unsigned int *calls, struct lc_error *err);
 json_object *agent_watches_json(struct agent *a);
 void agent_watches_free(struct agent *a);
 /* One audit record of the [revocation] settings, fail-closed included. */

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "agent.h"
+#include "http.h"
 #include "kms-aws.h"
 #include "kms-azure.h"
 #include "kms-gcp.h"
@@ -136,8 +137,9 @@ static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *k
 	return o;
 }
 
-int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
-			json_object **result, struct lc_error *err)
+static int keyconfig_create(struct agent *a, struct client *c, json_object *args,
+			    char cmk_id[LC_HDR_CMK_ID_SIZE], json_object **result,
+			    struct lc_error *err)
 {
 	struct lc_keyconfig kc;
 	struct lc_provider_reply rep;
@@ -197,7 +199,8 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 		struct lc_error ce;
 
 		agent_unlock(a);
-		if (agent_canary_make(p, key_ref, name, kc.canary, kc.canary_sha256, NULL, &ce) < 0) {
+		if (agent_canary_make(a, c->peer.uid, p, key_ref, name, kc.canary, kc.canary_sha256,
+				      NULL, &ce) < 0) {
 			lc_warn("key configuration %s: no canary yet (%s); the watcher makes it later",
 				name, ce.msg);
 			kc.canary[0] = kc.canary_sha256[0] = '\0';
@@ -208,12 +211,38 @@ int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 				      "key configuration \"%s\" was created meanwhile", name);
 	}
 	r = lc_registry_keyconfig_add(&a->reg, &kc, err);
-	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
-			   c->peer.uid, NULL, name, provider, kc.cmk_id, err);
 	if (r < 0)
 		return r;
+	snprintf(cmk_id, LC_HDR_CMK_ID_SIZE, "%s", kc.cmk_id);
 	*result = keyconfig_json(a, lc_registry_keyconfig(&a->reg, name));
 	return 0;
+}
+
+/* keyconfig.create is audited whatever its end: a refusal (name taken,
+ * unknown provider, key not usable, registry not saved) leaves a failure
+ * record with what the request gave, as far as it is sound: a valid name,
+ * a provider this agent has, a printable key reference. */
+int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
+			json_object **result, struct lc_error *err)
+{
+	char cmk_id[LC_HDR_CMK_ID_SIZE] = "", ref[LC_HDR_CMK_ID_SIZE] = "";
+	const char *name = NULL, *provider = NULL;
+	json_object *x;
+	int r = keyconfig_create(a, c, args, cmk_id, result, err);
+
+	if (json_object_object_get_ex(args, "name", &x) && json_object_is_type(x, json_type_string) &&
+	    !lc_name_check("name", json_object_get_string(x), NULL))
+		name = json_object_get_string(x);
+	if (json_object_object_get_ex(args, "provider", &x) && json_object_is_type(x, json_type_string) &&
+	    agent_provider(a, json_object_get_string(x)))
+		provider = json_object_get_string(x);
+	if (!cmk_id[0] && json_object_object_get_ex(args, "key_ref", &x) &&
+	    json_object_is_type(x, json_type_string))
+		lc_copy_printable(ref, sizeof(ref), json_object_get_string(x));
+	agent_audit_locked(a, "keyconfig.create", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
+			   c->peer.uid, NULL, name, provider, cmk_id[0] ? cmk_id : ref[0] ? ref : NULL,
+			   err);
+	return r;
 }
 
 int op_keyconfig_list(struct agent *a, struct client *c, json_object *args,

@@ -178,7 +178,7 @@ void agent_observe(struct agent *a, const char *provider, const char *key_ref, c
 
 static void context_of(char *out, size_t size, const char *kc)
 {
-	snprintf(out, size, "%s%s", LC_CANARY_CONTEXT_PREFIX, kc);
+	snprintf(out, size, "%s%s", LC_KEK_CANARY_PREFIX, kc);
 }
 
 static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
@@ -192,12 +192,11 @@ static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
 	lc_wipe(md, sizeof(md));
 }
 
-int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kcname,
-		      char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
-		      struct lc_error *err)
+static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *kcname,
+		       char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
+		       struct lc_provider_reply *rep, struct lc_error *err)
 {
 	_cleanup_secret_ struct lc_secret pt = { 0 };
-	struct lc_provider_reply rep = { 0 };
 	struct lc_buf blob = { 0 };
 	char ctx[LC_HDR_NAME_SIZE + 64];
 	int r;
@@ -207,9 +206,9 @@ int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kc
 		return lc_err(err, r, LC_ERRC_INTERNAL, "out of memory");
 	if ((r = lc_rand_bytes(pt.p, pt.len, true, "canary", err)) < 0)
 		return r;
-	r = lc_provider_wrap(p, key_ref, &pt, ctx, &blob, &rep, err);
+	r = lc_provider_wrap(p, key_ref, &pt, ctx, &blob, rep, err);
 	if (calls)
-		*calls += rep.attempts;
+		*calls += rep->attempts;
 	if (r < 0)
 		return r;
 	if (!blob.len || blob.len > LC_CANARY_BLOB_MAX) {
@@ -222,6 +221,28 @@ int agent_canary_make(struct lc_provider *p, const char *key_ref, const char *kc
 	free(blob.p);
 	sha256_hex(pt.p, pt.len, hex);
 	return 0;
+}
+
+int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
+		      const char *key_ref, const char *kcname, char b64[LC_CANARY_B64_SIZE],
+		      char hex[65], unsigned int *calls, struct lc_error *err)
+{
+	struct lc_provider_reply rep = { 0 };
+	struct lc_audit_event ev;
+	int r = canary_wrap(p, key_ref, kcname, b64, hex, calls, &rep, err);
+
+	/* Every canary wrap is a KMS call under the CMK: audited as such. */
+	lc_audit_event_init(&ev, "cmk.canary_wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
+	ev.peer_uid = peer_uid;
+	ev.keyconfig = kcname;
+	ev.provider = p->ops->name;
+	ev.cmk_id = rep.key_id[0] ? rep.key_id : key_ref;
+	ev.cmk_version = rep.key_version[0] ? rep.key_version : NULL;
+	ev.request_id = rep.request_id[0] ? rep.request_id : NULL;
+	ev.latency_ms = (int64_t)(rep.latency_us / 1000);
+	ev.error_class = r ? err->cls : LC_ERRC_NONE;
+	(void)lc_audit_write(&a->audit, &ev, NULL);
+	return r;
 }
 
 /* A key configuration for this CMK, preferring one that has a canary. */
@@ -305,6 +326,83 @@ static enum lc_probe_outcome canary_probe(struct agent *a, struct lc_provider *p
 	return o;
 }
 
+/*
+ * The key versions open volumes under this CMK were wrapped by, other
+ * than the primary the key state just read: a provider whose versions
+ * are resources below the key (Cloud KMS: "<key>/cryptoKeyVersions/N",
+ * the encrypt reply's "name" the header records as cmk_version) decrypts
+ * without being told the version, so disabling an old version breaks the
+ * volumes it wrapped while the primary stays enabled, and the canary
+ * (wrapped by the primary of its day) does not see it.  Each such version
+ * is asked for its own state: DISABLED, DESTROY_SCHEDULED or DESTROYED is
+ * a denial.  A failed version query is never one (a missing
+ * cloudkms.cryptoKeyVersions.get would otherwise kill: the key's own GET
+ * and the canary already answer for the IAM binding), nor an outage
+ * (fail_closed_after_s would count it): a warning, the outcome stays what
+ * the key state says.  Only providers whose ops say version_state; at
+ * most LC_PROBE_VERSIONS versions per probe, @v's first.
+ */
+#define LC_PROBE_VERSIONS 8
+
+static void audit_state(struct agent *a, const struct lc_volume *v,
+			const struct lc_provider_reply *rep, int r, const struct lc_error *e);
+
+static size_t versions_in_use(struct agent *a, const struct lc_volume *v, const char *primary,
+			      char out[LC_PROBE_VERSIONS][LC_HDR_CMK_VERSION_SIZE])
+{
+	size_t n = 0, kl = strlen(v->provider_ref);
+
+	agent_relock(a);
+	for (size_t i = 0; i <= a->nvols && n < LC_PROBE_VERSIONS; i++) {
+		const struct lc_volume *x = i ? a->vols[i - 1]->v : v;
+		bool dup = false;
+
+		if (!x || strcmp(x->provider, v->provider) || strcmp(x->provider_ref, v->provider_ref) ||
+		    strncmp(x->cmk_version, v->provider_ref, kl) || x->cmk_version[kl] != '/' ||
+		    !strcmp(x->cmk_version, primary))
+			continue;
+		for (size_t k = 0; k < n && !dup; k++)
+			dup = !strcmp(out[k], x->cmk_version);
+		if (!dup)
+			snprintf(out[n++], LC_HDR_CMK_VERSION_SIZE, "%s", x->cmk_version);
+	}
+	agent_unlock(a);
+	return n;
+}
+
+static enum lc_probe_outcome probe_versions(struct agent *a, struct lc_provider *p,
+					    const struct lc_volume *v, const char *primary,
+					    unsigned int *calls, char *detail, size_t dsize)
+{
+	char vers[LC_PROBE_VERSIONS][LC_HDR_CMK_VERSION_SIZE];
+	size_t n;
+
+	(void)detail;
+	if (!p->ops->version_state)
+		return LC_PROBE_OK;
+	n = versions_in_use(a, v, primary, vers);
+
+	for (size_t i = 0; i < n; i++) {
+		struct lc_provider_reply rep = { 0 };
+		struct lc_error e = { 0 };
+		int r = lc_provider_key_state(p, vers[i], &rep, &e);
+
+		*calls += rep.attempts;
+		if (r || rep.state != LC_KEY_ENABLED)
+			audit_state(a, v, &rep, r, &e);	/* cmk_version: the version's */
+		if (!r && (rep.state == LC_KEY_DISABLED || rep.state == LC_KEY_PENDING_DELETION ||
+			   rep.state == LC_KEY_DESTROYED)) {
+			snprintf(detail, dsize, "key version %.250s, which wrapped an open volume's KEK, is %s",
+				 vers[i], lc_key_state_name(rep.state));
+			return LC_PROBE_DENIED;
+		}
+		if (r || rep.state != LC_KEY_ENABLED)
+			lc_warn("watcher: state of key version %.250s, which wrapped an open volume's KEK, unknown (%.200s): not a revocation; grant cloudkms.cryptoKeyVersions.get if it says permission",
+				vers[i], r ? e.msg : lc_key_state_name(rep.state));
+	}
+	return LC_PROBE_OK;
+}
+
 static void audit_state(struct agent *a, const struct lc_volume *v,
 			const struct lc_provider_reply *rep, int r, const struct lc_error *e)
 {
@@ -366,6 +464,10 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		snprintf(detail, sizeof(detail), "enabled");
 	}
 
+	/* Enabled: the versions open volumes use must be enabled too. */
+	if (o == LC_PROBE_OK)
+		o = probe_versions(a, p, v, rep.key_version, &scalls, detail, sizeof(detail));
+
 	/* Enabled: the authoritative probe, a real unwrap of the canary. */
 	if (o == LC_PROBE_OK && a->cfg.canary) {
 		const struct lc_keyconfig *kc;
@@ -382,7 +484,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 			/* A key configuration of before canaries: make its own. */
 			struct lc_error ce;
 
-			if (agent_canary_make(p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
+			if (agent_canary_make(a, -1, p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
 				lc_warn("CMK %s: cannot make a canary for key configuration %s (%s); probing by key state only this time",
 					v->provider_ref, kcname, ce.msg);
 				b64[0] = '\0';

@@ -135,6 +135,35 @@ bad:
 	return -EINVAL;
 }
 
+int lc_canary_context(const char *keyconfig, char out[LC_KEK_CONTEXT_MAX])
+{
+	out[0] = '\0';
+	if (!context_name(keyconfig))
+		return -EINVAL;
+	snprintf(out, LC_KEK_CONTEXT_MAX, "%s%s", LC_KEK_CANARY_PREFIX, keyconfig);
+	return 0;
+}
+
+int lc_context_pairs(const char *context, char buf[LC_KEK_CONTEXT_MAX],
+		     struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS])
+{
+	size_t plen = strlen(LC_KEK_CANARY_PREFIX);
+
+	if (context && !strncmp(context, LC_KEK_CANARY_PREFIX, plen)) {
+		buf[0] = '\0';
+		memset(pairs, 0, sizeof(*pairs) * LC_KEK_CONTEXT_PAIRS);
+		if (strlen(context) >= LC_KEK_CONTEXT_MAX || !context_name(context + plen))
+			return -EINVAL;
+		strcpy(buf, context + plen);
+		pairs[0].key = LC_KEK_CONTEXT_KEY_PREFIX "purpose";
+		pairs[0].value = "canary";
+		pairs[1].key = LC_KEK_CONTEXT_KEY_PREFIX "keyconfig";
+		pairs[1].value = buf;
+		return LC_KEK_CANARY_PAIRS;
+	}
+	return lc_kek_context_split(context, buf, pairs) ? -EINVAL : LC_KEK_CONTEXT_PAIRS;
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = v >> 24;

@@ -77,6 +77,28 @@ struct lc_kek_context_pair {
 };
 int lc_kek_context_split(const char *context, char buf[LC_KEK_CONTEXT_MAX],
 			 struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS]);
+/*
+ * The revocation probe's canary context (agent/daemon/probe.c), one per
+ * key configuration: "lakecrypt:v2;canary;keyconfig=<k>".  As a map (AWS
+ * KMS EncryptionContext) it is {"lakecrypt:purpose": "canary",
+ * "lakecrypt:keyconfig": <k>}: no volume, workspace or project key, so a
+ * key-policy statement for volumes never matches it by accident and the
+ * documented canary statement (Documentation/kms-providers.md) allows it.
+ */
+#define LC_KEK_CANARY_PREFIX	"lakecrypt:v2;canary;keyconfig="
+#define LC_KEK_CANARY_PAIRS	2
+/* Build the canary context of key configuration @keyconfig (a name as
+ * above); -EINVAL if the name is not valid. */
+int lc_canary_context(const char *keyconfig, char out[LC_KEK_CONTEXT_MAX]);
+/*
+ * Either form of the context as key/value pairs: a volume context
+ * (LC_KEK_CONTEXT_PAIRS pairs, as lc_kek_context_split) or a canary
+ * context (LC_KEK_CANARY_PAIRS pairs: "lakecrypt:purpose" -> "canary",
+ * "lakecrypt:keyconfig" -> k).  Returns the number of pairs, or -EINVAL
+ * for anything else (a v1 context, a bad name, trailing text).
+ */
+int lc_context_pairs(const char *context, char buf[LC_KEK_CONTEXT_MAX],
+		     struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS]);
 /* The version 1 context, "lakecrypt:volume:<uuid>" (migration only). */
 void lc_kek_context_v1(const uint8_t uuid[LC_UUID_LEN], char out[LC_KEK_CONTEXT_MAX]);
 

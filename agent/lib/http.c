@@ -422,13 +422,96 @@ enum lc_err_class lc_http_status_class(long status)
 	return LC_ERRC_INVALID;
 }
 
+struct json_name {
+	size_t off, len;
+};
+
+int lc_json_check_names(const char *t, size_t len)
+{
+	struct {
+		bool object, expect_name;
+		size_t first;		/* its first name in names[] */
+	} st[LC_HTTP_MAX_JSON_DEPTH + 1];
+	struct json_name *names = NULL;
+	size_t nnames = 0, cap = 0;
+	int depth = 0, r = 0;
+
+	for (size_t i = 0; i < len && !r; i++) {
+		char c = t[i];
+
+		if (c == '"') {
+			size_t start = ++i;
+			bool esc = false;
+
+			for (; i < len && t[i] != '"'; i++)
+				if (t[i] == '\\') {
+					esc = true;
+					i++;
+				}
+			if (i >= len) {
+				r = -EINVAL;
+				break;
+			}
+			if (!depth || !st[depth - 1].object || !st[depth - 1].expect_name)
+				continue;	/* a value */
+			st[depth - 1].expect_name = false;
+			if (esc) {
+				r = -EBADMSG;
+				break;
+			}
+			for (size_t k = st[depth - 1].first; k < nnames && !r; k++)
+				if (names[k].len == i - start && !memcmp(t + names[k].off, t + start, i - start))
+					r = -EBADMSG;
+			if (r)
+				break;
+			if (nnames - st[depth - 1].first >= LC_JSON_MAX_NAMES) {
+				r = -E2BIG;
+				break;
+			}
+			if (nnames == cap) {
+				size_t ncap = cap ? cap * 2 : 32;
+				struct json_name *n = realloc(names, ncap * sizeof(*n));
+
+				if (!n) {
+					r = -ENOMEM;
+					break;
+				}
+				names = n;
+				cap = ncap;
+			}
+			names[nnames].off = start;
+			names[nnames++].len = i - start;
+		} else if (c == '{' || c == '[') {
+			if (depth > LC_HTTP_MAX_JSON_DEPTH) {
+				r = -E2BIG;
+				break;
+			}
+			st[depth].object = c == '{';
+			st[depth].expect_name = c == '{';
+			st[depth++].first = nnames;
+		} else if (c == '}' || c == ']') {
+			if (!depth || st[depth - 1].object != (c == '}')) {
+				r = -EINVAL;
+				break;
+			}
+			nnames = st[--depth].first;	/* its names are done */
+		} else if (c == ',' && depth && st[depth - 1].object) {
+			st[depth - 1].expect_name = true;
+		}
+	}
+	if (!r && depth)
+		r = -EINVAL;
+	free(names);
+	return r;
+}
+
 json_object *lc_json_parse(const char *text, size_t len)
 {
 	struct json_tokener *tok;
 	json_object *o;
 	enum json_tokener_error e;
 
-	if (len > INT32_MAX)
+	if (len > INT32_MAX || lc_json_check_names(text, len))
 		return NULL;
 	tok = json_tokener_new_ex(LC_HTTP_MAX_JSON_DEPTH);
 	if (!tok)

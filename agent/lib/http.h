@@ -97,13 +97,30 @@ enum lc_err_class lc_http_status_class(long status);
 
 /*
  * Parse @len bytes of JSON (an object at the top, depth at most
- * LC_HTTP_MAX_JSON_DEPTH, no trailing garbage).  The tokener's own copy
- * of the text is wiped before it is freed (answers may carry keys); its
- * buffer is sized up front so strings below LC_HTTP_JSON_STRBUF bytes never
- * leave a freed copy behind.
+ * LC_HTTP_MAX_JSON_DEPTH, no trailing garbage, no object with a duplicate
+ * or escaped member name: lc_json_check_names() first).  The tokener's own
+ * copy of the text is wiped before it is freed (answers may carry keys);
+ * its buffer is sized up front so strings below LC_HTTP_JSON_STRBUF bytes
+ * never leave a freed copy behind.
  * NULL if not valid.
  */
 json_object *lc_json_parse(const char *text, size_t len);
+/*
+ * Check @len bytes of JSON text before json-c sees it: every object's
+ * member names are distinct and carry no backslash escape.  json-c keeps
+ * the last of two equal names and frees the first value without wiping
+ * it, so {"Plaintext":"<key>","Plaintext":"x"} would leave a key in freed
+ * memory (and hand over a value the sender chose to hide); RFC 8259
+ * section 4 leaves duplicate names' meaning open.  Names are compared as
+ * sent: no KMS API escapes its ASCII member names, so a name with an
+ * escape is refused rather than decoded (it could spell a duplicate).
+ * Only the structure is followed (strings, {, [, ], }, ,); validity is
+ * json-c's job.  0; -EBADMSG (a duplicate or escaped name); -E2BIG (more
+ * than LC_JSON_MAX_NAMES names in one object, or nesting deeper than
+ * LC_HTTP_MAX_JSON_DEPTH); -EINVAL (unbalanced or unterminated); -ENOMEM.
+ */
+#define LC_JSON_MAX_NAMES	1024
+int lc_json_check_names(const char *text, size_t len);
 /* Wipe every string of @o (recursively) in place, then put it. */
 void lc_json_put_wiped(json_object *o);
 /* The string member @key of object @o, or NULL if absent or not a string. */

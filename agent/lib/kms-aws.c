@@ -744,10 +744,40 @@ struct lc_kms_aws {
 	char *imds_endpoint;
 	uint64_t imds_timeout_ms;
 	time_t fixed_time;
-	pthread_mutex_t lock;		/* the cached credentials */
+	/* a->lock guards the cached credentials and is never held across
+	 * network I/O: one call fetches new credentials (refreshing), the
+	 * others wait on a->refreshed no longer than their own deadline. */
+	pthread_mutex_t lock;
+	pthread_cond_t refreshed;	/* CLOCK_MONOTONIC */
+	bool refreshing;
 	struct creds cred;
 	bool have_cred;
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The timeout of one credentials request: @want ms, cut to what is left
+ * of the attempt's deadline @dl (monotonic ms, 0: none). */
+static int cred_budget(uint64_t dl, uint64_t want, uint64_t *out, struct lc_error *err)
+{
+	uint64_t now = mono_ms();
+
+	if (!dl) {
+		*out = want;
+		return 0;
+	}
+	if (now >= dl)
+		return lc_err(err, -ETIMEDOUT, LC_ERRC_TRANSIENT,
+			      "AWS credentials: the attempt's deadline passed while fetching credentials");
+	*out = dl - now < want ? dl - now : want;
+	return 0;
+}
 
 static void creds_clear(struct creds *c)
 {
@@ -941,8 +971,9 @@ static int64_t parse_iso8601(const char *s)
 }
 
 /* IMDSv2: token, role name, role credentials.  Each request bounded. */
-static int creds_from_imds(struct lc_kms_aws *a, struct creds *c, struct lc_error *err)
+static int creds_from_imds(struct lc_kms_aws *a, struct creds *c, uint64_t dl, struct lc_error *err)
 {
+	uint64_t tmo;
 	struct lc_http_response resp = { 0 };
 	char url[600], tokhdr[300], role[128];
 	const char *hdrs[2] = { NULL, NULL };
@@ -952,7 +983,9 @@ static int creds_from_imds(struct lc_kms_aws *a, struct creds *c, struct lc_erro
 	int r;
 
 	snprintf(url, sizeof(url), "%s/latest/api/token", a->imds_endpoint);
-	r = lc_http_request(a->imds, "PUT", url, put_hdrs, NULL, 0, NULL, a->imds_timeout_ms, &resp, err);
+	r = cred_budget(dl, a->imds_timeout_ms, &tmo, err);
+	if (!r)
+		r = lc_http_request(a->imds, "PUT", url, put_hdrs, NULL, 0, NULL, tmo, &resp, err);
 	if (r)
 		return r;
 	if (resp.status != 200 || !resp.len || resp.len > 200) {
@@ -964,7 +997,9 @@ static int creds_from_imds(struct lc_kms_aws *a, struct creds *c, struct lc_erro
 	lc_http_response_free(&resp);
 	hdrs[0] = tokhdr;
 	snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", a->imds_endpoint);
-	r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, a->imds_timeout_ms, &resp, err);
+	r = cred_budget(dl, a->imds_timeout_ms, &tmo, err);
+	if (!r)
+		r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, tmo, &resp, err);
 	if (r)
 		goto out;
 	if (resp.status != 200 || !resp.len || resp.len >= sizeof(role)) {
@@ -983,7 +1018,9 @@ static int creds_from_imds(struct lc_kms_aws *a, struct creds *c, struct lc_erro
 		}
 	lc_http_response_free(&resp);
 	snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", a->imds_endpoint, role);
-	r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, a->imds_timeout_ms, &resp, err);
+	r = cred_budget(dl, a->imds_timeout_ms, &tmo, err);
+	if (!r)
+		r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, tmo, &resp, err);
 	if (r)
 		goto out;
 	o = resp.status == 200 ? lc_json_parse((char *)resp.body.p, resp.len) : NULL;
@@ -1050,8 +1087,9 @@ static const char *xml_text(const char *xml, const char *tag, size_t *len)
  * (never a revocation), throttling and 5xx TRANSIENT.
  */
 static int creds_from_web_identity(struct lc_kms_aws *a, struct creds *c, bool required,
-				   struct lc_error *err)
+				   uint64_t dl, struct lc_error *err)
 {
+	uint64_t tmo;
 	const char *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
 	const char *sess = getenv("AWS_ROLE_SESSION_NAME"), *ep = getenv("AWS_ENDPOINT_URL_STS");
 	const char *region = a->region[0] ? a->region : getenv("AWS_REGION");
@@ -1093,8 +1131,10 @@ static int creds_from_web_identity(struct lc_kms_aws *a, struct creds *c, bool r
 		goto out;
 	}
 	/* STS is reached through the KMS client: https only, same CA bundle. */
-	r = lc_http_request(a->http, "POST", url, hdrs, body.p, body.len, "x-amzn-RequestId",
-			    a->imds_timeout_ms * 2, &resp, err);
+	r = cred_budget(dl, a->imds_timeout_ms * 2, &tmo, err);
+	if (!r)
+		r = lc_http_request(a->http, "POST", url, hdrs, body.p, body.len, "x-amzn-RequestId",
+				    tmo, &resp, err);
 	if (r)
 		goto out;
 	code = xml_text((const char *)resp.body.p, "Code", &codel);
@@ -1175,8 +1215,9 @@ static bool container_host_ok(const char *url)
  * neither variable is set.
  */
 static int creds_from_container(struct lc_kms_aws *a, struct creds *c, bool required,
-				struct lc_error *err)
+				uint64_t dl, struct lc_error *err)
 {
+	uint64_t tmo;
 	const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
 	const char *rel = getenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
 	const char *tokfile = getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
@@ -1221,7 +1262,9 @@ static int creds_from_container(struct lc_kms_aws *a, struct creds *c, bool requ
 		snprintf((char *)hdr.p, l + 32, "Authorization: %s", tok);
 		hdrs[0] = (const char *)hdr.p;
 	}
-	r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, a->imds_timeout_ms, &resp, err);
+	r = cred_budget(dl, a->imds_timeout_ms, &tmo, err);
+	if (!r)
+		r = lc_http_request(a->imds, "GET", url, hdrs, NULL, 0, NULL, tmo, &resp, err);
 	lc_secret_free(&tf);
 	lc_secret_free(&hdr);
 	if (r)
@@ -1260,15 +1303,22 @@ static int64_t wall_now(const struct lc_kms_aws *a)
 	return a->fixed_time ? (int64_t)a->fixed_time : (int64_t)time(NULL);
 }
 
-/* Fill a->cred if missing or near expiry.  Called with a->lock held. */
-static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
+/* a->cred is there and not near expiry (a->lock held). */
+static bool creds_fresh(const struct lc_kms_aws *a)
+{
+	return a->have_cred && (!a->cred.expiration ||
+				a->cred.expiration - LC_KMS_AWS_REFRESH_S > wall_now(a));
+}
+
+/* Fetch credentials into @c from the configured source, each network
+ * request bounded by the attempt's deadline @dl.  Called WITHOUT a->lock
+ * (by the one call that set a->refreshing). */
+static int creds_fetch(struct lc_kms_aws *a, struct creds *c_out, uint64_t dl,
+		       struct lc_error *err)
 {
 	struct creds c = { 0 };
 	int r;
 
-	if (a->have_cred && (!a->cred.expiration ||
-			     a->cred.expiration - LC_KMS_AWS_REFRESH_S > wall_now(a)))
-		return 0;
 	switch (a->src) {
 	case CRED_ENV:
 		r = creds_from_env(&c, err);
@@ -1277,13 +1327,13 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 		r = creds_from_profile(a, &c, true, err);
 		break;
 	case CRED_IMDS:
-		r = creds_from_imds(a, &c, err);
+		r = creds_from_imds(a, &c, dl, err);
 		break;
 	case CRED_CONTAINER:
-		r = creds_from_container(a, &c, true, err);
+		r = creds_from_container(a, &c, true, dl, err);
 		break;
 	case CRED_WEB_IDENTITY:
-		r = creds_from_web_identity(a, &c, true, err);
+		r = creds_from_web_identity(a, &c, true, dl, err);
 		break;
 	default:
 		if (getenv("AWS_ACCESS_KEY_ID") || getenv("AWS_SECRET_ACCESS_KEY")) {
@@ -1293,13 +1343,13 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 		r = creds_from_profile(a, &c, false, err);
 		if (r != -ENOENT)
 			break;
-		r = creds_from_web_identity(a, &c, false, err);
+		r = creds_from_web_identity(a, &c, false, dl, err);
 		if (r != -ENOENT)
 			break;
-		r = creds_from_container(a, &c, false, err);
+		r = creds_from_container(a, &c, false, dl, err);
 		if (r != -ENOENT)
 			break;
-		r = creds_from_imds(a, &c, err);
+		r = creds_from_imds(a, &c, dl, err);
 		if (r && err)
 			err_append(err, "%s", " (no credentials in the environment, shared files, web identity or container endpoint either)");
 		break;
@@ -1308,10 +1358,47 @@ static int creds_get(struct lc_kms_aws *a, struct lc_error *err)
 		creds_clear(&c);
 		return r;
 	}
-	creds_clear(&a->cred);
-	a->cred = c;
-	a->have_cred = true;
-	lc_debug("AWS KMS: credentials %s from %s", a->cred.access_key_id, a->cred.source);
+	*c_out = c;
+	return 0;
+}
+
+/*
+ * Make a->cred fresh; a->lock held on entry and on return, dropped while
+ * one call fetches.  A call that finds another fetching waits for it, but
+ * no longer than its own deadline @dl (then TRANSIENT): a stalled metadata
+ * service costs each call at most its own attempt time.
+ */
+static int creds_get(struct lc_kms_aws *a, uint64_t dl, struct lc_error *err)
+{
+	int r = 0;
+
+	while (!creds_fresh(a)) {
+		struct creds c = { 0 };
+
+		if (a->refreshing) {
+			uint64_t until = dl ? dl : mono_ms() + 4 * a->imds_timeout_ms;
+			struct timespec ts = { .tv_sec = (time_t)(until / 1000),
+					       .tv_nsec = (long)(until % 1000) * 1000000 };
+
+			if (pthread_cond_timedwait(&a->refreshed, &a->lock, &ts) == ETIMEDOUT &&
+			    a->refreshing)
+				return lc_err(err, -ETIMEDOUT, LC_ERRC_TRANSIENT,
+					      "AWS credentials: another call has been fetching credentials past this attempt's deadline (metadata or STS endpoint slow)");
+			continue;
+		}
+		a->refreshing = true;
+		pthread_mutex_unlock(&a->lock);
+		r = creds_fetch(a, &c, dl, err);
+		pthread_mutex_lock(&a->lock);
+		a->refreshing = false;
+		pthread_cond_broadcast(&a->refreshed);
+		if (r)
+			return r;
+		creds_clear(&a->cred);
+		a->cred = c;
+		a->have_cred = true;
+		lc_debug("AWS KMS: credentials %s from %s", a->cred.access_key_id, a->cred.source);
+	}
 	return 0;
 }
 
@@ -1335,6 +1422,14 @@ int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 	if (!a)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	pthread_mutex_init(&a->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&a->refreshed, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	a->src = CRED_AUTO;
 	if (cfg->credentials) {
 		size_t i;
@@ -1413,6 +1508,7 @@ void lc_kms_aws_free(struct lc_kms_aws *a)
 	free(a->profile);
 	free(a->imds_endpoint);
 	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->refreshed);
 	free(a);
 }
 
@@ -1486,13 +1582,15 @@ static int kms_call(struct lc_kms_aws *a, enum lc_aws_op op, const char *key_ref
 	const char *hdrs[7];
 	int r, nh = 0;
 
+	uint64_t dl = timeout_ms ? mono_ms() + timeout_ms : 0, left = timeout_ms;
+
 	memset(res, 0, sizeof(*res));
 	r = resolve(a, key_ref, &t, err);
 	if (r)
 		return r;
 	snprintf(target_hdr, sizeof(target_hdr), "TrentService.%s", op_name(op));
 	pthread_mutex_lock(&a->lock);
-	r = creds_get(a, err);
+	r = creds_get(a, dl, err);
 	if (!r) {
 		const struct lc_sigv4_header sh[] = {
 			{ "Content-Type", "application/x-amz-json-1.1" },
@@ -1518,6 +1616,9 @@ static int kms_call(struct lc_kms_aws *a, enum lc_aws_op op, const char *key_ref
 				   strerror(-r));
 	}
 	pthread_mutex_unlock(&a->lock);
+	/* The KMS request gets what the credentials left of the attempt. */
+	if (!r && dl)
+		r = cred_budget(dl, timeout_ms, &left, err);
 	if (r)
 		goto out;
 	if (asprintf(&auth_hdr, "Authorization: %s", sig.authorization) < 0) {
@@ -1538,7 +1639,7 @@ static int kms_call(struct lc_kms_aws *a, enum lc_aws_op op, const char *key_ref
 			hdrs[nh++] = tok_hdr;
 		hdrs[nh] = NULL;
 		r = lc_http_request(a->http, "POST", t.url, hdrs, body, body_len, "x-amzn-RequestId",
-				    timeout_ms, &resp, err);
+				    left, &resp, err);
 	}
 	if (r)
 		goto out;
@@ -1567,17 +1668,20 @@ out:
 	return r;
 }
 
-/* "EncryptionContext":{"lakecrypt:volume":"...",...} from the KEK context. */
+/* "EncryptionContext":{"lakecrypt:volume":"...",...} from the KEK context,
+ * or {"lakecrypt:purpose":"canary","lakecrypt:keyconfig":"..."} from the
+ * revocation probe's canary context (lc_context_pairs, envelope.h). */
 static int put_context(struct lc_sb *b, const char *context, struct lc_error *err)
 {
 	char buf[LC_KEK_CONTEXT_MAX];
 	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
+	int n = context ? lc_context_pairs(context, buf, pairs) : -EINVAL;
 
-	if (!context || lc_kek_context_split(context, buf, pairs))
+	if (n < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "AWS KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig)");
+			      "AWS KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig) nor a canary context");
 	lc_sb_puts(b, ",\"EncryptionContext\":{");
-	for (int i = 0; i < LC_KEK_CONTEXT_PAIRS; i++) {
+	for (int i = 0; i < n; i++) {
 		/* keys and values are of [A-Za-z0-9:._-]: nothing to escape */
 		lc_sb_puts(b, i ? ",\"" : "\"");
 		lc_sb_puts(b, pairs[i].key);

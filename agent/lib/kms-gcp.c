@@ -134,7 +134,8 @@ void lc_gcp_result_free(struct lc_gcp_result *res)
 
 static const char *op_name(enum lc_gcp_op op)
 {
-	return op == LC_GCP_ENCRYPT ? "encrypt" : op == LC_GCP_DECRYPT ? "decrypt" : "get";
+	return op == LC_GCP_ENCRYPT ? "encrypt" : op == LC_GCP_DECRYPT ? "decrypt" :
+	       op == LC_GCP_GET_VERSION ? "get version" : "get";
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -151,6 +152,11 @@ struct rpc_details {
 	char consumer[96];
 	char resource[LC_PROVIDER_KEYID_MAX];
 	bool have_resource;
+	/* google.rpc.PreconditionFailure: Cloud EKM's (ekm_errors reference:
+	 * violation[0] the EKM key's state, violation[1].type the "error
+	 * domain" of the call to the external key manager). */
+	bool have_precondition;
+	char domain[64];		/* the last violation's type */
 };
 
 static void read_details(json_object *e, struct rpc_details *d)
@@ -173,6 +179,15 @@ static void read_details(json_object *e, struct rpc_details *d)
 				lc_copy_printable(d->service, sizeof(d->service), lc_json_str(md, "service"));
 				lc_copy_printable(d->consumer, sizeof(d->consumer), lc_json_str(md, "consumer"));
 			}
+		} else if (ends_with(t, "/google.rpc.PreconditionFailure") && !d->have_precondition) {
+			json_object *v;
+
+			d->have_precondition = true;
+			if (json_object_object_get_ex(x, "violations", &v) &&
+			    json_object_is_type(v, json_type_array))
+				for (size_t j = 0; j < json_object_array_length(v) && j < 8; j++)
+					lc_copy_printable(d->domain, sizeof(d->domain),
+							  lc_json_str(json_object_array_get_idx(v, j), "type"));
 		} else if (ends_with(t, "/google.rpc.ResourceInfo") && !d->have_resource) {
 			const char *n = lc_json_str(x, "resourceName");
 
@@ -182,6 +197,27 @@ static void read_details(json_object *e, struct rpc_details *d)
 			}
 		}
 	}
+}
+
+/* A FAILED_PRECONDITION message of Cloud KMS about a version's state:
+ * "... is not enabled, current state is: DISABLED." (or DESTROYED,
+ * DESTROY_SCHEDULED).  google.rpc.Status carries no structured detail for
+ * it, so the state named at the end is read, and only these three count. */
+static bool precondition_state(const char *msg)
+{
+	static const char *const states[] = { "DISABLED", "DESTROYED", "DESTROY_SCHEDULED", NULL };
+	const char *p = strstr(msg, "current state is: ");
+	size_t n;
+
+	if (!p)
+		return false;
+	p += 18;
+	for (int i = 0; states[i]; i++) {
+		n = strlen(states[i]);
+		if (!strncmp(p, states[i], n) && (p[n] == '\0' || p[n] == '.'))
+			return true;
+	}
+	return false;
 }
 
 static bool reason_is(const char *r, const char *const *list)
@@ -209,11 +245,14 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 	json_object *e = NULL;
 	struct rpc_details d;
 	char st[40] = "", msg[160] = "", loc[64] = "";
+	bool version_unusable = false;
 	const char *m;
 
 	if (o && json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object)) {
 		lc_copy_printable(st, sizeof(st), lc_json_str(e, "status"));
 		m = lc_json_str(e, "message");
+		/* read whole: a long key name would push the state out of msg */
+		version_unusable = m && precondition_state(m);
 		lc_copy_printable(msg, sizeof(msg), m);
 		/* The message goes to logs: never one that echoes a credential
 		 * (an access token, a JWT, a key) back. */
@@ -259,10 +298,27 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		return lc_err(err, -EPROTO, LC_ERRC_MISCONFIG,
 			      "Cloud KMS %s: HTTP %ld without a google.rpc.Status body (not a Cloud KMS endpoint?)",
 			      what, status);
-	if (!strcmp(st, "FAILED_PRECONDITION"))
-		return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
-			      "Cloud KMS %s: FAILED_PRECONDITION: the key version is not usable (disabled, destroyed or scheduled for destruction)%s%s",
+	if (!strcmp(st, "FAILED_PRECONDITION")) {
+		/* Cloud EKM (external key manager unreachable, external key
+		 * unavailable, its permission refused) answers
+		 * FAILED_PRECONDITION with a google.rpc.PreconditionFailure:
+		 * an outage of a system outside Cloud KMS, never a kill (when
+		 * the external key itself is refused, Cloud EKM disables the
+		 * version, which the key state then says authoritatively). */
+		if (d.have_precondition)
+			return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT,
+				      "Cloud KMS %s: FAILED_PRECONDITION from Cloud EKM%s%s: the external key manager did not serve the request (an outage, not a revocation)%s%s",
+				      what, d.domain[0] ? " " : "", d.domain, MSGTAIL);
+		/* Without it, Cloud KMS's own refusal of a version that is not
+		 * ENABLED: "<version> is not enabled, current state is: S." */
+		if (version_unusable)
+			return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+				      "Cloud KMS %s: FAILED_PRECONDITION: the key version is not usable (disabled, destroyed or scheduled for destruction)%s%s",
+				      what, MSGTAIL);
+		return lc_err(err, -EAGAIN, LC_ERRC_TRANSIENT,
+			      "Cloud KMS %s: FAILED_PRECONDITION that names no disabled or destroyed version: not a revocation%s%s",
 			      what, MSGTAIL);
+	}
 	if (!strcmp(st, "PERMISSION_DENIED"))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED,
 			      "Cloud KMS %s: PERMISSION_DENIED%s%s: no permission: the agent's service account is not allowed this operation on the key (IAM)%s%s",
@@ -391,6 +447,20 @@ static bool version_of(const char *name, const char *key_ref)
 	return true;
 }
 
+int lc_gcp_version_ref_check(const char *ref)
+{
+	char key[LC_PROVIDER_KEYID_MAX];
+	const char *v = ref ? strstr(ref, "/cryptoKeyVersions/") : NULL;
+
+	if (!v || (size_t)(v - ref) >= sizeof(key))
+		return -EINVAL;
+	memcpy(key, ref, (size_t)(v - ref));
+	key[v - ref] = '\0';
+	if (lc_gcp_key_ref_check(key, NULL) || !version_of(ref, key))
+		return -EINVAL;
+	return 0;
+}
+
 static enum lc_key_state version_state(const char *s)
 {
 	if (!strcmp(s, "ENABLED"))
@@ -477,6 +547,15 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 			break;
 		}
 		break;
+	case LC_GCP_GET_VERSION:
+		s = lc_json_str(o, "name");
+		if (!s || strcmp(s, key_ref)) {
+			r = bad_reply(op, "\"name\" is not the requested key version", err);
+			break;
+		}
+		set_version(res->key_version, s);
+		pv = o;
+		goto state;
 	case LC_GCP_GET_KEY:
 		s = lc_json_str(o, "name");
 		if (s && strcmp(s, key_ref)) {
@@ -499,21 +578,23 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 				   "Cloud KMS get: the key has no primary version: not a revocation, but nothing can be encrypted (set a primary version)");
 			break;
 		}
+		if (lc_json_str(pv, "name"))
+			set_version(res->key_version, lc_json_str(pv, "name"));
+state:
 		s = lc_json_str(pv, "state");
 		if (!s) {
-			r = bad_reply(op, "primary version without a state", err);
+			r = bad_reply(op, "version without a state", err);
 			break;
 		}
 		lc_copy_printable(res->version_state, sizeof(res->version_state), s);
-		if (lc_json_str(pv, "name"))
-			set_version(res->key_version, lc_json_str(pv, "name"));
 		res->state = version_state(s);
 		if (res->state == LC_KEY_UNKNOWN) {
 			bool passing = !strcmp(s, "PENDING_GENERATION") || !strcmp(s, "PENDING_IMPORT");
 
 			r = lc_err(err, passing ? -EAGAIN : -EPROTO,
 				   passing ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
-				   "Cloud KMS get: primary version state \"%s\" is %s: not a revocation",
+				   "Cloud KMS %s: %s version state \"%s\" is %s: not a revocation",
+				   op_name(op), op == LC_GCP_GET_KEY ? "primary" : "the",
 				   res->version_state, passing ? "passing" : "not one lakecrypt knows");
 			break;
 		}
@@ -532,7 +613,7 @@ int lc_gcp_parse_response(enum lc_gcp_op op, long status, const char *body, size
 		/* What is known stays for the audit log (never a key). */
 		memcpy(res->key_version, ver, sizeof(ver));
 		memcpy(res->version_state, vs, sizeof(vs));
-		res->state = op == LC_GCP_GET_KEY ? (st == LC_KEY_UNKNOWN ? LC_KEY_UNKNOWN : st) : LC_KEY_UNKNOWN;
+		res->state = op == LC_GCP_GET_KEY || op == LC_GCP_GET_VERSION ? st : LC_KEY_UNKNOWN;
 		return r;
 	}
 	return 0;
@@ -1042,9 +1123,10 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 	int r = 0;
 
 	memset(res, 0, sizeof(*res));
-	if (lc_gcp_key_ref_check(key_ref, NULL))
+	if (op == LC_GCP_GET_VERSION ? lc_gcp_version_ref_check(key_ref) != 0 :
+	    lc_gcp_key_ref_check(key_ref, NULL) != 0)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-			      "Cloud KMS: \"%.200s\" is not a key name (expected projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>)",
+			      "Cloud KMS: \"%.200s\" is not a key name (expected projects/<project>/locations/<location>/keyRings/<ring>/cryptoKeys/<key>, or a version of it: .../cryptoKeyVersions/<n>)",
 			      key_ref);
 	snprintf(url, sizeof(url), "%s/v1/%s%s", a->endpoint, key_ref,
 		 op == LC_GCP_ENCRYPT ? ":encrypt" : op == LC_GCP_DECRYPT ? ":decrypt" : "");
@@ -1087,14 +1169,17 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 	return r;
 }
 
+/* The AAD is the context string itself: a volume's KEK context or the
+ * revocation probe's canary context "lakecrypt:v2;canary;keyconfig=<k>"
+ * (lc_context_pairs, envelope.h); nothing else is sent. */
 static int check_context(const char *context, struct lc_error *err)
 {
 	char buf[LC_KEK_CONTEXT_MAX];
 	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
 
-	if (!context || lc_kek_context_split(context, buf, pairs))
+	if (!context || lc_context_pairs(context, buf, pairs) < 0)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "Cloud KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig)");
+			      "Cloud KMS: the KEK context is not a lakecrypt v2 context (volume, workspace, project, keyconfig) nor a canary context");
 	return 0;
 }
 
@@ -1231,7 +1316,9 @@ static int gcp_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	struct lc_gcp_result res;
 	int r;
 
-	r = kms_call(a, LC_GCP_GET_KEY, key_ref, NULL, 0, timeout_ms, &res, reply, err);
+	/* A version name: that version's own state (kms-gcp.h). */
+	r = kms_call(a, strstr(key_ref, "/cryptoKeyVersions/") ? LC_GCP_GET_VERSION : LC_GCP_GET_KEY,
+		     key_ref, NULL, 0, timeout_ms, &res, reply, err);
 	fill_reply(reply, &res, key_ref);
 	if (reply) {
 		reply->state = r ? LC_KEY_UNKNOWN : res.state;
@@ -1252,6 +1339,7 @@ const struct lc_provider_ops lc_kms_gcp_ops = {
 	.unwrap = gcp_unwrap,
 	.key_state = gcp_key_state,
 	.destroy = gcp_destroy,
+	.version_state = true,
 };
 
 void lc_kms_gcp_provider_init(struct lc_provider *p, struct lc_kms_gcp *gcp)

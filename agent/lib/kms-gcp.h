@@ -55,8 +55,18 @@
  *   reason SERVICE_DISABLED, USER_PROJECT_DENIED, BILLING_DISABLED,
  *   CONSUMER_INVALID, ACCESS_TOKEN_SCOPE_INSUFFICIENT, API_KEY_* -> MISCONFIG
  *   reason RATE_LIMIT_EXCEEDED, RESOURCE_QUOTA_EXCEEDED -> TRANSIENT
- *   FAILED_PRECONDITION (version disabled, destroyed, scheduled for
- *   destruction), PERMISSION_DENIED                     -> DENIED
+ *   FAILED_PRECONDITION of Cloud KMS itself: no google.rpc.PreconditionFailure
+ *   detail and the message ends "current state is: DISABLED|DESTROYED|
+ *   DESTROY_SCHEDULED." (the version is not usable; Status has no
+ *   structured field for it), PERMISSION_DENIED          -> DENIED
+ *   FAILED_PRECONDITION with a google.rpc.PreconditionFailure: Cloud EKM
+ *   (Cloud KMS "Cloud EKM errors" reference: violation[0] the EKM key's
+ *   state, violation[1].type the error domain: external key manager
+ *   unreachable, timed out, refused, the external key unavailable): a
+ *   system outside Cloud KMS failed, an outage   -> TRANSIENT.  Cloud EKM
+ *   disables the version itself when the external key is refused for
+ *   good, and the key state then says so authoritatively.
+ *   FAILED_PRECONDITION naming no such state     -> TRANSIENT (never a kill)
  *   NOT_FOUND naming the requested CryptoKey (google.rpc.ResourceInfo),
  *   through an endpoint that serves the key's location  -> DENIED
  *   NOT_FOUND otherwise (wrong project, location, key ring, or a regional
@@ -68,6 +78,13 @@
  *   UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, INTERNAL, ABORTED,
  *   HTTP 429, 408 and 5xx, connection, TLS, timeouts, a malformed,
  *   truncated or oversized reply, a CRC32C mismatch       -> TRANSIENT
+ * Key state of a key name reads the CryptoKey's primary version; of a
+ * version name ("<key>/cryptoKeyVersions/N", the cmk_version a volume's
+ * header records from the encrypt reply's "name") it GETs that version
+ * (cloudkms.cryptoKeyVersions.get): Cloud KMS decrypt takes no version,
+ * so a blob made by an older version is refused when that version is
+ * disabled while the primary stays enabled, and only the version's own
+ * state shows it.
  * Version states: ENABLED -> enabled; DISABLED -> disabled; DESTROYED ->
  * destroyed; DESTROY_SCHEDULED -> pending_deletion (destroyTime as the
  * date); PENDING_GENERATION, PENDING_IMPORT -> TRANSIENT, any other state
@@ -121,7 +138,13 @@ int lc_gcp_key_ref_check(const char *ref, char location[64]);
 
 /* ---- replies (exposed for the fuzzer and unit tests) ---------------------- */
 
-enum lc_gcp_op { LC_GCP_ENCRYPT, LC_GCP_DECRYPT, LC_GCP_GET_KEY };
+/* GET_VERSION: GET of one CryptoKeyVersion (its own "state"), for the key
+ * state of a version name (below). */
+enum lc_gcp_op { LC_GCP_ENCRYPT, LC_GCP_DECRYPT, LC_GCP_GET_KEY, LC_GCP_GET_VERSION };
+
+/* @ref is "<key name>/cryptoKeyVersions/<1..20 digits>" with a key name
+ * lc_gcp_key_ref_check() accepts: 0, else -EINVAL. */
+int lc_gcp_version_ref_check(const char *ref);
 
 struct lc_gcp_result {
 	struct lc_buf blob;			/* encrypt: ciphertext (malloc'd) */

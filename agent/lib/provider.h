@@ -71,6 +71,10 @@ struct lc_provider_ops {
 	int (*key_state)(void *priv, const char *key_ref, uint64_t timeout_ms,
 			 struct lc_provider_reply *reply, struct lc_error *err);
 	void (*destroy)(void *priv);		/* optional */
+	/* key_state also takes a key version's name, "<key_ref>/<...>" as
+	 * reply.key_version gives it (Cloud KMS): the revocation probe then
+	 * asks the versions open volumes were wrapped by (probe.c). */
+	bool version_state;
 };
 
 /* Retry policy: only TRANSIENT failures are retried. */

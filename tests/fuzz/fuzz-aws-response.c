@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "http.h"
 #include "kms-aws.h"
 
 static const long statuses[] = { 200, 400, 403, 404, 429, 500, 503, 201 };
@@ -29,6 +30,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	status = statuses[data[1] % (sizeof(statuses) / sizeof(statuses[0]))];
 	if (!lc_aws_parse_response(op, status, (const char *)data + 2, size - 2,
 				   data[0] & 0x80 ? "us-east-1" : "", "eu-west-2", &res, &err)) {
+		/* a duplicate or escaped member name is never accepted */
+		if (lc_json_check_names((const char *)data + 2, size - 2))
+			abort();
 		if (op == LC_AWS_ENCRYPT && (!res.blob.p || !res.blob.len || res.blob.len > LC_KMS_AWS_MAX_BLOB))
 			abort();
 		if (op == LC_AWS_DECRYPT && (!res.plaintext.p || !res.plaintext.len ||

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
 #include "kms-gcp.h"
 
 #define KEY "projects/p/locations/global/keyRings/r/cryptoKeys/k"
@@ -30,12 +31,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 2)
 		return 0;
-	op = (enum lc_gcp_op)(data[0] % 3);
+	op = (enum lc_gcp_op)(data[0] % 4);
 	status = statuses[data[1] % (sizeof(statuses) / sizeof(statuses[0]))];
 	memset(&err, 0, sizeof(err));
-	if (!lc_gcp_parse_response(op, status, (const char *)data + 2, size - 2, KEY,
+	if (!lc_gcp_parse_response(op, status, (const char *)data + 2, size - 2,
+				   op == LC_GCP_GET_VERSION ? KEY "/cryptoKeyVersions/3" : KEY,
 				   data[0] & 0x80 ? "us-east1" : "", &res, &err)) {
 		if (status != 200)
+			abort();
+		/* a duplicate or escaped member name is never accepted */
+		if (lc_json_check_names((const char *)data + 2, size - 2))
 			abort();
 		if (op == LC_GCP_ENCRYPT && (!res.blob.p || !res.blob.len || res.blob.len > LC_KMS_GCP_MAX_BLOB ||
 					     strncmp(res.key_version, KEY "/cryptoKeyVersions/", 19 + strlen(KEY))))
@@ -43,7 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (op == LC_GCP_DECRYPT && (!res.plaintext.p || !res.plaintext.len ||
 					     res.plaintext.len > LC_KMS_GCP_MAX_PLAINTEXT))
 			abort();
-		if (op == LC_GCP_GET_KEY && res.state == LC_KEY_UNKNOWN)
+		if ((op == LC_GCP_GET_KEY || op == LC_GCP_GET_VERSION) && res.state == LC_KEY_UNKNOWN)
+			abort();
+		if (op == LC_GCP_GET_VERSION && strcmp(res.key_version, KEY "/cryptoKeyVersions/3"))
 			abort();
 	} else if (err.cls == LC_ERRC_NONE || !err.msg[0] ||
 		   (err.cls == LC_ERRC_DENIED && (status < 400 || status >= 500 || status == 429))) {

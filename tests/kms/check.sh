@@ -351,6 +351,19 @@ fms=$(field fast_ms)
 [ -n "$fms" ] && [ "$fms" -lt 1500 ] && grep -q '^result ok' <<<"$last" &&
 	ok "a call stalled on one key does not hold up another on the same provider (${fms} ms)" ||
 	notok "concurrent calls" "$last"
+# A metadata service that accepts and never answers, with a long metadata
+# timeout (20 s): the credential fetch is bounded by the attempt's deadline
+# (1.5 s), and a second call does not wait on the first one's fetch past
+# its own deadline (the provider lock is not held across the fetch).
+t0=$(date +%s%N)
+last=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$client" --attempts 1 --attempt-timeout 1500 \
+	--creds imds --imds "http://127.0.0.1:$p_hang" --imds-timeout 20000 "${fk[@]:0:6}" \
+	race "$(arn ok-imds-a)" "$(arn ok-imds-b)" 2>&1)
+t1=$(date +%s%N); echo "$last" >>"$work/client.log"
+fms=$(field fast_ms) tms=$(( (t1 - t0) / 1000000 ))
+[ -n "$fms" ] && [ "$fms" -lt 3000 ] && [ "$tms" -lt 6000 ] && grep -q '^result error class=transient' <<<"$last" &&
+	ok "stalled metadata service: each call bounded by its own deadline, none waits on the other's fetch (second ${fms} ms, both ${tms} ms, metadata timeout 20 s)" ||
+	notok "stalled metadata service and the provider lock (second ${fms} ms, both ${tms} ms)" "$last"
 expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
 expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
 expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
@@ -368,6 +381,7 @@ expect "fault: nothing listening" TRANSIENT 5000 --attempts 2 \
   echo "RESULT $pass $fail $n" ) >"$work/sub.out"
 cat "$work/sub.out" | grep -v '^RESULT'
 read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
+. tests/kms/aws-canary.sh	# the revocation probe's canary under the documented key policy
 grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "IMDS credentials signed the KMS request (botocore agrees)" || notok "IMDS signature" "$(tail "$work/fake.log")"
 
 ( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY

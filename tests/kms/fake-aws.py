@@ -19,6 +19,14 @@ The key id picks the behaviour: arn:aws:kms:eu-west-2:111122223333:key/<mode>[-t
   disabled   400 DisabledException
   invalid    400 InvalidCiphertextException
   notfound   400 NotFoundException
+  policy     as ok, under the key policy an unsigned POST /admin/policy
+             {"key": ARN, "policy": {...}} set (none: all allowed): its
+             Allow statements for kms:Encrypt/Decrypt/DescribeKey with the
+             condition operators Documentation/kms-providers.md uses
+             (ForAllValues:StringEquals on kms:EncryptionContextKeys, Null
+             and StringEquals on kms:EncryptionContext:<key>), as AWS
+             evaluates them; no Allow matches: 400 AccessDeniedException.
+             Any other operator is refused (500), never guessed.
 A form-encoded POST is STS AssumeRoleWithWebIdentity (token
 web-identity-jwt-42), answered with the AKIDIMDS credentials in XML.
 Instance metadata (--imds PORT): IMDSv2 token, role "lakecrypt-test",
@@ -56,6 +64,45 @@ WEB_IDENTITY_TOKEN = 'web-identity-jwt-42'
 counts = {}
 lock = threading.Lock()
 stats = {'match': 0, 'mismatch': 0}
+
+
+policies = {}
+
+
+def _values(v):
+    return v if isinstance(v, list) else [v]
+
+
+def condition_holds(cond, ctx):
+    """One statement's Condition block against an EncryptionContext map."""
+    for op, tests in cond.items():
+        for ckey, want in tests.items():
+            want = _values(want)
+            if op == 'ForAllValues:StringEquals' and ckey == 'kms:EncryptionContextKeys':
+                if not all(k in want for k in ctx):
+                    return False
+            elif op == 'Null' and ckey.startswith('kms:EncryptionContext:'):
+                absent = ckey[len('kms:EncryptionContext:'):] not in ctx
+                if absent != (str(want[0]).lower() == 'true'):
+                    return False
+            elif op == 'StringEquals' and ckey.startswith('kms:EncryptionContext:'):
+                k = ckey[len('kms:EncryptionContext:'):]
+                if k not in ctx or ctx[k] not in want:
+                    return False
+            else:
+                raise ValueError('unsupported condition %s %s' % (op, ckey))
+    return True
+
+
+def policy_allows(policy, op, key, ctx):
+    for st in policy.get('Statement', []):
+        if st.get('Effect') != 'Allow' or 'kms:' + op not in _values(st.get('Action', [])):
+            continue
+        if st.get('Resource') not in ('*', key):
+            continue
+        if condition_holds(st.get('Condition', {}), ctx):
+            return True
+    return False
 
 
 def log(msg):
@@ -143,6 +190,12 @@ class KMS(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get('Content-Length', '0'))
         body = self.rfile.read(n)
+        if self.path == '/admin/policy':
+            req = json.loads(body)
+            with lock:
+                policies[req['key']] = req['policy']
+            log('POLICY set on %s' % req['key'])
+            return self.answer(200, {})
         if self.headers.get('Content-Type', '').startswith('application/x-www-form-urlencoded'):
             return self.sts(body)
         want, akid = botocore_authorization(self, body)
@@ -191,6 +244,17 @@ class KMS(BaseHTTPRequestHandler):
             return self.error('InvalidCiphertextException', '')
         if mode == 'notfound':
             return self.error('NotFoundException', 'Key %s does not exist' % key)
+        if mode == 'policy' and key in policies:
+            try:
+                allowed = policy_allows(policies[key], op, key, req.get('EncryptionContext', {}))
+            except ValueError as e:
+                return self.error('KMSInternalException', 'fake: %s' % e, 500)
+            if not allowed:
+                log('POLICY DENIES %s %s' % (op, json.dumps(req.get('EncryptionContext', {}), sort_keys=True)))
+                return self.error('AccessDeniedException',
+                                  'User: arn:aws:iam::111122223333:user/fake is not authorized to perform: kms:%s '
+                                  'on resource: %s because no resource-based policy allows the kms:%s action'
+                                  % (op, key, op))
         ctx = json.dumps(req.get('EncryptionContext', {}), sort_keys=True).encode()
         tag = hashlib.sha256(ctx).digest()[:8]
         if op == 'Encrypt':

@@ -45,9 +45,13 @@ exist implicitly; <mode> picks the behaviour:
   userproject 403 PERMISSION_DENIED, ErrorInfo USER_PROJECT_DENIED
   invalidarg  400 INVALID_ARGUMENT   html  502 text/html
   echo        400 INVALID_ARGUMENT whose message repeats the Authorization header
+  ekm         encrypt/decrypt: 400 FAILED_PRECONDITION with a
+              google.rpc.PreconditionFailure (Cloud EKM: the external key
+              manager did not answer); get: the version is ENABLED
 Administration for tests: POST /admin/<op> with a JSON body:
   deny {"key", "deny"}: IAM deny on a key (403 PERMISSION_DENIED,
-  IAM_PERMISSION_DENIED); service {"project", "enabled"}: the API
+  IAM_PERMISSION_DENIED); with "only": "decrypt", only decrypt is denied
+  (useToDecrypt taken away; get and encrypt still work); service {"project", "enabled"}: the API
   disabled for a project; expire-tokens {}; state {"version", "state"}:
   force any state (DESTROYED, PENDING_GENERATION...); token-mode {"mode":
   ok|e500|hang|short|bogus}; GET /admin/stats: counters as JSON.
@@ -149,10 +153,12 @@ def enum_value(v, names):
 
 
 class ApiError(Exception):
-    def __init__(self, http, status, message, reason=None, resource=None, metadata=None):
+    def __init__(self, http, status, message, reason=None, resource=None, metadata=None,
+                 violations=None):
         super().__init__(message)
         self.http, self.status, self.message = http, status, message
         self.reason, self.resource, self.metadata = reason, resource, metadata or {}
+        self.violations = violations
 
     def body(self):
         details = []
@@ -163,6 +169,10 @@ class ApiError(Exception):
             details.append({'@type': 'type.googleapis.com/google.rpc.ResourceInfo',
                             'resourceType': self.resource[0], 'resourceName': self.resource[1],
                             'description': self.message})
+        if self.violations:
+            details.append({'@type': 'type.googleapis.com/google.rpc.PreconditionFailure',
+                            'violations': [{'type': t, 'subject': sub, 'description': d}
+                                           for t, sub, d in self.violations]})
         e = {'code': self.http, 'message': self.message, 'status': self.status}
         if details:
             e['details'] = details
@@ -254,6 +264,11 @@ def encrypt(kname, req, mode):
 
 def decrypt(kname, req, mode):
     k = find_key(kname)
+    if k.get('deny_decrypt'):
+        raise ApiError(403, 'PERMISSION_DENIED',
+                       "Permission 'cloudkms.cryptoKeyVersions.useToDecrypt' denied on resource '%s' (or it may not exist)." % kname,
+                       reason='IAM_PERMISSION_DENIED',
+                       metadata={'permission': 'cloudkms.cryptoKeyVersions.useToDecrypt', 'resource': kname})
     try:
         ct = b64d(req.get('ciphertext', ''))
         aad = b64d(req.get('additionalAuthenticatedData', ''))
@@ -371,7 +386,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def admin(self, op, req):
         with lock:
-            if op == 'deny':
+            if op == 'deny' and req.get('only') == 'decrypt':
+                keys[req['key']]['deny_decrypt'] = bool(req['deny'])
+            elif op == 'deny':
                 keys[req['key']]['deny'] = bool(req['deny'])
             elif op == 'service':
                 (disabled_projects.discard if req['enabled'] else disabled_projects.add)(req['project'])
@@ -417,6 +434,16 @@ class Handler(BaseHTTPRequestHandler):
         if mode == 'userproject':
             raise ApiError(403, 'PERMISSION_DENIED', 'Caller does not have required permission to use project p.',
                            reason='USER_PROJECT_DENIED', metadata={'consumer': 'projects/p'})
+        if mode == 'ekm' and urllib.parse.urlsplit(self.path).path.endswith((':encrypt', ':decrypt')):
+            # Cloud EKM: the external key manager did not answer (Cloud
+            # KMS "Cloud EKM errors": FAILED_PRECONDITION, PreconditionFailure
+            # violation[0] the key's state, violation[1].type the domain);
+            # the version itself stays ENABLED.
+            raise ApiError(400, 'FAILED_PRECONDITION',
+                           'The request to the external key manager timed out. The key version is in state: ENABLED.',
+                           violations=[('KEY_STATE', name + '/cryptoKeyVersions/1', 'ENABLED'),
+                                       ('EXTERNAL_KEY_MANAGER_UNAVAILABLE', 'https://ekm.example/v0/keys/k',
+                                        'The external key manager did not respond in time.')])
         if mode == 'echo':	# a hostile server echoing the credential back
             raise ApiError(400, 'INVALID_ARGUMENT', 'bad request with %s' % self.headers.get('Authorization', ''))
         if mode == 'invalidarg':

@@ -111,12 +111,21 @@ def main():
         try:
             if what == 'encrypt':
                 c.encrypt(request={'name': key, 'plaintext': b'x' * 32, 'additional_authenticated_data': AAD})
+            elif what == 'decrypt':
+                ct = c.encrypt(request={'name': key, 'plaintext': b'x' * 32,
+                                        'additional_authenticated_data': AAD}).ciphertext
+                c.decrypt(request={'name': key, 'ciphertext': ct, 'additional_authenticated_data': AAD})
             else:
                 c.get_crypto_key(request={'name': key})
             print('NOERROR')
         except exceptions.GoogleAPICallError as x:
             cls, status = rpc_class(x)
             print('%s %s %s %s' % (type(x).__name__, cls, status, x.reason or '-'))
+            # google.rpc.PreconditionFailure as api_core hands it over
+            # (Cloud EKM's errors): its violations' types.
+            for d in x.details or []:
+                if isinstance(d, dict) and d.get('@type', '').endswith('google.rpc.PreconditionFailure'):
+                    print('PRECONDITION %s' % ' '.join(v.get('type', '?') for v in d.get('violations', [])))
     else:
         sys.exit('unknown op %s' % op)
 

@@ -171,6 +171,16 @@ last=$(sdk error "$key" encrypt)
 has "SDK with IAM denied: Forbidden, PERMISSION_DENIED (api_core: PermissionDenied), reason IAM_PERMISSION_DENIED" \
 	'^Forbidden PermissionDenied PERMISSION_DENIED IAM_PERMISSION_DENIED$'
 admin deny "{\"key\":\"$key\",\"deny\":false}"
+admin deny "{\"key\":\"$key\",\"deny\":true,\"only\":\"decrypt\"}"
+last=$(sdk error "$key" decrypt)
+has "SDK with useToDecrypt taken away (encrypt still works): decrypt is Forbidden, PERMISSION_DENIED, IAM_PERMISSION_DENIED" \
+	'^Forbidden PermissionDenied PERMISSION_DENIED IAM_PERMISSION_DENIED$'
+admin deny "{\"key\":\"$key\",\"deny\":false,\"only\":\"decrypt\"}"
+last=$(sdk error "$(fk ekm)" encrypt)
+has "SDK with Cloud EKM unreachable: BadRequest, FAILED_PRECONDITION (api_core: FailedPrecondition)" \
+	'^BadRequest FailedPrecondition FAILED_PRECONDITION -$'
+has "SDK reads the google.rpc.PreconditionFailure of Cloud EKM (violation types)" \
+	'^PRECONDITION KEY_STATE EXTERNAL_KEY_MANAGER_UNAVAILABLE$'
 last=$(sdk error "$(fk apidisabled)" get)
 has "SDK with the API disabled: PERMISSION_DENIED, ErrorInfo reason SERVICE_DISABLED (read by exc.reason)" \
 	'^Forbidden PermissionDenied PERMISSION_DENIED SERVICE_DISABLED$'
@@ -215,7 +225,16 @@ sdk disable "$v1" >/dev/null
 expect "rotation: version 1 disabled, the new blob still unwraps" ok 5000 "${sa[@]}" unwrap "$key" "$ctx" "$blob2"
 [ "$(field pt)" = "$pt2" ] && ok "rotation: new blob round trip" || notok "rotation new blob" "$last"
 expect "rotation: version 1 disabled, its blob is denied" DENIED 5000 "${sa[@]}" unwrap "$key" "$ctx" "$blob"
+expect "rotation: version 1 disabled, the key (primary 2) reads" ok 5000 "${sa[@]}" state "$key"
+[ "$(field state)" = enabled ] && ok "rotation: the key's state is its primary's: enabled" || notok "primary state" "$last"
+expect "rotation: the state of version 1 itself (cryptoKeyVersions.get)" ok 5000 "${sa[@]}" state "$v1"
+[ "$(field state)" = disabled ] && [ "$(field key_version)" = "$v1" ] &&
+	ok "rotation: version 1 reads disabled (the state the watcher asks for a volume wrapped by it)" || notok "version state" "$last"
 sdk enable "$v1" >/dev/null
+expect "state of version 1 re-enabled" ok 5000 "${sa[@]}" state "$v1"
+[ "$(field state)" = enabled ] && ok "version 1 reads enabled again" || notok "version enabled" "$last"
+expect "state of a version that does not exist" DENIED 5000 "${sa[@]}" state "$key/cryptoKeyVersions/99"
+expect "state of a malformed version name: refused before any call" MISCONFIG 2000 "${sa[@]}" state "$key/cryptoKeyVersions/x"
 
 # Destruction: scheduled, then destroyed.
 sdk destroy "$v2" | grep -q '^DESTROY_SCHEDULED True$' && ok "SDK schedules destruction of version 2" || notok "SDK destroy"
@@ -256,6 +275,10 @@ has "MISCONFIG says the API is not enabled" 'Cloud KMS API is not enabled'
 admin service '{"project":"lc-test","enabled":true}'
 expect "USER_PROJECT_DENIED: misconfigured" MISCONFIG 5000 "${sa[@]}" state "$(fk userproject)"
 expect "INVALID_ARGUMENT on encrypt: misconfigured" MISCONFIG 5000 "${sa[@]}" wrap "$(fk invalidarg)" "$ctx"
+expect "Cloud EKM unreachable (FAILED_PRECONDITION with PreconditionFailure) on wrap: transient, never a kill" TRANSIENT 10000 --attempts 2 "${sa[@]}" wrap "$(fk ekm)" "$ctx"
+has "the EKM error domain is named" 'Cloud EKM EXTERNAL_KEY_MANAGER_UNAVAILABLE'
+expect "Cloud EKM unreachable on unwrap: transient" TRANSIENT 10000 --attempts 2 "${sa[@]}" unwrap "$(fk ekm)" "$ctx" "$blob"
+expect "Cloud EKM key: its version is enabled meanwhile" ok 5000 "${sa[@]}" state "$(fk ekm)"
 expect "a server whose error message echoes the bearer token" MISCONFIG 5000 "${sa[@]}" state "$(fk echo)"
 has "the echoed token is withheld from the error" 'message withheld'
 
@@ -388,6 +411,25 @@ out=$(lct status)
 grep -E 'KMS calls \(gcp-kms\):.*key_state=[1-9].*denied=[1-9].*misconfigured=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows gcp-kms calls, failures by class and latency" || notok "status counters" "$out"
 grep -q '"provider":"gcp-kms"' "$agent_dir/audit.log" && ok "audit log records the gcp-kms key_state calls" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
+# The revocation probe's canary: made at keyconfig create with the AAD
+# lakecrypt:v2;canary;keyconfig=gcp-kc, unwrapped at each probe; taking
+# useToDecrypt away (get and encrypt still allowed) is seen as a denial.
+out=$(lct --json keyconfig list)
+grep -q '"canary": true' <<<"$out" && ok "canary (GCP): keyconfig create made the canary" || notok "GCP canary made" "$out"
+grep -q '"op":"cmk.canary_wrap".*"keyconfig":"gcp-kc".*"provider":"gcp-kms".*"outcome":"success"' "$agent_dir/audit.log" &&
+	ok "canary (GCP): the canary wrap is audited with its key version" || notok "GCP canary wrap audit" "$(grep canary "$agent_dir/audit.log")"
+grep -q '"op":"keyconfig.create".*"keyconfig":"kc-denied".*"outcome":"failure"' "$agent_dir/audit.log" &&
+	ok "canary (GCP): a refused keyconfig create leaves an audit record" || notok "failed keyconfig.create audit" "$(grep keyconfig "$agent_dir/audit.log")"
+out=$(lct --json check --cmk "$key2")
+grep -q '"canary": "ok"' <<<"$out" && grep -q '"outcome": "ok"' <<<"$out" &&
+	ok "canary (GCP): check unwraps the canary: ok" || notok "GCP canary ok" "$out"
+admin deny "{\"key\":\"$key2\",\"deny\":true,\"only\":\"decrypt\"}"
+out=$(lct --json check --cmk "$key2")
+grep -q '"state": "enabled"' <<<"$out" && grep -q '"canary": "denied"' <<<"$out" && grep -q '"outcome": "denied"' <<<"$out" &&
+	ok "canary (GCP): useToDecrypt taken away while the key reads enabled: the probe says denied" || notok "GCP canary denial" "$out"
+admin deny "{\"key\":\"$key2\",\"deny\":false,\"only\":\"decrypt\"}"
+out=$(lct --json check --cmk "$key2")
+grep -q '"outcome": "ok"' <<<"$out" && ok "canary (GCP): permission given back: ok again" || notok "GCP canary back" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
 

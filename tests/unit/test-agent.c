@@ -1097,6 +1097,37 @@ static void test_hook_after_revoke(void **state)
 	}
 }
 
+/*
+ * The canary wrap at keyconfig.create is audited, and so is a
+ * keyconfig.create that fails (name taken, unknown provider, unknown key).
+ */
+static void test_keyconfig_audit(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char cmd[LC_CONFIG_PATH_MAX + 300];
+
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q '\"op\":\"cmk.canary_wrap\".*\"keyconfig\":\"kc1\".*\"provider\":\"local\".*\"outcome\":\"success\"' %s",
+		 t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc1\", \"provider\": \"local\", \"key_ref\": \"x\"}"),
+				  NULL, &err), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc2\", \"provider\": \"nope\", \"key_ref\": \"x\"}"),
+				  NULL, &err), 0);
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"kc3\", \"provider\": \"local\", \"key_ref\": \"no-such-key\"}"),
+				  NULL, &err), 0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(cmd, sizeof(cmd),
+			 "grep -q '\"op\":\"keyconfig.create\".*\"keyconfig\":\"kc%d\".*\"outcome\":\"failure\"' %s",
+			 i, t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 /* ---- key lifecycle: probes and confirmation ---- */
 
 /* One "check" of the CMK: its report's @key (a string) into @out. */
@@ -1161,6 +1192,135 @@ static void test_canary_catches_policy(void **state)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_status_revoked(t, "v1");
+}
+
+/*
+ * A provider whose key versions are resources below the key (Cloud KMS):
+ * a mock over the local KMS.  Decrypt ignores versions, as Cloud KMS's
+ * takes none; key_state of the key reads the primary, of
+ * "<key>/cryptoKeyVersions/N" that version.
+ */
+#define MOCK_KEY "projects/p/locations/global/keyRings/r/cryptoKeys/mock"
+static struct {
+	const char *local_cmk;
+	unsigned int primary, nversions;
+	enum lc_key_state st[8];
+	bool version_get_denied;
+} mk;
+
+static int mock_wrap(void *priv, const char *key_ref, const struct lc_secret *pt, const char *context,
+		     uint64_t timeout_ms, struct lc_buf *blob, struct lc_provider_reply *reply,
+		     struct lc_error *err)
+{
+	int r;
+
+	(void)key_ref;
+	r = lc_kms_local_ops.wrap(priv, mk.local_cmk, pt, context, timeout_ms, blob, reply, err);
+	if (!r)
+		snprintf(reply->key_version, sizeof(reply->key_version), MOCK_KEY "/cryptoKeyVersions/%u",
+			 mk.primary);
+	return r;
+}
+
+static int mock_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob, const char *context,
+		       uint64_t timeout_ms, struct lc_secret *pt, struct lc_provider_reply *reply,
+		       struct lc_error *err)
+{
+	int r;
+
+	(void)key_ref;
+	r = lc_kms_local_ops.unwrap(priv, mk.local_cmk, blob, context, timeout_ms, pt, reply, err);
+	reply->key_version[0] = '\0';	/* a Cloud KMS decrypt reply names no version */
+	return r;
+}
+
+static int mock_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
+			  struct lc_provider_reply *reply, struct lc_error *err)
+{
+	unsigned int n = mk.primary;
+
+	(void)priv, (void)timeout_ms;
+	if (strcmp(key_ref, MOCK_KEY)) {
+		if (sscanf(key_ref, MOCK_KEY "/cryptoKeyVersions/%u", &n) != 1 || !n || n > mk.nversions)
+			return lc_err(err, -ENOENT, LC_ERRC_DENIED, "mock: no such version");
+		if (mk.version_get_denied)
+			return lc_err(err, -EACCES, LC_ERRC_DENIED,
+				      "mock: PERMISSION_DENIED cloudkms.cryptoKeyVersions.get");
+	}
+	reply->state = mk.st[n];
+	snprintf(reply->key_version, sizeof(reply->key_version), MOCK_KEY "/cryptoKeyVersions/%u", n);
+	return 0;
+}
+
+static const struct lc_provider_ops mock_ops = {
+	.name = LC_KMS_GCP_NAME, .wrap = mock_wrap, .unwrap = mock_unwrap, .key_state = mock_key_state,
+	.version_state = true,
+};
+
+/*
+ * After a rotation the primary is version 2; the open volume's KEK was
+ * wrapped by version 1.  Disabling version 1 breaks that volume's unwrap
+ * while the key (its primary) and the canary (made under the primary)
+ * say all is well: the probe must ask version 1 itself.  A version query
+ * that fails is never a denial.
+ */
+static void test_probe_versions_in_use(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_provider *p = NULL;
+	char a[512], out[600];
+
+	for (size_t i = 0; i < t->a.nproviders; i++)
+		if (!strcmp(t->a.providers[i].kind, LC_KMS_GCP_NAME))
+			p = &t->a.providers[i].p;
+	assert_non_null(p);
+	lc_provider_close(p);
+	lc_provider_init(p, &mock_ops, t->a.kms);
+	memset(&mk, 0, sizeof(mk));
+	mk.local_cmk = t->cmk;
+	mk.primary = mk.nversions = 1;
+	mk.st[1] = LC_KEY_ENABLED;
+	assert_int_equal(call(t, "keyconfig.create",
+			      jargs("{\"name\": \"kcg\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
+			      NULL, &err), 0);
+	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"wsg\", \"keyconfig\": \"kcg\"}"),
+			      NULL, &err), 0);
+	make_disk(t, "dg");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/dg\", \"workspace\": \"wsg\", \"project\": \"pg\", \"segment_size\": \"4K\", \"force\": true}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dg\", \"workspace\": \"wsg\", \"name\": \"vg\"}", t->dir);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open: %s", err.msg);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+
+	/* Rotation: version 2 primary; version 1 still enabled: ok. */
+	mk.nversions = mk.primary = 2;
+	mk.st[2] = LC_KEY_ENABLED;
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+
+	/* Version 1's state unreadable (no cryptoKeyVersions.get): a warning,
+	 * never a denial nor an outage that fail-closed would count. */
+	mk.version_get_denied = true;
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	mk.version_get_denied = false;
+
+	/* Version 1 disabled: the primary is enabled, the canary unwraps,
+	 * and still the probe says denied, naming version 1. */
+	mk.st[1] = LC_KEY_DISABLED;
+	check_once(t, "state", out, sizeof(out), NULL);
+	assert_string_equal(out, "enabled");
+	check_once(t, "detail", out, sizeof(out), NULL);
+	assert_non_null(strstr(out, MOCK_KEY "/cryptoKeyVersions/1"));
+	assert_non_null(strstr(out, "disabled"));
+	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vg"));	/* two denials: confirmed */
 }
 
 /* An unreachable or flaky KMS never kills; neither does a stray denial
@@ -1566,6 +1726,8 @@ int main(void)
 		T(test_revoke_parallel),
 		T(test_open_unsaved),
 		T(test_audit_pages),
+		T(test_keyconfig_audit),
+		T(test_probe_versions_in_use),
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),

@@ -67,6 +67,36 @@ static void test_context_v2(void **state)
 	assert_true(strlen(d) < LC_KEK_CONTEXT_MAX);
 }
 
+/* The canary context and its map form (AWS EncryptionContext), and the
+ * volume form through the same door. */
+static void test_context_canary(void **state)
+{
+	struct lc_kek_context_pair pairs[LC_KEK_CONTEXT_PAIRS];
+	char ctx[LC_KEK_CONTEXT_MAX], buf[LC_KEK_CONTEXT_MAX];
+
+	(void)state;
+	assert_int_equal(lc_canary_context("finance-kc", ctx), 0);
+	assert_string_equal(ctx, "lakecrypt:v2;canary;keyconfig=finance-kc");
+	assert_int_equal(lc_context_pairs(ctx, buf, pairs), LC_KEK_CANARY_PAIRS);
+	assert_string_equal(pairs[0].key, "lakecrypt:purpose");
+	assert_string_equal(pairs[0].value, "canary");
+	assert_string_equal(pairs[1].key, "lakecrypt:keyconfig");
+	assert_string_equal(pairs[1].value, "finance-kc");
+	assert_int_equal(lc_context_pairs("lakecrypt:v2;volume=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0;workspace=w;project=p;keyconfig=k",
+					  buf, pairs), LC_KEK_CONTEXT_PAIRS);
+	assert_string_equal(pairs[3].key, "lakecrypt:keyconfig");
+	assert_string_equal(pairs[3].value, "k");
+	/* Bad names, extra fields, no name, v1: refused. */
+	assert_int_equal(lc_canary_context("-x", ctx), -EINVAL);
+	assert_string_equal(ctx, "");
+	assert_int_equal(lc_context_pairs("lakecrypt:v2;canary;keyconfig=", buf, pairs), -EINVAL);
+	assert_int_equal(lc_context_pairs("lakecrypt:v2;canary;keyconfig=k;x=y", buf, pairs), -EINVAL);
+	assert_int_equal(lc_context_pairs("lakecrypt:v2;canary;keyconfig=k\"", buf, pairs), -EINVAL);
+	assert_int_equal(lc_context_pairs("lakecrypt:v2;canary", buf, pairs), -EINVAL);
+	assert_int_equal(lc_context_pairs("lakecrypt:volume:0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", buf, pairs),
+			 -EINVAL);
+}
+
 static void test_kek_generate(void **state)
 {
 	_cleanup_secret_ struct lc_secret a = { 0 }, b = { 0 };
@@ -269,6 +299,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_context_strings),
 		cmocka_unit_test(test_context_v2),
+		cmocka_unit_test(test_context_canary),
 		cmocka_unit_test(test_kek_generate),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_binding),

@@ -38,6 +38,52 @@ static void test_json(void **state)
 	assert_null(lc_json_parse(deep, sizeof(deep)));
 }
 
+/* Member names: a duplicate (json-c would free the first value unwiped)
+ * or an escaped name is refused before json-c parses; the same name in
+ * different objects, names inside strings and nested objects are fine. */
+static void test_json_names(void **state)
+{
+	static const struct {
+		const char *text;
+		int r;
+	} t[] = {
+		{ "{\"Plaintext\":\"AAAA\",\"KeyId\":\"k\"}", 0 },
+		{ "{\"Plaintext\":\"AAAA\",\"Plaintext\":\"BBBB\"}", -EBADMSG },
+		{ "{\"plaintext\":\"AAAA\",\"x\":1,\"plaintext\":\"BBBB\"}", -EBADMSG },
+		{ "{\"Pl\\u0061intext\":\"AAAA\",\"Plaintext\":\"BBBB\"}", -EBADMSG },	/* escaped */
+		{ "{\"a\":{\"b\":1,\"b\":2}}", -EBADMSG },			/* nested */
+		{ "{\"a\":[{\"b\":1},{\"b\":2}],\"b\":3}", 0 },		/* other objects */
+		{ "{\"a\":{\"a\":{\"a\":1}},\"b\":\"a\",\"c\":\"{\\\"a\\\":1,\\\"a\\\":2}\"}", 0 },
+		{ "{\"a\":\"x\\\"\",\"a\":1}", -EBADMSG },		/* after an escaped quote */
+		{ "{\"access_token\":\"t1\",\"expires_in\":3599,\"access_token\":\"t2\"}", -EBADMSG },
+		{ "{\"a\":[1,2,{\"c\":1}],\"a2\":{}}", 0 },
+		{ "{\"a\":1", -EINVAL },
+		{ "{\"a\":\"b", -EINVAL },
+		{ "{\"a\":[1}", -EINVAL },
+		{ "}", -EINVAL },
+	};
+	char *many;
+	size_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (lc_json_check_names(t[i].text, strlen(t[i].text)) != t[i].r)
+			fail_msg("case %zu (%s): %d", i, t[i].text,
+				 lc_json_check_names(t[i].text, strlen(t[i].text)));
+		if (t[i].r)
+			assert_null(lc_json_parse(t[i].text, strlen(t[i].text)));
+	}
+	/* More names than LC_JSON_MAX_NAMES in one object. */
+	many = malloc(16 * (LC_JSON_MAX_NAMES + 2));
+	assert_non_null(many);
+	many[n++] = '{';
+	for (int i = 0; i <= LC_JSON_MAX_NAMES; i++)
+		n += (size_t)sprintf(many + n, "%s\"k%d\":1", i ? "," : "", i);
+	many[n++] = '}';
+	assert_int_equal(lc_json_check_names(many, n), -E2BIG);
+	free(many);
+}
+
 static void test_status(void **state)
 {
 	(void)state;
@@ -187,6 +233,7 @@ int main(void)
 		cmocka_unit_test(test_server_time),
 		cmocka_unit_test(test_encoders),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_names),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_url_host),
 		cmocka_unit_test(test_transport_errors),

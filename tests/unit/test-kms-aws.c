@@ -385,6 +385,17 @@ static void test_answers(void **state)
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(res.plaintext.p[i], i);
 	lc_aws_result_free(&res);
+	/* The secret twice: json-c would free the first unwiped; refused
+	 * before parsing, as a malformed (transient) reply. */
+	{
+		const char *dup = "{\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"KeyId\":\"k\","
+				  "\"Plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}";
+
+		assert_true(lc_aws_parse_response(LC_AWS_DECRYPT, 200, dup, strlen(dup), "", "", &res, &err) < 0);
+		assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+		assert_null(res.plaintext.p);
+		lc_aws_result_free(&res);
+	}
 	/* A Plaintext that decodes past the 4096 bytes KMS can return (the
 	 * red team's 5,464 characters = 4,098 bytes): refused before any byte
 	 * is written (ASan would see the write). */

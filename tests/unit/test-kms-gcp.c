@@ -115,6 +115,14 @@ static void test_encrypt_decrypt_replies(void **state)
 	char *b;
 
 	(void)state;
+	/* "plaintext" twice (json-c would free the first unwiped): refused
+	 * before parsing, a malformed reply (transient). */
+	assert_int_equal(parse(LC_GCP_DECRYPT, 200,
+			       "{\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"plaintextCrc32c\":\"1\","
+			       "\"plaintext\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}", "", &res, &e), -EPROTO);
+	assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
+	assert_null(res.plaintext.p);
+	lc_gcp_result_free(&res);
 	b = encrypt_reply(KEY "/cryptoKeyVersions/3", ct, sizeof(ct), 0, ok);
 	assert_int_equal(parse(LC_GCP_ENCRYPT, 200, b, "", &res, &e), 0);
 	assert_int_equal(res.blob.len, sizeof(ct));
@@ -273,6 +281,98 @@ static char *status_body(int code, const char *status, const char *details)
 #define EI(r) "{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":\"" r "\",\"domain\":\"googleapis.com\",\"metadata\":{\"service\":\"cloudkms.googleapis.com\",\"consumer\":\"projects/123\"}}"
 #define RI(n) "{\"@type\":\"type.googleapis.com/google.rpc.ResourceInfo\",\"resourceType\":\"x\",\"resourceName\":\"" n "\"}"
 
+/*
+ * FAILED_PRECONDITION: Cloud KMS's own refusal of a disabled or destroyed
+ * version is a denial; Cloud EKM's (a google.rpc.PreconditionFailure, as
+ * the "Cloud EKM errors" reference describes) is an outage.
+ */
+static void test_failed_precondition(void **state)
+{
+	static const struct {
+		const char *body;
+		enum lc_err_class cls;
+		const char *needle;
+	} t[] = {
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"" KEY "/cryptoKeyVersions/1 is not enabled, current state is: DISABLED.\"}}",
+		  LC_ERRC_DENIED, "not usable" },
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"" KEY "/cryptoKeyVersions/2 is not enabled, current state is: DESTROYED.\"}}",
+		  LC_ERRC_DENIED, "not usable" },
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"" KEY "/cryptoKeyVersions/2 is not enabled, current state is: DESTROY_SCHEDULED.\"}}",
+		  LC_ERRC_DENIED, "not usable" },
+		/* a state that is not a revocation, or a prefix of one */
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"v is not enabled, current state is: PENDING_GENERATION.\"}}",
+		  LC_ERRC_TRANSIENT, "not a revocation" },
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"v is not enabled, current state is: DISABLEDX.\"}}",
+		  LC_ERRC_TRANSIENT, "not a revocation" },
+		/* Cloud EKM: external key manager unreachable, even if the
+		 * message names a disabled state */
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"The external key manager could not be reached. current state is: DISABLED.\","
+		  "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.PreconditionFailure\",\"violations\":["
+		  "{\"type\":\"EXTERNAL_KEY_MANAGER\",\"subject\":\"" KEY "/cryptoKeyVersions/1\",\"description\":\"key state\"},"
+		  "{\"type\":\"EKM_UNREACHABLE\",\"subject\":\"https://ekm.example/v0/k\",\"description\":\"timeout\"}]}]}}",
+		  LC_ERRC_TRANSIENT, "Cloud EKM EKM_UNREACHABLE" },
+		{ "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"x\","
+		  "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.PreconditionFailure\"}]}}",
+		  LC_ERRC_TRANSIENT, "outage" },
+	};
+	struct lc_gcp_result res;
+	struct lc_error e;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		for (int op = LC_GCP_ENCRYPT; op <= LC_GCP_DECRYPT; op++) {
+			memset(&e, 0, sizeof(e));
+			assert_true(parse(op, 400, t[i].body, "", &res, &e) < 0);
+			if (e.cls != t[i].cls || !strstr(e.msg, t[i].needle))
+				fail_msg("case %zu op %d: class %s, message %s", i, op,
+					 lc_err_class_name(e.cls), e.msg);
+		}
+	}
+}
+
+/* The key state of one version (a volume's cmk_version): its own state,
+ * its name checked, the version-name rule. */
+static void test_version_state(void **state)
+{
+	struct lc_gcp_result res;
+	struct lc_error e = { 0 };
+	const char *v3 = KEY "/cryptoKeyVersions/3";
+
+	(void)state;
+	assert_int_equal(lc_gcp_version_ref_check(v3), 0);
+	assert_int_equal(lc_gcp_version_ref_check(KEY), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check(KEY "/cryptoKeyVersions/"), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check(KEY "/cryptoKeyVersions/3x"), -EINVAL);
+	assert_int_equal(lc_gcp_version_ref_check("projects/p/cryptoKeyVersions/3"), -EINVAL);
+	{
+		const char *b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"DISABLED\"}";
+
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_DISABLED);
+		assert_string_equal(res.key_version, v3);
+		lc_gcp_result_free(&res);
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"ENABLED\"}";
+
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_ENABLED);
+		lc_gcp_result_free(&res);
+		/* another version's answer is not this one's state */
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/4\",\"state\":\"ENABLED\"}";
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), -EPROTO);
+		assert_int_equal(e.cls, LC_ERRC_TRANSIENT);
+		lc_gcp_result_free(&res);
+		b = "{\"name\":\"" KEY "/cryptoKeyVersions/3\",\"state\":\"DESTROY_SCHEDULED\",\"destroyTime\":\"2030-01-01T00:00:00Z\"}";
+		assert_int_equal(lc_gcp_parse_response(LC_GCP_GET_VERSION, 200, b, strlen(b), v3, "",
+						       &res, &e), 0);
+		assert_int_equal(res.state, LC_KEY_PENDING_DELETION);
+		assert_true(res.deletion_date > 0);
+		lc_gcp_result_free(&res);
+	}
+}
+
 static void test_error_classes(void **state)
 {
 	static const struct {
@@ -282,7 +382,7 @@ static void test_error_classes(void **state)
 		enum lc_err_class cls;
 		const char *needle;
 	} t[] = {
-		{ LC_GCP_DECRYPT, 400, "FAILED_PRECONDITION", NULL, "", LC_ERRC_DENIED, "not usable" },
+		{ LC_GCP_DECRYPT, 400, "FAILED_PRECONDITION", NULL, "", LC_ERRC_TRANSIENT, "names no disabled" },
 		{ LC_GCP_ENCRYPT, 403, "PERMISSION_DENIED", EI("IAM_PERMISSION_DENIED"), "", LC_ERRC_DENIED, "no permission" },
 		{ LC_GCP_GET_KEY, 403, "PERMISSION_DENIED", NULL, "", LC_ERRC_DENIED, "no permission" },
 		{ LC_GCP_GET_KEY, 403, "PERMISSION_DENIED", EI("SERVICE_DISABLED"), "", LC_ERRC_MISCONFIG, "API is not enabled" },
@@ -472,6 +572,8 @@ int main(void)
 		cmocka_unit_test(test_encrypt_decrypt_replies),
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_error_classes),
+		cmocka_unit_test(test_failed_precondition),
+		cmocka_unit_test(test_version_state),
 		cmocka_unit_test(test_jwt),
 		cmocka_unit_test(test_new),
 	};

@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-2.0
+# Sourced by tests/kms/check.sh (uses its ok/notok, $work, $p_fake, $top,
+# $py): the revocation probe's canary on AWS KMS.  local-kms and moto do
+# not evaluate key-policy conditions (moto only Deny on DescribeKey), so
+# the fake endpoint (tests/kms/fake-aws.py, every request re-signed by
+# botocore) evaluates the key policy Documentation/kms-providers.md gives,
+# copied from the document itself: that policy must let the canary be made
+# and unwrapped; taking kms:Decrypt away (DescribeKey still Enabled) must
+# make the probe answer "denied"; a policy of before the canary statement
+# must leave a key configuration without a canary, never a false denial.
+cpol=$work/canary
+mkdir -p "$cpol/state" && chmod 700 "$cpol/state"
+ckey="arn:aws:kms:eu-west-2:111122223333:key/policy-canary"
+# The policy as the documentation prints it, for this key.
+docpolicy() {	# docpolicy [drop-decrypt|drop-canary] > policy.json
+	"$py" - "$top/Documentation/kms-providers.md" "$ckey" "${1:-}" <<'PY'
+import json, sys
+doc = open(sys.argv[1]).read()
+sec = doc[doc.index('### Least-privilege IAM policy'):]
+block = sec[sec.index('\n    {') + 1:]
+lines = []
+for l in block.split('\n'):
+    if l and not l.startswith('    '):
+        break
+    lines.append(l[4:])
+pol = json.loads('\n'.join(lines))
+for st in pol['Statement']:
+    st['Resource'] = sys.argv[2]
+    if sys.argv[3] == 'drop-decrypt':
+        st['Action'] = [a for a in (st['Action'] if isinstance(st['Action'], list) else [st['Action']]) if a != 'kms:Decrypt']
+if sys.argv[3] == 'drop-canary':
+    pol['Statement'] = [s for s in pol['Statement'] if s.get('Sid') != 'LakecryptCanary']
+print(json.dumps({'key': sys.argv[2], 'policy': pol}))
+PY
+}
+setpolicy() {	# setpolicy [variant]: the fake endpoint's key policy for $ckey
+	docpolicy "${1:-}" >"$cpol/p.json" &&
+	"$py" -c 'import ssl, sys, urllib.request
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+urllib.request.urlopen(urllib.request.Request(sys.argv[2], data=open(sys.argv[3], "rb").read(), method="POST"), context=ctx).read()' \
+		"$work/ca.pem" "https://127.0.0.1:$p_fake/admin/policy" "$cpol/p.json"
+}
+cat >"$cpol/agent.conf" <<EOC
+[agent]
+socket = $cpol/agent.sock
+state_dir = $cpol/state
+audit_log = $cpol/audit.log
+audit_fsync = no
+admin_group = root
+
+[kms]
+retry_attempts = 1
+deadline_ms = 5000
+
+[revocation]
+watch_interval_s = 3600
+confirm_denials = 2
+
+[aws-kms]
+endpoint = https://127.0.0.1:$p_fake
+region = eu-west-2
+ca_bundle = $work/ca.pem
+credentials = env
+EOC
+"$top/build/agent-san/lakecrypt-agent" -c "$cpol/agent.conf" -f >"$cpol/agent.log" 2>&1 &
+cpid=$!
+pids+=($cpid)
+for _ in $(seq 100); do [ -S "$cpol/agent.sock" ] && break; sleep 0.1; done
+cct() { "$top/build/agent-san/lakecryptctl" --socket "$cpol/agent.sock" "$@" 2>&1; }
+
+if setpolicy; then ok "canary (AWS): the key policy of Documentation/kms-providers.md set on the fake key"
+else notok "canary: set the documented policy" "$(cat "$cpol/p.json")"; fi
+out=$(cct --json keyconfig create finance-kc --provider aws-kms --key "$ckey")
+grep -q '"canary": true' <<<"$out" &&
+	ok "canary (AWS): keyconfig create makes the canary under the documented policy" ||
+	notok "canary made under the documented policy" "$out $(grep POLICY "$work/fake.log" | tail -3)"
+grep -q '"op":"cmk.canary_wrap".*"keyconfig":"finance-kc".*"provider":"aws-kms".*"outcome":"success"' "$cpol/audit.log" &&
+	ok "canary (AWS): the canary wrap is audited (cmk.canary_wrap, success)" ||
+	notok "canary wrap audit" "$(cat "$cpol/audit.log")"
+grep -q 'POLICY DENIES' "$work/fake.log" && notok "canary: no request refused by the documented policy" "$(grep POLICY "$work/fake.log")" ||
+	ok "canary (AWS): the documented policy refused none of the agent's requests"
+out=$(cct --json check --cmk "$ckey")
+grep -q '"outcome": "ok"' <<<"$out" && grep -q '"canary": "ok"' <<<"$out" &&
+	ok "canary (AWS): check unwraps the canary under the documented policy: ok" ||
+	notok "canary probe ok" "$out"
+
+# kms:Decrypt taken away from every statement; DescribeKey and Encrypt stay.
+setpolicy drop-decrypt
+out=$(cct --json check --cmk "$ckey")
+grep -q '"state": "enabled"' <<<"$out" && grep -q '"canary": "denied"' <<<"$out" &&
+	grep -q '"outcome": "denied"' <<<"$out" && grep -q 'AccessDeniedException' <<<"$out" &&
+	ok "canary (AWS): Decrypt taken away while DescribeKey says Enabled: the probe says denied" ||
+	notok "canary sees the removed Decrypt" "$out"
+grep -q '"op":"cmk.canary".*"outcome":"failure".*"error_class":"denied"' "$cpol/audit.log" &&
+	ok "canary (AWS): the denied canary unwrap is audited" || notok "canary denial audit" "$(tail -3 "$cpol/audit.log")"
+
+# A policy written before the canary statement existed: no canary, no kill.
+setpolicy drop-canary
+out=$(cct --json keyconfig create old-kc --provider aws-kms --key "$ckey")
+grep -q '"canary": false' <<<"$out" &&
+	ok "canary (AWS): a policy without the canary statement: key configuration made without a canary" ||
+	notok "old policy keyconfig" "$out"
+grep -q '"op":"cmk.canary_wrap".*"keyconfig":"old-kc".*"outcome":"failure".*"error_class":"denied"' "$cpol/audit.log" &&
+	ok "canary (AWS): the refused canary wrap is audited (failure, denied)" ||
+	notok "refused canary wrap audit" "$(cat "$cpol/audit.log")"
+out=$(cct keyconfig create "bad kc" --provider aws-kms --key "$ckey")
+grep -q '"op":"keyconfig.create".*"outcome":"failure"' "$cpol/audit.log" &&
+	ok "canary (AWS): a failed keyconfig create leaves an audit record" || notok "failed keyconfig.create audit" "$out"
+kill "$cpid"; wait "$cpid" 2>/dev/null
+grep -qE 'Sanitizer|runtime error' "$cpol/agent.log" && notok "agent (ASan/UBSan) clean (canary)" "$(cat "$cpol/agent.log")" ||
+	ok "canary (AWS): agent (ASan/UBSan) ran clean"
