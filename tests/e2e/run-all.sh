@@ -37,11 +37,12 @@ expect_exit() {
 	fi
 }
 lakecrypt_keys() { grep -c ' logon .*lakecrypt:' /proc/keys; }
-# KMS unwraps but the watcher's canary probes (status "cmks", canary_calls)
-unwraps() {
-	ctl --json status | awk '/"unwrap":/ && u == "" { u = $2 + 0 } /"canary_calls":/ { c += $2 + 0 }
-		END { print u - c }'
-}
+# unwraps: the KMS unwraps of KEKs so far, from the audit log (one
+# cmk.unwrap record per call, written before the reply).  Not the status
+# counters: the watcher's canary probes (audited as cmk.canary) run every
+# 2 s, and a status taken in the middle of one counted it in one counter
+# and not yet in the other (got -1).
+unwraps() { grep -c '"op":"cmk.unwrap"' "$AUDIT"; }
 
 # ---------------------------------------------------------------- setup
 insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
