@@ -236,7 +236,7 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		"BILLING_DISABLED", "CONSUMER_INVALID", "CONSUMER_SUSPENDED", "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
 		"ACCESS_TOKEN_TYPE_UNSUPPORTED", "API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED",
 		"API_KEY_HTTP_REFERRER_BLOCKED", "API_KEY_IP_ADDRESS_BLOCKED", "SERVICE_DISABLED_BY_ORG_POLICY",
-		"LOCATION_POLICY_VIOLATED", "ORG_RESTRICTION_VIOLATION", NULL };
+		"LOCATION_POLICY_VIOLATED", "ORG_RESTRICTION_VIOLATION", "SECURITY_POLICY_VIOLATED", NULL };
 	static const char *const transient_reasons[] = { "RATE_LIMIT_EXCEEDED", "RESOURCE_QUOTA_EXCEEDED",
 		"RESOURCE_PROJECT_INVALID_TEMPORARILY", NULL };
 	static const char *const transient_status[] = { "UNAVAILABLE", "RESOURCE_EXHAUSTED",
@@ -282,6 +282,8 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 			!strcmp(d.reason, "BILLING_DISABLED") ? "billing is disabled for the project" :
 			!strncmp(d.reason, "ACCESS_TOKEN_", 13) ?
 			"the access token lacks the cloudkms (or cloud-platform) scope" :
+			!strcmp(d.reason, "SECURITY_POLICY_VIOLATED") ?
+			"a VPC Service Controls perimeter refused the request (a network or organisation policy, not the key's owner)" :
 			"the project or credentials are not usable for Cloud KMS";
 
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, "Cloud KMS %s: %s %s: %s%s%s%s%s%s", what,
@@ -298,6 +300,18 @@ static int error_reply(enum lc_gcp_op op, long status, json_object *o, const cha
 		return lc_err(err, -EPROTO, LC_ERRC_MISCONFIG,
 			      "Cloud KMS %s: HTTP %ld without a google.rpc.Status body (not a Cloud KMS endpoint?)",
 			      what, status);
+	/* A google.rpc code comes with its own HTTP status (google.rpc.Code,
+	 * AIP-193): under another status (a redirect, a proxy's page) the body
+	 * is not Cloud KMS's word and never a revocation. */
+	{
+		long want = !strcmp(st, "PERMISSION_DENIED") ? 403 : !strcmp(st, "NOT_FOUND") ? 404 :
+			    !strcmp(st, "FAILED_PRECONDITION") ? 400 : status;
+
+		if (status != want)
+			return lc_err(err, -EPROTO, LC_ERRC_MISCONFIG,
+				      "Cloud KMS %s: %s under HTTP %ld, where Cloud KMS sends HTTP %ld: not Cloud KMS's answer (a redirect or a proxy?), never a revocation%s%s",
+				      what, st, status, want, MSGTAIL);
+	}
 	if (!strcmp(st, "FAILED_PRECONDITION")) {
 		/* Cloud EKM (external key manager unreachable, external key
 		 * unavailable, its permission refused) answers

@@ -330,6 +330,47 @@ static void test_failed_precondition(void **state)
 	}
 }
 
+/*
+ * From the hostile-KMS review: a denial is believed only under the HTTP
+ * status Cloud KMS sends with it (google.rpc.Code: PERMISSION_DENIED 403,
+ * NOT_FOUND 404, FAILED_PRECONDITION 400).  The same body under a redirect
+ * or a proxy's status, and a VPC Service Controls refusal (a perimeter,
+ * not the key's owner), are misconfigured: never the kill switch.
+ */
+static void test_denial_needs_its_status(void **state)
+{
+	static const struct {
+		long status;
+		const char *body;
+		enum lc_err_class cls;
+		const char *needle;
+	} t[] = {
+		{ 403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\",\"message\":\"no\"}}",
+		  LC_ERRC_DENIED, "(IAM)" },
+		{ 302, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\",\"message\":\"no\"}}",
+		  LC_ERRC_MISCONFIG, "under HTTP 302, where Cloud KMS sends HTTP 403" },
+		{ 404, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\",\"message\":\"no\"}}",
+		  LC_ERRC_MISCONFIG, "never a revocation" },
+		{ 412, "{\"error\":{\"code\":400,\"status\":\"FAILED_PRECONDITION\",\"message\":\"" KEY "/cryptoKeyVersions/1 is not enabled, current state is: DISABLED.\"}}",
+		  LC_ERRC_MISCONFIG, "where Cloud KMS sends HTTP 400" },
+		{ 400, "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\",\"message\":\"gone\"}}",
+		  LC_ERRC_MISCONFIG, "where Cloud KMS sends HTTP 404" },
+		{ 403, "{\"error\":{\"code\":403,\"status\":\"PERMISSION_DENIED\",\"message\":\"Request is prohibited by organization's policy.\","
+		  "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":\"SECURITY_POLICY_VIOLATED\",\"domain\":\"googleapis.com\"}]}}",
+		  LC_ERRC_MISCONFIG, "VPC Service Controls" },
+	};
+	struct lc_gcp_result res;
+	struct lc_error e;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		assert_true(parse(LC_GCP_DECRYPT, t[i].status, t[i].body, "", &res, &e) < 0);
+		if (e.cls != t[i].cls || !strstr(e.msg, t[i].needle))
+			fail_msg("case %zu: class %s, message %s", i, lc_err_class_name(e.cls), e.msg);
+	}
+}
+
 /* The key state of one version (a volume's cmk_version): its own state,
  * its name checked, the version-name rule. */
 static void test_version_state(void **state)
@@ -573,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_states),
 		cmocka_unit_test(test_error_classes),
 		cmocka_unit_test(test_failed_precondition),
+		cmocka_unit_test(test_denial_needs_its_status),
 		cmocka_unit_test(test_version_state),
 		cmocka_unit_test(test_jwt),
 		cmocka_unit_test(test_new),
