@@ -324,6 +324,13 @@ void agent_notify_ready(struct agent *a);
  * call, the keyring purge and the audit write.
  */
 void agent_check_kernel_revoked(struct agent *a);
+/*
+ * Argument "header" of a request: a bare name is the file of that name in
+ * the agent's header directory (into @buf of @size bytes), an absolute path
+ * is taken as it is from an admin only; *@out is NULL without the argument.
+ */
+int arg_header(struct agent *a, struct client *c, json_object *args, char *buf, size_t size,
+	       const char **out, struct lc_error *err);
 int op_volume_revoked(struct agent *a, struct client *c, json_object *args, json_object **result,
 		      struct lc_error *err);
 int op_audit_tail(struct agent *a, struct client *c, json_object *args,

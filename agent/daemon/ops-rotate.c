@@ -413,14 +413,13 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	const struct lc_keyconfig *kc, *fkc;
 	struct lc_keyconfig to, from;
 	struct lc_header *h = NULL;
-	const char *fromname, *hdr;
+	const char *fromname;
 	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	int r;
 
-	(void)c;
 	if ((r = arg_str(args, "device", true, &oa.device, err)) < 0 ||
 	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
-	    (r = arg_str(args, "header", false, &hdr, err)) < 0 ||
+	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
 	    (r = arg_str(args, "from", true, &fromname, err)) < 0 ||
 	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
 	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
@@ -428,18 +427,6 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	if (oa.device[0] != '/')
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"device\" is \"%s\": expected an absolute path", oa.device);
-	if (hdr && !strchr(hdr, '/')) {
-		/* a bare name: the agent's header directory, as for open */
-		if ((r = lc_name_check("detached header name", hdr, err)) < 0)
-			return r;
-		if (snprintf(hbuf, sizeof(hbuf), "%s/%s", a->header_dir, hdr) >= (int)sizeof(hbuf))
-			return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
-		hdr = hbuf;
-	} else if (hdr && hdr[0] != '/') {
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "argument \"header\" is \"%s\": expected a name or an absolute path", hdr);
-	}
-	oa.header = hdr;
 	fkc = lc_registry_keyconfig(&a->reg, fromname);
 	if (!fkc)
 		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
@@ -450,7 +437,7 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	{
 		char rd[PATH_MAX], rh[PATH_MAX];
 		bool have_d = realpath(oa.device, rd) != NULL;
-		bool have_h = hdr && realpath(hdr, rh) != NULL;
+		bool have_h = oa.header && realpath(oa.header, rh) != NULL;
 
 		for (size_t i = 0; i < a->nvols; i++) {
 			const struct lc_volume *ov = a->vols[i]->v;
@@ -459,7 +446,7 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 			    (have_h && ov->header[0] && !strcmp(ov->header, rh)))
 				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
 					      "%s is open as /dev/mapper/%s: re-key open volumes with `lakecryptctl workspace rekey %s --keyconfig %s`",
-					      have_h && ov->header[0] && !strcmp(ov->header, rh) ? hdr : oa.device,
+					      have_h && ov->header[0] && !strcmp(ov->header, rh) ? oa.header : oa.device,
 					      ov->name, oa.workspace, kc->name);
 		}
 	}

@@ -27,7 +27,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	struct lc_segrekey_result res;
 	const struct lc_keyconfig *kc;
 	struct lc_keyconfig bound;
-	const char *hdr, *range;
+	const char *range;
 	char hbuf[PATH_MAX], rd[PATH_MAX], rh[PATH_MAX];
 	uint32_t first, last;
 	bool resume = false, have_d, have_h;
@@ -35,7 +35,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 
 	if ((r = arg_str(args, "device", true, &oa.device, err)) < 0 ||
 	    (r = arg_str(args, "workspace", true, &oa.workspace, err)) < 0 ||
-	    (r = arg_str(args, "header", false, &hdr, err)) < 0 ||
+	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
 	    (r = arg_str(args, "segments", true, &range, err)) < 0 ||
 	    (r = arg_bool(args, "resume", &resume, err)) < 0 ||
 	    (r = lc_segment_range_parse(range, &first, &last, err)) < 0 ||
@@ -45,22 +45,10 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	if (oa.device[0] != '/')
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "argument \"device\" is \"%s\": expected an absolute path", oa.device);
-	if (hdr && !strchr(hdr, '/')) {
-		/* a bare name: the agent's header directory, as for open */
-		if ((r = lc_name_check("detached header name", hdr, err)) < 0)
-			return r;
-		if (snprintf(hbuf, sizeof(hbuf), "%s/%s", a->header_dir, hdr) >= (int)sizeof(hbuf))
-			return lc_err(err, -ENAMETOOLONG, LC_ERRC_INVALID, "header path too long");
-		hdr = hbuf;
-	} else if (hdr && hdr[0] != '/') {
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "argument \"header\" is \"%s\": expected a name or an absolute path", hdr);
-	}
-	oa.header = hdr;
 	/* Offline only: a volume this agent has open is refused by name (the
 	 * exclusive open below refuses any mapped device too). */
 	have_d = realpath(oa.device, rd) != NULL;
-	have_h = hdr && realpath(hdr, rh) != NULL;
+	have_h = oa.header && realpath(oa.header, rh) != NULL;
 	for (size_t i = 0; i < a->nvols; i++) {
 		const struct lc_volume *ov = a->vols[i]->v;
 

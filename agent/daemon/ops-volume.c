@@ -55,8 +55,8 @@ static int arg_path(json_object *args, const char *name, bool required, const ch
  * file in the agent's own header directory; an absolute path anywhere
  * else is an admin's choice only.
  */
-static int arg_header(struct agent *a, struct client *c, json_object *args, char *buf,
-		      size_t size, const char **out, struct lc_error *err)
+int arg_header(struct agent *a, struct client *c, json_object *args, char *buf, size_t size,
+	       const char **out, struct lc_error *err)
 {
 	const char *h;
 	int r = arg_str(args, "header", false, &h, err);

@@ -1415,6 +1415,13 @@ static int fd_sync(void *ctx)
 	return fsync(*(int *)ctx) ? -errno : 0;
 }
 
+struct lc_header_io lc_header_io_fd(int *fd)
+{
+	struct lc_header_io io = { fd, fd_pread, fd_pwrite, fd_sync };
+
+	return io;
+}
+
 int lc_header_read(int fd, struct lc_header **out, struct lc_header_info *info,
 		   struct lc_error *err)
 {

@@ -140,6 +140,11 @@ int lc_header_decode(const void *buf, size_t len, struct lc_header **out, int *c
 /* SHA-256 of a copy of @hdr_size bytes with its checksum field as zeros. */
 int lc_header_checksum(const void *buf, size_t hdr_size, uint8_t out[LC_HDR_CHECKSUM_LEN]);
 
+/* Storage I/O on the file descriptor *@fd (pread/pwrite retried on EINTR,
+ * fsync; offsets beyond INT64_MAX read nothing and refuse writes with
+ * -EFBIG): what lc_header_read() and lc_header_write() use. */
+struct lc_header_io lc_header_io_fd(int *fd);
+
 /* Read both copies and return the valid one with the higher seqno.  @info
  * (may be NULL) says which copy was used and what state the other is in.
  * Fails with -ENOENT/-EINVAL ("no valid lakecrypt header: copy A: ...;

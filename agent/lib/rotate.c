@@ -81,37 +81,6 @@ bad:
 		      s ? s : "");
 }
 
-/* ---- storage ---- */
-
-static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	ssize_t n;
-
-	if (off > INT64_MAX)
-		return 0;
-	do
-		n = pread(*(int *)ctx, buf, len, (off_t)off);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-static ssize_t fd_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
-{
-	ssize_t n;
-
-	if (off > INT64_MAX)
-		return -EFBIG;
-	do
-		n = pwrite(*(int *)ctx, buf, len, (off_t)off);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-static int fd_sync(void *ctx)
-{
-	return fsync(*(int *)ctx) ? -errno : 0;
-}
-
 /* ---- one header update ---- */
 
 enum upd_kind { UPD_ROTATE_KEK, UPD_REKEY, UPD_SHRED };
@@ -194,7 +163,7 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_secret_ struct lc_secret nk = { 0 }, mk = { 0 };
 	_cleanup_close_ int fd = -1;
-	struct lc_header_io fio = { &fd, fd_pread, fd_pwrite, fd_sync };
+	struct lc_header_io fio = lc_header_io_fd(&fd);
 	const struct lc_header_io *io = io_in;
 	struct lc_header_info info;
 	struct lc_provider_reply rep;
@@ -531,7 +500,7 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_secret_ struct lc_secret kek = { 0 }, mk = { 0 };
 	_cleanup_close_ int fd = -1;
-	struct lc_header_io io = { &fd, fd_pread, fd_pwrite, fd_sync };
+	struct lc_header_io io = lc_header_io_fd(&fd);
 	const char *hpath = a->header && *a->header ? a->header : a->device;
 	const struct lc_keyconfig *to = a->kc;
 	struct lc_volume *v = NULL;	/* who the audit records are about */

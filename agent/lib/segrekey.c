@@ -47,35 +47,6 @@ static void copy_str(char *dst, size_t size, const char *src)
 
 /* ---- storage ---- */
 
-static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	ssize_t n;
-
-	if (off > INT64_MAX)
-		return 0;
-	do
-		n = pread(*(int *)ctx, buf, len, (off_t)off);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-static ssize_t fd_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
-{
-	ssize_t n;
-
-	if (off > INT64_MAX)
-		return -EFBIG;
-	do
-		n = pwrite(*(int *)ctx, buf, len, (off_t)off);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -errno : n;
-}
-
-static int fd_sync(void *ctx)
-{
-	return fsync(*(int *)ctx) ? -errno : 0;
-}
-
 static int io_read(const struct lc_header_io *io, void *buf, size_t len, uint64_t off,
 		   struct lc_error *err)
 {
@@ -463,8 +434,8 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_secret_ struct lc_secret kek = { 0 }, mk = { 0 };
 	_cleanup_close_ int hfd = -1, dfd = -1;
-	struct lc_header_io hio_fd = { &hfd, fd_pread, fd_pwrite, fd_sync };
-	struct lc_header_io dio_fd = { &dfd, fd_pread, fd_pwrite, fd_sync };
+	struct lc_header_io hio_fd = lc_header_io_fd(&hfd);
+	struct lc_header_io dio_fd = lc_header_io_fd(&dfd);
 	bool detached = a->header && *a->header;
 	const char *hpath = detached ? a->header : a->device;
 	struct lc_segrekey_result rs = { .first = first, .last = last };
