@@ -42,26 +42,45 @@ for san in 0 1; do
 	done
 done
 
+# The fuzz targets are single-threaded: run as many at once as there are
+# CPUs (each still gets its full time), then report them in order.
 if ls tests/fuzz/fuzz-*.c >/dev/null 2>&1; then
 	make -s -C agent fuzz >"$log" 2>&1
 	tap $? "build libFuzzer targets (clang, ASan+UBSan)"
-	for f in build/fuzz/fuzz-*; do
-		[ -x "$f" ] || continue
+	secs=${LAKECRYPT_FUZZ_SECONDS:-30}
+	fdir=$(mktemp -d)
+	trap 'rm -f "$log"; rm -rf "$fdir"' EXIT
+	mkdir -p build/fuzz/crashes
+	fuzz_one() {	# fuzz_one <binary>: rc to $fdir/<name>.rc, output to .log
+		local f=$1 name work corpus
 		name=$(basename "$f")
 		corpus=tests/fuzz/corpus/${name#fuzz-}
 		work=$(mktemp -d)
 		[ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
-		mkdir -p build/fuzz/crashes
-		"$f" -print_final_stats=1 -max_total_time="${LAKECRYPT_FUZZ_SECONDS:-30}" -timeout=10 \
-			-artifact_prefix=build/fuzz/crashes/"$name"- "$work" >"$log" 2>&1
-		rc=$?
-		runs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}')
-		if [ $rc -eq 0 ]; then
-			tap 0 "$name: ${LAKECRYPT_FUZZ_SECONDS:-30} s of fuzzing, $runs runs, no crash"
-		else
-			tap $rc "$name: crashed or failed after $runs runs (input kept in build/fuzz/crashes/)"
-		fi
+		"$f" -print_final_stats=1 -max_total_time="$secs" -timeout=10 \
+			-artifact_prefix=build/fuzz/crashes/"$name"- "$work" >"$fdir/$name.log" 2>&1
+		echo $? >"$fdir/$name.rc"
 		rm -rf "$work"
+	}
+	jobs_max=$(nproc 2>/dev/null || echo 1)
+	targets=()
+	for f in build/fuzz/fuzz-*; do
+		[ -x "$f" ] || continue
+		targets+=("$f")
+		while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+		fuzz_one "$f" &
+	done
+	wait
+	for f in "${targets[@]}"; do
+		name=$(basename "$f")
+		cp "$fdir/$name.log" "$log"
+		rc=$(cat "$fdir/$name.rc" 2>/dev/null || echo 1)
+		runs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | awk '{print $2}')
+		if [ "$rc" -eq 0 ]; then
+			tap 0 "$name: $secs s of fuzzing, $runs runs, no crash"
+		else
+			tap "$rc" "$name: crashed or failed after $runs runs (input kept in build/fuzz/crashes/)"
+		fi
 	done
 fi
 echo "$pass passed, $fail failed, 0 skipped"
