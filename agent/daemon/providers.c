@@ -215,7 +215,7 @@ static const struct lc_provider_ops kmip_unset_ops = {
 };
 
 /* KMIP from [kmip]: the TLS context (client key checked) is loaded here,
- * so a bad certificate or key stops the agent at start. */
+ * so a bad certificate or key leaves kmip unavailable from the start. */
 static int kmip_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
 	struct lc_provider *p = &s->p;
