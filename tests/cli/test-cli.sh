@@ -282,6 +282,9 @@ check_agrees() {
 	"$ctl" --socket "$d/agent.sock" kms create >/dev/null 2>&1 &&
 		ok "agent with $1: the local KMS still works" || nok "agent with $1: the local KMS still works"
 	kill $apid 2>/dev/null; wait $apid 2>/dev/null
+	! grep -qE 'Sanitizer|runtime error' "$d/agent.log" "$d/cc.err" &&
+		ok "agent with $1: no sanitizer report (ASan builds: LAKECRYPTCTL=build/agent-san/lakecryptctl)" ||
+		nok "agent with $1: sanitizer report" "$(cat "$d/agent.log" "$d/cc.err")"
 }
 if [ -x "$agentbin" ]; then
 	d=$(cc_conf valid '[kmip]\n# no server: not configured\n')
