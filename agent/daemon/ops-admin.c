@@ -163,9 +163,12 @@ static int create_key_error(const char *provider, const char *key_ref, int r,
 		return r;
 	if (r < 0)
 		snprintf(detail, sizeof(detail), "%s", err->msg);
-	else
+	else if (rep->state == LC_KEY_DESTROYED)
 		snprintf(detail, sizeof(detail),
 			 "the KMS has no usable key by that id: mistyped, never created or deleted");
+	else
+		snprintf(detail, sizeof(detail), "the KMS reports a key state (%s) no key configuration can use",
+			 lc_key_state_name(rep->state));
 	return lc_err(err, -ENOKEY, LC_ERRC_MISCONFIG,
 		      "key %s not found or not usable by this identity at %s: check the key id and its policy/permissions (%s)",
 		      key_ref, provider, detail);
