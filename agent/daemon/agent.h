@@ -50,6 +50,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -132,6 +133,11 @@ struct provider_slot {
 	const char *kind;
 	bool ready;
 	struct lc_provider p;
+	/* Its section was unusable at start (providers.c): every call fails
+	 * MISCONFIG with @why; status shows it.  Other providers work. */
+	bool unavailable;
+	struct lc_error why;
+	void *dl;			/* pkcs11: the module, held while loaded */
 };
 
 #define LC_AGENT_MAX_PROVIDERS	8
@@ -203,6 +209,8 @@ int64_t agent_now_ms(void);
 /* providers.c */
 int agent_providers_init(struct agent *a, struct lc_error *err);
 void agent_providers_close(struct agent *a);
+json_object *agent_providers_json(struct agent *a);
+int agent_providers_check(const struct lc_config *cfg, FILE *out);
 struct lc_provider *agent_provider(void *agent, const char *kind);
 json_object *agent_kms_calls_json(struct agent *a);
 

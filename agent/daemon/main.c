@@ -43,8 +43,11 @@ static void usage(FILE *f)
 		"                        volumes.json, the list of open volumes)\n"
 		"  -a, --audit-log FILE  audit log (JSON lines)\n"
 		"  -t, --check-config    read the configuration file with the agent's own\n"
-		"                        parser, say what is wrong (FILE:LINE) or that it\n"
-		"                        is valid, and exit; nothing is started\n"
+		"                        parser and set up each KMS provider section as\n"
+		"                        start-up does (keys, files, PKCS#11 module; no KMS\n"
+		"                        is contacted); say what is wrong (FILE:LINE, or the\n"
+		"                        section and why) or that it is valid, and exit 0/1;\n"
+		"                        nothing is started\n"
 		"  -h, --help            this text\n"
 		"  -V, --version         print the version\n"
 		"\n"
@@ -138,24 +141,64 @@ static int load_config(struct agent *a, const struct options *o)
 
 /*
  * --check-config: the file through lc_config_load() (syntax, sections,
- * keys, value ranges; not whether a KMS, a certificate or a PIN file
- * works), then exit: 0 valid (or no default file: built-in defaults),
- * 1 the parser's FILE:LINE message on stderr.
+ * keys, value ranges), then every provider section through the same
+ * set-up the agent runs at start (agent_providers_check(): required keys,
+ * files readable with the right modes, the PKCS#11 module loadable; no
+ * KMS is contacted), then exit: 0 valid (or no default file: built-in
+ * defaults), 1 the parser's FILE:LINE message or the unusable sections
+ * on stderr (the agent would start with those providers unavailable).
  */
 static int check_config(const struct options *o)
 {
-	struct lc_config cfg;
+	struct lc_config *cfg = calloc(1, sizeof(*cfg));
 	struct lc_error e;
 	const char *path = o->config ? o->config : LC_CONFIG_DEFAULT_PATH;
-	int r;
+	char *rep = NULL;
+	size_t replen = 0;
+	FILE *f;
+	int r, bad;
 
-	r = lc_config_load(&cfg, o->config, &e);
+	if (!cfg) {
+		fprintf(stderr, "lakecrypt-agent: out of memory\n");
+		return 1;
+	}
+	r = lc_config_load(cfg, o->config, &e);
 	if (r == -ENOENT && !o->config) {
 		printf("%s does not exist: the built-in defaults apply\n", path);
-		return 0;
-	}
-	if (r < 0) {
+		lc_config_defaults(cfg);
+	} else if (r < 0) {
 		fprintf(stderr, "lakecrypt-agent: %s\n", e.msg);
+		free(cfg);
+		return 1;
+	} else {
+		printf("%s: syntax valid\n", path);
+	}
+	f = open_memstream(&rep, &replen);
+	bad = f ? agent_providers_check(cfg, f) : -ENOMEM;
+	if (f)
+		fclose(f);
+	free(cfg);
+	if (bad < 0) {
+		fprintf(stderr, "lakecrypt-agent: out of memory\n");
+		free(rep);
+		return 1;
+	}
+	/* "[kind] ok" lines to stdout, "[kind] unusable: ..." to stderr. */
+	for (char *l = rep, *nl; l && *l; l = nl) {
+		nl = strchr(l, '\n');
+		if (nl)
+			*nl++ = '\0';
+		else
+			nl = l + strlen(l);
+		if (strstr(l, "] unusable: "))
+			fprintf(stderr, "lakecrypt-agent: %s: %s\n", path, l);
+		else
+			printf("%s: %s\n", path, l);
+	}
+	free(rep);
+	if (bad) {
+		fprintf(stderr, "lakecrypt-agent: %s: %d provider section(s) unusable: the agent would start with %s unavailable\n",
+			path, bad, bad == 1 ? "that provider" : "those providers");
 		return 1;
 	}
 	printf("%s: configuration valid\n", path);

@@ -137,6 +137,43 @@ static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *k
 	return o;
 }
 
+/*
+ * What keyconfig.create says of the CMK's key_state answer (@r, @rep,
+ * @err).  Nothing uses the key yet, so nothing here is a revocation: a
+ * key the KMS denies or does not know (PKCS#11 and KMIP report a missing
+ * object as destroyed; AWS, Azure and Cloud KMS deny a key they do not
+ * show this identity) is most often a mistyped id or a missing
+ * permission, and a disabled key one to enable first.  All are MISCONFIG,
+ * with the provider's own detail kept (it names no secret: providers
+ * never put tokens or PINs in messages).  Other failures pass unchanged.
+ */
+static int create_key_error(const char *provider, const char *key_ref, int r,
+			    const struct lc_provider_reply *rep, struct lc_error *err)
+{
+	char detail[LC_ERROR_MSG_MAX];
+
+	if (!r && rep->state == LC_KEY_ENABLED)
+		return 0;
+	if (!r && (rep->state == LC_KEY_DISABLED || rep->state == LC_KEY_PENDING_DELETION))
+		return lc_err(err, -EKEYREJECTED, LC_ERRC_MISCONFIG,
+			      "key %s is %s at %s: a key configuration needs an enabled key (enable it%s first)",
+			      key_ref, lc_key_state_name(rep->state), provider,
+			      rep->state == LC_KEY_PENDING_DELETION ? ", cancelling its deletion," : "");
+	if (r < 0 && err->cls != LC_ERRC_DENIED)
+		return r;
+	if (r < 0)
+		snprintf(detail, sizeof(detail), "%s", err->msg);
+	else if (rep->state == LC_KEY_DESTROYED)
+		snprintf(detail, sizeof(detail),
+			 "the KMS has no usable key by that id: mistyped, never created or deleted");
+	else
+		snprintf(detail, sizeof(detail), "the KMS reports a key state (%s) no key configuration can use",
+			 lc_key_state_name(rep->state));
+	return lc_err(err, -ENOKEY, LC_ERRC_MISCONFIG,
+		      "key %s not found or not usable by this identity at %s: check the key id and its policy/permissions (%s)",
+		      key_ref, provider, detail);
+}
+
 static int keyconfig_create(struct agent *a, struct client *c, json_object *args,
 			    char cmk_id[LC_HDR_CMK_ID_SIZE], json_object **result,
 			    struct lc_error *err)
@@ -172,10 +209,7 @@ static int keyconfig_create(struct agent *a, struct client *c, json_object *args
 	agent_unlock(a);
 	r = lc_provider_key_state(p, key_ref, &rep, err);
 	agent_relock(a);
-	if (!r && rep.state != LC_KEY_ENABLED)
-		r = lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
-			   "CMK %s is %s: a key configuration needs an enabled key", key_ref,
-			   lc_key_state_name(rep.state));
+	r = create_key_error(provider, key_ref, r, &rep, err);
 	lc_audit_event_init(&ev, "cmk.key_state", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
 	ev.peer_uid = c->peer.uid;
 	ev.keyconfig = name;

@@ -636,6 +636,7 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	*result = json_object_new_object();
 	JADD(*result, "volumes", arr);
 	JADD(*result, "kms_calls", agent_kms_calls_json(a));
+	JADD(*result, "providers", agent_providers_json(a));
 	JADD(*result, "hooks", agent_terminate_json(a, c));
 	if (c->role == LC_ROLE_ADMIN) {
 		json_object *cmks = agent_watches_json(a);

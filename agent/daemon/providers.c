@@ -4,9 +4,12 @@
  * HSM provider plugs in by adding its init function; everything else
  * (retries, counters, audit) is shared.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,10 +20,39 @@
 #include "kms-kmip.h"
 #include "kms-pkcs11.h"
 
+/* init: build the provider from a->cfg with no network I/O (start-up and
+ * --check-config alike); 0, or -errno and @err (MISCONFIG: the section). */
 struct provider_kind {
 	const char *kind;
-	int (*init)(struct agent *a, struct lc_provider *p, struct lc_error *err);
+	int (*init)(struct agent *a, struct provider_slot *s, struct lc_error *err);
 };
+
+/*
+ * A file a provider reads only at its first call (a CA bundle, a key
+ * file): that it is a regular file this process can read is checked at
+ * start, so --check-config and start-up say so before any KMS call.
+ * 0, or -errno (MISCONFIG) naming the section, the key and the file.
+ */
+static int readable_file(const char *section, const char *key, const char *path,
+			 struct lc_error *err)
+{
+	struct stat st;
+	int fd;
+
+	if (!path || !path[0])
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return lc_err(err, -errno, LC_ERRC_MISCONFIG, "[%s] %s %s cannot be read: %s",
+			      section, key, path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, "[%s] %s %s is not a regular file",
+			      section, key, path);
+	}
+	close(fd);
+	return 0;
+}
 
 /*
  * Tests only ([test] kms_stall_file): a KMS that never answers.  While the
@@ -101,8 +133,10 @@ static const struct lc_provider_ops stall_ops = {
 	.key_state	= stall_key_state,
 };
 
-static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+static int local_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
+	struct lc_provider *p = &s->p;
+
 	(void)err;
 	lc_kms_local_provider_init(p, a->kms);
 	if (a->cfg.test_kms_stall_file[0]) {
@@ -121,7 +155,7 @@ static int local_init(struct agent *a, struct lc_provider *p, struct lc_error *e
 }
 
 /* AWS KMS from [aws-kms]; credentials are looked up at the first call. */
-static int aws_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+static int aws_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
 	const struct lc_config *c = &a->cfg;
 	struct lc_kms_aws_config ac = {
@@ -135,11 +169,11 @@ static int aws_init(struct agent *a, struct lc_provider *p, struct lc_error *err
 		.imds_timeout_ms = c->aws_imds_timeout_ms,
 	};
 	struct lc_kms_aws *aws;
-	int r = lc_kms_aws_new(&aws, &ac, err);
+	int r = readable_file("aws-kms", "ca_bundle", ac.ca_file, err);
 
-	if (r < 0)
+	if (r < 0 || (r = lc_kms_aws_new(&aws, &ac, err)) < 0)
 		return r;
-	lc_kms_aws_provider_init(p, aws);
+	lc_kms_aws_provider_init(&s->p, aws);
 	return 0;
 }
 
@@ -181,9 +215,10 @@ static const struct lc_provider_ops kmip_unset_ops = {
 };
 
 /* KMIP from [kmip]: the TLS context (client key checked) is loaded here,
- * so a bad certificate or key stops the agent at start. */
-static int kmip_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+ * so a bad certificate or key leaves kmip unavailable from the start. */
+static int kmip_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
+	struct lc_provider *p = &s->p;
 	const struct lc_config *c = &a->cfg;
 	const char *mv = c->kmip_max_version;
 	struct lc_kms_kmip_config kc = {
@@ -200,6 +235,10 @@ static int kmip_init(struct agent *a, struct lc_provider *p, struct lc_error *er
 		lc_provider_init(p, &kmip_unset_ops, NULL);
 		return 0;
 	}
+	if ((r = readable_file("kmip", "ca_bundle", kc.ca_file, err)) < 0 ||
+	    (r = readable_file("kmip", "client_cert", kc.cert_file, err)) < 0 ||
+	    (r = readable_file("kmip", "client_key", kc.key_file, err)) < 0)
+		return r;
 	if (mv[0]) {
 		if (strcmp(mv, "1.2") && strcmp(mv, "1.3") && strcmp(mv, "1.4"))
 			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
@@ -213,9 +252,12 @@ static int kmip_init(struct agent *a, struct lc_provider *p, struct lc_error *er
 	return 0;
 }
 
-/* PKCS#11 from [pkcs11]: the PIN file is read now; the module is loaded
- * and logged into at the first call.  Without a module every call says so. */
-static int pkcs11_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+/* PKCS#11 from [pkcs11]: the PIN file is read now, and the module loaded
+ * (C_GetFunctionList found, nothing called: no C_Initialize) and held in
+ * @s->dl while the provider lives, so the one the workers open at the
+ * first call is this one; they initialise and log in.  Without a module
+ * every call says so. */
+static int pkcs11_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
 	const struct lc_config *c = &a->cfg;
 	struct lc_kms_pkcs11_config pc = {
@@ -226,16 +268,30 @@ static int pkcs11_init(struct agent *a, struct lc_provider *p, struct lc_error *
 		.sessions = c->pkcs11_sessions,
 	};
 	struct lc_kms_pkcs11 *k;
-	int r = lc_kms_pkcs11_new(&k, &pc, err);
+	int r;
 
+	if (pc.module[0] == '/') {
+		s->dl = dlopen(pc.module, RTLD_NOW | RTLD_LOCAL);
+		if (!s->dl)
+			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+				      "[pkcs11] module %s cannot be loaded: %s", pc.module, dlerror());
+		if (!dlsym(s->dl, "C_GetFunctionList")) {
+			dlclose(s->dl);
+			s->dl = NULL;
+			return lc_err(err, -ENOEXEC, LC_ERRC_MISCONFIG,
+				      "[pkcs11] module %s is not a PKCS#11 module (no C_GetFunctionList)",
+				      pc.module);
+		}
+	}
+	r = lc_kms_pkcs11_new(&k, &pc, err);
 	if (r < 0)
 		return r;
-	lc_kms_pkcs11_provider_init(p, k);
+	lc_kms_pkcs11_provider_init(&s->p, k);
 	return 0;
 }
 
 /* Google Cloud KMS from [gcp-kms]; tokens are fetched at the first call. */
-static int gcp_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+static int gcp_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
 	const struct lc_config *c = &a->cfg;
 	struct lc_kms_gcp_config gc = {
@@ -248,16 +304,17 @@ static int gcp_init(struct agent *a, struct lc_provider *p, struct lc_error *err
 		.metadata_timeout_ms = c->gcp_metadata_timeout_ms,
 	};
 	struct lc_kms_gcp *gcp;
-	int r = lc_kms_gcp_new(&gcp, &gc, err);
+	int r = readable_file("gcp-kms", "ca_bundle", gc.ca_file, err);
 
-	if (r < 0)
+	if (r < 0 || (r = readable_file("gcp-kms", "key_file", gc.key_file, err)) < 0 ||
+	    (r = lc_kms_gcp_new(&gcp, &gc, err)) < 0)
 		return r;
-	lc_kms_gcp_provider_init(p, gcp);
+	lc_kms_gcp_provider_init(&s->p, gcp);
 	return 0;
 }
 
 /* Azure Key Vault / Managed HSM from [azure-kv]; tokens at the first call. */
-static int azure_init(struct agent *a, struct lc_provider *p, struct lc_error *err)
+static int azure_init(struct agent *a, struct provider_slot *s, struct lc_error *err)
 {
 	const struct lc_config *c = &a->cfg;
 #define AZ(f) (c->azure_##f[0] ? c->azure_##f : NULL)
@@ -276,11 +333,11 @@ static int azure_init(struct agent *a, struct lc_provider *p, struct lc_error *e
 	};
 #undef AZ
 	struct lc_kms_azure *az;
-	int r = lc_kms_azure_new(&az, &ac, err);
+	int r = readable_file("azure-kv", "ca_bundle", ac.ca_file, err);
 
-	if (r < 0)
+	if (r < 0 || (r = lc_kms_azure_new(&az, &ac, err)) < 0)
 		return r;
-	lc_kms_azure_provider_init(p, az);
+	lc_kms_azure_provider_init(&s->p, az);
 	return 0;
 }
 
@@ -293,42 +350,185 @@ static const struct provider_kind kinds[] = {
 	{ LC_KMS_GCP_NAME, gcp_init },
 };
 
-int agent_providers_init(struct agent *a, struct lc_error *err)
+/* A provider whose section was unusable at start: every call fails
+ * MISCONFIG (never a kill) with the reason start-up found. */
+static int unavailable(void *priv, struct lc_error *err)
 {
-	struct lc_retry_policy pol = LC_RETRY_POLICY_DEFAULT;
+	const struct provider_slot *s = priv;
+
+	return lc_err(err, -ENOPROTOOPT, LC_ERRC_MISCONFIG,
+		      "provider \"%s\" is unavailable (fix [%s] in agent.conf, check it with lakecrypt-agent --check-config, restart the agent): %s",
+		      s->kind, s->kind, s->why.msg);
+}
+
+static int unavailable_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+			    const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+			    struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)key_ref, (void)pt, (void)context, (void)timeout_ms, (void)blob, (void)reply;
+	return unavailable(priv, err);
+}
+
+static int unavailable_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob,
+			      const char *context, uint64_t timeout_ms, struct lc_secret *pt,
+			      struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)key_ref, (void)pt, (void)context, (void)timeout_ms, (void)blob, (void)reply;
+	return unavailable(priv, err);
+}
+
+static int unavailable_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
+				 struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)key_ref, (void)timeout_ms, (void)reply;
+	return unavailable(priv, err);
+}
+
+static const struct lc_provider_ops unavailable_ops = {
+	.name		= "unavailable",
+	.wrap		= unavailable_wrap,
+	.unwrap		= unavailable_unwrap,
+	.key_state	= unavailable_key_state,
+};
+
+static void slot_release(struct provider_slot *s)
+{
+	if (s->ready)
+		lc_provider_close(&s->p);
+	s->ready = false;
+	if (s->dl)
+		dlclose(s->dl);
+	s->dl = NULL;
+}
+
+static void retry_policy(const struct lc_config *c, struct lc_retry_policy *pol)
+{
+	*pol = (struct lc_retry_policy)LC_RETRY_POLICY_DEFAULT;
+	pol->max_attempts = c->retry_attempts;
+	pol->base_delay_ms = c->retry_base_delay_ms;
+	pol->max_delay_ms = c->retry_max_delay_ms;
+	pol->deadline_ms = c->deadline_ms;
+	if (pol->attempt_timeout_ms > pol->deadline_ms)
+		pol->attempt_timeout_ms = pol->deadline_ms;
+}
+
+/*
+ * Provider kind @i into @s from @a->cfg: the one validation start-up and
+ * --check-config share (the provider's own constructor, no network I/O:
+ * required keys, files readable with the modes they need, the PKCS#11
+ * module loadable).  0 with @s ready, or -errno and @err (@s released).
+ */
+static int slot_setup(struct agent *a, size_t i, struct provider_slot *s, struct lc_error *err)
+{
 	int r;
 
-	pol.max_attempts = a->cfg.retry_attempts;
-	pol.base_delay_ms = a->cfg.retry_base_delay_ms;
-	pol.max_delay_ms = a->cfg.retry_max_delay_ms;
-	pol.deadline_ms = a->cfg.deadline_ms;
-	if (pol.attempt_timeout_ms > pol.deadline_ms)
-		pol.attempt_timeout_ms = pol.deadline_ms;
+	memset(s, 0, sizeof(*s));
+	s->kind = kinds[i].kind;
+	r = kinds[i].init(a, s, err);
+	if (r < 0) {
+		slot_release(s);
+		return r;
+	}
+	s->ready = true;
+	return 0;
+}
+
+int agent_providers_init(struct agent *a, struct lc_error *err)
+{
+	struct lc_retry_policy pol;
+	unsigned int bad = 0;
+	int r;
+
+	retry_policy(&a->cfg, &pol);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		struct provider_slot *s = &a->providers[a->nproviders];
+		struct lc_error e;
 
-		memset(s, 0, sizeof(*s));
-		s->kind = kinds[i].kind;
-		r = kinds[i].init(a, &s->p, err);
-		if (r < 0)
-			return r;
+		r = slot_setup(a, i, s, &e);
+		if (r < 0) {
+			/* One bad section does not stop the others: this
+			 * provider refuses its calls with the reason. */
+			s->kind = kinds[i].kind;
+			s->unavailable = true;
+			s->why = e;
+			lc_provider_init(&s->p, &unavailable_ops, s);
+			s->ready = true;
+			bad++;
+			lc_error_log("provider %s is unavailable until [%s] is fixed and the agent restarted: %s",
+				     s->kind, s->kind, e.msg);
+		}
 		r = lc_provider_set_policy(&s->p, &pol, err);
 		if (r < 0) {
-			lc_provider_close(&s->p);
+			slot_release(s);
 			return r;
 		}
-		s->ready = true;
 		a->nproviders++;
 	}
+	if (bad)
+		lc_warn("%u provider(s) unavailable (see above; lakecrypt-agent --check-config); volumes under the others work",
+			bad);
 	return 0;
 }
 
 void agent_providers_close(struct agent *a)
 {
 	for (size_t i = 0; i < a->nproviders; i++)
-		if (a->providers[i].ready)
-			lc_provider_close(&a->providers[i].p);
+		slot_release(&a->providers[i]);
 	a->nproviders = 0;
+}
+
+/*
+ * --check-config: every provider section through slot_setup(), as
+ * start-up does, and closed again.  "[kind] ok" or "[kind] unusable:
+ * <reason>" per kind on @out ("local" has no section and is not listed).
+ * The number of unusable ones, or -ENOMEM.
+ */
+int agent_providers_check(const struct lc_config *cfg, FILE *out)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	struct lc_retry_policy pol;
+	int bad = 0;
+
+	if (!a)
+		return -ENOMEM;
+	a->cfg = *cfg;
+	retry_policy(cfg, &pol);
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		struct provider_slot s;
+		struct lc_error e;
+
+		if (kinds[i].init == local_init)
+			continue;
+		if (slot_setup(a, i, &s, &e) < 0 || lc_provider_set_policy(&s.p, &pol, &e) < 0) {
+			fprintf(out, "[%s] unusable: %s\n", kinds[i].kind, e.msg);
+			bad++;
+		} else if (s.p.ops == &kmip_unset_ops || (kinds[i].init == pkcs11_init && !s.dl)) {
+			fprintf(out, "[%s] not configured: its calls are refused\n", kinds[i].kind);
+		} else {
+			fprintf(out, "[%s] ok\n", kinds[i].kind);
+		}
+		slot_release(&s);
+	}
+	free(a);
+	return bad;
+}
+
+/* status "providers": [{"provider", "available", "error"}] per kind. */
+json_object *agent_providers_json(struct agent *a)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < a->nproviders; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "provider", json_object_new_string(a->providers[i].kind));
+		json_object_object_add(o, "available", json_object_new_boolean(!a->providers[i].unavailable));
+		if (a->providers[i].unavailable)
+			json_object_object_add(o, "error",
+					       json_object_new_string(a->providers[i].why.msg));
+		json_object_array_add(arr, o);
+	}
+	return arr;
 }
 
 struct lc_provider *agent_provider(void *agent, const char *kind)

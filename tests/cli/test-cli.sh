@@ -242,6 +242,72 @@ has "no agent message" "$(cat "$work/err")" "is lakecrypt-agent running?"
 if [ $rc -eq 1 ]; then ok "dump of a missing file -> 1"; else nok "dump of a missing file -> 1" "exit $rc"; fi
 if [ -s "$work/err" ]; then ok "dump error is explained"; else nok "dump error is explained"; fi
 
+# --- lakecrypt-agent --check-config agrees with start-up -----------------------
+# Each provider section the agent cannot set up: --check-config exits 1
+# naming the section and why; the real agent, started on the same file,
+# runs, shows that provider UNAVAILABLE with the same reason, refuses
+# keyconfig create under it (misconfigured, not a denial: exit 1, never
+# 5) and serves the local KMS.
+agentbin=${LAKECRYPT_AGENT:-$(dirname "$ctl")/lakecrypt-agent}
+cc_conf() {	# cc_conf <name> <section text>: a config under $work/cc-<name>
+	local d=$work/cc-$1
+	mkdir -p "$d/state" && chmod 700 "$d/state"
+	printf '[agent]\nsocket = %s/agent.sock\nstate_dir = %s/state\naudit_log = %s/audit.log\naudit_fsync = no\nadmin_group = %s\n\n%b' \
+		"$d" "$d" "$d" "$(id -gn)" "$2" >"$d/agent.conf"
+	echo "$d"
+}
+# check_agrees <name> <section> <key_ref> <section text> <reason>
+check_agrees() {
+	local d rc apid out
+	d=$(cc_conf "$1" "$4")
+	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>"$d/cc.err"; rc=$?
+	if [ $rc -eq 1 ] && grep -qF -- "[$2] unusable: " "$d/cc.err" && grep -qF -- "$5" "$d/cc.err" &&
+	   grep -qF "syntax valid" "$d/cc.out"; then
+		ok "--check-config: $1: exit 1, [$2] unusable: $5"
+	else nok "--check-config: $1: exit 1, [$2] unusable: $5" "exit $rc" "$(cat "$d/cc.out" "$d/cc.err")"; fi
+	"$agentbin" -c "$d/agent.conf" -f >"$d/agent.log" 2>&1 &
+	apid=$!
+	for _ in $(seq 100); do [ -S "$d/agent.sock" ] && break; kill -0 $apid 2>/dev/null || break; sleep 0.1; done
+	out=$("$ctl" --socket "$d/agent.sock" status 2>&1)
+	if grep -qF -- "Provider $2 UNAVAILABLE: " <<<"$out" && grep -qF -- "$5" <<<"$out"; then
+		ok "agent with $1 starts; status: Provider $2 UNAVAILABLE: $5"
+	else nok "agent with $1 starts; status names $2 unavailable" "$out" "$(cat "$d/agent.log")"; fi
+	grep -qF -- "provider $2 is unavailable" "$d/agent.log" && grep -qF -- "$5" "$d/agent.log" &&
+		ok "agent with $1: the start-up log says why $2 is unavailable" ||
+		nok "agent with $1: the start-up log says why $2 is unavailable" "$(cat "$d/agent.log")"
+	out=$("$ctl" --socket "$d/agent.sock" keyconfig create kc --provider "$2" --key "$3" 2>&1); rc=$?
+	if [ $rc -eq 1 ] && grep -qF -- "provider \"$2\" is unavailable" <<<"$out" && grep -qF -- "$5" <<<"$out"; then
+		ok "agent with $1: keyconfig create under $2 fails misconfigured (exit 1), with the reason"
+	else nok "agent with $1: keyconfig create under $2 fails misconfigured (exit 1), with the reason" "exit $rc" "$out"; fi
+	"$ctl" --socket "$d/agent.sock" kms create >/dev/null 2>&1 &&
+		ok "agent with $1: the local KMS still works" || nok "agent with $1: the local KMS still works"
+	kill $apid 2>/dev/null; wait $apid 2>/dev/null
+	! grep -qE 'Sanitizer|runtime error' "$d/agent.log" "$d/cc.err" &&
+		ok "agent with $1: no sanitizer report (ASan builds: LAKECRYPTCTL=build/agent-san/lakecryptctl)" ||
+		nok "agent with $1: sanitizer report" "$(cat "$d/agent.log" "$d/cc.err")"
+}
+if [ -x "$agentbin" ]; then
+	d=$(cc_conf valid '[kmip]\n# no server: not configured\n')
+	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>&1 &&
+		grep -qF "configuration valid" "$d/cc.out" && grep -qF "[kmip] not configured" "$d/cc.out" &&
+		ok "--check-config: a usable file is valid, providers listed" || nok "--check-config valid" "$(cat "$d/cc.out")"
+	check_agrees azure-no-tenant azure-kv https://v.vault.azure.net/keys/k \
+		'[azure-kv]\ncredentials = client-certificate\nclient_certificate_file = /nonexistent/az.pem\n' \
+		"credentials client-certificate need tenant_id"
+	check_agrees pkcs11-no-module pkcs11 lc-cmk \
+		'[pkcs11]\nmodule = /nonexistent/libp11-x.so\ntoken_label = t\npin_file = /nonexistent/pin\n' \
+		"[pkcs11] module /nonexistent/libp11-x.so cannot be loaded"
+	: >"$work/some.pem"
+	check_agrees kmip-no-key kmip 1 \
+		"[kmip]\nserver = 127.0.0.1:5696\nca_bundle = $work/some.pem\nclient_cert = $work/some.pem\nclient_key = $work/no-such.key\n" \
+		"[kmip] client_key $work/no-such.key cannot be read: No such file or directory"
+	check_agrees gcp-no-key-file gcp-kms projects/p/locations/l/keyRings/r/cryptoKeys/k \
+		"[gcp-kms]\ncredentials = service-account\nkey_file = $work/no-sa.json\n" \
+		"[gcp-kms] key_file $work/no-sa.json cannot be read"
+else
+	nok "lakecrypt-agent binary ($agentbin) is there (make -C agent builds it)"
+fi
+
 echo "1..$n"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -256,6 +256,17 @@ grep -q "is disabled" <<<"$out" && ok "keyconfig create on a disabled key says i
 admin enable "$key" >/dev/null
 out=$(lct keyconfig create kc-unknown --provider aws-kms --key "$(arn 00000000-0000-4000-8000-000000000000)")
 grep -q "does not exist in region eu-west-2" <<<"$out" && ok "keyconfig create on an unknown key says it does not exist" || notok "unknown key message" "$out"
+# (keyconfig create, nothing exists yet: a creation error, misconfigured
+# (exit 1), never "destroyed"/"denied by the KMS" (exit 5); its log line
+# names the key, never a credential.)
+out=$(lct keyconfig create kc-typo --provider aws-kms --key "$(arn 00000000-0000-4000-8000-00000000beef)"); rc=$?
+[ $rc -eq 1 ] && grep -q "not found or not usable by this identity at aws-kms: check the key id and its policy/permissions" <<<"$out" &&
+	! grep -q "denied by the KMS" <<<"$out" &&
+	ok "keyconfig create with a mistyped key: not found or not usable, check the key id (exit 1)" ||
+	notok "mistyped key at keyconfig create" "exit $rc: $out"
+grep 'keyconfig.create failed' "$agent_dir/agent.log" | grep -q '00000000beef.*not found or not usable' &&
+	! grep -qE "$AWS_SECRET_ACCESS_KEY|AKIDFAKE|X-Amz-Security-Token|Authorization" "$agent_dir/agent.log" &&
+	ok "its agent log line says the same and holds no credential" || notok "log line of the mistyped key" "$(grep beef "$agent_dir/agent.log")"
 out=$(lct keyconfig create kc-region --provider aws-kms --key "arn:aws:kms:us-east-1:111122223333:key/${key##*/}")
 grep -q "region us-east-1 but the endpoint serves eu-west-2" <<<"$out" && ok "keyconfig create with an ARN of another region says so" || notok "wrong region message" "$out"
 out=$(lct keyconfig create kc-bad --provider aws-kms --key "arn:aws:s3:::bucket")
@@ -382,6 +393,7 @@ expect "fault: nothing listening" TRANSIENT 5000 --attempts 2 \
 cat "$work/sub.out" | grep -v '^RESULT'
 read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
 . tests/kms/aws-canary.sh	# the revocation probe's canary under the documented key policy
+. tests/kms/aws-policy.sh	# the documented policy's statements on the agent's requests
 grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "IMDS credentials signed the KMS request (botocore agrees)" || notok "IMDS signature" "$(tail "$work/fake.log")"
 
 ( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY

@@ -349,7 +349,18 @@ out=$(lct keyconfig create hsm-id --provider pkcs11 --key id:01) && ok "keyconfi
 out=$(lct keyconfig create hsm-ext --provider pkcs11 --key lc-ext)
 grep -q 'must never leave the token' <<<"$out" && ok "keyconfig create refuses an extractable key, saying why" || notok "extractable refused" "$out"
 out=$(lct keyconfig create hsm-del --provider pkcs11 --key lc-del)
-grep -q 'is destroyed' <<<"$out" && ok "keyconfig create on a deleted key says it is destroyed" || notok "deleted key" "$out"
+grep -q 'key lc-del not found or not usable by this identity at pkcs11: check the key id' <<<"$out" &&
+	ok "keyconfig create on a deleted key: not found or not usable, check the key id" || notok "deleted key" "$out"
+# A mistyped label at keyconfig create: nothing uses it yet, so a creation
+# error (misconfigured, exit 1), not "destroyed" nor a denial (exit 5).
+out=$(lct keyconfig create hsm-typo --provider pkcs11 --key lc-cnk); rc=$?
+[ $rc -eq 1 ] && grep -q 'key lc-cnk not found or not usable by this identity at pkcs11: check the key id and its policy/permissions' <<<"$out" &&
+	! grep -qiE 'is destroyed|denied' <<<"$out" &&
+	ok "keyconfig create with a mistyped label: not found or not usable (exit 1), never destroyed/denied" ||
+	notok "mistyped label at keyconfig create" "exit $rc: $out"
+grep 'keyconfig.create failed' "$agent_dir/agent.log" | grep -q 'lc-cnk not found or not usable' &&
+	! grep 'lc-cnk' "$agent_dir/agent.log" | grep -qF "$PIN" &&
+	ok "the agent's log line for it says the same, without the PIN" || notok "log line of the mistyped label" "$(grep lc-cnk "$agent_dir/agent.log")"
 out=$(lct keyconfig create hsm-nodec --provider pkcs11 --key lc-noenc)
 grep -q 'is disabled' <<<"$out" && ok "keyconfig create on a key without CKA_ENCRYPT says it is disabled" || notok "disabled key" "$out"
 out=$(lct keyconfig create hsm-badid --provider pkcs11 --key id:0g)
@@ -366,13 +377,26 @@ grep -q "$PIN" "$agent_dir/audit.log" "$agent_dir/agent.log" && notok "no PIN in
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
 
+# A PIN file others may read: --check-config says so (exit 1); the agent
+# starts with pkcs11 unavailable for that reason (never reading the PIN),
+# and the local KMS keeps working.
 chmod 640 "$work/pin"
+out=$("$agent" --check-config --config "$agent_dir/agent.conf" 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q '\[pkcs11\] unusable: .*has mode 0640' <<<"$out" &&
+	ok "--check-config: a PIN file others may read makes [pkcs11] unusable (exit 1)" || notok "--check-config 0640 PIN" "exit $rc: $out"
+rm -f "$agent_dir/agent.sock"
 "$agent" -c "$agent_dir/agent.conf" -f >"$agent_dir/agent2.log" 2>&1 &
 agent_pid=$!
 pids+=($agent_pid)
-for _ in $(seq 100); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
-if ! kill -0 "$agent_pid" 2>/dev/null && grep -q 'has mode 0640' "$agent_dir/agent2.log"; then
-	ok "the agent refuses to start with a PIN file others may read, and says why"
-else notok "agent start with a 0640 PIN file" "$(cat "$agent_dir/agent2.log")"; kill "$agent_pid" 2>/dev/null; fi
+for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
+out=$(lct status)
+if grep -q 'Provider pkcs11 UNAVAILABLE: .*has mode 0640' <<<"$out" && grep -q 'has mode 0640' "$agent_dir/agent2.log"; then
+	ok "with a 0640 PIN file the agent starts, pkcs11 unavailable, and says why"
+else notok "agent start with a 0640 PIN file" "$out $(cat "$agent_dir/agent2.log")"; fi
+out=$(lct keyconfig create hsm-kc2 --provider pkcs11 --key lc-cmk); rc=$?
+[ $rc -eq 1 ] && grep -q 'provider "pkcs11" is unavailable' <<<"$out" &&
+	ok "... keyconfig create under pkcs11 fails misconfigured with the reason" || notok "create under unavailable pkcs11" "exit $rc: $out"
+lct kms create >/dev/null && ok "... and the local KMS works" || notok "local KMS with pkcs11 unavailable"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 chmod 600 "$work/pin"
 finish

@@ -165,8 +165,13 @@ for start in $blocks; do
 		{ print } END { if (n < 2) exit 1 }' "$ex" >"$work/ex-$start.conf"
 	rc=$?
 	[ $rc -eq 0 ] || echo "block at line $start uncommented fewer than 2 lines" >>"$log"
-	"$agentbin" --check-config --config "$work/ex-$start.conf" >>"$log" 2>&1 && [ $rc -eq 0 ]
-	tap $? "example with [$sec] (line $start) uncommented is valid"
+	# The parser accepts it; the provider set-up (run by --check-config
+	# as at start) may find only [$sec]'s example files missing here.
+	"$agentbin" --check-config --config "$work/ex-$start.conf" >"$work/ex.out" 2>&1
+	cat "$work/ex.out" >>"$log"
+	grep -q "syntax valid" "$work/ex.out" && ! grep '\] unusable: ' "$work/ex.out" | grep -vqF "[$sec] unusable: " &&
+		[ $rc -eq 0 ]
+	tap $? "example with [$sec] (line $start) uncommented is valid (syntax; only its own files may be missing)"
 done
 grep -oE '^[[:space:]]*\{ "[a-z0-9-]+", "[a-z_]+"' agent/lib/config.c |
 	sed -E 's/.*"([a-z0-9-]+)", "([a-z_]+)"/\1 \2/' | grep -v '^test ' | LC_ALL=C sort -u >"$work/keys.parser"

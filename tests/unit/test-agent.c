@@ -351,6 +351,9 @@ static void stall_kms(struct tenv *t, bool on)
 		unlink(t->stall);
 }
 
+/* Changes to the configuration before the agent starts (NULL: none). */
+static void (*cfg_hook)(struct lc_config *cfg);
+
 static int setup(void **state)
 {
 	struct tenv *t = calloc(1, sizeof(*t));
@@ -374,6 +377,8 @@ static int setup(void **state)
 	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
 	snprintf(t->a.cfg.test_kms_fault_file, sizeof(t->a.cfg.test_kms_fault_file), "%s/fault",
 		 t->dir);
+	if (cfg_hook)
+		cfg_hook(&t->a.cfg);
 	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
 	t->a.groups = &fake_groups;
 	t->a.env.be = &fake_backend;
@@ -1128,6 +1133,114 @@ static void test_keyconfig_audit(void **state)
 	}
 }
 
+/*
+ * keyconfig.create of a key that is not there or not usable: nothing uses
+ * it yet, so it is a creation error (MISCONFIG) that says to check the
+ * key id and its permissions, never "destroyed" or a denial.
+ */
+static void test_keyconfig_create_unusable_key(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_kms_key_info k;
+	char a[256];
+
+	assert_int_equal(lc_kms_local_create(t->a.kms, "gone", &k, &err), 0);
+	assert_int_equal(lc_kms_local_schedule_deletion(t->a.kms, k.key_id, 7, NULL, &err), 0);
+	if (lc_kms_local_destroy(t->a.kms, k.key_id, LC_KMS_LOCAL_DESTROY_NOW, NULL, &err))
+		fail_msg("destroy: %s", err.msg);
+	snprintf(a, sizeof(a), "{\"name\": \"kcx\", \"provider\": \"local\", \"key_ref\": \"%s\"}", k.key_id);
+	assert_int_not_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "not found or not usable by this identity at local: check the key id and its policy/permissions"));
+	assert_null(strstr(err.msg, " is destroyed"));
+
+	assert_int_equal(lc_kms_local_create(t->a.kms, "off", &k, &err), 0);
+	assert_int_equal(lc_kms_local_disable(t->a.kms, k.key_id, NULL, &err), 0);
+	snprintf(a, sizeof(a), "{\"name\": \"kcy\", \"provider\": \"local\", \"key_ref\": \"%s\"}", k.key_id);
+	assert_int_not_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "is disabled at local"));
+	assert_non_null(strstr(err.msg, "enable it first"));
+}
+
+/* ---- one unusable provider section ---- */
+
+static void broken_sections(struct lc_config *cfg)
+{
+	/* client-secret without tenant_id/client_id; a module that is not there */
+	snprintf(cfg->azure_credentials, sizeof(cfg->azure_credentials), "client-secret");
+	snprintf(cfg->pkcs11_module, sizeof(cfg->pkcs11_module), "/nonexistent/libp11-missing.so");
+	snprintf(cfg->pkcs11_token_label, sizeof(cfg->pkcs11_token_label), "t");
+	snprintf(cfg->pkcs11_pin_file, sizeof(cfg->pkcs11_pin_file), "/nonexistent/pin");
+}
+
+static int setup_broken(void **state)
+{
+	int r;
+
+	cfg_hook = broken_sections;
+	r = setup(state);
+	cfg_hook = NULL;
+	return r;
+}
+
+/*
+ * The agent starts with a broken [azure-kv] and [pkcs11]; volumes under
+ * the local KMS open; status names the unavailable providers and why;
+ * keyconfig.create under one fails MISCONFIG with that reason.
+ */
+static void test_broken_provider_section(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res, *arr, *x;
+	bool saw_az = false, saw_p11 = false, saw_local = false;
+
+	open_volume(t, "d1", "v1");
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "providers", &arr));
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *p = json_object_array_get_idx(arr, i);
+		const char *kind, *why = "";
+		bool avail;
+
+		assert_true(json_object_object_get_ex(p, "provider", &x));
+		kind = json_object_get_string(x);
+		assert_true(json_object_object_get_ex(p, "available", &x));
+		avail = json_object_get_boolean(x);
+		if (json_object_object_get_ex(p, "error", &x))
+			why = json_object_get_string(x);
+		if (!strcmp(kind, "azure-kv")) {
+			saw_az = !avail && strstr(why, "tenant_id");
+		} else if (!strcmp(kind, "pkcs11")) {
+			saw_p11 = !avail && strstr(why, "/nonexistent/libp11-missing.so cannot be loaded");
+		} else if (!strcmp(kind, "local")) {
+			saw_local = avail;
+		} else {
+			assert_true(avail);
+		}
+	}
+	json_object_put(res);
+	assert_true(saw_az);
+	assert_true(saw_p11);
+	assert_true(saw_local);
+
+	assert_int_not_equal(call(t, "keyconfig.create",
+				  jargs("{\"name\": \"az\", \"provider\": \"azure-kv\", \"key_ref\": \"https://v.vault.azure.net/keys/k\"}"),
+				  NULL, &err), 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "provider \"azure-kv\" is unavailable"));
+	assert_non_null(strstr(err.msg, "tenant_id"));
+	/* the local volume is still served, after the failed call */
+	{
+		char st[32], rs[32];
+
+		status_of(t, "v1", st, rs, sizeof(st));
+		assert_string_equal(st, "active");
+	}
+}
+
 /* ---- key lifecycle: probes and confirmation ---- */
 
 /* One "check" of the CMK: its report's @key (a string) into @out. */
@@ -1727,6 +1840,8 @@ int main(void)
 		T(test_open_unsaved),
 		T(test_audit_pages),
 		T(test_keyconfig_audit),
+		T(test_keyconfig_create_unusable_key),
+		cmocka_unit_test_setup_teardown(test_broken_provider_section, setup_broken, teardown),
 		T(test_probe_versions_in_use),
 		T(test_role_per_request),
 		T(test_idle_timeout),

@@ -755,6 +755,11 @@ static void test_render_volumes(void **state)
 		      "\"aws-kms\":{}}}",
 		      "No open volumes.\n\nKMS calls (local): wrap=1, unwrap=2, retries=0\n"
 		      "KMS calls (aws-kms): none\n");
+	/* a provider the agent could not set up at start says why; available ones are quiet */
+	expect_render(LC_R_STATUS,
+		      "{\"volumes\":[],\"providers\":[{\"provider\":\"local\",\"available\":true},"
+		      "{\"provider\":\"azure-kv\",\"available\":false,\"error\":\"no tenant_id\\n\"}]}",
+		      "No open volumes.\nProvider azure-kv UNAVAILABLE: no tenant_id?\n");
 	{
 		char *out = render(LC_R_STATUS_DETAIL, "{\"volumes\":[" VOL2 "],\"kms_calls\":{\"unwrap\":0}}");
 

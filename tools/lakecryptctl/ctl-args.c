@@ -910,7 +910,7 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 			prov = json_object_get_string(pv);
 		if (strcmp(prov, "local") && strcmp(prov, "aws-kms") && strcmp(prov, "azure-kv") &&
 		    strcmp(prov, "gcp-kms") && strcmp(prov, "kmip") && strcmp(prov, "pkcs11")) {
-			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS), \"aws-kms\" (AWS KMS, --key a key ARN), \"azure-kv\" (Azure Key Vault / Managed HSM, --key a key URL), \"gcp-kms\" (Google Cloud KMS, --key projects/P/locations/L/keyRings/R/cryptoKeys/K), \"kmip\" (a KMIP server, --key the key's Unique Identifier) or \"pkcs11\" (an HSM token, --key a key label or id:<hex>)",
+			set_err(err, errlen, "keyconfig create: unknown provider \"%.64s\": expected \"local\" (the embedded KMS), \"aws-kms\" (AWS KMS, --key a key ARN), \"azure-kv\" (Azure Key Vault / Managed HSM, --key a key URL), \"gcp-kms\" (Google Cloud KMS, --key projects/P/locations/L/keyRings/R/cryptoKeys/K), \"kmip\" (a KMIP server, --key the key's Unique Identifier) or \"pkcs11\" (an HSM token, --key a key label, label:<text> or id:<hex>)",
 				prov);
 			return LC_CTL_EXIT_USAGE;
 		}

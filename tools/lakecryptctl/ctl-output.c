@@ -444,6 +444,30 @@ static void kms_calls(FILE *f, struct json_object *result)
 	}
 }
 
+/* "Provider P UNAVAILABLE: why" for each provider the agent could not set
+ * up at start (status "providers"); available ones are not listed. */
+static void unavailable_providers(FILE *f, struct json_object *result)
+{
+	struct json_object *ps, *x;
+
+	if (!json_object_object_get_ex(result, "providers", &ps) ||
+	    !json_object_is_type(ps, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(ps); i++) {
+		struct json_object *p = json_object_array_get_idx(ps, i);
+		char kind[64], why[1024];
+
+		if (!json_object_is_type(p, json_type_object) ||
+		    !json_object_object_get_ex(p, "available", &x) || json_object_get_boolean(x))
+			continue;
+		lc_ctl_sanitize(json_object_object_get_ex(p, "provider", &x) ?
+				json_object_get_string(x) : "?", kind, sizeof(kind));
+		lc_ctl_sanitize(json_object_object_get_ex(p, "error", &x) ?
+				json_object_get_string(x) : "", why, sizeof(why));
+		fprintf(f, "Provider %s UNAVAILABLE: %s\n", kind, why);
+	}
+}
+
 static int status(FILE *f, struct json_object *result, bool detail)
 {
 	struct json_object *vols, *cmks;
@@ -473,6 +497,7 @@ static int status(FILE *f, struct json_object *result, bool detail)
 		render_table(f, cmks, cmk_cols, NCOLS(cmk_cols));
 	}
 	kms_calls(f, result);
+	unavailable_providers(f, result);
 	return 0;
 }
 
