@@ -16,6 +16,7 @@
 
 #include <blkid/blkid.h>
 #include <linux/fs.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sys/sysmacros.h>
 
@@ -125,8 +126,43 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 }
 
 /*
+ * Read back a blob the KMS just made: unwrap @blob under @key_ref with the
+ * same context @ctx (one more KMS call, audited as "cmk.verify") and
+ * compare the result with @kek in constant time.  A KMS that answers a
+ * wrap with a blob it cannot unwrap (a bug, a lie, a truncation on the
+ * way) would otherwise be committed to the header and the volume would
+ * never open again.  0, or the provider's error for a failed unwrap, or
+ * -EBADMSG (INVALID) for a blob that unwraps to another key.
+ */
+static int verify_wrap(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
+		       const struct lc_secret *kek, const char *ctx, const struct lc_buf *blob,
+		       const struct ids *ids, struct lc_error *err)
+{
+	_cleanup_secret_ struct lc_secret back = { 0 };
+	struct lc_provider_reply vrep;
+	struct lc_error e = { 0 };
+	int r;
+
+	memset(&vrep, 0, sizeof(vrep));
+	r = lc_provider_unwrap(p, key_ref, blob, ctx, &back, &vrep, &e);
+	if (!r && (back.len != kek->len || CRYPTO_memcmp(back.p, kek->p, kek->len)))
+		r = lc_err(&e, -EBADMSG, LC_ERRC_INVALID,
+			   "the blob unwraps to %s", back.len != kek->len ? "a key of another size" :
+			   "another key");
+	audit(env, "cmk.verify", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, ids, &vrep,
+	      r ? &e : NULL, -1);
+	if (r < 0)
+		return lc_err(err, r, e.cls,
+			      "the KMS wrapped the new KEK, but reading the wrapped key back failed (%s): nothing was written to the header",
+			      e.msg);
+	return 0;
+}
+
+/*
  * Wrap @kek by the CMK @key_ref (one KMS call, audited) into @h: wrapped
- * key, and the CMK id and version the provider reports.
+ * key, and the CMK id and version the provider reports.  The blob is read
+ * back (verify_wrap(): a second KMS call) before @h is touched, so no
+ * caller can write a header whose KEK the KMS cannot give back.
  */
 static int wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
 		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
@@ -144,6 +180,11 @@ static int wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, cons
 		return lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
 			      "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
 			      blob.len, LC_HDR_KEK_MAX);
+	}
+	r = verify_wrap(env, p, key_ref, kek, ctx, &blob, ids, err);
+	if (r < 0) {
+		free(blob.p);
+		return r;
 	}
 	free(h->wrapped_kek.p);
 	h->wrapped_kek = blob;

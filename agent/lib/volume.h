@@ -28,7 +28,8 @@
  * tests run all of this without device-mapper or a keyring: they count
  * KMS calls, see the table line and every message.
  *
- * CMK uses ("cmk.wrap", "cmk.unwrap", "cmk.key_state") and the operations
+ * CMK uses ("cmk.wrap", "cmk.unwrap", "cmk.verify": the read-back of each
+ * new wrapped KEK before any header write, "cmk.key_state") and the operations
  * ("format", "open", "close", "rotate", "revoke") are audited through
  * env->audit, never with key material.
  */
