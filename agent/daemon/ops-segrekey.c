@@ -31,6 +31,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	char hbuf[PATH_MAX], rd[PATH_MAX], rh[PATH_MAX];
 	uint32_t first, last;
 	bool resume = false, have_d, have_h;
+	struct running_op *op;
 	int r;
 
 	if ((r = arg_str(args, "device", true, &oa.device, err)) < 0 ||
@@ -64,9 +65,20 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 		lc_warn("[test] segrekey_pause_file = %s: the re-key waits while it exists (for tests only)",
 			a->cfg.test_segrekey_pause_file);
 	lc_segrekey_pause_file(a->cfg.test_segrekey_pause_file);
+	/* A revocation of the CMK stops it between zones (ops-life.c). */
+	{
+		char what[64];
+
+		snprintf(what, sizeof(what), "rekey-segment of a %s volume", oa.workspace);
+		op = agent_op_begin(a, c, what, bound.provider, bound.key_ref, bound.cmk_id, NULL,
+				    NULL, NULL);
+	}
+	if (!op)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	agent_unlock(a);
 	r = lc_segment_rekey(&c->env, &oa, first, last, resume, NULL, &res, err);
 	agent_relock(a);
+	(void)agent_op_end(a, c, op);
 	if (r < 0)
 		return r;
 	*result = json_object_new_object();

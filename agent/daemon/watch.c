@@ -328,6 +328,8 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 		start_revoke(a, s, cause, denied, uid);
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
 	}
+	/* Key-lifecycle operations under this CMK stop (ops-life.c). */
+	(void)agent_ops_abort(a, cmk_id, provider, key_ref, cause, wait_ms);
 
 	/* Wait for the kernel's word, never past the deadline. */
 	clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -342,6 +344,7 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 
 		for (size_t i = 0; i < n && all; i++)
 			all = settled(agent_volume(a, names[i]));
+		all = all && !agent_ops_aborted_running(a);	/* they wipe their keys */
 		if (all || !wait_ms || pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
 			break;
 	}

@@ -277,6 +277,9 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 	r = set_context(h, ctx, err);
 	if (r < 0)
 		goto fail;
+	/* A revocation since the start: no KMS call, nothing written. */
+	if ((r = lc_op_guard_check(env->guard, op, err)) < 0)
+		goto fail;
 	if (u->kind == UPD_REKEY) {
 		/* The wrap is audited as the new CMK's (the volume is the same). */
 		struct lc_volume *tv = malloc(sizeof(*tv));
@@ -306,7 +309,12 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 		goto fail;
 	h->version = LC_HDR_VERSION;
 	h->mac_key = mk.p;
-	r = lc_header_write_io(io, h, err);
+	/* The commit, unless the kill switch came first (opguard.h). */
+	r = lc_op_guard_enter(env->guard, op, err);
+	if (!r) {
+		r = lc_header_write_io(io, h, err);
+		lc_op_guard_leave(env->guard);
+	}
 	h->mac_key = NULL;
 	if (r < 0)
 		goto fail;
@@ -623,12 +631,18 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 	copy_str(h->cmk_id, sizeof(h->cmk_id), to->cmk_id[0] ? to->cmk_id : to->key_ref);
 	r = set_context(h, ctx, err);
 	if (!r)
+		r = lc_op_guard_check(env->guard, "rekey", err);
+	if (!r)
 		r = lc_vol_wrap_kek(env, pt, to->key_ref, &kek, ctx, h, v, &rep, err);
 	if (r < 0)
 		goto fail;
 	h->version = LC_HDR_VERSION;
 	h->mac_key = mk.p;	/* the same KEK: the same MAC key */
-	r = lc_header_write_io(&io, h, err);
+	r = lc_op_guard_enter(env->guard, "rekey", err);
+	if (!r) {
+		r = lc_header_write_io(&io, h, err);
+		lc_op_guard_leave(env->guard);
+	}
 	h->mac_key = NULL;
 	if (r < 0)
 		goto fail;

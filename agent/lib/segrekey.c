@@ -29,9 +29,10 @@ void lc_segrekey_pause_file(const char *path)
 	snprintf(pause_path, sizeof(pause_path), "%s", path ? path : "");
 }
 
-static void pause_if_asked(void)
+/* The test pause; a kill (opguard.h) ends it at once. */
+static void pause_if_asked(struct lc_op_guard *g)
 {
-	while (pause_path[0] && access(pause_path, F_OK) == 0)
+	while (pause_path[0] && access(pause_path, F_OK) == 0 && !lc_op_guard_aborted(g))
 		usleep(100 * 1000);
 }
 
@@ -130,15 +131,27 @@ struct job {
 	const char *hpath;
 	uint64_t sectors;	/* encryption sectors per segment */
 	uint64_t rewritten;
+	struct lc_op_guard *guard;	/* env->guard: the kill switch's hold */
+	char what[64];			/* "re-key of segment N", for its errors */
 };
 
+static void job_what(struct job *j, uint32_t seg)
+{
+	snprintf(j->what, sizeof(j->what), "re-key of segment %" PRIu32, seg);
+}
+
+/* Every header write is made under the guard: none after a kill. */
 static int write_header(struct job *j, struct lc_error *err)
 {
 	int r;
 
+	r = lc_op_guard_enter(j->guard, j->what, err);
+	if (r < 0)
+		return r;
 	j->h->mac_key = j->mac_key;
 	r = lc_header_write_io(j->hio, j->h, err);
 	j->h->mac_key = NULL;
+	lc_op_guard_leave(j->guard);
 	return r;
 }
 
@@ -165,9 +178,26 @@ static uint64_t iv_of(const struct job *j, uint32_t seg, uint64_t k)
 	return (uint64_t)seg * j->h->segment_sectors + k * (j->h->sector_size / 512);
 }
 
-/* Re-do the zone of the journal after a cut: each sector old, new, or an error. */
+static int redo_zone_held(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
+			  struct lc_error *err);
+
+/* Re-do the zone of the journal after a cut: each sector old, new, or an
+ * error; under the guard (its writes are data writes). */
 static int redo_zone(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
 		     struct lc_error *err)
+{
+	int r;
+
+	r = lc_op_guard_enter(j->guard, j->what, err);
+	if (r < 0)
+		return r;
+	r = redo_zone_held(j, dec, enc, buf, err);
+	lc_op_guard_leave(j->guard);
+	return r;
+}
+
+static int redo_zone_held(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
+			  struct lc_error *err)
 {
 	struct lc_rekey_journal *jn = &j->h->journal;
 	size_t ss = j->h->sector_size;
@@ -261,6 +291,10 @@ static int run_segment(struct job *j, struct lc_error *err)
 		memset(jn->new_digest, 0, sizeof(jn->new_digest));
 		if (jn->done >= j->sectors)
 			break;
+		/* Between zones: a kill stops the re-key here. */
+		r = lc_op_guard_check(j->guard, j->what, err);
+		if (r < 0)
+			goto out;
 		k0 = jn->done;
 		n = (uint32_t)(j->sectors - k0 < LC_RKJ_ZONE_MAX ? j->sectors - k0 : LC_RKJ_ZONE_MAX);
 		r = io_read(j->dio, ct, n * ss, sector_off(j, jn->segment, k0), err);
@@ -283,20 +317,24 @@ static int run_segment(struct job *j, struct lc_error *err)
 		if (r < 0)
 			goto out;
 		if (k0)
-			pause_if_asked();
-		for (uint32_t i = 0; i < n; i++) {
+			pause_if_asked(j->guard);
+		/* The zone's data, under the guard: a kill after the journal
+		 * write leaves the zone to --resume (every sector still old). */
+		r = lc_op_guard_enter(j->guard, j->what, err);
+		if (r < 0)
+			goto out;
+		for (uint32_t i = 0; i < n && !r; i++) {
 			r = data_write(j, zone.p + i * ss, ss, sector_off(j, jn->segment, k0 + i),
 				       err);
-			if (r < 0)
-				goto out;
-			j->rewritten++;
+			if (!r)
+				j->rewritten++;
 		}
-		r = j->dio->sync(j->dio->ctx);
-		if (r < 0) {
-			r = lc_err(err, r, LC_ERRC_INTERNAL, "fsync of the data device failed: %s",
-				   strerror(-r));
+		if (!r && (r = j->dio->sync(j->dio->ctx)) < 0)
+			lc_err(err, r, LC_ERRC_INTERNAL, "fsync of the data device failed: %s",
+			       strerror(-r));
+		lc_op_guard_leave(j->guard);
+		if (r < 0)
 			goto out;
-		}
 	}
 	/* The commit: the new record in the table, back to version 2. */
 	h->deks[jn->segment] = jn->dek;
@@ -566,12 +604,14 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	j.kek = &kek;
 	j.mac_key = mk.p;
 	j.hpath = hpath;
+	j.guard = env->guard;
 	j.sectors = h->segment_sectors / (h->sector_size / 512);
 	if (h->journal.active) {
 		rs.resumed = true;
 		rs.resumed_segment = h->journal.segment;
 		lc_info("volume %s: resuming the re-key of segment %" PRIu32 " at sector %" PRIu64,
 			v->uuid, h->journal.segment, h->journal.done);
+		job_what(&j, h->journal.segment);
 		r = run_segment(&j, err);
 		if (r < 0)
 			goto fail;
@@ -579,7 +619,10 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		rs.generation = h->deks[rs.resumed_segment].generation;
 	}
 	for (uint32_t s = from; s <= last && s >= from; s++) {
-		r = start_segment(&j, s, err);
+		job_what(&j, s);
+		r = lc_op_guard_check(j.guard, j.what, err);
+		if (!r)
+			r = start_segment(&j, s, err);
 		/* the first write of a range is the one the rollback memory must know */
 		if (!r && env->seqs)
 			r = lc_seqstore_record(env->seqs, v->uuid, h->seqno, err);

@@ -1729,10 +1729,16 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 		r = lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "bad identity in an authenticated header");
 		goto fail;
 	}
-	r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
+	r = lc_op_guard_check(env->guard, "rewrap", err);
+	if (!r)
+		r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
-	r = write_sealed(env, fd, h, &v->kek, err);
+	r = lc_op_guard_enter(env->guard, "rewrap", err);	/* opguard.h */
+	if (!r) {
+		r = write_sealed(env, fd, h, &v->kek, err);
+		lc_op_guard_leave(env->guard);
+	}
 	if (r < 0)
 		goto fail;
 	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);

@@ -48,6 +48,7 @@
 #include "dm.h"
 #include "envelope.h"
 #include "header.h"
+#include "opguard.h"
 #include "keyring.h"
 #include "lc-error.h"
 #include "provider.h"
@@ -100,6 +101,10 @@ struct lc_volume_env {
 	int64_t peer_uid;		/* for audit records; < 0: the agent itself */
 	uint32_t key_batch;		/* 0: LC_VOLUME_KEY_BATCH */
 	struct lc_seqstore *seqs;	/* rollback memory; NULL: none (tests) */
+	/* The kill switch's hold on the running key-lifecycle operation
+	 * (opguard.h): every header or data write of rotate.c, segrekey.c
+	 * and lc_volume_rewrap() is made under it.  NULL: none. */
+	struct lc_op_guard *guard;
 };
 
 /*

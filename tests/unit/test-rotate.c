@@ -1097,6 +1097,89 @@ static void test_lying_kms(void **state)
 	free(now);
 }
 
+/* ---- the kill switch during an operation (opguard.h) ---- */
+
+static struct lc_op_guard *kill_guard;
+
+/* The revocation comes while the KMS wraps the new key. */
+static int killing_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+			const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+			struct lc_provider_reply *reply, struct lc_error *err)
+{
+	assert_true(lc_op_guard_abort(kill_guard, "test kill", 1000));
+	return honest_ops->wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
+}
+
+/* rotate-kek, rekey, rewrap, shred and the re-key of a closed volume,
+ * each revoked while its wrap call runs: -EKEYREVOKED "aborted: the CMK
+ * was revoked", no header byte written, the volume unchanged; and a guard
+ * aborted before the start costs not even a KMS call. */
+static void test_kill_aborts(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = format_open(e);
+	uint8_t *before = malloc(AREA), *now = malloc(AREA), kek[LC_KEK_LEN];
+	struct lc_open_args oa = { .device = e->dev, .workspace = "ws1", .kc = &e->kc2 };
+	struct lc_provider_counters cnt;
+	struct lc_shred_result res;
+	struct lc_op_guard g;
+	struct lc_header *h = NULL;
+
+	assert_true(before && now);
+	read_at(e->dev, before, AREA, 0);
+	memcpy(kek, v->kek.p, LC_KEK_LEN);
+	for (int op = 0; op < 5; op++) {
+		struct lc_error err = { 0 };
+		int r;
+
+		lc_op_guard_init(&g);
+		kill_guard = &g;
+		e->venv.guard = &g;
+		honest_ops = e->prov.ops;
+		lying_ops = *honest_ops;
+		lying_ops.wrap = killing_wrap;
+		e->prov.ops = &lying_ops;
+		switch (op) {
+		case 0: r = lc_volume_rotate_kek(&e->venv, v, NULL, &err); break;
+		case 1: r = lc_volume_rekey(&e->venv, v, &e->kc2, NULL, &err); break;
+		case 2: r = lc_volume_rewrap(&e->venv, v, &err); break;
+		case 3: r = lc_volume_shred(&e->venv, v, 3, 4, NULL, &res, &err); break;
+		default:
+			close_vol(e, v);
+			v = NULL;
+			r = lc_volume_rekey_closed(&e->venv, &oa, &e->kc, &h, &err);
+			break;
+		}
+		honest(e);
+		e->venv.guard = NULL;
+		assert_int_equal(r, -EKEYREVOKED);
+		assert_int_equal(err.cls, LC_ERRC_DENIED);
+		assert_non_null(strstr(err.msg, "aborted: the CMK was revoked (test kill)"));
+		assert_null(h);
+		read_at(e->dev, now, AREA, 0);
+		assert_memory_equal(now, before, AREA);
+		if (v) {
+			assert_memory_equal(v->kek.p, kek, LC_KEK_LEN);
+			assert_string_equal(v->keyconfig, "kc1");
+		}
+		/* aborted before the start: no KMS call at all */
+		if (v) {
+			lc_provider_counters_reset(&e->prov);
+			e->venv.guard = &g;
+			assert_int_equal(lc_volume_rotate_kek(&e->venv, v, NULL, &err), -EKEYREVOKED);
+			e->venv.guard = NULL;
+			lc_provider_counters(&e->prov, &cnt);
+			assert_int_equal(cnt.wrap + cnt.unwrap, 0);
+		}
+		lc_op_guard_destroy(&g);
+	}
+	assert_int_equal(open_vol(e, &e->kc, &v, NULL), 0);
+	close_vol(e, v);
+	assert_true(audit_has(e, "rekey", "failure"));
+	free(before);
+	free(now);
+}
+
 static void test_power_cut_rotate(void **state)
 {
 	power_cuts(*state, X_ROTATE);
@@ -1127,6 +1210,7 @@ int main(void)
 		T(test_power_cut_rekey),
 		T(test_power_cut_shred),
 		T(test_lying_kms),
+		T(test_kill_aborts),
 	};
 
 	lc_log_open("test-rotate", 0, LC_LOG_ERR);
