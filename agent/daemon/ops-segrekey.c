@@ -85,6 +85,14 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	JADD(*result, "device", json_object_new_string(oa.device));
 	JADD(*result, "first", json_object_new_int64(res.first));
 	JADD(*result, "last", json_object_new_int64(res.last));
+	if (res.first > res.asked_first) {
+		char skipped[32];
+
+		/* --resume starts at the journaled segment: say what it left. */
+		snprintf(skipped, sizeof(skipped), "%" PRIu32 "-%" PRIu32, res.asked_first,
+			 res.first - 1);
+		JADD(*result, "not_rekeyed", json_object_new_string(skipped));
+	}
 	JADD(*result, "rekeyed", json_object_new_int64(res.rekeyed));
 	JADD(*result, "resumed", json_object_new_boolean(res.resumed));
 	if (res.resumed)

@@ -380,6 +380,18 @@ static int start_segment(struct job *j, uint32_t seg, struct lc_error *err)
 	return r;
 }
 
+/* The audit record's detail: the segments re-keyed, and those asked for
+ * but not touched (a resume starts at the journaled segment). */
+static void segrange_detail(const struct lc_segrekey_result *rs, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "segments %" PRIu32 "-%" PRIu32 ": %" PRIu32 " re-keyed%s",
+			 rs->first, rs->last, rs->rekeyed, rs->resumed ? " (resumed)" : "");
+
+	if (n > 0 && (size_t)n < size && rs->first > rs->asked_first)
+		snprintf(buf + n, size - (size_t)n, "; %" PRIu32 "-%" PRIu32 " asked for, not re-keyed",
+			 rs->asked_first, rs->first - 1);
+}
+
 /* ---- the closed volume ---- */
 
 static bool under_kc(const struct lc_header *h, const struct lc_keyconfig *kc)
@@ -476,7 +488,9 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	struct lc_header_io dio_fd = lc_header_io_fd(&dfd);
 	bool detached = a->header && *a->header;
 	const char *hpath = detached ? a->header : a->device;
-	struct lc_segrekey_result rs = { .first = first, .last = last };
+	struct lc_segrekey_result rs = { .first = first, .last = last, .asked_first = first,
+					 .asked_last = last };
+	char detail[160] = "";
 	struct lc_volume *v = NULL;
 	struct lc_header_info info;
 	struct lc_error dummy;
@@ -609,6 +623,10 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	if (h->journal.active) {
 		rs.resumed = true;
 		rs.resumed_segment = h->journal.segment;
+		rs.first = h->journal.segment;	/* what this call re-keys */
+		if (rs.first > first)
+			lc_warn("volume %s: --resume continues the re-key of segment %" PRIu32 ": segments %" PRIu32 "-%" PRIu32 " of the range asked for are not re-keyed by it",
+				v->uuid, rs.first, first, rs.first - 1);
 		lc_info("volume %s: resuming the re-key of segment %" PRIu32 " at sector %" PRIu64,
 			v->uuid, h->journal.segment, h->journal.done);
 		job_what(&j, h->journal.segment);
@@ -638,19 +656,23 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	rs.sectors = j.rewritten;
 	rs.seqno = h->seqno;
 	lc_info("volume %s: segments %" PRIu32 "-%" PRIu32 " re-keyed (%" PRIu64
-		" sectors re-encrypted%s)", v->uuid, first, last, rs.sectors,
+		" sectors re-encrypted%s)", v->uuid, rs.first, last, rs.sectors,
 		rs.resumed ? ", after resuming" : "");
-	lc_vol_audit(env, "rekey-segment", LC_AUDIT_SUCCESS, v, NULL, NULL, lc_vol_now_ms() - t0);
+	segrange_detail(&rs, detail, sizeof(detail));
+	lc_vol_audit_detail(env, "rekey-segment", LC_AUDIT_SUCCESS, v, NULL, lc_vol_now_ms() - t0,
+			    detail);
 	if (res)
 		*res = rs;
 	r = 0;
 	goto out;
 fail:
-	if (res) {
-		rs.sectors = j.rewritten;
+	rs.sectors = j.rewritten;
+	if (res)
 		*res = rs;
-	}
-	lc_vol_audit(env, "rekey-segment", LC_AUDIT_FAILURE, v, NULL, err, lc_vol_now_ms() - t0);
+	if (j.h)
+		segrange_detail(&rs, detail, sizeof(detail));
+	lc_vol_audit_detail(env, "rekey-segment", LC_AUDIT_FAILURE, v, err, lc_vol_now_ms() - t0,
+			    detail[0] ? detail : NULL);
 out:
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);

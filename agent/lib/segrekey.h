@@ -53,7 +53,12 @@ struct lc_segrekey_io {
 };
 
 struct lc_segrekey_result {
-	uint32_t first, last;		/* the range asked for */
+	/* The range this call re-keyed (or was re-keying): the range asked
+	 * for, except that a resume starts at the journaled segment, so
+	 * segments asked for before it are *not* re-keyed by the call
+	 * (asked_first..first - 1, when asked_first < first). */
+	uint32_t first, last;
+	uint32_t asked_first, asked_last;	/* the range asked for */
 	uint32_t rekeyed;		/* segments that got a new DEK */
 	bool resumed;			/* a journal was found and finished */
 	uint32_t resumed_segment;
@@ -72,7 +77,9 @@ struct lc_segrekey_result {
  * Without @resume a header with a re-key in progress is refused (-EBUSY,
  * naming the segment); with @resume, the journaled segment (which must be
  * in the range) is finished first and the segments after it up to @last
- * follow; @resume with no journal is -EALREADY.  Errors: -EINVAL (range
+ * follow (the segments of the range before it are not touched: @res and
+ * the audit record's detail say which were re-keyed); @resume with no
+ * journal is -EALREADY.  Errors: -EINVAL (range
  * beyond the segment count, shredded segment, generation exhausted),
  * -EOPNOTSUPP (cipher), -EBUSY (device in use: open volumes are refused by
  * the exclusive open), -EIO (a sector that is neither old nor new),

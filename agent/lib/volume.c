@@ -83,9 +83,9 @@ static void ids_of_volume(struct ids *ids, const struct lc_volume *v)
 	ids->device = v->device[0] ? v->device : NULL;
 }
 
-static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
-		  const struct ids *ids, const struct lc_provider_reply *rep,
-		  const struct lc_error *e, int64_t latency_ms)
+static void audit_d(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		    const struct ids *ids, const struct lc_provider_reply *rep,
+		    const struct lc_error *e, int64_t latency_ms, const char *detail)
 {
 	struct lc_audit_event ev;
 	struct lc_error ae;
@@ -115,6 +115,7 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 			latency_ms = (int64_t)(rep->latency_us / 1000);
 	}
 	ev.latency_ms = latency_ms;
+	ev.detail = detail;
 	/* A failure always has a class; a success only when the caller
 	 * says why (a revocation caused by an authoritative denial). */
 	if (e && e->cls != LC_ERRC_NONE)
@@ -123,6 +124,13 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 		ev.error_class = LC_ERRC_INTERNAL;
 	if (lc_audit_write(env->audit, &ev, &ae) < 0)
 		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
+}
+
+static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		  const struct ids *ids, const struct lc_provider_reply *rep,
+		  const struct lc_error *e, int64_t latency_ms)
+{
+	audit_d(env, op, o, ids, rep, e, latency_ms, NULL);
 }
 
 /*
@@ -2356,6 +2364,16 @@ void lc_vol_audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 
 	ids_of_volume(&ids, v);
 	audit(env, op, o, &ids, rep, e, latency_ms);
+}
+
+void lc_vol_audit_detail(const struct lc_volume_env *env, const char *op,
+			 enum lc_audit_outcome o, const struct lc_volume *v,
+			 const struct lc_error *e, int64_t latency_ms, const char *detail)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit_d(env, op, o, &ids, NULL, e, latency_ms, detail);
 }
 
 int lc_vol_wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,

@@ -786,6 +786,36 @@ static void test_interrupted_then_resumed(void **state_)
 	assert_int_equal(state(e, 1, 2, NULL), 1);
 }
 
+/* --resume with a range wider than what was interrupted (cut in segment 2
+ * of 2-3, resumed with 0-3): it finishes 2 and 3 only, and says so in its
+ * result and its audit record instead of claiming 0-3. */
+static void test_resume_wider_range(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	char *log = NULL;
+
+	format_fill(e, 512, NULL, KEY_SIZE);
+	lc_segrekey_stop_after(70);
+	assert_int_equal(rekey(e, 2, 3, false, &res, &err), -EINTR);
+	lc_segrekey_stop_after(0);
+	if (rekey(e, 0, 3, true, &res, &err) < 0)
+		fail_msg("resume: %s", err.msg);
+	assert_true(res.resumed);
+	assert_int_equal(res.asked_first, 0);
+	assert_int_equal(res.asked_last, 3);
+	assert_int_equal(res.first, 2);
+	assert_int_equal(res.last, 3);
+	assert_int_equal(res.rekeyed, 2);
+	for (uint32_t s = 0; s < SEGS; s++)
+		assert_int_equal(generation_of(e, s), s >= 2 ? 2 : 1);
+	assert_int_equal(lc_file_read(e->audit_path, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "segments 2-3: 2 re-keyed (resumed); 0-1 asked for, not re-keyed"));
+	free(log);
+	assert_int_equal(state(e, 2, 3, NULL), 1);
+}
+
 /* A sector of the zone that is neither old nor new ciphertext (a torn
  * write, damage): resume refuses, names it, and leaves the journal. */
 static void test_torn_sector_refused(void **state_)
@@ -959,6 +989,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rekey_range_4096, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_then_resumed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_wider_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_sector_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_every_write, setup, teardown),
