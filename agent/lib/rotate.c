@@ -17,6 +17,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 
+#include "backing.h"
 #include "rotate.h"
 #include "volume-internal.h"
 
@@ -516,6 +517,7 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 	struct lc_header_info info;
 	struct lc_provider *pf, *pt;
 	struct lc_error dummy, first = { 0 };
+	struct lc_backing_claim claim = { .nloops = 0 };
 	char ctx[LC_KEK_CONTEXT_MAX];
 	int64_t t0 = lc_vol_now_ms();
 	int r;
@@ -547,6 +549,10 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 		r = fd;
 		goto fail;
 	}
+	/* A file behind a loop device in use is refused (backing.h). */
+	r = lc_backing_claim(fd, hpath, NULL, NULL, &claim, err);
+	if (r < 0)
+		goto fail;
 	r = lc_header_read_copies_io(&io, copies, &info, err);
 	if (r < 0)
 		goto fail;
@@ -664,6 +670,7 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 fail:
 	lc_vol_audit(env, "rekey", LC_AUDIT_FAILURE, v, NULL, err, lc_vol_now_ms() - t0);
 out:
+	lc_backing_release(&claim);
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
 	lc_volume_free(v);

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "backing.h"
 #include "envelope.h"
 #include "rotate.h"
 #include "segrekey.h"
@@ -491,6 +492,7 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	struct lc_segrekey_result rs = { .first = first, .last = last, .asked_first = first,
 					 .asked_last = last };
 	char detail[160] = "";
+	struct lc_backing_claim hclaim = { .nloops = 0 }, dclaim = { .nloops = 0 };
 	struct lc_volume *v = NULL;
 	struct lc_header_info info;
 	struct lc_error dummy;
@@ -524,6 +526,11 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			r = hfd;
 			goto fail;
 		}
+		/* A file: locked, and refused while a loop device over it is
+		 * in use (backing.h). */
+		r = lc_backing_claim(hfd, hpath, NULL, NULL, &hclaim, err);
+		if (r < 0)
+			goto fail;
 		j.hio = &hio_fd;
 	}
 	if (io && io->data) {
@@ -535,6 +542,9 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			r = dfd;
 			goto fail;
 		}
+		r = lc_backing_claim(dfd, a->device, NULL, NULL, &dclaim, err);
+		if (r < 0)
+			goto fail;
 		j.dio = &dio_fd;
 	} else {
 		j.dio = j.hio;
@@ -674,6 +684,8 @@ fail:
 	lc_vol_audit_detail(env, "rekey-segment", LC_AUDIT_FAILURE, v, err, lc_vol_now_ms() - t0,
 			    detail[0] ? detail : NULL);
 out:
+	lc_backing_release(&hclaim);
+	lc_backing_release(&dclaim);
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
 	lc_volume_free(v);

@@ -82,7 +82,9 @@ struct lc_segrekey_result {
  * journal is -EALREADY.  Errors: -EINVAL (range
  * beyond the segment count, shredded segment, generation exhausted),
  * -EOPNOTSUPP (cipher), -EBUSY (device in use: open volumes are refused by
- * the exclusive open), -EIO (a sector that is neither old nor new),
+ * the exclusive open; a regular file is flock'ed and refused while a loop
+ * device over it is in use, backing.h), -EKEYREVOKED (DENIED: the kill
+ * switch stopped it, env->guard, opguard.h), -EIO (a sector that is neither old nor new),
  * and those of the header, the device and the provider.  @io: NULL except
  * in tests.  @res may be NULL.
  */

@@ -21,10 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <linux/loop.h>
 #include <openssl/evp.h>
 
 #include "fileio.h"
@@ -816,6 +820,58 @@ static void test_resume_wider_range(void **state_)
 	assert_int_equal(state(e, 2, 3, NULL), 1);
 }
 
+/* The volume named by the backing file of a loop device: refused while
+ * the loop device is in use (held O_EXCL, as a mapping or a mount holds
+ * it), and while another operation holds the file's lock; allowed once
+ * the loop device is idle.  Needs root and /dev/loop-control (the unit
+ * suite runs as root, as the agent does): without them the test fails. */
+static void test_loop_backing_file(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	char loop[64];
+	int ctl, n, lfd, ffd, hold, lk;
+
+	format_fill(e, 512, NULL, KEY_SIZE);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		fail_msg("/dev/loop-control: %s (the unit tests run as root with loop devices)",
+			 strerror(errno));
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	assert_true(n >= 0);
+	close(ctl);
+	snprintf(loop, sizeof(loop), "/dev/loop%d", n);
+	lfd = open(loop, O_RDWR | O_CLOEXEC);
+	assert_true(lfd >= 0);
+	ffd = open(e->dev, O_RDWR | O_CLOEXEC);
+	assert_true(ffd >= 0);
+	assert_int_equal(ioctl(lfd, LOOP_SET_FD, ffd), 0);
+	close(ffd);
+	/* in use: a mapping or a mount holds the loop device exclusively */
+	hold = open(loop, O_RDONLY | O_EXCL | O_CLOEXEC);
+	assert_true(hold >= 0);
+	assert_int_equal(rekey(e, 1, 1, false, &res, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is the backing file of"));
+	assert_non_null(strstr(err.msg, loop));
+	assert_int_equal(generation_of(e, 1), 1);
+	close(hold);
+	/* another operation on the same file */
+	lk = open(e->dev, O_RDONLY | O_CLOEXEC);
+	assert_true(lk >= 0);
+	assert_int_equal(flock(lk, LOCK_EX), 0);
+	assert_int_equal(rekey(e, 1, 1, false, &res, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "locked by another operation"));
+	close(lk);
+	/* the loop device idle: re-keyed (held exclusively meanwhile) */
+	if (rekey(e, 1, 1, false, &res, &err) < 0)
+		fail_msg("rekey with an idle loop device: %s", err.msg);
+	assert_int_equal(generation_of(e, 1), 2);
+	assert_int_equal(ioctl(lfd, LOOP_CLR_FD, 0), 0);
+	close(lfd);
+	assert_int_equal(state(e, 1, 1, NULL), 1);
+}
+
 /* A sector of the zone that is neither old nor new ciphertext (a torn
  * write, damage): resume refuses, names it, and leaves the journal. */
 static void test_torn_sector_refused(void **state_)
@@ -990,6 +1046,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_then_resumed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_wider_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_backing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_sector_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_every_write, setup, teardown),
