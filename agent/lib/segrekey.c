@@ -133,6 +133,10 @@ struct job {
 	uint64_t sectors;	/* encryption sectors per segment */
 	uint64_t rewritten;
 	struct lc_op_guard *guard;	/* env->guard: the kill switch's hold */
+	bool accept;			/* a damaged sector of the zone is accepted */
+	uint64_t accept_sector;		/* which one (sector of the segment) */
+	bool accepted;			/* it was damaged, and rewritten */
+	uint64_t accepted_off;
 	char what[64];			/* "re-key of segment N", for its errors */
 };
 
@@ -213,18 +217,27 @@ static int redo_zone_held(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *en
 			return r;
 		if (digest8(buf, ss, d))
 			return lc_err(err, -EIO, LC_ERRC_INTERNAL, "SHA-256 failed");
+		bool damaged;
+
 		if (!memcmp(d, jn->new_digest[i], sizeof(d)))
 			continue;	/* written before the cut */
-		if (memcmp(d, jn->old_digest[i], sizeof(d)))
+		damaged = memcmp(d, jn->old_digest[i], sizeof(d)) != 0;
+		if (damaged && !(j->accept && k == j->accept_sector))
 			return lc_err(err, -EIO, LC_ERRC_INVALID,
 				      "segment %" PRIu32 ", sector %" PRIu64 " (byte %" PRIu64
-				      "): its ciphertext is neither the old nor the new one the journal recorded (a torn write or damage): the re-key cannot continue safely",
-				      jn->segment, k, off);
+				      "): its ciphertext is neither the old nor the new one the journal recorded (a torn write or damage): the re-key cannot continue safely; to give up that sector's data (at most %zu bytes) and go on: lakecryptctl rekey-segment --resume --accept-damaged-journal-sector %" PRIu64,
+				      jn->segment, k, off, ss, k);
+		if (damaged) {
+			lc_warn("segment %" PRIu32 ", sector %" PRIu64 " (byte %" PRIu64 ", %zu bytes) is damaged; accepted by the administrator: re-encrypted from what it holds, its data may be lost",
+				jn->segment, k, off, ss);
+			j->accepted = true;
+			j->accepted_off = off;
+		}
 		if (xts_sector(dec, false, iv_of(j, jn->segment, k), buf, ss) ||
 		    xts_sector(enc, true, iv_of(j, jn->segment, k), buf, ss) ||
 		    digest8(buf, ss, d))
 			return lc_err(err, -EIO, LC_ERRC_INTERNAL, "AES-XTS failed");
-		if (memcmp(d, jn->new_digest[i], sizeof(d)))
+		if (!damaged && memcmp(d, jn->new_digest[i], sizeof(d)))
 			return lc_err(err, -EIO, LC_ERRC_INVALID,
 				      "segment %" PRIu32 ", sector %" PRIu64
 				      ": re-encryption does not give the ciphertext the journal recorded",
@@ -389,8 +402,13 @@ static void segrange_detail(const struct lc_segrekey_result *rs, char *buf, size
 			 rs->first, rs->last, rs->rekeyed, rs->resumed ? " (resumed)" : "");
 
 	if (n > 0 && (size_t)n < size && rs->first > rs->asked_first)
-		snprintf(buf + n, size - (size_t)n, "; %" PRIu32 "-%" PRIu32 " asked for, not re-keyed",
-			 rs->asked_first, rs->first - 1);
+		n += snprintf(buf + n, size - (size_t)n,
+			      "; %" PRIu32 "-%" PRIu32 " asked for, not re-keyed", rs->asked_first,
+			      rs->first - 1);
+	if (n > 0 && (size_t)n < size && rs->damaged_accepted)
+		snprintf(buf + n, size - (size_t)n,
+			 "; damaged sector at byte %" PRIu64 " of segment %" PRIu32 " accepted: its data may be lost",
+			 rs->damaged_offset, rs->resumed_segment);
 }
 
 /* ---- the closed volume ---- */
@@ -482,6 +500,17 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		     uint32_t first, uint32_t last, bool resume, const struct lc_segrekey_io *io,
 		     struct lc_segrekey_result *res, struct lc_error *err)
 {
+	struct lc_segrekey_opts o = { .resume = resume };
+
+	return lc_segment_rekey_opts(env, a, first, last, &o, io, res, err);
+}
+
+int lc_segment_rekey_opts(const struct lc_volume_env *env, const struct lc_open_args *a,
+			  uint32_t first, uint32_t last, const struct lc_segrekey_opts *o,
+			  const struct lc_segrekey_io *io, struct lc_segrekey_result *res,
+			  struct lc_error *err)
+{
+	bool resume = o->resume;
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_secret_ struct lc_secret kek = { 0 }, mk = { 0 };
 	_cleanup_close_ int hfd = -1, dfd = -1;
@@ -491,7 +520,7 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	const char *hpath = detached ? a->header : a->device;
 	struct lc_segrekey_result rs = { .first = first, .last = last, .asked_first = first,
 					 .asked_last = last };
-	char detail[160] = "";
+	char detail[256] = "";
 	struct lc_backing_claim hclaim = { .nloops = 0 }, dclaim = { .nloops = 0 };
 	struct lc_volume *v = NULL;
 	struct lc_header_info info;
@@ -624,6 +653,19 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			goto fail;
 		}
 	}
+	if (o->accept_damaged && (!h->journal.active || !h->journal.zone ||
+				  o->damaged_sector < h->journal.done ||
+				  o->damaged_sector >= (uint64_t)h->journal.done + h->journal.zone)) {
+		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			   h->journal.active && h->journal.zone ?
+			   "volume %s: sector %" PRIu64 " is not in the zone being re-keyed (sectors %" PRIu64 "-%" PRIu64 " of segment %" PRIu32 "): nothing changed" :
+			   "volume %s: sector %" PRIu64 ": no zone of a segment re-key is in progress: nothing changed",
+			   v->uuid, o->damaged_sector, h->journal.done,
+			   h->journal.done + h->journal.zone - 1, h->journal.segment);
+		goto fail;
+	}
+	j.accept = o->accept_damaged;
+	j.accept_sector = o->damaged_sector;
 	j.h = h;
 	j.kek = &kek;
 	j.mac_key = mk.p;
@@ -665,6 +707,8 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		goto fail;
 	rs.sectors = j.rewritten;
 	rs.seqno = h->seqno;
+	rs.damaged_accepted = j.accepted;
+	rs.damaged_offset = j.accepted_off;
 	lc_info("volume %s: segments %" PRIu32 "-%" PRIu32 " re-keyed (%" PRIu64
 		" sectors re-encrypted%s)", v->uuid, rs.first, last, rs.sectors,
 		rs.resumed ? ", after resuming" : "");
@@ -677,6 +721,8 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	goto out;
 fail:
 	rs.sectors = j.rewritten;
+	rs.damaged_accepted = j.accepted;
+	rs.damaged_offset = j.accepted_off;
 	if (res)
 		*res = rs;
 	if (j.h)

@@ -65,6 +65,26 @@ struct lc_segrekey_result {
 	uint32_t generation;		/* new generation of the last segment */
 	uint64_t sectors;		/* encryption sectors re-encrypted */
 	uint64_t seqno;			/* header seqno at the end */
+	bool damaged_accepted;		/* opts->accept_damaged: the sector was damaged
+					 * and was rewritten (its data may be lost) */
+	uint64_t damaged_offset;	/* its byte offset on the data device */
+};
+
+/* lc_segment_rekey_opts(): @resume as for lc_segment_rekey(); with
+ * @accept_damaged (only with @resume) the encryption sector
+ * @damaged_sector (counted from 0 in the journaled segment, as the -EIO
+ * error names it) of the journaled zone is accepted when it is neither the
+ * old nor the new ciphertext: it is decrypted with the old DEK and
+ * encrypted with the new one like the others, so whatever of it was not
+ * damaged survives and the rest (at most sector_size bytes of that
+ * segment's data) reads as garbage; the re-key then goes on.  A sector
+ * that is not in the journaled zone is -EINVAL, nothing changed.  Audited
+ * in the rekey-segment record's detail.  An administrator's decision:
+ * lakecryptctl rekey-segment --resume --accept-damaged-journal-sector N. */
+struct lc_segrekey_opts {
+	bool resume;
+	bool accept_damaged;
+	uint64_t damaged_sector;
 };
 
 /*
@@ -91,6 +111,10 @@ struct lc_segrekey_result {
 int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args *a,
 		     uint32_t first, uint32_t last, bool resume, const struct lc_segrekey_io *io,
 		     struct lc_segrekey_result *res, struct lc_error *err);
+int lc_segment_rekey_opts(const struct lc_volume_env *env, const struct lc_open_args *a,
+			  uint32_t first, uint32_t last, const struct lc_segrekey_opts *o,
+			  const struct lc_segrekey_io *io, struct lc_segrekey_result *res,
+			  struct lc_error *err);
 
 /* Test hook: stop (as if the process died: -EINTR, nothing more written)
  * before the @n-th data sector write from now; 0 disables.  For the e2e

@@ -893,6 +893,60 @@ static void test_torn_sector_refused(void **state_)
 	assert_int_equal(state(e, 0, 0, NULL), 2);
 }
 
+/* The administrator's way out of a damaged sector in the interrupted zone
+ * (else the volume never opens again): --accept-damaged-journal-sector N
+ * with --resume gives up that sector only; another sector, one outside
+ * the zone, or no resume is refused; every other sector of the segment
+ * keeps its data; the audit record says what was given up. */
+static void test_accept_damaged_sector(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_opts o = { .resume = true, .accept_damaged = true };
+	struct lc_open_args oa = args(e);
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	uint8_t junk[512], deks[SEGS * KEY_SIZE], *seg = malloc(SEG_BYTES);
+	uint64_t off = DATA_OFF + 2 * SEG_BYTES + 20 * 512;
+	char *log = NULL;
+
+	assert_non_null(seg);
+	format_fill(e, 512, NULL, KEY_SIZE);
+	lc_segrekey_stop_after(10);
+	assert_int_equal(rekey(e, 2, 2, false, &res, &err), -EINTR);
+	lc_segrekey_stop_after(0);
+	memset(junk, 0xa5, sizeof(junk));
+	write_at(e->dev, junk, sizeof(junk), off);
+	assert_int_equal(rekey(e, 2, 2, true, &res, &err), -EIO);
+	assert_non_null(strstr(err.msg, "--accept-damaged-journal-sector 20"));
+	o.damaged_sector = 64;	/* the zone is sectors 0-63 */
+	assert_int_equal(lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not in the zone being re-keyed (sectors 0-63 of segment 2)"));
+	o.damaged_sector = 21;	/* not the damaged one */
+	assert_int_equal(lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err), -EIO);
+	assert_non_null(strstr(err.msg, "sector 20"));
+	assert_int_equal(state(e, 0, 0, NULL), 2);	/* still refused at open */
+	o.damaged_sector = 20;
+	if (lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err) < 0)
+		fail_msg("accept: %s", err.msg);
+	assert_true(res.damaged_accepted);
+	assert_int_equal(res.damaged_offset, off);
+	assert_int_equal(generation_of(e, 2), 2);
+	/* opens; segment 2 has its data back but for sector 20 */
+	assert_int_equal(learn_deks(e, deks, &err), 0);
+	read_at(e->dev, seg, SEG_BYTES, DATA_OFF + 2 * SEG_BYTES);
+	xts(deks + 2 * KEY_SIZE, KEY_SIZE, false, 512, 2, seg, SEG_BYTES);
+	for (uint32_t k = 0; k < SEG_BYTES / 512; k++)
+		if (k == 20)
+			assert_memory_not_equal(seg + k * 512, e->pt + 2 * SEG_BYTES + k * 512, 512);
+		else
+			assert_memory_equal(seg + k * 512, e->pt + 2 * SEG_BYTES + k * 512, 512);
+	assert_int_equal(lc_file_read(e->audit_path, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "damaged sector at byte"));
+	assert_non_null(strstr(log, "accepted: its data may be lost"));
+	free(log);
+	free(seg);
+}
+
 /* A detached header: the journal in the header file, the data on the device. */
 static void test_detached_header(void **state_)
 {
@@ -1047,6 +1101,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_interrupted_then_resumed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resume_wider_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loop_backing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_damaged_sector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_sector_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_every_write, setup, teardown),
