@@ -328,8 +328,6 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 		start_revoke(a, s, cause, denied, uid);
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
 	}
-	/* Key-lifecycle operations under this CMK stop (ops-life.c). */
-	(void)agent_ops_abort(a, cmk_id, provider, key_ref, cause, wait_ms);
 
 	/* Wait for the kernel's word, never past the deadline. */
 	clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -339,6 +337,9 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
 	}
+	/* Key-lifecycle operations under this CMK stop (ops-life.c), within
+	 * the same deadline. */
+	(void)agent_ops_abort(a, cmk_id, provider, key_ref, cause, wait_ms);
 	for (;;) {
 		bool all = true;
 
