@@ -182,6 +182,7 @@ struct agent {
 	size_t nwatches;
 	struct ws_term **terms;		/* terminate.c: hook runs per workspace */
 	size_t nterms;
+	struct running_op *running;	/* ops-life.c: lifecycle operations running */
 
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
@@ -424,5 +425,30 @@ int op_check(struct agent *a, struct client *c, json_object *args, json_object *
 /* workspace.hook */
 int op_workspace_hook(struct agent *a, struct client *c, json_object *args,
 		      json_object **result, struct lc_error *err);
+
+/*
+ * ops-life.c: the key-lifecycle operations running now, each under up to
+ * two CMKs (the one it works under, and the one a re-key moves to), for
+ * the kill switch (lib/opguard.h).  All with a->lock held.
+ */
+struct running_op;
+/* Register an operation under the CMKs of @from and @to (either may be
+ * NULL; provider, key_ref and cmk_id as a volume or key configuration
+ * names them) and point c->env.guard at it.  NULL: out of memory (the
+ * operation must not start). */
+struct running_op *agent_op_begin(struct agent *a, struct client *c, const char *what,
+				  const char *from_provider, const char *from_ref,
+				  const char *from_cmk_id, const char *to_provider,
+				  const char *to_ref, const char *to_cmk_id);
+/* Unregister; was it aborted by a revocation? */
+bool agent_op_end(struct agent *a, struct client *c, struct running_op *op);
+/* The kill: abort every running operation under the CMK (matched as
+ * watch.c's under() matches volumes), waiting at most @wait_ms for a
+ * write under way in each.  The number aborted. */
+size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
+		       const char *key_ref, const char *cause, unsigned int wait_ms);
+/* Aborted operations that have not ended yet (they wipe their keys as
+ * they end): the kill waits for 0, within its bound. */
+size_t agent_ops_aborted_running(struct agent *a);
 
 #endif /* LC_AGENT_H */

@@ -223,3 +223,123 @@ int op_check(struct agent *a, struct client *c, json_object *args, json_object *
 	json_object_object_add(*result, "kms_calls", json_object_new_int64(calls));
 	return 0;
 }
+
+/* ---- running key-lifecycle operations, for the kill switch ---- */
+
+struct running_op {
+	struct lc_op_guard guard;
+	char what[64];
+	struct {
+		char provider[LC_HDR_PROVIDER_SIZE];
+		char key_ref[LC_HDR_PROVIDER_REF_SIZE];
+		char cmk_id[LC_HDR_CMK_ID_SIZE];
+	} cmk[2];
+	bool aborted;			/* by agent_ops_abort() */
+	struct running_op *next;
+};
+
+struct running_op *agent_op_begin(struct agent *a, struct client *c, const char *what,
+				  const char *from_provider, const char *from_ref,
+				  const char *from_cmk_id, const char *to_provider,
+				  const char *to_ref, const char *to_cmk_id)
+{
+	struct running_op *op = calloc(1, sizeof(*op));
+	const char *p[2] = { from_provider, to_provider }, *r[2] = { from_ref, to_ref };
+	const char *id[2] = { from_cmk_id, to_cmk_id };
+
+	if (!op)
+		return NULL;
+	lc_op_guard_init(&op->guard);
+	snprintf(op->what, sizeof(op->what), "%s", what);
+	for (int i = 0; i < 2; i++) {
+		snprintf(op->cmk[i].provider, sizeof(op->cmk[i].provider), "%s", p[i] ? p[i] : "");
+		snprintf(op->cmk[i].key_ref, sizeof(op->cmk[i].key_ref), "%s", r[i] ? r[i] : "");
+		snprintf(op->cmk[i].cmk_id, sizeof(op->cmk[i].cmk_id), "%s", id[i] ? id[i] : "");
+	}
+	op->next = a->running;
+	a->running = op;
+	c->env.guard = &op->guard;
+	return op;
+}
+
+bool agent_op_end(struct agent *a, struct client *c, struct running_op *op)
+{
+	bool aborted = op->aborted || lc_op_guard_aborted(&op->guard);
+
+	for (struct running_op **pp = &a->running; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	if (c->env.guard == &op->guard)
+		c->env.guard = NULL;
+	lc_op_guard_destroy(&op->guard);
+	free(op);
+	pthread_cond_broadcast(&a->changed);	/* a kill may wait for it */
+	return aborted;
+}
+
+/* As watch.c's under(): by the CMK's identity, the provider if given. */
+static bool op_under(const struct running_op *op, int i, const char *cmk_id,
+		     const char *provider, const char *key_ref)
+{
+	const char *ids[2] = { key_ref, cmk_id };
+
+	if (!op->cmk[i].provider[0] && !op->cmk[i].key_ref[0])
+		return false;
+	if (provider && provider[0] && strcmp(op->cmk[i].provider, provider))
+		return false;
+	for (int k = 0; k < 2; k++)
+		if (ids[k] && ids[k][0] &&
+		    ((op->cmk[i].cmk_id[0] && !strcmp(op->cmk[i].cmk_id, ids[k])) ||
+		     !strcmp(op->cmk[i].key_ref, ids[k])))
+			return true;
+	return false;
+}
+
+size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
+		       const char *key_ref, const char *cause, unsigned int wait_ms)
+{
+	int64_t end = agent_now_ms() + wait_ms, left;
+	struct lc_audit_event ev;
+	struct lc_error ae;
+	char detail[200];
+	size_t n = 0;
+	bool held;
+
+	for (struct running_op *op = a->running; op; op = op->next) {
+		if (op->aborted || (!op_under(op, 0, cmk_id, provider, key_ref) &&
+				    !op_under(op, 1, cmk_id, provider, key_ref)))
+			continue;
+		op->aborted = true;
+		n++;
+		/* one bound for all of them */
+		left = wait_ms ? end - agent_now_ms() : 0;
+		held = lc_op_guard_abort(&op->guard, cause, left > 0 ? (unsigned int)left : 0);
+		if (held)
+			lc_warn("revocation (%s): the running %s is aborted", cause, op->what);
+		else
+			lc_warn("revocation (%s): the running %s is aborted; a write it began before the revocation was still under way after %u ms",
+				cause, op->what, wait_ms);
+		/* One record per operation stopped: what, and under which CMK. */
+		snprintf(detail, sizeof(detail),
+			 "aborted: the CMK was revoked; the running %s stops%s", op->what,
+			 held ? ", nothing more is written" : " after the write it had begun");
+		lc_audit_event_init(&ev, "revoke.abort", LC_AUDIT_SUCCESS);
+		ev.provider = provider && provider[0] ? provider : NULL;
+		ev.cmk_id = cmk_id && cmk_id[0] ? cmk_id : key_ref;
+		ev.detail = detail;
+		if (lc_audit_write(&a->audit, &ev, &ae) < 0)
+			lc_error_log("audit record for revoke.abort could not be written: %s", ae.msg);
+	}
+	return n;
+}
+
+size_t agent_ops_aborted_running(struct agent *a)
+{
+	size_t n = 0;
+
+	for (struct running_op *op = a->running; op; op = op->next)
+		n += op->aborted;
+	return n;
+}

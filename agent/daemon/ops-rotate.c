@@ -83,7 +83,11 @@ static void rot_slot_update(struct agent *a, struct vol_slot *s, const struct lc
 static int rot_run_on_slot(struct agent *a, struct client *c, struct vol_slot *s, struct rot_ctx *o,
 		       struct lc_error *err)
 {
+	static const char *const what[] = { "rewrap", "rotate-kek", "rekey", "shred" };
+	struct running_op *op;
 	struct lc_volume *v;
+	char name[LC_HDR_NAME_SIZE + 32];
+	bool aborted;
 	int r = rot_slot_ready(s, err);
 
 	if (r < 0)
@@ -91,6 +95,18 @@ static int rot_run_on_slot(struct agent *a, struct client *c, struct vol_slot *s
 	v = slot_snapshot(s, true);
 	if (!v)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	/* Registered with the kill switch under the volume's CMK and, for a
+	 * re-key, the one it moves to: a revocation of either stops it
+	 * before its header write (ops-life.c, lib/opguard.h). */
+	snprintf(name, sizeof(name), "%s of volume %s", what[o->kind], v->name);
+	op = agent_op_begin(a, c, name, v->provider, v->provider_ref, v->cmk_id,
+			    o->kind == OPK_REKEY ? o->to->provider : NULL,
+			    o->kind == OPK_REKEY ? o->to->key_ref : NULL,
+			    o->kind == OPK_REKEY ? o->to->cmk_id : NULL);
+	if (!op) {
+		lc_volume_free(v);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
 	s->busy++;
 	agent_unlock(a);
 	switch (o->kind) {
@@ -108,10 +124,21 @@ static int rot_run_on_slot(struct agent *a, struct client *c, struct vol_slot *s
 		break;
 	}
 	agent_relock(a);
+	aborted = agent_op_end(a, c, op);
 	s->busy--;
 	/* Whatever reached the header (a shred whose zeroing failed, a
 	 * header whose seqno could not be remembered) is the volume's now. */
 	rot_slot_update(a, s, v);
+	/* Aborted, but its header write had begun before the revocation: if
+	 * that moved the volume to the CMK being revoked, the kill did not
+	 * match it by its old CMK: revoke it by the new one now. */
+	if (aborted && s->rs == SLOT_LIVE && !r) {
+		struct lc_error e;
+
+		(void)agent_revoke_matching(a, v->cmk_id, v->provider, v->provider_ref,
+					    "its CMK was revoked while the volume was moved to it", false,
+					    c->peer.uid, 0, NULL, NULL, &e);
+	}
 	lc_volume_free(v);
 	return r;
 }
@@ -413,6 +440,7 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	const struct lc_keyconfig *kc, *fkc;
 	struct lc_keyconfig to, from;
 	struct lc_header *h = NULL;
+	struct running_op *op;
 	const char *fromname;
 	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	int r;
@@ -453,9 +481,14 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	to = *kc;
 	from = *fkc;
 	oa.kc = &to;
+	op = agent_op_begin(a, c, "rekey of a closed volume", from.provider, from.key_ref,
+			    from.cmk_id, to.provider, to.key_ref, to.cmk_id);
+	if (!op)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	agent_unlock(a);
 	r = lc_volume_rekey_closed(&c->env, &oa, &from, &h, err);
 	agent_relock(a);
+	(void)agent_op_end(a, c, op);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);

@@ -337,11 +337,15 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
 	}
+	/* Key-lifecycle operations under this CMK stop (ops-life.c), within
+	 * the same deadline. */
+	(void)agent_ops_abort(a, cmk_id, provider, key_ref, cause, wait_ms);
 	for (;;) {
 		bool all = true;
 
 		for (size_t i = 0; i < n && all; i++)
 			all = settled(agent_volume(a, names[i]));
+		all = all && !agent_ops_aborted_running(a);	/* they wipe their keys */
 		if (all || !wait_ms || pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
 			break;
 	}

@@ -17,6 +17,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 
+#include "backing.h"
 #include "rotate.h"
 #include "volume-internal.h"
 
@@ -277,6 +278,9 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 	r = set_context(h, ctx, err);
 	if (r < 0)
 		goto fail;
+	/* A revocation since the start: no KMS call, nothing written. */
+	if ((r = lc_op_guard_check(env->guard, op, err)) < 0)
+		goto fail;
 	if (u->kind == UPD_REKEY) {
 		/* The wrap is audited as the new CMK's (the volume is the same). */
 		struct lc_volume *tv = malloc(sizeof(*tv));
@@ -306,7 +310,12 @@ static int update(const struct lc_volume_env *env, struct lc_volume *v,
 		goto fail;
 	h->version = LC_HDR_VERSION;
 	h->mac_key = mk.p;
-	r = lc_header_write_io(io, h, err);
+	/* The commit, unless the kill switch came first (opguard.h). */
+	r = lc_op_guard_enter(env->guard, op, err);
+	if (!r) {
+		r = lc_header_write_io(io, h, err);
+		lc_op_guard_leave(env->guard);
+	}
 	h->mac_key = NULL;
 	if (r < 0)
 		goto fail;
@@ -508,6 +517,7 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 	struct lc_header_info info;
 	struct lc_provider *pf, *pt;
 	struct lc_error dummy, first = { 0 };
+	struct lc_backing_claim claim = { .nloops = 0 };
 	char ctx[LC_KEK_CONTEXT_MAX];
 	int64_t t0 = lc_vol_now_ms();
 	int r;
@@ -539,6 +549,10 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 		r = fd;
 		goto fail;
 	}
+	/* A file behind a loop device in use is refused (backing.h). */
+	r = lc_backing_claim(fd, hpath, NULL, NULL, &claim, err);
+	if (r < 0)
+		goto fail;
 	r = lc_header_read_copies_io(&io, copies, &info, err);
 	if (r < 0)
 		goto fail;
@@ -623,12 +637,18 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 	copy_str(h->cmk_id, sizeof(h->cmk_id), to->cmk_id[0] ? to->cmk_id : to->key_ref);
 	r = set_context(h, ctx, err);
 	if (!r)
+		r = lc_op_guard_check(env->guard, "rekey", err);
+	if (!r)
 		r = lc_vol_wrap_kek(env, pt, to->key_ref, &kek, ctx, h, v, &rep, err);
 	if (r < 0)
 		goto fail;
 	h->version = LC_HDR_VERSION;
 	h->mac_key = mk.p;	/* the same KEK: the same MAC key */
-	r = lc_header_write_io(&io, h, err);
+	r = lc_op_guard_enter(env->guard, "rekey", err);
+	if (!r) {
+		r = lc_header_write_io(&io, h, err);
+		lc_op_guard_leave(env->guard);
+	}
 	h->mac_key = NULL;
 	if (r < 0)
 		goto fail;
@@ -650,6 +670,7 @@ int lc_volume_rekey_closed(const struct lc_volume_env *env, const struct lc_open
 fail:
 	lc_vol_audit(env, "rekey", LC_AUDIT_FAILURE, v, NULL, err, lc_vol_now_ms() - t0);
 out:
+	lc_backing_release(&claim);
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
 	lc_volume_free(v);

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "backing.h"
 #include "envelope.h"
 #include "rotate.h"
 #include "segrekey.h"
@@ -29,9 +30,10 @@ void lc_segrekey_pause_file(const char *path)
 	snprintf(pause_path, sizeof(pause_path), "%s", path ? path : "");
 }
 
-static void pause_if_asked(void)
+/* The test pause; a kill (opguard.h) ends it at once. */
+static void pause_if_asked(struct lc_op_guard *g)
 {
-	while (pause_path[0] && access(pause_path, F_OK) == 0)
+	while (pause_path[0] && access(pause_path, F_OK) == 0 && !lc_op_guard_aborted(g))
 		usleep(100 * 1000);
 }
 
@@ -130,15 +132,31 @@ struct job {
 	const char *hpath;
 	uint64_t sectors;	/* encryption sectors per segment */
 	uint64_t rewritten;
+	struct lc_op_guard *guard;	/* env->guard: the kill switch's hold */
+	bool accept;			/* a damaged sector of the zone is accepted */
+	uint64_t accept_sector;		/* which one (sector of the segment) */
+	bool accepted;			/* it was damaged, and rewritten */
+	uint64_t accepted_off;
+	char what[64];			/* "re-key of segment N", for its errors */
 };
 
+static void job_what(struct job *j, uint32_t seg)
+{
+	snprintf(j->what, sizeof(j->what), "re-key of segment %" PRIu32, seg);
+}
+
+/* Every header write is made under the guard: none after a kill. */
 static int write_header(struct job *j, struct lc_error *err)
 {
 	int r;
 
+	r = lc_op_guard_enter(j->guard, j->what, err);
+	if (r < 0)
+		return r;
 	j->h->mac_key = j->mac_key;
 	r = lc_header_write_io(j->hio, j->h, err);
 	j->h->mac_key = NULL;
+	lc_op_guard_leave(j->guard);
 	return r;
 }
 
@@ -165,9 +183,26 @@ static uint64_t iv_of(const struct job *j, uint32_t seg, uint64_t k)
 	return (uint64_t)seg * j->h->segment_sectors + k * (j->h->sector_size / 512);
 }
 
-/* Re-do the zone of the journal after a cut: each sector old, new, or an error. */
+static int redo_zone_held(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
+			  struct lc_error *err);
+
+/* Re-do the zone of the journal after a cut: each sector old, new, or an
+ * error; under the guard (its writes are data writes). */
 static int redo_zone(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
 		     struct lc_error *err)
+{
+	int r;
+
+	r = lc_op_guard_enter(j->guard, j->what, err);
+	if (r < 0)
+		return r;
+	r = redo_zone_held(j, dec, enc, buf, err);
+	lc_op_guard_leave(j->guard);
+	return r;
+}
+
+static int redo_zone_held(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, uint8_t *buf,
+			  struct lc_error *err)
 {
 	struct lc_rekey_journal *jn = &j->h->journal;
 	size_t ss = j->h->sector_size;
@@ -182,18 +217,27 @@ static int redo_zone(struct job *j, EVP_CIPHER_CTX *dec, EVP_CIPHER_CTX *enc, ui
 			return r;
 		if (digest8(buf, ss, d))
 			return lc_err(err, -EIO, LC_ERRC_INTERNAL, "SHA-256 failed");
+		bool damaged;
+
 		if (!memcmp(d, jn->new_digest[i], sizeof(d)))
 			continue;	/* written before the cut */
-		if (memcmp(d, jn->old_digest[i], sizeof(d)))
+		damaged = memcmp(d, jn->old_digest[i], sizeof(d)) != 0;
+		if (damaged && !(j->accept && k == j->accept_sector))
 			return lc_err(err, -EIO, LC_ERRC_INVALID,
 				      "segment %" PRIu32 ", sector %" PRIu64 " (byte %" PRIu64
-				      "): its ciphertext is neither the old nor the new one the journal recorded (a torn write or damage): the re-key cannot continue safely",
-				      jn->segment, k, off);
+				      "): its ciphertext is neither the old nor the new one the journal recorded (a torn write or damage): the re-key cannot continue safely; to give up that sector's data (at most %zu bytes) and go on: lakecryptctl rekey-segment --resume --accept-damaged-journal-sector %" PRIu64,
+				      jn->segment, k, off, ss, k);
+		if (damaged) {
+			lc_warn("segment %" PRIu32 ", sector %" PRIu64 " (byte %" PRIu64 ", %zu bytes) is damaged; accepted by the administrator: re-encrypted from what it holds, its data may be lost",
+				jn->segment, k, off, ss);
+			j->accepted = true;
+			j->accepted_off = off;
+		}
 		if (xts_sector(dec, false, iv_of(j, jn->segment, k), buf, ss) ||
 		    xts_sector(enc, true, iv_of(j, jn->segment, k), buf, ss) ||
 		    digest8(buf, ss, d))
 			return lc_err(err, -EIO, LC_ERRC_INTERNAL, "AES-XTS failed");
-		if (memcmp(d, jn->new_digest[i], sizeof(d)))
+		if (!damaged && memcmp(d, jn->new_digest[i], sizeof(d)))
 			return lc_err(err, -EIO, LC_ERRC_INVALID,
 				      "segment %" PRIu32 ", sector %" PRIu64
 				      ": re-encryption does not give the ciphertext the journal recorded",
@@ -261,6 +305,10 @@ static int run_segment(struct job *j, struct lc_error *err)
 		memset(jn->new_digest, 0, sizeof(jn->new_digest));
 		if (jn->done >= j->sectors)
 			break;
+		/* Between zones: a kill stops the re-key here. */
+		r = lc_op_guard_check(j->guard, j->what, err);
+		if (r < 0)
+			goto out;
 		k0 = jn->done;
 		n = (uint32_t)(j->sectors - k0 < LC_RKJ_ZONE_MAX ? j->sectors - k0 : LC_RKJ_ZONE_MAX);
 		r = io_read(j->dio, ct, n * ss, sector_off(j, jn->segment, k0), err);
@@ -283,20 +331,24 @@ static int run_segment(struct job *j, struct lc_error *err)
 		if (r < 0)
 			goto out;
 		if (k0)
-			pause_if_asked();
-		for (uint32_t i = 0; i < n; i++) {
+			pause_if_asked(j->guard);
+		/* The zone's data, under the guard: a kill after the journal
+		 * write leaves the zone to --resume (every sector still old). */
+		r = lc_op_guard_enter(j->guard, j->what, err);
+		if (r < 0)
+			goto out;
+		for (uint32_t i = 0; i < n && !r; i++) {
 			r = data_write(j, zone.p + i * ss, ss, sector_off(j, jn->segment, k0 + i),
 				       err);
-			if (r < 0)
-				goto out;
-			j->rewritten++;
+			if (!r)
+				j->rewritten++;
 		}
-		r = j->dio->sync(j->dio->ctx);
-		if (r < 0) {
-			r = lc_err(err, r, LC_ERRC_INTERNAL, "fsync of the data device failed: %s",
-				   strerror(-r));
+		if (!r && (r = j->dio->sync(j->dio->ctx)) < 0)
+			lc_err(err, r, LC_ERRC_INTERNAL, "fsync of the data device failed: %s",
+			       strerror(-r));
+		lc_op_guard_leave(j->guard);
+		if (r < 0)
 			goto out;
-		}
 	}
 	/* The commit: the new record in the table, back to version 2. */
 	h->deks[jn->segment] = jn->dek;
@@ -340,6 +392,23 @@ static int start_segment(struct job *j, uint32_t seg, struct lc_error *err)
 		memset(jn, 0, sizeof(*jn));
 	}
 	return r;
+}
+
+/* The audit record's detail: the segments re-keyed, and those asked for
+ * but not touched (a resume starts at the journaled segment). */
+static void segrange_detail(const struct lc_segrekey_result *rs, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "segments %" PRIu32 "-%" PRIu32 ": %" PRIu32 " re-keyed%s",
+			 rs->first, rs->last, rs->rekeyed, rs->resumed ? " (resumed)" : "");
+
+	if (n > 0 && (size_t)n < size && rs->first > rs->asked_first)
+		n += snprintf(buf + n, size - (size_t)n,
+			      "; %" PRIu32 "-%" PRIu32 " asked for, not re-keyed", rs->asked_first,
+			      rs->first - 1);
+	if (n > 0 && (size_t)n < size && rs->damaged_accepted)
+		snprintf(buf + n, size - (size_t)n,
+			 "; damaged sector at byte %" PRIu64 " of segment %" PRIu32 " accepted: its data may be lost",
+			 rs->damaged_offset, rs->resumed_segment);
 }
 
 /* ---- the closed volume ---- */
@@ -431,6 +500,17 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		     uint32_t first, uint32_t last, bool resume, const struct lc_segrekey_io *io,
 		     struct lc_segrekey_result *res, struct lc_error *err)
 {
+	struct lc_segrekey_opts o = { .resume = resume };
+
+	return lc_segment_rekey_opts(env, a, first, last, &o, io, res, err);
+}
+
+int lc_segment_rekey_opts(const struct lc_volume_env *env, const struct lc_open_args *a,
+			  uint32_t first, uint32_t last, const struct lc_segrekey_opts *o,
+			  const struct lc_segrekey_io *io, struct lc_segrekey_result *res,
+			  struct lc_error *err)
+{
+	bool resume = o->resume;
 	struct lc_header *copies[2] = { NULL, NULL }, *h = NULL;
 	_cleanup_secret_ struct lc_secret kek = { 0 }, mk = { 0 };
 	_cleanup_close_ int hfd = -1, dfd = -1;
@@ -438,7 +518,10 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 	struct lc_header_io dio_fd = lc_header_io_fd(&dfd);
 	bool detached = a->header && *a->header;
 	const char *hpath = detached ? a->header : a->device;
-	struct lc_segrekey_result rs = { .first = first, .last = last };
+	struct lc_segrekey_result rs = { .first = first, .last = last, .asked_first = first,
+					 .asked_last = last };
+	char detail[256] = "";
+	struct lc_backing_claim hclaim = { .nloops = 0 }, dclaim = { .nloops = 0 };
 	struct lc_volume *v = NULL;
 	struct lc_header_info info;
 	struct lc_error dummy;
@@ -472,6 +555,11 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			r = hfd;
 			goto fail;
 		}
+		/* A file: locked, and refused while a loop device over it is
+		 * in use (backing.h). */
+		r = lc_backing_claim(hfd, hpath, NULL, NULL, &hclaim, err);
+		if (r < 0)
+			goto fail;
 		j.hio = &hio_fd;
 	}
 	if (io && io->data) {
@@ -483,6 +571,9 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			r = dfd;
 			goto fail;
 		}
+		r = lc_backing_claim(dfd, a->device, NULL, NULL, &dclaim, err);
+		if (r < 0)
+			goto fail;
 		j.dio = &dio_fd;
 	} else {
 		j.dio = j.hio;
@@ -562,16 +653,35 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 			goto fail;
 		}
 	}
+	if (o->accept_damaged && (!h->journal.active || !h->journal.zone ||
+				  o->damaged_sector < h->journal.done ||
+				  o->damaged_sector >= (uint64_t)h->journal.done + h->journal.zone)) {
+		r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			   h->journal.active && h->journal.zone ?
+			   "volume %s: sector %" PRIu64 " is not in the zone being re-keyed (sectors %" PRIu64 "-%" PRIu64 " of segment %" PRIu32 "): nothing changed" :
+			   "volume %s: sector %" PRIu64 ": no zone of a segment re-key is in progress: nothing changed",
+			   v->uuid, o->damaged_sector, h->journal.done,
+			   h->journal.done + h->journal.zone - 1, h->journal.segment);
+		goto fail;
+	}
+	j.accept = o->accept_damaged;
+	j.accept_sector = o->damaged_sector;
 	j.h = h;
 	j.kek = &kek;
 	j.mac_key = mk.p;
 	j.hpath = hpath;
+	j.guard = env->guard;
 	j.sectors = h->segment_sectors / (h->sector_size / 512);
 	if (h->journal.active) {
 		rs.resumed = true;
 		rs.resumed_segment = h->journal.segment;
+		rs.first = h->journal.segment;	/* what this call re-keys */
+		if (rs.first > first)
+			lc_warn("volume %s: --resume continues the re-key of segment %" PRIu32 ": segments %" PRIu32 "-%" PRIu32 " of the range asked for are not re-keyed by it",
+				v->uuid, rs.first, first, rs.first - 1);
 		lc_info("volume %s: resuming the re-key of segment %" PRIu32 " at sector %" PRIu64,
 			v->uuid, h->journal.segment, h->journal.done);
+		job_what(&j, h->journal.segment);
 		r = run_segment(&j, err);
 		if (r < 0)
 			goto fail;
@@ -579,7 +689,10 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		rs.generation = h->deks[rs.resumed_segment].generation;
 	}
 	for (uint32_t s = from; s <= last && s >= from; s++) {
-		r = start_segment(&j, s, err);
+		job_what(&j, s);
+		r = lc_op_guard_check(j.guard, j.what, err);
+		if (!r)
+			r = start_segment(&j, s, err);
 		/* the first write of a range is the one the rollback memory must know */
 		if (!r && env->seqs)
 			r = lc_seqstore_record(env->seqs, v->uuid, h->seqno, err);
@@ -594,21 +707,31 @@ int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args 
 		goto fail;
 	rs.sectors = j.rewritten;
 	rs.seqno = h->seqno;
+	rs.damaged_accepted = j.accepted;
+	rs.damaged_offset = j.accepted_off;
 	lc_info("volume %s: segments %" PRIu32 "-%" PRIu32 " re-keyed (%" PRIu64
-		" sectors re-encrypted%s)", v->uuid, first, last, rs.sectors,
+		" sectors re-encrypted%s)", v->uuid, rs.first, last, rs.sectors,
 		rs.resumed ? ", after resuming" : "");
-	lc_vol_audit(env, "rekey-segment", LC_AUDIT_SUCCESS, v, NULL, NULL, lc_vol_now_ms() - t0);
+	segrange_detail(&rs, detail, sizeof(detail));
+	lc_vol_audit_detail(env, "rekey-segment", LC_AUDIT_SUCCESS, v, NULL, lc_vol_now_ms() - t0,
+			    detail);
 	if (res)
 		*res = rs;
 	r = 0;
 	goto out;
 fail:
-	if (res) {
-		rs.sectors = j.rewritten;
+	rs.sectors = j.rewritten;
+	rs.damaged_accepted = j.accepted;
+	rs.damaged_offset = j.accepted_off;
+	if (res)
 		*res = rs;
-	}
-	lc_vol_audit(env, "rekey-segment", LC_AUDIT_FAILURE, v, NULL, err, lc_vol_now_ms() - t0);
+	if (j.h)
+		segrange_detail(&rs, detail, sizeof(detail));
+	lc_vol_audit_detail(env, "rekey-segment", LC_AUDIT_FAILURE, v, err, lc_vol_now_ms() - t0,
+			    detail[0] ? detail : NULL);
 out:
+	lc_backing_release(&hclaim);
+	lc_backing_release(&dclaim);
 	lc_header_free(copies[0]);
 	lc_header_free(copies[1]);
 	lc_volume_free(v);

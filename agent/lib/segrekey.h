@@ -53,13 +53,38 @@ struct lc_segrekey_io {
 };
 
 struct lc_segrekey_result {
-	uint32_t first, last;		/* the range asked for */
+	/* The range this call re-keyed (or was re-keying): the range asked
+	 * for, except that a resume starts at the journaled segment, so
+	 * segments asked for before it are *not* re-keyed by the call
+	 * (asked_first..first - 1, when asked_first < first). */
+	uint32_t first, last;
+	uint32_t asked_first, asked_last;	/* the range asked for */
 	uint32_t rekeyed;		/* segments that got a new DEK */
 	bool resumed;			/* a journal was found and finished */
 	uint32_t resumed_segment;
 	uint32_t generation;		/* new generation of the last segment */
 	uint64_t sectors;		/* encryption sectors re-encrypted */
 	uint64_t seqno;			/* header seqno at the end */
+	bool damaged_accepted;		/* opts->accept_damaged: the sector was damaged
+					 * and was rewritten (its data may be lost) */
+	uint64_t damaged_offset;	/* its byte offset on the data device */
+};
+
+/* lc_segment_rekey_opts(): @resume as for lc_segment_rekey(); with
+ * @accept_damaged (only with @resume) the encryption sector
+ * @damaged_sector (counted from 0 in the journaled segment, as the -EIO
+ * error names it) of the journaled zone is accepted when it is neither the
+ * old nor the new ciphertext: it is decrypted with the old DEK and
+ * encrypted with the new one like the others, so whatever of it was not
+ * damaged survives and the rest (at most sector_size bytes of that
+ * segment's data) reads as garbage; the re-key then goes on.  A sector
+ * that is not in the journaled zone is -EINVAL, nothing changed.  Audited
+ * in the rekey-segment record's detail.  An administrator's decision:
+ * lakecryptctl rekey-segment --resume --accept-damaged-journal-sector N. */
+struct lc_segrekey_opts {
+	bool resume;
+	bool accept_damaged;
+	uint64_t damaged_sector;
 };
 
 /*
@@ -72,16 +97,24 @@ struct lc_segrekey_result {
  * Without @resume a header with a re-key in progress is refused (-EBUSY,
  * naming the segment); with @resume, the journaled segment (which must be
  * in the range) is finished first and the segments after it up to @last
- * follow; @resume with no journal is -EALREADY.  Errors: -EINVAL (range
+ * follow (the segments of the range before it are not touched: @res and
+ * the audit record's detail say which were re-keyed); @resume with no
+ * journal is -EALREADY.  Errors: -EINVAL (range
  * beyond the segment count, shredded segment, generation exhausted),
  * -EOPNOTSUPP (cipher), -EBUSY (device in use: open volumes are refused by
- * the exclusive open), -EIO (a sector that is neither old nor new),
+ * the exclusive open; a regular file is flock'ed and refused while a loop
+ * device over it is in use, backing.h), -EKEYREVOKED (DENIED: the kill
+ * switch stopped it, env->guard, opguard.h), -EIO (a sector that is neither old nor new),
  * and those of the header, the device and the provider.  @io: NULL except
  * in tests.  @res may be NULL.
  */
 int lc_segment_rekey(const struct lc_volume_env *env, const struct lc_open_args *a,
 		     uint32_t first, uint32_t last, bool resume, const struct lc_segrekey_io *io,
 		     struct lc_segrekey_result *res, struct lc_error *err);
+int lc_segment_rekey_opts(const struct lc_volume_env *env, const struct lc_open_args *a,
+			  uint32_t first, uint32_t last, const struct lc_segrekey_opts *o,
+			  const struct lc_segrekey_io *io, struct lc_segrekey_result *res,
+			  struct lc_error *err);
 
 /* Test hook: stop (as if the process died: -EINTR, nothing more written)
  * before the @n-th data sector write from now; 0 disables.  For the e2e

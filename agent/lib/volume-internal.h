@@ -15,8 +15,18 @@ void lc_vol_audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 		  const struct lc_volume *v, const struct lc_provider_reply *rep,
 		  const struct lc_error *e, int64_t latency_ms);
 
+/* lc_vol_audit() with the record's "detail": @detail is the library's own
+ * words (counts, segment numbers), never request data or key material. */
+void lc_vol_audit_detail(const struct lc_volume_env *env, const char *op,
+			 enum lc_audit_outcome o, const struct lc_volume *v,
+			 const struct lc_error *e, int64_t latency_ms, const char *detail);
+
 /* Wrap @kek under @key_ref with context @ctx (one KMS call, audited as
- * "cmk.wrap" about @v) into @h: wrapped_kek, cmk_id, cmk_version. */
+ * "cmk.wrap" about @v) into @h: wrapped_kek, cmk_id, cmk_version.  The new
+ * blob is unwrapped again (a second call, "cmk.verify") and compared with
+ * @kek in constant time first: on a mismatch or a failed unwrap @h is
+ * untouched and the error says nothing was written (-EBADMSG INVALID, or
+ * the provider's error). */
 int lc_vol_wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
 		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
 		    const struct lc_volume *v, struct lc_provider_reply *rep, struct lc_error *err);

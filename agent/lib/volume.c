@@ -16,6 +16,7 @@
 
 #include <blkid/blkid.h>
 #include <linux/fs.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <sys/sysmacros.h>
 
@@ -82,9 +83,9 @@ static void ids_of_volume(struct ids *ids, const struct lc_volume *v)
 	ids->device = v->device[0] ? v->device : NULL;
 }
 
-static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
-		  const struct ids *ids, const struct lc_provider_reply *rep,
-		  const struct lc_error *e, int64_t latency_ms)
+static void audit_d(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		    const struct ids *ids, const struct lc_provider_reply *rep,
+		    const struct lc_error *e, int64_t latency_ms, const char *detail)
 {
 	struct lc_audit_event ev;
 	struct lc_error ae;
@@ -114,6 +115,7 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 			latency_ms = (int64_t)(rep->latency_us / 1000);
 	}
 	ev.latency_ms = latency_ms;
+	ev.detail = detail;
 	/* A failure always has a class; a success only when the caller
 	 * says why (a revocation caused by an authoritative denial). */
 	if (e && e->cls != LC_ERRC_NONE)
@@ -124,9 +126,51 @@ static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 		lc_error_log("audit record for %s could not be written: %s", op, ae.msg);
 }
 
+static void audit(const struct lc_volume_env *env, const char *op, enum lc_audit_outcome o,
+		  const struct ids *ids, const struct lc_provider_reply *rep,
+		  const struct lc_error *e, int64_t latency_ms)
+{
+	audit_d(env, op, o, ids, rep, e, latency_ms, NULL);
+}
+
+/*
+ * Read back a blob the KMS just made: unwrap @blob under @key_ref with the
+ * same context @ctx (one more KMS call, audited as "cmk.verify") and
+ * compare the result with @kek in constant time.  A KMS that answers a
+ * wrap with a blob it cannot unwrap (a bug, a lie, a truncation on the
+ * way) would otherwise be committed to the header and the volume would
+ * never open again.  0, or the provider's error for a failed unwrap, or
+ * -EBADMSG (INVALID) for a blob that unwraps to another key.
+ */
+static int verify_wrap(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
+		       const struct lc_secret *kek, const char *ctx, const struct lc_buf *blob,
+		       const struct ids *ids, struct lc_error *err)
+{
+	_cleanup_secret_ struct lc_secret back = { 0 };
+	struct lc_provider_reply vrep;
+	struct lc_error e = { 0 };
+	int r;
+
+	memset(&vrep, 0, sizeof(vrep));
+	r = lc_provider_unwrap(p, key_ref, blob, ctx, &back, &vrep, &e);
+	if (!r && (back.len != kek->len || CRYPTO_memcmp(back.p, kek->p, kek->len)))
+		r = lc_err(&e, -EBADMSG, LC_ERRC_INVALID,
+			   "the blob unwraps to %s", back.len != kek->len ? "a key of another size" :
+			   "another key");
+	audit(env, "cmk.verify", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS, ids, &vrep,
+	      r ? &e : NULL, -1);
+	if (r < 0)
+		return lc_err(err, r, e.cls,
+			      "the KMS wrapped the new KEK, but reading the wrapped key back failed (%s): nothing was written to the header",
+			      e.msg);
+	return 0;
+}
+
 /*
  * Wrap @kek by the CMK @key_ref (one KMS call, audited) into @h: wrapped
- * key, and the CMK id and version the provider reports.
+ * key, and the CMK id and version the provider reports.  The blob is read
+ * back (verify_wrap(): a second KMS call) before @h is touched, so no
+ * caller can write a header whose KEK the KMS cannot give back.
  */
 static int wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,
 		    const struct lc_secret *kek, const char *ctx, struct lc_header *h,
@@ -144,6 +188,11 @@ static int wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, cons
 		return lc_err(err, -EOVERFLOW, LC_ERRC_MISCONFIG,
 			      "the KMS returned a wrapped key of %zu bytes; the header holds at most %d",
 			      blob.len, LC_HDR_KEK_MAX);
+	}
+	r = verify_wrap(env, p, key_ref, kek, ctx, &blob, ids, err);
+	if (r < 0) {
+		free(blob.p);
+		return r;
 	}
 	free(h->wrapped_kek.p);
 	h->wrapped_kek = blob;
@@ -1688,10 +1737,16 @@ int lc_volume_rewrap(const struct lc_volume_env *env, struct lc_volume *v, struc
 		r = lc_err(err, -EINVAL, LC_ERRC_INTERNAL, "bad identity in an authenticated header");
 		goto fail;
 	}
-	r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
+	r = lc_op_guard_check(env->guard, "rewrap", err);
+	if (!r)
+		r = wrap_kek(env, p, v->provider_ref, &v->kek, ctx, h, &ids, &rep, err);
 	if (r < 0)
 		goto fail;
-	r = write_sealed(env, fd, h, &v->kek, err);
+	r = lc_op_guard_enter(env->guard, "rewrap", err);	/* opguard.h */
+	if (!r) {
+		r = write_sealed(env, fd, h, &v->kek, err);
+		lc_op_guard_leave(env->guard);
+	}
 	if (r < 0)
 		goto fail;
 	copy_str(v->cmk_id, sizeof(v->cmk_id), h->cmk_id);
@@ -2309,6 +2364,16 @@ void lc_vol_audit(const struct lc_volume_env *env, const char *op, enum lc_audit
 
 	ids_of_volume(&ids, v);
 	audit(env, op, o, &ids, rep, e, latency_ms);
+}
+
+void lc_vol_audit_detail(const struct lc_volume_env *env, const char *op,
+			 enum lc_audit_outcome o, const struct lc_volume *v,
+			 const struct lc_error *e, int64_t latency_ms, const char *detail)
+{
+	struct ids ids;
+
+	ids_of_volume(&ids, v);
+	audit_d(env, op, o, &ids, NULL, e, latency_ms, detail);
 }
 
 int lc_vol_wrap_kek(const struct lc_volume_env *env, struct lc_provider *p, const char *key_ref,

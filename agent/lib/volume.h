@@ -28,7 +28,8 @@
  * tests run all of this without device-mapper or a keyring: they count
  * KMS calls, see the table line and every message.
  *
- * CMK uses ("cmk.wrap", "cmk.unwrap", "cmk.key_state") and the operations
+ * CMK uses ("cmk.wrap", "cmk.unwrap", "cmk.verify": the read-back of each
+ * new wrapped KEK before any header write, "cmk.key_state") and the operations
  * ("format", "open", "close", "rotate", "revoke") are audited through
  * env->audit, never with key material.
  */
@@ -47,6 +48,7 @@
 #include "dm.h"
 #include "envelope.h"
 #include "header.h"
+#include "opguard.h"
 #include "keyring.h"
 #include "lc-error.h"
 #include "provider.h"
@@ -99,6 +101,10 @@ struct lc_volume_env {
 	int64_t peer_uid;		/* for audit records; < 0: the agent itself */
 	uint32_t key_batch;		/* 0: LC_VOLUME_KEY_BATCH */
 	struct lc_seqstore *seqs;	/* rollback memory; NULL: none (tests) */
+	/* The kill switch's hold on the running key-lifecycle operation
+	 * (opguard.h): every header or data write of rotate.c, segrekey.c
+	 * and lc_volume_rewrap() is made under it.  NULL: none. */
+	struct lc_op_guard *guard;
 };
 
 /*

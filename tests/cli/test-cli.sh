@@ -183,6 +183,8 @@ sent "rekey-segment args" '{"args": {"device": "/dev/sdc", "resume": false, "seg
 has "rekey-segment reports the generation" "$out" "Generation:"
 run 0 "rekey-segment --resume with a detached header" rekey-segment /dev/sdc --workspace ws1 --segment 2 --resume --header h1
 sent "rekey-segment --resume args" '{"args": {"device": "/dev/sdc", "header": "h1", "resume": true, "segments": "2", "workspace": "ws1"}, "op": "volume.rekey-segment"}'
+run 0 "rekey-segment --resume --accept-damaged-journal-sector" rekey-segment /dev/sdc --workspace ws1 --segment 2 --resume --accept-damaged-journal-sector 20
+sent "rekey-segment --accept-damaged-journal-sector args" '{"args": {"accept_damaged_sector": 20, "device": "/dev/sdc", "resume": true, "segments": "2", "workspace": "ws1"}, "op": "volume.rekey-segment"}'
 run 0 "rekey-segment --json" --json rekey-segment /dev/sdc --workspace ws1 --segment 2
 has "rekey-segment JSON" "$out" '"rekeyed": 2'
 nreq=$(wc -l <"$log")
@@ -203,6 +205,9 @@ has "rekey-segment --resume takes no value" "$err" "--resume takes no value"
 run 2 "rekey-segment with two DEVICEs" rekey-segment /dev/sdc /dev/sdd --workspace ws1 --segment 1
 has "rekey-segment extra argument named" "$err" "unexpected argument \"/dev/sdd\""
 run 2 "rekey-segment --segment twice" rekey-segment /dev/sdc --workspace ws1 --segment 1 --segment 2
+run 2 "rekey-segment --accept-damaged-journal-sector without --resume" rekey-segment /dev/sdc --workspace ws1 --segment 1 --accept-damaged-journal-sector 20
+has "rekey-segment --accept-damaged-journal-sector needs --resume: says so" "$err" "give it with --resume"
+run 2 "rekey-segment --accept-damaged-journal-sector x" rekey-segment /dev/sdc --workspace ws1 --segment 1 --resume --accept-damaged-journal-sector x
 run 2 "rekey-segment unknown option" rekey-segment /dev/sdc --workspace ws1 --segment 1 --force
 has "rekey-segment unknown option named" "$err" "unknown option \"--force\""
 if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "rekey-segment usage errors send nothing"; else nok "rekey-segment usage errors send nothing"; fi

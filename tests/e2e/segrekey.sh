@@ -111,6 +111,13 @@ for ss in 512 4096; do
 		ctl rekey-segment "$L" --workspace wss --segment 3
 	grep -q "close it first\|in use" "$LC_TMP/x.out" && lc_ok "segrekey($ss): ... saying to close it" ||
 		{ lc_notok "segrekey($ss): ... saying to close it"; lc_diag_file "$LC_TMP/x.out"; }
+	c3=$(raw "$L" "$off" 3 1048576)
+	expect 1 "segrekey($ss): rekey-segment of the loop device's backing file is refused while mapped" \
+		ctl rekey-segment /tmp/sr$n.img --workspace wss --segment 3
+	grep -q "is the backing file of $L" "$LC_TMP/x.out" &&
+		lc_ok "segrekey($ss): ... naming $L" ||
+		{ lc_notok "segrekey($ss): ... naming $L"; lc_diag_file "$LC_TMP/x.out"; }
+	lc_eq "segrekey($ss): ... and segment 3 is untouched" "$c3" "$(raw "$L" "$off" 3 1048576)"
 	lc_run "segrekey($ss): close" ctl close sr$n
 done
 grep '"op":"rekey-segment"' "$AUDIT" | grep -q '"outcome":"success"' &&
@@ -151,11 +158,13 @@ grep -q "re-key of segment 3 in progress" "$LC_TMP/x.out" && grep -q -- "--resum
 	{ lc_notok "segrekey: ... saying how to resume"; lc_diag_file "$LC_TMP/x.out"; }
 expect 1 "segrekey: a re-run without --resume is refused" \
 	ctl rekey-segment "$L" --workspace wss --segment 3-4
-expect 0 "segrekey: rekey-segment --resume finishes segment 3, then segment 4" \
-	ctl --json rekey-segment "$L" --workspace wss --segment 3-4 --resume
+expect 0 "segrekey: rekey-segment --resume (range 1-4) finishes segment 3, then segment 4" \
+	ctl --json rekey-segment "$L" --workspace wss --segment 1-4 --resume
 lc_diag_file "$LC_TMP/x.out"
 lc_eq "segrekey: ... reported as resumed" true "$(jget resumed <"$LC_TMP/x.out")"
 lc_eq "segrekey: ... two segments re-keyed" 2 "$(jget rekeyed <"$LC_TMP/x.out")"
+lc_eq "segrekey: ... reported from segment 3, not 1" 3 "$(jget first <"$LC_TMP/x.out")"
+lc_eq "segrekey: ... naming 1-2 as not re-keyed" 1-2 "$(jget not_rekeyed <"$LC_TMP/x.out")"
 ctl --json dump "$L" >"$LC_TMP/d4.json"
 lc_eq "segrekey: header back to version 2" 2 "$(jget version <"$LC_TMP/d4.json")"
 expect 1 "segrekey: --resume with nothing in progress is refused" \
@@ -164,6 +173,41 @@ lc_run "segrekey: open after the resumed re-key" ctl open "$L" sr1 --workspace w
 lc_eq "segrekey: the kernel reads the same 8 MiB after kill and resume" "$srwant" \
 	"$(sum /dev/mapper/sr1 8388608)"
 lc_run "segrekey: close" ctl close sr1
+
+# ---- the kill switch stops a running re-key between zones (volume 2)
+L=$L2
+touch "$PAUSE"
+ctl rekey-segment "$L" --workspace wss --segment 5-6 >"$LC_TMP/bg.out" 2>&1 &
+BG=$!
+i=0 done=0
+while [ $i -lt 300 ]; do
+	ctl --json dump "$L" >"$LC_TMP/d5.json" 2>/dev/null
+	done=$(jget sectors_done <"$LC_TMP/d5.json")
+	[ -n "$done" ] && [ "$done" -gt 0 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+[ -n "$done" ] && [ "$done" -gt 0 ] && lc_ok "segrekey: re-key of segment 5 held ($done sectors done)" ||
+	lc_notok "segrekey: re-key of segment 5 held"
+c5=$(raw "$L" "$(jget data_offset <"$LC_TMP/d5.json")" 5 1048576)
+lc_run "segrekey: revoke --keyconfig ksr while it runs" ctl revoke --keyconfig ksr
+wait "$BG"
+lc_eq "segrekey: ... the re-key fails with exit 5 (denied: the CMK was revoked)" 5 "$?"
+grep -q "aborted: the CMK was revoked" "$LC_TMP/bg.out" && lc_ok "segrekey: ... aborted: the CMK was revoked" ||
+	{ lc_notok "segrekey: ... aborted: the CMK was revoked"; lc_diag_file "$LC_TMP/bg.out"; }
+# the agent answered after the re-key ended: the pause file is still there
+lc_eq "segrekey: ... no further zone written" "$c5" \
+	"$(raw "$L" "$(jget data_offset <"$LC_TMP/d5.json")" 5 1048576)"
+grep '"op":"revoke.abort"' "$AUDIT" | grep -q 'aborted: the CMK was revoked' &&
+	lc_ok "segrekey: ... audited as revoke.abort" || lc_notok "segrekey: ... audited as revoke.abort"
+rm -f "$PAUSE"
+expect 0 "segrekey: --resume finishes it afterwards (the local CMK still unwraps)" \
+	ctl rekey-segment "$L" --workspace wss --segment 5-6 --resume
+lc_diag_file "$LC_TMP/x.out"
+lc_run "segrekey: open volume 2 after abort and resume" ctl open "$L" sr2 --workspace wss
+lc_eq "segrekey: the kernel reads the same 8 MiB after abort and resume" "$srwant" \
+	"$(sum /dev/mapper/sr2 8388608)"
+lc_run "segrekey: close" ctl close sr2
 
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null

@@ -1830,6 +1830,170 @@ static void test_rekey_segment_op(void **state)
 		fail_msg("reopen v1: %s", err.msg);
 }
 
+
+/* ---- the kill switch and running key-lifecycle operations ---- */
+
+struct rk_call {
+	struct tenv *t;
+	char args[512];
+	int r;
+	struct lc_error err;
+	json_object *res;
+};
+
+static void *rk_thread(void *arg)
+{
+	struct rk_call *k = arg;
+
+	k->r = call(k->t, "volume.rekey-segment", jargs(k->args), &k->res, &k->err);
+	return NULL;
+}
+
+/*
+ * A revocation of the CMK while a rekey-segment runs (held by the test
+ * pause after its second zone's journal): the re-key stops with "aborted:
+ * the CMK was revoked", is audited so, writes no further zone, and leaves
+ * the journal that --resume finishes once the CMK unwraps again.
+ */
+static void test_kill_stops_rekey_segment(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	struct rk_call k = { .t = t };
+	char a[512], pause[160], dev[160], *log = NULL;
+	uint8_t *before = malloc(256 << 10), *after = malloc(256 << 10);
+	pthread_t th;
+	json_object *res;
+	int fd;
+
+	assert_true(before && after);
+	make_disk(t, "d1");
+	snprintf(dev, sizeof(dev), "%s/d1", t->dir);
+	/* 64 KiB segments of 512-byte sectors: 2 zones of 64 sectors each */
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s\", \"workspace\": \"ws1\", \"project\": \"p1\", \"segment_size\": \"64K\", \"force\": true}",
+		 dev);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	snprintf(pause, sizeof(pause), "%s/pause", t->dir);
+	snprintf(t->a.cfg.test_segrekey_pause_file, sizeof(t->a.cfg.test_segrekey_pause_file), "%s",
+		 pause);
+	close(open(pause, O_WRONLY | O_CREAT, 0600));
+	snprintf(k.args, sizeof(k.args),
+		 "{\"device\": \"%s\", \"workspace\": \"ws1\", \"segments\": \"0-3\"}", dev);
+	assert_int_equal(pthread_create(&th, NULL, rk_thread, &k), 0);
+	/* Paused: segment 0's second zone journaled, its data not written. */
+	for (int i = 0; i < 3000; i++) {
+		lc_header_free(h);
+		h = NULL;
+		if (lc_header_read_path(dev, &h, NULL, &err) == 0 && h->journal.active &&
+		    h->journal.done == 64 && h->journal.zone == 64)
+			break;
+		usleep(10000);
+	}
+	assert_non_null(h);
+	assert_true(h->journal.active && h->journal.done == 64 && h->journal.zone == 64);
+	lc_header_free(h);
+	h = NULL;
+	fd = open(dev, O_RDONLY);
+	assert_int_equal(pread(fd, before, 256 << 10, 2 << 20), 256 << 10);
+	/* The kill: no open volume, one running operation. */
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), &res, &err), 0);
+	json_object_put(res);
+	pthread_join(th, NULL);	/* the pause file is still there */
+	assert_int_equal(k.r, -EKEYREVOKED);
+	assert_non_null(strstr(k.err.msg, "aborted: the CMK was revoked"));
+	assert_non_null(strstr(k.err.msg, "re-key of segment 0"));
+	/* nothing more written: data as at the pause, journal as at the pause */
+	assert_int_equal(pread(fd, after, 256 << 10, 2 << 20), 256 << 10);
+	assert_memory_equal(after, before, 256 << 10);
+	assert_int_equal(lc_header_read_path(dev, &h, NULL, &err), 0);
+	assert_true(h->journal.active && h->journal.segment == 0 && h->journal.done == 64 &&
+		    h->journal.zone == 64);
+	lc_header_free(h);
+	h = NULL;
+	close(fd);
+	/* audited as an aborted rekey-segment */
+	assert_int_equal(lc_file_read(t->a.cfg.audit_log, &log, NULL, NULL), 0);
+	{
+		bool hit = false;
+
+		for (char *l = strtok(log, "\n"); l && !hit; l = strtok(NULL, "\n"))
+			hit = strstr(l, "\"op\":\"rekey-segment\"") &&
+			      strstr(l, "\"outcome\":\"failure\"") &&
+			      strstr(l, "\"error_class\":\"denied\"");
+		assert_true(hit);
+	}
+	free(log);
+	assert_int_equal(lc_file_read(t->a.cfg.audit_log, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "\"op\":\"revoke.abort\""));
+	assert_non_null(strstr(log, "aborted: the CMK was revoked; the running rekey-segment of a ws1 volume stops, nothing more is written"));
+	free(log);
+	assert_null(t->a.running);	/* unregistered */
+	/* The journal resumes (the local KMS still unwraps: the kill is the
+	 * agent's); all 4 segments end re-keyed. */
+	unlink(pause);
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s\", \"workspace\": \"ws1\", \"segments\": \"0-3\", \"resume\": true}",
+		 dev);
+	if (call(t, "volume.rekey-segment", jargs(a), &res, &err))
+		fail_msg("resume: %s", err.msg);
+	assert_int_equal(jint(res, "rekeyed"), 4);
+	json_object_put(res);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"v1\"}", dev);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open after resume: %s", err.msg);
+	t->a.cfg.test_segrekey_pause_file[0] = '\0';
+	lc_segrekey_pause_file(NULL);
+	free(before);
+	free(after);
+}
+
+/* The registry the kill consults: an operation is aborted by a revocation
+ * of either CMK it works under (a re-key's source or target), not by
+ * another's; the kill does not wait for it past its bound. */
+static void test_kill_matches_running_ops(void **state)
+{
+	struct tenv *t = *state;
+	struct client c1, c2;
+	struct running_op *o1, *o2;
+	struct lc_error err = { 0 };
+	struct lc_kms_key_info k;
+	char a[256];
+
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	assert_int_equal(lc_kms_local_create(t->a.kms, "other", &k, &err), 0);
+	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
+		 k.key_id);
+	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	agent_relock(&t->a);
+	/* a re-key from some third CMK to kc1's, and an operation under kc2 */
+	o1 = agent_op_begin(&t->a, &c1, "rekey of volume x", "local", "lk-third", "lk-third",
+			    "local", t->cmk, "");
+	o2 = agent_op_begin(&t->a, &c2, "rotate-kek of volume y", "local", k.key_id, k.key_id, NULL,
+			    NULL, NULL);
+	assert_ptr_equal(c1.env.guard, &o1->guard);
+	/* held in a write: the kill waits its bound, then goes on */
+	assert_int_equal(lc_op_guard_enter(c1.env.guard, "x", &err), 0);
+	agent_unlock(&t->a);
+	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	agent_relock(&t->a);
+	lc_op_guard_leave(c1.env.guard);
+	assert_true(lc_op_guard_aborted(c1.env.guard));
+	assert_false(lc_op_guard_aborted(c2.env.guard));
+	assert_int_equal(lc_op_guard_check(c1.env.guard, "rekey", &err), -EKEYREVOKED);
+	assert_int_equal(err.cls, LC_ERRC_DENIED);
+	assert_int_equal(lc_op_guard_enter(c1.env.guard, "rekey", &err), -EKEYREVOKED);
+	assert_int_equal(lc_op_guard_enter(c2.env.guard, "rotate-kek", &err), 0);
+	lc_op_guard_leave(c2.env.guard);
+	assert_true(agent_op_end(&t->a, &c1, o1));
+	assert_null(c1.env.guard);
+	assert_false(agent_op_end(&t->a, &c2, o2));
+	assert_null(t->a.running);
+	agent_unlock(&t->a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1855,6 +2019,8 @@ int main(void)
 		T(test_rewrap_all_isolation),
 		T(test_shred_op),
 		T(test_rekey_segment_op),
+		T(test_kill_stops_rekey_segment),
+		T(test_kill_matches_running_ops),
 		cmocka_unit_test(test_header_room),
 	};
 

@@ -651,7 +651,7 @@ static void test_rotate_kek(void **state)
 	assert_int_equal(lc_volume_rotate_kek(&e->venv, v, NULL, &err), 0);
 	lc_provider_counters(&e->prov, &cnt);
 	assert_int_equal(cnt.wrap, 1);		/* the new KEK under the CMK */
-	assert_int_equal(cnt.unwrap, 0);
+	assert_int_equal(cnt.unwrap, 1);	/* ... read back before the write */
 	assert_memory_not_equal(v->kek.p, old_kek, LC_KEK_LEN);
 	/* Online: nothing was said to the kernel. */
 	assert_int_equal(e->fk.nmsgs, 0);
@@ -712,7 +712,7 @@ static void test_rekey(void **state)
 	assert_int_equal(lc_volume_rekey(&e->venv, v, &e->kc2, NULL, &err), 0);
 	lc_provider_counters(&e->prov, &cnt);
 	assert_int_equal(cnt.wrap, 1);
-	assert_int_equal(cnt.unwrap, 0);
+	assert_int_equal(cnt.unwrap, 1);	/* the new blob read back */
 	/* What the watcher matches a volume by now names the new CMK. */
 	assert_string_equal(v->keyconfig, "kc2");
 	assert_string_equal(v->provider_ref, e->kc2.key_ref);
@@ -928,7 +928,7 @@ static void test_rekey_closed(void **state)
 	lc_provider_counters_reset(&e->prov);
 	assert_int_equal(lc_volume_rekey_closed(&e->venv, &oa, &e->kc, &h, &err), 0);
 	lc_provider_counters(&e->prov, &cnt);
-	assert_int_equal(cnt.unwrap, 1);
+	assert_int_equal(cnt.unwrap, 2);	/* the old blob, and the new one read back */
 	assert_int_equal(cnt.wrap, 1);
 	assert_string_equal(h->keyconfig, "kc2");
 	lc_header_free(h);
@@ -948,6 +948,236 @@ static void test_rekey_closed(void **state)
 	assert_true(audit_has(e, "rekey", "success"));
 	assert_true(audit_has(e, "rekey", "failure"));
 	free(backup);
+}
+
+
+/* ---- a KMS that lies about a wrap ---- */
+
+/* LIE_CORRUPT: "success" with a blob nobody can unwrap; LIE_OTHER_KEY:
+ * "success" with a good blob of another key; LIE_DENY_UNWRAP: the wrap is
+ * honest but the read-back is refused. */
+enum lie { LIE_CORRUPT, LIE_OTHER_KEY, LIE_DENY_UNWRAP };
+static const struct lc_provider_ops *honest_ops;
+static enum lie lie_mode;
+static unsigned int lie_wraps;
+
+static int lying_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+		      const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+		      struct lc_provider_reply *reply, struct lc_error *err)
+{
+	struct lc_secret other = { 0 };
+	int r;
+
+	lie_wraps++;
+	if (lie_mode != LIE_OTHER_KEY) {
+		r = honest_ops->wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
+		if (!r && lie_mode == LIE_CORRUPT && blob->len)
+			blob->p[blob->len - 1] ^= 1;
+		return r;
+	}
+	assert_int_equal(lc_secret_alloc(&other, pt->len), 0);
+	memcpy(other.p, pt->p, pt->len);
+	other.p[0] ^= 0x80;
+	r = honest_ops->wrap(priv, key_ref, &other, context, timeout_ms, blob, reply, err);
+	lc_secret_free(&other);
+	return r;
+}
+
+static int lying_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob,
+			const char *context, uint64_t timeout_ms, struct lc_secret *pt,
+			struct lc_provider_reply *reply, struct lc_error *err)
+{
+	if (lie_mode == LIE_DENY_UNWRAP && lie_wraps)
+		return lc_err(err, -EPERM, LC_ERRC_DENIED, "AccessDeniedException: kms:Decrypt");
+	return honest_ops->unwrap(priv, key_ref, blob, context, timeout_ms, pt, reply, err);
+}
+
+static struct lc_provider_ops lying_ops;
+
+static void lie(struct env *e, enum lie mode)
+{
+	honest_ops = e->prov.ops;
+	lying_ops = *honest_ops;
+	lying_ops.wrap = lying_wrap;
+	lying_ops.unwrap = lying_unwrap;
+	lie_mode = mode;
+	lie_wraps = 0;
+	e->prov.ops = &lying_ops;
+}
+
+static void honest(struct env *e)
+{
+	e->prov.ops = honest_ops;
+}
+
+/* Every header-writing re-wrap of the KEK (rotate-kek, shred, rekey,
+ * re-key of a closed volume, rewrap, format) under each lie: an error
+ * naming the read-back, a failed "cmk.verify" audit record, not one byte
+ * of the header area written, the caller's volume unchanged, and the
+ * volume opens with its DEKs once the KMS is honest again. */
+static void test_lying_kms(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = format_open(e);
+	uint8_t *before = malloc(AREA), *now = malloc(AREA), kek[LC_KEK_LEN];
+	struct lc_open_args oa = { .device = e->dev, .workspace = "ws1", .kc = &e->kc2 };
+	struct lc_shred_result res;
+	struct lc_header *h = NULL;
+
+	assert_true(before && now);
+	read_at(e->dev, before, AREA, 0);
+	memcpy(kek, v->kek.p, LC_KEK_LEN);
+	for (int m = LIE_CORRUPT; m <= LIE_DENY_UNWRAP; m++) {
+		for (int op = 0; op < 5; op++) {
+			struct lc_error err = { 0 };
+			int r;
+
+			lie(e, (enum lie)m);
+			switch (op) {
+			case 0: r = lc_volume_rotate_kek(&e->venv, v, NULL, &err); break;
+			case 1: r = lc_volume_rekey(&e->venv, v, &e->kc2, NULL, &err); break;
+			case 2: r = lc_volume_rewrap(&e->venv, v, &err); break;
+			case 3:	/* shred: the kernel forgets first; the header must not */
+				r = lc_volume_shred(&e->venv, v, 3, 4, NULL, &res, &err);
+				break;
+			default:
+				close_vol(e, v);
+				v = NULL;
+				r = lc_volume_rekey_closed(&e->venv, &oa, &e->kc, &h, &err);
+				break;
+			}
+			honest(e);
+			assert_int_equal(lie_wraps, 1);
+			assert_int_not_equal(r, 0);
+			assert_non_null(strstr(err.msg, "reading the wrapped key back failed"));
+			assert_non_null(strstr(err.msg, "nothing was written"));
+			assert_int_equal(err.cls, m == LIE_DENY_UNWRAP ? LC_ERRC_DENIED : LC_ERRC_INVALID);
+			assert_null(h);
+			read_at(e->dev, now, AREA, 0);
+			assert_memory_equal(now, before, AREA);
+			if (v) {
+				assert_memory_equal(v->kek.p, kek, LC_KEK_LEN);
+				assert_string_equal(v->keyconfig, "kc1");
+				close_vol(e, v);
+			}
+			assert_int_equal(open_vol(e, &e->kc, &v, &err), 0);
+			/* a shred's kernel wipe happened; the reopen reloads */
+			assert_memory_equal(e->fk.loaded, e->deks, sizeof(e->deks));
+		}
+	}
+	close_vol(e, v);
+	assert_true(audit_has(e, "cmk.verify", "failure"));
+	assert_true(audit_has(e, "rotate-kek", "failure"));
+	assert_true(audit_has(e, "rekey", "failure"));
+	/* format under a lying KMS: refused, and nothing formatted */
+	{
+		struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db9",
+					     .segment_size = SEG_BYTES, .key_size = KEY_SIZE,
+					     .force = true };
+		struct lc_error err = { 0 };
+
+		lie(e, LIE_CORRUPT);
+		assert_int_not_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), 0);
+		honest(e);
+		assert_non_null(strstr(err.msg, "reading the wrapped key back failed"));
+		read_at(e->dev, now, AREA, 0);
+		assert_memory_equal(now, before, AREA);
+	}
+	/* and an honest KMS: the read-back is recorded as a success */
+	v = NULL;
+	{
+		struct lc_error err = { 0 };
+
+		assert_int_equal(open_vol(e, &e->kc, &v, &err), 0);
+		assert_int_equal(lc_volume_rotate_kek(&e->venv, v, NULL, &err), 0);
+		close_vol(e, v);
+	}
+	assert_true(audit_has(e, "cmk.verify", "success"));
+	free(before);
+	free(now);
+}
+
+/* ---- the kill switch during an operation (opguard.h) ---- */
+
+static struct lc_op_guard *kill_guard;
+
+/* The revocation comes while the KMS wraps the new key. */
+static int killing_wrap(void *priv, const char *key_ref, const struct lc_secret *pt,
+			const char *context, uint64_t timeout_ms, struct lc_buf *blob,
+			struct lc_provider_reply *reply, struct lc_error *err)
+{
+	assert_true(lc_op_guard_abort(kill_guard, "test kill", 1000));
+	return honest_ops->wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
+}
+
+/* rotate-kek, rekey, rewrap, shred and the re-key of a closed volume,
+ * each revoked while its wrap call runs: -EKEYREVOKED "aborted: the CMK
+ * was revoked", no header byte written, the volume unchanged; and a guard
+ * aborted before the start costs not even a KMS call. */
+static void test_kill_aborts(void **state)
+{
+	struct env *e = *state;
+	struct lc_volume *v = format_open(e);
+	uint8_t *before = malloc(AREA), *now = malloc(AREA), kek[LC_KEK_LEN];
+	struct lc_open_args oa = { .device = e->dev, .workspace = "ws1", .kc = &e->kc2 };
+	struct lc_provider_counters cnt;
+	struct lc_shred_result res;
+	struct lc_op_guard g;
+	struct lc_header *h = NULL;
+
+	assert_true(before && now);
+	read_at(e->dev, before, AREA, 0);
+	memcpy(kek, v->kek.p, LC_KEK_LEN);
+	for (int op = 0; op < 5; op++) {
+		struct lc_error err = { 0 };
+		int r;
+
+		lc_op_guard_init(&g);
+		kill_guard = &g;
+		e->venv.guard = &g;
+		honest_ops = e->prov.ops;
+		lying_ops = *honest_ops;
+		lying_ops.wrap = killing_wrap;
+		e->prov.ops = &lying_ops;
+		switch (op) {
+		case 0: r = lc_volume_rotate_kek(&e->venv, v, NULL, &err); break;
+		case 1: r = lc_volume_rekey(&e->venv, v, &e->kc2, NULL, &err); break;
+		case 2: r = lc_volume_rewrap(&e->venv, v, &err); break;
+		case 3: r = lc_volume_shred(&e->venv, v, 3, 4, NULL, &res, &err); break;
+		default:
+			close_vol(e, v);
+			v = NULL;
+			r = lc_volume_rekey_closed(&e->venv, &oa, &e->kc, &h, &err);
+			break;
+		}
+		honest(e);
+		e->venv.guard = NULL;
+		assert_int_equal(r, -EKEYREVOKED);
+		assert_int_equal(err.cls, LC_ERRC_DENIED);
+		assert_non_null(strstr(err.msg, "aborted: the CMK was revoked (test kill)"));
+		assert_null(h);
+		read_at(e->dev, now, AREA, 0);
+		assert_memory_equal(now, before, AREA);
+		if (v) {
+			assert_memory_equal(v->kek.p, kek, LC_KEK_LEN);
+			assert_string_equal(v->keyconfig, "kc1");
+		}
+		/* aborted before the start: no KMS call at all */
+		if (v) {
+			lc_provider_counters_reset(&e->prov);
+			e->venv.guard = &g;
+			assert_int_equal(lc_volume_rotate_kek(&e->venv, v, NULL, &err), -EKEYREVOKED);
+			e->venv.guard = NULL;
+			lc_provider_counters(&e->prov, &cnt);
+			assert_int_equal(cnt.wrap + cnt.unwrap, 0);
+		}
+		lc_op_guard_destroy(&g);
+	}
+	assert_int_equal(open_vol(e, &e->kc, &v, NULL), 0);
+	close_vol(e, v);
+	assert_true(audit_has(e, "rekey", "failure"));
+	free(before);
+	free(now);
 }
 
 static void test_power_cut_rotate(void **state)
@@ -979,6 +1209,8 @@ int main(void)
 		T(test_power_cut_rotate),
 		T(test_power_cut_rekey),
 		T(test_power_cut_shred),
+		T(test_lying_kms),
+		T(test_kill_aborts),
 	};
 
 	lc_log_open("test-rotate", 0, LC_LOG_ERR);

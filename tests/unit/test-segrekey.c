@@ -21,10 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <linux/loop.h>
 #include <openssl/evp.h>
 
 #include "fileio.h"
@@ -786,6 +790,88 @@ static void test_interrupted_then_resumed(void **state_)
 	assert_int_equal(state(e, 1, 2, NULL), 1);
 }
 
+/* --resume with a range wider than what was interrupted (cut in segment 2
+ * of 2-3, resumed with 0-3): it finishes 2 and 3 only, and says so in its
+ * result and its audit record instead of claiming 0-3. */
+static void test_resume_wider_range(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	char *log = NULL;
+
+	format_fill(e, 512, NULL, KEY_SIZE);
+	lc_segrekey_stop_after(70);
+	assert_int_equal(rekey(e, 2, 3, false, &res, &err), -EINTR);
+	lc_segrekey_stop_after(0);
+	if (rekey(e, 0, 3, true, &res, &err) < 0)
+		fail_msg("resume: %s", err.msg);
+	assert_true(res.resumed);
+	assert_int_equal(res.asked_first, 0);
+	assert_int_equal(res.asked_last, 3);
+	assert_int_equal(res.first, 2);
+	assert_int_equal(res.last, 3);
+	assert_int_equal(res.rekeyed, 2);
+	for (uint32_t s = 0; s < SEGS; s++)
+		assert_int_equal(generation_of(e, s), s >= 2 ? 2 : 1);
+	assert_int_equal(lc_file_read(e->audit_path, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "segments 2-3: 2 re-keyed (resumed); 0-1 asked for, not re-keyed"));
+	free(log);
+	assert_int_equal(state(e, 2, 3, NULL), 1);
+}
+
+/* The volume named by the backing file of a loop device: refused while
+ * the loop device is in use (held O_EXCL, as a mapping or a mount holds
+ * it), and while another operation holds the file's lock; allowed once
+ * the loop device is idle.  Needs root and /dev/loop-control (the unit
+ * suite runs as root, as the agent does): without them the test fails. */
+static void test_loop_backing_file(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	char loop[64];
+	int ctl, n, lfd, ffd, hold, lk;
+
+	format_fill(e, 512, NULL, KEY_SIZE);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		fail_msg("/dev/loop-control: %s (the unit tests run as root with loop devices)",
+			 strerror(errno));
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	assert_true(n >= 0);
+	close(ctl);
+	snprintf(loop, sizeof(loop), "/dev/loop%d", n);
+	lfd = open(loop, O_RDWR | O_CLOEXEC);
+	assert_true(lfd >= 0);
+	ffd = open(e->dev, O_RDWR | O_CLOEXEC);
+	assert_true(ffd >= 0);
+	assert_int_equal(ioctl(lfd, LOOP_SET_FD, ffd), 0);
+	close(ffd);
+	/* in use: a mapping or a mount holds the loop device exclusively */
+	hold = open(loop, O_RDONLY | O_EXCL | O_CLOEXEC);
+	assert_true(hold >= 0);
+	assert_int_equal(rekey(e, 1, 1, false, &res, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is the backing file of"));
+	assert_non_null(strstr(err.msg, loop));
+	assert_int_equal(generation_of(e, 1), 1);
+	close(hold);
+	/* another operation on the same file */
+	lk = open(e->dev, O_RDONLY | O_CLOEXEC);
+	assert_true(lk >= 0);
+	assert_int_equal(flock(lk, LOCK_EX), 0);
+	assert_int_equal(rekey(e, 1, 1, false, &res, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "locked by another operation"));
+	close(lk);
+	/* the loop device idle: re-keyed (held exclusively meanwhile) */
+	if (rekey(e, 1, 1, false, &res, &err) < 0)
+		fail_msg("rekey with an idle loop device: %s", err.msg);
+	assert_int_equal(generation_of(e, 1), 2);
+	assert_int_equal(ioctl(lfd, LOOP_CLR_FD, 0), 0);
+	close(lfd);
+	assert_int_equal(state(e, 1, 1, NULL), 1);
+}
+
 /* A sector of the zone that is neither old nor new ciphertext (a torn
  * write, damage): resume refuses, names it, and leaves the journal. */
 static void test_torn_sector_refused(void **state_)
@@ -805,6 +891,60 @@ static void test_torn_sector_refused(void **state_)
 	assert_non_null(strstr(err.msg, "sector 20"));
 	assert_non_null(strstr(err.msg, "neither the old nor the new"));
 	assert_int_equal(state(e, 0, 0, NULL), 2);
+}
+
+/* The administrator's way out of a damaged sector in the interrupted zone
+ * (else the volume never opens again): --accept-damaged-journal-sector N
+ * with --resume gives up that sector only; another sector, one outside
+ * the zone, or no resume is refused; every other sector of the segment
+ * keeps its data; the audit record says what was given up. */
+static void test_accept_damaged_sector(void **state_)
+{
+	struct env *e = *state_;
+	struct lc_segrekey_opts o = { .resume = true, .accept_damaged = true };
+	struct lc_open_args oa = args(e);
+	struct lc_segrekey_result res;
+	struct lc_error err = { 0 };
+	uint8_t junk[512], deks[SEGS * KEY_SIZE], *seg = malloc(SEG_BYTES);
+	uint64_t off = DATA_OFF + 2 * SEG_BYTES + 20 * 512;
+	char *log = NULL;
+
+	assert_non_null(seg);
+	format_fill(e, 512, NULL, KEY_SIZE);
+	lc_segrekey_stop_after(10);
+	assert_int_equal(rekey(e, 2, 2, false, &res, &err), -EINTR);
+	lc_segrekey_stop_after(0);
+	memset(junk, 0xa5, sizeof(junk));
+	write_at(e->dev, junk, sizeof(junk), off);
+	assert_int_equal(rekey(e, 2, 2, true, &res, &err), -EIO);
+	assert_non_null(strstr(err.msg, "--accept-damaged-journal-sector 20"));
+	o.damaged_sector = 64;	/* the zone is sectors 0-63 */
+	assert_int_equal(lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "not in the zone being re-keyed (sectors 0-63 of segment 2)"));
+	o.damaged_sector = 21;	/* not the damaged one */
+	assert_int_equal(lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err), -EIO);
+	assert_non_null(strstr(err.msg, "sector 20"));
+	assert_int_equal(state(e, 0, 0, NULL), 2);	/* still refused at open */
+	o.damaged_sector = 20;
+	if (lc_segment_rekey_opts(&e->venv, &oa, 2, 2, &o, NULL, &res, &err) < 0)
+		fail_msg("accept: %s", err.msg);
+	assert_true(res.damaged_accepted);
+	assert_int_equal(res.damaged_offset, off);
+	assert_int_equal(generation_of(e, 2), 2);
+	/* opens; segment 2 has its data back but for sector 20 */
+	assert_int_equal(learn_deks(e, deks, &err), 0);
+	read_at(e->dev, seg, SEG_BYTES, DATA_OFF + 2 * SEG_BYTES);
+	xts(deks + 2 * KEY_SIZE, KEY_SIZE, false, 512, 2, seg, SEG_BYTES);
+	for (uint32_t k = 0; k < SEG_BYTES / 512; k++)
+		if (k == 20)
+			assert_memory_not_equal(seg + k * 512, e->pt + 2 * SEG_BYTES + k * 512, 512);
+		else
+			assert_memory_equal(seg + k * 512, e->pt + 2 * SEG_BYTES + k * 512, 512);
+	assert_int_equal(lc_file_read(e->audit_path, &log, NULL, NULL), 0);
+	assert_non_null(strstr(log, "damaged sector at byte"));
+	assert_non_null(strstr(log, "accepted: its data may be lost"));
+	free(log);
+	free(seg);
 }
 
 /* A detached header: the journal in the header file, the data on the device. */
@@ -959,6 +1099,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rekey_range_4096, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupted_then_resumed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_wider_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_backing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_damaged_sector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_sector_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detached_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_every_write, setup, teardown),

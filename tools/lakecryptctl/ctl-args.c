@@ -223,13 +223,18 @@ static const struct cmd_spec cmds[] = {
 	    { "--segment", O_STR, true, "segments", 0, 0, "N|A-B", "segment or inclusive range of segments, from 0" },
 	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE", "detached header" },
 	    { "--resume", O_FLAG, false, "resume", 0, 0, NULL,
-	      "finish a re-key that was interrupted (then go on to the end of the range)" } },
+	      "finish a re-key that was interrupted (then go on to the end of the range)" },
+	    { "--accept-damaged-journal-sector", O_UINT, false, "accept_damaged_sector", 0,
+	      UINT32_MAX, "N", "with --resume: give up sector N of the interrupted zone (its data may be lost)" } },
 	  "admins: new DEKs for segments of a closed volume, their data re-encrypted",
 	  "Offline (the volume closed): each segment gets a new DEK with generation + 1\n"
 	  "and its data is re-encrypted (AES-XTS volumes only), journaled in the header\n"
 	  "so that a crash or power cut at any point can be resumed: the volume then\n"
 	  "refuses to open until 'rekey-segment DEVICE --segment N --resume' finishes.\n"
-	  "One unwrap of the KEK; it may take a while for large segments.\n" },
+	  "One unwrap of the KEK; it may take a while for large segments.\n"
+	  "If a sector of the interrupted zone is damaged (neither its old nor its new\n"
+	  "ciphertext), --resume stops naming it; --accept-damaged-journal-sector N\n"
+	  "then gives up that sector's data (at most one encryption sector) and goes on.\n" },
 	{ NULL, "rotate-kek", "volume.rotate-kek", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
 	  "admins: give open volume NAME a fresh KEK (online, no data re-encrypted)",
@@ -978,6 +983,11 @@ int lc_ctl_parse(int argc, char *const argv[], struct lc_ctl_cmd *cmd, char *err
 		if (pos[0][0] != '/') {
 			set_err(err, errlen, "rekey-segment: DEVICE \"%.64s\" must be an absolute path (the agent opens it)",
 				pos[0]);
+			return LC_CTL_EXIT_USAGE;
+		}
+		if (json_object_object_get_ex(cmd->args, "accept_damaged_sector", NULL) &&
+		    !json_object_object_get_ex(cmd->args, "resume", NULL)) {
+			set_err(err, errlen, "rekey-segment: --accept-damaged-journal-sector is for finishing an interrupted re-key: give it with --resume");
 			return LC_CTL_EXIT_USAGE;
 		}
 		if (!json_object_object_get_ex(cmd->args, "resume", NULL))
