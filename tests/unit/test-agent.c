@@ -264,6 +264,46 @@ struct tenv {
 	char cmk[LC_KMS_LOCAL_ID_LEN + 1];
 };
 
+/* The agent's revocation clock: the monotonic one plus what a test
+ * skipped (later()), so that probes a test makes count as spaced without
+ * sleeping through watch intervals. */
+static uint64_t skew_ns;
+static pthread_mutex_t skew_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t skew_now(void *arg)
+{
+	struct timespec ts;
+	uint64_t s;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	pthread_mutex_lock(&skew_mu);
+	s = skew_ns;
+	pthread_mutex_unlock(&skew_mu);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec + s;
+}
+
+static void skew_sleep(void *arg, uint64_t ns)
+{
+	(void)arg, (void)ns;
+}
+
+static const struct lc_clock skew_clock = { skew_now, skew_sleep, NULL };
+
+/* @sec seconds pass on the revocation clock. */
+static void later(unsigned int sec)
+{
+	pthread_mutex_lock(&skew_mu);
+	skew_ns += (uint64_t)sec * 1000000000ULL;
+	pthread_mutex_unlock(&skew_mu);
+}
+
+/* The spacing of counted denials passes (a watcher tick's worth). */
+static void later_gap(struct tenv *t)
+{
+	later((unsigned int)(agent_min_gap_ms(&t->a) / 1000));
+}
+
 static void *loop_thread(void *arg)
 {
 	agent_run(arg);
@@ -383,6 +423,7 @@ static int setup(void **state)
 	fk.stuck[0] = '\0';
 	fk.release = false;
 	pthread_mutex_unlock(&fk.mu);
+	t->a.clock = &skew_clock;
 	if (agent_setup(&t->a, &err))
 		fail_msg("setup: %s", err.msg);
 	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
@@ -830,19 +871,41 @@ static void test_idle_timeout(void **state)
 
 /* The watcher finds the CMK disabled and revokes its volumes; the check
  * runs on a thread of its own. */
-/* Integer member @key of the first CMK that status lists (-1: none yet). */
-static int64_t cmk_field(struct tenv *t, const char *key)
+/* status's "cmks" row of key configuration @kc ("": the key's own) of
+ * the CMK (the only one in use), or NULL. */
+static json_object *cmk_row(json_object *res, const char *kc)
+{
+	json_object *arr, *x;
+
+	if (!json_object_object_get_ex(res, "cmks", &arr))
+		return NULL;
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		json_object *o = json_object_array_get_idx(arr, i);
+
+		if (json_object_object_get_ex(o, "keyconfig", &x) &&
+		    !strcmp(json_object_get_string(x), kc))
+			return o;
+	}
+	return NULL;
+}
+
+/* Integer member @key of the row of @kc ("": the key's own; -1: none yet). */
+static int64_t kc_field(struct tenv *t, const char *kc, const char *key)
 {
 	struct lc_error err = { 0 };
-	json_object *res, *arr, *x;
+	json_object *res, *o, *x;
 	int64_t v = -1;
 
 	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
-	if (json_object_object_get_ex(res, "cmks", &arr) && json_object_array_length(arr) &&
-	    json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x))
+	if ((o = cmk_row(res, kc)) && json_object_object_get_ex(o, key, &x))
 		v = json_object_get_int64(x);
 	json_object_put(res);
 	return v;
+}
+
+static int64_t cmk_field(struct tenv *t, const char *key)
+{
+	return kc_field(t, "", key);
 }
 
 static void test_watcher(void **state)
@@ -861,7 +924,8 @@ static void test_watcher(void **state)
 		usleep(20000);
 	assert_int_equal(cmk_field(t, "denials"), 1);
 	assert_false(dev_revoked("v1"));
-	/* ...the second confirms it. */
+	/* ...the second, a watch interval later, confirms it. */
+	later_gap(t);
 	agent_watch_tick(&t->a);
 	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
 		usleep(20000);
@@ -1185,8 +1249,24 @@ static void test_canary_catches_policy(void **state)
 	assert_int_equal(lc_kms_local_set_policy(t->a.kms, t->cmk, true, NULL, &err), 0);
 	check_once(t, "state", out, sizeof(out), NULL);
 	assert_string_equal(out, "enabled");	/* the state call alone misses it */
+	assert_int_equal(kc_field(t, "kc1", "denials"), 1);
+	assert_int_equal(kc_field(t, "", "denials"), 0);	/* the key itself is fine */
+	/* Checked again seconds later (an operator at 3 a.m.): shown, not
+	 * counted; never a confirmation, however many times. */
+	for (int i = 0; i < 5; i++) {
+		check_once(t, "outcome", out, sizeof(out), NULL);
+		assert_string_equal(out, "denied");
+		check_once(t, "counted", out, sizeof(out), NULL);
+		assert_string_equal(out, "false");
+		check_once(t, "verdict", out, sizeof(out), NULL);
+		assert_string_equal(out, "pending");
+	}
+	assert_int_equal(kc_field(t, "kc1", "denials"), 1);
+	assert_int_equal(kc_field(t, "kc1", "uncounted"), 15);
+	assert_false(dev_revoked("v1"));
+	/* Half a watch interval later (min gap: min(3600/2, 300/2) s) it counts. */
+	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
-	/* (the second check: the first counted one denial) */
 	assert_string_equal(out, "revoke");
 	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
 		usleep(20000);
@@ -1315,6 +1395,7 @@ static void test_probe_versions_in_use(void **state)
 	mk.st[1] = LC_KEY_DISABLED;
 	check_once(t, "state", out, sizeof(out), NULL);
 	assert_string_equal(out, "enabled");
+	later_gap(t);
 	check_once(t, "detail", out, sizeof(out), NULL);
 	assert_non_null(strstr(out, MOCK_KEY "/cryptoKeyVersions/1"));
 	assert_non_null(strstr(out, "disabled"));
@@ -1362,6 +1443,7 @@ static void test_no_false_kill(void **state)
 	assert_string_equal(out, "pending");
 	assert_false(dev_revoked("v1"));
 	set_fault(t, NULL);
+	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
 	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
@@ -1405,8 +1487,8 @@ static int64_t cmk_member(struct tenv *t, const char *key, char *out, size_t siz
 	if (call(t, "status", NULL, &res, &err))
 		fail_msg("status: %s", err.msg);
 	assert_true(json_object_object_get_ex(res, "cmks", &arr));
-	assert_int_equal(json_object_array_length(arr), 1);
-	if (json_object_object_get_ex(json_object_array_get_idx(arr, 0), key, &x)) {
+	assert_int_equal(json_object_array_length(arr), 2);	/* the key, kc1 */
+	if (json_object_object_get_ex(cmk_row(res, ""), key, &x)) {
 		snprintf(out, size, "%s", json_object_get_string(x));
 		v = json_object_get_int64(x);
 	}
@@ -1545,6 +1627,7 @@ static void test_rekey_watcher(void **state)
 	/* the old CMK goes: nothing dies */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
 	for (int i = 0; i < 5; i++) {	/* more ticks than confirmation needs */
+		later_gap(t);
 		agent_watch_tick(&t->a);
 		usleep(200000);
 	}
@@ -1568,8 +1651,10 @@ static void test_rekey_watcher(void **state)
 	 * confirmed (confirm_denials = 2 by default: two ticks at least) */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, k2.key_id, NULL, &err), 0);
 	for (int i = 0; i < 500 && !(dev_revoked("v1") && dev_revoked("v2")); i++) {
-		if (i % 10 == 0)
+		if (i % 10 == 0) {
+			later_gap(t);
 			agent_watch_tick(&t->a);
+		}
 		usleep(20000);
 	}
 	assert_true(dev_revoked("v1"));
