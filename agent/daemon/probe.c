@@ -169,12 +169,12 @@ static enum lc_revconf_verdict observe(struct agent *a, const char *provider, co
 		return v;
 	if (v == LC_VERDICT_REVOKE)
 		snprintf(cause, sizeof(cause),
-			 "KMS denied %.100s under CMK %.200s %u time(s) within %u s (confirmed): %.200s",
-			 what, key_ref, w->rc.ndenials, a->cfg.confirm_window_s, detail ? detail : "");
+			 "KMS denied CMK %.200s (%.100s) %u time(s) within %u s (confirmed): %.200s",
+			 key_ref, what, w->rc.ndenials, a->cfg.confirm_window_s, detail ? detail : "");
 	else
 		snprintf(cause, sizeof(cause),
-			 "no answer from the KMS about %.100s under CMK %.200s for %u s: fail_closed_after_s reached",
-			 what, key_ref, a->cfg.fail_closed_after_s);
+			 "no answer from the KMS about CMK %.200s (%.100s) for %u s: fail_closed_after_s reached",
+			 key_ref, what, a->cfg.fail_closed_after_s);
 	snprintf(det, sizeof(det), "%s: denials=%u confirm_denials=%u confirm_window_s=%u fail_closed_after_s=%u",
 		 lc_revconf_verdict_name(v), w->rc.ndenials, pol.confirm_denials,
 		 a->cfg.confirm_window_s, a->cfg.fail_closed_after_s);
