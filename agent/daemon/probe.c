@@ -12,10 +12,17 @@
  * touched), its plaintext is compared with the stored SHA-256 and wiped at
  * once.
  *
- * Each answer is an observation for the CMK's lc_revconf tracker (OK,
- * DENIED, UNKNOWN): the watcher's probes, `check`, and the unwraps and
- * wraps of opens feed it; only its REVOKE (confirmed denials) or
- * FAIL_CLOSED (the operator's outage limit) verdict pulls the kill switch.
+ * Each answer is an observation (OK, DENIED, UNKNOWN) for an lc_revconf
+ * tracker: the key state's for the CMK's own (its REVOKE revokes every
+ * volume under the CMK), the canary's for the key configuration's (its
+ * REVOKE revokes only that configuration's volumes: AWS key policies
+ * grant each configuration's context on its own).  The watcher's probes,
+ * `check`, and the probes an open's denial triggers feed them, spaced by
+ * agent_min_gap_ms() (a denial closer to the last counted one is shown,
+ * not counted); an open's success is an OK, its denial never counts by
+ * itself (the header chose the blob and the key version).  Only REVOKE
+ * (confirmed denials) or FAIL_CLOSED (the operator's outage limit) pulls
+ * the kill switch.
  * KMS calls are counted per CMK and shown in status and check.
  *
  * Locking: a->lock guards a->watches; the KMS calls run without it.

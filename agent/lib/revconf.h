@@ -4,8 +4,10 @@
  * revocation?  A pure state machine over observations and a clock, so the
  * rules are tested with a fake clock (struct lc_clock).
  *
- * Observations (one per probe of the CMK: a watcher check, `lakecryptctl
- * check`, or an unwrap made for an open):
+ * Observations (one per probe: a watcher check, `lakecryptctl check`, the
+ * probe an open's denial triggers, or an open's successful unwrap; one
+ * tracker per CMK for its state and one per key configuration on it for
+ * its canary, agent/daemon/probe.c):
  *   OK       authoritative success: the key is enabled and the canary
  *            unwrapped (or an open's unwrap succeeded)
  *   DENIED   authoritative denial: the provider's error class DENIED
