@@ -664,7 +664,7 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 	agent_relock(a);
 	if (!strcmp(outcome, "ok"))
 		return lc_err(err, r, LC_ERRC_INVALID,
-			      "the KMS denied the unwrap of this header's KEK (%.280s); the CMK itself answers %s (key state and key configuration %.60s's canary): the header may be stale (made under a key version since disabled or destroyed) or forged; not counted as a revocation",
+			      "the KMS denied the unwrap of this header's KEK (%.260s); the CMK itself answers %s (key state and key configuration %.60s's canary): the header may be stale (made under a key version since disabled or destroyed) or forged, or the key policy no longer allows this volume's context; not counted as a revocation",
 			      orig, state[0] ? state : "enabled", kc->name);
 	if (!strcmp(outcome, "denied"))
 		return lc_err(err, r, LC_ERRC_DENIED,
