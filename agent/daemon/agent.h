@@ -126,6 +126,7 @@ struct revoke_rec {
 	char cmk_id[LC_HDR_CMK_ID_SIZE];
 	char provider[LC_HDR_PROVIDER_SIZE];
 	char key_ref[LC_HDR_PROVIDER_REF_SIZE];
+	char keyconfig[LC_HDR_NAME_SIZE];	/* "": every key configuration */
 };
 
 /* One KMS provider per kind ("local", later "aws-kms", ...). */
@@ -178,7 +179,8 @@ struct agent {
 	size_t nvols;
 	char runtime_path[PATH_MAX];
 
-	struct cmk_watch **watches;	/* probe.c: per-CMK confirmation state */
+	struct cmk_watch **watches;	/* probe.c: per-CMK and per-keyconfig confirmation state */
+	const struct lc_clock *clock;	/* revocation confirmation's clock; NULL: CLOCK_MONOTONIC (tests) */
 	size_t nwatches;
 	struct ws_term **terms;		/* terminate.c: hook runs per workspace */
 	size_t nterms;
@@ -378,6 +380,13 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 			  const char *key_ref, const char *cause, bool denied, int64_t uid,
 			  unsigned int wait_ms, json_object *done, json_object *pending,
 			  struct lc_error *err);
+/* The same, only for the volumes of key configuration @keyconfig (NULL or
+ * "": all) under that CMK: a denial by key policy of one configuration's
+ * context kills only its volumes. */
+int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *provider,
+			     const char *key_ref, const char *keyconfig, const char *cause,
+			     bool denied, int64_t uid, unsigned int wait_ms, json_object *done,
+			     json_object *pending, struct lc_error *err);
 /* Timer tick (loop thread): start the watcher thread unless it runs. */
 void agent_watch_tick(struct agent *a);
 const char *agent_slot_state(const struct vol_slot *s);
@@ -396,19 +405,33 @@ json_object *agent_terminate_json(struct agent *a, struct client *c);
 void agent_terminate_free(struct agent *a);
 /* probe.c; a->lock held unless said otherwise. */
 /*
- * Probe @v's CMK (a copy; called WITHOUT a->lock): key state, then the
- * canary unwrap when enabled (made first if its key configuration has
- * none); the outcome is an observation for the CMK's confirmation, which
- * may revoke.  @report (may be NULL) gets {cmk, provider, state, canary,
- * outcome, detail, verdict, denials, kms_calls}.  0, or -ENOPROTOOPT if
- * the agent lacks @v's provider.
+ * Probe @v's CMK (a copy; called WITHOUT a->lock): key state (and the
+ * state of the key versions open volumes use), then, when enabled, the
+ * unwrap of the canary of @v's own key configuration (made first if it
+ * has none).  Two observations: the key's (state: a denial kills every
+ * volume under the CMK) and the key configuration's (canary: a denial
+ * kills only that configuration's volumes).  @report (may be NULL) gets
+ * {cmk, provider, keyconfig, state, canary, outcome, detail, verdict,
+ * denials, counted, kms_calls}.  0, or -ENOPROTOOPT if the agent lacks
+ * @v's provider.
  */
 int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *report);
-/* An open's or cache's KMS call about a CMK: @r and @e as it returned
- * (DENIED counts as a denial, TRANSIENT/MISCONFIG as no answer, success
- * as OK, other classes are not the KMS's word and are ignored). */
-void agent_observe(struct agent *a, const char *provider, const char *key_ref, const char *cmk_id,
-		   int r, const struct lc_error *e, const char *what);
+/*
+ * An open's or cache's KMS call under key configuration @kc (a->lock held;
+ * may drop it): @r and @err as it returned.  Success is an OK observation
+ * of the CMK and of @kc.  A denial is never one by itself (the header
+ * chose the blob and the key version the KMS refused): it triggers
+ * agent_probe_cmk(), at most one per CMK and key configuration every
+ * agent_min_gap_ms(), whose outcome is what counts, and @err is rewritten
+ * to say what the probe found (class INVALID when the CMK answers
+ * enabled: the header is stale or forged).  Other failures are not the
+ * KMS's word about the CMK and are ignored.  Returns @r.
+ */
+int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
+			struct lc_error *err, const char *what);
+/* The spacing of counted denials and of probes triggered by opens, ms:
+ * half of watch_interval_s, at most confirm_window_s / confirm_denials. */
+uint64_t agent_min_gap_ms(const struct agent *a);
 /* Wrap a new canary for key configuration @kcname (without a->lock) under
  * context LC_KEK_CANARY_PREFIX<kcname> (envelope.h); one "cmk.canary_wrap"
  * audit record (@peer_uid < 0: the agent's own action) whatever the end. */

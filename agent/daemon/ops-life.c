@@ -138,16 +138,20 @@ out:
 }
 
 /* Same CMK: provider and reference. */
+/* One probe per CMK and key configuration (each has its own canary). */
 static bool same_ref(const struct lc_volume *x, const struct lc_volume *y)
 {
-	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref);
+	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref) &&
+	       !strcmp(x->keyconfig, y->keyconfig);
 }
 
 /*
- * check {cmk?}: probe now every CMK an open volume depends on, or the one
- * named (a volume's CMK reference or id, or a key configuration's key
- * reference), as the watcher does; each probe is an observation towards
- * confirmation, so a check may revoke.  Reply: {"checks": [report...],
+ * check {cmk?}: probe now every CMK (and key configuration) an open volume
+ * depends on, or the one named (a volume's CMK reference or id, or a key
+ * configuration's key reference), as the watcher does; each probe is an
+ * observation towards confirmation, so a check may revoke, but a denial
+ * closer than agent_min_gap_ms() to the last counted one is shown and not
+ * counted (two checks seconds apart are one denial).  Reply: {"checks": [report...],
  * "kms_calls": N}.
  */
 int op_check(struct agent *a, struct client *c, json_object *args, json_object **result,
@@ -163,7 +167,7 @@ int op_check(struct agent *a, struct client *c, json_object *args, json_object *
 	(void)c;
 	if ((r = arg_str(args, "cmk", false, &cmk, err)) < 0)
 		return r;
-	todo = calloc(a->nvols + 1, sizeof(*todo));
+	todo = calloc(a->nvols + a->reg.nkc + 1, sizeof(*todo));
 	if (!todo)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	for (size_t i = 0; i < a->nvols; i++) {
@@ -178,21 +182,22 @@ int op_check(struct agent *a, struct client *c, json_object *args, json_object *
 			n++;
 	}
 	if (!n && cmk) {
-		/* No open volume uses it: a key configuration may name it. */
-		for (size_t i = 0; i < a->reg.nkc && !n; i++) {
+		/* No open volume uses it: the key configurations that name it,
+		 * each with its own canary. */
+		for (size_t i = 0; i < a->reg.nkc; i++) {
 			const struct lc_keyconfig *kc = &a->reg.kc[i];
 
 			if (strcmp(kc->key_ref, cmk) && strcmp(kc->cmk_id, cmk))
 				continue;
-			todo[0] = calloc(1, sizeof(*todo[0]));
-			if (!todo[0])
+			todo[n] = calloc(1, sizeof(*todo[n]));
+			if (!todo[n])
 				break;
-			snprintf(todo[0]->name, sizeof(todo[0]->name), "keyconfig-%.50s", kc->name);
-			snprintf(todo[0]->keyconfig, sizeof(todo[0]->keyconfig), "%s", kc->name);
-			snprintf(todo[0]->provider, sizeof(todo[0]->provider), "%s", kc->provider);
-			snprintf(todo[0]->provider_ref, sizeof(todo[0]->provider_ref), "%s", kc->key_ref);
-			snprintf(todo[0]->cmk_id, sizeof(todo[0]->cmk_id), "%s", kc->cmk_id);
-			n = 1;
+			snprintf(todo[n]->name, sizeof(todo[n]->name), "keyconfig-%.50s", kc->name);
+			snprintf(todo[n]->keyconfig, sizeof(todo[n]->keyconfig), "%s", kc->name);
+			snprintf(todo[n]->provider, sizeof(todo[n]->provider), "%s", kc->provider);
+			snprintf(todo[n]->provider_ref, sizeof(todo[n]->provider_ref), "%s", kc->key_ref);
+			snprintf(todo[n]->cmk_id, sizeof(todo[n]->cmk_id), "%s", kc->cmk_id);
+			n++;
 		}
 	}
 	if (!n && cmk) {

@@ -336,8 +336,9 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
-	/* Every unwrap is an observation of the CMK (probe.c). */
-	agent_observe(a, kcopy.provider, kcopy.key_ref, kcopy.cmk_id, r, err, "open's unwrap");
+	/* A success is an observation of the CMK; a denial only triggers a
+	 * probe of it, whose answer counts (probe.c). */
+	r = agent_open_observed(a, &kcopy, r, err, "an open's unwrap");
 	if (r < 0)
 		return r;
 	r = agent_volume_add(a, v, epoch, &c->env, err);
@@ -380,7 +381,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
-	agent_observe(a, kcopy.provider, kcopy.key_ref, kcopy.cmk_id, r, err, "cache's wrap");
+	r = agent_open_observed(a, &kcopy, r, err, "a cache's wrap");
 	if (r < 0)
 		return r;
 	r = agent_volume_add(a, v, epoch, &c->env, err);

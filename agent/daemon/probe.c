@@ -12,10 +12,17 @@
  * touched), its plaintext is compared with the stored SHA-256 and wiped at
  * once.
  *
- * Each answer is an observation for the CMK's lc_revconf tracker (OK,
- * DENIED, UNKNOWN): the watcher's probes, `check`, and the unwraps and
- * wraps of opens feed it; only its REVOKE (confirmed denials) or
- * FAIL_CLOSED (the operator's outage limit) verdict pulls the kill switch.
+ * Each answer is an observation (OK, DENIED, UNKNOWN) for an lc_revconf
+ * tracker: the key state's for the CMK's own (its REVOKE revokes every
+ * volume under the CMK), the canary's for the key configuration's (its
+ * REVOKE revokes only that configuration's volumes: AWS key policies
+ * grant each configuration's context on its own).  The watcher's probes,
+ * `check`, and the probes an open's denial triggers feed them, spaced by
+ * agent_min_gap_ms() (a denial closer to the last counted one is shown,
+ * not counted); an open's success is an OK, its denial never counts by
+ * itself (the header chose the blob and the key version).  Only REVOKE
+ * (confirmed denials) or FAIL_CLOSED (the operator's outage limit) pulls
+ * the kill switch.
  * KMS calls are counted per CMK and shown in status and check.
  *
  * Locking: a->lock guards a->watches; the KMS calls run without it.
@@ -38,33 +45,62 @@ struct cmk_watch {
 	char provider[LC_HDR_PROVIDER_SIZE];
 	char key_ref[LC_HDR_PROVIDER_REF_SIZE];
 	char cmk_id[LC_HDR_CMK_ID_SIZE];
+	char keyconfig[LC_HDR_NAME_SIZE];	/* "": the key itself (its state) */
 	struct lc_revconf rc;
 	uint64_t probes;		/* watcher and check probes */
 	uint64_t state_calls;		/* KMS calls made for them (attempts) */
 	uint64_t canary_calls;		/* canary unwraps (attempts) */
 	uint64_t canary_wraps;		/* canaries made lazily (attempts) */
-	uint64_t opens_ok, opens_denied; /* observations from opens */
+	uint64_t opens_ok, opens_denied; /* what opens saw */
+	uint64_t triggered;		/* probes an open's denial triggered */
+	uint64_t trigger_skipped;	/* ... and denials that came too soon after one */
+	uint64_t trigger_ns;		/* when the last one started (a->clock) */
 	enum lc_probe_outcome last;
 	enum lc_revconf_verdict verdict;
 	char last_detail[256];
 	int64_t last_at;		/* epoch seconds of the last observation */
 };
 
+static uint64_t clock_ns(const struct agent *a)
+{
+	struct timespec ts;
+
+	if (a->clock)
+		return a->clock->now_ns(a->clock->arg);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t agent_min_gap_ms(const struct agent *a)
+{
+	uint64_t gap = (uint64_t)a->cfg.watch_interval_s * 500;
+	uint64_t fit = a->cfg.confirm_denials > 1 ?
+		(uint64_t)a->cfg.confirm_window_s * 1000 / a->cfg.confirm_denials : gap;
+
+	return gap < fit ? gap : fit;
+}
+
 static void policy_of(const struct agent *a, struct lc_revconf_policy *p)
 {
 	p->confirm_denials = a->cfg.confirm_denials;
 	p->confirm_window_ms = (uint64_t)a->cfg.confirm_window_s * 1000;
 	p->fail_closed_after_ms = (uint64_t)a->cfg.fail_closed_after_s * 1000;
+	p->min_gap_ms = agent_min_gap_ms(a);
 }
 
+/* The tracker of CMK @key_ref (@kc NULL or "": the key's own, else key
+ * configuration @kc's on it). */
 static struct cmk_watch *watch_of(struct agent *a, const char *provider, const char *key_ref,
-				  const char *cmk_id, bool create)
+				  const char *cmk_id, const char *kc, bool create)
 {
 	struct cmk_watch **t, *w;
 
+	if (!kc)
+		kc = "";
 	for (size_t i = 0; i < a->nwatches; i++) {
 		w = a->watches[i];
-		if (!strcmp(w->provider, provider) && !strcmp(w->key_ref, key_ref))
+		if (!strcmp(w->provider, provider) && !strcmp(w->key_ref, key_ref) &&
+		    !strcmp(w->keyconfig, kc))
 			return w;
 	}
 	if (!create)
@@ -79,28 +115,41 @@ static struct cmk_watch *watch_of(struct agent *a, const char *provider, const c
 	snprintf(w->provider, sizeof(w->provider), "%s", provider);
 	snprintf(w->key_ref, sizeof(w->key_ref), "%s", key_ref);
 	snprintf(w->cmk_id, sizeof(w->cmk_id), "%s", cmk_id ? cmk_id : "");
+	snprintf(w->keyconfig, sizeof(w->keyconfig), "%s", kc);
 	lc_revconf_reset(&w->rc);
 	a->watches[a->nwatches++] = w;
 	return w;
 }
 
-/* Record @o for the CMK and act on the verdict (a->lock held; may drop it). */
+/*
+ * Record @o for the CMK (@kc "" or NULL: the key's own tracker, whose
+ * confirmed denial revokes every volume under the CMK; else key
+ * configuration @kc's, which revokes only its volumes) and act on the
+ * verdict (a->lock held; may drop it).
+ */
 static enum lc_revconf_verdict observe(struct agent *a, const char *provider, const char *key_ref,
-				       const char *cmk_id, enum lc_probe_outcome o, const char *detail)
+				       const char *cmk_id, const char *kc, enum lc_probe_outcome o,
+				       const char *detail)
 {
-	struct cmk_watch *w = watch_of(a, provider, key_ref, cmk_id, true);
+	struct cmk_watch *w = watch_of(a, provider, key_ref, cmk_id, kc, true);
 	struct lc_revconf_policy pol;
 	enum lc_revconf_verdict v;
 	struct lc_audit_event ev;
-	char cause[512], det[160], ref[LC_HDR_PROVIDER_REF_SIZE], id[LC_HDR_CMK_ID_SIZE];
-	char prov[LC_HDR_PROVIDER_SIZE];
+	char cause[640], det[200], ref[LC_HDR_PROVIDER_REF_SIZE], id[LC_HDR_CMK_ID_SIZE];
+	char prov[LC_HDR_PROVIDER_SIZE], kcn[LC_HDR_NAME_SIZE], what[LC_HDR_NAME_SIZE + 40];
 	struct lc_error e2;
+	uint64_t before;
 
 	if (!w) {
 		lc_error_log("CMK %s: out of memory: an observation (%s) is lost", key_ref,
 			     lc_probe_outcome_name(o));
 		return LC_VERDICT_KEEP;
 	}
+	snprintf(kcn, sizeof(kcn), "%s", w->keyconfig);
+	if (kcn[0])
+		snprintf(what, sizeof(what), "key configuration %s's canary", kcn);
+	else
+		snprintf(what, sizeof(what), "the key");
 	policy_of(a, &pol);
 	/* A revoked CMK that works again (re-enabled, an open succeeded)
 	 * starts over. */
@@ -108,70 +157,53 @@ static enum lc_revconf_verdict observe(struct agent *a, const char *provider, co
 		lc_revconf_reset(&w->rc);
 		w->verdict = LC_VERDICT_KEEP;
 	}
-	v = lc_revconf_observe(&w->rc, &pol, o, NULL);
+	before = w->rc.uncounted;
+	v = lc_revconf_observe(&w->rc, &pol, o, a->clock);
 	w->last = o;
 	w->last_at = (int64_t)time(NULL);
 	snprintf(w->last_detail, sizeof(w->last_detail), "%s", detail ? detail : "");
 	if (w->verdict == v && (v == LC_VERDICT_REVOKE || v == LC_VERDICT_FAIL_CLOSED))
 		return v;	/* acted on already */
 	w->verdict = v;
-	if (v == LC_VERDICT_PENDING && o == LC_PROBE_DENIED)
-		lc_warn("CMK %s: denial %u of the %u that confirm a revocation (%s); not revoking yet",
-			key_ref, w->rc.ndenials, pol.confirm_denials, detail ? detail : "");
+	if (v == LC_VERDICT_PENDING && o == LC_PROBE_DENIED && w->rc.uncounted != before)
+		lc_warn("CMK %s (%s): a denial %" PRIu64 " ms after the last counted one is not counted: denials that confirm are at least %" PRIu64 " ms apart (%s)",
+			key_ref, what, (clock_ns(a) - w->rc.denials_ns[w->rc.ndenials - 1]) / 1000000,
+			pol.min_gap_ms, detail ? detail : "");
+	else if (v == LC_VERDICT_PENDING && o == LC_PROBE_DENIED)
+		lc_warn("CMK %s (%s): denial %u of the %u that confirm a revocation (%s); not revoking yet",
+			key_ref, what, w->rc.ndenials, pol.confirm_denials, detail ? detail : "");
 	if (v != LC_VERDICT_REVOKE && v != LC_VERDICT_FAIL_CLOSED)
 		return v;
 	if (v == LC_VERDICT_REVOKE)
 		snprintf(cause, sizeof(cause),
-			 "KMS denied CMK %.200s %u time(s) within %u s (confirmed): %.200s", key_ref,
-			 w->rc.ndenials, a->cfg.confirm_window_s, detail ? detail : "");
+			 "KMS denied CMK %.200s (%.100s) %u time(s) within %u s (confirmed): %.200s",
+			 key_ref, what, w->rc.ndenials, a->cfg.confirm_window_s, detail ? detail : "");
 	else
 		snprintf(cause, sizeof(cause),
-			 "no answer from the KMS about CMK %.200s for %u s: fail_closed_after_s reached",
-			 key_ref, a->cfg.fail_closed_after_s);
+			 "no answer from the KMS about CMK %.200s (%.100s) for %u s: fail_closed_after_s reached",
+			 key_ref, what, a->cfg.fail_closed_after_s);
 	snprintf(det, sizeof(det), "%s: denials=%u confirm_denials=%u confirm_window_s=%u fail_closed_after_s=%u",
 		 lc_revconf_verdict_name(v), w->rc.ndenials, pol.confirm_denials,
 		 a->cfg.confirm_window_s, a->cfg.fail_closed_after_s);
 	snprintf(ref, sizeof(ref), "%s", key_ref);
 	snprintf(id, sizeof(id), "%s", cmk_id ? cmk_id : "");
 	snprintf(prov, sizeof(prov), "%s", provider);
-	lc_warn("watcher: %s: revoking every volume under it", cause);
+	if (kcn[0])
+		lc_warn("watcher: %s: revoking the volumes of key configuration %s", cause, kcn);
+	else
+		lc_warn("watcher: %s: revoking every volume under it", cause);
 	lc_audit_event_init(&ev, "cmk.revocation", LC_AUDIT_SUCCESS);
 	ev.provider = prov;
 	ev.cmk_id = id[0] ? id : ref;
+	ev.keyconfig = kcn[0] ? kcn : NULL;
 	ev.error_class = v == LC_VERDICT_REVOKE ? LC_ERRC_DENIED : LC_ERRC_TRANSIENT;
 	ev.detail = det;
 	agent_unlock(a);
 	(void)lc_audit_write(&a->audit, &ev, NULL);
 	agent_relock(a);
-	(void)agent_revoke_matching(a, id, prov, ref, cause, v == LC_VERDICT_REVOKE, -1, 0, NULL,
-				    NULL, &e2);
+	(void)agent_revoke_matching_kc(a, id, prov, ref, kcn, cause, v == LC_VERDICT_REVOKE, -1, 0,
+				       NULL, NULL, &e2);
 	return v;
-}
-
-void agent_observe(struct agent *a, const char *provider, const char *key_ref, const char *cmk_id,
-		   int r, const struct lc_error *e, const char *what)
-{
-	char detail[256];
-	enum lc_probe_outcome o;
-	struct cmk_watch *w;
-
-	if (!provider || !key_ref || !key_ref[0])
-		return;
-	if (!r)
-		o = LC_PROBE_OK;
-	else if (e && e->cls == LC_ERRC_DENIED)
-		o = LC_PROBE_DENIED;
-	else if (e && (e->cls == LC_ERRC_TRANSIENT || e->cls == LC_ERRC_MISCONFIG))
-		o = LC_PROBE_UNKNOWN;
-	else
-		return;		/* not the KMS's answer (bad header, busy device, ...) */
-	snprintf(detail, sizeof(detail), "%s: %.200s", what, r ? e->msg : "ok");
-	(void)observe(a, provider, key_ref, cmk_id, o, detail);
-	w = watch_of(a, provider, key_ref, cmk_id, false);
-	if (w && o == LC_PROBE_OK)
-		w->opens_ok++;
-	else if (w && o == LC_PROBE_DENIED)
-		w->opens_denied++;
 }
 
 /* ---- the canary ---- */
@@ -245,24 +277,21 @@ int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
 	return r;
 }
 
-/* A key configuration for this CMK, preferring one that has a canary. */
-static const struct lc_keyconfig *canary_kc(struct agent *a, const char *provider,
-					    const char *key_ref, const char *cmk_id)
+/*
+ * The key configuration @v was wrapped under, if it is on @v's CMK: its
+ * canary is the one to probe with.  Never another configuration's (AWS
+ * key policies grant each configuration's context on its own: another's
+ * canary says nothing about this one's, and its denial is not this one's).
+ */
+static const struct lc_keyconfig *canary_kc(struct agent *a, const struct lc_volume *v)
 {
-	const struct lc_keyconfig *any = NULL;
+	const struct lc_keyconfig *kc = v->keyconfig[0] ? lc_registry_keyconfig(&a->reg, v->keyconfig) : NULL;
 
-	for (size_t i = 0; i < a->reg.nkc; i++) {
-		const struct lc_keyconfig *kc = &a->reg.kc[i];
-
-		if (strcmp(kc->provider, provider) ||
-		    (strcmp(kc->key_ref, key_ref) && (!cmk_id || !cmk_id[0] || strcmp(kc->cmk_id, cmk_id))))
-			continue;
-		if (kc->canary[0])
-			return kc;
-		if (!any)
-			any = kc;
-	}
-	return any;
+	if (!kc || strcmp(kc->provider, v->provider) ||
+	    (strcmp(kc->key_ref, v->provider_ref) &&
+	     (!v->cmk_id[0] || strcmp(kc->cmk_id, v->cmk_id))))
+		return NULL;
+	return kc;
 }
 
 /* Unwrap the canary (@b64 of key configuration @kcname) and compare. */
@@ -427,13 +456,14 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	struct lc_provider *p = agent_provider(a, v->provider);
 	struct lc_provider_reply rep = { 0 };
 	struct lc_error e = { 0 };
-	char detail[LC_ERROR_MSG_MAX + 64] = "", kcname[LC_HDR_NAME_SIZE] = "";
-	char b64[LC_CANARY_B64_SIZE] = "", hex[65] = "";
+	char detail[LC_ERROR_MSG_MAX + 64] = "", cdetail[LC_ERROR_MSG_MAX + 64] = "";
+	char kcname[LC_HDR_NAME_SIZE] = "", b64[LC_CANARY_B64_SIZE] = "", hex[65] = "";
 	unsigned int scalls = 0, ccalls = 0, wcalls = 0;
-	enum lc_probe_outcome o;
+	enum lc_probe_outcome o, co = LC_PROBE_UNKNOWN;
 	enum lc_revconf_verdict verdict;
 	const char *canary = "not used";
-	struct cmk_watch *w;
+	bool canary_ran = false;
+	struct cmk_watch *w, *wk;
 	int r;
 
 	if (!p) {
@@ -468,12 +498,13 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	if (o == LC_PROBE_OK)
 		o = probe_versions(a, p, v, rep.key_version, &scalls, detail, sizeof(detail));
 
-	/* Enabled: the authoritative probe, a real unwrap of the canary. */
+	/* Enabled: the authoritative probe, a real unwrap of the canary of
+	 * @v's own key configuration. */
 	if (o == LC_PROBE_OK && a->cfg.canary) {
 		const struct lc_keyconfig *kc;
 
 		agent_relock(a);
-		kc = canary_kc(a, v->provider, v->provider_ref, v->cmk_id);
+		kc = canary_kc(a, v);
 		if (kc) {
 			snprintf(kcname, sizeof(kcname), "%s", kc->name);
 			snprintf(b64, sizeof(b64), "%s", kc->canary);
@@ -501,26 +532,51 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 			}
 		}
 		if (b64[0]) {
-			o = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls, detail,
-					 sizeof(detail));
-			canary = lc_probe_outcome_name(o);
+			co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls, cdetail,
+					  sizeof(cdetail));
+			canary = lc_probe_outcome_name(co);
+			canary_ran = true;
 		} else {
 			canary = "none";
 		}
 	}
 
 	agent_relock(a);
-	verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, o, detail);
-	w = watch_of(a, v->provider, v->provider_ref, v->cmk_id, false);
-	if (w) {
-		w->probes++;
-		w->state_calls += scalls;
-		w->canary_calls += ccalls;
-		w->canary_wraps += wcalls;
+	/* The key's own observation: its state (and its versions'). */
+	verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, NULL, o, detail);
+	wk = w = watch_of(a, v->provider, v->provider_ref, v->cmk_id, NULL, false);
+	if (wk) {
+		wk->probes++;
+		wk->state_calls += scalls;
+	}
+	/* The key configuration's: its canary. */
+	if (canary_ran) {
+		verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, kcname, co, cdetail);
+		w = watch_of(a, v->provider, v->provider_ref, v->cmk_id, kcname, false);
+		if (w) {
+			w->probes++;
+			w->canary_calls += ccalls;
+			w->canary_wraps += wcalls;
+		}
+		o = co;
+		snprintf(detail, sizeof(detail), "%s", cdetail);
+	} else {
+		struct cmk_watch *wc = v->keyconfig[0] ?
+			watch_of(a, v->provider, v->provider_ref, v->cmk_id, v->keyconfig, false) : NULL;
+
+		if (wcalls && wk)
+			wk->canary_wraps += wcalls;
+		/* The key answered no better than its configuration's last
+		 * word: report what stands (a pending canary denial stays). */
+		if (wc && wc->verdict > verdict) {
+			verdict = wc->verdict;
+			w = wc;
+		}
 	}
 	if (report) {
 		json_object_object_add(report, "cmk", json_object_new_string(v->provider_ref));
 		json_object_object_add(report, "provider", json_object_new_string(v->provider));
+		json_object_object_add(report, "keyconfig", json_object_new_string(canary_ran ? kcname : ""));
 		json_object_object_add(report, "state",
 				       json_object_new_string(r ? "unknown" : lc_key_state_name(rep.state)));
 		json_object_object_add(report, "canary", json_object_new_string(canary));
@@ -530,21 +586,101 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 				       json_object_new_string(lc_revconf_verdict_name(verdict)));
 		json_object_object_add(report, "denials",
 				       json_object_new_int64(w ? w->rc.ndenials : 0));
+		/* A denial seen too soon after the last counted one: shown, not counted. */
+		json_object_object_add(report, "counted",
+				       json_object_new_boolean(o == LC_PROBE_DENIED && w && w->rc.last_counted));
 		json_object_object_add(report, "kms_calls", json_object_new_int64(scalls + ccalls + wcalls));
 	}
 	agent_unlock(a);
-	lc_debug("watcher: CMK %s: %s (%s), %u KMS call(s)", v->provider_ref,
+	lc_debug("watcher: CMK %s%s%s: %s (%s), %u KMS call(s)", v->provider_ref,
+		 canary_ran ? ", key configuration " : "", canary_ran ? kcname : "",
 		 lc_probe_outcome_name(o), detail, scalls + ccalls + wcalls);
 	return 0;
 }
 
+/* ---- opens ---- */
+
+int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
+			struct lc_error *err, const char *what)
+{
+	char orig[LC_ERROR_MSG_MAX], state[32] = "", outcome[16] = "", det[LC_ERROR_MSG_MAX] = "";
+	uint64_t gap_ms = agent_min_gap_ms(a), now = clock_ns(a);
+	struct lc_volume *v;
+	struct cmk_watch *w;
+	json_object *rep, *x;
+
+	if (!kc || !kc->provider[0] || !kc->key_ref[0])
+		return r;
+	if (!r) {
+		/* The KMS unwrapped under this CMK and configuration: OK for both. */
+		(void)observe(a, kc->provider, kc->key_ref, kc->cmk_id, NULL, LC_PROBE_OK, what);
+		(void)observe(a, kc->provider, kc->key_ref, kc->cmk_id, kc->name, LC_PROBE_OK, what);
+		if ((w = watch_of(a, kc->provider, kc->key_ref, kc->cmk_id, kc->name, false)))
+			w->opens_ok++;
+		return 0;
+	}
+	if (!err || err->cls != LC_ERRC_DENIED)
+		return r;	/* not the KMS's word about the CMK (bad header, outage, ...) */
+	snprintf(orig, sizeof(orig), "%s", err->msg);
+	w = watch_of(a, kc->provider, kc->key_ref, kc->cmk_id, kc->name, true);
+	if (!w)
+		return r;
+	w->opens_denied++;
+	/* At most one probe per CMK and key configuration every gap: a loop
+	 * of forged opens is not a flood of KMS calls. */
+	if (w->triggered && now - w->trigger_ns < gap_ms * 1000000ULL) {
+		w->trigger_skipped++;
+		return lc_err(err, r, LC_ERRC_DENIED,
+			      "%.300s; not counted as a revocation: an open's denial is not one by itself, and CMK %.100s was probed for one %" PRIu64 " s ago (at most one such probe every %" PRIu64 " s)",
+			      orig, kc->key_ref, (uint64_t)((now - w->trigger_ns) / 1000000000ULL), gap_ms / 1000);
+	}
+	w->triggered++;
+	w->trigger_ns = now;
+	v = calloc(1, sizeof(*v));
+	rep = json_object_new_object();
+	if (!v || !rep) {
+		free(v);
+		json_object_put(rep);
+		return r;
+	}
+	snprintf(v->name, sizeof(v->name), "keyconfig-%.50s", kc->name);
+	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", kc->name);
+	snprintf(v->provider, sizeof(v->provider), "%s", kc->provider);
+	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", kc->key_ref);
+	snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", kc->cmk_id);
+	lc_warn("%s under CMK %s (key configuration %s) was denied (%s): probing the CMK itself",
+		what, kc->key_ref, kc->name, orig);
+	agent_unlock(a);
+	if (agent_probe_cmk(a, v, rep) == 0) {
+		if (json_object_object_get_ex(rep, "state", &x))
+			snprintf(state, sizeof(state), "%s", json_object_get_string(x));
+		if (json_object_object_get_ex(rep, "outcome", &x))
+			snprintf(outcome, sizeof(outcome), "%s", json_object_get_string(x));
+		if (json_object_object_get_ex(rep, "detail", &x))
+			snprintf(det, sizeof(det), "%s", json_object_get_string(x));
+	}
+	json_object_put(rep);
+	lc_volume_free(v);
+	agent_relock(a);
+	if (!strcmp(outcome, "ok"))
+		return lc_err(err, r, LC_ERRC_INVALID,
+			      "the KMS denied the unwrap of this header's KEK (%.260s); the CMK itself answers %s (key state and key configuration %.60s's canary): the header may be stale (made under a key version since disabled or destroyed) or forged, or the key policy no longer allows this volume's context; not counted as a revocation",
+			      orig, state[0] ? state : "enabled", kc->name);
+	if (!strcmp(outcome, "denied"))
+		return lc_err(err, r, LC_ERRC_DENIED,
+			      "%.300s; the CMK's own probe is denied too (%.150s): counted toward the revocation",
+			      orig, det);
+	return lc_err(err, r, LC_ERRC_DENIED,
+		      "%.300s; the CMK's own probe got no authoritative answer (%.150s): not counted as a revocation",
+		      orig, det[0] ? det : "no probe");
+}
 
 /* Whole seconds since @rc's outage began, 0 if none.  Its start is in
  * nanoseconds and now in milliseconds: within the millisecond it began,
  * now can read earlier than the start, which must give 0, not 2^64 ns. */
-static int64_t outage_s(const struct lc_revconf *rc)
+static int64_t outage_s(const struct agent *a, const struct lc_revconf *rc)
 {
-	uint64_t now_ns = (uint64_t)agent_now_ms() * 1000000ULL;
+	uint64_t now_ns = clock_ns(a);
 
 	if (!rc->outage_since_ns || now_ns <= rc->outage_since_ns)
 		return 0;
@@ -561,19 +697,24 @@ json_object *agent_watches_json(struct agent *a)
 
 		json_object_object_add(o, "cmk", json_object_new_string(w->key_ref));
 		json_object_object_add(o, "provider", json_object_new_string(w->provider));
+		/* "": the key's own state; else that key configuration's canary */
+		json_object_object_add(o, "keyconfig", json_object_new_string(w->keyconfig));
 		json_object_object_add(o, "last", json_object_new_string(lc_probe_outcome_name(w->last)));
 		json_object_object_add(o, "last_detail", json_object_new_string(w->last_detail));
 		json_object_object_add(o, "last_at", json_object_new_int64(w->last_at));
 		json_object_object_add(o, "verdict",
 				       json_object_new_string(lc_revconf_verdict_name(w->verdict)));
 		json_object_object_add(o, "denials", json_object_new_int64(w->rc.ndenials));
-		json_object_object_add(o, "outage_s", json_object_new_int64(outage_s(&w->rc)));
+		json_object_object_add(o, "outage_s", json_object_new_int64(outage_s(a, &w->rc)));
 		json_object_object_add(o, "probes", json_object_new_uint64(w->probes));
 		json_object_object_add(o, "state_calls", json_object_new_uint64(w->state_calls));
 		json_object_object_add(o, "canary_calls", json_object_new_uint64(w->canary_calls));
 		json_object_object_add(o, "canary_wraps", json_object_new_uint64(w->canary_wraps));
 		json_object_object_add(o, "opens_ok", json_object_new_uint64(w->opens_ok));
 		json_object_object_add(o, "opens_denied", json_object_new_uint64(w->opens_denied));
+		json_object_object_add(o, "uncounted", json_object_new_uint64(w->rc.uncounted));
+		json_object_object_add(o, "triggered", json_object_new_uint64(w->triggered));
+		json_object_object_add(o, "trigger_skipped", json_object_new_uint64(w->trigger_skipped));
 		json_object_array_add(arr, o);
 	}
 	return arr;

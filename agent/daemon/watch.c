@@ -131,11 +131,13 @@ void agent_volume_remove(struct agent *a, struct vol_slot *s)
  * be NULL or "")?  By the CMK's identity only, never by a name a header
  * carried: the volume's CMK id as the KMS reported it, or its reference. */
 static bool under(const struct lc_volume *v, const char *cmk_id, const char *provider,
-		  const char *key_ref)
+		  const char *key_ref, const char *keyconfig)
 {
 	const char *ids[2] = { key_ref, cmk_id };
 
 	if (provider && provider[0] && strcmp(v->provider, provider))
+		return false;
+	if (keyconfig && keyconfig[0] && strcmp(v->keyconfig, keyconfig))
 		return false;
 	for (int i = 0; i < 2; i++)
 		if (ids[i] && ids[i][0] &&
@@ -303,6 +305,15 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 			  unsigned int wait_ms, json_object *done, json_object *pending,
 			  struct lc_error *err)
 {
+	return agent_revoke_matching_kc(a, cmk_id, provider, key_ref, NULL, cause, denied, uid,
+					wait_ms, done, pending, err);
+}
+
+int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *provider,
+			     const char *key_ref, const char *keyconfig, const char *cause,
+			     bool denied, int64_t uid, unsigned int wait_ms, json_object *done,
+			     json_object *pending, struct lc_error *err)
+{
 	struct revoke_rec *rec;
 	char (*names)[LC_HDR_NAME_SIZE];
 	size_t n = 0, npending = 0;
@@ -315,6 +326,7 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 	snprintf(rec->cmk_id, sizeof(rec->cmk_id), "%s", cmk_id ? cmk_id : "");
 	snprintf(rec->provider, sizeof(rec->provider), "%s", provider ? provider : "");
 	snprintf(rec->key_ref, sizeof(rec->key_ref), "%s", key_ref ? key_ref : "");
+	snprintf(rec->keyconfig, sizeof(rec->keyconfig), "%s", keyconfig ? keyconfig : "");
 
 	names = calloc(a->nvols + 1, sizeof(*names));
 	if (!names)
@@ -323,7 +335,7 @@ int agent_revoke_matching(struct agent *a, const char *cmk_id, const char *provi
 		struct vol_slot *s = a->vols[i];
 
 		if (s->rs == SLOT_REVOKED || s->rs == SLOT_GONE ||
-		    !under(s->v, cmk_id, provider, key_ref))
+		    !under(s->v, cmk_id, provider, key_ref, keyconfig))
 			continue;
 		start_revoke(a, s, cause, denied, uid);
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
@@ -380,7 +392,7 @@ static bool revoked_since(struct agent *a, const struct lc_volume *v, uint64_t e
 	for (uint64_t e = epoch + 1; e <= a->revoke_epoch; e++) {
 		const struct revoke_rec *rec = &a->revlog[e % LC_AGENT_REVOKE_LOG];
 
-		if (under(v, rec->cmk_id, rec->provider, rec->key_ref))
+		if (under(v, rec->cmk_id, rec->provider, rec->key_ref, rec->keyconfig))
 			return true;
 	}
 	return false;
@@ -449,9 +461,11 @@ static void check_cmk(struct agent *a, const struct lc_volume *v)
 	(void)agent_probe_cmk(a, v, NULL);
 }
 
+/* One probe per CMK and key configuration: each has its own canary. */
 static bool same_cmk(const struct lc_volume *x, const struct lc_volume *y)
 {
-	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref);
+	return !strcmp(x->provider, y->provider) && !strcmp(x->provider_ref, y->provider_ref) &&
+	       !strcmp(x->keyconfig, y->keyconfig);
 }
 
 struct check_job {

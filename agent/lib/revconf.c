@@ -46,6 +46,10 @@ int lc_revconf_policy_check(const struct lc_revconf_policy *p, struct lc_error *
 	if (!p->confirm_window_ms)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "confirm_window must be at least 1 ms");
+	if ((uint64_t)(p->confirm_denials - 1) * p->min_gap_ms > p->confirm_window_ms)
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "%u denials spaced %" PRIu64 " ms apart never fit in a confirm window of %" PRIu64 " ms",
+			      p->confirm_denials, p->min_gap_ms, p->confirm_window_ms);
 	return 0;
 }
 
@@ -87,6 +91,14 @@ enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc
 
 		t->outage_since_ns = 0;
 		t->last_denied_ns = now_ns;
+		/* Too close to the last counted one: seen, not counted. */
+		if (t->ndenials && p->min_gap_ms &&
+		    now_ns - t->denials_ns[t->ndenials - 1] < p->min_gap_ms * 1000000ULL) {
+			t->uncounted++;
+			t->last_counted = false;
+			return LC_VERDICT_PENDING;
+		}
+		t->last_counted = true;
 		/* Drop denials more than the window before this one. */
 		for (unsigned int i = 0; i < t->ndenials; i++)
 			if (now_ns - t->denials_ns[i] <= window_ns)

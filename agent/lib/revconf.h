@@ -4,8 +4,10 @@
  * revocation?  A pure state machine over observations and a clock, so the
  * rules are tested with a fake clock (struct lc_clock).
  *
- * Observations (one per probe of the CMK: a watcher check, `lakecryptctl
- * check`, or an unwrap made for an open):
+ * Observations (one per probe: a watcher check, `lakecryptctl check`, the
+ * probe an open's denial triggers, or an open's successful unwrap; one
+ * tracker per CMK for its state and one per key configuration on it for
+ * its canary, agent/daemon/probe.c):
  *   OK       authoritative success: the key is enabled and the canary
  *            unwrapped (or an open's unwrap succeeded)
  *   DENIED   authoritative denial: the provider's error class DENIED
@@ -22,6 +24,13 @@
  *     within confirm_window_ms of each other (the first and the last of
  *     them at most that far apart) with no OK between them.  Verdict
  *     REVOKE.  With confirm_denials = 1 the first denial kills.
+ *   - Denials are spaced: a denial counts only when it comes at least
+ *     min_gap_ms after the last one counted (the first always counts).
+ *     One closer is seen (last_denied_ns, uncounted, verdict PENDING) but
+ *     not counted, whatever asked: two on-demand checks seconds apart,
+ *     or a check just before the watcher's tick, are one denial.  So a
+ *     confirmation spans at least (confirm_denials - 1) * min_gap_ms: the
+ *     denial has to last.  min_gap_ms = 0: no spacing.
  *   - OK forgets every denial counted so far.  UNKNOWN neither counts nor
  *     forgets: a KMS that flaps between a denial and a timeout is still
  *     denying.
@@ -49,6 +58,7 @@ struct lc_revconf_policy {
 	unsigned int confirm_denials;	/* 1..LC_REVCONF_MAX_DENIALS */
 	uint64_t confirm_window_ms;	/* >= 1 */
 	uint64_t fail_closed_after_ms;	/* 0: never */
+	uint64_t min_gap_ms;		/* spacing of counted denials; 0: none */
 };
 
 enum lc_probe_outcome {
@@ -71,6 +81,8 @@ struct lc_revconf {
 	uint64_t last_ok_ns;		/* 0: never */
 	uint64_t last_denied_ns;	/* 0: never */
 	uint64_t observations;
+	uint64_t uncounted;		/* denials seen closer than min_gap_ms */
+	bool last_counted;		/* was the last denial counted? */
 	bool spent;
 	enum lc_revconf_verdict spent_by;
 };
@@ -78,7 +90,9 @@ struct lc_revconf {
 const char *lc_probe_outcome_name(enum lc_probe_outcome o);	/* "ok", "denied", "unknown" */
 const char *lc_revconf_verdict_name(enum lc_revconf_verdict v);
 
-/* 0, or -EINVAL (MISCONFIG) for a policy out of range. */
+/* 0, or -EINVAL (MISCONFIG) for a policy out of range, or one whose
+ * spacing makes confirmation impossible ((confirm_denials - 1) *
+ * min_gap_ms > confirm_window_ms). */
 int lc_revconf_policy_check(const struct lc_revconf_policy *p, struct lc_error *err);
 
 void lc_revconf_reset(struct lc_revconf *t);

@@ -1012,18 +1012,22 @@ static int check_binding(const struct lc_header *h, const char *uuid, const char
 /*
  * Unwrap the KEK of the first copy in @cand (the used copy, then the
  * other) whose MAC verifies; *@win says which.  A copy whose blob was
- * already unwrapped costs no second KMS call; one whose blob is foreign
- * (INVALID) or whose MAC fails is passed over; an authoritative denial
- * stops at once.
+ * already unwrapped (or denied) costs no second KMS call; one whose blob
+ * is foreign (INVALID), whose MAC fails, or whose blob the KMS denies is
+ * passed over: the blob, and with it the key version the KMS is asked
+ * for (Azure reads it from the blob; a stale copy names one since
+ * disabled), is the header's choice, so a forged or stale copy must not
+ * hide the genuine one.  Transient and misconfigured answers stop at
+ * once.  A denial's message names the key version the copy records.
  */
 static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *p,
 			   const struct lc_keyconfig *kc, struct lc_header *cand[2],
 			   struct lc_secret *kek, int *win, struct ids *ids,
 			   struct lc_provider_reply *rep, struct lc_error *err)
 {
-	const struct lc_buf *done = NULL;
+	const struct lc_buf *done = NULL, *denied = NULL;
 	struct lc_error first = { 0 };
-	char done_ctx[LC_KEK_CONTEXT_MAX] = "";
+	char done_ctx[LC_KEK_CONTEXT_MAX] = "", denied_ctx[LC_KEK_CONTEXT_MAX] = "";
 	int r = -EBADMSG;
 
 	for (int i = 0; i < 2; i++) {
@@ -1040,6 +1044,9 @@ static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *
 		kid = (struct lc_kek_identity){ h->uuid, h->workspace, h->project, h->keyconfig };
 		if (lc_kek_context(&kid, ctx) < 0)
 			continue;	/* precheck() made this impossible */
+		if (denied && denied->len == h->wrapped_kek.len && !strcmp(denied_ctx, ctx) &&
+		    !memcmp(denied->p, h->wrapped_kek.p, denied->len))
+			continue;	/* the same blob: the same denial */
 		if (!done || done->len != h->wrapped_kek.len || strcmp(done_ctx, ctx) ||
 		    memcmp(done->p, h->wrapped_kek.p, done->len)) {
 			lc_secret_free(kek);
@@ -1052,10 +1059,20 @@ static int unwrap_verified(const struct lc_volume_env *env, struct lc_provider *
 					   kek->len, LC_KEK_LEN);
 			if (r < 0) {
 				done = NULL;
+				if (e.cls == LC_ERRC_DENIED) {
+					size_t n = strlen(e.msg);
+
+					if (h->cmk_version[0] && n + 1 < sizeof(e.msg))
+						snprintf(e.msg + n, sizeof(e.msg) - n,
+							 " [this header copy's KEK is wrapped under key version %s]",
+							 h->cmk_version);
+					denied = &h->wrapped_kek;
+					snprintf(denied_ctx, sizeof(denied_ctx), "%s", ctx);
+				}
 				if (!first.code)
 					first = e;
-				if (e.cls != LC_ERRC_INVALID)
-					break;	/* denied, transient, misconfigured: final */
+				if (e.cls != LC_ERRC_INVALID && e.cls != LC_ERRC_DENIED)
+					break;	/* transient, misconfigured: final */
 				continue;
 			}
 			done = &h->wrapped_kek;

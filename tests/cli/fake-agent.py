@@ -64,8 +64,9 @@ def result(op, args):
         return {"workspace": args["workspace"], "keyconfig": args["keyconfig"]}
     if op == "check":
         return {"checks": [{"cmk": args.get("cmk", "k-1"), "provider": "local", "state": "enabled",
-                            "canary": "denied", "outcome": "denied", "verdict": "pending",
-                            "denials": 1, "kms_calls": 2, "detail": "canary unwrap: denied"}],
+                            "keyconfig": "finance-kc", "canary": "denied", "outcome": "denied",
+                            "verdict": "pending", "denials": 1, "counted": False, "kms_calls": 2,
+                            "detail": "canary unwrap: denied"}],
                 "kms_calls": 2}
     if op == "workspace.hook":
         hook = None if args.get("clear") else {k: v for k, v in args.items() if k != "workspace"}
@@ -97,12 +98,16 @@ def result(op, args):
         return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})
     if op == "status":
         cmks = [{"cmk": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-                 "provider": "aws-kms", "last": "unknown", "last_detail": "connect timed out",
+                 "provider": "aws-kms", "keyconfig": "", "last": "unknown", "last_detail": "connect timed out",
                  "last_at": 1714564800, "verdict": "keep", "denials": 0, "outage_s": 120,
                  "probes": 7, "fail_closed_at": 1714568280},
-                {"cmk": "lk-0123456789abcdef0123456789abcdef", "provider": "local",
+                {"cmk": "lk-0123456789abcdef0123456789abcdef", "provider": "local", "keyconfig": "",
                  "last": "denied", "last_detail": "key is disabled", "last_at": 1714564860,
-                 "verdict": "pending", "denials": 1, "outage_s": 0, "probes": 3}]
+                 "verdict": "pending", "denials": 1, "outage_s": 0, "probes": 3},
+                {"cmk": "lk-0123456789abcdef0123456789abcdef", "provider": "local",
+                 "keyconfig": "finance-kc", "last": "denied", "last_detail": "canary unwrap: denied",
+                 "last_at": 1714564860, "verdict": "revoke", "denials": 2, "outage_s": 0,
+                 "probes": 3}]
         return {"volumes": [VOL], "kms_calls": {"unwrap": 1}, "cmks": cmks}
     if op == "revoke":
         return {"revoked": ["db1", "cache1"]}

@@ -91,6 +91,7 @@ run 0 "check" check
 sent "check without --cmk sends no argument" '{"args": {}, "op": "check"}'
 has "check shows the canary's answer" "$out" "denied"
 has "check shows the KMS calls" "$out" "KMS calls: 2"
+has "check shows the key configuration probed and whether the denial counted" "$out" "KEYCONFIG   STATE    CANARY  OUTCOME  VERDICT  DENIALS  COUNTED"
 run 0 "check --cmk" check --cmk k-7
 sent "check --cmk args" '{"args": {"cmk": "k-7"}, "op": "check"}'
 run 0 "kms deny" kms deny k-1
@@ -114,9 +115,10 @@ sent "cache args" '{"args": {"device": "/dev/nvme0n1", "name": "c1", "segment_si
 run 0 "status" status
 has "status table" "$out" "NAME  KIND     STATE   SEGMENTS  KEYS"
 has "status kms calls" "$out" "KMS calls: unwrap=1"
-has "status: CMK table header, aligned" "$out" "PROVIDER  CMK                                                                          STATE    LAST PROBE               OUTCOME  DENIALS  FAIL-CLOSED AT           DETAIL"
-has "status: a CMK in an outage with fail-closed armed" "$out" "aws-kms   arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab  keep     2024-05-01 12:00:00 UTC  unknown  0        2024-05-01 12:58:00 UTC  connect timed out"
-has "status: a CMK with a denial counted, no deadline" "$out" "local     lk-0123456789abcdef0123456789abcdef                                          pending  2024-05-01 12:01:00 UTC  denied   1        -                        key is disabled"
+has "status: CMK table header, aligned" "$out" "PROVIDER  CMK                                                                          KEYCONFIG   STATE    LAST PROBE               OUTCOME  DENIALS  FAIL-CLOSED AT           DETAIL"
+has "status: a CMK in an outage with fail-closed armed" "$out" "aws-kms   arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab  -           keep     2024-05-01 12:00:00 UTC  unknown  0        2024-05-01 12:58:00 UTC  connect timed out"
+has "status: a CMK with a denial counted, no deadline" "$out" "local     lk-0123456789abcdef0123456789abcdef                                          -           pending  2024-05-01 12:01:00 UTC  denied   1        -                        key is disabled"
+has "status: a key configuration's own row (its canary) under the CMK" "$out" "local     lk-0123456789abcdef0123456789abcdef                                          finance-kc  revoke   2024-05-01 12:01:00 UTC  denied   2        -                        canary unwrap: denied"
 run 0 "status --json" --json status
 has "status --json carries the same CMK fields" "$out" '"fail_closed_at": 1714568280'
 run 0 "status NAME" status db1

@@ -30,6 +30,19 @@ for st in pol['Statement']:
         st['Action'] = [a for a in (st['Action'] if isinstance(st['Action'], list) else [st['Action']]) if a != 'kms:Decrypt']
 if sys.argv[3] == 'drop-canary':
     pol['Statement'] = [s for s in pol['Statement'] if s.get('Sid') != 'LakecryptCanary']
+if sys.argv[3].startswith('two-kc'):
+    # a second key configuration, ops-kc, on the same key: the documented
+    # statements again for its context; two-kc-drop-ops: without its canary statement
+    extra = []
+    for st in pol['Statement']:
+        c = json.dumps(st)
+        if '"kms:EncryptionContext:lakecrypt:keyconfig": "finance-kc"' in c:
+            o = json.loads(c.replace('"finance-kc"', '"ops-kc"'))
+            o['Sid'] = st.get('Sid', 'S') + 'Ops'
+            extra.append(o)
+    pol['Statement'] += extra
+    if sys.argv[3] == 'two-kc-drop-ops':
+        pol['Statement'] = [s for s in pol['Statement'] if s.get('Sid') != 'LakecryptCanaryOps']
 print(json.dumps({'key': sys.argv[2], 'policy': pol}))
 PY
 }
@@ -93,6 +106,41 @@ grep -q '"state": "enabled"' <<<"$out" && grep -q '"canary": "denied"' <<<"$out"
 	notok "canary sees the removed Decrypt" "$out"
 grep -q '"op":"cmk.canary".*"outcome":"failure".*"error_class":"denied"' "$cpol/audit.log" &&
 	ok "canary (AWS): the denied canary unwrap is audited" || notok "canary denial audit" "$(tail -3 "$cpol/audit.log")"
+
+# Two key configurations on the key, each with its own statements: each
+# is probed with its own canary; taking one's canary statement away is a
+# denial for that configuration only, the other's canary still unwraps.
+# A second check seconds later shows the denial but does not count it.
+kcrows() {	# kcrows: "keyconfig outcome counted" per row of check --json
+	"$py" -c 'import json, sys
+for c in json.load(sys.stdin)["checks"]:
+    print(c.get("keyconfig"), c.get("outcome"), str(c.get("counted")).lower())'
+}
+if setpolicy two-kc; then ok "canary (AWS): the documented statements for a second key configuration, ops-kc"
+else notok "set the two-keyconfig policy" "$(cat "$cpol/p.json")"; fi
+out=$(cct --json keyconfig create ops-kc --provider aws-kms --key "$ckey")
+grep -q '"canary": true' <<<"$out" && ok "canary (AWS): ops-kc made with its own canary" || notok "ops-kc canary" "$out"
+out=$(cct --json check --cmk "$ckey" | kcrows)
+grep -qx 'finance-kc ok false' <<<"$out" && grep -qx 'ops-kc ok false' <<<"$out" &&
+	ok "canary (AWS): check probes each key configuration with its own canary: both ok" ||
+	notok "two canaries ok" "$out"
+setpolicy two-kc-drop-ops
+out=$(cct --json check --cmk "$ckey" | kcrows)
+grep -qx 'finance-kc ok false' <<<"$out" && grep -qx 'ops-kc denied true' <<<"$out" &&
+	ok "canary (AWS): ops-kc's canary statement removed: ops-kc denied (counted), finance-kc still ok" ||
+	notok "per-keyconfig denial" "$out"
+out=$(cct --json check --cmk "$ckey" | kcrows)
+grep -qx 'ops-kc denied false' <<<"$out" &&
+	ok "canary (AWS): a second check seconds later shows the denial, not counted" ||
+	notok "second check not counted" "$out"
+out=$(cct --json status)
+"$py" -c 'import json, sys
+rows = {c["keyconfig"]: c for c in json.load(sys.stdin)["cmks"]}
+assert rows["ops-kc"]["verdict"] == "pending" and rows["ops-kc"]["denials"] == 1 and rows["ops-kc"]["uncounted"] == 1, rows
+assert rows["finance-kc"]["verdict"] == "keep" and rows[""]["verdict"] == "keep", rows' <<<"$out" 2>/dev/null &&
+	ok "canary (AWS): status: ops-kc pending (1 counted, 1 not), finance-kc and the key keep" ||
+	notok "status per keyconfig" "$out"
+setpolicy
 
 # A policy written before the canary statement existed: no canary, no kill.
 setpolicy drop-canary

@@ -53,6 +53,50 @@ static void test_policy(void **state)
 	assert_int_equal(lc_revconf_policy_check(&p, &e), -EINVAL);
 	p.confirm_window_ms = 1;
 	assert_int_equal(lc_revconf_policy_check(&p, &e), 0);
+	/* three denials 30 s apart need a window of 60 s at least */
+	p.min_gap_ms = 30000;
+	p.confirm_window_ms = 59999;
+	assert_int_equal(lc_revconf_policy_check(&p, &e), -EINVAL);
+	p.confirm_window_ms = 60000;
+	assert_int_equal(lc_revconf_policy_check(&p, &e), 0);
+}
+
+/* Denials closer than min_gap to the last counted one are seen but not
+ * counted (two checks a few seconds apart at 3 a.m.); a confirmation
+ * spans at least (confirm_denials - 1) * min_gap. */
+static void test_spacing(void **state)
+{
+	struct lc_revconf_policy p = { .confirm_denials = 2, .confirm_window_ms = 300000,
+				       .min_gap_ms = 30000 };
+	struct lc_revconf t;
+
+	(void)state;
+	lc_revconf_reset(&t);
+	assert_int_equal(at(&t, &p, 1000, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_true(t.last_counted);
+	for (unsigned int i = 1; i < 30; i++) {
+		assert_int_equal(at(&t, &p, 1000 + i, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+		assert_false(t.last_counted);
+	}
+	assert_int_equal(t.ndenials, 1);
+	assert_int_equal(t.uncounted, 29);
+	assert_int_equal(t.last_denied_ns, S(1029));
+	/* min_gap after the counted one: confirmed */
+	assert_int_equal(at(&t, &p, 1030, LC_PROBE_DENIED), LC_VERDICT_REVOKE);
+
+	/* an uncounted denial is still an authoritative answer: it ends an outage */
+	p.fail_closed_after_ms = 100000;
+	lc_revconf_reset(&t);
+	assert_int_equal(at(&t, &p, 0, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_int_equal(at(&t, &p, 1, LC_PROBE_UNKNOWN), LC_VERDICT_PENDING);
+	assert_int_equal(at(&t, &p, 2, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_int_equal(t.outage_since_ns, 0);
+	assert_int_equal(at(&t, &p, 101, LC_PROBE_UNKNOWN), LC_VERDICT_PENDING);
+	/* and OK forgets the counted one: the next denial starts over */
+	assert_int_equal(at(&t, &p, 102, LC_PROBE_OK), LC_VERDICT_KEEP);
+	assert_int_equal(at(&t, &p, 103, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_true(t.last_counted);
+	assert_int_equal(t.ndenials, 1);
 }
 
 /* confirm_denials denials within the window kill; fewer do not. */
@@ -162,6 +206,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_confirmed),
+		cmocka_unit_test(test_spacing),
 		cmocka_unit_test(test_success_resets),
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_unknown),

@@ -1597,6 +1597,74 @@ static void test_forged_label_copy(void **state)
 	lc_volume_free(v);
 }
 
+/* A local KMS that denies one blob (its last byte @deny_last, -1: none):
+ * a copy naming a key version the KMS refuses (Azure reads the version
+ * from the blob; a stale copy names one since disabled). */
+static int deny_last = -1;
+
+static int denying_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob,
+			  const char *context, uint64_t timeout_ms, struct lc_secret *pt,
+			  struct lc_provider_reply *reply, struct lc_error *err)
+{
+	if (deny_last >= 0 && blob->len && blob->p[blob->len - 1] == (uint8_t)deny_last)
+		return lc_err(err, -EACCES, LC_ERRC_DENIED,
+			      "HTTP 403 Forbidden: KeyDisabled: the operation is not allowed on a disabled key version");
+	return lc_kms_local_ops.unwrap(priv, key_ref, blob, context, timeout_ms, pt, reply, err);
+}
+
+/* A copy whose blob the KMS denies (stale or forged) does not hide the
+ * genuine copy; a denial of the one blob both copies hold costs one call
+ * and names the key version the header records. */
+static void test_denied_copy_passed_over(void **state)
+{
+	struct env *e = *state;
+	struct lc_provider_ops ops = lc_kms_local_ops;
+	struct lc_header *h = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	char ver[LC_HDR_CMK_VERSION_SIZE];
+	uint8_t genuine_last;
+
+	ops.unwrap = denying_unwrap;
+	lc_provider_close(&e->prov);
+	lc_provider_init(&e->prov, &ops, e->kms);
+	format_dev(e, 4096, NULL, NULL);
+	assert_int_equal(lc_header_read_path(e->dev, &h, NULL, &err), 0);
+	snprintf(ver, sizeof(ver), "%s", h->cmk_version);
+	genuine_last = h->wrapped_kek.p[h->wrapped_kek.len - 1];
+	/* copy B: newer, the same identity, another blob the KMS denies */
+	h->seqno += 100;
+	h->wrapped_kek.p[h->wrapped_kek.len - 1] ^= 1;
+	deny_last = h->wrapped_kek.p[h->wrapped_kek.len - 1];
+	write_forged_b(e, h);
+	lc_header_free(h);
+	lc_provider_counters_reset(&e->prov);
+	if (open_vol(e, "ws1", NULL, &v, &err))
+		fail_msg("open: %s", err.msg);
+	assert_string_equal(v->project, "db1");
+	assert_int_equal(counters(e).unwrap, 2);	/* the denied copy, the genuine one */
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	v = NULL;
+
+	/* the genuine blob denied (both copies hold it now): one call */
+	deny_last = genuine_last;
+	lc_provider_counters_reset(&e->prov);
+	assert_true(open_vol(e, "ws1", NULL, &v, &err) < 0);
+	assert_null(v);
+	assert_int_equal(err.cls, LC_ERRC_DENIED);
+	assert_int_equal(counters(e).unwrap, 1);
+	assert_true(ver[0] != '\0');
+	{
+		char want[LC_HDR_CMK_VERSION_SIZE + 64];
+
+		snprintf(want, sizeof(want), "KEK is wrapped under key version %s]", ver);
+		assert_non_null(strstr(err.msg, want));
+	}
+	assert_non_null(strstr(err.msg, "KeyDisabled"));
+	deny_last = -1;
+}
+
 /* A forged copy with a huge seqno neither exhausts the counter nor lifts
  * the seqno past what the rollback memory holds (issue 6 review). */
 static void test_forged_seqno(void **state)
@@ -1705,6 +1773,7 @@ int main(void)
 		T(test_uuid_rand_failure),
 		T(test_cache_refuses_signatures),
 		T(test_forged_label_copy),
+		T(test_denied_copy_passed_over),
 		T(test_forged_seqno),
 		T(test_seqstore_write_fails),
 	};

@@ -353,14 +353,17 @@ static const struct column audit_cols[] = {
 };
 
 static const struct column check_cols[] = {
-	{ "CMK", "cmk" }, { "STATE", "state" }, { "CANARY", "canary" }, { "OUTCOME", "outcome" },
-	{ "VERDICT", "verdict" }, { "DENIALS", "denials" }, { "KMS CALLS", "kms_calls" },
+	{ "CMK", "cmk" }, { "KEYCONFIG", "keyconfig" }, { "STATE", "state" }, { "CANARY", "canary" },
+	{ "OUTCOME", "outcome" }, { "VERDICT", "verdict" }, { "DENIALS", "denials" },
+	{ "COUNTED", "counted" }, { "KMS CALLS", "kms_calls" },
 	{ "DETAIL", "detail" },
 };
 
-/* status's "cmks" (admins only): the watcher's view of each CMK in use. */
+/* status's "cmks" (admins only): the watcher's view of each CMK in use,
+ * one row for the key itself (KEYCONFIG empty: its state) and one per key
+ * configuration on it (its canary). */
 static const struct column cmk_cols[] = {
-	{ "PROVIDER", "provider" }, { "CMK", "cmk" }, { "STATE", "verdict" },
+	{ "PROVIDER", "provider" }, { "CMK", "cmk" }, { "KEYCONFIG", "keyconfig" }, { "STATE", "verdict" },
 	{ "LAST PROBE", "last_at" }, { "OUTCOME", "last" }, { "DENIALS", "denials" },
 	{ "FAIL-CLOSED AT", "fail_closed_at" }, { "DETAIL", "last_detail" },
 };
