@@ -224,12 +224,26 @@ static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
 	lc_wipe(md, sizeof(md));
 }
 
+/*
+ * Make a canary for @kcname under CMK @key_ref: 32 random bytes wrapped
+ * with the canary context, then read back (unwrapped again and compared
+ * in constant time, the second call's reply in @vrep, *@verified set when
+ * it was made) before it is kept: a KMS that answers the wrap with a blob
+ * it will not unwrap (a lying or broken KMS, or a policy that allows the
+ * canary's Encrypt but not its Decrypt) would otherwise leave a canary
+ * whose every probe reads as a denial.  A failed read-back keeps no
+ * canary and is MISCONFIG (transient stays transient): the watcher then
+ * probes by key state and tries again at its next probe.
+ */
 static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *kcname,
 		       char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
-		       struct lc_provider_reply *rep, struct lc_error *err)
+		       struct lc_provider_reply *rep, struct lc_provider_reply *vrep,
+		       bool *verified, struct lc_error *err)
 {
 	_cleanup_secret_ struct lc_secret pt = { 0 };
+	_cleanup_secret_ struct lc_secret back = { 0 };
 	struct lc_buf blob = { 0 };
+	struct lc_error ve = { 0 };
 	char ctx[LC_HDR_NAME_SIZE + 64];
 	int r;
 
@@ -249,6 +263,21 @@ static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *k
 			      "the wrapped canary is %zu bytes: expected 1 to %d", blob.len,
 			      LC_CANARY_BLOB_MAX);
 	}
+	*verified = true;
+	r = lc_provider_unwrap(p, key_ref, &blob, ctx, &back, vrep, &ve);
+	if (calls)
+		*calls += vrep->attempts;
+	if (r < 0) {
+		free(blob.p);
+		return lc_err(err, r, ve.cls == LC_ERRC_TRANSIENT ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
+			      "the KMS wrapped the canary but reading it back failed (%s: %.200s): no canary kept; check that the key policy allows Decrypt with the canary context as well as Encrypt",
+			      lc_err_class_name(ve.cls), ve.msg);
+	}
+	if (back.len != pt.len || CRYPTO_memcmp(back.p, pt.p, pt.len)) {
+		free(blob.p);
+		return lc_err(err, -EBADMSG, LC_ERRC_MISCONFIG,
+			      "the KMS unwrapped the canary it just wrapped to other bytes: no canary kept");
+	}
 	lc_base64_encode(blob.p, blob.len, b64);
 	free(blob.p);
 	sha256_hex(pt.p, pt.len, hex);
@@ -259,21 +288,29 @@ int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
 		      const char *key_ref, const char *kcname, char b64[LC_CANARY_B64_SIZE],
 		      char hex[65], unsigned int *calls, struct lc_error *err)
 {
-	struct lc_provider_reply rep = { 0 };
+	struct lc_provider_reply rep = { 0 }, vrep = { 0 };
 	struct lc_audit_event ev;
-	int r = canary_wrap(p, key_ref, kcname, b64, hex, calls, &rep, err);
+	bool verified = false;
+	int r = canary_wrap(p, key_ref, kcname, b64, hex, calls, &rep, &vrep, &verified, err);
 
-	/* Every canary wrap is a KMS call under the CMK: audited as such. */
-	lc_audit_event_init(&ev, "cmk.canary_wrap", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
-	ev.peer_uid = peer_uid;
-	ev.keyconfig = kcname;
-	ev.provider = p->ops->name;
-	ev.cmk_id = rep.key_id[0] ? rep.key_id : key_ref;
-	ev.cmk_version = rep.key_version[0] ? rep.key_version : NULL;
-	ev.request_id = rep.request_id[0] ? rep.request_id : NULL;
-	ev.latency_ms = (int64_t)(rep.latency_us / 1000);
-	ev.error_class = r ? err->cls : LC_ERRC_NONE;
-	(void)lc_audit_write(&a->audit, &ev, NULL);
+	/* Every canary wrap and its read-back is a KMS call under the CMK:
+	 * audited as such (the read-back as "cmk.verify", as a KEK's is). */
+	for (int i = 0; i < 1 + verified; i++) {
+		const struct lc_provider_reply *x = i ? &vrep : &rep;
+		bool failed = i ? r != 0 : r && !verified;
+
+		lc_audit_event_init(&ev, i ? "cmk.verify" : "cmk.canary_wrap",
+				    failed ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
+		ev.peer_uid = peer_uid;
+		ev.keyconfig = kcname;
+		ev.provider = p->ops->name;
+		ev.cmk_id = x->key_id[0] ? x->key_id : key_ref;
+		ev.cmk_version = x->key_version[0] ? x->key_version : NULL;
+		ev.request_id = x->request_id[0] ? x->request_id : NULL;
+		ev.latency_ms = (int64_t)(x->latency_us / 1000);
+		ev.error_class = failed ? err->cls : LC_ERRC_NONE;
+		(void)lc_audit_write(&a->audit, &ev, NULL);
+	}
 	return r;
 }
 

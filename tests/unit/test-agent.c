@@ -1503,6 +1503,45 @@ static void mock_volume(struct tenv *t, const char *kc, const char *ws, const ch
 		fail_msg("open %s: %s", name, err.msg);
 }
 
+/*
+ * A canary is read back before it is kept: a KMS that wraps the canary
+ * but will not unwrap it (here a policy that allows the canary's Encrypt,
+ * not its Decrypt) leaves no canary, audited as a failed cmk.verify, so
+ * no probe can later read its own canary as a denial; the key
+ * configuration is still made.
+ */
+static void test_canary_read_back(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char cmd[LC_CONFIG_PATH_MAX + 300];
+	unsigned int u0;
+
+	mock_install(t);
+	mk.deny_ctx = "canary;keyconfig=kcr";
+	u0 = mk.unwraps;
+	assert_int_equal(call(t, "keyconfig.create",
+			      jargs("{\"name\": \"kcr\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
+			      NULL, &err), 0);
+	assert_int_equal(mk.unwraps - u0, 1);	/* the read-back */
+	assert_non_null(lc_registry_keyconfig(&t->a.reg, "kcr"));
+	assert_string_equal(lc_registry_keyconfig(&t->a.reg, "kcr")->canary, "");
+	snprintf(cmd, sizeof(cmd),
+		 "grep '\"op\":\"cmk.verify\"' %s | grep '\"keyconfig\":\"kcr\"' | grep -q '\"outcome\":\"failure\"'",
+		 t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+	/* a KMS that unwraps it: kept, its read-back audited as a success */
+	mk.deny_ctx = NULL;
+	assert_int_equal(call(t, "keyconfig.create",
+			      jargs("{\"name\": \"kcs\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
+			      NULL, &err), 0);
+	assert_true(lc_registry_keyconfig(&t->a.reg, "kcs")->canary[0] != '\0');
+	snprintf(cmd, sizeof(cmd),
+		 "grep '\"op\":\"cmk.verify\"' %s | grep '\"keyconfig\":\"kcs\"' | grep -q '\"outcome\":\"success\"'",
+		 t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* @n watcher ticks, each a gap after the last, each awaited. */
 static void ticks(struct tenv *t, int n)
 {
@@ -2306,6 +2345,7 @@ int main(void)
 		T(test_watcher),
 		T(test_hook_after_revoke),
 		T(test_canary_catches_policy),
+		T(test_canary_read_back),
 		T(test_no_false_kill),
 		T(test_fail_closed),
 		T(test_status_cmks),
