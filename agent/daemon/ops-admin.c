@@ -192,6 +192,15 @@ static int keyconfig_create(struct agent *a, struct client *c, json_object *args
 	memset(&kc, 0, sizeof(kc));
 	snprintf(kc.name, sizeof(kc.name), "%s", name);
 	snprintf(kc.provider, sizeof(kc.provider), "%s", provider);
+	/* The provider's bound reference (AWS ARN, KMIP server identity,
+	 * PKCS#11 token serial: provider.h) is what volumes will carry. */
+	if (rep.bound_ref[0]) {
+		if (strlen(rep.bound_ref) >= sizeof(kc.key_ref))
+			return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG,
+				      "the bound reference of CMK %s is longer than %zu characters",
+				      key_ref, sizeof(kc.key_ref) - 1);
+		key_ref = rep.bound_ref;
+	}
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
 	/* The revocation probe's canary (probe.c); made later if not now. */
