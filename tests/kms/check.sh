@@ -381,6 +381,15 @@ fms=$(field fast_ms) tms=$(( (t1 - t0) / 1000000 ))
 	ok "stalled metadata service: each call bounded by its own deadline, none waits on the other's fetch (second ${fms} ms, both ${tms} ms, metadata timeout 20 s)" ||
 	notok "stalled metadata service and the provider lock (second ${fms} ms, both ${tms} ms)" "$last"
 expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
+# A bare key id is bound only to the ARN of that key in the endpoint's region.
+expect "fake: describe a bare key id" ok 5000 "${fk[@]}" state okarn-1
+[ "$(field bound_ref)" = "$(arn okarn-1)" ] && ok "fake: a bare key id is bound to its own ARN" || notok "okarn" "$last"
+for m in wrongregion wrongkey aliasarn; do
+	expect "fake: DescribeKey answers an ARN that is not the key's ($m)" ok 5000 "${fk[@]}" state "$m-1"
+	[ -z "$(field bound_ref)" ] && ok "fake: that ARN ($m) is not taken as the key's" || notok "$m bound" "$last"
+done
+expect "fault: NotFoundException for a bare key id" MISCONFIG 5000 "${fk[@]}" unwrap notfound-1 "$ctx" "$fb"
+expect "fault: NotFoundException for a key ARN of the endpoint's region" DENIED 5000 "${fk[@]}" unwrap "$(arn notfound-2)" "$ctx" "$fb"
 expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
 expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
 	--endpoint "https://127.0.0.1:$p_fake" --region eu-west-2 --ca "$work/other-ca.pem" --creds env state "$(arn ok-3)"
