@@ -589,7 +589,7 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 		 * authoritatively not found. */
 		if (!key_region || !*key_region)
 			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
-				      "AWS KMS %s: NotFoundException in region %s for a bare key id: a key id names no region, so this cannot tell a deleted key from a changed region or endpoint; give the key ARN (keyconfig create stores the ARN; move older volumes with keyconfig rotate)%s%s",
+				      "AWS KMS %s: NotFoundException in region %s for a bare key id: a key id names no region, so this cannot tell a deleted key from a changed region or endpoint; give the key ARN (keyconfig create stores the ARN; move older volumes with lakecryptctl workspace rekey)%s%s",
 				      what, endpoint_region && *endpoint_region ? endpoint_region : "?",
 				      msg[0] ? ": " : "", msg);
 		return lc_err(err, -ENOENT, LC_ERRC_DENIED,

@@ -1184,7 +1184,7 @@ static int server_check(const struct lc_kms_kmip *k, const struct conn *c,
 	}
 	if (!ref->bound && r < 0 && res->status == STATUS_FAILED && res->reason == R_ITEM_NOT_FOUND)
 		return lc_err(err, -ENOKEY, LC_ERRC_MISCONFIG,
-			      "KMIP server %s:%s has no key \"%.64s\" (Item Not Found), and the key reference is not bound to a server: a destroyed key cannot be told from another server or an unsynced replica, so this is no revocation; re-create the key configuration on the right server (keyconfig create binds it)",
+			      "KMIP server %s:%s has no key \"%.64s\" (Item Not Found), and the key reference is not bound to a server: a destroyed key cannot be told from another server or an unsynced replica, so this is no revocation; re-create the key configuration on the right server (keyconfig create binds it; then lakecryptctl workspace rekey)",
 			      k->host, k->port, ref->uid);
 	return r;
 }

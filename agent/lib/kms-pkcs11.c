@@ -938,7 +938,7 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 		check_cmd(w, cmd, sizeof(cmd));
 		if (!j->ref.serial[0])
 			return lc_err(&j->err, -ENOENT, LC_ERRC_MISCONFIG,
-				      "no secret key with %s on %s, and the key reference is not bound to a token serial: a deleted key cannot be told from a token re-initialised under the same label, so this is no revocation; if the token is the right one, re-create the key configuration (keyconfig create binds the serial: serial=<S>;...) and check %s",
+				      "no secret key with %s on %s, and the key reference is not bound to a token serial: a deleted key cannot be told from a token re-initialised under the same label, so this is no revocation; if the token is the right one, re-create the key configuration (keyconfig create binds the serial: serial=<S>;...; then lakecryptctl workspace rekey) and check %s",
 				      desc, loc, cmd);
 		if (j->op == JOB_STATE) {
 			/* Authoritative (logged in): the watcher acts on it. */
