@@ -79,14 +79,14 @@ else notok "test PKI" "$out"; finish; fi
 cd "$top"
 
 # ---- PyKMIP's server -------------------------------------------------------------
-start_pykmip() {	# start_pykmip PORT [NAME]: certificate NAME.pem, database NAME.db (server)
-	local name=${2:-server}
+start_pykmip() {	# start_pykmip PORT [NAME [CERT]]: key NAME.key, certificate CERT.pem (NAME), database NAME.db (server)
+	local name=${2:-server} cert=${3:-${2:-server}}
 	mkdir -p "$work/policies"
 	cat >"$work/pykmip-$1.conf" <<EOF
 [server]
 hostname=127.0.0.1
 port=$1
-certificate_path=$work/$name.pem
+certificate_path=$work/$cert.pem
 key_path=$work/$name.key
 ca_path=$work/ca.pem
 auth_suite=TLS1.2
@@ -380,8 +380,23 @@ out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
 grep -q 'not configured: set server' <<<"$out" && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 
-# ---- server down ----------------------------------------------------------------
+# ---- the same server with a renewed certificate (same key pair) ----------------
+# The binding is the public key, not the certificate: a renewal keeps it.
 kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+	-extfile "$work/server.ext" -out "$work/server-renewed.pem" 2>/dev/null
+p_kmip3=$(free_port)
+if [ "$(openssl x509 -in "$work/server-renewed.pem" -noout -fingerprint -sha256)" != \
+     "$(openssl x509 -in "$work/server.pem" -noout -fingerprint -sha256)" ] &&
+   start_pykmip "$p_kmip3" server server-renewed; then
+	ok "server 1 restarted on :$p_kmip3 with a renewed certificate (another fingerprint, the same key pair)"
+else notok "server 1 with a renewed certificate" "$(tail -20 "$work/pykmip.out" 2>&1)"; fi
+expect "renewed certificate: the bound key is still the server's" ok 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "server-sha256=$sid;uid=$uid2"
+[ "$(field state)" = enabled ] && ok "renewed certificate: enabled" || notok "renewed state" "$last"
+expect "renewed certificate: a destroyed bound key is still a denial" DENIED 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "$bound"
+kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+
+# ---- server down ----------------------------------------------------------------
 expect "server down (connection refused), 2 attempts" TRANSIENT 5000 --attempts 2 "${srv[@]}" state "$uid2"
 grep -q 'attempts=2 ' <<<"$last" && ok "connection refused is retried" || notok "server down attempts" "$last"
 
