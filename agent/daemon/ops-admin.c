@@ -159,7 +159,12 @@ static int create_key_error(const char *provider, const char *key_ref, int r,
 			      "key %s is %s at %s: a key configuration needs an enabled key (enable it%s first)",
 			      key_ref, lc_key_state_name(rep->state), provider,
 			      rep->state == LC_KEY_PENDING_DELETION ? ", cancelling its deletion," : "");
-	if (r < 0 && err->cls != LC_ERRC_DENIED)
+	/* Nothing uses the key yet: a denial, or a key the KMS says it does
+	 * not have (a provider's "not found" that is MISCONFIG because the
+	 * reference is not yet bound to a region, server or token), is a
+	 * creation error, never "destroyed". */
+	if (r < 0 && err->cls != LC_ERRC_DENIED &&
+	    !(err->cls == LC_ERRC_MISCONFIG && (r == -ENOENT || r == -ENOKEY)))
 		return r;
 	if (r < 0)
 		snprintf(detail, sizeof(detail), "%s", err->msg);
@@ -226,6 +231,15 @@ static int keyconfig_create(struct agent *a, struct client *c, json_object *args
 	memset(&kc, 0, sizeof(kc));
 	snprintf(kc.name, sizeof(kc.name), "%s", name);
 	snprintf(kc.provider, sizeof(kc.provider), "%s", provider);
+	/* The provider's bound reference (AWS ARN, KMIP server identity,
+	 * PKCS#11 token serial: provider.h) is what volumes will carry. */
+	if (rep.bound_ref[0]) {
+		if (strlen(rep.bound_ref) >= sizeof(kc.key_ref))
+			return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG,
+				      "the bound reference of CMK %s is longer than %zu characters",
+				      key_ref, sizeof(kc.key_ref) - 1);
+		key_ref = rep.bound_ref;
+	}
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
 	/* The revocation probe's canary (probe.c); made later if not now. */

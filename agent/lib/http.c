@@ -409,19 +409,6 @@ int lc_http_request(struct lc_http *h, const char *method, const char *url,
 	return 0;
 }
 
-enum lc_err_class lc_http_status_class(long status)
-{
-	if (status >= 200 && status < 300)
-		return LC_ERRC_NONE;
-	if (status == 429 || status == 408 || status >= 500)
-		return LC_ERRC_TRANSIENT;
-	if (status == 401 || status == 403)
-		return LC_ERRC_DENIED;
-	if (status == 404)
-		return LC_ERRC_MISCONFIG;
-	return LC_ERRC_INVALID;
-}
-
 struct json_name {
 	size_t off, len;
 };

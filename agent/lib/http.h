@@ -23,7 +23,8 @@
  *   -> TRANSIENT (never authoritative: an outage is not a revocation);
  *   a malformed URL or CA bundle path -> MISCONFIG; out of memory ->
  *   INTERNAL.  4xx answers are classified by the provider, which reads
- *   the error body (lc_http_status_class gives the generic default).
+ *   the error body: a status alone never says DENIED (a 401/403 may be a
+ *   proxy's or an expired token's, a 404 a wrong URL).
  */
 #ifndef LC_HTTP_H
 #define LC_HTTP_H
@@ -90,10 +91,6 @@ void lc_http_response_free(struct lc_http_response *resp);
  * section 5.6.7, read by libcurl's curl_getdate): epoch s, or 0 if the
  * header is absent or not a date. */
 int64_t lc_http_server_time(const struct lc_http_response *resp);
-
-/* Generic class of an HTTP status: 2xx NONE, 429/5xx/408 TRANSIENT,
- * 401/403 DENIED, 404 MISCONFIG, other 4xx INVALID. */
-enum lc_err_class lc_http_status_class(long status);
 
 /*
  * Parse @len bytes of JSON (an object at the top, depth at most

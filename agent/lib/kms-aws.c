@@ -583,6 +583,15 @@ static int error_answer(enum lc_aws_op op, long status, json_object *o, const ch
 			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
 				      "AWS KMS %s: NotFoundException: the key ARN is in region %s but the endpoint serves %s: set the region or endpoint for %s",
 				      what, key_region, endpoint_region, key_region);
+		/* A bare key id names no region: after a region or endpoint
+		 * change the new region does not know it, which is no
+		 * deletion.  Only a key ARN of the endpoint's region is
+		 * authoritatively not found. */
+		if (!key_region || !*key_region)
+			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+				      "AWS KMS %s: NotFoundException in region %s for a bare key id: a key id names no region, so this cannot tell a deleted key from a changed region or endpoint; give the key ARN (keyconfig create stores the ARN; move older volumes with lakecryptctl workspace rekey)%s%s",
+				      what, endpoint_region && *endpoint_region ? endpoint_region : "?",
+				      msg[0] ? ": " : "", msg);
 		return lc_err(err, -ENOENT, LC_ERRC_DENIED,
 			      "AWS KMS %s: NotFoundException: the key does not exist in region %s (deleted, or never created)%s%s",
 			      what, endpoint_region && *endpoint_region ? endpoint_region : "?",
@@ -1556,6 +1565,12 @@ static int resolve(struct lc_kms_aws *a, const char *key_ref, struct target *t,
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "AWS KMS: \"%.200s\" is not an ARN and no region is configured ([aws-kms] region)",
 			      key_ref);
+	/* An endpoint of another region cannot hold the key: whatever it
+	 * answers (NotFound, AccessDenied) says nothing about the key. */
+	if (t->key_region[0] && strcmp(t->key_region, t->region))
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "AWS KMS: the key ARN is in region %s but the endpoint serves %s: set the region or endpoint for %s in [aws-kms]",
+			      t->key_region, t->region, t->key_region);
 	if (a->endpoint)
 		snprintf(t->url, sizeof(t->url), "%s/", a->endpoint);
 	else
@@ -1796,6 +1811,36 @@ static int aws_unwrap(void *priv, const char *key_ref, const struct lc_buf *blob
 	return 0;
 }
 
+/*
+ * A bare key id becomes the key ARN DescribeKey answered
+ * (KeyMetadata.Arn), if that is a KMS key ARN (not an alias) of the
+ * region the request went to and names the same key: what keyconfig
+ * create stores (provider.h, bound_ref), so that a later region or
+ * endpoint change reads as MISCONFIG, never as a deleted key.
+ */
+static void bind_arn(struct lc_kms_aws *a, const char *key_ref, const char *arn,
+		     struct lc_provider_reply *reply)
+{
+	char kr[LC_AWS_REGION_MAX], part[LC_AWS_REGION_MAX];
+	const char *id;
+	struct target t;
+	struct lc_error e;
+	size_t n;
+
+	reply->bound_ref[0] = 0;
+	if (!strncmp(key_ref, "arn:", 4) || lc_aws_arn_region(arn, kr, part) ||
+	    resolve(a, key_ref, &t, &e) || strcmp(kr, t.region))
+		return;
+	id = strstr(arn, ":key/");
+	n = strlen(arn);
+	if (!id || strcmp(id + 5, key_ref) || n >= sizeof(reply->bound_ref))
+		return;
+	for (const char *c = arn; *c; c++)
+		if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\')
+			return;
+	memcpy(reply->bound_ref, arn, n + 1);
+}
+
 static int aws_key_state_op(void *priv, const char *key_ref, uint64_t timeout_ms,
 			    struct lc_provider_reply *reply, struct lc_error *err)
 {
@@ -1819,6 +1864,7 @@ static int aws_key_state_op(void *priv, const char *key_ref, uint64_t timeout_ms
 	if (reply) {
 		reply->state = res.state;
 		reply->deletion_date = res.deletion_date;
+		bind_arn(a, key_ref, res.key_id, reply);
 	}
 	lc_aws_result_free(&res);
 	return 0;

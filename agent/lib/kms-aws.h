@@ -18,7 +18,11 @@
  * and the watcher must follow the CMK itself), whose region picks the endpoint
  * https://kms.<region>.amazonaws.com (amazonaws.com.cn in aws-cn); a bare
  * key id needs a configured region.  An endpoint override (FIPS,
- * VPC endpoint, tests) replaces the URL, not the signing region.
+ * VPC endpoint, tests) replaces the URL, not the signing region; with a
+ * configured region, an ARN of another region is MISCONFIG before any
+ * request (that endpoint cannot hold the key).  key_state of a bare key
+ * id returns DescribeKey's KeyMetadata.Arn in reply->bound_ref (a key ARN
+ * of the region asked, for that id), which keyconfig create stores.
  *
  * Credentials, as the AWS SDKs look for them ("auto"), first found wins:
  *   1. environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -47,9 +51,10 @@
  *
  * Errors (AWS "__type" of a 4xx answer; status alone for 5xx):
  *   DisabledException, AccessDeniedException, NotFoundException for a
- *   key of the endpoint's region               -> DENIED
- *   NotFoundException for an ARN of another region than the endpoint's
- *                                              -> MISCONFIG
+ *   key ARN of the endpoint's region           -> DENIED
+ *   NotFoundException for an ARN of another region than the endpoint's,
+ *   or for a bare key id (it names no region: a region or endpoint
+ *   change cannot be told from a deleted key)  -> MISCONFIG
  *   InvalidCiphertextException                 -> INVALID ("the encryption
  *                                                 context did not match ...")
  *   IncorrectKeyException (a blob made under another key: a foreign or
@@ -157,7 +162,8 @@ struct lc_aws_result {
 
 /*
  * Read one answer of @op: HTTP @status and @len bytes of @body.
- * @key_region: region of the requested key ("" if unknown),
+ * @key_region: region of the requested key ("" for a bare key id: then
+ * NotFoundException is MISCONFIG),
  * @endpoint_region: region the endpoint serves (for NotFoundException).
  * 0 and @res filled, or a negative errno and the class above.
  * lc_aws_result_free() in both cases.

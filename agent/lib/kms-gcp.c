@@ -28,6 +28,7 @@
 #include "envelope.h"
 #include "http.h"
 #include "kms-gcp.h"
+#include "oauth-token.h"
 
 /* ---- CRC32C (RFC 3720 section B.4) ------------------------------------ */
 
@@ -750,10 +751,7 @@ struct lc_kms_gcp {
 	char *key_file;			/* NULL: $GOOGLE_APPLICATION_CREDENTIALS */
 	char *metadata;
 	uint64_t metadata_timeout_ms;
-	pthread_mutex_t lock;		/* the cached token */
-	struct lc_secret auth;		/* "Authorization: Bearer <token>", NUL-terminated */
-	int64_t expires;		/* epoch s at which to fetch again */
-	uint64_t generation;		/* bumped on every new token */
+	struct lc_token_cache tok;	/* the access token (oauth-token.h) */
 };
 
 /* Read a key file into locked memory after checking who may read it. */
@@ -805,10 +803,11 @@ static int read_key_file(const char *path, struct lc_secret *out, struct lc_erro
 	return 0;
 }
 
-/* The token of an OAuth 2.0 token reply (RFC 6749 section 5.1) into
- * a->auth.  Called with a->lock held. */
-static int take_token(struct lc_kms_gcp *a, const char *what, const struct lc_http_response *resp,
-		      struct lc_error *err)
+/* The token of an OAuth 2.0 token reply (RFC 6749 section 5.1):
+ * "Authorization: Bearer <token>" + NUL into @auth (locked), its
+ * lifetime (expires_in, 1..86400 s; 3600 if absent) into @lifetime_s. */
+static int take_token(const char *what, const struct lc_http_response *resp,
+		      struct lc_secret *auth, int64_t *lifetime_s, struct lc_error *err)
 {
 	json_object *o = lc_json_parse((const char *)resp->body.p, resp->len), *v;
 	const char *tok = lc_json_str(o, "access_token"), *type = lc_json_str(o, "token_type");
@@ -834,16 +833,12 @@ static int take_token(struct lc_kms_gcp *a, const char *what, const struct lc_ht
 		if (expires_in < 1 || expires_in > 86400)
 			expires_in = 60;
 	}
-	lc_secret_free(&a->auth);
-	if (lc_secret_alloc(&a->auth, l + 32)) {
+	if (lc_secret_alloc(auth, l + 32)) {
 		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		goto out;
 	}
-	a->auth.len = (size_t)snprintf((char *)a->auth.p, l + 32, "Authorization: Bearer %s", tok);
-	/* Fetch again LC_KMS_GCP_REFRESH_S early, or at half life if short. */
-	a->expires = (int64_t)time(NULL) + expires_in -
-		     (expires_in > 2 * LC_KMS_GCP_REFRESH_S ? LC_KMS_GCP_REFRESH_S : expires_in / 2);
-	a->generation++;
+	snprintf((char *)auth->p, l + 32, "Authorization: Bearer %s", tok);
+	*lifetime_s = expires_in;
 out:
 	lc_json_put_wiped(o);
 	return r;
@@ -855,7 +850,8 @@ static enum lc_err_class token_status_class(long status)
 	return status == 429 || status == 408 || status >= 500 ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG;
 }
 
-static int token_from_metadata(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_error *err)
+static int token_from_metadata(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_secret *auth,
+			       int64_t *lifetime_s, struct lc_error *err)
 {
 	static const char *const hdrs[] = { "Metadata-Flavor: Google", NULL };
 	struct lc_http_response resp = { 0 };
@@ -875,12 +871,13 @@ static int token_from_metadata(struct lc_kms_gcp *a, uint64_t timeout_ms, struct
 			   "GCP metadata server: token request answered HTTP %ld%s", resp.status,
 			   resp.status == 404 ? " (no service account attached to the instance?)" : "");
 	else
-		r = take_token(a, "GCP metadata server", &resp, err);
+		r = take_token("GCP metadata server", &resp, auth, lifetime_s, err);
 	lc_http_response_free(&resp);
 	return r;
 }
 
-static int token_from_key_file(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_error *err)
+static int token_from_key_file(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_secret *auth,
+			       int64_t *lifetime_s, struct lc_error *err)
 {
 	static const char *const hdrs[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
 	static const char grant[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
@@ -944,7 +941,7 @@ static int token_from_key_file(struct lc_kms_gcp *a, uint64_t timeout_ms, struct
 			   !strcmp(code, "invalid_grant") ? " (key deleted or disabled, or clock skew)" : "");
 		goto out;
 	}
-	r = take_token(a, "GCP token endpoint", &resp, err);
+	r = take_token("GCP token endpoint", &resp, auth, lifetime_s, err);
 out:
 	lc_http_response_free(&resp);
 	lc_json_put_wiped(o);
@@ -954,37 +951,33 @@ out:
 	return r;
 }
 
-/* A copy of the current Authorization header in @hdr, fetched if
- * missing, expired, or of generation @stale (a 401 came with it). */
-static int token_get(struct lc_kms_gcp *a, uint64_t timeout_ms, uint64_t stale, bool drop,
-		     struct lc_secret *hdr, uint64_t *gen, struct lc_error *err)
+struct fetch_arg {
+	struct lc_kms_gcp *a;
+	uint64_t timeout_ms;
+};
+
+/* Fetch a token (lc_token_fetch_fn, oauth-token.h): from the
+ * service-account key if one is configured (or in
+ * $GOOGLE_APPLICATION_CREDENTIALS for "auto"), else from the metadata
+ * server.  Called with the cache's lock held. */
+static int token_fetch(void *arg, struct lc_secret *auth, int64_t *lifetime_s,
+		       uint64_t *retry_after_ms, struct lc_error *err)
 {
-	int r = 0;
+	const struct fetch_arg *f = arg;
+	struct lc_kms_gcp *a = f->a;
+	const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+	bool sa = a->src == CRED_SERVICE_ACCOUNT ||
+		  (a->src == CRED_AUTO && (a->key_file || (env && *env)));
+	int r;
 
-	pthread_mutex_lock(&a->lock);
-	if (drop && a->generation == stale) {
-		lc_secret_free(&a->auth);
-		a->expires = 0;
-	}
-	if (!a->auth.len || a->expires <= (int64_t)time(NULL)) {
-		bool sa = a->src == CRED_SERVICE_ACCOUNT ||
-			  (a->src == CRED_AUTO && (a->key_file || (getenv("GOOGLE_APPLICATION_CREDENTIALS") &&
-								   *getenv("GOOGLE_APPLICATION_CREDENTIALS"))));
-
-		r = sa ? token_from_key_file(a, timeout_ms, err) : token_from_metadata(a, timeout_ms, err);
-		if (!r)
-			lc_debug("Cloud KMS: new access token from %s", sa ? "the service-account key" : "the metadata server");
-	}
-	if (!r) {
-		if (lc_secret_alloc(hdr, a->auth.len + 1)) {
-			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-		} else {
-			memcpy(hdr->p, a->auth.p, a->auth.len + 1);
-			hdr->len = a->auth.len;
-			*gen = a->generation;
-		}
-	}
-	pthread_mutex_unlock(&a->lock);
+	(void)retry_after_ms;
+	r = sa ? token_from_key_file(a, f->timeout_ms, auth, lifetime_s, err)
+	       : token_from_metadata(a, f->timeout_ms, auth, lifetime_s, err);
+	if (r)
+		lc_secret_free(auth);
+	else
+		lc_debug("Cloud KMS: new access token from %s",
+			 sa ? "the service-account key" : "the metadata server");
 	return r;
 }
 
@@ -1004,7 +997,7 @@ int lc_kms_gcp_new(struct lc_kms_gcp **out, const struct lc_kms_gcp_config *cfg,
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
-	pthread_mutex_init(&a->lock, NULL);
+	lc_token_cache_init(&a->tok, LC_KMS_GCP_REFRESH_S);
 	if (cfg->credentials && *cfg->credentials) {
 		size_t i;
 
@@ -1086,13 +1079,12 @@ void lc_kms_gcp_free(struct lc_kms_gcp *a)
 {
 	if (!a)
 		return;
-	lc_secret_free(&a->auth);
+	lc_token_cache_destroy(&a->tok);
 	lc_http_free(a->http);
 	lc_http_free(a->meta);
 	free(a->endpoint);
 	free(a->key_file);
 	free(a->metadata);
-	pthread_mutex_destroy(&a->lock);
 	free(a);
 }
 
@@ -1133,7 +1125,8 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 		    struct lc_error *err)
 {
 	char url[1100];
-	uint64_t gen = 0, start = mono_ms(), left;
+	uint64_t start = mono_ms(), left;
+	unsigned int gen = 0;
 	int r = 0;
 
 	memset(res, 0, sizeof(*res));
@@ -1152,8 +1145,12 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 		/* Token, request, and the one retry after a 401 share the
 		 * attempt's time. */
 		r = time_left(start, timeout_ms, &left, err);
-		if (!r)
-			r = token_get(a, left, gen, attempt > 0, &auth, &gen, err);
+		if (!r) {
+			struct fetch_arg f = { a, left };
+			uint64_t hint = 0;
+
+			r = lc_token_get(&a->tok, token_fetch, &f, &auth, &gen, &hint, err);
+		}
 		if (!r)
 			r = time_left(start, timeout_ms, &left, err);
 		if (r) {
@@ -1178,6 +1175,7 @@ static int kms_call(struct lc_kms_gcp *a, enum lc_gcp_op op, const char *key_ref
 			lc_debug("Cloud KMS %s: HTTP 401, fetching a new access token and trying once more",
 				 op_name(op));
 			lc_gcp_result_free(res);
+			lc_token_drop(&a->tok, gen);
 		}
 	}
 	return r;

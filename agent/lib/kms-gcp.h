@@ -45,8 +45,11 @@
  *                    user or root and not accessible by group or others;
  *   auto (default)   service-account if a key file is configured or
  *                    $GOOGLE_APPLICATION_CREDENTIALS is set, else metadata.
- * Tokens are cached until LC_KMS_GCP_REFRESH_S before they expire; a 401
- * from Cloud KMS drops the token, fetches a new one and retries once.
+ * Tokens are cached in the shared bearer-token cache (oauth-token.h, as
+ * Azure's) until LC_KMS_GCP_REFRESH_S before they expire (half their life
+ * if shorter), timed on the monotonic clock; one fetch at a time; a 401
+ * from Cloud KMS drops the token it came with (not one another call
+ * already renewed), fetches a new one and retries once.
  * Tokens, JWTs, private keys and request bodies with key material live in
  * locked memory and are wiped; none is ever logged or put in an error.
  *

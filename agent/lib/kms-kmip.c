@@ -614,6 +614,8 @@ struct conn {
 	SSL *ssl;
 	uint64_t deadline;	/* ms, monotonic */
 	struct lc_kms_kmip *k;
+	uint8_t server_id[32];	/* SHA-256 of the server certificate's public key (SPKI DER) */
+	bool have_server_id;
 };
 
 static void conn_close(struct conn *c)
@@ -701,6 +703,25 @@ static int tls_fail(struct conn *c, int ret, const char *what, struct lc_error *
 		      c->k->host, c->k->port, what, es[0] ? es : "I/O error");
 }
 
+/* The server's identity: SHA-256 of its (verified) certificate's
+ * SubjectPublicKeyInfo, DER (RFC 5280 section 4.1.2.7).  The public key,
+ * not the whole certificate: a renewed certificate on the same key pair
+ * is the same server. */
+static void server_identity(struct conn *c)
+{
+	X509 *x = SSL_get0_peer_certificate(c->ssl);
+	unsigned char *der = NULL;
+	int n;
+
+	c->have_server_id = false;
+	if (!x)
+		return;
+	n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	if (n > 0 && SHA256(der, (size_t)n, c->server_id))
+		c->have_server_id = true;
+	OPENSSL_free(der);
+}
+
 static int conn_open(struct lc_kms_kmip *k, struct conn *c, uint64_t deadline,
 		     struct lc_error *err)
 {
@@ -713,6 +734,7 @@ static int conn_open(struct lc_kms_kmip *k, struct conn *c, uint64_t deadline,
 	c->ssl = NULL;
 	c->k = k;
 	c->deadline = deadline;
+	c->have_server_id = false;
 	if (cdeadline > deadline)
 		cdeadline = deadline;
 	gai = getaddrinfo(k->host, k->port, &hints, &ai);
@@ -770,8 +792,10 @@ static int conn_open(struct lc_kms_kmip *k, struct conn *c, uint64_t deadline,
 	for (;;) {
 		int ret = SSL_connect(c->ssl), se;
 
-		if (ret == 1)
+		if (ret == 1) {
+			server_identity(c);
 			return 0;
+		}
 		se = SSL_get_error(c->ssl, ret);
 		if (se == SSL_ERROR_WANT_READ || se == SSL_ERROR_WANT_WRITE) {
 			r = wait_fd(c, se == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, cdeadline,
@@ -1073,6 +1097,10 @@ static int check_uid(const char *key_ref, struct lc_error *err)
 {
 	size_t n = key_ref ? strlen(key_ref) : 0;
 
+	if (n > 14 && !strncmp(key_ref, LC_KMIP_BOUND_PREFIX, 14))
+		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+			      "KMIP bound key reference \"%.120s\": expected " LC_KMIP_BOUND_PREFIX "<64 hex digits>;uid=<Unique Identifier>",
+			      key_ref);
 	if (!n || n > LC_KMIP_UID_MAX)
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "KMIP key reference must be the key's Unique Identifier (1..%d characters)",
@@ -1083,6 +1111,82 @@ static int check_uid(const char *key_ref, struct lc_error *err)
 				      "KMIP key reference \"%.64s\" must be printable ASCII without blanks",
 				      key_ref);
 	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;	/* lower case only: one spelling per identity */
+}
+
+int lc_kmip_parse_ref(const char *key_ref, struct lc_kmip_ref *ref, struct lc_error *err)
+{
+	const char *p = key_ref;
+
+	memset(ref, 0, sizeof(*ref));
+	if (p && !strncmp(p, LC_KMIP_BOUND_PREFIX, 14)) {
+		p += 14;
+		for (int i = 0; i < 32; i++) {
+			int hi = hexval(p[2 * i]), lo = hi < 0 ? -1 : hexval(p[2 * i + 1]);
+
+			if (hi < 0 || lo < 0)
+				return check_uid(key_ref, err);
+			ref->server_id[i] = (uint8_t)(hi << 4 | lo);
+		}
+		if (strncmp(p + 64, ";uid=", 5))
+			return check_uid(key_ref, err);
+		p += 69;
+		ref->bound = true;
+	}
+	if (check_uid(p, err) < 0)
+		return -EINVAL;
+	snprintf(ref->uid, sizeof(ref->uid), "%s", p);
+	return 0;
+}
+
+static void hex32(const uint8_t id[32], char out[65])
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", id[i]);
+}
+
+/*
+ * After a failed call or a key state that is not "enabled" (@r < 0 with
+ * @err, or @denial): a denial counts only from the server the key was
+ * made on.  For a bound reference on another server (another key pair:
+ * a config change, another cluster, an unsynced replica) it becomes
+ * MISCONFIG; for an unbound reference, Item Not Found does (it cannot
+ * tell a destroyed key from another server).  Returns the (new) @r.
+ */
+static int server_check(const struct lc_kms_kmip *k, const struct conn *c,
+			const struct lc_kmip_ref *ref, const struct lc_kmip_result *res, int r,
+			bool denial, struct lc_error *err)
+{
+	char want[65], got[65];
+
+	if ((r < 0 && err->cls != LC_ERRC_DENIED) || (r >= 0 && !denial))
+		return r;
+	if (ref->bound && (!c->have_server_id || memcmp(c->server_id, ref->server_id, 32))) {
+		char was[LC_ERROR_MSG_MAX];
+
+		hex32(ref->server_id, want);
+		if (c->have_server_id)
+			hex32(c->server_id, got);
+		else
+			snprintf(got, sizeof(got), "unknown");
+		snprintf(was, sizeof(was), "%s", r < 0 ? err->msg : "a key state other than enabled");
+		return lc_err(err, -EXDEV, LC_ERRC_MISCONFIG,
+			      "KMIP server %s:%s is not the server key \"%.64s\" was made on (its public key's SHA-256 is %.16s..., the key configuration's %.16s...): another server, or a replica that does not hold the key; no revocation (it said: %.200s)",
+			      k->host, k->port, ref->uid, got, want, was);
+	}
+	if (!ref->bound && r < 0 && res->status == STATUS_FAILED && res->reason == R_ITEM_NOT_FOUND)
+		return lc_err(err, -ENOKEY, LC_ERRC_MISCONFIG,
+			      "KMIP server %s:%s has no key \"%.64s\" (Item Not Found), and the key reference is not bound to a server: a destroyed key cannot be told from another server or an unsynced replica, so this is no revocation; re-create the key configuration on the right server (keyconfig create binds it; then lakecryptctl workspace rekey)",
+			      k->host, k->port, ref->uid);
+	return r;
 }
 
 /* The key answered must be the key asked for. */
@@ -1130,14 +1234,15 @@ static int kmip_wrap(void *priv, const char *key_ref, const struct lc_secret *pt
 	struct lc_kms_kmip *k = priv;
 	_cleanup_secret_ struct lc_secret inner = { 0 };
 	struct lc_kmip_result res;
-	struct enc_args a = { .uid = key_ref, .aad = context };
+	struct lc_kmip_ref ref;
+	struct enc_args a = { .uid = ref.uid, .aad = context };
 	struct session s;
 	uint8_t iv[16], digest[32];
 	int r;
 
 	blob->p = NULL;
 	blob->len = 0;
-	if ((r = check_uid(key_ref, err)) < 0)
+	if ((r = lc_kmip_parse_ref(key_ref, &ref, err)) < 0)
 		return r;
 	if (!pt->len || pt->len > LC_KMIP_MAX_PLAINTEXT)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -1172,9 +1277,10 @@ static int kmip_wrap(void *priv, const char *key_ref, const struct lc_secret *pt
 	}
 	r = call(&s.c, s.minor, LC_KMIP_OP_ENCRYPT, build_crypt, &a, &s.req, &s.resp, &res, reply,
 		 err);
+	r = server_check(k, &s.c, &ref, &res, r, false, err);
 	if (r < 0)
 		goto out;
-	if ((r = check_answered_uid(key_ref, &res, err)) < 0)
+	if ((r = check_answered_uid(ref.uid, &res, err)) < 0)
 		goto out;
 	if (res.iv && (res.iv_len != a.iv_len))
 		r = lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
@@ -1206,7 +1312,8 @@ static int kmip_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 	struct lc_kms_kmip *k = priv;
 	struct lc_kmip_result res;
 	struct lc_kmip_blob b;
-	struct enc_args a = { .uid = key_ref, .aad = context };
+	struct lc_kmip_ref ref;
+	struct enc_args a = { .uid = ref.uid, .aad = context };
 	struct session s;
 	uint8_t digest[32];
 	size_t n;
@@ -1214,7 +1321,7 @@ static int kmip_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 
 	pt->p = NULL;
 	pt->len = 0;
-	if ((r = check_uid(key_ref, err)) < 0)
+	if ((r = lc_kmip_parse_ref(key_ref, &ref, err)) < 0)
 		return r;
 	r = lc_kmip_blob_parse(blob->p, blob->len, &b, err);
 	if (r < 0)
@@ -1240,9 +1347,10 @@ static int kmip_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 	a.tag = b.mode == LC_KMIP_MODE_GCM ? b.tag : NULL;
 	r = call(&s.c, s.minor, LC_KMIP_OP_DECRYPT, build_crypt, &a, &s.req, &s.resp, &res, reply,
 		 err);
+	r = server_check(k, &s.c, &ref, &res, r, false, err);
 	if (r < 0)
 		goto out;
-	if ((r = check_answered_uid(key_ref, &res, err)) < 0)
+	if ((r = check_answered_uid(ref.uid, &res, err)) < 0)
 		goto out;
 	n = res.data_len;
 	if (b.mode == LC_KMIP_MODE_CBC_BOUND) {
@@ -1296,31 +1404,34 @@ static int kmip_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	struct lc_kms_kmip *k = priv;
 	struct lc_provider_reply local;
 	struct lc_kmip_result res;
+	struct lc_kmip_ref ref;
 	struct session s;
 	int r;
 
 	if (!reply)
 		reply = memset(&local, 0, sizeof(local));
-	if ((r = check_uid(key_ref, err)) < 0)
+	if ((r = lc_kmip_parse_ref(key_ref, &ref, err)) < 0)
 		return r;
 	r = session_open(k, timeout_ms, &s, err);
 	if (r < 0)
 		return r;
-	r = call(&s.c, s.minor, LC_KMIP_OP_GET_ATTRIBUTES, build_get_attrs, key_ref, &s.req, &s.resp,
+	r = call(&s.c, s.minor, LC_KMIP_OP_GET_ATTRIBUTES, build_get_attrs, ref.uid, &s.req, &s.resp,
 		 &res, reply, err);
 	if (r < 0) {
 		/* Only a failed operation's reason counts: a reason attached to
 		 * another status is junk, never a denial. */
 		if (res.status == STATUS_FAILED && res.reason == R_ITEM_NOT_FOUND) {
-			if (reply)
-				reply->state = LC_KEY_DESTROYED;
+			reply->state = LC_KEY_DESTROYED;
 			lc_err(err, -ENOKEY, LC_ERRC_DENIED,
 			       "KMIP server %s:%s has no key \"%.64s\" (Item Not Found): destroyed, or never created",
-			       k->host, k->port, key_ref);
+			       k->host, k->port, ref.uid);
 		}
+		r = server_check(k, &s.c, &ref, &res, r, false, err);
+		if (r < 0 && err->cls != LC_ERRC_DENIED)
+			reply->state = LC_KEY_UNKNOWN;
 		goto out;
 	}
-	if ((r = check_answered_uid(key_ref, &res, err)) < 0)
+	if ((r = check_answered_uid(ref.uid, &res, err)) < 0)
 		goto out;
 	if (!res.has_state) {
 		r = lc_err(err, -EBADMSG, LC_ERRC_MISCONFIG,
@@ -1352,6 +1463,21 @@ static int kmip_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 		goto out;
 	}
 	reply->deletion_date = res.destroy_date;
+	r = server_check(k, &s.c, &ref, &res, 0, reply->state != LC_KEY_ENABLED, err);
+	if (r < 0) {
+		reply->state = LC_KEY_UNKNOWN;
+		reply->deletion_date = 0;
+		goto out;
+	}
+	/* Bind an unbound reference to this server (keyconfig create). */
+	reply->bound_ref[0] = '\0';
+	if (!ref.bound && s.c.have_server_id) {
+		char id[65];
+
+		hex32(s.c.server_id, id);
+		snprintf(reply->bound_ref, sizeof(reply->bound_ref), LC_KMIP_BOUND_PREFIX "%s;uid=%s",
+			 id, ref.uid);
+	}
 out:
 	session_close(&s);
 	return r;

@@ -11,6 +11,15 @@
  * `lakecryptctl keyconfig create NAME --provider kmip --key UID` (printable
  * ASCII, at most LC_KMIP_UID_MAX bytes).  The key must be an AES Symmetric
  * Key in the Active state with the Encrypt and Decrypt usage mask bits.
+ * Bound reference: "server-sha256=<64 lower-case hex>;uid=<UID>", the
+ * SHA-256 of the DER SubjectPublicKeyInfo of the server certificate
+ * (RFC 5280 4.1.2.7) the key was found on.  key_state of an unbound UID
+ * returns it in reply->bound_ref and keyconfig create stores it: a denial
+ * (Item Not Found, Permission Denied, Object Archived, a state other than
+ * Active) from a server with another public key -- `server` pointed
+ * elsewhere, an unsynced replica -- is then MISCONFIG, never DENIED.  For
+ * an unbound UID (configurations made before), Item Not Found is
+ * MISCONFIG: it cannot tell a destroyed key from another server.
  *
  * Versions: the first call of a provider asks the server Discover Versions
  * (4.26) and uses KMIP 1.4 if offered (and max_minor allows it), else 1.3
@@ -54,9 +63,12 @@
  *   42 iv, tag, ct
  *
  * Errors (Result Reason, 9.1.3.2.29):
- *   Item Not Found (destroyed or never existed), Permission Denied (key
- *   not Active: revoked, deactivated; or access denied to this client),
- *   Object Archived                            -> DENIED
+ *   Item Not Found (destroyed or never existed: bound reference only),
+ *   Permission Denied (key not Active: revoked, deactivated; or access
+ *   denied to this client), Object Archived, from the server of the bound
+ *   reference                                  -> DENIED
+ *   any of them from a server whose public key is not the bound
+ *   reference's; Item Not Found for an unbound reference -> MISCONFIG
  *   Cryptographic Failure on Decrypt, a blob that is not ours, a context
  *   that is not the blob's, a binding that does not check -> INVALID
  *   Authentication Not Successful, Operation/Feature Not Supported,
@@ -99,6 +111,18 @@
 #define LC_KMIP_MAX_PLAINTEXT		512		/* bytes wrapped */
 #define LC_KMIP_MAX_CT			1024
 #define LC_KMIP_UID_MAX			256
+#define LC_KMIP_BOUND_PREFIX		"server-sha256="	/* 14 characters */
+
+/* A parsed key reference: a UID, bound or not to the server's public key. */
+struct lc_kmip_ref {
+	char uid[LC_KMIP_UID_MAX + 1];
+	uint8_t server_id[32];		/* SHA-256 of the server's SPKI, if bound */
+	bool bound;
+};
+
+/* Parse @key_ref (a UID, or the bound form above).  0, or -EINVAL
+ * (MISCONFIG) saying what is wrong. */
+int lc_kmip_parse_ref(const char *key_ref, struct lc_kmip_ref *ref, struct lc_error *err);
 #define LC_KMIP_CONNECT_TIMEOUT_MS	5000
 #define LC_KMIP_DEFAULT_TIMEOUT_MS	30000		/* an attempt given no timeout */
 

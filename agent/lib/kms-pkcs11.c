@@ -183,6 +183,18 @@ int lc_p11_parse_ref(const char *ref, struct lc_p11_ref *out, struct lc_error *e
 	if (!ctrl_free(ref))
 		return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
 			      "PKCS#11 key reference has a control character");
+	if (!strncmp(ref, "serial=", 7)) {
+		size_t n = strcspn(ref + 7, ";");
+
+		if (!n || n >= sizeof(out->serial) || ref[7 + n] != ';' ||
+		    (strncmp(ref + 8 + n, "id:", 3) && strncmp(ref + 8 + n, "label:", 6)))
+			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				      "PKCS#11 bound key reference \"%.140s\": expected serial=<1 to 16 bytes>;id:<hex> or serial=<...>;label:<text>",
+				      ref);
+		memcpy(out->serial, ref + 7, n);
+		out->serial[n] = '\0';
+		ref += 8 + n;
+	}
 	if (!strncmp(ref, "id:", 3)) {
 		const char *h = ref + 3;
 		size_t n = strlen(h);
@@ -871,6 +883,26 @@ static int do_unwrap(struct worker *w, struct job *j, const struct keyinfo *ki, 
 	return 0;
 }
 
+/* The bound form of an unbound @ref found on @w's token:
+ * "serial=<S>;id:<hex>" or "serial=<S>;label:<text>" ("" if @ref is
+ * bound already or the serial cannot be written in it). */
+static void bind_serial(const struct worker *w, const struct lc_p11_ref *ref, char *out,
+			size_t n)
+{
+	int o;
+
+	out[0] = '\0';
+	if (ref->serial[0] || !w->tok_serial[0] || strchr(w->tok_serial, ';'))
+		return;
+	o = snprintf(out, n, "serial=%s;%s", w->tok_serial, ref->by_id ? "id:" : "label:");
+	for (size_t i = 0; ref->by_id && i < ref->id_len && o > 0 && (size_t)o + 3 <= n; i++)
+		o += snprintf(out + o, n - (size_t)o, "%02x", ref->id[i]);
+	if (!ref->by_id && o > 0)
+		o += snprintf(out + o, n - (size_t)o, "%s", ref->label);
+	if (o < 0 || (size_t)o >= n)
+		out[0] = '\0';
+}
+
 /* One try of @j on @w's session; *@rvp gets the PKCS#11 code that failed it. */
 static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 {
@@ -884,6 +916,17 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 		/* A session that could not be opened: the reopen already happened. */
 		return r;
 	}
+	/* A bound reference names the token the key was made on: another
+	 * serial under the configured label is another token, or the same
+	 * one re-initialised; its missing key is no revocation. */
+	if (j->ref.serial[0] && strcmp(j->ref.serial, w->tok_serial)) {
+		char loc[300];
+
+		return lc_err(&j->err, -ENXIO, LC_ERRC_MISCONFIG,
+			      "%s is not the token the key was made on: token label \"%s\" now has serial %s, the key was made on serial %s: a re-initialised or different token (restore the token, or point [pkcs11] at the token with serial %s)",
+			      where(w, loc, sizeof(loc)), w->tok_label, w->tok_serial,
+			      j->ref.serial, j->ref.serial);
+	}
 	r = find_key(w, &j->ref, &ki, rvp, &j->err);
 	if (ki.uri[0])
 		snprintf(j->rep.key_id, sizeof(j->rep.key_id), "%s", ki.uri);
@@ -893,6 +936,10 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 		key_desc(&j->ref, desc, sizeof(desc));
 		where(w, loc, sizeof(loc));
 		check_cmd(w, cmd, sizeof(cmd));
+		if (!j->ref.serial[0])
+			return lc_err(&j->err, -ENOENT, LC_ERRC_MISCONFIG,
+				      "no secret key with %s on %s, and the key reference is not bound to a token serial: a deleted key cannot be told from a token re-initialised under the same label, so this is no revocation; if the token is the right one, re-create the key configuration (keyconfig create binds the serial: serial=<S>;...; then lakecryptctl workspace rekey) and check %s",
+				      desc, loc, cmd);
 		if (j->op == JOB_STATE) {
 			/* Authoritative (logged in): the watcher acts on it. */
 			lc_warn("no secret key with %s on %s: destroyed, or the key configuration names another key; check %s",
@@ -909,6 +956,7 @@ static int try_job(struct worker *w, struct job *j, bool full, CK_RV *rvp)
 	switch (j->op) {
 	case JOB_STATE:
 		j->rep.state = ki.encrypt && ki.decrypt ? LC_KEY_ENABLED : LC_KEY_DISABLED;
+		bind_serial(w, &j->ref, j->rep.bound_ref, sizeof(j->rep.bound_ref));
 		return 0;
 	case JOB_WRAP:
 		return do_wrap(w, j, &ki, rvp);
@@ -1146,6 +1194,7 @@ static int call(struct lc_kms_pkcs11 *k, enum job_op op, const char *key_ref,
 		return r;	/* @j is gone */
 	if (reply) {
 		snprintf(reply->key_id, sizeof(reply->key_id), "%s", j->rep.key_id);
+		snprintf(reply->bound_ref, sizeof(reply->bound_ref), "%s", j->rep.bound_ref);
 		reply->state = j->rep.state;
 	}
 	r = j->r;

@@ -18,6 +18,16 @@
  *   "id:<hex>"      the object with this CKA_ID (1..64 bytes)
  *   "label:<text>"  the object with this CKA_LABEL
  *   "<text>"        the same as "label:<text>"
+ *   "serial=<S>;id:<hex>" or "serial=<S>;label:<text>"
+ *                   bound: the key on the token whose serial number
+ *                   (CK_TOKEN_INFO.serialNumber, trimmed, 1..16 bytes, no
+ *                   ';') is S.  key_state of an unbound reference returns
+ *                   the bound one in reply->bound_ref, which keyconfig
+ *                   create stores: a token re-initialised under the same
+ *                   label gets a new serial, and then every call is
+ *                   MISCONFIG ("... a re-initialised or different token"),
+ *                   never a destroyed key.  (A key label beginning with
+ *                   "serial=" is given as label:serial=....)
  * always among CKO_SECRET_KEY objects.  The CMK's identity reported to the
  * agent (reply key_id, stored as the volume's cmk_id and audited) is an
  * RFC 7512 PKCS#11 URI naming token and key:
@@ -37,7 +47,9 @@
  *
  * key_state: the object found, CKA_ENCRYPT and CKA_DECRYPT both true ->
  * enabled; either withdrawn -> disabled; no such object on the right,
- * logged-in token -> destroyed.  Only a search that ran in a session
+ * logged-in token -> destroyed, for a bound reference only: an unbound
+ * one cannot tell a deleted key from a token re-initialised under the
+ * same label, and a missing key is MISCONFIG for it.  Only a search that ran in a session
  * logged in as CKU_USER on the configured token counts: a token that is
  * absent or not logged in is TRANSIENT, never a revocation.
  *
@@ -49,8 +61,11 @@
  * timeout_ms (TRANSIENT) and holds only that worker's session.
  *
  * Errors:
- *   key object missing, CKA_DECRYPT (unwrap) or CKA_ENCRYPT (wrap) false,
+ *   key object missing (bound reference, token of its serial),
+ *   CKA_DECRYPT (unwrap) or CKA_ENCRYPT (wrap) false,
  *   CKR_KEY_FUNCTION_NOT_PERMITTED                 -> DENIED
+ *   key object missing for an unbound reference, a token whose serial is
+ *   not the bound reference's                      -> MISCONFIG
  *   CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_SESSION_HANDLE_INVALID,
  *   CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_CRYPTOKI_NOT_INITIALIZED
  *                        -> the session (and slot) is opened again once and
@@ -103,6 +118,7 @@
 
 /* A parsed key reference. */
 struct lc_p11_ref {
+	char serial[17];	/* bound: the token serial the key was made on, "" if unbound */
 	bool by_id;
 	uint8_t id[LC_KMS_PKCS11_ID_MAX];
 	size_t id_len;

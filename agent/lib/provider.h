@@ -57,6 +57,13 @@ struct lc_provider_reply {
 	uint64_t retry_after_ms;		/* failed attempt: the provider asks to wait at
 						 * least this long (Retry-After); provider.c
 						 * honours it up to the policy's max_delay_ms */
+	/* key_state only: the reference that ties this key to where it was
+	 * found (AWS: the key ARN; KMIP: UID and server identity; PKCS#11:
+	 * the token's serial), which keyconfig create stores instead of the
+	 * reference given, so that a configuration change or replaced
+	 * hardware reads as MISCONFIG, never as a destroyed key.  "" if the
+	 * given reference is already bound (or the provider has no binding). */
+	char bound_ref[LC_PROVIDER_KEYID_MAX];
 };
 
 struct lc_provider_ops {

@@ -216,6 +216,19 @@ expect "local-kms: unwrap after cancel and enable" ok 5000 "${lk[@]}" unwrap "$k
 expect "local-kms: unknown key in the endpoint's region" DENIED 5000 "${lk[@]}" state "$(arn 00000000-0000-0000-0000-000000000000)"
 expect "local-kms: ARN of another region than the endpoint (region set)" MISCONFIG 5000 \
 	--region eu-west-2 "${lk[@]}" state "arn:aws:kms:us-east-1:111122223333:key/${key##*/}"
+# A bare key id names no region: keyconfig create binds it to the ARN, and a
+# NotFound for a bare id (another region after a config change) never kills.
+expect "local-kms: describe by bare key id" ok 5000 --region eu-west-2 "${lk[@]}" state "${key##*/}"
+[ "$(field bound_ref)" = "$key" ] && ok "local-kms: a bare key id is bound to the key ARN DescribeKey answers" ||
+	notok "bare id bound to the ARN" "$last"
+expect "local-kms: describe by ARN binds nothing more" ok 5000 "${lk[@]}" state "$key"
+[ -z "$(field bound_ref)" ] && ok "local-kms: an ARN is already bound" || notok "ARN bound_ref" "$last"
+expect "local-kms: unknown bare key id (a region change, not a deletion)" MISCONFIG 5000 \
+	--region eu-west-2 "${lk[@]}" state 00000000-0000-0000-0000-000000000000
+grep -q 'bare key id' <<<"$last" && ok "local-kms: the MISCONFIG names the bare key id and the fix" || notok "bare id message" "$last"
+expect "local-kms: the ARN after a region change (us-east-1 configured)" MISCONFIG 5000 \
+	--region us-east-1 "${lk[@]}" state "$key"
+grep -q 'but the endpoint serves us-east-1' <<<"$last" && ok "local-kms: the MISCONFIG names both regions" || notok "region change message" "$last"
 
 # ---- the agent: provider kind "aws-kms" from agent.conf, keyconfig create ----------
 agent_dir=$work/agent
@@ -249,6 +262,9 @@ if out=$(lct keyconfig create finance-kc --provider aws-kms --key "$key") &&
    grep -q aws-kms <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider aws-kms: DescribeKey says the key is usable"
 else notok "keyconfig create aws-kms" "$out"; fi
+out=$(lct keyconfig create kc-bare --provider aws-kms --key "${key##*/}")
+grep -q "^Key reference: *$key$" <<<"$out" && ok "keyconfig create with a bare key id stores the key ARN" ||
+	notok "keyconfig create bare id" "$out"
 out=$(lct workspace bind finance --keyconfig finance-kc) && ok "workspace bound to the AWS key configuration" || notok "workspace bind" "$out"
 admin disable "$key" >/dev/null
 out=$(lct keyconfig create kc-disabled --provider aws-kms --key "$key")
@@ -376,6 +392,15 @@ fms=$(field fast_ms) tms=$(( (t1 - t0) / 1000000 ))
 	ok "stalled metadata service: each call bounded by its own deadline, none waits on the other's fetch (second ${fms} ms, both ${tms} ms, metadata timeout 20 s)" ||
 	notok "stalled metadata service and the provider lock (second ${fms} ms, both ${tms} ms)" "$last"
 expect "fault: DisabledException" DENIED 5000 "${fk[@]}" unwrap "$(arn disabled)" "$ctx" "$fb"
+# A bare key id is bound only to the ARN of that key in the endpoint's region.
+expect "fake: describe a bare key id" ok 5000 "${fk[@]}" state okarn-1
+[ "$(field bound_ref)" = "$(arn okarn-1)" ] && ok "fake: a bare key id is bound to its own ARN" || notok "okarn" "$last"
+for m in wrongregion wrongkey aliasarn; do
+	expect "fake: DescribeKey answers an ARN that is not the key's ($m)" ok 5000 "${fk[@]}" state "$m-1"
+	[ -z "$(field bound_ref)" ] && ok "fake: that ARN ($m) is not taken as the key's" || notok "$m bound" "$last"
+done
+expect "fault: NotFoundException for a bare key id" MISCONFIG 5000 "${fk[@]}" unwrap notfound-1 "$ctx" "$fb"
+expect "fault: NotFoundException for a key ARN of the endpoint's region" DENIED 5000 "${fk[@]}" unwrap "$(arn notfound-2)" "$ctx" "$fb"
 expect "fault: InvalidCiphertextException" INVALID 5000 "${fk[@]}" unwrap "$(arn invalid)" "$ctx" "$fb"
 expect "fault: TLS with a CA that did not sign the server" TRANSIENT 5000 --attempts 1 \
 	--endpoint "https://127.0.0.1:$p_fake" --region eu-west-2 --ca "$work/other-ca.pem" --creds env state "$(arn ok-3)"

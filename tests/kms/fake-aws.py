@@ -9,6 +9,9 @@ InvalidSignatureException and "SIGV4 MISMATCH" is logged.
 
 The key id picks the behaviour: arn:aws:kms:eu-west-2:111122223333:key/<mode>[-tag]
   ok         Encrypt/Decrypt/DescribeKey work (context enforced)
+  okarn, wrongregion, wrongkey, aliasarn
+             as ok; DescribeKey's Arn for a bare key id is its own ARN, one
+             of another region, another key's, an alias ARN
   throttle   400 ThrottlingException, always
   burst      503 for the first 3 requests of this key id, then ok
   e5xx       500 always
@@ -267,7 +270,15 @@ class KMS(BaseHTTPRequestHandler):
                 return self.error('InvalidCiphertextException', '')
             return self.answer(200, {'Plaintext': base64.b64encode(blob[10:]).decode(), 'KeyId': key})
         if op == 'DescribeKey':
-            return self.answer(200, {'KeyMetadata': {'Arn': key, 'KeyId': key.rsplit('/', 1)[-1],
+            kid = key.rsplit('/', 1)[-1]
+            # What DescribeKey says is the ARN of a bare key id: its own
+            # (okarn), one of another region (wrongregion), another key's
+            # (wrongkey), an alias (aliasarn).
+            arns = {'okarn': 'arn:aws:kms:eu-west-2:111122223333:key/' + kid,
+                    'wrongregion': 'arn:aws:kms:us-east-1:111122223333:key/' + kid,
+                    'wrongkey': 'arn:aws:kms:eu-west-2:111122223333:key/okarn-other',
+                    'aliasarn': 'arn:aws:kms:eu-west-2:111122223333:alias/' + kid}
+            return self.answer(200, {'KeyMetadata': {'Arn': arns.get(mode, key), 'KeyId': kid,
                                                      'KeyState': 'Enabled', 'Enabled': True}})
         return self.error('UnknownOperationException', op)
 

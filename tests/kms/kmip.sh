@@ -61,6 +61,7 @@ pki() {
 		-addext keyUsage=critical,keyCertSign,cRLSign &&
 	# name:CA:extensions
 	for c in "server:ca:subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth" "server2:ca:subjectAltName=IP:127.0.0.1,DNS:localhost
 extendedKeyUsage=serverAuth" "client:ca:extendedKeyUsage=clientAuth" \
 		 "untrusted:other-ca:extendedKeyUsage=clientAuth" "noclientauth:ca:extendedKeyUsage=serverAuth"; do
 		name=${c%%:*} rest=${c#*:}
@@ -78,19 +79,20 @@ else notok "test PKI" "$out"; finish; fi
 cd "$top"
 
 # ---- PyKMIP's server -------------------------------------------------------------
-start_pykmip() {	# start_pykmip PORT: same database every time
+start_pykmip() {	# start_pykmip PORT [NAME [CERT]]: key NAME.key, certificate CERT.pem (NAME), database NAME.db (server)
+	local name=${2:-server} cert=${3:-${2:-server}}
 	mkdir -p "$work/policies"
 	cat >"$work/pykmip-$1.conf" <<EOF
 [server]
 hostname=127.0.0.1
 port=$1
-certificate_path=$work/server.pem
-key_path=$work/server.key
+certificate_path=$work/$cert.pem
+key_path=$work/$name.key
 ca_path=$work/ca.pem
 auth_suite=TLS1.2
 policy_path=$work/policies
 enable_tls_client_auth=True
-database_path=$work/pykmip.db
+database_path=$work/pykmip-$name.db
 EOF
 	"$py" /usr/bin/pykmip-server -f "$work/pykmip-$1.conf" -l "$work/pykmip.log" \
 		>>"$work/pykmip.out" 2>&1 &
@@ -142,7 +144,10 @@ expect() {
 		notok "$desc: expected $want within $max ms" "$last"
 	fi
 }
-admin() { "$py" tests/kms/kmip-admin.py 127.0.0.1 "$p_kmip" "$work/ca.pem" "$work/client.pem" "$work/client.key" "$@" 2>&1 | tail -n 1; }
+admin_at() { "$py" tests/kms/kmip-admin.py 127.0.0.1 "$1" "$work/ca.pem" "$work/client.pem" "$work/client.key" "${@:2}" 2>&1 | tail -n 1; }
+admin() { admin_at "$p_kmip" "$@"; }
+# spki NAME: SHA-256 of the DER public key of NAME.pem, the server identity a bound reference names
+spki() { openssl x509 -in "$work/$1.pem" -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | cut -d' ' -f1; }
 # relabel B64 CONTEXT: the blob with the context digest of CONTEXT (bytes 8..39)
 relabel() { "$py" -c 'import sys,base64,hashlib
 b=bytearray(base64.b64decode(sys.argv[1])); b[8:40]=hashlib.sha256(sys.argv[2].encode()).digest()
@@ -158,6 +163,10 @@ else notok "create key" "$uid"; finish; fi
 
 expect "state of an Active key" ok 10000 "${srv[@]}" state "$uid"
 [ "$(field state)" = enabled ] && ok "GetAttributes State Active -> enabled" || notok "state enabled" "$last"
+sid=$(spki server)
+bound=$(field bound_ref)
+[ "$bound" = "server-sha256=$sid;uid=$uid" ] && ok "key_state binds the UID to the server's public key (SHA-256 as openssl computes it)" ||
+	notok "bound reference: expected server-sha256=$sid;uid=$uid" "$last"
 grep -qE "^result ok .*reqid=batch-[0-9a-f]{16}@[0-9]+ key_id=$uid\$" <<<"$last" &&
 	ok "the reply names the server's Unique Identifier and the batch item id it echoed" || notok "audit ids" "$last"
 expect "wrap (Encrypt)" ok 10000 "${srv[@]}" wrap "$uid" "$ctx"
@@ -207,11 +216,33 @@ grep -q 'Permission Denied' <<<"$last" && ok "DENIED names Permission Denied" ||
 expect "unwrap of the 1.2 blob after Revoke" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$b12"
 expect "wrap after Revoke" DENIED 10000 "${srv[@]}" wrap "$uid" "$ctx"
 
+# ---- a second server (another key pair, its own database): not the key's -----
+p_kmip2=$(free_port)
+p1=$pykmip_pid
+if start_pykmip "$p_kmip2" server2; then ok "a second PyKMIP server on :$p_kmip2 (certificate server2, its own database)"
+else notok "second PyKMIP server up" "$(tail -20 "$work/pykmip.out" 2>&1)"; fi
+pykmip_pid=$p1	# "server down" below stops server 1
+srv2=(--server "127.0.0.1:$p_kmip2" "${tls[@]}")
+pre_b=$(admin_at "$p_kmip2" create-inactive)
+[[ "$pre_b" =~ ^[0-9]+$ ]] && ok "server 2 has a Pre-Active key $pre_b" || notok "server 2 key" "$pre_b"
+expect "server 2: the bound key it never held (Item Not Found)" MISCONFIG 10000 "${srv2[@]}" state "server-sha256=$sid;uid=999998"
+grep -q 'is not the server key "999998" was made on' <<<"$last" && ok "server 2: the MISCONFIG says it is not the key's server" || notok "server 2 message" "$last"
+expect "server 2: unwrap under the bound key of server 1" MISCONFIG 10000 "${srv2[@]}" unwrap "$bound" "$ctx" "$blob"
+expect "server 2: wrap under a bound UID it holds Pre-Active (Permission Denied)" MISCONFIG 10000 "${srv2[@]}" wrap "server-sha256=$sid;uid=$pre_b" "$ctx"
+expect "server 2: state of a bound UID it holds Pre-Active (disabled there)" MISCONFIG 10000 "${srv2[@]}" state "server-sha256=$sid;uid=$pre_b"
+expect "server 2: an unbound UID it does not hold (Item Not Found)" MISCONFIG 10000 "${srv2[@]}" state 999998
+grep -q 'not bound to a server' <<<"$last" && ok "server 2: the MISCONFIG says the reference is not bound" || notok "unbound message" "$last"
+expect "server 2: a bound reference to server 2's own key works" ok 10000 "${srv2[@]}" state "server-sha256=$(spki server2);uid=$pre_b"
+[ "$(field state)" = disabled ] && ok "server 2: its own Pre-Active key is disabled" || notok "server 2 own key" "$last"
+expect "a bound reference of another form is refused before any call" MISCONFIG 2000 "${srv[@]}" state "server-sha256=${sid:0:63};uid=$uid"
+
 [ "$(admin destroy "$uid")" = destroyed ] && ok "PyKMIP's client destroys the key" || notok "destroy"
-expect "state after Destroy (Item Not Found)" DENIED 10000 "${srv[@]}" state "$uid"
+expect "state after Destroy (Item Not Found)" DENIED 10000 "${srv[@]}" state "$bound"
 grep -q 'Item Not Found' <<<"$last" && ok "DENIED says the key is gone" || notok "destroyed message" "$last"
-expect "unwrap after Destroy" DENIED 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
-expect "a key that never existed" DENIED 10000 "${srv[@]}" state 999999
+expect "unwrap after Destroy" DENIED 10000 "${srv[@]}" unwrap "$bound" "$ctx" "$blob"
+expect "unwrap after Destroy, unbound UID: no revocation (it cannot name the server)" MISCONFIG 10000 "${srv[@]}" unwrap "$uid" "$ctx" "$blob"
+expect "a key that never existed" DENIED 10000 "${srv[@]}" state "server-sha256=$sid;uid=999999"
+expect "a key that never existed, unbound UID" MISCONFIG 10000 "${srv[@]}" state 999999
 expect "a key reference with a blank is refused before any call" MISCONFIG 2000 "${srv[@]}" state "1 2"
 
 # ---- TLS and configuration -----------------------------------------------------------
@@ -321,6 +352,8 @@ lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
 if out=$(lct keyconfig create finance-kc --provider kmip --key "$uid2") && grep -q kmip <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider kmip --key $uid2: GetAttributes says the key is usable"
 else notok "keyconfig create kmip" "$out"; fi
+grep -q "^Key reference: *server-sha256=$sid;uid=$uid2\$" <<<"$out" &&
+	ok "keyconfig create stores the UID bound to the server's public key" || notok "bound key reference" "$out"
 pre2=$(admin create-inactive)
 out=$(lct keyconfig create kc-pre --provider kmip --key "$pre2")
 grep -q "is disabled" <<<"$out" && ok "keyconfig create on a Pre-Active key says it is disabled" || notok "pre-active key message" "$out"
@@ -330,7 +363,7 @@ out=$(lct keyconfig list)
 grep -q finance-kc <<<"$out" && ! grep -qE 'kc-(pre|gone)' <<<"$out" &&
 	ok "only the usable key configuration was registered" || notok "keyconfig list" "$out"
 out=$(lct status)
-grep -E 'KMS calls \(kmip\):.*key_state=[1-9].*denied=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
+grep -E 'KMS calls \(kmip\):.*key_state=[1-9].*misconfigured=[1-9].*latency_ms_max=' <<<"$out" >/dev/null &&
 	ok "status shows kmip calls, failures by class and latency" || notok "status counters" "$out"
 grep '"provider":"kmip"' "$agent_dir/audit.log" | grep -q "\"request_id\":\"batch-" &&
 	ok "the audit log records the kmip key_state calls with the server-echoed batch id" || notok "audit" "$(tail -3 "$agent_dir/audit.log")"
@@ -347,8 +380,23 @@ out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
 grep -q 'not configured: set server' <<<"$out" && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 
-# ---- server down ----------------------------------------------------------------
+# ---- the same server with a renewed certificate (same key pair) ----------------
+# The binding is the public key, not the certificate: a renewal keeps it.
 kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
+	-extfile "$work/server.ext" -out "$work/server-renewed.pem" 2>/dev/null
+p_kmip3=$(free_port)
+if [ "$(openssl x509 -in "$work/server-renewed.pem" -noout -fingerprint -sha256)" != \
+     "$(openssl x509 -in "$work/server.pem" -noout -fingerprint -sha256)" ] &&
+   start_pykmip "$p_kmip3" server server-renewed; then
+	ok "server 1 restarted on :$p_kmip3 with a renewed certificate (another fingerprint, the same key pair)"
+else notok "server 1 with a renewed certificate" "$(tail -20 "$work/pykmip.out" 2>&1)"; fi
+expect "renewed certificate: the bound key is still the server's" ok 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "server-sha256=$sid;uid=$uid2"
+[ "$(field state)" = enabled ] && ok "renewed certificate: enabled" || notok "renewed state" "$last"
+expect "renewed certificate: a destroyed bound key is still a denial" DENIED 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "$bound"
+kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+
+# ---- server down ----------------------------------------------------------------
 expect "server down (connection refused), 2 attempts" TRANSIENT 5000 --attempts 2 "${srv[@]}" state "$uid2"
 grep -q 'attempts=2 ' <<<"$last" && ok "connection refused is retried" || notok "server down attempts" "$last"
 

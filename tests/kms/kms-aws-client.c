@@ -155,8 +155,9 @@ int main(int argc, char **argv)
 	} else if (!r && !strcmp(argv[i], "state") && i + 1 < argc) {
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)
-			printf("state=%s\nkey_id=%s\ndeletion_date=%lld\n", lc_key_state_name(rep.state),
-			       rep.key_id, (long long)rep.deletion_date);
+			printf("state=%s\nkey_id=%s\ndeletion_date=%lld\nbound_ref=%s\n",
+			       lc_key_state_name(rep.state), rep.key_id, (long long)rep.deletion_date,
+			       rep.bound_ref);
 	} else if (!r) {
 		fprintf(stderr, "bad command\n");
 		return 64;

@@ -158,8 +158,8 @@ int main(int argc, char **argv)
 		if (!r && !strcmp(argv[i], "twice"))
 			r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)
-			printf("state=%s\ndeletion_date=%lld\n", lc_key_state_name(rep.state),
-			       (long long)rep.deletion_date);
+			printf("state=%s\ndeletion_date=%lld\nbound_ref=%s\n", lc_key_state_name(rep.state),
+			       (long long)rep.deletion_date, rep.bound_ref);
 	} else if (!r) {
 		fprintf(stderr, "bad command\n");
 		return 64;

@@ -228,7 +228,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "state") && i + 1 < argc) {
 			r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 			if (!r)
-				printf("state=%s\nkey_id=%s\n", lc_key_state_name(rep.state), rep.key_id);
+				printf("state=%s\nkey_id=%s\nbound_ref=%s\n", lc_key_state_name(rep.state),
+				       rep.key_id, rep.bound_ref);
 		} else if (!strcmp(argv[i], "then") && i + 2 < argc) {
 			const char *ctl = getenv("P11SHIM_CTL");
 			FILE *f = ctl ? fopen(ctl, "a") : NULL;

@@ -151,7 +151,13 @@ says "the refusal says it is a session object" 'session object \(CKA_TOKEN is fa
 reset_shim
 
 out=$(tool --delete-object --type secrkey --label lc-del)
-expect "unwrap after pkcs11-tool deleted the key" DENIED "${P[@]}" unwrap lc-del "$ctx" "$dblob"
+# An unbound reference cannot tell a deleted key from a token re-initialised
+# under the same label: never a revocation.  keyconfig create binds the
+# serial (serial=<S>;...), under which the missing key is authoritative.
+expect "unwrap after the key was deleted, unbound reference: no revocation" MISCONFIG "${P[@]}" unwrap lc-del "$ctx" "$dblob"
+says "the MISCONFIG says the reference is not bound and what to do" 'not bound to a token serial: .*re-create the key configuration'
+expect "state of the deleted key, unbound reference" MISCONFIG "${P[@]}" state lc-del
+expect "unwrap after pkcs11-tool deleted the key" DENIED "${P[@]}" unwrap "serial=$serial;label:lc-del" "$ctx" "$dblob"
 cmd=$(sed -n 's/.*; check \(pkcs11-tool [^(]*\)$/\1/p' <<<"$(grep '^result' <<<"$last" | sed 's/ (attempts.*//')")
 read -ra argv <<<"$cmd"
 out=$("${argv[@]}" --pin "$PIN" 2>&1)
@@ -159,9 +165,9 @@ grep -q 'label: *lc-cmk' <<<"$out" && ! grep -q 'label: *lc-del' <<<"$out" && ! 
 	ok "the command the message gives runs and lists the token's secret keys (lc-cmk, not the deleted lc-del)" || notok "the message's command: $cmd" "$out"
 says "DENIED says which key, which token and slot, and what to check" \
 	"no secret key with label \"lc-del\" on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\): it was deleted, or the key configuration names another key; check pkcs11-tool --module $softhsm --slot $slot --login --list-objects --type secrkey"
-expect "state of the deleted key" ok "${P[@]}" state lc-del
+expect "state of the deleted key" ok "${P[@]}" state "serial=$serial;label:lc-del"
 [ "$(field state)" = destroyed ] && ok "key_state of a deleted key: destroyed" || notok "destroyed" "$last"
-expect "unknown id" DENIED "${P[@]}" unwrap id:7777 "$ctx" "$dblob"
+expect "unknown id" DENIED "${P[@]}" unwrap "serial=$serial;id:7777" "$ctx" "$dblob"
 says "the message names the id, the token and its slot" "no secret key with id 7777 on PKCS#11 token \"lc-test\" \\(serial $serial, slot $slot\\)"
 expect "two keys labelled lc-dup" MISCONFIG "${P[@]}" state lc-dup
 says "the message says several, which label, which token and slot, and what to do" \
@@ -302,6 +308,36 @@ C_GetTokenInfo.serial 0x1234 1000"
 	ok "a replaced token is refused by serial, never read as the key's destruction" || notok "replaced token" "$last"
 reset_shim
 
+# ---- a token replaced under the same label (deleted, a new one initialised) ----
+# key_state binds the reference to the token's serial; the new token has
+# another serial and lacks the key: MISCONFIG naming both serials, never a
+# destroyed key.  (SoftHSM2 keeps the serial when a token is re-initialised
+# in place: that case is indistinguishable from deleting the key.)
+swap() { softhsm2-util --show-slots 2>/dev/null | awk -v want="$1" '/^Slot [0-9]+$/ { s = $2 } /Serial number:/ { n = $3 } /Label:/ && $2 == "lc-swap" { print (want == "slot" ? s : n); exit }'; }
+W=(--module "$softhsm" --token-label lc-swap --pin-file "$work/pin")
+if softhsm2-util --init-token --free --label lc-swap --so-pin "$SOPIN" --pin "$PIN" >/dev/null 2>&1 &&
+   pkcs11-tool --module "$softhsm" --token-label lc-swap --login --pin "$PIN" --keygen --key-type AES:32 \
+	--label lc-k --id 21 --usage-decrypt --sensitive --private >/dev/null 2>&1; then
+	ok "token lc-swap with key lc-k"
+else notok "token lc-swap"; fi
+s1=$(swap serial)
+expect "lc-swap: state binds the reference" ok "${W[@]}" state lc-k
+bref=$(field bound_ref)
+[ "$bref" = "serial=$s1;label:lc-k" ] && ok "lc-swap: the bound reference names the token serial: $bref" || notok "bound ref" "$last"
+expect "lc-swap: wrap under the bound reference" ok "${W[@]}" wrap "$bref" "$ctx"
+sblob=$(field blob)
+if softhsm2-util --delete-token --token lc-swap >/dev/null 2>&1 &&
+   softhsm2-util --init-token --free --label lc-swap --so-pin "$SOPIN" --pin "$PIN" >/dev/null 2>&1; then
+	s2=$(swap serial)
+	[ -n "$s2" ] && [ "$s2" != "$s1" ] && ok "lc-swap deleted and a new token initialised under its label: serial $s1 -> $s2" ||
+		notok "new token serial: $s1 -> $s2"
+else notok "replace lc-swap"; fi
+expect "replaced token: state of the bound key" MISCONFIG "${W[@]}" state "$bref"
+says "the MISCONFIG names both serials" "token label \"lc-swap\" now has serial $s2, the key was made on serial $s1: a re-initialised or different token"
+expect "replaced token: unwrap under the bound key" MISCONFIG "${W[@]}" unwrap "$bref" "$ctx" "$sblob"
+expect "replaced token: wrap under the bound key" MISCONFIG "${W[@]}" wrap "$bref" "$ctx"
+expect "replaced token: unbound reference" MISCONFIG "${W[@]}" state lc-k
+
 # ---- two tokens with the same label ------------------------------------------------
 if softhsm2-util --init-token --free --label lc-test --so-pin "$SOPIN" --pin "$PIN" >/dev/null 2>&1; then
 	expect "two tokens labelled lc-test" MISCONFIG "${P[@]}" state lc-cmk
@@ -342,6 +378,8 @@ lct() { "$ctl" --socket "$agent_dir/agent.sock" "$@" 2>&1; }
 if out=$(lct keyconfig create hsm-kc --provider pkcs11 --key lc-cmk) && grep -q pkcs11 <<<"$out"; then
 	ok "lakecryptctl keyconfig create --provider pkcs11 --key lc-cmk"
 else notok "keyconfig create pkcs11" "$out $(tail -5 "$agent_dir/agent.log")"; fi
+grep -q "^Key reference: *serial=$serial;label:lc-cmk\$" <<<"$out" &&
+	ok "keyconfig create stores the reference bound to the token serial" || notok "bound key reference" "$out"
 out=$(lct --json keyconfig list)
 grep -q "pkcs11:token=lc-test;serial=$serial;object=lc-cmk;id=%01" <<<"$out" &&
 	ok "the key configuration's cmk_id is the key's PKCS#11 URI" || notok "cmk_id" "$out"
@@ -350,6 +388,7 @@ out=$(lct keyconfig create hsm-ext --provider pkcs11 --key lc-ext)
 grep -q 'must never leave the token' <<<"$out" && ok "keyconfig create refuses an extractable key, saying why" || notok "extractable refused" "$out"
 out=$(lct keyconfig create hsm-del --provider pkcs11 --key lc-del)
 grep -q 'key lc-del not found or not usable by this identity at pkcs11: check the key id' <<<"$out" &&
+	grep -q 'no secret key with label "lc-del"' <<<"$out" &&
 	ok "keyconfig create on a deleted key: not found or not usable, check the key id" || notok "deleted key" "$out"
 # A mistyped label at keyconfig create: nothing uses it yet, so a creation
 # error (misconfigured, exit 1), not "destroyed" nor a denial (exit 5).

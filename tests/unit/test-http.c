@@ -84,18 +84,6 @@ static void test_json_names(void **state)
 	free(many);
 }
 
-static void test_status(void **state)
-{
-	(void)state;
-	assert_int_equal(lc_http_status_class(200), LC_ERRC_NONE);
-	assert_int_equal(lc_http_status_class(429), LC_ERRC_TRANSIENT);
-	assert_int_equal(lc_http_status_class(500), LC_ERRC_TRANSIENT);
-	assert_int_equal(lc_http_status_class(503), LC_ERRC_TRANSIENT);
-	assert_int_equal(lc_http_status_class(403), LC_ERRC_DENIED);
-	assert_int_equal(lc_http_status_class(404), LC_ERRC_MISCONFIG);
-	assert_int_equal(lc_http_status_class(400), LC_ERRC_INVALID);
-}
-
 static void test_url_host(void **state)
 {
 	char h[64];
@@ -234,7 +222,6 @@ int main(void)
 		cmocka_unit_test(test_encoders),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_json_names),
-		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_url_host),
 		cmocka_unit_test(test_transport_errors),
 	};

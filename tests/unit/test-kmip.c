@@ -379,6 +379,45 @@ static void test_blob(void **state)
 	assert_non_null(strstr(err.msg, "not a lakecrypt KMIP blob"));
 }
 
+/* Key references: a UID, or a UID bound to the server's public key. */
+static void test_parse_ref(void **state)
+{
+	static const char sid[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	struct lc_kmip_ref r;
+	struct lc_error e = { 0 };
+	char ref[400];
+
+	(void)state;
+	assert_int_equal(lc_kmip_parse_ref("42", &r, &e), 0);
+	assert_false(r.bound);
+	assert_string_equal(r.uid, "42");
+	snprintf(ref, sizeof(ref), "server-sha256=%s;uid=a-b:c", sid);
+	assert_int_equal(lc_kmip_parse_ref(ref, &r, &e), 0);
+	assert_true(r.bound);
+	assert_string_equal(r.uid, "a-b:c");
+	assert_int_equal(r.server_id[0], 0x00);
+	assert_int_equal(r.server_id[1], 0x11);
+	assert_int_equal(r.server_id[31], 0xff);
+	{
+		char bad[6][400];
+
+		snprintf(bad[0], sizeof(bad[0]), "server-sha256=%.63s;uid=1", sid);	/* short */
+		snprintf(bad[1], sizeof(bad[1]), "server-sha256=%sA;uid=1", sid);	/* long */
+		snprintf(bad[2], sizeof(bad[2]), "server-sha256=%s;uid=", sid);	/* no UID */
+		snprintf(bad[3], sizeof(bad[3]), "server-sha256=%s;id=1", sid);
+		snprintf(bad[4], sizeof(bad[4]), "server-sha256=%s;uid=1 2", sid);
+		snprintf(bad[5], sizeof(bad[5]), "server-sha256=00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff;uid=1");
+		for (int i = 0; i < 6; i++) {
+			memset(&e, 0, sizeof(e));
+			if (lc_kmip_parse_ref(bad[i], &r, &e) != -EINVAL)
+				fail_msg("\"%s\" was accepted", bad[i]);
+			assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+		}
+	}
+	assert_int_equal(lc_kmip_parse_ref("", &r, &e), -EINVAL);
+	assert_int_equal(lc_kmip_parse_ref(NULL, &r, &e), -EINVAL);
+}
+
 static void test_config(void **state)
 {
 	struct lc_kms_kmip *k;
@@ -456,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_nesting_and_count),
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_blob),
+		cmocka_unit_test(test_parse_ref),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_agent_conf),
 	};

@@ -322,7 +322,8 @@ static void test_error_classes(void **state)
 		{ 400, "AccessDeniedException", "", LC_ERRC_DENIED, NULL },
 		{ 400, "IncorrectKeyException", "", LC_ERRC_INVALID, "another KMS key" },
 		{ 400, "NotFoundException", "eu-west-2", LC_ERRC_DENIED, "does not exist" },
-		{ 400, "NotFoundException", "", LC_ERRC_DENIED, "does not exist" },
+		/* a bare key id: the region may have changed, not the key */
+		{ 400, "NotFoundException", "", LC_ERRC_MISCONFIG, "bare key id" },
 		{ 400, "NotFoundException", "us-east-1", LC_ERRC_MISCONFIG, "region us-east-1" },
 		{ 400, "InvalidCiphertextException", "", LC_ERRC_INVALID, "context did not match" },
 		{ 400, "UnrecognizedClientException", "", LC_ERRC_MISCONFIG, NULL },
@@ -499,6 +500,28 @@ static void test_config(void **state)
 	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
 }
 
+/* An ARN of another region than the configured endpoint's is refused
+ * before any request: nothing that endpoint answers can be a denial. */
+static void test_region_mismatch(void **state)
+{
+	struct lc_kms_aws *a;
+	struct lc_provider p;
+	struct lc_provider_reply rep;
+	struct lc_error err = { 0 };
+	struct lc_kms_aws_config c = { .credentials = "env", .endpoint = "https://127.0.0.1:1",
+				       .region = "us-east-1" };
+
+	(void)state;
+	assert_int_equal(lc_kms_aws_new(&a, &c, &err), 0);
+	lc_kms_aws_provider_init(&p, a);
+	assert_true(lc_provider_key_state(&p, "arn:aws:kms:eu-west-2:111122223333:key/k1", &rep,
+					  &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "region eu-west-2 but the endpoint serves us-east-1"));
+	assert_int_equal(rep.attempts, 1);
+	lc_provider_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_answers),
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_region_mismatch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,6 +68,27 @@ static void test_parse_ref(void **state)
 		assert_int_equal(lc_p11_parse_ref(id, &r, &e), -EINVAL);
 	}
 	assert_int_equal(lc_p11_parse_ref(NULL, &r, &e), -EINVAL);
+	/* bound references (the token's serial) */
+	assert_int_equal(lc_p11_parse_ref("serial=a1b2c3;id:0a", &r, &e), 0);
+	assert_string_equal(r.serial, "a1b2c3");
+	assert_true(r.by_id);
+	assert_int_equal(r.id[0], 0x0a);
+	assert_int_equal(lc_p11_parse_ref("serial=0123456789abcdef;label:k;x", &r, &e), 0);
+	assert_string_equal(r.serial, "0123456789abcdef");
+	assert_string_equal(r.label, "k;x");
+	assert_int_equal(lc_p11_parse_ref("label:serial=x;label:k", &r, &e), 0);
+	assert_string_equal(r.serial, "");
+	assert_string_equal(r.label, "serial=x;label:k");
+	{
+		static const char *const bad2[] = { "serial=;id:01", "serial=x", "serial=x;k",
+			"serial=0123456789abcdef0;id:01", "serial=x;label:", "serial=x;id:0" };
+
+		for (size_t i = 0; i < sizeof(bad2) / sizeof(bad2[0]); i++) {
+			memset(&e, 0, sizeof(e));
+			assert_int_equal(lc_p11_parse_ref(bad2[i], &r, &e), -EINVAL);
+			assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+		}
+	}
 }
 
 static void test_blob(void **state)
@@ -470,8 +491,53 @@ static void test_softhsm(void **state)
 	assert_non_null(strstr(rep.key_id, ";object=cmk;id=;type=secret-key"));
 	assert_int_equal(lc_provider_key_state(&p, "ext", &rep, &e), -EPERM);
 	assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
-	assert_int_equal(lc_provider_key_state(&p, "gone", &rep, &e), 0);
-	assert_int_equal(rep.state, LC_KEY_DESTROYED);
+	/* An unbound reference cannot tell a deleted key from a token
+	 * re-initialised under the same label: no revocation. */
+	assert_int_equal(lc_provider_key_state(&p, "gone", &rep, &e), -ENOENT);
+	assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(e.msg, "not bound to a token serial"));
+	/* key_state binds the reference to the token's serial ... */
+	assert_int_equal(lc_provider_key_state(&p, "cmk", &rep, &e), 0);
+	{
+		char bound[LC_PROVIDER_KEYID_MAX], other[LC_PROVIDER_KEYID_MAX], ser[17];
+		const char *sp = strstr(rep.key_id, ";serial=");
+		size_t sl;
+
+		assert_non_null(sp);
+		sp += 8;
+		sl = strcspn(sp, ";");
+		assert_true(sl > 0 && sl < sizeof(ser));
+		memcpy(ser, sp, sl);	/* rep is reused below */
+		ser[sl] = '\0';
+		snprintf(bound, sizeof(bound), "serial=%.*s;label:cmk", (int)sl, ser);
+		assert_string_equal(rep.bound_ref, bound);
+		assert_int_equal(lc_provider_key_state(&p, "id:", &rep, &e), -EINVAL);
+		assert_int_equal(lc_provider_key_state(&p, bound, &rep, &e), 0);
+		assert_int_equal(rep.state, LC_KEY_ENABLED);
+		assert_string_equal(rep.bound_ref, "");	/* bound already */
+		/* ... under which a missing key on that token is destroyed ... */
+		snprintf(other, sizeof(other), "serial=%.*s;label:gone", (int)sl, ser);
+		assert_int_equal(lc_provider_key_state(&p, other, &rep, &e), 0);
+		assert_int_equal(rep.state, LC_KEY_DESTROYED);
+		snprintf(other, sizeof(other), "serial=%.*s;id:7777", (int)sl, ser);
+		{
+			uint8_t b1[LC_P11_BLOB_OVERHEAD + 1] = { 1, 12, 16, 0 };
+			struct lc_buf bb = { b1, sizeof(b1) };
+
+			int ur = lc_provider_unwrap(&p, other, &bb, "ctx-a", &back, &rep, &e);
+
+			if (ur != -EKEYREVOKED)
+				fail_msg("unwrap under a deleted key: %d %s", ur, e.msg);
+		}
+		assert_int_equal(e.cls, LC_ERRC_DENIED);
+		/* ... and a token of another serial under the label (a
+		 * re-initialised token) is never a revocation. */
+		assert_int_equal(lc_provider_key_state(&p, "serial=0000000000000000;label:cmk", &rep, &e), -ENXIO);
+		assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+		assert_non_null(strstr(e.msg, "the key was made on serial 0000000000000000: a re-initialised or different token"));
+		assert_int_equal(lc_provider_key_state(&p, "serial=0000000000000000;label:gone", &rep, &e), -ENXIO);
+		assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+	}
 
 	assert_int_equal(lc_secret_alloc(&pt, 32), 0);
 	memset(pt.p, 0x5a, 32);
