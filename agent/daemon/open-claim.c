@@ -97,6 +97,11 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 
 			snprintf(have.device, sizeof(have.device), "%s", s->v->device);
 			snprintf(have.header, sizeof(have.header), "%s", s->v->header);
+			if (!same_volume(&have, k->kind, k->workspace, k->device, k->header) &&
+			    !agent_ws_visible(a, c, s->v->workspace))
+				return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+					      "a volume called \"%s\" is already open (/dev/mapper/%s) in a workspace you cannot see; choose another name",
+					      k->name, k->name);
 			if (!same_volume(&have, k->kind, k->workspace, k->device, k->header))
 				return lc_err(err, -EEXIST, LC_ERRC_INVALID,
 					      "a volume called \"%s\" is already open (/dev/mapper/%s): workspace \"%s\", device %s%s%s; close it or choose another name",
@@ -113,9 +118,13 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 		if (!o)
 			break;
 		if (!same_volume(o, k->kind, k->workspace, k->device, k->header))
-			return lc_err(err, -EEXIST, LC_ERRC_INVALID,
-				      "a volume called \"%s\" is being opened right now: workspace \"%s\", device %s; choose another name",
-				      k->name, o->workspace, o->device);
+			return agent_ws_visible(a, c, o->workspace) ?
+				lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				       "a volume called \"%s\" is being opened right now: workspace \"%s\", device %s; choose another name",
+				       k->name, o->workspace, o->device) :
+				lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				       "a volume called \"%s\" is being opened right now in a workspace you cannot see; choose another name",
+				       k->name);
 		/* The same volume is opening (an earlier start of the same
 		 * unit, say): wait for it, then take what it made. */
 		uint64_t id = o->id;
