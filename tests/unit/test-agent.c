@@ -1840,6 +1840,37 @@ static void test_open_idempotent(void **state)
 	assert_non_null(strstr(err.msg, "workspace \"ws1\""));
 }
 
+/* As an operator of ws2 only: "hid" is held, by whom is not said. */
+static int open_hidden_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+	int r;
+
+	(void)fd;
+	r = open_in(t, "i3", "ws2", "hid", NULL, &err);
+	if (r != -EEXIST)
+		return 1;
+	if (!strstr(err.msg, "in a workspace you cannot see"))
+		return 2;
+	return strstr(err.msg, "ws1") || strstr(err.msg, "/i1") ? 3 : 0;
+}
+
+/* A name held in a workspace the caller cannot see is refused without
+ * naming that workspace or its device. */
+static void test_open_name_held_unseen(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u[64];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
+			      NULL, &err), 0);
+	open_volume(t, "i1", "hid");
+	format_in(t, "i3", "ws2", u);
+	assert_int_equal(as_operator(open_hidden_as_operator, t, -1), 0);
+}
+
 /* Wait (bounded) until an open holds a claim (@want) or none does. */
 static void wait_claims(struct tenv *t, bool want)
 {
@@ -1970,6 +2001,7 @@ int main(void)
 		T(test_rekey_segment_op),
 		T(test_name_reserved_by_lakecrypttab),
 		T(test_open_idempotent),
+		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
 		cmocka_unit_test(test_header_room),
 	};
