@@ -997,7 +997,8 @@ static int stream_copy(struct reader *rd, uint64_t off, const uint8_t *fixed, ui
 	EVP_MD_CTX *sha = NULL, *con = NULL;
 	struct lc_error e = { 0 };
 	unsigned int l1 = 0, l2 = 0;
-	uint8_t *chunk = NULL;
+	uint8_t *chunk = NULL, gen[4] = { 0 };
+	uint64_t stride, used, gen_at = 0;
 	size_t got;
 	int r;
 
@@ -1006,6 +1007,13 @@ static int stream_copy(struct reader *rd, uint64_t off, const uint8_t *fixed, ui
 		snprintf(p->why, sizeof(p->why), "%s", e.msg);
 		return r;
 	}
+	/* What lc_header_decode() checks in the DEK table, checked as it
+	 * streams by: zero record padding, and a re-key journal's segment
+	 * record holding the journal's old generation (its first 4 bytes). */
+	stride = lc_header_dek_stride(p->h->key_size);
+	used = LC_DEK_REC_HDR + (uint64_t)p->h->key_size;
+	if (p->h->journal.active && p->h->journal.segment < p->h->segment_count)
+		gen_at = LC_HDR_FIXED_SIZE + (uint64_t)p->h->journal.segment * stride;
 	if (rest > rd->budget)
 		return 0;	/* unchecked: the probe's budget is spent */
 	rd->budget -= rest;
@@ -1048,6 +1056,18 @@ static int stream_copy(struct reader *rd, uint64_t off, const uint8_t *fixed, ui
 		snprintf(p->why, sizeof(p->why), "SHA-256 failed");
 		if (!EVP_DigestUpdate(sha, chunk, got) || !EVP_DigestUpdate(con, chunk, got))
 			goto out;
+		for (uint64_t j = 0, rel = (at - LC_HDR_FIXED_SIZE) % stride; j < got; j++) {
+			if (rel >= used && chunk[j]) {
+				r = -EINVAL;
+				snprintf(p->why, sizeof(p->why), "DEK record %" PRIu64
+					 " has non-zero padding", (at + j - LC_HDR_FIXED_SIZE) / stride);
+				goto out;
+			}
+			if (gen_at && at + j >= gen_at && at + j < gen_at + 4)
+				gen[at + j - gen_at] = chunk[j];
+			if (++rel == stride)
+				rel = 0;
+		}
 	}
 	if (!EVP_DigestFinal_ex(sha, sum, &l1) || l1 != sizeof(sum) ||
 	    !EVP_DigestFinal_ex(con, p->content, &l2) || l2 != sizeof(p->content))
@@ -1055,6 +1075,13 @@ static int stream_copy(struct reader *rd, uint64_t off, const uint8_t *fixed, ui
 	if (memcmp(sum, fixed + LC_HDR_OFF_CHECKSUM, sizeof(sum))) {
 		r = -EINVAL;
 		snprintf(p->why, sizeof(p->why), "bad checksum (header corrupted)");
+		goto out;
+	}
+	if (gen_at && get32(gen) != p->h->journal.old_gen) {
+		r = -EINVAL;
+		snprintf(p->why, sizeof(p->why), "re-key journal: old generation %" PRIu32
+			 " but segment %" PRIu32 " holds another", p->h->journal.old_gen,
+			 p->h->journal.segment);
 		goto out;
 	}
 	p->checked = true;
