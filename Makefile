@@ -110,23 +110,33 @@ INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SBINDIR='$(SBINDIR)' LIBEX
 	MANDIR='$(MANDIR)' DOCDIR='$(DOCDIR)' SYSCONFDIR='$(SYSCONFDIR)' DIST='$(DIST)' BIN='$(BIN)' \
 	MODULE='$(MODULE)' KVER='$(INSTALL_KVER)'
 
+# A path with a space is quoted where it is a command: "..." for systemd
+# (systemd.syntax(7)), '...' for udev (udev keeps a single-quoted word
+# whole); tools/install.sh refuses characters neither can carry.
+lc_empty :=
+lc_space := $(lc_empty) $(lc_empty)
+sdq = $(if $(findstring $(lc_space),$(1)),"$(1)",$(1))
+udq = $(if $(findstring $(lc_space),$(1)),'\''$(1)'\'',$(1))
 SUBST = sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
 	    -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@UNITDIR@|$(UNITDIR)|g' \
-	    -e 's|@PROBE@|$(LIBEXECDIR)/lakecrypt-probe|g' -e 's|@LAKECRYPTCTL@|$(SBINDIR)/lakecryptctl|g'
+	    -e 's|@AGENT_EXEC@|$(call sdq,$(SBINDIR)/lakecrypt-agent)|g' \
+	    -e 's|@PROBE@|$(call udq,$(LIBEXECDIR)/lakecrypt-probe)|g' \
+	    -e 's|@LAKECRYPTCTL@|$(call udq,$(SBINDIR)/lakecryptctl)|g'
 MAN_PAGES = lakecrypt-agent.8 lakecryptctl.8 lakecrypttab.5
 LC_VERSION = $(shell awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $$3 } END { print v }' include/uapi/linux/dm-lakecrypt.h)
 
 # Files with the install paths written in, and the man pages (go-md2man).
 dist-files:
-	@mkdir -p $(DIST)/man
-	$(SUBST) agent/lakecrypt-agent.service.in >$(DIST)/lakecrypt-agent.service
-	cp tools/systemd/lakecrypt.target $(DIST)/lakecrypt.target
-	$(SUBST) tools/systemd/lakecrypt-generator.in >$(DIST)/lakecrypt-generator
-	chmod 755 $(DIST)/lakecrypt-generator
-	$(SUBST) udev/61-lakecrypt.rules.in >$(DIST)/61-lakecrypt.rules
-	sed 's/@VERSION@/$(LC_VERSION)/' kernel/dkms.conf >$(DIST)/dkms.conf
+	@$(INSTALL_ENV) tools/install.sh check
+	@mkdir -p "$(DIST)/man"
+	$(SUBST) agent/lakecrypt-agent.service.in >"$(DIST)/lakecrypt-agent.service"
+	cp tools/systemd/lakecrypt.target "$(DIST)/lakecrypt.target"
+	$(SUBST) tools/systemd/lakecrypt-generator.in >"$(DIST)/lakecrypt-generator"
+	chmod 755 "$(DIST)/lakecrypt-generator"
+	$(SUBST) udev/61-lakecrypt.rules.in >"$(DIST)/61-lakecrypt.rules"
+	sed 's/@VERSION@/$(LC_VERSION)/' kernel/dkms.conf >"$(DIST)/dkms.conf"
 	set -e; for m in $(MAN_PAGES); do \
-		tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >$(DIST)/man/$$m; done
+		tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >"$(DIST)/man/$$m"; done
 
 install: agent dist-files $(if $(filter kbuild,$(MODULE)),install-module-build)
 	$(INSTALL_ENV) KO=$(CURDIR)/build/kmod/$(INSTALL_KVER)/kernel/dm-lakecrypt.ko tools/install.sh install

@@ -5,12 +5,18 @@
  *
  *   IMPORT{program}="lakecrypt-probe $devnode"
  *
- * The header is read only through agent/lib/header.c (lc_header_read_io),
- * so the probe accepts exactly what the agent accepts: copy A at offset 0,
- * or copy B where copy A is damaged.  Reads never go past the two header
- * areas (2 * LC_HDR_AREA_MAX bytes at most; in practice the header copies
- * and 16 KiB at each possible copy-B offset).  Only identity is printed:
- * the header holds wrapped keys only and none of them is printed.
+ * The header is read only through agent/lib/header.c
+ * (lc_header_identify_io), which picks the copy as the agent does: copy A
+ * at offset 0, or copy B where copy A is damaged.  The probe runs on every
+ * disk udev sees, so it is cheap whatever a header claims: it reads at
+ * most LC_PROBE_BUDGET bytes of DEK tables (each copy's checksum streamed
+ * in 64 KiB pieces) plus the fixed parts (LC_HDR_IDENTIFY_FIXED_MAX, about
+ * 66 KiB), never past the two header areas, and holds about 100 KiB.  A
+ * header too large to verify within the budget (over ~43,000 segments of
+ * 64-byte keys per copy) is still recognised from its fixed part, every
+ * field checked, and says LAKECRYPT_CHECKSUM=unverified; the agent reads
+ * and verifies it in full when it opens the volume.  Only identity is
+ * printed: the header holds wrapped keys only and none of them is printed.
  *
  * The workspace and project printed are labels: they come from a header
  * nobody has authenticated here (the header's MAC needs the KEK), so a
@@ -42,6 +48,8 @@
 
 /* Nothing past both copies' areas is ever read. */
 #define LC_PROBE_READ_LIMIT	(2 * LC_HDR_AREA_MAX)
+/* Bytes of DEK tables the probe streams to verify checksums, in all. */
+#define LC_PROBE_BUDGET		(8ull << 20)
 
 struct probe_io {
 	int fd;
@@ -151,7 +159,7 @@ static int probe_io_print(const struct lc_header_io *io, FILE *out, FILE *diag)
 	char uuid[37], ver[16];
 	int r;
 
-	r = lc_header_read_io(io, &h, &info, &e);
+	r = lc_header_identify_io(io, LC_PROBE_BUDGET, &h, &info, &e);
 	if (r < 0) {
 		if (diag)
 			fprintf(diag, "lakecrypt-probe: %s\n", e.msg);
@@ -171,11 +179,14 @@ static int probe_io_print(const struct lc_header_io *io, FILE *out, FILE *diag)
 	put_kv(out, "LAKECRYPT_HEADER_COPY", info.used ? "B" : "A", 2);
 	put_kv(out, "LAKECRYPT_COPY_A", state_name(info.state[0]), SIZE_MAX);
 	put_kv(out, "LAKECRYPT_COPY_B", state_name(info.state[1]), SIZE_MAX);
+	put_kv(out, "LAKECRYPT_CHECKSUM", info.checked[info.used] ? "verified" : "unverified",
+	       SIZE_MAX);
 	lc_header_free(h);
 	return ferror(out) ? 1 : 0;
 }
 
-static int probe_fd(int fd, FILE *out, FILE *diag, uint64_t *max_end)
+/* @max_end, @bytes (may be NULL): highest offset read + 1, bytes read. */
+static int probe_fd(int fd, FILE *out, FILE *diag, uint64_t *max_end, uint64_t *bytes)
 {
 	struct probe_io p = { .fd = fd, .limit = LC_PROBE_READ_LIMIT };
 	struct lc_header_io io = {
@@ -185,6 +196,8 @@ static int probe_fd(int fd, FILE *out, FILE *diag, uint64_t *max_end)
 
 	if (max_end)
 		*max_end = p.max_end;
+	if (bytes)
+		*bytes = p.bytes;
 	return r;
 }
 
@@ -212,7 +225,7 @@ static int probe_main(int argc, char **argv, FILE *out)
 		fprintf(stderr, "lakecrypt-probe: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	r = probe_fd(fd, out, verbose ? stderr : NULL, NULL);
+	r = probe_fd(fd, out, verbose ? stderr : NULL, NULL, NULL);
 	close(fd);
 	return r;
 }

@@ -48,6 +48,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -93,6 +94,7 @@ struct client {
 	/* Handed between the loop and the worker (a->done_lock). */
 	json_object *request, *reply;
 	struct client *done_next;
+	atomic_bool gone;		/* peer hung up (set by the loop, read by workers) */
 };
 
 /* Revocation of one volume, as the kernel reports it. */
@@ -186,10 +188,38 @@ struct agent {
 	size_t nterms;
 	struct running_op *running;	/* ops-life.c: lifecycle operations running */
 
+	struct open_claim *claims;	/* open-claim.c: names being opened */
+	uint64_t claim_seq;
+
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
 	uint64_t oversized_replies;	/* replaced by an error (EMSGSIZE) */
 };
+
+/* open-claim.c: a name being opened (on the opener's stack, a->lock). */
+struct open_claim {
+	uint64_t id;
+	const char *name, *workspace;		/* the request's */
+	const char *device_arg, *header_arg;	/* as given; header may be NULL */
+	enum lc_volume_kind kind;
+	char device[PATH_MAX], header[PATH_MAX];	/* resolved ("" header: attached) */
+	unsigned int waiters;			/* requests for the same volume waiting */
+	char tab_uuid[40];			/* lakecrypttab's UUID= for the name, "" */
+	struct open_claim *next;
+};
+/*
+ * Before volume.open / cache.open of @k->name (a->lock held; may wait on
+ * a->changed): 1 and *@slot when that name is open as this very volume
+ * (idempotent open); 0 when @k is now listed (the caller opens, then
+ * agent_open_release()); -errno when the name is another workspace's
+ * (lakecrypttab, -EPERM), taken by another volume (-EEXIST), revoked
+ * (-EKEYREVOKED) or lakecrypttab cannot be read (MISCONFIG).
+ */
+int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
+		     struct vol_slot **slot, struct lc_error *err);
+void agent_open_release(struct agent *a, struct open_claim *k);
+/* The peer of @c hung up (its request may still run). */
+bool agent_client_gone(const struct client *c);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);

@@ -39,6 +39,7 @@ void agent_client_drop(struct agent *a, struct client *c)
 		return;
 	}
 	/* The worker still has it: the reply is thrown away when it is done. */
+	atomic_store(&c->gone, true);
 	lc_proto_conn_close(&c->conn);
 	c->dead = true;
 }

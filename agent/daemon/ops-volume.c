@@ -297,13 +297,51 @@ static int slot_busy(const struct vol_slot *s, struct lc_error *err)
 		      s->v->name);
 }
 
-static int name_free(struct agent *a, const char *name, struct lc_error *err)
+/* The reply to an open of a volume that is open already (open-claim.c). */
+static json_object *already_open(struct agent *a, struct client *c, const char *name)
 {
-	if (name && agent_volume(a, name))
-		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
-			      "a volume called \"%s\" is already open (/dev/mapper/%s): close it or choose another name",
-			      name, name);
-	return 0;
+	json_object *o = volume_json(a, c, agent_volume(a, name));
+
+	if (o)
+		json_object_object_add(o, "already_open", json_object_new_boolean(1));
+	return o;
+}
+
+/*
+ * After the open of claim @k (a->lock held): close what was made and fail
+ * when it is not the volume lakecrypttab names for the name (-EPERM), or
+ * when its client went away meanwhile and nobody else waits for it
+ * (systemd gave up on the unit; its next start opens anew: -ECANCELED).
+ * 0: keep @v.
+ */
+static int undo_if_abandoned(struct agent *a, struct client *c, struct open_claim *k,
+			     struct lc_volume *v, struct lc_error *err)
+{
+	struct lc_error ce = { 0 };
+	bool wrong = k->tab_uuid[0] && strcmp(k->tab_uuid, v->uuid);
+	int r;
+
+	if (!wrong && (!agent_client_gone(c) || k->waiters))
+		return 0;
+	agent_unlock(a);
+	r = lc_volume_close(&c->env, v, &ce);
+	agent_relock(a);
+	if (r < 0) {
+		lc_warn("%s: its client went away before the open finished, and closing it again failed (%s): kept open",
+			v->name, ce.msg);
+		return 0;
+	}
+	if (wrong) {
+		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			   "the name \"%s\" belongs to volume %s (%s): %s is volume %s; not opened",
+			   k->name, k->tab_uuid, a->cfg.lakecrypttab, k->device_arg, v->uuid);
+		lc_volume_free(v);
+		return r;
+	}
+	lc_warn("%s: its client went away before the open finished: closed again", v->name);
+	lc_volume_free(v);
+	return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
+		      "the client went away before the open of %s finished: closed again", k->name);
 }
 
 int op_volume_open(struct agent *a, struct client *c, json_object *args,
@@ -314,6 +352,8 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	struct lc_keyconfig kcopy;
 	struct lc_ws_access acopy;
 	struct lc_volume *v = NULL;
+	struct open_claim *k;
+	struct vol_slot *held;
 	char hbuf[PATH_MAX];
 	uint64_t epoch;
 	int r;
@@ -323,10 +363,22 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_str(args, "name", true, &oa.name, err)) < 0 ||
 	    (r = arg_header(a, c, args, hbuf, sizeof(hbuf), &oa.header, err)) < 0 ||
 	    (r = lc_name_check("workspace", oa.workspace, err)) < 0 ||
-	    (r = agent_ws_access(a, c, oa.workspace, "volume.open", err)) < 0 ||
-	    (r = name_free(a, oa.name, err)) < 0 ||
-	    (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
+	    (r = agent_ws_access(a, c, oa.workspace, "volume.open", err)) < 0)
 		return r;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	*k = (struct open_claim){ .name = oa.name, .workspace = oa.workspace,
+				  .device_arg = oa.device, .header_arg = oa.header,
+				  .kind = LC_VOLUME_PROJECT };
+	r = agent_open_claim(a, c, k, &held, err);
+	if (r > 0) {
+		free(k);
+		*result = already_open(a, c, oa.name);
+		return 0;
+	}
+	if (r < 0 || (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
+		goto out;
 	/* The lock is dropped for the KMS: work on copies of the binding. */
 	kcopy = *kc;
 	oa.kc = &kcopy;
@@ -339,13 +391,15 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	/* A success is an observation of the CMK; a denial only triggers a
 	 * probe of it, whose answer counts (probe.c). */
 	r = agent_open_observed(a, &kcopy, r, err, "an open's unwrap");
-	if (r < 0)
-		return r;
-	r = agent_volume_add(a, v, epoch, &c->env, err);
-	if (r < 0)
-		return r;
+	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, err)) < 0 ||
+	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
+		goto out;
 	*result = volume_json(a, c, agent_volume(a, oa.name));
-	return 0;
+out:
+	if (k->id)
+		agent_open_release(a, k);
+	free(k);
+	return r < 0 ? r : 0;
 }
 
 int op_cache_open(struct agent *a, struct client *c, json_object *args,
@@ -357,6 +411,8 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	struct lc_ws_access acopy;
 	struct lc_volume *v = NULL;
 	uint64_t seg = a->cfg.segment_sectors * 512, epoch;
+	struct open_claim *k;
+	struct vol_slot *held;
 	int r;
 
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
@@ -365,13 +421,24 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_u64(args, "segment_size", false, &seg, err)) < 0 ||
 	    (r = arg_bool(args, "force", &ca.force, err)) < 0 ||
 	    (r = lc_name_check("workspace", ca.workspace, err)) < 0 ||
-	    (r = agent_ws_access(a, c, ca.workspace, "cache.open", err)) < 0 ||
-	    (r = name_free(a, ca.name, err)) < 0 ||
-	    (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
+	    (r = agent_ws_access(a, c, ca.workspace, "cache.open", err)) < 0)
 		return r;
 	if (ca.force && c->role != LC_ROLE_ADMIN)
 		return lc_err(err, -EACCES, LC_ERRC_REFUSED,
 			      "a cache over what is on a device (force) is an admin's decision");
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	*k = (struct open_claim){ .name = ca.name, .workspace = ca.workspace,
+				  .device_arg = ca.device, .kind = LC_VOLUME_CACHE };
+	r = agent_open_claim(a, c, k, &held, err);
+	if (r > 0) {
+		free(k);
+		*result = already_open(a, c, ca.name);
+		return 0;
+	}
+	if (r < 0 || (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
+		goto out;
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;
@@ -382,13 +449,15 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
 	r = agent_open_observed(a, &kcopy, r, err, "a cache's wrap");
-	if (r < 0)
-		return r;
-	r = agent_volume_add(a, v, epoch, &c->env, err);
-	if (r < 0)
-		return r;
+	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, err)) < 0 ||
+	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
+		goto out;
 	*result = volume_json(a, c, agent_volume(a, ca.name));
-	return 0;
+out:
+	if (k->id)
+		agent_open_release(a, k);
+	free(k);
+	return r < 0 ? r : 0;
 }
 
 int op_volume_close(struct agent *a, struct client *c, json_object *args,

@@ -698,9 +698,24 @@ static int check_sizes(uint64_t hdr, uint64_t area, uint32_t segs, uint32_t key_
 	return 0;
 }
 
+/* decode_ex() flags */
+#define DECODE_FIXED_ONLY 1	/* @data is the fixed part only; its checksum was
+				 * verified by streaming (or is not verified at all:
+				 * lc_header_identify_io()); no DEK record is read */
+
+static int decode_ex(const void *data, size_t len, struct lc_header **out, int *copy_out,
+		     int flags, struct lc_error *err);
+
 int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *copy_out,
 		     struct lc_error *err)
 {
+	return decode_ex(data, len, out, copy_out, 0, err);
+}
+
+static int decode_ex(const void *data, size_t len, struct lc_header **out, int *copy_out,
+		     int flags, struct lc_error *err)
+{
+	const bool fixed_only = flags & DECODE_FIXED_ONLY;
 	const uint8_t *buf = data;
 	uint8_t sum[LC_HDR_CHECKSUM_LEN];
 	uint64_t hdr, area;
@@ -733,13 +748,13 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "header size %" PRIu64 " out of range: expected %d..%llu", hdr,
 			      LC_HDR_FIXED_SIZE, LC_HDR_AREA_MAX);
-	if (hdr > len)
+	if (!fixed_only && hdr > len)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "truncated: the header is %" PRIu64 " bytes, only %zu are there",
 			      hdr, len);
-	if (lc_header_checksum(buf, hdr, sum))
+	if (!fixed_only && lc_header_checksum(buf, hdr, sum))
 		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "SHA-256 failed");
-	if (memcmp(sum, buf + LC_HDR_OFF_CHECKSUM, sizeof(sum)))
+	if (!fixed_only && memcmp(sum, buf + LC_HDR_OFF_CHECKSUM, sizeof(sum)))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "bad checksum (header corrupted)");
 
 	/* The checksum holds: now every field, as if the writer were hostile. */
@@ -816,7 +831,7 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 			       LC_RKJ_DIGEST_LEN);
 		}
 		/* the table's record of the segment must hold the old generation */
-		if (j->segment < h->segment_count &&
+		if (!fixed_only && j->segment < h->segment_count &&
 		    get32(buf + LC_HDR_FIXED_SIZE + (size_t)j->segment * stride) != j->old_gen) {
 			r = lc_err(err, -EINVAL, LC_ERRC_INVALID,
 				   "re-key journal: old generation %" PRIu32
@@ -847,7 +862,7 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 
 	/* Every record's padding must be zero; a validate-only call stops there. */
 	rec = buf + LC_HDR_FIXED_SIZE;
-	if (stride > LC_DEK_REC_HDR + h->key_size) {
+	if (!fixed_only && stride > LC_DEK_REC_HDR + h->key_size) {
 		size_t pad = stride - LC_DEK_REC_HDR - h->key_size;
 
 		for (uint32_t i = 0; i < h->segment_count; i++)
@@ -857,7 +872,7 @@ int lc_header_decode(const void *data, size_t len, struct lc_header **out, int *
 				goto fail;
 			}
 	}
-	if (out) {
+	if (out && !fixed_only) {
 		h->deks = malloc((size_t)h->segment_count * sizeof(*h->deks));
 		if (!h->deks) {
 			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL,
@@ -934,8 +949,10 @@ struct probe {
 	uint64_t off;
 	uint64_t area_hint;	/* area_size field of a damaged copy, 0 if unusable */
 	struct lc_header *h;
-	uint8_t *raw;		/* the encoded copy (valid only) */
+	uint8_t *raw;		/* the encoded copy (valid only; NULL when identifying) */
 	size_t raw_len;
+	bool checked;		/* valid and its checksum verified */
+	uint8_t content[32];	/* identifying: SHA-256 of what same_contents() compares */
 	char why[LC_ERROR_MSG_MAX];
 };
 
@@ -947,14 +964,140 @@ static void probe_release(struct probe *p)
 	p->raw = NULL;
 }
 
+/* How a read goes: in full (the agent), or identifying (the udev probe:
+ * streamed, fixed part decoded, bounded by @budget). */
+struct reader {
+	const struct lc_header_io *io;
+	bool identify;
+	uint64_t budget;	/* identify: bytes past the fixed parts still allowed */
+};
+
 static bool is_candidate(uint64_t area)
 {
 	return area >= LC_HDR_AREA_MIN && area <= LC_HDR_AREA_MAX && is_pow2(area);
 }
 
-/* Read and decode the copy @copy expected at byte @off. */
-static void read_copy(const struct lc_header_io *io, uint64_t off, int copy, struct probe *p)
+#define IDENTIFY_CHUNK (64u << 10)	/* bytes per read when streaming a copy */
+
+/*
+ * Identifying: the fixed part (in @fixed, sizes consistent with the layout)
+ * decoded field by field, then the rest of the copy (@hdr bytes in all, at
+ * byte @off) streamed through SHA-256 in IDENTIFY_CHUNK pieces when it
+ * fits in rd->budget: the checksum is verified without holding the copy.
+ * A copy that does not fit is not read further: valid but unchecked.
+ * Returns 0 with p->h (no DEK records) and *found_copy set, or -errno with
+ * p->why set.
+ */
+static int stream_copy(struct reader *rd, uint64_t off, const uint8_t *fixed, uint64_t hdr,
+		       struct probe *p, int *found_copy)
 {
+	static const uint8_t zero[LC_HDR_CHECKSUM_LEN];
+	uint64_t rest = hdr - LC_HDR_FIXED_SIZE;
+	uint8_t sum[LC_HDR_CHECKSUM_LEN];
+	EVP_MD_CTX *sha = NULL, *con = NULL;
+	struct lc_error e = { 0 };
+	unsigned int l1 = 0, l2 = 0;
+	uint8_t *chunk = NULL, gen[4] = { 0 };
+	uint64_t stride, used, gen_at = 0;
+	size_t got;
+	int r;
+
+	r = decode_ex(fixed, LC_HDR_FIXED_SIZE, &p->h, found_copy, DECODE_FIXED_ONLY, &e);
+	if (r) {
+		snprintf(p->why, sizeof(p->why), "%s", e.msg);
+		return r;
+	}
+	/* What lc_header_decode() checks in the DEK table, checked as it
+	 * streams by: zero record padding, and a re-key journal's segment
+	 * record holding the journal's old generation (its first 4 bytes). */
+	stride = lc_header_dek_stride(p->h->key_size);
+	used = LC_DEK_REC_HDR + (uint64_t)p->h->key_size;
+	if (p->h->journal.active && p->h->journal.segment < p->h->segment_count)
+		gen_at = LC_HDR_FIXED_SIZE + (uint64_t)p->h->journal.segment * stride;
+	if (rest > rd->budget)
+		return 0;	/* unchecked: the probe's budget is spent */
+	rd->budget -= rest;
+	r = -ENOMEM;
+	snprintf(p->why, sizeof(p->why), "out of memory");
+	sha = EVP_MD_CTX_new();
+	con = EVP_MD_CTX_new();
+	chunk = malloc(IDENTIFY_CHUNK);
+	if (!sha || !con || !chunk)
+		goto out;
+	r = -EIO;
+	snprintf(p->why, sizeof(p->why), "SHA-256 failed");
+	/* the checksum's input as lc_header_checksum() has it, and the bytes
+	 * same_contents() compares */
+	if (!EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
+	    !EVP_DigestInit_ex(con, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(sha, fixed, LC_HDR_OFF_CHECKSUM) ||
+	    !EVP_DigestUpdate(sha, zero, sizeof(zero)) ||
+	    !EVP_DigestUpdate(sha, fixed + LC_HDR_OFF_UUID, LC_HDR_FIXED_SIZE - LC_HDR_OFF_UUID) ||
+	    !EVP_DigestUpdate(con, fixed + LC_HDR_OFF_FLAGS, LC_HDR_OFF_CHECKSUM - LC_HDR_OFF_FLAGS) ||
+	    !EVP_DigestUpdate(con, fixed + LC_HDR_OFF_UUID, LC_HDR_FIXED_SIZE - LC_HDR_OFF_UUID))
+		goto out;
+	for (uint64_t at = LC_HDR_FIXED_SIZE; at < hdr; at += got) {
+		size_t want = hdr - at < IDENTIFY_CHUNK ? (size_t)(hdr - at) : IDENTIFY_CHUNK;
+
+		r = read_full(rd->io, chunk, want, off + at, &got);
+		if (r < 0) {
+			snprintf(p->why, sizeof(p->why), "read error at offset %" PRIu64 ": %s",
+				 off + at + got, strerror(-r));
+			goto out;
+		}
+		if (got < want) {
+			r = -EINVAL;
+			snprintf(p->why, sizeof(p->why),
+				 "truncated: the header is %" PRIu64 " bytes, only %" PRIu64
+				 " are there", hdr, at + got);
+			goto out;
+		}
+		r = -EIO;
+		snprintf(p->why, sizeof(p->why), "SHA-256 failed");
+		if (!EVP_DigestUpdate(sha, chunk, got) || !EVP_DigestUpdate(con, chunk, got))
+			goto out;
+		for (uint64_t j = 0, rel = (at - LC_HDR_FIXED_SIZE) % stride; j < got; j++) {
+			if (rel >= used && chunk[j]) {
+				r = -EINVAL;
+				snprintf(p->why, sizeof(p->why), "DEK record %" PRIu64
+					 " has non-zero padding", (at + j - LC_HDR_FIXED_SIZE) / stride);
+				goto out;
+			}
+			if (gen_at && at + j >= gen_at && at + j < gen_at + 4)
+				gen[at + j - gen_at] = chunk[j];
+			if (++rel == stride)
+				rel = 0;
+		}
+	}
+	if (!EVP_DigestFinal_ex(sha, sum, &l1) || l1 != sizeof(sum) ||
+	    !EVP_DigestFinal_ex(con, p->content, &l2) || l2 != sizeof(p->content))
+		goto out;
+	if (memcmp(sum, fixed + LC_HDR_OFF_CHECKSUM, sizeof(sum))) {
+		r = -EINVAL;
+		snprintf(p->why, sizeof(p->why), "bad checksum (header corrupted)");
+		goto out;
+	}
+	if (gen_at && get32(gen) != p->h->journal.old_gen) {
+		r = -EINVAL;
+		snprintf(p->why, sizeof(p->why), "re-key journal: old generation %" PRIu32
+			 " but segment %" PRIu32 " holds another", p->h->journal.old_gen,
+			 p->h->journal.segment);
+		goto out;
+	}
+	p->checked = true;
+	p->why[0] = '\0';
+	r = 0;
+out:
+	EVP_MD_CTX_free(sha);
+	EVP_MD_CTX_free(con);
+	free(chunk);
+	return r;
+}
+
+/* Read and decode the copy @copy expected at byte @off. */
+static void read_copy(struct reader *rd, uint64_t off, int copy, struct probe *p)
+{
+	const struct lc_header_io *io = rd->io;
 	uint8_t *fixed = NULL, *buf = NULL;
 	struct lc_error e = { 0 };
 	uint64_t hdr, area, want_area;
@@ -999,6 +1142,11 @@ static void read_copy(const struct lc_header_io *io, uint64_t off, int copy, str
 		snprintf(p->why, sizeof(p->why), "%s", e.msg);
 		goto out;
 	}
+	if (rd->identify) {
+		if (stream_copy(rd, off, fixed, hdr, p, &found_copy))
+			goto out;
+		goto decoded;
+	}
 	/* Grow the buffer as the data comes, so that a hostile size field on
 	 * short storage costs no more memory than the storage holds. */
 	have = LC_HDR_FIXED_SIZE;
@@ -1030,6 +1178,8 @@ static void read_copy(const struct lc_header_io *io, uint64_t off, int copy, str
 		snprintf(p->why, sizeof(p->why), "%s", e.msg);
 		goto out;
 	}
+	p->checked = true;
+decoded:
 	lc_header_layout(p->h->segment_count, p->h->key_size, NULL, &want_area, NULL, NULL);
 	if (found_copy != copy) {
 		snprintf(p->why, sizeof(p->why), "holds copy %s where copy %s belongs",
@@ -1048,6 +1198,7 @@ static void read_copy(const struct lc_header_io *io, uint64_t off, int copy, str
 	buf = NULL;
 out:
 	if (!p->valid) {
+		p->checked = false;
 		lc_header_free(p->h);
 		p->h = NULL;
 	}
@@ -1064,8 +1215,9 @@ out:
  * layout) are read and checksummed in full, one at a time.
  */
 #define PROBE_FULL_READS 2
-static void probe_b(const struct lc_header_io *io, uint64_t skip, struct probe *b)
+static void probe_b(struct reader *rd, uint64_t skip, struct probe *b)
 {
+	const struct lc_header_io *io = rd->io;
 	struct probe best = { 0 }, cur;
 	struct { uint64_t off, seqno; } cand[LC_HDR_AREA_CANDIDATES];
 	uint8_t fixed[LC_HDR_OFF_SECTOR_SIZE];
@@ -1101,7 +1253,7 @@ static void probe_b(const struct lc_header_io *io, uint64_t skip, struct probe *
 		for (size_t i = 1; i < ncand; i++)
 			if (cand[i].seqno > cand[top].seqno)
 				top = i;
-		read_copy(io, cand[top].off, 1, &cur);
+		read_copy(rd, cand[top].off, 1, &cur);
 		cand[top] = cand[--ncand];
 		if (cur.valid) {
 			*b = cur;
@@ -1125,9 +1277,13 @@ static bool same_volume(const struct lc_header *x, const struct lc_header *y)
 	       x->key_size == y->key_size;
 }
 
-/* Same contents apart from the copy index and checksum? */
+/* Same contents apart from the copy index and checksum?  Identifying, by
+ * digest; a copy whose checksum was not verified is not called different. */
 static bool same_contents(const struct probe *x, const struct probe *y)
 {
+	if (!x->raw || !y->raw)
+		return !x->checked || !y->checked ||
+		       !memcmp(x->content, y->content, sizeof(x->content));
 	return x->raw_len == y->raw_len &&
 	       !memcmp(x->raw + LC_HDR_OFF_FLAGS, y->raw + LC_HDR_OFF_FLAGS,
 		       LC_HDR_OFF_CHECKSUM - LC_HDR_OFF_FLAGS) &&
@@ -1137,7 +1293,7 @@ static bool same_contents(const struct probe *x, const struct probe *y)
 
 /* Both copies into @pr (the caller releases them); the index of the one to
  * use, or -errno when neither is valid. */
-static int read_both(const struct lc_header_io *io, struct probe pr[2],
+static int read_both(struct reader *rd, struct probe pr[2],
 		     struct lc_header_info *info, struct lc_error *err)
 {
 	uint64_t hint = 0;
@@ -1145,17 +1301,17 @@ static int read_both(const struct lc_header_io *io, struct probe pr[2],
 
 	memset(info, 0, sizeof(*info));
 
-	read_copy(io, 0, 0, &pr[0]);
+	read_copy(rd, 0, 0, &pr[0]);
 	if (pr[0].valid)
 		lc_header_layout(pr[0].h->segment_count, pr[0].h->key_size, NULL, &hint, NULL, NULL);
 	else
 		hint = pr[0].area_hint;
 	if (hint) {
-		read_copy(io, hint, 1, &pr[1]);
+		read_copy(rd, hint, 1, &pr[1]);
 		if (!pr[1].valid && !pr[0].valid) {
 			struct probe alt;
 
-			probe_b(io, hint, &alt);
+			probe_b(rd, hint, &alt);
 			if (alt.valid) {
 				probe_release(&pr[1]);
 				pr[1] = alt;
@@ -1164,7 +1320,7 @@ static int read_both(const struct lc_header_io *io, struct probe pr[2],
 			}
 		}
 	} else {
-		probe_b(io, 0, &pr[1]);
+		probe_b(rd, 0, &pr[1]);
 		if (!pr[1].valid && !pr[1].magic)
 			pr[1].off = LC_HDR_AREA_MIN;
 	}
@@ -1172,6 +1328,7 @@ static int read_both(const struct lc_header_io *io, struct probe pr[2],
 	for (int i = 0; i < 2; i++) {
 		info->offset[i] = pr[i].off;
 		info->state[i] = pr[i].valid ? LC_COPY_VALID : LC_COPY_DAMAGED;
+		info->checked[i] = pr[i].checked;
 		if (pr[i].valid)
 			info->seqno[i] = pr[i].h->seqno;
 		else
@@ -1213,13 +1370,35 @@ static int read_both(const struct lc_header_io *io, struct probe pr[2],
 int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
 		      struct lc_header_info *info, struct lc_error *err)
 {
+	struct reader rd = { .io = io };
 	struct lc_header_info tmp;
 	struct probe pr[2];
 	int used;
 
 	if (out)
 		*out = NULL;
-	used = read_both(io, pr, info ? info : &tmp, err);
+	used = read_both(&rd, pr, info ? info : &tmp, err);
+	if (used >= 0 && out) {
+		*out = pr[used].h;
+		pr[used].h = NULL;
+	}
+	probe_release(&pr[0]);
+	probe_release(&pr[1]);
+	return used < 0 ? used : 0;
+}
+
+int lc_header_identify_io(const struct lc_header_io *io, uint64_t budget,
+			  struct lc_header **out, struct lc_header_info *info,
+			  struct lc_error *err)
+{
+	struct reader rd = { .io = io, .identify = true, .budget = budget };
+	struct lc_header_info tmp;
+	struct probe pr[2];
+	int used;
+
+	if (out)
+		*out = NULL;
+	used = read_both(&rd, pr, info ? info : &tmp, err);
 	if (used >= 0 && out) {
 		*out = pr[used].h;
 		pr[used].h = NULL;
@@ -1232,11 +1411,12 @@ int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
 int lc_header_read_copies_io(const struct lc_header_io *io, struct lc_header *copies[2],
 			     struct lc_header_info *info, struct lc_error *err)
 {
+	struct reader rd = { .io = io };
 	struct probe pr[2];
 	int used;
 
 	copies[0] = copies[1] = NULL;
-	used = read_both(io, pr, info, err);
+	used = read_both(&rd, pr, info, err);
 	for (int i = 0; used >= 0 && i < 2; i++)
 		if (info->state[i] != LC_COPY_DAMAGED) {
 			copies[i] = pr[i].h;

@@ -90,6 +90,8 @@ struct lc_header_info {
 	uint64_t seqno[2];		/* seqno of each valid copy */
 	uint64_t offset[2];		/* byte offset of each copy (B: expected) */
 	char why[2][LC_ERROR_MSG_MAX];	/* for a damaged copy: what is wrong */
+	bool checked[2];		/* valid and its checksum verified (always,
+					 * except past lc_header_identify_io()'s budget) */
 };
 
 /* Storage under the header: a device, a file or, in tests, memory.
@@ -151,6 +153,23 @@ struct lc_header_io lc_header_io_fd(int *fd);
  * copy B: ...") if neither copy is valid. */
 int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
 		      struct lc_header_info *info, struct lc_error *err);
+/*
+ * Identify the header cheaply (the udev probe): the same choice of copy as
+ * lc_header_read_io(), but only the fixed part of the copy is returned
+ * (@out->deks is NULL: nothing to open with) and the reads are bounded
+ * whatever the storage claims: each copy's fixed part (LC_HDR_FIXED_SIZE
+ * bytes) is decoded field by field, then the rest of the copy is streamed
+ * through SHA-256 in 64 KiB pieces to verify the checksum, as long as it
+ * fits in what is left of @budget bytes.  A copy that does not fit is not
+ * read past its fixed part: it counts as valid, with info->checked[i]
+ * false.  In all, at most LC_HDR_IDENTIFY_FIXED_MAX + @budget bytes are
+ * read and about 100 KiB of memory used.  Errors as lc_header_read_io().
+ */
+#define LC_HDR_IDENTIFY_FIXED_MAX \
+	(4ull * LC_HDR_FIXED_SIZE + LC_HDR_AREA_CANDIDATES * (uint64_t)LC_HDR_OFF_SECTOR_SIZE)
+int lc_header_identify_io(const struct lc_header_io *io, uint64_t budget,
+			  struct lc_header **out, struct lc_header_info *info,
+			  struct lc_error *err);
 int lc_header_read(int fd, struct lc_header **out, struct lc_header_info *info,
 		   struct lc_error *err);
 int lc_header_read_path(const char *path, struct lc_header **out,

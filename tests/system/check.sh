@@ -77,8 +77,8 @@ has "$D/usr/lib/udev/rules.d/61-lakecrypt.rules" 'IMPORT\{program\}="/usr/lib/la
 tap $? "rules name the installed probe and CLI, no @placeholder@ left"
 has "$D/usr/lib/systemd/system/lakecrypt-agent.service" '^ExecStart=/usr/sbin/lakecrypt-agent --foreground$'
 tap $? "unit runs /usr/sbin/lakecrypt-agent"
-has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" '^ctl=/usr/sbin/lakecryptctl$' &&
-	has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" 'LAKECRYPTTAB:-/etc/lakecrypt/lakecrypttab'
+has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" '^ctl="/usr/sbin/lakecryptctl"$' &&
+	has "$D/usr/lib/systemd/system-generators/lakecrypt-generator" 'LAKECRYPTTAB:-"/etc/lakecrypt/lakecrypttab"'
 tap $? "generator reads /etc/lakecrypt/lakecrypttab and runs /usr/sbin/lakecryptctl"
 for m in man8/lakecrypt-agent.8 man8/lakecryptctl.8 man5/lakecrypttab.5; do
 	out=$(MANWIDTH=80 man --warnings -l "$D/usr/share/man/$m" 2>"$log")
@@ -100,6 +100,95 @@ run "make install PREFIX=/usr/local MODULE=none (defaults)" \
 	[ -f "$D2/usr/local/share/man/man8/lakecryptctl.8" ] && [ ! -e "$D2/usr/src" ] &&
 	has "$D2/usr/local/lib/udev/rules.d/61-lakecrypt.rules" '/usr/local/lib/lakecrypt/lakecrypt-probe'
 tap $? "PREFIX=/usr/local: paths udev and systemd search (/usr/local/lib/...), no module"
+
+# A PREFIX and a DESTDIR with spaces: every file lands where the list
+# says, the rules, units and generator quote the paths they run (udev
+# keeps a '...' word whole, systemd a "..." one), uninstall removes it all.
+D5="$work/root five"
+P5="/opt/lake crypt"
+run "make install DESTDIR and PREFIX with spaces" \
+	make -s install DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five"
+make -s install-list DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five" >"$work/listed5" 2>"$log"
+(cd "$D5" && find . -type f | sed 's|^\.||' | LC_ALL=C sort) >"$work/got5"
+[ "$(wc -l <"$work/got5")" -eq 21 ] && grep -qxF "$P5/sbin/lakecryptctl" "$work/got5" &&
+	diff -u "$work/listed5" "$work/got5" >>"$log" 2>&1
+tap $? "PREFIX with a space: the $(wc -l <"$work/got5") files installed are the ones listed, under '$P5'"
+r5="$D5$P5/lib/udev/rules.d/61-lakecrypt.rules"
+has "$r5" "^IMPORT\{program\}=\"'$P5/lib/lakecrypt/lakecrypt-probe' \\\$devnode\"\$" &&
+	has "$r5" "RUN\+=\"'$P5/sbin/lakecryptctl' --timeout 20 notify-revoked" &&
+	has "$D5$P5/lib/systemd/system/lakecrypt-agent.service" "^ExecStart=\"$P5/sbin/lakecrypt-agent\" --foreground\$" &&
+	has "$D5$P5/lib/systemd/system-generators/lakecrypt-generator" "^ctl=\"$P5/sbin/lakecryptctl\"\$"
+tap $? "the rule, the unit and the generator quote the paths with a space"
+printf 'vol1 UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f finance\n' >"$work/tab5"
+mkdir -p "$work/gen5"
+LAKECRYPTTAB=$work/tab5 "$D5$P5/lib/systemd/system-generators/lakecrypt-generator" "$work/gen5" >"$log" 2>&1 &&
+	has "$work/gen5/lakecrypt@vol1.service" "^ExecStart=\"$P5/sbin/lakecryptctl\" --timeout 0 open /dev/disk/by-uuid/" &&
+	has "$work/gen5/lakecrypt@vol1.service" "^ExecStop=\"$P5/sbin/lakecryptctl\" --timeout 90 close vol1" &&
+	[ "$(readlink "$work/gen5/multi-user.target.wants/lakecrypt.target")" = "$P5/lib/systemd/system/lakecrypt.target" ]
+tap $? "the generator writes the quoted command into the units it makes"
+# systemd reads the quoted command as one path: the programs copied into
+# a directory with a space, the unit and a generated unit verified.
+S5="$work/s bin"
+mkdir -p "$S5" && cp build/agent/lakecrypt-agent build/agent/lakecryptctl "$S5/"
+make -s dist-files DIST="$work/dist5b" PREFIX=/usr SBINDIR="$S5" >"$log" 2>&1 &&
+	MANPATH="$D5$P5/share/man" systemd-analyze verify "$work/dist5b/lakecrypt-agent.service" >>"$log" 2>&1
+tap $? "systemd-analyze verify: ExecStart=\"$S5/lakecrypt-agent\" is found"
+rm -rf "$work/gen5b"; mkdir -p "$work/gen5b" "$work/units5"
+cp "$work/dist5b/lakecrypt-agent.service" "$work/dist5b/lakecrypt.target" "$work/units5/"
+LAKECRYPTTAB=$work/tab5 "$work/dist5b/lakecrypt-generator" "$work/gen5b" >"$log" 2>&1 &&
+	MANPATH="$D5$P5/share/man" SYSTEMD_UNIT_PATH="$work/gen5b:$work/units5:" systemd-analyze verify "$work/gen5b/lakecrypt@vol1.service" >>"$log" 2>&1
+tap $? "systemd-analyze verify: a generated unit running \"$S5/lakecryptctl\""
+printf 'x\n' >"$log"
+! make -s dist-files DIST="$work/dist5c" PREFIX='/opt/lake"crypt' >"$log" 2>&1 &&
+	has "$log" 'PREFIX="/opt/lake"crypt": only letters, digits, spaces' && [ ! -e "$work/dist5c" ]
+tap $? "a PREFIX with characters no quoting carries is refused, saying which"
+run "make uninstall DESTDIR and PREFIX with spaces" \
+	make -s uninstall DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five"
+(cd "$D5" && find . -type f) >"$log"
+[ ! -s "$log" ] && [ ! -e "$D5$P5/lib/lakecrypt" ] && [ ! -e "$D5$P5/share/doc/lakecrypt" ]
+tap $? "uninstall with spaces removed every file and lakecrypt's own directories"
+
+# On the running system (no DESTDIR; here a PREFIX in the test directory),
+# install and uninstall have udevd and systemd reread their rules and
+# units: fake udevadm and systemctl on PATH record each call and whether
+# the files were still there.
+fb=$work/fakebin
+mkdir -p "$fb"
+for tool in udevadm systemctl; do
+	cat >"$fb/$tool" <<FAKE
+#!/bin/bash
+if [ -e "\$FAKE_WATCH" ]; then there=present; else there=absent; fi
+echo "$tool \$* (\$there)" >>"\$FAKE_LOG"
+FAKE
+	chmod +x "$fb/$tool"
+done
+P6="$work/pre six"
+export FAKE_LOG=$work/fake.log FAKE_WATCH="$P6/lib/udev/rules.d/61-lakecrypt.rules"
+: >"$FAKE_LOG"
+PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >"$log" 2>&1 &&
+	grep -qxF 'udevadm control --reload (present)' "$FAKE_LOG" &&
+	grep -qxF 'systemctl daemon-reload (present)' "$FAKE_LOG"
+tap $? "install (no DESTDIR): udevadm control --reload and systemctl daemon-reload, files in place"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+PATH=$fb:$PATH make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
+	[ ! -e "$FAKE_WATCH" ] && [ "$(cat "$FAKE_LOG")" = "udevadm control --reload (absent)
+systemctl daemon-reload (absent)" ]
+tap $? "uninstall (no DESTDIR): the same reloads, after the files are gone"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+PATH=$fb:$PATH make -s install DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
+	PATH=$fb:$PATH make -s uninstall DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
+	[ ! -s "$FAKE_LOG" ]
+tap $? "with a DESTDIR (a staging root) nothing is reloaded"
+# Without udevadm and systemctl at all: uninstall still succeeds.
+mkdir -p "$work/minbin"
+for t in bash sh make rm rmdir install cut sort awk sed mkdir cp chmod cat dirname env find basename printf tr; do
+	p=$(command -v "$t") && ln -sf "$p" "$work/minbin/$t"
+done
+PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
+	PATH=$work/minbin make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
+	[ ! -e "$FAKE_WATCH" ]
+tap $? "uninstall where neither udevadm nor systemctl exists: succeeds"
+unset FAKE_LOG FAKE_WATCH
 
 kver=$(tools/qemu/kernels.sh kver 6.1 2>/dev/null)
 if [ -n "$kver" ] && [ -f "/usr/src/linux-headers-$kver/Makefile" ]; then

@@ -123,6 +123,17 @@ took=$(awk -v e="$enter" -v u="$up0" 'BEGIN { printf "%d", e / 1000000 - u }')
 [ "$took" -lt 43 ]
 lc_result $? "nofail: lakecrypt.target was reached after $took s, before the missing device's 45 s ran out"
 lc_eq "agent status: 3 open volumes" 3 "$(ctl --json status | grep -c '"name"')"
+# Names (lakecrypttab.md, "Names"): the open volume asked for again, as a
+# unit started again asks, is success; another workspace cannot take the
+# name lakecrypttab gives to fin's volume.
+ctl open "/dev/disk/by-uuid/$U0" ledger --workspace fin >"$LC_TMP/again.txt" 2>&1 &&
+	grep -qi "already" "$LC_TMP/again.txt"
+lc_result $? "open ledger again while it is open: success, said to be already open" ||
+	lc_diag_file "$LC_TMP/again.txt"
+ctl open /dev/ram1 ledger --workspace oth >"$LC_TMP/squat.txt" 2>&1
+[ $? -ne 0 ] && grep -q 'belongs to workspace "fin"' "$LC_TMP/squat.txt"
+lc_result $? "workspace oth cannot open under ledger, lakecrypttab's name for fin" ||
+	lc_diag_file "$LC_TMP/squat.txt"
 
 dd if=/dev/urandom of=/tmp/pattern bs=64K count=4 2>/dev/null
 dd if=/tmp/pattern of=/dev/mapper/ledger bs=64K count=4 conv=fsync 2>/dev/null

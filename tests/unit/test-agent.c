@@ -28,6 +28,7 @@
 #include "../../agent/daemon/clients.c"
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
+#include "../../agent/daemon/open-claim.c"
 #include "../../agent/daemon/ops-admin.c"
 #include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
@@ -414,6 +415,7 @@ static int setup(void **state)
 	t->a.cfg.revoke_wait_ms = 500;
 	t->a.cfg.retry_attempts = 1;
 	snprintf(t->stall, sizeof(t->stall), "%s/stall", t->dir);
+	snprintf(t->a.cfg.lakecrypttab, sizeof(t->a.cfg.lakecrypttab), "%s/lakecrypttab", t->dir);
 	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
 	snprintf(t->a.cfg.test_kms_fault_file, sizeof(t->a.cfg.test_kms_fault_file), "%s/fault",
 		 t->dir);
@@ -2324,6 +2326,263 @@ static void test_kill_matches_running_ops(void **state)
 	agent_unlock(&t->a);
 }
 
+/* ---- names: one name, one volume, one workspace (issue 11) ---- */
+
+/* Format disk @disk in @ws (not opened); its uuid into @uuid. */
+static void format_in(struct tenv *t, const char *disk, const char *ws, char uuid[64])
+{
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *u;
+	char a[512];
+
+	make_disk(t, disk);
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"project\": \"p-%s\", \"segment_size\": \"4K\", \"force\": true}",
+		 t->dir, disk, ws, disk);
+	if (call(t, "volume.format", jargs(a), &res, &err))
+		fail_msg("format %s: %s", disk, err.msg);
+	assert_true(json_object_object_get_ex(res, "uuid", &u));
+	snprintf(uuid, 64, "%s", json_object_get_string(u));
+	json_object_put(res);
+}
+
+static int open_in(struct tenv *t, const char *disk, const char *ws, const char *name,
+		   json_object **res, struct lc_error *err)
+{
+	char a[512];
+
+	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"name\": \"%s\"}",
+		 t->dir, disk, ws, name);
+	return call(t, "volume.open", jargs(a), res, err);
+}
+
+static void write_tab(struct tenv *t, const char *text)
+{
+	FILE *f = fopen(t->a.cfg.lakecrypttab, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/*
+ * Workspace ws2 tries to take the name lakecrypttab gives to ws1's volume
+ * (dm names are global: /dev/mapper/ledger would then be ws2's, and ws1's
+ * lakecrypt@ledger.service would fail or open the wrong thing).  Refused;
+ * ws1 under that name with another volume than the UUID= of the line is
+ * refused too (and nothing is left mapped); the right volume opens.
+ */
+static void test_name_reserved_by_lakecrypttab(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u1[64], u2[64], u3[64], up[64], tab[512];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	format_in(t, "n1", "ws1", u1);
+	format_in(t, "n2", "ws2", u2);
+	format_in(t, "n3", "ws1", u3);
+	for (size_t i = 0; i < sizeof(up); i++)	/* UUID= as an admin may type it */
+		up[i] = (char)(u1[i] >= 'a' && u1[i] <= 'f' ? u1[i] - 'a' + 'A' : u1[i]);
+	/* the first line naming ledger counts (the generator skips the later one) */
+	snprintf(tab, sizeof(tab),
+		 "# name device workspace options\n\n   other /dev/sdz ws2\nledger\tUUID=%s   ws1  _netdev\r\nledger /dev/sdy ws2\n",
+		 up);
+	write_tab(t, tab);
+
+	assert_int_equal(open_in(t, "n2", "ws2", "ledger", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "belongs to workspace \"ws1\""));
+	assert_non_null(strstr(err.msg, "line 4"));
+	assert_false(dev_exists("ledger"));
+
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n3", "ws1", "ledger", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "belongs to volume"));
+	assert_non_null(strstr(err.msg, u3));
+	assert_false(dev_exists("ledger"));
+
+	if (open_in(t, "n1", "ws1", "ledger", NULL, &err))
+		fail_msg("open of the volume lakecrypttab names: %s", err.msg);
+	assert_true(dev_exists("ledger"));
+	/* a name lakecrypttab does not list is first come, first served */
+	if (open_in(t, "n2", "ws2", "free-name", NULL, &err))
+		fail_msg("open under an unlisted name: %s", err.msg);
+
+	/* lakecrypttab unreadable (a directory): names cannot be checked */
+	unlink(t->a.cfg.lakecrypttab);
+	assert_int_equal(mkdir(t->a.cfg.lakecrypttab, 0700), 0);
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(open_in(t, "n3", "ws1", "third", NULL, &err), 0);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	assert_false(dev_exists("third"));
+	rmdir(t->a.cfg.lakecrypttab);
+}
+
+/*
+ * Open is idempotent: the same volume (workspace, device) under the same
+ * name again is success ("already_open"), so a unit started again finds
+ * the mapping it owns; another device or another workspace under that
+ * name is refused, naming the holder.
+ */
+static void test_open_idempotent(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *ao;
+	char u[64];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	open_volume(t, "i1", "vol");
+	if (open_in(t, "i1", "ws1", "vol", &res, &err))
+		fail_msg("second open of the same volume: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &ao) && json_object_get_boolean(ao));
+	json_object_put(res);
+	format_in(t, "i2", "ws1", u);
+	assert_int_equal(open_in(t, "i2", "ws1", "vol", NULL, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "/i1"));
+	format_in(t, "i3", "ws2", u);
+	assert_int_equal(open_in(t, "i3", "ws2", "vol", NULL, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "workspace \"ws1\""));
+}
+
+/* As an operator of ws2 only: "hid" is held, by whom is not said. */
+static int open_hidden_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+	int r;
+
+	(void)fd;
+	r = open_in(t, "i3", "ws2", "hid", NULL, &err);
+	if (r != -EEXIST)
+		return 1;
+	if (!strstr(err.msg, "in a workspace you cannot see"))
+		return 2;
+	return strstr(err.msg, "ws1") || strstr(err.msg, "/i1") ? 3 : 0;
+}
+
+/* A name held in a workspace the caller cannot see is refused without
+ * naming that workspace or its device. */
+static void test_open_name_held_unseen(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u[64];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
+			      NULL, &err), 0);
+	open_volume(t, "i1", "hid");
+	format_in(t, "i3", "ws2", u);
+	assert_int_equal(as_operator(open_hidden_as_operator, t, -1), 0);
+}
+
+/* Wait (bounded) until an open holds a claim (@want) or none does. */
+static void wait_claims(struct tenv *t, bool want)
+{
+	for (int i = 0; i < 1000; i++) {
+		bool any;
+
+		pthread_mutex_lock(&t->a.lock);
+		any = t->a.claims != NULL;
+		pthread_mutex_unlock(&t->a.lock);
+		if (any == want)
+			return;
+		usleep(10000);
+	}
+	fail_msg("claims never became %s", want ? "present" : "absent");
+}
+
+/* Send volume.open on a new connection without reading the reply. */
+static void send_open(struct tenv *t, struct lc_proto_conn *c, const char *disk, const char *name)
+{
+	struct lc_error err = { 0 };
+	json_object *req;
+	char a[512];
+
+	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"name\": \"%s\"}",
+		 t->dir, disk, name);
+	conn(t, c);
+	req = lc_proto_request_new("volume.open", jargs(a), 1);
+	assert_int_equal(lc_proto_send(c, req, &err), 0);
+	json_object_put(req);
+}
+
+struct opener {
+	struct tenv *t;
+	json_object *res;
+	struct lc_error err;
+	int rc;
+};
+
+static void *open_thread(void *arg)
+{
+	struct opener *o = arg;
+
+	o->rc = open_in(o->t, "s1", "ws1", "slow", &o->res, &o->err);
+	return NULL;
+}
+
+/*
+ * systemd kills lakecrypt@slow.service's start job (TimeoutStartSec) while
+ * the KMS stalls: the client hangs up while the agent is still opening.
+ * When the KMS answers, the agent closes what it made: no mapping is left
+ * that the unit believes failed.  And when the unit starts again while the
+ * first open still runs, the new start waits for it and takes its volume.
+ */
+static void test_open_abandoned(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c1, c2;
+	struct opener o = { .t = *state };
+	pthread_t th;
+	char u[64];
+
+	format_in(t, "s1", "ws1", u);
+
+	/* 1. the client goes away; nobody asks again: undone */
+	stall_kms(t, true);
+	send_open(t, &c1, "s1", "slow");
+	wait_claims(t, true);
+	lc_proto_conn_close(&c1);
+	usleep(100000);	/* the loop sees the hang-up (not a timing assertion) */
+	stall_kms(t, false);
+	wait_claims(t, false);
+	assert_false(dev_exists("slow"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_null(agent_volume(&t->a, "slow"));
+	pthread_mutex_unlock(&t->a.lock);
+
+	/* 2. the client goes away, the unit starts again meanwhile: the new
+	 * start waits for the first open and takes the volume it made. */
+	stall_kms(t, true);
+	send_open(t, &c2, "s1", "slow");
+	wait_claims(t, true);
+	assert_int_equal(pthread_create(&th, NULL, open_thread, &o), 0);
+	for (int i = 0; i < 1000; i++) {	/* the second request waits on the claim */
+		unsigned int w;
+
+		pthread_mutex_lock(&t->a.lock);
+		w = t->a.claims ? t->a.claims->waiters : 0;
+		pthread_mutex_unlock(&t->a.lock);
+		if (w)
+			break;
+		usleep(10000);
+	}
+	lc_proto_conn_close(&c2);
+	usleep(100000);
+	stall_kms(t, false);
+	pthread_join(th, NULL);
+	if (o.rc)
+		fail_msg("the second start: %s", o.err.msg);
+	assert_true(dev_exists("slow"));
+	json_object_put(o.res);
+	pthread_mutex_lock(&t->a.lock);
+	assert_non_null(agent_volume(&t->a, "slow"));
+	pthread_mutex_unlock(&t->a.lock);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -2355,6 +2614,10 @@ int main(void)
 		T(test_rekey_segment_op),
 		T(test_kill_stops_rekey_segment),
 		T(test_kill_matches_running_ops),
+		T(test_name_reserved_by_lakecrypttab),
+		T(test_open_idempotent),
+		T(test_open_name_held_unseen),
+		T(test_open_abandoned),
 		cmocka_unit_test(test_header_room),
 	};
 

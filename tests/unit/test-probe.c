@@ -10,6 +10,7 @@
 #define LC_PROBE_NO_MAIN
 #include "../../udev/lakecrypt-probe.c"
 
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +78,12 @@ static struct lc_header *make_header(uint32_t count, bool detached)
 	return h;
 }
 
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
 static void write_image(const char *path, struct lc_header *h, uint64_t size)
 {
 	struct lc_error e = { 0 };
@@ -105,6 +112,7 @@ struct run {
 	int rc;
 	char out[4096];
 	uint64_t max_end;
+	uint64_t bytes;		/* bytes the probe read */
 };
 
 /* Run the probe on @path; check that every output line is KEY=value with
@@ -115,6 +123,7 @@ static void run_probe(const char *path, struct run *res)
 		"ID_FS_TYPE", "ID_FS_USAGE", "ID_FS_VERSION", "ID_FS_UUID", "ID_FS_UUID_ENC",
 		"LAKECRYPT_WORKSPACE", "LAKECRYPT_PROJECT", "LAKECRYPT_DETACHED",
 		"LAKECRYPT_HEADER_COPY", "LAKECRYPT_COPY_A", "LAKECRYPT_COPY_B",
+		"LAKECRYPT_CHECKSUM",
 	};
 	char *buf = NULL, *line, *save = NULL;
 	size_t len = 0;
@@ -123,7 +132,7 @@ static void run_probe(const char *path, struct run *res)
 
 	assert_non_null(out);
 	assert_true(fd >= 0);
-	res->rc = probe_fd(fd, out, NULL, &res->max_end);
+	res->rc = probe_fd(fd, out, NULL, &res->max_end, &res->bytes);
 	close(fd);
 	fclose(out);
 	assert_true(len < sizeof(res->out));
@@ -143,8 +152,9 @@ static void run_probe(const char *path, struct run *res)
 		assert_true(eq[1] != '.');
 	}
 	free(buf);
-	/* Never past the two header areas. */
+	/* Never past the two header areas, never more than the budget. */
 	assert_true(res->max_end <= LC_PROBE_READ_LIMIT);
+	assert_true(res->bytes <= LC_HDR_IDENTIFY_FIXED_MAX + LC_PROBE_BUDGET);
 }
 
 static void assert_has(const struct run *r, const char *line)
@@ -181,7 +191,8 @@ static void test_good(void **state)
 		 "LAKECRYPT_DETACHED=0\n"
 		 "LAKECRYPT_HEADER_COPY=A\n"
 		 "LAKECRYPT_COPY_A=valid\n"
-		 "LAKECRYPT_COPY_B=valid\n", (unsigned int)LC_HDR_VERSION);
+		 "LAKECRYPT_COPY_B=valid\n"
+		 "LAKECRYPT_CHECKSUM=verified\n", (unsigned int)LC_HDR_VERSION);
 	assert_string_equal(r.out, want);
 	/* Only the header area: both copies, nothing of the data area. */
 	assert_int_equal(lc_header_layout(16, 64, NULL, &area, NULL, NULL), 0);
@@ -232,6 +243,97 @@ static void test_copy_a_damaged(void **state)
 	assert_has(&r, "LAKECRYPT_HEADER_COPY=B");
 	assert_has(&r, "ID_FS_UUID=11223344-5566-4f88-8faa-bbccddeeff10");
 	lc_header_free(h);
+}
+
+/* A damaged DEK record in copy A: only the checksum, streamed over the
+ * whole copy, can see it. */
+static void test_table_damaged(void **state)
+{
+	struct lc_header *h = make_header(16, false);
+	static const uint8_t junk[4] = { 1, 2, 3, 4 };
+	struct run r;
+	char path[128];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/table-bad.img", dir);
+	write_image(path, h, (h->data_offset + 16 * 2048) * 512);
+	patch(path, LC_HDR_FIXED_SIZE + 15 * lc_header_dek_stride(64) + LC_DEK_REC_OFF_CT, junk,
+	      sizeof(junk));
+	run_probe(path, &r);
+	assert_int_equal(r.rc, 0);
+	assert_has(&r, "LAKECRYPT_HEADER_COPY=B");
+	assert_has(&r, "LAKECRYPT_COPY_A=damaged");
+	assert_has(&r, "LAKECRYPT_CHECKSUM=verified");
+	lc_header_free(h);
+}
+
+/*
+ * From the review of issue 11: a hostile header whose sizes are consistent
+ * with its layout but huge (2^20 segments of 64-byte keys: 96 MiB per
+ * copy, areas of 128 MiB) and whose checksums are right.  The probe used to
+ * read both copies in full (192 MiB, and hold them) on every uevent of the
+ * disk; now it reads the fixed parts and at most LC_PROBE_BUDGET bytes, and
+ * still recognises the volume, saying its checksum is unverified.  With a
+ * wrong checksum, the same bound.
+ */
+static void write_huge(const char *path, bool good_sum)
+{
+	struct lc_header *h = make_header(4, false);
+	struct lc_error e = { 0 };
+	uint64_t hdr, area, data;
+	uint8_t *enc = NULL, *buf;
+	size_t len = 0;
+	int fd;
+
+	assert_int_equal(lc_header_layout(1u << 20, 64, &hdr, &area, &data, NULL), 0);
+	assert_true(hdr > 64ull << 20);
+	assert_int_equal(lc_header_encode(h, 0, &enc, &len, &e), 0);
+	buf = calloc(1, hdr);
+	assert_non_null(buf);
+	memcpy(buf, enc, LC_HDR_FIXED_SIZE);
+	put_le(buf + LC_HDR_OFF_SEGMENT_COUNT, 1u << 20, 4);
+	put_le(buf + LC_HDR_OFF_HDR_SIZE, hdr, 8);
+	put_le(buf + LC_HDR_OFF_AREA_SIZE, area, 8);
+	put_le(buf + LC_HDR_OFF_DATA_OFFSET, data, 8);
+	unlink(path);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(data * 512 + (1 << 20))), 0);
+	for (int copy = 0; copy < 2; copy++) {
+		put_le(buf + LC_HDR_OFF_COPY, (uint64_t)copy, 2);
+		memset(buf + LC_HDR_OFF_CHECKSUM, 0, LC_HDR_CHECKSUM_LEN);
+		assert_int_equal(lc_header_checksum(buf, hdr, buf + LC_HDR_OFF_CHECKSUM), 0);
+		if (!good_sum)
+			buf[LC_HDR_OFF_CHECKSUM] ^= 1;
+		/* the DEK table is zeros: the sparse file holds them */
+		assert_int_equal(pwrite(fd, buf, LC_HDR_FIXED_SIZE, (off_t)(copy ? area : 0)),
+				 LC_HDR_FIXED_SIZE);
+	}
+	close(fd);
+	free(buf);
+	free(enc);
+	lc_header_free(h);
+}
+
+static void test_hostile_huge(void **state)
+{
+	struct run r;
+	char path[128];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/huge.img", dir);
+	for (int good = 1; good >= 0; good--) {
+		write_huge(path, good);
+		run_probe(path, &r);	/* asserts the byte bound */
+		print_message("# consistent 96 MiB header copies, checksum %s: %" PRIu64
+			      " bytes read (bound %llu)\n", good ? "right" : "wrong", r.bytes,
+			      LC_HDR_IDENTIFY_FIXED_MAX + LC_PROBE_BUDGET);
+		assert_true(r.bytes <= LC_HDR_IDENTIFY_FIXED_MAX + LC_PROBE_BUDGET);
+		assert_int_equal(r.rc, 0);
+		assert_has(&r, "ID_FS_UUID=11223344-5566-4f88-8faa-bbccddeeff10");
+		assert_has(&r, "LAKECRYPT_CHECKSUM=unverified");
+	}
+	unlink(path);
 }
 
 static void test_both_damaged(void **state)
@@ -390,6 +492,8 @@ int main(void)
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_detached),
 		cmocka_unit_test(test_copy_a_damaged),
+		cmocka_unit_test(test_table_damaged),
+		cmocka_unit_test(test_hostile_huge),
 		cmocka_unit_test(test_both_damaged),
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_hostile_strings),

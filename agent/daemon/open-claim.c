@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lakecrypt-agent: one name, one volume, one workspace (issue 11).
+ *
+ * Device-mapper names are global to the host, and an open can take as
+ * long as the KMS does.  Before volume.open or cache.open works (a->lock
+ * held), agent_open_claim() decides what the name may do:
+ *
+ *  - a name lakecrypttab(5) lists belongs to the workspace of its line:
+ *    another workspace's open under it is refused (crypttab.h); where the
+ *    line says UUID=, a volume with another uuid is closed again and
+ *    refused once the header is read (ops-volume.c);
+ *  - a name already open as the very volume asked for (same workspace,
+ *    kind, device and header) is success: the open is idempotent, so a
+ *    lakecrypt@NAME.service started again finds the mapping it owns;
+ *    any other holder is refused, naming it;
+ *  - a name being opened right now: a request for the same volume waits
+ *    for that open and then takes its result; any other is refused;
+ *  - otherwise the caller's claim is listed until agent_open_release().
+ *
+ * A claimed open whose client went away (systemd killed the unit's start
+ * job at TimeoutStartSec, a user pressed ^C) is undone by the caller
+ * (ops-volume.c) unless another request waits for the same volume.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "crypttab.h"
+
+bool agent_client_gone(const struct client *c)
+{
+	return atomic_load(&c->gone);
+}
+
+static bool claim_listed(const struct agent *a, uint64_t id)
+{
+	for (const struct open_claim *k = a->claims; k; k = k->next)
+		if (k->id == id)
+			return true;
+	return false;
+}
+
+static struct open_claim *claim_of(struct agent *a, const char *name)
+{
+	for (struct open_claim *k = a->claims; k; k = k->next)
+		if (!strcmp(k->name, name))
+			return k;
+	return NULL;
+}
+
+/* Same volume: kind, workspace, device and header (resolved paths). */
+static bool same_volume(const struct open_claim *k, enum lc_volume_kind kind, const char *ws,
+			const char *dev, const char *hdr)
+{
+	return k->kind == kind && !strcmp(k->workspace, ws) && !strcmp(k->device, dev) &&
+	       !strcmp(k->header, hdr);
+}
+
+static void resolve(const char *path, char *out)
+{
+	if (!path || !path[0] || !realpath(path, out))
+		snprintf(out, PATH_MAX, "%s", path ? path : "");
+}
+
+int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
+		     struct vol_slot **slot, struct lc_error *err)
+{
+	struct lc_crypttab_entry e;
+	int r;
+
+	*slot = NULL;
+	r = lc_crypttab_find(a->cfg.lakecrypttab, k->name, &e, err);
+	if (r < 0)
+		return r;
+	if (r > 0 && strcmp(e.workspace, k->workspace))
+		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			      "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
+			      k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
+	k->tab_uuid[0] = '\0';
+	if (r > 0 && !strncmp(e.device, "UUID=", 5)) {
+		snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%.39s", e.device + 5);
+		for (char *p = k->tab_uuid; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+	}
+	resolve(k->device_arg, k->device);
+	resolve(k->header_arg, k->header);
+	for (;;) {
+		struct vol_slot *s = agent_volume(a, k->name);
+		struct open_claim *o;
+
+		if (s) {
+			struct open_claim have = { .kind = s->v->kind, .workspace = s->v->workspace };
+
+			snprintf(have.device, sizeof(have.device), "%s", s->v->device);
+			snprintf(have.header, sizeof(have.header), "%s", s->v->header);
+			if (!same_volume(&have, k->kind, k->workspace, k->device, k->header) &&
+			    !agent_ws_visible(a, c, s->v->workspace))
+				return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+					      "a volume called \"%s\" is already open (/dev/mapper/%s) in a workspace you cannot see; choose another name",
+					      k->name, k->name);
+			if (!same_volume(&have, k->kind, k->workspace, k->device, k->header))
+				return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+					      "a volume called \"%s\" is already open (/dev/mapper/%s): workspace \"%s\", device %s%s%s; close it or choose another name",
+					      k->name, k->name, s->v->workspace, s->v->device,
+					      s->v->header[0] ? ", header " : "", s->v->header);
+			if (s->v->revoked || s->rs != SLOT_LIVE)
+				return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
+					      "volume %s is open but revoked (status shows why): close it before opening it again",
+					      k->name);
+			*slot = s;
+			return 1;
+		}
+		o = claim_of(a, k->name);
+		if (!o)
+			break;
+		if (!same_volume(o, k->kind, k->workspace, k->device, k->header))
+			return agent_ws_visible(a, c, o->workspace) ?
+				lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				       "a volume called \"%s\" is being opened right now: workspace \"%s\", device %s; choose another name",
+				       k->name, o->workspace, o->device) :
+				lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				       "a volume called \"%s\" is being opened right now in a workspace you cannot see; choose another name",
+				       k->name);
+		/* The same volume is opening (an earlier start of the same
+		 * unit, say): wait for it, then take what it made. */
+		uint64_t id = o->id;
+
+		o->waiters++;
+		while (claim_listed(a, id))
+			pthread_cond_wait(&a->changed, &a->lock);
+		/* o is gone; its waiter count with it. */
+		if (agent_client_gone(c))
+			return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
+				      "the client went away while an open of %s ran", k->name);
+	}
+	k->id = ++a->claim_seq;
+	k->waiters = 0;
+	k->next = a->claims;
+	a->claims = k;
+	return 0;
+}
+
+void agent_open_release(struct agent *a, struct open_claim *k)
+{
+	for (struct open_claim **p = &a->claims; *p; p = &(*p)->next)
+		if (*p == k) {
+			*p = k->next;
+			break;
+		}
+	pthread_cond_broadcast(&a->changed);
+}
