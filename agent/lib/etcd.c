@@ -1099,6 +1099,19 @@ static void free_events(struct lc_etcd_event *ev, size_t n)
 	free(ev);
 }
 
+/* WatchResponse.watch_id: int64, -1 for a watch that could not be made. */
+static int watch_id(json_object *o, int64_t *id)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(o, "watch_id", &v) && json_object_is_type(v, json_type_string) &&
+	    !strcmp(json_object_get_string(v), "-1")) {
+		*id = -1;
+		return 0;
+	}
+	return lc_etcd_json_int64(o, "watch_id", id);
+}
+
 /* One line: a whole JSON object. */
 static int watch_line(struct lc_etcd_watch_parser *p, const char *line, size_t len, struct lc_error *err)
 {
@@ -1133,7 +1146,7 @@ static int watch_line(struct lc_etcd_watch_parser *p, const char *line, size_t l
 		json_object_put(o);
 		return wbad(p, -EBADMSG, "a message without a result object", err);
 	}
-	if (header_revision(res, &m.revision) || lc_etcd_json_int64(res, "watch_id", &m.watch_id) ||
+	if (header_revision(res, &m.revision) || watch_id(res, &m.watch_id) ||
 	    lc_etcd_json_int64(res, "compact_revision", &m.compact_revision) ||
 	    get_bool(res, "created", &created) || get_bool(res, "canceled", &canceled) ||
 	    get_bool(res, "fragment", &fragment) ||
@@ -1148,8 +1161,10 @@ static int watch_line(struct lc_etcd_watch_parser *p, const char *line, size_t l
 		return wbad(p, -E2BIG, "too many events in one message", err);
 	}
 	/* fragment is never asked for; created comes once, first. */
-	if (fragment || (created && (canceled || n || p->created)) || (canceled && n) ||
-	    (!created && !p->created)) {
+	/* etcd answers a watch it cannot create (permission denied, a bad
+	 * range) with created and canceled together, watch_id -1. */
+	if (fragment || (created && (n || p->created)) || (canceled && n) || (!created && !p->created) ||
+	    m.watch_id < -1) {
 		json_object_put(o);
 		return wbad(p, -EBADMSG, "messages out of protocol (created first and once; events, created and canceled apart; no fragments)",
 			    err);
@@ -1193,12 +1208,13 @@ static int watch_line(struct lc_etcd_watch_parser *p, const char *line, size_t l
 		return wbad(p, r, r == -E2BIG ? "a key or value too large" :
 			    "a malformed event, or events out of revision order", err);
 	}
-	if (created) {
+	if (created && !canceled) {
 		m.kind = LC_ETCD_W_CREATED;
 		p->created = true;
 		if (!p->start_revision)
 			p->last_revision = m.revision;	/* "from now": what follows is newer */
 	} else if (canceled) {
+		p->created = true;
 		m.kind = m.compact_revision > 0 ? LC_ETCD_W_COMPACTED : LC_ETCD_W_CANCELED;
 		if (json_object_object_get_ex(res, "cancel_reason", &v))
 			lc_copy_printable(m.reason, sizeof(m.reason), json_object_get_string(v));

@@ -221,7 +221,7 @@ struct lc_etcd_event {
 
 /* One WatchResponse, classified. */
 enum lc_etcd_watch_kind {
-	LC_ETCD_W_CREATED,	/* the watch is set up (created=true) */
+	LC_ETCD_W_CREATED,	/* the watch is set up (created=true; with canceled=true: CANCELED) */
 	LC_ETCD_W_EVENTS,	/* one or more events, in revision order */
 	LC_ETCD_W_PROGRESS,	/* no event: every change up to revision was sent */
 	LC_ETCD_W_COMPACTED,	/* canceled: start revision below compact_revision: re-read all */
