@@ -22,6 +22,7 @@
  *   etcd-client [options] revision               -> revision=<n> (of an empty range on "\x01")
  * options: --endpoints URL,URL,... --ca FILE --cert FILE --key FILE
  *          --timeout MS --connect-timeout MS --idle MS
+ *          --max-ms MS: a watch stops (through its stop flag) after MS (30000)
  *          --blackhole: put a loopback listener that never answers first
  * Every run ends with one line
  *   result ok|error class=<CLASS> code=<n> ms=<n> member=<i> msg=<msg>
@@ -42,6 +43,18 @@
 #include "etcd.h"
 
 static struct lc_etcd_opts opts;
+static atomic_bool stop_watch;
+static long max_ms = 30000;
+
+static void *stopper(void *arg)
+{
+	struct timespec t = { .tv_sec = max_ms / 1000, .tv_nsec = (max_ms % 1000) * 1000000 };
+
+	(void)arg;
+	nanosleep(&t, NULL);
+	atomic_store(&stop_watch, true);
+	return NULL;
+}
 static const char *eps[LC_ETCD_MAX_ENDPOINTS];
 static char blackhole_ep[64];
 
@@ -166,6 +179,8 @@ int main(int argc, char **argv)
 			opts.timeout_ms = (uint64_t)num(v);
 		else if (!strcmp(o, "--connect-timeout"))
 			opts.connect_timeout_ms = (uint64_t)num(v);
+		else if (!strcmp(o, "--max-ms"))
+			max_ms = (long)num(v);
 		else if (!strcmp(o, "--idle"))
 			idle = (uint64_t)num(v);
 		else {
@@ -291,10 +306,16 @@ int main(int argc, char **argv)
 			struct wctx w = { 0 };
 			int64_t next = 0;
 
+			pthread_t st;
+
 			NEED(3);
 			w.want = (long)num(av[2]);
+			pthread_create(&st, NULL, stopper, NULL);
+			pthread_detach(st);
 			r = lc_etcd_watch(e, av[0], strlen(av[0]), ac > 3 && !strcmp(av[3], "prefix"), num(av[1]), idle,
-					  NULL, on_msg, &w, &next, &err);
+					  &stop_watch, on_msg, &w, &next, &err);
+			if (atomic_load(&stop_watch))
+				printf("stopped after %ld ms\n", max_ms);
 			printf("next=%lld\n", (long long)next);
 		} else {
 			fprintf(stderr, "unknown command %s\n", cmd);
