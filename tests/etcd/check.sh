@@ -201,6 +201,8 @@ expect "the fake gateway's well-formed range reply is accepted (the control case
 for s in dup-names int-number negative order twice future-kv count-lt bad-b64 trailing not-json kvs-object no-header; do
 	expect_code "hostile range reply '$s': refused" transient -74 5000 "${fake[@]}" get "$s"
 done
+expect_code "a value of 1 MiB + 1 byte: refused" transient -7 5000 "${fake[@]}" get big-value
+expect_code "10,001 kvs in one range reply: refused" transient -7 5000 "${fake[@]}" get many-kvs
 expect_code "a 9 MiB reply: cut off at the 8 MiB bound" transient -90 10000 "${fake[@]}" get huge
 expect "a hostile reply to a read: the next member answers" ok 5000 "${fake_real[@]}" get dup-names
 grep -q 'member=1' <<<"$last"; check "...member 1 (the real cluster)" $?

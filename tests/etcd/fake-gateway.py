@@ -34,6 +34,10 @@ RANGE = {
     'not-json': '<html>hello</html>',
     'kvs-object': '{%s,"kvs":{"key":"YQ=="},"count":"1"}' % H,
     'no-header': '{"count":"0"}',
+    'big-value': '{%s,"kvs":[{"key":"YQ==","mod_revision":"2","version":"1","value":"%s"}],"count":"1"}'
+                 % (H, base64.b64encode(b'v' * (1024 * 1024 + 1)).decode()),
+    'many-kvs': '{%s,"kvs":[%s],"count":"10001"}'
+                % (H, ','.join(KV % (b64('k%05d' % i), 2) for i in range(10001))),
 }
 
 
