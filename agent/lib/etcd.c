@@ -213,6 +213,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+static int refused_error(const char *host, const char *path, const char *detail, struct lc_error *err)
+{
+	return lc_err(err, -EACCES, LC_ERRC_MISCONFIG,
+		      "etcd: %s %s: the member refused our client certificate (not from its --trusted-ca-file CA, or none given): %s",
+		      host, path, detail);
+}
+
 /* A curl failure: its class, and whether the request may have reached
  * the member (the TLS handshake completed). */
 static int curl_fail(CURL *c, CURLcode rc, const char *host, const char *path, const char *detail,
@@ -273,11 +280,42 @@ static int curl_fail(CURL *c, CURLcode rc, const char *host, const char *path, c
 	 * does not know this client: fix the certificate or the cluster's CA. */
 	if (detail && strstr(detail, "alert") &&
 	    (strstr(detail, "certificate") || strstr(detail, "unknown ca")))
-		return lc_err(err, -EACCES, LC_ERRC_MISCONFIG,
-			      "etcd: %s %s: the member refused our client certificate (not from its --trusted-ca-file CA, or none given): %s",
-			      host, path, detail);
+		return refused_error(host, path, detail, err);
 	return lc_err(err, code, LC_ERRC_TRANSIENT, "etcd: %s %s: %s%s%s", host, path, what,
 		      detail && *detail ? ": " : "", detail ? detail : "");
+}
+
+/*
+ * A member that refuses our client certificate under TLS 1.3 does so
+ * after our side of the handshake: it sends an alert and closes, and
+ * when our request was already on its way the close is a reset that
+ * can swallow the alert ("connection broken").  So a connection broken
+ * before any answer is checked with one more handshake, TLS 1.2 only
+ * and sending nothing, where the certificate is judged inside the
+ * handshake and the alert arrives before a plain close.  True if that
+ * handshake was refused with a certificate alert.
+ */
+static bool cert_refused(struct lc_etcd *e, const char *url, char *detail, size_t size)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	if (!c)
+		return false;
+	setup(e, c, url, NULL, errbuf, NULL, 0);
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)(CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2));
+	curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)e->connect_ms);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK && strstr(errbuf, "alert") &&
+	    (strstr(errbuf, "certificate") || strstr(errbuf, "unknown ca"))) {
+		curl_easy_cleanup(c);
+		snprintf(detail, size, "%s", errbuf);
+		return true;
+	}
+	curl_easy_cleanup(c);
+	return false;
 }
 
 /* gRPC status codes (grpc/codes) -> errno and class.  @msg: etcd's text. */
@@ -399,6 +437,10 @@ static int request(struct lc_etcd *e, const char *path, const struct lc_sb *body
 		curl_slist_free_all(hl);
 
 		if (rc != CURLE_OK) {
+			char d[CURL_ERROR_SIZE];
+
+			if (r == -EPIPE && !rep.len && cert_refused(e, url, d, sizeof(d)))
+				r = refused_error(host, path, d, &last);
 			free(rep.p);
 			if (last.cls != LC_ERRC_TRANSIENT || (kind == REQ_WRITE && sent && r == -ETIMEDOUT) ||
 			    (kind == REQ_WRITE && sent && r == -EPIPE))
@@ -433,12 +475,20 @@ static int request(struct lc_etcd *e, const char *path, const struct lc_sb *body
 					json_object_put(o);
 					o = res;
 				} else {
-					json_object *ev;
+					json_object *ev, *gc;
 					const char *m = NULL;
+					long code = 2;
 
-					if (json_object_object_get_ex(o, "error", &ev))
+					/* grpc-gateway v1's stream error: {"error":{"grpc_code":N,"message":...}} */
+					if (json_object_object_get_ex(o, "error", &ev) &&
+					    json_object_is_type(ev, json_type_object)) {
 						m = lc_json_str(ev, "message");
-					r = grpc_error(2, m ? m : "a stream answer without result", host, path,
+						if (json_object_object_get_ex(ev, "grpc_code", &gc) &&
+						    json_object_is_type(gc, json_type_int) &&
+						    json_object_get_int64(gc) >= 0 && json_object_get_int64(gc) <= 16)
+							code = (long)json_object_get_int64(gc);
+					}
+					r = grpc_error(code, m ? m : "a stream answer without result", host, path,
 						       &retry, &last);
 					json_object_put(o);
 					if (kind == REQ_READ)
@@ -1465,6 +1515,14 @@ int lc_etcd_watch(struct lc_etcd *e, const void *key, size_t key_len, bool prefi
 			break;
 		}
 		/* A transport failure: before anything came, the next member. */
+		if (r == -EPIPE && !w.got) {
+			char d[CURL_ERROR_SIZE];
+
+			if (cert_refused(e, url, d, sizeof(d))) {
+				r = refused_error(host, "/v3/watch", d, &last);
+				break;
+			}
+		}
 		if (last.cls == LC_ERRC_TRANSIENT && !w.got)
 			continue;
 		break;

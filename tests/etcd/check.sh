@@ -219,7 +219,9 @@ expect_code "a txn reply with more responses than operations" transient -74 5000
 expect_code "a txn reply with succeeded as a string" transient -74 5000 "${fake[@]}" cas txn-succeeded-string 0 v
 expect_code "a keepalive stream with two answers" transient -74 5000 "${fake[@]}" keepalive 7
 expect_code "a keepalive answer for another lease" transient -74 5000 "${fake[@]}" keepalive 8
-expect_code "a keepalive stream error" transient -5 5000 "${fake[@]}" keepalive 9
+expect_code "a keepalive stream error: its gRPC code (Unavailable) counts" transient -11 5000 "${fake[@]}" keepalive 9
+expect "...and a keepalive is a read: the next member answers (lease not found there)" invalid 5000 "${fake_real[@]}" keepalive 9
+[ "$(code)" = -2 ] && grep -q 'has expired or was revoked' <<<"$last"; check "...-ENOENT from the real cluster" $?
 expect_code "a watch whose revisions go back" transient -74 5000 "${fake[@]}" watch watch-reorder 0 5
 expect_code "a watch that goes silent: the idle bound ends it" transient -110 5000 --idle 1500 "${fake[@]}" watch watch-silent 0 5
 expect_code "a watch message of 9 MiB: cut at the bound" transient -7 10000 "${fake[@]}" watch watch-huge-line 0 5
