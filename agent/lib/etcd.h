@@ -43,8 +43,10 @@
  * gRPC Unavailable/DeadlineExceeded/ResourceExhausted/Aborted/Unknown/
  * Internal -> TRANSIENT; a malformed reply -> TRANSIENT too (-EBADMSG:
  * the next member may answer well; nothing is applied from it); gRPC
- * PermissionDenied/Unauthenticated, a TLS alert refusing our client
- * certificate, and an unreadable certificate, key or CA -> MISCONFIG
+ * PermissionDenied/Unauthenticated, a member refusing our client
+ * certificate (its TLS alert; when TLS 1.3's reset swallowed it, one TLS
+ * 1.2 handshake sending nothing tells), and an unreadable certificate,
+ * key or CA -> MISCONFIG
  * (-EACCES, -EINVAL): never DENIED, which is the KMS's
  * authoritative word and pulls the kill switch; gRPC InvalidArgument,
  * FailedPrecondition, OutOfRange -> INVALID (-EINVAL), except a revision
