@@ -221,16 +221,19 @@ static int refused_error(const char *host, const char *path, const char *detail,
 }
 
 /* A curl failure: its class, and whether the request may have reached
- * the member (the TLS handshake completed). */
+ * the member: a TLS handshake completed, or request bytes written (a
+ * connection kept from an earlier request has no handshake of its own). */
 static int curl_fail(CURL *c, CURLcode rc, const char *host, const char *path, const char *detail,
 		     bool too_big, bool nomem, size_t max, bool *sent, struct lc_error *err)
 {
 	curl_off_t app = 0;
+	long reqsize = 0;
 	int code = -EIO;
 	const char *what = "transfer failed";
 
 	curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &app);
-	*sent = app > 0;
+	curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &reqsize);
+	*sent = app > 0 || reqsize > 0;
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
 		code = -ETIMEDOUT;

@@ -212,6 +212,11 @@ expect_code "a member that never answers a write: outcome unknown, not sent agai
 	--timeout 1000 "${fake_real[@]}" put hang v
 grep -q 'outcome unknown' <<<"$last"; check "...the message says the outcome is unknown" $?
 run "${all[@]}" get hang; [ -z "$(kvs)" ]; check "...and the write did not go to the next member" $?
+expect_code "the same on a connection kept from an earlier read" transient -110 3000 \
+	--timeout 1000 "${fake_real[@]}" get-put good hang2 v
+grep -q '^first member=0' <<<"$last" && grep -q 'outcome unknown' <<<"$last"
+check "...(the read was answered by the hostile member, the write timed out there)" $?
+run "${all[@]}" get hang2; [ -z "$(kvs)" ]; check "...and that write did not go to the next member either" $?
 expect_code "a reply dripping a byte a second: the total timeout bounds it" transient -110 4000 --timeout 2000 "${fake[@]}" get drip
 expect "an HTML 503: transient, the next member answers" ok 5000 "${fake_real[@]}" get unavailable-html
 expect_code "gRPC PermissionDenied: misconfigured, never denied" misconfigured -13 5000 "${fake[@]}" get denied

@@ -20,6 +20,8 @@
  *               per event, progress <rev> per notification; stops after N
  *               events (N = 0: after the first progress notification)
  *   etcd-client [options] revision               -> revision=<n> (of an empty range on "\x01")
+ *   etcd-client [options] get-put KEY1 KEY2 VALUE -> a range of KEY1, then a put of
+ *               KEY2 on the same client (its connection reused)
  * options: --endpoints URL,URL,... --ca FILE --cert FILE --key FILE
  *          --timeout MS --connect-timeout MS --idle MS
  *          --max-ms MS: a watch stops (through its stop flag) after MS (30000)
@@ -234,6 +236,18 @@ int main(int argc, char **argv)
 					print_kv(&res.kvs[j]);
 				printf("revision=%lld count=%lld\n", (long long)res.revision, (long long)res.count);
 				lc_etcd_range_result_free(&res);
+			}
+		} else if (!strcmp(cmd, "get-put")) {
+			struct lc_etcd_range_result res;
+
+			NEED(3);
+			r = lc_etcd_range(e, av[0], strlen(av[0]), false, 0, 0, &res, &err);
+			if (!r) {
+				printf("first member=%zu\n", lc_etcd_current(e));
+				lc_etcd_range_result_free(&res);
+				r = lc_etcd_put(e, av[1], strlen(av[1]), av[2], strlen(av[2]), 0, &rev, &err);
+				if (!r)
+					printf("revision=%lld\n", (long long)rev);
 			}
 		} else if (!strcmp(cmd, "del")) {
 			int64_t d = 0;

@@ -82,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             name = base64.b64decode(req.get('key', '')).decode()
         created = '{"result":{%s,"created":true}}\n' % H
-        if name == 'hang':
+        if name in ('hang', 'hang2'):
             time.sleep(30)
             return self.send(200, '{%s}' % H)
         if name == 'drip':	# a byte a second: within any idle bound, beyond the total timeout
