@@ -54,6 +54,9 @@ check-unit:
 check-kms:
 	tests/kms/check.sh
 
+check-etcd:
+	tests/etcd/check.sh
+
 check-e2e:
 	tests/e2e/check.sh
 

@@ -7,7 +7,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-suites=(${LAKECRYPT_SUITES:-tests/lint.sh tests/unit/run.sh tests/cli/test-cli.sh tests/kms/check.sh tests/system/check.sh tests/sim/check.sh tests/kernel/check.sh tests/e2e/check.sh tests/udev/check.sh tests/deb/check.sh})
+suites=(${LAKECRYPT_SUITES:-tests/lint.sh tests/unit/run.sh tests/cli/test-cli.sh tests/kms/check.sh tests/etcd/check.sh tests/system/check.sh tests/sim/check.sh tests/kernel/check.sh tests/e2e/check.sh tests/udev/check.sh tests/deb/check.sh})
 tp=0 tf=0 ts=0 bad=0
 for s in "${suites[@]}"; do
 	echo "=== $s"

@@ -11,6 +11,7 @@
 # Go is installed from Debian if no go is on PATH or in /usr/local/go.
 #   softhsm2, opensc (pkcs11-tool), xxd   the PKCS#11 provider's tests
 #                               (tests/kms/pkcs11.sh), from Debian
+#   etcd-server, etcd-client    etcd 3.4 for tests/etcd (its etcd.service disabled)
 set -euo pipefail
 tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
 LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
@@ -61,5 +62,20 @@ fi
 if ! "$tools/venv/bin/python3" -c 'import google.cloud.kms, google.auth.transport.requests, google_crc32c, cryptography, grpc' 2>/dev/null; then
 	"$tools/venv/bin/pip" install -q "google-cloud-kms${GOOGLE_CLOUD_KMS_VERSION:+==$GOOGLE_CLOUD_KMS_VERSION}" \
 		"google-auth[requests]" google-crc32c cryptography
+fi
+# etcd (tests/etcd: the fleet registry's client against a real 3-member
+# cluster on ephemeral ports).  Debian's etcd-server enables and starts a
+# system etcd.service on 2379: the tests never use it, so it is stopped
+# and disabled (where systemd runs) rather than left serving.
+if ! dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q 'ok installed' ||
+   ! dpkg-query -W -f='${Status}' etcd-client 2>/dev/null | grep -q 'ok installed'; then
+	apt-get install -y -q --no-install-recommends etcd-server etcd-client
+fi
+if [ -d /run/systemd/system ] && { systemctl is-enabled --quiet etcd.service || systemctl is-active --quiet etcd.service; } 2>/dev/null; then
+	systemctl disable --now etcd.service
+elif [ ! -d /run/systemd/system ] && [ -x /etc/init.d/etcd ]; then
+	# sysvinit (containers): the package's init script
+	/etc/init.d/etcd status >/dev/null 2>&1 && /etc/init.d/etcd stop
+	ls /etc/rc[2-5].d/S*etcd >/dev/null 2>&1 && update-rc.d etcd disable >/dev/null
 fi
 echo "setup-kms-tools: ok ($tools)"
