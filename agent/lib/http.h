@@ -45,7 +45,7 @@
 #define LC_HTTP_JSON_STRBUF		8192	/* bytes: longest string kept in one buffer */
 
 struct lc_http_opts {
-	const char *ca_file;		/* PEM bundle; NULL: the system CAs */
+	const char *ca_file;		/* PEM bundle, the only CAs trusted; NULL: the system CAs */
 	uint64_t connect_timeout_ms;	/* 0: LC_HTTP_DEFAULT_CONNECT_MS */
 	size_t max_response;		/* bytes; 0: LC_HTTP_DEFAULT_MAX_RESPONSE */
 	bool allow_http;		/* plain http:// too (metadata services) */
