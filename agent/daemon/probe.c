@@ -649,11 +649,19 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 	if (!kc || !kc->provider[0] || !kc->key_ref[0])
 		return r;
 	if (!r) {
-		/* The KMS unwrapped under this CMK and configuration: OK for both. */
-		(void)observe(a, kc->provider, kc->key_ref, kc->cmk_id, NULL, LC_PROBE_OK, what);
-		(void)observe(a, kc->provider, kc->key_ref, kc->cmk_id, kc->name, LC_PROBE_OK, what);
-		if ((w = watch_of(a, kc->provider, kc->key_ref, kc->cmk_id, kc->name, false)))
-			w->opens_ok++;
+		/* The KMS unwrapped this header's blob: an answer (an outage is
+		 * over, a spent tracker starts over), not an OK that forgets
+		 * the denials probes counted (lc_revconf_answered()). */
+		for (int i = 0; i < 2; i++) {
+			w = watch_of(a, kc->provider, kc->key_ref, kc->cmk_id, i ? kc->name : NULL, true);
+			if (!w)
+				continue;
+			if (w->rc.spent)
+				w->verdict = LC_VERDICT_KEEP;
+			lc_revconf_answered(&w->rc);
+			if (i)
+				w->opens_ok++;
+		}
 		return 0;
 	}
 	if (!err || err->cls != LC_ERRC_DENIED)

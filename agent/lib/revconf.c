@@ -130,3 +130,11 @@ enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc
 	}
 	return t->ndenials ? LC_VERDICT_PENDING : LC_VERDICT_KEEP;
 }
+
+void lc_revconf_answered(struct lc_revconf *t)
+{
+	if (t->spent)
+		lc_revconf_reset(t);
+	else
+		t->outage_since_ns = 0;
+}

@@ -4,12 +4,13 @@
  * revocation?  A pure state machine over observations and a clock, so the
  * rules are tested with a fake clock (struct lc_clock).
  *
- * Observations (one per probe: a watcher check, `lakecryptctl check`, the
- * probe an open's denial triggers, or an open's successful unwrap; one
+ * Observations (one per probe: a watcher check, `lakecryptctl check`, or
+ * the probe an open's denial triggers; an open's success is only
+ * lc_revconf_answered(); one
  * tracker per CMK for its state and one per key configuration on it for
  * its canary, agent/daemon/probe.c):
  *   OK       authoritative success: the key is enabled and the canary
- *            unwrapped (or an open's unwrap succeeded)
+ *            unwrapped
  *   DENIED   authoritative denial: the provider's error class DENIED
  *            (access denied by policy or grant, key disabled, pending
  *            deletion, destroyed), or a key state of disabled, pending
@@ -100,5 +101,16 @@ void lc_revconf_reset(struct lc_revconf *t);
 /* Record observation @o, made now by @clock (NULL: CLOCK_MONOTONIC). */
 enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc_revconf_policy *p,
 					   enum lc_probe_outcome o, const struct lc_clock *clock);
+
+/*
+ * The KMS answered a use of the CMK other than a probe (an open's or a
+ * cache's successful unwrap): the outage, if any, is over, and a spent
+ * tracker (the CMK revoked, now working again) starts over.  It is not an
+ * OK: it forgets no denial, because it proves only the blob it unwrapped
+ * (another key version, or the canary's key-policy statement, may still
+ * be denied), and a workload that opens volumes every interval must not
+ * hold a revocation off for ever.
+ */
+void lc_revconf_answered(struct lc_revconf *t);
 
 #endif /* LC_REVCONF_H */

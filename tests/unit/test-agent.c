@@ -1764,8 +1764,45 @@ static void test_probe_versions_in_use(void **state)
 	assert_true(dev_revoked("vg"));	/* two denials: confirmed */
 }
 
+/*
+ * An open's success forgets no denial: version 1, which still wraps an
+ * open volume's KEK, is disabled, while volumes under version 2 are
+ * opened and closed between the watcher's probes (a workload doing so
+ * every interval).  Each open proves only its own blob; the probes'
+ * denials of version 1 still add up and revoke.
+ */
+static void test_open_forgets_no_denial(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512], out[600];
+
+	mock_install(t);
+	mock_volume(t, "kcg", "wsg", "dg", "vg", true);		/* under version 1 */
+	mk.nversions = mk.primary = 2;
+	mk.st[2] = LC_KEY_ENABLED;
+	mock_volume(t, "kcg", "wsg", "dn", "vn", false);	/* under version 2 */
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	mk.st[1] = LC_KEY_DISABLED;
+	later_gap(t);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dn\", \"workspace\": \"wsg\", \"name\": \"vn\"}", t->dir);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open vn: %s", err.msg);
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"vn\"}"), NULL, &err), 0);
+	assert_int_equal(kc_field(t, "", "denials"), 1);	/* not forgotten */
+	later_gap(t);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vg"));
+}
+
 /* An unreachable or flaky KMS never kills; neither does a stray denial
- * followed by a success; opens' unwraps count as observations. */
+ * followed by a success; an open's success ends an outage. */
 static void test_no_false_kill(void **state)
 {
 	struct tenv *t = *state;
@@ -2596,6 +2633,7 @@ int main(void)
 		T(test_keyconfig_create_unusable_key),
 		cmocka_unit_test_setup_teardown(test_broken_provider_section, setup_broken, teardown),
 		T(test_probe_versions_in_use),
+		T(test_open_forgets_no_denial),
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
 		T(test_key_denial_kills_all),
