@@ -232,8 +232,8 @@ static void sha256_hex(const uint8_t *p, size_t len, char hex[65])
  * it will not unwrap (a lying or broken KMS, or a policy that allows the
  * canary's Encrypt but not its Decrypt) would otherwise leave a canary
  * whose every probe reads as a denial.  A failed read-back keeps no
- * canary and is MISCONFIG (transient stays transient): the watcher then
- * probes by key state and tries again at its next probe.
+ * canary and is MISCONFIG (transient and denied keep their class): the
+ * watcher then probes by key state and tries again at its next probe.
  */
 static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *kcname,
 		       char b64[LC_CANARY_B64_SIZE], char hex[65], unsigned int *calls,
@@ -269,7 +269,8 @@ static int canary_wrap(struct lc_provider *p, const char *key_ref, const char *k
 		*calls += vrep->attempts;
 	if (r < 0) {
 		free(blob.p);
-		return lc_err(err, r, ve.cls == LC_ERRC_TRANSIENT ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG,
+		return lc_err(err, r, ve.cls == LC_ERRC_TRANSIENT || ve.cls == LC_ERRC_DENIED ?
+			      ve.cls : LC_ERRC_MISCONFIG,
 			      "the KMS wrapped the canary but reading it back failed (%s: %.200s): no canary kept; check that the key policy allows Decrypt with the canary context as well as Encrypt",
 			      lc_err_class_name(ve.cls), ve.msg);
 	}
@@ -488,6 +489,48 @@ static void audit_state(struct agent *a, const struct lc_volume *v,
 	(void)lc_audit_write(&a->audit, &ev, NULL);
 }
 
+/*
+ * The canary of @kcname (@b64) was denied while the key answers enabled.
+ * A canary is wrapped by the primary key version of its day, and a
+ * provider whose blobs name their version (Cloud KMS, Azure) refuses it
+ * once that version is disabled, although no volume may use the version
+ * any more: that alone is no revocation.  So a denied canary is made
+ * again under today's primary (wrap and read-back, both audited): if that
+ * works the old one was stale, it is replaced (if the registry still
+ * holds it) and the outcome is OK; if the new canary's wrap or read-back
+ * is denied, the denial stands; any other failure: UNKNOWN.  Versions
+ * open volumes use are probed on their own (probe_versions()).
+ */
+static enum lc_probe_outcome canary_recheck(struct agent *a, struct lc_provider *p,
+					    const struct lc_volume *v, const char *kcname,
+					    const char *b64, unsigned int *calls, char *detail,
+					    size_t dsize)
+{
+	char nb64[LC_CANARY_B64_SIZE], nhex[65];
+	const struct lc_keyconfig *kc;
+	struct lc_error ce = { 0 }, re = { 0 };
+	size_t dl = strlen(detail);
+
+	if (agent_canary_make(a, -1, p, v->provider_ref, kcname, nb64, nhex, calls, &ce) < 0) {
+		if (dl < dsize)
+			snprintf(detail + dl, dsize - dl, "; a new canary: %s: %.150s",
+				 lc_err_class_name(ce.cls), ce.msg);
+		return ce.cls == LC_ERRC_DENIED ? LC_PROBE_DENIED : LC_PROBE_UNKNOWN;
+	}
+	agent_relock(a);
+	kc = lc_registry_keyconfig(&a->reg, kcname);
+	if (kc && !strcmp(kc->canary, b64) &&
+	    lc_registry_set_canary(&a->reg, kcname, nb64, nhex, &re) < 0)
+		lc_warn("key configuration %s: the new canary is not saved (%s); it is made again at the next denial",
+			kcname, re.msg);
+	agent_unlock(a);
+	lc_warn("CMK %s: key configuration %s's canary was denied (%s); a new one made under today's primary unwraps: the old one was stale (made under a key version since disabled?), replaced; not a denial",
+		v->provider_ref, kcname, detail);
+	snprintf(detail, dsize, "canary unwrap: ok (a stale canary was denied; a new one unwraps and replaced it)");
+	lc_wipe(nhex, sizeof(nhex));
+	return LC_PROBE_OK;
+}
+
 int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *report)
 {
 	struct lc_provider *p = agent_provider(a, v->provider);
@@ -571,6 +614,9 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		if (b64[0]) {
 			co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls, cdetail,
 					  sizeof(cdetail));
+			if (co == LC_PROBE_DENIED)
+				co = canary_recheck(a, p, v, kcname, b64, &wcalls, cdetail,
+						    sizeof(cdetail));
 			canary = lc_probe_outcome_name(co);
 			canary_ran = true;
 		} else {

@@ -1403,7 +1403,20 @@ static struct {
 	bool version_get_denied;
 	const char *deny_ctx;	/* unwraps whose context holds it: denied */
 	unsigned int unwraps;	/* unwrap calls */
+	bool versioned;		/* a blob is refused once its version is not enabled */
+	struct {
+		uint8_t md[32];
+		unsigned int version;
+	} blob[64];
+	unsigned int nblobs;
 } mk;
+
+static void blob_md(const struct lc_buf *b, uint8_t md[32])
+{
+	unsigned int n = 0;
+
+	EVP_Digest(b->p, b->len, md, &n, EVP_sha256(), NULL);
+}
 
 static int mock_wrap(void *priv, const char *key_ref, const struct lc_secret *pt, const char *context,
 		     uint64_t timeout_ms, struct lc_buf *blob, struct lc_provider_reply *reply,
@@ -1416,6 +1429,10 @@ static int mock_wrap(void *priv, const char *key_ref, const struct lc_secret *pt
 	if (!r)
 		snprintf(reply->key_version, sizeof(reply->key_version), MOCK_KEY "/cryptoKeyVersions/%u",
 			 mk.primary);
+	if (!r && mk.versioned && mk.nblobs < 64) {
+		blob_md(blob, mk.blob[mk.nblobs].md);
+		mk.blob[mk.nblobs++].version = mk.primary;
+	}
 	return r;
 }
 
@@ -1433,6 +1450,18 @@ static int mock_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 	if (mk.deny_ctx && strstr(context, mk.deny_ctx))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED,
 			      "mock: HTTP 404 KeyNotFound: key version 0bad does not exist");
+	/* Cloud KMS: a ciphertext made under a version that is no longer
+	 * enabled is refused (the version is inside the ciphertext). */
+	if (mk.versioned) {
+		uint8_t md[32];
+
+		blob_md(blob, md);
+		for (unsigned int i = 0; i < mk.nblobs; i++)
+			if (!memcmp(md, mk.blob[i].md, 32) && mk.st[mk.blob[i].version] != LC_KEY_ENABLED)
+				return lc_err(err, -EACCES, LC_ERRC_DENIED,
+					      "mock: FAILED_PRECONDITION: cryptoKeyVersions/%u is not enabled",
+					      mk.blob[i].version);
+	}
 	r = lc_kms_local_ops.unwrap(priv, mk.local_cmk, blob, context, timeout_ms, pt, reply, err);
 	reply->key_version[0] = '\0';	/* a Cloud KMS decrypt reply names no version */
 	return r;
@@ -1762,6 +1791,55 @@ static void test_probe_versions_in_use(void **state)
 	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));	/* two denials: confirmed */
+}
+
+/*
+ * A canary is wrapped by the primary of its day.  After a rotation and a
+ * rewrap of every volume to the new primary, the customer disables the
+ * old version, which nothing uses any more: the old canary is refused,
+ * and that is no revocation.  The probe makes a new canary under today's
+ * primary, which unwraps: the stale one is replaced, nothing is counted,
+ * nothing revoked.  A new canary that is refused too is a denial.
+ */
+static void test_stale_canary_replaced(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char out[600], old[LC_CANARY_B64_SIZE];
+
+	mock_install(t);
+	mk.versioned = true;
+	mock_volume(t, "kcg", "wsg", "dg", "vg", true);		/* canary and KEK: version 1 */
+	snprintf(old, sizeof(old), "%s", lc_registry_keyconfig(&t->a.reg, "kcg")->canary);
+	assert_true(old[0] != '\0');
+	mk.nversions = mk.primary = 2;
+	mk.st[2] = LC_KEY_ENABLED;
+	assert_int_equal(call(t, "volume.rewrap", jargs("{\"name\": \"vg\"}"), NULL, &err), 0);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	mk.st[1] = LC_KEY_DISABLED;		/* nothing uses version 1 */
+	for (int i = 0; i < 3; i++) {
+		later_gap(t);
+		check_once(t, "outcome", out, sizeof(out), NULL);
+		assert_string_equal(out, "ok");
+	}
+	assert_string_not_equal(lc_registry_keyconfig(&t->a.reg, "kcg")->canary, old);
+	assert_int_equal(kc_field(t, "kcg", "denials"), 0);
+	assert_false(dev_revoked("vg"));
+	/* The key configuration's statement removed: the new canary is
+	 * refused as well, and that denial counts. */
+	mk.deny_ctx = "canary;keyconfig=kcg";
+	later_gap(t);
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "denied");
+	check_once(t, "detail", out, sizeof(out), NULL);
+	assert_non_null(strstr(out, "a new canary"));
+	later_gap(t);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vg"));
 }
 
 /*
@@ -2634,6 +2712,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_provider_section, setup_broken, teardown),
 		T(test_probe_versions_in_use),
 		T(test_open_forgets_no_denial),
+		T(test_stale_canary_replaced),
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
 		T(test_key_denial_kills_all),
