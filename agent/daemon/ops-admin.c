@@ -325,7 +325,19 @@ int op_keyconfig_delete(struct agent *a, struct client *c, json_object *args,
 		snprintf(provider, sizeof(provider), "%s", kc->provider);
 		snprintf(cmk, sizeof(cmk), "%s", kc->cmk_id);
 	}
-	r = lc_registry_keyconfig_delete(&a->reg, name, err);
+	/* Its canary is what watches its open volumes' key-policy statement:
+	 * deleted under them, their revocation would go unseen. */
+	r = 0;
+	for (size_t i = 0; kc && i < a->nvols && !r; i++) {
+		const struct lc_volume *v = a->vols[i]->v;
+
+		if (v && !strcmp(v->keyconfig, name))
+			r = lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				   "key configuration \"%s\" is in use by open volume %s: close its volumes, or move them to another key configuration (lakecryptctl workspace rekey), first; its canary watches them",
+				   name, v->name);
+	}
+	if (!r)
+		r = lc_registry_keyconfig_delete(&a->reg, name, err);
 	agent_audit_locked(a, "keyconfig.delete", r ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS,
 			   c->peer.uid, NULL, name, provider[0] ? provider : NULL,
 			   cmk[0] ? cmk : NULL, err);

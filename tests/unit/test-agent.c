@@ -1843,6 +1843,32 @@ static void test_stale_canary_replaced(void **state)
 }
 
 /*
+ * A key configuration whose canary watches open volumes cannot be deleted
+ * under them (unbinding the workspace first, as a move does, is not
+ * enough): the revocation of its statement would go unseen.  Once they
+ * are closed it can.
+ */
+static void test_keyconfig_delete_in_use(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+
+	mock_install(t);
+	mock_volume(t, "kca", "wsa", "da", "va", true);
+	assert_int_equal(call(t, "keyconfig.create",
+			      jargs("{\"name\": \"kcb\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
+			      NULL, &err), 0);
+	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"wsa\", \"keyconfig\": \"kcb\"}"),
+			      NULL, &err), 0);
+	assert_int_not_equal(call(t, "keyconfig.delete", jargs("{\"name\": \"kca\"}"), NULL, &err), 0);
+	assert_non_null(strstr(err.msg, "in use by open volume va"));
+	assert_non_null(lc_registry_keyconfig(&t->a.reg, "kca"));
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"va\"}"), NULL, &err), 0);
+	assert_int_equal(call(t, "keyconfig.delete", jargs("{\"name\": \"kca\"}"), NULL, &err), 0);
+	assert_null(lc_registry_keyconfig(&t->a.reg, "kca"));
+}
+
+/*
  * An open's success forgets no denial: version 1, which still wraps an
  * open volume's KEK, is disabled, while volumes under version 2 are
  * opened and closed between the watcher's probes (a workload doing so
@@ -2712,6 +2738,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_broken_provider_section, setup_broken, teardown),
 		T(test_probe_versions_in_use),
 		T(test_open_forgets_no_denial),
+		T(test_keyconfig_delete_in_use),
 		T(test_stale_canary_replaced),
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
