@@ -493,13 +493,19 @@ struct running_op *agent_op_begin(struct agent *a, struct client *c, const char 
 				  const char *from_provider, const char *from_ref,
 				  const char *from_cmk_id, const char *to_provider,
 				  const char *to_ref, const char *to_cmk_id);
+/* The key configurations of @from and @to (NULL or "": not known, then
+ * any revocation under the CMK stops it), so that a revocation of one
+ * key configuration (its canary denied) stops only its operations. */
+void agent_op_keyconfigs(struct running_op *op, const char *from_kc, const char *to_kc);
 /* Unregister; was it aborted by a revocation? */
 bool agent_op_end(struct agent *a, struct client *c, struct running_op *op);
-/* The kill: abort every running operation under the CMK (matched as
- * watch.c's under() matches volumes), waiting at most @wait_ms for a
- * write under way in each.  The number aborted. */
+/* The kill: abort every running operation under the CMK (and key
+ * configuration @keyconfig, if not NULL or "": matched as watch.c's
+ * under() matches volumes), waiting at most @wait_ms for a write under
+ * way in each.  The number aborted. */
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
-		       const char *key_ref, const char *cause, unsigned int wait_ms);
+		       const char *key_ref, const char *keyconfig, const char *cause,
+		       unsigned int wait_ms);
 /* Aborted operations that have not ended yet (they wipe their keys as
  * they end): the kill waits for 0, within its bound. */
 size_t agent_ops_aborted_running(struct agent *a);

@@ -238,6 +238,7 @@ struct running_op {
 		char provider[LC_HDR_PROVIDER_SIZE];
 		char key_ref[LC_HDR_PROVIDER_REF_SIZE];
 		char cmk_id[LC_HDR_CMK_ID_SIZE];
+		char keyconfig[LC_HDR_NAME_SIZE];	/* "": not known */
 	} cmk[2];
 	bool aborted;			/* by agent_ops_abort() */
 	struct running_op *next;
@@ -267,6 +268,14 @@ struct running_op *agent_op_begin(struct agent *a, struct client *c, const char 
 	return op;
 }
 
+void agent_op_keyconfigs(struct running_op *op, const char *from_kc, const char *to_kc)
+{
+	const char *k[2] = { from_kc, to_kc };
+
+	for (int i = 0; op && i < 2; i++)
+		snprintf(op->cmk[i].keyconfig, sizeof(op->cmk[i].keyconfig), "%s", k[i] ? k[i] : "");
+}
+
 bool agent_op_end(struct agent *a, struct client *c, struct running_op *op)
 {
 	bool aborted = op->aborted || lc_op_guard_aborted(&op->guard);
@@ -284,15 +293,19 @@ bool agent_op_end(struct agent *a, struct client *c, struct running_op *op)
 	return aborted;
 }
 
-/* As watch.c's under(): by the CMK's identity, the provider if given. */
+/* As watch.c's under(): by the CMK's identity, the provider if given,
+ * and the key configuration if given and the operation's is known. */
 static bool op_under(const struct running_op *op, int i, const char *cmk_id,
-		     const char *provider, const char *key_ref)
+		     const char *provider, const char *key_ref, const char *keyconfig)
 {
 	const char *ids[2] = { key_ref, cmk_id };
 
 	if (!op->cmk[i].provider[0] && !op->cmk[i].key_ref[0])
 		return false;
 	if (provider && provider[0] && strcmp(op->cmk[i].provider, provider))
+		return false;
+	if (keyconfig && keyconfig[0] && op->cmk[i].keyconfig[0] &&
+	    strcmp(op->cmk[i].keyconfig, keyconfig))
 		return false;
 	for (int k = 0; k < 2; k++)
 		if (ids[k] && ids[k][0] &&
@@ -303,7 +316,8 @@ static bool op_under(const struct running_op *op, int i, const char *cmk_id,
 }
 
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
-		       const char *key_ref, const char *cause, unsigned int wait_ms)
+		       const char *key_ref, const char *keyconfig, const char *cause,
+		       unsigned int wait_ms)
 {
 	int64_t end = agent_now_ms() + wait_ms, left;
 	struct lc_audit_event ev;
@@ -313,8 +327,8 @@ size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider
 	bool held;
 
 	for (struct running_op *op = a->running; op; op = op->next) {
-		if (op->aborted || (!op_under(op, 0, cmk_id, provider, key_ref) &&
-				    !op_under(op, 1, cmk_id, provider, key_ref)))
+		if (op->aborted || (!op_under(op, 0, cmk_id, provider, key_ref, keyconfig) &&
+				    !op_under(op, 1, cmk_id, provider, key_ref, keyconfig)))
 			continue;
 		op->aborted = true;
 		n++;

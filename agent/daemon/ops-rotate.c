@@ -103,6 +103,7 @@ static int rot_run_on_slot(struct agent *a, struct client *c, struct vol_slot *s
 			    o->kind == OPK_REKEY ? o->to->provider : NULL,
 			    o->kind == OPK_REKEY ? o->to->key_ref : NULL,
 			    o->kind == OPK_REKEY ? o->to->cmk_id : NULL);
+	agent_op_keyconfigs(op, v->keyconfig, o->kind == OPK_REKEY ? o->to->name : NULL);
 	if (!op) {
 		lc_volume_free(v);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
@@ -483,6 +484,7 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	oa.kc = &to;
 	op = agent_op_begin(a, c, "rekey of a closed volume", from.provider, from.key_ref,
 			    from.cmk_id, to.provider, to.key_ref, to.cmk_id);
+	agent_op_keyconfigs(op, from.name, to.name);
 	if (!op)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	agent_unlock(a);

@@ -79,6 +79,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 		snprintf(what, sizeof(what), "rekey-segment of a %s volume", oa.workspace);
 		op = agent_op_begin(a, c, what, bound.provider, bound.key_ref, bound.cmk_id, NULL,
 				    NULL, NULL);
+		agent_op_keyconfigs(op, bound.name, NULL);
 	}
 	if (!op)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");

@@ -351,7 +351,7 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 	}
 	/* Key-lifecycle operations under this CMK stop (ops-life.c), within
 	 * the same deadline. */
-	(void)agent_ops_abort(a, cmk_id, provider, key_ref, cause, wait_ms);
+	(void)agent_ops_abort(a, cmk_id, provider, key_ref, keyconfig, cause, wait_ms);
 	for (;;) {
 		bool all = true;
 

@@ -2467,6 +2467,41 @@ static void test_kill_matches_running_ops(void **state)
 	agent_unlock(&t->a);
 }
 
+/*
+ * A revocation of one key configuration (its canary denied) stops the
+ * operations of that configuration only, not another's on the same CMK;
+ * an operation whose configuration is not known stops with any.
+ */
+static void test_kill_scope_keyconfig(void **state)
+{
+	struct tenv *t = *state;
+	struct client c1, c2, c3;
+	struct running_op *o1, *o2, *o3;
+	struct lc_error err = { 0 };
+
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	memset(&c3, 0, sizeof(c3));
+	agent_relock(&t->a);
+	o1 = agent_op_begin(&t->a, &c1, "rekey-segment of a wsa volume", "local", t->cmk, t->cmk,
+			    NULL, NULL, NULL);
+	agent_op_keyconfigs(o1, "kca", NULL);
+	o2 = agent_op_begin(&t->a, &c2, "rekey-segment of a wsb volume", "local", t->cmk, t->cmk,
+			    NULL, NULL, NULL);
+	agent_op_keyconfigs(o2, "kcb", NULL);
+	o3 = agent_op_begin(&t->a, &c3, "something", "local", t->cmk, t->cmk, NULL, NULL, NULL);
+	(void)agent_revoke_matching_kc(&t->a, t->cmk, "local", t->cmk, "kca",
+				       "test: key configuration kca's canary denied", true, -1, 0,
+				       NULL, NULL, &err);
+	assert_true(lc_op_guard_aborted(c1.env.guard));
+	assert_false(lc_op_guard_aborted(c2.env.guard));
+	assert_true(lc_op_guard_aborted(c3.env.guard));
+	assert_true(agent_op_end(&t->a, &c1, o1));
+	assert_false(agent_op_end(&t->a, &c2, o2));
+	assert_true(agent_op_end(&t->a, &c3, o3));
+	agent_unlock(&t->a);
+}
+
 /* ---- names: one name, one volume, one workspace (issue 11) ---- */
 
 /* Format disk @disk in @ws (not opened); its uuid into @uuid. */
@@ -2758,6 +2793,7 @@ int main(void)
 		T(test_rekey_segment_op),
 		T(test_kill_stops_rekey_segment),
 		T(test_kill_matches_running_ops),
+		T(test_kill_scope_keyconfig),
 		T(test_name_reserved_by_lakecrypttab),
 		T(test_open_idempotent),
 		T(test_open_name_held_unseen),
