@@ -235,6 +235,32 @@ for k in Type=notify NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes Pr
 done
 [ ! -s "$log" ]; tap $? "unit sets Type=notify and the hardening the issue lists"
 
+# ------------------------------------------------------------ fstab
+# lakecrypttab(5)'s fstab line (_netdev) boots without an ordering cycle;
+# the line without _netdev has one (the agent is After=local-fs.target):
+# the check can fail.  systemd's own fstab generator makes the mount.
+fsg=/lib/systemd/system-generators/systemd-fstab-generator
+mkdir -p "$work/fsgen"
+printf 'ledger UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f finance\n' >"$work/fstab-tab"
+LAKECRYPTTAB=$work/fstab-tab "$B/lakecrypt-generator" "$work/fsgen" >"$log" 2>&1
+tap $? "generator for the fstab checks"
+fstab_cycle() {	# fstab_cycle OPTIONS: 0 when systemd-analyze finds an ordering cycle
+	rm -rf "$work/fsmnt"; mkdir -p "$work/fsmnt"
+	printf '/dev/mapper/ledger /srv/ledger ext4 %s 0 2\n' "$1" >"$work/fstab"
+	SYSTEMD_FSTAB=$work/fstab "$fsg" "$work/fsmnt" "$work/fsmnt" "$work/fsmnt" >>"$log" 2>&1
+	[ -f "$work/fsmnt/srv-ledger.mount" ] || { echo "no srv-ledger.mount from $fsg" >>"$log"; return 2; }
+	SYSTEMD_UNIT_PATH="$work/fsmnt:$work/fsgen:$work/units:" systemd-analyze verify srv-ledger.mount \
+		>"$work/fsverify" 2>&1
+	cat "$work/fsverify" >>"$log"
+	grep -q 'ordering cycle' "$work/fsverify"
+}
+fstab_cycle "defaults,x-systemd.requires=lakecrypt@ledger.service"
+[ $? -eq 0 ]; tap $? "fstab without _netdev: systemd-analyze finds the ordering cycle (the check can fail)"
+doc_opts=$(sed -n 's|^    /dev/mapper/ledger  */srv/ledger  *ext4  *\([^ ]*\)  *0 2$|\1|p' Documentation/lakecrypttab.md)
+[ -n "$doc_opts" ] || echo "no fstab example line in Documentation/lakecrypttab.md" >>"$log"
+[ -n "$doc_opts" ] && fstab_cycle "$doc_opts"
+[ $? -eq 1 ]; tap $? "lakecrypttab(5)'s fstab line ($doc_opts): no ordering cycle"
+
 # ------------------------------------------------------------ example agent.conf
 # The shipped example must parse with the agent's own parser
 # (lakecrypt-agent --check-config), as it is and with each commented
