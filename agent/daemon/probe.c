@@ -687,6 +687,7 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 			struct lc_error *err, const char *what)
 {
 	char orig[LC_ERROR_MSG_MAX], state[32] = "", outcome[16] = "", det[LC_ERROR_MSG_MAX] = "";
+	char canary[16] = "", by[LC_HDR_NAME_SIZE + 64];
 	uint64_t gap_ms = agent_min_gap_ms(a), now = clock_ns(a);
 	struct lc_volume *v;
 	struct cmk_watch *w;
@@ -749,14 +750,22 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 			snprintf(outcome, sizeof(outcome), "%s", json_object_get_string(x));
 		if (json_object_object_get_ex(rep, "detail", &x))
 			snprintf(det, sizeof(det), "%s", json_object_get_string(x));
+		if (json_object_object_get_ex(rep, "canary", &x))
+			snprintf(canary, sizeof(canary), "%s", json_object_get_string(x));
 	}
 	json_object_put(rep);
 	lc_volume_free(v);
 	agent_relock(a);
+	/* Say what answered: a key configuration without a canary (its
+	 * policy never allowed one, or canary = no) is probed by state only. */
+	if (!strcmp(canary, "ok"))
+		snprintf(by, sizeof(by), "key state and key configuration %.60s's canary", kc->name);
+	else
+		snprintf(by, sizeof(by), "key state only: no canary of key configuration %.60s was unwrapped", kc->name);
 	if (!strcmp(outcome, "ok"))
 		return lc_err(err, r, LC_ERRC_INVALID,
-			      "the KMS denied the unwrap of this header's KEK (%.260s); the CMK itself answers %s (key state and key configuration %.60s's canary): the header may be stale (made under a key version since disabled or destroyed) or forged, or the key policy no longer allows this volume's context; not counted as a revocation",
-			      orig, state[0] ? state : "enabled", kc->name);
+			      "the KMS denied the unwrap of this header's KEK (%.260s); the CMK itself answers %s (%s): the header may be stale (made under a key version since disabled or destroyed) or forged, or the key policy no longer allows this volume's context; not counted as a revocation",
+			      orig, state[0] ? state : "enabled", by);
 	if (!strcmp(outcome, "denied"))
 		return lc_err(err, r, LC_ERRC_DENIED,
 			      "%.300s; the CMK's own probe is denied too (%.150s): counted toward the revocation",

@@ -1843,6 +1843,28 @@ static void test_stale_canary_replaced(void **state)
 }
 
 /*
+ * A denied open says what the triggered probe rested on: with no canary
+ * unwrapped (canary = no here; or a key configuration whose policy never
+ * allowed one), "key state only", never a canary it did not see.
+ */
+static void test_forged_open_no_canary(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512];
+
+	mock_install(t);
+	t->a.cfg.canary = false;
+	mock_volume(t, "kcn", "wsn", "dn", "vn", false);
+	mk.deny_ctx = "project=vn";
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dn\", \"workspace\": \"wsn\", \"name\": \"vn\"}", t->dir);
+	assert_int_not_equal(call(t, "volume.open", jargs(a), NULL, &err), 0);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
+	assert_non_null(strstr(err.msg, "key state only: no canary of key configuration kcn was unwrapped"));
+	assert_null(strstr(err.msg, "kcn's canary"));
+}
+
+/*
  * A key configuration whose canary watches open volumes cannot be deleted
  * under them (unbinding the workspace first, as a move does, is not
  * enough): the revocation of its statement would go unseen.  Once they
@@ -2774,6 +2796,7 @@ int main(void)
 		T(test_probe_versions_in_use),
 		T(test_open_forgets_no_denial),
 		T(test_keyconfig_delete_in_use),
+		T(test_forged_open_no_canary),
 		T(test_stale_canary_replaced),
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
