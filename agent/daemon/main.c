@@ -141,7 +141,8 @@ static int load_config(struct agent *a, const struct options *o)
 
 /*
  * --check-config: the file through lc_config_load() (syntax, sections,
- * keys, value ranges), then every provider section through the same
+ * keys, value ranges, settings that cannot work together such as a
+ * [revocation] whose watcher could never confirm), then every provider section through the same
  * set-up the agent runs at start (agent_providers_check(): required keys,
  * files readable with the right modes, the PKCS#11 module loadable; no
  * KMS is contacted), then exit: 0 valid (or no default file: built-in

@@ -15,6 +15,7 @@
 #include <linux/dm-lakecrypt.h>
 
 #include "config.h"
+#include "revconf.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
@@ -322,6 +323,70 @@ bad_seg:
 	return bad("%s:%u: internal error", file, line);
 }
 
+/*
+ * [revocation] as a whole (each key alone is range-checked above): a
+ * configuration whose watcher can never confirm a revocation is refused.
+ * The watcher probes every watch_interval_s, each interval drawn in
+ * [i * (1 - jitter_pct/100), i * (1 + jitter_pct/100)] (rearm(),
+ * agent/daemon/watch.c), so its confirm_denials denials span up to
+ * (confirm_denials - 1) * watch_interval_s * (1 + jitter_pct/100)
+ * seconds; more than confirm_window_s and each new denial finds the
+ * first already dropped: a revoked key is never acted on.  Then the
+ * agent's own confirmation policy (lc_revconf_policy_check(), with the
+ * spacing the agent uses) must hold.  @line: the last line that set one
+ * of the keys (0: none, the defaults).  0 or -EINVAL (MISCONFIG).
+ */
+static int check_revocation(const struct lc_config *cfg, const char *name, unsigned int line,
+			    struct lc_error *err)
+{
+	uint64_t steps = cfg->confirm_denials > 1 ? cfg->confirm_denials - 1 : 0;
+	uint64_t span = steps * cfg->watch_interval_s * (100 + cfg->jitter_pct);	/* s/100 */
+	uint64_t window = (uint64_t)cfg->confirm_window_s * 100;			/* s/100 */
+	struct lc_revconf_policy pol = {
+		.confirm_denials = cfg->confirm_denials,
+		.confirm_window_ms = (uint64_t)cfg->confirm_window_s * 1000,
+		.fail_closed_after_ms = (uint64_t)cfg->fail_closed_after_s * 1000,
+		.min_gap_ms = lc_revconf_min_gap_ms(cfg->watch_interval_s, cfg->confirm_denials,
+						    cfg->confirm_window_s),
+	};
+	struct lc_error e;
+	char where[160];
+
+	/* The path shortened so that the advice fits in the message. */
+	if (line)
+		snprintf(where, sizeof(where), "%.120s:%u", name, line);
+	else
+		snprintf(where, sizeof(where), "%.120s", name);
+	if (span > window) {
+		/* What would work: the largest interval, the smallest window. */
+		uint64_t max_iv = window / (steps * (100 + cfg->jitter_pct));
+		uint64_t min_win = (span + 99) / 100;
+		char fix[160];
+
+		if (max_iv >= 1 && min_win <= 604800)
+			snprintf(fix, sizeof(fix),
+				 "set watch_interval_s to at most %" PRIu64 " or confirm_window_s to at least %" PRIu64,
+				 max_iv, min_win);
+		else if (max_iv >= 1)
+			snprintf(fix, sizeof(fix),
+				 "set watch_interval_s to at most %" PRIu64 " (no confirm_window_s up to 604800 is enough)",
+				 max_iv);
+		else if (min_win <= 604800)
+			snprintf(fix, sizeof(fix),
+				 "set confirm_window_s to at least %" PRIu64 " (no watch_interval_s is short enough)",
+				 min_win);
+		else
+			snprintf(fix, sizeof(fix),
+				 "no watch_interval_s or confirm_window_s alone is enough: lower confirm_denials or jitter_pct");
+		return bad("%s: [revocation] confirm_denials = %u, watch_interval_s = %u, jitter_pct = %u: the watcher's denials span up to %" PRIu64 ".%02" PRIu64 " s ((confirm_denials - 1) * watch_interval_s * (1 + jitter_pct/100)), more than confirm_window_s = %u: a revocation would never be confirmed; %s",
+			   where, cfg->confirm_denials, cfg->watch_interval_s, cfg->jitter_pct,
+			   span / 100, span % 100, cfg->confirm_window_s, fix);
+	}
+	if (lc_revconf_policy_check(&pol, &e) < 0)
+		return bad("%s: [revocation]: %s", where, e.msg);
+	return 0;
+}
+
 int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const char *name,
 		    struct lc_error *err)
 {
@@ -447,7 +512,18 @@ unknown_section: {
 		return bad("%s:%u: retry_max_delay_ms (%u) is less than retry_base_delay_ms (%u)", name,
 			   l, cfg->retry_max_delay_ms, cfg->retry_base_delay_ms);
 	}
-	return 0;
+	{
+		unsigned int l = 0;
+
+		for (size_t i = 0; i < NKEYS; i++)
+			if (!strcmp(keys[i].section, "revocation") &&
+			    (!strcmp(keys[i].name, "watch_interval_s") ||
+			     !strcmp(keys[i].name, "jitter_pct") ||
+			     !strcmp(keys[i].name, "confirm_denials") ||
+			     !strcmp(keys[i].name, "confirm_window_s")))
+				l = seen_line[i] > l ? seen_line[i] : l;
+		return check_revocation(cfg, name, l, err);
+	}
 }
 
 int lc_config_load(struct lc_config *cfg, const char *path, struct lc_error *err)

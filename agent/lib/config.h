@@ -42,7 +42,12 @@
  *                                           # [i*(1-j), i*(1+j)]
  *   confirm_denials = 2                     # 1..16 denials confirm a revocation
  *   confirm_window_s = 300                  # ... within this many seconds,
- *                                           # no success between them
+ *                                           # no success between them; must
+ *                                           # hold the watcher's denials:
+ *                                           # (confirm_denials - 1) *
+ *                                           # watch_interval_s * (1 + jitter)
+ *                                           # <= confirm_window_s, else the
+ *                                           # file is refused
  *   fail_closed_after_s = 0                 # 0: never; else an outage (no
  *                                           # authoritative answer) this long
  *                                           # revokes (strict regimes only)
@@ -229,8 +234,11 @@ struct lc_config {
 void lc_config_defaults(struct lc_config *cfg);
 
 /* Parse @len bytes of @text over @cfg (which holds defaults or earlier
- * values); @name is the file name for messages.  On error @cfg may be
- * partly updated. */
+ * values); @name is the file name for messages.  Then the settings as a
+ * whole: retry_max_delay_ms >= retry_base_delay_ms, and a [revocation]
+ * whose watcher can confirm a revocation (above; lc_revconf_policy_check()
+ * on the agent's policy).  0, or -EINVAL (MISCONFIG) with "FILE:LINE:
+ * ..." in @err.  On error @cfg may be partly updated. */
 int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const char *name,
 		    struct lc_error *err);
 

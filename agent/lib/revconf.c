@@ -53,6 +53,15 @@ int lc_revconf_policy_check(const struct lc_revconf_policy *p, struct lc_error *
 	return 0;
 }
 
+uint64_t lc_revconf_min_gap_ms(unsigned int watch_interval_s, unsigned int confirm_denials,
+			       unsigned int confirm_window_s)
+{
+	uint64_t gap = (uint64_t)watch_interval_s * 500;
+	uint64_t fit = confirm_denials > 1 ? (uint64_t)confirm_window_s * 1000 / confirm_denials : gap;
+
+	return gap < fit ? gap : fit;
+}
+
 void lc_revconf_reset(struct lc_revconf *t)
 {
 	memset(t, 0, sizeof(*t));

@@ -298,6 +298,29 @@ if [ -x "$agentbin" ]; then
 	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>&1 &&
 		grep -qF "configuration valid" "$d/cc.out" && grep -qF "[kmip] not configured" "$d/cc.out" &&
 		ok "--check-config: a usable file is valid, providers listed" || nok "--check-config valid" "$(cat "$d/cc.out")"
+	# [revocation] whose watcher can never confirm (hostile review R5:
+	# 600 s probes, the default 300 s window): --check-config and start-up
+	# refuse it alike, naming the keys and what would work.
+	rmsg="[revocation] confirm_denials = 2, watch_interval_s = 600, jitter_pct = 10: the watcher's denials span up to 660.00 s ((confirm_denials - 1) * watch_interval_s * (1 + jitter_pct/100)), more than confirm_window_s = 300: a revocation would never be confirmed; set watch_interval_s to at most 272 or confirm_window_s to at least 660"
+	d=$(cc_conf revoke-never '[revocation]\nwatch_interval_s = 600\n')
+	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>"$d/cc.err"; rc=$?
+	if [ $rc -eq 1 ] && grep -qF -- "$d/agent.conf:9: $rmsg" "$d/cc.err" && ! grep -qF "valid" "$d/cc.out"; then
+		ok "--check-config: watch_interval_s = 600 with a 300 s window: exit 1, keys and advice named"
+	else nok "--check-config: watch_interval_s = 600 with a 300 s window: exit 1, keys and advice named" "exit $rc" "$(cat "$d/cc.out" "$d/cc.err")"; fi
+	timeout 30 "$agentbin" -c "$d/agent.conf" -f >"$d/agent.log" 2>&1; rc=$?
+	if [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -qF -- "$rmsg" "$d/agent.log" && [ ! -S "$d/agent.sock" ]; then
+		ok "agent start-up refuses the same file with the same message (exit $rc)"
+	else nok "agent start-up refuses the same file with the same message" "exit $rc" "$(cat "$d/agent.log")"; fi
+	d=$(cc_conf revoke-never7 '[revocation]\nconfirm_denials = 7\n')
+	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>"$d/cc.err"; rc=$?
+	if [ $rc -eq 1 ] && grep -qF -- "confirm_denials = 7, watch_interval_s = 60, jitter_pct = 10: the watcher's denials span up to 396.00 s" "$d/cc.err" &&
+	   grep -qF -- "set watch_interval_s to at most 45 or confirm_window_s to at least 396" "$d/cc.err"; then
+		ok "--check-config: confirm_denials = 7 with the default interval and window: exit 1, advice named"
+	else nok "--check-config: confirm_denials = 7 with the default interval and window: exit 1" "exit $rc" "$(cat "$d/cc.out" "$d/cc.err")"; fi
+	d=$(cc_conf revoke-edge '[revocation]\nwatch_interval_s = 250\njitter_pct = 20\n[kmip]\n# not configured\n')
+	"$agentbin" --check-config --config "$d/agent.conf" >"$d/cc.out" 2>&1 && grep -qF "configuration valid" "$d/cc.out" &&
+		ok "--check-config: the boundary (250 s + 20 % = exactly the 300 s window) is valid" ||
+		nok "--check-config: the boundary is valid" "$(cat "$d/cc.out")"
 	check_agrees azure-no-tenant azure-kv https://v.vault.azure.net/keys/k \
 		'[azure-kv]\ncredentials = client-certificate\nclient_certificate_file = /nonexistent/az.pem\n' \
 		"credentials client-certificate need tenant_id"

@@ -66,8 +66,11 @@ retry_attempts = 1
 deadline_ms = 5000
 
 [revocation]
+# only the checks below probe; the window must hold two watcher probes
+# (3600 s + 10 % jitter) or the agent refuses the file
 watch_interval_s = 3600
 confirm_denials = 2
+confirm_window_s = 3960
 
 [aws-kms]
 endpoint = https://127.0.0.1:$p_fake

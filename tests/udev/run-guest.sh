@@ -45,7 +45,10 @@ audit_log = /tmp/lc-audit.log
 log = stderr
 
 [revocation]
+# the watcher stays out of the way; the window must hold two of its
+# probes (3600 s + 10 % jitter) or the agent refuses the file
 watch_interval_s = 3600
+confirm_window_s = 3960
 CONF
 lakecrypt-agent --config /tmp/agent.conf --foreground >/tmp/agent.log 2>&1 &
 i=0

@@ -940,6 +940,132 @@ static void test_watcher(void **state)
 	assert_status_revoked(t, "v1");
 }
 
+/*
+ * [revocation] settings the configuration accepts at its limit
+ * ((confirm_denials - 1) * watch_interval_s * (1 + jitter_pct/100) =
+ * confirm_window_s, agent/lib/config.c): 250 s probes, 20 % jitter, the
+ * default 300 s window and 2 denials.  Two watcher denials one of the
+ * longest jittered intervals apart (300 s) confirm; one second longer and
+ * the first denial is gone (the case the configuration refuses: hostile
+ * review R5).  The revocation clock here is the real one plus later()'s
+ * skips, and each probe's own answer time (here some 100 ms, real) comes
+ * on top of the interval: the ticks are 299 s and 301 s apart, so that
+ * the test's own run time cannot push either across the window's end.
+ */
+static void edge_revocation(struct lc_config *cfg)
+{
+	cfg->watch_interval_s = 250;
+	cfg->jitter_pct = 20;
+}
+
+static int setup_edge(void **state)
+{
+	int r;
+
+	cfg_hook = edge_revocation;
+	r = setup(state);
+	cfg_hook = NULL;
+	return r;
+}
+
+static void test_revocation_window_edge(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_config c;
+	static const char edge[] = "[revocation]\nwatch_interval_s = 250\njitter_pct = 20\n";
+	static const char past[] = "[revocation]\nwatch_interval_s = 250\njitter_pct = 21\n";
+	int64_t p0;
+
+	/* the configuration file: the edge is accepted, one step past it not */
+	lc_config_defaults(&c);
+	if (lc_config_parse(&c, edge, sizeof(edge) - 1, "agent.conf", &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(c.watch_interval_s, t->a.cfg.watch_interval_s);
+	assert_int_equal(c.jitter_pct, t->a.cfg.jitter_pct);
+	assert_int_equal(c.confirm_window_s, t->a.cfg.confirm_window_s);
+	assert_int_equal(c.confirm_denials, t->a.cfg.confirm_denials);
+	lc_config_defaults(&c);
+	assert_int_equal(lc_config_parse(&c, past, sizeof(past) - 1, "agent.conf", &err), -EINVAL);
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	/* 301 s between two watcher denials: the first has left the window */
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 250 && cmk_field(t, "denials") < 1; i++)
+		usleep(20000);
+	assert_int_equal(cmk_field(t, "denials"), 1);
+	p0 = cmk_field(t, "probes");
+	later(301);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 250 && cmk_field(t, "probes") <= p0; i++)
+		usleep(20000);
+	assert_true(cmk_field(t, "probes") > p0);
+	usleep(200000);
+	assert_int_equal(cmk_field(t, "denials"), 1);
+	assert_false(dev_revoked("v1"));
+	/* just under 300 s, the longest jittered interval: confirmed */
+	later(299);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	assert_true(dev_revoked("v2"));
+}
+
+/* The bound the configuration check relies on: each watcher interval is
+ * drawn in [i * (1 - j), i * (1 + j)] (rearm()). */
+static void test_watch_jitter_bound(void **state)
+{
+	static struct agent a;
+	uint64_t lo = UINT64_MAX, hi = 0;
+
+	(void)state;
+	a.cfg.watch_interval_s = 250;
+	a.cfg.jitter_pct = 20;
+	a.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	assert_true(a.timer_fd >= 0);
+	for (int i = 0; i < 4000; i++) {
+		struct itimerspec its;
+		uint64_t ms;
+
+		rearm(&a);
+		assert_int_equal(timerfd_gettime(a.timer_fd, &its), 0);
+		/* the time left, a little under the delay set: round up */
+		ms = ((uint64_t)its.it_value.tv_sec * 1000000000ULL + (uint64_t)its.it_value.tv_nsec +
+		      999999) / 1000000;
+		lo = ms < lo ? ms : lo;
+		hi = ms > hi ? ms : hi;
+	}
+	close(a.timer_fd);
+	if (hi > 300000 || lo < 199000)
+		fail_msg("watcher intervals from %" PRIu64 " to %" PRIu64 " ms: outside 200000..300000",
+			 lo, hi);
+	/* uniform over 100 s: 4000 draws reach both ends' last 10 s */
+	assert_true(hi > 290000 && lo < 210000);
+}
+
+/* The spacing the configuration check uses (lc_revconf_min_gap_ms) is the
+ * agent's (agent_min_gap_ms) for every setting. */
+static void test_min_gap_agrees(void **state)
+{
+	static struct agent a;
+	static const unsigned int iv[] = { 1, 2, 59, 60, 250, 3600, 86400 },
+		dn[] = { 1, 2, 3, 7, 16 }, win[] = { 1, 7, 300, 3960, 604800 };
+
+	(void)state;
+	for (size_t i = 0; i < 7; i++)
+		for (size_t d = 0; d < 5; d++)
+			for (size_t w = 0; w < 5; w++) {
+				a.cfg.watch_interval_s = iv[i];
+				a.cfg.confirm_denials = dn[d];
+				a.cfg.confirm_window_s = win[w];
+				assert_int_equal(agent_min_gap_ms(&a),
+						 lc_revconf_min_gap_ms(iv[i], dn[d], win[w]));
+			}
+}
+
 /* An operator cannot fill the state directory with detached headers
  * (issue 6 review): the header directory has a count limit. */
 static void test_header_room(void **state)
@@ -2804,6 +2930,9 @@ int main(void)
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
+		cmocka_unit_test_setup_teardown(test_revocation_window_edge, setup_edge, teardown),
+		cmocka_unit_test(test_watch_jitter_bound),
+		cmocka_unit_test(test_min_gap_agrees),
 		T(test_hook_after_revoke),
 		T(test_canary_catches_policy),
 		T(test_canary_read_back),

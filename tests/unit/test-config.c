@@ -336,6 +336,154 @@ static void test_example_is_defaults(void **state)
 	assert_memory_equal(&c, &d, sizeof(c));
 }
 
+/* [revocation] as a whole: the watcher's own denials must be able to
+ * confirm.  Denials from probes watch_interval_s apart, each interval up
+ * to jitter_pct longer, span up to (confirm_denials - 1) *
+ * watch_interval_s * (1 + jitter_pct/100): more than confirm_window_s and
+ * a disabled key is never revoked (hostile review R5: 600 s ticks with
+ * the default 300 s window left denials at 1 for two hours). */
+static void test_revocation_watch_fits(void **state)
+{
+	static const struct {
+		const char *text, *needle;
+	} bad[] = {
+		/* R5: watch_interval_s = 600, the defaults otherwise */
+		{ "[revocation]\nwatch_interval_s = 600\n",
+		  "agent.conf:2: [revocation] confirm_denials = 2, watch_interval_s = 600, jitter_pct = 10: the watcher's denials span up to 660.00 s ((confirm_denials - 1) * watch_interval_s * (1 + jitter_pct/100)), more than confirm_window_s = 300: a revocation would never be confirmed; set watch_interval_s to at most 272 or confirm_window_s to at least 660" },
+		/* R5b: confirm_denials = 7, the defaults otherwise (60 s +- 10 %) */
+		{ "[revocation]\nconfirm_denials = 7\n",
+		  "confirm_denials = 7, watch_interval_s = 60, jitter_pct = 10: the watcher's denials span up to 396.00 s" },
+		{ "[revocation]\nconfirm_denials = 7\n",
+		  "set watch_interval_s to at most 45 or confirm_window_s to at least 396" },
+		/* R5b as reproduced, without jitter: 6 * 60 s > 300 s */
+		{ "[revocation]\nconfirm_denials = 7\njitter_pct = 0\n",
+		  "agent.conf:3: [revocation] confirm_denials = 7, watch_interval_s = 60, jitter_pct = 0: the watcher's denials span up to 360.00 s" },
+		/* one past the boundaries accepted below */
+		{ "[revocation]\nwatch_interval_s = 250\njitter_pct = 21\n",
+		  "span up to 302.50 s" },
+		{ "[revocation]\nconfirm_denials = 6\njitter_pct = 0\nwatch_interval_s = 61\n",
+		  "agent.conf:4: [revocation] confirm_denials = 6, watch_interval_s = 61, jitter_pct = 0: the watcher's denials span up to 305.00 s" },
+		{ "[revocation]\nwatch_interval_s = 3600\n", "confirm_window_s to at least 3960" },
+		/* no interval is short enough */
+		{ "[revocation]\nconfirm_denials = 16\nconfirm_window_s = 10\n",
+		  "set confirm_window_s to at least 990 (no watch_interval_s is short enough)" },
+		/* no window is long enough */
+		{ "[revocation]\nconfirm_denials = 16\nwatch_interval_s = 86400\nconfirm_window_s = 3600\n",
+		  "set watch_interval_s to at most 218 (no confirm_window_s up to 604800 is enough)" },
+		/* neither */
+		{ "[revocation]\nconfirm_denials = 16\njitter_pct = 50\nwatch_interval_s = 86400\nconfirm_window_s = 10\n",
+		  "no watch_interval_s or confirm_window_s alone is enough: lower confirm_denials or jitter_pct" },
+		/* the keys may come in any order, and the line is the last one's */
+		{ "[revocation]\nconfirm_window_s = 100\n\n[agent]\nlog = stderr\n[revocation]\nwatch_interval_s = 120\n",
+		  "agent.conf:7: [revocation]" },
+	};
+	static const char *good[] = {
+		"",						/* the defaults: 66 s <= 300 s */
+		"[revocation]\nwatch_interval_s = 272\n",	/* 299.2 s */
+		"[revocation]\nwatch_interval_s = 250\njitter_pct = 20\n",	/* exactly 300 s */
+		"[revocation]\nconfirm_denials = 6\njitter_pct = 0\n",	/* exactly 5 * 60 s */
+		"[revocation]\nconfirm_denials = 7\nwatch_interval_s = 45\n",
+		"[revocation]\nconfirm_denials = 7\nconfirm_window_s = 396\n",
+		"[revocation]\nwatch_interval_s = 3600\nconfirm_window_s = 3960\n",
+		/* one denial kills: nothing to fit */
+		"[revocation]\nconfirm_denials = 1\nwatch_interval_s = 86400\nconfirm_window_s = 1\njitter_pct = 50\n",
+		/* the largest settings that fit */
+		"[revocation]\nconfirm_denials = 16\njitter_pct = 50\nwatch_interval_s = 26880\nconfirm_window_s = 604800\n",
+	};
+	struct lc_config c;
+	struct lc_error e;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		if (parse(&c, bad[i].text, &e) != -EINVAL)
+			fail_msg("accepted: %s", bad[i].text);
+		assert_int_equal(e.cls, LC_ERRC_MISCONFIG);
+		if (!strstr(e.msg, bad[i].needle))
+			fail_msg("config %zu: \"%s\" lacks \"%s\"", i, e.msg, bad[i].needle);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		if (parse(&c, good[i], &e))
+			fail_msg("refused: %s: %s", good[i], e.msg);
+	}
+}
+
+/* Over a grid of settings: refused exactly when the watcher's span
+ * exceeds the window, and the advice is exact: the interval it names
+ * works and one more second does not; so for the window. */
+static void test_revocation_advice_exact(void **state)
+{
+	static const unsigned int dn[] = { 1, 2, 3, 7, 16 }, jp[] = { 0, 10, 33, 50 },
+		iv[] = { 1, 2, 7, 60, 272, 600, 3600, 86400 },
+		win[] = { 1, 10, 300, 3960, 604800 };
+	struct lc_config c;
+	struct lc_error e;
+	char text[256];
+	unsigned int refused = 0, n = 0;
+
+	(void)state;
+	for (size_t a = 0; a < 5; a++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t d = 0; d < 8; d++)
+				for (size_t w = 0; w < 5; w++) {
+					uint64_t span = (uint64_t)(dn[a] - 1) * iv[d] * (100 + jp[b]);
+					bool fits = span <= (uint64_t)win[w] * 100;
+					unsigned long x;
+					const char *p;
+					int r;
+
+					snprintf(text, sizeof(text),
+						 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %u\nconfirm_window_s = %u\n",
+						 dn[a], jp[b], iv[d], win[w]);
+					memset(&e, 0, sizeof(e));
+					r = parse(&c, text, &e);
+					n++;
+					if (fits) {
+						if (r)
+							fail_msg("refused: %s: %s", text, e.msg);
+						continue;
+					}
+					refused++;
+					if (r != -EINVAL)
+						fail_msg("accepted: %s", text);
+					if ((p = strstr(e.msg, "watch_interval_s to at most "))) {
+						x = strtoul(p + 28, NULL, 10);
+						snprintf(text, sizeof(text),
+							 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %lu\nconfirm_window_s = %u\n",
+							 dn[a], jp[b], x, win[w]);
+						if (parse(&c, text, &e))
+							fail_msg("advice refused: %s: %s", text, e.msg);
+						snprintf(text, sizeof(text),
+							 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %lu\nconfirm_window_s = %u\n",
+							 dn[a], jp[b], x + 1, win[w]);
+						assert_int_equal(parse(&c, text, &e), -EINVAL);
+					} else {
+						assert_true(win[w] * 100ULL < (uint64_t)(dn[a] - 1) * (100 + jp[b]));
+					}
+					snprintf(text, sizeof(text),
+						 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %u\nconfirm_window_s = %u\n",
+						 dn[a], jp[b], iv[d], win[w]);
+					assert_int_equal(parse(&c, text, &e), -EINVAL);
+					if ((p = strstr(e.msg, "confirm_window_s to at least "))) {
+						x = strtoul(p + 29, NULL, 10);
+						snprintf(text, sizeof(text),
+							 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %u\nconfirm_window_s = %lu\n",
+							 dn[a], jp[b], iv[d], x);
+						if (parse(&c, text, &e))
+							fail_msg("advice refused: %s: %s", text, e.msg);
+						snprintf(text, sizeof(text),
+							 "[revocation]\nconfirm_denials = %u\njitter_pct = %u\nwatch_interval_s = %u\nconfirm_window_s = %lu\n",
+							 dn[a], jp[b], iv[d], x - 1);
+						assert_int_equal(parse(&c, text, &e), -EINVAL);
+					} else {
+						assert_true(span > 604800ULL * 100);
+					}
+				}
+	/* the grid has both kinds */
+	assert_true(refused > 50 && refused < n - 50);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +491,8 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_revocation_watch_fits),
+		cmocka_unit_test(test_revocation_advice_exact),
 		cmocka_unit_test(test_aws_kms),
 		cmocka_unit_test(test_gcp_kms),
 		cmocka_unit_test(test_load_file),
