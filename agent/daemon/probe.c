@@ -73,11 +73,8 @@ static uint64_t clock_ns(const struct agent *a)
 
 uint64_t agent_min_gap_ms(const struct agent *a)
 {
-	uint64_t gap = (uint64_t)a->cfg.watch_interval_s * 500;
-	uint64_t fit = a->cfg.confirm_denials > 1 ?
-		(uint64_t)a->cfg.confirm_window_s * 1000 / a->cfg.confirm_denials : gap;
-
-	return gap < fit ? gap : fit;
+	return lc_revconf_min_gap_ms(a->cfg.watch_interval_s, a->cfg.confirm_denials,
+				     a->cfg.confirm_window_s);
 }
 
 static void policy_of(const struct agent *a, struct lc_revconf_policy *p)

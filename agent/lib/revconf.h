@@ -99,9 +99,8 @@ int lc_revconf_policy_check(const struct lc_revconf_policy *p, struct lc_error *
 /* The spacing of counted denials (min_gap_ms) for the agent's [revocation]
  * settings, in ms: half of @watch_interval_s (s), and at most
  * @confirm_window_s (s) / @confirm_denials when @confirm_denials > 1, so
- * that confirm_denials spaced denials always fit in the window.  The
- * agent's agent_min_gap_ms() (agent/daemon/probe.c) computes the same;
- * tests/unit/test-agent.c checks that they agree. */
+ * that confirm_denials spaced denials always fit in the window (the
+ * agent's agent_min_gap_ms(), agent/daemon/probe.c). */
 uint64_t lc_revconf_min_gap_ms(unsigned int watch_interval_s, unsigned int confirm_denials,
 			       unsigned int confirm_window_s);
 

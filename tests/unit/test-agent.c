@@ -1046,26 +1046,6 @@ static void test_watch_jitter_bound(void **state)
 	assert_true(hi > 290000 && lo < 210000);
 }
 
-/* The spacing the configuration check uses (lc_revconf_min_gap_ms) is the
- * agent's (agent_min_gap_ms) for every setting. */
-static void test_min_gap_agrees(void **state)
-{
-	static struct agent a;
-	static const unsigned int iv[] = { 1, 2, 59, 60, 250, 3600, 86400 },
-		dn[] = { 1, 2, 3, 7, 16 }, win[] = { 1, 7, 300, 3960, 604800 };
-
-	(void)state;
-	for (size_t i = 0; i < 7; i++)
-		for (size_t d = 0; d < 5; d++)
-			for (size_t w = 0; w < 5; w++) {
-				a.cfg.watch_interval_s = iv[i];
-				a.cfg.confirm_denials = dn[d];
-				a.cfg.confirm_window_s = win[w];
-				assert_int_equal(agent_min_gap_ms(&a),
-						 lc_revconf_min_gap_ms(iv[i], dn[d], win[w]));
-			}
-}
-
 /* An operator cannot fill the state directory with detached headers
  * (issue 6 review): the header directory has a count limit. */
 static void test_header_room(void **state)
@@ -2932,7 +2912,6 @@ int main(void)
 		T(test_watcher),
 		cmocka_unit_test_setup_teardown(test_revocation_window_edge, setup_edge, teardown),
 		cmocka_unit_test(test_watch_jitter_bound),
-		cmocka_unit_test(test_min_gap_agrees),
 		T(test_hook_after_revoke),
 		T(test_canary_catches_policy),
 		T(test_canary_read_back),
