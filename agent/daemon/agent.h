@@ -205,6 +205,7 @@ struct open_claim {
 	char device[PATH_MAX], header[PATH_MAX];	/* resolved ("" header: attached) */
 	unsigned int waiters;			/* requests for the same volume waiting */
 	char tab_uuid[40];			/* lakecrypttab's UUID= for the name, "" */
+	unsigned int tab_line;			/* its line */
 	struct open_claim *next;
 };
 /*

@@ -79,13 +79,11 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
 			      "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
 			      k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
-	k->tab_uuid[0] = '\0';
-	if (r > 0 && !strncmp(e.device, "UUID=", 5)) {
-		snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%.39s", e.device + 5);
-		for (char *p = k->tab_uuid; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-	}
+	/* UUID= (checked and lower-cased by lc_crypttab_find()): the open
+	 * refuses another volume before anything is mapped (ops-volume.c). */
+	snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%s", r > 0 ? e.uuid : "");
+	if (r > 0)
+		k->tab_line = e.line;
 	resolve(k->device_arg, k->device);
 	resolve(k->header_arg, k->header);
 	for (;;) {
