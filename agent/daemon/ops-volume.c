@@ -367,7 +367,8 @@ static int undo_if_abandoned(struct agent *a, struct client *c, struct open_clai
 	bool wrong = k->tab_uuid[0] && strcmp(k->tab_uuid, v->uuid);
 	int r;
 
-	if (!wrong && (!agent_client_gone(c) || k->waiters))
+	/* Waiters whose clients left too take nothing: undone all the same. */
+	if (!wrong && (!agent_client_gone(c) || agent_claim_live_waiters(k)))
 		return 0;
 	agent_unlock(a);
 	r = lc_volume_close(&c->env, v, &ce);
@@ -485,7 +486,8 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	if (!k)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	*k = (struct open_claim){ .name = ca.name, .workspace = ca.workspace,
-				  .device_arg = ca.device, .kind = LC_VOLUME_CACHE };
+				  .device_arg = ca.device, .kind = LC_VOLUME_CACHE,
+				  .segment_size = seg };
 	r = agent_open_claim(a, c, k, &held, err);
 	if (r > 0) {
 		free(k);

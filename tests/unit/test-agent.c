@@ -2826,6 +2826,89 @@ static void test_open_abandoned(void **state)
 	pthread_mutex_unlock(&t->a.lock);
 }
 
+/*
+ * A cache asked again under its name with another segment size used to be
+ * "already_open" with the old size; now refused, naming both sizes.  The
+ * same size is still idempotent, and a project volume's open of the
+ * cache's device under the cache's name is refused.
+ */
+static void test_cache_reopen_other_size(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *x;
+	char a[512];
+
+	make_disk(t, "c1");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": true}", t->dir);
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("cache.open: %s", err.msg);
+	json_object_put(res);
+	res = NULL;
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("cache.open again, same size: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &x));
+	json_object_put(res);
+	res = NULL;
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 1048576}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "cache.open", jargs(a), &res, &err), -EEXIST);
+	assert_null(res);
+	assert_non_null(strstr(err.msg, "segment size 4096 bytes, not 1048576"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\"}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "volume.open", jargs(a), &res, &err), -EEXIST);
+	assert_null(res);
+	assert_true(dev_exists("cc"));
+}
+
+/*
+ * The first start's client and a second start waiting for it both hang
+ * up: nobody takes the volume, so it is closed again (it used to be left
+ * mapped because a waiter was counted, whose client was gone too).
+ */
+static void test_open_abandoned_by_all(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c1, c2;
+	char u[64];
+
+	format_in(t, "s1", "ws1", u);
+	stall_kms(t, true);
+	send_open(t, &c1, "s1", "slow");
+	wait_claims(t, true);
+	send_open(t, &c2, "s1", "slow");
+	for (;;) {	/* the second request waits on the claim */
+		unsigned int w;
+
+		pthread_mutex_lock(&t->a.lock);
+		w = t->a.claims ? t->a.claims->waiters : 0;
+		pthread_mutex_unlock(&t->a.lock);
+		if (w)
+			break;
+		usleep(10000);
+	}
+	lc_proto_conn_close(&c1);
+	lc_proto_conn_close(&c2);
+	for (;;) {	/* the loop sees both hang-ups */
+		unsigned int live;
+
+		pthread_mutex_lock(&t->a.lock);
+		live = t->a.claims ? agent_claim_live_waiters(t->a.claims) : 0;
+		pthread_mutex_unlock(&t->a.lock);
+		if (!live)
+			break;
+		usleep(10000);
+	}
+	usleep(100000);	/* and c1's (not a timing assertion: either way it is gone) */
+	stall_kms(t, false);
+	wait_claims(t, false);
+	assert_false(dev_exists("slow"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_null(agent_volume(&t->a, "slow"));
+	pthread_mutex_unlock(&t->a.lock);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -2864,6 +2947,8 @@ int main(void)
 		T(test_open_idempotent),
 		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
+		T(test_cache_reopen_other_size),
+		T(test_open_abandoned_by_all),
 		cmocka_unit_test(test_header_room),
 	};
 
