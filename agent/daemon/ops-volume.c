@@ -494,6 +494,11 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 		*result = already_open(a, c, ca.name);
 		return 0;
 	}
+	/* A cache's uuid is new every time: never the volume UUID= names. */
+	if (!r && k->tab_uuid[0])
+		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			   "the name \"%s\" belongs to volume %s (%s line %u): a cache is not that volume; choose another name",
+			   ca.name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line);
 	if (r < 0 || (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		goto out;
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);

@@ -171,6 +171,10 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 
 	if (!path || !path[0])
 		return 0;
+	/* No line can name "", "#..." or a name with a blank (and the open
+	 * refuses such a name anyway). */
+	if (!nlen || name[0] == '#' || strpbrk(name, " \t\r\n"))
+		return 0;
 	r = slurp(path, &buf, &len, err);
 	if (r <= 0)
 		return r;

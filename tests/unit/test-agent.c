@@ -2476,6 +2476,14 @@ static void test_tab_wrong_uuid_refused_before_kms(void **state)
 	pthread_mutex_lock(&t->a.lock);
 	assert_null(agent_volume(&t->a, "ledger"));
 	pthread_mutex_unlock(&t->a.lock);
+	/* nor is a cache (a new uuid every time) mapped under it */
+	make_disk(t, "c9");
+	snprintf(tab, sizeof(tab), "{\"device\": \"%s/c9\", \"workspace\": \"ws1\", \"name\": \"ledger\", \"force\": true}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "cache.open", jargs(tab), &res, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "a cache is not that volume"));
+	assert_false(dev_exists("ledger"));
+	assert_int_equal(fk.removes, removes);
 	pthread_mutex_lock(&fk.mu);
 	fk.busy[0] = '\0';
 	pthread_mutex_unlock(&fk.mu);
@@ -2651,6 +2659,12 @@ static void test_tab_bad_lines(void **state)
 		if (open_in(t, "n1", "ws1", "ledger", NULL, &err) != -EINVAL || !strstr(err.msg, bad[i][1]))
 			fail_msg("line %zu: %s", i, err.msg);
 	}
+	/* a request's name with a blank is no line's NAME (and no name) */
+	write_tab(t, "ledger /dev/sdz ws2\n");
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(open_in(t, "n1", "ws1", "ledger /dev/sdz", NULL, &err), 0);
+	assert_null(strstr(err.msg, "belongs to"));
+	assert_non_null(strstr(err.msg, "not a valid name"));
 	/* a 63-character workspace is a name; "ledgerX" is not "ledger" */
 	memset(ws63, 'w', 63);
 	ws63[63] = '\0';
