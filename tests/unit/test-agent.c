@@ -2552,8 +2552,14 @@ static void test_wrong_volume_held_is_revoked(void **state)
 			kek = s->v->have_kek;
 			rs = s->rs;
 			cause = strstr(s->cause, u1) != NULL;
-			if (rs == SLOT_REVOKING)
-				pthread_cond_wait(&t->a.changed, &t->a.lock);
+			if (rs == SLOT_REVOKING) {
+				struct timespec dl;
+
+				clock_gettime(CLOCK_MONOTONIC, &dl);	/* a->changed's clock */
+				dl.tv_sec += 30;	/* a hang fails, it does not stall the suite */
+				if (pthread_cond_timedwait(&t->a.changed, &t->a.lock, &dl))
+					rs = SLOT_GONE;
+			}
 		}
 		pthread_mutex_unlock(&t->a.lock);
 		assert_true(same);
@@ -2892,7 +2898,7 @@ static void test_open_abandoned_by_all(void **state)
 	send_open(t, &c1, "s1", "slow");
 	wait_claims(t, true);
 	send_open(t, &c2, "s1", "slow");
-	for (;;) {	/* the second request waits on the claim */
+	for (int i = 0;; i++) {	/* the second request waits on the claim */
 		unsigned int w;
 
 		pthread_mutex_lock(&t->a.lock);
@@ -2900,11 +2906,13 @@ static void test_open_abandoned_by_all(void **state)
 		pthread_mutex_unlock(&t->a.lock);
 		if (w)
 			break;
+		if (i == 3000)
+			fail_msg("the second open never waited on the first");
 		usleep(10000);
 	}
 	lc_proto_conn_close(&c1);
 	lc_proto_conn_close(&c2);
-	for (;;) {	/* the loop sees both hang-ups */
+	for (int i = 0;; i++) {	/* the loop sees both hang-ups */
 		unsigned int live;
 
 		pthread_mutex_lock(&t->a.lock);
@@ -2912,6 +2920,8 @@ static void test_open_abandoned_by_all(void **state)
 		pthread_mutex_unlock(&t->a.lock);
 		if (!live)
 			break;
+		if (i == 3000)
+			fail_msg("the agent never saw the waiter's client go");
 		usleep(10000);
 	}
 	usleep(100000);	/* and c1's (not a timing assertion: either way it is gone) */
