@@ -2683,6 +2683,100 @@ static void test_tab_bad_lines(void **state)
 }
 
 /*
+ * The agent and lakecrypt-generator read lakecrypttab alike: for each of
+ * these files and names, when the generator makes a unit for NAME the
+ * agent reserves NAME for the same workspace and UUID=, and when the agent
+ * refuses or does not list NAME the generator makes no unit for it.  The
+ * generator is the source tree's, run with sh (as systemd runs it).
+ */
+static void test_tab_agrees_with_generator(void **state)
+{
+	struct tenv *t = *state;
+	static const char *const tabs[] = {
+		"ledger UUID=3F2C9D1E-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 _netdev\nwal /dev/sdb ws2\n",
+		"ledger UUID=not-a-uuid ws1\nledger UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws2\n",
+		"ledger /dev/sdz\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1 nofail extra\nwal /dev/sdb ws1 cache\n",
+		"ledger /dev/sdz ws$1\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1\x02\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1\r\r\nwal /dev/sdb ws1\r\n",
+		"  # ledger /dev/sdz ws1\n\t ledger\t/dev/sdy\tws2\n",
+		"ledger /dev/sdz "
+		"w234567890123456789012345678901234567890123456789012345678901234\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz "
+		"w23456789012345678901234567890123456789012345678901234567890123\n",
+		"ledgerX /dev/sdz ws1\nledger /dev/sdy ws2\nwal sdb ws1\nwal /dev/sdc ws2\n",
+		"# NUL\n",	/* NUL written in place of the 'N' below */
+		"ledger /dev/sdz ws1 N\nwal /dev/sdb ws2\n",
+		"ledger /dev/sdz ws1 bogus\nledger /dev/sdy ws2\n",
+	};
+	static const char *const names[] = { "ledger", "wal", "ledgerX" };
+	char gen[PATH_MAX + 64], out[PATH_MAX + 64], cmd[8 * PATH_MAX], src[PATH_MAX];
+	char *slash;
+
+	snprintf(src, sizeof(src), "%s", __FILE__);
+	slash = strrchr(src, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	snprintf(gen, sizeof(gen), "%s/gen.sh", t->dir);
+	snprintf(out, sizeof(out), "%s/gen.out", t->dir);
+	snprintf(cmd, sizeof(cmd),
+		 "sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@SYSCONFDIR@|/etc|g' -e 's|@UNITDIR@|/usr/lib/systemd/system|g' '%s/../../tools/systemd/lakecrypt-generator.in' >'%s'",
+		 src, gen);
+	assert_int_equal(system(cmd), 0);
+	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++) {
+		size_t n = strlen(tabs[i]);
+		char *text = strdup(tabs[i]), *nul = strstr(text, " N\n");
+		FILE *f;
+
+		if (!strcmp(text, "# NUL\n"))
+			text[2] = '\0';
+		else if (nul)
+			nul[1] = '\0';
+		f = fopen(t->a.cfg.lakecrypttab, "w");
+		assert_int_equal(fwrite(text, 1, n, f), n);
+		fclose(f);
+		free(text);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s' && LAKECRYPTTAB='%s' sh '%s' '%s' 2>/dev/null",
+			 out, out, t->a.cfg.lakecrypttab, gen, out);
+		assert_int_equal(system(cmd), 0);
+		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
+			struct lc_crypttab_entry e;
+			struct lc_error err = { 0 };
+			char unit[PATH_MAX * 2], line[8192], gws[128] = "", guuid[64] = "", aws[128] = "";
+			int r = lc_crypttab_find(t->a.cfg.lakecrypttab, names[j], &e, &err);
+
+			snprintf(unit, sizeof(unit), "%s/lakecrypt@%s.service", out, names[j]);
+			f = fopen(unit, "r");
+			while (f && fgets(line, sizeof(line), f)) {
+				char *w = strstr(line, " --workspace "), *u = strstr(line, "/dev/disk/by-uuid/");
+
+				if (strncmp(line, "ExecStart=", 10))
+					continue;
+				if (w)
+					sscanf(w + 13, "%127s", gws);
+				if (u)
+					sscanf(u + 18, "%36s", guuid);
+			}
+			if (f)
+				fclose(f);
+			if (r == 1)
+				snprintf(aws, sizeof(aws), "%s", e.workspace);
+			/* The agent checks a subset (crypttab.h): a line the
+			 * generator alone rejects (a device path or an option)
+			 * still reserves its name for its own workspace, and
+			 * no unit is made for it or for a later line. */
+			if (r == 1 && !gws[0])
+				continue;
+			if (strcmp(aws, gws) || (r == 1 && strcmp(e.uuid, guuid)))
+				fail_msg("tab %zu, name %s: the agent says %s (uuid %s; %s), the generator's unit %s (uuid %s)",
+					 i, names[j], r == 1 ? aws : "no workspace", r == 1 ? e.uuid : "-",
+					 r < 0 ? err.msg : "", gws[0] ? gws : "is not made", guuid);
+		}
+	}
+}
+
+/*
  * Open is idempotent: the same volume (workspace, device) under the same
  * name again is success ("already_open"), so a unit started again finds
  * the mapping it owns; another device or another workspace under that
@@ -2968,6 +3062,7 @@ int main(void)
 		T(test_tab_wrong_uuid_refused_before_kms),
 		T(test_wrong_volume_held_is_revoked),
 		T(test_tab_bad_lines),
+		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
 		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
