@@ -28,6 +28,12 @@
  * \xNN, the encoding blkid uses for ID_FS_LABEL_ENC, so a hostile header
  * can neither inject a line nor a path component.
  *
+ * When the two copies name different volumes or layouts and copy A is too
+ * large to verify, the agent opens A if its checksum is right and B if
+ * not: the probe then prints ID_FS_TYPE, ID_FS_USAGE, ID_FS_VERSION,
+ * LAKECRYPT_IDENTITY=ambiguous and LAKECRYPT_CHECKSUM=unverified only, no
+ * uuid, workspace or project (so no link names the disk).
+ *
  * Exit status: 0 a valid header was found and printed, 2 no valid
  * lakecrypt header (nothing printed on stdout; the reason on stderr with
  * --verbose), 1 the device cannot be opened or usage error.
@@ -160,6 +166,21 @@ static int probe_io_print(const struct lc_header_io *io, FILE *out, FILE *diag)
 	int r;
 
 	r = lc_header_identify_io(io, LC_PROBE_BUDGET, &h, &info, &e);
+	if (r == -EUCLEAN) {
+		/* A lakecrypt header, but which volume the agent would open
+		 * cannot be told within the budget: no identity at all (no
+		 * ID_FS_UUID, no by-uuid or by-lakecrypt link) rather than
+		 * perhaps another volume's. */
+		if (diag)
+			fprintf(diag, "lakecrypt-probe: %s\n", e.msg);
+		snprintf(ver, sizeof(ver), "%u", (unsigned int)LC_HDR_VERSION);
+		put_kv(out, "ID_FS_TYPE", "lakecrypt", SIZE_MAX);
+		put_kv(out, "ID_FS_USAGE", "crypto", SIZE_MAX);
+		put_kv(out, "ID_FS_VERSION", ver, sizeof(ver));
+		put_kv(out, "LAKECRYPT_IDENTITY", "ambiguous", SIZE_MAX);
+		put_kv(out, "LAKECRYPT_CHECKSUM", "unverified", SIZE_MAX);
+		return ferror(out) ? 1 : 0;
+	}
 	if (r < 0) {
 		if (diag)
 			fprintf(diag, "lakecrypt-probe: %s\n", e.msg);

@@ -203,10 +203,20 @@ struct open_claim {
 	const char *device_arg, *header_arg;	/* as given; header may be NULL */
 	enum lc_volume_kind kind;
 	char device[PATH_MAX], header[PATH_MAX];	/* resolved ("" header: attached) */
+	uint64_t segment_size;			/* a cache's, bytes; 0 for a project volume */
 	unsigned int waiters;			/* requests for the same volume waiting */
+	struct claim_waiter *waiting;		/* those requests (their stacks) */
 	char tab_uuid[40];			/* lakecrypttab's UUID= for the name, "" */
+	unsigned int tab_line;			/* its line */
 	struct open_claim *next;
 };
+/* A request waiting for a claim (on its stack while the claim is listed). */
+struct claim_waiter {
+	const struct client *c;
+	struct claim_waiter *next;
+};
+/* Waiters of @k whose client is still there (a->lock held). */
+unsigned int agent_claim_live_waiters(const struct open_claim *k);
 /*
  * Before volume.open / cache.open of @k->name (a->lock held; may wait on
  * a->changed): 1 and *@slot when that name is open as this very volume

@@ -20,9 +20,12 @@
  *
  * A claimed open whose client went away (systemd killed the unit's start
  * job at TimeoutStartSec, a user pressed ^C) is undone by the caller
- * (ops-volume.c) unless another request waits for the same volume.
+ * (ops-volume.c) unless another request whose client is still there waits
+ * for the same volume.  A cache asked again with another segment size is
+ * refused (-EEXIST), not reported as already open.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,26 @@ static struct open_claim *claim_of(struct agent *a, const char *name)
 		if (!strcmp(k->name, name))
 			return k;
 	return NULL;
+}
+
+unsigned int agent_claim_live_waiters(const struct open_claim *k)
+{
+	unsigned int n = 0;
+
+	for (const struct claim_waiter *w = k->waiting; w; w = w->next)
+		n += !agent_client_gone(w->c);
+	return n;
+}
+
+/* A cache asked with another segment size than the one open or opening
+ * under the name: the same device, but not what was asked for. */
+static int other_options(const char *name, uint64_t have, uint64_t want, bool opening,
+			 struct lc_error *err)
+{
+	return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+		      "cache %s is %s with segment size %" PRIu64 " bytes, not %" PRIu64
+		      ": close it first to change its segment size", name,
+		      opening ? "being opened right now" : "already open", have, want);
 }
 
 /* Same volume: kind, workspace, device and header (resolved paths). */
@@ -79,13 +102,11 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
 			      "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
 			      k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
-	k->tab_uuid[0] = '\0';
-	if (r > 0 && !strncmp(e.device, "UUID=", 5)) {
-		snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%.39s", e.device + 5);
-		for (char *p = k->tab_uuid; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-	}
+	/* UUID= (checked and lower-cased by lc_crypttab_find()): the open
+	 * refuses another volume before anything is mapped (ops-volume.c). */
+	snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%s", r > 0 ? e.uuid : "");
+	if (r > 0)
+		k->tab_line = e.line;
 	resolve(k->device_arg, k->device);
 	resolve(k->header_arg, k->header);
 	for (;;) {
@@ -107,6 +128,10 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 					      "a volume called \"%s\" is already open (/dev/mapper/%s): workspace \"%s\", device %s%s%s; close it or choose another name",
 					      k->name, k->name, s->v->workspace, s->v->device,
 					      s->v->header[0] ? ", header " : "", s->v->header);
+			if (k->kind == LC_VOLUME_CACHE && k->segment_size &&
+			    s->v->segment_sectors * 512 != k->segment_size)
+				return other_options(k->name, s->v->segment_sectors * 512,
+						     k->segment_size, false, err);
 			if (s->v->revoked || s->rs != SLOT_LIVE)
 				return lc_err(err, -EKEYREVOKED, LC_ERRC_DENIED,
 					      "volume %s is open but revoked (status shows why): close it before opening it again",
@@ -125,20 +150,26 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 				lc_err(err, -EEXIST, LC_ERRC_INVALID,
 				       "a volume called \"%s\" is being opened right now in a workspace you cannot see; choose another name",
 				       k->name);
+		if (k->kind == LC_VOLUME_CACHE && k->segment_size && o->segment_size &&
+		    o->segment_size != k->segment_size)
+			return other_options(k->name, o->segment_size, k->segment_size, true, err);
 		/* The same volume is opening (an earlier start of the same
 		 * unit, say): wait for it, then take what it made. */
 		uint64_t id = o->id;
+		struct claim_waiter me = { .c = c, .next = o->waiting };
 
 		o->waiters++;
+		o->waiting = &me;
 		while (claim_listed(a, id))
 			pthread_cond_wait(&a->changed, &a->lock);
-		/* o is gone; its waiter count with it. */
+		/* o is gone; its waiter list (and &me in it) with it. */
 		if (agent_client_gone(c))
 			return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
 				      "the client went away while an open of %s ran", k->name);
 	}
 	k->id = ++a->claim_seq;
 	k->waiters = 0;
+	k->waiting = NULL;
 	k->next = a->claims;
 	a->claims = k;
 	return 0;

@@ -308,24 +308,73 @@ static json_object *already_open(struct agent *a, struct client *c, const char *
 }
 
 /*
+ * A mapping of a volume that is not the one lakecrypttab names for the
+ * name, which could not be removed (someone holds /dev/mapper/NAME open):
+ * it must not serve anyone.  Revoked at once (keys wiped from the target,
+ * its I/O fails), listed as revoked so that status shows it and close
+ * removes it once it is free, and the open fails (-EPERM).  @v is owned.
+ */
+static int refuse_wrong_held(struct agent *a, struct client *c, struct open_claim *k,
+			     struct lc_volume *v, uint64_t epoch, const struct lc_error *ce,
+			     struct lc_error *err)
+{
+	struct lc_error re = { 0 }, ae = { 0 };
+	char cause[256], uuid[LC_UUID_STR_LEN], name[LC_HDR_NAME_SIZE];
+	struct vol_slot *s;
+	int rr, ar;
+
+	snprintf(uuid, sizeof(uuid), "%s", v->uuid);
+	snprintf(name, sizeof(name), "%s", v->name);
+	snprintf(cause, sizeof(cause), "not volume %s, which %.100s line %u reserves the name for",
+		 k->tab_uuid, a->cfg.lakecrypttab, k->tab_line);
+	agent_unlock(a);
+	rr = lc_volume_revoke(&c->env, v, cause, false, &re);
+	agent_relock(a);
+	if (rr < 0)
+		v->revoked = false;	/* the kernel did not take it: retried below */
+	ar = agent_volume_add(a, v, epoch, &c->env, &ae);
+	s = agent_volume(a, name);
+	if (s && s->v == v && s->rs == SLOT_LIVE) {
+		s->rs = SLOT_REVOKE_FAILED;
+		snprintf(s->cause, sizeof(s->cause), "%s", cause);
+		s->revoker = -1;
+		/* The watcher's revocation thread confirms it with the kernel
+		 * and retries while the kernel does not say revoked. */
+		agent_slot_revoke_again(a, s);
+	}
+	lc_error_log("%s: volume %s is not volume %s (%s line %u), and removing /dev/mapper/%s again failed (%s): revoked%s%s",
+		     name, uuid, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, name, ce->msg,
+		     rr < 0 ? "; the revoke message failed too, retried: " : "", rr < 0 ? re.msg : "");
+	return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		      "the name \"%s\" belongs to volume %s (%s line %u): %s is volume %s; /dev/mapper/%s could not be removed again (%s), so it is revoked: its keys are wiped and its I/O fails; close it once nothing holds it open%s%s",
+		      k->name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, k->device_arg, uuid,
+		      name, ce->msg, ar < 0 ? " (" : "", ar < 0 ? ae.msg : "");
+}
+
+/*
  * After the open of claim @k (a->lock held): close what was made and fail
- * when it is not the volume lakecrypttab names for the name (-EPERM), or
- * when its client went away meanwhile and nobody else waits for it
+ * when it is not the volume lakecrypttab names for the name (-EPERM; the
+ * library refuses that before mapping anything, this is the backstop),
+ * or when its client went away meanwhile and nobody else waits for it
  * (systemd gave up on the unit; its next start opens anew: -ECANCELED).
- * 0: keep @v.
+ * 0: keep @v.  A wrong volume that cannot be removed is revoked and the
+ * open fails all the same (refuse_wrong_held()).
  */
 static int undo_if_abandoned(struct agent *a, struct client *c, struct open_claim *k,
-			     struct lc_volume *v, struct lc_error *err)
+			     struct lc_volume *v, uint64_t epoch, struct lc_error *err)
 {
 	struct lc_error ce = { 0 };
 	bool wrong = k->tab_uuid[0] && strcmp(k->tab_uuid, v->uuid);
 	int r;
 
-	if (!wrong && (!agent_client_gone(c) || k->waiters))
+	/* Waiters whose clients left too take nothing: undone all the same. */
+	if (!wrong && (!agent_client_gone(c) || agent_claim_live_waiters(k)))
 		return 0;
 	agent_unlock(a);
 	r = lc_volume_close(&c->env, v, &ce);
 	agent_relock(a);
+	if (r < 0 && wrong)
+		return refuse_wrong_held(a, c, k, v, epoch, &ce, err);
 	if (r < 0) {
 		lc_warn("%s: its client went away before the open finished, and closing it again failed (%s): kept open",
 			v->name, ce.msg);
@@ -333,8 +382,9 @@ static int undo_if_abandoned(struct agent *a, struct client *c, struct open_clai
 	}
 	if (wrong) {
 		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
-			   "the name \"%s\" belongs to volume %s (%s): %s is volume %s; not opened",
-			   k->name, k->tab_uuid, a->cfg.lakecrypttab, k->device_arg, v->uuid);
+			   "the name \"%s\" belongs to volume %s (%s line %u): %s is volume %s; not opened",
+			   k->name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, k->device_arg,
+			   v->uuid);
 		lc_volume_free(v);
 		return r;
 	}
@@ -354,7 +404,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	struct lc_volume *v = NULL;
 	struct open_claim *k;
 	struct vol_slot *held;
-	char hbuf[PATH_MAX];
+	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32];
 	uint64_t epoch;
 	int r;
 
@@ -383,6 +433,12 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	kcopy = *kc;
 	oa.kc = &kcopy;
 	oa.allow = device_policy(a, c, oa.workspace, &acopy);
+	/* lakecrypttab's UUID=: another volume is refused before the KMS. */
+	if (k->tab_uuid[0]) {
+		snprintf(tabsrc, sizeof(tabsrc), "%s line %u", a->cfg.lakecrypttab, k->tab_line);
+		oa.uuid = k->tab_uuid;
+		oa.uuid_source = tabsrc;
+	}
 	/* A revocation that comes while the KMS unwraps must still win. */
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
@@ -391,7 +447,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	/* A success is an observation of the CMK; a denial only triggers a
 	 * probe of it, whose answer counts (probe.c). */
 	r = agent_open_observed(a, &kcopy, r, err, "an open's unwrap");
-	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, err)) < 0 ||
+	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, epoch, err)) < 0 ||
 	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
 		goto out;
 	*result = volume_json(a, c, agent_volume(a, oa.name));
@@ -430,13 +486,19 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	if (!k)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	*k = (struct open_claim){ .name = ca.name, .workspace = ca.workspace,
-				  .device_arg = ca.device, .kind = LC_VOLUME_CACHE };
+				  .device_arg = ca.device, .kind = LC_VOLUME_CACHE,
+				  .segment_size = seg };
 	r = agent_open_claim(a, c, k, &held, err);
 	if (r > 0) {
 		free(k);
 		*result = already_open(a, c, ca.name);
 		return 0;
 	}
+	/* A cache's uuid is new every time: never the volume UUID= names. */
+	if (!r && k->tab_uuid[0])
+		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			   "the name \"%s\" belongs to volume %s (%s line %u): a cache is not that volume; choose another name",
+			   ca.name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line);
 	if (r < 0 || (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
 		goto out;
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);
@@ -449,7 +511,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
 	r = agent_open_observed(a, &kcopy, r, err, "a cache's wrap");
-	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, err)) < 0 ||
+	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, epoch, err)) < 0 ||
 	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
 		goto out;
 	*result = volume_json(a, c, agent_volume(a, ca.name));

@@ -290,8 +290,12 @@ static void start_revoke(struct agent *a, struct vol_slot *s, const char *cause,
 
 void agent_slot_revoke_again(struct agent *a, struct vol_slot *s)
 {
+	char cause[sizeof(s->cause)];
+
+	/* start_revoke() writes s->cause from its argument: not from itself. */
+	snprintf(cause, sizeof(cause), "%s", s->cause);
 	if (s->rs != SLOT_LIVE && s->rs != SLOT_GONE)
-		start_revoke(a, s, s->cause, s->denied, s->revoker);
+		start_revoke(a, s, cause, s->denied, s->revoker);
 }
 
 static bool settled(const struct vol_slot *s)

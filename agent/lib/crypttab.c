@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * lakecrypttab(5): the name reservations (crypttab.h).  The file format is
- * Documentation/lakecrypttab.md.
+ * Documentation/lakecrypttab.md; the generator that reads the same file is
+ * tools/systemd/lakecrypt-generator.in.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "crypttab.h"
 #include "registry.h"
+
+#define MAX_FIELDS	5	/* one more than a valid line has: "found 5 or more" */
 
 static int misconfig(struct lc_error *err, int code, const char *path, const char *what)
 {
@@ -20,17 +25,30 @@ static int misconfig(struct lc_error *err, int code, const char *path, const cha
 		      what);
 }
 
-int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entry *out,
-		     struct lc_error *err)
+int lc_crypttab_is_uuid(const char *s, size_t len)
 {
-	char line[LC_CRYPTTAB_LINE_MAX + 2];
-	unsigned int lineno = 0;
-	struct stat st;
-	FILE *f;
-	int fd, r = 0;
-
-	if (!path || !path[0])
+	if (len != 36)
 		return 0;
+	for (size_t i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = s[i];
+
+		if (dash ? c != '-' :
+		    !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return 1;
+}
+
+/* The whole file into a NUL-terminated buffer: at most LC_CRYPTTAB_MAX_BYTES. */
+static int slurp(const char *path, char **buf, size_t *len, struct lc_error *err)
+{
+	struct stat st;
+	size_t n = 0;
+	char *b;
+	int fd, r;
+
+	*buf = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT)
@@ -41,46 +59,151 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 		close(fd);
 		return misconfig(err, -EINVAL, path, "not a regular file");
 	}
-	if (st.st_size > (off_t)LC_CRYPTTAB_MAX_BYTES) {
+	b = malloc(LC_CRYPTTAB_MAX_BYTES + 2);
+	if (!b) {
 		close(fd);
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
+	/* One byte past the limit tells a file that grew since fstat. */
+	for (;;) {
+		ssize_t got = read(fd, b + n, LC_CRYPTTAB_MAX_BYTES + 1 - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			r = -errno;
+			close(fd);
+			free(b);
+			return misconfig(err, r, path, strerror(-r));
+		}
+		if (got == 0 || (n += (size_t)got) > LC_CRYPTTAB_MAX_BYTES)
+			break;
+	}
+	close(fd);
+	if (n > LC_CRYPTTAB_MAX_BYTES) {
+		free(b);
 		return misconfig(err, -EFBIG, path, "larger than 1 MiB");
 	}
-	f = fdopen(fd, "r");
-	if (!f) {
-		r = -errno;
-		close(fd);
-		return misconfig(err, r, path, strerror(-r));
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	return 1;
+}
+
+/* Line @l of @len bytes (no '\n', CR dropped) names @name first: check it. */
+static int check_line(const char *path, unsigned int lineno, const char *name, char *l,
+		      size_t len, bool nul, struct lc_crypttab_entry *out, struct lc_error *err)
+{
+	const char *f[MAX_FIELDS];
+	size_t fl[MAX_FIELDS], nf = 0;
+	char why[256];
+
+	for (size_t i = 0; i < len; i++)
+		if (((unsigned char)l[i] < 0x20 && l[i] != '\t') || l[i] == 0x7f) {
+			if (nul)
+				snprintf(why, sizeof(why), "NUL byte on line %u", lineno);
+			else
+				snprintf(why, sizeof(why), "control character 0x%02x on line %u",
+					 (unsigned char)l[i], lineno);
+			goto bad;
+		}
+	for (size_t i = 0; i < len && nf < MAX_FIELDS;) {
+		size_t j;
+
+		while (i < len && (l[i] == ' ' || l[i] == '\t'))
+			i++;
+		if (i == len)
+			break;
+		for (j = i; j < len && l[j] != ' ' && l[j] != '\t'; j++)
+			;
+		f[nf] = l + i;
+		fl[nf++] = j - i;
+		i = j;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		char *save = NULL, *n, *dev, *ws;
-		size_t len = strlen(line);
+	if (nf < 3 || nf > 4) {
+		snprintf(why, sizeof(why),
+			 "line %u: expected NAME DEVICE WORKSPACE [OPTIONS], found %zu%s field(s)",
+			 lineno, nf, nf == MAX_FIELDS ? " or more" : "");
+		goto bad;
+	}
+	out->uuid[0] = '\0';
+	if (fl[1] >= 5 && !memcmp(f[1], "UUID=", 5)) {
+		if (!lc_crypttab_is_uuid(f[1] + 5, fl[1] - 5)) {
+			snprintf(why, sizeof(why),
+				 "line %u: device \"%.*s\": UUID= needs a uuid like 01234567-89ab-cdef-0123-456789abcdef",
+				 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
+			goto bad;
+		}
+		for (size_t i = 0; i < 36; i++) {
+			char c = f[1][5 + i];
+
+			out->uuid[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+		}
+		out->uuid[36] = '\0';
+	}
+	{
+		char ws[sizeof(out->workspace) + 1];
 		struct lc_error e = { 0 };
 
-		lineno++;
-		if (len && line[len - 1] == '\n')
-			line[--len] = '\0';
-		else if (!feof(f) || len > LC_CRYPTTAB_LINE_MAX) {
-			r = misconfig(err, -EINVAL, path, "a line is longer than 4096 bytes");
-			break;
+		snprintf(ws, sizeof(ws), "%.*s", (int)fl[2], f[2]);
+		if (fl[2] >= sizeof(ws) || lc_name_check("workspace", ws, &e) < 0) {
+			snprintf(why, sizeof(why), "line %u: workspace \"%.*s\" is not valid", lineno,
+				 (int)(fl[2] > 80 ? 80 : fl[2]), f[2]);
+			goto bad;
 		}
-		if (len && line[len - 1] == '\r')
-			line[--len] = '\0';
-		n = strtok_r(line, " \t", &save);
-		if (!n || n[0] == '#' || strcmp(n, name))
+		memcpy(out->workspace, ws, fl[2] + 1);	/* fl[2] < 64: checked */
+	}
+	out->line = lineno;
+	return 1;
+bad:
+	return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+		      "%s: %s, the first line that names \"%s\", is not valid: no volume is opened under that name until the line is fixed (lakecrypt-generator skips it too)",
+		      path, why, name);
+}
+
+int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entry *out,
+		     struct lc_error *err)
+{
+	unsigned int lineno = 0;
+	size_t len = 0, nlen = name ? strlen(name) : 0;
+	char *buf = NULL;
+	int r;
+
+	if (!path || !path[0])
+		return 0;
+	/* No line can name "", "#..." or a name with a blank (and the open
+	 * refuses such a name anyway). */
+	if (!nlen || name[0] == '#' || strpbrk(name, " \t\r\n"))
+		return 0;
+	r = slurp(path, &buf, &len, err);
+	if (r <= 0)
+		return r;
+	r = 0;
+	for (char *l = buf, *end = buf + len; l < end;) {
+		char *nl = memchr(l, '\n', (size_t)(end - l)), *p;
+		size_t n = (size_t)((nl ? nl : end) - l);
+		bool nul = false;
+
+		lineno++;
+		/* As the generator sees it: NUL -> 0x01 (tr), one CR dropped. */
+		for (size_t i = 0; i < n; i++)
+			if (!l[i]) {
+				l[i] = '\x01';
+				nul = true;
+			}
+		if (n && l[n - 1] == '\r')
+			n--;
+		p = l;
+		l = nl ? nl + 1 : end;
+		while (n && (*p == ' ' || *p == '\t'))
+			p++, n--;
+		if (!n || *p == '#')
 			continue;
-		dev = strtok_r(NULL, " \t", &save);
-		ws = strtok_r(NULL, " \t", &save);
-		if (!dev || !ws || lc_name_check("workspace", ws, &e) < 0 ||
-		    strlen(ws) >= sizeof(out->workspace))
+		if (n < nlen || memcmp(p, name, nlen) || (n > nlen && p[nlen] != ' ' && p[nlen] != '\t'))
 			continue;
-		snprintf(out->workspace, sizeof(out->workspace), "%s", ws);
-		snprintf(out->device, sizeof(out->device), "%s", dev);
-		out->line = lineno;
-		r = 1;
+		r = check_line(path, lineno, name, p, n, nul, out, err);
 		break;
 	}
-	if (r == 0 && ferror(f))
-		r = misconfig(err, -EIO, path, "read error");
-	fclose(f);
+	free(buf);
 	return r;
 }

@@ -1399,6 +1399,19 @@ int lc_header_identify_io(const struct lc_header_io *io, uint64_t budget,
 	if (out)
 		*out = NULL;
 	used = read_both(&rd, pr, info ? info : &tmp, err);
+	/* Two copies of different volumes or layouts: the reader takes copy
+	 * A, as lc_header_read_io() does when A's checksum is right; but if
+	 * it is not, that reader takes B.  Unverified A: nobody can tell. */
+	if (used >= 0 && pr[0].valid && pr[1].valid && !pr[0].checked &&
+	    !same_volume(pr[0].h, pr[1].h)) {
+		char ua[LC_UUID_STR_LEN], ub[LC_UUID_STR_LEN];
+
+		lc_header_uuid_str(pr[0].h, ua);
+		lc_header_uuid_str(pr[1].h, ub);
+		used = lc_err(err, -EUCLEAN, LC_ERRC_INVALID,
+			      "header copies A (volume %s, %" PRIu32 " segments) and B (volume %s, %" PRIu32 " segments) disagree and copy A is too large to verify within %" PRIu64 " bytes: which one is the volume is known only when the header is read in full",
+			      ua, pr[0].h->segment_count, ub, pr[1].h->segment_count, budget);
+	}
 	if (used >= 0 && out) {
 		*out = pr[used].h;
 		pr[used].h = NULL;

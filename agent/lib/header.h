@@ -163,7 +163,11 @@ int lc_header_read_io(const struct lc_header_io *io, struct lc_header **out,
  * fits in what is left of @budget bytes.  A copy that does not fit is not
  * read past its fixed part: it counts as valid, with info->checked[i]
  * false.  In all, at most LC_HDR_IDENTIFY_FIXED_MAX + @budget bytes are
- * read and about 100 KiB of memory used.  Errors as lc_header_read_io().
+ * read and about 100 KiB of memory used.  Errors as lc_header_read_io(),
+ * and -EUCLEAN when the copies name different volumes or layouts and copy
+ * A could not be verified: lc_header_read_io() takes A if its checksum is
+ * right and B if not, so the identity cannot be told within @budget
+ * (@info is filled; nothing in @out).
  */
 #define LC_HDR_IDENTIFY_FIXED_MAX \
 	(4ull * LC_HDR_FIXED_SIZE + LC_HDR_AREA_CANDIDATES * (uint64_t)LC_HDR_OFF_SECTOR_SIZE)

@@ -1103,6 +1103,11 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 	int r;
 
 	lc_header_uuid_str(h, u);
+	if (a->uuid && a->uuid[0] && strcmp(u, a->uuid))
+		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			      "%s holds volume %s, not volume %s, which %s expects under the name \"%s\": not opened (no key was asked for)",
+			      hpath, u, a->uuid, a->uuid_source ? a->uuid_source : "the caller",
+			      a->name);
 	if (detached != !!(h->flags & LC_HDR_F_DETACHED))
 		return detached ? lc_err(err, -EINVAL, LC_ERRC_INVALID,
 					 "%s holds an attached header (on its data device): open that device without a header argument",
@@ -1248,6 +1253,14 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	if (r < 0)
 		goto fail;
 	h = cand[win];
+	/* The copy that authenticated is the volume opened, whatever the
+	 * newer (unauthenticated) copy claimed. */
+	lc_header_uuid_str(h, v->uuid);
+	ids.project = h->project;
+	ids.keyconfig = h->keyconfig;
+	ids.provider = h->provider;
+	ids.cmk_id = h->cmk_id;
+	ids.cmk_version = h->cmk_version;
 	v->have_kek = true;
 	if (env->seqs && (r = lc_seqstore_check(env->seqs, v->uuid, h->seqno, err)) < 0) {
 		audit(env, "open", LC_AUDIT_REFUSED, &ids, NULL, err, now_ms() - t0);

@@ -196,6 +196,12 @@ struct lc_open_args {
 	const char *name;		/* dm device name */
 	const struct lc_keyconfig *kc;	/* the workspace's current binding */
 	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
+	/* The volume the caller expects (lakecrypttab's UUID=: lower-case
+	 * 8-4-4-4-12), NULL or "": any.  A header copy of another volume is
+	 * refused before any KMS call or mapping (-EPERM, REFUSED), and
+	 * @uuid_source (e.g. "/etc/lakecrypt/lakecrypttab line 3") is named. */
+	const char *uuid;
+	const char *uuid_source;
 };
 
 int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,

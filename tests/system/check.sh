@@ -531,6 +531,54 @@ setpriv --reuid=65534 --regid=65534 --clear-groups env LAKECRYPTTAB="$work/tab00
 [ $? -eq 0 ] && grep -q "lakecrypt-generator: $work/tab000: cannot be read; no volume opened at boot" "$log"
 tap $? "lakecrypttab unreadable: said (not 'say: not found'), nothing generated"
 
+# One grammar with the agent (agent/lib/crypttab.h): the agent's side of
+# the same lines is tests/unit/test-agent.c test_tab_bad_lines.  A bad
+# line's NAME is still taken (a later line with it is a duplicate), a NUL
+# byte anywhere makes only its own line bad, names and workspaces are at
+# most 63 characters (lc_name_check()).
+w63=$(printf 'w%.0s' $(seq 63)) w64=$(printf 'w%.0s' $(seq 64))
+{
+	printf '# a comment with a \000 NUL\n'
+	printf 'ok1 UUID=%s finance\n' "$U1"
+	printf 'nul1 /dev/sda finance \000x\n'
+	printf 'ledger UUID=not-a-uuid ws1\nledger UUID=%s ws2\n' "$U1"
+	printf 'w64 /dev/sdb %s\n' "$w64"
+	printf 'n63 /dev/sdc %s\n' "$w63"
+	printf 'ctl /dev/sdd finance\001\n'
+	printf 'cr /dev/sde finance\r\r\n'
+	printf 'five /dev/sdf finance nofail x\n'
+	printf '%s /dev/sdg finance\n' "$w64"
+	printf 'nul1 /dev/sdh finance\n'
+} >"$work/tab6"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab6 "$gen" "$G" 2>"$work/gen6.err"
+gen_rc=$?
+ok=0
+for want in \
+	"tab6:3: a NUL byte or another control character" \
+	"tab6:4: device \"UUID=not-a-uuid\": UUID= needs a uuid" \
+	"tab6:5: volume name \"ledger\" is already used by an earlier line" \
+	"tab6:6: workspace \"$w64\" is not valid.*at most 63" \
+	"tab6:8: a NUL byte or another control character" \
+	"tab6:9: a NUL byte or another control character" \
+	"tab6:10: expected NAME DEVICE WORKSPACE \[OPTIONS\], found 5 field" \
+	"tab6:11: volume name \"$w64\" is not valid.*at most 63" \
+	"tab6:12: volume name \"nul1\" is already used by an earlier line"; do
+	grep -q -- "lakecrypt-generator: .*$want" "$work/gen6.err" || { echo "missing message: $want" >>"$log"; ok=1; }
+done
+[ "$(grep -c 'line skipped' "$work/gen6.err")" -eq 9 ] || { echo "expected 9 skipped lines" >>"$log"; ok=1; }
+(cd "$G" && ls lakecrypt@*.service) >"$work/gen6.units" 2>>"$log"
+[ "$(cat "$work/gen6.units")" = "$(printf 'lakecrypt@n63.service\nlakecrypt@ok1.service')" ] ||
+	{ echo "units:"; cat "$work/gen6.units"; } >>"$log"
+cat "$work/gen6.err" >>"$log"
+[ "$gen_rc" -eq 0 ] && [ "$ok" -eq 0 ] && [ "$(cat "$work/gen6.units")" = "$(printf 'lakecrypt@n63.service\nlakecrypt@ok1.service')" ]
+tap $? "the agent's grammar: a NUL byte spoils only its line, a bad line's name is taken (no unit for ws2's ledger), 63 characters at most"
+head -c 1048577 /dev/zero | tr '\000' '#' >"$work/tab7"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+	grep -q "lakecrypt-generator: $work/tab7: larger than 1 MiB; no volume opened at boot" "$log"
+tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said, nothing generated"
+
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its
 # own boot, before dm-lakecrypt was loaded and before the entry printed a

@@ -60,6 +60,7 @@ static struct fake {
 	size_t ndevs;
 	bool ignore_revoke;		/* "revoke" accepted, nothing happens */
 	char stuck[128];		/* this device's revoke waits for release */
+	char busy[128];			/* this device's remove fails: held open */
 	bool release;
 	unsigned int revokes, removes;
 } fk = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
@@ -180,7 +181,9 @@ static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
 	pthread_mutex_lock(&fk.mu);
 	fk.removes++;
 	d = fdev(name);
-	if (!d) {
+	if (d && !strcmp(name, fk.busy)) {
+		r = lc_err(err, -EBUSY, LC_ERRC_INVALID, "device %s is busy", name);
+	} else if (!d) {
 		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
 	} else {
 		free(d->line);
@@ -2702,8 +2705,9 @@ static void test_name_reserved_by_lakecrypttab(void **state)
 
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(open_in(t, "n3", "ws1", "ledger", NULL, &err), -EPERM);
-	assert_non_null(strstr(err.msg, "belongs to volume"));
+	assert_non_null(strstr(err.msg, "not volume"));
 	assert_non_null(strstr(err.msg, u3));
+	assert_non_null(strstr(err.msg, u1));
 	assert_false(dev_exists("ledger"));
 
 	if (open_in(t, "n1", "ws1", "ledger", NULL, &err))
@@ -2721,6 +2725,359 @@ static void test_name_reserved_by_lakecrypttab(void **state)
 	assert_non_null(strstr(err.msg, "not a regular file"));
 	assert_false(dev_exists("third"));
 	rmdir(t->a.cfg.lakecrypttab);
+}
+
+/* KMS unwraps so far, over every provider. */
+static uint64_t unwraps(struct tenv *t)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&t->a.lock);
+	for (size_t i = 0; i < t->a.nproviders; i++) {
+		struct lc_provider_counters c;
+
+		lc_provider_counters(&t->a.providers[i].p, &c);
+		n += c.unwrap;
+	}
+	pthread_mutex_unlock(&t->a.lock);
+	return n;
+}
+
+/*
+ * lakecrypttab reserves "ledger" for volume X (UUID=); volume Y of the
+ * same workspace opened under that name while /dev/mapper/ledger would be
+ * held open (udev's blkid, a mount waiting: its removal fails) used to be
+ * kept AND reported as opened.  Now the header's uuid is checked before
+ * the KMS is asked or anything is mapped.
+ */
+static void test_tab_wrong_uuid_refused_before_kms(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL;
+	char u1[64], u3[64], tab[512];
+	uint64_t before;
+	unsigned int removes;
+
+	format_in(t, "n1", "ws1", u1);
+	format_in(t, "n3", "ws1", u3);
+	snprintf(tab, sizeof(tab), "ledger UUID=%s ws1\n", u1);
+	write_tab(t, tab);
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.busy, sizeof(fk.busy), "ledger");
+	removes = fk.removes;
+	pthread_mutex_unlock(&fk.mu);
+	before = unwraps(t);
+	assert_int_equal(open_in(t, "n3", "ws1", "ledger", &res, &err), -EPERM);
+	assert_null(res);
+	assert_int_equal(err.cls, LC_ERRC_REFUSED);
+	assert_non_null(strstr(err.msg, u3));
+	assert_non_null(strstr(err.msg, u1));
+	assert_non_null(strstr(err.msg, "line 1"));
+	assert_false(dev_exists("ledger"));
+	assert_int_equal(fk.removes, removes);	/* nothing was mapped to remove */
+	assert_int_equal(unwraps(t), before);	/* and no key asked for */
+	pthread_mutex_lock(&t->a.lock);
+	assert_null(agent_volume(&t->a, "ledger"));
+	pthread_mutex_unlock(&t->a.lock);
+	/* nor is a cache (a new uuid every time) mapped under it */
+	make_disk(t, "c9");
+	snprintf(tab, sizeof(tab), "{\"device\": \"%s/c9\", \"workspace\": \"ws1\", \"name\": \"ledger\", \"force\": true}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "cache.open", jargs(tab), &res, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "a cache is not that volume"));
+	assert_false(dev_exists("ledger"));
+	assert_int_equal(fk.removes, removes);
+	pthread_mutex_lock(&fk.mu);
+	fk.busy[0] = '\0';
+	pthread_mutex_unlock(&fk.mu);
+	/* the right volume still opens under it */
+	if (open_in(t, "n1", "ws1", "ledger", NULL, &err))
+		fail_msg("open of the volume lakecrypttab names: %s", err.msg);
+	assert_true(dev_exists("ledger"));
+}
+
+/*
+ * The backstop: a mapping of the wrong volume exists under the reserved
+ * name and cannot be removed (busy).  The open is never reported as a
+ * success: the mapping is revoked (keys wiped, I/O fails), listed as
+ * revoked, and close removes it once it is free.
+ */
+static void test_wrong_volume_held_is_revoked(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_open_args oa = { 0 };
+	struct open_claim k = { 0 };
+	struct client c = { 0 };
+	const struct lc_keyconfig *kc;
+	struct lc_keyconfig kcopy;
+	struct lc_volume *v = NULL;
+	struct vol_slot *s;
+	char u1[64], u3[64], dev[PATH_MAX], a[512];
+	int r;
+
+	format_in(t, "n1", "ws1", u1);
+	format_in(t, "n3", "ws1", u3);
+	snprintf(dev, sizeof(dev), "%s/n3", t->dir);
+	pthread_mutex_lock(&t->a.lock);
+	assert_int_equal(lc_registry_resolve(&t->a.reg, "ws1", &kc, &err), 0);
+	kcopy = *kc;
+	pthread_mutex_unlock(&t->a.lock);
+	oa = (struct lc_open_args){ .device = dev, .workspace = "ws1", .name = "ledger", .kc = &kcopy };
+	if (lc_volume_open(&t->a.env, &oa, &v, &err))
+		fail_msg("open n3: %s", err.msg);
+	assert_true(dev_exists("ledger"));
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.busy, sizeof(fk.busy), "ledger");
+	pthread_mutex_unlock(&fk.mu);
+	c.a = &t->a;
+	c.env = t->a.env;
+	k = (struct open_claim){ .name = "ledger", .workspace = "ws1", .device_arg = dev,
+				 .kind = LC_VOLUME_PROJECT, .tab_line = 7 };
+	snprintf(k.tab_uuid, sizeof(k.tab_uuid), "%.36s", u1);
+	pthread_mutex_lock(&t->a.lock);
+	r = undo_if_abandoned(&t->a, &c, &k, v, agent_revoke_epoch(&t->a), &err);
+	pthread_mutex_unlock(&t->a.lock);
+	assert_int_equal(r, -EPERM);
+	assert_non_null(strstr(err.msg, "revoked"));
+	assert_non_null(strstr(err.msg, "line 7"));
+	assert_true(dev_exists("ledger"));
+	assert_true(dev_revoked("ledger"));	/* at once, before the reply */
+	/* listed, and the kernel's word reaches its slot */
+	for (;;) {
+		enum slot_revoke rs = SLOT_GONE;
+		bool same = false, kek = true, cause = false;
+
+		pthread_mutex_lock(&t->a.lock);
+		s = agent_volume(&t->a, "ledger");
+		if (s) {
+			same = s->v == v;
+			kek = s->v->have_kek;
+			rs = s->rs;
+			cause = strstr(s->cause, u1) != NULL;
+			if (rs == SLOT_REVOKING) {
+				struct timespec dl;
+
+				clock_gettime(CLOCK_MONOTONIC, &dl);	/* a->changed's clock */
+				dl.tv_sec += 30;	/* a hang fails, it does not stall the suite */
+				if (pthread_cond_timedwait(&t->a.changed, &t->a.lock, &dl))
+					rs = SLOT_GONE;
+			}
+		}
+		pthread_mutex_unlock(&t->a.lock);
+		assert_true(same);
+		assert_false(kek);
+		assert_true(cause);
+		if (rs == SLOT_REVOKED)
+			break;
+		assert_true(rs == SLOT_REVOKING || rs == SLOT_REVOKE_FAILED);
+	}
+	/* once nothing holds it: closed by name */
+	pthread_mutex_lock(&fk.mu);
+	fk.busy[0] = '\0';
+	pthread_mutex_unlock(&fk.mu);
+	snprintf(a, sizeof(a), "{\"name\": \"ledger\"}");
+	if (call(t, "volume.close", jargs(a), NULL, &err))
+		fail_msg("close: %s", err.msg);
+	assert_false(dev_exists("ledger"));
+}
+
+/*
+ * One grammar with the generator (crypttab.h): a NUL byte, a bad UUID=, a
+ * wrong field count or workspace make THAT line bad; its name opens
+ * nowhere (the generator makes no unit for it, later lines with the name
+ * are duplicates), every other name is unaffected, and no KMS call is
+ * spent on it.  Lines of any length are read.
+ */
+static void test_tab_bad_lines(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u1[64], u2[64], tab[8192], ws63[64];
+	uint64_t before;
+	size_t n;
+	FILE *f;
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	format_in(t, "n1", "ws1", u1);
+	format_in(t, "n2", "ws2", u2);
+
+	/* a NUL in a comment, and a 5000-byte comment line: nothing refused */
+	n = (size_t)snprintf(tab, sizeof(tab), "# comment with a X NUL\nother /dev/sdz ws1\n#");
+	tab[strchr(tab, 'X') - tab] = '\0';
+	memset(tab + n, 'x', 5000);
+	n += 5000;
+	n += (size_t)snprintf(tab + n, sizeof(tab) - n, "\nledger UUID=%s ws1 nofail\n", u1);
+	f = fopen(t->a.cfg.lakecrypttab, "w");
+	assert_int_equal(fwrite(tab, 1, n, f), n);
+	fclose(f);
+	if (open_in(t, "n1", "ws1", "free", NULL, &err))
+		fail_msg("open with a NUL in a comment: %s", err.msg);
+	memset(&err, 0, sizeof(err));	/* the line after the long one is read */
+	assert_int_equal(open_in(t, "n2", "ws2", "ledger", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "belongs to workspace \"ws1\""));
+	assert_non_null(strstr(err.msg, "line 4"));
+
+	/* a NUL on the line that names ledger: ledger opens nowhere, another name does */
+	n = (size_t)snprintf(tab, sizeof(tab), "other /dev/sdz ws1\nledger UUID=%s ws1 X\n", u1);
+	tab[strchr(tab, 'X') - tab] = '\0';
+	f = fopen(t->a.cfg.lakecrypttab, "w");
+	assert_int_equal(fwrite(tab, 1, n, f), n);
+	fclose(f);
+	before = unwraps(t);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n1", "ws1", "ledger", NULL, &err), -EINVAL);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "NUL byte on line 2"));
+	assert_int_equal(unwraps(t), before);
+	if (open_in(t, "n2", "ws2", "free2", NULL, &err))
+		fail_msg("another name with a NUL on ledger's line: %s", err.msg);
+
+	/* the first line naming ledger is bad (UUID=), the second is ws2's:
+	 * the generator skips both (the second is a duplicate), so neither
+	 * workspace opens under it, and no unwrap is spent on it */
+	snprintf(tab, sizeof(tab), "ledger UUID=not-a-uuid ws1\nledger UUID=%s ws2\n", u2);
+	write_tab(t, tab);
+	before = unwraps(t);
+	for (int i = 0; i < 2; i++) {
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(open_in(t, i ? "n1" : "n2", i ? "ws1" : "ws2", "ledger", NULL, &err),
+				 -EINVAL);
+		assert_non_null(strstr(err.msg, "line 1: device \"UUID=not-a-uuid\": UUID= needs a uuid"));
+	}
+	assert_int_equal(unwraps(t), before);
+	assert_false(dev_exists("ledger"));
+
+	/* the other checks the generator also makes */
+	const char *bad[][2] = {
+		{ "ledger /dev/sdz\n", "found 2 field(s)" },
+		{ "ledger /dev/sdz ws1 nofail extra\n", "found 5 or more field(s)" },
+		{ "ledger UUID=01234567-89ab-cdef-0123-456789abcdeg ws1\n", "UUID= needs" },
+		{ "ledger UUID=01234567-89ab-cdef-0123-456789abcdef0 ws1\n", "UUID= needs" },
+		{ "ledger /dev/sdz ws$1\n", "workspace \"ws$1\" is not valid" },
+		{ "ledger /dev/sdz ws1\x02\n", "control character 0x02 on line 1" },
+		{ "ledger /dev/sdz ws1\r\r\n", "control character 0x0d on line 1" },
+		{ "ledger /dev/sdz "
+		  "w234567890123456789012345678901234567890123456789012345678901234\n",
+		  "is not valid" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_tab(t, bad[i][0]);
+		memset(&err, 0, sizeof(err));
+		if (open_in(t, "n1", "ws1", "ledger", NULL, &err) != -EINVAL || !strstr(err.msg, bad[i][1]))
+			fail_msg("line %zu: %s", i, err.msg);
+	}
+	/* a request's name with a blank is no line's NAME (and no name) */
+	write_tab(t, "ledger /dev/sdz ws2\n");
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(open_in(t, "n1", "ws1", "ledger /dev/sdz", NULL, &err), 0);
+	assert_null(strstr(err.msg, "belongs to"));
+	assert_non_null(strstr(err.msg, "not a valid name"));
+	/* a 63-character workspace is a name; "ledgerX" is not "ledger" */
+	memset(ws63, 'w', 63);
+	ws63[63] = '\0';
+	snprintf(tab, sizeof(tab), "ledgerX /dev/sdz ws1\nledger /dev/sdz %s\n", ws63);
+	write_tab(t, tab);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n1", "ws1", "ledger", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "belongs to workspace \"www"));
+	assert_non_null(strstr(err.msg, "line 2"));
+}
+
+/*
+ * The agent and lakecrypt-generator read lakecrypttab alike: for each of
+ * these files and names, when the generator makes a unit for NAME the
+ * agent reserves NAME for the same workspace and UUID=, and when the agent
+ * refuses or does not list NAME the generator makes no unit for it.  The
+ * generator is the source tree's, run with sh (as systemd runs it).
+ */
+static void test_tab_agrees_with_generator(void **state)
+{
+	struct tenv *t = *state;
+	static const char *const tabs[] = {
+		"ledger UUID=3F2C9D1E-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 _netdev\nwal /dev/sdb ws2\n",
+		"ledger UUID=not-a-uuid ws1\nledger UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws2\n",
+		"ledger /dev/sdz\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1 nofail extra\nwal /dev/sdb ws1 cache\n",
+		"ledger /dev/sdz ws$1\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1\x02\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz ws1\r\r\nwal /dev/sdb ws1\r\n",
+		"  # ledger /dev/sdz ws1\n\t ledger\t/dev/sdy\tws2\n",
+		"ledger /dev/sdz "
+		"w234567890123456789012345678901234567890123456789012345678901234\nledger /dev/sdy ws2\n",
+		"ledger /dev/sdz "
+		"w23456789012345678901234567890123456789012345678901234567890123\n",
+		"ledgerX /dev/sdz ws1\nledger /dev/sdy ws2\nwal sdb ws1\nwal /dev/sdc ws2\n",
+		"# NUL\n",	/* NUL written in place of the 'N' below */
+		"ledger /dev/sdz ws1 N\nwal /dev/sdb ws2\n",
+		"ledger /dev/sdz ws1 bogus\nledger /dev/sdy ws2\n",
+	};
+	static const char *const names[] = { "ledger", "wal", "ledgerX" };
+	char gen[PATH_MAX + 64], out[PATH_MAX + 64], cmd[8 * PATH_MAX], src[PATH_MAX];
+	char *slash;
+
+	snprintf(src, sizeof(src), "%s", __FILE__);
+	slash = strrchr(src, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	snprintf(gen, sizeof(gen), "%s/gen.sh", t->dir);
+	snprintf(out, sizeof(out), "%s/gen.out", t->dir);
+	snprintf(cmd, sizeof(cmd),
+		 "sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@SYSCONFDIR@|/etc|g' -e 's|@UNITDIR@|/usr/lib/systemd/system|g' '%s/../../tools/systemd/lakecrypt-generator.in' >'%s'",
+		 src, gen);
+	assert_int_equal(system(cmd), 0);
+	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++) {
+		size_t n = strlen(tabs[i]);
+		char *text = strdup(tabs[i]), *nul = strstr(text, " N\n");
+		FILE *f;
+
+		if (!strcmp(text, "# NUL\n"))
+			text[2] = '\0';
+		else if (nul)
+			nul[1] = '\0';
+		f = fopen(t->a.cfg.lakecrypttab, "w");
+		assert_int_equal(fwrite(text, 1, n, f), n);
+		fclose(f);
+		free(text);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir '%s' && LAKECRYPTTAB='%s' sh '%s' '%s' 2>/dev/null",
+			 out, out, t->a.cfg.lakecrypttab, gen, out);
+		assert_int_equal(system(cmd), 0);
+		for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); j++) {
+			struct lc_crypttab_entry e;
+			struct lc_error err = { 0 };
+			char unit[PATH_MAX * 2], line[8192], gws[128] = "", guuid[64] = "", aws[128] = "";
+			int r = lc_crypttab_find(t->a.cfg.lakecrypttab, names[j], &e, &err);
+
+			snprintf(unit, sizeof(unit), "%s/lakecrypt@%s.service", out, names[j]);
+			f = fopen(unit, "r");
+			while (f && fgets(line, sizeof(line), f)) {
+				char *w = strstr(line, " --workspace "), *u = strstr(line, "/dev/disk/by-uuid/");
+
+				if (strncmp(line, "ExecStart=", 10))
+					continue;
+				if (w)
+					sscanf(w + 13, "%127s", gws);
+				if (u)
+					sscanf(u + 18, "%36s", guuid);
+			}
+			if (f)
+				fclose(f);
+			if (r == 1)
+				snprintf(aws, sizeof(aws), "%s", e.workspace);
+			/* The agent checks a subset (crypttab.h): a line the
+			 * generator alone rejects (a device path or an option)
+			 * still reserves its name for its own workspace, and
+			 * no unit is made for it or for a later line. */
+			if (r == 1 && !gws[0])
+				continue;
+			if (strcmp(aws, gws) || (r == 1 && strcmp(e.uuid, guuid)))
+				fail_msg("tab %zu, name %s: the agent says %s (uuid %s; %s), the generator's unit %s (uuid %s)",
+					 i, names[j], r == 1 ? aws : "no workspace", r == 1 ? e.uuid : "-",
+					 r < 0 ? err.msg : "", gws[0] ? gws : "is not made", guuid);
+		}
+	}
 }
 
 /*
@@ -2887,6 +3244,93 @@ static void test_open_abandoned(void **state)
 	pthread_mutex_unlock(&t->a.lock);
 }
 
+/*
+ * A cache asked again under its name with another segment size used to be
+ * "already_open" with the old size; now refused, naming both sizes.  The
+ * same size is still idempotent, and a project volume's open of the
+ * cache's device under the cache's name is refused.
+ */
+static void test_cache_reopen_other_size(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *x;
+	char a[512];
+
+	make_disk(t, "c1");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": true}", t->dir);
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("cache.open: %s", err.msg);
+	json_object_put(res);
+	res = NULL;
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("cache.open again, same size: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &x));
+	json_object_put(res);
+	res = NULL;
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 1048576}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "cache.open", jargs(a), &res, &err), -EEXIST);
+	assert_null(res);
+	assert_non_null(strstr(err.msg, "segment size 4096 bytes, not 1048576"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\"}", t->dir);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "volume.open", jargs(a), &res, &err), -EEXIST);
+	assert_null(res);
+	assert_true(dev_exists("cc"));
+}
+
+/*
+ * The first start's client and a second start waiting for it both hang
+ * up: nobody takes the volume, so it is closed again (it used to be left
+ * mapped because a waiter was counted, whose client was gone too).
+ */
+static void test_open_abandoned_by_all(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c1, c2;
+	char u[64];
+
+	format_in(t, "s1", "ws1", u);
+	stall_kms(t, true);
+	send_open(t, &c1, "s1", "slow");
+	wait_claims(t, true);
+	send_open(t, &c2, "s1", "slow");
+	for (int i = 0;; i++) {	/* the second request waits on the claim */
+		unsigned int w;
+
+		pthread_mutex_lock(&t->a.lock);
+		w = t->a.claims ? t->a.claims->waiters : 0;
+		pthread_mutex_unlock(&t->a.lock);
+		if (w)
+			break;
+		if (i == 3000)
+			fail_msg("the second open never waited on the first");
+		usleep(10000);
+	}
+	lc_proto_conn_close(&c1);
+	lc_proto_conn_close(&c2);
+	for (int i = 0;; i++) {	/* the loop sees both hang-ups */
+		unsigned int live;
+
+		pthread_mutex_lock(&t->a.lock);
+		live = t->a.claims ? agent_claim_live_waiters(t->a.claims) : 0;
+		pthread_mutex_unlock(&t->a.lock);
+		if (!live)
+			break;
+		if (i == 3000)
+			fail_msg("the agent never saw the waiter's client go");
+		usleep(10000);
+	}
+	usleep(100000);	/* and c1's (not a timing assertion: either way it is gone) */
+	stall_kms(t, false);
+	wait_claims(t, false);
+	assert_false(dev_exists("slow"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_null(agent_volume(&t->a, "slow"));
+	pthread_mutex_unlock(&t->a.lock);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -2926,9 +3370,15 @@ int main(void)
 		T(test_kill_matches_running_ops),
 		T(test_kill_scope_keyconfig),
 		T(test_name_reserved_by_lakecrypttab),
+		T(test_tab_wrong_uuid_refused_before_kms),
+		T(test_wrong_volume_held_is_revoked),
+		T(test_tab_bad_lines),
+		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
 		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
+		T(test_cache_reopen_other_size),
+		T(test_open_abandoned_by_all),
 		cmocka_unit_test(test_header_room),
 	};
 

@@ -123,7 +123,7 @@ static void run_probe(const char *path, struct run *res)
 		"ID_FS_TYPE", "ID_FS_USAGE", "ID_FS_VERSION", "ID_FS_UUID", "ID_FS_UUID_ENC",
 		"LAKECRYPT_WORKSPACE", "LAKECRYPT_PROJECT", "LAKECRYPT_DETACHED",
 		"LAKECRYPT_HEADER_COPY", "LAKECRYPT_COPY_A", "LAKECRYPT_COPY_B",
-		"LAKECRYPT_CHECKSUM",
+		"LAKECRYPT_CHECKSUM", "LAKECRYPT_IDENTITY",
 	};
 	char *buf = NULL, *line, *save = NULL;
 	size_t len = 0;
@@ -486,6 +486,97 @@ static void test_cli(void **state)
 	fclose(devnull);
 }
 
+static ssize_t f_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pread(*(int *)ctx, buf, len, (off_t)off);
+
+	return n < 0 ? -errno : n;
+}
+
+/*
+ * Both copies too large to verify within the budget; copy A (uuid ...ff10)
+ * has a wrong checksum, copy B (...ffee) is right.  The agent's reader
+ * takes B; the probe used to print A's uuid.  It prints no identity now
+ * (nor does it when A's checksum is right: it cannot know which).
+ */
+static void test_divergent_unverified(void **state)
+{
+	struct lc_header *h = make_header(4, false), *got = NULL;
+	struct lc_header_info info;
+	struct lc_error e = { 0 };
+	uint64_t hdr, area, data;
+	uint8_t *enc = NULL, *buf;
+	size_t len = 0;
+	char path[128], u[37];
+	struct run r;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/div.img", dir);
+	assert_int_equal(lc_header_layout(1u << 17, 64, &hdr, &area, &data, NULL), 0);
+	assert_true(hdr > LC_PROBE_BUDGET);
+	assert_int_equal(lc_header_encode(h, 0, &enc, &len, &e), 0);
+	buf = calloc(1, hdr);
+	assert_non_null(buf);
+	memcpy(buf, enc, LC_HDR_FIXED_SIZE);
+	put_le(buf + LC_HDR_OFF_SEGMENT_COUNT, 1u << 17, 4);
+	put_le(buf + LC_HDR_OFF_HDR_SIZE, hdr, 8);
+	put_le(buf + LC_HDR_OFF_AREA_SIZE, area, 8);
+	put_le(buf + LC_HDR_OFF_DATA_OFFSET, data, 8);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)(data * 512 + (1 << 20))), 0);
+	/* copy B: uuid ...ffee, right checksum */
+	buf[LC_HDR_OFF_UUID + 15] = 0xee;
+	put_le(buf + LC_HDR_OFF_COPY, 1, 2);
+	memset(buf + LC_HDR_OFF_CHECKSUM, 0, 32);
+	lc_header_checksum(buf, hdr, buf + LC_HDR_OFF_CHECKSUM);
+	assert_int_equal(pwrite(fd, buf, hdr, (off_t)area), (ssize_t)hdr);
+	/* copy A: uuid ...ff10, wrong checksum */
+	buf[LC_HDR_OFF_UUID + 15] = 0x10;
+	put_le(buf + LC_HDR_OFF_COPY, 0, 2);
+	memset(buf + LC_HDR_OFF_CHECKSUM, 0x5a, 32);
+	assert_int_equal(pwrite(fd, buf, LC_HDR_FIXED_SIZE, 0), LC_HDR_FIXED_SIZE);
+	close(fd);
+
+	/* what the agent reads: copy B */
+	fd = open(path, O_RDONLY);
+	{
+		struct lc_header_io io = { .ctx = &fd, .pread = f_pread, .pwrite = probe_pwrite,
+					   .sync = probe_sync };
+
+		if (lc_header_read_io(&io, &got, &info, &e))
+			fail_msg("read: %s", e.msg);
+	}
+	close(fd);
+	lc_header_uuid_str(got, u);
+	assert_string_equal(u, "11223344-5566-4f88-8faa-bbccddeeffee");
+	assert_int_equal(info.used, 1);
+	lc_header_free(got);
+
+	run_probe(path, &r);
+	assert_int_equal(r.rc, 0);
+	assert_has(&r, "ID_FS_TYPE=lakecrypt");
+	assert_has(&r, "LAKECRYPT_IDENTITY=ambiguous");
+	assert_has(&r, "LAKECRYPT_CHECKSUM=unverified");
+	assert_null(strstr(r.out, "ID_FS_UUID"));
+	assert_null(strstr(r.out, "LAKECRYPT_WORKSPACE"));
+	assert_null(strstr(r.out, "LAKECRYPT_PROJECT"));
+	assert_true(r.bytes <= LC_HDR_IDENTIFY_FIXED_MAX + LC_PROBE_BUDGET);
+
+	/* same copies, A's uuid the same as B's: one volume, identified */
+	fd = open(path, O_RDWR);
+	buf[LC_HDR_OFF_UUID + 15] = 0xee;
+	assert_int_equal(pwrite(fd, buf, LC_HDR_FIXED_SIZE, 0), LC_HDR_FIXED_SIZE);
+	close(fd);
+	run_probe(path, &r);
+	assert_int_equal(r.rc, 0);
+	assert_has(&r, "ID_FS_UUID=11223344-5566-4f88-8faa-bbccddeeffee");
+	free(buf);
+	free(enc);
+	lc_header_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -499,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_strings),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_divergent_unverified),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
