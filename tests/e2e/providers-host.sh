@@ -33,8 +33,9 @@ provs=("$@")
 tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
 work=$(mktemp -d /tmp/lakecrypt-e2e-prov.XXXXXX)
 pids=()
+. tests/kms/lib-proc.sh	# kill_tree
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do kill_tree "$p"; done
 	wait 2>/dev/null
 	rm -rf "$work"
 }

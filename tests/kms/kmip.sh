@@ -18,8 +18,9 @@ work=$(mktemp -d /tmp/lakecrypt-kmip.XXXXXX)
 pids=()
 pass=0 fail=0 n=${LC_TAP_START:-0}
 
+. tests/kms/lib-proc.sh	# kill_tree
 cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do kill_tree "$p"; done
 	wait 2>/dev/null
 	rm -rf "$work"
 }
@@ -382,7 +383,7 @@ kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 
 # ---- the same server with a renewed certificate (same key pair) ----------------
 # The binding is the public key, not the certificate: a renewal keeps it.
-kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+kill_tree "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 2 \
 	-extfile "$work/server.ext" -out "$work/server-renewed.pem" 2>/dev/null
 p_kmip3=$(free_port)
@@ -394,7 +395,7 @@ else notok "server 1 with a renewed certificate" "$(tail -20 "$work/pykmip.out" 
 expect "renewed certificate: the bound key is still the server's" ok 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "server-sha256=$sid;uid=$uid2"
 [ "$(field state)" = enabled ] && ok "renewed certificate: enabled" || notok "renewed state" "$last"
 expect "renewed certificate: a destroyed bound key is still a denial" DENIED 10000 --server "127.0.0.1:$p_kmip3" "${tls[@]}" state "$bound"
-kill -9 "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
+kill_tree "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
 
 # ---- server down ----------------------------------------------------------------
 expect "server down (connection refused), 2 attempts" TRANSIENT 5000 --attempts 2 "${srv[@]}" state "$uid2"
