@@ -394,6 +394,35 @@ static int undo_if_abandoned(struct agent *a, struct client *c, struct open_clai
 		      "the client went away before the open of %s finished: closed again", k->name);
 }
 
+/*
+ * The end of an open or cache open, once the library returned @r with @v
+ * (a->lock held again; @kcopy NULL: it failed before the library was
+ * called, with @r < 0): the CMK's trackers hear of it, an open whose
+ * clients all left is undone, the volume is added, and claim @k is
+ * released and freed.  0 with *@result, or -errno with @err.
+ */
+static int open_finish(struct agent *a, struct client *c, struct open_claim *k,
+		       const struct lc_keyconfig *kcopy, int r, struct lc_volume *v,
+		       uint64_t epoch, const char *what, json_object **result,
+		       struct lc_error *err)
+{
+	char name[LC_HDR_NAME_SIZE];
+
+	/* A success is an observation of the CMK; a denial only triggers a
+	 * probe of it, whose answer counts (probe.c). */
+	if (kcopy)
+		r = agent_open_observed(a, kcopy, r, err, what);
+	if (r >= 0)
+		snprintf(name, sizeof(name), "%s", v->name);
+	if (r >= 0 && (r = undo_if_abandoned(a, c, k, v, epoch, err)) >= 0 &&
+	    (r = agent_volume_add(a, v, epoch, &c->env, err)) >= 0)
+		*result = volume_json(a, c, agent_volume(a, name));
+	if (k->id)
+		agent_open_release(a, k);
+	free(k);
+	return r < 0 ? r : 0;
+}
+
 int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		   json_object **result, struct lc_error *err)
 {
@@ -428,7 +457,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		return 0;
 	}
 	if (r < 0 || (r = lc_registry_resolve(&a->reg, oa.workspace, &kc, err)) < 0)
-		goto out;
+		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	/* The lock is dropped for the KMS: work on copies of the binding. */
 	kcopy = *kc;
 	oa.kc = &kcopy;
@@ -444,18 +473,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
-	/* A success is an observation of the CMK; a denial only triggers a
-	 * probe of it, whose answer counts (probe.c). */
-	r = agent_open_observed(a, &kcopy, r, err, "an open's unwrap");
-	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, epoch, err)) < 0 ||
-	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
-		goto out;
-	*result = volume_json(a, c, agent_volume(a, oa.name));
-out:
-	if (k->id)
-		agent_open_release(a, k);
-	free(k);
-	return r < 0 ? r : 0;
+	return open_finish(a, c, k, &kcopy, r, v, epoch, "an open's unwrap", result, err);
 }
 
 int op_cache_open(struct agent *a, struct client *c, json_object *args,
@@ -500,7 +518,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 			   "the name \"%s\" belongs to volume %s (%s line %u): a cache is not that volume; choose another name",
 			   ca.name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line);
 	if (r < 0 || (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)
-		goto out;
+		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	ca.allow = device_policy(a, c, ca.workspace, &acopy);
 	ca.segment_size = seg;
 	ca.cipher = a->cfg.cipher;
@@ -510,16 +528,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
-	r = agent_open_observed(a, &kcopy, r, err, "a cache's wrap");
-	if (r < 0 || (r = undo_if_abandoned(a, c, k, v, epoch, err)) < 0 ||
-	    (r = agent_volume_add(a, v, epoch, &c->env, err)) < 0)
-		goto out;
-	*result = volume_json(a, c, agent_volume(a, ca.name));
-out:
-	if (k->id)
-		agent_open_release(a, k);
-	free(k);
-	return r < 0 ? r : 0;
+	return open_finish(a, c, k, &kcopy, r, v, epoch, "a cache's wrap", result, err);
 }
 
 int op_volume_close(struct agent *a, struct client *c, json_object *args,
