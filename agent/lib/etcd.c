@@ -1074,40 +1074,37 @@ int lc_etcd_lease_keepalive(struct lc_etcd *e, int64_t id, int64_t *ttl_s, struc
 	return 0;
 }
 
-int lc_etcd_lease_revoke(struct lc_etcd *e, int64_t id, struct lc_error *err)
+/* A write whose request is one int64 field, {"@field": @v}, and whose reply
+ * is a header alone (lease revoke, compaction). */
+static int write_one_i64(struct lc_etcd *e, const char *path, const char *field, int64_t v,
+			 struct lc_error *err)
 {
 	struct lc_sb b = { 0 };
 	json_object *o;
 	int r;
 
-	if (id < 1)
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "etcd: lease ID %" PRId64, id);
 	lc_sb_puts(&b, "{");
-	put_field_i64(&b, "ID", id);
+	put_field_i64(&b, field, v);
 	lc_sb_puts(&b, "}");
-	r = request(e, "/v3/lease/revoke", &b, REQ_WRITE, false, &o, err);
+	r = request(e, path, &b, REQ_WRITE, false, &o, err);
 	free(b.p);
 	if (r)
 		return r;
-	return write_reply(e, "/v3/lease/revoke", o, NULL, err);
+	return write_reply(e, path, o, NULL, err);
+}
+
+int lc_etcd_lease_revoke(struct lc_etcd *e, int64_t id, struct lc_error *err)
+{
+	if (id < 1)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "etcd: lease ID %" PRId64, id);
+	return write_one_i64(e, "/v3/lease/revoke", "ID", id, err);
 }
 
 int lc_etcd_compact(struct lc_etcd *e, int64_t revision, struct lc_error *err)
 {
-	struct lc_sb b = { 0 };
-	json_object *o;
-	int r;
-
 	if (revision < 1)
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "etcd: compaction revision %" PRId64, revision);
-	lc_sb_puts(&b, "{");
-	put_field_i64(&b, "revision", revision);
-	lc_sb_puts(&b, "}");
-	r = request(e, "/v3/kv/compaction", &b, REQ_WRITE, false, &o, err);
-	free(b.p);
-	if (r)
-		return r;
-	return write_reply(e, "/v3/kv/compaction", o, NULL, err);
+	return write_one_i64(e, "/v3/kv/compaction", "revision", revision, err);
 }
 
 /* ---- watch stream parser ------------------------------------------------------ */
