@@ -72,6 +72,7 @@ boot() {
 		*) note="harness exit $rc" ;;
 		esac
 		f=$((f + 1))
+		echo "not ok - kernel line $line${kind:+ $kind}: $note (see $log)"
 	fi
 	[ -n "$counts" ] || note="${note:+$note, }no result line from the guest"
 	P=$((P + p)) F=$((F + f)) S=$((S + s))
