@@ -12,6 +12,7 @@
  * Whatever decodes must re-encode to the same bytes, dump without error and
  * survive a write and read back unchanged.  Anything else is a bug: trap.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +135,9 @@ static void image(const uint8_t *p, size_t len)
 	memcpy(d.p, p, len);
 	/* the udev probe's reader: with a budget for everything it picks what
 	 * the agent's reader picks, every copy verified; with none, it still
-	 * recognises whatever the agent's reader accepts */
+	 * recognises whatever the agent's reader accepts, except two copies
+	 * of different volumes with copy A too large to verify: then it
+	 * names neither (-EUCLEAN) */
 	struct lc_header_info iinfo, zinfo;
 	struct lc_header *ih = NULL, *zh = NULL;
 	struct lc_error ierr = { 0 }, zerr = { 0 };
@@ -143,7 +146,9 @@ static void image(const uint8_t *p, size_t len)
 	int rrc = lc_header_read_io(&io, &h, &info, &err);
 
 	CHECK((irc == 0) == (rrc == 0));
-	CHECK(rrc != 0 || zrc == 0);
+	CHECK(rrc != 0 || zrc == 0 ||
+	      (zrc == -EUCLEAN && !zh && strstr(zerr.msg, "disagree") &&
+	       (info.state[0] == LC_COPY_DAMAGED || info.state[1] == LC_COPY_DAMAGED)));
 	if (rrc == 0) {
 		CHECK(iinfo.used == info.used && iinfo.checked[info.used] && !ih->deks &&
 		      !memcmp(ih->uuid, h->uuid, sizeof(h->uuid)) && ih->seqno == h->seqno &&
