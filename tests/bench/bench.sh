@@ -173,6 +173,16 @@ slabs() { [ -r /proc/slabinfo ] && awk 'NR > 2 {print $1, $3 * $4}' /proc/slabin
 settle() { sync; echo 3 >/proc/sys/vm/drop_caches; sleep 2; }
 if [ -n "$lc" ] && printf %s "$parts" | grep -q mem; then
 	seg=$((sectors / memsegs))
+	# For comparison: one keyctl process per key (was in t-80-scale).
+	ms() { awk '{printf "%d\n", $1 * 1000}' /proc/uptime; }
+	head -c 64 /dev/urandom >/tmp/key1.bin
+	p0=$(ms) i=0
+	while [ $i -lt 200 ]; do
+		keyctl padd logon "lakecrypt:memx:$i" @u </tmp/key1.bin >/dev/null || break
+		i=$((i + 1))
+	done
+	p1=$(ms)
+	say "mem: keyctl padd, one process per key: $((p1 - p0)) ms for $i keys, so ~$(((p1 - p0) * memsegs / (i > 0 ? i : 1) / 1000)) s for $memsegs (lct-addkeys: see add keys below)"
 	t0=$(date +%s)
 	head -c $((memsegs * 64)) /dev/urandom >/tmp/keys.bin
 	lct-addkeys lakecrypt:mem: 0 "$memsegs" 64 /tmp/keys.bin

@@ -15,6 +15,11 @@
 # error) counts as one more failure.  Ends with one line
 # "N passed, N failed, N skipped" summed over both lines; exit 1 if any
 # failed.
+#
+# The lines boot at the same time (LC_CHECK_JOBS at once, default: as many
+# as there are CPUs, at most one per line): a guest's shell scripts keep
+# about one host CPU busy, so two guests take little longer than one.  Each
+# line's output is shown whole, in line order, once that line has finished.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 lines="6.1 6.12"
@@ -43,7 +48,11 @@ fi
 
 P=0 F=0 S=0
 summary=()
-# boot LINE KIND MEM QEMU-ARGS PATTERN...: one guest running run-all.sh.
+res=$(mktemp -d)
+trap 'rm -rf "$res"' EXIT
+# boot LINE KIND MEM QEMU-ARGS PATTERN...: one guest running run-all.sh;
+# its counts are appended to $res/<line>.counts ("p f s"), its summary
+# line to $res/<line>.summary.
 boot() {
 	local line=$1 kind=$2 bmem=$3 qemu=$4 log out start rc secs counts p f s note
 	shift 4
@@ -75,12 +84,14 @@ boot() {
 		echo "not ok - kernel line $line${kind:+ $kind}: $note (see $log)"
 	fi
 	[ -n "$counts" ] || note="${note:+$note, }no result line from the guest"
-	P=$((P + p)) F=$((F + f)) S=$((S + s))
-	summary+=("$line${kind:+ $kind}: $p passed, $f failed, $s skipped in ${secs}s${note:+ ($note)}")
+	echo "$p $f $s" >>"$res/$line.counts"
+	echo "$line${kind:+ $kind}: $p passed, $f failed, $s skipped in ${secs}s${note:+ ($note)}" >>"$res/$line.summary"
 	rm -f "$out"
 }
 
-for line in $lines; do
+# one_line LINE: every boot of one kernel line, one after the other.
+one_line() {
+	local line=$1 disk
 	[ -z "$main" ] || boot "$line" "" "$mem" "" "${tpat[@]}"
 	if [ -n "$membt" ]; then
 		# Swap under memory pressure: 384 MiB of RAM, and a virtio disk
@@ -90,6 +101,30 @@ for line in $lines; do
 		boot "$line" memory 384 "-drive file=$disk,format=raw,if=virtio,cache=writeback" "${mpat[@]}"
 		rm -f "$disk"
 	fi
+}
+
+jobs_max=${LC_CHECK_JOBS:-$(nproc 2>/dev/null || echo 1)}
+pids=()
+for line in $lines; do
+	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+	one_line "$line" >"$res/$line.out" 2>&1 &
+	pids+=($!)
+done
+# Show each line's output in order, as soon as it and the ones before it
+# are done.
+i=0
+for line in $lines; do
+	wait "${pids[$i]}"
+	i=$((i + 1))
+	cat "$res/$line.out"
+	while read -r p f s; do
+		P=$((P + p)) F=$((F + f)) S=$((S + s))
+	done < <(cat "$res/$line.counts" 2>/dev/null)
+	if [ ! -f "$res/$line.counts" ]; then
+		echo "not ok - kernel line $line: no boot result"
+		F=$((F + 1))
+	fi
+	while IFS= read -r l; do summary+=("$l"); done < <(cat "$res/$line.summary" 2>/dev/null)
 done
 echo "=== summary"
 printf '%s\n' "${summary[@]}"

@@ -63,7 +63,12 @@ keyctl unlink "$id" $LC_KEYRING >/dev/null
 lct-addkeys "lakecrypt:t15:" 7 1 64 "$LC_WORK/keys.t15" 2>/dev/null || lc_bail "add key 7"
 id=$(lc_keyid lakecrypt:t15:7) || lc_bail "find key 7"
 keyctl timeout "$id" 1 || lc_bail "keyctl timeout"
-sleep 2
+# Until /proc/keys shows it expired ("expd"), not a fixed 2 s.
+i=0
+while [ "$(awk -v k="$(printf %08x "$id")" '$1 == k {print $4}' /proc/keys)" != expd ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
 lc_msg_fail $D "key 7 expired in the keyring" "expired|lakecrypt:t15:7" key load 7
 lc_eq "  still 15 keys loaded" 15 "$(lc_status $D keys)"
 keyctl unlink "$id" $LC_KEYRING >/dev/null 2>&1

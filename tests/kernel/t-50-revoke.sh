@@ -34,8 +34,13 @@ st1=$!
 ) &
 st2=$!
 i=0
-while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-sleep 4
+while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+# The load is under way once the target has counted reads and writes (a
+# few thousand a second here): wait for that, not a fixed time, which a
+# slow guest may not fill (then the check below failed).
+i=0
+while { [ "$(lc_status $D reads)" -lt 500 ] || [ "$(lc_status $D writes)" -lt 500 ]; } &&
+      [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 r0=$(lc_status $D reads)
 w0=$(lc_status $D writes)
 t0=$(lc_now_ms)

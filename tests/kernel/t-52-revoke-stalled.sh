@@ -38,7 +38,7 @@ rm -f "$LC_WORK/ready"
 lct-uevent -r "$LC_WORK/ready" -t 60 -n 1 -m LAKECRYPT_EVENT >"$LC_WORK/uevents" 2>&1 &
 uev=$!
 i=0
-while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 
 # In the background: the old module blocked here until the backing device
 # moved again (uninterruptibly, so "timeout" could not end it).  Under TCG
@@ -112,7 +112,7 @@ rm -f "$LC_WORK/ready"
 lct-uevent -r "$LC_WORK/ready" -t 20 -n 1 -m LAKECRYPT_EVENT >"$LC_WORK/uevents" 2>&1 &
 uev=$!
 i=0
-while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 sleep 0.5
 dmsetup message $D 0 revoke >/dev/null 2>&1 &
 msg=$!

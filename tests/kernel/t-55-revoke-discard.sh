@@ -28,7 +28,7 @@ revoke_case() {
 	lct-uevent -r "$LC_WORK/ready" -t 30 -n 1 -m LAKECRYPT_EVENT >"$LC_WORK/uevents" 2>&1 &
 	uev=$!
 	i=0
-	while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 	lc_kmark
 	if timeout 60 dmsetup message $D 0 $msg >/dev/null 2>&1; then
 		lc_ok "$tag: '$msg' succeeds"
@@ -86,9 +86,13 @@ l=$(lc_loop $((MIB + 2)) d) || lc_bail "loop device"
 if dmsetup create lct-delay --table "0 $(((MIB + 2) * 2048)) delay $l 0 0 $l 0 100"; then
 	lc_vol lct-rd t55slow aes-xts-plain64 64 $SEG /dev/mapper/lct-delay $OFF $LEN ephemeral || lc_bail "set up"
 	lct-blk pwrite -d /dev/mapper/lct-rd 0 $BYTES "$LC_WORK/plain" 0 >/dev/null
+	w0=$(lc_status lct-rd writes)
 	timeout 60 lct-blk stress /dev/mapper/lct-rd $BYTES 65536 4 6 "$LC_WORK/mark2" >"$LC_WORK/stress" 2>&1 &
 	sp=$!
-	sleep 3
+	# Writes in flight: wait until the target has counted some (100 ms
+	# each on dm-delay), not a fixed time.
+	i=0
+	while [ "$(lc_status lct-rd writes)" -lt $((w0 + 8)) ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 	lc_run "ephemeral over dm-delay: revoke under write load returns" timeout 60 dmsetup message lct-rd 0 revoke
 	touch "$LC_WORK/mark2"
 	lc_wait_gone $sp 60 || lc_notok "  stress finished (hung?)"

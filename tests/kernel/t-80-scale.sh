@@ -34,16 +34,8 @@ t1=$(lc_now_ms)
 lc_result $st "add $N logon keys with add_key(2) ($((t1 - t0)) ms)"
 [ $st -eq 0 ] || { lc_diag_file "$LC_WORK/add.out"; lc_bail "keys"; }
 mem m1
-# For comparison: one keyctl process per key.
-dd if=/dev/urandom of="$LC_WORK/k1" bs=64 count=1 2>/dev/null
-t0=$(lc_now_ms)
-i=0
-while [ $i -lt 200 ]; do
-	keyctl padd logon "lakecrypt:t80x:$i" $LC_KEYRING <"$LC_WORK/k1" >/dev/null || break
-	i=$((i + 1))
-done
-t1=$(lc_now_ms)
-lc_diag "keyctl padd, one process per key: $((t1 - t0)) ms for $i keys, so ~$(((t1 - t0) * N / (i > 0 ? i : 1) / 1000)) s for $N; lct-addkeys did $N in the time above"
+# (The comparison with one keyctl process per key is a benchmark, not a
+# test: tests/bench/bench.sh, part mem.)
 lc_diag "keyring: $(per_key $((m1_u - m0_u))) bytes/key SUnreclaim, $(per_key $((m0_a - m1_a))) bytes/key MemAvailable"
 
 lc_create $D "$(lc_table aes-xts-plain64 64 t80 $SEG $b 0 $LEN)" || lc_bail "create $D"

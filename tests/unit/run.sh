@@ -24,32 +24,54 @@ tap() {	# tap <rc> <description>
 	else fail=$((fail + 1)); echo "not ok $n - $2"; sed 's/^/# /' "$log" | tail -n 60; fi
 }
 
+jobs_max=$(nproc 2>/dev/null || echo 1)
+udir=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$udir"' EXIT
+# unit_one <binary> <tag>: rc to $udir/<tag>.rc, output to .log, seconds to .t
+unit_one() {
+	local t0=$SECONDS
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		"$1" >"$udir/$2.log" 2>&1
+	echo $? >"$udir/$2.rc"
+	echo $((SECONDS - t0)) >"$udir/$2.t"
+}
 for san in 0 1; do
 	variant=plain; [ $san -eq 1 ] && variant=asan+ubsan
-	make -s -C agent SAN=$san all unit >"$log" 2>&1
+	make -s -j"$jobs_max" -C agent SAN=$san all unit >"$log" 2>&1
 	tap $? "build ($variant) with -Wall -Wextra -Werror"
 	out=build/agent; [ $san -eq 1 ] && out=build/agent-san
+	# The programs share no state (each its own mktemp dirs, process
+	# keyring and fake dm): run as many at once as there are CPUs, then
+	# report them in order.
+	progs=()
 	for t in "$out"/unit/test-*; do
-		[ -x "$t" ] || continue
-		# cmocka prints its own result lines; one TAP line per program here.
-		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-			"$t" >"$log" 2>&1
-		rc=$?
+		[ -x "$t" ] && progs+=("$t")
+	done
+	for t in "${progs[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+		unit_one "$t" "$variant-$(basename "$t")" &
+	done
+	wait
+	for t in "${progs[@]}"; do
+		tag=$variant-$(basename "$t")
+		cp "$udir/$tag.log" "$log"
+		rc=$(cat "$udir/$tag.rc" 2>/dev/null || echo 1)
 		# A skipped case is a case CI did not run: it fails the program.
 		skipped=$(grep -cE '^\[  SKIPPED \]' "$log")
 		[ "$skipped" -gt 0 ] && rc=1
-		tap $rc "$(basename "$t") ($variant): $(grep -cE '^\[       OK \]' "$log") cases passed, $(grep -cE '^\[  FAILED  \]' "$log") failed, $skipped skipped"
+		tap $rc "$(basename "$t") ($variant): $(grep -cE '^\[       OK \]' "$log") cases passed, $(grep -cE '^\[  FAILED  \]' "$log") failed, $skipped skipped ($(cat "$udir/$tag.t" 2>/dev/null) s)"
 	done
 done
 
 # The fuzz targets are single-threaded: run as many at once as there are
 # CPUs (each still gets its full time), then report them in order.
 if ls tests/fuzz/fuzz-*.c >/dev/null 2>&1; then
-	make -s -C agent fuzz >"$log" 2>&1
+	make -s -j"$jobs_max" -C agent fuzz >"$log" 2>&1
 	tap $? "build libFuzzer targets (clang, ASan+UBSan)"
-	secs=${LAKECRYPT_FUZZ_SECONDS:-30}
+	# make check: 12 s per target (LAKECRYPT_FUZZ_SECONDS for longer runs).
+	secs=${LAKECRYPT_FUZZ_SECONDS:-12}
 	fdir=$(mktemp -d)
-	trap 'rm -f "$log"; rm -rf "$fdir"' EXIT
+	trap 'rm -f "$log"; rm -rf "$fdir" "$udir"' EXIT
 	mkdir -p build/fuzz/crashes
 	fuzz_one() {	# fuzz_one <binary>: rc to $fdir/<name>.rc, output to .log
 		local f=$1 name work corpus
@@ -62,7 +84,6 @@ if ls tests/fuzz/fuzz-*.c >/dev/null 2>&1; then
 		echo $? >"$fdir/$name.rc"
 		rm -rf "$work"
 	}
-	jobs_max=$(nproc 2>/dev/null || echo 1)
 	targets=()
 	for f in build/fuzz/fuzz-*; do
 		[ -x "$f" ] || continue
