@@ -1,7 +1,8 @@
 #!/bin/sh
 # The kill switch never waits for the backing device: lakecrypt over a
 # dm-linear that is suspended with an O_DIRECT write in flight.  "revoke
-# discard" returns within 100 ms, new bios fail at once, status says
+# discard" returns while the backing device is still suspended (its time
+# is printed, not asserted), new bios fail, status says
 # "pending" until the outcome is known; once the backing device moves
 # again the held write lands, then the discard, status and uevent say
 # "discarded", and the device can be removed.
@@ -41,35 +42,33 @@ i=0
 while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 
 # In the background: the old module blocked here until the backing device
-# moved again (uninterruptibly, so "timeout" could not end it).  Under TCG
-# on a busy host starting dmsetup alone can take hundreds of ms, so the
-# 100 ms are checked on the time the kernel reports for the message's work
-# (ktime in the guest), and the command's wall time only against a
-# dmsetup that fails at once.
+# moved again (uninterruptibly, so "timeout" could not end it).  The
+# backing device stays suspended for the whole wait below, so a revoke
+# that waited for it could not return at all: the 60 s only end a hung
+# test.  The times are printed for the reader (the kernel's own ktime for
+# the message's work, and the command's wall time next to a dmsetup that
+# fails at once); speed is the benchmarks' business, not asserted here.
 lc_kmark
 t0=$(lc_now_ms)
 dmsetup message $D 0 revoke discard >"$LC_WORK/msg.out" 2>&1 &
 msg=$!
-if lc_wait_gone $msg 5; then
+if lc_wait_gone $msg 60; then
 	t1=$(lc_now_ms)
 	wait $msg
 	st=$?
-	ms=$((t1 - t0))
 	lc_result $st "revoke discard with the backing device stalled succeeds (exit $st)"
+	lc_eq "  the backing device was still suspended when it returned" 1 \
+		"$(cat /sys/block/"$(basename "$(readlink -f /dev/mapper/lct-base)")"/dm/suspended)"
 	us=$(lc_klog | sed -n 's/.*t52: revoke: I\/O refused and keys wiped in \([0-9]*\) us.*/\1/p' | head -n1)
-	if [ -n "$us" ] && [ "$us" -le 100000 ]; then
-		lc_ok "  the kernel's part takes at most 100 ms ($us us)"
+	if [ -n "$us" ]; then
+		lc_ok "  the kernel reports the revoke's work done ($us us)"
 	else
-		lc_notok "  the kernel's part takes at most 100 ms (${us:-no} us)"
+		lc_notok "  the kernel reports the revoke's work done (no t52 line in the kernel log)"
 	fi
-	if [ $((ms - base_ms)) -le 1000 ]; then
-		lc_ok "  the command returns with no wait for the device ($ms ms; a dmsetup that fails at once: $base_ms ms)"
-	else
-		lc_notok "  the command returns with no wait for the device ($ms ms; a dmsetup that fails at once: $base_ms ms)"
-	fi
+	lc_diag "revoke command: $((t1 - t0)) ms; a dmsetup that fails at once: $base_ms ms"
 	returned=1
 else
-	lc_notok "revoke discard with the backing device stalled returns (still waiting after 5 s)"
+	lc_notok "revoke discard with the backing device stalled returns (still waiting after 60 s)"
 	returned=0
 fi
 lc_eq "  status: state" revoked "$(lc_status $D state)"
@@ -78,11 +77,11 @@ if [ $returned = 1 ]; then
 	lc_eq "  status: discard pending while the backing device is stalled" pending "$(lc_status $D discard)"
 fi
 t0=$(lc_now_ms)
-timeout 10 lct-blk pread -d $M 0 4096 "$LC_WORK/buf" >/dev/null 2>&1
+timeout 60 lct-blk pread -d $M 0 4096 "$LC_WORK/buf" >/dev/null 2>&1
 st=$?
 ms=$(($(lc_now_ms) - t0))
-[ $st -ne 0 ] && [ $st -ne 124 ] && lc_ok "  a new read fails at once ($ms ms)" ||
-	lc_notok "  a new read fails at once (exit $st after $ms ms)"
+[ $st -ne 0 ] && [ $st -ne 124 ] && lc_ok "  a new read fails while the backing device is stalled ($ms ms)" ||
+	lc_notok "  a new read fails while the backing device is stalled (exit $st after $ms ms)"
 kill -0 $held 2>/dev/null && lc_ok "  the held write is still held" || lc_notok "  the held write is still held"
 
 lc_run "resume the backing dm-linear" timeout 30 dmsetup resume lct-base
@@ -116,7 +115,7 @@ while [ ! -e "$LC_WORK/ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); d
 sleep 0.5
 dmsetup message $D 0 revoke >/dev/null 2>&1 &
 msg=$!
-lc_wait_gone $msg 5 && lc_ok "revoke (no discard) with the backing device stalled returns" ||
+lc_wait_gone $msg 60 && lc_ok "revoke (no discard) with the backing device stalled returns" ||
 	lc_notok "revoke (no discard) with the backing device stalled returns"
 lc_wait_gone $uev 10 || kill $uev 2>/dev/null
 case " $(grep LAKECRYPT_EVENT "$LC_WORK/uevents" | head -n1) " in
