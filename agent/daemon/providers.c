@@ -57,13 +57,28 @@ static int readable_file(const char *section, const char *key, const char *path,
 /*
  * Tests only ([test] kms_stall_file): a KMS that never answers.  While the
  * file exists every call waits, as a provider stuck on a dead connection
- * would; removing it lets the calls through to the local KMS.
+ * would; removing it lets the calls through to the local KMS.  A call that
+ * starts waiting appends "<op> <context>\n" to "<stall_file>.calls" (the
+ * encryption context: no secret), so that a test waits for the call it
+ * means to hold instead of sleeping.
  */
 static const char *stall_file;
 
-static void stall(void)
+static void stall(const char *op, const char *context)
 {
-	while (stall_file && access(stall_file, F_OK) == 0)
+	char calls[LC_CONFIG_PATH_MAX + 8];
+
+	if (!stall_file || access(stall_file, F_OK))
+		return;
+	if (snprintf(calls, sizeof(calls), "%s.calls", stall_file) < (int)sizeof(calls)) {
+		FILE *f = fopen(calls, "ae");
+
+		if (f) {
+			fprintf(f, "%s %s\n", op, context ? context : "-");
+			fclose(f);
+		}
+	}
+	while (access(stall_file, F_OK) == 0)
 		nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
 }
 
@@ -101,7 +116,7 @@ static int stall_wrap(void *priv, const char *key_ref, const struct lc_secret *p
 		      const char *context, uint64_t timeout_ms, struct lc_buf *blob,
 		      struct lc_provider_reply *reply, struct lc_error *err)
 {
-	stall();
+	stall("wrap", context);
 	if (fault(err))
 		return err->code;
 	return lc_kms_local_ops.wrap(priv, key_ref, pt, context, timeout_ms, blob, reply, err);
@@ -111,7 +126,7 @@ static int stall_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 			const char *context, uint64_t timeout_ms, struct lc_secret *pt,
 			struct lc_provider_reply *reply, struct lc_error *err)
 {
-	stall();
+	stall("unwrap", context);
 	if (fault(err))
 		return err->code;
 	return lc_kms_local_ops.unwrap(priv, key_ref, blob, context, timeout_ms, pt, reply, err);
@@ -120,7 +135,7 @@ static int stall_unwrap(void *priv, const char *key_ref, const struct lc_buf *bl
 static int stall_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 			   struct lc_provider_reply *reply, struct lc_error *err)
 {
-	stall();
+	stall("key_state", NULL);
 	if (fault(err))
 		return err->code;
 	return lc_kms_local_ops.key_state(priv, key_ref, timeout_ms, reply, err);

@@ -402,7 +402,9 @@ for v in p1 p3 c1; do
 	lc_eq "$v: state revoked, no key loaded" "revoked 0" "$4 $6"
 done
 dd if=/dev/mapper/p4 of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null && lc_ok "p4 under the other CMK still works" || lc_notok "p4 under kc2 still works"
-sleep 1
+# An unlinked key leaves /proc/keys when the key garbage collector runs.
+i=0
+while [ "$(lakecrypt_keys)" -ne 0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 lc_eq "no lakecrypt key of kc1 left in /proc/keys" 0 "$(lakecrypt_keys)"
 nz=$(tr -d '\000' </tmp/cache.img | wc -c)
 lc_eq "cache volume's backing file reads zeros (discarded)" 0 "$nz"
@@ -411,13 +413,15 @@ grep -q '"op":"revoke"' "$AUDIT" && lc_ok "revoke is in the audit log" || lc_not
 # ---------------------------------------------------------------- watcher
 lc_run "admin disables CMK2: the watcher pulls the kill switch" ctl kms disable "$CMK2"
 i=0
-while [ $i -lt 30 ]; do
+# The watcher confirms the denial over a few 2 s intervals; 120 s only
+# ends a hung test (a loaded TCG guest runs several times slower).
+while [ $i -lt 120 ]; do
 	set -- $(dmsetup status p4)
 	[ "$4" = revoked ] && break
 	sleep 1
 	i=$((i + 1))
 done
-lc_eq "p4 revoked by the watcher within 30 s" revoked "$4"
+lc_eq "p4 revoked by the watcher (after $i s)" revoked "$4"
 
 # ---------------------------------------------------------------- key lifecycle
 # rewrap --all, workspace rekey, rotate-kek, shred (tests/e2e/rotate.sh)
@@ -454,10 +458,18 @@ while ! grep -q ready "$LC_TMP/clients.out" && [ $i -lt 300 ]; do sleep 0.1; i=$
 lc_diag "$(head -n1 "$LC_TMP/clients.out")"
 lc_eq "the operator's 64 idle connections: 15 kept (16 per uid, one is the non-reader)" \
 	"kept 15 of 64" "$(head -n1 "$LC_TMP/clients.out")"
+rm -f /tmp/lc-stall.calls
 touch /tmp/lc-stall
 ctl open "$KP3" k3 --workspace ws4 >"$LC_TMP/k3.out" 2>&1 &
 OPID=$!
-sleep 3		# the open waits in the KMS; a watcher tick too
+# Until the open's KEK unwrap (the only context with a volume) waits in
+# the KMS; the agent lists each held call in /tmp/lc-stall.calls.
+i=0
+while ! grep -q '^unwrap .*volume=' /tmp/lc-stall.calls 2>/dev/null && [ $i -lt 600 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+lc_eq "the open of k3 waits in the stalled KMS" 1 "$(grep -c '^unwrap .*volume=' /tmp/lc-stall.calls 2>/dev/null)"
 lc_run "ping answers while the KMS stalls" ctl --timeout 2 ping
 t0=$(uptime_ms)
 expect_exit 0 "revoke --keyconfig kc3 with the KMS stalled" ctl --timeout 20 revoke --keyconfig kc3
