@@ -548,10 +548,11 @@ static enum lc_probe_outcome canary_recheck(struct agent *a, struct lc_provider 
  * probe reads one with probability 0.05^3 (Documentation/lakecrypt-agent.md,
  * "What kills", has the arithmetic), while a real revocation, which
  * denies every call, costs LC_PROBE_RECHECKS * LC_PROBE_RECHECK_MS more
- * per probe (4 s) and LC_PROBE_RECHECKS more calls, only while it denies.
+ * per probe (2 s) and LC_PROBE_RECHECKS more calls (and, for a key-state
+ * denial, the canary's unwrap as its witness), only while it denies.
  */
 #define LC_PROBE_RECHECKS	2
-#define LC_PROBE_RECHECK_MS	2000
+#define LC_PROBE_RECHECK_MS	1000
 
 static void recheck_pause(const struct agent *a)
 {
@@ -732,13 +733,18 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	 * witness (a disabled, pending-deletion or destroyed key unwraps
 	 * nothing): a key-state denial that the canary's unwrap does not
 	 * bear out is none (the state call's own permission taken away, or
-	 * a stray 403 three times over). */
+	 * a stray 403 three times over).  As a witness one unwrap does: its
+	 * denial after three of the state's is no stray, and a revocation's
+	 * probes, fleet-wide at once, must stay cheap. */
 	if ((o == LC_PROBE_OK || so == LC_PROBE_DENIED) && a->cfg.canary) {
 		bool witness = o == LC_PROBE_DENIED;
 
 		canary_of(a, p, v, kcname, b64, hex, &wcalls);
 		if (b64[0]) {
-			co = canary_run(a, p, v, kcname, b64, hex, &ccalls, &wcalls, &rechecks,
+			co = witness ?
+			     canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls,
+					  cdetail, sizeof(cdetail)) :
+			     canary_run(a, p, v, kcname, b64, hex, &ccalls, &wcalls, &rechecks,
 					cdetail, sizeof(cdetail));
 			canary = lc_probe_outcome_name(co);
 			canary_ran = !witness || co == LC_PROBE_OK;
