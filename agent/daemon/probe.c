@@ -729,14 +729,20 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		o = probe_versions(a, p, v, rep.key_version, &scalls, detail, sizeof(detail));
 
 	/* Enabled: the authoritative probe, a real unwrap of the canary of
-	 * @v's own key configuration.  Denied state: the canary is its
-	 * witness (a disabled, pending-deletion or destroyed key unwraps
-	 * nothing): a key-state denial that the canary's unwrap does not
-	 * bear out is none (the state call's own permission taken away, or
-	 * a stray 403 three times over).  As a witness one unwrap does: its
+	 * @v's own key configuration.  The state call itself denied (an
+	 * error of class DENIED, not a state the KMS reported): the canary
+	 * is its witness (a disabled, pending-deletion or destroyed key
+	 * unwraps nothing): a denial that the canary's unwrap does not bear
+	 * out is none (the state call's own permission taken away, or a
+	 * stray 403 three times over).  As a witness one unwrap does: its
 	 * denial after three of the state's is no stray, and a revocation's
-	 * probes, fleet-wide at once, must stay cheap. */
-	if ((o == LC_PROBE_OK || so == LC_PROBE_DENIED) && a->cfg.canary) {
+	 * probes, fleet-wide at once, must stay cheap.  A state the KMS
+	 * reports (disabled, ...), three times, needs no witness: a flaky
+	 * KMS refuses calls, it does not invent key states, and the canary
+	 * may have been made under another key version than the one the
+	 * state is of (Cloud KMS: the primary, disabled, while the canary's
+	 * older version is enabled). */
+	if ((o == LC_PROBE_OK || (so == LC_PROBE_DENIED && r < 0)) && a->cfg.canary) {
 		bool witness = o == LC_PROBE_DENIED;
 
 		canary_of(a, p, v, kcname, b64, hex, &wcalls);

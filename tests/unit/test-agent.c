@@ -2332,6 +2332,38 @@ static void test_state_denial_needs_canary(void **state)
 	assert_true(dev_revoked("vf"));
 }
 
+/*
+ * A key state the KMS reports needs no canary witness, only its rechecks:
+ * Cloud KMS's primary version (2) disabled while the canary, made under
+ * version 1, still unwraps.  The volume opened under version 2 is dead;
+ * the key's denial counts and kills.
+ */
+static void test_disabled_primary_counts(void **state)
+{
+	struct tenv *t = *state;
+	char out[256];
+
+	mock_install(t);
+	mk.versioned = true;
+	mock_volume(t, "kcv", "wsv", "dv0", "pv0", false);	/* the canary: version 1 */
+	mk.nversions = mk.primary = 2;
+	mk.st[2] = LC_KEY_ENABLED;
+	mock_volume(t, "kcv", "wsv", "dv", "vv", true);		/* under version 2 */
+	check_once(t, "outcome", out, sizeof(out), NULL);
+	assert_string_equal(out, "ok");
+	mk.st[2] = LC_KEY_DISABLED;
+	later_gap(t);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "pending");
+	assert_int_equal(kc_field(t, "", "denials"), 1);
+	later_gap(t);
+	check_once(t, "verdict", out, sizeof(out), NULL);
+	assert_string_equal(out, "revoke");
+	for (int i = 0; i < 250 && !dev_revoked("vv"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vv"));
+}
+
 /* Member @key of the first CMK in status's "cmks" into @out ("" when
  * absent); its integer value, or -1. */
 static int64_t cmk_member(struct tenv *t, const char *key, char *out, size_t size)
@@ -3677,6 +3709,7 @@ int main(void)
 		T(test_flaky_kms_no_kill),
 		T(test_open_during_rekey_segment),
 		T(test_state_denial_needs_canary),
+		T(test_disabled_primary_counts),
 		T(test_status_cmks),
 		T(test_rekey_watcher),
 		T(test_rewrap_all_isolation),
