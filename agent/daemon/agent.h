@@ -239,7 +239,7 @@ struct uuid_claim {
 	unsigned int n;			/* 0: nothing claimed (unreadable header) */
 	bool rekey;			/* a re-key's claim, else an open's */
 	bool listed;
-	char path[PATH_MAX];		/* named in errors */
+	char path[PATH_MAX];		/* named in a re-key's errors */
 	struct uuid_claim *next;
 };
 /*

@@ -86,9 +86,14 @@ static int uc_conflict(struct agent *a, const struct uuid_claim *k, struct lc_er
 			continue;	/* two opens: the open's own checks */
 		for (unsigned int i = 0; i < k->n; i++)
 			if (uc_names(o, k->uuid[i]))
-				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
-					      o->rekey ?
-					      "volume %s is being re-keyed (volume.rekey-segment of %s): open it when the re-key has ended" :
+				/* An open's refusal names no path: the re-key
+				 * is an admin's, the opener maybe an operator
+				 * of another workspace. */
+				return o->rekey ?
+				       lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "volume %s is being re-keyed (volume.rekey-segment): open it when the re-key has ended",
+					      k->uuid[i]) :
+				       lc_err(err, -EBUSY, LC_ERRC_INVALID,
 					      "volume %s is being opened right now (from %s): a segment is re-keyed offline; close it first",
 					      k->uuid[i], o->path);
 	}

@@ -2745,6 +2745,7 @@ static void test_open_during_rekey_segment(void **state)
 	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wsr\", \"name\": \"vr\"}", p1);
 	assert_int_equal(call(t, "volume.open", jargs(a), NULL, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "is being re-keyed"));
+	assert_null(strstr(err.msg, t->dir));	/* the re-key's path is the admin's */
 	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wsr\", \"name\": \"vr2\"}", p2);
 	assert_int_equal(call(t, "volume.open", jargs(a), NULL, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "is being re-keyed"));
