@@ -190,6 +190,7 @@ struct agent {
 
 	struct open_claim *claims;	/* open-claim.c: names being opened */
 	uint64_t claim_seq;
+	struct uuid_claim *uuid_claims;	/* uuid-claim.c: volumes re-keyed or being opened */
 
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
@@ -230,6 +231,29 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 void agent_open_release(struct agent *a, struct open_claim *k);
 /* The peer of @c hung up (its request may still run). */
 bool agent_client_gone(const struct client *c);
+
+/* uuid-claim.c: the volume a rekey-segment rewrites is not opened, under
+ * any path, until it ends; nor is one open or being opened re-keyed. */
+struct uuid_claim {
+	char uuid[2][LC_UUID_STR_LEN];	/* the valid header copies' (unauthenticated) */
+	unsigned int n;			/* 0: nothing claimed (unreadable header) */
+	bool rekey;			/* a re-key's claim, else an open's */
+	bool listed;
+	char path[PATH_MAX];		/* named in a re-key's errors */
+	struct uuid_claim *next;
+};
+/*
+ * Read the uuids of the header at @header (detached) or @device (without
+ * a->lock: it is dropped and taken again) and claim them (a->lock held),
+ * @rekey for a re-key's whole run, else for an open until its volume is
+ * added.  0 (also when the header cannot be read: nothing is claimed, the
+ * operation fails on it by itself), or -EBUSY (INVALID): a re-key's uuid
+ * is open or being opened, or an open's is being re-keyed.  Release with
+ * agent_uuid_release() (a->lock held; a claim not listed is a no-op).
+ */
+int agent_uuid_claim(struct agent *a, struct uuid_claim *k, bool rekey, const char *device,
+		     const char *header, struct lc_error *err);
+void agent_uuid_release(struct agent *a, struct uuid_claim *k);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);

@@ -32,6 +32,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	uint32_t first, last;
 	bool resume = false, have_d, have_h;
 	struct running_op *op;
+	struct uuid_claim uk;
 	struct lc_segrekey_opts opts = { 0 };
 	int r;
 
@@ -68,6 +69,10 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	}
 	bound = *kc;
 	oa.kc = &bound;
+	/* ... and under any other path (a loop device set up since, a
+	 * hard link): its uuid is claimed until the re-key ends. */
+	if ((r = agent_uuid_claim(a, &uk, true, oa.device, oa.header, err)) < 0)
+		return r;
 	if (a->cfg.test_segrekey_pause_file[0])
 		lc_warn("[test] segrekey_pause_file = %s: the re-key waits while it exists (for tests only)",
 			a->cfg.test_segrekey_pause_file);
@@ -81,12 +86,15 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 				    NULL, NULL);
 		agent_op_keyconfigs(op, bound.name, NULL);
 	}
-	if (!op)
+	if (!op) {
+		agent_uuid_release(a, &uk);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
 	agent_unlock(a);
 	r = lc_segment_rekey_opts(&c->env, &oa, first, last, &opts, NULL, &res, err);
 	agent_relock(a);
 	(void)agent_op_end(a, c, op);
+	agent_uuid_release(a, &uk);
 	if (r < 0)
 		return r;
 	*result = json_object_new_object();

@@ -433,6 +433,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	struct lc_volume *v = NULL;
 	struct open_claim *k;
 	struct vol_slot *held;
+	struct uuid_claim uk;
 	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32];
 	uint64_t epoch;
 	int r;
@@ -468,12 +469,17 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		oa.uuid = k->tab_uuid;
 		oa.uuid_source = tabsrc;
 	}
+	/* Not while a rekey-segment rewrites this volume (uuid-claim.c). */
+	if ((r = agent_uuid_claim(a, &uk, false, oa.device, oa.header, err)) < 0)
+		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	/* A revocation that comes while the KMS unwraps must still win. */
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
-	return open_finish(a, c, k, &kcopy, r, v, epoch, "an open's unwrap", result, err);
+	r = open_finish(a, c, k, &kcopy, r, v, epoch, "an open's unwrap", result, err);
+	agent_uuid_release(a, &uk);
+	return r;
 }
 
 int op_cache_open(struct agent *a, struct client *c, json_object *args,

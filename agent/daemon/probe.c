@@ -118,16 +118,26 @@ static struct cmk_watch *watch_of(struct agent *a, const char *provider, const c
 	return w;
 }
 
+/* A clock stopped at *(uint64_t *)@arg: a probe's observation is dated
+ * when the probe began, so that the time its rechecks take (they are
+ * spaced, LC_PROBE_RECHECK_MS) does not stretch the span the watcher's
+ * denials cover (its intervals run from one probe's start to the next). */
+static uint64_t at_ns(void *arg)
+{
+	return *(const uint64_t *)arg;
+}
+
 /*
- * Record @o for the CMK (@kc "" or NULL: the key's own tracker, whose
- * confirmed denial revokes every volume under the CMK; else key
- * configuration @kc's, which revokes only its volumes) and act on the
- * verdict (a->lock held; may drop it).
+ * Record @o, made at @when_ns (a->clock), for the CMK (@kc "" or NULL:
+ * the key's own tracker, whose confirmed denial revokes every volume
+ * under the CMK; else key configuration @kc's, which revokes only its
+ * volumes) and act on the verdict (a->lock held; may drop it).
  */
 static enum lc_revconf_verdict observe(struct agent *a, const char *provider, const char *key_ref,
 				       const char *cmk_id, const char *kc, enum lc_probe_outcome o,
-				       const char *detail)
+				       const char *detail, uint64_t when_ns)
 {
+	const struct lc_clock at = { at_ns, NULL, &when_ns };
 	struct cmk_watch *w = watch_of(a, provider, key_ref, cmk_id, kc, true);
 	struct lc_revconf_policy pol;
 	enum lc_revconf_verdict v;
@@ -155,7 +165,7 @@ static enum lc_revconf_verdict observe(struct agent *a, const char *provider, co
 		w->verdict = LC_VERDICT_KEEP;
 	}
 	before = w->rc.uncounted;
-	v = lc_revconf_observe(&w->rc, &pol, o, a->clock);
+	v = lc_revconf_observe(&w->rc, &pol, o, &at);
 	w->last = o;
 	w->last_at = (int64_t)time(NULL);
 	snprintf(w->last_detail, sizeof(w->last_detail), "%s", detail ? detail : "");
@@ -164,7 +174,7 @@ static enum lc_revconf_verdict observe(struct agent *a, const char *provider, co
 	w->verdict = v;
 	if (v == LC_VERDICT_PENDING && o == LC_PROBE_DENIED && w->rc.uncounted != before)
 		lc_warn("CMK %s (%s): a denial %" PRIu64 " ms after the last counted one is not counted: denials that confirm are at least %" PRIu64 " ms apart (%s)",
-			key_ref, what, (clock_ns(a) - w->rc.denials_ns[w->rc.ndenials - 1]) / 1000000,
+			key_ref, what, (when_ns - w->rc.denials_ns[w->rc.ndenials - 1]) / 1000000,
 			pol.min_gap_ms, detail ? detail : "");
 	else if (v == LC_VERDICT_PENDING && o == LC_PROBE_DENIED)
 		lc_warn("CMK %s (%s): denial %u of the %u that confirm a revocation (%s); not revoking yet",
@@ -528,15 +538,175 @@ static enum lc_probe_outcome canary_recheck(struct agent *a, struct lc_provider 
 	return LC_PROBE_OK;
 }
 
+/*
+ * A denial is asked again before the probe reports it: LC_PROBE_RECHECKS
+ * more times, each LC_PROBE_RECHECK_MS after the last (on a->clock, whose
+ * sleep a test skips), and only a denial every one of them repeats is the
+ * probe's.  A KMS that refuses a random call now and then (one backend
+ * with a stale policy cache, a 403 from a proxy) is then almost never
+ * read as a revocation: at a 5 % rate of independent stray denials, a
+ * probe reads one with probability 0.05^3 (Documentation/lakecrypt-agent.md,
+ * "What kills", has the arithmetic), while a real revocation, which
+ * denies every call, costs LC_PROBE_RECHECKS * LC_PROBE_RECHECK_MS more
+ * per probe (2 s) and LC_PROBE_RECHECKS more calls (and, for a key-state
+ * denial, the canary's unwrap as its witness), only while it denies.
+ */
+#define LC_PROBE_RECHECKS	2
+#define LC_PROBE_RECHECK_MS	1000
+
+static void recheck_pause(const struct agent *a)
+{
+	uint64_t ns = (uint64_t)LC_PROBE_RECHECK_MS * 1000000ULL;
+
+	if (a->clock && a->clock->sleep_ns) {
+		a->clock->sleep_ns(a->clock->arg, ns);
+		return;
+	}
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ULL),
+			       .tv_nsec = (long)(ns % 1000000000ULL) };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* One key-state call for @v's CMK: its outcome, *@r and @rep as the
+ * provider returned, @detail what it said. */
+static enum lc_probe_outcome state_once(struct agent *a, struct lc_provider *p,
+					const struct lc_volume *v, struct lc_provider_reply *rep,
+					int *r, unsigned int *calls, char *detail, size_t dsize)
+{
+	struct lc_error e = { 0 };
+	enum lc_probe_outcome o;
+
+	memset(rep, 0, sizeof(*rep));
+	*r = lc_provider_key_state(p, v->provider_ref, rep, &e);
+	*calls += rep->attempts;
+	if (*r || rep->state != LC_KEY_ENABLED)
+		audit_state(a, v, rep, *r, &e);
+	if (*r < 0) {
+		o = e.cls == LC_ERRC_DENIED ? LC_PROBE_DENIED : LC_PROBE_UNKNOWN;
+		snprintf(detail, dsize, "key state: %s: %.400s", lc_err_class_name(e.cls), e.msg);
+	} else if (rep->state == LC_KEY_DISABLED || rep->state == LC_KEY_PENDING_DELETION ||
+		   rep->state == LC_KEY_DESTROYED) {
+		o = LC_PROBE_DENIED;
+		snprintf(detail, dsize, "CMK is %s", lc_key_state_name(rep->state));
+	} else if (rep->state != LC_KEY_ENABLED) {
+		o = LC_PROBE_UNKNOWN;
+		snprintf(detail, dsize, "key state %s is not a revocation",
+			 lc_key_state_name(rep->state));
+	} else {
+		o = LC_PROBE_OK;
+		snprintf(detail, dsize, "enabled");
+	}
+	return o;
+}
+
+/*
+ * The key state, a denial asked again LC_PROBE_RECHECKS times, spaced:
+ * DENIED only when every call denies.  A recheck that answers enabled
+ * makes the probe go on as enabled (the first was a stray denial); one
+ * that gets no answer makes it UNKNOWN.  @rechecks: the calls asked again.
+ */
+static enum lc_probe_outcome state_probe(struct agent *a, struct lc_provider *p,
+					 const struct lc_volume *v, struct lc_provider_reply *rep,
+					 int *r, unsigned int *calls, unsigned int *rechecks,
+					 char *detail, size_t dsize)
+{
+	enum lc_probe_outcome o = state_once(a, p, v, rep, r, calls, detail, dsize);
+	char first[LC_ERROR_MSG_MAX + 64];
+
+	if (o != LC_PROBE_DENIED)
+		return o;
+	snprintf(first, sizeof(first), "%s", detail);
+	for (unsigned int i = 0; i < LC_PROBE_RECHECKS && o == LC_PROBE_DENIED; i++) {
+		recheck_pause(a);
+		(*rechecks)++;
+		o = state_once(a, p, v, rep, r, calls, detail, dsize);
+	}
+	if (o != LC_PROBE_DENIED)
+		lc_warn("CMK %s: the key state was denied (%.300s) but asked again %u s later it says %s (%.300s): not counted as a denial",
+			v->provider_ref, first, LC_PROBE_RECHECK_MS / 1000, lc_probe_outcome_name(o),
+			detail);
+	return o;
+}
+
+/* The canary to probe @v with, into @kcname/@b64/@hex ("" each when
+ * none): @v's own key configuration's, made first if it has none yet
+ * (then @wcalls counts the calls). */
+static void canary_of(struct agent *a, struct lc_provider *p, const struct lc_volume *v,
+		      char kcname[LC_HDR_NAME_SIZE], char b64[LC_CANARY_B64_SIZE], char hex[65],
+		      unsigned int *wcalls)
+{
+	const struct lc_keyconfig *kc;
+
+	agent_relock(a);
+	kc = canary_kc(a, v);
+	if (kc) {
+		snprintf(kcname, LC_HDR_NAME_SIZE, "%s", kc->name);
+		snprintf(b64, LC_CANARY_B64_SIZE, "%s", kc->canary);
+		snprintf(hex, 65, "%s", kc->canary_sha256);
+	}
+	agent_unlock(a);
+	if (kcname[0] && !b64[0]) {
+		/* A key configuration of before canaries: make its own. */
+		struct lc_error ce;
+
+		if (agent_canary_make(a, -1, p, v->provider_ref, kcname, b64, hex, wcalls, &ce) < 0) {
+			lc_warn("CMK %s: cannot make a canary for key configuration %s (%s); probing by key state only this time",
+				v->provider_ref, kcname, ce.msg);
+			b64[0] = '\0';
+		} else {
+			agent_relock(a);
+			if (lc_registry_keyconfig(&a->reg, kcname) &&
+			    !lc_registry_keyconfig(&a->reg, kcname)->canary[0] &&
+			    lc_registry_set_canary(&a->reg, kcname, b64, hex, &ce) < 0)
+				lc_warn("key configuration %s: canary not saved: %s", kcname, ce.msg);
+			else
+				lc_info("key configuration %s: canary made under CMK %s", kcname,
+					v->provider_ref);
+			agent_unlock(a);
+		}
+	}
+}
+
+/* The canary's unwrap, a denial asked again LC_PROBE_RECHECKS times,
+ * spaced, then, if every unwrap is denied, canary_recheck() (a stale
+ * canary is no revocation either). */
+static enum lc_probe_outcome canary_run(struct agent *a, struct lc_provider *p,
+					const struct lc_volume *v, const char *kcname,
+					const char *b64, const char *hex, unsigned int *ccalls,
+					unsigned int *wcalls, unsigned int *rechecks, char *detail,
+					size_t dsize)
+{
+	enum lc_probe_outcome co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, ccalls,
+						detail, dsize);
+	char first[LC_ERROR_MSG_MAX + 64];
+
+	if (co != LC_PROBE_DENIED)
+		return co;
+	snprintf(first, sizeof(first), "%s", detail);
+	for (unsigned int i = 0; i < LC_PROBE_RECHECKS && co == LC_PROBE_DENIED; i++) {
+		recheck_pause(a);
+		(*rechecks)++;
+		co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, ccalls, detail, dsize);
+	}
+	if (co != LC_PROBE_DENIED) {
+		lc_warn("CMK %s: key configuration %s's canary was denied (%.300s) but asked again %u s later it says %s (%.300s): not counted as a denial",
+			v->provider_ref, kcname, first, LC_PROBE_RECHECK_MS / 1000,
+			lc_probe_outcome_name(co), detail);
+		return co;
+	}
+	return canary_recheck(a, p, v, kcname, b64, wcalls, detail, dsize);
+}
+
 int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *report)
 {
 	struct lc_provider *p = agent_provider(a, v->provider);
 	struct lc_provider_reply rep = { 0 };
-	struct lc_error e = { 0 };
 	char detail[LC_ERROR_MSG_MAX + 64] = "", cdetail[LC_ERROR_MSG_MAX + 64] = "";
 	char kcname[LC_HDR_NAME_SIZE] = "", b64[LC_CANARY_B64_SIZE] = "", hex[65] = "";
-	unsigned int scalls = 0, ccalls = 0, wcalls = 0;
-	enum lc_probe_outcome o, co = LC_PROBE_UNKNOWN;
+	unsigned int scalls = 0, ccalls = 0, wcalls = 0, rechecks = 0;
+	uint64_t t0;
+	enum lc_probe_outcome o, so, co = LC_PROBE_UNKNOWN;
 	enum lc_revconf_verdict verdict;
 	const char *canary = "not used";
 	bool canary_ran = false;
@@ -548,82 +718,62 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 			v->name, v->provider);
 		return -ENOPROTOOPT;
 	}
-	r = lc_provider_key_state(p, v->provider_ref, &rep, &e);
-	scalls += rep.attempts;
-	if (r || rep.state != LC_KEY_ENABLED)
-		audit_state(a, v, &rep, r, &e);
-	if (r < 0) {
-		o = e.cls == LC_ERRC_DENIED ? LC_PROBE_DENIED : LC_PROBE_UNKNOWN;
-		snprintf(detail, sizeof(detail), "key state: %s: %.400s", lc_err_class_name(e.cls), e.msg);
-		if (o == LC_PROBE_UNKNOWN)
-			lc_warn("watcher: state of CMK %s unknown (%s); volumes keep running, not a revocation",
-				v->provider_ref, detail);
-	} else if (rep.state == LC_KEY_DISABLED || rep.state == LC_KEY_PENDING_DELETION ||
-		   rep.state == LC_KEY_DESTROYED) {
-		o = LC_PROBE_DENIED;
-		snprintf(detail, sizeof(detail), "CMK is %s", lc_key_state_name(rep.state));
-	} else if (rep.state != LC_KEY_ENABLED) {
-		o = LC_PROBE_UNKNOWN;
-		snprintf(detail, sizeof(detail), "key state %s is not a revocation",
-			 lc_key_state_name(rep.state));
-	} else {
-		o = LC_PROBE_OK;
-		snprintf(detail, sizeof(detail), "enabled");
-	}
+	t0 = clock_ns(a);
+	o = so = state_probe(a, p, v, &rep, &r, &scalls, &rechecks, detail, sizeof(detail));
+	if (o == LC_PROBE_UNKNOWN && r < 0)
+		lc_warn("watcher: state of CMK %s unknown (%s); volumes keep running, not a revocation",
+			v->provider_ref, detail);
 
 	/* Enabled: the versions open volumes use must be enabled too. */
 	if (o == LC_PROBE_OK)
 		o = probe_versions(a, p, v, rep.key_version, &scalls, detail, sizeof(detail));
 
 	/* Enabled: the authoritative probe, a real unwrap of the canary of
-	 * @v's own key configuration. */
-	if (o == LC_PROBE_OK && a->cfg.canary) {
-		const struct lc_keyconfig *kc;
+	 * @v's own key configuration.  The state call itself denied (an
+	 * error of class DENIED, not a state the KMS reported): the canary
+	 * is its witness (a disabled, pending-deletion or destroyed key
+	 * unwraps nothing): a denial that the canary's unwrap does not bear
+	 * out is none (the state call's own permission taken away, or a
+	 * stray 403 three times over).  As a witness one unwrap does: its
+	 * denial after three of the state's is no stray, and a revocation's
+	 * probes, fleet-wide at once, must stay cheap.  A state the KMS
+	 * reports (disabled, ...), three times, needs no witness: a flaky
+	 * KMS refuses calls, it does not invent key states, and the canary
+	 * may have been made under another key version than the one the
+	 * state is of (Cloud KMS: the primary, disabled, while the canary's
+	 * older version is enabled). */
+	if ((o == LC_PROBE_OK || (so == LC_PROBE_DENIED && r < 0)) && a->cfg.canary) {
+		bool witness = o == LC_PROBE_DENIED;
 
-		agent_relock(a);
-		kc = canary_kc(a, v);
-		if (kc) {
-			snprintf(kcname, sizeof(kcname), "%s", kc->name);
-			snprintf(b64, sizeof(b64), "%s", kc->canary);
-			snprintf(hex, sizeof(hex), "%s", kc->canary_sha256);
-		}
-		agent_unlock(a);
-		if (kcname[0] && !b64[0]) {
-			/* A key configuration of before canaries: make its own. */
-			struct lc_error ce;
-
-			if (agent_canary_make(a, -1, p, v->provider_ref, kcname, b64, hex, &wcalls, &ce) < 0) {
-				lc_warn("CMK %s: cannot make a canary for key configuration %s (%s); probing by key state only this time",
-					v->provider_ref, kcname, ce.msg);
-				b64[0] = '\0';
-			} else {
-				agent_relock(a);
-				if (lc_registry_keyconfig(&a->reg, kcname) &&
-				    !lc_registry_keyconfig(&a->reg, kcname)->canary[0] &&
-				    lc_registry_set_canary(&a->reg, kcname, b64, hex, &ce) < 0)
-					lc_warn("key configuration %s: canary not saved: %s", kcname, ce.msg);
-				else
-					lc_info("key configuration %s: canary made under CMK %s", kcname,
-						v->provider_ref);
-				agent_unlock(a);
-			}
-		}
+		canary_of(a, p, v, kcname, b64, hex, &wcalls);
 		if (b64[0]) {
-			co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls, cdetail,
-					  sizeof(cdetail));
-			if (co == LC_PROBE_DENIED)
-				co = canary_recheck(a, p, v, kcname, b64, &wcalls, cdetail,
-						    sizeof(cdetail));
+			co = witness ?
+			     canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, &ccalls,
+					  cdetail, sizeof(cdetail)) :
+			     canary_run(a, p, v, kcname, b64, hex, &ccalls, &wcalls, &rechecks,
+					cdetail, sizeof(cdetail));
 			canary = lc_probe_outcome_name(co);
-			canary_ran = true;
+			canary_ran = !witness || co == LC_PROBE_OK;
 		} else {
 			canary = "none";
+		}
+		if (witness && co == LC_PROBE_OK) {
+			lc_warn("CMK %s: the key state is denied (%.300s) but key configuration %s's canary unwraps: the key is usable; not a denial (is the state call itself, e.g. kms:DescribeKey, no longer allowed?)",
+				v->provider_ref, detail, kcname);
+			o = LC_PROBE_OK;
+			snprintf(cdetail + strlen(cdetail), sizeof(cdetail) - strlen(cdetail),
+				 "; the key state was denied (%.200s) and is not counted", detail);
+			snprintf(detail, sizeof(detail), "key state denied, the canary unwraps: not a denial");
+		} else if (witness && b64[0]) {
+			size_t dl = strlen(detail);
+
+			snprintf(detail + dl, sizeof(detail) - dl, "; the canary: %.200s", cdetail);
 		}
 	}
 
 	agent_relock(a);
 	/* The key's own observation: its state (and its versions'). */
-	verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, NULL, o, detail);
+	verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, NULL, o, detail, t0);
 	wk = w = watch_of(a, v->provider, v->provider_ref, v->cmk_id, NULL, false);
 	if (wk) {
 		wk->probes++;
@@ -631,7 +781,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	}
 	/* The key configuration's: its canary. */
 	if (canary_ran) {
-		verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, kcname, co, cdetail);
+		verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, kcname, co, cdetail, t0);
 		w = watch_of(a, v->provider, v->provider_ref, v->cmk_id, kcname, false);
 		if (w) {
 			w->probes++;
@@ -646,6 +796,8 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 
 		if (wcalls && wk)
 			wk->canary_wraps += wcalls;
+		if (ccalls && wk)
+			wk->canary_calls += ccalls;	/* the canary as the state's witness */
 		/* The key answered no better than its configuration's last
 		 * word: report what stands (a pending canary denial stays). */
 		if (wc && wc->verdict > verdict) {
@@ -670,6 +822,8 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		json_object_object_add(report, "counted",
 				       json_object_new_boolean(o == LC_PROBE_DENIED && w && w->rc.last_counted));
 		json_object_object_add(report, "kms_calls", json_object_new_int64(scalls + ccalls + wcalls));
+		/* denials asked again before the probe took them as its answer */
+		json_object_object_add(report, "rechecks", json_object_new_int64(rechecks));
 	}
 	agent_unlock(a);
 	lc_debug("watcher: CMK %s%s%s: %s (%s), %u KMS call(s)", v->provider_ref,

@@ -82,6 +82,16 @@ enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		now_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	}
+	/* Dated earlier than what the tracker has seen (the agent dates a
+	 * probe by its start, and two probes may overlap): taken as the
+	 * latest, never as a difference that wraps (an outage of 2^64 ns
+	 * would fail closed at once, a denial would count as spaced). */
+	if (now_ns < t->last_ok_ns)
+		now_ns = t->last_ok_ns;
+	if (now_ns < t->last_denied_ns)
+		now_ns = t->last_denied_ns;
+	if (now_ns < t->outage_since_ns)
+		now_ns = t->outage_since_ns;
 	if (need < 1)
 		need = 1;
 	if (need > LC_REVCONF_MAX_DENIALS)

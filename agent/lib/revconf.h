@@ -106,7 +106,10 @@ uint64_t lc_revconf_min_gap_ms(unsigned int watch_interval_s, unsigned int confi
 
 void lc_revconf_reset(struct lc_revconf *t);
 
-/* Record observation @o, made now by @clock (NULL: CLOCK_MONOTONIC). */
+/* Record observation @o, made now by @clock (NULL: CLOCK_MONOTONIC).  A
+ * time earlier than the tracker's latest observation is taken as that
+ * latest (overlapping probes dated by their start): a denial closer than
+ * min_gap_ms, never a wrapped difference. */
 enum lc_revconf_verdict lc_revconf_observe(struct lc_revconf *t, const struct lc_revconf_policy *p,
 					   enum lc_probe_outcome o, const struct lc_clock *clock);
 

@@ -194,6 +194,32 @@ static void test_fail_closed(void **state)
 	assert_int_equal(at(&t, &p, 2811, LC_PROBE_OK), LC_VERDICT_FAIL_CLOSED);
 }
 
+/* Observations dated earlier than the tracker's latest (the agent dates a
+ * probe by its start; a check and the watcher's probe may overlap): never
+ * a difference that wraps.  An earlier outage reading does not fail closed
+ * at once; an earlier denial is one too close to the last, not a spaced
+ * one that confirms. */
+static void test_out_of_order(void **state)
+{
+	struct lc_revconf_policy p = { .confirm_denials = 2, .confirm_window_ms = 300000,
+				       .fail_closed_after_ms = 600000, .min_gap_ms = 30000 };
+	struct lc_revconf t;
+
+	(void)state;
+	lc_revconf_reset(&t);
+	assert_int_equal(at(&t, &p, 1000, LC_PROBE_UNKNOWN), LC_VERDICT_KEEP);
+	assert_int_equal(at(&t, &p, 990, LC_PROBE_UNKNOWN), LC_VERDICT_KEEP);
+	assert_int_equal(at(&t, &p, 1100, LC_PROBE_UNKNOWN), LC_VERDICT_KEEP);
+	lc_revconf_reset(&t);
+	assert_int_equal(at(&t, &p, 2000, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_int_equal(at(&t, &p, 1995, LC_PROBE_DENIED), LC_VERDICT_PENDING);
+	assert_int_equal(t.ndenials, 1);
+	assert_int_equal(t.uncounted, 1);
+	assert_int_equal(at(&t, &p, 1990, LC_PROBE_UNKNOWN), LC_VERDICT_PENDING);
+	/* a gap after the first: confirmed */
+	assert_int_equal(at(&t, &p, 2030, LC_PROBE_DENIED), LC_VERDICT_REVOKE);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -211,6 +237,7 @@ int main(void)
 		cmocka_unit_test(test_window),
 		cmocka_unit_test(test_unknown),
 		cmocka_unit_test(test_fail_closed),
+		cmocka_unit_test(test_out_of_order),
 		cmocka_unit_test(test_names),
 	};
 
