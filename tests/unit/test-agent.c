@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@
 #include "../../agent/daemon/ops-segrekey.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
+#include "../../agent/daemon/paths.c"
 #include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
 #include "../../agent/daemon/terminate.c"
@@ -3098,6 +3100,73 @@ static void test_tab_agrees_with_generator(void **state)
 }
 
 /*
+ * realpath(3) of a client's device and header paths runs before a->lock
+ * is taken (paths.c): a path through a hung mount would otherwise stall
+ * every operator and the kill switch.  The test's realpath tells whether
+ * the calling thread holds a->lock (glibc records a mutex's owner); the
+ * results still reach the handlers: the same disk under another path is
+ * the same volume (open, rekey, rekey-segment refuse it as open).
+ */
+static struct agent *rp_agent;
+static atomic_uint rp_calls, rp_locked;
+
+static char *rp_realpath(const char *restrict path, char *restrict out)
+{
+	if (rp_agent && rp_agent->lock.__data.__owner == (int)syscall(SYS_gettid))
+		atomic_fetch_add(&rp_locked, 1);
+	atomic_fetch_add(&rp_calls, 1);
+	return realpath(path, out);
+}
+
+static void test_realpath_outside_lock(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *ao;
+	char a[1024], disk[128], link[128], buf[PATH_MAX];
+
+	make_disk(t, "rp");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/rp\", \"workspace\": \"ws1\", \"project\": \"rp\", \"segment_size\": \"4K\", \"force\": true}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	snprintf(disk, sizeof(disk), "%s/rp", t->dir);
+	snprintf(link, sizeof(link), "%s/rp-link", t->dir);
+	assert_int_equal(symlink(disk, link), 0);
+
+	rp_agent = &t->a;
+	atomic_store(&rp_calls, 0);
+	atomic_store(&rp_locked, 0);
+	agent_realpath_fn = rp_realpath;
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"rp\"}", link);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open through a link: %s", err.msg);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"rp\"}", disk);
+	if (call(t, "volume.open", jargs(a), &res, &err))
+		fail_msg("open under the disk's own path: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &ao) && json_object_get_boolean(ao));
+	json_object_put(res);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"from\": \"kc1\"}", disk);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/rp"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"segments\": \"0\"}", link);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/rp"));
+	agent_realpath_fn = realpath;
+	assert_true(atomic_load(&rp_calls) >= 4);
+	assert_int_equal(atomic_load(&rp_locked), 0);
+
+	/* The check itself sees a call made under the lock. */
+	agent_realpath_fn = rp_realpath;
+	agent_relock(&t->a);
+	assert_non_null(agent_realpath_fn("/", buf));
+	agent_unlock(&t->a);
+	agent_realpath_fn = realpath;
+	rp_agent = NULL;
+	assert_int_equal(atomic_load(&rp_locked), 1);
+}
+
+/*
  * Open is idempotent: the same volume (workspace, device) under the same
  * name again is success ("already_open"), so a unit started again finds
  * the mapping it owns; another device or another workspace under that
@@ -3392,6 +3461,7 @@ int main(void)
 		T(test_tab_bad_lines),
 		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
+		T(test_realpath_outside_lock),
 		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
 		T(test_cache_reopen_other_size),
