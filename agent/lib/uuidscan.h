@@ -71,8 +71,9 @@ int lc_uuid_carriers(const struct lc_blk_roots *roots, const char *uuid, const s
 		     char *list, size_t size, struct lc_error *err);
 
 /*
- * 0 if no device but @self (opened as @path) carries @uuid; -ENOTUNIQ
- * (LC_ERRC_REFUSED) naming every device and what to do otherwise;
+ * 0 if no device but @self (opened as @path, the name shown) carries
+ * @uuid; -ENOTUNIQ (LC_ERRC_INVALID: no role would be allowed it) naming
+ * every device and what to do otherwise;
  * errors of lc_uuid_carriers().  @how says how the device was named
  * ("UUID= of /etc/lakecrypt/lakecrypttab line 3", "the path").
  */

@@ -1195,7 +1195,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	/* /dev/disk/by-uuid/<uuid> names the volume it expects, as UUID= does. */
 	if ((!a->uuid || !a->uuid[0]) && path_uuid[0]) {
 		a_copy.uuid = path_uuid;
-		a_copy.uuid_source = "the device path";
+		a_copy.uuid_source = "its /dev/disk/by-uuid/ path";
 	}
 	r = lc_name_check("volume name", a->name, err);
 	if (!r)
@@ -1270,14 +1270,22 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	 * the header elsewhere is a genuine header (its MAC and the KMS agree)
 	 * over someone else's data (uuidscan.h). */
 	if (named_by_uuid && !detached) {
-		char u[2][LC_UUID_STR_LEN];
+		char u[2][LC_UUID_STR_LEN], shown[2 * PATH_MAX + 4];
+
+		/* The link and the disk it named. */
+		if (strcmp(a->device, real))
+			snprintf(shown, sizeof(shown), "%s (%s)", a->device, real);
+		else
+			snprintf(shown, sizeof(shown), "%s", a->device);
 
 		for (int i = 0; i < 2 && cand[i]; i++) {
 			lc_header_uuid_str(cand[i], u[i]);
 			if (i && !strcmp(u[1], u[0]))
 				continue;
-			r = lc_uuid_unique(a->blk, u[i], a->device, &dst,
-					   a->uuid && a->uuid[0] ? a->uuid_source : "the path", err);
+			r = lc_uuid_unique(a->blk, u[i], shown, &dst,
+					   args->uuid && args->uuid[0] ?
+					   (args->uuid_source ? args->uuid_source : "UUID=") :
+					   "a link named by what a header says", err);
 			if (r < 0) {
 				audit(env, "open", r == -ENOTUNIQ ? LC_AUDIT_REFUSED : LC_AUDIT_FAILURE,
 				      &ids, NULL, err, now_ms() - t0);

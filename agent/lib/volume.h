@@ -206,7 +206,7 @@ struct lc_open_args {
 	/* An open BY UUID (@uuid set, or @device under /dev/disk/by-uuid/ or
 	 * /dev/disk/by-lakecrypt/; a by-uuid path's uuid is also required of
 	 * the header) of an attached header is refused with -ENOTUNIQ
-	 * (REFUSED), before any KMS call, when another block device carries
+	 * (INVALID; audited as refused), before any KMS call, when another block device carries
 	 * the volume's uuid (uuidscan.h: a copy of the header could have
 	 * taken the link).  Where to look; NULL: the system's. */
 	const struct lc_blk_roots *blk;

@@ -1634,8 +1634,9 @@ static void test_open_by_uuid_refuses_copies(void **state)
 	/* A copy of the header on vdb, which udev has no record of: read. */
 	fake_blk(root, "vdb", "253:16\n", e->dev);
 	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOTUNIQ);
-	assert_int_equal(err.cls, LC_ERRC_REFUSED);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
 	assert_non_null(strstr(err.msg, vda));
+	assert_non_null(strstr(err.msg, "lakecrypttab line 2"));
 	assert_non_null(strstr(err.msg, vdb));
 	assert_non_null(strstr(err.msg, "more than one block device"));
 	assert_non_null(strstr(err.msg, "/dev/disk/by-id/"));
