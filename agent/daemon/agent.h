@@ -17,6 +17,7 @@
  *   ops-rotate.c volume.rewrap all, volume.rotate-kek, volume.shred,
  *                workspace.rekey: the key lifecycle
  *   notify.c     readiness and status for systemd (Type=notify)
+ *   paths.c      a request's paths resolved before a->lock is taken
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
  * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
@@ -95,6 +96,7 @@ struct client {
 	json_object *request, *reply;
 	struct client *done_next;
 	atomic_bool gone;		/* peer hung up (set by the loop, read by workers) */
+	struct agent_paths *paths;	/* the request's paths, resolved (paths.c) */
 };
 
 /* Revocation of one volume, as the kernel reports it. */
@@ -254,6 +256,16 @@ struct uuid_claim {
 int agent_uuid_claim(struct agent *a, struct uuid_claim *k, bool rekey, const char *device,
 		     const char *header, struct lc_error *err);
 void agent_uuid_release(struct agent *a, struct uuid_claim *k);
+/* paths.c: the request's "device" and "header" resolved with realpath(3)
+ * before a->lock is taken (a path on a hung mount stalls its own request
+ * only); agent_realpath() looks the result up without touching the file
+ * system: true and @out when @path was resolved, false when it could not
+ * be (or was not one of the request's paths).  agent_realpath_fn is
+ * realpath(3); tests replace it to see where it is called. */
+void agent_paths_resolve(struct agent *a, struct client *c, json_object *args);
+void agent_paths_free(struct client *c);
+bool agent_realpath(const struct client *c, const char *path, char out[PATH_MAX]);
+extern char *(*agent_realpath_fn)(const char *restrict path, char *restrict resolved);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);

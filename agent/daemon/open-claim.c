@@ -82,9 +82,10 @@ static bool same_volume(const struct open_claim *k, enum lc_volume_kind kind, co
 	       !strcmp(k->header, hdr);
 }
 
-static void resolve(const char *path, char *out)
+/* Resolved before a->lock was taken (paths.c). */
+static void resolve(const struct client *c, const char *path, char *out)
 {
-	if (!path || !path[0] || !realpath(path, out))
+	if (!path || !path[0] || !agent_realpath(c, path, out))
 		snprintf(out, PATH_MAX, "%s", path ? path : "");
 }
 
@@ -107,8 +108,8 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 	snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%s", r > 0 ? e.uuid : "");
 	if (r > 0)
 		k->tab_line = e.line;
-	resolve(k->device_arg, k->device);
-	resolve(k->header_arg, k->header);
+	resolve(c, k->device_arg, k->device);
+	resolve(c, k->header_arg, k->header);
 	for (;;) {
 		struct vol_slot *s = agent_volume(a, k->name);
 		struct open_claim *o;

@@ -465,8 +465,8 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	 * behind the agent's back. */
 	{
 		char rd[PATH_MAX], rh[PATH_MAX];
-		bool have_d = realpath(oa.device, rd) != NULL;
-		bool have_h = oa.header && realpath(oa.header, rh) != NULL;
+		bool have_d = agent_realpath(c, oa.device, rd);	/* paths.c */
+		bool have_h = oa.header && agent_realpath(c, oa.header, rh);
 
 		for (size_t i = 0; i < a->nvols; i++) {
 			const struct lc_volume *ov = a->vols[i]->v;

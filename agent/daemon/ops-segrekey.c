@@ -56,8 +56,8 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 			      "\"accept_damaged_sector\" is for finishing an interrupted re-key: give it with \"resume\"");
 	/* Offline only: a volume this agent has open is refused by name (the
 	 * exclusive open below refuses any mapped device too). */
-	have_d = realpath(oa.device, rd) != NULL;
-	have_h = oa.header && realpath(oa.header, rh) != NULL;
+	have_d = agent_realpath(c, oa.device, rd);	/* paths.c */
+	have_h = oa.header && agent_realpath(c, oa.header, rh);
 	for (size_t i = 0; i < a->nvols; i++) {
 		const struct lc_volume *ov = a->vols[i]->v;
 

@@ -333,6 +333,7 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 
 	c->env = a->env;
 	c->env.peer_uid = c->peer.uid;
+	agent_paths_resolve(a, c, req.args);	/* before the lock: paths.c */
 	if (!unlocked_op(op))
 		agent_relock(a);
 	if (op->fn)
@@ -341,6 +342,7 @@ json_object *agent_handle(struct agent *a, struct client *c, json_object *msg)
 		r = op_kms(a, c, req.args, &result, &e, op->name);
 	if (!unlocked_op(op))
 		agent_unlock(a);
+	agent_paths_free(c);
 	if (r < 0 && e.cls == LC_ERRC_REFUSED) {
 		/* Every refusal is audited, whatever refused it (workspace,
 		 * device, force, header path), with the workspace named. */

@@ -90,6 +90,129 @@ static int slurp(const char *path, char **buf, size_t *len, struct lc_error *err
 	return 1;
 }
 
+/* lc_name_check() on @n bytes at @s (the generator's is_name). */
+static bool name_ok(const char *s, size_t n)
+{
+	char b[LC_HDR_NAME_SIZE];
+	struct lc_error e = { 0 };
+
+	if (!n || n >= sizeof(b))
+		return false;
+	memcpy(b, s, n);
+	b[n] = '\0';
+	return lc_name_check("name", b, &e) == 0;
+}
+
+/* The generator's is_path: absolute, at most 1024 bytes of
+ * [A-Za-z0-9/._:+@=-], no "/../" and no "/.." at the end: nothing a unit
+ * file or the shell would interpret. */
+static bool path_ok(const char *s, size_t n)
+{
+	if (!n || n > LC_CRYPTTAB_PATH_MAX || s[0] != '/')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      (c && strchr("/._:+@=-", c))))
+			return false;
+		if (c == '/' && i + 3 <= n && s[i + 1] == '.' && s[i + 2] == '.' &&
+		    (i + 3 == n || s[i + 3] == '/'))
+			return false;
+	}
+	return true;
+}
+
+static bool has_prefix(const char *s, size_t n, const char *p, size_t *plen)
+{
+	*plen = strlen(p);
+	return n >= *plen && !memcmp(s, p, *plen);
+}
+
+/* OPTIONS (@n bytes at @o): "-", "none" or a comma-separated list of
+ * cache, nofail, noauto, _netdev, timeout=SECONDS[s] (0 to 86400),
+ * header=NAME|PATH, segment-size=DIGITS[KMGT]; header= only without cache,
+ * segment-size= only with it; no empty option.  0, or -EINVAL with @why. */
+static int check_options(const char *o, size_t n, unsigned int lineno, char *why, size_t size)
+{
+	bool cache = false, header = false, segsize = false;
+	size_t pl;
+
+	if ((n == 1 && o[0] == '-') || (n == 4 && !memcmp(o, "none", 4)))
+		return 0;
+	for (size_t i = 0; i <= n;) {
+		const char *e = memchr(o + i, ',', n - i), *t = o + i;
+		size_t tl = (size_t)((e ? e : o + n) - t);
+
+		if (!tl) {
+			snprintf(why, size, "line %u: empty option in \"%.*s\"", lineno,
+				 (int)(n > 80 ? 80 : n), o);
+			return -EINVAL;
+		}
+		if (tl == 5 && !memcmp(t, "cache", 5)) {
+			cache = true;
+		} else if ((tl == 6 && !memcmp(t, "nofail", 6)) || (tl == 6 && !memcmp(t, "noauto", 6)) ||
+			   (tl == 7 && !memcmp(t, "_netdev", 7))) {
+			;
+		} else if (has_prefix(t, tl, "timeout=", &pl)) {
+			size_t vl = tl - pl;
+			unsigned long v = 0;
+
+			if (vl && t[pl + vl - 1] == 's')
+				vl--;
+			for (size_t k = 0; k < vl; k++)
+				if (t[pl + k] < '0' || t[pl + k] > '9')
+					vl = 0;
+			if (!vl) {
+				snprintf(why, size, "line %u: option \"%.*s\": timeout= takes whole seconds (0 = no limit)",
+					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				return -EINVAL;
+			}
+			for (size_t k = 0; k < vl && k < 5; k++)
+				v = v * 10 + (unsigned long)(t[pl + k] - '0');
+			if (vl > 5 || v > 86400) {
+				snprintf(why, size, "line %u: option \"%.*s\": timeout= is at most 86400 seconds",
+					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				return -EINVAL;
+			}
+		} else if (has_prefix(t, tl, "header=", &pl)) {
+			if (!path_ok(t + pl, tl - pl) && !name_ok(t + pl, tl - pl)) {
+				snprintf(why, size, "line %u: option \"%.*s\": header= takes a header name (kept in the agent's headers directory) or an absolute path of plain characters",
+					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				return -EINVAL;
+			}
+			header = true;
+		} else if (has_prefix(t, tl, "segment-size=", &pl)) {
+			size_t vl = tl - pl, d = 0;
+
+			while (d < vl && t[pl + d] >= '0' && t[pl + d] <= '9')
+				d++;
+			if (!d || (d < vl && (d + 1 != vl || !t[pl + d] || !strchr("KMGT", t[pl + d])))) {
+				snprintf(why, size, "line %u: option \"%.*s\": segment-size= takes a size such as 1M",
+					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				return -EINVAL;
+			}
+			segsize = true;
+		} else {
+			snprintf(why, size, "line %u: unknown option \"%.*s\" (expected cache, nofail, noauto, _netdev, timeout=, header=, segment-size=)",
+				 lineno, (int)(tl > 80 ? 80 : tl), t);
+			return -EINVAL;
+		}
+		i += tl + 1;
+	}
+	if (cache && header) {
+		snprintf(why, size, "line %u: option header= is for project volumes: a cache has no header",
+			 lineno);
+		return -EINVAL;
+	}
+	if (!cache && segsize) {
+		snprintf(why, size, "line %u: option segment-size= is for caches: a project volume's header fixes it",
+			 lineno);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Line @l of @len bytes (no '\n', CR dropped) names @name first: check it. */
 static int check_line(const char *path, unsigned int lineno, const char *name, char *l,
 		      size_t len, bool nul, struct lc_crypttab_entry *out, struct lc_error *err)
@@ -126,6 +249,12 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 			 lineno, nf, nf == MAX_FIELDS ? " or more" : "");
 		goto bad;
 	}
+	if (!name_ok(f[0], fl[0])) {
+		snprintf(why, sizeof(why),
+			 "line %u: volume name \"%.*s\" is not valid (letters, digits, '.', '_', '-', starting with a letter or digit, at most 63)",
+			 lineno, (int)(fl[0] > 80 ? 80 : fl[0]), f[0]);
+		goto bad;
+	}
 	out->uuid[0] = '\0';
 	if (fl[1] >= 5 && !memcmp(f[1], "UUID=", 5)) {
 		if (!lc_crypttab_is_uuid(f[1] + 5, fl[1] - 5)) {
@@ -140,19 +269,28 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 			out->uuid[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
 		}
 		out->uuid[36] = '\0';
-	}
-	{
-		char ws[sizeof(out->workspace) + 1];
-		struct lc_error e = { 0 };
-
-		snprintf(ws, sizeof(ws), "%.*s", (int)fl[2], f[2]);
-		if (fl[2] >= sizeof(ws) || lc_name_check("workspace", ws, &e) < 0) {
-			snprintf(why, sizeof(why), "line %u: workspace \"%.*s\" is not valid", lineno,
-				 (int)(fl[2] > 80 ? 80 : fl[2]), f[2]);
+	} else if (fl[1] >= 5 && !memcmp(f[1], "/dev/", 5)) {
+		if (!path_ok(f[1], fl[1])) {
+			snprintf(why, sizeof(why),
+				 "line %u: device \"%.*s\" has characters that are not allowed in a device path",
+				 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
 			goto bad;
 		}
-		memcpy(out->workspace, ws, fl[2] + 1);	/* fl[2] < 64: checked */
+	} else {
+		snprintf(why, sizeof(why),
+			 "line %u: device \"%.*s\" is neither UUID=<uuid> nor a path under /dev (such as /dev/disk/by-id/...)",
+			 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
+		goto bad;
 	}
+	if (!name_ok(f[2], fl[2])) {
+		snprintf(why, sizeof(why), "line %u: workspace \"%.*s\" is not valid", lineno,
+			 (int)(fl[2] > 80 ? 80 : fl[2]), f[2]);
+		goto bad;
+	}
+	memcpy(out->workspace, f[2], fl[2]);	/* fl[2] < 64: name_ok() */
+	out->workspace[fl[2]] = '\0';
+	if (nf == 4 && check_options(f[3], fl[3], lineno, why, sizeof(why)) < 0)
+		goto bad;
 	out->line = lineno;
 	return 1;
 bad:

@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 #include <sys/sysmacros.h>
 
+#include "crypttab.h"
 #include "fileio.h"
 #include "header.h"
 #include "rotate.h"
@@ -1139,9 +1140,35 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 	return 0;
 }
 
-int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,
+#define BY_UUID		"/dev/disk/by-uuid/"
+#define BY_LAKECRYPT	"/dev/disk/by-lakecrypt/"
+
+/* Named by uuid (uuidscan.h): @a->uuid, or a link another disk's header
+ * copy can take.  @path_uuid receives a by-uuid path's uuid (lower case)
+ * or "". */
+static bool by_uuid(const struct lc_open_args *a, char path_uuid[LC_UUID_STR_LEN])
+{
+	const char *d = a->device ? a->device : "";
+	size_t n = strlen(BY_UUID);
+
+	path_uuid[0] = '\0';
+	if (!strncmp(d, BY_UUID, n) && lc_crypttab_is_uuid(d + n, strlen(d + n))) {
+		for (size_t i = 0; i < 36; i++)
+			path_uuid[i] = (char)(d[n + i] >= 'A' && d[n + i] <= 'F' ?
+					      d[n + i] - 'A' + 'a' : d[n + i]);
+		path_uuid[36] = '\0';
+	}
+	return (a->uuid && a->uuid[0]) || !strncmp(d, BY_UUID, n) ||
+	       !strncmp(d, BY_LAKECRYPT, strlen(BY_LAKECRYPT));
+}
+
+int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *args,
 		   struct lc_volume **out, struct lc_error *err)
 {
+	struct lc_open_args a_copy = *args;
+	const struct lc_open_args *a = &a_copy;
+	char path_uuid[LC_UUID_STR_LEN];
+	bool named_by_uuid = by_uuid(args, path_uuid);
 	struct lc_header *copies[2] = { NULL, NULL }, *cand[2] = { NULL, NULL }, *h = NULL;
 	struct lc_error pre = { 0 };
 	_cleanup_volume_ struct lc_volume *v = NULL;
@@ -1165,6 +1192,11 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	if (!err)
 		err = &dummy;
 	*out = NULL;
+	/* /dev/disk/by-uuid/<uuid> names the volume it expects, as UUID= does. */
+	if ((!a->uuid || !a->uuid[0]) && path_uuid[0]) {
+		a_copy.uuid = path_uuid;
+		a_copy.uuid_source = "its /dev/disk/by-uuid/ path";
+	}
 	r = lc_name_check("volume name", a->name, err);
 	if (!r)
 		r = lc_name_check("workspace", a->workspace, err);
@@ -1233,6 +1265,33 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		audit(env, "open", r == -EPERM ? LC_AUDIT_REFUSED : LC_AUDIT_FAILURE, &ids, NULL,
 		      err, now_ms() - t0);
 		goto out;
+	}
+	/* By uuid, the disk must be the only one that carries it: a copy of
+	 * the header elsewhere is a genuine header (its MAC and the KMS agree)
+	 * over someone else's data (uuidscan.h). */
+	if (named_by_uuid && !detached) {
+		char u[2][LC_UUID_STR_LEN], shown[2 * PATH_MAX + 4];
+
+		/* The link and the disk it named. */
+		if (strcmp(a->device, real))
+			snprintf(shown, sizeof(shown), "%s (%s)", a->device, real);
+		else
+			snprintf(shown, sizeof(shown), "%s", a->device);
+
+		for (int i = 0; i < 2 && cand[i]; i++) {
+			lc_header_uuid_str(cand[i], u[i]);
+			if (i && !strcmp(u[1], u[0]))
+				continue;
+			r = lc_uuid_unique(a->blk, u[i], shown, &dst,
+					   args->uuid && args->uuid[0] ?
+					   (args->uuid_source ? args->uuid_source : "UUID=") :
+					   "a link named by what a header says", err);
+			if (r < 0) {
+				audit(env, "open", r == -ENOTUNIQ ? LC_AUDIT_REFUSED : LC_AUDIT_FAILURE,
+				      &ids, NULL, err, now_ms() - t0);
+				goto out;
+			}
+		}
 	}
 	/* The data device: its size bounds the mapping. */
 	if (!detached)

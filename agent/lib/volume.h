@@ -55,6 +55,7 @@
 #include "registry.h"
 #include "secmem.h"
 #include "seqstore.h"
+#include "uuidscan.h"
 
 /* Keys added, loaded and dropped at a time: root's default key quota
  * (kernel.keys.root_maxkeys 1,000,000, root_maxbytes 25 MB) holds one
@@ -202,6 +203,13 @@ struct lc_open_args {
 	 * @uuid_source (e.g. "/etc/lakecrypt/lakecrypttab line 3") is named. */
 	const char *uuid;
 	const char *uuid_source;
+	/* An open BY UUID (@uuid set, or @device under /dev/disk/by-uuid/ or
+	 * /dev/disk/by-lakecrypt/; a by-uuid path's uuid is also required of
+	 * the header) of an attached header is refused with -ENOTUNIQ
+	 * (INVALID; audited as refused), before any KMS call, when another block device carries
+	 * the volume's uuid (uuidscan.h: a copy of the header could have
+	 * taken the link).  Where to look; NULL: the system's. */
+	const struct lc_blk_roots *blk;
 };
 
 int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a,

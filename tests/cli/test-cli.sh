@@ -238,6 +238,28 @@ run 2 "bad --days" kms schedule-deletion k-1 --days 90
 has "bad --days message" "$err" "--days must be a whole number from 7 to 30, got \"90\""
 has "bad --days hint" "$err" "Try 'lakecryptctl kms schedule-deletion --help'."
 run 2 "bad size" format /dev/sdb --workspace w --project p --segment-size 1.5M --batch
+# Volume names the agent would refuse (lc_name_check(): 1 to 63 characters)
+# are refused here with the agent's message and never sent; `table --name`
+# takes any device-mapper name (1 to 127), since it only prints a table.
+name63=$(printf 'v%.0s' $(seq 63)) name64=$(printf 'v%.0s' $(seq 64))
+nreq=$(wc -l <"$log")
+for c in "open /dev/sdb @ --workspace ws1" "cache /dev/sdb @ --workspace ws1" "close @" \
+	"status @" "rewrap @" "rotate-kek @" "resize @" "shred @ --segment 0" "notify-revoked @"; do
+	# shellcheck disable=SC2086  # the command and its arguments, @ the name
+	set -- ${c/@/$name64}
+	run 2 "${c%% *}: a 64-character volume name" "$@"
+	has "${c%% *}: the agent's message for a 64-character name" "$err" "volume name \"$name64\" must be 1 to 63 characters long"
+done
+run 2 "open: a 127-character volume name" open /dev/sdb "$name64$name63" --workspace ws1
+has "open: the agent's message for a 127-character name" "$err" "must be 1 to 63 characters long"
+run 2 "open: a name the agent's grammar refuses" open /dev/sdb "it's" --workspace ws1
+has "open: the agent's message for a bad character" "$err" "is not a valid name: expected characters from A-Z a-z 0-9 . _ -"
+if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "refused volume names send nothing"; else nok "refused volume names send nothing" "$(tail -n 1 "$log")"; fi
+run 0 "open: a 63-character volume name is sent" open /dev/sdb "$name63" --workspace ws1
+sent "open: the 63-character name as given" "{\"args\": {\"device\": \"/dev/sdb\", \"name\": \"$name63\", \"workspace\": \"ws1\"}, \"op\": \"volume.open\"}"
+"$ctl" --socket "$work/none.sock" table "$work/nothing" --name "$name64$name63" >"$work/out" 2>"$work/err"
+if ! grep -q "characters" "$work/err"; then ok "table --name takes a 127-character device-mapper name"
+else nok "table --name takes a 127-character device-mapper name" "$(cat "$work/err")"; fi
 
 # --- agent unreachable ---
 "$ctl" --socket "$work/none.sock" status >/dev/null 2>"$work/err"; rc=$?

@@ -137,6 +137,31 @@ grep -q "^ID_FS_TYPE=ext4" /tmp/udevtest2.out && ! grep -q "lakecrypt-probe" /tm
 lc_result $? "udevadm test $LOOP2 (ext4): blkid answers, the probe is not even run" ||
 	lc_diag_file /tmp/udevtest2.out
 
+# ---------------------------------------------------------------- a copy of a header
+# A copy of ram0's header on ram2 (dd, as anyone who can write a disk can)
+# competes for /dev/disk/by-uuid/$U0 and by-lakecrypt/fin/ledger: an open
+# by uuid or through those links is refused while two disks carry the
+# uuid, naming both, before any KMS call (Documentation/udev.md, "Copies
+# of a header"); the agent sees them in udev's records.
+dd if=/dev/ram0 of=/dev/ram2 bs=1M 2>/dev/null
+change /dev/ram2
+settle
+lc_eq "copy on ram2: udev gives it the same ID_FS_UUID" "$U0" "$(prop /dev/ram2 ID_FS_UUID)"
+for dev in "/dev/disk/by-uuid/$U0" /dev/disk/by-lakecrypt/fin/ledger; do
+	ctl open "$dev" squat --workspace fin >/tmp/squat.out 2>&1
+	lc_eq "open through $dev with a copy on ram2: refused (exit)" 1 "$?"
+	grep -q "volume $U0 is on more than one block device" /tmp/squat.out && grep -q "/dev/ram2" /tmp/squat.out &&
+		grep -q "/dev/disk/by-id/" /tmp/squat.out
+	lc_result $? "open through $dev: the message names the devices and what to do" || lc_diag_file /tmp/squat.out
+done
+lc_eq "refused opens mapped nothing" "" "$(ls /dev/mapper/squat 2>/dev/null)"
+grep '"op": *"open"' /tmp/lc-audit.log | grep -q '"outcome": *"refused"'
+lc_result $? "audit log: the refused open" || lc_diag_file /tmp/lc-audit.log
+dd if=/dev/zero of=/dev/ram2 bs=1M count=4 conv=notrunc 2>/dev/null
+change /dev/ram2
+settle
+lc_eq "copy wiped: by-uuid/$U0 is ram0's again" /dev/ram0 "$(link_to "/dev/disk/by-uuid/$U0")"
+
 # ---------------------------------------------------------------- mapped devices
 ctl open /dev/disk/by-lakecrypt/fin/ledger ledger --workspace fin >/dev/null
 lc_result $? "open through /dev/disk/by-lakecrypt/fin/ledger"

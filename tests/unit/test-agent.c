@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@
 #include "../../agent/daemon/ops-segrekey.c"
 #include "../../agent/daemon/ops-volume.c"
 #include "../../agent/daemon/ops.c"
+#include "../../agent/daemon/paths.c"
 #include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
 #include "../../agent/daemon/terminate.c"
@@ -3365,8 +3367,22 @@ static void test_tab_agrees_with_generator(void **state)
 		"# NUL\n",	/* NUL written in place of the 'N' below */
 		"ledger /dev/sdz ws1 N\nwal /dev/sdb ws2\n",
 		"ledger /dev/sdz ws1 bogus\nledger /dev/sdy ws2\n",
+		/* Device paths and options: one grammar (crypttab.h). */
+		"ledger sdz ws1\nwal /dev/sd$b ws1\nledgerX /dev/../etc/shadow ws1\n",
+		"ledger /dev/disk/by-id/../../sda ws1\nwal /dev/sdb/.. ws1\nledgerX /dev/.. ws1\n",
+		"ledger /dev/disk/by-id/virtio-a:b+c@d=e_f.g-h ws1\nwal /dev/ ws2\nledgerX /dev/..x ws1\n",
+		"ledger UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 nofail,\nwal /dev/sdb ws1 ,cache\nledgerX /dev/sdc ws1 nofail,,noauto\n",
+		"ledger /dev/sdz ws1 timeout=90s,nofail\nwal /dev/sdb ws1 timeout=86401\nledgerX /dev/sdc ws1 timeout=s\n",
+		"ledger /dev/sdz ws1 timeout=000090\nwal /dev/sdb ws1 timeout=0\nledgerX /dev/sdc ws1 timeout=9x\n",
+		"ledger /dev/sdz ws1 cache,header=h1\nwal /dev/sdb ws1 segment-size=1M\nledgerX /dev/sdc ws1 cache,segment-size=64M\n",
+		"ledger /dev/sdz ws1 header=/var/lib/h/../h1\nwal /dev/sdb ws1 header=.h\nledgerX /dev/sdc ws1 header=/var/lib/lakecrypt/h1,_netdev\n",
+		"ledger /dev/sdz ws1 cache,segment-size=M\nwal /dev/sdb ws1 cache,segment-size=1MB\nledgerX /dev/sdc ws1 cache,segment-size=1024\n",
+		"ledger /dev/sdz ws1 -\nwal /dev/sdb ws1 none\nledgerX /dev/sdc ws1 noauto,nofail,_netdev,cache\n",
+		"ledger /dev/sdz ws1 NOFAIL\nwal /dev/sdb ws1 header=\nledgerX /dev/sdc ws1 timeout=\n",
+		"wal$ /dev/sdz ws1\nledger /dev/sdy ws1 ,\n",
 	};
 	static const char *const names[] = { "ledger", "wal", "ledgerX" };
+	size_t made = 0, refused = 0;
 	char gen[PATH_MAX + 64], out[PATH_MAX + 64], cmd[8 * PATH_MAX], src[PATH_MAX];
 	char *slash;
 
@@ -3418,18 +3434,88 @@ static void test_tab_agrees_with_generator(void **state)
 				fclose(f);
 			if (r == 1)
 				snprintf(aws, sizeof(aws), "%s", e.workspace);
-			/* The agent checks a subset (crypttab.h): a line the
-			 * generator alone rejects (a device path or an option)
-			 * still reserves its name for its own workspace, and
-			 * no unit is made for it or for a later line. */
-			if (r == 1 && !gws[0])
-				continue;
+			/* One grammar (crypttab.h): a line the generator
+			 * rejects (a device path, an option) is refused by the
+			 * agent too, so no operator can open a volume under a
+			 * name the generator made no unit for. */
+			made += gws[0] != '\0';
+			refused += r < 0;
 			if (strcmp(aws, gws) || (r == 1 && strcmp(e.uuid, guuid)))
 				fail_msg("tab %zu, name %s: the agent says %s (uuid %s; %s), the generator's unit %s (uuid %s)",
 					 i, names[j], r == 1 ? aws : "no workspace", r == 1 ? e.uuid : "-",
 					 r < 0 ? err.msg : "", gws[0] ? gws : "is not made", guuid);
 		}
 	}
+	/* Both kinds of line were seen: the cases above are not vacuous. */
+	assert_true(made >= 10);
+	assert_true(refused >= 20);
+}
+
+/*
+ * realpath(3) of a client's device and header paths runs before a->lock
+ * is taken (paths.c): a path through a hung mount would otherwise stall
+ * every operator and the kill switch.  The test's realpath tells whether
+ * the calling thread holds a->lock (glibc records a mutex's owner); the
+ * results still reach the handlers: the same disk under another path is
+ * the same volume (open, rekey, rekey-segment refuse it as open).
+ */
+static struct agent *rp_agent;
+static atomic_uint rp_calls, rp_locked;
+
+static char *rp_realpath(const char *restrict path, char *restrict out)
+{
+	if (rp_agent && rp_agent->lock.__data.__owner == (int)syscall(SYS_gettid))
+		atomic_fetch_add(&rp_locked, 1);
+	atomic_fetch_add(&rp_calls, 1);
+	return realpath(path, out);
+}
+
+static void test_realpath_outside_lock(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *ao;
+	char a[1024], disk[128], link[128], buf[PATH_MAX];
+
+	make_disk(t, "rp");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/rp\", \"workspace\": \"ws1\", \"project\": \"rp\", \"segment_size\": \"4K\", \"force\": true}",
+		 t->dir);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	snprintf(disk, sizeof(disk), "%s/rp", t->dir);
+	snprintf(link, sizeof(link), "%s/rp-link", t->dir);
+	assert_int_equal(symlink(disk, link), 0);
+
+	rp_agent = &t->a;
+	atomic_store(&rp_calls, 0);
+	atomic_store(&rp_locked, 0);
+	agent_realpath_fn = rp_realpath;
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"rp\"}", link);
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open through a link: %s", err.msg);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"rp\"}", disk);
+	if (call(t, "volume.open", jargs(a), &res, &err))
+		fail_msg("open under the disk's own path: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &ao) && json_object_get_boolean(ao));
+	json_object_put(res);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"from\": \"kc1\"}", disk);
+	assert_int_equal(call(t, "volume.rekey", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/rp"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"segments\": \"0\"}", link);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/rp"));
+	agent_realpath_fn = realpath;
+	assert_true(atomic_load(&rp_calls) >= 4);
+	assert_int_equal(atomic_load(&rp_locked), 0);
+
+	/* The check itself sees a call made under the lock. */
+	agent_realpath_fn = rp_realpath;
+	agent_relock(&t->a);
+	assert_non_null(agent_realpath_fn("/", buf));
+	agent_unlock(&t->a);
+	agent_realpath_fn = realpath;
+	rp_agent = NULL;
+	assert_int_equal(atomic_load(&rp_locked), 1);
 }
 
 /*
@@ -3731,6 +3817,7 @@ int main(void)
 		T(test_tab_bad_lines),
 		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
+		T(test_realpath_outside_lock),
 		T(test_open_name_held_unseen),
 		T(test_open_abandoned),
 		T(test_cache_reopen_other_size),

@@ -458,8 +458,11 @@ static void test_volumes(void **state)
 	     "{\"device\":\"/dev/sdb\",\"name\":\"db1\",\"workspace\":\"ws1\",\"header\":\"/hdr\"}");
 	bad("open /dev/sdb --workspace ws1", "missing NAME", "open");
 	bad("open /dev/sdb db1", "--workspace W is required", "open");
-	bad("open /dev/sdb a/b --workspace ws1", "NAME \"a/b\" is not a usable device name", "open");
-	bad("open /dev/sdb .. --workspace ws1", "not a usable device name", "open");
+	/* Volume names: the agent's rule and message (lc_name_check()). */
+	bad("open /dev/sdb a/b --workspace ws1", "NAME: volume name \"a/b\" is not a valid name", "open");
+	bad("open /dev/sdb .. --workspace ws1", "volume name \"..\" is not a valid name", "open");
+	bad("close v234567890123456789012345678901234567890123456789012345678901234",
+	    "must be 1 to 63 characters long", "close");
 	bad("open /dev/sdb db1 --workspace ws1 --project p", "unknown option \"--project\"", "open");
 
 	good("cache /dev/nvme0n1 c1 --workspace ws1", "cache.open",

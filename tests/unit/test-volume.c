@@ -1526,6 +1526,178 @@ static void test_migrate_v1(void **state)
 	lc_header_free(h);
 }
 
+/* ---- by-uuid squatting (uuidscan.h) ---- */
+
+/* @text into @root/@rel, parent directories made. */
+static void put(const char *root, const char *rel, const char *text)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	(void)mkdir(root, 0755);
+	for (char *s = p + strlen(root) + 1; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		(void)mkdir(p, 0755);
+		*s = '/';
+	}
+	if (!text) {
+		assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
+		return;
+	}
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A fake block device @name (@devno) in the tree @root: sysfs entry with
+ * an empty holders/, and /dev/@name a copy of @image (NULL: 1 MiB of
+ * zeros, no header). */
+static void fake_blk(const char *root, const char *name, const char *devno, const char *image)
+{
+	char rel[128], cmd[1024];
+
+	snprintf(rel, sizeof(rel), "sys/%s/dev", name);
+	put(root, rel, devno);
+	snprintf(rel, sizeof(rel), "sys/%s/size", name);
+	put(root, rel, "32768\n");
+	snprintf(rel, sizeof(rel), "sys/%s/holders", name);
+	put(root, rel, NULL);
+	put(root, "udev", NULL);
+	put(root, "dev", NULL);
+	if (image)
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s/dev/%s'", image, root, name);
+	else
+		snprintf(cmd, sizeof(cmd), "head -c 1048576 /dev/zero >'%s/dev/%s'", root, name);
+	assert_int_equal(system(cmd), 0);
+}
+
+static int open_by_uuid(struct env *e, const struct lc_blk_roots *roots, const char *dev,
+			const char *uuid, struct lc_error *err)
+{
+	struct lc_open_args oa = { .device = dev, .workspace = "ws1", .name = "vol1",
+				   .kc = &e->kc, .uuid = uuid,
+				   .uuid_source = "/etc/lakecrypt/lakecrypttab line 2", .blk = roots };
+	struct lc_volume *v = NULL;
+	int r;
+
+	memset(err, 0, sizeof(*err));
+	lc_provider_counters_reset(&e->prov);
+	r = lc_volume_open(&e->venv, &oa, &v, err);
+	if (r == 0) {
+		assert_int_equal(lc_volume_close(&e->venv, v, err), 0);
+		lc_volume_free(v);
+	} else {
+		assert_null(v);
+		assert_int_equal(counters(e).unwrap, 0);	/* refused before the KMS */
+	}
+	return r;
+}
+
+/*
+ * An open by uuid is refused while another block device carries the
+ * volume's uuid (a copy of its header could have taken
+ * /dev/disk/by-uuid/<uuid>), naming the devices; udev's record is used
+ * where there is one, the disk read (bounded) where not; a stack over
+ * one disk counts once; the agent's own mappings and an open by a path
+ * that names the disk are not concerned.
+ */
+static void test_open_by_uuid_refuses_copies(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	char root[128], sys[160], udev[160], dev[160], vda[192], vdb[192], u[LC_UUID_STR_LEN];
+	char up[LC_UUID_STR_LEN], rec[256], cmd[512];
+	struct lc_blk_roots roots;
+
+	format_dev(e, 4096, NULL, &h);
+	lc_header_uuid_str(h, u);
+	lc_header_free(h);
+	snprintf(root, sizeof(root), "%s/blk", e->dir);
+	snprintf(sys, sizeof(sys), "%s/sys", root);
+	snprintf(udev, sizeof(udev), "%s/udev", root);
+	snprintf(dev, sizeof(dev), "%s/dev", root);
+	roots = (struct lc_blk_roots){ sys, udev, dev };
+	snprintf(vda, sizeof(vda), "%s/vda", dev);
+	snprintf(vdb, sizeof(vdb), "%s/vdb", dev);
+	fake_blk(root, "vda", "253:0\n", e->dev);
+	fake_blk(root, "vdc", "253:32\n", NULL);
+
+	/* The only disk with the uuid: opened, by UUID= in any case. */
+	for (size_t i = 0; i < 36; i++)
+		up[i] = (char)(u[i] >= 'a' && u[i] <= 'f' ? u[i] - 'a' + 'A' : u[i]);
+	up[36] = '\0';
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+
+	/* A copy of the header on vdb, which udev has no record of: read. */
+	fake_blk(root, "vdb", "253:16\n", e->dev);
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOTUNIQ);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
+	assert_non_null(strstr(err.msg, vda));
+	assert_non_null(strstr(err.msg, "lakecrypttab line 2"));
+	assert_non_null(strstr(err.msg, vdb));
+	assert_non_null(strstr(err.msg, "more than one block device"));
+	assert_non_null(strstr(err.msg, "/dev/disk/by-id/"));
+	assert_null(strstr(err.msg, "vdc"));
+	/* Whichever of the two the link points to. */
+	assert_int_equal(open_by_uuid(e, &roots, vdb, u, &err), -ENOTUNIQ);
+	assert_non_null(strstr(err.msg, vda));
+	/* Upper-case in udev's record or the disk's: the same uuid. */
+	snprintf(rec, sizeof(rec), "E:ID_FS_TYPE=lakecrypt\nE:ID_FS_UUID=%s\nE:LAKECRYPT_DETACHED=0\n", up);
+	put(root, "udev/b253:16", rec);
+	snprintf(cmd, sizeof(cmd), "head -c 1048576 /dev/zero | dd of='%s' conv=notrunc status=none", vdb);
+	assert_int_equal(system(cmd), 0);	/* udev's view, not the disk's */
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOTUNIQ);
+	assert_non_null(strstr(err.msg, vdb));
+
+	/* udev recorded another file system there: not read, not counted. */
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", e->dev, vdb);
+	assert_int_equal(system(cmd), 0);
+	put(root, "udev/b253:16", "E:ID_FS_TYPE=ext4\nE:ID_FS_UUID=0a0b\n");
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+	/* A detached header (its label) is not a volume's disk. */
+	snprintf(rec, sizeof(rec), "E:ID_FS_TYPE=lakecrypt\nE:ID_FS_UUID=%s\nE:LAKECRYPT_DETACHED=1\n", u);
+	put(root, "udev/b253:16", rec);
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+
+	/* vda and vdb are two paths of one disk under dm-0 (multipath):
+	 * counted once, through dm-0, whichever is opened. */
+	snprintf(rec, sizeof(rec), "E:ID_FS_TYPE=lakecrypt\nE:ID_FS_UUID=%s\n", u);
+	put(root, "udev/b253:16", rec);
+	fake_blk(root, "dm-0", "254:0\n", e->dev);
+	put(root, "sys/vda/holders/dm-0", "");
+	put(root, "sys/vdb/holders/dm-0", "");
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+	assert_int_equal(open_by_uuid(e, &roots, vdb, u, &err), 0);
+	/* ... and a copy elsewhere is still one too many. */
+	fake_blk(root, "loop3", "7:3\n", e->dev);
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOTUNIQ);
+	assert_non_null(strstr(err.msg, "/loop3"));
+	assert_null(strstr(err.msg, "/dm-0"));
+	assert_null(strstr(err.msg, "/vdb"));
+
+	/* The agent's own mappings (plaintext) are never looked at, and a
+	 * device of size 0 (an empty loop) is not read. */
+	put(root, "sys/loop3/dm/uuid", "LAKECRYPT-0123\n");
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+	put(root, "sys/loop3/dm/uuid", "mpath-3600\n");
+	put(root, "sys/loop3/size", "0\n");
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), 0);
+	put(root, "sys/loop3/size", "32768\n");
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOTUNIQ);
+
+	/* Named by a path that is the disk itself (no uuid): no scan, the
+	 * admin chose this device. */
+	assert_int_equal(open_by_uuid(e, &roots, vda, NULL, &err), 0);
+
+	/* sysfs that cannot be listed: refused, never guessed. */
+	roots.sys_block = "/nonexistent/sys/class/block";
+	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "cannot list block devices"));
+}
+
 /* A generator that keeps failing fails format (no uuid) after bounded
  * retries, before any KMS call; it used to loop for ever. */
 static void test_uuid_rand_failure(void **state)
@@ -1776,6 +1948,7 @@ int main(void)
 		T(test_denied_copy_passed_over),
 		T(test_forged_seqno),
 		T(test_seqstore_write_fails),
+		T(test_open_by_uuid_refuses_copies),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

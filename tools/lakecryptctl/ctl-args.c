@@ -13,12 +13,14 @@
 
 #include "ctl.h"
 #include "proto.h"
+#include "registry.h"
 #include "rotate.h"
 
 enum opt_type {
 	O_FLAG,		/* bool, no value */
 	O_STR,		/* non-empty string */
-	O_NAME,		/* device-mapper name: 1..127 chars, no '/' */
+	O_NAME,		/* device-mapper name: 1..127 chars, no '/' (table --name) */
+	O_VNAME,	/* a volume name the agent takes: lc_name_check(), 1..63 */
 	O_UINT,		/* whole number in [min, max] */
 	O_SIZE,		/* byte size with K/M/G/T suffix, checked by check() */
 	O_BYTES,	/* byte size with K/M/G/T suffix, a multiple of 512 */
@@ -169,12 +171,12 @@ static const struct cmd_spec cmds[] = {
 	  "a lakecrypt volume or any signature libblkid knows (file system, LUKS,\n"
 	  "partition table, ...) unless an admin gives --force.\n" },
 	{ NULL, "open", "volume.open", LC_CTL_AGENT, LC_R_VOLUME,
-	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
+	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
 	    { "--header", O_STR, false, "header", 0, 0, "FILE", "detached header file" } },
 	  "open a project volume as /dev/mapper/NAME (one KMS call)", NULL },
 	{ NULL, "cache", "cache.open", LC_CTL_AGENT, LC_R_VOLUME,
-	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_NAME, false } },
+	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },
 	    { "--segment-size", O_SIZE, false, "segment_size", 0, 0, "SIZE",
 	      "segment size, power of two from 4K to 1T (K/M/G/T suffix)" },
@@ -185,7 +187,7 @@ static const struct cmd_spec cmds[] = {
 	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
 	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
-	  { { "NAME", "name", O_NAME, false } },
+	  { { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, false, "workspace", 0, 0, "W",
 	      "close NAME only if it is a volume of workspace W (lakecrypttab units give it)" } },
 	  "close an open volume or cache", NULL },
@@ -198,7 +200,7 @@ static const struct cmd_spec cmds[] = {
 	  "the identity context, and the header sealed with its MAC.  Version 1 did\n"
 	  "not authenticate cipher, sizes or labels: check them with dump first.\n" },
 	{ NULL, "rewrap", "volume.rewrap", LC_CTL_AGENT, LC_R_RESULTS,
-	  { { "NAME", "name", O_NAME, true } },
+	  { { "NAME", "name", O_VNAME, true } },
 	  { { "--all", O_FLAG, false, "all", 0, 0, NULL, "every open project volume (instead of NAME)" },
 	    { "--keyconfig", O_STR, false, "keyconfig", 0, 0, "NAME",
 	      "with --all: only the volumes under this key configuration" } },
@@ -236,13 +238,13 @@ static const struct cmd_spec cmds[] = {
 	  "ciphertext), --resume stops naming it; --accept-damaged-journal-sector N\n"
 	  "then gives up that sector's data (at most one encryption sector) and goes on.\n" },
 	{ NULL, "rotate-kek", "volume.rotate-kek", LC_CTL_AGENT, LC_R_VOLUME,
-	  { { "NAME", "name", O_NAME, false } }, { { 0 } },
+	  { { "NAME", "name", O_VNAME, false } }, { { 0 } },
 	  "admins: give open volume NAME a fresh KEK (online, no data re-encrypted)",
 	  "Every DEK is re-wrapped under a new random KEK, the new KEK is wrapped by\n"
 	  "the CMK (one wrap call), and the header (MAC keyed from the new KEK) is\n"
 	  "written in one crash-safe update.  The old KEK is wiped from memory.\n" },
 	{ NULL, "resize", "volume.resize", LC_CTL_AGENT, LC_R_VOLUME,
-	  { { "NAME", "name", O_NAME, false } },
+	  { { "NAME", "name", O_VNAME, false } },
 	  { { "--size", O_BYTES, false, "size", 0, 0, "SIZE",
 	      "new size of /dev/mapper/NAME in bytes (K/M/G/T suffix); default: all the device offers" } },
 	  "grow or shrink open volume NAME online (no KMS call)",
@@ -253,7 +255,7 @@ static const struct cmd_spec cmds[] = {
 	  "header is updated crash-safely and the table reloaded without a pause in\n"
 	  "I/O beyond the reload itself.\n" },
 	{ NULL, "shred", "volume.shred", LC_CTL_AGENT, LC_R_SHRED,
-	  { { "NAME", "name", O_NAME, false } },
+	  { { "NAME", "name", O_VNAME, false } },
 	  { { "--segment", O_STR, true, "segments", 0, 0, "N|A-B", "segment or inclusive range of segments, from 0" },
 	    { "--batch", O_FLAG, false, NULL, 0, 0, NULL, "do not ask for confirmation" } },
 	  "admins: crypto-shred segments of open volume NAME (their data is lost)",
@@ -264,7 +266,7 @@ static const struct cmd_spec cmds[] = {
 	{ NULL, "ping", "ping", LC_CTL_AGENT, LC_R_PING, { { 0 } }, { { 0 } },
 	  "check that the agent answers, and show your role", NULL },
 	{ NULL, "status", "status", LC_CTL_AGENT, LC_R_STATUS,
-	  { { "NAME", "name", O_NAME, true } }, { { 0 } },
+	  { { "NAME", "name", O_VNAME, true } }, { { 0 } },
 	  "show open volumes (all, or NAME in detail), CMK states and KMS call counters", NULL },
 	{ NULL, "revoke", "revoke", LC_CTL_AGENT, LC_R_REVOKED, { { 0 } },
 	  { { "--keyconfig", O_STR, false, "keyconfig", 0, 0, "NAME", "revoke every volume under this key configuration" },
@@ -281,7 +283,7 @@ static const struct cmd_spec cmds[] = {
 	  "[revocation] confirmation: enough denials revoke, as the watcher would.\n"
 	  "Prints each CMK's answer and the KMS calls it cost.\n" },
 	{ NULL, "notify-revoked", "volume.revoked", LC_CTL_AGENT, LC_R_VOLUME,
-	  { { "NAME", "name", O_NAME, false } },
+	  { { "NAME", "name", O_VNAME, false } },
 	  { { "--volume", O_STR, false, "volume", 0, 0, "UUID", "volume uuid the kernel event names" } },
 	  "tell the agent the kernel revoked /dev/mapper/NAME (run by udev)",
 	  "udev runs this on the target's change uevent LAKECRYPT_EVENT=revoked.  The\n"
@@ -564,6 +566,19 @@ static int take_value(const char *what, enum opt_type type, uint64_t min, uint64
 		}
 		j = json_object_new_string(val);
 		break;
+	case O_VNAME: {
+		/* The agent's own check and message (volume names are header
+		 * names: 1 to 63 characters), so a name it would refuse is
+		 * never sent. */
+		struct lc_error e = { 0 };
+
+		if (lc_name_check("volume name", val, &e) < 0) {
+			set_err(err, errlen, "%s: %s", what, e.msg);
+			return -EINVAL;
+		}
+		j = json_object_new_string(val);
+		break;
+	}
 	case O_UINT:
 		r = lc_ctl_parse_uint(val, min, max, &v);
 		if (r < 0) {
