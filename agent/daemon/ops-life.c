@@ -316,10 +316,8 @@ static bool op_under(const struct running_op *op, int i, const char *cmk_id,
 }
 
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
-		       const char *key_ref, const char *keyconfig, const char *cause,
-		       unsigned int wait_ms)
+		       const char *key_ref, const char *keyconfig, const char *cause)
 {
-	int64_t end = agent_now_ms() + wait_ms, left;
 	struct lc_audit_event ev;
 	struct lc_error ae;
 	char detail[200];
@@ -332,14 +330,15 @@ size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider
 			continue;
 		op->aborted = true;
 		n++;
-		/* one bound for all of them */
-		left = wait_ms ? end - agent_now_ms() : 0;
-		held = lc_op_guard_abort(&op->guard, cause, left > 0 ? (unsigned int)left : 0);
+		/* Never wait here, a->lock held: a write under way would hold
+		 * back every revocation job.  The caller waits for the aborted
+		 * operations to end with the lock dropped (watch.c). */
+		held = lc_op_guard_abort(&op->guard, cause, 0);
 		if (held)
 			lc_warn("revocation (%s): the running %s is aborted", cause, op->what);
 		else
-			lc_warn("revocation (%s): the running %s is aborted; a write it began before the revocation was still under way after %u ms",
-				cause, op->what, wait_ms);
+			lc_warn("revocation (%s): the running %s is aborted; a write it began before the revocation is under way and is its last",
+				cause, op->what);
 		/* One record per operation stopped: what, and under which CMK. */
 		snprintf(detail, sizeof(detail),
 			 "aborted: the CMK was revoked; the running %s stops%s", op->what,

@@ -38,6 +38,7 @@
 #include "../../agent/daemon/ops.c"
 #include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
+#include "../../agent/daemon/reserve.c"
 #include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/watch.c"
 
