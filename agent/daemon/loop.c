@@ -147,6 +147,13 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	r = sync_init(a, err);
 	if (r < 0)
 		return r;
+	/* Threads inherit the mask: block the signals the signalfd takes
+	 * before the first thread starts, or one of them would get SIGTERM. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	/* The kill switch's own thread, before anything can use up threads. */
 	r = agent_reserve_start(a, err);
 	if (r < 0)
@@ -216,11 +223,6 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	(void)fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
 	socket_group(a);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	a->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (a->signal_fd < 0)

@@ -22,6 +22,7 @@
  * (agent.h), so it never waits behind an operator's request either.
  */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "agent.h"
@@ -36,7 +37,11 @@ bool agent_on_reserve(void)
 static void *reserve_thread(void *arg)
 {
 	struct agent *a = arg;
+	sigset_t all;
 
+	/* Signals are the loop's (signalfd): never this thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	on_reserve = true;
 	agent_relock(a);
 	while (!a->reserve_stop || a->reserve_jobs || a->reserve_reqs) {
