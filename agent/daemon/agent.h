@@ -558,11 +558,13 @@ void agent_op_keyconfigs(struct running_op *op, const char *from_kc, const char 
 bool agent_op_end(struct agent *a, struct client *c, struct running_op *op);
 /* The kill: abort every running operation under the CMK (and key
  * configuration @keyconfig, if not NULL or "": matched as watch.c's
- * under() matches volumes), without waiting: a write under way in one is
- * its last, and the caller waits (a->lock dropped, bounded) for
- * agent_ops_aborted_running() to reach 0.  The number aborted. */
+ * under() matches volumes), waiting at most @wait_ms in all for a write
+ * under way in them -- with a->lock DROPPED meanwhile (0: never dropped,
+ * no wait), so that revocation jobs never wait behind an operator's
+ * write.  The number aborted. */
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
-		       const char *key_ref, const char *keyconfig, const char *cause);
+		       const char *key_ref, const char *keyconfig, const char *cause,
+		       unsigned int wait_ms);
 /* Aborted operations that have not ended yet (they wipe their keys as
  * they end): the kill waits for 0, within its bound. */
 size_t agent_ops_aborted_running(struct agent *a);

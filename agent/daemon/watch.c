@@ -365,10 +365,10 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
 	}
-	/* Key-lifecycle operations under this CMK stop (ops-life.c); they
-	 * end (wiping their keys) within the same deadline, waited for below
-	 * with the lock dropped. */
-	(void)agent_ops_abort(a, cmk_id, provider, key_ref, keyconfig, cause);
+	/* Key-lifecycle operations under this CMK stop (ops-life.c), within
+	 * the same deadline; the lock is dropped while it waits (the jobs
+	 * above run meanwhile), as in the wait below. */
+	(void)agent_ops_abort(a, cmk_id, provider, key_ref, keyconfig, cause, wait_ms);
 	for (;;) {
 		bool all = true;
 

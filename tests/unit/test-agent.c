@@ -3680,6 +3680,61 @@ static void test_kill_without_threads(void **state)
 	wait_threads(t, base, "every request once the KMS answers");
 }
 
+struct revoke_call {
+	struct tenv *t;
+	int r;
+	struct lc_error err;
+};
+
+static void *revoke_call_thread(void *arg)
+{
+	struct revoke_call *k = arg;
+
+	k->r = call(k->t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &k->err);
+	return NULL;
+}
+
+/*
+ * The kill does not wait behind an operator's write: a key-lifecycle
+ * operation under the CMK is in a write (its guard held) and the revoke
+ * may wait a minute for it; meanwhile the volume is revoked in the kernel
+ * and the agent answers status.  The revoke ends once the write does.
+ */
+static void test_kill_not_behind_write(void **state)
+{
+	struct tenv *t = *state;
+	struct revoke_call k = { .t = t };
+	struct lc_error err = { 0 };
+	struct running_op *o1;
+	struct client c1;
+	char st[32], rs[32];
+	pthread_t th;
+
+	open_volume(t, "d1", "v1");
+	memset(&c1, 0, sizeof(c1));
+	agent_relock(&t->a);
+	t->a.cfg.revoke_wait_ms = 60000;
+	o1 = agent_op_begin(&t->a, &c1, "rotate-kek of volume x", "local", t->cmk, t->cmk, NULL,
+			    NULL, NULL);
+	agent_unlock(&t->a);
+	assert_int_equal(lc_op_guard_enter(c1.env.guard, "x", &err), 0);	/* a write */
+	assert_int_equal(pthread_create(&th, NULL, revoke_call_thread, &k), 0);
+	for (int i = 0; i < 1000 && !dev_revoked("v1"); i++)
+		usleep(10000);
+	assert_true(dev_revoked("v1"));
+	status_of(t, "v1", st, rs, sizeof(st));
+	assert_string_equal(rs, "revoked");
+	assert_true(lc_op_guard_aborted(c1.env.guard));
+	/* the write ends; so does the operation, then the revoke */
+	lc_op_guard_leave(c1.env.guard);
+	agent_relock(&t->a);
+	assert_true(agent_op_end(&t->a, &c1, o1));
+	agent_unlock(&t->a);
+	pthread_join(th, NULL);
+	if (k.r)
+		fail_msg("revoke: %s", k.err.msg);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -3732,6 +3787,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pileup_bounded, setup_small, teardown),
 		T(test_waiter_busy_timeout),
 		cmocka_unit_test_setup_teardown(test_kill_without_threads, setup_small, teardown),
+		T(test_kill_not_behind_write),
 	};
 
 	if (geteuid() != 0) {
