@@ -251,6 +251,9 @@ void agent_open_release(struct agent *a, struct open_claim *k);
 /* CLOCK_MONOTONIC (a->changed's clock) @ms from now, for
  * pthread_cond_timedwait(). */
 struct timespec agent_deadline(unsigned int ms);
+/* The peer of the client whose request the calling thread runs hung up
+ * (false on other threads): a wait for other work stops. */
+bool agent_request_gone(void);
 /* The peer of @c hung up (its request may still run). */
 bool agent_client_gone(const struct client *c);
 

@@ -254,11 +254,21 @@ bool agent_client_ready(const struct client *c)
 	return !c->busy && !c->out && c->conn.len && memchr(c->conn.buf, '\n', c->conn.len);
 }
 
+/* The client whose request the calling thread runs (NULL: none). */
+static _Thread_local struct client *current;
+
+bool agent_request_gone(void)
+{
+	return current && agent_client_gone(current);
+}
+
 void agent_request_run(struct agent *a, struct client *c)
 {
 	uint64_t one = 1;
 
+	current = c;
 	c->reply = agent_handle(a, c, c->request);
+	current = NULL;
 	json_object_put(c->request);
 	c->request = NULL;
 	pthread_mutex_lock(&a->done_lock);

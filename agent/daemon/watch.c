@@ -375,7 +375,10 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 		for (size_t i = 0; i < n && all; i++)
 			all = settled(agent_volume(a, names[i]));
 		all = all && !agent_ops_aborted_running(a);	/* they wipe their keys */
-		if (all || !wait_ms || pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
+		/* A client that hung up waits no more (its slot is held
+		 * while it does): the jobs go on all the same. */
+		if (all || !wait_ms || agent_request_gone() ||
+		    pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
 			break;
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -3735,6 +3735,43 @@ static void test_kill_not_behind_write(void **state)
 		fail_msg("revoke: %s", k.err.msg);
 }
 
+/*
+ * revoke waits for the kernel's word up to revoke_wait_ms; a client that
+ * hangs up meanwhile waits no more: its thread ends (its slot with it),
+ * the stalled revocation job goes on and ends when the device answers.
+ */
+static void test_revoke_waiter_hangs_up(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c;
+	struct lc_error err = { 0 };
+	json_object *req;
+
+	open_volume(t, "d1", "v1");
+	wait_threads(t, 1, "at rest");	/* the reserve thread */
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.stuck, sizeof(fk.stuck), "v1");	/* its device stalls the revoke */
+	pthread_mutex_unlock(&fk.mu);
+	agent_relock(&t->a);
+	t->a.cfg.revoke_wait_ms = 600000;
+	agent_unlock(&t->a);
+	conn(t, &c);
+	req = lc_proto_request_new("revoke", jargs("{\"keyconfig\": \"kc1\"}"), 1);
+	assert_int_equal(lc_proto_send(&c, req, &err), 0);
+	json_object_put(req);
+	wait_threads(t, 3, "the revoke request and its stalled job");
+	lc_proto_conn_close(&c);
+	wait_threads(t, 2, "the revoke whose client hung up");	/* the job goes on */
+	pthread_mutex_lock(&fk.mu);
+	fk.release = true;
+	pthread_cond_broadcast(&fk.cv);
+	pthread_mutex_unlock(&fk.mu);
+	for (int i = 0; i < 1000 && !dev_revoked("v1"); i++)
+		usleep(10000);
+	assert_true(dev_revoked("v1"));
+	wait_threads(t, 1, "the revocation job");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -3788,6 +3825,7 @@ int main(void)
 		T(test_waiter_busy_timeout),
 		cmocka_unit_test_setup_teardown(test_kill_without_threads, setup_small, teardown),
 		T(test_kill_not_behind_write),
+		T(test_revoke_waiter_hangs_up),
 	};
 
 	if (geteuid() != 0) {
