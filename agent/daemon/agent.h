@@ -17,6 +17,7 @@
  *   ops-rotate.c volume.rewrap all, volume.rotate-kek, volume.shred,
  *                workspace.rekey: the key lifecycle
  *   notify.c     readiness and status for systemd (Type=notify)
+ *   reserve.c    the kill switch's thread, started with the agent
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
  * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
@@ -24,7 +25,11 @@
  * own (one at a time per connection), the watcher's purge on one, each
  * CMK's state check on one, each volume's revocation on one: nothing
  * queues behind a KMS call, a retry's sleep, a stalled disk or a client
- * that does not read.
+ * that does not read.  Request threads are bounded by the connection
+ * limits (a hung-up client counts until its request ends); a request that
+ * waits for another operation waits at most busy_wait_ms and stops when
+ * its client hangs up.  When no thread can be started, revocations and
+ * kill requests run on the reserve thread (reserve.c).
  *
  * One mutex, a->lock, guards the volume slots, the registry, the
  * revocation log and the counters below.  A request's handler runs with it

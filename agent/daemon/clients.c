@@ -6,6 +6,9 @@
  * the peer reads (POLLOUT).  A connection that sends half a request and
  * stops, or stays idle, is closed after idle_timeout_s; one that stops
  * reading its replies, after send_timeout_s.  None of them delays another.
+ * A connection whose peer hangs up while its request runs stays listed,
+ * counted against both limits, until its worker ends: the limits bound
+ * the request threads, not only the sockets.
  */
 #include <errno.h>
 #include <inttypes.h>
