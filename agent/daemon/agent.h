@@ -18,6 +18,7 @@
  *                workspace.rekey: the key lifecycle
  *   notify.c     readiness and status for systemd (Type=notify)
  *   paths.c      a request's paths resolved before a->lock is taken
+ *   reserve.c    the kill switch's thread, started with the agent
  *
  * Threads and locking.  The loop thread owns the sockets and the clients
  * and blocks only in poll(): replies wait in per-client buffers (POLLOUT),
@@ -25,7 +26,11 @@
  * own (one at a time per connection), the watcher's purge on one, each
  * CMK's state check on one, each volume's revocation on one: nothing
  * queues behind a KMS call, a retry's sleep, a stalled disk or a client
- * that does not read.
+ * that does not read.  Request threads are bounded by the connection
+ * limits (a hung-up client counts until its request ends); a request that
+ * waits for another operation waits at most busy_wait_ms and stops when
+ * its client hangs up.  When no thread can be started, revocations and
+ * kill requests run on the reserve thread (reserve.c).
  *
  * One mutex, a->lock, guards the volume slots, the registry, the
  * revocation log and the counters below.  A request's handler runs with it
@@ -95,6 +100,7 @@ struct client {
 	/* Handed between the loop and the worker (a->done_lock). */
 	json_object *request, *reply;
 	struct client *done_next;
+	struct client *reserve_next;	/* in a->reserve_reqs (a->lock) */
 	atomic_bool gone;		/* peer hung up (set by the loop, read by workers) */
 	struct agent_paths *paths;	/* the request's paths, resolved (paths.c) */
 };
@@ -122,6 +128,14 @@ struct vol_slot {
 	char cause[256];
 	char error[LC_ERROR_MSG_MAX];	/* last failure, "" if none */
 	bool hooked;			/* its workspace's hook has run for it */
+};
+
+/* A volume's revocation, on its own thread or the reserve's (watch.c). */
+struct revoke_job {
+	struct agent *a;
+	struct vol_slot *s;
+	struct lc_volume_env env;
+	struct revoke_job *next;	/* in a->reserve_jobs */
 };
 
 /* One revocation, for opens that were unwrapping while it ran. */
@@ -168,6 +182,14 @@ struct agent {
 	struct revoke_rec revlog[LC_AGENT_REVOKE_LOG];
 	pthread_mutex_t done_lock;	/* the done list only */
 	struct client *done;
+	/* reserve.c: the kill switch's thread, started with the agent. */
+	pthread_cond_t reserve_cv;	/* with a->lock */
+	bool reserve_cv_ready, reserve_stop;
+	struct revoke_job *reserve_jobs;	/* revocations without a thread */
+	struct client *reserve_reqs;		/* kill requests without a thread */
+	/* Tests only: agent_spawn() fails (-EAGAIN) once this many threads
+	 * run, as under a unit's TasksMax.  0: no limit. */
+	unsigned int spawn_limit;
 
 	struct lc_kms_local *kms;
 	struct lc_registry reg;
@@ -222,15 +244,24 @@ struct claim_waiter {
 unsigned int agent_claim_live_waiters(const struct open_claim *k);
 /*
  * Before volume.open / cache.open of @k->name (a->lock held; may wait on
- * a->changed): 1 and *@slot when that name is open as this very volume
- * (idempotent open); 0 when @k is now listed (the caller opens, then
- * agent_open_release()); -errno when the name is another workspace's
+ * a->changed, at most [agent] busy_wait_ms, for an open of the same
+ * volume in flight): 1 and *@slot when that name is open as this very
+ * volume (idempotent open); 0 when @k is now listed (the caller opens,
+ * then agent_open_release()); -errno when the name is another workspace's
  * (lakecrypttab, -EPERM), taken by another volume (-EEXIST), revoked
- * (-EKEYREVOKED) or lakecrypttab cannot be read (MISCONFIG).
+ * (-EKEYREVOKED), still being opened past the wait (-EBUSY, TRANSIENT),
+ * @c's peer hung up while it waited (-ECANCELED) or lakecrypttab cannot be
+ * read (MISCONFIG).
  */
 int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 		     struct vol_slot **slot, struct lc_error *err);
 void agent_open_release(struct agent *a, struct open_claim *k);
+/* CLOCK_MONOTONIC (a->changed's clock) @ms from now, for
+ * pthread_cond_timedwait(). */
+struct timespec agent_deadline(unsigned int ms);
+/* The peer of the client whose request the calling thread runs hung up
+ * (false on other threads): a wait for other work stops. */
+bool agent_request_gone(void);
 /* The peer of @c hung up (its request may still run). */
 bool agent_client_gone(const struct client *c);
 
@@ -266,6 +297,25 @@ void agent_paths_resolve(struct agent *a, struct client *c, json_object *args);
 void agent_paths_free(struct client *c);
 bool agent_realpath(const struct client *c, const char *path, char out[PATH_MAX]);
 extern char *(*agent_realpath_fn)(const char *restrict path, char *restrict resolved);
+/* reserve.c (a->lock held, but agent_reserve_start()) */
+/* Start the reserve thread (agent_setup()); -errno if it cannot. */
+int agent_reserve_start(struct agent *a, struct lc_error *err);
+/* Ask it to end once its queues are empty (agent_teardown()). */
+void agent_reserve_stop(struct agent *a);
+/* Run revocation job @j there (taken). */
+void agent_reserve_job(struct agent *a, struct revoke_job *j);
+/* Run @c's request there (clients.c, for kill requests when no request
+ * thread can be started); -ESRCH if the reserve thread has stopped. */
+int agent_reserve_request(struct agent *a, struct client *c);
+/* Is the calling thread the reserve thread? */
+bool agent_on_reserve(void);
+
+/* watch.c: run revocation job @j (a->lock held, dropped around the kernel
+ * calls; frees @j). */
+void agent_revoke_job_run(struct agent *a, struct revoke_job *j);
+/* clients.c: run @c's request on the calling thread and hand the reply to
+ * the loop (without a->lock). */
+void agent_request_run(struct agent *a, struct client *c);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);
@@ -305,8 +355,12 @@ bool agent_client_ready(const struct client *c);
 void agent_clients_collect(struct agent *a);
 /* Close idle and stalled connections; the ms until the next deadline. */
 int agent_clients_expire(struct agent *a);
-/* Close @c and forget it (freed now, or when its worker is done). */
+/* Close @c (freed now, or when its worker is done: until then it stays
+ * listed and counted against max_clients and max_clients_per_uid). */
 void agent_client_drop(struct agent *a, struct client *c);
+/* At shutdown: close and unlist every client (busy ones are freed when
+ * their workers are done). */
+void agent_clients_close_all(struct agent *a);
 void agent_client_free(struct client *c);
 
 /* ops.c: runs on the request's thread, takes a->lock itself. */
@@ -547,8 +601,10 @@ void agent_op_keyconfigs(struct running_op *op, const char *from_kc, const char 
 bool agent_op_end(struct agent *a, struct client *c, struct running_op *op);
 /* The kill: abort every running operation under the CMK (and key
  * configuration @keyconfig, if not NULL or "": matched as watch.c's
- * under() matches volumes), waiting at most @wait_ms for a write under
- * way in each.  The number aborted. */
+ * under() matches volumes), waiting at most @wait_ms in all for a write
+ * under way in them -- with a->lock DROPPED meanwhile (0: never dropped,
+ * no wait), so that revocation jobs never wait behind an operator's
+ * write.  The number aborted. */
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
 		       const char *key_ref, const char *keyconfig, const char *cause,
 		       unsigned int wait_ms);

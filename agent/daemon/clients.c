@@ -6,6 +6,9 @@
  * the peer reads (POLLOUT).  A connection that sends half a request and
  * stops, or stays idle, is closed after idle_timeout_s; one that stops
  * reading its replies, after send_timeout_s.  None of them delays another.
+ * A connection whose peer hangs up while its request runs stays listed,
+ * counted against both limits, until its worker ends: the limits bound
+ * the request threads, not only the sockets.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,21 +30,66 @@ void agent_client_free(struct client *c)
 	free(c);
 }
 
-void agent_client_drop(struct agent *a, struct client *c)
+static void client_unlist(struct agent *a, struct client *c)
 {
 	for (size_t i = 0; i < a->nclients; i++)
 		if (a->clients[i] == c) {
 			a->clients[i] = a->clients[--a->nclients];
 			break;
 		}
+}
+
+void agent_client_drop(struct agent *a, struct client *c)
+{
 	if (!c->busy) {
+		client_unlist(a, c);
 		agent_client_free(c);
 		return;
 	}
-	/* The worker still has it: the reply is thrown away when it is done. */
+	if (c->dead)
+		return;
+	/*
+	 * The worker still has it: the connection closes now, but the client
+	 * stays listed -- counted against max_clients and its uid's
+	 * max_clients_per_uid -- until the worker ends, when its reply is
+	 * thrown away (agent_clients_collect()).  Otherwise a peer that sends
+	 * a request that waits and hangs up could start thread after thread.
+	 * A worker waiting on another operation sees the flag at once.
+	 */
 	atomic_store(&c->gone, true);
 	lc_proto_conn_close(&c->conn);
+	free(c->out);
+	c->out = NULL;
+	c->out_len = c->out_off = 0;
+	c->stalled_ms = 0;
 	c->dead = true;
+	agent_relock(a);
+	pthread_cond_broadcast(&a->changed);
+	agent_unlock(a);
+}
+
+void agent_clients_close_all(struct agent *a)
+{
+	while (a->nclients) {
+		struct client *c = a->clients[0];
+
+		client_unlist(a, c);
+		if (!c->busy) {
+			agent_client_free(c);
+			continue;
+		}
+		/* Freed by agent_clients_collect() when its worker ends. */
+		if (!c->dead) {
+			atomic_store(&c->gone, true);
+			lc_proto_conn_close(&c->conn);
+			c->dead = true;
+		}
+	}
+	if (a->sync_ready) {
+		agent_relock(a);
+		pthread_cond_broadcast(&a->changed);
+		agent_unlock(a);
+	}
 }
 
 /* Tell a refused peer why, if its socket takes it at once; never wait. */
@@ -61,15 +109,19 @@ static void refuse_conn(struct client *c, const struct lc_error *e)
 static void accept_one(struct agent *a, struct client *c)
 {
 	struct lc_error e;
-	size_t same = 0, cap = a->cfg.max_clients;
+	size_t same = 0, orphans = 0, cap = a->cfg.max_clients;
 
 	if (lc_proto_peer(c->conn.fd, &c->peer, &e) < 0) {
 		lc_warn("control socket: %s", e.msg);
 		agent_client_free(c);
 		return;
 	}
-	for (size_t i = 0; i < a->nclients; i++)
+	/* Clients whose peers hung up while their requests still run count
+	 * too (agent_client_drop()): their threads do. */
+	for (size_t i = 0; i < a->nclients; i++) {
 		same += a->clients[i]->peer.uid == c->peer.uid;
+		orphans += a->clients[i]->dead;
+	}
 	/* Root and admins keep a few connections no one else can take: four
 	 * local uids filling max_clients must not lock an admin out of the
 	 * kill switch.  The role is looked up only when the rest is full. */
@@ -86,16 +138,16 @@ static void accept_one(struct agent *a, struct client *c)
 	}
 	if (a->nclients >= cap || a->nclients >= LC_AGENT_CONN_MAX) {
 		lc_err(&e, -EUSERS, LC_ERRC_TRANSIENT,
-		       "the agent has %zu connections open, its limit (max_clients): try again later",
-		       a->nclients);
-		lc_warn("control socket: refused a connection from uid %u (pid %d): %zu connections open",
-			(unsigned int)c->peer.uid, (int)c->peer.pid, a->nclients);
+		       "the agent has %zu connections open (%zu of them requests still running for clients that hung up), its limit (max_clients): try again later",
+		       a->nclients, orphans);
+		lc_warn("control socket: refused a connection from uid %u (pid %d): %zu connections open, %zu of them hung up with a request running",
+			(unsigned int)c->peer.uid, (int)c->peer.pid, a->nclients, orphans);
 		refuse_conn(c, &e);
 		return;
 	}
 	if (c->peer.uid != 0 && same >= a->cfg.max_clients_per_uid) {
 		lc_err(&e, -EUSERS, LC_ERRC_TRANSIENT,
-		       "uid %u already has %zu connections open, its limit (max_clients_per_uid)",
+		       "uid %u already has %zu connections open, its limit (max_clients_per_uid; a connection that hung up counts until its request ends): try again later",
 		       (unsigned int)c->peer.uid, same);
 		lc_warn("control socket: refused a connection from uid %u (pid %d): it has %zu open",
 			(unsigned int)c->peer.uid, (int)c->peer.pid, same);
@@ -205,13 +257,21 @@ bool agent_client_ready(const struct client *c)
 	return !c->busy && !c->out && c->conn.len && memchr(c->conn.buf, '\n', c->conn.len);
 }
 
-static void *request_thread(void *arg)
+/* The client whose request the calling thread runs (NULL: none). */
+static _Thread_local struct client *current;
+
+bool agent_request_gone(void)
 {
-	struct client *c = arg;
-	struct agent *a = c->a;
+	return current && agent_client_gone(current);
+}
+
+void agent_request_run(struct agent *a, struct client *c)
+{
 	uint64_t one = 1;
 
+	current = c;
 	c->reply = agent_handle(a, c, c->request);
+	current = NULL;
 	json_object_put(c->request);
 	c->request = NULL;
 	pthread_mutex_lock(&a->done_lock);
@@ -220,10 +280,30 @@ static void *request_thread(void *arg)
 	pthread_mutex_unlock(&a->done_lock);
 	if (write(a->wake_fd, &one, sizeof(one)) < 0)
 		lc_error_log("cannot wake the loop: %s", strerror(errno));
+}
+
+static void *request_thread(void *arg)
+{
+	struct client *c = arg;
+	struct agent *a = c->a;
+
+	agent_request_run(a, c);
 	agent_relock(a);
 	agent_thread_done(a);
 	agent_unlock(a);
 	return NULL;
+}
+
+/* revoke and volume.revoked: the kill (their roles are checked as any). */
+static bool kill_request(json_object *msg)
+{
+	json_object *op = NULL;
+	const char *s;
+
+	if (!json_object_object_get_ex(msg, "op", &op) || !json_object_is_type(op, json_type_string))
+		return false;
+	s = json_object_get_string(op);
+	return !strcmp(s, "revoke") || !strcmp(s, "volume.revoked");
 }
 
 bool agent_client_serve(struct agent *a, struct client *c)
@@ -251,6 +331,12 @@ bool agent_client_serve(struct agent *a, struct client *c)
 	c->last_ms = agent_now_ms();
 	agent_relock(a);
 	r = agent_spawn(a, request_thread, c);
+	/* The kill switch does not depend on a new thread (reserve.c). */
+	if (r < 0 && kill_request(msg) && agent_reserve_request(a, c) == 0) {
+		lc_warn("cannot start a thread for a request of uid %u (%s): the reserve thread runs it",
+			(unsigned int)c->peer.uid, strerror(-r));
+		r = 0;
+	}
 	agent_unlock(a);
 	if (r < 0) {
 		c->busy = false;
@@ -281,6 +367,7 @@ void agent_clients_collect(struct agent *a)
 		c->last_ms = agent_now_ms();
 		if (c->dead) {
 			json_object_put(rep);
+			client_unlist(a, c);
 			agent_client_free(c);
 		} else if (!queue(a, c, rep)) {
 			agent_client_drop(a, c);
@@ -298,6 +385,10 @@ int agent_clients_expire(struct agent *a)
 		struct client *c = a->clients[i];
 		int64_t left;
 
+		if (c->dead) {	/* hung up, its worker still runs */
+			i++;
+			continue;
+		}
 		if (c->out && c->stalled_ms) {
 			left = c->stalled_ms + stall - now;
 			if (left <= 0) {

@@ -43,6 +43,8 @@ int agent_spawn(struct agent *a, void *(*fn)(void *), void *arg)
 	pthread_t t;
 	int r;
 
+	if (a->spawn_limit && a->threads >= a->spawn_limit)
+		return -EAGAIN;	/* tests: as under TasksMax */
 	if (pthread_attr_init(&at))
 		return -ENOMEM;
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -145,6 +147,17 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	r = sync_init(a, err);
 	if (r < 0)
 		return r;
+	/* Threads inherit the mask: block the signals the signalfd takes
+	 * before the first thread starts, or one of them would get SIGTERM. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	/* The kill switch's own thread, before anything can use up threads. */
+	r = agent_reserve_start(a, err);
+	if (r < 0)
+		return r;
 	r = lc_mkdir_p(a->cfg.state_dir, 0700, err);
 	if (r < 0)
 		return r;
@@ -210,11 +223,6 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	(void)fcntl(a->listen_fd, F_SETFL, fcntl(a->listen_fd, F_GETFL) | O_NONBLOCK);
 	socket_group(a);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	a->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (a->signal_fd < 0)
@@ -268,9 +276,13 @@ void agent_run(struct agent *a)
 		for (size_t i = 0; i < nc; i++) {
 			struct client *c = a->clients[i];
 
+			cl[i] = c;
+			if (c->dead) {	/* hung up; counted until its worker ends */
+				pfd[n++] = (struct pollfd){ .fd = -1 };
+				continue;
+			}
 			if (agent_client_ready(c))
 				timeout = 0;	/* pipelined: serve it without waiting */
-			cl[i] = c;
 			pfd[n++] = (struct pollfd){
 				.fd = c->conn.fd,
 				/* One request at a time, and only once its reply is out. */
@@ -297,7 +309,7 @@ void agent_run(struct agent *a)
 			short ev = pfd[4 + i].revents;
 			bool keep = true;
 
-			if (!ev && !agent_client_ready(c))
+			if (c->dead || (!ev && !agent_client_ready(c)))
 				continue;
 			if (ev & POLLOUT)
 				keep = agent_client_flush(a, c);
@@ -325,8 +337,7 @@ void agent_teardown(struct agent *a)
 {
 	bool stuck = false;
 
-	while (a->nclients)
-		agent_client_drop(a, a->clients[0]);
+	agent_clients_close_all(a);
 	if (a->listen_fd >= 0) {
 		close(a->listen_fd);
 		(void)unlink(a->cfg.socket_path);
@@ -337,6 +348,7 @@ void agent_teardown(struct agent *a)
 		clock_gettime(CLOCK_MONOTONIC, &dl);
 		dl.tv_sec += SHUTDOWN_WAIT_MS / 1000;
 		agent_relock(a);
+		agent_reserve_stop(a);
 		while (a->threads && pthread_cond_timedwait(&a->changed, &a->lock, &dl) != ETIMEDOUT)
 			;
 		stuck = a->threads > 0;
@@ -381,6 +393,9 @@ void agent_teardown(struct agent *a)
 		close(a->wake_fd);
 	a->signal_fd = a->timer_fd = a->wake_fd = -1;
 	if (a->sync_ready) {
+		if (a->reserve_cv_ready)
+			pthread_cond_destroy(&a->reserve_cv);
+		a->reserve_cv_ready = false;
 		pthread_cond_destroy(&a->changed);
 		pthread_mutex_destroy(&a->lock);
 		pthread_mutex_destroy(&a->done_lock);

@@ -15,7 +15,10 @@
  *    lakecrypt@NAME.service started again finds the mapping it owns;
  *    any other holder is refused, naming it;
  *  - a name being opened right now: a request for the same volume waits
- *    for that open and then takes its result; any other is refused;
+ *    for that open and then takes its result; any other is refused.  The
+ *    wait is bounded: [agent] busy_wait_ms, then -EBUSY "busy: another
+ *    operation on volume X is in progress ... retry"; and it ends as soon
+ *    as the waiter's own client hangs up (-ECANCELED);
  *  - otherwise the caller's claim is listed until agent_open_release().
  *
  * A claimed open whose client went away (systemd killed the unit's start
@@ -29,6 +32,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent.h"
 #include "crypttab.h"
@@ -87,6 +91,69 @@ static void resolve(const struct client *c, const char *path, char *out)
 {
 	if (!path || !path[0] || !agent_realpath(c, path, out))
 		snprintf(out, PATH_MAX, "%s", path ? path : "");
+}
+
+/* Take @w out of @o's waiters (@o still listed, a->lock held). */
+static void unwait(struct open_claim *o, struct claim_waiter *w)
+{
+	for (struct claim_waiter **p = &o->waiting; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			o->waiters--;
+			return;
+		}
+}
+
+struct timespec agent_deadline(unsigned int ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_MONOTONIC, &dl);	/* a->changed's clock */
+	dl.tv_sec += ms / 1000;
+	dl.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	return dl;
+}
+
+/*
+ * Wait for the open of claim @o to end (a->lock held, dropped while
+ * waiting): 0 once it is released, -ECANCELED as soon as @c's peer hung up
+ * (agent_client_drop() wakes us), -EBUSY (TRANSIENT) after
+ * [agent] busy_wait_ms.  Either way @c is no longer among @o's waiters.
+ */
+static int wait_claim(struct agent *a, struct client *c, struct open_claim *o,
+		      struct lc_error *err)
+{
+	struct timespec dl = agent_deadline(a->cfg.busy_wait_ms);
+	int64_t t0 = agent_now_ms();
+	struct claim_waiter me = { .c = c, .next = o->waiting };
+	uint64_t id = o->id;
+	char name[LC_HDR_NAME_SIZE];
+	bool timed_out = false;
+
+	snprintf(name, sizeof(name), "%s", o->name);
+	o->waiters++;
+	o->waiting = &me;
+	while (claim_listed(a, id) && !agent_client_gone(c) && !timed_out)
+		timed_out = pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT;
+	if (!claim_listed(a, id)) {
+		/* o is gone; its waiter list (and &me in it) with it. */
+		if (agent_client_gone(c))
+			return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
+				      "the client went away while an open of %s ran", name);
+		return 0;
+	}
+	unwait(o, &me);
+	if (agent_client_gone(c))
+		return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
+			      "the client went away while an open of %s ran", name);
+	return lc_err(err, -EBUSY, LC_ERRC_TRANSIENT,
+		      "busy: another operation on volume %s is in progress (an open of it, waited for %" PRId64
+		      " ms, [agent] busy_wait_ms): retry",
+		      name, agent_now_ms() - t0);
 }
 
 int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
@@ -156,17 +223,9 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 			return other_options(k->name, o->segment_size, k->segment_size, true, err);
 		/* The same volume is opening (an earlier start of the same
 		 * unit, say): wait for it, then take what it made. */
-		uint64_t id = o->id;
-		struct claim_waiter me = { .c = c, .next = o->waiting };
-
-		o->waiters++;
-		o->waiting = &me;
-		while (claim_listed(a, id))
-			pthread_cond_wait(&a->changed, &a->lock);
-		/* o is gone; its waiter list (and &me in it) with it. */
-		if (agent_client_gone(c))
-			return lc_err(err, -ECANCELED, LC_ERRC_TRANSIENT,
-				      "the client went away while an open of %s ran", k->name);
+		r = wait_claim(a, c, o, err);
+		if (r < 0)
+			return r;
 	}
 	k->id = ++a->claim_seq;
 	k->waiters = 0;

@@ -241,8 +241,17 @@ struct running_op {
 		char keyconfig[LC_HDR_NAME_SIZE];	/* "": not known */
 	} cmk[2];
 	bool aborted;			/* by agent_ops_abort() */
+	unsigned int pins;		/* kills waiting on its guard, a->lock dropped */
+	bool ended;			/* agent_op_end() ran while pinned: the last
+					 * kill to unpin frees it */
 	struct running_op *next;
 };
+
+static void op_free(struct running_op *op)
+{
+	lc_op_guard_destroy(&op->guard);
+	free(op);
+}
 
 struct running_op *agent_op_begin(struct agent *a, struct client *c, const char *what,
 				  const char *from_provider, const char *from_ref,
@@ -287,8 +296,10 @@ bool agent_op_end(struct agent *a, struct client *c, struct running_op *op)
 		}
 	if (c->env.guard == &op->guard)
 		c->env.guard = NULL;
-	lc_op_guard_destroy(&op->guard);
-	free(op);
+	if (op->pins)
+		op->ended = true;	/* a kill still waits on its guard */
+	else
+		op_free(op);
 	pthread_cond_broadcast(&a->changed);	/* a kill may wait for it */
 	return aborted;
 }
@@ -315,42 +326,83 @@ static bool op_under(const struct running_op *op, int i, const char *cmk_id,
 	return false;
 }
 
+/* One "revoke.abort" record for @op; @held: no write was under way. */
+static void abort_audit(struct agent *a, const struct running_op *op, const char *cmk_id,
+			const char *provider, const char *key_ref, const char *cause, bool held,
+			unsigned int wait_ms)
+{
+	struct lc_audit_event ev;
+	struct lc_error ae;
+	char detail[200];
+
+	if (held)
+		lc_warn("revocation (%s): the running %s is aborted", cause, op->what);
+	else
+		lc_warn("revocation (%s): the running %s is aborted; a write it began before the revocation was still under way after %u ms",
+			cause, op->what, wait_ms);
+	/* One record per operation stopped: what, and under which CMK. */
+	snprintf(detail, sizeof(detail),
+		 "aborted: the CMK was revoked; the running %s stops%s", op->what,
+		 held ? ", nothing more is written" : " after the write it had begun");
+	lc_audit_event_init(&ev, "revoke.abort", LC_AUDIT_SUCCESS);
+	ev.provider = provider && provider[0] ? provider : NULL;
+	ev.cmk_id = cmk_id && cmk_id[0] ? cmk_id : key_ref;
+	ev.detail = detail;
+	if (lc_audit_write(&a->audit, &ev, &ae) < 0)
+		lc_error_log("audit record for revoke.abort could not be written: %s", ae.msg);
+}
+
 size_t agent_ops_abort(struct agent *a, const char *cmk_id, const char *provider,
 		       const char *key_ref, const char *keyconfig, const char *cause,
 		       unsigned int wait_ms)
 {
 	int64_t end = agent_now_ms() + wait_ms, left;
-	struct lc_audit_event ev;
-	struct lc_error ae;
-	char detail[200];
-	size_t n = 0;
-	bool held;
+	struct running_op **busy = NULL;
+	size_t n = 0, nbusy = 0, cap = 0;
 
+	/* Every match is flagged at once: none writes anything it had not
+	 * begun.  Those in a write now are waited for below. */
 	for (struct running_op *op = a->running; op; op = op->next) {
 		if (op->aborted || (!op_under(op, 0, cmk_id, provider, key_ref, keyconfig) &&
 				    !op_under(op, 1, cmk_id, provider, key_ref, keyconfig)))
 			continue;
 		op->aborted = true;
 		n++;
-		/* one bound for all of them */
-		left = wait_ms ? end - agent_now_ms() : 0;
-		held = lc_op_guard_abort(&op->guard, cause, left > 0 ? (unsigned int)left : 0);
-		if (held)
-			lc_warn("revocation (%s): the running %s is aborted", cause, op->what);
-		else
-			lc_warn("revocation (%s): the running %s is aborted; a write it began before the revocation was still under way after %u ms",
-				cause, op->what, wait_ms);
-		/* One record per operation stopped: what, and under which CMK. */
-		snprintf(detail, sizeof(detail),
-			 "aborted: the CMK was revoked; the running %s stops%s", op->what,
-			 held ? ", nothing more is written" : " after the write it had begun");
-		lc_audit_event_init(&ev, "revoke.abort", LC_AUDIT_SUCCESS);
-		ev.provider = provider && provider[0] ? provider : NULL;
-		ev.cmk_id = cmk_id && cmk_id[0] ? cmk_id : key_ref;
-		ev.detail = detail;
-		if (lc_audit_write(&a->audit, &ev, &ae) < 0)
-			lc_error_log("audit record for revoke.abort could not be written: %s", ae.msg);
+		if (lc_op_guard_abort(&op->guard, cause, 0)) {
+			abort_audit(a, op, cmk_id, provider, key_ref, cause, true, wait_ms);
+			continue;
+		}
+		if (wait_ms && nbusy == cap) {
+			struct running_op **t = realloc(busy, (cap ? 2 * cap : 4) * sizeof(*t));
+
+			if (t) {
+				busy = t;
+				cap = cap ? 2 * cap : 4;
+			}
+		}
+		if (!wait_ms || nbusy == cap) {
+			abort_audit(a, op, cmk_id, provider, key_ref, cause, false, wait_ms);
+			continue;
+		}
+		op->pins++;
+		busy[nbusy++] = op;
 	}
+	/* A write under way: waited for within the one bound, a->lock
+	 * dropped, so that the revocation jobs already started (and
+	 * everything else) go on meanwhile.  The pin keeps @op. */
+	for (size_t i = 0; i < nbusy; i++) {
+		struct running_op *op = busy[i];
+		bool held;
+
+		left = end - agent_now_ms();
+		agent_unlock(a);
+		held = lc_op_guard_abort(&op->guard, cause, left > 0 ? (unsigned int)left : 0);
+		agent_relock(a);
+		abort_audit(a, op, cmk_id, provider, key_ref, cause, held, wait_ms);
+		if (!--op->pins && op->ended)
+			op_free(op);
+	}
+	free(busy);
 	return n;
 }
 

@@ -148,22 +148,14 @@ static bool under(const struct lc_volume *v, const char *cmk_id, const char *pro
 
 /* ---- revocation jobs ---- */
 
-struct revoke_job {
-	struct agent *a;
-	struct vol_slot *s;
-	struct lc_volume_env env;
-};
-
 /* Send "revoke" to a copy of the volume, then read the kernel's status
- * back: only that decides.  Retries with a doubling pause. */
-static void *revoke_thread(void *arg)
+ * back: only that decides.  Retries with a doubling pause.  With a->lock
+ * held, dropped around the kernel calls and pauses; frees @j. */
+void agent_revoke_job_run(struct agent *a, struct revoke_job *j)
 {
-	struct revoke_job *j = arg;
-	struct agent *a = j->a;
 	struct vol_slot *s = j->s;
 	unsigned int delay_ms = 100;
 
-	agent_relock(a);
 	for (unsigned int n = 1; !s->removed; n++) {
 		struct lc_volume *copy = slot_snapshot(s, false);
 		struct lc_volume_env quiet = j->env;
@@ -243,6 +235,15 @@ static void *revoke_thread(void *arg)
 	if (s->removed)
 		slot_free(s);
 	free(j);
+}
+
+static void *revoke_thread(void *arg)
+{
+	struct revoke_job *j = arg;
+	struct agent *a = j->a;
+
+	agent_relock(a);
+	agent_revoke_job_run(a, j);
 	agent_thread_done(a);
 	agent_unlock(a);
 	return NULL;
@@ -275,7 +276,14 @@ static void start_revoke(struct agent *a, struct vol_slot *s, const char *cause,
 		j->env.peer_uid = uid;
 		s->job = true;
 		r = agent_spawn(a, revoke_thread, j);
-		if (r < 0) {
+		if (r < 0 && a->reserve_cv_ready && !a->reserve_stop) {
+			/* No thread to be had (TasksMax, say): the kill does not
+			 * depend on one; the reserve thread runs it (reserve.c). */
+			lc_warn("volume %s: cannot start a revocation thread (%s): the reserve thread revokes it",
+				s->v->name, strerror(-r));
+			agent_reserve_job(a, j);
+			r = 0;
+		} else if (r < 0) {
 			s->job = false;
 			free(j);
 		}
@@ -345,6 +353,10 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
 	}
 
+	/* On the reserve thread the jobs just queued run next, on the same
+	 * thread: answer at once, with what is still pending (reserve.c). */
+	if (agent_on_reserve())
+		wait_ms = 0;
 	/* Wait for the kernel's word, never past the deadline. */
 	clock_gettime(CLOCK_MONOTONIC, &dl);
 	dl.tv_sec += wait_ms / 1000;
@@ -354,7 +366,8 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 		dl.tv_nsec -= 1000000000;
 	}
 	/* Key-lifecycle operations under this CMK stop (ops-life.c), within
-	 * the same deadline. */
+	 * the same deadline; the lock is dropped while it waits (the jobs
+	 * above run meanwhile), as in the wait below. */
 	(void)agent_ops_abort(a, cmk_id, provider, key_ref, keyconfig, cause, wait_ms);
 	for (;;) {
 		bool all = true;
@@ -362,7 +375,10 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 		for (size_t i = 0; i < n && all; i++)
 			all = settled(agent_volume(a, names[i]));
 		all = all && !agent_ops_aborted_running(a);	/* they wipe their keys */
-		if (all || !wait_ms || pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
+		/* A client that hung up waits no more (its slot is held
+		 * while it does): the jobs go on all the same. */
+		if (all || !wait_ms || agent_request_gone() ||
+		    pthread_cond_timedwait(&a->changed, &a->lock, &dl) == ETIMEDOUT)
 			break;
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -56,6 +56,7 @@ static const struct key keys[] = {
 	{ "agent", "max_clients_per_uid", K_UINT, F(max_clients_per_uid), 1, 1024 },
 	{ "agent", "idle_timeout_s", K_UINT, F(idle_timeout_s), 1, 86400 },
 	{ "agent", "send_timeout_s", K_UINT, F(send_timeout_s), 1, 3600 },
+	{ "agent", "busy_wait_ms", K_UINT, F(busy_wait_ms), 0, 600000 },
 	{ "agent", "lakecrypttab", K_PATH, F(lakecrypttab), 0, 0 },
 	{ "kms", "retry_attempts", K_UINT, F(retry_attempts), 1, 100 },
 	{ "kms", "retry_base_delay_ms", K_UINT, F(retry_base_delay_ms), 1, 600000 },
@@ -133,6 +134,7 @@ void lc_config_defaults(struct lc_config *cfg)
 	cfg->max_clients_per_uid = 16;
 	cfg->idle_timeout_s = 60;
 	cfg->send_timeout_s = 10;
+	cfg->busy_wait_ms = 30000;
 	cfg->retry_attempts = 5;
 	cfg->retry_base_delay_ms = 100;
 	cfg->retry_max_delay_ms = 5000;

@@ -27,6 +27,10 @@
  *   idle_timeout_s = 60                     # close a connection idle this long
  *   send_timeout_s = 10                     # close one whose peer reads no
  *                                           # reply for this long
+ *   busy_wait_ms = 30000                    # 0..600000: a request for a
+ *                                           # volume another request is
+ *                                           # opening waits this long at
+ *                                           # most, then fails -EBUSY
  *
  *   [kms]
  *   retry_attempts = 5                      # 1..100, attempts per KMS call
@@ -164,6 +168,7 @@ struct lc_config {
 	unsigned int max_clients_per_uid;
 	unsigned int idle_timeout_s;
 	unsigned int send_timeout_s;
+	unsigned int busy_wait_ms;
 	/* [kms] */
 	unsigned int retry_attempts;
 	unsigned int retry_base_delay_ms;

@@ -33,7 +33,9 @@ bool lc_op_guard_abort(struct lc_op_guard *g, const char *cause, unsigned int wa
 	}
 	r = wait_ms ? pthread_mutex_timedlock(&g->mu, &dl) : pthread_mutex_trylock(&g->mu);
 	if (r == 0) {
-		if (!atomic_load(&g->aborted))
+		/* The first cause, also when an earlier call could not take
+		 * the lock to write it. */
+		if (!g->cause[0])
 			snprintf(g->cause, sizeof(g->cause), "%s", cause ? cause : "revoked");
 		atomic_store(&g->aborted, true);
 		pthread_mutex_unlock(&g->mu);

@@ -234,6 +234,17 @@ for k in Type=notify NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes Pr
 	grep -qxF -- "$k" "$unit" || echo "missing: $k" >>"$log"
 done
 [ ! -s "$log" ]; tap $? "unit sets Type=notify and the hardening the issue lists"
+# TasksMax: headroom over the agent's most threads at its largest settings
+# (agent.h: requests at LC_AGENT_CONN_MAX, the watcher and
+# LC_AGENT_MAX_CHECKS checks, each with a libcurl resolver thread; the loop
+# and the reserve thread), and 1024 more for revocation jobs and hooks.
+conn_max=$(awk '$2 == "LC_AGENT_CONN_MAX" { print $3 }' agent/daemon/agent.h)
+checks=$(awk '$2 == "LC_AGENT_MAX_CHECKS" { print $3 }' agent/daemon/agent.h)
+tasks=$(sed -n 's/^TasksMax=\([0-9]*\)$/\1/p' "$unit")
+need=$((2 + 2 * (${conn_max:-0} + 1 + ${checks:-0}) + 1024))
+echo "TasksMax=${tasks:-none}, fixed threads at the largest settings + 1024: $need" >"$log"
+[ -n "$conn_max" ] && [ -n "$checks" ] && [ -n "$tasks" ] && [ "$tasks" -ge "$need" ]
+tap $? "unit sets TasksMax=${tasks:-none}, at least the agent's threads at max_clients 1024 plus 1024 ($need)"
 
 # ------------------------------------------------------------ fstab
 # lakecrypttab(5)'s fstab line (_netdev) boots without an ordering cycle;

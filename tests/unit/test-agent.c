@@ -40,6 +40,7 @@
 #include "../../agent/daemon/paths.c"
 #include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
+#include "../../agent/daemon/reserve.c"
 #include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/uuid-claim.c"
 #include "../../agent/daemon/watch.c"
@@ -1092,9 +1093,7 @@ static void test_revocation_window_edge(void **state)
 	 * next; a denied probe's spaced rechecks took some of it): confirmed */
 	later((unsigned int)(299 - (slept_ns() - s0) / 1000000000ULL));
 	agent_watch_tick(&t->a);
-	/* the kill switch revokes the volumes one after the other: wait for
-	 * both (waiting for v1 alone failed about one run in three on a
-	 * loaded host: v2 was not revoked yet) */
+	/* each volume's revocation runs on a thread of its own: wait for both */
 	for (int i = 0; i < 250 && !(dev_revoked("v1") && dev_revoked("v2")); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
@@ -3769,6 +3768,446 @@ static void test_open_abandoned_by_all(void **state)
 	pthread_mutex_unlock(&t->a.lock);
 }
 
+/* ---- hung-up clients, bounded waits, the kill without new threads ---- */
+
+#define PILE_CLIENTS	300	/* the finding's reproduction */
+#define PILE_MAX	6	/* max_clients in these tests */
+#define PILE_PER_UID	4	/* max_clients_per_uid */
+
+/* Small limits; OPER_UID (group "lakecrypt") is an admin here, so that
+ * its opens of the tests' regular files reach the stalled KMS (operators
+ * open only block devices).  Its limits are any uid's but 0's. */
+static void small_limits(struct lc_config *cfg)
+{
+	cfg->max_clients = PILE_MAX;
+	cfg->max_clients_per_uid = PILE_PER_UID;
+	snprintf(cfg->admin_group, sizeof(cfg->admin_group), "lakecrypt");
+}
+
+static int setup_small(void **state)
+{
+	int r;
+
+	cfg_hook = small_limits;
+	r = setup(state);
+	cfg_hook = NULL;
+	return r;
+}
+
+static unsigned int threads_now(struct tenv *t)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&t->a.lock);
+	n = t->a.threads;
+	pthread_mutex_unlock(&t->a.lock);
+	return n;
+}
+
+/* Wait (bounded, polling) until the agent runs @want threads. */
+static void wait_threads(struct tenv *t, unsigned int want, const char *what)
+{
+	unsigned int n = 0;
+
+	for (int i = 0; i < 1000; i++) {
+		n = threads_now(t);
+		if (n == want)
+			return;
+		usleep(10000);
+	}
+	fail_msg("%s: the agent runs %u threads, not %u", what, n, want);
+}
+
+/* Send volume.open of @disk in @ws as @name on @c, not reading the reply. */
+static int send_open_on(struct tenv *t, struct lc_proto_conn *c, const char *disk, const char *ws,
+			const char *name)
+{
+	struct lc_error err = { 0 };
+	json_object *req;
+	char a[512];
+	int r;
+
+	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"name\": \"%s\"}",
+		 t->dir, disk, ws, name);
+	req = lc_proto_request_new("volume.open", jargs(a), 1);
+	r = lc_proto_send(c, req, &err);
+	json_object_put(req);
+	return r;
+}
+
+/*
+ * ping on @c: 0, or the agent's error code with @err.  A refused
+ * connection may be closed before the ping is sent (-EPIPE): its refusal
+ * line is read all the same.
+ */
+static int ping_or_refusal(struct lc_proto_conn *c, struct lc_error *err)
+{
+	struct lc_proto_reply rep;
+	struct lc_error e2 = { 0 };
+	json_object *res = NULL, *msg = NULL;
+	int r;
+
+	r = lc_proto_call(c, "ping", NULL, &res, err);
+	json_object_put(res);
+	if (r != -EPIPE && r != -ECONNRESET)
+		return r;
+	c->timeout_ms = 10000;
+	if (lc_proto_recv(c, &msg, &e2) == 0)
+		r = lc_proto_reply_parse(msg, &rep, err, &e2);
+	json_object_put(msg);
+	return r;
+}
+
+/* What a piling child saw. */
+struct pile_report {
+	int accepted, refused;
+	char refusal[LC_ERROR_MSG_MAX];
+};
+
+static char pile_name[32];	/* the name the child opens; "": x<i> */
+
+/*
+ * The finding's caller (uid OPER_UID): PILE_CLIENTS times connect, ping (a refused
+ * connection answers with its refusal), send an open of pile_name in ws2
+ * and hang up without waiting for it.  The report to @fd.
+ */
+static int pile_child(struct tenv *t, int fd)
+{
+	struct pile_report rep = { 0 };
+
+	for (int i = 0; i < PILE_CLIENTS; i++) {
+		struct lc_proto_conn c;
+		struct lc_error err = { 0 };
+		char nm[32];
+		int r;
+
+		if (lc_proto_connect(t->a.cfg.socket_path, 10000, &c, &err))
+			return 101;
+		r = ping_or_refusal(&c, &err);
+		if (r == -EUSERS) {
+			rep.refused++;
+			snprintf(rep.refusal, sizeof(rep.refusal), "%s", err.msg);
+			lc_proto_conn_close(&c);
+			continue;
+		}
+		if (r)
+			return 102;
+		rep.accepted++;
+		if (pile_name[0])
+			snprintf(nm, sizeof(nm), "%s", pile_name);
+		else
+			snprintf(nm, sizeof(nm), "x%d", i);
+		if (send_open_on(t, &c, "p1", "ws2", nm))
+			return 103;
+		lc_proto_conn_close(&c);	/* hang up at once */
+	}
+	return write(fd, &rep, sizeof(rep)) == sizeof(rep) ? 0 : 104;
+}
+
+/* Run pile_child() as OPER_UID; the highest thread count seen while
+ * it ran into *@peak. */
+static void pile(struct tenv *t, const char *name, struct pile_report *rep, unsigned int *peak)
+{
+	int sv[2], st;
+	pid_t pid;
+
+	snprintf(pile_name, sizeof(pile_name), "%s", name);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		close(sv[0]);
+		if (setgroups(0, NULL) || setresgid(OPER_UID, OPER_UID, OPER_UID) ||
+		    setresuid(OPER_UID, OPER_UID, OPER_UID))
+			_exit(100);
+		_exit(pile_child(t, sv[1]));
+	}
+	close(sv[1]);
+	*peak = 0;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		unsigned int n = threads_now(t);
+
+		if (n > *peak)
+			*peak = n;
+		usleep(1000);
+	}
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(read(sv[0], rep, sizeof(*rep)), sizeof(*rep));
+	close(sv[0]);
+}
+
+/*
+ * The finding: an operator piles up agent threads behind an open stalled
+ * in the KMS, connecting, sending a request that waits and hanging up,
+ * PILE_CLIENTS times.  Now a waiter whose peer hung up stops waiting, and
+ * a request that cannot stop (stuck in the KMS itself) keeps its client's
+ * slot until it ends: the agent's threads stay bounded by the limits, and
+ * later connections get the documented refusal.
+ */
+static void test_pileup_bounded(void **state)
+{
+	struct tenv *t = *state;
+	struct pile_report rep;
+	struct lc_proto_conn held;
+	struct lc_error err = { 0 };
+	unsigned int peak, base;
+	int n = 0;
+	char u[64];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
+			      NULL, &err), 0);
+	format_in(t, "p1", "ws2", u);
+	base = 1;	/* the reserve thread */
+	wait_threads(t, base, "at rest");
+
+	/* An open stalled in the KMS, its client (root) still there. */
+	stall_kms(t, true);
+	conn(t, &held);
+	assert_int_equal(send_open_on(t, &held, "p1", "ws2", "held"), 0);
+	wait_claims(t, true);
+	wait_threads(t, base + 1, "the stalled open");
+
+	/* 1. waiters behind it that hang up: none stays. */
+	pile(t, "held", &rep, &peak);
+	print_message("%d clients waiting on a stalled open, each hanging up: %d served, %d refused, at most %u agent threads\n",
+		      PILE_CLIENTS, rep.accepted, rep.refused, peak);
+	assert_int_equal(rep.accepted + rep.refused, PILE_CLIENTS);
+	/* each served client runs one request at a time; a thread that
+	 * handed its reply back still counts until it takes the lock */
+	assert_true(peak <= base + 1 + 2 * PILE_PER_UID);
+	wait_threads(t, base + 1, "waiters whose clients hung up");
+
+	/* 2. requests stuck in the KMS themselves, then hang-ups: each keeps
+	 * its slot, so the operator gets PILE_PER_UID and then refusals. */
+	pile(t, "", &rep, &peak);
+	print_message("%d clients stuck in the KMS, each hanging up: %d served, %d refused, at most %u agent threads\n",
+		      PILE_CLIENTS, rep.accepted, rep.refused, peak);
+	assert_int_equal(rep.accepted, PILE_PER_UID);
+	assert_int_equal(rep.refused, PILE_CLIENTS - PILE_PER_UID);
+	assert_non_null(strstr(rep.refusal, "max_clients_per_uid"));
+	wait_threads(t, base + 1 + PILE_PER_UID, "requests stuck in the KMS");
+
+	/* 3. root the same way: max_clients and root's reserve, then the
+	 * refusal naming max_clients, hung-up clients counted. */
+	for (;;) {
+		struct lc_proto_conn c;
+		char nm[32];
+		int r;
+
+		conn(t, &c);
+		r = ping_or_refusal(&c, &err);
+		if (r == -EUSERS) {
+			lc_proto_conn_close(&c);
+			break;
+		}
+		assert_int_equal(r, 0);
+		assert_true(n < PILE_MAX + LC_AGENT_ROOT_RESERVE);
+		snprintf(nm, sizeof(nm), "r%d", n++);
+		assert_int_equal(send_open_on(t, &c, "p1", "ws2", nm), 0);
+		lc_proto_conn_close(&c);
+	}
+	/* held and the operator's count too */
+	assert_int_equal(n, PILE_MAX + LC_AGENT_ROOT_RESERVE - 1 - PILE_PER_UID);
+	assert_non_null(strstr(err.msg, "max_clients"));
+	assert_non_null(strstr(err.msg, "hung up"));
+	wait_threads(t, base + 1 + PILE_PER_UID + (unsigned int)n, "root's requests stuck in the KMS");
+	stall_kms(t, false);
+	lc_proto_conn_close(&held);
+	wait_threads(t, base, "every request once the KMS answers");
+}
+
+/*
+ * A request for a volume whose open is in flight waits at most
+ * busy_wait_ms, then fails "busy ... retry" (transient, -EBUSY), and is no
+ * longer among the open's waiters.  The open itself goes on.
+ */
+static void test_waiter_busy_timeout(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c1;
+	struct lc_error err = { 0 };
+	json_object *rep = NULL, *ok;
+	unsigned int w;
+	char u[64];
+
+	format_in(t, "s1", "ws1", u);
+	pthread_mutex_lock(&t->a.lock);
+	t->a.cfg.busy_wait_ms = 200;
+	pthread_mutex_unlock(&t->a.lock);
+	stall_kms(t, true);
+	conn(t, &c1);
+	assert_int_equal(send_open_on(t, &c1, "s1", "ws1", "slow"), 0);
+	wait_claims(t, true);
+
+	assert_int_equal(open_in(t, "s1", "ws1", "slow", NULL, &err), -EBUSY);
+	assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+	assert_non_null(strstr(err.msg, "busy: another operation on volume slow is in progress"));
+	assert_non_null(strstr(err.msg, "retry"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_non_null(t->a.claims);
+	w = t->a.claims->waiters;
+	assert_null(t->a.claims->waiting);
+	pthread_mutex_unlock(&t->a.lock);
+	assert_int_equal(w, 0);
+
+	/* the first open is unharmed */
+	stall_kms(t, false);
+	c1.timeout_ms = 10000;
+	assert_int_equal(lc_proto_recv(&c1, &rep, &err), 0);
+	assert_true(json_object_object_get_ex(rep, "ok", &ok));
+	if (!json_object_get_boolean(ok))
+		fail_msg("the first open: %s", json_object_to_json_string(rep));
+	json_object_put(rep);
+	lc_proto_conn_close(&c1);
+	assert_true(dev_exists("slow"));
+}
+
+/*
+ * The kill needs no new thread: max_clients requests stuck in a stalled
+ * KMS (their clients hung up), and no thread to be had (as at a unit's
+ * TasksMax, spawn_limit).  An admin's revoke still runs (on the reserve
+ * thread: it answers at once, the volume pending) and the kernel revokes
+ * the volume.
+ */
+static void test_kill_without_threads(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	unsigned int base;
+	json_object *res = NULL;
+	char u[64];
+	int r;
+
+	open_volume(t, "d1", "v1");
+	format_in(t, "p1", "ws1", u);
+	base = 1;	/* the reserve thread */
+	wait_threads(t, base, "at rest");
+	stall_kms(t, true);
+	for (int i = 0; i < PILE_MAX; i++) {
+		struct lc_proto_conn c;
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "s%d", i);
+		conn(t, &c);
+		assert_int_equal(send_open_on(t, &c, "p1", "ws1", nm), 0);
+		lc_proto_conn_close(&c);
+	}
+	wait_threads(t, base + PILE_MAX, "requests stuck in the KMS");
+	pthread_mutex_lock(&t->a.lock);
+	t->a.spawn_limit = base + PILE_MAX;	/* not one thread more */
+	pthread_mutex_unlock(&t->a.lock);
+
+	/* an ordinary request gets no thread... */
+	assert_int_equal(call(t, "ping", NULL, NULL, &err), -EAGAIN);
+	/* ...the kill does */
+	r = call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), &res, &err);
+	if (r != -EINPROGRESS)
+		fail_msg("revoke on the reserve thread: %d %s", r, err.msg);
+	for (int i = 0; i < 500 && !dev_revoked("v1"); i++)
+		usleep(10000);
+	assert_true(dev_revoked("v1"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_int_equal(agent_volume(&t->a, "v1")->rs, SLOT_REVOKED);
+	t->a.spawn_limit = 0;
+	pthread_mutex_unlock(&t->a.lock);
+	stall_kms(t, false);
+	wait_threads(t, base, "every request once the KMS answers");
+}
+
+struct revoke_call {
+	struct tenv *t;
+	int r;
+	struct lc_error err;
+};
+
+static void *revoke_call_thread(void *arg)
+{
+	struct revoke_call *k = arg;
+
+	k->r = call(k->t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &k->err);
+	return NULL;
+}
+
+/*
+ * The kill does not wait behind an operator's write: a key-lifecycle
+ * operation under the CMK is in a write (its guard held) and the revoke
+ * may wait a minute for it; meanwhile the volume is revoked in the kernel
+ * and the agent answers status.  The revoke ends once the write does.
+ */
+static void test_kill_not_behind_write(void **state)
+{
+	struct tenv *t = *state;
+	struct revoke_call k = { .t = t };
+	struct lc_error err = { 0 };
+	struct running_op *o1;
+	struct client c1;
+	char st[32], rs[32];
+	pthread_t th;
+
+	open_volume(t, "d1", "v1");
+	memset(&c1, 0, sizeof(c1));
+	agent_relock(&t->a);
+	t->a.cfg.revoke_wait_ms = 60000;
+	o1 = agent_op_begin(&t->a, &c1, "rotate-kek of volume x", "local", t->cmk, t->cmk, NULL,
+			    NULL, NULL);
+	agent_unlock(&t->a);
+	assert_int_equal(lc_op_guard_enter(c1.env.guard, "x", &err), 0);	/* a write */
+	assert_int_equal(pthread_create(&th, NULL, revoke_call_thread, &k), 0);
+	for (int i = 0; i < 1000 && !dev_revoked("v1"); i++)
+		usleep(10000);
+	assert_true(dev_revoked("v1"));
+	status_of(t, "v1", st, rs, sizeof(st));
+	assert_string_equal(rs, "revoked");
+	assert_true(lc_op_guard_aborted(c1.env.guard));
+	/* the write ends; so does the operation, then the revoke */
+	lc_op_guard_leave(c1.env.guard);
+	agent_relock(&t->a);
+	assert_true(agent_op_end(&t->a, &c1, o1));
+	agent_unlock(&t->a);
+	pthread_join(th, NULL);
+	if (k.r)
+		fail_msg("revoke: %s", k.err.msg);
+}
+
+/*
+ * revoke waits for the kernel's word up to revoke_wait_ms; a client that
+ * hangs up meanwhile waits no more: its thread ends (its slot with it),
+ * the stalled revocation job goes on and ends when the device answers.
+ */
+static void test_revoke_waiter_hangs_up(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_proto_conn c;
+	struct lc_error err = { 0 };
+	json_object *req;
+
+	open_volume(t, "d1", "v1");
+	wait_threads(t, 1, "at rest");	/* the reserve thread */
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.stuck, sizeof(fk.stuck), "v1");	/* its device stalls the revoke */
+	pthread_mutex_unlock(&fk.mu);
+	agent_relock(&t->a);
+	t->a.cfg.revoke_wait_ms = 600000;
+	agent_unlock(&t->a);
+	conn(t, &c);
+	req = lc_proto_request_new("revoke", jargs("{\"keyconfig\": \"kc1\"}"), 1);
+	assert_int_equal(lc_proto_send(&c, req, &err), 0);
+	json_object_put(req);
+	wait_threads(t, 3, "the revoke request and its stalled job");
+	lc_proto_conn_close(&c);
+	wait_threads(t, 2, "the revoke whose client hung up");	/* the job goes on */
+	pthread_mutex_lock(&fk.mu);
+	fk.release = true;
+	pthread_cond_broadcast(&fk.cv);
+	pthread_mutex_unlock(&fk.mu);
+	for (int i = 0; i < 1000 && !dev_revoked("v1"); i++)
+		usleep(10000);
+	assert_true(dev_revoked("v1"));
+	wait_threads(t, 1, "the revocation job");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -3823,6 +4262,11 @@ int main(void)
 		T(test_cache_reopen_other_size),
 		T(test_open_abandoned_by_all),
 		cmocka_unit_test(test_header_room),
+		cmocka_unit_test_setup_teardown(test_pileup_bounded, setup_small, teardown),
+		T(test_waiter_busy_timeout),
+		cmocka_unit_test_setup_teardown(test_kill_without_threads, setup_small, teardown),
+		T(test_kill_not_behind_write),
+		T(test_revoke_waiter_hangs_up),
 	};
 
 	if (geteuid() != 0) {
@@ -3830,5 +4274,7 @@ int main(void)
 		return 1;
 	}
 	lc_log_open("test-agent", 0, LC_LOG_ERR);
+	if (getenv("TEST_AGENT_FILTER"))	/* one case while debugging: a glob */
+		cmocka_set_test_filter(getenv("TEST_AGENT_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

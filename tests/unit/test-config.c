@@ -310,6 +310,13 @@ static void test_limits(void **state)
 	assert_int_equal(parse(&c, "[agent]\nmax_clients = 0\n", &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "max_clients"));
 	assert_int_equal(parse(&c, "[agent]\nidle_timeout_s = 90000\n", &e), -EINVAL);
+	/* the wait for an open of the same volume in flight */
+	lc_config_defaults(&c);
+	assert_int_equal(c.busy_wait_ms, 30000);
+	assert_int_equal(parse(&c, "[agent]\nbusy_wait_ms = 0\n", &e), 0);
+	assert_int_equal(c.busy_wait_ms, 0);
+	assert_int_equal(parse(&c, "[agent]\nbusy_wait_ms = 600001\n", &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "busy_wait_ms"));
 	assert_int_equal(parse(&c, "[test]\nkms_stall_file = relative\n", &e), -EINVAL);
 	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = /tmp/p\n", &e), 0);
 	assert_string_equal(c.test_segrekey_pause_file, "/tmp/p");
