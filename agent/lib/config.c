@@ -75,6 +75,7 @@ static const struct key keys[] = {
 	{ "test", "kms_fault_file", K_PATH, F(test_kms_fault_file), 0, 0 },
 	{ "test", "watch_pause_file", K_PATH, F(test_watch_pause_file), 0, 0 },
 	{ "test", "segrekey_pause_file", K_PATH, F(test_segrekey_pause_file), 0, 0 },
+	{ "test", "registry_pause_file", K_PATH, F(test_registry_pause_file), 0, 0 },
 	{ "registry", "backend", K_BACKEND, F(registry_etcd), 0, 0 },
 	{ "registry", "endpoints", K_ENDPOINTS, F(registry_endpoints), 0, 0 },
 	{ "registry", "ca", K_PATH, F(registry_ca), 0, 0 },

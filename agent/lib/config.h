@@ -63,6 +63,9 @@
  *   segrekey_pause_file = /path             # while this file exists, a
  *                                           # segment re-key holds before
  *                                           # each zone's data (segrekey.h)
+ *   registry_pause_file = /path             # while this file exists, the etcd
+ *                                           # registry's watch stops at its next
+ *                                           # message and waits (a stale copy)
  *   kms_fault_file = /path                  # while this file exists, its first
  *                                           # word makes KMS calls fail:
  *                                           # "transient" every call,
@@ -202,6 +205,7 @@ struct lc_config {
 	char test_kms_fault_file[LC_CONFIG_PATH_MAX];
 	char test_watch_pause_file[LC_CONFIG_PATH_MAX];
 	char test_segrekey_pause_file[LC_CONFIG_PATH_MAX];	/* segrekey.h */
+	char test_registry_pause_file[LC_CONFIG_PATH_MAX];	/* registry-etcd.h */
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];

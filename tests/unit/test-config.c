@@ -314,6 +314,9 @@ static void test_limits(void **state)
 	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = /tmp/p\n", &e), 0);
 	assert_string_equal(c.test_segrekey_pause_file, "/tmp/p");
 	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = p\n", &e), -EINVAL);
+	assert_int_equal(parse(&c, "[test]\nregistry_pause_file = /tmp/rp\n", &e), 0);
+	assert_string_equal(c.test_registry_pause_file, "/tmp/rp");
+	assert_int_equal(parse(&c, "[test]\nregistry_pause_file = rp\n", &e), -EINVAL);
 	assert_int_equal(parse(&c, "[agent]\nsegrekey_pause_file = /tmp/p\n", &e), -EINVAL);
 }
 
