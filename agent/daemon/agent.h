@@ -219,6 +219,8 @@ struct agent {
 	struct client *clients[LC_AGENT_CONN_MAX];	/* loop thread only */
 	size_t nclients;
 	uint64_t oversized_replies;	/* replaced by an error (EMSGSIZE) */
+	uint64_t fleet_records;		/* fleet.c: etcd revocation records acted on */
+	uint64_t fleet_volumes;		/* ... and the volumes they killed */
 };
 
 /* open-claim.c: a name being opened (on the opener's stack, a->lock). */
@@ -334,6 +336,18 @@ static inline void agent_relock(struct agent *a)
 	pthread_mutex_lock(&a->lock);
 }
 int64_t agent_now_ms(void);
+
+/* fleet.c: the registry on the file or on etcd (registry-etcd.h) */
+int agent_registry_open(struct agent *a, struct lc_error *err);
+int agent_registry_start(struct agent *a, struct lc_error *err);	/* the watch thread */
+void agent_registry_stop(struct agent *a);				/* a->lock not held */
+/* Write the revocation record of a CMK for the fleet (a->lock held,
+ * dropped around the request).  0 without etcd; else etcd's error (also
+ * logged).  @key (may be NULL): the key written. */
+int agent_fleet_publish(struct agent *a, const char *provider, const char *cmk_id,
+			const char *key_ref, const char *keyconfig, const char *cause,
+			char *key, size_t key_size, struct lc_error *err);
+json_object *agent_registry_json(struct agent *a);	/* status; a->lock held */
 
 /* providers.c */
 int agent_providers_init(struct agent *a, struct lc_error *err);

@@ -169,7 +169,7 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	r = lc_kms_local_open(&a->kms, kms_dir, err);
 	if (r < 0)
 		return r;
-	r = lc_registry_open(&a->reg, a->cfg.state_dir, err);
+	r = agent_registry_open(a, err);
 	if (r < 0)
 		return r;
 	r = lc_seqstore_open(&a->seqs, a->cfg.state_dir, err);
@@ -234,7 +234,9 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	its.it_interval.tv_sec = a->cfg.watch_interval_s;
 	if (timerfd_settime(a->timer_fd, 0, &its, NULL) < 0)
 		return lc_err(err, -errno, LC_ERRC_INTERNAL, "timerfd: %s", strerror(errno));
-	return 0;
+	/* With the signals blocked (the thread inherits the mask) and the
+	 * volumes known (records in etcd may kill some). */
+	return agent_registry_start(a, err);
 }
 
 static void on_signal(struct agent *a)
@@ -342,6 +344,8 @@ void agent_teardown(struct agent *a)
 		close(a->listen_fd);
 		(void)unlink(a->cfg.socket_path);
 	}
+	if (a->sync_ready)
+		agent_registry_stop(a);
 	if (a->sync_ready) {
 		struct timespec dl;
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "registry-etcd.h"
 #include "fileio.h"
 #include "keyring.h"
 
@@ -139,6 +140,29 @@ static int load_config(struct agent *a, const struct options *o)
 	return 0;
 }
 
+/* [registry] as start-up sets it up (registry-etcd.h: the endpoints, the
+ * CA, certificate and key read; no member contacted).  1 if unusable: the
+ * agent would not start. */
+static int check_registry(const struct lc_config *cfg, const char *path)
+{
+	struct lc_etcd *ec = NULL;
+	struct lc_error e;
+
+	if (!cfg->registry_etcd) {
+		printf("%s: [registry] file: %s/registry.json\n", path, cfg->state_dir);
+		return 0;
+	}
+	if (lc_regetcd_client(cfg, &ec, &e) < 0) {
+		fprintf(stderr, "lakecrypt-agent: %s: [registry] unusable: %s: the agent would not start\n",
+			path, e.msg);
+		return 1;
+	}
+	lc_etcd_free(ec);
+	printf("%s: [registry] etcd: %s, prefix %s (files read; no member contacted)\n", path,
+	       cfg->registry_endpoints, cfg->registry_prefix);
+	return 0;
+}
+
 /*
  * --check-config: the file through lc_config_load() (syntax, sections,
  * keys, value ranges, settings that cannot work together such as a
@@ -157,7 +181,7 @@ static int check_config(const struct options *o)
 	char *rep = NULL;
 	size_t replen = 0;
 	FILE *f;
-	int r, bad;
+	int r, bad, regbad;
 
 	if (!cfg) {
 		fprintf(stderr, "lakecrypt-agent: out of memory\n");
@@ -178,6 +202,7 @@ static int check_config(const struct options *o)
 	bad = f ? agent_providers_check(cfg, f) : -ENOMEM;
 	if (f)
 		fclose(f);
+	regbad = check_registry(cfg, path);
 	free(cfg);
 	if (bad < 0) {
 		fprintf(stderr, "lakecrypt-agent: out of memory\n");
@@ -197,6 +222,8 @@ static int check_config(const struct options *o)
 			printf("%s: %s\n", path, l);
 	}
 	free(rep);
+	if (regbad)
+		return 1;
 	if (bad) {
 		fprintf(stderr, "lakecrypt-agent: %s: %d provider section(s) unusable: the agent would start with %s unavailable\n",
 			path, bad, bad == 1 ? "that provider" : "those providers");

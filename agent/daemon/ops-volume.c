@@ -793,6 +793,7 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	}
 	JADD(ag, "kms_quarantined", json_object_new_uint64(quarantined));
 	JADD(*result, "agent", ag);
+	JADD(*result, "registry", agent_registry_json(a));
 	return 0;
 }
 
@@ -803,8 +804,8 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 	const char *kcname, *cmk;
 	json_object *names, *pending;
 	char cause[512], prov[LC_HDR_PROVIDER_SIZE] = "", ref[LC_HDR_PROVIDER_REF_SIZE] = "";
-	char cmk_id[LC_HDR_CMK_ID_SIZE] = "";
-	int r;
+	char cmk_id[LC_HDR_CMK_ID_SIZE] = "", fkey[512] = "", ferr[LC_ERROR_MSG_MAX] = "";
+	int r, fr = 0;
 
 	if ((r = arg_str(args, "keyconfig", false, &kcname, err)) < 0 ||
 	    (r = arg_str(args, "cmk", false, &cmk, err)) < 0)
@@ -834,7 +835,9 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 		for (size_t i = 0; i < a->nvols; i++)
 			known += !strcmp(a->vols[i]->v->cmk_id, cmk) ||
 				 !strcmp(a->vols[i]->v->provider_ref, cmk);
-		if (!known)
+		/* In a fleet (etcd) the CMK may be another node's: the record
+		 * goes out all the same. */
+		if (!known && !a->reg.etcd)
 			return lc_err(err, -ENOENT, LC_ERRC_INVALID,
 				      "no open volume is under CMK \"%.300s\" (lakecryptctl status shows each volume's CMK id): nothing revoked",
 				      cmk);
@@ -847,6 +850,14 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 	/* The registry may change while the lock is dropped: copies above. */
 	r = agent_revoke_matching(a, cmk_id, prov, ref, cause, false, c->peer.uid,
 				  a->cfg.revoke_wait_ms, names, pending, err);
+	/* The fleet next (etcd): every agent kills its own volumes under it. */
+	if (a->reg.etcd) {
+		struct lc_error pe;
+
+		fr = agent_fleet_publish(a, prov, cmk_id, ref, NULL, cause, fkey, sizeof(fkey), &pe);
+		if (fr < 0)
+			snprintf(ferr, sizeof(ferr), "%s", pe.msg);
+	}
 	if (r < 0) {
 		struct lc_error first = *err;
 
@@ -862,6 +873,10 @@ int op_revoke(struct agent *a, struct client *c, json_object *args, json_object 
 	json_object_put(pending);
 	*result = json_object_new_object();
 	JADD(*result, "revoked", names);
+	if (a->reg.etcd && !fr)
+		JADD(*result, "fleet_record", json_object_new_string(fkey));
+	else if (a->reg.etcd)
+		JADD(*result, "fleet_error", json_object_new_string(ferr));
 	return 0;
 }
 

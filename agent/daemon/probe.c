@@ -210,6 +210,11 @@ static enum lc_revconf_verdict observe(struct agent *a, const char *provider, co
 	agent_relock(a);
 	(void)agent_revoke_matching_kc(a, id, prov, ref, kcn, cause, v == LC_VERDICT_REVOKE, -1, 0,
 				       NULL, NULL, &e2);
+	/* A confirmed denial goes to the fleet (etcd): every agent kills its
+	 * volumes under the CMK at once.  An outage (fail-closed) does not:
+	 * it is this node's view of the KMS, not the KMS's word. */
+	if (v == LC_VERDICT_REVOKE)
+		(void)agent_fleet_publish(a, prov, id, ref, kcn, cause, NULL, 0, &e2);
 	return v;
 }
 

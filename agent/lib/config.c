@@ -31,6 +31,9 @@ enum kind {
 	K_SEGSIZE,
 	K_URL,		/* http:// or https://, no blanks */
 	K_TEXT,		/* any printable text, blanks inside allowed */
+	K_BACKEND,	/* registry backend: file | etcd */
+	K_ENDPOINTS,	/* comma-separated https://host[:port] */
+	K_PREFIX,	/* etcd key prefix: /.../ */
 };
 
 struct key {
@@ -73,6 +76,7 @@ static const struct key keys[] = {
 	{ "test", "kms_fault_file", K_PATH, F(test_kms_fault_file), 0, 0 },
 	{ "test", "watch_pause_file", K_PATH, F(test_watch_pause_file), 0, 0 },
 	{ "test", "segrekey_pause_file", K_PATH, F(test_segrekey_pause_file), 0, 0 },
+	{ "test", "registry_pause_file", K_PATH, F(test_registry_pause_file), 0, 0 },
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
@@ -113,6 +117,16 @@ static const struct key keys[] = {
 	{ "azure-kv", "ca_bundle", K_PATH, F(azure_ca_bundle), 0, 0 },
 	{ "azure-kv", "connect_timeout_ms", K_UINT, F(azure_connect_timeout_ms), 1, 600000 },
 	{ "azure-kv", "imds_timeout_ms", K_UINT, F(azure_imds_timeout_ms), 1, 600000 },
+	{ "registry", "backend", K_BACKEND, F(registry_etcd), 0, 0 },
+	{ "registry", "endpoints", K_ENDPOINTS, F(registry_endpoints), 0, 0 },
+	{ "registry", "ca", K_PATH, F(registry_ca), 0, 0 },
+	{ "registry", "cert", K_PATH, F(registry_cert), 0, 0 },
+	{ "registry", "key", K_PATH, F(registry_key), 0, 0 },
+	{ "registry", "prefix", K_PREFIX, F(registry_prefix), 0, 0 },
+	{ "registry", "connect_timeout_ms", K_UINT, F(registry_connect_timeout_ms), 1, 600000 },
+	{ "registry", "timeout_ms", K_UINT, F(registry_timeout_ms), 1, 600000 },
+	{ "registry", "watch_idle_s", K_UINT, F(registry_watch_idle_s), 1, 86400 },
+	{ "registry", "retry_max_ms", K_UINT, F(registry_retry_max_ms), 100, 600000 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -149,6 +163,12 @@ void lc_config_defaults(struct lc_config *cfg)
 	snprintf(cfg->cipher, sizeof(cfg->cipher), "aes-xts-plain64");
 	cfg->key_size = 64;
 	cfg->segment_sectors = 2048;	/* 1 MiB */
+	cfg->registry_etcd = false;
+	snprintf(cfg->registry_prefix, sizeof(cfg->registry_prefix), "/lakecrypt/");
+	cfg->registry_connect_timeout_ms = 2000;
+	cfg->registry_timeout_ms = 5000;
+	cfg->registry_watch_idle_s = 660;
+	cfg->registry_retry_max_ms = 10000;
 }
 
 static bool is_blank(char c)
@@ -183,6 +203,69 @@ static int parse_uint(const char *v, uint64_t *out)
 }
 
 #define bad(...) lc_err(err, -EINVAL, LC_ERRC_MISCONFIG, __VA_ARGS__)
+
+/* [registry] endpoints: 1..LC_CONFIG_ENDPOINTS_MAX comma-separated
+ * https://host[:port] (host a name, an IPv4 address or [IPv6]; port
+ * 1..65535; no path, no user part), each at most LC_CONFIG_URL_MAX - 1
+ * characters.  The etcd client (etcd.h) checks the same again. */
+static int set_endpoints(char *dst, size_t size, const char *v, const char *file,
+			 unsigned int line, struct lc_error *err)
+{
+	size_t n = 0, vlen = strlen(v);
+	const char *p = v;
+
+	if (vlen >= size)
+		return bad("%s:%u: endpoints is too long: at most %zu characters", file, line,
+			   size - 1);
+	while (*p) {
+		const char *e = strchr(p, ','), *h, *c;
+		size_t len;
+
+		if (!e)
+			e = p + strlen(p);
+		while (p < e && (*p == ' ' || *p == '\t'))
+			p++;
+		len = (size_t)(e - p);
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (++n > LC_CONFIG_ENDPOINTS_MAX)
+			return bad("%s:%u: endpoints: more than %d members", file, line,
+				   LC_CONFIG_ENDPOINTS_MAX);
+		if (len < 9 || len >= LC_CONFIG_URL_MAX || strncmp(p, "https://", 8))
+			goto bad_ep;
+		h = p + 8;
+		if (memchr(h, '/', len - 8) || memchr(h, '@', len - 8) || memchr(h, ' ', len - 8) ||
+		    memchr(h, '?', len - 8) || memchr(h, '#', len - 8))
+			goto bad_ep;
+		c = h[0] == '[' ? memchr(h, ']', len - 8) : h;
+		if (!c)
+			goto bad_ep;
+		c = memchr(c, ':', (size_t)(p + len - c));
+		if (c) {
+			unsigned long port = 0;
+			const char *q = c + 1;
+
+			if (q == p + len || p + len - q > 5)
+				goto bad_ep;
+			for (; q < p + len; q++) {
+				if (*q < '0' || *q > '9')
+					goto bad_ep;
+				port = port * 10 + (unsigned long)(*q - '0');
+			}
+			if (!port || port > 65535 || c == h)
+				goto bad_ep;
+		}
+		p = *e ? e + 1 : e;
+		if (*e && !*p)
+			return bad("%s:%u: endpoints ends with a comma", file, line);
+		continue;
+bad_ep:
+		return bad("%s:%u: endpoints: \"%.*s\" is not an etcd member: expected https://host[:port] without a path, e.g. https://10.0.0.1:2379",
+			   file, line, (int)(len > 200 ? 200 : len), p);
+	}
+	memcpy(dst, v, vlen + 1);
+	return 0;
+}
 
 static int set_value(struct lc_config *cfg, const struct key *k, const char *v, const char *file,
 		     unsigned int line, struct lc_error *err)
@@ -237,6 +320,26 @@ static int set_value(struct lc_config *cfg, const struct key *k, const char *v, 
 		if (vlen >= k->size)
 			return bad("%s:%u: %s is too long: at most %zu characters", file, line,
 				   k->name, k->size - 1);
+		memcpy(dst, v, vlen + 1);
+		return 0;
+	case K_BACKEND:
+		if (!strcmp(v, "etcd"))
+			*(bool *)dst = true;
+		else if (!strcmp(v, "file"))
+			*(bool *)dst = false;
+		else
+			return bad("%s:%u: backend = \"%s\": expected file or etcd", file, line, v);
+		return 0;
+	case K_ENDPOINTS:
+		return set_endpoints(dst, k->size, v, file, line, err);
+	case K_PREFIX:
+		if (v[0] != '/' || v[vlen - 1] != '/' || strpbrk(v, " \t") || vlen >= k->size)
+			return bad("%s:%u: prefix = \"%s\": expected a key prefix that starts and ends with '/', without blanks, at most %zu characters, e.g. /lakecrypt/",
+				   file, line, v, k->size - 1);
+		for (const char *p = v; *p; p++)
+			if ((unsigned char)*p > 0x7e)
+				return bad("%s:%u: prefix = \"%s\": expected printable ASCII",
+					   file, line, v);
 		memcpy(dst, v, vlen + 1);
 		return 0;
 	case K_BOOL:
@@ -389,6 +492,52 @@ static int check_revocation(const struct lc_config *cfg, const char *name, unsig
 	return 0;
 }
 
+/* The line that set [registry] @key (0: not set). */
+static unsigned int registry_line(const unsigned int *seen_line, const char *key)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(keys[i].section, "registry") && !strcmp(keys[i].name, key))
+			return seen_line[i];
+	return 0;
+}
+
+/*
+ * [registry] as a whole: backend = etcd needs endpoints and ca, and cert
+ * and key together; backend = file (the default) takes none of the etcd
+ * keys (set, they would be a forgotten "backend = etcd": the agent would
+ * run on its own file while the admin believes it is in the fleet).
+ */
+static int check_registry(const struct lc_config *cfg, const char *name,
+			  const unsigned int *seen_line, struct lc_error *err)
+{
+	static const char *const etcd_keys[] = { "endpoints", "ca", "cert", "key", "prefix",
+		"connect_timeout_ms", "timeout_ms", "watch_idle_s", "retry_max_ms" };
+	unsigned int lb = registry_line(seen_line, "backend");
+
+	if (!cfg->registry_etcd) {
+		for (size_t i = 0; i < sizeof(etcd_keys) / sizeof(etcd_keys[0]); i++) {
+			unsigned int l = registry_line(seen_line, etcd_keys[i]);
+
+			if (l)
+				return bad("%s:%u: [registry] %s is set but backend is file%s: set backend = etcd to use etcd, or remove %s",
+					   name, l, etcd_keys[i], lb ? "" : " (the default)",
+					   etcd_keys[i]);
+		}
+		return 0;
+	}
+	if (!cfg->registry_endpoints[0])
+		return bad("%s:%u: [registry] backend = etcd needs endpoints (the cluster's members, e.g. endpoints = https://10.0.0.1:2379,https://10.0.0.2:2379)",
+			   name, lb);
+	if (!cfg->registry_ca[0])
+		return bad("%s:%u: [registry] backend = etcd needs ca (the PEM CA that signed the members' certificates)",
+			   name, lb);
+	if (!cfg->registry_cert[0] != !cfg->registry_key[0])
+		return bad("%s:%u: [registry] cert and key go together: %s is set, %s is not",
+			   name, registry_line(seen_line, cfg->registry_cert[0] ? "cert" : "key"),
+			   cfg->registry_cert[0] ? "cert" : "key", cfg->registry_cert[0] ? "key" : "cert");
+	return 0;
+}
+
 int lc_config_parse(struct lc_config *cfg, const char *text, size_t len, const char *name,
 		    struct lc_error *err)
 {
@@ -514,6 +663,9 @@ unknown_section: {
 		return bad("%s:%u: retry_max_delay_ms (%u) is less than retry_base_delay_ms (%u)", name,
 			   l, cfg->retry_max_delay_ms, cfg->retry_base_delay_ms);
 	}
+	r = check_registry(cfg, name, seen_line, err);
+	if (r < 0)
+		return r;
 	{
 		unsigned int l = 0;
 

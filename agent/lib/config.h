@@ -67,6 +67,9 @@
  *   segrekey_pause_file = /path             # while this file exists, a
  *                                           # segment re-key holds before
  *                                           # each zone's data (segrekey.h)
+ *   registry_pause_file = /path             # while this file exists, the etcd
+ *                                           # registry's watch stops at its next
+ *                                           # message and waits (a stale copy)
  *   kms_fault_file = /path                  # while this file exists, its first
  *                                           # word makes KMS calls fail:
  *                                           # "transient" every call,
@@ -124,6 +127,25 @@
  *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
  *   imds_timeout_ms = 2000                  # 1..600000, per IMDS request
  *
+ *   [registry]                              # key configurations, bindings
+ *   backend = file                          # file (<state_dir>/registry.json,
+ *                                           # needs nothing else) | etcd
+ *   endpoints = https://10.0.0.1:2379,https://10.0.0.2:2379  # etcd: the
+ *                                           # cluster's members, 1..16,
+ *                                           # https://host[:port], comma-separated
+ *   ca = /etc/lakecrypt/etcd-ca.pem         # etcd: the CA of the members (required)
+ *   cert = /etc/lakecrypt/etcd-client.pem   # etcd: client certificate ...
+ *   key = /etc/lakecrypt/etcd-client.key    # ... and its key (both or neither)
+ *   prefix = /lakecrypt/                    # etcd: every key under it; starts
+ *                                           # and ends with '/', printable
+ *   connect_timeout_ms = 2000               # 1..600000, TCP + TLS per member
+ *   timeout_ms = 5000                       # 1..600000, one request per member
+ *   watch_idle_s = 660                      # 1..86400: a watch silent this long
+ *                                           # is restarted (etcd's progress
+ *                                           # notifications: every 600 s)
+ *   retry_max_ms = 10000                    # 100..600000, longest pause between
+ *                                           # reconnections (doubling from 100)
+ *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
  *   key_size = 64                           # bytes, 1..128
@@ -151,6 +173,7 @@
 #define LC_CONFIG_PATH_MAX	4096
 #define LC_CONFIG_NAME_MAX	64
 #define LC_CONFIG_URL_MAX	512
+#define LC_CONFIG_ENDPOINTS_MAX	16	/* [registry] endpoints (LC_ETCD_MAX_ENDPOINTS) */
 
 struct lc_config {
 	/* [agent] */
@@ -187,6 +210,7 @@ struct lc_config {
 	char test_kms_fault_file[LC_CONFIG_PATH_MAX];
 	char test_watch_pause_file[LC_CONFIG_PATH_MAX];
 	char test_segrekey_pause_file[LC_CONFIG_PATH_MAX];	/* segrekey.h */
+	char test_registry_pause_file[LC_CONFIG_PATH_MAX];	/* registry-etcd.h */
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];
@@ -229,6 +253,18 @@ struct lc_config {
 	char azure_ca_bundle[LC_CONFIG_PATH_MAX];
 	unsigned int azure_connect_timeout_ms;
 	unsigned int azure_imds_timeout_ms;
+	/* [registry]: where key configurations and bindings live
+	 * (registry.h, registry-etcd.h) */
+	bool registry_etcd;				/* backend = etcd (default file) */
+	char registry_endpoints[LC_CONFIG_URL_MAX * 4];	/* "https://h:p,https://h:p" */
+	char registry_ca[LC_CONFIG_PATH_MAX];
+	char registry_cert[LC_CONFIG_PATH_MAX];
+	char registry_key[LC_CONFIG_PATH_MAX];
+	char registry_prefix[LC_CONFIG_NAME_MAX * 4];	/* "/lakecrypt/" */
+	unsigned int registry_connect_timeout_ms;
+	unsigned int registry_timeout_ms;
+	unsigned int registry_watch_idle_s;
+	unsigned int registry_retry_max_ms;
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

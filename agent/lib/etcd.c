@@ -960,6 +960,8 @@ int lc_etcd_txn(struct lc_etcd *e, const struct lc_etcd_cmp *cmp, size_t ncmp,
 		}
 		lc_sb_puts(&b, i ? ",{" : "{");
 		put_field_b64(&b, "key", cmp[i].key, cmp[i].key_len);
+		if (cmp[i].prefix)
+			put_range_end(&b, cmp[i].key, cmp[i].key_len);
 		lc_sb_puts(&b, ",\"target\":\"");
 		lc_sb_puts(&b, cmp_target[cmp[i].target]);
 		lc_sb_puts(&b, "\",\"result\":\"");
@@ -998,7 +1000,7 @@ int lc_etcd_cas(struct lc_etcd *e, const void *key, size_t key_len, int64_t expe
 		const void *value, size_t value_len, int64_t lease, int64_t *revision,
 		struct lc_error *err)
 {
-	struct lc_etcd_cmp c = { key, key_len, LC_ETCD_CMP_MOD, LC_ETCD_EQUAL, expect_mod };
+	struct lc_etcd_cmp c = { key, key_len, LC_ETCD_CMP_MOD, LC_ETCD_EQUAL, expect_mod, false };
 	struct lc_etcd_op op = { .type = LC_ETCD_OP_PUT, .key = key, .key_len = key_len,
 				 .value = value, .value_len = value_len, .lease = lease };
 	bool ok;

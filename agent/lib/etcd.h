@@ -161,6 +161,8 @@ struct lc_etcd_cmp {
 	enum lc_etcd_cmp_target target;
 	enum lc_etcd_cmp_result result;
 	int64_t value;			/* >= 0 */
+	bool prefix;			/* every key under @key (Compare.range_end, etcd >= 3.3):
+					 * holds when it holds for each existing key */
 };
 /* RequestOp: a put or a delete of one key (or prefix). */
 enum lc_etcd_op_type { LC_ETCD_OP_PUT, LC_ETCD_OP_DELETE };

@@ -14,6 +14,7 @@
 
 #include "fileio.h"
 #include "registry.h"
+#include "registry-etcd.h"
 
 static bool name_char(char c)
 {
@@ -56,6 +57,8 @@ static void registry_clear(struct lc_registry *reg)
 
 void lc_registry_close(struct lc_registry *reg)
 {
+	if (reg->etcd)
+		lc_regetcd_close(reg);
 	registry_clear(reg);
 	free(reg->path);
 	reg->path = NULL;
@@ -221,35 +224,12 @@ static int save(struct lc_registry *reg, struct lc_error *err)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	json_object_object_add(o, "version", json_object_new_int(LC_REGISTRY_VERSION));
 	a = json_object_new_array();
-	for (size_t i = 0; i < reg->nkc; i++) {
-		json_object *k = json_object_new_object();
-
-		json_object_object_add(k, "name", json_object_new_string(reg->kc[i].name));
-		json_object_object_add(k, "provider", json_object_new_string(reg->kc[i].provider));
-		json_object_object_add(k, "key_ref", json_object_new_string(reg->kc[i].key_ref));
-		json_object_object_add(k, "cmk_id", json_object_new_string(reg->kc[i].cmk_id));
-		json_object_object_add(k, "created", json_object_new_int64(reg->kc[i].created));
-		if (reg->kc[i].canary[0]) {
-			json_object_object_add(k, "canary", json_object_new_string(reg->kc[i].canary));
-			json_object_object_add(k, "canary_sha256",
-					       json_object_new_string(reg->kc[i].canary_sha256));
-		}
-		json_object_array_add(a, k);
-	}
+	for (size_t i = 0; i < reg->nkc; i++)
+		json_object_array_add(a, lc_keyconfig_to_json(&reg->kc[i]));
 	json_object_object_add(o, "keyconfigs", a);
 	a = json_object_new_array();
-	for (size_t i = 0; i < reg->nbind; i++) {
-		json_object *b = json_object_new_object();
-
-		json_object_object_add(b, "workspace", json_object_new_string(reg->bind[i].workspace));
-		json_object_object_add(b, "keyconfig", json_object_new_string(reg->bind[i].keyconfig));
-		json_object_object_add(b, "created", json_object_new_int64(reg->bind[i].created));
-		json_object_object_add(b, "operators", access_groups_json(&reg->bind[i].access));
-		json_object_object_add(b, "devices", access_devices_json(&reg->bind[i].access));
-		if (lc_hook_is_set(&reg->bind[i].hook))
-			json_object_object_add(b, "hook", lc_hook_to_json(&reg->bind[i].hook));
-		json_object_array_add(a, b);
-	}
+	for (size_t i = 0; i < reg->nbind; i++)
+		json_object_array_add(a, lc_binding_to_json(&reg->bind[i]));
 	json_object_object_add(o, "workspaces", a);
 	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PRETTY |
 					      JSON_C_TO_STRING_NOSLASHESCAPE, &len);
@@ -288,6 +268,87 @@ static bool get_int64(json_object *o, const char *key, int64_t *out)
 		return false;
 	*out = json_object_get_int64(v);
 	return true;
+}
+
+/* ---- entries as JSON (registry.json's entries; etcd values) ---- */
+
+json_object *lc_keyconfig_to_json(const struct lc_keyconfig *kc)
+{
+	json_object *k = json_object_new_object();
+
+	json_object_object_add(k, "name", json_object_new_string(kc->name));
+	json_object_object_add(k, "provider", json_object_new_string(kc->provider));
+	json_object_object_add(k, "key_ref", json_object_new_string(kc->key_ref));
+	json_object_object_add(k, "cmk_id", json_object_new_string(kc->cmk_id));
+	json_object_object_add(k, "created", json_object_new_int64(kc->created));
+	if (kc->canary[0]) {
+		json_object_object_add(k, "canary", json_object_new_string(kc->canary));
+		json_object_object_add(k, "canary_sha256", json_object_new_string(kc->canary_sha256));
+	}
+	return k;
+}
+
+json_object *lc_binding_to_json(const struct lc_binding *b)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "workspace", json_object_new_string(b->workspace));
+	json_object_object_add(o, "keyconfig", json_object_new_string(b->keyconfig));
+	json_object_object_add(o, "created", json_object_new_int64(b->created));
+	json_object_object_add(o, "operators", access_groups_json(&b->access));
+	json_object_object_add(o, "devices", access_devices_json(&b->access));
+	if (lc_hook_is_set(&b->hook))
+		json_object_object_add(o, "hook", lc_hook_to_json(&b->hook));
+	return o;
+}
+
+int lc_keyconfig_from_json(json_object *k, struct lc_keyconfig *kc, const char **why)
+{
+	memset(kc, 0, sizeof(*kc));
+	if (!json_object_is_type(k, json_type_object) ||
+	    !get_string(k, "name", kc->name, sizeof(kc->name)) ||
+	    !get_string(k, "provider", kc->provider, sizeof(kc->provider)) ||
+	    !get_string(k, "key_ref", kc->key_ref, sizeof(kc->key_ref)) ||
+	    !get_string(k, "cmk_id", kc->cmk_id, sizeof(kc->cmk_id)) ||
+	    !get_int64(k, "created", &kc->created) ||
+	    lc_name_check("key configuration name", kc->name, NULL) || !kc->provider[0] ||
+	    !kc->key_ref[0]) {
+		*why = "a key configuration entry is malformed";
+		return -EINVAL;
+	}
+	if (json_object_object_get_ex(k, "canary", NULL) &&
+	    (!get_string(k, "canary", kc->canary, sizeof(kc->canary)) ||
+	     !get_string(k, "canary_sha256", kc->canary_sha256, sizeof(kc->canary_sha256)) ||
+	     canary_check(kc->canary, kc->canary_sha256, NULL) < 0)) {
+		*why = "a key configuration's canary is malformed";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int lc_binding_from_json(json_object *k, struct lc_binding *b, const char **why)
+{
+	json_object *v;
+
+	memset(b, 0, sizeof(*b));
+	if (!json_object_is_type(k, json_type_object) ||
+	    !get_string(k, "workspace", b->workspace, sizeof(b->workspace)) ||
+	    !get_string(k, "keyconfig", b->keyconfig, sizeof(b->keyconfig)) ||
+	    !get_int64(k, "created", &b->created) ||
+	    !get_list(k, "operators", &b->access.groups[0][0], LC_WS_GROUP_SIZE,
+		      LC_WS_MAX_GROUPS, &b->access.ngroups) ||
+	    !get_list(k, "devices", &b->access.devices[0][0], LC_WS_DEVICE_SIZE,
+		      LC_WS_MAX_DEVICES, &b->access.ndevices) ||
+	    access_check(&b->access, NULL) ||
+	    lc_name_check("workspace", b->workspace, NULL)) {
+		*why = "a workspace binding is malformed";
+		return -EINVAL;
+	}
+	if (json_object_object_get_ex(k, "hook", &v) && lc_hook_from_json(v, &b->hook, NULL) < 0) {
+		*why = "a workspace's hook is malformed";
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static int load(struct lc_registry *reg, struct lc_error *err)
@@ -329,21 +390,10 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		json_object *k = json_object_array_get_idx(a, i);
 		struct lc_keyconfig *kc = &reg->kc[i];
 
-		if (!get_string(k, "name", kc->name, sizeof(kc->name)) ||
-		    !get_string(k, "provider", kc->provider, sizeof(kc->provider)) ||
-		    !get_string(k, "key_ref", kc->key_ref, sizeof(kc->key_ref)) ||
-		    !get_string(k, "cmk_id", kc->cmk_id, sizeof(kc->cmk_id)) ||
-		    !get_int64(k, "created", &kc->created) ||
-		    lc_name_check("key configuration name", kc->name, NULL) || !kc->provider[0] ||
-		    !kc->key_ref[0]) {
-			r = bad_file(reg, err, "a key configuration entry is malformed");
-			goto out;
-		}
-		if (json_object_object_get_ex(k, "canary", NULL) &&
-		    (!get_string(k, "canary", kc->canary, sizeof(kc->canary)) ||
-		     !get_string(k, "canary_sha256", kc->canary_sha256, sizeof(kc->canary_sha256)) ||
-		     canary_check(kc->canary, kc->canary_sha256, NULL) < 0)) {
-			r = bad_file(reg, err, "a key configuration's canary is malformed");
+		const char *why;
+
+		if (lc_keyconfig_from_json(k, kc, &why) < 0) {
+			r = bad_file(reg, err, why);
 			goto out;
 		}
 		for (size_t j = 0; j < i; j++)
@@ -366,21 +416,10 @@ static int load(struct lc_registry *reg, struct lc_error *err)
 		json_object *k = json_object_array_get_idx(a, i);
 		struct lc_binding *b = &reg->bind[i];
 
-		if (!get_string(k, "workspace", b->workspace, sizeof(b->workspace)) ||
-		    !get_string(k, "keyconfig", b->keyconfig, sizeof(b->keyconfig)) ||
-		    !get_int64(k, "created", &b->created) ||
-		    !get_list(k, "operators", &b->access.groups[0][0], LC_WS_GROUP_SIZE,
-			      LC_WS_MAX_GROUPS, &b->access.ngroups) ||
-		    !get_list(k, "devices", &b->access.devices[0][0], LC_WS_DEVICE_SIZE,
-			      LC_WS_MAX_DEVICES, &b->access.ndevices) ||
-		    access_check(&b->access, NULL) ||
-		    lc_name_check("workspace", b->workspace, NULL)) {
-			r = bad_file(reg, err, "a workspace binding is malformed");
-			goto out;
-		}
-		if (json_object_object_get_ex(k, "hook", &v) &&
-		    lc_hook_from_json(v, &b->hook, NULL) < 0) {
-			r = bad_file(reg, err, "a workspace's hook is malformed");
+		const char *why;
+
+		if (lc_binding_from_json(k, b, &why) < 0) {
+			r = bad_file(reg, err, why);
 			goto out;
 		}
 		if (!lc_registry_keyconfig(reg, b->keyconfig)) {
@@ -398,6 +437,62 @@ out:
 	if (r < 0)
 		registry_clear(reg);
 	return r;
+}
+
+/* ---- memory only (the backends) ---- */
+
+int lc_registry_mem_put_keyconfig(struct lc_registry *reg, const struct lc_keyconfig *kc)
+{
+	struct lc_keyconfig *t = (struct lc_keyconfig *)lc_registry_keyconfig(reg, kc->name);
+
+	if (!t) {
+		t = realloc(reg->kc, (reg->nkc + 1) * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		reg->kc = t;
+		t = &reg->kc[reg->nkc++];
+	}
+	*t = *kc;
+	return 0;
+}
+
+int lc_registry_mem_put_binding(struct lc_registry *reg, const struct lc_binding *b)
+{
+	struct lc_binding *t = (struct lc_binding *)lc_registry_binding(reg, b->workspace);
+
+	if (!t) {
+		t = realloc(reg->bind, (reg->nbind + 1) * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		reg->bind = t;
+		t = &reg->bind[reg->nbind++];
+	}
+	*t = *b;
+	return 0;
+}
+
+void lc_registry_mem_del_keyconfig(struct lc_registry *reg, const char *name)
+{
+	const struct lc_keyconfig *kc = lc_registry_keyconfig(reg, name);
+	size_t i;
+
+	if (!kc)
+		return;
+	i = (size_t)(kc - reg->kc);
+	memmove(&reg->kc[i], &reg->kc[i + 1], (reg->nkc - i - 1) * sizeof(*reg->kc));
+	reg->nkc--;
+}
+
+void lc_registry_mem_del_binding(struct lc_registry *reg, const char *workspace)
+{
+	const struct lc_binding *b = lc_registry_binding(reg, workspace);
+	size_t i;
+
+	if (!b)
+		return;
+	i = (size_t)(b - reg->bind);
+	memmove(&reg->bind[i], &reg->bind[i + 1], (reg->nbind - i - 1) * sizeof(*reg->bind));
+	reg->nbind--;
 }
 
 int lc_registry_open(struct lc_registry *reg, const char *state_dir, struct lc_error *err)
@@ -448,6 +543,13 @@ int lc_registry_keyconfig_add(struct lc_registry *reg, const struct lc_keyconfig
 		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
 			      "key configuration \"%s\" already exists; delete it first or choose another name",
 			      kc->name);
+	if (reg->etcd) {
+		struct lc_keyconfig n = *kc;
+
+		n.created = (int64_t)time(NULL);
+		n.mod_revision = 0;	/* create: the key must not exist */
+		return lc_regetcd_put_keyconfig(reg, &n, err);
+	}
 	t = realloc(reg->kc, (reg->nkc + 1) * sizeof(*t));
 	if (!t)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
@@ -480,6 +582,11 @@ int lc_registry_keyconfig_delete(struct lc_registry *reg, const char *name, stru
 			      "key configuration \"%s\" is bound to %zu workspace(s) (%s): unbind them first",
 			      name, n, list);
 	}
+	if (reg->etcd) {
+		struct lc_keyconfig old = *kc;
+
+		return lc_regetcd_delete_keyconfig(reg, &old, err);
+	}
 	i = (size_t)(kc - reg->kc);
 	memmove(&reg->kc[i], &reg->kc[i + 1], (reg->nkc - i - 1) * sizeof(*reg->kc));
 	reg->nkc--;
@@ -502,6 +609,22 @@ int lc_registry_bind(struct lc_registry *reg, const char *workspace, const char 
 			      "there is no key configuration \"%s\": create it first (keyconfig.create)",
 			      keyconfig ? keyconfig : "");
 	b = (struct lc_binding *)lc_registry_binding(reg, workspace);
+	if (reg->etcd) {
+		struct lc_binding n;
+		struct lc_keyconfig k = *lc_registry_keyconfig(reg, keyconfig);
+
+		if (b)
+			n = *b;		/* mod_revision: the one to compare */
+		else {
+			memset(&n, 0, sizeof(n));
+			snprintf(n.workspace, sizeof(n.workspace), "%s", workspace);
+		}
+		snprintf(n.keyconfig, sizeof(n.keyconfig), "%s", keyconfig);
+		if (acc)
+			n.access = *acc;
+		n.created = (int64_t)time(NULL);
+		return lc_regetcd_put_binding(reg, &n, &k, err);
+	}
 	if (!b) {
 		b = realloc(reg->bind, (reg->nbind + 1) * sizeof(*b));
 		if (!b)
@@ -526,6 +649,11 @@ int lc_registry_unbind(struct lc_registry *reg, const char *workspace, struct lc
 	if (!b)
 		return lc_err(err, -ENOENT, LC_ERRC_INVALID, "workspace \"%s\" is not bound",
 			      workspace ? workspace : "");
+	if (reg->etcd) {
+		struct lc_binding old = *b;
+
+		return lc_regetcd_delete_binding(reg, &old, err);
+	}
 	i = (size_t)(b - reg->bind);
 	memmove(&reg->bind[i], &reg->bind[i + 1], (reg->nbind - i - 1) * sizeof(*reg->bind));
 	reg->nbind--;
@@ -544,6 +672,15 @@ int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
 			      workspace ? workspace : "");
 	if (hook && (r = lc_hook_check(hook, err)) < 0)
 		return r;
+	if (reg->etcd) {
+		struct lc_binding n = *b;
+
+		if (hook)
+			n.hook = *hook;
+		else
+			memset(&n.hook, 0, sizeof(n.hook));
+		return lc_regetcd_put_binding(reg, &n, NULL, err);
+	}
 	if (hook)
 		b->hook = *hook;
 	else
@@ -562,6 +699,13 @@ int lc_registry_set_canary(struct lc_registry *reg, const char *name, const char
 			      name ? name : "");
 	if ((r = canary_check(b64, sha256_hex, err)) < 0)
 		return r;
+	if (reg->etcd) {
+		struct lc_keyconfig n = *kc;
+
+		snprintf(n.canary, sizeof(n.canary), "%s", b64);
+		snprintf(n.canary_sha256, sizeof(n.canary_sha256), "%s", sha256_hex);
+		return lc_regetcd_put_keyconfig(reg, &n, err);
+	}
 	snprintf(kc->canary, sizeof(kc->canary), "%s", b64);
 	snprintf(kc->canary_sha256, sizeof(kc->canary_sha256), "%s", sha256_hex);
 	return commit(reg, err);

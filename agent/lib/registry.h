@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
 #include <lakecrypt/ondisk.h>
 
 #include "hook.h"
@@ -53,6 +54,9 @@ struct lc_keyconfig {
 	 * never stored.  "" while there is none yet. */
 	char canary[LC_CANARY_B64_SIZE];
 	char canary_sha256[65];
+	/* etcd backend: the mod_revision of <prefix>keyconfigs/<name> this
+	 * copy is from (compare-and-swap of a change); 0 with the file. */
+	int64_t mod_revision;
 };
 
 #define LC_WS_MAX_GROUPS	16
@@ -83,9 +87,21 @@ struct lc_binding {
 	int64_t created;
 	struct lc_ws_access access;
 	struct lc_ws_hook hook;		/* compute termination after a revocation */
+	int64_t mod_revision;		/* etcd: of <prefix>bindings/<workspace>; 0 file */
 };
 
+struct lc_regetcd;
+
+/*
+ * The registry in memory, and where it is kept: the file (path set, etcd
+ * NULL) or etcd (registry-etcd.h: etcd set, path NULL; the arrays are the
+ * copy kept by its watch, changed only under the caller's lock).  The
+ * functions below are the same for both: a change is written first (the
+ * file atomically; etcd as a compare-and-swap transaction) and is in
+ * memory only once written.
+ */
 struct lc_registry {
+	struct lc_regetcd *etcd;
 	char *path;
 	struct lc_keyconfig *kc;
 	size_t nkc;
@@ -144,5 +160,21 @@ int lc_registry_set_canary(struct lc_registry *reg, const char *name, const char
  * termination hook of bound @workspace.  -ENOENT if it is not bound. */
 int lc_registry_set_hook(struct lc_registry *reg, const char *workspace,
 			 const struct lc_ws_hook *hook, struct lc_error *err);
+
+/* ---- for the backends (registry-etcd.c) ---- */
+
+/* An entry as JSON, the shape of registry.json's entries (new object). */
+json_object *lc_keyconfig_to_json(const struct lc_keyconfig *kc);
+json_object *lc_binding_to_json(const struct lc_binding *b);
+/* An entry from JSON, every field checked as registry.json's are (unknown
+ * members ignored; mod_revision 0).  0, or -EINVAL and *@why. */
+int lc_keyconfig_from_json(json_object *o, struct lc_keyconfig *kc, const char **why);
+int lc_binding_from_json(json_object *o, struct lc_binding *b, const char **why);
+/* Memory only, no write: add or replace the entry of that name; remove it
+ * (absent: nothing).  -ENOMEM. */
+int lc_registry_mem_put_keyconfig(struct lc_registry *reg, const struct lc_keyconfig *kc);
+int lc_registry_mem_put_binding(struct lc_registry *reg, const struct lc_binding *b);
+void lc_registry_mem_del_keyconfig(struct lc_registry *reg, const char *name);
+void lc_registry_mem_del_binding(struct lc_registry *reg, const char *workspace);
 
 #endif /* LC_REGISTRY_H */

@@ -3,6 +3,8 @@
 # cluster on loopback (Debian's etcd-server, tests/etcd/cluster.sh: mutual
 # TLS, certificates made here, ephemeral ports), through the test driver
 # tests/etcd/etcd-client.c built with ASan and UBSan.
+# Then three lakecrypt agents sharing the cluster as their registry
+# (tests/etcd/fleet.sh).
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -277,5 +279,9 @@ expect "after the restart: watch catches up from $fo_next" ok 10000 "${all[@]}" 
 grep -q '^ev PUT /lc/fo/2 after' <<<"$last"; check "...replaying the write made during the outage of member 1" $?
 expect "after the restart: CAS works" ok 5000 "${all[@]}" cas /lc/kc/new 0 again
 grep -qx conflict <<<"$last"; check "...and still sees the existing key" $?
+
+
+# ---- agents in a fleet (tests/etcd/fleet.sh) ---------------------------------------------
+. "$top/tests/etcd/fleet.sh"
 
 finish

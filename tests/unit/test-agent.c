@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "../../agent/daemon/clients.c"
+#include "../../agent/daemon/fleet.c"
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/open-claim.c"
@@ -2986,6 +2987,48 @@ static void test_kill_scope_keyconfig(void **state)
 	agent_unlock(&t->a);
 }
 
+/* A revocation record from etcd (fleet.c, registry-etcd.h): one for
+ * another CMK, or for this CMK under another key configuration, kills
+ * nothing; one for this CMK kills every volume under it, through the
+ * watcher's kill path, at once; the agent counts it. */
+static void test_fleet_record_kills(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_revocation rec;
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.key_ref, sizeof(rec.key_ref), "lk-not-this-one");
+	snprintf(rec.agent, sizeof(rec.agent), "node-2");
+	snprintf(rec.cause, sizeof(rec.cause), "revoked by uid 0 on node-2");
+	rec.mod_revision = 7;
+	agent_relock(&t->a);
+	fleet_record(&t->a, &rec);
+	agent_unlock(&t->a);
+	snprintf(rec.key_ref, sizeof(rec.key_ref), "%s", t->cmk);
+	snprintf(rec.keyconfig, sizeof(rec.keyconfig), "kc-other");
+	agent_relock(&t->a);
+	fleet_record(&t->a, &rec);
+	agent_unlock(&t->a);
+	usleep(200000);
+	assert_false(dev_revoked("v1"));
+	assert_false(dev_revoked("v2"));
+	rec.keyconfig[0] = '\0';
+	rec.mod_revision = 8;
+	agent_relock(&t->a);
+	fleet_record(&t->a, &rec);
+	assert_int_equal(t->a.fleet_records, 3);
+	assert_int_equal(t->a.fleet_volumes, 2);
+	agent_unlock(&t->a);
+	for (int i = 0; i < 100 && !(dev_revoked("v1") && dev_revoked("v2")); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	assert_true(dev_revoked("v2"));
+	assert_status_revoked(t, "v1");
+	assert_status_revoked(t, "v2");
+}
+
 /* ---- names: one name, one volume, one workspace (issue 11) ---- */
 
 /* Format disk @disk in @ws (not opened); its uuid into @uuid. */
@@ -4250,6 +4293,7 @@ int main(void)
 		T(test_kill_stops_rekey_segment),
 		T(test_kill_matches_running_ops),
 		T(test_kill_scope_keyconfig),
+		T(test_fleet_record_kills),
 		T(test_name_reserved_by_lakecrypttab),
 		T(test_tab_wrong_uuid_refused_before_kms),
 		T(test_wrong_volume_held_is_revoked),

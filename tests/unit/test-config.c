@@ -321,6 +321,9 @@ static void test_limits(void **state)
 	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = /tmp/p\n", &e), 0);
 	assert_string_equal(c.test_segrekey_pause_file, "/tmp/p");
 	assert_int_equal(parse(&c, "[test]\nsegrekey_pause_file = p\n", &e), -EINVAL);
+	assert_int_equal(parse(&c, "[test]\nregistry_pause_file = /tmp/rp\n", &e), 0);
+	assert_string_equal(c.test_registry_pause_file, "/tmp/rp");
+	assert_int_equal(parse(&c, "[test]\nregistry_pause_file = rp\n", &e), -EINVAL);
 	assert_int_equal(parse(&c, "[agent]\nsegrekey_pause_file = /tmp/p\n", &e), -EINVAL);
 }
 
@@ -341,6 +344,93 @@ static void test_example_is_defaults(void **state)
 		fail_msg("%s", e.msg);
 	lc_config_defaults(&d);
 	assert_memory_equal(&c, &d, sizeof(c));
+}
+
+/* [registry]: file by default and needing nothing; etcd with its keys;
+ * each bad value, and the combinations that cannot work, refused with the
+ * file, the line and what would do. */
+static void test_registry(void **state)
+{
+	static const struct {
+		const char *text, *needle;
+	} bad[] = {
+		{ "[registry]\nbackend = consul\n",
+		  "agent.conf:2: backend = \"consul\": expected file or etcd" },
+		{ "[registry]\nbackend = etcd\nca = /ca.pem\n",
+		  "agent.conf:2: [registry] backend = etcd needs endpoints" },
+		{ "[registry]\nbackend = etcd\nendpoints = https://a:2379\n",
+		  "agent.conf:2: [registry] backend = etcd needs ca" },
+		{ "[registry]\nbackend = etcd\nendpoints = https://a:2379\nca = /ca\ncert = /c\n",
+		  "agent.conf:5: [registry] cert and key go together: cert is set, key is not" },
+		{ "[registry]\nbackend = etcd\nendpoints = https://a:2379\nca = /ca\nkey = /k\n",
+		  "agent.conf:5: [registry] cert and key go together: key is set, cert is not" },
+		{ "[registry]\nendpoints = https://a:2379\n",
+		  "agent.conf:2: [registry] endpoints is set but backend is file (the default): set backend = etcd to use etcd, or remove endpoints" },
+		{ "[registry]\nbackend = file\nprefix = /x/\n",
+		  "agent.conf:3: [registry] prefix is set but backend is file: set backend = etcd" },
+		{ "[registry]\nendpoints = http://a:2379\n",
+		  "agent.conf:2: endpoints: \"http://a:2379\" is not an etcd member: expected https://host[:port]" },
+		{ "[registry]\nendpoints = https://a:2379/v3\n", "\"https://a:2379/v3\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://a:0\n", "\"https://a:0\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://a:65536\n", "\"https://a:65536\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://a:\n", "\"https://a:\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://:2379\n", "\"https://:2379\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://u@a:2379\n", "\"https://u@a:2379\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://a,,https://b\n", "\"\" is not an etcd member" },
+		{ "[registry]\nendpoints = https://a,\n", "endpoints ends with a comma" },
+		{ "[registry]\nendpoints = https://[::1:2379\n", "is not an etcd member" },
+		{ "[registry]\nendpoints = https://a,https://b,https://c,https://d,https://e,https://f,https://g,https://h,https://i,https://j,https://k,https://l,https://m,https://n,https://o,https://p,https://q\n",
+		  "endpoints: more than 16 members" },
+		{ "[registry]\nprefix = lakecrypt/\n", "prefix = \"lakecrypt/\": expected a key prefix that starts and ends with '/'" },
+		{ "[registry]\nprefix = /lakecrypt\n", "expected a key prefix that starts and ends with '/'" },
+		{ "[registry]\nprefix = /lake crypt/\n", "expected a key prefix" },
+		{ "[registry]\nca = relative.pem\n", "ca = \"relative.pem\" is not an absolute path" },
+		{ "[registry]\ntimeout_ms = 0\n", "timeout_ms = \"0\" is not usable: expected a whole number from 1 to 600000" },
+		{ "[registry]\nwatch_idle_s = 86401\n", "watch_idle_s = \"86401\" is not usable" },
+		{ "[registry]\nretry_max_ms = 99\n", "retry_max_ms = \"99\" is not usable: expected a whole number from 100" },
+		{ "[registry]\nbackend = etcd\nbackend = file\n", "backend is set twice in [registry]" },
+		{ "[registry]\nserver = x\n", "unknown key \"server\" in [registry]: expected one of backend, endpoints, ca, cert, key, prefix" },
+	};
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	/* The default: the file, nothing else needed. */
+	assert_int_equal(parse(&c, "", &e), 0);
+	assert_false(c.registry_etcd);
+	assert_string_equal(c.registry_prefix, "/lakecrypt/");
+	assert_int_equal(c.registry_connect_timeout_ms, 2000);
+	assert_int_equal(c.registry_timeout_ms, 5000);
+	assert_int_equal(c.registry_watch_idle_s, 660);
+	assert_int_equal(c.registry_retry_max_ms, 10000);
+	assert_int_equal(parse(&c, "[registry]\nbackend = file\n", &e), 0);
+	assert_false(c.registry_etcd);
+	assert_int_equal(parse(&c, "[registry]\nbackend = etcd\n"
+				   "endpoints = https://10.0.0.1:2379, https://etcd-2.example:2379,https://[::1]:2379,https://h\n"
+				   "ca = /etc/lc/ca.pem\ncert = /etc/lc/c.pem\nkey = /etc/lc/c.key\n"
+				   "prefix = /fleet/eu-1/\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n"
+				   "watch_idle_s = 30\nretry_max_ms = 2000\n", &e), 0);
+	assert_true(c.registry_etcd);
+	assert_string_equal(c.registry_endpoints,
+			    "https://10.0.0.1:2379, https://etcd-2.example:2379,https://[::1]:2379,https://h");
+	assert_string_equal(c.registry_ca, "/etc/lc/ca.pem");
+	assert_string_equal(c.registry_cert, "/etc/lc/c.pem");
+	assert_string_equal(c.registry_key, "/etc/lc/c.key");
+	assert_string_equal(c.registry_prefix, "/fleet/eu-1/");
+	assert_int_equal(c.registry_connect_timeout_ms, 500);
+	assert_int_equal(c.registry_timeout_ms, 1500);
+	assert_int_equal(c.registry_watch_idle_s, 30);
+	assert_int_equal(c.registry_retry_max_ms, 2000);
+	/* Without a client certificate (a cluster without --client-cert-auth). */
+	assert_int_equal(parse(&c, "[registry]\nbackend = etcd\nendpoints = https://a:2379\nca = /ca\n",
+			       &e), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&e, 0, sizeof(e));
+		if (parse(&c, bad[i].text, &e) != -EINVAL || e.cls != LC_ERRC_MISCONFIG ||
+		    !strstr(e.msg, bad[i].needle))
+			fail_msg("case %zu (%s): got \"%s\", wanted \"%s\"", i, bad[i].text, e.msg,
+				 bad[i].needle);
+	}
 }
 
 /* [revocation] as a whole: the watcher's own denials must be able to
@@ -506,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_inline_comments),
 		cmocka_unit_test(test_example_is_defaults),
+		cmocka_unit_test(test_registry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

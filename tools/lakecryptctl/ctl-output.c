@@ -471,6 +471,48 @@ static void unavailable_providers(FILE *f, struct json_object *result)
 	}
 }
 
+/* The registry's backend; with etcd: reachable or not, the watch's
+ * revision, the last full read and the revocation records acted on. */
+static void registry_line(FILE *f, struct json_object *result)
+{
+	struct json_object *r, *x;
+	char backend[16], err[512], when[64] = "never";
+	int64_t last, since;
+
+	if (!json_object_object_get_ex(result, "registry", &r) ||
+	    !json_object_is_type(r, json_type_object))
+		return;
+	lc_ctl_sanitize(json_object_object_get_ex(r, "backend", &x) ? json_object_get_string(x) : "?",
+			backend, sizeof(backend));
+	if (strcmp(backend, "etcd")) {
+		fprintf(f, "Registry: %s\n", backend);
+		return;
+	}
+	last = json_object_object_get_ex(r, "last_full_read", &x) ? json_object_get_int64(x) : 0;
+	since = json_object_object_get_ex(r, "unreachable_since", &x) ? json_object_get_int64(x) : 0;
+	if (last > 0) {
+		time_t t = (time_t)last;
+		struct tm tm;
+
+		if (gmtime_r(&t, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	fprintf(f, "Registry: etcd %s, watch revision %" PRId64 ", last full read %s, full reads %" PRId64 ", compactions %" PRId64 ", revocation records acted on %" PRId64 " (volumes killed %" PRId64 ")\n",
+		json_object_object_get_ex(r, "reachable", &x) && json_object_get_boolean(x) ?
+		"reachable" : "UNREACHABLE",
+		json_object_object_get_ex(r, "watch_revision", &x) ? json_object_get_int64(x) : 0,
+		when,
+		json_object_object_get_ex(r, "full_reads", &x) ? json_object_get_int64(x) : 0,
+		json_object_object_get_ex(r, "compactions", &x) ? json_object_get_int64(x) : 0,
+		json_object_object_get_ex(r, "records_acted", &x) ? json_object_get_int64(x) : 0,
+		json_object_object_get_ex(r, "volumes_killed", &x) ? json_object_get_int64(x) : 0);
+	if (since > 0 && json_object_object_get_ex(r, "last_error", &x)) {
+		lc_ctl_sanitize(json_object_get_string(x), err, sizeof(err));
+		fprintf(f, "Registry etcd unreachable since %" PRId64 " (epoch s): %s; the agent works on its copy\n",
+			since, err);
+	}
+}
+
 static int status(FILE *f, struct json_object *result, bool detail)
 {
 	struct json_object *vols, *cmks;
@@ -501,6 +543,7 @@ static int status(FILE *f, struct json_object *result, bool detail)
 	}
 	kms_calls(f, result);
 	unavailable_providers(f, result);
+	registry_line(f, result);
 	return 0;
 }
 
@@ -531,21 +574,27 @@ static void results(FILE *f, struct json_object *result)
 
 static int revoked(FILE *f, struct json_object *result)
 {
-	struct json_object *names;
-	char buf[256];
+	struct json_object *names, *x;
+	char buf[512];
 
 	if (!json_object_object_get_ex(result, "revoked", &names) ||
 	    !json_object_is_type(names, json_type_array)) {
 		render_object(f, result, NULL);
 		return 0;
 	}
-	if (!json_object_array_length(names)) {
+	if (!json_object_array_length(names))
 		fprintf(f, "No open volume was under it: nothing revoked.\n");
-		return 0;
-	}
 	for (size_t i = 0; i < json_object_array_length(names); i++) {
 		value_str(NULL, json_object_array_get_idx(names, i), buf, sizeof(buf));
 		fprintf(f, "Revoked %s\n", buf);
+	}
+	/* With the registry in etcd: the record every agent acts on. */
+	if (json_object_object_get_ex(result, "fleet_record", &x)) {
+		lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+		fprintf(f, "Revocation record written for the fleet: %s\n", buf);
+	} else if (json_object_object_get_ex(result, "fleet_error", &x)) {
+		lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+		fprintf(f, "Revocation record NOT written (other agents rely on their own KMS probes): %s\n", buf);
 	}
 	return 0;
 }
