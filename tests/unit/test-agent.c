@@ -49,6 +49,10 @@
 #define OPER_UID	1234
 #define OPER_GID	991	/* group "lakecrypt" */
 #define MAX_DEVS	16
+/* Polls for something the agent does on another thread: 20 ms steps, up
+ * to 30 s (it ends as soon as it happens; the bound only ends a hung
+ * test, and a loaded host under ASan has taken more than 5 s). */
+#define WAIT_STEPS	1500
 
 /* ---- a thread-safe fake kernel ---- */
 
@@ -1009,14 +1013,14 @@ static void test_watcher(void **state)
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
 	/* confirm_denials = 2 (the default): one denial is not enough... */
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 250 && cmk_field(t, "denials") < 1; i++)
+	for (int i = 0; i < WAIT_STEPS && cmk_field(t, "denials") < 1; i++)
 		usleep(20000);
 	assert_int_equal(cmk_field(t, "denials"), 1);
 	assert_false(dev_revoked("v1"));
 	/* ...the second, a watch interval later, confirms it. */
 	later_gap(t);
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_status_revoked(t, "v1");
@@ -1076,14 +1080,14 @@ static void test_revocation_window_edge(void **state)
 	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
 	/* 301 s between two watcher denials: the first has left the window */
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 250 && cmk_field(t, "denials") < 1; i++)
+	for (int i = 0; i < WAIT_STEPS && cmk_field(t, "denials") < 1; i++)
 		usleep(20000);
 	assert_int_equal(cmk_field(t, "denials"), 1);
 	p0 = cmk_field(t, "probes");
 	later(301);
 	s0 = slept_ns();
 	agent_watch_tick(&t->a);
-	for (int i = 0; i < 250 && cmk_field(t, "probes") <= p0; i++)
+	for (int i = 0; i < WAIT_STEPS && cmk_field(t, "probes") <= p0; i++)
 		usleep(20000);
 	assert_true(cmk_field(t, "probes") > p0);
 	usleep(200000);
@@ -1095,7 +1099,7 @@ static void test_revocation_window_edge(void **state)
 	later((unsigned int)(299 - (slept_ns() - s0) / 1000000000ULL));
 	agent_watch_tick(&t->a);
 	/* each volume's revocation runs on a thread of its own: wait for both */
-	for (int i = 0; i < 250 && !(dev_revoked("v1") && dev_revoked("v2")); i++)
+	for (int i = 0; i < WAIT_STEPS && !(dev_revoked("v1") && dev_revoked("v2")); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_true(dev_revoked("v2"));
@@ -1576,7 +1580,7 @@ static void test_canary_catches_policy(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_status_revoked(t, "v1");
@@ -1886,7 +1890,7 @@ static void test_forged_header_open(void **state)
 	assert_int_equal(kc_field(t, "", "denials"), 1);
 	later_gap(t);
 	assert_int_not_equal(call(t, "volume.open", jargs(a), NULL, &err), 0);
-	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));
 }
@@ -1914,7 +1918,7 @@ static void test_keyconfig_isolation(void **state)
 	/* kca's statements removed: kca's canary and volumes denied */
 	mk.deny_ctx = "keyconfig=kca";
 	ticks(t, 3);
-	for (int i = 0; i < 250 && !dev_revoked("va"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("va"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("va"));
 	assert_false(dev_revoked("vb"));
@@ -1934,7 +1938,7 @@ static void test_keyconfig_isolation(void **state)
 	/* kcb's statements removed too: now kcb's die */
 	mk.deny_ctx = "keyconfig=kcb";
 	ticks(t, 3);
-	for (int i = 0; i < 250 && !(dev_revoked("vb") && dev_revoked("vb2")); i++)
+	for (int i = 0; i < WAIT_STEPS && !(dev_revoked("vb") && dev_revoked("vb2")); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vb"));
 	assert_true(dev_revoked("vb2"));
@@ -1951,7 +1955,7 @@ static void test_key_denial_kills_all(void **state)
 	ticks(t, 1);
 	mk.st[1] = LC_KEY_DISABLED;
 	ticks(t, 2);
-	for (int i = 0; i < 250 && !(dev_revoked("va") && dev_revoked("vb")); i++)
+	for (int i = 0; i < WAIT_STEPS && !(dev_revoked("va") && dev_revoked("vb")); i++)
 		usleep(20000);
 	assert_true(dev_revoked("va"));
 	assert_true(dev_revoked("vb"));
@@ -2020,7 +2024,7 @@ static void test_probe_versions_in_use(void **state)
 	check_once(t, "detail", out, sizeof(out), NULL);
 	assert_non_null(strstr(out, MOCK_KEY "/cryptoKeyVersions/1"));
 	assert_non_null(strstr(out, "disabled"));
-	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));	/* two denials: confirmed */
 }
@@ -2069,7 +2073,7 @@ static void test_stale_canary_replaced(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));
 }
@@ -2154,7 +2158,7 @@ static void test_open_forgets_no_denial(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("vg"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));
 }
@@ -2201,7 +2205,7 @@ static void test_no_false_kill(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 }
@@ -2220,7 +2224,7 @@ static void test_fail_closed(void **state)
 	usleep(1100000);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "fail-closed");
-	for (int i = 0; i < 250 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	set_fault(t, NULL);
@@ -2300,7 +2304,7 @@ static void test_flaky_kms_no_kill(void **state)
 	/* two probes a gap (150 s) apart: within confirm_window_s (300 s) */
 	assert_true((uint64_t)(t->a.cfg.confirm_denials - 1) * agent_min_gap_ms(&t->a) +
 		    2 * 1000 <= (uint64_t)t->a.cfg.confirm_window_s * 1000);
-	for (int i = 0; i < 250 && !dev_revoked("vf"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vf"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vf"));
 }
@@ -2335,7 +2339,7 @@ static void test_state_denial_needs_canary(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("vf"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vf"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vf"));
 }
@@ -2367,7 +2371,7 @@ static void test_disabled_primary_counts(void **state)
 	later_gap(t);
 	check_once(t, "verdict", out, sizeof(out), NULL);
 	assert_string_equal(out, "revoke");
-	for (int i = 0; i < 250 && !dev_revoked("vv"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vv"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vv"));
 }
