@@ -910,6 +910,10 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	r = wipe_signatures(fd, a->device, wiped, sizeof(wiped), err);
 	if (!r && detached)
 		r = wipe_signatures(hfd, a->header, wiped_h, sizeof(wiped_h), err);
+	if (wiped[0] || wiped_h[0])	/* for the audit record, success or not */
+		snprintf(detail, sizeof(detail), "wiped signatures (type@byte offset): %s%s%s",
+			 wiped, wiped[0] && wiped_h[0] ? "; header: " :
+			 wiped_h[0] ? "header: " : "", wiped_h);
 	lc_header_layout(count, key_size, NULL, &area, NULL, NULL);
 	if (!r)
 		r = erase_old(fd, a->device, detached ? 0 : 2 * area, err);
@@ -928,10 +932,6 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 		a->device, uuid_str, h->workspace, h->project, count, seg_bytes, h->cmk_id,
 		h->cmk_version[0] ? h->cmk_version : "-", detached ? ", header in " : "",
 		detached ? a->header : "");
-	if (wiped[0] || wiped_h[0])
-		snprintf(detail, sizeof(detail), "wiped signatures (type@byte offset): %s%s%s",
-			 wiped[0] ? wiped : "", wiped[0] && wiped_h[0] ? "; header: " :
-			 wiped_h[0] ? "header: " : "", wiped_h);
 	audit_d(env, "format", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0,
 		detail[0] ? detail : NULL);
 	if (out) {
@@ -940,7 +940,8 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	}
 	return 0;
 fail:
-	audit(env, "format", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	audit_d(env, "format", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0,
+		detail[0] ? detail : NULL);
 	return r;
 }
 

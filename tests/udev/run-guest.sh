@@ -102,6 +102,8 @@ dd if=/lakecrypt/udev/md10-40M.bin of=/tmp/md.img bs=512 seek=81904 conv=notrunc
 LOOPMD=$(losetup -f) && losetup "$LOOPMD" /tmp/md.img || lc_bail "losetup md"
 change "$LOOPMD"
 lc_eq "md 1.0 member: udev ID_FS_TYPE before format" linux_raid_member "$(prop "$LOOPMD" ID_FS_TYPE)"
+lc_eq "md 1.0 member: udev's builtin blkid before format" ID_FS_TYPE=linux_raid_member \
+	"$(udevadm test-builtin blkid "/sys/class/block/${LOOPMD#/dev/}" 2>/dev/null | grep '^ID_FS_TYPE=')"
 ctl format "$LOOPMD" --workspace fin --project oldraid --segment-size 1M --batch >/dev/null 2>&1
 lc_eq "md 1.0 member: format without --force refused (exit)" 1 "$?"
 ctl format "$LOOPMD" --workspace fin --project oldraid --segment-size 1M --force --batch >/dev/null
