@@ -409,6 +409,116 @@ static int blkid_signature(int fd, char *type, size_t size)
 	return found;
 }
 
+/* Most signatures one format wipes off one device: more is a device that
+ * keeps growing them back (or a prober loop), refused. */
+#define WIPE_MAX 64
+
+/* A prober for every signature libblkid knows on @fd, with the offsets of
+ * their magic bytes; NULL if it cannot be set up (*@rc: -errno, or 0 for
+ * an empty device). */
+static blkid_probe magic_probe(int fd, int *rc)
+{
+	blkid_probe pr = blkid_new_probe();
+
+	*rc = -ENOMEM;
+	if (!pr)
+		return NULL;
+	if (blkid_probe_set_device(pr, fd, 0, 0) != 0) {
+		blkid_free_probe(pr);
+		*rc = 0;	/* nothing to probe (e.g. empty) */
+		return NULL;
+	}
+	/* As wipefs(8): superblocks (also those with a bad checksum, which
+	 * other tools may still act on) and partition tables, by magic. */
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_MAGIC |
+					  BLKID_SUBLKS_BADCSUM);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC | BLKID_PARTS_FORCE_GPT);
+	return pr;
+}
+
+/* The type and magic offset (bytes) of what @pr just found, as "type@offset". */
+static void found_name(blkid_probe pr, char *out, size_t size)
+{
+	const char *type = NULL, *off = NULL;
+
+	if (!blkid_probe_lookup_value(pr, "TYPE", &type, NULL))
+		blkid_probe_lookup_value(pr, "SBMAGIC_OFFSET", &off, NULL);
+	else if (!blkid_probe_lookup_value(pr, "PTTYPE", &type, NULL))
+		blkid_probe_lookup_value(pr, "PTMAGIC_OFFSET", &off, NULL);
+	snprintf(out, size, "%.32s@%.24s", type ? type : "unknown", off ? off : "?");
+}
+
+/*
+ * Erase the magic bytes of every signature libblkid finds anywhere on @fd
+ * (file systems, RAID members such as an md 1.0 superblock 8 KiB before the
+ * end, LUKS, swap, partition tables), as wipefs(8) -a and cryptsetup's
+ * luksFormat do: blkid_do_probe()/blkid_do_wipe() until nothing is left,
+ * then fsync.  Without this, a signature outside the lakecrypt header area
+ * survives a format: udev's blkid names the device after it (e.g.
+ * ID_FS_TYPE=linux_raid_member), the lakecrypt rule skips it, mdadm may
+ * assemble it.  Then a new probe must find nothing: -EEXIST (INVALID)
+ * naming what is still there.  @done receives "type@offset, ..." (byte
+ * offsets of the magic; never contents) of what was wiped, "" for nothing;
+ * -EIO/-errno (INTERNAL) if the probe or a write fails.
+ */
+static int wipe_signatures(int fd, const char *path, char *done, size_t size,
+			   struct lc_error *err)
+{
+	char one[64];
+	size_t len = 0;
+	blkid_probe pr;
+	int rc, n = 0;
+
+	done[0] = '\0';
+	pr = magic_probe(fd, &rc);
+	if (!pr && rc < 0)
+		return lc_err(err, rc, LC_ERRC_INTERNAL, "cannot probe %s for signatures: %s", path,
+			      strerror(-rc));
+	while (pr && n < WIPE_MAX && (rc = blkid_do_probe(pr)) == 0) {
+		found_name(pr, one, sizeof(one));
+		/* Moves the prober back a step: the same area is probed again. */
+		errno = 0;
+		if (blkid_do_wipe(pr, 0) != 0) {
+			int e = errno ? errno : EIO;
+
+			blkid_free_probe(pr);
+			return lc_err(err, -e, LC_ERRC_INTERNAL,
+				      "cannot wipe the %s signature on %s: %s", one, path, strerror(e));
+		}
+		if (len < size)
+			len += (size_t)snprintf(done + len, size - len, "%s%s", n ? ", " : "", one);
+		n++;
+	}
+	blkid_free_probe(pr);
+	if (rc < 0)
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "cannot probe %s for signatures", path);
+	if (n && fsync(fd) < 0)
+		return lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot write %s: %s", path,
+			      strerror(errno));
+	if (n)
+		lc_info("%s: wiped %d signature%s (type@byte offset): %s", path, n,
+			n > 1 ? "s" : "", done);
+
+	/* What a new prober (as udev's blkid) still sees is refused. */
+	pr = magic_probe(fd, &rc);
+	if (!pr && rc < 0)
+		return lc_err(err, rc, LC_ERRC_INTERNAL, "cannot probe %s for signatures: %s", path,
+			      strerror(-rc));
+	rc = pr ? blkid_do_probe(pr) : 1;
+	if (rc == 0)
+		found_name(pr, one, sizeof(one));
+	blkid_free_probe(pr);
+	if (rc == 0)
+		return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+			      "%s still holds a %s signature (libblkid) after wiping %d: not formatted; erase it with wipefs and retry",
+			      path, one, n);
+	if (rc < 0)
+		return lc_err(err, -EIO, LC_ERRC_INTERNAL, "cannot probe %s for signatures", path);
+	return 0;
+}
+
 /* Zero bytes [0, @end) of @fd and make it durable. */
 static int zero_range(int fd, uint64_t end)
 {
@@ -671,6 +781,7 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	uint32_t count = 0;
 	uint8_t uuid[LC_UUID_LEN];
 	char ctx[LC_KEK_CONTEXT_MAX], uuid_str[LC_UUID_STR_LEN], real[PATH_MAX];
+	char wiped[512] = "", wiped_h[256] = "", detail[800] = "";
 	struct lc_kek_identity kid;
 	bool detached = a->header && *a->header;
 	struct stat st;
@@ -793,8 +904,19 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 		goto fail;
 	/* Nothing of an earlier volume may survive: both old copies with
 	 * their wrapped keys, on the data device and in the header file. */
+	/* Nor any other signature, anywhere on the device (or the header
+	 * file): wiped (and named) first, and all of it before the new
+	 * header is written, so that nothing wipes inside it. */
+	r = wipe_signatures(fd, a->device, wiped, sizeof(wiped), err);
+	if (!r && detached)
+		r = wipe_signatures(hfd, a->header, wiped_h, sizeof(wiped_h), err);
+	if (wiped[0] || wiped_h[0])	/* for the audit record, success or not */
+		snprintf(detail, sizeof(detail), "wiped signatures (type@byte offset): %s%s%s",
+			 wiped, wiped[0] && wiped_h[0] ? "; header: " :
+			 wiped_h[0] ? "header: " : "", wiped_h);
 	lc_header_layout(count, key_size, NULL, &area, NULL, NULL);
-	r = erase_old(fd, a->device, detached ? 0 : 2 * area, err);
+	if (!r)
+		r = erase_old(fd, a->device, detached ? 0 : 2 * area, err);
 	if (!r && detached) {
 		if (ftruncate(hfd, 0) < 0 && errno != EINVAL)	/* EINVAL: a block device */
 			r = lc_err(err, -errno, LC_ERRC_INTERNAL, "cannot truncate %s: %s",
@@ -810,14 +932,16 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 		a->device, uuid_str, h->workspace, h->project, count, seg_bytes, h->cmk_id,
 		h->cmk_version[0] ? h->cmk_version : "-", detached ? ", header in " : "",
 		detached ? a->header : "");
-	audit(env, "format", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0);
+	audit_d(env, "format", LC_AUDIT_SUCCESS, &ids, &rep, NULL, now_ms() - t0,
+		detail[0] ? detail : NULL);
 	if (out) {
 		*out = h;
 		h = NULL;
 	}
 	return 0;
 fail:
-	audit(env, "format", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0);
+	audit_d(env, "format", LC_AUDIT_FAILURE, &ids, NULL, err, now_ms() - t0,
+		detail[0] ? detail : NULL);
 	return r;
 }
 

@@ -184,7 +184,11 @@ struct lc_format_args {
  * Format @a->device in workspace @a->workspace under key configuration
  * @kc (the caller resolved the binding).  Segments: the data area divided
  * by the segment size, rounded up (the last one may be shorter).  @out
- * (may be NULL) receives the header written.
+ * (may be NULL) receives the header written.  Before the header is
+ * written, every signature libblkid finds anywhere on the device (and a
+ * detached header device) is wiped, as wipefs -a does (only --force gets
+ * there when one is valid); the log and audit record name them
+ * (type@byte offset); -EEXIST if libblkid still finds one after that.
  */
 int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
 		     const struct lc_format_args *a, struct lc_header **out,

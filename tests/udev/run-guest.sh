@@ -92,6 +92,35 @@ lc_eq "zeroed disk (ram2): no ID_FS_TYPE" "" "$(prop /dev/ram2 ID_FS_TYPE)"
 lc_eq "zeroed disk (ram2): no LAKECRYPT_ property" "" "$(udevadm info --query=property --name=/dev/ram2 | grep '^LAKECRYPT_')"
 lc_eq "nothing else in /dev/disk/by-lakecrypt/fin" "broken-a ledger on-loop on-virtio" "$(ls /dev/disk/by-lakecrypt/fin | tr '\n' ' ' | sed 's/ $//')"
 
+# A reused md 1.0 member (superblock 8 KiB before the end, outside the
+# header area; md10-40M.bin is tests/udev/mk-md10.py's output for 40 MiB):
+# format --force wipes it, so udev's blkid leaves ID_FS_TYPE to the
+# lakecrypt probe and the links appear.  A loop device: 60-persistent-storage
+# does not run blkid on ram*.
+dd if=/dev/zero of=/tmp/md.img bs=1M count=40 2>/dev/null
+dd if=/lakecrypt/udev/md10-40M.bin of=/tmp/md.img bs=512 seek=81904 conv=notrunc 2>/dev/null
+LOOPMD=$(losetup -f) && losetup "$LOOPMD" /tmp/md.img || lc_bail "losetup md"
+change "$LOOPMD"
+lc_eq "md 1.0 member: udev ID_FS_TYPE before format" linux_raid_member "$(prop "$LOOPMD" ID_FS_TYPE)"
+lc_eq "md 1.0 member: udev's builtin blkid before format" ID_FS_TYPE=linux_raid_member \
+	"$(udevadm test-builtin blkid "/sys/class/block/${LOOPMD#/dev/}" 2>/dev/null | grep '^ID_FS_TYPE=')"
+ctl format "$LOOPMD" --workspace fin --project oldraid --segment-size 1M --batch >/dev/null 2>&1
+lc_eq "md 1.0 member: format without --force refused (exit)" 1 "$?"
+ctl format "$LOOPMD" --workspace fin --project oldraid --segment-size 1M --force --batch >/dev/null
+lc_result $? "md 1.0 member: format --force"
+change "$LOOPMD"
+UMD=$(lakecrypt-probe "$LOOPMD" | sed -n 's/^ID_FS_UUID=//p')
+lc_eq "md 1.0 member after format --force: udev's builtin blkid finds nothing" "" \
+	"$(udevadm test-builtin blkid "/sys/class/block/${LOOPMD#/dev/}" 2>/dev/null | grep '^ID_FS_TYPE=')"
+lc_eq "md 1.0 member after format --force: udev ID_FS_TYPE" lakecrypt "$(prop "$LOOPMD" ID_FS_TYPE)"
+lc_eq "md 1.0 member after format --force: by-uuid/$UMD" "$LOOPMD" "$(link_to "/dev/disk/by-uuid/$UMD")"
+lc_eq "md 1.0 member after format --force: by-lakecrypt/fin/oldraid" "$LOOPMD" \
+	"$(link_to /dev/disk/by-lakecrypt/fin/oldraid)"
+lc_eq "md 1.0 member: the audit record names what was wiped" 1 \
+	"$(grep -c 'wiped signatures.*linux_raid_member@41934848' /tmp/lc-audit.log)"
+losetup -d "$LOOPMD"
+settle
+
 # copy A damaged: copy B still probes
 dd if=/dev/zero of=/dev/ram1 bs=4096 count=4 conv=notrunc 2>/dev/null
 change /dev/ram1

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -1425,6 +1427,153 @@ static void test_reformat_erases(void **state)
 	assert_non_null(strstr(err.msg, "--force"));
 }
 
+/* An md 1.0 superblock (mdadm --metadata=1.0: 8 KiB before the end, 4 KiB
+ * aligned; layout of struct mdp_superblock_1, linux/raid/md_p.h) with a
+ * valid checksum, as a reused RAID member carries it; tests/udev/mk-md10.py
+ * writes the same one. */
+static void plant_md10(const char *path)
+{
+	uint8_t sb[256 + 8] = { 0 };
+	int fd = open(path, O_RDWR);
+	uint64_t sectors, at, sum = 0;
+	struct stat st;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	sectors = (uint64_t)st.st_size / 512;
+	at = (sectors - 16) & ~(uint64_t)7;
+#define PUT32(o, v) do { uint32_t x_ = (v); memcpy(sb + (o), &x_, 4); } while (0)
+#define PUT64(o, v) do { uint64_t x_ = (v); memcpy(sb + (o), &x_, 8); } while (0)
+	PUT32(0, 0xa92b4efc);		/* magic */
+	PUT32(4, 1);			/* major_version */
+	for (int i = 0; i < 16; i++)
+		sb[16 + i] = (uint8_t)(i + 1);	/* set_uuid */
+	memcpy(sb + 32, "oldraid", 8);	/* set_name */
+	PUT32(72, 1);			/* level */
+	PUT64(80, at - 8);		/* size */
+	PUT32(92, 2);			/* raid_disks */
+	PUT64(136, at - 8);		/* data_size */
+	PUT64(144, at);			/* super_offset */
+	for (int i = 0; i < 16; i++)
+		sb[168 + i] = (uint8_t)(i + 17);	/* device_uuid */
+	PUT64(200, 42);			/* events */
+	PUT64(208, UINT64_MAX);		/* resync_offset */
+	PUT32(220, 4);			/* max_dev */
+	sb[258] = 1;			/* dev_roles[1] = 1 */
+	memset(sb + 260, 0xff, 4);	/* dev_roles[2..3]: spare */
+	for (size_t i = 0; i < sizeof(sb); i += 4) {
+		uint32_t w;
+
+		memcpy(&w, sb + i, 4);
+		sum += w;
+	}
+	PUT32(216, (uint32_t)((sum & 0xffffffff) + (sum >> 32)));	/* sb_csum */
+#undef PUT32
+#undef PUT64
+	assert_int_equal(pwrite(fd, sb, sizeof(sb), (off_t)(at * 512)), (ssize_t)sizeof(sb));
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+/* Exit status of `blkid -p` (low-level probe, no cache) on @path, its
+ * output into @out: 0 found one, 2 found nothing, 8 found several. */
+static int blkid_p(const char *path, char *out, size_t size)
+{
+	char cmd[256];
+	FILE *f;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "blkid -p -o udev '%s' 2>&1", path);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(out, 1, size - 1, f);
+	out[n] = '\0';
+	st = pclose(f);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* What the udev probe (built next to this test) prints for @path. */
+static int udev_probe(const char *path, char *out, size_t size)
+{
+	char self[PATH_MAX], cmd[PATH_MAX + 160], *slash;
+	ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	FILE *f;
+	size_t n;
+
+	assert_true(l > 0);
+	self[l] = '\0';
+	slash = strrchr(self, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	snprintf(cmd, sizeof(cmd), "'%s/../lakecrypt-probe' '%s' 2>&1", self, path);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(out, 1, size - 1, f);
+	out[n] = '\0';
+	return pclose(f);
+}
+
+/* format --force over a device that still carries foreign signatures, one
+ * of them far outside the lakecrypt header area (an md 1.0 superblock at
+ * the end, which made udev name the disk linux_raid_member and skip the
+ * lakecrypt probe): libblkid finds nothing afterwards, the lakecrypt probe
+ * finds the volume, the audit record names what was wiped (type@offset). */
+static void test_force_wipes_signatures(void **state)
+{
+	struct env *e = *state;
+	struct lc_format_args fa = { .device = e->dev, .workspace = "ws1", .project = "db1",
+				     .segment_size = 4096, .force = true };
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	char cmd[256], out[2048], u[LC_UUID_STR_LEN], want[96], md_at[64];
+	struct stat st;
+	char *audit;
+
+	snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext4 %s 4096 >/dev/null 2>&1", e->dev);
+	assert_int_equal(system(cmd), 0);
+	plant_md10(e->dev);
+	/* ext4 at the start, md at the end: libblkid names the RAID member. */
+	assert_int_equal(blkid_p(e->dev, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ID_FS_TYPE=linux_raid_member"));
+
+	/* Without force: refused, as before. */
+	fa.force = false;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "--force"));
+
+	fa.force = true;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, &h, &err), 0);
+	assert_int_equal(blkid_p(e->dev, out, sizeof(out)), 2);		/* nothing */
+	lc_header_uuid_str(h, u);
+	assert_int_equal(udev_probe(e->dev, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ID_FS_TYPE=lakecrypt\n"));
+	snprintf(want, sizeof(want), "ID_FS_UUID=%s\n", u);
+	assert_non_null(strstr(out, want));
+	lc_header_free(h);
+
+	/* The audit record names both, with their byte offsets. */
+	assert_int_equal(stat(e->dev, &st), 0);
+	snprintf(md_at, sizeof(md_at), "linux_raid_member@%" PRIu64,
+		 (((uint64_t)st.st_size / 512 - 16) & ~(uint64_t)7) * 512);
+	audit = slurp(e->audit_path);
+	assert_non_null(strstr(audit, "wiped signatures"));
+	assert_non_null(strstr(audit, md_at));
+	assert_non_null(strstr(audit, "ext4@1080"));
+	assert_null(strstr(audit, "oldraid"));	/* types and offsets, never contents */
+	free(audit);
+
+	/* A detached header: the data device is wiped just the same. */
+	plant_md10(e->dev);
+	assert_int_equal(blkid_p(e->dev, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ID_FS_TYPE=linux_raid_member"));
+	fa.header = e->hdr;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), 0);
+	assert_int_equal(blkid_p(e->dev, out, sizeof(out)), 2);
+	assert_int_equal(blkid_p(e->hdr, out, sizeof(out)), 2);
+}
+
 static void test_detached_never_clobbers(void **state)
 {
 	struct env *e = *state;
@@ -1940,6 +2089,7 @@ int main(void)
 		T(test_forged_copy_loses),
 		T(test_rollback_refused),
 		T(test_reformat_erases),
+		T(test_force_wipes_signatures),
 		T(test_detached_never_clobbers),
 		T(test_migrate_v1),
 		T(test_uuid_rand_failure),
