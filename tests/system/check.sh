@@ -493,8 +493,18 @@ done
 has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
 	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal --workspace finance$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
-	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target remote-fs-pre\.target umount\.target$'
+	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target umount\.target$'
 tap $? "pg-wal: a name with '-' is the unit lakecrypt@pg-wal.service as typed; a header by name; ordered before blockdev@ (mounts of /dev/mapper/pg-wal come after)"
+# As systemd-cryptsetup-generator: no volume is ordered before
+# remote-fs-pre.target (a nofail one still waiting would hold back
+# remote-fs.target and logins); _netdev ones come after it; lakecrypt.target
+# sits where remote-cryptsetup.target does.
+! grep -l '^Before=.*remote-fs' "$G"/lakecrypt@*.service >"$log" &&
+	has "$G/lakecrypt@ledger.service" '^After=network-online\.target remote-fs-pre\.target$' &&
+	! grep -q 'remote-fs' "$G/lakecrypt@scratch.service" &&
+	has tools/systemd/lakecrypt.target '^After=lakecrypt-agent\.service remote-fs-pre\.target$' &&
+	has tools/systemd/lakecrypt.target '^Before=remote-fs\.target$'
+tap $? "ordering as remote-cryptsetup: no unit before remote-fs-pre.target, _netdev after it, lakecrypt.target before remote-fs.target"
 has "$G/lakecrypt@crlf.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/crlf crlf --workspace finance$'
 tap $? "a line saved with CRLF: the carriage return is not part of the options (nofail read)"
 cat "$work/gen.files" >>"$log"; : >"$log"
@@ -502,7 +512,7 @@ u=$G/lakecrypt@ledger.service
 has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
 	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger --workspace finance$' &&
 	has "$u" '^BindsTo=dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f\.device$' &&
-	has "$u" '^After=network-online.target$' && has "$u" '^TimeoutStartSec=120$' &&
+	has "$u" '^After=network-online.target remote-fs-pre.target$' && has "$u" '^TimeoutStartSec=120$' &&
 	has "$u" '^Before=lakecrypt.target$' && has "$u" "^SourcePath=$tab\$" &&
 	has "$u" '^Wants=lakecrypt-agent.service$' && ! grep -q '^Requires=lakecrypt-agent' "$u" &&
 	has "$G/dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=120$'

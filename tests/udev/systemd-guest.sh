@@ -83,6 +83,9 @@ scratch   /dev/ram2                           fin        cache,nofail
 missing   UUID=00000000-0000-4000-8000-000000000000  fin  nofail,timeout=45
 broken    /dev/ram0                           fin        bogus
 TAB
+# stands for nfs-client.target / open-iscsi.service (see below)
+printf '%s\n' '[Unit]' 'DefaultDependencies=no' 'Wants=remote-fs-pre.target' 'Before=remote-fs-pre.target' \
+	'[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/bin/true' >/etc/systemd/system/fake-nfs-client.service
 systemctl daemon-reload
 lc_eq "generator: lakecrypt@ledger.service loaded" loaded "$(systemctl show -p LoadState --value lakecrypt@ledger.service)"
 journalctl -b --no-pager >"$LC_TMP/journal.txt" 2>&1
@@ -98,6 +101,17 @@ rc=$?
 t1=$(date +%s)
 lc_eq "systemctl start lakecrypt.target (exit)" 0 "$rc"
 lc_eq "lakecrypt.target active" active "$(state lakecrypt.target)"
+# Something that pulls in remote-fs-pre.target (nfs-client.target and
+# open-iscsi do): remote-fs.target and logins do not wait for the nofail
+# volume whose device is still missing (it is ordered as systemd orders a
+# _netdev crypttab volume, lakecrypttab.md "Ordering").
+timeout 40 systemctl start fake-nfs-client.service remote-fs.target systemd-user-sessions.service
+rc=$?
+job=$(systemctl show -p Job --value lakecrypt@missing.service)
+lc_eq "remote-fs-pre.target pulled in: remote-fs.target and systemd-user-sessions start (exit)" 0 "$rc"
+[ -n "$job" ] && [ "$(state remote-fs.target)" = active ] && [ "$(state systemd-user-sessions.service)" = active ]
+lc_result $? "remote-fs.target and logins reached while lakecrypt@missing (nofail) still waits for its device (job ${job:-none})" ||
+	{ systemctl list-jobs --no-pager >"$LC_TMP/jobs.txt" 2>&1; lc_diag_file "$LC_TMP/jobs.txt"; }
 for v in ledger wal scratch; do
 	# nofail volumes are not waited for by the target: wait here.
 	i=0
