@@ -599,6 +599,15 @@ rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
 	grep -q "lakecrypt-generator: $work/tab7: larger than 1 MiB; no volume opened at boot" "$log"
 tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said, nothing generated"
+# "control" is device-mapper's /dev/mapper/control: no name, workspace or
+# header name (lc_name_check() refuses it too; test_tab_agrees_with_generator).
+printf 'control /dev/sdz finance\nok2 /dev/sdy control\nok3 /dev/sdx finance header=control\nok4 /dev/sdw finance header=control0\n' >"$work/tab8"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$log"; rc=$?
+[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; line skipped" "$log" &&
+	grep -q 'tab8:2: workspace "control" is not valid' "$log" && grep -q 'tab8:3: option "header=control": header= takes' "$log" &&
+	[ "$(cd "$G" && ls lakecrypt@*.service)" = lakecrypt@ok4.service ]
+tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, no unit"
 
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its
