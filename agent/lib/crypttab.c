@@ -367,7 +367,7 @@ int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *er
 	r = 0;
 	for (const char *l = buf, *end = buf + len; l < end;) {
 		const char *nl = memchr(l, '\n', (size_t)(end - l)), *p = l;
-		size_t n = (size_t)((nl ? nl : end) - l);
+		size_t n = (size_t)((nl ? nl : end) - l), fl;
 
 		lineno++;
 		l = nl ? nl + 1 : end;
@@ -375,8 +375,12 @@ int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *er
 			p++, n--;
 		if (!n || *p == '#')
 			continue;
-		if (n >= nlen && !memcmp(p, name, nlen) &&
-		    (n == nlen || p[nlen] == ' ' || p[nlen] == '\t' || p[nlen] == '\r')) {
+		/* NAME ends at a blank or CR; systemd unquotes "NAME" and 'NAME'. */
+		for (fl = 0; fl < n && p[fl] != ' ' && p[fl] != '\t' && p[fl] != '\r'; fl++)
+			;
+		if (fl >= 2 && (p[0] == '"' || p[0] == '\'') && p[fl - 1] == p[0])
+			p++, fl -= 2;
+		if (fl == nlen && !memcmp(p, name, nlen)) {
 			r = (int)lineno;
 			break;
 		}

@@ -67,7 +67,8 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
  * dm-crypt volumes systemd-cryptsetup opens under their NAME): lines split
  * at '\n', fields separated by blanks (space, tab), a first field starting
  * with '#' or no field at all is a comment; only the first field (NAME) is
- * read.  Returns the 1-based number of the first line whose NAME is @name;
+ * read, without the quotes systemd-cryptsetup-generator removes ("NAME",
+ * 'NAME').  Returns the 1-based number of the first line whose NAME is @name;
  * 0 when none is, or when @path is "" or does not exist (no file: nothing
  * reserved); -errno with @err (LC_ERRC_MISCONFIG) naming @path when it is
  * there but cannot be read, is not a regular file or is larger than

@@ -3129,13 +3129,17 @@ static void test_name_reserved_by_crypttab(void **state)
 	write_crypttab(t, "# <target name> <source device> <key file> <options>\n"
 			  "# dat /dev/sdx none luks\n\n"
 			  " \tdata\tUUID=0b7d6f3e-5c1a-4e2b-9f80-2d1c3b4a5e6f none luks,discard\r\n"
-			  "swap /dev/sda2 /dev/urandom swap");
+			  "swap /dev/sda2 /dev/urandom swap\n"
+			  "'quoted'\t/dev/sdb2 none\n");
 	assert_int_equal(as_operator(open_crypttab_name_as_operator, t, -1), 0);
 
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(open_in(t, "n1", "ws1", "swap", NULL, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "line 5"));
 	assert_false(dev_exists("swap"));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n1", "ws1", "quoted", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "line 6"));
 	if (open_in(t, "n1", "ws1", "dat", NULL, &err))
 		fail_msg("open under a prefix of a crypttab name: %s", err.msg);
 	assert_true(dev_exists("dat"));
