@@ -10,6 +10,8 @@
  *    another workspace's open under it is refused (crypttab.h); where the
  *    line says UUID=, a volume with another uuid is closed again and
  *    refused once the header is read (ops-volume.c);
+ *  - a name /etc/crypttab ([agent] crypttab) lists is refused to everyone:
+ *    it is systemd-cryptsetup's (crypttab.h);
  *  - a name already open as the very volume asked for (same workspace,
  *    kind, device and header) is success: the open is idempotent, so a
  *    lakecrypt@NAME.service started again finds the mapping it owns;
@@ -163,6 +165,16 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 	int r;
 
 	*slot = NULL;
+	/* A name /etc/crypttab lists is systemd-cryptsetup's: a lakecrypt
+	 * mapping under it would make that volume fail to open and put this
+	 * one where its fstab line mounts (lakecrypttab.md, "Names"). */
+	r = lc_crypttab_sys_find(a->cfg.crypttab, k->name, err);
+	if (r < 0)
+		return r;
+	if (r > 0)
+		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+			      "the name \"%s\" is listed in %s line %d (a dm-crypt volume systemd-cryptsetup opens under it): no lakecrypt volume may be opened under it; choose another name",
+			      k->name, a->cfg.crypttab, r);
 	r = lc_crypttab_find(a->cfg.lakecrypttab, k->name, &e, err);
 	if (r < 0)
 		return r;

@@ -61,6 +61,7 @@ static const struct key keys[] = {
 	{ "agent", "send_timeout_s", K_UINT, F(send_timeout_s), 1, 3600 },
 	{ "agent", "busy_wait_ms", K_UINT, F(busy_wait_ms), 0, 600000 },
 	{ "agent", "lakecrypttab", K_PATH, F(lakecrypttab), 0, 0 },
+	{ "agent", "crypttab", K_PATH, F(crypttab), 0, 0 },
 	{ "kms", "retry_attempts", K_UINT, F(retry_attempts), 1, 100 },
 	{ "kms", "retry_base_delay_ms", K_UINT, F(retry_base_delay_ms), 1, 600000 },
 	{ "kms", "retry_max_delay_ms", K_UINT, F(retry_max_delay_ms), 1, 600000 },
@@ -136,6 +137,7 @@ void lc_config_defaults(struct lc_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/lakecrypt/agent.sock");
 	snprintf(cfg->lakecrypttab, sizeof(cfg->lakecrypttab), "/etc/lakecrypt/lakecrypttab");
+	snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");
 	cfg->socket_mode = 0660;
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/lakecrypt");
 	snprintf(cfg->audit_log, sizeof(cfg->audit_log), "/var/log/lakecrypt/audit.log");

@@ -179,6 +179,7 @@ struct lc_config {
 	/* [agent] */
 	char socket_path[108];
 	char lakecrypttab[LC_CONFIG_PATH_MAX];	/* name reservations; "" none */
+	char crypttab[LC_CONFIG_PATH_MAX];	/* crypttab(5) names refused; "" none */
 	mode_t socket_mode;
 	char state_dir[LC_CONFIG_PATH_MAX];
 	char audit_log[LC_CONFIG_PATH_MAX];

@@ -249,6 +249,12 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 			 lineno, nf, nf == MAX_FIELDS ? " or more" : "");
 		goto bad;
 	}
+	if (fl[0] == 7 && !memcmp(f[0], "control", 7)) {
+		snprintf(why, sizeof(why),
+			 "line %u: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device",
+			 lineno);
+		goto bad;
+	}
 	if (!name_ok(f[0], fl[0])) {
 		snprintf(why, sizeof(why),
 			 "line %u: volume name \"%.*s\" is not valid (letters, digits, '.', '_', '-', starting with a letter or digit, at most 63)",
@@ -341,6 +347,43 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 			continue;
 		r = check_line(path, lineno, name, p, n, nul, out, err);
 		break;
+	}
+	free(buf);
+	return r;
+}
+
+int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *err)
+{
+	unsigned int lineno = 0;
+	size_t len = 0, nlen = name ? strlen(name) : 0;
+	char *buf = NULL;
+	int r;
+
+	if (!path || !path[0] || !nlen || name[0] == '#' || strpbrk(name, " \t\r\n"))
+		return 0;
+	r = slurp(path, &buf, &len, err);
+	if (r <= 0)
+		return r;
+	r = 0;
+	for (const char *l = buf, *end = buf + len; l < end;) {
+		const char *nl = memchr(l, '\n', (size_t)(end - l)), *p = l;
+		size_t n = (size_t)((nl ? nl : end) - l), fl;
+
+		lineno++;
+		l = nl ? nl + 1 : end;
+		while (n && (*p == ' ' || *p == '\t'))
+			p++, n--;
+		if (!n || *p == '#')
+			continue;
+		/* NAME ends at a blank or CR; systemd unquotes "NAME" and 'NAME'. */
+		for (fl = 0; fl < n && p[fl] != ' ' && p[fl] != '\t' && p[fl] != '\r'; fl++)
+			;
+		if (fl >= 2 && (p[0] == '"' || p[0] == '\'') && p[fl - 1] == p[0])
+			p++, fl -= 2;
+		if (fl == nlen && !memcmp(p, name, nlen)) {
+			r = (int)lineno;
+			break;
+		}
 	}
 	free(buf);
 	return r;

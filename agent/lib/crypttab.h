@@ -62,6 +62,20 @@ struct lc_crypttab_entry {
 int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entry *out,
 		     struct lc_error *err);
 
+/*
+ * Look @name up in the system's crypttab(5) at @path (/etc/crypttab, the
+ * dm-crypt volumes systemd-cryptsetup opens under their NAME): lines split
+ * at '\n', fields separated by blanks (space, tab), a first field starting
+ * with '#' or no field at all is a comment; only the first field (NAME) is
+ * read, without the quotes systemd-cryptsetup-generator removes ("NAME",
+ * 'NAME').  Returns the 1-based number of the first line whose NAME is @name;
+ * 0 when none is, or when @path is "" or does not exist (no file: nothing
+ * reserved); -errno with @err (LC_ERRC_MISCONFIG) naming @path when it is
+ * there but cannot be read, is not a regular file or is larger than
+ * LC_CRYPTTAB_MAX_BYTES (names cannot be checked: the caller refuses).
+ */
+int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *err);
+
 /* 1 if @s (of @len bytes) is a uuid in 8-4-4-4-12 hexadecimal form. */
 int lc_crypttab_is_uuid(const char *s, size_t len);
 

@@ -35,6 +35,12 @@ int lc_name_check(const char *what, const char *s, struct lc_error *err)
 			return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 				      "%s \"%s\" is not a valid name: expected characters from A-Z a-z 0-9 . _ -, the first a letter or digit",
 				      what, s);
+	/* "." and ".." start with '.'; /dev/mapper/control is device-mapper's
+	 * own node, a name the kernel refuses (DM_CONTROL_NODE). */
+	if (!strcmp(s, "control"))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "%s \"control\" is reserved: /dev/mapper/control is device-mapper's own device",
+			      what);
 	return 0;
 }
 

@@ -17,7 +17,9 @@
  * disk never disagree.
  *
  * Rules: names are 1 to 63 characters from A-Z a-z 0-9 . _ -, the first a
- * letter or digit (the header's name rule); a key configuration name is
+ * letter or digit (the header's name rule), and not "control" (the name of
+ * /dev/mapper/control, which the kernel refuses for a volume; one rule for
+ * every name, as lakecrypt-generator's is_name); a key configuration name is
  * unique; a binding needs an existing key configuration; a key
  * configuration cannot be deleted while a workspace is bound to it.
  */

@@ -254,6 +254,9 @@ run 2 "open: a 127-character volume name" open /dev/sdb "$name64$name63" --works
 has "open: the agent's message for a 127-character name" "$err" "must be 1 to 63 characters long"
 run 2 "open: a name the agent's grammar refuses" open /dev/sdb "it's" --workspace ws1
 has "open: the agent's message for a bad character" "$err" "is not a valid name: expected characters from A-Z a-z 0-9 . _ -"
+run 2 "open: the name control (/dev/mapper/control)" open /dev/sdb control --workspace ws1
+has "open: control is reserved, said so (not the kernel's 'creating device control failed')" "$err" \
+	"volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device"
 if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "refused volume names send nothing"; else nok "refused volume names send nothing" "$(tail -n 1 "$log")"; fi
 run 0 "open: a 63-character volume name is sent" open /dev/sdb "$name63" --workspace ws1
 sent "open: the 63-character name as given" "{\"args\": {\"device\": \"/dev/sdb\", \"name\": \"$name63\", \"workspace\": \"ws1\"}, \"op\": \"volume.open\"}"

@@ -493,8 +493,18 @@ done
 has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
 	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal --workspace finance$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
-	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target remote-fs-pre\.target umount\.target$'
+	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target umount\.target$'
 tap $? "pg-wal: a name with '-' is the unit lakecrypt@pg-wal.service as typed; a header by name; ordered before blockdev@ (mounts of /dev/mapper/pg-wal come after)"
+# As systemd-cryptsetup-generator: no volume is ordered before
+# remote-fs-pre.target (a nofail one still waiting would hold back
+# remote-fs.target and logins); _netdev ones come after it; lakecrypt.target
+# sits where remote-cryptsetup.target does.
+! grep -l '^Before=.*remote-fs' "$G"/lakecrypt@*.service >"$log" &&
+	has "$G/lakecrypt@ledger.service" '^After=network-online\.target remote-fs-pre\.target$' &&
+	! grep -q 'remote-fs' "$G/lakecrypt@scratch.service" &&
+	has tools/systemd/lakecrypt.target '^After=lakecrypt-agent\.service remote-fs-pre\.target$' &&
+	has tools/systemd/lakecrypt.target '^Before=remote-fs\.target$'
+tap $? "ordering as remote-cryptsetup: no unit before remote-fs-pre.target, _netdev after it, lakecrypt.target before remote-fs.target"
 has "$G/lakecrypt@crlf.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/crlf crlf --workspace finance$'
 tap $? "a line saved with CRLF: the carriage return is not part of the options (nofail read)"
 cat "$work/gen.files" >>"$log"; : >"$log"
@@ -502,7 +512,7 @@ u=$G/lakecrypt@ledger.service
 has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
 	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger --workspace finance$' &&
 	has "$u" '^BindsTo=dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f\.device$' &&
-	has "$u" '^After=network-online.target$' && has "$u" '^TimeoutStartSec=120$' &&
+	has "$u" '^After=network-online.target remote-fs-pre.target$' && has "$u" '^TimeoutStartSec=120$' &&
 	has "$u" '^Before=lakecrypt.target$' && has "$u" "^SourcePath=$tab\$" &&
 	has "$u" '^Wants=lakecrypt-agent.service$' && ! grep -q '^Requires=lakecrypt-agent' "$u" &&
 	has "$G/dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=120$'
@@ -589,6 +599,15 @@ rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
 	grep -q "lakecrypt-generator: $work/tab7: larger than 1 MiB; no volume opened at boot" "$log"
 tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said, nothing generated"
+# "control" is device-mapper's /dev/mapper/control: no name, workspace or
+# header name (lc_name_check() refuses it too; test_tab_agrees_with_generator).
+printf 'control /dev/sdz finance\nok2 /dev/sdy control\nok3 /dev/sdx finance header=control\nok4 /dev/sdw finance header=control0\n' >"$work/tab8"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$log"; rc=$?
+[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; line skipped" "$log" &&
+	grep -q 'tab8:2: workspace "control" is not valid' "$log" && grep -q 'tab8:3: option "header=control": header= takes' "$log" &&
+	[ "$(cd "$G" && ls lakecrypt@*.service)" = lakecrypt@ok4.service ]
+tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, no unit"
 
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its

@@ -82,7 +82,11 @@ wal       /dev/disk/by-lakecrypt/fin/wal      fin        nofail
 scratch   /dev/ram2                           fin        cache,nofail
 missing   UUID=00000000-0000-4000-8000-000000000000  fin  nofail,timeout=45
 broken    /dev/ram0                           fin        bogus
+gone      UUID=00000000-0000-4000-8000-0000000000ff  fin  nofail,timeout=0
 TAB
+# stands for nfs-client.target / open-iscsi.service (see below)
+printf '%s\n' '[Unit]' 'DefaultDependencies=no' 'Wants=remote-fs-pre.target' 'Before=remote-fs-pre.target' \
+	'[Service]' 'Type=oneshot' 'RemainAfterExit=yes' 'ExecStart=/bin/true' >/etc/systemd/system/fake-nfs-client.service
 systemctl daemon-reload
 lc_eq "generator: lakecrypt@ledger.service loaded" loaded "$(systemctl show -p LoadState --value lakecrypt@ledger.service)"
 journalctl -b --no-pager >"$LC_TMP/journal.txt" 2>&1
@@ -98,6 +102,28 @@ rc=$?
 t1=$(date +%s)
 lc_eq "systemctl start lakecrypt.target (exit)" 0 "$rc"
 lc_eq "lakecrypt.target active" active "$(state lakecrypt.target)"
+# Something that pulls in remote-fs-pre.target (nfs-client.target and
+# open-iscsi do): remote-fs.target and logins do not wait for the nofail
+# volume "gone" whose device never appears (timeout=0: its start job waits
+# forever; it is ordered as systemd orders a _netdev crypttab volume,
+# lakecrypttab.md "Ordering").
+timeout 40 systemctl start fake-nfs-client.service remote-fs.target >"$LC_TMP/rfs.txt" 2>&1
+rc=$?
+# systemd-user-sessions' own program may fail in this guest: what counts
+# is that its start was not held back (its process ran, no job left).
+timeout 40 systemctl start systemd-user-sessions.service >>"$LC_TMP/rfs.txt" 2>&1
+job=$(systemctl show -p Job --value lakecrypt@gone.service)
+lc_eq "remote-fs-pre.target pulled in: remote-fs.target starts (exit)" 0 "$rc" || lc_diag_file "$LC_TMP/rfs.txt"
+uss_ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value systemd-user-sessions.service)
+[ -n "$job" ] && [ "$(state remote-fs.target)" = active ] &&
+	[ -z "$(systemctl show -p Job --value systemd-user-sessions.service)" ] && [ "${uss_ran:-0}" != 0 ]
+lc_result $? "remote-fs.target reached and systemd-user-sessions (logins) ran ($(state systemd-user-sessions.service)) while lakecrypt@gone (nofail,timeout=0) still waits for its device (job ${job:-none})" ||
+	{ systemctl list-jobs --no-pager >"$LC_TMP/jobs.txt" 2>&1
+	  for u in fake-nfs-client.service remote-fs-pre.target remote-fs.target systemd-user-sessions.service; do
+		echo "$u: $(state $u)"; systemctl status --no-pager -l "$u" 2>&1 | tail -n 8; done >>"$LC_TMP/jobs.txt"
+	  lc_diag_file "$LC_TMP/jobs.txt"; }
+systemctl stop lakecrypt@gone.service
+lc_eq "systemctl stop lakecrypt@gone: its start job is gone" "" "$(systemctl show -p Job --value lakecrypt@gone.service)"
 for v in ledger wal scratch; do
 	# nofail volumes are not waited for by the target: wait here.
 	i=0

@@ -497,6 +497,7 @@ static int setup(void **state)
 	t->a.cfg.retry_attempts = 1;
 	snprintf(t->stall, sizeof(t->stall), "%s/stall", t->dir);
 	snprintf(t->a.cfg.lakecrypttab, sizeof(t->a.cfg.lakecrypttab), "%s/lakecrypttab", t->dir);
+	snprintf(t->a.cfg.crypttab, sizeof(t->a.cfg.crypttab), "%s/crypttab", t->dir);
 	snprintf(t->a.cfg.test_kms_stall_file, sizeof(t->a.cfg.test_kms_stall_file), "%s", t->stall);
 	snprintf(t->a.cfg.test_kms_fault_file, sizeof(t->a.cfg.test_kms_fault_file), "%s/fault",
 		 t->dir);
@@ -3127,6 +3128,112 @@ static void test_name_reserved_by_lakecrypttab(void **state)
 	rmdir(t->a.cfg.lakecrypttab);
 }
 
+static void write_crypttab(struct tenv *t, const char *text)
+{
+	FILE *f = fopen(t->a.cfg.crypttab, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* As an operator of ws2: "data", which /etc/crypttab lists, is refused
+ * with the file and line named, and nothing is mapped. */
+static int open_crypttab_name_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+	char want[PATH_MAX + 16];
+
+	(void)fd;
+	if (open_in(t, "n2", "ws2", "data", NULL, &err) != -EPERM)
+		return 1;
+	snprintf(want, sizeof(want), "%s line 4", t->a.cfg.crypttab);
+	if (!strstr(err.msg, want) || !strstr(err.msg, "dm-crypt"))
+		return 2;
+	return dev_exists("data") ? 3 : 0;
+}
+
+/*
+ * The review's finding: an operator opened a volume under "data", the
+ * name /etc/crypttab gives a dm-crypt volume, so that cryptsetup failed
+ * ("Device data already exists") and the fstab line for /dev/mapper/data
+ * mounted the operator's volume.  A name crypttab(5) lists is refused to
+ * operators and admins; a prefix of it, a name in a comment and names
+ * after a missing or empty [agent] crypttab are not reserved; a crypttab
+ * the agent cannot read stops the open.
+ */
+static void test_name_reserved_by_crypttab(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u[64];
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
+			      NULL, &err), 0);
+	format_in(t, "n1", "ws1", u);
+	format_in(t, "n2", "ws2", u);
+	write_crypttab(t, "# <target name> <source device> <key file> <options>\n"
+			  "# dat /dev/sdx none luks\n\n"
+			  " \tdata\tUUID=0b7d6f3e-5c1a-4e2b-9f80-2d1c3b4a5e6f none luks,discard\r\n"
+			  "swap /dev/sda2 /dev/urandom swap\n"
+			  "'quoted'\t/dev/sdb2 none\n");
+	assert_int_equal(as_operator(open_crypttab_name_as_operator, t, -1), 0);
+
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n1", "ws1", "swap", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "line 5"));
+	assert_false(dev_exists("swap"));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(open_in(t, "n1", "ws1", "quoted", NULL, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "line 6"));
+	if (open_in(t, "n1", "ws1", "dat", NULL, &err))
+		fail_msg("open under a prefix of a crypttab name: %s", err.msg);
+	assert_true(dev_exists("dat"));
+
+	/* crypttab unreadable (a directory): names cannot be checked */
+	unlink(t->a.cfg.crypttab);
+	assert_int_equal(mkdir(t->a.cfg.crypttab, 0700), 0);
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(open_in(t, "n2", "ws2", "third", NULL, &err), 0);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	assert_non_null(strstr(err.msg, t->a.cfg.crypttab));
+	assert_false(dev_exists("third"));
+	rmdir(t->a.cfg.crypttab);
+	/* no crypttab at all: nothing reserved */
+	if (open_in(t, "n2", "ws2", "data", NULL, &err))
+		fail_msg("open under \"data\" without a crypttab: %s", err.msg);
+	assert_true(dev_exists("data"));
+}
+
+/* "control" is /dev/mapper/control: refused with its own message before
+ * the kernel's "creating device control failed" (the review's F4). */
+static void test_name_control_refused(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u[64];
+
+	format_in(t, "n1", "ws1", u);
+	assert_int_equal(open_in(t, "n1", "ws1", "control", NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"control\" is reserved"));
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(lc_name_check("volume name", "control", &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "/dev/mapper/control"));
+	assert_int_equal(lc_name_check("volume name", "control0", NULL), 0);
+	assert_int_equal(lc_name_check("volume name", "Control", NULL), 0);
+	assert_int_equal(lc_name_check("volume name", ".", NULL), -EINVAL);
+	assert_int_equal(lc_name_check("volume name", "..", NULL), -EINVAL);
+	write_tab(t, "control /dev/sdz ws1\n");
+	memset(&err, 0, sizeof(err));
+	{
+		struct lc_crypttab_entry e;
+
+		assert_int_equal(lc_crypttab_find(t->a.cfg.lakecrypttab, "control", &e, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "line 1: volume name \"control\" is reserved"));
+	}
+}
+
 /* KMS unwraps so far, over every provider. */
 static uint64_t unwraps(struct tenv *t)
 {
@@ -3426,8 +3533,11 @@ static void test_tab_agrees_with_generator(void **state)
 		"ledger /dev/sdz ws1 -\nwal /dev/sdb ws1 none\nledgerX /dev/sdc ws1 noauto,nofail,_netdev,cache\n",
 		"ledger /dev/sdz ws1 NOFAIL\nwal /dev/sdb ws1 header=\nledgerX /dev/sdc ws1 timeout=\n",
 		"wal$ /dev/sdz ws1\nledger /dev/sdy ws1 ,\n",
+		/* "control" (/dev/mapper/control) is no name, anywhere */
+		"control /dev/sdz ws1\nledger /dev/sdy control\nwal /dev/sdb ws1 header=control\nledgerX /dev/sdc ws1\n",
+		"control /dev/sdz ws1\ncontrol /dev/sdy ws2\nwal /dev/sdb ws1 header=control0\n",
 	};
-	static const char *const names[] = { "ledger", "wal", "ledgerX" };
+	static const char *const names[] = { "ledger", "wal", "ledgerX", "control" };
 	size_t made = 0, refused = 0;
 	char gen[PATH_MAX + 64], out[PATH_MAX + 64], cmd[8 * PATH_MAX], src[PATH_MAX];
 	char *slash;
@@ -4299,6 +4409,8 @@ int main(void)
 		T(test_kill_scope_keyconfig),
 		T(test_fleet_record_kills),
 		T(test_name_reserved_by_lakecrypttab),
+		T(test_name_reserved_by_crypttab),
+		T(test_name_control_refused),
 		T(test_tab_wrong_uuid_refused_before_kms),
 		T(test_wrong_volume_held_is_revoked),
 		T(test_tab_bad_lines),

@@ -461,6 +461,8 @@ static void test_volumes(void **state)
 	/* Volume names: the agent's rule and message (lc_name_check()). */
 	bad("open /dev/sdb a/b --workspace ws1", "NAME: volume name \"a/b\" is not a valid name", "open");
 	bad("open /dev/sdb .. --workspace ws1", "volume name \"..\" is not a valid name", "open");
+	bad("open /dev/sdb . --workspace ws1", "volume name \".\" is not a valid name", "open");
+	bad("open /dev/sdb control --workspace ws1", "volume name \"control\" is reserved", "open");
 	bad("close v234567890123456789012345678901234567890123456789012345678901234",
 	    "must be 1 to 63 characters long", "close");
 	bad("open /dev/sdb db1 --workspace ws1 --project p", "unknown option \"--project\"", "open");
