@@ -375,6 +375,20 @@ i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=
 build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >"$log" 2>&1 && ! grep -qi notify "$work/agent/log2"
 tap $? "without NOTIFY_SOCKET the agent starts as before (no warning)"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+# An operator group that does not exist (yet): the agent is looked up at
+# start-up only, so the warning tells the admin to restart it once created.
+nogroup=lcnogroup$$
+printf 'operator_group = %s\n' "$nogroup" >>"$work/agent/agent.conf"
+rm -f "$work/agent/agent.sock"
+env -u NOTIFY_SOCKET DM_DISABLE_UDEV=1 build/agent/lakecrypt-agent --config "$work/agent/agent.conf" \
+	--foreground >"$work/agent/log3" 2>&1 &
+agent_pid=$!
+i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+# (a reply means start-up, and the lookup in it, is over)
+! getent group "$nogroup" >"$log" && build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >>"$log" 2>&1 &&
+	has "$work/agent/log3" "group $nogroup does not exist: only root can reach $work/agent/agent.sock; create the group \(groupadd --system $nogroup\), then restart the agent \(systemctl restart lakecrypt-agent\)"
+tap $? "operator group missing at start-up: the warning says to create it and restart the agent"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
 
 # ------------------------------------------------------------ hook --signal and its drop-in
 # The agent with exactly the unit's capability bounding set (setpriv), as
