@@ -63,6 +63,9 @@ grep -qx "./usr/src/lakecrypt-$ver/dkms.conf" "$log.c" && grep -q 'Depends:.*dkm
 rc=$?; cat "$log.c" "$log.i" >"$log"; rm -f "$log.c" "$log.i"; [ $rc -eq 0 ]
 tap $? "lakecrypt-dkms: /usr/src/lakecrypt-$ver with dkms.conf, depends on dkms"
 
+dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
+grep installed-dirs "$log.l" >"$log"; rm -f "$log.l"
+[ ! -s "$log" ]; tap $? "lakecrypt: make install's record of the directories it made is not packaged"
 # The groups of the agent's defaults (agent/lib/config.c) are made by the
 # postinst before debhelper's part starts the agent (it looks the
 # operator group up only at start-up).
@@ -70,7 +73,7 @@ dpkg-deb -e "$deb" "$log.ctl"
 def_groups=$(sed -n 's/.*snprintf(cfg->\(operator\|admin\)_group, sizeof(cfg->[a-z]*_group), "\([^"]*\)");/\2/p' \
 	agent/lib/config.c | LC_ALL=C sort | paste -sd' ')
 add=$(grep -n 'addgroup --system' "$log.ctl/postinst" | head -n 1 | cut -d: -f1)
-start=$(grep -n 'deb-systemd-invoke.* start ' "$log.ctl/postinst" | head -n 1 | cut -d: -f1)
+start=$(grep -n 'deb-systemd-invoke ' "$log.ctl/postinst" | head -n 1 | cut -d: -f1)
 { echo "groups of the agent's defaults: '$def_groups'; addgroup at line ${add:-none}, start at line ${start:-none}"
 	cat "$log.ctl/postinst"; } >"$log"
 rm -rf "$log.ctl"
