@@ -16,7 +16,9 @@
 #   make install     install the module (running kernel), the agent, the CLI,
 #                    udev rules and probe, systemd units and generator, man
 #                    pages (DESTDIR, PREFIX, MODULE=kbuild|dkms|none honoured)
-#   make uninstall   remove exactly what make install put there
+#   make uninstall   remove exactly what make install put there (and the
+#                    directories it made); first stops the agent, refuses
+#                    while volumes are open unless FORCE=1 (README)
 #   make dkms-install  register the module with DKMS for the running kernel
 
 LINES := 6.1 6.12
@@ -111,7 +113,7 @@ INSTALL_KVER  = $(or $(KVER),$(shell uname -r))
 INSTALL_ENV = DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SBINDIR='$(SBINDIR)' LIBEXECDIR='$(LIBEXECDIR)' \
 	UDEVRULESDIR='$(UDEVRULESDIR)' UNITDIR='$(UNITDIR)' GENERATORDIR='$(GENERATORDIR)' \
 	MANDIR='$(MANDIR)' DOCDIR='$(DOCDIR)' SYSCONFDIR='$(SYSCONFDIR)' DIST='$(DIST)' BIN='$(BIN)' \
-	MODULE='$(MODULE)' KVER='$(INSTALL_KVER)'
+	MODULE='$(MODULE)' KVER='$(INSTALL_KVER)' FORCE='$(FORCE)'
 
 # A path with a space is quoted where it is a command: "..." for systemd
 # (systemd.syntax(7)), '...' for udev (udev keeps a single-quoted word

@@ -8,7 +8,15 @@ kver=${1:?usage: build-module.sh KVER [make args]}
 shift
 top=$(cd "$(dirname "$0")/.." && pwd)
 kdir=/usr/src/linux-headers-$kver
-[ -f "$kdir/Makefile" ] || { echo "build-module: no headers for $kver in $kdir (run tools/setup-deps.sh)" >&2; exit 1; }
+# Headers of the running kernel come from the distribution (Debian:
+# linux-headers-$(uname -r)); tools/setup-deps.sh installs only those of
+# the QEMU test kernels.  make install can also do without a build here.
+if [ ! -f "$kdir/Makefile" ]; then
+	echo "build-module: no headers for $kver in $kdir: install them (Debian: apt-get install linux-headers-$kver;" \
+		"tools/setup-deps.sh installs only the QEMU test kernels' ones), or make install MODULE=dkms" \
+		"(DKMS builds the module when headers arrive) or MODULE=none (no module)" >&2
+	exit 1
+fi
 out=$top/build/kmod/$kver
 mkdir -p "$out/kernel" "$out/include"
 cp -a "$top"/kernel/. "$out/kernel/"

@@ -8,11 +8,20 @@
 # Environment (the Makefile passes them): DESTDIR PREFIX SBINDIR LIBEXECDIR
 # UDEVRULESDIR UNITDIR GENERATORDIR MANDIR DOCDIR SYSCONFDIR, DIST (the
 # generated files, `make dist-files`), BIN (agent, CLI and probe builds),
-# MODULE (kbuild | dkms | none), KVER (kbuild), KO (the built module).
+# MODULE (kbuild | dkms | none), KVER (kbuild), KO (the built module),
+# FORCE (1: uninstall even while lakecrypt volumes are open).
+#
+# install records the directories it made (they did not exist before) in
+# LIBEXECDIR/installed-dirs; uninstall removes those once empty, and never
+# a directory that was there before.  Without DESTDIR, uninstall first
+# refuses while lakecrypt volumes are open (dmsetup ls --target lakecrypt:
+# their CLI, agent and module would go) unless FORCE=1, then, when systemd
+# runs and its lakecrypt-agent.service is the unit being removed, stops
+# and disables the agent (systemctl disable --now).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 action=${1:?usage: install.sh install|uninstall|list|check}
-: "${DESTDIR:=}" "${MODULE:=none}" "${KVER:=}" "${KO:=}"
+: "${DESTDIR:=}" "${MODULE:=none}" "${KVER:=}" "${KO:=}" "${FORCE:=}"
 ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } END { print v }' \
 	"$top/include/uapi/linux/dm-lakecrypt.h")
 
@@ -62,6 +71,44 @@ for v in DESTDIR PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MAN
 	esac
 done
 
+record=$LIBEXECDIR/installed-dirs
+
+# The directories installing the table's files will make (each missing
+# parent up to an existing one), one per line.
+new_dirs() {
+	local dst d
+	{ table | cut -f2; echo "$record"; } | while IFS= read -r dst; do
+		d=$(dirname "$dst")
+		while [ "$d" != / ] && [ "$d" != . ] && [ ! -d "$DESTDIR$d" ]; do
+			echo "$d"
+			d=$(dirname "$d")
+		done
+	done | LC_ALL=C sort -u
+}
+
+# Prints the lakecrypt volumes open on this system, or why that cannot be
+# told; fails when none are (or dmsetup is not there: no device-mapper).
+open_volumes() {
+	local out
+	command -v dmsetup >/dev/null || return 1
+	if ! out=$(dmsetup ls --target lakecrypt 2>&1); then
+		echo "cannot tell whether lakecrypt volumes are open (dmsetup ls --target lakecrypt: $out)"
+		return 0
+	fi
+	out=$(printf '%s\n' "$out" | awk 'NF && $0 != "No devices found" { printf "%s%s", s, $1; s = " " }')
+	[ -n "$out" ] || return 1
+	echo "lakecrypt volumes are open: $out"
+}
+
+# systemd is the running init (not: no systemctl, a container or chroot
+# without it, where is-system-running says offline).
+systemd_running() {
+	local state
+	command -v systemctl >/dev/null || return 1
+	state=$(systemctl is-system-running 2>/dev/null) || true
+	case $state in ''|offline|unknown) return 1 ;; esac
+}
+
 # On the running system (no DESTDIR): udevd and systemd reread their rules
 # and units, where they are installed (a failure, e.g. no systemd running
 # in a container, is not an error of the installation).
@@ -73,8 +120,16 @@ reload() {
 case $action in
 check) ;;	# the paths only (make dist-files)
 list)
-	table | cut -f2 | LC_ALL=C sort ;;
+	{ table | cut -f2; echo "$record"; } | LC_ALL=C sort ;;
 install)
+	# Recorded first, so that a failed install's directories are known too;
+	# added to the record of an earlier install.
+	created=$(new_dirs)
+	tmp=$(mktemp)
+	trap 'rm -f "$tmp"' EXIT
+	{ if [ -f "$DESTDIR$record" ]; then cat "$DESTDIR$record"; fi; printf '%s\n' "$created"; } |
+		awk 'NF' | LC_ALL=C sort -u >"$tmp"
+	install -D -m 0644 "$tmp" "$DESTDIR$record"
 	table | while IFS=$'\t' read -r mode dst src; do
 		[ -f "$src" ] || { echo "install.sh: $src is missing (run make first)" >&2; exit 1; }
 		install -D -m "$mode" "$src" "$DESTDIR$dst"
@@ -87,6 +142,23 @@ install)
 		reload
 	fi ;;
 uninstall)
+	if [ -z "$DESTDIR" ]; then
+		if [ "$FORCE" != 1 ] && why=$(open_volumes); then
+			echo "install.sh: $why; close them first (lakecryptctl close NAME), or make uninstall FORCE=1 to remove lakecrypt anyway; nothing removed" >&2
+			exit 1
+		fi
+		unit=$UNITDIR/lakecrypt-agent.service
+		if [ -e "$unit" ] && systemd_running; then
+			frag=$(systemctl show --property=FragmentPath --value lakecrypt-agent.service 2>/dev/null) || frag=
+			if [ -n "$frag" ] && [ "$frag" -ef "$unit" ]; then
+				systemctl disable --now lakecrypt-agent.service ||
+					{ echo "install.sh: systemctl disable --now lakecrypt-agent failed; nothing removed" >&2; exit 1; }
+			fi
+		fi
+	fi
+	made=
+	if [ -f "$DESTDIR$record" ]; then made=$(awk '/^\// && !/(^|\/)\.\.(\/|$)/' "$DESTDIR$record"); fi
+	rm -f "$DESTDIR$record"
 	if [ -z "$DESTDIR" ] && [ "$MODULE" = dkms ]; then
 		dkms remove -m lakecrypt -v "$ver" --all 2>/dev/null || true
 	fi
@@ -98,6 +170,10 @@ uninstall)
 		 "/usr/src/lakecrypt-$ver/include/uapi/linux" "/usr/src/lakecrypt-$ver/include/uapi" \
 		 "/usr/src/lakecrypt-$ver/include/lakecrypt" "/usr/src/lakecrypt-$ver/include" \
 		 "/usr/src/lakecrypt-$ver"; do
+		rmdir "$DESTDIR$d" 2>/dev/null || true
+	done
+	# The directories install made, once empty, deepest first.
+	printf '%s\n' "$made" | awk 'NF' | LC_ALL=C sort -r | while IFS= read -r d; do
 		rmdir "$DESTDIR$d" 2>/dev/null || true
 	done
 	if [ -z "$DESTDIR" ]; then

@@ -70,14 +70,17 @@ static void dir_of(const char *path, char *out, size_t size)
 	snprintf(out, size, "%s", dirname(tmp));
 }
 
-/* Members of the operator group reach the socket through its group. */
+/* Members of the operator group reach the socket through its group,
+ * looked up once here, at start-up: a group created later takes effect
+ * when the agent is restarted (the warning says so). */
 static void socket_group(struct agent *a)
 {
 	gid_t gid;
 
 	if (a->groups->group_gid(a->groups->ctx, a->cfg.operator_group, &gid) < 0) {
-		lc_warn("group %s does not exist: only root can reach %s", a->cfg.operator_group,
-			a->cfg.socket_path);
+		lc_warn("group %s does not exist: only root can reach %s; create the group "
+			"(groupadd --system %s), then restart the agent (systemctl restart lakecrypt-agent)",
+			a->cfg.operator_group, a->cfg.socket_path, a->cfg.operator_group);
 		return;
 	}
 	if (chown(a->cfg.socket_path, (uid_t)-1, gid) < 0)

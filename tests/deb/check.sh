@@ -63,6 +63,24 @@ grep -qx "./usr/src/lakecrypt-$ver/dkms.conf" "$log.c" && grep -q 'Depends:.*dkm
 rc=$?; cat "$log.c" "$log.i" >"$log"; rm -f "$log.c" "$log.i"; [ $rc -eq 0 ]
 tap $? "lakecrypt-dkms: /usr/src/lakecrypt-$ver with dkms.conf, depends on dkms"
 
+dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
+grep installed-dirs "$log.l" >"$log"; rm -f "$log.l"
+[ ! -s "$log" ]; tap $? "lakecrypt: make install's record of the directories it made is not packaged"
+# The groups of the agent's defaults (agent/lib/config.c) are made by the
+# postinst before debhelper's part starts the agent (it looks the
+# operator group up only at start-up).
+dpkg-deb -e "$deb" "$log.ctl"
+def_groups=$(sed -n 's/.*snprintf(cfg->\(operator\|admin\)_group, sizeof(cfg->[a-z]*_group), "\([^"]*\)");/\2/p' \
+	agent/lib/config.c | LC_ALL=C sort | paste -sd' ')
+add=$(grep -n 'addgroup --system' "$log.ctl/postinst" | head -n 1 | cut -d: -f1)
+start=$(grep -n 'deb-systemd-invoke ' "$log.ctl/postinst" | head -n 1 | cut -d: -f1)
+{ echo "groups of the agent's defaults: '$def_groups'; addgroup at line ${add:-none}, start at line ${start:-none}"
+	cat "$log.ctl/postinst"; } >"$log"
+rm -rf "$log.ctl"
+[ "$def_groups" = "lakecrypt lakecrypt-admin" ] && [ -n "$add" ] && [ -n "$start" ] && [ "$add" -lt "$start" ] &&
+	grep -q 'for g in lakecrypt lakecrypt-admin; do' "$log" && grep -q 'Depends:.*adduser' <(dpkg-deb -I "$deb")
+tap $? "postinst: addgroup --system lakecrypt lakecrypt-admin before the agent starts; depends on adduser"
+
 rm -rf "$root"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1
 tap $? "debootstrap a fresh Debian 12 (minbase) from $mirror" || finish
@@ -77,6 +95,11 @@ in_root "lakecryptctl --version && /usr/lib/lakecrypt/lakecrypt-probe /dev/null;
 	lakecrypt-agent --version && test -L /etc/systemd/system/multi-user.target.wants/lakecrypt-agent.service &&
 	test -f /usr/share/man/man5/lakecrypttab.5.gz" >"$log" 2>&1
 tap $? "installed: CLI, agent and probe run, agent enabled, lakecrypttab(5) installed"
+in_root "getent group lakecrypt lakecrypt-admin && [ \$(getent group lakecrypt | cut -d: -f3) -lt 1000 ] &&
+	[ \$(getent group lakecrypt-admin | cut -d: -f3) -lt 1000 ] && groupdel lakecrypt-admin &&
+	groupadd -g 4242 lakecrypt-admin && /var/lib/dpkg/info/lakecrypt.postinst configure &&
+	[ \$(getent group lakecrypt-admin | cut -d: -f3) = 4242 ] && getent group lakecrypt" >"$log" 2>&1
+tap $? "installed: system groups lakecrypt and lakecrypt-admin exist; postinst again keeps an existing group"
 in_root "lakecrypt-agent --check-config --config /usr/share/doc/lakecrypt/examples/agent.conf" >"$log" 2>&1
 tap $? "installed: the example agent.conf passes lakecrypt-agent --check-config"
 in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&

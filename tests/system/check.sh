@@ -53,7 +53,7 @@ ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } E
 		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
 		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
 		/usr/share/doc/lakecrypt/examples/hook-signal.conf \
-		/usr/src/lakecrypt-$ver/dkms.conf
+		/usr/src/lakecrypt-$ver/dkms.conf /usr/lib/lakecrypt/installed-dirs
 	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
 		 kms-providers.md fleet-revocation.md dm-lakecrypt.rst; do
 		echo "/usr/share/doc/lakecrypt/$f"
@@ -67,8 +67,9 @@ tap $? "installed file list is exactly the expected $(wc -l <"$work/want") files
 make -s install-list DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist" >"$work/listed" 2>"$log"
 diff -u "$work/want" "$work/listed" >>"$log" 2>&1
 tap $? "make install-list names the same files"
-find "$D/usr/sbin" "$D/usr/lib/lakecrypt" "$D/usr/lib/systemd/system-generators" -type f ! -perm 0755 >"$log"
-[ ! -s "$log" ]; tap $? "programs are 0755"
+find "$D/usr/sbin" "$D/usr/lib/lakecrypt" "$D/usr/lib/systemd/system-generators" -type f ! -perm 0755 ! -name installed-dirs >"$log"
+[ "$(stat -c %a "$D/usr/lib/lakecrypt/installed-dirs")" = 644 ] || echo "installed-dirs: not 0644" >>"$log"
+[ ! -s "$log" ]; tap $? "programs are 0755 (install's record of its directories 0644)"
 find "$D/usr/share" "$D/usr/lib/udev" "$D/usr/lib/systemd/system" -type f ! -perm 0644 >"$log"
 [ ! -s "$log" ]; tap $? "data files are 0644"
 has "$D/usr/lib/udev/rules.d/61-lakecrypt.rules" 'IMPORT\{program\}="/usr/lib/lakecrypt/lakecrypt-probe \$devnode"' &&
@@ -88,8 +89,28 @@ done
 run "make uninstall" make -s uninstall DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist"
 (cd "$D" && find . -type f) >"$log"
 [ ! -s "$log" ]; tap $? "uninstall removed every installed file"
-find "$D" -depth -type d -empty -delete 2>/dev/null
-[ ! -e "$D/usr" ]; tap $? "and left no directory of its own (only empty shared ones, removed here)"
+find "$D" -mindepth 1 >"$log"
+[ -d "$D" ] && [ ! -s "$log" ]; tap $? "and every directory install made: the tree under DESTDIR is empty"
+# Directories that were there before install stay (empty or not), as do
+# ones install made that hold other files now; a second install keeps the
+# first one's record.
+D7=$work/root7
+mkdir -p "$D7/usr/local/sbin" "$D7/usr/local/share/man/man5"
+make -s install DESTDIR="$D7" MODULE=none DIST="$dist" >"$log" 2>&1 &&
+	make -s install DESTDIR="$D7" MODULE=none DIST="$dist" >>"$log" 2>&1 &&
+	touch "$D7/usr/local/share/man/man8/other.8" &&
+	make -s uninstall DESTDIR="$D7" MODULE=none DIST="$dist" >>"$log" 2>&1 &&
+	(cd "$D7" && find . | LC_ALL=C sort) >"$work/left7" &&
+	printf '%s\n' . ./usr ./usr/local ./usr/local/sbin ./usr/local/share ./usr/local/share/man \
+		./usr/local/share/man/man5 ./usr/local/share/man/man8 ./usr/local/share/man/man8/other.8 >"$work/want7" &&
+	diff -u "$work/want7" "$work/left7" >>"$log" 2>&1
+tap $? "uninstall keeps directories that existed before (sbin, man5) and non-empty ones (man8); reinstall keeps the record"
+# The default MODULE=kbuild without the kernel's headers: the message says
+# which package to install, or the other MODULE= choices; nothing installed.
+! make -s install DESTDIR="$work/root8" KVER=0.0-lcnone DIST="$work/dist8" >"$log" 2>&1 &&
+	has "$log" 'no headers for 0\.0-lcnone in /usr/src/linux-headers-0\.0-lcnone: install them \(Debian: apt-get install linux-headers-0\.0-lcnone' &&
+	has "$log" 'make install MODULE=dkms .* or MODULE=none' && ! grep -qF '(run tools/setup-deps.sh)' "$log" && [ ! -e "$work/root8" ]
+tap $? "make install without the kernel's headers: names linux-headers-KVER, MODULE=dkms and MODULE=none; nothing installed"
 
 D2=$work/root2
 run "make install PREFIX=/usr/local MODULE=none (defaults)" \
@@ -110,7 +131,7 @@ run "make install DESTDIR and PREFIX with spaces" \
 	make -s install DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five"
 make -s install-list DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five" >"$work/listed5" 2>"$log"
 (cd "$D5" && find . -type f | sed 's|^\.||' | LC_ALL=C sort) >"$work/got5"
-[ "$(wc -l <"$work/got5")" -eq 21 ] && grep -qxF "$P5/sbin/lakecryptctl" "$work/got5" &&
+[ "$(wc -l <"$work/got5")" -eq 22 ] && grep -qxF "$P5/sbin/lakecryptctl" "$work/got5" &&
 	diff -u "$work/listed5" "$work/got5" >>"$log" 2>&1
 tap $? "PREFIX with a space: the $(wc -l <"$work/got5") files installed are the ones listed, under '$P5'"
 r5="$D5$P5/lib/udev/rules.d/61-lakecrypt.rules"
@@ -144,24 +165,38 @@ printf 'x\n' >"$log"
 tap $? "a PREFIX with characters no quoting carries is refused, saying which"
 run "make uninstall DESTDIR and PREFIX with spaces" \
 	make -s uninstall DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five"
-(cd "$D5" && find . -type f) >"$log"
-[ ! -s "$log" ] && [ ! -e "$D5$P5/lib/lakecrypt" ] && [ ! -e "$D5$P5/share/doc/lakecrypt" ]
-tap $? "uninstall with spaces removed every file and lakecrypt's own directories"
+(cd "$D5" && find . -mindepth 1) >"$log"
+[ -d "$D5" ] && [ ! -s "$log" ]
+tap $? "uninstall with spaces removed every file and directory it made: the tree under DESTDIR is empty"
 
 # On the running system (no DESTDIR; here a PREFIX in the test directory),
 # install and uninstall have udevd and systemd reread their rules and
-# units: fake udevadm and systemctl on PATH record each call and whether
-# the files were still there.
+# units: fake udevadm and systemctl on PATH record each call (but
+# systemctl's questions) and whether the files were still there.  systemctl
+# answers is-system-running with $FAKE_STATE (offline: no systemd) and
+# FragmentPath with $FAKE_FRAGMENT; dmsetup ls prints $FAKE_DM (exit
+# status $FAKE_DM_RC).
 fb=$work/fakebin
 mkdir -p "$fb"
 for tool in udevadm systemctl; do
 	cat >"$fb/$tool" <<FAKE
 #!/bin/bash
+case "\$*" in
+is-system-running) echo "\${FAKE_STATE:-offline}"; [ "\${FAKE_STATE:-offline}" = running ]; exit ;;
+"show --property=FragmentPath --value lakecrypt-agent.service") echo "\${FAKE_FRAGMENT:-}"; exit 0 ;;
+esac
 if [ -e "\$FAKE_WATCH" ]; then there=present; else there=absent; fi
 echo "$tool \$* (\$there)" >>"\$FAKE_LOG"
 FAKE
 	chmod +x "$fb/$tool"
 done
+cat >"$fb/dmsetup" <<'FAKE'
+#!/bin/bash
+[ "$*" = "ls --target lakecrypt" ] || { echo "fake dmsetup: $*" >&2; exit 1; }
+printf '%b\n' "${FAKE_DM:-No devices found}"
+exit "${FAKE_DM_RC:-0}"
+FAKE
+chmod +x "$fb/dmsetup"
 P6="$work/pre six"
 export FAKE_LOG=$work/fake.log FAKE_WATCH="$P6/lib/udev/rules.d/61-lakecrypt.rules"
 : >"$FAKE_LOG"
@@ -175,6 +210,35 @@ PATH=$fb:$PATH make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"
 systemctl daemon-reload (absent)" ]
 tap $? "uninstall (no DESTDIR): the same reloads, after the files are gone"
 cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+# With systemd running and the agent's unit the one being removed: the
+# agent is stopped and disabled first; refused (nothing removed, nothing
+# stopped) while lakecrypt volumes are open, unless FORCE=1.
+uninstall6() { PATH=$fb:$PATH make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" "$@"; }
+install6() { PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 && : >"$FAKE_LOG"; }
+export FAKE_STATE=degraded FAKE_FRAGMENT="$P6/lib/systemd/system/lakecrypt-agent.service"
+install6 && uninstall6 >>"$log" 2>&1 && [ ! -e "$FAKE_WATCH" ] && [ "$(cat "$FAKE_LOG")" = "systemctl disable --now lakecrypt-agent.service (present)
+udevadm control --reload (absent)
+systemctl daemon-reload (absent)" ]
+tap $? "uninstall with systemd running: systemctl disable --now lakecrypt-agent first, then the files"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+FAKE_FRAGMENT=/lib/systemd/system/lakecrypt-agent.service install6 &&
+	FAKE_FRAGMENT=/lib/systemd/system/lakecrypt-agent.service uninstall6 >>"$log" 2>&1 &&
+	[ ! -e "$FAKE_WATCH" ] && ! grep -q disable "$FAKE_LOG"
+tap $? "an agent from another unit file (a package's) is not stopped"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+install6 && ! FAKE_DM='ledger\t(253:3)\nvol2\t(253:4)' uninstall6 >"$work/refused" 2>&1 &&
+	has "$work/refused" 'lakecrypt volumes are open: ledger vol2; close them first .*FORCE=1.*; nothing removed' &&
+	[ -e "$FAKE_WATCH" ] && [ -x "$P6/sbin/lakecryptctl" ] && [ -f "$P6/lib/lakecrypt/installed-dirs" ] && [ ! -s "$FAKE_LOG" ]
+tap $? "uninstall refused while lakecrypt volumes are open: nothing removed, agent not stopped"
+! FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 uninstall6 >"$work/refused" 2>&1 &&
+	has "$work/refused" 'cannot tell whether lakecrypt volumes are open \(dmsetup ls --target lakecrypt: dmsetup: permission denied\)' &&
+	[ -e "$FAKE_WATCH" ] && [ ! -s "$FAKE_LOG" ]
+tap $? "uninstall refused when dmsetup cannot tell: nothing removed"
+FAKE_DM='ledger\t(253:3)' uninstall6 FORCE=1 >>"$log" 2>&1 && [ ! -e "$FAKE_WATCH" ] && [ ! -e "$P6" ] &&
+	grep -qxF "systemctl disable --now lakecrypt-agent.service (present)" "$FAKE_LOG"
+tap $? "FORCE=1: uninstalled with volumes open, the agent stopped first"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+unset FAKE_STATE FAKE_FRAGMENT
 PATH=$fb:$PATH make -s install DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
 	PATH=$fb:$PATH make -s uninstall DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
 	[ ! -s "$FAKE_LOG" ]
@@ -374,6 +438,20 @@ agent_pid=$!
 i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >"$log" 2>&1 && ! grep -qi notify "$work/agent/log2"
 tap $? "without NOTIFY_SOCKET the agent starts as before (no warning)"
+kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
+# An operator group that does not exist (yet): the agent is looked up at
+# start-up only, so the warning tells the admin to restart it once created.
+nogroup=lcnogroup$$
+printf 'operator_group = %s\n' "$nogroup" >>"$work/agent/agent.conf"
+rm -f "$work/agent/agent.sock"
+env -u NOTIFY_SOCKET DM_DISABLE_UDEV=1 build/agent/lakecrypt-agent --config "$work/agent/agent.conf" \
+	--foreground >"$work/agent/log3" 2>&1 &
+agent_pid=$!
+i=0; while [ ! -S "$work/agent/agent.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+# (a reply means start-up, and the lookup in it, is over)
+! getent group "$nogroup" >"$log" && build/agent/lakecryptctl --socket "$work/agent/agent.sock" ping >>"$log" 2>&1 &&
+	has "$work/agent/log3" "group $nogroup does not exist: only root can reach $work/agent/agent.sock; create the group \(groupadd --system $nogroup\), then restart the agent \(systemctl restart lakecrypt-agent\)"
+tap $? "operator group missing at start-up: the warning says to create it and restart the agent"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null; agent_pid=
 
 # ------------------------------------------------------------ hook --signal and its drop-in
