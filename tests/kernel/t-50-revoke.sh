@@ -23,7 +23,9 @@ dmn=$(lc_dmdev $D)
 rm -f "$LC_WORK/ready" "$LC_WORK/mark"
 lct-uevent -r "$LC_WORK/ready" -t 60 -n 1 -m LAKECRYPT_EVENT >"$LC_WORK/uevents" 2>&1 &
 uev=$!
-timeout 90 lct-blk stress $M $((MIB * 1048576)) 4096 4 14 "$LC_WORK/mark" >"$LC_WORK/stress" 2>&1 &
+# Until 16 operations per process after the mark (60 s at most): the
+# operations after the revoke must happen however slow the guest is.
+timeout 90 lct-blk stress $M $((MIB * 1048576)) 4096 4 60 "$LC_WORK/mark" >"$LC_WORK/stress" 2>&1 &
 st1=$!
 # A second, buffered reader/writer: dd loops through the page cache.
 (

@@ -87,7 +87,7 @@ if dmsetup create lct-delay --table "0 $(((MIB + 2) * 2048)) delay $l 0 0 $l 0 1
 	lc_vol lct-rd t55slow aes-xts-plain64 64 $SEG /dev/mapper/lct-delay $OFF $LEN ephemeral || lc_bail "set up"
 	lct-blk pwrite -d /dev/mapper/lct-rd 0 $BYTES "$LC_WORK/plain" 0 >/dev/null
 	w0=$(lc_status lct-rd writes)
-	timeout 60 lct-blk stress /dev/mapper/lct-rd $BYTES 65536 4 6 "$LC_WORK/mark2" >"$LC_WORK/stress" 2>&1 &
+	timeout 60 lct-blk stress /dev/mapper/lct-rd $BYTES 65536 4 30 "$LC_WORK/mark2" >"$LC_WORK/stress" 2>&1 &
 	sp=$!
 	# Writes in flight: wait until the target has counted some (100 ms
 	# each on dm-delay), not a fixed time.

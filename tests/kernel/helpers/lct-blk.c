@@ -18,7 +18,9 @@
  *   lct-blk stress DEV SIZE BS NPROC SECONDS [MARKFILE]
  *         NPROC processes doing random O_DIRECT BS-sized reads and writes
  *         inside [0, SIZE) for SECONDS; ops started after MARKFILE exists
- *         are counted apart ("after_ok"/"after_err"); a failed read whose
+ *         are counted apart ("after_ok"/"after_err"), and each process
+ *         stops after 16 of them (so that a slow guest, where SECONDS may
+ *         run out before the mark, still ends); a failed read whose
  *         buffer holds anything but its 0xa5 fill or zeros counts as a
  *         "dirty_failed_read", a failure after 20 ms or more as "slow_err"
  *         (it reached the device); prints totals, the errnos seen and the
@@ -276,9 +278,13 @@ static int cmd_stress(int readonly, char **av, int ac)
 				_exit(3);
 			for (unsigned long long k = 0; k < bs; k++)
 				b[k] = rand_r(&seed);
-			while (now_us() < end) {
+			int after_n = 0;
+
+			while (now_us() < end && after_n < 16) {
 				unsigned long long blk = ((unsigned long long)rand_r(&seed) << 16 ^ rand_r(&seed)) % blocks;
 				int after = mark && access(mark, F_OK) == 0;
+
+				after_n += after;
 				long t0, dt;
 				int rd = readonly || (rand_r(&seed) & 1);
 				ssize_t n;
