@@ -167,7 +167,7 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 	if (r < 0)
 		return r;
 	if (r > 0 && strcmp(e.workspace, k->workspace))
-		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
 			      "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
 			      k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
 	/* UUID= (checked and lower-cased by lc_crypttab_find()): the open
