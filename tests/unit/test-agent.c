@@ -3105,6 +3105,14 @@ static void test_name_reserved_by_lakecrypttab(void **state)
 	 * this operation" to class refused only (even root gets this) */
 	assert_int_equal(err.cls, LC_ERRC_INVALID);
 	assert_false(dev_exists("ledger"));
+	{	/* still audited as a refusal, with the workspace that asked */
+		char cmd[LC_CONFIG_PATH_MAX + 200];
+
+		snprintf(cmd, sizeof(cmd),
+			 "grep '\"op\":\"volume.open\"' %s | grep '\"outcome\":\"refused\"' | grep '\"workspace\":\"ws2\"' | grep -q '\"error_class\":\"invalid\"'",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
 
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(open_in(t, "n3", "ws1", "ledger", NULL, &err), -EPERM);
