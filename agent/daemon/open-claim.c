@@ -178,10 +178,17 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 	r = lc_crypttab_find(a->cfg.lakecrypttab, k->name, &e, err);
 	if (r < 0)
 		return r;
-	if (r > 0 && strcmp(e.workspace, k->workspace))
-		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
-			      "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
-			      k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
+	/* Class invalid, not refused: no role would allow it (lakecryptctl
+	 * says "your role does not allow this operation" for refused), but
+	 * audited as a refusal, as before. */
+	if (r > 0 && strcmp(e.workspace, k->workspace)) {
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
+			   "the name \"%s\" belongs to workspace \"%s\" (%s line %u): workspace \"%s\" cannot open a volume under it; choose another name",
+			   k->name, e.workspace, a->cfg.lakecrypttab, e.line, k->workspace);
+		agent_audit_locked(a, k->kind == LC_VOLUME_CACHE ? "cache.open" : "volume.open",
+				   LC_AUDIT_REFUSED, c->peer.uid, k->workspace, NULL, NULL, NULL, err);
+		return r;
+	}
 	/* UUID= (checked and lower-cased by lc_crypttab_find()): the open
 	 * refuses another volume before anything is mapped (ops-volume.c). */
 	snprintf(k->tab_uuid, sizeof(k->tab_uuid), "%s", r > 0 ? e.uuid : "");

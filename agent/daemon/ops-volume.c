@@ -345,7 +345,7 @@ static int refuse_wrong_held(struct agent *a, struct client *c, struct open_clai
 	lc_error_log("%s: volume %s is not volume %s (%s line %u), and removing /dev/mapper/%s again failed (%s): revoked%s%s",
 		     name, uuid, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, name, ce->msg,
 		     rr < 0 ? "; the revoke message failed too, retried: " : "", rr < 0 ? re.msg : "");
-	return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+	return lc_err(err, -EPERM, LC_ERRC_INVALID,
 		      "the name \"%s\" belongs to volume %s (%s line %u): %s is volume %s; /dev/mapper/%s could not be removed again (%s), so it is revoked: its keys are wiped and its I/O fails; close it once nothing holds it open%s%s",
 		      k->name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, k->device_arg, uuid,
 		      name, ce->msg, ar < 0 ? " (" : "", ar < 0 ? ae.msg : "");
@@ -381,7 +381,7 @@ static int undo_if_abandoned(struct agent *a, struct client *c, struct open_clai
 		return 0;
 	}
 	if (wrong) {
-		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
 			   "the name \"%s\" belongs to volume %s (%s line %u): %s is volume %s; not opened",
 			   k->name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line, k->device_arg,
 			   v->uuid);
@@ -520,7 +520,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	}
 	/* A cache's uuid is new every time: never the volume UUID= names. */
 	if (!r && k->tab_uuid[0])
-		r = lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
 			   "the name \"%s\" belongs to volume %s (%s line %u): a cache is not that volume; choose another name",
 			   ca.name, k->tab_uuid, a->cfg.lakecrypttab, k->tab_line);
 	if (r < 0 || (r = lc_registry_resolve(&a->reg, ca.workspace, &kc, err)) < 0)

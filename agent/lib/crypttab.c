@@ -129,10 +129,61 @@ static bool has_prefix(const char *s, size_t n, const char *p, size_t *plen)
 	return n >= *plen && !memcmp(s, p, *plen);
 }
 
+/* The generator's timespan(): a systemd time span (systemd.time(7)) of
+ * one or more NUMBER[UNIT] written together ("90", "90s", "2min30s"),
+ * NUMBER 1 to 5 digits, UNIT s|sec|second|seconds, m|min|minute|minutes,
+ * h|hr|hour|hours, d|day|days, none (seconds) only after the last number.
+ * 0 with *@secs (0 to 86400), -EINVAL if malformed, -ERANGE if over a day. */
+int lc_crypttab_timespan(const char *s, size_t n, unsigned long *secs)
+{
+	static const struct { const char *u; unsigned long m; } units[] = {
+		{ "", 1 }, { "s", 1 }, { "sec", 1 }, { "second", 1 }, { "seconds", 1 },
+		{ "m", 60 }, { "min", 60 }, { "minute", 60 }, { "minutes", 60 },
+		{ "h", 3600 }, { "hr", 3600 }, { "hour", 3600 }, { "hours", 3600 },
+		{ "d", 86400 }, { "day", 86400 }, { "days", 86400 },
+	};
+	unsigned long total = 0;
+	size_t i = 0;
+
+	if (!n)
+		return -EINVAL;
+	while (i < n) {
+		size_t d0 = i, u0;
+		unsigned long v = 0, m = 0;
+		bool big;
+
+		while (i < n && s[i] >= '0' && s[i] <= '9') {
+			if (i - d0 < 5)
+				v = v * 10 + (unsigned long)(s[i] - '0');
+			i++;
+		}
+		if (i == d0)
+			return -EINVAL;
+		big = i - d0 > 5;
+		for (u0 = i; i < n && !(s[i] >= '0' && s[i] <= '9'); i++)
+			;
+		for (size_t k = 0; k < sizeof(units) / sizeof(units[0]); k++)
+			if (strlen(units[k].u) == i - u0 && !memcmp(s + u0, units[k].u, i - u0))
+				m = units[k].m;
+		if (!m)
+			return -EINVAL;
+		if (big)
+			return -ERANGE;
+		total += v * m;
+		if (total > 86400)
+			return -ERANGE;
+	}
+	*secs = total;
+	return 0;
+}
+
 /* OPTIONS (@n bytes at @o): "-", "none" or a comma-separated list of
- * cache, nofail, noauto, _netdev, timeout=SECONDS[s] (0 to 86400),
- * header=NAME|PATH, segment-size=DIGITS[KMGT]; header= only without cache,
- * segment-size= only with it; no empty option.  0, or -EINVAL with @why. */
+ * cache, nofail, noauto, _netdev, timeout=TIMESPAN and
+ * x-systemd.device-timeout=TIMESPAN (lc_crypttab_timespan()),
+ * header=NAME|PATH, segment-size=DIGITS[KMGT], and x-* (ignored: for other
+ * programs); header= only without cache, segment-size= only with it;
+ * "discard" refused (lakecrypt passes no discards); no empty option.  0,
+ * or -EINVAL with @why. */
 static int check_options(const char *o, size_t n, unsigned int lineno, char *why, size_t size)
 {
 	bool cache = false, header = false, segsize = false;
@@ -154,27 +205,24 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 		} else if ((tl == 6 && !memcmp(t, "nofail", 6)) || (tl == 6 && !memcmp(t, "noauto", 6)) ||
 			   (tl == 7 && !memcmp(t, "_netdev", 7))) {
 			;
-		} else if (has_prefix(t, tl, "timeout=", &pl)) {
-			size_t vl = tl - pl;
-			unsigned long v = 0;
+		} else if (has_prefix(t, tl, "timeout=", &pl) ||
+			   has_prefix(t, tl, "x-systemd.device-timeout=", &pl)) {
+			unsigned long v;
+			int r = lc_crypttab_timespan(t + pl, tl - pl, &v);
 
-			if (vl && t[pl + vl - 1] == 's')
-				vl--;
-			for (size_t k = 0; k < vl; k++)
-				if (t[pl + k] < '0' || t[pl + k] > '9')
-					vl = 0;
-			if (!vl) {
-				snprintf(why, size, "line %u: option \"%.*s\": timeout= takes whole seconds (0 = no limit)",
-					 lineno, (int)(tl > 80 ? 80 : tl), t);
+			if (r < 0) {
+				snprintf(why, size, r == -ERANGE ?
+					 "line %u: option \"%.*s\": %.*s is at most 86400 seconds (1 day)" :
+					 "line %u: option \"%.*s\": %.*s takes a time span such as 90, 90s, 2min or 1min30s (0 = no limit)",
+					 lineno, (int)(tl > 80 ? 80 : tl), t, (int)pl, t);
 				return -EINVAL;
 			}
-			for (size_t k = 0; k < vl && k < 5; k++)
-				v = v * 10 + (unsigned long)(t[pl + k] - '0');
-			if (vl > 5 || v > 86400) {
-				snprintf(why, size, "line %u: option \"%.*s\": timeout= is at most 86400 seconds",
-					 lineno, (int)(tl > 80 ? 80 : tl), t);
-				return -EINVAL;
-			}
+		} else if (tl == 7 && !memcmp(t, "discard", 7)) {
+			snprintf(why, size, "line %u: option \"discard\": lakecrypt does not pass discards (TRIM) through to the device; remove it",
+				 lineno);
+			return -EINVAL;
+		} else if (has_prefix(t, tl, "x-", &pl)) {
+			;	/* for other programs; the generator warns */
 		} else if (has_prefix(t, tl, "header=", &pl)) {
 			if (!path_ok(t + pl, tl - pl) && !name_ok(t + pl, tl - pl)) {
 				snprintf(why, size, "line %u: option \"%.*s\": header= takes a header name (kept in the agent's headers directory) or an absolute path of plain characters",
@@ -194,7 +242,7 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 			}
 			segsize = true;
 		} else {
-			snprintf(why, size, "line %u: unknown option \"%.*s\" (expected cache, nofail, noauto, _netdev, timeout=, header=, segment-size=)",
+			snprintf(why, size, "line %u: unknown option \"%.*s\" (expected cache, nofail, noauto, _netdev, timeout=, x-systemd.device-timeout=, header=, segment-size=, x-...)",
 				 lineno, (int)(tl > 80 ? 80 : tl), t);
 			return -EINVAL;
 		}
@@ -242,6 +290,13 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 		f[nf] = l + i;
 		fl[nf++] = j - i;
 		i = j;
+	}
+	/* crypttab(5) has whole-line comments only, and so has lakecrypttab. */
+	if ((nf >= 4 && f[3][0] == '#') || (nf >= 5 && f[4][0] == '#')) {
+		snprintf(why, sizeof(why),
+			 "line %u: a comment must be a line of its own, starting with '#' (as in crypttab(5))",
+			 lineno);
+		goto bad;
 	}
 	if (nf < 3 || nf > 4) {
 		snprintf(why, sizeof(why),
@@ -301,7 +356,7 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 	return 1;
 bad:
 	return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-		      "%s: %s, the first line that names \"%s\", is not valid: no volume is opened under that name until the line is fixed (lakecrypt-generator skips it too)",
+		      "%s: %s, the first line that names \"%s\", is not valid: no volume is opened under that name until the line is fixed (lakecrypt-generator makes no open for it either)",
 		      path, why, name);
 }
 

@@ -1229,7 +1229,7 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 
 	lc_header_uuid_str(h, u);
 	if (a->uuid && a->uuid[0] && strcmp(u, a->uuid))
-		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
+		return lc_err(err, -EPERM, LC_ERRC_INVALID,
 			      "%s holds volume %s, not volume %s, which %s expects under the name \"%s\": not opened (no key was asked for)",
 			      hpath, u, a->uuid, a->uuid_source ? a->uuid_source : "the caller",
 			      a->name);

@@ -222,6 +222,8 @@ has "transient hint" "$err" "retry later"
 run 4 "refused (role) -> 4" kms disable refused-k
 has "refused hint" "$err" "your role does not allow"
 run 1 "invalid -> 1" close invalid-x
+# The agent's lakecrypttab/uuid refusals are class invalid (issue 11): no role hint.
+if grep -q "your role" <<<"$err"; then nok "invalid: no role hint" "in: $err"; else ok "invalid: no role hint"; fi
 run 5 "--json error object on stdout" --json kms describe denied-k
 has "--json error has the class" "$out" '"class": "denied"'
 run 1 "malformed reply -> 1" close garbage

@@ -7,6 +7,8 @@
  * valid name.  lc_crypttab_find() must answer 1 (a valid entry: workspace a
  * valid name, uuid "" or 36 lower-case 8-4-4-4-12 characters, line >= 1),
  * 0, or -EINVAL with a message (a bad line); anything else is a bug: trap.
+ * The whole input is also read as a timeout= time span
+ * (lc_crypttab_timespan()): 0 to 86400 s, or -EINVAL/-ERANGE untouched.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -68,5 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	name[n] = '\0';
 	if (lc_name_check("volume name", name, NULL) == 0)
 		look(path, name);
+	/* The whole input as a timeout= value: 0 to 86400 s or an error. */
+	{
+		unsigned long secs = 99999999;
+		int r = lc_crypttab_timespan((const char *)data, size, &secs);
+
+		CHECK((r == 0 && secs <= 86400) || ((r == -EINVAL || r == -ERANGE) && secs == 99999999));
+	}
 	return 0;
 }

@@ -547,15 +547,17 @@ for want in \
 	"$tab:7: volume name \"ledger\" is already used by an earlier line" \
 	"$tab:8: unknown option \"bogus\"" \
 	"$tab:9: device \"/dev/sd%i\" has characters" \
-	"$tab:10: option \"timeout=forever\": timeout= takes whole seconds" \
+	"$tab:10: option \"timeout=forever\": timeout= takes a time span such as 90, 90s, 2min or 1min30s" \
 	"$tab:11: expected NAME DEVICE WORKSPACE \[OPTIONS\], found 2 field" \
 	"$tab:12: volume name \"-bad7\" is not valid" \
 	"$tab:14: device \"UUID=nope\": UUID= needs a uuid" \
 	"$tab:15: option header= is for project volumes"; do
 	grep -q -- "lakecrypt-generator: $want" "$work/gen.err" || { echo "missing message: $want" >>"$log"; ok=1; }
 done
-[ "$(grep -c 'line skipped' "$work/gen.err")" -eq 10 ] || { echo "expected 10 skipped lines" >>"$log"; ok=1; }
-tap $ok "each bad line reported once as FILE:LINE: what is wrong; line skipped"
+[ "$(grep -c 'line skipped' "$work/gen.err")" -eq 2 ] || { echo "expected 2 skipped lines (a duplicate, a nofail line)" >>"$log"; ok=1; }
+grep -q -- "$tab:8: unknown option .*; line skipped (nofail)\$" "$work/gen.err" || { echo "nofail line not skipped" >>"$log"; ok=1; }
+[ "$(grep -c 'fails at start (not opened)$' "$work/gen.err")" -eq 8 ] || { echo "expected 8 failing units" >>"$log"; ok=1; }
+tap $ok "each bad line reported once as FILE:LINE: what is wrong; a unit that fails, or (nofail, a duplicate) line skipped"
 (cd "$G" && find . | LC_ALL=C sort) >"$work/gen.files"
 for f in './lakecrypt@ledger.service' './lakecrypt@wal.service' './lakecrypt@scratch.service' \
 	'./lakecrypt@archive.service' './lakecrypt@pg-wal.service' './lakecrypt@crlf.service' \
@@ -565,9 +567,21 @@ for f in './lakecrypt@ledger.service' './lakecrypt@wal.service' './lakecrypt@scr
 	'./multi-user.target.wants/lakecrypt.target'; do
 	grep -qxF "$f" "$work/gen.files" || echo "missing $f" >>"$log"
 done
-[ "$(grep -c '^\./lakecrypt@.*\.service$' "$work/gen.files")" -eq 6 ] || echo "not exactly 6 units" >>"$log"
+[ "$(grep -l '^ExecStart=/usr/sbin/lakecryptctl ' "$G"/lakecrypt@*.service | wc -l)" -eq 6 ] || echo "not exactly 6 units that open" >>"$log"
 ! grep -q 'archive' <(grep 'target\.' "$work/gen.files") || echo "noauto volume pulled in" >>"$log"
 [ ! -s "$log" ]; tap $? "the 6 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
+# A bad line without nofail: a unit that only fails, with the message,
+# required by lakecrypt.target (systemctl --failed shows it).
+for v in bad-1 bad-2 bad-4 bad-5 bad-6 '\x2dbad7' bad-8 bad-9; do
+	u=$G/lakecrypt@$v.service
+	{ [ -f "$u" ] && has "$u" '^ExecStart=/bin/false$' && ! grep -q lakecryptctl "$u" &&
+		[ -L "$G/lakecrypt.target.requires/lakecrypt@$v.service" ] &&
+		has "$u" "^ExecStartPre=/bin/echo \"$tab:[0-9]*: .*; fix the line \\(lakecrypttab\\(5\\)\\), then systemctl daemon-reload\"\$"; } ||
+		echo "lakecrypt@$v.service: not a failing unit" >>"$log"
+done
+[ ! -e "$G/lakecrypt@bad-3.service" ] || echo "nofail bad line has a unit" >>"$log"
+has "$G/lakecrypt@bad-4.service" "^ExecStartPre=/bin/echo \"$tab:9: device '/dev/sd\\?i' has characters" || echo "bad-4: '%' and '\"' not kept" >>"$log"
+[ ! -s "$log" ]; tap $? "bad lines without nofail: lakecrypt@NAME.service fails at start with the message (quotes, '%' replaced), required by lakecrypt.target; with nofail: no unit"
 has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
 	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal --workspace finance$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
@@ -665,13 +679,62 @@ for want in \
 	"tab6:12: volume name \"nul1\" is already used by an earlier line"; do
 	grep -q -- "lakecrypt-generator: .*$want" "$work/gen6.err" || { echo "missing message: $want" >>"$log"; ok=1; }
 done
-[ "$(grep -c 'line skipped' "$work/gen6.err")" -eq 9 ] || { echo "expected 9 skipped lines" >>"$log"; ok=1; }
-(cd "$G" && ls lakecrypt@*.service) >"$work/gen6.units" 2>>"$log"
+[ "$(grep -c 'line skipped' "$work/gen6.err")" -eq 3 ] || { echo "expected 3 skipped lines" >>"$log"; ok=1; }
+[ "$(grep -c 'fails at start' "$work/gen6.err")" -eq 6 ] || { echo "expected 6 failing units" >>"$log"; ok=1; }
+(cd "$G" && grep -l '^ExecStart=/usr/sbin/lakecryptctl ' lakecrypt@*.service) >"$work/gen6.units" 2>>"$log"
 [ "$(cat "$work/gen6.units")" = "$(printf 'lakecrypt@n63.service\nlakecrypt@ok1.service')" ] ||
 	{ echo "units:"; cat "$work/gen6.units"; } >>"$log"
 cat "$work/gen6.err" >>"$log"
 [ "$gen_rc" -eq 0 ] && [ "$ok" -eq 0 ] && [ "$(cat "$work/gen6.units")" = "$(printf 'lakecrypt@n63.service\nlakecrypt@ok1.service')" ]
 tap $? "the agent's grammar: a NUL byte spoils only its line, a bad line's name is taken (no unit for ws2's ledger), 63 characters at most"
+
+# crypttab(5) options (lakecrypttab(5), "Differences from crypttab(5)"):
+# time spans, x-systemd.device-timeout=, x-* ignored with a warning,
+# discard refused, whole-line comments only.
+cat >"$work/tab8" <<TAB
+span    /dev/sda   finance   timeout=2min30s,x-systemd.device-timeout=10,x-initrd.attach,_netdev
+dto     /dev/sdb   finance   x-systemd.device-timeout=0
+days    /dev/sdc   finance   timeout=1d,nofail
+disc    /dev/sdd   finance   discard
+disc2   /dev/sde   finance   nofail,discard
+tc      /dev/sdf   finance   # trailing comment
+big     /dev/sdg   finance   timeout=24h1s
+ms      /dev/sdh   finance   noauto,timeout=500ms
+TAB
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$work/gen8.err"
+gen_rc=$?
+sed 's/^/# generator: /' "$work/gen8.err"
+: >"$log"
+ok=0
+u=$G/lakecrypt@span.service
+{ has "$u" '^ExecStart=/usr/sbin/lakecryptctl --timeout 150 open /dev/sda span --workspace finance$' &&
+	has "$u" '^TimeoutStartSec=150$' &&
+	has "$G/dev-sda.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=10$'; } || ok=1
+{ has "$G/lakecrypt@dto.service" '^TimeoutStartSec=90$' &&
+	has "$G/dev-sdb.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=infinity$'; } || ok=1
+{ has "$G/lakecrypt@days.service" '^TimeoutStartSec=86400$' &&
+	has "$G/dev-sdc.device.d/50-lakecrypt.conf" '^JobRunningTimeoutSec=86400$'; } || ok=1
+grep -q "tab8:1: option \"x-initrd.attach\" ignored" "$work/gen8.err" || { echo "x-* not warned" >>"$log"; ok=1; }
+grep -q "tab8:4: option \"discard\": lakecrypt does not pass discards.*lakecrypt@disc.service fails at start" "$work/gen8.err" &&
+	has "$G/lakecrypt@disc.service" '^ExecStart=/bin/false$' || { echo "discard" >>"$log"; ok=1; }
+grep -q "tab8:5: option \"discard\".*line skipped (nofail)" "$work/gen8.err" && [ ! -e "$G/lakecrypt@disc2.service" ] ||
+	{ echo "nofail,discard" >>"$log"; ok=1; }
+grep -q "tab8:6: a comment must be a line of its own.*lakecrypt@tc.service fails at start" "$work/gen8.err" || { echo "comment" >>"$log"; ok=1; }
+grep -q "tab8:7: option \"timeout=24h1s\": timeout= is at most 86400 seconds" "$work/gen8.err" || { echo "24h1s" >>"$log"; ok=1; }
+grep -q "tab8:8: option \"timeout=500ms\": timeout= takes a time span" "$work/gen8.err" &&
+	has "$G/lakecrypt@ms.service" '^ExecStart=/bin/false$' && [ ! -e "$G/lakecrypt.target.requires/lakecrypt@ms.service" ] ||
+	{ echo "ms (noauto: a failing unit, not pulled in)" >>"$log"; ok=1; }
+cat "$work/gen8.err" >>"$log"
+[ "$gen_rc" -eq 0 ] && [ "$ok" -eq 0 ]
+tap $? "crypttab(5) options: time spans, x-systemd.device-timeout= (the device wait), x-* ignored with a warning, discard refused, no trailing comments"
+G3=$work/gen3
+rm -rf "$G3"; mkdir -p "$G3"
+LAKECRYPTTAB=$work/tab8 "$B/lakecrypt-generator" "$G3" 2>/dev/null
+for v in span disc tc; do
+	SYSTEMD_UNIT_PATH="$G3:$work/units:" systemd-analyze verify "$G3/lakecrypt@$v.service" >"$log" 2>&1
+	tap $? "systemd-analyze verify lakecrypt@$v.service (generated from tab8)"
+done
 head -c 1048577 /dev/zero | tr '\000' '#' >"$work/tab7"
 rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&

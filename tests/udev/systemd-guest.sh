@@ -81,7 +81,8 @@ ledger    UUID=$U0                            fin        timeout=60
 wal       /dev/disk/by-lakecrypt/fin/wal      fin        nofail
 scratch   /dev/ram2                           fin        cache,nofail
 missing   UUID=00000000-0000-4000-8000-000000000000  fin  nofail,timeout=45
-broken    /dev/ram0                           fin        bogus
+broken    /dev/ram0                           fin        nofail,bogus
+broken2   /dev/ram0                           fin        noauto,discard
 gone      UUID=00000000-0000-4000-8000-0000000000ff  fin  nofail,timeout=0
 TAB
 # stands for nfs-client.target / open-iscsi.service (see below)
@@ -94,7 +95,19 @@ dmesg >>"$LC_TMP/journal.txt" 2>&1
 grep -q "/etc/lakecrypt/lakecrypttab:6: unknown option \"bogus\"" "$LC_TMP/journal.txt"
 lc_result $? "generator: the bad line is in the journal as /etc/lakecrypt/lakecrypttab:6" ||
 	{ grep -i lakecrypt "$LC_TMP/journal.txt" | tail -n 20 >"$LC_TMP/j2.txt"; lc_diag_file "$LC_TMP/j2.txt"; }
-lc_eq "generator: no unit for the bad line" not-found "$(systemctl show -p LoadState --value lakecrypt@broken.service)"
+lc_eq "generator: no unit for the bad nofail line" not-found "$(systemctl show -p LoadState --value lakecrypt@broken.service)"
+# A bad line without nofail: a unit that fails at start, saying why
+# (noauto here, so that lakecrypt.target below is not failed by it).
+systemctl start lakecrypt@broken2.service >/dev/null 2>&1
+lc_eq "bad line without nofail: systemctl start lakecrypt@broken2 fails" failed "$(state lakecrypt@broken2.service)"
+systemctl --failed --no-legend --plain >"$LC_TMP/failed.txt" 2>&1
+journalctl --sync 2>/dev/null
+journalctl -b --no-pager -u lakecrypt@broken2.service >>"$LC_TMP/failed.txt" 2>&1
+grep -q '^lakecrypt@broken2.service' "$LC_TMP/failed.txt" &&
+	grep -q "/etc/lakecrypt/lakecrypttab:7: option 'discard': lakecrypt does not pass discards" "$LC_TMP/failed.txt"
+lc_result $? "bad line: in systemctl --failed, its status says the line and what is wrong" ||
+	lc_diag_file "$LC_TMP/failed.txt"
+systemctl reset-failed lakecrypt@broken2.service
 t0=$(date +%s)
 up0=$(cut -d' ' -f1 /proc/uptime)
 timeout 300 systemctl start lakecrypt.target

@@ -3102,11 +3102,23 @@ static void test_name_reserved_by_lakecrypttab(void **state)
 	assert_int_equal(open_in(t, "n2", "ws2", "ledger", NULL, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "belongs to workspace \"ws1\""));
 	assert_non_null(strstr(err.msg, "line 4"));
+	/* not a role refusal: lakecryptctl adds "your role does not allow
+	 * this operation" to class refused only (even root gets this) */
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
 	assert_false(dev_exists("ledger"));
+	{	/* still audited as a refusal, with the workspace that asked */
+		char cmd[LC_CONFIG_PATH_MAX + 200];
+
+		snprintf(cmd, sizeof(cmd),
+			 "grep '\"op\":\"volume.open\"' %s | grep '\"outcome\":\"refused\"' | grep '\"workspace\":\"ws2\"' | grep -q '\"error_class\":\"invalid\"'",
+			 t->a.cfg.audit_log);
+		assert_int_equal(system(cmd), 0);
+	}
 
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(open_in(t, "n3", "ws1", "ledger", NULL, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "not volume"));
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
 	assert_non_null(strstr(err.msg, u3));
 	assert_non_null(strstr(err.msg, u1));
 	assert_false(dev_exists("ledger"));
@@ -3277,7 +3289,7 @@ static void test_tab_wrong_uuid_refused_before_kms(void **state)
 	before = unwraps(t);
 	assert_int_equal(open_in(t, "n3", "ws1", "ledger", &res, &err), -EPERM);
 	assert_null(res);
-	assert_int_equal(err.cls, LC_ERRC_REFUSED);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* not a role refusal */
 	assert_non_null(strstr(err.msg, u3));
 	assert_non_null(strstr(err.msg, u1));
 	assert_non_null(strstr(err.msg, "line 1"));
@@ -3293,6 +3305,7 @@ static void test_tab_wrong_uuid_refused_before_kms(void **state)
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(call(t, "cache.open", jargs(tab), &res, &err), -EPERM);
 	assert_non_null(strstr(err.msg, "a cache is not that volume"));
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
 	assert_false(dev_exists("ledger"));
 	assert_int_equal(fk.removes, removes);
 	pthread_mutex_lock(&fk.mu);
@@ -3500,6 +3513,33 @@ static void test_tab_bad_lines(void **state)
  * refuses or does not list NAME the generator makes no unit for it.  The
  * generator is the source tree's, run with sh (as systemd runs it).
  */
+/* timeout= and x-systemd.device-timeout= values (crypttab.h): the
+ * systemd.time(7) subset, in seconds, at most a day. */
+static void test_tab_timespan(void **state)
+{
+	static const struct { const char *s; int r; unsigned long secs; } c[] = {
+		{ "0", 0, 0 }, { "90", 0, 90 }, { "90s", 0, 90 }, { "1min", 0, 60 },
+		{ "2min30s", 0, 150 }, { "2min30", 0, 150 }, { "1h", 0, 3600 },
+		{ "1hr2m3sec", 0, 3723 }, { "1d", 0, 86400 }, { "24h", 0, 86400 },
+		{ "000090", -ERANGE, 0 }, { "00090", 0, 90 }, { "1440minutes", 0, 86400 },
+		{ "86400", 0, 86400 }, { "86401", -ERANGE, 0 }, { "1d1s", -ERANGE, 0 },
+		{ "99999d", -ERANGE, 0 }, { "", -EINVAL, 0 }, { "s", -EINVAL, 0 },
+		{ "1 min", -EINVAL, 0 }, { "90ms", -EINVAL, 0 }, { "1M", -EINVAL, 0 },
+		{ "1.5s", -EINVAL, 0 }, { "infinity", -EINVAL, 0 }, { "-1", -EINVAL, 0 },
+		{ "1min-", -EINVAL, 0 }, { "9x", -EINVAL, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		unsigned long secs = 12345;
+		int r = lc_crypttab_timespan(c[i].s, strlen(c[i].s), &secs);
+
+		if (r != c[i].r || (r == 0 && secs != c[i].secs))
+			fail_msg("\"%s\": %d, %lu s; expected %d, %lu s", c[i].s, r, secs, c[i].r,
+				 c[i].secs);
+	}
+}
+
 static void test_tab_agrees_with_generator(void **state)
 {
 	struct tenv *t = *state;
@@ -3536,6 +3576,22 @@ static void test_tab_agrees_with_generator(void **state)
 		/* "control" (/dev/mapper/control) is no name, anywhere */
 		"control /dev/sdz ws1\nledger /dev/sdy control\nwal /dev/sdb ws1 header=control\nledgerX /dev/sdc ws1\n",
 		"control /dev/sdz ws1\ncontrol /dev/sdy ws2\nwal /dev/sdb ws1 header=control0\n",
+		/* crypttab(5) options (issue 11): time spans, x-* ignored,
+		 * x-systemd.device-timeout=, discard refused, whole-line
+		 * comments only. */
+		"ledger /dev/sdz ws1 timeout=1min\nwal /dev/sdb ws1 timeout=2min30s\nledgerX /dev/sdc ws1 timeout=2min30\n",
+		"ledger /dev/sdz ws1 timeout=1h,nofail\nwal /dev/sdb ws1 timeout=1d\nledgerX /dev/sdc ws1 timeout=1d1s\n",
+		"ledger /dev/sdz ws1 timeout=24h1s\nwal /dev/sdb ws1 timeout=90ms\nledgerX /dev/sdc ws1 timeout=1m1\n",
+		"ledger /dev/sdz ws1 timeout=1 min\nwal /dev/sdb ws1 timeout=min\nledgerX /dev/sdc ws1 timeout=1seconds2hours\n",
+		"ledger /dev/sdz ws1 timeout=99999s\nwal /dev/sdb ws1 timeout=1440min\nledgerX /dev/sdc ws1 timeout=1minute0s\n",
+		"ledger /dev/sdz ws1 timeout=1M\nwal /dev/sdb ws1 timeout=infinity\nledgerX /dev/sdc ws1 timeout=1.5s\n",
+		"ledger /dev/sdz ws1 x-systemd.device-timeout=10\nwal /dev/sdb ws1 x-systemd.device-timeout=0,timeout=5min\nledgerX /dev/sdc ws1 x-systemd.device-timeout=10x\n",
+		"ledger /dev/sdz ws1 x-systemd.device-timeout=\nwal /dev/sdb ws1 x-systemd.device-timeout=86401\nledgerX /dev/sdc ws1 x-systemd.device-timeout\n",
+		"ledger /dev/sdz ws1 x-initrd.attach,nofail\nwal /dev/sdb ws1 x-\nledgerX /dev/sdc ws1 X-initrd.attach\n",
+		"ledger /dev/sdz ws1 discard\nwal /dev/sdb ws1 nofail,discard\nledgerX /dev/sdc ws1 discards\n",
+		"ledger /dev/sdz ws1 # comment\nwal /dev/sdb ws1 nofail #comment\nledgerX /dev/sdc ws1 #\n",
+		"ledger /dev/sdz ws1 nofail#x\nwal /dev/sdb ws1 nofail # x y\nledgerX /dev/sdc ws1 x-y=#z\n",
+		"ledger /dev/sdz ws1 luks\nwal /dev/sdb ws1 x-systemd.requires=a.service,cache\n",
 	};
 	static const char *const names[] = { "ledger", "wal", "ledgerX", "control" };
 	size_t made = 0, refused = 0;
@@ -4414,6 +4470,7 @@ int main(void)
 		T(test_tab_wrong_uuid_refused_before_kms),
 		T(test_wrong_volume_held_is_revoked),
 		T(test_tab_bad_lines),
+		cmocka_unit_test(test_tab_timespan),
 		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
 		T(test_realpath_outside_lock),
