@@ -11,7 +11,12 @@
 # revoke by hand reaches the agent through systemd-udevd; the hardened
 # agent refuses a --signal hook until the hook-signal.conf drop-in is
 # enabled, then signals another user's process holding the revoked volume.
-# TAP through tests/kernel/lib.sh; ends with "LC: N passed, N failed, N skipped".
+# dm-lakecrypt is loaded on demand, never by hand.  Then a volume on a
+# virtio disk in lakecrypttab, the agent enabled and an orderly shutdown
+# (shutdown-prepare.sh, shutdown-check.sh); with the argument boot2, the
+# second boot of those disks (boot2-guest.sh).
+# TAP through tests/kernel/lib.sh; ends with "LC: N passed, N failed,
+# N skipped" (in the first boot, printed during the shutdown).
 cd "$(dirname "$0")" || exit 1
 LC_CASE=systemd
 . /lakecrypt/tests/lib.sh
@@ -23,8 +28,29 @@ jget() { sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | hea
 state() { systemctl is-active "$1" 2>/dev/null; }
 diag_unit() { systemctl status --no-pager -l "$1" >"$LC_TMP/st.txt" 2>&1; journalctl -b --no-pager -u "$1" >>"$LC_TMP/st.txt" 2>&1; lc_diag_file "$LC_TMP/st.txt"; }
 
+# The disks of tests/udev/check.sh, by their virtio serial.
+serial_dev() {
+	for _s in /sys/block/vd*/serial; do
+		[ "$(cat "$_s" 2>/dev/null)" = "$1" ] || continue
+		_d=${_s%/serial}
+		echo "/dev/${_d##*/}"
+		return 0
+	done
+	return 1
+}
+modloaded() { grep -q '^dm_lakecrypt ' /proc/modules; }
+ts() { systemctl show -p ActiveEnterTimestampMonotonic --value "$1"; }
+
 lc_eq "systemd is PID 1" systemd "$(cat /proc/1/comm)"
-insmod /lakecrypt/dm-lakecrypt.ko || lc_bail "insmod dm-lakecrypt"
+if [ "${1:-}" = boot2 ]; then
+	. ./boot2-guest.sh
+	exit $?
+fi
+# Nobody loads the module by hand: device-mapper asks the kernel to load
+# dm-lakecrypt (modprobe) when the agent loads the first lakecrypt table,
+# also under the unit's ProtectKernelModules=yes (checked below).
+if modloaded; then lc_notok "dm-lakecrypt loaded before any volume was opened"
+else lc_ok "dm-lakecrypt not loaded before the first volume (no insmod, no modprobe)"; fi
 modprobe brd rd_nr=3 rd_size=40960 || lc_bail "brd"
 lc_eq "systemd-udevd.service runs" active "$(state systemd-udevd.service)"
 
@@ -114,6 +140,8 @@ timeout 300 systemctl start lakecrypt.target
 rc=$?
 t1=$(date +%s)
 lc_eq "systemctl start lakecrypt.target (exit)" 0 "$rc"
+modloaded
+lc_result $? "dm-lakecrypt loaded on demand for the agent's first table (ProtectKernelModules=yes)"
 lc_eq "lakecrypt.target active" active "$(state lakecrypt.target)"
 # Something that pulls in remote-fs-pre.target (nfs-client.target and
 # open-iscsi do): remote-fs.target and logins do not wait for the nofail
@@ -251,6 +279,4 @@ lc_eq "revoked ledger and the cache close on stop" "" "$(ls /dev/mapper/ledger /
 timeout 120 systemctl stop lakecrypt-agent.service
 lc_eq "agent stops cleanly" inactive "$(state lakecrypt-agent.service)"
 
-p=$(grep -c pass "$LC_TALLY"); f=$(grep -c fail "$LC_TALLY"); s=$(grep -c skip "$LC_TALLY")
-lc_say "$p passed, $f failed, $s skipped"
-[ "$f" -eq 0 ]
+. ./shutdown-prepare.sh

@@ -225,17 +225,38 @@ for w in $(cat /proc/cmdline); do
 done
 cd /lakecrypt
 # An entry marked "# lakecrypt-init: systemd" runs as a unit under systemd
-# as PID 1 (default target lakecrypt-test.target); it prints LC-EXIT and
-# powers off itself.
+# as PID 1, once multi-user.target is reached (default target
+# lakecrypt-test.target, which requires it); it prints LC-EXIT and powers
+# off itself, or, if it created /run/lakecrypt-test.orderly, it has asked
+# for an orderly shutdown and a unit of its own prints LC-EXIT during it.
+# State across boots: a virtio disk with serial "lakecrypt-state" holds a
+# tar archive (written by such an entry, e.g. at shutdown) that is
+# unpacked over / before systemd starts, so that its generators and units
+# see the files (/etc/lakecrypt/lakecrypttab, /var/lib/lakecrypt, ...) the
+# way a booting disk-backed system does.  A disk of zeros restores nothing.
 if [ -n "$entry" ] && grep -q '^# lakecrypt-init: systemd' "$entry" 2>/dev/null; then
-	printf '#!/bin/sh\ncd /lakecrypt\nset -- %s\n/bin/sh %s "$@"\nrc=$?\necho "LC-EXIT: $rc"\nsync\npoweroff -f\n' \
+	# multi-user.target's units whose programs the image lacks: masked, or
+	# systemd-logind (Restart=always) fails and restarts for ever under a
+	# slow TCG (never 5 starts in 10 s) and its start job holds the target.
+	for u in systemd-logind.service dbus.service systemd-user-sessions.service \
+		systemd-update-utmp-runlevel.service; do
+		ln -sf /dev/null "/etc/systemd/system/$u"
+	done
+	modprobe -q virtio_pci
+	modprobe -q virtio_blk
+	for s in /sys/block/vd*/serial; do
+		[ "$(cat "$s" 2>/dev/null)" = lakecrypt-state ] || continue
+		d=${s%/serial}
+		tar -xf "/dev/${d##*/}" -C / || echo "LC: init: cannot restore the state from /dev/${d##*/}"
+	done
+	printf '#!/bin/sh\ncd /lakecrypt\nset -- %s\n/bin/sh %s "$@"\nrc=$?\n[ -e /run/lakecrypt-test.orderly ] && exit $rc\necho "LC-EXIT: $rc"\nsync\npoweroff -f\n' \
 		"$args" "$entry" >/run/lakecrypt-entry.sh
 	printf '%s\n' '[Unit]' 'Description=lakecrypt test entry' 'Requires=basic.target' \
-		'After=basic.target' '[Service]' 'Type=oneshot' 'StandardOutput=tty' \
+		'After=basic.target multi-user.target' '[Service]' 'Type=oneshot' 'StandardOutput=tty' \
 		'StandardError=tty' 'TTYPath=/dev/console' 'Environment=PATH=/lakecrypt/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		'ExecStart=/bin/sh /run/lakecrypt-entry.sh' >/etc/systemd/system/lakecrypt-test.service
-	printf '%s\n' '[Unit]' 'Description=lakecrypt test' 'Requires=basic.target' \
-		'Wants=lakecrypt-test.service' 'After=basic.target' >/etc/systemd/system/lakecrypt-test.target
+	printf '%s\n' '[Unit]' 'Description=lakecrypt test' 'Requires=multi-user.target' \
+		'Wants=lakecrypt-test.service' 'After=multi-user.target' >/etc/systemd/system/lakecrypt-test.target
 	ln -sf /etc/systemd/system/lakecrypt-test.target /etc/systemd/system/default.target
 	umount /tmp
 	exec /lib/systemd/systemd
