@@ -745,10 +745,12 @@ tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said, nothi
 printf 'control /dev/sdz finance\nok2 /dev/sdy control\nok3 /dev/sdx finance header=control\nok4 /dev/sdw finance header=control0\n' >"$work/tab8"
 rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$log"; rc=$?
-[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; line skipped" "$log" &&
+# A bad line without nofail becomes a unit that fails at start (lakecrypttab(5)).
+[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; lakecrypt@control.service fails at start" "$log" &&
 	grep -q 'tab8:2: workspace "control" is not valid' "$log" && grep -q 'tab8:3: option "header=control": header= takes' "$log" &&
-	[ "$(cd "$G" && ls lakecrypt@*.service)" = lakecrypt@ok4.service ]
-tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, no unit"
+	[ "$(grep -l '^ExecStart=/bin/false$' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@control.service lakecrypt@ok2.service lakecrypt@ok3.service " ] &&
+	grep -q '^ExecStart=.* open /dev/sdw ok4 --workspace finance --header control0$' "$G/lakecrypt@ok4.service"
+tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, its unit fails at start"
 
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its
