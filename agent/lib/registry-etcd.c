@@ -47,14 +47,6 @@ struct lc_regetcd {
 
 /* ---- keys and values ---- */
 
-static bool printable(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-			return false;
-	return true;
-}
-
 static int make_key(const struct lc_regetcd *re, const char *kind, const char *name, char *out,
 		    size_t size)
 {
@@ -75,23 +67,6 @@ void lc_revocation_hash(const struct lc_revocation *rec, char hex[65])
 	hex[64] = '\0';
 }
 
-static bool get_str(json_object *o, const char *k, char *out, size_t size, bool required)
-{
-	json_object *v;
-	size_t n;
-
-	out[0] = '\0';
-	if (!json_object_object_get_ex(o, k, &v))
-		return !required;
-	if (!json_object_is_type(v, json_type_string))
-		return false;
-	n = (size_t)json_object_get_string_len(v);
-	if (n >= size)
-		return false;
-	memcpy(out, json_object_get_string(v), n + 1);
-	return strlen(out) == n && printable(out);
-}
-
 int lc_revocation_from_json(json_object *o, struct lc_revocation *rec, const char **why)
 {
 	json_object *v;
@@ -101,12 +76,12 @@ int lc_revocation_from_json(json_object *o, struct lc_revocation *rec, const cha
 		*why = "not a JSON object";
 		return -EINVAL;
 	}
-	if (!get_str(o, "provider", rec->provider, sizeof(rec->provider), false) ||
-	    !get_str(o, "cmk_id", rec->cmk_id, sizeof(rec->cmk_id), false) ||
-	    !get_str(o, "key_ref", rec->key_ref, sizeof(rec->key_ref), false) ||
-	    !get_str(o, "keyconfig", rec->keyconfig, sizeof(rec->keyconfig), false) ||
-	    !get_str(o, "agent", rec->agent, sizeof(rec->agent), false) ||
-	    !get_str(o, "cause", rec->cause, sizeof(rec->cause), false)) {
+	if (!lc_registry_json_string(o, "provider", rec->provider, sizeof(rec->provider), false) ||
+	    !lc_registry_json_string(o, "cmk_id", rec->cmk_id, sizeof(rec->cmk_id), false) ||
+	    !lc_registry_json_string(o, "key_ref", rec->key_ref, sizeof(rec->key_ref), false) ||
+	    !lc_registry_json_string(o, "keyconfig", rec->keyconfig, sizeof(rec->keyconfig), false) ||
+	    !lc_registry_json_string(o, "agent", rec->agent, sizeof(rec->agent), false) ||
+	    !lc_registry_json_string(o, "cause", rec->cause, sizeof(rec->cause), false)) {
 		*why = "a field is not a printable string of its size";
 		return -EINVAL;
 	}

@@ -252,18 +252,27 @@ static int bad_file(const struct lc_registry *reg, struct lc_error *err, const c
 		      reg->path, what);
 }
 
-static bool get_string(json_object *o, const char *key, char *out, size_t size)
+bool lc_registry_json_string(json_object *o, const char *key, char *out, size_t size,
+			     bool required)
 {
 	json_object *v;
 	size_t n;
 
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+	out[0] = '\0';
+	if (!json_object_object_get_ex(o, key, &v))
+		return !required;
+	if (!json_object_is_type(v, json_type_string))
 		return false;
 	n = (size_t)json_object_get_string_len(v);
 	if (n >= size)
 		return false;
 	memcpy(out, json_object_get_string(v), n + 1);
 	return strlen(out) == n && printable(out);
+}
+
+static bool get_string(json_object *o, const char *key, char *out, size_t size)
+{
+	return lc_registry_json_string(o, key, out, size, true);
 }
 
 static bool get_int64(json_object *o, const char *key, int64_t *out)

@@ -115,6 +115,13 @@ struct lc_registry {
  * calls it @what ("workspace", "key configuration name", ...). */
 int lc_name_check(const char *what, const char *s, struct lc_error *err);
 
+/* String member @key of JSON object @o (registry.json or an etcd value) into
+ * @out (@size bytes, NUL included): true when it is a string shorter than
+ * @size with no NUL and only printable ASCII; a missing member is "" and
+ * true unless @required. */
+bool lc_registry_json_string(json_object *o, const char *key, char *out, size_t size,
+			     bool required);
+
 /* Load <state_dir>/registry.json (an empty registry if it does not exist). */
 int lc_registry_open(struct lc_registry *reg, const char *state_dir, struct lc_error *err);
 void lc_registry_close(struct lc_registry *reg);
