@@ -217,10 +217,12 @@ hostname lakecrypt
 modprobe dm-mod
 entry=
 args=
+watchdog=420
 for w in $(cat /proc/cmdline); do
 	case $w in
 	lakecrypt.entry=*) entry=${w#*=} ;;
 	lakecrypt.args=*) args=$(echo "${w#*=}" | base64 -d) ;;
+	lakecrypt.watchdog=*) watchdog=${w#*=} ;;
 	esac
 done
 cd /lakecrypt
@@ -237,11 +239,15 @@ cd /lakecrypt
 if [ -n "$entry" ] && grep -q '^# lakecrypt-init: systemd' "$entry" 2>/dev/null; then
 	# multi-user.target's units whose programs the image lacks: masked, or
 	# systemd-logind (Restart=always) fails and restarts for ever under a
-	# slow TCG (never 5 starts in 10 s) and its start job holds the target.
+	# slow TCG (never 5 starts in 10 s) and its start job holds the target;
+	# the gettys (no agetty; Debian's getty-static starts tty2..6 when
+	# logind is absent) restart for ever too, filling the journal.
 	for u in systemd-logind.service dbus.service systemd-user-sessions.service \
-		systemd-update-utmp-runlevel.service; do
+		systemd-update-utmp-runlevel.service getty.target getty-static.service \
+		getty@.service serial-getty@.service; do
 		ln -sf /dev/null "/etc/systemd/system/$u"
 	done
+	case $watchdog in '' | *[!0-9]*) watchdog=420 ;; esac
 	modprobe -q virtio_pci
 	modprobe -q virtio_blk
 	for s in /sys/block/vd*/serial; do
@@ -249,14 +255,40 @@ if [ -n "$entry" ] && grep -q '^# lakecrypt-init: systemd' "$entry" 2>/dev/null;
 		d=${s%/serial}
 		tar -xf "/dev/${d##*/}" -C / || echo "LC: init: cannot restore the state from /dev/${d##*/}"
 	done
-	printf '#!/bin/sh\ncd /lakecrypt\nset -- %s\n/bin/sh %s "$@"\nrc=$?\n[ -e /run/lakecrypt-test.orderly ] && exit $rc\necho "LC-EXIT: $rc"\nsync\npoweroff -f\n' \
+	printf '#!/bin/sh\n: >/run/lakecrypt-test.started\ncd /lakecrypt\nset -- %s\n/bin/sh %s "$@"\nrc=$?\n[ -e /run/lakecrypt-test.orderly ] && exit $rc\necho "LC-EXIT: $rc"\nsync\npoweroff -f\n' \
 		"$args" "$entry" >/run/lakecrypt-entry.sh
 	printf '%s\n' '[Unit]' 'Description=lakecrypt test entry' 'Requires=basic.target' \
 		'After=basic.target multi-user.target' '[Service]' 'Type=oneshot' 'StandardOutput=tty' \
 		'StandardError=tty' 'TTYPath=/dev/console' 'Environment=PATH=/lakecrypt/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		'ExecStart=/bin/sh /run/lakecrypt-entry.sh' >/etc/systemd/system/lakecrypt-test.service
+	# A boot that never reaches the entry (a start job that waits for
+	# ever, an emergency shell) says so with systemd's own view, instead
+	# of the host's timeout killing a silent guest.
+	cat >/run/lakecrypt-watchdog.sh <<'WD'
+#!/bin/sh
+n=0
+while [ $n -lt "$1" ]; do
+	[ -e /run/lakecrypt-test.started ] && exit 0
+	sleep 5
+	n=$((n + 5))
+done
+{
+	echo "LC: not ok - boot: the test entry did not start within $1 s of systemd's start (systemd's jobs, failed units and journal follow)"
+	systemctl list-jobs --no-pager 2>&1 | sed 's/^/LC: # jobs: /'
+	systemctl --failed --no-pager 2>&1 | sed 's/^/LC: # failed: /'
+	journalctl -b --no-pager -n 120 2>&1 | sed 's/^/LC: # journal: /'
+	echo "LC: 0 passed, 1 failed, 0 skipped"
+	echo "LC-EXIT: 1"
+} >/dev/console 2>&1
+sync
+poweroff -f
+WD
+	printf '%s\n' '[Unit]' 'Description=lakecrypt test: boot watchdog' 'DefaultDependencies=no' \
+		'Conflicts=shutdown.target' 'Before=shutdown.target' '[Service]' \
+		"ExecStart=/bin/sh /run/lakecrypt-watchdog.sh $watchdog" >/etc/systemd/system/lakecrypt-test-watchdog.service
 	printf '%s\n' '[Unit]' 'Description=lakecrypt test' 'Requires=multi-user.target' \
-		'Wants=lakecrypt-test.service' 'After=multi-user.target' >/etc/systemd/system/lakecrypt-test.target
+		'Wants=lakecrypt-test.service lakecrypt-test-watchdog.service' 'After=multi-user.target' \
+		>/etc/systemd/system/lakecrypt-test.target
 	ln -sf /etc/systemd/system/lakecrypt-test.target /etc/systemd/system/default.target
 	umount /tmp
 	exec /lib/systemd/systemd

@@ -90,6 +90,12 @@ flock -u 9
 # work"); the check proves nothing under KVM's emulated PIT.
 cmdline="console=ttyS0 panic=-1 quiet loglevel=5 no_timer_check lakecrypt.entry=$entry"
 [ -z "$args" ] || cmdline+=" lakecrypt.args=$(printf %s "$args" | base64 -w0)"
+# seconds a systemd entry's boot may take to reach the entry (mkinitramfs.sh)
+case ${LAKECRYPT_BOOT_WATCHDOG:-} in
+'') ;;
+*[!0-9]*) die "LAKECRYPT_BOOT_WATCHDOG: seconds, digits only" ;;
+*) cmdline+=" lakecrypt.watchdog=$LAKECRYPT_BOOT_WATCHDOG" ;;
+esac
 read -ra extra <<<"$qemu_extra"  # --qemu: a list of words
 # A guest kernel that dies in its own boot, before dm-lakecrypt is loaded
 # and before the entry prints a line, is booted once more (saying so; the
@@ -133,7 +139,9 @@ if [ -n "$hits" ]; then
 	rc=3
 fi
 if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
-	echo "run.sh: timeout after $tmo s (log $log)" >&2
+	echo "run.sh: timeout after $tmo s (log $log); its last 40 lines:" >&2
+	# where the guest stopped, also when only this output is kept (CI)
+	tail -n 40 "$log" | LC_ALL=C tr -d '\000-\010\013-\037' | sed 's/^/run.sh: | /' >&2
 	exit 124
 fi
 exit_line=$(grep -a '^LC-EXIT: ' "$log" | tail -n1 || true)
