@@ -176,7 +176,10 @@ struct agent {
 	pthread_mutex_t lock;		/* see above */
 	pthread_cond_t changed;		/* a revocation job or worker finished */
 	unsigned int threads;		/* request, watcher, revocation threads alive */
-	bool watching;			/* the watcher thread runs */
+	bool watching;			/* the watcher runs a round */
+	/* watch.c: the watcher's thread, started with the agent. */
+	pthread_cond_t watch_cv;	/* with a->lock */
+	bool watch_cv_ready, watch_stop, watch_kick;
 	struct lc_volume *checking[LC_AGENT_MAX_CHECKS]; /* CMKs being asked, one thread each */
 	uint64_t revoke_epoch;
 	struct revoke_rec revlog[LC_AGENT_REVOKE_LOG];
@@ -187,6 +190,7 @@ struct agent {
 	bool reserve_cv_ready, reserve_stop;
 	struct revoke_job *reserve_jobs;	/* revocations without a thread */
 	struct client *reserve_reqs;		/* kill requests without a thread */
+	struct ws_term *reserve_terms;		/* termination hooks without a thread */
 	/* Tests only: agent_spawn() fails (-EAGAIN) once this many threads
 	 * run, as under a unit's TasksMax.  0: no limit. */
 	unsigned int spawn_limit;
@@ -309,6 +313,9 @@ void agent_reserve_job(struct agent *a, struct revoke_job *j);
 /* Run @c's request there (clients.c, for kill requests when no request
  * thread can be started); -ESRCH if the reserve thread has stopped. */
 int agent_reserve_request(struct agent *a, struct client *c);
+/* Queue a workspace's termination hook (t->running set, no thread could be
+ * started); -ESRCH if the reserve thread has stopped. */
+int agent_reserve_term(struct agent *a, struct ws_term *t);
 /* Is the calling thread the reserve thread? */
 bool agent_on_reserve(void);
 
@@ -531,8 +538,14 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 			     const char *key_ref, const char *keyconfig, const char *cause,
 			     bool denied, int64_t uid, unsigned int wait_ms, json_object *done,
 			     json_object *pending, struct lc_error *err);
-/* Timer tick (loop thread): start the watcher thread unless it runs. */
+/* Timer tick (loop thread): ask the watcher's thread for a round (one
+ * more after the current one if it runs). */
 void agent_watch_tick(struct agent *a);
+/* Start the watcher's thread (agent_setup(), without a->lock); -errno if
+ * it cannot be started. */
+int agent_watcher_start(struct agent *a, struct lc_error *err);
+/* Ask it to end (teardown, a->lock held); agent->threads counts it. */
+void agent_watcher_stop(struct agent *a);
 const char *agent_slot_state(const struct vol_slot *s);
 
 /* terminate.c; all with a->lock held. */
@@ -547,6 +560,11 @@ void agent_terminate(struct agent *a, const char *workspace);
 /* The last hook run of each workspace @c may see, for status. */
 json_object *agent_terminate_json(struct agent *a, struct client *c);
 void agent_terminate_free(struct agent *a);
+/* Run @t's pending hook runs, then clear t->running (the hook's thread,
+ * or the reserve thread's); drops a->lock around each run. */
+void agent_terminate_run(struct agent *a, struct ws_term *t);
+/* @t's link in a->reserve_terms. */
+struct ws_term **agent_terminate_next(struct ws_term *t);
 /* probe.c; a->lock held unless said otherwise. */
 /*
  * Probe @v's CMK (a copy; called WITHOUT a->lock): key state (and the

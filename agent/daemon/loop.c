@@ -161,6 +161,10 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	r = agent_reserve_start(a, err);
 	if (r < 0)
 		return r;
+	/* The watcher's too: detection needs no new thread either. */
+	r = agent_watcher_start(a, err);
+	if (r < 0)
+		return r;
 	r = lc_mkdir_p(a->cfg.state_dir, 0700, err);
 	if (r < 0)
 		return r;
@@ -356,6 +360,7 @@ void agent_teardown(struct agent *a)
 		dl.tv_sec += SHUTDOWN_WAIT_MS / 1000;
 		agent_relock(a);
 		agent_reserve_stop(a);
+		agent_watcher_stop(a);
 		while (a->threads && pthread_cond_timedwait(&a->changed, &a->lock, &dl) != ETIMEDOUT)
 			;
 		stuck = a->threads > 0;

@@ -15,11 +15,16 @@
  *    thread could not be started (clients.c): on this thread revoke does
  *    not wait for the kernel's word (the jobs it queued run here next), it
  *    answers at once with the volumes still pending (-EINPROGRESS), as it
- *    does after revoke_wait_ms.
+ *    does after revoke_wait_ms;
+ *  - a workspace's termination hook whose own thread could not be started
+ *    (terminate.c agent_terminate()): the kill's last step, bounded by the
+ *    hook's timeout_ms.
  *
- * Jobs come first: a queued kill is never behind a request.  The thread
- * takes nothing but a->lock, which no holder keeps across a blocking call
- * (agent.h), so it never waits behind an operator's request either.
+ * Jobs come first, then hooks, then requests: a queued kill is never
+ * behind a hook or a request (a kill queued while a hook runs waits at
+ * most for the hook's timeout).  The thread takes nothing but a->lock,
+ * which no holder keeps across a blocking call (agent.h), so it never
+ * waits behind an operator's request either.
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,12 +49,19 @@ static void *reserve_thread(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	on_reserve = true;
 	agent_relock(a);
-	while (!a->reserve_stop || a->reserve_jobs || a->reserve_reqs) {
+	while (!a->reserve_stop || a->reserve_jobs || a->reserve_terms || a->reserve_reqs) {
 		if (a->reserve_jobs) {
 			struct revoke_job *j = a->reserve_jobs;
 
 			a->reserve_jobs = j->next;
 			agent_revoke_job_run(a, j);	/* frees j, lock held again */
+			continue;
+		}
+		if (a->reserve_terms) {
+			struct ws_term *t = a->reserve_terms;
+
+			a->reserve_terms = *agent_terminate_next(t);
+			agent_terminate_run(a, t);	/* lock held again */
 			continue;
 		}
 		if (a->reserve_reqs) {
@@ -104,6 +116,20 @@ void agent_reserve_job(struct agent *a, struct revoke_job *j)
 	j->next = NULL;
 	*p = j;
 	pthread_cond_broadcast(&a->reserve_cv);
+}
+
+int agent_reserve_term(struct agent *a, struct ws_term *t)
+{
+	struct ws_term **p = &a->reserve_terms;
+
+	if (!a->reserve_cv_ready || a->reserve_stop)
+		return -ESRCH;
+	while (*p)
+		p = agent_terminate_next(*p);
+	*agent_terminate_next(t) = NULL;
+	*p = t;
+	pthread_cond_broadcast(&a->reserve_cv);
+	return 0;
 }
 
 int agent_reserve_request(struct agent *a, struct client *c)

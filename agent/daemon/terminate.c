@@ -25,6 +25,7 @@
 struct ws_term {
 	char workspace[LC_HDR_NAME_SIZE];
 	bool running, again;
+	struct ws_term *reserve_next;	/* in a->reserve_terms */
 	uint64_t runs;
 	/* The last run (have_last). */
 	bool have_last;
@@ -153,14 +154,24 @@ static void *term_job_thread(void *arg)
 
 	free(j);
 	agent_relock(a);
+	agent_terminate_run(a, t);
+	agent_thread_done(a);
+	agent_unlock(a);
+	return NULL;
+}
+
+void agent_terminate_run(struct agent *a, struct ws_term *t)
+{
 	while (t->again) {
 		t->again = false;
 		run_once(a, t);
 	}
 	t->running = false;
-	agent_thread_done(a);
-	agent_unlock(a);
-	return NULL;
+}
+
+struct ws_term **agent_terminate_next(struct ws_term *t)
+{
+	return &t->reserve_next;
 }
 
 void agent_terminate(struct agent *a, const char *workspace)
@@ -186,9 +197,15 @@ void agent_terminate(struct agent *a, const char *workspace)
 		t->running = true;
 		if (agent_spawn(a, term_job_thread, j) == 0)
 			return;
-		t->running = false;
 		free(j);
 	}
+	/* No thread to be had (TasksMax, memory): the kill switch's own. */
+	if (agent_reserve_term(a, t) == 0) {
+		lc_warn("workspace %s: no new thread for its termination hook; it runs on the kill switch's reserve thread",
+			workspace);
+		return;
+	}
+	t->running = false;
 	lc_error_log("workspace %s: cannot start a thread for its termination hook; it runs at the next revocation report",
 		     workspace);
 }

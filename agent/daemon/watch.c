@@ -17,6 +17,7 @@
  * agent_unlock() says otherwise.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,25 +494,36 @@ struct check_job {
 	size_t i;		/* a->checking[i] is this job's copy */
 };
 
-/* One CMK's check: a KMS that stalls on one CMK delays no other. */
-static void *cmk_thread(void *arg)
+/* One CMK's check (@j's copy, freed with @j); without a->lock.  @thread:
+ * on its own thread (cmk_thread), else on the watcher's. */
+static void check_job_run(struct check_job *j, bool thread)
 {
-	struct check_job *j = arg;
 	struct agent *a = j->a;
-	struct lc_volume *v = a->checking[j->i];	/* set before the spawn */
+	struct lc_volume *v = a->checking[j->i];	/* set before the job started */
 
 	check_cmk(a, v);
 	agent_relock(a);
 	a->checking[j->i] = NULL;
-	agent_thread_done(a);
+	if (thread)
+		agent_thread_done(a);
 	agent_unlock(a);
 	lc_volume_free(v);
 	free(j);
+}
+
+/* One CMK's check: a KMS that stalls on one CMK delays no other. */
+static void *cmk_thread(void *arg)
+{
+	check_job_run(arg, true);
 	return NULL;
 }
 
-/* Start a check of @v's CMK (a copy, taken) unless one is running. */
-static void start_check(struct agent *a, struct lc_volume *v)
+/*
+ * Start a check of @v's CMK (a copy, taken) unless one is running: on a
+ * thread of its own, or, when none can be started (TasksMax, memory), the
+ * job is returned for the watcher to run itself after this round's starts.
+ */
+static struct check_job *start_check(struct agent *a, struct lc_volume *v)
 {
 	struct check_job *j;
 	size_t free_i = LC_AGENT_MAX_CHECKS;
@@ -521,7 +533,7 @@ static void start_check(struct agent *a, struct lc_volume *v)
 			lc_warn("watcher: the last check of CMK %s still waits for the KMS; not asking again",
 				v->provider_ref);
 			lc_volume_free(v);
-			return;
+			return NULL;
 		}
 		if (!a->checking[i] && free_i == LC_AGENT_MAX_CHECKS)
 			free_i = i;
@@ -531,31 +543,35 @@ static void start_check(struct agent *a, struct lc_volume *v)
 		lc_warn("watcher: %d CMK checks already wait for the KMS; CMK %s is not checked this time",
 			LC_AGENT_MAX_CHECKS, v->provider_ref);
 		lc_volume_free(v);
-		return;
+		return NULL;
 	}
 	j->a = a;
 	j->i = free_i;
 	a->checking[free_i] = v;
-	if (agent_spawn(a, cmk_thread, j) < 0) {
-		lc_error_log("watcher: cannot start a thread to check CMK %s", v->provider_ref);
-		a->checking[free_i] = NULL;
-		lc_volume_free(v);
-		free(j);
-	}
+	if (agent_spawn(a, cmk_thread, j) == 0)
+		return NULL;
+	lc_warn("watcher: no new thread to check CMK %s; the watcher checks it itself",
+		v->provider_ref);
+	return j;
 }
 
-/* The local KMS's purge (file I/O), then one thread per CMK in use. */
-static void *watch_thread(void *arg)
+/*
+ * One round of the watcher (a->lock held; dropped around the file I/O and
+ * the checks it runs itself): the local KMS's purge, the kernel's word on
+ * every volume, then one check per CMK in use.
+ */
+static void watch_round(struct agent *a)
 {
-	struct agent *a = arg;
+	struct check_job *own[LC_AGENT_MAX_CHECKS];
+	size_t nown = 0;
 	struct lc_error e;
 	unsigned int n = 0;
 
+	agent_unlock(a);
 	if (lc_kms_local_purge(a->kms, &n, &e) < 0)
 		lc_warn("local KMS purge: %s", e.msg);
 	else if (n)
 		lc_info("local KMS: erased the material of %u key(s) past their deletion date", n);
-
 	agent_relock(a);
 	/* The kernel's word first: a revoke whose udev event was lost. */
 	agent_check_kernel_revoked(a);
@@ -564,6 +580,7 @@ static void *watch_thread(void *arg)
 	for (size_t i = 0; i < a->nvols && (!a->cfg.test_watch_pause_file[0] ||
 					    access(a->cfg.test_watch_pause_file, F_OK) < 0); i++) {
 		const struct vol_slot *s = a->vols[i];
+		struct check_job *j;
 		bool seen = false;
 		struct lc_volume *v;
 
@@ -571,13 +588,68 @@ static void *watch_thread(void *arg)
 			continue;
 		for (size_t k = 0; k < i && !seen; k++)
 			seen = a->vols[k]->rs == SLOT_LIVE && same_cmk(a->vols[k]->v, s->v);
-		if (!seen && (v = slot_snapshot(s, false)))
-			start_check(a, v);
+		if (!seen && (v = slot_snapshot(s, false)) && (j = start_check(a, v)))
+			own[nown++] = j;	/* at most LC_AGENT_MAX_CHECKS: one slot each */
 	}
-	a->watching = false;
+	if (!nown)
+		return;
+	agent_unlock(a);
+	for (size_t i = 0; i < nown; i++)
+		check_job_run(own[i], false);
+	agent_relock(a);
+}
+
+/*
+ * The watcher's thread, started with the agent (agent_watcher_start()):
+ * a round at each tick (agent_watch_tick(); ticks during a round make one
+ * more round after it).  It is never started anew, so detection, like the
+ * kill (reserve.c), needs no thread that may not be had.
+ */
+static void *watcher_thread(void *arg)
+{
+	struct agent *a = arg;
+	sigset_t all;
+
+	/* Signals are the loop's (signalfd): never this thread's. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	agent_relock(a);
+	while (!a->watch_stop) {
+		if (!a->watch_kick) {
+			pthread_cond_wait(&a->watch_cv, &a->lock);
+			continue;
+		}
+		a->watch_kick = false;
+		a->watching = true;
+		watch_round(a);
+		a->watching = false;
+	}
 	agent_thread_done(a);
 	agent_unlock(a);
 	return NULL;
+}
+
+int agent_watcher_start(struct agent *a, struct lc_error *err)
+{
+	int r;
+
+	pthread_cond_init(&a->watch_cv, NULL);
+	a->watch_cv_ready = true;
+	agent_relock(a);
+	r = agent_spawn(a, watcher_thread, a);
+	agent_unlock(a);
+	if (r < 0)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot start the watcher's thread: %s",
+			      strerror(-r));
+	return 0;
+}
+
+void agent_watcher_stop(struct agent *a)
+{
+	if (!a->watch_cv_ready)
+		return;
+	a->watch_stop = true;
+	pthread_cond_broadcast(&a->watch_cv);
 }
 
 /* The next tick after the interval with jitter_pct of jitter either way,
@@ -614,12 +686,9 @@ void agent_watch_tick(struct agent *a)
 		if (s->rs == SLOT_REVOKE_FAILED && !s->job)
 			start_revoke(a, s, s->cause, s->denied, s->revoker);
 	}
-	if (!a->watching) {
-		a->watching = true;
-		if (agent_spawn(a, watch_thread, a) < 0) {
-			a->watching = false;
-			lc_error_log("watcher: cannot start its thread; CMKs are not checked this time");
-		}
+	if (a->watch_cv_ready) {
+		a->watch_kick = true;
+		pthread_cond_broadcast(&a->watch_cv);
 	}
 	agent_unlock(a);
 }

@@ -4017,6 +4017,9 @@ static unsigned int threads_now(struct tenv *t)
 	return n;
 }
 
+/* Threads of an agent at rest: the reserve's and the watcher's. */
+#define AT_REST 2u
+
 /* Wait (bounded, polling) until the agent runs @want threads. */
 static void wait_threads(struct tenv *t, unsigned int want, const char *what)
 {
@@ -4172,7 +4175,7 @@ static void test_pileup_bounded(void **state)
 			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
 			      NULL, &err), 0);
 	format_in(t, "p1", "ws2", u);
-	base = 1;	/* the reserve thread */
+	base = AT_REST;
 	wait_threads(t, base, "at rest");
 
 	/* An open stalled in the KMS, its client (root) still there. */
@@ -4295,7 +4298,7 @@ static void test_kill_without_threads(void **state)
 
 	open_volume(t, "d1", "v1");
 	format_in(t, "p1", "ws1", u);
-	base = 1;	/* the reserve thread */
+	base = AT_REST;
 	wait_threads(t, base, "at rest");
 	stall_kms(t, true);
 	for (int i = 0; i < PILE_MAX; i++) {
@@ -4327,6 +4330,73 @@ static void test_kill_without_threads(void **state)
 	pthread_mutex_unlock(&t->a.lock);
 	stall_kms(t, false);
 	wait_threads(t, base, "every request once the KMS answers");
+}
+
+/*
+ * Detection and the kill's last step need no new thread either: with no
+ * thread to be had (spawn_limit at the threads of an agent at rest), a
+ * disabled CMK is still found by the watcher (it checks the CMK on its own
+ * thread), confirmed, the volume revoked (on the reserve thread) and the
+ * workspace's termination hook run (on the reserve thread too).
+ */
+static void test_detect_and_hook_without_threads(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[1024], script[256], out[256], buf[512] = "";
+	FILE *f;
+
+	snprintf(script, sizeof(script), "%s/hook.sh", t->dir);
+	snprintf(out, sizeof(out), "%s/hook.out", t->dir);
+	f = fopen(script, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"vols=$LAKECRYPT_VOLUMES\" >> %s\n", out);
+	fclose(f);
+	assert_int_equal(chmod(script, 0700), 0);
+	snprintf(a, sizeof(a), "{\"workspace\": \"ws1\", \"command\": \"%s\", \"timeout_ms\": 20000}",
+		 script);
+	assert_int_equal(call(t, "workspace.hook", jargs(a), NULL, &err), 0);
+	open_volume(t, "d1", "v1");
+	wait_threads(t, AT_REST, "at rest");
+	pthread_mutex_lock(&t->a.lock);
+	t->a.spawn_limit = AT_REST;	/* not one thread more */
+	pthread_mutex_unlock(&t->a.lock);
+
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < WAIT_STEPS; i++) {
+		pthread_mutex_lock(&t->a.lock);
+		bool idle = !t->a.watching && !t->a.watch_kick;
+		pthread_mutex_unlock(&t->a.lock);
+		if (idle)
+			break;
+		usleep(20000);
+	}
+	assert_false(dev_revoked("v1"));	/* one denial: not confirmed yet */
+	later_gap(t);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	for (int i = 0; i < WAIT_STEPS && !strstr(buf, "vols=v1"); i++) {
+		size_t len = 0;
+
+		f = fopen(out, "r");
+		if (f) {
+			len = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+		}
+		buf[len] = '\0';
+		if (!strstr(buf, "vols=v1"))
+			usleep(20000);
+	}
+	assert_non_null(strstr(buf, "vols=v1"));
+	pthread_mutex_lock(&t->a.lock);
+	assert_int_equal(agent_volume(&t->a, "v1")->rs, SLOT_REVOKED);
+	assert_int_equal(t->a.threads, AT_REST);	/* nothing started */
+	t->a.spawn_limit = 0;
+	pthread_mutex_unlock(&t->a.lock);
+	assert_status_revoked(t, "v1");
 }
 
 struct revoke_call {
@@ -4397,7 +4467,7 @@ static void test_revoke_waiter_hangs_up(void **state)
 	json_object *req;
 
 	open_volume(t, "d1", "v1");
-	wait_threads(t, 1, "at rest");	/* the reserve thread */
+	wait_threads(t, AT_REST, "at rest");
 	pthread_mutex_lock(&fk.mu);
 	snprintf(fk.stuck, sizeof(fk.stuck), "v1");	/* its device stalls the revoke */
 	pthread_mutex_unlock(&fk.mu);
@@ -4408,9 +4478,9 @@ static void test_revoke_waiter_hangs_up(void **state)
 	req = lc_proto_request_new("revoke", jargs("{\"keyconfig\": \"kc1\"}"), 1);
 	assert_int_equal(lc_proto_send(&c, req, &err), 0);
 	json_object_put(req);
-	wait_threads(t, 3, "the revoke request and its stalled job");
+	wait_threads(t, AT_REST + 2, "the revoke request and its stalled job");
 	lc_proto_conn_close(&c);
-	wait_threads(t, 2, "the revoke whose client hung up");	/* the job goes on */
+	wait_threads(t, AT_REST + 1, "the revoke whose client hung up");	/* the job goes on */
 	pthread_mutex_lock(&fk.mu);
 	fk.release = true;
 	pthread_cond_broadcast(&fk.cv);
@@ -4418,7 +4488,7 @@ static void test_revoke_waiter_hangs_up(void **state)
 	for (int i = 0; i < 1000 && !dev_revoked("v1"); i++)
 		usleep(10000);
 	assert_true(dev_revoked("v1"));
-	wait_threads(t, 1, "the revocation job");
+	wait_threads(t, AT_REST, "the revocation job");
 }
 
 int main(void)
@@ -4444,6 +4514,7 @@ int main(void)
 		T(test_role_per_request),
 		T(test_idle_timeout),
 		T(test_watcher),
+		T(test_detect_and_hook_without_threads),
 		cmocka_unit_test_setup_teardown(test_revocation_window_edge, setup_edge, teardown),
 		cmocka_unit_test(test_watch_jitter_bound),
 		T(test_hook_after_revoke),
