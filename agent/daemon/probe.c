@@ -573,6 +573,37 @@ static void recheck_pause(const struct agent *a)
 		;
 }
 
+/* One call of a probe step: its outcome, @detail what it said. */
+typedef enum lc_probe_outcome (*probe_call_fn)(void *ctx, char *detail, size_t dsize);
+
+/*
+ * @call, then, while it denies, asked again LC_PROBE_RECHECKS times,
+ * spaced: DENIED only when every call denies.  A recheck that answers
+ * otherwise is the outcome (the first was a stray denial), with a warning
+ * naming @what (of @v's CMK).  @rechecks: the calls asked again.
+ */
+static enum lc_probe_outcome with_rechecks(struct agent *a, const struct lc_volume *v,
+					   const char *what, probe_call_fn call, void *ctx,
+					   unsigned int *rechecks, char *detail, size_t dsize)
+{
+	enum lc_probe_outcome o = call(ctx, detail, dsize);
+	char first[LC_ERROR_MSG_MAX + 64];
+
+	if (o != LC_PROBE_DENIED)
+		return o;
+	snprintf(first, sizeof(first), "%s", detail);
+	for (unsigned int i = 0; i < LC_PROBE_RECHECKS && o == LC_PROBE_DENIED; i++) {
+		recheck_pause(a);
+		(*rechecks)++;
+		o = call(ctx, detail, dsize);
+	}
+	if (o != LC_PROBE_DENIED)
+		lc_warn("CMK %s: %s was denied (%.300s) but asked again %u s later it says %s (%.300s): not counted as a denial",
+			v->provider_ref, what, first, LC_PROBE_RECHECK_MS / 1000,
+			lc_probe_outcome_name(o), detail);
+	return o;
+}
+
 /* One key-state call for @v's CMK: its outcome, *@r and @rep as the
  * provider returned, @detail what it said. */
 static enum lc_probe_outcome state_once(struct agent *a, struct lc_provider *p,
@@ -605,33 +636,35 @@ static enum lc_probe_outcome state_once(struct agent *a, struct lc_provider *p,
 	return o;
 }
 
+struct state_call {
+	struct agent *a;
+	struct lc_provider *p;
+	const struct lc_volume *v;
+	struct lc_provider_reply *rep;
+	int *r;
+	unsigned int *calls;
+};
+
+static enum lc_probe_outcome state_call(void *ctx, char *detail, size_t dsize)
+{
+	struct state_call *k = ctx;
+
+	return state_once(k->a, k->p, k->v, k->rep, k->r, k->calls, detail, dsize);
+}
+
 /*
- * The key state, a denial asked again LC_PROBE_RECHECKS times, spaced:
- * DENIED only when every call denies.  A recheck that answers enabled
- * makes the probe go on as enabled (the first was a stray denial); one
- * that gets no answer makes it UNKNOWN.  @rechecks: the calls asked again.
+ * The key state, a denial asked again (with_rechecks()).  A recheck that
+ * answers enabled makes the probe go on as enabled; one that gets no
+ * answer makes it UNKNOWN.  @rechecks: the calls asked again.
  */
 static enum lc_probe_outcome state_probe(struct agent *a, struct lc_provider *p,
 					 const struct lc_volume *v, struct lc_provider_reply *rep,
 					 int *r, unsigned int *calls, unsigned int *rechecks,
 					 char *detail, size_t dsize)
 {
-	enum lc_probe_outcome o = state_once(a, p, v, rep, r, calls, detail, dsize);
-	char first[LC_ERROR_MSG_MAX + 64];
+	struct state_call k = { a, p, v, rep, r, calls };
 
-	if (o != LC_PROBE_DENIED)
-		return o;
-	snprintf(first, sizeof(first), "%s", detail);
-	for (unsigned int i = 0; i < LC_PROBE_RECHECKS && o == LC_PROBE_DENIED; i++) {
-		recheck_pause(a);
-		(*rechecks)++;
-		o = state_once(a, p, v, rep, r, calls, detail, dsize);
-	}
-	if (o != LC_PROBE_DENIED)
-		lc_warn("CMK %s: the key state was denied (%.300s) but asked again %u s later it says %s (%.300s): not counted as a denial",
-			v->provider_ref, first, LC_PROBE_RECHECK_MS / 1000, lc_probe_outcome_name(o),
-			detail);
-	return o;
+	return with_rechecks(a, v, "the key state", state_call, &k, rechecks, detail, dsize);
 }
 
 /* The canary to probe @v with, into @kcname/@b64/@hex ("" each when
@@ -673,33 +706,39 @@ static void canary_of(struct agent *a, struct lc_provider *p, const struct lc_vo
 	}
 }
 
-/* The canary's unwrap, a denial asked again LC_PROBE_RECHECKS times,
- * spaced, then, if every unwrap is denied, canary_recheck() (a stale
- * canary is no revocation either). */
+struct canary_call {
+	struct agent *a;
+	struct lc_provider *p;
+	const struct lc_volume *v;
+	const char *kcname, *b64, *hex;
+	unsigned int *ccalls;
+};
+
+static enum lc_probe_outcome canary_call(void *ctx, char *detail, size_t dsize)
+{
+	struct canary_call *k = ctx;
+
+	return canary_probe(k->a, k->p, k->v->provider_ref, k->kcname, k->b64, k->hex, k->v,
+			    k->ccalls, detail, dsize);
+}
+
+/* The canary's unwrap, a denial asked again (with_rechecks()), then, if
+ * every unwrap is denied, canary_recheck() (a stale canary is no
+ * revocation either). */
 static enum lc_probe_outcome canary_run(struct agent *a, struct lc_provider *p,
 					const struct lc_volume *v, const char *kcname,
 					const char *b64, const char *hex, unsigned int *ccalls,
 					unsigned int *wcalls, unsigned int *rechecks, char *detail,
 					size_t dsize)
 {
-	enum lc_probe_outcome co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, ccalls,
-						detail, dsize);
-	char first[LC_ERROR_MSG_MAX + 64];
+	struct canary_call k = { a, p, v, kcname, b64, hex, ccalls };
+	char what[LC_HDR_NAME_SIZE + 40];
+	enum lc_probe_outcome co;
 
+	snprintf(what, sizeof(what), "key configuration %s's canary", kcname);
+	co = with_rechecks(a, v, what, canary_call, &k, rechecks, detail, dsize);
 	if (co != LC_PROBE_DENIED)
 		return co;
-	snprintf(first, sizeof(first), "%s", detail);
-	for (unsigned int i = 0; i < LC_PROBE_RECHECKS && co == LC_PROBE_DENIED; i++) {
-		recheck_pause(a);
-		(*rechecks)++;
-		co = canary_probe(a, p, v->provider_ref, kcname, b64, hex, v, ccalls, detail, dsize);
-	}
-	if (co != LC_PROBE_DENIED) {
-		lc_warn("CMK %s: key configuration %s's canary was denied (%.300s) but asked again %u s later it says %s (%.300s): not counted as a denial",
-			v->provider_ref, kcname, first, LC_PROBE_RECHECK_MS / 1000,
-			lc_probe_outcome_name(co), detail);
-		return co;
-	}
 	return canary_recheck(a, p, v, kcname, b64, wcalls, detail, dsize);
 }
 
