@@ -1,7 +1,7 @@
 #!/bin/bash
 # Host side of the KMS providers' end-to-end tests, for one kernel line, in
 # one boot of the QEMU machine (tests/e2e/providers.sh in the guest):
-#   providers-host.sh LINE [PROVIDER...]      (default: aws kmip gcp pkcs11)
+#   providers-host.sh LINE [PROVIDER...]      (default: aws kmip gcp etcd pkcs11)
 # Starts on loopback what the named network providers talk to, each with a
 # test CA made on the spot, and boots the guest on a restricted user
 # network whose only ways out are these guestfwd:
@@ -19,6 +19,8 @@
 #             with the official SDK.  10.0.2.120:8443 -> Cloud KMS (TLS);
 #             10.0.2.121:8080 -> the same API over plain HTTP (the key
 #             owner's console); 10.0.2.122:80 -> the GCE metadata server.
+#   etcd      not a KMS: a 3-member cluster as the shared registry and an
+#             agent of the host's on it (etcd_setup below, tests/e2e/etcd.sh).
 #   PKCS#11   nothing on the host: SoftHSM2 runs in the guest.
 #   10.0.2.99:8080 -> the guest's arguments, one line "NAME ARG..." per
 #             network provider (key references, CAs, credentials).
@@ -26,10 +28,10 @@
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
-line=${1:?usage: providers-host.sh LINE [aws] [kmip] [gcp] [pkcs11]}
+line=${1:?usage: providers-host.sh LINE [aws] [kmip] [gcp] [etcd] [pkcs11]}
 shift
 provs=("$@")
-[ ${#provs[@]} -gt 0 ] || provs=(aws kmip gcp pkcs11)
+[ ${#provs[@]} -gt 0 ] || provs=(aws kmip gcp etcd pkcs11)
 tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
 work=$(mktemp -d /tmp/lakecrypt-e2e-prov.XXXXXX)
 pids=()
@@ -164,14 +166,65 @@ json.dump({"type": "service_account", "project_id": "lc-e2e", "private_key_id": 
 	echo "gcp $key $(base64 -w0 "$w/ca.pem")" >>"$work/args"
 }
 
+# etcd: the 3-member cluster (tests/etcd/cluster.sh; members reached as
+# 10.0.2.130-132:2379, in the members' certificate) and an agent of the
+# host's on it, holding no volume.  10.0.2.133:8080 -> the host's admin:
+# waits (up to 60 s) until that agent sees kc-fleet, then revoke
+# --keyconfig kc-fleet on it (tests/e2e/etcd.sh).
+etcd_setup() {
+	local w=$work/etcd prefix=/lce2e-$$-$RANDOM/ n c
+	[ -x /usr/bin/etcd ] || fail "etcd: missing /usr/bin/etcd (run make setup: etcd-server)"
+	mkdir -p "$w/agent/state" && chmod 700 "$w/agent/state"
+	tests/etcd/cluster.sh start "$w/cluster" >"$w/cluster.err" 2>&1 ||
+		fail "etcd: cluster: $(tail -5 "$w/cluster.err")"
+	for n in 1 2 3; do pids+=("$(cat "$w/cluster/m$n.pid")"); done
+	# shellcheck disable=SC1091
+	. "$w/cluster/env"
+	cat >"$w/agent/agent.conf" <<CONF
+[agent]
+socket = $w/agent/agent.sock
+state_dir = $w/agent/state
+audit_log = $w/agent/audit.log
+audit_fsync = no
+admin_group = $(id -gn)
+
+[registry]
+backend = etcd
+endpoints = $ETCD_ENDPOINTS
+ca = $ETCD_CA
+cert = $ETCD_CERT
+key = $ETCD_KEY
+prefix = $prefix
+watch_idle_s = 5
+CONF
+	build/agent/lakecrypt-agent -c "$w/agent/agent.conf" -f >>"$w/agent/agent.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 300); do [ -S "$w/agent/agent.sock" ] && break; sleep 0.1; done
+	[ -S "$w/agent/agent.sock" ] || fail "etcd: the host's agent did not start: $(tail -5 "$w/agent/agent.log")"
+	c="$top/build/agent/lakecryptctl --timeout 60 --socket $w/agent/agent.sock"
+	printf '#!/bin/sh
+for i in $(seq 60); do %s keyconfig list 2>/dev/null | grep -q kc-fleet && break; sleep 1; done
+%s revoke --keyconfig kc-fleet 2>&1
+' \
+		"$c" "$c" >"$work/fwd-etcd-revoke"
+	chmod +x "$work/fwd-etcd-revoke"
+	net+=",guestfwd=tcp:10.0.2.133:8080-cmd:$work/fwd-etcd-revoke"
+	for n in 1 2 3; do
+		fwd "etcd$n" "10.0.2.13$((n - 1)):2379" busybox nc 127.0.0.1 \
+			"$(sed -n "s/^C$n=//p" "$w/cluster/ports")"
+	done
+	echo "etcd $prefix $(tar -C "$w/cluster/pki" -cf - ca.pem client.pem client.key | base64 -w0)" >>"$work/args"
+}
+
 netted=
 for p in "${provs[@]}"; do
 	case $p in
 	aws) aws_setup; netted=1 ;;
 	kmip) kmip_setup; netted=1 ;;
 	gcp) gcp_setup; netted=1 ;;
+	etcd) etcd_setup; netted=1 ;;
 	pkcs11) ;;
-	*) fail "unknown provider '$p' (aws, kmip, gcp, pkcs11)" ;;
+	*) fail "unknown provider '$p' (aws, kmip, gcp, etcd, pkcs11)" ;;
 	esac
 done
 qemu=()

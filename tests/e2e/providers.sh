@@ -1,14 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 # The KMS providers end to end, in one boot (tests/e2e/providers-host.sh
-# boots it): runs aws-kms.sh, kmip.sh, gcp-kms.sh and pkcs11.sh, those
+# boots it): runs aws-kms.sh, kmip.sh, gcp-kms.sh, etcd.sh (a fleet on an
+# etcd registry, not a KMS) and pkcs11.sh, those
 # named in the arguments, one after another, each with an agent, a state,
 # an audit log and a RAM disk of its own (what the one before left is
 # cleared away), and sums their tallies.  The network providers' arguments
 # (key references, the test CA, credentials) are too long for the kernel
 # command line: they come from 10.0.2.99:8080, one line "NAME ARG..." per
 # provider.
-# Args: PROVIDER... (aws kmip gcp pkcs11)
+# Args: PROVIDER... (aws kmip gcp etcd pkcs11)
 cd "$(dirname "$0")" || exit 1
 LC_CASE=e2e-providers
 . /lakecrypt/tests/lib.sh
@@ -17,13 +18,13 @@ mkdir -p "$LC_TMP"
 : >"$LC_TALLY"
 export PATH=/lakecrypt/bin:$PATH
 
-[ $# -gt 0 ] || lc_bail "no provider named (aws, kmip, gcp, pkcs11)"
+[ $# -gt 0 ] || lc_bail "no provider named (aws, kmip, gcp, etcd, pkcs11)"
 net=
 for p in "$@"; do
 	case $p in
-	aws | kmip | gcp) net=1 ;;
+	aws | kmip | gcp | etcd) net=1 ;;
 	pkcs11) ;;
-	*) lc_bail "unknown provider '$p' (aws, kmip, gcp, pkcs11)" ;;
+	*) lc_bail "unknown provider '$p' (aws, kmip, gcp, etcd, pkcs11)" ;;
 	esac
 done
 if [ -n "$net" ]; then
@@ -41,6 +42,7 @@ for p in "$@"; do
 	aws) s=aws-kms.sh ;;
 	kmip) s=kmip.sh ;;
 	gcp) s=gcp-kms.sh ;;
+	etcd) s=etcd.sh ;;
 	pkcs11) s=pkcs11.sh ;;
 	esac
 	args=

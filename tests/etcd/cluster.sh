@@ -37,7 +37,9 @@ pki() {
 	done
 	# member: server and client EKU (etcd 3.4's gateway and the peers use
 	# the member certificate as a client certificate too).
-	for c in member:ca:serverAuth,clientAuth:IP:127.0.0.1,DNS:localhost \
+	# 10.0.2.130-132: the members as the QEMU guest of tests/e2e/etcd.sh
+	# reaches them (guestfwd).
+	for c in member:ca:serverAuth,clientAuth:IP:127.0.0.1,DNS:localhost,IP:10.0.2.130,IP:10.0.2.131,IP:10.0.2.132 \
 		 client:ca:clientAuth:DNS:lakecrypt-agent \
 		 badclient:other-ca:clientAuth:DNS:lakecrypt-agent; do
 		IFS=: read -r name ca eku san <<<"$c"
