@@ -781,24 +781,22 @@ static int parse_range(json_object *o, size_t limit, struct lc_etcd_range_result
 	return 0;
 }
 
-int lc_etcd_range(struct lc_etcd *e, const void *key, size_t key_len, bool prefix, int64_t revision,
-		  size_t limit, struct lc_etcd_range_result *res, struct lc_error *err)
+/* One RangeRequest from @key to @end (@end_len 0: @key alone). */
+static int range_req(struct lc_etcd *e, const void *key, size_t key_len, const void *end,
+		     size_t end_len, int64_t revision, size_t limit,
+		     struct lc_etcd_range_result *res, struct lc_error *err)
 {
 	struct lc_sb b = { 0 };
 	json_object *o;
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if ((r = check_key(key, key_len, err)))
-		return r;
-	if (revision < 0)
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "etcd: negative revision");
-	if (!limit || limit > LC_ETCD_MAX_KVS)
-		limit = LC_ETCD_MAX_KVS;
 	lc_sb_puts(&b, "{");
 	put_field_b64(&b, "key", key, key_len);
-	if (prefix)
-		put_range_end(&b, key, key_len);
+	if (end_len) {
+		lc_sb_puts(&b, ",");
+		put_field_b64(&b, "range_end", end, end_len);
+	}
 	if (revision) {
 		lc_sb_puts(&b, ",");
 		put_field_i64(&b, "revision", revision);
@@ -816,6 +814,102 @@ int lc_etcd_range(struct lc_etcd *e, const void *key, size_t key_len, bool prefi
 		lc_etcd_range_result_free(res);
 		return bad_reply(e, "/v3/kv/range", r, err);
 	}
+	return 0;
+}
+
+int lc_etcd_range(struct lc_etcd *e, const void *key, size_t key_len, bool prefix, int64_t revision,
+		  size_t limit, struct lc_etcd_range_result *res, struct lc_error *err)
+{
+	uint8_t end[LC_ETCD_MAX_KEY + 1];
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((r = check_key(key, key_len, err)))
+		return r;
+	if (revision < 0)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "etcd: negative revision");
+	if (!limit || limit > LC_ETCD_MAX_KVS)
+		limit = LC_ETCD_MAX_KVS;
+	return range_req(e, key, key_len, end, prefix ? lc_etcd_prefix_end(key, key_len, end) : 0,
+			 revision, limit, res, err);
+}
+
+int lc_etcd_range_prefix_all(struct lc_etcd *e, const void *prefix, size_t prefix_len, size_t page,
+			     size_t max_kvs, struct lc_etcd_range_result *res, struct lc_error *err)
+{
+	uint8_t end[LC_ETCD_MAX_KEY + 1], from[LC_ETCD_MAX_KEY + 1];
+	size_t end_len, from_len = prefix_len, bytes = 0;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((r = check_key(prefix, prefix_len, err)))
+		return r;
+	if (!page || page > LC_ETCD_MAX_KVS)
+		page = LC_ETCD_MAX_KVS;
+	if (!max_kvs || max_kvs > LC_ETCD_MAX_RANGE_ALL)
+		max_kvs = LC_ETCD_MAX_RANGE_ALL;
+	end_len = lc_etcd_prefix_end(prefix, prefix_len, end);
+	memcpy(from, prefix, prefix_len);
+	for (;;) {
+		struct lc_etcd_range_result pg;
+		struct lc_etcd_kv *t;
+
+		/* every page at the first page's revision: one snapshot */
+		r = range_req(e, from, from_len, end, end_len, res->revision, page, &pg, err);
+		if (r)
+			break;
+		if ((res->revision && pg.revision != res->revision) ||
+		    (res->n && pg.n && keycmp(&res->kvs[res->n - 1], &pg.kvs[0]) >= 0)) {
+			lc_etcd_range_result_free(&pg);
+			r = bad_reply(e, "/v3/kv/range", -EBADMSG, err);
+			break;
+		}
+		if (pg.n > max_kvs - res->n) {
+			lc_etcd_range_result_free(&pg);
+			r = lc_err(err, -E2BIG, LC_ERRC_MISCONFIG,
+				   "etcd: more than %zu keys under the prefix", max_kvs);
+			break;
+		}
+		for (size_t i = 0; i < pg.n; i++)
+			bytes += pg.kvs[i].key_len + pg.kvs[i].value_len;
+		if (bytes > LC_ETCD_MAX_RANGE_ALL_BYTES) {
+			lc_etcd_range_result_free(&pg);
+			r = lc_err(err, -E2BIG, LC_ERRC_MISCONFIG,
+				   "etcd: more than %d MiB under the prefix",
+				   LC_ETCD_MAX_RANGE_ALL_BYTES >> 20);
+			break;
+		}
+		t = pg.n ? realloc(res->kvs, (res->n + pg.n) * sizeof(*t)) : res->kvs;
+		if (pg.n && !t) {
+			lc_etcd_range_result_free(&pg);
+			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "etcd: out of memory");
+			break;
+		}
+		res->kvs = t;
+		if (pg.n)
+			memcpy(res->kvs + res->n, pg.kvs, pg.n * sizeof(*t));
+		res->n += pg.n;
+		res->revision = pg.revision;
+		free(pg.kvs);	/* the kvs' contents moved */
+		if (!pg.more)
+			break;
+		/* a page that says "more" and is empty, or a key that cannot
+		 * be followed: not etcd */
+		if (!pg.n || res->kvs[res->n - 1].key_len >= LC_ETCD_MAX_KEY) {
+			r = bad_reply(e, "/v3/kv/range", -EBADMSG, err);
+			break;
+		}
+		/* the next page starts right after the last key: key + "\0" */
+		from_len = res->kvs[res->n - 1].key_len;
+		memcpy(from, res->kvs[res->n - 1].key, from_len);
+		from[from_len++] = 0;
+	}
+	if (r) {
+		lc_etcd_range_result_free(res);
+		return r;
+	}
+	res->count = (int64_t)res->n;
+	res->more = false;
 	return 0;
 }
 

@@ -70,6 +70,8 @@
 #define LC_ETCD_MAX_KEY			4096		/* bytes, decoded */
 #define LC_ETCD_MAX_VALUE		(1024 * 1024)	/* bytes, decoded (etcd's default request limit is 1.5 MiB) */
 #define LC_ETCD_MAX_KVS			10000		/* kvs in one range reply */
+#define LC_ETCD_MAX_RANGE_ALL		1000000		/* kvs in a paged read (lc_etcd_range_prefix_all) */
+#define LC_ETCD_MAX_RANGE_ALL_BYTES	(256 << 20)	/* keys and values in a paged read */
 #define LC_ETCD_MAX_EVENTS		10000		/* events in one watch message */
 #define LC_ETCD_DEFAULT_MAX_RESPONSE	(8 * 1024 * 1024)	/* bytes of one reply or one watch message */
 #define LC_ETCD_DEFAULT_CONNECT_MS	2000
@@ -139,6 +141,20 @@ size_t lc_etcd_prefix_end(const uint8_t *key, size_t key_len, uint8_t *out);
 int lc_etcd_range(struct lc_etcd *e, const void *key, size_t key_len, bool prefix,
 		  int64_t revision, size_t limit, struct lc_etcd_range_result *res,
 		  struct lc_error *err);
+
+/*
+ * Every key starting with @prefix, read in pages of @page kvs (0:
+ * LC_ETCD_MAX_KVS), each page from the key after the last one read, all
+ * at the first page's revision (one snapshot of the store), at most
+ * @max_kvs kvs in all (0: LC_ETCD_MAX_RANGE_ALL) and
+ * LC_ETCD_MAX_RANGE_ALL_BYTES of keys and values.  0 and @res filled
+ * (res->more false, res->count = res->n); -E2BIG beyond either; -ERANGE
+ * if the first page's revision was compacted meanwhile (read again);
+ * -EBADMSG for a page that disagrees (another revision, "more" with no
+ * kv); else lc_etcd_range()'s errors.
+ */
+int lc_etcd_range_prefix_all(struct lc_etcd *e, const void *prefix, size_t prefix_len, size_t page,
+			     size_t max_kvs, struct lc_etcd_range_result *res, struct lc_error *err);
 
 /* PutRequest: @value (@value_len bytes, at most LC_ETCD_MAX_VALUE) under
  * @key, attached to lease @lease (0: none).  @revision (may be NULL): the

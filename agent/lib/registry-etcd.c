@@ -286,9 +286,10 @@ static void set_reachable(struct lc_regetcd *re)
 }
 
 /*
- * Read the whole prefix (no lock held), then replace the copy with it
- * (lock held).  @act: hand the records to the hook.  0, or the range's
- * error.  -E2BIG if the prefix holds more keys than one read returns.
+ * Read the whole prefix (no lock held; in pages of LC_ETCD_MAX_KVS, one
+ * snapshot), then replace the copy with it (lock held).  @act: hand the
+ * records to the hook.  0, or the range's error (-E2BIG beyond
+ * LC_ETCD_MAX_RANGE_ALL keys).
  */
 static int full_read(struct lc_registry *reg, bool act, bool locked_caller, struct lc_error *err)
 {
@@ -296,11 +297,7 @@ static int full_read(struct lc_registry *reg, bool act, bool locked_caller, stru
 	struct lc_etcd_range_result res = { 0 };
 	int r;
 
-	r = lc_etcd_range(re->e, re->prefix, re->prefix_len, true, 0, 0, &res, err);
-	if (!r && res.more)
-		r = lc_err(err, -E2BIG, LC_ERRC_MISCONFIG,
-			   "etcd: more than %d keys under %s: the registry cannot be read in one range",
-			   LC_ETCD_MAX_KVS, re->prefix);
+	r = lc_etcd_range_prefix_all(re->e, re->prefix, re->prefix_len, 0, 0, &res, err);
 	if (!locked_caller)
 		re->h.lock(re->h.arg);
 	if (r < 0) {

@@ -83,6 +83,20 @@ check "range of one key gives its value and the store revision" $?
 expect "range a prefix" ok 5000 "${all[@]}" prefix /lc/kc/
 [ "$(kvs)" = "/lc/kc/a=alpha /lc/kc/b=beta " ] && grep -q 'count=2$' <<<"$last"
 check "prefix /lc/kc/ gives exactly a and b, in key order (not /lc/kcx)" $?
+# A prefix read in pages (lc_etcd_range_prefix_all, the registry's full
+# read): 23 keys in pages of 5, all at one revision, nothing outside.
+for i in $(seq -w 1 23); do run "${all[@]}" put "/lc/pg/k$i" "v$i"; done
+run "${all[@]}" put /lc/pgx outside
+want=$(for i in $(seq -w 1 23); do printf '/lc/pg/k%s=v%s ' "$i" "$i"; done)
+expect "paged prefix read, pages of 5" ok 5000 "${all[@]}" prefix-paged /lc/pg/ 5
+[ "$(kvs)" = "$want" ] && grep -q 'count=23$' <<<"$last"
+check "pages of 5 give the 23 keys of /lc/pg/ once each, in key order (not /lc/pgx)" $?
+expect "paged prefix read, pages of 1" ok 5000 "${all[@]}" prefix-paged /lc/pg/ 1
+[ "$(kvs)" = "$want" ]; check "pages of 1 give the same 23 keys" $?
+expect "paged prefix read, a page larger than the prefix" ok 5000 "${all[@]}" prefix-paged /lc/pg/ 100
+[ "$(kvs)" = "$want" ]; check "one page of 100 gives the same 23 keys" $?
+expect "paged prefix read beyond its cap of 22 keys: refused" misconfigured 5000 "${all[@]}" prefix-paged /lc/pg/ 5 22
+[ "$(code)" = -7 ]; check "...with -E2BIG" $? "$last"
 expect "range an absent key" ok 5000 "${all[@]}" get /lc/none
 [ -z "$(kvs)" ] && grep -q 'count=0$' <<<"$last"
 check "an absent key: no kv, count 0" $?
@@ -205,6 +219,12 @@ for s in dup-names int-number negative order twice future-kv count-lt bad-b64 tr
 done
 expect_code "a value of 1 MiB + 1 byte: refused" transient -7 5000 "${fake[@]}" get big-value
 expect_code "10,001 kvs in one range reply: refused" transient -7 5000 "${fake[@]}" get many-kvs
+for s in empty back rev; do
+	expect_code "hostile paged read 'pgm-$s/' (more with no kv, a page backwards, another revision): refused" \
+		transient -74 5000 "${fake[@]}" prefix-paged "pgm-$s/" 1
+done
+expect_code "a paged read whose every page says more: stops at its cap (40 keys)" misconfigured -7 10000 \
+	"${fake[@]}" prefix-paged pgm-endless/ 1 40
 expect_code "a 9 MiB reply: cut off at the 8 MiB bound" transient -90 10000 "${fake[@]}" get huge
 expect "a hostile reply to a read: the next member answers" ok 5000 "${fake_real[@]}" get dup-names
 grep -q 'member=1' <<<"$last"; check "...member 1 (the real cluster)" $?

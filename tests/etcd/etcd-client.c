@@ -237,6 +237,18 @@ int main(int argc, char **argv)
 				printf("revision=%lld count=%lld\n", (long long)res.revision, (long long)res.count);
 				lc_etcd_range_result_free(&res);
 			}
+		} else if (!strcmp(cmd, "prefix-paged")) {
+			struct lc_etcd_range_result res;
+
+			NEED(2);
+			r = lc_etcd_range_prefix_all(e, av[0], strlen(av[0]), (size_t)num(av[1]),
+						     ac > 2 ? (size_t)num(av[2]) : 0, &res, &err);
+			if (!r) {
+				for (size_t j = 0; j < res.n; j++)
+					print_kv(&res.kvs[j]);
+				printf("revision=%lld count=%lld\n", (long long)res.revision, (long long)res.count);
+				lc_etcd_range_result_free(&res);
+			}
 		} else if (!strcmp(cmd, "get-put")) {
 			struct lc_etcd_range_result res;
 

@@ -69,6 +69,25 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(hold)
         self.wfile.write(b'0\r\n\r\n')
 
+    def paged(self, name):
+        # A prefix read in pages (lc_etcd_range_prefix_all) gone wrong: the
+        # first request's key is the prefix, each next one the last key
+        # read with a NUL byte after it.
+        one = '{%s,"kvs":[%s],"count":"9","more":true}'
+        if name == 'pgm-empty/':	# "more", and no kv to go on from
+            return '{%s,"count":"9","more":true}' % H
+        if name == 'pgm-back/':
+            return one % (H, KV % (b64('pgm-back/b'), 2))
+        if name == 'pgm-back/b\0':	# the next page goes backwards
+            return one % (H, KV % (b64('pgm-back/a'), 2))
+        if name == 'pgm-rev/':
+            return one % (H, KV % (b64('pgm-rev/a'), 2))
+        if name == 'pgm-rev/a\0':	# the next page at another revision
+            return one % (H.replace('"revision":"5"', '"revision":"6"'), KV % (b64('pgm-rev/b'), 2))
+        if name.startswith('pgm-endless/'):	# a new key in every page, for ever
+            return one % (H, KV % (b64(name.replace('\0', 'x')), 2))
+        return '{%s,"count":"0"}' % H
+
     def do_POST(self):
         n = int(self.headers.get('Content-Length', '0'))
         req = json.loads(self.rfile.read(n) or b'{}')
@@ -95,6 +114,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(403, '{"error":"etcdserver: permission denied","message":"etcdserver: permission denied","code":7}')
         if path == '/v3/kv/range' and name in RANGE:
             return self.send(200, RANGE[name])
+        if path == '/v3/kv/range' and name.startswith('pgm-'):
+            return self.send(200, self.paged(name))
         if path == '/v3/kv/txn' and name == 'txn-responses':
             return self.send(200, '{%s,"succeeded":true,"responses":[{},{}]}' % H)
         if path == '/v3/kv/txn' and name == 'txn-succeeded-string':
