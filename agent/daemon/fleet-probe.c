@@ -53,6 +53,7 @@ struct fp_unit {
 	int64_t holder_create;		/* its create_revision */
 	char holder[LC_PROBE_AGENT_SIZE];
 	bool have_result;
+	int64_t result_lease;		/* its key's lease: the holder's, or it is not counted */
 	int64_t result_ms;		/* when the last result arrived here (monotonic) */
 	struct lc_probe_result last;
 	/* This agent's part. */
@@ -171,6 +172,7 @@ static void on_event(void *arg, const struct lc_probe_event *ev)
 	}
 	u->last = *ev->res;
 	u->have_result = true;
+	u->result_lease = ev->lease;
 	u->result_ms = now;
 }
 
@@ -195,7 +197,10 @@ bool agent_probe_wanted(struct agent *a, const struct lc_volume *v, const char *
 	snprintf(u->key_ref, sizeof(u->key_ref), "%s", v->provider_ref);
 	snprintf(u->keyconfig, sizeof(u->keyconfig), "%s", v->keyconfig);
 	u->used_ms = now;	/* the thread tries to take it if nobody holds it */
-	fresh = u->have_result && now - u->result_ms <= 2 * iv && u->last.outcome == LC_PROBE_OK;
+	/* Only the holder's own results count: put under its lease (a
+	 * value put without it, or under another lease, spares nothing). */
+	fresh = u->have_result && u->held && u->result_lease && u->result_lease == u->holder_lease &&
+		now - u->result_ms <= 2 * iv && u->last.outcome == LC_PROBE_OK;
 	if (!lc_regetcd_reachable(&a->reg) || !fp->etcd_ok)
 		*why = "etcd unreachable: this agent probes by itself";
 	else if (u->mine)
@@ -205,10 +210,10 @@ bool agent_probe_wanted(struct agent *a, const struct lc_volume *v, const char *
 	else if (!u->held && !fresh)
 		*why = "no agent holds the probe";
 	else if (!fresh)
-		*why = u->have_result ? (u->last.outcome != LC_PROBE_OK ?
-					 "the holder's last result is not ok" :
-					 "the holder's results stopped (older than 2 intervals)") :
-			"no result from the holder yet";
+		*why = !u->have_result ? "no result from the holder yet" :
+		       u->result_lease != u->holder_lease ? "the last result is not under the holder's lease" :
+		       u->last.outcome != LC_PROBE_OK ? "the holder's last result is not ok" :
+		       "the holder's results stopped (older than 2 intervals)";
 	else if (!u->own_ms || now - u->own_ms >= (int64_t)a->cfg.registry_backstop_interval_s * 1000)
 		*why = "backstop";
 	/* A watcher started early (a takeover elsewhere) does not probe
