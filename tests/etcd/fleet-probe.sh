@@ -114,6 +114,9 @@ holders() {	# the names among $@ whose status says they hold kcp's probe
 
 # ---- one agent ----------------------------------------------------------------------
 for a in P1 P2 P3; do probe_conf $a; done
+out=$("$agentbin" --check-config -c "$work/agent-P1/agent.conf" 2>&1)
+grep -qF "[registry] shared probes: per CMK one agent probes every $probe_interval s (lease $probe_ttl s), the others at least every 600 s" <<<"$out"
+check "probe: --check-config states the shared probes' intervals and lease" $? "$out"
 fleet_start P1; check "probe: agent P1 started (shared probes, interval $probe_interval s, lease $probe_ttl s)" $?
 ctl P1 keyconfig create kcp --provider aws-kms --key "$pkey"; check "probe: keyconfig kcp on the local-kms CMK" $? "$last"
 pj_until P1 'u.get("mine") and u.get("published", 0) >= 2'
@@ -148,6 +151,19 @@ check "probe: over $probe_window s the holder probed $((h1 - h0)) times, the two
 # Every KMS call on the CMK in the window is the holder's (2 a probe, +2 for one in flight).
 [ $((c1 - c0)) -le $((2 * (h1 - h0) + 2)) ] && [ $((c1 - c0)) -ge 2 ]
 check "probe: local-kms counted $((c1 - c0)) calls: the holder's $((h1 - h0)) probes, not 3 agents' ($rate3/min vs $rate1/min alone)" $?
+
+# ---- hostile values under probe/ and probe-result/ ------------------------------------------
+pj P2 'd["registry"]["bad_values"]'; bad0=$last
+fake=$(printf 'a%.0s' $(seq 64))
+run "${all[@]}" put "${probe_prefix}probe/not-a-unit" '{"v":1,"agent":"x"}'
+run "${all[@]}" put "${probe_prefix}probe/$fake" '{"v":1,"agent":""}'
+run "${all[@]}" put "${probe_prefix}probe-result/$fake" \
+	'{"v":1,"agent":"x","provider":"aws-kms","key_ref":"k","keyconfig":"kcp","outcome":"ok","verdict":"keep","time":1,"seq":1}'
+run "${all[@]}" put "${probe_prefix}probe-result/$fake" '{"v":1,"agent":"x","outcome":"unlock"}'
+pj_until P2 "d['registry']['bad_values'] >= $bad0 + 4"
+check "probe: a unit that is not 64 hex digits, a holder without agent, a result of another unit and one with an unknown outcome: refused and counted" $? "$last"
+hs=$(holders P1 P2 P3)
+[ "$hs" = P1 ]; check "probe: ...and the election stands (holder '$hs')" $?
 
 # ---- the holder dies: another takes over ------------------------------------------------
 pj P1 'p.get("agent")'; p1id=$last
