@@ -165,7 +165,33 @@ check "probe: a unit that is not 64 hex digits, a holder without agent, a result
 hs=$(holders P1 P2 P3)
 [ "$hs" = P1 ]; check "probe: ...and the election stands (holder '$hs')" $?
 
+# A writer under the prefix forges "ok" results for the unit, without the
+# holder's lease, several times between two of the holder's: the others
+# see them but do not skip their probes on them.
+pj P1 'u.get("unit")'; unit=$last
+pj P2 'u.get("own_probes", 0)'; o20=$last
+pj P3 'u.get("own_probes", 0)'; o30=$last
+forged=0
+for _ in $(seq 60); do
+	run "${all[@]}" put "${probe_prefix}probe-result/$unit" \
+		"{\"v\":1,\"agent\":\"forger\",\"provider\":\"aws-kms\",\"key_ref\":\"$pkey\",\"keyconfig\":\"kcp\",\"outcome\":\"ok\",\"verdict\":\"keep\",\"time\":1,\"seq\":1}"
+	pj P2 "u.get('own_probes', 0) >= $o20 + 2"; f2=$last
+	pj P3 "u.get('own_probes', 0) >= $o30 + 2"
+	[ "$f2" = True ] && [ "$last" = True ] && { forged=1; break; }
+	sleep 0.2
+done
+hs=$(holders P1 P2 P3)
+why="probing (the last result is not under the holder's lease)"
+[ $forged = 1 ] && [ "$hs" = P1 ] && grep -qF "$why" "$work/agent-P2/agent.log" &&
+	grep -qF "$why" "$work/agent-P3/agent.log"
+check "probe: forged 'ok' results without the holder's lease spare no probe: P2 and P3 probe by themselves, saying why (holder still '$hs')" $? \
+	"forged=$forged $(grep -h 'watcher: CMK' "$work"/agent-P[23]/agent.log | tail -4)"
+pj_until P2 'u.get("last_result_agent") != "forger" and u.get("last_result") == "ok"'
+check "probe: the holder's own results again once it probes" $? "$last"
+
 # ---- the holder dies: another takes over ------------------------------------------------
+hs=$(holders P1 P2 P3)
+[ "$hs" = P1 ]; check "probe: P1 still holds the probe before it is killed" $?
 pj P1 'p.get("agent")'; p1id=$last
 t0=$(date +%s%N)
 kill -KILL "$pid_P1"; wait "$pid_P1" 2>/dev/null
