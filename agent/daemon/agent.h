@@ -225,6 +225,7 @@ struct agent {
 	uint64_t oversized_replies;	/* replaced by an error (EMSGSIZE) */
 	uint64_t fleet_records;		/* fleet.c: etcd revocation records acted on */
 	uint64_t fleet_volumes;		/* ... and the volumes they killed */
+	struct fleet_probe *fp;		/* fleet-probe.c: shared probes (NULL: none) */
 };
 
 /* open-claim.c: a name being opened (on the opener's stack, a->lock). */
@@ -355,6 +356,28 @@ int agent_fleet_publish(struct agent *a, const char *provider, const char *cmk_i
 			const char *key_ref, const char *keyconfig, const char *cause,
 			char *key, size_t key_size, struct lc_error *err);
 json_object *agent_registry_json(struct agent *a);	/* status; a->lock held */
+
+/* fleet-probe.c: shared probes (etcd, [registry] backstop_interval_s > 0).
+ * agent_probes_init() before the registry opens (sets @h->probe; 0 or
+ * -ENOMEM), _start() with the registry's thread, _stop() (a->lock not
+ * held; revokes the lease so that another agent takes over at once),
+ * _free() at the end.  Without sharing they do nothing. */
+struct lc_regetcd_hooks;
+int agent_probes_init(struct agent *a, struct lc_regetcd_hooks *h);
+int agent_probes_start(struct agent *a, struct lc_error *err);
+void agent_probes_stop(struct agent *a);
+void agent_probes_free(struct agent *a);
+/* Should the watcher probe @v's unit (its CMK and key configuration) now
+ * (a->lock held)?  true without sharing; with it, when this agent holds
+ * the unit, etcd is unreachable, the holder went, its last result is not
+ * "ok" or older than 2 watch intervals, or backstop_interval_s passed
+ * since this agent's own last probe.  *@why: the reason ("" if false). */
+bool agent_probe_wanted(struct agent *a, const struct lc_volume *v, const char **why);
+/* After the watcher's probe of @v (a->lock NOT held): if this agent
+ * holds the unit, put @report's outcome and verdict under
+ * <prefix>probe-result/<unit> with its lease (one etcd request). */
+void agent_probe_publish(struct agent *a, const struct lc_volume *v, json_object *report);
+json_object *agent_probes_json(struct agent *a);	/* status; a->lock held */
 
 /* providers.c */
 int agent_providers_init(struct agent *a, struct lc_error *err);
@@ -546,6 +569,9 @@ void agent_watch_tick(struct agent *a);
 int agent_watcher_start(struct agent *a, struct lc_error *err);
 /* Ask it to end (teardown, a->lock held); agent->threads counts it. */
 void agent_watcher_stop(struct agent *a);
+/* The same from any thread (a->lock not held), without moving the
+ * timer: the shared probes' takeover. */
+void agent_watch_now(struct agent *a);
 const char *agent_slot_state(const struct vol_slot *s);
 
 /* terminate.c; all with a->lock held. */

@@ -71,16 +71,21 @@ int agent_registry_open(struct agent *a, struct lc_error *err)
 
 	if (!a->cfg.registry_etcd)
 		return lc_registry_open(&a->reg, a->cfg.state_dir, err);
+	if (agent_probes_init(a, &h) < 0)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 	return lc_regetcd_open(&a->reg, &a->cfg, &h, err);
 }
 
 int agent_registry_start(struct agent *a, struct lc_error *err)
 {
-	return lc_regetcd_start(&a->reg, err);
+	int r = lc_regetcd_start(&a->reg, err);
+
+	return r < 0 ? r : agent_probes_start(a, err);
 }
 
 void agent_registry_stop(struct agent *a)
 {
+	agent_probes_stop(a);
 	lc_regetcd_stop(&a->reg);
 }
 
@@ -122,5 +127,6 @@ json_object *agent_registry_json(struct agent *a)
 	o = lc_regetcd_status_json(&a->reg);
 	json_object_object_add(o, "records_acted", json_object_new_uint64(a->fleet_records));
 	json_object_object_add(o, "volumes_killed", json_object_new_uint64(a->fleet_volumes));
+	json_object_object_add(o, "probes", agent_probes_json(a));
 	return o;
 }

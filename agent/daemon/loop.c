@@ -390,6 +390,7 @@ void agent_teardown(struct agent *a)
 	a->nvols = 0;
 	agent_terminate_free(a);
 	agent_watches_free(a);
+	agent_probes_free(a);
 	agent_providers_close(a);
 	if (a->kms)
 		lc_kms_local_close(a->kms);

@@ -160,6 +160,15 @@ static int check_registry(const struct lc_config *cfg, const char *path)
 	lc_etcd_free(ec);
 	printf("%s: [registry] etcd: %s, prefix %s (files read; no member contacted)\n", path,
 	       cfg->registry_endpoints, cfg->registry_prefix);
+	if (!cfg->registry_backstop_interval_s)
+		printf("%s: [registry] shared probes off (backstop_interval_s = 0): every agent probes every %u s\n",
+		       path, cfg->watch_interval_s);
+	else
+		printf("%s: [registry] shared probes: per CMK one agent probes every %u s (lease %u s), the others at least every %u s%s\n",
+		       path, cfg->watch_interval_s, cfg->registry_probe_lease_s,
+		       cfg->registry_backstop_interval_s,
+		       cfg->registry_backstop_interval_s <= cfg->watch_interval_s ?
+		       " (not longer than watch_interval_s: nothing is saved)" : "");
 	return 0;
 }
 

@@ -479,7 +479,11 @@ int agent_volume_add(struct agent *a, struct lc_volume *v, uint64_t epoch,
  * confirmed denial, or an outage past fail_closed_after_s, revokes. */
 static void check_cmk(struct agent *a, const struct lc_volume *v)
 {
-	(void)agent_probe_cmk(a, v, NULL);
+	json_object *rep = a->fp ? json_object_new_object() : NULL;
+
+	if (agent_probe_cmk(a, v, rep) == 0 && rep)
+		agent_probe_publish(a, v, rep);	/* shared probes: if this agent holds it */
+	json_object_put(rep);
 }
 
 /* One probe per CMK and key configuration: each has its own canary. */
@@ -555,6 +559,47 @@ static struct check_job *start_check(struct agent *a, struct lc_volume *v)
 	return j;
 }
 
+/* Start the check of @v (a copy, taken) unless the fleet's shared probe
+ * spares it this time (fleet-probe.c); a job start_check() could not give
+ * a thread is returned (the watcher runs it). */
+static struct check_job *want_check(struct agent *a, struct lc_volume *v)
+{
+	const char *why;
+
+	if (!agent_probe_wanted(a, v, &why)) {
+		lc_debug("watcher: CMK %s: another agent probes it for the fleet and its last result is ok",
+			 v->provider_ref);
+		lc_volume_free(v);
+		return NULL;
+	}
+	if (why[0])
+		lc_debug("watcher: CMK %s: probing (%s)", v->provider_ref, why);
+	return start_check(a, v);
+}
+
+/* [test] watch_keyconfig: key configuration @name's CMK is probed as if an
+ * open volume used it (as check --cmk probes a key configuration): hosts
+ * without device-mapper hold no volume (tests/etcd). */
+static struct check_job *watch_keyconfig(struct agent *a, const char *name)
+{
+	const struct lc_keyconfig *kc = lc_registry_keyconfig(&a->reg, name);
+	struct lc_volume *v;
+
+	if (!kc || !(v = calloc(1, sizeof(*v))))
+		return NULL;
+	snprintf(v->name, sizeof(v->name), "keyconfig-%.50s", kc->name);
+	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", kc->name);
+	snprintf(v->provider, sizeof(v->provider), "%s", kc->provider);
+	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", kc->key_ref);
+	snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", kc->cmk_id);
+	for (size_t i = 0; i < a->nvols; i++)
+		if (a->vols[i]->rs == SLOT_LIVE && same_cmk(a->vols[i]->v, v)) {
+			lc_volume_free(v);	/* probed as a volume's already */
+			return NULL;
+		}
+	return want_check(a, v);
+}
+
 /*
  * One round of the watcher (a->lock held; dropped around the file I/O and
  * the checks it runs itself): the local KMS's purge, the kernel's word on
@@ -588,8 +633,15 @@ static void watch_round(struct agent *a)
 			continue;
 		for (size_t k = 0; k < i && !seen; k++)
 			seen = a->vols[k]->rs == SLOT_LIVE && same_cmk(a->vols[k]->v, s->v);
-		if (!seen && (v = slot_snapshot(s, false)) && (j = start_check(a, v)))
+		if (!seen && (v = slot_snapshot(s, false)) && (j = want_check(a, v)))
 			own[nown++] = j;	/* at most LC_AGENT_MAX_CHECKS: one slot each */
+	}
+	if (a->cfg.test_watch_keyconfig[0] && (!a->cfg.test_watch_pause_file[0] ||
+					       access(a->cfg.test_watch_pause_file, F_OK) < 0)) {
+		struct check_job *j = watch_keyconfig(a, a->cfg.test_watch_keyconfig);
+
+		if (j && nown < LC_AGENT_MAX_CHECKS)
+			own[nown++] = j;
 	}
 	if (!nown)
 		return;
@@ -673,6 +725,16 @@ static void rearm(struct agent *a)
 	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
 	its.it_interval.tv_sec = a->cfg.watch_interval_s;	/* if a tick is missed */
 	(void)timerfd_settime(a->timer_fd, 0, &its, NULL);
+}
+
+void agent_watch_now(struct agent *a)
+{
+	agent_relock(a);
+	if (a->watch_cv_ready) {
+		a->watch_kick = true;
+		pthread_cond_broadcast(&a->watch_cv);
+	}
+	agent_unlock(a);
 }
 
 void agent_watch_tick(struct agent *a)

@@ -78,6 +78,7 @@ static const struct key keys[] = {
 	{ "test", "watch_pause_file", K_PATH, F(test_watch_pause_file), 0, 0 },
 	{ "test", "segrekey_pause_file", K_PATH, F(test_segrekey_pause_file), 0, 0 },
 	{ "test", "registry_pause_file", K_PATH, F(test_registry_pause_file), 0, 0 },
+	{ "test", "watch_keyconfig", K_NAME, F(test_watch_keyconfig), 0, 0 },
 	{ "volume", "cipher", K_WORD, F(cipher), 0, 0 },
 	{ "volume", "key_size", K_UINT, F(key_size), 1, LAKECRYPT_MAX_KEY_SIZE },
 	{ "volume", "segment_size", K_SEGSIZE, F(segment_sectors), 0, 0 },
@@ -128,6 +129,8 @@ static const struct key keys[] = {
 	{ "registry", "timeout_ms", K_UINT, F(registry_timeout_ms), 1, 600000 },
 	{ "registry", "watch_idle_s", K_UINT, F(registry_watch_idle_s), 1, 86400 },
 	{ "registry", "retry_max_ms", K_UINT, F(registry_retry_max_ms), 100, 600000 },
+	{ "registry", "backstop_interval_s", K_UINT, F(registry_backstop_interval_s), 0, 604800 },
+	{ "registry", "probe_lease_s", K_UINT, F(registry_probe_lease_s), 2, 3600 },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -171,6 +174,8 @@ void lc_config_defaults(struct lc_config *cfg)
 	cfg->registry_timeout_ms = 5000;
 	cfg->registry_watch_idle_s = 660;
 	cfg->registry_retry_max_ms = 10000;
+	cfg->registry_backstop_interval_s = 900;
+	cfg->registry_probe_lease_s = 30;
 }
 
 static bool is_blank(char c)
@@ -513,7 +518,8 @@ static int check_registry(const struct lc_config *cfg, const char *name,
 			  const unsigned int *seen_line, struct lc_error *err)
 {
 	static const char *const etcd_keys[] = { "endpoints", "ca", "cert", "key", "prefix",
-		"connect_timeout_ms", "timeout_ms", "watch_idle_s", "retry_max_ms" };
+		"connect_timeout_ms", "timeout_ms", "watch_idle_s", "retry_max_ms",
+		"backstop_interval_s", "probe_lease_s" };
 	unsigned int lb = registry_line(seen_line, "backend");
 
 	if (!cfg->registry_etcd) {

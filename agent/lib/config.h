@@ -70,6 +70,10 @@
  *   registry_pause_file = /path             # while this file exists, the etcd
  *                                           # registry's watch stops at its next
  *                                           # message and waits (a stale copy)
+ *   watch_keyconfig = name                  # the watcher probes this key
+ *                                           # configuration's CMK as if an open
+ *                                           # volume used it (hosts without
+ *                                           # device-mapper: tests/etcd)
  *   kms_fault_file = /path                  # while this file exists, its first
  *                                           # word makes KMS calls fail:
  *                                           # "transient" every call,
@@ -145,6 +149,15 @@
  *                                           # notifications: every 600 s)
  *   retry_max_ms = 10000                    # 100..600000, longest pause between
  *                                           # reconnections (doubling from 100)
+ *   backstop_interval_s = 900               # 0..604800: shared probes (etcd.md):
+ *                                           # one agent per CMK probes every
+ *                                           # watch_interval_s and publishes; the
+ *                                           # others probe only this often while
+ *                                           # its "ok" results keep coming
+ *                                           # (0: no sharing, every agent probes)
+ *   probe_lease_s = 30                      # 2..3600: TTL of the probe holder's
+ *                                           # etcd lease (a dead holder is
+ *                                           # replaced within it + an interval)
  *
  *   [volume]                                # defaults for format
  *   cipher = aes-xts-plain64
@@ -212,6 +225,7 @@ struct lc_config {
 	char test_watch_pause_file[LC_CONFIG_PATH_MAX];
 	char test_segrekey_pause_file[LC_CONFIG_PATH_MAX];	/* segrekey.h */
 	char test_registry_pause_file[LC_CONFIG_PATH_MAX];	/* registry-etcd.h */
+	char test_watch_keyconfig[LC_CONFIG_NAME_MAX];	/* watch.c: probed as if a volume used it */
 	/* [aws-kms]: "" / 0 = not set (the provider's default) */
 	char aws_endpoint[LC_CONFIG_URL_MAX];
 	char aws_region[32];
@@ -266,6 +280,8 @@ struct lc_config {
 	unsigned int registry_timeout_ms;
 	unsigned int registry_watch_idle_s;
 	unsigned int registry_retry_max_ms;
+	unsigned int registry_backstop_interval_s;	/* shared probes: others' own probe, 0: no sharing */
+	unsigned int registry_probe_lease_s;		/* the probe holder's lease TTL */
 	/* [volume] */
 	char cipher[128];
 	unsigned int key_size;

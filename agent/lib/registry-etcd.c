@@ -231,6 +231,38 @@ static void apply_kv(struct lc_registry *reg, const struct lc_etcd_kv *kv, bool 
 		b.mod_revision = kv->mod_revision;
 		if (lc_registry_mem_put_binding(reg, &b) < 0)
 			lc_error_log("registry: out of memory: %s is not in the copy", name);
+	} else if (!strncmp(name, "probe/", 6) || !strncmp(name, "probe-result/", 13)) {
+		struct lc_probe_event ev = { .del = del, .lease = kv->lease,
+					     .create_revision = kv->create_revision,
+					     .mod_revision = kv->mod_revision };
+		struct lc_probe_holder h;
+		struct lc_probe_result res;
+		char hex[LC_PROBE_UNIT_HEX];
+
+		ev.result = name[5] == '-';
+		ev.unit = name + (ev.result ? 13 : 6);
+		if (!lc_probe_unit_valid(ev.unit, strlen(ev.unit)))
+			goto bad_key;
+		if (!del && !(o = value_json(kv, &why)))
+			goto bad_value;
+		if (!del && !ev.result) {
+			if (lc_probe_holder_from_json(o, &h, &why) < 0)
+				goto bad_value;
+			ev.holder = &h;
+		} else if (!del) {
+			if (lc_probe_result_from_json(o, &res, &why) < 0)
+				goto bad_value;
+			lc_probe_unit_hash(res.provider, res.key_ref, res.keyconfig, hex);
+			if (strcmp(hex, ev.unit)) {
+				why = "the result is not of the unit its key names";
+				goto bad_value;
+			}
+			ev.res = &res;
+		}
+		json_object_put(o);
+		if (re->h.probe)
+			re->h.probe(re->h.arg, &ev);
+		return;
 	} else if (!strncmp(name, "revocations/", 12)) {
 		struct lc_revocation rec;
 		char hex[65];
@@ -312,6 +344,8 @@ static int full_read(struct lc_registry *reg, bool act, bool locked_caller, stru
 		re->last_full_read = (int64_t)time(NULL);
 		re->full_reads++;
 		set_reachable(re);
+		if (re->h.probe)
+			re->h.probe(re->h.arg, &(struct lc_probe_event){ .reset = true });
 		/* Entries first, records after: the hook may drop the lock. */
 		for (size_t i = 0; i < res.n; i++)
 			if (!is_record(re, &res.kvs[i]))
@@ -803,6 +837,21 @@ int lc_regetcd_revoke(struct lc_registry *reg, const struct lc_revocation *rec, 
 	if (key_out)
 		snprintf(key_out, key_size, "%s", key);
 	return r;
+}
+
+struct lc_etcd *lc_regetcd_etcd(struct lc_registry *reg)
+{
+	return reg->etcd ? reg->etcd->e : NULL;
+}
+
+const char *lc_regetcd_prefix(struct lc_registry *reg)
+{
+	return reg->etcd ? reg->etcd->prefix : "";
+}
+
+bool lc_regetcd_reachable(struct lc_registry *reg)
+{
+	return reg->etcd && reg->etcd->reachable;
 }
 
 /* ---- status ---- */

@@ -12,7 +12,10 @@
  *   <prefix>revocations/<hash>       struct lc_revocation; <hash> is the
  *                                    lower-case hex SHA-256 of the CMK's
  *                                    identity (its cmk_id, else key_ref)
- * Other keys under the prefix are ignored (later: probes/, agents/).
+ *   <prefix>probe/<unit>             struct lc_probe_holder, under the
+ *                                    holder's lease (probe-share.h)
+ *   <prefix>probe-result/<unit>      struct lc_probe_result, same lease
+ * Other keys under the prefix are ignored (later: agents/).
  *
  * The copy in memory (struct lc_registry's arrays) is filled by one range
  * read of the prefix, then kept by a watch from that read's revision + 1
@@ -54,6 +57,7 @@
 #include "config.h"
 #include "etcd.h"
 #include "lc-error.h"
+#include "probe-share.h"
 #include "registry.h"
 
 #define LC_REVOCATION_CAUSE_SIZE	256
@@ -72,12 +76,29 @@ struct lc_revocation {
 	int64_t mod_revision;			/* etcd's; 0 before written */
 };
 
+/* A shared probe's key changed (probe-share.h), already checked: the
+ * unit is 64 hex digits, a value parses, and a result's own fields hash
+ * to its unit. */
+struct lc_probe_event {
+	bool reset;			/* a full read: forget every holder and result,
+					 * the puts that follow are all there is */
+	bool result;			/* probe-result/<unit>, else probe/<unit> */
+	bool del;			/* deleted (a lease expired or was revoked) */
+	const char *unit;
+	int64_t lease;			/* the key's lease (puts) */
+	int64_t create_revision, mod_revision;
+	const struct lc_probe_holder *holder;	/* put of probe/ */
+	const struct lc_probe_result *res;	/* put of probe-result/ */
+};
+
 struct lc_regetcd_hooks {
 	/* The lock that guards the registry (the agent's a->lock). */
 	void (*lock)(void *arg);
 	void (*unlock)(void *arg);
 	/* A revocation record arrived (lock held; may drop and retake it). */
 	void (*revocation)(void *arg, const struct lc_revocation *rec);
+	/* A shared probe's key (lock held; must not drop it).  May be NULL. */
+	void (*probe)(void *arg, const struct lc_probe_event *ev);
 	void *arg;
 };
 
@@ -120,6 +141,13 @@ int lc_regetcd_delete_binding(struct lc_registry *reg, const struct lc_binding *
  * at least 256 bytes): the key written.  0, or etcd's errors. */
 int lc_regetcd_revoke(struct lc_registry *reg, const struct lc_revocation *rec, char *key_out,
 		      size_t key_size, struct lc_error *err);
+
+/* For the shared probes (fleet-probe.c): the registry's client (NULL
+ * without etcd), its prefix, and whether its watch last reached etcd
+ * (lock held). */
+struct lc_etcd *lc_regetcd_etcd(struct lc_registry *reg);
+const char *lc_regetcd_prefix(struct lc_registry *reg);
+bool lc_regetcd_reachable(struct lc_registry *reg);
 
 /* The record's key suffix: hex SHA-256 of cmk_id, else of key_ref. */
 void lc_revocation_hash(const struct lc_revocation *rec, char hex[65]);

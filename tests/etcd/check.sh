@@ -4,7 +4,8 @@
 # TLS, certificates made here, ephemeral ports), through the test driver
 # tests/etcd/etcd-client.c built with ASan and UBSan.
 # Then three lakecrypt agents sharing the cluster as their registry
-# (tests/etcd/fleet.sh).
+# (tests/etcd/fleet.sh), and three sharing one CMK's probe through a lease
+# (tests/etcd/fleet-probe.sh: local-kms behind stunnel4 as the KMS).
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -303,5 +304,7 @@ grep -qx conflict <<<"$last"; check "...and still sees the existing key" $?
 
 # ---- agents in a fleet (tests/etcd/fleet.sh) ---------------------------------------------
 . "$top/tests/etcd/fleet.sh"
+# ---- shared probes (tests/etcd/fleet-probe.sh) ------------------------------------------
+. "$top/tests/etcd/fleet-probe.sh"
 
 finish

@@ -3,11 +3,14 @@
  * libFuzzer target: the values an etcd member (or anyone who can write
  * under the registry's prefix) hands the agent's registry
  * (registry-etcd.c): byte 0 picks the reader ('k' key configuration, 'b'
- * binding, else revocation record), the rest is the value, parsed as the
+ * binding, 'h' shared probe's holder, 'p' shared probe's result
+ * (probe-share.h), else revocation record), the rest is the value, parsed as the
  * registry parses it (lc_json_parse, then the entry's reader).  Any
  * outcome is fine; a crash, a leak or UB is not, and neither is an
  * accepted entry that breaks what the agent relies on: NUL-terminated
- * printable names that pass lc_name_check, a record that names a CMK;
+ * printable names that pass lc_name_check, a record that names a CMK, a
+ * holder that names its agent, a result with a known outcome and verdict
+ * that names its CMK;
  * and an accepted entry written back and read again is the same entry.
  */
 #include <stdint.h>
@@ -53,6 +56,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (lc_binding_from_json(o2, &b2, &why) ||
 			    strcmp(b.workspace, b2.workspace) || strcmp(b.keyconfig, b2.keyconfig) ||
 			    b.access.ngroups != b2.access.ngroups || b.access.ndevices != b2.access.ndevices)
+				abort();
+			json_object_put(o2);
+		} else if (!why) {
+			abort();
+		}
+	} else if (data[0] == 'h') {
+		struct lc_probe_holder h, h2;
+
+		if (!lc_probe_holder_from_json(o, &h, &why)) {
+			if (!h.agent[0] || strlen(h.agent) >= sizeof(h.agent) || h.since < 0)
+				abort();
+			o2 = lc_probe_holder_to_json(&h);
+			if (lc_probe_holder_from_json(o2, &h2, &why) || memcmp(&h, &h2, sizeof(h)))
+				abort();
+			json_object_put(o2);
+		} else if (!why) {
+			abort();
+		}
+	} else if (data[0] == 'p') {
+		struct lc_probe_result r, r2;
+		char hex[LC_PROBE_UNIT_HEX];
+
+		if (!lc_probe_result_from_json(o, &r, &why)) {
+			if (!r.agent[0] || !r.provider[0] || !r.key_ref[0] || r.time < 0 ||
+			    r.outcome > LC_PROBE_UNKNOWN || r.verdict > LC_VERDICT_FAIL_CLOSED ||
+			    r.seq > INT64_MAX)
+				abort();
+			lc_probe_unit_hash(r.provider, r.key_ref, r.keyconfig, hex);
+			if (!lc_probe_unit_valid(hex, strlen(hex)))
+				abort();
+			o2 = lc_probe_result_to_json(&r);
+			if (lc_probe_result_from_json(o2, &r2, &why) || memcmp(&r, &r2, sizeof(r)))
 				abort();
 			json_object_put(o2);
 		} else if (!why) {

@@ -28,6 +28,7 @@
 
 #include "../../agent/daemon/clients.c"
 #include "../../agent/daemon/fleet.c"
+#include "../../agent/daemon/fleet-probe.c"
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/open-claim.c"

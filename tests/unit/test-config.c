@@ -390,6 +390,12 @@ static void test_registry(void **state)
 		{ "[registry]\nretry_max_ms = 99\n", "retry_max_ms = \"99\" is not usable: expected a whole number from 100" },
 		{ "[registry]\nbackend = etcd\nbackend = file\n", "backend is set twice in [registry]" },
 		{ "[registry]\nserver = x\n", "unknown key \"server\" in [registry]: expected one of backend, endpoints, ca, cert, key, prefix" },
+		{ "[registry]\nbackstop_interval_s = 60\n",
+		  "agent.conf:2: [registry] backstop_interval_s is set but backend is file (the default)" },
+		{ "[registry]\nprobe_lease_s = 10\n", "[registry] probe_lease_s is set but backend is file" },
+		{ "[registry]\nprobe_lease_s = 1\n", "probe_lease_s = \"1\" is not usable: expected a whole number from 2 to 3600" },
+		{ "[registry]\nbackstop_interval_s = 604801\n", "backstop_interval_s = \"604801\" is not usable" },
+		{ "[test]\nwatch_keyconfig = a b\n", "watch_keyconfig = \"a b\"" },
 	};
 	struct lc_config c;
 	struct lc_error e = { 0 };
@@ -403,14 +409,19 @@ static void test_registry(void **state)
 	assert_int_equal(c.registry_timeout_ms, 5000);
 	assert_int_equal(c.registry_watch_idle_s, 660);
 	assert_int_equal(c.registry_retry_max_ms, 10000);
+	assert_int_equal(c.registry_backstop_interval_s, 900);
+	assert_int_equal(c.registry_probe_lease_s, 30);
 	assert_int_equal(parse(&c, "[registry]\nbackend = file\n", &e), 0);
 	assert_false(c.registry_etcd);
 	assert_int_equal(parse(&c, "[registry]\nbackend = etcd\n"
 				   "endpoints = https://10.0.0.1:2379, https://etcd-2.example:2379,https://[::1]:2379,https://h\n"
 				   "ca = /etc/lc/ca.pem\ncert = /etc/lc/c.pem\nkey = /etc/lc/c.key\n"
 				   "prefix = /fleet/eu-1/\nconnect_timeout_ms = 500\ntimeout_ms = 1500\n"
-				   "watch_idle_s = 30\nretry_max_ms = 2000\n", &e), 0);
+				   "watch_idle_s = 30\nretry_max_ms = 2000\n"
+				   "backstop_interval_s = 0\nprobe_lease_s = 12\n", &e), 0);
 	assert_true(c.registry_etcd);
+	assert_int_equal(c.registry_backstop_interval_s, 0);	/* no sharing */
+	assert_int_equal(c.registry_probe_lease_s, 12);
 	assert_string_equal(c.registry_endpoints,
 			    "https://10.0.0.1:2379, https://etcd-2.example:2379,https://[::1]:2379,https://h");
 	assert_string_equal(c.registry_ca, "/etc/lc/ca.pem");

@@ -101,6 +101,93 @@ static void test_record_hostile(void **state)
 	assert_string_equal(rec.keyconfig, "");
 }
 
+static int probe_parse(const char *text, bool result, struct lc_probe_holder *h,
+		       struct lc_probe_result *r, const char **why)
+{
+	json_object *o = lc_json_parse(text, strlen(text));
+	int rc;
+
+	*why = "unparsable";
+	if (!o)
+		return -EINVAL;
+	rc = result ? lc_probe_result_from_json(o, r, why) : lc_probe_holder_from_json(o, h, why);
+	json_object_put(o);
+	return rc;
+}
+
+/* Shared probes' values (probe-share.h): round trip, the unit's hash,
+ * and hostile values refused with a reason. */
+static void test_probe_values(void **state)
+{
+	static const struct {
+		bool result;
+		const char *text, *why;
+	} bad[] = {
+		{ false, "{\"v\":1}", "agent is not" },
+		{ false, "{\"v\":1,\"agent\":\"\"}", "agent is not" },
+		{ false, "{\"v\":1,\"agent\":7}", "agent is not" },
+		{ false, "{\"v\":1,\"agent\":\"a\\u0007\"}", "agent is not" },
+		{ false, "{\"v\":1,\"agent\":\"a\",\"since\":-5}", "since is not" },
+		{ false, "{\"v\":1,\"agent\":\"a\",\"since\":\"1\"}", "since is not" },
+		{ false, "[1]", "unparsable" },	/* lc_json_parse takes objects only */
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"outcome\":\"ok\",\"verdict\":\"keep\"}", "key_ref" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"key_ref\":\"k\",\"outcome\":\"ok\",\"verdict\":\"keep\"}", "provider" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"outcome\":\"fine\",\"verdict\":\"keep\"}", "outcome is not" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"outcome\":\"ok\"}", "verdict is not" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"outcome\":\"ok\",\"verdict\":\"unlock\"}", "verdict is not" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"outcome\":\"ok\",\"verdict\":\"keep\",\"seq\":-1}", "seq is not" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"outcome\":\"ok\",\"verdict\":\"keep\",\"time\":1.5}", "time or seq" },
+		{ true, "{\"v\":1,\"agent\":\"a\",\"provider\":\"p\",\"key_ref\":\"k\",\"keyconfig\":{},\"outcome\":\"ok\",\"verdict\":\"keep\"}", "keyconfig" },
+	};
+	struct lc_probe_holder h, h2;
+	struct lc_probe_result r, r2;
+	const char *why;
+	char hex[LC_PROBE_UNIT_HEX], hex2[LC_PROBE_UNIT_HEX];
+	json_object *o;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = "";
+		if (probe_parse(bad[i].text, bad[i].result, &h, &r, &why) != -EINVAL ||
+		    !strstr(why, bad[i].why))
+			fail_msg("case %zu (%s): why \"%s\", wanted \"%s\"", i, bad[i].text, why,
+				 bad[i].why);
+	}
+	memset(&h, 0, sizeof(h));
+	snprintf(h.agent, sizeof(h.agent), "node-1/4242");
+	h.since = 1796000000;
+	o = lc_probe_holder_to_json(&h);
+	assert_int_equal(lc_probe_holder_from_json(o, &h2, &why), 0);
+	json_object_put(o);
+	assert_memory_equal(&h, &h2, sizeof(h));
+	memset(&r, 0, sizeof(r));
+	snprintf(r.agent, sizeof(r.agent), "node-1/4242");
+	snprintf(r.provider, sizeof(r.provider), "aws-kms");
+	snprintf(r.key_ref, sizeof(r.key_ref), "arn:aws:kms:eu-west-2:111122223333:key/k");
+	snprintf(r.keyconfig, sizeof(r.keyconfig), "kcp");
+	r.outcome = LC_PROBE_DENIED;
+	r.verdict = LC_VERDICT_PENDING;
+	r.time = 1796000001;
+	r.seq = 9;
+	o = lc_probe_result_to_json(&r);
+	assert_int_equal(lc_probe_result_from_json(o, &r2, &why), 0);
+	json_object_put(o);
+	assert_memory_equal(&r, &r2, sizeof(r));
+	/* The unit: SHA-256 (FIPS 180-4) of "a\0b\0c"; the separators keep
+	 * ("ab", "", "c") apart from ("a", "b", "c"). */
+	lc_probe_unit_hash("a", "b", "c", hex);
+	assert_string_equal(hex, "8badde10c760e9b702defb4b5e225de79c515b1d2a5cfb000e140f3c6fbb5629");
+	lc_probe_unit_hash("ab", "", "c", hex2);
+	assert_string_not_equal(hex, hex2);
+	lc_probe_unit_hash("a", "b", NULL, hex);
+	lc_probe_unit_hash("a", "b", "", hex2);
+	assert_string_equal(hex, hex2);
+	assert_true(lc_probe_unit_valid(hex, strlen(hex)));
+	hex[3] = 'A';
+	assert_false(lc_probe_unit_valid(hex, strlen(hex)));
+	assert_false(lc_probe_unit_valid(hex2, 63));
+}
+
 /* The client from [registry]: endpoints split and trimmed; a file that
  * cannot be read is MISCONFIG, named.  No member is contacted. */
 static void test_client(void **state)
@@ -127,6 +214,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_roundtrip),
 		cmocka_unit_test(test_record_hostile),
+		cmocka_unit_test(test_probe_values),
 		cmocka_unit_test(test_client),
 	};
 
