@@ -19,6 +19,12 @@
  * its uuids is open, being opened, or claimed by another writer, under
  * whatever path.  Two opens do not conflict here (the open's own checks).
  *
+ * A cache opened with force over a volume overwrites it for as long as it
+ * is open, yet leaves its header readable until the cache's own writes
+ * reach it: an open or a writer of a uuid whose header is still on the
+ * storage of an open cache volume (read again at each claim) is refused
+ * too.
+ *
  * The uuids are read from the header copies on the storage (both valid
  * copies', unauthenticated: they decide only what conflicts, never what
  * is trusted), without a->lock (the storage can stall), only from a block
@@ -143,25 +149,99 @@ static int uc_conflict(struct agent *a, const struct uuid_claim *k, struct lc_er
 	return 0;
 }
 
+/*
+ * The open cache volumes (a->lock held), to be read without it: a cache
+ * opened with force over a volume leaves that volume's header readable on
+ * the storage until the cache's own writes reach it, and the storage is
+ * in use by the cache all the while.  NULL with *@n 0 when there are none
+ * (or no memory: then nothing is checked, as before caches were).
+ */
+struct uc_cache {
+	char name[LC_HDR_NAME_SIZE];
+	char device[PATH_MAX];
+	char hit[LC_UUID_STR_LEN];	/* the uuid of @k found there, or "" */
+};
+
+static struct uc_cache *uc_caches(struct agent *a, size_t *n)
+{
+	struct uc_cache *c = NULL;
+	size_t m = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < a->nvols; i++)
+		m += a->vols[i]->v->kind == LC_VOLUME_CACHE;
+	if (!m || !(c = calloc(m, sizeof(*c))))
+		return NULL;
+	for (size_t i = 0; i < a->nvols && *n < m; i++) {
+		const struct lc_volume *v = a->vols[i]->v;
+
+		if (v->kind != LC_VOLUME_CACHE)
+			continue;
+		snprintf(c[*n].name, sizeof(c[*n].name), "%s", v->name);
+		snprintf(c[*n].device, sizeof(c[*n].device), "%s", v->device);
+		(*n)++;
+	}
+	return c;
+}
+
+/* Without a->lock: which caches' storage holds a header of one of @k's
+ * uuids. */
+static void uc_caches_read(struct uc_cache *c, size_t n, const struct uuid_claim *k)
+{
+	for (size_t i = 0; i < n && k->n; i++) {
+		struct uuid_claim under = { .n = 0 };
+
+		(void)uc_read_uuids(c[i].device, &under);
+		for (unsigned int j = 0; j < under.n && !c[i].hit[0]; j++)
+			if (uc_names(k, under.uuid[j]))
+				snprintf(c[i].hit, sizeof(c[i].hit), "%s", under.uuid[j]);
+	}
+}
+
+/* -EBUSY when @k's volume lies under an open cache (a->lock held). */
+static int uc_under_cache(const struct uc_cache *c, size_t n, const struct uuid_claim *k,
+			  struct lc_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].hit[0])
+			continue;
+		/* As for an open's other refusals: no name, no path. */
+		if (!k->w)
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "volume %s lies on the storage of an open cache volume (cache.open with force), which overwrites it: open it when the cache is closed",
+				      c[i].hit);
+		return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			      "volume %s lies on the storage of cache volume /dev/mapper/%s (device %s), which overwrites it: close the cache first",
+			      c[i].hit, c[i].name, c[i].device);
+	}
+	return 0;
+}
+
 int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
 		     const char *device, const char *header, struct lc_error *err)
 {
 	bool detached = header && header[0];
+	struct uc_cache *caches;
+	size_t ncaches;
 	int r;
 
 	memset(k, 0, sizeof(*k));
 	k->w = w;
 	snprintf(k->path, sizeof(k->path), "%s", detached ? header : device ? device : "");
+	caches = uc_caches(a, &ncaches);
 	agent_unlock(a);
 	/* The header, attached or detached; and for a writer that writes
 	 * over the data device too (a format), whatever header is there. */
 	(void)uc_read_uuids(detached ? header : device, k);
 	if (detached && w && w->device_too)
 		(void)uc_read_uuids(device, k);
+	uc_caches_read(caches, ncaches, k);
 	agent_relock(a);
+	r = uc_under_cache(caches, ncaches, k, err);
+	free(caches);
 	if (!k->n)
 		return 0;	/* nothing to claim: the operation fails on the header */
-	if ((r = uc_conflict(a, k, err)) < 0) {
+	if (r < 0 || (r = uc_conflict(a, k, err)) < 0) {
 		k->n = 0;
 		return r;
 	}

@@ -2961,14 +2961,16 @@ static void test_format_force_uuid_claim(void **state)
 
 /*
  * cache.open with force over a volume: the same, both ways.  The cache
- * stalls in its key-state call (it unwraps nothing).
+ * stalls in its key-state call (it unwraps nothing).  Once open, the cache
+ * overwrites the volume until it closes: the volume's header, still
+ * readable under it, is neither opened nor formatted over meanwhile.
  */
 static void test_cache_force_uuid_claim(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
 	struct racer k = { .t = t, .op = "cache.open" }, o;
-	char ca[512], p1[128], p2[128], u0[LC_UUID_STR_LEN], u1[LC_UUID_STR_LEN];
+	char ca[512], fa[512], p1[128], p2[128], u0[LC_UUID_STR_LEN], u1[LC_UUID_STR_LEN];
 	pthread_t th;
 
 	mock_install(t);
@@ -3009,7 +3011,22 @@ static void test_cache_force_uuid_claim(void **state)
 	hold_release();
 	uc_join(th, &k);
 	assert_true(dev_exists("cc"));
+	/* the cache is open, the old header still readable under it: the
+	 * volume is neither opened nor written over under the other path,
+	 * for as long as the cache is open */
+	uc_open_refused(t, p2, "wsc", "vc", "lies on the storage of an open cache volume");
+	snprintf(fa, sizeof(fa),
+		 "{\"device\": \"%s\", \"workspace\": \"wsc\", \"project\": \"vc\", \"segment_size\": \"4K\", \"force\": true}",
+		 p2);
+	assert_int_equal(call(t, "volume.format", jargs(fa), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "lies on the storage of cache volume /dev/mapper/cc"));
+	uc_uuid(p2, u1);
+	assert_string_equal(u0, u1);
 	uc_close(t, "cc");
+	/* closed: the old volume opens again (nothing wrote over it here) */
+	if (uc_open(t, p2, "wsc", "vc", &err))
+		fail_msg("open after the cache closed: %s", err.msg);
+	uc_close(t, "vc");
 }
 
 /*
