@@ -295,8 +295,9 @@ struct uuid_claim {
  * whole run, or (@w NULL) for an open until its volume is added.  0 (also
  * when no header can be read: nothing is claimed; the operation fails on
  * it by itself, or has nothing there to destroy), or -EBUSY (INVALID): a
- * writer's uuid is open, being opened or claimed by another writer, or an
- * open's is claimed by a writer.  Release with agent_uuid_release()
+ * writer's uuid is open, being opened or claimed by another writer, an
+ * open's is claimed by a writer, or (either) its header lies on the
+ * storage of an open cache volume.  Release with agent_uuid_release()
  * (a->lock held; a claim not listed is a no-op).
  */
 int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
