@@ -285,9 +285,9 @@ static void hold_next(void)
 /* As hold_next(), for the next key-state call of the mock KMS. */
 static void hold_next_state(void)
 {
-	hold_next();
 	pthread_mutex_lock(&hold_mu);
-	hold_state = true;
+	hold_armed = hold_state = true;
+	hold_in = hold_go = false;
 	pthread_mutex_unlock(&hold_mu);
 }
 
