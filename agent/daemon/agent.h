@@ -272,27 +272,41 @@ bool agent_request_gone(void);
 /* The peer of @c hung up (its request may still run). */
 bool agent_client_gone(const struct client *c);
 
-/* uuid-claim.c: the volume a rekey-segment rewrites is not opened, under
- * any path, until it ends; nor is one open or being opened re-keyed. */
+/* uuid-claim.c: a volume an offline operation writes the header of (or
+ * formats over) is not opened, under any path, until it ends; nor is one
+ * open or being opened written over. */
+struct uuid_writer {
+	const char *op;		/* "volume.rekey-segment": named in messages */
+	const char *doing;	/* "re-keyed": "volume U is being re-keyed" */
+	const char *noun;	/* "re-key": "when the re-key has ended" */
+	const char *why;	/* why an open volume is refused: "a segment is re-keyed offline" */
+	bool device_too;	/* with a detached header, the data device's header too */
+};
+extern const struct uuid_writer agent_uc_rekey_segment, agent_uc_rekey, agent_uc_migrate,
+	agent_uc_format, agent_uc_cache;
 struct uuid_claim {
-	char uuid[2][LC_UUID_STR_LEN];	/* the valid header copies' (unauthenticated) */
-	unsigned int n;			/* 0: nothing claimed (unreadable header) */
-	bool rekey;			/* a re-key's claim, else an open's */
+	char uuid[4][LC_UUID_STR_LEN];	/* the valid header copies' (unauthenticated) */
+	unsigned int n;			/* 0: nothing claimed (no header readable) */
+	const struct uuid_writer *w;	/* a writer's claim, for its whole run; NULL: an open's */
 	bool listed;
-	char path[PATH_MAX];		/* named in a re-key's errors */
+	char path[PATH_MAX];		/* named in a writer's errors */
 	struct uuid_claim *next;
 };
 /*
- * Read the uuids of the header at @header (detached) or @device (without
- * a->lock: it is dropped and taken again) and claim them (a->lock held),
- * @rekey for a re-key's whole run, else for an open until its volume is
- * added.  0 (also when the header cannot be read: nothing is claimed, the
- * operation fails on it by itself), or -EBUSY (INVALID): a re-key's uuid
- * is open or being opened, or an open's is being re-keyed.  Release with
- * agent_uuid_release() (a->lock held; a claim not listed is a no-op).
+ * Read the uuids of the header at @header (detached) or @device -- and,
+ * for a writer @w with device_too and a detached header, of the header on
+ * @device as well: what a format destroys -- without a->lock (it is
+ * dropped and taken again), and claim them (a->lock held): for writer @w's
+ * whole run, or (@w NULL) for an open until its volume is added.  0 (also
+ * when no header can be read: nothing is claimed; the operation fails on
+ * it by itself, or has nothing there to destroy), or -EBUSY (INVALID): a
+ * writer's uuid is open, being opened or claimed by another writer, an
+ * open's is claimed by a writer, or (either) its header lies on the
+ * storage of an open cache volume.  Release with agent_uuid_release()
+ * (a->lock held; a claim not listed is a no-op).
  */
-int agent_uuid_claim(struct agent *a, struct uuid_claim *k, bool rekey, const char *device,
-		     const char *header, struct lc_error *err);
+int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+		     const char *device, const char *header, struct lc_error *err);
 void agent_uuid_release(struct agent *a, struct uuid_claim *k);
 /* paths.c: the request's "device" and "header" resolved with realpath(3)
  * before a->lock is taken (a path on a hung mount stalls its own request

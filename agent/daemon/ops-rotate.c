@@ -442,6 +442,7 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	struct lc_keyconfig to, from;
 	struct lc_header *h = NULL;
 	struct running_op *op;
+	struct uuid_claim uk;
 	const char *fromname;
 	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	int r;
@@ -482,15 +483,22 @@ int op_volume_rekey(struct agent *a, struct client *c, json_object *args,
 	to = *kc;
 	from = *fkc;
 	oa.kc = &to;
+	/* ... nor under another path (a loop device, a hard link): its uuid
+	 * is claimed until the header is written (uuid-claim.c). */
+	if ((r = agent_uuid_claim(a, &uk, &agent_uc_rekey, oa.device, oa.header, err)) < 0)
+		return r;
 	op = agent_op_begin(a, c, "rekey of a closed volume", from.provider, from.key_ref,
 			    from.cmk_id, to.provider, to.key_ref, to.cmk_id);
 	agent_op_keyconfigs(op, from.name, to.name);
-	if (!op)
+	if (!op) {
+		agent_uuid_release(a, &uk);
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	}
 	agent_unlock(a);
 	r = lc_volume_rekey_closed(&c->env, &oa, &from, &h, err);
 	agent_relock(a);
 	(void)agent_op_end(a, c, op);
+	agent_uuid_release(a, &uk);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);

@@ -71,7 +71,7 @@ int op_volume_rekey_segment(struct agent *a, struct client *c, json_object *args
 	oa.kc = &bound;
 	/* ... and under any other path (a loop device set up since, a
 	 * hard link): its uuid is claimed until the re-key ends. */
-	if ((r = agent_uuid_claim(a, &uk, true, oa.device, oa.header, err)) < 0)
+	if ((r = agent_uuid_claim(a, &uk, &agent_uc_rekey_segment, oa.device, oa.header, err)) < 0)
 		return r;
 	if (a->cfg.test_segrekey_pause_file[0])
 		lc_warn("[test] segrekey_pause_file = %s: the re-key waits while it exists (for tests only)",

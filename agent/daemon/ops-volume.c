@@ -220,6 +220,7 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	struct lc_keyconfig kcopy;
 	struct lc_ws_access acopy;
 	struct lc_header *h = NULL;
+	struct uuid_claim uk = { 0 };
 	uint64_t key_size = a->cfg.key_size, seg = a->cfg.segment_sectors * 512, ss = 512;
 	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	json_object *o;
@@ -258,9 +259,16 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 		return r;
 	kcopy = *kc;
 	fa.allow = device_policy(a, c, fa.workspace, &acopy);
+	/* Over a volume (force): not one open or being opened under another
+	 * path, and none of them opened until this ends (uuid-claim.c).
+	 * Without force a volume there is refused by itself. */
+	if (fa.force &&
+	    (r = agent_uuid_claim(a, &uk, &agent_uc_format, fa.device, fa.header, err)) < 0)
+		return r;
 	agent_unlock(a);
 	r = lc_volume_format(&c->env, &kcopy, &fa, &h, err);
 	agent_relock(a);
+	agent_uuid_release(a, &uk);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);
@@ -470,7 +478,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		oa.uuid_source = tabsrc;
 	}
 	/* Not while a rekey-segment rewrites this volume (uuid-claim.c). */
-	if ((r = agent_uuid_claim(a, &uk, false, oa.device, oa.header, err)) < 0)
+	if ((r = agent_uuid_claim(a, &uk, NULL, oa.device, oa.header, err)) < 0)
 		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	/* A revocation that comes while the KMS unwraps must still win. */
 	epoch = agent_revoke_epoch(a);
@@ -493,6 +501,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	uint64_t seg = a->cfg.segment_sectors * 512, epoch;
 	struct open_claim *k;
 	struct vol_slot *held;
+	struct uuid_claim uk = { 0 };
 	int r;
 
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
@@ -530,11 +539,17 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	ca.cipher = a->cfg.cipher;
 	ca.key_size = a->cfg.key_size;
 	kcopy = *kc;
+	/* Over a volume (force): as a format (uuid-claim.c). */
+	if (ca.force &&
+	    (r = agent_uuid_claim(a, &uk, &agent_uc_cache, ca.device, NULL, err)) < 0)
+		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
-	return open_finish(a, c, k, &kcopy, r, v, epoch, "a cache's wrap", result, err);
+	r = open_finish(a, c, k, &kcopy, r, v, epoch, "a cache's wrap", result, err);
+	agent_uuid_release(a, &uk);
+	return r;
 }
 
 int op_volume_close(struct agent *a, struct client *c, json_object *args,
@@ -584,6 +599,7 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 	const struct lc_keyconfig *kc;
 	struct lc_keyconfig kcopy;
 	struct lc_header *h = NULL;
+	struct uuid_claim uk;
 	char hbuf[PATH_MAX], uuid[LC_UUID_STR_LEN];
 	int r;
 
@@ -595,9 +611,14 @@ int op_volume_migrate(struct agent *a, struct client *c, json_object *args,
 		return r;
 	kcopy = *kc;
 	oa.kc = &kcopy;
+	/* Not while it is open or being opened, under any path; nor opened
+	 * until the new header is written (uuid-claim.c). */
+	if ((r = agent_uuid_claim(a, &uk, &agent_uc_migrate, oa.device, oa.header, err)) < 0)
+		return r;
 	agent_unlock(a);
 	r = lc_volume_migrate(&c->env, &oa, &h, err);
 	agent_relock(a);
+	agent_uuid_release(a, &uk);
 	if (r < 0)
 		return r;
 	lc_header_uuid_str(h, uuid);

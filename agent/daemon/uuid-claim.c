@@ -1,36 +1,79 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * lakecrypt-agent: a volume being re-keyed is not opened meanwhile.
+ * lakecrypt-agent: a volume whose header an offline operation writes over
+ * is not opened meanwhile, under any path; nor is an open one written
+ * over.
  *
- * volume.rekey-segment rewrites the header and data of a closed volume
- * for as long as it takes (minutes), after a KMS call that may itself
- * stall.  Its exclusive hold on the device (O_EXCL on a block device; on
- * a file, flock and O_EXCL on the loop devices that back it, backing.h)
- * is taken once, at its start: a loop device set up over the file later,
- * or the same volume named by another path, escapes it, and an open
- * through this agent would map a header being rewritten.  So the re-key
- * claims the volume's uuid for its whole run, here, and an open of that
- * uuid is refused (-EBUSY) until it ends; and a re-key is refused while
- * the uuid is open or being opened, under whatever path.
+ * The agent's offline header writers -- volume.rekey-segment (header and
+ * data, for minutes), volume.rekey (a closed volume to another key
+ * configuration), volume.migrate (version 1 to 2), volume.format with
+ * "force" and cache.open with "force" (both destroy whatever volume is
+ * there) -- each take an exclusive hold on the storage (O_EXCL on a block
+ * device; flock and O_EXCL on the loop devices over a file, backing.h)
+ * when they start.  A loop device set up over the file later, a hard
+ * link, /dev/disk/by-uuid, or the same volume through another loop device
+ * escapes that hold, and an open through this agent would map a header
+ * (or data) being rewritten.  So each writer claims the uuids it is about
+ * to write over, here, for its whole run: an open of one of them is
+ * refused (-EBUSY) until it ends; and a writer is refused while one of
+ * its uuids is open, being opened, or claimed by another writer, under
+ * whatever path.  Two opens do not conflict here (the open's own checks).
  *
- * The uuid is read from the header copies on the storage (both valid
- * copies' uuids, unauthenticated: it decides only what conflicts, never
- * what is trusted), without a->lock (the storage can stall), only from a
- * block device or a regular file (opening another kind of file can have
- * side effects: a watchdog, a tape).  A header that cannot be read claims
- * nothing: the open or re-key then fails on it by itself.
+ * A cache opened with force over a volume overwrites it for as long as it
+ * is open, yet leaves its header readable until the cache's own writes
+ * reach it: an open or a writer of a uuid whose header is still on the
+ * storage of an open cache volume (read again at each claim) is refused
+ * too.
+ *
+ * The uuids are read from the header copies on the storage (both valid
+ * copies', unauthenticated: they decide only what conflicts, never what
+ * is trusted), without a->lock (the storage can stall), only from a block
+ * device or a regular file (opening another kind of file can have side
+ * effects: a watchdog, a tape).  A header that cannot be read claims
+ * nothing: the operation then fails on it by itself, or (a format, a
+ * cache) has no volume there to destroy.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
 
-/* The uuids of the valid header copies at @path (the detached header, or
- * the device): 0 with @k->n set (1 or 2), or -errno. */
+const struct uuid_writer agent_uc_rekey_segment = {
+	"volume.rekey-segment", "re-keyed", "re-key", "a segment is re-keyed offline", false,
+};
+const struct uuid_writer agent_uc_rekey = {
+	"volume.rekey", "re-keyed to another key configuration", "re-key",
+	"a closed volume is re-keyed offline; an open one with `lakecryptctl workspace rekey`",
+	false,
+};
+const struct uuid_writer agent_uc_migrate = {
+	"volume.migrate", "migrated", "migration", "a header is migrated offline", false,
+};
+const struct uuid_writer agent_uc_format = {
+	"volume.format with force", "formatted over", "format",
+	"formatting over it destroys it", true,
+};
+const struct uuid_writer agent_uc_cache = {
+	"cache.open with force", "overwritten by a cache", "cache open",
+	"a cache over it destroys it", false,
+};
+
+static bool uc_names(const struct uuid_claim *k, const char *uuid)
+{
+	for (unsigned int i = 0; i < k->n; i++)
+		if (!strcmp(k->uuid[i], uuid))
+			return true;
+	return false;
+}
+
+/* Add the uuids of the valid header copies at @path (a detached header,
+ * or a device) to @k (at most 2 per path, none twice): 0, or -errno when
+ * there is no header to read there (nothing added). */
 static int uc_read_uuids(const char *path, struct uuid_claim *k)
 {
 	struct lc_header *copies[2] = { NULL, NULL };
@@ -39,7 +82,6 @@ static int uc_read_uuids(const char *path, struct uuid_claim *k)
 	struct stat st, fst;
 	int fd, r;
 
-	k->n = 0;
 	if (!path || !path[0] || stat(path, &st) < 0)
 		return -ENOENT;
 	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
@@ -63,70 +105,144 @@ static int uc_read_uuids(const char *path, struct uuid_claim *k)
 		if (!copies[i])
 			continue;
 		lc_header_uuid_str(copies[i], u);
-		if (!k->n || strcmp(k->uuid[0], u))
+		if (!uc_names(k, u) && k->n < sizeof(k->uuid) / sizeof(k->uuid[0]))
 			snprintf(k->uuid[k->n++], sizeof(k->uuid[0]), "%s", u);
 		lc_header_free(copies[i]);
 	}
-	return k->n ? 0 : -ENOENT;
-}
-
-static bool uc_names(const struct uuid_claim *k, const char *uuid)
-{
-	for (unsigned int i = 0; i < k->n; i++)
-		if (!strcmp(k->uuid[i], uuid))
-			return true;
-	return false;
+	return 0;
 }
 
 /* A conflict of @k with what the agent has (a->lock held): 0 or -EBUSY. */
 static int uc_conflict(struct agent *a, const struct uuid_claim *k, struct lc_error *err)
 {
 	for (const struct uuid_claim *o = a->uuid_claims; o; o = o->next) {
-		if (o == k || (!k->rekey && !o->rekey))
+		if (o == k || (!k->w && !o->w))
 			continue;	/* two opens: the open's own checks */
-		for (unsigned int i = 0; i < k->n; i++)
-			if (uc_names(o, k->uuid[i]))
-				/* An open's refusal names no path: the re-key
-				 * is an admin's, the opener maybe an operator
-				 * of another workspace. */
-				return o->rekey ?
-				       lc_err(err, -EBUSY, LC_ERRC_INVALID,
-					      "volume %s is being re-keyed (volume.rekey-segment): open it when the re-key has ended",
-					      k->uuid[i]) :
-				       lc_err(err, -EBUSY, LC_ERRC_INVALID,
-					      "volume %s is being opened right now (from %s): a segment is re-keyed offline; close it first",
-					      k->uuid[i], o->path);
+		for (unsigned int i = 0; i < k->n; i++) {
+			if (!uc_names(o, k->uuid[i]))
+				continue;
+			/* An open's refusal names no path: the writer is an
+			 * admin, the opener maybe an operator of another
+			 * workspace. */
+			if (!k->w)
+				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "volume %s is being %s (%s): open it when the %s has ended",
+					      k->uuid[i], o->w->doing, o->w->op, o->w->noun);
+			if (!o->w)
+				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "volume %s is being opened right now (from %s): %s; close it first",
+					      k->uuid[i], o->path, k->w->why);
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "volume %s is being %s (%s, from %s): try again when the %s has ended",
+				      k->uuid[i], o->w->doing, o->w->op, o->path, o->w->noun);
+		}
 	}
-	if (!k->rekey)
+	if (!k->w)
 		return 0;
 	for (size_t i = 0; i < a->nvols; i++) {
 		const struct lc_volume *v = a->vols[i]->v;
 
 		if (v && v->uuid[0] && uc_names(k, v->uuid))
 			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
-				      "volume %s is open as /dev/mapper/%s (device %s): close it first (a segment is re-keyed offline)",
-				      v->uuid, v->name, v->device);
+				      "volume %s is open as /dev/mapper/%s (device %s): close it first (%s)",
+				      v->uuid, v->name, v->device, k->w->why);
 	}
 	return 0;
 }
 
-int agent_uuid_claim(struct agent *a, struct uuid_claim *k, bool rekey, const char *device,
-		     const char *header, struct lc_error *err)
+/*
+ * The open cache volumes (a->lock held), to be read without it: a cache
+ * opened with force over a volume leaves that volume's header readable on
+ * the storage until the cache's own writes reach it, and the storage is
+ * in use by the cache all the while.  NULL with *@n 0 when there are none
+ * (or no memory: then nothing is checked, as before caches were).
+ */
+struct uc_cache {
+	char name[LC_HDR_NAME_SIZE];
+	char device[PATH_MAX];
+	char hit[LC_UUID_STR_LEN];	/* the uuid of @k found there, or "" */
+};
+
+static struct uc_cache *uc_caches(struct agent *a, size_t *n)
 {
-	const char *path = header && header[0] ? header : device;
+	struct uc_cache *c = NULL;
+	size_t m = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < a->nvols; i++)
+		m += a->vols[i]->v->kind == LC_VOLUME_CACHE;
+	if (!m || !(c = calloc(m, sizeof(*c))))
+		return NULL;
+	for (size_t i = 0; i < a->nvols && *n < m; i++) {
+		const struct lc_volume *v = a->vols[i]->v;
+
+		if (v->kind != LC_VOLUME_CACHE)
+			continue;
+		snprintf(c[*n].name, sizeof(c[*n].name), "%s", v->name);
+		snprintf(c[*n].device, sizeof(c[*n].device), "%s", v->device);
+		(*n)++;
+	}
+	return c;
+}
+
+/* Without a->lock: which caches' storage holds a header of one of @k's
+ * uuids. */
+static void uc_caches_read(struct uc_cache *c, size_t n, const struct uuid_claim *k)
+{
+	for (size_t i = 0; i < n && k->n; i++) {
+		struct uuid_claim under = { .n = 0 };
+
+		(void)uc_read_uuids(c[i].device, &under);
+		for (unsigned int j = 0; j < under.n && !c[i].hit[0]; j++)
+			if (uc_names(k, under.uuid[j]))
+				snprintf(c[i].hit, sizeof(c[i].hit), "%s", under.uuid[j]);
+	}
+}
+
+/* -EBUSY when @k's volume lies under an open cache (a->lock held). */
+static int uc_under_cache(const struct uc_cache *c, size_t n, const struct uuid_claim *k,
+			  struct lc_error *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].hit[0])
+			continue;
+		/* As for an open's other refusals: no name, no path. */
+		if (!k->w)
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "volume %s lies on the storage of an open cache volume (cache.open with force), which overwrites it: open it when the cache is closed",
+				      c[i].hit);
+		return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			      "volume %s lies on the storage of cache volume /dev/mapper/%s (device %s), which overwrites it: close the cache first",
+			      c[i].hit, c[i].name, c[i].device);
+	}
+	return 0;
+}
+
+int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+		     const char *device, const char *header, struct lc_error *err)
+{
+	bool detached = header && header[0];
+	struct uc_cache *caches;
+	size_t ncaches;
 	int r;
 
 	memset(k, 0, sizeof(*k));
-	k->rekey = rekey;
-	snprintf(k->path, sizeof(k->path), "%s", path ? path : "");
+	k->w = w;
+	snprintf(k->path, sizeof(k->path), "%s", detached ? header : device ? device : "");
+	caches = uc_caches(a, &ncaches);
 	agent_unlock(a);
-	r = uc_read_uuids(path, k);
+	/* The header, attached or detached; and for a writer that writes
+	 * over the data device too (a format), whatever header is there. */
+	(void)uc_read_uuids(detached ? header : device, k);
+	if (detached && w && w->device_too)
+		(void)uc_read_uuids(device, k);
+	uc_caches_read(caches, ncaches, k);
 	agent_relock(a);
-	if (r < 0) {
-		k->n = 0;
+	r = uc_under_cache(caches, ncaches, k, err);
+	free(caches);
+	if (!k->n)
 		return 0;	/* nothing to claim: the operation fails on the header */
-	}
-	if ((r = uc_conflict(a, k, err)) < 0) {
+	if (r < 0 || (r = uc_conflict(a, k, err)) < 0) {
 		k->n = 0;
 		return r;
 	}

@@ -273,11 +273,21 @@ static const struct lc_group_db fake_groups = { g_user_groups, g_group_gid, NULL
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
 static bool hold_armed, hold_in, hold_go;
+static bool hold_state;	/* the mock's next key-state call is held instead */
 
 static void hold_next(void)
 {
 	pthread_mutex_lock(&hold_mu);
 	hold_armed = true;
+	hold_in = hold_go = hold_state = false;
+	pthread_mutex_unlock(&hold_mu);
+}
+
+/* As hold_next(), for the next key-state call of the mock KMS. */
+static void hold_next_state(void)
+{
+	pthread_mutex_lock(&hold_mu);
+	hold_armed = hold_state = true;
 	hold_in = hold_go = false;
 	pthread_mutex_unlock(&hold_mu);
 }
@@ -306,10 +316,10 @@ static void hold_release(void)
 	pthread_mutex_unlock(&hold_mu);
 }
 
-static void hold_here(void)
+static void hold_here(bool state_call)
 {
 	pthread_mutex_lock(&hold_mu);
-	if (hold_armed) {
+	if (hold_armed && hold_state == state_call) {
 		hold_armed = false;
 		hold_in = true;
 		while (!hold_go)
@@ -1670,7 +1680,7 @@ static int mock_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 	int r;
 
 	(void)key_ref;
-	hold_here();
+	hold_here(false);
 	mk.unwraps++;
 	if (flaky(false))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED, "mock: flaky: AccessDeniedException");
@@ -1708,6 +1718,7 @@ static int mock_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	unsigned int n = mk.primary;
 
 	(void)priv, (void)timeout_ms;
+	hold_here(true);
 	if (!strcmp(key_ref, MOCK_KEY) && (mk.state_denied || flaky(true)))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED,
 			      "mock: PERMISSION_DENIED: cloudkms.cryptoKeys.get denied");
@@ -2793,6 +2804,374 @@ static void test_open_during_rekey_segment(void **state)
 	if (o.r)
 		fail_msg("open: %s", o.err.msg);
 	assert_true(dev_exists("vr"));
+}
+
+/* ---- the other offline header writers claim the uuid too ---- */
+
+/* @p1 = t->dir/@disk, @p2 = a hard link to it: the same storage under a
+ * second path (as a loop device or /dev/disk/by-uuid would be). */
+static void uc_paths(struct tenv *t, const char *disk, char p1[128], char p2[128])
+{
+	snprintf(p1, 128, "%s/%s", t->dir, disk);
+	snprintf(p2, 128, "%s/%s-link", t->dir, disk);
+	assert_int_equal(link(p1, p2), 0);
+}
+
+static void uc_uuid(const char *path, char u[LC_UUID_STR_LEN])
+{
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+
+	if (lc_header_read_path(path, &h, NULL, &err))
+		fail_msg("read the header of %s: %s", path, err.msg);
+	lc_header_uuid_str(h, u);
+	lc_header_free(h);
+}
+
+static int uc_open(struct tenv *t, const char *dev, const char *ws, const char *name,
+		   struct lc_error *err)
+{
+	char a[512];
+
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"%s\", \"name\": \"%s\"}", dev,
+		 ws, name);
+	return call(t, "volume.open", jargs(a), NULL, err);
+}
+
+/* An open of @dev refused while a writer holds its uuid: -EBUSY naming
+ * @what and no path (the writer's is an admin's), before any KMS call,
+ * nothing mapped. */
+static void uc_open_refused(struct tenv *t, const char *dev, const char *ws, const char *name,
+			    const char *what)
+{
+	struct lc_error err = { 0 };
+	unsigned int u0 = mk.unwraps;
+
+	assert_int_equal(uc_open(t, dev, ws, name, &err), -EBUSY);
+	if (!strstr(err.msg, what))
+		fail_msg("open of %s: \"%s\" does not say \"%s\"", dev, err.msg, what);
+	assert_non_null(strstr(err.msg, "open it when the "));
+	assert_null(strstr(err.msg, t->dir));
+	assert_int_equal(mk.unwraps, u0);
+	assert_false(dev_exists(name));
+}
+
+static void uc_close(struct tenv *t, const char *name)
+{
+	struct lc_error err = { 0 };
+	char a[128];
+
+	snprintf(a, sizeof(a), "{\"name\": \"%s\"}", name);
+	if (call(t, "volume.close", jargs(a), NULL, &err))
+		fail_msg("close %s: %s", name, err.msg);
+}
+
+/* Start an open of @dev as @name that stalls in its KMS unwrap. */
+static void uc_open_stalled(struct tenv *t, struct racer *o, pthread_t *th, const char *dev,
+			    const char *ws, const char *name)
+{
+	*o = (struct racer){ .t = t, .op = "volume.open" };
+	snprintf(o->args, sizeof(o->args), "{\"device\": \"%s\", \"workspace\": \"%s\", \"name\": \"%s\"}",
+		 dev, ws, name);
+	hold_next();
+	assert_int_equal(pthread_create(th, NULL, racer_thread, o), 0);
+	hold_wait();
+}
+
+static void uc_join(pthread_t th, struct racer *k)
+{
+	pthread_join(th, NULL);
+	if (k->r)
+		fail_msg("%s: %s", k->op, k->err.msg);
+}
+
+/*
+ * volume.format with force over a volume, by one path, while the volume
+ * is open, or being opened, under another: refused, the header (or the
+ * detached header file it would make) untouched.  While the format waits
+ * for the KMS, an open of the old volume under either path, and another
+ * writer, are refused; once it ends the new volume opens.
+ */
+static void test_format_force_uuid_claim(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct racer k = { .t = t, .op = "volume.format" }, o;
+	char a[512], fa[512], fh[640], p1[128], p2[128], hdr[160];
+	char u0[LC_UUID_STR_LEN], u1[LC_UUID_STR_LEN];
+	pthread_t th;
+
+	mock_install(t);
+	mock_volume(t, "kcf", "wsf", "df", "vf", false);
+	uc_paths(t, "df", p1, p2);
+	uc_uuid(p1, u0);
+	snprintf(fa, sizeof(fa),
+		 "{\"device\": \"%s\", \"workspace\": \"wsf\", \"project\": \"vf\", \"segment_size\": \"4K\", \"force\": true}",
+		 p1);
+	snprintf(hdr, sizeof(hdr), "%s/df.hdr", t->dir);
+	snprintf(fh, sizeof(fh),
+		 "{\"device\": \"%s\", \"workspace\": \"wsf\", \"project\": \"vf\", \"segment_size\": \"4K\", \"header\": \"%s\", \"force\": true}",
+		 p1, hdr);
+
+	/* open under the link: formatting over it by the other path is
+	 * refused, with an attached header or a detached one */
+	if (uc_open(t, p2, "wsf", "vf", &err))
+		fail_msg("open vf: %s", err.msg);
+	assert_int_equal(call(t, "volume.format", jargs(fa), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/vf"));
+	assert_non_null(strstr(err.msg, "close it first (formatting over it destroys it)"));
+	assert_int_equal(call(t, "volume.format", jargs(fh), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/vf"));
+	assert_int_equal(access(hdr, F_OK), -1);
+	uc_uuid(p1, u1);
+	assert_string_equal(u0, u1);
+	uc_close(t, "vf");
+
+	/* an open stalled in its KMS call: the format is refused */
+	uc_open_stalled(t, &o, &th, p2, "wsf", "vf");
+	assert_int_equal(call(t, "volume.format", jargs(fa), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is being opened right now"));
+	assert_non_null(strstr(err.msg, "formatting over it destroys it"));
+	hold_release();
+	uc_join(th, &o);
+	assert_true(dev_exists("vf"));
+	uc_close(t, "vf");
+	uc_uuid(p1, u1);
+	assert_string_equal(u0, u1);
+
+	/* the format stalls in its KMS call (the new KEK read back) */
+	hold_next();
+	snprintf(k.args, sizeof(k.args), "%s", fa);
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &k), 0);
+	hold_wait();
+	uc_open_refused(t, p1, "wsf", "vf", "is being formatted over (volume.format with force)");
+	uc_open_refused(t, p2, "wsf", "vf2", "is being formatted over (volume.format with force)");
+	/* ... and another writer under the other path */
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wsf\", \"segments\": \"0\"}", p2);
+	assert_int_equal(call(t, "volume.rekey-segment", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is being formatted over (volume.format with force, from "));
+	assert_non_null(strstr(err.msg, "try again when the format has ended"));
+	hold_release();
+	uc_join(th, &k);
+	uc_uuid(p2, u1);
+	assert_string_not_equal(u0, u1);	/* a new volume */
+	if (uc_open(t, p2, "wsf", "vf", &err))
+		fail_msg("open after the format: %s", err.msg);
+	uc_close(t, "vf");
+}
+
+/*
+ * cache.open with force over a volume: the same, both ways.  The cache
+ * stalls in its key-state call (it unwraps nothing).  Once open, the cache
+ * overwrites the volume until it closes: the volume's header, still
+ * readable under it, is neither opened nor formatted over meanwhile.
+ */
+static void test_cache_force_uuid_claim(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct racer k = { .t = t, .op = "cache.open" }, o;
+	char ca[512], fa[512], p1[128], p2[128], u0[LC_UUID_STR_LEN], u1[LC_UUID_STR_LEN];
+	pthread_t th;
+
+	mock_install(t);
+	mock_volume(t, "kcc", "wsc", "dc", "vc", false);
+	uc_paths(t, "dc", p1, p2);
+	uc_uuid(p1, u0);
+	snprintf(ca, sizeof(ca),
+		 "{\"device\": \"%s\", \"workspace\": \"wsc\", \"name\": \"cc\", \"segment_size\": \"4K\", \"force\": true}",
+		 p1);
+
+	/* open under the link: a cache over it by the other path is refused */
+	if (uc_open(t, p2, "wsc", "vc", &err))
+		fail_msg("open vc: %s", err.msg);
+	assert_int_equal(call(t, "cache.open", jargs(ca), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/vc"));
+	assert_non_null(strstr(err.msg, "close it first (a cache over it destroys it)"));
+	assert_false(dev_exists("cc"));
+	uc_close(t, "vc");
+
+	/* an open stalled in its KMS call: the cache is refused */
+	uc_open_stalled(t, &o, &th, p2, "wsc", "vc");
+	assert_int_equal(call(t, "cache.open", jargs(ca), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is being opened right now"));
+	assert_false(dev_exists("cc"));
+	hold_release();
+	uc_join(th, &o);
+	uc_close(t, "vc");
+	uc_uuid(p1, u1);
+	assert_string_equal(u0, u1);
+
+	/* the cache stalls in its KMS call: the volume under it is not opened */
+	hold_next_state();
+	snprintf(k.args, sizeof(k.args), "%s", ca);
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &k), 0);
+	hold_wait();
+	uc_open_refused(t, p1, "wsc", "vc", "is being overwritten by a cache (cache.open with force)");
+	uc_open_refused(t, p2, "wsc", "vc2", "is being overwritten by a cache (cache.open with force)");
+	hold_release();
+	uc_join(th, &k);
+	assert_true(dev_exists("cc"));
+	/* the cache is open, the old header still readable under it: the
+	 * volume is neither opened nor written over under the other path,
+	 * for as long as the cache is open */
+	uc_open_refused(t, p2, "wsc", "vc", "lies on the storage of an open cache volume");
+	snprintf(fa, sizeof(fa),
+		 "{\"device\": \"%s\", \"workspace\": \"wsc\", \"project\": \"vc\", \"segment_size\": \"4K\", \"force\": true}",
+		 p2);
+	assert_int_equal(call(t, "volume.format", jargs(fa), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "lies on the storage of cache volume /dev/mapper/cc"));
+	uc_uuid(p2, u1);
+	assert_string_equal(u0, u1);
+	uc_close(t, "cc");
+	/* closed: the old volume opens again (nothing wrote over it here) */
+	if (uc_open(t, p2, "wsc", "vc", &err))
+		fail_msg("open after the cache closed: %s", err.msg);
+	uc_close(t, "vc");
+}
+
+/*
+ * volume.rekey of a closed volume to the workspace's new binding, by one
+ * path: refused while the volume is open or being opened under another
+ * (the binding moved by workspace.bind, the open volume left under the
+ * old key configuration); and an open is refused while it waits for the
+ * KMS.
+ */
+static void test_rekey_closed_uuid_claim(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct racer k = { .t = t, .op = "volume.rekey" }, o;
+	char ra[512], p1[128], p2[128];
+	struct lc_header *h = NULL;
+	pthread_t th;
+
+	mock_install(t);
+	mock_volume(t, "kck1", "wsk", "dk", "vk", false);
+	assert_int_equal(call(t, "keyconfig.create",
+			      jargs("{\"name\": \"kck2\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
+			      NULL, &err), 0);
+	uc_paths(t, "dk", p1, p2);
+	snprintf(ra, sizeof(ra), "{\"device\": \"%s\", \"workspace\": \"wsk\", \"from\": \"kck1\"}", p1);
+
+	/* an open (under kck1) stalled in its KMS call; the binding moves */
+	uc_open_stalled(t, &o, &th, p2, "wsk", "vk");
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"wsk\", \"keyconfig\": \"kck2\"}"), NULL, &err), 0);
+	assert_int_equal(call(t, "volume.rekey", jargs(ra), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is being opened right now"));
+	assert_non_null(strstr(err.msg, "a closed volume is re-keyed offline"));
+	hold_release();
+	uc_join(th, &o);
+	/* open under the link: refused too */
+	assert_int_equal(call(t, "volume.rekey", jargs(ra), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/vk"));
+	assert_non_null(strstr(err.msg, "workspace rekey"));
+	assert_int_equal(lc_header_read_path(p1, &h, NULL, &err), 0);
+	assert_string_equal(h->keyconfig, "kck1");	/* untouched */
+	lc_header_free(h);
+	uc_close(t, "vk");
+
+	/* the re-key stalls in its unwrap: the volume is not opened */
+	hold_next();
+	snprintf(k.args, sizeof(k.args), "%s", ra);
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &k), 0);
+	hold_wait();
+	uc_open_refused(t, p1, "wsk", "vk",
+			"is being re-keyed to another key configuration (volume.rekey)");
+	uc_open_refused(t, p2, "wsk", "vk2",
+			"is being re-keyed to another key configuration (volume.rekey)");
+	hold_release();
+	uc_join(th, &k);
+	assert_int_equal(lc_header_read_path(p1, &h, NULL, &err), 0);
+	assert_string_equal(h->keyconfig, "kck2");
+	lc_header_free(h);
+	if (uc_open(t, p2, "wsk", "vk", &err))
+		fail_msg("open after the re-key: %s", err.msg);
+	uc_close(t, "vk");
+}
+
+/* The header of @path made a version 1 one (lakecrypt 1.0: the KEK bound
+ * to the uuid only), under the mock KMS. */
+static void uc_make_v1(struct tenv *t, const char *path)
+{
+	_cleanup_secret_ struct lc_secret kek = { 0 }, deks = { 0 };
+	struct lc_provider_reply rep;
+	struct lc_provider *p = agent_provider(&t->a, LC_KMS_GCP_NAME);
+	struct lc_header *h = NULL;
+	struct lc_error err = { 0 };
+	char ctx1[LC_KEK_CONTEXT_MAX];
+
+	assert_non_null(p);
+	assert_int_equal(lc_header_read_path(path, &h, NULL, &err), 0);
+	assert_int_equal(lc_kek_generate(&kek, &err), 0);
+	lc_kek_context_v1(h->uuid, ctx1);
+	free(h->wrapped_kek.p);
+	h->wrapped_kek = (struct lc_buf){ 0 };
+	memset(&rep, 0, sizeof(rep));
+	assert_int_equal(lc_provider_wrap(p, MOCK_KEY, &kek, ctx1, &h->wrapped_kek, &rep, &err), 0);
+	free(h->wrap_context.p);
+	h->wrap_context.p = (uint8_t *)strdup(ctx1);
+	h->wrap_context.len = strlen(ctx1);
+	assert_int_equal(lc_deks_generate(&deks, h->segment_count, h->key_size, &err), 0);
+	assert_int_equal(lc_deks_wrap_all(&kek, h->uuid, &deks, h->segment_count, h->key_size,
+					  h->deks, &err), 0);
+	h->version = LC_HDR_VERSION_V1;
+	memset(h->mac, 0, sizeof(h->mac));
+	assert_int_equal(lc_header_write_path(path, false, h, &err), 0);
+	lc_header_free(h);
+}
+
+/*
+ * volume.migrate: refused while the volume is open or being opened under
+ * another path; an open of the volume whose header it rewrites is
+ * refused while it waits for the KMS (not failed on the version 1 header
+ * it would read).
+ */
+static void test_migrate_uuid_claim(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct racer k = { .t = t, .op = "volume.migrate" }, o;
+	char ma[512], p1[128], p2[128];
+	struct lc_header *h = NULL;
+	pthread_t th;
+
+	mock_install(t);
+	mock_volume(t, "kcm", "wsm", "dm", "vm", false);
+	uc_paths(t, "dm", p1, p2);
+	snprintf(ma, sizeof(ma), "{\"device\": \"%s\", \"workspace\": \"wsm\"}", p1);
+
+	/* a version 1 volume: the migration stalls in its unwrap */
+	uc_make_v1(t, p1);
+	assert_int_equal(uc_open(t, p2, "wsm", "vm", &err), -EPROTO);	/* as it is */
+	hold_next();
+	snprintf(k.args, sizeof(k.args), "%s", ma);
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &k), 0);
+	hold_wait();
+	uc_open_refused(t, p1, "wsm", "vm", "is being migrated (volume.migrate)");
+	uc_open_refused(t, p2, "wsm", "vm2", "is being migrated (volume.migrate)");
+	hold_release();
+	uc_join(th, &k);
+	if (uc_open(t, p2, "wsm", "vm", &err))
+		fail_msg("open after the migration: %s", err.msg);
+
+	/* open under the link: a migration by the other path is refused
+	 * before it reads the header */
+	assert_int_equal(call(t, "volume.migrate", jargs(ma), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is open as /dev/mapper/vm"));
+	assert_non_null(strstr(err.msg, "a header is migrated offline"));
+	uc_close(t, "vm");
+	/* an open stalled in its KMS call: refused too */
+	uc_open_stalled(t, &o, &th, p2, "wsm", "vm");
+	assert_int_equal(call(t, "volume.migrate", jargs(ma), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is being opened right now"));
+	hold_release();
+	uc_join(th, &o);
+	uc_close(t, "vm");
+	assert_int_equal(lc_header_read_path(p1, &h, NULL, &err), 0);
+	assert_int_equal(h->version, LC_HDR_VERSION);
+	lc_header_free(h);
 }
 
 /* ---- the kill switch and running key-lifecycle operations ---- */
@@ -4525,6 +4904,10 @@ int main(void)
 		T(test_fail_closed),
 		T(test_flaky_kms_no_kill),
 		T(test_open_during_rekey_segment),
+		T(test_format_force_uuid_claim),
+		T(test_cache_force_uuid_claim),
+		T(test_rekey_closed_uuid_claim),
+		T(test_migrate_uuid_claim),
 		T(test_state_denial_needs_canary),
 		T(test_disabled_primary_counts),
 		T(test_status_cmks),
