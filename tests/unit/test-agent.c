@@ -781,7 +781,7 @@ static void test_revoke_unconfirmed(void **state)
 	pthread_mutex_lock(&fk.mu);
 	fk.ignore_revoke = false;
 	pthread_mutex_unlock(&fk.mu);
-	for (int i = 0; i < 100 && !dev_revoked("v1"); i++) {
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++) {
 		if (i % 10 == 9)
 			agent_watch_tick(&t->a);
 		usleep(50000);
@@ -1219,7 +1219,7 @@ static uint64_t wait_hook(struct tenv *t, const char *ws, uint64_t more_than)
 	bool running = true;
 	uint64_t n = 0;
 
-	for (int i = 0; i < 500 && (running || n <= more_than); i++) {
+	for (int i = 0; i < WAIT_STEPS && (running || n <= more_than); i++) {
 		n = hook_runs(t, ws, &running);
 		if (running || n <= more_than)
 			usleep(20000);
@@ -1294,7 +1294,7 @@ static void test_hook_after_revoke(void **state)
 	assert_int_equal(call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err), 0);
 	runs = wait_hook(t, "ws1", 0);
 	/* Both volumes covered, each once (one run, or two if v2 came late). */
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < WAIT_STEPS; i++) {
 		bool running;
 
 		f = fopen(out, "r");
@@ -2564,7 +2564,7 @@ static void test_rekey_watcher(void **state)
 	/* the new CMK goes: the watcher revokes them, once its denials are
 	 * confirmed (confirm_denials = 2 by default: two ticks at least) */
 	assert_int_equal(lc_kms_local_disable(t->a.kms, k2.key_id, NULL, &err), 0);
-	for (int i = 0; i < 500 && !(dev_revoked("v1") && dev_revoked("v2")); i++) {
+	for (int i = 0; i < WAIT_STEPS && !(dev_revoked("v1") && dev_revoked("v2")); i++) {
 		if (i % 10 == 0) {
 			later_gap(t);
 			agent_watch_tick(&t->a);
@@ -3406,7 +3406,7 @@ static void test_fleet_record_kills(void **state)
 	assert_int_equal(t->a.fleet_records, 3);
 	assert_int_equal(t->a.fleet_volumes, 2);
 	agent_unlock(&t->a);
-	for (int i = 0; i < 100 && !(dev_revoked("v1") && dev_revoked("v2")); i++)
+	for (int i = 0; i < WAIT_STEPS && !(dev_revoked("v1") && dev_revoked("v2")); i++)
 		usleep(20000);
 	assert_true(dev_revoked("v1"));
 	assert_true(dev_revoked("v2"));
@@ -4701,7 +4701,7 @@ static void test_kill_without_threads(void **state)
 	r = call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), &res, &err);
 	if (r != -EINPROGRESS)
 		fail_msg("revoke on the reserve thread: %d %s", r, err.msg);
-	for (int i = 0; i < 500 && !dev_revoked("v1"); i++)
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
 		usleep(10000);
 	assert_true(dev_revoked("v1"));
 	pthread_mutex_lock(&t->a.lock);
