@@ -30,7 +30,9 @@ pkgs=(build-essential make gcc cpio gzip kmod xz-utils bc flex bison
       udev systemd go-md2man man-db groff-base
       debhelper dh-dkms lintian debootstrap
       libp11-kit-dev	# the Cryptoki header of the PKCS#11 provider
-      postgresql-15 postgresql-client-15)
+      postgresql-15 postgresql-client-15
+      strace	# tests/system: the generator opens /dev/kmsg once
+      )
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

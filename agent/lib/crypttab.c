@@ -40,8 +40,12 @@ int lc_crypttab_is_uuid(const char *s, size_t len)
 	return 1;
 }
 
-/* The whole file into a NUL-terminated buffer: at most LC_CRYPTTAB_MAX_BYTES. */
-static int slurp(const char *path, char **buf, size_t *len, struct lc_error *err)
+#define ROOTS_FILE	"; refused (lakecrypttab must be a regular file owned by root, not writable by group or others, with one link: lakecrypttab(5))"
+
+/* The whole file into a NUL-terminated buffer: at most LC_CRYPTTAB_MAX_BYTES.
+ * With @roots (lakecrypttab; crypttab.h): the generator's file rules,
+ * checked on the descriptor that is read. */
+static int slurp(const char *path, bool roots, char **buf, size_t *len, struct lc_error *err)
 {
 	struct stat st;
 	size_t n = 0;
@@ -49,15 +53,32 @@ static int slurp(const char *path, char **buf, size_t *len, struct lc_error *err
 	int fd, r;
 
 	*buf = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (roots ? O_NOFOLLOW : 0));
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
+		if (roots && errno == ELOOP)
+			return misconfig(err, -ELOOP, path, "a symbolic link" ROOTS_FILE);
 		return misconfig(err, -errno, path, strerror(errno));
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return misconfig(err, -EINVAL, path, "not a regular file");
+	}
+	if (roots && (st.st_nlink != 1 || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+		      (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+		char what[256];
+
+		if (st.st_nlink != 1)
+			snprintf(what, sizeof(what), "%lu hard links" ROOTS_FILE,
+				 (unsigned long)st.st_nlink);
+		else if (st.st_uid != 0 && st.st_uid != geteuid())
+			snprintf(what, sizeof(what), "owned by uid %lu, not root" ROOTS_FILE,
+				 (unsigned long)st.st_uid);
+		else
+			snprintf(what, sizeof(what), "writable by group or others" ROOTS_FILE);
+		close(fd);
+		return misconfig(err, -EPERM, path, what);
 	}
 	b = malloc(LC_CRYPTTAB_MAX_BYTES + 2);
 	if (!b) {
@@ -374,7 +395,7 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 	 * refuses such a name anyway). */
 	if (!nlen || name[0] == '#' || strpbrk(name, " \t\r\n"))
 		return 0;
-	r = slurp(path, &buf, &len, err);
+	r = slurp(path, true, &buf, &len, err);
 	if (r <= 0)
 		return r;
 	r = 0;
@@ -416,7 +437,7 @@ int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *er
 
 	if (!path || !path[0] || !nlen || name[0] == '#' || strpbrk(name, " \t\r\n"))
 		return 0;
-	r = slurp(path, &buf, &len, err);
+	r = slurp(path, false, &buf, &len, err);
 	if (r <= 0)
 		return r;
 	r = 0;

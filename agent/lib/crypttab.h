@@ -62,7 +62,13 @@ struct lc_crypttab_entry {
  * no KMS call is spent on an open that could never be right); -errno
  * with @err (LC_ERRC_MISCONFIG) when the file is there but cannot be
  * read, is not a regular file or is larger than LC_CRYPTTAB_MAX_BYTES:
- * names cannot be checked, so the caller refuses rather than guess.
+ * names cannot be checked, so the caller refuses rather than guess.  The
+ * generator's file rules (the file is root's: no one else may make the
+ * agent read another file as lakecrypttab): opened once with O_NOFOLLOW,
+ * and on that descriptor a regular file with one link, owned by root (or
+ * by the agent's effective user), not writable by group or others; else
+ * -ELOOP (a symbolic link, dangling or not) or -EPERM, with @err
+ * (LC_ERRC_MISCONFIG) saying which rule.
  */
 int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entry *out,
 		     struct lc_error *err);

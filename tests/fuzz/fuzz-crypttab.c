@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for the agent's lakecrypttab reader (agent/lib/crypttab.c).
  *
- * Input: the file's contents (put in a memfd, read through /proc/self/fd).
+ * Input: the file's contents (put in a 0600 temporary file of our own: the
+ * reader refuses a symbolic link such as /proc/self/fd/N, crypttab.h).
  * Looked up: "ledger", and the first field of the first line when it is a
  * valid name.  lc_crypttab_find() must answer 1 (a valid entry: workspace a
  * valid name, uuid "" or 36 lower-case 8-4-4-4-12 characters, line >= 1),
@@ -13,8 +14,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "crypttab.h"
@@ -50,18 +51,29 @@ static void look(const char *path, const char *name)
 		CHECK(!(*p >= 'A' && *p <= 'F'));
 }
 
+static char path[4096];
+
+static void remove_file(void)
+{
+	unlink(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int fd = -1;
-	char path[64], name[64];
+	char name[64];
 	size_t n = 0;
 
-	if (fd < 0)
-		fd = memfd_create("lakecrypttab", MFD_CLOEXEC);
+	if (fd < 0) {
+		const char *tmp = getenv("TMPDIR");
+
+		snprintf(path, sizeof(path), "%s/fuzz-crypttab.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		fd = mkstemp(path);
+		CHECK(fd >= 0 && atexit(remove_file) == 0);
+	}
 	CHECK(fd >= 0);
 	CHECK(ftruncate(fd, 0) == 0);
 	CHECK(size == 0 || pwrite(fd, data, size, 0) == (ssize_t)size);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	look(path, "ledger");
 	while (n < size && n < sizeof(name) - 1 && data[n] != ' ' && data[n] != '\t' &&
 	       data[n] != '\n' && data[n])

@@ -572,7 +572,7 @@ done
 [ ! -s "$log" ]; tap $? "the 6 good volumes are generated; required, wanted (nofail), not pulled (noauto)"
 # A bad line without nofail: a unit that only fails, with the message,
 # required by lakecrypt.target (systemctl --failed shows it).
-for v in bad-1 bad-2 bad-4 bad-5 bad-6 '\x2dbad7' bad-8 bad-9; do
+for v in bad-1 bad-2 bad-4 bad-5 bad-6 'line:12' bad-8 bad-9; do
 	u=$G/lakecrypt@$v.service
 	{ [ -f "$u" ] && has "$u" '^ExecStart=/bin/false$' && ! grep -q lakecryptctl "$u" &&
 		[ -L "$G/lakecrypt.target.requires/lakecrypt@$v.service" ] &&
@@ -633,16 +633,91 @@ LAKECRYPTTAB=$tab "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ]
 tap $? "only comments: nothing generated (lakecrypt.target not pulled in)"
 mkdir -p "$work/tabdir"
 LAKECRYPTTAB=$work/tabdir "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
-	grep -q "lakecrypt-generator: $work/tabdir: not a regular file; no volume opened at boot" "$log"
+	grep -q "lakecrypt-generator: $work/tabdir: not a regular file; refused" "$log"
 tap $? "lakecrypttab is a directory: said, nothing generated"
 ln -sf "$work/nowhere" "$work/tablink"
 LAKECRYPTTAB=$work/tablink "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
-	grep -q "lakecrypt-generator: $work/tablink: a symbolic link to nothing" "$log"
+	grep -q "lakecrypt-generator: $work/tablink: a symbolic link; refused" "$log"
 tap $? "lakecrypttab is a dangling symbolic link: said, nothing generated"
 cp "$tab" "$work/tab000"; chmod 000 "$work/tab000"; chmod o+x "$work"
 setpriv --reuid=65534 --regid=65534 --clear-groups env LAKECRYPTTAB="$work/tab000" "$gen" "$work/nobody-gen" 2>"$log"
 [ $? -eq 0 ] && grep -q "lakecrypt-generator: $work/tab000: cannot be read; no volume opened at boot" "$log"
 tap $? "lakecrypttab unreadable: said (not 'say: not found'), nothing generated"
+
+# lakecrypttab is root's (review 11b, finding 1): one who can write
+# /etc/lakecrypt but is not root must not make the generator read a
+# root-only file (unit names are world-readable, messages reach the
+# journal).  A symbolic link (to a 0600 file holding SECRET lines), a
+# file with a second hard link, one writable by group or others, one owned
+# by another user: refused, said, nothing generated, no SECRET anywhere.
+sec=$work/secret
+printf 'root:SECRETHASH:19000:0:99999:7:::\naws_secret_access_key=SECRETVALUE\nSECRETNAME /dev/sda SECRETWS\nSECRET$ /dev/sda ws1\n' >"$sec"
+chmod 600 "$sec"
+ln -sf "$sec" "$work/tabsym"
+ln -f "$sec" "$work/tabhard"
+cp "$sec" "$work/tabgw"; chmod 620 "$work/tabgw"
+cp "$sec" "$work/tabow"; chmod 602 "$work/tabow"
+cp "$sec" "$work/tabown"; chmod 600 "$work/tabown"; chown 65534 "$work/tabown"
+for c in "tabsym:a symbolic link" "tabhard:2 hard links" "tabgw:writable by group or others" \
+	"tabow:writable by group or others" "tabown:owned by uid 65534, not root"; do
+	f=$work/${c%%:*} why=${c#*:}
+	rm -rf "$G"; mkdir -p "$G"; : >"$work/kmsg"
+	LAKECRYPTTAB=$f SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg "$gen" "$G" 2>"$log"; rc=$?
+	cp "$log" "$work/refuse.err"
+	ok=0
+	{ [ $rc -eq 0 ] && [ -z "$(ls -A "$G")" ] &&
+		grep -qF "lakecrypt-generator: $f: $why; refused (lakecrypttab must be a regular file owned by root, not writable by group or others, with one link" "$work/refuse.err" &&
+		grep -qF "<3>lakecrypt-generator: $f: $why; refused" "$work/kmsg" &&
+		! grep -rq SECRET "$G" "$work/refuse.err" "$work/kmsg" && ! find "$G" | grep -q SECRET; } ||
+		{ ok=1; echo "rc $rc; generated:"; find "$G"; echo "kmsg:"; cat "$work/kmsg"; } >>"$log"
+	tap $ok "lakecrypttab ${c%%:*} ($why): refused, said on stderr and the kernel log, nothing generated, no SECRET in either"
+done
+rm -f "$work/tabhard"
+# The same SECRET file as a plain root-owned 0600 lakecrypttab: read (the
+# admin's own), and a line whose NAME is not valid names its unit by line
+# number, never by its bytes (a valid NAME, SECRETNAME, is a unit name).
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$sec "$gen" "$G" 2>"$log"
+ls "$G" >>"$log"
+[ -f "$G/lakecrypt@line:1.service" ] && [ -f "$G/lakecrypt@line:2.service" ] && [ -f "$G/lakecrypt@line:4.service" ] &&
+	[ -L "$G/lakecrypt.target.requires/lakecrypt@line:4.service" ] &&
+	[ "$(ls "$G" | grep SECRET)" = 'lakecrypt@SECRETNAME.service' ]
+tap $? "a bad line whose NAME is not valid: lakecrypt@line:N.service, no byte of the NAME in a unit name"
+
+# The kernel log through one descriptor (review 11b, finding 2): reopening
+# /dev/kmsg per message escapes the kernel's rate limit of a writer.
+for i in $(seq 20); do echo "bad$i /dev/sda w\$s"; done >"$work/tabkmsg"
+rm -rf "$G"; mkdir -p "$G"; : >"$work/kmsg"
+LAKECRYPTTAB=$work/tabkmsg SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg \
+	strace -f -qq -e trace=open,openat -o "$work/kmsg.strace" "$gen" "$G" 2>"$log"
+opens=$(grep -cF "\"$work/kmsg\"" "$work/kmsg.strace")
+[ "$opens" -eq 1 ] && [ "$(grep -c '^<3>lakecrypt-generator: .*tabkmsg:[0-9]*: workspace' "$work/kmsg")" -eq 20 ]
+tap $? "20 bad lines: 20 messages in the kernel log through one open of it ($opens opens)"
+
+# Killed halfway (systemd's generator timeout): lakecrypt.target is still
+# wanted by multi-user.target, so the volumes linked so far start at boot.
+for i in $(seq 200); do echo "v$i /dev/disk/by-id/wwn-0x$i ws1"; done >"$work/tabkill"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tabkill setsid "$gen" "$G" 2>"$log" &
+gpid=$!
+while [ ! -L "$G/lakecrypt.target.requires/lakecrypt@v1.service" ] && kill -0 $gpid 2>/dev/null; do :; done
+kill -KILL -- -$gpid 2>/dev/null; wait $gpid 2>/dev/null; rc=$?
+linked=$(ls "$G/lakecrypt.target.requires" 2>/dev/null | wc -l)
+echo "# killed with $linked of 200 units linked (exit $rc)"
+[ $rc -eq 137 ] && [ "$linked" -lt 200 ] && [ -L "$G/lakecrypt.target.requires/lakecrypt@v1.service" ] &&
+	[ "$(readlink "$G/multi-user.target.wants/lakecrypt.target")" = /usr/lib/systemd/system/lakecrypt.target ]
+tap $? "generator killed after its first unit: multi-user.target already wants lakecrypt.target"
+
+# At most 256 lines other than comments: the 257th and later are said,
+# not read (the generator must end well before systemd's 90 s).
+{ echo '# comments do not count'; for i in $(seq 257); do echo "v$i /dev/disk/by-id/wwn-0x$i ws1"; done; echo 'bad$ x'; } >"$work/tabmax"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tabmax "$gen" "$G" 2>"$log"; rc=$?
+[ $rc -eq 0 ] && [ "$(ls "$G/lakecrypt.target.requires" | wc -l)" -eq 256 ] && [ -f "$G/lakecrypt@v256.service" ] &&
+	[ ! -e "$G/lakecrypt@v257.service" ] && [ -z "$(ls "$G" | grep line:)" ] &&
+	grep -q "tabmax:258: more than 256 lines that are not comments (the most the generator reads, lakecrypttab(5)); this line and the rest not read" "$log" &&
+	[ -L "$G/multi-user.target.wants/lakecrypt.target" ]
+tap $? "257 volume lines: the first 256 generated, the rest said and not read"
 
 # One grammar with the agent (agent/lib/crypttab.h): the agent's side of
 # the same lines is tests/unit/test-agent.c test_tab_bad_lines.  A bad
@@ -746,9 +821,9 @@ printf 'control /dev/sdz finance\nok2 /dev/sdy control\nok3 /dev/sdx finance hea
 rm -rf "$G"; mkdir -p "$G"
 LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$log"; rc=$?
 # A bad line without nofail becomes a unit that fails at start (lakecrypttab(5)).
-[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; lakecrypt@control.service fails at start" "$log" &&
+[ $rc -eq 0 ] && grep -q "tab8:1: volume name \"control\" is reserved: /dev/mapper/control is device-mapper's own device; lakecrypt@line:1.service fails at start" "$log" &&
 	grep -q 'tab8:2: workspace "control" is not valid' "$log" && grep -q 'tab8:3: option "header=control": header= takes' "$log" &&
-	[ "$(grep -l '^ExecStart=/bin/false$' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@control.service lakecrypt@ok2.service lakecrypt@ok3.service " ] &&
+	[ "$(grep -l '^ExecStart=/bin/false$' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@line:1.service lakecrypt@ok2.service lakecrypt@ok3.service " ] &&
 	grep -q '^ExecStart=.* open /dev/sdw ok4 --workspace finance --header control0$' "$G/lakecrypt@ok4.service"
 tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, its unit fails at start"
 

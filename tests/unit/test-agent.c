@@ -3626,6 +3626,81 @@ static void test_name_control_refused(void **state)
 	}
 }
 
+/*
+ * lakecrypttab is root's (review 11b, finding 1; the generator's file
+ * rules, tests/system/check.sh): a symbolic link (here to a 0600 file of
+ * SECRET lines, one of which would reserve "ledger"), a second hard link,
+ * a file writable by group or others, one owned by another user: every
+ * open is refused with the rule broken, and nothing of the file is said.
+ */
+static void test_tab_file_rules(void **state)
+{
+	struct tenv *t = *state;
+	const char *tab = t->a.cfg.lakecrypttab;
+	static const struct { const char *how, *why; int r; } cases[] = {
+		{ "symlink", "a symbolic link; refused (lakecrypttab must be a regular file owned by root", -ELOOP },
+		{ "dangling", "a symbolic link; refused", -ELOOP },
+		{ "hardlink", "2 hard links; refused", -EPERM },
+		{ "g+w", "writable by group or others; refused", -EPERM },
+		{ "o+w", "writable by group or others; refused", -EPERM },
+		{ "owner", "owned by uid 65534, not root; refused", -EPERM },
+	};
+	char sec[PATH_MAX], u[64];
+	struct lc_error err = { 0 };
+	FILE *f;
+
+	snprintf(sec, sizeof(sec), "%s/secret", t->dir);
+	f = fopen(sec, "w");
+	assert_non_null(f);
+	fputs("root:SECRETHASH:19000:0:99999:7:::\nledger /dev/sdz SECRETWS\n", f);
+	fclose(f);
+	assert_int_equal(chmod(sec, 0600), 0);
+	format_in(t, "n1", "ws1", u);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct lc_crypttab_entry e;
+		const char *how = cases[i].how;
+
+		unlink(tab);
+		if (!strcmp(how, "symlink")) {
+			assert_int_equal(symlink(sec, tab), 0);
+		} else if (!strcmp(how, "dangling")) {
+			char none[PATH_MAX + 8];
+
+			snprintf(none, sizeof(none), "%s.none", sec);
+			assert_int_equal(symlink(none, tab), 0);
+		} else if (!strcmp(how, "hardlink")) {
+			assert_int_equal(link(sec, tab), 0);
+		} else {
+			write_tab(t, "ledger /dev/sdz ws2\n");
+			if (!strcmp(how, "g+w"))
+				assert_int_equal(chmod(tab, 0620), 0);
+			else if (!strcmp(how, "o+w"))
+				assert_int_equal(chmod(tab, 0602), 0);
+			else
+				assert_int_equal(chown(tab, 65534, 65534), 0);
+		}
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(lc_crypttab_find(tab, "ledger", &e, &err), cases[i].r);
+		if (!strstr(err.msg, cases[i].why) || !strstr(err.msg, tab) || strstr(err.msg, "SECRET"))
+			fail_msg("%s: %s", how, err.msg);
+		assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+		/* through the agent: refused, nothing mapped */
+		memset(&err, 0, sizeof(err));
+		assert_int_not_equal(open_in(t, "n1", "ws1", "ledger", NULL, &err), 0);
+		if (!strstr(err.msg, cases[i].why) || strstr(err.msg, "SECRET"))
+			fail_msg("open, %s: %s", how, err.msg);
+		assert_false(dev_exists("ledger"));
+	}
+	/* the same lines in a plain file of its own: read */
+	unlink(tab);
+	write_tab(t, "ledger /dev/sdz ws1\n");
+	assert_int_equal(chmod(tab, 0644), 0);
+	if (open_in(t, "n1", "ws1", "ledger", NULL, &err))
+		fail_msg("open with a good lakecrypttab: %s", err.msg);
+	assert_true(dev_exists("ledger"));
+	unlink(sec);
+}
+
 /* KMS unwraps so far, over every provider. */
 static uint64_t unwraps(struct tenv *t)
 {
@@ -4925,6 +5000,7 @@ int main(void)
 		T(test_tab_wrong_uuid_refused_before_kms),
 		T(test_wrong_volume_held_is_revoked),
 		T(test_tab_bad_lines),
+		T(test_tab_file_rules),
 		cmocka_unit_test(test_tab_timespan),
 		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
