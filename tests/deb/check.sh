@@ -103,17 +103,20 @@ tap $? "installed: system groups lakecrypt and lakecrypt-admin exist; postinst a
 in_root "lakecrypt-agent --check-config --config /usr/share/doc/lakecrypt/examples/agent.conf" >"$log" 2>&1
 tap $? "installed: the example agent.conf passes lakecrypt-agent --check-config"
 # apt-get remove while lakecrypt volumes are open is refused by the prerm
-# (as make uninstall): a dmsetup ahead on PATH lists one; nothing removed,
-# the package stays installed.
-printf '#!/bin/sh\n[ "$*" = "ls --target lakecrypt" ] || exit 1\nprintf "ledger\\t(253:3)\\n"\n' >"$root/usr/local/sbin/dmsetup"
-chmod 755 "$root/usr/local/sbin/dmsetup"
-in_root "PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin; export PATH; dmsetup ls --target lakecrypt | grep -q ledger || exit 1
+# (as make uninstall): dmsetup, replaced for the while by one that lists
+# a volume (apt runs dpkg with its own PATH, /usr/sbin:/usr/bin:/sbin:/bin,
+# so the real one's place); nothing removed, the package stays installed.
+mv "$root/usr/sbin/dmsetup" "$root/usr/sbin/dmsetup.lc-real"
+printf '#!/bin/sh\n[ "$*" = "ls --target lakecrypt" ] || exit 1\nprintf "ledger\\t(253:3)\\n"\n' >"$root/usr/sbin/dmsetup"
+chmod 755 "$root/usr/sbin/dmsetup"
+in_root "dmsetup ls --target lakecrypt | grep -q ledger || exit 1
 	apt-get remove -y lakecrypt >/tmp/remove.out 2>&1; rc=\$?; cat /tmp/remove.out
 	[ \$rc -ne 0 ] && grep -q 'lakecrypt volumes are open: ledger; close them first' /tmp/remove.out &&
 	test -x /usr/sbin/lakecrypt-agent && test -f /lib/systemd/system/lakecrypt-agent.service &&
 	dpkg-query -W -f '\${db:Status-Status}\n' lakecrypt | grep -qx installed" >"$log" 2>&1
 tap $? "apt-get remove with a lakecrypt volume open: refused by the prerm, naming it; nothing removed"
-rm -f "$root/usr/local/sbin/dmsetup" "$root/tmp/remove.out"
+mv "$root/usr/sbin/dmsetup.lc-real" "$root/usr/sbin/dmsetup"
+rm -f "$root/tmp/remove.out"
 in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&
 	ls /lib/modules/*/updates/dkms/dm-lakecrypt.ko" >"$log" 2>&1
 tap $? "kernel headers installed: DKMS builds and installs dm-lakecrypt.ko"
