@@ -26,8 +26,9 @@ KVER ?=
 
 all: module agent
 
+# Built into BIN (default build/agent) with the install's SYSCONFDIR.
 agent:
-	$(MAKE) -C agent
+	$(MAKE) -C agent O='$(BIN)' SYSCONFDIR='$(SYSCONFDIR)'
 
 module:
 ifneq ($(KVER),)
@@ -141,7 +142,7 @@ dist-files:
 	$(SUBST) udev/61-lakecrypt.rules.in >"$(DIST)/61-lakecrypt.rules"
 	sed 's/@VERSION@/$(LC_VERSION)/' kernel/dkms.conf >"$(DIST)/dkms.conf"
 	set -e; for m in $(MAN_PAGES); do \
-		tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >"$(DIST)/man/$$m"; done
+		DOCDIR='$(DOCDIR)' SYSCONFDIR='$(SYSCONFDIR)' tools/mkman.sh Documentation/$${m%.*}.md $${m##*.} >"$(DIST)/man/$$m"; done
 
 install: agent dist-files $(if $(filter kbuild,$(MODULE)),install-module-build)
 	$(INSTALL_ENV) KO=$(CURDIR)/build/kmod/$(INSTALL_KVER)/kernel/dm-lakecrypt.ko tools/install.sh install

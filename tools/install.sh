@@ -12,8 +12,17 @@
 # FORCE (1: uninstall even while lakecrypt volumes are open).
 #
 # install records the directories it made (they did not exist before) in
-# LIBEXECDIR/installed-dirs; uninstall removes those once empty, and never
-# a directory that was there before.  Without DESTDIR, uninstall first
+# LIBEXECDIR/installed-dirs, and what it installed in LIBEXECDIR/manifest
+# ("file PATH", "module kbuild KVER", "module dkms VERSION" lines, added to
+# by each install); uninstall removes what the manifest names (whatever
+# MODULE and KVER it is given: a kernel update changes KVER), the
+# directories once empty, and never a directory that was there before.
+# Without a manifest (an install older than it) uninstall removes the
+# table's files for the variables given, and fails when none of them is
+# there (a PREFIX other than the install's).  MODULE=dkms without DESTDIR
+# registers the source with DKMS (an earlier registration of the same
+# version replaced) and builds it for KVER when its headers are there
+# (/lib/modules/KVER/build); otherwise DKMS builds it when they arrive.  Without DESTDIR, uninstall first
 # refuses while lakecrypt volumes are open (dmsetup ls --target lakecrypt:
 # their CLI, agent and module would go) unless FORCE=1, then, when systemd
 # runs and its lakecrypt-agent.service is the unit being removed, stops
@@ -40,7 +49,7 @@ table() {
 	row 0644 "$MANDIR/man8/lakecryptctl.8" "$DIST/man/lakecryptctl.8"
 	row 0644 "$MANDIR/man5/lakecrypttab.5" "$DIST/man/lakecrypttab.5"
 	for d in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
-		 kms-providers.md fleet-revocation.md admin-guide/dm-lakecrypt.rst; do
+		 kms-providers.md fleet-revocation.md etcd.md admin-guide/dm-lakecrypt.rst; do
 		row 0644 "$DOCDIR/$(basename "$d")" "$top/Documentation/$d"
 	done
 	row 0644 "$DOCDIR/examples/agent.conf" "$top/tools/systemd/agent.conf.example"
@@ -72,12 +81,13 @@ for v in DESTDIR PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MAN
 done
 
 record=$LIBEXECDIR/installed-dirs
+manifest=$LIBEXECDIR/manifest
 
 # The directories installing the table's files will make (each missing
 # parent up to an existing one), one per line.
 new_dirs() {
 	local dst d
-	{ table | cut -f2; echo "$record"; } | while IFS= read -r dst; do
+	{ table | cut -f2; echo "$record"; echo "$manifest"; } | while IFS= read -r dst; do
 		d=$(dirname "$dst")
 		while [ "$d" != / ] && [ "$d" != . ] && [ ! -d "$DESTDIR$d" ]; do
 			echo "$d"
@@ -117,10 +127,37 @@ reload() {
 	if command -v systemctl >/dev/null; then systemctl daemon-reload 2>/dev/null || true; fi
 }
 
+die() { echo "install.sh: $*" >&2; exit 1; }
+
+# DKMS knows lakecrypt VERSION (added, built or installed for some kernel).
+dkms_has() {
+	local out
+	out=$(dkms status -m lakecrypt -v "$1" 2>&1) || die "dkms status -m lakecrypt -v $1 failed: $out"
+	[ -n "$out" ]
+}
+
+# Registers /usr/src/lakecrypt-$ver with DKMS, replacing an earlier
+# registration of the same version (its source may be older: a git pull
+# keeps the version), and builds and installs it for $KVER when that
+# kernel's headers are there; DKMS builds it when they arrive otherwise.
+dkms_register() {
+	if dkms_has "$ver"; then
+		dkms remove -m lakecrypt -v "$ver" --all ||
+			die "dkms remove -m lakecrypt -v $ver --all failed (the earlier registration stays)"
+	fi
+	dkms add -m lakecrypt -v "$ver" || die "dkms add -m lakecrypt -v $ver failed"
+	if [ -e "/lib/modules/$KVER/build" ]; then
+		dkms install -m lakecrypt -v "$ver" -k "$KVER" ||
+			die "dkms install -m lakecrypt -v $ver -k $KVER failed (registered: dkms status; the build log is named above)"
+	else
+		echo "install.sh: lakecrypt $ver registered with DKMS; no headers for $KVER (/lib/modules/$KVER/build), so DKMS builds the module when headers arrive (Debian: apt-get install linux-headers-$KVER)"
+	fi
+}
+
 case $action in
 check) ;;	# the paths only (make dist-files)
 list)
-	{ table | cut -f2; echo "$record"; } | LC_ALL=C sort ;;
+	{ table | cut -f2; echo "$record"; echo "$manifest"; } | LC_ALL=C sort ;;
 install)
 	# Recorded first, so that a failed install's directories are known too;
 	# added to the record of an earlier install.
@@ -130,6 +167,13 @@ install)
 	{ if [ -f "$DESTDIR$record" ]; then cat "$DESTDIR$record"; fi; printf '%s\n' "$created"; } |
 		awk 'NF' | LC_ALL=C sort -u >"$tmp"
 	install -D -m 0644 "$tmp" "$DESTDIR$record"
+	# The manifest, also first (a failed install is uninstalled too).
+	{ if [ -f "$DESTDIR$manifest" ]; then cat "$DESTDIR$manifest"; fi
+	  table | cut -f2 | sed 's/^/file /'
+	  echo "file $record"; echo "file $manifest"
+	  case $MODULE in kbuild) echo "module kbuild $KVER" ;; dkms) echo "module dkms $ver" ;; esac
+	} | awk 'NF' | LC_ALL=C sort -u >"$tmp"
+	install -D -m 0644 "$tmp" "$DESTDIR$manifest"
 	table | while IFS=$'\t' read -r mode dst src; do
 		[ -f "$src" ] || { echo "install.sh: $src is missing (run make first)" >&2; exit 1; }
 		install -D -m "$mode" "$src" "$DESTDIR$dst"
@@ -137,11 +181,27 @@ install)
 	if [ -z "$DESTDIR" ]; then
 		case $MODULE in
 		kbuild) depmod -a "$KVER" ;;
-		dkms) dkms add -m lakecrypt -v "$ver" && dkms autoinstall ;;
+		dkms) dkms_register ;;
 		esac
 		reload
 	fi ;;
 uninstall)
+	# What to remove: the manifest's files and modules, or (an install
+	# without one) the table's for the variables given.
+	if [ -f "$DESTDIR$manifest" ]; then
+		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" | awk '!/(^|\/)\.\.(\/|$)/')
+		kbuild_kvers=$(awk '$1 == "module" && $2 == "kbuild" && $3 ~ /^[A-Za-z0-9._+~-]+$/ { print $3 }' "$DESTDIR$manifest")
+		dkms_vers=$(awk '$1 == "module" && $2 == "dkms" && $3 ~ /^[0-9.]+$/ { print $3 }' "$DESTDIR$manifest")
+	else
+		files=$(table | cut -f2; echo "$record")
+		kbuild_kvers= dkms_vers=
+		case $MODULE in kbuild) kbuild_kvers=$KVER ;; dkms) dkms_vers=$ver ;; esac
+		# (the module's files do not depend on PREFIX: not counted)
+		there=$(MODULE=none table | cut -f2 | while IFS= read -r f; do
+			if [ -e "$DESTDIR$f" ]; then echo "$f"; fi; done)
+		[ -n "$there" ] ||
+			die "nothing of lakecrypt is installed under PREFIX=$PREFIX${DESTDIR:+ in DESTDIR=$DESTDIR} (no $DESTDIR$manifest, none of its files); pass the PREFIX/MODULE/KVER used for make install"
+	fi
 	if [ -z "$DESTDIR" ]; then
 		if [ "$FORCE" != 1 ] && why=$(open_volumes); then
 			echo "install.sh: $why; close them first (lakecryptctl close NAME), or make uninstall FORCE=1 to remove lakecrypt anyway; nothing removed" >&2
@@ -159,25 +219,34 @@ uninstall)
 	made=
 	if [ -f "$DESTDIR$record" ]; then made=$(awk '/^\// && !/(^|\/)\.\.(\/|$)/' "$DESTDIR$record"); fi
 	rm -f "$DESTDIR$record"
-	if [ -z "$DESTDIR" ] && [ "$MODULE" = dkms ]; then
-		dkms remove -m lakecrypt -v "$ver" --all 2>/dev/null || true
+	if [ -z "$DESTDIR" ]; then
+		for v in $dkms_vers; do
+			if dkms_has "$v"; then
+				dkms remove -m lakecrypt -v "$v" --all || die "dkms remove -m lakecrypt -v $v --all failed; nothing else removed"
+			fi
+		done
 	fi
-	table | while IFS=$'\t' read -r mode dst src; do
-		rm -f "$DESTDIR$dst"
+	rm -f "$DESTDIR$manifest"
+	printf '%s\n' "$files" | while IFS= read -r f; do
+		if [ -n "$f" ]; then rm -f "$DESTDIR$f"; fi
 	done
 	# Directories only lakecrypt uses, if now empty.
-	for d in "$LIBEXECDIR" "$DOCDIR/examples" "$DOCDIR" "/usr/src/lakecrypt-$ver/kernel" \
-		 "/usr/src/lakecrypt-$ver/include/uapi/linux" "/usr/src/lakecrypt-$ver/include/uapi" \
-		 "/usr/src/lakecrypt-$ver/include/lakecrypt" "/usr/src/lakecrypt-$ver/include" \
-		 "/usr/src/lakecrypt-$ver"; do
+	for d in "$LIBEXECDIR" "$DOCDIR/examples" "$DOCDIR"; do
 		rmdir "$DESTDIR$d" 2>/dev/null || true
+	done
+	for v in $dkms_vers; do
+		for d in kernel include/uapi/linux include/uapi include/lakecrypt include ""; do
+			rmdir "$DESTDIR/usr/src/lakecrypt-$v/$d" 2>/dev/null || true
+		done
 	done
 	# The directories install made, once empty, deepest first.
 	printf '%s\n' "$made" | awk 'NF' | LC_ALL=C sort -r | while IFS= read -r d; do
 		rmdir "$DESTDIR$d" 2>/dev/null || true
 	done
 	if [ -z "$DESTDIR" ]; then
-		[ "$MODULE" != kbuild ] || depmod -a "$KVER"
+		for k in $kbuild_kvers; do
+			if [ -d "/lib/modules/$k" ]; then depmod -a "$k"; fi
+		done
 		reload	# so that the removed rules and units do not linger
 	fi ;;
 *)

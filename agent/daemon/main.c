@@ -207,6 +207,7 @@ static int check_config(const struct options *o)
 	} else {
 		printf("%s: syntax valid\n", path);
 	}
+	printf("%s: lakecrypttab %s\n", path, cfg->lakecrypttab);
 	f = open_memstream(&rep, &replen);
 	bad = f ? agent_providers_check(cfg, f) : -ENOMEM;
 	if (f)

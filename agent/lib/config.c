@@ -139,7 +139,7 @@ void lc_config_defaults(struct lc_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->socket_path, sizeof(cfg->socket_path), "/run/lakecrypt/agent.sock");
-	snprintf(cfg->lakecrypttab, sizeof(cfg->lakecrypttab), "/etc/lakecrypt/lakecrypttab");
+	snprintf(cfg->lakecrypttab, sizeof(cfg->lakecrypttab), "%s", LC_LAKECRYPTTAB_DEFAULT_PATH);
 	snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");
 	cfg->socket_mode = 0660;
 	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/lakecrypt");

@@ -182,7 +182,14 @@
 
 #include "lc-error.h"
 
-#define LC_CONFIG_DEFAULT_PATH	"/etc/lakecrypt/agent.conf"
+/* SYSCONFDIR of the build (the Makefile's -DLC_SYSCONFDIR, default /etc):
+ * agent.conf and lakecrypttab are read under LC_SYSCONFDIR "/lakecrypt",
+ * the directory the lakecrypt-generator of the same install reads. */
+#ifndef LC_SYSCONFDIR
+#define LC_SYSCONFDIR		"/etc"
+#endif
+#define LC_CONFIG_DEFAULT_PATH	LC_SYSCONFDIR "/lakecrypt/agent.conf"
+#define LC_LAKECRYPTTAB_DEFAULT_PATH LC_SYSCONFDIR "/lakecrypt/lakecrypttab"
 #define LC_CONFIG_PATH_MAX	4096
 #define LC_CONFIG_NAME_MAX	64
 #define LC_CONFIG_URL_MAX	512

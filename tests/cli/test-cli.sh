@@ -144,6 +144,15 @@ run 0 "--version" --version
 has "--version output (the release in <linux/dm-lakecrypt.h>, as the packages)" "$out" "lakecryptctl $(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } END { print v }' "$top/include/uapi/linux/dm-lakecrypt.h")"
 run 0 "format --help" format --help
 has "format --help lists exit codes" "$out" "6  KMS unavailable"
+# Each command whose synopsis in lakecryptctl(8) takes --header NAME|FILE
+# says so in its --help (a name in the agent's header directory or a file).
+hdr_cmds=$(sed -n 's/^    lakecryptctl \([a-z-]*\) .*\[--header NAME|FILE\].*/\1/p' Documentation/lakecryptctl.md | LC_ALL=C sort -u | paste -sd' ')
+[ "$hdr_cmds" = "format migrate open rekey rekey-segment" ] || nok "lakecryptctl(8) synopsis: commands with --header NAME|FILE" "found: $hdr_cmds"
+for c in $hdr_cmds; do
+	run 0 "$c --help" "$c" --help
+	if grep -qE -- '--header NAME\|FILE ' <<<"$out"; then ok "$c --help: --header NAME|FILE, as lakecryptctl(8)"
+	else nok "$c --help: --header NAME|FILE, as lakecryptctl(8)" "$(grep -- --header <<<"$out")"; fi
+done
 
 # --- key lifecycle: rewrap --all, rotate-kek, shred, workspace rekey ---
 run 0 "rewrap --all --keyconfig" rewrap --all --keyconfig kc1

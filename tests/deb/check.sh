@@ -50,7 +50,7 @@ tap $rc "lakecrypt: agent, CLI, probe, rules, units, generator, man pages"
 # (dh_compress gzips documents over 4 KiB, not examples).
 dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
 for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
-	kms-providers.md fleet-revocation.md dm-lakecrypt.rst \
+	kms-providers.md fleet-revocation.md etcd.md dm-lakecrypt.rst \
 	examples/agent.conf examples/lakecrypttab examples/hook-signal.conf; do
 	grep -qxE "\./usr/share/doc/lakecrypt/${f//./\\.}(\.gz)?" "$log.l" || echo "missing /usr/share/doc/lakecrypt/$f"
 done >"$log" 2>&1
@@ -64,8 +64,8 @@ rc=$?; cat "$log.c" "$log.i" >"$log"; rm -f "$log.c" "$log.i"; [ $rc -eq 0 ]
 tap $? "lakecrypt-dkms: /usr/src/lakecrypt-$ver with dkms.conf, depends on dkms"
 
 dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
-grep installed-dirs "$log.l" >"$log"; rm -f "$log.l"
-[ ! -s "$log" ]; tap $? "lakecrypt: make install's record of the directories it made is not packaged"
+grep -E 'installed-dirs|/usr/lib/lakecrypt/manifest' "$log.l" >"$log"; rm -f "$log.l"
+[ ! -s "$log" ]; tap $? "lakecrypt: make install's records of the directories and files it made are not packaged"
 # The groups of the agent's defaults (agent/lib/config.c) are made by the
 # postinst before debhelper's part starts the agent (it looks the
 # operator group up only at start-up).
@@ -102,6 +102,21 @@ in_root "getent group lakecrypt lakecrypt-admin && [ \$(getent group lakecrypt |
 tap $? "installed: system groups lakecrypt and lakecrypt-admin exist; postinst again keeps an existing group"
 in_root "lakecrypt-agent --check-config --config /usr/share/doc/lakecrypt/examples/agent.conf" >"$log" 2>&1
 tap $? "installed: the example agent.conf passes lakecrypt-agent --check-config"
+# apt-get remove while lakecrypt volumes are open is refused by the prerm
+# (as make uninstall): dmsetup, replaced for the while by one that lists
+# a volume (apt runs dpkg with its own PATH, /usr/sbin:/usr/bin:/sbin:/bin,
+# so the real one's place); nothing removed, the package stays installed.
+mv "$root/usr/sbin/dmsetup" "$root/usr/sbin/dmsetup.lc-real"
+printf '#!/bin/sh\n[ "$*" = "ls --target lakecrypt" ] || exit 1\nprintf "ledger\\t(253:3)\\n"\n' >"$root/usr/sbin/dmsetup"
+chmod 755 "$root/usr/sbin/dmsetup"
+in_root "dmsetup ls --target lakecrypt | grep -q ledger || exit 1
+	apt-get remove -y lakecrypt >/tmp/remove.out 2>&1; rc=\$?; cat /tmp/remove.out
+	[ \$rc -ne 0 ] && grep -q 'lakecrypt volumes are open: ledger; close them first' /tmp/remove.out &&
+	test -x /usr/sbin/lakecrypt-agent && test -f /lib/systemd/system/lakecrypt-agent.service &&
+	dpkg-query -W -f '\${db:Status-Status}\n' lakecrypt | grep -qx installed" >"$log" 2>&1
+tap $? "apt-get remove with a lakecrypt volume open: refused by the prerm, naming it; nothing removed"
+mv "$root/usr/sbin/dmsetup.lc-real" "$root/usr/sbin/dmsetup"
+rm -f "$root/tmp/remove.out"
 in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&
 	ls /lib/modules/*/updates/dkms/dm-lakecrypt.ko" >"$log" 2>&1
 tap $? "kernel headers installed: DKMS builds and installs dm-lakecrypt.ko"

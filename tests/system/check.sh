@@ -53,9 +53,9 @@ ver=$(awk '/LAKECRYPT_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v ? "." : "") $3 } E
 		/usr/share/man/man8/lakecrypt-agent.8 /usr/share/man/man8/lakecryptctl.8 /usr/share/man/man5/lakecrypttab.5 \
 		/usr/share/doc/lakecrypt/examples/agent.conf /usr/share/doc/lakecrypt/examples/lakecrypttab \
 		/usr/share/doc/lakecrypt/examples/hook-signal.conf \
-		/usr/src/lakecrypt-$ver/dkms.conf /usr/lib/lakecrypt/installed-dirs
+		/usr/src/lakecrypt-$ver/dkms.conf /usr/lib/lakecrypt/installed-dirs /usr/lib/lakecrypt/manifest
 	for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
-		 kms-providers.md fleet-revocation.md dm-lakecrypt.rst; do
+		 kms-providers.md fleet-revocation.md etcd.md dm-lakecrypt.rst; do
 		echo "/usr/share/doc/lakecrypt/$f"
 	done
 	(find kernel include -type f \( -name '*.c' -o -name '*.h' -o -name Kbuild -o -name Makefile \)) |
@@ -67,9 +67,17 @@ tap $? "installed file list is exactly the expected $(wc -l <"$work/want") files
 make -s install-list DESTDIR="$D" PREFIX=/usr MODULE=dkms DIST="$dist" >"$work/listed" 2>"$log"
 diff -u "$work/want" "$work/listed" >>"$log" 2>&1
 tap $? "make install-list names the same files"
-find "$D/usr/sbin" "$D/usr/lib/lakecrypt" "$D/usr/lib/systemd/system-generators" -type f ! -perm 0755 ! -name installed-dirs >"$log"
-[ "$(stat -c %a "$D/usr/lib/lakecrypt/installed-dirs")" = 644 ] || echo "installed-dirs: not 0644" >>"$log"
-[ ! -s "$log" ]; tap $? "programs are 0755 (install's record of its directories 0644)"
+find "$D/usr/sbin" "$D/usr/lib/lakecrypt" "$D/usr/lib/systemd/system-generators" -type f ! -perm 0755 \
+	! -name installed-dirs ! -name manifest >"$log"
+for r in installed-dirs manifest; do
+	[ "$(stat -c %a "$D/usr/lib/lakecrypt/$r")" = 644 ] || echo "$r: not 0644" >>"$log"
+done
+[ ! -s "$log" ]; tap $? "programs are 0755 (install's records of its directories and files 0644)"
+# The manifest names every file installed, and the module.
+sed -n 's/^file //p' "$D/usr/lib/lakecrypt/manifest" | LC_ALL=C sort >"$work/manifest.files"
+diff -u "$work/want" "$work/manifest.files" >"$log" 2>&1 &&
+	[ "$(grep -v '^file ' "$D/usr/lib/lakecrypt/manifest")" = "module dkms $ver" ]
+tap $? "the manifest names every installed file and 'module dkms $ver'"
 find "$D/usr/share" "$D/usr/lib/udev" "$D/usr/lib/systemd/system" -type f ! -perm 0644 >"$log"
 [ ! -s "$log" ]; tap $? "data files are 0644"
 has "$D/usr/lib/udev/rules.d/61-lakecrypt.rules" 'IMPORT\{program\}="/usr/lib/lakecrypt/lakecrypt-probe \$devnode"' &&
@@ -105,6 +113,33 @@ make -s install DESTDIR="$D7" MODULE=none DIST="$dist" >"$log" 2>&1 &&
 		./usr/local/share/man/man5 ./usr/local/share/man/man8 ./usr/local/share/man/man8/other.8 >"$work/want7" &&
 	diff -u "$work/want7" "$work/left7" >>"$log" 2>&1
 tap $? "uninstall keeps directories that existed before (sbin, man5) and non-empty ones (man8); reinstall keeps the record"
+# make uninstall with other variables than the install: the manifest
+# decides what goes (MODULE and KVER as given do not matter); under another
+# PREFIX, or where nothing was installed, it fails and removes nothing.
+D9=$work/root9
+make -s install DESTDIR="$D9" PREFIX=/usr MODULE=dkms DIST="$dist" >"$log" 2>&1 &&
+	[ -f "$D9/usr/src/lakecrypt-$ver/dkms.conf" ] &&
+	! make -s uninstall DESTDIR="$D9" MODULE=dkms DIST="$dist" >"$work/un9" 2>&1 &&
+	has "$work/un9" "nothing of lakecrypt is installed under PREFIX=/usr/local in DESTDIR=$D9 .*; pass the PREFIX/MODULE/KVER used for make install" &&
+	[ -x "$D9/usr/sbin/lakecryptctl" ] && [ -f "$D9/usr/lib/lakecrypt/manifest" ]
+tap $? "make uninstall with the PREFIX forgotten: fails, saying nothing is installed under /usr/local, removes nothing"
+cat "$work/un9" >>"$log"
+make -s uninstall DESTDIR="$D9" PREFIX=/usr MODULE=kbuild KVER=0.0-lcother DIST="$dist" >>"$log" 2>&1 &&
+	(cd "$D9" && find . -mindepth 1) >"$work/left9" && [ ! -s "$work/left9" ]
+rc=$?; cat "$work/left9" >>"$log"
+tap $rc "make uninstall MODULE=kbuild KVER=other after MODULE=dkms: the manifest's files go (the DKMS source too), the tree is empty"
+mkdir -p "$work/root10"
+! make -s uninstall DESTDIR="$work/root10" PREFIX=/usr MODULE=none DIST="$dist" >"$work/un10" 2>&1 &&
+	has "$work/un10" 'nothing of lakecrypt is installed under PREFIX=/usr in DESTDIR='
+tap $? "make uninstall where nothing is installed: fails, saying so"
+cat "$work/un10" >>"$log"
+# An install from before the manifest (none there): the table's files for
+# the variables given go, as before.
+make -s install DESTDIR="$work/root11" MODULE=none DIST="$dist" >"$log" 2>&1 &&
+	rm "$work/root11/usr/local/lib/lakecrypt/manifest" &&
+	make -s uninstall DESTDIR="$work/root11" MODULE=none DIST="$dist" >>"$log" 2>&1 &&
+	(cd "$work/root11" && find . -mindepth 1) >>"$log" && [ -z "$(ls -A "$work/root11")" ]
+tap $? "an install without a manifest (older) is still uninstalled with the same variables"
 # The default MODULE=kbuild without the kernel's headers: the message says
 # which package to install, or the other MODULE= choices; nothing installed.
 ! make -s install DESTDIR="$work/root8" KVER=0.0-lcnone DIST="$work/dist8" >"$log" 2>&1 &&
@@ -121,6 +156,28 @@ run "make install PREFIX=/usr/local MODULE=none (defaults)" \
 	[ -f "$D2/usr/local/share/man/man8/lakecryptctl.8" ] && [ ! -e "$D2/usr/src" ] &&
 	has "$D2/usr/local/lib/udev/rules.d/61-lakecrypt.rules" '/usr/local/lib/lakecrypt/lakecrypt-probe'
 tap $? "PREFIX=/usr/local: paths udev and systemd search (/usr/local/lib/...), no module"
+# Every document the installed man pages and example configurations name
+# (*.md, *.rst) is installed, in DOCDIR; the man pages name that DOCDIR
+# (here /usr/local/share/doc/lakecrypt), not another.
+doc2=$D2/usr/local/share/doc/lakecrypt
+: >"$work/docrefs"
+for f in "$D2"/usr/local/share/man/man*/* "$doc2"/examples/*; do
+	sed -e 's/\\-/-/g' -e 's/\\f.//g' -e 's/\\&//g' "$f" |
+		grep -oE '[A-Za-z0-9_./-]*[A-Za-z0-9_-]\.(md|rst)\b' | sed "s|^|$(basename "$f") |" >>"$work/docrefs"
+done
+while read -r f ref; do
+	case $ref in
+	/*) [ -f "$D2$ref" ] || echo "$f names $ref: not installed" ;;
+	*/*) echo "$f names $ref: a path in the source tree, not an installed file" ;;
+	*) [ -f "$doc2/$ref" ] || echo "$f names $ref: not in $doc2" ;;
+	esac
+done <"$work/docrefs" >"$log"
+grep -l '/usr/share/doc/lakecrypt' "$D2"/usr/local/share/man/man*/* >>"$log"
+grep -q '/usr/local/share/doc/lakecrypt' "$D2/usr/local/share/man/man8/lakecrypt-agent.8" ||
+	echo "lakecrypt-agent.8 does not name /usr/local/share/doc/lakecrypt" >>"$log"
+grep -q 'etcd\.md' "$work/docrefs" || echo "no reference to etcd.md found (the check itself is broken)" >>"$log"
+[ ! -s "$log" ]
+tap $? "the $(wc -l <"$work/docrefs") documents named in the installed man pages and examples are installed in DOCDIR, which the man pages name"
 
 # A PREFIX and a DESTDIR with spaces: every file lands where the list
 # says, the rules, units and generator quote the paths they run (udev
@@ -131,7 +188,7 @@ run "make install DESTDIR and PREFIX with spaces" \
 	make -s install DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five"
 make -s install-list DESTDIR="$D5" PREFIX="$P5" MODULE=none DIST="$work/dist five" >"$work/listed5" 2>"$log"
 (cd "$D5" && find . -type f | sed 's|^\.||' | LC_ALL=C sort) >"$work/got5"
-[ "$(wc -l <"$work/got5")" -eq 22 ] && grep -qxF "$P5/sbin/lakecryptctl" "$work/got5" &&
+[ "$(wc -l <"$work/got5")" -eq 24 ] && grep -qxF "$P5/sbin/lakecryptctl" "$work/got5" &&
 	diff -u "$work/listed5" "$work/got5" >>"$log" 2>&1
 tap $? "PREFIX with a space: the $(wc -l <"$work/got5") files installed are the ones listed, under '$P5'"
 r5="$D5$P5/lib/udev/rules.d/61-lakecrypt.rules"
@@ -253,6 +310,73 @@ PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$l
 	[ ! -e "$FAKE_WATCH" ]
 tap $? "uninstall where neither udevadm nor systemctl exists: succeeds"
 unset FAKE_LOG FAKE_WATCH
+
+# make install MODULE=dkms on the running system (no DESTDIR), in a mount
+# namespace with tmpfs over /var/lib/dkms, /usr/src and /lib/modules (the
+# host's DKMS state is never touched): without the kernel's headers the
+# source is registered and install succeeds; a second install (a git pull
+# keeps the version) replaces the registration and succeeds too; with a
+# kernel whose headers are there but broken, the failed dkms install
+# fails make install; uninstall (any MODULE) unregisters it.
+dk=$work/dkms
+mkdir -p "$dk"
+cat >"$dk/run.sh" <<'NS'
+set -u
+mount --make-rprivate / && mount -t tmpfs none /var/lib/dkms && mount -t tmpfs none /usr/src &&
+	mount -t tmpfs none /lib/modules || { echo "namespace set-up failed"; exit 1; }
+export FAKE_LOG=$DK/fake.log FAKE_WATCH=/nonexistent
+inst() { PATH=$FB:$PATH make -s install MODULE=dkms PREFIX="$DK/px" DIST="$DK/dist" "$@"; }
+for i in 1 2; do
+	inst KVER=0.0-lcnone >"$DK/install$i.out" 2>&1; echo "install $i: exit $?"
+	cat "$DK/install$i.out"
+	echo "status $i: $(dkms status -m lakecrypt 2>&1)"
+	echo "source $i: $(readlink "/var/lib/dkms/lakecrypt/$VER/source")"
+done
+mkdir -p /lib/modules/0.0-lcbroken/build
+inst KVER=0.0-lcbroken >"$DK/install3.out" 2>&1; echo "install broken headers: exit $?"
+cat "$DK/install3.out"
+PATH=$FB:$PATH make -s uninstall MODULE=none PREFIX="$DK/px" DIST="$DK/dist" 2>&1; echo "uninstall: exit $?"
+echo "status after: $(dkms status -m lakecrypt 2>&1)"
+echo "usr/src after: $(ls -A /usr/src)"
+NS
+DK=$dk FB=$fb VER=$ver unshare -m bash "$dk/run.sh" >"$dk/out" 2>&1
+cat "$dk/out" >"$log"
+grep -qx 'install 1: exit 0' "$dk/out" && grep -qx 'install 2: exit 0' "$dk/out" &&
+	grep -qx "status 1: lakecrypt/$ver: added" "$dk/out" && grep -qx "status 2: lakecrypt/$ver: added" "$dk/out" &&
+	grep -qx "source 2: /usr/src/lakecrypt-$ver" "$dk/out" &&
+	has "$dk/out" "lakecrypt $ver registered with DKMS; no headers for 0\.0-lcnone .* DKMS builds the module when headers arrive" &&
+	! grep -q 'already contains' "$dk/out"
+tap $? "make install MODULE=dkms without headers, twice: both exit 0, registered (dkms status: added), the second replaces the first"
+grep -qE '^install broken headers: exit [1-9]' "$dk/out" &&
+	has "$dk/out" "dkms install -m lakecrypt -v $ver -k 0\.0-lcbroken failed"
+tap $? "make install MODULE=dkms where dkms install fails: make install fails, naming it"
+grep -qx 'uninstall: exit 0' "$dk/out" && grep -qx 'status after: ' "$dk/out" && grep -qx 'usr/src after: ' "$dk/out"
+tap $? "make uninstall (MODULE=none given; the manifest says dkms): unregistered from DKMS, /usr/src/lakecrypt-$ver gone"
+
+# SYSCONFDIR reaches the agent's built-in paths (agent.conf, lakecrypttab),
+# the generator and the man pages alike: the agent and the generator read
+# the same lakecrypttab.  The CLI has no path of its own under it.
+X8=$work/etc8
+mkdir -p "$X8/lakecrypt"
+printf '[agent]\nsocket = %s/a.sock\nstate_dir = %s/state\naudit_log = %s/audit.log\nlog = stderr\n' \
+	"$work" "$work" "$work" >"$X8/lakecrypt/agent.conf"
+D8=$work/root8s
+make -s install DESTDIR="$D8" PREFIX=/usr MODULE=none SYSCONFDIR="$X8" BIN="$work/bin8" DIST="$work/dist8s" >"$log" 2>&1
+tap $? "make install SYSCONFDIR=$X8 (the agent built into its own BIN)"
+"$D8/usr/sbin/lakecrypt-agent" --help >"$work/help8" 2>&1
+"$D8/usr/sbin/lakecrypt-agent" --check-config >"$work/check8" 2>&1
+cat "$work/help8" "$work/check8" >>"$log"
+has "$work/help8" "default $X8/lakecrypt/agent\.conf" &&
+	has "$work/check8" "^$X8/lakecrypt/agent\.conf: syntax valid\$" &&
+	has "$work/check8" "^$X8/lakecrypt/agent\.conf: lakecrypttab $X8/lakecrypt/lakecrypttab\$" &&
+	has "$D8/usr/lib/systemd/system-generators/lakecrypt-generator" "LAKECRYPTTAB:-\"$X8/lakecrypt/lakecrypttab\"" &&
+	has "$D8/usr/share/man/man8/lakecrypt-agent.8" "$X8/lakecrypt/agent\.conf" &&
+	has "$D8/usr/share/man/man5/lakecrypttab.5" "$X8/lakecrypt/lakecrypttab" &&
+	! grep -l '/etc/lakecrypt' "$D8/usr/sbin/lakecrypt-agent" "$D8/usr/sbin/lakecryptctl" "$D8"/usr/share/man/man*/* >>"$log"
+tap $? "SYSCONFDIR: the agent reads $X8/lakecrypt/agent.conf and lakecrypttab, as the generator and the man pages say; no /etc/lakecrypt left in the agent, the CLI or the man pages"
+make -s -C agent O="$work/bin8" SYSCONFDIR='/etc/lake"crypt' >"$log" 2>&1
+[ $? -ne 0 ] && has "$log" "SYSCONFDIR=\"/etc/lake\"crypt\": only letters, digits"
+tap $? "a SYSCONFDIR with characters no quoting carries is refused by the agent's build"
 
 kver=$(tools/qemu/kernels.sh kver 6.1 2>/dev/null)
 if [ -n "$kver" ] && [ -f "/usr/src/linux-headers-$kver/Makefile" ]; then
