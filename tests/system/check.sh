@@ -287,10 +287,16 @@ install6 && ! FAKE_DM='ledger\t(253:3)\nvol2\t(253:4)' uninstall6 >"$work/refuse
 	has "$work/refused" 'lakecrypt volumes are open: ledger vol2; close them first .*FORCE=1.*; nothing removed' &&
 	[ -e "$FAKE_WATCH" ] && [ -x "$P6/sbin/lakecryptctl" ] && [ -f "$P6/lib/lakecrypt/installed-dirs" ] && [ ! -s "$FAKE_LOG" ]
 tap $? "uninstall refused while lakecrypt volumes are open: nothing removed, agent not stopped"
-! FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 uninstall6 >"$work/refused" 2>&1 &&
+mkdir -p "$work/sysmod/dm_lakecrypt"
+! FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 LAKECRYPT_SYS_MODULE=$work/sysmod uninstall6 >"$work/refused" 2>&1 &&
 	has "$work/refused" 'cannot tell whether lakecrypt volumes are open \(dmsetup ls --target lakecrypt: dmsetup: permission denied\)' &&
 	[ -e "$FAKE_WATCH" ] && [ ! -s "$FAKE_LOG" ]
-tap $? "uninstall refused when dmsetup cannot tell: nothing removed"
+tap $? "uninstall refused when dmsetup cannot tell while dm-lakecrypt is loaded: nothing removed"
+FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 LAKECRYPT_SYS_MODULE=$work/nosysmod uninstall6 >>"$log" 2>&1 &&
+	[ ! -e "$FAKE_WATCH" ] && [ ! -e "$P6" ]
+tap $? "dmsetup cannot tell and dm-lakecrypt is not loaded (nothing can be open): uninstalled"
+cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+install6
 FAKE_DM='ledger\t(253:3)' uninstall6 FORCE=1 >>"$log" 2>&1 && [ ! -e "$FAKE_WATCH" ] && [ ! -e "$P6" ] &&
 	grep -qxF "systemctl disable --now lakecrypt-agent.service (present)" "$FAKE_LOG"
 tap $? "FORCE=1: uninstalled with volumes open, the agent stopped first"
