@@ -120,9 +120,11 @@ EOC
 }
 istart() {	# istart alice|bob
 	rm -f "$id/agent.sock"
-	if [ "$1" = alice ]; then as_alice "$top/build/agent-san/lakecrypt-agent" -c "$id/agent.conf" -f >>"$id/agent.log" 2>&1 &
-	else as_bob "$top/build/agent-san/lakecrypt-agent" -c "$id/agent.conf" -f >>"$id/agent.log" 2>&1 &
-	fi
+	local k=$a_id s=$a_sk
+	[ "$1" = alice ] || k=$b_id s=$b_sk
+	# env execs the agent: $! is the agent itself
+	env AWS_ACCESS_KEY_ID="$k" AWS_SECRET_ACCESS_KEY="$s" "$top/build/agent-san/lakecrypt-agent" \
+		-c "$id/agent.conf" -f >>"$id/agent.log" 2>&1 &
 	ipid=$!
 	pids+=($ipid)
 	for _ in $(seq 100); do [ -S "$id/agent.sock" ] && break; sleep 0.1; done

@@ -19,7 +19,9 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "http.h"
 #include "kms-aws.h"
+#include "kms-azure.h"
 #include "registry.h"
 
 #define NS "xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\""
@@ -197,6 +199,65 @@ static void test_registry_json(void **state)
 	json_object_put(o);
 }
 
+/* A JWT whose payload is @json (header and signature are not read). */
+static char *jwt_of(const char *json)
+{
+	size_t n = strlen(json);
+	char *b = malloc(4 * (n / 3 + 1) + 1), *t;
+
+	assert_non_null(b);
+	lc_base64url_encode((const uint8_t *)json, n, b);
+	t = malloc(strlen(b) + 64);
+	assert_non_null(t);
+	sprintf(t, "eyJ0eXAiOiJKV1QifQ.%s.c2ln", b);
+	free(b);
+	return t;
+}
+
+static void test_azure_claims(void **state)
+{
+	static const char *const bad[] = {
+		"{\"tid\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\"}",			/* no oid */
+		"{\"oid\":\"bf39cf19-2112-505f-8827-dd2e390b82d6\"}",			/* no tid */
+		"{\"oid\":7,\"tid\":\"t\"}",						/* not a string */
+		"{\"oid\":\"a;tid=evil\",\"tid\":\"t\"}",				/* separator */
+		"{\"oid\":\"\",\"tid\":\"t\"}",						/* empty */
+		"{\"oid\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"tid\":\"t\"}", /* 65 */
+		"{\"oid\":\"a\\u0000b\",\"tid\":\"t\"}",				/* NUL inside */
+		"[\"oid\"]", "{\"oid\":\"a\",", "{\"oid\":\"a\",\"tid\":\"t\"} x", "",
+	};
+	char out[LC_PROVIDER_IDENTITY_MAX], *t, big[20000];
+	struct lc_error err;
+
+	(void)state;
+	t = jwt_of("{\"aud\":\"https://vault.azure.net\",\"oid\":\"bf39cf19-2112-505f-8827-dd2e390b82d6\","
+		   "\"tid\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\",\"exp\":1}");
+	assert_int_equal(lc_azure_token_principal(t, strlen(t), out, sizeof(out), &err), 0);
+	assert_string_equal(out, "oid=bf39cf19-2112-505f-8827-dd2e390b82d6;tid=72f988bf-86f1-41af-91ab-2d7cd011db47");
+	/* a principal that does not fit the caller's buffer */
+	assert_true(lc_azure_token_principal(t, strlen(t), out, 20, &err) < 0);
+	assert_string_equal(out, "");
+	free(t);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = jwt_of(bad[i]);
+		strcpy(out, "x");
+		assert_true(lc_azure_token_principal(t, strlen(t), out, sizeof(out), &err) < 0);
+		assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+		assert_string_equal(out, "");
+		free(t);
+	}
+	/* not a JWT, not base64url, a payload past 16 KiB */
+	static const char *const raw[] = { "opaque-token", "a.b", "h.not*b64.s", "h.a.s", ".." };
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+		assert_true(lc_azure_token_principal(raw[i], strlen(raw[i]), out, sizeof(out), &err) < 0);
+	big[0] = 'h';
+	big[1] = '.';
+	memset(big + 2, 'A', sizeof(big) - 5);
+	memcpy(big + sizeof(big) - 3, ".s", 3);
+	assert_true(lc_azure_token_principal(big, strlen(big), out, sizeof(out), &err) < 0);
+	assert_non_null(strstr(err.msg, "longer than"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -205,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_registry_json),
+		cmocka_unit_test(test_azure_claims),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
