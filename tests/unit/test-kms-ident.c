@@ -22,6 +22,7 @@
 #include "http.h"
 #include "kms-aws.h"
 #include "kms-azure.h"
+#include "kms-gcp.h"
 #include "registry.h"
 
 #define NS "xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\""
@@ -258,6 +259,38 @@ static void test_azure_claims(void **state)
 	assert_non_null(strstr(err.msg, "longer than"));
 }
 
+static void test_gcp_email(void **state)
+{
+	static const char *const bad[] = {
+		"", "ab", "noat", "a@", "@b.com", "a@b@c.com", "a b@c.com", "a@b.com\nc@d.com",
+		"<html>Welcome</html>", "a\"@b.com", "a;@b.com",
+	};
+	char out[LC_PROVIDER_IDENTITY_MAX], big[300];
+	struct lc_error err;
+
+	(void)state;
+	assert_int_equal(lc_gcp_email_check("lakecrypt-agent@lc-test.iam.gserviceaccount.com", 47, out,
+					    sizeof(out), &err), 0);
+	assert_string_equal(out, "lakecrypt-agent@lc-test.iam.gserviceaccount.com");
+	/* a trailing newline (a proxy) is dropped */
+	assert_int_equal(lc_gcp_email_check("a@b.com\r\n", 9, out, sizeof(out), &err), 0);
+	assert_string_equal(out, "a@b.com");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		strcpy(out, "x");
+		assert_true(lc_gcp_email_check(bad[i], strlen(bad[i]), out, sizeof(out), &err) < 0);
+		assert_string_equal(out, "");
+		assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+	}
+	/* longer than an address may be; a NUL inside (len says more) */
+	memset(big, 'a', sizeof(big) - 8);
+	strcpy(big + sizeof(big) - 8, "@x.com");
+	assert_true(lc_gcp_email_check(big, strlen(big), out, sizeof(out), &err) < 0);
+	assert_true(lc_gcp_email_check("a@b\0.com", 8, out, sizeof(out), &err) < 0);
+	assert_true(lc_gcp_email_check(NULL, 0, out, sizeof(out), &err) < 0);
+	/* fits the check, not the caller's buffer */
+	assert_true(lc_gcp_email_check("abc@d.com", 9, out, 5, &err) < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -267,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_registry_json),
 		cmocka_unit_test(test_azure_claims),
+		cmocka_unit_test(test_gcp_email),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
