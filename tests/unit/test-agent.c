@@ -1935,12 +1935,14 @@ static bool row_detail_has(struct tenv *t, const char *kc, const char *what)
 static void test_identity_binding(void **state)
 {
 	struct tenv *t = *state;
-	char cmd[LC_CONFIG_PATH_MAX + 300];
+	struct lc_error err = { 0 };
+	char cmd[LC_CONFIG_PATH_MAX + 300], a[512];
 	unsigned int c0;
 
 	mock_install(t);
 	mk.who = "principal-a";
 	mock_volume(t, "kci", "wsi", "di", "vi", true);
+	mock_volume(t, "kci", "wsi", "dj", "vj", false);
 	assert_string_equal(lc_registry_keyconfig(&t->a.reg, "kci")->kms_identity, "principal-a");
 
 	/* Another principal: the canary is denied (a policy that names only
@@ -1964,6 +1966,12 @@ static void test_identity_binding(void **state)
 	assert_int_equal(system(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "! grep -q '\"op\":\"cmk.revocation\"' %s", t->a.cfg.audit_log);
 	assert_int_equal(system(cmd), 0);
+	/* An open's denial under the wrong identity: misconfigured, not denied. */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dj\", \"workspace\": \"wsi\", \"name\": \"vj\"}", t->dir);
+	assert_true(call(t, "volume.open", jargs(a), NULL, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "wrong KMS identity: bound principal-a, now principal-b"));
+	assert_false(dev_revoked("vi"));
 
 	/* The identity call itself denied: the KMS's denial stands, as
 	 * before binding, and kills. */
