@@ -716,6 +716,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	const char *canary = "not used";
 	bool canary_ran = false;
 	enum agent_ident_check ident = AGENT_IDENT_UNBOUND;
+	bool refused, crefused;
 	struct cmk_watch *w, *wk;
 	int r;
 
@@ -777,20 +778,24 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		}
 	}
 
-	/* A denial from a principal other than the one the key configuration
+	/* A refusal to a principal other than the one the key configuration
 	 * was made with is a misconfiguration, never a revocation
-	 * (kms-ident.c): not counted (an UNKNOWN, as an outage). */
-	if ((o == LC_PROBE_DENIED || (canary_ran && co == LC_PROBE_DENIED)) && v->keyconfig[0]) {
+	 * (kms-ident.c): not counted (an UNKNOWN, as an outage).  A key state
+	 * the KMS reports (disabled, pending deletion, a version's) is its
+	 * word about the key whoever asked: it stands. */
+	refused = o == LC_PROBE_DENIED && r < 0;
+	crefused = canary_ran && co == LC_PROBE_DENIED;
+	if ((refused || crefused) && v->keyconfig[0]) {
 		char idet[520] = "";	/* kms-ident.c's detail: two principals, each cut at 240 */
 
 		ident = agent_kms_identity_check(a, p, v->keyconfig, v->provider, v->provider_ref,
 						 idet, sizeof(idet));
 		if (ident == AGENT_IDENT_OTHER) {
-			if (o == LC_PROBE_DENIED) {
+			if (refused) {
 				o = LC_PROBE_UNKNOWN;
 				snprintf(detail, sizeof(detail), "%s (the KMS said: denied)", idet);
 			}
-			if (co == LC_PROBE_DENIED) {
+			if (crefused) {
 				co = LC_PROBE_UNKNOWN;
 				snprintf(cdetail, sizeof(cdetail), "%s (the KMS said: canary denied)", idet);
 			}

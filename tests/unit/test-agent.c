@@ -1983,6 +1983,26 @@ static void test_identity_binding(void **state)
 }
 
 /*
+ * A key state the KMS reports (disabled) is its word about the key,
+ * whoever asked: under another principal it still kills (only refusals,
+ * the call's own errors, are re-checked against the bound principal).
+ */
+static void test_identity_reported_state(void **state)
+{
+	struct tenv *t = *state;
+
+	mock_install(t);
+	mk.who = "principal-a";
+	mock_volume(t, "kcr", "wsr", "dr", "vr", true);
+	mk.who = "principal-b";
+	mk.st[1] = LC_KEY_DISABLED;
+	ticks(t, 3);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vr"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vr"));
+}
+
+/*
  * Finding 2: two key configurations on one CMK (AWS: each its own policy
  * statements for its context).  A denial of one configuration's context
  * revokes only its volumes; the other's canary, not the first one found,
@@ -4527,6 +4547,7 @@ int main(void)
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
 		T(test_identity_binding),
+		T(test_identity_reported_state),
 		T(test_key_denial_kills_all),
 		T(test_role_per_request),
 		T(test_idle_timeout),
