@@ -161,6 +161,14 @@ struct provider_slot {
 
 #define LC_AGENT_MAX_PROVIDERS	8
 
+/* kms-ident.c: the KMS principal a provider last said the agent is. */
+#define AGENT_IDENT_CACHE	8
+struct agent_ident {
+	char provider[LC_HDR_PROVIDER_SIZE];	/* "": free slot */
+	char principal[LC_PROVIDER_IDENTITY_MAX];
+	uint64_t at_ns;				/* when asked (agent clock) */
+};
+
 struct agent {
 	struct lc_config cfg;
 	const char *config_path;
@@ -212,6 +220,7 @@ struct agent {
 	struct cmk_watch **watches;	/* probe.c: per-CMK and per-keyconfig confirmation state */
 	const struct lc_clock *clock;	/* revocation confirmation's clock; NULL: CLOCK_MONOTONIC (tests) */
 	size_t nwatches;
+	struct agent_ident ident[AGENT_IDENT_CACHE];	/* kms-ident.c, a->lock */
 	struct ws_term **terms;		/* terminate.c: hook runs per workspace */
 	size_t nterms;
 	struct running_op *running;	/* ops-life.c: lifecycle operations running */
@@ -464,6 +473,10 @@ int op_kms(struct agent *a, struct client *c, json_object *args, json_object **r
 	   struct lc_error *err, const char *op);
 int op_keyconfig_create(struct agent *a, struct client *c, json_object *args,
 			json_object **result, struct lc_error *err);
+/* keyconfig.show: one key configuration, its KMS principal included
+ * ("kms_identity": the bound principal, or "unbound"). */
+int op_keyconfig_show(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err);
 int op_keyconfig_list(struct agent *a, struct client *c, json_object *args,
 		      json_object **result, struct lc_error *err);
 int op_keyconfig_delete(struct agent *a, struct client *c, json_object *args,
@@ -642,6 +655,36 @@ int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
 		      char hex[65], unsigned int *calls, struct lc_error *err);
 json_object *agent_watches_json(struct agent *a);
 void agent_watches_free(struct agent *a);
+
+/* kms-ident.c: the KMS principal bound to a key configuration. */
+#define AGENT_IDENT_TTL_MS	30000	/* a principal asked is reused this long */
+/*
+ * Who the agent is at provider @p (kind @provider) for CMK @key_ref: one
+ * ops->identity attempt bounded by @p's attempt_timeout_ms, or the answer
+ * of less than AGENT_IDENT_TTL_MS ago when @cached.  Called WITHOUT
+ * a->lock.  0 and @out; -EOPNOTSUPP (MISCONFIG) if the provider names no
+ * principal; else the provider's error (@err).  Failures are not cached.
+ */
+int agent_kms_whoami(struct agent *a, struct lc_provider *p, const char *provider,
+		     const char *key_ref, bool cached, char out[LC_PROVIDER_IDENTITY_MAX],
+		     struct lc_error *err);
+enum agent_ident_check {
+	AGENT_IDENT_UNBOUND,	/* no binding (older configuration, provider names none) */
+	AGENT_IDENT_SAME,	/* the bound principal: a denial stands */
+	AGENT_IDENT_OTHER,	/* another principal: MISCONFIG, never a kill */
+	AGENT_IDENT_UNKNOWN,	/* the check failed: a denial stands (as before binding) */
+};
+const char *agent_ident_check_name(enum agent_ident_check c);	/* "unbound", ... */
+/*
+ * A DENIED answer about CMK @key_ref under key configuration @kcname:
+ * is the agent still the principal bound to it?  (Without a->lock.)
+ * AGENT_IDENT_OTHER writes "wrong KMS identity: bound X, now Y" to
+ * @detail and leaves one "cmk.identity" audit record (failure,
+ * misconfigured); a failed check one (failure, its class).
+ */
+enum agent_ident_check agent_kms_identity_check(struct agent *a, struct lc_provider *p,
+						const char *kcname, const char *provider,
+						const char *key_ref, char *detail, size_t dsize);
 /* One audit record of the [revocation] settings, fail-closed included. */
 void agent_revocation_policy_audit(struct agent *a);
 /* check: probe every CMK in use, or the one given. */

@@ -130,6 +130,8 @@ static json_object *keyconfig_json(struct agent *a, const struct lc_keyconfig *k
 	JADD(o, "cmk_id", json_object_new_string(kc->cmk_id));
 	JADD(o, "created", json_object_new_int64(kc->created));
 	JADD(o, "canary", json_object_new_boolean(kc->canary[0] != '\0'));
+	/* the KMS principal bound at create (kms-ident.c); "unbound": none */
+	JADD(o, "kms_identity", json_object_new_string(kc->kms_identity[0] ? kc->kms_identity : "unbound"));
 	for (size_t i = 0; i < a->reg.nbind; i++)
 		if (!strcmp(a->reg.bind[i].keyconfig, kc->name))
 			json_object_array_add(ws, json_object_new_string(a->reg.bind[i].workspace));
@@ -242,6 +244,35 @@ static int keyconfig_create(struct agent *a, struct client *c, json_object *args
 	}
 	snprintf(kc.key_ref, sizeof(kc.key_ref), "%s", key_ref);
 	snprintf(kc.cmk_id, sizeof(kc.cmk_id), "%s", rep.key_id[0] ? rep.key_id : key_ref);
+	/* The principal the agent is at the KMS, bound to the configuration
+	 * (kms-ident.c): a later denial to another one is no revocation. */
+	if (p->ops->identity) {
+		struct lc_error ie = { 0 };
+		char det[LC_PROVIDER_IDENTITY_MAX + 80];
+		int ir;
+
+		agent_unlock(a);
+		ir = agent_kms_whoami(a, p, provider, key_ref, false, kc.kms_identity, &ie);
+		if (ir < 0)
+			snprintf(det, sizeof(det), "unbound: %.200s", ie.msg);
+		else
+			snprintf(det, sizeof(det), "bound %s", kc.kms_identity);
+		lc_audit_event_init(&ev, "cmk.identity", ir ? LC_AUDIT_FAILURE : LC_AUDIT_SUCCESS);
+		ev.peer_uid = c->peer.uid;
+		ev.keyconfig = name;
+		ev.provider = provider;
+		ev.cmk_id = key_ref;
+		ev.error_class = ir ? ie.cls : LC_ERRC_NONE;
+		ev.detail = det;
+		(void)lc_audit_write(&a->audit, &ev, NULL);
+		agent_relock(a);
+		if (ir < 0)
+			lc_warn("key configuration %s: not bound to a KMS principal (%s): a denial under it is taken as a revocation, as before identity binding",
+				name, ie.msg);
+		if (lc_registry_keyconfig(&a->reg, name))
+			return lc_err(err, -EEXIST, LC_ERRC_INVALID,
+				      "key configuration \"%s\" was created meanwhile", name);
+	}
 	/* The revocation probe's canary (probe.c); made later if not now. */
 	if (a->cfg.canary) {
 		struct lc_error ce;
@@ -305,6 +336,24 @@ int op_keyconfig_list(struct agent *a, struct client *c, json_object *args,
 		json_object_array_add(arr, keyconfig_json(a, &a->reg.kc[i]));
 	*result = json_object_new_object();
 	JADD(*result, "keyconfigs", arr);
+	return 0;
+}
+
+int op_keyconfig_show(struct agent *a, struct client *c, json_object *args,
+		      json_object **result, struct lc_error *err)
+{
+	const struct lc_keyconfig *kc;
+	const char *name;
+	int r;
+
+	(void)c;
+	if ((r = arg_str(args, "name", true, &name, err)) < 0)
+		return r;
+	kc = lc_registry_keyconfig(&a->reg, name);
+	if (!kc)
+		return lc_err(err, -ENOENT, LC_ERRC_INVALID,
+			      "there is no key configuration \"%.63s\" (keyconfig list shows them)", name);
+	*result = keyconfig_json(a, kc);
 	return 0;
 }
 

@@ -38,6 +38,7 @@ static const struct op ops[] = {
 	{ "keyconfig.create",	LC_ROLE_ADMIN, ARGS("name", "provider", "key_ref"),
 	  op_keyconfig_create, false },
 	{ "keyconfig.list",	LC_ROLE_ADMIN, NOARGS, op_keyconfig_list, true },
+	{ "keyconfig.show",	LC_ROLE_ADMIN, ARGS("name"), op_keyconfig_show, true },
 	{ "keyconfig.delete",	LC_ROLE_ADMIN, ARGS("name"), op_keyconfig_delete, false },
 	{ "workspace.bind",	LC_ROLE_ADMIN, ARGS("workspace", "keyconfig", "operators", "devices"),
 	  op_workspace_bind, false },

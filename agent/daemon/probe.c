@@ -754,6 +754,8 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	enum lc_revconf_verdict verdict;
 	const char *canary = "not used";
 	bool canary_ran = false;
+	enum agent_ident_check ident = AGENT_IDENT_UNBOUND;
+	bool refused, crefused;
 	struct cmk_watch *w, *wk;
 	int r;
 
@@ -815,6 +817,30 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		}
 	}
 
+	/* A refusal to a principal other than the one the key configuration
+	 * was made with is a misconfiguration, never a revocation
+	 * (kms-ident.c): not counted (an UNKNOWN, as an outage).  A key state
+	 * the KMS reports (disabled, pending deletion, a version's) is its
+	 * word about the key whoever asked: it stands. */
+	refused = o == LC_PROBE_DENIED && r < 0;
+	crefused = canary_ran && co == LC_PROBE_DENIED;
+	if ((refused || crefused) && v->keyconfig[0]) {
+		char idet[520] = "";	/* kms-ident.c's detail: two principals, each cut at 240 */
+
+		ident = agent_kms_identity_check(a, p, v->keyconfig, v->provider, v->provider_ref,
+						 idet, sizeof(idet));
+		if (ident == AGENT_IDENT_OTHER) {
+			if (refused) {
+				o = LC_PROBE_UNKNOWN;
+				snprintf(detail, sizeof(detail), "%s (the KMS said: denied)", idet);
+			}
+			if (crefused) {
+				co = LC_PROBE_UNKNOWN;
+				snprintf(cdetail, sizeof(cdetail), "%s (the KMS said: canary denied)", idet);
+			}
+		}
+	}
+
 	agent_relock(a);
 	/* The key's own observation: its state (and its versions'). */
 	verdict = observe(a, v->provider, v->provider_ref, v->cmk_id, NULL, o, detail, t0);
@@ -856,7 +882,13 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 		json_object_object_add(report, "state",
 				       json_object_new_string(r ? "unknown" : lc_key_state_name(rep.state)));
 		json_object_object_add(report, "canary", json_object_new_string(canary));
-		json_object_object_add(report, "outcome", json_object_new_string(lc_probe_outcome_name(o)));
+		/* "misconfigured": denied, but to another principal than the
+		 * bound one (kms-ident.c) */
+		json_object_object_add(report, "outcome",
+				       json_object_new_string(ident == AGENT_IDENT_OTHER ? "misconfigured" :
+							      lc_probe_outcome_name(o)));
+		json_object_object_add(report, "identity",
+				       json_object_new_string(agent_ident_check_name(ident)));
 		json_object_object_add(report, "detail", json_object_new_string(detail));
 		json_object_object_add(report, "verdict",
 				       json_object_new_string(lc_revconf_verdict_name(verdict)));
@@ -961,6 +993,9 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 		return lc_err(err, r, LC_ERRC_INVALID,
 			      "the KMS denied the unwrap of this header's KEK (%.260s); the CMK itself answers %s (%s): the header may be stale (made under a key version since disabled or destroyed) or forged, or the key policy no longer allows this volume's context; not counted as a revocation",
 			      orig, state[0] ? state : "enabled", by);
+	if (!strcmp(outcome, "misconfigured"))
+		return lc_err(err, r, LC_ERRC_MISCONFIG,
+			      "%.150s; not a revocation: %.350s", orig, det);
 	if (!strcmp(outcome, "denied"))
 		return lc_err(err, r, LC_ERRC_DENIED,
 			      "%.300s; the CMK's own probe is denied too (%.150s): counted toward the revocation",

@@ -182,6 +182,7 @@ static int aws_init(struct agent *a, struct provider_slot *s, struct lc_error *e
 		.imds_endpoint = c->aws_imds_endpoint[0] ? c->aws_imds_endpoint : NULL,
 		.connect_timeout_ms = c->aws_connect_timeout_ms,
 		.imds_timeout_ms = c->aws_imds_timeout_ms,
+		.sts_endpoint = c->aws_sts_endpoint[0] ? c->aws_sts_endpoint : NULL,
 	};
 	struct lc_kms_aws *aws;
 	int r = readable_file("aws-kms", "ca_bundle", ac.ca_file, err);

@@ -90,6 +90,7 @@ static const struct key keys[] = {
 	{ "aws-kms", "imds_endpoint", K_URL, F(aws_imds_endpoint), 0, 0 },
 	{ "aws-kms", "connect_timeout_ms", K_UINT, F(aws_connect_timeout_ms), 1, 600000 },
 	{ "aws-kms", "imds_timeout_ms", K_UINT, F(aws_imds_timeout_ms), 1, 600000 },
+	{ "aws-kms", "sts_endpoint", K_URL, F(aws_sts_endpoint), 0, 0 },
 	{ "kmip", "server", K_WORD, F(kmip_server), 0, 0 },
 	{ "kmip", "ca_bundle", K_PATH, F(kmip_ca_bundle), 0, 0 },
 	{ "kmip", "client_cert", K_PATH, F(kmip_client_cert), 0, 0 },

@@ -91,6 +91,9 @@
  *   imds_endpoint = http://169.254.169.254  # instance metadata service
  *   connect_timeout_ms = 3000               # 1..600000, TCP + TLS connect
  *   imds_timeout_ms = 2000                  # 1..600000, per metadata request
+ *   sts_endpoint = https://sts.eu-west-1.amazonaws.com  # GetCallerIdentity (identity
+ *                                           # binding); default $AWS_ENDPOINT_URL_STS,
+ *                                           # else https://sts.<key's region>.amazonaws.com
  *
  *   [kmip]                                  # provider "kmip" (kms-kmip.h)
  *   server = kmip.example.com:5696          # host[:port] or [IPv6]:port
@@ -242,6 +245,7 @@ struct lc_config {
 	char aws_imds_endpoint[LC_CONFIG_URL_MAX];
 	unsigned int aws_connect_timeout_ms;
 	unsigned int aws_imds_timeout_ms;
+	char aws_sts_endpoint[LC_CONFIG_URL_MAX];	/* GetCallerIdentity (identity binding) */
 	/* [kmip]: "" / 0 = not set; without server the provider is unconfigured */
 	char kmip_server[LC_CONFIG_URL_MAX];
 	char kmip_ca_bundle[LC_CONFIG_PATH_MAX];

@@ -751,6 +751,7 @@ struct lc_kms_aws {
 	enum cred_src src;
 	char *profile;
 	char *imds_endpoint;
+	char *sts_endpoint;		/* NULL: $AWS_ENDPOINT_URL_STS or by region */
 	uint64_t imds_timeout_ms;
 	time_t fixed_time;
 	/* a->lock guards the cached credentials and is never held across
@@ -1486,6 +1487,20 @@ int lc_kms_aws_new(struct lc_kms_aws **out, const struct lc_kms_aws_config *cfg,
 		if (l && a->imds_endpoint[l - 1] == '/')
 			a->imds_endpoint[l - 1] = 0;
 	}
+	if (cfg->sts_endpoint && *cfg->sts_endpoint) {
+		size_t l = strlen(cfg->sts_endpoint);
+
+		if (strncmp(cfg->sts_endpoint, "https://", 8) || l < 9 || l > 500) {
+			r = lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				   "AWS KMS: sts_endpoint \"%.100s\" is not an https:// URL", cfg->sts_endpoint);
+			goto fail;
+		}
+		a->sts_endpoint = strdup(cfg->sts_endpoint);
+		if (!a->sts_endpoint) {
+			r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+			goto fail;
+		}
+	}
 	a->profile = cfg->profile && *cfg->profile ? strdup(cfg->profile) : NULL;
 	a->imds_timeout_ms = cfg->imds_timeout_ms ? cfg->imds_timeout_ms : LC_KMS_AWS_IMDS_TIMEOUT_MS;
 	im.connect_timeout_ms = a->imds_timeout_ms;
@@ -1516,6 +1531,7 @@ void lc_kms_aws_free(struct lc_kms_aws *a)
 	free(a->endpoint);
 	free(a->profile);
 	free(a->imds_endpoint);
+	free(a->sts_endpoint);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->refreshed);
 	free(a);
@@ -1870,6 +1886,111 @@ static int aws_key_state_op(void *priv, const char *key_ref, uint64_t timeout_ms
 	return 0;
 }
 
+/*
+ * sts:GetCallerIdentity for the identity binding (kms-aws.h).  The URL:
+ * [aws-kms] sts_endpoint, else $AWS_ENDPOINT_URL_STS, else
+ * https://sts.<region>.amazonaws.com[.cn], <region> the signing region of
+ * @key_ref's KMS requests (resolve()); the signed path is the URL's.
+ */
+static int aws_identity_op(void *priv, const char *key_ref, uint64_t timeout_ms,
+			   char principal[], size_t size, struct lc_provider_reply *reply,
+			   struct lc_error *err)
+{
+	static const char body[] = "Action=GetCallerIdentity&Version=2011-06-15";
+	static const char ctype[] = "application/x-www-form-urlencoded; charset=utf-8";
+	struct lc_kms_aws *a = priv;
+	struct target t;
+	struct lc_sigv4_result sig = { 0 };
+	struct lc_http_response resp = { 0 };
+	char url[600], host[520], date_hdr[40], ct_hdr[96], *auth_hdr = NULL, *tok_hdr = NULL;
+	const char *ep = a->sts_endpoint ? a->sts_endpoint : getenv("AWS_ENDPOINT_URL_STS");
+	const char *path, *hdrs[6];
+	uint64_t dl = timeout_ms ? mono_ms() + timeout_ms : 0, left = timeout_ms;
+	int r, nh = 0;
+
+	if (size)
+		principal[0] = 0;
+	r = resolve(a, key_ref, &t, err);
+	if (r)
+		return r;
+	if (ep && *ep) {
+		if (strncmp(ep, "https://", 8) || strlen(ep) > 500)
+			return lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				      "AWS STS: endpoint \"%.100s\" is not an https:// URL", ep);
+		snprintf(url, sizeof(url), "%s%s", ep, strchr(ep + 8, '/') ? "" : "/");
+	} else {
+		snprintf(url, sizeof(url), "https://sts.%s.amazonaws.com%s/", t.region,
+			 !strncmp(key_ref, "arn:aws-cn:", 11) ? ".cn" : "");
+	}
+	lc_url_host(url, host, sizeof(host));
+	path = strchr(url + 8, '/');
+	pthread_mutex_lock(&a->lock);
+	r = creds_get(a, dl, err);
+	if (!r) {
+		const struct lc_sigv4_header sh[] = {
+			{ "Content-Type", ctype },
+			{ "Host", host },
+		};
+		struct lc_sigv4_request req = { .method = "POST", .path = path, .headers = sh,
+						.nheaders = 2, .body = body, .body_len = sizeof(body) - 1,
+						.normalize_path = true };
+		struct lc_sigv4_creds sc = { .access_key_id = a->cred.access_key_id,
+					     .secret_key = (const char *)a->cred.secret.p,
+					     .session_token = a->cred.token.len ? (const char *)a->cred.token.p : NULL };
+
+		r = lc_sigv4_sign(&req, &sc, t.region, "sts",
+				  a->fixed_time ? a->fixed_time : time(NULL), &sig);
+		if (!r && sc.session_token &&
+		    asprintf(&tok_hdr, "X-Amz-Security-Token: %s", sc.session_token) < 0) {
+			tok_hdr = NULL;
+			r = -ENOMEM;
+		}
+		if (r)
+			r = lc_err(err, r, LC_ERRC_INTERNAL, "AWS STS: cannot sign the request: %s",
+				   strerror(-r));
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (!r && dl)
+		r = cred_budget(dl, timeout_ms, &left, err);
+	if (r)
+		goto out;
+	if (asprintf(&auth_hdr, "Authorization: %s", sig.authorization) < 0) {
+		auth_hdr = NULL;
+		r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		goto out;
+	}
+	snprintf(date_hdr, sizeof(date_hdr), "X-Amz-Date: %s", sig.amz_date);
+	snprintf(ct_hdr, sizeof(ct_hdr), "Content-Type: %s", ctype);
+	hdrs[nh++] = ct_hdr;
+	hdrs[nh++] = date_hdr;
+	hdrs[nh++] = auth_hdr;
+	if (tok_hdr)
+		hdrs[nh++] = tok_hdr;
+	hdrs[nh] = NULL;
+	r = lc_http_request(a->http, "POST", url, hdrs, body, sizeof(body) - 1, "x-amzn-RequestId",
+			    left, &resp, err);
+	if (r) {
+		err_append(err, " (AWS STS GetCallerIdentity at %.200s)", url);
+		goto out;
+	}
+	if (reply)
+		snprintf(reply->request_id, sizeof(reply->request_id), "%.127s", resp.request_id);
+	r = lc_aws_parse_caller_identity(resp.status, (const char *)resp.body.p, resp.len,
+					 principal, size, err);
+	if (r && resp.request_id[0])
+		err_append(err, " [request %.80s]", resp.request_id);
+out:
+	if (auth_hdr)
+		lc_wipe(auth_hdr, strlen(auth_hdr));
+	free(auth_hdr);
+	if (tok_hdr)
+		lc_wipe(tok_hdr, strlen(tok_hdr));
+	free(tok_hdr);
+	lc_sigv4_result_free(&sig);
+	lc_http_response_free(&resp);
+	return r;
+}
+
 static void aws_destroy(void *priv)
 {
 	lc_kms_aws_free(priv);
@@ -1881,6 +2002,8 @@ const struct lc_provider_ops lc_kms_aws_ops = {
 	.unwrap = aws_unwrap,
 	.key_state = aws_key_state_op,
 	.destroy = aws_destroy,
+	.identity = aws_identity_op,
+	.identity_match = lc_aws_principal_match,
 };
 
 void lc_kms_aws_provider_init(struct lc_provider *p, struct lc_kms_aws *aws)

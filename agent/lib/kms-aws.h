@@ -173,6 +173,25 @@ int lc_aws_parse_response(enum lc_aws_op op, long status, const char *body, size
 			  struct lc_aws_result *res, struct lc_error *err);
 void lc_aws_result_free(struct lc_aws_result *res);
 
+/*
+ * STS GetCallerIdentity (kms-aws-sts.c; AWS STS API Reference), the
+ * provider's identity operation: read one answer, HTTP @status and @len
+ * bytes of NUL-terminated @body.  0 and the principal ARN in @arn (@size
+ * bytes, < LC_PROVIDER_IDENTITY_MAX), or a negative errno: an error
+ * answer (403 AccessDenied -> DENIED; 429, 5xx, Throttling -> TRANSIENT;
+ * any other -> MISCONFIG), a 200 that is not one GetCallerIdentityResult
+ * with exactly one Arn of an IAM/STS principal
+ * (arn:<partition>:iam|sts::<12 digits>:<resource>, printable ASCII) whose
+ * Account, if given, is the ARN's, or an Arn that does not fit
+ * -> TRANSIENT (never DENIED: a broken answer names nobody).
+ */
+int lc_aws_parse_caller_identity(long status, const char *body, size_t len, char *arn,
+				 size_t size, struct lc_error *err);
+/* Do principal ARNs @bound and @now name the same principal?  An assumed
+ * role (arn:<p>:sts::<acct>:assumed-role/<role>/<session>) is compared on
+ * the role: its session name changes with every session. */
+bool lc_aws_principal_match(const char *bound, const char *now);
+
 /* ---- the provider ------------------------------------------------------ */
 
 struct lc_kms_aws_config {
@@ -186,6 +205,9 @@ struct lc_kms_aws_config {
 					 * http://169.254.169.254 */
 	uint64_t connect_timeout_ms;	/* 0: LC_HTTP_DEFAULT_CONNECT_MS */
 	uint64_t imds_timeout_ms;	/* per metadata request, 0: default */
+	const char *sts_endpoint;	/* https://host[:port][/path] for GetCallerIdentity,
+					 * NULL: $AWS_ENDPOINT_URL_STS, else
+					 * https://sts.<key's region>.amazonaws.com */
 };
 
 struct lc_kms_aws;
@@ -199,6 +221,15 @@ void lc_kms_aws_free(struct lc_kms_aws *aws);
 /* @p owns @aws: lc_provider_close() frees it. */
 void lc_kms_aws_provider_init(struct lc_provider *p, struct lc_kms_aws *aws);
 extern const struct lc_provider_ops lc_kms_aws_ops;
+
+/*
+ * The identity operation (provider.h ops->identity): sts:GetCallerIdentity,
+ * a POST of "Action=GetCallerIdentity&Version=2011-06-15", signed with
+ * SigV4 for service "sts" in the signing region of @key_ref (as its KMS
+ * calls), with the same credentials and TLS settings, at the STS endpoint
+ * above; the answer read by lc_aws_parse_caller_identity().  Any
+ * principal may call it (no IAM permission is needed).
+ */
 
 /* For tests: fixed clock for signing (0: real time). */
 void lc_kms_aws_set_time(struct lc_kms_aws *aws, time_t when);

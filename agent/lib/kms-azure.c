@@ -1475,6 +1475,37 @@ out:
 	return r;
 }
 
+/* The identity operation: the oid and tid of the token for @key_ref's
+ * resource (kms-azure.h, lc_azure_token_principal). */
+static int azure_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
+			  size_t size, struct lc_provider_reply *reply, struct lc_error *err)
+{
+	static const char pre[] = "Authorization: Bearer ";
+	struct lc_kms_azure *a = priv;
+	struct lc_azure_keyref k;
+	struct lc_secret hdr = { 0 };
+	unsigned int gen = 0;
+	uint64_t ra = 0;
+	int slot = 0, r;
+
+	(void)reply;
+	if (size)
+		principal[0] = 0;
+	r = lc_azure_keyref_parse(key_ref, &k, err);
+	if (!r)
+		r = token_header(a, &k, mono_ms(), timeout_ms, &hdr, &gen, &slot, &ra, err);
+	if (r)
+		return r;
+	if (strncmp((const char *)hdr.p, pre, sizeof(pre) - 1))
+		r = lc_err(err, -EPROTO, LC_ERRC_INTERNAL, "Azure: the token header is not a Bearer token");
+	else
+		r = lc_azure_token_principal((const char *)hdr.p + sizeof(pre) - 1,
+					     strlen((const char *)hdr.p + sizeof(pre) - 1), principal, size,
+					     err);
+	lc_secret_free(&hdr);
+	return r;
+}
+
 static void azure_destroy(void *priv)
 {
 	lc_kms_azure_free(priv);
@@ -1486,6 +1517,7 @@ const struct lc_provider_ops lc_kms_azure_ops = {
 	.unwrap = azure_unwrap,
 	.key_state = azure_key_state,
 	.destroy = azure_destroy,
+	.identity = azure_identity,
 };
 
 void lc_kms_azure_provider_init(struct lc_provider *p, struct lc_kms_azure *az)

@@ -146,6 +146,20 @@ struct lc_azure_keyref {
  * -EINVAL with a MISCONFIG message saying what is wrong. */
 int lc_azure_keyref_parse(const char *ref, struct lc_azure_keyref *k, struct lc_error *err);
 
+/*
+ * The principal an access token names (kms-azure-ident.c): @len bytes of
+ * the bare JWT @token (RFC 7519); its payload (at most 16 KiB of
+ * base64url) must be one JSON object with string claims "oid" and "tid"
+ * (1..64 of [0-9A-Za-z-], Microsoft identity platform access token
+ * claims), giving "oid=<oid>;tid=<tid>" in @out (@size bytes).  0, or
+ * -EPROTO (TRANSIENT: a token that names nobody) / -ENOMEM.  The token's
+ * signature is not checked (it is read, not trusted for access).
+ * The provider's identity operation (provider.h) is this on the token
+ * it holds for @key_ref's resource (fetched first if none).
+ */
+int lc_azure_token_principal(const char *token, size_t len, char *out, size_t size,
+			     struct lc_error *err);
+
 /* Build the blob above from @alg, @kid and @wrapped (@wlen bytes): 0,
  * -EINVAL (out of bounds), -ENOMEM.  @blob->p is malloc'd. */
 int lc_azure_blob_build(enum lc_azure_alg alg, const char *kid, const uint8_t *wrapped,

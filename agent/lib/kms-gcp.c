@@ -981,6 +981,60 @@ static int token_fetch(void *arg, struct lc_secret *auth, int64_t *lifetime_s,
 	return r;
 }
 
+/* The identity operation (kms-gcp.h): the key file's client_email, or
+ * the metadata server's default service account email. */
+static int gcp_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
+			size_t size, struct lc_provider_reply *reply, struct lc_error *err)
+{
+	static const char *const hdrs[] = { "Metadata-Flavor: Google", NULL };
+	struct lc_kms_gcp *a = priv;
+	const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+	const char *path = a->key_file ? a->key_file : env;
+	bool sa = a->src == CRED_SERVICE_ACCOUNT ||
+		  (a->src == CRED_AUTO && (a->key_file || (env && *env)));
+	struct lc_http_response resp = { 0 };
+	struct lc_secret file = { 0 };
+	json_object *o = NULL;
+	const char *email;
+	uint64_t t = a->metadata_timeout_ms;
+	char url[700];
+	int r;
+
+	(void)key_ref, (void)reply;
+	if (size)
+		principal[0] = 0;
+	if (sa) {
+		if (!path || !*path)
+			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+				      "GCP credentials: no service-account key file ([gcp-kms] key_file or GOOGLE_APPLICATION_CREDENTIALS)");
+		r = read_key_file(path, &file, err);
+		if (r)
+			return r;
+		o = lc_json_parse((const char *)file.p, file.len);
+		email = lc_json_str(o, "client_email");
+		r = email ? lc_gcp_email_check(email, strlen(email), principal, size, err)
+			  : lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+				   "service-account key file %.200s has no client_email", path);
+		lc_json_put_wiped(o);
+		lc_secret_free(&file);
+		return r;
+	}
+	if (timeout_ms && timeout_ms < t)
+		t = timeout_ms;
+	snprintf(url, sizeof(url), "%s/computeMetadata/v1/instance/service-accounts/default/email",
+		 a->metadata);
+	r = lc_http_request(a->meta, "GET", url, hdrs, NULL, 0, NULL, t, &resp, err);
+	if (r)
+		return r;
+	if (resp.status != 200)
+		r = lc_err(err, -EACCES, token_status_class(resp.status),
+			   "GCP metadata server: the service account email request answered HTTP %ld", resp.status);
+	else
+		r = lc_gcp_email_check((const char *)resp.body.p, resp.len, principal, size, err);
+	lc_http_response_free(&resp);
+	return r;
+}
+
 int lc_kms_gcp_new(struct lc_kms_gcp **out, const struct lc_kms_gcp_config *cfg,
 		   struct lc_error *err)
 {
@@ -1352,6 +1406,7 @@ const struct lc_provider_ops lc_kms_gcp_ops = {
 	.key_state = gcp_key_state,
 	.destroy = gcp_destroy,
 	.version_state = true,
+	.identity = gcp_identity,
 };
 
 void lc_kms_gcp_provider_init(struct lc_provider *p, struct lc_kms_gcp *gcp)

@@ -212,4 +212,17 @@ void lc_kms_gcp_free(struct lc_kms_gcp *gcp);
 void lc_kms_gcp_provider_init(struct lc_provider *p, struct lc_kms_gcp *gcp);
 extern const struct lc_provider_ops lc_kms_gcp_ops;
 
+/*
+ * Identity (kms-gcp-ident.c; provider.h ops->identity): the service
+ * account email of the credential in use, from the key file's
+ * client_email or, for metadata credentials, GET
+ * {metadata}/computeMetadata/v1/instance/service-accounts/default/email
+ * (Metadata-Flavor: Google, the metadata timeout).  Checked here: @n
+ * bytes of @s (trailing CR/LF dropped), 3..LC_GCP_EMAIL_MAX characters of
+ * [0-9A-Za-z._+-] with exactly one '@' inside, copied to @out (@size
+ * bytes).  0, or -EPROTO (TRANSIENT: an answer that names nobody).
+ */
+#define LC_GCP_EMAIL_MAX	254
+int lc_gcp_email_check(const char *s, size_t n, char *out, size_t size, struct lc_error *err);
+
 #endif /* LC_KMS_GCP_H */

@@ -82,7 +82,23 @@ struct lc_provider_ops {
 	 * reply.key_version gives it (Cloud KMS): the revocation probe then
 	 * asks the versions open volumes were wrapped by (probe.c). */
 	bool version_state;
+	/* Optional (NULL: the provider names no principal).  Who the agent
+	 * is at the KMS for @key_ref (AWS: sts:GetCallerIdentity's Arn;
+	 * ...): one attempt within @timeout_ms, the principal (printable
+	 * ASCII, < LC_PROVIDER_IDENTITY_MAX) in @principal.  keyconfig
+	 * create binds it to the key configuration; a later DENIED is
+	 * re-checked against it (agent/daemon/kms-ident.c): another
+	 * principal makes the denial MISCONFIG, never a kill.  Errors as the
+	 * other operations (a denied identity call is DENIED). */
+	int (*identity)(void *priv, const char *key_ref, uint64_t timeout_ms,
+			char principal[], size_t size, struct lc_provider_reply *reply,
+			struct lc_error *err);
+	/* Optional (NULL: strcmp): is principal @now the one @bound names?
+	 * (AWS: an assumed role's session name is not compared.) */
+	bool (*identity_match)(const char *bound, const char *now);
 };
+
+#define LC_PROVIDER_IDENTITY_MAX	512	/* principal, NUL included */
 
 /* Retry policy: only TRANSIENT failures are retried. */
 struct lc_retry_policy {

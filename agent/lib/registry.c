@@ -300,6 +300,8 @@ json_object *lc_keyconfig_to_json(const struct lc_keyconfig *kc)
 		json_object_object_add(k, "canary", json_object_new_string(kc->canary));
 		json_object_object_add(k, "canary_sha256", json_object_new_string(kc->canary_sha256));
 	}
+	if (kc->kms_identity[0])
+		json_object_object_add(k, "kms_identity", json_object_new_string(kc->kms_identity));
 	return k;
 }
 
@@ -337,6 +339,13 @@ int lc_keyconfig_from_json(json_object *k, struct lc_keyconfig *kc, const char *
 	     canary_check(kc->canary, kc->canary_sha256, NULL) < 0)) {
 		*why = "a key configuration's canary is malformed";
 		return -EINVAL;
+	}
+	/* optional: printable ASCII (get_string checks it), fits */
+	if (json_object_object_get_ex(k, "kms_identity", NULL)) {
+		if (!get_string(k, "kms_identity", kc->kms_identity, sizeof(kc->kms_identity))) {
+			*why = "a key configuration's kms_identity is malformed";
+			return -EINVAL;
+		}
 	}
 	return 0;
 }

@@ -9,7 +9,8 @@
  * atomically (lc_file_write_atomic) on every change:
  *   {"version": 1,
  *    "keyconfigs": [{"name", "provider", "key_ref", "cmk_id", "created",
- *                    "canary", "canary_sha256" (both optional)}],
+ *                    "canary", "canary_sha256" (both optional),
+ *                    "kms_identity" (optional)}],
  *    "workspaces": [{"workspace", "keyconfig", "created",
  *                    "operators": [group, ...], "devices": [pattern, ...],
  *                    "hook": {...} (optional, lc_hook_to_json())}]}
@@ -56,6 +57,11 @@ struct lc_keyconfig {
 	 * never stored.  "" while there is none yet. */
 	char canary[LC_CANARY_B64_SIZE];
 	char canary_sha256[65];
+	/* The KMS principal the agent was when the configuration was made
+	 * (provider.h, ops->identity; agent/daemon/kms-ident.c), printable
+	 * ASCII; "" unbound (made before identity binding, or the provider
+	 * names none): a denial is then taken as today. */
+	char kms_identity[512];
 	/* etcd backend: the mod_revision of <prefix>keyconfigs/<name> this
 	 * copy is from (compare-and-swap of a change); 0 with the file. */
 	int64_t mod_revision;

@@ -77,6 +77,7 @@ endpoint = https://127.0.0.1:$p_fake
 region = eu-west-2
 ca_bundle = $work/ca.pem
 credentials = env
+sts_endpoint = https://127.0.0.1:$p_motls/
 EOC
 "$top/build/agent-san/lakecrypt-agent" -c "$cpol/agent.conf" -f >"$cpol/agent.log" 2>&1 &
 cpid=$!

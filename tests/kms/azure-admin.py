@@ -19,6 +19,7 @@ administer test keys and to prove that the fake speaks the real protocol:
     wrap-kid KID B64URL         CryptographyClient(KID).wrap_key -> base64url
     error get|unwrap|wrap NAME      the error the SDK raises -> "<Class> <status> <code> <inner>"
     token secret|cert|imds|deny  a credential's get_token -> "token <scope>"
+    claims secret|cert|imds|deny its token's oid and tid -> "claims oid=<oid>;tid=<tid>"
 Environment: AZ_CA (test CA, also REQUESTS_CA_BUNDLE), AZ_AUTHORITY
 (https://127.0.0.1:PORT), AZ_CERT (client certificate PEM), AZ_IMDS
 (http://127.0.0.1:PORT).
@@ -132,6 +133,13 @@ def main():
             if e.error is not None and e.error.innererror:
                 inner = e.error.innererror.get('code', '')
             print(type(e).__name__, e.status_code, e.error.code if e.error else '-', inner or '-')
+    elif cmd == 'claims':
+        # what the SDK's token says of its principal (JWT payload, RFC 7519)
+        import json
+        t = credential(args[0]).get_token(SCOPE).token
+        pl = t.split('.')[1]
+        c = json.loads(base64.urlsafe_b64decode(pl + '=' * (-len(pl) % 4)))
+        print('claims oid=%s;tid=%s' % (c['oid'], c['tid']))
     elif cmd == 'token':
         t = credential(args[0]).get_token(SCOPE)
         print('token', SCOPE if t.token and t.expires_on > 0 else 'EMPTY')

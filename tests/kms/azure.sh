@@ -475,4 +475,5 @@ if grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log"; then notok "agent 
 else ok "agent (ASan/UBSan) ran clean"; fi
 grep -qE 'fake-client-secret|eyJ0eXAiOiJKV1QifQ\.' "$agent_dir/agent.log" "$agent_dir/audit.log" &&
 	notok "no secret or token in the agent's log or audit" || ok "no secret or token in the agent's log or audit"
+. tests/kms/azure-ident.sh	# the principal (token oid/tid) bound to a key configuration
 finish

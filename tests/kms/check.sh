@@ -251,6 +251,7 @@ endpoint = https://127.0.0.1:$p_tls
 region = eu-west-2
 ca_bundle = $work/ca.pem
 credentials = env
+sts_endpoint = https://127.0.0.1:$p_motls/
 EOF
 agent=$top/build/agent-san/lakecrypt-agent ctl=$top/build/agent-san/lakecryptctl
 "$agent" -c "$agent_dir/agent.conf" -f >"$agent_dir/agent.log" 2>&1 &
@@ -419,6 +420,7 @@ cat "$work/sub.out" | grep -v '^RESULT'
 read -r _ pass fail n < <(grep '^RESULT' "$work/sub.out")
 . tests/kms/aws-canary.sh	# the revocation probe's canary under the documented key policy
 . tests/kms/aws-policy.sh	# the documented policy's statements on the agent's requests
+. tests/kms/aws-ident.sh	# the KMS principal bound to a key configuration (moto's STS)
 grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "IMDS credentials signed the KMS request (botocore agrees)" || notok "IMDS signature" "$(tail "$work/fake.log")"
 
 ( unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY

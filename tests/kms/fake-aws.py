@@ -31,7 +31,20 @@ The key id picks the behaviour: arn:aws:kms:eu-west-2:111122223333:key/<mode>[-t
              evaluates them; no Allow matches: 400 AccessDeniedException.
              Any other operator is refused (500), never guessed.
 A form-encoded POST is STS AssumeRoleWithWebIdentity (token
-web-identity-jwt-42), answered with the AKIDIMDS credentials in XML.
+web-identity-jwt-42), answered with the AKIDIMDS credentials in XML, or,
+with Action=GetCallerIdentity at path /sts/<mode>/ (signed, checked with
+botocore as the KMS requests), STS GetCallerIdentity:
+  ok         the principal POST /admin/creds gave the access key
+             ({"akid", "secret", "arn"}), else arn:aws:iam::111122223333:user/fake
+  assumed    an assumed role, a new session name each time
+  oversized  200 with a 2 MiB body       malformed  200, not XML
+  noarn      200 without Arn             twoarn     200 with two Arn
+  badarn     Arn not a principal ARN     longarn    Arn of 3000 characters
+  account    Account is not the Arn's    denied     403 AccessDenied
+  throttle   400 Throttling              hang       never answers
+POST /admin/deny {"key": ARN, "akids": [...]}: that key's requests signed
+by those access keys are 400 AccessDeniedException (a principal the key
+policy does not name); an empty list allows all again.
 Instance metadata (--imds PORT): IMDSv2 token, role "lakecrypt-test",
 credentials AKIDIMDS with a session token; GET /container-creds serves
 the same as a container credentials endpoint (Authorization
@@ -70,6 +83,8 @@ stats = {'match': 0, 'mismatch': 0}
 
 
 policies = {}
+denied_akids = {}
+ARNS = {}
 
 
 def _values(v):
@@ -126,10 +141,10 @@ def botocore_authorization(handler, body):
     secret, token = CREDS[akid]
     when = datetime.datetime.strptime(handler.headers['X-Amz-Date'], '%Y%m%dT%H%M%SZ')
     host = handler.headers['Host']
-    req = AWSRequest(method='POST', url='https://%s/' % host, data=body, headers={
-        'Content-Type': handler.headers['Content-Type'],
-        'X-Amz-Target': handler.headers['X-Amz-Target'],
-    })
+    hdrs = {'Content-Type': handler.headers['Content-Type']}
+    if handler.headers.get('X-Amz-Target'):
+        hdrs['X-Amz-Target'] = handler.headers['X-Amz-Target']
+    req = AWSRequest(method='POST', url='https://%s%s' % (host, handler.path), data=body, headers=hdrs)
     saved = botocore.auth.get_current_datetime
     botocore.auth.get_current_datetime = lambda: when
     try:
@@ -190,9 +205,81 @@ class KMS(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def xml(self, status, text):
+        data = text if isinstance(text, bytes) else text.encode()
+        self.send_response(status)
+        self.send_header('Content-Type', 'text/xml')
+        self.send_header('x-amzn-RequestId', 'fake-sts-%d' % int(time.time() * 1e6))
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def caller_identity(self, body):
+        """STS GetCallerIdentity (query protocol, XML answer), mode from the path."""
+        want, akid = botocore_authorization(self, body)
+        if want != self.headers.get('Authorization'):
+            with lock:
+                stats['mismatch'] += 1
+            log('SIGV4 MISMATCH sts akid=%s' % akid)
+            return self.xml(403, '<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code>'
+                                 '<Message>botocore computes another signature</Message></Error></ErrorResponse>')
+        with lock:
+            stats['match'] += 1
+        log('SIGV4 MATCH STS.GetCallerIdentity %s' % akid)
+        parts = self.path.strip('/').split('/')
+        mode = parts[1] if len(parts) > 1 and parts[0] == 'sts' else 'ok'
+        arn = ARNS.get(akid, 'arn:aws:iam::111122223333:user/fake')
+        acct = arn.split(':')[4]
+        if mode == 'assumed':
+            arn, acct = 'arn:aws:sts::111122223333:assumed-role/lakecrypt-node/i-%d' % int(time.time() * 1e6), '111122223333'
+        elif mode == 'badarn':
+            arn = 'not-an-arn'
+        elif mode == 'longarn':
+            arn = 'arn:aws:iam::111122223333:user/' + 'x' * 3000
+        elif mode == 'account':
+            acct = '999999999999'
+        elif mode == 'oversized':
+            return self.xml(200, b'<GetCallerIdentityResponse>' + b'A' * (2 << 20))
+        elif mode == 'malformed':
+            return self.xml(200, '<GetCallerIdentityResponse><oops')
+        elif mode == 'denied':
+            return self.xml(403, '<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>'
+                                 '<Message>denied</Message></Error></ErrorResponse>')
+        elif mode == 'throttle':
+            return self.xml(400, '<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>'
+                                 '<Message>Rate exceeded</Message></Error></ErrorResponse>')
+        elif mode == 'hang':
+            time.sleep(60)
+            return None
+        el = '<Arn>%s</Arn>' % arn
+        if mode == 'noarn':
+            el = ''
+        elif mode == 'twoarn':
+            el = el + '<Arn>arn:aws:iam::111122223333:user/other</Arn>'
+        return self.xml(200, '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+                             '<GetCallerIdentityResult>%s<UserId>AIDAFAKE</UserId><Account>%s</Account>'
+                             '</GetCallerIdentityResult><ResponseMetadata><RequestId>fake-sts</RequestId>'
+                             '</ResponseMetadata></GetCallerIdentityResponse>' % (el, acct))
+
     def do_POST(self):
         n = int(self.headers.get('Content-Length', '0'))
         body = self.rfile.read(n)
+        if self.path == '/admin/creds':
+            req = json.loads(body)
+            with lock:
+                CREDS[req['akid']] = (req['secret'], None)
+                if req.get('arn'):
+                    ARNS[req['akid']] = req['arn']
+            return self.answer(200, {})
+        if self.path == '/admin/deny':
+            req = json.loads(body)
+            with lock:
+                denied_akids[req['key']] = set(req['akids'])
+            log('DENY on %s for %s' % (req['key'], ','.join(sorted(req['akids']))))
+            return self.answer(200, {})
+        if self.headers.get('Content-Type', '').startswith('application/x-www-form-urlencoded') and \
+                urllib.parse.parse_qs(body.decode()).get('Action') == ['GetCallerIdentity']:
+            return self.caller_identity(body)
         if self.path == '/admin/policy':
             req = json.loads(body)
             with lock:
@@ -247,6 +334,10 @@ class KMS(BaseHTTPRequestHandler):
             return self.error('InvalidCiphertextException', '')
         if mode == 'notfound':
             return self.error('NotFoundException', 'Key %s does not exist' % key)
+        if akid in denied_akids.get(key, ()):
+            return self.error('AccessDeniedException',
+                              'User: %s is not authorized to perform: kms:%s on resource: %s'
+                              % (ARNS.get(akid, akid), op, key))
         if mode == 'policy' and key in policies:
             try:
                 allowed = policy_allows(policies[key], op, key, req.get('EncryptionContext', {}))

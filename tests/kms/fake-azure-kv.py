@@ -37,6 +37,10 @@ Fault keys (by the name's first word, answered before any lookup):
   html404-*   404 text/html              badparam-* 400 BadParameter
   hugekid-*   wrapkey answers a kid of another vault
 The token endpoint answers 429 with Retry-After: 1 to client id 4444...
+POST /_test/claims?mode=M (no token): tokens issued from now on carry
+oid (uuid5 of the client id) and tid claims (ok), or nooid, longoid,
+badoid, intoid, notjson, notb64, huge (a 20 KB payload), opaque (not a
+JWT): the agent names its principal from them.
 POST /_test/expire-next (no token): the next vault request's token is
 treated as expired (401 with a challenge), as a token revoked or expired
 mid-operation.
@@ -59,6 +63,7 @@ import socket
 import ssl
 import sys
 import threading
+import uuid
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,6 +99,14 @@ date_mode = ['ok']  # the Date header: ok, none, garbage
 def log(msg):
     sys.stderr.write(msg + '\n')
     sys.stderr.flush()
+
+
+claims_mode = ['ok']
+
+
+def oid_of(cid):
+    """The object id of client @cid's service principal (as Entra gives one)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, 'lakecrypt-test-sp:' + cid))
 
 
 def b64u(b):
@@ -220,8 +233,31 @@ class Vault(BaseHTTPRequestHandler):
         return self.issue(kind, cid, scope[:-len('/.default')])
 
     def issue(self, kind, cid, resource, imds=False):
-        tok = 'eyJ0eXAiOiJKV1QifQ.' + b64u(os.urandom(24)) + '.' + b64u(os.urandom(16))
         now = int(time.time())
+        # A JWT with the identity platform's claims (the agent reads oid
+        # and tid to name its principal); CLAIMS_MODE[0] makes them hostile.
+        claims = {'aud': resource, 'iss': 'https://sts.windows.net/%s/' % TENANT, 'appid': cid,
+                  'oid': oid_of(cid), 'tid': TENANT, 'iat': now, 'exp': now + token_life[0],
+                  'uti': b64u(os.urandom(12))}
+        mode = claims_mode[0]
+        if mode == 'nooid':
+            del claims['oid']
+        elif mode == 'longoid':
+            claims['oid'] = 'a' * 200
+        elif mode == 'badoid':
+            claims['oid'] = 'x;tid=evil'
+        elif mode == 'intoid':
+            claims['oid'] = 7
+        payload = b64u(json.dumps(claims).encode())
+        if mode == 'notjson':
+            payload = b64u(b'{"oid": "x", oops')
+        elif mode == 'notb64':
+            payload = 'not*base64url'
+        elif mode == 'huge':
+            payload = b64u(json.dumps(dict(claims, pad='A' * 20000)).encode())
+        tok = 'eyJ0eXAiOiJKV1QifQ.' + payload + '.' + b64u(os.urandom(16))
+        if mode == 'opaque':
+            tok = b64u(os.urandom(40))
         with lock:
             tokens[tok] = {'client': cid, 'exp': now + token_life[0], 'resource': resource}
         log('TOKEN %s %s %s' % (kind, cid, resource))
@@ -321,6 +357,10 @@ class Vault(BaseHTTPRequestHandler):
             with lock:
                 clock_offset[0] = int(q['offset'][0])
                 date_mode[0] = q.get('date', ['ok'])[0]
+            return self.send(204)
+        if path == '/_test/claims':          # the claims of the tokens issued from now on
+            with lock:
+                claims_mode[0] = urllib.parse.parse_qs(u.query).get('mode', ['ok'])[0]
             return self.send(204)
         if path == '/_test/expire-next':     # the next vault request's token has expired
             with lock:

@@ -54,7 +54,13 @@ Administration for tests: POST /admin/<op> with a JSON body:
   (useToDecrypt taken away; get and encrypt still work); service {"project", "enabled"}: the API
   disabled for a project; expire-tokens {}; state {"version", "state"}:
   force any state (DESTROYED, PENDING_GENERATION...); token-mode {"mode":
-  ok|e500|hang|short|bogus}; GET /admin/stats: counters as JSON.
+  ok|e500|hang|short|bogus}; sa {"email", "pub"}: register a service
+  account's public key (PEM); deny-principal {"email", "deny"}: every API
+  call with a token of that service account is 403 PERMISSION_DENIED;
+  email-mode {"mode": ok|html|long|two|empty|noat|e404|hang}: the metadata
+  server's instance/service-accounts/default/email answer (ok:
+  lakecrypt-vm@lc-test.iam.gserviceaccount.com, whose the metadata
+  server's tokens are); GET /admin/stats: counters as JSON.
 """
 import argparse
 import base64
@@ -95,6 +101,10 @@ counts = {}
 stats = {'tokens_jwt': 0, 'tokens_metadata': 0, 'unauthenticated': 0, 'jwt_rejected': 0,
          'encrypt': 0, 'decrypt': 0, 'get': 0, 'crc_checked': 0}
 token_mode = {'mode': 'ok'}
+token_who = {}     # token -> the service account it was issued to
+denied_principals = set()
+METADATA_EMAIL = ['lakecrypt-vm@lc-test.iam.gserviceaccount.com']
+email_mode = {'mode': 'ok'}
 sa_keys = {}       # client_email -> public key
 hold = []          # sockets kept open by 'hang'
 
@@ -330,8 +340,9 @@ def verify_jwt(assertion, token_url):
     return None
 
 
-def issue_token(kind):
+def issue_token(kind, who=None):
     t = 'ya29.fake-%s-%s' % (kind, secrets.token_urlsafe(24))
+    token_who[t] = who or METADATA_EMAIL[0]
     life = 3600
     if token_mode['mode'] == 'short':
         life = 2
@@ -376,13 +387,17 @@ class Handler(BaseHTTPRequestHandler):
         if form.get('grant_type') != ['urn:ietf:params:oauth:grant-type:jwt-bearer'] or 'assertion' not in form:
             return self.send(400, {'error': 'unsupported_grant_type'})
         why = verify_jwt(form['assertion'][0], self.token_url)
+        try:
+            iss = json.loads(b64url_d(form['assertion'][0].split('.')[1])).get('iss')
+        except (ValueError, TypeError, IndexError):
+            iss = None
         if why:
             stats['jwt_rejected'] += 1
             log('JWT REJECTED %s' % why)
             return self.send(400, {'error': 'invalid_grant', 'error_description': why})
         log('JWT OK')
         with lock:
-            return self.send(200, issue_token('jwt'))
+            return self.send(200, issue_token('jwt', iss))
 
     def admin(self, op, req):
         with lock:
@@ -400,6 +415,12 @@ class Handler(BaseHTTPRequestHandler):
                 v['state'] = req['state']
             elif op == 'token-mode':
                 token_mode['mode'] = req['mode']
+            elif op == 'sa':		# register a service account's public key
+                sa_keys[req['email']] = serialization.load_pem_public_key(req['pub'].encode())
+            elif op == 'deny-principal':	# every API call of that principal denied
+                (denied_principals.add if req['deny'] else denied_principals.discard)(req['email'])
+            elif op == 'email-mode':	# the metadata server's email answer
+                email_mode['mode'] = req['mode']
             else:
                 return self.send(404, {'error': 'no such admin op'})
         return self.send(200, {})
@@ -414,6 +435,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(401, 'UNAUTHENTICATED',
                                'Request had invalid authentication credentials. Expected OAuth 2 access token.',
                                reason='ACCESS_TOKEN_EXPIRED' if exp is not None else 'CREDENTIALS_MISSING')
+            who = token_who.get(auth[7:])
+        if who in denied_principals:
+            raise ApiError(403, 'PERMISSION_DENIED',
+                           "Permission 'cloudkms.cryptoKeys.get' denied for %s (or it may not exist)." % who,
+                           reason='IAM_PERMISSION_DENIED', metadata={'permission': 'cloudkms.cryptoKeys.get'})
 
     def fault(self, name, mode):
         if mode == 'e429':
@@ -596,6 +622,20 @@ class Metadata(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        if self.path.split('?')[0] == '/computeMetadata/v1/instance/service-accounts/default/email' and \
+                self.headers.get('Metadata-Flavor') == 'Google':
+            mode = email_mode['mode']
+            data = {'ok': METADATA_EMAIL[0], 'html': '<html>Welcome</html>', 'long': 'a' * 300 + '@x.com',
+                    'two': 'a@b.com\nc@d.com', 'empty': '', 'noat': 'lakecrypt-vm'}.get(mode, '').encode()
+            if mode == 'hang':
+                time.sleep(30)
+            self.send_response(404 if mode == 'e404' else 200)
+            self.send_header('Metadata-Flavor', 'Google')
+            self.send_header('Content-Type', 'application/text')
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if self.path.split('?')[0] != '/computeMetadata/v1/instance/service-accounts/default/token':
             data = b'not found'
             status = 404

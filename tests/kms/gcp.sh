@@ -433,6 +433,8 @@ grep -q '"outcome": "ok"' <<<"$out" && ok "canary (GCP): permission given back: 
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 grep -qE 'Sanitizer|runtime error' "$agent_dir/agent.log" && notok "agent (ASan/UBSan) clean" "$(cat "$agent_dir/agent.log")" || ok "agent (ASan/UBSan) ran clean"
 
+. tests/kms/gcp-ident.sh	# the service account bound to a key configuration
+
 # ---- no secret anywhere -------------------------------------------------------------
 if grep -qE 'ya29\.|PRIVATE KEY|eyJhbGciOi|Bearer' "$work/client.log" "$agent_dir/agent.log" "$agent_dir/audit.log"; then
 	notok "no token, JWT or private key in any output" "$(grep -E 'ya29\.|PRIVATE KEY|eyJhbGciOi|Bearer' "$work/client.log" "$agent_dir/agent.log" | head -3)"

@@ -6,11 +6,14 @@
  *   kms-aws-client [options] wrap   KEY CONTEXT       -> blob=<b64> pt=<hex>
  *   kms-aws-client [options] unwrap KEY CONTEXT B64   -> pt=<hex>
  *   kms-aws-client [options] state  KEY               -> state=<state>
+ *   kms-aws-client [options] ident  KEY               -> principal=<arn>
+ *                              (sts:GetCallerIdentity, one attempt)
+ *   kms-aws-client [options] match  BOUND NOW         -> match=yes|no
  *   kms-aws-client [options] race   SLOW FAST         -> fast_ms=<n>: FAST's
  *                              key_state while SLOW's hangs in another thread
  * options: --endpoint URL --region R --ca FILE --creds SRC --profile P
  *          --imds URL --imds-timeout MS --attempts N --deadline MS
- *          --attempt-timeout MS --base-delay MS
+ *          --attempt-timeout MS --base-delay MS --sts URL
  * Every run ends with one line
  *   result ok|error class=<CLASS> code=<n> attempts=<n> ms=<n> reqid=<id> msg=<msg>
  * and exits 0 (ok) or 2 (error).  The plaintext is printed: test keys only.
@@ -87,6 +90,8 @@ int main(int argc, char **argv)
 			pol.deadline_ms = strtoull(v, NULL, 10);
 		else if (!strcmp(o, "--attempt-timeout"))
 			pol.attempt_timeout_ms = strtoull(v, NULL, 10);
+		else if (!strcmp(o, "--sts"))
+			cfg.sts_endpoint = v;
 		else if (!strcmp(o, "--base-delay"))
 			pol.base_delay_ms = strtoull(v, NULL, 10);
 		else {
@@ -152,6 +157,16 @@ int main(int argc, char **argv)
 		printf("fast_ms=%ld\n", (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
 		pthread_join(t, NULL);
 		printf("slow_result=%d\n", sl.r);
+	} else if (!r && !strcmp(argv[i], "ident") && i + 1 < argc) {
+		char who[LC_PROVIDER_IDENTITY_MAX];
+
+		r = p.ops->identity(p.priv, argv[i + 1], pol.attempt_timeout_ms, who, sizeof(who),
+				    &rep, &err);
+		rep.attempts = 1;
+		if (!r)
+			printf("principal=%s\n", who);
+	} else if (!r && !strcmp(argv[i], "match") && i + 2 < argc) {
+		printf("match=%s\n", p.ops->identity_match(argv[i + 1], argv[i + 2]) ? "yes" : "no");
 	} else if (!r && !strcmp(argv[i], "state") && i + 1 < argc) {
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)

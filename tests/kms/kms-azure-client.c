@@ -6,6 +6,8 @@
  *   kms-azure-client [options] wrap   KEY CONTEXT       -> blob=<b64> pt=<hex>
  *   kms-azure-client [options] unwrap KEY CONTEXT B64   -> pt=<hex>
  *   kms-azure-client [options] state  KEY               -> state=<state>
+ *   kms-azure-client [options] ident  KEY               -> principal=oid=<oid>;tid=<tid>
+ *                              (the identity operation: the token's claims)
  *   kms-azure-client [options] twice  KEY               -> two key_state calls
  *                              on one provider (the token is cached)
  * options: --creds KIND --tenant T --client-id ID --secret-file F
@@ -139,6 +141,13 @@ int main(int argc, char **argv)
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)
 			r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
+	} else if (!r && !strcmp(argv[i], "ident") && i + 1 < argc) {
+		char who[LC_PROVIDER_IDENTITY_MAX];
+
+		r = p.ops->identity(p.priv, argv[i + 1], 5000, who, sizeof(who), &rep, &err);
+		rep.attempts = 1;
+		if (!r)
+			printf("principal=%s\n", who);
 	} else if (!r && !strcmp(argv[i], "state") && i + 1 < argc) {
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)

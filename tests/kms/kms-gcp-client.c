@@ -6,6 +6,7 @@
  *   kms-gcp-client [options] wrap   KEY CONTEXT       -> blob=<b64> pt=<hex> key_version=
  *   kms-gcp-client [options] unwrap KEY CONTEXT B64   -> pt=<hex>
  *   kms-gcp-client [options] state  KEY               -> state=<state>
+ *   kms-gcp-client [options] ident  KEY               -> principal=<service account email>
  *   kms-gcp-client [options] repeat KEY N MS          -> N key_state calls, MS ms apart
  * options: --endpoint URL --ca FILE --creds SRC --key-file F --metadata URL
  *          --metadata-timeout MS --attempts N --deadline MS
@@ -130,6 +131,13 @@ int main(int argc, char **argv)
 		}
 		if (!r)
 			printf("state=%s\n", lc_key_state_name(rep.state));
+	} else if (!r && !strcmp(argv[i], "ident") && i + 1 < argc) {
+		char who[LC_PROVIDER_IDENTITY_MAX];
+
+		r = p.ops->identity(p.priv, argv[i + 1], 5000, who, sizeof(who), &rep, &err);
+		rep.attempts = 1;
+		if (!r)
+			printf("principal=%s\n", who);
 	} else if (!r && !strcmp(argv[i], "state") && i + 1 < argc) {
 		r = lc_provider_key_state(&p, argv[i + 1], &rep, &err);
 		if (!r)

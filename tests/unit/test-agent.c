@@ -29,6 +29,7 @@
 #include "../../agent/daemon/clients.c"
 #include "../../agent/daemon/fleet.c"
 #include "../../agent/daemon/fleet-probe.c"
+#include "../../agent/daemon/kms-ident.c"
 #include "../../agent/daemon/loop.c"
 #include "../../agent/daemon/notify.c"
 #include "../../agent/daemon/open-claim.c"
@@ -1622,6 +1623,8 @@ static struct {
 	uint64_t flaky_seed;
 	unsigned int flaky_denied;	/* calls it refused */
 	bool state_denied;	/* every key-state call denied (its permission gone) */
+	const char *who;	/* the principal the identity call names; NULL: it is denied */
+	unsigned int ident_calls;
 	struct {
 		uint8_t md[32];
 		unsigned int version;
@@ -1734,9 +1737,20 @@ static int mock_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 	return 0;
 }
 
+static int mock_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
+			 size_t size, struct lc_provider_reply *reply, struct lc_error *err)
+{
+	(void)priv, (void)key_ref, (void)timeout_ms, (void)reply;
+	mk.ident_calls++;
+	if (!mk.who)
+		return lc_err(err, -EACCES, LC_ERRC_DENIED, "mock: the identity call is denied");
+	snprintf(principal, size, "%s", mk.who);
+	return 0;
+}
+
 static const struct lc_provider_ops mock_ops = {
 	.name = LC_KMS_GCP_NAME, .wrap = mock_wrap, .unwrap = mock_unwrap, .key_state = mock_key_state,
-	.version_state = true,
+	.version_state = true, .identity = mock_identity,
 };
 
 /* The gcp-kms provider of @t becomes the mock, over @t's local CMK. */
@@ -1906,6 +1920,98 @@ static void test_forged_header_open(void **state)
 	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vg"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vg"));
+}
+
+/* Row @kc of status's cmks: does its last_detail hold @what? */
+static bool row_detail_has(struct tenv *t, const char *kc, const char *what)
+{
+	struct lc_error err = { 0 };
+	json_object *res, *o, *x;
+	bool has = false;
+
+	assert_int_equal(call(t, "status", NULL, &res, &err), 0);
+	if ((o = cmk_row(res, kc)) && json_object_object_get_ex(o, "last_detail", &x))
+		has = strstr(json_object_get_string(x), what) != NULL;
+	json_object_put(res);
+	return has;
+}
+
+/*
+ * Issue 10, the wrong identity: keyconfig create binds the principal the
+ * provider names.  Later, every call denied while the agent is another
+ * principal (another role or instance profile) is a misconfiguration:
+ * never counted, never a kill, audited, shown in status; the canary's
+ * denial and the key state's alike.  The identity call failing leaves the
+ * denial as it was: then it kills.
+ */
+static void test_identity_binding(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char cmd[LC_CONFIG_PATH_MAX + 300], a[512];
+	unsigned int c0;
+
+	mock_install(t);
+	mk.who = "principal-a";
+	mock_volume(t, "kci", "wsi", "di", "vi", true);
+	mock_volume(t, "kci", "wsi", "dj", "vj", false);
+	assert_string_equal(lc_registry_keyconfig(&t->a.reg, "kci")->kms_identity, "principal-a");
+
+	/* Another principal: the canary is denied (a policy that names only
+	 * principal-a), then the key state too. */
+	mk.who = "principal-b";
+	mk.deny_ctx = "keyconfig=kci";
+	c0 = mk.ident_calls;
+	ticks(t, 3);
+	assert_false(dev_revoked("vi"));
+	assert_int_equal(kc_field(t, "kci", "denials"), 0);
+	assert_true(row_detail_has(t, "kci", "wrong KMS identity: bound principal-a, now principal-b"));
+	assert_true(mk.ident_calls - c0 >= 1 && mk.ident_calls - c0 <= 3);	/* one per probe at most */
+	mk.state_denied = true;
+	ticks(t, 3);
+	assert_false(dev_revoked("vi"));
+	assert_int_equal(kc_field(t, "", "denials"), 0);
+	assert_true(row_detail_has(t, "", "wrong KMS identity: bound principal-a, now principal-b"));
+	snprintf(cmd, sizeof(cmd),
+		 "grep '\"op\":\"cmk.identity\"' %s | grep '\"keyconfig\":\"kci\"' | grep '\"error_class\":\"misconfigured\"' | grep -q 'wrong KMS identity'",
+		 t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "! grep -q '\"op\":\"cmk.revocation\"' %s", t->a.cfg.audit_log);
+	assert_int_equal(system(cmd), 0);
+	/* An open's denial under the wrong identity: misconfigured, not denied. */
+	snprintf(a, sizeof(a), "{\"device\": \"%s/dj\", \"workspace\": \"wsi\", \"name\": \"vj\"}", t->dir);
+	assert_true(call(t, "volume.open", jargs(a), NULL, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_MISCONFIG);
+	assert_non_null(strstr(err.msg, "wrong KMS identity: bound principal-a, now principal-b"));
+	assert_false(dev_revoked("vi"));
+
+	/* The identity call itself denied: the KMS's denial stands, as
+	 * before binding, and kills. */
+	mk.who = NULL;
+	ticks(t, 3);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vi"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vi"));
+}
+
+/*
+ * A key state the KMS reports (disabled) is its word about the key,
+ * whoever asked: under another principal it still kills (only refusals,
+ * the call's own errors, are re-checked against the bound principal).
+ */
+static void test_identity_reported_state(void **state)
+{
+	struct tenv *t = *state;
+
+	mock_install(t);
+	mk.who = "principal-a";
+	mock_volume(t, "kcr", "wsr", "dr", "vr", true);
+	mk.who = "principal-b";
+	mk.st[1] = LC_KEY_DISABLED;
+	ticks(t, 3);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vr"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("vr"));
 }
 
 /*
@@ -4965,6 +5071,8 @@ int main(void)
 		T(test_stale_canary_replaced),
 		T(test_forged_header_open),
 		T(test_keyconfig_isolation),
+		T(test_identity_binding),
+		T(test_identity_reported_state),
 		T(test_key_denial_kills_all),
 		T(test_role_per_request),
 		T(test_idle_timeout),

@@ -190,6 +190,7 @@ static const struct {
 	{ "keyconfig", "Key configuration" }, { "key_ref", "Key reference" },
 	{ "cmk_id", "CMK id" }, { "cmk_version", "CMK version" }, { "io_errors", "I/O errors" },
 	{ "kms_calls", "KMS calls" }, { "cmk", "CMK" }, { "kek_held", "KEK held" },
+	{ "kms_identity", "KMS identity" },
 };
 
 static void label_of(const char *key, char *buf, size_t len)
