@@ -171,10 +171,16 @@ int agent_open_claim(struct agent *a, struct client *c, struct open_claim *k,
 	r = lc_crypttab_sys_find(a->cfg.crypttab, k->name, err);
 	if (r < 0)
 		return r;
-	if (r > 0)
-		return lc_err(err, -EPERM, LC_ERRC_REFUSED,
-			      "the name \"%s\" is listed in %s line %d (a dm-crypt volume systemd-cryptsetup opens under it): no lakecrypt volume may be opened under it; choose another name",
-			      k->name, a->cfg.crypttab, r);
+	/* Class invalid, as the lakecrypttab conflict below: no role allows
+	 * it, root's included (issue 11 review, finding 7). */
+	if (r > 0) {
+		r = lc_err(err, -EPERM, LC_ERRC_INVALID,
+			   "the name \"%s\" is listed in %s line %d (a dm-crypt volume systemd-cryptsetup opens under it): no lakecrypt volume may be opened under it; choose another name",
+			   k->name, a->cfg.crypttab, r);
+		agent_audit_locked(a, k->kind == LC_VOLUME_CACHE ? "cache.open" : "volume.open",
+				   LC_AUDIT_REFUSED, c->peer.uid, k->workspace, NULL, NULL, NULL, err);
+		return r;
+	}
 	r = lc_crypttab_find(a->cfg.lakecrypttab, k->name, &e, err);
 	if (r < 0)
 		return r;

@@ -558,13 +558,24 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	struct vol_slot *s;
 	struct lc_volume *v;
 	const char *name, *ws;
+	bool if_open = false;
 	int r;
 
-	(void)result;
 	if ((r = arg_str(args, "name", true, &name, err)) < 0 ||
-	    (r = arg_str(args, "workspace", false, &ws, err)) < 0)
+	    (r = arg_str(args, "workspace", false, &ws, err)) < 0 ||
+	    (r = arg_bool(args, "if_open", &if_open, err)) < 0)
 		return r;
 	s = agent_volume(a, name);
+	/* if_open (a lakecrypttab unit's stop): nothing open under the name
+	 * (or nothing the caller may see, alike) is done, as
+	 * systemd-cryptsetup detaches an inactive volume; every other
+	 * failure stays one. */
+	if ((!s || !agent_ws_visible(a, c, s->v->workspace)) && if_open) {
+		*result = json_object_new_object();
+		JADD(*result, "name", json_object_new_string(name));
+		JADD(*result, "closed", json_object_new_boolean(0));
+		return 0;
+	}
 	if (!s || !agent_ws_visible(a, c, s->v->workspace))
 		return no_volume(name, err);
 	/* A lakecrypttab unit closes its own volume, never another that

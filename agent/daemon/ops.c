@@ -52,7 +52,7 @@ static const struct op ops[] = {
 	       "sector_size", "force"), op_volume_format, false },
 	{ "volume.open",	LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "header"),
 	  op_volume_open, false },
-	{ "volume.close",	LC_ROLE_OPERATOR, ARGS("name", "workspace"), op_volume_close, false },
+	{ "volume.close",	LC_ROLE_OPERATOR, ARGS("name", "workspace", "if_open"), op_volume_close, false },
 	{ "cache.open",		LC_ROLE_OPERATOR, ARGS("device", "workspace", "name", "segment_size", "force"),
 	  op_cache_open, false },
 	{ "volume.rewrap",	LC_ROLE_ADMIN, ARGS("name", "all", "keyconfig"), op_volume_rewrap, false },

@@ -203,13 +203,16 @@ int lc_crypttab_timespan(const char *s, size_t n, unsigned long *secs)
  * x-systemd.device-timeout=TIMESPAN (lc_crypttab_timespan()),
  * header=NAME|PATH, segment-size=DIGITS[KMGT], and x-* (ignored: for other
  * programs); header= only without cache, segment-size= only with it;
- * "discard" refused (lakecrypt passes no discards); no empty option.  0,
- * or -EINVAL with @why. */
-static int check_options(const char *o, size_t n, unsigned int lineno, char *why, size_t size)
+ * "discard" refused (lakecrypt passes no discards); no empty option.  0
+ * with *@cache and *@header (the options cache and header= given), or
+ * -EINVAL with @why. */
+static int check_options(const char *o, size_t n, unsigned int lineno, char *why, size_t size,
+			 bool *cache_out, bool *header_out)
 {
 	bool cache = false, header = false, segsize = false;
 	size_t pl;
 
+	*cache_out = *header_out = false;
 	if ((n == 1 && o[0] == '-') || (n == 4 && !memcmp(o, "none", 4)))
 		return 0;
 	for (size_t i = 0; i <= n;) {
@@ -279,7 +282,23 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 			 lineno);
 		return -EINVAL;
 	}
+	*cache_out = cache;
+	*header_out = header;
 	return 0;
+}
+
+/* udev names a device by its lakecrypt header (Documentation/udev.md):
+ * UUID=, /dev/disk/by-uuid/ and /dev/disk/by-lakecrypt/ name no device
+ * that carries none (a detached header's data device, a cache). */
+static bool names_by_header(const char *d, size_t n)
+{
+	static const char *const pre[] = { "UUID=", "/dev/disk/by-uuid/", "/dev/disk/by-lakecrypt/" };
+	size_t pl;
+
+	for (size_t i = 0; i < sizeof(pre) / sizeof(pre[0]); i++)
+		if (has_prefix(d, n, pre[i], &pl))
+			return true;
+	return false;
 }
 
 /* Line @l of @len bytes (no '\n', CR dropped) names @name first: check it. */
@@ -288,7 +307,8 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 {
 	const char *f[MAX_FIELDS];
 	size_t fl[MAX_FIELDS], nf = 0;
-	char why[256];
+	bool cache = false, header = false;
+	char why[320];
 
 	for (size_t i = 0; i < len; i++)
 		if (((unsigned char)l[i] < 0x20 && l[i] != '\t') || l[i] == 0x7f) {
@@ -371,8 +391,15 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 	}
 	memcpy(out->workspace, f[2], fl[2]);	/* fl[2] < 64: name_ok() */
 	out->workspace[fl[2]] = '\0';
-	if (nf == 4 && check_options(f[3], fl[3], lineno, why, sizeof(why)) < 0)
+	if (nf == 4 && check_options(f[3], fl[3], lineno, why, sizeof(why), &cache, &header) < 0)
 		goto bad;
+	if ((cache || header) && names_by_header(f[1], fl[1])) {
+		snprintf(why, sizeof(why),
+			 "line %u: device \"%.*s\": %s carries no lakecrypt header, so udev gives it no by-uuid or by-lakecrypt link: name it by /dev/disk/by-id/...",
+			 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1],
+			 cache ? "a cache's device" : "a detached header's data device");
+		goto bad;
+	}
 	out->line = lineno;
 	return 1;
 bad:

@@ -28,7 +28,10 @@
  * (lc_crypttab_timespan(): 0 to 86400 s), header=NAME|PATH (PATH as for
  * DEVICE but anywhere), segment-size=DIGITS[K|M|G|T], and any x-* option
  * (ignored: fstab/crypttab options for other programs); header= only
- * without cache, segment-size= only with it; "discard" is refused
+ * without cache, segment-size= only with it; neither cache nor header=
+ * with a DEVICE of UUID=, /dev/disk/by-uuid/ or /dev/disk/by-lakecrypt/
+ * (udev makes those links from a lakecrypt header, which a cache and a
+ * detached header's data device do not carry); "discard" is refused
  * (lakecrypt passes no discards); a 4th or 5th field starting with '#'
  * (a trailing comment, which crypttab(5) does not allow either) is
  * refused.  A name whose first line fails these checks is opened by no

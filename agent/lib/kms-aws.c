@@ -932,6 +932,34 @@ static int creds_from_ini(struct creds *c, const char *path, const char *section
 	return 0;
 }
 
+/*
+ * The default shared files are under the home directory, which
+ * lakecrypt-agent.service's ProtectHome=yes hides: systemd mounts an empty
+ * directory of mode 0000 over /root, /home and /run/user, so ~/.aws/credentials
+ * is "not there" although the admin sees it.  True when @home is such a
+ * directory (mode 0000) or one of those places: the message then asks.
+ */
+static bool home_maybe_hidden(const char *home)
+{
+	struct stat st;
+
+	if (!stat(home, &st) && S_ISDIR(st.st_mode) && !(st.st_mode & 07777))
+		return true;
+	return !strcmp(home, "/root") || !strncmp(home, "/root/", 6) || !strncmp(home, "/home/", 6) ||
+	       !strcmp(home, "/home") || !strncmp(home, "/run/user/", 10);
+}
+
+/* -errno of stat(@path): 0 when it is there. */
+static int stat_errno(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) < 0 ? -errno : 0;
+}
+
+#define HIDDEN_HOME_HINT \
+	"is %s hidden by the unit's ProtectHome=yes? Give the agent a file outside the home directory: a drop-in with Environment=AWS_SHARED_CREDENTIALS_FILE=/etc/lakecrypt/aws-credentials (kms-providers.md, \"AWS credentials under systemd\")"
+
 static int creds_from_profile(struct lc_kms_aws *a, struct creds *c, bool required,
 			      struct lc_error *err)
 {
@@ -957,6 +985,16 @@ static int creds_from_profile(struct lc_kms_aws *a, struct creds *c, bool requir
 		else
 			snprintf(sect, sizeof(sect), "default");
 		r = creds_from_ini(c, p2, sect);
+	}
+	/* Neither file readable where the default puts them, in a home
+	 * directory the unit may hide (issue 11 review, finding 3). */
+	if (required && (r == 0 || r == -EACCES) && !(cf && *cf) && home_maybe_hidden(home_dir())) {
+		int e1 = stat_errno(p1), e2 = stat_errno(p2);
+
+		if ((e1 == -ENOENT || e1 == -EACCES || r == -EACCES) && (e2 == -ENOENT || e2 == -EACCES || r == -EACCES))
+			return lc_err(err, r ? r : -ENOENT, LC_ERRC_MISCONFIG,
+				      "AWS credentials: profile \"%s\": cannot read %s or %s (%s): " HIDDEN_HOME_HINT,
+				      profile, p1, p2, strerror(r ? -r : (e1 ? -e1 : -e2)), home_dir());
 	}
 	if (r < 0)
 		return lc_err(err, r, r == -ENOMEM ? LC_ERRC_INTERNAL : LC_ERRC_MISCONFIG,

@@ -321,6 +321,12 @@ int lc_uuid_unique(const struct lc_blk_roots *roots, const char *uuid, const cha
 
 	if (n <= 0)
 		return n;
+	/* A file's line asked for the uuid (lakecrypttab's UUID=): naming
+	 * the disk in the request does not help, changing the line does. */
+	if (how && how[0] == '/')
+		return lc_err(err, -ENOTUNIQ, LC_ERRC_INVALID,
+			      "volume %s is on more than one block device: %s and %s; a copy of its header on another disk can take /dev/disk/by-uuid/%s, so an open by uuid (UUID= of %s) is refused while more than one disk carries it: change %s to name the disk itself (/dev/disk/by-id/..., /dev/disk/by-path/...) instead of UUID=, or remove the copy (not opened, no key was asked for)",
+			      uuid, path, others, uuid, how, how);
 	return lc_err(err, -ENOTUNIQ, LC_ERRC_INVALID,
 		      "volume %s is on more than one block device: %s and %s; a copy of its header on another disk can take /dev/disk/by-uuid/%s, so an open by uuid (%s) is refused while more than one disk carries it: name the disk itself (/dev/disk/by-id/..., /dev/disk/by-path/...) or remove the copy (not opened, no key was asked for)",
 		      uuid, path, others, uuid, how ? how : "the path");

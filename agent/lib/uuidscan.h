@@ -75,7 +75,9 @@ int lc_uuid_carriers(const struct lc_blk_roots *roots, const char *uuid, const s
  * @uuid; -ENOTUNIQ (LC_ERRC_INVALID: no role would be allowed it) naming
  * every device and what to do otherwise;
  * errors of lc_uuid_carriers().  @how says how the device was named
- * ("UUID= of /etc/lakecrypt/lakecrypttab line 3", "the path").
+ * ("UUID= of /etc/lakecrypt/lakecrypttab line 3", "the path"); a @how
+ * that starts with '/' is a file's line ("/etc/lakecrypt/lakecrypttab
+ * line 3", whose UUID= asked for the uuid): the advice is to change it.
  */
 int lc_uuid_unique(const struct lc_blk_roots *roots, const char *uuid, const char *path,
 		   const struct stat *self, const char *how, struct lc_error *err);

@@ -13,6 +13,7 @@ Special arguments trigger failures:
   name "slow"                 -> answer after 3 seconds
   name "garbage"              -> answer with a line that is not JSON
   name "wrongid"              -> answer with another id
+  volume.close of "notopen" with if_open -> {"closed": false} (nothing open)
 
 usage: fake-agent.py SOCKET LOGFILE
 """
@@ -94,6 +95,8 @@ def result(op, args):
     if op in ("volume.format", "volume.open", "volume.rewrap", "volume.rotate-kek",
               "volume.resize"):
         return dict(VOL, **{k: v for k, v in args.items() if k in VOL})
+    if op == "volume.close" and args.get("if_open") and args.get("name") == "notopen":
+        return {"name": "notopen", "closed": False}
     if op == "cache.open":
         return dict(VOL, kind="cache", project=None, **{k: v for k, v in args.items() if k in VOL})
     if op == "status":

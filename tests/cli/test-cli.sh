@@ -136,6 +136,17 @@ run 0 "close" close db1
 sent "close args" '{"args": {"name": "db1"}, "op": "volume.close"}'
 run 0 "close --workspace (lakecrypttab units)" close db1 --workspace ws1
 sent "close --workspace args" '{"args": {"name": "db1", "workspace": "ws1"}, "op": "volume.close"}'
+# close --if-open, as lakecrypttab units stop (issue 11 review, finding 6):
+# nothing open under the name is success, said; other failures stay.
+run 0 "close --if-open of an open volume" close --if-open db1 --workspace ws1
+sent "close --if-open args" '{"args": {"if_open": true, "name": "db1", "workspace": "ws1"}, "op": "volume.close"}'
+[ -z "$out$err" ] && ok "close --if-open of an open volume: nothing said" || nok "close --if-open said something" "$out" "$err"
+run 0 "close --if-open of a name nothing is open under" close notopen --workspace ws1 --if-open
+has "close --if-open: said on stderr" "$err" 'lakecryptctl: close: no open volume is called "notopen": nothing to close (--if-open)'
+run 1 "close --if-open: another failure is still one" close --if-open invalid-x --workspace ws1
+run 4 "close --if-open: a refusal is still one" close --if-open refused-x
+run 2 "close --if-open takes no value" close db1 --if-open=yes
+"$ctl" close --help >"$work/out" 2>&1; has "close --help lists --if-open" "$(cat "$work/out")" "--if-open"
 run 0 "revoke" revoke --cmk k-1
 has "revoke lists the volumes" "$out" "Revoked cache1"
 run 0 "audit" audit --lines 5
@@ -370,6 +381,27 @@ if [ -x "$agentbin" ]; then
 	check_agrees gcp-no-key-file gcp-kms projects/p/locations/l/keyRings/r/cryptoKeys/k \
 		"[gcp-kms]\ncredentials = service-account\nkey_file = $work/no-sa.json\n" \
 		"[gcp-kms] key_file $work/no-sa.json cannot be read"
+	# A name crypttab(5) or lakecrypttab(5) gives away: the real agent
+	# refuses root's open as invalid (exit 1), with no "your role" hint,
+	# since no role may (issue 11 review, finding 7).
+	d=$(cc_conf names "[agent]\ncrypttab = $work/cc-names/crypttab\nlakecrypttab = $work/cc-names/lakecrypttab\n")
+	printf 'data /dev/sdx none luks\n' >"$d/crypttab"
+	printf 'ledger /dev/sdy other\n' >"$d/lakecrypttab"
+	"$agentbin" -c "$d/agent.conf" -f >"$d/agent.log" 2>&1 &
+	apid=$!
+	for _ in $(seq 100); do [ -S "$d/agent.sock" ] && break; kill -0 $apid 2>/dev/null || break; sleep 0.1; done
+	k=$("$ctl" --socket "$d/agent.sock" --json kms create 2>&1 | sed -n 's/.*"key_id": *"\([^"]*\)".*/\1/p')
+	"$ctl" --socket "$d/agent.sock" keyconfig create kc --provider local --key "$k" >"$d/setup.log" 2>&1 &&
+		"$ctl" --socket "$d/agent.sock" workspace bind ws1 --keyconfig kc >>"$d/setup.log" 2>&1 ||
+		nok "names: key configuration and workspace set up" "$(cat "$d/setup.log" "$d/agent.log")"
+	for c in "data:is listed in $d/crypttab line 1 (a dm-crypt volume systemd-cryptsetup opens under it)" \
+		"ledger:belongs to workspace \"other\" ($d/lakecrypttab line 1)"; do
+		out=$("$ctl" --socket "$d/agent.sock" open /dev/null "${c%%:*}" --workspace ws1 2>&1); rc=$?
+		if [ $rc -eq 1 ] && grep -qF -- "${c#*:}" <<<"$out" && ! grep -q "your role" <<<"$out"; then
+			ok "open under a name ${c#*:}: exit 1, no role hint"
+		else nok "open under a name ${c#*:}: exit 1, no role hint" "exit $rc" "$out"; fi
+	done
+	kill $apid 2>/dev/null; wait $apid 2>/dev/null
 else
 	nok "lakecrypt-agent binary ($agentbin) is there (make -C agent builds it)"
 fi

@@ -437,6 +437,22 @@ grep -q 'SIGV4 MATCH TrentService.DescribeKey AKIDIMDS' "$work/fake.log" && ok "
 	expect "unknown profile" MISCONFIG 5000 --creds profile --profile nope "${fk[@]:0:6}" state "$(arn ok-10)"
   AWS_CONFIG_FILE=$work/config AWS_SHARED_CREDENTIALS_FILE=$work/credentials AWS_PROFILE=lc \
 	expect "auto: AWS_PROFILE when the environment has no keys" ok 5000 "${fk[@]:0:6}" state "$(arn ok-11)"
+  # lakecrypt-agent.service's ProtectHome=yes mounts an empty directory
+  # of mode 0000 over /root: ~/.aws is not there for the agent.  The
+  # message says so and names the way out (issue 11 review, finding 3);
+  # AWS_SHARED_CREDENTIALS_FILE (the documented drop-in) then signs.
+  mkdir -p "$work/hidden-home" && chmod 000 "$work/hidden-home"
+  HOME=$work/hidden-home AWS_CONFIG_FILE= AWS_SHARED_CREDENTIALS_FILE= \
+	expect "profile, home hidden as ProtectHome=yes hides it" MISCONFIG 5000 --creds profile "${fk[@]:0:6}" state "$(arn ok-19)"
+  grep -qF "cannot read $work/hidden-home/.aws/credentials or $work/hidden-home/.aws/config (No such file or directory): is $work/hidden-home hidden by the unit's ProtectHome=yes? Give the agent a file outside the home directory: a drop-in with Environment=AWS_SHARED_CREDENTIALS_FILE=/etc/lakecrypt/aws-credentials" <<<"$last" &&
+	ok "profile, hidden home: the message names ProtectHome=yes and the drop-in" || notok "hidden home message" "$last"
+  HOME=$work/hidden-home AWS_CONFIG_FILE= AWS_SHARED_CREDENTIALS_FILE=$work/credentials \
+	expect "profile, hidden home, AWS_SHARED_CREDENTIALS_FILE (the drop-in): signed" ok 5000 --creds profile "${fk[@]:0:6}" state "$(arn ok-20)"
+  HOME=$work/hidden-home AWS_CONFIG_FILE= AWS_SHARED_CREDENTIALS_FILE=$work/nonexistent \
+	expect "profile, AWS_SHARED_CREDENTIALS_FILE not there: no home hint" MISCONFIG 5000 --creds profile "${fk[@]:0:6}" state "$(arn ok-21)"
+  ! grep -q "ProtectHome" <<<"$last" && grep -qF "$work/nonexistent" <<<"$last" &&
+	ok "AWS_SHARED_CREDENTIALS_FILE not there: named, no ProtectHome hint" || notok "no hint with the variable set" "$last"
+  chmod 700 "$work/hidden-home"
   AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:$p_imds/container-creds AWS_CONTAINER_AUTHORIZATION_TOKEN=container-auth-token-42 \
 	expect "container credentials (full URI, authorization token)" ok 5000 --creds container "${fk[@]:0:6}" state "$(arn ok-12)"
   echo container-auth-token-42 >"$work/ctoken"

@@ -20,6 +20,9 @@ agent_pid=
 trap '[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; rm -rf "$work"' EXIT
 log=$work/log
 : >"$log"
+# The generators run below read no crypttab(5) of this host (its names
+# would be refused): the tests that mean one set CRYPTTAB.
+export CRYPTTAB=
 
 tap() {	# tap RC DESC
 	n=$((n + 1))
@@ -201,7 +204,7 @@ printf 'vol1 UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f finance\n' >"$work/tab5"
 mkdir -p "$work/gen5"
 LAKECRYPTTAB=$work/tab5 "$D5$P5/lib/systemd/system-generators/lakecrypt-generator" "$work/gen5" >"$log" 2>&1 &&
 	has "$work/gen5/lakecrypt@vol1.service" "^ExecStart=\"$P5/sbin/lakecryptctl\" --timeout 0 open /dev/disk/by-uuid/" &&
-	has "$work/gen5/lakecrypt@vol1.service" "^ExecStop=\"$P5/sbin/lakecryptctl\" --timeout 90 close vol1" &&
+	has "$work/gen5/lakecrypt@vol1.service" "^ExecStop=\"$P5/sbin/lakecryptctl\" --timeout 90 close --if-open vol1" &&
 	[ "$(readlink "$work/gen5/multi-user.target.wants/lakecrypt.target")" = "$P5/lib/systemd/system/lakecrypt.target" ]
 tap $? "the generator writes the quoted command into the units it makes"
 # systemd reads the quoted command as one path: the programs copied into
@@ -663,7 +666,7 @@ bad-6    /dev/sdf
 archive  /dev/disk/by-id/wwn-0x5000c500a1b2c3d4   finance   noauto,header=/etc/lakecrypt/archive.hdr,timeout=0
 bad-8    UUID=nope   finance
 bad-9    /dev/sdh   finance   cache,header=/x
-pg-wal   /dev/disk/by-lakecrypt/finance/pg-wal   finance   header=pg-wal-hdr
+pg-wal   /dev/disk/by-id/virtio-pg-wal   finance   header=pg-wal-hdr
 TAB
 printf 'crlf     /dev/disk/by-lakecrypt/finance/crlf   finance   nofail\r\n' >>"$tab"
 rm -rf "$G"; mkdir -p "$G"
@@ -712,8 +715,8 @@ done
 [ ! -e "$G/lakecrypt@bad-3.service" ] || echo "nofail bad line has a unit" >>"$log"
 has "$G/lakecrypt@bad-4.service" "^ExecStartPre=/bin/echo \"$tab:9: device '/dev/sd\\?i' has characters" || echo "bad-4: '%' and '\"' not kept" >>"$log"
 [ ! -s "$log" ]; tap $? "bad lines without nofail: lakecrypt@NAME.service fails at start with the message (quotes, '%' replaced), required by lakecrypt.target; with nofail: no unit"
-has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-lakecrypt/finance/pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
-	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close pg-wal --workspace finance$' &&
+has "$G/lakecrypt@pg-wal.service" '^ExecStart=/usr/sbin/lakecryptctl --timeout 0 open /dev/disk/by-id/virtio-pg-wal pg-wal --workspace finance --header pg-wal-hdr$' &&
+	has "$G/lakecrypt@pg-wal.service" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close --if-open pg-wal --workspace finance$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Wants=blockdev@dev-mapper-pg\\x2dwal\.target$' &&
 	has "$G/lakecrypt@pg-wal.service" '^Before=blockdev@dev-mapper-pg\\x2dwal\.target umount\.target$'
 tap $? "pg-wal: a name with '-' is the unit lakecrypt@pg-wal.service as typed; a header by name; ordered before blockdev@ (mounts of /dev/mapper/pg-wal come after)"
@@ -732,7 +735,7 @@ tap $? "a line saved with CRLF: the carriage return is not part of the options (
 cat "$work/gen.files" >>"$log"; : >"$log"
 u=$G/lakecrypt@ledger.service
 has "$u" "^ExecStart=/usr/sbin/lakecryptctl --timeout 120 open /dev/disk/by-uuid/$U1 ledger --workspace finance\$" &&
-	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close ledger --workspace finance$' &&
+	has "$u" '^ExecStop=/usr/sbin/lakecryptctl --timeout 90 close --if-open ledger --workspace finance$' &&
 	has "$u" '^BindsTo=dev-disk-by\\x2duuid-3f2c9d1e\\x2d8a4b\\x2d4c6d\\x2d9e0f\\x2d1a2b3c4d5e6f\.device$' &&
 	has "$u" '^After=network-online.target remote-fs-pre.target$' && has "$u" '^TimeoutStartSec=120$' &&
 	has "$u" '^Before=lakecrypt.target$' && has "$u" "^SourcePath=$tab\$" &&
@@ -956,6 +959,102 @@ LAKECRYPTTAB=$work/tab8 "$gen" "$G" 2>"$log"; rc=$?
 	[ "$(grep -l '^ExecStart=/bin/false$' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@line:1.service lakecrypt@ok2.service lakecrypt@ok3.service " ] &&
 	grep -q '^ExecStart=.* open /dev/sdw ok4 --workspace finance --header control0$' "$G/lakecrypt@ok4.service"
 tap $? "volume name, workspace or header name \"control\": said as reserved or not valid, its unit fails at start"
+
+# header= or cache with a device named by its lakecrypt header (UUID=,
+# by-uuid, by-lakecrypt): a detached header's data device and a cache
+# carry none, so udev never makes the link; refused with the agent's
+# message (agent/lib/crypttab.c; issue 11 review, finding 4).
+cat >"$work/tab9" <<TAB
+h1   UUID=$U1   finance   header=h1
+h2   /dev/disk/by-uuid/$U1   finance   _netdev,header=/etc/lakecrypt/h2.hdr
+h3   /dev/disk/by-lakecrypt/finance/h3   finance   header=h3
+c1   UUID=$U1   finance   cache
+c2   /dev/disk/by-lakecrypt/finance/c2   finance   cache,nofail
+ok9  /dev/disk/by-id/virtio-ok9   finance   header=ok9
+ok10 /dev/disk/by-lakecrypt/finance/ok10   finance
+ok11 /dev/disk/by-id/virtio-ok11   finance   cache
+TAB
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab9 "$gen" "$G" 2>"$log"; rc=$?
+hdrmsg="a detached header's data device carries no lakecrypt header, so udev gives it no by-uuid or by-lakecrypt link: name it by /dev/disk/by-id/..."
+cachemsg="a cache's device carries no lakecrypt header, so udev gives it no by-uuid or by-lakecrypt link: name it by /dev/disk/by-id/..."
+[ $rc -eq 0 ] &&
+	grep -qF "tab9:1: device \"UUID=$U1\": $hdrmsg; lakecrypt@h1.service fails at start" "$log" &&
+	grep -qF "tab9:2: device \"/dev/disk/by-uuid/$U1\": $hdrmsg;" "$log" &&
+	grep -qF "tab9:3: device \"/dev/disk/by-lakecrypt/finance/h3\": $hdrmsg;" "$log" &&
+	grep -qF "tab9:4: device \"UUID=$U1\": $cachemsg; lakecrypt@c1.service fails at start" "$log" &&
+	grep -qF "tab9:5: device \"/dev/disk/by-lakecrypt/finance/c2\": $cachemsg; line skipped (nofail)" "$log" &&
+	[ "$(grep -l '^ExecStart=/bin/false$' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@c1.service lakecrypt@h1.service lakecrypt@h2.service lakecrypt@h3.service " ] &&
+	[ "$(grep -l '^ExecStart=/usr/sbin/lakecryptctl ' "$G"/lakecrypt@*.service | xargs -n1 basename | tr '\n' ' ')" = "lakecrypt@ok10.service lakecrypt@ok11.service lakecrypt@ok9.service " ]
+tap $? "header= or cache with UUID=, by-uuid or by-lakecrypt: refused with the agent's message (udev makes no such link for them)"
+
+# A NAME that crypttab(5) lists is systemd-cryptsetup's: the agent refuses
+# it to everyone, and the generator says so with the agent's message (issue
+# 11 review, finding 10).  The file is the agent's [agent] crypttab
+# (agent.conf), /etc/crypttab by default; CRYPTTAB overrides both.
+printf '# <name> <device> <key> <options>\n# ledger /dev/sdx none\n\n \tdata\tUUID=%s none luks,discard\r\nswap /dev/sda2 /dev/urandom swap\n"quoted"\t/dev/sdb2 none\nswap /dev/sda3 none\n' "$U1" >"$work/crypttab"
+printf 'ledger /dev/sdz finance\ndata /dev/sdy finance\nswap /dev/sdx finance nofail\nquoted /dev/sdw finance\ndat /dev/sdv finance\n' >"$work/tab10"
+rm -rf "$G"; mkdir -p "$G"
+CRYPTTAB=$work/crypttab LAKECRYPTTAB=$work/tab10 "$gen" "$G" 2>"$log"; rc=$?
+ctmsg="(a dm-crypt volume systemd-cryptsetup opens under it): no lakecrypt volume may be opened under it; choose another name"
+[ $rc -eq 0 ] &&
+	grep -qF "tab10:2: the name \"data\" is listed in $work/crypttab line 4 $ctmsg; lakecrypt@data.service fails at start" "$log" &&
+	grep -qF "tab10:3: the name \"swap\" is listed in $work/crypttab line 5 $ctmsg; line skipped (nofail)" "$log" &&
+	grep -qF "tab10:4: the name \"quoted\" is listed in $work/crypttab line 6 " "$log" &&
+	has "$G/lakecrypt@data.service" '^ExecStart=/bin/false$' &&
+	has "$G/lakecrypt@ledger.service" '^ExecStart=/usr/sbin/lakecryptctl .* open /dev/sdz ledger ' &&
+	has "$G/lakecrypt@dat.service" '^ExecStart=/usr/sbin/lakecryptctl .* open /dev/sdv dat ' &&
+	[ "$(grep -c 'is listed in' "$log")" -eq 3 ]
+tap $? "a name crypttab(5) lists: its line refused with the agent's message (quotes removed, comments and prefixes not names)"
+printf '[agent]\n; the crypttab of the agent\ncrypttab = %s   # comment\n[kms]\ncrypttab = /nonexistent\n' "$work/crypttab" >"$work/ct-agent.conf"
+rm -rf "$G"; mkdir -p "$G"
+env -u CRYPTTAB LAKECRYPT_AGENT_CONF=$work/ct-agent.conf LAKECRYPTTAB=$work/tab10 "$gen" "$G" 2>"$log" &&
+	grep -qF "tab10:2: the name \"data\" is listed in $work/crypttab line 4 " "$log" &&
+	has "$G/lakecrypt@data.service" '^ExecStart=/bin/false$'
+tap $? "the generator reads the agent's [agent] crypttab from agent.conf"
+has tools/systemd/lakecrypt-generator.in '^agentconf=\$\{LAKECRYPT_AGENT_CONF:-"@SYSCONFDIR@/lakecrypt/agent\.conf"\}$' &&
+	grep -q '^	ct=/etc/crypttab$' tools/systemd/lakecrypt-generator.in &&
+	grep -q 'snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");' agent/lib/config.c
+tap $? "without [agent] crypttab, generator and agent both read /etc/crypttab"
+mkdir -p "$work/ctdir"
+rm -rf "$G"; mkdir -p "$G"
+CRYPTTAB=$work/ctdir LAKECRYPTTAB=$work/tab10 "$gen" "$G" 2>"$log"; rc=$?
+[ $rc -eq 0 ] && [ -z "$(ls "$G")" ] &&
+	grep -qF "lakecrypt-generator: $work/ctdir: not a regular file: lakecrypt-agent cannot check volume names against it and refuses every open; no volume opened at boot" "$log"
+tap $? "a crypttab that cannot be read (the agent refuses every open): said, nothing generated"
+
+# The generator starts no program per good line (issue 11 review, finding
+# 11b: systemd-escape cost ~20 ms of CPU a line): its own escaping is
+# systemd-escape --path's.
+fk=$work/fakebin
+mkdir -p "$fk"
+printf '#!/bin/sh\necho "$*" >>"%s/escape.calls"\nexec /usr/bin/systemd-escape "$@"\n' "$work" >"$fk/systemd-escape"
+chmod +x "$fk/systemd-escape"
+devs='/dev/disk/by-id/wwn-0x5000c500a1b2c3d4 /dev/disk/by-id/virtio-a:b+c@d=e_f.g-h /dev//disk/./by-id/.x /dev/sda/ /dev/disk/by-path/pci-0000:00:1f.2-ata-1'
+i=0
+for d in $devs; do i=$((i + 1)); echo "e$i $d finance timeout=10"; done >"$work/tab11"
+echo "u1 UUID=${U1^^} finance" >>"$work/tab11"
+rm -rf "$G" "$work/escape.calls"; mkdir -p "$G"
+PATH=$fk:$PATH LAKECRYPTTAB=$work/tab11 "$gen" "$G" 2>"$log"; rc=$?
+ok=$rc
+i=0
+for d in $devs /dev/disk/by-uuid/$U1; do
+	i=$((i + 1)); v=e$i; [ "$d" = "/dev/disk/by-uuid/$U1" ] && v=u1
+	e=$(systemd-escape --path "$d").device
+	grep -qxF "BindsTo=$e" "$G/lakecrypt@$v.service" || { echo "$v ($d): not BindsTo=$e"; ok=1; } >>"$log"
+	[ "$v" = u1 ] || [ -f "$G/$e.d/50-lakecrypt.conf" ] || { echo "no $e.d"; ok=1; } >>"$log"
+done
+grep -qxF 'Wants=blockdev@dev-mapper-e1.target' "$G/lakecrypt@e1.service" || { echo "blockdev@"; ok=1; } >>"$log"
+[ ! -e "$work/escape.calls" ] || { echo "systemd-escape called: $(cat "$work/escape.calls")"; ok=1; } >>"$log"
+[ "$(ls "$G/lakecrypt.target.requires" | wc -l)" -eq 6 ] || { echo "not 6 links"; ok=1; } >>"$log"
+[ "$(readlink "$G/lakecrypt.target.requires/lakecrypt@e1.service")" = ../lakecrypt@e1.service ] || { echo "link target"; ok=1; } >>"$log"
+[ $ok -eq 0 ]
+tap $? "good lines: no systemd-escape started; device and blockdev@ units as systemd-escape --path names them; one link per volume"
+printf 'bad%s1 /dev/sda finance\n' '$' >"$work/tab12"
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tab12 "$gen" "$G" 2>"$log" && [ -f "$G/lakecrypt@$(systemd-escape 'bad$1').service" ] &&
+	[ -L "$G/lakecrypt.target.requires/lakecrypt@$(systemd-escape 'bad$1').service" ]
+tap $? "a bad line's name that is no unit name: escaped by systemd-escape, linked into lakecrypt.target"
 
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its

@@ -217,11 +217,23 @@ static int run_agent(struct lc_ctl_cmd *cmd)
 			lc_ctl_render_json(stdout, err);
 		rc = lc_ctl_exit_for_class(re.cls);
 	} else {
-		struct json_object *nf;
+		struct json_object *nf, *closed;
 
 		r = cmd->json ? lc_ctl_render_json(stdout, result) :
 				lc_ctl_render_human(stdout, cmd->render, result);
 		rc = r < 0 ? LC_CTL_EXIT_FAILED : LC_CTL_EXIT_OK;
+		/* close --if-open of a name nothing is open under */
+		if (!strcmp(cmd->op, "volume.close") && json_object_is_type(result, json_type_object) &&
+		    json_object_object_get_ex(result, "closed", &closed) &&
+		    !json_object_get_boolean(closed)) {
+			struct json_object *nm = NULL;
+			char msg[160];
+
+			json_object_object_get_ex(result, "name", &nm);
+			snprintf(msg, sizeof(msg), "no open volume is called \"%.63s\": nothing to close (--if-open)",
+				 nm && json_object_is_type(nm, json_type_string) ? json_object_get_string(nm) : "?");
+			fail(cmd->topic, msg);
+		}
 		/* rewrap --all, workspace rekey: any volume that failed */
 		if (cmd->render == LC_R_RESULTS && json_object_object_get_ex(result, "failed", &nf) &&
 		    json_object_get_int64(nf) > 0) {
