@@ -23,6 +23,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "config.h"
 #include "envelope.h"
 #include "http.h"
 #include "kms-aws.h"
@@ -958,7 +959,7 @@ static int stat_errno(const char *path)
 }
 
 #define HIDDEN_HOME_HINT \
-	"is %s hidden by the unit's ProtectHome=yes? Give the agent a file outside the home directory: a drop-in with Environment=AWS_SHARED_CREDENTIALS_FILE=/etc/lakecrypt/aws-credentials (kms-providers.md, \"AWS credentials under systemd\")"
+	"is %s hidden by the unit's ProtectHome=yes? Give the agent a file outside the home directory: a drop-in with Environment=AWS_SHARED_CREDENTIALS_FILE=" LC_SYSCONFDIR "/lakecrypt/aws-credentials (kms-providers.md, \"AWS credentials under systemd\")"
 
 static int creds_from_profile(struct lc_kms_aws *a, struct creds *c, bool required,
 			      struct lc_error *err)
