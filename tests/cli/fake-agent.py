@@ -13,6 +13,8 @@ Special arguments trigger failures:
   name "slow"                 -> answer after 3 seconds
   name "garbage"              -> answer with a line that is not JSON
   name "wrongid"              -> answer with another id
+  name "flaky-*"              -> class transient the first time a name is
+                                 asked for, success after (open/cache retry)
 
 usage: fake-agent.py SOCKET LOGFILE
 """
@@ -117,6 +119,9 @@ def result(op, args):
     return {}
 
 
+FLAKY_SEEN = set()
+
+
 def answer(conn, line, log):
     req = json.loads(line)
     log.write(json.dumps(req, sort_keys=True) + "\n")
@@ -133,6 +138,9 @@ def answer(conn, line, log):
         return True
     if special == "wrongid":
         rid += 1
+    if special.startswith("flaky-") and special not in FLAKY_SEEN:
+        FLAKY_SEEN.add(special)
+        special = "transient-" + special
     for cls, (code, fmt) in ERRORS.items():
         if special.startswith(cls + "-"):
             rep = {"id": rid, "ok": False,
