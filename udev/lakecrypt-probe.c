@@ -34,9 +34,16 @@
  * LAKECRYPT_IDENTITY=ambiguous and LAKECRYPT_CHECKSUM=unverified only, no
  * uuid, workspace or project (so no link names the disk).
  *
+ * Only a block device or a regular file is probed: the path is opened
+ * with O_NONBLOCK (a FIFO with no writer would block the open forever, and
+ * udev kills a program that hangs only after its event timeout) and
+ * checked with fstat() on that descriptor, so a FIFO, a directory, a
+ * socket or a character device is an error (exit 1), never "no header".
+ *
  * Exit status: 0 a valid header was found and printed, 2 no valid
  * lakecrypt header (nothing printed on stdout; the reason on stderr with
- * --verbose), 1 the device cannot be opened or usage error.
+ * --verbose), 1 the device cannot be opened, is neither a block device nor
+ * a regular file, or usage error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -225,6 +233,7 @@ static int probe_fd(int fd, FILE *out, FILE *diag, uint64_t *max_end, uint64_t *
 static int probe_main(int argc, char **argv, FILE *out)
 {
 	bool verbose = false;
+	struct stat st;
 	const char *path;
 	int fd, r;
 
@@ -241,9 +250,21 @@ static int probe_main(int argc, char **argv, FILE *out)
 			"Exit status: 0 found, 2 no valid lakecrypt header, 1 error.\n");
 		return argc == 2 ? 0 : 1;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO never waits for a writer.  It changes
+	 * nothing for the reads of a block device or a regular file. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		fprintf(stderr, "lakecrypt-probe: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (fstat(fd, &st) < 0) {
+		fprintf(stderr, "lakecrypt-probe: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	if (!S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "lakecrypt-probe: %s: not a block device or a regular file\n", path);
+		close(fd);
 		return 1;
 	}
 	r = probe_fd(fd, out, verbose ? stderr : NULL, NULL, NULL);

@@ -124,24 +124,46 @@ static bool name_ok(const char *s, size_t n)
 	return lc_name_check("name", b, &e) == 0;
 }
 
-/* The generator's is_path: absolute, at most 1024 bytes of
- * [A-Za-z0-9/._:+@=-], no "/../" and no "/.." at the end: nothing a unit
- * file or the shell would interpret. */
-static bool path_ok(const char *s, size_t n)
+bool lc_crypttab_path_plain(const char *s, size_t n)
+{
+	if (!n || s[0] != '/')
+		return false;
+	/* each component: between two '/', or after the last */
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1, len;
+
+		while (j < n && s[j] != '/')
+			j++;
+		len = j - i - 1;
+		if (len == 0 && j < n)
+			return false;		/* "//" (one '/' at the end is no component) */
+		if ((len == 1 && s[i + 1] == '.') || (len == 2 && s[i + 1] == '.' && s[i + 2] == '.'))
+			return false;		/* "." or ".." */
+		i = j;
+	}
+	return true;
+}
+
+/* The characters and the length of a lakecrypttab path. */
+static bool path_ok_chars(const char *s, size_t n)
 {
 	if (!n || n > LC_CRYPTTAB_PATH_MAX || s[0] != '/')
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      (c && strchr("/._:+@=-", c))))
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("/._:+@=-", s[i]))))
 			return false;
-		if (c == '/' && i + 3 <= n && s[i + 1] == '.' && s[i + 2] == '.' &&
-		    (i + 3 == n || s[i + 3] == '/'))
-			return false;
-	}
 	return true;
+}
+
+/* The generator's is_path: absolute, at most 1024 bytes of
+ * [A-Za-z0-9/._:+@=-], and plain (lc_crypttab_path_plain(): no "//",
+ * "/./", "/../", no "/." or "/.." at the end): nothing a unit file
+ * or the shell would interpret, and one spelling of each path, so that a
+ * /dev/disk/by-uuid/ path is recognised as one. */
+static bool path_ok(const char *s, size_t n)
+{
+	return path_ok_chars(s, n) && lc_crypttab_path_plain(s, n);
 }
 
 static bool has_prefix(const char *s, size_t n, const char *p, size_t *plen)
@@ -373,7 +395,8 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 		out->uuid[36] = '\0';
 	} else if (fl[1] >= 5 && !memcmp(f[1], "/dev/", 5)) {
 		if (!path_ok(f[1], fl[1])) {
-			snprintf(why, sizeof(why),
+			snprintf(why, sizeof(why), path_ok_chars(f[1], fl[1]) ?
+				 "line %u: device \"%.*s\" is not a plain path: no \"//\", \"/./\", \"/../\", and no \"/.\" or \"/..\" at the end" :
 				 "line %u: device \"%.*s\" has characters that are not allowed in a device path",
 				 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
 			goto bad;

@@ -22,7 +22,8 @@
  * (lc_name_check(): 1 to 63 of [A-Za-z0-9._-], the first a letter or
  * digit); DEVICE "UUID=" + a uuid in 8-4-4-4-12 hex form, or a path under
  * "/dev/" of at most LC_CRYPTTAB_PATH_MAX bytes of [A-Za-z0-9/._:+@=-]
- * with no "/../" and no "/.." at its end; OPTIONS "-", "none" or a comma
+ * that is plain (lc_crypttab_path_plain(): no "//", "/./", "/../", and
+ * no "/." or "/.." at its end); OPTIONS "-", "none" or a comma
  * list without empty items of cache, nofail, noauto, _netdev,
  * timeout=TIMESPAN and x-systemd.device-timeout=TIMESPAN
  * (lc_crypttab_timespan(): 0 to 86400 s), header=NAME|PATH (PATH as for
@@ -40,6 +41,7 @@
 #ifndef LC_CRYPTTAB_H
 #define LC_CRYPTTAB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lc-error.h"
@@ -47,6 +49,19 @@
 
 #define LC_CRYPTTAB_MAX_BYTES	(1u << 20)	/* a larger file is refused */
 #define LC_CRYPTTAB_PATH_MAX	1024		/* bytes of a DEVICE or header= path */
+
+/*
+ * Whether the @n bytes at @s are a plain absolute path: '/' first, and
+ * every component (between two '/', or after the last) non-empty, but
+ * for one '/' at the end, and neither "." nor "..".  So no "//", "/./",
+ * "/../", and no "/." or "/.." at the end.  The generator's is_path()
+ * refuses the same (shell patterns "*" "//" "*", "*" "/./" "*", "*" "/.",
+ * "*" "/../" "*", "*" "/.." written together).  One spelling
+ * per path (but a trailing '/', after which no device opens): the
+ * agent compares device paths with /dev/disk/by-uuid/ and with the path
+ * the kernel reports for the node opened (volume.h, lc_open_args).
+ */
+bool lc_crypttab_path_plain(const char *s, size_t n);
 
 struct lc_crypttab_entry {
 	char workspace[64];

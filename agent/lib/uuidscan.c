@@ -328,6 +328,6 @@ int lc_uuid_unique(const struct lc_blk_roots *roots, const char *uuid, const cha
 			      "volume %s is on more than one block device: %s and %s; a copy of its header on another disk can take /dev/disk/by-uuid/%s, so an open by uuid (UUID= of %s) is refused while more than one disk carries it: change %s to name the disk itself (/dev/disk/by-id/..., /dev/disk/by-path/...) instead of UUID=, or remove the copy (not opened, no key was asked for)",
 			      uuid, path, others, uuid, how, how);
 	return lc_err(err, -ENOTUNIQ, LC_ERRC_INVALID,
-		      "volume %s is on more than one block device: %s and %s; a copy of its header on another disk can take /dev/disk/by-uuid/%s, so an open by uuid (%s) is refused while more than one disk carries it: name the disk itself (/dev/disk/by-id/..., /dev/disk/by-path/...) or remove the copy (not opened, no key was asked for)",
+		      "volume %s is on more than one block device: %s and %s; a copy of its header on another disk can take /dev/disk/by-uuid/%s and any link named by what a disk holds, so an open by uuid or through a link (%s) is refused while more than one disk carries it: remove or wipe the copy, or open the disk by its own node (/dev/sdX, /dev/vdX, not a link) once you know it is the right one (not opened, no key was asked for)",
 		      uuid, path, others, uuid, how ? how : "the path");
 }

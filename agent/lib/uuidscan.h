@@ -12,7 +12,9 @@
  * admin meant: the copy's DEKs are the volume's, so the agent would map
  * the copy's (attacker's) data under the volume's name.  So an open BY
  * UUID (lakecrypttab UUID=, a /dev/disk/by-uuid/ or /dev/disk/by-lakecrypt/
- * path) is refused where more than one block device carries the uuid.
+ * path) or through any other symbolic link (by-partuuid, by-label,
+ * by-id/lvm-pv-uuid-*... are named by disk contents too) is refused where
+ * more than one block device carries the uuid.
  *
  * A device carries @uuid when:
  *  - udev's database (/run/udev/data/b<major>:<minor>) has it: the

@@ -1269,7 +1269,9 @@ static int precheck(const struct lc_header *h, const char *hpath, bool detached,
 
 /* Named by uuid (uuidscan.h): @a->uuid, or a link another disk's header
  * copy can take.  @path_uuid receives a by-uuid path's uuid (lower case)
- * or "". */
+ * or "".  The path is plain (lc_crypttab_path_plain()), so the prefixes
+ * have one spelling; any other symbolic link is found by lc_volume_open()
+ * once the device is open. */
 static bool by_uuid(const struct lc_open_args *a, char path_uuid[LC_UUID_STR_LEN])
 {
 	const char *d = a->device ? a->device : "";
@@ -1305,7 +1307,7 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 	const char *hpath;
 	char real[PATH_MAX], hreal[PATH_MAX];
 	uint64_t bytes, avail, hdr_bytes;
-	bool detached = a->header && *a->header, rw = false;
+	bool detached = a->header && *a->header, rw = false, via_link;
 	struct stat dst, hst;
 	int64_t t0 = now_ms();
 	struct lc_error dummy;
@@ -1326,6 +1328,13 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		r = lc_name_check("workspace", a->workspace, err);
 	if (r < 0)
 		return r;
+	/* One spelling per path: /dev/disk//by-uuid/U is no by-uuid path to
+	 * by_uuid(), and a path that differs from the node's only by "//" or
+	 * "/./" would pass for a symbolic link (lakecrypttab's rule too). */
+	if (!a->device || !lc_crypttab_path_plain(a->device, strlen(a->device)))
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "device \"%.200s\" is not a plain path: no \"//\", \"/./\", \"/../\", and no \"/.\" or \"/..\" at the end",
+			      a->device ? a->device : "");
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
@@ -1337,6 +1346,15 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 		r = dfd;
 		goto fail;
 	}
+	/* Through a symbolic link (the path is plain, so any difference from
+	 * the node's own path is one): by-id/lvm-pv-uuid-*, by-partuuid/,
+	 * by-label/, /dev/VG/LV... are named by what a disk holds, and any
+	 * link can be retargeted by whoever makes links, so a copy of the
+	 * header elsewhere is looked for as for a by-uuid path (uuidscan.h).
+	 * Only the node itself (/dev/vdb) is taken as the admin's choice. */
+	via_link = strcmp(a->device, real) != 0;
+	if (via_link)
+		named_by_uuid = true;
 	hpath = a->device;
 	hfd = dfd;
 	dfd = -1;
@@ -1409,7 +1427,8 @@ int lc_volume_open(const struct lc_volume_env *env, const struct lc_open_args *a
 			r = lc_uuid_unique(a->blk, u[i], shown, &dst,
 					   args->uuid && args->uuid[0] ?
 					   (args->uuid_source ? args->uuid_source : "UUID=") :
-					   "a link named by what a header says", err);
+					   path_uuid[0] || !via_link ? "a link named by what a header says" :
+					   "a symbolic link, which another disk can take", err);
 			if (r < 0) {
 				audit(env, "open", r == -ENOTUNIQ ? LC_AUDIT_REFUSED : LC_AUDIT_FAILURE,
 				      &ids, NULL, err, now_ms() - t0);

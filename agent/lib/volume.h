@@ -207,9 +207,12 @@ struct lc_open_args {
 	 * @uuid_source (e.g. "/etc/lakecrypt/lakecrypttab line 3") is named. */
 	const char *uuid;
 	const char *uuid_source;
-	/* An open BY UUID (@uuid set, or @device under /dev/disk/by-uuid/ or
-	 * /dev/disk/by-lakecrypt/; a by-uuid path's uuid is also required of
-	 * the header) of an attached header is refused with -ENOTUNIQ
+	/* @device must be plain (lc_crypttab_path_plain(): no //, /./,
+	 * /../; else -EINVAL, INVALID).  An open BY UUID (@uuid set, or
+	 * @device under /dev/disk/by-uuid/ or /dev/disk/by-lakecrypt/, or
+	 * any other path that goes through a symbolic link; a by-uuid path's
+	 * uuid is also required of the header) of an attached header is
+	 * refused with -ENOTUNIQ
 	 * (INVALID; audited as refused), before any KMS call, when another block device carries
 	 * the volume's uuid (uuidscan.h: a copy of the header could have
 	 * taken the link).  Where to look; NULL: the system's. */

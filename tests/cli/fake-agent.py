@@ -14,6 +14,8 @@ Special arguments trigger failures:
   name "garbage"              -> answer with a line that is not JSON
   name "wrongid"              -> answer with another id
   volume.close of "notopen" with if_open -> {"closed": false} (nothing open)
+  name "flaky-*"              -> class transient the first time a name is
+                                 asked for, success after (open/cache retry)
 
 usage: fake-agent.py SOCKET LOGFILE
 """
@@ -120,6 +122,9 @@ def result(op, args):
     return {}
 
 
+FLAKY_SEEN = set()
+
+
 def answer(conn, line, log):
     req = json.loads(line)
     log.write(json.dumps(req, sort_keys=True) + "\n")
@@ -136,6 +141,9 @@ def answer(conn, line, log):
         return True
     if special == "wrongid":
         rid += 1
+    if special.startswith("flaky-") and special not in FLAKY_SEEN:
+        FLAKY_SEEN.add(special)
+        special = "transient-" + special
     for cls, (code, fmt) in ERRORS.items():
         if special.startswith(cls + "-"):
             rep = {"id": rid, "ok": False,

@@ -237,8 +237,43 @@ if [ "$(wc -l <"$log")" -eq "$nreq" ]; then ok "rekey-segment usage errors send 
 # --- agent errors map to exit codes ---
 run 5 "denied by the KMS -> 5" kms describe denied-k
 has "denied message" "$err" "lakecryptctl: kms describe: the KMS denied the use of key denied-k"
-run 6 "KMS transient -> 6" open /dev/sdb transient-x --workspace ws1
+run 6 "KMS transient -> 6" kms describe transient-k
 has "transient hint" "$err" "retry later"
+# open and cache retry a transient error until --timeout runs out (review
+# 11b #5): the boot units run them once, without Restart=.
+nreq=$(wc -l <"$log")
+run 6 "open: transient until --timeout runs out -> 6" --timeout 1 open /dev/sdb transient-x --workspace ws1
+has "open: each retry is said" "$err" "lakecryptctl: open: attempt 1 failed; retrying in 0.250 s"
+has "open: giving up is said" "$err" "lakecryptctl: open: giving up after"
+if [ $(($(wc -l <"$log") - nreq)) -ge 2 ]; then ok "open: the transient error was retried"
+else nok "open: the transient error was retried" "requests: $(($(wc -l <"$log") - nreq))"; fi
+nreq=$(wc -l <"$log")
+run 0 "open: a transient KMS error, then success" open /dev/sdb flaky-open --workspace ws1
+has "open: the transient error and the retry are said" "$err" "the KMS did not answer for transient-flaky-open"
+has "open: the retry is said" "$err" "open: attempt 1 failed; retrying in"
+has "open: then the volume" "$out" "Mapped device:     /dev/mapper/db1"
+if [ $(($(wc -l <"$log") - nreq)) -eq 2 ]; then ok "open: two requests (one retry)"
+else nok "open: two requests (one retry)" "requests: $(($(wc -l <"$log") - nreq))"; fi
+run 0 "cache: a transient KMS error, then success" cache /dev/nvme0n1 flaky-cache --workspace ws1
+has "cache: the retry is said" "$err" "cache: attempt 1 failed; retrying in"
+run 0 "open --json: a transient error, then success" --json open /dev/sdb flaky-json --workspace ws1
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["name"]=="flaky-json"' "$work/out"; then
+	ok "open --json: stdout is the result alone, no error object of the retried attempt"
+else nok "open --json: stdout is the result alone" "$out"; fi
+run 6 "open --json: transient to the end: the last error object" --json --timeout 1 open /dev/sdb transient-j --workspace ws1
+if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["class"]=="transient"' "$work/out"; then
+	ok "open --json: one error object on stdout after the retries"
+else nok "open --json: one error object on stdout after the retries" "$out"; fi
+for c in "open /dev/sdb denied-x --workspace ws1:5" "open /dev/sdb invalid-x --workspace ws1:1" \
+	"open /dev/sdb refused-x --workspace ws1:4" "cache /dev/sdb denied-c --workspace ws1:5" \
+	"open /dev/sdb hangup --workspace ws1:3" "open /dev/sdb garbage --workspace ws1:1"; do
+	nreq=$(wc -l <"$log")
+	# shellcheck disable=SC2086  # the command and its arguments
+	run "${c##*:}" "${c%% *}: ${c#* * }: fails at once, not retried" ${c%:*}
+	if [ $(($(wc -l <"$log") - nreq)) -eq 1 ] && ! grep -q "retrying" <<<"$err"; then
+		ok "${c%% *} ${c#* * }: one request, no retry"
+	else nok "${c%% *} ${c#* * }: one request, no retry" "requests: $(($(wc -l <"$log") - nreq))" "$err"; fi
+done
 run 4 "refused (role) -> 4" kms disable refused-k
 has "refused hint" "$err" "your role does not allow"
 run 1 "invalid -> 1" close invalid-x
@@ -290,6 +325,50 @@ else nok "table --name takes a 127-character device-mapper name" "$(cat "$work/e
 "$ctl" --socket "$work/none.sock" status >/dev/null 2>"$work/err"; rc=$?
 if [ $rc -eq 3 ]; then ok "no agent -> 3"; else nok "no agent -> 3" "exit $rc" "$(cat "$work/err")"; fi
 has "no agent message" "$(cat "$work/err")" "is lakecrypt-agent running?"
+
+# --- open/cache started before the agent: they wait for it (review 11b #5) ---
+# The open runs first, with --timeout 0 (lakecrypttab's timeout=0: no
+# limit); once it has said its first retry (the event waited for), a fake
+# agent comes up on the socket and the open succeeds.  Once on a missing
+# socket (ENOENT: RuntimeDirectory not made yet), once on a stale one
+# nobody listens on (ECONNREFUSED: RuntimeDirectoryPreserve= kept it while
+# the agent restarts).  Bounded: 60 s for each event, then a failure.
+late_agent_open() {	# late_agent_open <tag> <stale: 0|1> <command...>
+	local tag=$1 stale=$2 lsock=$work/late-$1.sock cpid apid rc _; shift 2
+	if [ "$stale" = 1 ]; then
+		python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$lsock"
+		[ -S "$lsock" ] && ok "$tag: a stale socket nobody listens on" || nok "$tag: a stale socket nobody listens on"
+	fi
+	"$ctl" --socket "$lsock" --timeout 0 "$@" >"$work/late.out" 2>"$work/late.err" &
+	cpid=$!
+	for _ in $(seq 600); do grep -q "retrying in" "$work/late.err" && break; kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+	if grep -q "retrying in" "$work/late.err"; then ok "$tag: lakecryptctl $1 waits for the agent, saying so"
+	else nok "$tag: lakecryptctl $1 waits for the agent, saying so" "$(cat "$work/late.err")"; fi
+	python3 tests/cli/fake-agent.py "$lsock" "$work/late.log" 2>"$work/late-agent.err" &
+	apid=$!
+	for _ in $(seq 600); do kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+	if kill -0 $cpid 2>/dev/null; then
+		kill $cpid; wait $cpid 2>/dev/null
+		nok "$tag: lakecryptctl $1 finishes once the agent is up" "$(cat "$work/late.err")"
+	else
+		wait $cpid; rc=$?
+		if [ $rc -eq 0 ] && grep -q "Mapped device:" "$work/late.out"; then ok "$tag: lakecryptctl $1 succeeds once the agent is up"
+		else nok "$tag: lakecryptctl $1 succeeds once the agent is up" "exit $rc" "$(cat "$work/late.out" "$work/late.err")"; fi
+	fi
+	kill $apid 2>/dev/null; wait $apid 2>/dev/null
+}
+late_agent_open "open, socket missing" 0 open /dev/sdb db1 --workspace ws1
+has "open, socket missing: the reason is said" "$(cat "$work/late.err")" "No such file or directory; is lakecrypt-agent running?"
+late_agent_open "open, stale socket" 1 open /dev/sdb db1 --workspace ws1
+has "open, stale socket: the reason is said" "$(cat "$work/late.err")" "Connection refused; is lakecrypt-agent running?"
+late_agent_open "cache, stale socket" 1 cache /dev/nvme0n1 c1 --workspace ws1
+"$ctl" --socket "$work/none.sock" --timeout 1 open /dev/sdb db1 --workspace ws1 >/dev/null 2>"$work/err"; rc=$?
+if [ $rc -eq 3 ] && grep -q "giving up after" "$work/err"; then ok "open, no agent within --timeout -> 3, giving up said"
+else nok "open, no agent within --timeout -> 3, giving up said" "exit $rc" "$(cat "$work/err")"; fi
+: >"$work/file.sock"	# connect() to a regular file: ECONNREFUSED too
+timeout 60 "$ctl" --socket "$work/file.sock" --timeout 0 open /dev/sdb db1 --workspace ws1 >/dev/null 2>"$work/err"; rc=$?
+if [ $rc -ne 0 ] && ! grep -q "retrying" "$work/err"; then ok "open: a socket path that is no socket fails at once, even with --timeout 0 (exit $rc)"
+else nok "open: a socket path that is no socket fails at once" "exit $rc" "$(cat "$work/err")"; fi
 
 # --- local commands need no agent ---
 "$ctl" --socket "$work/none.sock" dump "$work/nothing" >"$work/out" 2>"$work/err"; rc=$?

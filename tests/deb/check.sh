@@ -91,7 +91,7 @@ cp /etc/resolv.conf "$root/etc/" 2>/dev/null
 cp "$deb" "$dkmsdeb" "$root/tmp/"
 in_root "apt-get update -q && apt-get install -y --no-install-recommends /tmp/$(basename "$deb") /tmp/$(basename "$dkmsdeb")" >"$log" 2>&1
 tap $? "apt-get install both packages (dependencies from the mirror)"
-in_root "lakecryptctl --version && /usr/lib/lakecrypt/lakecrypt-probe /dev/null; [ \$? -eq 2 ] &&
+in_root "lakecryptctl --version && : >/tmp/empty && /usr/lib/lakecrypt/lakecrypt-probe /tmp/empty; [ \$? -eq 2 ] &&
 	lakecrypt-agent --version && test -L /etc/systemd/system/multi-user.target.wants/lakecrypt-agent.service &&
 	test -f /usr/share/man/man5/lakecrypttab.5.gz" >"$log" 2>&1
 tap $? "installed: CLI, agent and probe run, agent enabled, lakecrypttab(5) installed"

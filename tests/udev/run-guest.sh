@@ -176,13 +176,21 @@ dd if=/dev/ram0 of=/dev/ram2 bs=1M 2>/dev/null
 change /dev/ram2
 settle
 lc_eq "copy on ram2: udev gives it the same ID_FS_UUID" "$U0" "$(prop /dev/ram2 ID_FS_UUID)"
-for dev in "/dev/disk/by-uuid/$U0" /dev/disk/by-lakecrypt/fin/ledger; do
+# Any other link too (review 11b #3: by-partuuid, by-label, by-id/lvm-*,
+# /dev/VG/LV are named by what a disk holds): here a plain symlink.
+ln -sf /dev/ram0 /dev/lc-ram0-link
+for dev in "/dev/disk/by-uuid/$U0" /dev/disk/by-lakecrypt/fin/ledger /dev/lc-ram0-link; do
 	ctl open "$dev" squat --workspace fin >/tmp/squat.out 2>&1
 	lc_eq "open through $dev with a copy on ram2: refused (exit)" 1 "$?"
 	grep -q "volume $U0 is on more than one block device" /tmp/squat.out && grep -q "/dev/ram2" /tmp/squat.out &&
-		grep -q "/dev/disk/by-id/" /tmp/squat.out
+		grep -q "open the disk by its own node" /tmp/squat.out
 	lc_result $? "open through $dev: the message names the devices and what to do" || lc_diag_file /tmp/squat.out
 done
+rm -f /dev/lc-ram0-link
+ctl open "/dev/disk//by-uuid/$U0" squat --workspace fin >/tmp/squat.out 2>&1
+lc_eq "open through /dev/disk//by-uuid/$U0: refused (exit)" 1 "$?"
+grep -q "is not a plain path" /tmp/squat.out
+lc_result $? "open through /dev/disk//by-uuid/: the message says why" || lc_diag_file /tmp/squat.out
 lc_eq "refused opens mapped nothing" "" "$(ls /dev/mapper/squat 2>/dev/null)"
 grep '"op": *"open"' /tmp/lc-audit.log | grep -q '"outcome": *"refused"'
 lc_result $? "audit log: the refused open" || lc_diag_file /tmp/lc-audit.log

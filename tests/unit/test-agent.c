@@ -4222,6 +4222,10 @@ static void test_tab_agrees_with_generator(void **state)
 		"ledger UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 header=h1\nwal /dev/disk/by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 cache\nledgerX /dev/disk/by-lakecrypt/ws1/x ws1 header=/etc/h\n",
 		"ledger /dev/disk/by-lakecrypt/ws1/l ws1 cache\nwal UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 nofail,cache\nledgerX /dev/disk/by-id/wwn-0x5 ws1 header=h1\n",
 		"ledger /dev/disk/by-lakecrypt/ws1/l ws1\nwal /dev/disk/by-uuidx/y ws1 cache\nledgerX /dev/disk/by-id/wwn-0x5 ws1 cache\n",
+		/* plain paths only (issue 11 review: "//", "/./", "/." spell
+		 * a by-uuid link so that no check recognises it) */
+		"ledger /dev/disk//by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\nwal /dev/./sdb ws1\nledgerX /dev/sdc/. ws1\n",
+		"ledger /dev//disk/by-lakecrypt/ws1/p ws1\nwal /dev/sdb ws1 header=/var/lib//h1\nledgerX /dev/sdc ws1 header=/var/lib/./h1\n",
 	};
 	static const char *const names[] = { "ledger", "wal", "ledgerX", "control" };
 	size_t made = 0, refused = 0;

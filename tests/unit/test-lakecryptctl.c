@@ -20,6 +20,7 @@
 #include "../../tools/lakecryptctl/ctl-args.c"
 #include "../../tools/lakecryptctl/ctl-output.c"
 #include "../../tools/lakecryptctl/ctl-local.c"
+#include "../../tools/lakecryptctl/ctl-retry.c"
 
 /* ---- helpers ---- */
 
@@ -1080,6 +1081,98 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* ---- open / cache retry (ctl-retry.c) ---- */
+
+struct fake_attempts {
+	int fail_first;		/* attempts that fail with @rc */
+	int rc;			/* exit code of a failing attempt */
+	bool again;		/* whether its failure may be retried */
+	int calls;
+	int timeouts[16];	/* cmd->timeout_ms each attempt saw */
+};
+
+static int fake_attempt(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx)
+{
+	struct fake_attempts *f = ctx;
+
+	if (f->calls < 16)
+		f->timeouts[f->calls] = cmd->timeout_ms;
+	if (f->calls++ < f->fail_first) {
+		st->again = f->again;
+		return f->rc;
+	}
+	return LC_CTL_EXIT_OK;
+}
+
+static void test_retry(void **state)
+{
+	struct lc_ctl_cmd cmd = { .timeout_ms = -1, .topic = "open" };
+	struct lc_ctl_retry st = { 0 };
+	struct fake_attempts f = { .fail_first = 2, .rc = LC_CTL_EXIT_UNAVAILABLE, .again = true };
+	char *text = NULL;
+	size_t len = 0;
+	FILE *diag = open_memstream(&text, &len);
+
+	(void)state;
+	assert_non_null(diag);
+	/* which ops, which failures */
+	assert_true(lc_ctl_op_retries("volume.open"));
+	assert_true(lc_ctl_op_retries("cache.open"));
+	assert_false(lc_ctl_op_retries("volume.close"));
+	assert_false(lc_ctl_op_retries("status"));
+	assert_false(lc_ctl_op_retries(NULL));
+	assert_true(lc_ctl_class_retryable("transient"));
+	assert_false(lc_ctl_class_retryable("denied"));
+	assert_false(lc_ctl_class_retryable("refused"));
+	assert_false(lc_ctl_class_retryable("invalid"));
+	assert_false(lc_ctl_class_retryable("misconfig"));
+	assert_true(lc_ctl_connect_retryable(-ENOENT, "/nonexistent/agent.sock"));
+	assert_false(lc_ctl_connect_retryable(-EACCES, "/nonexistent/agent.sock"));
+	assert_false(lc_ctl_connect_retryable(-ECONNREFUSED, "/dev/null"));	/* no socket */
+	/* backoff: 250 ms doubling, at most 5 s, no overflow */
+	assert_int_equal(lc_ctl_backoff_ms(1), 250);
+	assert_int_equal(lc_ctl_backoff_ms(2), 500);
+	assert_int_equal(lc_ctl_backoff_ms(5), 4000);
+	assert_int_equal(lc_ctl_backoff_ms(6), 5000);
+	assert_int_equal(lc_ctl_backoff_ms(4000000000u), 5000);
+
+	/* no time limit: retried until it succeeds, each retry said */
+	assert_int_equal(lc_ctl_retry(&cmd, fake_attempt, &f, &st, diag), LC_CTL_EXIT_OK);
+	assert_int_equal(f.calls, 3);
+	assert_int_equal(st.attempts, 3);
+	assert_int_equal(f.timeouts[2], -1);
+	assert_int_equal(cmd.timeout_ms, -1);
+	fflush(diag);
+	assert_non_null(strstr(text, "lakecryptctl: open: attempt 1 failed; retrying in 0.250 s"));
+	assert_non_null(strstr(text, "lakecryptctl: open: attempt 2 failed; retrying in 0.500 s"));
+
+	/* a failure not to retry: one attempt, its exit code */
+	f = (struct fake_attempts){ .fail_first = 5, .rc = LC_CTL_EXIT_DENIED, .again = false };
+	assert_int_equal(lc_ctl_retry(&cmd, fake_attempt, &f, &st, diag), LC_CTL_EXIT_DENIED);
+	assert_int_equal(f.calls, 1);
+
+	/* a time limit: each attempt gets what is left (less after a
+	 * 250 ms wait), cmd->timeout_ms is restored */
+	cmd.timeout_ms = 600000;
+	f = (struct fake_attempts){ .fail_first = 1, .rc = LC_CTL_EXIT_UNREACHABLE, .again = true };
+	assert_int_equal(lc_ctl_retry(&cmd, fake_attempt, &f, &st, diag), LC_CTL_EXIT_OK);
+	assert_int_equal(f.calls, 2);
+	assert_true(f.timeouts[0] <= 600000 && f.timeouts[0] > 600000 - 250);
+	assert_true(f.timeouts[1] <= 600000 - 250 && f.timeouts[1] > 0);
+	assert_int_equal(cmd.timeout_ms, 600000);
+	/* less time left than the next delay: give up at once with the last
+	 * attempt's code rather than sleep past the limit */
+	cmd.timeout_ms = 100;
+	f = (struct fake_attempts){ .fail_first = 100, .rc = LC_CTL_EXIT_UNREACHABLE, .again = true };
+	assert_int_equal(lc_ctl_retry(&cmd, fake_attempt, &f, &st, diag), LC_CTL_EXIT_UNREACHABLE);
+	assert_int_equal(f.calls, 1);
+	assert_true(f.timeouts[0] <= 100 && f.timeouts[0] > 0);
+	assert_int_equal(cmd.timeout_ms, 100);
+	fclose(diag);
+	assert_non_null(strstr(text, "giving up after"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1101,6 +1194,7 @@ int main(void)
 		cmocka_unit_test(test_sanitize),
 		cmocka_unit_test(test_table_line),
 		cmocka_unit_test(test_local_commands),
+		cmocka_unit_test(test_retry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);

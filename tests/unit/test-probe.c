@@ -486,6 +486,39 @@ static void test_cli(void **state)
 	fclose(devnull);
 }
 
+/*
+ * Only a block device or a regular file is probed; anything else is an
+ * error (1), not "no header" (2).  A FIFO with no writer used to block the
+ * probe's open() forever and a directory or /dev/null exited 2.  alarm()
+ * bounds a regression (the program dies instead of hanging CI); it is no
+ * timed assertion: the FIFO case returns at once or never.
+ */
+static void test_not_a_disk(void **state)
+{
+	char fifo[128], *argv[] = { "lakecrypt-probe", NULL, NULL };
+	char *argv_v[] = { "lakecrypt-probe", "--verbose", NULL, NULL };
+	FILE *out = tmpfile();
+
+	(void)state;
+	assert_non_null(out);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(60);
+	argv[1] = fifo;
+	assert_int_equal(probe_main(2, argv, out), 1);
+	argv[1] = dir;
+	assert_int_equal(probe_main(2, argv, out), 1);
+	argv_v[2] = "/dev/null";
+	assert_int_equal(probe_main(3, argv_v, out), 1);
+	argv_v[2] = "/dev/zero";
+	assert_int_equal(probe_main(3, argv_v, out), 1);
+	alarm(0);
+	/* nothing on stdout for any of them */
+	assert_int_equal(ftell(out), 0);
+	fclose(out);
+	unlink(fifo);
+}
+
 static ssize_t f_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	ssize_t n = pread(*(int *)ctx, buf, len, (off_t)off);
@@ -590,6 +623,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_strings),
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_not_a_disk),
 		cmocka_unit_test(test_divergent_unverified),
 	};
 

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "crypttab.h"
 #include "fileio.h"
 #include "header.h"
 #include "kms-local.h"
@@ -1791,7 +1792,7 @@ static void test_open_by_uuid_refuses_copies(void **state)
 	assert_non_null(strstr(err.msg, "change /etc/lakecrypt/lakecrypttab line 2 to name the disk itself"));
 	assert_non_null(strstr(err.msg, vdb));
 	assert_non_null(strstr(err.msg, "more than one block device"));
-	assert_non_null(strstr(err.msg, "/dev/disk/by-id/"));
+	assert_non_null(strstr(err.msg, "open the disk by its own node"));
 	assert_null(strstr(err.msg, "vdc"));
 	/* Whichever of the two the link points to. */
 	assert_int_equal(open_by_uuid(e, &roots, vdb, u, &err), -ENOTUNIQ);
@@ -1844,10 +1845,92 @@ static void test_open_by_uuid_refuses_copies(void **state)
 	 * admin chose this device. */
 	assert_int_equal(open_by_uuid(e, &roots, vda, NULL, &err), 0);
 
+	/* Through any symbolic link (review 11b #3: by-partuuid, by-label,
+	 * by-id/lvm-pv-uuid-*, /dev/VG/LV are named by disk contents; the
+	 * agent used to scan for two literal prefixes only): scanned. */
+	{
+		char lnk[256], odd[300];
+
+		snprintf(lnk, sizeof(lnk), "%s/by-partuuid-x", root);
+		assert_int_equal(symlink(vda, lnk), 0);
+		assert_int_equal(open_by_uuid(e, &roots, lnk, NULL, &err), -ENOTUNIQ);
+		assert_non_null(strstr(err.msg, "a symbolic link, which another disk can take"));
+		assert_non_null(strstr(err.msg, "/loop3"));
+		/* Not plain (//, /./, /../, /. at the end): refused before
+		 * anything is opened, whatever it names. */
+		snprintf(odd, sizeof(odd), "%s//vda", dev);
+		assert_int_equal(open_by_uuid(e, &roots, odd, NULL, &err), -EINVAL);
+		assert_non_null(strstr(err.msg, "is not a plain path"));
+		snprintf(odd, sizeof(odd), "%s/./vda", dev);
+		assert_int_equal(open_by_uuid(e, &roots, odd, NULL, &err), -EINVAL);
+		snprintf(odd, sizeof(odd), "%s/../dev/vda", dev);
+		assert_int_equal(open_by_uuid(e, &roots, odd, NULL, &err), -EINVAL);
+		snprintf(odd, sizeof(odd), "%s/.", lnk);
+		assert_int_equal(open_by_uuid(e, &roots, odd, NULL, &err), -EINVAL);
+		/* the copy gone: the link opens */
+		put(root, "sys/loop3/size", "0\n");
+		assert_int_equal(open_by_uuid(e, &roots, lnk, NULL, &err), 0);
+		put(root, "sys/loop3/size", "32768\n");
+		unlink(lnk);
+	}
+
 	/* sysfs that cannot be listed: refused, never guessed. */
 	roots.sys_block = "/nonexistent/sys/class/block";
 	assert_int_equal(open_by_uuid(e, &roots, vda, u, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "cannot list block devices"));
+}
+
+/*
+ * lakecrypttab device paths are plain (review 11b #3): /dev/disk//by-uuid/U
+ * used to pass the grammar and then open without the uuid binding or the
+ * scan for copies.  The same rule as lc_crypttab_path_plain() on its own.
+ */
+static void test_crypttab_plain_paths(void **state)
+{
+	static const struct { const char *dev; bool ok; } c[] = {
+		{ "/dev/disk/by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f", true },
+		{ "/dev/disk//by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f", false },
+		{ "/dev//disk/by-lakecrypt/ws/p", false },
+		{ "/dev/disk/by-uuid/./3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f", false },
+		{ "/dev/disk/by-id/../by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f", false },
+		{ "/dev/sdb/", true },	/* opens nothing: ENOTDIR */
+		{ "/dev/sdb//", false },
+		{ "/dev/sdb/..", false },
+		{ "/dev/sdb/.", false },
+		{ "/dev/./sdb", false },
+		{ "/dev/.sdb", true },
+		{ "/dev/sdb..", true },
+		{ "/dev/disk/by-id/wwn-0x5000c500a1b2c3d5", true },
+	};
+	struct env *e = *state;
+	char tab[PATH_MAX];
+
+	snprintf(tab, sizeof(tab), "%s/lakecrypttab-plain", e->dir);
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		struct lc_crypttab_entry ent;
+		struct lc_error err = { 0 };
+		FILE *f = fopen(tab, "w");
+		int r;
+
+		assert_non_null(f);
+		fprintf(f, "ledger %s ws1\n", c[i].dev);
+		fclose(f);
+		r = lc_crypttab_find(tab, "ledger", &ent, &err);
+		if (c[i].ok) {
+			assert_int_equal(r, 1);
+		} else {
+			assert_int_equal(r, -EINVAL);
+			if (!strstr(err.msg, "is not a plain path: no \"//\", \"/./\", \"/../\", and no \"/.\" or \"/..\" at the end"))
+				fail_msg("%s: %s", c[i].dev, err.msg);
+		}
+		assert_int_equal(lc_crypttab_path_plain(c[i].dev, strlen(c[i].dev)), c[i].ok);
+	}
+	assert_true(lc_crypttab_path_plain("/", 1));
+	assert_false(lc_crypttab_path_plain("//", 2));
+	assert_false(lc_crypttab_path_plain("", 0));
+	assert_false(lc_crypttab_path_plain("dev/sdb", 7));
+	assert_false(lc_crypttab_path_plain("/..", 3));
+	unlink(tab);
 }
 
 /* A generator that keeps failing fails format (no uuid) after bounded
@@ -2102,6 +2185,7 @@ int main(void)
 		T(test_forged_seqno),
 		T(test_seqstore_write_fails),
 		T(test_open_by_uuid_refuses_copies),
+		T(test_crypttab_plain_paths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

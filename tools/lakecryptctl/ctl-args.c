@@ -178,7 +178,10 @@ static const struct cmd_spec cmds[] = {
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
 	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE",
 	      "detached header: a name in the agent's header directory (admins: an absolute path)" } },
-	  "open a project volume as /dev/mapper/NAME (one KMS call)", NULL },
+	  "open a project volume as /dev/mapper/NAME (one KMS call)",
+	  "While the agent cannot be reached (not started yet, restarting) or answers\n"
+	  "that the KMS is unavailable, it tries again (0.25 s, doubling to 5 s) until\n"
+	  "--timeout runs out (0: forever), saying each retry on stderr.\n" },
 	{ NULL, "cache", "cache.open", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },
@@ -189,7 +192,8 @@ static const struct cmd_spec cmds[] = {
 	  "open DEVICE as an ephemeral cache volume /dev/mapper/NAME",
 	  "The key exists only in memory: nothing is written to DEVICE's header, and\n"
 	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
-	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n" },
+	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n"
+	  "Retried as open is, until --timeout runs out.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
 	  { { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, false, "workspace", 0, 0, "W",

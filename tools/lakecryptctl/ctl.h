@@ -157,4 +157,41 @@ int lc_ctl_table_line(const struct lc_header *h, const char *device, uint64_t de
 /* Run dump or table (cmd->action) for cmd->path, printing to @out. */
 int lc_ctl_local(const struct lc_ctl_cmd *cmd, FILE *out, struct lc_error *err);
 
+/* ---- open / cache: retry until --timeout (ctl-retry.c) ---- */
+
+#define LC_CTL_RETRY_FIRST_MS	250	/* first delay between attempts */
+#define LC_CTL_RETRY_MAX_MS	5000	/* the delay doubles up to this */
+
+/* State of a retried command, shared with each attempt. */
+struct lc_ctl_retry {
+	bool again;			/* set by an attempt: its failure may be retried */
+	unsigned int attempts;		/* set by lc_ctl_retry(): attempts made */
+	struct json_object *err;	/* --json: the last attempt's error object (owned) */
+};
+
+/* One attempt: an exit code; sets @st->again when the failure is worth
+ * another attempt (lc_ctl_connect_retryable(), lc_ctl_class_retryable()). */
+typedef int (*lc_ctl_attempt_fn)(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx);
+
+/* Whether agent op @op is retried: volume.open and cache.open only. */
+bool lc_ctl_op_retries(const char *op);
+/* Whether a failure to connect to @path (negative errno) is retried: the
+ * socket is missing (-ENOENT) or nobody listens on it (-ECONNREFUSED and
+ * @path is a socket; not a regular file, which also gives ECONNREFUSED). */
+bool lc_ctl_connect_retryable(int code, const char *path);
+/* Whether an agent error of class @cls is retried: "transient" only. */
+bool lc_ctl_class_retryable(const char *cls);
+/* Delay in ms before attempt @attempt + 1 (@attempt from 1):
+ * LC_CTL_RETRY_FIRST_MS doubling, at most LC_CTL_RETRY_MAX_MS. */
+int lc_ctl_backoff_ms(unsigned int attempt);
+/*
+ * Run @attempt until it succeeds, fails with st->again false, or
+ * cmd->timeout_ms (< 0: no limit) would run out before the next attempt.
+ * Each attempt gets the time left as cmd->timeout_ms (restored on
+ * return).  Each retry and the final giving up are said on @diag.
+ * Returns the last attempt's exit code.
+ */
+int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
+		 struct lc_ctl_retry *st, FILE *diag);
+
 #endif /* LC_CTL_H */

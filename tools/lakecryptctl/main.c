@@ -157,7 +157,10 @@ static int run_audit(struct lc_ctl_cmd *cmd)
 	return rc;
 }
 
-static int run_agent(struct lc_ctl_cmd *cmd)
+/* One request to the agent.  @st is NULL, or (open, cache: see
+ * ctl-retry.c) where to say that the failure may be retried and to keep
+ * the --json error object instead of printing it. */
+static int run_agent(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx)
 {
 	struct lc_proto_conn conn;
 	struct lc_error e = { 0 };
@@ -166,13 +169,16 @@ static int run_agent(struct lc_ctl_cmd *cmd)
 	const int64_t id = 1;
 	int r, rc;
 
+	(void)ctx;
 	r = lc_proto_connect(cmd->socket, cmd->timeout_ms, &conn, &e);
 	if (r < 0) {
 		fail(NULL, e.msg);
+		if (st)
+			st->again = lc_ctl_connect_retryable(r, cmd->socket);
 		return lc_ctl_exit_for_connect(r);
 	}
-	req = lc_proto_request_new(cmd->op, cmd->args, id);
-	cmd->args = NULL;	/* owned by req now */
+	/* cmd->args stays with cmd (lc_ctl_cmd_free()) for another attempt */
+	req = lc_proto_request_new(cmd->op, json_object_get(cmd->args), id);
 	if (!req) {
 		lc_proto_conn_close(&conn);
 		fail(NULL, "out of memory");
@@ -213,8 +219,17 @@ static int run_agent(struct lc_ctl_cmd *cmd)
 
 		snprintf(msg, sizeof(msg), "%s%s", re.msg, class_hint(re.cls));
 		fail(cmd->topic, msg);
-		if (cmd->json && json_object_object_get_ex(reply, "error", &err))
-			lc_ctl_render_json(stdout, err);
+		if (st) {
+			st->again = lc_ctl_class_retryable(re.cls);
+			json_object_put(st->err);
+			st->err = NULL;
+		}
+		if (cmd->json && json_object_object_get_ex(reply, "error", &err)) {
+			if (st)
+				st->err = json_object_get(err);
+			else
+				lc_ctl_render_json(stdout, err);
+		}
 		rc = lc_ctl_exit_for_class(re.cls);
 	} else {
 		struct json_object *nf, *closed;
@@ -242,6 +257,18 @@ static int run_agent(struct lc_ctl_cmd *cmd)
 		}
 	}
 	json_object_put(reply);
+	return rc;
+}
+
+/* open, cache: run_agent() until it succeeds or --timeout runs out. */
+static int run_retried(struct lc_ctl_cmd *cmd)
+{
+	struct lc_ctl_retry st = { 0 };
+	int rc = lc_ctl_retry(cmd, run_agent, NULL, &st, stderr);
+
+	if (st.err && rc != LC_CTL_EXIT_OK)
+		lc_ctl_render_json(stdout, st.err);
+	json_object_put(st.err);
 	return rc;
 }
 
@@ -277,7 +304,8 @@ int main(int argc, char *argv[])
 		if (cmd.confirm)
 			rc = confirm(&cmd);
 		if (rc == LC_CTL_EXIT_OK)
-			rc = cmd.op && !strcmp(cmd.op, "audit.tail") ? run_audit(&cmd) : run_agent(&cmd);
+			rc = cmd.op && !strcmp(cmd.op, "audit.tail") ? run_audit(&cmd) :
+			     lc_ctl_op_retries(cmd.op) ? run_retried(&cmd) : run_agent(&cmd, NULL, NULL);
 		break;
 	}
 	lc_ctl_cmd_free(&cmd);

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lakecryptctl open / cache: retry until --timeout runs out.
+ *
+ * The units lakecrypttab(5) makes run `lakecryptctl --timeout T open ...`
+ * (or cache) once, as a oneshot without Restart=.  At boot the agent may
+ * not listen yet or be restarting (its socket missing: ENOENT, or left
+ * behind by RuntimeDirectoryPreserve=: ECONNREFUSED), and the KMS may be
+ * unreachable for a while (the agent answers class "transient" at its own
+ * KMS deadline).  Failing at once on those would leave the volume closed
+ * for the whole boot, even with timeout=0 ("no limit").  So these two
+ * commands try again, with exponential backoff (LC_CTL_RETRY_FIRST_MS
+ * doubling up to LC_CTL_RETRY_MAX_MS), for as long as --timeout allows
+ * (0: forever), and say every retry on stderr.  Every other error fails
+ * at once: a denial, a refusal, an invalid request, a permission error on
+ * the socket, a malformed reply, an agent that hangs up mid-request.
+ *
+ * An open is idempotent in the agent (Documentation/lakecrypttab.md: the
+ * volume already open under NAME with the same workspace and device
+ * succeeds as already_open), and neither failure retried here opened
+ * anything, so a retry cannot open a volume twice.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ctl.h"
+
+bool lc_ctl_op_retries(const char *op)
+{
+	return op && (!strcmp(op, "volume.open") || !strcmp(op, "cache.open"));
+}
+
+bool lc_ctl_connect_retryable(int code, const char *path)
+{
+	struct stat st;
+
+	if (code == -ENOENT)
+		return true;
+	/* connect() to a file that is no socket also says ECONNREFUSED: a
+	 * wrong --socket, which waiting will not mend. */
+	return code == -ECONNREFUSED && path && stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+bool lc_ctl_class_retryable(const char *cls)
+{
+	return cls && !strcmp(cls, "transient");
+}
+
+int lc_ctl_backoff_ms(unsigned int attempt)
+{
+	int ms = LC_CTL_RETRY_FIRST_MS;
+
+	for (unsigned int i = 1; i < attempt && ms < LC_CTL_RETRY_MAX_MS; i++)
+		ms *= 2;
+	return ms < LC_CTL_RETRY_MAX_MS ? ms : LC_CTL_RETRY_MAX_MS;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
+		 struct lc_ctl_retry *st, FILE *diag)
+{
+	const int total_ms = cmd->timeout_ms;	/* < 0: no limit */
+	const int64_t deadline = total_ms < 0 ? 0 : now_ms() + total_ms;
+	int rc;
+
+	unsigned int n;
+
+	for (n = 1;; n++) {
+		int64_t left = total_ms < 0 ? -1 : deadline - now_ms();
+		int delay;
+
+		/* Each attempt may wait for the agent only for what is left. */
+		if (total_ms >= 0)
+			cmd->timeout_ms = left > 1 ? (int)left : 1;
+		st->again = false;
+		rc = attempt(cmd, st, ctx);
+		if (rc == LC_CTL_EXIT_OK || !st->again)
+			break;
+		delay = lc_ctl_backoff_ms(n);
+		left = total_ms < 0 ? -1 : deadline - now_ms();
+		if (total_ms >= 0 && left <= delay) {
+			fprintf(diag, "%s: %s: giving up after %u attempt%s: --timeout %d.%03d s runs out\n",
+				LC_CTL_PROG, cmd->topic, n, n == 1 ? "" : "s", total_ms / 1000,
+				total_ms % 1000);
+			break;
+		}
+		fprintf(diag, "%s: %s: attempt %u failed; retrying in %d.%03d s (%s)\n",
+			LC_CTL_PROG, cmd->topic, n, delay / 1000, delay % 1000,
+			total_ms < 0 ? "no time limit: --timeout 0" : "until --timeout runs out");
+		fflush(diag);
+		sleep_ms(delay);
+	}
+	st->attempts = n;
+	cmd->timeout_ms = total_ms;
+	return rc;
+}
