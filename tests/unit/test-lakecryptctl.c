@@ -1173,6 +1173,75 @@ static void test_retry(void **state)
 	free(text);
 }
 
+/* A fake clock for lc_ctl_retry(): attempts take no time, sleeps move it. */
+static int64_t fake_ms;
+static int64_t fake_now(void)
+{
+	return fake_ms;
+}
+
+static void fake_sleep(int ms)
+{
+	fake_ms += ms;
+}
+
+struct timed_attempts {
+	int calls;
+	int64_t at[32];		/* fake time of each attempt */
+	int64_t up_at;		/* the agent answers from then on (0: never) */
+};
+
+static int timed_attempt(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx)
+{
+	struct timed_attempts *t = ctx;
+
+	(void)cmd;
+	if (t->calls < 32)
+		t->at[t->calls] = fake_ms;
+	t->calls++;
+	if (t->up_at && fake_ms >= t->up_at)
+		return LC_CTL_EXIT_OK;
+	st->again = true;
+	return LC_CTL_EXIT_UNREACHABLE;
+}
+
+/*
+ * Retries go on to the end of --timeout (final issue-11 review): with the
+ * backoff at 5 s the next delay may pass the end; the last attempt then
+ * comes LC_CTL_RETRY_LAST_MS before it, and an agent up just before the
+ * end is found.
+ */
+static void test_retry_to_the_end(void **state)
+{
+	struct lc_ctl_clock real = lc_ctl_retry_clock;
+	struct lc_ctl_cmd cmd = { .timeout_ms = 10000, .topic = "open" };
+	struct lc_ctl_retry st = { 0 };
+	struct timed_attempts t = { 0 };
+	char *text = NULL;
+	size_t len = 0;
+	FILE *diag = open_memstream(&text, &len);
+
+	(void)state;
+	assert_non_null(diag);
+	lc_ctl_retry_clock = (struct lc_ctl_clock){ fake_now, fake_sleep };
+	fake_ms = 1000000;
+	assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, diag), LC_CTL_EXIT_UNREACHABLE);
+	/* 0, .25, .75, 1.75, 3.75, 7.75, then 9.9 s: not 7.75 and out */
+	assert_int_equal(t.calls, 7);
+	assert_int_equal(t.at[5] - 1000000, 7750);
+	assert_int_equal(t.at[6] - 1000000, 10000 - LC_CTL_RETRY_LAST_MS);
+	assert_true(fake_ms - 1000000 <= 10000);
+	/* the agent comes up at 9.5 s: found */
+	t = (struct timed_attempts){ .up_at = 1000000 + 9500 };
+	fake_ms = 1000000;
+	assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, diag), LC_CTL_EXIT_OK);
+	assert_int_equal(t.calls, 7);
+	lc_ctl_retry_clock = real;
+	fclose(diag);
+	assert_non_null(strstr(text, "giving up after 7 attempts"));
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1195,6 +1264,7 @@ int main(void)
 		cmocka_unit_test(test_table_line),
 		cmocka_unit_test(test_local_commands),
 		cmocka_unit_test(test_retry),
+		cmocka_unit_test(test_retry_to_the_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);

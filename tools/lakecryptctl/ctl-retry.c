@@ -57,7 +57,7 @@ int lc_ctl_backoff_ms(unsigned int attempt)
 	return ms < LC_CTL_RETRY_MAX_MS ? ms : LC_CTL_RETRY_MAX_MS;
 }
 
-static int64_t now_ms(void)
+static int64_t real_now_ms(void)
 {
 	struct timespec ts;
 
@@ -65,7 +65,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+static void real_sleep_ms(int ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
 
@@ -73,17 +73,20 @@ static void sleep_ms(int ms)
 		;
 }
 
+struct lc_ctl_clock lc_ctl_retry_clock = { real_now_ms, real_sleep_ms };
+
 int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 		 struct lc_ctl_retry *st, FILE *diag)
 {
+	const struct lc_ctl_clock *clk = &lc_ctl_retry_clock;
 	const int total_ms = cmd->timeout_ms;	/* < 0: no limit */
-	const int64_t deadline = total_ms < 0 ? 0 : now_ms() + total_ms;
+	const int64_t deadline = total_ms < 0 ? 0 : clk->now_ms() + total_ms;
 	int rc;
 
 	unsigned int n;
 
 	for (n = 1;; n++) {
-		int64_t left = total_ms < 0 ? -1 : deadline - now_ms();
+		int64_t left = total_ms < 0 ? -1 : deadline - clk->now_ms();
 		int delay;
 
 		/* Each attempt may wait for the agent only for what is left. */
@@ -94,8 +97,13 @@ int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 		if (rc == LC_CTL_EXIT_OK || !st->again)
 			break;
 		delay = lc_ctl_backoff_ms(n);
-		left = total_ms < 0 ? -1 : deadline - now_ms();
-		if (total_ms >= 0 && left <= delay) {
+		left = total_ms < 0 ? -1 : deadline - clk->now_ms();
+		/* The last attempt comes LC_CTL_RETRY_LAST_MS before the end,
+		 * whatever the backoff says: an agent that comes up late in
+		 * the window is still found. */
+		if (total_ms >= 0 && left > LC_CTL_RETRY_LAST_MS && delay > left - LC_CTL_RETRY_LAST_MS)
+			delay = (int)(left - LC_CTL_RETRY_LAST_MS);
+		if (total_ms >= 0 && left <= LC_CTL_RETRY_LAST_MS) {
 			fprintf(diag, "%s: %s: giving up after %u attempt%s: --timeout %d.%03d s runs out\n",
 				LC_CTL_PROG, cmd->topic, n, n == 1 ? "" : "s", total_ms / 1000,
 				total_ms % 1000);
@@ -105,7 +113,7 @@ int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 			LC_CTL_PROG, cmd->topic, n, delay / 1000, delay % 1000,
 			total_ms < 0 ? "no time limit: --timeout 0" : "until --timeout runs out");
 		fflush(diag);
-		sleep_ms(delay);
+		clk->sleep_ms(delay);
 	}
 	st->attempts = n;
 	cmd->timeout_ms = total_ms;

@@ -161,6 +161,7 @@ int lc_ctl_local(const struct lc_ctl_cmd *cmd, FILE *out, struct lc_error *err);
 
 #define LC_CTL_RETRY_FIRST_MS	250	/* first delay between attempts */
 #define LC_CTL_RETRY_MAX_MS	5000	/* the delay doubles up to this */
+#define LC_CTL_RETRY_LAST_MS	100	/* the last attempt at most this before --timeout ends */
 
 /* State of a retried command, shared with each attempt. */
 struct lc_ctl_retry {
@@ -184,11 +185,20 @@ bool lc_ctl_class_retryable(const char *cls);
 /* Delay in ms before attempt @attempt + 1 (@attempt from 1):
  * LC_CTL_RETRY_FIRST_MS doubling, at most LC_CTL_RETRY_MAX_MS. */
 int lc_ctl_backoff_ms(unsigned int attempt);
+/* The clock of lc_ctl_retry() (monotonic ms, a sleep): the real one;
+ * tests put a fake one in. */
+struct lc_ctl_clock {
+	int64_t (*now_ms)(void);
+	void (*sleep_ms)(int ms);
+};
+extern struct lc_ctl_clock lc_ctl_retry_clock;
 /*
  * Run @attempt until it succeeds, fails with st->again false, or
- * cmd->timeout_ms (< 0: no limit) would run out before the next attempt.
- * Each attempt gets the time left as cmd->timeout_ms (restored on
- * return).  Each retry and the final giving up are said on @diag.
+ * cmd->timeout_ms (< 0: no limit) runs out: the delay before the next
+ * attempt is the backoff, cut so that the last attempt starts
+ * LC_CTL_RETRY_LAST_MS before the end; with no more than that left, it
+ * gives up.  Each attempt gets the time left as cmd->timeout_ms (restored
+ * on return).  Each retry and the final giving up are said on @diag.
  * Returns the last attempt's exit code.
  */
 int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
