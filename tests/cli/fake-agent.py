@@ -134,6 +134,9 @@ def answer(conn, line, log):
     special = str(args.get("key_id", args.get("name", args.get("cmk", ""))))
     if special == "hangup":
         return False
+    if special.startswith("hangup-") and special not in FLAKY_SEEN:
+        FLAKY_SEEN.add(special)	# hangs up the first time, answers after
+        return False
     if special == "slow":
         time.sleep(3)
     if special == "garbage":

@@ -179,9 +179,10 @@ static const struct cmd_spec cmds[] = {
 	    { "--header", O_STR, false, "header", 0, 0, "NAME|FILE",
 	      "detached header: a name in the agent's header directory (admins: an absolute path)" } },
 	  "open a project volume as /dev/mapper/NAME (one KMS call)",
-	  "While the agent cannot be reached (not started yet, restarting) or answers\n"
-	  "that the KMS is unavailable, it tries again (0.25 s, doubling to 5 s) until\n"
-	  "--timeout runs out (0: forever), saying each retry on stderr.\n" },
+	  "While the agent cannot be reached (not started yet, restarting), hangs up\n"
+	  "mid-request or answers that the KMS is unavailable, it tries again (0.25 s,\n"
+	  "doubling to 5 s) until --timeout runs out (0: forever), saying each retry\n"
+	  "on stderr.\n" },
 	{ NULL, "cache", "cache.open", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the cache belongs to" },

@@ -11,14 +11,16 @@
  * for the whole boot, even with timeout=0 ("no limit").  So these two
  * commands try again, with exponential backoff (LC_CTL_RETRY_FIRST_MS
  * doubling up to LC_CTL_RETRY_MAX_MS), for as long as --timeout allows
- * (0: forever), and say every retry on stderr.  Every other error fails
- * at once: a denial, a refusal, an invalid request, a permission error on
- * the socket, a malformed reply, an agent that hangs up mid-request.
+ * (0: forever), and say every retry on stderr.  An agent that hangs up
+ * in the middle of the request (restarted, crashed) is tried again too.
+ * Every other error fails at once: a denial, a refusal, an invalid
+ * request, a permission error on the socket, a malformed reply.
  *
  * An open is idempotent in the agent (Documentation/lakecrypttab.md: the
  * volume already open under NAME with the same workspace and device
  * succeeds as already_open), and neither failure retried here opened
- * anything, so a retry cannot open a volume twice.
+ * anything (a hang-up may have: the retry then finds it open), so a
+ * retry cannot open a volume twice.
  */
 #include <errno.h>
 #include <string.h>

@@ -191,6 +191,10 @@ static int run_agent(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx)
 	lc_proto_conn_close(&conn);
 	if (r == -ENODATA || r == -ECONNRESET) {
 		fail(cmd->topic, "the agent closed the connection without answering: see its log");
+		/* An agent restarted (or crashed) in the middle of the request:
+		 * open and cache are idempotent (already_open), so try again. */
+		if (st)
+			st->again = true;
 		return LC_CTL_EXIT_UNREACHABLE;
 	}
 	if (r == -EBADMSG || r == -EMSGSIZE) {
