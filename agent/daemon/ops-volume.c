@@ -566,6 +566,28 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	    (r = arg_bool(args, "if_open", &if_open, err)) < 0)
 		return r;
 	s = agent_volume(a, name);
+	/* if_open: a lakecrypt device of that name that this agent does not
+	 * know (its list of open volumes, volumes.json, lost) is open all
+	 * the same: not "nothing to close" (final issue-11 review). */
+	if (!s && if_open) {
+		struct lc_volume *probe = calloc(1, sizeof(*probe));
+		struct lc_dm_status st;
+		struct lc_error e = { 0 };
+		int known;
+
+		if (!probe)
+			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+		snprintf(probe->name, sizeof(probe->name), "%s", name);
+		agent_unlock(a);
+		known = lc_volume_status(&c->env, probe, &st, &e);
+		agent_relock(a);
+		free(probe);
+		s = agent_volume(a, name);	/* it may have come meanwhile */
+		if (!s && known == 0)
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "/dev/mapper/%s is a lakecrypt device this agent does not know (its list of open volumes was lost?): not closed; remove it with dmsetup remove %s (the kernel wipes its keys)",
+				      name, name);
+	}
 	/* if_open (a lakecrypttab unit's stop): nothing open under the name
 	 * (or nothing the caller may see, alike) is done, as
 	 * systemd-cryptsetup detaches an inactive volume; every other

@@ -3751,6 +3751,19 @@ static void test_close_if_open(void **state)
 	assert_false(res && json_object_object_get_ex(res, "closed", &v));
 	json_object_put(res);
 	assert_false(dev_exists("ledger"));
+
+	/* A lakecrypt device this agent does not know (its volumes.json
+	 * lost): open all the same, so not "nothing to close" (final
+	 * issue-11 review, finding 5). */
+	assert_int_equal(f_dm_create(NULL, "ghost", "u", "0 8 lakecrypt", &err), 0);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(call(t, "volume.close",
+			      jargs("{\"name\": \"ghost\", \"workspace\": \"ws1\", \"if_open\": true}"),
+			      NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "a lakecrypt device this agent does not know"));
+	assert_non_null(strstr(err.msg, "dmsetup remove ghost"));
+	assert_true(dev_exists("ghost"));
+	assert_int_equal(f_dm_remove(NULL, "ghost", &err), 0);
 }
 
 /* "control" is /dev/mapper/control: refused with its own message before
