@@ -1236,6 +1236,31 @@ static void test_retry_to_the_end(void **state)
 	fake_ms = 1000000;
 	assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, diag), LC_CTL_EXIT_OK);
 	assert_int_equal(t.calls, 7);
+	/* no time limit, an agent that answers the 40th attempt: every retry
+	 * said up to the 12th, then every 12th (24, 36): 14 lines */
+	cmd.timeout_ms = -1;
+	t = (struct timed_attempts){ 0 };
+	fake_ms = 1000000;
+	{
+		char *q = NULL;
+		size_t ql = 0;
+		FILE *qd = open_memstream(&q, &ql);
+		int lines = 0;
+
+		assert_non_null(qd);
+		t.up_at = 1000000 + 7750 + 5000 * 34;	/* the 40th attempt */
+		assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, qd), LC_CTL_EXIT_OK);
+		fclose(qd);
+		for (const char *p = q; (p = strstr(p, "retrying in")); p++)
+			lines++;
+		assert_int_equal(t.calls, 40);
+		assert_int_equal(lines, 14);
+		assert_non_null(strstr(q, "attempt 12 failed"));
+		assert_non_null(strstr(q, "from now on every 12th retry is said"));
+		assert_null(strstr(q, "attempt 13 failed"));
+		assert_non_null(strstr(q, "attempt 36 failed"));
+		free(q);
+	}
 	lc_ctl_retry_clock = real;
 	fclose(diag);
 	assert_non_null(strstr(text, "giving up after 7 attempts"));

@@ -111,10 +111,16 @@ int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 				total_ms % 1000);
 			break;
 		}
-		fprintf(diag, "%s: %s: attempt %u failed; retrying in %d.%03d s (%s)\n",
-			LC_CTL_PROG, cmd->topic, n, delay / 1000, delay % 1000,
-			total_ms < 0 ? "no time limit: --timeout 0" : "until --timeout runs out");
-		fflush(diag);
+		/* A unit that waits long (timeout=0, an agent that never comes)
+		 * says every retry at first, then every LC_CTL_RETRY_QUIET-th:
+		 * a few lines a minute per volume, not hundreds. */
+		if (n <= LC_CTL_RETRY_QUIET || n % LC_CTL_RETRY_QUIET == 0) {
+			fprintf(diag, "%s: %s: attempt %u failed; retrying in %d.%03d s (%s)%s\n",
+				LC_CTL_PROG, cmd->topic, n, delay / 1000, delay % 1000,
+				total_ms < 0 ? "no time limit: --timeout 0" : "until --timeout runs out",
+				n == LC_CTL_RETRY_QUIET ? "; from now on every " LC_CTL_STR(LC_CTL_RETRY_QUIET) "th retry is said" : "");
+			fflush(diag);
+		}
 		clk->sleep_ms(delay);
 	}
 	st->attempts = n;

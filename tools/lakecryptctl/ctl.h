@@ -162,6 +162,9 @@ int lc_ctl_local(const struct lc_ctl_cmd *cmd, FILE *out, struct lc_error *err);
 #define LC_CTL_RETRY_FIRST_MS	250	/* first delay between attempts */
 #define LC_CTL_RETRY_MAX_MS	5000	/* the delay doubles up to this */
 #define LC_CTL_RETRY_LAST_MS	100	/* the last attempt at most this before --timeout ends */
+#define LC_CTL_RETRY_QUIET	12	/* retries said one by one; then every 12th */
+#define LC_CTL_STR_(x)		#x
+#define LC_CTL_STR(x)		LC_CTL_STR_(x)
 
 /* State of a retried command, shared with each attempt. */
 struct lc_ctl_retry {
