@@ -96,6 +96,16 @@ new_dirs() {
 	done | LC_ALL=C sort -u
 }
 
+# Whether @1 is where lakecrypt installs a file (the directories of the
+# variables given, the kernel module, DKMS sources).
+installable() {
+	case $1 in
+	"$SBINDIR"/* | "$LIBEXECDIR"/* | "$UDEVRULESDIR"/* | "$UNITDIR"/* | "$GENERATORDIR"/* | \
+	"$MANDIR"/* | "$DOCDIR"/* | /lib/modules/*/updates/dm-lakecrypt.ko | /usr/src/lakecrypt-*/*) return 0 ;;
+	esac
+	return 1
+}
+
 # Prints the lakecrypt volumes open on this system, or why that cannot be
 # told; fails when none are (or dmsetup is not there: no device-mapper; or
 # it cannot answer while dm-lakecrypt is not loaded: it is never built in,
@@ -193,7 +203,17 @@ uninstall)
 	# What to remove: the manifest's files and modules, or (an install
 	# without one) the table's for the variables given.
 	if [ -f "$DESTDIR$manifest" ]; then
-		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" | awk '!/(^|\/)\.\.(\/|$)/')
+		# Only a manifest of this user's, not writable by others, and
+		# only paths where lakecrypt installs (a hostile manifest
+		# under a PREFIX another user owns names nothing else).
+		read -r m_uid m_mode < <(stat -c '%u %a' -- "$DESTDIR$manifest")
+		[ "$m_uid" = "$(id -u)" ] && [ $((0$m_mode & 022)) -eq 0 ] ||
+			die "$DESTDIR$manifest: owned by uid $m_uid with mode $m_mode, not this user's alone: not trusted; nothing removed"
+		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" | awk '!/(^|\/)\.\.(\/|$)/' |
+			while IFS= read -r f; do
+				if installable "$f"; then echo "$f"
+				else echo "install.sh: $DESTDIR$manifest names $f, where lakecrypt installs nothing: not removed" >&2; fi
+			done)
 		kbuild_kvers=$(awk '$1 == "module" && $2 == "kbuild" && $3 ~ /^[A-Za-z0-9._+~-]+$/ { print $3 }' "$DESTDIR$manifest")
 		dkms_vers=$(awk '$1 == "module" && $2 == "dkms" && $3 ~ /^[0-9.]+$/ { print $3 }' "$DESTDIR$manifest")
 	else

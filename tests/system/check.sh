@@ -136,6 +136,25 @@ mkdir -p "$work/root10"
 	has "$work/un10" 'nothing of lakecrypt is installed under PREFIX=/usr in DESTDIR='
 tap $? "make uninstall where nothing is installed: fails, saying so"
 cat "$work/un10" >>"$log"
+# A manifest names only where lakecrypt installs (final issue-11 review,
+# finding 6): a path elsewhere is kept and said; a manifest others may
+# write is not trusted at all.
+D12=$work/root12
+make -s install DESTDIR="$D12" MODULE=none DIST="$dist" >"$log" 2>&1 &&
+	mkdir -p "$D12/etc" && echo secret >"$D12/etc/shadow" &&
+	echo "file /etc/shadow" >>"$D12/usr/local/lib/lakecrypt/manifest" &&
+	make -s uninstall DESTDIR="$D12" MODULE=none DIST="$dist" >"$work/un12" 2>&1 &&
+	has "$work/un12" "manifest names /etc/shadow, where lakecrypt installs nothing: not removed" &&
+	[ -f "$D12/etc/shadow" ] && [ ! -e "$D12/usr/local/sbin/lakecryptctl" ]
+tap $? "uninstall: a manifest's path outside lakecrypt's directories (/etc/shadow) is kept and said; the rest removed"
+cat "$work/un12" >>"$log"
+make -s install DESTDIR="$D12" MODULE=none DIST="$dist" >"$log" 2>&1 &&
+	chmod 666 "$D12/usr/local/lib/lakecrypt/manifest" &&
+	! make -s uninstall DESTDIR="$D12" MODULE=none DIST="$dist" >"$work/un12" 2>&1 &&
+	has "$work/un12" "manifest: owned by uid 0 with mode 666, not this user's alone: not trusted; nothing removed" &&
+	[ -x "$D12/usr/local/sbin/lakecryptctl" ]
+tap $? "uninstall: a manifest writable by others is not trusted: nothing removed"
+cat "$work/un12" >>"$log"
 # An install from before the manifest (none there): the table's files for
 # the variables given go, as before.
 make -s install DESTDIR="$work/root11" MODULE=none DIST="$dist" >"$log" 2>&1 &&
@@ -311,7 +330,7 @@ PATH=$fb:$PATH make -s install DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIS
 tap $? "with a DESTDIR (a staging root) nothing is reloaded"
 # Without udevadm and systemctl at all: uninstall still succeeds.
 mkdir -p "$work/minbin"
-for t in bash sh make rm rmdir install cut sort awk sed mkdir cp chmod cat dirname env find basename printf tr; do
+for t in bash sh make rm rmdir install cut sort awk sed mkdir cp chmod cat dirname env find basename printf tr stat id; do
 	p=$(command -v "$t") && ln -sf "$p" "$work/minbin/$t"
 done
 PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
