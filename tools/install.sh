@@ -73,6 +73,10 @@ table() {
 # the characters udev, systemd and shell quoting cannot carry.
 for v in DESTDIR PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MANDIR DOCDIR \
 	 SYSCONFDIR DIST BIN; do
+	case $v in
+	DESTDIR | DIST | BIN) ;;
+	*) [ -n "${!v-}" ] || { echo "install.sh: $v is empty: a directory is needed" >&2; exit 2; } ;;
+	esac
 	case ${!v-} in
 	*[!A-Za-z0-9\ /._+:,@=~-]*)
 		echo "install.sh: $v=\"${!v}\": only letters, digits, spaces and /._+:,@=~- are allowed in paths" >&2
@@ -96,14 +100,25 @@ new_dirs() {
 	done | LC_ALL=C sort -u
 }
 
-# Whether @1 is where lakecrypt installs a file (the directories of the
-# variables given, the kernel module, DKMS sources).
+# Whether @1 is where lakecrypt installs a file: a lakecrypt file in the
+# directories of the variables given (none of them empty: refused above),
+# the kernel module, or DKMS sources.
 installable() {
 	case $1 in
-	"$SBINDIR"/* | "$LIBEXECDIR"/* | "$UDEVRULESDIR"/* | "$UNITDIR"/* | "$GENERATORDIR"/* | \
-	"$MANDIR"/* | "$DOCDIR"/* | /lib/modules/*/updates/dm-lakecrypt.ko | /usr/src/lakecrypt-*/*) return 0 ;;
+	"$SBINDIR"/lakecrypt* | "$LIBEXECDIR"/* | "$UDEVRULESDIR"/*lakecrypt* | \
+	"$UNITDIR"/lakecrypt* | "$GENERATORDIR"/lakecrypt* | "$MANDIR"/man[0-9]/lakecrypt* | \
+	"$DOCDIR"/* | /lib/modules/*/updates/dm-lakecrypt.ko | /usr/src/lakecrypt-[0-9]*/*) return 0 ;;
 	esac
 	return 1
+}
+
+# Whether @1 (a path of uninstall's records) is a file of this user's
+# alone: not trusted otherwise (a PREFIX another user owns).
+own_file() {
+	local u m
+	read -r u m < <(stat -c '%u %a' -- "$1")
+	[ "$u" = "$(id -u)" ] && [ $((0$m & 022)) -eq 0 ] ||
+		die "$1: owned by uid $u with mode $m, not this user's alone: not trusted; nothing removed"
 }
 
 # Prints the lakecrypt volumes open on this system, or why that cannot be
@@ -206,9 +221,7 @@ uninstall)
 		# Only a manifest of this user's, not writable by others, and
 		# only paths where lakecrypt installs (a hostile manifest
 		# under a PREFIX another user owns names nothing else).
-		read -r m_uid m_mode < <(stat -c '%u %a' -- "$DESTDIR$manifest")
-		[ "$m_uid" = "$(id -u)" ] && [ $((0$m_mode & 022)) -eq 0 ] ||
-			die "$DESTDIR$manifest: owned by uid $m_uid with mode $m_mode, not this user's alone: not trusted; nothing removed"
+		own_file "$DESTDIR$manifest"
 		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" | awk '!/(^|\/)\.\.(\/|$)/' |
 			while IFS= read -r f; do
 				if installable "$f"; then echo "$f"
@@ -241,7 +254,19 @@ uninstall)
 		fi
 	fi
 	made=
-	if [ -f "$DESTDIR$record" ]; then made=$(awk '/^\// && !/(^|\/)\.\.(\/|$)/' "$DESTDIR$record"); fi
+	if [ -f "$DESTDIR$record" ]; then
+		own_file "$DESTDIR$record"
+		# only directories above what lakecrypt installs
+		made=$(awk '/^\// && !/(^|\/)\.\.(\/|$)/' "$DESTDIR$record" | while IFS= read -r d; do
+			case $d in
+			/usr | /usr/src | /usr/src/lakecrypt-[0-9]* | /lib | /lib/modules | /lib/modules/*)
+				echo "$d"; continue ;;
+			esac
+			if printf '%s\n' "$SBINDIR" "$LIBEXECDIR" "$UDEVRULESDIR" "$UNITDIR" "$GENERATORDIR" \
+				"$MANDIR/man5" "$MANDIR/man8" "$DOCDIR/examples" |
+				awk -v d="$d" 'index($0 "/", d "/") == 1 { f = 1 } END { exit !f }'; then echo "$d"; fi
+		done)
+	fi
 	rm -f "$DESTDIR$record"
 	if [ -z "$DESTDIR" ]; then
 		for v in $dkms_vers; do

@@ -237,6 +237,8 @@ struct agent {
 	struct fleet_probe *fp;		/* fleet-probe.c: shared probes (NULL: none) */
 };
 
+/* open-claim.c: the open claim of @name, or NULL (a->lock held). */
+const struct open_claim *open_claim_named(struct agent *a, const char *name);
 /* open-claim.c: a name being opened (on the opener's stack, a->lock). */
 struct open_claim {
 	uint64_t id;

@@ -60,6 +60,11 @@ static struct open_claim *claim_of(struct agent *a, const char *name)
 	return NULL;
 }
 
+const struct open_claim *open_claim_named(struct agent *a, const char *name)
+{
+	return claim_of(a, name);
+}
+
 unsigned int agent_claim_live_waiters(const struct open_claim *k)
 {
 	unsigned int n = 0;

@@ -552,6 +552,26 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	return r;
 }
 
+/* volume.close with if_open: nothing (the caller may see) to close. */
+static int if_open_none(const char *name, json_object **result)
+{
+	*result = json_object_new_object();
+	JADD(*result, "name", json_object_new_string(name));
+	JADD(*result, "closed", json_object_new_boolean(0));
+	return 0;
+}
+
+/* volume.close with if_open of a name being opened (@k): busy (try
+ * again) for whoever may see its workspace, nothing to close for others. */
+static int being_opened(struct agent *a, struct client *c, const struct open_claim *k,
+			const char *name, json_object **result, struct lc_error *err)
+{
+	if (!agent_ws_visible(a, c, k->workspace))
+		return if_open_none(name, result);
+	return lc_err(err, -EBUSY, LC_ERRC_TRANSIENT,
+		      "volume %s is being opened right now: close it when the open has ended", name);
+}
+
 int op_volume_close(struct agent *a, struct client *c, json_object *args,
 		    json_object **result, struct lc_error *err)
 {
@@ -559,6 +579,7 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	struct lc_volume *v;
 	const char *name, *ws;
 	bool if_open = false;
+	struct lc_error ne = { 0 };
 	int r;
 
 	if ((r = arg_str(args, "name", true, &name, err)) < 0 ||
@@ -569,12 +590,18 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	/* if_open: a lakecrypt device of that name that this agent does not
 	 * know (its list of open volumes, volumes.json, lost) is open all
 	 * the same: not "nothing to close" (final issue-11 review). */
-	if (!s && if_open) {
-		struct lc_volume *probe = calloc(1, sizeof(*probe));
+	if (!s && if_open && lc_name_check("name", name, &ne) == 0) {
+		const struct open_claim *k = open_claim_named(a, name);
+		struct lc_volume *probe;
 		struct lc_dm_status st;
 		struct lc_error e = { 0 };
 		int known;
 
+		/* Being opened (its device is made before its slot): not a
+		 * lost one; nothing to close for whoever may not see it. */
+		if (k)
+			return being_opened(a, c, k, name, result, err);
+		probe = calloc(1, sizeof(*probe));
 		if (!probe)
 			return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
 		snprintf(probe->name, sizeof(probe->name), "%s", name);
@@ -583,6 +610,9 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 		agent_relock(a);
 		free(probe);
 		s = agent_volume(a, name);	/* it may have come meanwhile */
+		k = open_claim_named(a, name);
+		if (!s && k)
+			return being_opened(a, c, k, name, result, err);
 		if (!s && known == 0)
 			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
 				      "/dev/mapper/%s is a lakecrypt device this agent does not know (its list of open volumes was lost?): not closed; remove it with dmsetup remove %s (the kernel wipes its keys)",
@@ -592,12 +622,8 @@ int op_volume_close(struct agent *a, struct client *c, json_object *args,
 	 * (or nothing the caller may see, alike) is done, as
 	 * systemd-cryptsetup detaches an inactive volume; every other
 	 * failure stays one. */
-	if ((!s || !agent_ws_visible(a, c, s->v->workspace)) && if_open) {
-		*result = json_object_new_object();
-		JADD(*result, "name", json_object_new_string(name));
-		JADD(*result, "closed", json_object_new_boolean(0));
-		return 0;
-	}
+	if ((!s || !agent_ws_visible(a, c, s->v->workspace)) && if_open)
+		return if_open_none(name, result);
 	if (!s || !agent_ws_visible(a, c, s->v->workspace))
 		return no_volume(name, err);
 	/* A lakecrypttab unit closes its own volume, never another that

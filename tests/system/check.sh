@@ -151,7 +151,7 @@ cat "$work/un12" >>"$log"
 make -s install DESTDIR="$D12" MODULE=none DIST="$dist" >"$log" 2>&1 &&
 	chmod 666 "$D12/usr/local/lib/lakecrypt/manifest" &&
 	! make -s uninstall DESTDIR="$D12" MODULE=none DIST="$dist" >"$work/un12" 2>&1 &&
-	has "$work/un12" "manifest: owned by uid 0 with mode 666, not this user's alone: not trusted; nothing removed" &&
+	has "$work/un12" "manifest: owned by uid $(id -u) with mode 666, not this user's alone: not trusted; nothing removed" &&
 	[ -x "$D12/usr/local/sbin/lakecryptctl" ]
 tap $? "uninstall: a manifest writable by others is not trusted: nothing removed"
 cat "$work/un12" >>"$log"
@@ -1042,6 +1042,15 @@ rm -rf "$G"; mkdir -p "$G"
 env -u LAKECRYPTTAB CRYPTTAB=/nonexistent LAKECRYPT_AGENT_CONF=$work/lt-agent.conf "$gen" "$G" 2>"$log" &&
 	has "$G/lakecrypt@alt1.service" '^ExecStart=/usr/sbin/lakecryptctl .* open /dev/sdq alt1 --workspace finance$'
 tap $? "the generator reads the agent's [agent] lakecrypttab from agent.conf"
+printf 'alt2 /dev/sdr finance\n' >"$work/tab-alt2" && chmod 644 "$work/tab-alt2"
+printf '[agent]\r\n lakecrypttab\t= %s \t\r\n' "$work/tab-alt" >"$work/lt2-agent.conf"
+rm -rf "$G"; mkdir -p "$G"
+CRYPTTAB=/nonexistent LAKECRYPT_AGENT_CONF=$work/lt2-agent.conf LAKECRYPTTAB=$work/tab-alt2 "$gen" "$G" 2>"$log" &&
+	[ -f "$G/lakecrypt@alt2.service" ] && [ ! -e "$G/lakecrypt@alt1.service" ] &&
+	rm -rf "$G" && mkdir -p "$G" &&
+	env -u LAKECRYPTTAB CRYPTTAB=/nonexistent LAKECRYPT_AGENT_CONF=$work/lt2-agent.conf "$gen" "$G" 2>>"$log" &&
+	[ -f "$G/lakecrypt@alt1.service" ]
+tap $? "LAKECRYPTTAB overrides agent.conf's lakecrypttab; blanks and CRs around the key and value are dropped as the agent drops them"
 # The same units with busybox's tools only (the QEMU guest's, and those
 # of small systems): busybox's stat has no "-" for standard input, its ln
 # no -t (the guest boot found both).

@@ -3716,6 +3716,9 @@ static void test_name_reserved_by_crypttab(void **state)
  * that is an error, and with it every other failure (the volume of
  * another workspace) still is one.
  */
+static int send_open_on(struct tenv *t, struct lc_proto_conn *c, const char *disk, const char *ws,
+			const char *name);
+
 static void test_close_if_open(void **state)
 {
 	struct tenv *t = *state;
@@ -3764,6 +3767,37 @@ static void test_close_if_open(void **state)
 	assert_non_null(strstr(err.msg, "dmsetup remove ghost"));
 	assert_true(dev_exists("ghost"));
 	assert_int_equal(f_dm_remove(NULL, "ghost", &err), 0);
+
+	/* A name being opened is no lost device: busy, try again (the
+	 * quick review of the fix above). */
+	{
+		struct lc_proto_conn c1;
+		json_object *rep = NULL;
+		bool claimed = false;
+
+		format_in(t, "n2", "ws1", u);
+		stall_kms(t, true);
+		conn(t, &c1);
+		assert_int_equal(send_open_on(t, &c1, "n2", "ws1", "pending"), 0);
+		for (int i = 0; i < WAIT_STEPS && !claimed; i++) {
+			pthread_mutex_lock(&t->a.lock);
+			claimed = open_claim_named(&t->a, "pending") != NULL;
+			pthread_mutex_unlock(&t->a.lock);
+			if (!claimed)
+				usleep(20000);
+		}
+		assert_true(claimed);
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(call(t, "volume.close",
+				      jargs("{\"name\": \"pending\", \"if_open\": true}"), NULL, &err),
+				 -EBUSY);
+		assert_non_null(strstr(err.msg, "is being opened right now"));
+		stall_kms(t, false);
+		c1.timeout_ms = 30000;
+		assert_int_equal(lc_proto_recv(&c1, &rep, &err), 0);
+		json_object_put(rep);
+		lc_proto_conn_close(&c1);
+	}
 }
 
 /* "control" is /dev/mapper/control: refused with its own message before

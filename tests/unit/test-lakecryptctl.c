@@ -1208,8 +1208,8 @@ static int timed_attempt(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *
 /*
  * Retries go on to the end of --timeout (final issue-11 review): with the
  * backoff at 5 s the next delay may pass the end; the last attempt then
- * comes LC_CTL_RETRY_LAST_MS before it, and an agent up just before the
- * end is found.
+ * comes a quarter of the timeout (at most 2 s) before it, and an agent up
+ * shortly before is found.
  */
 static void test_retry_to_the_end(void **state)
 {
@@ -1226,13 +1226,15 @@ static void test_retry_to_the_end(void **state)
 	lc_ctl_retry_clock = (struct lc_ctl_clock){ fake_now, fake_sleep };
 	fake_ms = 1000000;
 	assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, diag), LC_CTL_EXIT_UNREACHABLE);
-	/* 0, .25, .75, 1.75, 3.75, 7.75, then 9.9 s: not 7.75 and out */
+	/* 0, .25, .75, 1.75, 3.75, 7.75, then 8 s (2 s, a quarter of the
+	 * 10 s at most 2 s, kept for the last one to be answered): not
+	 * 7.75 and out */
 	assert_int_equal(t.calls, 7);
 	assert_int_equal(t.at[5] - 1000000, 7750);
-	assert_int_equal(t.at[6] - 1000000, 10000 - LC_CTL_RETRY_LAST_MS);
+	assert_int_equal(t.at[6] - 1000000, 8000);
 	assert_true(fake_ms - 1000000 <= 10000);
-	/* the agent comes up at 9.5 s: found */
-	t = (struct timed_attempts){ .up_at = 1000000 + 9500 };
+	/* the agent comes up at 7.9 s: found */
+	t = (struct timed_attempts){ .up_at = 1000000 + 7900 };
 	fake_ms = 1000000;
 	assert_int_equal(lc_ctl_retry(&cmd, timed_attempt, &t, &st, diag), LC_CTL_EXIT_OK);
 	assert_int_equal(t.calls, 7);

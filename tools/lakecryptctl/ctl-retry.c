@@ -19,8 +19,9 @@
  * An open is idempotent in the agent (Documentation/lakecrypttab.md: the
  * volume already open under NAME with the same workspace and device
  * succeeds as already_open), and neither failure retried here opened
- * anything (a hang-up may have: the retry then finds it open), so a
- * retry cannot open a volume twice.
+ * anything (a hang-up may have: the retry then finds it open if the
+ * agent recorded it; if it crashed before, the retry fails on the
+ * existing device), so a retry cannot open a volume twice.
  */
 #include <errno.h>
 #include <string.h>
@@ -83,6 +84,10 @@ int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 	const struct lc_ctl_clock *clk = &lc_ctl_retry_clock;
 	const int total_ms = cmd->timeout_ms;	/* < 0: no limit */
 	const int64_t deadline = total_ms < 0 ? 0 : clk->now_ms() + total_ms;
+	/* the time the last attempt keeps to connect, ask and be answered:
+	 * a quarter of --timeout, from LC_CTL_RETRY_LAST_MS to 2 s */
+	const int last_ms = total_ms / 4 < LC_CTL_RETRY_LAST_MS ? LC_CTL_RETRY_LAST_MS :
+			    total_ms / 4 > 2000 ? 2000 : total_ms / 4;
 	int rc;
 
 	unsigned int n;
@@ -100,12 +105,12 @@ int lc_ctl_retry(struct lc_ctl_cmd *cmd, lc_ctl_attempt_fn attempt, void *ctx,
 			break;
 		delay = lc_ctl_backoff_ms(n);
 		left = total_ms < 0 ? -1 : deadline - clk->now_ms();
-		/* The last attempt comes LC_CTL_RETRY_LAST_MS before the end,
-		 * whatever the backoff says: an agent that comes up late in
-		 * the window is still found. */
-		if (total_ms >= 0 && left > LC_CTL_RETRY_LAST_MS && delay > left - LC_CTL_RETRY_LAST_MS)
-			delay = (int)(left - LC_CTL_RETRY_LAST_MS);
-		if (total_ms >= 0 && left <= LC_CTL_RETRY_LAST_MS) {
+		/* The last attempt comes last_ms before the end, whatever the
+		 * backoff says: an agent that comes up late in the window is
+		 * still found, and has time to answer. */
+		if (total_ms >= 0 && left > last_ms && delay > left - last_ms)
+			delay = (int)(left - last_ms);
+		if (total_ms >= 0 && left <= last_ms) {
 			fprintf(diag, "%s: %s: giving up after %u attempt%s: --timeout %d.%03d s runs out\n",
 				LC_CTL_PROG, cmd->topic, n, n == 1 ? "" : "s", total_ms / 1000,
 				total_ms % 1000);

@@ -161,7 +161,7 @@ int lc_ctl_local(const struct lc_ctl_cmd *cmd, FILE *out, struct lc_error *err);
 
 #define LC_CTL_RETRY_FIRST_MS	250	/* first delay between attempts */
 #define LC_CTL_RETRY_MAX_MS	5000	/* the delay doubles up to this */
-#define LC_CTL_RETRY_LAST_MS	100	/* the last attempt at most this before --timeout ends */
+#define LC_CTL_RETRY_LAST_MS	100	/* the last attempt at least this before --timeout ends (a quarter of it, at most 2 s) */
 #define LC_CTL_RETRY_QUIET	12	/* retries said one by one; then every 12th */
 #define LC_CTL_STR_(x)		#x
 #define LC_CTL_STR(x)		LC_CTL_STR_(x)
@@ -198,9 +198,10 @@ extern struct lc_ctl_clock lc_ctl_retry_clock;
 /*
  * Run @attempt until it succeeds, fails with st->again false, or
  * cmd->timeout_ms (< 0: no limit) runs out: the delay before the next
- * attempt is the backoff, cut so that the last attempt starts
- * LC_CTL_RETRY_LAST_MS before the end; with no more than that left, it
- * gives up.  Each attempt gets the time left as cmd->timeout_ms (restored
+ * attempt is the backoff, cut so that the last attempt starts a quarter
+ * of the timeout before the end (at least LC_CTL_RETRY_LAST_MS, at most
+ * 2 s: its time to be answered); with no more than that left, it gives
+ * up.  Each attempt gets the time left as cmd->timeout_ms (restored
  * on return).  Each retry and the final giving up are said on @diag.
  * Returns the last attempt's exit code.
  */

@@ -189,7 +189,7 @@ static int run_agent(struct lc_ctl_cmd *cmd, struct lc_ctl_retry *st, void *ctx)
 	if (r == 0)
 		r = lc_proto_recv(&conn, &reply, &e);
 	lc_proto_conn_close(&conn);
-	if (r == -ENODATA || r == -ECONNRESET) {
+	if (r == -ENODATA || r == -ECONNRESET || r == -EPIPE) {
 		fail(cmd->topic, "the agent closed the connection without answering: see its log");
 		/* An agent restarted (or crashed) in the middle of the request:
 		 * open and cache are idempotent (already_open), so try again. */
