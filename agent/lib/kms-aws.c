@@ -1635,6 +1635,27 @@ static int resolve(struct lc_kms_aws *a, const char *key_ref, struct target *t,
 	return 0;
 }
 
+/* Sign @req for @service in @region with the current credentials (a->lock
+ * held); the session token's header, if any, in *@tok_hdr (free()).
+ * 0, or -errno. */
+static int sign_with_creds(struct lc_kms_aws *a, const struct lc_sigv4_request *req,
+			   const char *region, const char *service,
+			   struct lc_sigv4_result *sig, char **tok_hdr)
+{
+	struct lc_sigv4_creds sc = { .access_key_id = a->cred.access_key_id,
+				     .secret_key = (const char *)a->cred.secret.p,
+				     .session_token = a->cred.token.len ? (const char *)a->cred.token.p : NULL };
+	int r = lc_sigv4_sign(req, &sc, region, service, a->fixed_time ? a->fixed_time : time(NULL),
+			      sig);
+
+	if (!r && sc.session_token &&
+	    asprintf(tok_hdr, "X-Amz-Security-Token: %s", sc.session_token) < 0) {
+		*tok_hdr = NULL;
+		r = -ENOMEM;
+	}
+	return r;
+}
+
 /*
  * One signed KMS request.  @body is the JSON request (may hold key
  * material: it is the caller's locked buffer).  On 0, @res holds the
@@ -1670,17 +1691,7 @@ static int kms_call(struct lc_kms_aws *a, enum lc_aws_op op, const char *key_ref
 		struct lc_sigv4_request req = { .method = "POST", .path = "/", .headers = sh,
 						.nheaders = 3, .body = body, .body_len = body_len,
 						.normalize_path = true };
-		struct lc_sigv4_creds sc = { .access_key_id = a->cred.access_key_id,
-					     .secret_key = (const char *)a->cred.secret.p,
-					     .session_token = a->cred.token.len ? (const char *)a->cred.token.p : NULL };
-
-		r = lc_sigv4_sign(&req, &sc, t.region, "kms",
-				  a->fixed_time ? a->fixed_time : time(NULL), &sig);
-		if (!r && sc.session_token &&
-		    asprintf(&tok_hdr, "X-Amz-Security-Token: %s", sc.session_token) < 0) {
-			tok_hdr = NULL;
-			r = -ENOMEM;
-		}
+		r = sign_with_creds(a, &req, t.region, "kms", &sig, &tok_hdr);
 		if (r)
 			r = lc_err(err, r, LC_ERRC_INTERNAL, "AWS KMS: cannot sign the request: %s",
 				   strerror(-r));
@@ -1973,17 +1984,7 @@ static int aws_identity_op(void *priv, const char *key_ref, uint64_t timeout_ms,
 		struct lc_sigv4_request req = { .method = "POST", .path = path, .headers = sh,
 						.nheaders = 2, .body = body, .body_len = sizeof(body) - 1,
 						.normalize_path = true };
-		struct lc_sigv4_creds sc = { .access_key_id = a->cred.access_key_id,
-					     .secret_key = (const char *)a->cred.secret.p,
-					     .session_token = a->cred.token.len ? (const char *)a->cred.token.p : NULL };
-
-		r = lc_sigv4_sign(&req, &sc, t.region, "sts",
-				  a->fixed_time ? a->fixed_time : time(NULL), &sig);
-		if (!r && sc.session_token &&
-		    asprintf(&tok_hdr, "X-Amz-Security-Token: %s", sc.session_token) < 0) {
-			tok_hdr = NULL;
-			r = -ENOMEM;
-		}
+		r = sign_with_creds(a, &req, t.region, "sts", &sig, &tok_hdr);
 		if (r)
 			r = lc_err(err, r, LC_ERRC_INTERNAL, "AWS STS: cannot sign the request: %s",
 				   strerror(-r));
