@@ -82,14 +82,8 @@ grep '"op":"cmk.unwrap"' "$AUDIT" | grep -q '"provider":"aws-kms"' && lc_ok "aud
 
 r=$(owner DisableKey)
 lc_diag "DisableKey: $r"
-i=0
-while [ $i -lt 30 ]; do
-	set -- $(dmsetup status pa)
-	[ "$4" = revoked ] && break
-	sleep 1
-	i=$((i + 1))
-done
-lc_eq "pa revoked by the watcher after the key owner disabled the CMK" revoked "$4"
+st=$(lc_wait_revoked pa 30)
+lc_eq "pa revoked by the watcher after the key owner disabled the CMK" revoked "$st"
 dd if=/dev/mapper/pa of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null &&
 	lc_notok "I/O fails after revocation" || lc_ok "I/O fails after revocation"
 grep -q '"op":"revoke"' "$AUDIT" && lc_ok "revocation is audited" || lc_notok "revocation audited"

@@ -71,14 +71,8 @@ r=$(timeout 120 nc 10.0.2.133 8080 </dev/null)
 echo "$r" | grep -q 'Revocation record written for the fleet'
 lc_result $? "the host's agent revokes kc-fleet and writes the revocation record" ||
 	{ echo "$r" >"$LC_TMP/host.txt"; lc_diag_file "$LC_TMP/host.txt"; }
-i=0
-while [ $i -lt 60 ]; do
-	set -- $(dmsetup status pf)
-	[ "$4" = revoked ] && break
-	sleep 1
-	i=$((i + 1))
-done
-lc_eq "pf revoked in the kernel by the host's record (its CMK stays enabled in the guest's KMS)" revoked "$4"
+st=$(lc_wait_revoked pf 60)
+lc_eq "pf revoked in the kernel by the host's record (its CMK stays enabled in the guest's KMS)" revoked "$st"
 dd if=/dev/mapper/pf of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null &&
 	lc_notok "I/O fails after the revocation" || lc_ok "I/O fails after the revocation"
 ctl status >"$LC_TMP/st.txt" 2>&1

@@ -88,14 +88,8 @@ grep '"op":"cmk.wrap"' "$AUDIT" | grep -q "cryptoKeyVersions/1" && lc_ok "audit 
 
 r=$(owner DISABLED)
 lc_diag "PATCH state DISABLED: $r"
-i=0
-while [ $i -lt 30 ]; do
-	set -- $(dmsetup status pg)
-	[ "$4" = revoked ] && break
-	sleep 1
-	i=$((i + 1))
-done
-lc_eq "pg revoked by the watcher after the key owner disabled the key version" revoked "$4"
+st=$(lc_wait_revoked pg 30)
+lc_eq "pg revoked by the watcher after the key owner disabled the key version" revoked "$st"
 dd if=/dev/mapper/pg of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null &&
 	lc_notok "I/O fails after revocation" || lc_ok "I/O fails after revocation"
 grep -q '"op":"revoke"' "$AUDIT" && lc_ok "revocation is audited" || lc_notok "revocation audited"

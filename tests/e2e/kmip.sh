@@ -78,14 +78,8 @@ grep '"op":"cmk.unwrap"' "$AUDIT" | grep '"provider":"kmip"' | grep -q '"request
 
 r=$(timeout 60 nc 10.0.2.111 8080 </dev/null | head -n1)
 lc_eq "the key owner revokes the key in the KMIP server" revoked "$r"
-i=0
-while [ $i -lt 30 ]; do
-	set -- $(dmsetup status pk)
-	[ "$4" = revoked ] && break
-	sleep 1
-	i=$((i + 1))
-done
-lc_eq "pk revoked by the watcher after Revoke in the KMIP server" revoked "$4"
+st=$(lc_wait_revoked pk 30)
+lc_eq "pk revoked by the watcher after Revoke in the KMIP server" revoked "$st"
 dd if=/dev/mapper/pk of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null &&
 	lc_notok "I/O fails after revocation" || lc_ok "I/O fails after revocation"
 grep -q '"op":"revoke"' "$AUDIT" && lc_ok "revocation is audited" || lc_notok "revocation audited"

@@ -86,14 +86,8 @@ grep -q "$PIN" "$AUDIT" /tmp/agent-p11.log && lc_notok "no PIN in the audit log 
 lc_run "the token's owner deletes the key (pkcs11-tool --delete-object)" \
 	pkcs11-tool --module "$MOD" --token-label lc-e2e --login --pin "$PIN" --delete-object \
 	--type secrkey --label e2e-cmk
-i=0
-while [ $i -lt 30 ]; do
-	set -- $(dmsetup status ph)
-	[ "$4" = revoked ] && break
-	sleep 1
-	i=$((i + 1))
-done
-lc_eq "ph revoked by the watcher once the key is gone from the token" revoked "$4"
+st=$(lc_wait_revoked ph 30)
+lc_eq "ph revoked by the watcher once the key is gone from the token" revoked "$st"
 dd if=/dev/mapper/ph of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null &&
 	lc_notok "I/O fails after revocation" || lc_ok "I/O fails after revocation"
 grep -q '"op":"revoke"' "$AUDIT" &&
