@@ -850,28 +850,78 @@ static enum lc_err_class token_status_class(long status)
 	return status == 429 || status == 408 || status >= 500 ? LC_ERRC_TRANSIENT : LC_ERRC_MISCONFIG;
 }
 
-static int token_from_metadata(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_secret *auth,
-			       int64_t *lifetime_s, struct lc_error *err)
+/* GET <metadata>/computeMetadata/v1/instance/service-accounts/default/@leaf
+ * with "Metadata-Flavor: Google" (the GCE metadata server's API, "Access
+ * VM metadata" in the Compute Engine documentation), in at most the
+ * smaller of @timeout_ms (0: no limit of its own) and [gcp-kms]
+ * metadata_timeout_ms.  HTTP 200: 0, the reply in @resp (the caller frees
+ * it).  Another status: -EACCES, TRANSIENT or MISCONFIG as
+ * token_status_class says, "GCP metadata server: @what answered HTTP
+ * <status>", then @hint404 after a 404; @resp freed.  Transport errors:
+ * lc_http_request's. */
+static int metadata_get(struct lc_kms_gcp *a, const char *leaf, const char *what, const char *hint404,
+			uint64_t timeout_ms, struct lc_http_response *resp, struct lc_error *err)
 {
 	static const char *const hdrs[] = { "Metadata-Flavor: Google", NULL };
-	struct lc_http_response resp = { 0 };
 	char url[700];
 	uint64_t t = a->metadata_timeout_ms;
 	int r;
 
 	if (timeout_ms && timeout_ms < t)
 		t = timeout_ms;
-	snprintf(url, sizeof(url), "%s/computeMetadata/v1/instance/service-accounts/default/token",
-		 a->metadata);
-	r = lc_http_request(a->meta, "GET", url, hdrs, NULL, 0, NULL, t, &resp, err);
+	snprintf(url, sizeof(url), "%s/computeMetadata/v1/instance/service-accounts/default/%s",
+		 a->metadata, leaf);
+	r = lc_http_request(a->meta, "GET", url, hdrs, NULL, 0, NULL, t, resp, err);
+	if (r || resp->status == 200)
+		return r;
+	r = lc_err(err, -EACCES, token_status_class(resp->status), "GCP metadata server: %s answered HTTP %ld%s",
+		   what, resp->status, resp->status == 404 ? hint404 : "");
+	lc_http_response_free(resp);
+	return r;
+}
+
+/* Whether the credentials are the service-account key file: [gcp-kms]
+ * credentials = service-account, or auto with a key_file or
+ * $GOOGLE_APPLICATION_CREDENTIALS set (else the metadata server). */
+static bool use_key_file(const struct lc_kms_gcp *a)
+{
+	const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
+
+	return a->src == CRED_SERVICE_ACCOUNT || (a->src == CRED_AUTO && (a->key_file || (env && *env)));
+}
+
+/* The service-account key file ([gcp-kms] key_file, else
+ * $GOOGLE_APPLICATION_CREDENTIALS): its path in @path, its bytes in
+ * @file (locked, read_key_file's bounds), its JSON in @o (NULL when it is
+ * not JSON: the caller says what it lacks).  0, or -ENOENT MISCONFIG when
+ * no file is named, or read_key_file's error.  The caller frees @file and
+ * puts @o (lc_json_put_wiped) in every case. */
+static int load_key_file(const struct lc_kms_gcp *a, const char **path, struct lc_secret *file, json_object **o,
+			 struct lc_error *err)
+{
+	int r;
+
+	*path = a->key_file ? a->key_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
+	*o = NULL;
+	if (!*path || !**path)
+		return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
+			      "GCP credentials: no service-account key file ([gcp-kms] key_file or GOOGLE_APPLICATION_CREDENTIALS)");
+	r = read_key_file(*path, file, err);
+	if (!r)
+		*o = lc_json_parse((const char *)file->p, file->len);
+	return r;
+}
+
+static int token_from_metadata(struct lc_kms_gcp *a, uint64_t timeout_ms, struct lc_secret *auth,
+			       int64_t *lifetime_s, struct lc_error *err)
+{
+	struct lc_http_response resp = { 0 };
+	int r = metadata_get(a, "token", "token request", " (no service account attached to the instance?)",
+			     timeout_ms, &resp, err);
+
 	if (r)
 		return r;
-	if (resp.status != 200)
-		r = lc_err(err, -EACCES, token_status_class(resp.status),
-			   "GCP metadata server: token request answered HTTP %ld%s", resp.status,
-			   resp.status == 404 ? " (no service account attached to the instance?)" : "");
-	else
-		r = take_token("GCP metadata server", &resp, auth, lifetime_s, err);
+	r = take_token("GCP metadata server", &resp, auth, lifetime_s, err);
 	lc_http_response_free(&resp);
 	return r;
 }
@@ -881,21 +931,17 @@ static int token_from_key_file(struct lc_kms_gcp *a, uint64_t timeout_ms, struct
 {
 	static const char *const hdrs[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
 	static const char grant[] = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
-	const char *path = a->key_file ? a->key_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
+	const char *path;
 	struct lc_secret file = { 0 }, jwt = { 0 }, body = { 0 };
 	struct lc_http_response resp = { 0 };
-	json_object *o = NULL;
+	json_object *o;
 	const char *type, *email, *pkey, *kid, *uri;
 	char turi[600];
 	int r;
 
-	if (!path || !*path)
-		return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
-			      "GCP credentials: no service-account key file ([gcp-kms] key_file or GOOGLE_APPLICATION_CREDENTIALS)");
-	r = read_key_file(path, &file, err);
+	r = load_key_file(a, &path, &file, &o, err);
 	if (r)
-		return r;
-	o = lc_json_parse((const char *)file.p, file.len);
+		goto out;
 	type = lc_json_str(o, "type");
 	email = lc_json_str(o, "client_email");
 	pkey = lc_json_str(o, "private_key");
@@ -965,9 +1011,7 @@ static int token_fetch(void *arg, struct lc_secret *auth, int64_t *lifetime_s,
 {
 	const struct fetch_arg *f = arg;
 	struct lc_kms_gcp *a = f->a;
-	const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
-	bool sa = a->src == CRED_SERVICE_ACCOUNT ||
-		  (a->src == CRED_AUTO && (a->key_file || (env && *env)));
+	bool sa = use_key_file(a);
 	int r;
 
 	(void)retry_after_ms;
@@ -986,51 +1030,32 @@ static int token_fetch(void *arg, struct lc_secret *auth, int64_t *lifetime_s,
 static int gcp_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
 			size_t size, struct lc_provider_reply *reply, struct lc_error *err)
 {
-	static const char *const hdrs[] = { "Metadata-Flavor: Google", NULL };
 	struct lc_kms_gcp *a = priv;
-	const char *env = getenv("GOOGLE_APPLICATION_CREDENTIALS");
-	const char *path = a->key_file ? a->key_file : env;
-	bool sa = a->src == CRED_SERVICE_ACCOUNT ||
-		  (a->src == CRED_AUTO && (a->key_file || (env && *env)));
 	struct lc_http_response resp = { 0 };
 	struct lc_secret file = { 0 };
-	json_object *o = NULL;
-	const char *email;
-	uint64_t t = a->metadata_timeout_ms;
-	char url[700];
+	json_object *o;
+	const char *path, *email;
 	int r;
 
 	(void)key_ref, (void)reply;
 	if (size)
 		principal[0] = 0;
-	if (sa) {
-		if (!path || !*path)
-			return lc_err(err, -ENOENT, LC_ERRC_MISCONFIG,
-				      "GCP credentials: no service-account key file ([gcp-kms] key_file or GOOGLE_APPLICATION_CREDENTIALS)");
-		r = read_key_file(path, &file, err);
-		if (r)
-			return r;
-		o = lc_json_parse((const char *)file.p, file.len);
-		email = lc_json_str(o, "client_email");
-		r = email ? lc_gcp_email_check(email, strlen(email), principal, size, err)
-			  : lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
-				   "service-account key file %.200s has no client_email", path);
+	if (use_key_file(a)) {
+		r = load_key_file(a, &path, &file, &o, err);
+		if (!r) {
+			email = lc_json_str(o, "client_email");
+			r = email ? lc_gcp_email_check(email, strlen(email), principal, size, err)
+				  : lc_err(err, -EINVAL, LC_ERRC_MISCONFIG,
+					   "service-account key file %.200s has no client_email", path);
+		}
 		lc_json_put_wiped(o);
 		lc_secret_free(&file);
 		return r;
 	}
-	if (timeout_ms && timeout_ms < t)
-		t = timeout_ms;
-	snprintf(url, sizeof(url), "%s/computeMetadata/v1/instance/service-accounts/default/email",
-		 a->metadata);
-	r = lc_http_request(a->meta, "GET", url, hdrs, NULL, 0, NULL, t, &resp, err);
+	r = metadata_get(a, "email", "the service account email request", "", timeout_ms, &resp, err);
 	if (r)
 		return r;
-	if (resp.status != 200)
-		r = lc_err(err, -EACCES, token_status_class(resp.status),
-			   "GCP metadata server: the service account email request answered HTTP %ld", resp.status);
-	else
-		r = lc_gcp_email_check((const char *)resp.body.p, resp.len, principal, size, err);
+	r = lc_gcp_email_check((const char *)resp.body.p, resp.len, principal, size, err);
 	lc_http_response_free(&resp);
 	return r;
 }
