@@ -460,17 +460,37 @@ static void make_disk(struct tenv *t, const char *name)
 	close(fd);
 }
 
+/* Fixture: disk @disk made (make_disk) and formatted in workspace @ws as
+ * project @project, 4 KiB segments, "force" if @force; not opened.  Its
+ * uuid into @uuid (64 bytes) unless NULL.  A failed format fails the
+ * test, with the agent's message. */
+static void format_disk(struct tenv *t, const char *disk, const char *ws, const char *project, bool force,
+			char *uuid)
+{
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *u;
+	char a[512];
+
+	make_disk(t, disk);
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"project\": \"%s\", \"segment_size\": \"4K\"%s}",
+		 t->dir, disk, ws, project, force ? ", \"force\": true" : "");
+	if (call(t, "volume.format", jargs(a), &res, &err))
+		fail_msg("format %s: %s", disk, err.msg);
+	if (uuid) {
+		assert_true(json_object_object_get_ex(res, "uuid", &u));
+		snprintf(uuid, 64, "%s", json_object_get_string(u));
+	}
+	json_object_put(res);
+}
+
 /* Format disk @disk in ws1 and open it as @name. */
 static void open_volume(struct tenv *t, const char *disk, const char *name)
 {
 	struct lc_error err = { 0 };
 	char a[512];
 
-	make_disk(t, disk);
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"project\": \"%s\", \"segment_size\": \"4K\", \"force\": true}",
-		 t->dir, disk, name);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, disk, "ws1", name, true, NULL);
 	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"name\": \"%s\"}",
 		 t->dir, disk, name);
 	if (call(t, "volume.open", jargs(a), NULL, &err))
@@ -681,17 +701,13 @@ static void test_kill_path(void **state)
 	int sv[2], kept = 0;
 	int64_t t0, t1;
 	pid_t pid;
-	char a[512], st[32], rs[32];
+	char st[32], rs[32];
 	void *ret;
 
 	open_volume(t, "d1", "v1");
 	open_volume(t, "d2", "v2");
 	/* A volume formatted now, opened while the KMS stalls. */
-	make_disk(t, "d9");
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/d9\", \"workspace\": \"ws1\", \"project\": \"p9\", \"segment_size\": \"4K\"}",
-		 t->dir);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, "d9", "ws1", "p9", false, NULL);
 
 	/* 64 idle connections of one operator: 16 are kept (per-uid limit). */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -838,11 +854,7 @@ static void test_open_unsaved(void **state)
 	char a[512], x[PATH_MAX + 8];
 	int fd;
 
-	make_disk(t, "d1");
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"project\": \"p\", \"segment_size\": \"4K\"}",
-		 t->dir);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, "d1", "ws1", "p", false, NULL);
 	/* A directory where the file goes: the rename over it fails. */
 	assert_int_equal(unlink(t->a.runtime_path), 0);
 	assert_int_equal(mkdir(t->a.runtime_path, 0700), 0);
@@ -1784,11 +1796,7 @@ static void mock_volume(struct tenv *t, const char *kc, const char *ws, const ch
 		assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
 	snprintf(a, sizeof(a), "{\"workspace\": \"%s\", \"keyconfig\": \"%s\"}", ws, kc);
 	(void)call(t, "workspace.bind", jargs(a), NULL, &err);
-	make_disk(t, disk);
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"project\": \"%s\", \"segment_size\": \"4K\", \"force\": true}",
-		 t->dir, disk, ws, name);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, disk, ws, name, true, NULL);
 	if (!open)
 		return;
 	snprintf(a, sizeof(a), "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"name\": \"%s\"}",
@@ -2091,33 +2099,10 @@ static void test_key_denial_kills_all(void **state)
 static void test_probe_versions_in_use(void **state)
 {
 	struct tenv *t = *state;
-	struct lc_error err = { 0 };
-	struct lc_provider *p = NULL;
-	char a[512], out[600];
+	char out[600];
 
-	for (size_t i = 0; i < t->a.nproviders; i++)
-		if (!strcmp(t->a.providers[i].kind, LC_KMS_GCP_NAME))
-			p = &t->a.providers[i].p;
-	assert_non_null(p);
-	lc_provider_close(p);
-	lc_provider_init(p, &mock_ops, t->a.kms);
-	memset(&mk, 0, sizeof(mk));
-	mk.local_cmk = t->cmk;
-	mk.primary = mk.nversions = 1;
-	mk.st[1] = LC_KEY_ENABLED;
-	assert_int_equal(call(t, "keyconfig.create",
-			      jargs("{\"name\": \"kcg\", \"provider\": \"gcp-kms\", \"key_ref\": \"" MOCK_KEY "\"}"),
-			      NULL, &err), 0);
-	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"wsg\", \"keyconfig\": \"kcg\"}"),
-			      NULL, &err), 0);
-	make_disk(t, "dg");
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/dg\", \"workspace\": \"wsg\", \"project\": \"pg\", \"segment_size\": \"4K\", \"force\": true}",
-		 t->dir);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
-	snprintf(a, sizeof(a), "{\"device\": \"%s/dg\", \"workspace\": \"wsg\", \"name\": \"vg\"}", t->dir);
-	if (call(t, "volume.open", jargs(a), NULL, &err))
-		fail_msg("open: %s", err.msg);
+	mock_install(t);
+	mock_volume(t, "kcg", "wsg", "dg", "vg", true);
 	check_once(t, "outcome", out, sizeof(out), NULL);
 	assert_string_equal(out, "ok");
 
@@ -2598,11 +2583,7 @@ static void test_rekey_watcher(void **state)
 	open_volume(t, "d1", "v1");
 	open_volume(t, "d2", "v2");
 	/* d4 stays closed */
-	make_disk(t, "d4");
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/d4\", \"workspace\": \"ws1\", \"project\": \"p4\", \"segment_size\": \"4K\"}",
-		 t->dir);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, "d4", "ws1", "p4", false, NULL);
 	assert_int_equal(lc_kms_local_create(t->a.kms, "new", &k2, &err), 0);
 	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}",
 		 k2.key_id);
@@ -3525,19 +3506,10 @@ static void test_fleet_record_kills(void **state)
 /* Format disk @disk in @ws (not opened); its uuid into @uuid. */
 static void format_in(struct tenv *t, const char *disk, const char *ws, char uuid[64])
 {
-	struct lc_error err = { 0 };
-	json_object *res = NULL, *u;
-	char a[512];
+	char project[64];
 
-	make_disk(t, disk);
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/%s\", \"workspace\": \"%s\", \"project\": \"p-%s\", \"segment_size\": \"4K\", \"force\": true}",
-		 t->dir, disk, ws, disk);
-	if (call(t, "volume.format", jargs(a), &res, &err))
-		fail_msg("format %s: %s", disk, err.msg);
-	assert_true(json_object_object_get_ex(res, "uuid", &u));
-	snprintf(uuid, 64, "%s", json_object_get_string(u));
-	json_object_put(res);
+	snprintf(project, sizeof(project), "p-%s", disk);
+	format_disk(t, disk, ws, project, true, uuid);
 }
 
 static int open_in(struct tenv *t, const char *disk, const char *ws, const char *name,
@@ -4371,11 +4343,7 @@ static void test_realpath_outside_lock(void **state)
 	json_object *res = NULL, *ao;
 	char a[1024], disk[128], link[128], buf[PATH_MAX];
 
-	make_disk(t, "rp");
-	snprintf(a, sizeof(a),
-		 "{\"device\": \"%s/rp\", \"workspace\": \"ws1\", \"project\": \"rp\", \"segment_size\": \"4K\", \"force\": true}",
-		 t->dir);
-	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+	format_disk(t, "rp", "ws1", "rp", true, NULL);
 	snprintf(disk, sizeof(disk), "%s/rp", t->dir);
 	snprintf(link, sizeof(link), "%s/rp-link", t->dir);
 	assert_int_equal(symlink(disk, link), 0);
