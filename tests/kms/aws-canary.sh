@@ -8,8 +8,9 @@
 # and unwrapped; taking kms:Decrypt away (DescribeKey still Enabled) must
 # make the probe answer "denied"; a policy of before the canary statement
 # must leave a key configuration without a canary, never a false denial.
+. tests/kms/lib-agent.sh	# agent_conf_checks, ta_start, ta_ctl, ...
 cpol=$work/canary
-mkdir -p "$cpol/state" && chmod 700 "$cpol/state"
+mkdir -p "$cpol"
 ckey="arn:aws:kms:eu-west-2:111122223333:key/policy-canary"
 # The policy as the documentation prints it, for this key.
 docpolicy() {	# docpolicy [drop-decrypt|drop-canary] > policy.json
@@ -53,25 +54,9 @@ ctx = ssl.create_default_context(cafile=sys.argv[1])
 urllib.request.urlopen(urllib.request.Request(sys.argv[2], data=open(sys.argv[3], "rb").read(), method="POST"), context=ctx).read()' \
 		"$work/ca.pem" "https://127.0.0.1:$p_fake/admin/policy" "$cpol/p.json"
 }
-cat >"$cpol/agent.conf" <<EOC
-[agent]
-socket = $cpol/agent.sock
-state_dir = $cpol/state
-audit_log = $cpol/audit.log
-audit_fsync = no
-admin_group = root
-
-[kms]
-retry_attempts = 1
-deadline_ms = 5000
-
-[revocation]
-# only the checks below probe; the window must hold two watcher probes
-# (3600 s + 10 % jitter) or the agent refuses the file
-watch_interval_s = 3600
-confirm_denials = 2
-confirm_window_s = 3960
-
+# only the checks below probe; two denials confirm (the window holds two
+# watcher probes, 3600 s + 10 % jitter, or the agent refuses the file)
+agent_conf_checks "$cpol" 2 <<EOC
 [aws-kms]
 endpoint = https://127.0.0.1:$p_fake
 region = eu-west-2
@@ -79,15 +64,11 @@ ca_bundle = $work/ca.pem
 credentials = env
 sts_endpoint = https://127.0.0.1:$p_motls/
 EOC
-"$top/build/agent-san/lakecrypt-agent" -c "$cpol/agent.conf" -f >"$cpol/agent.log" 2>&1 &
-cpid=$!
-pids+=($cpid)
-for _ in $(seq 100); do [ -S "$cpol/agent.sock" ] && break; sleep 0.1; done
-cct() { "$top/build/agent-san/lakecryptctl" --socket "$cpol/agent.sock" "$@" 2>&1; }
+ta_start "$cpol" "canary (AWS): the agent starts"
 
 if setpolicy; then ok "canary (AWS): the key policy of Documentation/kms-providers.md set on the fake key"
 else notok "canary: set the documented policy" "$(cat "$cpol/p.json")"; fi
-out=$(cct --json keyconfig create finance-kc --provider aws-kms --key "$ckey")
+out=$(ta_ctl --json keyconfig create finance-kc --provider aws-kms --key "$ckey")
 grep -q '"canary": true' <<<"$out" &&
 	ok "canary (AWS): keyconfig create makes the canary under the documented policy" ||
 	notok "canary made under the documented policy" "$out $(grep POLICY "$work/fake.log" | tail -3)"
@@ -96,14 +77,14 @@ grep -q '"op":"cmk.canary_wrap".*"keyconfig":"finance-kc".*"provider":"aws-kms".
 	notok "canary wrap audit" "$(cat "$cpol/audit.log")"
 grep -q 'POLICY DENIES' "$work/fake.log" && notok "canary: no request refused by the documented policy" "$(grep POLICY "$work/fake.log")" ||
 	ok "canary (AWS): the documented policy refused none of the agent's requests"
-out=$(cct --json check --cmk "$ckey")
+out=$(ta_ctl --json check --cmk "$ckey")
 grep -q '"outcome": "ok"' <<<"$out" && grep -q '"canary": "ok"' <<<"$out" &&
 	ok "canary (AWS): check unwraps the canary under the documented policy: ok" ||
 	notok "canary probe ok" "$out"
 
 # kms:Decrypt taken away from every statement; DescribeKey and Encrypt stay.
 setpolicy drop-decrypt
-out=$(cct --json check --cmk "$ckey")
+out=$(ta_ctl --json check --cmk "$ckey")
 grep -q '"state": "enabled"' <<<"$out" && grep -q '"canary": "denied"' <<<"$out" &&
 	grep -q '"outcome": "denied"' <<<"$out" && grep -q 'AccessDeniedException' <<<"$out" &&
 	ok "canary (AWS): Decrypt taken away while DescribeKey says Enabled: the probe says denied" ||
@@ -122,22 +103,22 @@ for c in json.load(sys.stdin)["checks"]:
 }
 if setpolicy two-kc; then ok "canary (AWS): the documented statements for a second key configuration, ops-kc"
 else notok "set the two-keyconfig policy" "$(cat "$cpol/p.json")"; fi
-out=$(cct --json keyconfig create ops-kc --provider aws-kms --key "$ckey")
+out=$(ta_ctl --json keyconfig create ops-kc --provider aws-kms --key "$ckey")
 grep -q '"canary": true' <<<"$out" && ok "canary (AWS): ops-kc made with its own canary" || notok "ops-kc canary" "$out"
-out=$(cct --json check --cmk "$ckey" | kcrows)
+out=$(ta_ctl --json check --cmk "$ckey" | kcrows)
 grep -qx 'finance-kc ok false' <<<"$out" && grep -qx 'ops-kc ok false' <<<"$out" &&
 	ok "canary (AWS): check probes each key configuration with its own canary: both ok" ||
 	notok "two canaries ok" "$out"
 setpolicy two-kc-drop-ops
-out=$(cct --json check --cmk "$ckey" | kcrows)
+out=$(ta_ctl --json check --cmk "$ckey" | kcrows)
 grep -qx 'finance-kc ok false' <<<"$out" && grep -qx 'ops-kc denied true' <<<"$out" &&
 	ok "canary (AWS): ops-kc's canary statement removed: ops-kc denied (counted), finance-kc still ok" ||
 	notok "per-keyconfig denial" "$out"
-out=$(cct --json check --cmk "$ckey" | kcrows)
+out=$(ta_ctl --json check --cmk "$ckey" | kcrows)
 grep -qx 'ops-kc denied false' <<<"$out" &&
 	ok "canary (AWS): a second check seconds later shows the denial, not counted" ||
 	notok "second check not counted" "$out"
-out=$(cct --json status)
+out=$(ta_ctl --json status)
 "$py" -c 'import json, sys
 rows = {c["keyconfig"]: c for c in json.load(sys.stdin)["cmks"]}
 assert rows["ops-kc"]["verdict"] == "pending" and rows["ops-kc"]["denials"] == 1 and rows["ops-kc"]["uncounted"] == 1, rows
@@ -148,16 +129,16 @@ setpolicy
 
 # A policy written before the canary statement existed: no canary, no kill.
 setpolicy drop-canary
-out=$(cct --json keyconfig create old-kc --provider aws-kms --key "$ckey")
+out=$(ta_ctl --json keyconfig create old-kc --provider aws-kms --key "$ckey")
 grep -q '"canary": false' <<<"$out" &&
 	ok "canary (AWS): a policy without the canary statement: key configuration made without a canary" ||
 	notok "old policy keyconfig" "$out"
 grep -q '"op":"cmk.canary_wrap".*"keyconfig":"old-kc".*"outcome":"failure".*"error_class":"denied"' "$cpol/audit.log" &&
 	ok "canary (AWS): the refused canary wrap is audited (failure, denied)" ||
 	notok "refused canary wrap audit" "$(cat "$cpol/audit.log")"
-out=$(cct keyconfig create "bad kc" --provider aws-kms --key "$ckey")
+out=$(ta_ctl keyconfig create "bad kc" --provider aws-kms --key "$ckey")
 grep -q '"op":"keyconfig.create".*"outcome":"failure"' "$cpol/audit.log" &&
 	ok "canary (AWS): a failed keyconfig create leaves an audit record" || notok "failed keyconfig.create audit" "$out"
-kill "$cpid"; wait "$cpid" 2>/dev/null
+ta_stop
 grep -qE 'Sanitizer|runtime error' "$cpol/agent.log" && notok "agent (ASan/UBSan) clean (canary)" "$(cat "$cpol/agent.log")" ||
 	ok "canary (AWS): agent (ASan/UBSan) ran clean"

@@ -14,6 +14,7 @@
 #     --json, audit); the same principal denied -> denied, revoked; another
 #     one -> misconfigured, no revocation, audited, shown in status; the
 #     identity check failing -> denied as before; no binding -> as before.
+. tests/kms/lib-agent.sh	# agent_conf_checks, ta_start, ta_ctl, ...
 id=$work/ident
 mkdir -p "$id"
 post() {	# post URL JSON: an unsigned admin POST to the fake endpoint
@@ -91,25 +92,8 @@ expect "ident (AWS): sts_endpoint must be https" MISCONFIG 2000 "${fk[@]}" --sts
 
 # ---- the agent ---------------------------------------------------------------
 iconf() {	# iconf STS_URL: the agent's configuration, KMS the fake endpoint
-	mkdir -p "$id/state" && chmod 700 "$id/state"
-	cat >"$id/agent.conf" <<EOC
-[agent]
-socket = $id/agent.sock
-state_dir = $id/state
-audit_log = $id/audit.log
-audit_fsync = no
-admin_group = root
-
-[kms]
-retry_attempts = 1
-deadline_ms = 5000
-
-[revocation]
-# only the checks below probe; one denial confirms (each case its own key)
-watch_interval_s = 3600
-confirm_denials = 1
-confirm_window_s = 3960
-
+	# only the checks below probe; one denial confirms (each case its own key)
+	agent_conf_checks "$id" 1 <<EOC
 [aws-kms]
 endpoint = https://127.0.0.1:$p_fake
 region = eu-west-2
@@ -119,99 +103,85 @@ sts_endpoint = $1
 EOC
 }
 istart() {	# istart alice|bob
-	rm -f "$id/agent.sock"
 	local k=$a_id s=$a_sk
 	[ "$1" = alice ] || k=$b_id s=$b_sk
-	# env execs the agent: $! is the agent itself
-	env AWS_ACCESS_KEY_ID="$k" AWS_SECRET_ACCESS_KEY="$s" "$top/build/agent-san/lakecrypt-agent" \
-		-c "$id/agent.conf" -f >>"$id/agent.log" 2>&1 &
-	ipid=$!
-	pids+=($ipid)
-	for _ in $(seq 100); do [ -S "$id/agent.sock" ] && break; sleep 0.1; done
-	[ -S "$id/agent.sock" ] || notok "ident: the agent starts as $1" "$(tail -20 "$id/agent.log")"
+	ta_start "$id" "ident: the agent starts as $1" AWS_ACCESS_KEY_ID="$k" AWS_SECRET_ACCESS_KEY="$s"
 }
-istop() { kill "$ipid"; wait "$ipid" 2>/dev/null; }
-ict() { "$top/build/agent-san/lakecryptctl" --socket "$id/agent.sock" "$@" 2>&1; }
 deny() { post "https://127.0.0.1:$p_fake/admin/deny" "{\"key\":\"$1\",\"akids\":[${2:+\"$2\"}]}"; }
 revoked() {	# revoked KEY: a cmk.revocation record names the key
 	"$py" -c 'import json, sys
 sys.exit(0 if any(r.get("op") == "cmk.revocation" and r.get("cmk_id") == sys.argv[2]
                   for r in map(json.loads, open(sys.argv[1]))) else 1)' "$id/audit.log" "$1"; }
-jget() { "$py" -c 'import json, sys
-d = json.load(sys.stdin)
-for k in sys.argv[1:]:
-    d = d[int(k)] if isinstance(d, list) else d[k]
-print(d)' "$@" 2>&1; }
 ksame=$(arn ok-idsame) kother=$(arn ok-idother) kfail=$(arn ok-idfail) kold=$(arn ok-idold)
 
 iconf "$mo_sts"
 istart alice
 for k in same:$ksame other:$kother fail:$kfail; do
-	out=$(ict --json keyconfig create "id-${k%%:*}" --provider aws-kms --key "${k#*:}")
-	[ "$(jget kms_identity <<<"$out")" = "$a_arn" ] &&
+	out=$(ta_ctl --json keyconfig create "id-${k%%:*}" --provider aws-kms --key "${k#*:}")
+	[ "$(ta_json kms_identity <<<"$out")" = "$a_arn" ] &&
 		ok "ident (AWS): keyconfig create id-${k%%:*} binds the agent's principal (alice)" ||
 		notok "ident: create binds id-${k%%:*}" "$out"
 done
-out=$(ict keyconfig show id-same)
+out=$(ta_ctl keyconfig show id-same)
 grep -q "^KMS identity: *$a_arn$" <<<"$out" && ok "ident (AWS): keyconfig show prints the bound principal" ||
 	notok "ident: keyconfig show" "$out"
-[ "$(ict --json keyconfig show id-same | jget kms_identity)" = "$a_arn" ] &&
-	ok "ident (AWS): keyconfig show --json has kms_identity" || notok "ident: show --json" "$(ict --json keyconfig show id-same)"
+[ "$(ta_ctl --json keyconfig show id-same | ta_json kms_identity)" = "$a_arn" ] &&
+	ok "ident (AWS): keyconfig show --json has kms_identity" || notok "ident: show --json" "$(ta_ctl --json keyconfig show id-same)"
 "$py" -c 'import json, sys
 sys.exit(0 if any(r.get("op") == "cmk.identity" and r.get("keyconfig") == "id-same" and
                   r.get("outcome") == "success" and r.get("detail") == "bound " + sys.argv[2]
                   for r in map(json.loads, open(sys.argv[1]))) else 1)' "$id/audit.log" "$a_arn" &&
 	ok "ident (AWS): the binding is audited (cmk.identity, success)" || notok "ident: create audit" "$(cat "$id/audit.log")"
-[ "$(jget keyconfigs 0 kms_identity < "$id/state/registry.json")" = "$a_arn" ] &&
+[ "$(ta_json keyconfigs 0 kms_identity < "$id/state/registry.json")" = "$a_arn" ] &&
 	ok "ident (AWS): registry.json keeps the binding" || notok "ident: registry" "$(cat "$id/state/registry.json")"
 
 # Same principal denied: a revocation, as before.
 deny "$ksame" "$a_id"
-out=$(ict --json check --cmk "$ksame")
-[ "$(jget checks 0 outcome <<<"$out")" = denied ] && [ "$(jget checks 0 identity <<<"$out")" = same ] &&
+out=$(ta_ctl --json check --cmk "$ksame")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = same ] &&
 	revoked "$ksame" && ok "ident (AWS): the bound principal itself denied: denied, revoked (identity same)" ||
 	notok "ident: same principal denied" "$out"
-istop
+ta_stop
 
 # Another principal (bob) on the same registry: denied everywhere.
 istart bob
 deny "$kother" "$b_id"
-out=$(ict --json check --cmk "$kother")
-[ "$(jget checks 0 outcome <<<"$out")" = misconfigured ] &&
-	[[ "$(jget checks 0 detail <<<"$out")" == "wrong KMS identity: bound $a_arn, now $b_arn"* ]] && ! revoked "$kother" &&
+out=$(ta_ctl --json check --cmk "$kother")
+[ "$(ta_json checks 0 outcome <<<"$out")" = misconfigured ] &&
+	[[ "$(ta_json checks 0 detail <<<"$out")" == "wrong KMS identity: bound $a_arn, now $b_arn"* ]] && ! revoked "$kother" &&
 	ok "ident (AWS): another principal denied: misconfigured (wrong KMS identity: bound alice, now bob), not revoked" ||
 	notok "ident: other principal denied" "$out"
 grep '"op":"cmk.identity"' "$id/audit.log" | grep "\"keyconfig\":\"id-other\"" |
 	grep -q '"outcome":"failure".*"error_class":"misconfigured".*wrong KMS identity' &&
 	ok "ident (AWS): ... audited (cmk.identity, failure, misconfigured)" || notok "ident: misconfig audit" "$(tail -5 "$id/audit.log")"
-out=$(ict status)
+out=$(ta_ctl status)
 grep -q "wrong KMS identity: bound $a_arn, now $b_arn" <<<"$out" &&
 	ok "ident (AWS): status shows the wrong KMS identity" || notok "ident: status" "$out"
-out=$(ict --json check --cmk "$kother")
-[ "$(jget checks 0 outcome <<<"$out")" = misconfigured ] && ! revoked "$kother" &&
+out=$(ta_ctl --json check --cmk "$kother")
+[ "$(ta_json checks 0 outcome <<<"$out")" = misconfigured ] && ! revoked "$kother" &&
 	ok "ident (AWS): asked again: still misconfigured, still not revoked" || notok "ident: second check" "$out"
-istop
+ta_stop
 
 # The identity check fails (STS refuses): the denial stands, as before binding.
 iconf "https://127.0.0.1:$p_fake/sts/denied/"
 istart bob
 deny "$kfail" "$b_id"
-out=$(ict --json check --cmk "$kfail")
-[ "$(jget checks 0 outcome <<<"$out")" = denied ] && [ "$(jget checks 0 identity <<<"$out")" = unknown ] &&
+out=$(ta_ctl --json check --cmk "$kfail")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = unknown ] &&
 	revoked "$kfail" && ok "ident (AWS): identity check denied by STS: the KMS's denial stands (denied, revoked)" ||
 	notok "ident: identity check failing" "$out"
 grep '"op":"cmk.identity"' "$id/audit.log" | grep "\"keyconfig\":\"id-fail\"" | grep -q '"outcome":"failure"' &&
 	ok "ident (AWS): ... the failed check is audited" || notok "ident: failed check audit" "$(tail -5 "$id/audit.log")"
 # No binding (STS unanswered at create, as configurations made before
 # binding): keyconfig show says unbound, a denial is a denial.
-out=$(ict --json keyconfig create id-old --provider aws-kms --key "$kold")
-[ "$(jget kms_identity <<<"$out")" = unbound ] && ok "ident (AWS): STS refused at create: the key configuration is unbound (show says so)" ||
+out=$(ta_ctl --json keyconfig create id-old --provider aws-kms --key "$kold")
+[ "$(ta_json kms_identity <<<"$out")" = unbound ] && ok "ident (AWS): STS refused at create: the key configuration is unbound (show says so)" ||
 	notok "ident: unbound create" "$out"
 deny "$kold" "$b_id"
-out=$(ict --json check --cmk "$kold")
-[ "$(jget checks 0 outcome <<<"$out")" = denied ] && [ "$(jget checks 0 identity <<<"$out")" = unbound ] && revoked "$kold" &&
+out=$(ta_ctl --json check --cmk "$kold")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = unbound ] && revoked "$kold" &&
 	ok "ident (AWS): an unbound key configuration denied: denied, revoked, as before" || notok "ident: unbound denied" "$out"
-istop
+ta_stop
 # A registry of before identity binding (no kms_identity) loads, unbound.
 "$py" -c 'import json, sys
 p = sys.argv[1]; d = json.load(open(p))
@@ -219,10 +189,10 @@ for k in d["keyconfigs"]:
     k.pop("kms_identity", None)
 json.dump(d, open(p, "w"))' "$id/state/registry.json"
 istart bob
-out=$(ict keyconfig show id-other)
+out=$(ta_ctl keyconfig show id-other)
 grep -q "^KMS identity: *unbound$" <<<"$out" && ok "ident (AWS): a registry of before binding loads; keyconfig show says unbound" ||
 	notok "ident: old registry" "$out"
-istop
+ta_stop
 grep -qE 'Sanitizer|runtime error' "$id/agent.log" && notok "ident: agent (ASan/UBSan) clean" "$(cat "$id/agent.log")" ||
 	ok "ident (AWS): agent (ASan/UBSan) ran clean"
 grep -qE "$a_sk|$b_sk" "$id/agent.log" "$id/audit.log" "$work/client.log" &&

@@ -8,8 +8,8 @@
 # The denied principal is the fake's client ...d0 (403 ForbiddenByRbac on
 # everything), which must be misconfigured for a key configuration bound
 # to another principal, never a kill.
+. tests/kms/lib-agent.sh	# agent_conf_checks, ta_start, ta_ctl, ...
 zid=$work/ident
-mkdir -p "$zid/state" && chmod 700 "$zid/state"
 deny_cid=00000000-0000-0000-0000-0000000000d0
 claims() {	# claims MODE: the claims of tokens issued from now on
 	"$py" -c 'import ssl, sys, urllib.request
@@ -34,24 +34,8 @@ for m in nooid longoid badoid intoid notjson notb64 huge opaque; do
 done
 claims ok
 
-zconf() {	# zconf CLIENT_ID SECRET_FILE
-	cat >"$zid/agent.conf" <<EOC
-[agent]
-socket = $zid/agent.sock
-state_dir = $zid/state
-audit_log = $zid/audit.log
-audit_fsync = no
-admin_group = root
-
-[kms]
-retry_attempts = 1
-deadline_ms = 5000
-
-[revocation]
-watch_interval_s = 3600
-confirm_denials = 1
-confirm_window_s = 3960
-
+zconf() {	# zconf CLIENT_ID SECRET_FILE: the agent started as that client
+	agent_conf_checks "$zid" 1 <<EOC
 [azure-kv]
 credentials = client-secret
 tenant_id = $tenant
@@ -61,61 +45,45 @@ authority = $vault
 ca_bundle = $work/ca.pem
 connect_timeout_ms = 2000
 EOC
-	rm -f "$zid/agent.sock"
-	"$top/build/agent-san/lakecrypt-agent" -c "$zid/agent.conf" -f >>"$zid/agent.log" 2>&1 &
-	zpid=$!
-	pids+=($zpid)
-	for _ in $(seq 100); do [ -S "$zid/agent.sock" ] && break; sleep 0.1; done
-	[ -S "$zid/agent.sock" ] || notok "ident (Azure): the agent starts as $1" "$(tail -20 "$zid/agent.log")"
+	ta_start "$zid" "ident (Azure): the agent starts as $1"
 }
-zstop() { kill "$zpid"; wait "$zpid" 2>/dev/null; }
-zct() { "$top/build/agent-san/lakecryptctl" --socket "$zid/agent.sock" "$@" 2>&1; }
-zget() { "$py" -c 'import json, sys
-d = json.load(sys.stdin)
-for k in sys.argv[1:]:
-    d = d[int(k)] if isinstance(d, list) else d[k]
-print(d)' "$@" 2>&1; }
-zrevoked() {	# zrevoked KEY: a cmk.revocation record names the key
-	"$py" -c 'import json, sys
-sys.exit(0 if any(r.get("op") == "cmk.revocation" and sys.argv[2] in (r.get("cmk_id") or "")
-                  for r in map(json.loads, open(sys.argv[1]))) else 1)' "$zid/audit.log" "$1"; }
 
 zconf "$cid" "$work/secret"
 for k in same:$zkey other:$zkey2 fail:$zkey3; do
-	out=$(zct --json keyconfig create "az-${k%%:*}" --provider azure-kv --key "${k#*:}")
-	[ "$(zget kms_identity <<<"$out")" = "$want" ] &&
+	out=$(ta_ctl --json keyconfig create "az-${k%%:*}" --provider azure-kv --key "${k#*:}")
+	[ "$(ta_json kms_identity <<<"$out")" = "$want" ] &&
 		ok "ident (Azure): keyconfig create az-${k%%:*} binds the application's oid and tid" ||
 		notok "ident (Azure): create binds az-${k%%:*}" "$out"
 done
-grep -q "^KMS identity: *$want$" <<<"$(zct keyconfig show az-same)" &&
-	ok "ident (Azure): keyconfig show prints it" || notok "ident (Azure): show" "$(zct keyconfig show az-same)"
+grep -q "^KMS identity: *$want$" <<<"$(ta_ctl keyconfig show az-same)" &&
+	ok "ident (Azure): keyconfig show prints it" || notok "ident (Azure): show" "$(ta_ctl keyconfig show az-same)"
 # The same principal, the key disabled by its owner: a revocation.
 sdk disable idk1 >/dev/null
-out=$(zct --json check --cmk "$zkey")
-[ "$(zget checks 0 outcome <<<"$out")" = denied ] && zrevoked "$zkey" &&
+out=$(ta_ctl --json check --cmk "$zkey")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && ta_revoked "$zkey" &&
 	ok "ident (Azure): the bound principal, key disabled: denied, revoked" || notok "ident (Azure): same principal" "$out"
-zstop
+ta_stop
 
 # Another principal (the client without a role): 403 ForbiddenByRbac on everything.
 zconf "$deny_cid" "$work/denysecret"
-out=$(zct --json check --cmk "$zkey2")
-[ "$(zget checks 0 outcome <<<"$out")" = misconfigured ] &&
-	[[ "$(zget checks 0 detail <<<"$out")" == "wrong KMS identity: bound $want, now $wdeny"* ]] && ! zrevoked "$zkey2" &&
+out=$(ta_ctl --json check --cmk "$zkey2")
+[ "$(ta_json checks 0 outcome <<<"$out")" = misconfigured ] &&
+	[[ "$(ta_json checks 0 detail <<<"$out")" == "wrong KMS identity: bound $want, now $wdeny"* ]] && ! ta_revoked "$zkey2" &&
 	ok "ident (Azure): another principal denied (ForbiddenByRbac): misconfigured, not revoked" ||
 	notok "ident (Azure): other principal" "$out"
 grep '"op":"cmk.identity"' "$zid/audit.log" | grep '"keyconfig":"az-other"' | grep -q '"error_class":"misconfigured"' &&
 	ok "ident (Azure): ... audited (cmk.identity, misconfigured)" || notok "ident (Azure): audit" "$(tail -3 "$zid/audit.log")"
-grep -q "wrong KMS identity: bound $want, now $wdeny" <<<"$(zct status)" &&
-	ok "ident (Azure): status shows the wrong KMS identity" || notok "ident (Azure): status" "$(zct status)"
-zstop
+grep -q "wrong KMS identity: bound $want, now $wdeny" <<<"$(ta_ctl status)" &&
+	ok "ident (Azure): status shows the wrong KMS identity" || notok "ident (Azure): status" "$(ta_ctl status)"
+ta_stop
 # The identity check fails (the token names nobody): the denial stands.
 claims nooid
 zconf "$deny_cid" "$work/denysecret"
-out=$(zct --json check --cmk "$zkey3")
-[ "$(zget checks 0 outcome <<<"$out")" = denied ] && [ "$(zget checks 0 identity <<<"$out")" = unknown ] && zrevoked "$zkey3" &&
+out=$(ta_ctl --json check --cmk "$zkey3")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = unknown ] && ta_revoked "$zkey3" &&
 	ok "ident (Azure): the identity check fails: the denial stands (denied, revoked)" ||
 	notok "ident (Azure): failing identity check" "$out"
-zstop
+ta_stop
 claims ok
 grep -qE 'Sanitizer|runtime error' "$zid/agent.log" && notok "ident (Azure): agent (ASan/UBSan) clean" "$(cat "$zid/agent.log")" ||
 	ok "ident (Azure): agent (ASan/UBSan) ran clean"

@@ -8,8 +8,8 @@
 # service account (sa2, registered with the fake) is the wrong identity:
 # the fake denies every call of its tokens (403 PERMISSION_DENIED), which
 # must be misconfigured for a key configuration bound to the first one.
+. tests/kms/lib-agent.sh	# agent_conf_checks, ta_start, ta_ctl, ...
 gid=$work/ident
-mkdir -p "$gid/state" && chmod 700 "$gid/state"
 sa2_email=lakecrypt-other@lc-test.iam.gserviceaccount.com
 md_email=lakecrypt-vm@lc-test.iam.gserviceaccount.com
 ( cd "$work" && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa2.key 2>/dev/null &&
@@ -56,88 +56,56 @@ emode ok
 # ---- the agent ----------------------------------------------------------------------
 gconf() {	# gconf CREDENTIALS-LINES...: start the agent
 	{ cat <<EOC
-[agent]
-socket = $gid/agent.sock
-state_dir = $gid/state
-audit_log = $gid/audit.log
-audit_fsync = no
-admin_group = root
-
-[kms]
-retry_attempts = 1
-deadline_ms = 5000
-
-[revocation]
-watch_interval_s = 3600
-confirm_denials = 1
-confirm_window_s = 3960
-
 [gcp-kms]
 endpoint = https://127.0.0.1:$p_kms
 ca_bundle = $work/ca.pem
 metadata_endpoint = http://127.0.0.1:$p_md
 metadata_timeout_ms = 1000
 EOC
-	  printf '%s\n' "$@"; } >"$gid/agent.conf"
-	rm -f "$gid/agent.sock"
-	"$top/build/agent-san/lakecrypt-agent" -c "$gid/agent.conf" -f >>"$gid/agent.log" 2>&1 &
-	gpid=$!
-	pids+=($gpid)
-	for _ in $(seq 100); do [ -S "$gid/agent.sock" ] && break; sleep 0.1; done
-	[ -S "$gid/agent.sock" ] || notok "ident (GCP): the agent starts" "$(tail -20 "$gid/agent.log")"
+	  printf '%s\n' "$@"; } | agent_conf_checks "$gid" 1
+	ta_start "$gid" "ident (GCP): the agent starts"
 }
-gstop() { kill "$gpid"; wait "$gpid" 2>/dev/null; }
-gct() { "$top/build/agent-san/lakecryptctl" --socket "$gid/agent.sock" "$@" 2>&1; }
-gget() { "$py" -c 'import json, sys
-d = json.load(sys.stdin)
-for k in sys.argv[1:]:
-    d = d[int(k)] if isinstance(d, list) else d[k]
-print(d)' "$@" 2>&1; }
-grevoked() {
-	"$py" -c 'import json, sys
-sys.exit(0 if any(r.get("op") == "cmk.revocation" and sys.argv[2] in (r.get("cmk_id") or "")
-                  for r in map(json.loads, open(sys.argv[1]))) else 1)' "$gid/audit.log" "$1"; }
 
 gconf "credentials = service-account" "key_file = $work/sa.json"
 for k in same:$gk1 other:$gk2; do
-	out=$(gct --json keyconfig create "gcp-${k%%:*}" --provider gcp-kms --key "${k#*:}")
-	[ "$(gget kms_identity <<<"$out")" = "$sa_email" ] &&
+	out=$(ta_ctl --json keyconfig create "gcp-${k%%:*}" --provider gcp-kms --key "${k#*:}")
+	[ "$(ta_json kms_identity <<<"$out")" = "$sa_email" ] &&
 		ok "ident (GCP): keyconfig create gcp-${k%%:*} binds the key file's service account" ||
 		notok "ident (GCP): create gcp-${k%%:*}" "$out"
 done
 admin deny "{\"key\":\"$gk1\",\"deny\":true}"
-out=$(gct --json check --cmk "$gk1")
-[ "$(gget checks 0 outcome <<<"$out")" = denied ] && [ "$(gget checks 0 identity <<<"$out")" = same ] && grevoked "$gk1" &&
+out=$(ta_ctl --json check --cmk "$gk1")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = same ] && ta_revoked "$gk1" &&
 	ok "ident (GCP): the bound service account denied: denied, revoked" || notok "ident (GCP): same principal" "$out"
-gstop
+ta_stop
 # Another service account (sa2), denied everything.
 admin deny-principal "{\"email\":\"$sa2_email\",\"deny\":true}"
 gconf "credentials = service-account" "key_file = $work/sa2.json"
-out=$(gct --json check --cmk "$gk2")
-[ "$(gget checks 0 outcome <<<"$out")" = misconfigured ] &&
-	[[ "$(gget checks 0 detail <<<"$out")" == "wrong KMS identity: bound $sa_email, now $sa2_email"* ]] && ! grevoked "$gk2" &&
+out=$(ta_ctl --json check --cmk "$gk2")
+[ "$(ta_json checks 0 outcome <<<"$out")" = misconfigured ] &&
+	[[ "$(ta_json checks 0 detail <<<"$out")" == "wrong KMS identity: bound $sa_email, now $sa2_email"* ]] && ! ta_revoked "$gk2" &&
 	ok "ident (GCP): another service account denied: misconfigured, not revoked" || notok "ident (GCP): other principal" "$out"
 grep '"op":"cmk.identity"' "$gid/audit.log" | grep '"keyconfig":"gcp-other"' | grep -q '"error_class":"misconfigured"' &&
 	ok "ident (GCP): ... audited (cmk.identity, misconfigured)" || notok "ident (GCP): audit" "$(tail -3 "$gid/audit.log")"
-grep -q "wrong KMS identity: bound $sa_email, now $sa2_email" <<<"$(gct status)" &&
-	ok "ident (GCP): status shows the wrong KMS identity" || notok "ident (GCP): status" "$(gct status)"
-gstop
+grep -q "wrong KMS identity: bound $sa_email, now $sa2_email" <<<"$(ta_ctl status)" &&
+	ok "ident (GCP): status shows the wrong KMS identity" || notok "ident (GCP): status" "$(ta_ctl status)"
+ta_stop
 # The metadata server's account: bound at create; then the metadata
 # server's email answer breaks and its account is denied: the check fails,
 # the denial stands.
 gconf "credentials = metadata"
-out=$(gct --json keyconfig create gcp-md --provider gcp-kms --key "$gk3")
-[ "$(gget kms_identity <<<"$out")" = "$md_email" ] && ok "ident (GCP): keyconfig create binds the metadata server's account" ||
+out=$(ta_ctl --json keyconfig create gcp-md --provider gcp-kms --key "$gk3")
+[ "$(ta_json kms_identity <<<"$out")" = "$md_email" ] && ok "ident (GCP): keyconfig create binds the metadata server's account" ||
 	notok "ident (GCP): metadata binding" "$out"
-gstop
+ta_stop
 emode html	# (a new agent: the principal asked at create is reused 30 s)
 gconf "credentials = metadata"
 admin deny-principal "{\"email\":\"$md_email\",\"deny\":true}"
-out=$(gct --json check --cmk "$gk3")
-[ "$(gget checks 0 outcome <<<"$out")" = denied ] && [ "$(gget checks 0 identity <<<"$out")" = unknown ] && grevoked "$gk3" &&
+out=$(ta_ctl --json check --cmk "$gk3")
+[ "$(ta_json checks 0 outcome <<<"$out")" = denied ] && [ "$(ta_json checks 0 identity <<<"$out")" = unknown ] && ta_revoked "$gk3" &&
 	ok "ident (GCP): the identity check fails (metadata answers HTML): the denial stands (denied, revoked)" ||
 	notok "ident (GCP): failing identity check" "$out"
-gstop
+ta_stop
 emode ok
 admin deny-principal "{\"email\":\"$md_email\",\"deny\":false}"
 admin deny-principal "{\"email\":\"$sa2_email\",\"deny\":false}"
