@@ -50,6 +50,11 @@ for m in html long two empty noat e404 hang; do
 	[ "$m" = e404 ] && cls=MISCONFIG
 	expect "ident (GCP): hostile metadata email answer ($m) refused" "$cls" 5000 --metadata-timeout 1000 "${md[@]}" ident "$gk1"
 	[ -z "$(field principal)" ] && ok "ident (GCP): ... no principal taken ($m)" || notok "ident (GCP): $m" "$last"
+	[ "$m" = e404 ] || continue
+	grep -qF 'GCP metadata server: the service account email request answered HTTP 404' <<<"$last" &&
+		! grep -qF 'no service account attached' <<<"$last" &&
+		ok "ident (GCP): ... the error names the email request and the 404 (no token-request hint)" ||
+		notok "ident (GCP): email 404 message" "$last"
 done
 emode ok
 

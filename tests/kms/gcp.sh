@@ -325,6 +325,13 @@ expect "metadata server accepts and never answers: bounded by the metadata timeo
 	--metadata-timeout 1000 state "$key2"
 expect "no metadata server at all: transient" TRANSIENT 5000 --attempts 2 \
 	--endpoint "https://127.0.0.1:$p_kms" --ca "$work/ca.pem" --creds metadata --metadata "http://127.0.0.1:1" state "$key2"
+# A metadata server with no token for the instance (HTTP 404; here a path
+# the fake does not serve): misconfigured, and the error says what it
+# likely means.
+expect "metadata server answers the token request 404: misconfigured" MISCONFIG 5000 \
+	--endpoint "https://127.0.0.1:$p_kms" --ca "$work/ca.pem" --creds metadata --metadata "http://127.0.0.1:$p_md/none" state "$key2"
+grep -qF 'GCP metadata server: token request answered HTTP 404 (no service account attached to the instance?)' <<<"$last" &&
+	ok "... the error names the token request, the 404 and its likely cause" || notok "metadata token 404 message" "$last"
 
 # ---- faults: each a bounded time, the right class, never a kill ------------------------
 expect "429 RESOURCE_EXHAUSTED retried, then transient" TRANSIENT 10000 --attempts 3 "${sa[@]}" wrap "$(fk e429)" "$ctx"
