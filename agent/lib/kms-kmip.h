@@ -76,8 +76,15 @@
  *   reason; a TLS alert about certificates (the server does not trust the
  *   client certificate); a server certificate that does not verify; a
  *   client key file readable by group or others -> MISCONFIG: never a kill.
+ *   a whole reply (its announced length received) that does not decode
+ *   or breaks the protocol: not a Response Message, oversized (more than
+ *   the Maximum Response Size sent) or misaligned, bad padding, another
+ *   batch item, operation or key than asked, a required field missing,
+ *   sizes that do not fit the request -> INVALID: never retried (a boot
+ *   unit with timeout=0 would otherwise ask a broken server for ever),
+ *   never a kill (the watcher counts it as no answer, probe.c)
  *   General Failure, Operation Canceled, Operation Pending/Undone, connect
- *   refused/reset, timeouts, a malformed, truncated or oversized reply
+ *   refused/reset, timeouts, a reply cut short by the connection's end
  *                                              -> TRANSIENT
  * Audit: reply->key_id is the Unique Identifier the server answered,
  * reply->request_id the Server Correlation Value if the server gives one
