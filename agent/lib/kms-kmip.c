@@ -1490,6 +1490,17 @@ out:
 	return r;
 }
 
+/* The principal: the client certificate's subject and issuer, read from
+ * the TLS context every connection uses (kms-kmip.h, kms-kmip-ident.c). */
+static int kmip_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
+			 size_t size, struct lc_provider_reply *reply, struct lc_error *err)
+{
+	struct lc_kms_kmip *k = priv;
+
+	(void)key_ref, (void)timeout_ms, (void)reply;
+	return lc_kmip_cert_principal(SSL_CTX_get0_certificate(k->ctx), principal, size, err);
+}
+
 static void kmip_destroy(void *priv)
 {
 	lc_kms_kmip_free(priv);
@@ -1501,6 +1512,7 @@ const struct lc_provider_ops lc_kms_kmip_ops = {
 	.unwrap		= kmip_unwrap,
 	.key_state	= kmip_key_state,
 	.destroy	= kmip_destroy,
+	.identity	= kmip_identity,	/* identity_match NULL: exact */
 };
 
 void lc_kms_kmip_provider_init(struct lc_provider *p, struct lc_kms_kmip *k)

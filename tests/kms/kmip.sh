@@ -390,6 +390,9 @@ out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
 grep -q 'not configured: set server' <<<"$out" && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
 
+# ---- the KMS principal: the client certificate (issue 10) ------------------------
+. tests/kms/kmip-ident.sh
+
 # ---- the same server with a renewed certificate (same key pair) ----------------
 # The binding is the public key, not the certificate: a renewal keeps it.
 kill_tree "$pykmip_pid"; wait "$pykmip_pid" 2>/dev/null
