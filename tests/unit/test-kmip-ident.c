@@ -18,11 +18,13 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "kms-kmip.h"
 #include "provider.h"
+#include "registry.h"
 
 static EVP_PKEY *new_key(void)
 {
@@ -237,6 +239,44 @@ static void test_name_too_big(void **state)
 	free(v);
 }
 
+/* Every principal made here survives the registry (printable ASCII that
+ * fits kms_identity): escapes, quotes, the longest, hashed form. */
+static void test_registry_round_trip(void **state)
+{
+	static const struct ent ca[] = { { "CN", MBSTRING_UTF8, "ca \"quoted\"", -1 } };
+	static const struct ent sp[] = { { "CN", V_ASN1_UTF8STRING, "a\\b\"c\x01\xc3\xbc ;,+", -1 } };
+	X509_NAME *nca = name_of(ca, 1), *n = name_of(sp, 1), *big = X509_NAME_new();
+	struct lc_keyconfig kc, back;
+	const char *why = NULL;
+	char ou[61];
+	json_object *o;
+	X509 *x;
+
+	(void)state;
+	memset(ou, 'u', 60);
+	ou[60] = '\0';
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(X509_NAME_add_entry_by_txt(big, "OU", MBSTRING_UTF8, (unsigned char *)ou,
+							    -1, -1, 0), 1);
+	for (int k = 0; k < 2; k++) {
+		memset(&kc, 0, sizeof(kc));
+		strcpy(kc.name, "kc1");
+		strcpy(kc.provider, LC_KMS_KMIP_NAME);
+		strcpy(kc.key_ref, "server-sha256=00;uid=1");
+		strcpy(kc.cmk_id, "1");
+		x = cert(k ? big : n, nca, 1);
+		principal(x, kc.kms_identity, sizeof(kc.kms_identity));
+		if (k)
+			assert_int_equal(strlen(kc.kms_identity), sizeof(kc.kms_identity) - 1);
+		o = lc_keyconfig_to_json(&kc);
+		assert_int_equal(lc_keyconfig_from_json(o, &back, &why), 0);
+		assert_string_equal(back.kms_identity, kc.kms_identity);
+		json_object_put(o);
+		X509_free(x);
+	}
+	X509_NAME_free(nca), X509_NAME_free(n), X509_NAME_free(big);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_names),
 		cmocka_unit_test(test_huge_names),
 		cmocka_unit_test(test_name_too_big),
+		cmocka_unit_test(test_registry_round_trip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
