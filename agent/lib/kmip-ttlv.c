@@ -147,7 +147,9 @@ size_t lc_ttlv_enc_done(const struct lc_ttlv_enc *e)
 
 /* ---- decoder -------------------------------------------------------------- */
 
-#define bad(off, fmt, ...) lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT, \
+/* The buffer is a whole message (its length came with it): what does not
+ * decode is a protocol violation, INVALID, never retried (lc-error.h). */
+#define bad(off, fmt, ...) lc_err(err, -EBADMSG, LC_ERRC_INVALID, \
 				  "KMIP TTLV at byte %zu: " fmt, (size_t)(off), ##__VA_ARGS__)
 
 /*

@@ -88,9 +88,11 @@ struct lc_ttlv_tree {
 
 /*
  * Decode exactly one top-level item filling all @len bytes of @buf.
- * 0, or -EBADMSG with a message saying which byte offset is wrong and
- * why (truncated, bad padding, bad length for its type, nesting, trailing
- * bytes, too many items).  The tree points into @buf.
+ * 0, or -EBADMSG (class INVALID: @buf is a whole message as its length
+ * said, so what does not decode violates the protocol) with a message
+ * saying which byte offset is wrong and why (truncated, bad padding, bad
+ * length for its type, nesting, trailing bytes, too many items).  The
+ * tree points into @buf.
  */
 int lc_ttlv_decode(const uint8_t *buf, size_t len, struct lc_ttlv_tree *t, struct lc_error *err);
 

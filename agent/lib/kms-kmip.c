@@ -131,7 +131,14 @@ static const char *reason_name(uint32_t r)
 
 /* ---- reply -------------------------------------------------------------- */
 
-#define bad_reply(...) lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT, __VA_ARGS__)
+/*
+ * A whole reply (its length was read, every byte of it received) that does
+ * not parse or breaks the protocol: INVALID, never retried (provider.c)
+ * and never a denial.  Retrying would only ask a broken server again, for
+ * ever under a boot unit's timeout=0.  A connection that breaks in the
+ * middle of a message (EOF, reset, timeout) is TRANSIENT (transport).
+ */
+#define bad_reply(...) lc_err(err, -EBADMSG, LC_ERRC_INVALID, __VA_ARGS__)
 
 static int read_payload(uint32_t op, const struct lc_ttlv_tree *t, int pl,
 			struct lc_kmip_result *res, struct lc_error *err)
@@ -350,7 +357,7 @@ static int blob_build(uint8_t mode, const uint8_t digest[32], const uint8_t *iv,
 	uint8_t *p;
 
 	if (!iv_len || iv_len > 16 || tag_len > 16 || !ct_len || ct_len > LC_KMIP_MAX_CT)
-		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			      "KMIP Encrypt reply: IV %zu, tag %zu, ciphertext %zu bytes: not usable",
 			      iv_len, tag_len, ct_len);
 	blob->len = LC_KMIP_BLOB_HDR + iv_len + tag_len + ct_len;
@@ -914,11 +921,11 @@ static int exchange(struct conn *c, const uint8_t *req, size_t reqlen, struct lc
 	len = (uint32_t)resp->p[4] << 24 | (uint32_t)resp->p[5] << 16 | (uint32_t)resp->p[6] << 8 |
 	      resp->p[7];
 	if (tt != ((uint32_t)T_RESPONSE_MESSAGE << 8 | LC_TTLV_STRUCTURE))
-		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			      "KMIP server %s:%s: the reply does not start with a Response Message (0x%08x): not a KMIP server?",
 			      c->k->host, c->k->port, tt);
 	if (len % 8 || len > LC_KMIP_MAX_RESPONSE - LC_TTLV_HDR)
-		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			      "KMIP server %s:%s: a reply of %u bytes is too large or misaligned (at most %zu)",
 			      c->k->host, c->k->port, len, (size_t)LC_KMIP_MAX_RESPONSE - LC_TTLV_HDR);
 	r = conn_read(c, resp->p + LC_TTLV_HDR, len, err);
@@ -1074,7 +1081,7 @@ static int session_open(struct lc_kms_kmip *k, uint64_t timeout_ms, struct sessi
 	r = call(&s->c, 2, LC_KMIP_OP_DISCOVER_VERSIONS, build_discover, NULL, &s->req, &s->resp,
 		 &res, NULL, err);
 	if (r < 0) {
-		if (err->cls != LC_ERRC_TRANSIENT)
+		if (err->cls == LC_ERRC_DENIED)
 			err->cls = LC_ERRC_MISCONFIG;	/* never a kill: this names no key */
 		session_close(s);
 		return r;
@@ -1194,7 +1201,7 @@ static int check_answered_uid(const char *key_ref, const struct lc_kmip_result *
 			      struct lc_error *err)
 {
 	if (strcmp(res->uid, key_ref))
-		return lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			      "KMIP reply names key \"%.64s\", not the key asked for", res->uid);
 	return 0;
 }
@@ -1283,14 +1290,14 @@ static int kmip_wrap(void *priv, const char *key_ref, const struct lc_secret *pt
 	if ((r = check_answered_uid(ref.uid, &res, err)) < 0)
 		goto out;
 	if (res.iv && (res.iv_len != a.iv_len))
-		r = lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			   "KMIP Encrypt reply: an IV of %zu bytes, expected %zu", res.iv_len, a.iv_len);
 	else if (a.mode == LC_KMIP_MODE_GCM && (!res.tag || res.tag_len != GCM_TAG_LEN))
 		r = lc_err(err, -EBADMSG, LC_ERRC_MISCONFIG,
 			   "KMIP Encrypt (AES-GCM) reply without a %d-byte Authenticated Encryption Tag: set [kmip] max_version = 1.2 for this server",
 			   GCM_TAG_LEN);
 	else if (a.mode == LC_KMIP_MODE_GCM && res.data_len != pt->len)
-		r = lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			   "KMIP Encrypt (AES-GCM) reply: %zu bytes of ciphertext for %zu of plaintext",
 			   res.data_len, pt->len);
 	else
@@ -1366,7 +1373,7 @@ static int kmip_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 		}
 		n -= 32;
 	} else if (n != b.ct_len) {
-		r = lc_err(err, -EBADMSG, LC_ERRC_TRANSIENT,
+		r = lc_err(err, -EBADMSG, LC_ERRC_INVALID,
 			   "KMIP Decrypt (AES-GCM) reply: %zu bytes of plaintext for %zu of ciphertext",
 			   n, b.ct_len);
 		goto out;
@@ -1483,6 +1490,17 @@ out:
 	return r;
 }
 
+/* The principal: the client certificate's subject and issuer, read from
+ * the TLS context every connection uses (kms-kmip.h, kms-kmip-ident.c). */
+static int kmip_identity(void *priv, const char *key_ref, uint64_t timeout_ms, char principal[],
+			 size_t size, struct lc_provider_reply *reply, struct lc_error *err)
+{
+	struct lc_kms_kmip *k = priv;
+
+	(void)key_ref, (void)timeout_ms, (void)reply;
+	return lc_kmip_cert_principal(SSL_CTX_get0_certificate(k->ctx), principal, size, err);
+}
+
 static void kmip_destroy(void *priv)
 {
 	lc_kms_kmip_free(priv);
@@ -1494,6 +1512,7 @@ const struct lc_provider_ops lc_kms_kmip_ops = {
 	.unwrap		= kmip_unwrap,
 	.key_state	= kmip_key_state,
 	.destroy	= kmip_destroy,
+	.identity	= kmip_identity,	/* identity_match NULL: exact */
 };
 
 void lc_kms_kmip_provider_init(struct lc_provider *p, struct lc_kms_kmip *k)

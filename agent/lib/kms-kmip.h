@@ -76,8 +76,15 @@
  *   reason; a TLS alert about certificates (the server does not trust the
  *   client certificate); a server certificate that does not verify; a
  *   client key file readable by group or others -> MISCONFIG: never a kill.
+ *   a whole reply (its announced length received) that does not decode
+ *   or breaks the protocol: not a Response Message, oversized (more than
+ *   the Maximum Response Size sent) or misaligned, bad padding, another
+ *   batch item, operation or key than asked, a required field missing,
+ *   sizes that do not fit the request -> INVALID: never retried (a boot
+ *   unit with timeout=0 would otherwise ask a broken server for ever),
+ *   never a kill (the watcher counts it as no answer, probe.c)
  *   General Failure, Operation Canceled, Operation Pending/Undone, connect
- *   refused/reset, timeouts, a malformed, truncated or oversized reply
+ *   refused/reset, timeouts, a reply cut short by the connection's end
  *                                              -> TRANSIENT
  * Audit: reply->key_id is the Unique Identifier the server answered,
  * reply->request_id the Server Correlation Value if the server gives one
@@ -193,6 +200,33 @@ struct lc_kmip_blob {
 	size_t ct_len;
 };
 int lc_kmip_blob_parse(const uint8_t *p, size_t n, struct lc_kmip_blob *b, struct lc_error *err);
+
+/*
+ * Identity (provider.h's identity op; issue 10).  A KMIP server knows its
+ * client by the TLS client certificate (KMIP Profiles 1.4 section 3.1.2;
+ * PyKMIP: the subject's common name owns the objects it creates and its
+ * policies match on it).  The principal is
+ *   "subject=<RFC 4514 subject>;issuer=<RFC 4514 issuer>"
+ * of the certificate in [kmip] client_cert, as OpenSSL prints names with
+ * XN_FLAG_RFC2253 (RFC 4514/2253 order and escapes; control characters
+ * and every non-ASCII byte, UTF-8 included, as \XX): printable ASCII,
+ * compared exactly (identity_match NULL: strcmp).  Not the certificate's
+ * fingerprint: a renewed certificate (new key, serial, validity) for the
+ * same subject from the same CA is the same client to the server, so the
+ * same principal.  A principal longer than @size - 1 keeps its first
+ * characters and ends "...;sha256=<64 hex>" (SHA-256 of the whole printed
+ * form): bounded, and two names still two principals.
+ * No request is made: KMIP has no "who am I" operation (Query names the
+ * server, not the client), the check runs right after a denial that came
+ * over a session this same certificate authenticated (and keyconfig create
+ * has just read the key's state over one), and a network call here could
+ * only fail and leave a denial standing that was a wrong certificate.
+ * 0; -EINVAL MISCONFIG (no certificate, a name over 32 KiB of DER),
+ * -EINVAL INTERNAL (@size < LC_KMIP_PRINCIPAL_MIN), -ENOMEM.
+ */
+#define LC_KMIP_PRINCIPAL_MIN	128
+typedef struct x509_st X509;
+int lc_kmip_cert_principal(const X509 *cert, char *out, size_t size, struct lc_error *err);
 
 /* ---- the provider ------------------------------------------------------ */
 

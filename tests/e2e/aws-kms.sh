@@ -4,9 +4,11 @@
 # boots it): the agent reaches local-kms on the host through stunnel4 (TLS,
 # test CA) over QEMU's restricted user network (guestfwd 10.0.2.100:8443);
 # 10.0.2.101:8080 is local-kms itself, plain, standing in for the key
-# owner's console.  Format, open (one Decrypt), I/O, then the owner
-# disables the key and the watcher revokes the volume.
-# Args: KEY_ARN CA_PEM_BASE64 ACCESS_KEY_ID SECRET_ACCESS_KEY
+# owner's console; 10.0.2.102:8443 is STS (moto, TLS, the same CA).
+# keyconfig create binds the agent's principal (sts:GetCallerIdentity);
+# format, open (one Decrypt), I/O, then the owner disables the key and the
+# watcher revokes the volume.
+# Args: KEY_ARN CA_PEM_BASE64 ACCESS_KEY_ID SECRET_ACCESS_KEY PRINCIPAL_ARN
 cd "$(dirname "$0")" || exit 1
 LC_CASE=e2e-aws
 . /lakecrypt/tests/lib.sh
@@ -51,6 +53,7 @@ endpoint = https://10.0.2.100:8443
 region = eu-west-2
 ca_bundle = /tmp/ca.pem
 credentials = env
+sts_endpoint = https://10.0.2.102:8443/
 CONF
 lakecrypt-agent --config "$CONF" --foreground >/tmp/agent.log 2>&1 &
 AGENT_PID=$!
@@ -58,8 +61,16 @@ i=0
 while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 lc_run "agent starts and answers ping" ctl ping
 
-lc_run "keyconfig create --provider aws-kms (DescribeKey over TLS through QEMU's network)" \
-	ctl keyconfig create kc-aws --provider aws-kms --key "$KEY"
+ctl keyconfig create kc-aws --provider aws-kms --key "$KEY" >"$LC_TMP/kc.out" 2>&1 &&
+	lc_ok "keyconfig create --provider aws-kms (DescribeKey over TLS through QEMU's network)" ||
+	{ lc_notok "keyconfig create --provider aws-kms"; lc_diag_file "$LC_TMP/kc.out" 10; }
+lc_eq "keyconfig create binds the agent's principal (sts:GetCallerIdentity at STS through QEMU's network)" \
+	"$5" "$(ctl --json keyconfig show kc-aws | jget kms_identity)"
+ctl keyconfig show kc-aws | grep -q "KMS identity: *$5\$" && lc_ok "keyconfig show names the principal" ||
+	lc_notok "keyconfig show names the principal"
+! grep -qiE "unbound|not bound" "$LC_TMP/kc.out" /tmp/agent.log &&
+	lc_ok "no \"unbound\" warning from lakecryptctl or the agent" ||
+	{ lc_notok "no \"unbound\" warning"; lc_diag_file /tmp/agent.log 10; }
 lc_run "workspace wsa bound to the AWS key configuration" \
 	ctl workspace bind wsa --keyconfig kc-aws --devices /dev/ram0
 lc_run "format /dev/ram0 in wsa: the KEK wrapped by AWS KMS (Encrypt)" \

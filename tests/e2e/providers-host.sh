@@ -8,6 +8,11 @@
 #   AWS KMS   local-kms (Go, make setup) behind stunnel4; a key made with
 #             botocore.  10.0.2.100:8443 -> stunnel (TLS); 10.0.2.101:8080
 #             -> local-kms itself (the key owner's console).
+#             STS: moto (server mode, make setup) behind stunnel4 with the
+#             same certificate; an IAM user made there with botocore is
+#             the guest's credentials (local-kms checks no signature), its
+#             ARN the principal keyconfig create must bind.
+#             10.0.2.102:8443 -> stunnel (TLS) -> moto.
 #   KMIP      PyKMIP's server (Debian's python3-pykmip), client
 #             certificates required; an AES-256 key made with PyKMIP's
 #             client.  10.0.2.110:5696 -> PyKMIP (mutual TLS);
@@ -84,12 +89,38 @@ aws_setup() {
 	local w=$work/aws key
 	mkdir -p "$w"
 	. tests/kms/lib-local-kms.sh
-	lkms_start "$w" IP:10.0.2.100,IP:127.0.0.1 || fail "AWS: $(cat "$w/lkms.err")"
+	lkms_start "$w" IP:10.0.2.100,IP:10.0.2.102,IP:127.0.0.1 || fail "AWS: $(cat "$w/lkms.err")"
 	pids+=("${LKMS_PIDS[@]}")
 	key=$(lkms_create "$w" 2>&1) || fail "AWS: create key: $key"
 	fwd aws-tls 10.0.2.100:8443 busybox nc 127.0.0.1 "$LKMS_TLS_PORT"
 	fwd aws-kms 10.0.2.101:8080 busybox nc 127.0.0.1 "$LKMS_PORT"
-	echo "aws $key $(base64 -w0 "$w/ca.pem") AKIDE2E e2eSecretKey/0123456789" >>"$work/args"
+	# STS (identity binding): moto in the key's account, behind stunnel4
+	local p_moto p_sts creds
+	[ -x "$tools/venv/bin/moto_server" ] || fail "AWS: missing $tools/venv/bin/moto_server (run make setup)"
+	p_moto=$(free_port) p_sts=$(free_port)
+	MOTO_ACCOUNT_ID=111122223333 "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$p_moto" >"$w/moto.log" 2>&1 &
+	pids+=($!)
+	printf 'foreground = yes\npid =\n[sts]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\ncert = %s\nkey = %s\n' \
+		"$p_sts" "$p_moto" "$w/server.pem" "$w/server.key" >"$w/stunnel-sts.conf"
+	/usr/bin/stunnel4 "$w/stunnel-sts.conf" >"$w/stunnel-sts.log" 2>&1 &
+	pids+=($!)
+	wait_port "$p_moto" && wait_port "$p_sts" ||
+		fail "AWS: moto or its stunnel did not start: $(tail -3 "$w/moto.log" "$w/stunnel-sts.log")"
+	creds=$("$tools/venv/bin/python3" - "https://127.0.0.1:$p_sts" "$w/ca.pem" <<'PY' 2>&1
+import sys, botocore.session
+s = botocore.session.get_session()
+def cl(svc, ak='AKIDADMIN', sk='adminSecretKey/0123456789abcdefghijklmnopqrs'):
+    return s.create_client(svc, region_name='eu-west-2', endpoint_url=sys.argv[1], verify=sys.argv[2],
+                           aws_access_key_id=ak, aws_secret_access_key=sk)
+cl('iam').create_user(UserName='lakecrypt-e2e')
+k = cl('iam').create_access_key(UserName='lakecrypt-e2e')['AccessKey']
+arn = cl('sts', k['AccessKeyId'], k['SecretAccessKey']).get_caller_identity()['Arn']
+print(k['AccessKeyId'], k['SecretAccessKey'], arn)
+PY
+) || fail "AWS: an IAM user in moto: $creds"
+	[[ "$creds" == *" arn:aws:iam::111122223333:user/lakecrypt-e2e" ]] || fail "AWS: moto's IAM user: $creds"
+	fwd aws-sts 10.0.2.102:8443 busybox nc 127.0.0.1 "$p_sts"
+	echo "aws $key $(base64 -w0 "$w/ca.pem") $creds" >>"$work/args"
 }
 
 kmip_setup() {

@@ -12,8 +12,13 @@
  *  - the decoder is canonical: a message it accepts, encoded again item by
  *    item with the encoder, gives the same bytes;
  *  - every decoded item lies inside the input;
- *  - a successful parse has the fields its operation needs, within bounds.
+ *  - a successful parse has the fields its operation needs, within bounds;
+ *  - error classes: what does not decode is INVALID (a whole message that
+ *    breaks the protocol: never retried, never a denial), and a failed
+ *    parse is DENIED only for a Result Status of Operation Failed (the
+ *    server's own word), never for a malformed reply.
  */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct lc_kmip_blob b;
 	struct lc_error err;
 	uint32_t op;
+	bool decoded;
 
 	if (size < 1)
 		return 0;
@@ -84,7 +90,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 
-	if (!lc_ttlv_decode(data, size, &t, &err)) {
+	decoded = !lc_ttlv_decode(data, size, &t, &err);
+	if (!decoded && err.cls != LC_ERRC_INVALID)
+		abort();
+	if (decoded) {
 		uint8_t *copy = malloc(size ? size : 1);
 		struct lc_ttlv_enc e;
 
@@ -111,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (res.nminors > sizeof(res.minors) / sizeof(res.minors[0]))
 			abort();
-	} else if (err.cls == LC_ERRC_NONE || !err.msg[0]) {
+	} else if (err.cls == LC_ERRC_NONE || !err.msg[0] || (!decoded && err.cls != LC_ERRC_INVALID) ||
+		   (err.cls == LC_ERRC_DENIED && res.status != 1)) {
 		abort();
 	}
 

@@ -279,15 +279,24 @@ fk() { echo --server "127.0.0.1:${fport[$1]}" "${tls[@]}"; }
 expect "server accepts TCP and never answers (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk hang-tcp) state 1
 expect "server reads the request and never answers (2 attempts of 1 s)" TRANSIENT 4000 --attempts 2 --attempt-timeout 1000 $(fk hang-tls) state 1
 expect "server closes without a reply" TRANSIENT 5000 --attempts 2 $(fk close) state 1
-expect "truncated reply" TRANSIENT 5000 --attempts 2 $(fk truncated) state 1
-expect "random bytes for a reply" TRANSIENT 5000 --attempts 2 $(fk garbage) state 1
-expect "a padding byte not zero" TRANSIENT 5000 --attempts 2 $(fk bad-padding) state 1
-grep -q 'padding' <<<"$last" && ok "the bad padding is named" || notok "padding message" "$last"
-expect "structures nested 40 deep" TRANSIENT 5000 --attempts 2 $(fk deep) state 1
-expect "a reply announcing 16 MiB (limit 64 KiB)" TRANSIENT 5000 --attempts 2 $(fk huge) state 1
-expect "a reply to another batch item" TRANSIENT 5000 --attempts 2 $(fk wrong-batch) state 1
-expect "a reply about another key" TRANSIENT 5000 --attempts 2 $(fk wrong-uid) state 1
-expect "an HTTP server where KMIP was expected" TRANSIENT 5000 --attempts 2 $(fk http) state 1
+# A connection that breaks in the middle of a message is the network's
+# (TRANSIENT, retried); a whole message that does not parse or breaks the
+# protocol is INVALID: never retried (a boot unit with timeout=0 would ask
+# a broken server for ever), never a denial.
+expect "truncated reply (the server closes mid-message)" TRANSIENT 5000 --attempts 2 $(fk truncated) state 1
+grep -q 'attempts=2 ' <<<"$last" && ok "a reply cut by the connection's end is retried" || notok "truncated attempts" "$last"
+inval() {	# inval DESC MODE [MESSAGE]: INVALID after one attempt of two allowed
+	expect "$1" INVALID 5000 --attempts 2 $(fk "$2") state 1
+	grep -q 'attempts=1 ' <<<"$last" && { [ -z "${3:-}" ] || grep -q "$3" <<<"$last"; } &&
+		ok "$2: not retried${3:+, the error says \"$3\"}" || notok "$2: attempts/message" "$last"
+}
+inval "random bytes for a reply" garbage "not start with a Response Message"
+inval "a padding byte not zero" bad-padding padding
+inval "structures nested 40 deep" deep
+inval "a reply announcing 16 MiB (limit 64 KiB)" huge "too large"
+inval "a reply to another batch item" wrong-batch "Batch Item ID"
+inval "a reply about another key" wrong-uid "not the key asked for"
+inval "an HTTP server where KMIP was expected" http "not a KMIP server"
 expect "Operation Pending" TRANSIENT 5000 --attempts 2 $(fk pending) state 1
 expect "AES-GCM Encrypt reply without its tag" MISCONFIG 5000 --attempts 2 $(fk no-tag) wrap 1 "$ctx"
 expect "the fake's well-formed reply is read" ok 5000 $(fk ok) state 1
@@ -380,6 +389,9 @@ for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 out=$(lct keyconfig create kc-x --provider kmip --key "$uid2")
 grep -q 'not configured: set server' <<<"$out" && ok "without [kmip] the agent says what to set" || notok "unconfigured message" "$out"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null
+
+# ---- the KMS principal: the client certificate (issue 10) ------------------------
+. tests/kms/kmip-ident.sh
 
 # ---- the same server with a renewed certificate (same key pair) ----------------
 # The binding is the public key, not the certificate: a renewal keeps it.

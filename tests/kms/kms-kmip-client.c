@@ -10,6 +10,8 @@
  *                              provider (the version is discovered once)
  *   kms-kmip-client [options] race   SLOW FAST         -> fast_ms=<n>: FAST's
  *                              key_state while SLOW's hangs in another thread
+ *   kms-kmip-client [options] ident  [UID]             -> principal=<p>: the
+ *                              provider's identity op (no request is made)
  * options: --server HOST:PORT --ca FILE --cert FILE --key FILE
  *          --max-version 1.N --connect-timeout MS --attempts N
  *          --deadline MS --attempt-timeout MS --base-delay MS
@@ -160,6 +162,13 @@ int main(int argc, char **argv)
 		if (!r)
 			printf("state=%s\ndeletion_date=%lld\nbound_ref=%s\n", lc_key_state_name(rep.state),
 			       (long long)rep.deletion_date, rep.bound_ref);
+	} else if (!r && !strcmp(argv[i], "ident")) {
+		char pr[LC_PROVIDER_IDENTITY_MAX];
+
+		r = p.ops->identity(p.priv, i + 1 < argc ? argv[i + 1] : "", pol.attempt_timeout_ms, pr,
+				    sizeof(pr), &rep, &err);
+		if (!r)
+			printf("principal=%s\n", pr);
 	} else if (!r) {
 		fprintf(stderr, "bad command\n");
 		return 64;

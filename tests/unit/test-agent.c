@@ -1636,6 +1636,8 @@ static struct {
 	unsigned int flaky_denied;	/* calls it refused */
 	bool state_denied;	/* every key-state call denied (its permission gone) */
 	const char *who;	/* the principal the identity call names; NULL: it is denied */
+	bool malformed;		/* every key-state and unwrap call: a complete reply that
+				 * does not parse (INVALID, as kms-kmip.c says it) */
 	unsigned int ident_calls;
 	struct {
 		uint8_t md[32];
@@ -1697,6 +1699,8 @@ static int mock_unwrap(void *priv, const char *key_ref, const struct lc_buf *blo
 	(void)key_ref;
 	hold_here(false);
 	mk.unwraps++;
+	if (mk.malformed)
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID, "mock: KMIP reply: the Batch Count is not 1");
 	if (flaky(false))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED, "mock: flaky: AccessDeniedException");
 	/* A header made under a destroyed version, or one naming a version
@@ -1734,6 +1738,8 @@ static int mock_key_state(void *priv, const char *key_ref, uint64_t timeout_ms,
 
 	(void)priv, (void)timeout_ms;
 	hold_here(true);
+	if (mk.malformed)
+		return lc_err(err, -EBADMSG, LC_ERRC_INVALID, "mock: KMIP reply: the Batch Count is not 1");
 	if (!strcmp(key_ref, MOCK_KEY) && (mk.state_denied || flaky(true)))
 		return lc_err(err, -EACCES, LC_ERRC_DENIED,
 			      "mock: PERMISSION_DENIED: cloudkms.cryptoKeys.get denied");
@@ -2020,6 +2026,38 @@ static void test_identity_reported_state(void **state)
 	for (int i = 0; i < WAIT_STEPS && !dev_revoked("vr"); i++)
 		usleep(20000);
 	assert_true(dev_revoked("vr"));
+}
+
+/*
+ * A KMS that answers every key-state and canary call with a complete but
+ * malformed reply (INVALID: a broken server, kms-kmip.c) is no
+ * revocation: the watcher never counts it as a denial and never kills;
+ * the provider layer does not retry it (one call per probe and kind).
+ */
+static void test_probe_invalid_no_kill(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_provider_counters c0, c1;
+	struct lc_provider *p = NULL;
+
+	mock_install(t);
+	mk.who = "principal-a";
+	mock_volume(t, "kcm", "wsm", "dm", "vm", true);
+	for (size_t i = 0; i < t->a.nproviders; i++)
+		if (!strcmp(t->a.providers[i].kind, LC_KMS_GCP_NAME))
+			p = &t->a.providers[i].p;
+	assert_non_null(p);
+	lc_provider_counters(p, &c0);
+	mk.malformed = true;
+	ticks(t, 5);
+	assert_false(dev_revoked("vm"));
+	assert_int_equal(kc_field(t, "kcm", "denials"), 0);
+	assert_int_equal(kc_field(t, "", "denials"), 0);
+	lc_provider_counters(p, &c1);
+	assert_true(c1.invalid > c0.invalid);
+	assert_int_equal(c1.retries, c0.retries);	/* INVALID is never retried */
+	assert_int_equal(c1.denied, c0.denied);
+	assert_int_equal(mk.ident_calls, 1);	/* only at create: no refusal to re-check */
 }
 
 /*
@@ -5162,6 +5200,7 @@ int main(void)
 		T(test_keyconfig_isolation),
 		T(test_identity_binding),
 		T(test_identity_reported_state),
+		T(test_probe_invalid_no_kill),
 		T(test_key_denial_kills_all),
 		T(test_role_per_request),
 		T(test_idle_timeout),

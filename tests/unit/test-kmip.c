@@ -121,7 +121,7 @@ static void test_decoder_strict(void **state)
 	assert_int_equal(lc_ttlv_decode(m, n, &tree, &err), 0);
 	m[16 + 5] = 1;	/* padding byte */
 	assert_int_equal(lc_ttlv_decode(m, n, &tree, &err), -EBADMSG);
-	assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* a whole message: not retried */
 	assert_non_null(strstr(err.msg, "padding"));
 	n = raw_item(m, LC_TTLV_INTEGER, 8, 8);		/* Integer of 8 bytes */
 	assert_int_equal(lc_ttlv_decode(m, n, &tree, &err), -EBADMSG);
@@ -325,11 +325,13 @@ static void test_replies(void **state)
 	assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
 	r = ok; r.batch_count = 2; r.items = 2;
 	assert_true(parse(&r, &res, &err) < 0);
-	assert_int_equal(err.cls, LC_ERRC_TRANSIENT);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* malformed: never retried, never denied */
 	r = ok; r.items = 2;	/* count says 1, two items follow */
 	assert_true(parse(&r, &res, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* malformed: never retried, never denied */
 	r = ok; r.batch_id = (const uint8_t *)"XXXXXXXX";
 	assert_true(parse(&r, &res, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* malformed: never retried, never denied */
 	assert_non_null(strstr(err.msg, "Batch Item ID"));
 	r = ok; r.batch_id = NULL;	/* absent (PyKMIP's error replies): accepted */
 	assert_int_equal(parse(&r, &res, &err), 0);
@@ -340,15 +342,18 @@ static void test_replies(void **state)
 
 		assert_true(lc_kmip_parse_response(LC_KMIP_OP_DECRYPT, bid, buf, n, &res, &err) < 0);
 		assert_non_null(strstr(err.msg, "another operation"));
+		assert_int_equal(err.cls, LC_ERRC_INVALID);
 	}
 	r = ok; r.payload = false;
 	assert_true(parse(&r, &res, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* malformed: never retried, never denied */
 	r = ok; r.op = LC_KMIP_OP_ENCRYPT; r.state = -1; r.deact = 0; r.gcm_tag = true;
 	assert_int_equal(parse(&r, &res, &err), 0);
 	assert_int_equal(res.data_len, 32);
 	assert_int_equal(res.tag_len, 16);
 	r.uid = NULL;	/* Encrypt reply without the key's id */
 	assert_true(parse(&r, &res, &err) < 0);
+	assert_int_equal(err.cls, LC_ERRC_INVALID);	/* malformed: never retried, never denied */
 }
 
 static void test_blob(void **state)
