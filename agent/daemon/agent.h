@@ -671,12 +671,13 @@ int agent_kms_whoami(struct agent *a, struct lc_provider *p, const char *provide
 		     const char *key_ref, bool cached, char out[LC_PROVIDER_IDENTITY_MAX],
 		     struct lc_error *err);
 enum agent_ident_check {
+	AGENT_IDENT_NOT_CHECKED,	/* no denial to check (check's report) */
 	AGENT_IDENT_UNBOUND,	/* no binding (older configuration, provider names none) */
 	AGENT_IDENT_SAME,	/* the bound principal: a denial stands */
 	AGENT_IDENT_OTHER,	/* another principal: MISCONFIG, never a kill */
 	AGENT_IDENT_UNKNOWN,	/* the check failed: a denial stands (as before binding) */
 };
-const char *agent_ident_check_name(enum agent_ident_check c);	/* "unbound", ... */
+const char *agent_ident_check_name(enum agent_ident_check c);	/* "not checked", "unbound", ... */
 /*
  * A DENIED answer about CMK @key_ref under key configuration @kcname:
  * is the agent still the principal bound to it?  (Without a->lock.)

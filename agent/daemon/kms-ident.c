@@ -37,6 +37,8 @@ static uint64_t now_ns(const struct agent *a)
 const char *agent_ident_check_name(enum agent_ident_check c)
 {
 	switch (c) {
+	case AGENT_IDENT_NOT_CHECKED:
+		return "not checked";
 	case AGENT_IDENT_UNBOUND:
 		return "unbound";
 	case AGENT_IDENT_SAME:

@@ -754,7 +754,7 @@ int agent_probe_cmk(struct agent *a, const struct lc_volume *v, json_object *rep
 	enum lc_revconf_verdict verdict;
 	const char *canary = "not used";
 	bool canary_ran = false;
-	enum agent_ident_check ident = AGENT_IDENT_UNBOUND;
+	enum agent_ident_check ident = AGENT_IDENT_NOT_CHECKED;	/* only a denial is checked */
 	bool refused, crefused;
 	struct cmk_watch *w, *wk;
 	int r;

@@ -135,6 +135,11 @@ sys.exit(0 if any(r.get("op") == "cmk.identity" and r.get("keyconfig") == "id-sa
 [ "$(ta_json keyconfigs 0 kms_identity < "$id/state/registry.json")" = "$a_arn" ] &&
 	ok "ident (AWS): registry.json keeps the binding" || notok "ident: registry" "$(cat "$id/state/registry.json")"
 
+# No denial: nothing to check the principal against, and check says so.
+out=$(ta_ctl --json check --cmk "$ksame")
+[ "$(ta_json checks 0 outcome <<<"$out")" = ok ] && [ "$(ta_json checks 0 identity <<<"$out")" = "not checked" ] &&
+	ok "ident (AWS): a check with no denial says identity not checked (not unbound)" || notok "ident: not checked" "$out"
+
 # Same principal denied: a revocation, as before.
 deny "$ksame" "$a_id"
 out=$(ta_ctl --json check --cmk "$ksame")
