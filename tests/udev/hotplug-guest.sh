@@ -18,7 +18,9 @@ timeout 120 systemctl start lakecrypt-agent.service
 lc_result $? "hot-plug: agent started again" || diag_unit lakecrypt-agent
 ctl workspace bind hot --keyconfig kc1 >/dev/null
 truncate -s 24M /tmp/hp.img /tmp/netv.img
-LOOPA=$(losetup -f --show /tmp/hp.img) && LOOPN=$(losetup -f --show /tmp/netv.img) ||
+# (busybox's losetup: -f prints the next free device; no --show)
+attach() { _l=$(losetup -f) && losetup "$_l" "$1" && echo "$_l"; }
+LOOPA=$(attach /tmp/hp.img) && LOOPN=$(attach /tmp/netv.img) ||
 	lc_bail "losetup for the hot-plug tests"
 ctl format "$LOOPA" --workspace hot --project hp --segment-size 1M --force --batch >/dev/null &&
 	ctl format "$LOOPN" --workspace hot --project netv --segment-size 1M --force --batch >/dev/null
@@ -56,7 +58,7 @@ lc_eq "hot-plug: lakecrypt@hp (UUID=) active, opened from $LOOPA" active "$(stat
 lc_eq "hot-plug: /dev/disk/by-uuid/$UH is $LOOPA before the copy" "$LOOPA" "$(readlink -f "/dev/disk/by-uuid/$UH")"
 dd if=/dev/urandom of=/tmp/hp-pattern bs=64K count=4 2>/dev/null
 dd if=/tmp/hp-pattern of=/dev/mapper/hp bs=64K count=4 conv=fsync 2>/dev/null
-LOOPC=$(losetup -f --show /tmp/hp-copy.img) || lc_bail "losetup copy"
+LOOPC=$(attach /tmp/hp-copy.img) || lc_bail "losetup copy"
 udevadm settle --timeout=60
 i=0	# systemd has handled the copy's appearance
 while [ "$(systemctl show -p ActiveState --value "$(systemd-escape --path --suffix=device "$LOOPC")")" != active ] &&
@@ -87,7 +89,7 @@ printf '%s\n' '[Unit]' 'DefaultDependencies=no' 'Before=network-online.target' \
 	"ExecStart=/bin/sh -c 'sleep 3; : >/run/lc-netwait.done'" >/etc/systemd/system/lc-netwait.service
 mkdir -p /etc/systemd/system/network-online.target.wants /etc/systemd/system/lakecrypt@netv.service.d
 ln -sf ../lc-netwait.service /etc/systemd/system/network-online.target.wants/lc-netwait.service
-printf '%s\n' '[Service]' 'ExecStartPre=/bin/test -e /run/lc-netwait.done' \
+printf '%s\n' '[Service]' "ExecStartPre=/bin/sh -c 'test -e /run/lc-netwait.done'" \
 	>/etc/systemd/system/lakecrypt@netv.service.d/lc-marker.conf
 rm -f /run/lc-netwait.done
 systemctl stop network-online.target lc-netwait.service 2>/dev/null
