@@ -121,23 +121,11 @@ own_file() {
 		die "$1: owned by uid $u with mode $m, not this user's alone: not trusted; nothing removed"
 }
 
-# Prints the lakecrypt volumes open on this system, or why that cannot be
-# told; fails when none are (or dmsetup is not there: no device-mapper; or
-# it cannot answer while dm-lakecrypt is not loaded: it is never built in,
-# so nothing can be open; as the Debian prerm decides).
-open_volumes() {
-	local out
-	command -v dmsetup >/dev/null || return 1
-	if ! out=$(dmsetup ls --target lakecrypt 2>&1); then
-		# LAKECRYPT_SYS_MODULE: tests only (tests/system)
-		[ -d "${LAKECRYPT_SYS_MODULE:-/sys/module}/dm_lakecrypt" ] || return 1
-		echo "cannot tell whether lakecrypt volumes are open (dmsetup ls --target lakecrypt: $out)"
-		return 0
-	fi
-	out=$(printf '%s\n' "$out" | awk 'NF && $0 != "No devices found" { printf "%s%s", s, $1; s = " " }')
-	[ -n "$out" ] || return 1
-	echo "lakecrypt volumes are open: $out"
-}
+# lakecrypt_open_volumes (the lakecrypt volumes open on this system, or
+# why that cannot be told): one function for make uninstall and the
+# Debian packages' prerm (tools/debian/mkprerm.sh).
+# shellcheck source=tools/open-volumes.sh
+. "$top/tools/open-volumes.sh"
 
 # systemd is the running init (not: no systemctl, a container or chroot
 # without it, where is-system-running says offline).
@@ -240,7 +228,7 @@ uninstall)
 			die "nothing of lakecrypt is installed under PREFIX=$PREFIX${DESTDIR:+ in DESTDIR=$DESTDIR} (no $DESTDIR$manifest, none of its files); pass the PREFIX/MODULE/KVER used for make install"
 	fi
 	if [ -z "$DESTDIR" ]; then
-		if [ "$FORCE" != 1 ] && why=$(open_volumes); then
+		if [ "$FORCE" != 1 ] && why=$(lakecrypt_open_volumes); then
 			echo "install.sh: $why; close them first (lakecryptctl close NAME), or make uninstall FORCE=1 to remove lakecrypt anyway; nothing removed" >&2
 			exit 1
 		fi

@@ -14,7 +14,11 @@ rm -rf "$out"
 mkdir -p "$src"
 git -C "$top" archive --format=tar HEAD | tar -x -C "$src"
 mkdir -p "$src/debian/source"
-cp "$top"/tools/debian/{control,rules,copyright,lakecrypt.install,lakecrypt-dkms.install,lakecrypt.postinst,lakecrypt.prerm} "$src/debian/"
+cp "$top"/tools/debian/{control,rules,copyright,lakecrypt.install,lakecrypt-dkms.install,lakecrypt.postinst} "$src/debian/"
+# Both packages' prerm refuse a removal under open volumes (mkprerm.sh).
+for p in lakecrypt lakecrypt-dkms; do
+	"$top/tools/debian/mkprerm.sh" "$p" >"$src/debian/$p.prerm"
+done
 chmod 755 "$src/debian/rules"
 echo "3.0 (native)" >"$src/debian/source/format"
 # The DKMS configuration, as tools/install.sh lays the source out.

@@ -112,6 +112,34 @@ static int slurp(const char *path, bool roots, char **buf, size_t *len, struct l
 }
 
 /* lc_name_check() on @n bytes at @s (the generator's is_name). */
+const char *lc_crypttab_quote(const char *s, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool plain = c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+
+		if (o + (plain ? 1 : 4) > LC_CRYPTTAB_QUOTE_BYTES)
+			break;
+		if (plain) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	if (i < n) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static bool name_ok(const char *s, size_t n)
 {
 	char b[LC_HDR_NAME_SIZE];
@@ -232,6 +260,7 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 			 bool *cache_out, bool *header_out)
 {
 	bool cache = false, header = false, segsize = false;
+	char q[LC_CRYPTTAB_QUOTE_SIZE];
 	size_t pl;
 
 	*cache_out = *header_out = false;
@@ -242,8 +271,8 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 		size_t tl = (size_t)((e ? e : o + n) - t);
 
 		if (!tl) {
-			snprintf(why, size, "line %u: empty option in \"%.*s\"", lineno,
-				 (int)(n > 80 ? 80 : n), o);
+			snprintf(why, size, "line %u: empty option in \"%s\"", lineno,
+				 lc_crypttab_quote(o, n, q));
 			return -EINVAL;
 		}
 		if (tl == 5 && !memcmp(t, "cache", 5)) {
@@ -258,9 +287,9 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 
 			if (r < 0) {
 				snprintf(why, size, r == -ERANGE ?
-					 "line %u: option \"%.*s\": %.*s is at most 86400 seconds (1 day)" :
-					 "line %u: option \"%.*s\": %.*s takes a time span such as 90, 90s, 2min or 1min30s (0 = no limit)",
-					 lineno, (int)(tl > 80 ? 80 : tl), t, (int)pl, t);
+					 "line %u: option \"%s\": %.*s is at most 86400 seconds (1 day)" :
+					 "line %u: option \"%s\": %.*s takes a time span such as 90, 90s, 2min or 1min30s (0 = no limit)",
+					 lineno, lc_crypttab_quote(t, tl, q), (int)pl, t);
 				return -EINVAL;
 			}
 		} else if (tl == 7 && !memcmp(t, "discard", 7)) {
@@ -271,8 +300,8 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 			;	/* for other programs; the generator warns */
 		} else if (has_prefix(t, tl, "header=", &pl)) {
 			if (!path_ok(t + pl, tl - pl) && !name_ok(t + pl, tl - pl)) {
-				snprintf(why, size, "line %u: option \"%.*s\": header= takes a header name (kept in the agent's headers directory) or an absolute path of plain characters",
-					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				snprintf(why, size, "line %u: option \"%s\": header= takes a header name (kept in the agent's headers directory) or an absolute path of plain characters",
+					 lineno, lc_crypttab_quote(t, tl, q));
 				return -EINVAL;
 			}
 			header = true;
@@ -282,14 +311,14 @@ static int check_options(const char *o, size_t n, unsigned int lineno, char *why
 			while (d < vl && t[pl + d] >= '0' && t[pl + d] <= '9')
 				d++;
 			if (!d || (d < vl && (d + 1 != vl || !t[pl + d] || !strchr("KMGT", t[pl + d])))) {
-				snprintf(why, size, "line %u: option \"%.*s\": segment-size= takes a size such as 1M",
-					 lineno, (int)(tl > 80 ? 80 : tl), t);
+				snprintf(why, size, "line %u: option \"%s\": segment-size= takes a size such as 1M",
+					 lineno, lc_crypttab_quote(t, tl, q));
 				return -EINVAL;
 			}
 			segsize = true;
 		} else {
-			snprintf(why, size, "line %u: unknown option \"%.*s\" (expected cache, nofail, noauto, _netdev, timeout=, x-systemd.device-timeout=, header=, segment-size=, x-...)",
-				 lineno, (int)(tl > 80 ? 80 : tl), t);
+			snprintf(why, size, "line %u: unknown option \"%s\" (expected cache, nofail, noauto, _netdev, timeout=, x-systemd.device-timeout=, header=, segment-size=, x-...)",
+				 lineno, lc_crypttab_quote(t, tl, q));
 			return -EINVAL;
 		}
 		i += tl + 1;
@@ -330,7 +359,7 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 	const char *f[MAX_FIELDS];
 	size_t fl[MAX_FIELDS], nf = 0;
 	bool cache = false, header = false;
-	char why[320];
+	char why[320], q[LC_CRYPTTAB_QUOTE_SIZE];
 
 	for (size_t i = 0; i < len; i++)
 		if (((unsigned char)l[i] < 0x20 && l[i] != '\t') || l[i] == 0x7f) {
@@ -375,16 +404,16 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 	}
 	if (!name_ok(f[0], fl[0])) {
 		snprintf(why, sizeof(why),
-			 "line %u: volume name \"%.*s\" is not valid (letters, digits, '.', '_', '-', starting with a letter or digit, at most 63)",
-			 lineno, (int)(fl[0] > 80 ? 80 : fl[0]), f[0]);
+			 "line %u: volume name \"%s\" is not valid (letters, digits, '.', '_', '-', starting with a letter or digit, at most 63)",
+			 lineno, lc_crypttab_quote(f[0], fl[0], q));
 		goto bad;
 	}
 	out->uuid[0] = '\0';
 	if (fl[1] >= 5 && !memcmp(f[1], "UUID=", 5)) {
 		if (!lc_crypttab_is_uuid(f[1] + 5, fl[1] - 5)) {
 			snprintf(why, sizeof(why),
-				 "line %u: device \"%.*s\": UUID= needs a uuid like 01234567-89ab-cdef-0123-456789abcdef",
-				 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
+				 "line %u: device \"%s\": UUID= needs a uuid like 01234567-89ab-cdef-0123-456789abcdef",
+				 lineno, lc_crypttab_quote(f[1], fl[1], q));
 			goto bad;
 		}
 		for (size_t i = 0; i < 36; i++) {
@@ -396,20 +425,20 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 	} else if (fl[1] >= 5 && !memcmp(f[1], "/dev/", 5)) {
 		if (!path_ok(f[1], fl[1])) {
 			snprintf(why, sizeof(why), path_ok_chars(f[1], fl[1]) ?
-				 "line %u: device \"%.*s\" is not a plain path: no \"//\", \"/./\", \"/../\", and no \"/.\" or \"/..\" at the end" :
-				 "line %u: device \"%.*s\" has characters that are not allowed in a device path",
-				 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
+				 "line %u: device \"%s\" is not a plain path: no \"//\", \"/./\", \"/../\", and no \"/.\" or \"/..\" at the end" :
+				 "line %u: device \"%s\" has characters that are not allowed in a device path",
+				 lineno, lc_crypttab_quote(f[1], fl[1], q));
 			goto bad;
 		}
 	} else {
 		snprintf(why, sizeof(why),
-			 "line %u: device \"%.*s\" is neither UUID=<uuid> nor a path under /dev (such as /dev/disk/by-id/...)",
-			 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1]);
+			 "line %u: device \"%s\" is neither UUID=<uuid> nor a path under /dev (such as /dev/disk/by-id/...)",
+			 lineno, lc_crypttab_quote(f[1], fl[1], q));
 		goto bad;
 	}
 	if (!name_ok(f[2], fl[2])) {
-		snprintf(why, sizeof(why), "line %u: workspace \"%.*s\" is not valid", lineno,
-			 (int)(fl[2] > 80 ? 80 : fl[2]), f[2]);
+		snprintf(why, sizeof(why), "line %u: workspace \"%s\" is not valid", lineno,
+			 lc_crypttab_quote(f[2], fl[2], q));
 		goto bad;
 	}
 	memcpy(out->workspace, f[2], fl[2]);	/* fl[2] < 64: name_ok() */
@@ -418,8 +447,8 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 		goto bad;
 	if ((cache || header) && names_by_header(f[1], fl[1])) {
 		snprintf(why, sizeof(why),
-			 "line %u: device \"%.*s\": %s carries no lakecrypt header, so udev gives it no by-uuid or by-lakecrypt link: name it by /dev/disk/by-id/...",
-			 lineno, (int)(fl[1] > 80 ? 80 : fl[1]), f[1],
+			 "line %u: device \"%s\": %s carries no lakecrypt header, so udev gives it no by-uuid or by-lakecrypt link: name it by /dev/disk/by-id/...",
+			 lineno, lc_crypttab_quote(f[1], fl[1], q),
 			 cache ? "a cache's device" : "a detached header's data device");
 		goto bad;
 	}

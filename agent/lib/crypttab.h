@@ -116,6 +116,21 @@ int lc_crypttab_sys_find(const char *path, const char *name, struct lc_error *er
  */
 int lc_crypttab_timespan(const char *s, size_t n, unsigned long *secs);
 
+/*
+ * A field of a lakecrypttab line as a message quotes it (the file and line
+ * are named; the value is only shown), the same as the generator's q():
+ * printable ASCII (0x20 to 0x7e) but '"' and '\\' as it is, every other
+ * byte as "\\xNN" (two lower-case hex digits); at most
+ * LC_CRYPTTAB_QUOTE_BYTES bytes of that (an escape is never split), then
+ * "..." when bytes of @s were left out.  So a hostile or broken line puts
+ * no escape sequence and no megabytes into the journal or the kernel log.
+ * @n bytes at @s (NUL bytes allowed); @out of at least
+ * LC_CRYPTTAB_QUOTE_SIZE bytes, always NUL-terminated.  Returns @out.
+ */
+#define LC_CRYPTTAB_QUOTE_BYTES	64
+#define LC_CRYPTTAB_QUOTE_SIZE	(LC_CRYPTTAB_QUOTE_BYTES + sizeof("..."))
+const char *lc_crypttab_quote(const char *s, size_t n, char *out);
+
 /* 1 if @s (of @len bytes) is a uuid in 8-4-4-4-12 hexadecimal form. */
 int lc_crypttab_is_uuid(const char *s, size_t len);
 

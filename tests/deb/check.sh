@@ -81,6 +81,16 @@ rm -rf "$log.ctl"
 	grep -q 'for g in lakecrypt lakecrypt-admin; do' "$log" && grep -q 'Depends:.*adduser' <(dpkg-deb -I "$deb")
 tap $? "postinst: addgroup --system lakecrypt lakecrypt-admin before the agent starts; depends on adduser"
 
+# lakecrypt-dkms's prerm: the refusal (tools/open-volumes.sh, as
+# lakecrypt's) before DKMS's own part (dh_dkms: dkms remove), kept.
+dpkg-deb -e "$dkmsdeb" "$log.ctl"
+refuse=$(grep -n 'why=$(lakecrypt_open_volumes)' "$log.ctl/prerm" | head -n 1 | cut -d: -f1)
+dkmsrm=$(grep -n 'dkms remove' "$log.ctl/prerm" | head -n 1 | cut -d: -f1)
+{ echo "refusal at line ${refuse:-none}, dkms remove at line ${dkmsrm:-none}"; cat "$log.ctl/prerm"; } >"$log"
+rm -rf "$log.ctl"
+[ -n "$refuse" ] && [ -n "$dkmsrm" ] && [ "$refuse" -lt "$dkmsrm" ]
+tap $? "lakecrypt-dkms prerm: the open-volumes refusal, then dh_dkms's dkms remove"
+
 rm -rf "$root"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1
 tap $? "debootstrap a fresh Debian 12 (minbase) from $mirror" || finish
@@ -115,13 +125,26 @@ in_root "dmsetup ls --target lakecrypt | grep -q ledger || exit 1
 	test -x /usr/sbin/lakecrypt-agent && test -f /lib/systemd/system/lakecrypt-agent.service &&
 	dpkg-query -W -f '\${db:Status-Status}\n' lakecrypt | grep -qx installed" >"$log" 2>&1
 tap $? "apt-get remove with a lakecrypt volume open: refused by the prerm, naming it; nothing removed"
+# The module's package alone, the same (its prerm from the same
+# tools/open-volumes.sh): the DKMS source and registration stay.
+in_root "apt-get remove -y lakecrypt-dkms >/tmp/remove.out 2>&1; rc=\$?; cat /tmp/remove.out
+	[ \$rc -ne 0 ] && grep -q 'lakecrypt-dkms: lakecrypt volumes are open: ledger; close them first' /tmp/remove.out &&
+	test -f /usr/src/lakecrypt-$ver/dkms.conf && dkms status -m lakecrypt -v $ver | grep -q 'lakecrypt/$ver: added' &&
+	dpkg-query -W -f '\${db:Status-Status}\n' lakecrypt-dkms | grep -qx installed" >"$log" 2>&1
+tap $? "apt-get remove lakecrypt-dkms with a lakecrypt volume open: refused by its prerm, naming it; DKMS source and registration kept"
 mv "$root/usr/sbin/dmsetup.lc-real" "$root/usr/sbin/dmsetup"
 rm -f "$root/tmp/remove.out"
 in_root "apt-get install -y --no-install-recommends linux-headers-amd64 && dkms status lakecrypt &&
 	ls /lib/modules/*/updates/dkms/dm-lakecrypt.ko" >"$log" 2>&1
 tap $? "kernel headers installed: DKMS builds and installs dm-lakecrypt.ko"
-in_root "apt-get purge -y lakecrypt lakecrypt-dkms && ! ls /usr/sbin/lakecrypt* /lib/udev/rules.d/61-lakecrypt.rules \
+# With the volume still "open" (the fake dmsetup again):
+# LAKECRYPT_FORCE_REMOVE=1 reaches both prerms through apt and dpkg.
+mv "$root/usr/sbin/dmsetup" "$root/usr/sbin/dmsetup.lc-real"
+printf '#!/bin/sh\n[ "$*" = "ls --target lakecrypt" ] || exit 1\nprintf "ledger\\t(253:3)\\n"\n' >"$root/usr/sbin/dmsetup"
+chmod 755 "$root/usr/sbin/dmsetup"
+in_root "LAKECRYPT_FORCE_REMOVE=1 apt-get purge -y lakecrypt lakecrypt-dkms && ! ls /usr/sbin/lakecrypt* /lib/udev/rules.d/61-lakecrypt.rules \
 	/lib/systemd/system/lakecrypt* /usr/src/lakecrypt-* /lib/modules/*/updates/dkms/dm-lakecrypt.ko 2>/dev/null" \
 	>"$log" 2>&1
-tap $? "apt-get purge removes the files and the DKMS module"
+tap $? "LAKECRYPT_FORCE_REMOVE=1 apt-get purge (a volume open) removes the files and the DKMS module"
+mv "$root/usr/sbin/dmsetup.lc-real" "$root/usr/sbin/dmsetup"
 finish

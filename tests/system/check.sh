@@ -323,6 +323,31 @@ FAKE_DM='ledger\t(253:3)' uninstall6 FORCE=1 >>"$log" 2>&1 && [ ! -e "$FAKE_WATC
 	grep -qxF "systemctl disable --now lakecrypt-agent.service (present)" "$FAKE_LOG"
 tap $? "FORCE=1: uninstalled with volumes open, the agent stopped first"
 cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
+# The Debian packages' prerm (tools/debian/mkprerm.sh), both from the
+# lakecrypt_open_volumes that make uninstall uses: apt-get remove of
+# lakecrypt or of lakecrypt-dkms alone is refused while volumes are open
+# or dmsetup cannot tell with dm-lakecrypt loaded, naming them; not on an
+# upgrade, not with LAKECRYPT_FORCE_REMOVE=1.  (tests/deb runs them in
+# apt-get on a debootstrapped Debian 12.)
+ok=0
+for pkg in lakecrypt lakecrypt-dkms; do
+	tools/debian/mkprerm.sh "$pkg" >"$work/$pkg.prerm" && chmod 755 "$work/$pkg.prerm" || ok=1
+	prerm() { env PATH="$fb:$PATH" "$work/$pkg.prerm" "$@" 2>"$work/prerm.err"; }
+	{ ! FAKE_DM='ledger\t(253:3)\nvol2\t(253:4)' prerm remove &&
+		grep -qxF "$pkg: lakecrypt volumes are open: ledger vol2; close them first (lakecryptctl close NAME), or sudo LAKECRYPT_FORCE_REMOVE=1 apt-get remove $pkg to remove $pkg anyway; nothing removed" "$work/prerm.err"; } ||
+		{ echo "$pkg: open volumes not refused"; ok=1; }
+	{ ! FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 LAKECRYPT_SYS_MODULE=$work/sysmod prerm remove &&
+		grep -qF "$pkg: cannot tell whether lakecrypt volumes are open (dmsetup ls --target lakecrypt: dmsetup: permission denied)" "$work/prerm.err"; } ||
+		{ echo "$pkg: cannot tell, module loaded: not refused"; ok=1; }
+	FAKE_DM='dmsetup: permission denied' FAKE_DM_RC=1 LAKECRYPT_SYS_MODULE=$work/nosysmod prerm remove ||
+		{ echo "$pkg: cannot tell, module not loaded: refused"; ok=1; }
+	prerm remove || { echo "$pkg: no volume open: refused"; ok=1; }
+	FAKE_DM='ledger\t(253:3)' prerm upgrade 0.9 || { echo "$pkg: upgrade refused"; ok=1; }
+	FAKE_DM='ledger\t(253:3)' LAKECRYPT_FORCE_REMOVE=1 prerm remove || { echo "$pkg: LAKECRYPT_FORCE_REMOVE=1 refused"; ok=1; }
+	cat "$work/prerm.err"
+done >>"$log" 2>&1
+[ $ok -eq 0 ]
+tap $? "Debian prerm of lakecrypt and of lakecrypt-dkms: remove refused while volumes are open (named) or dmsetup cannot tell with dm-lakecrypt loaded; an upgrade and LAKECRYPT_FORCE_REMOVE=1 are not"
 unset FAKE_STATE FAKE_FRAGMENT
 PATH=$fb:$PATH make -s install DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
 	PATH=$fb:$PATH make -s uninstall DESTDIR="$work/root6" PREFIX=/usr MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
@@ -1065,6 +1090,57 @@ env -u LAKECRYPTTAB CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb "$gen" "$G" 
 	[ -f "$G/lakecrypt@v1.service" ] && diff -r --no-dereference "$G" "$work/G-bb" >>"$log" 2>&1 &&
 	diff "$work/gen-cu.err" "$work/gen-bb.err" >>"$log" 2>&1
 tap $? "the generator makes the same units and messages with busybox's tools only (sh, stat, ln, ...)"
+# Bad lines' values as the messages quote them (lakecrypttab(5),
+# "Messages"): escape sequences, a 5,000-byte field and binary bytes reach
+# neither stderr nor the kernel log (the journal) as they are: bytes
+# outside printable ASCII (and '"', '\') as \xNN, at most 64 bytes then
+# "..."; the same with busybox's tools; the same quoting as the agent's
+# (tests/unit/test-agent.c, test_tab_quoted_values).
+long=$(printf '%5000s' '' | tr ' ' w)
+{
+	printf 'e1 /dev/sda finance x-\033]0;pwned\007\n'
+	printf 'e2 /dev/sd\302\233[2J\033[31m finance\n'
+	printf 'e3 /dev/sd\302\233[2J finance\n'
+	printf 'e4 /dev/sda %s\n' "$long"
+	printf 'e5 /dev/sda finance bogus\377\376"\\x\n'
+	printf 'e6 /dev/sda finance x-\233\n'
+	printf 'e7 /dev/sda%s finance\n' "$long"
+} >"$work/tab-q"
+w64=$(printf '%64s' '' | tr ' ' w)
+ok=0
+for how in coreutils busybox; do
+	rm -rf "$G"; mkdir -p "$G"; : >"$work/kmsg"
+	if [ $how = busybox ]; then
+		env CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-q SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg \
+			PATH=$bb /bin/busybox sh "$gen" "$G" 2>"$work/q-$how.err"
+	else
+		CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-q SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg \
+			"$gen" "$G" 2>"$work/q-$how.err"
+	fi
+	[ $? -eq 0 ] || { echo "$how: exit $?"; ok=1; }
+	cp "$work/kmsg" "$work/q-$how.kmsg"
+	for want in "tab-q:1: a NUL byte or another control character" \
+		"tab-q:2: a NUL byte or another control character" \
+		"tab-q:3: device \"/dev/sd\\xc2\\x9b[2J\" has characters that are not allowed" \
+		"tab-q:4: workspace \"$w64...\" is not valid" \
+		"tab-q:5: unknown option \"bogus\\xff\\xfe\\x22\\x5cx\" (expected" \
+		"tab-q:6: option \"x-\\x9b\" ignored" \
+		"tab-q:7: device \"/dev/sda${w64:8}...\" has characters"; do
+		grep -qF -- "$want" "$work/q-$how.err" || { echo "$how: missing message: $want"; ok=1; }
+		grep -qF -- "$want" "$work/kmsg" || { echo "$how: not in the kernel log: $want"; ok=1; }
+	done
+	# Nothing but printable ASCII and newlines, no line over 400 bytes, in
+	# the messages, the kernel log and the units.
+	for f in "$work/q-$how.err" "$work/kmsg" "$G"/*.service; do
+		LC_ALL=C grep -n '[^ -~]' "$f" && { echo "$how: $f: a byte outside printable ASCII"; ok=1; }
+		awk -v f="$f" 'length($0) > 400 { print f ":" NR ": " length($0) " bytes"; bad = 1 } END { exit bad }' "$f" ||
+			{ echo "$how: $f: a line over 400 bytes"; ok=1; }
+	done
+done >>"$log" 2>&1
+diff "$work/q-coreutils.err" "$work/q-busybox.err" >>"$log" 2>&1 || ok=1
+diff "$work/q-coreutils.kmsg" "$work/q-busybox.kmsg" >>"$log" 2>&1 || ok=1
+[ $ok -eq 0 ]
+tap $? "bad lines with ESC sequences, a 5,000-byte field, binary bytes: messages and units printable ASCII, values as \\xNN, at most 64 bytes then '...'; the same with busybox's tools"
 has tools/systemd/lakecrypt-generator.in '^agentconf=\$\{LAKECRYPT_AGENT_CONF:-"@SYSCONFDIR@/lakecrypt/agent\.conf"\}$' &&
 	grep -q '^	ct=/etc/crypttab$' tools/systemd/lakecrypt-generator.in &&
 	grep -q 'snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");' agent/lib/config.c

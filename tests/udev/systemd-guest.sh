@@ -288,4 +288,5 @@ lc_eq "revoked ledger and the cache close on stop" "" "$(ls /dev/mapper/ledger /
 timeout 120 systemctl stop lakecrypt-agent.service
 lc_eq "agent stops cleanly" inactive "$(state lakecrypt-agent.service)"
 
+. ./hotplug-guest.sh
 . ./shutdown-prepare.sh

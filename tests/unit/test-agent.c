@@ -4222,6 +4222,99 @@ static void test_tab_timespan(void **state)
 	}
 }
 
+/* A hostile or broken lakecrypttab line's fields as the messages quote
+ * them (crypttab.h, lc_crypttab_quote()): no escape sequence, no byte
+ * outside printable ASCII, at most 64 bytes then "..."; the generator
+ * quotes the same value the same way (its q()). */
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+static void test_tab_quoted_values(void **state)
+{
+	struct tenv *t = *state;
+	static const struct { const char *in; size_t n; const char *out; } c[] = {
+		{ "abc", 3, "abc" },
+		{ "a\"b\\c", 5, "a\\x22b\\x5cc" },
+		{ "\x1b[31mred\x1b]0;t\x07", 14, "\\x1b[31mred\\x1b]0;t\\x07" },
+		{ "x\0y", 3, "x\\x00y" },
+		{ "/dev/sd\xc2\x9b\xff", 10, "/dev/sd\\xc2\\x9b\\xff" },
+		{ "", 0, "" },
+	};
+	char q[LC_CRYPTTAB_QUOTE_SIZE], big[5001], want[128], tab[6000], gen[PATH_MAX + 64],
+	     cmd[8 * PATH_MAX], src[PATH_MAX], errf[PATH_MAX + 64], *slash;
+	struct lc_crypttab_entry e;
+	struct lc_error err = { 0 };
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		if (strcmp(lc_crypttab_quote(c[i].in, c[i].n, q), c[i].out))
+			fail_msg("case %zu: \"%s\", expected \"%s\"", i, q, c[i].out);
+	/* 5,000 bytes: the first 64, then "..." */
+	memset(big, 'w', 5000);
+	big[5000] = '\0';
+	memset(want, 'w', 64);
+	strcpy(want + 64, "...");
+	assert_string_equal(lc_crypttab_quote(big, 5000, q), want);
+	lc_crypttab_quote(big, 64, q);	/* 64: all of it, no "..." */
+	assert_int_equal(strlen(q), 64);
+	assert_null(strchr(q, '.'));
+	/* an escape is never split: 63 bytes and "..." */
+	big[63] = (char)0x9b;
+	assert_int_equal(strlen(lc_crypttab_quote(big, 65, q)), 66);
+	assert_string_equal(q + 63, "...");
+	memset(big, 0xff, 100);
+	lc_crypttab_quote(big, 100, q);
+	assert_int_equal(strlen(q), 16 * 4 + 3);
+	assert_true(printable(q));
+
+	/* Through the agent's reader: the long workspace, then binary bytes
+	 * (no control character: those lines are refused before any field is
+	 * quoted) in the device. */
+	memset(big, 'w', 5000);
+	snprintf(tab, sizeof(tab), "ledger /dev/sdz %s\nwal /dev/sd\xc2\x9b[31m\xff ws1\n", big);
+	f = fopen(t->a.cfg.lakecrypttab, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(tab, 1, strlen(tab), f), strlen(tab));
+	fclose(f);
+	assert_int_equal(lc_crypttab_find(t->a.cfg.lakecrypttab, "ledger", &e, &err), -EINVAL);
+	snprintf(cmd, sizeof(cmd), "line 1: workspace \"%s\" is not valid", want);
+	if (!strstr(err.msg, cmd) || !printable(err.msg))
+		fail_msg("ledger: %s", err.msg);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(lc_crypttab_find(t->a.cfg.lakecrypttab, "wal", &e, &err), -EINVAL);
+	if (!strstr(err.msg, "line 2: device \"/dev/sd\\xc2\\x9b[31m\\xff\" has characters") ||
+	    !printable(err.msg))
+		fail_msg("wal: %s", err.msg);
+
+	/* The generator's messages quote the same. */
+	snprintf(src, sizeof(src), "%s", __FILE__);
+	slash = strrchr(src, '/');
+	assert_non_null(slash);
+	*slash = '\0';
+	snprintf(gen, sizeof(gen), "%s/gen.sh", t->dir);
+	snprintf(errf, sizeof(errf), "%s/gen.err", t->dir);
+	snprintf(cmd, sizeof(cmd),
+		 "sed -e 's|@SBINDIR@|/usr/sbin|g' -e 's|@SYSCONFDIR@|/etc|g' -e 's|@UNITDIR@|/usr/lib/systemd/system|g' '%s/../../tools/systemd/lakecrypt-generator.in' >'%s' && "
+		 "rm -rf '%s/g' && mkdir '%s/g' && CRYPTTAB='%s' LAKECRYPTTAB='%s' sh '%s' '%s/g' 2>'%s'",
+		 src, gen, t->dir, t->dir, t->a.cfg.crypttab, t->a.cfg.lakecrypttab, gen, t->dir, errf);
+	assert_int_equal(system(cmd), 0);
+	f = fopen(errf, "r");
+	assert_non_null(f);
+	tab[fread(tab, 1, sizeof(tab) - 1, f)] = '\0';
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), ":1: workspace \"%s\" is not valid", want);
+	if (!strstr(tab, cmd) || !strstr(tab, ":2: device \"/dev/sd\\xc2\\x9b[31m\\xff\" has characters"))
+		fail_msg("generator: %s", tab);
+	for (char *p = tab; *p; p++)
+		if (*p != '\n' && ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e))
+			fail_msg("generator: byte 0x%02x in its messages", (unsigned char)*p);
+}
+
 static void test_tab_agrees_with_generator(void **state)
 {
 	struct tenv *t = *state;
@@ -5239,6 +5332,7 @@ int main(void)
 		T(test_tab_bad_lines),
 		T(test_tab_file_rules),
 		cmocka_unit_test(test_tab_timespan),
+		T(test_tab_quoted_values),
 		T(test_tab_agrees_with_generator),
 		T(test_open_idempotent),
 		T(test_realpath_outside_lock),
