@@ -15,7 +15,8 @@
 # agent's watcher probe the CMK as if an open volume used it.
 #   tests/bench/fleet-kms-rate.sh [N ...]      (default: 10 100)
 #   WINDOW_S (default 150), WARM_S (default 20), INTERVAL_S (the agents'
-#   [revocation] watch_interval_s, default 3), MODES ("shared per-node")
+#   [revocation] watch_interval_s, default 3), LEASE_S ([registry]
+#   probe_lease_s, default 10), MODES ("shared per-node")
 # Needs etcd, stunnel4, local-kms and the venv (make setup) and a built
 # agent (make -C agent).
 set -uo pipefail
@@ -26,9 +27,9 @@ ns=("$@")
 for n in "${ns[@]}"; do
 	case $n in '' | *[!0-9]* | 0) echo "fleet-kms-rate: N must be a positive number, not '$n'" >&2; exit 2 ;; esac
 done
-window=${WINDOW_S:-150} warm=${WARM_S:-20} interval=${INTERVAL_S:-3}
+window=${WINDOW_S:-150} warm=${WARM_S:-20} interval=${INTERVAL_S:-3} lease=${LEASE_S:-10}
 read -r -a modes <<<"${MODES:-shared per-node}"
-for v in "$window" "$warm" "$interval"; do
+for v in "$window" "$warm" "$interval" "$lease"; do
 	case $v in '' | *[!0-9]* | 0) echo "fleet-kms-rate: WINDOW_S, WARM_S and INTERVAL_S must be positive numbers" >&2; exit 2 ;; esac
 done
 for m in "${modes[@]}"; do
@@ -113,22 +114,22 @@ cert = $ETCD_CERT
 key = $ETCD_KEY
 prefix = $2
 backstop_interval_s = $3
-probe_lease_s = 10
+probe_lease_s = $lease
 
 [test]
 watch_keyconfig = kcb
 EOF
 }
 wait_sock() { for _ in $(seq 600); do [ -S "$1/agent.sock" ] && return 0; sleep 0.1; done; return 1; }
-rss_mb() {	# total resident memory of the agents, MiB
-	local t=0 p r
-	for p in "${pids[@]}"; do r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null); t=$((t + ${r:-0})); done
+pss_mb() {	# the agents' memory, MiB: the sum of their proportional set sizes
+	local t=0 p r	# (shared pages counted once in all, unlike RSS)
+	for p in "${pids[@]}"; do r=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null); t=$((t + ${r:-0})); done
 	echo $((t / 1024))
 }
 
 echo "KMS requests per minute on one CMK, etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') (3 members on loopback), local-kms behind stunnel4, $(nproc) CPU(s)"
-echo "watch_interval_s = $interval (2 requests a probe), warm-up $warm s, window $window s"
-printf '%-7s %-9s %-10s %-12s %-9s %-9s %s\n' agents mode requests req_per_min holders rss_mib "start (s)"
+echo "watch_interval_s = $interval (2 requests a probe), probe_lease_s = $lease, warm-up $warm s, window $window s"
+printf '%-7s %-9s %-10s %-12s %-9s %-9s %s\n' agents mode requests req_per_min holders pss_mib "start (s)"
 declare -A rate
 for n in "${ns[@]}"; do
 	for mode in "${modes[@]}"; do
@@ -165,7 +166,7 @@ for n in "${ns[@]}"; do
 u = json.load(sys.stdin).get("registry", {}).get("probes", {}).get("units", [])
 sys.exit(0 if any(x.get("mine") for x in u) else 1)' && holders=$((holders + 1))
 		done
-		mem=$(rss_mb)
+		mem=$(pss_mb)
 		req=$((c1 - c0))
 		per_min=$(awk -v r="$req" -v ns="$((s1 - s0))" 'BEGIN { printf "%.0f", r * 60e9 / ns }')
 		rate[$n-$mode]=$per_min
