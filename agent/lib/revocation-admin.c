@@ -73,7 +73,8 @@ static void entry_of(const char *prefix, const struct lc_etcd_kv *kv,
 	ent->id[i] = '\0';
 	ent->create_revision = kv->create_revision;
 	ent->version = kv->version;
-	if (kv->value_len > 64 * 1024 || memchr(kv->value, '\0', kv->value_len))
+	if (!kv->value || kv->value_len > 64 * 1024 ||
+	    memchr(kv->value, '\0', kv->value_len))
 		why = "value too large or not text";
 	else if (!(o = lc_json_parse((const char *)kv->value, kv->value_len)) ||
 		 !json_object_is_type(o, json_type_object))
