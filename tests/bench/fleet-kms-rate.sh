@@ -16,7 +16,9 @@
 #   tests/bench/fleet-kms-rate.sh [N ...]      (default: 10 100)
 #   WINDOW_S (default 150), WARM_S (default 20), INTERVAL_S (the agents'
 #   [revocation] watch_interval_s, default 3), LEASE_S ([registry]
-#   probe_lease_s, default 10), MODES ("shared per-node")
+#   probe_lease_s, default 10), MODES ("shared per-node"), BATCH (agents
+#   started at once, default 50: each agent probes once when it starts, so
+#   the next batch starts when the last one listens)
 # Needs etcd, stunnel4, local-kms and the venv (make setup) and a built
 # agent (make -C agent).
 set -uo pipefail
@@ -27,10 +29,10 @@ ns=("$@")
 for n in "${ns[@]}"; do
 	case $n in '' | *[!0-9]* | 0) echo "fleet-kms-rate: N must be a positive number, not '$n'" >&2; exit 2 ;; esac
 done
-window=${WINDOW_S:-150} warm=${WARM_S:-20} interval=${INTERVAL_S:-3} lease=${LEASE_S:-10}
+window=${WINDOW_S:-150} warm=${WARM_S:-20} interval=${INTERVAL_S:-3} lease=${LEASE_S:-10} batch=${BATCH:-50}
 read -r -a modes <<<"${MODES:-shared per-node}"
-for v in "$window" "$warm" "$interval" "$lease"; do
-	case $v in '' | *[!0-9]* | 0) echo "fleet-kms-rate: WINDOW_S, WARM_S and INTERVAL_S must be positive numbers" >&2; exit 2 ;; esac
+for v in "$window" "$warm" "$interval" "$lease" "$batch"; do
+	case $v in '' | *[!0-9]* | 0) echo "fleet-kms-rate: WINDOW_S, WARM_S, INTERVAL_S, LEASE_S and BATCH must be positive numbers" >&2; exit 2 ;; esac
 done
 for m in "${modes[@]}"; do
 	case $m in shared | per-node) ;; *) echo "fleet-kms-rate: MODES: shared and/or per-node, not '$m'" >&2; exit 2 ;; esac
@@ -49,6 +51,12 @@ pids=() side=()
 cleanup() {
 	[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null
 	[ ${#side[@]} -eq 0 ] || kill "${side[@]}" 2>/dev/null
+	# stunnel4 holding a thousand connections may not heed SIGTERM
+	for _ in $(seq 100); do
+		alive=0; for p in "${side[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		[ $alive = 0 ] && break; sleep 0.1
+	done
+	[ ${#side[@]} -eq 0 ] || kill -KILL "${side[@]}" 2>/dev/null
 	wait 2>/dev/null
 	tests/etcd/cluster.sh stop "$work/cluster" >/dev/null 2>&1
 	rm -rf "$work"
@@ -143,6 +151,11 @@ for n in "${ns[@]}"; do
 			conf "$d/a$i" "$prefix" "$backstop"
 			"$agentbin" -c "$d/a$i/agent.conf" -f >>"$d/a$i/agent.out" 2>&1 &
 			pids+=($!)
+			if [ $((i % batch)) = 0 ] && [ "$i" != "$n" ]; then
+				for j in $(seq $((i - batch + 1)) "$i"); do
+					wait_sock "$d/a$j" || { echo "fleet-kms-rate: agent $j of $n did not start: $(tail -3 "$d/a$j/agent.out")" >&2; exit 1; }
+				done
+			fi
 			if [ "$i" = 1 ]; then
 				wait_sock "$d/a1" || { echo "fleet-kms-rate: agent 1 did not start: $(tail -3 "$d/a1/agent.out")" >&2; exit 1; }
 				"$ctlbin" --socket "$d/a1/agent.sock" keyconfig create kcb --provider aws-kms --key "$pkey" >"$d/kc.out" 2>&1 ||
