@@ -511,6 +511,11 @@ int op_status(struct agent *a, struct client *c, json_object *args, json_object 
 	      struct lc_error *err);
 int op_revoke(struct agent *a, struct client *c, json_object *args, json_object **result,
 	      struct lc_error *err);
+/* ops-revocation.c: the fleet's revocation records in etcd (admins) */
+int op_revocation_list(struct agent *a, struct client *c, json_object *args, json_object **result,
+		       struct lc_error *err);
+int op_revocation_clear(struct agent *a, struct client *c, json_object *args, json_object **result,
+			struct lc_error *err);
 /* ops-rotate.c: key lifecycle (admins) */
 int op_volume_rewrap_all(struct agent *a, struct client *c, json_object *args,
 			 json_object **result, struct lc_error *err);

@@ -70,6 +70,9 @@ static const struct op ops[] = {
 	{ "revoke",		LC_ROLE_ADMIN, ARGS("keyconfig", "cmk"), op_revoke, false },
 	{ "check",		LC_ROLE_ADMIN, ARGS("cmk"), op_check, false },
 	{ "volume.revoked",	LC_ROLE_ADMIN, ARGS("name", "volume"), op_volume_revoked, false },
+	{ "revocation.list",	LC_ROLE_ADMIN, NOARGS, op_revocation_list, true },
+	{ "revocation.clear",	LC_ROLE_ADMIN, ARGS("record", "revision", "force"), op_revocation_clear,
+	  false },
 	{ "audit.tail",		LC_ROLE_OPERATOR, ARGS("lines", "before"), op_audit_tail, true },
 };
 

@@ -156,6 +156,59 @@ void lc_revocation_hash(const struct lc_revocation *rec, char hex[65]);
 int lc_revocation_from_json(json_object *o, struct lc_revocation *rec, const char **why);
 json_object *lc_revocation_to_json(const struct lc_revocation *rec);
 
+/* ---- the records as etcd holds them (lakecryptctl revocation list/clear) ---- */
+
+#define LC_REVOCATION_ID_SIZE	257	/* a record's id shown: at most 256 bytes */
+#define LC_REVOCATION_LIST_MAX	10000	/* records one list reads */
+
+/* One key under <prefix>revocations/, whatever its value. */
+struct lc_revocation_entry {
+	char id[LC_REVOCATION_ID_SIZE];	/* the key after <prefix>revocations/ ('?' for a
+					 * byte that is not printable ASCII, cut at 256) */
+	bool id_exact;			/* id is the key's suffix exactly (clear can name it) */
+	bool valid;			/* the value is a record (lc_revocation_from_json) */
+	bool hash_ok;			/* id is the hash of the record's CMK */
+	char why[128];			/* !valid: why the agents refuse it */
+	struct lc_revocation rec;	/* valid: the record; mod_revision always set */
+	int64_t create_revision;
+	int64_t version;		/* puts since it was created */
+};
+
+/* The key of record @id: @id is the part after <prefix>revocations/
+ * (1..256 printable ASCII bytes, no '/'), or the whole key.  0, or
+ * -EINVAL (INVALID) saying what a record id looks like. */
+int lc_regetcd_revocation_key(struct lc_registry *reg, const char *id, char *key, size_t size,
+			      struct lc_error *err);
+
+/*
+ * Every key under <prefix>revocations/, read from etcd (not the copy, which
+ * keeps the last LC_REGETCD_RECENT), in key order, at one revision
+ * (*@revision).  Values that the agents refuse are listed too (valid false,
+ * why), since clear may remove them.  The lock NOT held (network).
+ * *@out is malloc'ed (free()), *@n its length.  0; -EOPNOTSUPP (INVALID)
+ * without etcd; -E2BIG beyond LC_REVOCATION_LIST_MAX; else etcd's errors.
+ */
+int lc_regetcd_revocations_list(struct lc_registry *reg, struct lc_revocation_entry **out,
+				size_t *n, int64_t *revision, struct lc_error *err);
+
+/* Record @key as etcd holds it now (lock NOT held).  0; -ENOENT (INVALID)
+ * if there is none; else etcd's errors. */
+int lc_regetcd_revocation_get(struct lc_registry *reg, const char *key,
+			      struct lc_revocation_entry *ent, struct lc_error *err);
+
+/*
+ * Delete record @key if its mod_revision is still @mod_revision (> 0): one
+ * transaction (rpc.proto TxnRequest: Compare MOD EQUAL, then
+ * DeleteRangeRequest), so a record written again since the caller read it
+ * is never lost.  The lock NOT held.  0 and *@revision (may be NULL) the
+ * store's revision after the delete; -ESTALE (INVALID) if it was written
+ * again since (the message gives its revision now); -ENOENT (INVALID) if it
+ * is gone; else etcd's errors ("outcome unknown": look again).  Deleting a
+ * record opens nothing: the agents do not act on deletes.
+ */
+int lc_regetcd_revocation_delete(struct lc_registry *reg, const char *key, int64_t mod_revision,
+				 int64_t *revision, struct lc_error *err);
+
 /*
  * Status (lock held): {"backend": "etcd", "reachable", "endpoint" (the
  * member that answered last), "prefix", "watch_revision", "last_full_read"

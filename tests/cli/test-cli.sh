@@ -149,6 +149,12 @@ run 2 "close --if-open takes no value" close db1 --if-open=yes
 "$ctl" close --help >"$work/out" 2>&1; has "close --help lists --if-open" "$(cat "$work/out")" "--if-open"
 run 0 "revoke" revoke --cmk k-1
 has "revoke lists the volumes" "$out" "Revoked cache1"
+run 0 "revocation clear" revocation clear 0a1b --revision 5 --force
+sent "revocation clear sends the record, the revision and force" '{"args": {"force": true, "record": "0a1b", "revision": 5}, "op": "revocation.clear"}'
+run 0 "revocation list" revocation list
+sent "revocation list sends no argument" '{"args": {}, "op": "revocation.list"}'
+run 2 "revocation clear without RECORD" revocation clear
+has "revocation clear without RECORD: what is expected" "$err" "missing RECORD: expected 'lakecryptctl revocation clear RECORD [--revision N] [--force]'"
 run 0 "audit" audit --lines 5
 has "audit table" "$out" "2024-05-01T12:00:00.000Z  0    open  success  workspace=ws1"
 run 0 "--version" --version
@@ -491,6 +497,14 @@ if [ -x "$agentbin" ]; then
 		if [ $rc -eq 1 ] && grep -qF -- "${c#*:}" <<<"$out" && ! grep -q "your role" <<<"$out"; then
 			ok "open under a name ${c#*:}: exit 1, no role hint"
 		else nok "open under a name ${c#*:}: exit 1, no role hint" "exit $rc" "$out"; fi
+	done
+	# Revocation records are etcd's: the real agent on the file backend says so.
+	for args in "revocation list" "revocation clear 0a1b --revision 4"; do
+		# shellcheck disable=SC2086
+		out=$("$ctl" --socket "$d/agent.sock" $args 2>&1); rc=$?
+		if [ $rc -eq 1 ] && grep -qF "revocation records exist only with [registry] backend = etcd; this agent's registry is the file $d/state/registry.json" <<<"$out"; then
+			ok "$args on the file backend: exit 1, records exist only with etcd"
+		else nok "$args on the file backend: exit 1, records exist only with etcd" "exit $rc" "$out"; fi
 	done
 	kill $apid 2>/dev/null; wait $apid 2>/dev/null
 else

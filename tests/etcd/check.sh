@@ -5,7 +5,8 @@
 # tests/etcd/etcd-client.c built with ASan and UBSan.
 # Then three lakecrypt agents sharing the cluster as their registry
 # (tests/etcd/fleet.sh), and three sharing one CMK's probe through a lease
-# (tests/etcd/fleet-probe.sh: local-kms behind stunnel4 as the KMS).
+# (tests/etcd/fleet-probe.sh: local-kms behind stunnel4 as the KMS), and
+# two listing and clearing revocation records (tests/etcd/fleet-revocation.sh).
 # TAP out; ends with "N passed, N failed, N skipped".  Nothing is skipped:
 # a missing tool is a failure (run `make setup`).
 set -uo pipefail
@@ -306,5 +307,7 @@ grep -qx conflict <<<"$last"; check "...and still sees the existing key" $?
 . "$top/tests/etcd/fleet.sh"
 # ---- shared probes (tests/etcd/fleet-probe.sh) ------------------------------------------
 . "$top/tests/etcd/fleet-probe.sh"
+# ---- revocation list / clear (tests/etcd/fleet-revocation.sh) ---------------------------
+. "$top/tests/etcd/fleet-revocation.sh"
 
 finish

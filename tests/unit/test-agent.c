@@ -36,6 +36,7 @@
 #include "../../agent/daemon/ops-admin.c"
 #include "../../agent/daemon/ops-life.c"
 #include "../../agent/daemon/ops-notify.c"
+#include "../../agent/daemon/ops-revocation.c"
 #include "../../agent/daemon/ops-rotate.c"
 #include "../../agent/daemon/ops-segrekey.c"
 #include "../../agent/daemon/ops-volume.c"
@@ -939,6 +940,58 @@ static int role_child(struct tenv *t, int fd)
 	if (lc_proto_call(&c, "ping", NULL, &r, &err) != -EACCES)
 		return 104;
 	return 0;
+}
+
+/* revocation.list and revocation.clear are admins' (etcd's records). */
+static int revocations_as_operator(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+
+	(void)fd;
+	if (call(t, "revocation.list", NULL, NULL, &err) != -EACCES ||
+	    !strstr(err.msg, "needs the admin role"))
+		return 1;
+	if (call(t, "revocation.clear", jargs("{\"record\": \"ab\", \"revision\": 3}"), NULL,
+		 &err) != -EACCES || !strstr(err.msg, "needs the admin role"))
+		return 2;
+	return 0;
+}
+
+/*
+ * The fleet's revocation records: operators are refused; with the file
+ * backend (this agent's) an admin hears that records exist only with
+ * etcd; bad arguments are refused before that.  The etcd side is
+ * tests/etcd/fleet-revocation.sh.
+ */
+static void test_revocation_records_file(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+
+	assert_int_equal(as_operator(revocations_as_operator, t, -1), 0);
+	assert_int_equal(call(t, "revocation.list", NULL, NULL, &err), -EOPNOTSUPP);
+	assert_non_null(strstr(err.msg, "revocation records exist only with [registry] backend = etcd"));
+	assert_int_equal(err.cls, LC_ERRC_INVALID);
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"ab\"}"), NULL, &err),
+			 -EOPNOTSUPP);
+	assert_non_null(strstr(err.msg, "exist only with [registry] backend = etcd"));
+	/* Bad arguments. */
+	assert_int_equal(call(t, "revocation.clear", NULL, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "argument \"record\" is missing"));
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"\"}"), NULL, &err),
+			 -EINVAL);
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"ab\", \"revision\": 0}"),
+			      NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "mod_revision"));
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"ab\", \"revision\": -4}"),
+			      NULL, &err), -EINVAL);
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"ab\", \"force\": 1}"),
+			      NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"force\" must be true or false"));
+	assert_int_equal(call(t, "revocation.clear", jargs("{\"record\": \"ab\", \"key\": \"x\"}"),
+			      NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "has no argument \"key\""));
+	assert_int_equal(call(t, "revocation.list", jargs("{\"all\": true}"), NULL, &err), -EINVAL);
 }
 
 static struct tenv *role_t;
@@ -5296,6 +5349,7 @@ int main(void)
 		T(test_probe_invalid_no_kill),
 		T(test_key_denial_kills_all),
 		T(test_role_per_request),
+		T(test_revocation_records_file),
 		T(test_idle_timeout),
 		T(test_watcher),
 		T(test_detect_and_hook_without_threads),

@@ -229,7 +229,7 @@ static void test_help(void **state)
 		"kms cancel-deletion", "kms destroy", "keyconfig create", "keyconfig list",
 		"keyconfig delete", "workspace bind", "workspace unbind", "workspace list",
 		"format", "open", "cache", "close", "rewrap", "status", "revoke", "audit", "dump",
-		"table",
+		"table", "revocation", "revocation list", "revocation clear",
 	};
 	struct lc_ctl_cmd cmd;
 	char err[1024];
@@ -253,7 +253,8 @@ static void test_help(void **state)
 		fclose(f);
 		assert_non_null(strstr(buf, "Usage: lakecryptctl"));
 		if (strchr(topics[i], ' ') || (topics[i][0] && strcmp(topics[i], "kms") &&
-					       strcmp(topics[i], "keyconfig") && strcmp(topics[i], "workspace"))) {
+					       strcmp(topics[i], "keyconfig") && strcmp(topics[i], "workspace") &&
+					       strcmp(topics[i], "revocation"))) {
 			/* every command's help documents the exit codes */
 			assert_non_null(strstr(buf, "Exit codes:"));
 			assert_non_null(strstr(buf, "5  denied by the KMS"));
@@ -516,6 +517,21 @@ static void test_volumes(void **state)
 	bad("revoke --keyconfig kc1 --cmk k-1", "both --keyconfig and --cmk given", "revoke");
 	bad("revoke kc1", "unexpected argument \"kc1\"", "revoke");
 
+	good("revocation list", "revocation.list", "{}");
+	good("revocation clear 0a1b", "revocation.clear", "{\"record\":\"0a1b\"}");
+	good("revocation clear 0a1b --revision 42", "revocation.clear",
+	     "{\"record\":\"0a1b\",\"revision\":42}");
+	good("revocation clear 0a1b --revision 9223372036854775807 --force", "revocation.clear",
+	     "{\"record\":\"0a1b\",\"revision\":9223372036854775807,\"force\":true}");
+	bad("revocation", "revocation needs a subcommand: one of list, clear", "revocation");
+	bad("revocation list x", "unexpected argument \"x\"", "revocation list");
+	bad("revocation clear", "missing RECORD", "revocation clear");
+	bad("revocation clear 0a1b --revision 0", "--revision must be a whole number from 1 to 9223372036854775807", "revocation clear");
+	bad("revocation clear 0a1b --revision 9223372036854775808", "--revision must be a whole number", "revocation clear");
+	bad("revocation clear 0a1b --revision x", "--revision must be a whole number", "revocation clear");
+	bad("revocation clear 0a1b --force=yes", "--force takes no value", "revocation clear");
+	bad("revocation delete 0a1b", "unknown subcommand \"delete\"", "revocation");
+
 	good("audit", "audit.tail", "{}");
 	good("audit --lines 10", "audit.tail", "{\"lines\":10}");
 	bad("audit --lines 0", "--lines must be a whole number from 1 to 10000000", "audit");
@@ -777,6 +793,36 @@ static void test_render_volumes(void **state)
 	}
 	expect_render(LC_R_REVOKED, "{\"revoked\":[\"db1\",\"cache1\"]}", "Revoked db1\nRevoked cache1\n");
 	expect_render(LC_R_REVOKED, "{\"revoked\":[]}", "No open volume was under it: nothing revoked.\n");
+	expect_render(LC_R_REVOCATIONS, "{\"records\":[],\"revision\":7,\"prefix\":\"/lc/\"}",
+		      "No revocation records under /lc/revocations/ (etcd revision 7).\n");
+	{
+		char *out = render(LC_R_REVOCATIONS,
+				   "{\"records\":[{\"id\":\"ab\",\"key\":\"/lc/revocations/ab\",\"mod_revision\":12,"
+				   "\"valid\":true,\"provider\":\"aws-kms\",\"cmk_id\":\"\",\"key_ref\":\"arn:k\","
+				   "\"keyconfig\":\"\",\"scope\":\"whole CMK\",\"agent\":\"node1\",\"cause\":\"x\\u001by\","
+				   "\"time\":1714564860},{\"id\":\"zz\",\"mod_revision\":13,\"valid\":false,"
+				   "\"error\":\"value is not a JSON object\"}],\"revision\":20,\"prefix\":\"/lc/\"}");
+
+		assert_non_null(strstr(out, "Id:                ab\nMod revision:      12\nProvider:          aws-kms\n"));
+		assert_non_null(strstr(out, "Scope:             whole CMK\nKey configuration: -\n"));
+		assert_non_null(strstr(out, "Cause:             x?y\n"));	/* no terminal escapes */
+		assert_non_null(strstr(out, "Time:              2024-05-01 12:01:00 UTC\n"));
+		assert_non_null(strstr(out, "Valid:        no\nError:        value is not a JSON object\n"));
+		assert_non_null(strstr(out, "2 record(s) at etcd revision 20."));
+		free(out);
+	}
+	{
+		char *out = render(LC_R_CLEARED,
+				   "{\"cleared\":\"/lc/revocations/ab\",\"record\":{\"mod_revision\":12},"
+				   "\"kms_check\":\"not checked\",\"kms_detail\":\"no key configuration\","
+				   "\"warning\":\"the CMK was not confirmed\"}");
+
+		assert_string_equal(out, "Cleared /lc/revocations/ab (it was at mod_revision 12)\n"
+				    "KMS check: not checked (no key configuration)\n"
+				    "Warning: the CMK was not confirmed\n"
+				    "Nothing was reopened: volumes it killed open again with a normal open, which asks the KMS.\n");
+		free(out);
+	}
 }
 
 static void test_render_audit(void **state)

@@ -287,6 +287,30 @@ static const struct cmd_spec cmds[] = {
 	  "kill switch: revoke every open volume under a key configuration or CMK",
 	  "Exactly one of --keyconfig and --cmk.  I/O fails at once, keys are wiped\n"
 	  "from the kernel and the agent, cache volumes are shredded.\n" },
+	{ "revocation", "list", "revocation.list", LC_CTL_AGENT, LC_R_REVOCATIONS, { { 0 } }, { { 0 } },
+	  "admins: list the fleet's revocation records in etcd",
+	  "With [registry] backend = etcd: every record under <prefix>revocations/,\n"
+	  "read from etcd: its id, provider, CMK (cmk_id or key reference), key\n"
+	  "configuration or the whole CMK, the agent that wrote it, the cause, the\n"
+	  "time and etcd's mod_revision (what 'revocation clear --revision' takes).\n"
+	  "Every agent acts on a record (kills its volumes under the CMK) when it is\n"
+	  "written and again at every full read of the registry, until it is cleared.\n" },
+	{ "revocation", "clear", "revocation.clear", LC_CTL_AGENT, LC_R_CLEARED,
+	  { { "RECORD", "record", O_STR, false } },
+	  { { "--revision", O_UINT, false, "revision", 1, INT64_MAX, "N",
+	      "the record's mod_revision as 'revocation list' showed it: refused if it was written again since" },
+	    { "--force", O_FLAG, false, "force", 0, 0, NULL,
+	      "clear it even though the KMS still denies the CMK (e.g. a CMK destroyed for good)" } },
+	  "admins: delete one revocation record from etcd (it never reopens anything)",
+	  "RECORD is the id 'revocation list' shows (or the whole key).  The delete is\n"
+	  "one etcd transaction that compares the record's mod_revision: with\n"
+	  "--revision, the one you looked at; without, the one read just before (and\n"
+	  "said in the answer).  A record written again since is never lost: clear\n"
+	  "refuses and says its revision now.  The agent first asks the KMS about the\n"
+	  "CMK (the watcher's probe, through each key configuration naming it) and\n"
+	  "refuses while it still denies, unless --force.  Clearing opens nothing:\n"
+	  "volumes the record killed are opened again by a normal open, which asks\n"
+	  "the KMS.\n" },
 	{ NULL, "check", "check", LC_CTL_AGENT, LC_R_CHECK, { { 0 } },
 	  { { "--cmk", O_STR, false, "cmk", 0, 0, "KEY", "probe only this CMK (reference or id)" } },
 	  "probe now every CMK an open volume depends on, as the watcher does",
@@ -325,7 +349,7 @@ static const struct cmd_spec cmds[] = {
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
-static const char *const groups[] = { "kms", "keyconfig", "workspace" };
+static const char *const groups[] = { "kms", "keyconfig", "workspace", "revocation" };
 
 static const char global_usage[] =
 	"Usage: " LC_CTL_PROG " [--socket PATH] [--json] [--timeout SEC] COMMAND [ARGS...]\n"

@@ -98,6 +98,7 @@ void lc_ctl_sanitize(const char *s, char *out, size_t len)
 static bool is_time_key(const char *key)
 {
 	return !strcmp(key, "created") || !strcmp(key, "deletion_date") || !strcmp(key, "opened") ||
+	       !strcmp(key, "time") ||
 	       !strcmp(key, "last_at") || !strcmp(key, "fail_closed_at");
 }
 
@@ -600,6 +601,75 @@ static int revoked(FILE *f, struct json_object *result)
 	return 0;
 }
 
+/* revocation list: one "Label: value" block per record. */
+static const char *const revocation_order[] = {
+	"id", "mod_revision", "provider", "cmk_id", "key_ref", "scope", "keyconfig", "agent",
+	"cause", "time", "valid", "error", "key", NULL,
+};
+
+static void revocations(FILE *f, struct json_object *result)
+{
+	struct json_object *recs, *x;
+	char prefix[256] = "?";
+	size_t n;
+
+	if (!json_object_object_get_ex(result, "records", &recs) ||
+	    !json_object_is_type(recs, json_type_array)) {
+		render_object(f, result, NULL);
+		return;
+	}
+	if (json_object_object_get_ex(result, "prefix", &x))
+		lc_ctl_sanitize(json_object_get_string(x), prefix, sizeof(prefix));
+	n = json_object_array_length(recs);
+	if (!n) {
+		fprintf(f, "No revocation records under %srevocations/ (etcd revision %" PRId64 ").\n",
+			prefix, json_object_object_get_ex(result, "revision", &x) ?
+			json_object_get_int64(x) : 0);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *rec = json_object_array_get_idx(recs, i);
+
+		if (i)
+			fprintf(f, "\n");
+		if (json_object_is_type(rec, json_type_object))
+			render_object(f, rec, revocation_order);
+	}
+	fprintf(f, "\n%zu record(s) at etcd revision %" PRId64 ".  Each is acted on again (its volumes killed) at every full read until cleared: lakecryptctl revocation clear ID --revision MOD_REVISION\n",
+		n, json_object_object_get_ex(result, "revision", &x) ? json_object_get_int64(x) : 0);
+}
+
+static void cleared(FILE *f, struct json_object *result)
+{
+	struct json_object *x, *rec;
+	char buf[1024];
+
+	if (!json_object_object_get_ex(result, "cleared", &x)) {
+		render_object(f, result, NULL);
+		return;
+	}
+	lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+	fprintf(f, "Cleared %s", buf);
+	if (json_object_object_get_ex(result, "record", &rec) &&
+	    json_object_object_get_ex(rec, "mod_revision", &x))
+		fprintf(f, " (it was at mod_revision %" PRId64 ")", json_object_get_int64(x));
+	fprintf(f, "\n");
+	if (json_object_object_get_ex(result, "kms_check", &x)) {
+		lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+		fprintf(f, "KMS check: %s", buf);
+		if (json_object_object_get_ex(result, "kms_detail", &x) && *json_object_get_string(x)) {
+			lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+			fprintf(f, " (%s)", buf);
+		}
+		fprintf(f, "\n");
+	}
+	if (json_object_object_get_ex(result, "warning", &x)) {
+		lc_ctl_sanitize(json_object_get_string(x), buf, sizeof(buf));
+		fprintf(f, "Warning: %s\n", buf);
+	}
+	fprintf(f, "Nothing was reopened: volumes it killed open again with a normal open, which asks the KMS.\n");
+}
+
 int lc_ctl_render_human(FILE *f, enum lc_ctl_render r, struct json_object *result)
 {
 	if (r == LC_R_NONE)
@@ -658,6 +728,12 @@ int lc_ctl_render_human(FILE *f, enum lc_ctl_render r, struct json_object *resul
 		break;
 	case LC_R_SHRED:
 		render_object(f, result, shred_order);
+		break;
+	case LC_R_REVOCATIONS:
+		revocations(f, result);
+		break;
+	case LC_R_CLEARED:
+		cleared(f, result);
 		break;
 	}
 	return ferror(f) ? -EIO : 0;

@@ -67,6 +67,8 @@ enum lc_ctl_render {
 	LC_R_CHECK,		/* {"checks": [...], "kms_calls": N} */
 	LC_R_RESULTS,		/* {"results": [per volume], "done", "failed", ...} */
 	LC_R_SHRED,		/* {"name", "first", "last", "zeroed", "discard", ...} */
+	LC_R_REVOCATIONS,	/* {"records": [...], "revision", "prefix"} */
+	LC_R_CLEARED,		/* {"cleared", "record", "kms_check", "warning"?...} */
 };
 
 struct lc_ctl_cmd {
