@@ -354,10 +354,12 @@ void agent_uuid_release(struct agent *a, struct uuid_claim *k);
 int agent_storage_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
 			const char *device, const char *header, const struct lc_ws_access *allow,
 			const char *workspace, struct lc_error *err);
-/* After an open of @name under claim @k (a->lock held): the volume's slot
- * keeps the storage identity recorded when the open started (the kernel's
- * device number of the mapping wins over the path's). */
-void agent_uuid_attach(struct agent *a, const char *name, const struct uuid_claim *k);
+/* After an open of @name (volume @uuid, "" when it failed) under claim @k
+ * (a->lock held): the volume's slot keeps the storage identity recorded
+ * when the open started (the kernel's device number of the mapping wins
+ * over the path's). */
+void agent_uuid_attach(struct agent *a, const char *name, const char *uuid,
+		       const struct uuid_claim *k);
 /* The storage identity of @s's devices from its volume (a volume listed
  * by an earlier run): the mapping's device number, the header's path. */
 void agent_slot_sid(struct vol_slot *s);

@@ -448,7 +448,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	struct open_claim *k;
 	struct vol_slot *held;
 	struct uuid_claim uk;
-	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32];
+	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32], vuuid[LC_UUID_STR_LEN];
 	uint64_t epoch;
 	int r;
 
@@ -483,17 +483,21 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		oa.uuid = k->tab_uuid;
 		oa.uuid_source = tabsrc;
 	}
-	/* Not while a rekey-segment rewrites this volume (uuid-claim.c). */
-	if ((r = agent_uuid_claim(a, &uk, NULL, oa.device, oa.header, err)) < 0)
+	/* Not while a rekey-segment rewrites this volume, nor on storage a
+	 * writer writes (uuid-claim.c); an operator's device is looked at
+	 * only if the workspace's list allows it. */
+	if ((r = agent_storage_claim(a, &uk, NULL, oa.device, oa.header, oa.allow, oa.workspace,
+				     err)) < 0)
 		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	/* A revocation that comes while the KMS unwraps must still win. */
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
+	snprintf(vuuid, sizeof(vuuid), "%s", r >= 0 && v ? v->uuid : "");
 	r = open_finish(a, c, k, &kcopy, r, v, epoch, "an open's unwrap", result, err);
 	/* Its storage identity stays with the volume (uuid-claim.c). */
-	agent_uuid_attach(a, oa.name, &uk);
+	agent_uuid_attach(a, oa.name, vuuid, &uk);
 	agent_uuid_release(a, &uk);
 	return r;
 }
@@ -510,6 +514,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	struct open_claim *k;
 	struct vol_slot *held;
 	struct uuid_claim uk = { 0 };
+	char vuuid[LC_UUID_STR_LEN];
 	int r;
 
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
@@ -560,8 +565,9 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
+	snprintf(vuuid, sizeof(vuuid), "%s", r >= 0 && v ? v->uuid : "");
 	r = open_finish(a, c, k, &kcopy, r, v, epoch, "a cache's wrap", result, err);
-	agent_uuid_attach(a, ca.name, &uk);
+	agent_uuid_attach(a, ca.name, vuuid, &uk);
 	agent_uuid_release(a, &uk);
 	return r;
 }

@@ -430,14 +430,15 @@ void agent_uuid_release(struct agent *a, struct uuid_claim *k)
 	k->listed = false;
 }
 
-void agent_uuid_attach(struct agent *a, const char *name, const struct uuid_claim *k)
+void agent_uuid_attach(struct agent *a, const char *name, const char *uuid,
+		       const struct uuid_claim *k)
 {
 	struct vol_slot *s = agent_volume(a, name);
 	unsigned int ma, mi;
 	char extra;
 
-	/* Not a slot another open made meanwhile (its own uuid). */
-	if (!s || s->sid_set || (k->n && !uc_names(k, s->v->uuid)))
+	/* Not a slot another open made meanwhile (another volume). */
+	if (!s || s->sid_set || !uuid[0] || strcmp(s->v->uuid, uuid))
 		return;
 	s->sid[0] = k->sid[0];
 	s->sid[1] = k->sid[1];

@@ -3443,6 +3443,17 @@ static void test_detached_data_storage_claim(void **state)
 	sid_refused(t, "cache.open", a, "being formatted over (volume.format with force)", "try again when the format has ended");
 	hold_release();
 	uc_join(th, &k);	/* closed, an admin's decision: the format is done */
+
+	/* a cache keeps its storage identity too: no uuid of its own on it */
+	make_disk(t, "dcache");
+	uc_paths(t, "dcache", p1, p2);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"cc\", \"segment_size\": \"4K\"}", p1);
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache cc: %s", err.msg);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true}", p2);
+	sid_refused(t, "volume.format", a, "is the same storage as", "open as /dev/mapper/cc): close it first");
+	uc_close(t, "cc");
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
 }
 
 /* mknod a block device node @name (major 60, local/experimental: no
