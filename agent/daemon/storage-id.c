@@ -170,7 +170,13 @@ static void walk(struct agent_sid *id, dev_t rdev, unsigned int depth)
 	snprintf(p, sizeof(p), "%s/loop", base);
 	if (!access(p, F_OK) && !loop_backing(base, rdev, &n))
 		(void)add_node(id, &n);
-	/* device-mapper, md: the devices it is made of. */
+	/* device-mapper, md: the devices it is made of -- but not below a
+	 * lakecrypt mapping (dm uuid "LAKECRYPT-", dm.h): what is written
+	 * through it lands, encrypted, in that volume's data area, never on
+	 * its header or on anything else under it. */
+	snprintf(p, sizeof(p), "%s/dm/uuid", base);
+	if (!sys_read(p, whole, sizeof(whole)) && !strncmp(whole, "LAKECRYPT-", 10))
+		return;
 	snprintf(p, sizeof(p), "%s/slaves", base);
 	d = opendir(p);
 	for (struct dirent *de; d && (de = readdir(d));) {

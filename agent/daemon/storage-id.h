@@ -11,7 +11,9 @@
  *   - a block device: its st_rdev; what it lies on, from sysfs
  *     (/sys/dev/block/M:m, Documentation/ABI/stable/sysfs-block): the
  *     whole disk of a partition ("partition" attribute, parent directory),
- *     the devices of a device-mapper or md device ("slaves"), and for a
+ *     the devices of a device-mapper or md device ("slaves"; not those
+ *     of a lakecrypt mapping, written through which nothing under it is
+ *     overwritten but that volume's data), and for a
  *     loop device its backing file as (lo_device, lo_inode) from
  *     LOOP_GET_STATUS64 (linux/loop.h), never the backing_file path;
  *   - a regular file: its (st_dev, st_ino).
