@@ -69,6 +69,7 @@
 #include "provider.h"
 #include "registry.h"
 #include "volume.h"
+#include "storage-id.h"
 
 #define LC_AGENT_VERSION	LC_VERSION_STRING	/* lc-types.h */
 #define LC_AGENT_CONN_MAX	1032	/* max_clients at most + root's reserve */
@@ -128,6 +129,10 @@ struct vol_slot {
 	char cause[256];
 	char error[LC_ERROR_MSG_MAX];	/* last failure, "" if none */
 	bool hooked;			/* its workspace's hook has run for it */
+	/* uuid-claim.c: the storage identity of its data device [0] and
+	 * detached header [1], recorded when its open started */
+	bool sid_set;
+	struct agent_sid sid[2];
 };
 
 /* A volume's revocation, on its own thread or the reserve's (watch.c). */
@@ -292,15 +297,23 @@ struct uuid_writer {
 	const char *noun;	/* "re-key": "when the re-key has ended" */
 	const char *why;	/* why an open volume is refused: "a segment is re-keyed offline" */
 	bool device_too;	/* with a detached header, the data device's header too */
+	/* Without force (an operator may ask): only the storage is claimed,
+	 * no uuid (a volume there is refused by itself), and a refusal names
+	 * no other volume, path or holder. */
+	bool storage_only;
 };
 extern const struct uuid_writer agent_uc_rekey_segment, agent_uc_rekey, agent_uc_migrate,
-	agent_uc_format, agent_uc_cache;
+	agent_uc_format, agent_uc_cache, agent_uc_format_plain, agent_uc_cache_plain;
 struct uuid_claim {
 	char uuid[4][LC_UUID_STR_LEN];	/* the valid header copies' (unauthenticated) */
 	unsigned int n;			/* 0: nothing claimed (no header readable) */
 	const struct uuid_writer *w;	/* a writer's claim, for its whole run; NULL: an open's */
 	bool listed;
 	char path[PATH_MAX];		/* named in a writer's errors */
+	/* The storage identity (storage-id.h) of the device [0] and the
+	 * detached header [1] given, and those paths (the request's). */
+	struct agent_sid sid[2];
+	const char *sid_path[2];
 	struct uuid_claim *next;
 };
 /*
@@ -315,10 +328,41 @@ struct uuid_claim {
  * open's is claimed by a writer, or (either) its header lies on the
  * storage of an open cache volume.  Release with agent_uuid_release()
  * (a->lock held; a claim not listed is a no-op).
+ *
+ * The storage identity of @device and @header (storage-id.h) is claimed
+ * too, whether or not a header is there: a writer is refused (-EBUSY,
+ * INVALID, naming the volume and "close it first") when its device or
+ * header is, lies on, or lies under the storage of a volume open, being
+ * opened or written by another writer, under any path -- the data device
+ * of a volume with a detached header has no uuid to find -- or when the
+ * kernel says it is in use (agent_sid_kernel_busy()); an open is refused
+ * while a writer's storage is its own.
  */
 int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
 		     const char *device, const char *header, struct lc_error *err);
 void agent_uuid_release(struct agent *a, struct uuid_claim *k);
+/*
+ * A format or a cache without force (@w agent_uc_format_plain or
+ * agent_uc_cache_plain): no volume is there to destroy by its header, but
+ * the data device of a volume with a detached header has none; its
+ * storage is claimed as agent_uuid_claim() does.  With @allow (an
+ * operator's device allow-list, @workspace's), only a block device the
+ * list allows is looked at: for any other the library refuses alike,
+ * and the agent tells nothing of paths the caller may not use.  0 or
+ * -EBUSY (INVALID); release with agent_uuid_release().
+ */
+int agent_storage_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+			const char *device, const char *header, const struct lc_ws_access *allow,
+			const char *workspace, struct lc_error *err);
+/* After an open of @name (volume @uuid, "" when it failed) under claim @k
+ * (a->lock held): the volume's slot keeps the storage identity recorded
+ * when the open started (the kernel's device number of the mapping wins
+ * over the path's). */
+void agent_uuid_attach(struct agent *a, const char *name, const char *uuid,
+		       const struct uuid_claim *k);
+/* The storage identity of @s's devices from its volume (a volume listed
+ * by an earlier run): the mapping's device number, the header's path. */
+void agent_slot_sid(struct vol_slot *s);
 /* paths.c: the request's "device" and "header" resolved with realpath(3)
  * before a->lock is taken (a path on a hung mount stalls its own request
  * only); agent_realpath() looks the result up without touching the file

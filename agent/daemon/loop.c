@@ -134,6 +134,7 @@ static int load_volumes(struct agent *a, struct lc_error *err)
 		s->revoker = -1;
 		/* Taken from the file; the status shows the kernel's view. */
 		s->rs = s->v->revoked ? SLOT_REVOKED : SLOT_LIVE;
+		agent_slot_sid(s);	/* uuid-claim.c: what writers must not touch */
 		a->vols[a->nvols++] = s;
 	}
 	free(vols);

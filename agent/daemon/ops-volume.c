@@ -261,9 +261,15 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	fa.allow = device_policy(a, c, fa.workspace, &acopy);
 	/* Over a volume (force): not one open or being opened under another
 	 * path, and none of them opened until this ends (uuid-claim.c).
-	 * Without force a volume there is refused by itself. */
-	if (fa.force &&
-	    (r = agent_uuid_claim(a, &uk, &agent_uc_format, fa.device, fa.header, err)) < 0)
+	 * Without force a volume there is refused by itself, but the data
+	 * device of one with a detached header has no header: its storage
+	 * is claimed all the same. */
+	if (fa.force)
+		r = agent_uuid_claim(a, &uk, &agent_uc_format, fa.device, fa.header, err);
+	else
+		r = agent_storage_claim(a, &uk, &agent_uc_format_plain, fa.device, fa.header,
+					fa.allow, fa.workspace, err);
+	if (r < 0)
 		return r;
 	agent_unlock(a);
 	r = lc_volume_format(&c->env, &kcopy, &fa, &h, err);
@@ -442,7 +448,7 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 	struct open_claim *k;
 	struct vol_slot *held;
 	struct uuid_claim uk;
-	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32];
+	char hbuf[PATH_MAX], tabsrc[PATH_MAX + 32], vuuid[LC_UUID_STR_LEN];
 	uint64_t epoch;
 	int r;
 
@@ -477,15 +483,21 @@ int op_volume_open(struct agent *a, struct client *c, json_object *args,
 		oa.uuid = k->tab_uuid;
 		oa.uuid_source = tabsrc;
 	}
-	/* Not while a rekey-segment rewrites this volume (uuid-claim.c). */
-	if ((r = agent_uuid_claim(a, &uk, NULL, oa.device, oa.header, err)) < 0)
+	/* Not while a rekey-segment rewrites this volume, nor on storage a
+	 * writer writes (uuid-claim.c); an operator's device is looked at
+	 * only if the workspace's list allows it. */
+	if ((r = agent_storage_claim(a, &uk, NULL, oa.device, oa.header, oa.allow, oa.workspace,
+				     err)) < 0)
 		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	/* A revocation that comes while the KMS unwraps must still win. */
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_open(&c->env, &oa, &v, err);
 	agent_relock(a);
+	snprintf(vuuid, sizeof(vuuid), "%s", r >= 0 && v ? v->uuid : "");
 	r = open_finish(a, c, k, &kcopy, r, v, epoch, "an open's unwrap", result, err);
+	/* Its storage identity stays with the volume (uuid-claim.c). */
+	agent_uuid_attach(a, oa.name, vuuid, &uk);
 	agent_uuid_release(a, &uk);
 	return r;
 }
@@ -502,6 +514,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	struct open_claim *k;
 	struct vol_slot *held;
 	struct uuid_claim uk = { 0 };
+	char vuuid[LC_UUID_STR_LEN];
 	int r;
 
 	if ((r = arg_path(args, "device", true, &ca.device, err)) < 0 ||
@@ -539,15 +552,22 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	ca.cipher = a->cfg.cipher;
 	ca.key_size = a->cfg.key_size;
 	kcopy = *kc;
-	/* Over a volume (force): as a format (uuid-claim.c). */
-	if (ca.force &&
-	    (r = agent_uuid_claim(a, &uk, &agent_uc_cache, ca.device, NULL, err)) < 0)
+	/* Over a volume (force): as a format (uuid-claim.c); without force,
+	 * its storage all the same. */
+	if (ca.force)
+		r = agent_uuid_claim(a, &uk, &agent_uc_cache, ca.device, NULL, err);
+	else
+		r = agent_storage_claim(a, &uk, &agent_uc_cache_plain, ca.device, NULL, ca.allow,
+					ca.workspace, err);
+	if (r < 0)
 		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);
 	agent_relock(a);
+	snprintf(vuuid, sizeof(vuuid), "%s", r >= 0 && v ? v->uuid : "");
 	r = open_finish(a, c, k, &kcopy, r, v, epoch, "a cache's wrap", result, err);
+	agent_uuid_attach(a, ca.name, vuuid, &uk);
 	agent_uuid_release(a, &uk);
 	return r;
 }

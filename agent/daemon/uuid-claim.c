@@ -32,6 +32,18 @@
  * effects: a watchdog, a tape).  A header that cannot be read claims
  * nothing: the operation then fails on it by itself, or (a format, a
  * cache) has no volume there to destroy.
+ *
+ * A uuid is not enough: the data device of a volume with a detached
+ * header holds no header, so a format or a cache with force aimed at it
+ * (through any path) would find nothing to claim and destroy a live
+ * volume.  So every claim also records the storage identity of the
+ * device and header it names (storage-id.h: st_rdev and what a block
+ * device lies on; a file's st_dev and st_ino; a loop device's backing
+ * file), an open's for as long as its volume is open (in its slot), and
+ * a writer is refused when its storage is, lies on or lies under that of
+ * a volume open, being opened or written, or when the kernel says it is
+ * in use (held by device-mapper, mounted, or the backing file of a loop
+ * device in use).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,28 +51,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "agent.h"
 
 const struct uuid_writer agent_uc_rekey_segment = {
-	"volume.rekey-segment", "re-keyed", "re-key", "a segment is re-keyed offline", false,
+	"volume.rekey-segment", "re-keyed", "re-key", "a segment is re-keyed offline", false, false,
 };
 const struct uuid_writer agent_uc_rekey = {
 	"volume.rekey", "re-keyed to another key configuration", "re-key",
 	"a closed volume is re-keyed offline; an open one with `lakecryptctl workspace rekey`",
-	false,
+	false, false,
 };
 const struct uuid_writer agent_uc_migrate = {
-	"volume.migrate", "migrated", "migration", "a header is migrated offline", false,
+	"volume.migrate", "migrated", "migration", "a header is migrated offline", false, false,
 };
 const struct uuid_writer agent_uc_format = {
 	"volume.format with force", "formatted over", "format",
-	"formatting over it destroys it", true,
+	"formatting over it destroys it", true, false,
 };
 const struct uuid_writer agent_uc_cache = {
 	"cache.open with force", "overwritten by a cache", "cache open",
-	"a cache over it destroys it", false,
+	"a cache over it destroys it", false, false,
+};
+const struct uuid_writer agent_uc_format_plain = {
+	"volume.format", "formatted", "format", "formatting over it destroys it", false, true,
+};
+const struct uuid_writer agent_uc_cache_plain = {
+	"cache.open", "overwritten by a cache", "cache open", "a cache over it destroys it", false,
+	true,
 };
 
 static bool uc_names(const struct uuid_claim *k, const char *uuid)
@@ -218,38 +238,184 @@ static int uc_under_cache(const struct uc_cache *c, size_t n, const struct uuid_
 	return 0;
 }
 
-int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
-		     const char *device, const char *header, struct lc_error *err)
+static const char *const sid_role[2] = { "device", "detached header" };
+static const char *const sid_of_role[2] = { "data device", "detached header" };
+
+/* The first uuid of @o, for messages ("a volume" when it has none). */
+static const char *uc_uuid_of(const struct uuid_claim *o, char buf[LC_UUID_STR_LEN + 8])
+{
+	if (o->n)
+		snprintf(buf, LC_UUID_STR_LEN + 8, "%s", o->uuid[0]);
+	else
+		snprintf(buf, LC_UUID_STR_LEN + 8, "?");
+	return buf;
+}
+
+/* The refusal of a writer without force: nothing named but its own path. */
+static int uc_anon_refusal(const struct uuid_claim *k, int i, struct lc_error *err)
+{
+	return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+		      "%s %s is storage in use (a volume open or being opened on it, or another operation writing it): not written (%s); the volume must be closed first",
+		      sid_role[i], k->sid_path[i], k->w->why);
+}
+
+/*
+ * A conflict of @k's storage with what the agent has (a->lock held): 0 or
+ * -EBUSY.  A writer's device or header against the devices of every open
+ * volume, of every open in progress and of every other writer; an open's
+ * against every writer's.
+ */
+static int uc_storage_conflict(struct agent *a, const struct uuid_claim *k, struct lc_error *err)
+{
+	char u[LC_UUID_STR_LEN + 8];
+
+	for (const struct uuid_claim *o = a->uuid_claims; o; o = o->next) {
+		if (o == k || (!k->w && !o->w))
+			continue;
+		for (int i = 0; i < 2; i++) {
+			for (int j = 0; j < 2; j++) {
+				enum agent_sid_rel rel = agent_sid_overlap(&k->sid[i], &o->sid[j]);
+
+				if (rel == AGENT_SID_APART)
+					continue;
+				/* No path, no uuid for an opener (see uc_conflict()). */
+				if (!k->w)
+					return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+						      "the %s given is on storage being %s (%s): open it when the %s has ended",
+						      sid_role[i], o->w->doing, o->w->op, o->w->noun);
+				if (k->w->storage_only)
+					return uc_anon_refusal(k, i, err);
+				if (!o->w)
+					return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+						      "%s %s %s %s (the %s of volume %s, being opened right now): %s; close it first",
+						      sid_role[i], k->sid_path[i], agent_sid_rel_text(rel),
+						      o->sid_path[j], sid_of_role[j], uc_uuid_of(o, u),
+						      k->w->why);
+				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "%s %s %s %s, being %s (%s): try again when the %s has ended",
+					      sid_role[i], k->sid_path[i], agent_sid_rel_text(rel),
+					      o->sid_path[j], o->w->doing, o->w->op, o->w->noun);
+			}
+		}
+	}
+	if (!k->w)
+		return 0;
+	for (size_t s = 0; s < a->nvols; s++) {
+		const struct vol_slot *sl = a->vols[s];
+		const struct lc_volume *v = sl->v;
+
+		if (!sl->sid_set)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			for (int j = 0; j < 2; j++) {
+				enum agent_sid_rel rel = agent_sid_overlap(&k->sid[i], &sl->sid[j]);
+
+				if (rel == AGENT_SID_APART)
+					continue;
+				if (k->w->storage_only)
+					return uc_anon_refusal(k, i, err);
+				return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+					      "%s %s %s %s (the %s of volume %s, open as /dev/mapper/%s): close it first (%s)",
+					      sid_role[i], k->sid_path[i], agent_sid_rel_text(rel),
+					      j ? v->header : v->device, sid_of_role[j], v->uuid,
+					      v->name, k->w->why);
+			}
+		}
+	}
+	return 0;
+}
+
+/* What the kernel said of writer @k's storage (without a->lock), told
+ * with a->lock held: -EBUSY naming the agent's own volume when the
+ * holder is one. */
+static int uc_kernel_refusal(struct agent *a, const struct uuid_claim *k, const char *why,
+			     const char *mapper, struct lc_error *err)
+{
+	const struct vol_slot *s = mapper[0] ? agent_volume(a, mapper) : NULL;
+
+	if (k->w->storage_only)
+		return uc_anon_refusal(k, 0, err);
+	if (s)
+		return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			      "%s: that is volume %s, open as /dev/mapper/%s: close it first (%s)", why,
+			      s->v->uuid, s->v->name, k->w->why);
+	return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+		      "%s: release it first (%s; lakecrypt does not write over storage in use)", why,
+		      k->w->why);
+}
+
+/* Block device @path is one @allow lets @workspace use (without a->lock:
+ * glob(7) and stat(2)). */
+static bool uc_allowed(const char *path, const struct lc_ws_access *allow, const char *workspace)
+{
+	struct lc_error e = { 0 };
+	struct stat st;
+
+	return path && path[0] == '/' && stat(path, &st) == 0 && S_ISBLK(st.st_mode) &&
+	       lc_device_allowed(allow, workspace, st.st_rdev, path, &e) == 0;
+}
+
+static int uc_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+		    const char *device, const char *header, const struct lc_ws_access *allow,
+		    const char *workspace, struct lc_error *err)
 {
 	bool detached = header && header[0];
 	struct uc_cache *caches;
 	size_t ncaches;
-	int r;
+	char why[PATH_MAX + 512], mapper[AGENT_SID_NAME_MAX];
+	int r, busy = 0;
 
 	memset(k, 0, sizeof(*k));
 	k->w = w;
 	snprintf(k->path, sizeof(k->path), "%s", detached ? header : device ? device : "");
+	k->sid_path[0] = device ? device : "";
+	k->sid_path[1] = detached ? header : "";
 	caches = uc_caches(a, &ncaches);
 	agent_unlock(a);
 	/* The header, attached or detached; and for a writer that writes
 	 * over the data device too (a format), whatever header is there. */
-	(void)uc_read_uuids(detached ? header : device, k);
-	if (detached && w && w->device_too)
-		(void)uc_read_uuids(device, k);
+	if (!w || !w->storage_only) {
+		(void)uc_read_uuids(detached ? header : device, k);
+		if (detached && w && w->device_too)
+			(void)uc_read_uuids(device, k);
+	}
 	uc_caches_read(caches, ncaches, k);
+	/* The storage, whatever is on it; for a writer, the kernel's word.
+	 * An operator's path the list does not allow is not looked at. */
+	if (!allow || uc_allowed(device, allow, workspace))
+		(void)agent_sid_of(device, &k->sid[0]);
+	if (detached && (!allow || uc_allowed(header, allow, workspace)))
+		(void)agent_sid_of(header, &k->sid[1]);
+	for (int i = 0; w && i < 2 && !busy; i++)
+		busy = agent_sid_kernel_busy(&k->sid[i], k->sid_path[i], why, sizeof(why), mapper);
 	agent_relock(a);
 	r = uc_under_cache(caches, ncaches, k, err);
 	free(caches);
-	if (!k->n)
-		return 0;	/* nothing to claim: the operation fails on the header */
-	if (r < 0 || (r = uc_conflict(a, k, err)) < 0) {
+	if (r < 0 || (r = uc_conflict(a, k, err)) < 0 ||
+	    (r = uc_storage_conflict(a, k, err)) < 0 ||
+	    (busy && (r = uc_kernel_refusal(a, k, why, mapper, err)) < 0)) {
 		k->n = 0;
 		return r;
 	}
+	if (!k->n && !k->sid[0].set && !k->sid[1].set)
+		return 0;	/* nothing to claim: the operation fails on it */
 	k->next = a->uuid_claims;
 	a->uuid_claims = k;
 	k->listed = true;
 	return 0;
+}
+
+int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+		     const char *device, const char *header, struct lc_error *err)
+{
+	return uc_claim(a, k, w, device, header, NULL, NULL, err);
+}
+
+int agent_storage_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
+			const char *device, const char *header, const struct lc_ws_access *allow,
+			const char *workspace, struct lc_error *err)
+{
+	return uc_claim(a, k, w, device, header, allow, workspace, err);
 }
 
 void agent_uuid_release(struct agent *a, struct uuid_claim *k)
@@ -262,4 +428,38 @@ void agent_uuid_release(struct agent *a, struct uuid_claim *k)
 			break;
 		}
 	k->listed = false;
+}
+
+void agent_uuid_attach(struct agent *a, const char *name, const char *uuid,
+		       const struct uuid_claim *k)
+{
+	struct vol_slot *s = agent_volume(a, name);
+	unsigned int ma, mi;
+	char extra;
+
+	/* Not a slot another open made meanwhile (another volume). */
+	if (!s || s->sid_set || !uuid[0] || strcmp(s->v->uuid, uuid))
+		return;
+	s->sid[0] = k->sid[0];
+	s->sid[1] = k->sid[1];
+	s->sid_set = true;
+	/* The device the kernel maps is the one to keep: a path can have
+	 * been made to name another between the claim and the open. */
+	if (sscanf(s->v->devno, "%u:%u%c", &ma, &mi, &extra) == 2 &&
+	    (!s->sid[0].self.blk || s->sid[0].self.rdev != makedev(ma, mi)))
+		agent_sid_of_rdev(makedev(ma, mi), &s->sid[0]);
+}
+
+void agent_slot_sid(struct vol_slot *s)
+{
+	unsigned int ma, mi;
+	char extra;
+
+	if (sscanf(s->v->devno, "%u:%u%c", &ma, &mi, &extra) == 2)
+		agent_sid_of_rdev(makedev(ma, mi), &s->sid[0]);
+	else
+		(void)agent_sid_of(s->v->device, &s->sid[0]);
+	if (s->v->header[0])
+		(void)agent_sid_of(s->v->header, &s->sid[1]);
+	s->sid_set = true;
 }

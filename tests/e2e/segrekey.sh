@@ -12,6 +12,8 @@
 # segment ([test] segrekey_pause_file holds it there): the header is
 # version 3, the volume refuses to open and says how to resume, a plain
 # re-run is refused, `--resume` finishes it, and the data reads back.
+# Last, forced writers aimed at the storage of an open volume with a
+# detached header through another path are refused (storage identity).
 cd "$(dirname "$0")" || exit 1
 LC_CASE=e2e-segrekey
 . /lakecrypt/tests/lib.sh
@@ -210,6 +212,71 @@ lc_run "segrekey: open volume 2 after abort and resume" ctl open "$L" sr2 --work
 lc_eq "segrekey: the kernel reads the same 8 MiB after abort and resume" "$srwant" \
 	"$(sum /dev/mapper/sr2 8388608)"
 lc_run "segrekey: close" ctl close sr2
+
+# A volume with a detached header, open on a loop device: its data
+# device holds no header, so no uuid says that it is in use.  Forced
+# writers aimed at its storage through any path -- the backing file, the
+# loop device itself, a second loop device over the same file -- are
+# refused by the storage identity the agent recorded when it opened the
+# volume, naming it; a format without force too (ciphertext has no
+# signature); the data is intact.  Then the kernel's answer alone: a
+# device-mapper device the agent does not know over the first loop
+# device refuses a format of the second (sysfs holders).
+rm -f /tmp/sd.img /tmp/lc-sr-sd.hdr
+dd if=/dev/zero of=/tmp/sd.img bs=1M count=0 seek=16 2>/dev/null || lc_bail "sd.img"
+D1=$(losetup -f)
+losetup "$D1" /tmp/sd.img || lc_bail "losetup $D1"
+lc_run "storage: format $D1 with a detached header" \
+	ctl format "$D1" --workspace wss --project sd --header /tmp/lc-sr-sd.hdr --segment-size 1M --batch
+lc_run "storage: open it as sd" ctl open "$D1" sd --workspace wss --header /tmp/lc-sr-sd.hdr
+dd if="$LC_TMP/srdata" of=/dev/mapper/sd bs=1M count=8 oflag=direct 2>/dev/null ||
+	lc_notok "storage: write 8 MiB to sd"
+D2=$(losetup -f)
+losetup "$D2" /tmp/sd.img || lc_bail "losetup $D2 (a second loop device over sd.img)"
+raw0=$(sum "$D1" 16777216)
+for target in /tmp/sd.img "$D1" "$D2"; do
+	expect 1 "storage: format --force $target refused while sd is open" \
+		ctl format "$target" --workspace wss --project x --segment-size 1M --force --batch
+	grep -q "open as /dev/mapper/sd): close it first (formatting over it destroys it)" "$LC_TMP/x.out" &&
+		lc_ok "storage: ... the refusal names sd and says to close it first" ||
+		{ lc_notok "storage: ... refusal text"; lc_diag_file "$LC_TMP/x.out"; }
+done
+expect 1 "storage: cache --force $D2 refused while sd is open" \
+	ctl cache "$D2" sdc --workspace wss --segment-size 1M --force
+grep -q "open as /dev/mapper/sd): close it first (a cache over it destroys it)" "$LC_TMP/x.out" &&
+	lc_ok "storage: ... the refusal names sd" || { lc_notok "storage: ... refusal text"; lc_diag_file "$LC_TMP/x.out"; }
+[ -e /dev/mapper/sdc ] && lc_notok "storage: no cache device sdc" || lc_ok "storage: no cache device sdc"
+expect 1 "storage: format $D2 without --force refused while sd is open" \
+	ctl format "$D2" --workspace wss --project x --segment-size 1M --batch
+grep -q "is storage in use" "$LC_TMP/x.out" && lc_ok "storage: ... says the storage is in use" ||
+	{ lc_notok "storage: ... refusal text"; lc_diag_file "$LC_TMP/x.out"; }
+# An agent restarted while sd is open knows its storage from the
+# kernel's table (the mapping's device number), not from a path.
+kill "$AGENT_PID"
+wait "$AGENT_PID" 2>/dev/null
+start_agent
+expect 1 "storage: after an agent restart, format --force $D2 is still refused" \
+	ctl format "$D2" --workspace wss --project x --segment-size 1M --force --batch
+grep -q "shares its backing file with .*open as /dev/mapper/sd): close it first" "$LC_TMP/x.out" &&
+	lc_ok "storage: ... by the storage the restarted agent recorded" ||
+	{ lc_notok "storage: ... refusal text after the restart"; lc_diag_file "$LC_TMP/x.out"; }
+lc_eq "storage: the ciphertext on $D1 is unchanged" "$raw0" "$(sum "$D1" 16777216)"
+lc_eq "storage: sd reads back its 8 MiB" "$srwant" "$(sum /dev/mapper/sd 8388608)"
+lc_run "storage: close sd" ctl close sd
+dmsetup create lc-foreign --table "0 32768 linear $D1 0" || lc_bail "dmsetup create lc-foreign"
+expect 1 "storage: format --force $D2 refused while $D1 is mapped by dmsetup" \
+	ctl format "$D2" --workspace wss --project x --segment-size 1M --force --batch
+grep -q "/dev/mapper/lc-foreign): release it first" "$LC_TMP/x.out" &&
+	lc_ok "storage: ... the kernel's answer names the holder" ||
+	{ lc_notok "storage: ... refusal text"; lc_diag_file "$LC_TMP/x.out"; }
+dmsetup remove lc-foreign
+lc_eq "storage: the ciphertext on $D1 is still unchanged" "$raw0" "$(sum "$D1" 16777216)"
+expect 0 "storage: closed and released, format --force $D2 is the admin's decision" \
+	ctl format "$D2" --workspace wss --project x --segment-size 1M --force --batch
+lc_diag_file "$LC_TMP/x.out"
+losetup -d "$D2"
+losetup -d "$D1"
+rm -f /tmp/sd.img /tmp/lc-sr-sd.hdr
 
 kill "$AGENT_PID"
 wait "$AGENT_PID" 2>/dev/null

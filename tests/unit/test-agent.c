@@ -45,6 +45,7 @@
 #include "../../agent/daemon/probe.c"
 #include "../../agent/daemon/providers.c"
 #include "../../agent/daemon/reserve.c"
+#include "../../agent/daemon/storage-id.c"
 #include "../../agent/daemon/terminate.c"
 #include "../../agent/daemon/uuid-claim.c"
 #include "../../agent/daemon/watch.c"
@@ -582,6 +583,7 @@ static int teardown(void **state)
 	pthread_mutex_unlock(&fk.mu);
 	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
+	agent_sysfs_root = "/sys";	/* test_storage_identity() */
 	return 0;
 }
 
@@ -3352,6 +3354,329 @@ static void test_migrate_uuid_claim(void **state)
 	lc_header_free(h);
 }
 
+/* ---- storage identity: the data device of a detached-header volume ---- */
+
+/* A detached-header volume: disk @disk (2 MiB + 256 KiB) formatted in
+ * @ws (key configuration @kc on the mock key) with its header in
+ * t->dir/@disk.hdr (@hdr), then written with a pattern as data would be
+ * (@sum: a checksum of the whole disk).  Nothing in the disk names it. */
+static uint64_t sid_disk_sum(const char *path)
+{
+	uint64_t h = 1469598103934665603ULL;
+	uint8_t buf[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (ssize_t i = 0; i < n; i++)
+			h = (h ^ buf[i]) * 1099511628211ULL;
+	close(fd);
+	return h;
+}
+
+static void sid_detached_volume(struct tenv *t, const char *kc, const char *ws, const char *disk,
+				const char *project, char hdr[160], uint64_t *sum)
+{
+	struct lc_error err = { 0 };
+	uint8_t pat[4096];
+	char a[640], p[128];
+	int fd;
+
+	mock_volume(t, kc, ws, "sid-scratch", project, false);
+	make_disk(t, disk);
+	snprintf(p, sizeof(p), "%s/%s", t->dir, disk);
+	snprintf(hdr, 160, "%s/%s.hdr", t->dir, disk);
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s\", \"workspace\": \"%s\", \"project\": \"%s\", \"segment_size\": \"4K\", \"header\": \"%s\"}",
+		 p, ws, project, hdr);
+	if (call(t, "volume.format", jargs(a), NULL, &err))
+		fail_msg("format %s detached: %s", disk, err.msg);
+	memset(pat, 0xa5, sizeof(pat));
+	fd = open(p, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (off_t o = 0; o < (2 << 20); o += 512 << 10)
+		assert_int_equal(pwrite(fd, pat, sizeof(pat), o), (ssize_t)sizeof(pat));
+	close(fd);
+	*sum = sid_disk_sum(p);
+}
+
+/* A writer @op with @args refused (-EBUSY) saying each of @says. */
+static void sid_refused(struct tenv *t, const char *op, const char *args, const char *says1,
+			const char *says2)
+{
+	struct lc_error err = { 0 };
+	int r = call(t, op, jargs(args), NULL, &err);
+
+	if (r != -EBUSY)
+		fail_msg("%s %s: %d (%s), expected a refusal (-EBUSY)", op, args, r, err.msg);
+	if (says1 && !strstr(err.msg, says1))
+		fail_msg("%s: \"%s\" does not say \"%s\"", op, err.msg, says1);
+	if (says2 && !strstr(err.msg, says2))
+		fail_msg("%s: \"%s\" does not say \"%s\"", op, err.msg, says2);
+}
+
+/*
+ * A volume with a detached header, open under a hard link of its data
+ * file: its data file holds no header, so no uuid tells that a format or
+ * a cache with force aimed at it is aimed at a live volume.  By its
+ * storage identity (st_dev, st_ino), every path is refused -- the file,
+ * a symbolic link to it, with an attached or a new detached header, the
+ * data file given as another volume's detached header, a cache -- each
+ * naming the open volume and saying to close it first; the data is
+ * untouched and no file is made.  The same while the open waits for the
+ * KMS; and while such a format waits for the KMS, an open of the volume
+ * under another path is refused.
+ */
+static void test_detached_data_storage_claim(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct racer o = { .t = t, .op = "volume.open" }, k = { .t = t, .op = "volume.format" };
+	char p1[128], p2[128], p3[160], hdr[160], hdr2[256], nh[160], a[1024], oa[512];
+	uint64_t sum;
+	pthread_t th;
+
+	mock_install(t);
+	sid_detached_volume(t, "kcs", "wss", "ds", "vs", hdr, &sum);
+	uc_paths(t, "ds", p1, p2);
+	snprintf(p3, sizeof(p3), "%s/ds-sym", t->dir);
+	assert_int_equal(symlink(p1, p3), 0);
+	snprintf(nh, sizeof(nh), "%s/new.hdr", t->dir);
+	snprintf(oa, sizeof(oa), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"vs\", \"header\": \"%s\"}",
+		 p2, hdr);
+	if (call(t, "volume.open", jargs(oa), NULL, &err))
+		fail_msg("open vs: %s", err.msg);
+
+#define FMT(dev, extra) \
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true%s}", \
+		 dev, extra)
+	/* the data file itself, its symbolic link; attached header */
+	FMT(p1, "");
+	sid_refused(t, "volume.format", a, "is the same storage as", "(the data device of volume ");
+	sid_refused(t, "volume.format", a, "open as /dev/mapper/vs): close it first (formatting over it destroys it)", NULL);
+	FMT(p3, "");
+	sid_refused(t, "volume.format", a, "open as /dev/mapper/vs): close it first", p3);
+	/* with a new detached header: not made */
+	snprintf(hdr2, sizeof(hdr2), ", \"header\": \"%s\"", nh);
+	FMT(p1, hdr2);
+	sid_refused(t, "volume.format", a, "open as /dev/mapper/vs): close it first", NULL);
+	assert_int_equal(access(nh, F_OK), -1);
+	/* the data file given as the detached header of a format elsewhere */
+	make_disk(t, "other");
+	snprintf(hdr2, sizeof(hdr2), ", \"header\": \"%s\"", p2);
+	snprintf(nh, sizeof(nh), "%s/other", t->dir);
+	FMT(nh, hdr2);
+	sid_refused(t, "volume.format", a, "detached header ", "open as /dev/mapper/vs): close it first");
+#undef FMT
+	/* a cache with force, by either path */
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"cs\", \"segment_size\": \"4K\", \"force\": true}", p3);
+	sid_refused(t, "cache.open", a, "open as /dev/mapper/vs): close it first (a cache over it destroys it)", NULL);
+	assert_false(dev_exists("cs"));
+	/* without force: the data file holds no header and no signature
+	 * (ciphertext), so nothing but its storage tells that it is in use;
+	 * refused naming nothing but the path given */
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"cs\", \"segment_size\": \"4K\"}", p1);
+	sid_refused(t, "cache.open", a, "is storage in use (a volume open or being opened on it", "the volume must be closed first");
+	assert_false(dev_exists("cs"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\"}", p3);
+	sid_refused(t, "volume.format", a, "is storage in use", "(formatting over it destroys it)");
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), -EBUSY);
+	assert_null(strstr(err.msg, "/dev/mapper/"));
+	assert_null(strstr(err.msg, hdr));
+	assert_true(sid_disk_sum(p1) == sum);
+	uc_close(t, "vs");
+
+	/* an open stalled in its KMS call: the format is refused */
+	snprintf(o.args, sizeof(o.args), "%s", oa);
+	hold_next();
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &o), 0);
+	hold_wait();
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true}", p3);
+	sid_refused(t, "volume.format", a, "being opened right now", "formatting over it destroys it; close it first");
+	hold_release();
+	uc_join(th, &o);
+	assert_true(dev_exists("vs"));
+	uc_close(t, "vs");
+	assert_true(sid_disk_sum(p1) == sum);
+
+	/* a format with force of the data file stalls in its KMS call: the
+	 * volume is not opened under another path meanwhile */
+	snprintf(k.args, sizeof(k.args), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true}", p1);
+	hold_next();
+	assert_int_equal(pthread_create(&th, NULL, racer_thread, &k), 0);
+	hold_wait();
+	assert_int_equal(call(t, "volume.open", jargs(oa), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "the device given is on storage being formatted over (volume.format with force): open it when the format has ended"));
+	assert_null(strstr(err.msg, t->dir));
+	assert_false(dev_exists("vs"));
+	/* ... nor written by another writer under another path */
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"cs\", \"segment_size\": \"4K\", \"force\": true}", p3);
+	sid_refused(t, "cache.open", a, "being formatted over (volume.format with force)", "try again when the format has ended");
+	hold_release();
+	uc_join(th, &k);	/* closed, an admin's decision: the format is done */
+
+	/* a cache keeps its storage identity too: no uuid of its own on it */
+	make_disk(t, "dcache");
+	uc_paths(t, "dcache", p1, p2);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"cc\", \"segment_size\": \"4K\"}", p1);
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache cc: %s", err.msg);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true}", p2);
+	sid_refused(t, "volume.format", a, "is the same storage as", "open as /dev/mapper/cc): close it first");
+	uc_close(t, "cc");
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), 0);
+}
+
+/* mknod a block device node @name (major 60, local/experimental: no
+ * driver, so it opens nowhere) in t->dir. */
+static void sid_node(struct tenv *t, const char *name, unsigned int mi, char out[160])
+{
+	snprintf(out, 160, "%s/%s", t->dir, name);
+	if (mknod(out, S_IFBLK | 0600, makedev(60, mi)) < 0)
+		fail_msg("mknod %s: %s", out, strerror(errno));
+}
+
+static void sid_file(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void sid_mkdir(const char *dir, const char *name)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(mkdir(p, 0755), 0);
+}
+
+static void sid_link(const char *dir, const char *name, const char *target)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(symlink(target, p), 0);
+}
+
+/*
+ * Partitions, device-mapper stacks and holders, from a sysfs tree made
+ * here (the host may have no disk to spare): disk 60:0 with partitions
+ * 60:1 and 60:2, a device-mapper device 60:9 ("vfake") made of 60:1,
+ * which holds it.  A disk and its partition overlap both ways, two
+ * partitions do not, a device-mapper device lies on its partition and
+ * that partition's disk, another node of the same device is the same
+ * storage; files by (st_dev, st_ino) through hard and symbolic links.  A
+ * format with force of the partition held by device-mapper is refused
+ * with the kernel's answer, naming the holder.
+ */
+static void test_storage_identity(void **state)
+{
+	struct tenv *t = *state;
+	char sys[160], disk[160], p1[160], p2[160], dm[160], dm8[160], alias[160], f1[128], f2[128];
+	char f3[160];
+	char g[128], why[1024], mapper[AGENT_SID_NAME_MAX], a[640];
+	struct agent_sid s_disk, s_p1, s_p2, s_dm, s_dm8, s_alias, s_f1, s_f2, s_f3, s_g;
+	struct lc_error err = { 0 };
+
+	snprintf(sys, sizeof(sys), "%s/sys", t->dir);
+	assert_int_equal(mkdir(sys, 0755), 0);
+	sid_mkdir(sys, "dev");
+	sid_mkdir(sys, "dev/block");
+	sid_mkdir(sys, "devices");
+	sid_mkdir(sys, "devices/d60");
+	sid_file(sys, "devices/d60/dev", "60:0\n");
+	sid_mkdir(sys, "devices/d60/d60p1");
+	sid_file(sys, "devices/d60/d60p1/dev", "60:1\n");
+	sid_file(sys, "devices/d60/d60p1/partition", "1\n");
+	sid_mkdir(sys, "devices/d60/d60p1/holders");
+	sid_mkdir(sys, "devices/d60/d60p2");
+	sid_file(sys, "devices/d60/d60p2/dev", "60:2\n");
+	sid_file(sys, "devices/d60/d60p2/partition", "2\n");
+	sid_mkdir(sys, "devices/dm-9");
+	sid_file(sys, "devices/dm-9/dev", "60:9\n");
+	sid_mkdir(sys, "devices/dm-9/dm");
+	sid_file(sys, "devices/dm-9/dm/name", "vfake\n");
+	sid_mkdir(sys, "devices/dm-9/slaves");
+	sid_link(sys, "devices/dm-9/slaves/d60p1", "../../d60/d60p1");
+	sid_link(sys, "devices/d60/d60p1/holders/dm-9", "../../../dm-9");
+	sid_link(sys, "dev/block/60:0", "../../devices/d60");
+	sid_link(sys, "dev/block/60:1", "../../devices/d60/d60p1");
+	sid_link(sys, "dev/block/60:2", "../../devices/d60/d60p2");
+	sid_link(sys, "dev/block/60:9", "../../devices/dm-9");
+	/* a lakecrypt mapping over the second partition */
+	sid_mkdir(sys, "devices/dm-8");
+	sid_file(sys, "devices/dm-8/dev", "60:8\n");
+	sid_mkdir(sys, "devices/dm-8/dm");
+	sid_file(sys, "devices/dm-8/dm/name", "vlc\n");
+	sid_file(sys, "devices/dm-8/dm/uuid", "LAKECRYPT-0f0e0d0c-0b0a-4908-8706-050403020100\n");
+	sid_mkdir(sys, "devices/dm-8/slaves");
+	sid_link(sys, "devices/dm-8/slaves/d60p2", "../../d60/d60p2");
+	sid_link(sys, "dev/block/60:8", "../../devices/dm-8");
+	agent_sysfs_root = sys;
+
+	sid_node(t, "disk", 0, disk);
+	sid_node(t, "disk-p1", 1, p1);
+	sid_node(t, "disk-p2", 2, p2);
+	sid_node(t, "dm-9", 9, dm);
+	sid_node(t, "p1-again", 1, alias);
+	assert_int_equal(agent_sid_of(disk, &s_disk), 0);
+	assert_int_equal(agent_sid_of(p1, &s_p1), 0);
+	assert_int_equal(agent_sid_of(p2, &s_p2), 0);
+	assert_int_equal(agent_sid_of(dm, &s_dm), 0);
+	assert_int_equal(agent_sid_of(alias, &s_alias), 0);
+	assert_int_equal(agent_sid_overlap(&s_disk, &s_p1), AGENT_SID_UNDER);
+	assert_int_equal(agent_sid_overlap(&s_p1, &s_disk), AGENT_SID_ON);
+	assert_int_equal(agent_sid_overlap(&s_p1, &s_p2), AGENT_SID_APART);
+	assert_int_equal(agent_sid_overlap(&s_dm, &s_p1), AGENT_SID_ON);
+	assert_int_equal(agent_sid_overlap(&s_dm, &s_disk), AGENT_SID_ON);
+	assert_int_equal(agent_sid_overlap(&s_disk, &s_dm), AGENT_SID_UNDER);
+	assert_int_equal(agent_sid_overlap(&s_dm, &s_p2), AGENT_SID_APART);
+	assert_int_equal(agent_sid_overlap(&s_alias, &s_p1), AGENT_SID_SAME);
+	/* written through a lakecrypt mapping: inside that volume, never
+	 * on what lies under it (a volume made in another's plaintext) */
+	sid_node(t, "dm-8", 8, dm8);
+	assert_int_equal(agent_sid_of(dm8, &s_dm8), 0);
+	assert_int_equal(agent_sid_overlap(&s_dm8, &s_p2), AGENT_SID_APART);
+	assert_int_equal(agent_sid_overlap(&s_dm8, &s_disk), AGENT_SID_APART);
+
+	/* files: a hard link and a symbolic link are the same storage */
+	make_disk(t, "f1");
+	make_disk(t, "g");
+	uc_paths(t, "f1", f1, f2);
+	snprintf(f3, sizeof(f3), "%s/f1-sym", t->dir);
+	assert_int_equal(symlink(f1, f3), 0);
+	snprintf(g, sizeof(g), "%s/g", t->dir);
+	assert_int_equal(agent_sid_of(f1, &s_f1), 0);
+	assert_int_equal(agent_sid_of(f2, &s_f2), 0);
+	assert_int_equal(agent_sid_of(f3, &s_f3), 0);
+	assert_int_equal(agent_sid_of(g, &s_g), 0);
+	assert_int_equal(agent_sid_overlap(&s_f1, &s_f2), AGENT_SID_SAME);
+	assert_int_equal(agent_sid_overlap(&s_f3, &s_f1), AGENT_SID_SAME);
+	assert_int_equal(agent_sid_overlap(&s_f1, &s_g), AGENT_SID_APART);
+	assert_int_equal(agent_sid_overlap(&s_f1, &s_p1), AGENT_SID_APART);
+	assert_int_equal(agent_sid_of(sys, &s_g), -ENOENT);	/* a directory: nothing */
+	assert_false(s_g.set);
+
+	/* the kernel's answer: the partition is held, the other is not */
+	assert_int_equal(agent_sid_kernel_busy(&s_p1, p1, why, sizeof(why), mapper), 1);
+	assert_non_null(strstr(why, "is held by dm-9 (/dev/mapper/vfake)"));
+	assert_string_equal(mapper, "vfake");
+	assert_int_equal(agent_sid_kernel_busy(&s_p2, p2, why, sizeof(why), mapper), 0);
+	mock_install(t);
+	mock_volume(t, "kcp", "wsp", "scratch", "x", false);
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wsp\", \"project\": \"x\", \"force\": true}", alias);
+	assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "is held by dm-9 (/dev/mapper/vfake): release it first"));
+	agent_sysfs_root = "/sys";
+}
+
 /* ---- the kill switch and running key-lifecycle operations ---- */
 
 struct rk_call {
@@ -5366,6 +5691,8 @@ int main(void)
 		T(test_cache_force_uuid_claim),
 		T(test_rekey_closed_uuid_claim),
 		T(test_migrate_uuid_claim),
+		T(test_detached_data_storage_claim),
+		T(test_storage_identity),
 		T(test_state_denial_needs_canary),
 		T(test_disabled_primary_counts),
 		T(test_status_cmks),

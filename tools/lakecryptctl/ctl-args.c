@@ -172,7 +172,10 @@ static const struct cmd_spec cmds[] = {
 	  "Without --batch, asks for confirmation on the terminal, and fails when\n"
 	  "standard input is not a terminal.  The agent refuses a device that holds\n"
 	  "a lakecrypt volume or any signature libblkid knows (file system, LUKS,\n"
-	  "partition table, ...) unless an admin gives --force.\n" },
+	  "partition table, ...) unless an admin gives --force.  Even with --force,\n"
+	  "the storage of a volume that is open or being opened is refused under any\n"
+	  "path (its loop device or backing file, a link, a partition of its disk):\n"
+	  "close it first.\n" },
 	{ NULL, "open", "volume.open", LC_CTL_AGENT, LC_R_VOLUME,
 	  { { "DEVICE", "device", O_STR, false }, { "NAME", "name", O_VNAME, false } },
 	  { { "--workspace", O_STR, true, "workspace", 0, 0, "W", "workspace the volume belongs to" },
@@ -193,7 +196,8 @@ static const struct cmd_spec cmds[] = {
 	  "open DEVICE as an ephemeral cache volume /dev/mapper/NAME",
 	  "The key exists only in memory: nothing is written to DEVICE's header, and\n"
 	  "closing or revoking the cache shreds it.  A device that holds a lakecrypt\n"
-	  "volume or any signature libblkid knows is refused unless an admin gives --force.\n"
+	  "volume or any signature libblkid knows is refused unless an admin gives --force;\n"
+	  "the storage of an open volume is refused under any path, even with --force.\n"
 	  "Retried as open is, until --timeout runs out.\n" },
 	{ NULL, "close", "volume.close", LC_CTL_AGENT, LC_R_NONE,
 	  { { "NAME", "name", O_VNAME, false } },
