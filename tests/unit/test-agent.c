@@ -5451,6 +5451,32 @@ static void test_unknown_mapping_from_device(void **state)
 	disable_revokes(t, "v1");
 }
 
+/* A cache (no header): adopted from its record alone, watched under its
+ * workspace's CMK; the retried cache.open finds it open. */
+static void test_crash_cache_adopted(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *x;
+	char a[512];
+
+	make_disk(t, "c1");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": true}", t->dir);
+	crash_at_create(t, "cc");
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache.open: %s", err.msg);
+	assert_non_null(fk.snap_record);
+	crash_restart(t, true);
+	assert_true(dev_exists("cc"));
+	assert_int_equal(fk.wipes, 0);
+	assert_true(audit_has(t, "adopted from its open record"));
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("the retried cache.open: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &x));
+	json_object_put(res);
+	disable_revokes(t, "cc");
+}
+
 /* A record the header contradicts (another key configuration): not
  * adopted, though the device alone would be; keys wiped, removed. */
 static void test_record_contradicted(void **state)
@@ -5594,6 +5620,7 @@ int main(void)
 		T(test_crash_open_before_keys),
 		T(test_unknown_mapping_from_device),
 		T(test_record_contradicted),
+		T(test_crash_cache_adopted),
 		T(test_unknown_mapping_fails_closed),
 	};
 
