@@ -221,6 +221,7 @@ struct agent {
 	struct vol_slot **vols;
 	size_t nvols;
 	char runtime_path[PATH_MAX];
+	char record_dir[PATH_MAX];	/* adopt.c: open records, "" before setup */
 
 	struct cmk_watch **watches;	/* probe.c: per-CMK and per-keyconfig confirmation state */
 	const struct lc_clock *clock;	/* revocation confirmation's clock; NULL: CLOCK_MONOTONIC (tests) */
@@ -395,6 +396,19 @@ void agent_revoke_job_run(struct agent *a, struct revoke_job *j);
 /* clients.c: run @c's request on the calling thread and hand the reply to
  * the loop (without a->lock). */
 void agent_request_run(struct agent *a, struct client *c);
+
+/* adopt.c: open records and the adoption of mappings at start (see there) */
+int agent_open_records_init(struct agent *a, struct lc_error *err);
+/* env->before_create: @ctx is the agent; durable before it returns. */
+int agent_open_record(void *ctx, const struct lc_volume *v, struct lc_error *err);
+void agent_open_record_clear(struct agent *a, const char *name);
+/* The open of @name ended (a->lock held; dropped for the kernel): its
+ * record goes if volumes.json lists it or no lakecrypt mapping of that
+ * name is left; a mapping a failed open could not remove keeps it. */
+void agent_open_record_end(struct agent *a, const struct lc_volume_env *env, const char *name);
+/* At start, after volumes.json was read (without a->lock): every
+ * lakecrypt mapping it does not list is adopted or fails closed. */
+int agent_adopt_mappings(struct agent *a);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);

@@ -220,10 +220,18 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	if (snprintf(a->runtime_path, sizeof(a->runtime_path), "%s/%s", dir,
 		     LC_AGENT_RUNTIME_FILE) >= (int)sizeof(a->runtime_path))
 		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "socket path too long");
+	r = agent_open_records_init(a, err);
+	if (r < 0)
+		return r;
 	r = load_volumes(a, err);
 	if (r < 0)
 		return r;
+	/* Mappings volumes.json does not list: adopted or fail closed. */
+	(void)agent_adopt_mappings(a);
 	(void)agent_volumes_save(a, NULL);
+	/* From here on an open records itself before its mapping exists. */
+	a->env.before_create = agent_open_record;
+	a->env.before_create_ctx = a;
 
 	a->listen_fd = lc_proto_listen(a->cfg.socket_path, a->cfg.socket_mode, err);
 	if (a->listen_fd < 0)

@@ -431,6 +431,9 @@ static int open_finish(struct agent *a, struct client *c, struct open_claim *k,
 	if (r >= 0 && (r = undo_if_abandoned(a, c, k, v, epoch, err)) >= 0 &&
 	    (r = agent_volume_add(a, v, epoch, &c->env, err)) >= 0)
 		*result = volume_json(a, c, agent_volume(a, name));
+	/* Past the claim, the open may have written its record (adopt.c). */
+	if (k->id && kcopy)
+		agent_open_record_end(a, &c->env, k->name);
 	if (k->id)
 		agent_open_release(a, k);
 	free(k);

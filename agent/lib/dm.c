@@ -676,6 +676,44 @@ int lc_dm_status(const char *name, struct lc_dm_status *st, struct lc_error *err
 	return lc_dm_status_parse(params, st, err);
 }
 
+int lc_dm_table_get(const char *name, char **params, uint64_t *length, struct lc_error *err)
+{
+	_cleanup_task_ struct dm_task *dmt = NULL;
+	char *ttype = NULL, *p = NULL;
+	uint64_t start = 0, len = 0;
+	struct dm_info info;
+	int r;
+
+	*params = NULL;
+	*length = 0;
+	r = check_name(name, err);
+	if (r < 0)
+		return r;
+	dmt = task_new(DM_DEVICE_TABLE);
+	if (!dmt)
+		return no_task(err);
+	if (!dm_task_set_name(dmt, name))
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare the table of %s", name);
+	if (!dm_task_run(dmt)) {
+		r = task_errno(dmt);
+		return lc_err(err, r, LC_ERRC_INVALID, "reading the table of %s failed: %s (%s)",
+			      name, strerror(-r), last_error());
+	}
+	if (!dm_task_get_info(dmt, &info) || !info.exists)
+		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "device %s does not exist", name);
+	/* One target, lakecrypt's, at sector 0: anything else is not ours. */
+	if (dm_get_next_target(dmt, NULL, &start, &len, &ttype, &p) || start || !ttype ||
+	    strcmp(ttype, LAKECRYPT_TARGET_NAME) || !p)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
+			      "device %s is not a lakecrypt device of one target (target \"%s\")", name,
+			      ttype ? ttype : "none");
+	*params = strdup(p);
+	if (!*params)
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	*length = len;
+	return 0;
+}
+
 #define NO_TASK (-ENOTCONN)	/* no device-mapper control device */
 
 static int remove_once(const char *name)

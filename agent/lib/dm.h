@@ -130,6 +130,13 @@ int lc_dm_revoke(const char *name, bool discard, struct lc_error *err);
 /* Read and parse the INFO status of @name; -EINVAL if it is not lakecrypt. */
 int lc_dm_status(const char *name, struct lc_dm_status *st, struct lc_error *err);
 
+/* The live table of @name (its one lakecrypt target, at sector 0): *@params
+ * (malloc'd; free it) is the target's TABLE line as the kernel prints it
+ * (Documentation/admin-guide/dm-lakecrypt.rst, "Parameters": the device
+ * as "major:minor"), *@length its length in 512-byte sectors.  -ENXIO: no
+ * such device; -EINVAL: not one lakecrypt target. */
+int lc_dm_table_get(const char *name, char **params, uint64_t *length, struct lc_error *err);
+
 /* Remove @name, retrying while it is busy (an fsck or udev may still hold
  * it briefly).  -ENXIO if there is no such device. */
 int lc_dm_remove(const char *name, struct lc_error *err);

@@ -1084,6 +1084,10 @@ static int activate(const struct lc_volume_env *env, struct lc_volume *v,
 	r = lc_dm_table_line(&t, &line, err);
 	if (r < 0)
 		return r;
+	/* The record first: a crash from the create on leaves it behind. */
+	v->opened = (int64_t)time(NULL);
+	if (env->before_create && (r = env->before_create(env->before_create_ctx, v, err)) < 0)
+		return r;
 	r = be->dm_create(env->be_ctx, v->name, v->uuid, line, err);
 	if (r < 0) {
 		if (r == -EEXIST)
@@ -2479,10 +2483,40 @@ int lc_volumes_rediscover(const struct lc_volume_env *env, const char *path,
 	}
 	for (size_t d = 0; d < ndev; d++)
 		if (devs[d].uuid[0])
-			lc_warn("device-mapper device %s (%s) is a lakecrypt mapping this agent does not know: revoke or remove it by hand if it is not wanted",
-				devs[d].name, devs[d].uuid);
+			lc_info("device-mapper device %s (%s) is not in %s: the agent looks for its open record or its device",
+				devs[d].name, devs[d].uuid, path);
 	*vols_out = vols;
 	*n_out = n;
+	return 0;
+}
+
+int lc_volume_record_load(const char *path, struct lc_volume **out, struct lc_error *err)
+{
+	_cleanup_free_ char *text = NULL;
+	_cleanup_volume_ struct lc_volume *v = NULL;
+	json_object *o, *a;
+	size_t len;
+	int r;
+
+	*out = NULL;
+	r = lc_file_read(path, &text, &len, err);
+	if (r < 0)
+		return r;
+	o = json_tokener_parse(text);
+	if (!o || !json_object_object_get_ex(o, "volumes", &a) ||
+	    !json_object_is_type(a, json_type_array) || json_object_array_length(a) != 1) {
+		json_object_put(o);
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "%s is not a record of one volume", path);
+	}
+	v = calloc(1, sizeof(*v));
+	r = v ? from_json(json_object_array_get_idx(a, 0), v) : -ENOMEM;
+	json_object_put(o);
+	if (r == -ENOMEM)
+		return lc_err(err, r, LC_ERRC_INTERNAL, "out of memory");
+	if (r < 0)
+		return lc_err(err, -EINVAL, LC_ERRC_INVALID, "%s: the volume record is malformed", path);
+	*out = v;
+	v = NULL;
 	return 0;
 }
 
@@ -2557,6 +2591,13 @@ static int k_dm_status(void *ctx, const char *name, struct lc_dm_status *st, str
 	return lc_dm_status(name, st, err);
 }
 
+static int k_dm_table(void *ctx, const char *name, char **params, uint64_t *length,
+		      struct lc_error *err)
+{
+	(void)ctx;
+	return lc_dm_table_get(name, params, length, err);
+}
+
 static int k_dm_remove(void *ctx, const char *name, struct lc_error *err)
 {
 	(void)ctx;
@@ -2582,6 +2623,7 @@ const struct lc_volume_backend lc_volume_backend_kernel = {
 	.dm_resume	= k_dm_resume,
 	.dm_announce	= k_dm_announce,
 	.dm_status	= k_dm_status,
+	.dm_table	= k_dm_table,
 	.dm_remove	= k_dm_remove,
 	.dm_list	= k_dm_list,
 };

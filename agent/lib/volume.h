@@ -62,6 +62,8 @@
  * batch of 64-byte keys comfortably, not 2^20 of them. */
 #define LC_VOLUME_KEY_BATCH	65536u
 
+struct lc_volume;
+
 /* The kernel side: device-mapper and the keyring. */
 struct lc_volume_backend {
 	const char *name;
@@ -87,6 +89,11 @@ struct lc_volume_backend {
 	int (*dm_status)(void *ctx, const char *name, struct lc_dm_status *st, struct lc_error *err);
 	int (*dm_remove)(void *ctx, const char *name, struct lc_error *err);
 	int (*dm_list)(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err);
+	/* The live table of @name, as lc_dm_table_get(); NULL: a backend
+	 * that cannot tell (an unknown mapping is then never adopted from
+	 * its device, only wiped). */
+	int (*dm_table)(void *ctx, const char *name, char **params, uint64_t *length,
+			struct lc_error *err);
 };
 
 /* libdevmapper and libkeyutils (dm.h, keyring.h). */
@@ -106,6 +113,16 @@ struct lc_volume_env {
 	 * (opguard.h): every header or data write of rotate.c, segrekey.c
 	 * and lc_volume_rewrap() is made under it.  NULL: none. */
 	struct lc_op_guard *guard;
+	/* Open and cache open call it after every check and before the dm
+	 * device is created, with @v as it will be listed (name, uuid,
+	 * device, header, workspace, key configuration, CMK; no key): the
+	 * caller records it durably, so that a crash between the create and
+	 * the caller's list of open volumes leaves a record a restarted
+	 * agent adopts the mapping from (Documentation/lakecrypt-agent.md,
+	 * "Restart").  < 0 (with @err): the open fails, nothing is mapped.
+	 * NULL: no record. */
+	int (*before_create)(void *ctx, const struct lc_volume *v, struct lc_error *err);
+	void *before_create_ctx;
 };
 
 /*
@@ -319,6 +336,14 @@ int lc_volumes_save(const char *path, struct lc_volume *const *vols, size_t n,
 		    struct lc_error *err);
 int lc_volumes_rediscover(const struct lc_volume_env *env, const char *path,
 			  struct lc_volume ***vols, size_t *n, struct lc_error *err);
+
+/*
+ * One volume from @path, a file lc_volumes_save() wrote with exactly one
+ * entry (the agent's open record): *@out (free with lc_volume_free(); no
+ * KEK).  -ENOENT: no such file; -EINVAL (INVALID): not one well-formed
+ * entry (bounded by LC_FILE_MAX; each string by its field's size).
+ */
+int lc_volume_record_load(const char *path, struct lc_volume **out, struct lc_error *err);
 
 /* Size in bytes of a block device or regular file open at @fd. */
 int lc_device_size(int fd, const char *path, uint64_t *bytes, bool *is_blk,

@@ -51,7 +51,7 @@ fi
 # also under the unit's ProtectKernelModules=yes (checked below).
 if modloaded; then lc_notok "dm-lakecrypt loaded before any volume was opened"
 else lc_ok "dm-lakecrypt not loaded before the first volume (no insmod, no modprobe)"; fi
-modprobe brd rd_nr=3 rd_size=40960 || lc_bail "brd"
+modprobe brd rd_nr=4 rd_size=40960 || lc_bail "brd"
 lc_eq "systemd-udevd.service runs" active "$(state systemd-udevd.service)"
 
 # ---------------------------------------------------------------- the agent
@@ -227,6 +227,73 @@ ctl --json status >"$LC_TMP/st.json"
 grep -q '"name": "ledger"' "$LC_TMP/st.json" && grep -q '"name": "wal"' "$LC_TMP/st.json"
 lc_result $? "the restarted agent adopted the open volumes (volumes.json kept in /run/lakecrypt)" ||
 	lc_diag_file "$LC_TMP/st.json"
+
+# ---------------------------------------------------------------- crash during an open
+# The agent is killed (SIGKILL: the OOM killer, a crash) while an open
+# waits for udev (lc_dm_announce(): udev slow, here a rule that sleeps),
+# the mapping made and keyed, before volumes.json lists it (hostile review
+# rev11b, finding 03).  The open recorded itself first (opening/ beside
+# the socket): systemd restarts the agent (Restart=on-failure), which
+# adopts the mapping; the open, retried by lakecryptctl as a unit's is,
+# finds it open; status lists it; the kill switch covers it.  Its own CMK
+# and workspace, so that disabling it touches no other volume here.
+CMK2=$(ctl --json kms create --description "crash CMK" | jget key_id)
+ctl keyconfig create kc2 --key "$CMK2" >/dev/null && ctl workspace bind crashws --keyconfig kc2 >/dev/null &&
+	ctl format /dev/ram3 --workspace crashws --project crashp --segment-size 1M --force --batch >/dev/null
+lc_result $? "crash: a volume of its own CMK on /dev/ram3" || diag_unit lakecrypt-agent
+udevadm settle --timeout=60
+# Only the announce's change event (the create's cookie sets the flag).
+echo 'SUBSYSTEM=="block", ACTION=="change", ENV{DM_NAME}=="crashv", ENV{DM_UDEV_DISABLE_OTHER_RULES_FLAG}!="1", RUN+="/bin/sleep 15"' \
+	>/etc/udev/rules.d/62-lc-slow.rules
+udevadm control --reload
+apid=$(systemctl show -p MainPID --value lakecrypt-agent.service)
+lakecryptctl --timeout 120 open /dev/ram3 crashv --workspace crashws >"$LC_TMP/crash-open.txt" 2>&1 &
+opid=$!
+# keys_loaded is the 3rd word of the target's status (after start, length, type).
+keys() { set -- $(dmsetup status "$1" 2>/dev/null); echo "${6:-0}"; }
+i=0
+while [ "$(keys crashv)" = 0 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 1	# the agent now waits for udev
+kill -KILL "$apid"
+rm -f /etc/udev/rules.d/62-lc-slow.rules
+udevadm control --reload
+lc_eq "crash: the agent died with /dev/mapper/crashv mapped and keyed (keys loaded)" yes \
+	"$([ "$(keys crashv)" != 0 ] && echo yes || echo "no ($(dmsetup status crashv 2>&1))")"
+wait $opid
+orc=$?
+lc_eq "crash: the open, retried across the restart, succeeds or finds it open (exit)" 0 "$orc" ||
+	lc_diag_file "$LC_TMP/crash-open.txt"
+i=0
+while [ "$(state lakecrypt-agent.service)" != active ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+lc_eq "crash: systemd restarted the agent" active "$(state lakecrypt-agent.service)"
+ctl --json status crashv >"$LC_TMP/crash-st.json" 2>&1
+grep -q '"name": "crashv"' "$LC_TMP/crash-st.json"
+lc_result $? "crash: the restarted agent lists /dev/mapper/crashv (it watches it)" ||
+	{ lc_diag_file "$LC_TMP/crash-st.json"; diag_unit lakecrypt-agent; }
+journalctl -b --no-pager -u lakecrypt-agent.service >"$LC_TMP/crash-j.txt" 2>&1
+grep -q "adopted /dev/mapper/crashv" "$LC_TMP/crash-j.txt" && ! grep -q "not adopted" "$LC_TMP/crash-j.txt"
+lc_result $? "crash: the journal says it was adopted, and nothing was left unadopted" ||
+	{ grep -i "adopt\|does not know" "$LC_TMP/crash-j.txt" | tail -n 10 >"$LC_TMP/crash-j2.txt"; lc_diag_file "$LC_TMP/crash-j2.txt"; }
+ctl kms disable "$CMK2" >/dev/null 2>&1
+# Denials count a gap apart (30 s with the defaults): check until the
+# second one confirms it (the watcher may too).
+i=0
+while [ "$(ctl --json status crashv | jget state)" != revoked ] && [ $i -lt 30 ]; do
+	ctl check >/dev/null 2>&1
+	sleep 5; i=$((i + 1))
+done
+set -- $(dmsetup status crashv 2>/dev/null)
+lc_eq "crash: CMK disabled + check: the kernel revoked crashv" revoked "${4:-none}"
+dd if=/dev/mapper/crashv of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null
+lc_eq "crash: CMK disabled: reads fail (dd exit)" 1 "$?"
+lc_eq "ledger is not touched by crashws's CMK" active "$(ctl --json status ledger | jget state)"
+ctl close crashv >/dev/null 2>&1
+lc_eq "crash: crashv closes" "" "$(ls /dev/mapper/crashv 2>/dev/null)"
+n=0
+for d in $(dmsetup ls --target lakecrypt 2>/dev/null | awk '{print $1}'); do
+	ctl --json status "$d" 2>/dev/null | grep -q "\"name\": \"$d\"" || { n=$((n + 1)); lc_diag "unknown mapping $d"; }
+done
+lc_eq "crash: no lakecrypt mapping the agent does not list" 0 "$n"
 
 # ---------------------------------------------------------------- hook --signal: the drop-in
 # The hardened unit lacks what --signal needs: refused, the drop-in named.

@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "../../agent/daemon/adopt.c"
 #include "../../agent/daemon/clients.c"
 #include "../../agent/daemon/fleet.c"
 #include "../../agent/daemon/fleet-probe.c"
@@ -62,8 +63,10 @@
 
 struct fdev {
 	char name[128];
+	char uuid[64];
 	char *line;
 	bool revoked;
+	uint32_t keys, segments;	/* loaded, in the table */
 };
 
 static struct fake {
@@ -75,7 +78,12 @@ static struct fake {
 	char stuck[128];		/* this device's revoke waits for release */
 	char busy[128];			/* this device's remove fails: held open */
 	bool release;
-	unsigned int revokes, removes;
+	unsigned int revokes, removes, wipes;
+	/* A crash at this device's create: what the agent's files held then
+	 * (the open record, volumes.json), kept for crash_restart(). */
+	char snap_name[128];
+	char snap_dir[PATH_MAX];	/* the agent's runtime directory */
+	char *snap_record, *snap_vols;
 } fk = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static struct fdev *fdev(const char *name)
@@ -137,9 +145,27 @@ static int f_dm_create(void *ctx, const char *name, const char *uuid, const char
 	} else {
 		struct fdev *d = &fk.devs[fk.ndevs++];
 
+		uint64_t len = 0, seg = 1;
+
 		memset(d, 0, sizeof(*d));
 		snprintf(d->name, sizeof(d->name), "%s", name);
+		snprintf(d->uuid, sizeof(d->uuid), "%s", uuid);
 		d->line = strdup(line);
+		if (sscanf(line, "0 %" SCNu64 " %*s %*s %*s %" SCNu64, &len, &seg) == 2 && seg)
+			d->segments = (uint32_t)((len + seg - 1) / seg);
+		if (!strcmp(name, fk.snap_name)) {
+			char path[PATH_MAX + 64];
+			size_t n;
+
+			snprintf(path, sizeof(path), "%s/opening/%s.json", fk.snap_dir, name);
+			free(fk.snap_record);
+			fk.snap_record = NULL;
+			(void)lc_file_read(path, &fk.snap_record, &n, NULL);
+			snprintf(path, sizeof(path), "%s/volumes.json", fk.snap_dir);
+			free(fk.snap_vols);
+			fk.snap_vols = NULL;
+			(void)lc_file_read(path, &fk.snap_vols, &n, NULL);
+		}
 	}
 	pthread_mutex_unlock(&fk.mu);
 	return r;
@@ -164,6 +190,18 @@ static int f_dm_message(void *ctx, const char *name, const char *msg, struct lc_
 		d->revoked = true;
 	else if (strcmp(msg, "revoke") && d->revoked)
 		r = lc_err(err, -EPERM, LC_ERRC_INVALID, "revoked");
+	else if (!strcmp(msg, "key wipe all"))
+		d->keys = 0, fk.wipes++;
+	else if (!strcmp(msg, "key load all"))
+		d->keys = d->segments;
+	else if (!strncmp(msg, "key load ", 9)) {
+		uint32_t x = 0, y = 0;
+		int n = sscanf(msg + 9, "%" SCNu32 "-%" SCNu32, &x, &y);
+
+		d->keys += n == 2 ? y - x + 1 : 1;
+	}
+	if (d && d->revoked)
+		d->keys = 0;
 	pthread_mutex_unlock(&fk.mu);
 	return r;
 }
@@ -179,8 +217,11 @@ static int f_dm_status(void *ctx, const char *name, struct lc_dm_status *st, str
 	memset(st, 0, sizeof(*st));
 	if (!d)
 		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
-	else
+	else {
 		st->state = d->revoked ? LC_DM_STATE_REVOKED : LC_DM_STATE_ACTIVE;
+		st->segments = d->segments;
+		st->keys_loaded = d->keys;
+	}
 	pthread_mutex_unlock(&fk.mu);
 	return r;
 }
@@ -209,9 +250,37 @@ static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
 static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
 {
 	(void)ctx, (void)err;
-	*devs = NULL;
+	pthread_mutex_lock(&fk.mu);
+	*devs = calloc(fk.ndevs + 1, sizeof(**devs));
 	*n = 0;
-	return 0;
+	for (size_t i = 0; *devs && i < fk.ndevs; i++) {
+		struct lc_dm_device *d = &(*devs)[(*n)++];
+
+		snprintf(d->name, sizeof(d->name), "%s", fk.devs[i].name);
+		snprintf(d->uuid, sizeof(d->uuid), "LAKECRYPT-%s", fk.devs[i].uuid);
+	}
+	pthread_mutex_unlock(&fk.mu);
+	return *devs ? 0 : -ENOMEM;
+}
+
+/* The target's TABLE line: the table line without start, length, type. */
+static int f_dm_table(void *ctx, const char *name, char **params, uint64_t *length,
+		      struct lc_error *err)
+{
+	struct fdev *d;
+	int r = 0, at = 0;
+
+	(void)ctx;
+	*params = NULL;
+	pthread_mutex_lock(&fk.mu);
+	d = fdev(name);
+	if (!d)
+		r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "no device %s", name);
+	else if (sscanf(d->line, "0 %" SCNu64 " lakecrypt %n", length, &at) < 1 || !at ||
+		 !(*params = strdup(d->line + at)))
+		r = lc_err(err, -EINVAL, LC_ERRC_INVALID, "bad line");
+	pthread_mutex_unlock(&fk.mu);
+	return r;
 }
 
 static const struct lc_volume_backend fake_backend = {
@@ -219,6 +288,7 @@ static const struct lc_volume_backend fake_backend = {
 	.kr_open = f_kr_open, .kr_add = f_kr_add, .kr_drop = f_kr_drop, .kr_close = f_kr_close,
 	.kr_purge = f_kr_purge, .dm_create = f_dm_create, .dm_message = f_dm_message,
 	.dm_status = f_dm_status, .dm_remove = f_dm_remove, .dm_list = f_dm_list,
+	.dm_table = f_dm_table,
 };
 
 static bool dev_revoked(const char *name)
@@ -580,11 +650,97 @@ static int teardown(void **state)
 	for (size_t i = 0; i < fk.ndevs; i++)
 		free(fk.devs[i].line);
 	fk.ndevs = 0;
+	fk.busy[0] = fk.snap_name[0] = '\0';
+	free(fk.snap_record);
+	free(fk.snap_vols);
+	fk.snap_record = fk.snap_vols = NULL;
+	fk.wipes = 0;
 	pthread_mutex_unlock(&fk.mu);
 	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
 	agent_sysfs_root = "/sys";	/* test_storage_identity() */
 	return 0;
+}
+
+/* ---- a crash during an open, and the restart (adopt.c) ---- */
+
+/* Snapshot the agent's files when @name's dm device is created. */
+static void crash_at_create(struct tenv *t, const char *name)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", t->a.runtime_path);
+	*strrchr(dir, '/') = '\0';
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.snap_name, sizeof(fk.snap_name), "%s", name);
+	snprintf(fk.snap_dir, sizeof(fk.snap_dir), "%s", dir);
+	pthread_mutex_unlock(&fk.mu);
+}
+
+static void put_file(const char *path, const char *text)
+{
+	struct lc_error err = { 0 };
+
+	if (!text) {
+		assert_true(unlink(path) == 0 || errno == ENOENT);
+		return;
+	}
+	assert_int_equal(lc_file_write_atomic(path, text, strlen(text), 0600, &err), 0);
+}
+
+/*
+ * The agent is killed at the create crash_at_create() saw (the mappings
+ * stay, the agent's files are as they were then; @keep_record false: no
+ * open record either, as an agent before this one left it), and starts
+ * again on the same directories.
+ */
+static void crash_restart(struct tenv *t, bool keep_record)
+{
+	struct lc_config cfg = t->a.cfg;
+	struct lc_error err = { 0 };
+	char path[PATH_MAX + 256];
+	uint64_t one = 1;
+
+	t->a.stop = true;
+	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
+	pthread_join(t->loop, NULL);
+	agent_teardown(&t->a);
+	/* No agent runs now: nothing else touches fk.snap_*. */
+	put_file(t->a.runtime_path, fk.snap_vols);
+	snprintf(path, sizeof(path), "%s/opening/%s.json", fk.snap_dir, fk.snap_name);
+	put_file(path, keep_record ? fk.snap_record : NULL);
+	fk.snap_name[0] = '\0';
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	if (agent_setup(&t->a, &err))
+		fail_msg("setup after the crash: %s", err.msg);
+	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
+}
+
+static void set_keys(const char *name, uint32_t keys)
+{
+	bool found;
+
+	pthread_mutex_lock(&fk.mu);
+	found = fdev(name) != NULL;
+	if (found)
+		fdev(name)->keys = keys;
+	pthread_mutex_unlock(&fk.mu);
+	assert_true(found);
+}
+
+static uint32_t dev_keys(const char *name)
+{
+	uint32_t k;
+
+	pthread_mutex_lock(&fk.mu);
+	k = fdev(name) ? fdev(name)->keys : 0;
+	pthread_mutex_unlock(&fk.mu);
+	return k;
 }
 
 /* Volume @name's "state" and "revocation"."state" from status. */
@@ -5650,6 +5806,221 @@ static void test_revoke_waiter_hangs_up(void **state)
 	wait_threads(t, AT_REST, "the revocation job");
 }
 
+/* ---- a crash during an open: the restart adopts or wipes (adopt.c) ---- */
+
+static void open_args(struct tenv *t, const char *disk, const char *name, char *a, size_t size)
+{
+	snprintf(a, size, "{\"device\": \"%s/%s\", \"workspace\": \"ws1\", \"name\": \"%s\"}",
+		 t->dir, disk, name);
+}
+
+static bool record_exists(struct tenv *t, const char *name)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s.json", t->a.record_dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static bool audit_has(struct tenv *t, const char *what)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t n;
+
+	if (lc_file_read(t->a.cfg.audit_log, &text, &n, NULL) < 0)
+		return false;
+	return strstr(text, what) != NULL;
+}
+
+/* The CMK disabled: the watcher's two spaced denials revoke @name. */
+static void disable_revokes(struct tenv *t, const char *name)
+{
+	struct lc_error err = { 0 };
+
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < WAIT_STEPS && cmk_field(t, "denials") < 1; i++)
+		usleep(20000);
+	later_gap(t);
+	agent_watch_tick(&t->a);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked(name); i++)
+		usleep(20000);
+	assert_true(dev_revoked(name));
+	assert_status_revoked(t, name);
+}
+
+/*
+ * The finding (rev11b 03): killed after the create, with the keys loaded,
+ * before volumes.json listed the volume.  The record was on disk before
+ * the create; the restarted agent adopts the mapping from it (status
+ * lists it, the unit's retried open finds it open) and the kill switch
+ * covers it.
+ */
+static void test_crash_open_adopted(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512];
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	/* The open is over: fk.snap_* stay as the create left them. */
+	assert_non_null(fk.snap_record);	/* written before the create */
+	assert_non_null(strstr(fk.snap_record, "\"name\":\"v1\""));
+	assert_non_null(strstr(fk.snap_record, t->cmk));
+	assert_true(!fk.snap_vols || !strstr(fk.snap_vols, "\"v1\""));
+	assert_false(record_exists(t, "v1"));	/* gone once volumes.json has it */
+	crash_restart(t, true);
+	assert_true(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 0);
+	assert_true(dev_keys("v1") > 0);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	assert_true(audit_has(t, "adopted from its open record"));
+	assert_false(record_exists(t, "v1"));
+	open_args(t, "d1", "v1", a, sizeof(a));
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("the retried open: %s", err.msg);
+	disable_revokes(t, "v1");
+}
+
+/* Killed before the keys were loaded: not an open to keep.  The mapping
+ * is wiped and removed, and the retried open maps it again. */
+static void test_crash_open_before_keys(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512];
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	set_keys("v1", 0);
+	crash_restart(t, true);
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
+	assert_true(audit_has(t, "open did not finish"));
+	open_args(t, "d1", "v1", a, sizeof(a));
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("the retried open: %s", err.msg);
+	assert_true(dev_exists("v1"));
+	assert_true(dev_keys("v1") > 0);
+	disable_revokes(t, "v1");
+}
+
+/* No record (an older agent's crash): adopted from the attached header on
+ * the device its table names, under the workspace's binding. */
+static void test_unknown_mapping_from_device(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512];
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	crash_restart(t, false);
+	assert_true(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 0);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
+	assert_true(audit_has(t, "adopted from its device"));
+	open_args(t, "d1", "v1", a, sizeof(a));
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("the retried open: %s", err.msg);
+	disable_revokes(t, "v1");
+}
+
+/* A cache (no header): adopted from its record alone, watched under its
+ * workspace's CMK; the retried cache.open finds it open. */
+static void test_crash_cache_adopted(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res = NULL, *x;
+	char a[512];
+
+	make_disk(t, "c1");
+	snprintf(a, sizeof(a), "{\"device\": \"%s/c1\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": true}", t->dir);
+	crash_at_create(t, "cc");
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache.open: %s", err.msg);
+	assert_non_null(fk.snap_record);
+	crash_restart(t, true);
+	assert_true(dev_exists("cc"));
+	assert_int_equal(fk.wipes, 0);
+	assert_true(audit_has(t, "adopted from its open record"));
+	if (call(t, "cache.open", jargs(a), &res, &err))
+		fail_msg("the retried cache.open: %s", err.msg);
+	assert_true(json_object_object_get_ex(res, "already_open", &x));
+	json_object_put(res);
+	disable_revokes(t, "cc");
+}
+
+/* A record the header contradicts (another key configuration): not
+ * adopted, though the device alone would be; keys wiped, removed. */
+static void test_record_contradicted(void **state)
+{
+	struct tenv *t = *state;
+	char *kc;
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	assert_non_null(fk.snap_record);
+	kc = strstr(fk.snap_record, "\"keyconfig\":\"kc1\"");
+	assert_non_null(kc);
+	kc[strlen("\"keyconfig\":\"kc")] = '9';
+	crash_restart(t, true);
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_true(audit_has(t, "its header names key configuration kc1"));
+}
+
+/* Neither record nor header (the disk's header is gone): fail closed.
+ * One unused mapping is removed; one in use stays keyless, listed as
+ * revoked (status shows why), and close removes it once it is free. */
+static void test_unknown_mapping_fails_closed(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	json_object *res;
+	char path[256], st[32], rs[32];
+	const char *txt;
+	int fd;
+
+	open_volume(t, "d1", "v1");
+	open_volume(t, "d2", "v2");
+	for (int i = 1; i <= 2; i++) {
+		snprintf(path, sizeof(path), "%s/d%d", t->dir, i);
+		fd = open(path, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 0), 0);
+		assert_int_equal(ftruncate(fd, (2 << 20) + 64 * 4096), 0);
+		close(fd);
+	}
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.busy, sizeof(fk.busy), "v2");
+	pthread_mutex_unlock(&fk.mu);
+	crash_restart(t, false);	/* no volumes.json entry, no record */
+	assert_false(dev_exists("v1"));
+	assert_true(dev_exists("v2"));
+	assert_int_equal(fk.wipes, 2);
+	assert_int_equal(dev_keys("v2"), 0);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
+	/* The kernel's state stays active (keyless: every I/O fails); the
+	 * agent's is revoked, with the cause. */
+	status_of(t, "v2", st, rs, sizeof(st));
+	assert_string_equal(rs, "revoked");
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v2\"}"), &res, &err), 0);
+	txt = json_object_to_json_string(res);
+	assert_non_null(strstr(txt, "not adopted at agent start"));
+	json_object_put(res);
+	assert_true(audit_has(t, "mapping in use, kept"));
+	pthread_mutex_lock(&fk.mu);
+	fk.busy[0] = '\0';
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v2\", \"if_open\": true}"),
+			      NULL, &err), 0);
+	assert_false(dev_exists("v2"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -5727,6 +6098,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_kill_without_threads, setup_small, teardown),
 		T(test_kill_not_behind_write),
 		T(test_revoke_waiter_hangs_up),
+		T(test_crash_open_adopted),
+		T(test_crash_open_before_keys),
+		T(test_unknown_mapping_from_device),
+		T(test_record_contradicted),
+		T(test_crash_cache_adopted),
+		T(test_unknown_mapping_fails_closed),
 	};
 
 	if (geteuid() != 0) {

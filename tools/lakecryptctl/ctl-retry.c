@@ -19,9 +19,11 @@
  * An open is idempotent in the agent (Documentation/lakecrypttab.md: the
  * volume already open under NAME with the same workspace and device
  * succeeds as already_open), and neither failure retried here opened
- * anything (a hang-up may have: the retry then finds it open if the
- * agent recorded it; if it crashed before, the retry fails on the
- * existing device), so a retry cannot open a volume twice.
+ * anything (a hang-up may have: the open recorded itself before its
+ * mapping existed, so the restarted agent has adopted the mapping, and
+ * the retry finds it open, or, for an open that had not finished, wiped
+ * and removed it, and the retry opens it again: Documentation/
+ * lakecrypt-agent.md, "Restart"), so a retry cannot open a volume twice.
  */
 #include <errno.h>
 #include <string.h>

@@ -1,0 +1,581 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Open records and the adoption of mappings at start
+ * (Documentation/lakecrypt-agent.md, "Restart").
+ *
+ * An open writes "<runtime dir>/opening/<name>.json" (the entry
+ * volumes.json would hold: name, uuid, device, header, workspace, key
+ * configuration, CMK; never a key) durably, fsync'ed and renamed into
+ * place, before the dm device is created (env->before_create), and
+ * removes it once volumes.json lists the volume or the open was undone.
+ * A crash in between (after the create, after the keys, in udev's wait)
+ * leaves the record next to the mapping.
+ *
+ * At start every LAKECRYPT-<uuid> mapping that volumes.json does not list
+ * is adopted, so that it is watched like any open volume, when
+ *   - its open record names it (name and uuid), and the header the record
+ *     names (attached or detached) carries that uuid, key configuration,
+ *     provider and key reference (a cache: the record alone), or, with no
+ *     usable record, the device its table names holds an attached header
+ *     of that uuid whose key configuration is its workspace's binding;
+ *   - its table holds every key the volume has (an open that died before
+ *     "key load" finished is not one to keep);
+ * and it is announced to udev again (a crash in that wait lost it).
+ * Any other lakecrypt mapping fails closed: "key wipe all" (never
+ * "revoke": a new table would be needed, and an ephemeral one discards
+ * its data), then removed; one that is in use stays, keyless, listed as
+ * revoked so that status shows it and close removes it.  Every outcome is
+ * logged and audited ("adopt").  An unwatched keyed mapping would be out
+ * of the kill switch's reach.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fileio.h"
+#include "header.h"
+#include "rotate.h"
+
+#define ADOPT_DIR	"opening"
+#define ADOPT_EXT	".json"
+
+int agent_open_records_init(struct agent *a, struct lc_error *err)
+{
+	char tmp[PATH_MAX], *slash;
+
+	snprintf(tmp, sizeof(tmp), "%s", a->runtime_path);
+	slash = strrchr(tmp, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(tmp, sizeof(tmp), ".");
+	if (snprintf(a->record_dir, sizeof(a->record_dir), "%s/%s", tmp, ADOPT_DIR) >=
+	    (int)sizeof(a->record_dir))
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_MISCONFIG, "socket path too long");
+	return lc_mkdir_p(a->record_dir, 0700, err);
+}
+
+static int adopt_path(const struct agent *a, const char *name, char *out, size_t size)
+{
+	struct lc_error e;
+
+	if (!a->record_dir[0] || lc_name_check("volume name", name, &e) < 0 ||
+	    snprintf(out, size, "%s/%s" ADOPT_EXT, a->record_dir, name) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int agent_open_record(void *ctx, const struct lc_volume *v, struct lc_error *err)
+{
+	struct agent *a = ctx;
+	struct lc_volume *one[1];
+	char path[PATH_MAX], m[LC_ERROR_MSG_MAX];
+	int r;
+
+	if (adopt_path(a, v->name, path, sizeof(path)) < 0)
+		return lc_err(err, -ENAMETOOLONG, LC_ERRC_INTERNAL,
+			      "volume %s: no place for its open record", v->name);
+	/* lc_volumes_save() only reads the entries. */
+	memcpy(one, &v, sizeof(one[0]));
+	r = lc_volumes_save(path, one, 1, err);
+	if (r < 0) {
+		snprintf(m, sizeof(m), "%s", err->msg);
+		return lc_err(err, r, LC_ERRC_INTERNAL,
+			      "volume %s not opened: its open record could not be written (%s), and a crash during the open would leave a mapping no agent watches",
+			      v->name, m);
+	}
+	return 0;
+}
+
+void agent_open_record_clear(struct agent *a, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (adopt_path(a, name, path, sizeof(path)) == 0 && unlink(path) < 0 && errno != ENOENT)
+		lc_warn("%s: %s (a restarted agent checks it against the kernel)", path,
+			strerror(errno));
+}
+
+void agent_open_record_end(struct agent *a, const struct lc_volume_env *env, const char *name)
+{
+	struct lc_dm_status st;
+	struct lc_error e = { 0 };
+	int r;
+
+	if (agent_volume(a, name)) {
+		agent_open_record_clear(a, name);	/* volumes.json has it */
+		return;
+	}
+	agent_unlock(a);
+	r = env->be->dm_status(env->be_ctx, name, &st, &e);
+	agent_relock(a);
+	if (r == 0 && !agent_volume(a, name)) {
+		lc_warn("/dev/mapper/%s: the open failed but a lakecrypt mapping of that name remains: its open record is kept, and a restarted agent adopts it or wipes its keys",
+			name);
+		return;
+	}
+	agent_open_record_clear(a, name);
+}
+
+static void adopt_audit(struct agent *a, const struct lc_volume *v, const char *uuid,
+			const char *device, enum lc_audit_outcome o, const char *detail)
+{
+	struct lc_audit_event ev;
+	struct lc_error ae;
+
+	lc_audit_event_init(&ev, "adopt", o);
+	ev.peer_uid = -1;
+	ev.volume = uuid;
+	ev.device = device && *device ? device : NULL;
+	if (v) {
+		ev.workspace = v->workspace[0] ? v->workspace : NULL;
+		ev.project = v->project[0] ? v->project : NULL;
+		ev.keyconfig = v->keyconfig[0] ? v->keyconfig : NULL;
+		ev.provider = v->provider[0] ? v->provider : NULL;
+		ev.cmk_id = v->cmk_id[0] ? v->cmk_id : NULL;
+	}
+	if (o != LC_AUDIT_SUCCESS)
+		ev.error_class = LC_ERRC_INVALID;
+	ev.detail = detail;
+	if (lc_audit_write(&a->audit, &ev, &ae) < 0)
+		lc_error_log("audit record for adopt could not be written: %s", ae.msg);
+}
+
+/* The used header copy of the storage at @path (read-only: dm holds the
+ * device, and nothing is written).  NULL with @why. */
+static struct lc_header *adopt_header(const char *path, char *why, size_t size)
+{
+	struct lc_header *copies[2] = { NULL, NULL }, *h;
+	struct lc_header_info info;
+	struct lc_error e = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0) {
+		snprintf(why, size, "its header %.200s cannot be opened: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (lc_header_read_copies(fd, copies, &info, &e) < 0) {
+		close(fd);
+		snprintf(why, size, "no lakecrypt header on %.100s: %.300s", path, e.msg);
+		return NULL;
+	}
+	close(fd);
+	h = copies[info.used];
+	lc_header_free(copies[!info.used]);
+	return h;
+}
+
+/* Keys a full open loads: one per mapped segment, but the shredded. */
+static uint32_t adopt_keys_expected(const struct lc_header *h, uint32_t segments)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < segments && i < h->segment_count; i++)
+		n += !lc_dek_is_shredded(&h->deks[i], h->key_size);
+	return n;
+}
+
+/* Does @h say what the record @v says?  *@keys: the keys a full open of
+ * @v loads.  0, or -1 with @why. */
+static int adopt_matches(const struct lc_header *h, const struct lc_volume *v, uint32_t *keys,
+			 char *why, size_t size)
+{
+	char u[LC_UUID_STR_LEN];
+
+	lc_header_uuid_str(h, u);
+	if (strcmp(u, v->uuid)) {
+		snprintf(why, size, "its header is volume %s, not %s", u, v->uuid);
+		return -1;
+	}
+	if (strcmp(h->keyconfig, v->keyconfig) || strcmp(h->provider, v->provider) ||
+	    strcmp(h->provider_ref, v->provider_ref)) {
+		snprintf(why, size,
+			 "its header names key configuration %.60s (%.120s), its record %.60s (%.120s)",
+			 h->keyconfig, h->provider_ref, v->keyconfig, v->provider_ref);
+		return -1;
+	}
+	if (strcmp(h->cipher, v->cipher) || h->key_size != v->key_size ||
+	    h->segment_sectors != v->segment_sectors || h->data_offset != v->data_offset) {
+		snprintf(why, size, "its header's geometry is not the record's");
+		return -1;
+	}
+	*keys = adopt_keys_expected(h, v->segments);
+	return 0;
+}
+
+/* The record of @d, checked against its header.  NULL: none usable
+ * (*@tried: a record exists, and @why says why it is not taken). */
+static struct lc_volume *adopt_from_record(struct agent *a, const struct lc_dm_device *d,
+					   const char *uuid, uint32_t *keys, bool *tried,
+					   char *why, size_t size)
+{
+	struct lc_volume *v = NULL;
+	struct lc_header *h;
+	struct lc_error e = { 0 };
+	char path[PATH_MAX];
+	int r;
+
+	*tried = false;
+	if (adopt_path(a, d->name, path, sizeof(path)) < 0)
+		return NULL;
+	r = lc_volume_record_load(path, &v, &e);
+	if (r == -ENOENT)
+		return NULL;
+	if (r < 0) {
+		lc_warn("%s: %s: looking at the device instead", path, e.msg);
+		return NULL;
+	}
+	/* Of another volume (an open that found the name taken): not this
+	 * mapping's record. */
+	if (strcmp(v->name, d->name) || strcmp(v->uuid, uuid)) {
+		lc_info("%s is the open record of volume %s, not of %s: looking at the device",
+			path, v->uuid, uuid);
+		lc_volume_free(v);
+		return NULL;
+	}
+	*tried = true;
+	if (v->kind == LC_VOLUME_CACHE) {
+		*keys = v->segments;	/* random keys, all of them */
+		return v;
+	}
+	h = adopt_header(v->header[0] ? v->header : v->device, why, size);
+	if (!h || adopt_matches(h, v, keys, why, size) < 0) {
+		lc_header_free(h);
+		lc_volume_free(v);
+		return NULL;
+	}
+	lc_header_free(h);
+	return v;
+}
+
+/* The TABLE line's fields (Documentation/admin-guide/dm-lakecrypt.rst). */
+struct adopt_table {
+	char cipher[LC_HDR_CIPHER_SIZE];
+	uint32_t key_size;
+	uint64_t segment_sectors, offset;
+	char device[PATH_MAX];
+	char volume_id[LAKECRYPT_MAX_VOLUME_ID + 1];
+	uint32_t sector_size;
+	bool ephemeral;
+};
+
+static int adopt_parse_table(char *p, struct adopt_table *t)
+{
+	char *save = NULL, *tok[7], *end;
+	unsigned long long x;
+	unsigned long nopt = 0;
+	int n = 0;
+
+	memset(t, 0, sizeof(*t));
+	t->sector_size = LAKECRYPT_MIN_SECTOR_SIZE;
+	for (char *s = strtok_r(p, " ", &save); s && n < 7; s = strtok_r(NULL, " ", &save))
+		tok[n++] = s;
+	if (n < 6 || strlen(tok[0]) >= sizeof(t->cipher) || strlen(tok[3]) >= sizeof(t->device) ||
+	    strlen(tok[5]) >= sizeof(t->volume_id))
+		return -EINVAL;
+	snprintf(t->cipher, sizeof(t->cipher), "%s", tok[0]);
+	if (tok[1][0] != ':')
+		return -EINVAL;
+	errno = 0;
+	x = strtoull(tok[1] + 1, &end, 10);
+	if (errno || *end != ':' || !x || x > LAKECRYPT_MAX_KEY_SIZE)
+		return -EINVAL;
+	t->key_size = (uint32_t)x;
+	x = strtoull(tok[2], &end, 10);
+	if (errno || *end || !x)
+		return -EINVAL;
+	t->segment_sectors = x;
+	snprintf(t->device, sizeof(t->device), "%s", tok[3]);
+	x = strtoull(tok[4], &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	t->offset = x;
+	snprintf(t->volume_id, sizeof(t->volume_id), "%s", tok[5]);
+	if (n == 7) {
+		nopt = strtoul(tok[6], &end, 10);
+		if (errno || *end || nopt > LAKECRYPT_MAX_OPT_PARAMS)
+			return -EINVAL;
+	}
+	for (unsigned long i = 0; i < nopt; i++) {
+		char *o = strtok_r(NULL, " ", &save);
+
+		if (!o)
+			return -EINVAL;
+		if (!strcmp(o, LAKECRYPT_OPT_EPHEMERAL))
+			t->ephemeral = true;
+		else if (!strncmp(o, LAKECRYPT_OPT_SECTOR_SIZE ":", strlen(LAKECRYPT_OPT_SECTOR_SIZE ":"))) {
+			x = strtoull(o + strlen(LAKECRYPT_OPT_SECTOR_SIZE ":"), &end, 10);
+			if (errno || *end || x < LAKECRYPT_MIN_SECTOR_SIZE || x > LAKECRYPT_MAX_SECTOR_SIZE)
+				return -EINVAL;
+			t->sector_size = (uint32_t)x;
+		}
+	}
+	return 0;
+}
+
+/* No record: the attached header on the device @d's table names, of
+ * @uuid, under its workspace's current binding.  NULL with @why. */
+static struct lc_volume *adopt_from_device(struct agent *a, const struct lc_dm_device *d,
+					   const char *uuid, uint32_t *keys, char *why,
+					   size_t size)
+{
+	const struct lc_volume_backend *be = a->env.be;
+	_cleanup_free_ char *params = NULL;
+	const struct lc_keyconfig *kc;
+	struct lc_volume *v;
+	struct lc_header *h;
+	struct adopt_table t;
+	struct lc_error e = { 0 };
+	char path[PATH_MAX + 16], real[PATH_MAX], u[LC_UUID_STR_LEN];
+	uint64_t len = 0;
+	int r;
+
+	if (!be->dm_table) {
+		snprintf(why, size, "no open record, and its table cannot be read here");
+		return NULL;
+	}
+	if (be->dm_table(a->env.be_ctx, d->name, &params, &len, &e) < 0) {
+		snprintf(why, size, "no open record, and its table: %.300s", e.msg);
+		return NULL;
+	}
+	if (adopt_parse_table(params, &t) < 0 || strcmp(t.volume_id, uuid) || !len) {
+		snprintf(why, size, "no open record, and its table is not one of volume %s", uuid);
+		return NULL;
+	}
+	if (t.ephemeral) {
+		snprintf(why, size, "a cache without its open record: its CMK is unknown");
+		return NULL;
+	}
+	/* The kernel names the device "major:minor"; the fake, a path. */
+	if (t.device[0] == '/')
+		snprintf(path, sizeof(path), "%s", t.device);
+	else
+		snprintf(path, sizeof(path), "/dev/block/%s", t.device);
+	if (!realpath(path, real)) {
+		snprintf(why, size, "no open record, and its device %.100s: %s", path, strerror(errno));
+		return NULL;
+	}
+	h = adopt_header(real, why, size);
+	if (!h)
+		return NULL;
+	lc_header_uuid_str(h, u);
+	if (strcmp(u, uuid) || h->data_offset != t.offset || strcmp(h->cipher, t.cipher) ||
+	    h->key_size != t.key_size || h->segment_sectors != t.segment_sectors ||
+	    h->sector_size != t.sector_size) {
+		snprintf(why, size, "no open record, and the header on %.200s is not the table's volume %s",
+			 real, uuid);
+		lc_header_free(h);
+		return NULL;
+	}
+	/* Watched under the CMK the workspace is bound to, or not at all. */
+	agent_relock(a);
+	r = lc_registry_resolve(&a->reg, h->workspace, &kc, &e);
+	if (r == 0 && (strcmp(kc->name, h->keyconfig) || strcmp(kc->provider, h->provider) ||
+		       strcmp(kc->key_ref, h->provider_ref)))
+		r = -EPERM;
+	v = r == 0 ? calloc(1, sizeof(*v)) : NULL;
+	if (v)
+		snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", h->cmk_id[0] ? h->cmk_id :
+			 kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
+	agent_unlock(a);
+	if (!v) {
+		snprintf(why, size,
+			 "no open record, and its header's key configuration %.60s is not the binding of workspace %.60s",
+			 h->keyconfig, h->workspace);
+		lc_header_free(h);
+		return NULL;
+	}
+	snprintf(v->name, sizeof(v->name), "%.*s", (int)sizeof(v->name) - 1, d->name);
+	v->kind = LC_VOLUME_PROJECT;
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	snprintf(v->device, sizeof(v->device), "%s", real);
+	if (t.device[0] != '/')
+		snprintf(v->devno, sizeof(v->devno), "%.23s", t.device);
+	snprintf(v->workspace, sizeof(v->workspace), "%s", h->workspace);
+	snprintf(v->project, sizeof(v->project), "%s", h->project);
+	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", h->keyconfig);
+	snprintf(v->provider, sizeof(v->provider), "%s", h->provider);
+	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", h->provider_ref);
+	snprintf(v->cmk_version, sizeof(v->cmk_version), "%s", h->cmk_version);
+	snprintf(v->cipher, sizeof(v->cipher), "%s", h->cipher);
+	v->key_size = h->key_size;
+	v->sector_size = h->sector_size;
+	v->segment_sectors = h->segment_sectors;
+	v->data_offset = h->data_offset;
+	v->length = len;
+	v->segments = (uint32_t)(len / t.segment_sectors + !!(len % t.segment_sectors));
+	v->opened = (int64_t)time(NULL);
+	*keys = adopt_keys_expected(h, v->segments);
+	lc_header_free(h);
+	return v;
+}
+
+static void adopt_add(struct agent *a, struct lc_volume *v, enum slot_revoke rs)
+{
+	struct vol_slot *s = calloc(1, sizeof(*s)), **t;
+
+	agent_relock(a);
+	t = s ? realloc(a->vols, (a->nvols + 1) * sizeof(*t)) : NULL;
+	if (!t) {
+		agent_unlock(a);
+		lc_error_log("out of memory: /dev/mapper/%s is not listed", v->name);
+		free(s);
+		lc_volume_free(v);
+		return;
+	}
+	a->vols = t;
+	s->v = v;
+	s->revoker = -1;
+	s->rs = rs;
+	a->vols[a->nvols++] = s;
+	agent_unlock(a);
+}
+
+/* Fail closed: the keys go, then the mapping if nothing holds it. */
+static void adopt_refuse(struct agent *a, const struct lc_dm_device *d, const char *uuid,
+			 const char *why)
+{
+	const struct lc_volume_backend *be = a->env.be;
+	struct lc_error e = { 0 }, e2 = { 0 };
+	struct lc_volume *v;
+	char detail[LC_ERROR_MSG_MAX + 128];
+	int wiped;
+
+	wiped = be->dm_message(a->env.be_ctx, d->name,
+			       LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_WIPE " " LAKECRYPT_MSG_RANGE_ALL,
+			       &e);
+	/* A revoked table has no key to wipe and refuses the message. */
+	if (wiped < 0 && e.code == -EPERM)
+		wiped = 0;
+	if (be->dm_remove(a->env.be_ctx, d->name, &e2) == 0 || e2.code == -ENXIO) {
+		lc_warn("/dev/mapper/%s (volume %s) not adopted: %s; %s and removed",
+			d->name, uuid, why, wiped < 0 ? "its keys could not be wiped" : "its keys wiped");
+		snprintf(detail, sizeof(detail), "not adopted (%.300s): keys %s, mapping removed", why,
+			 wiped < 0 ? "not wiped" : "wiped");
+		adopt_audit(a, NULL, uuid, d->name, LC_AUDIT_FAILURE, detail);
+		return;
+	}
+	lc_error_log("/dev/mapper/%s (volume %s) not adopted: %s; %s, but it is in use (%s): it stays, listed as revoked; close it once unused",
+		     d->name, uuid, why,
+		     wiped < 0 ? "its keys could NOT be wiped" : "its keys are wiped", e2.msg);
+	snprintf(detail, sizeof(detail), "not adopted (%.300s): keys %s, mapping in use, kept", why,
+		 wiped < 0 ? "not wiped" : "wiped");
+	adopt_audit(a, NULL, uuid, d->name, LC_AUDIT_FAILURE, detail);
+	/* A name no volume can have stays out of the list (log and audit
+	 * only); any other is listed so that status shows it. */
+	v = strlen(d->name) < sizeof(v->name) ? calloc(1, sizeof(*v)) : NULL;
+	if (!v)
+		return;
+	snprintf(v->name, sizeof(v->name), "%.*s", (int)sizeof(v->name) - 1, d->name);
+	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
+	v->kind = LC_VOLUME_PROJECT;
+	v->revoked = true;
+	v->opened = (int64_t)time(NULL);
+	snprintf(v->revoke_cause, sizeof(v->revoke_cause),
+		 "not adopted at agent start (%.150s): %s", why,
+		 wiped < 0 ? "its keys could not be wiped" : "keys wiped");
+	adopt_add(a, v, SLOT_REVOKED);
+}
+
+/* One mapping volumes.json does not list. */
+static void adopt_one(struct agent *a, const struct lc_dm_device *d)
+{
+	const struct lc_volume_backend *be = a->env.be;
+	const char *uuid = d->uuid + strlen(LC_DM_UUID_PREFIX);
+	struct lc_volume *v = NULL;
+	struct lc_dm_status st;
+	struct lc_error e = { 0 };
+	char why[LC_ERROR_MSG_MAX] = "";
+	uint32_t keys = 0;
+	bool tried = false;
+	const char *from = "its open record";
+
+	if (strlen(uuid) != LC_UUID_STR_LEN - 1 || lc_name_check("volume name", d->name, &e) < 0) {
+		adopt_refuse(a, d, uuid, "its device-mapper name or uuid is not one a lakecrypt volume has");
+		return;
+	}
+	v = adopt_from_record(a, d, uuid, &keys, &tried, why, sizeof(why));
+	if (!v && !tried) {
+		from = "its device";
+		v = adopt_from_device(a, d, uuid, &keys, why, sizeof(why));
+	}
+	if (!v) {
+		adopt_refuse(a, d, uuid, why);
+		return;
+	}
+	/* Only a complete open is kept: one that died before its last key
+	 * load is undone, and opened again by whoever retries it. */
+	if (be->dm_status(a->env.be_ctx, d->name, &st, &e) < 0) {
+		snprintf(why, sizeof(why), "its status: %.300s", e.msg);
+	} else if (st.state == LC_DM_STATE_REVOKED) {
+		v->revoked = true;
+		snprintf(v->revoke_cause, sizeof(v->revoke_cause), "revoked before the agent restarted");
+	} else if (st.keys_loaded < keys) {
+		snprintf(why, sizeof(why), "its open did not finish (%" PRIu32 " of %" PRIu32 " keys loaded)",
+			 st.keys_loaded, keys);
+	}
+	if (why[0] && !v->revoked) {
+		lc_volume_free(v);
+		adopt_refuse(a, d, uuid, why);
+		return;
+	}
+	/* The crash may have come in udev's wait (or in its suspend). */
+	if (!v->revoked && be->dm_announce && be->dm_announce(a->env.be_ctx, d->name, &e) < 0)
+		lc_warn("/dev/mapper/%s: announcing it to udev again failed: %s", d->name, e.msg);
+	lc_warn("adopted /dev/mapper/%s (volume %s, workspace %s, CMK %s) from %s: it is watched and can be revoked and closed; re-wrap needs a new open",
+		d->name, uuid, v->workspace, v->cmk_id, from);
+	adopt_audit(a, v, uuid, v->device, LC_AUDIT_SUCCESS,
+		    !strcmp(from, "its device") ? "adopted from its device" :
+		    "adopted from its open record");
+	adopt_add(a, v, v->revoked ? SLOT_REVOKED : SLOT_LIVE);
+}
+
+int agent_adopt_mappings(struct agent *a)
+{
+	const struct lc_volume_backend *be = a->env.be;
+	_cleanup_free_ struct lc_dm_device *devs = NULL;
+	struct lc_error e = { 0 };
+	size_t ndev = 0;
+	DIR *dir;
+	struct dirent *de;
+	bool saved;
+
+	if (be->dm_list(a->env.be_ctx, &devs, &ndev, &e) < 0) {
+		lc_warn("lakecrypt mappings cannot be listed (%s): open records kept for the next start",
+			e.msg);
+		return 0;
+	}
+	for (size_t i = 0; i < ndev; i++) {
+		const char *uuid = devs[i].uuid + strlen(LC_DM_UUID_PREFIX);
+		struct vol_slot *s = agent_volume(a, devs[i].name);
+
+		if (s && !strcmp(s->v->uuid, uuid))
+			continue;	/* listed in volumes.json */
+		adopt_one(a, &devs[i]);
+	}
+	/* Every record is now in volumes.json or its mapping is gone. */
+	saved = agent_volumes_save(a, NULL) == 0;
+	if (!saved || !(dir = opendir(a->record_dir)))
+		return 0;
+	while ((de = readdir(dir))) {
+		char path[PATH_MAX];
+
+		/* Records, and temp files of an interrupted record write. */
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    snprintf(path, sizeof(path), "%s/%s", a->record_dir, de->d_name) >=
+		    (int)sizeof(path))
+			continue;
+		if (unlink(path) < 0)
+			lc_warn("%s: %s", path, strerror(errno));
+	}
+	closedir(dir);
+	return 0;
+}
