@@ -68,3 +68,31 @@ n14=$(find "$D14" -type f | wc -l)
 	grep -qx 'usr/lib/lakecrypt' tools/debian/lakecrypt.install
 tap $? "make uninstall where the Debian package installed lakecrypt (its installed-by-dpkg marker): refused, nothing removed"
 cat "$work/un14" "$work/marker.sh" >>"$log"; : >"$log"
+
+# ---- the package's postinst and an existing group named lakecrypt
+# (finding 6): a system group (gid 100..999) is reused quietly; a group
+# made for something else is reused with a loud warning naming its
+# members (by the list and by primary gid); no group: made.  getent and
+# addgroup are fakes ($FAKE_GROUPS, $FAKE_PASSWD), adduser.conf is the
+# host's (Debian's defaults when absent).
+pf=$work/postinst-fake
+mkdir -p "$pf"
+printf '#!/bin/sh\ncase $1 in\ngroup) grep "^$2:" "$FAKE_GROUPS" ;;\npasswd) cat "$FAKE_PASSWD" ;;\nesac\n' >"$pf/getent"
+printf '#!/bin/sh\necho "addgroup $*" >>"%s/calls"\n' "$pf" >"$pf/addgroup"
+chmod +x "$pf/getent" "$pf/addgroup"
+printf 'alice:x:1000:1000::/home/alice:/bin/sh\ncarol:x:1001:1500::/home/carol:/bin/sh\n' >"$pf/passwd"
+postinst() {	# postinst GROUP-LINES: runs configure; output in $pf/out, addgroup calls in $pf/calls
+	printf '%s\n' "$@" >"$pf/groups"; rm -f "$pf/calls"
+	FAKE_GROUPS=$pf/groups FAKE_PASSWD=$pf/passwd PATH=$pf:$PATH sh tools/debian/lakecrypt.postinst configure >"$pf/out" 2>&1
+}
+ok=0
+postinst 'lakecrypt:x:1500:bob,alice' 'lakecrypt-admin:x:998:' || ok=1
+grep -q 'WARNING: the group "lakecrypt" already exists (gid 1500) and is not a' "$pf/out" &&
+	grep -q 'its members (bob alice carol ) are' "$pf/out" && grep -q 'operators of the agent' "$pf/out" &&
+	grep -q 'operator_group' "$pf/out" && ! grep -q 'lakecrypt-admin' "$pf/out" && [ ! -e "$pf/calls" ] || ok=1
+cat "$pf/out" >>"$log"
+postinst 'lakecrypt:x:120:' || ok=1
+[ ! -s "$pf/out" ] && grep -qx 'addgroup --system --quiet lakecrypt-admin' "$pf/calls" || ok=1
+cat "$pf/out" >>"$log"
+[ $ok -eq 0 ]
+tap $? "postinst: an existing non-system group lakecrypt is reused with a loud warning naming its members; a system group quietly; a missing one made"
