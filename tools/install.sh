@@ -70,7 +70,14 @@ table() {
 }
 
 # Paths may hold spaces (the rules, units and generator quote them), not
-# the characters udev, systemd and shell quoting cannot carry.
+# the characters udev, systemd and shell quoting cannot carry.  Every
+# directory variable, and DESTDIR when given, is an absolute plain path
+# (review 11b, finding 2): no "//", no "." or ".." component, no '/' at
+# the end (lakecrypttab's plain-path rule, agent/lib/crypttab.h): a ".."
+# in PREFIX would put files outside DESTDIR (and uninstall would remove
+# files there), a relative SBINDIR would be written into the units as
+# ExecStart=sbin/lakecrypt-agent.  Checked before anything is written
+# (make dist-files runs `install.sh check` first).
 for v in DESTDIR PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MANDIR DOCDIR \
 	 SYSCONFDIR DIST BIN; do
 	case $v in
@@ -80,6 +87,17 @@ for v in DESTDIR PREFIX SBINDIR LIBEXECDIR UDEVRULESDIR UNITDIR GENERATORDIR MAN
 	case ${!v-} in
 	*[!A-Za-z0-9\ /._+:,@=~-]*)
 		echo "install.sh: $v=\"${!v}\": only letters, digits, spaces and /._+:,@=~- are allowed in paths" >&2
+		exit 2 ;;
+	esac
+	case $v in DIST | BIN) continue ;; esac
+	[ "$v" = DESTDIR ] && [ -z "$DESTDIR" ] && continue
+	case ${!v} in
+	/*) ;;
+	*) echo "install.sh: $v=\"${!v}\": an absolute path is needed (starting with '/')" >&2; exit 2 ;;
+	esac
+	case ${!v} in
+	*//* | */./* | */. | */../* | */.. | ?*/)
+		echo "install.sh: $v=\"${!v}\": not a plain path: no \"//\", no \".\" or \"..\" component, no '/' at the end" >&2
 		exit 2 ;;
 	esac
 done
@@ -203,6 +221,11 @@ install)
 		reload
 	fi ;;
 uninstall)
+	# The Debian package's files are dpkg's (review 11b, finding 3): its
+	# rules drop make's manifest and ship this marker instead.
+	if [ -e "$DESTDIR$LIBEXECDIR/installed-by-dpkg" ]; then
+		die "lakecrypt under PREFIX=$PREFIX${DESTDIR:+ in DESTDIR=$DESTDIR} was installed by the Debian package ($DESTDIR$LIBEXECDIR/installed-by-dpkg): use apt-get remove lakecrypt; nothing removed"
+	fi
 	# What to remove: the manifest's files and modules, or (an install
 	# without one) the table's for the variables given.
 	if [ -f "$DESTDIR$manifest" ]; then
@@ -210,10 +233,15 @@ uninstall)
 		# only paths where lakecrypt installs (a hostile manifest
 		# under a PREFIX another user owns names nothing else).
 		own_file "$DESTDIR$manifest"
-		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" | awk '!/(^|\/)\.\.(\/|$)/' |
+		files=$(sed -n 's|^file \(/.*\)$|\1|p' "$DESTDIR$manifest" |
 			while IFS= read -r f; do
-				if installable "$f"; then echo "$f"
-				else echo "install.sh: $DESTDIR$manifest names $f, where lakecrypt installs nothing: not removed" >&2; fi
+				case $f in
+				*//* | */./* | */. | */../* | */..)
+					echo "install.sh: $DESTDIR$manifest names $f, not a plain path: not removed" >&2 ;;
+				*)
+					if installable "$f"; then echo "$f"
+					else echo "install.sh: $DESTDIR$manifest names $f, where lakecrypt installs nothing: not removed" >&2; fi ;;
+				esac
 			done)
 		kbuild_kvers=$(awk '$1 == "module" && $2 == "kbuild" && $3 ~ /^[A-Za-z0-9._+~-]+$/ { print $3 }' "$DESTDIR$manifest")
 		dkms_vers=$(awk '$1 == "module" && $2 == "dkms" && $3 ~ /^[0-9.]+$/ { print $3 }' "$DESTDIR$manifest")

@@ -352,24 +352,12 @@ static bool names_by_header(const char *d, size_t n)
 	return false;
 }
 
-/* Line @l of @len bytes (no '\n', CR dropped) names @name first: check it. */
-static int check_line(const char *path, unsigned int lineno, const char *name, char *l,
-		      size_t len, bool nul, struct lc_crypttab_entry *out, struct lc_error *err)
+/* The fields of line @l (@len bytes), separated by blanks (space, tab):
+ * at most MAX_FIELDS of them into @f/@fl; returns how many. */
+static size_t split_fields(const char *l, size_t len, const char **f, size_t *fl)
 {
-	const char *f[MAX_FIELDS];
-	size_t fl[MAX_FIELDS], nf = 0;
-	bool cache = false, header = false;
-	char why[320], q[LC_CRYPTTAB_QUOTE_SIZE];
+	size_t nf = 0;
 
-	for (size_t i = 0; i < len; i++)
-		if (((unsigned char)l[i] < 0x20 && l[i] != '\t') || l[i] == 0x7f) {
-			if (nul)
-				snprintf(why, sizeof(why), "NUL byte on line %u", lineno);
-			else
-				snprintf(why, sizeof(why), "control character 0x%02x on line %u",
-					 (unsigned char)l[i], lineno);
-			goto bad;
-		}
 	for (size_t i = 0; i < len && nf < MAX_FIELDS;) {
 		size_t j;
 
@@ -383,6 +371,143 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 		fl[nf++] = j - i;
 		i = j;
 	}
+	return nf;
+}
+
+/* The length in bytes of the systemd device unit of the plain path @p (@n
+ * bytes): systemd-escape --path (systemd.unit(5), "String Escaping":
+ * the '/' at either end dropped, '/' -> '-', a leading '.' and every byte
+ * but [A-Za-z0-9:_.] -> \xNN) and ".device"; the generator's esc_path(). */
+static size_t devunit_len(const char *p, size_t n)
+{
+	size_t len = sizeof(".device") - 1;
+
+	while (n && *p == '/')
+		p++, n--;
+	while (n && p[n - 1] == '/')
+		n--;
+	if (!n)
+		return len + 1;		/* "-" */
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+
+		if (c == '/' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == ':' || c == '_' || (c == '.' && i))
+			len += 1;
+		else
+			len += 4;
+	}
+	return len;
+}
+
+/* The device DEVICE (@f, @n bytes) names, as the generator's canon_dev()
+ * writes it: UUID=<uuid> as its /dev/disk/by-uuid/ path, lower-cased; a
+ * path without one '/' at its end; anything else as it is.  Into @buf
+ * (LC_CRYPTTAB_PATH_MAX + 1 bytes, not NUL-terminated), its length in
+ * *@len; false when longer (then it is no valid line's device). */
+static bool canon_dev(const char *f, size_t n, char *buf, size_t *len)
+{
+	static const char byuuid[] = "/dev/disk/by-uuid/";
+	const size_t bl = sizeof(byuuid) - 1;
+
+	if (n >= 5 && !memcmp(f, "UUID=", 5) && lc_crypttab_is_uuid(f + 5, n - 5)) {
+		memcpy(buf, byuuid, bl);
+		for (size_t i = 0; i < 36; i++) {
+			char c = f[5 + i];
+
+			buf[bl + i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+		}
+		*len = bl + 36;
+		return true;
+	}
+	if (n >= 3 && f[0] == '/' && f[n - 1] == '/')
+		n--;
+	if (n > LC_CRYPTTAB_PATH_MAX)
+		return false;
+	memcpy(buf, f, n);
+	*len = n;
+	return true;
+}
+
+/* A line of @buf (up to @end) that is not a comment: its first @nf (at
+ * most MAX_FIELDS) fields, CR before its end dropped.  Returns the start
+ * of the next line; *@nf 0 for a comment or blank line. */
+static const char *next_line(const char *l, const char *end, const char **f, size_t *fl, size_t *nf)
+{
+	const char *nl = memchr(l, '\n', (size_t)(end - l));
+	size_t n = (size_t)((nl ? nl : end) - l);
+
+	if (n && l[n - 1] == '\r')
+		n--;
+	*nf = split_fields(l, n, f, fl);
+	if (*nf && f[0][0] == '#')
+		*nf = 0;
+	return nl ? nl + 1 : end;
+}
+
+/* The line before @upto (the whole lines of the file before the line being
+ * checked, from @buf) that owns a DEVICE naming the same device as @d (@dn
+ * bytes, a valid line's): the first line that names its NAME, a valid
+ * NAME, and lists it (canon_dev()), good or bad, as the generator keeps
+ * them.  Returns its line number with its NAME in @owner (64 bytes), or 0. */
+static unsigned int device_owner(const char *buf, const char *upto, const char *d, size_t dn,
+				 char owner[64])
+{
+	char want[LC_CRYPTTAB_PATH_MAX + 1], got[LC_CRYPTTAB_PATH_MAX + 1];
+	size_t wl, gl;
+	unsigned int lineno = 0;
+
+	if (!canon_dev(d, dn, want, &wl))
+		return 0;
+	for (const char *l = buf; l < upto;) {
+		const char *f[MAX_FIELDS], *start = l;
+		size_t fl[MAX_FIELDS], nf;
+		bool first = true;
+
+		lineno++;
+		l = next_line(l, upto, f, fl, &nf);
+		if (nf < 2 || !name_ok(f[0], fl[0]) || !canon_dev(f[1], fl[1], got, &gl) ||
+		    gl != wl || memcmp(got, want, wl))
+			continue;
+		/* the first line that names f[0]? */
+		for (const char *k = buf; k < start && first;) {
+			const char *g[MAX_FIELDS];
+			size_t gfl[MAX_FIELDS], gn;
+
+			k = next_line(k, start, g, gfl, &gn);
+			first = !(gn && gfl[0] == fl[0] && !memcmp(g[0], f[0], fl[0]));
+		}
+		if (!first)
+			continue;
+		memcpy(owner, f[0], fl[0]);	/* fl[0] < 64: name_ok() */
+		owner[fl[0]] = '\0';
+		return lineno;
+	}
+	return 0;
+}
+
+/* Line @l of @len bytes (no '\n', CR dropped) names @name first: check it.
+ * @buf: the file, whose lines before @l are checked for the same device. */
+static int check_line(const char *path, const char *buf, const char *lstart, unsigned int lineno,
+		      const char *name, char *l, size_t len, bool nul,
+		      struct lc_crypttab_entry *out, struct lc_error *err)
+{
+	const char *f[MAX_FIELDS];
+	size_t fl[MAX_FIELDS], nf = 0;
+	bool cache = false, header = false;
+	char why[512], owner[64], q[LC_CRYPTTAB_QUOTE_SIZE];
+	unsigned int oline;
+
+	for (size_t i = 0; i < len; i++)
+		if (((unsigned char)l[i] < 0x20 && l[i] != '\t') || l[i] == 0x7f) {
+			if (nul)
+				snprintf(why, sizeof(why), "NUL byte on line %u", lineno);
+			else
+				snprintf(why, sizeof(why), "control character 0x%02x on line %u",
+					 (unsigned char)l[i], lineno);
+			goto bad;
+		}
+	nf = split_fields(l, len, f, fl);
 	/* crypttab(5) has whole-line comments only, and so has lakecrypttab. */
 	if ((nf >= 4 && f[3][0] == '#') || (nf >= 5 && f[4][0] == '#')) {
 		snprintf(why, sizeof(why),
@@ -452,6 +577,22 @@ static int check_line(const char *path, unsigned int lineno, const char *name, c
 			 cache ? "a cache's device" : "a detached header's data device");
 		goto bad;
 	}
+	/* systemd takes unit names of at most 255 bytes, and the drop-in
+	 * directory NAME.d must fit in a file name (255 bytes) too. */
+	if (!out->uuid[0] && devunit_len(f[1], fl[1]) > 253) {
+		snprintf(why, sizeof(why),
+			 "line %u: device \"%s\": its systemd device unit name would be %zu bytes (systemd-escape --path), over the 253 that a unit name and its drop-in directory NAME.d can take; name the device by a shorter link (/dev/disk/by-id/..., UUID=)",
+			 lineno, lc_crypttab_quote(f[1], fl[1], q), devunit_len(f[1], fl[1]));
+		goto bad;
+	}
+	/* One line per device: two units bound to one device race for it. */
+	oline = device_owner(buf, lstart, f[1], fl[1], owner);
+	if (oline) {
+		snprintf(why, sizeof(why),
+			 "line %u: device \"%s\" is already line %u's (volume \"%s\"): two units would race for one device; list each device once (lakecrypttab(5))",
+			 lineno, lc_crypttab_quote(f[1], fl[1], q), oline, owner);
+		goto bad;
+	}
 	out->line = lineno;
 	return 1;
 bad:
@@ -479,7 +620,7 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 		return r;
 	r = 0;
 	for (char *l = buf, *end = buf + len; l < end;) {
-		char *nl = memchr(l, '\n', (size_t)(end - l)), *p;
+		char *nl = memchr(l, '\n', (size_t)(end - l)), *p, *lstart = l;
 		size_t n = (size_t)((nl ? nl : end) - l);
 		bool nul = false;
 
@@ -500,7 +641,7 @@ int lc_crypttab_find(const char *path, const char *name, struct lc_crypttab_entr
 			continue;
 		if (n < nlen || memcmp(p, name, nlen) || (n > nlen && p[nlen] != ' ' && p[nlen] != '\t'))
 			continue;
-		r = check_line(path, lineno, name, p, n, nul, out, err);
+		r = check_line(path, buf, lstart, lineno, name, p, n, nul, out, err);
 		break;
 	}
 	free(buf);

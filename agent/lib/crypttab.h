@@ -35,7 +35,13 @@
  * detached header's data device do not carry); "discard" is refused
  * (lakecrypt passes no discards); a 4th or 5th field starting with '#'
  * (a trailing comment, which crypttab(5) does not allow either) is
- * refused.  A name whose first line fails these checks is opened by no
+ * refused; a DEVICE path whose systemd device unit name (systemd-escape
+ * --path, ".device") is over 253 bytes (systemd's 255, less the ".d" of
+ * its drop-in directory) is refused; a DEVICE naming the device (UUID=
+ * as its /dev/disk/by-uuid/ path, one trailing '/' dropped) that an
+ * earlier line lists is refused, when that line is the first to name its
+ * NAME, a valid one, good or bad (two units would race for one device).
+ * A name whose first line fails these checks is opened by no
  * one (the generator makes a unit for it that only fails, unless nofail).
  */
 #ifndef LC_CRYPTTAB_H

@@ -1185,6 +1185,12 @@ LAKECRYPTTAB=$work/tab12 "$gen" "$G" 2>"$log" && [ -f "$G/lakecrypt@line:1.servi
 	[ -L "$G/lakecrypt.target.requires/lakecrypt@line:1.service" ] && ! grep -rq 'bad\$1' "$G"/*.service
 tap $? "a bad line's name that is no unit name: lakecrypt@line:1.service, linked into lakecrypt.target"
 
+# The second hostile review of issue 11 (review 11b): glob characters,
+# long device unit names, one device twice, the stop timeout; install's
+# directory variables, uninstall of the Debian package's files.
+. tests/system/generator-review11b.sh
+. tests/system/install-review11b.sh
+
 # ------------------------------------------------------------ the QEMU harness
 # tools/qemu/run.sh boots once more only when the guest kernel died in its
 # own boot, before dm-lakecrypt was loaded and before the entry printed a

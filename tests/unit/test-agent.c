@@ -4698,6 +4698,14 @@ static void test_tab_bad_lines(void **state)
 		  "a cache's device carries no lakecrypt header" },
 		{ "ledger /dev/disk/by-lakecrypt/ws1/ledger ws1 cache,segment-size=1M\n",
 		  "a cache's device carries no lakecrypt header" },
+		/* One device, one line (review 11b, finding 6): two units
+		 * bound to one device race for it; both line numbers named. */
+		{ "old UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\nledger /dev/disk/by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\n",
+		  "line 2: device \"/dev/disk/by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f\" is already line 1's (volume \"old\"): two units would race for one device" },
+		{ "# c\n\nold /dev/sdz ws1 bogus\nledger /dev/sdz/ ws1\n", "line 4: device \"/dev/sdz/\" is already line 3's (volume \"old\")" },
+		/* A device unit name over 253 bytes (review 11b, finding 5) */
+		{ "ledger /dev/disk/by-id/nvme-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ws1\n",
+		  "its systemd device unit name would be 254 bytes (systemd-escape --path), over the 253" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_tab(t, bad[i][0]);
@@ -4714,7 +4722,7 @@ static void test_tab_bad_lines(void **state)
 	/* a 63-character workspace is a name; "ledgerX" is not "ledger" */
 	memset(ws63, 'w', 63);
 	ws63[63] = '\0';
-	snprintf(tab, sizeof(tab), "ledgerX /dev/sdz ws1\nledger /dev/sdz %s\n", ws63);
+	snprintf(tab, sizeof(tab), "ledgerX /dev/sdz ws1\nledger /dev/sdy %s\n", ws63);
 	write_tab(t, tab);
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(open_in(t, "n1", "ws1", "ledger", NULL, &err), -EPERM);
@@ -4910,6 +4918,24 @@ static void test_tab_agrees_with_generator(void **state)
 		 * a by-uuid link so that no check recognises it) */
 		"ledger /dev/disk//by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\nwal /dev/./sdb ws1\nledgerX /dev/sdc/. ws1\n",
 		"ledger /dev//disk/by-lakecrypt/ws1/p ws1\nwal /dev/sdb ws1 header=/var/lib//h1\nledgerX /dev/sdc ws1 header=/var/lib/./h1\n",
+		/* One line per device (review 11b, finding 6): UUID= and its
+		 * by-uuid path, a path with and without its '/' at the end;
+		 * the owner is the first line of a valid NAME, good or bad; a
+		 * duplicate NAME's line owns nothing. */
+		"ledger UUID=3F2C9D1E-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\nwal /dev/disk/by-uuid/3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1\nledgerX UUID=3f2c9d1e-8a4b-4c6d-9e0f-1a2b3c4d5e6f ws1 nofail\n",
+		"ledger /dev/sdz ws1 bogus\nwal /dev/sdz/ ws1\nledgerX /dev/sdz ws2\n",
+		"ledger /dev/sdy ws1\nledger /dev/sdz ws1\nwal /dev/sdz ws1\nledgerX /dev/sdz ws1\n",
+		"wal$ /dev/sdz ws1\n# ledger /dev/sdy ws1\nledger /dev/sdz ws1\nwal /dev/sdy ws1\nledgerX /dev/sdzz ws1\n",
+		"ledger /dev/sdz ws1 noauto\nwal /dev/sdz ws1 noauto\nledgerX /dev/sdb ws1 timeout=5,x-systemd.device-timeout=9\n",
+		/* A device unit name over 253 bytes (review 11b, finding 5):
+		 * '-' is 4 bytes escaped: 253 bytes, then 254. */
+		"ledger /dev/disk/by-id/nvme-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ws1\n"
+		"wal /dev/disk/by-id/nvme-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx ws1 timeout=9\n"
+		"ledgerX /dev/.x@y ws1\n",
+		/* Glob characters are bytes, as the agent reads them
+		 * (review 11b, finding 1): no file name is read from them. */
+		"ledger /dev/sdz ws1 nofai[l]\nwal /dev/sd? ws1 *\nledgerX /dev/sdc ws1 /*,nofail\n",
+		"ledger /dev/sdz ws1 x-*,nofail\nwal /dev/sdy ws1 timeout=[0-9]\nledgerX /dev/* w?s *\n",
 	};
 	static const char *const names[] = { "ledger", "wal", "ledgerX", "control" };
 	size_t made = 0, refused = 0;
