@@ -309,8 +309,9 @@ export FAKE_LOG=$work/fake.log FAKE_WATCH="$P6/lib/udev/rules.d/61-lakecrypt.rul
 : >"$FAKE_LOG"
 PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >"$log" 2>&1 &&
 	grep -qxF 'udevadm control --reload (present)' "$FAKE_LOG" &&
-	grep -qxF 'systemctl daemon-reload (present)' "$FAKE_LOG"
-tap $? "install (no DESTDIR): udevadm control --reload and systemctl daemon-reload, files in place"
+	grep -qxF 'systemctl daemon-reload (present)' "$FAKE_LOG" &&
+	grep -qxF 'udevadm trigger --subsystem-match=block --action=change (present)' "$FAKE_LOG"
+tap $? "install (no DESTDIR): udevadm control --reload, systemctl daemon-reload, then a change event for every block device (links for the disks already there), files in place"
 cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
 PATH=$fb:$PATH make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
 	[ ! -e "$FAKE_WATCH" ] && [ "$(cat "$FAKE_LOG")" = "udevadm control --reload (absent)
@@ -1110,6 +1111,13 @@ env -u LAKECRYPTTAB CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb "$gen" "$G" 
 	[ -f "$G/lakecrypt@v1.service" ] && diff -r --no-dereference "$G" "$work/G-bb" >>"$log" 2>&1 &&
 	diff "$work/gen-cu.err" "$work/gen-bb.err" >>"$log" 2>&1
 tap $? "the generator makes the same units and messages with busybox's tools only (sh, stat, ln, ...)"
+cp "$work/tab-bb" "$work/tab-bb664"; chmod 664 "$work/tab-bb664"
+rm -rf "$G" "$work/G-bb"; mkdir -p "$G" "$work/G-bb"
+CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb664 "$gen" "$G" 2>"$work/gen-cu.err" &&
+	env CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb664 PATH=$bb /bin/busybox sh "$gen" "$work/G-bb" 2>"$work/gen-bb.err" &&
+	file_failed "$work/G-bb" "tab-bb664: writable by group or others; refused" &&
+	diff -r --no-dereference "$G" "$work/G-bb" >>"$log" 2>&1 && diff "$work/gen-cu.err" "$work/gen-bb.err" >>"$log" 2>&1
+tap $? "a refused lakecrypttab with busybox's tools only: the same failing lakecrypt@file:lakecrypttab.service"
 has tools/systemd/lakecrypt-generator.in '^agentconf=\$\{LAKECRYPT_AGENT_CONF:-"@SYSCONFDIR@/lakecrypt/agent\.conf"\}$' &&
 	grep -q '^	ct=/etc/crypttab$' tools/systemd/lakecrypt-generator.in &&
 	grep -q 'snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");' agent/lib/config.c
