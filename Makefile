@@ -99,9 +99,17 @@ demo-kernel:
 PREFIX       ?= /usr/local
 SBINDIR      ?= $(PREFIX)/sbin
 LIBEXECDIR   ?= $(PREFIX)/lib/lakecrypt
-UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
-UNITDIR      ?= $(PREFIX)/lib/systemd/system
-GENERATORDIR ?= $(PREFIX)/lib/systemd/system-generators
+# udev and systemd read rules, units and generators under /usr and
+# /usr/local only: with another PREFIX, their directories come from
+# pkg-config (udev.pc udevdir, systemd.pc systemdsystemunitdir and
+# systemdsystemgeneratordir) when it knows them; tools/install.sh warns
+# about a directory they do not read (rev11a finding 6).
+# PKG_CONFIG=false: the $(PREFIX)/lib/... defaults (tests).
+PKG_CONFIG   ?= pkg-config
+lc_pc = $(if $(filter /usr /usr/local,$(PREFIX)),,$(shell $(PKG_CONFIG) --variable=$(2) $(1) 2>/dev/null))
+UDEVRULESDIR ?= $(or $(addsuffix /rules.d,$(call lc_pc,udev,udevdir)),$(PREFIX)/lib/udev/rules.d)
+UNITDIR      ?= $(or $(call lc_pc,systemd,systemdsystemunitdir),$(PREFIX)/lib/systemd/system)
+GENERATORDIR ?= $(or $(call lc_pc,systemd,systemdsystemgeneratordir),$(PREFIX)/lib/systemd/system-generators)
 MANDIR       ?= $(PREFIX)/share/man
 DOCDIR       ?= $(PREFIX)/share/doc/lakecrypt
 SYSCONFDIR   ?= /etc

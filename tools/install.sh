@@ -164,6 +164,34 @@ reload() {
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 
+# Says which of UDEVRULESDIR, UNITDIR, GENERATORDIR udev or systemd do
+# not read (udev(7), systemd.unit(5), systemd.generator(7): /etc, /run,
+# /usr/local/lib, /usr/lib, /lib, and pkg-config's udevdir and
+# systemdsystem*dir), and where they went when PREFIX is not searched
+# (the Makefile took them from pkg-config).
+search_dirs_warn() {
+	local v d ok pc
+	case $PREFIX in
+	/usr | /usr/local) ;;
+	*) case $UDEVRULESDIR in "$PREFIX"/*) ;; *)
+		echo "install.sh: note: udev and systemd read nothing under PREFIX=$PREFIX (not read by them): the rules, units and generator go to $UDEVRULESDIR, $UNITDIR, $GENERATORDIR (pkg-config)" ;;
+	   esac ;;
+	esac
+	for v in UDEVRULESDIR:udev/rules.d:udev:udevdir:/rules.d \
+		 UNITDIR:systemd/system:systemd:systemdsystemunitdir: \
+		 GENERATORDIR:systemd/system-generators:systemd:systemdsystemgeneratordir:; do
+		IFS=: read -r var sub pkg pcvar pcsub <<<"$v"
+		d=${!var%/}
+		pc=$(${PKG_CONFIG:-pkg-config} --variable="$pcvar" "$pkg" 2>/dev/null || true)
+		ok=0
+		case $d in
+		"/etc/$sub" | "/run/$sub" | "/usr/local/lib/$sub" | "/usr/lib/$sub" | "/lib/$sub") ok=1 ;;
+		esac
+		[ -z "$pc" ] || [ "$d" != "$pc$pcsub" ] || ok=1
+		[ $ok = 1 ] || echo "install.sh: warning: $var=$d is not read by ${pkg}: its files there do nothing (set $var=/usr/lib/$sub, or PREFIX=/usr or /usr/local)" >&2
+	done
+}
+
 # DKMS knows lakecrypt VERSION (added, built or installed for some kernel).
 dkms_has() {
 	local out
@@ -209,6 +237,7 @@ install)
 	  case $MODULE in kbuild) echo "module kbuild $KVER" ;; dkms) echo "module dkms $ver" ;; esac
 	} | awk 'NF' | LC_ALL=C sort -u >"$tmp"
 	install -D -m 0644 "$tmp" "$DESTDIR$manifest"
+	search_dirs_warn
 	table | while IFS=$'\t' read -r mode dst src; do
 		[ -f "$src" ] || { echo "install.sh: $src is missing (run make first)" >&2; exit 1; }
 		install -D -m "$mode" "$src" "$DESTDIR$dst"
@@ -219,6 +248,11 @@ install)
 		dkms) dkms_register ;;
 		esac
 		reload
+		# Disks already there get their by-lakecrypt and by-uuid links
+		# now, not at their next change event.
+		if command -v udevadm >/dev/null; then
+			udevadm trigger --subsystem-match=block --action=change 2>/dev/null || true
+		fi
 	fi ;;
 uninstall)
 	# The Debian package's files are dpkg's (review 11b, finding 3): its

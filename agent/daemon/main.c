@@ -208,6 +208,7 @@ static int check_config(const struct options *o)
 		printf("%s: syntax valid\n", path);
 	}
 	printf("%s: lakecrypttab %s\n", path, cfg->lakecrypttab);
+	printf("%s: crypttab %s\n", path, cfg->crypttab[0] ? cfg->crypttab : "(none)");
 	f = open_memstream(&rep, &replen);
 	bad = f ? agent_providers_check(cfg, f) : -ENOMEM;
 	if (f)

@@ -629,7 +629,9 @@ unknown_section: {
 			keyname[kl] = '\0';
 			if (!have_section)
 				return bad("%s:%u: key \"%s\" before any [section]", name, line, keyname);
-			if (!vl)
+			/* Only [agent] crypttab may be empty: no crypttab(5),
+			 * no name reserved by it (lakecrypt-agent(8)). */
+			if (!vl && (strcmp(section, "agent") || strcmp(keyname, "crypttab")))
 				return bad("%s:%u: %s has an empty value", name, line, keyname);
 			if (vl >= sizeof(value))
 				return bad("%s:%u: the value of %s is too long", name, line, keyname);
@@ -657,6 +659,10 @@ unknown_section: {
 			return bad("%s:%u: %s is set twice in [%s] (first on line %u)", name, line,
 				   keyname, section, seen_line[i]);
 		seen_line[i] = line;
+		if (!vl) {	/* [agent] crypttab =: none */
+			cfg->crypttab[0] = '\0';
+			continue;
+		}
 		r = set_value(cfg, k, value, name, line, err);
 		if (r < 0)
 			return r;

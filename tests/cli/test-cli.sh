@@ -507,6 +507,36 @@ if [ -x "$agentbin" ]; then
 		else nok "$args on the file backend: exit 1, records exist only with etcd" "exit $rc" "$out"; fi
 	done
 	kill $apid 2>/dev/null; wait $apid 2>/dev/null
+	# `crypttab =` empty (lakecrypt-agent(8): a host without dm-crypt
+	# volumes) is accepted and means none; and lakecryptctl without
+	# --socket finds the agent at [agent] socket of the agent.conf the
+	# generator's units and the udev rule share (LAKECRYPT_AGENT_CONF
+	# here), an explicit --socket still winning (rev11a findings 2, 1).
+	d=$(cc_conf sockconf "[agent]\ncrypttab =\n")
+	sed -i "s|^socket = .*|socket = $d/moved.sock|" "$d/agent.conf"
+	out=$("$agentbin" --check-config --config "$d/agent.conf" 2>&1); rc=$?
+	if [ $rc -eq 0 ] && grep -qF "crypttab (none)" <<<"$out"; then
+		ok "--check-config: \`crypttab =\` empty is accepted, as none"
+	else nok "--check-config: \`crypttab =\` empty is accepted, as none" "exit $rc" "$out"; fi
+	"$agentbin" -c "$d/agent.conf" -f >"$d/agent.log" 2>&1 &
+	apid=$!
+	for _ in $(seq 100); do [ -S "$d/moved.sock" ] && break; kill -0 $apid 2>/dev/null || break; sleep 0.1; done
+	out=$(LAKECRYPT_AGENT_CONF=$d/agent.conf "$ctl" --timeout 5 ping 2>&1); rc=$?
+	if [ $rc -eq 0 ]; then ok "no --socket: lakecryptctl uses [agent] socket of agent.conf"
+	else nok "no --socket: lakecryptctl uses [agent] socket of agent.conf" "exit $rc" "$out" "$(cat "$d/agent.log")"; fi
+	out=$(LAKECRYPT_AGENT_CONF=$d/agent.conf "$ctl" --timeout 1 --socket "$d/agent.sock" ping 2>&1); rc=$?
+	if [ $rc -eq 3 ] && grep -qF "$d/agent.sock" <<<"$out"; then ok "an explicit --socket wins over agent.conf (exit 3)"
+	else nok "an explicit --socket wins over agent.conf (exit 3)" "exit $rc" "$out"; fi
+	kill $apid 2>/dev/null; wait $apid 2>/dev/null
+	printf '[agent]\nsocket = relative\n' >"$d/bad.conf"
+	out=$(LAKECRYPT_AGENT_CONF=$d/bad.conf "$ctl" --timeout 1 ping 2>&1); rc=$?
+	if [ $rc -eq 1 ] && grep -qF "bad.conf:2" <<<"$out" && grep -qF -- "--socket" <<<"$out"; then
+		ok "an agent.conf lakecryptctl cannot parse is named, with --socket as the way out"
+	else nok "an agent.conf lakecryptctl cannot parse is named, with --socket as the way out" "exit $rc" "$out"; fi
+	out=$(LAKECRYPT_AGENT_CONF=$d/none.conf "$ctl" --timeout 1 ping 2>&1); rc=$?
+	if [ $rc -eq 3 ] && grep -qF "/run/lakecrypt/agent.sock" <<<"$out"; then
+		ok "no agent.conf: the built-in socket"
+	else nok "no agent.conf: the built-in socket" "exit $rc" "$out"; fi
 else
 	nok "lakecrypt-agent binary ($agentbin) is there (make -C agent builds it)"
 fi

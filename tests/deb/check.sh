@@ -47,12 +47,14 @@ done >"$log.2" 2>&1
 [ ! -s "$log.2" ]; rc=$?; mv "$log.2" "$log"
 tap $rc "lakecrypt: agent, CLI, probe, rules, units, generator, man pages"
 # The documents and examples make install puts in share/doc/lakecrypt
-# (dh_compress gzips documents over 4 KiB, not examples).
+# (dh_compress gzips documents over 4 KiB, not examples; the rules keep
+# *.md and *.rst as they are, since the man pages name them so).
 dpkg-deb -c "$deb" | awk '{print $6}' >"$log.l"
 for f in agent-protocol.md key-hierarchy.md lakecryptctl.md on-disk-format.md udev.md \
 	kms-providers.md fleet-revocation.md etcd.md dm-lakecrypt.rst \
 	examples/agent.conf examples/lakecrypttab examples/hook-signal.conf; do
-	grep -qxE "\./usr/share/doc/lakecrypt/${f//./\\.}(\.gz)?" "$log.l" || echo "missing /usr/share/doc/lakecrypt/$f"
+	case $f in *.md | *.rst) gz= ;; *) gz='(\.gz)?' ;; esac
+	grep -qxE "\./usr/share/doc/lakecrypt/${f//./\\.}$gz" "$log.l" || echo "missing /usr/share/doc/lakecrypt/$f"
 done >"$log" 2>&1
 rm -f "$log.l"
 [ ! -s "$log" ]; tap $? "lakecrypt: documentation (kms-providers.md, fleet-revocation.md, ...) and examples (agent.conf, hook-signal.conf, ...)"

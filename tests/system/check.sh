@@ -23,6 +23,11 @@ log=$work/log
 # The generators run below read no crypttab(5) of this host (its names
 # would be refused): the tests that mean one set CRYPTTAB.
 export CRYPTTAB=
+# With a PREFIX outside /usr and /usr/local the Makefile takes udev's and
+# systemd's directories from pkg-config (this host's /lib/udev, outside
+# the test's trees): the installs below keep $(PREFIX)/lib/...; the tests
+# that mean pkg-config set PKG_CONFIG.
+export PKG_CONFIG=false
 
 tap() {	# tap RC DESC
 	n=$((n + 1))
@@ -178,6 +183,29 @@ run "make install PREFIX=/usr/local MODULE=none (defaults)" \
 	[ -f "$D2/usr/local/share/man/man8/lakecryptctl.8" ] && [ ! -e "$D2/usr/src" ] &&
 	has "$D2/usr/local/lib/udev/rules.d/61-lakecrypt.rules" '/usr/local/lib/lakecrypt/lakecrypt-probe'
 tap $? "PREFIX=/usr/local: paths udev and systemd search (/usr/local/lib/...), no module"
+# A PREFIX udev and systemd do not search (rev11a finding 6): the rules,
+# units and generator go where pkg-config's udev.pc and systemd.pc say,
+# with a note; without pkg-config's answer, where PREFIX says, with a
+# warning naming each directory nobody reads.
+fpc=$work/fake-pkg-config
+printf '#!/bin/sh\ncase "$*" in\n"--variable=udevdir udev") echo /pc/udev ;;\n"--variable=systemdsystemunitdir systemd") echo /pc/systemd/system ;;\n"--variable=systemdsystemgeneratordir systemd") echo /pc/systemd/system-generators ;;\n*) exit 1 ;;\nesac\n' >"$fpc"
+chmod +x "$fpc"
+Dpc=$work/root-pc
+make -s install DESTDIR="$Dpc" PREFIX=/opt/lakecrypt MODULE=none DIST="$work/dist-pc" PKG_CONFIG="$fpc" >"$work/pc.out" 2>&1 &&
+	[ -f "$Dpc/pc/udev/rules.d/61-lakecrypt.rules" ] && [ -f "$Dpc/pc/systemd/system/lakecrypt-agent.service" ] &&
+	[ -x "$Dpc/pc/systemd/system-generators/lakecrypt-generator" ] && [ -x "$Dpc/opt/lakecrypt/sbin/lakecryptctl" ] &&
+	[ ! -e "$Dpc/opt/lakecrypt/lib/udev" ] && [ ! -e "$Dpc/opt/lakecrypt/lib/systemd" ] &&
+	has "$work/pc.out" 'note: udev and systemd read nothing under PREFIX=/opt/lakecrypt \(not read by them\): the rules, units and generator go to /pc/udev/rules.d, /pc/systemd/system, /pc/systemd/system-generators' &&
+	! grep -q warning "$work/pc.out"
+tap $? "PREFIX=/opt/lakecrypt: rules, units and generator where pkg-config's udev.pc and systemd.pc say, with a note"
+make -s install DESTDIR="$work/root-nopc" PREFIX=/opt/lakecrypt MODULE=none DIST="$work/dist-pc" >"$work/pc.out" 2>&1 &&
+	[ -f "$work/root-nopc/opt/lakecrypt/lib/udev/rules.d/61-lakecrypt.rules" ] &&
+	has "$work/pc.out" 'warning: UDEVRULESDIR=/opt/lakecrypt/lib/udev/rules.d is not read by udev' &&
+	has "$work/pc.out" 'warning: UNITDIR=/opt/lakecrypt/lib/systemd/system is not read by systemd' &&
+	has "$work/pc.out" 'warning: GENERATORDIR=/opt/lakecrypt/lib/systemd/system-generators is not read by systemd' &&
+	make -s install DESTDIR="$work/root-nopc2" MODULE=none DIST="$work/dist-pc" >"$work/pc.out" 2>&1 &&
+	! grep -q 'warning\|note' "$work/pc.out"
+tap $? "no pkg-config answer: PREFIX=/opt/lakecrypt installs with a warning for each directory udev or systemd do not read; PREFIX=/usr/local none"
 # Every document the installed man pages and example configurations name
 # (*.md, *.rst) is installed, in DOCDIR; the man pages name that DOCDIR
 # (here /usr/local/share/doc/lakecrypt), not another.
@@ -281,8 +309,9 @@ export FAKE_LOG=$work/fake.log FAKE_WATCH="$P6/lib/udev/rules.d/61-lakecrypt.rul
 : >"$FAKE_LOG"
 PATH=$fb:$PATH make -s install PREFIX="$P6" MODULE=none DIST="$work/dist6" >"$log" 2>&1 &&
 	grep -qxF 'udevadm control --reload (present)' "$FAKE_LOG" &&
-	grep -qxF 'systemctl daemon-reload (present)' "$FAKE_LOG"
-tap $? "install (no DESTDIR): udevadm control --reload and systemctl daemon-reload, files in place"
+	grep -qxF 'systemctl daemon-reload (present)' "$FAKE_LOG" &&
+	grep -qxF 'udevadm trigger --subsystem-match=block --action=change (present)' "$FAKE_LOG"
+tap $? "install (no DESTDIR): udevadm control --reload, systemctl daemon-reload, then a change event for every block device (links for the disks already there), files in place"
 cat "$FAKE_LOG" >>"$log"; : >"$FAKE_LOG"
 PATH=$fb:$PATH make -s uninstall PREFIX="$P6" MODULE=none DIST="$work/dist6" >>"$log" 2>&1 &&
 	[ ! -e "$FAKE_WATCH" ] && [ "$(cat "$FAKE_LOG")" = "udevadm control --reload (absent)
@@ -808,18 +837,35 @@ tap $? "no lakecrypttab: nothing generated, nothing said"
 printf '# only comments\n\n' >"$tab"
 LAKECRYPTTAB=$tab "$gen" "$G" 2>"$log" && [ -z "$(ls "$G")" ]
 tap $? "only comments: nothing generated (lakecrypt.target not pulled in)"
+# file_failed DIR TEXT: the only units in DIR are the failing
+# lakecrypt@file:lakecrypttab.service, whose message has TEXT, required by
+# lakecrypt.target, which multi-user.target wants (rev11a finding 3: a
+# refused file made no unit, a clean-looking boot).
+file_failed() {
+	local fu=$1/lakecrypt@file:lakecrypttab.service
+	[ "$(cd "$1" && find . -name '*.service' | LC_ALL=C sort | tr '\n' ' ')" = \
+		"./lakecrypt.target.requires/lakecrypt@file:lakecrypttab.service ./lakecrypt@file:lakecrypttab.service " ] &&
+		[ -f "$fu" ] && has "$fu" '^ExecStart=/bin/false$' && grep -qF -- "$2" "$fu" &&
+		has "$fu" '^ExecStartPre=/bin/echo ".*; fix it \(lakecrypttab\(5\)\), then systemctl daemon-reload"$' &&
+		[ "$(readlink "$1/lakecrypt.target.requires/lakecrypt@file:lakecrypttab.service")" = ../lakecrypt@file:lakecrypttab.service ] &&
+		[ -L "$1/multi-user.target.wants/lakecrypt.target" ]
+}
 mkdir -p "$work/tabdir"
-LAKECRYPTTAB=$work/tabdir "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tabdir "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && file_failed "$G" "tabdir: not a regular file" &&
 	grep -q "lakecrypt-generator: $work/tabdir: not a regular file; refused" "$log"
-tap $? "lakecrypttab is a directory: said, nothing generated"
+tap $? "lakecrypttab is a directory: said; only lakecrypt@file:lakecrypttab.service, failing with the message"
 ln -sf "$work/nowhere" "$work/tablink"
-LAKECRYPTTAB=$work/tablink "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+rm -rf "$G"; mkdir -p "$G"
+LAKECRYPTTAB=$work/tablink "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && file_failed "$G" "tablink: a symbolic link; refused" &&
 	grep -q "lakecrypt-generator: $work/tablink: a symbolic link; refused" "$log"
-tap $? "lakecrypttab is a dangling symbolic link: said, nothing generated"
+tap $? "lakecrypttab is a dangling symbolic link: said; only a failing lakecrypt@file:lakecrypttab.service"
 cp "$tab" "$work/tab000"; chmod 000 "$work/tab000"; chmod o+x "$work"
+rm -rf "$work/nobody-gen"; mkdir -p "$work/nobody-gen"; chown 65534 "$work/nobody-gen"
 setpriv --reuid=65534 --regid=65534 --clear-groups env LAKECRYPTTAB="$work/tab000" "$gen" "$work/nobody-gen" 2>"$log"
-[ $? -eq 0 ] && grep -q "lakecrypt-generator: $work/tab000: cannot be read; no volume opened at boot" "$log"
-tap $? "lakecrypttab unreadable: said (not 'say: not found'), nothing generated"
+[ $? -eq 0 ] && grep -q "lakecrypt-generator: $work/tab000: cannot be read; no volume opened at boot" "$log" &&
+	file_failed "$work/nobody-gen" "tab000: cannot be read"
+tap $? "lakecrypttab unreadable: said (not 'say: not found'); only a failing lakecrypt@file:lakecrypttab.service"
 
 # lakecrypttab is root's (review 11b, finding 1): one who can write
 # /etc/lakecrypt but is not root must not make the generator read a
@@ -842,12 +888,12 @@ for c in "tabsym:a symbolic link" "tabhard:2 hard links" "tabgw:writable by grou
 	LAKECRYPTTAB=$f SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg "$gen" "$G" 2>"$log"; rc=$?
 	cp "$log" "$work/refuse.err"
 	ok=0
-	{ [ $rc -eq 0 ] && [ -z "$(ls -A "$G")" ] &&
+	{ [ $rc -eq 0 ] && file_failed "$G" "$why; refused" &&
 		grep -qF "lakecrypt-generator: $f: $why; refused (lakecrypttab must be a regular file owned by root, not writable by group or others, with one link" "$work/refuse.err" &&
 		grep -qF "<3>lakecrypt-generator: $f: $why; refused" "$work/kmsg" &&
 		! grep -rq SECRET "$G" "$work/refuse.err" "$work/kmsg" && ! find "$G" | grep -q SECRET; } ||
 		{ ok=1; echo "rc $rc; generated:"; find "$G"; echo "kmsg:"; cat "$work/kmsg"; } >>"$log"
-	tap $ok "lakecrypttab ${c%%:*} ($why): refused, said on stderr and the kernel log, nothing generated, no SECRET in either"
+	tap $ok "lakecrypttab ${c%%:*} ($why): refused, said on stderr and the kernel log, only a failing lakecrypt@file:lakecrypttab.service, no SECRET in any"
 done
 rm -f "$work/tabhard"
 # The same SECRET file as a plain root-owned 0600 lakecrypttab: read (the
@@ -992,9 +1038,9 @@ for v in span disc tc; do
 done
 head -c 1048577 /dev/zero | tr '\000' '#' >"$work/tab7"
 rm -rf "$G"; mkdir -p "$G"
-LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && [ -z "$(ls "$G")" ] &&
+LAKECRYPTTAB=$work/tab7 "$gen" "$G" 2>"$log"; [ $? -eq 0 ] && file_failed "$G" "tab7: larger than 1 MiB" &&
 	grep -q "lakecrypt-generator: $work/tab7: larger than 1 MiB; no volume opened at boot" "$log"
-tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said, nothing generated"
+tap $? "lakecrypttab over 1 MiB (the agent refuses every open then): said; only a failing lakecrypt@file:lakecrypttab.service"
 # "control" is device-mapper's /dev/mapper/control: no name, workspace or
 # header name (lc_name_check() refuses it too; test_tab_agrees_with_generator).
 printf 'control /dev/sdz finance\nok2 /dev/sdy control\nok3 /dev/sdx finance header=control\nok4 /dev/sdw finance header=control0\n' >"$work/tab8"
@@ -1141,6 +1187,13 @@ diff "$work/q-coreutils.err" "$work/q-busybox.err" >>"$log" 2>&1 || ok=1
 diff "$work/q-coreutils.kmsg" "$work/q-busybox.kmsg" >>"$log" 2>&1 || ok=1
 [ $ok -eq 0 ]
 tap $? "bad lines with ESC sequences, a 5,000-byte field, binary bytes: messages and units printable ASCII, values as \\xNN, at most 64 bytes then '...'; the same with busybox's tools"
+cp "$work/tab-bb" "$work/tab-bb664"; chmod 664 "$work/tab-bb664"
+rm -rf "$G" "$work/G-bb"; mkdir -p "$G" "$work/G-bb"
+CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb664 "$gen" "$G" 2>"$work/gen-cu.err" &&
+	env CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bb664 PATH=$bb /bin/busybox sh "$gen" "$work/G-bb" 2>"$work/gen-bb.err" &&
+	file_failed "$work/G-bb" "tab-bb664: writable by group or others; refused" &&
+	diff -r --no-dereference "$G" "$work/G-bb" >>"$log" 2>&1 && diff "$work/gen-cu.err" "$work/gen-bb.err" >>"$log" 2>&1
+tap $? "a refused lakecrypttab with busybox's tools only: the same failing lakecrypt@file:lakecrypttab.service"
 has tools/systemd/lakecrypt-generator.in '^agentconf=\$\{LAKECRYPT_AGENT_CONF:-"@SYSCONFDIR@/lakecrypt/agent\.conf"\}$' &&
 	grep -q '^	ct=/etc/crypttab$' tools/systemd/lakecrypt-generator.in &&
 	grep -q 'snprintf(cfg->crypttab, sizeof(cfg->crypttab), "/etc/crypttab");' agent/lib/config.c
@@ -1148,9 +1201,32 @@ tap $? "without [agent] crypttab, generator and agent both read /etc/crypttab"
 mkdir -p "$work/ctdir"
 rm -rf "$G"; mkdir -p "$G"
 CRYPTTAB=$work/ctdir LAKECRYPTTAB=$work/tab10 "$gen" "$G" 2>"$log"; rc=$?
-[ $rc -eq 0 ] && [ -z "$(ls "$G")" ] &&
+[ $rc -eq 0 ] && file_failed "$G" "ctdir: not a regular file: lakecrypt-agent cannot check volume names" &&
 	grep -qF "lakecrypt-generator: $work/ctdir: not a regular file: lakecrypt-agent cannot check volume names against it and refuses every open; no volume opened at boot" "$log"
-tap $? "a crypttab that cannot be read (the agent refuses every open): said, nothing generated"
+tap $? "a crypttab that cannot be read (the agent refuses every open): said; only a failing lakecrypt@file:lakecrypttab.service"
+# `crypttab =` empty in agent.conf (lakecrypt-agent(8), a host without
+# dm-crypt volumes): no crypttab, as the agent reads it, not /etc/crypttab
+# (rev11a finding 2); the test points the unset default at one that would
+# refuse the name.
+printf '[agent]\ncrypttab =\n' >"$work/ct-empty.conf"
+printf 'data /dev/sdy finance\n' >"$work/tab-cte"; chmod 600 "$work/tab-cte"
+rm -rf "$G"; mkdir -p "$G"
+sed 's|^\tct=/etc/crypttab$|\tct='"$work"'/crypttab|' "$gen" >"$work/gen-ct"; chmod +x "$work/gen-ct"
+env -u CRYPTTAB LAKECRYPT_AGENT_CONF=$work/ct-empty.conf LAKECRYPTTAB=$work/tab-cte "$work/gen-ct" "$G" 2>"$log" &&
+	has "$G/lakecrypt@data.service" '^ExecStart=/usr/sbin/lakecryptctl .* open /dev/sdy data ' &&
+	rm -rf "$G" && mkdir -p "$G" &&
+	env -u CRYPTTAB LAKECRYPT_AGENT_CONF=/nonexistent LAKECRYPTTAB=$work/tab-cte "$work/gen-ct" "$G" 2>>"$log" &&
+	has "$G/lakecrypt@data.service" '^ExecStart=/bin/false$'
+tap $? "agent.conf \`crypttab =\` empty: the generator reads no crypttab (unset: the default one)"
+# Messages are written as they are (rev11a finding 5): dash's echo made
+# "\n" in a field a forged line and "\c" cut the message short.
+printf '%s\n' 'a /dev/vdb finance x\nlakecrypt-generator:FORGED' 'b /dev/vdb finance y\cCUT' >"$work/tab-bs"; chmod 600 "$work/tab-bs"
+rm -rf "$G"; mkdir -p "$G"; : >"$work/kmsg"
+CRYPTTAB=/nonexistent LAKECRYPTTAB=$work/tab-bs SYSTEMD_SCOPE=system LAKECRYPT_KMSG=$work/kmsg "$gen" "$G" 2>"$log"
+! grep -q '^lakecrypt-generator:FORGED' "$log" && ! grep -q '^lakecrypt-generator:FORGED' "$work/kmsg" &&
+	grep -q 'tab-bs:2: unknown option .*CUT' "$log" && grep -q 'tab-bs:2: .*fails at start' "$log" &&
+	grep -q '^<3>.*tab-bs:2: .*fails at start' "$work/kmsg"
+tap $? "a backslash in a field is written as it is: no forged line, no message cut short (stderr and kernel log)"
 
 # The generator starts no program per good line (issue 11 review, finding
 # 11b: systemd-escape cost ~20 ms of CPU a line): its own escaping is

@@ -199,6 +199,40 @@ change /dev/ram2
 settle
 lc_eq "copy wiped: by-uuid/$U0 is ram0's again" /dev/ram0 "$(link_to "/dev/disk/by-uuid/$U0")"
 
+# ---------------------------------------------------------------- a suspended dm backing device
+# A volume on a dm device (an LVM volume, here dm-linear over ram2, away
+# from ram2's first and last 4 MiB so that ram2 carries no header copy of
+# its own): a change event while it is suspended (55-dm.rules sets
+# DM_UDEV_DISABLE_OTHER_RULES_FLAG) is not probed, but keeps the last
+# probe's properties, so its by-lakecrypt and by-uuid links stay and a unit
+# bound to them (BindsTo=) is not stopped (rev11a finding 4).
+SZ=$(blockdev --getsz /dev/ram2)
+dmsetup create lc-lv --table "0 $((SZ - 16384)) linear /dev/ram2 8192" || lc_bail "dmsetup create lc-lv"
+settle
+ctl format /dev/mapper/lc-lv --workspace fin --project onlv --segment-size 1M --force --batch >/dev/null ||
+	lc_bail "format /dev/mapper/lc-lv"
+DMN=$(link_to /dev/mapper/lc-lv)
+change "$DMN"
+UL=$(prop "$DMN" ID_FS_UUID)
+lc_eq "dm backing device: by-lakecrypt/fin/onlv" "$DMN" "$(link_to /dev/disk/by-lakecrypt/fin/onlv)"
+lc_eq "dm backing device: by-uuid/$UL" "$DMN" "$(link_to "/dev/disk/by-uuid/$UL")"
+dmsetup suspend lc-lv
+udevadm trigger --action=change "$DMN"
+settle
+lc_eq "suspended, change event: DM_UDEV_DISABLE_OTHER_RULES_FLAG set" 1 "$(prop "$DMN" DM_UDEV_DISABLE_OTHER_RULES_FLAG)"
+lc_eq "suspended, change event: ID_FS_TYPE kept" lakecrypt "$(prop "$DMN" ID_FS_TYPE)"
+lc_eq "suspended, change event: LAKECRYPT_PROJECT kept" onlv "$(prop "$DMN" LAKECRYPT_PROJECT)"
+lc_eq "suspended, change event: by-lakecrypt/fin/onlv stays" "$DMN" "$(link_to /dev/disk/by-lakecrypt/fin/onlv)"
+lc_eq "suspended, change event: by-uuid/$UL stays" "$DMN" "$(link_to "/dev/disk/by-uuid/$UL")"
+dmsetup resume lc-lv
+settle
+lc_eq "resumed: by-lakecrypt/fin/onlv" "$DMN" "$(link_to /dev/disk/by-lakecrypt/fin/onlv)"
+dmsetup remove lc-lv
+settle
+lc_eq "dm backing device removed: by-lakecrypt/fin/onlv gone" "" "$(ls /dev/disk/by-lakecrypt/fin/onlv 2>/dev/null)"
+dd if=/dev/zero of=/dev/ram2 bs=1M count=40 conv=notrunc 2>/dev/null
+change /dev/ram2
+
 # ---------------------------------------------------------------- mapped devices
 ctl open /dev/disk/by-lakecrypt/fin/ledger ledger --workspace fin >/dev/null
 lc_result $? "open through /dev/disk/by-lakecrypt/fin/ledger"

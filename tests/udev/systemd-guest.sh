@@ -138,6 +138,28 @@ grep -q '^lakecrypt@broken2.service' "$LC_TMP/failed.txt" &&
 lc_result $? "bad line: in systemctl --failed, its status says the line and what is wrong" ||
 	lc_diag_file "$LC_TMP/failed.txt"
 systemctl reset-failed lakecrypt@broken2.service
+# A lakecrypttab refused as a whole (writable by its group here): one
+# unit, lakecrypt@file:lakecrypttab.service, that systemd loads under
+# that name, required by lakecrypt.target, failing with the message
+# (rev11a finding 3: it used to leave no unit, a clean-looking boot).
+tabmode=$(stat -c %a /etc/lakecrypt/lakecrypttab)
+chmod 664 /etc/lakecrypt/lakecrypttab
+systemctl daemon-reload
+lc_eq "refused lakecrypttab: lakecrypt@file:lakecrypttab.service loaded" loaded \
+	"$(systemctl show -p LoadState --value lakecrypt@file:lakecrypttab.service)"
+systemctl show -p RequiredBy --value lakecrypt@file:lakecrypttab.service | grep -qw lakecrypt.target
+lc_result $? "refused lakecrypttab: the unit is required by lakecrypt.target"
+systemctl start lakecrypt@file:lakecrypttab.service >/dev/null 2>&1
+lc_eq "refused lakecrypttab: its unit fails at start" failed "$(state lakecrypt@file:lakecrypttab.service)"
+journalctl --sync 2>/dev/null
+journalctl -b --no-pager -u lakecrypt@file:lakecrypttab.service >"$LC_TMP/ffail.txt" 2>&1
+grep -q "/etc/lakecrypt/lakecrypttab: writable by group or others; refused" "$LC_TMP/ffail.txt"
+lc_result $? "refused lakecrypttab: the unit's status says why" || lc_diag_file "$LC_TMP/ffail.txt"
+chmod "$tabmode" /etc/lakecrypt/lakecrypttab
+systemctl reset-failed lakecrypt@file:lakecrypttab.service
+systemctl daemon-reload
+lc_eq "lakecrypttab fixed: lakecrypt@file:lakecrypttab.service gone" not-found \
+	"$(systemctl show -p LoadState --value lakecrypt@file:lakecrypttab.service)"
 t0=$(date +%s)
 up0=$(cut -d' ' -f1 /proc/uptime)
 timeout 300 systemctl start lakecrypt.target

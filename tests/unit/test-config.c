@@ -128,6 +128,9 @@ static void test_bad(void **state)
 		{ "[agent]\nsocket\n", "agent.conf:2: expected \"key = value\"" },
 		{ "[agent]\n= /x\n", "agent.conf:2: a key name is missing" },
 		{ "[agent]\nsocket =\n", "agent.conf:2: socket has an empty value" },
+		{ "[agent]\nlakecrypttab =\n", "agent.conf:2: lakecrypttab has an empty value" },
+		{ "[agent]\ncrypttab = /a\ncrypttab =\n", "agent.conf:3: crypttab is set twice" },
+		{ "[kms]\ncrypttab =\n", "agent.conf:2: crypttab has an empty value" },
 		{ "[agent]\nsocket = relative.sock\n", "agent.conf:2: socket = \"relative.sock\" is not an absolute path" },
 		{ "[agent]\nsocket = /run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "agent.conf:2: socket is too long" },
 		{ "[agent]\nsocket_mode = 0999\n", "agent.conf:2: socket_mode = \"0999\" is not an octal" },
@@ -174,6 +177,23 @@ static void test_bad(void **state)
 	lc_config_defaults(&c);
 	assert_int_equal(lc_config_parse(&c, "[agent]\0x", 9, "f", &e), -EINVAL);
 	assert_non_null(strstr(e.msg, "NUL"));
+}
+
+/* `crypttab =` empty, as lakecrypt-agent(8) tells a host without dm-crypt
+ * volumes: no crypttab, not a refused configuration (issue 11 review
+ * rev11a, finding 2); the only key that may be empty. */
+static void test_crypttab_empty(void **state)
+{
+	struct lc_config c;
+	struct lc_error e = { 0 };
+
+	(void)state;
+	assert_int_equal(parse(&c, "[agent]\ncrypttab =\n", &e), 0);
+	assert_string_equal(c.crypttab, "");
+	assert_int_equal(parse(&c, "[agent]\ncrypttab =   # none\n", &e), 0);
+	assert_string_equal(c.crypttab, "");
+	assert_int_equal(parse(&c, "[agent]\n", &e), 0);
+	assert_string_equal(c.crypttab, "/etc/crypttab");
 }
 
 static void test_aws_kms(void **state)
@@ -599,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_crypttab_empty),
 		cmocka_unit_test(test_revocation_watch_fits),
 		cmocka_unit_test(test_revocation_advice_exact),
 		cmocka_unit_test(test_aws_kms),

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "proto.h"
 #include "registry.h"
@@ -371,7 +372,9 @@ static const char exit_codes[] =
 
 static const char global_opts[] =
 	"Global options:\n"
-	"  --socket PATH   agent control socket (default " LC_PROTO_DEFAULT_SOCKET ")\n"
+	"  --socket PATH   agent control socket (default: [agent] socket of the agent's\n"
+	"                  agent.conf, $LAKECRYPT_AGENT_CONF or " LC_CONFIG_DEFAULT_PATH ",\n"
+	"                  else " LC_PROTO_DEFAULT_SOCKET ")\n"
 	"  --json          print the agent's JSON result instead of text\n"
 	"  --timeout SEC   seconds to wait for the agent, 0 = forever (default 30)\n"
 	"  -h, --help      show help (also after any command)\n"

@@ -185,6 +185,14 @@ bool lc_ctl_op_retries(const char *op);
  * socket is missing (-ENOENT) or nobody listens on it (-ECONNREFUSED and
  * @path is a socket; not a regular file, which also gives ECONNREFUSED). */
 bool lc_ctl_connect_retryable(int code, const char *path);
+/* The agent's socket when no --socket is given: [agent] socket of the
+ * agent's configuration ($LAKECRYPT_AGENT_CONF, else
+ * LC_CONFIG_DEFAULT_PATH), read with the agent's parser; the built-in
+ * LC_PROTO_DEFAULT_SOCKET when the file is missing or unreadable (-ENOENT,
+ * -EACCES).  Writes the path into @buf (@len bytes, 108 suffice).
+ * Returns 0, or a negative errno with @err (@errlen bytes) saying what is
+ * wrong with the file (ctl-conf.c). */
+int lc_ctl_conf_socket(char *buf, size_t len, char *err, size_t errlen);
 /* Whether an agent error of class @cls is retried: "transient" only. */
 bool lc_ctl_class_retryable(const char *cls);
 /* Delay in ms before attempt @attempt + 1 (@attempt from 1):

@@ -280,7 +280,7 @@ int main(int argc, char *argv[])
 {
 	struct lc_ctl_cmd cmd;
 	struct lc_error e = { 0 };
-	char err[1024], hint[96];
+	char err[1024], hint[96], sockbuf[108];
 	int rc;
 
 	rc = lc_ctl_parse(argc, argv, &cmd, err, sizeof(err));
@@ -305,6 +305,15 @@ int main(int argc, char *argv[])
 		}
 		break;
 	case LC_CTL_AGENT:
+		/* no --socket: the one agent.conf gives the agent (ctl-conf.c) */
+		if (cmd.socket == (const char *)LC_PROTO_DEFAULT_SOCKET) {
+			if (lc_ctl_conf_socket(sockbuf, sizeof(sockbuf), err, sizeof(err)) < 0) {
+				fail(NULL, err);
+				rc = LC_CTL_EXIT_FAILED;
+				break;
+			}
+			cmd.socket = sockbuf;
+		}
 		if (cmd.confirm)
 			rc = confirm(&cmd);
 		if (rc == LC_CTL_EXIT_OK)
