@@ -495,7 +495,7 @@ static int check_line(const char *path, const char *buf, const char *lstart, uns
 	const char *f[MAX_FIELDS];
 	size_t fl[MAX_FIELDS], nf = 0;
 	bool cache = false, header = false;
-	char why[512], owner[64], q[LC_CRYPTTAB_QUOTE_SIZE];
+	char why[512], owner[64], q[LC_CRYPTTAB_QUOTE_SIZE], mapper[sizeof("/dev/mapper/") + 64];
 	unsigned int oline;
 
 	for (size_t i = 0; i < len; i++)
@@ -591,6 +591,16 @@ static int check_line(const char *path, const char *buf, const char *lstart, uns
 		snprintf(why, sizeof(why),
 			 "line %u: device \"%s\" is already line %u's (volume \"%s\"): two units would race for one device; list each device once (lakecrypttab(5))",
 			 lineno, lc_crypttab_quote(f[1], fl[1], q), oline, owner);
+		goto bad;
+	}
+	/* Mounts of /dev/mapper/NAME wait for blockdev@<that path>.target
+	 * (systemd-escape --path: a '-' of NAME is 4 bytes), a unit name of
+	 * at most 255 bytes too. */
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", name);
+	if (sizeof("blockdev@") - 1 + devunit_len(mapper, strlen(mapper)) > 255) {
+		snprintf(why, sizeof(why),
+			 "line %u: volume name \"%s\": the unit blockdev@ of /dev/mapper/%s would be %zu bytes (systemd-escape --path writes each '-' as \\x2d), over systemd's 255; use a shorter name or fewer '-'",
+			 lineno, name, name, sizeof("blockdev@") - 1 + devunit_len(mapper, strlen(mapper)));
 		goto bad;
 	}
 	out->line = lineno;

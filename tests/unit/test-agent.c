@@ -4857,6 +4857,8 @@ static void test_tab_quoted_values(void **state)
 			fail_msg("generator: byte 0x%02x in its messages", (unsigned char)*p);
 }
 
+#define DASH56 "v--------------------------------------------------------x"
+#define DASH57 "v---------------------------------------------------------x"
 static void test_tab_agrees_with_generator(void **state)
 {
 	struct tenv *t = *state;
@@ -4936,8 +4938,11 @@ static void test_tab_agrees_with_generator(void **state)
 		 * (review 11b, finding 1): no file name is read from them. */
 		"ledger /dev/sdz ws1 nofai[l]\nwal /dev/sd? ws1 *\nledgerX /dev/sdc ws1 /*,nofail\n",
 		"ledger /dev/sdz ws1 x-*,nofail\nwal /dev/sdy ws1 timeout=[0-9]\nledgerX /dev/* w?s *\n",
+		/* blockdev@ of /dev/mapper/NAME within 255 bytes (review 11,
+		 * gen11): a '-' is 4 bytes escaped; 253 bytes, then 257. */
+		DASH56 " /dev/sdz ws1\n" DASH57 " /dev/sdy ws1\n",
 	};
-	static const char *const names[] = { "ledger", "wal", "ledgerX", "control" };
+	static const char *const names[] = { "ledger", "wal", "ledgerX", "control", DASH56, DASH57 };
 	size_t made = 0, refused = 0;
 	char gen[PATH_MAX + 64], out[PATH_MAX + 64], cmd[8 * PATH_MAX], src[PATH_MAX];
 	char *slash;
@@ -5006,6 +5011,17 @@ static void test_tab_agrees_with_generator(void **state)
 	/* Both kinds of line were seen: the cases above are not vacuous. */
 	assert_true(made >= 10);
 	assert_true(refused >= 20);
+	/* The last tab is still written: the 253-byte blockdev@ name is
+	 * taken, the 257-byte one refused, saying why (the generator agreed
+	 * above: no ExecStart for it). */
+	{
+		struct lc_crypttab_entry e;
+		struct lc_error err = { 0 };
+
+		assert_int_equal(lc_crypttab_find(t->a.cfg.lakecrypttab, DASH56, &e, &err), 1);
+		assert_true(lc_crypttab_find(t->a.cfg.lakecrypttab, DASH57, &e, &err) < 0);
+		assert_non_null(strstr(err.msg, "the unit blockdev@ of /dev/mapper/" DASH57 " would be 257 bytes"));
+	}
 }
 
 /*
