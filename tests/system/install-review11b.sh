@@ -79,7 +79,10 @@ pf=$work/postinst-fake
 mkdir -p "$pf"
 printf '#!/bin/sh\ncase $1 in\ngroup) grep "^$2:" "$FAKE_GROUPS" ;;\npasswd) cat "$FAKE_PASSWD" ;;\nesac\n' >"$pf/getent"
 printf '#!/bin/sh\necho "addgroup $*" >>"%s/calls"\n' "$pf" >"$pf/addgroup"
-chmod +x "$pf/getent" "$pf/addgroup"
+# udevadm too: the postinst's trigger (udev.md, "Installing") must not
+# reach this host's udev.
+printf '#!/bin/sh\necho "udevadm $*" >>"%s/udevadm-calls"\n' "$pf" >"$pf/udevadm"
+chmod +x "$pf/getent" "$pf/addgroup" "$pf/udevadm"
 printf 'alice:x:1000:1000::/home/alice:/bin/sh\ncarol:x:1001:1500::/home/carol:/bin/sh\n' >"$pf/passwd"
 postinst() {	# postinst GROUP-LINES: runs configure; output in $pf/out, addgroup calls in $pf/calls
 	printf '%s\n' "$@" >"$pf/groups"; rm -f "$pf/calls"
@@ -93,6 +96,12 @@ grep -q 'WARNING: the group "lakecrypt" already exists (gid 1500) and is not a' 
 cat "$pf/out" >>"$log"
 postinst 'lakecrypt:x:120:' || ok=1
 [ ! -s "$pf/out" ] && grep -qx 'addgroup --system --quiet lakecrypt-admin' "$pf/calls" || ok=1
+# Existing disks get their links: the trigger, where udev runs.
+if [ -d /run/udev ]; then
+	grep -qx 'udevadm trigger --subsystem-match=block --action=change' "$pf/udevadm-calls" || ok=1
+else
+	[ ! -e "$pf/udevadm-calls" ] || ok=1
+fi
 cat "$pf/out" >>"$log"
 [ $ok -eq 0 ]
-tap $? "postinst: an existing non-system group lakecrypt is reused with a loud warning naming its members; a system group quietly; a missing one made"
+tap $? "postinst: an existing non-system group lakecrypt is reused with a loud warning naming its members; a system group quietly; a missing one made; udevadm trigger where udev runs (a fake here)"
