@@ -6275,6 +6275,87 @@ static void test_rev10_sid_cut_ignored(void **state)
 	assert_int_not_equal(agent_sid_overlap(&s_top, &s_part), AGENT_SID_APART);
 }
 
+/* claim10: a writer whose device lies on a stack deeper than the walk
+ * follows (AGENT_SID_DEPTH levels) is refused, with or without force,
+ * before anything is written: what it lies on is not all known.  And a
+ * stack of AGENT_SID_DEPTH - 1 levels is followed to the bottom. */
+static void claim10_stack(const char *sys, int levels)
+{
+	char p[64], q[128], v[128];
+
+	sid_mkdir(sys, "dev");
+	sid_mkdir(sys, "dev/block");
+	sid_mkdir(sys, "devices");
+	sid_mkdir(sys, "devices/d61");
+	sid_file(sys, "devices/d61/dev", "61:0\n");
+	sid_link(sys, "dev/block/61:0", "../../devices/d61");
+	for (int i = 1; i <= levels; i++) {
+		snprintf(p, sizeof(p), "devices/dm-%d", 100 + i);
+		sid_mkdir(sys, p);
+		snprintf(q, sizeof(q), "%s/dev", p);
+		snprintf(v, sizeof(v), "61:%d\n", 100 + i);
+		sid_file(sys, q, v);
+		snprintf(q, sizeof(q), "%s/slaves", p);
+		sid_mkdir(sys, q);
+		if (i == 1) {
+			snprintf(q, sizeof(q), "%s/slaves/d61", p);
+			sid_link(sys, q, "../../d61");
+		} else {
+			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, 99 + i);
+			snprintf(v, sizeof(v), "../../dm-%d", 99 + i);
+			sid_link(sys, q, v);
+		}
+		snprintf(q, sizeof(q), "dev/block/61:%d", 100 + i);
+		snprintf(v, sizeof(v), "../../devices/dm-%d", 100 + i);
+		sid_link(sys, q, v);
+	}
+}
+
+static void test_claim10_sid_cut_writer(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char sys[160], sys2[160], top[160], disk[160], a[640];
+	struct agent_sid s_top, s_disk;
+
+	snprintf(sys, sizeof(sys), "%s/sys", t->dir);
+	assert_int_equal(mkdir(sys, 0755), 0);
+	claim10_stack(sys, AGENT_SID_DEPTH + 1);
+	agent_sysfs_root = sys;
+	snprintf(top, sizeof(top), "%s/top", t->dir);
+	if (mknod(top, S_IFBLK | 0600, makedev(61, 101 + AGENT_SID_DEPTH)) < 0)
+		fail_msg("mknod %s: %s", top, strerror(errno));
+	snprintf(disk, sizeof(disk), "%s/disk", t->dir);
+	if (mknod(disk, S_IFBLK | 0600, makedev(61, 0)) < 0)
+		fail_msg("mknod %s: %s", disk, strerror(errno));
+	assert_int_equal(agent_sid_of(top, &s_top), 0);
+	assert_true(s_top.cut);
+	assert_int_equal(agent_sid_of(disk, &s_disk), 0);
+	assert_int_equal(agent_sid_overlap(&s_top, &s_disk), AGENT_SID_UNKNOWN);
+	assert_int_equal(agent_sid_overlap(&s_disk, &s_top), AGENT_SID_UNKNOWN);
+	for (int force = 0; force < 2; force++) {
+		snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": %s}",
+			 top, force ? "true" : "false");
+		assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "device stack too deep to check"));
+		snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": %s}",
+			 top, force ? "true" : "false");
+		assert_int_equal(call(t, "cache.open", jargs(a), NULL, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "device stack too deep to check"));
+	}
+	/* One level less: followed to the disk. */
+	snprintf(sys2, sizeof(sys2), "%s/sys2", t->dir);
+	assert_int_equal(mkdir(sys2, 0755), 0);
+	claim10_stack(sys2, AGENT_SID_DEPTH - 1);
+	agent_sysfs_root = sys2;
+	assert_int_equal(unlink(top), 0);
+	if (mknod(top, S_IFBLK | 0600, makedev(61, 100 + AGENT_SID_DEPTH - 1)) < 0)
+		fail_msg("mknod %s: %s", top, strerror(errno));
+	assert_int_equal(agent_sid_of(top, &s_top), 0);
+	assert_false(s_top.cut);
+	assert_int_equal(agent_sid_overlap(&s_top, &s_disk), AGENT_SID_ON);
+}
+
 /* REV10 finding: a volume adopted at restart (adopt_add()) gets no storage
  * identity (agent_slot_sid() is called only by load_volumes()): the data
  * device of an adopted detached-header volume is not protected by the
@@ -6497,6 +6578,7 @@ int main(void)
 		T(test_rev10_adopt_forged_header),
 		T(test_rev10_open_oracle),
 		T(test_rev10_sid_cut_ignored),
+		T(test_claim10_sid_cut_writer),
 		T(test_rev10_adopted_no_sid),
 		T(test_rev10_refuse_wipe_fails),
 		T(test_rev10_header_path_toctou),
