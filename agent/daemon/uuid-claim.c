@@ -91,11 +91,25 @@ static bool uc_names(const struct uuid_claim *k, const char *uuid)
 	return false;
 }
 
+/* Open file @st is the storage @want names (NULL: anything is). */
+static bool uc_same(const struct agent_sid *want, const struct stat *st)
+{
+	if (!want)
+		return true;
+	if (!want->set)
+		return false;
+	return S_ISBLK(st->st_mode) ? want->self.blk && want->self.rdev == st->st_rdev :
+				      !want->self.blk && want->self.dev == st->st_dev &&
+				      want->self.ino == st->st_ino;
+}
+
 /* Add the uuids of the valid header copies at @path (a detached header,
  * or a device) to @k (at most 2 per path, none twice) -- with @workspace,
  * only of copies that name it: 0, or -errno when there is no header to
- * read there (nothing added). */
-static int uc_read_uuids_ws(const char *path, const char *workspace, struct uuid_claim *k)
+ * read there (nothing added); -EXDEV when what @path names now is not
+ * @want (the identity the claim took of it: a path changed meanwhile). */
+static int uc_read_uuids_ws(const char *path, const char *workspace,
+			    const struct agent_sid *want, struct uuid_claim *k)
 {
 	struct lc_header *copies[2] = { NULL, NULL };
 	struct lc_header_info info;
@@ -115,6 +129,10 @@ static int uc_read_uuids_ws(const char *path, const char *workspace, struct uuid
 	    fst.st_rdev != st.st_rdev) {
 		close(fd);
 		return -ESTALE;
+	}
+	if (!uc_same(want, &fst)) {
+		close(fd);
+		return -EXDEV;
 	}
 	r = lc_header_read_copies(fd, copies, &info, &e);
 	close(fd);
@@ -137,7 +155,7 @@ static int uc_read_uuids_ws(const char *path, const char *workspace, struct uuid
 
 static int uc_read_uuids(const char *path, struct uuid_claim *k)
 {
-	return uc_read_uuids_ws(path, NULL, k);
+	return uc_read_uuids_ws(path, NULL, NULL, k);
 }
 
 /* A conflict of @k with what the agent has (a->lock held): 0 or -EBUSY. */
@@ -371,6 +389,7 @@ static int uc_claim(struct agent *a, struct uuid_claim *k, const struct uuid_wri
 	struct uc_cache *caches;
 	size_t ncaches;
 	char why[PATH_MAX + 512], mapper[AGENT_SID_NAME_MAX];
+	bool stale = false;
 	int r, busy = 0;
 
 	memset(k, 0, sizeof(*k));
@@ -387,27 +406,33 @@ static int uc_claim(struct agent *a, struct uuid_claim *k, const struct uuid_wri
 	 * another workspace's. */
 	k->looked[0] = !allow || uc_allowed(device, allow, workspace);
 	k->looked[1] = detached && (!allow || uc_allowed(header, allow, workspace));
-	/* The header, attached or detached; and for a writer that writes
-	 * over the data device too (a format), whatever header is there. */
-	if (!w || !w->storage_only) {
-		if (!detached && k->looked[0])
-			(void)uc_read_uuids(device, k);
-		else if (detached)
-			(void)uc_read_uuids_ws(header, k->looked[1] ? NULL : workspace, k);
-		if (detached && w && w->device_too && k->looked[0])
-			(void)uc_read_uuids(device, k);
-	}
-	uc_caches_read(caches, ncaches, k);
 	/* The storage, whatever is on it; for a writer, the kernel's word. */
 	if (k->looked[0])
 		(void)agent_sid_of(device, &k->sid[0]);
 	if (k->looked[1])
 		(void)agent_sid_of(header, &k->sid[1]);
+	/* The header, attached or detached; and for a writer that writes
+	 * over the data device too (a format), whatever header is there --
+	 * read from the storage just identified, not one a path names since. */
+	if (!w || !w->storage_only) {
+		if (!detached && k->looked[0])
+			stale |= uc_read_uuids_ws(device, NULL, &k->sid[0], k) == -EXDEV;
+		else if (detached)
+			stale |= uc_read_uuids_ws(header, k->looked[1] ? NULL : workspace,
+						  k->looked[1] ? &k->sid[1] : NULL, k) == -EXDEV;
+		if (detached && w && w->device_too && k->looked[0])
+			stale |= uc_read_uuids_ws(device, NULL, &k->sid[0], k) == -EXDEV;
+	}
+	uc_caches_read(caches, ncaches, k);
 	for (int i = 0; w && i < 2 && !busy; i++)
 		busy = agent_sid_kernel_busy(&k->sid[i], k->sid_path[i], why, sizeof(why), mapper);
 	agent_relock(a);
 	r = uc_under_cache(caches, ncaches, k, err);
 	free(caches);
+	if (!r && stale)
+		r = lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			   "the %s given changed under us while it was checked (a path renamed or a symbolic link changed meanwhile): try again",
+			   detached ? "device or header" : "device");
 	/* A writer over storage whose stack could not be followed to the
 	 * bottom cannot be told apart from anything: refused. */
 	for (int i = 0; w && !r && i < 2; i++)
