@@ -315,6 +315,7 @@ struct uuid_claim {
 	 * detached header [1] given, and those paths (the request's). */
 	struct agent_sid sid[2];
 	const char *sid_path[2];
+	bool looked[2];			/* sid[i] is what the path named at the claim */
 	struct uuid_claim *next;
 };
 /*
@@ -342,6 +343,12 @@ struct uuid_claim {
 int agent_uuid_claim(struct agent *a, struct uuid_claim *k, const struct uuid_writer *w,
 		     const char *device, const char *header, struct lc_error *err);
 void agent_uuid_release(struct agent *a, struct uuid_claim *k);
+/* What claim @k saw at its device (@i 0) or detached header (1), for the
+ * library to check that it writes that very storage (lc_storage_pin,
+ * into @buf): NULL when the claim did not look (an operator's path the
+ * list does not allow: the library refuses it by itself). */
+const struct lc_storage_pin *agent_uuid_pin(const struct uuid_claim *k, int i,
+					    struct lc_storage_pin *buf);
 /*
  * A format or a cache without force (@w agent_uc_format_plain or
  * agent_uc_cache_plain): no volume is there to destroy by its header, but

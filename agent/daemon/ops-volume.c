@@ -221,6 +221,7 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 	struct lc_ws_access acopy;
 	struct lc_header *h = NULL;
 	struct uuid_claim uk = { 0 };
+	struct lc_storage_pin pins[2];
 	uint64_t key_size = a->cfg.key_size, seg = a->cfg.segment_sectors * 512, ss = 512;
 	char uuid[LC_UUID_STR_LEN], hbuf[PATH_MAX];
 	json_object *o;
@@ -271,6 +272,10 @@ int op_volume_format(struct agent *a, struct client *c, json_object *args,
 					fa.allow, fa.workspace, err);
 	if (r < 0)
 		return r;
+	/* ... and what is written is the storage the claim checked, not
+	 * what the paths name by the time the library opens them. */
+	fa.pin_device = agent_uuid_pin(&uk, 0, &pins[0]);
+	fa.pin_header = agent_uuid_pin(&uk, 1, &pins[1]);
 	agent_unlock(a);
 	r = lc_volume_format(&c->env, &kcopy, &fa, &h, err);
 	agent_relock(a);
@@ -517,6 +522,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 	struct open_claim *k;
 	struct vol_slot *held;
 	struct uuid_claim uk = { 0 };
+	struct lc_storage_pin pin;
 	char vuuid[LC_UUID_STR_LEN];
 	int r;
 
@@ -564,6 +570,7 @@ int op_cache_open(struct agent *a, struct client *c, json_object *args,
 					ca.workspace, err);
 	if (r < 0)
 		return open_finish(a, c, k, NULL, r, NULL, 0, NULL, result, err);
+	ca.pin_device = agent_uuid_pin(&uk, 0, &pin);
 	epoch = agent_revoke_epoch(a);
 	agent_unlock(a);
 	r = lc_volume_cache_open(&c->env, &kcopy, &ca, &v, err);

@@ -243,7 +243,7 @@ enum agent_sid_rel agent_sid_overlap(const struct agent_sid *a, const struct age
 		return AGENT_SID_UNDER;
 	if (shared_file(a, b))
 		return AGENT_SID_SHARED;
-	return AGENT_SID_APART;
+	return a->cut || b->cut ? AGENT_SID_UNKNOWN : AGENT_SID_APART;
 }
 
 const char *agent_sid_rel_text(enum agent_sid_rel r)
@@ -257,6 +257,8 @@ const char *agent_sid_rel_text(enum agent_sid_rel r)
 		return "is the storage under";
 	case AGENT_SID_SHARED:
 		return "shares its backing file with";
+	case AGENT_SID_UNKNOWN:
+		return "cannot be told apart (a device stack too deep to check) from";
 	default:
 		return "has nothing in common with";
 	}

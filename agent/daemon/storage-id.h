@@ -43,14 +43,17 @@ struct agent_sid_node {
 
 /* What a device lies on, at most this many nodes (deeper stacks are cut:
  * see agent_sid.cut). */
-#define AGENT_SID_LOW	12
+#define AGENT_SID_LOW	32
 /* Stacks of devices are followed this deep (dm over dm over a partition
- * of a loop device is 4). */
-#define AGENT_SID_DEPTH	6
+ * of a loop device is 4; a thin LV over a cached, raided PV some 8). */
+#define AGENT_SID_DEPTH	16
 
 struct agent_sid {
 	bool set;			/* false: nothing there (no such path, or another kind) */
-	bool cut;			/* more lay below than AGENT_SID_LOW */
+	/* More lay below than AGENT_SID_LOW nodes or AGENT_SID_DEPTH
+	 * levels: what it lies on is not all known, so it is never judged
+	 * apart from anything, and writers refuse it (uuid-claim.c). */
+	bool cut;
 	struct agent_sid_node self;
 	unsigned int nlow;
 	struct agent_sid_node low[AGENT_SID_LOW];	/* what it lies on, transitively */
@@ -63,6 +66,7 @@ enum agent_sid_rel {
 	AGENT_SID_ON,		/* the first lies on the second (a partition of it, a loop over it) */
 	AGENT_SID_UNDER,	/* the second lies on the first */
 	AGENT_SID_SHARED,	/* both lie on one file (two loop devices over it) */
+	AGENT_SID_UNKNOWN,	/* nothing in common seen, but one of them is cut */
 };
 
 /* The sysfs root, "/sys"; tests point it at a tree of their own. */
@@ -82,7 +86,8 @@ int agent_sid_of(const char *path, struct agent_sid *id);
  * volume names: lc_volume.devno), as agent_sid_of(). */
 void agent_sid_of_rdev(dev_t rdev, struct agent_sid *id);
 
-/* How @a and @b overlap; APART when either is unset.  A file under both
+/* How @a and @b overlap; APART when either is unset, UNKNOWN instead of
+ * APART when either is cut (a stack too deep to follow).  A file under both
  * counts even when two loop devices map disjoint parts of it
  * (conservative: a writer is refused, never a volume destroyed). */
 enum agent_sid_rel agent_sid_overlap(const struct agent_sid *a, const struct agent_sid *b);

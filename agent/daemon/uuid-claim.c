@@ -91,10 +91,25 @@ static bool uc_names(const struct uuid_claim *k, const char *uuid)
 	return false;
 }
 
+/* Open file @st is the storage @want names (NULL: anything is). */
+static bool uc_same(const struct agent_sid *want, const struct stat *st)
+{
+	if (!want)
+		return true;
+	if (!want->set)
+		return false;
+	return S_ISBLK(st->st_mode) ? want->self.blk && want->self.rdev == st->st_rdev :
+				      !want->self.blk && want->self.dev == st->st_dev &&
+				      want->self.ino == st->st_ino;
+}
+
 /* Add the uuids of the valid header copies at @path (a detached header,
- * or a device) to @k (at most 2 per path, none twice): 0, or -errno when
- * there is no header to read there (nothing added). */
-static int uc_read_uuids(const char *path, struct uuid_claim *k)
+ * or a device) to @k (at most 2 per path, none twice) -- with @workspace,
+ * only of copies that name it: 0, or -errno when there is no header to
+ * read there (nothing added); -EXDEV when what @path names now is not
+ * @want (the identity the claim took of it: a path changed meanwhile). */
+static int uc_read_uuids_ws(const char *path, const char *workspace,
+			    const struct agent_sid *want, struct uuid_claim *k)
 {
 	struct lc_header *copies[2] = { NULL, NULL };
 	struct lc_header_info info;
@@ -115,6 +130,10 @@ static int uc_read_uuids(const char *path, struct uuid_claim *k)
 		close(fd);
 		return -ESTALE;
 	}
+	if (!uc_same(want, &fst)) {
+		close(fd);
+		return -EXDEV;
+	}
 	r = lc_header_read_copies(fd, copies, &info, &e);
 	close(fd);
 	if (r < 0)
@@ -125,11 +144,18 @@ static int uc_read_uuids(const char *path, struct uuid_claim *k)
 		if (!copies[i])
 			continue;
 		lc_header_uuid_str(copies[i], u);
-		if (!uc_names(k, u) && k->n < sizeof(k->uuid) / sizeof(k->uuid[0]))
+		if ((!workspace || !strncmp(copies[i]->workspace, workspace,
+					    sizeof(copies[i]->workspace))) &&
+		    !uc_names(k, u) && k->n < sizeof(k->uuid) / sizeof(k->uuid[0]))
 			snprintf(k->uuid[k->n++], sizeof(k->uuid[0]), "%s", u);
 		lc_header_free(copies[i]);
 	}
 	return 0;
+}
+
+static int uc_read_uuids(const char *path, struct uuid_claim *k)
+{
+	return uc_read_uuids_ws(path, NULL, NULL, k);
 }
 
 /* A conflict of @k with what the agent has (a->lock held): 0 or -EBUSY. */
@@ -363,6 +389,7 @@ static int uc_claim(struct agent *a, struct uuid_claim *k, const struct uuid_wri
 	struct uc_cache *caches;
 	size_t ncaches;
 	char why[PATH_MAX + 512], mapper[AGENT_SID_NAME_MAX];
+	bool stale = false;
 	int r, busy = 0;
 
 	memset(k, 0, sizeof(*k));
@@ -372,25 +399,48 @@ static int uc_claim(struct agent *a, struct uuid_claim *k, const struct uuid_wri
 	k->sid_path[1] = detached ? header : "";
 	caches = uc_caches(a, &ncaches);
 	agent_unlock(a);
+	/* An operator's path the list does not allow is not looked at: not
+	 * its header, not its storage (the library then refuses it with the
+	 * same words as any other path the workspace may not use); nor a
+	 * header it may name (in the agent's header directory) that is
+	 * another workspace's. */
+	k->looked[0] = !allow || uc_allowed(device, allow, workspace);
+	k->looked[1] = detached && (!allow || uc_allowed(header, allow, workspace));
+	/* The storage, whatever is on it; for a writer, the kernel's word. */
+	if (k->looked[0])
+		(void)agent_sid_of(device, &k->sid[0]);
+	if (k->looked[1])
+		(void)agent_sid_of(header, &k->sid[1]);
 	/* The header, attached or detached; and for a writer that writes
-	 * over the data device too (a format), whatever header is there. */
+	 * over the data device too (a format), whatever header is there --
+	 * read from the storage just identified, not one a path names since. */
 	if (!w || !w->storage_only) {
-		(void)uc_read_uuids(detached ? header : device, k);
-		if (detached && w && w->device_too)
-			(void)uc_read_uuids(device, k);
+		if (!detached && k->looked[0])
+			stale |= uc_read_uuids_ws(device, NULL, &k->sid[0], k) == -EXDEV;
+		else if (detached)
+			stale |= uc_read_uuids_ws(header, k->looked[1] ? NULL : workspace,
+						  k->looked[1] ? &k->sid[1] : NULL, k) == -EXDEV;
+		if (detached && w && w->device_too && k->looked[0])
+			stale |= uc_read_uuids_ws(device, NULL, &k->sid[0], k) == -EXDEV;
 	}
 	uc_caches_read(caches, ncaches, k);
-	/* The storage, whatever is on it; for a writer, the kernel's word.
-	 * An operator's path the list does not allow is not looked at. */
-	if (!allow || uc_allowed(device, allow, workspace))
-		(void)agent_sid_of(device, &k->sid[0]);
-	if (detached && (!allow || uc_allowed(header, allow, workspace)))
-		(void)agent_sid_of(header, &k->sid[1]);
 	for (int i = 0; w && i < 2 && !busy; i++)
 		busy = agent_sid_kernel_busy(&k->sid[i], k->sid_path[i], why, sizeof(why), mapper);
 	agent_relock(a);
 	r = uc_under_cache(caches, ncaches, k, err);
 	free(caches);
+	if (!r && stale)
+		r = lc_err(err, -EBUSY, LC_ERRC_INVALID,
+			   "the %s given changed under us while it was checked (a path renamed or a symbolic link changed meanwhile): try again",
+			   detached ? "device or header" : "device");
+	/* A writer over storage whose stack could not be followed to the
+	 * bottom cannot be told apart from anything: refused. */
+	for (int i = 0; w && !r && i < 2; i++)
+		if (k->sid[i].cut)
+			r = lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				   "device stack too deep to check: %s %s lies on more than %u devices or %u levels of them; lakecrypt does not write over storage it cannot tell apart from volumes in use (%s)",
+				   sid_role[i], k->sid_path[i], AGENT_SID_LOW, AGENT_SID_DEPTH,
+				   w->why);
 	if (r < 0 || (r = uc_conflict(a, k, err)) < 0 ||
 	    (r = uc_storage_conflict(a, k, err)) < 0 ||
 	    (busy && (r = uc_kernel_refusal(a, k, why, mapper, err)) < 0)) {
@@ -416,6 +466,19 @@ int agent_storage_claim(struct agent *a, struct uuid_claim *k, const struct uuid
 			const char *workspace, struct lc_error *err)
 {
 	return uc_claim(a, k, w, device, header, allow, workspace, err);
+}
+
+const struct lc_storage_pin *agent_uuid_pin(const struct uuid_claim *k, int i,
+					    struct lc_storage_pin *buf)
+{
+	const struct agent_sid *id = &k->sid[i];
+
+	if (!k->looked[i])
+		return NULL;
+	*buf = (struct lc_storage_pin){ .exists = id->set, .blk = id->self.blk,
+					.rdev = id->self.rdev, .dev = id->self.dev,
+					.ino = id->self.ino };
+	return buf;
 }
 
 void agent_uuid_release(struct agent *a, struct uuid_claim *k)

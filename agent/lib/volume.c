@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -690,21 +691,43 @@ static int erase_old(int fd, const char *path, uint64_t new_end, struct lc_error
 	return 0;
 }
 
-/* Open (create) a detached header file: never through a symlink; an
- * existing file only when @force. */
-static int header_file_open(const char *path, bool force, struct lc_error *err)
+/* The storage @st (what a path opened) is what @pin says was checked
+ * (NULL: nothing was): 0, or -EBUSY naming @what @path. */
+static int pin_check(const struct lc_storage_pin *pin, const struct stat *st, const char *what,
+		     const char *path, struct lc_error *err)
 {
+	if (!pin)
+		return 0;
+	if (pin->exists && (S_ISBLK(st->st_mode) ?
+			    pin->blk && pin->rdev == st->st_rdev :
+			    !pin->blk && pin->dev == st->st_dev && pin->ino == st->st_ino))
+		return 0;
+	return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+		      "%s %s changed under us: it now names other storage than the one checked for volumes in use (a path renamed or a symbolic link changed meanwhile); nothing written, try again",
+		      what, path);
+}
+
+/* Open (create) a detached header file: never through a symlink; an
+ * existing file only when @force, and only the one @pin says was checked
+ * (nothing there: created, never opened); held with flock(LOCK_EX) while
+ * the descriptor is open. */
+static int header_file_open(const char *path, bool force, const struct lc_storage_pin *pin,
+			    struct lc_error *err)
+{
+	bool fresh = !force || (pin && !pin->exists);
 	struct stat st;
-	int fd;
+	int fd, r;
 
 	if (!path || path[0] != '/')
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "detached header \"%s\" is not an absolute path", path ? path : "");
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
-		  (force ? 0 : O_EXCL), 0600);
+		  (fresh ? O_EXCL : 0), 0600);
 	if (fd < 0) {
-		int r = -errno;
-
+		r = -errno;
+		if (r == -EEXIST && force)	/* there was none at the check */
+			return pin_check(pin, &(struct stat){ .st_mode = S_IFREG }, "detached header",
+					 path, err);
 		if (r == -EEXIST)
 			return lc_err(err, r, LC_ERRC_INVALID,
 				      "detached header %s already exists: choose a new name, or an admin overwrites it with --force",
@@ -717,6 +740,22 @@ static int header_file_open(const char *path, bool force, struct lc_error *err)
 		close(fd);
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
 			      "detached header %s is not a regular file or block device", path);
+	}
+	if (!fresh && (r = pin_check(pin, &st, "detached header", path, err)) < 0) {
+		close(fd);
+		return r;
+	}
+	/* Another lakecrypt writer of this file (segrekey.c, rotate.c hold
+	 * it so, backing.h) is not written under. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		close(fd);
+		if (r == -EWOULDBLOCK)
+			return lc_err(err, -EBUSY, LC_ERRC_INVALID,
+				      "detached header %s is locked by another lakecrypt operation: try again when it has ended",
+				      path);
+		return lc_err(err, r, LC_ERRC_INTERNAL, "cannot lock detached header %s: %s", path,
+			      strerror(-r));
 	}
 	return fd;
 }
@@ -812,11 +851,14 @@ int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig 
 	if (fd < 0)
 		return fd;
 	dev_sectors = bytes / 512;
+	r = pin_check(a->pin_device, &st, "device", a->device, err);
+	if (r < 0)
+		return r;
 	r = refuse_overwrite(fd, a->device, a->force, err);
 	if (r < 0)
 		return r;
 	if (detached) {
-		hfd = header_file_open(a->header, a->force, err);
+		hfd = header_file_open(a->header, a->force, a->pin_header, err);
 		if (hfd < 0)
 			return hfd;
 		r = refuse_overwrite(hfd, a->header, a->force, err);
@@ -1707,6 +1749,9 @@ int lc_volume_cache_open(const struct lc_volume_env *env, const struct lc_keycon
 
 		if (fd < 0)
 			return fd;
+		r = pin_check(a->pin_device, &st, "device", a->device, err);
+		if (r < 0)
+			return r;
 		r = refuse_overwrite(fd, a->device, a->force, err);
 		if (r < 0)
 			return r;

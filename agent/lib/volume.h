@@ -181,6 +181,21 @@ static inline void lc_volume_freep(struct lc_volume **v)
 }
 #define _cleanup_volume_ _cleanup_(lc_volume_freep)
 
+/*
+ * What a caller checked a path to name before an operation that writes it
+ * (the agent's claim on the storage, agent/daemon/uuid-claim.c): the
+ * operation opens the path itself, and refuses (-EBUSY, INVALID: "changed
+ * under us", nothing written) when what it opened is other storage -- a
+ * directory symbolic link or a rename between the check and the open.
+ */
+struct lc_storage_pin {
+	bool exists;	/* false: nothing was there (a detached header is then only created, O_EXCL) */
+	bool blk;	/* a block device (@rdev); else a regular file (@dev, @ino) */
+	dev_t rdev;
+	dev_t dev;
+	ino_t ino;
+};
+
 struct lc_format_args {
 	const char *device;		/* block device or regular file */
 	const char *header;		/* detached header file, NULL: attached */
@@ -195,6 +210,8 @@ struct lc_format_args {
 	 * existing detached header file.  An admin's decision. */
 	bool force;
 	const struct lc_ws_access *allow;	/* devices an operator may use; NULL: any */
+	/* What @device and @header were checked to be; NULL: not checked. */
+	const struct lc_storage_pin *pin_device, *pin_header;
 };
 
 /*
@@ -206,6 +223,10 @@ struct lc_format_args {
  * detached header device) is wiped, as wipefs -a does (only --force gets
  * there when one is valid); the log and audit record name them
  * (type@byte offset); -EEXIST if libblkid still finds one after that.
+ * A detached header file is held with flock(LOCK_EX | LOCK_NB) from its
+ * open to the end (-EBUSY while another lakecrypt operation holds it);
+ * -EBUSY when the device or header opened is not what @a->pin_device /
+ * @a->pin_header say was checked (before a byte is written).
  */
 int lc_volume_format(const struct lc_volume_env *env, const struct lc_keyconfig *kc,
 		     const struct lc_format_args *a, struct lc_header **out,
@@ -251,6 +272,7 @@ struct lc_cache_args {
 	 * lakecrypt header or any libblkid signature is refused unless set
 	 * (an admin's decision), as for format. */
 	bool force;
+	const struct lc_storage_pin *pin_device;	/* see lc_storage_pin; NULL: not checked */
 };
 
 /* One key_state call (audited) first: the CMK must be enabled. */

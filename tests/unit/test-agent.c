@@ -78,6 +78,8 @@ static struct fake {
 	char stuck[128];		/* this device's revoke waits for release */
 	char busy[128];			/* this device's remove fails: held open */
 	bool release;
+	bool list_fails;		/* REV10: dm_list answers an error */
+	bool wipe_fails;		/* REV10: "key wipe all" answers EIO */
 	unsigned int revokes, removes, wipes;
 	/* A crash at this device's create: what the agent's files held then
 	 * (the open record, volumes.json), kept for crash_restart(). */
@@ -190,6 +192,8 @@ static int f_dm_message(void *ctx, const char *name, const char *msg, struct lc_
 		d->revoked = true;
 	else if (strcmp(msg, "revoke") && d->revoked)
 		r = lc_err(err, -EPERM, LC_ERRC_INVALID, "revoked");
+	else if (!strcmp(msg, "key wipe all") && fk.wipe_fails)
+		r = lc_err(err, -EIO, LC_ERRC_INTERNAL, "REV10: wipe fails");
 	else if (!strcmp(msg, "key wipe all"))
 		d->keys = 0, fk.wipes++;
 	else if (!strcmp(msg, "key load all"))
@@ -249,8 +253,14 @@ static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
 
 static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
 {
-	(void)ctx, (void)err;
+	(void)ctx;
 	pthread_mutex_lock(&fk.mu);
+	if (fk.list_fails) {
+		pthread_mutex_unlock(&fk.mu);
+		*devs = NULL;
+		*n = 0;
+		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "REV10: list fails");
+	}
 	*devs = calloc(fk.ndevs + 1, sizeof(**devs));
 	*n = 0;
 	for (size_t i = 0; *devs && i < fk.ndevs; i++) {
@@ -6063,6 +6073,423 @@ static void test_unknown_mapping_fails_closed(void **state)
 	assert_false(dev_exists("v2"));
 }
 
+/* REV10 finding: a volume with 4096-byte sectors (table "... 1 sector_size:4096")
+ * left without volumes.json entry and record: adopt_parse_table() loses the
+ * first optional parameter (the for loop's increment consumes token 8), so the
+ * table never parses and a healthy, fully keyed volume is wiped and removed. */
+static void test_rev10_adopt_sector_size(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char a[512];
+
+	make_disk(t, "d1");
+	snprintf(a, sizeof(a),
+		 "{\"device\": \"%s/d1\", \"workspace\": \"ws1\", \"project\": \"v1\", \"segment_size\": \"4K\", \"sector_size\": 4096, \"force\": true}",
+		 t->dir);
+	if (call(t, "volume.format", jargs(a), NULL, &err))
+		fail_msg("format: %s", err.msg);
+	crash_at_create(t, "v1");
+	open_args(t, "d1", "v1", a, sizeof(a));
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("open: %s", err.msg);
+	pthread_mutex_lock(&fk.mu);
+	fprintf(stderr, "REV10 table: %s\n", fdev("v1")->line);
+	pthread_mutex_unlock(&fk.mu);
+	crash_restart(t, false);
+	assert_int_equal(fk.wipes, 0);		/* actual: 1 */
+	assert_true(dev_exists("v1"));		/* actual: removed */
+	assert_true(audit_has(t, "adopted from its device"));
+}
+
+/* REV10 finding: dm_list fails at start (ENOMEM, EINTR on the control node):
+ * the agent starts and serves anyway, and the keyed mapping left by the crash
+ * is not watched: the kill switch does not reach it. */
+static void test_rev10_adopt_list_fails(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = true;
+	pthread_mutex_unlock(&fk.mu);
+	crash_restart(t, true);
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = false;
+	pthread_mutex_unlock(&fk.mu);
+	assert_true(dev_exists("v1"));
+	assert_true(dev_keys("v1") > 0);
+	/* the claim: no keyed lakecrypt mapping the running agent does not watch */
+	if (call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err))
+		fail_msg("keyed mapping v1 is not watched by the running agent: %s", err.msg);
+}
+
+/* REV10 finding: no record, and a lying disk (or whoever writes the raw
+ * device outside the mapping) replaces the header on the table's device by
+ * one of another workspace (ws2, kc2, other CMK) carrying the mapping's uuid.
+ * adopt_from_device() trusts the unauthenticated header: the keyed mapping of
+ * ws1 is adopted as a ws2 volume watched under CMK2, and disabling ws1's CMK
+ * (the customer's kill switch) no longer reaches it. */
+static void test_rev10_adopt_forged_header(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_kms_key_info k2;
+	struct lc_header *h1 = NULL, *h2 = NULL;
+	json_object *res = NULL, *vols, *v, *x;
+	char a[512], p1[PATH_MAX], p2[PATH_MAX];
+	int fd;
+
+	assert_int_equal(lc_kms_local_create(t->a.kms, "other", &k2, &err), 0);
+	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}", k2.key_id);
+	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
+	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc2\"}"), NULL, &err), 0);
+	format_disk(t, "d2", "ws2", "evil", true, NULL);
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	/* the disk lies: d1's header is now ws2's, with v1's uuid */
+	snprintf(p1, sizeof(p1), "%s/d1", t->dir);
+	snprintf(p2, sizeof(p2), "%s/d2", t->dir);
+	assert_int_equal(lc_header_read_path(p1, &h1, NULL, &err), 0);
+	assert_int_equal(lc_header_read_path(p2, &h2, NULL, &err), 0);
+	memcpy(h2->uuid, h1->uuid, LC_UUID_LEN);
+	fd = open(p1, O_RDWR);
+	assert_true(fd >= 0);
+	if (lc_header_write(fd, h2, &err))
+		fail_msg("forge: %s", err.msg);
+	close(fd);
+	lc_header_free(h1);
+	lc_header_free(h2);
+	crash_restart(t, false);
+	assert_true(dev_exists("v1"));
+	assert_true(dev_keys("v1") > 0);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), &res, &err), 0);
+	assert_true(json_object_object_get_ex(res, "volumes", &vols));
+	v = json_object_array_get_idx(vols, 0);
+	assert_true(json_object_object_get_ex(v, "workspace", &x));
+	fprintf(stderr, "REV10: v1 (ws1's keys, CMK %s) adopted as workspace %s\n", t->cmk, json_object_get_string(x));
+	assert_true(json_object_object_get_ex(v, "keyconfig", &x));
+	fprintf(stderr, "REV10: ... keyconfig %s\n", json_object_get_string(x));
+	json_object_put(res);
+	/* the customer of ws1 disables its CMK: v1 must die */
+	disable_revokes(t, "v1");
+}
+
+/* REV10 finding: an operator's volume.open reads the header of ANY path
+ * (block device or regular file) as root before the workspace's device list
+ * is consulted (uc_claim(): uc_read_uuids() ignores @allow), and the refusal
+ * names what it found.  Here ws2's operator, allowed no device at all, learns
+ * that an admin-only disk holds volume U, under an open cache. */
+static char rev10_leak[LC_ERROR_MSG_MAX];
+static int rev10_oracle_child(struct tenv *t, int fd)
+{
+	struct lc_error err = { 0 };
+
+	(void)fd;
+	(void)open_in(t, "d9", "ws2", "peek", NULL, &err);
+	return write(fd, err.msg, strlen(err.msg) + 1) > 0 ? 0 : 1;
+}
+
+static void test_rev10_open_oracle(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char u[64], a[512];
+	int sv[2];
+	ssize_t n;
+
+	assert_int_equal(call(t, "workspace.bind",
+			      jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\", \"operators\": [\"lakecrypt\"]}"),
+			      NULL, &err), 0);
+	format_in(t, "d9", "ws1", u);
+	snprintf(a, sizeof(a), "{\"device\": \"%s/d9\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": true}", t->dir);
+	if (call(t, "cache.open", jargs(a), NULL, &err))
+		fail_msg("cache.open: %s", err.msg);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(as_operator(rev10_oracle_child, t, sv[1]), 0);
+	n = read(sv[0], rev10_leak, sizeof(rev10_leak) - 1);
+	assert_true(n > 0);
+	rev10_leak[n] = '\0';
+	close(sv[0]);
+	close(sv[1]);
+	fprintf(stderr, "REV10: operator of ws2 (no device allowed) got: %s\n", rev10_leak);
+	/* expected: the uniform "not a block device workspace ws2 may use" */
+	assert_null(strstr(rev10_leak, u));
+	assert_non_null(strstr(rev10_leak, "may use"));
+}
+
+/* REV10 finding: a stack deeper than AGENT_SID_DEPTH (7 device-mapper levels
+ * over partition 60:1, e.g. thin LV -> pool -> tdata -> ... ) is "cut", and
+ * nothing reads agent_sid.cut: the top of the stack is judged APART from the
+ * partition it lies on, and the kernel check (holders, O_EXCL of the top)
+ * says nothing either, since dm devices share one holder and stack freely. */
+static void test_rev10_sid_cut_ignored(void **state)
+{
+	struct tenv *t = *state;
+	char sys[160], part[160], top[160], p[64], q[128], why[512];
+	struct agent_sid s_part, s_top;
+
+	snprintf(sys, sizeof(sys), "%s/sys", t->dir);
+	assert_int_equal(mkdir(sys, 0755), 0);
+	sid_mkdir(sys, "dev");
+	sid_mkdir(sys, "dev/block");
+	sid_mkdir(sys, "devices");
+	sid_mkdir(sys, "devices/d60");
+	sid_file(sys, "devices/d60/dev", "60:0\n");
+	sid_mkdir(sys, "devices/d60/d60p1");
+	sid_file(sys, "devices/d60/d60p1/dev", "60:1\n");
+	sid_file(sys, "devices/d60/d60p1/partition", "1\n");
+	sid_link(sys, "dev/block/60:0", "../../devices/d60");
+	sid_link(sys, "dev/block/60:1", "../../devices/d60/d60p1");
+	for (int i = 1; i <= 7; i++) {
+		snprintf(p, sizeof(p), "devices/dm-%d", 20 + i);
+		sid_mkdir(sys, p);
+		snprintf(q, sizeof(q), "%s/dev", p);
+		snprintf(why, sizeof(why), "60:%d\n", 20 + i);
+		sid_file(sys, q, why);
+		snprintf(q, sizeof(q), "%s/slaves", p);
+		sid_mkdir(sys, q);
+		if (i == 1) {
+			snprintf(q, sizeof(q), "%s/slaves/d60p1", p);
+			sid_link(sys, q, "../../d60/d60p1");
+		} else {
+			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, 19 + i);
+			snprintf(why, sizeof(why), "../../dm-%d", 19 + i);
+			sid_link(sys, q, why);
+		}
+		snprintf(q, sizeof(q), "dev/block/60:%d", 20 + i);
+		snprintf(why, sizeof(why), "../../devices/dm-%d", 20 + i);
+		sid_link(sys, q, why);
+	}
+	agent_sysfs_root = sys;
+	sid_node(t, "part", 1, part);
+	sid_node(t, "top", 27, top);
+	assert_int_equal(agent_sid_of(part, &s_part), 0);
+	assert_int_equal(agent_sid_of(top, &s_top), 0);
+	fprintf(stderr, "REV10: top of 7 dm levels: cut=%d nlow=%u overlap with the partition under it: %s\n",
+		s_top.cut, s_top.nlow, agent_sid_rel_text(agent_sid_overlap(&s_top, &s_part)));
+	assert_int_equal(agent_sid_kernel_busy(&s_top, top, why, sizeof(why), NULL), 0);
+	/* expected: conservative (not APART) when the identity is cut */
+	assert_int_not_equal(agent_sid_overlap(&s_top, &s_part), AGENT_SID_APART);
+}
+
+/* claim10: a writer whose device lies on a stack deeper than the walk
+ * follows (AGENT_SID_DEPTH levels) is refused, with or without force,
+ * before anything is written: what it lies on is not all known.  And a
+ * stack of AGENT_SID_DEPTH - 1 levels is followed to the bottom. */
+static void claim10_stack(const char *sys, int levels)
+{
+	char p[64], q[128], v[128];
+
+	sid_mkdir(sys, "dev");
+	sid_mkdir(sys, "dev/block");
+	sid_mkdir(sys, "devices");
+	sid_mkdir(sys, "devices/d61");
+	sid_file(sys, "devices/d61/dev", "61:0\n");
+	sid_link(sys, "dev/block/61:0", "../../devices/d61");
+	for (int i = 1; i <= levels; i++) {
+		snprintf(p, sizeof(p), "devices/dm-%d", 100 + i);
+		sid_mkdir(sys, p);
+		snprintf(q, sizeof(q), "%s/dev", p);
+		snprintf(v, sizeof(v), "61:%d\n", 100 + i);
+		sid_file(sys, q, v);
+		snprintf(q, sizeof(q), "%s/slaves", p);
+		sid_mkdir(sys, q);
+		if (i == 1) {
+			snprintf(q, sizeof(q), "%s/slaves/d61", p);
+			sid_link(sys, q, "../../d61");
+		} else {
+			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, 99 + i);
+			snprintf(v, sizeof(v), "../../dm-%d", 99 + i);
+			sid_link(sys, q, v);
+		}
+		snprintf(q, sizeof(q), "dev/block/61:%d", 100 + i);
+		snprintf(v, sizeof(v), "../../devices/dm-%d", 100 + i);
+		sid_link(sys, q, v);
+	}
+}
+
+static void test_claim10_sid_cut_writer(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char sys[160], sys2[160], top[160], disk[160], a[640];
+	struct agent_sid s_top, s_disk;
+
+	snprintf(sys, sizeof(sys), "%s/sys", t->dir);
+	assert_int_equal(mkdir(sys, 0755), 0);
+	claim10_stack(sys, AGENT_SID_DEPTH + 1);
+	agent_sysfs_root = sys;
+	snprintf(top, sizeof(top), "%s/top", t->dir);
+	if (mknod(top, S_IFBLK | 0600, makedev(61, 101 + AGENT_SID_DEPTH)) < 0)
+		fail_msg("mknod %s: %s", top, strerror(errno));
+	snprintf(disk, sizeof(disk), "%s/disk", t->dir);
+	if (mknod(disk, S_IFBLK | 0600, makedev(61, 0)) < 0)
+		fail_msg("mknod %s: %s", disk, strerror(errno));
+	assert_int_equal(agent_sid_of(top, &s_top), 0);
+	assert_true(s_top.cut);
+	assert_int_equal(agent_sid_of(disk, &s_disk), 0);
+	assert_int_equal(agent_sid_overlap(&s_top, &s_disk), AGENT_SID_UNKNOWN);
+	assert_int_equal(agent_sid_overlap(&s_disk, &s_top), AGENT_SID_UNKNOWN);
+	for (int force = 0; force < 2; force++) {
+		snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": %s}",
+			 top, force ? "true" : "false");
+		assert_int_equal(call(t, "volume.format", jargs(a), NULL, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "device stack too deep to check"));
+		snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"ws1\", \"name\": \"cc\", \"segment_size\": 4096, \"force\": %s}",
+			 top, force ? "true" : "false");
+		assert_int_equal(call(t, "cache.open", jargs(a), NULL, &err), -EBUSY);
+		assert_non_null(strstr(err.msg, "device stack too deep to check"));
+	}
+	/* One level less: followed to the disk. */
+	snprintf(sys2, sizeof(sys2), "%s/sys2", t->dir);
+	assert_int_equal(mkdir(sys2, 0755), 0);
+	claim10_stack(sys2, AGENT_SID_DEPTH - 1);
+	agent_sysfs_root = sys2;
+	assert_int_equal(unlink(top), 0);
+	if (mknod(top, S_IFBLK | 0600, makedev(61, 100 + AGENT_SID_DEPTH - 1)) < 0)
+		fail_msg("mknod %s: %s", top, strerror(errno));
+	assert_int_equal(agent_sid_of(top, &s_top), 0);
+	assert_false(s_top.cut);
+	assert_int_equal(agent_sid_overlap(&s_top, &s_disk), AGENT_SID_ON);
+}
+
+/* REV10 finding: a volume adopted at restart (adopt_add()) gets no storage
+ * identity (agent_slot_sid() is called only by load_volumes()): the data
+ * device of an adopted detached-header volume is not protected by the
+ * storage check that test_detached_data_storage_claim shows for an opened one
+ * (on a real kernel only dm's O_EXCL hold is left). */
+static void test_rev10_adopted_no_sid(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char hdr[160], p1[128], a[640], oa[512];
+	uint64_t sum;
+	int r;
+
+	mock_install(t);
+	sid_detached_volume(t, "kcs", "wss", "ds", "vs", hdr, &sum);
+	snprintf(p1, sizeof(p1), "%s/ds", t->dir);
+	snprintf(oa, sizeof(oa), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"vs\", \"header\": \"%s\"}", p1, hdr);
+	crash_at_create(t, "vs");
+	if (call(t, "volume.open", jargs(oa), NULL, &err))
+		fail_msg("open vs: %s", err.msg);
+	crash_restart(t, true);
+	mock_install(t);
+	assert_true(dev_exists("vs"));
+	assert_true(audit_has(t, "adopted from its open record"));
+	snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true}", p1);
+	r = call(t, "volume.format", jargs(a), NULL, &err);
+	fprintf(stderr, "REV10: format --force of adopted vs's data file: %d (%s)\n", r, r ? err.msg : "formatted");
+	assert_int_equal(r, -EBUSY);
+	assert_true(sid_disk_sum(p1) == sum);
+}
+
+/* REV10 finding: an unknown mapping in use whose "key wipe all" fails (EIO,
+ * ENOMEM, a stalled ioctl) stays keyed and is listed as "revoked": nothing
+ * retries the wipe, and the kill switch skips a slot already revoked. The
+ * claim "else their keys are wiped" does not hold. */
+static void test_rev10_refuse_wipe_fails(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char path[256];
+	int fd;
+
+	open_volume(t, "d1", "v1");
+	snprintf(path, sizeof(path), "%s/d1", t->dir);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 0), 0);	/* header gone: not adoptable */
+	assert_int_equal(ftruncate(fd, (2 << 20) + 64 * 4096), 0);
+	close(fd);
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.busy, sizeof(fk.busy), "v1");
+	fk.wipe_fails = true;
+	pthread_mutex_unlock(&fk.mu);
+	crash_restart(t, false);
+	pthread_mutex_lock(&fk.mu);
+	fk.wipe_fails = false;			/* the device recovers */
+	pthread_mutex_unlock(&fk.mu);
+	assert_true(dev_exists("v1"));
+	/* a revoke of the CMK, the watcher: does anything wipe it now? */
+	assert_int_equal(lc_kms_local_disable(t->a.kms, t->cmk, NULL, &err), 0);
+	agent_watch_tick(&t->a);
+	later_gap(t);
+	agent_watch_tick(&t->a);
+	(void)call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err);
+	fprintf(stderr, "REV10: v1 keys after restart, watcher and revoke: %u (revoked in kernel: %d)\n",
+		dev_keys("v1"), dev_revoked("v1"));
+	assert_true(dev_keys("v1") == 0 || dev_revoked("v1"));
+	pthread_mutex_lock(&fk.mu);
+	fk.busy[0] = '\0';
+	pthread_mutex_unlock(&fk.mu);
+}
+
+/* REV10 finding: the claim and the write resolve the admin's paths twice.
+ * format --force with --header DIR/ds.hdr, where DIR is a symbolic link that
+ * someone with write access to its parent flips between an empty directory
+ * (at the claim: nothing there, nothing claimed) and the directory of an open
+ * volume's detached header (at header_file_open(): O_NOFOLLOW guards the last
+ * component only): the open volume's header is overwritten. */
+static volatile bool rev10_stop;
+static char rev10_link[200], rev10_tmp[200], rev10_a[160], rev10_b[160];
+static void *rev10_flipper(void *arg)
+{
+	(void)arg;
+	for (unsigned long i = 0; !rev10_stop; i++) {
+		(void)unlink(rev10_tmp);
+		if (symlink(i & 1 ? rev10_a : rev10_b, rev10_tmp) == 0)
+			(void)rename(rev10_tmp, rev10_link);
+	}
+	return NULL;
+}
+
+static void test_rev10_header_path_toctou(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	char hdr[160], p1[128], a[900], oa[512], d2[160];
+	uint64_t sum, hsum;
+	pthread_t th;
+	int tries, hits = 0;
+
+	mock_install(t);
+	sid_detached_volume(t, "kcs", "wss", "ds", "vs", hdr, &sum);
+	snprintf(p1, sizeof(p1), "%s/ds", t->dir);
+	snprintf(oa, sizeof(oa), "{\"device\": \"%s\", \"workspace\": \"wss\", \"name\": \"vs\", \"header\": \"%s\"}", p1, hdr);
+	if (call(t, "volume.open", jargs(oa), NULL, &err))
+		fail_msg("open vs: %s", err.msg);
+	hsum = sid_disk_sum(hdr);
+	snprintf(rev10_a, sizeof(rev10_a), "%s/empty", t->dir);
+	assert_int_equal(mkdir(rev10_a, 0755), 0);
+	snprintf(rev10_b, sizeof(rev10_b), "%s", t->dir);	/* where ds.hdr is */
+	if (getenv("REV10_CONTROL"))	/* never flipped to the empty one */
+		snprintf(rev10_a, sizeof(rev10_a), "%s", t->dir);
+	snprintf(rev10_link, sizeof(rev10_link), "%s/flip", t->dir);
+	snprintf(rev10_tmp, sizeof(rev10_tmp), "%s/flip.tmp", t->dir);
+	rev10_stop = false;
+	assert_int_equal(pthread_create(&th, NULL, rev10_flipper, NULL), 0);
+	make_disk(t, "d2");
+	snprintf(d2, sizeof(d2), "%s/d2", t->dir);
+	for (tries = 0; tries < 300 && sid_disk_sum(hdr) == hsum; tries++) {
+		char eh[200];
+
+		snprintf(eh, sizeof(eh), "%s/empty/ds.hdr", t->dir);
+		(void)unlink(eh);
+		snprintf(a, sizeof(a), "{\"device\": \"%s\", \"workspace\": \"wss\", \"project\": \"x\", \"segment_size\": \"4K\", \"force\": true, \"header\": \"%s/ds.hdr\"}", d2, rev10_link);
+		if (call(t, "volume.format", jargs(a), NULL, &err) == 0)
+			hits++;
+	}
+	rev10_stop = true;
+	pthread_join(th, NULL);
+	fprintf(stderr, "REV10: %d format --force calls (%d done); open volume vs's header %s\n", tries, hits,
+		sid_disk_sum(hdr) == hsum ? "intact" : "OVERWRITTEN");
+	assert_true(sid_disk_sum(hdr) == hsum);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -6146,6 +6573,15 @@ int main(void)
 		T(test_record_contradicted),
 		T(test_crash_cache_adopted),
 		T(test_unknown_mapping_fails_closed),
+		T(test_rev10_adopt_sector_size),
+		T(test_rev10_adopt_list_fails),
+		T(test_rev10_adopt_forged_header),
+		T(test_rev10_open_oracle),
+		T(test_rev10_sid_cut_ignored),
+		T(test_claim10_sid_cut_writer),
+		T(test_rev10_adopted_no_sid),
+		T(test_rev10_refuse_wipe_fails),
+		T(test_rev10_header_path_toctou),
 	};
 
 	if (geteuid() != 0) {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -764,6 +765,79 @@ static void test_detached(void **state)
 	assert_string_equal(e->fk.last_line, want);
 	assert_string_equal(v->header, e->hdr);
 	lc_volume_free(v);
+	lc_header_free(h);
+}
+
+/* claim10: lc_format_args' pins.  A format writes only the storage its
+ * caller checked (agent/daemon/uuid-claim.c): other storage behind the
+ * path, or a header file that appeared where there was none, is refused
+ * before a byte is written; the header file is flock'ed while written. */
+static void test_format_pins(void **state)
+{
+	struct env *e = *state;
+	struct lc_header *h = NULL, *h2 = NULL;
+	struct lc_volume *v = NULL;
+	struct lc_error err = { 0 };
+	struct lc_storage_pin pd, ph, absent = { .exists = false };
+	struct stat dst, hst;
+	char uuid[LC_UUID_STR_LEN], uuid2[LC_UUID_STR_LEN], fresh[PATH_MAX];
+	struct lc_format_args fa = { .device = e->dev, .header = e->hdr, .workspace = "ws1",
+				     .project = "db1", .segment_size = 4096, .force = true };
+	int lfd;
+
+	make_file(e->dev, 4096u * 4096u);
+	format_dev(e, 4096, e->hdr, &h);
+	lc_header_uuid_str(h, uuid);
+	assert_int_equal(stat(e->dev, &dst), 0);
+	assert_int_equal(stat(e->hdr, &hst), 0);
+	pd = (struct lc_storage_pin){ .exists = true, .dev = dst.st_dev, .ino = dst.st_ino };
+	ph = (struct lc_storage_pin){ .exists = true, .dev = hst.st_dev, .ino = hst.st_ino };
+
+	/* Nothing was there at the check: an existing header is not opened. */
+	fa.pin_device = &pd;
+	fa.pin_header = &absent;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "changed under us"));
+	/* Another file behind the header path, or behind the device path. */
+	ph.ino++;
+	fa.pin_header = &ph;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "changed under us"));
+	ph.ino--;
+	pd.ino++;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "changed under us"));
+	pd.ino--;
+	/* A block device pinned, a file found. */
+	pd.blk = true;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EBUSY);
+	pd.blk = false;
+	/* Another lakecrypt operation holds the header file. */
+	lfd = open(e->hdr, O_RDONLY | O_CLOEXEC);
+	assert_true(lfd >= 0);
+	assert_int_equal(flock(lfd, LOCK_EX), 0);
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, NULL, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "locked by another lakecrypt operation"));
+	close(lfd);
+	/* Nothing was written by any of them. */
+	assert_int_equal(open_vol(e, "ws1", e->hdr, &v, &err), 0);
+	assert_string_equal(v->uuid, uuid);
+	assert_int_equal(lc_volume_close(&e->venv, v, &err), 0);
+	lc_volume_free(v);
+	v = NULL;
+	/* The storage checked: written. */
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, &h2, &err), 0);
+	lc_header_uuid_str(h2, uuid2);
+	assert_string_not_equal(uuid, uuid2);
+	lc_header_free(h2);
+	h2 = NULL;
+	/* No header there at the check, none now: created. */
+	snprintf(fresh, sizeof(fresh), "%s.new", e->hdr);
+	fa.header = fresh;
+	fa.pin_header = &absent;
+	assert_int_equal(lc_volume_format(&e->venv, &e->kc, &fa, &h2, &err), 0);
+	assert_int_equal(unlink(fresh), 0);
+	lc_header_free(h2);
 	lc_header_free(h);
 }
 
@@ -2159,6 +2233,7 @@ int main(void)
 		T(test_batches),
 		T(test_failure_unwinds),
 		T(test_detached),
+		T(test_format_pins),
 		T(test_cache),
 		T(test_revoke),
 		T(test_rewrap),
