@@ -347,8 +347,13 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 	for (size_t i = 0; i < a->nvols; i++) {
 		struct vol_slot *s = a->vols[i];
 
+		/* A mapping not adopted whose keys could not be wiped has no
+		 * known CMK (adopt.c): every revocation reaches it. */
+		bool unknown = s->rs == SLOT_REVOKE_FAILED && !s->v->cmk_id[0] &&
+			       !s->v->keyconfig[0];
+
 		if (s->rs == SLOT_REVOKED || s->rs == SLOT_GONE ||
-		    !under(s->v, cmk_id, provider, key_ref, keyconfig))
+		    (!unknown && !under(s->v, cmk_id, provider, key_ref, keyconfig)))
 			continue;
 		start_revoke(a, s, cause, denied, uid);
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);
