@@ -1137,6 +1137,28 @@ static int revocations_as_operator(struct tenv *t, int fd)
  * etcd; bad arguments are refused before that.  The etcd side is
  * tests/etcd/fleet-revocation.sh.
  */
+static bool audit_has(struct tenv *t, const char *what);
+
+/* adopt10: audit records of revocation.clear with @outcome in the log. */
+static int clear_audits(struct tenv *t, const char *outcome)
+{
+	_cleanup_free_ char *text = NULL;
+	char want[64];
+	const char *p;
+	size_t n;
+	int c = 0;
+
+	if (lc_file_read(t->a.cfg.audit_log, &text, &n, NULL) < 0)
+		return -1;
+	snprintf(want, sizeof(want), "\"outcome\":\"%s\"", outcome);
+	for (p = text; (p = strstr(p, "\"op\":\"registry.revocation.clear\"")); p++) {
+		const char *eol = strchr(p, '\n'), *o = strstr(p, want);
+
+		c += o && (!eol || o < eol);
+	}
+	return c;
+}
+
 static void test_revocation_records_file(void **state)
 {
 	struct tenv *t = *state;
@@ -1166,6 +1188,13 @@ static void test_revocation_records_file(void **state)
 			      NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "has no argument \"key\""));
 	assert_int_equal(call(t, "revocation.list", jargs("{\"all\": true}"), NULL, &err), -EINVAL);
+	/* adopt10: every clear an admin asked for, refused, is audited (the
+	 * file backend's and five with bad arguments: 6; the one with an
+	 * unknown argument is refused before the op runs). */
+	assert_int_equal(clear_audits(t, "failure"), 6);
+	assert_int_equal(clear_audits(t, "success"), 0);
+	assert_true(audit_has(t, "record ab not deleted: revocation records exist only with [registry] backend = etcd"));
+	assert_true(audit_has(t, "record (none) not deleted: argument "));
 }
 
 static struct tenv *role_t;
