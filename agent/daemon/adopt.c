@@ -578,6 +578,29 @@ static bool adopt_dir_trusted(struct agent *a)
 	return true;
 }
 
+const char *agent_proc_misc = "/proc/misc";
+
+/* Does the running kernel have device-mapper?  Its control node is the
+ * misc device "device-mapper" (drivers/md/dm-ioctl.c), listed in
+ * /proc/misc whether dm_mod is a module or built in.  true if unknown. */
+static bool adopt_kernel_has_dm(void)
+{
+	char line[128];
+	bool found = false;
+	FILE *f = fopen(agent_proc_misc, "re");
+
+	if (!f)
+		return true;
+	while (!found && fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\n");
+
+		line[n] = '\0';
+		found = n >= 14 && !strcmp(line + n - 14, " device-mapper");
+	}
+	fclose(f);
+	return found;
+}
+
 int agent_adopt_mappings(struct agent *a, struct lc_error *err)
 {
 	const struct lc_volume_backend *be = a->env.be;
@@ -601,6 +624,13 @@ int agent_adopt_mappings(struct agent *a, struct lc_error *err)
 			break;
 		lc_warn("lakecrypt mappings cannot be listed (try %d of %d): %s", i + 1,
 			AGENT_ADOPT_LIST_TRIES, e.msg);
+	}
+	/* No device-mapper in this kernel: no mapping can exist to watch
+	 * (and no open will work until it is loaded). */
+	if (r == -ENODEV && !adopt_kernel_has_dm()) {
+		lc_warn("the kernel has no device-mapper (%s lists none): no mapping to adopt",
+			agent_proc_misc);
+		return 0;
 	}
 	if (r < 0)
 		return lc_err(err, r, LC_ERRC_INTERNAL,

@@ -415,6 +415,10 @@ void agent_open_record_end(struct agent *a, const struct lc_volume_env *env, con
 #define AGENT_ADOPT_LIST_TRIES	5
 #define AGENT_ADOPT_LIST_GAP_MS	200
 int agent_adopt_mappings(struct agent *a, struct lc_error *err);
+/* The file that lists misc devices ("/proc/misc"; tests change it): a
+ * list that fails with -ENODEV while it names no "device-mapper" is no
+ * reason not to start (no mapping can exist). */
+extern const char *agent_proc_misc;
 /* A dm-lakecrypt TABLE line's fields (include/uapi/linux/dm-lakecrypt.h). */
 struct adopt_table {
 	char cipher[LC_HDR_CIPHER_SIZE];

@@ -251,8 +251,9 @@ static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
 	return r;
 }
 
-/* adopt10: dm_list fails this many more times. */
+/* adopt10: dm_list fails this many more times; with ENODEV. */
 static unsigned int fk_list_fail_times;
+static bool fk_list_enodev;
 
 static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
 {
@@ -262,7 +263,8 @@ static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc
 		pthread_mutex_unlock(&fk.mu);
 		*devs = NULL;
 		*n = 0;
-		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "REV10: list fails");
+		return lc_err(err, fk_list_enodev ? -ENODEV : -ENOMEM, LC_ERRC_INTERNAL,
+			      "REV10: list fails");
 	}
 	*devs = calloc(fk.ndevs + 1, sizeof(**devs));
 	*n = 0;
@@ -670,6 +672,7 @@ static int teardown(void **state)
 	fk.wipes = 0;
 	fk.list_fails = fk.wipe_fails = false;	/* a failed rev10 case */
 	fk_list_fail_times = 0;
+	fk_list_enodev = false;
 	fk.ignore_revoke = false;
 	pthread_mutex_unlock(&fk.mu);
 	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
@@ -6210,7 +6213,7 @@ static void test_rev10_adopt_list_fails(void **state)
 	struct tenv *t = *state;
 	struct lc_config cfg = t->a.cfg;
 	struct lc_error err = { 0 };
-	char path[PATH_MAX + 256];
+	char path[PATH_MAX + 256], misc[PATH_MAX];
 	uint64_t one = 1;
 
 	crash_at_create(t, "v1");
@@ -6237,11 +6240,29 @@ static void test_rev10_adopt_list_fails(void **state)
 	assert_non_null(strstr(err.msg, "not starting"));
 	assert_int_equal(t->a.listen_fd, -1);	/* never served */
 	agent_teardown(&t->a);
+	/* No control node (ENODEV) while the kernel has device-mapper: the
+	 * same.  (Without device-mapper no mapping exists: see
+	 * test_adopt_list_no_dm.) */
+	snprintf(misc, sizeof(misc), "%s/misc", t->dir);
+	put_file(misc, "236 device-mapper\n237 loop-control\n");
+	agent_proc_misc = misc;
+	fk_list_enodev = true;
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	assert_int_equal(agent_setup(&t->a, &err), -ENODEV);
+	agent_proc_misc = "/proc/misc";
+	assert_non_null(strstr(err.msg, "not starting"));
+	agent_teardown(&t->a);
 	assert_true(dev_exists("v1"));
 	assert_true(record_exists(t, "v1"));	/* kept for the next start */
 	/* The next start: the list fails a few times, then answers. */
 	pthread_mutex_lock(&fk.mu);
 	fk.list_fails = false;
+	fk_list_enodev = false;
 	fk_list_fail_times = AGENT_ADOPT_LIST_TRIES - 1;
 	pthread_mutex_unlock(&fk.mu);
 	memset(&t->a, 0, sizeof(t->a));
@@ -6261,6 +6282,44 @@ static void test_rev10_adopt_list_fails(void **state)
 	if (call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err))
 		fail_msg("keyed mapping v1 is not watched by the running agent: %s", err.msg);
 	disable_revokes(t, "v1");
+}
+
+/* adopt10: the list fails with ENODEV and /proc/misc names no
+ * device-mapper (a kernel without dm_mod): no mapping can exist, so the
+ * agent starts (with a warning) rather than refusing for good. */
+static void test_adopt_list_no_dm(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_config cfg = t->a.cfg;
+	struct lc_error err = { 0 };
+	char misc[PATH_MAX];
+	uint64_t one = 1;
+
+	t->a.stop = true;
+	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
+	pthread_join(t->loop, NULL);
+	agent_teardown(&t->a);
+	snprintf(misc, sizeof(misc), "%s/misc", t->dir);
+	put_file(misc, "237 loop-control\n200 tun\n");
+	agent_proc_misc = misc;
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = fk_list_enodev = true;
+	pthread_mutex_unlock(&fk.mu);
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	err.msg[0] = '\0';
+	if (agent_setup(&t->a, &err))
+		fail_msg("setup without device-mapper: %s", err.msg);
+	agent_proc_misc = "/proc/misc";
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = fk_list_enodev = false;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
+	assert_int_equal(call(t, "status", NULL, NULL, &err), 0);
 }
 
 /* REV10 finding: no record, and a lying disk (or whoever writes the raw
@@ -6828,6 +6887,7 @@ int main(void)
 		T(test_rev10_adopt_sector_size),
 		cmocka_unit_test(test_adopt_parse_table),
 		T(test_rev10_adopt_list_fails),
+		T(test_adopt_list_no_dm),
 		T(test_rev10_adopt_forged_header),
 		T(test_adopt_record_header_workspace),
 		T(test_adopt_record_table_device),
