@@ -6691,6 +6691,14 @@ static void adopt_keys_not_wiped(struct tenv *t, bool admin)
 	status_of(t, "v1", st, rs, sizeof(st));
 	assert_string_not_equal(rs, "revoked");
 	assert_true(audit_has(t, "keys not wiped, mapping in use, kept"));
+	/* Not in volumes.json: a restart finds it unknown again. */
+	{
+		_cleanup_free_ char *vj = NULL;
+		size_t n;
+
+		assert_int_equal(lc_file_read(t->a.runtime_path, &vj, &n, NULL), 0);
+		assert_null(strstr(vj, "\"v1\""));
+	}
 	/* Still refused: still not revoked, however often it is tried.
 	 * (Not for @admin: no job may be left running that would send the
 	 * revoke the admin's must be shown to send.) */
