@@ -13,20 +13,28 @@
  *
  * At start every LAKECRYPT-<uuid> mapping that volumes.json does not list
  * is adopted, so that it is watched like any open volume, when
- *   - its open record names it (name and uuid), and the header the record
- *     names (attached or detached) carries that uuid, key configuration,
- *     provider and key reference (a cache: the record alone), or, with no
- *     usable record, the device its table names holds an attached header
- *     of that uuid whose key configuration is its workspace's binding;
+ *   - the runtime directory and opening/ are the agent's own (owned by its
+ *     euid, no group/other write: adopt_dir_trusted());
+ *   - its open record names it (name and uuid), the kernel's table is the
+ *     one that record's open made (device, offset, cipher, key and segment
+ *     and sector size, ephemeral), and the header the record names
+ *     (attached or detached) carries that uuid, key configuration,
+ *     provider, key reference, workspace, project and CMK (a cache: the
+ *     record and the table alone);
  *   - its table holds every key the volume has (an open that died before
  *     "key load" finished is not one to keep);
  * and it is announced to udev again (a crash in that wait lost it).
- * Any other lakecrypt mapping fails closed: "key wipe all" (never
- * "revoke": a new table would be needed, and an ephemeral one discards
- * its data), then removed; one that is in use stays, keyless, listed as
- * revoked so that status shows it and close removes it.  Every outcome is
- * logged and audited ("adopt").  An unwatched keyed mapping would be out
- * of the kill switch's reach.
+ * A mapping with no usable record is never adopted from its device: its
+ * header is not authenticated without the KEK, which needs the very CMK
+ * the header names, so it cannot say whose the keys are.
+ * Any other lakecrypt mapping fails closed: "key wipe all" (if that fails,
+ * "revoke": it wipes the keys too, but fails all I/O and discards a
+ * cache), then removed; one that is in use stays, listed as revoked (keys
+ * gone) or as failed (keys NOT wiped: every watcher round and every admin
+ * revoke sends "revoke" again), so that status shows it and close removes
+ * it.  Every outcome is logged and audited ("adopt").  An unwatched keyed
+ * mapping would be out of the kill switch's reach; so if the mappings
+ * cannot be listed at all, the agent does not start.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,72 +220,24 @@ static int adopt_matches(const struct lc_header *h, const struct lc_volume *v, u
 	return 0;
 }
 
-/* The record of @d, checked against its header.  NULL: none usable
- * (*@tried: a record exists, and @why says why it is not taken). */
-static struct lc_volume *adopt_from_record(struct agent *a, const struct lc_dm_device *d,
-					   const char *uuid, uint32_t *keys, bool *tried,
-					   char *why, size_t size)
+/*
+ * Parse dm-lakecrypt's TABLE line @p (modified in place): the six fixed
+ * fields, then "<count> <option>..." (include/uapi/linux/dm-lakecrypt.h,
+ * "Optional parameters": at most LAKECRYPT_MAX_OPT_PARAMS, the names
+ * LAKECRYPT_OPT_*).  An unknown option, a count that is not the number of
+ * options that follow, or a trailing word: -EINVAL.
+ */
+int agent_adopt_parse_table(char *p, struct adopt_table *t)
 {
-	struct lc_volume *v = NULL;
-	struct lc_header *h;
-	struct lc_error e = { 0 };
-	char path[PATH_MAX];
-	int r;
-
-	*tried = false;
-	if (adopt_path(a, d->name, path, sizeof(path)) < 0)
-		return NULL;
-	r = lc_volume_record_load(path, &v, &e);
-	if (r == -ENOENT)
-		return NULL;
-	if (r < 0) {
-		lc_warn("%s: %s: looking at the device instead", path, e.msg);
-		return NULL;
-	}
-	/* Of another volume (an open that found the name taken): not this
-	 * mapping's record. */
-	if (strcmp(v->name, d->name) || strcmp(v->uuid, uuid)) {
-		lc_info("%s is the open record of volume %s, not of %s: looking at the device",
-			path, v->uuid, uuid);
-		lc_volume_free(v);
-		return NULL;
-	}
-	*tried = true;
-	if (v->kind == LC_VOLUME_CACHE) {
-		*keys = v->segments;	/* random keys, all of them */
-		return v;
-	}
-	h = adopt_header(v->header[0] ? v->header : v->device, why, size);
-	if (!h || adopt_matches(h, v, keys, why, size) < 0) {
-		lc_header_free(h);
-		lc_volume_free(v);
-		return NULL;
-	}
-	lc_header_free(h);
-	return v;
-}
-
-/* The TABLE line's fields (Documentation/admin-guide/dm-lakecrypt.rst). */
-struct adopt_table {
-	char cipher[LC_HDR_CIPHER_SIZE];
-	uint32_t key_size;
-	uint64_t segment_sectors, offset;
-	char device[PATH_MAX];
-	char volume_id[LAKECRYPT_MAX_VOLUME_ID + 1];
-	uint32_t sector_size;
-	bool ephemeral;
-};
-
-static int adopt_parse_table(char *p, struct adopt_table *t)
-{
-	char *save = NULL, *tok[7], *end;
+	char *save = NULL, *tok[7], *end, *s;
 	unsigned long long x;
 	unsigned long nopt = 0;
 	int n = 0;
 
 	memset(t, 0, sizeof(*t));
 	t->sector_size = LAKECRYPT_MIN_SECTOR_SIZE;
-	for (char *s = strtok_r(p, " ", &save); s && n < 7; s = strtok_r(NULL, " ", &save))
+	/* Exactly the words needed: the options are read below. */
+	while (n < 7 && (s = strtok_r(n ? NULL : p, " ", &save)))
 		tok[n++] = s;
 	if (n < 6 || strlen(tok[0]) >= sizeof(t->cipher) || strlen(tok[3]) >= sizeof(t->device) ||
 	    strlen(tok[5]) >= sizeof(t->volume_id))
@@ -306,119 +267,124 @@ static int adopt_parse_table(char *p, struct adopt_table *t)
 	}
 	for (unsigned long i = 0; i < nopt; i++) {
 		char *o = strtok_r(NULL, " ", &save);
+		const size_t ssl = strlen(LAKECRYPT_OPT_SECTOR_SIZE ":");
 
 		if (!o)
 			return -EINVAL;
-		if (!strcmp(o, LAKECRYPT_OPT_EPHEMERAL))
+		if (!strcmp(o, LAKECRYPT_OPT_EPHEMERAL)) {
 			t->ephemeral = true;
-		else if (!strncmp(o, LAKECRYPT_OPT_SECTOR_SIZE ":", strlen(LAKECRYPT_OPT_SECTOR_SIZE ":"))) {
-			x = strtoull(o + strlen(LAKECRYPT_OPT_SECTOR_SIZE ":"), &end, 10);
-			if (errno || *end || x < LAKECRYPT_MIN_SECTOR_SIZE || x > LAKECRYPT_MAX_SECTOR_SIZE)
+		} else if (!strncmp(o, LAKECRYPT_OPT_SECTOR_SIZE ":", ssl)) {
+			x = strtoull(o + ssl, &end, 10);
+			if (errno || *end || x < LAKECRYPT_MIN_SECTOR_SIZE ||
+			    x > LAKECRYPT_MAX_SECTOR_SIZE || (x & (x - 1)))
 				return -EINVAL;
 			t->sector_size = (uint32_t)x;
+		} else if (strcmp(o, LAKECRYPT_OPT_ALLOW_DISCARDS) &&
+			   strcmp(o, LAKECRYPT_OPT_NO_READ_WORKQUEUE) &&
+			   strcmp(o, LAKECRYPT_OPT_NO_WRITE_WORKQUEUE) &&
+			   strcmp(o, LAKECRYPT_OPT_NO_INLINE_CRYPT) &&
+			   strcmp(o, LAKECRYPT_OPT_SAME_CPU_CRYPT)) {
+			return -EINVAL;
 		}
 	}
-	return 0;
+	return strtok_r(NULL, " ", &save) ? -EINVAL : 0;
 }
 
-/* No record: the attached header on the device @d's table names, of
- * @uuid, under its workspace's current binding.  NULL with @why. */
-static struct lc_volume *adopt_from_device(struct agent *a, const struct lc_dm_device *d,
-					   const char *uuid, uint32_t *keys, char *why,
-					   size_t size)
+/* The record of @d, checked against its header and its table.  NULL:
+ * none usable (*@tried: a record exists, and @why says why it is not
+ * taken).  @trusted false: the record directory failed its checks
+ * (adopt_dir_trusted()), and no record is read. */
+static struct lc_volume *adopt_from_record(struct agent *a, const struct lc_dm_device *d,
+					   const char *uuid, bool trusted, uint32_t *keys,
+					   bool *tried, char *why, size_t size)
 {
 	const struct lc_volume_backend *be = a->env.be;
 	_cleanup_free_ char *params = NULL;
-	const struct lc_keyconfig *kc;
-	struct lc_volume *v;
+	struct lc_volume *v = NULL;
 	struct lc_header *h;
 	struct adopt_table t;
 	struct lc_error e = { 0 };
-	char path[PATH_MAX + 16], real[PATH_MAX], u[LC_UUID_STR_LEN];
+	char path[PATH_MAX];
+	const char *tdev;
 	uint64_t len = 0;
 	int r;
 
-	if (!be->dm_table) {
-		snprintf(why, size, "no open record, and its table cannot be read here");
+	*tried = false;
+	if (!trusted) {
+		snprintf(why, size, "no open record taken: %.300s", a->record_why);
 		return NULL;
+	}
+	if (adopt_path(a, d->name, path, sizeof(path)) < 0) {
+		snprintf(why, size, "no open record: its name has no record path");
+		return NULL;
+	}
+	r = lc_volume_record_load(path, &v, &e);
+	if (r == -ENOENT) {
+		snprintf(why, size, "no open record");
+		return NULL;
+	}
+	if (r < 0) {
+		snprintf(why, size, "its open record is unusable: %.300s", e.msg);
+		return NULL;
+	}
+	/* Of another volume (an open that found the name taken): not this
+	 * mapping's record. */
+	if (strcmp(v->name, d->name) || strcmp(v->uuid, uuid)) {
+		snprintf(why, size, "no open record (%.200s is the record of volume %s)", path,
+			 v->uuid);
+		lc_volume_free(v);
+		return NULL;
+	}
+	*tried = true;
+	/* The table the kernel holds is the one this record's open made. */
+	if (!be->dm_table) {
+		snprintf(why, size, "its table cannot be read here");
+		goto fail;
 	}
 	if (be->dm_table(a->env.be_ctx, d->name, &params, &len, &e) < 0) {
-		snprintf(why, size, "no open record, and its table: %.300s", e.msg);
-		return NULL;
+		snprintf(why, size, "its table: %.300s", e.msg);
+		goto fail;
 	}
-	if (adopt_parse_table(params, &t) < 0 || strcmp(t.volume_id, uuid) || !len) {
-		snprintf(why, size, "no open record, and its table is not one of volume %s", uuid);
-		return NULL;
+	tdev = v->devno[0] ? v->devno : v->device;
+	if (agent_adopt_parse_table(params, &t) < 0 || strcmp(t.volume_id, uuid)) {
+		snprintf(why, size, "its table is not one of volume %s", uuid);
+		goto fail;
 	}
-	if (t.ephemeral) {
-		snprintf(why, size, "a cache without its open record: its CMK is unknown");
-		return NULL;
+	if (strcmp(t.device, tdev) || t.offset != v->data_offset || strcmp(t.cipher, v->cipher) ||
+	    t.key_size != v->key_size || t.segment_sectors != v->segment_sectors ||
+	    t.sector_size != v->sector_size || t.ephemeral != (v->kind == LC_VOLUME_CACHE)) {
+		snprintf(why, size, "its table (device %.60s) is not the one its record (device %.60s) opened",
+			 t.device, tdev);
+		goto fail;
 	}
-	/* The kernel names the device "major:minor"; the fake, a path. */
-	if (t.device[0] == '/')
-		snprintf(path, sizeof(path), "%s", t.device);
-	else
-		snprintf(path, sizeof(path), "/dev/block/%s", t.device);
-	if (!realpath(path, real)) {
-		snprintf(why, size, "no open record, and its device %.100s: %s", path, strerror(errno));
-		return NULL;
+	if (v->kind == LC_VOLUME_CACHE) {
+		*keys = v->segments;	/* random keys, all of them */
+		return v;
 	}
-	h = adopt_header(real, why, size);
-	if (!h)
-		return NULL;
-	lc_header_uuid_str(h, u);
-	if (strcmp(u, uuid) || h->data_offset != t.offset || strcmp(h->cipher, t.cipher) ||
-	    h->key_size != t.key_size || h->segment_sectors != t.segment_sectors ||
-	    h->sector_size != t.sector_size) {
-		snprintf(why, size, "no open record, and the header on %.200s is not the table's volume %s",
-			 real, uuid);
+	h = adopt_header(v->header[0] ? v->header : v->device, why, size);
+	if (!h || adopt_matches(h, v, keys, why, size) < 0) {
 		lc_header_free(h);
-		return NULL;
+		goto fail;
 	}
-	/* Watched under the CMK the workspace is bound to, or not at all. */
-	agent_relock(a);
-	r = lc_registry_resolve(&a->reg, h->workspace, &kc, &e);
-	if (r == 0 && (strcmp(kc->name, h->keyconfig) || strcmp(kc->provider, h->provider) ||
-		       strcmp(kc->key_ref, h->provider_ref)))
-		r = -EPERM;
-	v = r == 0 ? calloc(1, sizeof(*v)) : NULL;
-	if (v)
-		snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", h->cmk_id[0] ? h->cmk_id :
-			 kc->cmk_id[0] ? kc->cmk_id : kc->key_ref);
-	agent_unlock(a);
-	if (!v) {
+	/* Who the volume belongs to, and under which CMK it is watched. */
+	if (strcmp(h->workspace, v->workspace) || strcmp(h->project, v->project) ||
+	    (h->cmk_id[0] && strcmp(h->cmk_id, v->cmk_id))) {
 		snprintf(why, size,
-			 "no open record, and its header's key configuration %.60s is not the binding of workspace %.60s",
-			 h->keyconfig, h->workspace);
+			 "its header names workspace %.40s, project %.40s, CMK %.80s; its record %.40s, %.40s, %.80s",
+			 h->workspace, h->project, h->cmk_id, v->workspace, v->project, v->cmk_id);
 		lc_header_free(h);
-		return NULL;
+		goto fail;
 	}
-	snprintf(v->name, sizeof(v->name), "%.*s", (int)sizeof(v->name) - 1, d->name);
-	v->kind = LC_VOLUME_PROJECT;
-	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
-	snprintf(v->device, sizeof(v->device), "%s", real);
-	if (t.device[0] != '/')
-		snprintf(v->devno, sizeof(v->devno), "%.23s", t.device);
-	snprintf(v->workspace, sizeof(v->workspace), "%s", h->workspace);
-	snprintf(v->project, sizeof(v->project), "%s", h->project);
-	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", h->keyconfig);
-	snprintf(v->provider, sizeof(v->provider), "%s", h->provider);
-	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", h->provider_ref);
-	snprintf(v->cmk_version, sizeof(v->cmk_version), "%s", h->cmk_version);
-	snprintf(v->cipher, sizeof(v->cipher), "%s", h->cipher);
-	v->key_size = h->key_size;
-	v->sector_size = h->sector_size;
-	v->segment_sectors = h->segment_sectors;
-	v->data_offset = h->data_offset;
-	v->length = len;
-	v->segments = (uint32_t)(len / t.segment_sectors + !!(len % t.segment_sectors));
-	v->opened = (int64_t)time(NULL);
-	*keys = adopt_keys_expected(h, v->segments);
 	lc_header_free(h);
 	return v;
+fail:
+	lc_volume_free(v);
+	return NULL;
 }
 
-static void adopt_add(struct agent *a, struct lc_volume *v, enum slot_revoke rs)
+/* List @v as @rs; @cause: a SLOT_REVOKE_FAILED slot's cause and error. */
+static void adopt_add(struct agent *a, struct lc_volume *v, enum slot_revoke rs,
+		      const char *cause)
 {
 	struct vol_slot *s = calloc(1, sizeof(*s)), **t;
 
@@ -435,39 +401,68 @@ static void adopt_add(struct agent *a, struct lc_volume *v, enum slot_revoke rs)
 	s->v = v;
 	s->revoker = -1;
 	s->rs = rs;
+	if (cause) {
+		snprintf(s->cause, sizeof(s->cause), "%s", cause);
+		snprintf(s->error, sizeof(s->error), "%s", cause);
+	}
+	agent_slot_sid(s);	/* uuid-claim.c: what writers must not touch */
 	a->vols[a->nvols++] = s;
 	agent_unlock(a);
 }
 
-/* Fail closed: the keys go, then the mapping if nothing holds it. */
+/*
+ * Fail closed: the keys go ("key wipe all"; if the target refuses that,
+ * "revoke", which wipes them too and fails every I/O: a cache loses its
+ * data, which beats keys left loaded), then the mapping if nothing holds
+ * it.  One in use stays listed: revoked once its keys are gone; else
+ * SLOT_REVOKE_FAILED ("keys not wiped"), which the watcher's every round
+ * and every admin revoke send "revoke" again (watch.c).
+ */
 static void adopt_refuse(struct agent *a, const struct lc_dm_device *d, const char *uuid,
 			 const char *why)
 {
 	const struct lc_volume_backend *be = a->env.be;
-	struct lc_error e = { 0 }, e2 = { 0 };
+	struct lc_error e = { 0 }, e2 = { 0 }, e3 = { 0 };
 	struct lc_volume *v;
+	struct lc_dm_status st;
 	char detail[LC_ERROR_MSG_MAX + 128];
-	int wiped;
+	const char *keys;
+	bool wiped, revoked = false;
+	int r;
 
-	wiped = be->dm_message(a->env.be_ctx, d->name,
-			       LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_WIPE " " LAKECRYPT_MSG_RANGE_ALL,
-			       &e);
+	r = be->dm_message(a->env.be_ctx, d->name,
+			   LAKECRYPT_MSG_KEY " " LAKECRYPT_MSG_KEY_WIPE " " LAKECRYPT_MSG_RANGE_ALL, &e);
 	/* A revoked table has no key to wipe and refuses the message. */
-	if (wiped < 0 && e.code == -EPERM)
-		wiped = 0;
+	if (r < 0 && e.code == -EPERM)
+		r = 0, revoked = true;
+	if (r < 0) {
+		lc_error_log("/dev/mapper/%s (volume %s): key wipe failed (%s): revoking it",
+			     d->name, uuid, e.msg);
+		r = be->dm_message(a->env.be_ctx, d->name, LAKECRYPT_MSG_REVOKE, &e3);
+		/* Believed only once the kernel's status says so. */
+		if (r == 0 && (be->dm_status(a->env.be_ctx, d->name, &st, &e3) < 0 ||
+			       st.state != LC_DM_STATE_REVOKED))
+			r = -EIO;
+		if (r < 0)
+			lc_error_log("/dev/mapper/%s (volume %s): revoke failed too (%s): its keys are NOT wiped",
+				     d->name, uuid, e3.msg[0] ? e3.msg : "not revoked");
+		else
+			revoked = true;
+	}
+	wiped = r == 0;
+	keys = !wiped ? "not wiped" : revoked ? "wiped (revoked)" : "wiped";
 	if (be->dm_remove(a->env.be_ctx, d->name, &e2) == 0 || e2.code == -ENXIO) {
-		lc_warn("/dev/mapper/%s (volume %s) not adopted: %s; %s and removed",
-			d->name, uuid, why, wiped < 0 ? "its keys could not be wiped" : "its keys wiped");
+		lc_warn("/dev/mapper/%s (volume %s) not adopted: %s; keys %s, and removed",
+			d->name, uuid, why, keys);
 		snprintf(detail, sizeof(detail), "not adopted (%.300s): keys %s, mapping removed", why,
-			 wiped < 0 ? "not wiped" : "wiped");
+			 keys);
 		adopt_audit(a, NULL, uuid, d->name, LC_AUDIT_FAILURE, detail);
 		return;
 	}
-	lc_error_log("/dev/mapper/%s (volume %s) not adopted: %s; %s, but it is in use (%s): it stays, listed as revoked; close it once unused",
-		     d->name, uuid, why,
-		     wiped < 0 ? "its keys could NOT be wiped" : "its keys are wiped", e2.msg);
+	lc_error_log("/dev/mapper/%s (volume %s) not adopted: %s; keys %s, but it is in use (%s): it stays, listed as %s; close it once unused",
+		     d->name, uuid, why, keys, e2.msg, wiped ? "revoked" : "failed (revoke retried)");
 	snprintf(detail, sizeof(detail), "not adopted (%.300s): keys %s, mapping in use, kept", why,
-		 wiped < 0 ? "not wiped" : "wiped");
+		 keys);
 	adopt_audit(a, NULL, uuid, d->name, LC_AUDIT_FAILURE, detail);
 	/* A name no volume can have stays out of the list (log and audit
 	 * only); any other is listed so that status shows it. */
@@ -477,16 +472,20 @@ static void adopt_refuse(struct agent *a, const struct lc_dm_device *d, const ch
 	snprintf(v->name, sizeof(v->name), "%.*s", (int)sizeof(v->name) - 1, d->name);
 	snprintf(v->uuid, sizeof(v->uuid), "%s", uuid);
 	v->kind = LC_VOLUME_PROJECT;
-	v->revoked = true;
 	v->opened = (int64_t)time(NULL);
-	snprintf(v->revoke_cause, sizeof(v->revoke_cause),
-		 "not adopted at agent start (%.150s): %s", why,
-		 wiped < 0 ? "its keys could not be wiped" : "keys wiped");
-	adopt_add(a, v, SLOT_REVOKED);
+	if (wiped) {
+		v->revoked = true;
+		snprintf(v->revoke_cause, sizeof(v->revoke_cause),
+			 "not adopted at agent start (%.150s): keys %s", why, keys);
+		adopt_add(a, v, SLOT_REVOKED, NULL);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "not adopted at agent start (%.150s): keys not wiped", why);
+	adopt_add(a, v, SLOT_REVOKE_FAILED, detail);
 }
 
 /* One mapping volumes.json does not list. */
-static void adopt_one(struct agent *a, const struct lc_dm_device *d)
+static void adopt_one(struct agent *a, const struct lc_dm_device *d, bool trusted)
 {
 	const struct lc_volume_backend *be = a->env.be;
 	const char *uuid = d->uuid + strlen(LC_DM_UUID_PREFIX);
@@ -496,17 +495,14 @@ static void adopt_one(struct agent *a, const struct lc_dm_device *d)
 	char why[LC_ERROR_MSG_MAX] = "";
 	uint32_t keys = 0;
 	bool tried = false;
-	const char *from = "its open record";
 
 	if (strlen(uuid) != LC_UUID_STR_LEN - 1 || lc_name_check("volume name", d->name, &e) < 0) {
 		adopt_refuse(a, d, uuid, "its device-mapper name or uuid is not one a lakecrypt volume has");
 		return;
 	}
-	v = adopt_from_record(a, d, uuid, &keys, &tried, why, sizeof(why));
-	if (!v && !tried) {
-		from = "its device";
-		v = adopt_from_device(a, d, uuid, &keys, why, sizeof(why));
-	}
+	/* Without a record nothing says whose it is: its device's header is
+	 * not authenticated without the KEK, which needs the CMK it names. */
+	v = adopt_from_record(a, d, uuid, trusted, &keys, &tried, why, sizeof(why));
 	if (!v) {
 		adopt_refuse(a, d, uuid, why);
 		return;
@@ -530,15 +526,82 @@ static void adopt_one(struct agent *a, const struct lc_dm_device *d)
 	/* The crash may have come in udev's wait (or in its suspend). */
 	if (!v->revoked && be->dm_announce && be->dm_announce(a->env.be_ctx, d->name, &e) < 0)
 		lc_warn("/dev/mapper/%s: announcing it to udev again failed: %s", d->name, e.msg);
-	lc_warn("adopted /dev/mapper/%s (volume %s, workspace %s, CMK %s) from %s: it is watched and can be revoked and closed; re-wrap needs a new open",
-		d->name, uuid, v->workspace, v->cmk_id, from);
-	adopt_audit(a, v, uuid, v->device, LC_AUDIT_SUCCESS,
-		    !strcmp(from, "its device") ? "adopted from its device" :
-		    "adopted from its open record");
-	adopt_add(a, v, v->revoked ? SLOT_REVOKED : SLOT_LIVE);
+	lc_warn("adopted /dev/mapper/%s (volume %s, workspace %s, CMK %s) from its open record: it is watched and can be revoked and closed; re-wrap needs a new open",
+		d->name, uuid, v->workspace, v->cmk_id);
+	adopt_audit(a, v, uuid, v->device, LC_AUDIT_SUCCESS, "adopted from its open record");
+	adopt_add(a, v, v->revoked ? SLOT_REVOKED : SLOT_LIVE, NULL);
 }
 
-int agent_adopt_mappings(struct agent *a)
+/*
+ * May the records in a->record_dir be believed?  The runtime directory
+ * and opening/ must be directories (not symbolic links) owned by the
+ * agent's effective uid, writable by no group or other (as sshd's
+ * StrictModes): else anyone who can write there could forge the record
+ * that says whose keyed mapping it is.  false with a->record_why.
+ */
+static bool adopt_dir_trusted(struct agent *a)
+{
+	char dir[PATH_MAX], *slash;
+	const char *paths[2];
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s", a->runtime_path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), slash ? "/" : ".");
+	paths[0] = dir;
+	paths[1] = a->record_dir;
+	a->record_why[0] = '\0';
+	for (int i = 0; i < 2; i++) {
+		if (lstat(paths[i], &st) < 0)
+			snprintf(a->record_why, sizeof(a->record_why), "%.150s: %s", paths[i],
+				 strerror(errno));
+		else if (!S_ISDIR(st.st_mode))
+			snprintf(a->record_why, sizeof(a->record_why), "%.150s is not a directory",
+				 paths[i]);
+		else if (st.st_uid != geteuid())
+			snprintf(a->record_why, sizeof(a->record_why),
+				 "%.150s is owned by uid %u, not the agent's %u", paths[i],
+				 (unsigned int)st.st_uid, (unsigned int)geteuid());
+		else if (st.st_mode & (S_IWGRP | S_IWOTH))
+			snprintf(a->record_why, sizeof(a->record_why),
+				 "%.150s is writable by group or others (mode %04o)", paths[i],
+				 (unsigned int)(st.st_mode & 07777));
+		if (a->record_why[0]) {
+			lc_error_log("open records are not trusted: %s; unknown lakecrypt mappings fail closed (fix the directory's owner and mode)",
+				     a->record_why);
+			return false;
+		}
+	}
+	return true;
+}
+
+const char *agent_proc_misc = "/proc/misc";
+
+/* Does the running kernel have device-mapper?  Its control node is the
+ * misc device "device-mapper" (drivers/md/dm-ioctl.c), listed in
+ * /proc/misc whether dm_mod is a module or built in.  true if unknown. */
+static bool adopt_kernel_has_dm(void)
+{
+	char line[128];
+	bool found = false;
+	FILE *f = fopen(agent_proc_misc, "re");
+
+	if (!f)
+		return true;
+	while (!found && fgets(line, sizeof(line), f)) {
+		size_t n = strcspn(line, "\n");
+
+		line[n] = '\0';
+		found = n >= 14 && !strcmp(line + n - 14, " device-mapper");
+	}
+	fclose(f);
+	return found;
+}
+
+int agent_adopt_mappings(struct agent *a, struct lc_error *err)
 {
 	const struct lc_volume_backend *be = a->env.be;
 	_cleanup_free_ struct lc_dm_device *devs = NULL;
@@ -546,24 +609,46 @@ int agent_adopt_mappings(struct agent *a)
 	size_t ndev = 0;
 	DIR *dir;
 	struct dirent *de;
-	bool saved;
+	bool saved, trusted;
+	int r = -EIO;
 
-	if (be->dm_list(a->env.be_ctx, &devs, &ndev, &e) < 0) {
-		lc_warn("lakecrypt mappings cannot be listed (%s): open records kept for the next start",
-			e.msg);
+	for (int i = 0; i < AGENT_ADOPT_LIST_TRIES; i++) {
+		if (i)
+			nanosleep(&(struct timespec){ .tv_nsec = AGENT_ADOPT_LIST_GAP_MS * 1000000L },
+				  NULL);
+		free(devs);
+		devs = NULL;
+		ndev = 0;
+		r = be->dm_list(a->env.be_ctx, &devs, &ndev, &e);
+		if (r >= 0)
+			break;
+		lc_warn("lakecrypt mappings cannot be listed (try %d of %d): %s", i + 1,
+			AGENT_ADOPT_LIST_TRIES, e.msg);
+	}
+	/* No device-mapper in this kernel: no mapping can exist to watch
+	 * (and no open will work until it is loaded). */
+	if (r == -ENODEV && !adopt_kernel_has_dm()) {
+		lc_warn("the kernel has no device-mapper (%s lists none): no mapping to adopt",
+			agent_proc_misc);
 		return 0;
 	}
+	if (r < 0)
+		return lc_err(err, r, LC_ERRC_INTERNAL,
+			      "lakecrypt mappings cannot be listed (%s): not starting, since a keyed mapping would go unwatched (open records kept)",
+			      e.msg);
+	trusted = adopt_dir_trusted(a);
 	for (size_t i = 0; i < ndev; i++) {
 		const char *uuid = devs[i].uuid + strlen(LC_DM_UUID_PREFIX);
 		struct vol_slot *s = agent_volume(a, devs[i].name);
 
 		if (s && !strcmp(s->v->uuid, uuid))
 			continue;	/* listed in volumes.json */
-		adopt_one(a, &devs[i]);
+		adopt_one(a, &devs[i], trusted);
 	}
-	/* Every record is now in volumes.json or its mapping is gone. */
+	/* Every record is now in volumes.json or its mapping is gone.  In a
+	 * directory not trusted, nothing is touched. */
 	saved = agent_volumes_save(a, NULL) == 0;
-	if (!saved || !(dir = opendir(a->record_dir)))
+	if (!saved || !trusted || !(dir = opendir(a->record_dir)))
 		return 0;
 	while ((de = readdir(dir))) {
 		char path[PATH_MAX];

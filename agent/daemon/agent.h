@@ -222,6 +222,7 @@ struct agent {
 	size_t nvols;
 	char runtime_path[PATH_MAX];
 	char record_dir[PATH_MAX];	/* adopt.c: open records, "" before setup */
+	char record_why[256];		/* adopt.c: why records are not trusted, "" */
 
 	struct cmk_watch **watches;	/* probe.c: per-CMK and per-keyconfig confirmation state */
 	const struct lc_clock *clock;	/* revocation confirmation's clock; NULL: CLOCK_MONOTONIC (tests) */
@@ -414,8 +415,28 @@ void agent_open_record_clear(struct agent *a, const char *name);
  * name is left; a mapping a failed open could not remove keeps it. */
 void agent_open_record_end(struct agent *a, const struct lc_volume_env *env, const char *name);
 /* At start, after volumes.json was read (without a->lock): every
- * lakecrypt mapping it does not list is adopted or fails closed. */
-int agent_adopt_mappings(struct agent *a);
+ * lakecrypt mapping it does not list is adopted or fails closed.  The
+ * mappings are listed up to AGENT_ADOPT_LIST_TRIES times,
+ * AGENT_ADOPT_LIST_GAP_MS apart; -errno with @err if they never could be
+ * (the agent must not start: a keyed mapping would go unwatched). */
+#define AGENT_ADOPT_LIST_TRIES	5
+#define AGENT_ADOPT_LIST_GAP_MS	200
+int agent_adopt_mappings(struct agent *a, struct lc_error *err);
+/* The file that lists misc devices ("/proc/misc"; tests change it): a
+ * list that fails with -ENODEV while it names no "device-mapper" is no
+ * reason not to start (no mapping can exist). */
+extern const char *agent_proc_misc;
+/* A dm-lakecrypt TABLE line's fields (include/uapi/linux/dm-lakecrypt.h). */
+struct adopt_table {
+	char cipher[LC_HDR_CIPHER_SIZE];
+	uint32_t key_size;
+	uint64_t segment_sectors, offset;	/* 512-byte sectors */
+	char device[PATH_MAX];			/* "major:minor" or a path */
+	char volume_id[LAKECRYPT_MAX_VOLUME_ID + 1];
+	uint32_t sector_size;			/* bytes; 512 if not given */
+	bool ephemeral;
+};
+int agent_adopt_parse_table(char *p, struct adopt_table *t);
 
 /* loop.c */
 int agent_setup(struct agent *a, struct lc_error *err);

@@ -227,7 +227,9 @@ int agent_setup(struct agent *a, struct lc_error *err)
 	if (r < 0)
 		return r;
 	/* Mappings volumes.json does not list: adopted or fail closed. */
-	(void)agent_adopt_mappings(a);
+	r = agent_adopt_mappings(a, err);
+	if (r < 0)
+		return r;
 	(void)agent_volumes_save(a, NULL);
 	/* From here on an open records itself before its mapping exists. */
 	a->env.before_create = agent_open_record;

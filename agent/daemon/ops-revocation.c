@@ -198,23 +198,33 @@ int op_revocation_clear(struct agent *a, struct client *c, json_object *args, js
 	int64_t rev = 0;
 	int r;
 
+	/* Every clear, done or refused, is audited (Documentation/etcd.md):
+	 * refusals before the record is read name what was asked. */
+	memset(&ent, 0, sizeof(ent));
+	id = NULL;
 	if ((r = arg_str(args, "record", true, &id, err)) < 0 ||
 	    (r = arg_u64(args, "revision", false, &want, err)) < 0 ||
 	    (r = arg_bool(args, "force", &force, err)) < 0)
-		return r;
+		goto refused_early;
 	have_rev = json_object_object_get_ex(args, "revision", NULL);
-	if (have_rev && (want == 0 || want > (uint64_t)INT64_MAX))
-		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
-			      "argument \"revision\" must be the record's mod_revision as `lakecryptctl revocation list` shows it (1 or more)");
-	if (!a->reg.etcd)
-		return file_backend(a, err);
-	if ((r = lc_regetcd_revocation_key(&a->reg, id, key, sizeof(key), err)) < 0)
-		return r;
+	if (have_rev && (want == 0 || want > (uint64_t)INT64_MAX)) {
+		lc_err(err, -EINVAL, LC_ERRC_INVALID,
+		       "argument \"revision\" must be the record's mod_revision as `lakecryptctl revocation list` shows it (1 or more)");
+		goto refused_early;
+	}
+	if (!a->reg.etcd) {
+		file_backend(a, err);
+		goto refused_early;
+	}
+	if (lc_regetcd_revocation_key(&a->reg, id, key, sizeof(key), err) < 0)
+		goto refused_early;
 	agent_unlock(a);
 	r = lc_regetcd_revocation_get(&a->reg, key, &ent, err);
 	agent_relock(a);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		memset(&ent, 0, sizeof(ent));
+		goto refused;
+	}
 	if (have_rev && (int64_t)want != ent.rec.mod_revision) {
 		lc_err(err, -ESTALE, LC_ERRC_INVALID,
 		       "revocation record %s was written again since revision %" PRIu64 " (now revision %" PRId64 ", by agent %s: %.200s): nothing deleted; look again (revocation list) and clear it at the revision shown if the KMS grants access again",
@@ -264,6 +274,12 @@ int op_revocation_clear(struct agent *a, struct client *c, json_object *args, js
 	if (warn[0])
 		JADD(*result, "warning", json_object_new_string(warn));
 	return 0;
+refused_early:
+	/* The id as asked, cut and with what is not printable as '?'. */
+	snprintf(key, sizeof(key), "%.200s", id ? id : "(none)");
+	for (char *q = key; *q; q++)
+		if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+			*q = '?';
 refused:
 	json_object_put(reports);
 	snprintf(detail, sizeof(detail), "record %.80s not deleted: %.1200s", key, err->msg);

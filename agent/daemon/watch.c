@@ -82,13 +82,18 @@ int agent_volumes_save(struct agent *a, struct lc_error *err)
 {
 	_cleanup_free_ struct lc_volume **vs = calloc(a->nvols + 1, sizeof(*vs));
 	struct lc_error e;
+	size_t n = 0;
 	int r;
 
 	if (!vs)
 		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "out of memory");
+	/* A mapping not adopted whose keys are not wiped (adopt.c) stays out:
+	 * the next start finds it unknown and fails it closed again. */
 	for (size_t i = 0; i < a->nvols; i++)
-		vs[i] = a->vols[i]->v;
-	r = lc_volumes_save(a->runtime_path, vs, a->nvols, &e);
+		if (!(a->vols[i]->rs == SLOT_REVOKE_FAILED && !a->vols[i]->v->revoked &&
+		      !a->vols[i]->v->cmk_id[0] && !a->vols[i]->v->keyconfig[0]))
+			vs[n++] = a->vols[i]->v;
+	r = lc_volumes_save(a->runtime_path, vs, n, &e);
 	if (r < 0) {
 		lc_error_log("the list of open volumes could not be saved (a restarted agent will not find them): %s",
 			     e.msg);
@@ -347,8 +352,13 @@ int agent_revoke_matching_kc(struct agent *a, const char *cmk_id, const char *pr
 	for (size_t i = 0; i < a->nvols; i++) {
 		struct vol_slot *s = a->vols[i];
 
+		/* A mapping not adopted whose keys could not be wiped has no
+		 * known CMK (adopt.c): every revocation reaches it. */
+		bool unknown = s->rs == SLOT_REVOKE_FAILED && !s->v->cmk_id[0] &&
+			       !s->v->keyconfig[0];
+
 		if (s->rs == SLOT_REVOKED || s->rs == SLOT_GONE ||
-		    !under(s->v, cmk_id, provider, key_ref, keyconfig))
+		    (!unknown && !under(s->v, cmk_id, provider, key_ref, keyconfig)))
 			continue;
 		start_revoke(a, s, cause, denied, uid);
 		snprintf(names[n++], LC_HDR_NAME_SIZE, "%s", s->v->name);

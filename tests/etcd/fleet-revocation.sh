@@ -196,6 +196,13 @@ ctl R2 revocation clear 0123; rc=$?
 check "revocation: clear of an id with no record: exit 1" $? "exit $rc: $last"
 ctl R2 revocation clear 0123 --revision 0; rc=$?
 [ $rc = 2 ]; check "revocation: --revision 0 is a usage error (exit 2)" $? "exit $rc: $last"
+# Every clear, done or refused, is audited (Documentation/etcd.md): the
+# bad ids and the missing records too.
+clear_fail=$(grep '"op":"registry.revocation.clear"' "$work/agent-R2/audit.log" | grep '"outcome":"failure"')
+grep -qF "record a/b not deleted" <<<"$clear_fail" && grep -qF "record ../x not deleted" <<<"$clear_fail" &&
+	grep -qF "record ${rev_prefix}revocations/0123 not deleted" <<<"$clear_fail" &&
+	grep -qF "not deleted: there is no revocation record ${rev_prefix}revocations/$rhash" <<<"$clear_fail"
+check "revocation: refusals for bad ids and missing records are audited too" $? "$clear_fail"
 
 for a in R1 R2; do kill "$(eval echo "\$pid_$a")" 2>/dev/null; done
 for a in R1 R2; do wait "$(eval echo "\$pid_$a")" 2>/dev/null; done

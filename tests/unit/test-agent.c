@@ -251,15 +251,20 @@ static int f_dm_remove(void *ctx, const char *name, struct lc_error *err)
 	return r;
 }
 
+/* adopt10: dm_list fails this many more times; with ENODEV. */
+static unsigned int fk_list_fail_times;
+static bool fk_list_enodev;
+
 static int f_dm_list(void *ctx, struct lc_dm_device **devs, size_t *n, struct lc_error *err)
 {
 	(void)ctx;
 	pthread_mutex_lock(&fk.mu);
-	if (fk.list_fails) {
+	if (fk.list_fails || (fk_list_fail_times && fk_list_fail_times--)) {
 		pthread_mutex_unlock(&fk.mu);
 		*devs = NULL;
 		*n = 0;
-		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "REV10: list fails");
+		return lc_err(err, fk_list_enodev ? -ENODEV : -ENOMEM, LC_ERRC_INTERNAL,
+			      "REV10: list fails");
 	}
 	*devs = calloc(fk.ndevs + 1, sizeof(**devs));
 	*n = 0;
@@ -665,6 +670,10 @@ static int teardown(void **state)
 	free(fk.snap_vols);
 	fk.snap_record = fk.snap_vols = NULL;
 	fk.wipes = 0;
+	fk.list_fails = fk.wipe_fails = false;	/* a failed rev10 case */
+	fk_list_fail_times = 0;
+	fk_list_enodev = false;
+	fk.ignore_revoke = false;
 	pthread_mutex_unlock(&fk.mu);
 	nftw(t->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	free(t);
@@ -1131,6 +1140,28 @@ static int revocations_as_operator(struct tenv *t, int fd)
  * etcd; bad arguments are refused before that.  The etcd side is
  * tests/etcd/fleet-revocation.sh.
  */
+static bool audit_has(struct tenv *t, const char *what);
+
+/* adopt10: audit records of revocation.clear with @outcome in the log. */
+static int clear_audits(struct tenv *t, const char *outcome)
+{
+	_cleanup_free_ char *text = NULL;
+	char want[64];
+	const char *p;
+	size_t n;
+	int c = 0;
+
+	if (lc_file_read(t->a.cfg.audit_log, &text, &n, NULL) < 0)
+		return -1;
+	snprintf(want, sizeof(want), "\"outcome\":\"%s\"", outcome);
+	for (p = text; (p = strstr(p, "\"op\":\"registry.revocation.clear\"")); p++) {
+		const char *eol = strchr(p, '\n'), *o = strstr(p, want);
+
+		c += o && (!eol || o < eol);
+	}
+	return c;
+}
+
 static void test_revocation_records_file(void **state)
 {
 	struct tenv *t = *state;
@@ -1160,6 +1191,13 @@ static void test_revocation_records_file(void **state)
 			      NULL, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "has no argument \"key\""));
 	assert_int_equal(call(t, "revocation.list", jargs("{\"all\": true}"), NULL, &err), -EINVAL);
+	/* adopt10: every clear an admin asked for, refused, is audited (the
+	 * file backend's and five with bad arguments: 6; the one with an
+	 * unknown argument is refused before the op runs). */
+	assert_int_equal(clear_audits(t, "failure"), 6);
+	assert_int_equal(clear_audits(t, "success"), 0);
+	assert_true(audit_has(t, "record ab not deleted: revocation records exist only with [registry] backend = etcd"));
+	assert_true(audit_has(t, "record (none) not deleted: argument "));
 }
 
 static struct tenv *role_t;
@@ -5959,8 +5997,11 @@ static void test_crash_open_before_keys(void **state)
 	disable_revokes(t, "v1");
 }
 
-/* No record (an older agent's crash): adopted from the attached header on
- * the device its table names, under the workspace's binding. */
+/* No record (an older agent's crash): the header on the device its table
+ * names is not authenticated (its KEK needs the CMK it names), so it does
+ * not say whose the mapping is: fail closed (policy since rev10; it was
+ * adopted from the device before).  Keys wiped, mapping removed, audited;
+ * the retried open maps it again. */
 static void test_unknown_mapping_from_device(void **state)
 {
 	struct tenv *t = *state;
@@ -5970,10 +6011,11 @@ static void test_unknown_mapping_from_device(void **state)
 	crash_at_create(t, "v1");
 	open_volume(t, "d1", "v1");
 	crash_restart(t, false);
-	assert_true(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 0);
-	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
-	assert_true(audit_has(t, "adopted from its device"));
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
+	assert_true(audit_has(t, "not adopted (no open record): keys wiped, mapping removed"));
+	assert_false(audit_has(t, "adopted from its device"));
 	open_args(t, "d1", "v1", a, sizeof(a));
 	if (call(t, "volume.open", jargs(a), NULL, &err))
 		fail_msg("the retried open: %s", err.msg);
@@ -6096,34 +6138,188 @@ static void test_rev10_adopt_sector_size(void **state)
 	pthread_mutex_lock(&fk.mu);
 	fprintf(stderr, "REV10 table: %s\n", fdev("v1")->line);
 	pthread_mutex_unlock(&fk.mu);
-	crash_restart(t, false);
+	/* adopt10: with no record nothing is adopted any more (finding 1):
+	 * the record's adoption parses the table too. */
+	crash_restart(t, true);
 	assert_int_equal(fk.wipes, 0);		/* actual: 1 */
 	assert_true(dev_exists("v1"));		/* actual: removed */
-	assert_true(audit_has(t, "adopted from its device"));
+	assert_true(audit_has(t, "adopted from its open record"));
+	disable_revokes(t, "v1");
+}
+
+/* adopt10: TABLE lines with no, one and several optional parameters
+ * (include/uapi/linux/dm-lakecrypt.h), and lines that are not tables. */
+static void test_adopt_parse_table(void **state)
+{
+	static const char *const bad[] = {
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048",			/* 5 words */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1",			/* count, no option */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 sector_size:4096 x",	/* trailing */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 bogus",		/* unknown */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 sector_size:1000",	/* not 2^n */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 sector_size:8192",	/* too big */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 8 a b c d e f g h",	/* > max */
+		"aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 2 allow_discards",	/* 2, 1 given */
+		"aes-xts-plain64 64:logon:p: 8 8:16 2048 U",			/* key */
+		"aes-xts-plain64 :64:logon:p: 8x 8:16 2048 U",			/* number */
+	};
+	struct adopt_table tb;
+	char line[512];
+
+	(void)state;
+	snprintf(line, sizeof(line), "aes-xts-plain64 :64:logon:p: 8 8:16 2048 U");
+	assert_int_equal(agent_adopt_parse_table(line, &tb), 0);
+	assert_string_equal(tb.cipher, "aes-xts-plain64");
+	assert_int_equal(tb.key_size, 64);
+	assert_int_equal(tb.segment_sectors, 8);
+	assert_string_equal(tb.device, "8:16");
+	assert_int_equal(tb.offset, 2048);
+	assert_string_equal(tb.volume_id, "U");
+	assert_int_equal(tb.sector_size, 512);
+	assert_false(tb.ephemeral);
+	snprintf(line, sizeof(line), "aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 sector_size:4096");
+	assert_int_equal(agent_adopt_parse_table(line, &tb), 0);
+	assert_int_equal(tb.sector_size, 4096);
+	assert_string_equal(tb.volume_id, "U");
+	snprintf(line, sizeof(line), "aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 1 ephemeral");
+	assert_int_equal(agent_adopt_parse_table(line, &tb), 0);
+	assert_true(tb.ephemeral);
+	assert_int_equal(tb.sector_size, 512);
+	snprintf(line, sizeof(line),
+		 "aes-xts-plain64 :64:logon:p: 8 /dev/x 0 U 7 allow_discards sector_size:1024 ephemeral no_read_workqueue no_write_workqueue same_cpu_crypt no_inline_crypt");
+	assert_int_equal(agent_adopt_parse_table(line, &tb), 0);
+	assert_int_equal(tb.sector_size, 1024);
+	assert_true(tb.ephemeral);
+	assert_string_equal(tb.device, "/dev/x");
+	assert_int_equal(tb.offset, 0);
+	snprintf(line, sizeof(line), "aes-xts-plain64 :64:logon:p: 8 8:16 2048 U 0");
+	assert_int_equal(agent_adopt_parse_table(line, &tb), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line), "%s", bad[i]);
+		if (agent_adopt_parse_table(line, &tb) != -EINVAL)
+			fail_msg("parsed: %s", bad[i]);
+	}
 }
 
 /* REV10 finding: dm_list fails at start (ENOMEM, EINTR on the control node):
  * the agent starts and serves anyway, and the keyed mapping left by the crash
- * is not watched: the kill switch does not reach it. */
+ * is not watched: the kill switch does not reach it.
+ * adopt10: the list is tried AGENT_ADOPT_LIST_TRIES times; if it never
+ * answers, the agent does not start (systemd starts it again), and the next
+ * start, the list answering, adopts the mapping.  A list that fails fewer
+ * times than that is only retried. */
 static void test_rev10_adopt_list_fails(void **state)
 {
 	struct tenv *t = *state;
+	struct lc_config cfg = t->a.cfg;
 	struct lc_error err = { 0 };
+	char path[PATH_MAX + 256], misc[PATH_MAX];
+	uint64_t one = 1;
 
 	crash_at_create(t, "v1");
 	open_volume(t, "d1", "v1");
 	pthread_mutex_lock(&fk.mu);
 	fk.list_fails = true;
 	pthread_mutex_unlock(&fk.mu);
-	crash_restart(t, true);
+	/* crash_restart(), but its start must fail. */
+	t->a.stop = true;
+	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
+	pthread_join(t->loop, NULL);
+	agent_teardown(&t->a);
+	put_file(t->a.runtime_path, fk.snap_vols);
+	snprintf(path, sizeof(path), "%s/opening/v1.json", fk.snap_dir);
+	put_file(path, fk.snap_record);
+	fk.snap_name[0] = '\0';
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	assert_int_equal(agent_setup(&t->a, &err), -ENOMEM);
+	assert_non_null(strstr(err.msg, "not starting"));
+	assert_int_equal(t->a.listen_fd, -1);	/* never served */
+	agent_teardown(&t->a);
+	/* No control node (ENODEV) while the kernel has device-mapper: the
+	 * same.  (Without device-mapper no mapping exists: see
+	 * test_adopt_list_no_dm.) */
+	snprintf(misc, sizeof(misc), "%s/misc", t->dir);
+	put_file(misc, "236 device-mapper\n237 loop-control\n");
+	agent_proc_misc = misc;
+	fk_list_enodev = true;
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	assert_int_equal(agent_setup(&t->a, &err), -ENODEV);
+	agent_proc_misc = "/proc/misc";
+	assert_non_null(strstr(err.msg, "not starting"));
+	agent_teardown(&t->a);
+	assert_true(dev_exists("v1"));
+	assert_true(record_exists(t, "v1"));	/* kept for the next start */
+	/* The next start: the list fails a few times, then answers. */
 	pthread_mutex_lock(&fk.mu);
 	fk.list_fails = false;
+	fk_list_enodev = false;
+	fk_list_fail_times = AGENT_ADOPT_LIST_TRIES - 1;
 	pthread_mutex_unlock(&fk.mu);
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	if (agent_setup(&t->a, &err))
+		fail_msg("setup after the list came back: %s", err.msg);
+	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
+	assert_int_equal(fk_list_fail_times, 0);
 	assert_true(dev_exists("v1"));
 	assert_true(dev_keys("v1") > 0);
+	assert_true(audit_has(t, "adopted from its open record"));
 	/* the claim: no keyed lakecrypt mapping the running agent does not watch */
 	if (call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err))
 		fail_msg("keyed mapping v1 is not watched by the running agent: %s", err.msg);
+	disable_revokes(t, "v1");
+}
+
+/* adopt10: the list fails with ENODEV and /proc/misc names no
+ * device-mapper (a kernel without dm_mod): no mapping can exist, so the
+ * agent starts (with a warning) rather than refusing for good. */
+static void test_adopt_list_no_dm(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_config cfg = t->a.cfg;
+	struct lc_error err = { 0 };
+	char misc[PATH_MAX];
+	uint64_t one = 1;
+
+	t->a.stop = true;
+	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
+	pthread_join(t->loop, NULL);
+	agent_teardown(&t->a);
+	snprintf(misc, sizeof(misc), "%s/misc", t->dir);
+	put_file(misc, "237 loop-control\n200 tun\n");
+	agent_proc_misc = misc;
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = fk_list_enodev = true;
+	pthread_mutex_unlock(&fk.mu);
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+	err.msg[0] = '\0';
+	if (agent_setup(&t->a, &err))
+		fail_msg("setup without device-mapper: %s", err.msg);
+	agent_proc_misc = "/proc/misc";
+	pthread_mutex_lock(&fk.mu);
+	fk.list_fails = fk_list_enodev = false;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
+	assert_int_equal(call(t, "status", NULL, NULL, &err), 0);
 }
 
 /* REV10 finding: no record, and a lying disk (or whoever writes the raw
@@ -6163,18 +6359,132 @@ static void test_rev10_adopt_forged_header(void **state)
 	lc_header_free(h1);
 	lc_header_free(h2);
 	crash_restart(t, false);
-	assert_true(dev_exists("v1"));
-	assert_true(dev_keys("v1") > 0);
-	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), &res, &err), 0);
-	assert_true(json_object_object_get_ex(res, "volumes", &vols));
-	v = json_object_array_get_idx(vols, 0);
-	assert_true(json_object_object_get_ex(v, "workspace", &x));
-	fprintf(stderr, "REV10: v1 (ws1's keys, CMK %s) adopted as workspace %s\n", t->cmk, json_object_get_string(x));
-	assert_true(json_object_object_get_ex(v, "keyconfig", &x));
-	fprintf(stderr, "REV10: ... keyconfig %s\n", json_object_get_string(x));
-	json_object_put(res);
-	/* the customer of ws1 disables its CMK: v1 must die */
-	disable_revokes(t, "v1");
+	/* adopt10: no record, so nothing the header says is taken: fail
+	 * closed (keys wiped, mapping removed), audited. */
+	(void)res, (void)vols, (void)v, (void)x;
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
+	assert_true(audit_has(t, "not adopted (no open record): keys wiped"));
+	assert_false(audit_has(t, "adopted from its device"));
+}
+
+/* adopt10: with its record, a header forged to another workspace and
+ * project (same key configuration, so the provider checks pass) is not
+ * believed either: the record and the header disagree, fail closed. */
+static void test_adopt_record_header_workspace(void **state)
+{
+	struct tenv *t = *state;
+	struct lc_error err = { 0 };
+	struct lc_header *h1 = NULL, *h2 = NULL;
+	char p1[PATH_MAX], p2[PATH_MAX];
+	int fd;
+
+	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\"}"), NULL, &err), 0);
+	format_disk(t, "d2", "ws2", "evil", true, NULL);
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	snprintf(p1, sizeof(p1), "%s/d1", t->dir);
+	snprintf(p2, sizeof(p2), "%s/d2", t->dir);
+	assert_int_equal(lc_header_read_path(p1, &h1, NULL, &err), 0);
+	assert_int_equal(lc_header_read_path(p2, &h2, NULL, &err), 0);
+	memcpy(h2->uuid, h1->uuid, LC_UUID_LEN);
+	assert_string_equal(h2->keyconfig, h1->keyconfig);
+	fd = open(p1, O_RDWR);
+	assert_true(fd >= 0);
+	if (lc_header_write(fd, h2, &err))
+		fail_msg("forge: %s", err.msg);
+	close(fd);
+	lc_header_free(h1);
+	lc_header_free(h2);
+	crash_restart(t, true);
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_true(audit_has(t, "its header names workspace ws2, project evil"));
+	assert_false(audit_has(t, "adopted from its open record"));
+}
+
+/* adopt10: a record whose device is not the one the kernel's table maps
+ * (here: another name for the same file, so the header checks pass) is
+ * not this mapping's: fail closed. */
+static void test_adopt_record_table_device(void **state)
+{
+	struct tenv *t = *state;
+	char link[PATH_MAX], from[PATH_MAX + 16], to[PATH_MAX + 16], *rec, *at;
+	size_t n;
+
+	crash_at_create(t, "v1");
+	open_volume(t, "d1", "v1");
+	snprintf(link, sizeof(link), "%s/d1link", t->dir);
+	snprintf(from, sizeof(from), "%s/d1", t->dir);
+	assert_int_equal(symlink(from, link), 0);
+	snprintf(from, sizeof(from), "\"device\":\"%s/d1\"", t->dir);
+	snprintf(to, sizeof(to), "\"device\":\"%s/d1link\"", t->dir);
+	assert_non_null(fk.snap_record);
+	at = strstr(fk.snap_record, from);
+	assert_non_null(at);
+	n = strlen(fk.snap_record) + strlen(to) - strlen(from) + 1;
+	rec = malloc(n);
+	assert_non_null(rec);
+	snprintf(rec, n, "%.*s%s%s", (int)(at - fk.snap_record), fk.snap_record, to,
+		 at + strlen(from));
+	free(fk.snap_record);
+	fk.snap_record = rec;
+	crash_restart(t, true);
+	assert_false(dev_exists("v1"));
+	assert_int_equal(fk.wipes, 1);
+	assert_true(audit_has(t, "is not the one its record"));
+}
+
+/* adopt10: records are believed only in a runtime directory and opening/
+ * that the agent's euid owns and no group or other may write (sshd's
+ * StrictModes): else a complete open's mapping fails closed, and the
+ * reason is logged and audited. */
+static void test_adopt_record_dir_modes(void **state)
+{
+	struct tenv *t = *state;
+	char rdir[PATH_MAX], odir[PATH_MAX + 16];
+	struct {
+		int which;	/* 0: runtime dir, 1: opening/ */
+		mode_t mode;
+		uid_t uid;
+		const char *why;
+	} cases[] = {
+		{ 1, 0770, 0, "writable by group or others (mode 0770)" },
+		{ 1, 0702, 0, "writable by group or others (mode 0702)" },
+		{ 1, 0700, 4242, "is owned by uid 4242" },
+		{ 0, 0775, 0, "writable by group or others (mode 0775)" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[8], disk[8];
+
+		snprintf(name, sizeof(name), "v%zu", i);
+		snprintf(disk, sizeof(disk), "d%zu", i);
+		crash_at_create(t, name);
+		open_volume(t, disk, name);
+		snprintf(rdir, sizeof(rdir), "%s", t->a.runtime_path);
+		*strrchr(rdir, '/') = '\0';
+		snprintf(odir, sizeof(odir), "%s", t->a.record_dir);
+		assert_int_equal(chmod(cases[i].which ? odir : rdir, cases[i].mode), 0);
+		assert_int_equal(chown(cases[i].which ? odir : rdir, cases[i].uid, (gid_t)-1), 0);
+		fk.wipes = 0;
+		crash_restart(t, true);
+		if (!audit_has(t, cases[i].why))
+			fail_msg("case %zu: no audit of \"%s\"", i, cases[i].why);
+		assert_false(dev_exists(name));
+		assert_int_equal(fk.wipes, 1);
+		assert_true(record_exists(t, name));	/* untouched there */
+		assert_int_equal(chmod(cases[i].which ? odir : rdir, 0700), 0);
+		assert_int_equal(chown(cases[i].which ? odir : rdir, 0, (gid_t)-1), 0);
+	}
+	/* Fixed: the next crash's record is believed again. */
+	crash_at_create(t, "vok");
+	open_volume(t, "dok", "vok");
+	crash_restart(t, true);
+	assert_true(dev_exists("vok"));
+	assert_true(audit_has(t, "adopted from its open record"));
 }
 
 /* REV10 finding: an operator's volume.open reads the header of ANY path
@@ -6428,6 +6738,96 @@ static void test_rev10_refuse_wipe_fails(void **state)
 	pthread_mutex_unlock(&fk.mu);
 }
 
+/* adopt10: a busy unknown mapping whose wipe AND revoke fail (the kernel
+ * accepts revoke but its status does not say revoked) is kept in
+ * "failed" (keys not wiped), never "revoked"; the watcher's round (@admin
+ * false) or an admin revoke of any key configuration (@admin true) sends
+ * revoke again once the kernel takes it. */
+static void adopt_keys_not_wiped(struct tenv *t, bool admin)
+{
+	struct lc_error err = { 0 };
+	char path[256], st[32], rs[32];
+	unsigned int revokes0;
+	int fd;
+
+	open_volume(t, "d1", "v1");
+	snprintf(path, sizeof(path), "%s/d1", t->dir);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 0), 0);	/* header gone: not adoptable */
+	assert_int_equal(ftruncate(fd, (2 << 20) + 64 * 4096), 0);
+	close(fd);
+	pthread_mutex_lock(&fk.mu);
+	snprintf(fk.busy, sizeof(fk.busy), "v1");
+	fk.wipe_fails = true;
+	fk.ignore_revoke = true;
+	pthread_mutex_unlock(&fk.mu);
+	crash_restart(t, false);
+	pthread_mutex_lock(&fk.mu);
+	revokes0 = fk.revokes;
+	pthread_mutex_unlock(&fk.mu);
+	assert_true(dev_exists("v1"));
+	assert_true(dev_keys("v1") > 0);
+	assert_false(dev_revoked("v1"));
+	status_of(t, "v1", st, rs, sizeof(st));
+	assert_string_not_equal(rs, "revoked");
+	assert_true(audit_has(t, "keys not wiped, mapping in use, kept"));
+	/* Not in volumes.json: a restart finds it unknown again. */
+	{
+		_cleanup_free_ char *vj = NULL;
+		size_t n;
+
+		assert_int_equal(lc_file_read(t->a.runtime_path, &vj, &n, NULL), 0);
+		assert_null(strstr(vj, "\"v1\""));
+	}
+	/* Still refused: still not revoked, however often it is tried.
+	 * (Not for @admin: no job may be left running that would send the
+	 * revoke the admin's must be shown to send.) */
+	if (!admin) {
+		agent_watch_tick(&t->a);
+		for (int i = 0; i < WAIT_STEPS && !strcmp(rs, "revoking"); i++) {
+			usleep(20000);
+			status_of(t, "v1", st, rs, sizeof(st));
+		}
+		status_of(t, "v1", st, rs, sizeof(st));
+		assert_string_not_equal(rs, "revoked");
+	}
+	pthread_mutex_lock(&fk.mu);
+	fk.ignore_revoke = false;		/* the kernel takes it now */
+	if (admin)	/* nothing sent revoke since adopt_refuse() did */
+		assert_int_equal(fk.revokes, revokes0);
+	pthread_mutex_unlock(&fk.mu);
+	if (admin)
+		(void)call(t, "revoke", jargs("{\"keyconfig\": \"kc1\"}"), NULL, &err);
+	else
+		agent_watch_tick(&t->a);
+	for (int i = 0; i < WAIT_STEPS && !dev_revoked("v1"); i++)
+		usleep(20000);
+	assert_true(dev_revoked("v1"));
+	for (int i = 0; i < WAIT_STEPS && strcmp(rs, "revoked"); i++) {
+		usleep(20000);
+		status_of(t, "v1", st, rs, sizeof(st));
+	}
+	assert_string_equal(rs, "revoked");
+	pthread_mutex_lock(&fk.mu);
+	fk.busy[0] = '\0';
+	fk.wipe_fails = false;
+	pthread_mutex_unlock(&fk.mu);
+	assert_int_equal(call(t, "volume.close", jargs("{\"name\": \"v1\", \"if_open\": true}"),
+			      NULL, &err), 0);
+	assert_false(dev_exists("v1"));
+}
+
+static void test_adopt_keys_not_wiped_watcher(void **state)
+{
+	adopt_keys_not_wiped(*state, false);
+}
+
+static void test_adopt_keys_not_wiped_admin(void **state)
+{
+	adopt_keys_not_wiped(*state, true);
+}
+
 /* REV10 finding: the claim and the write resolve the admin's paths twice.
  * format --force with --header DIR/ds.hdr, where DIR is a symbolic link that
  * someone with write access to its parent flips between an empty directory
@@ -6574,13 +6974,20 @@ int main(void)
 		T(test_crash_cache_adopted),
 		T(test_unknown_mapping_fails_closed),
 		T(test_rev10_adopt_sector_size),
+		cmocka_unit_test(test_adopt_parse_table),
 		T(test_rev10_adopt_list_fails),
+		T(test_adopt_list_no_dm),
 		T(test_rev10_adopt_forged_header),
+		T(test_adopt_record_header_workspace),
+		T(test_adopt_record_table_device),
+		T(test_adopt_record_dir_modes),
 		T(test_rev10_open_oracle),
 		T(test_rev10_sid_cut_ignored),
 		T(test_claim10_sid_cut_writer),
 		T(test_rev10_adopted_no_sid),
 		T(test_rev10_refuse_wipe_fails),
+		T(test_adopt_keys_not_wiped_watcher),
+		T(test_adopt_keys_not_wiped_admin),
 		T(test_rev10_header_path_toctou),
 	};
 
