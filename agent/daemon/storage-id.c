@@ -364,8 +364,10 @@ int agent_sid_kernel_busy(const struct agent_sid *t, const char *path, char *why
 			continue;
 		snprintf(base, sizeof(base), "%s/%s", p, de->d_name);
 		lo = (struct agent_sid){ .set = true, .self = { .blk = true } };
+		/* Not @t itself, nor a loop device @t lies on: held by @t's
+		 * own stack (a dm-linear over a loop device), not by another. */
 		if (dir_devno(base, &lo.self.rdev) < 0 ||
-		    (t->self.blk && lo.self.rdev == t->self.rdev))
+		    (t->self.blk && lo.self.rdev == t->self.rdev) || has_node(t, &lo.self))
 			continue;
 		snprintf(node, sizeof(node), "%s/loop", base);
 		if (access(node, F_OK))
