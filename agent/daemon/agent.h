@@ -748,6 +748,12 @@ int agent_canary_make(struct agent *a, int64_t peer_uid, struct lc_provider *p,
 		      char hex[65], unsigned int *calls, struct lc_error *err);
 json_object *agent_watches_json(struct agent *a);
 void agent_watches_free(struct agent *a);
+/* A volume record standing for key configuration @kc in a probe (check
+ * --cmk, revocation clear, an open's denial, [test] watch_keyconfig): name
+ * "keyconfig-<first 50 bytes of kc->name>", its key configuration,
+ * provider, key reference and CMK id, each truncated to its field.  Calloc'd
+ * (free it with free() or lc_volume_free()); NULL when out of memory. */
+struct lc_volume *agent_keyconfig_volume(const struct lc_keyconfig *kc);
 
 /* kms-ident.c: the KMS principal bound to a key configuration. */
 #define AGENT_IDENT_TTL_MS	30000	/* a principal asked is reused this long */

@@ -189,14 +189,9 @@ int op_check(struct agent *a, struct client *c, json_object *args, json_object *
 
 			if (strcmp(kc->key_ref, cmk) && strcmp(kc->cmk_id, cmk))
 				continue;
-			todo[n] = calloc(1, sizeof(*todo[n]));
+			todo[n] = agent_keyconfig_volume(kc);
 			if (!todo[n])
 				break;
-			snprintf(todo[n]->name, sizeof(todo[n]->name), "keyconfig-%.50s", kc->name);
-			snprintf(todo[n]->keyconfig, sizeof(todo[n]->keyconfig), "%s", kc->name);
-			snprintf(todo[n]->provider, sizeof(todo[n]->provider), "%s", kc->provider);
-			snprintf(todo[n]->provider_ref, sizeof(todo[n]->provider_ref), "%s", kc->key_ref);
-			snprintf(todo[n]->cmk_id, sizeof(todo[n]->cmk_id), "%s", kc->cmk_id);
 			n++;
 		}
 	}

@@ -123,13 +123,8 @@ static void kms_check(struct agent *a, const struct lc_revocation *rec, const ch
 	for (size_t i = 0; i < a->reg.nkc && n < CLEAR_MAX_PROBES; i++) {
 		const struct lc_keyconfig *kc = &a->reg.kc[i];
 
-		if (!kc_names(kc, rec) || !(todo[n] = calloc(1, sizeof(*todo[n]))))
+		if (!kc_names(kc, rec) || !(todo[n] = agent_keyconfig_volume(kc)))
 			continue;
-		snprintf(todo[n]->name, sizeof(todo[n]->name), "keyconfig-%.50s", kc->name);
-		snprintf(todo[n]->keyconfig, sizeof(todo[n]->keyconfig), "%s", kc->name);
-		snprintf(todo[n]->provider, sizeof(todo[n]->provider), "%s", kc->provider);
-		snprintf(todo[n]->provider_ref, sizeof(todo[n]->provider_ref), "%s", kc->key_ref);
-		snprintf(todo[n]->cmk_id, sizeof(todo[n]->cmk_id), "%s", kc->cmk_id);
 		n++;
 	}
 	detail[0] = '\0';

@@ -955,18 +955,13 @@ int agent_open_observed(struct agent *a, const struct lc_keyconfig *kc, int r,
 	}
 	w->triggered++;
 	w->trigger_ns = now;
-	v = calloc(1, sizeof(*v));
+	v = agent_keyconfig_volume(kc);
 	rep = json_object_new_object();
 	if (!v || !rep) {
 		free(v);
 		json_object_put(rep);
 		return r;
 	}
-	snprintf(v->name, sizeof(v->name), "keyconfig-%.50s", kc->name);
-	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", kc->name);
-	snprintf(v->provider, sizeof(v->provider), "%s", kc->provider);
-	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", kc->key_ref);
-	snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", kc->cmk_id);
 	lc_warn("%s under CMK %s (key configuration %s) was denied (%s): probing the CMK itself",
 		what, kc->key_ref, kc->name, orig);
 	agent_unlock(a);
@@ -1015,6 +1010,20 @@ static int64_t outage_s(const struct agent *a, const struct lc_revconf *rc)
 	if (!rc->outage_since_ns || now_ns <= rc->outage_since_ns)
 		return 0;
 	return (int64_t)((now_ns - rc->outage_since_ns) / 1000000000ULL);
+}
+
+struct lc_volume *agent_keyconfig_volume(const struct lc_keyconfig *kc)
+{
+	struct lc_volume *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	snprintf(v->name, sizeof(v->name), "keyconfig-%.50s", kc->name);
+	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", kc->name);
+	snprintf(v->provider, sizeof(v->provider), "%s", kc->provider);
+	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", kc->key_ref);
+	snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", kc->cmk_id);
+	return v;
 }
 
 json_object *agent_watches_json(struct agent *a)

@@ -595,13 +595,8 @@ static struct check_job *watch_keyconfig(struct agent *a, const char *name)
 	const struct lc_keyconfig *kc = lc_registry_keyconfig(&a->reg, name);
 	struct lc_volume *v;
 
-	if (!kc || !(v = calloc(1, sizeof(*v))))
+	if (!kc || !(v = agent_keyconfig_volume(kc)))
 		return NULL;
-	snprintf(v->name, sizeof(v->name), "keyconfig-%.50s", kc->name);
-	snprintf(v->keyconfig, sizeof(v->keyconfig), "%s", kc->name);
-	snprintf(v->provider, sizeof(v->provider), "%s", kc->provider);
-	snprintf(v->provider_ref, sizeof(v->provider_ref), "%s", kc->key_ref);
-	snprintf(v->cmk_id, sizeof(v->cmk_id), "%s", kc->cmk_id);
 	for (size_t i = 0; i < a->nvols; i++)
 		if (a->vols[i]->rs == SLOT_LIVE && same_cmk(a->vols[i]->v, v)) {
 			lc_volume_free(v);	/* probed as a volume's already */

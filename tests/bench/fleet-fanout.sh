@@ -37,24 +37,10 @@ tests/etcd/cluster.sh start "$work/cluster" >"$work/cluster.err" 2>&1 ||
 # shellcheck disable=SC1091
 . "$work/cluster/env"
 
+# shellcheck source=tests/kms/lib-agent.sh
+. tests/kms/lib-agent.sh	# agent_conf, etcd_registry_conf
 conf() {	# conf DIR PREFIX
-	mkdir -p "$1/state" && chmod 700 "$1/state"
-	cat >"$1/agent.conf" <<EOF
-[agent]
-socket = $1/agent.sock
-state_dir = $1/state
-audit_log = $1/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $2
-EOF
+	etcd_registry_conf "$2" | agent_conf "$1" "$(id -gn)"
 }
 start() {	# start DIR: the agent's pid in $!
 	"$agentbin" -c "$1/agent.conf" -f >>"$1/agent.out" 2>&1 &

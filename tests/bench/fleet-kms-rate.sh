@@ -67,40 +67,20 @@ tests/etcd/cluster.sh start "$work/cluster" >"$work/cluster.err" 2>&1 ||
 # shellcheck disable=SC1091
 . "$work/cluster/env"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-p_lkms=$(free_port) p_ktls=$(free_port)
+# shellcheck source=tests/kms/lib-local-kms.sh
+. tests/kms/lib-local-kms.sh	# lkms_serve, lkms_aws_conf
+# shellcheck source=tests/kms/lib-agent.sh
+. tests/kms/lib-agent.sh	# agent_conf, etcd_registry_conf
 mkdir -p "$work/kms"
-echo "Keys: {}" >"$work/kms/seed.yaml"
-PORT=$p_lkms KMS_DATA_PATH=$work/kms/data KMS_SEED_PATH=$work/kms/seed.yaml KMS_REGION=eu-west-2 \
-	KMS_ACCOUNT_ID=111122223333 "$lkms" >"$work/kms/local-kms.log" 2>&1 &
-side+=($!)
-cat >"$work/kms/stunnel.conf" <<EOF
-foreground = yes
-pid =
-[kms]
-accept = 127.0.0.1:$p_ktls
-connect = 127.0.0.1:$p_lkms
-cert = $ETCD_MEMBER_CERT
-key = $ETCD_MEMBER_KEY
-EOF
-/usr/bin/stunnel4 "$work/kms/stunnel.conf" >"$work/kms/stunnel.log" 2>&1 &
-side+=($!)
-wait_port "$p_lkms" && wait_port "$p_ktls" ||
-	{ echo "fleet-kms-rate: local-kms or stunnel4 did not start: $(cat "$work"/kms/*.log)" >&2; exit 1; }
+lkms_serve "$work/kms" "$ETCD_MEMBER_CERT" "$ETCD_MEMBER_KEY"; rc=$?
+side+=("${LKMS_PIDS[@]}")
+[ $rc = 0 ] || { echo "fleet-kms-rate: $(cat "$work/kms/lkms.err")" >&2; exit 1; }
+p_ktls=$LKMS_TLS_PORT
 export AWS_ACCESS_KEY_ID=AKIDFAKE AWS_SECRET_ACCESS_KEY=fakeSecretKey/0123456789abcdefghijklmnopqrstu
 unset AWS_SESSION_TOKEN AWS_PROFILE
 
 conf() {	# conf DIR PREFIX BACKSTOP
-	mkdir -p "$1/state" && chmod 700 "$1/state"
-	cat >"$1/agent.conf" <<EOF
-[agent]
-socket = $1/agent.sock
-state_dir = $1/state
-audit_log = $1/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
-
+	{ cat <<EOF
 [kms]
 retry_attempts = 1
 deadline_ms = 10000
@@ -108,25 +88,16 @@ deadline_ms = 10000
 [revocation]
 watch_interval_s = $interval
 
-[aws-kms]
-endpoint = https://127.0.0.1:$p_ktls
-region = eu-west-2
-ca_bundle = $ETCD_CA
-credentials = env
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $2
+EOF
+	  lkms_aws_conf "$ETCD_CA"; echo
+	  etcd_registry_conf "$2"; cat <<EOF
 backstop_interval_s = $3
 probe_lease_s = $lease
 
 [test]
 watch_keyconfig = kcb
 EOF
+	} | agent_conf "$1" "$(id -gn)"
 }
 wait_sock() { for _ in $(seq 600); do [ -S "$1/agent.sock" ] && return 0; sleep 0.1; done; return 1; }
 pss_mb() {	# the agents' memory, MiB: the sum of their proportional set sizes

@@ -41,6 +41,8 @@ tools=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
 work=$(mktemp -d /tmp/lakecrypt-e2e-prov.XXXXXX)
 pids=()
 . tests/kms/lib-proc.sh	# kill_tree
+# shellcheck source=tests/kms/lib-agent.sh
+. tests/kms/lib-agent.sh	# agent_conf, etcd_registry_conf
 cleanup() {
 	for p in "${pids[@]}"; do kill_tree "$p"; done
 	wait 2>/dev/null
@@ -211,23 +213,7 @@ etcd_setup() {
 	for n in 1 2 3; do pids+=("$(cat "$w/cluster/m$n.pid")"); done
 	# shellcheck disable=SC1091
 	. "$w/cluster/env"
-	cat >"$w/agent/agent.conf" <<CONF
-[agent]
-socket = $w/agent/agent.sock
-state_dir = $w/agent/state
-audit_log = $w/agent/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $prefix
-watch_idle_s = 5
-CONF
+	{ etcd_registry_conf "$prefix"; echo "watch_idle_s = 5"; } | agent_conf "$w/agent" "$(id -gn)"
 	build/agent/lakecrypt-agent -c "$w/agent/agent.conf" -f >>"$w/agent/agent.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 300); do [ -S "$w/agent/agent.sock" ] && break; sleep 0.1; done

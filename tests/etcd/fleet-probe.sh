@@ -16,28 +16,15 @@ lkms=$tools/bin/local-kms
 for t in "$lkms" "$vpy" /usr/bin/stunnel4; do
 	[ -x "$t" ] || { notok "probe: tool $t present (run make setup)"; finish; }
 done
-pfree_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pwait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# lkms_serve, lkms_aws_conf (also used by fleet-revocation.sh, sourced after this file)
+# shellcheck source=tests/kms/lib-local-kms.sh
+. "$top/tests/kms/lib-local-kms.sh"
 pk=$work/probe-kms
 mkdir -p "$pk"
-p_lkms=$(pfree_port) p_ktls=$(pfree_port)
-echo "Keys: {}" >"$pk/seed.yaml"
-PORT=$p_lkms KMS_DATA_PATH=$pk/data KMS_SEED_PATH=$pk/seed.yaml KMS_REGION=eu-west-2 \
-	KMS_ACCOUNT_ID=111122223333 "$lkms" >"$pk/local-kms.log" 2>&1 &
-bgpids+=($!)
-cat >"$pk/stunnel.conf" <<EOF
-foreground = yes
-pid =
-[kms]
-accept = 127.0.0.1:$p_ktls
-connect = 127.0.0.1:$p_lkms
-cert = $ETCD_MEMBER_CERT
-key = $ETCD_MEMBER_KEY
-EOF
-/usr/bin/stunnel4 "$pk/stunnel.conf" >"$pk/stunnel.log" 2>&1 &
-bgpids+=($!)
-pwait_port "$p_lkms" && pwait_port "$p_ktls"
-check "probe: local-kms on :$p_lkms behind stunnel4 TLS :$p_ktls" $? "$(cat "$pk"/*.log)"
+lkms_serve "$pk" "$ETCD_MEMBER_CERT" "$ETCD_MEMBER_KEY"
+check "probe: local-kms on :$LKMS_PORT behind stunnel4 TLS :$LKMS_TLS_PORT" $? "$(cat "$pk"/lkms.err 2>/dev/null)"
+bgpids+=("${LKMS_PIDS[@]}")
+p_ktls=$LKMS_TLS_PORT
 kadmin() { "$vpy" "$top/tests/kms/kms-admin.py" "https://127.0.0.1:$p_ktls" "$ETCD_CA" "$@" 2>&1; }
 pkey=$(kadmin create)
 [[ "$pkey" == arn:aws:kms:eu-west-2:111122223333:key/* ]]; check "probe: a CMK in local-kms: $pkey" $? "$pkey"
@@ -50,14 +37,7 @@ probe_prefix=/lcprobe-$$-$RANDOM/
 probe_interval=3 probe_ttl=4 probe_window=30
 probe_conf() {	# probe_conf NAME
 	local d=$work/agent-$1
-	mkdir -p "$d/state" && chmod 700 "$d/state"
-	cat >"$d/agent.conf" <<EOF
-[agent]
-socket = $d/agent.sock
-state_dir = $d/state
-audit_log = $d/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
+	{ cat <<EOF
 log_level = debug
 
 [kms]
@@ -69,23 +49,9 @@ watch_interval_s = $probe_interval
 confirm_denials = 2
 confirm_window_s = 120
 
-[aws-kms]
-endpoint = https://127.0.0.1:$p_ktls
-region = eu-west-2
-ca_bundle = $ETCD_CA
-credentials = env
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $probe_prefix
-connect_timeout_ms = 1000
-timeout_ms = 3000
-watch_idle_s = 5
-retry_max_ms = 1000
+EOF
+	  lkms_aws_conf "$ETCD_CA"; echo
+	  etcd_registry_conf_quick "$probe_prefix"; cat <<EOF
 backstop_interval_s = 600
 probe_lease_s = $probe_ttl
 
@@ -93,6 +59,7 @@ probe_lease_s = $probe_ttl
 watch_keyconfig = kcp
 watch_pause_file = $d/wpause
 EOF
+	} | agent_conf "$d" "$(id -gn)"
 }
 # pj NAME EXPR: EXPR (python, p = status's registry.probes, u = its unit
 # for kcp or {}) on NAME's status; $last is the printed value.

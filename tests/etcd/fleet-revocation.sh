@@ -15,17 +15,11 @@
 # is forced as fleet.sh does: R2's watch paused, the revision compacted.
 
 rev_prefix=/lcrev-$$-$RANDOM/
+# agent_conf, etcd_registry_conf_quick (tests/kms/lib-agent.sh, sourced by
+# fleet.sh); lkms_aws_conf and the KMS (lib-local-kms.sh, fleet-probe.sh)
 rev_conf() {	# rev_conf NAME
 	local d=$work/agent-$1
-	mkdir -p "$d/state" && chmod 700 "$d/state"
-	cat >"$d/agent.conf" <<EOF
-[agent]
-socket = $d/agent.sock
-state_dir = $d/state
-audit_log = $d/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
-
+	{ cat <<EOF
 [kms]
 retry_attempts = 1
 deadline_ms = 5000
@@ -34,27 +28,14 @@ deadline_ms = 5000
 confirm_denials = 5
 confirm_window_s = 3600
 
-[aws-kms]
-endpoint = https://127.0.0.1:$p_ktls
-region = eu-west-2
-ca_bundle = $ETCD_CA
-credentials = env
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $rev_prefix
-connect_timeout_ms = 1000
-timeout_ms = 3000
-watch_idle_s = 5
-retry_max_ms = 1000
+EOF
+	  lkms_aws_conf "$ETCD_CA"; echo
+	  etcd_registry_conf_quick "$rev_prefix"; cat <<EOF
 
 [test]
 registry_pause_file = $d/pause
 EOF
+	} | agent_conf "$d" "$(id -gn)"
 }
 # rj NAME EXPR: EXPR (python; d = the JSON of `revocation list --json`,
 # r = its first record or {}) on NAME; $last is the printed value.

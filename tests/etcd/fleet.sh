@@ -16,32 +16,19 @@ else notok "fleet: build the agent and lakecryptctl (ASan+UBSan)" "$out"; finish
 agentbin=$top/build/agent-san/lakecrypt-agent ctlbin=$top/build/agent-san/lakecryptctl
 fleet_pids=()
 
+# agent_conf, etcd_registry_conf_quick (also used by fleet-probe.sh and
+# fleet-revocation.sh, sourced after this file)
+# shellcheck source=tests/kms/lib-agent.sh
+. "$top/tests/kms/lib-agent.sh"
+
 fleet_conf() {	# fleet_conf NAME: $work/agent-NAME/agent.conf
 	local d=$work/agent-$1
-	mkdir -p "$d/state" && chmod 700 "$d/state"
-	cat >"$d/agent.conf" <<EOF
-[agent]
-socket = $d/agent.sock
-state_dir = $d/state
-audit_log = $d/audit.log
-audit_fsync = no
-admin_group = $(id -gn)
-
-[registry]
-backend = etcd
-endpoints = $ETCD_ENDPOINTS
-ca = $ETCD_CA
-cert = $ETCD_CERT
-key = $ETCD_KEY
-prefix = $fleet_prefix
-connect_timeout_ms = 1000
-timeout_ms = 3000
-watch_idle_s = 5
-retry_max_ms = 1000
+	{ etcd_registry_conf_quick "$fleet_prefix"; cat <<EOF
 
 [test]
 registry_pause_file = $d/pause
 EOF
+	} | agent_conf "$d" "$(id -gn)"
 }
 fleet_start() {	# fleet_start NAME
 	local d=$work/agent-$1

@@ -5,11 +5,18 @@
 # (tests/kms/aws-ident.sh, aws-canary.sh, azure-ident.sh, gcp-ident.sh),
 # which get notok, $py, $top and the array pids (its members are killed at
 # the end) from the suite that sources them.  Source it, then:
-#   agent_conf DIR <REST
+#   agent_conf DIR [GROUP] <REST
 #            write DIR/agent.conf: an [agent] section with the socket, the
 #            state directory (DIR/state, made here, mode 700) and the audit
-#            log (no fsync) in DIR, admin group root; then REST (the [kms]
-#            and provider sections).
+#            log (no fsync) in DIR, admin group GROUP (default root); then
+#            REST (the [kms] and provider sections).
+#   etcd_registry_conf PREFIX
+#            print a [registry] section for the etcd cluster of
+#            tests/etcd/cluster.sh (its env sourced: ETCD_ENDPOINTS,
+#            ETCD_CA, ETCD_CERT, ETCD_KEY) under key prefix PREFIX.
+#   etcd_registry_conf_quick PREFIX
+#            the same with the short timeouts of tests/etcd (connect 1 s,
+#            request 3 s, watch idle 5 s, retries at most 1 s apart).
 #   agent_conf_checks DIR CONFIRM <REST
 #            the same with a [kms] section of one attempt in a 5 s deadline
 #            and a [revocation] section whose watcher never probes by
@@ -35,10 +42,32 @@ socket = $1/agent.sock
 state_dir = $1/state
 audit_log = $1/audit.log
 audit_fsync = no
-admin_group = root
+admin_group = ${2:-root}
 
 EOC
 	  cat; } >"$1/agent.conf"
+}
+
+etcd_registry_conf() {
+	cat <<EOC
+[registry]
+backend = etcd
+endpoints = $ETCD_ENDPOINTS
+ca = $ETCD_CA
+cert = $ETCD_CERT
+key = $ETCD_KEY
+prefix = $1
+EOC
+}
+
+etcd_registry_conf_quick() {
+	etcd_registry_conf "$1"
+	cat <<EOC
+connect_timeout_ms = 1000
+timeout_ms = 3000
+watch_idle_s = 5
+retry_max_ms = 1000
+EOC
 }
 
 agent_conf_checks() {

@@ -10,6 +10,19 @@
 #                               and LKMS_TLS_PORT, and appends the pids to
 #                               the array LKMS_PIDS.  Returns 1 with the
 #                               reason in WORKDIR/lkms.err.
+#   lkms_serve WORKDIR CERT KEY start local-kms (data in WORKDIR/lkms, an
+#                               empty seed WORKDIR/seed.yaml) and stunnel4
+#                               in front of it with the PEM certificate CERT
+#                               and key KEY; logs in WORKDIR/local-kms.log
+#                               and WORKDIR/stunnel.log.  Sets LKMS_PORT and
+#                               LKMS_TLS_PORT, appends the pids to LKMS_PIDS;
+#                               waits at most 20 s for each port.  Returns 1
+#                               with the reason in WORKDIR/lkms.err.
+#                               (lkms_start is the test PKI, then this.)
+#   lkms_aws_conf CA            print an [aws-kms] agent config section for
+#                               https://127.0.0.1:$LKMS_TLS_PORT (CA: the
+#                               PEM bundle that signed its certificate),
+#                               env credentials.
 #   lkms_create WORKDIR         create a key with botocore; prints its ARN.
 #   lkms_stop                   kill what lkms_start started.
 LAKECRYPT_TOOLS=${LAKECRYPT_TOOLS:-/opt/lakecrypt-tools}
@@ -44,9 +57,15 @@ lkms_start() {
 		{ echo "test PKI:"; tail -3 "$w/pki.log"; } >"$w/lkms.err"
 		return 1
 	fi
+	lkms_serve "$w" "$w/server.pem" "$w/server.key"
+}
+
+lkms_serve() {
+	local w=$1 cert=$2 key=$3
 	LKMS_PORT=$(lkms_free_port) LKMS_TLS_PORT=$(lkms_free_port)
-	PORT=$LKMS_PORT KMS_DATA_PATH=$w/lkms KMS_REGION=eu-west-2 KMS_ACCOUNT_ID=111122223333 \
-		"$LAKECRYPT_TOOLS/bin/local-kms" >"$w/local-kms.log" 2>&1 &
+	echo "Keys: {}" >"$w/seed.yaml"
+	PORT=$LKMS_PORT KMS_DATA_PATH=$w/lkms KMS_SEED_PATH=$w/seed.yaml KMS_REGION=eu-west-2 \
+		KMS_ACCOUNT_ID=111122223333 "$LAKECRYPT_TOOLS/bin/local-kms" >"$w/local-kms.log" 2>&1 &
 	LKMS_PIDS+=($!)
 	cat >"$w/stunnel.conf" <<EOS
 foreground = yes
@@ -54,8 +73,8 @@ pid =
 [kms]
 accept = 127.0.0.1:$LKMS_TLS_PORT
 connect = 127.0.0.1:$LKMS_PORT
-cert = $w/server.pem
-key = $w/server.key
+cert = $cert
+key = $key
 EOS
 	/usr/bin/stunnel4 "$w/stunnel.conf" >"$w/stunnel.log" 2>&1 &
 	LKMS_PIDS+=($!)
@@ -64,6 +83,16 @@ EOS
 			>"$w/lkms.err"
 		return 1
 	fi
+}
+
+lkms_aws_conf() {
+	cat <<EOS
+[aws-kms]
+endpoint = https://127.0.0.1:$LKMS_TLS_PORT
+region = eu-west-2
+ca_bundle = $1
+credentials = env
+EOS
 }
 
 lkms_create() {
