@@ -713,28 +713,42 @@ static void put_file(const char *path, const char *text)
  * open record either, as an agent before this one left it), and starts
  * again on the same directories.
  */
-static void crash_restart(struct tenv *t, bool keep_record)
+/* Stop the test's agent: its loop thread joined, everything torn down. */
+static void agent_stop(struct tenv *t)
 {
-	struct lc_config cfg = t->a.cfg;
-	struct lc_error err = { 0 };
-	char path[PATH_MAX + 256];
 	uint64_t one = 1;
 
 	t->a.stop = true;
 	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
 	pthread_join(t->loop, NULL);
 	agent_teardown(&t->a);
+}
+
+/* A fresh agent in t (not set up yet) with the configuration cfg and the
+ * fakes setup() gives it. */
+static void agent_reinit(struct tenv *t, const struct lc_config *cfg)
+{
+	memset(&t->a, 0, sizeof(t->a));
+	t->a.cfg = *cfg;
+	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
+	t->a.groups = &fake_groups;
+	t->a.env.be = &fake_backend;
+	t->a.clock = &skew_clock;
+}
+
+static void crash_restart(struct tenv *t, bool keep_record)
+{
+	struct lc_config cfg = t->a.cfg;
+	struct lc_error err = { 0 };
+	char path[PATH_MAX + 256];
+
+	agent_stop(t);
 	/* No agent runs now: nothing else touches fk.snap_*. */
 	put_file(t->a.runtime_path, fk.snap_vols);
 	snprintf(path, sizeof(path), "%s/opening/%s.json", fk.snap_dir, fk.snap_name);
 	put_file(path, keep_record ? fk.snap_record : NULL);
 	fk.snap_name[0] = '\0';
-	memset(&t->a, 0, sizeof(t->a));
-	t->a.cfg = cfg;
-	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
-	t->a.groups = &fake_groups;
-	t->a.env.be = &fake_backend;
-	t->a.clock = &skew_clock;
+	agent_reinit(t, &cfg);
 	if (agent_setup(&t->a, &err))
 		fail_msg("setup after the crash: %s", err.msg);
 	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
@@ -5939,6 +5953,60 @@ static void disable_revokes(struct tenv *t, const char *name)
 	assert_status_revoked(t, name);
 }
 
+/* Crash at the create of name's mapping while it is opened on
+ * t->dir/disk (crash_at_create(), open_volume()). */
+static void crashed_open(struct tenv *t, const char *disk, const char *name)
+{
+	crash_at_create(t, name);
+	open_volume(t, disk, name);
+}
+
+/* The restart after the crash (crash_restart()) fails name's mapping
+ * closed: its keys wiped once, the mapping removed. */
+static void restart_fails_closed(struct tenv *t, const char *name, bool keep_record)
+{
+	crash_restart(t, keep_record);
+	assert_false(dev_exists(name));
+	assert_int_equal(fk.wipes, 1);
+}
+
+/* The disk lies: the header of t->dir/victim becomes a copy of
+ * t->dir/donor's, with victim's uuid (and, if same_keyconfig, asserted to
+ * name the same key configuration). */
+static void forge_header(struct tenv *t, const char *victim, const char *donor, bool same_keyconfig)
+{
+	struct lc_error err = { 0 };
+	struct lc_header *h1 = NULL, *h2 = NULL;
+	char p1[PATH_MAX], p2[PATH_MAX];
+	int fd;
+
+	snprintf(p1, sizeof(p1), "%s/%s", t->dir, victim);
+	snprintf(p2, sizeof(p2), "%s/%s", t->dir, donor);
+	assert_int_equal(lc_header_read_path(p1, &h1, NULL, &err), 0);
+	assert_int_equal(lc_header_read_path(p2, &h2, NULL, &err), 0);
+	memcpy(h2->uuid, h1->uuid, LC_UUID_LEN);
+	if (same_keyconfig)
+		assert_string_equal(h2->keyconfig, h1->keyconfig);
+	fd = open(p1, O_RDWR);
+	assert_true(fd >= 0);
+	if (lc_header_write(fd, h2, &err))
+		fail_msg("forge: %s", err.msg);
+	close(fd);
+	lc_header_free(h1);
+	lc_header_free(h2);
+}
+
+/* The retried volume.open of name on t->dir/disk after a crash: succeeds. */
+static void retry_open(struct tenv *t, const char *disk, const char *name)
+{
+	struct lc_error err = { 0 };
+	char a[512];
+
+	open_args(t, disk, name, a, sizeof(a));
+	if (call(t, "volume.open", jargs(a), NULL, &err))
+		fail_msg("the retried open: %s", err.msg);
+}
+
 /*
  * The finding (rev11b 03): killed after the create, with the keys loaded,
  * before volumes.json listed the volume.  The record was on disk before
@@ -5950,10 +6018,8 @@ static void test_crash_open_adopted(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	char a[512];
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	/* The open is over: fk.snap_* stay as the create left them. */
 	assert_non_null(fk.snap_record);	/* written before the create */
 	assert_non_null(strstr(fk.snap_record, "\"name\":\"v1\""));
@@ -5967,9 +6033,7 @@ static void test_crash_open_adopted(void **state)
 	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), 0);
 	assert_true(audit_has(t, "adopted from its open record"));
 	assert_false(record_exists(t, "v1"));
-	open_args(t, "d1", "v1", a, sizeof(a));
-	if (call(t, "volume.open", jargs(a), NULL, &err))
-		fail_msg("the retried open: %s", err.msg);
+	retry_open(t, "d1", "v1");
 	disable_revokes(t, "v1");
 }
 
@@ -5979,19 +6043,13 @@ static void test_crash_open_before_keys(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	char a[512];
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	set_keys("v1", 0);
-	crash_restart(t, true);
-	assert_false(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 1);
+	restart_fails_closed(t, "v1", true);
 	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
 	assert_true(audit_has(t, "open did not finish"));
-	open_args(t, "d1", "v1", a, sizeof(a));
-	if (call(t, "volume.open", jargs(a), NULL, &err))
-		fail_msg("the retried open: %s", err.msg);
+	retry_open(t, "d1", "v1");
 	assert_true(dev_exists("v1"));
 	assert_true(dev_keys("v1") > 0);
 	disable_revokes(t, "v1");
@@ -6006,19 +6064,13 @@ static void test_unknown_mapping_from_device(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	char a[512];
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
-	crash_restart(t, false);
-	assert_false(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 1);
+	crashed_open(t, "d1", "v1");
+	restart_fails_closed(t, "v1", false);
 	assert_int_equal(call(t, "status", jargs("{\"name\": \"v1\"}"), NULL, &err), -ENOENT);
 	assert_true(audit_has(t, "not adopted (no open record): keys wiped, mapping removed"));
 	assert_false(audit_has(t, "adopted from its device"));
-	open_args(t, "d1", "v1", a, sizeof(a));
-	if (call(t, "volume.open", jargs(a), NULL, &err))
-		fail_msg("the retried open: %s", err.msg);
+	retry_open(t, "d1", "v1");
 	disable_revokes(t, "v1");
 }
 
@@ -6055,15 +6107,12 @@ static void test_record_contradicted(void **state)
 	struct tenv *t = *state;
 	char *kc;
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	assert_non_null(fk.snap_record);
 	kc = strstr(fk.snap_record, "\"keyconfig\":\"kc1\"");
 	assert_non_null(kc);
 	kc[strlen("\"keyconfig\":\"kc")] = '9';
-	crash_restart(t, true);
-	assert_false(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 1);
+	restart_fails_closed(t, "v1", true);
 	assert_true(audit_has(t, "its header names key configuration kc1"));
 }
 
@@ -6214,28 +6263,18 @@ static void test_rev10_adopt_list_fails(void **state)
 	struct lc_config cfg = t->a.cfg;
 	struct lc_error err = { 0 };
 	char path[PATH_MAX + 256], misc[PATH_MAX];
-	uint64_t one = 1;
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	pthread_mutex_lock(&fk.mu);
 	fk.list_fails = true;
 	pthread_mutex_unlock(&fk.mu);
 	/* crash_restart(), but its start must fail. */
-	t->a.stop = true;
-	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
-	pthread_join(t->loop, NULL);
-	agent_teardown(&t->a);
+	agent_stop(t);
 	put_file(t->a.runtime_path, fk.snap_vols);
 	snprintf(path, sizeof(path), "%s/opening/v1.json", fk.snap_dir);
 	put_file(path, fk.snap_record);
 	fk.snap_name[0] = '\0';
-	memset(&t->a, 0, sizeof(t->a));
-	t->a.cfg = cfg;
-	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
-	t->a.groups = &fake_groups;
-	t->a.env.be = &fake_backend;
-	t->a.clock = &skew_clock;
+	agent_reinit(t, &cfg);
 	assert_int_equal(agent_setup(&t->a, &err), -ENOMEM);
 	assert_non_null(strstr(err.msg, "not starting"));
 	assert_int_equal(t->a.listen_fd, -1);	/* never served */
@@ -6247,12 +6286,7 @@ static void test_rev10_adopt_list_fails(void **state)
 	put_file(misc, "236 device-mapper\n237 loop-control\n");
 	agent_proc_misc = misc;
 	fk_list_enodev = true;
-	memset(&t->a, 0, sizeof(t->a));
-	t->a.cfg = cfg;
-	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
-	t->a.groups = &fake_groups;
-	t->a.env.be = &fake_backend;
-	t->a.clock = &skew_clock;
+	agent_reinit(t, &cfg);
 	assert_int_equal(agent_setup(&t->a, &err), -ENODEV);
 	agent_proc_misc = "/proc/misc";
 	assert_non_null(strstr(err.msg, "not starting"));
@@ -6265,12 +6299,7 @@ static void test_rev10_adopt_list_fails(void **state)
 	fk_list_enodev = false;
 	fk_list_fail_times = AGENT_ADOPT_LIST_TRIES - 1;
 	pthread_mutex_unlock(&fk.mu);
-	memset(&t->a, 0, sizeof(t->a));
-	t->a.cfg = cfg;
-	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
-	t->a.groups = &fake_groups;
-	t->a.env.be = &fake_backend;
-	t->a.clock = &skew_clock;
+	agent_reinit(t, &cfg);
 	if (agent_setup(&t->a, &err))
 		fail_msg("setup after the list came back: %s", err.msg);
 	assert_int_equal(pthread_create(&t->loop, NULL, loop_thread, &t->a), 0);
@@ -6293,24 +6322,15 @@ static void test_adopt_list_no_dm(void **state)
 	struct lc_config cfg = t->a.cfg;
 	struct lc_error err = { 0 };
 	char misc[PATH_MAX];
-	uint64_t one = 1;
 
-	t->a.stop = true;
-	assert_int_equal(write(t->a.wake_fd, &one, sizeof(one)), sizeof(one));
-	pthread_join(t->loop, NULL);
-	agent_teardown(&t->a);
+	agent_stop(t);
 	snprintf(misc, sizeof(misc), "%s/misc", t->dir);
 	put_file(misc, "237 loop-control\n200 tun\n");
 	agent_proc_misc = misc;
 	pthread_mutex_lock(&fk.mu);
 	fk.list_fails = fk_list_enodev = true;
 	pthread_mutex_unlock(&fk.mu);
-	memset(&t->a, 0, sizeof(t->a));
-	t->a.cfg = cfg;
-	t->a.listen_fd = t->a.signal_fd = t->a.timer_fd = t->a.wake_fd = -1;
-	t->a.groups = &fake_groups;
-	t->a.env.be = &fake_backend;
-	t->a.clock = &skew_clock;
+	agent_reinit(t, &cfg);
 	err.msg[0] = '\0';
 	if (agent_setup(&t->a, &err))
 		fail_msg("setup without device-mapper: %s", err.msg);
@@ -6333,31 +6353,17 @@ static void test_rev10_adopt_forged_header(void **state)
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
 	struct lc_kms_key_info k2;
-	struct lc_header *h1 = NULL, *h2 = NULL;
 	json_object *res = NULL, *vols, *v, *x;
-	char a[512], p1[PATH_MAX], p2[PATH_MAX];
-	int fd;
+	char a[512];
 
 	assert_int_equal(lc_kms_local_create(t->a.kms, "other", &k2, &err), 0);
 	snprintf(a, sizeof(a), "{\"name\": \"kc2\", \"provider\": \"local\", \"key_ref\": \"%s\"}", k2.key_id);
 	assert_int_equal(call(t, "keyconfig.create", jargs(a), NULL, &err), 0);
 	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc2\"}"), NULL, &err), 0);
 	format_disk(t, "d2", "ws2", "evil", true, NULL);
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	/* the disk lies: d1's header is now ws2's, with v1's uuid */
-	snprintf(p1, sizeof(p1), "%s/d1", t->dir);
-	snprintf(p2, sizeof(p2), "%s/d2", t->dir);
-	assert_int_equal(lc_header_read_path(p1, &h1, NULL, &err), 0);
-	assert_int_equal(lc_header_read_path(p2, &h2, NULL, &err), 0);
-	memcpy(h2->uuid, h1->uuid, LC_UUID_LEN);
-	fd = open(p1, O_RDWR);
-	assert_true(fd >= 0);
-	if (lc_header_write(fd, h2, &err))
-		fail_msg("forge: %s", err.msg);
-	close(fd);
-	lc_header_free(h1);
-	lc_header_free(h2);
+	forge_header(t, "d1", "d2", false);
 	crash_restart(t, false);
 	/* adopt10: no record, so nothing the header says is taken: fail
 	 * closed (keys wiped, mapping removed), audited. */
@@ -6376,30 +6382,12 @@ static void test_adopt_record_header_workspace(void **state)
 {
 	struct tenv *t = *state;
 	struct lc_error err = { 0 };
-	struct lc_header *h1 = NULL, *h2 = NULL;
-	char p1[PATH_MAX], p2[PATH_MAX];
-	int fd;
 
 	assert_int_equal(call(t, "workspace.bind", jargs("{\"workspace\": \"ws2\", \"keyconfig\": \"kc1\"}"), NULL, &err), 0);
 	format_disk(t, "d2", "ws2", "evil", true, NULL);
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
-	snprintf(p1, sizeof(p1), "%s/d1", t->dir);
-	snprintf(p2, sizeof(p2), "%s/d2", t->dir);
-	assert_int_equal(lc_header_read_path(p1, &h1, NULL, &err), 0);
-	assert_int_equal(lc_header_read_path(p2, &h2, NULL, &err), 0);
-	memcpy(h2->uuid, h1->uuid, LC_UUID_LEN);
-	assert_string_equal(h2->keyconfig, h1->keyconfig);
-	fd = open(p1, O_RDWR);
-	assert_true(fd >= 0);
-	if (lc_header_write(fd, h2, &err))
-		fail_msg("forge: %s", err.msg);
-	close(fd);
-	lc_header_free(h1);
-	lc_header_free(h2);
-	crash_restart(t, true);
-	assert_false(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 1);
+	crashed_open(t, "d1", "v1");
+	forge_header(t, "d1", "d2", true);
+	restart_fails_closed(t, "v1", true);
 	assert_true(audit_has(t, "its header names workspace ws2, project evil"));
 	assert_false(audit_has(t, "adopted from its open record"));
 }
@@ -6413,8 +6401,7 @@ static void test_adopt_record_table_device(void **state)
 	char link[PATH_MAX], from[PATH_MAX + 16], to[PATH_MAX + 16], *rec, *at;
 	size_t n;
 
-	crash_at_create(t, "v1");
-	open_volume(t, "d1", "v1");
+	crashed_open(t, "d1", "v1");
 	snprintf(link, sizeof(link), "%s/d1link", t->dir);
 	snprintf(from, sizeof(from), "%s/d1", t->dir);
 	assert_int_equal(symlink(from, link), 0);
@@ -6430,9 +6417,7 @@ static void test_adopt_record_table_device(void **state)
 		 at + strlen(from));
 	free(fk.snap_record);
 	fk.snap_record = rec;
-	crash_restart(t, true);
-	assert_false(dev_exists("v1"));
-	assert_int_equal(fk.wipes, 1);
+	restart_fails_closed(t, "v1", true);
 	assert_true(audit_has(t, "is not the one its record"));
 }
 
@@ -6480,8 +6465,7 @@ static void test_adopt_record_dir_modes(void **state)
 		assert_int_equal(chown(cases[i].which ? odir : rdir, 0, (gid_t)-1), 0);
 	}
 	/* Fixed: the next crash's record is believed again. */
-	crash_at_create(t, "vok");
-	open_volume(t, "dok", "vok");
+	crashed_open(t, "dok", "vok");
 	crash_restart(t, true);
 	assert_true(dev_exists("vok"));
 	assert_true(audit_has(t, "adopted from its open record"));
@@ -6530,6 +6514,37 @@ static void test_rev10_open_oracle(void **state)
 	assert_non_null(strstr(rev10_leak, "may use"));
 }
 
+/* Fakes under the sysfs root sys a stack of levels dm devices, each on
+ * the one below: devices/dm-<first+i> with dev <major>:<first+i> and its
+ * dev/block link, for i = 1..levels; dm-<first+1> lies on low (a path
+ * under devices/, its last component the slave's name). */
+static void sid_dm_stack(const char *sys, int major, int first, int levels, const char *low)
+{
+	const char *base = strrchr(low, '/') ? strrchr(low, '/') + 1 : low;
+	char p[64], q[128], v[128];
+
+	for (int i = 1; i <= levels; i++) {
+		snprintf(p, sizeof(p), "devices/dm-%d", first + i);
+		sid_mkdir(sys, p);
+		snprintf(q, sizeof(q), "%s/dev", p);
+		snprintf(v, sizeof(v), "%d:%d\n", major, first + i);
+		sid_file(sys, q, v);
+		snprintf(q, sizeof(q), "%s/slaves", p);
+		sid_mkdir(sys, q);
+		if (i == 1) {
+			snprintf(q, sizeof(q), "%s/slaves/%s", p, base);
+			snprintf(v, sizeof(v), "../../%s", low);
+		} else {
+			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, first + i - 1);
+			snprintf(v, sizeof(v), "../../dm-%d", first + i - 1);
+		}
+		sid_link(sys, q, v);
+		snprintf(q, sizeof(q), "dev/block/%d:%d", major, first + i);
+		snprintf(v, sizeof(v), "../../devices/dm-%d", first + i);
+		sid_link(sys, q, v);
+	}
+}
+
 /* REV10 finding: a stack deeper than AGENT_SID_DEPTH (7 device-mapper levels
  * over partition 60:1, e.g. thin LV -> pool -> tdata -> ... ) is "cut", and
  * nothing reads agent_sid.cut: the top of the stack is judged APART from the
@@ -6538,7 +6553,7 @@ static void test_rev10_open_oracle(void **state)
 static void test_rev10_sid_cut_ignored(void **state)
 {
 	struct tenv *t = *state;
-	char sys[160], part[160], top[160], p[64], q[128], why[512];
+	char sys[160], part[160], top[160], why[512];
 	struct agent_sid s_part, s_top;
 
 	snprintf(sys, sizeof(sys), "%s/sys", t->dir);
@@ -6553,26 +6568,7 @@ static void test_rev10_sid_cut_ignored(void **state)
 	sid_file(sys, "devices/d60/d60p1/partition", "1\n");
 	sid_link(sys, "dev/block/60:0", "../../devices/d60");
 	sid_link(sys, "dev/block/60:1", "../../devices/d60/d60p1");
-	for (int i = 1; i <= 7; i++) {
-		snprintf(p, sizeof(p), "devices/dm-%d", 20 + i);
-		sid_mkdir(sys, p);
-		snprintf(q, sizeof(q), "%s/dev", p);
-		snprintf(why, sizeof(why), "60:%d\n", 20 + i);
-		sid_file(sys, q, why);
-		snprintf(q, sizeof(q), "%s/slaves", p);
-		sid_mkdir(sys, q);
-		if (i == 1) {
-			snprintf(q, sizeof(q), "%s/slaves/d60p1", p);
-			sid_link(sys, q, "../../d60/d60p1");
-		} else {
-			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, 19 + i);
-			snprintf(why, sizeof(why), "../../dm-%d", 19 + i);
-			sid_link(sys, q, why);
-		}
-		snprintf(q, sizeof(q), "dev/block/60:%d", 20 + i);
-		snprintf(why, sizeof(why), "../../devices/dm-%d", 20 + i);
-		sid_link(sys, q, why);
-	}
+	sid_dm_stack(sys, 60, 20, 7, "d60/d60p1");
 	agent_sysfs_root = sys;
 	sid_node(t, "part", 1, part);
 	sid_node(t, "top", 27, top);
@@ -6591,34 +6587,13 @@ static void test_rev10_sid_cut_ignored(void **state)
  * stack of AGENT_SID_DEPTH - 1 levels is followed to the bottom. */
 static void claim10_stack(const char *sys, int levels)
 {
-	char p[64], q[128], v[128];
-
 	sid_mkdir(sys, "dev");
 	sid_mkdir(sys, "dev/block");
 	sid_mkdir(sys, "devices");
 	sid_mkdir(sys, "devices/d61");
 	sid_file(sys, "devices/d61/dev", "61:0\n");
 	sid_link(sys, "dev/block/61:0", "../../devices/d61");
-	for (int i = 1; i <= levels; i++) {
-		snprintf(p, sizeof(p), "devices/dm-%d", 100 + i);
-		sid_mkdir(sys, p);
-		snprintf(q, sizeof(q), "%s/dev", p);
-		snprintf(v, sizeof(v), "61:%d\n", 100 + i);
-		sid_file(sys, q, v);
-		snprintf(q, sizeof(q), "%s/slaves", p);
-		sid_mkdir(sys, q);
-		if (i == 1) {
-			snprintf(q, sizeof(q), "%s/slaves/d61", p);
-			sid_link(sys, q, "../../d61");
-		} else {
-			snprintf(q, sizeof(q), "%s/slaves/dm-%d", p, 99 + i);
-			snprintf(v, sizeof(v), "../../dm-%d", 99 + i);
-			sid_link(sys, q, v);
-		}
-		snprintf(q, sizeof(q), "dev/block/61:%d", 100 + i);
-		snprintf(v, sizeof(v), "../../devices/dm-%d", 100 + i);
-		sid_link(sys, q, v);
-	}
+	sid_dm_stack(sys, 61, 100, levels, "d61");
 }
 
 static void test_claim10_sid_cut_writer(void **state)

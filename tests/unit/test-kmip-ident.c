@@ -116,6 +116,17 @@ static void test_plain_and_renewed(void **state)
 	X509_NAME_free(nca), X509_NAME_free(na), X509_NAME_free(nb), X509_NAME_free(nca2);
 }
 
+/* The principal of a cert with the one-entry subject e issued by issuer,
+ * into p (size bytes). */
+static void principal_one(const struct ent *e, X509_NAME *issuer, char *p, size_t size)
+{
+	X509_NAME *n = name_of(e, 1);
+	X509 *x = cert(n, issuer, 1);
+
+	principal(x, p, size);
+	X509_free(x), X509_NAME_free(n);
+}
+
 static void test_hostile_names(void **state)
 {
 	static const struct ent ca[] = { { "CN", MBSTRING_UTF8, "ca", -1 } };
@@ -129,40 +140,24 @@ static void test_hostile_names(void **state)
 	static const struct ent utf[] = { { "CN", MBSTRING_UTF8, "J\xc3\xbcrgen \xe4\xb8\xad \xf0\x9f\x94\x91", -1 } };
 	/* a type OpenSSL does not print as text (dumped as #hex) */
 	static const struct ent bmp[] = { { "CN", MBSTRING_BMP, "\x00" "A" "\x00" "\x0a", 4 } };
-	X509_NAME *nca = name_of(ca, 1), *n;
+	X509_NAME *nca = name_of(ca, 1);
 	char p[LC_PROVIDER_IDENTITY_MAX];
-	X509 *x;
 
 	(void)state;
-	n = name_of(sp, 1);
-	x = cert(n, nca, 1);
-	principal(x, p, sizeof(p));
+	principal_one(sp, nca, p, sizeof(p));
 	assert_string_equal(p, "subject=CN=a\\,b\\;issuer=CN=ca\\+x\\\"\\<\\>\\\\;issuer=CN=ca");
-	X509_free(x), X509_NAME_free(n);
 
-	n = name_of(lead, 1);
-	x = cert(n, nca, 1);
-	principal(x, p, sizeof(p));
+	principal_one(lead, nca, p, sizeof(p));
 	assert_string_equal(p, "subject=CN=\\#lead\\ ;issuer=CN=ca");
-	X509_free(x), X509_NAME_free(n);
 
-	n = name_of(ctl, 1);
-	x = cert(n, nca, 1);
-	principal(x, p, sizeof(p));
+	principal_one(ctl, nca, p, sizeof(p));
 	assert_non_null(strstr(p, "subject=CN=a\\0Ab\\01c\\7Fd\\00e;"));
-	X509_free(x), X509_NAME_free(n);
 
-	n = name_of(utf, 1);
-	x = cert(n, nca, 1);
-	principal(x, p, sizeof(p));
+	principal_one(utf, nca, p, sizeof(p));
 	assert_string_equal(p, "subject=CN=J\\C3\\BCrgen \\E4\\B8\\AD \\F0\\9F\\94\\91;issuer=CN=ca");
-	X509_free(x), X509_NAME_free(n);
 
-	n = name_of(bmp, 1);
-	x = cert(n, nca, 1);
-	principal(x, p, sizeof(p));	/* printable whatever the type */
+	principal_one(bmp, nca, p, sizeof(p));	/* printable whatever the type */
 	assert_non_null(strstr(p, ";issuer=CN=ca"));
-	X509_free(x), X509_NAME_free(n);
 	X509_NAME_free(nca);
 }
 
