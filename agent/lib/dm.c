@@ -645,29 +645,53 @@ int lc_dm_revoke(const char *name, bool discard, struct lc_error *err)
 					   : LAKECRYPT_MSG_REVOKE, err);
 }
 
+/* Task @type (its @what: "status", "table") run on existing device @name:
+ * the task, or NULL with -errno in *@r and @err set. */
+static struct dm_task *run_named(int type, const char *what, const char *name, int *r,
+				 struct lc_error *err)
+{
+	_cleanup_task_ struct dm_task *dmt = NULL;
+	struct dm_info info;
+	struct dm_task *ok;
+
+	*r = check_name(name, err);
+	if (*r < 0)
+		return NULL;
+	dmt = task_new(type);
+	if (!dmt) {
+		*r = no_task(err);
+		return NULL;
+	}
+	if (!dm_task_set_name(dmt, name)) {
+		*r = lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare the %s of %s", what, name);
+		return NULL;
+	}
+	if (!dm_task_run(dmt)) {
+		int e = task_errno(dmt);
+
+		*r = lc_err(err, e, LC_ERRC_INVALID, "reading the %s of %s failed: %s (%s)",
+			    what, name, strerror(-e), last_error());
+		return NULL;
+	}
+	if (!dm_task_get_info(dmt, &info) || !info.exists) {
+		*r = lc_err(err, -ENXIO, LC_ERRC_INVALID, "device %s does not exist", name);
+		return NULL;
+	}
+	ok = dmt;
+	dmt = NULL;
+	return ok;
+}
+
 int lc_dm_status(const char *name, struct lc_dm_status *st, struct lc_error *err)
 {
 	_cleanup_task_ struct dm_task *dmt = NULL;
 	char *ttype = NULL, *params = NULL;
 	uint64_t start = 0, len = 0;
-	struct dm_info info;
 	int r;
 
-	r = check_name(name, err);
-	if (r < 0)
-		return r;
-	dmt = task_new(DM_DEVICE_STATUS);
+	dmt = run_named(DM_DEVICE_STATUS, "status", name, &r, err);
 	if (!dmt)
-		return no_task(err);
-	if (!dm_task_set_name(dmt, name))
-		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare status of %s", name);
-	if (!dm_task_run(dmt)) {
-		r = task_errno(dmt);
-		return lc_err(err, r, LC_ERRC_INVALID, "reading the status of %s failed: %s (%s)",
-			      name, strerror(-r), last_error());
-	}
-	if (!dm_task_get_info(dmt, &info) || !info.exists)
-		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "device %s does not exist", name);
+		return r;
 	(void)dm_get_next_target(dmt, NULL, &start, &len, &ttype, &params);
 	if (!ttype || strcmp(ttype, LAKECRYPT_TARGET_NAME))
 		return lc_err(err, -EINVAL, LC_ERRC_INVALID,
@@ -681,26 +705,13 @@ int lc_dm_table_get(const char *name, char **params, uint64_t *length, struct lc
 	_cleanup_task_ struct dm_task *dmt = NULL;
 	char *ttype = NULL, *p = NULL;
 	uint64_t start = 0, len = 0;
-	struct dm_info info;
 	int r;
 
 	*params = NULL;
 	*length = 0;
-	r = check_name(name, err);
-	if (r < 0)
-		return r;
-	dmt = task_new(DM_DEVICE_TABLE);
+	dmt = run_named(DM_DEVICE_TABLE, "table", name, &r, err);
 	if (!dmt)
-		return no_task(err);
-	if (!dm_task_set_name(dmt, name))
-		return lc_err(err, -ENOMEM, LC_ERRC_INTERNAL, "cannot prepare the table of %s", name);
-	if (!dm_task_run(dmt)) {
-		r = task_errno(dmt);
-		return lc_err(err, r, LC_ERRC_INVALID, "reading the table of %s failed: %s (%s)",
-			      name, strerror(-r), last_error());
-	}
-	if (!dm_task_get_info(dmt, &info) || !info.exists)
-		return lc_err(err, -ENXIO, LC_ERRC_INVALID, "device %s does not exist", name);
+		return r;
 	/* One target, lakecrypt's, at sector 0: anything else is not ours. */
 	if (dm_get_next_target(dmt, NULL, &start, &len, &ttype, &p) || start || !ttype ||
 	    strcmp(ttype, LAKECRYPT_TARGET_NAME) || !p)
